@@ -1,0 +1,254 @@
+"""Network namespaces, veth pairs and addresses, through netlink (pyroute2) and a few syscalls.
+
+Namespaces are made with unshare(2) in a short-lived thread and bind-mounted under /run/netns,
+as `ip netns add` does, but without forking a process: about 1 ms instead of 9.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import fcntl
+import os
+import socket
+import struct
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from pyroute2 import IPRoute
+
+from netfate.errors import DriverError
+from netfate.proc import NETNS_DIR
+
+CLONE_NEWNET = 0x40000000
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_SHARED = 1 << 20
+MNT_DETACH = 2
+SIOCETHTOOL = 0x8946
+ETHTOOL_STXCSUM = 0x00000017
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise DriverError(f"{what}: {os.strerror(err)}")
+
+
+def _mount(src: str, target: str, flags: int) -> None:
+    rc = _libc.mount(src.encode(), target.encode(), None, ctypes.c_ulong(flags), None)
+    _check(rc, f"mount {src} on {target}")
+
+
+def _ensure_run_dir() -> None:
+    """Make /run/netns a shared mount point, as ip-netns does, so its mounts propagate."""
+    os.makedirs(NETNS_DIR, exist_ok=True)
+    rc = _libc.mount(b"none", NETNS_DIR.encode(), None, ctypes.c_ulong(MS_SHARED | MS_REC), None)
+    if rc != 0 and ctypes.get_errno() == errno.EINVAL:
+        _mount(NETNS_DIR, NETNS_DIR, MS_BIND | MS_REC)
+        _mount("none", NETNS_DIR, MS_SHARED | MS_REC)
+
+
+def exists(name: str) -> bool:
+    return os.path.exists(os.path.join(NETNS_DIR, name))
+
+
+def list_names() -> list[str]:
+    try:
+        return sorted(os.listdir(NETNS_DIR))
+    except FileNotFoundError:
+        return []
+
+
+def create(name: str) -> bool:
+    """Create the namespace; return False if it already existed (idempotent)."""
+    if exists(name):
+        return False
+    _ensure_run_dir()
+    path = os.path.join(NETNS_DIR, name)
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    os.close(fd)
+    failure: list[BaseException] = []
+
+    def worker() -> None:
+        # unshare() moves only this thread to the new namespace; the thread then ends.
+        try:
+            _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+            tid = threading.get_native_id()
+            _mount(f"/proc/self/task/{tid}/ns/net", path, MS_BIND)
+        except BaseException as exc:  # reported to the caller below
+            failure.append(exc)
+
+    t = threading.Thread(target=worker, name=f"netns-{name}")
+    t.start()
+    t.join()
+    if failure:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise DriverError(f"cannot create namespace {name}: {failure[0]}")
+    return True
+
+
+def delete(name: str) -> bool:
+    """Unmount and remove the namespace file; False if it did not exist (idempotent)."""
+    path = os.path.join(NETNS_DIR, name)
+    if not os.path.exists(path):
+        return False
+    _libc.umount2(path.encode(), MNT_DETACH)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    return True
+
+
+@contextlib.contextmanager
+def entered(name: str) -> Iterator[None]:
+    """Run the block with this thread inside the namespace; sockets made here stay in it."""
+    own = os.open(f"/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        target = os.open(os.path.join(NETNS_DIR, name), os.O_RDONLY)
+    except FileNotFoundError as exc:
+        os.close(own)
+        raise DriverError(f"namespace {name} does not exist") from exc
+    try:
+        _check(_libc.setns(target, CLONE_NEWNET), f"setns {name}")
+        try:
+            yield
+        finally:
+            _check(_libc.setns(own, CLONE_NEWNET), "setns back")
+    finally:
+        os.close(target)
+        os.close(own)
+
+
+def socket_in(name: str | None, family: int, type_: int, proto: int = 0) -> socket.socket:
+    if name is None:
+        return socket.socket(family, type_, proto)
+    with entered(name):
+        return socket.socket(family, type_, proto)
+
+
+def iproute(name: str | None = None) -> IPRoute:
+    """A netlink socket bound to the namespace (the root one when name is None)."""
+    if name is None:
+        return IPRoute()
+    with entered(name):
+        return IPRoute()
+
+
+def tx_checksum_off(name: str | None, ifname: str) -> None:
+    """`ethtool -K IF tx off` by ioctl: TCP through the OVS netdev datapath needs it."""
+    sock = socket_in(name, socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        value = ctypes.create_string_buffer(struct.pack("II", ETHTOOL_STXCSUM, 0), 8)
+        ifreq = struct.pack("16sP", ifname.encode(), ctypes.addressof(value))
+        fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq)
+    except OSError as exc:
+        raise DriverError(f"cannot turn tx checksum offload off on {ifname}: {exc}") from exc
+    finally:
+        sock.close()
+
+
+def link_index(ipr: IPRoute, ifname: str) -> int | None:
+    found = ipr.link_lookup(ifname=ifname)
+    return int(found[0]) if found else None
+
+
+def veth_into(
+    host_if: str,
+    ns: str,
+    ns_if: str,
+    *,
+    ipr: IPRoute | None = None,
+    mtu: int | None = None,
+    mac: str | None = None,
+) -> None:
+    """A veth pair: host_if stays in the root namespace, its peer ns_if goes into ns. Idempotent."""
+    own = ipr is None
+    root = ipr if ipr is not None else iproute()
+    try:
+        if link_index(root, host_if) is not None:
+            return
+        peer: dict[str, Any] = {"ifname": ns_if, "net_ns_fd": ns}
+        if mac:
+            peer["address"] = mac
+        kw: dict[str, Any] = {}
+        if mtu:
+            kw["mtu"] = mtu
+            peer["mtu"] = mtu
+        try:
+            root.link("add", ifname=host_if, kind="veth", peer=peer, **kw)
+        except Exception as exc:
+            raise DriverError(f"cannot create veth {host_if} <-> {ns}/{ns_if}: {exc}") from exc
+        idx = link_index(root, host_if)
+        root.link("set", index=idx, state="up")
+    finally:
+        if own:
+            root.close()
+
+
+def delete_link(ifname: str, ipr: IPRoute | None = None) -> bool:
+    own = ipr is None
+    root = ipr if ipr is not None else iproute()
+    try:
+        idx = link_index(root, ifname)
+        if idx is None:
+            return False
+        try:
+            root.link("del", index=idx)
+        except Exception as exc:
+            if "No such device" in str(exc):
+                return False
+            raise DriverError(f"cannot delete link {ifname}: {exc}") from exc
+        return True
+    finally:
+        if own:
+            root.close()
+
+
+def list_links(prefix: str, ipr: IPRoute | None = None) -> list[str]:
+    own = ipr is None
+    root = ipr if ipr is not None else iproute()
+    try:
+        names = [str(link.get("ifname")) for link in root.get_links()]
+    finally:
+        if own:
+            root.close()
+    return sorted(n for n in names if n.startswith(prefix))
+
+
+def configure_inside(
+    ns: str,
+    ifname: str,
+    *,
+    addresses: list[str] | None = None,
+    gateway: str | None = None,
+    tx_off: bool = True,
+) -> None:
+    """Bring lo and ifname up inside ns, add CIDR addresses and a default route."""
+    with iproute(ns) as ipr:
+        lo = link_index(ipr, "lo")
+        ipr.link("set", index=lo, state="up")
+        idx = link_index(ipr, ifname)
+        if idx is None:
+            raise DriverError(f"{ifname} is missing in namespace {ns}")
+        for cidr in addresses or []:
+            addr, plen = cidr.split("/")
+            try:
+                ipr.addr("add", index=idx, address=addr, prefixlen=int(plen))
+            except Exception as exc:
+                if "File exists" not in str(exc):
+                    raise DriverError(f"cannot add {cidr} to {ns}/{ifname}: {exc}") from exc
+        ipr.link("set", index=idx, state="up")
+        if gateway:
+            try:
+                ipr.route("add", dst="0.0.0.0/0", gateway=gateway)
+            except Exception as exc:
+                if "File exists" not in str(exc):
+                    raise DriverError(f"cannot route {ns} via {gateway}: {exc}") from exc
+    if tx_off:
+        tx_checksum_off(ns, ifname)

@@ -1,0 +1,51 @@
+"""Names of everything the project creates. One prefix, so cleanup finds exactly its own."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+PREFIX = "fate-"
+IFNAMSIZ = 15  # kernel limit on interface names, without the NUL
+_SAFE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+def check_token(kind: str, value: str, max_len: int = 32) -> str:
+    """Validate a name a user gives (node, owner, NF, port) so it is safe in any resource name."""
+    if not value or len(value) > max_len or not _SAFE.match(value):
+        raise ValueError(
+            f"{kind} {value!r} is not a valid name: use 1-{max_len} characters "
+            "a-z, 0-9, '_', '.', '-', starting with a letter or digit"
+        )
+    return value
+
+
+def ifname(*parts: str) -> str:
+    """An interface name with the prefix; hashed when the readable form would be too long."""
+    readable = PREFIX + "-".join(parts)
+    if len(readable) <= IFNAMSIZ:
+        return readable
+    digest = hashlib.sha1("/".join(parts).encode()).hexdigest()
+    return PREFIX + digest[: IFNAMSIZ - len(PREFIX)]
+
+
+def nf_netns(node: str, owner: str, nf: str) -> str:
+    """The native NF's namespace, named after node, owner and NF (the NNF paper, IV.D)."""
+    return f"{PREFIX}{node}-{owner}-{nf}"
+
+
+def host_netns(host: str) -> str:
+    return f"{PREFIX}h-{host}"
+
+
+def bridge(node: str) -> str:
+    """LSI-0 of a node."""
+    return ifname(node)
+
+
+def cgroup_parent() -> str:
+    return PREFIX + "nfs"
+
+
+def is_ours(name: str) -> bool:
+    return name.startswith(PREFIX)

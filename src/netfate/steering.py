@@ -1,0 +1,193 @@
+"""Traffic steering rules (the NNF paper's createTSRule) and their OpenFlow 1.3 form. Pure.
+
+A rule matches on ports and headers and outputs to ports, by name. `to_flow` turns it into an
+ovs-ofctl flow given the switch's port numbers; `FlowTable` (for tests) follows a packet
+through such flows, as Faucet's fake flow table does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+ETH_IPV4 = 0x0800
+ETH_ARP = 0x0806
+
+
+class Match(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    in_port: str | None = None
+    eth_src: str | None = None
+    eth_dst: str | None = None
+    eth_type: int | None = Field(default=None, ge=0, le=0xFFFF)
+    ipv4_src: str | None = None
+    ipv4_dst: str | None = None
+    ip_proto: int | None = Field(default=None, ge=0, le=255)
+    tp_src: int | None = Field(default=None, ge=0, le=65535)
+    tp_dst: int | None = Field(default=None, ge=0, le=65535)
+
+    @field_validator("eth_src", "eth_dst")
+    @classmethod
+    def _mac(cls, v: str | None) -> str | None:
+        if v is not None and not _MAC.match(v.lower()):
+            raise ValueError(f"{v!r} is not a MAC address like 02:00:00:00:00:01")
+        return v.lower() if v else v
+
+    @field_validator("ipv4_src", "ipv4_dst")
+    @classmethod
+    def _ip(cls, v: str | None) -> str | None:
+        if v is not None:
+            ipaddress.IPv4Network(v, strict=False)
+        return v
+
+
+class TSRule(BaseModel):
+    """One steering rule on an LSI: match, priority, and the ports to send to (empty = drop)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rule_id: str = Field(min_length=1, max_length=128)
+    priority: int = Field(default=100, ge=1, le=65535)
+    match: Match = Field(default_factory=Match)
+    output: tuple[str, ...] = ()
+    idle_timeout: int = Field(default=0, ge=0, le=65535)
+
+    def cookie(self) -> int:
+        return rule_cookie(self.rule_id)
+
+
+def rule_cookie(rule_id: str) -> int:
+    """A 63-bit cookie derived from the rule id, so a rule's flows can be found and removed."""
+    return int(hashlib.sha1(rule_id.encode()).hexdigest()[:15], 16)
+
+
+def _needs_ip(m: Match) -> bool:
+    return any(x is not None for x in (m.ipv4_src, m.ipv4_dst, m.ip_proto, m.tp_src, m.tp_dst))
+
+
+def match_fields(m: Match, ofports: Mapping[str, int]) -> list[str]:
+    """OpenFlow 1.3 prerequisites included: IP fields imply eth_type, ports imply ip_proto."""
+    out: list[str] = []
+    if m.in_port is not None:
+        out.append(f"in_port={_port(m.in_port, ofports)}")
+    if m.eth_src:
+        out.append(f"dl_src={m.eth_src}")
+    if m.eth_dst:
+        out.append(f"dl_dst={m.eth_dst}")
+    eth_type = m.eth_type
+    if eth_type is None and _needs_ip(m):
+        eth_type = ETH_IPV4
+    if eth_type is not None:
+        out.append(f"dl_type=0x{eth_type:04x}")
+    if m.ipv4_src:
+        out.append(f"nw_src={m.ipv4_src}")
+    if m.ipv4_dst:
+        out.append(f"nw_dst={m.ipv4_dst}")
+    if (m.tp_src is not None or m.tp_dst is not None) and m.ip_proto is None:
+        raise ValueError("a TCP/UDP port match needs ip_proto (6 or 17)")
+    if m.ip_proto is not None:
+        out.append(f"nw_proto={m.ip_proto}")
+    if m.tp_src is not None:
+        out.append(f"tp_src={m.tp_src}")
+    if m.tp_dst is not None:
+        out.append(f"tp_dst={m.tp_dst}")
+    return out
+
+
+# Outputs that are OpenFlow reserved ports rather than switch ports.
+RESERVED_OUTPUTS = {"normal": "NORMAL", "flood": "FLOOD", "controller": "CONTROLLER:65535"}
+
+
+def _action(name: str, in_port: str | None, ofports: Mapping[str, int]) -> str:
+    if name in RESERVED_OUTPUTS:
+        return RESERVED_OUTPUTS[name]
+    if name == in_port:
+        return "in_port"  # OpenFlow never sends back out of the ingress port otherwise
+    return f"output:{_port(name, ofports)}"
+
+
+def _port(name: str, ofports: Mapping[str, int]) -> int:
+    if name not in ofports:
+        raise KeyError(f"port {name!r} is not on the switch")
+    return ofports[name]
+
+
+def to_flow(rule: TSRule, ofports: Mapping[str, int]) -> str:
+    """The rule as an ovs-ofctl add-flow line (OpenFlow 1.3, table 0)."""
+    fields = [f"cookie=0x{rule.cookie():x}", "table=0", f"priority={rule.priority}"]
+    if rule.idle_timeout:
+        fields.append(f"idle_timeout={rule.idle_timeout}")
+    fields += match_fields(rule.match, ofports)
+    if rule.output:
+        acts = [_action(name, rule.match.in_port, ofports) for name in rule.output]
+        actions = ",".join(acts)
+    else:
+        actions = "drop"
+    return ",".join(fields) + f",actions={actions}"
+
+
+class Packet(BaseModel):
+    """A packet's headers, for following it through a FlowTable in tests."""
+
+    in_port: str
+    eth_src: str = "02:00:00:00:00:01"
+    eth_dst: str = "02:00:00:00:00:02"
+    eth_type: int = ETH_IPV4
+    ipv4_src: str | None = None
+    ipv4_dst: str | None = None
+    ip_proto: int | None = None
+    tp_src: int | None = None
+    tp_dst: int | None = None
+
+
+def matches(m: Match, p: Packet) -> bool:
+    if m.in_port is not None and m.in_port != p.in_port:
+        return False
+    if m.eth_src and m.eth_src != p.eth_src.lower():
+        return False
+    if m.eth_dst and m.eth_dst != p.eth_dst.lower():
+        return False
+    eth_type = m.eth_type if m.eth_type is not None else (ETH_IPV4 if _needs_ip(m) else None)
+    if eth_type is not None and eth_type != p.eth_type:
+        return False
+    for net, addr in ((m.ipv4_src, p.ipv4_src), (m.ipv4_dst, p.ipv4_dst)):
+        if net is not None and (
+            addr is None or ipaddress.IPv4Address(addr) not in ipaddress.IPv4Network(net, False)
+        ):
+            return False
+    for want, got in ((m.ip_proto, p.ip_proto), (m.tp_src, p.tp_src), (m.tp_dst, p.tp_dst)):
+        if want is not None and want != got:
+            return False
+    return True
+
+
+class FlowTable:
+    """A fake single-table switch: highest-priority match wins; no match means drop."""
+
+    def __init__(self) -> None:
+        self.rules: dict[str, TSRule] = {}
+
+    def apply(self, rule: TSRule) -> None:
+        self.rules[rule.rule_id] = rule
+
+    def remove(self, rule_id: str) -> None:
+        self.rules.pop(rule_id, None)
+
+    def lookup(self, p: Packet) -> TSRule | None:
+        best: TSRule | None = None
+        for r in self.rules.values():
+            if matches(r.match, p) and (best is None or r.priority > best.priority):
+                best = r
+        return best
+
+    def forward(self, p: Packet) -> tuple[str, ...]:
+        r = self.lookup(p)
+        if r is None:
+            return ()
+        return tuple(p.in_port if o == r.match.in_port else o for o in r.output)
