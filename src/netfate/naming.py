@@ -49,3 +49,13 @@ def cgroup_parent() -> str:
 
 def is_ours(name: str) -> bool:
     return name.startswith(PREFIX)
+
+
+def nf_port(instance_id: str, port: str) -> str:
+    """The root-namespace end of an NF port's veth (hashed: instance ids are long)."""
+    digest = hashlib.sha1(f"{instance_id}/{port}".encode()).hexdigest()
+    return PREFIX + "p" + digest[: IFNAMSIZ - len(PREFIX) - 1]
+
+
+def nf_instance_id(node: str, owner: str, nf: str) -> str:
+    return f"{node}-{owner}-{nf}"

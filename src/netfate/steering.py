@@ -191,3 +191,48 @@ class FlowTable:
         if r is None:
             return ()
         return tuple(p.in_port if o == r.match.in_port else o for o in r.output)
+
+
+def chain_rules(
+    tag: str,
+    user_mac: str,
+    access_port: str,
+    uplink_port: str,
+    hops: list[tuple[str, str]],
+    priority: int = 100,
+) -> list[TSRule]:
+    """Steer one user's traffic through a chain of bump-in-the-wire NFs on an LSI.
+
+    hops are the NFs' (lan-side, wan-side) switch ports, in chain order. Upstream: from the
+    user's access port with their MAC, through each NF, out of the uplink. Downstream: to
+    their MAC from the uplink, back through the chain in reverse, out of the access port.
+    """
+    mac = user_mac.lower()
+    rules: list[TSRule] = []
+    up_from: tuple[str, str | None] = (access_port, mac)
+    for i, (lan, wan) in enumerate(hops):
+        port, src = up_from
+        rules.append(TSRule(
+            rule_id=f"{tag}:up:{i}", priority=priority,
+            match=Match(in_port=port, eth_src=src), output=(lan,),
+        ))
+        up_from = (wan, None)
+    port, src = up_from
+    rules.append(TSRule(
+        rule_id=f"{tag}:up:{len(hops)}", priority=priority,
+        match=Match(in_port=port, eth_src=src), output=(uplink_port,),
+    ))
+    down_from: tuple[str, str | None] = (uplink_port, mac)
+    for i, (lan, wan) in reversed(list(enumerate(hops))):
+        port, dst = down_from
+        rules.append(TSRule(
+            rule_id=f"{tag}:down:{i}", priority=priority,
+            match=Match(in_port=port, eth_dst=dst), output=(wan,),
+        ))
+        down_from = (lan, None)
+    port, dst = down_from
+    rules.append(TSRule(
+        rule_id=f"{tag}:down:-1", priority=priority,
+        match=Match(in_port=port, eth_dst=dst), output=(access_port,),
+    ))
+    return rules

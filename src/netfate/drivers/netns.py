@@ -108,7 +108,7 @@ def delete(name: str) -> bool:
 @contextlib.contextmanager
 def entered(name: str) -> Iterator[None]:
     """Run the block with this thread inside the namespace; sockets made here stay in it."""
-    own = os.open(f"/proc/thread-self/ns/net", os.O_RDONLY)
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
         target = os.open(os.path.join(NETNS_DIR, name), os.O_RDONLY)
     except FileNotFoundError as exc:

@@ -23,6 +23,7 @@ from netfate.steering import TSRule, match_fields, to_flow
 
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 DAEMONS = ("ovs-vswitchd", "ovsdb-server")
+ISOLATED_VLAN = 4000
 
 
 class OvsServer:
@@ -180,12 +181,20 @@ class OvsNetwork:
         self._require_lsi(lsi)
         return self.create_ports(lsi, [(port, peer)])[port]
 
-    def create_ports(self, lsi: str, ports: list[tuple[str, str | None]]) -> dict[str, int]:
-        """Several ports in one transaction (an NF's ports come up together)."""
+    def create_ports(
+        self, lsi: str, ports: list[tuple[str, str | None]], *, isolated: bool = False
+    ) -> dict[str, int]:
+        """Several ports in one transaction (an NF's ports come up together).
+
+        isolated ports sit in a VLAN of their own, which only affects the NORMAL action: the
+        switch's L2 flooding never reaches them, while steering rules still output to them.
+        """
         api = self.api
         cmds: list[Any] = []
         for port, peer in ports:
             cmds.append(api.add_port(lsi, port, may_exist=True))
+            if isolated:
+                cmds.append(api.db_set("Port", port, ("tag", ISOLATED_VLAN)))
             if peer is not None:
                 cmds.append(
                     api.db_set("Interface", port, ("type", "patch"), ("options", {"peer": peer}))

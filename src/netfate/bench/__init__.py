@@ -1,0 +1,1 @@
+"""Benchmarks: figures printed as JSON, with same-run baselines."""

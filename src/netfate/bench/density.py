@@ -1,0 +1,84 @@
+"""netfate bench density: N native firewalls created (ports on an LSI, started), then deleted.
+Reports total time and memory per idle NF (MemAvailable before and after, so kernel memory
+for namespaces, veths, rulesets and OVS ports all counts), and checks nothing is left."""
+
+from __future__ import annotations
+
+import gc
+import time
+from typing import Any
+
+from netfate import catalogue, naming
+from netfate.bench.harness import machine, meminfo_available_kb, slab_kb, testbed
+from netfate.drivers import cgroups, netns
+from netfate.errors import NetfateError
+
+FW_CONFIG: dict[str, Any] = {
+    "rules": [{"action": "deny", "direction": "out", "proto": "tcp", "dport": 23}],
+}
+
+
+def _settle() -> None:
+    gc.collect()
+    time.sleep(0.5)
+
+
+def run(count: int = 100, node_name: str = "dc") -> dict[str, Any]:
+    with testbed() as tb:
+        bundle = catalogue.install(tb.store, "firewall")
+        node = tb.node(node_name)
+        owners = [f"d{i}" for i in range(count)]
+        created: list[str] = []
+        _settle()
+        mem0 = meminfo_available_kb()
+        slab0 = slab_kb()
+        failures: list[str] = []
+        t0 = time.perf_counter()
+        try:
+            for o in owners:
+                try:
+                    info = node.deploy_nf(o, "firewall", bundle.sha256, FW_CONFIG)
+                    created.append(info.instance_id)
+                except NetfateError as exc:
+                    failures.append(str(exc))
+                    if len(failures) > 5:
+                        break
+            t1 = time.perf_counter()
+            _settle()
+            mem1 = meminfo_available_kb()
+            slab1 = slab_kb()
+            ovs_ports = len(node.network.list_ports(node.lsi))
+        finally:
+            t2 = time.perf_counter()
+            for iid in created:
+                node.remove_nf(iid)
+            t3 = time.perf_counter()
+        _settle()
+        mem2 = meminfo_available_kb()
+        left_ns = [n for n in netns.list_names()
+                   if any(n == naming.nf_netns(node_name, o, "firewall") for o in owners)]
+        left_links = len([p for p in node.network.list_ports(node.lsi)
+                          if p.startswith(naming.PREFIX + "p")])
+        left_cg = [c for c in cgroups.list_ours() if c in set(created)]
+    n = len(created)
+    per_nf_kb = (mem0 - mem1) / n if n else 0.0
+    return {
+        "benchmark": "density",
+        "count": count,
+        "created": n,
+        "failures": failures[:5],
+        "create_seconds": round(t1 - t0, 2),
+        "delete_seconds": round(t3 - t2, 2),
+        "total_seconds": round((t1 - t0) + (t3 - t2), 2),
+        "create_per_nf_ms": round((t1 - t0) * 1000 / max(n, 1), 2),
+        "memory_per_nf_kb": round(per_nf_kb, 1),
+        "memory_per_nf_mb": round(per_nf_kb / 1024, 3),
+        "slab_per_nf_kb": round((slab1.get("Slab", 0) - slab0.get("Slab", 0)) / max(n, 1), 1),
+        "ovs_ports_at_peak": ovs_ports,
+        "memory_returned_kb": mem2 - mem1,
+        "left_behind": {"namespaces": len(left_ns), "lsi_ports": left_links,
+                        "cgroups": len(left_cg)},
+        "targets": {"count": 1000, "total_seconds": 30, "memory_per_nf_mb": 1.0},
+        "reference": {"gnf_containers": 50, "gnf_seconds": 10, "gnf_mb_each": 2.21},
+        "machine": machine(),
+    }

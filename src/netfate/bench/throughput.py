@@ -1,0 +1,87 @@
+"""netfate bench throughput: iperf3 from a client to the internet host, on the plain path and
+through a native firewall on the client's CPE LSI; the ratio between them."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import time
+from typing import Any
+
+from netfate import catalogue
+from netfate.bench.harness import machine, testbed
+from netfate.errors import DriverError
+from netfate.proc import netns_argv
+
+FW_CONFIG: dict[str, Any] = {
+    "default_out": "allow",
+    "rules": [
+        {"action": "deny", "direction": "out", "proto": "tcp", "dport": 23},
+        {"action": "allow", "direction": "out", "proto": "tcp", "dport": 5201},
+    ],
+}
+
+
+def _iperf(client_ns: str, server_ns: str, server_ip: str, seconds: int) -> float:
+    server = subprocess.Popen(  # noqa: S603 - argument list
+        netns_argv(server_ns, ["iperf3", "-s", "-1", "-B", server_ip, "-p", "5201"]),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.3)
+        cp = subprocess.run(  # noqa: S603 - argument list
+            netns_argv(client_ns, ["iperf3", "-c", server_ip, "-p", "5201", "-t", str(seconds),
+                                   "-J"]),
+            capture_output=True, timeout=seconds + 20, check=False,
+        )
+        try:
+            data = json.loads(cp.stdout)
+            return float(data["end"]["sum_received"]["bits_per_second"])
+        except (ValueError, KeyError) as exc:
+            raise DriverError(f"iperf3 gave no result: {cp.stdout[-500:]!r}") from exc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            server.kill()
+        server.wait()
+
+
+def run(seconds: int = 5, rounds: int = 2) -> dict[str, Any]:
+    with testbed() as tb:
+        bundle = catalogue.install(tb.store, "firewall")
+        node_name, mac, access, uplink = tb.access("client1")
+        node = tb.node(node_name)
+        client = tb.host("client1").netns
+        inet = tb.internet()
+        ip = tb.topology.internet_address
+        direct: list[float] = []
+        through: list[float] = []
+        info = node.deploy_nf("benchtp", "firewall", bundle.sha256, FW_CONFIG)
+        rules = node.steering_rules("bench:tp", mac, access, uplink, [info])
+        try:
+            # Alternate the two paths so machine noise hits both alike.
+            for _ in range(rounds):
+                direct.append(_iperf(client, inet.netns, ip, seconds))
+                node.network.apply_ts_rules(node.lsi, rules)
+                through.append(_iperf(client, inet.netns, ip, seconds))
+                node.unsteer(rules)
+            counters = node.compute.status(info.instance_id).detail
+        finally:
+            node.unsteer(rules)
+            node.remove_nf(info.instance_id)
+    d = max(direct)
+    t = max(through)
+    return {
+        "benchmark": "throughput",
+        "seconds": seconds,
+        "rounds": rounds,
+        "mtu": tb.topology.mtu,
+        "direct_gbps": round(d / 1e9, 3),
+        "firewall_gbps": round(t / 1e9, 3),
+        "ratio": round(t / d, 3) if d else None,
+        "all_direct_gbps": [round(x / 1e9, 3) for x in direct],
+        "all_firewall_gbps": [round(x / 1e9, 3) for x in through],
+        "firewall_status": counters,
+        "targets": {"firewall_gbps": 1.0, "ratio": 0.8},
+        "machine": machine(),
+    }

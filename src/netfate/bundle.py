@@ -1,0 +1,187 @@
+"""NF bundles: a .tgz with descriptor.yaml and lifecycle scripts, identified by sha256.
+
+Extraction refuses anything but plain files and directories under the bundle root: no '..',
+no absolute paths, no links, no devices; and it bounds size and member count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import yaml
+
+from netfate.descriptor import LIFECYCLE, REQUIRED_SCRIPTS, Descriptor, parse_descriptor
+from netfate.errors import InvalidInput, NotFound
+
+MAX_BUNDLE_BYTES = 16 * 1024 * 1024
+MAX_MEMBERS = 512
+DESCRIPTOR = "descriptor.yaml"
+
+
+@dataclass(frozen=True)
+class Bundle:
+    sha256: str
+    root: Path
+    descriptor: Descriptor
+
+    def script(self, action: str) -> Path | None:
+        p = self.root / "scripts" / action
+        return p if p.is_file() else None
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def build_bundle(src: Path) -> bytes:
+    """A reproducible .tgz of a bundle directory (sorted, fixed mtimes and owners)."""
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz:
+        with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for path in sorted(src.rglob("*")):
+                if "__pycache__" in path.parts:
+                    continue
+                rel = path.relative_to(src).as_posix()
+                info = tar.gettarinfo(str(path), arcname=rel)
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                info.mtime = 0
+                if path.is_file():
+                    with path.open("rb") as fh:
+                        tar.addfile(info, fh)
+                elif path.is_dir():
+                    tar.addfile(info)
+    return buf.getvalue()
+
+
+def _check_member(m: tarfile.TarInfo) -> str:
+    name = m.name
+    p = PurePosixPath(name)
+    if p.is_absolute() or name.startswith("/"):
+        raise InvalidInput(f"bundle member {name!r} has an absolute path")
+    if ".." in p.parts:
+        raise InvalidInput(f"bundle member {name!r} contains '..'")
+    if m.issym() or m.islnk():
+        raise InvalidInput(f"bundle member {name!r} is a link; links are not allowed")
+    if m.isdev() or m.isfifo() or m.ischr() or m.isblk():
+        raise InvalidInput(f"bundle member {name!r} is a device or fifo; not allowed")
+    if not (m.isfile() or m.isdir()):
+        raise InvalidInput(f"bundle member {name!r} is not a plain file or directory")
+    norm = p.as_posix().removeprefix("./")
+    return norm
+
+
+def inspect_bundle(data: bytes) -> tuple[Descriptor, list[tarfile.TarInfo]]:
+    """Validate a bundle's archive and descriptor without writing anything."""
+    if len(data) > MAX_BUNDLE_BYTES:
+        raise InvalidInput(f"bundle is {len(data)} bytes; the limit is {MAX_BUNDLE_BYTES}")
+    try:
+        tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:gz")
+        members = tar.getmembers()
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise InvalidInput(f"bundle is not a readable .tgz: {exc}") from None
+    if len(members) > MAX_MEMBERS:
+        raise InvalidInput(f"bundle has {len(members)} members; the limit is {MAX_MEMBERS}")
+    total = 0
+    names: dict[str, tarfile.TarInfo] = {}
+    for m in members:
+        names[_check_member(m)] = m
+        total += m.size
+    if total > 4 * MAX_BUNDLE_BYTES:
+        raise InvalidInput("bundle unpacks to more than 64 MiB")
+    if DESCRIPTOR not in names:
+        raise InvalidInput(f"bundle has no {DESCRIPTOR} at its root")
+    fh = tar.extractfile(names[DESCRIPTOR])
+    assert fh is not None
+    try:
+        raw = yaml.safe_load(fh.read())
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{DESCRIPTOR} is not valid YAML: {exc}") from None
+    desc = parse_descriptor(raw, DESCRIPTOR)
+    scripts = {n.removeprefix("scripts/") for n in names if n.startswith("scripts/")}
+    unknown = scripts - set(LIFECYCLE) - {""}
+    if unknown:
+        raise InvalidInput(f"bundle has unknown lifecycle scripts: {sorted(unknown)}")
+    missing = [s for s in REQUIRED_SCRIPTS if s not in scripts]
+    if missing:
+        raise InvalidInput(f"bundle lacks required scripts: {missing}")
+    if desc.state.exportable:
+        lacking = [s for s in ("export-state", "import-state") if s not in scripts]
+        if lacking:
+            raise InvalidInput(f"descriptor says state is exportable but {lacking} are missing")
+    return desc, members
+
+
+class BundleStore:
+    """Bundles by sha256, extracted once under root/<sha256>/."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def add(self, data: bytes, expected_sha256: str | None = None) -> Bundle:
+        sha = sha256_of(data)
+        if expected_sha256 is not None and expected_sha256.lower() != sha:
+            raise InvalidInput(f"bundle sha256 is {sha}, not the expected {expected_sha256}")
+        dest = self.root / sha
+        if (dest / DESCRIPTOR).is_file():
+            return self.get(sha)
+        desc, members = inspect_bundle(data)
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".fate-bundle-", dir=self.root))
+        try:
+            with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+                for m in members:
+                    rel = _check_member(m)
+                    if not rel:
+                        continue
+                    target = tmp / rel
+                    if m.isdir():
+                        target.mkdir(parents=True, exist_ok=True)
+                        continue
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    src = tar.extractfile(m)
+                    assert src is not None
+                    with target.open("wb") as out:
+                        shutil.copyfileobj(src, out)
+                    mode = 0o755 if rel.startswith("scripts/") or m.mode & stat.S_IXUSR else 0o644
+                    os.chmod(target, mode)
+            (tmp / ".sha256").write_text(sha)
+            try:
+                os.rename(tmp, dest)
+            except OSError:
+                if not (dest / DESCRIPTOR).is_file():
+                    raise
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return Bundle(sha, dest, desc)
+
+    def get(self, sha256: str) -> Bundle:
+        dest = self.root / sha256.lower()
+        if len(sha256) != 64 or not (dest / DESCRIPTOR).is_file():
+            raise NotFound(f"no bundle with sha256 {sha256}")
+        raw = yaml.safe_load((dest / DESCRIPTOR).read_text())
+        return Bundle(sha256.lower(), dest, parse_descriptor(raw, f"bundle {sha256[:12]}"))
+
+    def list(self) -> list[Bundle]:
+        if not self.root.is_dir():
+            return []
+        out = []
+        for d in sorted(self.root.iterdir()):
+            if len(d.name) == 64 and (d / DESCRIPTOR).is_file():
+                with contextlib.suppress(Exception):
+                    out.append(self.get(d.name))
+        return out
+
+    def remove(self, sha256: str) -> None:
+        shutil.rmtree(self.root / sha256.lower(), ignore_errors=True)

@@ -1,0 +1,26 @@
+"""The native NF catalogue shipped with NetFATE: firewall, rate-limiter, packet-inspector,
+troubleshooter. Each folder here is a bundle source; `bundle_bytes` packs it reproducibly."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from netfate.bundle import Bundle, BundleStore, build_bundle
+from netfate.errors import NotFound
+
+NAMES = ("firewall", "rate-limiter", "packet-inspector", "troubleshooter")
+
+
+def source_dir(name: str) -> Path:
+    if name not in NAMES:
+        raise NotFound(f"no NF {name!r} in the catalogue; it has {list(NAMES)}")
+    return Path(str(resources.files("netfate.catalogue").joinpath(name)))
+
+
+def bundle_bytes(name: str) -> bytes:
+    return build_bundle(source_dir(name))
+
+
+def install(store: BundleStore, name: str) -> Bundle:
+    return store.add(bundle_bytes(name))

@@ -1,0 +1,217 @@
+"""netfate nf ...: a node's compute and network abstractions, driven directly on the testbed."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from netfate import catalogue
+from netfate.cli.common import console, emit_json, guarded, need_root
+from netfate.errors import InvalidInput
+from netfate.testbed.context import Testbed
+
+app = typer.Typer(help="Native NFs on a testbed node: bundles, lifecycle, state, steering.")
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON")]
+
+
+def _config(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as exc:
+            raise InvalidInput(f"cannot read config file {text[1:]}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise InvalidInput(f"config is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("config must be a JSON object")
+    return data
+
+
+def _resolve_bundle(tb: Testbed, ref: str) -> str:
+    if ref in catalogue.NAMES:
+        return catalogue.install(tb.store, ref).sha256
+    return tb.store.get(ref).sha256
+
+
+@app.command("catalogue")
+def catalogue_cmd(json_out: JsonOpt = False) -> None:
+    """The NFs shipped with NetFATE, with their bundle sha256."""
+    from netfate.bundle import inspect_bundle, sha256_of
+
+    rows: list[dict[str, Any]] = []
+    for name in catalogue.NAMES:
+        data = catalogue.bundle_bytes(name)
+        desc, _ = inspect_bundle(data)
+        rows.append({"name": name, "version": desc.version, "sha256": sha256_of(data),
+                     "bytes": len(data), "capabilities": desc.capabilities,
+                     "description": desc.description})
+    if json_out:
+        emit_json(rows)
+        return
+    t = Table("name", "version", "bytes", "capabilities", "sha256")
+    for r in rows:
+        t.add_row(r["name"], r["version"], str(r["bytes"]), ",".join(r["capabilities"]),
+                  r["sha256"][:16])
+    console.print(t)
+
+
+@app.command("bundle-add")
+def bundle_add(
+    path: Path,
+    sha256: Annotated[str | None, typer.Option(help="Refuse unless the bundle has this sha256")]
+    = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Validate a bundle (.tgz) and add it to the node's store."""
+    need_root()
+
+    def go() -> dict[str, Any]:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+        with Testbed.attach() as tb:
+            b = tb.store.add(data, sha256)
+            return {"sha256": b.sha256, "name": b.descriptor.name,
+                    "version": b.descriptor.version}
+
+    out = guarded(go)
+    emit_json(out) if json_out else console.print(f"added {out['name']} {out['sha256']}")
+
+
+@app.command()
+def deploy(
+    node: str,
+    owner: str,
+    nf: Annotated[str, typer.Argument(help="Catalogue name or bundle sha256")],
+    name: Annotated[str | None, typer.Option(help="Instance name (default: the NF's)")] = None,
+    config: Annotated[str | None, typer.Option(help="JSON config, or @file")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """create_nf + ports on LSI-0 + start_nf, rolled back if any step fails."""
+    need_root()
+
+    def go() -> dict[str, Any]:
+        cfg = _config(config)
+        with Testbed.attach() as tb:
+            n = tb.node(node)
+            sha = _resolve_bundle(tb, nf)
+            inst = name or tb.store.get(sha).descriptor.name
+            return asdict(n.deploy_nf(owner, inst, sha, cfg))
+
+    out = guarded(go)
+    emit_json(out) if json_out else console.print(
+        f"[green]{out['instance_id']}[/] {out['state']} on {out['node']}"
+    )
+
+
+@app.command()
+def steer(
+    host: Annotated[str, typer.Argument(help="Testbed host whose traffic to steer")],
+    instances: Annotated[list[str], typer.Argument(help="NF instance ids, in chain order")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Steer a host's traffic through NFs on its access node (createTSRule)."""
+    need_root()
+
+    def go() -> list[dict[str, Any]]:
+        with Testbed.attach() as tb:
+            node, mac, access, uplink = tb.access(host)
+            n = tb.node(node)
+            chain = [n.compute.status(i) for i in instances]
+            rules = n.steer(f"user:{host}", mac, access, uplink, chain)
+            return [r.model_dump(mode="json") for r in rules]
+
+    out = guarded(go)
+    emit_json(out) if json_out else console.print(f"{len(out)} steering rules installed")
+
+
+def _op(node: str, instance: str, op: str, arg: Any = None) -> Any:
+    with Testbed.attach() as tb:
+        n = tb.node(node)
+        if op == "delete":
+            n.remove_nf(instance)
+            return {"instance_id": instance, "deleted": True}
+        fn = getattr(n.compute, op)
+        res = fn(instance) if arg is None else fn(instance, arg)
+        if res is None:
+            return {"instance_id": instance, "ok": True}
+        return res if isinstance(res, dict) else asdict(res)
+
+
+def _lifecycle(op: str, doc: str) -> None:
+    def cmd(node: str, instance: str, json_out: JsonOpt = False) -> None:
+        need_root()
+        out = guarded(lambda: _op(node, instance, op))
+        if json_out or op in ("status", "export_state"):
+            emit_json(out)
+        else:
+            console.print(f"{instance}: {out.get('state', 'done')}")
+
+    cmd.__doc__ = doc
+    app.command(op.replace("_nf", "").replace("_", "-"))(cmd)
+
+
+for _op_name, _doc in (
+    ("start_nf", "startNF: start (or resume) the NF."),
+    ("stop_nf", "stopNF: stop the NF, keeping its resources."),
+    ("pause_nf", "pauseNF: suspend the NF (freezer cgroup)."),
+    ("delete", "deleteNF: stop, delete and release everything."),
+    ("status", "The NF's state and its own status output."),
+    ("export_state", "Print the NF's state document (JSON)."),
+):
+    _lifecycle(_op_name, _doc)
+
+
+@app.command()
+def update(node: str, instance: str, config: str, json_out: JsonOpt = False) -> None:
+    """updateNF: apply a new config (JSON or @file) while running."""
+    need_root()
+    out = guarded(lambda: _op(node, instance, "update_nf", _config(config)))
+    emit_json(out) if json_out else console.print(f"{instance}: updated")
+
+
+@app.command("import-state")
+def import_state(node: str, instance: str, path: Path) -> None:
+    """Import a state document (from export-state) into an NF."""
+    need_root()
+
+    def go() -> Any:
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise InvalidInput(f"cannot read state document {path}: {exc}") from None
+        return _op(node, instance, "import_state", doc)
+
+    guarded(go)
+    console.print(f"{instance}: state imported")
+
+
+@app.command("list")
+def list_cmd(node: Annotated[str | None, typer.Option()] = None, json_out: JsonOpt = False) -> None:
+    """NFs on the testbed's nodes."""
+    need_root()
+
+    def go() -> list[dict[str, Any]]:
+        with Testbed.attach() as tb:
+            names = [node] if node else tb.node_names
+            return [asdict(i) for n in names for i in tb.node(n).compute.list_nfs()]
+
+    rows = guarded(go)
+    if json_out:
+        emit_json(rows)
+        return
+    t = Table("instance", "node", "owner", "name", "state", "ports")
+    for r in rows:
+        t.add_row(r["instance_id"], r["node"], r["owner"], r["name"], r["state"],
+                  ", ".join(f"{p['name']}={p['host_if']}" for p in r["ports"]))
+    console.print(t)

@@ -1,0 +1,86 @@
+"""netfate testbed up|down|status"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from netfate.cli.common import console, emit_json, guarded, need_root, progress
+from netfate.testbed import lifecycle
+from netfate.testbed.topology import load_topology
+
+app = typer.Typer(help="The emulated edge testbed (OVS switches, hosts in namespaces).")
+
+
+@app.command()
+def up(
+    topology: Annotated[Path | None, typer.Option(help="Topology YAML (default: the PoC)")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Bring the testbed up. Idempotent."""
+    need_root()
+    topo = guarded(lambda: load_topology(topology))
+    with progress(json_out, "testbed up") as say:
+        state = guarded(lambda: lifecycle.up(topo, say))
+    if json_out:
+        emit_json(state)
+    else:
+        console.print(
+            f"[green]testbed {topo.name} is up[/] in {state['up_seconds']} s: "
+            f"{len(topo.nodes)} nodes, {len(topo.hosts)} hosts"
+        )
+
+
+@app.command()
+def down(
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Remove everything the project created (namespaces, links, OVS, cgroups). Always safe."""
+    need_root()
+    with progress(json_out or quiet, "testbed down") as say:
+        removed = guarded(lambda: lifecycle.down(say))
+    if json_out:
+        emit_json(removed)
+    elif not quiet:
+        console.print(
+            f"[green]testbed down[/]: {len(removed['namespaces'])} namespaces, "
+            f"{len(removed['links'])} links, {len(removed['cgroups'])} cgroups, "
+            f"OVS PIDs {removed['pids']} ended"
+        )
+
+
+@app.command()
+def status(json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
+    """Nodes, links, bridges, hosts and NFs."""
+    need_root()
+    st = guarded(lifecycle.status)
+    if json_out:
+        emit_json(st)
+        return
+    if not st["up"]:
+        console.print("testbed is [yellow]down[/]")
+        if st["namespaces"]:
+            console.print(f"leftover namespaces: {st['namespaces']} (run 'netfate testbed down')")
+        return
+    console.print(f"testbed [green]{st['topology']}[/] is up; OVS {st['ovs']}")
+    t = Table("bridge", "node", "role", "ports")
+    for br, b in st["bridges"].items():
+        t.add_row(br, b["node"], b["role"], ", ".join(f"{p}({n})" for p, n in b["ports"].items()))
+    console.print(t)
+    h = Table("host", "role", "node", "address", "mac", "netns")
+    for x in st["hosts"]:
+        h.add_row(x["name"], x["role"], x["node"], x["address"], x["mac"], x["netns"])
+    console.print(h)
+    lt = Table("link a", "link b", "kind")
+    for link in st["links"]:
+        lt.add_row(link["a"], link["b"], link["kind"])
+    console.print(lt)
+    if st["nfs"]:
+        n = Table("NF", "node", "owner", "name", "state")
+        for nf in st["nfs"]:
+            n.add_row(nf["instance_id"], nf["node"], nf["owner"], nf["name"], nf["state"])
+        console.print(n)

@@ -1,0 +1,45 @@
+"""What a node can run: functional capabilities (from the tools present) and infrastructure
+facts (CPU architecture, switch, flavours). The UN paper's three kinds of information."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+
+from netfate.drivers import cgroups
+
+# capability -> the executable that provides it
+TOOLS = {
+    "nftables": "nft",
+    "conntrack": "conntrack",
+    "tc": "tc",
+    "iproute2": "ip",
+    "tcpdump": "tcpdump",
+    "ping": "ping",
+    "traceroute": "traceroute",
+    "python3": "python3",
+    "bash": "bash",
+}
+
+
+def functional() -> set[str]:
+    found = {cap for cap, exe in TOOLS.items() if shutil.which(exe, path=_path())}
+    if os.path.exists("/proc/sys/net/bridge/bridge-nf-call-iptables"):
+        found.add("bridge")
+    return found
+
+
+def _path() -> str:
+    return os.environ.get("PATH", "") + ":/usr/sbin:/sbin:/usr/bin:/bin"
+
+
+def infrastructure() -> dict[str, object]:
+    return {
+        "arch": platform.machine(),
+        "kernel": platform.release(),
+        "flavours": ["native"],
+        "switch": "openvswitch-netdev",
+        "cgroups": "v1" if cgroups.available() else "none",
+        "cpus": os.cpu_count() or 1,
+    }

@@ -1,0 +1,381 @@
+"""The native compute driver: an NF is a bundle of lifecycle scripts run in its own network
+namespace, its ports veth pairs whose outer ends join the LSI (the NNF paper, section IV).
+
+Every operation is idempotent, and create_nf rolls back what it made if a step fails.
+Scripts get their inputs through the environment and files only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from netfate import naming
+from netfate.bundle import Bundle, BundleStore
+from netfate.drivers import capabilities, cgroups, netns
+from netfate.errors import Conflict, DriverError, InvalidInput, MissingCapability, NotFound
+from netfate.interfaces import NFInfo, NFPort, NFState
+from netfate.queue import NotificationQueue
+
+STATE_FORMAT = "netfate-state/1"
+SCRIPT_TIMEOUT = float(os.environ.get("NETFATE_SCRIPT_TIMEOUT", "30"))
+NF_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _deleter(host_if: str) -> Callable[[], object]:
+    return lambda: netns.delete_link(host_if)
+
+
+class NativeCompute:
+    """Table II for native NFs on one node."""
+
+    flavour = "native"
+
+    def __init__(self, node: str, rundir: Path, store: BundleStore, mtu: int = 1500) -> None:
+        self.node = naming.check_token("node", node)
+        self.mtu = mtu  # NF ports match the LSI's links
+        self.dir = rundir / "nodes" / node
+        self.nfs_dir = self.dir / "nfs"
+        self.queue = NotificationQueue(self.dir / "queue")
+        self.store = store
+        self._caps: set[str] | None = None
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    # -- bookkeeping ----------------------------------------------------------------------
+    @property
+    def capabilities(self) -> set[str]:
+        if self._caps is None:
+            self._caps = capabilities.functional()
+        return self._caps
+
+    def _lock(self, instance_id: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(instance_id, threading.Lock())
+
+    def _idir(self, instance_id: str) -> Path:
+        return self.nfs_dir / instance_id
+
+    def _save(self, info: NFInfo) -> None:
+        d = self._idir(info.instance_id)
+        data = asdict(info)
+        tmp = d / ".instance.json.tmp"
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, d / "instance.json")
+
+    def _load(self, instance_id: str) -> NFInfo:
+        try:
+            data = json.loads((self._idir(instance_id) / "instance.json").read_text())
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"no NF {instance_id!r} on node {self.node}") from None
+        data["ports"] = [NFPort(**p) for p in data["ports"]]
+        data["state"] = NFState(data["state"])
+        return NFInfo(**data)
+
+    def _bundle(self, info: NFInfo) -> Bundle:
+        return self.store.get(info.bundle_sha256)
+
+    # -- scripts --------------------------------------------------------------------------
+    def _run_script(
+        self,
+        info: NFInfo,
+        bundle: Bundle,
+        action: str,
+        extra_env: dict[str, str] | None = None,
+        timeout: float = SCRIPT_TIMEOUT,
+    ) -> str:
+        script = bundle.script(action)
+        if script is None:
+            return ""
+        d = self._idir(info.instance_id)
+        env = {
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "LANG": "C.UTF-8",
+            "NF_ACTION": action,
+            "NF_ID": info.instance_id,
+            "NF_NAME": info.name,
+            "NF_OWNER": info.owner,
+            "NF_NODE": info.node,
+            "NF_DIR": str(d),
+            "NF_BUNDLE_DIR": str(bundle.root),
+            "NF_PORTS": " ".join(p.name for p in info.ports),
+            "NF_CONFIG": str(d / "config.json"),
+            "NF_STATE_DIR": str(d / "state"),
+            "NF_RUN_DIR": str(d / "run"),
+            "NF_NOTIFY_DIR": str(self.queue.root),
+            "NF_PYTHON": NF_PYTHON,
+            **(extra_env or {}),
+        }
+        ns_fd = os.open(f"/run/netns/{info.netns}", os.O_RDONLY)
+        cg_fds = cgroups.open_procs(info.instance_id)
+
+        def enter() -> None:
+            # In the child, before exec: join the NF's cgroups, then its network namespace.
+            for fd in cg_fds:
+                os.write(fd, b"0")
+            if _libc.setns(ns_fd, 0x40000000) != 0:
+                raise OSError(ctypes.get_errno(), "setns")
+
+        try:
+            cp = subprocess.run(  # noqa: S603 - fixed argv, data goes through env and files
+                ["/bin/bash", str(script)],
+                env=env,
+                cwd=d,
+                capture_output=True,
+                timeout=timeout,
+                preexec_fn=enter,
+                pass_fds=(ns_fd, *cg_fds),
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise DriverError(
+                f"{info.instance_id}: {action} script timed out after {timeout}s"
+            ) from None
+        finally:
+            for fd in (ns_fd, *cg_fds):
+                os.close(fd)
+        if cp.returncode != 0:
+            err = cp.stderr.decode(errors="replace").strip()[-2000:]
+            raise DriverError(f"{info.instance_id}: {action} failed (exit {cp.returncode}): {err}")
+        return cp.stdout.decode(errors="replace")
+
+    # -- Table II -------------------------------------------------------------------------
+    def create_nf(
+        self, node: str, owner: str, name: str, bundle_sha256: str, config: dict[str, Any]
+    ) -> NFInfo:
+        if node != self.node:
+            raise NotFound(f"this driver runs node {self.node!r}, not {node!r}")
+        try:
+            naming.check_token("owner", owner)
+            naming.check_token("NF name", name)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+        bundle = self.store.get(bundle_sha256)
+        desc = bundle.descriptor
+        if self.flavour not in desc.flavours:
+            raise InvalidInput(f"{desc.name} has no {self.flavour} flavour ({desc.flavours})")
+        lacking = sorted(set(desc.capabilities) - self.capabilities)
+        if lacking:
+            raise MissingCapability(
+                f"node {self.node} lacks capabilities {lacking} that {desc.name} depends on"
+            )
+        cfg = desc.validate_config(config)
+        iid = naming.nf_instance_id(node, owner, name)
+        with self._lock(iid):
+            with contextlib.suppress(NotFound):
+                existing = self._load(iid)
+                if existing.bundle_sha256 == bundle.sha256 and existing.config == cfg:
+                    return existing  # idempotent re-apply
+                raise Conflict(f"NF name {name!r} of {owner} is already in use on {node}")
+            return self._create(iid, node, owner, name, bundle, cfg)
+
+    def _create(
+        self, iid: str, node: str, owner: str, name: str, bundle: Bundle, cfg: dict[str, Any]
+    ) -> NFInfo:
+        desc = bundle.descriptor
+        ns = naming.nf_netns(node, owner, name)
+        ports = [NFPort(p.name, naming.nf_port(iid, p.name)) for p in desc.ports]
+        info = NFInfo(
+            instance_id=iid, node=node, owner=owner, name=name, flavour=self.flavour,
+            bundle_sha256=bundle.sha256, state=NFState.CREATED, ports=ports, config=cfg,
+            netns=ns,
+        )
+        undo: list[Callable[[], object]] = []
+        d = self._idir(iid)
+        try:
+            if netns.exists(ns):
+                raise Conflict(f"namespace {ns} already exists (a leftover? run 'testbed down')")
+            d.mkdir(parents=True)
+            undo.append(lambda: shutil.rmtree(d, ignore_errors=True))
+            for sub in ("state", "run"):
+                (d / sub).mkdir()
+            self.queue.ensure()
+            (d / "config.json").write_text(json.dumps(cfg))
+            netns.create(ns)
+            undo.append(lambda: netns.delete(ns))
+            with netns.iproute() as ipr:
+                for p in ports:
+                    netns.veth_into(p.host_if, ns, p.name, ipr=ipr, mtu=self.mtu)
+                    undo.append(_deleter(p.host_if))
+            with netns.iproute(ns) as ipr:
+                ipr.link("set", index=netns.link_index(ipr, "lo"), state="up")
+                for p in ports:
+                    ipr.link("set", index=netns.link_index(ipr, p.name), state="up")
+            for p in ports:
+                netns.tx_checksum_off(ns, p.name)
+            cgroups.create(iid, desc.resources.memory_mb, desc.resources.cpu_percent)
+            undo.append(lambda: cgroups.delete(iid))
+            self._save(info)
+            self._run_script(info, bundle, "create")
+        except BaseException:
+            for step in reversed(undo):
+                with contextlib.suppress(Exception):
+                    step()
+            raise
+        return info
+
+    def start_nf(self, instance_id: str) -> NFInfo:
+        with self._lock(instance_id):
+            info = self._load(instance_id)
+            if info.state == NFState.RUNNING:
+                return info
+            extra = {}
+            if info.state == NFState.PAUSED:
+                cgroups.set_frozen(instance_id, False)
+                extra["NF_RESUME"] = "1"
+            self._run_script(info, self._bundle(info), "start", extra)
+            info.state = NFState.RUNNING
+            self._save(info)
+            return info
+
+    def stop_nf(self, instance_id: str) -> NFInfo:
+        with self._lock(instance_id):
+            info = self._load(instance_id)
+            if info.state in (NFState.STOPPED, NFState.CREATED):
+                return info
+            if info.state == NFState.PAUSED:
+                cgroups.set_frozen(instance_id, False)
+            self._run_script(info, self._bundle(info), "stop")
+            info.state = NFState.STOPPED
+            self._save(info)
+            return info
+
+    def pause_nf(self, instance_id: str) -> NFInfo:
+        with self._lock(instance_id):
+            info = self._load(instance_id)
+            if info.state == NFState.PAUSED:
+                return info
+            if info.state != NFState.RUNNING:
+                raise Conflict(f"{instance_id} is {info.state}; only a running NF can be paused")
+            self._run_script(info, self._bundle(info), "pause")
+            cgroups.set_frozen(instance_id, True)
+            info.state = NFState.PAUSED
+            self._save(info)
+            return info
+
+    def update_nf(self, instance_id: str, config: dict[str, Any]) -> NFInfo:
+        with self._lock(instance_id):
+            info = self._load(instance_id)
+            bundle = self._bundle(info)
+            cfg = bundle.descriptor.validate_config(config)
+            path = self._idir(instance_id) / "config.json"
+            old = path.read_text()
+            path.write_text(json.dumps(cfg))
+            try:
+                if info.state == NFState.RUNNING:
+                    self._run_script(info, bundle, "update")
+            except BaseException:
+                path.write_text(old)
+                raise
+            info.config = cfg
+            self._save(info)
+            return info
+
+    def delete_nf(self, instance_id: str) -> None:
+        with self._lock(instance_id):
+            try:
+                info = self._load(instance_id)
+            except NotFound:
+                return
+            errors = []
+            if netns.exists(info.netns or ""):
+                bundle = None
+                with contextlib.suppress(NotFound):
+                    bundle = self._bundle(info)
+                cgroups.set_frozen(instance_id, False)
+                if bundle is not None:
+                    for action in ("stop", "delete") if info.state != NFState.CREATED else (
+                        "delete",
+                    ):
+                        try:
+                            self._run_script(info, bundle, action, timeout=10)
+                        except DriverError as exc:
+                            errors.append(str(exc))
+            cgroups.delete(instance_id)
+            with netns.iproute() as ipr:
+                for p in info.ports:
+                    netns.delete_link(p.host_if, ipr=ipr)
+            if info.netns:
+                netns.delete(info.netns)
+            shutil.rmtree(self._idir(instance_id), ignore_errors=True)
+        with self._guard:
+            self._locks.pop(instance_id, None)
+
+    def export_state(self, instance_id: str) -> dict[str, Any]:
+        with self._lock(instance_id):
+            info = self._load(instance_id)
+            bundle = self._bundle(info)
+            if not bundle.descriptor.state.exportable:
+                raise InvalidInput(f"{bundle.descriptor.name} does not export state")
+            out = self._idir(instance_id) / "run" / "export.json"
+            out.unlink(missing_ok=True)
+            self._run_script(info, bundle, "export-state", {"NF_EXPORT_FILE": str(out)})
+            try:
+                doc = json.loads(out.read_text())
+            except (OSError, ValueError) as exc:
+                raise DriverError(f"{instance_id}: export-state wrote bad JSON: {exc}") from None
+            finally:
+                out.unlink(missing_ok=True)
+            if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT:
+                raise DriverError(f"{instance_id}: export-state did not write {STATE_FORMAT}")
+            return doc
+
+    def import_state(self, instance_id: str, state: dict[str, Any]) -> None:
+        with self._lock(instance_id):
+            info = self._load(instance_id)
+            bundle = self._bundle(info)
+            desc = bundle.descriptor
+            if not desc.state.exportable:
+                raise InvalidInput(f"{desc.name} does not import state")
+            if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+                raise InvalidInput(f"state document must have format {STATE_FORMAT!r}")
+            if state.get("nf") != desc.name:
+                raise InvalidInput(f"state is for {state.get('nf')!r}, not {desc.name!r}")
+            if "config" in state:
+                cfg = desc.validate_config(state["config"])
+                (self._idir(instance_id) / "config.json").write_text(json.dumps(cfg))
+                info.config = cfg
+                state = {**state, "config": cfg}
+            src = self._idir(instance_id) / "run" / "import.json"
+            src.write_text(json.dumps(state))
+            try:
+                self._run_script(info, bundle, "import-state", {"NF_IMPORT_FILE": str(src)})
+            finally:
+                src.unlink(missing_ok=True)
+            self._save(info)
+
+    def status(self, instance_id: str) -> NFInfo:
+        info = self._load(instance_id)
+        detail: dict[str, Any] = {}
+        if info.state in (NFState.RUNNING, NFState.STOPPED):
+            out = self._run_script(info, self._bundle(info), "status", timeout=10)
+            if out.strip():
+                try:
+                    detail = json.loads(out)
+                except ValueError:
+                    detail = {"raw": out[-4000:]}
+        mem = cgroups.memory_bytes(instance_id)
+        if mem is not None:
+            detail["cgroup_memory_bytes"] = mem
+        info.detail = detail
+        return info
+
+    def list_nfs(self) -> list[NFInfo]:
+        if not self.nfs_dir.is_dir():
+            return []
+        out = []
+        for d in sorted(self.nfs_dir.iterdir()):
+            with contextlib.suppress(NotFound, ValueError, KeyError, TypeError):
+                out.append(self._load(d.name))
+        return out

@@ -1,0 +1,63 @@
+"""One NFVI node: its LSI-0 (network driver) and its NFs (compute driver), composed.
+
+deploy_nf is create_nf + ports on the LSI + start_nf, and undoes all of it if any step fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+from netfate.drivers.ovs import OvsNetwork
+from netfate.interfaces import ComputeDriver, NFInfo
+from netfate.steering import TSRule, chain_rules
+
+
+@dataclass
+class Node:
+    name: str
+    lsi: str
+    network: OvsNetwork
+    compute: ComputeDriver
+
+    def deploy_nf(
+        self, owner: str, nf: str, bundle_sha256: str, config: dict[str, Any] | None = None
+    ) -> NFInfo:
+        info = self.compute.create_nf(self.name, owner, nf, bundle_sha256, config or {})
+        try:
+            self.network.create_ports(
+                self.lsi, [(p.host_if, None) for p in info.ports], isolated=True
+            )
+            return self.compute.start_nf(info.instance_id)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.network.delete_ports(self.lsi, [p.host_if for p in info.ports])
+            with contextlib.suppress(Exception):
+                self.compute.delete_nf(info.instance_id)
+            raise
+
+    def remove_nf(self, instance_id: str) -> None:
+        try:
+            info = self.compute.status(instance_id)
+        except Exception:
+            info = None
+        if info is not None:
+            self.network.delete_ports(self.lsi, [p.host_if for p in info.ports])
+        self.compute.delete_nf(instance_id)
+
+    def steering_rules(
+        self, tag: str, user_mac: str, access_port: str, uplink_port: str, chain: list[NFInfo]
+    ) -> list[TSRule]:
+        hops = [(nf.ports[0].host_if, nf.ports[-1].host_if) for nf in chain]
+        return chain_rules(tag, user_mac, access_port, uplink_port, hops)
+
+    def steer(
+        self, tag: str, user_mac: str, access_port: str, uplink_port: str, chain: list[NFInfo]
+    ) -> list[TSRule]:
+        rules = self.steering_rules(tag, user_mac, access_port, uplink_port, chain)
+        self.network.apply_ts_rules(self.lsi, rules)
+        return rules
+
+    def unsteer(self, rules: list[TSRule]) -> None:
+        self.network.delete_ts_rules(self.lsi, [r.rule_id for r in rules])

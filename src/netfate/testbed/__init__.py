@@ -1,0 +1,1 @@
+"""The emulated edge: OVS node switches, hosts in namespaces, one private OVS instance."""

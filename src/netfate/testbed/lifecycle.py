@@ -1,0 +1,197 @@
+"""Bring the emulated testbed up (idempotently), report it, and take it down.
+
+`down` does not trust any record: it ends the OVS daemons by their pidfiles, then removes
+every namespace, link and cgroup whose name carries the project's prefix, and the run dir.
+So it also cleans up after a crash or a kill -9.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from typing import Any
+
+from netfate import naming, paths
+from netfate.drivers import cgroups, netns
+from netfate.drivers.ovs import OvsNetwork, OvsServer
+from netfate.steering import TSRule
+from netfate.testbed.topology import Topology
+
+Progress = Callable[[str], None]
+
+
+def _noop(_: str) -> None:
+    pass
+
+
+def state_file() -> Any:
+    return paths.run_dir() / "testbed.json"
+
+
+def load_state() -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads(state_file().read_text())
+        return data
+    except (OSError, ValueError):
+        return None
+
+
+def up(topo: Topology, progress: Progress = _noop) -> dict[str, Any]:
+    prev = load_state()
+    if prev is not None and prev.get("topology", {}).get("name") != topo.name:
+        raise_msg = f"a testbed {prev['topology'].get('name')!r} is up; run 'netfate testbed down'"
+        from netfate.errors import Conflict
+
+        raise Conflict(raise_msg)
+    t0 = time.perf_counter()
+    server = OvsServer(paths.ovs_dir())
+    progress("starting Open vSwitch (private instance)")
+    server.start()
+    net = OvsNetwork(server)
+    try:
+        for n in topo.nodes:
+            progress(f"node {n.name}: LSI-0 {n.bridge}")
+            net.create_lsi(n.bridge)
+        for n in topo.nodes:
+            if n.uplink:
+                up_node = topo.node(n.uplink)
+                assert n.uplink_port and n.uplink_peer
+                net.create_ports(n.bridge, [(n.uplink_port, n.uplink_peer)])
+                net.create_ports(up_node.bridge, [(n.uplink_peer, n.uplink_port)])
+        with netns.iproute() as ipr:
+            for h in topo.hosts:
+                progress(f"host {h.name} on {h.attach}")
+                _host(topo, h, ipr, net)
+        for n in topo.nodes:
+            net.apply_ts_rules(
+                n.bridge, [TSRule(rule_id="base:l2", priority=1, output=("normal",))]
+            )
+    finally:
+        net.close()
+    state = {
+        "topology": topo.model_dump(mode="json"),
+        "up_at": time.time(),
+        "up_seconds": round(time.perf_counter() - t0, 3),
+        "ovs": {d: server.pid(d) for d in ("ovsdb-server", "ovs-vswitchd")},
+    }
+    paths.run_dir().mkdir(parents=True, exist_ok=True)
+    state_file().write_text(json.dumps(state, indent=1))
+    return state
+
+
+def _host(topo: Topology, h: Any, ipr: Any, net: OvsNetwork) -> None:
+    node = topo.node(h.attach)
+    port = topo.host_port(h)
+    netns.create(h.netns)
+    _sysctls(h.netns)
+    netns.veth_into(
+        port, h.netns, "eth0", ipr=ipr, mac=h.mac or h.default_mac(), mtu=topo.mtu
+    )
+    addrs = [f"{topo.host_address(h)}/{topo.prefixlen}"]
+    gateway = None
+    if h.role == "internet":
+        netns.configure_inside(h.netns, "eth0", addresses=addrs)
+        with netns.iproute(h.netns) as nipr:
+            lo = netns.link_index(nipr, "lo")
+            with contextlib.suppress(Exception):
+                nipr.addr("add", index=lo, address=topo.internet_address, prefixlen=32)
+    else:
+        gateway = topo.gateway
+        netns.configure_inside(h.netns, "eth0", addresses=addrs, gateway=gateway)
+    net.create_ports(node.bridge, [(port, None)])
+
+
+def _sysctls(ns: str) -> None:
+    # No IPv6 chatter (router solicitations, DAD) on the emulated links.
+    for key in ("all", "default"):
+        p = f"/proc/sys/net/ipv6/conf/{key}/disable_ipv6"
+        with netns.entered(ns), contextlib.suppress(OSError), open(p, "w") as fh:
+            fh.write("1")
+
+
+def down(progress: Progress = _noop) -> dict[str, Any]:
+    """Remove everything carrying the prefix. Safe to run at any time, any number of times."""
+    removed: dict[str, Any] = {"pids": [], "namespaces": [], "links": [], "cgroups": []}
+    server = OvsServer(paths.ovs_dir())
+    progress("stopping Open vSwitch")
+    removed["pids"] = server.stop()
+    progress("removing cgroups")
+    for cg in cgroups.list_ours():
+        cgroups.delete(cg)
+        removed["cgroups"].append(cg)
+    cgroups.remove_parent()
+    progress("removing links and namespaces")
+    with netns.iproute() as ipr:
+        for link in netns.list_links(naming.PREFIX, ipr):
+            if netns.delete_link(link, ipr=ipr):
+                removed["links"].append(link)
+    for ns in netns.list_names():
+        if naming.is_ours(ns):
+            _delete_ns_links(ns)
+            netns.delete(ns)
+            removed["namespaces"].append(ns)
+    shutil.rmtree(paths.run_dir(), ignore_errors=True)
+    return removed
+
+
+def _delete_ns_links(ns: str) -> None:
+    """Delete veths inside ns first: `ip netns del` returns before the namespace is gone."""
+    with contextlib.suppress(Exception), netns.iproute(ns) as ipr:
+        for link in ipr.get_links():
+            if link.get_attr("IFLA_INFO_DATA") is not None or link.get("ifname") != "lo":
+                with contextlib.suppress(Exception):
+                    ipr.link("del", index=link["index"])
+
+
+def status() -> dict[str, Any]:
+    st = load_state()
+    server = OvsServer(paths.ovs_dir())
+    out: dict[str, Any] = {
+        "up": st is not None and server.running(),
+        "topology": (st or {}).get("topology", {}).get("name"),
+        "ovs": {d: server.pid(d) for d in ("ovsdb-server", "ovs-vswitchd")},
+        "bridges": {},
+        "hosts": [],
+        "links": [],
+        "namespaces": [n for n in netns.list_names() if naming.is_ours(n)],
+    }
+    if st is None:
+        return out
+    topo = Topology.model_validate(st["topology"])
+    if server.running():
+        net = OvsNetwork(server)
+        try:
+            for n in topo.nodes:
+                try:
+                    ports = net.list_ports(n.bridge)
+                except Exception as exc:
+                    ports = {"error": str(exc)}  # type: ignore[dict-item]
+                out["bridges"][n.bridge] = {"node": n.name, "role": n.role, "ports": ports}
+        finally:
+            net.close()
+    for n in topo.nodes:
+        if n.uplink:
+            out["links"].append({"a": f"{n.name}:{n.uplink_port}",
+                                 "b": f"{n.uplink}:{n.uplink_peer}", "kind": "patch"})
+    for h in topo.hosts:
+        out["hosts"].append({
+            "name": h.name, "role": h.role, "node": h.attach, "netns": h.netns,
+            "address": topo.host_address(h), "mac": h.mac or h.default_mac(),
+            "present": netns.exists(h.netns),
+        })
+        out["links"].append({"a": f"{h.name}:eth0", "b": f"{h.attach}:{topo.host_port(h)}",
+                             "kind": "veth"})
+    nfs = []
+    nodes_dir = paths.run_dir() / "nodes"
+    if nodes_dir.is_dir():
+        for nd in sorted(nodes_dir.iterdir()):
+            for inst in sorted((nd / "nfs").glob("*/instance.json")):
+                with contextlib.suppress(Exception):
+                    d = json.loads(inst.read_text())
+                    nfs.append({k: d[k] for k in ("instance_id", "node", "owner", "name",
+                                                  "state", "flavour")})
+    out["nfs"] = nfs
+    return out
