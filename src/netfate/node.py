@@ -43,7 +43,14 @@ class Node:
         except Exception:
             info = None
         if info is not None:
-            self.network.delete_ports(self.lsi, [p.host_if for p in info.ports])
+            ports = {p.host_if for p in info.ports}
+            # No rule may keep pointing at ports that are about to disappear.
+            dangling = [
+                r.rule_id for r in self.network.list_ts_rules(self.lsi)
+                if r.match.in_port in ports or ports & set(r.output)
+            ]
+            self.network.delete_ts_rules(self.lsi, dangling)
+            self.network.delete_ports(self.lsi, sorted(ports))
         self.compute.delete_nf(instance_id)
 
     def steering_rules(

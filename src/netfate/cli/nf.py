@@ -47,13 +47,17 @@ def catalogue_cmd(json_out: JsonOpt = False) -> None:
     """The NFs shipped with NetFATE, with their bundle sha256."""
     from netfate.bundle import inspect_bundle, sha256_of
 
-    rows: list[dict[str, Any]] = []
-    for name in catalogue.NAMES:
-        data = catalogue.bundle_bytes(name)
-        desc, _ = inspect_bundle(data)
-        rows.append({"name": name, "version": desc.version, "sha256": sha256_of(data),
-                     "bytes": len(data), "capabilities": desc.capabilities,
-                     "description": desc.description})
+    def go() -> list[dict[str, Any]]:
+        rows = []
+        for name in catalogue.NAMES:
+            data = catalogue.bundle_bytes(name)
+            desc, _ = inspect_bundle(data)
+            rows.append({"name": name, "version": desc.version, "sha256": sha256_of(data),
+                         "bytes": len(data), "capabilities": desc.capabilities,
+                         "description": desc.description})
+        return rows
+
+    rows = guarded(go)
     if json_out:
         emit_json(rows)
         return

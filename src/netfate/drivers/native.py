@@ -127,17 +127,26 @@ class NativeCompute:
             if _libc.setns(ns_fd, 0x40000000) != 0:
                 raise OSError(ctypes.get_errno(), "setns")
 
+        # Output goes to files, not pipes: a daemon the script leaves running inherits them,
+        # and waiting for a pipe's EOF would then wait for the daemon.
+        out_path = d / "run" / f".{action}.out"
+        err_path = d / "run" / f".{action}.err"
         try:
-            cp = subprocess.run(  # noqa: S603 - fixed argv, data goes through env and files
-                ["/bin/bash", str(script)],
-                env=env,
-                cwd=d,
-                capture_output=True,
-                timeout=timeout,
-                preexec_fn=enter,
-                pass_fds=(ns_fd, *cg_fds),
-                check=False,
-            )
+            with out_path.open("wb") as out, err_path.open("wb") as err:
+                cp = subprocess.run(  # noqa: S603 - fixed argv, data goes through env and files
+                    ["/bin/bash", str(script)],
+                    env=env,
+                    cwd=d,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    timeout=timeout,
+                    preexec_fn=enter,
+                    pass_fds=(ns_fd, *cg_fds),
+                    check=False,
+                )
+            stdout = out_path.read_bytes()
+            stderr = err_path.read_bytes()
         except subprocess.TimeoutExpired:
             raise DriverError(
                 f"{info.instance_id}: {action} script timed out after {timeout}s"
@@ -145,10 +154,12 @@ class NativeCompute:
         finally:
             for fd in (ns_fd, *cg_fds):
                 os.close(fd)
+            out_path.unlink(missing_ok=True)
+            err_path.unlink(missing_ok=True)
         if cp.returncode != 0:
-            err = cp.stderr.decode(errors="replace").strip()[-2000:]
-            raise DriverError(f"{info.instance_id}: {action} failed (exit {cp.returncode}): {err}")
-        return cp.stdout.decode(errors="replace")
+            msg = stderr.decode(errors="replace").strip()[-2000:]
+            raise DriverError(f"{info.instance_id}: {action} failed (exit {cp.returncode}): {msg}")
+        return stdout.decode(errors="replace")
 
     # -- Table II -------------------------------------------------------------------------
     def create_nf(

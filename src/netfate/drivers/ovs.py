@@ -26,6 +26,15 @@ DAEMONS = ("ovs-vswitchd", "ovsdb-server")
 ISOLATED_VLAN = 4000
 
 
+def _alive(pid: int) -> bool:
+    """True unless the process is gone or a zombie (detached daemons are reaped by init)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 class OvsServer:
     """The project's own OVS daemons, in a private run directory. start() is idempotent."""
 
@@ -99,10 +108,10 @@ class OvsServer:
                 continue
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-            for _ in range(100):
-                if not os.path.exists(f"/proc/{pid}"):
+            for _ in range(200):
+                if not _alive(pid):
                     break
-                time.sleep(0.02)
+                time.sleep(0.01)
             else:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
@@ -307,6 +316,8 @@ class OvsNetwork:
     def delete_ts_rules(self, lsi: str, rule_ids: list[str]) -> None:
         from netfate.steering import rule_cookie
 
+        if not rule_ids:
+            return
         for rid in rule_ids:
             self._ofctl(lsi, "del-flows", f"cookie=0x{rule_cookie(rid):x}/-1")
         known = self._load_rules(lsi)

@@ -20,6 +20,7 @@ class TestbedDown(NetfateError):
 
 @dataclass
 class Testbed:
+    __test__ = False  # not a pytest class
     topology: Topology
     server: OvsServer
     network: OvsNetwork

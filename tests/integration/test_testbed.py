@@ -1,0 +1,114 @@
+"""The emulated testbed: up is idempotent, down removes everything, even after a crash."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from netfate import paths
+from netfate.drivers import cgroups
+from netfate.drivers.ovs import OvsServer
+from netfate.errors import InvalidInput
+from netfate.testbed import lifecycle
+from netfate.testbed.topology import load_topology
+
+from .conftest import ours_left
+
+NETFATE = [str(Path(sys.executable).parent / "netfate")]
+
+
+def ping(ns: str, ip: str) -> bool:
+    cp = subprocess.run(["ip", "netns", "exec", ns, "ping", "-c1", "-W1", ip],
+                        capture_output=True, check=False)
+    return cp.returncode == 0
+
+
+@pytest.fixture
+def clean() -> object:
+    lifecycle.down()
+    yield None
+    lifecycle.down()
+
+
+def test_up_twice_status_traffic_and_down(clean: object) -> None:
+    topo = load_topology()
+    first = lifecycle.up(topo)
+    second = lifecycle.up(topo)  # idempotent
+    assert first["ovs"] == second["ovs"]
+    st = lifecycle.status()
+    assert st["up"] and st["topology"] == "netfate-poc"
+    assert set(st["bridges"]) == {"fate-core", "fate-dc", "fate-cpe1", "fate-cpe2"}
+    assert {h["name"] for h in st["hosts"]} == {"inet", "client1", "client2"}
+    assert ping("fate-h-client1", topo.internet_address)
+    assert ping("fate-h-client2", topo.internet_address)
+    assert ping("fate-h-client1", topo.host_address(topo.host("client2")))
+    removed = lifecycle.down()
+    assert sorted(removed["pids"]) == sorted(first["ovs"].values())
+    assert ours_left() == {"namespaces": [], "links": []}
+    assert not paths.run_dir().exists()
+    # up again at once
+    lifecycle.up(topo)
+    assert ping("fate-h-client1", topo.internet_address)
+
+
+def test_testbed_is_sealed(clean: object) -> None:
+    lifecycle.up(load_topology())
+    for host in ("fate-h-client1", "fate-h-inet"):
+        routes = subprocess.run(["ip", "-n", host, "-j", "route"], capture_output=True,
+                                check=True).stdout
+        for r in json.loads(routes):
+            assert r.get("dev") in ("eth0", "lo")
+            gw = r.get("gateway")
+            assert gw is None or gw.startswith("10.90.")
+
+
+def test_down_after_kill_9_removes_everything(clean: object) -> None:
+    state = lifecycle.up(load_topology())
+    for pid in state["ovs"].values():
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(0.2)
+    lifecycle.down()
+    assert ours_left() == {"namespaces": [], "links": []}
+    assert cgroups.list_ours() == []
+    assert not OvsServer(paths.ovs_dir()).running()
+    lifecycle.up(load_topology())
+    assert ping("fate-h-client1", "10.255.0.1")
+
+
+def test_three_cpe_topology(clean: object, tmp_path: Path) -> None:
+    from importlib import resources
+
+    f = tmp_path / "t.yaml"
+    f.write_text(resources.files("netfate.testbed").joinpath("three-cpe.yaml").read_text())
+    topo = load_topology(f)
+    lifecycle.up(topo)
+    assert ping("fate-h-client3", topo.internet_address)
+    assert "fate-cpe3" in lifecycle.status()["bridges"]
+
+
+def test_bad_topology_changes_nothing(clean: object, tmp_path: Path) -> None:
+    f = tmp_path / "bad.yaml"
+    f.write_text("name: x\nnodes: [{name: a, role: cpe, uplink: ghost}]\n")
+    with pytest.raises(InvalidInput, match="uplink"):
+        load_topology(f)
+    cp = subprocess.run([*NETFATE, "testbed", "up", "--topology", str(f)],
+                        capture_output=True, text=True, check=False)
+    assert cp.returncode == 1 and "uplink" in cp.stderr
+    assert ours_left() == {"namespaces": [], "links": []}
+
+
+def test_cli_status_json_and_down(clean: object) -> None:
+    subprocess.run([*NETFATE, "testbed", "up"], check=True, capture_output=True)
+    cp = subprocess.run([*NETFATE, "testbed", "status", "--json"], check=True,
+                        capture_output=True, text=True)
+    st = json.loads(cp.stdout)
+    assert st["up"] and len(st["links"]) == 6
+    subprocess.run([*NETFATE, "testbed", "down"], check=True, capture_output=True)
+    assert ours_left() == {"namespaces": [], "links": []}

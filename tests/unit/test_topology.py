@@ -1,0 +1,47 @@
+import pytest
+
+from netfate.errors import InvalidInput
+from netfate.naming import IFNAMSIZ, ifname, nf_port
+from netfate.testbed.topology import load_topology, parse_topology
+
+
+def test_default_topology_is_the_poc() -> None:
+    t = load_topology()
+    assert {n.name for n in t.nodes} == {"core", "dc", "cpe1", "cpe2"}
+    assert {h.name for h in t.hosts} == {"inet", "client1", "client2"}
+    assert t.host_address(t.host("inet")) == t.gateway
+
+
+def test_all_interface_names_fit_and_carry_prefix() -> None:
+    t = load_topology()
+    names = [t.host_port(h) for h in t.hosts]
+    names += [n.uplink_port for n in t.nodes if n.uplink_port]
+    names += [n.bridge for n in t.nodes]
+    names += [nf_port("cpe1-someuser-firewall", "lan")]
+    assert all(len(n) <= IFNAMSIZ and n.startswith("fate-") for n in names)
+    assert len(set(names)) == len(names)
+    assert ifname("a" * 20) != ifname("a" * 21)
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("name: x\nnodes: []", "nodes"),
+    ("name: x\nnodes: [{name: a, role: cpe, uplink: nope}]", "uplink"),
+    ("name: x\nnodes: [{name: a, role: cpe}, {name: a, role: pe}]", "repeat"),
+    ("name: x\nsubnet: 8.8.0.0/16\ngateway: 8.8.0.1\nnodes: [{name: a, role: pe}]", "private"),
+    ("name: x\nnodes: [{name: a, role: pe}]\nhosts: [{name: h, role: client, attach: b, "
+     "address: 10.90.0.5}]", "attach"),
+    ("name: x\nnodes: [{name: a, role: pe}]\nhosts: [{name: h, role: client, attach: a, "
+     "address: 10.1.0.5}]", "not in"),
+    ("name: x\nnodes: [{name: a, role: router}]", "role"),
+    ("[unclosed", "YAML"),
+])
+def test_bad_topologies_name_the_problem(text: str, words: str) -> None:
+    with pytest.raises(InvalidInput, match=words):
+        parse_topology(text)
+
+
+def test_three_cpe_file_parses() -> None:
+    from importlib import resources
+
+    text = resources.files("netfate.testbed").joinpath("three-cpe.yaml").read_text()
+    assert len([n for n in parse_topology(text).nodes if n.role == "cpe"]) == 3
