@@ -81,7 +81,7 @@ def test_unsafe_bundles_are_refused(tmp_path: Path, extra: object, words: str) -
 
 
 def test_missing_descriptor_scripts_and_garbage(tmp_path: Path) -> None:
-    with pytest.raises(InvalidInput, match="descriptor.yaml"):
+    with pytest.raises(InvalidInput, match=r"descriptor\.yaml"):
         inspect_bundle(make_tgz([("scripts/start", b"")]))
     with pytest.raises(InvalidInput, match="required scripts"):
         inspect_bundle(make_tgz([("descriptor.yaml", yaml.safe_dump(DESC).encode())]))
