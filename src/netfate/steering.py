@@ -1,8 +1,8 @@
 """Traffic steering rules (the NNF paper's createTSRule) and their OpenFlow 1.3 form. Pure.
 
-A rule matches on ports and headers and outputs to ports, by name. `to_flow` turns it into an
-ovs-ofctl flow given the switch's port numbers; `FlowTable` (for tests) follows a packet
-through such flows, as Faucet's fake flow table does.
+A rule matches on ports and headers and outputs to ports, by name. `to_flowmod` turns it into
+an OpenFlow flow given the switch's port numbers; `FlowTable` (for tests) follows a packet
+through rules, as Faucet's fake flow table does.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import hashlib
 import ipaddress
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -71,45 +73,55 @@ def _needs_ip(m: Match) -> bool:
     return any(x is not None for x in (m.ipv4_src, m.ipv4_dst, m.ip_proto, m.tp_src, m.tp_dst))
 
 
-def match_fields(m: Match, ofports: Mapping[str, int]) -> list[str]:
-    """OpenFlow 1.3 prerequisites included: IP fields imply eth_type, ports imply ip_proto."""
-    out: list[str] = []
+# Outputs that are OpenFlow reserved ports rather than switch ports.
+RESERVED_OUTPUTS = ("normal", "flood", "controller", "in_port")
+_TP_FIELDS = {6: ("tcp_src", "tcp_dst"), 17: ("udp_src", "udp_dst"), 132: ("sctp_src", "sctp_dst")}
+
+
+@dataclass(frozen=True)
+class FlowMod:
+    """An OpenFlow 1.3 flow, as OXM field names and output ports: what a driver encodes."""
+
+    cookie: int
+    priority: int
+    match: dict[str, Any]
+    outputs: tuple[int | str, ...]  # port numbers, or reserved names; empty means drop
+    idle_timeout: int = 0
+    table_id: int = 0
+
+
+def oxm_match(m: Match, ofports: Mapping[str, int]) -> dict[str, Any]:
+    """OXM fields with OpenFlow 1.3 prerequisites: IP fields imply eth_type, ports need a proto."""
+    out: dict[str, Any] = {}
     if m.in_port is not None:
-        out.append(f"in_port={_port(m.in_port, ofports)}")
+        out["in_port"] = _port(m.in_port, ofports)
     if m.eth_src:
-        out.append(f"dl_src={m.eth_src}")
+        out["eth_src"] = m.eth_src
     if m.eth_dst:
-        out.append(f"dl_dst={m.eth_dst}")
+        out["eth_dst"] = m.eth_dst
     eth_type = m.eth_type
     if eth_type is None and _needs_ip(m):
         eth_type = ETH_IPV4
     if eth_type is not None:
-        out.append(f"dl_type=0x{eth_type:04x}")
-    if m.ipv4_src:
-        out.append(f"nw_src={m.ipv4_src}")
-    if m.ipv4_dst:
-        out.append(f"nw_dst={m.ipv4_dst}")
-    if (m.tp_src is not None or m.tp_dst is not None) and m.ip_proto is None:
-        raise ValueError("a TCP/UDP port match needs ip_proto (6 or 17)")
+        out["eth_type"] = eth_type
+    for key, value in (("ipv4_src", m.ipv4_src), ("ipv4_dst", m.ipv4_dst)):
+        if value is not None:
+            net = ipaddress.IPv4Network(value, strict=False)
+            out[key] = (
+                str(net.network_address) if net.prefixlen == 32
+                else (str(net.network_address), str(net.netmask))
+            )
     if m.ip_proto is not None:
-        out.append(f"nw_proto={m.ip_proto}")
-    if m.tp_src is not None:
-        out.append(f"tp_src={m.tp_src}")
-    if m.tp_dst is not None:
-        out.append(f"tp_dst={m.tp_dst}")
+        out["ip_proto"] = m.ip_proto
+    if m.tp_src is not None or m.tp_dst is not None:
+        if m.ip_proto not in _TP_FIELDS:
+            raise ValueError("a TCP/UDP/SCTP port match needs ip_proto 6, 17 or 132")
+        src, dst = _TP_FIELDS[m.ip_proto]
+        if m.tp_src is not None:
+            out[src] = m.tp_src
+        if m.tp_dst is not None:
+            out[dst] = m.tp_dst
     return out
-
-
-# Outputs that are OpenFlow reserved ports rather than switch ports.
-RESERVED_OUTPUTS = {"normal": "NORMAL", "flood": "FLOOD", "controller": "CONTROLLER:65535"}
-
-
-def _action(name: str, in_port: str | None, ofports: Mapping[str, int]) -> str:
-    if name in RESERVED_OUTPUTS:
-        return RESERVED_OUTPUTS[name]
-    if name == in_port:
-        return "in_port"  # OpenFlow never sends back out of the ingress port otherwise
-    return f"output:{_port(name, ofports)}"
 
 
 def _port(name: str, ofports: Mapping[str, int]) -> int:
@@ -118,18 +130,23 @@ def _port(name: str, ofports: Mapping[str, int]) -> int:
     return ofports[name]
 
 
-def to_flow(rule: TSRule, ofports: Mapping[str, int]) -> str:
-    """The rule as an ovs-ofctl add-flow line (OpenFlow 1.3, table 0)."""
-    fields = [f"cookie=0x{rule.cookie():x}", "table=0", f"priority={rule.priority}"]
-    if rule.idle_timeout:
-        fields.append(f"idle_timeout={rule.idle_timeout}")
-    fields += match_fields(rule.match, ofports)
-    if rule.output:
-        acts = [_action(name, rule.match.in_port, ofports) for name in rule.output]
-        actions = ",".join(acts)
-    else:
-        actions = "drop"
-    return ",".join(fields) + f",actions={actions}"
+def to_flowmod(rule: TSRule, ofports: Mapping[str, int]) -> FlowMod:
+    """The rule as an OpenFlow 1.3 flow (table 0) for a switch with these port numbers."""
+    outputs: list[int | str] = []
+    for name in rule.output:
+        if name in RESERVED_OUTPUTS:
+            outputs.append(name)
+        elif name == rule.match.in_port:
+            outputs.append("in_port")  # OpenFlow never sends back out of the ingress otherwise
+        else:
+            outputs.append(_port(name, ofports))
+    return FlowMod(
+        cookie=rule.cookie(),
+        priority=rule.priority,
+        match=oxm_match(rule.match, ofports),
+        outputs=tuple(outputs),
+        idle_timeout=rule.idle_timeout,
+    )
 
 
 class Packet(BaseModel):

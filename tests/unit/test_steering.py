@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from netfate.steering import FlowTable, Match, Packet, TSRule, chain_rules, to_flow
+from netfate.steering import FlowTable, Match, Packet, TSRule, chain_rules, to_flowmod
 
 MAC = "02:aa:00:00:00:01"
 OTHER = "02:aa:00:00:00:02"
@@ -65,28 +65,31 @@ def test_no_rule_means_drop_and_removal_restores() -> None:
     assert t.forward(Packet(in_port="x")) == ()
 
 
-def test_to_flow_adds_openflow_prerequisites() -> None:
+def test_flowmod_adds_openflow_prerequisites() -> None:
     r = TSRule(rule_id="r", priority=50,
                match=Match(in_port="a", ipv4_dst="10.1.0.0/16", ip_proto=17, tp_dst=53),
                output=("b",))
-    flow = to_flow(r, {"a": 3, "b": 4})
-    assert "in_port=3" in flow and "dl_type=0x0800" in flow and "nw_proto=17" in flow
-    assert "tp_dst=53" in flow and flow.endswith("actions=output:4")
-    assert f"cookie=0x{r.cookie():x}" in flow and "priority=50" in flow
+    f = to_flowmod(r, {"a": 3, "b": 4})
+    assert f.match == {"in_port": 3, "eth_type": 0x0800, "ipv4_dst": ("10.1.0.0", "255.255.0.0"),
+                       "ip_proto": 17, "udp_dst": 53}
+    assert f.outputs == (4,) and f.priority == 50 and f.cookie == r.cookie()
+    tcp = to_flowmod(TSRule(rule_id="t", match=Match(ip_proto=6, tp_dst=80,
+                                                     ipv4_src="10.0.0.1")), {})
+    assert tcp.match["tcp_dst"] == 80 and tcp.match["ipv4_src"] == "10.0.0.1"
 
 
-def test_to_flow_reserved_outputs_and_drop() -> None:
-    assert to_flow(TSRule(rule_id="n", output=("normal",)), {}).endswith("actions=NORMAL")
-    assert to_flow(TSRule(rule_id="d", match=Match(in_port="a")), {"a": 1}).endswith("drop")
+def test_flowmod_reserved_outputs_and_drop() -> None:
+    assert to_flowmod(TSRule(rule_id="n", output=("normal",)), {}).outputs == ("normal",)
+    assert to_flowmod(TSRule(rule_id="d", match=Match(in_port="a")), {"a": 1}).outputs == ()
     hairpin = TSRule(rule_id="h", match=Match(in_port="a"), output=("a",))
-    assert to_flow(hairpin, {"a": 1}).endswith("actions=in_port")
+    assert to_flowmod(hairpin, {"a": 1}).outputs == ("in_port",)
 
 
-def test_to_flow_unknown_port_and_port_without_proto() -> None:
+def test_flowmod_unknown_port_and_port_without_proto() -> None:
     with pytest.raises(KeyError):
-        to_flow(TSRule(rule_id="r", match=Match(in_port="zz"), output=("a",)), {"a": 1})
+        to_flowmod(TSRule(rule_id="r", match=Match(in_port="zz"), output=("a",)), {"a": 1})
     with pytest.raises(ValueError, match="ip_proto"):
-        to_flow(TSRule(rule_id="r", match=Match(tp_dst=80), output=("a",)), {"a": 1})
+        to_flowmod(TSRule(rule_id="r", match=Match(tp_dst=80), output=("a",)), {"a": 1})
 
 
 @pytest.mark.parametrize("bad", [

@@ -44,11 +44,11 @@ def create(cg: str, memory_mb: int, cpu_percent: int) -> None:
     _write(path("cpu", cg) / "cpu.cfs_quota_us", str(CFS_PERIOD_US * cpu_percent // 100))
 
 
-def open_procs(cg: str) -> list[int]:
-    """Descriptors of each controller's cgroup.procs, for a child to join before exec."""
+def procs_files(cg: str) -> list[str]:
+    """Each controller's cgroup.procs, for a child to write its PID into before exec."""
     if not available():
         return []
-    return [os.open(path(c, cg) / "cgroup.procs", os.O_WRONLY) for c in CONTROLLERS]
+    return [str(path(c, cg) / "cgroup.procs") for c in CONTROLLERS]
 
 
 def pids(cg: str) -> list[int]:

@@ -167,28 +167,37 @@ def veth_into(
     mtu: int | None = None,
     mac: str | None = None,
 ) -> None:
-    """A veth pair: host_if stays in the root namespace, its peer ns_if goes into ns. Idempotent."""
+    """A veth pair: host_if, up, stays in the root namespace; its peer ns_if goes into ns
+    (still down: bring it up from inside). Idempotent."""
     own = ipr is None
     root = ipr if ipr is not None else iproute()
     try:
-        if link_index(root, host_if) is not None:
-            return
         peer: dict[str, Any] = {"ifname": ns_if, "net_ns_fd": ns}
+        kw: dict[str, Any] = {}
         if mac:
             peer["address"] = mac
-        kw: dict[str, Any] = {}
         if mtu:
             kw["mtu"] = mtu
             peer["mtu"] = mtu
         try:
-            root.link("add", ifname=host_if, kind="veth", peer=peer, **kw)
+            root.link("add", ifname=host_if, kind="veth", state="up", peer=peer, **kw)
         except Exception as exc:
+            if "File exists" in str(exc) and link_index(root, host_if) is not None:
+                return
             raise DriverError(f"cannot create veth {host_if} <-> {ns}/{ns_if}: {exc}") from exc
-        idx = link_index(root, host_if)
-        root.link("set", index=idx, state="up")
     finally:
         if own:
             root.close()
+
+
+def set_up(ns: str, ifnames: list[str]) -> None:
+    """Bring lo and the named interfaces up inside ns, with one netlink socket."""
+    with iproute(ns) as ipr:
+        index = {str(link.get("ifname")): int(link["index"]) for link in ipr.get_links()}
+        for name in ["lo", *ifnames]:
+            if name not in index:
+                raise DriverError(f"{name} is missing in namespace {ns}")
+            ipr.link("set", index=index[name], state="up")
 
 
 def delete_link(ifname: str, ipr: IPRoute | None = None) -> bool:

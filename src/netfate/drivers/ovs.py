@@ -14,12 +14,14 @@ import os
 import signal
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
+from netfate.drivers.openflow import OpenFlowChannel
 from netfate.errors import DriverError, NotFound
 from netfate.proc import run
-from netfate.steering import TSRule, match_fields, to_flow
+from netfate.steering import TSRule, rule_cookie, to_flowmod
 
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 DAEMONS = ("ovs-vswitchd", "ovsdb-server")
@@ -128,6 +130,7 @@ class OvsNetwork:
         self._api: Any = None
         self._lock = threading.Lock()
         self._rules_dir = server.rundir / "ts-rules"
+        self._channels: dict[str, OpenFlowChannel] = {}
 
     # -- OVSDB through ovsdbapp ---------------------------------------------------------
     @property
@@ -136,6 +139,9 @@ class OvsNetwork:
             if self._api is None:
                 if not self.server.db_sock.exists():
                     raise DriverError(f"OVS is not running (no {self.server.db_sock})")
+                # ovs.poller imports eventlet when present (os-ken brings it) and eventlet
+                # warns about its own deprecation on import; we do not use eventlet.
+                warnings.filterwarnings("ignore", message=".*Eventlet is deprecated")
                 from ovsdbapp.backend.ovs_idl import connection
                 from ovsdbapp.schema.open_vswitch import impl_idl
 
@@ -146,6 +152,9 @@ class OvsNetwork:
 
     def close(self) -> None:
         with self._lock:
+            for ch in self._channels.values():
+                ch.close()
+            self._channels.clear()
             if self._api is not None:
                 with contextlib.suppress(Exception):
                     self._api.ovsdb_connection.stop()
@@ -249,19 +258,13 @@ class OvsNetwork:
         return out
 
     # -- steering rules -----------------------------------------------------------------
-    def _mgmt(self, lsi: str) -> str:
-        return f"unix:{self.server.rundir / (lsi + '.mgmt')}"
-
-    def _ofctl(
-        self, lsi: str, cmd: str, *args: str, stdin: bytes | None = None, strict: bool = False
-    ) -> str:
-        opts = ["--strict"] if strict else []
-        cp = run(
-            ["ovs-ofctl", "-O", "OpenFlow13", *opts, cmd, self._mgmt(lsi), *args],
-            input=stdin,
-            env=self.server.env,
-        )
-        return cp.stdout.decode()
+    def _of(self, lsi: str) -> OpenFlowChannel:
+        with self._lock:
+            ch = self._channels.get(lsi)
+            if ch is None:
+                ch = OpenFlowChannel(str(self.server.rundir / f"{lsi}.mgmt"))
+                self._channels[lsi] = ch
+            return ch
 
     def _load_rules(self, lsi: str) -> dict[str, dict[str, Any]]:
         try:
@@ -282,17 +285,17 @@ class OvsNetwork:
         self.apply_ts_rules(lsi, [rule])
 
     def apply_ts_rules(self, lsi: str, rules: list[TSRule]) -> None:
-        """Install rules in one ovs-ofctl call. Re-applying a rule replaces it in place."""
+        """Install rules in one OpenFlow batch. Re-applying a rule replaces it in place."""
         if not rules:
             return
         ofports = self.list_ports(lsi)
         try:
-            flows = [to_flow(r, ofports) for r in rules]
+            flows = [to_flowmod(r, ofports) for r in rules]
         except KeyError as exc:
             raise NotFound(f"steering rule on {lsi}: {exc.args[0]}") from exc
         except ValueError as exc:
             raise DriverError(f"steering rule on {lsi}: {exc}") from exc
-        self._ofctl(lsi, "add-flows", "-", stdin=("\n".join(flows) + "\n").encode())
+        self._of(lsi).add_flows(flows)
         known = self._load_rules(lsi)
         stale = []
         for r in rules:
@@ -300,26 +303,20 @@ class OvsNetwork:
             if old is not None:
                 prev = TSRule.model_validate(old)
                 if (prev.match, prev.priority) != (r.match, r.priority):
-                    stale.append(prev)
+                    with contextlib.suppress(KeyError, ValueError):
+                        stale.append(to_flowmod(prev, ofports))
             known[r.rule_id] = r.model_dump(mode="json")
-        for prev in stale:
-            with contextlib.suppress(DriverError, KeyError):
-                spec = ",".join(
-                    [f"priority={prev.priority}", *match_fields(prev.match, ofports)]
-                )
-                self._ofctl(lsi, "del-flows", spec, strict=True)
+        if stale:  # a rule whose match changed: drop its old flow after the new one is in
+            self._of(lsi).delete_strict(stale)
         self._save_rules(lsi, known)
 
     def delete_ts_rule(self, lsi: str, rule_id: str) -> None:
         self.delete_ts_rules(lsi, [rule_id])
 
     def delete_ts_rules(self, lsi: str, rule_ids: list[str]) -> None:
-        from netfate.steering import rule_cookie
-
         if not rule_ids:
             return
-        for rid in rule_ids:
-            self._ofctl(lsi, "del-flows", f"cookie=0x{rule_cookie(rid):x}/-1")
+        self._of(lsi).delete_cookies([rule_cookie(r) for r in rule_ids])
         known = self._load_rules(lsi)
         for rid in rule_ids:
             known.pop(rid, None)
@@ -328,6 +325,6 @@ class OvsNetwork:
     def list_ts_rules(self, lsi: str) -> list[TSRule]:
         return [TSRule.model_validate(v) for v in self._load_rules(lsi).values()]
 
-    def dump_flows(self, lsi: str) -> list[str]:
-        out = self._ofctl(lsi, "dump-flows")
-        return [ln.strip() for ln in out.splitlines() if "cookie=" in ln]
+    def dump_flows(self, lsi: str) -> list[dict[str, Any]]:
+        """The switch's flows, with counters, as the switch reports them."""
+        return self._of(lsi).dump_flows()
