@@ -141,7 +141,7 @@ class OvsNetwork:
                     raise DriverError(f"OVS is not running (no {self.server.db_sock})")
                 # ovs.poller imports eventlet when present (os-ken brings it) and eventlet
                 # warns about its own deprecation on import; we do not use eventlet.
-                warnings.filterwarnings("ignore", message=".*Eventlet is deprecated")
+                warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
                 from ovsdbapp.backend.ovs_idl import connection
                 from ovsdbapp.schema.open_vswitch import impl_idl
 
@@ -328,3 +328,17 @@ class OvsNetwork:
     def dump_flows(self, lsi: str) -> list[dict[str, Any]]:
         """The switch's flows, with counters, as the switch reports them."""
         return self._of(lsi).dump_flows()
+
+
+def learned_port(server: OvsServer, lsi: str, mac: str, ofports: dict[str, int]) -> str | None:
+    """The LSI port on which the switch has learned this MAC (its L2 table), if any."""
+    cp = run(
+        ["ovs-appctl", "-t", str(server.rundir / "ovs-vswitchd.ctl"), "fdb/show", lsi],
+        env=server.env, check=False,
+    )
+    by_number = {v: k for k, v in ofports.items()}
+    for line in cp.stdout.decode().splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 3 and parts[2].lower() == mac.lower() and parts[0].isdigit():
+            return by_number.get(int(parts[0]))
+    return None

@@ -1,0 +1,270 @@
+"""The agent process: dials out to NATS, registers its node, converges the node to the desired
+state the orchestrator holds, reports telemetry and forwards NF notifications.
+
+Driver calls block, so they run in a worker thread, one at a time (the node is one resource).
+After a reconnect the agent registers again, and the reply carries the full desired state:
+both sides re-sync, level-triggered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import httpx
+import nats
+from nats.aio.msg import Msg
+
+from netfate import __version__, naming
+from netfate.agent.reconcile import diff
+from netfate.agent.telemetry import CpuMeter, resources
+from netfate.bundle import BundleStore
+from netfate.bus import subjects
+from netfate.bus.messages import (
+    Command,
+    DesiredState,
+    InstanceSpec,
+    NFActual,
+    Notification,
+    Register,
+    Reply,
+    SteeringSpec,
+    Telemetry,
+)
+from netfate.drivers import capabilities
+from netfate.drivers.native import NativeCompute
+from netfate.drivers.ovs import OvsNetwork, OvsServer, learned_port
+from netfate.errors import NetfateError, NotFound
+from netfate.interfaces import NFInfo
+from netfate.node import Node
+
+log = logging.getLogger("netfate.agent")
+
+
+class Agent:
+    def __init__(
+        self,
+        node: str,
+        role: str,
+        nats_url: str,
+        rundir: Any,
+        ovs: OvsServer,
+        uplink: str | None = None,
+        telemetry_interval: float = 2.0,
+        mtu: int = 1500,
+    ) -> None:
+        self.name = node
+        self.role = role
+        self.url = nats_url
+        self.store = BundleStore(rundir / "bundles")
+        self.ovs = ovs
+        self.network = OvsNetwork(ovs)
+        self.node = Node(node, naming.bridge(node), self.network,
+                         NativeCompute(node, rundir, self.store, mtu=mtu))
+        self.uplink = uplink or naming.ifname(node, "up")
+        self.interval = telemetry_interval
+        self.cpu = CpuMeter()
+        self.desired = DesiredState()
+        self._lock = asyncio.Lock()
+        self._nc: Any = None
+        self._stop = asyncio.Event()
+
+    # -- node operations (in a worker thread) ----------------------------------------------
+    def _actual(self) -> list[NFActual]:
+        return [
+            NFActual(instance_id=i.instance_id, nf_name=i.name, owner=i.owner,
+                     state=str(i.state), bundle_sha256=i.bundle_sha256)
+            for i in self.node.compute.list_nfs()
+        ]
+
+    def _converge(self, desired: DesiredState, fetch: dict[str, str]) -> list[str]:
+        """Make the node match desired; return the errors met (each instance on its own)."""
+        errors: list[str] = []
+        actual = self.node.compute.list_nfs()
+        acts = diff(desired.instances, actual)
+        for iid in acts.delete:
+            self._try(errors, f"delete {iid}", lambda i=iid: self.node.remove_nf(i))
+        for spec in acts.recreate:
+            self._try(errors, f"recreate {spec.instance_id}",
+                      lambda s=spec: self.node.remove_nf(s.instance_id))
+        for spec in acts.create + acts.recreate:
+            self._try(errors, f"create {spec.instance_id}", lambda s=spec: self._deploy(s, fetch))
+        for spec in acts.update:
+            self._try(errors, f"update {spec.instance_id}",
+                      lambda s=spec: self.node.compute.update_nf(s.instance_id, s.config))
+        for iid in acts.start:
+            self._try(errors, f"start {iid}", lambda i=iid: self.node.compute.start_nf(i))
+        self._steer(desired.steering, errors)
+        return errors
+
+    @staticmethod
+    def _try(errors: list[str], what: str, fn: Any) -> None:
+        try:
+            fn()
+        except NetfateError as exc:
+            errors.append(f"{what}: {exc}")
+            log.warning("%s failed: %s", what, exc)
+
+    def _deploy(self, spec: InstanceSpec, fetch: dict[str, str]) -> NFInfo:
+        self._ensure_bundle(spec.bundle_sha256, fetch)
+        # Instance ids are node-user-nf; the NF name part is what the driver names.
+        name = spec.instance_id.removeprefix(f"{self.name}-{spec.owner}-")
+        return self.node.deploy_nf(spec.owner, name, spec.bundle_sha256, spec.config)
+
+    def _ensure_bundle(self, sha: str, fetch: dict[str, str]) -> None:
+        with contextlib.suppress(NotFound):
+            self.store.get(sha)
+            return
+        url = fetch.get(sha)
+        if url is None:
+            raise NotFound(f"bundle {sha[:12]} is not on node {self.name} and no URL was given")
+        r = httpx.get(url, timeout=30)
+        if r.status_code != 200:
+            raise NotFound(f"bundle {sha[:12]}: fetching {url} gave HTTP {r.status_code}")
+        self.store.add(r.content, expected_sha256=sha)
+
+    def _steer(self, specs: list[SteeringSpec], errors: list[str]) -> None:
+        lsi = self.node.lsi
+        wanted: dict[str, SteeringSpec] = {s.user: s for s in specs}
+        current = {
+            r.rule_id for r in self.network.list_ts_rules(lsi) if r.rule_id.startswith("user:")
+        }
+        keep: set[str] = set()
+        ofports: dict[str, int] | None = None
+        for user, spec in wanted.items():
+            try:
+                chain = [self.node.compute.status(i) for i in spec.chain]
+                ofports = ofports or self.network.list_ports(lsi)
+                port = learned_port(self.ovs, lsi, spec.mac, ofports)
+                if port is None:
+                    raise NotFound(f"no port on {lsi} has seen {spec.mac} yet")
+                rules = self.node.steering_rules(f"user:{user}", spec.mac, port, self.uplink,
+                                                 chain)
+                self.network.apply_ts_rules(lsi, rules)
+                keep.update(r.rule_id for r in rules)
+            except NetfateError as exc:
+                errors.append(f"steer {user}: {exc}")
+        stale = sorted(current - keep)
+        if stale:
+            self.network.delete_ts_rules(lsi, stale)
+
+    # -- messages --------------------------------------------------------------------------
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        async with self._lock:
+            return await asyncio.to_thread(fn, *args)
+
+    def _register_msg(self) -> Register:
+        nfs = self.node.compute.list_nfs()
+        return Register(
+            node=self.name, role=self.role,  # type: ignore[arg-type]
+            capabilities=sorted(capabilities.functional()),
+            infrastructure=capabilities.infrastructure(),
+            resources=resources(self.cpu, len(nfs)),
+            agent_version=__version__,
+        )
+
+    async def register(self) -> None:
+        msg = self._register_msg()
+        reply = await self._nc.request(subjects.REGISTER, msg.model_dump_json().encode(),
+                                       timeout=10)
+        data = Command.model_validate_json(reply.data)
+        if data.desired is not None:
+            await self._apply(data.desired, data.bundles)
+        log.info("registered node %s (generation %s)", self.name, self.desired.generation)
+
+    async def _apply(self, desired: DesiredState, bundles: dict[str, str]) -> list[str]:
+        self.desired = desired
+        result: list[str] = await self._run(self._converge, desired, bundles)
+        return result
+
+    async def on_command(self, msg: Msg) -> None:
+        try:
+            cmd = Command.model_validate_json(msg.data)
+            reply = await self._handle(cmd)
+        except Exception as exc:  # a bad command must never kill the agent
+            reply = Reply(ok=False, error=f"{type(exc).__name__}: {exc}")
+        if msg.reply:
+            await msg.respond(reply.model_dump_json().encode())
+
+    async def _handle(self, cmd: Command) -> Reply:
+        if cmd.op == "ping":
+            return Reply(ok=True)
+        if cmd.op == "apply" and cmd.desired is not None:
+            errors = await self._apply(cmd.desired, cmd.bundles)
+            nfs = await self._run(self._actual)
+            return Reply(ok=not errors, error="; ".join(errors) or None, nfs=nfs)
+        if cmd.op == "status":
+            return Reply(ok=True, nfs=await self._run(self._actual))
+        if cmd.op == "export_state" and cmd.instance_id:
+            doc = await self._run(self.node.compute.export_state, cmd.instance_id)
+            return Reply(ok=True, data=doc)
+        if cmd.op == "import_state" and cmd.instance_id and cmd.state is not None:
+            await self._run(self.node.compute.import_state, cmd.instance_id, cmd.state)
+            return Reply(ok=True)
+        return Reply(ok=False, error=f"bad command {cmd.op!r}: missing fields")
+
+    async def telemetry_loop(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):
+                nfs = await asyncio.to_thread(self._actual)
+                t = Telemetry(node=self.name, ts=time.time(),
+                              resources=resources(self.cpu, len(nfs)), nfs=nfs,
+                              generation=self.desired.generation)
+                await self._nc.publish(subjects.telemetry(self.name),
+                                       t.model_dump_json().encode())
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.interval)
+
+    async def notify_loop(self) -> None:
+        queue = self.node.compute.queue  # type: ignore[attr-defined]
+        while not self._stop.is_set():
+            for note in await asyncio.to_thread(queue.drain):
+                with contextlib.suppress(Exception):
+                    n = Notification(
+                        node=self.name, nf_id=note.get("nf_id"), nf=note.get("nf"),
+                        owner=note.get("owner"), type=str(note.get("type", "unknown")),
+                        severity=str(note.get("severity", "warning")),
+                        source=note.get("source"), detail=note.get("detail") or {},
+                        ts=float(note.get("ts") or time.time()),
+                    )
+                    await self._nc.publish(subjects.notify(self.name), n.model_dump_json().encode())
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), 0.5)
+
+    async def run(self) -> None:
+        async def reconnected() -> None:
+            log.info("reconnected to NATS; registering again")
+            with contextlib.suppress(Exception):
+                await self.register()
+
+        self._nc = await nats.connect(
+            self.url, name=f"agent-{self.name}", max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5, reconnected_cb=reconnected,
+        )
+        await self.network_ready()
+        await self._nc.subscribe(subjects.command(self.name), cb=self.on_command)
+        while not self._stop.is_set():
+            try:
+                await self.register()
+                break
+            except Exception as exc:
+                log.warning("registration failed (%s); retrying", exc)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), 1.0)
+        tasks = [asyncio.create_task(self.telemetry_loop()),
+                 asyncio.create_task(self.notify_loop())]
+        await self._stop.wait()
+        for t in tasks:
+            t.cancel()
+        with contextlib.suppress(Exception):
+            await self._nc.drain()
+        self.network.close()
+
+    async def network_ready(self) -> None:
+        await self._run(self.network.create_lsi, self.node.lsi)
+
+    def stop(self) -> None:
+        self._stop.set()

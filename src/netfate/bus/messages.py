@@ -1,0 +1,101 @@
+"""What travels on the bus, as pydantic models (JSON on the wire)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Resources(_Msg):
+    mem_total_mb: int
+    mem_free_mb: int
+    cpu_util: float = Field(ge=0, le=1)
+    nf_count: int = 0
+
+
+class Register(_Msg):
+    """The UN paper's three kinds of information, plus identity."""
+
+    node: str
+    role: Literal["cpe", "pe", "dc"]
+    capabilities: list[str]              # functional: what NF types it can run
+    infrastructure: dict[str, Any]       # flavours, CPU architecture, switch
+    resources: Resources                 # available resources
+    catalogue: list[str] = []            # NF types whose bundles it can run
+    agent_version: str = ""
+
+
+class InstanceSpec(_Msg):
+    instance_id: str
+    nf_name: str
+    owner: str
+    bundle_sha256: str
+    config: dict[str, Any] = {}
+
+
+class SteeringSpec(_Msg):
+    user: str
+    mac: str
+    chain: list[str]                     # local instance ids, in order
+
+
+class DesiredState(_Msg):
+    generation: int = 0
+    instances: list[InstanceSpec] = []
+    steering: list[SteeringSpec] = []
+
+
+class NFActual(_Msg):
+    instance_id: str
+    nf_name: str
+    owner: str
+    state: str
+    bundle_sha256: str
+
+
+class Telemetry(_Msg):
+    node: str
+    ts: float
+    resources: Resources
+    nfs: list[NFActual] = []
+    clients: int = 0
+    generation: int = 0
+
+
+class Command(_Msg):
+    op: Literal["apply", "export_state", "import_state", "status", "ping"]
+    desired: DesiredState | None = None
+    instance_id: str | None = None
+    state: dict[str, Any] | None = None
+    bundles: dict[str, str] = {}          # sha256 -> URL to fetch a bundle the node lacks
+
+
+class Reply(_Msg):
+    ok: bool
+    error: str | None = None
+    nfs: list[NFActual] = []
+    data: dict[str, Any] = {}
+
+
+class NodeEvent(_Msg):
+    node: str
+    ts: float
+    kind: Literal["client.associated", "client.disassociated", "nf.state", "nf.failed"]
+    data: dict[str, Any] = {}
+
+
+class Notification(_Msg):
+    node: str
+    nf_id: str | None = None
+    nf: str | None = None
+    owner: str | None = None
+    type: str
+    severity: str = "warning"
+    source: str | None = None
+    detail: dict[str, Any] = {}
+    ts: float
