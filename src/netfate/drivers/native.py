@@ -86,6 +86,13 @@ class NativeCompute:
         data["state"] = NFState(data["state"])
         return NFInfo(**data)
 
+    def _cache_dir(self, bundle: Bundle) -> Path:
+        """Shared by every instance of a bundle on this node, for artefacts derived from
+        inputs (e.g. compiled rulesets), keyed by those inputs by the NF itself."""
+        d = self.dir / "cache" / bundle.sha256
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
     def _bundle(self, info: NFInfo) -> Bundle:
         return self.store.get(info.bundle_sha256)
 
@@ -118,6 +125,7 @@ class NativeCompute:
             "NF_RUN_DIR": str(d / "run"),
             "NF_NOTIFY_DIR": str(self.queue.root),
             "NF_PYTHON": NF_PYTHON,
+            "NF_CACHE_DIR": str(self._cache_dir(bundle)),
             **(extra_env or {}),
         }
         env["NF_CGROUP_PROCS"] = " ".join(cgroups.procs_files(info.instance_id))
@@ -209,6 +217,7 @@ class NativeCompute:
                 for p in ports:
                     netns.veth_into(p.host_if, ns, p.name, ipr=ipr, mtu=self.mtu)
                     undo.append(_deleter(p.host_if))
+            netns.disable_ipv6(ns)  # no RS/DAD/MLD from NF ports into the user's network
             netns.set_up(ns, [p.name for p in ports])
             for p in ports:
                 netns.tx_checksum_off(ns, p.name)

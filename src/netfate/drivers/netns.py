@@ -190,6 +190,16 @@ def veth_into(
             root.close()
 
 
+def disable_ipv6(ns: str) -> None:
+    """Turn IPv6 off for every interface of the namespace, present and future."""
+    with entered(ns):
+        for key in ("default", "all"):
+            with contextlib.suppress(OSError), open(
+                f"/proc/sys/net/ipv6/conf/{key}/disable_ipv6", "w"
+            ) as fh:
+                fh.write("1")
+
+
 def set_up(ns: str, ifnames: list[str]) -> None:
     """Bring lo and the named interfaces up inside ns, with one netlink socket."""
     with iproute(ns) as ipr:

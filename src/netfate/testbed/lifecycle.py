@@ -86,7 +86,7 @@ def _host(topo: Topology, h: Any, ipr: Any, net: OvsNetwork) -> None:
     node = topo.node(h.attach)
     port = topo.host_port(h)
     netns.create(h.netns)
-    _sysctls(h.netns)
+    netns.disable_ipv6(h.netns)  # no IPv6 chatter (router solicitations, DAD) on the links
     netns.veth_into(
         port, h.netns, "eth0", ipr=ipr, mac=h.mac or h.default_mac(), mtu=topo.mtu
     )
@@ -102,14 +102,6 @@ def _host(topo: Topology, h: Any, ipr: Any, net: OvsNetwork) -> None:
         gateway = topo.gateway
         netns.configure_inside(h.netns, "eth0", addresses=addrs, gateway=gateway)
     net.create_ports(node.bridge, [(port, None)])
-
-
-def _sysctls(ns: str) -> None:
-    # No IPv6 chatter (router solicitations, DAD) on the emulated links.
-    for key in ("all", "default"):
-        p = f"/proc/sys/net/ipv6/conf/{key}/disable_ipv6"
-        with netns.entered(ns), contextlib.suppress(OSError), open(p, "w") as fh:
-            fh.write("1")
 
 
 def down(progress: Progress = _noop) -> dict[str, Any]:

@@ -18,7 +18,7 @@ export NF_DIR NF_BUNDLE_DIR NF_NAME NF_ACTION NF_PORTS NF_STATE_DIR NF_RUN_DIR N
 ACTIVE_CONFIG="$NF_STATE_DIR/config.json"
 BRIDGE=br0
 
-mkdir -p "$NF_STATE_DIR" "$NF_RUN_DIR"
+[ -d "$NF_STATE_DIR" ] && [ -d "$NF_RUN_DIR" ] || mkdir -p "$NF_STATE_DIR" "$NF_RUN_DIR"
 
 log() { echo "[$NF_NAME/$NF_ACTION] $*" >&2; }
 die() { echo "error: [$NF_NAME/$NF_ACTION] $*" >&2; exit 1; }

@@ -186,13 +186,21 @@ def _nft(args: list[str], what: str) -> str:
     return proc.stdout
 
 
-def load_ruleset(cfg: dict[str, Any]) -> None:
+def ruleset_path() -> str:
+    """The compiled ruleset that start loads (fwlib.sh RULESET)."""
+    return os.path.join(env("NF_STATE_DIR"), "ruleset.nft")
+
+
+def write_ruleset(cfg: dict[str, Any], path: str) -> None:
     text = build_ruleset(cfg)
-    run_dir = env("NF_RUN_DIR")
-    path = os.path.join(run_dir, "ruleset.nft")
     with open(path + ".tmp", "w") as f:
         f.write(text)
     os.replace(path + ".tmp", path)
+
+
+def load_ruleset(cfg: dict[str, Any]) -> None:
+    path = ruleset_path()
+    write_ruleset(cfg, path)
     _nft(["-f", path], "loading the ruleset")
 
 
@@ -205,6 +213,14 @@ def cmd_check(path: str) -> None:
     if not isinstance(cfg, dict):
         die("config must be a JSON object")
     sys.stdout.write(build_ruleset(cfg))
+
+
+def cmd_render(path: str, out: str) -> None:
+    """Compile a config into an nft ruleset file, without loading it."""
+    cfg = load_json(path)
+    if not isinstance(cfg, dict):
+        die("config must be a JSON object")
+    write_ruleset(cfg, out)
 
 
 def cmd_flush() -> None:
@@ -322,9 +338,11 @@ def main(argv: list[str]) -> None:
     cmds = {
         "apply": (cmd_apply, 0), "check": (cmd_check, 1), "status": (cmd_status, 0),
         "flush": (cmd_flush, 0), "export": (cmd_export, 1), "import": (cmd_import, 1),
+        "render": (cmd_render, 2),
     }
     if not argv or argv[0] not in cmds or len(argv) - 1 != cmds[argv[0]][1]:
-        die("usage: fw.py apply | check CONFIG | status | flush | export OUT | import IN", 2)
+        die("usage: fw.py apply | check CONFIG | render CONFIG OUT | status | flush"
+            " | export OUT | import IN", 2)
     fn, _ = cmds[argv[0]]
     fn(*argv[1:])  # type: ignore[operator]
 
