@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   openvswitch-switch nftables conntrack iproute2 iputils-ping iperf3 ethtool
   dnsmasq-base freeradius runc busybox-static python3-venv python3-nftables
-  tcpdump traceroute procps util-linux kmod
+  tcpdump traceroute procps util-linux kmod postgresql
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -35,7 +35,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def testbed_up() -> Iterator[None]:
     lifecycle.down()
-    lifecycle.up(load_topology())
+    lifecycle.up(load_topology(), services=False)
     try:
         yield
     finally:

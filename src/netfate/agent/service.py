@@ -20,7 +20,7 @@ from nats.aio.msg import Msg
 
 from netfate import __version__, naming
 from netfate.agent.reconcile import diff
-from netfate.agent.telemetry import CpuMeter, resources
+from netfate.agent.telemetry import Budget, CpuMeter, resources
 from netfate.bundle import BundleStore
 from netfate.bus import subjects
 from netfate.bus.messages import (
@@ -31,6 +31,7 @@ from netfate.bus.messages import (
     Notification,
     Register,
     Reply,
+    Resources,
     SteeringSpec,
     Telemetry,
 )
@@ -55,6 +56,7 @@ class Agent:
         uplink: str | None = None,
         telemetry_interval: float = 2.0,
         mtu: int = 1500,
+        budget: Budget | None = None,
     ) -> None:
         self.name = node
         self.role = role
@@ -67,6 +69,7 @@ class Agent:
         self.uplink = uplink or naming.ifname(node, "up")
         self.interval = telemetry_interval
         self.cpu = CpuMeter()
+        self.budget = budget
         self.desired = DesiredState()
         self._lock = asyncio.Lock()
         self._nc: Any = None
@@ -156,13 +159,18 @@ class Agent:
         async with self._lock:
             return await asyncio.to_thread(fn, *args)
 
+    def _resources(self, ids: list[str]) -> Resources:
+        if self.budget is not None:
+            return self.budget.resources(ids)
+        return resources(self.cpu, len(ids))
+
     def _register_msg(self) -> Register:
         nfs = self.node.compute.list_nfs()
         return Register(
             node=self.name, role=self.role,  # type: ignore[arg-type]
             capabilities=sorted(capabilities.functional()),
             infrastructure=capabilities.infrastructure(),
-            resources=resources(self.cpu, len(nfs)),
+            resources=self._resources([n.instance_id for n in nfs]),
             agent_version=__version__,
         )
 
@@ -211,7 +219,7 @@ class Agent:
             with contextlib.suppress(Exception):
                 nfs = await asyncio.to_thread(self._actual)
                 t = Telemetry(node=self.name, ts=time.time(),
-                              resources=resources(self.cpu, len(nfs)), nfs=nfs,
+                              resources=self._resources([n.instance_id for n in nfs]), nfs=nfs,
                               generation=self.desired.generation)
                 await self._nc.publish(subjects.telemetry(self.name),
                                        t.model_dump_json().encode())
@@ -259,8 +267,9 @@ class Agent:
         await self._stop.wait()
         for t in tasks:
             t.cancel()
+        # The bus may be gone already (orchestrator stopped first): don't wait on it.
         with contextlib.suppress(Exception):
-            await self._nc.drain()
+            await asyncio.wait_for(self._nc.close(), 2)
         self.network.close()
 
     async def network_ready(self) -> None:

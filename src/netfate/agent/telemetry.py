@@ -1,8 +1,13 @@
-"""The node's available resources, read from /proc (no extra dependency)."""
+"""The node's available resources: the host's, read from /proc, or, for an emulated node
+that shares a host with others, a declared budget against what its own NFs use (cgroups)."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
+
 from netfate.bus.messages import Resources
+from netfate.drivers import cgroups
 
 
 class CpuMeter:
@@ -10,6 +15,7 @@ class CpuMeter:
 
     def __init__(self) -> None:
         self._last = self._read()
+        self._value = 0.0
 
     @staticmethod
     def _read() -> tuple[int, int]:
@@ -21,8 +27,11 @@ class CpuMeter:
     def utilisation(self) -> float:
         total, idle = self._read()
         dt, di = total - self._last[0], idle - self._last[1]
+        if dt < 20:  # under ~0.2 s of ticks: too short to mean anything; keep the last value
+            return self._value
         self._last = (total, idle)
-        return 0.0 if dt <= 0 else max(0.0, min(1.0, 1 - di / dt))
+        self._value = max(0.0, min(1.0, 1 - di / dt))
+        return self._value
 
 
 def memory_mb() -> tuple[int, int]:
@@ -38,3 +47,24 @@ def resources(cpu: CpuMeter, nf_count: int) -> Resources:
     total, free = memory_mb()
     return Resources(mem_total_mb=total, mem_free_mb=free, cpu_util=round(cpu.utilisation(), 3),
                      nf_count=nf_count)
+
+
+@dataclass
+class Budget:
+    """A declared capacity (e.g. a home gateway's 256 MB and one core) and the NFs' usage."""
+
+    mem_mb: int
+    cpus: float
+    _last: tuple[float, int] = field(default=(0.0, 0))
+
+    def resources(self, instance_ids: list[str]) -> Resources:
+        used_mb = sum((cgroups.memory_bytes(i) or 0) for i in instance_ids) // (1024 * 1024)
+        cpu_ns = sum(cgroups.cpu_ns(i) for i in instance_ids)
+        now = time.monotonic()
+        t0, c0 = self._last
+        util = 0.0
+        if t0 and now > t0 and cpu_ns >= c0:
+            util = min(1.0, (cpu_ns - c0) / 1e9 / ((now - t0) * self.cpus))
+        self._last = (now, cpu_ns)
+        return Resources(mem_total_mb=self.mem_mb, mem_free_mb=max(0, self.mem_mb - used_mb),
+                         cpu_util=round(util, 3), nf_count=len(instance_ids))

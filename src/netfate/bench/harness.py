@@ -26,7 +26,7 @@ def testbed() -> Iterator[Testbed]:
     """Attach to the running testbed, or bring the default one up and down around the run."""
     owned = lifecycle.load_state() is None
     if owned:
-        lifecycle.up(load_topology())
+        lifecycle.up(load_topology(), services=False)
     tb = Testbed.attach()
     try:
         yield tb

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from netfate.cli import bench, nf, testbed
+from netfate.cli import bench, client, nf, services, testbed
 
 app = typer.Typer(
     help="NetFATE: network functions at the edge that follow their users.",
@@ -14,6 +14,9 @@ app = typer.Typer(
 app.add_typer(testbed.app, name="testbed")
 app.add_typer(nf.app, name="nf")
 app.add_typer(bench.app, name="bench")
+app.command()(services.orchestrator)
+app.command()(services.agent)
+client.register(app)
 
 
 @app.command()

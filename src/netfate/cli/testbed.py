@@ -18,19 +18,21 @@ app = typer.Typer(help="The emulated edge testbed (OVS switches, hosts in namesp
 @app.command()
 def up(
     topology: Annotated[Path | None, typer.Option(help="Topology YAML (default: the PoC)")] = None,
+    services: Annotated[bool, typer.Option(help="Start the orchestrator and agents")] = True,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
-    """Bring the testbed up. Idempotent."""
+    """Bring the testbed up: switches, hosts, orchestrator, one agent per node. Idempotent."""
     need_root()
     topo = guarded(lambda: load_topology(topology))
     with progress(json_out, "testbed up") as say:
-        state = guarded(lambda: lifecycle.up(topo, say))
+        state = guarded(lambda: lifecycle.up(topo, say, services=services))
     if json_out:
         emit_json(state)
     else:
         console.print(
             f"[green]testbed {topo.name} is up[/] in {state['up_seconds']} s: "
             f"{len(topo.nodes)} nodes, {len(topo.hosts)} hosts"
+            + (f"; API {lifecycle.api_url()}" if services else "")
         )
 
 

@@ -14,7 +14,7 @@ from netfate.errors import DriverError
 from netfate.naming import cgroup_parent
 
 ROOT = Path("/sys/fs/cgroup")
-CONTROLLERS = ("memory", "cpu", "freezer")
+CONTROLLERS = ("memory", "cpu", "cpuacct", "freezer")
 CFS_PERIOD_US = 100_000
 
 
@@ -64,6 +64,14 @@ def memory_bytes(cg: str) -> int | None:
         return int((path("memory", cg) / "memory.usage_in_bytes").read_text())
     except (OSError, ValueError):
         return None
+
+
+def cpu_ns(cg: str) -> int:
+    """CPU time the NF's processes have used, in nanoseconds."""
+    try:
+        return int((path("cpuacct", cg) / "cpuacct.usage").read_text())
+    except (OSError, ValueError):
+        return 0
 
 
 def set_frozen(cg: str, frozen: bool) -> None:

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
+
 from netfate import naming, paths
 from netfate.drivers import cgroups, netns
 from netfate.drivers.ovs import OvsNetwork, OvsServer
+from netfate.errors import DriverError
 from netfate.steering import TSRule
+from netfate.testbed import processes
 from netfate.testbed.topology import Topology
 
 Progress = Callable[[str], None]
@@ -39,7 +44,15 @@ def load_state() -> dict[str, Any] | None:
         return None
 
 
-def up(topo: Topology, progress: Progress = _noop) -> dict[str, Any]:
+API_PORT = int(os.environ.get("NETFATE_TESTBED_API_PORT", "8181"))
+NATS_PORT = int(os.environ.get("NETFATE_TESTBED_NATS_PORT", "4322"))
+
+
+def api_url() -> str:
+    return f"http://127.0.0.1:{API_PORT}"
+
+
+def up(topo: Topology, progress: Progress = _noop, services: bool = True) -> dict[str, Any]:
     prev = load_state()
     if prev is not None and prev.get("topology", {}).get("name") != topo.name:
         raise_msg = f"a testbed {prev['topology'].get('name')!r} is up; run 'netfate testbed down'"
@@ -74,12 +87,65 @@ def up(topo: Topology, progress: Progress = _noop) -> dict[str, Any]:
     state = {
         "topology": topo.model_dump(mode="json"),
         "up_at": time.time(),
-        "up_seconds": round(time.perf_counter() - t0, 3),
         "ovs": {d: server.pid(d) for d in ("ovsdb-server", "ovs-vswitchd")},
+        "services": services,
     }
     paths.run_dir().mkdir(parents=True, exist_ok=True)
     state_file().write_text(json.dumps(state, indent=1))
+    if services:
+        state["pids"] = start_services(topo, progress)
+        state_file().write_text(json.dumps(state, indent=1))
+    state["up_seconds"] = round(time.perf_counter() - t0, 3)
     return state
+
+
+def start_services(topo: Topology, progress: Progress = _noop) -> dict[str, int]:
+    """The orchestrator and one agent per node; returns once every node has registered."""
+    if not processes.alive("orchestrator"):
+        progress("starting the orchestrator")
+        processes.start("orchestrator", processes.netfate_argv(
+            "orchestrator", "--state-dir", str(paths.run_dir() / "orchestrator"),
+            "--port", str(API_PORT), "--nats-port", str(NATS_PORT)))
+        _wait_http(f"{api_url()}/api/v1/health", "the orchestrator")
+    for n in topo.nodes:
+        name = f"agent-{n.name}"
+        if processes.alive(name):
+            continue
+        progress(f"starting the agent of {n.name}")
+        mem, cpus = n.budget
+        argv = ["agent", "--node", n.name, "--role", n.role,
+                "--nats-url", f"nats://127.0.0.1:{NATS_PORT}", "--mtu", str(topo.mtu),
+                "--mem-mb", str(mem), "--cpus", str(cpus)]
+        if n.uplink_port:
+            argv += ["--uplink", n.uplink_port]
+        processes.start(name, processes.netfate_argv(*argv))
+    wait_registered([n.name for n in topo.nodes])
+    return processes.recorded()
+
+
+def _wait_http(url: str, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise DriverError(f"{what} did not answer at {url} within {timeout:g}s; "
+                      f"see {processes.pid_dir()}")
+
+
+def wait_registered(nodes: list[str], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    missing = set(nodes)
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            r = httpx.get(f"{api_url()}/api/v1/nodes", timeout=2)
+            missing = set(nodes) - {n["name"] for n in r.json() if n.get("online")}
+            if not missing:
+                return
+        time.sleep(0.1)
+    raise DriverError(f"nodes {sorted(missing)} did not register within {timeout:g}s; "
+                      f"see the agents' logs in {processes.pid_dir()}")
 
 
 def _host(topo: Topology, h: Any, ipr: Any, net: OvsNetwork) -> None:
@@ -107,9 +173,11 @@ def _host(topo: Topology, h: Any, ipr: Any, net: OvsNetwork) -> None:
 def down(progress: Progress = _noop) -> dict[str, Any]:
     """Remove everything carrying the prefix. Safe to run at any time, any number of times."""
     removed: dict[str, Any] = {"pids": [], "namespaces": [], "links": [], "cgroups": []}
+    progress("stopping the orchestrator and agents")
+    removed["pids"] = processes.stop_all()
     server = OvsServer(paths.ovs_dir())
     progress("stopping Open vSwitch")
-    removed["pids"] = server.stop()
+    removed["pids"] += server.stop()
     progress("removing cgroups")
     for cg in cgroups.list_ours():
         cgroups.delete(cg)
@@ -149,6 +217,9 @@ def status() -> dict[str, Any]:
         "hosts": [],
         "links": [],
         "namespaces": [n for n in netns.list_names() if naming.is_ours(n)],
+        "processes": {k: {"pid": v, "alive": processes.alive(k)}
+                      for k, v in processes.recorded().items()},
+        "api": api_url() if processes.alive("orchestrator") else None,
     }
     if st is None:
         return out

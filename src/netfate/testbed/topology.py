@@ -22,10 +22,22 @@ class _M(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+ROLE_BUDGET = {"cpe": (256, 1.0), "pe": (1024, 1.0), "dc": (8192, 2.0)}
+
+
 class NodeSpec(_M):
     name: str = Field(pattern=r"^[a-z][a-z0-9]{0,7}$")
     role: Literal["cpe", "pe", "dc"]
     uplink: str | None = None
+    # Emulated nodes share one host, so each declares what its NFs may use (the NNF paper's
+    # domestic CPE has 256 MB); defaults by role.
+    mem_mb: int | None = Field(default=None, ge=1, le=1 << 20)
+    cpus: float | None = Field(default=None, gt=0, le=256)
+
+    @property
+    def budget(self) -> tuple[int, float]:
+        mem, cpus = ROLE_BUDGET[self.role]
+        return self.mem_mb or mem, self.cpus or cpus
 
     @property
     def bridge(self) -> str:

@@ -95,9 +95,9 @@ daemon_stop() {
     local name=$1 timeout=${2:-3} pid i
     if pid=$(daemon_pid "$name"); then
         kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < timeout * 10; i++)); do
+        for ((i = 0; i < timeout * 50; i++)); do
             daemon_pid "$name" >/dev/null || break
-            sleep 0.1
+            sleep 0.02
         done
         if daemon_pid "$name" >/dev/null; then
             log "$name (pid $pid) ignored SIGTERM, sending SIGKILL"
@@ -105,4 +105,14 @@ daemon_stop() {
         fi
     fi
     rm -f -- "$NF_RUN_DIR/$name.pid"
+}
+
+# br0 with every port as a member, left down, in one ip(8) run: the fast path for a new
+# namespace (the driver has set the ports up). Anything unexpected falls back to bridge_ensure.
+bridge_create() {
+    local cmds="link add name $BRIDGE type bridge stp_state 0 forward_delay 0"$'\n' p
+    for p in $NF_PORTS; do cmds+="link set dev $p master $BRIDGE"$'\n'; done
+    ip -batch - <<< "$cmds" 2>/dev/null || bridge_ensure
+    # no IPv6 chatter from br0 (the driver normally disables IPv6 in the namespace already)
+    { echo 1 > "/proc/sys/net/ipv6/conf/$BRIDGE/disable_ipv6"; } 2>/dev/null || true
 }

@@ -15,6 +15,7 @@ Signals: SIGHUP reloads the config; SIGUSR1 merges counters from $NF_RUN_DIR/imp
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import os
@@ -27,7 +28,7 @@ import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nfcommon import (  # noqa: E402
+from nfcommon import (
     _links,
     atomic_write_json,
     die,
@@ -59,6 +60,7 @@ DEFAULTS: dict[str, Any] = {
     "window_s": 5,
     "flood_pps": 2000,
     "cooldown_s": 30,
+    "flood_count_tcp_ack": False,
     "notify": True,
 }
 LIMITS = {
@@ -79,8 +81,9 @@ def normalise(cfg: dict[str, Any]) -> dict[str, Any]:
         v = out[k]
         if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
             die(f"{k}: must be an integer {lo}-{hi}")
-    if not isinstance(out["notify"], bool):
-        die("notify: must be a boolean")
+    for k in ("notify", "flood_count_tcp_ack"):
+        if not isinstance(out[k], bool):
+            die(f"{k}: must be a boolean")
     return out
 
 
@@ -228,13 +231,14 @@ class Inspector:
         if st[1] == self.cfg["flood_pps"]:
             elapsed = max(now - st[0], 1e-3)
             detail = {"packets": st[1], "seconds": round(elapsed, 3),
-                      "pps": round(st[1] / max(elapsed, 1.0 / 1000)),
+                      "pps": round(st[1] / elapsed),
                       "threshold_pps": self.cfg["flood_pps"], "proto": proto, "target": dst,
                       "direction": "to-lan" if outgoing else "from-lan"}
             self._alert("flood", "critical", src, detail, now)
 
     # ---- parsing
-    def packet(self, buf: memoryview, caplen: int, length: int, outgoing: bool, now: float) -> None:
+    def packet(self, buf: memoryview, caplen: int, length: int, outgoing: bool, now: float,
+               detect: bool = True) -> None:
         c = self.c
         c["totals"]["packets"] += 1
         c["totals"]["bytes"] += length
@@ -281,11 +285,18 @@ class Inspector:
             s = srcs[src] = {"packets": 0, "bytes": 0}
         s["packets"] += 1
         s["bytes"] += length
-        self._flood_event(src, dst, proto, outgoing, now)
+        if not detect:
+            return
+        flags = -1
+        if l4 is not None and l4[0] == 6 and caplen >= l4[1] + 14:
+            flags = buf[l4[1] + 13]
+        # Segments of accepted TCP connections (ACK set) are not a flood unless configured:
+        # otherwise every bulk download would be one.
+        if flags < 0 or not flags & 0x10 or self.cfg["flood_count_tcp_ack"]:
+            self._flood_event(src, dst, proto, outgoing, now)
         if l4 is not None:
             ipproto, lo = l4
-            if ipproto == 6 and caplen >= lo + 14:
-                flags = buf[lo + 13]
+            if ipproto == 6 and flags >= 0:
                 if flags & 0x02 and not flags & 0x10:  # SYN without ACK: a connection attempt
                     self._scan_event(src, dst, (buf[lo + 2] << 8) | buf[lo + 3], "tcp",
                                      outgoing, now)
@@ -326,15 +337,16 @@ class Inspector:
         signal.signal(signal.SIGUSR1, lambda *_: setattr(self, "merge", True))
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stop", True))
         signal.signal(signal.SIGINT, lambda *_: setattr(self, "stop", True))
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, 33, 4 << 20)  # SO_RCVBUFFORCE (root)
-        except OSError:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        sock.bind((self.iface, 0))
-        sock.setblocking(False)
+        sock = self._open()
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLIN)
+        # Signals wake poll() at once through this pipe (poll is otherwise resumed after a
+        # handler runs, PEP 475, and stop/reload would wait for its timeout).
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        poller.register(wake_r, select.POLLIN)
         buf = bytearray(SNAP)
         view = memoryview(buf)
         k_packets = k_drops = 0
@@ -355,6 +367,7 @@ class Inspector:
                 self.reload = False
                 try:
                     self.cfg = normalise(load_active_config())
+                    next_stats = 0.0  # show the new config in stats.json at once
                     print(f"config reloaded: {json.dumps(self.cfg)}", file=sys.stderr, flush=True)
                 except SystemExit:
                     print("config reload failed, keeping the old config", file=sys.stderr,
@@ -366,6 +379,13 @@ class Inspector:
                 continue
             timeout_ms = max(0, int((next_stats - time.monotonic()) * 1000)) + 1
             events = poller.poll(timeout_ms)
+            if any(fd == wake_r for fd, _ in events):
+                try:
+                    while os.read(wake_r, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+                events = [e for e in events if e[0] != wake_r]
             now = time.monotonic()
             # Woken after a long gap (the NF was frozen by pause): what queued up meanwhile is
             # counted, but not used for detection (its timing is meaningless).
@@ -373,26 +393,48 @@ class Inspector:
             last_wake = now
             if not events:
                 continue
-            for _ in range(MAX_BATCH):
+            for i in range(MAX_BATCH):
                 try:
                     n, addr = sock.recvfrom_into(buf, SNAP, socket.MSG_TRUNC)
                 except BlockingIOError:
                     break
                 except InterruptedError:
                     continue
-                if detect:
-                    self.packet(view, min(n, SNAP), n, addr[2] == PACKET_OUTGOING, now)
-                else:
-                    self._count_only(n, addr[2] == PACKET_OUTGOING)
-                if _ & 255 == 255:
+                except OSError as e:
+                    # ENETDOWN is reported once when the port goes down; the socket works again
+                    # when it comes back. If the port vanished, rebind once it is back.
+                    print(f"packet socket: {e}", file=sys.stderr, flush=True)
+                    if e.errno != errno.ENETDOWN:
+                        sock = self._rebind(sock, poller)
+                    break
+                self.packet(view, min(n, SNAP), n, addr[2] == PACKET_OUTGOING, now, detect)
+                if i & 255 == 255:
                     now = time.monotonic()
         self.write_stats((k_packets, k_drops))
         sock.close()
 
-    def _count_only(self, length: int, outgoing: bool) -> None:
-        for d in (self.c["totals"], self.c["to_lan"] if outgoing else self.c["from_lan"]):
-            d["packets"] += 1
-            d["bytes"] += length
+    def _open(self) -> socket.socket:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, 33, 4 << 20)  # SO_RCVBUFFORCE (root)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        sock.bind((self.iface, 0))
+        sock.setblocking(False)
+        return sock
+
+    def _rebind(self, old: socket.socket, poller: select.poll) -> socket.socket:
+        poller.unregister(old.fileno())
+        old.close()
+        while not self.stop:
+            try:
+                sock = self._open()
+                poller.register(sock.fileno(), select.POLLIN)
+                print(f"packet socket re-bound to {self.iface}", file=sys.stderr, flush=True)
+                return sock
+            except OSError:
+                time.sleep(1.0)
+        sys.exit(0)
 
     def _merge_import(self) -> None:
         path = os.path.join(env("NF_RUN_DIR"), "import-counters.json")
@@ -460,7 +502,8 @@ def cmd_import(path: str, pid: str = "") -> None:
     """Apply the document's config; add its counters to ours (the daemon merges them live
     when it runs, else they are folded into stats.json for the next start)."""
     doc = read_state_doc(path, "packet-inspector")
-    cfg = normalise(doc["config"]) and doc["config"]
+    cfg = doc["config"]
+    normalise(cfg)
     save_active_config(cfg)
     counters = doc.get("counters") or {}
     if not isinstance(counters, dict):

@@ -1,6 +1,10 @@
 """Rate-limiter helper: tc tbf shapers on the egress of wan (upstream) and lan (downstream).
 
-Usage: rl.py apply | check CONFIG | clear | status | export OUT | import IN
+Usage: rl.py apply | check CONFIG | render CONFIG OUT | clear | status | export OUT | import IN
+
+`render` compiles a config into a `tc -batch` file (the shapers to install); start loads it with
+one tc run, so Python is not on the start path. `apply` (update, import) changes the shapers live
+and re-renders the file.
 Runs inside the NF's network namespace with "$NF_PYTHON" (stdlib only).
 (`tc ... police` is not available on the target kernel, so only shaping is used.)
 """
@@ -14,7 +18,7 @@ import sys
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nfcommon import (  # noqa: E402
+from nfcommon import (
     _links,
     die,
     env,
@@ -87,17 +91,33 @@ def _root_kind(dev: str) -> str | None:
     return None
 
 
+def _tbf_args(kbit: int, cfg: dict[str, Any]) -> list[str]:
+    return ["tbf", "rate", f"{kbit}kbit", "burst", str(burst_bytes(kbit, cfg["burst_kbyte"])),
+            "latency", f"{cfg['latency_ms']}ms"]
+
+
+def shaper_path() -> str:
+    return os.path.join(env("NF_STATE_DIR"), "shaper.tc")
+
+
+def render(cfg: dict[str, Any], out: str) -> None:
+    cfg = normalise(cfg)
+    lines = [" ".join(["qdisc", "replace", "dev", dev, "root", *_tbf_args(kbit, cfg)])
+             for dev, _direction, kbit in plan(cfg) if kbit]
+    with open(out + ".tmp", "w") as f:
+        f.write("".join(ln + "\n" for ln in lines))
+    os.replace(out + ".tmp", out)
+
+
 def apply(cfg: dict[str, Any]) -> None:
     cfg = normalise(cfg)
+    render(cfg, shaper_path())
     for dev, _direction, kbit in plan(cfg):
         if kbit == 0:
             if _root_kind(dev) == "tbf":
                 _tc(["qdisc", "del", "dev", dev, "root"], f"removing the shaper on {dev}")
             continue
-        _tc(["qdisc", "replace", "dev", dev, "root", "tbf",
-             "rate", f"{kbit}kbit",
-             "burst", str(burst_bytes(kbit, cfg["burst_kbyte"])),
-             "latency", f"{cfg['latency_ms']}ms"],
+        _tc(["qdisc", "replace", "dev", dev, "root", *_tbf_args(kbit, cfg)],
             f"setting the shaper on {dev}")
 
 
@@ -110,6 +130,13 @@ def cmd_check(path: str) -> None:
     if not isinstance(cfg, dict):
         die("config must be a JSON object")
     normalise(cfg)
+
+
+def cmd_render(path: str, out: str) -> None:
+    cfg = load_json(path)
+    if not isinstance(cfg, dict):
+        die("config must be a JSON object")
+    render(cfg, out)
 
 
 def cmd_clear() -> None:
@@ -175,11 +202,13 @@ def cmd_import(path: str) -> None:
 
 def main(argv: list[str]) -> None:
     cmds = {
-        "apply": (cmd_apply, 0), "check": (cmd_check, 1), "clear": (cmd_clear, 0),
+        "apply": (cmd_apply, 0), "check": (cmd_check, 1), "render": (cmd_render, 2),
+        "clear": (cmd_clear, 0),
         "status": (cmd_status, 0), "export": (cmd_export, 1), "import": (cmd_import, 1),
     }
     if not argv or argv[0] not in cmds or len(argv) - 1 != cmds[argv[0]][1]:
-        die("usage: rl.py apply | check CONFIG | clear | status | export OUT | import IN", 2)
+        die("usage: rl.py apply | check CONFIG | render CONFIG OUT | clear | status | export OUT"
+            " | import IN", 2)
     fn, _ = cmds[argv[0]]
     fn(*argv[1:])  # type: ignore[operator]
 

@@ -1,0 +1,157 @@
+"""Shared helpers for NetFATE native NF helper programs (stdlib only).
+
+Vendored identically into every catalogue bundle (files/nfcommon.py), because each bundle is
+shipped and extracted on its own. Run with "$NF_PYTHON" inside the NF's network namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+STATE_FORMAT = "netfate-state/1"
+
+
+def env(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name, default)
+    if value is None:
+        die(f"{name} is not set")
+    return value
+
+
+def die(msg: str, code: int = 1) -> None:
+    nf = os.environ.get("NF_NAME", "nf")
+    action = os.environ.get("NF_ACTION", "?")
+    print(f"error: [{nf}/{action}] {msg}", file=sys.stderr)
+    sys.exit(code)
+
+
+def active_config_path() -> str:
+    return os.path.join(env("NF_STATE_DIR"), "config.json")
+
+
+def load_json(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        die(f"{path} does not exist")
+    except (OSError, ValueError) as e:
+        die(f"cannot read {path}: {e}")
+
+
+def load_active_config() -> dict[str, Any]:
+    path = active_config_path()
+    if not os.path.exists(path):
+        path = env("NF_CONFIG")
+    cfg = load_json(path)
+    if not isinstance(cfg, dict):
+        die(f"{path}: config must be a JSON object")
+    return cfg
+
+
+def atomic_write_json(path: str, obj: Any, indent: int | None = None) -> None:
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=indent, sort_keys=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def save_active_config(cfg: dict[str, Any]) -> None:
+    atomic_write_json(active_config_path(), cfg, indent=1)
+
+
+def _links() -> dict[str, dict[str, Any]]:
+    """`ip -j -s link` of the current network namespace, by name. (Under nsenter --net, /sys
+    still shows the host's interfaces, so sysfs cannot be used here.)"""
+    try:
+        proc = subprocess.run(["ip", "-j", "-s", "link", "show"], capture_output=True, text=True,
+                              timeout=10)
+        return {ln["ifname"]: ln for ln in json.loads(proc.stdout or "[]")}
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return {}
+
+
+def port_stats(ports: list[str] | None = None,
+               links: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Per-port link state and counters."""
+    if ports is None:
+        ports = env("NF_PORTS", "lan wan").split()
+    if links is None:
+        links = _links()
+    out: dict[str, Any] = {}
+    for p in ports:
+        ln = links.get(p)
+        if ln is None:
+            out[p] = {"present": False}
+            continue
+        st = ln.get("stats64", {})
+        rx, tx = st.get("rx", {}), st.get("tx", {})
+        out[p] = {
+            "present": True,
+            "up": "UP" in ln.get("flags", []),
+            "oper": ln.get("operstate"),
+            "rx_packets": rx.get("packets"), "rx_bytes": rx.get("bytes"),
+            "rx_dropped": rx.get("dropped"),
+            "tx_packets": tx.get("packets"), "tx_bytes": tx.get("bytes"),
+            "tx_dropped": tx.get("dropped"),
+        }
+    return out
+
+
+def forwarding(links: dict[str, dict[str, Any]] | None = None) -> bool:
+    """True when br0 exists and is administratively up (the NF forwards traffic)."""
+    if links is None:
+        links = _links()
+    return "UP" in links.get("br0", {}).get("flags", [])
+
+
+def notify(ntype: str, severity: str, source: str, detail: dict[str, Any]) -> str | None:
+    """Queue a notification: write to $NF_NOTIFY_DIR/tmp, then rename into new/."""
+    qdir = os.environ.get("NF_NOTIFY_DIR")
+    if not qdir:
+        return None
+    ts = time.time()
+    doc = {
+        "nf_id": os.environ.get("NF_ID", ""),
+        "nf": os.environ.get("NF_NAME", ""),
+        "owner": os.environ.get("NF_OWNER", ""),
+        "node": os.environ.get("NF_NODE", ""),
+        "type": ntype,
+        "severity": severity,
+        "source": source,
+        "detail": detail,
+        "ts": ts,
+    }
+    name = f"{int(ts * 1e6)}-{os.getpid()}-{os.environ.get('NF_ID', 'nf')}-{ntype}.json"
+    tmp = os.path.join(qdir, "tmp", name)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(doc, f)
+        os.replace(tmp, os.path.join(qdir, "new", name))
+    except OSError as e:
+        print(f"warning: cannot queue notification: {e}", file=sys.stderr)
+        return None
+    return name
+
+
+def state_doc(nf: str, config: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {"format": STATE_FORMAT, "nf": nf, "config": config}
+    doc.update(extra)
+    return doc
+
+
+def read_state_doc(path: str, nf: str) -> dict[str, Any]:
+    doc = load_json(path)
+    if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT:
+        die(f"{path}: not a {STATE_FORMAT} document")
+    if doc.get("nf") != nf:
+        die(f"{path}: state of NF {doc.get('nf')!r}, expected {nf!r}")
+    if not isinstance(doc.get("config"), dict):
+        die(f"{path}: state document has no config object")
+    return doc

@@ -1,0 +1,200 @@
+"""netfate nodes|users|nfs|ops|notifications: a client of the orchestrator's API."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.table import Table
+
+from netfate.cli.common import console, emit_json
+
+API = os.environ.get("NETFATE_API", "http://127.0.0.1:8181")
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON")]
+
+
+def call(method: str, path: str, **kw: Any) -> Any:
+    try:
+        r = httpx.request(method, f"{API}/api/v1{path}", timeout=30, **kw)
+    except httpx.HTTPError as exc:
+        console.print(f"[red]error:[/] cannot reach the orchestrator at {API}: {exc}")
+        raise typer.Exit(2) from None
+    if r.status_code >= 400:
+        try:
+            detail = r.json().get("detail", r.text)
+        except ValueError:
+            detail = r.text
+        console.print(f"[red]error {r.status_code}:[/] {detail}")
+        raise typer.Exit(1)
+    return r.json() if r.content else None
+
+
+def show(rows: list[dict[str, Any]], cols: list[str], json_out: bool) -> None:
+    if json_out:
+        emit_json(rows)
+        return
+    t = Table(*cols)
+    for r in rows:
+        t.add_row(*[_cell(r.get(c)) for c in cols])
+    console.print(t)
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, (dict, list)):
+        return json.dumps(v)[:60]
+    if isinstance(v, float) and v > 1e9:
+        return time.strftime("%H:%M:%S", time.localtime(v))
+    return "" if v is None else str(v)
+
+
+nodes = typer.Typer(help="NFVI nodes")
+users = typer.Typer(help="Users (Table I)")
+nfs = typer.Typer(help="NF instances (Table II) and their lifecycle")
+ops = typer.Typer(help="Lifecycle operation occurrences")
+notes = typer.Typer(help="NF notifications")
+
+
+@nodes.command("list")
+def nodes_list(json_out: JsonOpt = False) -> None:
+    rows = call("GET", "/nodes")
+    for r in rows:
+        r["cpu"] = (r.get("resources") or {}).get("cpu_util")
+        r["mem_free_mb"] = (r.get("resources") or {}).get("mem_free_mb")
+        r["nfs"] = (r.get("resources") or {}).get("nf_count")
+    show(rows, ["name", "role", "online", "cpu", "mem_free_mb", "nfs", "last_seen"], json_out)
+
+
+@users.command("list")
+def users_list(json_out: JsonOpt = False) -> None:
+    show(call("GET", "/users"),
+         ["name", "required_nfs", "access_node", "mac", "ip", "last_seen"], json_out)
+
+
+@users.command("add")
+def users_add(name: str, password: Annotated[str, typer.Option(prompt=True, hide_input=True)],
+              nfs_: Annotated[list[str] | None, typer.Option("--nf", help="Required NF")] = None,
+              config: Annotated[str | None, typer.Option(help="JSON {nf: config}")] = None,
+              json_out: JsonOpt = False) -> None:
+    body = {"name": name, "password": password, "required_nfs": nfs_ or [],
+            "nf_config": json.loads(config) if config else {}}
+    out = call("POST", "/users", json=body)
+    emit_json(out) if json_out else console.print(f"user {name} created")
+
+
+@users.command("associate")
+def users_associate(name: str, node: str, mac: str | None = None, ip: str | None = None,
+                    json_out: JsonOpt = False) -> None:
+    out = call("POST", f"/users/{name}/associate", json={"node": node, "mac": mac, "ip": ip})
+    emit_json(out) if json_out else show(out["intents"], ["kind", "nf", "node", "instance_id",
+                                                          "reason"], False)
+
+
+@users.command("idle")
+def users_idle(name: str, json_out: JsonOpt = False) -> None:
+    out = call("POST", f"/users/{name}/idle")
+    emit_json(out) if json_out else console.print(f"{len(out['intents'])} intents")
+
+
+@users.command("delete")
+def users_delete(name: str) -> None:
+    call("DELETE", f"/users/{name}")
+    console.print(f"user {name} deleted")
+
+
+@nfs.command("list")
+def nfs_list(node: str | None = None, json_out: JsonOpt = False) -> None:
+    rows = call("GET", "/vnf_instances", params={"node": node} if node else None)
+    show(rows, ["id", "nf_name", "owner", "node_name", "desired_state", "actual_state"],
+         json_out)
+
+
+@nfs.command("instantiate")
+def nfs_instantiate(nf: str, owner: str, node: str, config: str | None = None,
+                    wait: bool = True, json_out: JsonOpt = False) -> None:
+    out = call("POST", "/vnf_instances", json={"nf": nf, "owner": owner, "node": node,
+                                               "config": json.loads(config) if config else {}})
+    _follow(out["vnf_lcm_op_occs"], wait, json_out)
+
+
+@nfs.command("terminate")
+def nfs_terminate(instance: str, wait: bool = True, json_out: JsonOpt = False) -> None:
+    _follow(call("POST", f"/vnf_instances/{instance}/terminate")["vnf_lcm_op_occs"], wait,
+            json_out)
+
+
+@nfs.command("migrate")
+def nfs_migrate(instance: str, node: str, wait: bool = True, json_out: JsonOpt = False) -> None:
+    _follow(call("POST", f"/vnf_instances/{instance}/migrate", json={"node": node})
+            ["vnf_lcm_op_occs"], wait, json_out)
+
+
+@nfs.command("update")
+def nfs_update(instance: str, config: str, wait: bool = True, json_out: JsonOpt = False) -> None:
+    _follow(call("PATCH", f"/vnf_instances/{instance}", json={"config": json.loads(config)})
+            ["vnf_lcm_op_occs"], wait, json_out)
+
+
+def _follow(op_ids: list[str], wait: bool, json_out: bool, timeout: float = 60) -> None:
+    results = []
+    for op_id in op_ids:
+        deadline = time.monotonic() + timeout
+        op = call("GET", f"/vnf_lcm_op_occs/{op_id}")
+        with console.status(f"operation {op_id[:8]} {op['operation']}") as st:
+            while wait and op["operation_state"] in ("PROCESSING", "ROLLING_BACK"):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+                op = call("GET", f"/vnf_lcm_op_occs/{op_id}")
+                st.update(f"operation {op_id[:8]} {op['operation']}: {op['operation_state']}")
+        results.append(op)
+    if json_out:
+        emit_json(results)
+    else:
+        show(results, ["id", "operation", "vnf_instance_id", "operation_state", "error"], False)
+    if any(o["operation_state"] not in ("COMPLETED", "PROCESSING") for o in results):
+        raise typer.Exit(1)
+
+
+@ops.command("list")
+def ops_list(state: str | None = None, json_out: JsonOpt = False) -> None:
+    show(call("GET", "/vnf_lcm_op_occs", params={"state": state} if state else None),
+         ["id", "operation", "vnf_instance_id", "operation_state", "start_time"], json_out)
+
+
+@ops.command("show")
+def ops_show(op_id: str) -> None:
+    emit_json(call("GET", f"/vnf_lcm_op_occs/{op_id}"))
+
+
+@notes.command("list")
+def notes_list(nf: str | None = None, json_out: JsonOpt = False) -> None:
+    show(call("GET", "/notifications", params={"nf_instance_id": nf} if nf else None),
+         ["id", "nf_instance_id", "type", "severity", "source", "acknowledged", "ts"], json_out)
+
+
+@notes.command("ack")
+def notes_ack(nid: int) -> None:
+    call("POST", f"/notifications/{nid}/ack")
+    console.print(f"notification {nid} acknowledged")
+
+
+@notes.command("delete")
+def notes_delete(nid: int) -> None:
+    call("DELETE", f"/notifications/{nid}")
+    console.print(f"notification {nid} deleted")
+
+
+@notes.command("mute")
+def notes_mute(instance: str, off: bool = False) -> None:
+    call("DELETE" if off else "PUT", f"/vnf_instances/{instance}/mute")
+    console.print(f"{instance}: notifications {'unmuted' if off else 'muted'}")
+
+
+def register(app: typer.Typer) -> None:
+    for name, sub in (("nodes", nodes), ("users", users), ("nfs", nfs), ("ops", ops),
+                      ("notifications", notes)):
+        app.add_typer(sub, name=name)

@@ -1,0 +1,89 @@
+"""netfate orchestrator | agent: the long-running processes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from netfate import naming, paths
+from netfate.cli.common import need_root
+
+Opt = typer.Option
+
+
+def orchestrator(
+    host: Annotated[str, Opt(help="Address for the API")] = "127.0.0.1",
+    port: Annotated[int, Opt(help="Port for the API")] = 8181,
+    state_dir: Annotated[Path, Opt(help="Database and embedded NATS live here")]
+    = Path("/var/lib/netfate"),
+    db_url: Annotated[str | None, Opt(help="SQLAlchemy URL (default: SQLite in state dir)")]
+    = None,
+    nats_url: Annotated[str | None, Opt(help="NATS URL (default: an embedded nats-server)")]
+    = None,
+    nats_port: Annotated[int | None, Opt(help="Port for the embedded nats-server")] = None,
+    command_timeout: Annotated[float, Opt(help="Seconds an agent has to answer")] = 15.0,
+    policy: Annotated[str, Opt(help="Placement policy")] = "netfate",
+) -> None:
+    """Run the orchestrator: API, NFVI database, engine and coordinator."""
+    import uvicorn
+
+    from netfate.orchestrator.app import create_app
+    from netfate.orchestrator.settings import Settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = Settings(state_dir=state_dir, db_url=db_url, nats_url=nats_url, host=host,
+                        port=port, command_timeout=command_timeout, policy=policy)
+    app = create_app(settings)
+    if nats_port:
+        from netfate.bus.server import EmbeddedNats
+
+        orch = app.state.orchestrator
+        orig_start = orch.start
+
+        async def start_with_port() -> None:
+            orch.nats = EmbeddedNats(settings.state_dir / "nats", nats_port)
+            await asyncio.to_thread(orch.nats.start)
+            settings.nats_url = orch.nats.url
+            await orig_start()
+
+        orch.start = start_with_port
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def agent(
+    node: Annotated[str, Opt(help="The node this agent runs")],
+    nats_url: Annotated[str, Opt(help="NATS URL of the orchestrator's bus")]
+    = "nats://127.0.0.1:4222",
+    role: Annotated[str, Opt(help="cpe, pe or dc")] = "cpe",
+    uplink: Annotated[str | None, Opt(help="The LSI's uplink port")] = None,
+    telemetry_interval: Annotated[float, Opt(help="Seconds between telemetry reports")] = 2.0,
+    mtu: Annotated[int, Opt(help="MTU of NF ports")] = 9000,
+    mem_mb: Annotated[int | None, Opt(help="Declared memory for NFs (emulated nodes sharing "
+                                          "a host); default: the host's")] = None,
+    cpus: Annotated[float, Opt(help="Declared CPUs for NFs, with --mem-mb")] = 1.0,
+) -> None:
+    """Run the agent of one NFVI node (CPE, PE or DC)."""
+    need_root()
+    from netfate.agent.service import Agent
+    from netfate.drivers.ovs import OvsServer
+
+    naming.check_token("node", node)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from netfate.agent.telemetry import Budget
+
+    budget = Budget(mem_mb, cpus) if mem_mb else None
+    a = Agent(node, role, nats_url, paths.run_dir(), OvsServer(paths.ovs_dir()),
+              uplink=uplink, telemetry_interval=telemetry_interval, mtu=mtu, budget=budget)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, a.stop)
+        await a.run()
+
+    asyncio.run(main())

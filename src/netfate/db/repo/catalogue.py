@@ -1,0 +1,75 @@
+"""The NF catalogue: bundles (.tgz) stored by their sha256."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, undefer
+
+from netfate.db.models import Bundle, VnfInstance
+from netfate.db.repo._common import check_dict, check_text, get_or_404, guard, stamp
+from netfate.errors import Conflict, InvalidInput, NotFound
+
+
+def add_bundle(
+    session: Session,
+    data: bytes,
+    *,
+    name: str,
+    version: str,
+    descriptor: dict[str, Any],
+    now: float | None = None,
+) -> Bundle:
+    """Store a bundle. Idempotent: the same bytes return the bundle already stored."""
+    if not isinstance(data, bytes) or not data:
+        raise InvalidInput("bundle data must be non-empty bytes")
+    sha = hashlib.sha256(data).hexdigest()
+    existing = session.get(Bundle, sha)
+    if existing is not None:
+        return existing
+    bundle = Bundle(
+        sha256=sha,
+        name=check_text("bundle name", name),
+        version=check_text("bundle version", version),
+        descriptor=check_dict("descriptor", descriptor),
+        size=len(data),
+        data=data,
+        uploaded_at=stamp(now),
+    )
+    with guard(session, f"bundle {sha}"):
+        session.add(bundle)
+    return bundle
+
+
+def get_bundle(session: Session, sha256: str) -> Bundle:
+    """The bundle, its data loaded."""
+    if not isinstance(sha256, str) or "\x00" in sha256:
+        raise NotFound(f"bundle {sha256!r} does not exist")
+    bundle = session.scalar(
+        sa.select(Bundle).where(Bundle.sha256 == sha256).options(undefer(Bundle.data))
+    )
+    if bundle is None:
+        raise NotFound(f"bundle {sha256!r} does not exist")
+    return bundle
+
+
+def list_bundles(session: Session, *, name: str | None = None) -> list[Bundle]:
+    """Bundles, oldest first, without their data (use get_bundle for that)."""
+    q = sa.select(Bundle).order_by(Bundle.name, Bundle.uploaded_at, Bundle.sha256)
+    if name is not None:
+        q = q.where(Bundle.name == name)
+    return list(session.scalars(q))
+
+
+def delete_bundle(session: Session, sha256: str) -> None:
+    """Remove a bundle from the catalogue; refused while an NF instance uses it."""
+    bundle = get_or_404(session, Bundle, sha256, "bundle")
+    used = session.scalars(
+        sa.select(VnfInstance.id).where(VnfInstance.bundle_sha256 == sha256).limit(3)
+    ).all()
+    if used:
+        raise Conflict(f"bundle {sha256[:12]} is used by NF instance(s) {', '.join(used)}")
+    with guard(session, f"bundle {sha256}", fk=Conflict(f"bundle {sha256[:12]} is in use")):
+        session.delete(bundle)

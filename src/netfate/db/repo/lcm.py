@@ -1,0 +1,159 @@
+"""Lifecycle operation occurrences and subscriptions (ETSI SOL003 VnfLcmOpOcc, LccnSubscription).
+
+An operation starts PROCESSING. From there (SOL003 Fig. 5.6.2.2, without STARTING):
+PROCESSING -> COMPLETED | FAILED_TEMP | FAILED | ROLLING_BACK;
+FAILED_TEMP -> PROCESSING (retry) | ROLLING_BACK (rollback) | FAILED (fail);
+ROLLING_BACK -> ROLLED_BACK | FAILED_TEMP | FAILED. COMPLETED, FAILED, ROLLED_BACK are final.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from netfate.db.models import LcmOperation, OpState, Subscription, VnfLcmOpOcc
+from netfate.db.repo._common import as_enum, check_dict, check_text, get_or_404, guard, stamp
+from netfate.errors import Conflict, InvalidInput
+
+TRANSITIONS: dict[OpState, frozenset[OpState]] = {
+    OpState.PROCESSING: frozenset(
+        {OpState.COMPLETED, OpState.FAILED_TEMP, OpState.FAILED, OpState.ROLLING_BACK}
+    ),
+    OpState.FAILED_TEMP: frozenset({OpState.PROCESSING, OpState.ROLLING_BACK, OpState.FAILED}),
+    OpState.ROLLING_BACK: frozenset({OpState.ROLLED_BACK, OpState.FAILED_TEMP, OpState.FAILED}),
+    OpState.COMPLETED: frozenset(),
+    OpState.FAILED: frozenset(),
+    OpState.ROLLED_BACK: frozenset(),
+}
+FINAL = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
+
+
+def new_op_occ(
+    session: Session,
+    operation: LcmOperation | str,
+    vnf_instance_id: str,
+    params: dict[str, Any] | None = None,
+    *,
+    now: float | None = None,
+) -> VnfLcmOpOcc:
+    """A new operation occurrence, PROCESSING from now."""
+    op = as_enum(LcmOperation, operation, "operation")
+    t = stamp(now)
+    occ = VnfLcmOpOcc(
+        id=str(uuid.uuid4()),
+        operation=op,
+        operation_state=OpState.PROCESSING,
+        vnf_instance_id=check_text("vnf_instance_id", vnf_instance_id),
+        params=check_dict("params", params or {}),
+        error=None,
+        start_time=t,
+        state_entered_time=t,
+        is_cancel_pending=False,
+    )
+    with guard(session, f"{op.value} operation on {vnf_instance_id!r}"):
+        session.add(occ)
+    return occ
+
+
+def get_op_occ(session: Session, op_id: str) -> VnfLcmOpOcc:
+    return get_or_404(session, VnfLcmOpOcc, op_id, "lifecycle operation occurrence")
+
+
+def set_op_state(
+    session: Session,
+    op_id: str,
+    state: OpState | str,
+    *,
+    error: dict[str, Any] | None = None,
+    now: float | None = None,
+) -> VnfLcmOpOcc:
+    """Move an operation to ``state`` (stamping state_entered_time). ``error`` is a problem
+    detail (RFC 7807 style) kept with failed states and cleared on retry and completion.
+    Setting the current state again changes nothing but the error; an illegal move is a
+    Conflict."""
+    new = as_enum(OpState, state, "operation_state")
+    problem = check_dict("error", error) if error is not None else None
+    occ = get_op_occ(session, op_id)
+    cur = occ.operation_state
+    if new != cur and new not in TRANSITIONS[cur]:
+        allowed = ", ".join(sorted(s.value for s in TRANSITIONS[cur])) or "none (final)"
+        raise Conflict(
+            f"operation {op_id} is {cur.value}: cannot move to {new.value} (allowed: {allowed})"
+        )
+    with guard(session, f"operation {op_id}"):
+        if new != cur:
+            occ.operation_state = new
+            occ.state_entered_time = stamp(now)
+            if new in (OpState.PROCESSING, OpState.COMPLETED):
+                occ.error = None
+            if new in FINAL or new == OpState.FAILED_TEMP:
+                occ.is_cancel_pending = False
+        if problem is not None:
+            occ.error = problem
+    return occ
+
+
+def request_cancel(session: Session, op_id: str) -> VnfLcmOpOcc:
+    """Ask for a PROCESSING or ROLLING_BACK operation to be cancelled (its worker checks)."""
+    occ = get_op_occ(session, op_id)
+    if occ.operation_state not in (OpState.PROCESSING, OpState.ROLLING_BACK):
+        raise Conflict(f"operation {op_id} is {occ.operation_state.value}: nothing to cancel")
+    with guard(session, f"operation {op_id}"):
+        occ.is_cancel_pending = True
+    return occ
+
+
+def list_op_occs(
+    session: Session,
+    state: OpState | str | None = None,
+    *,
+    vnf_instance_id: str | None = None,
+) -> list[VnfLcmOpOcc]:
+    """Operations, oldest first."""
+    q = sa.select(VnfLcmOpOcc).order_by(VnfLcmOpOcc.start_time, VnfLcmOpOcc.id)
+    if state is not None:
+        q = q.where(VnfLcmOpOcc.operation_state == as_enum(OpState, state, "operation_state"))
+    if vnf_instance_id is not None:
+        q = q.where(VnfLcmOpOcc.vnf_instance_id == vnf_instance_id)
+    return list(session.scalars(q))
+
+
+def add_subscription(
+    session: Session,
+    callback_uri: str,
+    *,
+    filter: dict[str, Any] | None = None,
+    now: float | None = None,
+) -> Subscription:
+    """Subscribe ``callback_uri`` (http or https) to lifecycle notifications."""
+    check_text("callback_uri", callback_uri)
+    parts = urlsplit(callback_uri)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidInput(f"callback_uri {callback_uri!r} must be an http(s) URL")
+    sub = Subscription(
+        id=str(uuid.uuid4()),
+        callback_uri=callback_uri,
+        filter=check_dict("filter", filter or {}),
+        created_at=stamp(now),
+    )
+    with guard(session, f"subscription for {callback_uri!r}"):
+        session.add(sub)
+    return sub
+
+
+def get_subscription(session: Session, sub_id: str) -> Subscription:
+    return get_or_404(session, Subscription, sub_id, "subscription")
+
+
+def list_subscriptions(session: Session) -> list[Subscription]:
+    return list(session.scalars(sa.select(Subscription).order_by(Subscription.created_at)))
+
+
+def delete_subscription(session: Session, sub_id: str) -> None:
+    sub = get_subscription(session, sub_id)
+    with guard(session, f"subscription {sub_id}"):
+        session.delete(sub)

@@ -1,0 +1,131 @@
+"""Notifications NFs send (relayed by agents): listed, acknowledged, deleted, and muted per
+NF instance by the operator (the Glasgow paper's UI)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from netfate.db.models import Notification, NotificationMute
+from netfate.db.repo._common import check_dict, check_text, get_or_404, guard, stamp
+
+
+def add_notification(
+    session: Session,
+    *,
+    type: str,
+    severity: str,
+    source: str,
+    detail: dict[str, Any] | None = None,
+    nf_instance_id: str | None = None,
+    node: str | None = None,
+    owner: str | None = None,
+    ts: float | None = None,
+    now: float | None = None,
+) -> Notification:
+    """Store a notification. Stored even when its instance is muted (muting hides it)."""
+    t = stamp(now)
+    n = Notification(
+        type=check_text("type", type),
+        severity=check_text("severity", severity),
+        source=check_text("source", source),
+        detail=check_dict("detail", detail or {}),
+        nf_instance_id=check_text("nf_instance_id", nf_instance_id, optional=True),
+        node=check_text("node", node, optional=True),
+        owner=check_text("owner", owner, optional=True),
+        ts=t if ts is None else float(ts),
+        acknowledged=False,
+        created_at=t,
+    )
+    with guard(session, "notification"):
+        session.add(n)
+    return n
+
+
+def list_notifications(
+    session: Session,
+    *,
+    nf_instance_id: str | None = None,
+    node: str | None = None,
+    owner: str | None = None,
+    type: str | None = None,
+    severity: str | None = None,
+    acknowledged: bool | None = None,
+    include_muted: bool = True,
+    since: float | None = None,
+    limit: int | None = None,
+) -> list[Notification]:
+    """Notifications, newest first, matching every filter given."""
+    q = sa.select(Notification).order_by(Notification.ts.desc(), Notification.id.desc())
+    for col, value in (
+        (Notification.nf_instance_id, nf_instance_id),
+        (Notification.node, node),
+        (Notification.owner, owner),
+        (Notification.type, type),
+        (Notification.severity, severity),
+        (Notification.acknowledged, acknowledged),
+    ):
+        if value is not None:
+            q = q.where(col == value)
+    if since is not None:
+        q = q.where(Notification.ts >= since)
+    if not include_muted:
+        muted = sa.select(NotificationMute.nf_instance_id)
+        q = q.where(
+            sa.or_(Notification.nf_instance_id.is_(None), Notification.nf_instance_id.not_in(muted))
+        )
+    if limit is not None:
+        q = q.limit(max(0, int(limit)))
+    return list(session.scalars(q))
+
+
+def get_notification(session: Session, notification_id: int) -> Notification:
+    return get_or_404(session, Notification, notification_id, "notification")
+
+
+def ack_notification(session: Session, notification_id: int) -> Notification:
+    n = get_notification(session, notification_id)
+    with guard(session, f"notification {notification_id}"):
+        n.acknowledged = True
+    return n
+
+
+def delete_notification(session: Session, notification_id: int) -> None:
+    n = get_notification(session, notification_id)
+    with guard(session, f"notification {notification_id}"):
+        session.delete(n)
+
+
+def mute(session: Session, nf_instance_id: str, *, now: float | None = None) -> NotificationMute:
+    """Mute an NF instance's notifications (idempotent). The instance need not exist."""
+    check_text("nf_instance_id", nf_instance_id)
+    m = session.get(NotificationMute, nf_instance_id)
+    if m is not None:
+        return m
+    m = NotificationMute(nf_instance_id=nf_instance_id, muted_at=stamp(now))
+    with guard(session, f"mute of {nf_instance_id!r}"):
+        session.add(m)
+    return m
+
+
+def unmute(session: Session, nf_instance_id: str) -> bool:
+    """Unmute (idempotent). Whether it was muted."""
+    if not is_muted(session, nf_instance_id):
+        return False
+    with guard(session, f"mute of {nf_instance_id!r}"):
+        session.execute(
+            sa.delete(NotificationMute).where(NotificationMute.nf_instance_id == nf_instance_id)
+        )
+    return True
+
+
+def is_muted(session: Session, nf_instance_id: str) -> bool:
+    if "\x00" in nf_instance_id:
+        return False
+    return session.get(NotificationMute, nf_instance_id) is not None
+
+
+def list_mutes(session: Session) -> list[NotificationMute]:
+    return list(session.scalars(sa.select(NotificationMute).order_by(NotificationMute.muted_at)))

@@ -1,0 +1,94 @@
+"""User sessions: a user attached to an access node, from login to logout or release.
+
+A user has at most one active session: a login at another node ends the previous one (the
+user moved). Sessions keep the user's access node, MAC and IP in Table I up to date.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from netfate.db.models import Node, SessionState, User, UserSession
+from netfate.db.repo._common import check_text, get_or_404, guard, stamp
+
+
+def active_session(session: Session, user: str) -> UserSession | None:
+    return session.scalar(
+        sa.select(UserSession)
+        .where(UserSession.user_name == user, UserSession.state == SessionState.ACTIVE)
+        .order_by(UserSession.started_at.desc())
+        .limit(1)
+    )
+
+
+def add_session(
+    session: Session,
+    *,
+    user: str,
+    node: str,
+    mac: str | None = None,
+    ip: str | None = None,
+    now: float | None = None,
+) -> UserSession:
+    """Start a session of ``user`` at ``node``, ending any other active one of theirs."""
+    u = get_or_404(session, User, user, "user")
+    get_or_404(session, Node, node, "node")
+    check_text("mac", mac, optional=True)
+    check_text("ip", ip, optional=True)
+    t = stamp(now)
+    previous = session.scalars(
+        sa.select(UserSession).where(
+            UserSession.user_name == user, UserSession.state == SessionState.ACTIVE
+        )
+    ).all()
+    s = UserSession(
+        id=str(uuid.uuid4()), user_name=user, node_name=node, mac=mac, ip=ip,
+        started_at=t, state=SessionState.ACTIVE,
+    )
+    with guard(session, f"session of {user!r} at {node!r}"):
+        for p in previous:
+            p.state = SessionState.ENDED
+            p.ended_at = t
+        session.add(s)
+        u.access_node = node
+        u.last_seen = t
+        if mac is not None:
+            u.mac = mac
+        if ip is not None:
+            u.ip = ip
+    return s
+
+
+def end_session(session: Session, session_id: str, *, now: float | None = None) -> UserSession:
+    """End a session (idempotent). The user is left with no access node if it was this one."""
+    s = get_or_404(session, UserSession, session_id, "session")
+    if s.state == SessionState.ENDED:
+        return s
+    u = get_or_404(session, User, s.user_name, "user")
+    with guard(session, f"session {session_id!r}"):
+        s.state = SessionState.ENDED
+        s.ended_at = stamp(now)
+        if u.access_node == s.node_name:
+            u.access_node = None
+    return s
+
+
+def list_sessions(
+    session: Session,
+    *,
+    user: str | None = None,
+    node: str | None = None,
+    active: bool | None = None,
+) -> list[UserSession]:
+    q = sa.select(UserSession).order_by(UserSession.started_at, UserSession.id)
+    if user is not None:
+        q = q.where(UserSession.user_name == user)
+    if node is not None:
+        q = q.where(UserSession.node_name == node)
+    if active is not None:
+        state = SessionState.ACTIVE if active else SessionState.ENDED
+        q = q.where(UserSession.state == state)
+    return list(session.scalars(q))

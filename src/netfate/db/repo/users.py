@@ -1,0 +1,153 @@
+"""Users (the paper's Table I): credentials, their chain of NFs, and where they attach."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from netfate.db.models import Node, User, VnfInstance
+from netfate.db.passwords import DUMMY_HASH, hash_password, needs_rehash, verify_password
+from netfate.db.repo._common import (
+    check_dict,
+    check_name,
+    check_str_list,
+    check_text,
+    get_or_404,
+    guard,
+    stamp,
+)
+from netfate.errors import Conflict
+
+
+def _check_chain(required_nfs: Sequence[str]) -> list[str]:
+    chain = check_str_list("required_nfs", required_nfs, unique=True)
+    for nf in chain:
+        check_name("NF name", nf)
+    return chain
+
+
+def _check_nf_config(nf_config: dict[str, Any]) -> dict[str, Any]:
+    cfg = check_dict("nf_config", nf_config)
+    for nf, value in cfg.items():
+        check_name("NF name in nf_config", nf)
+        check_dict(f"nf_config[{nf!r}]", value)
+    return cfg
+
+
+def create_user(
+    session: Session,
+    name: str,
+    password: str,
+    *,
+    required_nfs: Sequence[str] = (),
+    nf_config: dict[str, Any] | None = None,
+    framed_ip: str | None = None,
+    now: float | None = None,
+) -> User:
+    """A new user. The password is stored only as a salted scrypt hash."""
+    check_name("user name", name)
+    user = User(
+        name=name,
+        password_hash=hash_password(password),
+        required_nfs=_check_chain(required_nfs),
+        nf_config=_check_nf_config(nf_config or {}),
+        framed_ip=check_text("framed_ip", framed_ip, optional=True),
+        created_at=stamp(now),
+    )
+    if session.get(User, name) is not None:
+        raise Conflict(f"user {name!r} already exists")
+    with guard(session, f"user {name!r}", unique=Conflict(f"user {name!r} already exists")):
+        session.add(user)
+    return user
+
+
+def get_user(session: Session, name: str) -> User:
+    return get_or_404(session, User, name, "user")
+
+
+def list_users(session: Session, *, access_node: str | None = None) -> list[User]:
+    q = sa.select(User).order_by(User.name)
+    if access_node is not None:
+        q = q.where(User.access_node == access_node)
+    return list(session.scalars(q))
+
+
+def update_user(
+    session: Session,
+    name: str,
+    *,
+    password: str | None = None,
+    required_nfs: Sequence[str] | None = None,
+    nf_config: dict[str, Any] | None = None,
+    framed_ip: str | None = None,
+) -> User:
+    """Change a user's password, chain, NF config or framed IP. Omitted fields are kept."""
+    user = get_user(session, name)
+    new_hash = hash_password(password) if password is not None else None
+    chain = _check_chain(required_nfs) if required_nfs is not None else None
+    cfg = _check_nf_config(nf_config) if nf_config is not None else None
+    with guard(session, f"user {name!r}"):
+        if new_hash is not None:
+            user.password_hash = new_hash
+        if chain is not None:
+            user.required_nfs = chain
+        if cfg is not None:
+            user.nf_config = cfg
+        if framed_ip is not None:
+            user.framed_ip = check_text("framed_ip", framed_ip)
+    return user
+
+
+def update_user_seen(
+    session: Session,
+    name: str,
+    *,
+    now: float | None = None,
+    access_node: str | None = None,
+    mac: str | None = None,
+    ip: str | None = None,
+) -> User:
+    """The user's last packet timestamp (Table I), and where and how they were seen if given.
+    Omitted fields are kept; sessions (add_session/end_session) also set access_node."""
+    user = get_user(session, name)
+    if access_node is not None:
+        get_or_404(session, Node, access_node, "node")
+    with guard(session, f"user {name!r}"):
+        user.last_seen = stamp(now)
+        if access_node is not None:
+            user.access_node = access_node
+        if mac is not None:
+            user.mac = check_text("mac", mac)
+        if ip is not None:
+            user.ip = check_text("ip", ip)
+    return user
+
+
+def authenticate_user(session: Session, name: str, password: str) -> User | None:
+    """The user if ``password`` is theirs, else None. Takes as long for an unknown user."""
+    user = session.get(User, name) if isinstance(name, str) and "\x00" not in name else None
+    if user is None:
+        verify_password(password, DUMMY_HASH)
+        return None
+    if not verify_password(password, user.password_hash):
+        return None
+    if needs_rehash(user.password_hash):  # parameters were raised since it was stored
+        with guard(session, f"user {name!r}"):
+            user.password_hash = hash_password(password)
+    return user
+
+
+def delete_user(session: Session, name: str) -> None:
+    """Forget a user. Refused while NF instances they own are recorded; their sessions and
+    steering rules go with them."""
+    user = get_user(session, name)
+    n = session.scalar(
+        sa.select(sa.func.count()).select_from(VnfInstance).where(VnfInstance.owner == name)
+    )
+    if n:
+        raise Conflict(f"user {name!r} still owns {n} NF instance(s); delete them first")
+    with guard(session, f"user {name!r}", fk=Conflict(f"user {name!r} is still referred to")):
+        session.delete(user)

@@ -1,0 +1,71 @@
+"""What happened: the events the engine plans for. Pure.
+
+Each event is a small frozen model with a `kind` discriminator, so the bus can carry it as JSON
+and `EVENT_ADAPTER.validate_json` turns it back into the right class.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, TypeAdapter
+
+from netfate.engine.model import Frozen, Ip, Mac, Name
+
+
+class UserAssociated(Frozen):
+    """A user logged in at a node (captive portal login, RADIUS Access-Accept)."""
+
+    kind: Literal["user_associated"] = "user_associated"
+    user: Name
+    node: Name
+    mac: Mac = None
+    ip: Ip = None
+
+
+class UserDisassociated(Frozen):
+    """A user's device left a node (e.g. Wi-Fi disassociation). Not the end of the session."""
+
+    kind: Literal["user_disassociated"] = "user_disassociated"
+    user: Name
+    node: Name
+
+
+class UserIdle(Frozen):
+    """No packets from the user for the idle period (flow removed): the session is over."""
+
+    kind: Literal["user_idle"] = "user_idle"
+    user: Name
+
+
+class NodeTelemetry(Frozen):
+    """A node's new readings; the snapshot still holds the previous ones."""
+
+    kind: Literal["node_telemetry"] = "node_telemetry"
+    node: Name
+    cpu_util: float = Field(ge=0.0, le=1.0)
+    mem_free_mb: int = Field(ge=0)
+    nf_count: int = Field(ge=0)
+
+
+class NodeDown(Frozen):
+    kind: Literal["node_down"] = "node_down"
+    node: Name
+
+
+class NodeUp(Frozen):
+    kind: Literal["node_up"] = "node_up"
+    node: Name
+
+
+class Reconcile(Frozen):
+    """Re-evaluate everything (after a restart, or periodically)."""
+
+    kind: Literal["reconcile"] = "reconcile"
+
+
+Event = Annotated[
+    UserAssociated | UserDisassociated | UserIdle | NodeTelemetry | NodeDown | NodeUp | Reconcile,
+    Field(discriminator="kind"),
+]
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

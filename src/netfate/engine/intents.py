@@ -1,0 +1,112 @@
+"""What to do: the intents a plan is made of. Pure.
+
+The NF coordinator turns Place/Migrate/Release into driver operations and the controller turns
+Steer/Unsteer into flows. Within a plan, intents for one user come in the order they should be
+applied: placements and migrations (make before break), then Steer, then Unsteer, then Release.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import Field, TypeAdapter
+
+from netfate.engine.model import Frozen, Ip, Mac, Name
+
+Id = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Place(Frozen):
+    """Create and start an NF instance for a user on a node."""
+
+    kind: Literal["place"] = "place"
+    user: Name
+    nf: Name
+    node: Name
+    instance_id: Id
+    reason: str = ""
+
+
+class Migrate(Frozen):
+    """Move a user's NF from src to dst: create on dst, carry the state over, delete on src."""
+
+    kind: Literal["migrate"] = "migrate"
+    user: Name
+    nf: Name
+    instance_id: Id
+    src: Name
+    dst: Name
+    new_instance_id: Id
+    reason: str = ""
+    # True when src is down or unknown: there is no state to export, start dst fresh.
+    state_lost: bool = False
+
+
+class Release(Frozen):
+    """Stop and delete an NF instance."""
+
+    kind: Literal["release"] = "release"
+    user: Name
+    nf: Name
+    instance_id: Id
+    node: Name
+    reason: str = ""
+
+
+class Steer(Frozen):
+    """Send the user's traffic, entering at `node`, through `chain` (instance ids, in order).
+
+    The instances may live on other nodes (a DC, say): the controller builds the path.
+    """
+
+    kind: Literal["steer"] = "steer"
+    user: Name
+    node: Name
+    chain: tuple[Id, ...]
+    mac: Mac = None
+    ip: Ip = None
+
+
+class Unsteer(Frozen):
+    """Remove the user's steering rules at `node`."""
+
+    kind: Literal["unsteer"] = "unsteer"
+    user: Name
+    node: Name
+
+
+Intent = Annotated[
+    Place | Migrate | Release | Steer | Unsteer,
+    Field(discriminator="kind"),
+]
+INTENT_ADAPTER: TypeAdapter[Intent] = TypeAdapter(Intent)
+
+_I = TypeVar("_I", Place, Migrate, Release, Steer, Unsteer)
+
+
+class Unplaced(Frozen):
+    """A required NF the plan could not place: the caller records a failed operation."""
+
+    user: Name
+    nf: Name
+    reason: str
+
+
+class Plan(Frozen):
+    """The engine's answer: intents to apply, and why (for the operator and the logs)."""
+
+    intents: tuple[Intent, ...] = ()
+    reasons: tuple[str, ...] = ()
+    unplaced: tuple[Unplaced, ...] = ()
+
+    @classmethod
+    def empty(cls, *reasons: str) -> Plan:
+        return cls(reasons=reasons)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.intents
+
+    def of(self, kind: type[_I]) -> tuple[_I, ...]:
+        """The intents of one class, in plan order."""
+        return tuple(i for i in self.intents if isinstance(i, kind))

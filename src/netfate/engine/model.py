@@ -1,0 +1,227 @@
+"""What the engine sees: a frozen snapshot of nodes, users, NF instances and the catalogue. Pure.
+
+The orchestrator builds a `Snapshot` from the NFVI database (the NetFATE paper's Tables I-III)
+and the latest telemetry. Time is `Snapshot.now`: the engine never reads a clock.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
+
+from netfate.naming import check_token
+
+_MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+
+
+def _name(value: str) -> str:
+    return check_token("name", value)
+
+
+def _mac(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.lower()
+    if not _MAC.match(value):
+        raise ValueError(f"{value!r} is not a MAC address like 02:00:00:00:00:01")
+    return value
+
+
+def _ip(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return str(ipaddress.ip_address(value))
+
+
+# Names end up in instance ids and resource names, hence the strict alphabet (naming.py).
+Name = Annotated[str, AfterValidator(_name)]
+Mac = Annotated[str | None, AfterValidator(_mac)]
+Ip = Annotated[str | None, AfterValidator(_ip)]
+Role = Literal["cpe", "pe", "dc"]
+InstanceState = Literal["pending", "running", "failed", "releasing"]
+# States in which an instance serves (or is about to serve) its user.
+LIVE_STATES: frozenset[str] = frozenset({"pending", "running"})
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NodeView(Frozen):
+    """An NFVI node (CPE, PE or DC) with its latest readings."""
+
+    name: Name
+    role: Role
+    online: bool = True
+    capabilities: frozenset[str] = frozenset()
+    mem_total_mb: int = Field(ge=0)  # 0: not reported yet (counts as full)
+    mem_free_mb: int = Field(ge=0)
+    cpu_util: float = Field(ge=0.0, le=1.0)
+    nf_count: int = Field(default=0, ge=0)
+    max_nfs: int | None = Field(default=None, ge=0)
+
+    @property
+    def mem_util(self) -> float:
+        return mem_util(self.mem_total_mb, self.mem_free_mb)
+
+
+def mem_util(total_mb: int, free_mb: int) -> float:
+    """Used share of memory, clamped to 0..1 (a reading may briefly exceed the total)."""
+    if total_mb <= 0:
+        return 1.0  # unknown capacity: host nothing rather than divide by zero
+    return min(1.0, max(0.0, (total_mb - free_mb) / total_mb))
+
+
+class CatalogueEntry(Frozen):
+    """What an NF type needs from a node (from its descriptor)."""
+
+    name: Name
+    capabilities: frozenset[str] = frozenset()
+    memory_mb: int = Field(ge=0)
+    # A cgroup cap (percent of one CPU), not a usage forecast: policies don't add it to cpu_util.
+    cpu_percent: int = Field(default=100, ge=0)
+
+
+class UserView(Frozen):
+    """A user (Table I): the chain they require, where they are, and whether they are active."""
+
+    name: Name
+    required_nfs: tuple[Name, ...] = ()
+    access_node: Name | None = None
+    mac: Mac = None
+    ip: Ip = None
+    last_seen: float | None = None
+    session_active: bool = False
+
+    @field_validator("required_nfs")
+    @classmethod
+    def _unique_nfs(cls, nfs: tuple[str, ...]) -> tuple[str, ...]:
+        # Instance ids are per (node, user, NF), so a chain can't cross the same NF twice; drop
+        # repeats rather than fail the whole snapshot over one user's record.
+        return tuple(dict.fromkeys(nfs))
+
+
+class InstanceView(Frozen):
+    """An NF instance (Table II) as the orchestrator last recorded it."""
+
+    instance_id: str = Field(min_length=1, max_length=200)
+    nf: Name
+    owner: Name
+    node: Name
+    state: InstanceState
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_STATES
+
+
+class Snapshot(Frozen):
+    """The world as the orchestrator knows it when an event arrives."""
+
+    nodes: tuple[NodeView, ...] = ()
+    users: tuple[UserView, ...] = ()
+    instances: tuple[InstanceView, ...] = ()
+    catalogue: tuple[CatalogueEntry, ...] = ()
+    now: float = 0.0
+
+    # Indexes built once; policies look things up per user and per node.
+    _nodes: dict[str, NodeView] = PrivateAttr(default_factory=dict)
+    _users: dict[str, UserView] = PrivateAttr(default_factory=dict)
+    _entries: dict[str, CatalogueEntry] = PrivateAttr(default_factory=dict)
+    _by_owner: dict[str, tuple[InstanceView, ...]] = PrivateAttr(default_factory=dict)
+    _by_node: dict[str, tuple[InstanceView, ...]] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Snapshot:
+        for what, names in (
+            ("node", [n.name for n in self.nodes]),
+            ("user", [u.name for u in self.users]),
+            ("catalogue entry", [c.name for c in self.catalogue]),
+            ("instance", [i.instance_id for i in self.instances]),
+        ):
+            dupes = _duplicates(names)
+            if dupes:
+                raise ValueError(f"duplicate {what} names in snapshot: {dupes}")
+        return self
+
+    def model_post_init(self, context: object, /) -> None:
+        self._nodes = {n.name: n for n in self.nodes}
+        self._users = {u.name: u for u in self.users}
+        self._entries = {c.name: c for c in self.catalogue}
+        by_owner: dict[str, list[InstanceView]] = {}
+        by_node: dict[str, list[InstanceView]] = {}
+        for i in self.instances:
+            by_owner.setdefault(i.owner, []).append(i)
+            by_node.setdefault(i.node, []).append(i)
+        self._by_owner = {k: tuple(v) for k, v in by_owner.items()}
+        self._by_node = {k: tuple(v) for k, v in by_node.items()}
+
+    def node(self, name: str | None) -> NodeView | None:
+        return self._nodes.get(name) if name is not None else None
+
+    def user(self, name: str) -> UserView | None:
+        return self._users.get(name)
+
+    def entry(self, nf: str) -> CatalogueEntry | None:
+        return self._entries.get(nf)
+
+    def instances_of(self, user: str) -> tuple[InstanceView, ...]:
+        return self._by_owner.get(user, ())
+
+    def instances_on(self, node: str) -> tuple[InstanceView, ...]:
+        return self._by_node.get(node, ())
+
+    def is_online(self, node: str) -> bool:
+        """Unknown nodes count as offline: an instance there can't be reached."""
+        view = self._nodes.get(node)
+        return view is not None and view.online
+
+    def dc_nodes(self) -> tuple[NodeView, ...]:
+        return tuple(n for n in self.nodes if n.role == "dc")
+
+    def with_node(self, node: NodeView) -> Snapshot:
+        """This snapshot with one node's view replaced (or added)."""
+        nodes = tuple(node if n.name == node.name else n for n in self.nodes)
+        if node.name not in self._nodes:
+            nodes += (node,)
+        return self._replace(nodes=nodes)
+
+    def with_user(self, user: UserView) -> Snapshot:
+        users = tuple(user if u.name == user.name else u for u in self.users)
+        if user.name not in self._users:
+            users += (user,)
+        return self._replace(users=users)
+
+    def _replace(self, **fields: object) -> Snapshot:
+        # A fresh model (not model_copy) so the indexes are rebuilt.
+        data: dict[str, object] = {
+            "nodes": self.nodes,
+            "users": self.users,
+            "instances": self.instances,
+            "catalogue": self.catalogue,
+            "now": self.now,
+        }
+        data.update(fields)
+        return Snapshot.model_validate(data)
+
+
+def _duplicates(names: Iterable[str]) -> list[str]:
+    seen: set[str] = set()
+    dupes: list[str] = []
+    for n in names:
+        if n in seen and n not in dupes:
+            dupes.append(n)
+        seen.add(n)
+    return dupes

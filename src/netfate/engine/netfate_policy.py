@@ -1,0 +1,232 @@
+"""The default policy, "netfate": NFs at the user's access node, the DC as fallback. Pure.
+
+- NetFATE paper, III.C and IV: each NF a user requires runs on their access CPE; it follows them
+  when they log in elsewhere and is released when their traffic goes idle.
+- GNF paper, IV.B: when the edge can't host an NF (capability or load), it goes to the central
+  DC; placement is re-evaluated when a node's utilisation moves by 15% or more.
+
+A disassociation alone changes nothing: Wi-Fi roaming disassociates before associating
+elsewhere, and releasing then would throw away the state a migration is meant to keep. NFs go
+on idle (the paper's rule) or move on re-association.
+"""
+
+from __future__ import annotations
+
+from netfate.engine.capacity import EPSILON, Ledger, Thresholds, dc_key, misfits
+from netfate.engine.converge import Chooser, Decision, PlanBuilder, converge_user, release_user
+from netfate.engine.events import (
+    Event,
+    NodeDown,
+    NodeTelemetry,
+    NodeUp,
+    Reconcile,
+    UserAssociated,
+    UserDisassociated,
+    UserIdle,
+)
+from netfate.engine.intents import Plan, Release
+from netfate.engine.model import CatalogueEntry, InstanceView, NodeView, Snapshot, UserView
+
+
+class NetfatePolicy:
+    """Edge first, DC fallback, follow the user, release on idle."""
+
+    def __init__(
+        self,
+        *,
+        name: str = "netfate",
+        cpu_threshold: float = 0.8,
+        mem_threshold: float = 0.85,
+        reevaluate_delta: float = 0.15,
+        idle_timeout: float | None = None,
+    ) -> None:
+        for label, value in (
+            ("cpu_threshold", cpu_threshold),
+            ("mem_threshold", mem_threshold),
+            ("reevaluate_delta", reevaluate_delta),
+        ):
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"{label} must be in (0, 1], not {value}")
+        if idle_timeout is not None and idle_timeout <= 0:
+            raise ValueError(f"idle_timeout must be positive, not {idle_timeout}")
+        self.name = name
+        self.thresholds = Thresholds(cpu=cpu_threshold, mem=mem_threshold)
+        self.reevaluate_delta = reevaluate_delta
+        # Backstop for lost idle events: on Reconcile, a user unseen this long is idle.
+        self.idle_timeout = idle_timeout
+
+    def plan(self, snap: Snapshot, event: Event) -> Plan:
+        out = PlanBuilder()
+        match event:
+            case UserAssociated():
+                self._associated(snap, event, out)
+            case UserDisassociated():
+                self._disassociated(snap, event, out)
+            case UserIdle():
+                self._idle(snap, event, out)
+            case NodeTelemetry():
+                self._telemetry(snap, event, out)
+            case NodeDown() | NodeUp():
+                self._node_state(snap, event, out)
+            case Reconcile():
+                self._reconcile(snap, out)
+        return out.build()
+
+    # -- events ------------------------------------------------------------------------------
+
+    def _associated(self, snap: Snapshot, ev: UserAssociated, out: PlanBuilder) -> None:
+        user = snap.user(ev.user)
+        if user is None:
+            out.note(f"unknown user {ev.user}: nothing to do")
+            return
+        if snap.node(ev.node) is None:
+            out.note(f"unknown node {ev.node}: nothing to do for {ev.user}")
+            return
+        mac = ev.mac or user.mac
+        ip = ev.ip or user.ip
+        joined = user.model_copy(update={
+            "access_node": ev.node, "mac": mac, "ip": ip,
+            "session_active": True, "last_seen": snap.now,
+        })
+        ledger = Ledger(snap)
+        # Steering is restated on every association, even when no NF moves: the device has
+        # just (re)joined the access switch, the engine can't see its flows, and Steer is
+        # idempotent.
+        converge_user(
+            snap, joined, self._chooser(snap, joined, ledger), ledger, out,
+            previous_access=user.access_node if user.session_active else None,
+            force_steer=True,
+        )
+        if not out.intents:
+            out.note(f"{ev.user} at {ev.node}: nothing to change")
+
+    def _disassociated(self, snap: Snapshot, ev: UserDisassociated, out: PlanBuilder) -> None:
+        user = snap.user(ev.user)
+        if user is None:
+            out.note(f"unknown user {ev.user}: nothing to do")
+        elif snap.node(ev.node) is None:
+            out.note(f"unknown node {ev.node}: nothing to do for {ev.user}")
+        elif user.access_node != ev.node:
+            out.note(f"{ev.user} left {ev.node} but is associated at {user.access_node}: stale")
+        else:
+            out.note(f"{ev.user} left {ev.node}: NFs kept until idle or re-association")
+
+    def _idle(self, snap: Snapshot, ev: UserIdle, out: PlanBuilder) -> None:
+        user = snap.user(ev.user)
+        if user is None:
+            out.note(f"unknown user {ev.user}: nothing to do")
+            return
+        # Unsteer too when the session is already marked over but NFs remain: steering into
+        # them would outlive them.
+        live = any(i.state != "releasing" for i in snap.instances_of(user.name))
+        release_user(snap, user, f"{user.name} idle", out, unsteer=user.session_active or live)
+        if not out.intents:
+            out.note(f"{user.name} already idle")
+
+    def _telemetry(self, snap: Snapshot, ev: NodeTelemetry, out: PlanBuilder) -> None:
+        old = snap.node(ev.node)
+        if old is None:
+            out.note(f"telemetry from unknown node {ev.node}: ignored")
+            return
+        new = old.model_copy(update={
+            "cpu_util": ev.cpu_util, "mem_free_mb": ev.mem_free_mb, "nf_count": ev.nf_count,
+        })
+        d_cpu = abs(new.cpu_util - old.cpu_util)
+        d_mem = abs(new.mem_util - old.mem_util)
+        summary = (f"{ev.node}: cpu {old.cpu_util:.2f}->{new.cpu_util:.2f}, "
+                   f"memory {old.mem_util:.2f}->{new.mem_util:.2f}")
+        if max(d_cpu, d_mem) < self.reevaluate_delta - EPSILON:
+            out.note(f"{summary}: change below {self.reevaluate_delta:.2f}, not re-evaluated")
+            return
+        out.note(f"{summary}: re-evaluating")
+        self._reevaluate(snap.with_node(new), ev.node, out)
+
+    def _node_state(self, snap: Snapshot, ev: NodeDown | NodeUp, out: PlanBuilder) -> None:
+        node = snap.node(ev.node)
+        if node is None:
+            out.note(f"unknown node {ev.node}: nothing to do")
+            return
+        up = isinstance(ev, NodeUp)
+        out.note(f"{ev.node} is {'up' if up else 'down'}: re-evaluating")
+        self._reevaluate(snap.with_node(node.model_copy(update={"online": up})), ev.node, out)
+
+    def _reevaluate(self, snap: Snapshot, node: str, out: PlanBuilder) -> None:
+        """Re-place the chains touching `node`: its access users and users with NFs on it."""
+        names = {u.name for u in snap.users if u.access_node == node}
+        names |= {i.owner for i in snap.instances_on(node) if i.live}
+        ledger = Ledger(snap)
+        for name in sorted(names):
+            user = snap.user(name)
+            if user is not None and _active(user):
+                converge_user(snap, user, self._chooser(snap, user, ledger), ledger, out)
+
+    def _reconcile(self, snap: Snapshot, out: PlanBuilder) -> None:
+        """Everything, level-triggered: converge active users (restating their steering, which
+        the engine can't see), end inactive sessions, release orphans."""
+        ledger = Ledger(snap)
+        for user in sorted(snap.users, key=lambda u: u.name):
+            if _active(user):
+                if self._timed_out(snap, user):
+                    release_user(snap, user, f"{user.name} unseen for {self.idle_timeout}s",
+                                 out, unsteer=True)
+                else:
+                    converge_user(snap, user, self._chooser(snap, user, ledger), ledger, out,
+                                  force_steer=True)
+            elif user.session_active:
+                out.note(f"{user.name} has a session but no access node: left as is")
+            elif any(i.state != "releasing" for i in snap.instances_of(user.name)):
+                release_user(snap, user, f"{user.name} has no active session", out, unsteer=True)
+        for i in snap.instances:
+            if i.state != "releasing" and snap.user(i.owner) is None:
+                out.intents.append(Release(user=i.owner, nf=i.nf, instance_id=i.instance_id,
+                                           node=i.node, reason=f"owner {i.owner} unknown"))
+
+    def _timed_out(self, snap: Snapshot, user: UserView) -> bool:
+        return (self.idle_timeout is not None and user.last_seen is not None
+                and snap.now - user.last_seen >= self.idle_timeout)
+
+    # -- placement ---------------------------------------------------------------------------
+
+    def _chooser(self, snap: Snapshot, user: UserView, ledger: Ledger) -> Chooser:
+        th = self.thresholds
+        access = snap.node(user.access_node)
+
+        def choose(
+            entry: CatalogueEntry, current: InstanceView | None, chain_nodes: tuple[str, ...]
+        ) -> Decision:
+            what = f"{entry.name} for {user.name}"
+            if access is None:
+                not_access = f"access node {user.access_node} unknown"
+            else:
+                hosted = current is not None and current.node == access.name
+                problems = misfits(access, entry, ledger, th, hosted=hosted)
+                if not problems:
+                    return Decision(access.name, f"{what} on access node {access.name}")
+                not_access = f"access node {access.name}: {', '.join(problems)}"
+            here = snap.node(current.node) if current is not None else None
+            if (here is not None and here.role == "dc"
+                    and not misfits(here, entry, ledger, th, hosted=True)):
+                # Stay put rather than hop between DCs whenever another one is a bit lighter.
+                return Decision(here.name, f"{what} stays in DC {here.name} ({not_access})")
+            rejected = [not_access]
+            for dc in _dcs_by_preference(snap, ledger, chain_nodes, exclude=here):
+                problems = misfits(dc, entry, ledger, th, hosted=False)
+                if not problems:
+                    return Decision(dc.name, f"{what} in DC {dc.name} ({not_access})")
+                rejected.append(f"DC {dc.name}: {', '.join(problems)}")
+            if len(rejected) == 1:
+                rejected.append("no other DC node")
+            return Decision(None, "no node fits: " + "; ".join(rejected))
+
+        return choose
+
+
+def _active(user: UserView) -> bool:
+    return user.session_active and user.access_node is not None
+
+
+def _dcs_by_preference(
+    snap: Snapshot, ledger: Ledger, chain_nodes: tuple[str, ...], exclude: NodeView | None
+) -> list[NodeView]:
+    dcs = [n for n in snap.dc_nodes() if exclude is None or n.name != exclude.name]
+    return sorted(dcs, key=lambda n: dc_key(n, ledger, chain_nodes))

@@ -1,0 +1,2 @@
+"""The orchestrator: orchestration engine [NFVO], NF coordinator [VNFM], northbound API, NFVI
+database."""

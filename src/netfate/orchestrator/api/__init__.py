@@ -1,0 +1,1 @@
+"""The northbound REST API (FastAPI). ETSI SOL003 names where they fit."""

@@ -1,0 +1,129 @@
+"""NF instances (Table II), their lifecycle operations and steering (Table III)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from netfate.db import repo
+from netfate.db.models import LcmOperation, OpState
+from netfate.errors import Conflict, InvalidInput, NotFound
+from netfate.orchestrator.api.deps import coord, db, row
+from netfate.orchestrator.api.schemas import Accepted, Instantiate, MigrateBody, UpdateBody
+
+router = APIRouter()
+
+
+@router.get("/vnf_instances")
+def list_instances(request: Request, node: str | None = None,
+                   owner: str | None = None) -> list[dict[str, Any]]:
+    with db(request).session() as s:
+        return [row(i) for i in repo.list_instances(s, node=node, owner=owner)]
+
+
+@router.get("/vnf_instances/{iid}")
+def get_instance(request: Request, iid: str) -> dict[str, Any]:
+    with db(request).session() as s:
+        return row(repo.get_instance(s, iid))
+
+
+def _descriptor(s: Any, nf: str) -> dict[str, Any]:
+    bundles = repo.list_bundles(s, name=nf)
+    if not bundles:
+        known = sorted({b.name for b in repo.list_bundles(s)})
+        raise InvalidInput(f"unknown NF {nf!r}; the catalogue has {known}")
+    d: dict[str, Any] = max(bundles, key=lambda b: b.uploaded_at).descriptor
+    return d
+
+
+def _check_node_can_run(s: Any, node: str, descriptor: dict[str, Any]) -> None:
+    n = repo.get_node(s, node)
+    needs = {c["name"] for c in (descriptor.get("dependencies") or {}).get("capability", [])}
+    lacking = sorted(needs - set(n.capabilities or []))
+    if lacking:
+        raise Conflict(f"node {node} lacks capabilities {lacking} that {descriptor['name']} needs")
+    if not n.online:
+        raise Conflict(f"node {node} is offline")
+
+
+def _validate_config(descriptor: dict[str, Any], config: dict[str, Any]) -> None:
+    from netfate.descriptor import parse_descriptor
+
+    parse_descriptor(descriptor).validate_config(config)
+
+
+@router.post("/vnf_instances", status_code=202, response_model=Accepted,
+             summary="Instantiate an NF for an owner on a node")
+async def instantiate(request: Request, body: Instantiate) -> Accepted:
+    c = coord(request)
+    with db(request).session() as s:
+        desc = _descriptor(s, body.nf)
+        repo.get_user(s, body.owner)
+        _check_node_can_run(s, body.node, desc)
+        _validate_config(desc, body.config)
+        iid = repo.instance_id_for(body.node, body.owner, body.nf)
+        try:
+            existing = repo.get_instance(s, iid)
+            if existing.desired_state.value == "present":
+                raise Conflict(f"NF instance {iid} already exists")
+        except NotFound:
+            pass
+    op_id = c._new_op(LcmOperation.INSTANTIATE, iid, body.model_dump())
+    c.spawn(c.instantiate(op_id, body.node, body.owner, body.nf, iid, body.config))
+    return Accepted(vnf_lcm_op_occs=[op_id])
+
+
+@router.post("/vnf_instances/{iid}/terminate", status_code=202, response_model=Accepted)
+async def terminate(request: Request, iid: str) -> Accepted:
+    c = coord(request)
+    with db(request).session() as s:
+        repo.get_instance(s, iid)
+    op_id = c._new_op(LcmOperation.TERMINATE, iid, {})
+    c.spawn(c.terminate(op_id, iid))
+    return Accepted(vnf_lcm_op_occs=[op_id])
+
+
+@router.post("/vnf_instances/{iid}/migrate", status_code=202, response_model=Accepted)
+async def migrate(request: Request, iid: str, body: MigrateBody) -> Accepted:
+    c = coord(request)
+    with db(request).session() as s:
+        inst = repo.get_instance(s, iid)
+        if inst.node_name == body.node:
+            raise Conflict(f"{iid} already runs on {body.node}")
+        desc = repo.get_bundle(s, inst.bundle_sha256).descriptor
+        _check_node_can_run(s, body.node, desc)
+        new_iid = repo.instance_id_for(body.node, inst.owner, inst.nf_name)
+    op_id = c._new_op(LcmOperation.MIGRATE, iid, {"dst": body.node, "new_instance_id": new_iid})
+    c.spawn(c.migrate(op_id, iid, body.node, new_iid))
+    return Accepted(vnf_lcm_op_occs=[op_id])
+
+
+@router.patch("/vnf_instances/{iid}", status_code=202, response_model=Accepted,
+              summary="Update an NF's config while it runs")
+async def update(request: Request, iid: str, body: UpdateBody) -> Accepted:
+    c = coord(request)
+    with db(request).session() as s:
+        inst = repo.get_instance(s, iid)
+        _validate_config(repo.get_bundle(s, inst.bundle_sha256).descriptor, body.config)
+    op_id = c._new_op(LcmOperation.UPDATE, iid, {"config": body.config})
+    c.spawn(c.update(op_id, iid, body.config))
+    return Accepted(vnf_lcm_op_occs=[op_id])
+
+
+@router.get("/vnf_lcm_op_occs")
+def list_ops(request: Request, state: OpState | None = None) -> list[dict[str, Any]]:
+    with db(request).session() as s:
+        return [row(o) for o in repo.list_op_occs(s, state=state)]
+
+
+@router.get("/vnf_lcm_op_occs/{op_id}")
+def get_op(request: Request, op_id: str) -> dict[str, Any]:
+    with db(request).session() as s:
+        return row(repo.get_op_occ(s, op_id))
+
+
+@router.get("/steering_rules", summary="Table III: users' chains per node")
+def steering(request: Request, node: str | None = None) -> list[dict[str, Any]]:
+    with db(request).session() as s:
+        return [row(r) for r in repo.list_steering(s, node=node)]

@@ -1,0 +1,115 @@
+"""Nodes (what agents report) and users (Table I), and user association."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from netfate.db import repo
+from netfate.engine import UserAssociated, UserIdle
+from netfate.orchestrator.api.deps import coord, db, row
+from netfate.orchestrator.api.schemas import Accepted, Associate, UserCreate, UserPatch
+
+router = APIRouter()
+
+
+@router.get("/nodes", summary="NFVI nodes and their capabilities and telemetry")
+def list_nodes(request: Request) -> list[dict[str, Any]]:
+    with db(request).session() as s:
+        return [row(n) for n in repo.list_nodes(s)]
+
+
+@router.get("/nodes/{name}")
+def get_node(request: Request, name: str) -> dict[str, Any]:
+    with db(request).session() as s:
+        return row(repo.get_node(s, name))
+
+
+def _check_nfs(request: Request, nfs: list[str] | None) -> None:
+    if not nfs:
+        return
+    with db(request).session() as s:
+        known = {b.name for b in repo.list_bundles(s)}
+    unknown = [n for n in nfs if n not in known]
+    if unknown:
+        from netfate.errors import InvalidInput
+
+        raise InvalidInput(f"unknown NFs {unknown}; the catalogue has {sorted(known)}")
+
+
+@router.post("/users", status_code=201)
+def create_user(request: Request, body: UserCreate) -> dict[str, Any]:
+    _check_nfs(request, body.required_nfs)
+    with db(request).session() as s:
+        u = repo.create_user(s, body.name, body.password, required_nfs=body.required_nfs,
+                             nf_config=body.nf_config)
+        return row(u)
+
+
+@router.get("/users")
+def list_users(request: Request) -> list[dict[str, Any]]:
+    with db(request).session() as s:
+        return [row(u) for u in repo.list_users(s)]
+
+
+@router.get("/users/{name}")
+def get_user(request: Request, name: str) -> dict[str, Any]:
+    with db(request).session() as s:
+        return row(repo.get_user(s, name))
+
+
+@router.patch("/users/{name}")
+def patch_user(request: Request, name: str, body: UserPatch) -> dict[str, Any]:
+    _check_nfs(request, body.required_nfs)
+    with db(request).session() as s:
+        u = repo.update_user(s, name, password=body.password, required_nfs=body.required_nfs,
+                             nf_config=body.nf_config)
+        return row(u)
+
+
+@router.delete("/users/{name}", status_code=204)
+def delete_user(request: Request, name: str) -> None:
+    with db(request).session() as s:
+        repo.delete_user(s, name)
+
+
+@router.post("/users/{name}/associate", status_code=202, response_model=Accepted,
+             summary="The user logged in at a node: place (or move) their NFs there")
+async def associate(request: Request, name: str, body: Associate) -> Accepted:
+    database = db(request)
+    with database.session() as s:
+        repo.get_user(s, name)
+        repo.get_node(s, body.node)
+
+    def record() -> None:  # after planning: the engine sees where the user was
+        with database.session() as s:
+            cur = repo.active_session(s, name)
+            if cur is None or cur.node_name != body.node:
+                if cur is not None:
+                    repo.end_session(s, cur.id)
+                repo.add_session(s, user=name, node=body.node, mac=body.mac, ip=body.ip)
+            repo.update_user_seen(s, name, access_node=body.node, mac=body.mac, ip=body.ip)
+
+    run = await coord(request).handle(
+        UserAssociated(user=name, node=body.node, mac=body.mac, ip=body.ip), record=record)
+    return Accepted(intents=[i.model_dump(mode="json") for i in run.plan.intents],
+                    vnf_lcm_op_occs=run.ops, reasons=list(run.plan.reasons))
+
+
+@router.post("/users/{name}/idle", status_code=202, response_model=Accepted,
+             summary="The user's traffic went idle: release their NFs")
+async def idle(request: Request, name: str) -> Accepted:
+    database = db(request)
+    with database.session() as s:
+        repo.get_user(s, name)
+
+    def record() -> None:
+        with database.session() as s:
+            cur = repo.active_session(s, name)
+            if cur is not None:
+                repo.end_session(s, cur.id)
+
+    run = await coord(request).handle(UserIdle(user=name), record=record)
+    return Accepted(intents=[i.model_dump(mode="json") for i in run.plan.intents],
+                    vnf_lcm_op_occs=run.ops, reasons=list(run.plan.reasons))

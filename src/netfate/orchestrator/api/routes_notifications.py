@@ -1,0 +1,90 @@
+"""NF notifications (list, acknowledge, mute per NF, delete), subscriptions, and the event
+stream (server-sent events) for the UI."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from netfate.db import repo
+from netfate.orchestrator.api.deps import db, orch, row
+from netfate.orchestrator.api.schemas import SubscriptionCreate
+
+router = APIRouter()
+
+
+@router.get("/notifications")
+def list_notifications(request: Request, nf_instance_id: str | None = None,
+                       node: str | None = None, acknowledged: bool | None = None,
+                       type: str | None = None) -> list[dict[str, Any]]:
+    with db(request).session() as s:
+        return [row(n) for n in repo.list_notifications(
+            s, nf_instance_id=nf_instance_id, node=node, acknowledged=acknowledged, type=type)]
+
+
+@router.post("/notifications/{nid}/ack")
+def ack(request: Request, nid: int) -> dict[str, Any]:
+    with db(request).session() as s:
+        return row(repo.ack_notification(s, nid))
+
+
+@router.delete("/notifications/{nid}", status_code=204)
+def delete(request: Request, nid: int) -> None:
+    with db(request).session() as s:
+        repo.delete_notification(s, nid)
+
+
+@router.put("/vnf_instances/{iid}/mute", status_code=204,
+            summary="Drop this NF's notifications from now on")
+def mute(request: Request, iid: str) -> None:
+    with db(request).session() as s:
+        repo.mute(s, iid)
+
+
+@router.delete("/vnf_instances/{iid}/mute", status_code=204)
+def unmute(request: Request, iid: str) -> None:
+    with db(request).session() as s:
+        repo.unmute(s, iid)
+
+
+@router.post("/subscriptions", status_code=201)
+def subscribe(request: Request, body: SubscriptionCreate) -> dict[str, Any]:
+    with db(request).session() as s:
+        return row(repo.add_subscription(s, body.callbackUri, filter=body.filter))
+
+
+@router.get("/subscriptions")
+def subscriptions(request: Request) -> list[dict[str, Any]]:
+    with db(request).session() as s:
+        return [row(x) for x in repo.list_subscriptions(s)]
+
+
+@router.delete("/subscriptions/{sid}", status_code=204)
+def unsubscribe(request: Request, sid: str) -> None:
+    with db(request).session() as s:
+        repo.delete_subscription(s, sid)
+
+
+@router.get("/events", summary="Server-sent events: ops, plans, nodes, notifications",
+            response_class=StreamingResponse)
+async def events(request: Request) -> StreamingResponse:
+    hub = orch(request).hub
+    q = hub.subscribe()
+
+    async def stream() -> AsyncIterator[str]:
+        try:
+            yield ": netfate events\n\n"
+            while not await request.is_disconnected():
+                try:
+                    ev = await asyncio.wait_for(q.get(), 15)
+                    yield hub.format(ev)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+        finally:
+            hub.unsubscribe(q)
+
+    return StreamingResponse(stream(), media_type="text/event-stream")

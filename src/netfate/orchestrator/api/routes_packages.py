@@ -1,0 +1,52 @@
+"""The NF catalogue: bundles (VNF packages) by sha256."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from netfate.bundle import inspect_bundle, sha256_of
+from netfate.db import repo
+from netfate.errors import InvalidInput
+from netfate.orchestrator.api.deps import db, row
+
+router = APIRouter()
+
+
+@router.post("/vnf_packages", status_code=201,
+             summary="Upload a bundle (.tgz body); ?sha256= refuses it unless it matches")
+async def upload(request: Request,
+                 sha256: str | None = Query(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+                 ) -> dict[str, Any]:
+    data = await request.body()
+    if not data:
+        raise InvalidInput("empty body: send the bundle .tgz as the request body")
+    if sha256 is not None and sha256_of(data) != sha256.lower():
+        raise InvalidInput(f"bundle sha256 is {sha256_of(data)}, not the expected {sha256}")
+    desc, _ = inspect_bundle(data)
+    with db(request).session() as s:
+        b = repo.add_bundle(s, data, name=desc.name, version=desc.version,
+                            descriptor=desc.model_dump(mode="json", by_alias=True))
+        return row(b)
+
+
+@router.get("/vnf_packages")
+def list_packages(request: Request) -> list[dict[str, Any]]:
+    with db(request).session() as s:
+        return [row(b) for b in repo.list_bundles(s)]
+
+
+@router.get("/vnf_packages/{sha256}")
+def get_package(request: Request, sha256: str) -> dict[str, Any]:
+    with db(request).session() as s:
+        return row(repo.get_bundle(s, sha256))
+
+
+@router.get("/vnf_packages/{sha256}/content", response_class=Response,
+            responses={200: {"content": {"application/gzip": {}}}})
+def package_content(request: Request, sha256: str) -> Response:
+    with db(request).session() as s:
+        data = repo.get_bundle(s, sha256).data
+    return Response(content=data, media_type="application/gzip")

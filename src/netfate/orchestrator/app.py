@@ -1,0 +1,46 @@
+"""The orchestrator's FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from netfate import __version__
+from netfate.orchestrator.api import (
+    problems,
+    routes_instances,
+    routes_nodes_users,
+    routes_notifications,
+    routes_packages,
+)
+from netfate.orchestrator.service import Orchestrator
+from netfate.orchestrator.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    orch = Orchestrator(settings or Settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await orch.start()
+        try:
+            yield
+        finally:
+            await orch.stop()
+
+    app = FastAPI(title="NetFATE orchestrator", version=__version__, lifespan=lifespan,
+                  description="Network functions at the edge: nodes, users, NF catalogue, "
+                              "NF instances and their lifecycle operations, notifications.")
+    app.state.orchestrator = orch
+    problems.install(app)
+    for r in (routes_nodes_users, routes_packages, routes_instances, routes_notifications):
+        app.include_router(r.router, prefix="/api/v1")
+
+    @app.get("/api/v1/health")
+    def health() -> dict[str, object]:
+        return {"ok": True, "version": __version__, "nats": orch.nats_url}
+
+    app.add_middleware(problems.BodyLimit, limit=orch.settings.max_body_bytes)
+    return app

@@ -1,0 +1,190 @@
+"""The orchestrator's run time: the database, NATS (embedded unless a URL is given), the
+agents' messages, and the periodic reconciliation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import nats
+from nats.aio.msg import Msg
+
+from netfate import catalogue
+from netfate.bundle import inspect_bundle
+from netfate.bus import subjects
+from netfate.bus.messages import Command, NodeEvent, Notification, Register, Telemetry
+from netfate.bus.server import EmbeddedNats
+from netfate.db import Database, repo
+from netfate.engine import NodeTelemetry, NodeUp
+from netfate.errors import NetfateError
+from netfate.orchestrator.agents import AgentBus
+from netfate.orchestrator.coordinator import Coordinator
+from netfate.orchestrator.hub import EventHub
+from netfate.orchestrator.settings import Settings
+
+log = logging.getLogger("netfate.orchestrator")
+
+
+class Orchestrator:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.hub = EventHub()
+        self.db: Database | None = None
+        self.nats: EmbeddedNats | None = None
+        self.nc: Any = None
+        self.coordinator: Coordinator | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._delta = float(getattr_policy_delta(settings.policy))
+
+    # -- start/stop -----------------------------------------------------------------------
+    async def start(self) -> None:
+        s = self.settings
+        s.state_dir.mkdir(parents=True, exist_ok=True)
+        self.db = await asyncio.to_thread(Database.create, s.database_url)
+        if s.seed_catalogue:
+            await asyncio.to_thread(self.seed_catalogue)
+        url = s.nats_url
+        if url is None:
+            self.nats = EmbeddedNats(s.state_dir / "nats")
+            await asyncio.to_thread(self.nats.start)
+            url = self.nats.url
+        self.nc = await nats.connect(url, name="orchestrator", max_reconnect_attempts=-1,
+                                     reconnect_time_wait=0.5)
+        self.coordinator = Coordinator(self.db, AgentBus(self.nc, s.command_timeout), self.hub,
+                                       s.public_url, s.policy)
+        await self.nc.subscribe(subjects.REGISTER, cb=self.on_register)
+        await self.nc.subscribe(subjects.ALL_TELEMETRY, cb=self.on_telemetry)
+        await self.nc.subscribe(subjects.ALL_EVENTS, cb=self.on_event)
+        await self.nc.subscribe(subjects.ALL_NOTIFY, cb=self.on_notification)
+        self._tasks.append(asyncio.create_task(self.reconcile_loop()))
+        log.info("orchestrator up: db %s, nats %s", s.database_url, url)
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        if self.coordinator is not None:
+            await self.coordinator.drain(5)
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.drain()
+        if self.nats is not None:
+            await asyncio.to_thread(self.nats.stop)
+        if self.db is not None:
+            self.db.dispose()
+
+    @property
+    def nats_url(self) -> str | None:
+        return self.nats.url if self.nats else self.settings.nats_url
+
+    def seed_catalogue(self) -> None:
+        """The shipped NFs are in the catalogue from the start."""
+        assert self.db is not None
+        with self.db.session() as s:
+            for name in catalogue.NAMES:
+                data = catalogue.bundle_bytes(name)
+                desc, _ = inspect_bundle(data)
+                repo.add_bundle(s, data, name=desc.name, version=desc.version,
+                                descriptor=desc.model_dump(mode="json", by_alias=True))
+
+    # -- agents' messages ------------------------------------------------------------------
+    async def on_register(self, msg: Msg) -> None:
+        assert self.db is not None and self.coordinator is not None
+        try:
+            reg = Register.model_validate_json(msg.data)
+            with self.db.session() as s:
+                was_online = False
+                with contextlib.suppress(NetfateError):
+                    was_online = repo.get_node(s, reg.node).online
+                repo.upsert_node(s, reg.node, role=reg.role, capabilities=reg.capabilities,
+                                 infrastructure=reg.infrastructure,
+                                 resources=reg.resources.model_dump(), online=True)
+            reply = self.coordinator.apply_command(reg.node)
+            self.hub.publish("node", {"name": reg.node, "online": True, "registered": True})
+            if not was_online:
+                self.coordinator.spawn(self.coordinator.handle(NodeUp(node=reg.node)))
+        except Exception as exc:
+            log.warning("bad registration: %s", exc)
+            reply = Command(op="ping")
+        if msg.reply:
+            await msg.respond(reply.model_dump_json().encode())
+
+    async def on_telemetry(self, msg: Msg) -> None:
+        assert self.db is not None and self.coordinator is not None
+        try:
+            t = Telemetry.model_validate_json(msg.data)
+        except ValueError:
+            return
+        r = t.resources
+        with self.db.session() as s:
+            try:
+                node = repo.get_node(s, t.node)
+            except NetfateError:
+                return  # not registered yet: its registration carries everything
+            prev = dict(node.resources or {})
+            was_online = node.online
+
+        def record() -> None:
+            assert self.db is not None
+            with self.db.session() as s:
+                repo.update_node_resources(s, t.node, r.model_dump())
+                if not was_online:
+                    repo.set_node_online(s, t.node, True)
+
+        if self._changed(prev, r.cpu_util, r.mem_free_mb):
+            # The engine compares the new readings with the ones it has: plan, then record.
+            await self.coordinator.handle(NodeTelemetry(
+                node=t.node, cpu_util=r.cpu_util, mem_free_mb=r.mem_free_mb,
+                nf_count=r.nf_count), record=record)
+        else:
+            record()
+        self.coordinator.observe(t.node, t.nfs)
+
+    def _changed(self, prev: dict[str, Any], cpu: float, mem_free: int) -> bool:
+        """Cheap pre-check of the engine's re-evaluation threshold, to spare a snapshot per
+        telemetry message."""
+        total = float(prev.get("mem_total_mb") or 0) or 1.0
+        d_cpu = abs(cpu - float(prev.get("cpu_util", cpu)))
+        d_mem = abs(mem_free - float(prev.get("mem_free_mb", mem_free))) / total
+        return max(d_cpu, d_mem) >= self._delta
+
+    async def on_event(self, msg: Msg) -> None:
+        with contextlib.suppress(ValueError):
+            ev = NodeEvent.model_validate_json(msg.data)
+            self.hub.publish("node_event", ev.model_dump(mode="json"))
+
+    async def on_notification(self, msg: Msg) -> None:
+        assert self.db is not None
+        try:
+            n = Notification.model_validate_json(msg.data)
+        except ValueError:
+            return
+        with self.db.session() as s:
+            if n.nf_id and repo.is_muted(s, n.nf_id):
+                return
+            row = repo.add_notification(
+                s, type=n.type, severity=n.severity, source=n.source or "", detail=n.detail,
+                nf_instance_id=n.nf_id, node=n.node, owner=n.owner, ts=n.ts)
+            data = {"id": row.id, **n.model_dump(mode="json")}
+        self.hub.publish("notification", data)
+
+    async def reconcile_loop(self) -> None:
+        assert self.coordinator is not None
+        while True:
+            await asyncio.sleep(self.settings.reconcile_interval)
+            try:
+                await self.coordinator.reconcile(self.settings.node_timeout)
+            except Exception:
+                log.exception("reconciliation failed")
+
+
+def getattr_policy_delta(name: str) -> float:
+    from netfate.engine import get_policy
+
+    return float(getattr(get_policy(name), "reevaluate_delta", 0.15))
+
+
+def now() -> float:
+    return time.time()
