@@ -43,15 +43,17 @@ def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def build_bundle(src: Path) -> bytes:
-    """A reproducible .tgz of a bundle directory (sorted, fixed mtimes and owners)."""
+def build_bundle(src: Path, extra: dict[str, Path] | None = None) -> bytes:
+    """A reproducible .tgz of a bundle directory (sorted, fixed mtimes and owners), plus
+    `extra` files (archive name -> source path), e.g. helpers shared by several bundles."""
+    entries = {p.relative_to(src).as_posix(): p for p in src.rglob("*")}
+    entries.update(extra or {})
     buf = io.BytesIO()
     with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz:
         with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for path in sorted(src.rglob("*")):
+            for rel, path in sorted(entries.items()):
                 if "__pycache__" in path.parts:
                     continue
-                rel = path.relative_to(src).as_posix()
                 info = tar.gettarinfo(str(path), arcname=rel)
                 info.uid = info.gid = 0
                 info.uname = info.gname = ""

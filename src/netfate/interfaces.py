@@ -39,6 +39,9 @@ class NFInfo:
     config: dict[str, Any] = field(default_factory=dict)
     netns: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    # MACs of the NF's own interfaces (e.g. the bridge of an NF with an address): traffic to
+    # them must be steered to the NF too.
+    own_macs: list[str] = field(default_factory=list)
 
 
 class NetworkDriver(Protocol):

@@ -57,7 +57,8 @@ class Node:
         self, tag: str, user_mac: str, access_port: str, uplink_port: str, chain: list[NFInfo]
     ) -> list[TSRule]:
         hops = [(nf.ports[0].host_if, nf.ports[-1].host_if) for nf in chain]
-        return chain_rules(tag, user_mac, access_port, uplink_port, hops)
+        own = [(mac, nf.ports[-1].host_if) for nf in chain for mac in nf.own_macs]
+        return chain_rules(tag, user_mac, access_port, uplink_port, hops, own=own)
 
     def steer(
         self, tag: str, user_mac: str, access_port: str, uplink_port: str, chain: list[NFInfo]

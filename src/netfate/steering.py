@@ -217,12 +217,14 @@ def chain_rules(
     uplink_port: str,
     hops: list[tuple[str, str]],
     priority: int = 100,
+    own: list[tuple[str, str]] | None = None,
 ) -> list[TSRule]:
     """Steer one user's traffic through a chain of bump-in-the-wire NFs on an LSI.
 
     hops are the NFs' (lan-side, wan-side) switch ports, in chain order. Upstream: from the
     user's access port with their MAC, through each NF, out of the uplink. Downstream: to
     their MAC from the uplink, back through the chain in reverse, out of the access port.
+    `own` lists (MAC, wan-side port) of NFs' own interfaces, reached from the uplink directly.
     """
     mac = user_mac.lower()
     rules: list[TSRule] = []
@@ -252,4 +254,9 @@ def chain_rules(
         rule_id=f"{tag}:down:-1", priority=priority,
         match=Match(in_port=port, eth_dst=dst), output=(access_port,),
     ))
+    for i, (nf_mac, wan) in enumerate(own or []):
+        rules.append(TSRule(
+            rule_id=f"{tag}:own:{i}", priority=priority,
+            match=Match(in_port=uplink_port, eth_dst=nf_mac), output=(wan,),
+        ))
     return rules

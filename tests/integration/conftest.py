@@ -44,7 +44,9 @@ def testbed_up() -> Iterator[None]:
 
 @pytest.fixture
 def tb(testbed_up: None) -> Iterator[Testbed]:
-    """The running testbed; NFs a test leaves behind are removed after it."""
+    """The running testbed (data plane only); NFs a test leaves behind are removed after it."""
+    if lifecycle.status()["up"] is False:  # a test before this one took it down
+        lifecycle.up(load_topology(), services=False)
     t = Testbed.attach()
     try:
         yield t

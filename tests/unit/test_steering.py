@@ -105,3 +105,10 @@ def test_cookies_are_stable_and_distinct() -> None:
     assert a.cookie() == TSRule(rule_id="user1:up:0").cookie()
     assert a.cookie() != TSRule(rule_id="user1:up:1").cookie()
     assert 0 < a.cookie() < 2**63
+
+
+def test_nf_own_address_is_reached_from_the_uplink() -> None:
+    nf_mac = "02:cc:00:00:00:09"
+    t = table_with(chain_rules("u1", MAC, "access", "uplink", [("l", "w")],
+                               own=[(nf_mac, "w")]))
+    assert t.forward(Packet(in_port="uplink", eth_src=GW, eth_dst=nf_mac)) == ("w",)

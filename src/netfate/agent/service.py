@@ -274,6 +274,19 @@ class Agent:
 
     async def network_ready(self) -> None:
         await self._run(self.network.create_lsi, self.node.lsi)
+        removed = await self._run(self._collect_garbage)
+        if removed:
+            log.info("removed leftovers of an earlier crash: %s", removed)
+
+    def _collect_garbage(self) -> list[str]:
+        removed: list[str] = self.node.compute.collect_garbage()  # type: ignore[attr-defined]
+        nf_ports = {p.host_if for i in self.node.compute.list_nfs() for p in i.ports}
+        stale = [p for p in self.network.list_ports(self.node.lsi)
+                 if p.startswith(naming.PREFIX + "p") and p not in nf_ports]
+        if stale:
+            self.network.delete_ports(self.node.lsi, stale)
+            removed += [f"port {p}" for p in stale]
+        return removed
 
     def stop(self) -> None:
         self._stop.set()

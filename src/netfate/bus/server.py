@@ -48,6 +48,7 @@ class EmbeddedNats:
 
     def start(self, timeout: float = 5.0) -> None:
         self.rundir.mkdir(parents=True, exist_ok=True)
+        stop_recorded(self.rundir)  # an orphan of an orchestrator that was killed
         log = (self.rundir / "nats-server.log").open("ab")
         self.proc = subprocess.Popen(  # noqa: S603 - argument list
             [_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-P", str(self.pidfile)],
@@ -78,3 +79,27 @@ class EmbeddedNats:
         self.proc = None
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.pidfile)
+
+
+def stop_recorded(rundir: Path) -> int | None:
+    """End the nats-server whose PID is recorded in rundir, if it is still that program."""
+    pidfile = rundir / "nats-server.pid"
+    try:
+        pid = int(pidfile.read_text().strip())
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except (OSError, ValueError):
+        return None
+    if os.path.basename(exe) != "nats-server":
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    for _ in range(100):
+        if not os.path.exists(f"/proc/{pid}"):
+            break
+        time.sleep(0.02)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(FileNotFoundError):
+        pidfile.unlink()
+    return pid

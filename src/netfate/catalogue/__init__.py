@@ -18,8 +18,12 @@ def source_dir(name: str) -> Path:
     return Path(str(resources.files("netfate.catalogue").joinpath(name)))
 
 
+SHARED = ("common.sh", "nfcommon.py")  # helpers every catalogue NF ships in files/
+
+
 def bundle_bytes(name: str) -> bytes:
-    return build_bundle(source_dir(name))
+    shared = Path(str(resources.files("netfate.catalogue").joinpath("_shared")))
+    return build_bundle(source_dir(name), {f"files/{f}": shared / f for f in SHARED})
 
 
 def install(store: BundleStore, name: str) -> Bundle:

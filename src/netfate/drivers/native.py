@@ -243,6 +243,7 @@ class NativeCompute:
                 extra["NF_RESUME"] = "1"
             self._run_script(info, self._bundle(info), "start", extra)
             info.state = NFState.RUNNING
+            info.own_macs = netns.own_macs(info.netns or "", {p.name for p in info.ports})
             self._save(info)
             return info
 
@@ -377,6 +378,29 @@ class NativeCompute:
             detail["cgroup_memory_bytes"] = mem
         info.detail = detail
         return info
+
+    def collect_garbage(self) -> list[str]:
+        """Remove what a crash mid-create left on this node: NF namespaces, cgroups and
+        directories with no instance record. Run at agent start, before reconciling."""
+        known = {i.instance_id for i in self.list_nfs()}
+        known_ns = {i.netns for i in self.list_nfs()}
+        removed = []
+        prefix = f"{naming.PREFIX}{self.node}-"
+        for ns in netns.list_names():
+            if ns.startswith(prefix) and ns not in known_ns:
+                # Deleting the namespace destroys its veths, and with them their outer ends.
+                netns.delete(ns)
+                removed.append(ns)
+        for cg in cgroups.list_ours():
+            if cg.startswith(f"{self.node}-") and cg not in known:
+                cgroups.delete(cg)
+                removed.append(f"cgroup {cg}")
+        if self.nfs_dir.is_dir():
+            for d in self.nfs_dir.iterdir():
+                if d.name not in known:
+                    shutil.rmtree(d, ignore_errors=True)
+                    removed.append(str(d))
+        return removed
 
     def list_nfs(self) -> list[NFInfo]:
         if not self.nfs_dir.is_dir():

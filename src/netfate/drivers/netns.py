@@ -200,6 +200,18 @@ def disable_ipv6(ns: str) -> None:
                 fh.write("1")
 
 
+def own_macs(ns: str, skip: set[str]) -> list[str]:
+    """MACs of the interfaces in ns other than lo and `skip` (an NF's own bridge, say)."""
+    with iproute(ns) as ipr:
+        out = []
+        for link in ipr.get_links():
+            name = str(link.get("ifname"))
+            mac = link.get("address")
+            if name != "lo" and name not in skip and mac and mac != "00:00:00:00:00:00":
+                out.append(str(mac))
+    return sorted(out)
+
+
 def set_up(ns: str, ifnames: list[str]) -> None:
     """Bring lo and the named interfaces up inside ns, with one netlink socket."""
     with iproute(ns) as ipr:

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from netfate import naming, paths
+from netfate.bus.server import stop_recorded
 from netfate.drivers import cgroups, netns
 from netfate.drivers.ovs import OvsNetwork, OvsServer
 from netfate.errors import DriverError
@@ -105,7 +106,8 @@ def start_services(topo: Topology, progress: Progress = _noop) -> dict[str, int]
         progress("starting the orchestrator")
         processes.start("orchestrator", processes.netfate_argv(
             "orchestrator", "--state-dir", str(paths.run_dir() / "orchestrator"),
-            "--port", str(API_PORT), "--nats-port", str(NATS_PORT)))
+            "--port", str(API_PORT), "--nats-port", str(NATS_PORT),
+            "--command-timeout", os.environ.get("NETFATE_TESTBED_COMMAND_TIMEOUT", "10")))
         _wait_http(f"{api_url()}/api/v1/health", "the orchestrator")
     for n in topo.nodes:
         name = f"agent-{n.name}"
@@ -175,6 +177,9 @@ def down(progress: Progress = _noop) -> dict[str, Any]:
     removed: dict[str, Any] = {"pids": [], "namespaces": [], "links": [], "cgroups": []}
     progress("stopping the orchestrator and agents")
     removed["pids"] = processes.stop_all()
+    nats_pid = stop_recorded(paths.run_dir() / "orchestrator" / "nats")
+    if nats_pid:
+        removed["pids"].append(nats_pid)
     server = OvsServer(paths.ovs_dir())
     progress("stopping Open vSwitch")
     removed["pids"] += server.stop()

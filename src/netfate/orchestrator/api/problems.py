@@ -30,11 +30,23 @@ def install(app: FastAPI) -> None:
         return problem(status, str(exc))
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        bad_json = [e for e in errors if e.get("type") == "json_invalid"]
+        if bad_json:  # not JSON at all: a bad request rather than an invalid one
+            e = bad_json[0]
+            pos = e.get("loc", ("body", 0))[-1]
+            why = (e.get("ctx") or {}).get("error") or e.get("msg")
+            return problem(400, f"malformed JSON body at character {pos}: {why}")
         errs = []
-        for e in exc.errors():
+        for e in errors:
             loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
-            errs.append(f"{loc or '(body)'}: {e.get('msg')}")
+            msg = str(e.get("msg"))
+            if not loc and e.get("type") in ("model_attributes_type", "dict_type"):
+                ctype = request.headers.get("content-type") or "none"
+                msg = (f"the body must be a JSON object (Content-Type: application/json), "
+                       f"not {type(e.get('input')).__name__} (Content-Type: {ctype})")
+            errs.append(f"{loc or '(body)'}: {msg}")
         return problem(422, "; ".join(errs)[:2000])
 
     @app.exception_handler(StarletteHTTPException)
@@ -65,14 +77,18 @@ class BodyLimit:
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > self.limit:
-                    raise _TooLarge()
+                    raise _TooLarge(self.limit)
             return msg
 
         try:
             await self.app(scope, limited, send)
-        except _TooLarge:
-            await problem(413, f"body over {self.limit} bytes")(scope, receive, send)
+        except _TooLarge as exc:  # not handled inside (a plain route reading the body)
+            await problem(413, str(exc.detail))(scope, receive, send)
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(StarletteHTTPException):
+    """Raised from receive() once a streamed body passes the limit. An HTTPException, so
+    that FastAPI's body parsing re-raises it as it is (it turns other errors into 400)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"body over {limit} bytes")

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import StreamingResponse
 
 from netfate.db import repo
@@ -15,6 +15,10 @@ from netfate.orchestrator.api.deps import db, orch, row
 from netfate.orchestrator.api.schemas import SubscriptionCreate
 
 router = APIRouter()
+
+# Notification ids are INTEGER columns: 32-bit on PostgreSQL, 64-bit on SQLite. A larger id
+# would make the driver fail (a 500); it is refused here with a 422 instead.
+NID = Path(ge=1, le=2**31 - 1, description="the notification's id")
 
 
 @router.get("/notifications")
@@ -27,13 +31,13 @@ def list_notifications(request: Request, nf_instance_id: str | None = None,
 
 
 @router.post("/notifications/{nid}/ack")
-def ack(request: Request, nid: int) -> dict[str, Any]:
+def ack(request: Request, nid: int = NID) -> dict[str, Any]:
     with db(request).session() as s:
         return row(repo.ack_notification(s, nid))
 
 
 @router.delete("/notifications/{nid}", status_code=204)
-def delete(request: Request, nid: int) -> None:
+def delete(request: Request, nid: int = NID) -> None:
     with db(request).session() as s:
         repo.delete_notification(s, nid)
 

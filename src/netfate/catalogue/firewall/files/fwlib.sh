@@ -19,11 +19,3 @@ compile_ruleset() {
     [ -s "$cached" ] || fw render "$ACTIVE_CONFIG" "$cached"
     cp -f -- "$cached" "$RULESET"
 }
-
-# br0 with every port as a member, left down, in one ip(8) run. The namespace is new at
-# create; anything unexpected falls back to the step-by-step bridge_ensure.
-bridge_create() {
-    local cmds="link add name $BRIDGE type bridge stp_state 0 forward_delay 0"$'\n' p
-    for p in $NF_PORTS; do cmds+="link set dev $p master $BRIDGE"$'\n'; done
-    ip -batch - <<< "$cmds" 2>/dev/null || bridge_ensure
-}

@@ -1,0 +1,78 @@
+"""Fixtures for northbound API tests: a live orchestrator per test (SQLite in tmp_path, its own
+embedded nats-server, loopback ports picked free), an HTTP client, and fake agents. No root."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.harness import FakeAgent, LiveOrchestrator, LoopThread
+
+MakeLive = Callable[..., LiveOrchestrator]
+MakeAgent = Callable[..., FakeAgent]
+
+
+@pytest.fixture
+def make_live(tmp_path: Path) -> Iterator[MakeLive]:
+    """Start orchestrators with Settings overrides; each is stopped after the test, and its
+    nats-server must be gone by then."""
+    started: list[LiveOrchestrator] = []
+
+    def make(**overrides: Any) -> LiveOrchestrator:
+        live = LiveOrchestrator(tmp_path / f"state{len(started)}", **overrides)
+        started.append(live)
+        live.start()
+        return live
+
+    try:
+        yield make
+    finally:
+        errors = []
+        for live in reversed(started):
+            try:
+                live.stop()
+            except AssertionError as e:
+                errors.append(str(e))
+        assert not errors, errors
+
+
+@pytest.fixture
+def live(make_live: MakeLive) -> LiveOrchestrator:
+    return make_live()
+
+
+@pytest.fixture
+def client(live: LiveOrchestrator) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live.url, timeout=15) as c:
+        yield c
+
+
+@pytest.fixture
+def loop() -> Iterator[LoopThread]:
+    lt = LoopThread()
+    try:
+        yield lt
+    finally:
+        lt.close()
+
+
+@pytest.fixture
+def make_agent(live: LiveOrchestrator, loop: LoopThread) -> Iterator[MakeAgent]:
+    """Fake agents on the live orchestrator's bus, started (registered); closed after."""
+    agents: list[FakeAgent] = []
+
+    def make(name: str, **kw: Any) -> FakeAgent:
+        a = FakeAgent(loop, live.nats_url, name, **kw)
+        agents.append(a)
+        a.start()
+        return a
+
+    try:
+        yield make
+    finally:
+        for a in agents:
+            a.kill()
