@@ -1,0 +1,203 @@
+"""The orchestrator and real agents on the testbed: placement by the engine, the coordinator's
+operations, and faults (an agent killed mid-instantiate, an orchestrator restart)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from netfate import paths
+from netfate.testbed import lifecycle, processes
+from netfate.testbed.context import Testbed
+from netfate.testbed.topology import load_topology
+
+from .conftest import Server, echo_ok, tcp_connect
+
+INET = "10.255.0.1"
+API = lifecycle.api_url() + "/api/v1"
+
+
+@pytest.fixture
+def stack(testbed_up: None) -> Iterator[Testbed]:
+    """Testbed plus orchestrator and agents, with a fresh NFVI database; stopped after."""
+    if lifecycle.status()["up"] is False:
+        lifecycle.up(load_topology(), services=False)
+    topo = load_topology()
+    lifecycle.start_services(topo)
+    tb = Testbed.attach()
+    try:
+        yield tb
+    finally:
+        tb.close()
+        processes.stop_all()
+        from netfate.bus.server import stop_recorded
+
+        stop_recorded(paths.run_dir() / "orchestrator" / "nats")
+        import shutil
+
+        shutil.rmtree(paths.run_dir() / "orchestrator", ignore_errors=True)
+        # what the agents left running is the tb fixture's to clean: remove NFs directly
+        with Testbed.attach() as t:
+            for name in t.node_names:
+                node = t.node(name)
+                for nf in node.compute.list_nfs():
+                    with contextlib.suppress(Exception):
+                        node.remove_nf(nf.instance_id)
+                for r in node.network.list_ts_rules(node.lsi):
+                    if r.rule_id != "base:l2":
+                        node.network.delete_ts_rule(node.lsi, r.rule_id)
+
+
+def api(method: str, path: str, **kw: Any) -> Any:
+    r = httpx.request(method, API + path, timeout=30, **kw)
+    assert r.status_code < 400, (r.status_code, r.text)
+    return r.json() if r.content else None
+
+
+def wait_ops(op_ids: list[str], timeout: float = 40) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        ops = [api("GET", f"/vnf_lcm_op_occs/{o}") for o in op_ids]
+        if all(o["operation_state"] not in ("PROCESSING", "ROLLING_BACK") for o in ops):
+            return ops
+        assert time.monotonic() < deadline, f"operations stuck: {ops}"
+        time.sleep(0.2)
+
+
+def add_user(name: str, nfs: list[str], cfg: dict[str, Any] | None = None) -> None:
+    api("POST", "/users", json={"name": name, "password": "pw-" + name, "required_nfs": nfs,
+                                "nf_config": cfg or {}})
+
+
+def login(tb: Testbed, user: str, host: str) -> dict[str, Any]:
+    node, mac, _, _ = tb.access(host)
+    h = tb.host(host)
+    # the client has talked on its LAN, so its CPE's switch knows its port
+    tcp_connect(h.netns, INET, 9, timeout=0.3)
+    return api("POST", f"/users/{user}/associate",
+               json={"node": node, "mac": mac, "ip": tb.topology.host_address(h)})  # type: ignore[no-any-return]
+
+
+def node_nfs(tb: Testbed, node: str) -> set[str]:
+    return {i.instance_id for i in tb.node(node).compute.list_nfs()}
+
+
+def db_nfs(node: str) -> set[str]:
+    return {i["id"] for i in api("GET", "/vnf_instances", params={"node": node})
+            if i["desired_state"] == "present"}
+
+
+def test_login_places_firewall_filters_traffic_and_idle_releases(
+    stack: Testbed, servers: list[Server]
+) -> None:
+    servers += [Server("fate-h-inet", INET, 5201), Server("fate-h-inet", INET, 2323)]
+    nodes = {n["name"]: n for n in api("GET", "/nodes")}
+    assert set(nodes) == {"core", "dc", "cpe1", "cpe2"} and all(n["online"] for n in
+                                                                 nodes.values())
+    assert "nftables" in nodes["cpe1"]["capabilities"]
+    assert nodes["cpe1"]["infrastructure"]["switch"] == "openvswitch-netdev"
+    add_user("user1", ["firewall"],
+             {"firewall": {"rules": [{"action": "deny", "proto": "tcp", "dport": 2323}]}})
+    out = login(stack, "user1", "client1")
+    assert [i["kind"] for i in out["intents"]] == ["place", "steer"]
+    [op] = wait_ops(out["vnf_lcm_op_occs"])
+    assert op["operation_state"] == "COMPLETED", op
+    inst = api("GET", "/vnf_instances/cpe1-user1-firewall")
+    assert inst["actual_state"] == "running" and inst["node_name"] == "cpe1"
+    assert node_nfs(stack, "cpe1") == {"cpe1-user1-firewall"}
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the steering is pushed right after the NF
+        if tcp_connect("fate-h-client1", INET, 2323, timeout=0.5) is None:
+            break
+    assert tcp_connect("fate-h-client1", INET, 2323, timeout=0.7) is None
+    ok = tcp_connect("fate-h-client1", INET, 5201)
+    assert ok is not None and echo_ok(ok)
+    ok.close()
+    [rule] = api("GET", "/steering_rules", params={"node": "cpe1"})
+    assert rule["chain"] == ["cpe1-user1-firewall"] and rule["installed"] is True
+    out = api("POST", "/users/user1/idle")
+    assert {i["kind"] for i in out["intents"]} == {"release", "unsteer"}
+    [op] = wait_ops(out["vnf_lcm_op_occs"])
+    assert op["operation_state"] == "COMPLETED"
+    assert node_nfs(stack, "cpe1") == set()
+    assert not [r for r in stack.network.list_ts_rules("fate-cpe1") if r.rule_id != "base:l2"]
+    s = tcp_connect("fate-h-client1", INET, 2323)  # no firewall any more
+    assert s is not None
+    s.close()
+
+
+def test_agent_killed_during_instantiate_ends_completed_or_rolled_back(stack: Testbed) -> None:
+    add_user("user2", ["firewall"])
+    before = processes.recorded()["agent-cpe2"]
+    out = login(stack, "user2", "client2")
+    processes.stop("agent-cpe2", sig=signal.SIGKILL)
+    assert not processes.alive("agent-cpe2")
+    [op] = wait_ops(out["vnf_lcm_op_occs"], timeout=40)
+    assert op["operation_state"] in ("COMPLETED", "ROLLED_BACK"), op
+    # the agent comes back: it re-registers, cleans what the crash left, converges
+    lifecycle.start_services(load_topology())
+    assert processes.recorded()["agent-cpe2"] != before
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if node_nfs(stack, "cpe2") == db_nfs("cpe2"):
+            break
+        time.sleep(0.3)
+    assert node_nfs(stack, "cpe2") == db_nfs("cpe2")
+    leftovers = [n for n in lifecycle.status()["namespaces"] if n.startswith("fate-cpe2-")]
+    assert leftovers == [f"fate-cpe2-{i.split('-', 1)[1]}" for i in sorted(db_nfs("cpe2"))]
+
+
+def test_orchestrator_restart_resyncs_without_losing_or_duplicating(stack: Testbed) -> None:
+    add_user("user3", ["firewall"])
+    out = login(stack, "user3", "client1")
+    [op] = wait_ops(out["vnf_lcm_op_occs"])
+    assert op["operation_state"] == "COMPLETED"
+    processes.stop("orchestrator", sig=signal.SIGKILL)
+    time.sleep(1)
+    assert node_nfs(stack, "cpe1") == {"cpe1-user3-firewall"}  # the data plane carries on
+    lifecycle.start_services(load_topology())  # same state dir: same database
+    lifecycle.wait_registered(["cpe1", "cpe2", "dc", "core"])
+    time.sleep(2)
+    assert db_nfs("cpe1") == {"cpe1-user3-firewall"}
+    assert node_nfs(stack, "cpe1") == {"cpe1-user3-firewall"}
+    assert api("GET", "/vnf_instances/cpe1-user3-firewall")["actual_state"] == "running"
+    # and it still works: the user moves to cpe2, the firewall follows
+    out = login(stack, "user3", "client2")
+    kinds = [i["kind"] for i in out["intents"]]
+    assert "migrate" in kinds, kinds
+    ops = wait_ops(out["vnf_lcm_op_occs"])
+    assert all(o["operation_state"] == "COMPLETED" for o in ops), ops
+    assert node_nfs(stack, "cpe2") == {"cpe2-user3-firewall"}
+    deadline = time.monotonic() + 10
+    while node_nfs(stack, "cpe1") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert node_nfs(stack, "cpe1") == set()
+
+
+def test_notifications_from_an_nf_reach_the_api(stack: Testbed) -> None:
+    add_user("user4", ["packet-inspector"],
+             {"packet-inspector": {"scan_ports": 10, "window_s": 5}})
+    out = login(stack, "user4", "client1")
+    [op] = wait_ops(out["vnf_lcm_op_occs"])
+    assert op["operation_state"] == "COMPLETED", op
+    time.sleep(1)
+    for port in range(21000, 21040):
+        s = tcp_connect("fate-h-client1", INET, port, timeout=0.05)
+        if s:
+            s.close()
+    deadline = time.monotonic() + 15
+    notes: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not notes:
+        notes = api("GET", "/notifications", params={"nf_instance_id":
+                                                     "cpe1-user4-packet-inspector"})
+        time.sleep(0.3)
+    assert notes and notes[0]["type"] == "port-scan", json.dumps(notes)[:500]
+    api("POST", f"/notifications/{notes[0]['id']}/ack")
+    assert api("GET", "/notifications?acknowledged=true")[0]["id"] == notes[0]["id"]
