@@ -1,4 +1,5 @@
-"""netfate bench density: N native firewalls created (ports on an LSI, started), then deleted.
+"""netfate bench density: N native firewalls created (ports on an LSI unless --no-ports,
+started), then deleted.
 Reports total time and memory per idle NF (MemAvailable before and after, so kernel memory
 for namespaces, veths, rulesets and OVS ports all counts), and checks nothing is left."""
 
@@ -23,7 +24,7 @@ def _settle() -> None:
     time.sleep(0.5)
 
 
-def run(count: int = 100, node_name: str = "dc") -> dict[str, Any]:
+def run(count: int = 100, node_name: str = "dc", ports: bool = True) -> dict[str, Any]:
     with testbed() as tb:
         bundle = catalogue.install(tb.store, "firewall")
         node = tb.node(node_name)
@@ -37,7 +38,12 @@ def run(count: int = 100, node_name: str = "dc") -> dict[str, Any]:
         try:
             for o in owners:
                 try:
-                    info = node.deploy_nf(o, "firewall", bundle.sha256, FW_CONFIG)
+                    if ports:
+                        info = node.deploy_nf(o, "firewall", bundle.sha256, FW_CONFIG)
+                    else:  # the NF alone: namespace, veths, ruleset, cgroup; not on the LSI
+                        info = node.compute.create_nf(node_name, o, "firewall", bundle.sha256,
+                                                      FW_CONFIG)
+                        node.compute.start_nf(info.instance_id)
                     created.append(info.instance_id)
                 except NetfateError as exc:
                     failures.append(str(exc))
@@ -65,6 +71,7 @@ def run(count: int = 100, node_name: str = "dc") -> dict[str, Any]:
     return {
         "benchmark": "density",
         "count": count,
+        "ports_on_lsi": ports,
         "created": n,
         "failures": failures[:5],
         "create_seconds": round(t1 - t0, 2),

@@ -27,13 +27,14 @@ def nf_start(
 @app.command()
 def density(
     count: Annotated[int, typer.Option(min=1, max=5000)] = 100,
+    ports: Annotated[bool, typer.Option(help="Attach each NF's ports to the node's LSI")] = True,
     json_out: JsonOpt = True,
 ) -> None:
     """N native firewalls created, then deleted: total time and memory per idle NF."""
     need_root()
     from netfate.bench.density import run
 
-    emit_json(guarded(lambda: run(count)))
+    emit_json(guarded(lambda: run(count, ports=ports)))
 
 
 @app.command()
@@ -46,3 +47,42 @@ def throughput(
     from netfate.bench.throughput import run
 
     emit_json(guarded(lambda: run(seconds)))
+
+
+@app.command("control-plane")
+def control_plane(
+    nodes: Annotated[int, typer.Option(min=2, max=100_000, help="Simulated NFVI nodes")] = 1000,
+    users: Annotated[int, typer.Option(min=1, max=1_000_000, help="Users")] = 10000,
+    rate: Annotated[float, typer.Option(min=0.1, help="User events per second")] = 500.0,
+    duration: Annotated[float, typer.Option(min=0, help="Seconds of roaming after the "
+                                                       "logins")] = 60.0,
+    telemetry_interval: Annotated[float, typer.Option(help="Seconds between a node's "
+                                                           "telemetry reports")] = 2.0,
+    idle_fraction: Annotated[float, typer.Option(min=0, max=1, help="Share of roaming-phase "
+                                                 "events that are a user going idle")] = 0.1,
+    agent_procs: Annotated[int, typer.Option(min=1, max=64, help="Processes for the "
+                                             "simulated agents")] = 1,
+    agents_per_conn: Annotated[int, typer.Option(min=1, help="Simulated agents per NATS "
+                                                 "connection")] = 50,
+    users_via: Annotated[str, typer.Option(help="api: POST /users (scrypt, ~50 ms each); db: "
+                                           "written into the fresh database before start")]
+    = "api",
+    op_timeout: Annotated[float, typer.Option(min=1, help="Seconds an operation has to "
+                                              "complete")] = 30.0,
+    apply_delay_ms: Annotated[float, typer.Option(min=0, help="Simulated agents' time per "
+                                                  "command")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Random seed of the user events")] = 1,
+    profile: Annotated[str | None, typer.Option(help="Run the orchestrator under cProfile, "
+                                                "writing this file")] = None,
+    json_out: JsonOpt = True,
+) -> None:
+    """The orchestrator under N simulated agents and M roaming users: placement latency,
+    events/s handled, orchestrator CPU and memory. No root needed."""
+    from netfate.bench.control_plane import Params, run
+
+    p = Params(nodes=nodes, users=users, rate=rate, duration=duration,
+               telemetry_interval=telemetry_interval, idle_fraction=idle_fraction,
+               agent_procs=agent_procs, agents_per_conn=agents_per_conn, users_via=users_via,
+               op_timeout=op_timeout, apply_delay_ms=apply_delay_ms, seed=seed,
+               profile=profile)
+    emit_json(guarded(lambda: run(p)))
