@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   openvswitch-switch nftables conntrack iproute2 iputils-ping iperf3 ethtool
-  dnsmasq-base freeradius runc busybox-static python3-venv python3-nftables
+  dnsmasq-base freeradius freeradius-rest runc busybox-static python3-venv python3-nftables
   tcpdump traceroute procps util-linux kmod postgresql
 )
 missing=()

@@ -11,7 +11,7 @@ from typing import Any
 
 from netfate.drivers.ovs import OvsNetwork
 from netfate.interfaces import ComputeDriver, NFInfo
-from netfate.steering import TSRule, chain_rules
+from netfate.steering import Match, TSRule, chain_rules
 
 
 @dataclass
@@ -26,9 +26,7 @@ class Node:
     ) -> NFInfo:
         info = self.compute.create_nf(self.name, owner, nf, bundle_sha256, config or {})
         try:
-            self.network.create_ports(
-                self.lsi, [(p.host_if, None) for p in info.ports], isolated=True
-            )
+            self.attach_ports(info)
             return self.compute.start_nf(info.instance_id)
         except BaseException:
             with contextlib.suppress(Exception):
@@ -37,9 +35,22 @@ class Node:
                 self.compute.delete_nf(info.instance_id)
             raise
 
+    def attach_ports(self, info: NFInfo) -> None:
+        """Put the NF's ports on the LSI, closed to everything but steering rules.
+
+        An NF bridges its ports, so a frame the switch's L2 learning (NORMAL) sent into one
+        would come back out of the other and loop. Its ports sit apart from L2 flooding, and
+        what comes out of them goes only where a steering rule sends it: otherwise dropped.
+        """
+        ports = [p.host_if for p in info.ports]
+        self.network.create_ports(self.lsi, [(p, None) for p in ports], isolated=True)
+        self.network.apply_ts_rules(self.lsi, [
+            TSRule(rule_id=f"nfport:{p}", priority=2, match=Match(in_port=p)) for p in ports
+        ])
+
     def remove_nf(self, instance_id: str) -> None:
         try:
-            info = self.compute.status(instance_id)
+            info = self.compute.info(instance_id)
         except Exception:
             info = None
         if info is not None:

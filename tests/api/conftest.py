@@ -22,8 +22,8 @@ def make_live(tmp_path: Path) -> Iterator[MakeLive]:
     nats-server must be gone by then."""
     started: list[LiveOrchestrator] = []
 
-    def make(**overrides: Any) -> LiveOrchestrator:
-        live = LiveOrchestrator(tmp_path / f"state{len(started)}", **overrides)
+    def make(state_dir: Path | None = None, **overrides: Any) -> LiveOrchestrator:
+        live = LiveOrchestrator(state_dir or tmp_path / f"state{len(started)}", **overrides)
         started.append(live)
         live.start()
         return live

@@ -129,6 +129,17 @@ class LiveOrchestrator:
             raise AssertionError(f"nats-server (pid {pid}) outlived the orchestrator")
 
 
+@contextlib.contextmanager
+def running(state_dir: Path, **overrides: Any) -> Iterator[LiveOrchestrator]:
+    """A started orchestrator, stopped (and checked for a leftover nats-server) after."""
+    live = LiveOrchestrator(state_dir, **overrides)
+    try:
+        live.start()
+        yield live
+    finally:
+        live.stop()
+
+
 # -- an asyncio loop in a thread, for the fake agents ----------------------------------------
 
 class LoopThread:
@@ -156,14 +167,16 @@ class LoopThread:
             self.loop.close()
 
 
-Mode = Literal["ok", "silent", "fail"]
+Mode = Literal["ok", "silent", "fail", "garbage"]
 
 
 class FakeAgent:
     """A node's agent on the bus: registers, converges to what it is told (in memory), answers
-    commands. `mode` = "ok" answers like an agent whose NFs all come up; "silent" receives
-    commands and never answers (a hung agent); "fail" refuses to start new NFs and answers
-    ok=False with `fail_error`."""
+    commands. `mode` = "ok" answers like an agent whose NFs all come up; "silent" carries
+    commands out but never answers (a hung agent, or one killed before it could reply: the
+    worst case, the node has what the orchestrator never heard of); "fail" refuses to start
+    new NFs and answers ok=False with `fail_error`; "garbage" carries them out and answers
+    with something that is not a Reply (a buggy or mismatched agent)."""
 
     def __init__(self, loop: LoopThread, nats_url: str, name: str, *, role: str = "cpe",
                  capabilities: list[str] | None = None, mem_total_mb: int = 2048,
@@ -278,9 +291,12 @@ class FakeAgent:
         with self._lock:
             self.commands.append(cmd)
             mode = self.mode
-            if mode == "silent":
-                return
             reply = self._handle(cmd, mode)
+        if mode == "silent":
+            return  # it did the work, but the answer never comes
+        if mode == "garbage" and msg.reply:
+            await msg.respond(b'{"ok": "perhaps", "nfs": 7}')
+            return
         if msg.reply:
             await msg.respond(reply.model_dump_json().encode())
 

@@ -3,14 +3,16 @@ invalid inputs, and never a 5xx.
 
 The spec is the app's own (create_app(...).openapi(), built without starting anything, so each
 operation is a test of its own); test_live_spec_is_the_one_tested checks that the live server
-serves the same document at /openapi.json. The server runs with a fake agent's node, a user and
-an instance, so that some generated requests reach the coordinator. /events streams forever
-and is left out. Examples are derandomized: the same cases on every run.
+serves the same document at /openapi.json. The server runs with two fake agents' nodes, and
+each operation starts with user1 and their firewall in place (the names the spec's examples
+use), so that generated requests reach rows and the coordinator, not only 404s. /events
+streams forever and is left out. Examples are derandomized: the same cases on every run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,47 +21,79 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
+from schemathesis.generation.modes import GenerationMode
 
 from netfate.orchestrator.app import create_app
 from netfate.orchestrator.settings import Settings
-from tests.api.harness import FakeAgent, LiveOrchestrator, LoopThread, wait_op
+from tests.api.harness import FakeAgent, LiveOrchestrator, LoopThread, running, wait_op, wait_until
+
+FW = "cpe1-user1-firewall"
+
+# Bundles are sent as raw bytes, like application/octet-stream.
+schemathesis.serializer.alias("application/gzip", "application/octet-stream")
 
 SPEC: dict[str, Any] = create_app(Settings(state_dir=Path("/nonexistent"))).openapi()
 schema = schemathesis.openapi.from_dict(SPEC).exclude(path="/api/v1/events")
+# Valid and invalid data (wrong types, missing or extra fields, out-of-range values).
+schema.config.generation.update(modes=list(GenerationMode))
 
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = 50
+
+
+@dataclass
+class Fuzzed:
+    live: LiveOrchestrator
+    cpe1: FakeAgent
 
 
 @pytest.fixture(scope="module")
-def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveOrchestrator]:
-    """One orchestrator for the whole run, with a node (fake agent), a user and an NF."""
-    live = LiveOrchestrator(tmp_path_factory.mktemp("schemathesis"), command_timeout=1.0)
-    loop: LoopThread | None = None
-    agent: FakeAgent | None = None
+def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
+    """One orchestrator for the whole run, with nodes cpe1 and cpe2 (fake agents)."""
+    loop = LoopThread()
+    agents: list[FakeAgent] = []
     try:
-        live.start()
-        loop = LoopThread()
-        agent = FakeAgent(loop, live.nats_url, "cpe1")
-        agent.start()
-        with httpx.Client(base_url=live.url, timeout=15) as c:
+        with running(tmp_path_factory.mktemp("schemathesis"), command_timeout=1.0) as live:
+            for name in ("cpe1", "cpe2"):
+                agents.append(FakeAgent(loop, live.nats_url, name))
+                agents[-1].start()
+            yield Fuzzed(live, agents[0])
+            for a in agents:
+                a.kill()
+    finally:
+        for a in agents:
+            a.kill()
+        loop.close()
+
+
+@pytest.fixture
+def seeded(fuzzed: Fuzzed) -> LiveOrchestrator:
+    """Before each operation's examples: user1 exists with their firewall running on cpe1
+    (the spec's examples name them), and a notification, so that generated requests reach
+    existing rows and the coordinator, not only 404s."""
+    with httpx.Client(base_url=fuzzed.live.url, timeout=15) as c:
+        for op in c.get("/api/v1/vnf_lcm_op_occs", params={"state": "PROCESSING"}).json():
+            wait_op(c, op["id"], timeout=30)
+        if c.get("/api/v1/users/user1").status_code == 404:
             c.post("/api/v1/users", json={"name": "user1", "password": "secret1",
                                           "required_nfs": ["firewall"]}).raise_for_status()
+        inst = c.get(f"/api/v1/vnf_instances/{FW}")
+        if inst.status_code == 200 and inst.json()["desired_state"] != "present":
+            wait_until(lambda: c.get(f"/api/v1/vnf_instances/{FW}").status_code == 404, 10,
+                       f"{FW} to be removed")
+        if c.get(f"/api/v1/vnf_instances/{FW}").status_code == 404:
             r = c.post("/api/v1/vnf_instances",
                        json={"nf": "firewall", "owner": "user1", "node": "cpe1"})
             r.raise_for_status()
-            wait_op(c, r.json()["vnf_lcm_op_occs"][0])
-            agent.notify("alert", "cpe1-user1-firewall", what="port scan")
-        yield live
-    finally:
-        if agent is not None:
-            agent.kill()
-        if loop is not None:
-            loop.close()
-        live.stop()
+            assert wait_op(c, r.json()["vnf_lcm_op_occs"][0])["operation_state"] == "COMPLETED"
+        c.delete(f"/api/v1/vnf_instances/{FW}/mute")
+        if not c.get("/api/v1/notifications").json():
+            fuzzed.cpe1.notify("alert", FW, what="port scan")
+            wait_until(lambda: c.get("/api/v1/notifications").json(), 5, "a notification")
+    return fuzzed.live
 
 
-def test_live_spec_is_the_one_tested(fuzzed: LiveOrchestrator) -> None:
-    r = httpx.get(f"{fuzzed.url}/openapi.json", timeout=15)
+def test_live_spec_is_the_one_tested(fuzzed: Fuzzed) -> None:
+    r = httpx.get(f"{fuzzed.live.url}/openapi.json", timeout=15)
     assert r.status_code == 200
     assert r.json() == SPEC
 
@@ -67,5 +101,5 @@ def test_live_spec_is_the_one_tested(fuzzed: LiveOrchestrator) -> None:
 @schema.parametrize()
 @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
           suppress_health_check=list(HealthCheck))
-def test_no_server_error(case: schemathesis.Case, fuzzed: LiveOrchestrator) -> None:
-    case.call_and_validate(base_url=fuzzed.url, checks=[not_a_server_error], timeout=15)
+def test_no_server_error(case: schemathesis.Case, seeded: LiveOrchestrator) -> None:
+    case.call_and_validate(base_url=seeded.url, checks=[not_a_server_error], timeout=15)

@@ -139,7 +139,7 @@ class Agent:
         ofports: dict[str, int] | None = None
         for user, spec in wanted.items():
             try:
-                chain = [self.node.compute.status(i) for i in spec.chain]
+                chain = [self.node.compute.info(i) for i in spec.chain]
                 ofports = ofports or self.network.list_ports(lsi)
                 port = learned_port(self.ovs, lsi, spec.mac, ofports)
                 if port is None:

@@ -115,7 +115,8 @@ def slab_kb() -> dict[str, int]:
     with open("/proc/meminfo") as fh:
         for line in fh:
             k, v = line.split(":", 1)
-            if k in ("MemAvailable", "MemFree", "Slab", "SUnreclaim", "Percpu", "KernelStack"):
+            if k in ("MemAvailable", "MemFree", "Slab", "SUnreclaim", "Percpu", "KernelStack",
+                     "VmallocUsed", "PageTables"):
                 out[k] = int(v.split()[0])
     return out
 

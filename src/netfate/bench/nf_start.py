@@ -45,8 +45,7 @@ def run(runs: int = 50) -> dict[str, Any]:
                 info = node.compute.create_nf(node_name, owner, "firewall", bundle.sha256,
                                               FW_CONFIG)
                 t1 = time.perf_counter()
-                node.network.create_ports(node.lsi, [(p.host_if, None) for p in info.ports],
-                                          isolated=True)
+                node.attach_ports(info)
                 t2 = time.perf_counter()
                 node.compute.start_nf(info.instance_id)
                 t3 = time.perf_counter()

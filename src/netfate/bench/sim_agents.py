@@ -83,7 +83,7 @@ class SimNode:
         self.generation = 0
         mem, cpu = CAPACITY[role]
         self.mem_total = mem
-        self.cpu = cpu + random.uniform(0, 0.05)  # noqa: S311 - a load figure, not a secret
+        self.cpu = cpu + random.uniform(0, 0.05)  # a load figure, not a secret
 
     def running(self) -> list[dict[str, Any]]:
         return [{"instance_id": i["instance_id"], "nf_name": i["nf_name"], "owner": i["owner"],

@@ -67,6 +67,9 @@ def control_plane(
     users_via: Annotated[str, typer.Option(help="api: POST /users (scrypt, ~50 ms each); db: "
                                            "written into the fresh database before start")]
     = "api",
+    warm: Annotated[bool, typer.Option("--warm", help="With --users-via db: users start "
+                                       "logged in at their home CPE, firewall placed (no "
+                                       "login phase)")] = False,
     op_timeout: Annotated[float, typer.Option(min=1, help="Seconds an operation has to "
                                               "complete")] = 30.0,
     apply_delay_ms: Annotated[float, typer.Option(min=0, help="Simulated agents' time per "
@@ -83,6 +86,6 @@ def control_plane(
     p = Params(nodes=nodes, users=users, rate=rate, duration=duration,
                telemetry_interval=telemetry_interval, idle_fraction=idle_fraction,
                agent_procs=agent_procs, agents_per_conn=agents_per_conn, users_via=users_via,
-               op_timeout=op_timeout, apply_delay_ms=apply_delay_ms, seed=seed,
+               warm=warm, op_timeout=op_timeout, apply_delay_ms=apply_delay_ms, seed=seed,
                profile=profile)
     emit_json(guarded(lambda: run(p)))

@@ -131,7 +131,7 @@ def steer(
         with Testbed.attach() as tb:
             node, mac, access, uplink = tb.access(host)
             n = tb.node(node)
-            chain = [n.compute.status(i) for i in instances]
+            chain = [n.compute.info(i) for i in instances]
             rules = n.steer(f"user:{host}", mac, access, uplink, chain)
             return [r.model_dump(mode="json") for r in rules]
 

@@ -363,7 +363,12 @@ class NativeCompute:
                 src.unlink(missing_ok=True)
             self._save(info)
 
+    def info(self, instance_id: str) -> NFInfo:
+        """The NF's record (state, ports, config), without asking the NF itself."""
+        return self._load(instance_id)
+
     def status(self, instance_id: str) -> NFInfo:
+        """The record plus the NF's own status output (its status script) and memory use."""
         info = self._load(instance_id)
         detail: dict[str, Any] = {}
         if info.state in (NFState.RUNNING, NFState.STOPPED):

@@ -31,6 +31,12 @@ from netfate.engine.model import CatalogueEntry, InstanceView, NodeView, Snapsho
 class NetfatePolicy:
     """Edge first, DC fallback, follow the user, release on idle."""
 
+    # A user event reads only that user, their instances and nodes, the event's node and the
+    # DC nodes; a node event, the users at or with NFs on that node, likewise. The
+    # orchestrator may then build the snapshot for just that part of the world (see
+    # docs/policies.md).
+    snapshot_scope = "event"
+
     def __init__(
         self,
         *,

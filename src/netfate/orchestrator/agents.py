@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 from netfate.bus import subjects
 from netfate.bus.messages import Command, Reply
 from netfate.errors import NetfateError
@@ -12,6 +14,18 @@ from netfate.errors import NetfateError
 class AgentUnreachable(NetfateError):
     """The agent did not answer in time (or no agent of that node is connected)."""
 
+    def __init__(self, node: str, message: str) -> None:
+        super().__init__(message)
+        self.node = node
+
+
+class AgentBadReply(NetfateError):
+    """The agent answered with something that is not a Reply."""
+
+    def __init__(self, node: str, message: str) -> None:
+        super().__init__(message)
+        self.node = node
+
 
 class AgentBus:
     def __init__(self, nc: Any, timeout: float) -> None:
@@ -19,6 +33,8 @@ class AgentBus:
         self.timeout = timeout
 
     async def command(self, node: str, cmd: Command, timeout: float | None = None) -> Reply:
+        """The agent's reply. Every failure is a NetfateError naming the node: callers undo
+        and record it, and nothing else escapes to leave an operation half-done."""
         import nats.errors
 
         t = timeout or self.timeout
@@ -26,7 +42,16 @@ class AgentBus:
             msg = await self.nc.request(subjects.command(node), cmd.model_dump_json().encode(),
                                         timeout=t)
         except nats.errors.NoRespondersError:
-            raise AgentUnreachable(f"no agent of node {node} is connected") from None
+            raise AgentUnreachable(node, f"no agent of node {node} is connected") from None
         except (nats.errors.TimeoutError, TimeoutError):
-            raise AgentUnreachable(f"the agent of node {node} did not answer in {t:g}s") from None
-        return Reply.model_validate_json(msg.data)
+            raise AgentUnreachable(
+                node, f"the agent of node {node} did not answer in {t:g}s") from None
+        except nats.errors.Error as exc:  # connection closed or draining, at shutdown
+            raise AgentUnreachable(
+                node, f"no command to node {node}: the bus is unavailable ({exc})") from None
+        try:
+            return Reply.model_validate_json(msg.data)
+        except ValidationError as exc:
+            first = exc.errors()[0] if exc.errors() else {"msg": str(exc)}
+            raise AgentBadReply(node, f"the agent of node {node} sent an invalid reply to "
+                                      f"{cmd.op}: {first.get('msg')}") from None

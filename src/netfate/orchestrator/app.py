@@ -14,6 +14,7 @@ from netfate.orchestrator.api import (
     routes_nodes_users,
     routes_notifications,
     routes_packages,
+    routes_radius,
 )
 from netfate.orchestrator.service import Orchestrator
 from netfate.orchestrator.settings import Settings
@@ -35,7 +36,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               "NF instances and their lifecycle operations, notifications.")
     app.state.orchestrator = orch
     problems.install(app)
-    for r in (routes_nodes_users, routes_packages, routes_instances, routes_notifications):
+    for r in (routes_nodes_users, routes_packages, routes_instances, routes_notifications,
+              routes_radius):
         app.include_router(r.router, prefix="/api/v1")
 
     @app.get("/api/v1/health")

@@ -11,24 +11,55 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
+
 from netfate.bus.messages import Command, DesiredState, InstanceSpec, Reply, SteeringSpec
 from netfate.db import Database, repo
-from netfate.db.models import ActualState, LcmOperation, OpState
+from netfate.db.models import (
+    ActualState,
+    Bundle,
+    LcmOperation,
+    Node,
+    OpState,
+    SteeringRule,
+    VnfInstance,
+)
 from netfate.db.models import DesiredState as Want
-from netfate.engine import Event, Migrate, Place, Plan, Release, Steer, Unsteer, get_policy
+from netfate.engine import (
+    Event,
+    Migrate,
+    Place,
+    Plan,
+    Release,
+    Steer,
+    Unsteer,
+    UserAssociated,
+    UserDisassociated,
+    UserIdle,
+    get_policy,
+)
 from netfate.engine import plan as engine_plan
 from netfate.errors import NetfateError, NotFound
 from netfate.orchestrator import snapshot
 from netfate.orchestrator.agents import AgentBus, AgentUnreachable
 from netfate.orchestrator.hub import EventHub
+from netfate.orchestrator.locks import Gate, KeyedLocks
 
 log = logging.getLogger("netfate.coordinator")
+
+
+def _unreachable(exc: Exception, node: str) -> bool:
+    """The agent of `node` did not answer: a second command (an undo) would wait as long for
+    nothing. Its next registration or reconciliation converges it instead."""
+    return isinstance(exc, AgentUnreachable) and exc.node == node
 
 
 def problem(title: str, detail: str, status: int = 500) -> dict[str, Any]:
@@ -49,14 +80,28 @@ class Coordinator:
         self.hub = hub
         self.public_url = public_url
         self.policy = get_policy(policy)
-        self._plan_lock = asyncio.Lock()
+        # One plan at a time per user: a user event holds the gate shared and its user's lock
+        # from planning to the end of the plan's run. A node-wide or global event (telemetry
+        # re-evaluation, node up/down, reconcile) touches many users: it holds the gate
+        # exclusively. Plans of different users run concurrently.
+        self._gate = Gate()
+        self._user_locks = KeyedLocks()
         self._node_locks: dict[str, asyncio.Lock] = {}
+        # Per node: changes made to its desired state, and the change count its agent was
+        # last sent (to skip a push that would send nothing new).
+        self._changes: dict[str, int] = {}
+        self._sent: dict[str, int] = {}
+        # Per node: writes of reported actual states, and the last telemetry NF list observed
+        # with the counts it was observed at (an unchanged report changes nothing).
+        self._writes: dict[str, int] = {}
+        self._observed: dict[str, tuple[frozenset[tuple[str, str]], tuple[int, int]]] = {}
+        self._reports: dict[str, dict[str, str]] = {}  # telemetry's NF lists, not yet recorded
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- desired state -> agents ----------------------------------------------------------
     def desired_for(self, node: str) -> tuple[DesiredState, dict[str, str]]:
         with self.db.session() as s:
-            d = repo.desired_state_for_node(s, node)
+            d = desired_state(s, node)
         instances = [
             InstanceSpec(instance_id=i["id"], nf_name=i["nf_name"], owner=i["owner"],
                          bundle_sha256=i["bundle_sha256"], config=i["config"] or {})
@@ -77,34 +122,72 @@ class Coordinator:
         desired, bundles = self.desired_for(node)
         return Command(op="apply", desired=desired, bundles=bundles)
 
+    def changed(self, node: str) -> None:
+        """The coordinator changed `node`'s desired state (its agent must be sent it)."""
+        self._changes[node] = self._changes.get(node, 0) + 1
+
     async def push(self, node: str) -> Reply:
-        """Send the node its desired state; record what it reports."""
+        """Send the node its desired state; record what it reports. Pushes to one node are
+        serialised, each sending the desired state as it is when its turn comes, and its
+        reply is recorded before the next push starts."""
         lock = self._node_locks.setdefault(node, asyncio.Lock())
         async with lock:
+            seen = self._changes.get(node, 0)
             reply = await self.bus.command(node, self.apply_command(node))
-        self.record_actual(node, reply)
+            self._sent[node] = max(self._sent.get(node, 0), seen)
+            self.record_actual(node, reply)
         return reply
 
+    async def push_if_changed(self, node: str) -> None:
+        """Push unless the agent was already sent every change the coordinator made."""
+        if self._sent.get(node, -1) >= self._changes.get(node, 0):
+            return
+        with contextlib.suppress(NetfateError):
+            await self.push(node)
+
     def record_actual(self, node: str, reply: Reply) -> None:
-        running = {n.instance_id: n.state for n in reply.nfs}
+        """What the node reports: actual states, and the removal of instances it no longer
+        runs that should be absent. Reads with one query; writes only what differs."""
+        # A telemetry report received before this reply is older than it: drop it.
+        self._reports.pop(node, None)
         with self.db.session() as s:
-            for inst in repo.list_instances(s, node=node):
-                st = running.get(inst.id)
-                if inst.desired_state == Want.ABSENT and st is None:
-                    repo.delete_instance(s, inst.id)
-                elif st is not None:
-                    actual = ActualState.RUNNING if st == "running" else ActualState.STOPPED
-                    if inst.actual_state != actual:
-                        repo.set_instance_actual_state(s, inst.id, actual)
+            self._record(s, {node: {n.instance_id: n.state for n in reply.nfs}})
+
+    def _record(self, s: Any, reports: dict[str, dict[str, str]]) -> None:
+        rows = []
+        nodes = sorted(reports)
+        for k in range(0, len(nodes), 500):
+            rows += s.execute(sa.select(VnfInstance.id, VnfInstance.node_name,
+                                        VnfInstance.desired_state, VnfInstance.actual_state)
+                              .where(VnfInstance.node_name.in_(nodes[k:k + 500]))).all()
+        wrote: set[str] = set()
+        for iid, node, desired, actual_now in rows:
+            st = reports[node].get(iid)
+            if desired == Want.ABSENT and st is None:
+                repo.delete_instance(s, iid)
+                wrote.add(node)
+            elif st is not None:
+                actual = ActualState.RUNNING if st == "running" else ActualState.STOPPED
+                if actual_now != actual:
+                    repo.set_instance_actual_state(s, iid, actual)
+                    wrote.add(node)
+        for node in wrote:
+            self._writes[node] = self._writes.get(node, 0) + 1
 
     # -- operations -----------------------------------------------------------------------
     def _new_op(self, op: LcmOperation, iid: str, params: dict[str, Any]) -> str:
+        return self._new_ops([(op, iid, params)])[0]
+
+    def _new_ops(self, specs: list[tuple[LcmOperation, str, dict[str, Any]]]) -> list[str]:
+        """Operation occurrences, PROCESSING, in one transaction."""
+        if not specs:
+            return []
         with self.db.session() as s:
-            occ = repo.new_op_occ(s, op, iid, params)
-            op_id = occ.id
-        self.hub.publish("op", {"id": op_id, "operation": op.value, "vnf_instance_id": iid,
-                                "state": "PROCESSING"})
-        return op_id
+            ids = [repo.new_op_occ(s, op, iid, params).id for op, iid, params in specs]
+        for op_id, (op, iid, _) in zip(ids, specs, strict=True):
+            self.hub.publish("op", {"id": op_id, "operation": op.value,
+                                    "vnf_instance_id": iid, "state": "PROCESSING"})
+        return ids
 
     def _op_state(self, op_id: str, state: OpState, error: dict[str, Any] | None = None) -> None:
         with self.db.session() as s:
@@ -134,13 +217,17 @@ class Coordinator:
             repo.upsert_instance(s, node=node, owner=owner, nf_name=nf,
                                  bundle_sha256=bundle, flavour="native", instance_id=iid,
                                  config=config or {}, desired_state=Want.PRESENT)
+        self.changed(node)
 
     @staticmethod
     def _latest_bundle(s: Any, nf: str) -> str:
-        bundles = repo.list_bundles(s, name=nf)
-        if not bundles:
+        # The newest upload (ties: the first by sha256), without loading descriptors or bytes.
+        sha: str | None = s.scalar(
+            sa.select(Bundle.sha256).where(Bundle.name == nf)
+            .order_by(Bundle.uploaded_at.desc(), Bundle.sha256).limit(1))
+        if sha is None:
             raise NotFound(f"no bundle for NF {nf!r} in the catalogue")
-        return max(bundles, key=lambda b: b.uploaded_at).sha256
+        return sha
 
     def _set_absent(self, iid: str) -> str | None:
         with self.db.session() as s:
@@ -149,7 +236,9 @@ class Coordinator:
             except NotFound:
                 return None
             repo.set_instance_desired_state(s, iid, Want.ABSENT)
-            return inst.node_name
+            node = inst.node_name
+        self.changed(node)
+        return node
 
     async def instantiate(self, op_id: str, node: str, owner: str, nf: str, iid: str,
                           config: dict[str, Any] | None = None) -> bool:
@@ -162,8 +251,9 @@ class Coordinator:
             return True
         except Exception as exc:
             self._set_absent(iid)
-            with contextlib.suppress(NetfateError):
-                await self.push(node)  # undo what the agent may have half-made
+            if not _unreachable(exc, node):  # if it is, its next sync undoes it
+                with contextlib.suppress(NetfateError):
+                    await self.push(node)  # undo what the agent may have half-made
             self._finish_failed(op_id, "instantiation failed", exc, rolled_back=True)
             return False
 
@@ -190,6 +280,7 @@ class Coordinator:
             repo.upsert_instance(s, node=node, owner=inst.owner, nf_name=inst.nf_name,
                                  bundle_sha256=inst.bundle_sha256, flavour=inst.flavour,
                                  instance_id=iid, config=config)
+        self.changed(node)
         try:
             reply = await self.push(node)
             if not reply.ok:
@@ -202,8 +293,9 @@ class Coordinator:
                 repo.upsert_instance(s, node=node, owner=i.owner, nf_name=i.nf_name,
                                      bundle_sha256=i.bundle_sha256, flavour=i.flavour,
                                      instance_id=iid, config=old)
-            with contextlib.suppress(NetfateError):
-                await self.push(node)
+            if not _unreachable(exc, node):
+                with contextlib.suppress(NetfateError):
+                    await self.push(node)
             self._finish_failed(op_id, "update failed", exc, rolled_back=True)
             return False
 
@@ -215,8 +307,10 @@ class Coordinator:
             src_inst = repo.get_instance(s, iid)
             src, owner, nf = src_inst.node_name, src_inst.owner, src_inst.nf_name
             config = dict(src_inst.config)
-            exportable = bool((repo.get_bundle(s, src_inst.bundle_sha256).descriptor
-                                .get("state") or {}).get("exportable"))
+            # The descriptor only: get_bundle would load the bundle's bytes too.
+            descriptor = s.scalar(sa.select(Bundle.descriptor)
+                                  .where(Bundle.sha256 == src_inst.bundle_sha256)) or {}
+            exportable = bool((descriptor.get("state") or {}).get("exportable"))
             src_online = repo.get_node(s, src).online
         try:
             self._ensure_instance(dst, owner, nf, new_iid, config)
@@ -234,8 +328,9 @@ class Coordinator:
                     raise NetfateError(f"import on {dst}: {imported.error}")
         except Exception as exc:
             self._set_absent(new_iid)
-            with contextlib.suppress(NetfateError):
-                await self.push(dst)
+            if not _unreachable(exc, dst):
+                with contextlib.suppress(NetfateError):
+                    await self.push(dst)
             self._finish_failed(op_id, "migration failed", exc, rolled_back=True)
             return False
         self._set_absent(iid)
@@ -251,6 +346,7 @@ class Coordinator:
                     ip: str | None) -> None:
         with self.db.session() as s:
             repo.set_steering(s, user=user, node=node, chain=chain, mac=mac, ip=ip)
+        self.changed(node)
         with contextlib.suppress(NetfateError):
             reply = await self.push(node)
             if not reply.error or f"steer {user}:" not in reply.error:
@@ -260,33 +356,38 @@ class Coordinator:
     async def unsteer(self, user: str, node: str) -> None:
         with self.db.session() as s:
             repo.clear_steering(s, user=user, node=node)
+        self.changed(node)
         with contextlib.suppress(NetfateError):
             await self.push(node)
 
     # -- plans ----------------------------------------------------------------------------
     def plan_for(self, event: Event) -> Plan:
+        """The policy's plan on the world as recorded: the event's part of it when the policy
+        declares that is all it reads (snapshot.build_for), else all of it."""
         with self.db.session() as s:
-            snap = snapshot.build(s)
+            snap = (snapshot.build_for(s, event) if snapshot.scoped(self.policy)
+                    else snapshot.build(s))
         return engine_plan(snap, event, self.policy)
 
     def open_ops(self, plan: Plan) -> list[str | None]:
         """An operation occurrence for each lifecycle intent, before any runs."""
-        ids: list[str | None] = []
+        specs: list[tuple[LcmOperation, str, dict[str, Any]]] = []
+        slots: list[bool] = []
         for it in plan.intents:
             if isinstance(it, Place):
-                ids.append(self._new_op(LcmOperation.INSTANTIATE, it.instance_id,
-                                        {"node": it.node, "nf": it.nf, "owner": it.user,
-                                         "reason": it.reason}))
+                specs.append((LcmOperation.INSTANTIATE, it.instance_id,
+                              {"node": it.node, "nf": it.nf, "owner": it.user,
+                               "reason": it.reason}))
             elif isinstance(it, Migrate):
-                ids.append(self._new_op(LcmOperation.MIGRATE, it.instance_id,
-                                        {"src": it.src, "dst": it.dst,
-                                         "new_instance_id": it.new_instance_id,
-                                         "reason": it.reason}))
+                specs.append((LcmOperation.MIGRATE, it.instance_id,
+                              {"src": it.src, "dst": it.dst,
+                               "new_instance_id": it.new_instance_id, "reason": it.reason}))
             elif isinstance(it, Release):
-                ids.append(self._new_op(LcmOperation.RELEASE, it.instance_id,
-                                        {"node": it.node, "reason": it.reason}))
-            else:
-                ids.append(None)
+                specs.append((LcmOperation.RELEASE, it.instance_id,
+                              {"node": it.node, "reason": it.reason}))
+            slots.append(isinstance(it, Place | Migrate | Release))
+        made = iter(self._new_ops(specs))
+        ids: list[str | None] = [next(made) if slot else None for slot in slots]
         for u in plan.unplaced:
             op_id = self._new_op(LcmOperation.INSTANTIATE, f"{u.user}-{u.nf}",
                                  {"owner": u.user, "nf": u.nf})
@@ -312,35 +413,55 @@ class Coordinator:
             except Exception:
                 log.exception("intent %s failed", it)
         for node in dict.fromkeys(deferred):  # sources released after the new steering
-            with contextlib.suppress(NetfateError):
-                await self.push(node)
+            await self.push_if_changed(node)  # (an Unsteer there may have sent it already)
 
     async def handle(self, event: Event, background: bool = True,
                      record: Callable[[], object] | None = None) -> PlanRun:
-        """Plan for an event and run the plan (serialised: one plan at a time).
+        """Plan for an event and run the plan: one plan at a time per user (a node-wide or
+        global event waits for every running plan, and holds off new ones, until its own
+        plan has run).
 
         The engine plans on the world as it was before the event; `record` then writes the
         event itself to the database (new readings, the user's new access node...)."""
-        async with self._plan_lock:
-            plan = self.plan_for(event)
-            if record is not None:
-                record()
-            ops = self.open_ops(plan)
+        user = _user_of(event)
+        exclusive = user is None
+        await self._gate.acquire(exclusive)
+        try:
+            if user is not None:
+                await self._user_locks.acquire(user)
+            try:
+                plan = self.plan_for(event)
+                if record is not None:
+                    record()
+                ops = self.open_ops(plan)
+            except BaseException:
+                if user is not None:
+                    self._user_locks.release(user)
+                raise
+        except BaseException:
+            self._gate.release(exclusive)
+            raise
         run = PlanRun(plan, [o for o in ops if o])
         if plan.intents:
             self.hub.publish("plan", {"event": event.model_dump(mode="json"),
                                       "intents": [i.model_dump(mode="json")
                                                   for i in plan.intents]})
-        coro = self._run_locked(plan, ops)
+        coro = self._run_locked(plan, ops, user, exclusive)
         if background:
             self.spawn(coro)
         else:
             await coro
         return run
 
-    async def _run_locked(self, plan: Plan, ops: list[str | None]) -> None:
-        async with self._plan_lock:
+    async def _run_locked(self, plan: Plan, ops: list[str | None], user: str | None,
+                          exclusive: bool) -> None:
+        """Run a plan, then let the next plan of its user (or anyone's, if exclusive) go."""
+        try:
             await self.run_plan(plan, ops)
+        finally:
+            if user is not None:
+                self._user_locks.release(user)
+            self._gate.release(exclusive)
 
     def spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -357,6 +478,7 @@ class Coordinator:
         now = time.time()
         with self.db.session() as s:
             nodes = [(n.name, n.online, n.last_seen) for n in repo.list_nodes(s)]
+            behind = self.nodes_needing_push(s)
         for name, online, seen in nodes:
             if online and seen is not None and now - seen > node_timeout:
                 with self.db.session() as s:
@@ -365,9 +487,18 @@ class Coordinator:
                 continue
             if not online:
                 continue
-            if self.needs_push(name):
+            if name in behind:
                 with contextlib.suppress(AgentUnreachable, NetfateError):
                     await self.push(name)
+
+    @staticmethod
+    def nodes_needing_push(s: Any) -> set[str]:
+        """Nodes with an instance that should run but is not reported running, or that
+        should be gone: one query for all nodes."""
+        q = (sa.select(VnfInstance.node_name).distinct()
+             .where(sa.or_(VnfInstance.desired_state == Want.ABSENT,
+                           VnfInstance.actual_state != ActualState.RUNNING)))
+        return set(s.scalars(q))
 
     def needs_push(self, node: str) -> bool:
         with self.db.session() as s:
@@ -379,5 +510,65 @@ class Coordinator:
         return False
 
     def observe(self, node: str, nfs: list[Any]) -> None:
-        """Telemetry's NF list: actual states, and NFs the database does not know about."""
-        self.record_actual(node, Reply(ok=True, nfs=nfs))
+        """Telemetry's NF list: actual states, and NFs the database does not know about.
+        Recorded at the next `record_observed` (the orchestrator calls it every second), all
+        nodes' reports in one transaction; a push's reply supersedes an older report."""
+        self._reports[node] = {n.instance_id: n.state for n in nfs}
+
+    def record_observed(self) -> None:
+        """Record the telemetry reports received since the last call. A report equal to the
+        node's previous one, with no change by the coordinator to the node's instances since,
+        would change nothing: it is not compared again."""
+        reports, self._reports = self._reports, {}
+        todo: dict[str, dict[str, str]] = {}
+        keys: dict[str, frozenset[tuple[str, str]]] = {}
+        for node, nfs in reports.items():
+            key = frozenset(nfs.items())
+            if self._observed.get(node) != (key, self._marks(node)):
+                todo[node], keys[node] = nfs, key
+        if todo:
+            with self.db.session() as s:
+                self._record(s, todo)
+        for node, key in keys.items():
+            self._observed[node] = (key, self._marks(node))
+
+    def _marks(self, node: str) -> tuple[int, int]:
+        return self._changes.get(node, 0), self._writes.get(node, 0)
+
+
+def desired_state(s: Any, node: str) -> dict[str, Any]:
+    """repo.desired_state_for_node, the same dict and revision, read as plain rows (no ORM
+    objects): it runs for every push."""
+    if s.scalar(sa.select(Node.name).where(Node.name == node)) is None:
+        raise NotFound(f"node {node!r} does not exist")
+    instances = s.execute(
+        sa.select(VnfInstance.id, VnfInstance.nf_name, VnfInstance.owner,
+                  VnfInstance.bundle_sha256, VnfInstance.flavour, VnfInstance.config,
+                  VnfInstance.active_users)
+        .where(VnfInstance.node_name == node, VnfInstance.desired_state == Want.PRESENT)
+        .order_by(VnfInstance.id))
+    rules = s.execute(
+        sa.select(SteeringRule.user_name, SteeringRule.mac, SteeringRule.ip, SteeringRule.chain)
+        .where(SteeringRule.node_name == node, SteeringRule.desired.is_(True))
+        .order_by(SteeringRule.user_name))
+    state: dict[str, Any] = {
+        "node": node,
+        "instances": [
+            {"id": i.id, "nf_name": i.nf_name, "owner": i.owner,
+             "bundle_sha256": i.bundle_sha256, "flavour": i.flavour, "config": i.config,
+             "active_users": i.active_users}
+            for i in instances
+        ],
+        "steering": [{"user": r.user_name, "mac": r.mac, "ip": r.ip, "chain": r.chain}
+                     for r in rules],
+    }
+    canonical = json.dumps(state, sort_keys=True, separators=(",", ":"))
+    state["revision"] = hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return state
+
+
+def _user_of(event: Event) -> str | None:
+    """The one user an event is about; None for node-wide and global events."""
+    if isinstance(event, UserAssociated | UserDisassociated | UserIdle):
+        return event.user
+    return None

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import nats
+import sqlalchemy as sa
 from nats.aio.msg import Msg
 
 from netfate import catalogue
@@ -18,14 +19,18 @@ from netfate.bus import subjects
 from netfate.bus.messages import Command, NodeEvent, Notification, Register, Telemetry
 from netfate.bus.server import EmbeddedNats
 from netfate.db import Database, repo
+from netfate.db.models import Node
 from netfate.engine import NodeTelemetry, NodeUp
 from netfate.errors import NetfateError
+from netfate.orchestrator import recovery
 from netfate.orchestrator.agents import AgentBus
 from netfate.orchestrator.coordinator import Coordinator
 from netfate.orchestrator.hub import EventHub
 from netfate.orchestrator.settings import Settings
 
 log = logging.getLogger("netfate.orchestrator")
+
+TELEMETRY_FLUSH_S = 1.0
 
 
 class Orchestrator:
@@ -38,12 +43,19 @@ class Orchestrator:
         self.coordinator: Coordinator | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._delta = float(getattr_policy_delta(settings.policy))
+        # Telemetry: each node's latest readings, and those not yet written to the database.
+        # Readings below the re-evaluation threshold are written in one transaction a second
+        # (TELEMETRY_FLUSH_S) instead of one per message; a change that triggers a plan is
+        # written at once, after the plan, as before.
+        self._readings: dict[str, dict[str, Any]] = {}
+        self._unwritten: dict[str, tuple[dict[str, Any], float]] = {}
 
     # -- start/stop -----------------------------------------------------------------------
     async def start(self) -> None:
         s = self.settings
         s.state_dir.mkdir(parents=True, exist_ok=True)
         self.db = await asyncio.to_thread(Database.create, s.database_url)
+        await asyncio.to_thread(recovery.end_interrupted_ops, self.db)  # none left PROCESSING
         if s.seed_catalogue:
             await asyncio.to_thread(self.seed_catalogue)
         url = s.nats_url
@@ -60,6 +72,7 @@ class Orchestrator:
         await self.nc.subscribe(subjects.ALL_EVENTS, cb=self.on_event)
         await self.nc.subscribe(subjects.ALL_NOTIFY, cb=self.on_notification)
         self._tasks.append(asyncio.create_task(self.reconcile_loop()))
+        self._tasks.append(asyncio.create_task(self.telemetry_flush_loop()))
         log.info("orchestrator up: db %s, nats %s", s.database_url, url)
 
     async def stop(self) -> None:
@@ -67,6 +80,10 @@ class Orchestrator:
             t.cancel()
         if self.coordinator is not None:
             await self.coordinator.drain(5)
+        with contextlib.suppress(Exception):
+            self.flush_telemetry()
+            if self.coordinator is not None:
+                self.coordinator.record_observed()
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.nc.drain()
@@ -101,6 +118,8 @@ class Orchestrator:
                 repo.upsert_node(s, reg.node, role=reg.role, capabilities=reg.capabilities,
                                  infrastructure=reg.infrastructure,
                                  resources=reg.resources.model_dump(), online=True)
+            self._readings[reg.node] = reg.resources.model_dump()
+            self._unwritten.pop(reg.node, None)  # older than what the registration wrote
             reply = self.coordinator.apply_command(reg.node)
             self.hub.publish("node", {"name": reg.node, "online": True, "registered": True})
             if not was_online:
@@ -117,30 +136,63 @@ class Orchestrator:
             t = Telemetry.model_validate_json(msg.data)
         except ValueError:
             return
-        r = t.resources
-        with self.db.session() as s:
-            try:
-                node = repo.get_node(s, t.node)
-            except NetfateError:
-                return  # not registered yet: its registration carries everything
-            prev = dict(node.resources or {})
-            was_online = node.online
-
-        def record() -> None:
-            assert self.db is not None
+        r = t.resources.model_dump()
+        prev = self._readings.get(t.node)
+        if prev is None:  # first report since the orchestrator started
             with self.db.session() as s:
-                repo.update_node_resources(s, t.node, r.model_dump())
-                if not was_online:
+                try:
+                    node = repo.get_node(s, t.node)
+                except NetfateError:
+                    return  # not registered yet: its registration carries everything
+                prev = dict(node.resources or {})
+                if not node.online:
                     repo.set_node_online(s, t.node, True)
+        self._readings[t.node] = r
+        now = time.time()
+        if self._changed(prev, t.resources.cpu_util, t.resources.mem_free_mb):
+            # The engine compares the new readings with the recorded ones: bring the record
+            # up to date with the previous report, plan, then record the new one.
+            self.flush_telemetry([t.node])
 
-        if self._changed(prev, r.cpu_util, r.mem_free_mb):
-            # The engine compares the new readings with the ones it has: plan, then record.
+            def record() -> None:
+                assert self.db is not None
+                self._write_readings({t.node: (r, now)})
+
             await self.coordinator.handle(NodeTelemetry(
-                node=t.node, cpu_util=r.cpu_util, mem_free_mb=r.mem_free_mb,
-                nf_count=r.nf_count), record=record)
+                node=t.node, cpu_util=t.resources.cpu_util, mem_free_mb=t.resources.mem_free_mb,
+                nf_count=t.resources.nf_count), record=record)
         else:
-            record()
+            self._unwritten[t.node] = (r, now)
         self.coordinator.observe(t.node, t.nfs)
+
+    def flush_telemetry(self, nodes: list[str] | None = None) -> None:
+        """Write the readings not yet in the database (of `nodes`, or all)."""
+        if nodes is None:
+            batch, self._unwritten = self._unwritten, {}
+        else:
+            batch = {n: self._unwritten.pop(n) for n in nodes if n in self._unwritten}
+        if batch:
+            self._write_readings(batch)
+
+    def _write_readings(self, batch: dict[str, tuple[dict[str, Any], float]]) -> None:
+        """Readings and last-seen times, in one transaction; a node that reports is online
+        (a node deleted meanwhile is simply not updated)."""
+        assert self.db is not None
+        stmt = (sa.update(Node).where(Node.name == sa.bindparam("n"))
+                .values(resources=sa.bindparam("r"), last_seen=sa.bindparam("t"), online=True))
+        with self.db.session() as s:
+            s.connection().execute(stmt, [{"n": n, "r": r, "t": ts}
+                                          for n, (r, ts) in batch.items()])
+
+    async def telemetry_flush_loop(self) -> None:
+        assert self.coordinator is not None
+        while True:
+            await asyncio.sleep(TELEMETRY_FLUSH_S)
+            try:
+                self.flush_telemetry()
+                self.coordinator.record_observed()
+            except Exception:
+                log.exception("recording telemetry failed")
 
     def _changed(self, prev: dict[str, Any], cpu: float, mem_free: int) -> bool:
         """Cheap pre-check of the engine's re-evaluation threshold, to spare a snapshot per

@@ -1,56 +1,187 @@
-"""The engine's view of the world, read from the NFVI database."""
+"""The engine's view of the world, read from the NFVI database.
+
+`build` reads the whole world: every node, user and instance. That is O(users) per event, so
+for a policy that declares ``snapshot_scope = "event"`` (the default "netfate" policy does)
+`build_for` reads only what the event can touch:
+
+- a user event (associated, disassociated, idle): that user, their NF instances, the nodes
+  those run on, the node of the event, their access node, and every DC node (the fallback);
+- a node event (telemetry, up, down): the users whose access node it is and the owners of
+  instances on it, with the same about each of them;
+- Reconcile (and any other event): everything, as `build`.
+
+A policy that looks further (at other users' instances, say) must not declare the scope: it
+gets the whole snapshot, as before.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Collection, Iterable
+from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from netfate.db import repo
-from netfate.db.models import ActualState, DesiredState
-from netfate.engine import CatalogueEntry, InstanceView, NodeView, Snapshot, UserView
+from netfate.db.models import (
+    ActualState,
+    Bundle,
+    DesiredState,
+    Node,
+    NodeRole,
+    SessionState,
+    User,
+    UserSession,
+    VnfInstance,
+)
+from netfate.engine import (
+    CatalogueEntry,
+    Event,
+    InstanceView,
+    NodeDown,
+    NodeTelemetry,
+    NodeUp,
+    NodeView,
+    Snapshot,
+    UserAssociated,
+    UserDisassociated,
+    UserIdle,
+    UserView,
+)
+
+# Entries parsed from the bundles' descriptors, by the set of bundles they came from: the
+# catalogue changes rarely, and parsing every descriptor for every event adds up.
+_catalogue_cache: dict[tuple[tuple[str, float], ...], tuple[CatalogueEntry, ...]] = {}
 
 
 def catalogue(session: Session) -> tuple[CatalogueEntry, ...]:
+    key = tuple((sha, float(at)) for sha, at in session.execute(
+        sa.select(Bundle.sha256, Bundle.uploaded_at)
+        .order_by(Bundle.name, Bundle.uploaded_at, Bundle.sha256)))
+    hit = _catalogue_cache.get(key)
+    if hit is not None:
+        return hit
     latest: dict[str, CatalogueEntry] = {}
-    for b in repo.list_bundles(session):
-        d = b.descriptor
+    rows = session.execute(
+        sa.select(Bundle.name, Bundle.descriptor)
+        .order_by(Bundle.name, Bundle.uploaded_at, Bundle.sha256))
+    for name, d in rows:
         deps = [c["name"] for c in (d.get("dependencies") or {}).get("capability", [])]
         res = d.get("resources") or {}
-        latest[b.name] = CatalogueEntry(
-            name=b.name, capabilities=frozenset(deps),
+        latest[name] = CatalogueEntry(
+            name=name, capabilities=frozenset(deps),
             memory_mb=int(res.get("memory-mb", 32)), cpu_percent=int(res.get("cpu-percent", 100)),
         )
-    return tuple(latest.values())
+    entries = tuple(latest.values())
+    if len(_catalogue_cache) > 16:
+        _catalogue_cache.clear()
+    _catalogue_cache[key] = entries
+    return entries
+
+
+# Columns read (Core rows, not ORM objects: no identity map, much less work per row).
+_NODE = (Node.name, Node.role, Node.online, Node.capabilities, Node.resources)
+_USER = (User.name, User.required_nfs, User.access_node, User.mac, User.ip, User.last_seen)
+_INSTANCE = (VnfInstance.id, VnfInstance.nf_name, VnfInstance.owner, VnfInstance.node_name,
+             VnfInstance.actual_state)
+
+
+def node_view(n: Any) -> NodeView:
+    """From a Node or a row of its columns."""
+    r = n.resources or {}
+    return NodeView(
+        name=n.name, role=n.role.value, online=n.online,
+        capabilities=frozenset(n.capabilities or []),
+        mem_total_mb=int(r.get("mem_total_mb", 0)), mem_free_mb=int(r.get("mem_free_mb", 0)),
+        cpu_util=float(r.get("cpu_util", 0.0)), nf_count=int(r.get("nf_count", 0)),
+    )
+
+
+def user_view(u: Any, session_active: bool) -> UserView:
+    return UserView(
+        name=u.name, required_nfs=tuple(u.required_nfs or ()), access_node=u.access_node,
+        mac=u.mac, ip=u.ip, last_seen=u.last_seen, session_active=session_active,
+    )
+
+
+_STATES: dict[ActualState, Any] = {ActualState.RUNNING: "running", ActualState.FAILED: "failed"}
+
+
+def instance_view(i: Any) -> InstanceView:
+    return InstanceView(instance_id=i.id, nf=i.nf_name, owner=i.owner, node=i.node_name,
+                        state=_STATES.get(i.actual_state, "pending"))
+
+
+def _active(session: Session, users: Collection[str] | None) -> set[str]:
+    """Users with an active session (one query, not one per user)."""
+    q = sa.select(UserSession.user_name).where(UserSession.state == SessionState.ACTIVE)
+    if users is not None:
+        q = q.where(UserSession.user_name.in_(list(users)))
+    return set(session.scalars(q.distinct()))
 
 
 def build(session: Session, now: float | None = None) -> Snapshot:
-    nodes = []
-    for n in repo.list_nodes(session):
-        r = n.resources or {}
-        nodes.append(NodeView(
-            name=n.name, role=n.role.value, online=n.online,
-            capabilities=frozenset(n.capabilities or []),
-            mem_total_mb=int(r.get("mem_total_mb", 0)), mem_free_mb=int(r.get("mem_free_mb", 0)),
-            cpu_util=float(r.get("cpu_util", 0.0)), nf_count=int(r.get("nf_count", 0)),
-        ))
-    users = []
-    for u in repo.list_users(session):
-        users.append(UserView(
-            name=u.name, required_nfs=tuple(u.required_nfs or ()), access_node=u.access_node,
-            mac=u.mac, ip=u.ip, last_seen=u.last_seen,
-            session_active=repo.active_session(session, u.name) is not None,
-        ))
-    instances = []
-    for i in repo.list_instances(session):
-        if i.desired_state != DesiredState.PRESENT:
-            continue
-        state = {
-            ActualState.RUNNING: "running", ActualState.FAILED: "failed",
-        }.get(i.actual_state, "pending")
-        instances.append(InstanceView(
-            instance_id=i.id, nf=i.nf_name, owner=i.owner, node=i.node_name,
-            state=state,  # type: ignore[arg-type]
-        ))
+    """The whole world."""
+    active = _active(session, None)
+    nodes = [node_view(n) for n in session.execute(sa.select(*_NODE).order_by(Node.name))]
+    users = [user_view(u, u.name in active)
+             for u in session.execute(sa.select(*_USER).order_by(User.name))]
+    instances = [instance_view(i) for i in session.execute(
+        sa.select(*_INSTANCE).where(VnfInstance.desired_state == DesiredState.PRESENT)
+        .order_by(VnfInstance.id))]
     return Snapshot(nodes=tuple(nodes), users=tuple(users), instances=tuple(instances),
                     catalogue=catalogue(session), now=now if now is not None else time.time())
+
+
+def scoped(policy: object) -> bool:
+    """Whether `policy` plans a user or node event on that event's part of the world only."""
+    return getattr(policy, "snapshot_scope", None) == "event"
+
+
+def build_for(session: Session, event: Event, now: float | None = None) -> Snapshot:
+    """What `event` can touch (see the module's doc); the whole world for other events."""
+    match event:
+        case UserAssociated() | UserDisassociated():
+            return _build_users(session, [event.user], [event.node], now)
+        case UserIdle():
+            return _build_users(session, [event.user], [], now)
+        case NodeTelemetry() | NodeUp() | NodeDown():
+            node = event.node
+            names = set(session.scalars(sa.select(User.name).where(User.access_node == node)))
+            names.update(session.scalars(sa.select(VnfInstance.owner).where(
+                VnfInstance.node_name == node,
+                VnfInstance.desired_state == DesiredState.PRESENT)))
+            return _build_users(session, sorted(names), [node], now)
+    return build(session, now)
+
+
+def _chunks(names: list[str], size: int = 500) -> Iterable[list[str]]:
+    for k in range(0, len(names), size):
+        yield names[k:k + size]
+
+
+def _build_users(session: Session, names: list[str], nodes: list[str],
+                 now: float | None) -> Snapshot:
+    rows: list[Any] = []
+    insts: list[Any] = []
+    active: set[str] = set()
+    for chunk in _chunks(names):
+        rows += session.execute(sa.select(*_USER).where(User.name.in_(chunk)))
+        insts += session.execute(sa.select(*_INSTANCE).where(
+            VnfInstance.owner.in_(chunk), VnfInstance.desired_state == DesiredState.PRESENT))
+        active |= _active(session, chunk)
+    wanted = set(nodes)
+    wanted.update(u.access_node for u in rows if u.access_node)
+    wanted.update(i.node_name for i in insts)
+    node_rows: dict[str, Any] = {n.name: n for n in session.execute(
+        sa.select(*_NODE).where(Node.role == NodeRole.DC))}
+    missing = sorted(wanted - node_rows.keys())
+    for chunk in _chunks(missing):
+        node_rows.update((n.name, n) for n in session.execute(
+            sa.select(*_NODE).where(Node.name.in_(chunk))))
+    return Snapshot(
+        nodes=tuple(node_view(node_rows[k]) for k in sorted(node_rows)),
+        users=tuple(user_view(u, u.name in active) for u in sorted(rows, key=lambda u: u.name)),
+        instances=tuple(instance_view(i) for i in sorted(insts, key=lambda i: i.id)),
+        catalogue=catalogue(session), now=now if now is not None else time.time(),
+    )

@@ -1,20 +1,27 @@
-"""Errors as RFC 7807 problem bodies; a bound on request bodies."""
+"""Errors as RFC 7807 problem bodies (every 4xx and 5xx); a bound on request bodies."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from netfate.errors import Conflict, InvalidInput, MissingCapability, NetfateError, NotFound
 
+log = logging.getLogger("netfate.api")
+
 STATUS = {NotFound: 404, Conflict: 409, InvalidInput: 422, MissingCapability: 409}
 TITLES = {404: "Not Found", 409: "Conflict", 413: "Payload Too Large", 422: "Invalid input",
-          400: "Bad Request", 405: "Method Not Allowed", 503: "Unavailable"}
+          400: "Bad Request", 405: "Method Not Allowed", 500: "Internal Server Error",
+          503: "Unavailable"}
+_JSON_TYPES = {type(None): "null", list: "an array", str: "a string", int: "a number",
+               float: "a number", bool: "a boolean", bytes: "a non-JSON body"}
 
 
 def problem(status: int, detail: str, **extra: Any) -> JSONResponse:
@@ -24,6 +31,8 @@ def problem(status: int, detail: str, **extra: Any) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
+    app.add_middleware(CatchAll)  # inside the BodyLimit that create_app adds after
+
     @app.exception_handler(NetfateError)
     async def _netfate(_: Request, exc: NetfateError) -> JSONResponse:
         status = next((v for k, v in STATUS.items() if isinstance(exc, k)), 503)
@@ -44,14 +53,71 @@ def install(app: FastAPI) -> None:
             msg = str(e.get("msg"))
             if not loc and e.get("type") in ("model_attributes_type", "dict_type"):
                 ctype = request.headers.get("content-type") or "none"
+                got = _JSON_TYPES.get(type(e.get("input")), type(e.get("input")).__name__)
                 msg = (f"the body must be a JSON object (Content-Type: application/json), "
-                       f"not {type(e.get('input')).__name__} (Content-Type: {ctype})")
+                       f"not {got} (Content-Type: {ctype})")
             errs.append(f"{loc or '(body)'}: {msg}")
         return problem(422, "; ".join(errs)[:2000])
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem(exc.status_code, str(exc.detail))
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = str(exc.detail)
+        where = f"{request.method} {request.url.path}"
+        if exc.status_code == 404 and detail == "Not Found":  # the router's: no such path
+            detail = f"no such path: {request.url.path} (see /openapi.json)"
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            allowed = ", ".join(_allowed_methods(request)) or headers.get("Allow", "")
+            headers["Allow"] = allowed
+            detail = f"{where}: method not allowed here; allowed: {allowed or 'none'}"
+        resp = problem(exc.status_code, detail)
+        for k, v in headers.items():
+            resp.headers[k] = v
+        return resp
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods some route takes at this path. (Starlette's Allow header names those of
+    the first route matching the path only, and GET and POST /users are two routes.)"""
+    out = []
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        probe = {**request.scope, "method": method}
+        if any(r.matches(probe)[0] == Match.FULL for r in request.app.router.routes):
+            out.append(method)
+    return out
+
+
+class CatchAll:
+    """A bug (an exception no handler maps) is still answered with a problem body, 500, the
+    traceback going to the log and not to the client. Unlike Starlette's own last resort, it
+    does not re-raise, so the server keeps the client's keep-alive connection open instead of
+    dropping it under the next request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(msg: Message) -> None:
+            nonlocal started
+            started = started or msg["type"] == "http.response.start"
+            await send(msg)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except StarletteHTTPException:
+            raise
+        except Exception as exc:
+            if started:  # too late for a problem body
+                raise
+            where = f"{scope.get('method')} {scope.get('path')}"
+            log.exception("unexpected error in %s", where)
+            await problem(500, f"internal error ({type(exc).__name__}) in {where}; the "
+                               "orchestrator's log has the details")(scope, receive, send)
 
 
 class BodyLimit:

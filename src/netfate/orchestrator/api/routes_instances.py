@@ -2,17 +2,54 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Coroutine
 from typing import Any
 
 from fastapi import APIRouter, Request
 
 from netfate.db import repo
-from netfate.db.models import LcmOperation, OpState
+from netfate.db.models import DesiredState, LcmOperation, OpState, VnfInstance
 from netfate.errors import Conflict, InvalidInput, NotFound
 from netfate.orchestrator.api.deps import coord, db, row
-from netfate.orchestrator.api.schemas import Accepted, Instantiate, MigrateBody, UpdateBody
+from netfate.orchestrator.api.schemas import IID, Accepted, Instantiate, MigrateBody, UpdateBody
+from netfate.orchestrator.coordinator import Coordinator
 
 router = APIRouter()
+log = logging.getLogger("netfate.api")
+
+
+def _run(c: Coordinator, op_id: str, work: Coroutine[Any, Any, bool]) -> None:
+    """Run an operation in the background. Whatever escapes it (the instance deleted under
+    it, a database error) ends the operation FAILED rather than leaving it PROCESSING."""
+
+    async def guarded() -> None:
+        try:
+            await work
+        except Exception as exc:
+            log.exception("operation %s failed", op_id)
+            try:
+                c._finish_failed(op_id, "operation failed", exc, rolled_back=False)
+            except Exception:  # already final, or the database is gone
+                log.exception("operation %s: could not record the failure", op_id)
+
+    c.spawn(guarded())
+
+
+def _not_busy(s: Any, iid: str) -> None:
+    """SOL003: one lifecycle operation at a time per instance (409 otherwise)."""
+    busy = repo.list_op_occs(s, state=OpState.PROCESSING, vnf_instance_id=iid)
+    if busy:
+        raise Conflict(f"NF instance {iid} has an operation in progress "
+                       f"({busy[0].operation.value} {busy[0].id}); retry when it ends")
+
+
+def _present(s: Any, iid: str, what: str) -> VnfInstance:
+    inst = repo.get_instance(s, iid)
+    if inst.desired_state != DesiredState.PRESENT:
+        raise Conflict(f"NF instance {iid} is being terminated: cannot {what} it")
+    _not_busy(s, iid)
+    return inst
 
 
 @router.get("/vnf_instances")
@@ -23,7 +60,7 @@ def list_instances(request: Request, node: str | None = None,
 
 
 @router.get("/vnf_instances/{iid}")
-def get_instance(request: Request, iid: str) -> dict[str, Any]:
+def get_instance(request: Request, iid: str = IID) -> dict[str, Any]:
     with db(request).session() as s:
         return row(repo.get_instance(s, iid))
 
@@ -65,49 +102,60 @@ async def instantiate(request: Request, body: Instantiate) -> Accepted:
         iid = repo.instance_id_for(body.node, body.owner, body.nf)
         try:
             existing = repo.get_instance(s, iid)
-            if existing.desired_state.value == "present":
+            if existing.desired_state == DesiredState.PRESENT:
                 raise Conflict(f"NF instance {iid} already exists")
         except NotFound:
             pass
+        _not_busy(s, iid)
     op_id = c._new_op(LcmOperation.INSTANTIATE, iid, body.model_dump())
-    c.spawn(c.instantiate(op_id, body.node, body.owner, body.nf, iid, body.config))
+    _run(c, op_id, c.instantiate(op_id, body.node, body.owner, body.nf, iid, body.config))
     return Accepted(vnf_lcm_op_occs=[op_id])
 
 
 @router.post("/vnf_instances/{iid}/terminate", status_code=202, response_model=Accepted)
-async def terminate(request: Request, iid: str) -> Accepted:
+async def terminate(request: Request, iid: str = IID) -> Accepted:
     c = coord(request)
     with db(request).session() as s:
-        repo.get_instance(s, iid)
+        repo.get_instance(s, iid)  # absent already is fine: a retry of an unconfirmed one
+        _not_busy(s, iid)
     op_id = c._new_op(LcmOperation.TERMINATE, iid, {})
-    c.spawn(c.terminate(op_id, iid))
+    _run(c, op_id, c.terminate(op_id, iid))
     return Accepted(vnf_lcm_op_occs=[op_id])
 
 
 @router.post("/vnf_instances/{iid}/migrate", status_code=202, response_model=Accepted)
-async def migrate(request: Request, iid: str, body: MigrateBody) -> Accepted:
+async def migrate(request: Request, iid: str = IID, *, body: MigrateBody) -> Accepted:
     c = coord(request)
     with db(request).session() as s:
-        inst = repo.get_instance(s, iid)
+        inst = _present(s, iid, "migrate")
         if inst.node_name == body.node:
             raise Conflict(f"{iid} already runs on {body.node}")
         desc = repo.get_bundle(s, inst.bundle_sha256).descriptor
         _check_node_can_run(s, body.node, desc)
         new_iid = repo.instance_id_for(body.node, inst.owner, inst.nf_name)
+        try:
+            there = repo.get_instance(s, new_iid)
+        except NotFound:
+            pass
+        else:  # taking it over would lose it if the migration rolls back
+            if there.desired_state == DesiredState.PRESENT:
+                raise Conflict(f"{inst.owner} already has {inst.nf_name} on {body.node} "
+                               f"({new_iid})")
+            _not_busy(s, new_iid)
     op_id = c._new_op(LcmOperation.MIGRATE, iid, {"dst": body.node, "new_instance_id": new_iid})
-    c.spawn(c.migrate(op_id, iid, body.node, new_iid))
+    _run(c, op_id, c.migrate(op_id, iid, body.node, new_iid))
     return Accepted(vnf_lcm_op_occs=[op_id])
 
 
 @router.patch("/vnf_instances/{iid}", status_code=202, response_model=Accepted,
               summary="Update an NF's config while it runs")
-async def update(request: Request, iid: str, body: UpdateBody) -> Accepted:
+async def update(request: Request, iid: str = IID, *, body: UpdateBody) -> Accepted:
     c = coord(request)
     with db(request).session() as s:
-        inst = repo.get_instance(s, iid)
+        inst = _present(s, iid, "update")
         _validate_config(repo.get_bundle(s, inst.bundle_sha256).descriptor, body.config)
     op_id = c._new_op(LcmOperation.UPDATE, iid, {"config": body.config})
-    c.spawn(c.update(op_id, iid, body.config))
+    _run(c, op_id, c.update(op_id, iid, body.config))
     return Accepted(vnf_lcm_op_occs=[op_id])
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from netfate.db import repo
 from netfate.engine import UserAssociated, UserIdle
 from netfate.orchestrator.api.deps import coord, db, row
-from netfate.orchestrator.api.schemas import Accepted, Associate, UserCreate, UserPatch
+from netfate.orchestrator.api.schemas import NODE, USER, Accepted, Associate, UserCreate, UserPatch
 
 router = APIRouter()
 
@@ -21,7 +21,7 @@ def list_nodes(request: Request) -> list[dict[str, Any]]:
 
 
 @router.get("/nodes/{name}")
-def get_node(request: Request, name: str) -> dict[str, Any]:
+def get_node(request: Request, name: str = NODE) -> dict[str, Any]:
     with db(request).session() as s:
         return row(repo.get_node(s, name))
 
@@ -54,13 +54,13 @@ def list_users(request: Request) -> list[dict[str, Any]]:
 
 
 @router.get("/users/{name}")
-def get_user(request: Request, name: str) -> dict[str, Any]:
+def get_user(request: Request, name: str = USER) -> dict[str, Any]:
     with db(request).session() as s:
         return row(repo.get_user(s, name))
 
 
 @router.patch("/users/{name}")
-def patch_user(request: Request, name: str, body: UserPatch) -> dict[str, Any]:
+def patch_user(request: Request, name: str = USER, *, body: UserPatch) -> dict[str, Any]:
     _check_nfs(request, body.required_nfs)
     with db(request).session() as s:
         u = repo.update_user(s, name, password=body.password, required_nfs=body.required_nfs,
@@ -69,14 +69,14 @@ def patch_user(request: Request, name: str, body: UserPatch) -> dict[str, Any]:
 
 
 @router.delete("/users/{name}", status_code=204)
-def delete_user(request: Request, name: str) -> None:
+def delete_user(request: Request, name: str = USER) -> None:
     with db(request).session() as s:
         repo.delete_user(s, name)
 
 
 @router.post("/users/{name}/associate", status_code=202, response_model=Accepted,
              summary="The user logged in at a node: place (or move) their NFs there")
-async def associate(request: Request, name: str, body: Associate) -> Accepted:
+async def associate(request: Request, name: str = USER, *, body: Associate) -> Accepted:
     database = db(request)
     with database.session() as s:
         repo.get_user(s, name)
@@ -99,7 +99,7 @@ async def associate(request: Request, name: str, body: Associate) -> Accepted:
 
 @router.post("/users/{name}/idle", status_code=202, response_model=Accepted,
              summary="The user's traffic went idle: release their NFs")
-async def idle(request: Request, name: str) -> Accepted:
+async def idle(request: Request, name: str = USER) -> Accepted:
     database = db(request)
     with database.session() as s:
         repo.get_user(s, name)

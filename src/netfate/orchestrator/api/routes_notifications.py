@@ -12,13 +12,13 @@ from fastapi.responses import StreamingResponse
 
 from netfate.db import repo
 from netfate.orchestrator.api.deps import db, orch, row
-from netfate.orchestrator.api.schemas import SubscriptionCreate
+from netfate.orchestrator.api.schemas import IID, SubscriptionCreate
 
 router = APIRouter()
 
 # Notification ids are INTEGER columns: 32-bit on PostgreSQL, 64-bit on SQLite. A larger id
 # would make the driver fail (a 500); it is refused here with a 422 instead.
-NID = Path(ge=1, le=2**31 - 1, description="the notification's id")
+NID = Path(ge=1, le=2**31 - 1, description="the notification's id", examples=[1])
 
 
 @router.get("/notifications")
@@ -44,15 +44,17 @@ def delete(request: Request, nid: int = NID) -> None:
 
 @router.put("/vnf_instances/{iid}/mute", status_code=204,
             summary="Drop this NF's notifications from now on")
-def mute(request: Request, iid: str) -> None:
+def mute(request: Request, iid: str = IID) -> None:
     with db(request).session() as s:
+        repo.get_instance(s, iid)  # an unknown NF instance is a 404, not a silent no-op
         repo.mute(s, iid)
 
 
 @router.delete("/vnf_instances/{iid}/mute", status_code=204)
-def unmute(request: Request, iid: str) -> None:
+def unmute(request: Request, iid: str = IID) -> None:
     with db(request).session() as s:
-        repo.unmute(s, iid)
+        if not repo.unmute(s, iid):
+            repo.get_instance(s, iid)  # neither muted nor known: 404
 
 
 @router.post("/subscriptions", status_code=201)

@@ -15,8 +15,14 @@ from netfate.orchestrator.api.deps import db, row
 router = APIRouter()
 
 
+_BUNDLE_BODY = {"type": "string", "format": "binary"}
+
+
 @router.post("/vnf_packages", status_code=201,
-             summary="Upload a bundle (.tgz body); ?sha256= refuses it unless it matches")
+             summary="Upload a bundle (.tgz body); ?sha256= refuses it unless it matches",
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/gzip": {"schema": _BUNDLE_BODY},
+                 "application/octet-stream": {"schema": _BUNDLE_BODY}}}})
 async def upload(request: Request,
                  sha256: str | None = Query(default=None, pattern=r"^[0-9a-fA-F]{64}$")
                  ) -> dict[str, Any]:

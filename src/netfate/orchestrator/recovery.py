@@ -1,0 +1,73 @@
+"""Operations an orchestrator left unfinished when it stopped (a crash, or a stop while an
+agent was slow to answer): the next start ends them, so none stays PROCESSING forever.
+
+What each had changed in the desired state is settled the way a failure would have: an
+instantiation is rolled back, a migration too unless it had passed its commit point (the source
+released), and the rest fail with their desired state as it is. The nodes then converge to that
+on their next registration or reconciliation.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from netfate.db import Database, repo
+from netfate.db.models import DesiredState, LcmOperation, OpState
+from netfate.errors import NotFound
+
+log = logging.getLogger("netfate.orchestrator")
+
+WHY = "the orchestrator restarted during the operation"
+
+
+def _problem(detail: str) -> dict[str, Any]:
+    return {"type": "about:blank", "title": "operation interrupted", "status": 500,
+            "detail": detail}
+
+
+def _set_absent(s: Any, iid: str | None) -> None:
+    if not iid:
+        return
+    try:
+        repo.set_instance_desired_state(s, iid, DesiredState.ABSENT)
+    except NotFound:
+        pass
+
+
+def _present(s: Any, iid: str) -> bool:
+    try:
+        return repo.get_instance(s, iid).desired_state == DesiredState.PRESENT
+    except NotFound:
+        return False
+
+
+def end_interrupted_ops(db: Database) -> list[str]:
+    """End every PROCESSING or ROLLING_BACK operation; the ids of those ended."""
+    ended = []
+    with db.session() as s:
+        occs = (repo.list_op_occs(s, state=OpState.PROCESSING)
+                + repo.list_op_occs(s, state=OpState.ROLLING_BACK))
+        for occ in occs:
+            params = occ.params or {}
+            final = OpState.FAILED
+            detail = f"{WHY}; the nodes converge to the desired state as it stands"
+            if occ.operation == LcmOperation.INSTANTIATE:
+                _set_absent(s, occ.vnf_instance_id)
+                final, detail = OpState.ROLLED_BACK, f"{WHY}; rolled back"
+            elif occ.operation == LcmOperation.MIGRATE:
+                if _present(s, occ.vnf_instance_id):  # the source still wanted: undo
+                    _set_absent(s, params.get("new_instance_id"))
+                    final, detail = OpState.ROLLED_BACK, f"{WHY}; rolled back"
+                else:  # the target had taken over and the source was being released
+                    final = OpState.COMPLETED
+            elif occ.operation_state == OpState.ROLLING_BACK:
+                final = OpState.ROLLED_BACK
+            if final == OpState.ROLLED_BACK and occ.operation_state == OpState.PROCESSING:
+                repo.set_op_state(s, occ.id, OpState.ROLLING_BACK, error=_problem(detail))
+            repo.set_op_state(s, occ.id, final,
+                              error=None if final == OpState.COMPLETED else _problem(detail))
+            ended.append(occ.id)
+            log.warning("%s %s on %s: %s at start (%s)", occ.operation.value, occ.id,
+                        occ.vnf_instance_id, final.value, WHY)
+    return ended

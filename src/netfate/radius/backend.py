@@ -1,0 +1,162 @@
+"""The orchestrator's side of RADIUS: FreeRADIUS (rlm_rest) asks it about each login, and it
+answers from the NFVI database.
+
+FreeRADIUS cannot verify the users' scrypt hashes itself, so it sends the PAP login
+(User-Name, User-Password, Calling-Station-Id, NAS-Identifier) to the orchestrator, which
+checks the rate limit of the client's MAC, verifies the password (repo.authenticate_user) and
+answers with rlm_rest's JSON: reply attributes, and the HTTP status that decides
+(200 accept, 401 reject).
+
+A reject says little: "authentication failed" for an unknown user and for a wrong password
+alike, so names can't be probed. The orchestrator's log (never the password) says which.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from netfate.db import Database, repo
+from netfate.db.models import User
+from netfate.radius.pool import pick_address
+from netfate.radius.ratelimit import FailureLimiter, client_key
+from netfate.radius.settings import RadiusSettings
+
+log = logging.getLogger("netfate.radius")
+
+FAILED = "authentication failed: wrong user name or password"
+ACCEPTED = "authenticated"
+
+RadiusString = Annotated[str, StringConstraints(max_length=253)]  # an attribute's limit
+
+
+class RestAttribute(BaseModel):
+    """One attribute as rlm_rest encodes it (body = 'json'): its type and its values."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: str | None = None
+    value: list[RadiusString] = Field(min_length=1, max_length=16)
+
+
+class RestRequest(BaseModel):
+    """What FreeRADIUS sends: the Access-Request's attributes. Others are ignored."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    user_name: RestAttribute = Field(alias="User-Name")
+    user_password: RestAttribute = Field(alias="User-Password")
+    calling_station_id: RestAttribute | None = Field(None, alias="Calling-Station-Id")
+    nas_identifier: RestAttribute | None = Field(None, alias="NAS-Identifier")
+
+    def login(self) -> Login:
+        def first(a: RestAttribute | None) -> str | None:
+            return a.value[0] if a is not None else None
+
+        return Login(user=self.user_name.value[0], password=self.user_password.value[0],
+                     mac=first(self.calling_station_id), nas=first(self.nas_identifier))
+
+
+@dataclass(frozen=True)
+class Login:
+    user: str
+    password: str = field(repr=False)
+    mac: str | None = None
+    nas: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer to FreeRADIUS: an HTTP status (200 go on/accept, 401 reject) and the
+    attributes, in rlm_rest's JSON response format."""
+
+    accept: bool
+    message: str
+    framed_ip: str | None = None
+    session_timeout: int | None = None
+    control: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def status(self) -> int:
+        return 200 if self.accept else 401
+
+    def body(self) -> dict[str, Any]:
+        # do_xlat off: nothing we answer is a FreeRADIUS expansion.
+        out: dict[str, Any] = {}
+        if self.message:
+            out["reply:Reply-Message"] = {"value": [self.message], "do_xlat": False}
+        if self.framed_ip is not None:
+            out["reply:Framed-IP-Address"] = self.framed_ip
+        if self.session_timeout is not None:
+            out["reply:Session-Timeout"] = self.session_timeout
+        for k, v in self.control.items():
+            out[f"control:{k}"] = v
+        return out
+
+
+class RadiusBackend:
+    """Thread-safe: the API calls it from its worker threads."""
+
+    def __init__(self, db: Database, settings: RadiusSettings) -> None:
+        self.db = db
+        self.settings = settings
+        self.limiter = FailureLimiter(settings.max_failures, settings.failure_window,
+                                      settings.backoff, settings.max_tracked)
+        self._alloc = threading.Lock()
+
+    def authorize(self, login: Login) -> Decision:
+        """Before the password is looked at: refuse a client that is backing off."""
+        blocked = self._blocked(login)
+        if blocked is not None:
+            return blocked
+        return Decision(True, "", control={"Auth-Type": "rest"})
+
+    def authenticate(self, login: Login) -> Decision:
+        blocked = self._blocked(login)
+        if blocked is not None:
+            return blocked
+        key = client_key(login.mac, login.nas)
+        with self.db.session() as s:
+            user = repo.authenticate_user(s, login.user, login.password)
+            known = user is not None or (
+                "\x00" not in login.user and s.get(User, login.user) is not None)
+            framed_ip = user.framed_ip if user is not None else None
+        if user is None:
+            backoff = self.limiter.failure(key)
+            log.info("RADIUS reject user=%r mac=%s nas=%r: %s%s", login.user, login.mac,
+                     login.nas, "wrong password" if known else "unknown user",
+                     f"; {key} backs off {backoff} s" if backoff else "")
+            msg = FAILED if backoff is None else f"{FAILED}; too many attempts, retry in " \
+                                                  f"{backoff} s"
+            return Decision(False, msg)
+        self.limiter.success(key)
+        if framed_ip is None:
+            framed_ip = self._allocate(login.user)
+        log.info("RADIUS accept user=%r mac=%s nas=%r framed_ip=%s", login.user, login.mac,
+                 login.nas, framed_ip)
+        return Decision(True, ACCEPTED, framed_ip=framed_ip,
+                        session_timeout=self.settings.session_timeout)
+
+    def _blocked(self, login: Login) -> Decision | None:
+        key = client_key(login.mac, login.nas)
+        wait = self.limiter.retry_after(key)
+        if wait is None:
+            return None
+        log.info("RADIUS reject user=%r mac=%s nas=%r: %s backing off, %d s left",
+                 login.user, login.mac, login.nas, key, wait)
+        return Decision(False, f"too many attempts, retry in {wait} s")
+
+    def _allocate(self, name: str) -> str:
+        """The user's stable address, allocated once from the pool and stored with them.
+        One allocation at a time, each in its own transaction."""
+        with self._alloc, self.db.session() as s:
+            user = repo.get_user(s, name)
+            if user.framed_ip:
+                return user.framed_ip
+            taken = {ip for ip in s.scalars(sa.select(User.framed_ip)) if ip}
+            ip = pick_address(name, self.settings.pool, taken)
+            repo.update_user(s, name, framed_ip=ip)
+            return ip

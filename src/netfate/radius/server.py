@@ -1,0 +1,312 @@
+"""FreeRADIUS, the real AAA server, run from a private configuration on loopback.
+
+The configuration is generated from the templates shipped in ``netfate/radius/templates``
+into the server's own directory ``<state_dir>/fate-radius``, never /etc/freeradius:
+
+    <dir>/raddb/       radiusd.conf, clients.conf, dictionary, mods-enabled/{rest,always},
+                       policy.d/netfate, sites-enabled/netfate   (mode 0700, files 0600)
+    <dir>/log/         radius.log (FreeRADIUS's audit log: logins, never passwords),
+                       freeradius.out (its stdout/stderr)
+    <dir>/run/         its own pidfile
+    <dir>/freeradius.pid   the PID we started, for stop() and for ending an orphan
+
+Started as root, it drops to Debian's freerad user once its ports and log are open.
+
+It runs in the foreground (``freeradius -f``; ``-X`` with debug=True, whose output shows
+passwords: never in production), is ready when it answers a signed Status-Server, and is
+stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import ipaddress
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+
+from netfate.errors import DriverError
+from netfate.naming import PREFIX
+from netfate.radius.client import RadiusClient
+from netfate.radius.settings import RadiusSettings
+
+LIBDIRS = ("/usr/lib/freeradius", "/usr/lib/x86_64-linux-gnu/freeradius",
+           "/usr/lib/aarch64-linux-gnu/freeradius", "/usr/local/lib/freeradius")
+PIDFILE = "freeradius.pid"
+RUN_AS = "freerad"  # Debian's freeradius package's user and group
+
+
+def find_binary() -> str:
+    for name in ("freeradius", "radiusd"):
+        found = shutil.which(name) or next(
+            (p for p in (f"/usr/sbin/{name}", f"/usr/local/sbin/{name}") if os.access(p, os.X_OK)),
+            None)
+        if found:
+            return found
+    raise DriverError("FreeRADIUS not found: apt-get install freeradius freeradius-rest")
+
+
+def find_libdir() -> str:
+    """The module directory that has rlm_rest (Debian's freeradius-rest package)."""
+    for d in LIBDIRS:
+        if os.path.exists(f"{d}/rlm_rest.so"):
+            return d
+    raise DriverError("FreeRADIUS's rlm_rest module not found in "
+                      f"{', '.join(LIBDIRS)}: apt-get install freeradius-rest")
+
+
+def private_dir(state_dir: Path) -> Path:
+    """The server's own directory in a state directory: <state_dir>/fate-radius."""
+    return Path(state_dir) / f"{PREFIX}radius"
+
+
+class FreeRadius:
+    def __init__(self, state_dir: Path, port: int, secret: str, api_url: str, *,
+                 api_key: str, host: str = "127.0.0.1", clients: Sequence[str] = ("127.0.0.1",),
+                 reject_delay: float = 1.0, api_timeout: float = 5.0,
+                 debug: bool = False) -> None:
+        self.dir = private_dir(Path(state_dir)).absolute()
+        self.port = port
+        self.host = host
+        self.secret = secret
+        self.api_url = api_url.rstrip("/")
+        self.api_key = api_key
+        self.clients = tuple(clients)
+        self.reject_delay = reject_delay
+        self.api_timeout = api_timeout
+        self.debug = debug
+        self.proc: subprocess.Popen[bytes] | None = None
+        # Started as root, FreeRADIUS reads its configuration (0600, root's) and opens its
+        # ports and log, then drops to Debian's freerad user before it handles a packet.
+        self.run_as = RUN_AS if os.geteuid() == 0 and _user_exists(RUN_AS) else None
+        # Validated like the settings: these end up inside FreeRADIUS config strings.
+        RadiusSettings(host=host, port=port, secret=secret, api_key=api_key,
+                       clients=self.clients, pool="10.90.100.0/22", max_failures=1,
+                       failure_window=1, backoff=0, max_tracked=1, session_timeout=None,
+                       reject_delay=reject_delay, api_timeout=api_timeout).check()
+        if not self.api_url.startswith(("http://", "https://")) or _unsafe(self.api_url):
+            raise ValueError(f"api_url {api_url!r}: give http(s)://host:port")
+        if _unsafe(str(self.dir)):
+            raise ValueError(f"{self.dir}: FreeRADIUS's directory must not contain spaces, "
+                             "quotes, '$', '\\' or braces")
+
+    @classmethod
+    def from_settings(cls, state_dir: Path, settings: RadiusSettings, api_url: str,
+                      debug: bool = False) -> FreeRadius:
+        """``settings`` resolved (RadiusSettings.resolve), ``api_url`` the orchestrator's."""
+        return cls(state_dir, settings.port, settings.secret, api_url, api_key=settings.api_key,
+                   host=settings.host, clients=settings.clients,
+                   reject_delay=settings.reject_delay, api_timeout=settings.api_timeout,
+                   debug=debug)
+
+    # -- paths -----------------------------------------------------------------------------
+    @property
+    def raddb(self) -> Path:
+        return self.dir / "raddb"
+
+    @property
+    def log_file(self) -> Path:
+        return self.dir / "log" / "radius.log"
+
+    @property
+    def out_file(self) -> Path:
+        return self.dir / "log" / "freeradius.out"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.dir / PIDFILE
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    # -- configuration ---------------------------------------------------------------------
+    def write_config(self) -> Path:
+        """Render the templates into raddb/ (replacing what was there). Returns raddb."""
+        values = {
+            "STATE_DIR": str(self.dir),
+            "LIBDIR": find_libdir(),
+            "LISTEN": self.host,
+            "PORT": str(self.port),
+            "API_URL": self.api_url,
+            "API_KEY": self.api_key,
+            "API_TIMEOUT": f"{self.api_timeout:g}",
+            "REJECT_DELAY": f"{self.reject_delay:g}",
+            "CLIENTS": self._clients_conf(),
+            "RUN_AS": (f"\t# Started as root: it handles packets as {self.run_as}.\n"
+                       f"\tuser = {self.run_as}\n\tgroup = {self.run_as}")
+                      if self.run_as else "\t# Runs as the user who started it.",
+        }
+        for sub in ("log", "run"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.raddb.exists():
+            shutil.rmtree(self.raddb)
+        self.raddb.mkdir(parents=True, mode=0o700)
+        os.chmod(self.dir, 0o700)
+        _render(resources.files("netfate.radius") / "templates", self.raddb, values)
+        return self.raddb
+
+    def _clients_conf(self) -> str:
+        blocks = []
+        for i, c in enumerate(self.clients):
+            net = ipaddress.ip_network(c, strict=False)
+            addr = str(net.network_address) if net.num_addresses == 1 else str(net)
+            key = "ipaddr" if net.version == 4 else "ipv6addr"
+            blocks.append(
+                f"client portal{i} {{\n"
+                f"\t{key} = {addr}\n"
+                f"\tsecret = \"{self.secret}\"\n"
+                f"\trequire_message_authenticator = yes\n"
+                f"\tshortname = portal{i}\n"
+                f"}}\n")
+        return "\n".join(blocks)
+
+    def check_config(self) -> None:
+        """``freeradius -C``: parse the configuration and load the modules, or DriverError."""
+        self.write_config()
+        cp = subprocess.run(  # noqa: S603 - argument list
+            [find_binary(), "-C", "-d", str(self.raddb)], capture_output=True, timeout=30,
+            check=False)
+        if cp.returncode != 0:
+            out = (cp.stdout + cp.stderr).decode(errors="replace").strip().splitlines()
+            raise DriverError("FreeRADIUS configuration check failed: " + " | ".join(out[-8:]))
+
+    # -- process ---------------------------------------------------------------------------
+    def start(self, timeout: float = 15.0) -> None:
+        """Write the configuration, start FreeRADIUS, and return once it answers a signed
+        Status-Server. DriverError (with the end of its log) if it does not."""
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        _end_recorded(self.pidfile)  # an orphan of a stack that was killed
+        self.write_config()
+        argv = [find_binary(), "-f", "-d", str(self.raddb)]
+        if self.debug:
+            argv.append("-X")
+        with self.out_file.open("ab") as out:
+            self.proc = subprocess.Popen(  # noqa: S603 - argument list
+                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
+        self.pidfile.write_text(f"{self.proc.pid}\n")
+        probe = RadiusClient(self.host, self.port, self.secret, timeout=0.2, retries=0)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            if probe.status():
+                return
+        code = self.proc.poll()
+        tail = self.log_tail()
+        self.stop()
+        why = f"exited with {code}" if code is not None else f"not ready in {timeout:g} s"
+        raise DriverError(f"FreeRADIUS on {self.host}:{self.port} {why}: {tail}")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the process we started (SIGTERM, then SIGKILL), by its PID."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            self.proc = None
+        with contextlib.suppress(FileNotFoundError):
+            self.pidfile.unlink()
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 6) -> str:
+        out: list[str] = []
+        for f in (self.out_file, self.log_file):
+            with contextlib.suppress(OSError):
+                out += f.read_text(errors="replace").strip().splitlines()[-lines:]
+        return " | ".join(out) or "(no log)"
+
+    def __enter__(self) -> FreeRadius:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+def _render(src: Traversable, dst: Path, values: dict[str, str]) -> None:
+    for item in src.iterdir():
+        if item.name.startswith((".", "__")):
+            continue
+        target = dst / item.name
+        if item.is_dir():
+            target.mkdir(mode=0o700)
+            _render(item, target, values)
+            continue
+        text = item.read_text()
+        for k, v in values.items():
+            text = text.replace(f"@{k}@", v)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+
+
+def stop_recorded(state_dir: Path) -> int | None:
+    """End the FreeRADIUS started for ``state_dir`` whose PID is recorded in its private
+    dir, if that PID is still FreeRADIUS (e.g. after the stack was killed). Returns the PID
+    it ended, or None."""
+    return _end_recorded(private_dir(Path(state_dir)) / PIDFILE)
+
+
+def _end_recorded(pidfile: Path) -> int | None:
+    try:
+        pid = int(pidfile.read_text().strip())
+        exe = os.path.basename(os.readlink(f"/proc/{pid}/exe"))
+    except (OSError, ValueError):
+        with contextlib.suppress(OSError):
+            pidfile.unlink()
+        return None
+    if exe not in ("freeradius", "radiusd"):
+        pidfile.unlink()
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    for _ in range(150):
+        if not _alive(pid):
+            break
+        time.sleep(0.02)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(FileNotFoundError):
+        pidfile.unlink()
+    return pid
+
+
+def _unsafe(text: str) -> bool:
+    """Whether text could break out of a FreeRADIUS config string or expand in it."""
+    return any(c in text for c in "\"'$\\{}`") or any(c.isspace() for c in text)
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

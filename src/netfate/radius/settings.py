@@ -1,0 +1,162 @@
+"""RADIUS settings: where FreeRADIUS listens, the two secrets, the Framed-IP pool and the
+rate limit of wrong passwords. From NETFATE_RADIUS_* environment variables.
+
+Two secrets, never the same:
+
+- ``secret``: the RADIUS shared secret between the captive portals (RADIUS clients) and
+  FreeRADIUS (clients.conf). It signs and checks every packet.
+- ``api_key``: proves to the orchestrator's ``/api/v1/radius/*`` endpoints that FreeRADIUS
+  calls them (header ``X-NetFATE-Radius-Key``). Only the FreeRADIUS config and the
+  orchestrator know it.
+
+Secrets not given in the environment are generated once and kept in
+``<state_dir>/radius-secrets.json`` (mode 0600), so the orchestrator, FreeRADIUS and the
+portals started from the same state directory agree on them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import re
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from netfate.errors import InvalidInput
+
+SECRETS_FILE = "radius-secrets.json"
+API_KEY_HEADER = "X-NetFATE-Radius-Key"
+# Written into FreeRADIUS config strings and HTTP headers: no quotes, '$', '\\', spaces.
+_SECRET_RE = re.compile(r"^[A-Za-z0-9._~+/=:@-]{16,128}$")
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"NETFATE_RADIUS_{name}", default)
+
+
+def _env_opt_int(name: str) -> int | None:
+    v = os.environ.get(f"NETFATE_RADIUS_{name}")
+    return int(v) if v else None
+
+
+@dataclass
+class RadiusSettings:
+    host: str = field(default_factory=lambda: _env("HOST", "127.0.0.1"))
+    """Address FreeRADIUS listens on (auth port), and the portals send to."""
+    port: int = field(default_factory=lambda: int(_env("PORT", "1812")))
+    secret: str = field(default_factory=lambda: _env("SECRET", ""))
+    api_key: str = field(default_factory=lambda: _env("API_KEY", ""))
+    clients: tuple[str, ...] = field(
+        default_factory=lambda: tuple(
+            c.strip() for c in _env("CLIENTS", "127.0.0.1").split(",") if c.strip()
+        )
+    )
+    """Addresses or networks the portals send from (FreeRADIUS clients)."""
+    pool: str = field(default_factory=lambda: _env("POOL", "10.90.100.0/22"))
+    """Stable Framed-IP-Addresses are allocated from here for users who have none."""
+    max_failures: int = field(default_factory=lambda: int(_env("MAX_FAILURES", "5")))
+    failure_window: float = field(default_factory=lambda: float(_env("FAILURE_WINDOW", "60")))
+    backoff: float = field(default_factory=lambda: float(_env("BACKOFF", "60")))
+    """After max_failures wrong logins from one client MAC within failure_window seconds,
+    that MAC is refused for backoff seconds without its password being checked."""
+    max_tracked: int = field(default_factory=lambda: int(_env("MAX_TRACKED", "10000")))
+    """Bound on the client MACs the rate limiter remembers."""
+    session_timeout: int | None = field(default_factory=lambda: _env_opt_int("SESSION_TIMEOUT"))
+    """Session-Timeout (s) in Access-Accept; none if unset."""
+    reject_delay: float = field(default_factory=lambda: float(_env("REJECT_DELAY", "1")))
+    """FreeRADIUS sends Access-Reject this late (0-5 s), to slow guessing."""
+    api_timeout: float = field(default_factory=lambda: float(_env("API_TIMEOUT", "5")))
+    """How long FreeRADIUS waits for the orchestrator's answer."""
+
+    def check(self) -> RadiusSettings:
+        """Raise InvalidInput naming the first bad field."""
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError as e:
+            raise InvalidInput(f"radius host {self.host!r} is not an IP address") from e
+        if not 0 < self.port < 65536:
+            raise InvalidInput(f"radius port {self.port} is not a port number")
+        for name in ("secret", "api_key"):
+            if not _SECRET_RE.match(getattr(self, name)):
+                raise InvalidInput(
+                    f"radius {name} must be 16-128 characters A-Z a-z 0-9 . _ ~ + / = : @ -"
+                )
+        if self.secret == self.api_key:
+            raise InvalidInput("radius secret and api_key must differ")
+        if not self.clients:
+            raise InvalidInput("radius clients: give at least one address or network")
+        for c in self.clients:
+            try:
+                ipaddress.ip_network(c, strict=False)
+            except ValueError as e:
+                raise InvalidInput(f"radius client {c!r} is not an address or network") from e
+        try:
+            net = ipaddress.ip_network(self.pool)
+        except ValueError as e:
+            raise InvalidInput(f"radius pool {self.pool!r} is not a network: {e}") from e
+        if net.version != 4 or net.prefixlen > 30:
+            raise InvalidInput(f"radius pool {self.pool!r}: give an IPv4 network of /30 or more")
+        if self.max_failures < 1 or self.failure_window <= 0 or self.backoff < 0:
+            raise InvalidInput("radius rate limit: max_failures >= 1, failure_window > 0, "
+                               "backoff >= 0")
+        if self.max_tracked < 1:
+            raise InvalidInput("radius max_tracked must be at least 1")
+        if self.session_timeout is not None and self.session_timeout <= 0:
+            raise InvalidInput("radius session_timeout must be positive")
+        if not 0 <= self.reject_delay <= 5:
+            raise InvalidInput("radius reject_delay must be 0-5 seconds")
+        if not 0 < self.api_timeout <= 60:
+            raise InvalidInput("radius api_timeout must be in (0, 60] seconds")
+        return self
+
+    def resolve(self, state_dir: Path) -> RadiusSettings:
+        """These settings with missing secrets taken from (or first generated into) the
+        state directory's secrets file, checked."""
+        if self.secret and self.api_key:
+            return replace(self).check()
+        path = Path(state_dir) / SECRETS_FILE
+        stored = _read_secrets(path)
+        if stored is None:
+            stored = _create_secrets(path, {"secret": secrets.token_urlsafe(24),
+                                            "api_key": secrets.token_urlsafe(32)})
+        return replace(self, secret=self.secret or stored["secret"],
+                       api_key=self.api_key or stored["api_key"]).check()
+
+    def __repr__(self) -> str:  # never print the secrets
+        return (f"RadiusSettings(host={self.host!r}, port={self.port}, clients={self.clients!r}, "
+                f"pool={self.pool!r}, secret=***, api_key=***)")
+
+
+def _read_secrets(path: Path) -> dict[str, str] | None:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise InvalidInput(f"{path}: unreadable RADIUS secrets ({e}); remove it to renew") from e
+    if not (isinstance(data, dict) and all(isinstance(data.get(k), str) and data[k]
+                                           for k in ("secret", "api_key"))):
+        raise InvalidInput(f"{path}: not the RADIUS secrets; remove it to renew them")
+    return {"secret": data["secret"], "api_key": data["api_key"]}
+
+
+def _create_secrets(path: Path, values: dict[str, str]) -> dict[str, str]:
+    """Write the secrets file if it does not exist yet (mode 0600, atomically); whoever
+    created it first wins, and everyone returns what is in it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(values, f)
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    stored = _read_secrets(path)
+    assert stored is not None
+    return stored

@@ -1,0 +1,467 @@
+"""Bad input to the northbound API: each request gets a 4xx with an RFC 7807 problem body whose
+detail names what is wrong, and nothing any list endpoint shows changes."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from netfate import catalogue
+from tests.api.conftest import MakeLive
+from tests.api.harness import (
+    FakeAgent,
+    LiveOrchestrator,
+    LoopThread,
+    assert_problem,
+    running,
+    unchanged,
+    wait_op,
+    wait_until,
+)
+
+API = "/api/v1"
+FW_IID = "cpe1-user1-firewall"
+
+
+@dataclass
+class World:
+    live: LiveOrchestrator
+    client: httpx.Client
+
+
+@pytest.fixture(scope="module")
+def world_(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """One orchestrator for this module's tests (each checks that it changes nothing): node
+    cpe1 runs user1's firewall; node cpe2 lacks nftables and conntrack."""
+    loop = LoopThread()
+    agents: list[FakeAgent] = []
+    try:
+        with running(tmp_path_factory.mktemp("input")) as live, \
+                httpx.Client(base_url=live.url, timeout=15) as c:
+            for name, caps in (("cpe1", None), ("cpe2", ["bridge", "iproute2", "python3"])):
+                agents.append(FakeAgent(loop, live.nats_url, name, capabilities=caps))
+                agents[-1].start()
+            r = c.post(f"{API}/users", json={"name": "user1", "password": "secret1"})
+            assert r.status_code == 201, r.text
+            r = c.post(f"{API}/vnf_instances", json={"nf": "firewall", "owner": "user1",
+                                                      "node": "cpe1"})
+            assert r.status_code == 202, r.text
+            op = wait_op(c, r.json()["vnf_lcm_op_occs"][0])
+            assert op["operation_state"] == "COMPLETED", op
+            yield World(live, c)
+            for a in agents:
+                a.kill()
+    finally:
+        for a in agents:
+            a.kill()
+        loop.close()
+
+
+@pytest.fixture
+def seeded(world_: World) -> httpx.Client:
+    return world_.client
+
+
+# -- JSON bodies ------------------------------------------------------------------------------
+
+JSON_ENDPOINTS = [
+    ("POST", "/users"),
+    ("PATCH", "/users/user1"),
+    ("POST", "/users/user1/associate"),
+    ("POST", "/vnf_instances"),
+    ("POST", f"/vnf_instances/{FW_IID}/migrate"),
+    ("PATCH", f"/vnf_instances/{FW_IID}"),
+    ("POST", "/subscriptions"),
+]
+JSON = {"content-type": "application/json"}
+
+
+@pytest.mark.parametrize(("method", "path"), JSON_ENDPOINTS)
+@pytest.mark.parametrize("body", [b"{bad", b'{"node": "cpe1",}', b"\xff\xfe", b"{" * 50])
+def test_malformed_json(seeded: httpx.Client, method: str, path: str, body: bytes) -> None:
+    with unchanged(seeded):
+        r = seeded.request(method, API + path, content=body, headers=JSON)
+        assert_problem(r, 400, "malformed JSON")
+
+
+@pytest.mark.parametrize(("method", "path"), JSON_ENDPOINTS)
+@pytest.mark.parametrize("body", [b"[]", b'"text"', b"42", b"null"])
+def test_body_not_an_object(seeded: httpx.Client, method: str, path: str, body: bytes) -> None:
+    with unchanged(seeded):
+        r = seeded.request(method, API + path, content=body, headers=JSON)
+        assert_problem(r, 422, "JSON object", "not")
+
+
+def test_body_without_content_type(seeded: httpx.Client) -> None:
+    with unchanged(seeded):
+        r = seeded.post(f"{API}/users", content=b"name=user2&password=secret2",
+                        headers={"content-type": "application/x-www-form-urlencoded"})
+        assert_problem(r, 422, "JSON object", "Content-Type")
+
+
+BAD_BODIES: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [
+    # wrong types
+    ("POST", "/users", {"name": 5, "password": "secret2"}, ("name", "string")),
+    ("POST", "/users", {"name": "user2", "password": "secret2", "required_nfs": "firewall"},
+     ("required_nfs", "list")),
+    ("POST", "/users", {"name": "user2", "password": "secret2", "nf_config": {"fw": 1}},
+     ("nf_config", "dictionary")),
+    ("PATCH", "/users/user1", {"password": 1234}, ("password",)),
+    ("POST", "/users/user1/associate", {"node": ["cpe1"]}, ("node",)),
+    ("POST", "/users/user1/associate", {"node": "cpe1", "mac": "not-a-mac"}, ("mac",)),
+    ("POST", "/users/user1/associate", {"node": "cpe1", "ip": "10.0.0"}, ("ip",)),
+    ("POST", "/vnf_instances", {"nf": "firewall", "owner": "user1", "node": "cpe1",
+                                "config": []}, ("config",)),
+    ("PATCH", f"/vnf_instances/{FW_IID}", {"config": "allow"}, ("config",)),
+    ("POST", f"/vnf_instances/{FW_IID}/migrate", {"node": 2}, ("node",)),
+    ("POST", "/subscriptions", {"callbackUri": 7}, ("callbackUri",)),
+    # values out of their range or pattern
+    ("POST", "/users", {"name": "User Two", "password": "secret2"}, ("name", "pattern")),
+    ("POST", "/users", {"name": "user2", "password": "abc"}, ("password", "4 characters")),
+    ("POST", "/users", {"name": "a" * 33, "password": "secret2"}, ("name",)),
+    # missing fields
+    ("POST", "/users", {"name": "user2"}, ("password", "required")),
+    ("POST", "/users", {}, ("name", "required")),
+    ("POST", "/users/user1/associate", {}, ("node", "required")),
+    ("POST", "/vnf_instances", {"nf": "firewall", "owner": "user1"}, ("node", "required")),
+    ("POST", f"/vnf_instances/{FW_IID}/migrate", {}, ("node", "required")),
+    ("PATCH", f"/vnf_instances/{FW_IID}", {}, ("config", "required")),
+    ("POST", "/subscriptions", {}, ("callbackUri", "required")),
+    # extra fields
+    ("POST", "/users", {"name": "user2", "password": "secret2", "admin": True},
+     ("admin", "extra")),
+    ("PATCH", "/users/user1", {"name": "user9"}, ("name", "extra")),
+    ("POST", "/users/user1/associate", {"node": "cpe1", "vlan": 3}, ("vlan", "extra")),
+    ("POST", "/vnf_instances", {"nf": "firewall", "owner": "user1", "node": "cpe1",
+                                "flavour": "vm"}, ("flavour", "extra")),
+    ("POST", f"/vnf_instances/{FW_IID}/migrate", {"node": "cpe2", "force": True},
+     ("force", "extra")),
+    ("PATCH", f"/vnf_instances/{FW_IID}", {"config": {}, "node": "cpe2"}, ("node", "extra")),
+    ("POST", "/subscriptions", {"callbackUri": "http://127.0.0.1:9/cb", "secret": "x"},
+     ("secret", "extra")),
+    # semantic checks past the schema
+    ("POST", "/subscriptions", {"callbackUri": "ftp://127.0.0.1/cb"}, ("http",)),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "words"), BAD_BODIES,
+                         ids=[f"{m} {p} {'/'.join(w)}" for m, p, _, w in BAD_BODIES])
+def test_invalid_body(seeded: httpx.Client, method: str, path: str, body: dict[str, Any],
+                      words: tuple[str, ...]) -> None:
+    with unchanged(seeded):
+        assert_problem(seeded.request(method, API + path, json=body), 422, *words)
+
+
+def test_over_large_body(seeded: httpx.Client, world_: World) -> None:
+    limit = world_.live.settings.max_body_bytes
+    big = b'{"name": "user2", "password": "' + b"x" * limit + b'"}'
+    with unchanged(seeded):
+        # Announced by Content-Length: refused before it is read.
+        assert_problem(seeded.post(f"{API}/users", content=big, headers=JSON), 413,
+                       str(limit))
+        # Streamed (chunked, no length): refused once past the limit, also as 413.
+        chunks = (big[i:i + (1 << 20)] for i in range(0, len(big), 1 << 20))
+        assert_problem(seeded.post(f"{API}/users", content=chunks, headers=JSON), 413,
+                       str(limit))
+        assert_problem(seeded.post(f"{API}/vnf_packages", content=big), 413, str(limit))
+    # A body just under the limit is read (and refused for what it is, not its size).
+    r = seeded.post(f"{API}/users", content=b'{"name": "user2", "password": "' +
+                    b"x" * 300 + b'"}', headers=JSON)
+    assert_problem(r, 422, "password")
+
+
+# -- unknown ids ------------------------------------------------------------------------------
+
+UNKNOWN = [
+    ("GET", "/users/nobody", None, ("user", "nobody")),
+    ("PATCH", "/users/nobody", {"password": "secret9"}, ("user", "nobody")),
+    ("DELETE", "/users/nobody", None, ("user", "nobody")),
+    ("POST", "/users/nobody/associate", {"node": "cpe1"}, ("user", "nobody")),
+    ("POST", "/users/nobody/idle", None, ("user", "nobody")),
+    ("GET", "/nodes/nonode", None, ("node", "nonode")),
+    ("GET", "/vnf_instances/no-such-nf", None, ("instance", "no-such-nf")),
+    ("PATCH", "/vnf_instances/no-such-nf", {"config": {}}, ("instance", "no-such-nf")),
+    ("POST", "/vnf_instances/no-such-nf/terminate", None, ("instance", "no-such-nf")),
+    ("POST", "/vnf_instances/no-such-nf/migrate", {"node": "cpe1"}, ("instance", "no-such-nf")),
+    ("PUT", "/vnf_instances/no-such-nf/mute", None, ("instance", "no-such-nf")),
+    ("DELETE", "/vnf_instances/no-such-nf/mute", None, ("instance", "no-such-nf")),
+    ("GET", "/vnf_lcm_op_occs/00000000-0000-0000-0000-000000000000", None,
+     ("operation", "00000000-0000-0000-0000-000000000000")),
+    ("POST", "/notifications/4242/ack", None, ("notification", "4242")),
+    ("DELETE", "/notifications/4242", None, ("notification", "4242")),
+    ("DELETE", "/subscriptions/no-such-sub", None, ("subscription", "no-such-sub")),
+    ("GET", "/vnf_packages/" + "ab" * 32, None, ("bundle", "ab" * 32)),
+    ("GET", "/vnf_packages/" + "ab" * 32 + "/content", None, ("bundle",)),
+    ("GET", "/vnf_packages/not-a-sha", None, ("bundle", "not-a-sha")),
+    ("GET", "/users/a%00b", None, ("user",)),
+    ("GET", "/no/such/path", None, ("no such path",)),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "words"), UNKNOWN,
+                         ids=[f"{m} {p}" for m, p, _, _ in UNKNOWN])
+def test_unknown_id(seeded: httpx.Client, method: str, path: str, body: dict[str, Any] | None,
+                    words: tuple[str, ...]) -> None:
+    with unchanged(seeded):
+        assert_problem(seeded.request(method, API + path, json=body), 404, *words)
+
+
+@pytest.mark.parametrize("nid", ["0", "-3", "abc", "99999999999999999999",
+                                 "9223372036854775808", "2147483648"])
+def test_notification_id_out_of_range(seeded: httpx.Client, nid: str) -> None:
+    """Ids past the INTEGER column (32-bit on PostgreSQL) are refused, not a driver error."""
+    with unchanged(seeded):
+        assert_problem(seeded.post(f"{API}/notifications/{nid}/ack"), 422, "nid")
+        assert_problem(seeded.delete(f"{API}/notifications/{nid}"), 422, "nid")
+
+
+def test_bad_query_values(seeded: httpx.Client) -> None:
+    with unchanged(seeded):
+        assert_problem(seeded.get(f"{API}/vnf_lcm_op_occs", params={"state": "BOGUS"}), 422,
+                       "state", "PROCESSING")
+        assert_problem(seeded.get(f"{API}/notifications", params={"acknowledged": "maybe"}),
+                       422, "acknowledged")
+        assert_problem(seeded.post(f"{API}/vnf_packages", params={"sha256": "xyz"},
+                                   content=b"x"), 422, "sha256")
+
+
+def test_method_not_allowed(seeded: httpx.Client) -> None:
+    with unchanged(seeded):
+        r = seeded.put(f"{API}/users", json={})
+        body = assert_problem(r, 405, "PUT", "allowed", "GET", "POST")
+        assert "GET" in r.headers["allow"], (r.headers, body)
+
+
+# -- the catalogue ----------------------------------------------------------------------------
+
+def _tgz(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            else:
+                tar.addfile(info)
+    return buf.getvalue()
+
+
+def _file(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.mode = 0o755
+    return info, data
+
+
+def _with_firewall(extra: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
+    """The firewall bundle's members plus `extra`."""
+    members: list[tuple[tarfile.TarInfo, bytes | None]] = []
+    with tarfile.open(fileobj=io.BytesIO(catalogue.bundle_bytes("firewall")), mode="r:gz") as t:
+        for m in t.getmembers():
+            fh = t.extractfile(m) if m.isfile() else None
+            members.append((m, fh.read() if fh else None))
+    return _tgz(members + extra)
+
+
+def _link(name: str, target: str, hard: bool = False) -> tuple[tarfile.TarInfo, None]:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.LNKTYPE if hard else tarfile.SYMTYPE
+    info.linkname = target
+    return info, None
+
+
+BAD_BUNDLES = {
+    "not-gzip": (b"hello, not a tarball", ("not a readable .tgz",)),
+    "gzip-not-tar": (b"\x1f\x8b\x08\x00" + b"\x00" * 40, ("not a readable .tgz",)),
+    "dotdot": (_with_firewall([_file("../evil.sh", b"#!/bin/sh\n")]), ("'..'",)),
+    "dotdot-inside": (_with_firewall([_file("scripts/../../x", b"x")]), ("'..'",)),
+    "absolute": (_with_firewall([_file("/etc/evil", b"x")]), ("absolute",)),
+    "symlink": (_with_firewall([_link("files/passwd", "/etc/passwd")]), ("link",)),
+    "hardlink": (_with_firewall([_link("files/x", "descriptor.yaml", hard=True)]), ("link",)),
+    "no-descriptor": (_tgz([_file("scripts/create", b"#!/bin/sh\n")]), ("descriptor.yaml",)),
+    "bad-yaml": (_tgz([_file("descriptor.yaml", b"name: [unclosed")]), ("YAML",)),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_BUNDLES))
+def test_bad_bundle(seeded: httpx.Client, kind: str) -> None:
+    data, words = BAD_BUNDLES[kind]
+    with unchanged(seeded):
+        r = seeded.post(f"{API}/vnf_packages", content=data,
+                        headers={"content-type": "application/gzip"})
+        assert_problem(r, 422, *words)
+
+
+def test_bundle_sha256_mismatch(seeded: httpx.Client) -> None:
+    data = _with_firewall([_file("files/extra.txt", b"a new version\n")])
+    real = hashlib.sha256(data).hexdigest()
+    wrong = hashlib.sha256(b"something else").hexdigest()
+    with unchanged(seeded):
+        r = seeded.post(f"{API}/vnf_packages", params={"sha256": wrong}, content=data)
+        assert_problem(r, 422, "sha256", real, wrong)
+    # With the right sha256 (any case) it is taken, and fetched back byte for byte.
+    r = seeded.post(f"{API}/vnf_packages", params={"sha256": real.upper()}, content=data)
+    assert r.status_code == 201, r.text
+    assert r.json()["sha256"] == real
+    got = seeded.get(f"{API}/vnf_packages/{real}/content")
+    assert got.status_code == 200 and got.content == data
+
+
+def test_empty_bundle(seeded: httpx.Client) -> None:
+    with unchanged(seeded):
+        assert_problem(seeded.post(f"{API}/vnf_packages", content=b""), 422, "empty")
+
+
+# -- users ------------------------------------------------------------------------------------
+
+def test_user_requiring_unknown_nf(seeded: httpx.Client) -> None:
+    with unchanged(seeded):
+        r = seeded.post(f"{API}/users", json={"name": "user2", "password": "secret2",
+                                              "required_nfs": ["firewall", "teleporter"]})
+        assert_problem(r, 422, "teleporter", "firewall")  # names the unknown and the known
+        r = seeded.patch(f"{API}/users/user1", json={"required_nfs": ["teleporter"]})
+        assert_problem(r, 422, "teleporter")
+
+
+def test_user_bad_nf_config(seeded: httpx.Client) -> None:
+    with unchanged(seeded):
+        r = seeded.post(f"{API}/users", json={"name": "user2", "password": "secret2",
+                                              "nf_config": {"Bad Name": {}}})
+        assert_problem(r, 422, "Bad Name")
+        r = seeded.post(f"{API}/users", json={"name": "user2", "password": "secret2",
+                                              "required_nfs": ["firewall", "firewall"]})
+        assert_problem(r, 422, "twice")
+
+
+def test_duplicate_user(seeded: httpx.Client) -> None:
+    with unchanged(seeded):
+        r = seeded.post(f"{API}/users", json={"name": "user1", "password": "other-secret"})
+        assert_problem(r, 409, "user1", "exists")
+
+
+def test_delete_user_owning_nfs(seeded: httpx.Client) -> None:
+    with unchanged(seeded):
+        assert_problem(seeded.delete(f"{API}/users/user1"), 409, "user1", "NF instance")
+
+
+def test_associate_at_unknown_node(seeded: httpx.Client) -> None:
+    with unchanged(seeded):
+        r = seeded.post(f"{API}/users/user1/associate", json={"node": "cpe9"})
+        assert_problem(r, 404, "cpe9")
+
+
+# -- NF instances -----------------------------------------------------------------------------
+
+def test_instantiate_unknown_nf_user_node(seeded: httpx.Client) -> None:
+    with unchanged(seeded):
+        r = seeded.post(f"{API}/vnf_instances",
+                        json={"nf": "teleporter", "owner": "user1", "node": "cpe1"})
+        assert_problem(r, 422, "teleporter", "firewall")
+        r = seeded.post(f"{API}/vnf_instances",
+                        json={"nf": "rate-limiter", "owner": "nobody", "node": "cpe1"})
+        assert_problem(r, 404, "nobody")
+        r = seeded.post(f"{API}/vnf_instances",
+                        json={"nf": "rate-limiter", "owner": "user1", "node": "cpe9"})
+        assert_problem(r, 404, "cpe9")
+
+
+def test_instantiate_twice(seeded: httpx.Client) -> None:
+    with unchanged(seeded):
+        r = seeded.post(f"{API}/vnf_instances",
+                        json={"nf": "firewall", "owner": "user1", "node": "cpe1"})
+        assert_problem(r, 409, FW_IID, "exists")
+
+
+@pytest.mark.parametrize(("config", "words"), [
+    ({"default_in": "maybe"}, ("default_in", "maybe")),
+    ({"rules": [{"action": "allow", "dport": 70000}]}, ("rules/0/dport",)),
+    ({"rules": [{"action": "allow", "src": "10.0.0.300"}]}, ("rules/0/src",)),
+    ({"unknown_knob": 1}, ("unknown_knob",)),
+    ({"rules": [{"action": "allow", "proto": "icmp", "dport": 22}]}, ("rules/0",)),
+])
+def test_bad_config(seeded: httpx.Client, config: dict[str, Any],
+                    words: tuple[str, ...]) -> None:
+    """Config is validated against the descriptor's config-schema, on create and update."""
+    with unchanged(seeded):
+        r = seeded.post(f"{API}/vnf_instances",
+                        json={"nf": "firewall", "owner": "user1", "node": "cpe1",
+                              "config": config})
+        assert_problem(r, 422, "firewall", *words)  # checked before "already exists"
+        assert_problem(seeded.patch(f"{API}/vnf_instances/{FW_IID}", json={"config": config}),
+                       422, "firewall", *words)
+
+
+def test_migrate_to_unknown_node(seeded: httpx.Client) -> None:
+    with unchanged(seeded):
+        r = seeded.post(f"{API}/vnf_instances/{FW_IID}/migrate", json={"node": "cpe9"})
+        assert_problem(r, 404, "cpe9")
+
+
+def test_migrate_to_same_node(seeded: httpx.Client) -> None:
+    with unchanged(seeded):
+        r = seeded.post(f"{API}/vnf_instances/{FW_IID}/migrate", json={"node": "cpe1"})
+        assert_problem(r, 409, "cpe1")
+
+
+def test_migrate_to_node_without_capability(seeded: httpx.Client) -> None:
+    with unchanged(seeded):
+        r = seeded.post(f"{API}/vnf_instances/{FW_IID}/migrate", json={"node": "cpe2"})
+        assert_problem(r, 409, "cpe2", "nftables", "conntrack", "firewall")
+        r = seeded.post(f"{API}/vnf_instances",
+                        json={"nf": "firewall", "owner": "user1", "node": "cpe2"})
+        assert_problem(r, 409, "cpe2", "nftables")
+
+
+def test_instantiate_on_offline_node(make_live: MakeLive, loop: LoopThread) -> None:
+    live = make_live(node_timeout=1.0, reconcile_interval=0.2)
+    agent = FakeAgent(loop, live.nats_url, "cpe3")
+    try:
+        agent.start()
+        with httpx.Client(base_url=live.url, timeout=15) as c:
+            assert c.post(f"{API}/users", json={"name": "user1",
+                                                "password": "secret1"}).status_code == 201
+            # No telemetry from the agent: the node goes offline after node_timeout.
+            wait_until(lambda: not c.get(f"{API}/nodes/cpe3").json()["online"], 10,
+                       "cpe3 to be marked offline")
+            with unchanged(c):
+                r = c.post(f"{API}/vnf_instances",
+                           json={"nf": "firewall", "owner": "user1", "node": "cpe3"})
+                assert_problem(r, 409, "cpe3", "offline")
+            # Back online (telemetry), the same request is taken.
+            agent.telemetry()
+            wait_until(lambda: c.get(f"{API}/nodes/cpe3").json()["online"], 10,
+                       "cpe3 to be back online")
+            r = c.post(f"{API}/vnf_instances",
+                       json={"nf": "firewall", "owner": "user1", "node": "cpe3"})
+            assert r.status_code == 202, r.text
+            assert wait_op(c, r.json()["vnf_lcm_op_occs"][0])["operation_state"] == "COMPLETED"
+    finally:
+        agent.kill()
+
+
+def test_mute_unmute_known_instance(seeded: httpx.Client) -> None:
+    assert seeded.put(f"{API}/vnf_instances/{FW_IID}/mute").status_code == 204
+    assert seeded.put(f"{API}/vnf_instances/{FW_IID}/mute").status_code == 204  # idempotent
+    assert seeded.delete(f"{API}/vnf_instances/{FW_IID}/mute").status_code == 204
+    assert seeded.delete(f"{API}/vnf_instances/{FW_IID}/mute").status_code == 204
+
+
+def test_a_bug_is_still_a_problem_body(make_live: MakeLive) -> None:
+    """An unexpected exception is a 500 problem body naming no internals but its type."""
+    live = make_live()
+
+    def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    live.app.add_api_route("/api/v1/test-boom", boom)
+    with httpx.Client(base_url=live.url, timeout=15) as c:
+        for _ in range(2):  # the keep-alive connection survives it
+            body = assert_problem(c.get(f"{API}/test-boom"), 500, "RuntimeError", "test-boom")
+            assert "secret" not in body["detail"]
+        assert c.get(f"{API}/health").status_code == 200

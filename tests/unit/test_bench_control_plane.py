@@ -1,0 +1,59 @@
+"""`netfate bench control-plane` at a tiny size: orchestrator, embedded NATS and simulated
+agents really run (no root), the JSON has its shape, and nothing is left behind."""
+
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+
+import pytest
+
+from netfate.bench.control_plane import TARGETS, Params, run
+from netfate.bench.sim_agents import node_names
+
+
+def test_node_mix() -> None:
+    roles = [r for _, r in node_names(1000)]
+    assert roles.count("dc") == 20 and roles.count("pe") == 83 and roles.count("cpe") == 897
+    assert [r for _, r in node_names(2)] == ["dc", "cpe"]
+    with pytest.raises(ValueError):
+        node_names(1)
+
+
+@pytest.mark.slow
+def test_tiny_run_reports_and_cleans_up() -> None:
+    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "fate-*")))
+    out = run(Params(nodes=5, users=20, rate=20, duration=2, telemetry_interval=0.5,
+                     users_via="api", op_timeout=20))
+    assert out["benchmark"] == "control-plane"
+    assert out["params"]["nodes"] == 5 and out["params"]["users"] == 20
+    assert out["targets"] == TARGETS and out["peers"]["nfs_ceiling"] == 100
+    overall = out["overall"]
+    assert overall["errors"] == 0, overall["errors_by_kind"]
+    assert overall["events_sent"] >= 20 and overall["events_handled"] == overall["events_sent"]
+    lat = overall["placement_ms"]
+    assert lat["n"] >= 20 and 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
+    assert overall["handled_events_per_s"] > 0
+    assert set(out["phases"]) == {"login", "roam"}
+    assert out["phases"]["login"]["by_operation_ms"]["place"]["n"] == 20
+    assert "SSE" in out["latency_observed_via"]
+    assert out["cpu_percent"]["all"]["orchestrator"] is not None
+    assert out["rss_max_mb"]["orchestrator"] > 0
+    assert out["agents"] and out["agents"][0]["registered"] == 5
+    assert out["agents"][0]["commands"].get("apply", 0) >= 20
+    assert isinstance(out["target_met"]["p99"], bool)
+    procs = out["processes"]
+    assert procs["orchestrator"] and procs["nats_server"] and procs["left_running"] == []
+    for pid in [procs["orchestrator"], procs["nats_server"], *procs["agents"]]:
+        assert not os.path.exists(f"/proc/{pid}") or _zombie(pid)
+    after = set(glob.glob(os.path.join(tempfile.gettempdir(), "fate-*")))
+    assert not (after - before), "the bench left its temp dir"
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True

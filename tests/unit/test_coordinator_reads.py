@@ -1,0 +1,98 @@
+"""The coordinator's own reads (plain rows, for speed) agree with the repository's."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import pytest
+
+from netfate.db import Database, repo, sqlite_url
+from netfate.errors import NotFound
+from netfate.orchestrator.coordinator import Coordinator, desired_state
+
+from .test_snapshot_scope import NODES, USERS, _populate
+
+
+@pytest.fixture
+def db(tmp_path) -> Iterator[Database]:
+    d = Database.create(sqlite_url(tmp_path))
+    yield d
+    d.dispose()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_desired_state_and_nodes_needing_push_match_the_repository(db: Database,
+                                                                   seed: int) -> None:
+    rng = random.Random(seed)
+    with db.session() as s:
+        _populate(s, rng)
+        for u in USERS:
+            for node, _ in rng.sample(NODES, 2):
+                repo.set_steering(s, user=u, node=node, chain=[f"{node}-{u}-firewall"],
+                                  mac="02:00:00:00:00:09", ip="10.0.0.9")
+                if rng.random() < 0.5:
+                    repo.mark_steering_installed(s, user=u, node=node, installed=True)
+                if rng.random() < 0.3:
+                    repo.clear_steering(s, user=u, node=node)
+    coord = Coordinator.__new__(Coordinator)
+    coord.db = db
+    with db.session() as s:
+        for node, _ in NODES:
+            assert desired_state(s, node) == repo.desired_state_for_node(s, node)
+        with pytest.raises(NotFound):
+            desired_state(s, "nowhere")
+        behind = Coordinator.nodes_needing_push(s)
+    assert behind == {n for n, _ in NODES if coord.needs_push(n)}
+
+
+def test_telemetry_reports_are_recorded_in_batches_and_replies_supersede_them(
+        db: Database) -> None:
+    from netfate.bus.messages import NFActual, Reply
+    from netfate.db.models import ActualState, DesiredState
+    from netfate.orchestrator.hub import EventHub
+
+    with db.session() as s:
+        _populate(s, random.Random(5))
+        rows = [(i.id, i.node_name, i.desired_state, i.nf_name, i.owner, i.bundle_sha256)
+                for i in repo.list_instances(s)]
+    coord = Coordinator(db, None, EventHub(), "http://x")  # type: ignore[arg-type]
+
+    def actual(nfs: list[tuple[str, str, str, str, str]], state: str) -> list[NFActual]:
+        return [NFActual(instance_id=i, nf_name=nf, owner=o, state=state, bundle_sha256=b)
+                for i, _, nf, o, b in nfs]
+
+    by_node: dict[str, list[tuple[str, str, str, str, str]]] = {}
+    for iid, node, desired, nf, owner, sha in rows:
+        if desired == DesiredState.PRESENT:
+            by_node.setdefault(node, []).append((iid, node, nf, owner, sha))
+    for node, nfs in by_node.items():
+        coord.observe(node, actual(nfs, "running"))
+    with db.session() as s:  # nothing recorded yet
+        before = {i.id: i.actual_state for i in repo.list_instances(s)}
+    coord.record_observed()
+    with db.session() as s:
+        after = {i.id: (i.actual_state, i.desired_state) for i in repo.list_instances(s)}
+    # Every present instance reported running is; absent ones on reporting nodes are gone.
+    for iid, node, desired, *_ in rows:
+        if desired == DesiredState.PRESENT:
+            assert after[iid][0] == ActualState.RUNNING
+        elif node in by_node:
+            assert iid not in after
+        else:
+            assert after[iid][0] == before[iid]
+    # A push's reply after a report wins: the older report is dropped.
+    node, nfs = next(iter(by_node.items()))
+    coord.observe(node, actual(nfs, "stopped"))
+    coord.record_actual(node, Reply(ok=True, nfs=actual(nfs, "running")))
+    coord.record_observed()
+    with db.session() as s:
+        assert all(repo.get_instance(s, i).actual_state == ActualState.RUNNING
+                   for i, *_ in nfs)
+    # The same report again changes nothing and is not compared again.
+    coord.observe(node, actual(nfs, "running"))
+    coord.record_observed()
+    coord.observe(node, actual(nfs, "running"))
+    assert coord._reports
+    coord.record_observed()
+    assert not coord._reports
