@@ -88,6 +88,13 @@ class FlowMod:
     outputs: tuple[int | str, ...]  # port numbers, or reserved names; empty means drop
     idle_timeout: int = 0
     table_id: int = 0
+    # Multi-table pipelines (netfate.controller). The defaults keep a one-table flow as it was.
+    # Order of execution is OpenFlow 1.3's: set_fields, then outputs (apply-actions), then
+    # write_metadata, then goto_table.
+    set_fields: tuple[tuple[str, Any], ...] = ()  # OXM name and value, before any output
+    write_metadata: tuple[int, int] | None = None  # (value, mask)
+    goto_table: int | None = None
+    send_flow_removed: bool = False  # OFPFF_SEND_FLOW_REM: the switch reports the removal
 
 
 def oxm_match(m: Match, ofports: Mapping[str, int]) -> dict[str, Any]:

@@ -10,7 +10,6 @@ import time
 from typing import Any
 
 import httpx
-import pytest
 
 from netfate.bus.messages import Command
 from tests.api.conftest import MakeAgent, MakeLive
@@ -230,8 +229,7 @@ def test_associate_places_steers_and_idle_releases(client: httpx.Client,
     r = client.post(f"{API}/users/user1/idle")
     assert r.status_code == 202, r.text
     body = r.json()
-    assert [i["kind"] for i in body["intents"]] == ["unsteer", "release"] or \
-        sorted(i["kind"] for i in body["intents"]) == ["release", "unsteer"], body
+    assert sorted(i["kind"] for i in body["intents"]) == ["release", "unsteer"], body
     (op_id,) = body["vnf_lcm_op_occs"]
     op = wait_op(client, op_id)
     assert (op["operation"], op["operation_state"]) == ("RELEASE", "COMPLETED"), op
@@ -512,8 +510,9 @@ def test_orchestrator_restart_ends_interrupted_ops(make_live: MakeLive, loop: Lo
         agent.kill()
 
 
-@pytest.mark.parametrize("n", [3])
-def test_concurrent_instantiates(client: httpx.Client, make_agent: MakeAgent, n: int) -> None:
+def test_concurrent_instantiates(client: httpx.Client, make_agent: MakeAgent) -> None:
+    """Operations on different instances of one node run side by side; none is lost."""
+    n = 4
     agent = make_agent("cpe1")
     for i in range(n):
         add_user(client, f"user{i}")

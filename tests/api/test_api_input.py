@@ -148,6 +148,14 @@ BAD_BODIES: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [
      ("secret", "extra")),
     # semantic checks past the schema
     ("POST", "/subscriptions", {"callbackUri": "ftp://127.0.0.1/cb"}, ("http",)),
+    ("POST", "/subscriptions", {"callbackUri": "http://["}, ("callbackUri", "not a valid URL")),
+    ("POST", "/subscriptions", {"callbackUri": "http://127.0.0.1:99999/"},
+     ("callbackUri", "port")),
+    ("POST", "/subscriptions", {"callbackUri": "http:///nohost"}, ("callbackUri", "host")),
+    ("POST", "/subscriptions", {"callbackUri": "http://10.1.2.3/cb"},
+     ("callbackUri", "allowed networks")),
+    ("POST", "/subscriptions", {"callbackUri": "https://example.com/cb"},
+     ("callbackUri", "allowed networks")),
 ]
 
 

@@ -201,3 +201,29 @@ def test_notifications_from_an_nf_reach_the_api(stack: Testbed) -> None:
     assert notes and notes[0]["type"] == "port-scan", json.dumps(notes)[:500]
     api("POST", f"/notifications/{notes[0]['id']}/ack")
     assert api("GET", "/notifications?acknowledged=true")[0]["id"] == notes[0]["id"]
+
+
+def test_fallback_to_the_dc_when_the_cpe_lacks_resources(testbed_up: None, tmp_path: Any) -> None:
+    """GNF's fallback: cpe2 declares 8 MB for NFs, the firewall needs 16 MB: it goes to the DC."""
+    from importlib import resources
+
+    text = resources.files("netfate.testbed").joinpath("default.yaml").read_text()
+    text = text.replace("{name: cpe2, role: cpe, uplink: core}",
+                        "{name: cpe2, role: cpe, uplink: core, mem_mb: 8}")
+    f = tmp_path / "small-cpe2.yaml"
+    f.write_text(text)
+    lifecycle.down()
+    topo = load_topology(f)
+    try:
+        lifecycle.up(topo)
+        with Testbed.attach() as tb:
+            add_user("user5", ["firewall"])
+            out = login(tb, "user5", "client2")
+            place = [i for i in out["intents"] if i["kind"] == "place"]
+            assert [p["node"] for p in place] == ["dc"], out
+            [op] = wait_ops(out["vnf_lcm_op_occs"])
+            assert op["operation_state"] == "COMPLETED", op
+            assert node_nfs(tb, "dc") == {"dc-user5-firewall"}
+            assert node_nfs(tb, "cpe2") == set()
+    finally:
+        lifecycle.down()

@@ -24,10 +24,13 @@ def demo(
     keep: bool = typer.Option(False, "--keep", help="Leave the testbed up afterwards"),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary"),
 ) -> None:
-    """The main job: the testbed, one NF, and real traffic through it."""
+    """The main job: users log in, their firewalls are placed, real traffic crosses them."""
+    from netfate.cli.common import need_root
     from netfate.demo import run_demo
 
-    run_demo(keep=keep, json_out=json_out)
+    need_root()
+    if not run_demo(keep=keep, json_out=json_out)["ok"]:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -309,6 +309,7 @@ class OvsNetwork:
         if stale:  # a rule whose match changed: drop its old flow after the new one is in
             self._of(lsi).delete_strict(stale)
         self._save_rules(lsi, known)
+        self.settle()
 
     def delete_ts_rule(self, lsi: str, rule_id: str) -> None:
         self.delete_ts_rules(lsi, [rule_id])
@@ -321,6 +322,14 @@ class OvsNetwork:
         for rid in rule_ids:
             known.pop(rid, None)
         self._save_rules(lsi, known)
+        self.settle()
+
+    def settle(self) -> None:
+        """Return once the datapath forwards by the new flows. A barrier only says the flow
+        table changed; the userspace datapath keeps using its cached flows until the
+        revalidators have been through them, which lags on a loaded machine."""
+        run(["ovs-appctl", "-t", str(self.server.rundir / "ovs-vswitchd.ctl"),
+             "revalidator/wait"], env=self.server.env, check=False, timeout=10)
 
     def list_ts_rules(self, lsi: str) -> list[TSRule]:
         return [TSRule.model_validate(v) for v in self._load_rules(lsi).values()]

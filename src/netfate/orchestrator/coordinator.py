@@ -157,20 +157,31 @@ class Coordinator:
         rows = []
         nodes = sorted(reports)
         for k in range(0, len(nodes), 500):
-            rows += s.execute(sa.select(VnfInstance.id, VnfInstance.node_name,
-                                        VnfInstance.desired_state, VnfInstance.actual_state)
-                              .where(VnfInstance.node_name.in_(nodes[k:k + 500]))).all()
+            rows += s.connection().execute(_Q_ON_NODES, {"nodes": nodes[k:k + 500]}).all()
         wrote: set[str] = set()
+        gone: list[dict[str, Any]] = []
+        states: list[dict[str, Any]] = []
+        now = time.time()
         for iid, node, desired, actual_now in rows:
             st = reports[node].get(iid)
             if desired == Want.ABSENT and st is None:
-                repo.delete_instance(s, iid)
+                gone.append({"i": iid})
                 wrote.add(node)
             elif st is not None:
                 actual = ActualState.RUNNING if st == "running" else ActualState.STOPPED
                 if actual_now != actual:
-                    repo.set_instance_actual_state(s, iid, actual)
+                    states.append({"i": iid, "a": actual, "t": now})
                     wrote.add(node)
+        # As repo.delete_instance and repo.set_instance_actual_state would, in two statements
+        # for any number of rows (the ids come from the rows just read).
+        conn = s.connection()
+        if gone:
+            conn.execute(sa.delete(VnfInstance).where(VnfInstance.id == sa.bindparam("i")),
+                         gone)
+        if states:
+            conn.execute(sa.update(VnfInstance).where(VnfInstance.id == sa.bindparam("i"))
+                         .values(actual_state=sa.bindparam("a"), updated_at=sa.bindparam("t")),
+                         states)
         for node in wrote:
             self._writes[node] = self._writes.get(node, 0) + 1
 
@@ -477,7 +488,7 @@ class Coordinator:
         """Mark silent nodes offline; push desired state to nodes that differ from it."""
         now = time.time()
         with self.db.session() as s:
-            nodes = [(n.name, n.online, n.last_seen) for n in repo.list_nodes(s)]
+            nodes = s.connection().execute(_Q_NODE_LIVENESS).all()
             behind = self.nodes_needing_push(s)
         for name, online, seen in nodes:
             if online and seen is not None and now - seen > node_timeout:
@@ -487,7 +498,9 @@ class Coordinator:
                 continue
             if not online:
                 continue
-            if name in behind:
+            lock = self._node_locks.get(name)
+            if name in behind and not (lock is not None and lock.locked()):
+                # (a node with a push in flight gets the current desired state from it)
                 with contextlib.suppress(AgentUnreachable, NetfateError):
                     await self.push(name)
 
@@ -536,21 +549,32 @@ class Coordinator:
         return self._changes.get(node, 0), self._writes.get(node, 0)
 
 
+# Statements built once: building one per call costs more than running it on SQLite.
+_NODE: sa.BindParameter[Any] = sa.bindparam("node")
+_Q_NODE = sa.select(Node.name).where(Node.name == _NODE)
+_Q_DESIRED_INSTANCES = (
+    sa.select(VnfInstance.id, VnfInstance.nf_name, VnfInstance.owner, VnfInstance.bundle_sha256,
+              VnfInstance.flavour, VnfInstance.config, VnfInstance.active_users)
+    .where(VnfInstance.node_name == _NODE, VnfInstance.desired_state == Want.PRESENT)
+    .order_by(VnfInstance.id))
+_Q_DESIRED_RULES = (
+    sa.select(SteeringRule.user_name, SteeringRule.mac, SteeringRule.ip, SteeringRule.chain)
+    .where(SteeringRule.node_name == _NODE, SteeringRule.desired.is_(True))
+    .order_by(SteeringRule.user_name))
+_Q_NODE_LIVENESS = sa.select(Node.name, Node.online, Node.last_seen).order_by(Node.name)
+_Q_ON_NODES = (sa.select(VnfInstance.id, VnfInstance.node_name, VnfInstance.desired_state,
+                         VnfInstance.actual_state)
+               .where(VnfInstance.node_name.in_(sa.bindparam("nodes", expanding=True))))
+
+
 def desired_state(s: Any, node: str) -> dict[str, Any]:
     """repo.desired_state_for_node, the same dict and revision, read as plain rows (no ORM
     objects): it runs for every push."""
-    if s.scalar(sa.select(Node.name).where(Node.name == node)) is None:
+    conn = s.connection()
+    if conn.execute(_Q_NODE, {"node": node}).scalar() is None:
         raise NotFound(f"node {node!r} does not exist")
-    instances = s.execute(
-        sa.select(VnfInstance.id, VnfInstance.nf_name, VnfInstance.owner,
-                  VnfInstance.bundle_sha256, VnfInstance.flavour, VnfInstance.config,
-                  VnfInstance.active_users)
-        .where(VnfInstance.node_name == node, VnfInstance.desired_state == Want.PRESENT)
-        .order_by(VnfInstance.id))
-    rules = s.execute(
-        sa.select(SteeringRule.user_name, SteeringRule.mac, SteeringRule.ip, SteeringRule.chain)
-        .where(SteeringRule.node_name == node, SteeringRule.desired.is_(True))
-        .order_by(SteeringRule.user_name))
+    instances = conn.execute(_Q_DESIRED_INSTANCES, {"node": node})
+    rules = conn.execute(_Q_DESIRED_RULES, {"node": node})
     state: dict[str, Any] = {
         "node": node,
         "instances": [

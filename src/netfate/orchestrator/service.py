@@ -22,7 +22,7 @@ from netfate.db import Database, repo
 from netfate.db.models import Node
 from netfate.engine import NodeTelemetry, NodeUp
 from netfate.errors import NetfateError
-from netfate.orchestrator import recovery
+from netfate.orchestrator import notify, recovery
 from netfate.orchestrator.agents import AgentBus
 from netfate.orchestrator.coordinator import Coordinator
 from netfate.orchestrator.hub import EventHub
@@ -30,7 +30,8 @@ from netfate.orchestrator.settings import Settings
 
 log = logging.getLogger("netfate.orchestrator")
 
-TELEMETRY_FLUSH_S = 1.0
+# Small batches often rather than one large one a second: each batch holds the event loop.
+TELEMETRY_FLUSH_S = 0.25
 
 
 class Orchestrator:
@@ -44,8 +45,8 @@ class Orchestrator:
         self._tasks: list[asyncio.Task[None]] = []
         self._delta = float(getattr_policy_delta(settings.policy))
         # Telemetry: each node's latest readings, and those not yet written to the database.
-        # Readings below the re-evaluation threshold are written in one transaction a second
-        # (TELEMETRY_FLUSH_S) instead of one per message; a change that triggers a plan is
+        # Readings below the re-evaluation threshold are written in one transaction every
+        # TELEMETRY_FLUSH_S instead of one per message; a change that triggers a plan is
         # written at once, after the plan, as before.
         self._readings: dict[str, dict[str, Any]] = {}
         self._unwritten: dict[str, tuple[dict[str, Any], float]] = {}
@@ -72,6 +73,7 @@ class Orchestrator:
         await self.nc.subscribe(subjects.ALL_EVENTS, cb=self.on_event)
         await self.nc.subscribe(subjects.ALL_NOTIFY, cb=self.on_notification)
         self._tasks.append(asyncio.create_task(self.reconcile_loop()))
+        self._tasks.append(asyncio.create_task(notify.dispatch(self.hub, self.db)))
         self._tasks.append(asyncio.create_task(self.telemetry_flush_loop()))
         log.info("orchestrator up: db %s, nats %s", s.database_url, url)
 

@@ -55,9 +55,7 @@ _catalogue_cache: dict[tuple[tuple[str, float], ...], tuple[CatalogueEntry, ...]
 
 
 def catalogue(session: Session) -> tuple[CatalogueEntry, ...]:
-    key = tuple((sha, float(at)) for sha, at in session.execute(
-        sa.select(Bundle.sha256, Bundle.uploaded_at)
-        .order_by(Bundle.name, Bundle.uploaded_at, Bundle.sha256)))
+    key = tuple((sha, float(at)) for sha, at in session.connection().execute(_Q_BUNDLE_KEYS))
     hit = _catalogue_cache.get(key)
     if hit is not None:
         return hit
@@ -84,6 +82,24 @@ _NODE = (Node.name, Node.role, Node.online, Node.capabilities, Node.resources)
 _USER = (User.name, User.required_nfs, User.access_node, User.mac, User.ip, User.last_seen)
 _INSTANCE = (VnfInstance.id, VnfInstance.nf_name, VnfInstance.owner, VnfInstance.node_name,
              VnfInstance.actual_state)
+
+
+# Statements built once (building one per call costs more than running it on SQLite).
+_NAMES: sa.BindParameter[Any] = sa.bindparam("names", expanding=True)
+_Q_USERS_IN = sa.select(*_USER).where(User.name.in_(_NAMES))
+_Q_INSTANCES_OF = sa.select(*_INSTANCE).where(
+    VnfInstance.owner.in_(_NAMES), VnfInstance.desired_state == DesiredState.PRESENT)
+_Q_ACTIVE_IN = (sa.select(UserSession.user_name).distinct()
+                .where(UserSession.state == SessionState.ACTIVE,
+                       UserSession.user_name.in_(_NAMES)))
+_Q_DC_NODES = sa.select(*_NODE).where(Node.role == NodeRole.DC)
+_Q_NODES_IN = sa.select(*_NODE).where(Node.name.in_(_NAMES))
+_Q_USERS_AT = sa.select(User.name).where(User.access_node == sa.bindparam("node"))
+_Q_OWNERS_ON = sa.select(VnfInstance.owner).where(
+    VnfInstance.node_name == sa.bindparam("node"),
+    VnfInstance.desired_state == DesiredState.PRESENT)
+_Q_BUNDLE_KEYS = (sa.select(Bundle.sha256, Bundle.uploaded_at)
+                  .order_by(Bundle.name, Bundle.uploaded_at, Bundle.sha256))
 
 
 def node_view(n: Any) -> NodeView:
@@ -146,11 +162,10 @@ def build_for(session: Session, event: Event, now: float | None = None) -> Snaps
         case UserIdle():
             return _build_users(session, [event.user], [], now)
         case NodeTelemetry() | NodeUp() | NodeDown():
+            conn = session.connection()
             node = event.node
-            names = set(session.scalars(sa.select(User.name).where(User.access_node == node)))
-            names.update(session.scalars(sa.select(VnfInstance.owner).where(
-                VnfInstance.node_name == node,
-                VnfInstance.desired_state == DesiredState.PRESENT)))
+            names = set(conn.execute(_Q_USERS_AT, {"node": node}).scalars())
+            names.update(conn.execute(_Q_OWNERS_ON, {"node": node}).scalars())
             return _build_users(session, sorted(names), [node], now)
     return build(session, now)
 
@@ -162,23 +177,21 @@ def _chunks(names: list[str], size: int = 500) -> Iterable[list[str]]:
 
 def _build_users(session: Session, names: list[str], nodes: list[str],
                  now: float | None) -> Snapshot:
+    conn = session.connection()
     rows: list[Any] = []
     insts: list[Any] = []
     active: set[str] = set()
     for chunk in _chunks(names):
-        rows += session.execute(sa.select(*_USER).where(User.name.in_(chunk)))
-        insts += session.execute(sa.select(*_INSTANCE).where(
-            VnfInstance.owner.in_(chunk), VnfInstance.desired_state == DesiredState.PRESENT))
-        active |= _active(session, chunk)
+        rows += conn.execute(_Q_USERS_IN, {"names": chunk})
+        insts += conn.execute(_Q_INSTANCES_OF, {"names": chunk})
+        active.update(conn.execute(_Q_ACTIVE_IN, {"names": chunk}).scalars())
     wanted = set(nodes)
     wanted.update(u.access_node for u in rows if u.access_node)
     wanted.update(i.node_name for i in insts)
-    node_rows: dict[str, Any] = {n.name: n for n in session.execute(
-        sa.select(*_NODE).where(Node.role == NodeRole.DC))}
+    node_rows: dict[str, Any] = {n.name: n for n in conn.execute(_Q_DC_NODES)}
     missing = sorted(wanted - node_rows.keys())
     for chunk in _chunks(missing):
-        node_rows.update((n.name, n) for n in session.execute(
-            sa.select(*_NODE).where(Node.name.in_(chunk))))
+        node_rows.update((n.name, n) for n in conn.execute(_Q_NODES_IN, {"names": chunk}))
     return Snapshot(
         nodes=tuple(node_view(node_rows[k]) for k in sorted(node_rows)),
         users=tuple(user_view(u, u.name in active) for u in sorted(rows, key=lambda u: u.name)),

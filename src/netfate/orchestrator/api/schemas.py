@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 NAME = r"^[a-z0-9][a-z0-9_.-]{0,31}$"
 MAC = r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$"
@@ -58,8 +61,44 @@ class UpdateBody(Body):
 
 
 class SubscriptionCreate(Body):
-    callbackUri: str = Field(min_length=1, max_length=2048)
+    callbackUri: str = Field(min_length=1, max_length=2048,
+                             examples=["http://127.0.0.1:8080/netfate/notifications"])
     filter: dict[str, Any] = {}
+
+    @field_validator("callbackUri")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        """An http(s) URL with a host and a valid port (urlsplit raises on "http://[" or
+        a port that is not a number in range, which would otherwise surface as a 500)."""
+        try:
+            parts = urlsplit(v)
+            parts.port  # noqa: B018 - raises ValueError when out of range or not a number
+        except ValueError as exc:
+            raise ValueError(f"not a valid URL: {exc}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{v!r} is not an http(s) URL with a host")
+        if not callback_allowed(parts.hostname):
+            raise ValueError(
+                f"callback host {parts.hostname!r} is not in the allowed networks "
+                f"{[str(n) for n in callback_networks()]} (set NETFATE_CALLBACK_NETWORKS)"
+            )
+        return v
+
+
+def callback_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Where subscription callbacks may go: loopback unless the operator widens it."""
+    raw = os.environ.get("NETFATE_CALLBACK_NETWORKS", "127.0.0.0/8,::1/128")
+    return [ipaddress.ip_network(x.strip(), strict=False) for x in raw.split(",") if x.strip()]
+
+
+def callback_allowed(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name would be resolved later, to anywhere: only addresses
+    return any(addr in net for net in callback_networks())
 
 
 class Accepted(BaseModel):

@@ -1,0 +1,1 @@
+"""The SDN controller: desired state per switch (model) -> flows (pure) -> sync -> os-ken app."""

@@ -1,0 +1,296 @@
+"""Desired state of a switch -> its OpenFlow 1.3 flows. Pure: no I/O, same input, same flows.
+
+See pipeline.py for the tables. In short, on a CPE:
+
+- table 0 lets a client port send only ARP and IPv4 with the MAC and IP the client was given,
+  and tags the packet with its user and direction (metadata); DHCP goes straight to the
+  services namespace. NF ports only send what a chain expects back from them. The uplink
+  only reaches a client with ARP for its address, or (authenticated) IPv4 to its address.
+- table 1 counts each authenticated user's packets, both ways, in one idle-timeout flow.
+- table 2 sends DNS and portal traffic to the CPE, and the rest through the user's chain:
+  each NF port's output is matched again (port + user + classifier) to find the next hop.
+- table 3 is the captive portal for unauthenticated users.
+
+ARP never crosses a chain: it is L2 glue the switch checks itself (sender MAC and IP), and an
+NF is a bump in the wire for IPv4. A port named in the state but not (yet) on the switch skips
+the part that needs it, failing closed: the rest is installed, and the skip is reported.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from netfate.controller import pipeline as pl
+from netfate.controller.model import (
+    AccessServices,
+    Classifier,
+    Hop,
+    Location,
+    SwitchState,
+    User,
+)
+from netfate.controller.pipeline import Kind
+from netfate.steering import ETH_ARP, ETH_IPV4, FlowMod
+
+BROADCAST = "ff:ff:ff:ff:ff:ff"
+TCP, UDP = 6, 17
+DHCP_SERVER, DHCP_CLIENT, DNS, HTTP = 67, 68, 53, 80
+
+
+class MissingPort(LookupError):
+    pass
+
+
+@dataclass
+class FlowSet:
+    flows: list[FlowMod] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # why parts of the state were left out
+
+
+@dataclass
+class _Ports:
+    ofports: Mapping[str, int]
+
+    def __call__(self, name: str) -> int:
+        if name not in self.ofports:
+            raise MissingPort(name)
+        return self.ofports[name]
+
+
+def flows_for(state: SwitchState, ofports: Mapping[str, int]) -> list[FlowMod]:
+    return build(state, ofports).flows
+
+
+def build(state: SwitchState, ofports: Mapping[str, int]) -> FlowSet:
+    out = FlowSet()
+    port = _Ports(ofports)
+    _check_tags(state)
+    units: list[tuple[str, Any]] = [("base", lambda: _base(state, port))]
+    for p in state.infra_ports:
+        units.append((f"infra port {p}", lambda p=p: _normal(p, port)))
+    if state.services is not None:
+        units.append(("access services", lambda: _services(state, state.services, port)))
+    for u in state.users:
+        units.append((f"user {u.name}", lambda u=u: _user(state, u, port)))
+    for loc in state.locations:
+        units.append((f"location of {loc.user}", lambda loc=loc: _location(loc, port)))
+    seen: set[tuple[int, int, tuple[tuple[str, Any], ...]]] = set()
+    for what, make in units:
+        try:
+            flows = list(make())
+        except MissingPort as exc:
+            out.skipped.append(f"{what}: port {exc.args[0]} is not on the switch")
+            continue
+        for f in flows:
+            key = (f.table_id, f.priority, tuple(sorted(f.match.items())))
+            if key not in seen:  # an NF in two of a user's chains: one ingress flow
+                seen.add(key)
+                out.flows.append(f)
+    return out
+
+
+def _check_tags(state: SwitchState) -> None:
+    tags: dict[int, str] = {}
+    for u in state.users:
+        other = tags.setdefault(pl.user_tag(u.name), u.name)
+        if other != u.name:  # 62-bit hashes: practically never, but never silently
+            raise ValueError(f"users {other} and {u.name} hash to the same tag")
+
+
+def _flow(kind: Kind, ident: str, table: int, priority: int, match: dict[str, Any],
+          outputs: tuple[int | str, ...] = (), **kw: Any) -> FlowMod:
+    return FlowMod(cookie=pl.cookie(kind, ident), priority=priority, match=match,
+                   outputs=outputs, table_id=table, **kw)
+
+
+# -- shared by every switch -------------------------------------------------------------------
+def _base(state: SwitchState, port: _Ports) -> Iterator[FlowMod]:
+    ident = f"{state.node}:base"
+    for t in pl.TABLES:
+        # ACTIVITY only counts: a user without an idle flow (or whose flow just expired)
+        # still goes on to STEER. Every other table drops what nothing claimed.
+        goto = pl.STEER if t == pl.ACTIVITY else None
+        yield _flow(Kind.BASE, ident, t, pl.P_MISS, {}, goto_table=goto)
+
+
+def _normal(name: str, port: _Ports) -> Iterator[FlowMod]:
+    yield _flow(Kind.BASE, f"normal:{name}", pl.INGRESS, pl.P_NORMAL,
+                {"in_port": port(name)}, ("normal",))
+
+
+# -- CPE access services: DHCP, DNS, captive portal ---------------------------------------------
+def _dhcp(**m: Any) -> dict[str, Any]:
+    return {**m, "eth_type": ETH_IPV4, "ip_proto": UDP,
+            "udp_src": DHCP_CLIENT, "udp_dst": DHCP_SERVER}
+
+
+def _local(svc: AccessServices) -> list[dict[str, Any]]:
+    """IPv4 matches for traffic a client may always send to its CPE: DNS and the portal."""
+    ip4 = {"eth_type": ETH_IPV4}
+    out = [
+        {**ip4, "ipv4_dst": svc.resolver, "ip_proto": UDP, "udp_dst": DNS},
+        {**ip4, "ipv4_dst": svc.resolver, "ip_proto": TCP, "tcp_dst": DNS},
+    ]
+    for p in sorted({HTTP, svc.portal_port}):
+        out.append({**ip4, "ipv4_dst": svc.ip, "ip_proto": TCP, "tcp_dst": p})
+    return out
+
+
+def _services(state: SwitchState, svc: AccessServices, port: _Ports) -> Iterator[FlowMod]:
+    ident = f"{state.node}:services"
+    s = port(svc.port)
+    access = tuple(port(p) for p in state.access_ports)
+    for p in access:
+        # A client the controller doesn't know yet: DHCP gives it a lease, and the copy to the
+        # controller tells the orchestrator which port it is behind (ClientSeen).
+        yield _flow(Kind.SERVICES, ident, pl.INGRESS, pl.P_DHCP_NEW, _dhcp(in_port=p),
+                    (s, "controller"))
+    yield _flow(Kind.SERVICES, ident, pl.INGRESS, pl.P_SERVICES_BCAST,
+                {"in_port": s, "eth_dst": BROADCAST}, access)
+    yield _flow(Kind.SERVICES, ident, pl.INGRESS, pl.P_SERVICES_DHCP,
+                {"in_port": s, "eth_type": ETH_IPV4, "ip_proto": UDP, "udp_src": DHCP_SERVER},
+                access)
+    for m in _local(svc):
+        yield _flow(Kind.SERVICES, ident, pl.STEER, pl.P_LOCAL,
+                    {**m, "metadata": (pl.UP, pl.DIR_MASK)}, (s,))
+        yield _flow(Kind.SERVICES, ident, pl.CAPTIVE, pl.P_CAPTIVE_ALLOW, m, (s,))
+    # The redirect: any other HTTP goes to the portal by rewriting only the destination MAC.
+    # The portal's namespace takes it whatever the destination IP (an nft `redirect` there),
+    # so its replies leave with the address the browser asked for: the switch needs no state
+    # and no reverse rewrite, and the browser's TCP connection stays consistent.
+    yield _flow(Kind.SERVICES, ident, pl.CAPTIVE, pl.P_REDIRECT,
+                {"eth_type": ETH_IPV4, "ip_proto": TCP, "tcp_dst": HTTP}, (s,),
+                set_fields=(("eth_dst", svc.mac),))
+
+
+# -- a user on a CPE ------------------------------------------------------------------------
+def _user(state: SwitchState, u: User, port: _Ports) -> Iterator[FlowMod]:
+    assert state.uplink is not None  # the model requires it when there are users
+    p, up = port(u.port), port(state.uplink)
+    svc = state.services
+    s = port(svc.port) if svc is not None else None
+    arp = {"in_port": p, "eth_src": u.mac, "eth_type": ETH_ARP, "arp_sha": u.mac}
+    # An address probe (sender 0.0.0.0) is allowed before and after the client has an address.
+    yield _flow(Kind.USER, u.name, pl.INGRESS, pl.P_ARP_FROM_CLIENT,
+                {**arp, "arp_spa": "0.0.0.0"}, (up,))
+    if s is not None:
+        yield _flow(Kind.USER, u.name, pl.INGRESS, pl.P_DHCP_KNOWN,
+                    _dhcp(in_port=p, eth_src=u.mac), (s,))
+        yield _flow(Kind.USER, u.name, pl.INGRESS, pl.P_USER,
+                    {"in_port": s, "eth_dst": u.mac}, (p,))
+    if u.ip is None:
+        return  # no address yet: DHCP is all it may do
+    if svc is not None and s is not None:
+        yield _flow(Kind.USER, u.name, pl.INGRESS, pl.P_ARP_TO_SERVICES,
+                    {**arp, "arp_spa": u.ip, "arp_tpa": svc.ip}, (s,))
+    # Unauthenticated clients need ARP too: without the gateway's MAC the browser's first
+    # HTTP packet is never sent, so there is nothing to redirect.
+    yield _flow(Kind.USER, u.name, pl.INGRESS, pl.P_ARP_FROM_CLIENT,
+                {**arp, "arp_spa": u.ip}, (up,))
+    yield _flow(Kind.USER, u.name, pl.INGRESS, pl.P_ARP_TO_CLIENT,
+                {"in_port": up, "eth_type": ETH_ARP, "arp_tpa": u.ip}, (p,))
+    src = {"in_port": p, "eth_src": u.mac, "eth_type": ETH_IPV4, "ipv4_src": u.ip}
+    if not u.authenticated:
+        yield _flow(Kind.USER, u.name, pl.INGRESS, pl.P_USER, src, goto_table=pl.CAPTIVE)
+        return
+    yield _flow(Kind.USER, u.name, pl.INGRESS, pl.P_USER, src,
+                write_metadata=(pl.metadata(u.name, pl.UP), pl.ALL_ONES),
+                goto_table=pl.ACTIVITY)
+    yield _flow(Kind.USER, u.name, pl.INGRESS, pl.P_USER,
+                {"in_port": up, "eth_dst": u.mac, "eth_type": ETH_IPV4, "ipv4_dst": u.ip},
+                write_metadata=(pl.metadata(u.name, pl.DOWN), pl.ALL_ONES),
+                goto_table=pl.ACTIVITY)
+    if u.idle_timeout:
+        # One flow sees every packet of the user, both ways (the direction bits are masked):
+        # its removal for idleness means "no packets for the idle period". Its expiry changes
+        # no forwarding, since the table-miss of ACTIVITY also goes on to STEER.
+        yield _flow(Kind.IDLE, u.name, pl.ACTIVITY, pl.P_IDLE,
+                    {"metadata": (pl.user_tag(u.name) << 2, pl.USER_MASK)},
+                    goto_table=pl.STEER, idle_timeout=u.idle_timeout, send_flow_removed=True)
+    yield from _steering(u, p, up, port)
+
+
+def _steering(u: User, access: int, up: int, port: _Ports) -> Iterator[FlowMod]:
+    chains: list[tuple[int, dict[str, Any], dict[str, Any], tuple[Hop, ...]]] = [
+        (pl.P_CHAIN, {}, {}, u.chain)
+    ]
+    for c in u.classifiers:
+        chains.append((pl.P_CLASSIFIER_BASE + c.priority, *_classifier(c), c.chain))
+    for prio, m_up, m_down, chain in chains:
+        ports = [(port(h.lan), port(h.wan)) for h in chain]
+        yield from _chain(u, prio, m_up, m_down, ports, access, up)
+    # An NF in several of the user's chains hands back the same way: one set of flows.
+    for h in dict.fromkeys(h for _, _, _, chain in chains for h in chain):
+        yield from _nf_ingress(u, port(h.lan), port(h.wan))
+        for mac in h.own_macs:
+            yield _flow(Kind.NF_OWN, u.name, pl.INGRESS, pl.P_USER,
+                        {"in_port": port(h.wan), "eth_src": mac}, (up,))
+            yield _flow(Kind.NF_OWN, u.name, pl.INGRESS, pl.P_USER,
+                        {"in_port": up, "eth_dst": mac}, (port(h.wan),))
+
+
+def _classifier(c: Classifier) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Upstream match (remote end as destination) and its mirror for the return traffic."""
+    up: dict[str, Any] = {}
+    down: dict[str, Any] = {}
+    if c.ip_proto is not None:
+        up["ip_proto"] = down["ip_proto"] = c.ip_proto
+    if c.remote is not None:
+        up["ipv4_dst"] = down["ipv4_src"] = _oxm_net(c.remote)
+    if c.remote_port is not None:
+        name = "tcp" if c.ip_proto == TCP else "udp"
+        up[f"{name}_dst"] = down[f"{name}_src"] = c.remote_port
+    return up, down
+
+
+def _oxm_net(net: str) -> str | tuple[str, str]:
+    n = ipaddress.IPv4Network(net)
+    if n.prefixlen == 32:
+        return str(n.network_address)
+    return (str(n.network_address), str(n.netmask))
+
+
+def _chain(u: User, prio: int, m_up: dict[str, Any], m_down: dict[str, Any],
+           hops: list[tuple[int, int]], access: int, up: int) -> Iterator[FlowMod]:
+    """Upstream: access -> hop lans in order -> uplink. Downstream: the reverse, by WAN sides."""
+    meta_up, meta_down = pl.metadata(u.name, pl.UP), pl.metadata(u.name, pl.DOWN)
+    ingress = [access] + [wan for _, wan in hops]
+    egress = [lan for lan, _ in hops] + [up]
+    for src, dst in zip(ingress, egress, strict=True):
+        yield _flow(Kind.STEER, u.name, pl.STEER, prio,
+                    {"in_port": src, "metadata": meta_up, "eth_type": ETH_IPV4, **m_up}, (dst,))
+    ingress = [up] + [lan for lan, _ in reversed(hops)]
+    egress = [wan for _, wan in reversed(hops)] + [access]
+    for src, dst in zip(ingress, egress, strict=True):
+        yield _flow(Kind.STEER, u.name, pl.STEER, prio,
+                    {"in_port": src, "metadata": meta_down, "eth_type": ETH_IPV4, **m_down},
+                    (dst,))
+
+
+def _nf_ingress(u: User, lan: int, wan: int) -> Iterator[FlowMod]:
+    """What an NF port may hand back: the user's IPv4, in the direction it was sent."""
+    yield _flow(Kind.STEER, u.name, pl.INGRESS, pl.P_USER,
+                {"in_port": wan, "eth_src": u.mac, "eth_type": ETH_IPV4},
+                write_metadata=(pl.metadata(u.name, pl.UP), pl.ALL_ONES), goto_table=pl.STEER)
+    yield _flow(Kind.STEER, u.name, pl.INGRESS, pl.P_USER,
+                {"in_port": lan, "eth_dst": u.mac, "eth_type": ETH_IPV4},
+                write_metadata=(pl.metadata(u.name, pl.DOWN), pl.ALL_ONES), goto_table=pl.STEER)
+
+
+# -- core/PE: where each user is now --------------------------------------------------------
+def _location(loc: Location, port: _Ports) -> Iterator[FlowMod]:
+    c = port(loc.port)
+    # OpenFlow never outputs to the ingress port unless told to: two users behind the same
+    # CPE reach each other through the core only with an explicit IN_PORT.
+    yield _flow(Kind.LOCATION, loc.user, pl.INGRESS, pl.P_LOCATION, {"eth_dst": loc.mac}, (c,))
+    yield _flow(Kind.LOCATION, loc.user, pl.INGRESS, pl.P_LOCATION_HAIRPIN,
+                {"in_port": c, "eth_dst": loc.mac}, ("in_port",))
+    if loc.ip is not None:
+        # ARP requests for the user's address go to its CPE only, not flooded to every CPE.
+        arp = {"eth_type": ETH_ARP, "arp_tpa": loc.ip}
+        yield _flow(Kind.LOCATION, loc.user, pl.INGRESS, pl.P_LOCATION_ARP, arp, (c,))
+        yield _flow(Kind.LOCATION, loc.user, pl.INGRESS, pl.P_LOCATION_ARP_HAIRPIN,
+                    {**arp, "in_port": c}, ("in_port",))

@@ -1,0 +1,186 @@
+"""The controller's desired state for one switch (LSI-0 of a node, or the core/PE switch).
+
+The orchestrator owns it and publishes the whole of it on `netfate.controller.{node}.desired`
+every time it changes (level-triggered): the controller never merges partial updates. Ports
+are named as on the switch; the controller maps names to OpenFlow port numbers itself.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+_MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+PortName = str
+
+
+def _mac(v: str) -> str:
+    v = v.lower()
+    if not _MAC.match(v):
+        raise ValueError(f"{v!r} is not a MAC address like 02:00:00:00:00:01")
+    if int(v[:2], 16) & 1:
+        raise ValueError(f"{v!r} is a multicast MAC, not a host's")
+    return v
+
+
+def _ipv4(v: str) -> str:
+    return str(ipaddress.IPv4Address(v))
+
+
+def _net(v: str) -> str:
+    return str(ipaddress.IPv4Network(v, strict=False))
+
+
+Mac = Annotated[str, AfterValidator(_mac)]
+IPv4 = Annotated[str, AfterValidator(_ipv4)]
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Hop(_M):
+    """One bump-in-the-wire NF of a chain: its LAN-side and WAN-side switch ports."""
+
+    lan: PortName = Field(min_length=1)
+    wan: PortName = Field(min_length=1)
+    # The NF's own interfaces (say a troubleshooter's address): reached from the uplink
+    # directly on the WAN side, and allowed out of it to the uplink.
+    own_macs: tuple[Mac, ...] = ()
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Hop:
+        if self.lan == self.wan:
+            raise ValueError(f"NF hop uses port {self.lan} for both sides")
+        return self
+
+
+def _check_chain(chain: tuple[Hop, ...], what: str) -> None:
+    ports = [p for h in chain for p in (h.lan, h.wan)]
+    if len(set(ports)) != len(ports):
+        raise ValueError(f"{what}: an NF port appears twice in the chain")
+
+
+class Classifier(_M):
+    """Traffic of the user that matches goes through `chain` instead of the user's default.
+
+    Upstream it matches the remote end as destination; the return traffic is matched with the
+    same fields mirrored (remote as source), so both directions cross the same NFs.
+    """
+
+    name: str = Field(min_length=1, max_length=64)
+    priority: int = Field(ge=1, le=799)  # higher wins among one user's classifiers
+    ip_proto: int | None = Field(default=None, ge=0, le=255)
+    remote_port: int | None = Field(default=None, ge=0, le=65535)  # TCP/UDP port of the far end
+    remote: Annotated[str, AfterValidator(_net)] | None = None  # IPv4 network of the far end
+    chain: tuple[Hop, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> Classifier:
+        if self.remote_port is not None and self.ip_proto not in (6, 17):
+            raise ValueError(f"classifier {self.name}: a port match needs ip_proto 6 or 17")
+        if self.ip_proto is None and self.remote is None:
+            raise ValueError(f"classifier {self.name} matches nothing more than the default")
+        _check_chain(self.chain, f"classifier {self.name}")
+        return self
+
+
+class User(_M):
+    """A client attached to an access port of this switch."""
+
+    name: str = Field(min_length=1, max_length=128)
+    mac: Mac
+    ip: IPv4 | None = None  # the address it was given (DHCP / RADIUS Framed-IP); None: none yet
+    port: PortName = Field(min_length=1)  # the access port it is behind
+    authenticated: bool = False
+    chain: tuple[Hop, ...] = ()  # default chain, in upstream order; empty: straight out
+    classifiers: tuple[Classifier, ...] = ()
+    idle_timeout: int = Field(default=0, ge=0, le=65535)  # seconds; 0: no idle detection
+
+    @model_validator(mode="after")
+    def _check(self) -> User:
+        _check_chain(self.chain, f"user {self.name}")
+        prios = [c.priority for c in self.classifiers]
+        if len(set(prios)) != len(prios):
+            raise ValueError(f"user {self.name}: two classifiers have the same priority")
+        return self
+
+
+class AccessServices(_M):
+    """The CPE's access services namespace: captive portal, dnsmasq (DHCP and DNS)."""
+
+    port: PortName = Field(min_length=1)
+    mac: Mac
+    ip: IPv4  # the portal's address; also the DHCP server and DNS resolver unless dns_ip says
+    dns_ip: IPv4 | None = None
+    portal_port: int = Field(default=80, ge=1, le=65535)
+
+    @property
+    def resolver(self) -> str:
+        return self.dns_ip or self.ip
+
+
+class Location(_M):
+    """On the core/PE switch: the downstream port (CPE link) a user's MAC is behind now."""
+
+    user: str = Field(min_length=1, max_length=128)
+    mac: Mac
+    ip: IPv4 | None = None
+    port: PortName = Field(min_length=1)
+
+
+class SwitchState(_M):
+    """Everything the controller installs on one switch."""
+
+    node: str = Field(min_length=1, max_length=64)
+    role: Literal["cpe", "pe", "dc"]
+    generation: int = 0
+    uplink: PortName | None = None  # toward the core / the internet
+    access_ports: tuple[PortName, ...] = ()  # client ports: only known addresses pass
+    # Infrastructure ports switched by L2 NORMAL at the lowest priority (a PE's CPE links and
+    # internet port, a DC's uplink). Never client or NF ports: NORMAL would bypass security.
+    infra_ports: tuple[PortName, ...] = ()
+    services: AccessServices | None = None
+    users: tuple[User, ...] = ()
+    locations: tuple[Location, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> SwitchState:
+        names = [u.name for u in self.users]
+        if len(set(names)) != len(names):
+            raise ValueError(f"switch {self.node}: a user is listed twice")
+        macs = [u.mac for u in self.users]
+        if len(set(macs)) != len(macs):
+            raise ValueError(f"switch {self.node}: two users share a MAC")
+        ips = [u.ip for u in self.users if u.ip is not None]
+        if len(set(ips)) != len(ips):
+            raise ValueError(f"switch {self.node}: two users share an IP address")
+        for u in self.users:
+            if u.port not in self.access_ports:
+                raise ValueError(f"user {u.name}: port {u.port} is not an access port")
+            if self.uplink is None:
+                raise ValueError(f"switch {self.node} has users but no uplink")
+        special = set(self.access_ports) | ({self.uplink} if self.uplink else set())
+        if self.services is not None:
+            special.add(self.services.port)
+        nf = {p for u in self.users for c in chains(u) for h in c for p in (h.lan, h.wan)}
+        if clash := (set(self.infra_ports) & (set(self.access_ports) | nf)):
+            raise ValueError(f"switch {self.node}: infra ports {sorted(clash)} are also "
+                             "client or NF ports")
+        if clash := nf & special:
+            raise ValueError(f"switch {self.node}: NF ports {sorted(clash)} are also "
+                             "access, uplink or services ports")
+        if self.services is not None and self.services.port in self.access_ports:
+            raise ValueError("the services port cannot be an access port")
+        locs = [loc.mac for loc in self.locations]
+        if len(set(locs)) != len(locs):
+            raise ValueError(f"switch {self.node}: a MAC has two locations")
+        return self
+
+
+def chains(u: User) -> list[tuple[Hop, ...]]:
+    """The user's default chain and its classifiers' chains."""
+    return [u.chain, *(c.chain for c in u.classifiers)]

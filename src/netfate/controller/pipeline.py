@@ -1,0 +1,96 @@
+"""The controller's OpenFlow 1.3 pipeline: tables, priorities, cookies and metadata tags.
+
+    table 0 INGRESS   port security: which port may send what; who the packet belongs to
+    table 1 ACTIVITY  one idle-timeout flow per authenticated user, both directions
+    table 2 STEER     local services, then classification and the user's chain, hop by hop
+    table 3 CAPTIVE   unauthenticated users: DHCP/DNS to the CPE, HTTP to the portal, else drop
+
+Every flow the controller installs carries a cookie with its mark in the top byte, so it finds
+(and removes) exactly its own flows, and the kind and owner below it, so a FlowRemoved or a
+stale flow can be traced to the user it belongs to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from enum import IntEnum
+
+INGRESS, ACTIVITY, STEER, CAPTIVE = 0, 1, 2, 3
+TABLES = (INGRESS, ACTIVITY, STEER, CAPTIVE)
+
+# Table 0
+P_ARP_TO_SERVICES = 300   # a client's ARP for the CPE's own address
+P_ARP_TO_CLIENT = 300     # ARP for a client's address, from the uplink
+P_ARP_FROM_CLIENT = 290   # a client's ARP with its own sender addresses, to the uplink
+P_DHCP_KNOWN = 210        # a known client's DHCP: to the CPE, not counted as activity
+P_USER = 200              # a user's IPv4 in and out; NF ports; services port to a client
+P_LOCATION_HAIRPIN = 151  # core: a user's traffic from the CPE they are behind, back to it
+P_LOCATION = 150          # core: a user's traffic to the CPE they are behind now
+P_LOCATION_ARP_HAIRPIN = 141
+P_LOCATION_ARP = 140
+P_DHCP_NEW = 100          # DHCP from any MAC on an access port: new clients get a lease
+P_SERVICES_BCAST = 100    # broadcasts from the services namespace to the access ports
+P_SERVICES_DHCP = 90      # DHCP replies to clients the controller doesn't know yet
+P_NORMAL = 1              # L2 learning switch among infrastructure ports only
+P_MISS = 0                # table-miss: drop (fail_mode=secure, the controller owns the table)
+
+# Table 1
+P_IDLE = 100
+
+# Table 2
+P_LOCAL = 2000            # an authenticated user's DNS / portal traffic to the CPE
+P_CLASSIFIER_BASE = 200   # + the classifier's own priority (1..799)
+P_CHAIN = 100             # the user's default chain
+
+# Table 3
+P_CAPTIVE_ALLOW = 300
+P_REDIRECT = 200
+
+COOKIE_MARK = 0x4E << 56  # 'N'
+_MARK_MASK = 0xFF << 56
+ALL_ONES = (1 << 64) - 1
+
+
+class Kind(IntEnum):
+    BASE = 1       # table-miss, NORMAL for infra ports
+    SERVICES = 2   # DHCP/DNS/portal paths shared by all clients of a CPE
+    USER = 3       # a user's port security and ARP
+    STEER = 4      # a user's classification and chain
+    IDLE = 5       # a user's idle-detection flow
+    LOCATION = 6   # core: where a user is now
+    NF_OWN = 7     # an NF's own addresses
+
+
+def cookie(kind: Kind, ident: str) -> int:
+    """64 bits: mark, kind, then 48 bits of a hash of the owner (user name, or a rule id)."""
+    h = int(hashlib.sha1(ident.encode()).hexdigest()[:12], 16)
+    return COOKIE_MARK | (int(kind) << 48) | h
+
+
+def is_ours(c: int) -> bool:
+    return c & _MARK_MASK == COOKIE_MARK
+
+
+def kind_of(c: int) -> Kind | None:
+    if not is_ours(c):
+        return None
+    try:
+        return Kind((c >> 48) & 0xFF)
+    except ValueError:
+        return None
+
+
+# Metadata: which user a packet belongs to and which way it goes, set in table 0 from the
+# port-security match, so later tables never re-derive (or mistake) the owner.
+UP, DOWN = 0b01, 0b10
+DIR_MASK = 0b11
+USER_MASK = ALL_ONES ^ DIR_MASK
+
+
+def user_tag(user: str) -> int:
+    """62 bits from the user's name; metadata is tag << 2 | direction."""
+    return int(hashlib.sha1(user.encode()).hexdigest()[:16], 16) >> 2
+
+
+def metadata(user: str, direction: int) -> int:
+    return (user_tag(user) << 2) | direction

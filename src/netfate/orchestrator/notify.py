@@ -1,0 +1,62 @@
+"""SOL003-style lifecycle notifications: each operation state change is POSTed to the
+subscriptions' callback URIs (best effort, bounded time, never blocking operations)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from netfate.db import Database, repo
+from netfate.orchestrator.api.schemas import callback_allowed
+from netfate.orchestrator.hub import EventHub
+
+log = logging.getLogger("netfate.notify")
+
+
+def matches(flt: dict[str, Any], op: dict[str, Any]) -> bool:
+    """A subscription's filter: optional lists of operation types, states and instance ids."""
+    for key, field in (("operationTypes", "operation"), ("operationStates", "state"),
+                       ("vnfInstanceIds", "vnf_instance_id")):
+        wanted = flt.get(key)
+        if wanted and op.get(field) not in wanted:
+            return False
+    return True
+
+
+async def dispatch(hub: EventHub, db: Database, timeout: float = 3.0) -> None:
+    q = hub.subscribe()
+    async with httpx.AsyncClient(timeout=timeout) as client:
+        try:
+            while True:
+                ev = await q.get()
+                if ev["event"] != "op":
+                    continue
+                op = ev["data"]
+                with db.session() as s:
+                    subs = [(x.id, x.callback_uri, dict(x.filter or {}))
+                            for x in repo.list_subscriptions(s)]
+                for sub_id, uri, flt in subs:
+                    host = urlsplit(uri).hostname or ""
+                    if not matches(flt, op) or not callback_allowed(host):
+                        continue
+                    body = {
+                        "id": str(uuid.uuid4()),
+                        "notificationType": "VnfLcmOperationOccurrenceNotification",
+                        "subscriptionId": sub_id,
+                        "timeStamp": ev["ts"],
+                        "operationState": op.get("state"),
+                        "operation": op.get("operation"),
+                        "vnfInstanceId": op.get("vnf_instance_id"),
+                        "vnfLcmOpOccId": op.get("id"),
+                    }
+                    with contextlib.suppress(httpx.HTTPError):
+                        await client.post(uri, json=body)
+        except asyncio.CancelledError:
+            hub.unsubscribe(q)
+            raise
