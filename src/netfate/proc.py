@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
+import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from netfate.errors import DriverError
 
@@ -50,3 +54,41 @@ def run(
         err = cp.stderr.decode(errors="replace").strip() or cp.stdout.decode(errors="replace")
         raise DriverError(f"{' '.join(argv)} failed (exit {cp.returncode}): {err.strip()}")
     return cp
+
+
+def alive(pid: int) -> bool:
+    """True unless the process is gone or a zombie (detached daemons are reaped by init)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def end_pid(pid: int, sig: int = signal.SIGTERM, timeout: float = 3.0) -> None:
+    """Signal a process we started, wait for it to go, then SIGKILL it if it has not."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+    deadline = time.monotonic() + timeout
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def end_recorded(pidfile: Path, programs: tuple[str, ...]) -> int | None:
+    """End the process whose PID the file records, if it still runs one of `programs` (a
+    recycled PID is not ours). Removes the file. Returns the PID ended."""
+    try:
+        pid = int(pidfile.read_text().strip())
+        exe = os.path.basename(os.readlink(f"/proc/{pid}/exe"))
+    except (OSError, ValueError):
+        pid, exe = 0, ""
+    ended = None
+    if pid and exe in programs:
+        end_pid(pid)
+        ended = pid
+    with contextlib.suppress(FileNotFoundError):
+        pidfile.unlink()
+    return ended

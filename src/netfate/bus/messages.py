@@ -99,3 +99,46 @@ class Notification(_Msg):
     source: str | None = None
     detail: dict[str, Any] = {}
     ts: float
+
+
+# -- SDN controller (netfate.controller) ---------------------------------------------------
+# The desired state itself travels as netfate.controller.model.SwitchState on
+# subjects.controller_desired(node).
+
+
+class UserIdleReport(_Msg):
+    """A user's idle flow expired: no packets either way for their idle timeout."""
+
+    node: str
+    user: str
+    mac: str
+    ts: float
+
+
+class ClientSeen(_Msg):
+    """DHCP from a MAC the switch has no flows for yet, on this access port."""
+
+    node: str
+    mac: str
+    port: str
+    ts: float
+
+
+class SwitchSynced(_Msg):
+    """The switch confirmed (barrier) the flows for this generation of its desired state."""
+
+    node: str
+    generation: int
+    added: int
+    deleted: int
+    unchanged: int
+    skipped: list[str] = []   # parts of the state left out (a port not on the switch yet)
+    errors: list[str] = []    # flow-mods the switch refused
+    ts: float
+
+
+class ControllerHello(_Msg):
+    """The controller (re)connected: whoever owns desired state should publish it all again."""
+
+    ts: float
+    nodes: list[str] = []     # switches connected to it now

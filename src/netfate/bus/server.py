@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from netfate.errors import DriverError
+from netfate.proc import end_recorded
 
 
 def _binary() -> str:
@@ -83,23 +84,4 @@ class EmbeddedNats:
 
 def stop_recorded(rundir: Path) -> int | None:
     """End the nats-server whose PID is recorded in rundir, if it is still that program."""
-    pidfile = rundir / "nats-server.pid"
-    try:
-        pid = int(pidfile.read_text().strip())
-        exe = os.readlink(f"/proc/{pid}/exe")
-    except (OSError, ValueError):
-        return None
-    if os.path.basename(exe) != "nats-server":
-        return None
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    for _ in range(100):
-        if not os.path.exists(f"/proc/{pid}"):
-            break
-        time.sleep(0.02)
-    else:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    with contextlib.suppress(FileNotFoundError):
-        pidfile.unlink()
-    return pid
+    return end_recorded(rundir / "nats-server.pid", ("nats-server",))

@@ -11,30 +11,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import threading
-import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 from netfate.drivers.openflow import OpenFlowChannel
 from netfate.errors import DriverError, NotFound
-from netfate.proc import run
+from netfate.proc import end_pid, run
 from netfate.steering import TSRule, rule_cookie, to_flowmod
 
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 DAEMONS = ("ovs-vswitchd", "ovsdb-server")
 ISOLATED_VLAN = 4000
-
-
-def _alive(pid: int) -> bool:
-    """True unless the process is gone or a zombie (detached daemons are reaped by init)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 class OvsServer:
@@ -108,15 +97,7 @@ class OvsServer:
             pid = self.pid(daemon)
             if pid is None:
                 continue
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            for _ in range(200):
-                if not _alive(pid):
-                    break
-                time.sleep(0.01)
-            else:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            end_pid(pid)
             ended.append(pid)
         return ended
 

@@ -35,11 +35,13 @@ from pathlib import Path
 
 from netfate.errors import DriverError
 from netfate.naming import PREFIX
+from netfate.proc import end_recorded
 from netfate.radius.client import RadiusClient
 from netfate.radius.settings import RadiusSettings
 
 LIBDIRS = ("/usr/lib/freeradius", "/usr/lib/x86_64-linux-gnu/freeradius",
            "/usr/lib/aarch64-linux-gnu/freeradius", "/usr/local/lib/freeradius")
+PROGRAMS = ("freeradius", "radiusd")  # what a recorded PID must still run
 PIDFILE = "freeradius.pid"
 RUN_AS = "freerad"  # Debian's freeradius package's user and group
 
@@ -185,7 +187,7 @@ class FreeRadius:
         Status-Server. DriverError (with the end of its log) if it does not."""
         if self.proc is not None and self.proc.poll() is None:
             return
-        _end_recorded(self.pidfile)  # an orphan of a stack that was killed
+        end_recorded(self.pidfile, PROGRAMS)  # an orphan of a stack that was killed
         self.write_config()
         argv = [find_binary(), "-f", "-d", str(self.raddb)]
         if self.debug:
@@ -262,32 +264,7 @@ def stop_recorded(state_dir: Path) -> int | None:
     """End the FreeRADIUS started for ``state_dir`` whose PID is recorded in its private
     dir, if that PID is still FreeRADIUS (e.g. after the stack was killed). Returns the PID
     it ended, or None."""
-    return _end_recorded(private_dir(Path(state_dir)) / PIDFILE)
-
-
-def _end_recorded(pidfile: Path) -> int | None:
-    try:
-        pid = int(pidfile.read_text().strip())
-        exe = os.path.basename(os.readlink(f"/proc/{pid}/exe"))
-    except (OSError, ValueError):
-        with contextlib.suppress(OSError):
-            pidfile.unlink()
-        return None
-    if exe not in ("freeradius", "radiusd"):
-        pidfile.unlink()
-        return None
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    for _ in range(150):
-        if not _alive(pid):
-            break
-        time.sleep(0.02)
-    else:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    with contextlib.suppress(FileNotFoundError):
-        pidfile.unlink()
-    return pid
+    return end_recorded(private_dir(Path(state_dir)) / PIDFILE, PROGRAMS)
 
 
 def _unsafe(text: str) -> bool:
@@ -304,9 +281,3 @@ def _user_exists(name: str) -> bool:
     return True
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"

@@ -9,10 +9,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from netfate import paths
+from netfate.proc import alive as pid_alive
+from netfate.proc import end_pid
 
 MARK = "netfate"  # every process we start runs the netfate CLI
 
@@ -39,12 +40,9 @@ def start(name: str, argv: list[str], env: dict[str, str] | None = None) -> int:
 def _ours(pid: int) -> bool:
     try:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
-    if stat.rsplit(")", 1)[1].split()[0] == "Z":
-        return False
-    return any(MARK.encode() in part for part in cmd)
+    return pid_alive(pid) and any(MARK.encode() in part for part in cmd)
 
 
 def recorded() -> dict[str, int]:
@@ -65,14 +63,7 @@ def stop(name: str, sig: int = signal.SIGTERM, timeout: float = 5.0) -> int | No
     if pid is None:
         return None
     if _ours(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-        deadline = time.monotonic() + timeout
-        while _ours(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if _ours(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        end_pid(pid, sig, timeout)
     with contextlib.suppress(FileNotFoundError):
         (pid_dir() / f"{name}.pid").unlink()
     return pid

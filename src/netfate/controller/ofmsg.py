@@ -1,0 +1,83 @@
+"""FlowMod <-> os-ken OpenFlow 1.3 messages, both ways, so sync compares like with like."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as parser
+
+from netfate.steering import FlowMod
+
+RESERVED = {
+    "normal": ofp.OFPP_NORMAL,
+    "flood": ofp.OFPP_FLOOD,
+    "controller": ofp.OFPP_CONTROLLER,
+    "in_port": ofp.OFPP_IN_PORT,
+}
+_RESERVED_NAMES = {v: k for k, v in RESERVED.items()}
+PACKET_IN_BYTES = 128  # enough for Ethernet + IPv4 + UDP headers of a DHCP packet
+
+
+def instructions(f: FlowMod) -> list[Any]:
+    """In OpenFlow 1.3's execution order: apply-actions, write-metadata, goto-table."""
+    actions: list[Any] = [parser.OFPActionSetField(**{k: v}) for k, v in f.set_fields]
+    for o in f.outputs:
+        if isinstance(o, str):
+            port = RESERVED[o]
+            max_len = PACKET_IN_BYTES if o == "controller" else ofp.OFPCML_NO_BUFFER
+        else:
+            port, max_len = o, ofp.OFPCML_NO_BUFFER
+        actions.append(parser.OFPActionOutput(port, max_len))
+    inst: list[Any] = []
+    if actions:
+        inst.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions))
+    if f.write_metadata is not None:
+        inst.append(parser.OFPInstructionWriteMetadata(*f.write_metadata))
+    if f.goto_table is not None:
+        inst.append(parser.OFPInstructionGotoTable(f.goto_table))
+    return inst
+
+
+def flow_mod(dp: Any, f: FlowMod, command: int = ofp.OFPFC_ADD) -> Any:
+    strict_delete = command == ofp.OFPFC_DELETE_STRICT
+    return parser.OFPFlowMod(
+        dp, cookie=f.cookie,
+        # a strict delete also checks the cookie: it removes that one flow, never a namesake
+        cookie_mask=0xFFFFFFFFFFFFFFFF if strict_delete else 0,
+        table_id=f.table_id, command=command,
+        idle_timeout=f.idle_timeout, priority=f.priority,
+        flags=ofp.OFPFF_SEND_FLOW_REM if f.send_flow_removed else 0,
+        out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
+        match=parser.OFPMatch(**f.match),
+        instructions=[] if strict_delete else instructions(f),
+    )
+
+
+def from_stats(st: Any) -> FlowMod:
+    """A flow as an OFPFlowStats (flow stats reply) reports it."""
+    set_fields: list[tuple[str, Any]] = []
+    outputs: list[int | str] = []
+    meta: tuple[int, int] | None = None
+    goto: int | None = None
+    for inst in st.instructions:
+        if isinstance(inst, parser.OFPInstructionActions):
+            for a in inst.actions:
+                if isinstance(a, parser.OFPActionSetField):
+                    set_fields.append((a.key, a.value))
+                elif isinstance(a, parser.OFPActionOutput):
+                    outputs.append(_RESERVED_NAMES.get(a.port, a.port))
+                else:  # an action we never install: make sure the flow compares as wrong
+                    outputs.append(f"unknown:{type(a).__name__}")
+        elif isinstance(inst, parser.OFPInstructionWriteMetadata):
+            meta = (inst.metadata, inst.metadata_mask)
+        elif isinstance(inst, parser.OFPInstructionGotoTable):
+            goto = inst.table_id
+        else:
+            outputs.append(f"unknown:{type(inst).__name__}")
+    return FlowMod(
+        cookie=st.cookie, priority=st.priority, match=dict(st.match.items()),
+        outputs=tuple(outputs), idle_timeout=st.idle_timeout, table_id=st.table_id,
+        set_fields=tuple(set_fields), write_metadata=meta, goto_table=goto,
+        send_flow_removed=bool(st.flags & ofp.OFPFF_SEND_FLOW_REM),
+    )

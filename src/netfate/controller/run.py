@@ -1,0 +1,38 @@
+"""Start the controller: os-ken listening for switches on loopback, the bus bridge to NATS."""
+
+from __future__ import annotations
+
+import logging
+
+
+def run_controller(
+    nats_url: str | None,
+    listen_port: int,
+    listen_host: str = "127.0.0.1",
+    purge_foreign: bool = False,
+) -> None:
+    """Run until the process is stopped. Blocks.
+
+    nats_url None runs without the bus (no desired state arrives: switches are left alone),
+    which is only useful to check that switches connect. purge_foreign also removes flows
+    that were not installed by the controller (an agent's steering rules, the testbed's
+    NORMAL rule): use it once nothing else programs the switches.
+    """
+    # os-ken wants its app manager imported before its controller module (circular import),
+    # and its options parsed before the controller module reads them.
+    import os_ken.base.app_manager as app_manager
+    import os_ken.controller.controller  # noqa: F401  (registers the ofp-* options)
+    from os_ken import cfg
+
+    from netfate.controller.app import ControllerApp
+
+    cfg.CONF(
+        args=["--ofp-listen-host", listen_host, "--ofp-tcp-listen-port", str(listen_port)],
+        project="os_ken",
+    )
+    ControllerApp.nats_url = nats_url
+    ControllerApp.purge_foreign = purge_foreign
+    logging.getLogger("netfate.controller").info(
+        "OpenFlow controller on %s:%d, NATS %s", listen_host, listen_port, nats_url or "off"
+    )
+    app_manager.AppManager.run_apps(["netfate.controller.app"])
