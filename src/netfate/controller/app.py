@@ -117,7 +117,7 @@ class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
             from netfate.controller.bus import BusBridge
 
             bridge = BusBridge(self.nats_url, self.submit_desired, lambda: list(self._connected))
-            bridge.start()
+            bridge.start(timeout=None)  # the bus may come up after the controller
             self.bus = bridge
         return thread
 

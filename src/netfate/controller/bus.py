@@ -51,14 +51,21 @@ class BusBridge:
         self._nc: Any = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self._stop: asyncio.Event | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._last_error = ""
         self._thread: threading.Thread | None = None
 
     # -- called from any thread ----------------------------------------------------------------
-    def start(self, timeout: float = 10.0) -> None:
+    def start(self, timeout: float | None = 10.0) -> None:
+        """Connect in the background. With a timeout, wait that long for the connection and
+        raise if it is not there; with None, return at once (the bridge keeps trying, and the
+        controller leaves switches alone until desired states arrive)."""
         self._thread = threading.Thread(target=self._run, name="netfate-bus", daemon=True)
         self._thread.start()
+        if timeout is None:
+            return
         if not self._ready.wait(timeout):
+            self.stop()
             raise DriverError(f"controller: no connection to NATS at {self.url} in {timeout:g}s")
         if self._error is not None:
             raise DriverError(f"controller: NATS at {self.url}: {self._error}")
@@ -79,10 +86,10 @@ class BusBridge:
         fut.add_done_callback(done)
 
     def stop(self, timeout: float = 5.0) -> None:
-        loop, stop = self._loop, self._stop
-        if loop is not None and stop is not None:
-            with contextlib.suppress(RuntimeError):  # loop already closed
-                loop.call_soon_threadsafe(stop.set)
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has ended already
+                loop.call_soon_threadsafe(task.cancel)
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -90,23 +97,39 @@ class BusBridge:
     def _run(self) -> None:
         try:
             asyncio.run(self._main())
+        except asyncio.CancelledError:
+            pass  # stop()
         except BaseException as exc:  # surfaced by start(); the thread must not die silently
             self._error = exc
+            log.error("NATS bridge ended: %s", exc)
             self._ready.set()
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        self._nc = await nats.connect(
-            self.url, name=self.name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-            reconnected_cb=self._hello, connect_timeout=5,
-        )
-        await self._nc.subscribe(subjects.ALL_CONTROLLER_DESIRED, cb=self._on_msg)
-        await self._hello()
-        self._ready.set()
-        await self._stop.wait()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._nc.close(), 2)
+        self._task = asyncio.current_task()
+        try:
+            # Retries forever, the first connection included: a controller started before
+            # the bus waits for it rather than dying.
+            self._nc = await nats.connect(
+                self.url, name=self.name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                reconnected_cb=self._hello, error_cb=self._on_error, connect_timeout=2,
+            )
+            await self._nc.subscribe(subjects.ALL_CONTROLLER_DESIRED, cb=self._on_msg)
+            await self._hello()
+            log.info("connected to NATS at %s", self.url)
+            self._last_error = ""
+            self._ready.set()
+            await asyncio.Event().wait()  # until stop() cancels this task
+        finally:
+            if self._nc is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._nc.close(), 2)
+
+    async def _on_error(self, exc: Exception) -> None:
+        text = str(exc) or type(exc).__name__
+        if text != self._last_error:  # while the bus is down, every retry fails the same way
+            log.warning("NATS: %s", text)
+        self._last_error = text
 
     async def _hello(self) -> None:
         hello = ControllerHello(ts=time.time(), nodes=self._nodes())

@@ -8,11 +8,17 @@ the winner is undefined, so the pipeline must never rely on it.
 
 from __future__ import annotations
 
+import struct
+import types
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as parser
+
+from netfate.controller import ofmsg
 from netfate.controller.oxm import to_int
 from netfate.steering import ETH_ARP, ETH_IPV4, FlowMod
 
@@ -51,6 +57,10 @@ class FakeSwitch:
     def delete(self, flows: Iterable[FlowMod]) -> None:
         for f in flows:
             self.flows.pop(key(f), None)
+
+    def flow_stats(self) -> list[Any]:
+        """The flows as a switch reports them: os-ken OFPFlowStats parsed from wire bytes."""
+        return [as_reported(f) for f in self.flows.values()]
 
     def table(self, table_id: int) -> list[FlowMod]:
         return [f for f in self.flows.values() if f.table_id == table_id]
@@ -145,3 +155,24 @@ def arp_packet(in_port: str, eth_src: str, spa: str, tpa: str, op: int = 1,
                eth_dst: str = "ff:ff:ff:ff:ff:ff", sha: str | None = None) -> dict[str, Any]:
     return {"in_port": in_port, "eth_src": eth_src, "eth_dst": eth_dst, "eth_type": ETH_ARP,
             "arp_op": op, "arp_sha": sha or eth_src, "arp_spa": spa, "arp_tpa": tpa}
+
+
+_DP = types.SimpleNamespace(ofproto=ofp, ofproto_parser=parser, id=0)
+_FLOW_MOD_HEAD = 48  # ofp_header + the fixed part of ofp_flow_mod, before the match
+
+
+def stats_bytes(f: FlowMod, packets: int = 0) -> bytes:
+    """One ofp_flow_stats entry, as a switch puts it in a flow-stats reply."""
+    mod = ofmsg.flow_mod(_DP, f)
+    mod.serialize()
+    body = bytes(mod.buf[_FLOW_MOD_HEAD:])  # match (padded) + instructions
+    flags = ofp.OFPFF_SEND_FLOW_REM if f.send_flow_removed else 0
+    head = struct.pack(ofp.OFP_FLOW_STATS_0_PACK_STR, ofp.OFP_FLOW_STATS_0_SIZE + len(body),
+                       f.table_id, 1, 0, f.priority, f.idle_timeout, 0, flags, f.cookie,
+                       packets, packets * 100)
+    return head + body
+
+
+def as_reported(f: FlowMod, packets: int = 0) -> Any:
+    """One flow in a flow-stats reply, parsed from the bytes a switch would send for it."""
+    return parser.OFPFlowStats.parser(stats_bytes(f, packets), 0)

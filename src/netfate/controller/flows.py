@@ -19,8 +19,9 @@ the part that needs it, failing closed: the rest is installed, and the skip is r
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from netfate.controller import pipeline as pl
@@ -68,15 +69,18 @@ def build(state: SwitchState, ofports: Mapping[str, int]) -> FlowSet:
     out = FlowSet()
     port = _Ports(ofports)
     _check_tags(state)
-    units: list[tuple[str, Any]] = [("base", lambda: _base(state, port))]
+    # Each unit is installed whole or not at all (a port it names is missing).
+    units: list[tuple[str, Callable[[], Iterator[FlowMod]]]] = [
+        ("base", partial(_base, state, port))
+    ]
     for p in state.infra_ports:
-        units.append((f"infra port {p}", lambda p=p: _normal(p, port)))
+        units.append((f"infra port {p}", partial(_normal, p, port)))
     if state.services is not None:
-        units.append(("access services", lambda: _services(state, state.services, port)))
+        units.append(("access services", partial(_services, state, state.services, port)))
     for u in state.users:
-        units.append((f"user {u.name}", lambda u=u: _user(state, u, port)))
+        units.append((f"user {u.name}", partial(_user, state, u, port)))
     for loc in state.locations:
-        units.append((f"location of {loc.user}", lambda loc=loc: _location(loc, port)))
+        units.append((f"location of {loc.user}", partial(_location, loc, port)))
     seen: set[tuple[int, int, tuple[tuple[str, Any], ...]]] = set()
     for what, make in units:
         try:
@@ -184,8 +188,9 @@ def _user(state: SwitchState, u: User, port: _Ports) -> Iterator[FlowMod]:
     if u.ip is None:
         return  # no address yet: DHCP is all it may do
     if svc is not None and s is not None:
-        yield _flow(Kind.USER, u.name, pl.INGRESS, pl.P_ARP_TO_SERVICES,
-                    {**arp, "arp_spa": u.ip, "arp_tpa": svc.ip}, (s,))
+        for ip in sorted({svc.ip, svc.resolver}):
+            yield _flow(Kind.USER, u.name, pl.INGRESS, pl.P_ARP_TO_SERVICES,
+                        {**arp, "arp_spa": u.ip, "arp_tpa": ip}, (s,))
     # Unauthenticated clients need ARP too: without the gateway's MAC the browser's first
     # HTTP packet is never sent, so there is nothing to redirect.
     yield _flow(Kind.USER, u.name, pl.INGRESS, pl.P_ARP_FROM_CLIENT,

@@ -95,7 +95,7 @@ class User(_M):
     mac: Mac
     ip: IPv4 | None = None  # the address it was given (DHCP / RADIUS Framed-IP); None: none yet
     port: PortName = Field(min_length=1)  # the access port it is behind
-    authenticated: bool = False
+    authenticated: bool = False  # False: captive portal; chain, classifiers, idle unused
     chain: tuple[Hop, ...] = ()  # default chain, in upstream order; empty: straight out
     classifiers: tuple[Classifier, ...] = ()
     idle_timeout: int = Field(default=0, ge=0, le=65535)  # seconds; 0: no idle detection
