@@ -3,7 +3,6 @@ agents really run (no root), the JSON has its shape, and nothing is left behind.
 
 from __future__ import annotations
 
-import glob
 import os
 import tempfile
 
@@ -23,7 +22,6 @@ def test_node_mix() -> None:
 
 @pytest.mark.slow
 def test_tiny_run_reports_and_cleans_up() -> None:
-    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "fate-*")))
     out = run(Params(nodes=5, users=20, rate=20, duration=2, telemetry_interval=0.5,
                      users_via="api", op_timeout=20))
     assert out["benchmark"] == "control-plane"
@@ -47,8 +45,9 @@ def test_tiny_run_reports_and_cleans_up() -> None:
     assert procs["orchestrator"] and procs["nats_server"] and procs["left_running"] == []
     for pid in [procs["orchestrator"], procs["nats_server"], *procs["agents"]]:
         assert not os.path.exists(f"/proc/{pid}") or _zombie(pid)
-    after = set(glob.glob(os.path.join(tempfile.gettempdir(), "fate-*")))
-    assert not (after - before), "the bench left its temp dir"
+    tmp = procs["tmp_dir"]
+    assert os.path.basename(tmp).startswith("fate-") and tmp.startswith(tempfile.gettempdir())
+    assert procs["tmp_dir_removed"] and not os.path.exists(tmp), "the bench left its temp dir"
 
 
 def _zombie(pid: int) -> bool:

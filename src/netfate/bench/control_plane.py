@@ -1009,6 +1009,7 @@ def run(p: Params) -> dict[str, Any]:
         **result,
         "targets": TARGETS,
         "peers": PEERS,
-        "processes": {**pids, "left_running": left},
+        "processes": {**pids, "left_running": left, "tmp_dir": str(tmp),
+                      "tmp_dir_removed": not tmp.exists()},
         "wall_s": round(time.perf_counter() - t0, 1),
     }
