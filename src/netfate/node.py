@@ -46,7 +46,7 @@ class Node:
         self.network.create_ports(self.lsi, [(p, None) for p in ports], isolated=True)
         self.network.apply_ts_rules(self.lsi, [
             TSRule(rule_id=f"nfport:{p}", priority=2, match=Match(in_port=p)) for p in ports
-        ])
+        ], settle=False)  # new ports: no cached flow can involve them
 
     def remove_nf(self, instance_id: str) -> None:
         try:

@@ -265,8 +265,9 @@ class OvsNetwork:
     def create_ts_rule(self, lsi: str, rule: TSRule) -> None:
         self.apply_ts_rules(lsi, [rule])
 
-    def apply_ts_rules(self, lsi: str, rules: list[TSRule]) -> None:
-        """Install rules in one OpenFlow batch. Re-applying a rule replaces it in place."""
+    def apply_ts_rules(self, lsi: str, rules: list[TSRule], *, settle: bool = True) -> None:
+        """Install rules in one OpenFlow batch. Re-applying a rule replaces it in place.
+        settle=False when no traffic can have used the old flows (e.g. rules on new ports)."""
         if not rules:
             return
         ofports = self.list_ports(lsi)
@@ -290,7 +291,8 @@ class OvsNetwork:
         if stale:  # a rule whose match changed: drop its old flow after the new one is in
             self._of(lsi).delete_strict(stale)
         self._save_rules(lsi, known)
-        self.settle()
+        if settle:
+            self.settle()
 
     def delete_ts_rule(self, lsi: str, rule_id: str) -> None:
         self.delete_ts_rules(lsi, [rule_id])
@@ -308,9 +310,11 @@ class OvsNetwork:
     def settle(self) -> None:
         """Return once the datapath forwards by the new flows. A barrier only says the flow
         table changed; the userspace datapath keeps using its cached flows until the
-        revalidators have been through them, which lags on a loaded machine."""
+        revalidators have been through them (up to hundreds of ms on a loaded machine), so a
+        user's packets could still take the path around a new NF. Purging the cache is
+        faster and certain; the next packet of each flow is classified again."""
         run(["ovs-appctl", "-t", str(self.server.rundir / "ovs-vswitchd.ctl"),
-             "revalidator/wait"], env=self.server.env, check=False, timeout=10)
+             "revalidator/purge"], env=self.server.env, check=False, timeout=10)
 
     def list_ts_rules(self, lsi: str) -> list[TSRule]:
         return [TSRule.model_validate(v) for v in self._load_rules(lsi).values()]
