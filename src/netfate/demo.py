@@ -62,17 +62,6 @@ class _Echo:
         self.sock.close()
 
 
-def _connect(ns: str, ip: str, port: int, timeout: float = 1.0) -> socket.socket | None:
-    s = netns.socket_in(ns, socket.AF_INET, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect((ip, port))
-        return s
-    except OSError:
-        s.close()
-        return None
-
-
 def _echoes(s: socket.socket, payload: bytes) -> bool:
     try:
         s.sendall(payload)
@@ -114,7 +103,8 @@ def run_demo(keep: bool = False, json_out: bool = False) -> dict[str, Any]:
             for user, (host, _) in USERS.items():
                 node, mac, _, _ = tb.access(host)
                 h = tb.host(host)
-                _connect(h.netns, ip, 9, timeout=0.2)  # the client speaks: its CPE learns it
+                # the client speaks, so its CPE learns its port
+                netns.tcp_connect(h.netns, ip, 9, timeout=0.2)
                 t = time.perf_counter()
                 out = http.post(f"/users/{user}/associate", json={
                     "node": node, "mac": mac, "ip": tb.topology.host_address(h)}).json()
@@ -123,12 +113,12 @@ def run_demo(keep: bool = False, json_out: bool = False) -> dict[str, Any]:
                     (time.perf_counter() - t) * 1000), ops=[o["operation_state"] for o in ops])
             time.sleep(0.5)
             client1 = tb.host("client1").netns
-            long_lived = _connect(client1, ip, 5201)
+            long_lived = netns.tcp_connect(client1, ip, 5201)
             check("user1: TCP 5201 allowed through the firewall",
                   long_lived is not None and _echoes(long_lived, b"hello"))
-            check("user1: TCP 2323 denied by user1's rule", _connect(client1, ip, 2323,
+            check("user1: TCP 2323 denied by user1's rule", netns.tcp_connect(client1, ip, 2323,
                                                                     0.7) is None)
-            other = _connect(tb.host("client2").netns, ip, 2323)
+            other = netns.tcp_connect(tb.host("client2").netns, ip, 2323)
             check("user2: TCP 2323 allowed (user1's rules are not user2's)", other is not None)
             if other:
                 other.close()

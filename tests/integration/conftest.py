@@ -113,15 +113,7 @@ def servers() -> Iterator[list[Server]]:
             s.stop()
 
 
-def tcp_connect(ns: str, ip: str, port: int, timeout: float = 1.0) -> socket.socket | None:
-    s = netns.socket_in(ns, socket.AF_INET, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect((ip, port))
-        return s
-    except OSError:
-        s.close()
-        return None
+tcp_connect = netns.tcp_connect
 
 
 def echo_ok(s: socket.socket, payload: bytes = b"hello") -> bool:

@@ -132,6 +132,20 @@ def socket_in(name: str | None, family: int, type_: int, proto: int = 0) -> sock
         return socket.socket(family, type_, proto)
 
 
+def tcp_connect(
+    name: str | None, ip: str, port: int, timeout: float = 1.0
+) -> socket.socket | None:
+    """A TCP connection from inside a namespace, or None if it cannot be made in time."""
+    s = socket_in(name, socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect((ip, port))
+        return s
+    except OSError:
+        s.close()
+        return None
+
+
 def iproute(name: str | None = None) -> IPRoute:
     """A netlink socket bound to the namespace (the root one when name is None)."""
     if name is None:
