@@ -80,10 +80,21 @@ def agent(
     a = Agent(node, role, nats_url, paths.run_dir(), OvsServer(paths.ovs_dir()),
               uplink=uplink, telemetry_interval=telemetry_interval, mtu=mtu, budget=budget)
 
+    import faulthandler
+    import os
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # stacks on demand, for debugging
+
     async def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, a.stop)
         await a.run()
+        logging.getLogger("netfate.agent").info("agent of %s stopped", node)
+        logging.shutdown()
+        # Everything that matters is closed (bus, OVSDB, OpenFlow); a worker thread blocked
+        # in a driver call would otherwise hold up interpreter exit. The agent's state is in
+        # the kernel, OVS and its run dir, which it is built to find again after a kill -9.
+        os._exit(0)
 
     asyncio.run(main())

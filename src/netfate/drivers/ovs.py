@@ -138,7 +138,8 @@ class OvsNetwork:
             self._channels.clear()
             if self._api is not None:
                 with contextlib.suppress(Exception):
-                    self._api.ovsdb_connection.stop()
+                    # its thread may sit in the IDL poller until the next OVSDB change
+                    self._api.ovsdb_connection.stop(timeout=1)
                 self._api = None
 
     def _commit(self, *cmds: Any) -> None:
