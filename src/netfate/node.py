@@ -20,6 +20,9 @@ class Node:
     lsi: str
     network: OvsNetwork
     compute: ComputeDriver
+    # Without an SDN controller the node guards NF ports with drop rules of its own; with
+    # one, the controller owns every flow (its table-miss drops) and would purge them.
+    guard_ports: bool = True
 
     def deploy_nf(
         self, owner: str, nf: str, bundle_sha256: str, config: dict[str, Any] | None = None
@@ -44,6 +47,8 @@ class Node:
         """
         ports = [p.host_if for p in info.ports]
         self.network.create_ports(self.lsi, [(p, None) for p in ports], isolated=True)
+        if not self.guard_ports:
+            return
         self.network.apply_ts_rules(self.lsi, [
             TSRule(rule_id=f"nfport:{p}", priority=2, match=Match(in_port=p)) for p in ports
         ], settle=False)  # new ports: no cached flow can involve them

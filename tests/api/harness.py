@@ -34,9 +34,11 @@ from netfate.bus.messages import (
     Register,
     Reply,
     Resources,
-    SteeringSpec,
+    SwitchPorts,
+    SwitchSynced,
     Telemetry,
 )
+from netfate.controller.model import SwitchState
 from netfate.orchestrator.app import create_app
 from netfate.orchestrator.settings import Settings
 
@@ -192,7 +194,10 @@ class FakeAgent:
         self.mode: Mode = "ok"
         self.fail_error = f"create failed on {name}: nft: syntax error (fake agent)"
         self.running: dict[str, InstanceSpec] = {}
-        self.steering: list[SteeringSpec] = []
+        # It is also its switch's controller: the desired states it was sent, confirmed.
+        self.switch_states: list[SwitchState] = []
+        self.stations: dict[str, str] = {"02:00:00:00:00:01": "lan1",
+                                         "02:00:00:00:00:02": "lan2"}
         self.commands: list[Command] = []
         self.registrations: list[Command] = []
         self.imported: dict[str, dict[str, Any]] = {}
@@ -250,13 +255,15 @@ class FakeAgent:
         self._nc = await nats.connect(self.url, name=f"fake-agent-{self.name}",
                                       allow_reconnect=False, connect_timeout=5)
         await self._nc.subscribe(subjects.command(self.name), cb=self._on_command)
+        await self._nc.subscribe(subjects.controller_desired(self.name), cb=self._on_desired)
         await self._nc.flush()
         return await self._register()
 
     async def _register(self) -> Command:
         reg = Register(node=self.name, role=self.role,  # type: ignore[arg-type]
                        capabilities=self.capabilities,
-                       infrastructure={"flavours": ["native"], "arch": "x86_64"},
+                       infrastructure={"flavours": ["native"], "arch": "x86_64",
+                                       "switch_ports": self._ports().model_dump()},
                        resources=self._resources(), agent_version="fake")
         msg = await self._nc.request(subjects.REGISTER, reg.model_dump_json().encode(),
                                      timeout=10)
@@ -284,7 +291,32 @@ class FakeAgent:
             self.running = want
         else:  # removals and updates only
             self.running = {k: want[k] for k in self.running if k in want}
-        self.steering = list(desired.steering)
+
+    def _ports(self) -> SwitchPorts:
+        if self.role != "cpe":
+            return SwitchPorts(infra=["down1"])
+        return SwitchPorts(uplink="up", access=["lan1", "lan2"], stations=self.stations)
+
+    @property
+    def steering(self) -> list[tuple[str, str, list[str]]]:
+        """The authenticated users of its switch's latest desired state: (user, MAC, the
+        chain's NF ports, LAN and WAN side of each hop)."""
+        with self._lock:
+            st = self.switch_states[-1] if self.switch_states else None
+        if st is None:
+            return []
+        return [(u.name, u.mac, [p for h in u.chain for p in (h.lan, h.wan)])
+                for u in st.users if u.authenticated]
+
+    async def _on_desired(self, msg: Msg) -> None:
+        st = SwitchState.model_validate_json(msg.data)
+        with self._lock:
+            self.switch_states.append(st)
+        rep = SwitchSynced(node=self.name, generation=st.generation, added=0, deleted=0,
+                           unchanged=0, ts=time.time())
+        if self._nc is not None:
+            await self._nc.publish(subjects.controller_synced(self.name),
+                                   rep.model_dump_json().encode())
 
     async def _on_command(self, msg: Msg) -> None:
         cmd = Command.model_validate_json(msg.data)

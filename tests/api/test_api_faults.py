@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from netfate import naming
 from netfate.bus.messages import Command
 from tests.api.conftest import MakeAgent, MakeLive
 from tests.api.harness import (
@@ -220,8 +221,8 @@ def test_associate_places_steers_and_idle_releases(client: httpx.Client,
             ("user1", "02:00:00:00:00:01", [FW], True)]
 
     wait_until(steered, 5, "user1's steering rule at cpe1 to be installed")
-    assert [(s.user, s.mac, s.chain) for s in agent.steering] == [
-        ("user1", "02:00:00:00:00:01", [FW])]
+    assert agent.steering == [
+        ("user1", "02:00:00:00:00:01", [naming.nf_port(FW, "lan"), naming.nf_port(FW, "wan")])]
     user = client.get(f"{API}/users/user1").json()
     assert (user["access_node"], user["mac"], user["ip"]) == ("cpe1", "02:00:00:00:00:01",
                                                               "10.0.0.2")

@@ -19,6 +19,7 @@ import nats
 from nats.aio.msg import Msg
 
 from netfate import __version__, naming
+from netfate.agent.ports import PORT_POLL_S, leases_file, read_leases, switch_ports
 from netfate.agent.reconcile import diff
 from netfate.agent.telemetry import Budget, CpuMeter, resources
 from netfate.bundle import BundleStore
@@ -28,16 +29,17 @@ from netfate.bus.messages import (
     DesiredState,
     InstanceSpec,
     NFActual,
+    NodeEvent,
     Notification,
     Register,
     Reply,
     Resources,
-    SteeringSpec,
+    SwitchPorts,
     Telemetry,
 )
 from netfate.drivers import capabilities
 from netfate.drivers.native import NativeCompute
-from netfate.drivers.ovs import OvsNetwork, OvsServer, learned_port
+from netfate.drivers.ovs import OvsNetwork, OvsServer
 from netfate.errors import NetfateError, NotFound
 from netfate.interfaces import NFInfo
 from netfate.node import Node
@@ -57,6 +59,7 @@ class Agent:
         telemetry_interval: float = 2.0,
         mtu: int = 1500,
         budget: Budget | None = None,
+        controller_managed: bool = True,
     ) -> None:
         self.name = node
         self.role = role
@@ -64,8 +67,13 @@ class Agent:
         self.store = BundleStore(rundir / "bundles")
         self.ovs = ovs
         self.network = OvsNetwork(ovs)
+        # The SDN controller owns the switch's flows (steering, port security): the agent
+        # runs NFs and reports what it sees on the switch.
         self.node = Node(node, naming.bridge(node), self.network,
-                         NativeCompute(node, rundir, self.store, mtu=mtu))
+                         NativeCompute(node, rundir, self.store, mtu=mtu),
+                         guard_ports=not controller_managed)
+        self.ports = SwitchPorts()
+        self._leases_file = leases_file(node)
         self.uplink = uplink or naming.ifname(node, "up")
         self.interval = telemetry_interval
         self.cpu = CpuMeter()
@@ -100,7 +108,6 @@ class Agent:
                       lambda s=spec: self.node.compute.update_nf(s.instance_id, s.config))
         for iid in acts.start:
             self._try(errors, f"start {iid}", lambda i=iid: self.node.compute.start_nf(i))
-        self._steer(desired.steering, errors)
         return errors
 
     @staticmethod
@@ -129,31 +136,6 @@ class Agent:
             raise NotFound(f"bundle {sha[:12]}: fetching {url} gave HTTP {r.status_code}")
         self.store.add(r.content, expected_sha256=sha)
 
-    def _steer(self, specs: list[SteeringSpec], errors: list[str]) -> None:
-        lsi = self.node.lsi
-        wanted: dict[str, SteeringSpec] = {s.user: s for s in specs}
-        current = {
-            r.rule_id for r in self.network.list_ts_rules(lsi) if r.rule_id.startswith("user:")
-        }
-        keep: set[str] = set()
-        ofports: dict[str, int] | None = None
-        for user, spec in wanted.items():
-            try:
-                chain = [self.node.compute.info(i) for i in spec.chain]
-                ofports = ofports or self.network.list_ports(lsi)
-                port = learned_port(self.ovs, lsi, spec.mac, ofports)
-                if port is None:
-                    raise NotFound(f"no port on {lsi} has seen {spec.mac} yet")
-                rules = self.node.steering_rules(f"user:{user}", spec.mac, port, self.uplink,
-                                                 chain)
-                self.network.apply_ts_rules(lsi, rules)
-                keep.update(r.rule_id for r in rules)
-            except NetfateError as exc:
-                errors.append(f"steer {user}: {exc}")
-        stale = sorted(current - keep)
-        if stale:
-            self.network.delete_ts_rules(lsi, stale)
-
     # -- messages --------------------------------------------------------------------------
     async def _run(self, fn: Any, *args: Any) -> Any:
         async with self._lock:
@@ -169,7 +151,8 @@ class Agent:
         return Register(
             node=self.name, role=self.role,  # type: ignore[arg-type]
             capabilities=sorted(capabilities.functional()),
-            infrastructure=capabilities.infrastructure(),
+            infrastructure={**capabilities.infrastructure(),
+                            "switch_ports": self.ports.model_dump(mode="json")},
             resources=self._resources([n.instance_id for n in nfs]),
             agent_version=__version__,
         )
@@ -226,6 +209,35 @@ class Agent:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.interval)
 
+    def _read_ports(self) -> SwitchPorts:
+        ids = self.network.port_ids(self.node.lsi)
+        return switch_ports(self.role, self.uplink, ids, read_leases(self._leases_file))
+
+    async def ports_loop(self) -> None:
+        """What the switch has: reported when it changes, and stations coming and going as
+        client events (hostapd's AP-STA-CONNECTED / -DISCONNECTED, emulated by the testbed
+        setting attached-mac on the port a station's link comes up on)."""
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):
+                new = await asyncio.to_thread(self._read_ports)
+                if new != self.ports:
+                    old, self.ports = self.ports, new
+                    await self._event("switch", new.model_dump(mode="json"))
+                    for mac, port in new.stations.items():
+                        if old.stations.get(mac) != port:
+                            await self._event("client.associated", {"mac": mac, "port": port})
+                    for mac, port in old.stations.items():
+                        if new.stations.get(mac) != port:
+                            await self._event("client.disassociated",
+                                              {"mac": mac, "port": port})
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), PORT_POLL_S)
+
+    async def _event(self, kind: str, data: dict[str, Any]) -> None:
+        ev = NodeEvent(node=self.name, ts=time.time(), kind=kind,  # type: ignore[arg-type]
+                       data=data)
+        await self._nc.publish(subjects.events(self.name), ev.model_dump_json().encode())
+
     async def notify_loop(self) -> None:
         queue = self.node.compute.queue  # type: ignore[attr-defined]
         while not self._stop.is_set():
@@ -253,6 +265,8 @@ class Agent:
             reconnect_time_wait=0.5, reconnected_cb=reconnected,
         )
         await self.network_ready()
+        with contextlib.suppress(Exception):
+            self.ports = await asyncio.to_thread(self._read_ports)
         await self._nc.subscribe(subjects.command(self.name), cb=self.on_command)
         while not self._stop.is_set():
             try:
@@ -263,7 +277,8 @@ class Agent:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), 1.0)
         tasks = [asyncio.create_task(self.telemetry_loop()),
-                 asyncio.create_task(self.notify_loop())]
+                 asyncio.create_task(self.notify_loop()),
+                 asyncio.create_task(self.ports_loop())]
         await self._stop.wait()
         for t in tasks:
             t.cancel()

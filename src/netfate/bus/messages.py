@@ -38,16 +38,9 @@ class InstanceSpec(_Msg):
     config: dict[str, Any] = {}
 
 
-class SteeringSpec(_Msg):
-    user: str
-    mac: str
-    chain: list[str]                     # local instance ids, in order
-
-
 class DesiredState(_Msg):
     generation: int = 0
-    instances: list[InstanceSpec] = []
-    steering: list[SteeringSpec] = []
+    instances: list[InstanceSpec] = []  # steering is the SDN controller's (SwitchState)
 
 
 class NFActual(_Msg):
@@ -85,8 +78,30 @@ class Reply(_Msg):
 class NodeEvent(_Msg):
     node: str
     ts: float
-    kind: Literal["client.associated", "client.disassociated", "nf.state", "nf.failed"]
+    kind: Literal["client.associated", "client.disassociated", "switch", "nf.state",
+                  "nf.failed"]
     data: dict[str, Any] = {}
+
+
+class ServicesPort(_Msg):
+    port: str
+    mac: str
+    ip: str
+
+
+class SwitchPorts(_Msg):
+    """What the agent sees on its node's switch, for the orchestrator's SwitchState: each
+    port's part (from the port's external_ids, set by whoever attached it), the stations
+    associated on access ports (`attached-mac`, as hostapd would report them) and the
+    DHCP leases of the node's access services."""
+
+    uplink: str | None = None
+    access: list[str] = []
+    infra: list[str] = []
+    links: dict[str, str] = {}          # port -> the node at its other end
+    services: ServicesPort | None = None
+    stations: dict[str, str] = {}       # MAC -> access port
+    leases: dict[str, str] = {}         # MAC -> IPv4 address (DHCP)
 
 
 class Notification(_Msg):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from netfate.cli import bench, client, nf, services, testbed
+from netfate.cli import access, bench, client, nf, services, testbed
 
 app = typer.Typer(
     help="NetFATE: network functions at the edge that follow their users.",
@@ -14,8 +14,10 @@ app = typer.Typer(
 app.add_typer(testbed.app, name="testbed")
 app.add_typer(nf.app, name="nf")
 app.add_typer(bench.app, name="bench")
+app.add_typer(access.app, name="access")
 app.command()(services.orchestrator)
 app.command()(services.agent)
+app.command()(services.controller)
 client.register(app)
 
 

@@ -28,6 +28,12 @@ def orchestrator(
     nats_port: Annotated[int | None, Opt(help="Port for the embedded nats-server")] = None,
     command_timeout: Annotated[float, Opt(help="Seconds an agent has to answer")] = 15.0,
     policy: Annotated[str, Opt(help="Placement policy")] = "netfate",
+    radius: Annotated[bool, Opt(help="Start FreeRADIUS (private config, loopback) with the "
+                                     "orchestrator")] = False,
+    user_idle_timeout: Annotated[int, Opt(help="Seconds without packets before a user is "
+                                               "idle (0: never)")] = 60,
+    reauth_lifetime: Annotated[float, Opt(help="Seconds a session allows fast "
+                                               "re-authentication at another node")] = 3600,
 ) -> None:
     """Run the orchestrator: API, NFVI database, engine and coordinator."""
     import uvicorn
@@ -37,7 +43,9 @@ def orchestrator(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = Settings(state_dir=state_dir, db_url=db_url, nats_url=nats_url, host=host,
-                        port=port, command_timeout=command_timeout, policy=policy)
+                        port=port, command_timeout=command_timeout, policy=policy,
+                        radius=radius, user_idle_timeout=user_idle_timeout,
+                        reauth_lifetime=reauth_lifetime)
     app = create_app(settings)
     if nats_port:
         from netfate.bus.server import EmbeddedNats
@@ -66,6 +74,9 @@ def agent(
     mem_mb: Annotated[int | None, Opt(help="Declared memory for NFs (emulated nodes sharing "
                                           "a host); default: the host's")] = None,
     cpus: Annotated[float, Opt(help="Declared CPUs for NFs, with --mem-mb")] = 1.0,
+    controller_managed: Annotated[bool, Opt(help="An SDN controller owns the switch's "
+                                                 "flows (else NF ports get drop rules "
+                                                 "from the agent)")] = True,
 ) -> None:
     """Run the agent of one NFVI node (CPE, PE or DC)."""
     need_root()
@@ -78,7 +89,8 @@ def agent(
 
     budget = Budget(mem_mb, cpus) if mem_mb else None
     a = Agent(node, role, nats_url, paths.run_dir(), OvsServer(paths.ovs_dir()),
-              uplink=uplink, telemetry_interval=telemetry_interval, mtu=mtu, budget=budget)
+              uplink=uplink, telemetry_interval=telemetry_interval, mtu=mtu, budget=budget,
+              controller_managed=controller_managed)
 
     import faulthandler
     import os
@@ -98,3 +110,21 @@ def agent(
         os._exit(0)
 
     asyncio.run(main())
+
+
+def controller(
+    nats_url: Annotated[str | None, Opt(help="NATS URL of the orchestrator's bus (desired "
+                                             "switch states arrive there)")]
+    = "nats://127.0.0.1:4222",
+    port: Annotated[int, Opt(help="OpenFlow port the switches connect to")] = 6653,
+    host: Annotated[str, Opt(help="Address to listen on")] = "127.0.0.1",
+    purge_foreign: Annotated[bool, Opt(help="Also remove flows the controller did not "
+                                            "install")] = True,
+) -> None:
+    """Run the SDN controller (os-ken, OpenFlow 1.3) of every node's switch."""
+    from netfate.controller.run import run_controller
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for noisy in ("os_ken", "os_ken.controller.controller", "os_ken.base.app_manager"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    run_controller(nats_url, port, listen_host=host, purge_foreign=purge_foreign)

@@ -13,7 +13,6 @@ All handlers run on the app's own event thread, one at a time, desired-state upd
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import queue
 import time
@@ -34,25 +33,16 @@ from netfate.bus.messages import ClientSeen, SwitchSynced, UserIdleReport
 from netfate.controller import ofmsg
 from netfate.controller.flows import build
 from netfate.controller.model import SwitchState, User
-from netfate.controller.pipeline import Kind, cookie, kind_of
+from netfate.controller.pipeline import Kind, cookie, datapath_id, kind_of, ovs_datapath_id
 from netfate.controller.sync import diff
 from netfate.steering import FlowMod
 
+__all__ = ["ControllerApp", "datapath_id", "ovs_datapath_id"]
+
 log = logging.getLogger("netfate.controller")
 
-DPID_PREFIX = 0x4E46 << 48  # 'NF': a NetFATE switch, and 48 bits of the node name's hash
 STATS_TIMEOUT = 10.0        # a flow-stats request unanswered this long is asked again
 SEEN_INTERVAL = 5.0         # at most one ClientSeen per (switch, MAC, port) in this time
-
-
-def datapath_id(node: str) -> int:
-    """The datapath id a node's switch is given, so the controller knows which node it is."""
-    return DPID_PREFIX | int(hashlib.sha1(node.encode()).hexdigest()[:12], 16)
-
-
-def ovs_datapath_id(node: str) -> str:
-    """The same, as OVS wants it in other_config:datapath-id (16 hex digits)."""
-    return f"{datapath_id(node):016x}"
 
 
 class Publisher(Protocol):

@@ -94,3 +94,17 @@ def user_tag(user: str) -> int:
 
 def metadata(user: str, direction: int) -> int:
     return (user_tag(user) << 2) | direction
+
+
+# Datapath ids: each node's bridge is given one from its node name, so the controller knows
+# which node a connecting switch is (the testbed sets other_config:datapath-id).
+DPID_PREFIX = 0x4E46 << 48  # 'NF': a NetFATE switch, and 48 bits of the node name's hash
+
+
+def datapath_id(node: str) -> int:
+    return DPID_PREFIX | int(hashlib.sha1(node.encode()).hexdigest()[:12], 16)
+
+
+def ovs_datapath_id(node: str) -> str:
+    """The same, as OVS wants it in other_config:datapath-id (16 hex digits)."""
+    return f"{datapath_id(node):016x}"

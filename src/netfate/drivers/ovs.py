@@ -151,17 +151,30 @@ class OvsNetwork:
             raise DriverError(f"OVSDB transaction failed: {exc}") from exc
 
     # -- LSIs ---------------------------------------------------------------------------
-    def create_lsi(self, lsi: str) -> None:
+    def create_lsi(self, lsi: str, *, controller: str | None = None,
+                   datapath_id: str | None = None) -> None:
+        """An OpenFlow 1.3 bridge, fail_mode=secure. With a controller (tcp:127.0.0.1:6653),
+        it owns the flows; datapath_id (16 hex digits) is how that controller knows it."""
         api = self.api
-        self._commit(
+        other = {"disable-in-band": "true"}
+        if datapath_id is not None:
+            other["datapath-id"] = datapath_id
+        cmds = [
             api.add_br(lsi, may_exist=True, datapath_type="netdev"),
             api.db_set(
                 "Bridge", lsi,
                 ("fail_mode", "secure"),
                 ("protocols", ["OpenFlow13"]),
-                ("other_config", {"disable-in-band": "true"}),
+                ("other_config", other),
             ),
-        )
+        ]
+        if controller is not None:
+            # Reconnect within 1 s (OVS backs off up to 8 s by default): a controller
+            # started after the switch, or restarted, takes over quickly.
+            ctl = api.db_create("Controller", target=controller, max_backoff=1000,
+                                inactivity_probe=5000)
+            cmds += [ctl, api.db_set("Bridge", lsi, ("controller", [ctl]))]
+        self._commit(*cmds)
 
     def delete_lsi(self, lsi: str) -> None:
         self._commit(self.api.del_br(lsi, if_exists=True))
@@ -182,17 +195,23 @@ class OvsNetwork:
         return self.create_ports(lsi, [(port, peer)])[port]
 
     def create_ports(
-        self, lsi: str, ports: list[tuple[str, str | None]], *, isolated: bool = False
+        self, lsi: str, ports: list[tuple[str, str | None]], *, isolated: bool = False,
+        external_ids: dict[str, dict[str, str]] | None = None,
     ) -> dict[str, int]:
         """Several ports in one transaction (an NF's ports come up together).
 
         isolated ports sit in a VLAN of their own, which only affects the NORMAL action: the
         switch's L2 flooding never reaches them, while steering rules still output to them.
+        external_ids, by port name, go on the port's Interface row: what sits behind it
+        (`attached-mac`, as OpenStack names it; `netfate-kind`: access, services, ...).
         """
         api = self.api
         cmds: list[Any] = []
         for port, peer in ports:
             cmds.append(api.add_port(lsi, port, may_exist=True))
+            ids = (external_ids or {}).get(port)
+            if ids:
+                cmds.append(api.db_set("Interface", port, ("external_ids", ids)))
             if isolated:
                 cmds.append(api.db_set("Port", port, ("tag", ISOLATED_VLAN)))
             if peer is not None:
@@ -204,6 +223,18 @@ class OvsNetwork:
         for port, _ in ports:
             result[port] = self._ofport(port)
         return result
+
+    def port_ids(self, lsi: str) -> dict[str, dict[str, str]]:
+        """Each port of the LSI with its Interface's external_ids (read from the IDL's
+        in-memory replica: no round trip, so cheap enough to poll)."""
+        self._require_lsi(lsi)
+        br = self.api.lookup("Bridge", lsi)
+        out: dict[str, dict[str, str]] = {}
+        for port in br.ports:
+            for iface in port.interfaces:
+                if iface.name != lsi:
+                    out[iface.name] = dict(iface.external_ids)
+        return out
 
     def _ofport(self, port: str) -> int:
         rows = self.api.db_list("Interface", [port], columns=["ofport", "error"]).execute(

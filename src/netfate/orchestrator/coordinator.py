@@ -21,7 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from netfate.bus.messages import Command, DesiredState, InstanceSpec, Reply, SteeringSpec
+from netfate.bus.messages import Command, DesiredState, InstanceSpec, Reply
 from netfate.db import Database, repo
 from netfate.db.models import (
     ActualState,
@@ -52,6 +52,7 @@ from netfate.orchestrator import snapshot
 from netfate.orchestrator.agents import AgentBus, AgentUnreachable
 from netfate.orchestrator.hub import EventHub
 from netfate.orchestrator.locks import Gate, KeyedLocks
+from netfate.orchestrator.switches import Switches
 
 log = logging.getLogger("netfate.coordinator")
 
@@ -74,8 +75,9 @@ class PlanRun:
 
 class Coordinator:
     def __init__(self, db: Database, bus: AgentBus, hub: EventHub, public_url: str,
-                 policy: str = "netfate") -> None:
+                 policy: str = "netfate", switches: Switches | None = None) -> None:
         self.db = db
+        self.switches = switches  # the SDN controller's desired states (steering)
         self.bus = bus
         self.hub = hub
         self.public_url = public_url
@@ -107,13 +109,9 @@ class Coordinator:
                          bundle_sha256=i["bundle_sha256"], config=i["config"] or {})
             for i in d["instances"]
         ]
-        steering = [
-            SteeringSpec(user=r["user"], mac=r["mac"], chain=[c for c in r["chain"]])
-            for r in d["steering"] if r["mac"]
-        ]
         bundles = {i.bundle_sha256: self.bundle_url(i.bundle_sha256) for i in instances}
         gen = int(d["revision"], 16) & 0x7FFFFFFF
-        return DesiredState(generation=gen, instances=instances, steering=steering), bundles
+        return DesiredState(generation=gen, instances=instances), bundles
 
     def bundle_url(self, sha: str) -> str:
         return f"{self.public_url}/api/v1/vnf_packages/{sha}/content"
@@ -355,21 +353,25 @@ class Coordinator:
 
     async def steer(self, user: str, node: str, chain: list[str], mac: str | None,
                     ip: str | None) -> None:
+        """The controller steers: publish the switches' new states and wait for the flows."""
         with self.db.session() as s:
             repo.set_steering(s, user=user, node=node, chain=chain, mac=mac, ip=ip)
-        self.changed(node)
-        with contextlib.suppress(NetfateError):
-            reply = await self.push(node)
-            if not reply.error or f"steer {user}:" not in reply.error:
-                with self.db.session() as s:
-                    repo.mark_steering_installed(s, user=user, node=node, installed=True)
+        if self.switches is None:
+            return
+        reports = await self.switches.apply(node)
+        if any(r.node == node and not r.errors for r in reports):
+            with self.db.session() as s, contextlib.suppress(NetfateError):
+                repo.mark_steering_installed(s, user=user, node=node, installed=True)
 
     async def unsteer(self, user: str, node: str) -> None:
         with self.db.session() as s:
             repo.clear_steering(s, user=user, node=node)
-        self.changed(node)
-        with contextlib.suppress(NetfateError):
-            await self.push(node)
+        if self.switches is None:
+            return
+        reports = await self.switches.apply(node)
+        if any(r.node == node and not r.errors for r in reports):
+            with self.db.session() as s, contextlib.suppress(NetfateError):
+                repo.mark_steering_installed(s, user=user, node=node, installed=False)
 
     # -- plans ----------------------------------------------------------------------------
     def plan_for(self, event: Event) -> Plan:

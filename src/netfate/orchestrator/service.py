@@ -16,7 +16,17 @@ from nats.aio.msg import Msg
 from netfate import catalogue
 from netfate.bundle import inspect_bundle
 from netfate.bus import subjects
-from netfate.bus.messages import Command, NodeEvent, Notification, Register, Telemetry
+from netfate.bus.messages import (
+    ClientSeen,
+    Command,
+    NodeEvent,
+    Notification,
+    Register,
+    SwitchPorts,
+    SwitchSynced,
+    Telemetry,
+    UserIdleReport,
+)
 from netfate.bus.server import EmbeddedNats
 from netfate.db import Database, repo
 from netfate.db.models import Node
@@ -27,6 +37,9 @@ from netfate.orchestrator.agents import AgentBus
 from netfate.orchestrator.coordinator import Coordinator
 from netfate.orchestrator.hub import EventHub
 from netfate.orchestrator.settings import Settings
+from netfate.orchestrator.switches import Switches
+from netfate.radius.client import RadiusClient
+from netfate.radius.settings import RadiusSettings
 
 log = logging.getLogger("netfate.orchestrator")
 
@@ -42,6 +55,9 @@ class Orchestrator:
         self.nats: EmbeddedNats | None = None
         self.nc: Any = None
         self.coordinator: Coordinator | None = None
+        self.switches: Switches | None = None
+        self._radius: Any = None
+        self.radius_settings: RadiusSettings | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._delta = float(getattr_policy_delta(settings.policy))
         # Telemetry: each node's latest readings, and those not yet written to the database.
@@ -66,12 +82,26 @@ class Orchestrator:
             url = self.nats.url
         self.nc = await nats.connect(url, name="orchestrator", max_reconnect_attempts=-1,
                                      reconnect_time_wait=0.5)
+        self.switches = Switches(self.db, self.nc, s.user_idle_timeout)
+        self._load_ports()
         self.coordinator = Coordinator(self.db, AgentBus(self.nc, s.command_timeout), self.hub,
-                                       s.public_url, s.policy)
+                                       s.public_url, s.policy, switches=self.switches)
+        if s.radius:
+            from netfate.radius import service as radius
+
+            self.radius_settings = radius.settings_for(
+                s.state_dir, RadiusSettings(reauth_lifetime=s.reauth_lifetime))
+            self._radius = await asyncio.to_thread(radius.start_freeradius, s.state_dir,
+                                                   radius.api_url(s))
         await self.nc.subscribe(subjects.REGISTER, cb=self.on_register)
         await self.nc.subscribe(subjects.ALL_TELEMETRY, cb=self.on_telemetry)
         await self.nc.subscribe(subjects.ALL_EVENTS, cb=self.on_event)
         await self.nc.subscribe(subjects.ALL_NOTIFY, cb=self.on_notification)
+        await self.nc.subscribe(subjects.ALL_CONTROLLER_SYNCED, cb=self.on_synced)
+        await self.nc.subscribe(subjects.CONTROLLER_HELLO, cb=self.on_controller_hello)
+        await self.nc.subscribe(subjects.CONTROLLER_IDLE, cb=self.on_user_idle)
+        await self.nc.subscribe(subjects.ALL_CONTROLLER_CLIENT_SEEN, cb=self.on_client_seen)
+        await self.switches.publish_all()
         self._tasks.append(asyncio.create_task(self.reconcile_loop()))
         self._tasks.append(asyncio.create_task(notify.dispatch(self.hub, self.db)))
         self._tasks.append(asyncio.create_task(self.telemetry_flush_loop()))
@@ -86,6 +116,8 @@ class Orchestrator:
             self.flush_telemetry()
             if self.coordinator is not None:
                 self.coordinator.record_observed()
+        if self._radius is not None:
+            await asyncio.to_thread(self._radius.stop)
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.nc.drain()
@@ -93,6 +125,23 @@ class Orchestrator:
             await asyncio.to_thread(self.nats.stop)
         if self.db is not None:
             self.db.dispose()
+
+    def radius_client(self) -> RadiusClient:
+        """A RADIUS client of the stack's FreeRADIUS (fast re-authentication on behalf of a
+        node, as its NAS)."""
+        assert self.radius_settings is not None
+        r = self.radius_settings
+        return RadiusClient(r.host, r.port, r.secret, timeout=1.0)
+
+    def _load_ports(self) -> None:
+        """What the agents last reported about their switches (until they register again)."""
+        assert self.db is not None and self.switches is not None
+        with self.db.session() as s:
+            for name, infra in s.execute(sa.select(Node.name, Node.infrastructure)):
+                with contextlib.suppress(ValueError, TypeError, AttributeError):
+                    ports = (infra or {}).get("switch_ports")
+                    if ports is not None:
+                        self.switches.set_ports(name, SwitchPorts.model_validate(ports))
 
     @property
     def nats_url(self) -> str | None:
@@ -120,6 +169,10 @@ class Orchestrator:
                 repo.upsert_node(s, reg.node, role=reg.role, capabilities=reg.capabilities,
                                  infrastructure=reg.infrastructure,
                                  resources=reg.resources.model_dump(), online=True)
+            ports = reg.infrastructure.get("switch_ports")
+            if ports is not None and self.switches is not None:
+                self.switches.set_ports(reg.node, SwitchPorts.model_validate(ports))
+                self.coordinator.spawn(self._publish_switch(reg.node))
             self._readings[reg.node] = reg.resources.model_dump()
             self._unwritten.pop(reg.node, None)  # older than what the registration wrote
             reply = self.coordinator.apply_command(reg.node)
@@ -205,9 +258,69 @@ class Orchestrator:
         return max(d_cpu, d_mem) >= self._delta
 
     async def on_event(self, msg: Msg) -> None:
-        with contextlib.suppress(ValueError):
+        try:
             ev = NodeEvent.model_validate_json(msg.data)
-            self.hub.publish("node_event", ev.model_dump(mode="json"))
+        except ValueError:
+            return
+        self.hub.publish("node_event", ev.model_dump(mode="json"))
+        if ev.kind == "switch" and self.switches is not None:
+            with contextlib.suppress(ValueError):
+                self.switches.set_ports(ev.node, SwitchPorts.model_validate(ev.data))
+                await self._publish_switch(ev.node)
+        elif ev.kind == "client.associated":
+            await self.on_client_associated(ev)
+
+    async def on_client_associated(self, ev: NodeEvent) -> None:
+        """A station came up on one of the node's access ports (hostapd's AP-STA-CONNECTED).
+        Fast re-authentication is netfate.orchestrator.reauth's job."""
+        from netfate.orchestrator import reauth
+
+        assert self.coordinator is not None and self.db is not None
+        await reauth.on_associated(self, ev)
+
+    async def _publish_switch(self, node: str) -> None:
+        if self.switches is None:
+            return
+        for n in self.switches.affected(node):
+            with contextlib.suppress(Exception):
+                await self.switches.publish(n)
+
+    # -- the SDN controller's messages ---------------------------------------------------------
+    async def on_synced(self, msg: Msg) -> None:
+        with contextlib.suppress(ValueError):
+            report = SwitchSynced.model_validate_json(msg.data)
+            if self.switches is not None:
+                self.switches.synced(report)
+            self.hub.publish("switch_synced", report.model_dump(mode="json"))
+
+    async def on_controller_hello(self, msg: Msg) -> None:
+        if self.switches is not None:
+            await self.switches.publish_all()
+
+    async def on_user_idle(self, msg: Msg) -> None:
+        """No packets from or to the user for the idle period: the engine releases them."""
+        from netfate.orchestrator import sessions
+
+        assert self.coordinator is not None and self.db is not None
+        try:
+            rep = UserIdleReport.model_validate_json(msg.data)
+        except ValueError:
+            return
+        with self.db.session() as s:
+            cur = repo.active_session(s, rep.user)
+        if cur is None or cur.node_name != rep.node:
+            return  # a stale report (the user moved on, or is already released)
+        log.info("user %s idle at %s", rep.user, rep.node)
+        self.hub.publish("user_idle", rep.model_dump(mode="json"))
+        with contextlib.suppress(NetfateError):
+            await sessions.idle(self.coordinator, self.db, rep.user)
+
+    async def on_client_seen(self, msg: Msg) -> None:
+        with contextlib.suppress(ValueError):
+            seen = ClientSeen.model_validate_json(msg.data)
+            if self.switches is not None and self.switches.client_seen(seen.node, seen.mac,
+                                                                       seen.port):
+                await self._publish_switch(seen.node)
 
     async def on_notification(self, msg: Msg) -> None:
         assert self.db is not None

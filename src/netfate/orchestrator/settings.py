@@ -26,6 +26,14 @@ class Settings:
     )
     node_timeout: float = field(default_factory=lambda: float(_env("NODE_TIMEOUT", "10")))
     policy: str = field(default_factory=lambda: _env("POLICY", "netfate"))
+    # Seconds without a packet from or to a user before the controller reports them idle
+    # (the NetFATE paper's "no packets for a certain time period"); 0 turns it off.
+    user_idle_timeout: int = field(default_factory=lambda: int(_env("USER_IDLE_TIMEOUT", "60")))
+    # Fast re-authentication: a client whose session is younger than this may associate at
+    # another node without logging in again (RADIUS by MAC and session); 0 turns it off.
+    reauth_lifetime: float = field(default_factory=lambda: float(_env("REAUTH_LIFETIME",
+                                                                      "3600")))
+    radius: bool = field(default_factory=lambda: _env("RADIUS", "0") == "1")
     max_body_bytes: int = 16 * 1024 * 1024
     seed_catalogue: bool = True
 

@@ -13,8 +13,11 @@ alike, so names can't be probed. The orchestrator's log (never the password) say
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -97,6 +100,17 @@ class Decision:
         return out
 
 
+REAUTH_PREFIX = "reauth:"
+
+
+def reauth_token(api_key: str, session_id: str, mac: str) -> str:
+    """The secret a node presents for a client's fast re-authentication: bound to the
+    session and the client's MAC, known only to the orchestrator (it holds api_key)."""
+    digest = hmac.new(api_key.encode(), f"{session_id}|{mac.lower()}".encode(),
+                      hashlib.sha256).hexdigest()
+    return REAUTH_PREFIX + digest[:48]
+
+
 class RadiusBackend:
     """Thread-safe: the API calls it from its worker threads."""
 
@@ -119,6 +133,8 @@ class RadiusBackend:
         if blocked is not None:
             return blocked
         key = client_key(login.mac, login.nas)
+        if login.password.startswith(REAUTH_PREFIX):
+            return self._reauthenticate(login, key)
         with self.db.session() as s:
             user = repo.authenticate_user(s, login.user, login.password)
             known = user is not None or (
@@ -137,6 +153,40 @@ class RadiusBackend:
             framed_ip = self._allocate(login.user)
         log.info("RADIUS accept user=%r mac=%s nas=%r framed_ip=%s", login.user, login.mac,
                  login.nas, framed_ip)
+        return Decision(True, ACCEPTED, framed_ip=framed_ip,
+                        session_timeout=self.settings.session_timeout)
+
+    def _reauthenticate(self, login: Login, key: str) -> Decision:
+        """Fast re-authentication: the password is the token of the user's active session
+        (reauth_token), from the same MAC, within the re-authentication lifetime."""
+        why = ""
+        with self.db.session() as s:
+            cur = repo.active_session(s, login.user) if "\x00" not in login.user else None
+            framed_ip = None
+            if cur is None:
+                why = "no active session"
+            elif self.settings.reauth_lifetime <= 0:
+                why = "fast re-authentication is off"
+            elif time.time() - cur.started_at > self.settings.reauth_lifetime:
+                why = "the session is too old: log in again"
+            elif (login.mac or "").lower() != (cur.mac or "").lower():
+                why = "another device's session"
+            elif not hmac.compare_digest(
+                    login.password, reauth_token(self.settings.api_key, cur.id, cur.mac or "")):
+                why = "wrong session token"
+            else:
+                user = repo.get_user(s, login.user)
+                framed_ip = user.framed_ip
+        if why:
+            backoff = self.limiter.failure(key)
+            log.info("RADIUS re-auth reject user=%r mac=%s nas=%r: %s", login.user, login.mac,
+                     login.nas, why)
+            return Decision(False, f"fast re-authentication refused: {why}"
+                            + (f"; retry in {backoff} s" if backoff else ""))
+        self.limiter.success(key)
+        if framed_ip is None:
+            framed_ip = self._allocate(login.user)
+        log.info("RADIUS re-auth accept user=%r mac=%s nas=%r", login.user, login.mac, login.nas)
         return Decision(True, ACCEPTED, framed_ip=framed_ip,
                         session_timeout=self.settings.session_timeout)
 

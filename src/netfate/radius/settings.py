@@ -65,6 +65,10 @@ class RadiusSettings:
     max_tracked: int = field(default_factory=lambda: int(_env("MAX_TRACKED", "10000")))
     """Bound on the client MACs the rate limiter remembers."""
     session_timeout: int | None = field(default_factory=lambda: _env_opt_int("SESSION_TIMEOUT"))
+    reauth_lifetime: float = field(default_factory=lambda: float(_env("REAUTH_LIFETIME",
+                                                                      "3600")))
+    """Seconds after a login during which the client may re-authenticate at another node
+    by MAC and session (fast re-authentication, no password); 0 turns it off."""
     """Session-Timeout (s) in Access-Accept; none if unset."""
     reject_delay: float = field(default_factory=lambda: float(_env("REJECT_DELAY", "1")))
     """FreeRADIUS sends Access-Reject this late (0-5 s), to slow guessing."""

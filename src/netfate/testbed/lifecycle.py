@@ -19,6 +19,7 @@ import httpx
 
 from netfate import naming, paths
 from netfate.bus.server import stop_recorded
+from netfate.controller.pipeline import ovs_datapath_id
 from netfate.drivers import cgroups, netns
 from netfate.drivers.ovs import OvsNetwork, OvsServer
 from netfate.errors import DriverError
@@ -47,6 +48,13 @@ def load_state() -> dict[str, Any] | None:
 
 API_PORT = int(os.environ.get("NETFATE_TESTBED_API_PORT", "8181"))
 NATS_PORT = int(os.environ.get("NETFATE_TESTBED_NATS_PORT", "4322"))
+OF_PORT = int(os.environ.get("NETFATE_TESTBED_OF_PORT", "6693"))
+# Seconds without packets before a user is released (the controller's idle flows).
+IDLE_TIMEOUT = int(os.environ.get("NETFATE_TESTBED_IDLE_TIMEOUT", "30"))
+
+
+def controller_target() -> str:
+    return f"tcp:127.0.0.1:{OF_PORT}"
 
 
 def api_url() -> str:
@@ -68,21 +76,29 @@ def up(topo: Topology, progress: Progress = _noop, services: bool = True) -> dic
     try:
         for n in topo.nodes:
             progress(f"node {n.name}: LSI-0 {n.bridge}")
-            net.create_lsi(n.bridge)
+            net.create_lsi(n.bridge, controller=controller_target(),
+                           datapath_id=ovs_datapath_id(n.name))
         for n in topo.nodes:
             if n.uplink:
                 up_node = topo.node(n.uplink)
                 assert n.uplink_port and n.uplink_peer
-                net.create_ports(n.bridge, [(n.uplink_port, n.uplink_peer)])
-                net.create_ports(up_node.bridge, [(n.uplink_peer, n.uplink_port)])
+                net.create_ports(n.bridge, [(n.uplink_port, n.uplink_peer)], external_ids={
+                    n.uplink_port: {"netfate-kind": "uplink", "netfate-peer-node": up_node.name}})
+                net.create_ports(up_node.bridge, [(n.uplink_peer, n.uplink_port)],
+                                 external_ids={n.uplink_peer: {"netfate-kind": "infra",
+                                                               "netfate-peer-node": n.name}})
         with netns.iproute() as ipr:
             for h in topo.hosts:
                 progress(f"host {h.name} on {h.attach}")
                 _host(topo, h, ipr, net)
-        for n in topo.nodes:
-            net.apply_ts_rules(
-                n.bridge, [TSRule(rule_id="base:l2", priority=1, output=("normal",))]
-            )
+        if not services:
+            # No controller will run: a plain learning switch, for data-plane experiments.
+            # (With services, the controller owns every flow and the switches stay closed,
+            # fail_mode=secure, until it has installed them.)
+            for n in topo.nodes:
+                net.apply_ts_rules(
+                    n.bridge, [TSRule(rule_id="base:l2", priority=1, output=("normal",))]
+                )
     finally:
         net.close()
     state = {
@@ -107,8 +123,14 @@ def start_services(topo: Topology, progress: Progress = _noop) -> dict[str, int]
         processes.start("orchestrator", processes.netfate_argv(
             "orchestrator", "--state-dir", str(paths.run_dir() / "orchestrator"),
             "--port", str(API_PORT), "--nats-port", str(NATS_PORT),
-            "--command-timeout", os.environ.get("NETFATE_TESTBED_COMMAND_TIMEOUT", "10")))
+            "--command-timeout", os.environ.get("NETFATE_TESTBED_COMMAND_TIMEOUT", "10"),
+            "--radius", "--user-idle-timeout", str(IDLE_TIMEOUT)))
         _wait_http(f"{api_url()}/api/v1/health", "the orchestrator")
+    if not processes.alive("controller"):
+        progress("starting the SDN controller")
+        processes.start("controller", processes.netfate_argv(
+            "controller", "--nats-url", f"nats://127.0.0.1:{NATS_PORT}",
+            "--port", str(OF_PORT)))
     for n in topo.nodes:
         name = f"agent-{n.name}"
         if processes.alive(name):
@@ -169,7 +191,11 @@ def _host(topo: Topology, h: Any, ipr: Any, net: OvsNetwork) -> None:
     else:
         gateway = topo.gateway
         netns.configure_inside(h.netns, "eth0", addresses=addrs, gateway=gateway)
-    net.create_ports(node.bridge, [(port, None)])
+    if node.role == "cpe" and h.role == "client":
+        ids = {"netfate-kind": "access", "attached-mac": h.mac or h.default_mac()}
+    else:
+        ids = {"netfate-kind": "infra"}
+    net.create_ports(node.bridge, [(port, None)], external_ids={port: ids})
 
 
 def down(progress: Progress = _noop) -> dict[str, Any]:
@@ -180,6 +206,12 @@ def down(progress: Progress = _noop) -> dict[str, Any]:
     nats_pid = stop_recorded(paths.run_dir() / "orchestrator" / "nats")
     if nats_pid:
         removed["pids"].append(nats_pid)
+    from netfate.radius.server import stop_recorded as stop_radius
+
+    with contextlib.suppress(Exception):  # the orchestrator stops it, unless it was killed
+        radius_pid = stop_radius(paths.run_dir() / "orchestrator")
+        if radius_pid:
+            removed["pids"].append(radius_pid)
     server = OvsServer(paths.ovs_dir())
     progress("stopping Open vSwitch")
     removed["pids"] += server.stop()

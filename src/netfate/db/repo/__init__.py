@@ -47,7 +47,13 @@ from netfate.db.repo.notifications import (
     mute,
     unmute,
 )
-from netfate.db.repo.sessions import active_session, add_session, end_session, list_sessions
+from netfate.db.repo.sessions import (
+    active_session,
+    active_session_by_mac,
+    add_session,
+    end_session,
+    list_sessions,
+)
 from netfate.db.repo.steering import (
     clear_steering,
     list_steering,
@@ -67,6 +73,7 @@ from netfate.db.repo.users import (
 __all__ = [
     "ack_notification",
     "active_session",
+    "active_session_by_mac",
     "add_bundle",
     "add_notification",
     "add_session",

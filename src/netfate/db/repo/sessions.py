@@ -24,6 +24,17 @@ def active_session(session: Session, user: str) -> UserSession | None:
     )
 
 
+def active_session_by_mac(session: Session, mac: str) -> UserSession | None:
+    """The most recent active session of the device with this MAC."""
+    return session.scalar(
+        sa.select(UserSession)
+        .where(sa.func.lower(UserSession.mac) == mac.lower(),
+               UserSession.state == SessionState.ACTIVE)
+        .order_by(UserSession.started_at.desc())
+        .limit(1)
+    )
+
+
 def add_session(
     session: Session,
     *,

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from netfate.db import repo
-from netfate.engine import UserAssociated, UserIdle
+from netfate.orchestrator import sessions
 from netfate.orchestrator.api.deps import coord, db, row
 from netfate.orchestrator.api.schemas import NODE, USER, Accepted, Associate, UserCreate, UserPatch
 
@@ -77,22 +77,8 @@ def delete_user(request: Request, name: str = USER) -> None:
 @router.post("/users/{name}/associate", status_code=202, response_model=Accepted,
              summary="The user logged in at a node: place (or move) their NFs there")
 async def associate(request: Request, name: str = USER, *, body: Associate) -> Accepted:
-    database = db(request)
-    with database.session() as s:
-        repo.get_user(s, name)
-        repo.get_node(s, body.node)
-
-    def record() -> None:  # after planning: the engine sees where the user was
-        with database.session() as s:
-            cur = repo.active_session(s, name)
-            if cur is None or cur.node_name != body.node:
-                if cur is not None:
-                    repo.end_session(s, cur.id)
-                repo.add_session(s, user=name, node=body.node, mac=body.mac, ip=body.ip)
-            repo.update_user_seen(s, name, access_node=body.node, mac=body.mac, ip=body.ip)
-
-    run = await coord(request).handle(
-        UserAssociated(user=name, node=body.node, mac=body.mac, ip=body.ip), record=record)
+    run = await sessions.associate(coord(request), db(request), name, body.node, body.mac,
+                                   body.ip)
     return Accepted(intents=[i.model_dump(mode="json") for i in run.plan.intents],
                     vnf_lcm_op_occs=run.ops, reasons=list(run.plan.reasons))
 
@@ -100,16 +86,6 @@ async def associate(request: Request, name: str = USER, *, body: Associate) -> A
 @router.post("/users/{name}/idle", status_code=202, response_model=Accepted,
              summary="The user's traffic went idle: release their NFs")
 async def idle(request: Request, name: str = USER) -> Accepted:
-    database = db(request)
-    with database.session() as s:
-        repo.get_user(s, name)
-
-    def record() -> None:
-        with database.session() as s:
-            cur = repo.active_session(s, name)
-            if cur is not None:
-                repo.end_session(s, cur.id)
-
-    run = await coord(request).handle(UserIdle(user=name), record=record)
+    run = await sessions.idle(coord(request), db(request), name)
     return Accepted(intents=[i.model_dump(mode="json") for i in run.plan.intents],
                     vnf_lcm_op_occs=run.ops, reasons=list(run.plan.reasons))

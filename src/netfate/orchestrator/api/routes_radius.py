@@ -70,7 +70,7 @@ def backend(request: Request) -> RadiusBackend:
             b = getattr(state, "radius_backend", None)
             if b is None:
                 given: RadiusSettings = getattr(state, "radius_settings", None) \
-                    or RadiusSettings()
+                    or orch(request).radius_settings or RadiusSettings()
                 settings = given.resolve(orch(request).settings.state_dir)
                 b = state.radius_backend = RadiusBackend(db(request), settings)
     return b

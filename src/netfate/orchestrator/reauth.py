@@ -1,0 +1,71 @@
+"""Fast re-authentication: a client whose session is still valid associates at another node
+and is let in without a password, the way a roaming station re-authenticates with its PMK.
+
+On the new node's client.associated event the orchestrator, as that node's RADIUS client
+(NAS-Identifier = the node), sends an Access-Request for the session's user with the
+client's MAC and a token bound to the session (backend.reauth_token). FreeRADIUS asks the
+orchestrator's back end, which checks the session, the MAC and the lifetime. On Access-Accept
+the user is associated at the new node, and the engine moves their NFs there.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from netfate.bus.messages import NodeEvent
+from netfate.db import repo
+from netfate.errors import NetfateError
+from netfate.orchestrator import sessions
+from netfate.radius.backend import reauth_token
+from netfate.radius.client import RadiusError
+
+if TYPE_CHECKING:
+    from netfate.orchestrator.service import Orchestrator
+
+log = logging.getLogger("netfate.orchestrator.reauth")
+
+
+async def on_associated(orch: Orchestrator, ev: NodeEvent) -> None:
+    assert orch.db is not None and orch.coordinator is not None
+    mac = str(ev.data.get("mac", "")).lower()
+    if not mac or orch.settings.reauth_lifetime <= 0 or orch.radius_settings is None:
+        return
+    t0 = time.perf_counter()
+    with orch.db.session() as s:
+        cur = repo.active_session_by_mac(s, mac)
+        if cur is None:
+            return  # unknown device: the captive portal
+        user, node, sid, ip = cur.user_name, cur.node_name, cur.id, cur.ip
+        started = cur.started_at
+    if node == ev.node:
+        return  # back on the same node: nothing moves
+    if time.time() - started > orch.settings.reauth_lifetime:
+        log.info("%s at %s: session too old for fast re-authentication", user, ev.node)
+        return
+    token = reauth_token(orch.radius_settings.api_key, sid, mac)
+    client = orch.radius_client()
+    try:
+        result = await client.authenticate_async(user, token, mac=mac, nas_id=ev.node)
+    except RadiusError as exc:
+        log.warning("fast re-authentication of %s at %s failed: %s", user, ev.node, exc)
+        orch.hub.publish("reauth", {"user": user, "node": ev.node, "ok": False,
+                                    "error": str(exc)})
+        return
+    t_auth = time.perf_counter() - t0
+    orch.hub.publish("reauth", {"user": user, "node": ev.node, "mac": mac,
+                                "ok": result.accepted, "reply": result.reply_message,
+                                "radius_ms": round(t_auth * 1000, 2),
+                                "associated_ts": ev.ts, "ts": time.time()})
+    if not result.accepted:
+        log.info("fast re-authentication of %s at %s refused: %s", user, ev.node,
+                 result.reply_message)
+        return
+    log.info("%s re-authenticated at %s in %.1f ms (from %s)", user, ev.node, t_auth * 1000,
+             node)
+    try:
+        await sessions.associate(orch.coordinator, orch.db, user, ev.node, mac,
+                                 result.framed_ip or ip)
+    except NetfateError as exc:
+        log.warning("associating %s at %s failed: %s", user, ev.node, exc)

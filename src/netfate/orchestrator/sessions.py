@@ -1,0 +1,48 @@
+"""A user attaches to a node or goes idle: record it, and let the engine plan for it.
+
+One place for what the API routes (associate, idle) and the bus (the controller's idle
+reports, fast re-authentication) both do.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from netfate.db import repo
+from netfate.engine import UserAssociated, UserIdle
+
+if TYPE_CHECKING:
+    from netfate.db.session import Database
+    from netfate.orchestrator.coordinator import Coordinator, PlanRun
+
+
+async def associate(coord: Coordinator, database: Database, user: str, node: str,
+                    mac: str | None, ip: str | None, background: bool = True) -> PlanRun:
+    with database.session() as s:
+        repo.get_user(s, user)
+        repo.get_node(s, node)
+
+    def record() -> None:  # after planning: the engine sees where the user was
+        with database.session() as s:
+            cur = repo.active_session(s, user)
+            if cur is None or cur.node_name != node:
+                if cur is not None:
+                    repo.end_session(s, cur.id)
+                repo.add_session(s, user=user, node=node, mac=mac, ip=ip)
+            repo.update_user_seen(s, user, access_node=node, mac=mac, ip=ip)
+
+    return await coord.handle(UserAssociated(user=user, node=node, mac=mac, ip=ip),
+                              background=background, record=record)
+
+
+async def idle(coord: Coordinator, database: Database, user: str) -> PlanRun:
+    with database.session() as s:
+        repo.get_user(s, user)
+
+    def record() -> None:
+        with database.session() as s:
+            cur = repo.active_session(s, user)
+            if cur is not None:
+                repo.end_session(s, cur.id)
+
+    return await coord.handle(UserIdle(user=user), record=record)

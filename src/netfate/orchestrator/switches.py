@@ -1,0 +1,220 @@
+"""The orchestrator's side of the SDN controller: each switch's desired state (SwitchState),
+built from the NFVI database and what the agents see on their switches, published on the bus.
+
+- A CPE's users are those steered there (a desired steering rule: the engine placed their
+  chain and the user is associated there). Each is authenticated, behind the access port
+  the agent reports their MAC on, with their chain as NF port pairs.
+- Any other station on an access port (associated, or seen by the controller in a DHCP
+  request) is an unauthenticated client: DHCP, DNS and the captive portal only.
+- The core/PE switch sends each steered user's traffic down the link to their CPE.
+
+States are published whole (level-triggered), with a generation; `apply` waits until the
+controller confirms the generation (its barrier) so a plan's next step knows the flows are in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+
+from netfate import naming
+from netfate.bus import subjects
+from netfate.bus.messages import SwitchPorts, SwitchSynced
+from netfate.controller.model import AccessServices, Hop, Location, SwitchState, User
+from netfate.db.models import Bundle, Node, SteeringRule, VnfInstance
+from netfate.db.session import Database
+
+log = logging.getLogger("netfate.orchestrator.switches")
+
+UNKNOWN_CLIENT = "~"  # prefix of an unauthenticated client's name: no user name has it
+
+
+class Switches:
+    def __init__(self, db: Database, nc: Any, idle_timeout: int = 60) -> None:
+        self.db = db
+        self.nc = nc
+        self.idle_timeout = idle_timeout
+        self.ports: dict[str, SwitchPorts] = {}
+        self.seen: dict[str, dict[str, str]] = {}   # node -> MAC -> port (controller)
+        # Generations grow across orchestrator restarts (ms clock), so a controller never
+        # takes a new state for an old one.
+        self._gen = int(time.time() * 1000) & 0x7FFFFFFF
+        self._published: dict[str, SwitchState] = {}
+        self._synced: dict[str, SwitchSynced] = {}
+        self._waiters: dict[str, list[tuple[int, asyncio.Future[SwitchSynced]]]] = {}
+
+    # -- inputs -----------------------------------------------------------------------------
+    def set_ports(self, node: str, ports: SwitchPorts) -> None:
+        self.ports[node] = ports
+
+    def client_seen(self, node: str, mac: str, port: str) -> bool:
+        known = self.seen.setdefault(node, {})
+        if known.get(mac) == port:
+            return False
+        known[mac] = port
+        return True
+
+    def synced(self, report: SwitchSynced) -> None:
+        self._synced[report.node] = report
+        waiters = self._waiters.get(report.node, [])
+        for gen, fut in list(waiters):
+            if report.generation >= gen and not fut.done():
+                fut.set_result(report)
+        self._waiters[report.node] = [(g, f) for g, f in waiters if not f.done()]
+        if report.errors or report.skipped:
+            log.warning("switch %s generation %d: errors %s, left out %s", report.node,
+                        report.generation, report.errors, report.skipped)
+
+    # -- desired state ----------------------------------------------------------------------
+    def state_for(self, node: str) -> SwitchState | None:
+        with self.db.session() as s:
+            row = s.execute(sa.select(Node.role).where(Node.name == node)).first()
+            if row is None:
+                return None
+            role = row.role.value
+            rules = s.execute(
+                sa.select(SteeringRule.user_name, SteeringRule.node_name, SteeringRule.mac,
+                          SteeringRule.ip, SteeringRule.chain)
+                .where(SteeringRule.desired.is_(True), SteeringRule.mac.is_not(None))
+                .where(SteeringRule.node_name == node if role == "cpe" else sa.true())
+                .order_by(SteeringRule.user_name)).all()
+            hops = self._hops(s, {i for r in rules for i in (r.chain or [])})
+        ports = self.ports.get(node, SwitchPorts())
+        if role == "cpe":
+            return self._cpe(node, ports, rules, hops)
+        return self._core(node, role, ports, rules)
+
+    @staticmethod
+    def _hops(s: Any, ids: set[str]) -> dict[str, tuple[str, Hop]]:
+        """Instance id -> (its node, its hop: LAN-side and WAN-side switch ports)."""
+        if not ids:
+            return {}
+        out: dict[str, tuple[str, Hop]] = {}
+        q = (sa.select(VnfInstance.id, VnfInstance.node_name, Bundle.descriptor)
+             .join(Bundle, Bundle.sha256 == VnfInstance.bundle_sha256)
+             .where(VnfInstance.id.in_(sorted(ids))))
+        for iid, node, desc in s.execute(q):
+            ports = [p for p in (desc or {}).get("ports", []) if isinstance(p, dict)]
+            if len(ports) < 2:
+                continue
+            lan = next((p for p in ports if p.get("role") == "lan"), ports[0])
+            wan = next((p for p in ports if p.get("role") == "wan"), ports[-1])
+            out[iid] = (node, Hop(lan=naming.nf_port(iid, lan["name"]),
+                                  wan=naming.nf_port(iid, wan["name"])))
+        return out
+
+    def _cpe(self, node: str, ports: SwitchPorts, rules: Iterable[Any],
+             hops: dict[str, tuple[str, Hop]]) -> SwitchState:
+        stations = {**self.seen.get(node, {}), **ports.stations}
+        users: list[User] = []
+        taken_ips: set[str] = set()
+        for r in rules:
+            port = stations.get(r.mac)
+            chain = [hops.get(i) for i in (r.chain or [])]
+            if port is None or port not in ports.access:
+                log.info("%s: %s (%s) is on no access port yet", node, r.user_name, r.mac)
+                continue
+            if any(h is None or h[0] != node for h in chain):
+                # Chains through other nodes' NFs (a DC) are not built yet: fail closed.
+                log.warning("%s: %s's chain %s is not all local: not steered", node,
+                            r.user_name, r.chain)
+                continue
+            users.append(User(name=r.user_name, mac=r.mac, ip=r.ip, port=port,
+                              authenticated=True, idle_timeout=self.idle_timeout,
+                              chain=tuple(h[1] for h in chain if h is not None)))
+            if r.ip:
+                taken_ips.add(r.ip)
+        known = {u.mac for u in users}
+        for mac, port in sorted(stations.items()):
+            if mac in known or port not in ports.access:
+                continue
+            ip = ports.leases.get(mac)
+            users.append(User(name=UNKNOWN_CLIENT + mac, mac=mac, port=port,
+                              ip=ip if ip not in taken_ips else None))
+            if ip:
+                taken_ips.add(ip)
+        svc = None
+        if ports.services is not None:
+            svc = AccessServices(port=ports.services.port, mac=ports.services.mac,
+                                 ip=ports.services.ip)
+        return SwitchState(node=node, role="cpe", uplink=ports.uplink,
+                           access_ports=tuple(ports.access), infra_ports=tuple(ports.infra),
+                           services=svc, users=tuple(users))
+
+    def _core(self, node: str, role: str, ports: SwitchPorts,
+              rules: Iterable[Any]) -> SwitchState:
+        to_node = {peer: port for port, peer in ports.links.items() if port != ports.uplink}
+        locations = []
+        seen: set[str] = set()
+        for r in rules:
+            port = to_node.get(r.node_name)
+            if port is None or r.mac in seen:
+                continue
+            seen.add(r.mac)
+            locations.append(Location(user=r.user_name, mac=r.mac, ip=r.ip, port=port))
+        infra = list(ports.infra) + ([ports.uplink] if ports.uplink else [])
+        return SwitchState(node=node, role=role, infra_ports=tuple(sorted(set(infra))),  # type: ignore[arg-type]
+                           locations=tuple(locations))
+
+    # -- publishing -------------------------------------------------------------------------
+    def affected(self, node: str) -> list[str]:
+        """A change at a CPE also changes the switches above it (locations)."""
+        out = [node]
+        for other, p in self.ports.items():
+            if other != node and node in p.links.values():
+                out.append(other)
+        return out
+
+    async def publish(self, node: str, force: bool = False) -> int | None:
+        """Publish the node's state if it changed (or force); its generation, or None."""
+        try:
+            state = self.state_for(node)
+        except (ValidationError, ValueError) as exc:
+            log.error("switch %s: cannot build its state: %s", node, exc)
+            return None
+        if state is None:
+            return None
+        prev = self._published.get(node)
+        if not force and prev is not None and \
+                prev.model_copy(update={"generation": 0}) == state:
+            return prev.generation
+        self._gen += 1
+        state = state.model_copy(update={"generation": self._gen})
+        self._published[node] = state
+        if self.nc is not None:
+            await self.nc.publish(subjects.controller_desired(node),
+                                  state.model_dump_json().encode())
+        return self._gen
+
+    async def apply(self, node: str, timeout: float = 3.0) -> list[SwitchSynced]:
+        """Publish the node's state (and the switches above it) and wait for the controller
+        to confirm each; what it reported (empty for switches it did not confirm in time)."""
+        gens = {n: await self.publish(n) for n in self.affected(node)}
+        waits = []
+        for n, gen in gens.items():
+            if gen is None:
+                continue
+            done = self._synced.get(n)
+            if done is not None and done.generation >= gen:
+                continue
+            fut: asyncio.Future[SwitchSynced] = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(n, []).append((gen, fut))
+            waits.append(fut)
+        if not waits:
+            return []
+        finished, pending = await asyncio.wait(waits, timeout=timeout)
+        for f in pending:
+            f.cancel()
+        return [f.result() for f in finished]
+
+    async def publish_all(self) -> None:
+        with self.db.session() as s:
+            nodes = list(s.scalars(sa.select(Node.name).order_by(Node.name)))
+        for n in nodes:
+            await self.publish(n, force=True)
