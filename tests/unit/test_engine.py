@@ -401,10 +401,9 @@ def test_login_where_everything_already_runs_only_restates_steering() -> None:
     assert p.intents == first.of(Steer)
 
 
-def test_login_with_chainless_user_yields_nothing() -> None:
+def test_login_with_chainless_user_is_steered_straight_out() -> None:
     p = plan(world([node("cpe1")], [user(nfs=())]), LOGIN)
-    assert p.intents == ()
-    assert p.reasons == ("alice at cpe1: nothing to change",)
+    assert [(i.kind, i.node, i.chain) for i in p.intents] == [("steer", "cpe1", ())]
 
 
 def test_idle_after_the_session_was_closed_still_unsteers() -> None:
@@ -487,10 +486,10 @@ def test_failed_instance_elsewhere_is_released_once_replaced() -> None:
     assert p.of(Release)[0].reason == "failed; replaced by cpe1-alice-firewall"
 
 
-def test_emptied_chain_releases_and_unsteers() -> None:
+def test_emptied_chain_steers_straight_out_then_releases() -> None:
     snap = world([node("cpe1")], [user(nfs=(), at="cpe1")], [inst("cpe1", "alice", "firewall")])
     p = plan(snap, Reconcile())
-    assert kinds(p) == ["unsteer", "release"]
+    assert kinds(p) == ["steer", "release"] and p.of(Steer)[0].chain == ()
     assert p.of(Release)[0].reason == "alice no longer requires firewall"
 
 

@@ -112,7 +112,13 @@ def converge_user(
     out.intents.extend(moves)
     changed = bool(moves or releases)
     access = user.access_node
-    if access is not None and (changed or force_steer) and user.required_nfs:
+    if access is not None and (changed or force_steer) and not user.required_nfs \
+            and snap.is_online(access):
+        # No NFs: the user's traffic goes straight out, but it is steered all the same (an
+        # authenticated user's port security and idle detection are the controller's).
+        out.intents.append(Steer(user=user.name, node=access, chain=(), mac=user.mac,
+                                 ip=user.ip))
+    elif access is not None and (changed or force_steer) and user.required_nfs:
         ids = [c for c in chain if c is not None]
         if len(ids) != len(chain):
             # Steering past a missing NF (a firewall, say) would open the user's traffic.
@@ -123,9 +129,6 @@ def converge_user(
             out.intents.append(
                 Steer(user=user.name, node=access, chain=tuple(ids), mac=user.mac, ip=user.ip)
             )
-    elif access is not None and changed and not user.required_nfs:
-        # The chain became empty: steering into the released NFs must go.
-        out.intents.append(Unsteer(user=user.name, node=access))
     if previous_access is not None and previous_access != access:
         out.intents.append(Unsteer(user=user.name, node=previous_access))
     out.intents.extend(releases)

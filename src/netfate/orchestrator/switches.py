@@ -83,7 +83,9 @@ class Switches:
                           SteeringRule.ip, SteeringRule.chain)
                 .where(SteeringRule.desired.is_(True), SteeringRule.mac.is_not(None))
                 .where(SteeringRule.node_name == node if role == "cpe" else sa.true())
-                .order_by(SteeringRule.user_name)).all()
+                # Newest first: on the core, a user steered at two CPEs (mid-move) is
+                # located at the one steered last.
+                .order_by(SteeringRule.user_name, SteeringRule.updated_at.desc())).all()
             hops = self._hops(s, {i for r in rules for i in (r.chain or [])})
         ports = self.ports.get(node, SwitchPorts())
         if role == "cpe":

@@ -1,0 +1,329 @@
+"""One dnsmasq per CPE, inside its services namespace: DHCP for the CPE's clients and a tiny
+DNS that knows only the platform's own names.
+
+Files, all in the state dir:
+  dnsmasq.pid     its PID, written by us right after the spawn (dnsmasq writes none), so a
+                  crashed parent's dnsmasq can be ended by PID: stop_recorded(state_dir)
+  dhcp-hosts      static `mac,ip` lines: authenticated users' Framed-IPs (SIGHUP re-reads it)
+  leases          the leases, rewritten by dnsmasq on every change (the node's agent reads
+                  it too: netfate.agent.ports.leases_file)
+  dnsmasq.log     its log (--log-dhcp: every exchange); dnsmasq.out: its stdout/stderr
+
+Behaviour that matters (measured with dnsmasq 2.90 and busybox udhcpc):
+- --no-ping: before offering a new address dnsmasq pings it; the ping leaves an INCOMPLETE
+  neighbour entry for the address, and the unicast DHCPOFFER then waits on ARP that the
+  address-less client never answers, so the first lease of every new MAC failed.
+- --user=root: dnsmasq would otherwise switch to the `dnsmasq` user, and the state dir
+  (lease file rewrites, hosts file re-read on SIGHUP) is root's.
+- --conf-file=/dev/null and an empty --pid-file: never read /etc/dnsmasq.conf nor touch
+  /run/dnsmasq; the host's own dnsmasq, if any, is not ours.
+- DHCP replies are unicast with a checksum the sender's veth must fill in: the interface
+  needs tx checksum offload off (netns.configure_inside does it), or clients drop them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import re
+import secrets
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from netfate.access.addressing import CpeAccess
+from netfate.drivers import netns as netns_driver
+from netfate.errors import DriverError, InvalidInput
+from netfate.proc import alive, end_pid, end_recorded, netns_argv
+
+PROGRAM = "dnsmasq"
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+def normalise_mac(mac: str) -> str:
+    m = mac.strip().lower().replace("-", ":")
+    if not _MAC.match(m):
+        raise InvalidInput(f"{mac!r} is not a MAC address (aa:bb:cc:dd:ee:ff)")
+    if int(m[:2], 16) & 1:
+        raise InvalidInput(f"{mac!r} is a multicast MAC, not a client's")
+    return m
+
+
+def _host_ip(ip: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(ip))
+    except ValueError as exc:
+        raise InvalidInput(f"{ip!r} is not an IPv4 address") from exc
+
+
+def stop_recorded(state_dir: Path) -> int | None:
+    """End the dnsmasq whose PID <state_dir>/dnsmasq.pid records (a crashed parent's), if
+    that PID still runs dnsmasq. Returns the PID ended."""
+    return end_recorded(Path(state_dir) / "dnsmasq.pid", (PROGRAM,))
+
+
+class Dnsmasq:
+    """dnsmasq for one CPE in namespace ``netns`` (None: the current one), serving
+    ``interface``. ``records``: name -> IPv4 the DNS answers (nothing else resolves).
+    ``dns_port`` 0 turns DNS off."""
+
+    def __init__(
+        self,
+        netns: str | None,
+        cpe: CpeAccess,
+        state_dir: Path,
+        *,
+        interface: str = "eth0",
+        records: Mapping[str, str] | None = None,
+        lease_time: str = "1h",
+        dns_port: int = 53,
+        binary: str = PROGRAM,
+    ) -> None:
+        self.netns = netns
+        self.cpe = cpe
+        self.state_dir = Path(state_dir)
+        self.interface = interface
+        self.records = {k: _host_ip(v) for k, v in (records or {}).items()}
+        self.lease_time = lease_time
+        self.dns_port = dns_port
+        self.binary = binary
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._hosts_lock = threading.Lock()
+
+    # -- files --------------------------------------------------------------------------
+    @property
+    def pidfile(self) -> Path:
+        return self.state_dir / "dnsmasq.pid"
+
+    @property
+    def hostsfile(self) -> Path:
+        return self.state_dir / "dhcp-hosts"
+
+    @property
+    def leasefile(self) -> Path:
+        return self.state_dir / "leases"
+
+    @property
+    def logfile(self) -> Path:
+        return self.state_dir / "dnsmasq.log"
+
+    @property
+    def outfile(self) -> Path:
+        return self.state_dir / "dnsmasq.out"
+
+    def argv(self) -> list[str]:
+        c = self.cpe
+        args = [
+            self.binary,
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--pid-file=",
+            "--user=root",
+            "--bind-interfaces",
+            f"--interface={self.interface}",
+            "--no-resolv",
+            "--no-hosts",
+            f"--port={self.dns_port}",
+            "--local=/netfate/",  # other .netfate names: NXDOMAIN, not REFUSED
+            "--dhcp-authoritative",
+            "--no-ping",
+            f"--dhcp-range={c.pool_start},{c.pool_end},{c.netmask},{self.lease_time}",
+            f"--dhcp-option=option:router,{c.router}",
+            f"--dhcp-option=option:dns-server,{c.dns}",
+            f"--dhcp-hostsfile={self.hostsfile}",
+            f"--dhcp-leasefile={self.leasefile}",
+            f"--log-facility={self.logfile}",
+            "--log-dhcp",
+        ]
+        args += [f"--host-record={name},{ip}" for name, ip in sorted(self.records.items())]
+        return args
+
+    # -- process ------------------------------------------------------------------------
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout: float = 5.0) -> None:
+        """Spawn dnsmasq; return once it holds its DHCP (and DNS) sockets. DriverError with
+        the end of its log if it exits or does not get there within ``timeout`` seconds."""
+        if self.running():
+            return
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        stop_recorded(self.state_dir)  # a previous run's, left by a crash
+        if not self.hostsfile.exists():
+            self.hostsfile.write_text("")
+        with contextlib.suppress(FileNotFoundError):
+            self.logfile.unlink()
+        with self.outfile.open("wb") as out:
+            try:
+                # nsenter execs dnsmasq (no fork for --net alone): the PID is dnsmasq's.
+                self._proc = subprocess.Popen(  # noqa: S603 - argument list
+                    netns_argv(self.netns, self.argv()),
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+                )
+            except FileNotFoundError as exc:
+                raise DriverError(f"cannot run {self.binary}: {exc}") from exc
+        self.pidfile.write_text(f"{self._proc.pid}\n")
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._proc.poll() is not None:
+                rc = self._proc.returncode
+                self._forget()
+                raise DriverError(f"dnsmasq in {self.netns} exited ({rc}) while starting:\n"
+                                  f"{self.log_tail()}")
+            if self._ready():
+                return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise DriverError(f"dnsmasq in {self.netns} not ready after {timeout:g} s:\n"
+                                  f"{self.log_tail()}")
+            time.sleep(0.02)
+
+    def _ready(self) -> bool:
+        # Its own sockets, not an answer on the port: another dnsmasq (a stale one) could
+        # answer there.
+        pid = self.pid
+        if pid is None:
+            return False
+        want = {67} | ({self.dns_port} if self.dns_port else set())
+        return want <= udp_ports(pid)
+
+    def stop(self) -> None:
+        """End dnsmasq (SIGTERM, then SIGKILL) and remove its PID file. Idempotent."""
+        proc = self._proc
+        if proc is not None:
+            end_pid(proc.pid)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=1.0)
+        else:
+            stop_recorded(self.state_dir)
+        self._forget()
+
+    def _forget(self) -> None:
+        self._proc = None
+        with contextlib.suppress(FileNotFoundError):
+            self.pidfile.unlink()
+
+    def log_tail(self, lines: int = 15) -> str:
+        text = ""
+        for f in (self.outfile, self.logfile):
+            with contextlib.suppress(OSError):
+                text += f.read_text(errors="replace")
+        return "\n".join(text.strip().splitlines()[-lines:]) or "(no output)"
+
+    # -- static hosts and leases --------------------------------------------------------
+    def set_hosts(self, hosts: Mapping[str, str]) -> None:
+        """Replace the static hosts (mac -> ip): atomic rewrite, then SIGHUP so dnsmasq
+        re-reads it. A client gets its address at its next DHCP exchange."""
+        lines = sorted(f"{normalise_mac(mac)},{_host_ip(ip)}" for mac, ip in hosts.items())
+        ips = [line.split(",")[1] for line in lines]
+        if len(set(ips)) != len(ips):
+            raise InvalidInput(f"two MACs get the same static address: {lines}")
+        with self._hosts_lock:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.hostsfile.with_name(f".dhcp-hosts.{secrets.token_hex(4)}")
+            tmp.write_text("".join(line + "\n" for line in lines))
+            os.replace(tmp, self.hostsfile)
+            pid = self.pid
+            if pid is not None and alive(pid):
+                os.kill(pid, signal.SIGHUP)
+
+    def hosts(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        with contextlib.suppress(FileNotFoundError):
+            for line in self.hostsfile.read_text().splitlines():
+                mac, _, ip = line.partition(",")
+                if mac and ip:
+                    out[mac] = ip
+        return out
+
+    def leases(self) -> dict[str, str]:
+        """Current leases, mac -> ip (dnsmasq's lease file: expiry mac ip name client-id)."""
+        out: dict[str, str] = {}
+        try:
+            text = self.leasefile.read_text()
+        except FileNotFoundError:
+            return out
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and _MAC.match(parts[1]):
+                out[parts[1]] = parts[2]
+        return out
+
+    def mac_for(self, ip: str) -> str | None:
+        for mac, leased in self.leases().items():
+            if leased == ip:
+                return mac
+        return None
+
+
+def udp_ports(pid: int) -> set[int]:
+    """The local ports of the UDP sockets process ``pid`` holds (in its own namespace)."""
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    ports = set()
+    for table in ("udp", "udp6"):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/net/{table}") as fh:
+            next(fh, None)
+            for line in fh:
+                cols = line.split()
+                if len(cols) > 9 and cols[9] in inodes:
+                    ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def dns_query(netns: str | None, server: str, name: str, *, port: int = 53,
+              timeout: float = 1.0) -> list[str]:
+    """The A records ``server`` gives for ``name``, asked from inside ``netns``; [] for
+    NXDOMAIN or no data. OSError on timeout, DriverError on a malformed answer."""
+    qid = secrets.randbelow(65536)
+    qname = b"".join(bytes([len(p)]) + p.encode("ascii") for p in name.rstrip(".").split("."))
+    query = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + qname + b"\0" + struct.pack(
+        "!HH", 1, 1)
+    with netns_driver.socket_in(netns, socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.connect((server, port))
+        s.send(query)
+        deadline = time.monotonic() + timeout
+        while True:
+            s.settimeout(max(0.001, deadline - time.monotonic()))
+            data = s.recv(4096)
+            if len(data) >= 12 and struct.unpack("!H", data[:2])[0] == qid:
+                break
+    return _answers(data, len(query))
+
+
+def _answers(data: bytes, offset: int) -> list[str]:
+    try:
+        ancount = struct.unpack("!H", data[6:8])[0]
+        out = []
+        pos = offset  # the answer follows our question, echoed verbatim
+        for _ in range(ancount):
+            if data[pos] & 0xC0 == 0xC0:
+                pos += 2
+            else:
+                while data[pos]:
+                    pos += 1 + data[pos]
+                pos += 1
+            rtype, _cls, _ttl, rdlen = struct.unpack("!HHIH", data[pos:pos + 10])
+            pos += 10
+            if rtype == 1 and rdlen == 4:
+                out.append(socket.inet_ntoa(data[pos:pos + 4]))
+            pos += rdlen
+        return out
+    except (IndexError, struct.error) as exc:
+        raise DriverError(f"malformed DNS answer: {exc}") from exc

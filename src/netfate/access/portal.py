@@ -1,0 +1,308 @@
+"""The captive portal of one CPE: an ASGI app (Starlette).
+
+Until a client logs in, the CPE's switch sends its HTTP to the services MAC and the services
+namespace redirects it to this app, whatever the destination address. So a request whose
+Host is not the portal gets a 302 to the login page; the login POST authenticates through
+RADIUS and, on Access-Accept, has the platform set the user up (static DHCP host entry,
+orchestrator associate). Everything that talks to the outside is injected:
+
+    authenticate(user, password, mac) -> AuthResult      (RadiusClient.authenticate)
+    on_accept(user, mac, client_ip, framed_ip) -> None   raise AcceptError to report a 502
+    mac_for_ip(ip) -> str | None                          (the DHCP leases)
+
+Each may be sync (run in a worker thread) or async. Answers are HTML, or JSON when the
+request accepts application/json: {"ok": true, "user", "ip", "node", "mac", "renew"} or
+{"ok": false, "error"}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import inspect
+import logging
+import math
+import re
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlsplit
+
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from netfate.access.addressing import PORTAL_NAME
+from netfate.radius.client import AuthResult, RadiusError
+
+log = logging.getLogger("netfate.access.portal")
+
+MAX_BODY = 4096
+MAX_USER = 64
+MAX_PASSWORD_BYTES = 128  # RFC 2865 5.2
+MAX_NEXT = 2048
+_USER = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")  # as naming.check_token: no "." or ".."
+_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+
+Authenticate = Callable[[str, str, str], AuthResult | Awaitable[AuthResult]]
+OnAccept = Callable[[str, str, str, str | None], Awaitable[None] | None]
+MacForIp = Callable[[str], str | Awaitable[str | None] | None]
+
+
+class AcceptError(Exception):
+    """on_accept could not set the user up (the orchestrator refused or is unreachable)."""
+
+
+class BadRequest(Exception):
+    """A malformed login POST; the message names the field."""
+
+
+class WindowLimiter:
+    """At most ``limit`` events per key in any ``window`` seconds (a sliding window).
+    Thread-safe; remembers at most ``max_keys`` keys, forgetting the least recent."""
+
+    def __init__(self, limit: int = 10, window: float = 10.0, *, max_keys: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if limit < 1 or window <= 0 or max_keys < 1:
+            raise ValueError("limit >= 1, window > 0, max_keys >= 1")
+        self.limit = limit
+        self.window = window
+        self.max_keys = max_keys
+        self.clock = clock
+        self._events: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def hit(self, key: str) -> int | None:
+        """Count one event; None if allowed, else whole seconds until one would be."""
+        with self._lock:
+            now = self.clock()
+            q = self._events.get(key)
+            if q is None:
+                if len(self._events) >= self.max_keys:
+                    self._events.popitem(last=False)
+                q = self._events[key] = deque()
+            self._events.move_to_end(key)
+            while q and q[0] <= now - self.window:
+                q.popleft()
+            if len(q) >= self.limit:
+                return max(1, math.ceil(q[0] + self.window - now))
+            q.append(now)
+            return None
+
+
+async def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    """Await an async callable; run a sync one off the event loop (it may block on I/O)."""
+    if inspect.iscoroutinefunction(fn):
+        return await fn(*args)
+    result = await asyncio.to_thread(fn, *args)
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        "<!doctype html><html><head><meta charset=\"utf-8\">"
+        f"<title>{html.escape(title)}</title></head><body>"
+        f"<h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
+
+
+def _safe_next(value: str | None) -> str | None:
+    """The page the client wanted, if it is a plain http(s) URL worth linking back to."""
+    if not value or len(value) > MAX_NEXT:
+        return None
+    parts = urlsplit(value)
+    return value if parts.scheme in ("http", "https") and parts.netloc else None
+
+
+def parse_login(content_type: str | None, body: bytes) -> tuple[str, str, str | None]:
+    """(username, password, next) from a form-encoded body; BadRequest naming the field."""
+    media, _, params = (content_type or "").partition(";")
+    if media.strip().lower() != "application/x-www-form-urlencoded":
+        raise BadRequest("the login must be posted as application/x-www-form-urlencoded")
+    charset = re.search(r"charset\s*=\s*\"?([\w-]+)", params, re.I)
+    if charset and charset.group(1).lower().replace("_", "-") not in ("utf-8", "utf8"):
+        raise BadRequest(f"charset {charset.group(1)} is not supported: send UTF-8")
+    if len(body) > MAX_BODY:
+        raise BadRequest(f"the request body is over {MAX_BODY} bytes")
+    try:
+        text = body.decode("utf-8")
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False,
+                          encoding="utf-8", errors="strict", max_num_fields=8)
+    except UnicodeDecodeError:
+        raise BadRequest("the form is not valid UTF-8") from None
+    except ValueError:
+        raise BadRequest("the form has too many fields") from None
+    fields: dict[str, str] = {}
+    for key, value in pairs:
+        if key in fields:
+            raise BadRequest(f"{key} is given more than once")
+        fields[key] = value
+    user = fields.get("username")
+    password = fields.get("password")
+    if user is None:
+        raise BadRequest("username is missing")
+    if password is None:
+        raise BadRequest("password is missing")
+    if not user or len(user) > MAX_USER or not _USER.match(user):
+        raise BadRequest(f"username must be 1-{MAX_USER} characters a-z, 0-9, '_', '.', '-', "
+                         "starting with a letter or digit")
+    raw = password.encode("utf-8")
+    if not raw:
+        raise BadRequest("password is empty")
+    if len(raw) > MAX_PASSWORD_BYTES:
+        raise BadRequest(f"password is over {MAX_PASSWORD_BYTES} bytes")
+    if "\x00" in password:
+        raise BadRequest("password must not contain NUL")
+    return user, password, _safe_next(fields.get("next"))
+
+
+async def _read_body(request: Request) -> bytes:
+    """The body, refusing (BadRequest) as soon as it is over MAX_BODY: a big upload is never
+    buffered whole."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise BadRequest("Content-Length is not a number")
+        if int(declared) > MAX_BODY:
+            raise BadRequest(f"the request body is over {MAX_BODY} bytes")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise BadRequest(f"the request body is over {MAX_BODY} bytes")
+    return body
+
+
+def create_portal_app(
+    node: str,
+    services_ip: str,
+    authenticate: Authenticate,
+    on_accept: OnAccept,
+    mac_for_ip: MacForIp,
+    *,
+    limiter: WindowLimiter | None = None,
+    portal_hosts: Iterable[str] = (PORTAL_NAME,),
+) -> Starlette:
+    """The portal of ``node`` at ``services_ip``. ``limiter`` caps login POSTs per client
+    address (default 10 per 10 s). ``portal_hosts``: names besides services_ip that are the
+    portal itself (not redirected)."""
+    lim = limiter if limiter is not None else WindowLimiter()
+    own_hosts = {services_ip.lower(), *(h.lower() for h in portal_hosts)}
+    login_url = f"http://{services_ip}/login"
+
+    def wants_json(request: Request) -> bool:
+        return "application/json" in request.headers.get("accept", "").lower()
+
+    def is_portal(request: Request) -> bool:
+        host = request.headers.get("host")
+        if not host:
+            return True  # HTTP/1.0 without Host: nothing to send it back to
+        name = host.strip().lower()
+        name = name.rsplit(":", 1)[0] if not name.endswith("]") else name
+        return name in own_hosts
+
+    def answer(request: Request, status: int, title: str, message: str,
+               data: dict[str, Any] | None = None,
+               headers: dict[str, str] | None = None) -> Response:
+        hdrs = {"Cache-Control": "no-store", **(headers or {})}
+        if wants_json(request):
+            payload = data if data is not None else {"ok": False, "error": message}
+            return JSONResponse(payload, status_code=status, headers=hdrs)
+        body = f"<p>{html.escape(message)}</p>"
+        if status >= 400:
+            body += '<p><a href="/login">Back to the login</a></p>'
+        return HTMLResponse(_page(title, body), status_code=status, headers=hdrs)
+
+    def form(next_url: str | None) -> str:
+        hidden = (f'<input type="hidden" name="next" value="{html.escape(next_url)}">'
+                  if next_url else "")
+        return _page(
+            f"NetFATE access at {node}",
+            "<p>Log in to use the network.</p>"
+            '<form method="post" action="/login">'
+            '<p><label>User <input name="username" maxlength="64" autocomplete="username" '
+            "required></label></p>"
+            '<p><label>Password <input name="password" type="password" maxlength="128" '
+            'autocomplete="current-password" required></label></p>'
+            f'{hidden}<p><button type="submit">Log in</button></p></form>',
+        )
+
+    async def login(request: Request, client_ip: str) -> Response:
+        retry = lim.hit(client_ip)
+        if retry is not None:
+            return answer(request, 429, "Too many attempts",
+                          f"too many login attempts from {client_ip}; try again in {retry} s",
+                          headers={"Retry-After": str(retry)})
+        try:
+            raw = await _read_body(request)
+            user, password, next_url = parse_login(request.headers.get("content-type"), raw)
+        except BadRequest as exc:
+            return answer(request, 400, "Bad request", str(exc))
+        except ClientDisconnect:
+            return Response(status_code=400)
+        mac = await _call(mac_for_ip, client_ip)
+        if not mac:
+            return answer(request, 400, "Unknown client", f"no DHCP lease for {client_ip}")
+        try:
+            result: AuthResult = await _call(authenticate, user, password, mac)
+        except RadiusError as exc:
+            log.warning("login %s from %s/%s: RADIUS failed: %s", user, mac, client_ip, exc)
+            return answer(request, 503, "Try again later", "authentication service unavailable")
+        if not result.accepted:
+            log.info("login %s from %s/%s: rejected (%s)", user, mac, client_ip,
+                     result.reply_message)
+            return answer(request, 401, "Login refused", result.reply_message or "login refused")
+        try:
+            await _call(on_accept, user, mac, client_ip, result.framed_ip)
+        except AcceptError as exc:
+            log.warning("login %s from %s/%s: accepted, set-up failed: %s", user, mac,
+                        client_ip, exc)
+            return answer(request, 502, "Set-up failed",
+                          f"logged in, but your services could not be set up: {exc}")
+        ip = result.framed_ip or client_ip
+        renew = ip != client_ip
+        log.info("login %s from %s/%s: accepted, address %s", user, mac, client_ip, ip)
+        if wants_json(request):
+            return JSONResponse({"ok": True, "user": user, "ip": ip, "node": node, "mac": mac,
+                                 "renew": renew}, headers={"Cache-Control": "no-store"})
+        body = (f"<p>Logged in as <b>{html.escape(user)}</b> at {html.escape(node)}.</p>"
+                f"<p>Your address is <b>{html.escape(ip)}</b>; you keep it at every access "
+                "point.</p>")
+        if renew:
+            body += ("<p>Renew your DHCP lease (reconnect) to take it: you have "
+                     f"{html.escape(client_ip)} now.</p>")
+        if next_url:
+            body += f'<p><a href="{html.escape(next_url)}">Continue to {html.escape(next_url)}'\
+                    "</a></p>"
+        return HTMLResponse(_page("Logged in", body), headers={"Cache-Control": "no-store"})
+
+    async def endpoint(request: Request) -> Response:
+        path = request.url.path
+        if not is_portal(request):
+            # Redirected HTTP to some site: send the browser to the login page, and never
+            # let it cache that answer for the site.
+            wanted = str(request.url)
+            return RedirectResponse(f"{login_url}?next={quote(wanted, safe='')}",
+                                    status_code=302, headers={"Cache-Control": "no-store"})
+        client_ip = request.client.host if request.client else ""
+        if path == "/login" and request.method == "POST":
+            return await login(request, client_ip)
+        if request.method not in ("GET", "HEAD"):
+            return answer(request, 405, "Not allowed", f"{request.method} {path} is not allowed",
+                          headers={"Allow": "GET, HEAD" + (", POST" if path == "/login" else "")})
+        if path in ("/", "/login"):
+            next_url = _safe_next(request.query_params.get("next"))
+            return HTMLResponse(form(next_url), headers={"Cache-Control": "no-store"})
+        if path == "/healthz":
+            return JSONResponse({"ok": True, "node": node})
+        return answer(request, 404, "Not found", f"{path} is not here: see /login")
+
+    app = Starlette(routes=[Route("/{path:path}", endpoint, methods=_ALL_METHODS)])
+    app.state.node = node
+    app.state.limiter = lim
+    return app

@@ -1,0 +1,324 @@
+"""A CPE's access services: namespace, dnsmasq and captive portal, up and down together.
+
+    svc = AccessServices(cpe, bridge="fate-cpe1", state_dir=..., radius_client=...,
+                         api_url="http://127.0.0.1:8181")
+    svc.up()      # fate-s-<node>, its veth on the bridge, nft redirect, dnsmasq, portal
+    ...
+    svc.down()    # idempotent; cleanup(node, state_dir) does the same for a crashed process
+
+The namespace holds only eth0 (services MAC and address), dnsmasq and the portal's listening
+socket; the portal itself runs in this process, in the root namespace, so it reaches RADIUS
+and the orchestrator on 127.0.0.1. The CPE's switch rewrites the destination MAC of an
+unauthenticated client's HTTP to the services MAC; the nat rule below turns any destination
+address into ours, and conntrack un-NATs the replies so the browser sees the site's address.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote
+
+import httpx
+
+from netfate.access.addressing import CpeAccess, dns_records, services_host_if, services_netns
+from netfate.access.dnsmasq import Dnsmasq, stop_recorded
+from netfate.access.portal import AcceptError, WindowLimiter, create_portal_app
+from netfate.drivers import netns
+from netfate.errors import DriverError, NetfateError
+from netfate.proc import run
+
+if TYPE_CHECKING:
+    import uvicorn
+    from starlette.applications import Starlette
+
+    from netfate.drivers.ovs import OvsNetwork
+    from netfate.radius.client import AuthResult, RadiusClient
+
+log = logging.getLogger("netfate.access")
+
+INNER_IF = "eth0"
+NFT_TABLE = "netfate_access"
+
+
+class BridgeAttach(Protocol):
+    """Puts the services veth's host end on the CPE's switch (and takes it off)."""
+
+    def attach(self, bridge: str, port: str, external_ids: dict[str, str]) -> None: ...
+
+    def detach(self, bridge: str, port: str) -> None: ...
+
+
+class OvsAttach:
+    """BridgeAttach on the testbed's Open vSwitch (its OVSDB in paths.ovs_dir())."""
+
+    def __init__(self, network: OvsNetwork | None = None) -> None:
+        self._net = network
+
+    def _network(self) -> OvsNetwork:
+        if self._net is None:
+            from netfate import paths
+            from netfate.drivers.ovs import OvsNetwork, OvsServer
+
+            self._net = OvsNetwork(OvsServer(paths.ovs_dir()))
+        return self._net
+
+    def attach(self, bridge: str, port: str, external_ids: dict[str, str]) -> None:
+        self._network().create_ports(bridge, [(port, None)], external_ids={port: external_ids})
+
+    def detach(self, bridge: str, port: str) -> None:
+        self._network().delete_ports(bridge, [port])
+
+    def close(self) -> None:
+        if self._net is not None:
+            self._net.close()
+            self._net = None
+
+
+def nft_ruleset(portal_port: int, ifname: str = INNER_IF) -> str:
+    """TCP to port 80 of any address, arriving on ifname, goes to the portal. The add/delete
+    pair first makes it idempotent (a missing table cannot be deleted)."""
+    return (
+        f"add table ip {NFT_TABLE}\n"
+        f"delete table ip {NFT_TABLE}\n"
+        f"table ip {NFT_TABLE} {{\n"
+        "  chain prerouting {\n"
+        "    type nat hook prerouting priority dstnat; policy accept;\n"
+        f'    iifname "{ifname}" tcp dport 80 redirect to :{portal_port}\n'
+        "  }\n"
+        "}\n"
+    )
+
+
+def listen_socket(ns: str | None, port: int, host: str = "0.0.0.0",
+                  backlog: int = 128) -> socket.socket:
+    """A listening TCP socket inside ns, for a server running in this (root) namespace."""
+    sock = netns.socket_in(ns, socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise DriverError(f"cannot listen on {host}:{port} in {ns}: {exc}") from exc
+    return sock
+
+
+class PortalServer:
+    """uvicorn serving an ASGI app on a given socket, in a thread of its own. (In the main
+    thread uvicorn would take over SIGTERM and re-raise it after shutdown, killing the
+    process before its cleanup.)"""
+
+    def __init__(self, app: Any, sock: socket.socket) -> None:
+        import uvicorn
+
+        self.sock = sock
+        # proxy_headers off: the peer address is the client's, which picks its MAC.
+        config = uvicorn.Config(app, log_level="warning", proxy_headers=False,
+                                server_header=False, lifespan="off")
+        self.server: uvicorn.Server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._run, name="portal", daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            self.server.run(sockets=[self.sock])
+        except BaseException as exc:  # reported by start()
+            self.error = exc
+
+    def start(self, timeout: float = 5.0) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise DriverError(f"the portal did not start: {self.error or 'timeout'}")
+            time.sleep(0.01)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        if self._thread.is_alive():
+            self.server.force_exit = True
+            self._thread.join(1.0)
+        self.sock.close()
+
+
+class AccessServices:
+    """One CPE's access services. ``bridge`` None leaves the host end of the veth unattached
+    (tests wire it themselves); ``attach`` (default OvsAttach) puts it on the bridge.
+    ``radius_client`` None: every login is answered "authentication service unavailable"."""
+
+    def __init__(
+        self,
+        cpe: CpeAccess,
+        bridge: str | None,
+        state_dir: Path,
+        radius_client: RadiusClient | None,
+        api_url: str,
+        *,
+        attach: BridgeAttach | None = None,
+        portal_port: int = 80,
+        records: Mapping[str, str] | None = None,
+        internet_address: str = "10.255.0.1",
+        mtu: int | None = None,
+        api_timeout: float = 15.0,
+        limiter: WindowLimiter | None = None,
+    ) -> None:
+        self.cpe = cpe
+        self.bridge = bridge
+        self.state_dir = Path(state_dir)
+        self.radius = radius_client
+        self.api_url = api_url.rstrip("/")
+        self._attach = attach
+        self.portal_port = portal_port
+        self.mtu = mtu
+        self.netns = services_netns(cpe.node)
+        self.host_if = services_host_if(cpe.node)
+        self.dnsmasq = Dnsmasq(
+            self.netns, cpe, self.state_dir, interface=INNER_IF,
+            records=records if records is not None else dns_records(cpe, internet_address),
+        )
+        self._http = httpx.Client(timeout=api_timeout)
+        self._hosts_lock = threading.Lock()
+        self._portal: PortalServer | None = None
+        self.app: Starlette = create_portal_app(
+            cpe.node, cpe.services_ip, self.authenticate, self.on_accept, self.dnsmasq.mac_for,
+            limiter=limiter,
+        )
+
+    # -- the portal's callables ---------------------------------------------------------------
+    def authenticate(self, user: str, password: str, mac: str) -> AuthResult:
+        from netfate.radius.client import RadiusError
+
+        if self.radius is None:
+            raise RadiusError("no RADIUS client configured")
+        return self.radius.authenticate(user, password, mac=mac, nas_id=self.cpe.node)
+
+    def on_accept(self, user: str, mac: str, client_ip: str, framed_ip: str | None) -> None:
+        """The user keeps framed_ip: a static DHCP host for their MAC (the latest login of
+        that address wins), then the orchestrator places their NFs and steering here."""
+        if framed_ip:
+            try:
+                with self._hosts_lock:
+                    hosts = {m: ip for m, ip in self.dnsmasq.hosts().items()
+                             if ip != framed_ip and m != mac}
+                    hosts[mac] = framed_ip
+                    self.dnsmasq.set_hosts(hosts)
+            except (NetfateError, OSError) as exc:
+                raise AcceptError(f"cannot reserve {framed_ip} for {mac}: {exc}") from exc
+        url = f"{self.api_url}/api/v1/users/{quote(user, safe='')}/associate"
+        body = {"node": self.cpe.node, "mac": mac, "ip": framed_ip or client_ip}
+        try:
+            r = self._http.post(url, json=body)
+        except httpx.HTTPError as exc:
+            raise AcceptError(f"the orchestrator at {self.api_url} is unreachable: {exc}") from exc
+        if not r.is_success:
+            raise AcceptError(f"the orchestrator answered {r.status_code}: {_detail(r)}")
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def up(self, timeout: float = 10.0) -> None:
+        """Create everything; on failure, remove what was made and raise."""
+        try:
+            self._up(timeout)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.down()
+            raise
+
+    def _up(self, timeout: float) -> None:
+        c = self.cpe
+        if self._http.is_closed:
+            self._http = httpx.Client(timeout=self._http.timeout)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        netns.create(self.netns)
+        netns.disable_ipv6(self.netns)  # no router solicitations or DAD from the services
+        netns.veth_into(self.host_if, self.netns, INNER_IF, mac=c.services_mac, mtu=self.mtu)
+        # tx checksum off (configure_inside's default): unicast DHCP replies and TCP through
+        # the OVS netdev datapath need it.
+        netns.configure_inside(self.netns, INNER_IF, addresses=[c.services_cidr])
+        run(["nft", "-f", "-"], netns=self.netns, input=nft_ruleset(self.portal_port).encode())
+        if self.bridge is not None:
+            ids = {"netfate-kind": "services", "attached-mac": c.services_mac,
+                   "netfate-ip": c.services_ip}
+            self._attacher().attach(self.bridge, self.host_if, ids)
+        self.dnsmasq.start(timeout)
+        sock = listen_socket(self.netns, self.portal_port)
+        self._portal = PortalServer(self.app, sock)
+        self._portal.start(timeout)
+        log.info("access services of %s up: %s (%s) in %s, portal on port %d", c.node,
+                 c.services_ip, c.services_mac, self.netns, self.portal_port)
+
+    def _attacher(self) -> BridgeAttach:
+        if self._attach is None:
+            self._attach = OvsAttach()
+        return self._attach
+
+    def down(self) -> None:
+        """Remove everything up() made; idempotent. Errors are logged, not raised, so one
+        failing step does not leave the rest behind."""
+        if self._portal is not None:
+            with contextlib.suppress(Exception):
+                self._portal.stop()
+            self._portal = None
+        with contextlib.suppress(Exception):
+            self.dnsmasq.stop()
+        if self.bridge is not None:
+            try:
+                self._attacher().detach(self.bridge, self.host_if)
+            except Exception as exc:  # the bridge may be gone already (testbed down)
+                log.warning("cannot detach %s from %s: %s", self.host_if, self.bridge, exc)
+            if isinstance(self._attach, OvsAttach):
+                with contextlib.suppress(Exception):
+                    self._attach.close()
+                self._attach = None
+        _remove_net(self.netns, self.host_if)
+        self._http.close()
+
+    def __enter__(self) -> AccessServices:
+        self.up()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+
+def _remove_net(ns: str, host_if: str) -> tuple[bool, bool]:
+    """(veth deleted, namespace deleted)."""
+    # The veth first: `ip netns del` returns before the namespace (and its links) are gone,
+    # and a quick re-up would then find the name taken.
+    link = False
+    with contextlib.suppress(Exception):
+        link = netns.delete_link(host_if)
+    return link, netns.delete(ns)
+
+
+def cleanup(node: str, state_dir: Path) -> dict[str, Any]:
+    """Remove a node's access services left by a process that died without down(): its
+    dnsmasq (by the PID recorded in <state_dir>/dnsmasq.pid), veth and namespace. OVS keeps
+    the port's row on the bridge; the testbed's down removes bridges whole."""
+    pid = stop_recorded(state_dir)
+    host_if, ns = services_host_if(node), services_netns(node)
+    link, gone = _remove_net(ns, host_if)
+    return {"dnsmasq_pid": pid, "link": host_if if link else None,
+            "namespace": ns if gone else None}
+
+
+def _detail(r: httpx.Response) -> str:
+    try:
+        data = r.json()
+    except ValueError:
+        return r.text[:200] or r.reason_phrase
+    if isinstance(data, dict):
+        for key in ("detail", "title", "error", "message"):
+            if data.get(key):
+                return str(data[key])[:200]
+    return str(data)[:200]

@@ -1,0 +1,114 @@
+"""netfate access serve | cleanup: a CPE's DHCP, DNS and captive portal."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from netfate import paths
+from netfate.cli.common import console, emit_json, guarded, need_root
+
+Opt = typer.Option
+
+app = typer.Typer(help="A CPE's access services: DHCP, DNS and the captive portal.",
+                  no_args_is_help=True)
+
+
+def _default_state_dir(node: str) -> Path:
+    return paths.run_dir() / "access" / node
+
+
+@app.command()
+def serve(
+    node: Annotated[str, Opt(help="The CPE node")],
+    index: Annotated[int | None, Opt(help="The CPE's 0-based index among the topology's "
+                                          "CPEs: derives all addresses")] = None,
+    subnet: Annotated[str, Opt(help="The testbed subnet (with --index)")] = "10.90.0.0/16",
+    gateway: Annotated[str, Opt(help="The clients' router (with --index)")] = "10.90.0.1",
+    services_ip: Annotated[str | None, Opt(help="Explicit: the services address")] = None,
+    pool_start: Annotated[str | None, Opt(help="Explicit: first dynamic address")] = None,
+    pool_end: Annotated[str | None, Opt(help="Explicit: last dynamic address")] = None,
+    prefixlen: Annotated[int | None, Opt(help="Explicit: the clients' prefix length")] = None,
+    router: Annotated[str | None, Opt(help="Explicit: the clients' router")] = None,
+    framed_pool: Annotated[str | None, Opt(help="RADIUS Framed-IP pool the DHCP pool must "
+                                                "avoid (default: NETFATE_RADIUS_POOL or "
+                                                "10.90.100.0/22)")] = None,
+    bridge: Annotated[str | None, Opt(help="OVS bridge to attach the services port to")]
+    = None,
+    state_dir: Annotated[Path | None, Opt(help="dnsmasq's files (default "
+                                               "/run/netfate/access/<node>)")] = None,
+    api_url: Annotated[str, Opt(help="The orchestrator's API")] = "http://127.0.0.1:8181",
+    radius_state_dir: Annotated[Path | None, Opt(help="The orchestrator's state dir, with "
+                                                      "the RADIUS secret (default "
+                                                      "/run/netfate/orchestrator)")] = None,
+    portal_port: Annotated[int, Opt(help="The portal's port in the services namespace")] = 80,
+    internet_address: Annotated[str, Opt(help="What inet.netfate resolves to")]
+    = "10.255.0.1",
+    mtu: Annotated[int | None, Opt(help="MTU of the services veth")] = None,
+) -> None:
+    """Run a CPE's access services until SIGTERM/SIGINT, then remove them."""
+    need_root()
+    from netfate.access import addressing
+    from netfate.access.services import AccessServices
+    from netfate.errors import InvalidInput
+    from netfate.radius.service import portal_client
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    explicit = [services_ip, pool_start, pool_end, prefixlen, router]
+
+    def build() -> AccessServices:
+        pool = framed_pool or os.environ.get("NETFATE_RADIUS_POOL") or addressing.FRAMED_POOL
+        if index is not None:
+            if any(v is not None for v in explicit):
+                raise InvalidInput("give either --index or the explicit addresses, not both")
+            cpe = addressing.for_index(subnet, gateway, node, index, framed_pool=pool)
+        elif services_ip and pool_start and pool_end and prefixlen and router:
+            cpe = addressing.cpe_access(node, services_ip, pool_start, pool_end, prefixlen,
+                                        router, framed_pool=pool)
+        else:
+            raise InvalidInput("give --index, or all of --services-ip, --pool-start, "
+                               "--pool-end, --prefixlen and --router")
+        return AccessServices(
+            cpe, bridge, state_dir or _default_state_dir(node),
+            portal_client(radius_state_dir or paths.run_dir() / "orchestrator"), api_url,
+            portal_port=portal_port, internet_address=internet_address, mtu=mtu,
+        )
+
+    svc = guarded(build)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    guarded(svc.up)
+    c = svc.cpe
+    console.print(f"access services of {c.node}: {c.services_ip} ({c.services_mac}) in "
+                  f"{svc.netns}, pool {c.pool_start}-{c.pool_end}, portal port {portal_port}")
+    try:
+        while not stop.wait(1.0):
+            if not svc.dnsmasq.running():
+                console.print(f"[red]error:[/] dnsmasq died:\n{svc.dnsmasq.log_tail()}")
+                raise typer.Exit(1)
+    finally:
+        svc.down()
+
+
+@app.command()
+def cleanup(
+    node: Annotated[str, Opt(help="The CPE node")],
+    state_dir: Annotated[Path | None, Opt(help="As given to serve")] = None,
+    json_out: Annotated[bool, Opt("--json", help="Print what was removed as JSON")] = False,
+) -> None:
+    """Remove what a `serve` that was killed left behind: dnsmasq, veth, namespace."""
+    need_root()
+    from netfate.access.services import cleanup as do_cleanup
+
+    removed = guarded(lambda: do_cleanup(node, state_dir or _default_state_dir(node)))
+    if json_out:
+        emit_json(removed)
+    else:
+        console.print(f"removed: {removed}")
