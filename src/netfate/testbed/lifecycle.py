@@ -49,8 +49,11 @@ def load_state() -> dict[str, Any] | None:
 API_PORT = int(os.environ.get("NETFATE_TESTBED_API_PORT", "8181"))
 NATS_PORT = int(os.environ.get("NETFATE_TESTBED_NATS_PORT", "4322"))
 OF_PORT = int(os.environ.get("NETFATE_TESTBED_OF_PORT", "6693"))
-# Seconds without packets before a user is released (the controller's idle flows).
-IDLE_TIMEOUT = int(os.environ.get("NETFATE_TESTBED_IDLE_TIMEOUT", "30"))
+
+
+def idle_timeout() -> int:
+    """Seconds without packets before a user is released (the controller's idle flows)."""
+    return int(os.environ.get("NETFATE_TESTBED_IDLE_TIMEOUT", "30"))
 
 
 def controller_target() -> str:
@@ -124,13 +127,24 @@ def start_services(topo: Topology, progress: Progress = _noop) -> dict[str, int]
             "orchestrator", "--state-dir", str(paths.run_dir() / "orchestrator"),
             "--port", str(API_PORT), "--nats-port", str(NATS_PORT),
             "--command-timeout", os.environ.get("NETFATE_TESTBED_COMMAND_TIMEOUT", "10"),
-            "--radius", "--user-idle-timeout", str(IDLE_TIMEOUT)))
+            "--radius", "--user-idle-timeout", str(idle_timeout())))
         _wait_http(f"{api_url()}/api/v1/health", "the orchestrator")
     if not processes.alive("controller"):
         progress("starting the SDN controller")
         processes.start("controller", processes.netfate_argv(
             "controller", "--nats-url", f"nats://127.0.0.1:{NATS_PORT}",
             "--port", str(OF_PORT)))
+    cpes = [n for n in topo.nodes if n.role == "cpe"]
+    for k, n in enumerate(cpes):
+        name = f"access-{n.name}"
+        if processes.alive(name):
+            continue
+        progress(f"starting the access services of {n.name} (DHCP, DNS, captive portal)")
+        processes.start(name, processes.netfate_argv(
+            "access", "serve", "--node", n.name, "--index", str(k), "--subnet", topo.subnet,
+            "--gateway", topo.gateway, "--bridge", n.bridge, "--api-url", api_url(),
+            "--radius-state-dir", str(paths.run_dir() / "orchestrator"),
+            "--internet-address", topo.internet_address, "--mtu", str(topo.mtu)))
     for n in topo.nodes:
         name = f"agent-{n.name}"
         if processes.alive(name):
@@ -144,7 +158,25 @@ def start_services(topo: Topology, progress: Progress = _noop) -> dict[str, int]
             argv += ["--uplink", n.uplink_port]
         processes.start(name, processes.netfate_argv(*argv))
     wait_registered([n.name for n in topo.nodes])
+    wait_access([n.name for n in cpes])
     return processes.recorded()
+
+
+def wait_access(nodes: list[str], timeout: float = 20.0) -> None:
+    """Until each CPE's access services answer (the portal, from the services namespace)."""
+    from netfate.access.addressing import services_netns
+
+    deadline = time.monotonic() + timeout
+    missing = list(nodes)
+    while missing and time.monotonic() < deadline:
+        missing = [n for n in missing if not (
+            netns.exists(services_netns(n))
+            and (paths.run_dir() / "access" / n / "dnsmasq.pid").exists())]
+        if missing:
+            time.sleep(0.05)
+    if missing:
+        raise DriverError(f"the access services of {missing} did not come up within "
+                          f"{timeout:g}s; see {processes.pid_dir()}")
 
 
 def _wait_http(url: str, what: str, timeout: float = 30.0) -> None:
@@ -212,6 +244,15 @@ def down(progress: Progress = _noop) -> dict[str, Any]:
         radius_pid = stop_radius(paths.run_dir() / "orchestrator")
         if radius_pid:
             removed["pids"].append(radius_pid)
+    access_dir = paths.run_dir() / "access"
+    if access_dir.is_dir():  # a killed `access serve` leaves its dnsmasq behind
+        from netfate.access.services import cleanup as access_cleanup
+
+        for d in sorted(access_dir.iterdir()):
+            with contextlib.suppress(Exception):
+                pid = access_cleanup(d.name, d).get("dnsmasq_pid")
+                if pid:
+                    removed["pids"].append(pid)
     server = OvsServer(paths.ovs_dir())
     progress("stopping Open vSwitch")
     removed["pids"] += server.stop()
