@@ -35,6 +35,7 @@ from netfate.bus.messages import (
     Reply,
     Resources,
     SwitchPorts,
+    SwitchSynced,
     Telemetry,
 )
 from netfate.drivers import capabilities
@@ -233,6 +234,15 @@ class Agent:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), PORT_POLL_S)
 
+    async def on_synced(self, msg: Msg) -> None:
+        """The controller changed this switch's flows: make the datapath use them now. The
+        userspace datapath keeps forwarding by its cached flows until its revalidators have
+        been through them (hundreds of ms here), which would stretch every handover."""
+        with contextlib.suppress(Exception):
+            rep = SwitchSynced.model_validate_json(msg.data)
+            if rep.added or rep.deleted:
+                await asyncio.to_thread(self.network.settle)
+
     async def _event(self, kind: str, data: dict[str, Any]) -> None:
         ev = NodeEvent(node=self.name, ts=time.time(), kind=kind,  # type: ignore[arg-type]
                        data=data)
@@ -268,6 +278,7 @@ class Agent:
         with contextlib.suppress(Exception):
             self.ports = await asyncio.to_thread(self._read_ports)
         await self._nc.subscribe(subjects.command(self.name), cb=self.on_command)
+        await self._nc.subscribe(subjects.controller_synced(self.name), cb=self.on_synced)
         while not self._stop.is_set():
             try:
                 await self.register()

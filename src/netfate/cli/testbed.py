@@ -86,3 +86,24 @@ def status(json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] 
         for nf in st["nfs"]:
             n.add_row(nf["instance_id"], nf["node"], nf["owner"], nf["name"], nf["state"])
         console.print(n)
+
+
+@app.command()
+def move(
+    client: Annotated[str, typer.Argument(help="The client host, e.g. client1")],
+    node: Annotated[str, typer.Argument(help="The CPE it moves to, e.g. cpe2")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Roam a client to another CPE: its old LAN link goes down, a new one comes up with the
+    same MAC (the new node's agent reports it associated)."""
+    need_root()
+    from netfate.testbed.move import move as do_move
+
+    out = guarded(lambda: do_move(client, node))
+    if json_out:
+        emit_json(out)
+    elif out["moved"]:
+        console.print(f"[green]{client}[/] moved {out['from']} -> {node} in "
+                      f"{out['seconds'] * 1000:.1f} ms (same MAC {out['mac']})")
+    else:
+        console.print(f"{client} is already on {node}")

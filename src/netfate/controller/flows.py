@@ -27,6 +27,7 @@ from typing import Any
 from netfate.controller import pipeline as pl
 from netfate.controller.model import (
     AccessServices,
+    Anchored,
     Classifier,
     Hop,
     Location,
@@ -79,6 +80,8 @@ def build(state: SwitchState, ofports: Mapping[str, int]) -> FlowSet:
         units.append(("access services", partial(_services, state, state.services, port)))
     for u in state.users:
         units.append((f"user {u.name}", partial(_user, state, u, port)))
+    for a in state.anchored:
+        units.append((f"anchored user {a.name}", partial(_anchored, state, a, port)))
     for loc in state.locations:
         units.append((f"location of {loc.user}", partial(_location, loc, port)))
     seen: set[tuple[int, int, tuple[tuple[str, Any], ...]]] = set()
@@ -285,9 +288,38 @@ def _nf_ingress(u: User, lan: int, wan: int) -> Iterator[FlowMod]:
                 write_metadata=(pl.metadata(u.name, pl.DOWN), pl.ALL_ONES), goto_table=pl.STEER)
 
 
+# -- a user anchored here, mid-migration ------------------------------------------------------
+def _anchored(state: SwitchState, a: Anchored, port: _Ports) -> Iterator[FlowMod]:
+    """The user's traffic arrives from the uplink both ways, crosses the chain, and leaves
+    by the uplink again (the core takes it on to the internet, or down to the user)."""
+    assert state.uplink is not None
+    up = port(state.uplink)
+    yield _flow(Kind.USER, a.name, pl.INGRESS, pl.P_USER,
+                {"in_port": up, "eth_src": a.mac, "eth_type": ETH_IPV4, "ipv4_src": a.ip},
+                write_metadata=(pl.metadata(a.name, pl.UP), pl.ALL_ONES), goto_table=pl.STEER)
+    yield _flow(Kind.USER, a.name, pl.INGRESS, pl.P_USER,
+                {"in_port": up, "eth_dst": a.mac, "eth_type": ETH_IPV4, "ipv4_dst": a.ip},
+                write_metadata=(pl.metadata(a.name, pl.DOWN), pl.ALL_ONES), goto_table=pl.STEER)
+    hops = [(port(h.lan), port(h.wan)) for h in a.chain]
+    u = User(name=a.name, mac=a.mac, ip=a.ip, port=state.uplink, authenticated=True)
+    yield from _chain(u, pl.P_CHAIN, {}, {}, hops, up, up)
+    for h in a.chain:
+        yield from _nf_ingress(u, port(h.lan), port(h.wan))
+
+
 # -- core/PE: where each user is now --------------------------------------------------------
 def _location(loc: Location, port: _Ports) -> Iterator[FlowMod]:
     c = port(loc.port)
+    if loc.anchor is not None and loc.ip is not None:
+        # Mid-migration: the user's IPv4 goes through the CPE still running their NFs.
+        a = port(loc.anchor)
+        ip4 = {"eth_type": ETH_IPV4}
+        yield _flow(Kind.LOCATION, loc.user, pl.INGRESS, pl.P_ANCHOR,
+                    {**ip4, "in_port": c, "eth_src": loc.mac, "ipv4_src": loc.ip}, (a,))
+        yield _flow(Kind.LOCATION, loc.user, pl.INGRESS, pl.P_ANCHOR,
+                    {**ip4, "in_port": a, "eth_dst": loc.mac, "ipv4_dst": loc.ip}, (c,))
+        yield _flow(Kind.LOCATION, loc.user, pl.INGRESS, pl.P_ANCHOR - 1,
+                    {**ip4, "eth_dst": loc.mac, "ipv4_dst": loc.ip}, (a,))
     # OpenFlow never outputs to the ingress port unless told to: two users behind the same
     # CPE reach each other through the core only with an explicit IN_PORT.
     yield _flow(Kind.LOCATION, loc.user, pl.INGRESS, pl.P_LOCATION, {"eth_dst": loc.mac}, (c,))

@@ -109,6 +109,23 @@ class User(_M):
         return self
 
 
+class Anchored(_M):
+    """A user whose NFs still run here while they are at another CPE (mid-migration): their
+    traffic comes up the uplink both ways (the core diverts it), crosses the chain, and goes
+    back up the uplink. Make-before-break: the user is served by the old NFs, with their
+    state, until the new ones have taken it over."""
+
+    name: str = Field(min_length=1, max_length=128)
+    mac: Mac
+    ip: IPv4
+    chain: tuple[Hop, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> Anchored:
+        _check_chain(self.chain, f"anchored user {self.name}")
+        return self
+
+
 class AccessServices(_M):
     """The CPE's access services namespace: captive portal, dnsmasq (DHCP and DNS)."""
 
@@ -130,6 +147,15 @@ class Location(_M):
     mac: Mac
     ip: IPv4 | None = None
     port: PortName = Field(min_length=1)
+    # Mid-migration, the CPE that still runs the user's NFs: the user's IPv4 from `port` goes
+    # there, and comes back from there to `port` (ARP always goes to `port`).
+    anchor: PortName | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Location:
+        if self.anchor is not None and (self.anchor == self.port or self.ip is None):
+            raise ValueError(f"location of {self.user}: an anchor needs an IP and another port")
+        return self
 
 
 class SwitchState(_M):
@@ -145,6 +171,7 @@ class SwitchState(_M):
     infra_ports: tuple[PortName, ...] = ()
     services: AccessServices | None = None
     users: tuple[User, ...] = ()
+    anchored: tuple[Anchored, ...] = ()
     locations: tuple[Location, ...] = ()
 
     @model_validator(mode="after")
@@ -167,6 +194,11 @@ class SwitchState(_M):
         if self.services is not None:
             special.add(self.services.port)
         nf = {p for u in self.users for c in chains(u) for h in c for p in (h.lan, h.wan)}
+        nf |= {p for a in self.anchored for h in a.chain for p in (h.lan, h.wan)}
+        if self.anchored and self.uplink is None:
+            raise ValueError(f"switch {self.node} anchors users but has no uplink")
+        if clash := ({a.mac for a in self.anchored} & set(macs)):
+            raise ValueError(f"switch {self.node}: {sorted(clash)} both attached and anchored")
         if clash := (set(self.infra_ports) & (set(self.access_ports) | nf)):
             raise ValueError(f"switch {self.node}: infra ports {sorted(clash)} are also "
                              "client or NF ports")

@@ -24,6 +24,7 @@ P_ARP_TO_CLIENT = 300     # ARP for a client's address, from the uplink
 P_ARP_FROM_CLIENT = 290   # a client's ARP with its own sender addresses, to the uplink
 P_DHCP_KNOWN = 210        # a known client's DHCP: to the CPE, not counted as activity
 P_USER = 200              # a user's IPv4 in and out; NF ports; services port to a client
+P_ANCHOR = 160            # core, mid-migration: a user's IPv4 via the CPE running their NFs
 P_LOCATION_HAIRPIN = 151  # core: a user's traffic from the CPE they are behind, back to it
 P_LOCATION = 150          # core: a user's traffic to the CPE they are behind now
 P_LOCATION_ARP_HAIRPIN = 141

@@ -31,8 +31,12 @@ async def associate(coord: Coordinator, database: Database, user: str, node: str
                 repo.add_session(s, user=user, node=node, mac=mac, ip=ip)
             repo.update_user_seen(s, user, access_node=node, mac=mac, ip=ip)
 
-    return await coord.handle(UserAssociated(user=user, node=node, mac=mac, ip=ip),
-                              background=background, record=record)
+    run = await coord.handle(UserAssociated(user=user, node=node, mac=mac, ip=ip),
+                             background=background, record=record)
+    if coord.switches is not None and background:
+        # While the plan moves their NFs, the user is served by the old ones (if any).
+        await coord.switches.apply_anchor(user, node)
+    return run
 
 
 async def idle(coord: Coordinator, database: Database, user: str) -> PlanRun:

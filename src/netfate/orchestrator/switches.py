@@ -26,8 +26,22 @@ from pydantic import ValidationError
 from netfate import naming
 from netfate.bus import subjects
 from netfate.bus.messages import SwitchPorts, SwitchSynced
-from netfate.controller.model import AccessServices, Hop, Location, SwitchState, User
-from netfate.db.models import Bundle, Node, SteeringRule, VnfInstance
+from netfate.controller.model import (
+    AccessServices,
+    Anchored,
+    Hop,
+    Location,
+    SwitchState,
+    User,
+)
+from netfate.db.models import (
+    Bundle,
+    Node,
+    SessionState,
+    SteeringRule,
+    UserSession,
+    VnfInstance,
+)
 from netfate.db.session import Database
 
 log = logging.getLogger("netfate.orchestrator.switches")
@@ -48,6 +62,8 @@ class Switches:
         self._published: dict[str, SwitchState] = {}
         self._synced: dict[str, SwitchSynced] = {}
         self._waiters: dict[str, list[tuple[int, asyncio.Future[SwitchSynced]]]] = {}
+        self._anchor_gen: dict[str, int] = {}       # user -> core generation anchoring them
+        self._anchor_core: dict[str, set[str]] = {}
 
     # -- inputs -----------------------------------------------------------------------------
     def set_ports(self, node: str, ports: SwitchPorts) -> None:
@@ -82,15 +98,37 @@ class Switches:
                 sa.select(SteeringRule.user_name, SteeringRule.node_name, SteeringRule.mac,
                           SteeringRule.ip, SteeringRule.chain)
                 .where(SteeringRule.desired.is_(True), SteeringRule.mac.is_not(None))
-                .where(SteeringRule.node_name == node if role == "cpe" else sa.true())
-                # Newest first: on the core, a user steered at two CPEs (mid-move) is
-                # located at the one steered last.
+                # Newest first: a user steered at two CPEs (mid-move) is located at the one
+                # steered last.
                 .order_by(SteeringRule.user_name, SteeringRule.updated_at.desc())).all()
+            at = dict(s.execute(sa.select(UserSession.user_name, UserSession.node_name)
+                                .where(UserSession.state == SessionState.ACTIVE)).all())
             hops = self._hops(s, {i for r in rules for i in (r.chain or [])})
+        newest: dict[str, Any] = {}
+        for r in rules:
+            newest.setdefault(r.user_name, r)
+        # Mid-migration: the user's session is at another CPE than their newest steering
+        # (whose NFs still serve them until the new ones are steered): anchored there.
+        anchors = {u: (r, at[u]) for u, r in newest.items()
+                   if at.get(u) not in (None, r.node_name)}
         ports = self.ports.get(node, SwitchPorts())
         if role == "cpe":
-            return self._cpe(node, ports, rules, hops)
-        return self._core(node, role, ports, rules)
+            return self._cpe(node, ports, [r for r in rules if r.node_name == node], hops,
+                             anchors)
+        return self._core(node, role, ports, list(newest.values()), anchors)
+
+    def _station_at(self, node: str, mac: str) -> str | None:
+        p = self.ports.get(node, SwitchPorts())
+        port = {**self.seen.get(node, {}), **p.stations}.get(mac)
+        return port if port in p.access else None
+
+    def anchor_ready(self, user: str) -> bool:
+        """Whether the core has confirmed the anchor of this user's traffic: until then the
+        visited CPE must not let the user out (it would bypass their NFs)."""
+        need = self._anchor_gen.get(user)
+        return need is not None and any(
+            (rep := self._synced.get(n)) is not None and rep.generation >= need
+            for n in self._anchor_core.get(user, ()))
 
     @staticmethod
     def _hops(s: Any, ids: set[str]) -> dict[str, tuple[str, Hop]]:
@@ -112,11 +150,28 @@ class Switches:
         return out
 
     def _cpe(self, node: str, ports: SwitchPorts, rules: Iterable[Any],
-             hops: dict[str, tuple[str, Hop]]) -> SwitchState:
+             hops: dict[str, tuple[str, Hop]],
+             anchors: dict[str, tuple[Any, str]]) -> SwitchState:
         stations = {**self.seen.get(node, {}), **ports.stations}
         users: list[User] = []
+        anchored: list[Anchored] = []
         taken_ips: set[str] = set()
+        for user, (r, visited) in anchors.items():
+            chain = [hops.get(i) for i in (r.chain or [])]
+            if r.node_name == node and r.ip and chain and all(
+                    h is not None and h[0] == node for h in chain):
+                if self._station_at(visited, r.mac) is not None:
+                    anchored.append(Anchored(name=user, mac=r.mac, ip=r.ip,
+                                             chain=tuple(h[1] for h in chain if h)))
+            elif visited == node and r.ip and stations.get(r.mac) in ports.access \
+                    and self.anchor_ready(user):
+                # Visiting: out through the uplink, where the core takes it to the anchor.
+                users.append(User(name=user, mac=r.mac, ip=r.ip, port=stations[r.mac],
+                                  authenticated=True, idle_timeout=self.idle_timeout))
+                taken_ips.add(r.ip)
         for r in rules:
+            if r.user_name in anchors:
+                continue
             port = stations.get(r.mac)
             chain = [hops.get(i) for i in (r.chain or [])]
             if port is None or port not in ports.access:
@@ -147,10 +202,10 @@ class Switches:
                                  ip=ports.services.ip)
         return SwitchState(node=node, role="cpe", uplink=ports.uplink,
                            access_ports=tuple(ports.access), infra_ports=tuple(ports.infra),
-                           services=svc, users=tuple(users))
+                           services=svc, users=tuple(users), anchored=tuple(anchored))
 
-    def _core(self, node: str, role: str, ports: SwitchPorts,
-              rules: Iterable[Any]) -> SwitchState:
+    def _core(self, node: str, role: str, ports: SwitchPorts, rules: Iterable[Any],
+              anchors: dict[str, tuple[Any, str]]) -> SwitchState:
         to_node = {peer: port for port, peer in ports.links.items() if port != ports.uplink}
         locations = []
         seen: set[str] = set()
@@ -159,7 +214,13 @@ class Switches:
             if port is None or r.mac in seen:
                 continue
             seen.add(r.mac)
-            locations.append(Location(user=r.user_name, mac=r.mac, ip=r.ip, port=port))
+            anchor = None
+            if r.user_name in anchors and r.ip:
+                visited = to_node.get(anchors[r.user_name][1])
+                if visited is not None and visited != port:
+                    port, anchor = visited, port
+            locations.append(Location(user=r.user_name, mac=r.mac, ip=r.ip, port=port,
+                                      anchor=anchor))
         infra = list(ports.infra) + ([ports.uplink] if ports.uplink else [])
         return SwitchState(node=node, role=role, infra_ports=tuple(sorted(set(infra))),  # type: ignore[arg-type]
                            locations=tuple(locations))
@@ -189,6 +250,10 @@ class Switches:
         self._gen += 1
         state = state.model_copy(update={"generation": self._gen})
         self._published[node] = state
+        for loc in state.locations:
+            if loc.anchor is not None and (prev is None or loc not in prev.locations):
+                self._anchor_gen[loc.user] = self._gen
+                self._anchor_core[loc.user] = {node}
         if self.nc is not None:
             await self.nc.publish(subjects.controller_desired(node),
                                   state.model_dump_json().encode())
@@ -214,6 +279,54 @@ class Switches:
         for f in pending:
             f.cancel()
         return [f.result() for f in finished]
+
+    async def apply_anchor(self, user: str, visited: str, timeout: float = 2.0) -> None:
+        """A user just associated at `visited` while their NFs run elsewhere: anchor their
+        traffic there (the old CPE and the core first, confirmed), then let them out at the
+        visited CPE. Make-before-break: served by the old NFs, with their state, until the
+        new ones are steered."""
+        with self.db.session() as s:
+            olds = list(s.scalars(sa.select(SteeringRule.node_name).where(
+                SteeringRule.user_name == user, SteeringRule.desired.is_(True))))
+        first = [n for n in dict.fromkeys(olds) if n != visited]
+        if not first:
+            return  # nothing to anchor to: the plan's steering lets the user out
+        for n in list(first):
+            first += [x for x in self.affected(n) if x not in first and x != visited]
+        gens = {n: await self.publish(n) for n in first}
+        await self._wait(gens, timeout)
+        await self.apply(visited, timeout)
+
+    async def _wait(self, gens: dict[str, int | None], timeout: float) -> None:
+        waits = []
+        for n, gen in gens.items():
+            done = self._synced.get(n)
+            if gen is None or (done is not None and done.generation >= gen):
+                continue
+            fut: asyncio.Future[SwitchSynced] = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(n, []).append((gen, fut))
+            waits.append(fut)
+        if waits:
+            _, pending = await asyncio.wait(waits, timeout=timeout)
+            for f in pending:
+                f.cancel()
+
+    def summary(self) -> list[dict[str, Any]]:
+        out = []
+        for node in sorted(set(self._published) | set(self.ports)):
+            st, rep = self._published.get(node), self._synced.get(node)
+            out.append({
+                "node": node,
+                "generation": st.generation if st else None,
+                "synced_generation": rep.generation if rep else None,
+                "in_sync": bool(st and rep and rep.generation >= st.generation),
+                "users": [u.name for u in st.users] if st else [],
+                "anchored": [a.name for a in st.anchored] if st else [],
+                "locations": [loc.model_dump() for loc in st.locations] if st else [],
+                "errors": rep.errors if rep else [],
+                "skipped": rep.skipped if rep else [],
+            })
+        return out
 
     async def publish_all(self) -> None:
         with self.db.session() as s:

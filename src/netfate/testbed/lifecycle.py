@@ -159,7 +159,25 @@ def start_services(topo: Topology, progress: Progress = _noop) -> dict[str, int]
         processes.start(name, processes.netfate_argv(*argv))
     wait_registered([n.name for n in topo.nodes])
     wait_access([n.name for n in cpes])
+    wait_switches([n.name for n in topo.nodes])
     return processes.recorded()
+
+
+def wait_switches(nodes: list[str], timeout: float = 30.0) -> None:
+    """Until the controller has installed every switch's desired state (the switches
+    connect to it with a back-off, and stay closed until then)."""
+    deadline = time.monotonic() + timeout
+    missing = set(nodes)
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+            r = httpx.get(f"{api_url()}/api/v1/switches", timeout=2)
+            ready = {s["node"] for s in r.json() if s["in_sync"]}
+            missing = set(nodes) - ready
+            if not missing:
+                return
+        time.sleep(0.1)
+    raise DriverError(f"the SDN controller did not program {sorted(missing)} within "
+                      f"{timeout:g}s; see {processes.pid_dir()}/controller.log")
 
 
 def wait_access(nodes: list[str], timeout: float = 20.0) -> None:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 
 from netfate.db import repo
 from netfate.orchestrator import sessions
-from netfate.orchestrator.api.deps import coord, db, row
+from netfate.orchestrator.api.deps import coord, db, orch, row
 from netfate.orchestrator.api.schemas import NODE, USER, Accepted, Associate, UserCreate, UserPatch
 
 router = APIRouter()
@@ -89,3 +89,12 @@ async def idle(request: Request, name: str = USER) -> Accepted:
     run = await sessions.idle(coord(request), db(request), name)
     return Accepted(intents=[i.model_dump(mode="json") for i in run.plan.intents],
                     vnf_lcm_op_occs=run.ops, reasons=list(run.plan.reasons))
+
+
+@router.get("/switches", summary="Each switch's desired state as published to the SDN "
+                                 "controller, and what the controller last confirmed")
+def switches(request: Request) -> list[dict[str, Any]]:
+    sw = orch(request).switches
+    if sw is None:
+        return []
+    return sw.summary()

@@ -1,0 +1,1 @@
+"""The roaming case study (the NetFATE paper, section IV): traffic probes, logins, the move."""
