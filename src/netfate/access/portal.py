@@ -257,6 +257,7 @@ def create_portal_app(
             log.info("login %s from %s/%s: rejected (%s)", user, mac, client_ip,
                      result.reply_message)
             return answer(request, 401, "Login refused", result.reply_message or "login refused")
+        t_accept = time.perf_counter()
         try:
             await _call(on_accept, user, mac, client_ip, result.framed_ip)
         except AcceptError as exc:
@@ -269,7 +270,10 @@ def create_portal_app(
         log.info("login %s from %s/%s: accepted, address %s", user, mac, client_ip, ip)
         if wants_json(request):
             return JSONResponse({"ok": True, "user": user, "ip": ip, "node": node, "mac": mac,
-                                 "renew": renew}, headers={"Cache-Control": "no-store"})
+                                 "renew": renew, "radius_ms": round(result.rtt * 1000, 2),
+                                 "setup_ms": round((time.perf_counter() - t_accept) * 1000,
+                                                   2)},
+                                headers={"Cache-Control": "no-store"})
         body = (f"<p>Logged in as <b>{html.escape(user)}</b> at {html.escape(node)}.</p>"
                 f"<p>Your address is <b>{html.escape(ip)}</b>; you keep it at every access "
                 "point.</p>")

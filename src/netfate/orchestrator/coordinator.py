@@ -321,20 +321,32 @@ class Coordinator:
                                   .where(Bundle.sha256 == src_inst.bundle_sha256)) or {}
             exportable = bool((descriptor.get("state") or {}).get("exportable"))
             src_online = repo.get_node(s, src).online
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+
+        def lap(name: str) -> None:
+            nonlocal t
+            now = time.perf_counter()
+            timings[f"{name}_ms"] = round((now - t) * 1000, 2)
+            t = now
+
         try:
             self._ensure_instance(dst, owner, nf, new_iid, config)
             reply = await self.push(dst)
             if not self._running_on(reply, new_iid):
                 raise NetfateError(reply.error or f"{new_iid} did not come up on {dst}")
+            lap("instantiate")
             if exportable and src_online:
                 exported = await self.bus.command(src, Command(op="export_state",
                                                                instance_id=iid))
                 if not exported.ok:
                     raise NetfateError(f"export on {src}: {exported.error}")
+                lap("export")
                 imported = await self.bus.command(dst, Command(
                     op="import_state", instance_id=new_iid, state=exported.data))
                 if not imported.ok:
                     raise NetfateError(f"import on {dst}: {imported.error}")
+                lap("import")
         except Exception as exc:
             self._set_absent(new_iid)
             if not _unreachable(exc, dst):
@@ -348,6 +360,8 @@ class Coordinator:
         else:
             with contextlib.suppress(NetfateError):
                 await self.push(src)
+        with self.db.session() as s, contextlib.suppress(NetfateError):
+            repo.merge_op_params(s, op_id, {"timings": timings})
         self._op_state(op_id, OpState.COMPLETED)
         return True
 

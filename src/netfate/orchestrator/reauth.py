@@ -54,10 +54,13 @@ async def on_associated(orch: Orchestrator, ev: NodeEvent) -> None:
                                     "error": str(exc)})
         return
     t_auth = time.perf_counter() - t0
-    orch.hub.publish("reauth", {"user": user, "node": ev.node, "mac": mac,
-                                "ok": result.accepted, "reply": result.reply_message,
-                                "radius_ms": round(t_auth * 1000, 2),
-                                "associated_ts": ev.ts, "ts": time.time()})
+    record = {"user": user, "from": node, "node": ev.node, "mac": mac,
+              "ok": result.accepted, "reply": result.reply_message,
+              "radius_ms": round(t_auth * 1000, 2), "associated_ts": ev.ts,
+              "event_delay_ms": round((time.time() - t_auth - ev.ts) * 1000, 2),
+              "ts": time.time()}
+    orch.handovers.append(record)
+    orch.hub.publish("reauth", record)
     if not result.accepted:
         log.info("fast re-authentication of %s at %s refused: %s", user, ev.node,
                  result.reply_message)
@@ -65,7 +68,11 @@ async def on_associated(orch: Orchestrator, ev: NodeEvent) -> None:
     log.info("%s re-authenticated at %s in %.1f ms (from %s)", user, ev.node, t_auth * 1000,
              node)
     try:
+        t1 = time.perf_counter()
         await sessions.associate(orch.coordinator, orch.db, user, ev.node, mac,
                                  result.framed_ip or ip)
+        # the plan runs on; the anchor is in place (make-before-break)
+        record["anchored_ms"] = round((time.perf_counter() - t1) * 1000, 2)
+        record["served_ts"] = time.time()
     except NetfateError as exc:
         log.warning("associating %s at %s failed: %s", user, ev.node, exc)

@@ -4,6 +4,7 @@ agents' messages, and the periodic reconciliation."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -58,6 +59,9 @@ class Orchestrator:
         self.switches: Switches | None = None
         self._radius: Any = None
         self.radius_settings: RadiusSettings | None = None
+        # The last fast re-authentications (handovers), newest last: for operators and the
+        # handover benchmark.
+        self.handovers: collections.deque[dict[str, Any]] = collections.deque(maxlen=200)
         self._tasks: list[asyncio.Task[None]] = []
         self._delta = float(getattr_policy_delta(settings.policy))
         # Telemetry: each node's latest readings, and those not yet written to the database.

@@ -157,3 +157,10 @@ def delete_subscription(session: Session, sub_id: str) -> None:
     sub = get_subscription(session, sub_id)
     with guard(session, f"subscription {sub_id}"):
         session.delete(sub)
+
+
+def merge_op_params(session: Session, op_id: str, extra: dict[str, Any]) -> VnfLcmOpOcc:
+    """Add keys to an operation's params (what it measured, say)."""
+    occ = get_or_404(session, VnfLcmOpOcc, op_id, "operation occurrence")
+    occ.params = {**(occ.params or {}), **extra}
+    return occ

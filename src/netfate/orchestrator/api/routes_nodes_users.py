@@ -98,3 +98,9 @@ def switches(request: Request) -> list[dict[str, Any]]:
     if sw is None:
         return []
     return sw.summary()
+
+
+@router.get("/handovers", summary="The last fast re-authentications at another node "
+                                  "(roaming): timings and outcome, newest last")
+def handovers(request: Request) -> list[dict[str, Any]]:
+    return list(orch(request).handovers)
