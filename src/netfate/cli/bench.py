@@ -89,3 +89,19 @@ def control_plane(
                warm=warm, op_timeout=op_timeout, apply_delay_ms=apply_delay_ms, seed=seed,
                profile=profile)
     emit_json(guarded(lambda: run(p)))
+
+
+@app.command()
+def handover(
+    runs: Annotated[int, typer.Option(min=1, max=500, help="Moves per client")] = 10,
+    json_out: JsonOpt = True,
+) -> None:
+    """Roam clients between cpe1 and cpe2: probe-stream gap, TCP survival, breakdown; a
+    user without NFs is the same-run baseline."""
+    need_root()
+    from netfate.bench.handover import run
+    from netfate.cli.common import progress
+
+    with progress(False, "bench handover") as say:
+        out = guarded(lambda: run(runs, say))
+    emit_json(out)

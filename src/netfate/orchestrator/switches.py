@@ -110,7 +110,7 @@ class Switches:
         # Mid-migration: the user's session is at another CPE than their newest steering
         # (whose NFs still serve them until the new ones are steered): anchored there.
         anchors = {u: (r, at[u]) for u, r in newest.items()
-                   if at.get(u) not in (None, r.node_name)}
+                   if r.chain and at.get(u) not in (None, r.node_name)}
         ports = self.ports.get(node, SwitchPorts())
         if role == "cpe":
             return self._cpe(node, ports, [r for r in rules if r.node_name == node], hops,
@@ -250,6 +250,12 @@ class Switches:
         self._gen += 1
         state = state.model_copy(update={"generation": self._gen})
         self._published[node] = state
+        anchored_now = {loc.user for loc in state.locations if loc.anchor is not None}
+        for user in [u for u, cores in self._anchor_core.items()
+                     if node in cores and u not in anchored_now]:
+            # That move is over: the next one must wait for its own anchor.
+            self._anchor_gen.pop(user, None)
+            self._anchor_core.pop(user, None)
         for loc in state.locations:
             if loc.anchor is not None and (prev is None or loc not in prev.locations):
                 self._anchor_gen[loc.user] = self._gen

@@ -1,0 +1,160 @@
+"""Each switch's desired state, built by the orchestrator from the database and the ports the
+agents report: steered users, unknown stations, the core's locations, and mid-migration
+anchoring (make-before-break)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from netfate import catalogue, naming
+from netfate.bundle import inspect_bundle
+from netfate.bus.messages import ServicesPort, SwitchPorts, SwitchSynced
+from netfate.controller.model import Hop, Location, SwitchState
+from netfate.db import Database, repo, sqlite_url
+from netfate.orchestrator.switches import Switches
+
+M1, M9 = "02:aa:00:00:00:01", "02:aa:00:00:00:09"
+IP1, LEASE9 = "10.90.1.1", "10.90.1.9"
+IID = "cpe1-user1-firewall"
+FW = Hop(lan=naming.nf_port(IID, "lan"), wan=naming.nf_port(IID, "wan"))
+
+
+@pytest.fixture
+def db(tmp_path) -> Iterator[Database]:
+    d = Database.create(sqlite_url(tmp_path))
+    data = catalogue.bundle_bytes("firewall")
+    desc, _ = inspect_bundle(data)
+    with d.session() as s:
+        for name, role in (("cpe1", "cpe"), ("cpe2", "cpe"), ("core", "pe")):
+            repo.upsert_node(s, name, role=role)
+        repo.create_user(s, "user1", "Pw-user1-long-enough")
+        b = repo.add_bundle(s, data, name=desc.name, version=desc.version,
+                            descriptor=desc.model_dump(mode="json", by_alias=True))
+        inst = repo.upsert_instance(s, node="cpe1", owner="user1", nf_name="firewall",
+                                    bundle_sha256=b.sha256, flavour="native")
+        assert inst.id == IID
+    yield d
+    d.dispose()
+
+
+def cpe_ports(node: str, stations: dict[str, str]) -> SwitchPorts:
+    return SwitchPorts(uplink=f"{node}-up", access=[f"{node}-a1", f"{node}-a2"],
+                       links={f"{node}-up": "core"}, stations=stations,
+                       leases={M9: LEASE9},
+                       services=ServicesPort(port=f"{node}-svc", mac="02:5e:00:00:00:01",
+                                             ip="10.90.0.2"))
+
+
+CORE_PORTS = SwitchPorts(infra=["k-c1", "k-c2", "k-inet"],
+                         links={"k-c1": "cpe1", "k-c2": "cpe2"})
+
+
+def switches(db: Database, cpe1: dict[str, str], cpe2: dict[str, str]) -> Switches:
+    sw = Switches(db, nc=None)
+    sw.set_ports("cpe1", cpe_ports("cpe1", cpe1))
+    sw.set_ports("cpe2", cpe_ports("cpe2", cpe2))
+    sw.set_ports("core", CORE_PORTS)
+    return sw
+
+
+def steer_and_login(db: Database, session_at: str = "cpe1") -> None:
+    with db.session() as s:
+        repo.add_session(s, user="user1", node=session_at, mac=M1, ip=IP1)
+        repo.set_steering(s, user="user1", node="cpe1", chain=[IID], mac=M1, ip=IP1)
+
+
+def state(sw: Switches, node: str) -> SwitchState:
+    st = sw.state_for(node)
+    assert st is not None
+    return st
+
+
+def test_a_steered_user_on_a_station_port_is_authenticated_with_its_chain(db: Database) -> None:
+    steer_and_login(db)
+    st = state(switches(db, {M1: "cpe1-a2"}, {}), "cpe1")
+    [u] = st.users
+    assert (u.name, u.mac, u.ip, u.port) == ("user1", M1, IP1, "cpe1-a2")
+    assert u.authenticated and u.chain == (FW,)
+    assert st.uplink == "cpe1-up" and st.services is not None and not st.anchored
+
+
+def test_a_station_without_steering_is_an_unauthenticated_client(db: Database) -> None:
+    st = state(switches(db, {M9: "cpe1-a1"}, {}), "cpe1")
+    [u] = st.users
+    assert u.name.startswith("~") and u.mac == M9 and u.port == "cpe1-a1"
+    assert not u.authenticated and u.ip == LEASE9
+
+
+def test_a_steered_user_on_no_access_port_is_left_out(db: Database) -> None:
+    steer_and_login(db)
+    assert state(switches(db, {}, {}), "cpe1").users == ()
+    # a station reported on a port that is not an access port does not count either
+    assert state(switches(db, {M1: "cpe1-up"}, {}), "cpe1").users == ()
+
+
+def test_the_core_sends_the_user_down_the_link_to_their_cpe(db: Database) -> None:
+    steer_and_login(db)
+    st = state(switches(db, {M1: "cpe1-a1"}, {}), "core")
+    assert st.role == "pe"
+    assert st.locations == (Location(user="user1", mac=M1, ip=IP1, port="k-c1"),)
+    assert {"k-c1", "k-c2", "k-inet"} <= set(st.infra_ports)
+
+
+def test_unknown_node_has_no_state(db: Database) -> None:
+    assert switches(db, {}, {}).state_for("nowhere") is None
+
+
+def test_mid_migration_anchors_at_the_old_cpe_and_lets_out_only_once_the_core_is_in(
+        db: Database) -> None:
+    # The user logged in at cpe2; their NFs (newest steering) are still at cpe1.
+    steer_and_login(db, session_at="cpe2")
+    sw = switches(db, {}, {M1: "cpe2-a1"})
+
+    old = state(sw, "cpe1")
+    assert old.users == ()
+    [a] = old.anchored
+    assert (a.name, a.mac, a.ip, a.chain) == ("user1", M1, IP1, (FW,))
+
+    core = state(sw, "core")
+    assert core.locations == (
+        Location(user="user1", mac=M1, ip=IP1, port="k-c2", anchor="k-c1"),)
+
+    # Before the core confirmed the anchor, the visited CPE must not let the user out.
+    visited = state(sw, "cpe2")
+    assert not any(u.authenticated for u in visited.users)
+    assert all(u.name != "user1" for u in visited.users)
+
+    gen = asyncio.run(sw.publish("core"))
+    assert gen is not None
+    assert not any(u.authenticated for u in state(sw, "cpe2").users)  # published, unconfirmed
+    sw.synced(SwitchSynced(node="core", generation=gen, added=0, deleted=0, unchanged=0, ts=0))
+
+    [u] = state(sw, "cpe2").users
+    assert (u.name, u.mac, u.ip, u.port) == ("user1", M1, IP1, "cpe2-a1")
+    assert u.authenticated and u.chain == ()  # out by the uplink, to the anchor's NFs
+
+
+def test_a_second_migration_waits_for_its_own_anchor(db: Database) -> None:
+    steer_and_login(db, session_at="cpe2")
+    sw = switches(db, {}, {M1: "cpe2-a1"})
+    gen = asyncio.run(sw.publish("core"))
+    assert gen is not None
+    sw.synced(SwitchSynced(node="core", generation=gen, added=0, deleted=0, unchanged=0, ts=0))
+    with db.session() as s:  # the move to cpe2 completes: NFs there, steered last
+        b = repo.get_instance(s, IID).bundle_sha256
+        i2 = repo.upsert_instance(s, node="cpe2", owner="user1", nf_name="firewall",
+                                  bundle_sha256=b, flavour="native")
+        repo.set_steering(s, user="user1", node="cpe2", chain=[i2.id], mac=M1, ip=IP1,
+                          now=time.time() + 1)
+        repo.clear_steering(s, user="user1", node="cpe1")
+    asyncio.run(sw.publish("core"))
+    # ...then the user comes back to cpe1 while their NFs are at cpe2
+    with db.session() as s:
+        repo.add_session(s, user="user1", node="cpe1", mac=M1, ip=IP1, now=time.time() + 2)
+    sw.set_ports("cpe1", cpe_ports("cpe1", {M1: "cpe1-a1"}))
+    sw.set_ports("cpe2", cpe_ports("cpe2", {}))
+    assert not any(u.authenticated for u in state(sw, "cpe1").users)
