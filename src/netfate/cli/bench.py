@@ -105,3 +105,19 @@ def handover(
     with progress(False, "bench handover") as say:
         out = guarded(lambda: run(runs, say))
     emit_json(out)
+
+
+@app.command()
+def login(
+    runs: Annotated[int, typer.Option(min=1, max=1000, help="Logins per user")] = 30,
+    json_out: JsonOpt = True,
+) -> None:
+    """Portal POST to the first packet at the internet host through the user's firewall,
+    broken down; a user without NFs is the same-run baseline."""
+    need_root()
+    from netfate.bench.login import run
+    from netfate.cli.common import progress
+
+    with progress(False, "bench login") as say:
+        out = guarded(lambda: run(runs, say))
+    emit_json(out)
