@@ -424,13 +424,21 @@ class Coordinator:
 
     async def run_plan(self, plan: Plan, ops: list[str | None]) -> None:
         deferred: list[str] = []
+        failed: set[str] = set()  # users whose NF did not move: their steering stays as is
         for it, op_id in zip(plan.intents, ops, strict=True):
             try:
+                if isinstance(it, Steer | Unsteer) and it.user in failed:
+                    log.info("%s: steering at %s left as it was (an NF did not move)",
+                             it.user, it.node)
+                    continue
                 if isinstance(it, Place) and op_id:
                     await self.instantiate(op_id, it.node, it.user, it.nf, it.instance_id)
                 elif isinstance(it, Migrate) and op_id:
-                    await self.migrate(op_id, it.instance_id, it.dst, it.new_instance_id,
-                                       deferred)
+                    if not await self.migrate(op_id, it.instance_id, it.dst,
+                                              it.new_instance_id, deferred):
+                        # Make-before-break failed: the source NF still runs and still
+                        # serves the user (anchored there while they are elsewhere).
+                        failed.add(it.user)
                 elif isinstance(it, Release) and op_id:
                     await self.terminate(op_id, it.instance_id)
                 elif isinstance(it, Steer):

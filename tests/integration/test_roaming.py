@@ -1,0 +1,178 @@
+"""Roaming on the testbed (issue: the personal firewall follows its user with its state): the
+NetFATE case study as tests. Real namespaces, OVS, the SDN controller, FreeRADIUS, agents."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from netfate.roaming.handover import handover
+from netfate.roaming.probes import EchoServer, TcpStream, UdpProbe
+from netfate.roaming.session import portal_login, running_at, wait_for
+from netfate.testbed import lifecycle, processes
+from netfate.testbed.move import move
+from netfate.testbed.topology import Topology, load_topology
+
+from .test_orchestrator import user_flows
+
+INET = "10.255.0.1"
+ALLOWED, DENIED = 5201, 2323
+IDLE_S = 4
+
+
+def _stack(topo: Topology) -> Iterator[httpx.Client]:
+    mp = pytest.MonkeyPatch()
+    mp.setenv("NETFATE_TESTBED_IDLE_TIMEOUT", str(IDLE_S))
+    lifecycle.down()
+    api = httpx.Client(base_url=lifecycle.api_url() + "/api/v1", timeout=30)
+    servers: list[EchoServer] = []
+    try:
+        lifecycle.up(topo)
+        servers = [EchoServer("fate-h-inet", INET, p) for p in (ALLOWED, DENIED)]
+        yield api
+    finally:
+        for s in servers:
+            s.close()
+        api.close()
+        mp.undo()
+        lifecycle.down()
+        lifecycle.up(load_topology(), services=False)
+
+
+@pytest.fixture
+def stack(testbed_up: None) -> Iterator[httpx.Client]:
+    yield from _stack(load_topology())
+
+
+def login(api: httpx.Client, topo: Topology, host: str, user: str) -> None:
+    r = api.post("/users", json={
+        "name": user, "password": f"{user}-secret", "required_nfs": ["firewall"],
+        "nf_config": {"firewall": {"rules": [{"action": "deny", "proto": "tcp",
+                                              "dport": DENIED}]}}})
+    assert r.status_code == 201, r.text
+    portal_login(topo, host, user, f"{user}-secret")
+    wait_for(lambda: bool(running_at(api, user)), 30, f"{user}'s firewall")
+    ns = topo.host(host).netns
+    wait_for(lambda: connects(ns, ALLOWED), 10, f"{user}'s steering")
+
+
+def connects(ns: str, port: int) -> bool:
+    from netfate.drivers import netns
+
+    s = netns.tcp_connect(ns, INET, port, timeout=0.7)
+    if s is None:
+        return False
+    s.close()
+    return True
+
+
+def leftovers(api: httpx.Client, user: str, node: str) -> list[str]:
+    return [n for n in lifecycle.status()["namespaces"] if n.startswith(f"fate-{node}-{user}-")]
+
+
+def test_case_study_tcp_survives_denied_stays_denied_then_back_and_idle(
+        stack: httpx.Client) -> None:
+    api, topo = stack, load_topology()
+    login(api, topo, "client1", "user1")
+    c1 = topo.host("client1").netns
+    tcp = TcpStream(c1, INET, ALLOWED).start()
+    probe = UdpProbe(c1, "fate-h-inet", INET).start()
+    try:
+        time.sleep(0.5)
+        h = handover(api, "client1", "user1", "cpe2", probe, tcp)
+        assert h.tcp_survived, h
+        assert running_at(api, "user1") == {"cpe2-user1-firewall": "cpe2"}
+        assert not connects(c1, DENIED), "the firewall's rules moved with it"
+        assert leftovers(api, "user1", "cpe1") == []
+        assert h.from_association_ms is not None and h.gap_ms < 5000, h
+        # back to cpe1
+        h = handover(api, "client1", "user1", "cpe1", probe, tcp)
+        assert h.tcp_survived and running_at(api, "user1") == {"cpe1-user1-firewall": "cpe1"}
+        assert leftovers(api, "user1", "cpe2") == []
+        # two quick moves: the last one wins, nothing is left on the way
+        move("client1", "cpe2")
+        time.sleep(0.05)
+        move("client1", "cpe1")
+        wait_for(lambda: running_at(api, "user1") == {"cpe1-user1-firewall": "cpe1"}, 30,
+                 "the firewall back at cpe1 after two quick moves")
+        wait_for(lambda: connects(c1, ALLOWED), 10, "user1 served at cpe1")
+        time.sleep(1)
+        assert tcp.alive, tcp.error
+        assert leftovers(api, "user1", "cpe2") == []
+    finally:
+        tcp.stop()
+        probe.stop()
+    # idle after the moves: released where the user is, nothing anywhere else
+    wait_for(lambda: not running_at(api, "user1"), IDLE_S + 30, "the idle release")
+    wait_for(lambda: all(leftovers(api, "user1", n) == [] for n in ("cpe1", "cpe2")), 15,
+             "the released firewall's namespace to go")
+    wait_for(lambda: user_flows("fate-cpe1", "user1") == [], 10, "user1's flows to go")
+
+
+def test_failed_migration_keeps_the_user_served_from_the_source(stack: httpx.Client) -> None:
+    api, topo = stack, load_topology()
+    login(api, topo, "client1", "user1")
+    c1 = topo.host("client1").netns
+    tcp = TcpStream(c1, INET, ALLOWED).start()
+    try:
+        move("client1", "cpe2")
+        # the target agent dies mid-way: after reporting the association, while the
+        # firewall is being created there
+        wait_for(lambda: any(o["operation"] == "MIGRATE"
+                             for o in api.get("/vnf_lcm_op_occs").json()), 5,
+                 "the migration to start", step=0.005)
+        processes.stop("agent-cpe2", sig=9)
+        wait_for(lambda: any(o["operation"] == "MIGRATE" and o["operation_state"] in
+                             ("ROLLED_BACK", "FAILED")
+                             for o in api.get("/vnf_lcm_op_occs").json()), 40,
+                 "the migration to fail")
+        op = next(o for o in api.get("/vnf_lcm_op_occs").json() if o["operation"] == "MIGRATE")
+        assert op["error"] and op["error"].get("detail"), op
+        # still served by the firewall at cpe1 (anchored there), its rules still apply
+        assert running_at(api, "user1") == {"cpe1-user1-firewall": "cpe1"}
+        assert connects(c1, ALLOWED) and not connects(c1, DENIED)
+        assert tcp.alive, tcp.error
+        # the agent comes back: whatever the crash left half-made on cpe2 is cleaned up,
+        # and what cpe2 runs is exactly what the database says
+        lifecycle.start_services(topo)
+
+        def consistent() -> bool:
+            on_node = {n.removeprefix("fate-cpe2-") for n in leftovers(api, "user1", "cpe2")}
+            in_db = {i.removeprefix("cpe2-") for i, n in running_at(api, "user1").items()
+                     if n == "cpe2"}
+            return on_node == in_db
+
+        wait_for(consistent, 30, "cpe2 to hold exactly what the database says")
+        assert connects(c1, ALLOWED) and not connects(c1, DENIED)
+    finally:
+        tcp.stop()
+
+
+def test_three_cpes(testbed_up: None) -> None:
+    from importlib import resources
+
+    with resources.as_file(resources.files("netfate.testbed") / "three-cpe.yaml") as f:
+        topo = load_topology(Path(f))
+    gen = _stack(topo)
+    api = next(gen)
+    try:
+        login(api, topo, "client1", "user1")
+        c1 = topo.host("client1").netns
+        tcp = TcpStream(c1, INET, ALLOWED).start()
+        probe = UdpProbe(c1, "fate-h-inet", INET).start()
+        try:
+            for dst in ("cpe2", "cpe3"):
+                h = handover(api, "client1", "user1", dst, probe, tcp)
+                assert h.tcp_survived, h
+                assert running_at(api, "user1") == {f"{dst}-user1-firewall": dst}
+            assert not connects(c1, DENIED)
+            assert all(leftovers(api, "user1", n) == [] for n in ("cpe1", "cpe2"))
+        finally:
+            tcp.stop()
+            probe.stop()
+    finally:
+        gen.close()
