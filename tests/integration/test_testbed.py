@@ -45,19 +45,22 @@ def test_up_twice_status_traffic_and_down(clean: object) -> None:
     st = lifecycle.status()
     assert st["up"] and st["topology"] == "netfate-poc"
     assert {p for p, v in st["processes"].items() if v["alive"]} == {
-        "orchestrator", "agent-core", "agent-dc", "agent-cpe1", "agent-cpe2"}
+        "orchestrator", "controller", "agent-core", "agent-dc", "agent-cpe1", "agent-cpe2",
+        "access-cpe1", "access-cpe2"}
     assert set(st["bridges"]) == {"fate-core", "fate-dc", "fate-cpe1", "fate-cpe2"}
     assert {h["name"] for h in st["hosts"]} == {"inet", "client1", "client2"}
-    assert ping("fate-h-client1", topo.internet_address)
-    assert ping("fate-h-client2", topo.internet_address)
-    assert ping("fate-h-client1", topo.host_address(topo.host("client2")))
+    # the controller owns the switches: nobody gets out before logging in at the portal
+    assert not ping("fate-h-client1", topo.internet_address)
+    assert not ping("fate-h-client1", topo.host_address(topo.host("client2")))
     removed = lifecycle.down()
     assert set(first["ovs"].values()) | set(first["pids"].values()) <= set(removed["pids"])
     assert ours_left() == {"namespaces": [], "links": []}
     assert not paths.run_dir().exists()
-    # up again at once
-    lifecycle.up(topo)
+    # up again at once, as a plain learning switch (no services): everyone reaches everyone
+    lifecycle.up(topo, services=False)
     assert ping("fate-h-client1", topo.internet_address)
+    assert ping("fate-h-client2", topo.internet_address)
+    assert ping("fate-h-client1", topo.host_address(topo.host("client2")))
 
 
 def test_testbed_is_sealed(clean: object) -> None:
@@ -80,7 +83,7 @@ def test_down_after_kill_9_removes_everything(clean: object) -> None:
     assert ours_left() == {"namespaces": [], "links": []}
     assert cgroups.list_ours() == []
     assert not OvsServer(paths.ovs_dir()).running()
-    lifecycle.up(load_topology())
+    lifecycle.up(load_topology(), services=False)
     assert ping("fate-h-client1", "10.255.0.1")
 
 
@@ -90,7 +93,7 @@ def test_three_cpe_topology(clean: object, tmp_path: Path) -> None:
     f = tmp_path / "t.yaml"
     f.write_text(resources.files("netfate.testbed").joinpath("three-cpe.yaml").read_text())
     topo = load_topology(f)
-    lifecycle.up(topo)
+    lifecycle.up(topo, services=False)
     assert ping("fate-h-client3", topo.internet_address)
     assert "fate-cpe3" in lifecycle.status()["bridges"]
 

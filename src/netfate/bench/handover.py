@@ -15,7 +15,7 @@ import httpx
 
 from netfate.errors import NetfateError
 from netfate.roaming.handover import Handover, handover
-from netfate.roaming.probes import EchoServer, TcpStream, UdpProbe
+from netfate.roaming.probes import EchoServer, TcpStream, UdpProbe, reachable
 from netfate.roaming.session import portal_login, running_at, wait_for
 from netfate.testbed import lifecycle
 from netfate.testbed.topology import load_topology
@@ -84,7 +84,7 @@ def run(runs: int = 10, say: Callable[[str], None] = lambda _: None) -> dict[str
                          f"{user}'s NFs")
         for user, (host, nfs) in users.items():
             ns = topo.host(host).netns
-            wait_for(lambda ns=ns: _tcp_ok(ns, ip), 10,  # type: ignore[misc]
+            wait_for(lambda ns=ns: reachable(ns, ip, PORT, 0.5), 10,  # type: ignore[misc]
                      f"{user}'s steering")
             tcp = TcpStream(ns, ip, PORT).start()
             probe = UdpProbe(ns, inet.netns, ip, port=7000 + len(streams)).start()
@@ -101,7 +101,7 @@ def run(runs: int = 10, say: Callable[[str], None] = lambda _: None) -> dict[str
                 if not tcp.alive:  # counted; a fresh stream for the next run
                     tcp.stop()
                     ns = topo.host(host).netns
-                    wait_for(lambda ns=ns: _tcp_ok(ns, ip), 10,  # type: ignore[misc]
+                    wait_for(lambda ns=ns: reachable(ns, ip, PORT, 0.5), 10,  # type: ignore[misc]
                              "the path after a failed run")
                     idx = [s[0] for s in streams].index(user)
                     streams[idx] = (user, host, kind, TcpStream(ns, ip, PORT).start(), probe)
@@ -134,13 +134,3 @@ def run(runs: int = 10, say: Callable[[str], None] = lambda _: None) -> dict[str
                 "tcp": fw["tcp_survived"] == fw["runs"]},
         "runs_detail": {k: [h.as_dict() for h in v] for k, v in results.items()},
     }
-
-
-def _tcp_ok(ns: str, ip: str) -> bool:
-    from netfate.drivers import netns
-
-    s = netns.tcp_connect(ns, ip, PORT, timeout=0.5)
-    if s is None:
-        return False
-    s.close()
-    return True

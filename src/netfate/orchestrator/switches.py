@@ -329,6 +329,8 @@ class Switches:
                 "users": [u.name for u in st.users] if st else [],
                 "anchored": [a.name for a in st.anchored] if st else [],
                 "locations": [loc.model_dump() for loc in st.locations] if st else [],
+                "last_sync": ({"added": rep.added, "deleted": rep.deleted,
+                               "unchanged": rep.unchanged} if rep else None),
                 "errors": rep.errors if rep else [],
                 "skipped": rep.skipped if rep else [],
             })

@@ -23,10 +23,9 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from netfate.drivers import netns
 from netfate.errors import NetfateError
 from netfate.roaming.handover import handover
-from netfate.roaming.probes import EchoServer, TcpStream, UdpProbe
+from netfate.roaming.probes import EchoServer, TcpStream, UdpProbe, reachable
 from netfate.roaming.session import nfs_per_node, portal_login, running_at, wait_for
 from netfate.testbed import lifecycle
 from netfate.testbed.topology import Topology, load_topology
@@ -92,12 +91,12 @@ def run_demo(keep: bool = False, json_out: bool = False) -> dict[str, Any]:
             phase(f"2-3. {user} logged in at {lg.node} (DHCP + captive portal + RADIUS); "
                   "firewall placed", ip=lg.ip, portal_ms=lg.portal_ms)
         c1 = topo.host("client1").netns
-        wait_for(lambda: _connects(c1, inet, ALLOWED), 10, "user1's steering")
-        check("user1: allowed port passes through the firewall", _connects(c1, inet, ALLOWED))
-        check("user1: denied port is dropped", not _connects(c1, inet, DENIED))
+        wait_for(lambda: reachable(c1, inet, ALLOWED), 10, "user1's steering")
+        check("user1: allowed port passes through the firewall", reachable(c1, inet, ALLOWED))
+        check("user1: denied port is dropped", not reachable(c1, inet, DENIED))
         c2 = topo.host("client2").netns
-        wait_for(lambda: _connects(c2, inet, DENIED), 10, "user2's steering")
-        check("user2: user1's rules do not apply to user2", _connects(c2, inet, DENIED))
+        wait_for(lambda: reachable(c2, inet, DENIED), 10, "user2's steering")
+        check("user2: user1's rules do not apply to user2", reachable(c2, inet, DENIED))
 
         tcp = TcpStream(c1, inet, ALLOWED).start()
         probe = UdpProbe(c1, inet_ns, inet).start()
@@ -112,7 +111,7 @@ def run_demo(keep: bool = False, json_out: bool = False) -> dict[str, Any]:
               migrated_in_ms=h.migrated_in_ms)
         time.sleep(0.5)
         check("the TCP stream survived the move", tcp.alive)
-        check("denied traffic stays denied after the move", not _connects(c1, inet, DENIED))
+        check("denied traffic stays denied after the move", not reachable(c1, inet, DENIED))
         check("the firewall runs at cpe2 only", set(running_at(api, "user1").values())
               == {"cpe2"})
         phase("6. TCP survived; probe gap measured", tcp_echoes=tcp.echoed,
@@ -160,14 +159,6 @@ def _inet(topo: Topology) -> tuple[str, str]:
         if h.role == "internet":
             return h.netns, topo.internet_address
     raise NetfateError("the topology has no internet host")
-
-
-def _connects(ns: str, ip: str, port: int) -> bool:
-    s = netns.tcp_connect(ns, ip, port, timeout=0.7)
-    if s is None:
-        return False
-    s.close()
-    return True
 
 
 def _table(console: Console, summary: dict[str, Any]) -> None:

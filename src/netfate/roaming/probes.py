@@ -191,3 +191,12 @@ class TcpStream:
             self._thread.join(3)
         if self.sock is not None:
             self.sock.close()
+
+
+def reachable(ns: str, ip: str, port: int, timeout: float = 0.7) -> bool:
+    """Whether a TCP connection from the namespace to ip:port opens (then closes it)."""
+    s = netns.tcp_connect(ns, ip, port, timeout=timeout)
+    if s is None:
+        return False
+    s.close()
+    return True
