@@ -134,6 +134,10 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(sa.String)
     required_nfs: Mapped[list[str]] = mapped_column(JSON, default=list)
     nf_config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Traffic classes: [{name, priority, ip_proto, remote_port, remote, nfs}]. Matching
+    # traffic crosses that class's NFs; the rest crosses the NFs no class names.
+    classifiers: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSON, default=list, server_default="[]")
     access_node: Mapped[str | None] = mapped_column(
         sa.ForeignKey("nodes.name", ondelete="SET NULL"), index=True
     )

@@ -29,6 +29,7 @@ from netfate.bus.messages import SwitchPorts, SwitchSynced
 from netfate.controller.model import (
     AccessServices,
     Anchored,
+    Classifier,
     Hop,
     Location,
     SwitchState,
@@ -42,11 +43,28 @@ from netfate.db.models import (
     UserSession,
     VnfInstance,
 )
+from netfate.db.models import User as DbUser
 from netfate.db.session import Database
 
 log = logging.getLogger("netfate.orchestrator.switches")
 
 UNKNOWN_CLIENT = "~"  # prefix of an unauthenticated client's name: no user name has it
+
+
+def split_chain(chain: list[tuple[Hop, str]], classes: list[dict[str, Any]]
+                ) -> tuple[tuple[Hop, ...], tuple[Classifier, ...]]:
+    """The user's chain (hops with their NF names, in order) and traffic classes -> the
+    default chain (the NFs no class names) and a classifier per class (its NFs, in order)."""
+    named = {nf for c in classes for nf in c.get("nfs", [])}
+    default = tuple(h for h, nf in chain if nf not in named)
+    out = []
+    for c in classes:
+        want = set(c.get("nfs", []))
+        out.append(Classifier(
+            name=c["name"], priority=c["priority"], ip_proto=c.get("ip_proto"),
+            remote_port=c.get("remote_port"), remote=c.get("remote"),
+            chain=tuple(h for h, nf in chain if nf in want)))
+    return default, tuple(out)
 
 
 class Switches:
@@ -104,6 +122,11 @@ class Switches:
             at = dict(s.execute(sa.select(UserSession.user_name, UserSession.node_name)
                                 .where(UserSession.state == SessionState.ACTIVE)).all())
             hops = self._hops(s, {i for r in rules for i in (r.chain or [])})
+            names = sorted({r.user_name for r in rules})
+            classes: dict[str, list[dict[str, Any]]] = {}
+            if names:
+                q = sa.select(DbUser.name, DbUser.classifiers).where(DbUser.name.in_(names))
+                classes = {n: list(c or []) for n, c in s.execute(q)}
         newest: dict[str, Any] = {}
         for r in rules:
             newest.setdefault(r.user_name, r)
@@ -114,7 +137,7 @@ class Switches:
         ports = self.ports.get(node, SwitchPorts())
         if role == "cpe":
             return self._cpe(node, ports, [r for r in rules if r.node_name == node], hops,
-                             anchors)
+                             anchors, classes)
         return self._core(node, role, ports, list(newest.values()), anchors)
 
     def _station_at(self, node: str, mac: str) -> str | None:
@@ -131,27 +154,29 @@ class Switches:
             for n in self._anchor_core.get(user, ()))
 
     @staticmethod
-    def _hops(s: Any, ids: set[str]) -> dict[str, tuple[str, Hop]]:
-        """Instance id -> (its node, its hop: LAN-side and WAN-side switch ports)."""
+    def _hops(s: Any, ids: set[str]) -> dict[str, tuple[str, Hop, str]]:
+        """Instance id -> (its node, its hop: LAN-side and WAN-side switch ports, its NF)."""
         if not ids:
             return {}
-        out: dict[str, tuple[str, Hop]] = {}
-        q = (sa.select(VnfInstance.id, VnfInstance.node_name, Bundle.descriptor)
+        out: dict[str, tuple[str, Hop, str]] = {}
+        q = (sa.select(VnfInstance.id, VnfInstance.node_name, Bundle.descriptor,
+                       VnfInstance.nf_name)
              .join(Bundle, Bundle.sha256 == VnfInstance.bundle_sha256)
              .where(VnfInstance.id.in_(sorted(ids))))
-        for iid, node, desc in s.execute(q):
+        for iid, node, desc, nf in s.execute(q):
             ports = [p for p in (desc or {}).get("ports", []) if isinstance(p, dict)]
             if len(ports) < 2:
                 continue
             lan = next((p for p in ports if p.get("role") == "lan"), ports[0])
             wan = next((p for p in ports if p.get("role") == "wan"), ports[-1])
             out[iid] = (node, Hop(lan=naming.nf_port(iid, lan["name"]),
-                                  wan=naming.nf_port(iid, wan["name"])))
+                                  wan=naming.nf_port(iid, wan["name"])), nf)
         return out
 
     def _cpe(self, node: str, ports: SwitchPorts, rules: Iterable[Any],
-             hops: dict[str, tuple[str, Hop]],
-             anchors: dict[str, tuple[Any, str]]) -> SwitchState:
+             hops: dict[str, tuple[str, Hop, str]],
+             anchors: dict[str, tuple[Any, str]],
+             classes: dict[str, list[dict[str, Any]]] | None = None) -> SwitchState:
         stations = {**self.seen.get(node, {}), **ports.stations}
         users: list[User] = []
         anchored: list[Anchored] = []
@@ -182,9 +207,11 @@ class Switches:
                 log.warning("%s: %s's chain %s is not all local: not steered", node,
                             r.user_name, r.chain)
                 continue
+            local = [(h[1], h[2]) for h in chain if h is not None]
+            default, classifiers = split_chain(local, (classes or {}).get(r.user_name) or [])
             users.append(User(name=r.user_name, mac=r.mac, ip=r.ip, port=port,
                               authenticated=True, idle_timeout=self.idle_timeout,
-                              chain=tuple(h[1] for h in chain if h is not None)))
+                              chain=default, classifiers=classifiers))
             if r.ip:
                 taken_ips.add(r.ip)
         known = {u.mac for u in users}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ from netfate.db.repo._common import (
     guard,
     stamp,
 )
-from netfate.errors import Conflict
+from netfate.errors import Conflict, InvalidInput
 
 
 def _check_chain(required_nfs: Sequence[str]) -> list[str]:
@@ -37,6 +38,46 @@ def _check_nf_config(nf_config: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
+_CLASS_KEYS = {"name", "priority", "ip_proto", "remote_port", "remote", "nfs"}
+
+
+def _check_classifiers(classifiers: Sequence[dict[str, Any]], chain: Sequence[str]
+                       ) -> list[dict[str, Any]]:
+    """Each class: a unique name and priority (1-799), what it matches (an IP protocol or a
+    remote network; a remote port needs TCP or UDP), and NFs from the user's chain."""
+    out: list[dict[str, Any]] = []
+    seen_names: set[str] = set()
+    seen_prios: set[int] = set()
+    if not isinstance(classifiers, (list, tuple)) or len(classifiers) > 32:
+        raise InvalidInput("classifiers must be a list of at most 32 classes")
+    for i, c in enumerate(classifiers):
+        where = f"classifiers[{i}]"
+        if not isinstance(c, dict) or set(c) - _CLASS_KEYS:
+            raise InvalidInput(f"{where}: an object with keys {sorted(_CLASS_KEYS)}")
+        nfs = c.get("nfs") or []
+        if not isinstance(nfs, list) or not nfs or any(nf not in chain for nf in nfs):
+            raise InvalidInput(f"{where}: 'nfs' must name NFs of required_nfs {list(chain)}")
+        prio, proto, port = c.get("priority"), c.get("ip_proto"), c.get("remote_port")
+        check_name(f"{where}.name", str(c.get("name") or ""))
+        if not isinstance(prio, int) or not 1 <= prio <= 799:
+            raise InvalidInput(f"{where}: priority must be an integer from 1 to 799")
+        if proto is None and c.get("remote") is None:
+            raise InvalidInput(f"{where} matches nothing: give ip_proto or remote")
+        if port is not None and proto not in (6, 17):
+            raise InvalidInput(f"{where}: a remote_port needs ip_proto 6 (TCP) or 17 (UDP)")
+        if c.get("remote") is not None:
+            try:
+                ipaddress.IPv4Network(str(c["remote"]), strict=False)
+            except ValueError as exc:
+                raise InvalidInput(f"{where}: remote: {exc}") from exc
+        if c["name"] in seen_names or c["priority"] in seen_prios:
+            raise InvalidInput(f"{where}: name and priority must be unique")
+        seen_names.add(c["name"])
+        seen_prios.add(c["priority"])
+        out.append(dict(c))
+    return out
+
+
 def create_user(
     session: Session,
     name: str,
@@ -46,13 +87,16 @@ def create_user(
     nf_config: dict[str, Any] | None = None,
     framed_ip: str | None = None,
     now: float | None = None,
+    classifiers: Sequence[dict[str, Any]] = (),
 ) -> User:
     """A new user. The password is stored only as a salted scrypt hash."""
     check_name("user name", name)
+    chain = _check_chain(required_nfs)
     user = User(
         name=name,
         password_hash=hash_password(password),
-        required_nfs=_check_chain(required_nfs),
+        required_nfs=chain,
+        classifiers=_check_classifiers(classifiers, chain),
         nf_config=_check_nf_config(nf_config or {}),
         framed_ip=check_text("framed_ip", framed_ip, optional=True),
         created_at=stamp(now),
@@ -83,12 +127,19 @@ def update_user(
     required_nfs: Sequence[str] | None = None,
     nf_config: dict[str, Any] | None = None,
     framed_ip: str | None = None,
+    classifiers: Sequence[dict[str, Any]] | None = None,
 ) -> User:
-    """Change a user's password, chain, NF config or framed IP. Omitted fields are kept."""
+    """Change a user's password, chain, NF config, classifiers or framed IP. Omitted fields
+    are kept."""
     user = get_user(session, name)
     new_hash = hash_password(password) if password is not None else None
     chain = _check_chain(required_nfs) if required_nfs is not None else None
     cfg = _check_nf_config(nf_config) if nf_config is not None else None
+    classes = None
+    if classifiers is not None or chain is not None:
+        classes = _check_classifiers(
+            classifiers if classifiers is not None else (user.classifiers or []),
+            chain if chain is not None else user.required_nfs)
     with guard(session, f"user {name!r}"):
         if new_hash is not None:
             user.password_hash = new_hash
@@ -96,6 +147,8 @@ def update_user(
             user.required_nfs = chain
         if cfg is not None:
             user.nf_config = cfg
+        if classes is not None:
+            user.classifiers = classes
         if framed_ip is not None:
             user.framed_ip = check_text("framed_ip", framed_ip)
     return user

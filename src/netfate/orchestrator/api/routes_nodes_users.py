@@ -43,7 +43,9 @@ def create_user(request: Request, body: UserCreate) -> dict[str, Any]:
     _check_nfs(request, body.required_nfs)
     with db(request).session() as s:
         u = repo.create_user(s, body.name, body.password, required_nfs=body.required_nfs,
-                             nf_config=body.nf_config)
+                             nf_config=body.nf_config,
+                             classifiers=[c.model_dump(exclude_none=True)
+                                          for c in body.classifiers])
         return row(u)
 
 
@@ -63,8 +65,10 @@ def get_user(request: Request, name: str = USER) -> dict[str, Any]:
 def patch_user(request: Request, name: str = USER, *, body: UserPatch) -> dict[str, Any]:
     _check_nfs(request, body.required_nfs)
     with db(request).session() as s:
+        classes = None if body.classifiers is None else [
+            c.model_dump(exclude_none=True) for c in body.classifiers]
         u = repo.update_user(s, name, password=body.password, required_nfs=body.required_nfs,
-                             nf_config=body.nf_config)
+                             nf_config=body.nf_config, classifiers=classes)
         return row(u)
 
 

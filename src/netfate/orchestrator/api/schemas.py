@@ -26,17 +26,31 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class TrafficClass(Body):
+    """Traffic of the user that matches crosses `nfs` (in required_nfs order); traffic no
+    class matches crosses the required NFs that no class names. Higher priority wins."""
+
+    name: str = Field(pattern=NAME, examples=["web"])
+    priority: int = Field(ge=1, le=799, examples=[100])
+    ip_proto: int | None = Field(default=None, ge=0, le=255, examples=[6])
+    remote_port: int | None = Field(default=None, ge=0, le=65535, examples=[80])
+    remote: str | None = Field(default=None, max_length=43, examples=["10.255.0.0/16"])
+    nfs: list[str] = Field(min_length=1, max_length=16, examples=[["packet-inspector"]])
+
+
 class UserCreate(Body):
     name: str = Field(pattern=NAME, examples=["user2"])
     password: str = Field(min_length=4, max_length=256, examples=["secret2"])
     required_nfs: list[str] = Field(default=[], max_length=16, examples=[["firewall"]])
     nf_config: dict[str, dict[str, Any]] = {}
+    classifiers: list[TrafficClass] = Field(default=[], max_length=32)
 
 
 class UserPatch(Body):
     password: str | None = Field(default=None, min_length=4, max_length=256)
     required_nfs: list[str] | None = Field(default=None, max_length=16)
     nf_config: dict[str, dict[str, Any]] | None = None
+    classifiers: list[TrafficClass] | None = Field(default=None, max_length=32)
 
 
 class Associate(Body):
