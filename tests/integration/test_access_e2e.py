@@ -179,3 +179,38 @@ def test_dhcp_portal_radius_firewall_isolation_and_idle(access_stack: Testbed,
              IDLE_S + 20, "user1's firewall to be released for idleness")
     wait_for(lambda: user_flows("fate-cpe1", "user1") == [], 10, "user1's flows to go")
     assert not connects(C1, 5201), "after release the client is behind the portal again"
+
+
+def test_only_http_crosses_the_inspector_the_rest_the_firewall(access_stack: Testbed,
+                                                               servers: list[Server]) -> None:
+    tb = access_stack
+    servers += [Server("fate-h-inet", INET, 80), Server("fate-h-inet", INET, 5201)]
+    r = httpx.post(f"{API}/users", json={
+        "name": "user3", "password": "user3-secret",
+        "required_nfs": ["firewall", "packet-inspector"],
+        "nf_config": {"firewall": {"rules": [{"action": "allow", "proto": "tcp", "dport": 80},
+                                             {"action": "allow", "proto": "tcp",
+                                              "dport": 5201}]}},
+        "classifiers": [{"name": "web", "priority": 100, "ip_proto": 6, "remote_port": 80,
+                         "nfs": ["packet-inspector"]}]})
+    assert r.status_code == 201, r.text
+    login_and_renew(C1, "cpe1", "user3", "user3-secret")
+    fw, pi = "cpe1-user3-firewall", "cpe1-user3-packet-inspector"
+    wait_for(lambda: all(httpx.get(f"{API}/vnf_instances/{i}").json().get("actual_state")
+                         == "running" for i in (fw, pi)), 20, "user3's two NFs")
+    wait_for(lambda: connects(C1, 5201), 10, "user3's steering")
+
+    def inspected() -> int:
+        return int(tb.node("cpe1").compute.status(pi).detail["totals"]["packets"])
+
+    fw0, pi0 = fw_counters(tb, "cpe1", fw), inspected()
+    for _ in range(3):
+        assert connects(C1, 80)
+    wait_for(lambda: inspected() > pi0, 10, "the inspector to count user3's HTTP")
+    assert fw_counters(tb, "cpe1", fw) == fw0, "HTTP must not cross the firewall"
+    pi1 = inspected()
+    for _ in range(3):
+        assert connects(C1, 5201)
+    assert fw_counters(tb, "cpe1", fw)[1] > fw0[1], "other traffic crosses the firewall"
+    time.sleep(2)
+    assert inspected() == pi1, "other traffic must not cross the inspector"
