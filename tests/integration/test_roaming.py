@@ -11,11 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
+from netfate.access import dhcp_client
 from netfate.roaming.handover import handover
 from netfate.roaming.probes import EchoServer, TcpStream, UdpProbe, reachable
-from netfate.roaming.session import portal_login, running_at, wait_for
+from netfate.roaming.session import portal_ip, portal_login, running_at, wait_for
 from netfate.testbed import lifecycle, processes
-from netfate.testbed.move import move
+from netfate.testbed.move import _inside, move
 from netfate.testbed.topology import Topology, load_topology
 
 from .test_orchestrator import user_flows
@@ -167,6 +168,10 @@ def test_three_cpes(testbed_up: None) -> None:
                 assert running_at(api, "user1") == {f"{dst}-user1-firewall": dst}
             assert not connects(c1, DENIED)
             assert all(leftovers(api, "user1", n) == [] for n in ("cpe1", "cpe2"))
+            # every CPE's DHCP hands the device its stable address: renewing at cpe3 keeps it
+            stable = _inside(c1)[0][0].split("/")[0]
+            lease = dhcp_client.lease(c1, requested_ip=stable)
+            assert lease.ip == stable and lease.server == portal_ip(topo, "cpe3"), lease
         finally:
             tcp.stop()
             probe.stop()

@@ -224,6 +224,28 @@ class AccessServices:
         if not r.is_success:
             raise AcceptError(f"the orchestrator answered {r.status_code}: {_detail(r)}")
 
+    def sync_bindings(self) -> bool:
+        """Every logged-in user's stable address for their device, from the orchestrator,
+        as static DHCP hosts here too: a device that roams to this CPE and renews keeps its
+        address. Returns whether the hosts changed."""
+        try:
+            r = self._http.get(f"{self.api_url}/api/v1/users", timeout=2)
+        except httpx.HTTPError:
+            return False
+        if not r.is_success:
+            return False
+        want = {str(u["mac"]).lower(): str(u["framed_ip"]) for u in r.json()
+                if u.get("mac") and u.get("framed_ip") and u.get("access_node")}
+        with self._hosts_lock:
+            cur = self.dnsmasq.hosts()
+            taken = set(want.values())
+            merged = {m: ip for m, ip in cur.items() if m not in want and ip not in taken}
+            merged.update(want)
+            if merged == cur:
+                return False
+            self.dnsmasq.set_hosts(merged)
+        return True
+
     # -- lifecycle ------------------------------------------------------------------------------
     def up(self, timeout: float = 10.0) -> None:
         """Create everything; on failure, remove what was made and raise."""

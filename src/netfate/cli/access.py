@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -93,6 +94,8 @@ def serve(
             if not svc.dnsmasq.running():
                 console.print(f"[red]error:[/] dnsmasq died:\n{svc.dnsmasq.log_tail()}")
                 raise typer.Exit(1)
+            with contextlib.suppress(Exception):  # the orchestrator may be restarting
+                svc.sync_bindings()
     finally:
         svc.down()
 
