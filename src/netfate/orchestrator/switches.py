@@ -294,24 +294,9 @@ class Switches:
 
     async def apply(self, node: str, timeout: float = 3.0) -> list[SwitchSynced]:
         """Publish the node's state (and the switches above it) and wait for the controller
-        to confirm each; what it reported (empty for switches it did not confirm in time)."""
+        to confirm each; what it reported (nothing for switches it did not confirm in time)."""
         gens = {n: await self.publish(n) for n in self.affected(node)}
-        waits = []
-        for n, gen in gens.items():
-            if gen is None:
-                continue
-            done = self._synced.get(n)
-            if done is not None and done.generation >= gen:
-                continue
-            fut: asyncio.Future[SwitchSynced] = asyncio.get_running_loop().create_future()
-            self._waiters.setdefault(n, []).append((gen, fut))
-            waits.append(fut)
-        if not waits:
-            return []
-        finished, pending = await asyncio.wait(waits, timeout=timeout)
-        for f in pending:
-            f.cancel()
-        return [f.result() for f in finished]
+        return await self._wait(gens, timeout)
 
     async def apply_anchor(self, user: str, visited: str, timeout: float = 2.0) -> None:
         """A user just associated at `visited` while their NFs run elsewhere: anchor their
@@ -330,19 +315,27 @@ class Switches:
         await self._wait(gens, timeout)
         await self.apply(visited, timeout)
 
-    async def _wait(self, gens: dict[str, int | None], timeout: float) -> None:
+    async def _wait(self, gens: dict[str, int | None], timeout: float) -> list[SwitchSynced]:
+        """Until the controller has confirmed each switch's generation (or the timeout); the
+        reports of those it confirmed."""
+        reports: list[SwitchSynced] = []
         waits = []
         for n, gen in gens.items():
             done = self._synced.get(n)
-            if gen is None or (done is not None and done.generation >= gen):
+            if gen is None:
+                continue
+            if done is not None and done.generation >= gen:
+                reports.append(done)
                 continue
             fut: asyncio.Future[SwitchSynced] = asyncio.get_running_loop().create_future()
             self._waiters.setdefault(n, []).append((gen, fut))
             waits.append(fut)
         if waits:
-            _, pending = await asyncio.wait(waits, timeout=timeout)
+            finished, pending = await asyncio.wait(waits, timeout=timeout)
             for f in pending:
                 f.cancel()
+            reports += [f.result() for f in finished]
+        return reports
 
     def summary(self) -> list[dict[str, Any]]:
         out = []
