@@ -227,13 +227,15 @@ class AccessServices:
     def sync_bindings(self) -> bool:
         """Every logged-in user's stable address for their device, from the orchestrator,
         as static DHCP hosts here too: a device that roams to this CPE and renews keeps its
-        address. Returns whether the hosts changed."""
+        address. Returns whether the hosts changed. Raises DriverError when the orchestrator
+        cannot be read (the hosts are then left as they are)."""
         try:
             r = self._http.get(f"{self.api_url}/api/v1/users", timeout=2)
-        except httpx.HTTPError:
-            return False
+        except httpx.HTTPError as exc:
+            raise DriverError(f"cannot read the users from {self.api_url}: {exc}") from exc
         if not r.is_success:
-            return False
+            raise DriverError(f"reading the users from {self.api_url}: HTTP {r.status_code}: "
+                              f"{_detail(r)}")
         want = {str(u["mac"]).lower(): str(u["framed_ip"]) for u in r.json()
                 if u.get("mac") and u.get("framed_ip") and u.get("access_node")}
         with self._hosts_lock:

@@ -21,6 +21,7 @@ from nats.aio.msg import Msg
 from netfate import __version__, naming
 from netfate.agent.ports import PORT_POLL_S, leases_file, read_leases, switch_ports
 from netfate.agent.reconcile import diff
+from netfate.agent.registration import Backoff, RegistrationRefused, parse_reply
 from netfate.agent.telemetry import Budget, CpuMeter, resources
 from netfate.bundle import BundleStore
 from netfate.bus import subjects
@@ -38,6 +39,7 @@ from netfate.bus.messages import (
     SwitchSynced,
     Telemetry,
 )
+from netfate.counters import REGISTRATIONS_REFUSED, REGISTRY, LoopFailures
 from netfate.drivers import capabilities
 from netfate.drivers.native import NativeCompute
 from netfate.drivers.ovs import OvsNetwork, OvsServer
@@ -83,6 +85,11 @@ class Agent:
         self._lock = asyncio.Lock()
         self._nc: Any = None
         self._stop = asyncio.Event()
+        self._registering: asyncio.Task[None] | None = None
+        self._telemetry_failures = LoopFailures("telemetry", log)
+        self._ports_failures = LoopFailures("ports", log)
+        self._notify_failures = LoopFailures("notify", log)
+        self._synced_failures = LoopFailures("switch-synced", log)
 
     # -- node operations (in a worker thread) ----------------------------------------------
     def _actual(self) -> list[NFActual]:
@@ -159,13 +166,37 @@ class Agent:
         )
 
     async def register(self) -> None:
+        """One attempt. Raises RegistrationRefused when the orchestrator refuses it, and
+        whatever the bus raises when it does not answer."""
         msg = self._register_msg()
         reply = await self._nc.request(subjects.REGISTER, msg.model_dump_json().encode(),
                                        timeout=10)
-        data = Command.model_validate_json(reply.data)
+        data = parse_reply(reply.data)
         if data.desired is not None:
             await self._apply(data.desired, data.bundles)
         log.info("registered node %s (generation %s)", self.name, self.desired.generation)
+
+    async def register_until_accepted(self, backoff: Backoff | None = None) -> None:
+        """Register, retrying with exponential backoff (capped) until the orchestrator
+        takes it or the agent stops; every refusal and failure is logged with its reason."""
+        backoff = backoff or Backoff()
+        while not self._stop.is_set():
+            try:
+                await self.register()
+                return
+            except RegistrationRefused as exc:
+                REGISTRY.inc(REGISTRATIONS_REFUSED, side="agent")
+                delay = backoff.next()
+                log.warning("node %s: the orchestrator refused the registration (%s); "
+                            "retrying in %.1fs (attempt %d)", self.name, exc.reason, delay,
+                            backoff.attempts)
+            except Exception as exc:
+                delay = backoff.next()
+                log.warning("node %s: registration failed (%s: %s); retrying in %.1fs "
+                            "(attempt %d)", self.name, type(exc).__name__, exc, delay,
+                            backoff.attempts)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
 
     async def _apply(self, desired: DesiredState, bundles: dict[str, str]) -> list[str]:
         self.desired = desired
@@ -200,13 +231,16 @@ class Agent:
 
     async def telemetry_loop(self) -> None:
         while not self._stop.is_set():
-            with contextlib.suppress(Exception):
+            try:
                 nfs = await asyncio.to_thread(self._actual)
                 t = Telemetry(node=self.name, ts=time.time(),
                               resources=self._resources([n.instance_id for n in nfs]), nfs=nfs,
                               generation=self.desired.generation)
                 await self._nc.publish(subjects.telemetry(self.name),
                                        t.model_dump_json().encode())
+                self._telemetry_failures.ok()
+            except Exception as exc:
+                self._telemetry_failures.failed(f"telemetry of node {self.name}", exc)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.interval)
 
@@ -219,7 +253,7 @@ class Agent:
         client events (hostapd's AP-STA-CONNECTED / -DISCONNECTED, emulated by the testbed
         setting attached-mac on the port a station's link comes up on)."""
         while not self._stop.is_set():
-            with contextlib.suppress(Exception):
+            try:
                 new = await asyncio.to_thread(self._read_ports)
                 if new != self.ports:
                     old, self.ports = self.ports, new
@@ -231,6 +265,9 @@ class Agent:
                         if new.stations.get(mac) != port:
                             await self._event("client.disassociated",
                                               {"mac": mac, "port": port})
+                self._ports_failures.ok()
+            except Exception as exc:
+                self._ports_failures.failed(f"switch ports of node {self.name}", exc)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), PORT_POLL_S)
 
@@ -238,10 +275,13 @@ class Agent:
         """The controller changed this switch's flows: make the datapath use them now. The
         userspace datapath keeps forwarding by its cached flows until its revalidators have
         been through them (hundreds of ms here), which would stretch every handover."""
-        with contextlib.suppress(Exception):
+        try:
             rep = SwitchSynced.model_validate_json(msg.data)
             if rep.added or rep.deleted:
                 await asyncio.to_thread(self.network.settle)
+            self._synced_failures.ok()
+        except Exception as exc:
+            self._synced_failures.failed(f"settling the datapath of node {self.name}", exc)
 
     async def _event(self, kind: str, data: dict[str, Any]) -> None:
         ev = NodeEvent(node=self.name, ts=time.time(), kind=kind,  # type: ignore[arg-type]
@@ -251,8 +291,14 @@ class Agent:
     async def notify_loop(self) -> None:
         queue = self.node.compute.queue  # type: ignore[attr-defined]
         while not self._stop.is_set():
-            for note in await asyncio.to_thread(queue.drain):
-                with contextlib.suppress(Exception):
+            try:
+                notes = await asyncio.to_thread(queue.drain)
+            except Exception as exc:
+                notes = []
+                self._notify_failures.failed(f"reading the NF notifications of {self.name}",
+                                             exc)
+            for note in notes:
+                try:
                     n = Notification(
                         node=self.name, nf_id=note.get("nf_id"), nf=note.get("nf"),
                         owner=note.get("owner"), type=str(note.get("type", "unknown")),
@@ -261,38 +307,40 @@ class Agent:
                         ts=float(note.get("ts") or time.time()),
                     )
                     await self._nc.publish(subjects.notify(self.name), n.model_dump_json().encode())
+                    self._notify_failures.ok()
+                except Exception as exc:
+                    self._notify_failures.failed(
+                        f"forwarding notification {note.get('type')!r} of NF "
+                        f"{note.get('nf_id')!r} on node {self.name}", exc)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), 0.5)
 
     async def run(self) -> None:
         async def reconnected() -> None:
             log.info("reconnected to NATS; registering again")
-            with contextlib.suppress(Exception):
-                await self.register()
+            self._spawn_registration()
 
         self._nc = await nats.connect(
             self.url, name=f"agent-{self.name}", max_reconnect_attempts=-1,
             reconnect_time_wait=0.5, reconnected_cb=reconnected,
         )
         await self.network_ready()
-        with contextlib.suppress(Exception):
+        try:
             self.ports = await asyncio.to_thread(self._read_ports)
+        except Exception as exc:  # reported again by ports_loop once it can read them
+            log.warning("node %s: cannot read the switch's ports before registering: %s: %s",
+                        self.name, type(exc).__name__, exc)
         await self._nc.subscribe(subjects.command(self.name), cb=self.on_command)
         await self._nc.subscribe(subjects.controller_synced(self.name), cb=self.on_synced)
-        while not self._stop.is_set():
-            try:
-                await self.register()
-                break
-            except Exception as exc:
-                log.warning("registration failed (%s); retrying", exc)
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), 1.0)
+        await self.register_until_accepted()
         tasks = [asyncio.create_task(self.telemetry_loop()),
                  asyncio.create_task(self.notify_loop()),
                  asyncio.create_task(self.ports_loop())]
         await self._stop.wait()
         for t in tasks:
             t.cancel()
+        if self._registering is not None:
+            self._registering.cancel()
         # The bus may be gone already (orchestrator stopped first): don't wait on it.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._nc.close(), 2)
@@ -313,6 +361,11 @@ class Agent:
             self.network.delete_ports(self.node.lsi, stale)
             removed += [f"port {p}" for p in stale]
         return removed
+
+    def _spawn_registration(self) -> None:
+        """Register again in the background (after a reconnect), one attempt loop at a time."""
+        if self._registering is None or self._registering.done():
+            self._registering = asyncio.create_task(self.register_until_accepted())
 
     def stop(self) -> None:
         self._stop.set()

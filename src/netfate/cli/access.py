@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -14,6 +13,7 @@ import typer
 
 from netfate import paths
 from netfate.cli.common import console, emit_json, guarded, need_root
+from netfate.counters import LoopFailures
 
 Opt = typer.Option
 
@@ -89,13 +89,17 @@ def serve(
     c = svc.cpe
     console.print(f"access services of {c.node}: {c.services_ip} ({c.services_mac}) in "
                   f"{svc.netns}, pool {c.pool_start}-{c.pool_end}, portal port {portal_port}")
+    sync_failures = LoopFailures("access-sync", logging.getLogger("netfate.access"))
     try:
         while not stop.wait(1.0):
             if not svc.dnsmasq.running():
                 console.print(f"[red]error:[/] dnsmasq died:\n{svc.dnsmasq.log_tail()}")
                 raise typer.Exit(1)
-            with contextlib.suppress(Exception):  # the orchestrator may be restarting
+            try:
                 svc.sync_bindings()
+                sync_failures.ok()
+            except Exception as exc:  # the orchestrator may be restarting: logged, retried
+                sync_failures.failed(f"syncing the DHCP bindings of {c.node}", exc)
     finally:
         svc.down()
 

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ValidationError
 from netfate.bus import subjects
 from netfate.bus.messages import ControllerHello
 from netfate.controller.model import SwitchState
+from netfate.counters import LOOP_FAILURES, REGISTRY
 from netfate.errors import DriverError
 
 log = logging.getLogger("netfate.controller.bus")
@@ -81,6 +82,7 @@ class BusBridge:
         def done(f: Any) -> None:
             exc = None if f.cancelled() else f.exception()
             if exc is not None:
+                REGISTRY.inc(LOOP_FAILURES, loop="controller-bus")
                 log.warning("publish on %s failed: %s", subject, exc)
 
         fut.add_done_callback(done)
@@ -100,6 +102,7 @@ class BusBridge:
         except asyncio.CancelledError:
             pass  # stop()
         except BaseException as exc:  # surfaced by start(); the thread must not die silently
+            REGISTRY.inc(LOOP_FAILURES, loop="controller-bus")
             self._error = exc
             log.error("NATS bridge ended: %s", exc)
             self._ready.set()
@@ -126,6 +129,7 @@ class BusBridge:
                     await asyncio.wait_for(self._nc.close(), 2)
 
     async def _on_error(self, exc: Exception) -> None:
+        REGISTRY.inc(LOOP_FAILURES, loop="controller-bus")
         text = str(exc) or type(exc).__name__
         if text != self._last_error:  # while the bus is down, every retry fails the same way
             log.warning("NATS: %s", text)
@@ -139,10 +143,12 @@ class BusBridge:
         try:
             state = SwitchState.model_validate_json(msg.data)
         except ValidationError as exc:
+            REGISTRY.inc(LOOP_FAILURES, loop="controller-bus")
             log.warning("ignored a bad desired state on %s: %s", msg.subject, exc)
             return
         parts = msg.subject.split(".")
         if len(parts) != 4 or parts[2] != state.node:
+            REGISTRY.inc(LOOP_FAILURES, loop="controller-bus")
             log.warning("ignored desired state for node %s published on %s",
                         state.node, msg.subject)
             return

@@ -11,6 +11,12 @@ from netfate.bus.messages import Command, Reply
 from netfate.errors import NetfateError
 
 
+def refusal(reason: str) -> Reply:
+    """The answer to a registration the orchestrator cannot take: a Reply with ok false and
+    the reason (the agent logs it and retries with backoff; see agent/registration.py)."""
+    return Reply(ok=False, error=reason)
+
+
 class AgentUnreachable(NetfateError):
     """The agent did not answer in time (or no agent of that node is connected)."""
 

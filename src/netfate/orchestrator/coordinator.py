@@ -22,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from netfate.bus.messages import Command, DesiredState, InstanceSpec, Reply
+from netfate.counters import task_failures
 from netfate.db import Database, repo
 from netfate.db.models import (
     ActualState,
@@ -502,6 +503,7 @@ class Coordinator:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(task_failures("coordinator", log))
 
     async def drain(self, timeout: float = 30.0) -> None:
         if self._tasks:

@@ -4,7 +4,6 @@ subscriptions' callback URIs (best effort, bounded time, never blocking operatio
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from typing import Any
@@ -12,6 +11,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from netfate.counters import LoopFailures
 from netfate.db import Database, repo
 from netfate.orchestrator.api.schemas import callback_allowed
 from netfate.orchestrator.hub import EventHub
@@ -31,6 +31,7 @@ def matches(flt: dict[str, Any], op: dict[str, Any]) -> bool:
 
 async def dispatch(hub: EventHub, db: Database, timeout: float = 3.0) -> None:
     q = hub.subscribe()
+    failures = LoopFailures("lifecycle-notify", log)
     async with httpx.AsyncClient(timeout=timeout) as client:
         try:
             while True:
@@ -38,9 +39,14 @@ async def dispatch(hub: EventHub, db: Database, timeout: float = 3.0) -> None:
                 if ev["event"] != "op":
                     continue
                 op = ev["data"]
-                with db.session() as s:
-                    subs = [(x.id, x.callback_uri, dict(x.filter or {}))
-                            for x in repo.list_subscriptions(s)]
+                try:
+                    with db.session() as s:
+                        subs = [(x.id, x.callback_uri, dict(x.filter or {}))
+                                for x in repo.list_subscriptions(s)]
+                except Exception as exc:  # one event lost, not the dispatcher
+                    failures.failed(f"reading the subscriptions for operation {op.get('id')}",
+                                    exc)
+                    continue
                 for sub_id, uri, flt in subs:
                     host = urlsplit(uri).hostname or ""
                     if not matches(flt, op) or not callback_allowed(host):
@@ -55,8 +61,12 @@ async def dispatch(hub: EventHub, db: Database, timeout: float = 3.0) -> None:
                         "vnfInstanceId": op.get("vnf_instance_id"),
                         "vnfLcmOpOccId": op.get("id"),
                     }
-                    with contextlib.suppress(httpx.HTTPError):
+                    try:
                         await client.post(uri, json=body)
+                        failures.ok()
+                    except httpx.HTTPError as exc:
+                        failures.failed(f"notifying subscription {sub_id} at {uri} of "
+                                        f"operation {op.get('id')}", exc)
         except asyncio.CancelledError:
             hub.unsubscribe(q)
             raise

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import json
 import logging
 import time
 from typing import Any
@@ -23,18 +24,20 @@ from netfate.bus.messages import (
     NodeEvent,
     Notification,
     Register,
+    Reply,
     SwitchPorts,
     SwitchSynced,
     Telemetry,
     UserIdleReport,
 )
 from netfate.bus.server import EmbeddedNats
+from netfate.counters import REGISTRATIONS_REFUSED, REGISTRY, LoopFailures
 from netfate.db import Database, repo
 from netfate.db.models import Node
 from netfate.engine import NodeTelemetry, NodeUp
 from netfate.errors import NetfateError
 from netfate.orchestrator import notify, recovery
-from netfate.orchestrator.agents import AgentBus
+from netfate.orchestrator.agents import AgentBus, refusal
 from netfate.orchestrator.coordinator import Coordinator
 from netfate.orchestrator.hub import EventHub
 from netfate.orchestrator.settings import Settings
@@ -70,6 +73,9 @@ class Orchestrator:
         # written at once, after the plan, as before.
         self._readings: dict[str, dict[str, Any]] = {}
         self._unwritten: dict[str, tuple[dict[str, Any], float]] = {}
+        self._flush_failures = LoopFailures("telemetry-flush", log)
+        self._reconcile_failures = LoopFailures("reconcile", log)
+        self._publish_failures = LoopFailures("switch-publish", log)
 
     # -- start/stop -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -116,10 +122,13 @@ class Orchestrator:
             t.cancel()
         if self.coordinator is not None:
             await self.coordinator.drain(5)
-        with contextlib.suppress(Exception):
+        try:
             self.flush_telemetry()
             if self.coordinator is not None:
                 self.coordinator.record_observed()
+        except Exception as exc:  # stopping anyway; the next start reads fresh telemetry
+            log.warning("recording the last telemetry at stop failed: %s: %s",
+                        type(exc).__name__, exc)
         if self._radius is not None:
             await asyncio.to_thread(self._radius.stop)
         if self.nc is not None:
@@ -164,6 +173,7 @@ class Orchestrator:
     # -- agents' messages ------------------------------------------------------------------
     async def on_register(self, msg: Msg) -> None:
         assert self.db is not None and self.coordinator is not None
+        reply: Command | Reply
         try:
             reg = Register.model_validate_json(msg.data)
             with self.db.session() as s:
@@ -184,8 +194,13 @@ class Orchestrator:
             if not was_online:
                 self.coordinator.spawn(self.coordinator.handle(NodeUp(node=reg.node)))
         except Exception as exc:
-            log.warning("bad registration: %s", exc)
-            reply = Command(op="ping")
+            # Answered as a refusal, which the agent logs with this reason and retries
+            # after a backoff (a ping here used to read as "registered").
+            node = _node_of(msg.data)
+            reason = f"{type(exc).__name__}: {exc}"
+            REGISTRY.inc(REGISTRATIONS_REFUSED, side="orchestrator")
+            log.warning("refused the registration of node %s: %s", node, reason)
+            reply = refusal(f"the orchestrator cannot register node {node}: {reason}")
         if msg.reply:
             await msg.respond(reply.model_dump_json().encode())
 
@@ -250,8 +265,9 @@ class Orchestrator:
             try:
                 self.flush_telemetry()
                 self.coordinator.record_observed()
-            except Exception:
-                log.exception("recording telemetry failed")
+                self._flush_failures.ok()
+            except Exception as exc:
+                self._flush_failures.failed("recording telemetry", exc)
 
     def _changed(self, prev: dict[str, Any], cpu: float, mem_free: int) -> bool:
         """Cheap pre-check of the engine's re-evaluation threshold, to spare a snapshot per
@@ -286,8 +302,12 @@ class Orchestrator:
         if self.switches is None:
             return
         for n in self.switches.affected(node):
-            with contextlib.suppress(Exception):
+            try:
                 await self.switches.publish(n)
+                self._publish_failures.ok()
+            except Exception as exc:
+                self._publish_failures.failed(
+                    f"publishing the switch state of node {n} (after a change at {node})", exc)
 
     # -- the SDN controller's messages ---------------------------------------------------------
     async def on_synced(self, msg: Msg) -> None:
@@ -347,8 +367,18 @@ class Orchestrator:
             await asyncio.sleep(self.settings.reconcile_interval)
             try:
                 await self.coordinator.reconcile(self.settings.node_timeout)
-            except Exception:
-                log.exception("reconciliation failed")
+                self._reconcile_failures.ok()
+            except Exception as exc:
+                self._reconcile_failures.failed("reconciling the nodes", exc)
+
+
+def _node_of(data: bytes) -> str:
+    """The node a registration names, for the log, even when it does not validate."""
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return "?"
+    return str(doc.get("node", "?")) if isinstance(doc, dict) else "?"
 
 
 def getattr_policy_delta(name: str) -> float:
