@@ -1,7 +1,12 @@
 """Shared helpers for NetFATE native NF helper programs (stdlib only).
 
-Vendored identically into every catalogue bundle (files/nfcommon.py), because each bundle is
-shipped and extracted on its own. Run with "$NF_PYTHON" inside the NF's network namespace.
+This is their one home: `catalogue.bundle_bytes` packs it into every catalogue bundle as
+files/nfcommon.py (a bundle is shipped and extracted on its own), where each helper imports it
+as `nfcommon`. Run with "$NF_PYTHON" inside the NF's network namespace. The environment
+variables read here are the NF's inputs from the native driver (catalogue/README.md).
+
+Errors in a helper end it: `die` prints "error: [nf/action] message" on stderr and exits
+non-zero (SystemExit), which the lifecycle script and then the driver report.
 """
 
 from __future__ import annotations
@@ -11,9 +16,13 @@ import os
 import subprocess
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 STATE_FORMAT = "netfate-state/1"
+
+# A helper's subcommand: the function, and its least and most number of arguments.
+Command = tuple[Callable[..., None], int, int]
 
 
 def env(name: str, default: str | None = None) -> str:
@@ -23,7 +32,7 @@ def env(name: str, default: str | None = None) -> str:
     return value
 
 
-def die(msg: str, code: int = 1) -> None:
+def die(msg: str, code: int = 1) -> NoReturn:
     nf = os.environ.get("NF_NAME", "nf")
     action = os.environ.get("NF_ACTION", "?")
     print(f"error: [{nf}/{action}] {msg}", file=sys.stderr)
@@ -48,10 +57,64 @@ def load_active_config() -> dict[str, Any]:
     path = active_config_path()
     if not os.path.exists(path):
         path = env("NF_CONFIG")
-    cfg = load_json(path)
+    cfg: object = load_json(path)
     if not isinstance(cfg, dict):
         die(f"{path}: config must be a JSON object")
     return cfg
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """A config given on the command line (check, render): a JSON object, or die."""
+    cfg: object = load_json(path)
+    if not isinstance(cfg, dict):
+        die("config must be a JSON object")
+    return cfg
+
+
+def two_ports(nf: str) -> tuple[str, str]:
+    """(lan, wan): the NF's two ports from NF_PORTS, in descriptor order."""
+    ports = env("NF_PORTS", "lan wan").split()
+    if len(ports) != 2:
+        die(f"{nf} needs exactly two ports (lan wan), NF_PORTS={ports}")
+    return ports[0], ports[1]
+
+
+def int_in(d: dict[str, Any], key: str, default: int, lo: int, hi: int,
+           where: str = "") -> int:
+    """d[key] (default if absent), which must be an int (not a bool) in lo..hi, or die
+    naming it as `where.key`."""
+    v = d.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        die(f"{where + '.' if where else ''}{key}: must be an integer {lo}-{hi}")
+    return v
+
+
+def paused() -> bool:
+    """The NF is paused (scripts/pause left $NF_RUN_DIR/paused)."""
+    return os.path.exists(os.path.join(env("NF_RUN_DIR"), "paused"))
+
+
+def print_json(doc: Any) -> None:
+    """One JSON document on stdout (status prints exactly one)."""
+    json.dump(doc, sys.stdout)
+    sys.stdout.write("\n")
+
+
+def unlink_quiet(path: str) -> None:
+    """Remove a file if it is there."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def main(argv: list[str], commands: dict[str, Command], usage: str) -> None:
+    """Run commands[argv[0]] with the remaining arguments; each command takes between its
+    two counts of arguments. Dies with `usage` (exit 2) otherwise."""
+    cmd = commands.get(argv[0]) if argv else None
+    if cmd is None or not cmd[1] <= len(argv) - 1 <= cmd[2]:
+        die(f"usage: {usage}", 2)
+    cmd[0](*argv[1:])
 
 
 def atomic_write_json(path: str, obj: Any, indent: int | None = None) -> None:
@@ -66,7 +129,7 @@ def save_active_config(cfg: dict[str, Any]) -> None:
     atomic_write_json(active_config_path(), cfg, indent=1)
 
 
-def _links() -> dict[str, dict[str, Any]]:
+def read_links() -> dict[str, dict[str, Any]]:
     """`ip -j -s link` of the current network namespace, by name. (Under nsenter --net, /sys
     still shows the host's interfaces, so sysfs cannot be used here.)"""
     try:
@@ -83,7 +146,7 @@ def port_stats(ports: list[str] | None = None,
     if ports is None:
         ports = env("NF_PORTS", "lan wan").split()
     if links is None:
-        links = _links()
+        links = read_links()
     out: dict[str, Any] = {}
     for p in ports:
         ln = links.get(p)
@@ -107,7 +170,7 @@ def port_stats(ports: list[str] | None = None,
 def forwarding(links: dict[str, dict[str, Any]] | None = None) -> bool:
     """True when br0 exists and is administratively up (the NF forwards traffic)."""
     if links is None:
-        links = _links()
+        links = read_links()
     return "UP" in links.get("br0", {}).get("flags", [])
 
 
@@ -141,13 +204,21 @@ def notify(ntype: str, severity: str, source: str, detail: dict[str, Any]) -> st
 
 
 def state_doc(nf: str, config: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A flavour-independent state document: {"format", "nf", "config", **extra}."""
     doc: dict[str, Any] = {"format": STATE_FORMAT, "nf": nf, "config": config}
     doc.update(extra)
     return doc
 
 
+def write_state_doc(out: str, nf: str, config: dict[str, Any], **extra: Any) -> None:
+    """Export: the state document, written atomically to `out`."""
+    atomic_write_json(out, state_doc(nf, config, **extra))
+
+
 def read_state_doc(path: str, nf: str) -> dict[str, Any]:
-    doc = load_json(path)
+    """Import: the state document at `path`, checked to be this NF's, with a config object.
+    Dies otherwise."""
+    doc: object = load_json(path)
     if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT:
         die(f"{path}: not a {STATE_FORMAT} document")
     if doc.get("nf") != nf:

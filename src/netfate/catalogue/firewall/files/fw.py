@@ -17,21 +17,14 @@ import os
 import subprocess
 import sys
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nfcommon import (
-    _links,
-    die,
-    env,
-    forwarding,
-    load_active_config,
-    load_json,
-    port_stats,
-    read_state_doc,
-    save_active_config,
-    state_doc,
-)
+if TYPE_CHECKING:  # checked in the source tree; in the bundle it is packed next to this file
+    from netfate.catalogue._shared import nfcommon as nf
+else:
+    import nfcommon as nf
+die = nf.die
 
 TABLE = "fate_fw"
 DIR_TABLE = "fate_fw_dir"
@@ -41,13 +34,6 @@ MAX_RULES = 256
 LAN, WAN = "lan", "wan"
 
 
-def _ports() -> tuple[str, str]:
-    ports = env("NF_PORTS", f"{LAN} {WAN}").split()
-    if len(ports) != 2:
-        die(f"firewall needs exactly two ports (lan wan), NF_PORTS={ports}")
-    return ports[0], ports[1]
-
-
 def _net(value: Any, where: str) -> str:
     if not isinstance(value, str):
         die(f"{where}: must be an IPv4 address or CIDR string")
@@ -55,7 +41,6 @@ def _net(value: Any, where: str) -> str:
         return str(ipaddress.IPv4Network(value, strict=False))
     except ValueError as e:
         die(f"{where}: {e}")
-    raise AssertionError
 
 
 def normalise(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -110,7 +95,8 @@ def normalise(cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _rule_line(i: int, r: dict[str, Any]) -> str:
+def rule_line(i: int, r: dict[str, Any]) -> str:
+    """One normalised rule as an nft rule line, counted and commented "rule <i>"."""
     parts: list[str] = []
     v4_only = "src" in r or "dst" in r
     if "src" in r:
@@ -131,13 +117,15 @@ def _rule_line(i: int, r: dict[str, Any]) -> str:
     return "\t\t" + " ".join(parts)
 
 
-def build_ruleset(cfg: dict[str, Any]) -> str:
+def build_ruleset(cfg: dict[str, Any], ports: tuple[str, str] | None = None) -> str:
+    """The whole ruleset for `nft -f` (both tables replaced atomically), for the NF's ports
+    (lan, wan; default NF_PORTS). Dies on an invalid config."""
     cfg = normalise(cfg)
-    lan, wan = _ports()
+    lan, wan = ports or nf.two_ports("firewall")
     v_out = "accept" if cfg["default_out"] == "allow" else "drop"
     v_in = "accept" if cfg["default_in"] == "allow" else "drop"
-    outbound = [_rule_line(i, r) for i, r in enumerate(cfg["rules"]) if r["direction"] == "out"]
-    inbound = [_rule_line(i, r) for i, r in enumerate(cfg["rules"]) if r["direction"] == "in"]
+    outbound = [rule_line(i, r) for i, r in enumerate(cfg["rules"]) if r["direction"] == "out"]
+    inbound = [rule_line(i, r) for i, r in enumerate(cfg["rules"]) if r["direction"] == "in"]
     dhcp = []
     if cfg["allow_dhcp"]:
         # DHCPv4 replies towards the lan are never "established" for conntrack
@@ -180,7 +168,7 @@ def build_ruleset(cfg: dict[str, Any]) -> str:
 
 
 def _nft(args: list[str], what: str) -> str:
-    proc = subprocess.run(["nft", *args], capture_output=True, text=True)
+    proc = subprocess.run(["nft", *args], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         die(f"{what} failed: {proc.stderr.strip()}")
     return proc.stdout
@@ -188,7 +176,7 @@ def _nft(args: list[str], what: str) -> str:
 
 def ruleset_path() -> str:
     """The compiled ruleset that start loads (fwlib.sh RULESET)."""
-    return os.path.join(env("NF_STATE_DIR"), "ruleset.nft")
+    return os.path.join(nf.env("NF_STATE_DIR"), "ruleset.nft")
 
 
 def write_ruleset(cfg: dict[str, Any], path: str) -> None:
@@ -205,27 +193,21 @@ def load_ruleset(cfg: dict[str, Any]) -> None:
 
 
 def cmd_apply() -> None:
-    load_ruleset(load_active_config())
+    load_ruleset(nf.load_active_config())
 
 
 def cmd_check(path: str) -> None:
-    cfg = load_json(path)
-    if not isinstance(cfg, dict):
-        die("config must be a JSON object")
-    sys.stdout.write(build_ruleset(cfg))
+    sys.stdout.write(build_ruleset(nf.load_config_file(path)))
 
 
 def cmd_render(path: str, out: str) -> None:
     """Compile a config into an nft ruleset file, without loading it."""
-    cfg = load_json(path)
-    if not isinstance(cfg, dict):
-        die("config must be a JSON object")
-    write_ruleset(cfg, out)
+    write_ruleset(nf.load_config_file(path), out)
 
 
 def cmd_flush() -> None:
     for fam, tab in (("inet", TABLE), ("bridge", DIR_TABLE)):
-        subprocess.run(["nft", "delete", "table", fam, tab], capture_output=True)
+        subprocess.run(["nft", "delete", "table", fam, tab], capture_output=True, check=False)
 
 
 def _read_int(path: str) -> int | None:
@@ -236,33 +218,41 @@ def _read_int(path: str) -> int | None:
         return None
 
 
+def rule_counters(listing: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """{comment: {packets, bytes}} of the counted, commented rules in `nft -j list table`."""
+    counters: dict[str, dict[str, int]] = {}
+    for item in listing.get("nftables", []):
+        rule = item.get("rule")
+        if not rule or "comment" not in rule:
+            continue
+        for e in rule.get("expr", []):
+            if "counter" in e:
+                c = e["counter"]
+                counters[rule["comment"]] = {"packets": c["packets"], "bytes": c["bytes"]}
+    return counters
+
+
 def cmd_status() -> None:
     try:
-        cfg = normalise(load_active_config())
+        cfg = normalise(nf.load_active_config())
     except SystemExit:
         cfg = {"default_out": None, "default_in": None, "rules": []}
     counters: dict[str, dict[str, int]] = {}
-    proc = subprocess.run(["nft", "-j", "list", "table", "inet", TABLE], capture_output=True, text=True)
+    proc = subprocess.run(["nft", "-j", "list", "table", "inet", TABLE], capture_output=True,
+                          text=True, check=False)
     loaded = proc.returncode == 0
     if loaded:
-        for item in json.loads(proc.stdout).get("nftables", []):
-            rule = item.get("rule")
-            if not rule or "comment" not in rule:
-                continue
-            for e in rule.get("expr", []):
-                if "counter" in e:
-                    c = e["counter"]
-                    counters[rule["comment"]] = {"packets": c["packets"], "bytes": c["bytes"]}
+        counters = rule_counters(json.loads(proc.stdout))
     zero = {"packets": 0, "bytes": 0}
-    links = _links()
+    links = nf.read_links()
     rules = []
     for i, r in enumerate(cfg["rules"]):
         c = counters.get(f"rule {i}", zero)
         rules.append({"index": i, "action": r["action"], "direction": r["direction"], **c})
     status = {
         "nf": "firewall",
-        "running": loaded and forwarding(links),
-        "paused": os.path.exists(os.path.join(env("NF_RUN_DIR"), "paused")),
+        "running": loaded and nf.forwarding(links),
+        "paused": nf.paused(),
         "ruleset_loaded": loaded,
         "rules": rules,
         "default_out": {"policy": cfg["default_out"], **counters.get("default_out", zero)},
@@ -271,23 +261,33 @@ def cmd_status() -> None:
         "invalid": counters.get("invalid", zero),
         "dhcp": counters.get("dhcp", zero),
         "conntrack_entries": _read_int("/proc/sys/net/netfilter/nf_conntrack_count"),
-        "ports": port_stats(links=links),
+        "ports": nf.port_stats(links=links),
     }
-    json.dump(status, sys.stdout)
-    sys.stdout.write("\n")
+    nf.print_json(status)
+
+
+def saved_entries(listing: str) -> list[str]:
+    """The entries of `conntrack -L -o save` output (its "-A ..." lines)."""
+    return [ln for ln in listing.splitlines() if ln.startswith("-A ")]
 
 
 def cmd_export(out: str) -> None:
-    cfg = load_active_config()
-    proc = subprocess.run(["conntrack", "-L", "-o", "save"], capture_output=True, text=True)
+    cfg = nf.load_active_config()
+    proc = subprocess.run(["conntrack", "-L", "-o", "save"], capture_output=True, text=True,
+                          check=False)
     if proc.returncode != 0:
         die(f"conntrack -L failed: {proc.stderr.strip()}")
-    entries = [ln for ln in proc.stdout.splitlines() if ln.startswith("-A ")]
-    doc = state_doc("firewall", cfg, conntrack=entries)
-    tmp = out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(doc, f)
-    os.replace(tmp, out)
+    nf.write_state_doc(out, "firewall", cfg, conntrack=saved_entries(proc.stdout))
+
+
+def check_entries(entries: object) -> list[str]:
+    """The conntrack entries of a state document: a list of single "-A ..." lines, or die."""
+    if not isinstance(entries, list):
+        die("state document: conntrack must be a list")
+    for ln in entries:
+        if not isinstance(ln, str) or not ln.startswith("-A ") or "\n" in ln:
+            die("state document: malformed conntrack entry")
+    return entries
 
 
 def _restore_conntrack(entries: list[str]) -> tuple[int, int]:
@@ -295,14 +295,13 @@ def _restore_conntrack(entries: list[str]) -> tuple[int, int]:
     picked up again between start and import) are skipped, not fatal."""
     if not entries:
         return 0, 0
-    for ln in entries:
-        if not isinstance(ln, str) or not ln.startswith("-A ") or "\n" in ln:
-            die("state document: malformed conntrack entry")
-    with tempfile.NamedTemporaryFile("w", dir=env("NF_RUN_DIR"), suffix=".ct", delete=False) as f:
+    with tempfile.NamedTemporaryFile("w", dir=nf.env("NF_RUN_DIR"), suffix=".ct",
+                                     delete=False) as f:
         f.write("\n".join(entries) + "\n")
         path = f.name
     try:
-        proc = subprocess.run(["conntrack", "-R", path], capture_output=True, text=True)
+        proc = subprocess.run(["conntrack", "-R", path], capture_output=True, text=True,
+                              check=False)
         if proc.returncode == 0:
             return len(entries), 0
         # Fall back to one entry at a time so one existing entry does not lose the rest.
@@ -310,7 +309,8 @@ def _restore_conntrack(entries: list[str]) -> tuple[int, int]:
         for ln in entries:
             with open(path, "w") as f:
                 f.write(ln + "\n")
-            p = subprocess.run(["conntrack", "-R", path], capture_output=True, text=True)
+            p = subprocess.run(["conntrack", "-R", path], capture_output=True, text=True,
+                               check=False)
             if p.returncode == 0:
                 restored += 1
             else:
@@ -321,31 +321,22 @@ def _restore_conntrack(entries: list[str]) -> tuple[int, int]:
 
 
 def cmd_import(path: str) -> None:
-    doc = read_state_doc(path, "firewall")
+    doc = nf.read_state_doc(path, "firewall")
     cfg = doc["config"]
     build_ruleset(cfg)  # validate before touching anything
-    save_active_config(cfg)
+    nf.save_active_config(cfg)
     load_ruleset(cfg)
-    entries = doc.get("conntrack", [])
-    if not isinstance(entries, list):
-        die("state document: conntrack must be a list")
-    restored, skipped = _restore_conntrack(entries)
+    restored, skipped = _restore_conntrack(check_entries(doc.get("conntrack", [])))
     print(f"firewall: imported config ({len(cfg.get('rules', []))} rules), "
           f"{restored} conntrack entries restored, {skipped} skipped", file=sys.stderr)
 
 
-def main(argv: list[str]) -> None:
-    cmds = {
-        "apply": (cmd_apply, 0), "check": (cmd_check, 1), "status": (cmd_status, 0),
-        "flush": (cmd_flush, 0), "export": (cmd_export, 1), "import": (cmd_import, 1),
-        "render": (cmd_render, 2),
-    }
-    if not argv or argv[0] not in cmds or len(argv) - 1 != cmds[argv[0]][1]:
-        die("usage: fw.py apply | check CONFIG | render CONFIG OUT | status | flush"
-            " | export OUT | import IN", 2)
-    fn, _ = cmds[argv[0]]
-    fn(*argv[1:])  # type: ignore[operator]
-
+COMMANDS: dict[str, nf.Command] = {
+    "apply": (cmd_apply, 0, 0), "check": (cmd_check, 1, 1), "status": (cmd_status, 0, 0),
+    "flush": (cmd_flush, 0, 0), "export": (cmd_export, 1, 1), "import": (cmd_import, 1, 1),
+    "render": (cmd_render, 2, 2),
+}
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    nf.main(sys.argv[1:], COMMANDS, "fw.py apply | check CONFIG | render CONFIG OUT | status"
+            " | flush | export OUT | import IN")

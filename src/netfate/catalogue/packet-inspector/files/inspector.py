@@ -25,23 +25,14 @@ import socket
 import struct
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nfcommon import (
-    _links,
-    atomic_write_json,
-    die,
-    env,
-    forwarding,
-    load_active_config,
-    load_json,
-    notify,
-    port_stats,
-    read_state_doc,
-    save_active_config,
-    state_doc,
-)
+if TYPE_CHECKING:  # checked in the source tree; in the bundle it is packed next to this file
+    from netfate.catalogue._shared import nfcommon as nf
+else:
+    import nfcommon as nf
+die = nf.die
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -72,15 +63,14 @@ LIMITS = {
 
 
 def normalise(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The config with DEFAULTS filled; dies on unknown keys or values out of LIMITS."""
     extra = set(cfg) - set(DEFAULTS)
     if extra:
         die(f"unknown config keys: {sorted(extra)}")
     out = dict(DEFAULTS)
     out.update(cfg)
     for k, (lo, hi) in LIMITS.items():
-        v = out[k]
-        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-            die(f"{k}: must be an integer {lo}-{hi}")
+        nf.int_in(out, k, DEFAULTS[k], lo, hi)
     for k in ("notify", "flood_count_tcp_ack"):
         if not isinstance(out[k], bool):
             die(f"{k}: must be a boolean")
@@ -88,7 +78,7 @@ def normalise(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def stats_path() -> str:
-    return os.path.join(env("NF_STATE_DIR"), "stats.json")
+    return os.path.join(nf.env("NF_STATE_DIR"), "stats.json")
 
 
 def empty_counters() -> dict[str, Any]:
@@ -141,17 +131,27 @@ def counters_of(doc: dict[str, Any]) -> dict[str, Any]:
     return merge_counters(empty_counters(), doc)
 
 
+def load_counters() -> dict[str, Any]:
+    """The counters of $NF_STATE_DIR/stats.json (empty ones if it is missing or unreadable)."""
+    if os.path.exists(stats_path()):  # continue counting across stop/start
+        try:
+            with open(stats_path()) as f:
+                return counters_of(json.load(f))
+        except (OSError, ValueError):
+            pass
+    return empty_counters()
+
+
 class Inspector:
-    def __init__(self) -> None:
-        self.cfg = normalise(load_active_config())
-        self.iface = env("NF_PORTS", "lan wan").split()[0]
-        self.c = empty_counters()
-        if os.path.exists(stats_path()):  # continue counting across stop/start
-            try:
-                with open(stats_path()) as f:
-                    self.c = counters_of(json.load(f))
-            except (OSError, ValueError):
-                pass
+    """Counters and detectors over the frames of one port. `packet()` takes one frame;
+    alerts are counted, kept in recent_alerts and, with cfg notify, queued as notifications.
+    `run()` is the daemon around it (socket, signals, stats.json)."""
+
+    def __init__(self, cfg: dict[str, Any], iface: str,
+                 counters: dict[str, Any] | None = None) -> None:
+        self.cfg = normalise(cfg)
+        self.iface = iface
+        self.c = counters if counters is not None else empty_counters()
         self.started = time.time()
         self.scan: dict[str, dict[int, float]] = {}  # src -> {dport: last seen}
         self.scan_dsts: dict[str, set[str]] = {}
@@ -162,7 +162,8 @@ class Inspector:
         self.stop = False
 
     # ---- detectors
-    def _alert(self, kind: str, severity: str, src: str, detail: dict[str, Any], now: float) -> None:
+    def _alert(self, kind: str, severity: str, src: str, detail: dict[str, Any],
+               now: float) -> None:
         key = (kind, src)
         last = self.last_alert.get(key)
         if last is not None and now - last < self.cfg["cooldown_s"]:
@@ -177,7 +178,7 @@ class Inspector:
                "detail": detail}
         self.c["recent_alerts"] = (self.c["recent_alerts"] + [rec])[-RECENT_ALERTS:]
         if self.cfg["notify"]:
-            notify(kind, severity, src, detail)
+            nf.notify(kind, severity, src, detail)
         print(f"alert {kind} {src} {json.dumps(detail)}", file=sys.stderr, flush=True)
 
     def _scan_event(self, src: str, dst: str, dport: int, proto: str, outgoing: bool,
@@ -246,7 +247,8 @@ class Inspector:
         d["packets"] += 1
         d["bytes"] += length
         proto = "other"
-        src = dst = None
+        src: str | None = None
+        dst = ""
         l4 = None
         off = 14
         if caplen >= 14:
@@ -330,7 +332,7 @@ class Inspector:
             "kernel": {"packets": c["kernel"]["packets"] + kernel_now[0],
                        "drops": c["kernel"]["drops"] + kernel_now[1]},
         }
-        atomic_write_json(stats_path(), doc)
+        nf.atomic_write_json(stats_path(), doc)
 
     def run(self) -> None:
         signal.signal(signal.SIGHUP, lambda *_: setattr(self, "reload", True))
@@ -366,7 +368,7 @@ class Inspector:
             if self.reload:
                 self.reload = False
                 try:
-                    self.cfg = normalise(load_active_config())
+                    self.cfg = normalise(nf.load_active_config())
                     next_stats = 0.0  # show the new config in stats.json at once
                     print(f"config reloaded: {json.dumps(self.cfg)}", file=sys.stderr, flush=True)
                 except SystemExit:
@@ -437,7 +439,7 @@ class Inspector:
         sys.exit(0)
 
     def _merge_import(self) -> None:
-        path = os.path.join(env("NF_RUN_DIR"), "import-counters.json")
+        path = os.path.join(nf.env("NF_RUN_DIR"), "import-counters.json")
         try:
             with open(path) as f:
                 add = json.load(f)
@@ -446,21 +448,16 @@ class Inspector:
         except (OSError, ValueError) as e:
             print(f"counter import failed: {e}", file=sys.stderr, flush=True)
         finally:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+            nf.unlink_quiet(path)
 
 
 def cmd_daemon() -> None:
-    Inspector().run()
+    Inspector(nf.load_active_config(), nf.env("NF_PORTS", "lan wan").split()[0],
+              load_counters()).run()
 
 
 def cmd_check(path: str) -> None:
-    cfg = load_json(path)
-    if not isinstance(cfg, dict):
-        die("config must be a JSON object")
-    normalise(cfg)
+    normalise(nf.load_config_file(path))
 
 
 def cmd_status(pid: str = "") -> None:
@@ -471,46 +468,47 @@ def cmd_status(pid: str = "") -> None:
                 doc = json.load(f)
         except (OSError, ValueError):
             doc = {}
-    links = _links()
+    links = nf.read_links()
     running = bool(pid)
     doc.update({
         "nf": "packet-inspector",
         "daemon_running": running,
         "daemon_pid": int(pid) if pid.isdigit() else None,
-        "running": running and forwarding(links),
-        "paused": os.path.exists(os.path.join(env("NF_RUN_DIR"), "paused")),
-        "ports": port_stats(links=links),
+        "running": running and nf.forwarding(links),
+        "paused": nf.paused(),
+        "ports": nf.port_stats(links=links),
     })
-    json.dump(doc, sys.stdout)
-    sys.stdout.write("\n")
+    nf.print_json(doc)
+
+
+def exported_counters(stats: dict[str, Any]) -> dict[str, Any]:
+    """The counters a state document carries: those of a stats document, with the top 1024
+    sources only."""
+    counters = counters_of(stats)
+    counters["sources"] = dict(sorted(counters["sources"].items(),
+                                      key=lambda kv: kv[1]["packets"], reverse=True)[:1024])
+    return counters
 
 
 def cmd_export(out: str) -> None:
-    cfg = load_active_config()
-    counters: dict[str, Any] = empty_counters()
-    if os.path.exists(stats_path()):
-        counters = counters_of(load_json(stats_path()))
-    counters["sources"] = dict(sorted(counters["sources"].items(),
-                                      key=lambda kv: kv[1]["packets"], reverse=True)[:1024])
-    doc = state_doc("packet-inspector", cfg, counters=counters)
-    with open(out + ".tmp", "w") as f:
-        json.dump(doc, f)
-    os.replace(out + ".tmp", out)
+    cfg = nf.load_active_config()
+    stats = nf.load_json(stats_path()) if os.path.exists(stats_path()) else {}
+    nf.write_state_doc(out, "packet-inspector", cfg, counters=exported_counters(stats))
 
 
 def cmd_import(path: str, pid: str = "") -> None:
     """Apply the document's config; add its counters to ours (the daemon merges them live
     when it runs, else they are folded into stats.json for the next start)."""
-    doc = read_state_doc(path, "packet-inspector")
+    doc = nf.read_state_doc(path, "packet-inspector")
     cfg = doc["config"]
     normalise(cfg)
-    save_active_config(cfg)
+    nf.save_active_config(cfg)
     counters = doc.get("counters") or {}
     if not isinstance(counters, dict):
         die("state document: counters must be an object")
     if pid.isdigit():
-        imp = os.path.join(env("NF_RUN_DIR"), "import-counters.json")
-        atomic_write_json(imp, counters)
+        imp = os.path.join(nf.env("NF_RUN_DIR"), "import-counters.json")
+        nf.atomic_write_json(imp, counters)
         os.kill(int(pid), signal.SIGHUP)
         os.kill(int(pid), signal.SIGUSR1)
         deadline = time.monotonic() + 5
@@ -521,25 +519,17 @@ def cmd_import(path: str, pid: str = "") -> None:
     else:
         base = empty_counters()
         if os.path.exists(stats_path()):
-            base = counters_of(load_json(stats_path()))
+            base = counters_of(nf.load_json(stats_path()))
         stats = merge_counters(base, counters)
         stats["config"] = cfg
-        atomic_write_json(stats_path(), stats)
+        nf.atomic_write_json(stats_path(), stats)
 
 
-def main(argv: list[str]) -> None:
-    cmds: dict[str, tuple[Any, tuple[int, int]]] = {
-        "daemon": (cmd_daemon, (0, 0)), "check": (cmd_check, (1, 1)),
-        "status": (cmd_status, (0, 1)), "export": (cmd_export, (1, 1)),
-        "import": (cmd_import, (1, 2)),
-    }
-    if not argv or argv[0] not in cmds or not (
-        cmds[argv[0]][1][0] <= len(argv) - 1 <= cmds[argv[0]][1][1]
-    ):
-        die("usage: inspector.py daemon | check CONFIG | status [PID] | export OUT | import IN [PID]",
-            2)
-    cmds[argv[0]][0](*argv[1:])
-
+COMMANDS: dict[str, nf.Command] = {
+    "daemon": (cmd_daemon, 0, 0), "check": (cmd_check, 1, 1), "status": (cmd_status, 0, 1),
+    "export": (cmd_export, 1, 1), "import": (cmd_import, 1, 2),
+}
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    nf.main(sys.argv[1:], COMMANDS, "inspector.py daemon | check CONFIG | status [PID]"
+            " | export OUT | import IN [PID]")

@@ -15,66 +15,50 @@ import json
 import os
 import subprocess
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nfcommon import (
-    _links,
-    die,
-    env,
-    forwarding,
-    load_active_config,
-    load_json,
-    port_stats,
-    read_state_doc,
-    save_active_config,
-    state_doc,
-)
+if TYPE_CHECKING:  # checked in the source tree; in the bundle it is packed next to this file
+    from netfate.catalogue._shared import nfcommon as nf
+else:
+    import nfcommon as nf
+die = nf.die
 
 MAX_KBIT = 100_000_000
 MIN_AUTO_BURST = 16 * 1024
 
 
-def _ports() -> tuple[str, str]:
-    ports = env("NF_PORTS", "lan wan").split()
-    if len(ports) != 2:
-        die(f"rate-limiter needs exactly two ports (lan wan), NF_PORTS={ports}")
-    return ports[0], ports[1]
-
-
-def _int(cfg: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:
-    v = cfg.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        die(f"{key}: must be an integer {lo}-{hi}")
-    return v
-
-
 def normalise(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The config with defaults filled: rates in kbit/s (0 = unlimited), burst in KiB (0 =
+    automatic), latency in ms. Dies on unknown keys or values out of range."""
     extra = set(cfg) - {"up_kbit", "down_kbit", "burst_kbyte", "latency_ms"}
     if extra:
         die(f"unknown config keys: {sorted(extra)}")
     return {
-        "up_kbit": _int(cfg, "up_kbit", 0, 0, MAX_KBIT),
-        "down_kbit": _int(cfg, "down_kbit", 0, 0, MAX_KBIT),
-        "burst_kbyte": _int(cfg, "burst_kbyte", 0, 0, 65536),
-        "latency_ms": _int(cfg, "latency_ms", 50, 1, 1000),
+        "up_kbit": nf.int_in(cfg, "up_kbit", 0, 0, MAX_KBIT),
+        "down_kbit": nf.int_in(cfg, "down_kbit", 0, 0, MAX_KBIT),
+        "burst_kbyte": nf.int_in(cfg, "burst_kbyte", 0, 0, 65536),
+        "latency_ms": nf.int_in(cfg, "latency_ms", 50, 1, 1000),
     }
 
 
 def burst_bytes(kbit: int, burst_kbyte: int) -> int:
+    """The tbf bucket in bytes: the configured KiB, else 10 ms at the rate, >= 16 KiB."""
     if burst_kbyte:
         return burst_kbyte * 1024
     return max(MIN_AUTO_BURST, kbit * 1000 // 8 // 100)  # 10 ms at the rate
 
 
-def plan(cfg: dict[str, Any]) -> list[tuple[str, str, int]]:
-    """[(port, direction, kbit)]: upstream is shaped leaving wan, downstream leaving lan."""
-    lan, wan = _ports()
+def plan(cfg: dict[str, Any],
+         ports: tuple[str, str] | None = None) -> list[tuple[str, str, int]]:
+    """[(port, direction, kbit)]: upstream is shaped leaving wan, downstream leaving lan
+    (ports: lan, wan; default NF_PORTS)."""
+    lan, wan = ports or nf.two_ports("rate-limiter")
     return [(wan, "up", cfg["up_kbit"]), (lan, "down", cfg["down_kbit"])]
 
 
 def _tc(args: list[str], what: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(["tc", *args], capture_output=True, text=True)
+    proc = subprocess.run(["tc", *args], capture_output=True, text=True, check=False)
     if check and proc.returncode != 0:
         die(f"{what} failed: {proc.stderr.strip()}")
     return proc
@@ -91,19 +75,25 @@ def _root_kind(dev: str) -> str | None:
     return None
 
 
-def _tbf_args(kbit: int, cfg: dict[str, Any]) -> list[str]:
+def tbf_args(kbit: int, cfg: dict[str, Any]) -> list[str]:
+    """The tbf qdisc's arguments for a rate (kbit/s) and a normalised config."""
     return ["tbf", "rate", f"{kbit}kbit", "burst", str(burst_bytes(kbit, cfg["burst_kbyte"])),
             "latency", f"{cfg['latency_ms']}ms"]
 
 
 def shaper_path() -> str:
-    return os.path.join(env("NF_STATE_DIR"), "shaper.tc")
+    return os.path.join(nf.env("NF_STATE_DIR"), "shaper.tc")
+
+
+def batch_lines(cfg: dict[str, Any], ports: tuple[str, str] | None = None) -> list[str]:
+    """The `tc -batch` lines that install the config's shapers (none for unlimited)."""
+    cfg = normalise(cfg)
+    return [" ".join(["qdisc", "replace", "dev", dev, "root", *tbf_args(kbit, cfg)])
+            for dev, _direction, kbit in plan(cfg, ports) if kbit]
 
 
 def render(cfg: dict[str, Any], out: str) -> None:
-    cfg = normalise(cfg)
-    lines = [" ".join(["qdisc", "replace", "dev", dev, "root", *_tbf_args(kbit, cfg)])
-             for dev, _direction, kbit in plan(cfg) if kbit]
+    lines = batch_lines(cfg)
     with open(out + ".tmp", "w") as f:
         f.write("".join(ln + "\n" for ln in lines))
     os.replace(out + ".tmp", out)
@@ -117,40 +107,53 @@ def apply(cfg: dict[str, Any]) -> None:
             if _root_kind(dev) == "tbf":
                 _tc(["qdisc", "del", "dev", dev, "root"], f"removing the shaper on {dev}")
             continue
-        _tc(["qdisc", "replace", "dev", dev, "root", *_tbf_args(kbit, cfg)],
+        _tc(["qdisc", "replace", "dev", dev, "root", *tbf_args(kbit, cfg)],
             f"setting the shaper on {dev}")
 
 
 def cmd_apply() -> None:
-    apply(load_active_config())
+    apply(nf.load_active_config())
 
 
 def cmd_check(path: str) -> None:
-    cfg = load_json(path)
-    if not isinstance(cfg, dict):
-        die("config must be a JSON object")
-    normalise(cfg)
+    normalise(nf.load_config_file(path))
 
 
 def cmd_render(path: str, out: str) -> None:
-    cfg = load_json(path)
-    if not isinstance(cfg, dict):
-        die("config must be a JSON object")
-    render(cfg, out)
+    render(nf.load_config_file(path), out)
 
 
 def cmd_clear() -> None:
-    for dev in _ports():
+    for dev in nf.two_ports("rate-limiter"):
         if _root_kind(dev) == "tbf":
             _tc(["qdisc", "del", "dev", dev, "root"], f"removing the shaper on {dev}", check=False)
 
 
+def shaper_status(direction: str, kbit: int, q: dict[str, Any]) -> dict[str, Any]:
+    """One port's shaper in the status: its limit and what `tc -s -j qdisc show` reports
+    for the root qdisc `q` (rates in kbit/s, sizes in bytes)."""
+    opts = q.get("options", {}) if q.get("kind") == "tbf" else {}
+    return {
+        "direction": direction,
+        "limit_kbit": kbit,
+        "qdisc": q.get("kind"),
+        "rate_kbit": opts["rate"] * 8 // 1000 if "rate" in opts else None,
+        "burst_bytes": opts.get("burst"),
+        "sent_bytes": q.get("bytes", 0),
+        "sent_packets": q.get("packets", 0),
+        "drops": q.get("drops", 0),
+        "overlimits": q.get("overlimits", 0),
+        "backlog_bytes": q.get("backlog", 0),
+        "qlen": q.get("qlen", 0),
+    }
+
+
 def cmd_status() -> None:
     try:
-        cfg = normalise(load_active_config())
+        cfg = normalise(nf.load_active_config())
     except SystemExit:
         cfg = {"up_kbit": None, "down_kbit": None, "burst_kbyte": None, "latency_ms": None}
-    links = _links()
+    links = nf.read_links()
     shapers: dict[str, Any] = {}
     for dev, direction, kbit in plan(cfg) if cfg["up_kbit"] is not None else []:
         proc = _tc(["-s", "-j", "qdisc", "show", "dev", dev, "root"], "tc", check=False)
@@ -159,59 +162,35 @@ def cmd_status() -> None:
             q = next((x for x in json.loads(proc.stdout or "[]") if x.get("root")), {})
         except ValueError:
             pass
-        opts = q.get("options", {}) if q.get("kind") == "tbf" else {}
-        shapers[dev] = {
-            "direction": direction,
-            "limit_kbit": kbit,
-            "qdisc": q.get("kind"),
-            "rate_kbit": opts["rate"] * 8 // 1000 if "rate" in opts else None,
-            "burst_bytes": opts.get("burst"),
-            "sent_bytes": q.get("bytes", 0),
-            "sent_packets": q.get("packets", 0),
-            "drops": q.get("drops", 0),
-            "overlimits": q.get("overlimits", 0),
-            "backlog_bytes": q.get("backlog", 0),
-            "qlen": q.get("qlen", 0),
-        }
-    status = {
+        shapers[dev] = shaper_status(direction, kbit, q)
+    nf.print_json({
         "nf": "rate-limiter",
-        "running": forwarding(links),
-        "paused": os.path.exists(os.path.join(env("NF_RUN_DIR"), "paused")),
+        "running": nf.forwarding(links),
+        "paused": nf.paused(),
         "config": cfg,
         "shapers": shapers,
-        "ports": port_stats(links=links),
-    }
-    json.dump(status, sys.stdout)
-    sys.stdout.write("\n")
+        "ports": nf.port_stats(links=links),
+    })
 
 
 def cmd_export(out: str) -> None:
-    doc = state_doc("rate-limiter", load_active_config())
-    with open(out + ".tmp", "w") as f:
-        json.dump(doc, f)
-    os.replace(out + ".tmp", out)
+    nf.write_state_doc(out, "rate-limiter", nf.load_active_config())
 
 
 def cmd_import(path: str) -> None:
-    doc = read_state_doc(path, "rate-limiter")
+    doc = nf.read_state_doc(path, "rate-limiter")
     cfg = doc["config"]
     normalise(cfg)
-    save_active_config(cfg)
+    nf.save_active_config(cfg)
     apply(cfg)
 
 
-def main(argv: list[str]) -> None:
-    cmds = {
-        "apply": (cmd_apply, 0), "check": (cmd_check, 1), "render": (cmd_render, 2),
-        "clear": (cmd_clear, 0),
-        "status": (cmd_status, 0), "export": (cmd_export, 1), "import": (cmd_import, 1),
-    }
-    if not argv or argv[0] not in cmds or len(argv) - 1 != cmds[argv[0]][1]:
-        die("usage: rl.py apply | check CONFIG | render CONFIG OUT | clear | status | export OUT"
-            " | import IN", 2)
-    fn, _ = cmds[argv[0]]
-    fn(*argv[1:])  # type: ignore[operator]
-
+COMMANDS: dict[str, nf.Command] = {
+    "apply": (cmd_apply, 0, 0), "check": (cmd_check, 1, 1), "render": (cmd_render, 2, 2),
+    "clear": (cmd_clear, 0, 0), "status": (cmd_status, 0, 0), "export": (cmd_export, 1, 1),
+    "import": (cmd_import, 1, 1),
+}
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    nf.main(sys.argv[1:], COMMANDS, "rl.py apply | check CONFIG | render CONFIG OUT | clear"
+            " | status | export OUT | import IN")

@@ -20,22 +20,14 @@ import struct
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nfcommon import (
-    _links,
-    atomic_write_json,
-    die,
-    env,
-    forwarding,
-    load_active_config,
-    load_json,
-    port_stats,
-    read_state_doc,
-    save_active_config,
-    state_doc,
-)
+if TYPE_CHECKING:  # checked in the source tree; in the bundle it is packed next to this file
+    from netfate.catalogue._shared import nfcommon as nf
+else:
+    import nfcommon as nf
+die = nf.die
 
 ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,32}$")
 # Same as the descriptor's schema: no word may start with '-' (no tcpdump options).
@@ -47,7 +39,7 @@ BRIDGE = "br0"
 
 
 def results_dir() -> str:
-    d = os.path.join(env("NF_STATE_DIR"), "results")
+    d = os.path.join(nf.env("NF_STATE_DIR"), "results")
     os.makedirs(d, exist_ok=True)
     return d
 
@@ -59,17 +51,11 @@ def _ipv4(v: Any, where: str) -> str:
         return str(ipaddress.IPv4Address(v))
     except ValueError as e:
         die(f"{where}: {e}")
-    raise AssertionError
-
-
-def _int(d: dict[str, Any], k: str, default: int, lo: int, hi: int, where: str) -> int:
-    v = d.get(k, default)
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        die(f"{where}.{k}: must be an integer {lo}-{hi}")
-    return v
 
 
 def normalise_request(r: Any) -> dict[str, Any]:
+    """A request with defaults filled (count, seconds, packets, filter, interface); dies on
+    anything the descriptor's schema would refuse."""
     if not isinstance(r, dict):
         die("request: must be an object")
     bad = set(r) - {"id", "tool", "target", "count", "seconds", "packets", "filter", "interface"}
@@ -87,9 +73,9 @@ def normalise_request(r: Any) -> dict[str, Any]:
             die(f"request.target: required for {tool}")
     if "target" in r:
         out["target"] = _ipv4(r["target"], "request.target")
-    out["count"] = _int(r, "count", 3, 1, 100, "request")
-    out["seconds"] = _int(r, "seconds", 5, 1, 30, "request")
-    out["packets"] = _int(r, "packets", 100, 1, 1000, "request")
+    out["count"] = nf.int_in(r, "count", 3, 1, 100, "request")
+    out["seconds"] = nf.int_in(r, "seconds", 5, 1, 30, "request")
+    out["packets"] = nf.int_in(r, "packets", 100, 1, 1000, "request")
     flt = r.get("filter", "")
     if not isinstance(flt, str) or len(flt) > 200 or not FILTER_RE.match(flt):
         die("request.filter: at most 200 characters of a tcpdump expression; no word may start "
@@ -106,7 +92,7 @@ def normalise(cfg: dict[str, Any]) -> dict[str, Any]:
     bad = set(cfg) - {"address", "gateway", "request", "max_results"}
     if bad:
         die(f"unknown config keys: {sorted(bad)}")
-    out: dict[str, Any] = {"max_results": _int(cfg, "max_results", 50, 1, 1000, "config")}
+    out: dict[str, Any] = {"max_results": nf.int_in(cfg, "max_results", 50, 1, 1000, "config")}
     if cfg.get("address") is not None:
         a = cfg["address"]
         if not isinstance(a, str) or "/" not in a:
@@ -129,7 +115,7 @@ def normalise(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def _ip(args: list[str], what: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    p = subprocess.run(["ip", *args], capture_output=True, text=True)
+    p = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
     if check and p.returncode != 0:
         die(f"{what} failed: {p.stderr.strip()}")
     return p
@@ -137,7 +123,7 @@ def _ip(args: list[str], what: str, check: bool = True) -> subprocess.CompletedP
 
 # ---- address and default route on br0
 def cmd_addr() -> None:
-    cfg = normalise(load_active_config())
+    cfg = normalise(nf.load_active_config())
     want = cfg.get("address")
     p = _ip(["-j", "-4", "addr", "show", "dev", BRIDGE], "ip addr show", check=False)
     have: list[str] = []
@@ -153,7 +139,7 @@ def cmd_addr() -> None:
     if want and want not in have:
         _ip(["addr", "add", want, "dev", BRIDGE], f"adding {want} to {BRIDGE}")
     gw = cfg.get("gateway")
-    if gw and forwarding():  # a route via a down device cannot be added; start adds it
+    if gw and nf.forwarding():  # a route via a down device cannot be added; start adds it
         _ip(["route", "replace", "default", "via", gw, "dev", BRIDGE], "setting the default route")
     elif not gw:
         _ip(["route", "del", "default", "dev", BRIDGE], "", check=False)
@@ -163,7 +149,7 @@ def cmd_addr() -> None:
 def _pid_alive(name: str) -> bool:
     """Same test as common.sh daemon_pid: PID file "PID STARTTIME" and a live process."""
     try:
-        with open(os.path.join(env("NF_RUN_DIR"), f"{name}.pid")) as f:
+        with open(os.path.join(nf.env("NF_RUN_DIR"), f"{name}.pid")) as f:
             pid_s, _, st = f.read().strip().partition(" ")
         with open(f"/proc/{int(pid_s)}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
@@ -174,19 +160,21 @@ def _pid_alive(name: str) -> bool:
 
 def cmd_submit() -> None:
     """Print the id of the request to start, if the config carries one not run yet."""
-    cfg = normalise(load_active_config())
+    cfg = normalise(nf.load_active_config())
     req = cfg.get("request")
     if not req:
         return
     rid = req["id"]
     if os.path.exists(os.path.join(results_dir(), f"{rid}.json")) or _pid_alive(f"req-{rid}"):
-        print(f"troubleshooter: request {rid} already run or running, not repeated", file=sys.stderr)
+        print(f"troubleshooter: request {rid} already run or running, not repeated",
+              file=sys.stderr)
         return
-    atomic_write_json(os.path.join(env("NF_RUN_DIR"), f"req-{rid}.json"), req)
+    nf.atomic_write_json(os.path.join(nf.env("NF_RUN_DIR"), f"req-{rid}.json"), req)
     print(rid)
 
 
-def _argv(req: dict[str, Any], pcap: str) -> tuple[list[str], int]:
+def tool_argv(req: dict[str, Any], pcap: str) -> tuple[list[str], int]:
+    """(argv, seconds to wait at most) for a normalised request; a capture writes `pcap`."""
     tool = req["tool"]
     if tool == "ping":
         interval = 0.2
@@ -209,7 +197,7 @@ def _argv(req: dict[str, Any], pcap: str) -> tuple[list[str], int]:
     return [*argv, "--", *words], req["seconds"] + 2
 
 
-def _pcap_count(path: str) -> int:
+def pcap_count(path: str) -> int:
     """Count records in a classic pcap file (tcpdump -w)."""
     try:
         with open(path, "rb") as f:
@@ -229,7 +217,8 @@ def _pcap_count(path: str) -> int:
         return 0
 
 
-def _truncate(text: str) -> str:
+def truncate(text: str) -> str:
+    """At most OUTPUT_MAX bytes of UTF-8, marked when cut."""
     b = text.encode("utf-8", "replace")
     if len(b) <= OUTPUT_MAX:
         return text
@@ -239,12 +228,12 @@ def _truncate(text: str) -> str:
 def cmd_run(rid: str) -> None:
     if not ID_RE.match(rid):
         die("bad request id")
-    run_dir = env("NF_RUN_DIR")
+    run_dir = nf.env("NF_RUN_DIR")
     req_path = os.path.join(run_dir, f"req-{rid}.json")
-    req = normalise_request(load_json(req_path))
+    req = normalise_request(nf.load_json(req_path))
     rdir = results_dir()
     pcap = os.path.join(rdir, f"{rid}.pcap")
-    argv, limit = _argv(req, pcap)
+    argv, limit = tool_argv(req, pcap)
     started = time.time()
     result: dict[str, Any] = {"id": rid, "tool": req["tool"], "target": req.get("target"),
                               "request": req, "started": started}
@@ -266,30 +255,27 @@ def cmd_run(rid: str) -> None:
     result["timed_out"] = proc.returncode == 124
     if req["tool"] == "capture":
         result["pcap"] = pcap if os.path.exists(pcap) else None
-        result["packets_captured"] = _pcap_count(pcap)
+        result["packets_captured"] = pcap_count(pcap)
         text = out
         if result["pcap"]:
             dec = subprocess.run(["tcpdump", "-n", "-r", pcap], capture_output=True, text=True,
-                                 errors="replace", timeout=30)
+                                 errors="replace", timeout=30, check=False)
             text = dec.stdout + "\n" + out
         # a capture ended by its time limit (124) or packet count (0) both succeeded
         result["ok"] = proc.returncode in (0, 124) and not result.get("cancelled")
         out = text
     else:
         result["ok"] = proc.returncode == 0
-    result["output"] = _truncate(out)
+    result["output"] = truncate(out)
     result["ended"] = time.time()
-    atomic_write_json(os.path.join(rdir, f"{rid}.json"), result)
-    try:
-        os.unlink(req_path)
-    except OSError:
-        pass
+    nf.atomic_write_json(os.path.join(rdir, f"{rid}.json"), result)
+    nf.unlink_quiet(req_path)
     _prune()
 
 
 def _prune() -> None:
     try:
-        keep = normalise(load_active_config())["max_results"]
+        keep = normalise(nf.load_active_config())["max_results"]
     except SystemExit:
         keep = 50
     rdir = results_dir()
@@ -297,13 +283,11 @@ def _prune() -> None:
                   for f in os.listdir(rdir) if f.endswith(".json"))
     for _, rid in docs[: max(0, len(docs) - keep)]:
         for ext in (".json", ".pcap"):
-            try:
-                os.unlink(os.path.join(rdir, rid + ext))
-            except OSError:
-                pass
+            nf.unlink_quiet(os.path.join(rdir, rid + ext))
 
 
-def _summary(r: dict[str, Any]) -> str:
+def summary(r: dict[str, Any]) -> str:
+    """One line on a result: ping's statistics, traceroute's hop count, packets captured."""
     out = r.get("output") or ""
     if r.get("tool") == "ping":
         for ln in out.splitlines():
@@ -334,18 +318,18 @@ def _results() -> list[dict[str, Any]]:
 
 
 def cmd_status() -> None:
-    links = _links()
+    links = nf.read_links()
     try:
-        cfg = normalise(load_active_config())
+        cfg = normalise(nf.load_active_config())
     except SystemExit:
         cfg = {}
     running = []
-    run_dir = env("NF_RUN_DIR")
+    run_dir = nf.env("NF_RUN_DIR")
     for f in sorted(os.listdir(run_dir)):
         if f.startswith("req-") and f.endswith(".pid") and _pid_alive(f[:-4]):
             rid = f[4:-4]
             try:
-                req = load_json(os.path.join(run_dir, f"req-{rid}.json"))
+                req = nf.load_json(os.path.join(run_dir, f"req-{rid}.json"))
             except SystemExit:
                 req = {}
             running.append({"id": rid, "tool": req.get("tool"), "target": req.get("target")})
@@ -360,78 +344,79 @@ def cmd_status() -> None:
             pass
     status = {
         "nf": "troubleshooter",
-        "running": forwarding(links),
-        "paused": os.path.exists(os.path.join(run_dir, "paused")),
+        "running": nf.forwarding(links),
+        "paused": nf.paused(),
         "address": cfg.get("address"),
         "gateway": cfg.get("gateway"),
         "addresses": addrs,
         "results": [
             {"id": r.get("id"), "tool": r.get("tool"), "target": r.get("target"),
              "ok": r.get("ok"), "exit_code": r.get("exit_code"), "started": r.get("started"),
-             "ended": r.get("ended"), "summary": _summary(r),
+             "ended": r.get("ended"), "summary": summary(r),
              **({"pcap": r.get("pcap"), "packets_captured": r.get("packets_captured")}
                 if r.get("tool") == "capture" else {})}
             for r in _results()
         ],
         "running_requests": running,
-        "ports": port_stats(links=links),
+        "ports": nf.port_stats(links=links),
     }
-    json.dump(status, sys.stdout)
-    sys.stdout.write("\n")
+    nf.print_json(status)
 
 
 def cmd_check(path: str) -> None:
-    cfg = load_json(path)
-    if not isinstance(cfg, dict):
-        die("config must be a JSON object")
-    normalise(cfg)
+    normalise(nf.load_config_file(path))
 
 
-def cmd_export(out: str) -> None:
-    cfg = load_active_config()
-    results = []
-    for r in _results():
+def exported_results(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Results as a state document carries them: capture files stay behind (marked
+    pcap_not_migrated); their decoded text is in "output"."""
+    out = []
+    for r in results:
         r = dict(r)
-        if r.get("pcap"):  # the capture file stays behind; its decoded text is in "output"
+        if r.get("pcap"):
             r["pcap"] = None
             r["pcap_not_migrated"] = True
-        results.append(r)
-    doc = state_doc("troubleshooter", cfg, results=results)
-    with open(out + ".tmp", "w") as f:
-        json.dump(doc, f)
-    os.replace(out + ".tmp", out)
+        out.append(r)
+    return out
 
 
-def cmd_import(path: str) -> None:
-    doc = read_state_doc(path, "troubleshooter")
-    cfg = doc["config"]
-    normalise(cfg)
-    results = doc.get("results", [])
+def imported_results(results: object) -> list[dict[str, Any]]:
+    """The results of a state document, checked (each with a valid id), output bounded and
+    without a pcap path. Dies on a malformed list."""
     if not isinstance(results, list):
         die("state document: results must be a list")
-    rdir = results_dir()
     for r in results:
         if not isinstance(r, dict) or not isinstance(r.get("id"), str) or not ID_RE.match(r["id"]):
             die("state document: result without a valid id")
         if isinstance(r.get("output"), str):
-            r["output"] = _truncate(r["output"])
+            r["output"] = truncate(r["output"])
         r["pcap"] = None
-        atomic_write_json(os.path.join(rdir, f"{r['id']}.json"), r)
-    save_active_config(cfg)
+    return results
+
+
+def cmd_export(out: str) -> None:
+    nf.write_state_doc(out, "troubleshooter", nf.load_active_config(),
+                       results=exported_results(_results()))
+
+
+def cmd_import(path: str) -> None:
+    doc = nf.read_state_doc(path, "troubleshooter")
+    cfg = doc["config"]
+    normalise(cfg)
+    results = imported_results(doc.get("results", []))
+    rdir = results_dir()
+    for r in results:
+        nf.atomic_write_json(os.path.join(rdir, f"{r['id']}.json"), r)
+    nf.save_active_config(cfg)
     cmd_addr()
 
 
-def main(argv: list[str]) -> None:
-    cmds: dict[str, tuple[Any, int]] = {
-        "check": (cmd_check, 1), "addr": (cmd_addr, 0), "submit": (cmd_submit, 0),
-        "run": (cmd_run, 1), "status": (cmd_status, 0), "export": (cmd_export, 1),
-        "import": (cmd_import, 1),
-    }
-    if not argv or argv[0] not in cmds or len(argv) - 1 != cmds[argv[0]][1]:
-        die("usage: ts.py check CONFIG | addr | submit | run ID | status | export OUT | import IN",
-            2)
-    cmds[argv[0]][0](*argv[1:])
-
+COMMANDS: dict[str, nf.Command] = {
+    "check": (cmd_check, 1, 1), "addr": (cmd_addr, 0, 0), "submit": (cmd_submit, 0, 0),
+    "run": (cmd_run, 1, 1), "status": (cmd_status, 0, 0), "export": (cmd_export, 1, 1),
+    "import": (cmd_import, 1, 1),
+}
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    nf.main(sys.argv[1:], COMMANDS, "ts.py check CONFIG | addr | submit | run ID | status"
+            " | export OUT | import IN")
