@@ -61,17 +61,38 @@ def test_int_in_range() -> None:
             nf.int_in({"n": bad}, "n", 5, 1, 9, "request")
 
 
-def test_main_dispatches_by_argument_count(capsys: pytest.CaptureFixture[str]) -> None:
+def test_main_runs_the_command_with_as_many_arguments_as_it_takes(
+        capsys: pytest.CaptureFixture[str]) -> None:
     got: list[tuple[str, ...]] = []
-    cmds = {"run": (lambda *a: got.append(a), 1, 2)}
-    nf.main(["run", "a"], cmds, "x run A [B]")
-    nf.main(["run", "a", "b"], cmds, "x run A [B]")
-    assert got == [("a",), ("a", "b")]
-    for argv in ([], ["run"], ["run", "a", "b", "c"], ["walk"]):
+
+    def cmd_run(a: str, b: str = "-") -> None:
+        got.append((a, b))
+
+    helper = {"cmd_run": cmd_run, "run": None}
+    doc = "A helper.\n\nUsage: x.py run A [B]\nMore text.\n"
+    nf.main(["run", "a"], helper, doc)
+    nf.main(["run", "a", "b"], helper, doc)
+    assert got == [("a", "-"), ("a", "b")]
+    for argv in ([], ["run"], ["run", "a", "b", "c"], ["walk"], ["_run"]):
         with pytest.raises(SystemExit) as exc:
-            nf.main(argv, cmds, "x run A [B]")
+            nf.main(argv, helper, doc)
         assert exc.value.code == 2
-    assert "usage: x run A [B]" in capsys.readouterr().err
+        assert capsys.readouterr().err.endswith("usage: x.py run A [B]\n")
+
+
+@pytest.mark.parametrize(("nf_name", "module", "commands"), [
+    ("firewall", "fw", "apply check render status flush export import"),
+    ("rate-limiter", "rl", "apply check render clear status export import"),
+    ("packet-inspector", "inspector", "daemon check status export import"),
+    ("troubleshooter", "ts", "check addr submit run status export import"),
+])
+def test_every_command_the_usage_names_exists(nf_name: str, module: str,
+                                              commands: str) -> None:
+    helper = load(nf_name, module)
+    usage = next(ln for ln in helper.__doc__.splitlines() if ln.startswith("Usage:"))
+    named = [part.split()[0] for part in usage.split(" ", 2)[2].split(" | ")]
+    assert named == commands.split()
+    assert all(callable(getattr(helper, f"cmd_{c}")) for c in named)
 
 
 def test_port_stats_from_ip_json() -> None:

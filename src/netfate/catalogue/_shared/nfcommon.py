@@ -16,13 +16,9 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from typing import Any, NoReturn
 
 STATE_FORMAT = "netfate-state/1"
-
-# A helper's subcommand: the function, and its least and most number of arguments.
-Command = tuple[Callable[..., None], int, int]
 
 
 def env(name: str, default: str | None = None) -> str:
@@ -108,13 +104,20 @@ def unlink_quiet(path: str) -> None:
         pass
 
 
-def main(argv: list[str], commands: dict[str, Command], usage: str) -> None:
-    """Run commands[argv[0]] with the remaining arguments; each command takes between its
-    two counts of arguments. Dies with `usage` (exit 2) otherwise."""
-    cmd = commands.get(argv[0]) if argv else None
-    if cmd is None or not cmd[1] <= len(argv) - 1 <= cmd[2]:
-        die(f"usage: {usage}", 2)
-    cmd[0](*argv[1:])
+def main(argv: list[str], namespace: dict[str, Any], doc: str | None) -> None:
+    """Run a helper's command: argv[0] names the function cmd_<argv[0]> in `namespace` (the
+    helper's globals()), which gets the remaining arguments, as many as its parameters take.
+    Anything else dies (exit 2) with the "Usage:" line of `doc` (the helper's docstring)."""
+    fn = namespace.get(f"cmd_{argv[0]}") if argv else None
+    if callable(fn) and hasattr(fn, "__code__"):
+        most = fn.__code__.co_argcount
+        if most - len(fn.__defaults__ or ()) <= len(argv) - 1 <= most:
+            fn(*argv[1:])
+            return
+    lines = [ln.strip() for ln in (doc or "").splitlines()]
+    usage = next((ln.removeprefix("Usage:").strip() for ln in lines if ln.startswith("Usage:")),
+                 "see the helper's docstring")
+    die(f"usage: {usage}", 2)
 
 
 def atomic_write_json(path: str, obj: Any, indent: int | None = None) -> None:

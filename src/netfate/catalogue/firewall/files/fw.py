@@ -1,6 +1,6 @@
 """Firewall helper: builds and loads the nftables ruleset, reports counters, moves state.
 
-Usage: fw.py apply | check CONFIG | status | flush | export OUT | import IN
+Usage: fw.py apply | check CONFIG | render CONFIG OUT | status | flush | export OUT | import IN
 Runs inside the NF's network namespace with "$NF_PYTHON" (stdlib only).
 
 Direction: with br_netfilter the inet forward hook sees iifname/oifname "br0" for bridged
@@ -331,12 +331,5 @@ def cmd_import(path: str) -> None:
           f"{restored} conntrack entries restored, {skipped} skipped", file=sys.stderr)
 
 
-COMMANDS: dict[str, nf.Command] = {
-    "apply": (cmd_apply, 0, 0), "check": (cmd_check, 1, 1), "status": (cmd_status, 0, 0),
-    "flush": (cmd_flush, 0, 0), "export": (cmd_export, 1, 1), "import": (cmd_import, 1, 1),
-    "render": (cmd_render, 2, 2),
-}
-
 if __name__ == "__main__":
-    nf.main(sys.argv[1:], COMMANDS, "fw.py apply | check CONFIG | render CONFIG OUT | status"
-            " | flush | export OUT | import IN")
+    nf.main(sys.argv[1:], globals(), __doc__)

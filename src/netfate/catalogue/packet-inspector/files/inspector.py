@@ -1,6 +1,6 @@
 """Packet inspector: passive traffic statistics and port-scan / flood detection.
 
-Usage: inspector.py daemon | check CONFIG | status [PID] | export OUT | import IN
+Usage: inspector.py daemon | check CONFIG | status [PID] | export OUT | import IN [PID]
 Runs inside the NF's network namespace with "$NF_PYTHON" (stdlib only).
 
 The daemon reads copies of the frames crossing the `lan` port (both directions: everything the
@@ -525,11 +525,5 @@ def cmd_import(path: str, pid: str = "") -> None:
         nf.atomic_write_json(stats_path(), stats)
 
 
-COMMANDS: dict[str, nf.Command] = {
-    "daemon": (cmd_daemon, 0, 0), "check": (cmd_check, 1, 1), "status": (cmd_status, 0, 1),
-    "export": (cmd_export, 1, 1), "import": (cmd_import, 1, 2),
-}
-
 if __name__ == "__main__":
-    nf.main(sys.argv[1:], COMMANDS, "inspector.py daemon | check CONFIG | status [PID]"
-            " | export OUT | import IN [PID]")
+    nf.main(sys.argv[1:], globals(), __doc__)

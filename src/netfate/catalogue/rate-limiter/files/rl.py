@@ -185,12 +185,5 @@ def cmd_import(path: str) -> None:
     apply(cfg)
 
 
-COMMANDS: dict[str, nf.Command] = {
-    "apply": (cmd_apply, 0, 0), "check": (cmd_check, 1, 1), "render": (cmd_render, 2, 2),
-    "clear": (cmd_clear, 0, 0), "status": (cmd_status, 0, 0), "export": (cmd_export, 1, 1),
-    "import": (cmd_import, 1, 1),
-}
-
 if __name__ == "__main__":
-    nf.main(sys.argv[1:], COMMANDS, "rl.py apply | check CONFIG | render CONFIG OUT | clear"
-            " | status | export OUT | import IN")
+    nf.main(sys.argv[1:], globals(), __doc__)

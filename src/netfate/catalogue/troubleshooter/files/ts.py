@@ -411,12 +411,5 @@ def cmd_import(path: str) -> None:
     cmd_addr()
 
 
-COMMANDS: dict[str, nf.Command] = {
-    "check": (cmd_check, 1, 1), "addr": (cmd_addr, 0, 0), "submit": (cmd_submit, 0, 0),
-    "run": (cmd_run, 1, 1), "status": (cmd_status, 0, 0), "export": (cmd_export, 1, 1),
-    "import": (cmd_import, 1, 1),
-}
-
 if __name__ == "__main__":
-    nf.main(sys.argv[1:], COMMANDS, "ts.py check CONFIG | addr | submit | run ID | status"
-            " | export OUT | import IN")
+    nf.main(sys.argv[1:], globals(), __doc__)
