@@ -332,7 +332,9 @@ class Agent:
                         self.name, type(exc).__name__, exc)
         await self._nc.subscribe(subjects.command(self.name), cb=self.on_command)
         await self._nc.subscribe(subjects.controller_synced(self.name), cb=self.on_synced)
-        await self.register_until_accepted()
+        self._spawn_registration()
+        assert self._registering is not None
+        await self._registering
         tasks = [asyncio.create_task(self.telemetry_loop()),
                  asyncio.create_task(self.notify_loop()),
                  asyncio.create_task(self.ports_loop())]
@@ -363,7 +365,8 @@ class Agent:
         return removed
 
     def _spawn_registration(self) -> None:
-        """Register again in the background (after a reconnect), one attempt loop at a time."""
+        """Register in the background (at start, and again after a reconnect), with one
+        retry loop at a time."""
         if self._registering is None or self._registering.done():
             self._registering = asyncio.create_task(self.register_until_accepted())
 
