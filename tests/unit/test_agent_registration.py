@@ -3,11 +3,16 @@ back off exponentially up to a cap."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import pytest
 from pydantic import ValidationError
 
 from netfate.agent.registration import Backoff, RegistrationRefused, parse_reply
+from netfate.agent.service import Agent
 from netfate.bus.messages import Command, DesiredState
+from netfate.counters import REGISTRATIONS_REFUSED, REGISTRY
 from netfate.orchestrator.agents import refusal
 
 
@@ -59,3 +64,47 @@ def test_backoff_refuses_nonsense() -> None:
                  lambda: Backoff(cap=0.1), lambda: Backoff(jitter=1.0)):
         with pytest.raises(ValueError):
             make()
+
+
+class _Flaky(Agent):
+    """An agent whose attempts give the scripted outcomes (None: accepted)."""
+
+    def __init__(self, outcomes: list[Exception | None]) -> None:  # no node, no bus
+        self.name = "cpe1"
+        self._stop = asyncio.Event()
+        self.outcomes = outcomes
+        self.attempts = 0
+
+    async def register(self) -> None:
+        self.attempts += 1
+        outcome = self.outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+
+
+def test_the_agent_retries_a_refusal_with_backoff_and_says_why(
+        caplog: pytest.LogCaptureFixture) -> None:
+    agent = _Flaky([RegistrationRefused("node cpe1 is unknown"), TimeoutError("no answer"),
+                    None])
+    backoff = Backoff(initial=0.001, cap=0.004, jitter=0)
+    before = REGISTRY.value(REGISTRATIONS_REFUSED, side="agent")
+    with caplog.at_level(logging.WARNING, logger="netfate.agent"):
+        asyncio.run(agent.register_until_accepted(backoff))
+    assert agent.attempts == 3 and backoff.attempts == 2
+    assert REGISTRY.value(REGISTRATIONS_REFUSED, side="agent") == before + 1
+    refused, failed = (r.getMessage() for r in caplog.records)
+    assert "refused the registration (node cpe1 is unknown); retrying in 0.0s" in refused
+    assert "registration failed (TimeoutError: no answer)" in failed
+
+
+def test_a_stopping_agent_stops_retrying() -> None:
+    agent = _Flaky([RegistrationRefused("busy")] * 100)
+
+    async def main() -> None:
+        task = asyncio.create_task(agent.register_until_accepted(Backoff(initial=5, cap=5)))
+        await asyncio.sleep(0.05)
+        agent.stop()
+        await asyncio.wait_for(task, 1)
+
+    asyncio.run(main())
+    assert agent.attempts == 1
