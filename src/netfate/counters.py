@@ -76,7 +76,7 @@ REGISTRY = Counters()
 
 class LoopFailures:
     """Failures of one long-running loop: each is counted (LOOP_FAILURES, loop=<name>) and
-    logged with its context. A failure that repeats the last one word for word is logged
+    logged with its context and traceback. A failure that repeats the last one word for word is logged
     again only every `repeat_s` seconds (with how often it happened meanwhile), so a loop
     ticking every second while a peer is down neither hides the failure nor floods the log;
     the first success after failures is logged as a recovery."""
@@ -102,7 +102,7 @@ class LoopFailures:
             self._unlogged += 1
             return
         again = f" (and {self._unlogged} more times)" if self._unlogged else ""
-        self.log.warning("%s loop: %s%s", self.loop, text, again)
+        self.log.warning("%s loop: %s%s", self.loop, text, again, exc_info=exc)
         self._last_text, self._last_logged, self._unlogged = text, now, 0
 
     def ok(self) -> None:
