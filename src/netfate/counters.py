@@ -76,10 +76,10 @@ REGISTRY = Counters()
 
 class LoopFailures:
     """Failures of one long-running loop: each is counted (LOOP_FAILURES, loop=<name>) and
-    logged with its context and traceback. A failure that repeats the last one word for word is logged
-    again only every `repeat_s` seconds (with how often it happened meanwhile), so a loop
-    ticking every second while a peer is down neither hides the failure nor floods the log;
-    the first success after failures is logged as a recovery."""
+    logged with its context and traceback. A failure that repeats the last one word for word
+    is logged again only every `repeat_s` seconds (with how often it happened meanwhile), so
+    a loop ticking every second while a peer is down neither hides the failure nor floods
+    the log; the first success after failures is logged as a recovery."""
 
     def __init__(self, loop: str, logger: logging.Logger, registry: Counters | None = None,
                  repeat_s: float = 60.0) -> None:
