@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netfate.errors import NotFound, UnknownFlavour
+from netfate.flavours import DEFAULT_FLAVOUR
 from netfate.interfaces import ComputeDriver, NetworkDriver, NFInfo
 from netfate.steering import Match, TSRule, chain_rules
 
@@ -30,6 +31,14 @@ class Node:
 
     def __post_init__(self) -> None:
         self.computes = {self.compute.flavour: self.compute, **self.computes}
+
+    @classmethod
+    def hosting(cls, name: str, lsi: str, network: NetworkDriver,
+                drivers: dict[str, ComputeDriver], *, guard_ports: bool = True) -> Node:
+        """A node hosting every driver of `drivers` (flavour -> driver, non-empty); the
+        default flavour's driver is its `compute`, else the first by flavour name."""
+        default = drivers.get(DEFAULT_FLAVOUR) or drivers[min(drivers)]
+        return cls(name, lsi, network, default, guard_ports=guard_ports, computes=drivers)
 
     # -- compute drivers by flavour ------------------------------------------------------
     def driver(self, flavour: str | None = None) -> ComputeDriver:

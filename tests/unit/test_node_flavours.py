@@ -153,3 +153,12 @@ def test_a_flavour_the_node_does_not_host_is_refused_by_name(node: Node) -> None
     with pytest.raises(UnknownFlavour, match=r"no flavour 'vm' \(hosts: container, native\)"):
         node.deploy_nf("u", "fw", "sha", flavour="vm")
     assert node.list_nfs() == []
+
+
+def test_hosting_makes_the_default_flavour_the_nodes_compute(tmp_path: Any) -> None:
+    box = FakeCompute("container", NotificationQueue(tmp_path / "q"))
+    native = FakeCompute("native", NotificationQueue(tmp_path / "q"))
+    n = Node.hosting("n", "br", FakeNetwork(), {"container": box, "native": native})
+    assert n.compute is native and set(n.computes) == {"container", "native"}
+    only = Node.hosting("n", "br", FakeNetwork(), {"container": box})
+    assert only.compute is box

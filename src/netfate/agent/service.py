@@ -41,7 +41,6 @@ from netfate.bus.messages import (
 from netfate.drivers import capabilities, registry
 from netfate.drivers.ovs import OvsNetwork, OvsServer
 from netfate.errors import NetfateError, NotFound
-from netfate.flavours import DEFAULT_FLAVOUR
 from netfate.interfaces import ComputeContext, NetworkDriver, NFInfo
 from netfate.node import Node
 
@@ -73,11 +72,10 @@ class Agent:
         self.network: NetworkDriver = OvsNetwork(ovs)
         drivers = registry.build_all(ComputeContext(node, rundir, self.store, mtu=mtu),
                                      flavours)
-        default = drivers.get(DEFAULT_FLAVOUR) or drivers[min(drivers)]
         # The SDN controller owns the switch's flows (steering, port security): the agent
         # runs NFs and reports what it sees on the switch.
-        self.node = Node(node, naming.bridge(node), self.network, default,
-                         guard_ports=not controller_managed, computes=drivers)
+        self.node = Node.hosting(node, naming.bridge(node), self.network, drivers,
+                                 guard_ports=not controller_managed)
         self.ports = SwitchPorts()
         self._leases_file = leases_file(node)
         self.uplink = uplink or naming.ifname(node, "up")
