@@ -97,7 +97,7 @@ def test_build_all_leaves_out_what_cannot_run(ctx: ComputeContext, clean: None) 
     drivers = registry.build_all(ctx)
     assert "fake" in drivers and "native" in drivers and "broken" not in drivers
     assert set(registry.build_all(ctx, ["fake"])) == {"fake"}
-    with pytest.raises(UnknownFlavour, match="no compute driver could be built"):
+    with pytest.raises(UnknownFlavour, match=r"no compute driver could be built.*runc is missing"):
         registry.build_all(ctx, ["broken"])
 
 
@@ -118,3 +118,13 @@ def test_capability_report_lists_the_flavours_hosted(clean: None) -> None:
     registry.register("fake", FakeCompute)
     assert capabilities.infrastructure()["flavours"] == registry.available()
     assert "fake" in registry.available()
+
+
+def test_pyproject_and_docs_agree_on_the_native_entry_point() -> None:
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    value = project["entry-points"][registry.ENTRY_POINT_GROUP]["native"]
+    assert value == "netfate.drivers.native:NativeCompute.from_context"
+    assert f'native = "{value}"' in (root / "docs" / "drivers.md").read_text()

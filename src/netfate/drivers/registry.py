@@ -98,21 +98,24 @@ def build_all(ctx: ComputeContext, flavours: Iterable[str] | None = None,
     """
     wanted = available() if flavours is None else list(dict.fromkeys(flavours))
     drivers: dict[str, ComputeDriver] = {}
+    failed: list[str] = []
     for flavour in wanted:
         try:
             drivers[flavour] = build(flavour, ctx)
-        except UnknownFlavour:
+        except UnknownFlavour as exc:
             if flavours is not None:
                 raise
-            log.warning("compute driver for flavour %s does not load; not hosting it",
-                        flavour, exc_info=True)
+            failed.append(f"{flavour}: {exc}")
+            log.warning("compute driver for flavour %s does not load (%s); not hosting it",
+                        flavour, exc)
         except Exception as exc:
+            failed.append(f"{flavour}: {exc}")
             log.warning("compute driver for flavour %s can't run on node %s (%s); "
                         "not hosting it", flavour, ctx.node, exc)
     if not drivers:
-        known = ", ".join(available()) or "none"
-        raise UnknownFlavour(f"node {ctx.node}: no compute driver could be built for "
-                             f"{', '.join(wanted) or 'any flavour'} (known: {known})")
+        known = ", ".join(available()) or "none (is the netfate package installed?)"
+        raise UnknownFlavour(f"node {ctx.node}: no compute driver could be built (known: "
+                             f"{known})" + (f"; {'; '.join(failed)}" if failed else ""))
     return drivers
 
 
