@@ -9,12 +9,15 @@ import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from netfate.errors import InvalidInput
+from netfate.flavours import DEFAULT_FLAVOUR, check_flavour
 
 LIFECYCLE = (
     "create", "start", "stop", "update", "delete", "pause",
     "export-state", "import-state", "status",
 )
 REQUIRED_SCRIPTS = ("start", "stop")
+# The flavours the papers name. Descriptors may name others: a flavour is whatever a compute
+# driver registers (netfate.drivers.registry), so a new one needs no change here.
 FLAVOURS = ("native", "container", "vm")
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 _PORT = re.compile(r"^[a-z][a-z0-9]{0,14}$")
@@ -58,8 +61,9 @@ class Descriptor(_Model):
     name: str
     version: str = Field(min_length=1, max_length=32)
     description: str = ""
-    vnf_type: Literal["native", "container", "vm"] = Field(default="native", alias="vnf-type")
-    flavours: tuple[Literal["native", "container", "vm"], ...] = ("native",)
+    vnf_type: str = Field(default=DEFAULT_FLAVOUR, alias="vnf-type")
+    # In order of preference: a node runs the first one it has a compute driver for.
+    flavours: tuple[str, ...] = Field(default=(DEFAULT_FLAVOUR,), min_length=1)
     multitenancy: bool = True
     ports: tuple[Port, ...] = Field(min_length=1, max_length=8)
     dependencies: Dependencies = Dependencies()
@@ -74,6 +78,18 @@ class Descriptor(_Model):
     def _name(cls, v: str) -> str:
         if not _NAME.match(v):
             raise ValueError(f"NF name {v!r} must be a-z0-9 and '-', starting with a letter")
+        return v
+
+    @field_validator("vnf_type")
+    @classmethod
+    def _vnf_type(cls, v: str) -> str:
+        return check_flavour(v)
+
+    @field_validator("flavours")
+    @classmethod
+    def _flavours(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for f in v:
+            check_flavour(f)
         return v
 
     @model_validator(mode="after")

@@ -13,6 +13,10 @@ class NotFound(NetfateError):
     """An unknown node, LSI, port, NF or bundle."""
 
 
+class UnknownFlavour(NotFound):
+    """No compute driver for a flavour: none is registered, or the node does not host it."""
+
+
 class Conflict(NetfateError):
     """The name or resource is already in use."""
 

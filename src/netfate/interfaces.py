@@ -1,15 +1,29 @@
-"""The node's abstractions (the NNF paper's Tables I and II) as typed interfaces.
+"""The node's abstractions (the NNF paper's Tables I and II) as typed interfaces: the whole
+contract between the agent (and `netfate.node.Node`) and the drivers.
 
-The core calls drivers only through these Protocols; OVS and native are the first drivers, and
-container and VM flavours will fit the same shapes.
+- `ComputeDriver`: Table II (createNF, startNF, stopNF, updateNF, deleteNF, pauseNF), plus what
+  the platform needs around it: state export/import (an NF moves between nodes and flavours),
+  the NFs' notification queue, garbage collection after a crash, and info/status/list.
+  One driver per flavour, registered under the entry-point group `netfate.compute`
+  (netfate.drivers.registry; docs/drivers.md).
+- `NetworkDriver`: Table I (createLSI, deleteLSI, createPort, deletePort, createTSRule,
+  deleteTSRule), plus what the agent really calls: ports in batches, isolated NF ports, the
+  ports' external_ids, TS rules in batches, and making the datapath use new flows.
+
+Every operation is idempotent: re-applying one that already took effect changes nothing.
+Errors are netfate.errors: NotFound (unknown NF, LSI, port, bundle), InvalidInput (bad config
+or state document), Conflict (a name in use), MissingCapability (the node lacks what the NF
+depends on), DriverError (a command, kernel call or OVSDB transaction failed).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol
 
+from netfate.bundle import BundleStore
 from netfate.steering import TSRule
 
 
@@ -44,34 +58,205 @@ class NFInfo:
     own_macs: list[str] = field(default_factory=list)
 
 
-class NetworkDriver(Protocol):
-    """Table I: createLSI, deleteLSI, createPort, deletePort, createTSRule, deleteTSRule."""
+# -- network (Table I) ------------------------------------------------------------------------
+class LsiDriver(Protocol):
+    """Table I's createLSI/deleteLSI: a node's logical switch instances (LSI-0 is its switch)."""
 
-    def create_lsi(self, lsi: str) -> None: ...
-    def delete_lsi(self, lsi: str) -> None: ...
-    def create_port(self, lsi: str, port: str, *, peer: str | None = None) -> int: ...
-    def delete_port(self, lsi: str, port: str) -> None: ...
-    def create_ts_rule(self, lsi: str, rule: TSRule) -> None: ...
-    def delete_ts_rule(self, lsi: str, rule_id: str) -> None: ...
-    def list_lsis(self) -> list[str]: ...
-    def list_ports(self, lsi: str) -> dict[str, int]: ...
+    def create_lsi(self, lsi: str) -> None:
+        """Create the LSI (an OpenFlow 1.3 switch that drops what no rule forwards); a no-op
+        if it exists. DriverError if the switch can't be reached."""
+        ...
+
+    def delete_lsi(self, lsi: str) -> None:
+        """Delete the LSI and its ports; a no-op if it does not exist."""
+        ...
+
+    def list_lsis(self) -> list[str]:
+        """The LSIs' names, sorted."""
+        ...
+
+
+class PortDriver(Protocol):
+    """Table I's createPort/deletePort, singly and in batches."""
+
+    def create_port(self, lsi: str, port: str, *, peer: str | None = None) -> int:
+        """Attach the kernel interface `port` (or, with `peer`, a patch port to the port of that
+        name on another LSI) to the LSI; returns its OpenFlow port number. NotFound if the LSI
+        does not exist; DriverError if the switch gives the port no number."""
+        ...
+
+    def create_ports(
+        self, lsi: str, ports: list[tuple[str, str | None]], *, isolated: bool = False,
+        external_ids: dict[str, dict[str, str]] | None = None,
+    ) -> dict[str, int]:
+        """Attach several (port, peer) pairs in one transaction (an NF's ports come up
+        together); port name -> OpenFlow port number.
+
+        `isolated` ports take no part in the switch's L2 flooding/learning: only TS rules (or
+        the controller's flows) send traffic to them. An NF bridges its ports, so flooding into
+        one would loop back out of the other. `external_ids`, by port name, say what sits
+        behind a port (`attached-mac`, `netfate-kind`: access, services, ...; see
+        netfate.agent.ports). DriverError as create_port.
+        """
+        ...
+
+    def delete_port(self, lsi: str, port: str) -> None:
+        """Detach the port; a no-op if it is not there."""
+        ...
+
+    def delete_ports(self, lsi: str, ports: list[str]) -> None:
+        """Detach several ports in one transaction; absent ones are skipped."""
+        ...
+
+    def list_ports(self, lsi: str) -> dict[str, int]:
+        """Port name -> OpenFlow port number (-1: no number yet). NotFound if no such LSI."""
+        ...
+
+    def port_ids(self, lsi: str) -> dict[str, dict[str, str]]:
+        """Port name -> its external_ids (see create_ports): the agent's port report. Cheap
+        enough to poll every 50 ms. NotFound if no such LSI."""
+        ...
+
+
+class TSRuleDriver(Protocol):
+    """Table I's createTSRule/deleteTSRule (traffic steering rules), singly and in batches.
+
+    The shapes are those of today's TS-rule stack (netfate.steering.TSRule); the steering
+    rework (issue 9, point 2) restates them in the controller's model.
+    """
+
+    def create_ts_rule(self, lsi: str, rule: TSRule) -> None:
+        """Install one rule; re-applying a rule id replaces that rule."""
+        ...
+
+    def apply_ts_rules(self, lsi: str, rules: list[TSRule], *, settle: bool = True) -> None:
+        """Install rules in one batch, each replacing the rule of the same id. `settle=False`
+        when no traffic can have used the old flows (rules on brand-new ports). NotFound if a
+        rule names a port the LSI lacks; DriverError if a rule can't be expressed."""
+        ...
+
+    def delete_ts_rule(self, lsi: str, rule_id: str) -> None:
+        """Remove one rule; a no-op if it is not installed."""
+        ...
+
+    def delete_ts_rules(self, lsi: str, rule_ids: list[str]) -> None:
+        """Remove several rules in one batch; unknown ids are skipped."""
+        ...
+
+    def list_ts_rules(self, lsi: str) -> list[TSRule]:
+        """The rules installed through this driver on the LSI."""
+        ...
+
+    def settle(self) -> None:
+        """Return once the datapath forwards by the switch's current flows (a datapath may
+        keep using cached flows for a while after a flow table change)."""
+        ...
+
+
+class NetworkDriver(LsiDriver, PortDriver, TSRuleDriver, Protocol):
+    """The network abstraction of one node: NNF paper Table I, plus batches, isolated ports,
+    port reports and settling. OvsNetwork (netfate.drivers.ovs) implements it."""
+
+    def close(self) -> None:
+        """Release connections to the switch; the driver reconnects on its next call."""
+        ...
+
+
+# -- compute (Table II) -----------------------------------------------------------------------
+class NotificationSource(Protocol):
+    """Where a compute driver's NFs leave notifications (NetFATE/GNF: NF notifications)."""
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Take every queued notification, oldest first. Each is a JSON object with, when
+        known: nf_id, nf, owner, type, severity, source, detail (object), ts (Unix s)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ComputeContext:
+    """What a compute driver is built from on a node (see netfate.drivers.registry)."""
+
+    node: str           # the node's name (a naming token)
+    rundir: Path        # the node's run directory: drivers keep their records under it
+    store: BundleStore  # the node's NF bundles, by sha256
+    mtu: int = 1500     # NF ports match the LSI's links (bytes)
 
 
 class ComputeDriver(Protocol):
-    """Table II, plus state export/import so NFs can move between nodes and flavours."""
+    """NNF paper Table II for one flavour on one node, plus state export/import (an NF moves
+    between nodes and flavours), notifications, garbage collection and info/status/list.
 
-    flavour: str
+    Instance ids are `naming.nf_instance_id(node, owner, name)`. A driver must only ever touch
+    (and garbage-collect) what it made itself: several flavours share a node.
+    """
+
+    @property
+    def flavour(self) -> str:
+        """The flavour this driver runs (the name it is registered under)."""
+        ...
+
+    @property
+    def queue(self) -> NotificationSource:
+        """The notification queue of this driver's NFs; the agent drains and forwards it."""
+        ...
 
     def create_nf(
         self, node: str, owner: str, name: str, bundle_sha256: str, config: dict[str, Any]
-    ) -> NFInfo: ...
-    def start_nf(self, instance_id: str) -> NFInfo: ...
-    def stop_nf(self, instance_id: str) -> NFInfo: ...
-    def update_nf(self, instance_id: str, config: dict[str, Any]) -> NFInfo: ...
-    def delete_nf(self, instance_id: str) -> None: ...
-    def pause_nf(self, instance_id: str) -> NFInfo: ...
-    def export_state(self, instance_id: str) -> dict[str, Any]: ...
-    def import_state(self, instance_id: str, state: dict[str, Any]) -> None: ...
-    def info(self, instance_id: str) -> NFInfo: ...
-    def status(self, instance_id: str) -> NFInfo: ...
-    def list_nfs(self) -> list[NFInfo]: ...
+    ) -> NFInfo:
+        """createNF: make the NF (its ports exist, not yet on any LSI; state CREATED).
+
+        `config` is validated against the descriptor's schema, defaults filled in. Idempotent
+        for the same bundle and config. NotFound (bundle, or `node` is not this driver's);
+        InvalidInput (bad names, config, or the NF lacks this flavour); MissingCapability;
+        Conflict (the name is in use with another bundle or config). Rolls back on failure.
+        """
+        ...
+
+    def start_nf(self, instance_id: str) -> NFInfo:
+        """startNF (also resumes a paused NF): state RUNNING. NotFound; DriverError."""
+        ...
+
+    def stop_nf(self, instance_id: str) -> NFInfo:
+        """stopNF: state STOPPED (a CREATED NF stays CREATED). NotFound; DriverError."""
+        ...
+
+    def update_nf(self, instance_id: str, config: dict[str, Any]) -> NFInfo:
+        """updateNF: a new config, applied live if the NF runs; the old one is kept if
+        applying fails. NotFound; InvalidInput; DriverError."""
+        ...
+
+    def delete_nf(self, instance_id: str) -> None:
+        """deleteNF: stop and remove everything of the NF; a no-op if it does not exist."""
+        ...
+
+    def pause_nf(self, instance_id: str) -> NFInfo:
+        """pauseNF: freeze a RUNNING NF (state PAUSED). NotFound; Conflict if not running."""
+        ...
+
+    def export_state(self, instance_id: str) -> dict[str, Any]:
+        """The NF's state as a flavour-independent document (format "netfate-state/1", "nf",
+        NF-specific fields). NotFound; InvalidInput if the NF exports no state; DriverError."""
+        ...
+
+    def import_state(self, instance_id: str, state: dict[str, Any]) -> None:
+        """Load a document from export_state (any node, any flavour) into the NF. NotFound;
+        InvalidInput (wrong format or NF, or the NF imports no state); DriverError."""
+        ...
+
+    def info(self, instance_id: str) -> NFInfo:
+        """The NF's record (state, ports, config) without asking the NF. NotFound."""
+        ...
+
+    def status(self, instance_id: str) -> NFInfo:
+        """The record with `detail` filled: the NF's own status report and resource use
+        (e.g. cgroup_memory_bytes). NotFound; DriverError."""
+        ...
+
+    def list_nfs(self) -> list[NFInfo]:
+        """Every NF this driver runs on the node, by instance id."""
+        ...
+
+    def collect_garbage(self) -> list[str]:
+        """Remove what a crash mid-operation left behind (of this driver's own making) with no
+        record; returns what was removed, for the log. Run at agent start, before converging."""
+        ...

@@ -1,4 +1,5 @@
-"""One NFVI node: its LSI-0 (network driver) and its NFs (compute driver), composed.
+"""One NFVI node: its LSI-0 (a network driver) and its NFs (a compute driver per flavour it
+hosts), composed. Typed on the driver API (netfate.interfaces) only.
 
 deploy_nf is create_nf + ports on the LSI + start_nf, and undoes all of it if any step fails.
 """
@@ -6,11 +7,12 @@ deploy_nf is create_nf + ports on the LSI + start_nf, and undoes all of it if an
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from netfate.drivers.ovs import OvsNetwork
-from netfate.interfaces import ComputeDriver, NFInfo
+from netfate.errors import NotFound, UnknownFlavour
+from netfate.flavours import DEFAULT_FLAVOUR
+from netfate.interfaces import ComputeDriver, NetworkDriver, NFInfo
 from netfate.steering import Match, TSRule, chain_rules
 
 
@@ -18,24 +20,68 @@ from netfate.steering import Match, TSRule, chain_rules
 class Node:
     name: str
     lsi: str
-    network: OvsNetwork
+    network: NetworkDriver
+    # The default flavour's driver: what deploy_nf uses when no flavour is asked for.
     compute: ComputeDriver
     # Without an SDN controller the node guards NF ports with drop rules of its own; with
     # one, the controller owns every flow (its table-miss drops) and would purge them.
     guard_ports: bool = True
+    # Every flavour the node hosts -> its driver (`compute` is added under its own flavour).
+    computes: dict[str, ComputeDriver] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.computes = {self.compute.flavour: self.compute, **self.computes}
+
+    @classmethod
+    def hosting(cls, name: str, lsi: str, network: NetworkDriver,
+                drivers: dict[str, ComputeDriver], *, guard_ports: bool = True) -> Node:
+        """A node hosting every driver of `drivers` (flavour -> driver, non-empty); the
+        default flavour's driver is its `compute`, else the first by flavour name."""
+        default = drivers.get(DEFAULT_FLAVOUR) or drivers[min(drivers)]
+        return cls(name, lsi, network, default, guard_ports=guard_ports, computes=drivers)
+
+    # -- compute drivers by flavour ------------------------------------------------------
+    def driver(self, flavour: str | None = None) -> ComputeDriver:
+        """The driver of `flavour` (None: the default one). UnknownFlavour if the node does
+        not host it, naming the flavours it does."""
+        if flavour is None:
+            return self.compute
+        try:
+            return self.computes[flavour]
+        except KeyError:
+            raise UnknownFlavour(f"node {self.name} hosts no flavour {flavour!r} "
+                                 f"(hosts: {', '.join(sorted(self.computes))})") from None
+
+    def driver_of(self, instance_id: str) -> ComputeDriver:
+        """The driver that runs the NF. NotFound if none of them does."""
+        for driver in self.computes.values():
+            with contextlib.suppress(NotFound):
+                driver.info(instance_id)
+                return driver
+        raise NotFound(f"no NF {instance_id!r} on node {self.name}")
+
+    def list_nfs(self) -> list[NFInfo]:
+        """Every NF on the node, of every flavour, by instance id."""
+        nfs = [i for d in self.computes.values() for i in d.list_nfs()]
+        return sorted(nfs, key=lambda i: i.instance_id)
+
+    # -- NFs on the LSI ------------------------------------------------------------------
     def deploy_nf(
-        self, owner: str, nf: str, bundle_sha256: str, config: dict[str, Any] | None = None
+        self, owner: str, nf: str, bundle_sha256: str, config: dict[str, Any] | None = None,
+        flavour: str | None = None,
     ) -> NFInfo:
-        info = self.compute.create_nf(self.name, owner, nf, bundle_sha256, config or {})
+        """Create, attach and start an NF in `flavour` (None: the default). UnknownFlavour
+        if the node does not host that flavour; the driver's errors otherwise."""
+        compute = self.driver(flavour)
+        info = compute.create_nf(self.name, owner, nf, bundle_sha256, config or {})
         try:
             self.attach_ports(info)
-            return self.compute.start_nf(info.instance_id)
+            return compute.start_nf(info.instance_id)
         except BaseException:
             with contextlib.suppress(Exception):
                 self.network.delete_ports(self.lsi, [p.host_if for p in info.ports])
             with contextlib.suppress(Exception):
-                self.compute.delete_nf(info.instance_id)
+                compute.delete_nf(info.instance_id)
             raise
 
     def attach_ports(self, info: NFInfo) -> None:
@@ -54,10 +100,12 @@ class Node:
         ], settle=False)  # new ports: no cached flow can involve them
 
     def remove_nf(self, instance_id: str) -> None:
+        """Detach and delete the NF, whichever flavour runs it; a no-op if it is unknown."""
         try:
-            info = self.compute.info(instance_id)
+            compute = self.driver_of(instance_id)
+            info = compute.info(instance_id)
         except Exception:
-            info = None
+            compute, info = self.compute, None
         if info is not None:
             ports = {p.host_if for p in info.ports}
             # No rule may keep pointing at ports that are about to disappear.
@@ -67,7 +115,7 @@ class Node:
             ]
             self.network.delete_ts_rules(self.lsi, dangling)
             self.network.delete_ports(self.lsi, sorted(ports))
-        self.compute.delete_nf(instance_id)
+        compute.delete_nf(instance_id)
 
     def steering_rules(
         self, tag: str, user_mac: str, access_port: str, uplink_port: str, chain: list[NFInfo]

@@ -28,3 +28,16 @@ def test_missing_extra_changed_and_stopped() -> None:
     assert [s.instance_id for s in acts.recreate] == ["sha"]
     assert acts.start == ["stop"]
     assert acts.delete == ["gone"]
+
+
+def test_instance_in_another_flavour_is_recreated() -> None:
+    moved = spec("a", default_out="allow").model_copy(update={"flavour": "container"})
+    acts = diff([moved], [info("a")])
+    assert [s.instance_id for s in acts.recreate] == ["a"]
+
+
+def test_spec_without_flavour_is_native() -> None:
+    # An orchestrator from before flavours travelled sends none.
+    s = InstanceSpec.model_validate_json(
+        '{"instance_id": "a", "nf_name": "f", "owner": "u", "bundle_sha256": "x"}')
+    assert s.flavour == "native"

@@ -37,6 +37,8 @@ def test_config_defaults_filled_and_errors_named() -> None:
     ({"ports": [{"name": "lan"}, {"name": "lan"}]}, "repeat"),
     ({"ports": [{"name": "Bad Name"}]}, "port name"),
     ({"vnf-type": "vm"}, "vnf-type"),
+    ({"flavours": ["Native VM"]}, "flavour"),
+    ({"flavours": []}, "flavours"),
     ({"config-schema": {"type": 12}}, "config-schema"),
     ({"resources": {"memory-mb": 0}}, "memory-mb"),
     ({"surprise": True}, "surprise"),
@@ -51,3 +53,9 @@ def test_bad_descriptors_name_the_problem(patch: dict[str, object], words: str) 
 def test_not_a_mapping() -> None:
     with pytest.raises(InvalidInput, match="mapping"):
         parse_descriptor(["x"])
+
+
+def test_flavours_are_open_names_in_order_of_preference() -> None:
+    # A flavour is whatever a compute driver registers (netfate.compute): no list to extend.
+    d = parse_descriptor({**GOOD, "flavours": ["wasm", "native"]})
+    assert d.flavours == ("wasm", "native")

@@ -11,7 +11,7 @@ from netfate.interfaces import NFInfo, NFState
 @dataclass
 class Actions:
     create: list[InstanceSpec] = field(default_factory=list)
-    recreate: list[InstanceSpec] = field(default_factory=list)  # bundle changed
+    recreate: list[InstanceSpec] = field(default_factory=list)  # bundle or flavour changed
     update: list[InstanceSpec] = field(default_factory=list)    # config changed
     start: list[str] = field(default_factory=list)
     delete: list[str] = field(default_factory=list)
@@ -28,7 +28,7 @@ def diff(desired: list[InstanceSpec], actual: list[NFInfo]) -> Actions:
         cur = have.get(iid)
         if cur is None:
             acts.create.append(spec)
-        elif cur.bundle_sha256 != spec.bundle_sha256:
+        elif cur.bundle_sha256 != spec.bundle_sha256 or cur.flavour != spec.flavour:
             acts.recreate.append(spec)
         else:
             if _config_differs(cur.config, spec.config):

@@ -40,11 +40,10 @@ from netfate.bus.messages import (
     Telemetry,
 )
 from netfate.counters import REGISTRATIONS_REFUSED, REGISTRY, LoopFailures
-from netfate.drivers import capabilities
-from netfate.drivers.native import NativeCompute
+from netfate.drivers import capabilities, registry
 from netfate.drivers.ovs import OvsNetwork, OvsServer
 from netfate.errors import NetfateError, NotFound
-from netfate.interfaces import NFInfo
+from netfate.interfaces import ComputeContext, NetworkDriver, NFInfo
 from netfate.node import Node
 
 log = logging.getLogger("netfate.agent")
@@ -63,18 +62,22 @@ class Agent:
         mtu: int = 1500,
         budget: Budget | None = None,
         controller_managed: bool = True,
+        flavours: list[str] | None = None,
     ) -> None:
+        """`flavours`: the compute drivers to host (default: every flavour registered under
+        `netfate.compute` that can run here); the node advertises exactly those."""
         self.name = node
         self.role = role
         self.url = nats_url
         self.store = BundleStore(rundir / "bundles")
         self.ovs = ovs
-        self.network = OvsNetwork(ovs)
+        self.network: NetworkDriver = OvsNetwork(ovs)
+        drivers = registry.build_all(ComputeContext(node, rundir, self.store, mtu=mtu),
+                                     flavours)
         # The SDN controller owns the switch's flows (steering, port security): the agent
         # runs NFs and reports what it sees on the switch.
-        self.node = Node(node, naming.bridge(node), self.network,
-                         NativeCompute(node, rundir, self.store, mtu=mtu),
-                         guard_ports=not controller_managed)
+        self.node = Node.hosting(node, naming.bridge(node), self.network, drivers,
+                                 guard_ports=not controller_managed)
         self.ports = SwitchPorts()
         self._leases_file = leases_file(node)
         self.uplink = uplink or naming.ifname(node, "up")
@@ -96,13 +99,13 @@ class Agent:
         return [
             NFActual(instance_id=i.instance_id, nf_name=i.name, owner=i.owner,
                      state=str(i.state), bundle_sha256=i.bundle_sha256)
-            for i in self.node.compute.list_nfs()
+            for i in self.node.list_nfs()
         ]
 
     def _converge(self, desired: DesiredState, fetch: dict[str, str]) -> list[str]:
         """Make the node match desired; return the errors met (each instance on its own)."""
         errors: list[str] = []
-        actual = self.node.compute.list_nfs()
+        actual = self.node.list_nfs()
         acts = diff(desired.instances, actual)
         for iid in acts.delete:
             self._try(errors, f"delete {iid}", lambda i=iid: self.node.remove_nf(i))
@@ -113,9 +116,10 @@ class Agent:
             self._try(errors, f"create {spec.instance_id}", lambda s=spec: self._deploy(s, fetch))
         for spec in acts.update:
             self._try(errors, f"update {spec.instance_id}",
-                      lambda s=spec: self.node.compute.update_nf(s.instance_id, s.config))
+                      lambda s=spec: self.node.driver_of(s.instance_id).update_nf(
+                          s.instance_id, s.config))
         for iid in acts.start:
-            self._try(errors, f"start {iid}", lambda i=iid: self.node.compute.start_nf(i))
+            self._try(errors, f"start {iid}", lambda i=iid: self.node.driver_of(i).start_nf(i))
         return errors
 
     @staticmethod
@@ -130,7 +134,8 @@ class Agent:
         self._ensure_bundle(spec.bundle_sha256, fetch)
         # Instance ids are node-user-nf; the NF name part is what the driver names.
         name = spec.instance_id.removeprefix(f"{self.name}-{spec.owner}-")
-        return self.node.deploy_nf(spec.owner, name, spec.bundle_sha256, spec.config)
+        return self.node.deploy_nf(spec.owner, name, spec.bundle_sha256, spec.config,
+                                   flavour=spec.flavour)
 
     def _ensure_bundle(self, sha: str, fetch: dict[str, str]) -> None:
         with contextlib.suppress(NotFound):
@@ -155,11 +160,11 @@ class Agent:
         return resources(self.cpu, len(ids))
 
     def _register_msg(self) -> Register:
-        nfs = self.node.compute.list_nfs()
+        nfs = self.node.list_nfs()
         return Register(
             node=self.name, role=self.role,  # type: ignore[arg-type]
             capabilities=sorted(capabilities.functional()),
-            infrastructure={**capabilities.infrastructure(),
+            infrastructure={**capabilities.infrastructure(self.node.computes),
                             "switch_ports": self.ports.model_dump(mode="json")},
             resources=self._resources([n.instance_id for n in nfs]),
             agent_version=__version__,
@@ -222,12 +227,18 @@ class Agent:
         if cmd.op == "status":
             return Reply(ok=True, nfs=await self._run(self._actual))
         if cmd.op == "export_state" and cmd.instance_id:
-            doc = await self._run(self.node.compute.export_state, cmd.instance_id)
+            doc = await self._run(self._export_state, cmd.instance_id)
             return Reply(ok=True, data=doc)
         if cmd.op == "import_state" and cmd.instance_id and cmd.state is not None:
-            await self._run(self.node.compute.import_state, cmd.instance_id, cmd.state)
+            await self._run(self._import_state, cmd.instance_id, cmd.state)
             return Reply(ok=True)
         return Reply(ok=False, error=f"bad command {cmd.op!r}: missing fields")
+
+    def _export_state(self, instance_id: str) -> dict[str, Any]:
+        return self.node.driver_of(instance_id).export_state(instance_id)
+
+    def _import_state(self, instance_id: str, state: dict[str, Any]) -> None:
+        self.node.driver_of(instance_id).import_state(instance_id, state)
 
     async def telemetry_loop(self) -> None:
         while not self._stop.is_set():
@@ -289,10 +300,9 @@ class Agent:
         await self._nc.publish(subjects.events(self.name), ev.model_dump_json().encode())
 
     async def notify_loop(self) -> None:
-        queue = self.node.compute.queue  # type: ignore[attr-defined]
         while not self._stop.is_set():
             try:
-                notes = await asyncio.to_thread(queue.drain)
+                notes = await asyncio.to_thread(self._drain_notes)
             except Exception as exc:
                 notes = []
                 self._notify_failures.failed(f"reading the NF notifications of {self.name}",
@@ -314,6 +324,10 @@ class Agent:
                         f"{note.get('nf_id')!r} on node {self.name}", exc)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), 0.5)
+
+    def _drain_notes(self) -> list[dict[str, Any]]:
+        """Every flavour's queued NF notifications."""
+        return [n for d in self.node.computes.values() for n in d.queue.drain()]
 
     async def run(self) -> None:
         async def reconnected() -> None:
@@ -355,8 +369,8 @@ class Agent:
             log.info("removed leftovers of an earlier crash: %s", removed)
 
     def _collect_garbage(self) -> list[str]:
-        removed: list[str] = self.node.compute.collect_garbage()  # type: ignore[attr-defined]
-        nf_ports = {p.host_if for i in self.node.compute.list_nfs() for p in i.ports}
+        removed = [r for d in self.node.computes.values() for r in d.collect_garbage()]
+        nf_ports = {p.host_if for i in self.node.list_nfs() for p in i.ports}
         stale = [p for p in self.network.list_ports(self.node.lsi)
                  if p.startswith(naming.PREFIX + "p") and p not in nf_ports]
         if stale:

@@ -37,8 +37,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netfate.bench.sim_agents import node_names
+from netfate.bench.sim_agents import SIM_FLAVOURS, node_names
 from netfate.errors import NetfateError
+from netfate.flavours import DEFAULT_FLAVOUR, pick
 
 TARGETS = {"nodes": 1000, "users": 10000, "p99_ms": 100, "events_per_s": 500}
 PEERS = {
@@ -309,7 +310,8 @@ def seed_users_in_db(state: Path, users: list[str], warm_at: dict[str, str] | No
                  "started_at": now, "state": SessionState.ACTIVE} for u, n in warm_at.items()])
             s.execute(sa.insert(VnfInstance), [
                 {"id": f"{n}-{u}-firewall", "nf_name": "firewall", "bundle_sha256": sha,
-                 "flavour": "native", "owner": u, "node_name": n,
+                 "flavour": pick(desc.flavours, SIM_FLAVOURS) or DEFAULT_FLAVOUR,
+                 "owner": u, "node_name": n,
                  "desired_state": DesiredState.PRESENT, "actual_state": ActualState.PENDING,
                  "config": {}, "active_users": [], "created_at": now, "updated_at": now}
                 for u, n in warm_at.items()])

@@ -29,6 +29,7 @@ from nats.aio.msg import Msg
 
 from netfate import __version__
 from netfate.bus import subjects
+from netfate.flavours import DEFAULT_FLAVOUR
 
 # A node's simulated capacity, by role: (memory MB, CPU utilisation when idle). Sized so the
 # target's ~11 firewalls per CPE (16 MB each) stay well under the engine's thresholds.
@@ -38,6 +39,9 @@ NF_MB = 16
 CAPABILITIES = sorted(["nftables", "conntrack", "bridge", "iproute2", "python3", "tc", "bash"])
 # The state a firewall exports (ruleset and conntrack entries), small and constant.
 EXPORTED = {"format": 1, "ruleset": "", "conntrack": []}
+
+# What a simulated node advertises: it runs no driver, and acts as a native one would.
+SIM_FLAVOURS = [DEFAULT_FLAVOUR]
 
 
 def node_names(nodes: int) -> list[tuple[str, str]]:
@@ -98,7 +102,7 @@ class SimNode:
     def register_msg(self) -> bytes:
         return json.dumps({
             "node": self.name, "role": self.role, "capabilities": CAPABILITIES,
-            "infrastructure": {"arch": "x86_64", "flavours": ["native"],
+            "infrastructure": {"arch": "x86_64", "flavours": SIM_FLAVOURS,
                                "switch": "openvswitch-netdev", "simulated": True},
             "resources": self.resources(), "agent_version": f"{__version__}-sim",
         }).encode()

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from netfate.flavours import DEFAULT_FLAVOUR
+
 
 class _Msg(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -36,6 +38,9 @@ class InstanceSpec(_Msg):
     owner: str
     bundle_sha256: str
     config: dict[str, Any] = {}
+    # The compute driver the agent runs it with; absent (an orchestrator from before
+    # flavours travelled) means native.
+    flavour: str = DEFAULT_FLAVOUR
 
 
 class DesiredState(_Msg):

@@ -145,7 +145,7 @@ def _op(node: str, instance: str, op: str, arg: Any = None) -> Any:
         if op == "delete":
             n.remove_nf(instance)
             return {"instance_id": instance, "deleted": True}
-        fn = getattr(n.compute, op)
+        fn = getattr(n.driver_of(instance), op)
         res = fn(instance) if arg is None else fn(instance, arg)
         if res is None:
             return {"instance_id": instance, "ok": True}
@@ -208,7 +208,7 @@ def list_cmd(node: Annotated[str | None, typer.Option()] = None, json_out: JsonO
     def go() -> list[dict[str, Any]]:
         with Testbed.attach() as tb:
             names = [node] if node else tb.node_names
-            return [asdict(i) for n in names for i in tb.node(n).compute.list_nfs()]
+            return [asdict(i) for n in names for i in tb.node(n).list_nfs()]
 
     rows = guarded(go)
     if json_out:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+from collections.abc import Iterable
 
-from netfate.drivers import cgroups
+from netfate.drivers import cgroups, registry
 
 # capability -> the executable that provides it
 TOOLS = {
@@ -34,11 +35,14 @@ def _path() -> str:
     return os.environ.get("PATH", "") + ":/usr/sbin:/sbin:/usr/bin:/bin"
 
 
-def infrastructure() -> dict[str, object]:
+def infrastructure(flavours: Iterable[str] | None = None) -> dict[str, object]:
+    """The node's infrastructure facts. `flavours`: those it hosts compute drivers for (the
+    agent passes the drivers it built); default: every flavour registered under
+    `netfate.compute` (netfate.drivers.registry), whether or not it loads here."""
     return {
         "arch": platform.machine(),
         "kernel": platform.release(),
-        "flavours": ["native"],
+        "flavours": sorted(registry.available() if flavours is None else flavours),
         "switch": "openvswitch-netdev",
         "cgroups": "v1" if cgroups.available() else "none",
         "cpus": os.cpu_count() or 1,

@@ -23,7 +23,7 @@ from netfate import naming
 from netfate.bundle import Bundle, BundleStore
 from netfate.drivers import capabilities, cgroups, netns
 from netfate.errors import Conflict, DriverError, InvalidInput, MissingCapability, NotFound
-from netfate.interfaces import NFInfo, NFPort, NFState
+from netfate.interfaces import ComputeContext, NFInfo, NFPort, NFState
 from netfate.proc import netns_argv
 from netfate.queue import NotificationQueue
 
@@ -55,6 +55,11 @@ class NativeCompute:
         self._caps: set[str] | None = None
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+
+    @classmethod
+    def from_context(cls, ctx: ComputeContext) -> NativeCompute:
+        """The factory the `netfate.compute` entry point `native` names."""
+        return cls(ctx.node, ctx.rundir, ctx.store, mtu=ctx.mtu)
 
     # -- bookkeeping ----------------------------------------------------------------------
     @property

@@ -59,6 +59,9 @@ def misfits(
     missing = sorted(entry.capabilities - node.capabilities)
     if missing:
         problems.append("lacks capabilities " + ",".join(missing))
+    if entry.flavour_on(node) is None:
+        problems.append(f"runs none of its flavours {','.join(entry.flavours)} "
+                        f"(node has {','.join(sorted(node.flavours))})")
     if node.cpu_util >= th.cpu - EPSILON:
         problems.append(f"cpu {node.cpu_util:.2f} >= {th.cpu:.2f}")
     if hosted:

@@ -179,9 +179,10 @@ def _place_one(
             return i.instance_id, i
     new_id = nf_instance_id(decision.node, user.name, nf)
     ledger.reserve(decision.node, entry)
+    flavour = _flavour(snap, entry, decision.node)
     if current is None:
         moves.append(Place(user=user.name, nf=nf, node=decision.node, instance_id=new_id,
-                           reason=decision.why))
+                           reason=decision.why, flavour=flavour))
         return new_id, None
     lost = not snap.is_online(current.node)
     why = decision.why
@@ -189,8 +190,16 @@ def _place_one(
         why += f"; {current.node} is down, NF state may be lost"
     moves.append(Migrate(user=user.name, nf=nf, instance_id=current.instance_id,
                          src=current.node, dst=decision.node, new_instance_id=new_id,
-                         reason=why, state_lost=lost))
+                         reason=why, state_lost=lost, flavour=flavour))
     return new_id, current
+
+
+def _flavour(snap: Snapshot, entry: CatalogueEntry, node: str) -> str:
+    """The flavour the NF runs in on the chosen node. A chooser that checks `misfits` only
+    picks nodes with one; for any other choice, the NF's preferred flavour (the node's
+    agent then refuses it, and says why)."""
+    view = snap.node(node)
+    return (entry.flavour_on(view) if view is not None else None) or entry.flavours[0]
 
 
 def _release(i: InstanceView, reason: str) -> Release:

@@ -11,7 +11,8 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import Field, TypeAdapter
 
-from netfate.engine.model import Frozen, Ip, Mac, Name
+from netfate.engine.model import Flavour, Frozen, Ip, Mac, Name
+from netfate.flavours import DEFAULT_FLAVOUR
 
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -25,6 +26,8 @@ class Place(Frozen):
     node: Name
     instance_id: Id
     reason: str = ""
+    # The first of the NF's flavours that the node hosts.
+    flavour: Flavour = DEFAULT_FLAVOUR
 
 
 class Migrate(Frozen):
@@ -40,6 +43,8 @@ class Migrate(Frozen):
     reason: str = ""
     # True when src is down or unknown: there is no state to export, start dst fresh.
     state_lost: bool = False
+    # The flavour on dst (the state document is flavour-independent, so it may differ).
+    flavour: Flavour = DEFAULT_FLAVOUR
 
 
 class Release(Frozen):

@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from netfate.flavours import DEFAULT_FLAVOUR, check_flavour, pick
 from netfate.naming import check_token
 
 _MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
@@ -47,6 +48,7 @@ def _ip(value: str | None) -> str | None:
 
 # Names end up in instance ids and resource names, hence the strict alphabet (naming.py).
 Name = Annotated[str, AfterValidator(_name)]
+Flavour = Annotated[str, AfterValidator(check_flavour)]
 Mac = Annotated[str | None, AfterValidator(_mac)]
 Ip = Annotated[str | None, AfterValidator(_ip)]
 Role = Literal["cpe", "pe", "dc"]
@@ -71,6 +73,8 @@ class NodeView(Frozen):
     cpu_util: float = Field(ge=0.0, le=1.0)
     nf_count: int = Field(default=0, ge=0)
     max_nfs: int | None = Field(default=None, ge=0)
+    # The flavours it has compute drivers for (its capability report).
+    flavours: frozenset[Flavour] = frozenset({DEFAULT_FLAVOUR})
 
     @property
     def mem_util(self) -> float:
@@ -92,6 +96,12 @@ class CatalogueEntry(Frozen):
     memory_mb: int = Field(ge=0)
     # A cgroup cap (percent of one CPU), not a usage forecast: policies don't add it to cpu_util.
     cpu_percent: int = Field(default=100, ge=0)
+    # The flavours it ships, in order of preference (the descriptor's `flavours`).
+    flavours: tuple[Flavour, ...] = Field(default=(DEFAULT_FLAVOUR,), min_length=1)
+
+    def flavour_on(self, node: NodeView) -> str | None:
+        """The flavour it runs in on `node` (netfate.flavours.pick); None: no common one."""
+        return pick(self.flavours, node.flavours)
 
 
 class UserView(Frozen):

@@ -51,6 +51,7 @@ from netfate.engine import plan as engine_plan
 from netfate.errors import NetfateError, NotFound
 from netfate.orchestrator import snapshot
 from netfate.orchestrator.agents import AgentBus, AgentUnreachable
+from netfate.orchestrator.flavour import flavour_for
 from netfate.orchestrator.hub import EventHub
 from netfate.orchestrator.locks import Gate, KeyedLocks
 from netfate.orchestrator.switches import Switches
@@ -107,7 +108,8 @@ class Coordinator:
             d = desired_state(s, node)
         instances = [
             InstanceSpec(instance_id=i["id"], nf_name=i["nf_name"], owner=i["owner"],
-                         bundle_sha256=i["bundle_sha256"], config=i["config"] or {})
+                         bundle_sha256=i["bundle_sha256"], config=i["config"] or {},
+                         flavour=i["flavour"])
             for i in d["instances"]
         ]
         bundles = {i.bundle_sha256: self.bundle_url(i.bundle_sha256) for i in instances}
@@ -225,7 +227,8 @@ class Coordinator:
                 with contextlib.suppress(NotFound):
                     config = (repo.get_user(s, owner).nf_config or {}).get(nf, {})
             repo.upsert_instance(s, node=node, owner=owner, nf_name=nf,
-                                 bundle_sha256=bundle, flavour="native", instance_id=iid,
+                                 bundle_sha256=bundle, instance_id=iid,
+                                 flavour=flavour_for(s, node, bundle),
                                  config=config or {}, desired_state=Want.PRESENT)
         self.changed(node)
 

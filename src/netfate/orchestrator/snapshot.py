@@ -48,6 +48,7 @@ from netfate.engine import (
     UserIdle,
     UserView,
 )
+from netfate.flavours import DEFAULT_FLAVOUR, advertised
 
 # Entries parsed from the bundles' descriptors, by the set of bundles they came from: the
 # catalogue changes rarely, and parsing every descriptor for every event adds up.
@@ -69,6 +70,7 @@ def catalogue(session: Session) -> tuple[CatalogueEntry, ...]:
         latest[name] = CatalogueEntry(
             name=name, capabilities=frozenset(deps),
             memory_mb=int(res.get("memory-mb", 32)), cpu_percent=int(res.get("cpu-percent", 100)),
+            flavours=tuple(d.get("flavours") or (DEFAULT_FLAVOUR,)),
         )
     entries = tuple(latest.values())
     if len(_catalogue_cache) > 16:
@@ -78,7 +80,8 @@ def catalogue(session: Session) -> tuple[CatalogueEntry, ...]:
 
 
 # Columns read (Core rows, not ORM objects: no identity map, much less work per row).
-_NODE = (Node.name, Node.role, Node.online, Node.capabilities, Node.resources)
+_NODE = (Node.name, Node.role, Node.online, Node.capabilities, Node.resources,
+         Node.infrastructure)
 _USER = (User.name, User.required_nfs, User.access_node, User.mac, User.ip, User.last_seen)
 _INSTANCE = (VnfInstance.id, VnfInstance.nf_name, VnfInstance.owner, VnfInstance.node_name,
              VnfInstance.actual_state)
@@ -110,6 +113,7 @@ def node_view(n: Any) -> NodeView:
         capabilities=frozenset(n.capabilities or []),
         mem_total_mb=int(r.get("mem_total_mb", 0)), mem_free_mb=int(r.get("mem_free_mb", 0)),
         cpu_util=float(r.get("cpu_util", 0.0)), nf_count=int(r.get("nf_count", 0)),
+        flavours=advertised(n.infrastructure),
     )
 
 

@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 
 from netfate import paths
 from netfate.bundle import BundleStore
-from netfate.drivers.native import NativeCompute
+from netfate.drivers import registry
 from netfate.drivers.ovs import OvsNetwork, OvsServer
 from netfate.errors import NetfateError, NotFound
+from netfate.interfaces import ComputeContext
 from netfate.node import Node
 from netfate.testbed import lifecycle
 from netfate.testbed.topology import HostSpec, Topology
@@ -50,8 +51,10 @@ class Testbed:
             spec = self.topology.node(name) if name in self.node_names else None
             if spec is None:
                 raise NotFound(f"unknown node {name!r}; the testbed has {self.node_names}")
-            compute = NativeCompute(name, paths.run_dir(), self.store, mtu=self.topology.mtu)
-            self._nodes[name] = Node(name, spec.bridge, self.network, compute)
+            # Every flavour the agent would host: the same drivers, the same records.
+            ctx = ComputeContext(name, paths.run_dir(), self.store, mtu=self.topology.mtu)
+            self._nodes[name] = Node.hosting(name, spec.bridge, self.network,
+                                             registry.build_all(ctx))
         return self._nodes[name]
 
     @property

@@ -1,0 +1,164 @@
+"""Node hosts a compute driver per flavour, typed on the driver API: fakes stand in for OVS and
+the native driver, so no root is needed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from netfate.errors import NotFound, UnknownFlavour
+from netfate.interfaces import NFInfo, NFPort, NFState
+from netfate.node import Node
+from netfate.queue import NotificationQueue
+from netfate.steering import TSRule
+
+
+class FakeNetwork:
+    def __init__(self) -> None:
+        self.ports: dict[str, int] = {}
+        self.rules: dict[str, TSRule] = {}
+
+    def create_lsi(self, lsi: str) -> None: ...
+    def delete_lsi(self, lsi: str) -> None: ...
+    def list_lsis(self) -> list[str]:
+        return ["br"]
+
+    def create_port(self, lsi: str, port: str, *, peer: str | None = None) -> int:
+        return self.create_ports(lsi, [(port, peer)])[port]
+
+    def create_ports(self, lsi: str, ports: list[tuple[str, str | None]], *,
+                     isolated: bool = False,
+                     external_ids: dict[str, dict[str, str]] | None = None) -> dict[str, int]:
+        for p, _ in ports:
+            self.ports.setdefault(p, len(self.ports) + 1)
+        return {p: self.ports[p] for p, _ in ports}
+
+    def delete_port(self, lsi: str, port: str) -> None:
+        self.ports.pop(port, None)
+
+    def delete_ports(self, lsi: str, ports: list[str]) -> None:
+        for p in ports:
+            self.ports.pop(p, None)
+
+    def list_ports(self, lsi: str) -> dict[str, int]:
+        return dict(self.ports)
+
+    def port_ids(self, lsi: str) -> dict[str, dict[str, str]]:
+        return {p: {} for p in self.ports}
+
+    def create_ts_rule(self, lsi: str, rule: TSRule) -> None:
+        self.apply_ts_rules(lsi, [rule])
+
+    def apply_ts_rules(self, lsi: str, rules: list[TSRule], *, settle: bool = True) -> None:
+        self.rules.update({r.rule_id: r for r in rules})
+
+    def delete_ts_rule(self, lsi: str, rule_id: str) -> None:
+        self.delete_ts_rules(lsi, [rule_id])
+
+    def delete_ts_rules(self, lsi: str, rule_ids: list[str]) -> None:
+        for r in rule_ids:
+            self.rules.pop(r, None)
+
+    def list_ts_rules(self, lsi: str) -> list[TSRule]:
+        return list(self.rules.values())
+
+    def settle(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class FakeCompute:
+    def __init__(self, flavour: str, queue: NotificationQueue) -> None:
+        self.flavour = flavour
+        self.queue = queue
+        self.nfs: dict[str, NFInfo] = {}
+
+    def create_nf(self, node: str, owner: str, name: str, bundle_sha256: str,
+                  config: dict[str, Any]) -> NFInfo:
+        iid = f"{node}-{owner}-{name}"
+        info = NFInfo(iid, node, owner, name, self.flavour, bundle_sha256, NFState.CREATED,
+                      [NFPort("lan", f"p-{self.flavour}-{name}")], config)
+        self.nfs[iid] = info
+        return info
+
+    def _set(self, iid: str, state: NFState) -> NFInfo:
+        self.info(iid).state = state
+        return self.nfs[iid]
+
+    def start_nf(self, instance_id: str) -> NFInfo:
+        return self._set(instance_id, NFState.RUNNING)
+
+    def stop_nf(self, instance_id: str) -> NFInfo:
+        return self._set(instance_id, NFState.STOPPED)
+
+    def pause_nf(self, instance_id: str) -> NFInfo:
+        return self._set(instance_id, NFState.PAUSED)
+
+    def update_nf(self, instance_id: str, config: dict[str, Any]) -> NFInfo:
+        self.info(instance_id).config = config
+        return self.nfs[instance_id]
+
+    def delete_nf(self, instance_id: str) -> None:
+        self.nfs.pop(instance_id, None)
+
+    def export_state(self, instance_id: str) -> dict[str, Any]:
+        return {"format": "netfate-state/1"}
+
+    def import_state(self, instance_id: str, state: dict[str, Any]) -> None: ...
+
+    def info(self, instance_id: str) -> NFInfo:
+        try:
+            return self.nfs[instance_id]
+        except KeyError:
+            raise NotFound(instance_id) from None
+
+    def status(self, instance_id: str) -> NFInfo:
+        return self.info(instance_id)
+
+    def list_nfs(self) -> list[NFInfo]:
+        return list(self.nfs.values())
+
+    def collect_garbage(self) -> list[str]:
+        return []
+
+
+@pytest.fixture
+def node(tmp_path: Any) -> Node:
+    native = FakeCompute("native", NotificationQueue(tmp_path / "q1"))
+    box = FakeCompute("container", NotificationQueue(tmp_path / "q2"))
+    return Node("n", "br", FakeNetwork(), native, computes={"container": box})
+
+
+def test_node_hosts_every_flavour_given(node: Node) -> None:
+    assert sorted(node.computes) == ["container", "native"]
+    assert node.driver() is node.compute is node.computes["native"]
+
+
+def test_deploy_in_a_flavour_and_find_its_driver(node: Node) -> None:
+    a = node.deploy_nf("u", "fw", "sha", flavour="container")
+    b = node.deploy_nf("u", "ids", "sha")
+    assert (a.flavour, a.state, b.flavour) == ("container", NFState.RUNNING, "native")
+    assert node.driver_of(a.instance_id) is node.computes["container"]
+    assert [i.instance_id for i in node.list_nfs()] == ["n-u-fw", "n-u-ids"]
+    assert set(node.network.list_ports("br")) == {"p-container-fw", "p-native-ids"}
+    node.remove_nf(a.instance_id)
+    assert [i.instance_id for i in node.list_nfs()] == ["n-u-ids"]
+    assert set(node.network.list_ports("br")) == {"p-native-ids"}
+    node.remove_nf("n-u-nothing")  # unknown: a no-op
+    with pytest.raises(NotFound, match="n-u-nothing"):
+        node.driver_of("n-u-nothing")
+
+
+def test_a_flavour_the_node_does_not_host_is_refused_by_name(node: Node) -> None:
+    with pytest.raises(UnknownFlavour, match=r"no flavour 'vm' \(hosts: container, native\)"):
+        node.deploy_nf("u", "fw", "sha", flavour="vm")
+    assert node.list_nfs() == []
+
+
+def test_hosting_makes_the_default_flavour_the_nodes_compute(tmp_path: Any) -> None:
+    box = FakeCompute("container", NotificationQueue(tmp_path / "q"))
+    native = FakeCompute("native", NotificationQueue(tmp_path / "q"))
+    n = Node.hosting("n", "br", FakeNetwork(), {"container": box, "native": native})
+    assert n.compute is native and set(n.computes) == {"container", "native"}
+    only = Node.hosting("n", "br", FakeNetwork(), {"container": box})
+    assert only.compute is box
