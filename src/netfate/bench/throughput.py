@@ -11,6 +11,7 @@ from typing import Any
 
 from netfate import catalogue
 from netfate.bench.harness import machine, testbed
+from netfate.bench.stats import ratio
 from netfate.errors import DriverError
 from netfate.proc import netns_argv
 
@@ -78,7 +79,7 @@ def run(seconds: int = 5, rounds: int = 2) -> dict[str, Any]:
         "mtu": tb.topology.mtu,
         "direct_gbps": round(d / 1e9, 3),
         "firewall_gbps": round(t / 1e9, 3),
-        "ratio": round(t / d, 3) if d else None,
+        "ratio": ratio(t, d, digits=3),
         "all_direct_gbps": [round(x / 1e9, 3) for x in direct],
         "all_firewall_gbps": [round(x / 1e9, 3) for x in through],
         "firewall_status": counters,
