@@ -156,3 +156,13 @@ def _settle(group: Group, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while group.leftovers() and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def test_a_released_group_keeps_running(tmp_path: Path) -> None:
+    with Group() as group:
+        nap = group.start(Supervised("nap", ["sleep", "30"], tmp_path, programs=("sleep",)))
+        group.release()
+    try:
+        assert nap.running()
+    finally:
+        nap.stop()

@@ -46,6 +46,11 @@ class Group:
             if pid is not None:
                 self.started.setdefault(m.name, pid)
 
+    def release(self) -> None:
+        """Keep the members running: leaving the context no longer ends them (a group
+        whose every start succeeded and that should outlive the call)."""
+        self.members.clear()
+
     def stop(self) -> list[int]:
         """End every member, last started first. Returns the PIDs ended."""
         self.note()

@@ -48,3 +48,15 @@ def log_line(path: Path, text: str) -> Probe:
 def all_of(*probes: Probe) -> Probe:
     """Ready when every probe is."""
     return lambda: all(p() for p in probes)
+
+
+def http_ok(url: str) -> Probe:
+    """Ready when GET ``url`` answers 200."""
+    import httpx
+
+    def probe() -> bool:
+        try:
+            return httpx.get(url, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+    return probe

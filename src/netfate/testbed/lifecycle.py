@@ -24,6 +24,7 @@ from netfate.drivers import cgroups, netns
 from netfate.drivers.ovs import OvsNetwork, OvsServer
 from netfate.errors import DriverError
 from netfate.steering import TSRule
+from netfate.supervisor import probes
 from netfate.testbed import processes
 from netfate.testbed.topology import Topology
 
@@ -127,13 +128,13 @@ def start_services(topo: Topology, progress: Progress = _noop) -> dict[str, int]
             "orchestrator", "--state-dir", str(paths.run_dir() / "orchestrator"),
             "--port", str(API_PORT), "--nats-port", str(NATS_PORT),
             "--command-timeout", os.environ.get("NETFATE_TESTBED_COMMAND_TIMEOUT", "10"),
-            "--radius", "--user-idle-timeout", str(idle_timeout())))
-        _wait_http(f"{api_url()}/api/v1/health", "the orchestrator")
+            "--radius", "--user-idle-timeout", str(idle_timeout())),
+            ready=probes.http_ok(f"{api_url()}/api/v1/health"), timeout=30)
     if not processes.alive("controller"):
         progress("starting the SDN controller")
         processes.start("controller", processes.netfate_argv(
             "controller", "--nats-url", f"nats://127.0.0.1:{NATS_PORT}",
-            "--port", str(OF_PORT)))
+            "--port", str(OF_PORT)), ready=probes.tcp_port(OF_PORT), timeout=30)
     cpes = [n for n in topo.nodes if n.role == "cpe"]
     for k, n in enumerate(cpes):
         name = f"access-{n.name}"
@@ -195,17 +196,6 @@ def wait_access(nodes: list[str], timeout: float = 20.0) -> None:
     if missing:
         raise DriverError(f"the access services of {missing} did not come up within "
                           f"{timeout:g}s; see {processes.pid_dir()}")
-
-
-def _wait_http(url: str, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise DriverError(f"{what} did not answer at {url} within {timeout:g}s; "
-                      f"see {processes.pid_dir()}")
 
 
 def wait_registered(nodes: list[str], timeout: float = 30.0) -> None:
