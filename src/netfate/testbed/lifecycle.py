@@ -121,7 +121,13 @@ def up(topo: Topology, progress: Progress = _noop, services: bool = True) -> dic
 
 
 def start_services(topo: Topology, progress: Progress = _noop) -> dict[str, int]:
-    """The orchestrator and one agent per node; returns once every node has registered."""
+    """The orchestrator and one agent per node; returns once every node has registered.
+    If a start or a wait fails, the processes started here are ended again."""
+    with processes.together():
+        return _start_services(topo, progress)
+
+
+def _start_services(topo: Topology, progress: Progress) -> dict[str, int]:
     if not processes.alive("orchestrator"):
         progress("starting the orchestrator")
         processes.start("orchestrator", processes.netfate_argv(

@@ -4,13 +4,15 @@ the PID is still ours (its start time, and the netfate CLI in its command line).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from netfate import paths
-from netfate.supervisor import Probe, Supervised, ours, read_record
+from netfate.supervisor import Group, Probe, Supervised, ours, read_record
 
 MARK = "netfate"  # every process we start runs the netfate CLI
 
@@ -31,11 +33,36 @@ def supervised(name: str, argv: list[str] | None = None,
                       env={**os.environ, **env} if env else None)
 
 
+_together: list[Group] = []
+
+
+@contextlib.contextmanager
+def together() -> Iterator[Group]:
+    """Processes started in this block are ended together if the block fails (a start that
+    fails, or a wait after it): a failed `testbed up` leaves none of them running."""
+    group = Group()
+    _together.append(group)
+    try:
+        yield group
+    except BaseException:
+        group.stop()
+        raise
+    else:
+        group.release()
+    finally:
+        _together.remove(group)
+
+
 def start(name: str, argv: list[str], env: dict[str, str] | None = None,
           ready: Probe | None = None, timeout: float = 30.0) -> int:
     """Start it (see Supervised.start: StartError with its log's end if it exits or is not
-    ``ready`` within ``timeout`` s). Returns its PID."""
-    return supervised(name, argv, env).start(ready, timeout)
+    ``ready`` within ``timeout`` s; then it, and the rest of an enclosing together() block,
+    is ended). Returns its PID."""
+    sup = supervised(name, argv, env)
+    if _together:
+        _together[-1].start(sup, ready, timeout)
+        return _together[-1].started[name]
+    return sup.start(ready, timeout)
 
 
 def recorded() -> dict[str, int]:
