@@ -166,3 +166,13 @@ def test_a_released_group_keeps_running(tmp_path: Path) -> None:
         assert nap.running()
     finally:
         nap.stop()
+
+
+def test_an_interrupted_start_leaves_nothing_running(tmp_path: Path) -> None:
+    def interrupted() -> bool:
+        raise KeyboardInterrupt
+
+    sup = Supervised("nap", ["sleep", "30"], tmp_path, programs=("sleep",))
+    with pytest.raises(KeyboardInterrupt):
+        sup.start(ready=interrupted)
+    assert not sup.running() and not (tmp_path / "nap.pid").exists()

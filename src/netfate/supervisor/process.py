@@ -100,10 +100,14 @@ class Supervised:
                     start_new_session=True)
             except (FileNotFoundError, PermissionError) as exc:
                 raise DriverError(f"cannot run {self.argv[0]} for {self.name}: {exc}") from exc
-        write_record(self.pidfile, Record(self.proc.pid, start_time(self.proc.pid),
-                                          self.argv))
-        self.wait_ready(ready, timeout, poll)
-        return self.proc.pid
+        pid = self.proc.pid
+        try:
+            write_record(self.pidfile, Record(pid, start_time(pid), self.argv))
+            self.wait_ready(ready, timeout, poll)
+        except BaseException:  # Ctrl-C or a probe's own error too: nothing left running
+            self.stop()
+            raise
+        return pid
 
     def wait_ready(self, ready: Probe | None, timeout: float, poll: float = 0.02) -> None:
         """Until ``ready()`` (once the process is started). On an early exit or the timeout:
