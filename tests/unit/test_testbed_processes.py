@@ -5,6 +5,7 @@ ends what the block started."""
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,18 @@ def test_a_block_that_succeeds_keeps_them(pid_dir: Path) -> None:
         assert processes.alive("orchestrator")
     finally:
         assert processes.stop("orchestrator") == pid
+
+
+def test_crash_reports_name_the_dead_with_their_log() -> None:
+    processes.start("agent-ok", NAP)
+    processes.start("agent-dead", [sys.executable, "-c", "print('cannot reach NATS')",
+                                   "netfate-test"])
+    try:
+        deadline = time.monotonic() + 10
+        while processes.alive("agent-dead") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        report = processes.crash_reports()
+        assert "agent-dead is not running" in report and "cannot reach NATS" in report
+        assert "agent-ok" not in report
+    finally:
+        processes.stop_all()

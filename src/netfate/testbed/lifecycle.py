@@ -184,7 +184,8 @@ def wait_switches(nodes: list[str], timeout: float = 30.0) -> None:
                 return
         time.sleep(0.1)
     raise DriverError(f"the SDN controller did not program {sorted(missing)} within "
-                      f"{timeout:g}s; see {processes.pid_dir()}/controller.log")
+                      f"{timeout:g}s; see {processes.pid_dir()}/controller.log"
+                      + processes.crash_reports())
 
 
 def wait_access(nodes: list[str], timeout: float = 20.0) -> None:
@@ -201,7 +202,8 @@ def wait_access(nodes: list[str], timeout: float = 20.0) -> None:
             time.sleep(0.05)
     if missing:
         raise DriverError(f"the access services of {missing} did not come up within "
-                          f"{timeout:g}s; see {processes.pid_dir()}")
+                          f"{timeout:g}s; see {processes.pid_dir()}"
+                          + processes.crash_reports())
 
 
 def wait_registered(nodes: list[str], timeout: float = 30.0) -> None:
@@ -215,7 +217,8 @@ def wait_registered(nodes: list[str], timeout: float = 30.0) -> None:
                 return
         time.sleep(0.1)
     raise DriverError(f"nodes {sorted(missing)} did not register within {timeout:g}s; "
-                      f"see the agents' logs in {processes.pid_dir()}")
+                      f"see the agents' logs in {processes.pid_dir()}"
+                      + processes.crash_reports())
 
 
 def _host(topo: Topology, h: Any, ipr: Any, net: OvsNetwork) -> None:

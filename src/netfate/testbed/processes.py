@@ -79,6 +79,17 @@ def alive(name: str) -> bool:
     return rec is not None and ours(rec, (MARK,))
 
 
+def crash_reports(lines: int = 8) -> str:
+    """For each recorded process that no longer runs: its name and the end of its log
+    ("" when all run), to add to an error message."""
+    out = []
+    for name in recorded():
+        if not alive(name):
+            out.append(f"\n{name} is not running; its log ends:\n"
+                       f"{supervised(name).tail(lines)}")
+    return "".join(out)
+
+
 def stop(name: str, sig: int = signal.SIGTERM, timeout: float = 5.0) -> int | None:
     """End ``name`` by its recorded PID if it is still ours; forget the record. Returns the
     recorded PID (None if there was none)."""
