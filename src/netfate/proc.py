@@ -8,7 +8,6 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 
 from netfate.errors import DriverError
 
@@ -75,20 +74,3 @@ def end_pid(pid: int, sig: int = signal.SIGTERM, timeout: float = 3.0) -> None:
     if alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-
-
-def end_recorded(pidfile: Path, programs: tuple[str, ...]) -> int | None:
-    """End the process whose PID the file records, if it still runs one of `programs` (a
-    recycled PID is not ours). Removes the file. Returns the PID ended."""
-    try:
-        pid = int(pidfile.read_text().strip())
-        exe = os.path.basename(os.readlink(f"/proc/{pid}/exe"))
-    except (OSError, ValueError):
-        pid, exe = 0, ""
-    ended = None
-    if pid and exe in programs:
-        end_pid(pid)
-        ended = pid
-    with contextlib.suppress(FileNotFoundError):
-        pidfile.unlink()
-    return ended

@@ -30,6 +30,7 @@ from netfate.drivers import netns
 from netfate.errors import DriverError
 from netfate.proc import alive, run
 from netfate.radius.client import AuthResult
+from netfate.supervisor import read_record
 
 pytestmark = pytest.mark.root
 
@@ -177,7 +178,8 @@ def test_lease_static_host_dns_portal_and_redirect(setup: Setup) -> None:
     c = svc.cpe
     assert setup.attach.ids == {"netfate-kind": "services", "attached-mac": c.services_mac,
                                 "netfate-ip": c.services_ip}
-    assert svc.dnsmasq.pidfile.read_text().strip() == str(svc.dnsmasq.pid)
+    rec = read_record(svc.dnsmasq.pidfile)
+    assert rec is not None and rec.pid == svc.dnsmasq.pid
 
     # A lease from the pool, applied in the client namespace.
     t0 = time.monotonic()

@@ -15,6 +15,7 @@ from netfate.errors import DriverError
 from netfate.radius import service
 from netfate.radius.client import RadiusClient, RadiusTimeout
 from netfate.radius.server import FreeRadius, stop_recorded
+from netfate.supervisor import read_record
 from tests.radius.conftest import (
     API_KEY,
     BACKOFF,
@@ -168,7 +169,8 @@ def test_an_orphan_is_ended_by_pid_on_the_next_start(tmp_path: Path) -> None:
     try:
         assert wait_gone(old)
         assert second.pid != old and second.running()
-        assert (second.dir / "freeradius.pid").read_text().strip() == str(second.pid)
+        rec = read_record(second.dir / "freeradius.pid")
+        assert rec is not None and rec.pid == second.pid
     finally:
         second.stop()
     assert second.pid is None and not (second.dir / "freeradius.pid").exists()

@@ -4,11 +4,13 @@ agents really run (no root), the JSON has its shape, and nothing is left behind.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 
-from netfate.bench.control_plane import TARGETS, Params, run
+from netfate.bench.control_plane import TARGETS, BenchError, Params, procs, run
 from netfate.bench.sim_agents import node_names
 
 
@@ -56,3 +58,38 @@ def _zombie(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+FAKE_ORCHESTRATOR = """
+import sys, time
+from pathlib import Path
+from netfate.bus.server import EmbeddedNats
+state, nats_port, seen, then = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
+nats = EmbeddedNats(state / "nats", nats_port)
+nats.start()
+seen.write_text(str(nats.proc.pid))
+print("nats up; the API never comes", flush=True)
+if then == "exit":
+    sys.exit(1)  # dies without stopping its nats-server
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("then", ["exit", "hang"])
+def test_an_orchestrator_that_does_not_come_up_leaves_nothing_running(
+        then: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its nats-server was left running after the bench exited; now it is ended with it."""
+    seen = tmp_path / "nats.pid"
+
+    def fake_argv(state: Path, _api: int, nats_port: int, _profile: str | None) -> list[str]:
+        return [sys.executable, "-c", FAKE_ORCHESTRATOR, str(state), str(nats_port), str(seen),
+                then]
+
+    monkeypatch.setattr(procs, "orchestrator_argv", fake_argv)
+    monkeypatch.setattr(procs, "HEALTH_TIMEOUT", 5.0)
+    monkeypatch.setattr(procs, "ORCHESTRATOR_GRACE", 2.0)
+    with pytest.raises(BenchError, match=r"the orchestrator (exited with 1|not ready)"):
+        run(Params(nodes=2, users=1, duration=0))
+    nats_pid = int(seen.read_text())
+    assert not os.path.exists(f"/proc/{nats_pid}") or _zombie(nats_pid), \
+        "the bench left its nats-server running"

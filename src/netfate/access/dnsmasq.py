@@ -2,8 +2,8 @@
 DNS that knows only the platform's own names.
 
 Files, all in the state dir:
-  dnsmasq.pid     its PID, written by us right after the spawn (dnsmasq writes none), so a
-                  crashed parent's dnsmasq can be ended by PID: stop_recorded(state_dir)
+  dnsmasq.pid     the supervisor's record of its PID (dnsmasq writes none), so a crashed
+                  parent's dnsmasq can be ended by PID: stop_recorded(state_dir)
   dhcp-hosts      static `mac,ip` lines: authenticated users' Framed-IPs (SIGHUP re-reads it)
   leases          the leases, rewritten by dnsmasq on every change (the node's agent reads
                   it too: netfate.agent.ports.leases_file)
@@ -40,7 +40,9 @@ from pathlib import Path
 from netfate.access.addressing import CpeAccess
 from netfate.drivers import netns as netns_driver
 from netfate.errors import DriverError, InvalidInput
-from netfate.proc import alive, end_pid, end_recorded, netns_argv
+from netfate.proc import alive
+from netfate.supervisor import StartError, Supervised
+from netfate.supervisor import stop_recorded as stop_pidfile
 
 PROGRAM = "dnsmasq"
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
@@ -65,7 +67,7 @@ def _host_ip(ip: str) -> str:
 def stop_recorded(state_dir: Path) -> int | None:
     """End the dnsmasq whose PID <state_dir>/dnsmasq.pid records (a crashed parent's), if
     that PID still runs dnsmasq. Returns the PID ended."""
-    return end_recorded(Path(state_dir) / "dnsmasq.pid", (PROGRAM,))
+    return stop_pidfile(Path(state_dir) / "dnsmasq.pid", (PROGRAM,))
 
 
 class Dnsmasq:
@@ -93,7 +95,7 @@ class Dnsmasq:
         self.lease_time = lease_time
         self.dns_port = dns_port
         self.binary = binary
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._sup: Supervised | None = None
         self._hosts_lock = threading.Lock()
 
     # -- files --------------------------------------------------------------------------
@@ -149,44 +151,35 @@ class Dnsmasq:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
+    @property
+    def _proc(self) -> subprocess.Popen[bytes] | None:
+        return self._sup.proc if self._sup is not None else None
+
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
     def start(self, timeout: float = 5.0) -> None:
         """Spawn dnsmasq; return once it holds its DHCP (and DNS) sockets. DriverError with
-        the end of its log if it exits or does not get there within ``timeout`` seconds."""
+        the end of its log if it exits or does not get there within ``timeout`` seconds; then
+        it is not running."""
         if self.running():
             return
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        stop_recorded(self.state_dir)  # a previous run's, left by a crash
         if not self.hostsfile.exists():
             self.hostsfile.write_text("")
         with contextlib.suppress(FileNotFoundError):
             self.logfile.unlink()
-        with self.outfile.open("wb") as out:
-            try:
-                # nsenter execs dnsmasq (no fork for --net alone): the PID is dnsmasq's.
-                self._proc = subprocess.Popen(  # noqa: S603 - argument list
-                    netns_argv(self.netns, self.argv()),
-                    stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
-                )
-            except FileNotFoundError as exc:
-                raise DriverError(f"cannot run {self.binary}: {exc}") from exc
-        self.pidfile.write_text(f"{self._proc.pid}\n")
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._proc.poll() is not None:
-                rc = self._proc.returncode
-                self._forget()
-                raise DriverError(f"dnsmasq in {self.netns} exited ({rc}) while starting:\n"
-                                  f"{self.log_tail()}")
-            if self._ready():
-                return
-            if time.monotonic() > deadline:
-                self.stop()
-                raise DriverError(f"dnsmasq in {self.netns} not ready after {timeout:g} s:\n"
-                                  f"{self.log_tail()}")
-            time.sleep(0.02)
+        # nsenter execs dnsmasq (no fork for --net alone): the PID is dnsmasq's.
+        self._sup = Supervised("dnsmasq", self.argv(), self.state_dir, programs=(PROGRAM,),
+                               netns=self.netns, pidfile=self.pidfile, log=self.outfile,
+                               logs=[self.logfile], append_log=False)
+        try:
+            self._sup.start(ready=self._ready, timeout=timeout)
+        except StartError as exc:
+            self._sup = None
+            what = (f"exited ({exc.exit_code}) while starting" if exc.exit_code is not None
+                    else f"not ready after {timeout:g} s")
+            raise DriverError(f"dnsmasq in {self.netns} {what}:\n{self.log_tail()}") from exc
 
     def _ready(self) -> bool:
         # Its own sockets, not an answer on the port: another dnsmasq (a stale one) could
@@ -199,19 +192,11 @@ class Dnsmasq:
 
     def stop(self) -> None:
         """End dnsmasq (SIGTERM, then SIGKILL) and remove its PID file. Idempotent."""
-        proc = self._proc
-        if proc is not None:
-            end_pid(proc.pid)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=1.0)
+        if self._sup is not None:
+            self._sup.stop(grace=3.0)
+            self._sup = None
         else:
             stop_recorded(self.state_dir)
-        self._forget()
-
-    def _forget(self) -> None:
-        self._proc = None
-        with contextlib.suppress(FileNotFoundError):
-            self.pidfile.unlink()
 
     def log_tail(self, lines: int = 15) -> str:
         text = ""

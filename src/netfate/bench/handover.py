@@ -6,13 +6,13 @@ other client (re-authentication and steering only, nothing to migrate)."""
 from __future__ import annotations
 
 import os
-import statistics
 import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 
+from netfate.bench.stats import median, ratio, summary
 from netfate.errors import NetfateError
 from netfate.roaming.handover import Handover, handover
 from netfate.roaming.probes import EchoServer, TcpStream, UdpProbe, reachable
@@ -23,37 +23,29 @@ from netfate.testbed.topology import load_topology
 PORT = 5201
 
 
-def _pct(xs: list[float], q: float) -> float | None:
-    if not xs:
-        return None
-    xs = sorted(xs)
-    return round(xs[min(len(xs) - 1, int(q * len(xs)))], 2)
-
-
 def _stats(runs: list[Handover]) -> dict[str, Any]:
     gaps = [r.gap_ms for r in runs]
     assoc = [r.from_association_ms for r in runs if r.from_association_ms is not None]
+    g, a = summary(gaps), summary(assoc)
     out: dict[str, Any] = {
         "runs": len(runs),
-        "gap_ms": {"p50": _pct(gaps, 0.5), "p95": _pct(gaps, 0.95),
-                   "max": max(gaps) if gaps else None},
-        "from_association_ms": {"p50": _pct(assoc, 0.5), "p95": _pct(assoc, 0.95),
-                                "max": max(assoc) if assoc else None},
+        "gap_ms": {"p50": g.get("p50"), "p95": g.get("p95"), "max": g.get("max")},
+        "from_association_ms": {"p50": a.get("p50"), "p95": a.get("p95"), "max": a.get("max")},
         "tcp_survived": sum(r.tcp_survived for r in runs),
     }
     keys = ("detect_ms", "reauth_radius_ms", "anchor_ms")
     for k in keys:
         vals = [float(r.breakdown[k]) for r in runs if r.breakdown.get(k) is not None]
         if vals:
-            out[f"{k}_p50"] = round(statistics.median(vals), 2)
+            out[f"{k}_p50"] = median(vals)
     for k in ("instantiate_ms", "export_ms", "import_ms"):
         vals = [float(v[k]) for r in runs for v in r.breakdown.values()
                 if isinstance(v, dict) and k in v]
         if vals:
-            out[f"{k}_p50"] = round(statistics.median(vals), 2)
+            out[f"{k}_p50"] = median(vals)
     mig = [r.migrated_in_ms for r in runs if r.migrated_in_ms is not None]
     if mig:
-        out["migration_done_ms_p50"] = round(statistics.median(mig), 2)
+        out["migration_done_ms_p50"] = median(mig)
     return out
 
 
@@ -119,15 +111,12 @@ def run(runs: int = 10, say: Callable[[str], None] = lambda _: None) -> dict[str
             os.environ["NETFATE_TESTBED_IDLE_TIMEOUT"] = old_idle
         lifecycle.down()
     fw, base = _stats(results["firewall"]), _stats(results["no_nf"])
-    ratio = None
-    if fw["gap_ms"]["p50"] and base["gap_ms"]["p50"]:
-        ratio = round(fw["gap_ms"]["p50"] / base["gap_ms"]["p50"], 2)
     return {
         "benchmark": "handover",
         "probe_rate_hz": 1000,
         "firewall": fw,
         "baseline_no_nf": base,
-        "gap_p50_ratio_vs_baseline": ratio,
+        "gap_p50_ratio_vs_baseline": ratio(fw["gap_ms"]["p50"], base["gap_ms"]["p50"]),
         "target": {"gap_p50_ms": 100, "tcp_survives_every_run": True},
         "met": {"gap_p50": bool(fw["gap_ms"]["p50"] is not None
                                 and fw["gap_ms"]["p50"] <= 100),

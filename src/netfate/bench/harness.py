@@ -1,12 +1,11 @@
 """What the benchmarks share: a testbed (brought up for the run if it was down), UDP probes
-between host namespaces, and percentiles."""
+between host namespaces (statistics: netfate.bench.stats)."""
 
 from __future__ import annotations
 
 import os
 import select
 import socket
-import statistics
 import struct
 import time
 from collections.abc import Iterator
@@ -34,21 +33,6 @@ def testbed() -> Iterator[Testbed]:
         tb.close()
         if owned:
             lifecycle.down()
-
-
-def percentiles(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {}
-    s = sorted(values)
-
-    def pct(p: float) -> float:
-        k = min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))
-        return round(s[k], 3)
-
-    return {
-        "p50": pct(50), "p95": pct(95), "p99": pct(99), "min": round(s[0], 3),
-        "max": round(s[-1], 3), "mean": round(statistics.fmean(s), 3), "n": len(s),
-    }
 
 
 class Prober:

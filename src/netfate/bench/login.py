@@ -10,7 +10,6 @@ probe to arrive marks the path open. Between logins the user is released (idle).
 from __future__ import annotations
 
 import os
-import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,18 +17,12 @@ from typing import Any
 import httpx
 
 from netfate.access import http
+from netfate.bench.stats import ratio, summary
 from netfate.errors import NetfateError
 from netfate.roaming.probes import UdpProbe
 from netfate.roaming.session import portal_ip, portal_login, running_at, wait_for
 from netfate.testbed import lifecycle
 from netfate.testbed.topology import Topology, load_topology
-
-
-def _pct(xs: list[float], q: float) -> float | None:
-    if not xs:
-        return None
-    xs = sorted(xs)
-    return round(xs[min(len(xs) - 1, int(q * len(xs)))], 2)
 
 
 def _one(api: httpx.Client, topo: Topology, host: str, user: str, nf: bool,
@@ -80,8 +73,8 @@ def _stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
               "portal_setup_ms"):
         vals = [float(r[k]) for r in rows if r.get(k) is not None]
         if vals:
-            out[k] = {"p50": _pct(vals, 0.5), "p95": _pct(vals, 0.95),
-                      "mean": round(statistics.fmean(vals), 2)}
+            st = summary(vals)
+            out[k] = {"p50": st["p50"], "p95": st["p95"], "mean": st["mean"]}
     return out
 
 
@@ -120,8 +113,7 @@ def run(runs: int = 30, say: Callable[[str], None] = lambda _: None) -> dict[str
             os.environ["NETFATE_TESTBED_IDLE_TIMEOUT"] = old_idle
         lifecycle.down()
     fw, base = _stats(rows["firewall"]), _stats(rows["no_nf"])
-    ratio = None
-    if fw.get("total_ms") and base.get("total_ms"):
-        ratio = round(fw["total_ms"]["p50"] / base["total_ms"]["p50"], 2)
     return {"benchmark": "login", "firewall": fw, "baseline_no_nf": base,
-            "total_p50_ratio_vs_baseline": ratio, "runs_detail": rows}
+            "total_p50_ratio_vs_baseline": ratio(
+                fw.get("total_ms", {}).get("p50"), base.get("total_ms", {}).get("p50")),
+            "runs_detail": rows}

@@ -10,7 +10,8 @@ import time
 from typing import Any
 
 from netfate import catalogue
-from netfate.bench.harness import Prober, machine, percentiles, testbed
+from netfate.bench.harness import Prober, machine, testbed
+from netfate.bench.stats import ratio, summary
 from netfate.paths import node_dir
 from netfate.proc import run as run_cmd
 
@@ -81,15 +82,15 @@ def run(runs: int = 50) -> dict[str, Any]:
             for i in range(1, runs + 1):  # a failed run must not leave its NF behind
                 with contextlib.suppress(Exception):
                     node.remove_nf(f"{node_name}-bench{i}-firewall")
-    nf = percentiles(totals)
-    base = percentiles(bare)
+    nf = summary(totals, digits=3)
+    base = summary(bare, digits=3)
     return {
         "benchmark": "nf-start",
         "runs": runs,
         "nf_ms": nf,
         "bare_ms": base,
-        "ratio_p50": round(nf["p50"] / base["p50"], 2) if base.get("p50") else None,
-        "phases_ms_p50": {k: percentiles(v)["p50"] for k, v in phases.items()},
+        "ratio_p50": ratio(nf.get("p50"), base.get("p50")),
+        "phases_ms_p50": {k: summary(v, digits=3).get("p50") for k, v in phases.items()},
         "targets": {"p50_ms": 25, "ratio": 3.0},
         "reference": {"nnf_paper_ms": 727, "nnf_paper_bare_ms": 154, "nnf_paper_ratio": 4.7},
         "machine": machine(),

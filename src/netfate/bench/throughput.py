@@ -3,16 +3,16 @@ through a native firewall on the client's CPE LSI; the ratio between them."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
-import time
 from typing import Any
 
-from netfate import catalogue
+from netfate import catalogue, paths
 from netfate.bench.harness import machine, testbed
+from netfate.bench.stats import ratio
 from netfate.errors import DriverError
 from netfate.proc import netns_argv
+from netfate.supervisor import Supervised, probes
 
 FW_CONFIG: dict[str, Any] = {
     "default_out": "allow",
@@ -24,12 +24,12 @@ FW_CONFIG: dict[str, Any] = {
 
 
 def _iperf(client_ns: str, server_ns: str, server_ip: str, seconds: int) -> float:
-    server = subprocess.Popen(  # noqa: S603 - argument list
-        netns_argv(server_ns, ["iperf3", "-s", "-1", "-B", server_ip, "-p", "5201"]),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    server = Supervised("iperf3-server", ["iperf3", "-s", "-1", "-B", server_ip, "-p", "5201",
+                                          "--forceflush"],
+                        paths.run_dir() / "bench", programs=("iperf3",), netns=server_ns,
+                        append_log=False)
+    server.start(ready=probes.log_line(server.log, "Server listening"), timeout=5)
     try:
-        time.sleep(0.3)
         cp = subprocess.run(  # noqa: S603 - argument list
             netns_argv(client_ns, ["iperf3", "-c", server_ip, "-p", "5201", "-t", str(seconds),
                                    "-J"]),
@@ -41,9 +41,7 @@ def _iperf(client_ns: str, server_ns: str, server_ip: str, seconds: int) -> floa
         except (ValueError, KeyError) as exc:
             raise DriverError(f"iperf3 gave no result: {cp.stdout[-500:]!r}") from exc
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            server.kill()
-        server.wait()
+        server.stop(grace=0.0)
 
 
 def run(seconds: int = 5, rounds: int = 2) -> dict[str, Any]:
@@ -78,7 +76,7 @@ def run(seconds: int = 5, rounds: int = 2) -> dict[str, Any]:
         "mtu": tb.topology.mtu,
         "direct_gbps": round(d / 1e9, 3),
         "firewall_gbps": round(t / 1e9, 3),
-        "ratio": round(t / d, 3) if d else None,
+        "ratio": ratio(t, d, digits=3),
         "all_direct_gbps": [round(x / 1e9, 3) for x in direct],
         "all_firewall_gbps": [round(x / 1e9, 3) for x in through],
         "firewall_status": counters,

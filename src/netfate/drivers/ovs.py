@@ -18,8 +18,9 @@ from typing import Any
 
 from netfate.drivers.openflow import OpenFlowChannel
 from netfate.errors import DriverError, NotFound
-from netfate.proc import end_pid, run
+from netfate.proc import run
 from netfate.steering import TSRule, rule_cookie, to_flowmod
+from netfate.supervisor import Group, Supervised, probes
 
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 DAEMONS = ("ovs-vswitchd", "ovsdb-server")
@@ -27,7 +28,9 @@ ISOLATED_VLAN = 4000
 
 
 class OvsServer:
-    """The project's own OVS daemons, in a private run directory. start() is idempotent."""
+    """The project's own OVS daemons, in a private run directory, run in the foreground under
+    the supervisor (PID records <rundir>/<daemon>.pid, stdout/stderr <daemon>.out, OVS's own
+    log <daemon>.log). start() is idempotent."""
 
     def __init__(self, rundir: Path) -> None:
         self.rundir = rundir
@@ -46,19 +49,21 @@ class OvsServer:
     def pidfile(self, daemon: str) -> Path:
         return self.rundir / f"{daemon}.pid"
 
+    def _daemon(self, daemon: str, argv: list[str] | None = None) -> Supervised:
+        return Supervised(daemon, argv or [], self.rundir, programs=(daemon,),
+                          env={**os.environ, **self.env}, log=self.rundir / f"{daemon}.out",
+                          logs=[self.rundir / f"{daemon}.log"])
+
     def pid(self, daemon: str) -> int | None:
         """The daemon's PID if it runs, checked against /proc so a reused PID is not ours."""
-        try:
-            pid = int(self.pidfile(daemon).read_text().strip())
-            exe = os.readlink(f"/proc/{pid}/exe")
-        except (OSError, ValueError):
-            return None
-        return pid if os.path.basename(exe).startswith(daemon) else None
+        return self._daemon(daemon).pid
 
     def running(self) -> bool:
         return all(self.pid(d) is not None for d in DAEMONS)
 
-    def start(self) -> None:
+    def start(self, timeout: float = 10.0) -> None:
+        """Start ovsdb-server, then ovs-vswitchd, each once its socket answers. DriverError
+        (StartError: exit code and log tail) if one does not; then neither runs."""
         if self.running():
             return
         self.stop()  # a half-started instance from a crash
@@ -67,38 +72,28 @@ class OvsServer:
         if db.exists():
             db.unlink()
         run(["ovsdb-tool", "create", str(db), SCHEMA], env=self.env)
-        common = ["--detach", "--no-chdir", "-vconsole:off", "-vsyslog:off", "-vfile:info"]
-        run(
-            [
+        common = ["--no-chdir", "-vconsole:off", "-vsyslog:off", "-vfile:info"]
+        with Group() as group:
+            group.start(self._daemon("ovsdb-server", [
                 "ovsdb-server", str(db), f"--remote=punix:{self.db_sock}",
-                f"--pidfile={self.pidfile('ovsdb-server')}",
                 f"--unixctl={self.rundir / 'ovsdb-server.ctl'}",
                 f"--log-file={self.rundir / 'ovsdb-server.log'}", *common,
-            ],
-            env=self.env,
-        )
-        run(["ovs-vsctl", f"--db={self.db}", "--no-wait", "init"], env=self.env)
-        run(
-            [
-                "ovs-vswitchd", self.db,
-                f"--pidfile={self.pidfile('ovs-vswitchd')}",
-                f"--unixctl={self.rundir / 'ovs-vswitchd.ctl'}",
+            ]), ready=probes.unix_socket(self.db_sock), timeout=timeout)
+            run(["ovs-vsctl", f"--db={self.db}", "--no-wait", "init"], env=self.env)
+            ctl = self.rundir / "ovs-vswitchd.ctl"
+            group.start(self._daemon("ovs-vswitchd", [
+                "ovs-vswitchd", self.db, f"--unixctl={ctl}",
                 f"--log-file={self.rundir / 'ovs-vswitchd.log'}", *common,
-            ],
-            env=self.env,
-        )
-        if not self.running():
-            raise DriverError(f"OVS did not start; see {self.rundir}/ovs-vswitchd.log")
+            ]), ready=probes.unix_socket(ctl), timeout=timeout)
+            group.release()  # both up: they outlive this call
 
     def stop(self) -> list[int]:
         """End the daemons by their recorded PIDs. Returns the PIDs ended."""
         ended = []
         for daemon in DAEMONS:
-            pid = self.pid(daemon)
-            if pid is None:
-                continue
-            end_pid(pid)
-            ended.append(pid)
+            pid = self._daemon(daemon).stop_recorded(grace=3.0)
+            if pid is not None:
+                ended.append(pid)
         return ended
 
 

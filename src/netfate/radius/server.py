@@ -25,9 +25,7 @@ import ipaddress
 import os
 import pwd
 import shutil
-import signal
 import subprocess
-import time
 from collections.abc import Sequence
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -35,9 +33,10 @@ from pathlib import Path
 
 from netfate.errors import DriverError
 from netfate.naming import PREFIX
-from netfate.proc import end_recorded
 from netfate.radius.client import RadiusClient
 from netfate.radius.settings import RadiusSettings
+from netfate.supervisor import StartError, Supervised
+from netfate.supervisor import stop_recorded as stop_pidfile
 
 LIBDIRS = ("/usr/lib/freeradius", "/usr/lib/x86_64-linux-gnu/freeradius",
            "/usr/lib/aarch64-linux-gnu/freeradius", "/usr/local/lib/freeradius")
@@ -85,7 +84,7 @@ class FreeRadius:
         self.reject_delay = reject_delay
         self.api_timeout = api_timeout
         self.debug = debug
-        self.proc: subprocess.Popen[bytes] | None = None
+        self._sup: Supervised | None = None
         # Started as root, FreeRADIUS reads its configuration (0600, root's) and opens its
         # ports and log, then drops to Debian's freerad user before it handles a packet.
         self.run_as = RUN_AS if os.geteuid() == 0 and _user_exists(RUN_AS) else None
@@ -182,48 +181,46 @@ class FreeRadius:
             raise DriverError("FreeRADIUS configuration check failed: " + " | ".join(out[-8:]))
 
     # -- process ---------------------------------------------------------------------------
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        """The running server's process handle; set to None to forget it (it is then ended
+        by its recorded PID only: stop_recorded, or the next start)."""
+        return self._sup.proc if self._sup is not None else None
+
+    @proc.setter
+    def proc(self, value: subprocess.Popen[bytes] | None) -> None:
+        if self._sup is not None:
+            self._sup.proc = value
+
     def start(self, timeout: float = 15.0) -> None:
         """Write the configuration, start FreeRADIUS, and return once it answers a signed
-        Status-Server. DriverError (with the end of its log) if it does not."""
-        if self.proc is not None and self.proc.poll() is None:
+        Status-Server. DriverError (with the end of its log) if it does not; then it is not
+        running."""
+        if self.running():
             return
-        end_recorded(self.pidfile, PROGRAMS)  # an orphan of a stack that was killed
         self.write_config()
         argv = [find_binary(), "-f", "-d", str(self.raddb)]
         if self.debug:
             argv.append("-X")
-        with self.out_file.open("ab") as out:
-            self.proc = subprocess.Popen(  # noqa: S603 - argument list
-                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
-        self.pidfile.write_text(f"{self.proc.pid}\n")
+        self._sup = Supervised("freeradius", argv, self.dir, programs=PROGRAMS,
+                               pidfile=self.pidfile, log=self.out_file, logs=[self.log_file])
         probe = RadiusClient(self.host, self.port, self.secret, timeout=0.2, retries=0)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            if probe.status():
-                return
-        code = self.proc.poll()
-        tail = self.log_tail()
-        self.stop()
-        why = f"exited with {code}" if code is not None else f"not ready in {timeout:g} s"
-        raise DriverError(f"FreeRADIUS on {self.host}:{self.port} {why}: {tail}")
+        try:
+            self._sup.start(ready=probe.status, timeout=timeout)
+        except StartError as exc:
+            self._sup = None
+            why = (f"exited with {exc.exit_code}" if exc.exit_code is not None
+                   else f"not ready in {timeout:g} s")
+            raise DriverError(f"FreeRADIUS on {self.host}:{self.port} {why}: "
+                              f"{self.log_tail()}") from exc
 
     def stop(self, timeout: float = 5.0) -> None:
         """End the process we started (SIGTERM, then SIGKILL), by its PID."""
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-            self.proc = None
-        with contextlib.suppress(FileNotFoundError):
-            self.pidfile.unlink()
+        if self._sup is not None:
+            self._sup.stop(grace=timeout)
+        else:
+            Supervised("freeradius", [], self.dir, programs=PROGRAMS,
+                       pidfile=self.pidfile).stop_recorded(grace=timeout)
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -264,7 +261,7 @@ def stop_recorded(state_dir: Path) -> int | None:
     """End the FreeRADIUS started for ``state_dir`` whose PID is recorded in its private
     dir, if that PID is still FreeRADIUS (e.g. after the stack was killed). Returns the PID
     it ended, or None."""
-    return end_recorded(private_dir(Path(state_dir)) / PIDFILE, PROGRAMS)
+    return stop_pidfile(private_dir(Path(state_dir)) / PIDFILE, PROGRAMS)
 
 
 def _unsafe(text: str) -> bool:

@@ -24,6 +24,7 @@ from netfate.drivers import cgroups, netns
 from netfate.drivers.ovs import OvsNetwork, OvsServer
 from netfate.errors import DriverError
 from netfate.steering import TSRule
+from netfate.supervisor import probes
 from netfate.testbed import processes
 from netfate.testbed.topology import Topology
 
@@ -120,20 +121,26 @@ def up(topo: Topology, progress: Progress = _noop, services: bool = True) -> dic
 
 
 def start_services(topo: Topology, progress: Progress = _noop) -> dict[str, int]:
-    """The orchestrator and one agent per node; returns once every node has registered."""
+    """The orchestrator and one agent per node; returns once every node has registered.
+    If a start or a wait fails, the processes started here are ended again."""
+    with processes.together():
+        return _start_services(topo, progress)
+
+
+def _start_services(topo: Topology, progress: Progress) -> dict[str, int]:
     if not processes.alive("orchestrator"):
         progress("starting the orchestrator")
         processes.start("orchestrator", processes.netfate_argv(
             "orchestrator", "--state-dir", str(paths.run_dir() / "orchestrator"),
             "--port", str(API_PORT), "--nats-port", str(NATS_PORT),
             "--command-timeout", os.environ.get("NETFATE_TESTBED_COMMAND_TIMEOUT", "10"),
-            "--radius", "--user-idle-timeout", str(idle_timeout())))
-        _wait_http(f"{api_url()}/api/v1/health", "the orchestrator")
+            "--radius", "--user-idle-timeout", str(idle_timeout())),
+            ready=probes.http_ok(f"{api_url()}/api/v1/health"), timeout=30)
     if not processes.alive("controller"):
         progress("starting the SDN controller")
         processes.start("controller", processes.netfate_argv(
             "controller", "--nats-url", f"nats://127.0.0.1:{NATS_PORT}",
-            "--port", str(OF_PORT)))
+            "--port", str(OF_PORT)), ready=probes.tcp_port(OF_PORT), timeout=30)
     cpes = [n for n in topo.nodes if n.role == "cpe"]
     for k, n in enumerate(cpes):
         name = f"access-{n.name}"
@@ -177,7 +184,8 @@ def wait_switches(nodes: list[str], timeout: float = 30.0) -> None:
                 return
         time.sleep(0.1)
     raise DriverError(f"the SDN controller did not program {sorted(missing)} within "
-                      f"{timeout:g}s; see {processes.pid_dir()}/controller.log")
+                      f"{timeout:g}s; see {processes.pid_dir()}/controller.log"
+                      + processes.crash_reports())
 
 
 def wait_access(nodes: list[str], timeout: float = 20.0) -> None:
@@ -194,18 +202,8 @@ def wait_access(nodes: list[str], timeout: float = 20.0) -> None:
             time.sleep(0.05)
     if missing:
         raise DriverError(f"the access services of {missing} did not come up within "
-                          f"{timeout:g}s; see {processes.pid_dir()}")
-
-
-def _wait_http(url: str, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise DriverError(f"{what} did not answer at {url} within {timeout:g}s; "
-                      f"see {processes.pid_dir()}")
+                          f"{timeout:g}s; see {processes.pid_dir()}"
+                          + processes.crash_reports())
 
 
 def wait_registered(nodes: list[str], timeout: float = 30.0) -> None:
@@ -219,7 +217,8 @@ def wait_registered(nodes: list[str], timeout: float = 30.0) -> None:
                 return
         time.sleep(0.1)
     raise DriverError(f"nodes {sorted(missing)} did not register within {timeout:g}s; "
-                      f"see the agents' logs in {processes.pid_dir()}")
+                      f"see the agents' logs in {processes.pid_dir()}"
+                      + processes.crash_reports())
 
 
 def _host(topo: Topology, h: Any, ipr: Any, net: OvsNetwork) -> None:

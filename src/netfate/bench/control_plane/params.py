@@ -1,0 +1,62 @@
+"""The control-plane bench's parameters, targets and constants."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netfate.errors import NetfateError
+
+TARGETS = {"nodes": 1000, "users": 10000, "p99_ms": 100, "events_per_s": 500}
+PEERS = {
+    "note": "published ceilings of the peer platforms, for contrast",
+    "netfate_paper": "a testbed of a few CPEs, one user's firewall",
+    "gnf_glasgow": "~100 NFs (containers) across the edge devices of the testbed",
+    "nnf_native_nfs": "~100 native NFs per CPE-class node",
+    "nfs_ceiling": 100,
+}
+PASSWORD = "bench-password"  # the simulated users' password
+DONE_STATES = {"COMPLETED", "FAILED", "FAILED_TEMP", "ROLLED_BACK"}
+
+
+class BenchError(NetfateError):
+    """The benchmark could not set up or run."""
+
+
+@dataclass
+class Params:
+    nodes: int = 1000
+    users: int = 10000
+    rate: float = 500.0          # user events per second (open loop)
+    duration: float = 60.0       # seconds of roaming after the logins
+    telemetry_interval: float = 2.0
+    idle_fraction: float = 0.1
+    agent_procs: int = 1
+    agents_per_conn: int = 50
+    users_via: str = "api"
+    warm: bool = False
+    idle_window: float = 5.0
+    op_timeout: float = 30.0
+    apply_delay_ms: float = 0.0
+    seed: int = 1
+    http_conns: int = 64
+    profile: str | None = None
+
+    def check(self) -> None:
+        """BenchError for parameters the bench cannot run with."""
+        if self.nodes < 2 or self.users < 1 or self.rate <= 0 or self.duration < 0:
+            raise BenchError("need --nodes >= 2, --users >= 1, --rate > 0, --duration >= 0")
+        if self.users_via not in ("api", "db"):
+            raise BenchError("--users-via is api or db")
+        if self.warm and self.users_via != "db":
+            raise BenchError("--warm needs --users-via db")
+
+
+def hash_name(name: str) -> int:
+    """User u123's number, 123."""
+    return int(name.lstrip("u") or 0)
+
+
+def mac_of(name: str) -> str:
+    """The simulated user's device MAC: locally administered, from the user's number."""
+    n = hash_name(name)
+    return ":".join(["02", "fa"] + [f"{(n >> k) & 255:02x}" for k in (24, 16, 8, 0)])

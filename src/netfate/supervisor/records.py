@@ -1,0 +1,84 @@
+"""PID records: which process a pidfile names, and whether that PID is still the process we
+started (PIDs are reused: a record is only trusted after checking /proc).
+
+A record is JSON ``{"pid": 123, "start": 4567, "argv": [...]}``; ``start`` is the process's
+start time in clock ticks after boot (field 22 of /proc/<pid>/stat), which no later process
+with the same PID can share. A plain ``123`` (a pidfile a daemon writes itself, OVS's) is
+read as a record without start time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from netfate.proc import alive
+
+
+@dataclass(frozen=True)
+class Record:
+    pid: int
+    start: int | None = None
+    argv: list[str] = field(default_factory=list)
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks after boot, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def read_record(pidfile: Path) -> Record | None:
+    """The record in ``pidfile``, or None if it is missing or unreadable."""
+    try:
+        text = Path(pidfile).read_text().strip()
+    except OSError:
+        return None
+    with contextlib.suppress(ValueError):
+        return Record(int(text))
+    try:
+        data = json.loads(text)
+        start = data.get("start")
+        return Record(int(data["pid"]), int(start) if start is not None else None,
+                      [str(a) for a in data.get("argv", [])])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def write_record(pidfile: Path, rec: Record) -> None:
+    """Write the record atomically (a reader never sees half a file)."""
+    tmp = pidfile.with_name(f".{pidfile.name}.{os.getpid()}")
+    tmp.write_text(json.dumps({"pid": rec.pid, "start": rec.start, "argv": rec.argv}) + "\n")
+    os.replace(tmp, pidfile)
+
+
+def runs_one_of(pid: int, programs: tuple[str, ...]) -> bool:
+    """Whether ``pid``'s executable name starts with one of ``programs``, or one of them is
+    part of an argument of its command line (``netfate`` in ``-m netfate.cli.main``)."""
+    try:
+        exe = os.path.basename(os.readlink(f"/proc/{pid}/exe"))
+    except OSError:
+        exe = ""
+    if any(exe.startswith(p) for p in programs):
+        return True
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(p.encode() in a for p in programs for a in argv)
+
+
+def ours(rec: Record, programs: tuple[str, ...] = ()) -> bool:
+    """Whether the recorded process still runs (not a zombie), with the recorded start time
+    if there is one, and runs one of ``programs`` if any are given."""
+    if rec.pid <= 0 or not alive(rec.pid):
+        return False
+    if rec.start is not None and start_time(rec.pid) != rec.start:
+        return False
+    return not programs or runs_one_of(rec.pid, programs)
