@@ -61,6 +61,7 @@ class Agent:
         mtu: int = 1500,
         budget: Budget | None = None,
         controller_managed: bool = True,
+        script_timeout: float = 30.0,
     ) -> None:
         self.name = node
         self.role = role
@@ -71,7 +72,8 @@ class Agent:
         # The SDN controller owns the switch's flows (steering, port security): the agent
         # runs NFs and reports what it sees on the switch.
         self.node = Node(node, naming.bridge(node), self.network,
-                         NativeCompute(node, rundir, self.store, mtu=mtu),
+                         NativeCompute(node, rundir, self.store, mtu=mtu,
+                                       script_timeout=script_timeout),
                          guard_ports=not controller_managed)
         self.ports = SwitchPorts()
         self._leases_file = leases_file(node)

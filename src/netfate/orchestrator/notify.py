@@ -7,13 +7,14 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from netfate.db import Database, repo
-from netfate.orchestrator.api.schemas import callback_allowed
+from netfate.orchestrator.api.schemas import DEFAULT_CALLBACK_NETWORKS, callback_allowed
 from netfate.orchestrator.hub import EventHub
 
 log = logging.getLogger("netfate.notify")
@@ -29,7 +30,10 @@ def matches(flt: dict[str, Any], op: dict[str, Any]) -> bool:
     return True
 
 
-async def dispatch(hub: EventHub, db: Database, timeout: float = 3.0) -> None:
+async def dispatch(hub: EventHub, db: Database, timeout: float = 3.0,
+                   allowed: Iterable[str] = DEFAULT_CALLBACK_NETWORKS) -> None:
+    """Post each operation event to the subscriptions it matches whose callback host is in
+    ``allowed`` (the callback_networks setting)."""
     q = hub.subscribe()
     async with httpx.AsyncClient(timeout=timeout) as client:
         try:
@@ -43,7 +47,7 @@ async def dispatch(hub: EventHub, db: Database, timeout: float = 3.0) -> None:
                             for x in repo.list_subscriptions(s)]
                 for sub_id, uri, flt in subs:
                     host = urlsplit(uri).hostname or ""
-                    if not matches(flt, op) or not callback_allowed(host):
+                    if not matches(flt, op) or not callback_allowed(host, allowed):
                         continue
                     body = {
                         "id": str(uuid.uuid4()),

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from netfate import paths
 from netfate.bundle import BundleStore
-from netfate.drivers.native import NativeCompute
+from netfate.drivers.native import SCRIPT_TIMEOUT, NativeCompute
 from netfate.drivers.ovs import OvsNetwork, OvsServer
 from netfate.errors import NetfateError, NotFound
 from netfate.node import Node
@@ -25,16 +25,20 @@ class Testbed:
     server: OvsServer
     network: OvsNetwork
     store: BundleStore
+    script_timeout: float = SCRIPT_TIMEOUT
     _nodes: dict[str, Node] = field(default_factory=dict)
 
     @classmethod
-    def attach(cls) -> Testbed:
+    def attach(cls, script_timeout: float = SCRIPT_TIMEOUT) -> Testbed:
+        """Handles on the testbed that is up (TestbedDown if none is); its nodes' NF
+        lifecycle scripts may run ``script_timeout`` seconds."""
         st = lifecycle.load_state()
         server = OvsServer(paths.ovs_dir())
         if st is None or not server.running():
             raise TestbedDown("the testbed is not up; run 'netfate testbed up'")
         topo = Topology.model_validate(st["topology"])
-        return cls(topo, server, OvsNetwork(server), BundleStore(paths.bundles_dir()))
+        return cls(topo, server, OvsNetwork(server), BundleStore(paths.bundles_dir()),
+                   script_timeout)
 
     def close(self) -> None:
         self.network.close()
@@ -50,7 +54,8 @@ class Testbed:
             spec = self.topology.node(name) if name in self.node_names else None
             if spec is None:
                 raise NotFound(f"unknown node {name!r}; the testbed has {self.node_names}")
-            compute = NativeCompute(name, paths.run_dir(), self.store, mtu=self.topology.mtu)
+            compute = NativeCompute(name, paths.run_dir(), self.store, mtu=self.topology.mtu,
+                                    script_timeout=self.script_timeout)
             self._nodes[name] = Node(name, spec.bridge, self.network, compute)
         return self._nodes[name]
 
