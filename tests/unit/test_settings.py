@@ -226,3 +226,36 @@ def test_the_settings_object_is_documented() -> None:
         assert isinstance(model, type)
         for field_name, info in model.model_fields.items():  # type: ignore[attr-defined]
             assert info.description, f"{name}.{field_name} has no description"
+
+
+def _fake_up(seen: dict[str, object]) -> object:
+    def up(topo: object, progress: object, services: bool = True,
+           settings: TestbedSettings | None = None) -> dict[str, object]:
+        seen["topology"], seen["settings"] = topo, settings
+        return {"up_seconds": 0.0}
+    return up
+
+
+def test_testbed_up_options_and_variables_reach_the_library_call(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from netfate.cli import testbed as cli_testbed
+    from netfate.cli.main import app
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(cli_testbed, "need_root", lambda: None)
+    monkeypatch.setattr(cli_testbed.lifecycle, "up", _fake_up(seen))
+    monkeypatch.setenv("NETFATE_TESTBED_API_PORT", "9000")
+    monkeypatch.setenv("NETFATE_TESTBED_IDLE_TIMEOUT", "4")
+    r = CliRunner().invoke(app, ["testbed", "up", "--idle-timeout", "5",
+                                 "--reauth-lifetime", "60", "--json"])
+    assert r.exit_code == 0, r.output
+    t = seen["settings"]
+    assert isinstance(t, TestbedSettings)
+    assert (t.idle_timeout, t.reauth_lifetime, t.api_port, t.of_port) == (5, 60, 9000, 6693)
+
+    monkeypatch.setenv("NETFATE_TESTBED_IDLE_TIMEOUT", "soon")
+    r = CliRunner().invoke(app, ["testbed", "up"])
+    assert r.exit_code == 1
+    assert "NETFATE_TESTBED_IDLE_TIMEOUT='soon'" in r.output.replace("\n", " ")
