@@ -140,9 +140,13 @@ def start_services(topo: Topology, progress: Progress = _noop,
     env = child_env()
     api = t.api_url
     if not processes.alive("orchestrator"):
+        from netfate.db.session import sqlite_url
+
         progress("starting the orchestrator")
+        state_dir = paths.run_dir() / "orchestrator"
         processes.start("orchestrator", processes.netfate_argv(
-            "orchestrator", "--state-dir", str(paths.run_dir() / "orchestrator"),
+            # its own SQLite, whatever NETFATE_DB_URL this shell has
+            "orchestrator", "--state-dir", str(state_dir), "--db-url", sqlite_url(state_dir),
             "--port", str(t.api_port), "--nats-port", str(t.nats_port),
             "--command-timeout", f"{t.command_timeout:g}",
             "--radius", "--user-idle-timeout", str(t.idle_timeout),
