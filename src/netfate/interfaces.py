@@ -180,6 +180,7 @@ class ComputeContext:
     rundir: Path        # the node's run directory: drivers keep their records under it
     store: BundleStore  # the node's NF bundles, by sha256
     mtu: int = 1500     # NF ports match the LSI's links (bytes)
+    script_timeout: float = 30.0  # seconds a lifecycle step may run before it is killed
 
 
 class ComputeDriver(Protocol):

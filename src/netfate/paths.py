@@ -1,13 +1,26 @@
-"""Where the project keeps its runtime state. One root, so `testbed down` can remove it."""
+"""Where the project keeps its runtime state. One root, so `testbed down` can remove it.
+
+The root is the ``paths.run_dir`` setting (NETFATE_RUN_DIR): each entry point calls
+`configure` once with it after building the settings; until then it is /run/netfate. This
+module reads no environment.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+DEFAULT_RUN_DIR = Path("/run/netfate")
+_run_dir = DEFAULT_RUN_DIR
+
+
+def configure(run_dir: Path) -> None:
+    """Set the root for this process (entry points only, once, from the settings)."""
+    global _run_dir
+    _run_dir = Path(run_dir)
 
 
 def run_dir() -> Path:
-    return Path(os.environ.get("NETFATE_RUN_DIR", "/run/netfate"))
+    return _run_dir
 
 
 def ovs_dir() -> Path:

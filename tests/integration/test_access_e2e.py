@@ -20,6 +20,7 @@ from netfate.drivers import netns
 from netfate.proc import netns_argv
 from netfate.testbed import lifecycle
 from netfate.testbed.context import Testbed
+from netfate.testbed.settings import TestbedSettings
 from netfate.testbed.topology import load_topology
 
 from .conftest import Server, echo_ok, tcp_connect
@@ -33,16 +34,13 @@ IDLE_S = 4
 
 @pytest.fixture(scope="module")
 def access_stack(testbed_up: None) -> Iterator[Testbed]:
-    mp = pytest.MonkeyPatch()
-    mp.setenv("NETFATE_TESTBED_IDLE_TIMEOUT", str(IDLE_S))
     topo = load_topology()
     lifecycle.down()
     try:
-        lifecycle.up(topo)
+        lifecycle.up(topo, settings=TestbedSettings(idle_timeout=IDLE_S))
         with Testbed.attach() as tb:
             yield tb
     finally:
-        mp.undo()
         lifecycle.down()
         lifecycle.up(topo, services=False)
 

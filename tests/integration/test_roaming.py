@@ -17,6 +17,7 @@ from netfate.roaming.probes import EchoServer, TcpStream, UdpProbe, reachable
 from netfate.roaming.session import portal_ip, portal_login, running_at, wait_for
 from netfate.testbed import lifecycle, processes
 from netfate.testbed.move import _inside, move
+from netfate.testbed.settings import TestbedSettings
 from netfate.testbed.topology import Topology, load_topology
 
 from .test_orchestrator import user_flows
@@ -27,20 +28,17 @@ IDLE_S = 4
 
 
 def _stack(topo: Topology) -> Iterator[httpx.Client]:
-    mp = pytest.MonkeyPatch()
-    mp.setenv("NETFATE_TESTBED_IDLE_TIMEOUT", str(IDLE_S))
     lifecycle.down()
     api = httpx.Client(base_url=lifecycle.api_url() + "/api/v1", timeout=30)
     servers: list[EchoServer] = []
     try:
-        lifecycle.up(topo)
+        lifecycle.up(topo, settings=TestbedSettings(idle_timeout=IDLE_S))
         servers = [EchoServer("fate-h-inet", INET, p) for p in (ALLOWED, DENIED)]
         yield api
     finally:
         for s in servers:
             s.close()
         api.close()
-        mp.undo()
         lifecycle.down()
         lifecycle.up(load_topology(), services=False)
 

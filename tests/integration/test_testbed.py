@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -10,13 +11,15 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from netfate import paths
 from netfate.drivers import cgroups
 from netfate.drivers.ovs import OvsServer
 from netfate.errors import InvalidInput
-from netfate.testbed import lifecycle
+from netfate.testbed import lifecycle, processes
+from netfate.testbed.settings import TestbedSettings
 from netfate.testbed.topology import load_topology
 
 from .conftest import ours_left
@@ -117,3 +120,17 @@ def test_cli_status_json_and_down(clean: object) -> None:
     assert st["up"] and len(st["links"]) == 6
     subprocess.run([*NETFATE, "testbed", "down"], check=True, capture_output=True)
     assert ours_left() == {"namespaces": [], "links": []}
+
+
+def test_up_takes_its_knobs_as_parameters(clean: object) -> None:
+    """The idle timeout, re-auth lifetime and ports are parameters of up(), passed on to the
+    services as flags; nothing goes through this process's environment."""
+    t = TestbedSettings(idle_timeout=7, reauth_lifetime=120, api_port=8191, command_timeout=4)
+    lifecycle.up(load_topology(), settings=t)
+    assert "NETFATE_TESTBED_IDLE_TIMEOUT" not in os.environ
+    argv = json.loads((processes.pid_dir() / "orchestrator.pid").read_text())["argv"]
+    flags = dict(itertools.pairwise(argv))
+    assert (flags["--user-idle-timeout"], flags["--reauth-lifetime"]) == ("7", "120")
+    assert (flags["--port"], flags["--command-timeout"]) == ("8191", "4")
+    assert lifecycle.api_url() == lifecycle.status()["api"] == "http://127.0.0.1:8191"
+    assert httpx.get(f"{lifecycle.api_url()}/api/v1/health", timeout=5).status_code == 200

@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +122,7 @@ def radius_settings(**kw: Any) -> RadiusSettings:
                           max_failures=MAX_FAILURES, failure_window=60.0, backoff=BACKOFF,
                           max_tracked=1000, session_timeout=None, reject_delay=0.0,
                           api_timeout=5.0)
-    return replace(base, **kw).check()
+    return base.model_copy(update=kw).check()
 
 
 @contextlib.contextmanager

@@ -210,9 +210,7 @@ def test_the_stack_leaves_no_process_behind(tmp_path: Path) -> None:
 def test_running_alongside_the_orchestrator(stack: Stack, tmp_path: Path, mac: str) -> None:
     """service.running(): what the orchestrator's lifespan would use."""
     import asyncio
-    from dataclasses import replace
-
-    orch_settings = replace(stack.orchestrator.settings, state_dir=tmp_path)
+    orch_settings = stack.orchestrator.settings.model_copy(update={"state_dir": tmp_path})
     s = radius_settings()
 
     async def login() -> tuple[int | None, bool]:
@@ -224,6 +222,6 @@ def test_running_alongside_the_orchestrator(stack: Stack, tmp_path: Path, mac: s
     pid, accepted = asyncio.run(login())
     assert accepted
     assert pid is not None and wait_gone(pid)
-    assert service.api_url(replace(orch_settings, host="0.0.0.0")).startswith(
+    assert service.api_url(orch_settings.model_copy(update={"host": "0.0.0.0"})).startswith(
         "http://127.0.0.1:")
-    assert service.api_url(replace(orch_settings, host="::1", port=1)) == "http://[::1]:1"
+    assert service.api_url(orch_settings.model_copy(update={"host": "::1", "port": 1})) == "http://[::1]:1"

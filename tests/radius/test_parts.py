@@ -17,6 +17,7 @@ from netfate.radius.pool import candidates, pick_address
 from netfate.radius.ratelimit import FailureLimiter, client_key
 from netfate.radius.server import FreeRadius, private_dir
 from netfate.radius.settings import SECRETS_FILE, RadiusSettings
+from netfate.settings import load_settings
 from tests.radius.conftest import API_KEY, SECRET
 
 
@@ -170,7 +171,7 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NETFATE_RADIUS_PORT", "11812")
     monkeypatch.setenv("NETFATE_RADIUS_CLIENTS", "127.0.0.1, 10.90.0.0/16")
     monkeypatch.setenv("NETFATE_RADIUS_SESSION_TIMEOUT", "3600")
-    s = RadiusSettings()
+    s = load_settings().radius
     assert (s.port, s.clients, s.session_timeout) == (11812, ("127.0.0.1", "10.90.0.0/16"), 3600)
 
 

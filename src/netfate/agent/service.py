@@ -63,6 +63,7 @@ class Agent:
         budget: Budget | None = None,
         controller_managed: bool = True,
         flavours: list[str] | None = None,
+        script_timeout: float = 30.0,
     ) -> None:
         """`flavours`: the compute drivers to host (default: every flavour registered under
         `netfate.compute` that can run here); the node advertises exactly those."""
@@ -72,8 +73,9 @@ class Agent:
         self.store = BundleStore(rundir / "bundles")
         self.ovs = ovs
         self.network: NetworkDriver = OvsNetwork(ovs)
-        drivers = registry.build_all(ComputeContext(node, rundir, self.store, mtu=mtu),
-                                     flavours)
+        drivers = registry.build_all(
+            ComputeContext(node, rundir, self.store, mtu=mtu, script_timeout=script_timeout),
+            flavours)
         # The SDN controller owns the switch's flows (steering, port security): the agent
         # runs NFs and reports what it sees on the switch.
         self.node = Node.hosting(node, naming.bridge(node), self.network, drivers,

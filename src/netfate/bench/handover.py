@@ -5,7 +5,6 @@ other client (re-authentication and steering only, nothing to migrate)."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +17,7 @@ from netfate.roaming.handover import Handover, handover
 from netfate.roaming.probes import EchoServer, TcpStream, UdpProbe, reachable
 from netfate.roaming.session import portal_login, running_at, wait_for
 from netfate.testbed import lifecycle
+from netfate.testbed.settings import TestbedSettings
 from netfate.testbed.topology import load_topology
 
 PORT = 5201
@@ -49,18 +49,20 @@ def _stats(runs: list[Handover]) -> dict[str, Any]:
     return out
 
 
-def run(runs: int = 10, say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    old_idle = os.environ.get("NETFATE_TESTBED_IDLE_TIMEOUT")
-    os.environ["NETFATE_TESTBED_IDLE_TIMEOUT"] = "300"  # nobody goes idle mid-benchmark
-    topo = load_topology()
-    api = httpx.Client(base_url=lifecycle.api_url() + "/api/v1", timeout=30)
+def run(runs: int = 10, say: Callable[[str], None] = lambda _: None,
+        testbed: TestbedSettings | None = None) -> dict[str, Any]:
+    """``testbed``: the testbed's settings (ports, topology); its idle timeout is raised to
+    300 s so nobody goes idle mid-benchmark."""
+    tb = (testbed or TestbedSettings()).model_copy(update={"idle_timeout": 300})
+    topo = load_topology(tb.topology)
+    api = httpx.Client(base_url=lifecycle.api_url(tb) + "/api/v1", timeout=30)
     servers: list[EchoServer] = []
     streams: list[Any] = []
     results: dict[str, list[Handover]] = {"firewall": [], "no_nf": []}
     try:
         say("testbed up")
         lifecycle.down()
-        lifecycle.up(topo)
+        lifecycle.up(topo, settings=tb)
         inet = next(h for h in topo.hosts if h.role == "internet")
         ip = topo.internet_address
         servers.append(EchoServer(inet.netns, ip, PORT))
@@ -105,10 +107,6 @@ def run(runs: int = 10, say: Callable[[str], None] = lambda _: None) -> dict[str
         for s in servers:
             s.close()
         api.close()
-        if old_idle is None:
-            os.environ.pop("NETFATE_TESTBED_IDLE_TIMEOUT", None)
-        else:
-            os.environ["NETFATE_TESTBED_IDLE_TIMEOUT"] = old_idle
         lifecycle.down()
     fw, base = _stats(results["firewall"]), _stats(results["no_nf"])
     return {

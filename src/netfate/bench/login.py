@@ -9,7 +9,6 @@ probe to arrive marks the path open. Between logins the user is released (idle).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +21,7 @@ from netfate.errors import NetfateError
 from netfate.roaming.probes import UdpProbe
 from netfate.roaming.session import portal_ip, portal_login, running_at, wait_for
 from netfate.testbed import lifecycle
+from netfate.testbed.settings import TestbedSettings
 from netfate.testbed.topology import Topology, load_topology
 
 
@@ -78,16 +78,18 @@ def _stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def run(runs: int = 30, say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    old_idle = os.environ.get("NETFATE_TESTBED_IDLE_TIMEOUT")
-    os.environ["NETFATE_TESTBED_IDLE_TIMEOUT"] = "300"
-    topo = load_topology()
-    api = httpx.Client(base_url=lifecycle.api_url() + "/api/v1", timeout=30)
+def run(runs: int = 30, say: Callable[[str], None] = lambda _: None,
+        testbed: TestbedSettings | None = None) -> dict[str, Any]:
+    """``testbed``: the testbed's settings (ports, topology); its idle timeout is raised to
+    300 s."""
+    tb = (testbed or TestbedSettings()).model_copy(update={"idle_timeout": 300})
+    topo = load_topology(tb.topology)
+    api = httpx.Client(base_url=lifecycle.api_url(tb) + "/api/v1", timeout=30)
     rows: dict[str, list[dict[str, Any]]] = {"firewall": [], "no_nf": []}
     try:
         say("testbed up")
         lifecycle.down()
-        lifecycle.up(topo)
+        lifecycle.up(topo, settings=tb)
         inet = next(h for h in topo.hosts if h.role == "internet")
         users = {"bench-fw": ("client1", ["firewall"]), "bench-plain": ("client2", [])}
         for user, (host, nfs) in users.items():
@@ -107,10 +109,6 @@ def run(runs: int = 30, say: Callable[[str], None] = lambda _: None) -> dict[str
                 _release(api, user)
     finally:
         api.close()
-        if old_idle is None:
-            os.environ.pop("NETFATE_TESTBED_IDLE_TIMEOUT", None)
-        else:
-            os.environ["NETFATE_TESTBED_IDLE_TIMEOUT"] = old_idle
         lifecycle.down()
     fw, base = _stats(rows["firewall"]), _stats(rows["no_nf"])
     return {"benchmark": "login", "firewall": fw, "baseline_no_nf": base,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 from pathlib import Path
@@ -13,6 +12,7 @@ import typer
 
 from netfate import paths
 from netfate.cli.common import console, emit_json, guarded, need_root
+from netfate.cli.common import settings as load
 from netfate.counters import LoopFailures
 
 Opt = typer.Option
@@ -60,11 +60,12 @@ def serve(
     from netfate.errors import InvalidInput
     from netfate.radius.service import portal_client
 
+    radius = load(radius={"pool": framed_pool}).radius
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     explicit = [services_ip, pool_start, pool_end, prefixlen, router]
 
     def build() -> AccessServices:
-        pool = framed_pool or os.environ.get("NETFATE_RADIUS_POOL") or addressing.FRAMED_POOL
+        pool = radius.pool
         if index is not None:
             if any(v is not None for v in explicit):
                 raise InvalidInput("give either --index or the explicit addresses, not both")
@@ -77,7 +78,8 @@ def serve(
                                "--pool-end, --prefixlen and --router")
         return AccessServices(
             cpe, bridge, state_dir or _default_state_dir(node),
-            portal_client(radius_state_dir or paths.run_dir() / "orchestrator"), api_url,
+            portal_client(radius_state_dir or paths.run_dir() / "orchestrator", radius),
+            api_url,
             portal_port=portal_port, internet_address=internet_address, mtu=mtu,
         )
 
@@ -112,6 +114,7 @@ def cleanup(
 ) -> None:
     """Remove what a `serve` that was killed left behind: dnsmasq, veth, namespace."""
     need_root()
+    load()
     from netfate.access.services import cleanup as do_cleanup
 
     removed = guarded(lambda: do_cleanup(node, state_dir or _default_state_dir(node)))

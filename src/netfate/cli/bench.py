@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from netfate.cli.common import emit_json, guarded, need_root
+from netfate.cli.common import settings as load
 
 app = typer.Typer(help="Benchmarks. Each prints JSON with ratios against a same-run baseline.")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (the default output)")]
@@ -19,6 +20,7 @@ def nf_start(
 ) -> None:
     """create_nf to first forwarded packet through a native firewall, vs bare ruleset load."""
     need_root()
+    load()
     from netfate.bench.nf_start import run
 
     emit_json(guarded(lambda: run(runs)))
@@ -32,6 +34,7 @@ def density(
 ) -> None:
     """N native firewalls created, then deleted: total time and memory per idle NF."""
     need_root()
+    load()
     from netfate.bench.density import run
 
     emit_json(guarded(lambda: run(count, ports=ports)))
@@ -44,6 +47,7 @@ def throughput(
 ) -> None:
     """iperf3 client to internet host: direct, and through a native firewall."""
     need_root()
+    load()
     from netfate.bench.throughput import run
 
     emit_json(guarded(lambda: run(seconds)))
@@ -81,6 +85,7 @@ def control_plane(
 ) -> None:
     """The orchestrator under N simulated agents and M roaming users: placement latency,
     events/s handled, orchestrator CPU and memory. No root needed."""
+    load()
     from netfate.bench.control_plane import Params, run
 
     p = Params(nodes=nodes, users=users, rate=rate, duration=duration,
@@ -99,11 +104,12 @@ def handover(
     """Roam clients between cpe1 and cpe2: probe-stream gap, TCP survival, breakdown; a
     user without NFs is the same-run baseline."""
     need_root()
+    settings = load()
     from netfate.bench.handover import run
     from netfate.cli.common import progress
 
     with progress(False, "bench handover") as say:
-        out = guarded(lambda: run(runs, say))
+        out = guarded(lambda: run(runs, say, testbed=settings.testbed))
     emit_json(out)
 
 
@@ -115,9 +121,10 @@ def login(
     """Portal POST to the first packet at the internet host through the user's firewall,
     broken down; a user without NFs is the same-run baseline."""
     need_root()
+    settings = load()
     from netfate.bench.login import run
     from netfate.cli.common import progress
 
     with progress(False, "bench login") as say:
-        out = guarded(lambda: run(runs, say))
+        out = guarded(lambda: run(runs, say, testbed=settings.testbed))
     emit_json(out)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import time
 from typing import Annotated, Any
 
@@ -11,17 +11,23 @@ import httpx
 import typer
 from rich.table import Table
 
-from netfate.cli.common import console, emit_json
+from netfate.cli.common import console, emit_json, settings
 
-API = os.environ.get("NETFATE_API", "http://127.0.0.1:8181")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON")]
+
+
+@functools.cache
+def api() -> str:
+    """The orchestrator's API (client.api: NETFATE_API), from the settings the command
+    builds on its first call."""
+    return settings().client.api
 
 
 def call(method: str, path: str, **kw: Any) -> Any:
     try:
-        r = httpx.request(method, f"{API}/api/v1{path}", timeout=30, **kw)
+        r = httpx.request(method, f"{api()}/api/v1{path}", timeout=30, **kw)
     except httpx.HTTPError as exc:
-        console.print(f"[red]error:[/] cannot reach the orchestrator at {API}: {exc}")
+        console.print(f"[red]error:[/] cannot reach the orchestrator at {api()}: {exc}")
         raise typer.Exit(2) from None
     if r.status_code >= 400:
         try:

@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from netfate.errors import NetfateError
+
+if TYPE_CHECKING:
+    from netfate.settings import NetfateSettings
 
 console = Console(stderr=True)
 T = TypeVar("T")
@@ -35,6 +38,18 @@ def guarded(fn: Callable[[], T]) -> T:
     except NetfateError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
+
+
+def settings(**flags: Mapping[str, Any]) -> NetfateSettings:
+    """The command's settings, built once at its start: NETFATE_* variables with the flags
+    given on top (``group={"field": value}``, None: flag not given). Sets the process's run
+    dir. A bad value ends the command with one line naming the variable or flag."""
+    from netfate import paths
+    from netfate.settings import load_settings
+
+    s = guarded(lambda: load_settings(**flags))
+    paths.configure(s.paths.run_dir)
+    return s
 
 
 @contextmanager

@@ -27,11 +27,12 @@ def demo(
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary"),
 ) -> None:
     """The main job: users log in, their firewalls are placed, real traffic crosses them."""
-    from netfate.cli.common import need_root
+    from netfate.cli.common import need_root, settings
     from netfate.demo import run_demo
 
     need_root()
-    if not run_demo(keep=keep, json_out=json_out)["ok"]:
+    testbed = settings().testbed
+    if not run_demo(keep=keep, json_out=json_out, testbed=testbed)["ok"]:
         raise typer.Exit(1)
 
 

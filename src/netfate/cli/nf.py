@@ -11,12 +11,25 @@ import typer
 from rich.table import Table
 
 from netfate import catalogue
-from netfate.cli.common import console, emit_json, guarded, need_root
+from netfate.cli.common import console, emit_json, guarded, need_root, settings
+from netfate.drivers.native import SCRIPT_TIMEOUT
 from netfate.errors import InvalidInput
 from netfate.testbed.context import Testbed
 
 app = typer.Typer(help="Native NFs on a testbed node: bundles, lifecycle, state, steering.")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON")]
+_script_timeout = SCRIPT_TIMEOUT
+
+
+@app.callback()
+def _load_settings() -> None:
+    """The entry point of every `netfate nf` command: settings built once, here."""
+    global _script_timeout
+    _script_timeout = settings().compute.script_timeout
+
+
+def _attach() -> Testbed:
+    return Testbed.attach(script_timeout=_script_timeout)
 
 
 def _config(text: str | None) -> dict[str, Any]:
@@ -83,7 +96,7 @@ def bundle_add(
             data = path.read_bytes()
         except OSError as exc:
             raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
-        with Testbed.attach() as tb:
+        with _attach() as tb:
             b = tb.store.add(data, sha256)
             return {"sha256": b.sha256, "name": b.descriptor.name,
                     "version": b.descriptor.version}
@@ -106,7 +119,7 @@ def deploy(
 
     def go() -> dict[str, Any]:
         cfg = _config(config)
-        with Testbed.attach() as tb:
+        with _attach() as tb:
             n = tb.node(node)
             sha = _resolve_bundle(tb, nf)
             inst = name or tb.store.get(sha).descriptor.name
@@ -128,7 +141,7 @@ def steer(
     need_root()
 
     def go() -> list[dict[str, Any]]:
-        with Testbed.attach() as tb:
+        with _attach() as tb:
             node, mac, access, uplink = tb.access(host)
             n = tb.node(node)
             chain = [n.compute.info(i) for i in instances]
@@ -140,7 +153,7 @@ def steer(
 
 
 def _op(node: str, instance: str, op: str, arg: Any = None) -> Any:
-    with Testbed.attach() as tb:
+    with _attach() as tb:
         n = tb.node(node)
         if op == "delete":
             n.remove_nf(instance)
@@ -206,7 +219,7 @@ def list_cmd(node: Annotated[str | None, typer.Option()] = None, json_out: JsonO
     need_root()
 
     def go() -> list[dict[str, Any]]:
-        with Testbed.attach() as tb:
+        with _attach() as tb:
             names = [node] if node else tb.node_names
             return [asdict(i) for n in names for i in tb.node(n).list_nfs()]
 

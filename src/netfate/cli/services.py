@@ -12,40 +12,52 @@ import typer
 
 from netfate import naming, paths
 from netfate.cli.common import need_root
+from netfate.cli.common import settings as load
 
 Opt = typer.Option
 
+# Flags left out (None) take the NETFATE_* variable named in their help, else the default.
+
 
 def orchestrator(
-    host: Annotated[str, Opt(help="Address for the API")] = "127.0.0.1",
-    port: Annotated[int, Opt(help="Port for the API")] = 8181,
-    state_dir: Annotated[Path, Opt(help="Database and embedded NATS live here")]
-    = Path("/var/lib/netfate"),
-    db_url: Annotated[str | None, Opt(help="SQLAlchemy URL (default: SQLite in state dir)")]
+    host: Annotated[str | None, Opt(help="Address for the API [NETFATE_HOST; 127.0.0.1]")]
     = None,
-    nats_url: Annotated[str | None, Opt(help="NATS URL (default: an embedded nats-server)")]
+    port: Annotated[int | None, Opt(help="Port for the API [NETFATE_PORT; 8181]")] = None,
+    state_dir: Annotated[Path | None, Opt(help="Database and embedded NATS live here "
+                                               "[NETFATE_STATE_DIR; /var/lib/netfate]")]
     = None,
+    db_url: Annotated[str | None, Opt(help="SQLAlchemy URL [NETFATE_DB_URL; SQLite in the "
+                                           "state dir]")] = None,
+    nats_url: Annotated[str | None, Opt(help="NATS URL [NETFATE_NATS_URL; an embedded "
+                                             "nats-server]")] = None,
     nats_port: Annotated[int | None, Opt(help="Port for the embedded nats-server")] = None,
-    command_timeout: Annotated[float, Opt(help="Seconds an agent has to answer")] = 15.0,
-    policy: Annotated[str, Opt(help="Placement policy")] = "netfate",
-    radius: Annotated[bool, Opt(help="Start FreeRADIUS (private config, loopback) with the "
-                                     "orchestrator")] = False,
-    user_idle_timeout: Annotated[int, Opt(help="Seconds without packets before a user is "
-                                               "idle (0: never)")] = 60,
-    reauth_lifetime: Annotated[float, Opt(help="Seconds a session allows fast "
-                                               "re-authentication at another node")] = 3600,
+    command_timeout: Annotated[float | None, Opt(help="Seconds an agent has to answer "
+                                                      "[NETFATE_COMMAND_TIMEOUT; 15]")] = None,
+    policy: Annotated[str | None, Opt(help="Placement policy [NETFATE_POLICY; netfate]")]
+    = None,
+    radius: Annotated[bool | None, Opt(help="Start FreeRADIUS (private config, loopback) "
+                                            "with the orchestrator [NETFATE_RADIUS; no]")]
+    = None,
+    user_idle_timeout: Annotated[int | None, Opt(help="Seconds without packets before a "
+                                                      "user is idle, 0: never "
+                                                      "[NETFATE_USER_IDLE_TIMEOUT; 60]")]
+    = None,
+    reauth_lifetime: Annotated[float | None, Opt(help="Seconds a session allows fast "
+                                                      "re-authentication at another node "
+                                                      "[NETFATE_REAUTH_LIFETIME; 3600]")]
+    = None,
 ) -> None:
     """Run the orchestrator: API, NFVI database, engine and coordinator."""
     import uvicorn
 
     from netfate.orchestrator.app import create_app
-    from netfate.orchestrator.settings import Settings
 
+    settings = load(orchestrator={
+        "host": host, "port": port, "state_dir": state_dir, "db_url": db_url,
+        "nats_url": nats_url, "command_timeout": command_timeout, "policy": policy,
+        "radius": radius, "user_idle_timeout": user_idle_timeout,
+        "reauth_lifetime": reauth_lifetime}).orchestrator
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    settings = Settings(state_dir=state_dir, db_url=db_url, nats_url=nats_url, host=host,
-                        port=port, command_timeout=command_timeout, policy=policy,
-                        radius=radius, user_idle_timeout=user_idle_timeout,
-                        reauth_lifetime=reauth_lifetime)
     app = create_app(settings)
     if nats_port:
         from netfate.bus.server import EmbeddedNats
@@ -60,7 +72,7 @@ def orchestrator(
             await orig_start()
 
         orch.start = start_with_port
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
 
 
 def agent(
@@ -77,9 +89,13 @@ def agent(
     controller_managed: Annotated[bool, Opt(help="An SDN controller owns the switch's "
                                                  "flows (else NF ports get drop rules "
                                                  "from the agent)")] = True,
+    script_timeout: Annotated[float | None, Opt(help="Seconds an NF lifecycle script may "
+                                                     "run [NETFATE_SCRIPT_TIMEOUT; 30]")]
+    = None,
 ) -> None:
     """Run the agent of one NFVI node (CPE, PE or DC)."""
     need_root()
+    settings = load(compute={"script_timeout": script_timeout})
     from netfate.agent.service import Agent
     from netfate.drivers.ovs import OvsServer
 
@@ -90,7 +106,8 @@ def agent(
     budget = Budget(mem_mb, cpus) if mem_mb else None
     a = Agent(node, role, nats_url, paths.run_dir(), OvsServer(paths.ovs_dir()),
               uplink=uplink, telemetry_interval=telemetry_interval, mtu=mtu, budget=budget,
-              controller_managed=controller_managed)
+              controller_managed=controller_managed,
+              script_timeout=settings.compute.script_timeout)
 
     import faulthandler
     import os
@@ -123,6 +140,8 @@ def controller(
 ) -> None:
     """Run the SDN controller (os-ken, OpenFlow 1.3) of every node's switch."""
     from netfate.controller.run import run_controller
+
+    load()  # nothing of the controller's is a setting yet; the run dir is
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("os_ken", "os_ken.controller.controller", "os_ken.base.app_manager"):

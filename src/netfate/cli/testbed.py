@@ -9,30 +9,54 @@ import typer
 from rich.table import Table
 
 from netfate.cli.common import console, emit_json, guarded, need_root, progress
+from netfate.cli.common import settings as load
 from netfate.testbed import lifecycle
 from netfate.testbed.topology import load_topology
 
 app = typer.Typer(help="The emulated edge testbed (OVS switches, hosts in namespaces).")
+Opt = typer.Option
 
 
 @app.command()
 def up(
-    topology: Annotated[Path | None, typer.Option(help="Topology YAML (default: the PoC)")] = None,
-    services: Annotated[bool, typer.Option(help="Start the orchestrator and agents")] = True,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    topology: Annotated[Path | None, Opt(help="Topology YAML [NETFATE_TESTBED_TOPOLOGY; "
+                                              "the PoC]")] = None,
+    services: Annotated[bool, Opt(help="Start the orchestrator and agents")] = True,
+    idle_timeout: Annotated[int | None, Opt(min=0, help="Seconds without packets before a "
+                                            "user is released, 0: never "
+                                            "[NETFATE_TESTBED_IDLE_TIMEOUT; 30]")] = None,
+    reauth_lifetime: Annotated[float | None, Opt(min=0, help="Seconds a session allows "
+                                                 "fast re-authentication at another CPE "
+                                                 "[NETFATE_TESTBED_REAUTH_LIFETIME; 3600]")]
+    = None,
+    api_port: Annotated[int | None, Opt(help="The orchestrator's API port "
+                                             "[NETFATE_TESTBED_API_PORT; 8181]")] = None,
+    nats_port: Annotated[int | None, Opt(help="The bus's port "
+                                              "[NETFATE_TESTBED_NATS_PORT; 4322]")] = None,
+    of_port: Annotated[int | None, Opt(help="The SDN controller's OpenFlow port "
+                                            "[NETFATE_TESTBED_OF_PORT; 6693]")] = None,
+    command_timeout: Annotated[float | None, Opt(help="Seconds an agent has to answer the "
+                                                      "orchestrator "
+                                                      "[NETFATE_TESTBED_COMMAND_TIMEOUT; 10]")]
+    = None,
+    json_out: Annotated[bool, Opt("--json", help="Print JSON")] = False,
 ) -> None:
     """Bring the testbed up: switches, hosts, orchestrator, one agent per node. Idempotent."""
     need_root()
-    topo = guarded(lambda: load_topology(topology))
+    tb = load(testbed={
+        "topology": topology, "idle_timeout": idle_timeout, "reauth_lifetime": reauth_lifetime,
+        "api_port": api_port, "nats_port": nats_port, "of_port": of_port,
+        "command_timeout": command_timeout}).testbed
+    topo = guarded(lambda: load_topology(tb.topology))
     with progress(json_out, "testbed up") as say:
-        state = guarded(lambda: lifecycle.up(topo, say, services=services))
+        state = guarded(lambda: lifecycle.up(topo, say, services=services, settings=tb))
     if json_out:
         emit_json(state)
     else:
         console.print(
             f"[green]testbed {topo.name} is up[/] in {state['up_seconds']} s: "
             f"{len(topo.nodes)} nodes, {len(topo.hosts)} hosts"
-            + (f"; API {lifecycle.api_url()}" if services else "")
+            + (f"; API {tb.api_url}" if services else "")
         )
 
 
@@ -43,6 +67,7 @@ def down(
 ) -> None:
     """Remove everything the project created (namespaces, links, OVS, cgroups). Always safe."""
     need_root()
+    load()
     with progress(json_out or quiet, "testbed down") as say:
         removed = guarded(lambda: lifecycle.down(say))
     if json_out:
@@ -59,6 +84,7 @@ def down(
 def status(json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
     """Nodes, links, bridges, hosts and NFs."""
     need_root()
+    load()
     st = guarded(lifecycle.status)
     if json_out:
         emit_json(st)
@@ -97,6 +123,7 @@ def move(
     """Roam a client to another CPE: its old LAN link goes down, a new one comes up with the
     same MAC (the new node's agent reports it associated)."""
     need_root()
+    load()
     from netfate.testbed.move import move as do_move
 
     out = guarded(lambda: do_move(client, node))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,8 +19,9 @@ SQLITE_BUSY_TIMEOUT_S = 30.0
 
 
 def default_state_dir() -> Path:
-    """Persistent state (not /run, which is lost at reboot): $NETFATE_STATE_DIR or /var/lib."""
-    return Path(os.environ.get("NETFATE_STATE_DIR", "/var/lib/netfate"))
+    """Persistent state (not /run, which is lost at reboot): the default of the
+    orchestrator's state_dir setting (NETFATE_STATE_DIR is applied by the entry point)."""
+    return Path("/var/lib/netfate")
 
 
 def sqlite_url(state_dir: Path | str) -> str:
@@ -30,8 +30,9 @@ def sqlite_url(state_dir: Path | str) -> str:
 
 
 def default_url() -> str:
-    """$NETFATE_DB_URL if set (e.g. postgresql+psycopg://...), else SQLite in the state dir."""
-    return os.environ.get("NETFATE_DB_URL") or sqlite_url(default_state_dir())
+    """SQLite in the default state dir (the orchestrator's settings give the real URL,
+    e.g. postgresql+psycopg://... from NETFATE_DB_URL)."""
+    return sqlite_url(default_state_dir())
 
 
 def _parse(url: str | URL) -> URL:

@@ -28,7 +28,7 @@ from netfate.proc import netns_argv
 from netfate.queue import NotificationQueue
 
 STATE_FORMAT = "netfate-state/1"
-SCRIPT_TIMEOUT = float(os.environ.get("NETFATE_SCRIPT_TIMEOUT", "30"))
+SCRIPT_TIMEOUT = 30.0  # s: the compute.script_timeout setting's default (NETFATE_SCRIPT_TIMEOUT)
 NF_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 # Joins the NF's cgroups, then becomes the lifecycle script ($0). A fixed program: the
 # cgroup files come through the environment. (A Python preexec_fn would do the same but
@@ -45,9 +45,12 @@ class NativeCompute:
 
     flavour = "native"
 
-    def __init__(self, node: str, rundir: Path, store: BundleStore, mtu: int = 1500) -> None:
+    def __init__(self, node: str, rundir: Path, store: BundleStore, mtu: int = 1500,
+                 script_timeout: float = SCRIPT_TIMEOUT) -> None:
+        """``script_timeout``: seconds a lifecycle script may run before it is killed."""
         self.node = naming.check_token("node", node)
         self.mtu = mtu  # NF ports match the LSI's links
+        self.script_timeout = script_timeout
         self.dir = rundir / "nodes" / node
         self.nfs_dir = self.dir / "nfs"
         self.queue = NotificationQueue(self.dir / "queue")
@@ -59,7 +62,8 @@ class NativeCompute:
     @classmethod
     def from_context(cls, ctx: ComputeContext) -> NativeCompute:
         """The factory the `netfate.compute` entry point `native` names."""
-        return cls(ctx.node, ctx.rundir, ctx.store, mtu=ctx.mtu)
+        return cls(ctx.node, ctx.rundir, ctx.store, mtu=ctx.mtu,
+                   script_timeout=ctx.script_timeout)
 
     # -- bookkeeping ----------------------------------------------------------------------
     @property
@@ -108,11 +112,13 @@ class NativeCompute:
         bundle: Bundle,
         action: str,
         extra_env: dict[str, str] | None = None,
-        timeout: float = SCRIPT_TIMEOUT,
+        timeout: float | None = None,
     ) -> str:
         script = bundle.script(action)
         if script is None:
             return ""
+        if timeout is None:
+            timeout = self.script_timeout
         d = self._idir(info.instance_id)
         env = {
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,7 +14,7 @@ import httpx
 
 from netfate.counters import LoopFailures
 from netfate.db import Database, repo
-from netfate.orchestrator.api.schemas import callback_allowed
+from netfate.orchestrator.api.schemas import DEFAULT_CALLBACK_NETWORKS, callback_allowed
 from netfate.orchestrator.hub import EventHub
 
 log = logging.getLogger("netfate.notify")
@@ -29,7 +30,10 @@ def matches(flt: dict[str, Any], op: dict[str, Any]) -> bool:
     return True
 
 
-async def dispatch(hub: EventHub, db: Database, timeout: float = 3.0) -> None:
+async def dispatch(hub: EventHub, db: Database, timeout: float = 3.0,
+                   allowed: Iterable[str] = DEFAULT_CALLBACK_NETWORKS) -> None:
+    """Post each operation event to the subscriptions it matches whose callback host is in
+    ``allowed`` (the callback_networks setting)."""
     q = hub.subscribe()
     failures = LoopFailures("lifecycle-notify", log)
     async with httpx.AsyncClient(timeout=timeout) as client:
@@ -49,7 +53,7 @@ async def dispatch(hub: EventHub, db: Database, timeout: float = 3.0) -> None:
                     continue
                 for sub_id, uri, flt in subs:
                     host = urlsplit(uri).hostname or ""
-                    if not matches(flt, op) or not callback_allowed(host):
+                    if not matches(flt, op) or not callback_allowed(host, allowed):
                         continue
                     body = {
                         "id": str(uuid.uuid4()),

@@ -100,9 +100,10 @@ class Orchestrator:
             from netfate.radius import service as radius
 
             self.radius_settings = radius.settings_for(
-                s.state_dir, RadiusSettings(reauth_lifetime=s.reauth_lifetime))
+                s.state_dir,
+                s.radius_settings.model_copy(update={"reauth_lifetime": s.reauth_lifetime}))
             self._radius = await asyncio.to_thread(radius.start_freeradius, s.state_dir,
-                                                   radius.api_url(s))
+                                                   radius.api_url(s), self.radius_settings)
         await self.nc.subscribe(subjects.REGISTER, cb=self.on_register)
         await self.nc.subscribe(subjects.ALL_TELEMETRY, cb=self.on_telemetry)
         await self.nc.subscribe(subjects.ALL_EVENTS, cb=self.on_event)
@@ -113,7 +114,8 @@ class Orchestrator:
         await self.nc.subscribe(subjects.ALL_CONTROLLER_CLIENT_SEEN, cb=self.on_client_seen)
         await self.switches.publish_all()
         self._tasks.append(asyncio.create_task(self.reconcile_loop()))
-        self._tasks.append(asyncio.create_task(notify.dispatch(self.hub, self.db)))
+        self._tasks.append(asyncio.create_task(notify.dispatch(
+            self.hub, self.db, allowed=s.callback_networks)))
         self._tasks.append(asyncio.create_task(self.telemetry_flush_loop()))
         log.info("orchestrator up: db %s, nats %s", s.database_url, url)
 

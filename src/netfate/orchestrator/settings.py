@@ -1,41 +1,77 @@
-"""Orchestrator settings: from the command line or NETFATE_* environment variables."""
+"""Orchestrator settings: the ``orchestrator`` group of `netfate.settings.NetfateSettings`,
+filled from the command line or NETFATE_* environment variables at the entry point. The
+defaults below are the only defaults; this module reads no environment."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+import ipaddress
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(f"NETFATE_{name}", default)
+from netfate.radius.settings import RadiusSettings
 
 
-@dataclass
-class Settings:
-    state_dir: Path = field(default_factory=lambda: Path(_env("STATE_DIR", "/var/lib/netfate")))
-    db_url: str | None = field(default_factory=lambda: os.environ.get("NETFATE_DB_URL"))
-    nats_url: str | None = field(default_factory=lambda: os.environ.get("NETFATE_NATS_URL"))
-    host: str = field(default_factory=lambda: _env("HOST", "127.0.0.1"))
-    port: int = field(default_factory=lambda: int(_env("PORT", "8181")))
-    command_timeout: float = field(
-        default_factory=lambda: float(_env("COMMAND_TIMEOUT", "15"))
-    )
-    reconcile_interval: float = field(
-        default_factory=lambda: float(_env("RECONCILE_INTERVAL", "5"))
-    )
-    node_timeout: float = field(default_factory=lambda: float(_env("NODE_TIMEOUT", "10")))
-    policy: str = field(default_factory=lambda: _env("POLICY", "netfate"))
+class Settings(BaseModel):
+    """What the orchestrator runs with. Variables: NETFATE_<FIELD> (e.g. NETFATE_PORT)."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error
+
+    state_dir: Path = Field(
+        default=Path("/var/lib/netfate"),
+        description="Database and embedded NATS live here (persistent, not /run)")
+    db_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; none: SQLite in state_dir")
+    nats_url: str | None = Field(
+        default=None, description="NATS URL; none: an embedded nats-server")
+    host: str = Field(default="127.0.0.1", description="Address for the API")
+    port: int = Field(default=8181, ge=1, le=65535, description="Port for the API")
+    command_timeout: float = Field(
+        default=15.0, gt=0, description="Seconds an agent has to answer")
+    reconcile_interval: float = Field(
+        default=5.0, gt=0, description="Seconds between reconciliations")
+    node_timeout: float = Field(
+        default=10.0, gt=0,
+        description="Seconds without telemetry before a node counts as offline")
+    policy: str = Field(
+        default="netfate", description="Placement policy (entry point netfate.policies)")
     # Seconds without a packet from or to a user before the controller reports them idle
     # (the NetFATE paper's "no packets for a certain time period"); 0 turns it off.
-    user_idle_timeout: int = field(default_factory=lambda: int(_env("USER_IDLE_TIMEOUT", "60")))
+    user_idle_timeout: int = Field(
+        default=60, ge=0, description="Seconds without packets before a user is idle (0: never)")
     # Fast re-authentication: a client whose session is younger than this may associate at
     # another node without logging in again (RADIUS by MAC and session); 0 turns it off.
-    reauth_lifetime: float = field(default_factory=lambda: float(_env("REAUTH_LIFETIME",
-                                                                      "3600")))
-    radius: bool = field(default_factory=lambda: _env("RADIUS", "0") == "1")
-    max_body_bytes: int = 16 * 1024 * 1024
-    seed_catalogue: bool = True
+    reauth_lifetime: float = Field(
+        default=3600.0, ge=0,
+        description="Seconds a session allows fast re-authentication at another node (0: off)")
+    radius: bool = Field(default=False, description="Start FreeRADIUS with the orchestrator")
+    callback_networks: tuple[str, ...] = Field(
+        default=("127.0.0.0/8", "::1/128"),
+        description="Networks subscription callbacks may go to (comma-separated in "
+        "NETFATE_CALLBACK_NETWORKS)")
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, gt=0, description="Largest request body, bytes")
+    seed_catalogue: bool = Field(
+        default=True, description="Load the packaged NF catalogue at start")
+    radius_settings: RadiusSettings = Field(
+        default_factory=RadiusSettings,
+        description="FreeRADIUS and the portals' RADIUS (the NETFATE_RADIUS_* group); "
+        "reauth_lifetime above overrides its own")
+
+    @field_validator("callback_networks", mode="before")
+    @classmethod
+    def _split(cls, v: object) -> object:
+        return tuple(x.strip() for x in v.split(",") if x.strip()) if isinstance(v, str) else v
+
+    @field_validator("callback_networks")
+    @classmethod
+    def _networks(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for x in v:
+            try:
+                ipaddress.ip_network(x, strict=False)
+            except ValueError as e:
+                raise ValueError(f"{x!r} is not a network: {e}") from None
+        return v
 
     @property
     def database_url(self) -> str:
@@ -44,3 +80,6 @@ class Settings:
     @property
     def public_url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+
+OrchestratorSettings = Settings

@@ -1,8 +1,8 @@
 """Starting RADIUS with the stack.
 
 The orchestrator serves /api/v1/radius/* itself (routes_radius); FreeRADIUS is a process of
-its own next to it. Both take the same settings: RadiusSettings().resolve(state_dir) reads
-NETFATE_RADIUS_* and keeps generated secrets in the orchestrator's state directory.
+its own next to it. Both take the same settings: RadiusSettings.resolve(state_dir) fills in
+the secrets kept (or first generated) in the orchestrator's state directory.
 
 From the orchestrator (its lifespan)::
 
@@ -41,7 +41,7 @@ __all__ = ["api_url", "pin_settings", "portal_client", "running", "settings_for"
 
 
 def settings_for(state_dir: Path, settings: RadiusSettings | None = None) -> RadiusSettings:
-    """The stack's RADIUS settings: ``settings`` (default: from the environment) with the
+    """The stack's RADIUS settings: ``settings`` (default: the defaults) with the
     secrets kept in ``state_dir`` filled in, checked."""
     return (settings or RadiusSettings()).resolve(Path(state_dir))
 
@@ -82,8 +82,8 @@ async def running(orchestrator: Settings, settings: RadiusSettings | None = None
 
 
 def pin_settings(app: FastAPI, settings: RadiusSettings) -> None:
-    """Make the app's /radius endpoints use these settings (instead of resolving
-    NETFATE_RADIUS_* from the orchestrator's state directory on first use)."""
+    """Make the app's /radius endpoints use these settings (instead of resolving the
+    orchestrator's radius_settings with its state directory on first use)."""
     app.state.radius_settings = settings
 
 

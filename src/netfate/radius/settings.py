@@ -1,5 +1,6 @@
 """RADIUS settings: where FreeRADIUS listens, the two secrets, the Framed-IP pool and the
-rate limit of wrong passwords. From NETFATE_RADIUS_* environment variables.
+rate limit of wrong passwords. Set from NETFATE_RADIUS_* variables or flags at the entry
+point (netfate.settings).
 
 Two secrets, never the same:
 
@@ -9,7 +10,7 @@ Two secrets, never the same:
   calls them (header ``X-NetFATE-Radius-Key``). Only the FreeRADIUS config and the
   orchestrator know it.
 
-Secrets not given in the environment are generated once and kept in
+Secrets not given in the settings are generated once and kept in
 ``<state_dir>/radius-secrets.json`` (mode 0600), so the orchestrator, FreeRADIUS and the
 portals started from the same state directory agree on them.
 """
@@ -22,8 +23,9 @@ import json
 import os
 import re
 import secrets
-from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from netfate.errors import InvalidInput
 
@@ -33,47 +35,58 @@ API_KEY_HEADER = "X-NetFATE-Radius-Key"
 _SECRET_RE = re.compile(r"^[A-Za-z0-9._~+/=:@-]{16,128}$")
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(f"NETFATE_RADIUS_{name}", default)
+class RadiusSettings(BaseModel):
+    """The ``radius`` group of `netfate.settings.NetfateSettings` (NETFATE_RADIUS_<FIELD>).
+    Defaults only: the environment is read at the entry point, not here."""
 
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error
 
-def _env_opt_int(name: str) -> int | None:
-    v = os.environ.get(f"NETFATE_RADIUS_{name}")
-    return int(v) if v else None
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address FreeRADIUS listens on (auth port), and the portals send to")
+    port: int = Field(default=1812, description="FreeRADIUS's auth port (UDP)")
+    secret: str = Field(
+        default="", repr=False,
+        description="RADIUS shared secret; empty: generated into the state directory")
+    api_key: str = Field(
+        default="", repr=False, description="Key FreeRADIUS shows the orchestrator; empty: "
+        "generated into the state directory")
+    clients: tuple[str, ...] = Field(
+        default=("127.0.0.1",), description="Addresses or networks the portals send from "
+        "(FreeRADIUS clients; comma-separated in the variable)")
+    pool: str = Field(
+        default="10.90.100.0/22", description="Stable Framed-IP-Addresses are allocated "
+        "from here for users who have none")
+    max_failures: int = Field(
+        default=5, description="Wrong logins from one client MAC within failure_window "
+        "seconds before it is refused for backoff seconds")
+    failure_window: float = Field(default=60.0, description="Seconds (see max_failures)")
+    backoff: float = Field(
+        default=60.0, description="Seconds a client MAC is refused, its password "
+        "unchecked, after max_failures")
+    max_tracked: int = Field(
+        default=10000, description="Bound on the client MACs the rate limiter remembers")
+    session_timeout: int | None = Field(
+        default=None, description="Session-Timeout (s) in Access-Accept; none if unset")
+    reauth_lifetime: float = Field(
+        default=3600.0, description="Seconds after a login during which the client may "
+        "re-authenticate at another node by MAC and session (fast re-authentication, no "
+        "password); 0: off")
+    reject_delay: float = Field(
+        default=1.0, description="FreeRADIUS sends Access-Reject this late (0-5 s), to slow "
+        "guessing")
+    api_timeout: float = Field(
+        default=5.0, description="Seconds FreeRADIUS waits for the orchestrator's answer")
 
+    @field_validator("clients", mode="before")
+    @classmethod
+    def _split(cls, v: object) -> object:
+        return tuple(c.strip() for c in v.split(",") if c.strip()) if isinstance(v, str) else v
 
-@dataclass
-class RadiusSettings:
-    host: str = field(default_factory=lambda: _env("HOST", "127.0.0.1"))
-    """Address FreeRADIUS listens on (auth port), and the portals send to."""
-    port: int = field(default_factory=lambda: int(_env("PORT", "1812")))
-    secret: str = field(default_factory=lambda: _env("SECRET", ""))
-    api_key: str = field(default_factory=lambda: _env("API_KEY", ""))
-    clients: tuple[str, ...] = field(
-        default_factory=lambda: tuple(
-            c.strip() for c in _env("CLIENTS", "127.0.0.1").split(",") if c.strip()
-        )
-    )
-    """Addresses or networks the portals send from (FreeRADIUS clients)."""
-    pool: str = field(default_factory=lambda: _env("POOL", "10.90.100.0/22"))
-    """Stable Framed-IP-Addresses are allocated from here for users who have none."""
-    max_failures: int = field(default_factory=lambda: int(_env("MAX_FAILURES", "5")))
-    failure_window: float = field(default_factory=lambda: float(_env("FAILURE_WINDOW", "60")))
-    backoff: float = field(default_factory=lambda: float(_env("BACKOFF", "60")))
-    """After max_failures wrong logins from one client MAC within failure_window seconds,
-    that MAC is refused for backoff seconds without its password being checked."""
-    max_tracked: int = field(default_factory=lambda: int(_env("MAX_TRACKED", "10000")))
-    """Bound on the client MACs the rate limiter remembers."""
-    session_timeout: int | None = field(default_factory=lambda: _env_opt_int("SESSION_TIMEOUT"))
-    reauth_lifetime: float = field(default_factory=lambda: float(_env("REAUTH_LIFETIME",
-                                                                      "3600")))
-    """Seconds after a login during which the client may re-authenticate at another node
-    by MAC and session (fast re-authentication, no password); 0 turns it off."""
-    """Session-Timeout (s) in Access-Accept; none if unset."""
-    reject_delay: float = field(default_factory=lambda: float(_env("REJECT_DELAY", "1")))
-    """FreeRADIUS sends Access-Reject this late (0-5 s), to slow guessing."""
-    api_timeout: float = field(default_factory=lambda: float(_env("API_TIMEOUT", "5")))
-    """How long FreeRADIUS waits for the orchestrator's answer."""
+    @field_validator("session_timeout", mode="before")
+    @classmethod
+    def _unset(cls, v: object) -> object:
+        return None if v == "" else v
 
     def check(self) -> RadiusSettings:
         """Raise InvalidInput naming the first bad field."""
@@ -120,14 +133,14 @@ class RadiusSettings:
         """These settings with missing secrets taken from (or first generated into) the
         state directory's secrets file, checked."""
         if self.secret and self.api_key:
-            return replace(self).check()
+            return self.model_copy().check()
         path = Path(state_dir) / SECRETS_FILE
         stored = _read_secrets(path)
         if stored is None:
             stored = _create_secrets(path, {"secret": secrets.token_urlsafe(24),
                                             "api_key": secrets.token_urlsafe(32)})
-        return replace(self, secret=self.secret or stored["secret"],
-                       api_key=self.api_key or stored["api_key"]).check()
+        return self.model_copy(update={"secret": self.secret or stored["secret"],
+                                       "api_key": self.api_key or stored["api_key"]}).check()
 
     def __repr__(self) -> str:  # never print the secrets
         return (f"RadiusSettings(host={self.host!r}, port={self.port}, clients={self.clients!r}, "

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any
 
@@ -28,6 +27,7 @@ from netfate.roaming.handover import handover
 from netfate.roaming.probes import EchoServer, TcpStream, UdpProbe, reachable
 from netfate.roaming.session import nfs_per_node, portal_login, running_at, wait_for
 from netfate.testbed import lifecycle
+from netfate.testbed.settings import TestbedSettings
 from netfate.testbed.topology import Topology, load_topology
 
 ALLOWED, DENIED = 5201, 2323
@@ -38,12 +38,16 @@ USERS: dict[str, tuple[str, list[dict[str, Any]]]] = {  # user: (host, firewall 
 DEMO_IDLE_S = 5
 
 
-def run_demo(keep: bool = False, json_out: bool = False) -> dict[str, Any]:
+def run_demo(keep: bool = False, json_out: bool = False,
+             testbed: TestbedSettings | None = None) -> dict[str, Any]:
+    """The case study on the testbed (brought up with ``testbed``'s settings, its idle
+    timeout set to DEMO_IDLE_S so the release shows within the demo)."""
+    tb = (testbed or TestbedSettings()).model_copy(update={"idle_timeout": DEMO_IDLE_S})
     console = Console(stderr=True, quiet=json_out)
     t0 = time.time()
     phases: list[dict[str, Any]] = []
     summary: dict[str, Any] = {"phases": phases, "checks": {}}
-    api = httpx.Client(base_url=lifecycle.api_url() + "/api/v1", timeout=30)
+    api = httpx.Client(base_url=lifecycle.api_url(tb) + "/api/v1", timeout=30)
 
     def phase(name: str, **kw: Any) -> None:
         nfs = {}
@@ -65,14 +69,12 @@ def run_demo(keep: bool = False, json_out: bool = False) -> dict[str, Any]:
     servers: list[EchoServer] = []
     probe: UdpProbe | None = None
     tcp: TcpStream | None = None
-    old_idle = os.environ.get("NETFATE_TESTBED_IDLE_TIMEOUT")
-    os.environ["NETFATE_TESTBED_IDLE_TIMEOUT"] = str(DEMO_IDLE_S)
     try:
-        topo = load_topology()
+        topo = load_topology(tb.topology)
         with console.status("testbed up: switches, controller, orchestrator, RADIUS, agents, "
                             "DHCP and portals"):
             lifecycle.down()
-            lifecycle.up(topo)
+            lifecycle.up(topo, settings=tb)
         phase("1. testbed up")
         inet_ns, inet = _inet(topo)
         servers += [EchoServer(inet_ns, inet, p) for p in (ALLOWED, DENIED)]
@@ -138,10 +140,6 @@ def run_demo(keep: bool = False, json_out: bool = False) -> dict[str, Any]:
         for s in servers:
             s.close()
         api.close()
-        if old_idle is None:
-            os.environ.pop("NETFATE_TESTBED_IDLE_TIMEOUT", None)
-        else:
-            os.environ["NETFATE_TESTBED_IDLE_TIMEOUT"] = old_idle
         if not keep:
             lifecycle.down()
             phase("8. testbed down")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from netfate import paths
 from netfate.bundle import BundleStore
 from netfate.drivers import registry
+from netfate.drivers.native import SCRIPT_TIMEOUT
 from netfate.drivers.ovs import OvsNetwork, OvsServer
 from netfate.errors import NetfateError, NotFound
 from netfate.interfaces import ComputeContext
@@ -26,16 +27,20 @@ class Testbed:
     server: OvsServer
     network: OvsNetwork
     store: BundleStore
+    script_timeout: float = SCRIPT_TIMEOUT
     _nodes: dict[str, Node] = field(default_factory=dict)
 
     @classmethod
-    def attach(cls) -> Testbed:
+    def attach(cls, script_timeout: float = SCRIPT_TIMEOUT) -> Testbed:
+        """Handles on the testbed that is up (TestbedDown if none is); its nodes' NF
+        lifecycle scripts may run ``script_timeout`` seconds."""
         st = lifecycle.load_state()
         server = OvsServer(paths.ovs_dir())
         if st is None or not server.running():
             raise TestbedDown("the testbed is not up; run 'netfate testbed up'")
         topo = Topology.model_validate(st["topology"])
-        return cls(topo, server, OvsNetwork(server), BundleStore(paths.bundles_dir()))
+        return cls(topo, server, OvsNetwork(server), BundleStore(paths.bundles_dir()),
+                   script_timeout)
 
     def close(self) -> None:
         self.network.close()
@@ -52,7 +57,8 @@ class Testbed:
             if spec is None:
                 raise NotFound(f"unknown node {name!r}; the testbed has {self.node_names}")
             # Every flavour the agent would host: the same drivers, the same records.
-            ctx = ComputeContext(name, paths.run_dir(), self.store, mtu=self.topology.mtu)
+            ctx = ComputeContext(name, paths.run_dir(), self.store, mtu=self.topology.mtu,
+                                 script_timeout=self.script_timeout)
             self._nodes[name] = Node.hosting(name, spec.bridge, self.network,
                                              registry.build_all(ctx))
         return self._nodes[name]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from netfate.errors import DriverError
 from netfate.steering import TSRule
 from netfate.supervisor import probes
 from netfate.testbed import processes
+from netfate.testbed.settings import TestbedSettings
 from netfate.testbed.topology import Topology
 
 Progress = Callable[[str], None]
@@ -47,25 +47,36 @@ def load_state() -> dict[str, Any] | None:
         return None
 
 
-API_PORT = int(os.environ.get("NETFATE_TESTBED_API_PORT", "8181"))
-NATS_PORT = int(os.environ.get("NETFATE_TESTBED_NATS_PORT", "4322"))
-OF_PORT = int(os.environ.get("NETFATE_TESTBED_OF_PORT", "6693"))
+def current() -> TestbedSettings:
+    """The settings the testbed that is up was brought up with; the defaults if none is."""
+    with contextlib.suppress(ValueError, TypeError):
+        return TestbedSettings.model_validate((load_state() or {}).get("settings") or {})
+    return TestbedSettings()
 
 
-def idle_timeout() -> int:
-    """Seconds without packets before a user is released (the controller's idle flows)."""
-    return int(os.environ.get("NETFATE_TESTBED_IDLE_TIMEOUT", "30"))
+def controller_target(settings: TestbedSettings | None = None) -> str:
+    return (settings or current()).controller_target
 
 
-def controller_target() -> str:
-    return f"tcp:127.0.0.1:{OF_PORT}"
+def api_url(settings: TestbedSettings | None = None) -> str:
+    """The orchestrator's API: with ``settings``, or as the testbed that is up records."""
+    return (settings or current()).api_url
 
 
-def api_url() -> str:
-    return f"http://127.0.0.1:{API_PORT}"
+def child_env() -> dict[str, str]:
+    """What the processes the testbed starts are told through their environment (the rest
+    comes as flags): the run dir, so `testbed down` finds everything under one root."""
+    return {"NETFATE_RUN_DIR": str(paths.run_dir())}
 
 
-def up(topo: Topology, progress: Progress = _noop, services: bool = True) -> dict[str, Any]:
+def up(topo: Topology, progress: Progress = _noop, services: bool = True,
+       settings: TestbedSettings | None = None) -> dict[str, Any]:
+    """Bring ``topo`` up: switches, hosts, and with ``services`` the controller, the
+    orchestrator, the access services and one agent per node, configured by ``settings``
+    (ports, idle timeout, re-auth lifetime; default: TestbedSettings()). Idempotent for the
+    same topology; raises Conflict if another one is up, DriverError if a service does not
+    come up."""
+    t = settings or TestbedSettings()
     prev = load_state()
     if prev is not None and prev.get("topology", {}).get("name") != topo.name:
         raise_msg = f"a testbed {prev['topology'].get('name')!r} is up; run 'netfate testbed down'"
@@ -80,7 +91,7 @@ def up(topo: Topology, progress: Progress = _noop, services: bool = True) -> dic
     try:
         for n in topo.nodes:
             progress(f"node {n.name}: LSI-0 {n.bridge}")
-            net.create_lsi(n.bridge, controller=controller_target(),
+            net.create_lsi(n.bridge, controller=t.controller_target,
                            datapath_id=ovs_datapath_id(n.name))
         for n in topo.nodes:
             if n.uplink:
@@ -110,37 +121,48 @@ def up(topo: Topology, progress: Progress = _noop, services: bool = True) -> dic
         "up_at": time.time(),
         "ovs": {d: server.pid(d) for d in ("ovsdb-server", "ovs-vswitchd")},
         "services": services,
+        "settings": t.model_dump(mode="json"),
     }
     paths.run_dir().mkdir(parents=True, exist_ok=True)
     state_file().write_text(json.dumps(state, indent=1))
     if services:
-        state["pids"] = start_services(topo, progress)
+        state["pids"] = start_services(topo, progress, t)
         state_file().write_text(json.dumps(state, indent=1))
     state["up_seconds"] = round(time.perf_counter() - t0, 3)
     return state
 
 
-def start_services(topo: Topology, progress: Progress = _noop) -> dict[str, int]:
+def start_services(topo: Topology, progress: Progress = _noop,
+                   settings: TestbedSettings | None = None) -> dict[str, int]:
     """The orchestrator and one agent per node; returns once every node has registered.
-    If a start or a wait fails, the processes started here are ended again."""
+    Each process gets its settings as flags (and the run dir through child_env()); the
+    default settings are those the testbed that is up was brought up with. If a start or a
+    wait fails, the processes started here are ended again."""
     with processes.together():
-        return _start_services(topo, progress)
+        return _start_services(topo, progress, settings or current())
 
 
-def _start_services(topo: Topology, progress: Progress) -> dict[str, int]:
+def _start_services(topo: Topology, progress: Progress, t: TestbedSettings) -> dict[str, int]:
+    env = child_env()
+    api = t.api_url
     if not processes.alive("orchestrator"):
+        from netfate.db.session import sqlite_url
+
         progress("starting the orchestrator")
+        state_dir = paths.run_dir() / "orchestrator"
         processes.start("orchestrator", processes.netfate_argv(
-            "orchestrator", "--state-dir", str(paths.run_dir() / "orchestrator"),
-            "--port", str(API_PORT), "--nats-port", str(NATS_PORT),
-            "--command-timeout", os.environ.get("NETFATE_TESTBED_COMMAND_TIMEOUT", "10"),
-            "--radius", "--user-idle-timeout", str(idle_timeout())),
-            ready=probes.http_ok(f"{api_url()}/api/v1/health"), timeout=30)
+            # its own SQLite, whatever NETFATE_DB_URL this shell has
+            "orchestrator", "--state-dir", str(state_dir), "--db-url", sqlite_url(state_dir),
+            "--port", str(t.api_port), "--nats-port", str(t.nats_port),
+            "--command-timeout", f"{t.command_timeout:g}",
+            "--radius", "--user-idle-timeout", str(t.idle_timeout),
+            "--reauth-lifetime", f"{t.reauth_lifetime:g}"), env=env,
+            ready=probes.http_ok(f"{api}/api/v1/health"), timeout=30)
     if not processes.alive("controller"):
         progress("starting the SDN controller")
         processes.start("controller", processes.netfate_argv(
-            "controller", "--nats-url", f"nats://127.0.0.1:{NATS_PORT}",
-            "--port", str(OF_PORT)), ready=probes.tcp_port(OF_PORT), timeout=30)
+            "controller", "--nats-url", t.nats_url, "--port", str(t.of_port)), env=env,
+            ready=probes.tcp_port(t.of_port), timeout=30)
     cpes = [n for n in topo.nodes if n.role == "cpe"]
     for k, n in enumerate(cpes):
         name = f"access-{n.name}"
@@ -149,9 +171,9 @@ def _start_services(topo: Topology, progress: Progress) -> dict[str, int]:
         progress(f"starting the access services of {n.name} (DHCP, DNS, captive portal)")
         processes.start(name, processes.netfate_argv(
             "access", "serve", "--node", n.name, "--index", str(k), "--subnet", topo.subnet,
-            "--gateway", topo.gateway, "--bridge", n.bridge, "--api-url", api_url(),
+            "--gateway", topo.gateway, "--bridge", n.bridge, "--api-url", api,
             "--radius-state-dir", str(paths.run_dir() / "orchestrator"),
-            "--internet-address", topo.internet_address, "--mtu", str(topo.mtu)))
+            "--internet-address", topo.internet_address, "--mtu", str(topo.mtu)), env=env)
     for n in topo.nodes:
         name = f"agent-{n.name}"
         if processes.alive(name):
@@ -159,25 +181,25 @@ def _start_services(topo: Topology, progress: Progress) -> dict[str, int]:
         progress(f"starting the agent of {n.name}")
         mem, cpus = n.budget
         argv = ["agent", "--node", n.name, "--role", n.role,
-                "--nats-url", f"nats://127.0.0.1:{NATS_PORT}", "--mtu", str(topo.mtu),
+                "--nats-url", t.nats_url, "--mtu", str(topo.mtu),
                 "--mem-mb", str(mem), "--cpus", str(cpus)]
         if n.uplink_port:
             argv += ["--uplink", n.uplink_port]
-        processes.start(name, processes.netfate_argv(*argv))
-    wait_registered([n.name for n in topo.nodes])
+        processes.start(name, processes.netfate_argv(*argv), env=env)
+    wait_registered([n.name for n in topo.nodes], api=api)
     wait_access([n.name for n in cpes])
-    wait_switches([n.name for n in topo.nodes])
+    wait_switches([n.name for n in topo.nodes], api=api)
     return processes.recorded()
 
 
-def wait_switches(nodes: list[str], timeout: float = 30.0) -> None:
+def wait_switches(nodes: list[str], timeout: float = 30.0, api: str | None = None) -> None:
     """Until the controller has installed every switch's desired state (the switches
     connect to it with a back-off, and stay closed until then)."""
     deadline = time.monotonic() + timeout
     missing = set(nodes)
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
-            r = httpx.get(f"{api_url()}/api/v1/switches", timeout=2)
+            r = httpx.get(f"{api or api_url()}/api/v1/switches", timeout=2)
             ready = {s["node"] for s in r.json() if s["in_sync"]}
             missing = set(nodes) - ready
             if not missing:
@@ -206,12 +228,12 @@ def wait_access(nodes: list[str], timeout: float = 20.0) -> None:
                           + processes.crash_reports())
 
 
-def wait_registered(nodes: list[str], timeout: float = 30.0) -> None:
+def wait_registered(nodes: list[str], timeout: float = 30.0, api: str | None = None) -> None:
     deadline = time.monotonic() + timeout
     missing = set(nodes)
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.HTTPError, ValueError):
-            r = httpx.get(f"{api_url()}/api/v1/nodes", timeout=2)
+            r = httpx.get(f"{api or api_url()}/api/v1/nodes", timeout=2)
             missing = set(nodes) - {n["name"] for n in r.json() if n.get("online")}
             if not missing:
                 return

@@ -10,10 +10,18 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from netfate.db.models import Base
-from netfate.db.session import default_url, make_engine
+from netfate.db.session import make_engine
 
 config = context.config
 target_metadata = Base.metadata
+
+
+def default_url() -> str:
+    """The alembic command line without a URL is an entry point: the orchestrator's
+    database from the settings (NETFATE_DB_URL, else SQLite in NETFATE_STATE_DIR)."""
+    from netfate.settings import load_settings
+
+    return load_settings().orchestrator.database_url
 
 
 def _run(conn: Connection) -> None:

@@ -11,8 +11,9 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import StreamingResponse
 
 from netfate.db import repo
+from netfate.errors import InvalidInput
 from netfate.orchestrator.api.deps import db, orch, row
-from netfate.orchestrator.api.schemas import IID, SubscriptionCreate
+from netfate.orchestrator.api.schemas import IID, SubscriptionCreate, callback_refusal
 
 router = APIRouter()
 
@@ -59,6 +60,9 @@ def unmute(request: Request, iid: str = IID) -> None:
 
 @router.post("/subscriptions", status_code=201)
 def subscribe(request: Request, body: SubscriptionCreate) -> dict[str, Any]:
+    refusal = callback_refusal(body.callbackUri, orch(request).settings.callback_networks)
+    if refusal:
+        raise InvalidInput(refusal)
     with db(request).session() as s:
         return row(repo.add_subscription(s, body.callbackUri, filter=body.filter))
 

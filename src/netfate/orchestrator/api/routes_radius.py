@@ -61,8 +61,9 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def backend(request: Request) -> RadiusBackend:
     """The app's RADIUS back end, made on first use: its settings are app.state.
-    radius_settings if the stack set them, else NETFATE_RADIUS_* with the secrets kept in
-    the orchestrator's state directory (where FreeRADIUS's starter finds them too)."""
+    radius_settings if the stack set them, else the orchestrator's radius_settings with the
+    secrets kept in the orchestrator's state directory (where FreeRADIUS's starter finds
+    them too)."""
     state = request.app.state
     b: RadiusBackend | None = getattr(state, "radius_backend", None)
     if b is None:
@@ -70,7 +71,8 @@ def backend(request: Request) -> RadiusBackend:
             b = getattr(state, "radius_backend", None)
             if b is None:
                 given: RadiusSettings = getattr(state, "radius_settings", None) \
-                    or orch(request).radius_settings or RadiusSettings()
+                    or orch(request).radius_settings \
+                    or orch(request).settings.radius_settings
                 settings = given.resolve(orch(request).settings.state_dir)
                 b = state.radius_backend = RadiusBackend(db(request), settings)
     return b

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-import os
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -91,28 +91,36 @@ class SubscriptionCreate(Body):
             raise ValueError(f"not a valid URL: {exc}") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{v!r} is not an http(s) URL with a host")
-        if not callback_allowed(parts.hostname):
-            raise ValueError(
-                f"callback host {parts.hostname!r} is not in the allowed networks "
-                f"{[str(n) for n in callback_networks()]} (set NETFATE_CALLBACK_NETWORKS)"
-            )
-        return v
+        return v  # where it may point is the route's check (callback_refusal): a setting
 
 
-def callback_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    """Where subscription callbacks may go: loopback unless the operator widens it."""
-    raw = os.environ.get("NETFATE_CALLBACK_NETWORKS", "127.0.0.0/8,::1/128")
-    return [ipaddress.ip_network(x.strip(), strict=False) for x in raw.split(",") if x.strip()]
+# The orchestrator's callback_networks setting's default: loopback unless the operator widens it.
+DEFAULT_CALLBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
 
 
-def callback_allowed(host: str) -> bool:
+def callback_networks(allowed: Iterable[str] = DEFAULT_CALLBACK_NETWORKS,
+                      ) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Where subscription callbacks may go (the callback_networks setting, parsed)."""
+    return [ipaddress.ip_network(x.strip(), strict=False) for x in allowed if x.strip()]
+
+
+def callback_allowed(host: str, allowed: Iterable[str] = DEFAULT_CALLBACK_NETWORKS) -> bool:
     if host == "localhost":
         return True
     try:
         addr = ipaddress.ip_address(host)
     except ValueError:
         return False  # a name would be resolved later, to anywhere: only addresses
-    return any(addr in net for net in callback_networks())
+    return any(addr in net for net in callback_networks(allowed))
+
+
+def callback_refusal(uri: str, allowed: Iterable[str]) -> str | None:
+    """Why a (well-formed) callback URI may not be used, or None if it may."""
+    host = urlsplit(uri).hostname or ""
+    if callback_allowed(host, allowed):
+        return None
+    return (f"callbackUri: callback host {host!r} is not in the allowed networks "
+            f"{[str(n) for n in callback_networks(allowed)]} (set NETFATE_CALLBACK_NETWORKS)")
 
 
 class Accepted(BaseModel):

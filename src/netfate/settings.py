@@ -1,0 +1,171 @@
+"""One settings object for every NetFATE process: `NETFATE_*` variables and CLI flags.
+
+Each entry point (a `netfate ...` command, the migrations' env.py) builds it once with
+`load_settings(...)`, giving the flags it was called with as overrides, and passes the parts
+down as parameters. Nothing else reads the environment for configuration, and nothing reads it
+at import time.
+
+Groups and their variables (a field ``f`` of a group reads ``<prefix>F``; see `ENV_PREFIX`):
+
+- ``paths``: ``NETFATE_RUN_DIR``
+- ``orchestrator``: ``NETFATE_STATE_DIR``, ``NETFATE_DB_URL``, ``NETFATE_PORT``, ...
+- ``radius``: ``NETFATE_RADIUS_PORT``, ``NETFATE_RADIUS_POOL``, ...
+- ``testbed``: ``NETFATE_TESTBED_IDLE_TIMEOUT``, ``NETFATE_TESTBED_API_PORT``, ...
+- ``compute``: ``NETFATE_SCRIPT_TIMEOUT``
+- ``client``: ``NETFATE_API``
+
+Precedence: flags (overrides) > environment > the defaults written in the models.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from netfate.errors import InvalidInput
+from netfate.orchestrator.settings import Settings as OrchestratorSettings
+from netfate.paths import DEFAULT_RUN_DIR
+from netfate.radius.settings import RadiusSettings
+from netfate.testbed.settings import TestbedSettings
+
+
+class PathSettings(BaseModel):
+    """Where the project keeps its runtime state (one root, so `testbed down` removes it)."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error
+
+    run_dir: Path = Field(default=DEFAULT_RUN_DIR, description="Runtime state: OVS, NF instances, "
+                          "PIDs, logs (lost at reboot by design)")
+
+
+class ComputeSettings(BaseModel):
+    """The native compute driver of an agent."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error
+
+    script_timeout: float = Field(default=30.0, gt=0, description="Seconds an NF lifecycle script "
+                                  "may run before it is killed")
+
+
+class ClientSettings(BaseModel):
+    """The `netfate nodes|users|nfs|ops|...` client of the orchestrator's API."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error
+
+    api: str = Field(default="http://127.0.0.1:8181", description="The orchestrator's API base URL")
+
+
+# The variable prefix of each group: its fields read <prefix><FIELD NAME IN CAPITALS>. The
+# orchestrator's and a few others' variables predate the groups and have no group word.
+ENV_PREFIX: dict[str, str] = {
+    "paths": "NETFATE_",
+    "orchestrator": "NETFATE_",
+    "radius": "NETFATE_RADIUS_",
+    "testbed": "NETFATE_TESTBED_",
+    "compute": "NETFATE_",
+    "client": "NETFATE_",
+}
+
+
+def _scalar_fields(model: type[BaseModel]) -> dict[str, FieldInfo]:
+    """The fields a variable can set: everything but nested models."""
+    out = {}
+    for name, f in model.model_fields.items():
+        ann = f.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            continue
+        out[name] = f
+    return out
+
+
+def env_names() -> dict[tuple[str, str], str]:
+    """(group, field) -> the environment variable that sets it."""
+    out: dict[tuple[str, str], str] = {}
+    for group, prefix in ENV_PREFIX.items():
+        model = NetfateSettings.model_fields[group].annotation
+        assert isinstance(model, type) and issubclass(model, BaseModel)
+        for name in _scalar_fields(model):
+            out[(group, name)] = f"{prefix}{name.upper()}"
+    return out
+
+
+class _GroupedEnvSource(PydanticBaseSettingsSource):
+    """Reads each group's variables (their names by `ENV_PREFIX`) into a nested dict of raw
+    strings; the group models parse them. An empty variable counts as unset."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ builds the whole dict
+
+    def __call__(self) -> dict[str, Any]:
+        out: dict[str, dict[str, str]] = {}
+        for (group, name), var in env_names().items():
+            raw = os.environ.get(var)
+            if raw is not None and raw != "":
+                out.setdefault(group, {})[name] = raw
+        return out
+
+
+class NetfateSettings(BaseSettings):
+    """Everything a NetFATE process can be configured with, grouped by who uses it."""
+
+    model_config = SettingsConfigDict(extra="forbid")
+
+    paths: PathSettings = Field(default_factory=PathSettings)
+    orchestrator: OrchestratorSettings = Field(default_factory=OrchestratorSettings)
+    radius: RadiusSettings = Field(default_factory=RadiusSettings)
+    testbed: TestbedSettings = Field(default_factory=TestbedSettings)
+    compute: ComputeSettings = Field(default_factory=ComputeSettings)
+    client: ClientSettings = Field(default_factory=ClientSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _GroupedEnvSource(settings_cls)
+
+
+def load_settings(**overrides: Mapping[str, Any]) -> NetfateSettings:
+    """The settings from the process environment with ``overrides`` on top:
+    ``group={"field": value}``, a None value meaning "not given" (a flag left out).
+
+    The orchestrator's RADIUS settings (``orchestrator.radius_settings``) are the ``radius``
+    group. Raises InvalidInput naming the variable (or the group.field of a flag) and the
+    bad value, for every bad value at once.
+    """
+    given = {g: {k: v for k, v in fields.items() if v is not None}
+             for g, fields in overrides.items()}
+    try:
+        s = NetfateSettings(**given)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise InvalidInput(_explain(exc, os.environ, given)) from None
+    s.orchestrator.radius_settings = s.radius
+    return s
+
+
+def _explain(exc: ValidationError, env: Mapping[str, str],
+             given: Mapping[str, Mapping[str, Any]]) -> str:
+    names = env_names()
+    lines = []
+    for e in exc.errors():
+        loc = tuple(str(x) for x in e["loc"])
+        group, name = (*loc, "", "")[:2]
+        var = names.get((group, name))
+        if name in given.get(group, {}):
+            what = f"{group}.{name}={given[group][name]!r} (flag)"
+        elif var is not None and env.get(var):
+            what = f"{var}={env[var]!r}"
+        else:
+            what = ".".join(loc) or "settings"
+        lines.append(f"{what}: {e['msg']}")
+    return "bad settings: " + "; ".join(lines)

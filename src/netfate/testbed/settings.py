@@ -1,0 +1,45 @@
+"""The testbed's knobs: the ``testbed`` group of `netfate.settings.NetfateSettings`
+(NETFATE_TESTBED_<FIELD>), and the options of `netfate testbed up` and `lifecycle.up`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TestbedSettings(BaseModel):
+    """Ports and timeouts of the services `testbed up` starts. Defaults only, no environment."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    topology: Path | None = Field(
+        default=None, description="Topology YAML; none: the packaged PoC")
+    api_port: int = Field(
+        default=8181, ge=1, le=65535, description="The orchestrator's API port (loopback)")
+    nats_port: int = Field(
+        default=4322, ge=1, le=65535, description="The embedded nats-server's port")
+    of_port: int = Field(
+        default=6693, ge=1, le=65535, description="The SDN controller's OpenFlow port")
+    idle_timeout: int = Field(
+        default=30, ge=0, description="Seconds without packets before a user is released "
+        "(the controller's idle flows; 0: never)")
+    reauth_lifetime: float = Field(
+        default=3600.0, ge=0, description="Seconds a session allows fast re-authentication "
+        "at another CPE (0: off)")
+    command_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds an agent has to answer the orchestrator")
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def nats_url(self) -> str:
+        return f"nats://127.0.0.1:{self.nats_port}"
+
+    @property
+    def controller_target(self) -> str:
+        return f"tcp:127.0.0.1:{self.of_port}"
