@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from sqlalchemy.orm import Session
 
 from netfate.db import Database, repo
 from netfate.orchestrator.api.schemas import callback_allowed
@@ -29,6 +30,10 @@ def matches(flt: dict[str, Any], op: dict[str, Any]) -> bool:
     return True
 
 
+def _subscriptions(s: Session) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(x.id, x.callback_uri, dict(x.filter or {})) for x in repo.list_subscriptions(s)]
+
+
 async def dispatch(hub: EventHub, db: Database, timeout: float = 3.0) -> None:
     q = hub.subscribe()
     async with httpx.AsyncClient(timeout=timeout) as client:
@@ -38,9 +43,7 @@ async def dispatch(hub: EventHub, db: Database, timeout: float = 3.0) -> None:
                 if ev["event"] != "op":
                     continue
                 op = ev["data"]
-                with db.session() as s:
-                    subs = [(x.id, x.callback_uri, dict(x.filter or {}))
-                            for x in repo.list_subscriptions(s)]
+                subs = await db.run(_subscriptions)
                 for sub_id, uri, flt in subs:
                     host = urlsplit(uri).hostname or ""
                     if not matches(flt, op) or not callback_allowed(host):
