@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import logging
 import os
 import threading
+import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -18,6 +20,8 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from netfate.errors import InvalidInput
+
+log = logging.getLogger("netfate.db")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -92,6 +96,32 @@ def make_engine(url: str | URL, *, echo: bool = False) -> Engine:
     return sa.create_engine(u, echo=echo, pool_pre_ping=True)
 
 
+_warned: set[str] = set()
+
+
+def warn_on_event_loop(where: str) -> None:
+    """The default `Database.on_event_loop`: a warning, once per call site."""
+    if where not in _warned:
+        _warned.add(where)
+        log.warning("database session opened on the event loop (use await db.run): %s", where)
+
+
+def _call_site() -> str:
+    """The innermost frame outside this module and contextlib."""
+    for frame in reversed(traceback.extract_stack(limit=8)):
+        if frame.filename not in (__file__, contextlib.__file__):
+            return f"{frame.filename}:{frame.lineno} ({frame.name})"
+    return "?"
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 class Database:
     """An engine and a session factory.
 
@@ -111,8 +141,8 @@ class Database:
     def call(self, fn: Callable[Concatenate[Session, P], T], *args: P.args,
              **kwargs: P.kwargs) -> T:
         """``fn(session, *args, **kwargs)`` in one transaction (committed when it returns,
-        rolled back if it raises), on the calling thread. What it returns should be plain
-        data: ORM objects are detached once the session closes."""
+        rolled back if it raises), on the calling thread (never an event loop's). What it
+        returns should be plain data: ORM objects are detached once the session closes."""
         with self.session() as s:
             return fn(s, *args, **kwargs)
 
@@ -140,9 +170,15 @@ class Database:
         migrate(db.engine)
         return db
 
-    @contextmanager
+    # Called with the call site when `session` is used on a running event loop (it would stall
+    # the loop); tests set it to collect such calls and fail on them.
+    on_event_loop: ClassVar[Callable[[str], None]] = staticmethod(warn_on_event_loop)
+
+    @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
         """A session whose transaction commits at the end of the block, or rolls back on error."""
+        if _on_event_loop():
+            type(self).on_event_loop(_call_site())
         s = self._factory()
         try:
             yield s
