@@ -150,13 +150,15 @@ class Orchestrator:
         assert self.db is not None and self.coordinator is not None
         try:
             reg = Register.model_validate_json(msg.data)
+            assert self.readings is not None
+            # Readings not yet written are older than the registration's: dropped first, so
+            # no batch writes them over it.
+            self.readings.registered(reg.node, reg.resources.model_dump())
             was_online = await self.db.run(register, reg)
             ports = reg.infrastructure.get("switch_ports")
             if ports is not None and self.switches is not None:
                 self.switches.set_ports(reg.node, SwitchPorts.model_validate(ports))
                 self.coordinator.spawn(self._publish_switch(reg.node))
-            assert self.readings is not None
-            self.readings.registered(reg.node, reg.resources.model_dump())
             reply = await self.coordinator.apply_command(reg.node)
             self.hub.publish("node", {"name": reg.node, "online": True, "registered": True})
             if not was_online:
