@@ -10,10 +10,21 @@ from typing import Any
 import httpx
 import pytest
 
+from netfate.db import Database
 from tests.api.harness import FakeAgent, LiveOrchestrator, LoopThread
 
 MakeLive = Callable[..., LiveOrchestrator]
 MakeAgent = Callable[..., FakeAgent]
+
+
+@pytest.fixture(autouse=True)
+def no_database_on_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The orchestrator never opens a database session on its event loop (it would stall
+    every bus handler): each test fails if it did."""
+    calls: list[str] = []
+    monkeypatch.setattr(Database, "on_event_loop", staticmethod(calls.append))
+    yield
+    assert not calls, f"database sessions opened on the event loop at {sorted(set(calls))}"
 
 
 @pytest.fixture

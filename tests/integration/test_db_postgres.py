@@ -50,6 +50,7 @@ from tests.unit.test_db import (  # noqa: F401 - collected here again, against P
     test_sessions_follow_the_user,
     test_steering,
     test_subscriptions,
+    test_switching_records_and_actual_states,
     test_users_and_authentication,
 )
 

@@ -19,6 +19,7 @@ import httpx
 import pytest
 import uvicorn
 
+from netfate.db import Database
 from netfate.orchestrator.app import create_app
 from netfate.orchestrator.settings import Settings
 from netfate.radius import service
@@ -32,6 +33,16 @@ BACKOFF = 3.0
 MAX_FAILURES = 5
 # Users of the shared stack, with passwords distinctive enough to grep for.
 USERS = {"user1": "Pw-user1-Tr0ub4dor&3", "user2": "Pw-user2-correct-horse", "user3": "Pw-user3-x"}
+
+
+@pytest.fixture(autouse=True)
+def no_database_on_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The orchestrator never opens a database session on its event loop (tests/api has the
+    same check)."""
+    calls: list[str] = []
+    monkeypatch.setattr(Database, "on_event_loop", staticmethod(calls.append))
+    yield
+    assert not calls, f"database sessions opened on the event loop at {sorted(set(calls))}"
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:

@@ -1,15 +1,18 @@
-"""The coordinator's own reads (plain rows, for speed) agree with the repository's."""
+"""The coordinator's reads (plain rows, for speed) agree with the ORM's view, and what the
+agents report is recorded in batches, a push's reply superseding an older report."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Iterator
 
 import pytest
 
 from netfate.db import Database, repo, sqlite_url
+from netfate.db.models import ActualState, DesiredState
 from netfate.errors import NotFound
-from netfate.orchestrator.coordinator import Coordinator, desired_state
+from netfate.orchestrator.coordinator import Coordinator
 
 from .test_snapshot_scope import NODES, USERS, _populate
 
@@ -21,9 +24,20 @@ def db(tmp_path) -> Iterator[Database]:
     d.dispose()
 
 
+def _orm_desired(s, node: str) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """The desired state of a node as the ORM sees it (the reference)."""
+    insts = [{"id": i.id, "nf_name": i.nf_name, "owner": i.owner,
+              "bundle_sha256": i.bundle_sha256, "flavour": i.flavour, "config": i.config,
+              "active_users": i.active_users}
+             for i in repo.list_instances(s, node=node)
+             if i.desired_state == DesiredState.PRESENT]
+    rules = [{"user": r.user_name, "mac": r.mac, "ip": r.ip, "chain": r.chain}
+             for r in repo.list_steering(s, node=node, desired=True)]
+    return sorted(insts, key=lambda i: str(i["id"])), sorted(rules, key=lambda r: str(r["user"]))
+
+
 @pytest.mark.parametrize("seed", range(4))
-def test_desired_state_and_nodes_needing_push_match_the_repository(db: Database,
-                                                                   seed: int) -> None:
+def test_desired_state_and_nodes_needing_push_match_the_orm(db: Database, seed: int) -> None:
     rng = random.Random(seed)
     with db.session() as s:
         _populate(s, rng)
@@ -35,21 +49,23 @@ def test_desired_state_and_nodes_needing_push_match_the_repository(db: Database,
                     repo.mark_steering_installed(s, user=u, node=node, installed=True)
                 if rng.random() < 0.3:
                     repo.clear_steering(s, user=u, node=node)
-    coord = Coordinator.__new__(Coordinator)
-    coord.db = db
     with db.session() as s:
         for node, _ in NODES:
-            assert desired_state(s, node) == repo.desired_state_for_node(s, node)
+            d = repo.desired_state_for_node(s, node)
+            assert (d["instances"], d["steering"]) == _orm_desired(s, node)
+            assert d["node"] == node and len(d["revision"]) == 16
         with pytest.raises(NotFound):
-            desired_state(s, "nowhere")
-        behind = Coordinator.nodes_needing_push(s)
-    assert behind == {n for n, _ in NODES if coord.needs_push(n)}
+            repo.desired_state_for_node(s, "nowhere")
+        behind = repo.nodes_needing_push(s)
+        expected = {i.node_name for i in repo.list_instances(s)
+                    if i.desired_state == DesiredState.ABSENT
+                    or i.actual_state != ActualState.RUNNING}
+    assert behind == expected
 
 
 def test_telemetry_reports_are_recorded_in_batches_and_replies_supersede_them(
         db: Database) -> None:
     from netfate.bus.messages import NFActual, Reply
-    from netfate.db.models import ActualState, DesiredState
     from netfate.orchestrator.hub import EventHub
 
     with db.session() as s:
@@ -70,7 +86,7 @@ def test_telemetry_reports_are_recorded_in_batches_and_replies_supersede_them(
         coord.observe(node, actual(nfs, "running"))
     with db.session() as s:  # nothing recorded yet
         before = {i.id: i.actual_state for i in repo.list_instances(s)}
-    coord.record_observed()
+    asyncio.run(coord.record_observed())
     with db.session() as s:
         after = {i.id: (i.actual_state, i.desired_state) for i in repo.list_instances(s)}
     # Every present instance reported running is; absent ones on reporting nodes are gone.
@@ -84,15 +100,15 @@ def test_telemetry_reports_are_recorded_in_batches_and_replies_supersede_them(
     # A push's reply after a report wins: the older report is dropped.
     node, nfs = next(iter(by_node.items()))
     coord.observe(node, actual(nfs, "stopped"))
-    coord.record_actual(node, Reply(ok=True, nfs=actual(nfs, "running")))
-    coord.record_observed()
+    asyncio.run(coord.record_actual(node, Reply(ok=True, nfs=actual(nfs, "running"))))
+    asyncio.run(coord.record_observed())
     with db.session() as s:
         assert all(repo.get_instance(s, i).actual_state == ActualState.RUNNING
                    for i, *_ in nfs)
     # The same report again changes nothing and is not compared again.
     coord.observe(node, actual(nfs, "running"))
-    coord.record_observed()
+    asyncio.run(coord.record_observed())
     coord.observe(node, actual(nfs, "running"))
-    assert coord._reports
-    coord.record_observed()
-    assert not coord._reports
+    assert coord.actual.pending()
+    asyncio.run(coord.record_observed())
+    assert not coord.actual.pending()

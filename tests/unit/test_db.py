@@ -617,6 +617,41 @@ def test_desired_state_for_node(s: Session, world: str) -> None:
         repo.desired_state_for_node(s, "cpe9")
 
 
+def test_switching_records_and_actual_states(s: Session, world: str) -> None:
+    fw = _instance(s, world)
+    gone = _instance(s, world, owner="user2")
+    repo.set_instance_desired_state(s, gone.id, "absent")
+    repo.set_steering(s, user="user1", node="cpe1", chain=[fw.id], mac="m1", ip="10.0.0.2",
+                      now=200.0)
+    repo.set_steering(s, user="user1", node="cpe2", chain=[], mac="m1", now=300.0)
+    repo.set_steering(s, user="user2", node="cpe1", chain=[])  # no MAC: not switched
+    repo.add_session(s, user="user1", node="cpe2", mac="m1")
+
+    rec = repo.switching_records(s)
+    assert rec.roles == {"cpe1": "cpe", "cpe2": "cpe", "pe1": "pe"}
+    # newest first per user
+    assert rec.rules == (repo.SteeredRule("user1", "cpe2", "m1", None, ()),
+                         repo.SteeredRule("user1", "cpe1", "m1", "10.0.0.2", (fw.id,)))
+    assert rec.sessions == {"user1": "cpe2"}
+    assert set(rec.nfs) == {fw.id} and rec.nfs[fw.id].node == "cpe1"
+    assert rec.nfs[fw.id].nf == "firewall"
+    assert rec.classes == {"user1": ()}
+
+    # cpe1 reports the firewall stopped and no longer runs user2's (absent) one
+    assert repo.record_actual_states(s, {"cpe1": {fw.id: "stopped"}}) == {"cpe1"}
+    s.expire_all()
+    assert repo.get_instance(s, fw.id).actual_state.value == "stopped"
+    assert [i.id for i in repo.list_instances(s)] == [fw.id]
+    assert repo.record_actual_states(s, {"cpe1": {fw.id: "stopped"}}) == set()  # no change
+    assert repo.nodes_needing_push(s) == {"cpe1"}
+    assert repo.latest_bundle_sha(s, "firewall") == world
+    with pytest.raises(NotFound):
+        repo.latest_bundle_sha(s, "nope")
+    assert repo.bundle_descriptor(s, world) == DESCRIPTOR
+    assert repo.bundle_descriptor(s, "0" * 64) == {}
+    assert [n for n, *_ in repo.node_liveness(s)] == ["cpe1", "cpe2", "pe1"]
+
+
 def test_as_dict_is_json_able(s: Session, world: str) -> None:
     for row in (repo.get_node(s, "cpe1"), repo.get_user(s, "user1"), _instance(s, world)):
         d = row.as_dict()

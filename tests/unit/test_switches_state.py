@@ -1,6 +1,7 @@
-"""Each switch's desired state, built by the orchestrator from the database and the ports the
-agents report: steered users, unknown stations, the core's locations, and mid-migration
-anchoring (make-before-break)."""
+"""Each switch's desired state, built by the orchestrator from the database (one repository
+read) and the ports the agents report: steered users, unknown stations, the core's locations,
+and mid-migration anchoring (make-before-break). The decisions themselves are tested without
+a database in test_switch_state.py; these check the read and the publisher around them."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def steer_and_login(db: Database, session_at: str = "cpe1") -> None:
 
 
 def state(sw: Switches, node: str) -> SwitchState:
-    st = sw.state_for(node)
+    st = asyncio.run(sw.state_for(node))
     assert st is not None
     return st
 
@@ -105,7 +106,7 @@ def test_the_core_sends_the_user_down_the_link_to_their_cpe(db: Database) -> Non
 
 
 def test_unknown_node_has_no_state(db: Database) -> None:
-    assert switches(db, {}, {}).state_for("nowhere") is None
+    assert asyncio.run(switches(db, {}, {}).state_for("nowhere")) is None
 
 
 def test_mid_migration_anchors_at_the_old_cpe_and_lets_out_only_once_the_core_is_in(

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import asyncio
+import contextlib
+import functools
+import logging
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -14,7 +20,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from netfate.errors import InvalidInput
 
+log = logging.getLogger("netfate.db")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
 DB_FILE = "nfvi.db"
+# Worker threads of the async face: a few are enough (SQLite takes one writer at a time, and a
+# PostgreSQL pool gives each thread its own connection); more would only queue on locks.
+DB_THREADS = 4
 SQLITE_BUSY_TIMEOUT_S = 30.0
 
 
@@ -83,14 +97,70 @@ def make_engine(url: str | URL, *, echo: bool = False) -> Engine:
     return sa.create_engine(u, echo=echo, pool_pre_ping=True)
 
 
+_warned: set[str] = set()
+
+
+def warn_on_event_loop(where: str) -> None:
+    """The default `Database.on_event_loop`: a warning, once per call site."""
+    if where not in _warned:
+        _warned.add(where)
+        log.warning("database session opened on the event loop (use await db.run): %s", where)
+
+
+def _call_site() -> str:
+    """The innermost frame outside this module and contextlib."""
+    for frame in reversed(traceback.extract_stack(limit=8)):
+        if frame.filename not in (__file__, contextlib.__file__):
+            return f"{frame.filename}:{frame.lineno} ({frame.name})"
+    return "?"
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 class Database:
-    """An engine and a session factory. Use ``with db.session() as s:`` for one transaction."""
+    """An engine and a session factory.
+
+    Two faces, one transaction each: ``with db.session() as s:`` in synchronous code (sync
+    FastAPI routes, which run in a thread pool; CLI; tests), and ``await db.run(fn, ...)`` in
+    every ``async def``: the database is never called on the event loop, so a SQLite lock
+    wait or a slow PostgreSQL query stalls one worker thread, not every bus handler."""
 
     def __init__(self, url: str | URL | None = None, *, echo: bool = False) -> None:
         self.url = _parse(url if url is not None else default_url())
         self.engine = make_engine(self.url, echo=echo)
         # Objects stay readable after commit (and after the session closes).
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    def call(self, fn: Callable[Concatenate[Session, P], T], *args: P.args,
+             **kwargs: P.kwargs) -> T:
+        """``fn(session, *args, **kwargs)`` in one transaction (committed when it returns,
+        rolled back if it raises), on the calling thread (never an event loop's). What it
+        returns should be plain data: ORM objects are detached once the session closes."""
+        with self.session() as s:
+            return fn(s, *args, **kwargs)
+
+    async def run(self, fn: Callable[Concatenate[Session, P], T], *args: P.args,
+                  **kwargs: P.kwargs) -> T:
+        """`call` in one of the database's worker threads, awaited: the async face. Raises
+        what `fn` raises (NotFound, Conflict...), after the rollback. A cancelled caller
+        does not cancel the transaction: it completes (or rolls back) in its thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor(),
+                                          functools.partial(self.call, fn, *args, **kwargs))
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(DB_THREADS, thread_name_prefix="netfate-db")
+            return self._pool
 
     @classmethod
     def create(cls, url: str | URL | None = None, *, echo: bool = False) -> Database:
@@ -101,9 +171,15 @@ class Database:
         migrate(db.engine)
         return db
 
-    @contextmanager
+    # Called with the call site when `session` is used on a running event loop (it would stall
+    # the loop); tests set it to collect such calls and fail on them.
+    on_event_loop: ClassVar[Callable[[str], None]] = staticmethod(warn_on_event_loop)
+
+    @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
         """A session whose transaction commits at the end of the block, or rolls back on error."""
+        if _on_event_loop():
+            type(self).on_event_loop(_call_site())
         s = self._factory()
         try:
             yield s
@@ -115,6 +191,10 @@ class Database:
             s.close()
 
     def dispose(self) -> None:
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
         self.engine.dispose()
 
     def __enter__(self) -> Database:

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from sqlalchemy.orm import Session
 
 from netfate.counters import LoopFailures
 from netfate.db import Database, repo
@@ -30,6 +31,10 @@ def matches(flt: dict[str, Any], op: dict[str, Any]) -> bool:
     return True
 
 
+def _subscriptions(s: Session) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(x.id, x.callback_uri, dict(x.filter or {})) for x in repo.list_subscriptions(s)]
+
+
 async def dispatch(hub: EventHub, db: Database, timeout: float = 3.0,
                    allowed: Iterable[str] = DEFAULT_CALLBACK_NETWORKS) -> None:
     """Post each operation event to the subscriptions it matches whose callback host is in
@@ -44,9 +49,7 @@ async def dispatch(hub: EventHub, db: Database, timeout: float = 3.0,
                     continue
                 op = ev["data"]
                 try:
-                    with db.session() as s:
-                        subs = [(x.id, x.callback_uri, dict(x.filter or {}))
-                                for x in repo.list_subscriptions(s)]
+                    subs = await db.run(_subscriptions)
                 except Exception as exc:  # one event lost, not the dispatcher
                     failures.failed(f"reading the subscriptions for operation {op.get('id')}",
                                     exc)

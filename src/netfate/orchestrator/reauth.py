@@ -22,9 +22,19 @@ from netfate.radius.backend import reauth_token
 from netfate.radius.client import RadiusError
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from netfate.orchestrator.service import Orchestrator
 
 log = logging.getLogger("netfate.orchestrator.reauth")
+
+
+def _session_of(s: Session, mac: str) -> tuple[str, str, str, str | None, float] | None:
+    """The active session of a device: (user, node, session id, IP, start time)."""
+    cur = repo.active_session_by_mac(s, mac)
+    if cur is None:
+        return None
+    return cur.user_name, cur.node_name, cur.id, cur.ip, cur.started_at
 
 
 async def on_associated(orch: Orchestrator, ev: NodeEvent) -> None:
@@ -33,12 +43,10 @@ async def on_associated(orch: Orchestrator, ev: NodeEvent) -> None:
     if not mac or orch.settings.reauth_lifetime <= 0 or orch.radius_settings is None:
         return
     t0 = time.perf_counter()
-    with orch.db.session() as s:
-        cur = repo.active_session_by_mac(s, mac)
-        if cur is None:
-            return  # unknown device: the captive portal
-        user, node, sid, ip = cur.user_name, cur.node_name, cur.id, cur.ip
-        started = cur.started_at
+    cur = await orch.db.run(_session_of, mac)
+    if cur is None:
+        return  # unknown device: the captive portal
+    user, node, sid, ip, started = cur
     if node == ev.node:
         return  # back on the same node: nothing moves
     if time.time() - started > orch.settings.reauth_lifetime:

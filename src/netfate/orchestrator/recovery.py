@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from netfate.db import Database, repo
 from netfate.db.models import DesiredState, LcmOperation, OpState
 from netfate.errors import NotFound
@@ -44,30 +46,34 @@ def _present(s: Any, iid: str) -> bool:
 
 def end_interrupted_ops(db: Database) -> list[str]:
     """End every PROCESSING or ROLLING_BACK operation; the ids of those ended."""
+    return db.call(end_interrupted)
+
+
+def end_interrupted(s: Session) -> list[str]:
+    """`end_interrupted_ops` in the caller's transaction (for `Database.run`)."""
     ended = []
-    with db.session() as s:
-        occs = (repo.list_op_occs(s, state=OpState.PROCESSING)
-                + repo.list_op_occs(s, state=OpState.ROLLING_BACK))
-        for occ in occs:
-            params = occ.params or {}
-            final = OpState.FAILED
-            detail = f"{WHY}; the nodes converge to the desired state as it stands"
-            if occ.operation == LcmOperation.INSTANTIATE:
-                _set_absent(s, occ.vnf_instance_id)
+    occs = (repo.list_op_occs(s, state=OpState.PROCESSING)
+            + repo.list_op_occs(s, state=OpState.ROLLING_BACK))
+    for occ in occs:
+        params = occ.params or {}
+        final = OpState.FAILED
+        detail = f"{WHY}; the nodes converge to the desired state as it stands"
+        if occ.operation == LcmOperation.INSTANTIATE:
+            _set_absent(s, occ.vnf_instance_id)
+            final, detail = OpState.ROLLED_BACK, f"{WHY}; rolled back"
+        elif occ.operation == LcmOperation.MIGRATE:
+            if _present(s, occ.vnf_instance_id):  # the source still wanted: undo
+                _set_absent(s, params.get("new_instance_id"))
                 final, detail = OpState.ROLLED_BACK, f"{WHY}; rolled back"
-            elif occ.operation == LcmOperation.MIGRATE:
-                if _present(s, occ.vnf_instance_id):  # the source still wanted: undo
-                    _set_absent(s, params.get("new_instance_id"))
-                    final, detail = OpState.ROLLED_BACK, f"{WHY}; rolled back"
-                else:  # the target had taken over and the source was being released
-                    final = OpState.COMPLETED
-            elif occ.operation_state == OpState.ROLLING_BACK:
-                final = OpState.ROLLED_BACK
-            if final == OpState.ROLLED_BACK and occ.operation_state == OpState.PROCESSING:
-                repo.set_op_state(s, occ.id, OpState.ROLLING_BACK, error=_problem(detail))
-            repo.set_op_state(s, occ.id, final,
-                              error=None if final == OpState.COMPLETED else _problem(detail))
-            ended.append(occ.id)
-            log.warning("%s %s on %s: %s at start (%s)", occ.operation.value, occ.id,
-                        occ.vnf_instance_id, final.value, WHY)
+            else:  # the target had taken over and the source was being released
+                final = OpState.COMPLETED
+        elif occ.operation_state == OpState.ROLLING_BACK:
+            final = OpState.ROLLED_BACK
+        if final == OpState.ROLLED_BACK and occ.operation_state == OpState.PROCESSING:
+            repo.set_op_state(s, occ.id, OpState.ROLLING_BACK, error=_problem(detail))
+        repo.set_op_state(s, occ.id, final,
+                          error=None if final == OpState.COMPLETED else _problem(detail))
+        ended.append(occ.id)
+        log.warning("%s %s on %s: %s at start (%s)", occ.operation.value, occ.id,
+                    occ.vnf_instance_id, final.value, WHY)
     return ended

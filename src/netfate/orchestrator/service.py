@@ -14,6 +14,7 @@ from typing import Any
 import nats
 import sqlalchemy as sa
 from nats.aio.msg import Msg
+from sqlalchemy.orm import Session
 
 from netfate import catalogue
 from netfate.bundle import inspect_bundle
@@ -42,13 +43,11 @@ from netfate.orchestrator.coordinator import Coordinator
 from netfate.orchestrator.hub import EventHub
 from netfate.orchestrator.settings import Settings
 from netfate.orchestrator.switches import Switches
+from netfate.orchestrator.telemetry import TELEMETRY_FLUSH_S, Readings, write_readings
 from netfate.radius.client import RadiusClient
 from netfate.radius.settings import RadiusSettings
 
 log = logging.getLogger("netfate.orchestrator")
-
-# Small batches often rather than one large one a second: each batch holds the event loop.
-TELEMETRY_FLUSH_S = 0.25
 
 
 class Orchestrator:
@@ -67,12 +66,10 @@ class Orchestrator:
         self.handovers: collections.deque[dict[str, Any]] = collections.deque(maxlen=200)
         self._tasks: list[asyncio.Task[None]] = []
         self._delta = float(getattr_policy_delta(settings.policy))
-        # Telemetry: each node's latest readings, and those not yet written to the database.
-        # Readings below the re-evaluation threshold are written in one transaction every
-        # TELEMETRY_FLUSH_S instead of one per message; a change that triggers a plan is
-        # written at once, after the plan, as before.
-        self._readings: dict[str, dict[str, Any]] = {}
-        self._unwritten: dict[str, tuple[dict[str, Any], float]] = {}
+        # Telemetry: readings below the re-evaluation threshold are written in one transaction
+        # every TELEMETRY_FLUSH_S instead of one per message; a change that triggers a plan is
+        # written at once, after the plan.
+        self.readings: Readings | None = None
         self._flush_failures = LoopFailures("telemetry-flush", log)
         self._reconcile_failures = LoopFailures("reconcile", log)
         self._publish_failures = LoopFailures("switch-publish", log)
@@ -82,9 +79,10 @@ class Orchestrator:
         s = self.settings
         s.state_dir.mkdir(parents=True, exist_ok=True)
         self.db = await asyncio.to_thread(Database.create, s.database_url)
-        await asyncio.to_thread(recovery.end_interrupted_ops, self.db)  # none left PROCESSING
+        self.readings = Readings(self.db)
+        await self.db.run(recovery.end_interrupted)  # none left PROCESSING
         if s.seed_catalogue:
-            await asyncio.to_thread(self.seed_catalogue)
+            await self.db.run(seed_catalogue)
         url = s.nats_url
         if url is None:
             self.nats = EmbeddedNats(s.state_dir / "nats")
@@ -93,7 +91,8 @@ class Orchestrator:
         self.nc = await nats.connect(url, name="orchestrator", max_reconnect_attempts=-1,
                                      reconnect_time_wait=0.5)
         self.switches = Switches(self.db, self.nc, s.user_idle_timeout)
-        self._load_ports()
+        for name, ports in (await self.db.run(reported_ports)).items():
+            self.switches.set_ports(name, ports)
         self.coordinator = Coordinator(self.db, AgentBus(self.nc, s.command_timeout), self.hub,
                                        s.public_url, s.policy, switches=self.switches)
         if s.radius:
@@ -125,9 +124,9 @@ class Orchestrator:
         if self.coordinator is not None:
             await self.coordinator.drain(5)
         try:
-            self.flush_telemetry()
+            await self.flush_telemetry()
             if self.coordinator is not None:
-                self.coordinator.record_observed()
+                await self.coordinator.record_observed()
         except Exception as exc:  # stopping anyway; the next start reads fresh telemetry
             log.warning("recording the last telemetry at stop failed: %s: %s",
                         type(exc).__name__, exc)
@@ -139,7 +138,7 @@ class Orchestrator:
         if self.nats is not None:
             await asyncio.to_thread(self.nats.stop)
         if self.db is not None:
-            self.db.dispose()
+            await asyncio.to_thread(self.db.dispose)
 
     def radius_client(self) -> RadiusClient:
         """A RADIUS client of the stack's FreeRADIUS (fast re-authentication on behalf of a
@@ -148,16 +147,6 @@ class Orchestrator:
         r = self.radius_settings
         return RadiusClient(r.host, r.port, r.secret, timeout=1.0)
 
-    def _load_ports(self) -> None:
-        """What the agents last reported about their switches (until they register again)."""
-        assert self.db is not None and self.switches is not None
-        with self.db.session() as s:
-            for name, infra in s.execute(sa.select(Node.name, Node.infrastructure)):
-                with contextlib.suppress(ValueError, TypeError, AttributeError):
-                    ports = (infra or {}).get("switch_ports")
-                    if ports is not None:
-                        self.switches.set_ports(name, SwitchPorts.model_validate(ports))
-
     @property
     def nats_url(self) -> str | None:
         return self.nats.url if self.nats else self.settings.nats_url
@@ -165,12 +154,7 @@ class Orchestrator:
     def seed_catalogue(self) -> None:
         """The shipped NFs are in the catalogue from the start."""
         assert self.db is not None
-        with self.db.session() as s:
-            for name in catalogue.NAMES:
-                data = catalogue.bundle_bytes(name)
-                desc, _ = inspect_bundle(data)
-                repo.add_bundle(s, data, name=desc.name, version=desc.version,
-                                descriptor=desc.model_dump(mode="json", by_alias=True))
+        self.db.call(seed_catalogue)
 
     # -- agents' messages ------------------------------------------------------------------
     async def on_register(self, msg: Msg) -> None:
@@ -178,20 +162,16 @@ class Orchestrator:
         reply: Command | Reply
         try:
             reg = Register.model_validate_json(msg.data)
-            with self.db.session() as s:
-                was_online = False
-                with contextlib.suppress(NetfateError):
-                    was_online = repo.get_node(s, reg.node).online
-                repo.upsert_node(s, reg.node, role=reg.role, capabilities=reg.capabilities,
-                                 infrastructure=reg.infrastructure,
-                                 resources=reg.resources.model_dump(), online=True)
+            assert self.readings is not None
+            # Readings not yet written are older than the registration's: dropped first, so
+            # no batch writes them over it.
+            self.readings.registered(reg.node, reg.resources.model_dump())
+            was_online = await self.db.run(register, reg)
             ports = reg.infrastructure.get("switch_ports")
             if ports is not None and self.switches is not None:
                 self.switches.set_ports(reg.node, SwitchPorts.model_validate(ports))
                 self.coordinator.spawn(self._publish_switch(reg.node))
-            self._readings[reg.node] = reg.resources.model_dump()
-            self._unwritten.pop(reg.node, None)  # older than what the registration wrote
-            reply = self.coordinator.apply_command(reg.node)
+            reply = await self.coordinator.apply_command(reg.node)
             self.hub.publish("node", {"name": reg.node, "online": True, "registered": True})
             if not was_online:
                 self.coordinator.spawn(self.coordinator.handle(NodeUp(node=reg.node)))
@@ -208,65 +188,46 @@ class Orchestrator:
 
     async def on_telemetry(self, msg: Msg) -> None:
         assert self.db is not None and self.coordinator is not None
+        assert self.readings is not None
         try:
             t = Telemetry.model_validate_json(msg.data)
         except ValueError:
             return
         r = t.resources.model_dump()
-        prev = self._readings.get(t.node)
+        prev = self.readings.latest.get(t.node)
         if prev is None:  # first report since the orchestrator started
-            with self.db.session() as s:
-                try:
-                    node = repo.get_node(s, t.node)
-                except NetfateError:
-                    return  # not registered yet: its registration carries everything
-                prev = dict(node.resources or {})
-                if not node.online:
-                    repo.set_node_online(s, t.node, True)
-        self._readings[t.node] = r
+            prev = await self.db.run(first_report, t.node)
+            if prev is None:
+                return  # not registered yet: its registration carries everything
+        self.readings.latest[t.node] = r
         now = time.time()
         if self._changed(prev, t.resources.cpu_util, t.resources.mem_free_mb):
             # The engine compares the new readings with the recorded ones: bring the record
             # up to date with the previous report, plan, then record the new one.
-            self.flush_telemetry([t.node])
+            await self.readings.flush([t.node])
 
-            def record() -> None:
-                assert self.db is not None
-                self._write_readings({t.node: (r, now)})
+            def record(s: Session) -> None:
+                write_readings(s, {t.node: (r, now)})
 
             await self.coordinator.handle(NodeTelemetry(
                 node=t.node, cpu_util=t.resources.cpu_util, mem_free_mb=t.resources.mem_free_mb,
                 nf_count=t.resources.nf_count), record=record)
         else:
-            self._unwritten[t.node] = (r, now)
+            self.readings.later(t.node, r, now)
         self.coordinator.observe(t.node, t.nfs)
 
-    def flush_telemetry(self, nodes: list[str] | None = None) -> None:
+    async def flush_telemetry(self, nodes: list[str] | None = None) -> None:
         """Write the readings not yet in the database (of `nodes`, or all)."""
-        if nodes is None:
-            batch, self._unwritten = self._unwritten, {}
-        else:
-            batch = {n: self._unwritten.pop(n) for n in nodes if n in self._unwritten}
-        if batch:
-            self._write_readings(batch)
-
-    def _write_readings(self, batch: dict[str, tuple[dict[str, Any], float]]) -> None:
-        """Readings and last-seen times, in one transaction; a node that reports is online
-        (a node deleted meanwhile is simply not updated)."""
-        assert self.db is not None
-        stmt = (sa.update(Node).where(Node.name == sa.bindparam("n"))
-                .values(resources=sa.bindparam("r"), last_seen=sa.bindparam("t"), online=True))
-        with self.db.session() as s:
-            s.connection().execute(stmt, [{"n": n, "r": r, "t": ts}
-                                          for n, (r, ts) in batch.items()])
+        if self.readings is not None:
+            await self.readings.flush(nodes)
 
     async def telemetry_flush_loop(self) -> None:
         assert self.coordinator is not None
         while True:
             await asyncio.sleep(TELEMETRY_FLUSH_S)
             try:
-                self.flush_telemetry()
-                self.coordinator.record_observed()
+                await self.flush_telemetry()
+                await self.coordinator.record_observed()
                 self._flush_failures.ok()
             except Exception as exc:
                 self._flush_failures.failed("recording telemetry", exc)
@@ -332,9 +293,9 @@ class Orchestrator:
             rep = UserIdleReport.model_validate_json(msg.data)
         except ValueError:
             return
-        with self.db.session() as s:
-            cur = repo.active_session(s, rep.user)
-        if cur is None or cur.node_name != rep.node:
+        at = await self.db.run(lambda s: getattr(repo.active_session(s, rep.user),
+                                                 "node_name", None))
+        if at != rep.node:
             return  # a stale report (the user moved on, or is already released)
         log.info("user %s idle at %s", rep.user, rep.node)
         self.hub.publish("user_idle", rep.model_dump(mode="json"))
@@ -354,14 +315,9 @@ class Orchestrator:
             n = Notification.model_validate_json(msg.data)
         except ValueError:
             return
-        with self.db.session() as s:
-            if n.nf_id and repo.is_muted(s, n.nf_id):
-                return
-            row = repo.add_notification(
-                s, type=n.type, severity=n.severity, source=n.source or "", detail=n.detail,
-                nf_instance_id=n.nf_id, node=n.node, owner=n.owner, ts=n.ts)
-            data = {"id": row.id, **n.model_dump(mode="json")}
-        self.hub.publish("notification", data)
+        nid = await self.db.run(store_notification, n)
+        if nid is not None:
+            self.hub.publish("notification", {"id": nid, **n.model_dump(mode="json")})
 
     async def reconcile_loop(self) -> None:
         assert self.coordinator is not None
@@ -381,6 +337,60 @@ def _node_of(data: bytes) -> str:
     except ValueError:
         return "?"
     return str(doc.get("node", "?")) if isinstance(doc, dict) else "?"
+
+
+# -- the service's reads and writes (each one transaction, through Database.run) --------------
+def seed_catalogue(s: Session) -> None:
+    """The shipped NFs in the catalogue (idempotent)."""
+    for name in catalogue.NAMES:
+        data = catalogue.bundle_bytes(name)
+        desc, _ = inspect_bundle(data)
+        repo.add_bundle(s, data, name=desc.name, version=desc.version,
+                        descriptor=desc.model_dump(mode="json", by_alias=True))
+
+
+def reported_ports(s: Session) -> dict[str, SwitchPorts]:
+    """What the agents last reported about their switches (until they register again)."""
+    out = {}
+    for name, infra in s.execute(sa.select(Node.name, Node.infrastructure)):
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            ports = (infra or {}).get("switch_ports")
+            if ports is not None:
+                out[name] = SwitchPorts.model_validate(ports)
+    return out
+
+
+def register(s: Session, reg: Register) -> bool:
+    """Record an agent's registration; whether the node was online already."""
+    was_online = False
+    with contextlib.suppress(NetfateError):
+        was_online = repo.get_node(s, reg.node).online
+    repo.upsert_node(s, reg.node, role=reg.role, capabilities=reg.capabilities,
+                     infrastructure=reg.infrastructure, resources=reg.resources.model_dump(),
+                     online=True)
+    return was_online
+
+
+def first_report(s: Session, node: str) -> dict[str, Any] | None:
+    """A node's recorded readings at its first telemetry since the orchestrator started
+    (marking it online); None if it is not registered."""
+    try:
+        n = repo.get_node(s, node)
+    except NetfateError:
+        return None
+    if not n.online:
+        repo.set_node_online(s, node, True)
+    return dict(n.resources or {})
+
+
+def store_notification(s: Session, n: Notification) -> int | None:
+    """The stored notification's id; None when its NF is muted."""
+    if n.nf_id and repo.is_muted(s, n.nf_id):
+        return None
+    row = repo.add_notification(
+        s, type=n.type, severity=n.severity, source=n.source or "", detail=n.detail,
+        nf_instance_id=n.nf_id, node=n.node, owner=n.owner, ts=n.ts)
+    return row.id
 
 
 def getattr_policy_delta(name: str) -> float:

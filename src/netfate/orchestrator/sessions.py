@@ -12,24 +12,30 @@ from netfate.db import repo
 from netfate.engine import UserAssociated, UserIdle
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from netfate.db.session import Database
     from netfate.orchestrator.coordinator import Coordinator, PlanRun
 
 
-async def associate(coord: Coordinator, database: Database, user: str, node: str,
-                    mac: str | None, ip: str | None, background: bool = True) -> PlanRun:
-    with database.session() as s:
-        repo.get_user(s, user)
+def _check(s: Session, user: str, node: str | None) -> None:
+    """Raises NotFound for an unknown user or node."""
+    repo.get_user(s, user)
+    if node is not None:
         repo.get_node(s, node)
 
-    def record() -> None:  # after planning: the engine sees where the user was
-        with database.session() as s:
-            cur = repo.active_session(s, user)
-            if cur is None or cur.node_name != node:
-                if cur is not None:
-                    repo.end_session(s, cur.id)
-                repo.add_session(s, user=user, node=node, mac=mac, ip=ip)
-            repo.update_user_seen(s, user, access_node=node, mac=mac, ip=ip)
+
+async def associate(coord: Coordinator, database: Database, user: str, node: str,
+                    mac: str | None, ip: str | None, background: bool = True) -> PlanRun:
+    await database.run(_check, user, node)
+
+    def record(s: Session) -> None:  # after planning: the engine sees where the user was
+        cur = repo.active_session(s, user)
+        if cur is None or cur.node_name != node:
+            if cur is not None:
+                repo.end_session(s, cur.id)
+            repo.add_session(s, user=user, node=node, mac=mac, ip=ip)
+        repo.update_user_seen(s, user, access_node=node, mac=mac, ip=ip)
 
     run = await coord.handle(UserAssociated(user=user, node=node, mac=mac, ip=ip),
                              background=background, record=record)
@@ -40,13 +46,11 @@ async def associate(coord: Coordinator, database: Database, user: str, node: str
 
 
 async def idle(coord: Coordinator, database: Database, user: str) -> PlanRun:
-    with database.session() as s:
-        repo.get_user(s, user)
+    await database.run(_check, user, None)
 
-    def record() -> None:
-        with database.session() as s:
-            cur = repo.active_session(s, user)
-            if cur is not None:
-                repo.end_session(s, cur.id)
+    def record(s: Session) -> None:
+        cur = repo.active_session(s, user)
+        if cur is not None:
+            repo.end_session(s, cur.id)
 
     return await coord.handle(UserIdle(user=user), record=record)

@@ -5,8 +5,16 @@ InvalidInput) with messages naming what is wrong, and flushes (the caller's sess
 Timestamps default to now; tests pass ``now=`` to pin them.
 """
 
-from netfate.db.repo.catalogue import add_bundle, delete_bundle, get_bundle, list_bundles
-from netfate.db.repo.desired import desired_state_for_node
+from netfate.db.repo.actual import record_actual_states
+from netfate.db.repo.catalogue import (
+    add_bundle,
+    bundle_descriptor,
+    delete_bundle,
+    get_bundle,
+    latest_bundle_sha,
+    list_bundles,
+)
+from netfate.db.repo.desired import desired_state_for_node, nodes_needing_push
 from netfate.db.repo.instances import (
     delete_instance,
     get_instance,
@@ -33,6 +41,7 @@ from netfate.db.repo.nodes import (
     delete_node,
     get_node,
     list_nodes,
+    node_liveness,
     set_node_online,
     update_node_resources,
     upsert_node,
@@ -61,6 +70,12 @@ from netfate.db.repo.steering import (
     mark_steering_installed,
     set_steering,
 )
+from netfate.db.repo.switching import (
+    ChainNf,
+    SteeredRule,
+    SwitchingRecords,
+    switching_records,
+)
 from netfate.db.repo.users import (
     authenticate_user,
     create_user,
@@ -72,6 +87,9 @@ from netfate.db.repo.users import (
 )
 
 __all__ = [
+    "ChainNf",
+    "SteeredRule",
+    "SwitchingRecords",
     "ack_notification",
     "active_session",
     "active_session_by_mac",
@@ -80,6 +98,7 @@ __all__ = [
     "add_session",
     "add_subscription",
     "authenticate_user",
+    "bundle_descriptor",
     "clear_steering",
     "create_user",
     "delete_bundle",
@@ -99,6 +118,7 @@ __all__ = [
     "get_user",
     "instance_id_for",
     "is_muted",
+    "latest_bundle_sha",
     "list_bundles",
     "list_instances",
     "list_mutes",
@@ -113,6 +133,9 @@ __all__ = [
     "merge_op_params",
     "mute",
     "new_op_occ",
+    "node_liveness",
+    "nodes_needing_push",
+    "record_actual_states",
     "request_cancel",
     "set_instance_active_users",
     "set_instance_actual_state",
@@ -120,6 +143,7 @@ __all__ = [
     "set_node_online",
     "set_op_state",
     "set_steering",
+    "switching_records",
     "unmute",
     "update_node_resources",
     "update_user",

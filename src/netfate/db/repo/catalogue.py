@@ -73,3 +73,21 @@ def delete_bundle(session: Session, sha256: str) -> None:
         raise Conflict(f"bundle {sha256[:12]} is used by NF instance(s) {', '.join(used)}")
     with guard(session, f"bundle {sha256}", fk=Conflict(f"bundle {sha256[:12]} is in use")):
         session.delete(bundle)
+
+
+def latest_bundle_sha(session: Session, nf: str) -> str:
+    """The sha256 of the NF's newest upload (ties: the first by sha256), without loading
+    descriptors or bytes. Raises NotFound when the catalogue has no bundle of that NF."""
+    sha: str | None = session.scalar(
+        sa.select(Bundle.sha256).where(Bundle.name == nf)
+        .order_by(Bundle.uploaded_at.desc(), Bundle.sha256).limit(1))
+    if sha is None:
+        raise NotFound(f"no bundle for NF {nf!r} in the catalogue")
+    return sha
+
+
+def bundle_descriptor(session: Session, sha256: str) -> dict[str, Any]:
+    """A bundle's descriptor only (get_bundle would load its bytes too); {} if unknown."""
+    d: dict[str, Any] | None = session.scalar(
+        sa.select(Bundle.descriptor).where(Bundle.sha256 == sha256))
+    return d or {}

@@ -104,3 +104,9 @@ def delete_node(session: Session, name: str) -> None:
         session, f"node {name!r}", fk=Conflict(f"node {name!r} is still referred to")
     ):
         session.delete(node)
+
+
+def node_liveness(session: Session) -> list[tuple[str, bool, float | None]]:
+    """(name, online, last_seen) of every node, by name: plain rows."""
+    q = sa.select(Node.name, Node.online, Node.last_seen).order_by(Node.name)
+    return [(n, bool(o), s) for n, o, s in session.execute(q)]

@@ -7,6 +7,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from fastapi import APIRouter, Request
+from sqlalchemy.orm import Session
 
 from netfate.db import repo
 from netfate.db.models import DesiredState, LcmOperation, OpState, VnfInstance
@@ -29,7 +30,7 @@ def _run(c: Coordinator, op_id: str, work: Coroutine[Any, Any, bool]) -> None:
         except Exception as exc:
             log.exception("operation %s failed", op_id)
             try:
-                c._finish_failed(op_id, "operation failed", exc, rolled_back=False)
+                await c.finish_failed(op_id, "operation failed", exc, rolled_back=False)
             except Exception:  # already final, or the database is gone
                 log.exception("operation %s: could not record the failure", op_id)
 
@@ -90,24 +91,59 @@ def _validate_config(descriptor: dict[str, Any], config: dict[str, Any]) -> None
     parse_descriptor(descriptor).validate_config(config)
 
 
+# -- checks before an operation starts (each one transaction, off the event loop) -------------
+def _can_instantiate(s: Session, body: Instantiate) -> str:
+    """The new instance's id; raises InvalidInput, NotFound or Conflict."""
+    desc = _descriptor(s, body.nf)
+    repo.get_user(s, body.owner)
+    _check_node_can_run(s, body.node, desc)
+    _validate_config(desc, body.config)
+    iid = repo.instance_id_for(body.node, body.owner, body.nf)
+    try:
+        existing = repo.get_instance(s, iid)
+        if existing.desired_state == DesiredState.PRESENT:
+            raise Conflict(f"NF instance {iid} already exists")
+    except NotFound:
+        pass
+    _not_busy(s, iid)
+    return iid
+
+
+def _can_terminate(s: Session, iid: str) -> None:
+    repo.get_instance(s, iid)  # absent already is fine: a retry of an unconfirmed one
+    _not_busy(s, iid)
+
+
+def _can_migrate(s: Session, iid: str, node: str) -> str:
+    """The instance's id on `node`; raises NotFound or Conflict."""
+    inst = _present(s, iid, "migrate")
+    if inst.node_name == node:
+        raise Conflict(f"{iid} already runs on {node}")
+    desc = repo.get_bundle(s, inst.bundle_sha256).descriptor
+    _check_node_can_run(s, node, desc)
+    new_iid = repo.instance_id_for(node, inst.owner, inst.nf_name)
+    try:
+        there = repo.get_instance(s, new_iid)
+    except NotFound:
+        pass
+    else:  # taking it over would lose it if the migration rolls back
+        if there.desired_state == DesiredState.PRESENT:
+            raise Conflict(f"{inst.owner} already has {inst.nf_name} on {node} ({new_iid})")
+        _not_busy(s, new_iid)
+    return new_iid
+
+
+def _can_update(s: Session, iid: str, config: dict[str, Any]) -> None:
+    inst = _present(s, iid, "update")
+    _validate_config(repo.get_bundle(s, inst.bundle_sha256).descriptor, config)
+
+
 @router.post("/vnf_instances", status_code=202, response_model=Accepted,
              summary="Instantiate an NF for an owner on a node")
 async def instantiate(request: Request, body: Instantiate) -> Accepted:
     c = coord(request)
-    with db(request).session() as s:
-        desc = _descriptor(s, body.nf)
-        repo.get_user(s, body.owner)
-        _check_node_can_run(s, body.node, desc)
-        _validate_config(desc, body.config)
-        iid = repo.instance_id_for(body.node, body.owner, body.nf)
-        try:
-            existing = repo.get_instance(s, iid)
-            if existing.desired_state == DesiredState.PRESENT:
-                raise Conflict(f"NF instance {iid} already exists")
-        except NotFound:
-            pass
-        _not_busy(s, iid)
-    op_id = c._new_op(LcmOperation.INSTANTIATE, iid, body.model_dump())
+    iid = await db(request).run(_can_instantiate, body)
+    op_id = await c.new_op(LcmOperation.INSTANTIATE, iid, body.model_dump())
     _run(c, op_id, c.instantiate(op_id, body.node, body.owner, body.nf, iid, body.config))
     return Accepted(vnf_lcm_op_occs=[op_id])
 
@@ -115,10 +151,8 @@ async def instantiate(request: Request, body: Instantiate) -> Accepted:
 @router.post("/vnf_instances/{iid}/terminate", status_code=202, response_model=Accepted)
 async def terminate(request: Request, iid: str = IID) -> Accepted:
     c = coord(request)
-    with db(request).session() as s:
-        repo.get_instance(s, iid)  # absent already is fine: a retry of an unconfirmed one
-        _not_busy(s, iid)
-    op_id = c._new_op(LcmOperation.TERMINATE, iid, {})
+    await db(request).run(_can_terminate, iid)
+    op_id = await c.new_op(LcmOperation.TERMINATE, iid, {})
     _run(c, op_id, c.terminate(op_id, iid))
     return Accepted(vnf_lcm_op_occs=[op_id])
 
@@ -126,23 +160,9 @@ async def terminate(request: Request, iid: str = IID) -> Accepted:
 @router.post("/vnf_instances/{iid}/migrate", status_code=202, response_model=Accepted)
 async def migrate(request: Request, iid: str = IID, *, body: MigrateBody) -> Accepted:
     c = coord(request)
-    with db(request).session() as s:
-        inst = _present(s, iid, "migrate")
-        if inst.node_name == body.node:
-            raise Conflict(f"{iid} already runs on {body.node}")
-        desc = repo.get_bundle(s, inst.bundle_sha256).descriptor
-        _check_node_can_run(s, body.node, desc)
-        new_iid = repo.instance_id_for(body.node, inst.owner, inst.nf_name)
-        try:
-            there = repo.get_instance(s, new_iid)
-        except NotFound:
-            pass
-        else:  # taking it over would lose it if the migration rolls back
-            if there.desired_state == DesiredState.PRESENT:
-                raise Conflict(f"{inst.owner} already has {inst.nf_name} on {body.node} "
-                               f"({new_iid})")
-            _not_busy(s, new_iid)
-    op_id = c._new_op(LcmOperation.MIGRATE, iid, {"dst": body.node, "new_instance_id": new_iid})
+    new_iid = await db(request).run(_can_migrate, iid, body.node)
+    op_id = await c.new_op(LcmOperation.MIGRATE, iid,
+                           {"dst": body.node, "new_instance_id": new_iid})
     _run(c, op_id, c.migrate(op_id, iid, body.node, new_iid))
     return Accepted(vnf_lcm_op_occs=[op_id])
 
@@ -151,10 +171,8 @@ async def migrate(request: Request, iid: str = IID, *, body: MigrateBody) -> Acc
               summary="Update an NF's config while it runs")
 async def update(request: Request, iid: str = IID, *, body: UpdateBody) -> Accepted:
     c = coord(request)
-    with db(request).session() as s:
-        inst = _present(s, iid, "update")
-        _validate_config(repo.get_bundle(s, inst.bundle_sha256).descriptor, body.config)
-    op_id = c._new_op(LcmOperation.UPDATE, iid, {"config": body.config})
+    await db(request).run(_can_update, iid, body.config)
+    op_id = await c.new_op(LcmOperation.UPDATE, iid, {"config": body.config})
     _run(c, op_id, c.update(op_id, iid, body.config))
     return Accepted(vnf_lcm_op_occs=[op_id])
 

@@ -32,10 +32,9 @@ async def upload(request: Request,
     if sha256 is not None and sha256_of(data) != sha256.lower():
         raise InvalidInput(f"bundle sha256 is {sha256_of(data)}, not the expected {sha256}")
     desc, _ = inspect_bundle(data)
-    with db(request).session() as s:
-        b = repo.add_bundle(s, data, name=desc.name, version=desc.version,
-                            descriptor=desc.model_dump(mode="json", by_alias=True))
-        return row(b)
+    return await db(request).run(lambda s: row(repo.add_bundle(
+        s, data, name=desc.name, version=desc.version,
+        descriptor=desc.model_dump(mode="json", by_alias=True))))
 
 
 @router.get("/vnf_packages")

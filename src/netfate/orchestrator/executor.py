@@ -1,0 +1,182 @@
+"""The coordinator's executor: runs the planner's steps (desired-state writes through the
+database's async face, pushes to agents, state moves, steering through the controller) and
+records each operation occurrence's states. It decides nothing the planner did not."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import Any
+
+from netfate.bus.messages import Command, Reply
+from netfate.db import Database, repo
+from netfate.db.models import LcmOperation, OpState
+from netfate.errors import NetfateError, NotFound
+from netfate.orchestrator import lcm_records as rec
+from netfate.orchestrator.agents import AgentBus, AgentUnreachable
+from netfate.orchestrator.hub import EventHub
+from netfate.orchestrator.planner import (
+    Configure,
+    Drop,
+    Fail,
+    MoveState,
+    Occurrence,
+    Push,
+    ReleaseSource,
+    Retract,
+    SteerStep,
+    Step,
+    UnsteerStep,
+    Want,
+)
+from netfate.orchestrator.pushes import Pushes
+from netfate.orchestrator.switches import Switches
+
+log = logging.getLogger("netfate.coordinator")
+
+
+class _Laps:
+    """Milliseconds between laps, by name ("instantiate_ms"...)."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[f"{name}_ms"] = round((now - self._t) * 1000, 2)
+        self._t = now
+
+
+class Executor:
+    def __init__(self, db: Database, bus: AgentBus, hub: EventHub, pushes: Pushes,
+                 switches: Switches | None = None) -> None:
+        self.db = db
+        self.bus = bus
+        self.hub = hub
+        self.pushes = pushes
+        self.switches = switches
+
+    # -- operation occurrences ------------------------------------------------------------
+    async def new_ops(self, specs: list[tuple[LcmOperation, str, dict[str, Any]]]
+                      ) -> list[str]:
+        """Operation occurrences, PROCESSING, in one transaction; their ids."""
+        if not specs:
+            return []
+        ids = await self.db.run(rec.new_ops, specs)
+        for op_id, (op, iid, _) in zip(ids, specs, strict=True):
+            self.hub.publish("op", {"id": op_id, "operation": op.value,
+                                    "vnf_instance_id": iid, "state": "PROCESSING"})
+        return ids
+
+    async def op_state(self, op_id: str, state: OpState,
+                       error: dict[str, Any] | None = None) -> None:
+        self.hub.publish("op", await self.db.run(rec.set_op_state, op_id, state, error))
+
+    async def finish_failed(self, op_id: str, title: str, exc: Exception,
+                            rolled_back: bool) -> None:
+        err = rec.problem(title, str(exc))
+        if rolled_back:
+            await self.op_state(op_id, OpState.ROLLING_BACK, err)
+            await self.op_state(op_id, OpState.ROLLED_BACK, err)
+        else:
+            await self.op_state(op_id, OpState.FAILED, err)
+
+    async def run(self, occ: Occurrence, deferred: list[str] | None = None) -> bool:
+        """Run an occurrence's steps; on failure its undo steps, then FAILED/ROLLED_BACK;
+        on success its commit steps (a deferred source release is appended to `deferred`),
+        then COMPLETED. Whether it completed."""
+        laps = _Laps()
+        moved: dict[str, Any] = {}
+        try:
+            for step in occ.steps:
+                await self._do(step, laps, moved)
+        except Exception as exc:
+            silent = exc.node if isinstance(exc, AgentUnreachable) else None
+            for step in occ.undo:
+                if isinstance(step, Retract):
+                    if step.node != silent:  # if it is, its next sync undoes it
+                        with contextlib.suppress(NetfateError):
+                            await self.pushes.push(step.node)
+                else:
+                    await self._do(step, laps, moved)
+            await self.finish_failed(occ.op_id, occ.title, exc, occ.rolled_back)
+            return False
+        for step in occ.commit:
+            if isinstance(step, ReleaseSource):
+                if step.deferred and deferred is not None:
+                    deferred.append(step.node)
+                else:
+                    with contextlib.suppress(NetfateError):
+                        await self.pushes.push(step.node)
+            else:
+                await self._do(step, laps, moved)
+        if occ.timings:
+            with contextlib.suppress(NetfateError):
+                await self.db.run(repo.merge_op_params, occ.op_id, {"timings": laps.timings})
+        await self.op_state(occ.op_id, OpState.COMPLETED)
+        return True
+
+    async def _do(self, step: Step, laps: _Laps, moved: dict[str, Any]) -> None:
+        match step:
+            case Want():
+                await self.db.run(rec.want, step.node, step.owner, step.nf, step.iid,
+                                  step.config)
+                self.pushes.changed(step.node)
+            case Drop():
+                node = await self.db.run(rec.drop, step.iid)
+                if node is not None:
+                    self.pushes.changed(node)
+            case Configure():
+                self.pushes.changed(await self.db.run(rec.configure, step.iid, step.config))
+            case Push():
+                _check(step, await self.pushes.push(step.node))
+                if step.lap:
+                    laps.lap(step.lap)
+            case MoveState():
+                exported = await self.bus.command(step.src, Command(op="export_state",
+                                                                    instance_id=step.iid))
+                if not exported.ok:
+                    raise NetfateError(f"export on {step.src}: {exported.error}")
+                laps.lap("export")
+                imported = await self.bus.command(step.dst, Command(
+                    op="import_state", instance_id=step.new_iid, state=exported.data))
+                if not imported.ok:
+                    raise NetfateError(f"import on {step.dst}: {imported.error}")
+                laps.lap("import")
+            case Retract() | ReleaseSource():
+                with contextlib.suppress(NetfateError):
+                    await self.pushes.push(step.node)
+            case Fail():
+                raise NotFound(step.reason)
+
+    # -- steering ---------------------------------------------------------------------------
+    async def steer(self, s: SteerStep) -> None:
+        """The controller steers: publish the switches' new states and wait for the flows."""
+        await self.db.run(rec.steer, s.user, s.node, list(s.chain), s.mac, s.ip)
+        await self._installed(s.user, s.node, True)
+
+    async def unsteer(self, s: UnsteerStep) -> None:
+        await self.db.run(rec.unsteer, s.user, s.node)
+        await self._installed(s.user, s.node, False)
+
+    async def _installed(self, user: str, node: str, installed: bool) -> None:
+        if self.switches is None:
+            return
+        reports = await self.switches.apply(node)
+        if any(r.node == node and not r.errors for r in reports):
+            with contextlib.suppress(NetfateError):
+                await self.db.run(rec.mark_installed, user, node, installed)
+
+
+def _check(step: Push, reply: Reply) -> None:
+    """Raise NetfateError unless the reply shows what the push expected."""
+    if step.expect == "running":
+        if not any(n.instance_id == step.iid and n.state == "running" for n in reply.nfs):
+            raise NetfateError(reply.error or f"{step.iid} did not come up on {step.node}")
+    elif step.expect == "gone":
+        if any(n.instance_id == step.iid for n in reply.nfs):
+            raise NetfateError(reply.error or f"{step.iid} is still on {step.node}")
+    elif not reply.ok:
+        raise NetfateError(reply.error or "update failed")

@@ -1,0 +1,151 @@
+"""The coordinator's executor against fake agents (no bus) and a SQLite database: each
+occurrence ends COMPLETED, ROLLED_BACK or FAILED, with the desired state to match, and an
+agent that did not answer is not sent an undo."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from netfate import catalogue
+from netfate.bundle import inspect_bundle
+from netfate.bus.messages import Command, NFActual, Reply
+from netfate.db import Database, repo, sqlite_url
+from netfate.db.models import DesiredState, LcmOperation
+from netfate.orchestrator import planner
+from netfate.orchestrator.agents import AgentUnreachable
+from netfate.orchestrator.coordinator import Coordinator
+from netfate.orchestrator.hub import EventHub
+
+Agent = Callable[[Command, list[str]], Reply]
+
+
+class FakeBus:
+    """Each node's agent: runs what it is sent (all instances up) unless told otherwise."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+        self.agents: dict[str, Agent] = {}
+
+    async def command(self, node: str, cmd: Command, timeout: float | None = None) -> Reply:
+        self.sent.append((node, cmd.op))
+        agent = self.agents.get(node, converge)
+        return agent(cmd, [node])
+
+
+def converge(cmd: Command, _: list[str]) -> Reply:
+    if cmd.op == "apply" and cmd.desired is not None:
+        return Reply(ok=True, nfs=[NFActual(instance_id=i.instance_id, nf_name=i.nf_name,
+                                            owner=i.owner, state="running",
+                                            bundle_sha256=i.bundle_sha256)
+                                   for i in cmd.desired.instances])
+    return Reply(ok=True, data={"ruleset": "x"})
+
+
+def silent(node: str) -> Agent:
+    def agent(cmd: Command, _: list[str]) -> Reply:
+        raise AgentUnreachable(node, f"the agent of node {node} did not answer")
+    return agent
+
+
+@pytest.fixture
+def db(tmp_path: Any) -> Iterator[Database]:
+    d = Database.create(sqlite_url(tmp_path))
+    data = catalogue.bundle_bytes("firewall")
+    desc, _ = inspect_bundle(data)
+    with d.session() as s:
+        for n in ("cpe1", "cpe2"):
+            repo.upsert_node(s, n, role="cpe")
+        repo.create_user(s, "user1", "Pw-user1-long-enough")
+        repo.add_bundle(s, data, name=desc.name, version=desc.version,
+                        descriptor=desc.model_dump(mode="json", by_alias=True))
+    yield d
+    d.dispose()
+
+
+def run(db: Database, bus: FakeBus, make: Callable[[str], planner.Occurrence],
+        op: LcmOperation = LcmOperation.INSTANTIATE) -> tuple[bool, dict[str, Any]]:
+    async def go() -> tuple[bool, dict[str, Any]]:
+        c = Coordinator(db, bus, EventHub(), "http://x")  # type: ignore[arg-type]
+        op_id = await c.new_op(op, "i", {})
+        ok = await c.executor.run(make(op_id))
+        with db.session() as s:
+            occ = repo.get_op_occ(s, op_id)
+            return ok, {"state": occ.operation_state.value, "error": occ.error,
+                        "params": occ.params}
+    return asyncio.run(go())
+
+
+def desired(db: Database, iid: str) -> DesiredState | None:
+    with db.session() as s:
+        found = [i.desired_state for i in repo.list_instances(s) if i.id == iid]
+    return found[0] if found else None
+
+
+def test_an_nf_that_comes_up_completes(db: Database) -> None:
+    bus = FakeBus()
+    ok, occ = run(db, bus, lambda op: planner.instantiate(op, "cpe1", "user1", "firewall",
+                                                          "i1"))
+    assert ok and occ["state"] == "COMPLETED"
+    assert desired(db, "i1") == DesiredState.PRESENT and bus.sent == [("cpe1", "apply")]
+
+
+def test_an_nf_that_does_not_come_up_is_rolled_back_and_undone(db: Database) -> None:
+    bus = FakeBus()
+    bus.agents["cpe1"] = lambda cmd, _: Reply(ok=False, error="no namespace")
+    ok, occ = run(db, bus, lambda op: planner.instantiate(op, "cpe1", "user1", "firewall",
+                                                          "i1"))
+    assert not ok and occ["state"] == "ROLLED_BACK" and "no namespace" in occ["error"]["detail"]
+    assert desired(db, "i1") is None  # absent, and gone once the agent reported without it
+    assert bus.sent == [("cpe1", "apply"), ("cpe1", "apply")]  # the undo was pushed
+
+
+def test_a_silent_agent_is_not_sent_an_undo(db: Database) -> None:
+    bus = FakeBus()
+    bus.agents["cpe1"] = silent("cpe1")
+    ok, occ = run(db, bus, lambda op: planner.instantiate(op, "cpe1", "user1", "firewall",
+                                                          "i1"))
+    assert not ok and occ["state"] == "ROLLED_BACK"
+    assert bus.sent == [("cpe1", "apply")]
+    assert desired(db, "i1") == DesiredState.ABSENT
+
+
+def _placed(db: Database) -> planner.InstanceFacts:
+    with db.session() as s:
+        sha = repo.list_bundles(s, name="firewall")[0].sha256
+        repo.upsert_instance(s, node="cpe1", owner="user1", nf_name="firewall",
+                             bundle_sha256=sha, flavour="native", instance_id="i1")
+    return planner.InstanceFacts(node="cpe1", owner="user1", nf="firewall",
+                                 exportable=True)
+
+
+def test_a_migration_moves_the_state_then_releases_the_source(db: Database) -> None:
+    facts, bus = _placed(db), FakeBus()
+    ok, occ = run(db, bus, lambda op: planner.migrate(op, "i1", facts, "cpe2", "i2"),
+                  LcmOperation.MIGRATE)
+    assert ok and occ["state"] == "COMPLETED"
+    assert bus.sent == [("cpe2", "apply"), ("cpe1", "export_state"), ("cpe2", "import_state"),
+                        ("cpe1", "apply")]
+    assert set(occ["params"]["timings"]) == {"instantiate_ms", "export_ms", "import_ms"}
+    assert desired(db, "i2") == DesiredState.PRESENT
+    assert desired(db, "i1") is None  # released, and gone from the agent's report
+
+
+def test_a_failed_import_leaves_the_source_serving(db: Database) -> None:
+    facts, bus = _placed(db), FakeBus()
+
+    def refuses_import(cmd: Command, nodes: list[str]) -> Reply:
+        if cmd.op == "import_state":
+            return Reply(ok=False, error="bad state")
+        return converge(cmd, nodes)
+
+    bus.agents["cpe2"] = refuses_import
+    ok, occ = run(db, bus, lambda op: planner.migrate(op, "i1", facts, "cpe2", "i2"),
+                  LcmOperation.MIGRATE)
+    assert not ok and occ["state"] == "ROLLED_BACK" and "bad state" in occ["error"]["detail"]
+    assert desired(db, "i1") == DesiredState.PRESENT
+    assert desired(db, "i2") in (DesiredState.ABSENT, None)
+    assert ("cpe1", "apply") not in bus.sent  # the source was never touched
