@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from netfate.steering import TSRule
+from netfate.controller.model import TSRule
 
 
 class NFState(StrEnum):

@@ -9,9 +9,10 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
+from netfate.controller.model import Match, TSRule
+from netfate.controller.ts_rules import chain_rules
 from netfate.drivers.ovs import OvsNetwork
 from netfate.interfaces import ComputeDriver, NFInfo
-from netfate.steering import Match, TSRule, chain_rules
 
 
 @dataclass
