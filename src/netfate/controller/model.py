@@ -167,6 +167,9 @@ def _any_mac(v: str) -> str:
     return v
 
 
+# A TS rule's id and the port names it uses: printable ASCII without spaces (a database key).
+_Token = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
+
 # TCP/UDP/SCTP port matches need the protocol (an OpenFlow 1.3 prerequisite).
 TP_FIELDS = {6: ("tcp_src", "tcp_dst"), 17: ("udp_src", "udp_dst"), 132: ("sctp_src", "sctp_dst")}
 # Outputs that are OpenFlow reserved ports rather than switch ports.
@@ -177,7 +180,7 @@ class Match(_M):
     """What a TS rule matches: ports by name, headers as OpenFlow 1.3 names them. Fields left
     out match anything. IPv4 fields imply IPv4; a TCP/UDP/SCTP port needs its ip_proto."""
 
-    in_port: PortName | None = None
+    in_port: _Token | None = None
     eth_src: Annotated[str, AfterValidator(_any_mac)] | None = None
     eth_dst: Annotated[str, AfterValidator(_any_mac)] | None = None  # broadcast allowed
     eth_type: int | None = Field(default=None, ge=0, le=0xFFFF)
@@ -201,10 +204,10 @@ class TSRule(_M):
     controller, in_port); an empty output drops it. Rendered in table 0 above everything the
     controller derives itself (pipeline.P_TS_RULE_BASE + priority): it is an explicit order."""
 
-    rule_id: str = Field(min_length=1, max_length=128)
+    rule_id: _Token
     priority: int = Field(default=100, ge=1, le=MAX_TS_PRIORITY)
     match: Match = Field(default_factory=Match)
-    output: tuple[PortName, ...] = ()
+    output: tuple[_Token, ...] = Field(default=(), max_length=64)
 
 
 class SwitchState(_M):

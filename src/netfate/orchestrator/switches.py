@@ -7,6 +7,7 @@ built from the NFVI database and what the agents see on their switches, publishe
 - Any other station on an access port (associated, or seen by the controller in a DHCP
   request) is an unauthenticated client: DHCP, DNS and the captive portal only.
 - The core/PE switch sends each steered user's traffic down the link to their CPE.
+- Any switch also carries the TS rules (Table I) an operator put at its node.
 
 States are published whole (level-triggered), with a generation; `apply` waits until the
 controller confirms the generation (its barrier) so a plan's next step knows the flows are in.
@@ -44,6 +45,7 @@ from netfate.db.models import (
     VnfInstance,
 )
 from netfate.db.models import User as DbUser
+from netfate.db.repo.ts_rules import ts_rules_for
 from netfate.db.session import Database
 
 log = logging.getLogger("netfate.orchestrator.switches")
@@ -127,6 +129,7 @@ class Switches:
             if names:
                 q = sa.select(DbUser.name, DbUser.classifiers).where(DbUser.name.in_(names))
                 classes = {n: list(c or []) for n, c in s.execute(q)}
+            ts_rules = ts_rules_for(s, node)  # Table I: an operator's own orders for this LSI
         newest: dict[str, Any] = {}
         for r in rules:
             newest.setdefault(r.user_name, r)
@@ -136,9 +139,12 @@ class Switches:
                    if r.chain and at.get(u) not in (None, r.node_name)}
         ports = self.ports.get(node, SwitchPorts())
         if role == "cpe":
-            return self._cpe(node, ports, [r for r in rules if r.node_name == node], hops,
-                             anchors, classes)
-        return self._core(node, role, ports, list(newest.values()), anchors)
+            state = self._cpe(node, ports, [r for r in rules if r.node_name == node], hops,
+                              anchors, classes)
+        else:
+            state = self._core(node, role, ports, list(newest.values()), anchors)
+        # (rule ids are unique per node in the database, as the model wants)
+        return state.model_copy(update={"ts_rules": ts_rules}) if ts_rules else state
 
     def _station_at(self, node: str, mac: str) -> str | None:
         p = self.ports.get(node, SwitchPorts())
@@ -349,6 +355,7 @@ class Switches:
                 "users": [u.name for u in st.users] if st else [],
                 "anchored": [a.name for a in st.anchored] if st else [],
                 "locations": [loc.model_dump() for loc in st.locations] if st else [],
+                "ts_rules": [r.rule_id for r in st.ts_rules] if st else [],
                 "last_sync": ({"added": rep.added, "deleted": rep.deleted,
                                "unchanged": rep.unchanged} if rep else None),
                 "errors": rep.errors if rep else [],
