@@ -19,6 +19,7 @@ import nats
 from nats.aio.msg import Msg
 
 from netfate import __version__, naming
+from netfate.agent.managed import ManagedNFs
 from netfate.agent.ports import PORT_POLL_S, leases_file, read_leases, switch_ports
 from netfate.agent.reconcile import diff
 from netfate.agent.telemetry import Budget, CpuMeter, resources
@@ -66,6 +67,7 @@ class Agent:
         self.role = role
         self.url = nats_url
         self.store = BundleStore(rundir / "bundles")
+        self.rundir = rundir
         self.ovs = ovs
         self.network = OvsNetwork(ovs)
         # The SDN controller owns the switch's flows (steering, port security): the agent
@@ -80,6 +82,7 @@ class Agent:
         self.cpu = CpuMeter()
         self.budget = budget
         self.desired = DesiredState()
+        self.managed: ManagedNFs | None = None  # loaded at the first converge
         self._lock = asyncio.Lock()
         self._nc: Any = None
         self._stop = asyncio.Event()
@@ -96,9 +99,14 @@ class Agent:
         """Make the node match desired; return the errors met (each instance on its own)."""
         errors: list[str] = []
         actual = self.node.compute.list_nfs()
+        if self.managed is None:
+            self.managed = ManagedNFs(self.rundir / "nodes" / self.name / "agent-nfs.json",
+                                      (i.instance_id for i in actual))
         acts = diff(desired.instances, actual)
         for iid in acts.delete:
-            self._try(errors, f"delete {iid}", lambda i=iid: self.node.remove_nf(i))
+            if iid not in self.managed:
+                continue  # started on the node by hand (netfate nf, a benchmark): not ours
+            self._try(errors, f"delete {iid}", lambda i=iid: self._remove(i))
         for spec in acts.recreate:
             self._try(errors, f"recreate {spec.instance_id}",
                       lambda s=spec: self.node.remove_nf(s.instance_id))
@@ -110,6 +118,11 @@ class Agent:
         for iid in acts.start:
             self._try(errors, f"start {iid}", lambda i=iid: self.node.compute.start_nf(i))
         return errors
+
+    def _remove(self, instance_id: str) -> None:
+        self.node.remove_nf(instance_id)
+        if self.managed is not None:
+            self.managed.discard(instance_id)
 
     @staticmethod
     def _try(errors: list[str], what: str, fn: Any) -> None:
@@ -123,6 +136,8 @@ class Agent:
         self._ensure_bundle(spec.bundle_sha256, fetch)
         # Instance ids are node-user-nf; the NF name part is what the driver names.
         name = spec.instance_id.removeprefix(f"{self.name}-{spec.owner}-")
+        if self.managed is not None:
+            self.managed.add(spec.instance_id)  # before: a crash mid-deploy leaves it ours
         return self.node.deploy_nf(spec.owner, name, spec.bundle_sha256, spec.config)
 
     def _ensure_bundle(self, sha: str, fetch: dict[str, str]) -> None:

@@ -62,12 +62,13 @@ def run(seconds: int = 5, rounds: int = 2) -> dict[str, Any]:
             # Alternate the two paths so machine noise hits both alike.
             for _ in range(rounds):
                 direct.append(_iperf(client, inet.netns, ip, seconds))
-                node.network.apply_ts_rules(node.lsi, rules)
+                tb.steer("client1", [info], tag="bench:tp")
                 through.append(_iperf(client, inet.netns, ip, seconds))
-                node.unsteer(rules)
+                tb.unsteer(node_name, rules)
             counters = node.compute.status(info.instance_id).detail
         finally:
-            node.unsteer(rules)
+            with contextlib.suppress(Exception):
+                tb.unsteer(node_name, rules)
             node.remove_nf(info.instance_id)
     d = max(direct)
     t = max(through)

@@ -129,10 +129,10 @@ def steer(
 
     def go() -> list[dict[str, Any]]:
         with Testbed.attach() as tb:
-            node, mac, access, uplink = tb.access(host)
-            n = tb.node(node)
+            n = tb.node(tb.access(host)[0])
             chain = [n.compute.info(i) for i in instances]
-            rules = n.steer(f"user:{host}", mac, access, uplink, chain)
+            # Through the orchestrator when the testbed runs one, else on the LSI directly.
+            rules = tb.steer(host, chain)
             return [r.model_dump(mode="json") for r in rules]
 
     out = guarded(go)
@@ -143,7 +143,7 @@ def _op(node: str, instance: str, op: str, arg: Any = None) -> Any:
     with Testbed.attach() as tb:
         n = tb.node(node)
         if op == "delete":
-            n.remove_nf(instance)
+            tb.remove_nf(node, instance)
             return {"instance_id": instance, "deleted": True}
         fn = getattr(n.compute, op)
         res = fn(instance) if arg is None else fn(instance, arg)

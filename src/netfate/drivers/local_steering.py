@@ -62,7 +62,7 @@ class LocalSteering:
         """The LSI is gone: drop its rules."""
         self._file(lsi).unlink(missing_ok=True)
 
-    def list(self, lsi: str) -> list[TSRule]:
+    def rules_of(self, lsi: str) -> list[TSRule]:
         return list(self._load(lsi).values())
 
     # -- Table I ----------------------------------------------------------------------------

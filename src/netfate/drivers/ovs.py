@@ -295,7 +295,7 @@ class OvsNetwork:
         self.ts_rules.delete(lsi, rule_ids)
 
     def list_ts_rules(self, lsi: str) -> list[TSRule]:
-        return self.ts_rules.list(lsi)
+        return self.ts_rules.rules_of(lsi)
 
     def settle(self) -> None:
         """Return once the datapath forwards by the new flows. A barrier only says the flow

@@ -6,12 +6,15 @@ from dataclasses import dataclass, field
 
 from netfate import paths
 from netfate.bundle import BundleStore
+from netfate.controller.model import TSRule
 from netfate.drivers.native import NativeCompute
 from netfate.drivers.ovs import OvsNetwork, OvsServer
 from netfate.errors import NetfateError, NotFound
+from netfate.interfaces import NFInfo
 from netfate.node import Node
 from netfate.testbed import lifecycle
 from netfate.testbed.topology import HostSpec, Topology
+from netfate.testbed.ts_rules import ApiTSRules, LocalTSRules, TSRules
 
 
 class TestbedDown(NetfateError):
@@ -25,7 +28,11 @@ class Testbed:
     server: OvsServer
     network: OvsNetwork
     store: BundleStore
+    # Brought up with its services (orchestrator, SDN controller, agents): the controller
+    # owns every flow, so TS rules go through the orchestrator's API.
+    controlled: bool = False
     _nodes: dict[str, Node] = field(default_factory=dict)
+    _ts_rules: TSRules | None = None
 
     @classmethod
     def attach(cls) -> Testbed:
@@ -34,9 +41,12 @@ class Testbed:
         if st is None or not server.running():
             raise TestbedDown("the testbed is not up; run 'netfate testbed up'")
         topo = Topology.model_validate(st["topology"])
-        return cls(topo, server, OvsNetwork(server), BundleStore(paths.bundles_dir()))
+        return cls(topo, server, OvsNetwork(server), BundleStore(paths.bundles_dir()),
+                   controlled=bool(st.get("services", True)))
 
     def close(self) -> None:
+        if isinstance(self._ts_rules, ApiTSRules):
+            self._ts_rules.close()
         self.network.close()
 
     def __enter__(self) -> Testbed:
@@ -51,8 +61,43 @@ class Testbed:
             if spec is None:
                 raise NotFound(f"unknown node {name!r}; the testbed has {self.node_names}")
             compute = NativeCompute(name, paths.run_dir(), self.store, mtu=self.topology.mtu)
-            self._nodes[name] = Node(name, spec.bridge, self.network, compute)
+            # Under a controller its table-miss guards NF ports; local guard rules would be
+            # flows written behind its back.
+            self._nodes[name] = Node(name, spec.bridge, self.network, compute,
+                                     guard_ports=not self.controlled)
         return self._nodes[name]
+
+    # -- TS rules (Table I) and chains, on either kind of testbed -----------------------------
+    @property
+    def ts_rules(self) -> TSRules:
+        if self._ts_rules is None:
+            self._ts_rules = (ApiTSRules(lifecycle.api_url(), self.network) if self.controlled
+                              else LocalTSRules(self.network))
+        return self._ts_rules
+
+    def steer(self, host: str, chain: list[NFInfo], tag: str | None = None) -> list[TSRule]:
+        """Steer a host's traffic through NFs on its access node (createTSRule); the rules."""
+        node_name, mac, access, uplink = self.access(host)
+        node = self.node(node_name)
+        rules = node.steering_rules(tag or f"user:{host}", mac, access, uplink, chain)
+        self.ts_rules.apply(node_name, node.lsi, rules)
+        return rules
+
+    def unsteer(self, node: str, rules: list[TSRule]) -> None:
+        self.ts_rules.delete(node, self.node(node).lsi, [r.rule_id for r in rules])
+
+    def remove_nf(self, node: str, instance_id: str) -> None:
+        """Delete an NF and the TS rules naming its ports (no rule points at a port gone)."""
+        n = self.node(node)
+        if self.controlled:
+            try:
+                ports = {p.host_if for p in n.compute.info(instance_id).ports}
+            except NetfateError:
+                ports = set()
+            dangling = [r.rule_id for r in self.ts_rules.rules_of(node, n.lsi)
+                        if r.match.in_port in ports or ports & set(r.output)]
+            self.ts_rules.delete(node, n.lsi, dangling)
+        n.remove_nf(instance_id)
 
     @property
     def node_names(self) -> list[str]:
