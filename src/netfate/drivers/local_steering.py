@@ -23,19 +23,23 @@ from netfate.controller.flows import build
 from netfate.controller.model import SwitchState, TSRule
 from netfate.controller.sync import SyncPlan, diff
 from netfate.drivers.openflow import OpenFlowChannel
-from netfate.errors import DriverError, NotFound
+from netfate.errors import Conflict, DriverError, NotFound
 
 
 class LocalSteering:
     """The TS rules of each LSI of one node, and the switch converged to them.
 
     channel(lsi) is the LSI's OpenFlow session, ofports(lsi) its port numbers by name, and
-    settle() waits until the datapath forwards by new flows (OvsNetwork.settle).
+    settle() waits until the datapath forwards by new flows (OvsNetwork.settle), and
+    controlled(lsi) says whether an SDN controller is connected to the LSI: then it owns every
+    flow, and converging behind its back would remove them, so Conflict is raised instead.
     """
 
     def __init__(self, rules_dir: Path, channel: Callable[[str], OpenFlowChannel],
-                 ofports: Callable[[str], dict[str, int]], settle: Callable[[], None]) -> None:
+                 ofports: Callable[[str], dict[str, int]], settle: Callable[[], None],
+                 controlled: Callable[[str], bool] = lambda lsi: False) -> None:
         self.rules_dir = rules_dir
+        self._controlled = controlled
         self._channel = channel
         self._ofports = ofports
         self._settle = settle
@@ -105,11 +109,14 @@ class LocalSteering:
 
     def _sync(self, lsi: str, rules: dict[str, TSRule], check: tuple[str, ...] = ()
               ) -> SyncPlan:
+        ofports = self._ofports(lsi)  # NotFound for an LSI that does not exist
+        if self._controlled(lsi):
+            raise Conflict(f"LSI {lsi} is programmed by an SDN controller: its TS rules go "
+                           "through the orchestrator (/api/v1/nodes/{node}/ts_rules)")
         try:
             state = SwitchState(node=lsi, role="cpe", ts_rules=tuple(rules.values()))
         except ValidationError as exc:
             raise DriverError(f"TS rules on {lsi}: {exc}") from exc
-        ofports = self._ofports(lsi)
         flows = build(state, ofports)
         bad = [s for s in flows.skipped if any(s.startswith(f"TS rule {rid}:") for rid in check)]
         if bad:

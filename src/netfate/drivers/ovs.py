@@ -112,7 +112,7 @@ class OvsNetwork:
         self._lock = threading.Lock()
         self._channels: dict[str, OpenFlowChannel] = {}
         self.ts_rules = LocalSteering(server.rundir / "ts-rules", self._of, self.list_ports,
-                                      self.settle)
+                                      self.settle, self.controller_connected)
 
     # -- OVSDB through ovsdbapp ---------------------------------------------------------
     @property
@@ -183,6 +183,12 @@ class OvsNetwork:
 
     def list_lsis(self) -> list[str]:
         return sorted(str(b) for b in self.api.list_br().execute(check_error=True))
+
+    def controller_connected(self, lsi: str) -> bool:
+        """Whether an SDN controller holds an OpenFlow session with the LSI now (read from
+        the IDL's in-memory replica of OVSDB)."""
+        br = self.api.lookup("Bridge", lsi)
+        return any(bool(c.is_connected) for c in getattr(br, "controller", []))
 
     def _require_lsi(self, lsi: str) -> None:
         if not self.api.br_exists(lsi).execute(check_error=True):
