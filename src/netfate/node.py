@@ -71,11 +71,12 @@ class Node:
         self.compute.delete_nf(instance_id)
 
     def steering_rules(
-        self, tag: str, user_mac: str, access_port: str, uplink_port: str, chain: list[NFInfo]
+        self, tag: str, user_mac: str, access_port: str, uplink_port: str, chain: list[NFInfo],
+        priority: int = 100,
     ) -> list[TSRule]:
         hops = [(nf.ports[0].host_if, nf.ports[-1].host_if) for nf in chain]
         own = [(mac, nf.ports[-1].host_if) for nf in chain for mac in nf.own_macs]
-        return chain_rules(tag, user_mac, access_port, uplink_port, hops, own=own)
+        return chain_rules(tag, user_mac, access_port, uplink_port, hops, priority, own=own)
 
     def steer(
         self, tag: str, user_mac: str, access_port: str, uplink_port: str, chain: list[NFInfo]

@@ -173,3 +173,18 @@ def test_a_restart_changes_no_ts_rule_flow() -> None:
     sw = switch(state)
     plan = diff(build(state, PORTS).flows, [from_stats(s) for s in sw.flow_stats()])
     assert plan.empty and plan.unchanged == len(sw.flows)
+
+
+def test_an_open_path_below_a_chain_on_a_controlled_switch() -> None:
+    """The benchmarks on a controlled testbed: an empty chain (priority 50) lets an unknown
+    client straight out and back; a chain (100) takes over its traffic while it is there."""
+    svc = AccessServices(port="svc", mac="02:5e:00:00:00:01", ip="10.0.0.254")
+    client = User(name="~c", mac=MAC, port="access")  # no address: DHCP only
+    ctl = dict(uplink="uplink", access_ports=("access",), services=svc, users=(client,))
+    direct = chain_rules("bench:direct", MAC, "access", "uplink", [], priority=50)
+    sw = switch(lsi(*direct, **ctl))
+    assert exits(sw, pkt("access", MAC, GW)) == ["uplink"]
+    assert exits(sw, pkt("uplink", GW, MAC)) == ["access"]
+    sw = switch(lsi(*direct, *chain_rules("b1", MAC, "access", "uplink", [("l", "w")]), **ctl))
+    assert sw.trace(pkt("access", MAC, GW), NFS).path == ["l", "uplink"]
+    assert sw.trace(pkt("uplink", GW, MAC), NFS).path == ["w", "access"]

@@ -36,6 +36,7 @@ def run(runs: int = 50) -> dict[str, Any]:
         }
         totals: list[float] = []
         bare: list[float] = []
+        direct = tb.open_path("client1", "bench:direct")
         try:
             # Warm the path (ARP, OVS megaflows) so each run measures the NF, not the first use.
             prober.first_arrival(0)
@@ -78,6 +79,8 @@ def run(runs: int = 50) -> dict[str, Any]:
                 node.remove_nf(info.instance_id)
         finally:
             prober.close()
+            with contextlib.suppress(Exception):
+                tb.unsteer(node_name, direct)
             for i in range(1, runs + 1):  # a failed run must not leave its NF behind
                 with contextlib.suppress(Exception):
                     tb.remove_nf(node_name, f"{node_name}-bench{i}-firewall")

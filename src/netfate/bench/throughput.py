@@ -56,6 +56,7 @@ def run(seconds: int = 5, rounds: int = 2) -> dict[str, Any]:
         ip = tb.topology.internet_address
         direct: list[float] = []
         through: list[float] = []
+        direct_path = tb.open_path("client1", "bench:direct")
         info = node.deploy_nf("benchtp", "firewall", bundle.sha256, FW_CONFIG)
         rules = node.steering_rules("bench:tp", mac, access, uplink, [info])
         try:
@@ -68,7 +69,7 @@ def run(seconds: int = 5, rounds: int = 2) -> dict[str, Any]:
             counters = node.compute.status(info.instance_id).detail
         finally:
             with contextlib.suppress(Exception):
-                tb.unsteer(node_name, rules)
+                tb.unsteer(node_name, rules + direct_path)
             node.remove_nf(info.instance_id)
     d = max(direct)
     t = max(through)

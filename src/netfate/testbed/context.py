@@ -75,13 +75,24 @@ class Testbed:
                               else LocalTSRules(self.network))
         return self._ts_rules
 
-    def steer(self, host: str, chain: list[NFInfo], tag: str | None = None) -> list[TSRule]:
+    def steer(self, host: str, chain: list[NFInfo], tag: str | None = None,
+              priority: int = 100) -> list[TSRule]:
         """Steer a host's traffic through NFs on its access node (createTSRule); the rules."""
         node_name, mac, access, uplink = self.access(host)
         node = self.node(node_name)
-        rules = node.steering_rules(tag or f"user:{host}", mac, access, uplink, chain)
+        rules = node.steering_rules(tag or f"user:{host}", mac, access, uplink, chain,
+                                    priority)
         self.ts_rules.apply(node_name, node.lsi, rules)
         return rules
+
+    def open_path(self, host: str, tag: str) -> list[TSRule]:
+        """The host's plain path to the uplink and back, for measurements. Without services
+        the LSIs switch L2 and it is there already (nothing is installed); under the
+        controller an unknown client is behind the captive portal, so it is steered straight
+        out, below any chain (priority 50), until `unsteer`."""
+        if not self.controlled:
+            return []
+        return self.steer(host, [], tag=tag, priority=50)
 
     def unsteer(self, node: str, rules: list[TSRule]) -> None:
         self.ts_rules.delete(node, self.node(node).lsi, [r.rule_id for r in rules])
