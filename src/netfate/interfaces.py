@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from netfate.bundle import BundleStore
-from netfate.steering import TSRule
+from netfate.controller.model import TSRule
 
 
 class NFState(StrEnum):
@@ -121,8 +121,10 @@ class PortDriver(Protocol):
 class TSRuleDriver(Protocol):
     """Table I's createTSRule/deleteTSRule (traffic steering rules), singly and in batches.
 
-    The shapes are those of today's TS-rule stack (netfate.steering.TSRule); the steering
-    rework (issue 9, point 2) restates them in the controller's model.
+    A rule is the controller's model (netfate.controller.model.TSRule), rendered by its
+    pipeline (controller/flows.py); a node without a controller converges its LSI to its
+    rules itself (drivers/local_steering.py). Conflict if a controller owns the LSI: then
+    the rules go through the orchestrator (/api/v1/nodes/{node}/ts_rules).
     """
 
     def create_ts_rule(self, lsi: str, rule: TSRule) -> None:

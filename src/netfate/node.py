@@ -10,10 +10,11 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from netfate.controller.model import Match, TSRule
+from netfate.controller.ts_rules import chain_rules
 from netfate.errors import NotFound, UnknownFlavour
 from netfate.flavours import DEFAULT_FLAVOUR
 from netfate.interfaces import ComputeDriver, NetworkDriver, NFInfo
-from netfate.steering import Match, TSRule, chain_rules
 
 
 @dataclass
@@ -118,11 +119,12 @@ class Node:
         compute.delete_nf(instance_id)
 
     def steering_rules(
-        self, tag: str, user_mac: str, access_port: str, uplink_port: str, chain: list[NFInfo]
+        self, tag: str, user_mac: str, access_port: str, uplink_port: str, chain: list[NFInfo],
+        priority: int = 100,
     ) -> list[TSRule]:
         hops = [(nf.ports[0].host_if, nf.ports[-1].host_if) for nf in chain]
         own = [(mac, nf.ports[-1].host_if) for nf in chain for mac in nf.own_macs]
-        return chain_rules(tag, user_mac, access_port, uplink_port, hops, own=own)
+        return chain_rules(tag, user_mac, access_port, uplink_port, hops, priority, own=own)
 
     def steer(
         self, tag: str, user_mac: str, access_port: str, uplink_port: str, chain: list[NFInfo]

@@ -156,6 +156,17 @@ BAD_BODIES: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [
      ("callbackUri", "allowed networks")),
     ("POST", "/subscriptions", {"callbackUri": "https://example.com/cb"},
      ("callbackUri", "allowed networks")),
+    # TS rules (Table I), checked as the controller's model checks them
+    ("PUT", "/nodes/cpe1/ts_rules/r1", {"match": {"tp_dst": 80}}, ("ip_proto",)),
+    ("PUT", "/nodes/cpe1/ts_rules/r1", {"match": {"eth_src": "not-a-mac"}}, ("eth_src",)),
+    ("PUT", "/nodes/cpe1/ts_rules/r1", {"match": {"vlan": 3}}, ("vlan",)),
+    ("PUT", "/nodes/cpe1/ts_rules/r1", {"priority": 0}, ("priority",)),
+    ("PUT", "/nodes/cpe1/ts_rules/r1", {"output": "uplink"}, ("output",)),
+    ("PUT", "/nodes/cpe1/ts_rules/r1", {"output": ["a"], "cookie": 1}, ("cookie", "extra")),
+    ("POST", "/nodes/cpe1/ts_rules", [{"rule_id": "r1", "match": {"tp_dst": 80}}],  # type: ignore[list-item]
+     ("ip_proto",)),
+    ("POST", "/nodes/cpe1/ts_rules", [{"rule_id": "r1"}, {"rule_id": "r1"}],  # type: ignore[list-item]
+     ("twice",)),
 ]
 
 
@@ -188,6 +199,10 @@ def test_over_large_body(seeded: httpx.Client, world_: World) -> None:
 # -- unknown ids ------------------------------------------------------------------------------
 
 UNKNOWN = [
+    ("GET", "/nodes/nonode/ts_rules", None, ("node", "nonode")),
+    ("PUT", "/nodes/nonode/ts_rules/r1", {}, ("node", "nonode")),
+    ("GET", "/nodes/cpe1/ts_rules/nope", None, ("TS rule", "nope")),
+    ("DELETE", "/nodes/cpe1/ts_rules/nope", None, ("TS rule", "nope")),
     ("GET", "/users/nobody", None, ("user", "nobody")),
     ("PATCH", "/users/nobody", {"password": "secret9"}, ("user", "nobody")),
     ("DELETE", "/users/nobody", None, ("user", "nobody")),
@@ -473,3 +488,23 @@ def test_a_bug_is_still_a_problem_body(make_live: MakeLive) -> None:
             body = assert_problem(c.get(f"{API}/test-boom"), 500, "RuntimeError", "test-boom")
             assert "secret" not in body["detail"]
         assert c.get(f"{API}/health").status_code == 200
+
+
+def test_ts_rules_round_trip(seeded: httpx.Client) -> None:
+    """Table I over the API: create (or replace), read, delete; a node's list only."""
+    base = f"{API}/nodes/cpe1/ts_rules"
+    rule = {"priority": 10, "match": {"in_port": "a", "ip_proto": 6, "tp_dst": 80},
+            "output": ["b"]}
+    r = seeded.put(f"{base}/web", json=rule, params={"wait": 0})
+    assert r.status_code == 200, r.text
+    assert {k: r.json()[k] for k in ("rule_id", "priority", "match", "output")} == {
+        "rule_id": "web", **rule}
+    r = seeded.post(base, json=[{"rule_id": "web", "output": []}, {"rule_id": "x:1"}],
+                    params={"wait": 0})
+    assert r.status_code == 200, r.text
+    assert [(x["rule_id"], x["output"]) for x in seeded.get(base).json()] == [
+        ("web", []), ("x:1", [])]
+    assert seeded.get(f"{API}/nodes/cpe2/ts_rules").json() == []
+    assert seeded.delete(f"{base}/web", params={"wait": 0}).json()["deleted"] == 1
+    r = seeded.delete(base, params={"rule_id": ["x:1", "gone"], "wait": 0})
+    assert r.json()["deleted"] == 1 and seeded.get(base).json() == []

@@ -128,7 +128,8 @@ def test_port_on_missing_lsi_is_refused(tb: Testbed) -> None:
 
 
 def test_lsi_and_ts_rules_are_idempotent(tb: Testbed) -> None:
-    from netfate.steering import Match, TSRule
+    from netfate.controller.model import Match, TSRule
+    from netfate.controller.ts_rules import priority_of
 
     net = tb.network
     net.create_lsi("fate-lsi1")
@@ -141,16 +142,17 @@ def test_lsi_and_ts_rules_are_idempotent(tb: Testbed) -> None:
                       output=("fate-l1b",))
         net.create_ts_rule("fate-lsi1", rule)
         net.create_ts_rule("fate-lsi1", rule)
-        assert len([f for f in net.dump_flows("fate-lsi1") if f["priority"] == 10]) == 1
+        prio = priority_of(rule)  # table 0's TS rule band
+        assert len([f for f in net.dump_flows("fate-lsi1") if f["priority"] == prio]) == 1
         moved = TSRule(rule_id="t1", priority=10,
                        match=Match(in_port="fate-l1a", ip_proto=6, tp_dst=80),
                        output=("fate-l1b",))
         net.create_ts_rule("fate-lsi1", moved)  # the old match is replaced, not kept
-        flows = [f for f in net.dump_flows("fate-lsi1") if f["priority"] == 10]
+        flows = [f for f in net.dump_flows("fate-lsi1") if f["priority"] == prio]
         assert len(flows) == 1 and flows[0]["match"].get("tcp_dst") == 80
         net.delete_ts_rule("fate-lsi1", "t1")
         net.delete_ts_rule("fate-lsi1", "t1")
-        assert not [f for f in net.dump_flows("fate-lsi1") if f["priority"] == 10]
+        assert not [f for f in net.dump_flows("fate-lsi1") if f["priority"] == prio]
         with pytest.raises(NotFound, match="port"):
             net.create_ts_rule("fate-lsi1", TSRule(rule_id="t2", match=Match(in_port="nope"),
                                                    output=("fate-l1b",)))

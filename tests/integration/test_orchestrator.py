@@ -227,3 +227,19 @@ def test_fallback_to_the_dc_when_the_cpe_lacks_resources(testbed_up: None, tmp_p
             assert node_nfs(tb, "cpe2") == set()
     finally:
         lifecycle.down()
+
+
+def test_nf_start_bench_on_a_testbed_with_the_controller(stack: Testbed) -> None:
+    """`netfate testbed up` (orchestrator, controller, agents) then `netfate bench nf-start`:
+    the bench's TS rules go into the orchestrator's switch state for cpe1, so the controller
+    installs them next to its own flows and the probes cross each new firewall (issue 9)."""
+    cp = subprocess.run(processes.netfate_argv("bench", "nf-start", "--runs", "3"),
+                        capture_output=True, text=True, timeout=300, check=False)
+    assert cp.returncode == 0, cp.stdout[-2000:] + cp.stderr[-2000:]
+    out = json.loads(cp.stdout)
+    assert out["nf_ms"]["n"] == 3 and out["bare_ms"]["n"] == 3
+    # Nothing left behind: no TS rule at the node, no benchmark NF, and the agent kept them
+    # (they were not its to collect) while the bench ran.
+    assert api("GET", "/nodes/cpe1/ts_rules") == []
+    assert not {i for i in node_nfs(stack, "cpe1") if "bench" in i}
+    assert all(s["in_sync"] and not s["skipped"] for s in api("GET", "/switches"))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from netfate.controller import pipeline as pl
 from netfate.controller.fake import FakeSwitch, as_reported, key
+from netfate.controller.flowmod import FlowMod
 from netfate.controller.flows import build
 from netfate.controller.model import AccessServices, Hop, SwitchState, User
 from netfate.controller.ofmsg import from_stats
 from netfate.controller.sync import diff, flow_content, flow_key
-from netfate.steering import FlowMod, rule_cookie
 
 PORTS = {"a1": 1, "a2": 2, "up": 10, "svc": 20, "fw1-l": 31, "fw1-w": 32, "ins1-l": 33,
          "ins1-w": 34, "fw2-l": 41, "fw2-w": 42}
@@ -92,7 +92,7 @@ def test_a_removed_user_loses_all_its_flows_and_nothing_else() -> None:
 
 def test_foreign_flows_are_left_alone_unless_purged() -> None:
     desired = build(state(U1), PORTS).flows
-    normal = FlowMod(cookie=rule_cookie("base:l2"), priority=1, match={}, outputs=("normal",))
+    normal = FlowMod(cookie=0x5EED, priority=1, match={}, outputs=("normal",))
     plan = diff(desired, [*reported(desired), normal])
     assert plan.empty and plan.foreign == [normal]
     purge = diff(desired, [*reported(desired), normal], purge_foreign=True)

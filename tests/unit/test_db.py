@@ -29,7 +29,7 @@ BUNDLE = b"\x1f\x8b fake firewall bundle .tgz"
 DESCRIPTOR = {"name": "firewall", "version": "1.0", "ports": [{"name": "lan"}, {"name": "wan"}]}
 TABLES = {
     "nodes", "users", "sessions", "vnf_instances", "steering_rules", "bundles",
-    "notifications", "notification_mutes", "vnf_lcm_op_occs", "subscriptions",
+    "notifications", "notification_mutes", "vnf_lcm_op_occs", "subscriptions", "ts_rules",
 }
 
 
@@ -81,13 +81,13 @@ def test_migrate_from_empty_to_head_and_back(db_url: str) -> None:
     try:
         assert current_revision(engine) is None
         migrate(db_url)
-        assert current_revision(engine) == head_revision() == "0002"
+        assert current_revision(engine) == head_revision() == "0003"
         assert TABLES <= set(sa.inspect(engine).get_table_names())
         migrate(db_url)  # already at head: nothing to do
         downgrade(db_url, "base")
         assert not TABLES & set(sa.inspect(engine).get_table_names())
         migrate(engine)
-        assert current_revision(engine) == "0002"
+        assert current_revision(engine) == "0003"
     finally:
         engine.dispose()
 
@@ -685,3 +685,30 @@ def test_sqlite_concurrent_writers_queue_instead_of_failing(db: Database) -> Non
     assert errors == []
     with db.session() as s:
         assert repo.get_node(s, "cpe1").resources["n"] == 80
+
+
+# --- TS rules (NNF paper, Table I) -----------------------------------------------------------
+def test_ts_rules(s: Session, world: str) -> None:
+    r1 = {"rule_id": "r1", "priority": 10, "match": {"in_port": "a", "ip_proto": 6,
+                                                      "tp_dst": 80}, "output": ["b"]}
+    [row] = repo.put_ts_rules(s, "cpe1", [r1], now=1.0)
+    assert (row.rule_id, row.priority, row.output) == ("r1", 10, ["b"])
+    assert row.match == {"in_port": "a", "ip_proto": 6, "tp_dst": 80}
+    repo.put_ts_rules(s, "cpe1", [{**r1, "output": []}, {"rule_id": "r2"}], now=2.0)
+    assert [(r.rule_id, r.output) for r in repo.list_ts_rules(s, "cpe1")] == [
+        ("r1", []), ("r2", [])]
+    assert [r.rule_id for r in repo.ts_rules_for(s, "cpe1")] == ["r1", "r2"]
+    assert repo.list_ts_rules(s, "cpe2") == []
+    assert repo.get_ts_rule(s, "cpe1", "r2").priority == 100
+    with pytest.raises(NotFound, match="no TS rule 'r9'"):
+        repo.get_ts_rule(s, "cpe1", "r9")
+    with pytest.raises(NotFound, match="node 'cpe9'"):
+        repo.put_ts_rules(s, "cpe9", [r1])
+    with pytest.raises(InvalidInput, match="ip_proto"):
+        repo.put_ts_rules(s, "cpe1", [{"rule_id": "r3", "match": {"tp_dst": 80}}])
+    with pytest.raises(InvalidInput, match="twice"):
+        repo.put_ts_rules(s, "cpe1", [r1, r1])
+    with pytest.raises(InvalidInput, match="bogus"):
+        repo.put_ts_rules(s, "cpe1", [{"rule_id": "r4", "bogus": 1}])
+    assert repo.delete_ts_rules(s, "cpe1", ["r1", "nope"]) == 1
+    assert [r.rule_id for r in repo.list_ts_rules(s)] == ["r2"]

@@ -11,7 +11,7 @@ from netfate.errors import NotFound, UnknownFlavour
 from netfate.interfaces import NFInfo, NFPort, NFState
 from netfate.node import Node
 from netfate.queue import NotificationQueue
-from netfate.steering import TSRule
+from netfate.controller.model import TSRule
 
 
 class FakeNetwork:

@@ -1,95 +1,130 @@
-"""The steering core against a fake flow table, without root (Faucet style)."""
+"""TS rules (Table I) and chains written as TS rules, rendered by the controller's pipeline and
+followed through the fake multi-table switch, without root (Faucet style)."""
+
+from __future__ import annotations
+
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from netfate.steering import FlowTable, Match, Packet, TSRule, chain_rules, to_flowmod
+from netfate.controller import pipeline as pl
+from netfate.controller.fake import FakeSwitch, ip_packet
+from netfate.controller.flows import build
+from netfate.controller.model import AccessServices, Match, SwitchState, TSRule, User
+from netfate.controller.ofmsg import from_stats
+from netfate.controller.sync import diff
+from netfate.controller.ts_rules import chain_rules, rule_cookie, rule_flow
 
 MAC = "02:aa:00:00:00:01"
 OTHER = "02:aa:00:00:00:02"
 GW = "02:bb:00:00:00:01"
+PORTS = {"access": 1, "uplink": 2, "fw-lan": 3, "fw-wan": 4, "ins-lan": 5, "ins-wan": 6,
+         "l": 7, "w": 8, "a": 9, "b": 10, "x": 11, "y": 12, "ins-l": 13, "fw-l": 14,
+         "fw-w": 15, "svc": 16}
+NFS = {"fw-lan": "fw-wan", "fw-wan": "fw-lan", "ins-lan": "ins-wan", "ins-wan": "ins-lan",
+       "l": "w", "w": "l"}
+BASE = TSRule(rule_id="base:l2", priority=1, output=("normal",))  # the service-less testbed's
 
 
-def table_with(rules: list[TSRule]) -> FlowTable:
-    t = FlowTable()
-    t.apply(TSRule(rule_id="base", priority=1, output=("normal",)))
-    for r in rules:
-        t.apply(r)
-    return t
+def lsi(*rules: TSRule, **kw: Any) -> SwitchState:
+    return SwitchState(node="lsi", role="cpe", ts_rules=rules, **kw)
+
+
+def switch(state: SwitchState) -> FakeSwitch:
+    sw = FakeSwitch(PORTS)
+    flows = build(state, PORTS)
+    assert not flows.skipped
+    sw.apply(flows.flows)
+    return sw
+
+
+def pkt(in_port: str, src: str, dst: str, **kw: Any) -> dict[str, Any]:
+    return ip_packet(in_port, src, dst, "10.0.0.2", "10.0.0.1", **kw)
+
+
+def exits(sw: FakeSwitch, p: dict[str, Any]) -> list[str]:
+    return [port for port, _ in sw.process(p)]
 
 
 def test_chain_of_two_nfs_is_crossed_in_order_both_ways() -> None:
     hops = [("fw-lan", "fw-wan"), ("ins-lan", "ins-wan")]
-    t = table_with(chain_rules("u1", MAC, "access", "uplink", hops))
-    # upstream: access -> fw -> inspector -> uplink
-    path, port = [], "access"
-    pkt = dict(eth_src=MAC, eth_dst=GW)
-    for _ in range(3):
-        out = t.forward(Packet(in_port=port, **pkt))
-        path.append(out[0])
-        port = {"fw-lan": "fw-wan", "ins-lan": "ins-wan"}.get(out[0], out[0])
-    assert path == ["fw-lan", "ins-lan", "uplink"]
-    # downstream: uplink -> inspector -> fw -> access
-    path, port = [], "uplink"
-    pkt = dict(eth_src=GW, eth_dst=MAC)
-    for _ in range(3):
-        out = t.forward(Packet(in_port=port, **pkt))
-        path.append(out[0])
-        port = {"ins-wan": "ins-lan", "fw-wan": "fw-lan"}.get(out[0], out[0])
-    assert path == ["ins-wan", "fw-wan", "access"]
+    sw = switch(lsi(BASE, *chain_rules("u1", MAC, "access", "uplink", hops)))
+    up = sw.trace(pkt("access", MAC, GW), NFS)
+    assert up.path == ["fw-lan", "ins-lan", "uplink"] and up.exits == ["uplink"]
+    down = sw.trace(pkt("uplink", GW, MAC), NFS)
+    assert down.path == ["ins-wan", "fw-wan", "access"] and down.exits == ["access"]
 
 
 def test_other_users_traffic_is_not_steered() -> None:
-    t = table_with(chain_rules("u1", MAC, "access", "uplink", [("l", "w")]))
-    assert t.forward(Packet(in_port="access", eth_src=OTHER, eth_dst=GW)) == ("normal",)
-    assert t.forward(Packet(in_port="uplink", eth_src=GW, eth_dst=OTHER)) == ("normal",)
+    sw = switch(lsi(BASE, *chain_rules("u1", MAC, "access", "uplink", [("l", "w")])))
+    assert exits(sw, pkt("access", OTHER, GW)) == ["normal"]
+    assert exits(sw, pkt("uplink", GW, OTHER)) == ["normal"]
 
 
 def test_higher_priority_classifier_wins_for_http_only() -> None:
-    t = table_with(chain_rules("u1", MAC, "access", "uplink", [("fw-l", "fw-w")]))
-    t.apply(TSRule(rule_id="http", priority=200,
-                   match=Match(in_port="access", eth_src=MAC, ip_proto=6, tp_dst=80),
-                   output=("ins-l",)))
-    http = Packet(in_port="access", eth_src=MAC, ipv4_dst="10.0.0.1", ip_proto=6, tp_dst=80)
-    ssh = Packet(in_port="access", eth_src=MAC, ipv4_dst="10.0.0.1", ip_proto=6, tp_dst=22)
-    assert t.forward(http) == ("ins-l",)
-    assert t.forward(ssh) == ("fw-l",)
+    http_rule = TSRule(rule_id="http", priority=200,
+                       match=Match(in_port="access", eth_src=MAC, ip_proto=6, tp_dst=80),
+                       output=("ins-l",))
+    sw = switch(lsi(BASE, *chain_rules("u1", MAC, "access", "uplink", [("fw-l", "fw-w")]),
+                    http_rule))
+    assert exits(sw, pkt("access", MAC, GW, dport=80)) == ["ins-l"]
+    assert exits(sw, pkt("access", MAC, GW, dport=22)) == ["fw-l"]
 
 
 def test_no_rule_means_drop_and_removal_restores() -> None:
-    t = FlowTable()
-    assert t.forward(Packet(in_port="x")) == ()
-    t.apply(TSRule(rule_id="r", match=Match(in_port="x"), output=("y",)))
-    assert t.forward(Packet(in_port="x")) == ("y",)
-    t.remove("r")
-    assert t.forward(Packet(in_port="x")) == ()
+    sw = switch(lsi())
+    assert exits(sw, pkt("x", MAC, GW)) == []
+    rule = TSRule(rule_id="r", match=Match(in_port="x"), output=("y",))
+    plan = diff(build(lsi(rule), PORTS).flows, [from_stats(s) for s in sw.flow_stats()])
+    assert [f.cookie for f in plan.add] == [rule_cookie("r")] and not plan.delete
+    sw.apply(plan.add)
+    assert exits(sw, pkt("x", MAC, GW)) == ["y"]
+    plan = diff(build(lsi(), PORTS).flows, [from_stats(s) for s in sw.flow_stats()])
+    assert [f.cookie for f in plan.delete] == [rule_cookie("r")] and not plan.add
+    sw.delete(plan.delete)
+    assert exits(sw, pkt("x", MAC, GW)) == []
+
+
+def test_nf_ports_are_guarded_from_l2_switching() -> None:
+    """Node.attach_ports' guard: what an NF port sends goes only where a TS rule says."""
+    guard = [TSRule(rule_id=f"nfport:{p}", priority=2, match=Match(in_port=p))
+             for p in ("l", "w")]
+    sw = switch(lsi(BASE, *guard))
+    assert exits(sw, pkt("w", OTHER, GW)) == [] and exits(sw, pkt("l", GW, OTHER)) == []
+    assert exits(sw, pkt("access", OTHER, GW)) == ["normal"]
+    sw = switch(lsi(BASE, *guard, *chain_rules("u1", MAC, "access", "uplink", [("l", "w")])))
+    assert sw.trace(pkt("access", MAC, GW), NFS).exits == ["uplink"]
 
 
 def test_flowmod_adds_openflow_prerequisites() -> None:
     r = TSRule(rule_id="r", priority=50,
                match=Match(in_port="a", ipv4_dst="10.1.0.0/16", ip_proto=17, tp_dst=53),
                output=("b",))
-    f = to_flowmod(r, {"a": 3, "b": 4})
-    assert f.match == {"in_port": 3, "eth_type": 0x0800, "ipv4_dst": ("10.1.0.0", "255.255.0.0"),
-                       "ip_proto": 17, "udp_dst": 53}
-    assert f.outputs == (4,) and f.priority == 50 and f.cookie == r.cookie()
-    tcp = to_flowmod(TSRule(rule_id="t", match=Match(ip_proto=6, tp_dst=80,
-                                                     ipv4_src="10.0.0.1")), {})
+    f = rule_flow(r, PORTS.__getitem__)
+    assert f.match == {"in_port": 9, "eth_type": 0x0800,
+                       "ipv4_dst": ("10.1.0.0", "255.255.0.0"), "ip_proto": 17, "udp_dst": 53}
+    assert f.outputs == (10,) and f.priority == pl.P_TS_RULE_BASE + 50
+    assert f.cookie == rule_cookie("r") and f.table_id == pl.INGRESS
+    tcp = rule_flow(TSRule(rule_id="t", match=Match(ip_proto=6, tp_dst=80,
+                                                    ipv4_src="10.0.0.1")), PORTS.__getitem__)
     assert tcp.match["tcp_dst"] == 80 and tcp.match["ipv4_src"] == "10.0.0.1"
 
 
 def test_flowmod_reserved_outputs_and_drop() -> None:
-    assert to_flowmod(TSRule(rule_id="n", output=("normal",)), {}).outputs == ("normal",)
-    assert to_flowmod(TSRule(rule_id="d", match=Match(in_port="a")), {"a": 1}).outputs == ()
+    port = PORTS.__getitem__
+    assert rule_flow(TSRule(rule_id="n", output=("normal",)), port).outputs == ("normal",)
+    assert rule_flow(TSRule(rule_id="d", match=Match(in_port="a")), port).outputs == ()
     hairpin = TSRule(rule_id="h", match=Match(in_port="a"), output=("a",))
-    assert to_flowmod(hairpin, {"a": 1}).outputs == ("in_port",)
+    assert rule_flow(hairpin, port).outputs == ("in_port",)
 
 
 def test_flowmod_unknown_port_and_port_without_proto() -> None:
-    with pytest.raises(KeyError):
-        to_flowmod(TSRule(rule_id="r", match=Match(in_port="zz"), output=("a",)), {"a": 1})
+    flows = build(lsi(TSRule(rule_id="r", match=Match(in_port="zz"), output=("a",))), PORTS)
+    assert flows.skipped == ["TS rule r: port zz is not on the switch"]
+    assert not [f for f in flows.flows if f.cookie == rule_cookie("r")]  # fails closed
     with pytest.raises(ValueError, match="ip_proto"):
-        to_flowmod(TSRule(rule_id="r", match=Match(tp_dst=80), output=("a",)), {"a": 1})
+        Match(tp_dst=80)
 
 
 @pytest.mark.parametrize("bad", [
@@ -97,18 +132,59 @@ def test_flowmod_unknown_port_and_port_without_proto() -> None:
 ])
 def test_bad_matches_are_rejected(bad: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
-        Match(**bad)
+        Match(**bad)  # type: ignore[arg-type]
 
 
 def test_cookies_are_stable_and_distinct() -> None:
-    a = TSRule(rule_id="user1:up:0")
-    assert a.cookie() == TSRule(rule_id="user1:up:0").cookie()
-    assert a.cookie() != TSRule(rule_id="user1:up:1").cookie()
-    assert 0 < a.cookie() < 2**63
+    a = rule_cookie("user1:up:0")
+    assert a == rule_cookie("user1:up:0") and a != rule_cookie("user1:up:1")
+    assert 0 < a < 2**63 and pl.kind_of(a) == pl.Kind.TS_RULE
 
 
 def test_nf_own_address_is_reached_from_the_uplink() -> None:
     nf_mac = "02:cc:00:00:00:09"
-    t = table_with(chain_rules("u1", MAC, "access", "uplink", [("l", "w")],
-                               own=[(nf_mac, "w")]))
-    assert t.forward(Packet(in_port="uplink", eth_src=GW, eth_dst=nf_mac)) == ("w",)
+    sw = switch(lsi(BASE, *chain_rules("u1", MAC, "access", "uplink", [("l", "w")],
+                                       own=[(nf_mac, "w")])))
+    assert exits(sw, pkt("uplink", GW, nf_mac)) == ["w"]
+
+
+def test_rule_ids_are_unique_in_a_state() -> None:
+    with pytest.raises(ValidationError, match="TS rule id"):
+        lsi(BASE, BASE)
+
+
+def test_ts_rules_win_over_what_the_controller_derives() -> None:
+    """A TS rule is an explicit order: it sits above port security and the captive portal
+    (an unauthenticated client's IPv4 would otherwise go to the portal's table)."""
+    svc = AccessServices(port="svc", mac="02:5e:00:00:00:01", ip="10.0.0.254")
+    client = User(name="~c", mac=MAC, ip="10.0.0.2", port="access")
+    ctl = dict(uplink="uplink", access_ports=("access",), services=svc, users=(client,))
+    sw = switch(lsi(**ctl))
+    assert exits(sw, pkt("access", MAC, GW, proto=17, dport=9999)) == []  # captive: dropped
+    sw = switch(lsi(*chain_rules("bench", MAC, "access", "uplink", [("fw-lan", "fw-wan")]),
+                    **ctl))
+    assert sw.trace(pkt("access", MAC, GW, proto=17, dport=9999), NFS).path == [
+        "fw-lan", "uplink"]
+    assert sw.trace(pkt("uplink", GW, MAC, proto=17), NFS).path == ["fw-wan", "access"]
+
+
+def test_a_restart_changes_no_ts_rule_flow() -> None:
+    state = lsi(BASE, *chain_rules("u1", MAC, "access", "uplink", [("l", "w")]))
+    sw = switch(state)
+    plan = diff(build(state, PORTS).flows, [from_stats(s) for s in sw.flow_stats()])
+    assert plan.empty and plan.unchanged == len(sw.flows)
+
+
+def test_an_open_path_below_a_chain_on_a_controlled_switch() -> None:
+    """The benchmarks on a controlled testbed: an empty chain (priority 50) lets an unknown
+    client straight out and back; a chain (100) takes over its traffic while it is there."""
+    svc = AccessServices(port="svc", mac="02:5e:00:00:00:01", ip="10.0.0.254")
+    client = User(name="~c", mac=MAC, port="access")  # no address: DHCP only
+    ctl = dict(uplink="uplink", access_ports=("access",), services=svc, users=(client,))
+    direct = chain_rules("bench:direct", MAC, "access", "uplink", [], priority=50)
+    sw = switch(lsi(*direct, **ctl))
+    assert exits(sw, pkt("access", MAC, GW)) == ["uplink"]
+    assert exits(sw, pkt("uplink", GW, MAC)) == ["access"]
+    sw = switch(lsi(*direct, *chain_rules("b1", MAC, "access", "uplink", [("l", "w")]), **ctl))
+    assert sw.trace(pkt("access", MAC, GW), NFS).path == ["l", "uplink"]
+    assert sw.trace(pkt("uplink", GW, MAC), NFS).path == ["w", "access"]

@@ -159,3 +159,19 @@ def test_a_second_migration_waits_for_its_own_anchor(db: Database) -> None:
     sw.set_ports("cpe1", cpe_ports("cpe1", {M1: "cpe1-a1"}))
     sw.set_ports("cpe2", cpe_ports("cpe2", {}))
     assert not any(u.authenticated for u in state(sw, "cpe1").users)
+
+
+def test_ts_rules_at_a_node_are_in_its_switch_state(db: Database) -> None:
+    """Table I: an operator's TS rules travel in the node's state, so the controller keeps
+    them (its sync removes only what the state no longer has)."""
+    from netfate.controller.ts_rules import chain_rules
+
+    rules = chain_rules("bench:x", M9, "cpe1-a1", "cpe1-up", [(FW.lan, FW.wan)])
+    with db.session() as s:
+        repo.put_ts_rules(s, "cpe1", [r.model_dump(mode="json") for r in rules])
+    sw = switches(db, {M9: "cpe1-a1"}, {})
+    assert state(sw, "cpe1").ts_rules == tuple(sorted(rules, key=lambda r: r.rule_id))
+    assert state(sw, "cpe2").ts_rules == () and state(sw, "core").ts_rules == ()
+    with db.session() as s:
+        assert repo.delete_ts_rules(s, "cpe1", [r.rule_id for r in rules]) == len(rules)
+    assert state(sw, "cpe1").ts_rules == ()

@@ -19,6 +19,7 @@ import nats
 from nats.aio.msg import Msg
 
 from netfate import __version__, naming
+from netfate.agent.managed import ManagedNFs
 from netfate.agent.ports import PORT_POLL_S, leases_file, read_leases, switch_ports
 from netfate.agent.reconcile import diff
 from netfate.agent.registration import Backoff, RegistrationRefused, parse_reply
@@ -71,6 +72,7 @@ class Agent:
         self.role = role
         self.url = nats_url
         self.store = BundleStore(rundir / "bundles")
+        self.rundir = rundir
         self.ovs = ovs
         self.network: NetworkDriver = OvsNetwork(ovs)
         drivers = registry.build_all(
@@ -87,6 +89,7 @@ class Agent:
         self.cpu = CpuMeter()
         self.budget = budget
         self.desired = DesiredState()
+        self.managed: ManagedNFs | None = None  # loaded at the first converge
         self._lock = asyncio.Lock()
         self._nc: Any = None
         self._stop = asyncio.Event()
@@ -108,9 +111,14 @@ class Agent:
         """Make the node match desired; return the errors met (each instance on its own)."""
         errors: list[str] = []
         actual = self.node.list_nfs()
+        if self.managed is None:
+            self.managed = ManagedNFs(self.rundir / "nodes" / self.name / "agent-nfs.json",
+                                      (i.instance_id for i in actual))
         acts = diff(desired.instances, actual)
         for iid in acts.delete:
-            self._try(errors, f"delete {iid}", lambda i=iid: self.node.remove_nf(i))
+            if iid not in self.managed:
+                continue  # started on the node by hand (netfate nf, a benchmark): not ours
+            self._try(errors, f"delete {iid}", lambda i=iid: self._remove(i))
         for spec in acts.recreate:
             self._try(errors, f"recreate {spec.instance_id}",
                       lambda s=spec: self.node.remove_nf(s.instance_id))
@@ -124,6 +132,11 @@ class Agent:
             self._try(errors, f"start {iid}", lambda i=iid: self.node.driver_of(i).start_nf(i))
         return errors
 
+    def _remove(self, instance_id: str) -> None:
+        self.node.remove_nf(instance_id)
+        if self.managed is not None:
+            self.managed.discard(instance_id)
+
     @staticmethod
     def _try(errors: list[str], what: str, fn: Any) -> None:
         try:
@@ -136,6 +149,8 @@ class Agent:
         self._ensure_bundle(spec.bundle_sha256, fetch)
         # Instance ids are node-user-nf; the NF name part is what the driver names.
         name = spec.instance_id.removeprefix(f"{self.name}-{spec.owner}-")
+        if self.managed is not None:
+            self.managed.add(spec.instance_id)  # before: a crash mid-deploy leaves it ours
         return self.node.deploy_nf(spec.owner, name, spec.bundle_sha256, spec.config,
                                    flavour=spec.flavour)
 

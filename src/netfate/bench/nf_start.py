@@ -28,7 +28,7 @@ FW_CONFIG: dict[str, Any] = {
 def run(runs: int = 50) -> dict[str, Any]:
     with testbed() as tb:
         bundle = catalogue.install(tb.store, "firewall")
-        node_name, mac, access, uplink = tb.access("client1")
+        node_name = tb.access("client1")[0]
         node = tb.node(node_name)
         inet = tb.internet()
         prober = Prober(tb.host("client1").netns, inet.netns, tb.topology.internet_address)
@@ -37,6 +37,7 @@ def run(runs: int = 50) -> dict[str, Any]:
         }
         totals: list[float] = []
         bare: list[float] = []
+        direct = tb.open_path("client1", "bench:direct")
         try:
             # Warm the path (ARP, OVS megaflows) so each run measures the NF, not the first use.
             prober.first_arrival(0)
@@ -50,19 +51,19 @@ def run(runs: int = 50) -> dict[str, Any]:
                 t2 = time.perf_counter()
                 node.compute.start_nf(info.instance_id)
                 t3 = time.perf_counter()
-                rules = node.steer(f"bench:{owner}", mac, access, uplink, [info])
+                rules = tb.steer("client1", [info], tag=f"bench:{owner}")
                 t4 = time.perf_counter()
                 t5 = prober.first_arrival(i)
                 for k, a, b in (("create_nf", t0, t1), ("ports", t1, t2), ("start_nf", t2, t3),
                                 ("steer", t3, t4), ("first_packet", t4, t5)):
                     phases[k].append((b - a) * 1000)
                 totals.append((t5 - t0) * 1000)
-                node.unsteer(rules)
+                tb.unsteer(node_name, rules)
                 node.remove_nf(info.instance_id)
                 prober.drain()
             # Bare: the same ruleset into an NF namespace that already exists and is steered.
             info = node.deploy_nf("benchbare", "firewall", bundle.sha256, FW_CONFIG)
-            rules = node.steer("bench:bare", mac, access, uplink, [info])
+            rules = tb.steer("client1", [info], tag="bench:bare")
             ruleset = _ruleset(info.instance_id, node_name)
             try:
                 for i in range(runs):
@@ -75,13 +76,15 @@ def run(runs: int = 50) -> dict[str, Any]:
                     t1 = prober.first_arrival(10_000 + i)
                     bare.append((t1 - t0) * 1000)
             finally:
-                node.unsteer(rules)
+                tb.unsteer(node_name, rules)
                 node.remove_nf(info.instance_id)
         finally:
             prober.close()
+            with contextlib.suppress(Exception):
+                tb.unsteer(node_name, direct)
             for i in range(1, runs + 1):  # a failed run must not leave its NF behind
                 with contextlib.suppress(Exception):
-                    node.remove_nf(f"{node_name}-bench{i}-firewall")
+                    tb.remove_nf(node_name, f"{node_name}-bench{i}-firewall")
     nf = summary(totals, digits=3)
     base = summary(bare, digits=3)
     return {

@@ -3,6 +3,7 @@ through a native firewall on the client's CPE LSI; the ratio between them."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 from typing import Any
@@ -54,18 +55,20 @@ def run(seconds: int = 5, rounds: int = 2) -> dict[str, Any]:
         ip = tb.topology.internet_address
         direct: list[float] = []
         through: list[float] = []
+        direct_path = tb.open_path("client1", "bench:direct")
         info = node.deploy_nf("benchtp", "firewall", bundle.sha256, FW_CONFIG)
         rules = node.steering_rules("bench:tp", mac, access, uplink, [info])
         try:
             # Alternate the two paths so machine noise hits both alike.
             for _ in range(rounds):
                 direct.append(_iperf(client, inet.netns, ip, seconds))
-                node.network.apply_ts_rules(node.lsi, rules)
+                tb.steer("client1", [info], tag="bench:tp")
                 through.append(_iperf(client, inet.netns, ip, seconds))
-                node.unsteer(rules)
+                tb.unsteer(node_name, rules)
             counters = node.compute.status(info.instance_id).detail
         finally:
-            node.unsteer(rules)
+            with contextlib.suppress(Exception):
+                tb.unsteer(node_name, rules + direct_path)
             node.remove_nf(info.instance_id)
     d = max(direct)
     t = max(through)

@@ -15,7 +15,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (the default o
 
 @app.command("nf-start")
 def nf_start(
-    runs: Annotated[int, typer.Option(min=5, max=1000)] = 50,
+    runs: Annotated[int, typer.Option(min=1, max=1000)] = 50,
     json_out: JsonOpt = True,
 ) -> None:
     """create_nf to first forwarded packet through a native firewall, vs bare ruleset load."""

@@ -142,10 +142,10 @@ def steer(
 
     def go() -> list[dict[str, Any]]:
         with _attach() as tb:
-            node, mac, access, uplink = tb.access(host)
-            n = tb.node(node)
-            chain = [n.compute.info(i) for i in instances]
-            rules = n.steer(f"user:{host}", mac, access, uplink, chain)
+            n = tb.node(tb.access(host)[0])
+            chain = [n.driver_of(i).info(i) for i in instances]
+            # Through the orchestrator when the testbed runs one, else on the LSI directly.
+            rules = tb.steer(host, chain)
             return [r.model_dump(mode="json") for r in rules]
 
     out = guarded(go)
@@ -156,7 +156,7 @@ def _op(node: str, instance: str, op: str, arg: Any = None) -> Any:
     with _attach() as tb:
         n = tb.node(node)
         if op == "delete":
-            n.remove_nf(instance)
+            tb.remove_nf(node, instance)
             return {"instance_id": instance, "deleted": True}
         fn = getattr(n.driver_of(instance), op)
         res = fn(instance) if arg is None else fn(instance, arg)

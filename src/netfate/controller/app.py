@@ -31,11 +31,11 @@ from pydantic import BaseModel
 from netfate.bus import subjects
 from netfate.bus.messages import ClientSeen, SwitchSynced, UserIdleReport
 from netfate.controller import ofmsg
+from netfate.controller.flowmod import FlowMod
 from netfate.controller.flows import build
 from netfate.controller.model import SwitchState, User
 from netfate.controller.pipeline import Kind, cookie, datapath_id, kind_of, ovs_datapath_id
 from netfate.controller.sync import diff
-from netfate.steering import FlowMod
 
 __all__ = ["ControllerApp", "datapath_id", "ovs_datapath_id"]
 

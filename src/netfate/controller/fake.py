@@ -19,8 +19,8 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from netfate.controller import ofmsg
+from netfate.controller.flowmod import ETH_ARP, ETH_IPV4, FlowMod
 from netfate.controller.oxm import to_int
-from netfate.steering import ETH_ARP, ETH_IPV4, FlowMod
 
 Key = tuple[int, int, tuple[tuple[str, Any], ...]]
 Output = tuple[str, dict[str, Any]]  # port name (or "normal", "controller"), packet as sent

@@ -10,6 +10,7 @@ See pipeline.py for the tables. In short, on a CPE:
 - table 2 sends DNS and portal traffic to the CPE, and the rest through the user's chain:
   each NF port's output is matched again (port + user + classifier) to find the next hop.
 - table 3 is the captive portal for unauthenticated users.
+- TS rules (Table I) are explicit orders, one flow each in table 0 above all of that.
 
 ARP never crosses a chain: it is L2 glue the switch checks itself (sender MAC and IP), and an
 NF is a bump in the wire for IPv4. A port named in the state but not (yet) on the switch skips
@@ -25,6 +26,7 @@ from functools import partial
 from typing import Any
 
 from netfate.controller import pipeline as pl
+from netfate.controller.flowmod import ETH_ARP, ETH_IPV4, FlowMod
 from netfate.controller.model import (
     AccessServices,
     Anchored,
@@ -32,10 +34,11 @@ from netfate.controller.model import (
     Hop,
     Location,
     SwitchState,
+    TSRule,
     User,
 )
 from netfate.controller.pipeline import Kind
-from netfate.steering import ETH_ARP, ETH_IPV4, FlowMod
+from netfate.controller.ts_rules import rule_flow
 
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 TCP, UDP = 6, 17
@@ -84,6 +87,8 @@ def build(state: SwitchState, ofports: Mapping[str, int]) -> FlowSet:
         units.append((f"anchored user {a.name}", partial(_anchored, state, a, port)))
     for loc in state.locations:
         units.append((f"location of {loc.user}", partial(_location, loc, port)))
+    for r in state.ts_rules:
+        units.append((f"TS rule {r.rule_id}", partial(_ts_rule, r, port)))
     seen: set[tuple[int, int, tuple[tuple[str, Any], ...]]] = set()
     for what, make in units:
         try:
@@ -305,6 +310,11 @@ def _anchored(state: SwitchState, a: Anchored, port: _Ports) -> Iterator[FlowMod
     yield from _chain(u, pl.P_CHAIN, {}, {}, hops, up, up)
     for h in a.chain:
         yield from _nf_ingress(u, port(h.lan), port(h.wan))
+
+
+# -- TS rules (Table I) -------------------------------------------------------------------
+def _ts_rule(rule: TSRule, port: _Ports) -> Iterator[FlowMod]:
+    yield rule_flow(rule, port)
 
 
 # -- core/PE: where each user is now --------------------------------------------------------

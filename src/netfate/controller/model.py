@@ -15,6 +15,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 _MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
 PortName = str
+# A TS rule's own priority: it is placed at pipeline.P_TS_RULE_BASE + priority (<= 65535).
+MAX_TS_PRIORITY = 64535
 
 
 def _mac(v: str) -> str:
@@ -158,6 +160,56 @@ class Location(_M):
         return self
 
 
+def _any_mac(v: str) -> str:
+    v = v.lower()
+    if not _MAC.match(v):
+        raise ValueError(f"{v!r} is not a MAC address like 02:00:00:00:00:01")
+    return v
+
+
+# A TS rule's id and the port names it uses: printable ASCII without spaces (a database key).
+_Token = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
+
+# TCP/UDP/SCTP port matches need the protocol (an OpenFlow 1.3 prerequisite).
+TP_FIELDS = {6: ("tcp_src", "tcp_dst"), 17: ("udp_src", "udp_dst"), 132: ("sctp_src", "sctp_dst")}
+# Outputs that are OpenFlow reserved ports rather than switch ports.
+RESERVED_OUTPUTS = ("normal", "flood", "controller", "in_port")
+
+
+class Match(_M):
+    """What a TS rule matches: ports by name, headers as OpenFlow 1.3 names them. Fields left
+    out match anything. IPv4 fields imply IPv4; a TCP/UDP/SCTP port needs its ip_proto."""
+
+    in_port: _Token | None = None
+    eth_src: Annotated[str, AfterValidator(_any_mac)] | None = None
+    eth_dst: Annotated[str, AfterValidator(_any_mac)] | None = None  # broadcast allowed
+    eth_type: int | None = Field(default=None, ge=0, le=0xFFFF)
+    ipv4_src: Annotated[str, AfterValidator(_net)] | None = None  # an address or a network
+    ipv4_dst: Annotated[str, AfterValidator(_net)] | None = None
+    ip_proto: int | None = Field(default=None, ge=0, le=255)
+    tp_src: int | None = Field(default=None, ge=0, le=65535)
+    tp_dst: int | None = Field(default=None, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _check(self) -> Match:
+        if (self.tp_src is not None or self.tp_dst is not None) \
+                and self.ip_proto not in TP_FIELDS:
+            raise ValueError("a TCP/UDP/SCTP port match needs ip_proto 6, 17 or 132")
+        return self
+
+
+class TSRule(_M):
+    """A traffic steering rule (NNF paper, Table I: createTSRule): on the node's LSI, traffic
+    that matches goes out of `output` (port names or a reserved port: normal, flood,
+    controller, in_port); an empty output drops it. Rendered in table 0 above everything the
+    controller derives itself (pipeline.P_TS_RULE_BASE + priority): it is an explicit order."""
+
+    rule_id: _Token
+    priority: int = Field(default=100, ge=1, le=MAX_TS_PRIORITY)
+    match: Match = Field(default_factory=Match)
+    output: tuple[_Token, ...] = Field(default=(), max_length=64)
+
+
 class SwitchState(_M):
     """Everything the controller installs on one switch."""
 
@@ -173,9 +225,13 @@ class SwitchState(_M):
     users: tuple[User, ...] = ()
     anchored: tuple[Anchored, ...] = ()
     locations: tuple[Location, ...] = ()
+    ts_rules: tuple[TSRule, ...] = ()  # Table I rules (an operator's, a benchmark's)
 
     @model_validator(mode="after")
     def _check(self) -> SwitchState:
+        rids = [r.rule_id for r in self.ts_rules]
+        if len(set(rids)) != len(rids):
+            raise ValueError(f"switch {self.node}: a TS rule id is listed twice")
         names = [u.name for u in self.users]
         if len(set(names)) != len(names):
             raise ValueError(f"switch {self.node}: a user is listed twice")

@@ -7,7 +7,7 @@ from typing import Any
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from netfate.steering import FlowMod
+from netfate.controller.flowmod import FlowMod
 
 RESERVED = {
     "normal": ofp.OFPP_NORMAL,

@@ -5,6 +5,8 @@
     table 2 STEER     local services, then classification and the user's chain, hop by hop
     table 3 CAPTIVE   unauthenticated users: DHCP/DNS to the CPE, HTTP to the portal, else drop
 
+TS rules (Table I) live in table 0, in a band of their own above the rest (P_TS_RULE_BASE).
+
 Every flow the controller installs carries a cookie with its mark in the top byte, so it finds
 (and removes) exactly its own flows, and the kind and owner below it, so a FlowRemoved or a
 stale flow can be traced to the user it belongs to.
@@ -19,6 +21,9 @@ INGRESS, ACTIVITY, STEER, CAPTIVE = 0, 1, 2, 3
 TABLES = (INGRESS, ACTIVITY, STEER, CAPTIVE)
 
 # Table 0
+# TS rules (NNF paper, Table I) are explicit orders (an operator's, a benchmark's): they sit
+# above everything the controller derives, at this base + the rule's own priority (1..64535).
+P_TS_RULE_BASE = 1000
 P_ARP_TO_SERVICES = 300   # a client's ARP for the CPE's own address
 P_ARP_TO_CLIENT = 300     # ARP for a client's address, from the uplink
 P_ARP_FROM_CLIENT = 290   # a client's ARP with its own sender addresses, to the uplink
@@ -60,6 +65,7 @@ class Kind(IntEnum):
     IDLE = 5       # a user's idle-detection flow
     LOCATION = 6   # core: where a user is now
     NF_OWN = 7     # an NF's own addresses
+    TS_RULE = 8    # a TS rule (Table I), owned by its rule id
 
 
 def cookie(kind: Kind, ident: str) -> int:

@@ -15,8 +15,9 @@ def run_controller(
 
     nats_url None runs without the bus (no desired state arrives: switches are left alone),
     which is only useful to check that switches connect. purge_foreign also removes flows
-    that were not installed by the controller (an agent's steering rules, the testbed's
-    NORMAL rule): use it once nothing else programs the switches.
+    that carry no NetFATE cookie (written by hand, or by an older version): use it once
+    nothing else programs the switches. (TS rules a node kept locally carry the pipeline's
+    cookie, so the controller replaces them with its desired state either way.)
     """
     # os-ken wants its app manager imported before its controller module (circular import),
     # and its options parsed before the controller module reads them.

@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from netfate.controller.flowmod import FlowMod
 from netfate.controller.oxm import canonical, canonical_match
 from netfate.controller.pipeline import is_ours
-from netfate.steering import FlowMod
 
 Key = tuple[int, int, tuple[tuple[str, Any], ...]]
 

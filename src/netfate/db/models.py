@@ -227,6 +227,25 @@ class SteeringRule(Base):
     updated_at: Mapped[float] = mapped_column(sa.Double, default=now)
 
 
+class TsRule(Base):
+    """A traffic steering rule on a node's LSI (NNF paper, Table I: createTSRule), as an
+    operator (or a benchmark) asked for it: published to the SDN controller in the node's
+    switch state (controller.model.TSRule), next to what the controller derives itself."""
+
+    __tablename__ = "ts_rules"
+    __table_args__ = (sa.UniqueConstraint("node_name", "rule_id"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    node_name: Mapped[str] = mapped_column(
+        sa.ForeignKey("nodes.name", ondelete="CASCADE"), index=True
+    )
+    rule_id: Mapped[str] = mapped_column(sa.String)
+    priority: Mapped[int] = mapped_column(sa.Integer)
+    match: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    output: Mapped[list[str]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[float] = mapped_column(sa.Double, default=now)
+
+
 class Notification(Base):
     """A notification an NF sent (relayed by its agent). No FK: it outlives the instance."""
 

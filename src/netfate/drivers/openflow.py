@@ -1,6 +1,7 @@
 """A persistent OpenFlow 1.3 session with one OVS bridge, over its management socket.
 
-Messages are encoded and decoded with os-ken's OpenFlow 1.3 parser. A batch of flow-mods is
+Flows are encoded and decoded by controller/ofmsg.py (os-ken's OpenFlow 1.3 parser), the same
+encoder the SDN controller uses. A batch of flow-mods is
 followed by a barrier, and any error the switch returns for the batch is raised. One session
 per bridge replaces an ovs-ofctl process per change (~30 ms each on this machine).
 """
@@ -17,17 +18,11 @@ from os_ken.ofproto import ofproto_parser
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
+from netfate.controller import ofmsg
+from netfate.controller.flowmod import FlowMod
 from netfate.errors import DriverError
-from netfate.steering import FlowMod
 
 _DP = types.SimpleNamespace(ofproto=ofp, ofproto_parser=parser, id=0)
-_RESERVED = {
-    "normal": ofp.OFPP_NORMAL,
-    "flood": ofp.OFPP_FLOOD,
-    "controller": ofp.OFPP_CONTROLLER,
-    "in_port": ofp.OFPP_IN_PORT,
-}
-ALL_COOKIES = 0xFFFFFFFFFFFFFFFF
 
 
 class OpenFlowChannel:
@@ -128,56 +123,42 @@ class OpenFlowChannel:
             elif want and msg.xid in xids:
                 replies.append(msg)
 
-    # -- flows ----------------------------------------------------------------------------
+    # -- flows (encoded and decoded by controller/ofmsg.py, the one encoder) ---------------
     def add_flows(self, flows: list[FlowMod]) -> None:
-        self._transact([_flow_mod(f, ofp.OFPFC_ADD) for f in flows])
+        """OFPFC_ADD each flow (one with the same table, priority and match is replaced)."""
+        if flows:
+            self._transact([ofmsg.flow_mod(_DP, f) for f in flows])
 
     def delete_strict(self, flows: list[FlowMod]) -> None:
-        self._transact([_flow_mod(f, ofp.OFPFC_DELETE_STRICT) for f in flows])
+        """Remove exactly these flows (table, priority, match and cookie)."""
+        if flows:
+            self._transact([ofmsg.flow_mod(_DP, f, ofp.OFPFC_DELETE_STRICT) for f in flows])
 
-    def delete_cookies(self, cookies: list[int]) -> None:
-        msgs = [
-            parser.OFPFlowMod(
-                _DP, cookie=c, cookie_mask=ALL_COOKIES, table_id=ofp.OFPTT_ALL,
-                command=ofp.OFPFC_DELETE, out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
-                match=parser.OFPMatch(),
-            )
-            for c in cookies
-        ]
-        self._transact(msgs)
+    def flow_stats(self) -> list[Any]:
+        """Every flow of every table, as os-ken OFPFlowStats."""
+        req = parser.OFPFlowStatsRequest(_DP, table_id=ofp.OFPTT_ALL)
+        return [st for reply in self._transact([req], want_replies=True) for st in reply.body]
+
+    def flows(self) -> list[FlowMod]:
+        """The switch's flows as FlowMods, to diff against the desired ones (sync.diff)."""
+        return [ofmsg.from_stats(st) for st in self.flow_stats()]
 
     def dump_flows(self) -> list[dict[str, Any]]:
-        req = parser.OFPFlowStatsRequest(_DP, table_id=ofp.OFPTT_ALL)
-        out = []
-        for reply in self._transact([req], want_replies=True):
-            for st in reply.body:
-                out.append({
-                    "cookie": st.cookie,
-                    "priority": st.priority,
-                    "table_id": st.table_id,
-                    "match": dict(st.match.items()),
-                    "packets": st.packet_count,
-                    "bytes": st.byte_count,
-                    "duration_s": st.duration_sec + st.duration_nsec / 1e9,
-                    "idle_timeout": st.idle_timeout,
-                })
-        return out
+        """The switch's flows with their counters, for people and tests."""
+        return [
+            {
+                "cookie": st.cookie,
+                "priority": st.priority,
+                "table_id": st.table_id,
+                "match": dict(st.match.items()),
+                "packets": st.packet_count,
+                "bytes": st.byte_count,
+                "duration_s": st.duration_sec + st.duration_nsec / 1e9,
+                "idle_timeout": st.idle_timeout,
+            }
+            for st in self.flow_stats()
+        ]
 
 
 class _SwitchError(DriverError):
     pass
-
-
-def _flow_mod(f: FlowMod, command: int) -> Any:
-    actions = [
-        parser.OFPActionOutput(_RESERVED[o] if isinstance(o, str) else o, ofp.OFPCML_NO_BUFFER)
-        for o in f.outputs
-    ]
-    inst = [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions)] if actions else []
-    return parser.OFPFlowMod(
-        _DP, cookie=f.cookie, table_id=f.table_id, command=command,
-        idle_timeout=f.idle_timeout, priority=f.priority,
-        flags=ofp.OFPFF_SEND_FLOW_REM if f.idle_timeout else 0,
-        out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
-        match=parser.OFPMatch(**f.match), instructions=inst,
-    )

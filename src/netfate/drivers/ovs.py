@@ -2,24 +2,24 @@
 network driver (Table I) on top of it.
 
 Bridges and ports go through OVSDB with ovsdbapp: idempotent commands (may_exist / if_exists)
-in transactions that wait for vswitchd. Flows go through ovs-ofctl over each bridge's
-management socket, in OpenFlow 1.3.
+in transactions that wait for vswitchd. Without an SDN controller, TS rules are kept and
+converged by drivers/local_steering.py over each bridge's management socket (OpenFlow 1.3).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 import warnings
 from pathlib import Path
 from typing import Any
 
+from netfate.controller.model import TSRule
+from netfate.drivers.local_steering import LocalSteering
 from netfate.drivers.openflow import OpenFlowChannel
 from netfate.errors import DriverError, NotFound
 from netfate.proc import run
-from netfate.steering import TSRule, rule_cookie, to_flowmod
 from netfate.supervisor import Group, Supervised, probes
 
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
@@ -105,8 +105,9 @@ class OvsNetwork:
         self.timeout = timeout
         self._api: Any = None
         self._lock = threading.Lock()
-        self._rules_dir = server.rundir / "ts-rules"
         self._channels: dict[str, OpenFlowChannel] = {}
+        self.ts_rules = LocalSteering(server.rundir / "ts-rules", self._of, self.list_ports,
+                                      self.settle, self.controller_connected)
 
     # -- OVSDB through ovsdbapp ---------------------------------------------------------
     @property
@@ -173,11 +174,16 @@ class OvsNetwork:
 
     def delete_lsi(self, lsi: str) -> None:
         self._commit(self.api.del_br(lsi, if_exists=True))
-        with contextlib.suppress(FileNotFoundError):
-            (self._rules_dir / f"{lsi}.json").unlink()
+        self.ts_rules.forget(lsi)
 
     def list_lsis(self) -> list[str]:
         return sorted(str(b) for b in self.api.list_br().execute(check_error=True))
+
+    def controller_connected(self, lsi: str) -> bool:
+        """Whether an SDN controller holds an OpenFlow session with the LSI now (read from
+        the IDL's in-memory replica of OVSDB)."""
+        br = self.api.lookup("Bridge", lsi)
+        return any(bool(c.is_connected) for c in getattr(br, "controller", []))
 
     def _require_lsi(self, lsi: str) -> None:
         if not self.api.br_exists(lsi).execute(check_error=True):
@@ -265,7 +271,7 @@ class OvsNetwork:
             out[str(r["name"])] = int(of)
         return out
 
-    # -- steering rules -----------------------------------------------------------------
+    # -- TS rules (Table I), on a node without an SDN controller -------------------------
     def _of(self, lsi: str) -> OpenFlowChannel:
         with self._lock:
             ch = self._channels.get(lsi)
@@ -274,65 +280,23 @@ class OvsNetwork:
                 self._channels[lsi] = ch
             return ch
 
-    def _load_rules(self, lsi: str) -> dict[str, dict[str, Any]]:
-        try:
-            data: dict[str, dict[str, Any]] = json.loads(
-                (self._rules_dir / f"{lsi}.json").read_text()
-            )
-            return data
-        except FileNotFoundError:
-            return {}
-
-    def _save_rules(self, lsi: str, rules: dict[str, dict[str, Any]]) -> None:
-        self._rules_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self._rules_dir / f".{lsi}.json.tmp"
-        tmp.write_text(json.dumps(rules))
-        os.replace(tmp, self._rules_dir / f"{lsi}.json")
-
     def create_ts_rule(self, lsi: str, rule: TSRule) -> None:
         self.apply_ts_rules(lsi, [rule])
 
     def apply_ts_rules(self, lsi: str, rules: list[TSRule], *, settle: bool = True) -> None:
-        """Install rules in one OpenFlow batch. Re-applying a rule replaces it in place.
-        settle=False when no traffic can have used the old flows (e.g. rules on new ports)."""
-        if not rules:
-            return
-        ofports = self.list_ports(lsi)
-        try:
-            flows = [to_flowmod(r, ofports) for r in rules]
-        except KeyError as exc:
-            raise NotFound(f"steering rule on {lsi}: {exc.args[0]}") from exc
-        except ValueError as exc:
-            raise DriverError(f"steering rule on {lsi}: {exc}") from exc
-        self._of(lsi).add_flows(flows)
-        known = self._load_rules(lsi)
-        stale = []
-        for r in rules:
-            old = known.get(r.rule_id)
-            if old is not None:
-                prev = TSRule.model_validate(old)
-                if (prev.match, prev.priority) != (r.match, r.priority):
-                    with contextlib.suppress(KeyError, ValueError):
-                        stale.append(to_flowmod(prev, ofports))
-            known[r.rule_id] = r.model_dump(mode="json")
-        if stale:  # a rule whose match changed: drop its old flow after the new one is in
-            self._of(lsi).delete_strict(stale)
-        self._save_rules(lsi, known)
-        if settle:
-            self.settle()
+        """Install rules (re-applying a rule id replaces it in place) and converge the LSI's
+        flows to the node's TS rules. settle=False when no traffic can have used the old
+        flows (e.g. rules on new ports). Raises NotFound for a port not on the LSI."""
+        self.ts_rules.apply(lsi, rules, settle=settle)
 
     def delete_ts_rule(self, lsi: str, rule_id: str) -> None:
         self.delete_ts_rules(lsi, [rule_id])
 
     def delete_ts_rules(self, lsi: str, rule_ids: list[str]) -> None:
-        if not rule_ids:
-            return
-        self._of(lsi).delete_cookies([rule_cookie(r) for r in rule_ids])
-        known = self._load_rules(lsi)
-        for rid in rule_ids:
-            known.pop(rid, None)
-        self._save_rules(lsi, known)
-        self.settle()
+        self.ts_rules.delete(lsi, rule_ids)
+
+    def list_ts_rules(self, lsi: str) -> list[TSRule]:
+        return self.ts_rules.rules_of(lsi)
 
     def settle(self) -> None:
         """Return once the datapath forwards by the new flows. A barrier only says the flow
@@ -342,9 +306,6 @@ class OvsNetwork:
         faster and certain; the next packet of each flow is classified again."""
         run(["ovs-appctl", "-t", str(self.server.rundir / "ovs-vswitchd.ctl"),
              "revalidator/purge"], env=self.server.env, check=False, timeout=10)
-
-    def list_ts_rules(self, lsi: str) -> list[TSRule]:
-        return [TSRule.model_validate(v) for v in self._load_rules(lsi).values()]
 
     def dump_flows(self, lsi: str) -> list[dict[str, Any]]:
         """The switch's flows, with counters, as the switch reports them."""

@@ -15,6 +15,7 @@ from netfate.orchestrator.api import (
     routes_notifications,
     routes_packages,
     routes_radius,
+    routes_ts_rules,
 )
 from netfate.orchestrator.service import Orchestrator
 from netfate.orchestrator.settings import Settings
@@ -37,7 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.orchestrator = orch
     problems.install(app)
     for r in (routes_nodes_users, routes_packages, routes_instances, routes_notifications,
-              routes_radius):
+              routes_radius, routes_ts_rules):
         app.include_router(r.router, prefix="/api/v1")
 
     @app.get("/api/v1/health")

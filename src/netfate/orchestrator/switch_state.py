@@ -77,8 +77,12 @@ def switch_state(world: World, node: str) -> SwitchState | None:
                if r.chain and rec.sessions.get(u) not in (None, r.node)}
     ports = world.ports.get(node, SwitchPorts())
     if role == "cpe":
-        return _cpe(world, node, ports, [r for r in rec.rules if r.node == node], anchors)
-    return _core(node, role, ports, list(newest.values()), anchors)
+        state = _cpe(world, node, ports, [r for r in rec.rules if r.node == node], anchors)
+    else:
+        state = _core(node, role, ports, list(newest.values()), anchors)
+    # Table I: an operator's own TS rules for this LSI (rule ids are unique per node).
+    ts_rules = rec.ts_rules.get(node, ())
+    return state.model_copy(update={"ts_rules": ts_rules}) if ts_rules else state
 
 
 def split_chain(chain: list[tuple[Hop, str]], classes: Iterable[Mapping[str, Any]]

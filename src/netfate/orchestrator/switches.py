@@ -1,6 +1,8 @@
 """The orchestrator's side of the SDN controller: reads the world, decides each switch's
 desired state with the pure `switch_state`, publishes it on the bus and waits for the
-controller's confirmations.
+controller's confirmations. Any switch also carries the TS rules (Table I) an operator put
+at its node.
+
 
 States are published whole (level-triggered), with a generation; `apply` waits until the
 controller confirms the generation (its barrier) so a plan's next step knows the flows are in.
@@ -211,6 +213,7 @@ class Switches:
                 "users": [u.name for u in st.users] if st else [],
                 "anchored": [a.name for a in st.anchored] if st else [],
                 "locations": [loc.model_dump() for loc in st.locations] if st else [],
+                "ts_rules": [r.rule_id for r in st.ts_rules] if st else [],
                 "last_sync": ({"added": rep.added, "deleted": rep.deleted,
                                "unchanged": rep.unchanged} if rep else None),
                 "errors": rep.errors if rep else [],

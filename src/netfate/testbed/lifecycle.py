@@ -18,11 +18,11 @@ import httpx
 
 from netfate import naming, paths
 from netfate.bus.server import stop_recorded
+from netfate.controller.model import TSRule
 from netfate.controller.pipeline import ovs_datapath_id
 from netfate.drivers import cgroups, netns
 from netfate.drivers.ovs import OvsNetwork, OvsServer
 from netfate.errors import DriverError
-from netfate.steering import TSRule
 from netfate.supervisor import probes
 from netfate.testbed import processes
 from netfate.testbed.settings import TestbedSettings

@@ -76,6 +76,13 @@ from netfate.db.repo.switching import (
     SwitchingRecords,
     switching_records,
 )
+from netfate.db.repo.ts_rules import (
+    delete_ts_rules,
+    get_ts_rule,
+    list_ts_rules,
+    put_ts_rules,
+    ts_rules_for,
+)
 from netfate.db.repo.users import (
     authenticate_user,
     create_user,
@@ -106,6 +113,7 @@ __all__ = [
     "delete_node",
     "delete_notification",
     "delete_subscription",
+    "delete_ts_rules",
     "delete_user",
     "desired_state_for_node",
     "end_session",
@@ -115,6 +123,7 @@ __all__ = [
     "get_notification",
     "get_op_occ",
     "get_subscription",
+    "get_ts_rule",
     "get_user",
     "instance_id_for",
     "is_muted",
@@ -128,6 +137,7 @@ __all__ = [
     "list_sessions",
     "list_steering",
     "list_subscriptions",
+    "list_ts_rules",
     "list_users",
     "mark_steering_installed",
     "merge_op_params",
@@ -135,6 +145,7 @@ __all__ = [
     "new_op_occ",
     "node_liveness",
     "nodes_needing_push",
+    "put_ts_rules",
     "record_actual_states",
     "request_cancel",
     "set_instance_active_users",
@@ -144,6 +155,7 @@ __all__ = [
     "set_op_state",
     "set_steering",
     "switching_records",
+    "ts_rules_for",
     "unmute",
     "update_node_resources",
     "update_user",

@@ -1,7 +1,7 @@
 """What the switches' desired states are built from, read in one transaction as plain data:
 nodes' roles, desired steering rules, active sessions, the NF instances of steered chains
-(with their descriptors' ports) and users' traffic classes. The orchestrator's pure
-`switch_state` decides from this; nothing here decides."""
+(with their descriptors' ports), users' traffic classes and each node's TS rules. The
+orchestrator's pure `switch_state` decides from this; nothing here decides."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from netfate.controller.model import TSRule
 from netfate.db.models import (
     Bundle,
     Node,
@@ -20,6 +21,7 @@ from netfate.db.models import (
     UserSession,
     VnfInstance,
 )
+from netfate.db.repo.ts_rules import as_rule, list_ts_rules
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class SwitchingRecords:
     sessions: dict[str, str] = field(default_factory=dict)       # user -> node (active)
     nfs: dict[str, ChainNf] = field(default_factory=dict)        # instance id -> NF
     classes: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)  # user ->
+    ts_rules: dict[str, tuple[TSRule, ...]] = field(default_factory=dict)  # node -> Table I
 
 
 _Q_ROLES = sa.select(Node.name, Node.role)
@@ -88,5 +91,9 @@ def switching_records(session: Session) -> SwitchingRecords:
     classes: dict[str, tuple[dict[str, Any], ...]] = {}
     if users:
         classes = {n: tuple(c or ()) for n, c in conn.execute(_Q_CLASSES, {"names": users})}
+    ts_rules: dict[str, list[TSRule]] = {}
+    for row in list_ts_rules(session):
+        ts_rules.setdefault(row.node_name, []).append(as_rule(row))
     return SwitchingRecords(roles=roles, rules=rules, sessions=sessions, nfs=nfs,
-                            classes=classes)
+                            classes=classes,
+                            ts_rules={n: tuple(r) for n, r in ts_rules.items()})

@@ -26,6 +26,16 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class TSRuleBody(Body):
+    """A TS rule (NNF paper, Table I) but its id (in the path). Checked as
+    controller.model.TSRule; output names switch ports or normal/flood/controller/in_port."""
+
+    priority: int = Field(default=100, ge=1, le=64535, examples=[100])
+    match: dict[str, Any] = Field(default_factory=dict, examples=[
+        {"in_port": "fate-c1-h1", "eth_src": "02:aa:00:00:00:01"}])
+    output: list[str] = Field(default_factory=list, max_length=64, examples=[["fate-c1-up"]])
+
+
 class TrafficClass(Body):
     """Traffic of the user that matches crosses `nfs` (in required_nfs order); traffic no
     class matches crosses the required NFs that no class names. Higher priority wins."""

@@ -1,0 +1,94 @@
+"""TS rules (NNF paper, Table I) per node: what an operator (or a benchmark) asked the node's
+LSI to do, validated as controller.model.TSRule and published in the node's switch state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from netfate.controller.model import TSRule
+from netfate.db.models import Node, TsRule
+from netfate.db.repo._common import get_or_404, guard, stamp
+from netfate.errors import Conflict, InvalidInput, NotFound
+
+
+def as_rule(row: TsRule) -> TSRule:
+    return TSRule.model_validate({"rule_id": row.rule_id, "priority": row.priority,
+                                  "match": row.match, "output": row.output})
+
+
+def check_rule(data: Any) -> TSRule:
+    """A TS rule from JSON-able data; InvalidInput saying what is wrong."""
+    if isinstance(data, TSRule):
+        return data
+    try:
+        return TSRule.model_validate(data)
+    except ValidationError as exc:
+        what = "; ".join(f"{'.'.join(str(x) for x in e['loc']) or 'rule'}: {e['msg']}"
+                         for e in exc.errors())
+        raise InvalidInput(f"bad TS rule: {what}") from None
+
+
+def put_ts_rules(session: Session, node: str, rules: Sequence[Any],
+                 now: float | None = None) -> list[TsRule]:
+    """Create or replace rules at ``node``, by rule_id. NotFound for an unknown node,
+    InvalidInput for a bad rule or a rule id given twice (nothing is written then)."""
+    checked = [check_rule(r) for r in rules]
+    ids = [r.rule_id for r in checked]
+    if len(set(ids)) != len(ids):
+        raise InvalidInput(f"a rule id is given twice: {ids}")
+    get_or_404(session, Node, node, "node")
+    have = {r.rule_id: r for r in session.scalars(
+        sa.select(TsRule).where(TsRule.node_name == node, TsRule.rule_id.in_(ids)))}
+    t = stamp(now)
+    out = []
+    with guard(session, f"TS rules at {node!r}",
+               unique=Conflict(f"a TS rule at {node!r} was added concurrently")):
+        for r in checked:
+            row = have.get(r.rule_id)
+            if row is None:
+                row = TsRule(node_name=node, rule_id=r.rule_id)
+                session.add(row)
+            row.priority = r.priority
+            row.match = r.match.model_dump(mode="json", exclude_none=True)
+            row.output = list(r.output)
+            row.updated_at = t
+            out.append(row)
+    return out
+
+
+def delete_ts_rules(session: Session, node: str, rule_ids: Iterable[str]) -> int:
+    """Remove rules by id at ``node``; how many there were. NotFound for an unknown node."""
+    get_or_404(session, Node, node, "node")
+    ids = list(rule_ids)
+    rows = list(session.scalars(
+        sa.select(TsRule).where(TsRule.node_name == node, TsRule.rule_id.in_(ids))))
+    with guard(session, f"TS rules at {node!r}"):
+        for row in rows:
+            session.delete(row)
+    return len(rows)
+
+
+def get_ts_rule(session: Session, node: str, rule_id: str) -> TsRule:
+    row = session.scalar(sa.select(TsRule).where(TsRule.node_name == node,
+                                                 TsRule.rule_id == rule_id))
+    if row is None:
+        get_or_404(session, Node, node, "node")
+        raise NotFound(f"no TS rule {rule_id!r} at {node!r}")
+    return row
+
+
+def list_ts_rules(session: Session, node: str | None = None) -> list[TsRule]:
+    q = sa.select(TsRule).order_by(TsRule.node_name, TsRule.rule_id)
+    if node is not None:
+        q = q.where(TsRule.node_name == node)
+    return list(session.scalars(q))
+
+
+def ts_rules_for(session: Session, node: str) -> tuple[TSRule, ...]:
+    """The node's rules as the switch state takes them."""
+    return tuple(as_rule(r) for r in list_ts_rules(session, node))

@@ -1,0 +1,96 @@
+"""A node without a controller: its TS rules kept per LSI and converged by the pipeline's
+own build + sync, checked on the fake switch (no root)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from netfate.controller.fake import FakeSwitch, ip_packet
+from netfate.controller.flowmod import FlowMod
+from netfate.controller.model import Match, TSRule
+from netfate.controller.ofmsg import from_stats
+from netfate.controller.ts_rules import chain_rules
+from netfate.drivers.local_steering import LocalSteering
+from netfate.errors import Conflict, NotFound
+
+PORTS = {"access": 1, "uplink": 2, "fw-l": 3, "fw-w": 4}
+MAC, GW = "02:aa:00:00:00:01", "02:bb:00:00:00:01"
+BASE = TSRule(rule_id="base:l2", priority=1, output=("normal",))
+
+
+class FakeChannel:
+    """OpenFlowChannel's flow calls, on a fake switch."""
+
+    def __init__(self, sw: FakeSwitch) -> None:
+        self.sw = sw
+        self.sent = 0
+
+    def add_flows(self, flows: list[FlowMod]) -> None:
+        self.sw.apply(flows)
+        self.sent += len(flows)
+
+    def delete_strict(self, flows: list[FlowMod]) -> None:
+        self.sw.delete(flows)
+        self.sent += len(flows)
+
+    def flows(self) -> list[FlowMod]:
+        return [from_stats(s) for s in self.sw.flow_stats()]
+
+
+def make(tmp_path: Path, controlled: bool = False) -> tuple[LocalSteering, FakeChannel, list[int]]:
+    ch = FakeChannel(FakeSwitch(PORTS))
+    settled: list[int] = []
+    ls = LocalSteering(tmp_path, lambda lsi: ch, lambda lsi: dict(PORTS),  # type: ignore[arg-type,return-value]
+                       lambda: settled.append(1), lambda lsi: controlled)
+    return ls, ch, settled
+
+
+def out(ch: FakeChannel, p: dict[str, Any]) -> list[str]:
+    return [port for port, _ in ch.sw.process(p)]
+
+
+def test_rules_are_kept_converged_and_removed(tmp_path: Path) -> None:
+    ls, ch, settled = make(tmp_path)
+    ls.apply("br", [BASE])
+    pkt = ip_packet("access", MAC, GW, "10.0.0.2", "10.0.0.1")
+    assert out(ch, pkt) == ["normal"]
+    rules = chain_rules("u", MAC, "access", "uplink", [("fw-l", "fw-w")])
+    ls.apply("br", rules)
+    assert out(ch, pkt) == ["fw-l"] and settled
+    assert {r.rule_id for r in ls.rules_of("br")} == {"base:l2", *(r.rule_id for r in rules)}
+    sent = ch.sent
+    ls.apply("br", rules)  # the same again: nothing to send
+    assert ch.sent == sent
+    ls.delete("br", [r.rule_id for r in rules] + ["unknown"])
+    assert out(ch, pkt) == ["normal"] and [r.rule_id for r in ls.rules_of("br")] == ["base:l2"]
+
+
+def test_a_rule_on_a_missing_port_changes_nothing(tmp_path: Path) -> None:
+    ls, ch, _ = make(tmp_path)
+    ls.apply("br", [BASE])
+    before = dict(ch.sw.flows)
+    with pytest.raises(NotFound, match="port nope"):
+        ls.apply("br", [TSRule(rule_id="x", match=Match(in_port="nope"), output=("uplink",))])
+    assert ch.sw.flows == before and [r.rule_id for r in ls.rules_of("br")] == ["base:l2"]
+
+
+def test_a_replaced_match_leaves_no_old_flow_and_foreign_flows_stay(tmp_path: Path) -> None:
+    ls, ch, _ = make(tmp_path)
+    foreign = FlowMod(cookie=0x5EED, priority=7, match={"in_port": 4}, outputs=())
+    ch.sw.apply([foreign])
+    ls.apply("br", [TSRule(rule_id="t", match=Match(in_port="access"), output=("uplink",))])
+    ls.apply("br", [TSRule(rule_id="t", match=Match(in_port="access", ip_proto=6, tp_dst=80),
+                           output=("uplink",))])
+    ts = [f for f in ch.sw.flows.values() if f.priority > 1000]
+    assert len(ts) == 1 and ts[0].match.get("tcp_dst") == 80
+    assert foreign in ch.sw.flows.values()
+
+
+def test_an_lsi_under_a_controller_is_refused(tmp_path: Path) -> None:
+    ls, ch, _ = make(tmp_path, controlled=True)
+    with pytest.raises(Conflict, match="orchestrator"):
+        ls.apply("br", [BASE])
+    assert not ch.sw.flows and ls.rules_of("br") == []
