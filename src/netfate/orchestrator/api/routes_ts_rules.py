@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
+from sqlalchemy.orm import Session
 
 from netfate.db import repo
 from netfate.errors import NotFound
@@ -54,9 +55,11 @@ def get_rule(request: Request, node: str = NODE, rule_id: str = RULE_ID) -> dict
 @router.put("/nodes/{node}/ts_rules/{rule_id}", summary="Table I: createTSRule (or replace)")
 async def put_rule(request: Request, body: TSRuleBody, node: str = NODE,
                    rule_id: str = RULE_ID, wait: float = WAIT) -> dict[str, Any]:
-    with db(request).session() as s:
+    def put(s: Session) -> dict[str, Any]:
         [row] = repo.put_ts_rules(s, node, [{**body.model_dump(), "rule_id": rule_id}])
-        out = _out(row)
+        return _out(row)
+
+    out = await db(request).run(put)
     return {**out, **await _publish(request, node, wait)}
 
 
@@ -64,17 +67,18 @@ async def put_rule(request: Request, body: TSRuleBody, node: str = NODE,
                                               "(each created or replaced by its rule_id)")
 async def put_rules(request: Request, body: list[dict[str, Any]], node: str = NODE,
                     wait: float = WAIT) -> dict[str, Any]:
-    with db(request).session() as s:
-        rows = [_out(r) for r in repo.put_ts_rules(s, node, body)]
+    def put(s: Session) -> list[dict[str, Any]]:
+        return [_out(r) for r in repo.put_ts_rules(s, node, body)]
+
+    rows = await db(request).run(put)
     return {"rules": rows, **await _publish(request, node, wait)}
 
 
 @router.delete("/nodes/{node}/ts_rules/{rule_id}", summary="Table I: deleteTSRule")
 async def delete_rule(request: Request, node: str = NODE, rule_id: str = RULE_ID,
                       wait: float = WAIT) -> dict[str, Any]:
-    with db(request).session() as s:
-        if not repo.delete_ts_rules(s, node, [rule_id]):
-            raise NotFound(f"no TS rule {rule_id!r} at {node!r}")
+    if not await db(request).run(repo.delete_ts_rules, node, [rule_id]):
+        raise NotFound(f"no TS rule {rule_id!r} at {node!r}")
     return {"deleted": 1, **await _publish(request, node, wait)}
 
 
@@ -83,6 +87,5 @@ async def delete_rule(request: Request, node: str = NODE, rule_id: str = RULE_ID
 async def delete_rules(request: Request, node: str = NODE,
                        rule_id: Annotated[list[str], Query(max_length=1024)] = [],  # noqa: B006
                        wait: float = WAIT) -> dict[str, Any]:
-    with db(request).session() as s:
-        n = repo.delete_ts_rules(s, node, rule_id)
+    n = await db(request).run(repo.delete_ts_rules, node, rule_id)
     return {"deleted": n, **await _publish(request, node, wait)}
