@@ -12,6 +12,7 @@ import pytest
 from tests.unit.catalogue_nf import load
 
 pi = load("packet-inspector", "inspector")
+detect = load("packet-inspector", "detect")  # the pure parts inspector.py imports
 
 LAN_MAC, WAN_MAC = b"\x02\x00\x00\x00\x00\x01", b"\x02\x00\x00\x00\x00\x02"
 
@@ -124,17 +125,17 @@ def test_notifications_are_queued_when_enabled(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_config_limits(capsys: pytest.CaptureFixture[str]) -> None:
-    assert pi.normalise({})["scan_ports"] == 20
+    assert detect.normalise({})["scan_ports"] == 20
     for cfg, msg in (({"scan_ports": 1}, "scan_ports: must be an integer 2-65535"),
                      ({"notify": "yes"}, "notify: must be a boolean"),
                      ({"sniff": True}, "unknown config keys")):
         with pytest.raises(SystemExit):
-            pi.normalise(cfg)
+            detect.normalise(cfg)
         assert msg in capsys.readouterr().err
 
 
 def test_counters_state_merges_and_ignores_garbage() -> None:
-    base = pi.empty_counters()
+    base = detect.empty_counters()
     add = {
         "totals": {"packets": 5, "bytes": 500},
         "protocols": {"tcp": {"packets": 5, "bytes": 500}, "bogus": {"packets": 1}},
@@ -144,8 +145,8 @@ def test_counters_state_merges_and_ignores_garbage() -> None:
         "recent_alerts": [{"type": "flood"}, "garbage"],
         "from_lan": {"packets": True, "bytes": -3},
     }
-    pi.merge_counters(base, add)
-    pi.merge_counters(base, add)
+    detect.merge_counters(base, add)
+    detect.merge_counters(base, add)
     assert base["totals"] == {"packets": 10, "bytes": 1000}
     assert base["protocols"]["tcp"] == {"packets": 10, "bytes": 1000}
     assert "bogus" not in base["protocols"]
@@ -159,7 +160,7 @@ def test_counters_state_merges_and_ignores_garbage() -> None:
 def test_exported_counters_keep_the_top_1024_sources() -> None:
     stats = {"sources": {f"10.0.{i // 256}.{i % 256}": {"packets": i, "bytes": i}
                          for i in range(1100)}}
-    out = pi.exported_counters(stats)
+    out = detect.exported_counters(stats)
     assert len(out["sources"]) == 1024
     assert "10.0.4.75" in out["sources"] and "10.0.0.0" not in out["sources"]
     assert out["alerts"] == {"port-scan": 0, "flood": 0, "suppressed": 0}

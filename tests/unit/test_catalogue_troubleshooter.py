@@ -13,10 +13,11 @@ import pytest
 from tests.unit.catalogue_nf import load
 
 ts = load("troubleshooter", "ts")
+tslib = load("troubleshooter", "tslib")  # the pure parts ts.py imports
 
 
 def test_request_defaults() -> None:
-    r = ts.normalise_request({"id": "p1", "tool": "ping", "target": "192.0.2.1"})
+    r = tslib.normalise_request({"id": "p1", "tool": "ping", "target": "192.0.2.1"})
     assert r == {"id": "p1", "tool": "ping", "target": "192.0.2.1", "count": 3, "seconds": 5,
                  "packets": 100, "filter": "", "interface": "br0"}
 
@@ -37,12 +38,12 @@ def test_request_defaults() -> None:
 ])
 def test_bad_requests_die(req: Any, message: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        ts.normalise_request(req)
+        tslib.normalise_request(req)
     assert message in capsys.readouterr().err
 
 
 def test_config_address_and_gateway(capsys: pytest.CaptureFixture[str]) -> None:
-    cfg = ts.normalise({"address": "192.0.2.10/24", "gateway": "192.0.2.1"})
+    cfg = tslib.normalise({"address": "192.0.2.10/24", "gateway": "192.0.2.1"})
     assert cfg == {"max_results": 50, "address": "192.0.2.10/24", "gateway": "192.0.2.1"}
     for bad, msg in (({"address": "192.0.2.10"}, "address: must be an IPv4 address with"),
                      ({"gateway": "192.0.2.1"}, "gateway: needs an address"),
@@ -50,32 +51,32 @@ def test_config_address_and_gateway(capsys: pytest.CaptureFixture[str]) -> None:
                       "gateway: must be inside the address's subnet"),
                      ({"max_results": 0}, "config.max_results: must be an integer 1-1000")):
         with pytest.raises(SystemExit):
-            ts.normalise(bad)
+            tslib.normalise(bad)
         assert msg in capsys.readouterr().err
 
 
 def test_tool_argvs_are_bounded_lists() -> None:
-    req = ts.normalise_request({"id": "p", "tool": "ping", "target": "192.0.2.1", "count": 5})
-    argv, limit = ts.tool_argv(req, "/x.pcap")
+    req = tslib.normalise_request({"id": "p", "tool": "ping", "target": "192.0.2.1", "count": 5})
+    argv, limit = tslib.tool_argv(req, "/x.pcap")
     assert argv == ["timeout", "-k", "1", "5", "ping", "-n", "-c", "5", "-i", "0.2", "-W", "1",
                     "-w", "3", "192.0.2.1"]
     assert limit == 6
-    req = ts.normalise_request({"id": "t", "tool": "traceroute", "target": "192.0.2.1",
+    req = tslib.normalise_request({"id": "t", "tool": "traceroute", "target": "192.0.2.1",
                                 "count": 50})
-    argv, limit = ts.tool_argv(req, "/x.pcap")
+    argv, limit = tslib.tool_argv(req, "/x.pcap")
     assert argv[:4] == ["timeout", "-k", "1", "60"] and argv[argv.index("-q") + 1] == "10"
     assert limit == 61
-    req = ts.normalise_request({"id": "c", "tool": "capture", "interface": "lan",
+    req = tslib.normalise_request({"id": "c", "tool": "capture", "interface": "lan",
                                 "seconds": 3, "packets": 10, "target": "192.0.2.1",
                                 "filter": "tcp port 80"})
-    argv, limit = ts.tool_argv(req, "/r/c.pcap")
+    argv, limit = tslib.tool_argv(req, "/r/c.pcap")
     assert argv[:5] == ["timeout", "-k", "1", "3", "tcpdump"]
     assert argv[argv.index("--"):] == ["--", "host", "192.0.2.1", "and", "(", "tcp", "port",
                                        "80", ")"]
     assert "-w" in argv and argv[argv.index("-w") + 1] == "/r/c.pcap"
     assert limit == 5
-    req = ts.normalise_request({"id": "c", "tool": "capture", "filter": "udp"})
-    assert ts.tool_argv(req, "/p")[0][-2:] == ["--", "udp"]
+    req = tslib.normalise_request({"id": "c", "tool": "capture", "filter": "udp"})
+    assert tslib.tool_argv(req, "/p")[0][-2:] == ["--", "udp"]
 
 
 def test_pcap_records_are_counted(tmp_path: Path) -> None:
@@ -83,33 +84,33 @@ def test_pcap_records_are_counted(tmp_path: Path) -> None:
     hdr = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 2048, 1)
     rec = struct.pack("<IIII", 0, 0, 4, 4) + b"abcd"
     path.write_bytes(hdr + rec * 3 + b"\x00" * 5)
-    assert ts.pcap_count(str(path)) == 3
-    assert ts.pcap_count(str(tmp_path / "missing.pcap")) == 0
+    assert tslib.pcap_count(str(path)) == 3
+    assert tslib.pcap_count(str(tmp_path / "missing.pcap")) == 0
 
 
 def test_output_is_truncated_at_64_kib() -> None:
-    assert ts.truncate("short") == "short"
-    long = ts.truncate("é" * 40_000)
-    assert len(long.encode()) <= ts.OUTPUT_MAX
+    assert tslib.truncate("short") == "short"
+    long = tslib.truncate("é" * 40_000)
+    assert len(long.encode()) <= tslib.OUTPUT_MAX
     assert long.endswith("[output truncated at 64 KiB]\n")
 
 
 def test_summaries() -> None:
     ping = {"tool": "ping", "output": "PING ...\n3 packets transmitted, 3 received, 0% loss\n"}
-    assert ts.summary(ping) == "3 packets transmitted, 3 received, 0% loss"
+    assert tslib.summary(ping) == "3 packets transmitted, 3 received, 0% loss"
     trace = {"tool": "traceroute", "output": "traceroute to x\n 1  a\n 2  b\n"}
-    assert ts.summary(trace) == "2 hops"
-    assert ts.summary({"tool": "capture", "packets_captured": 4}) == "4 packets captured"
+    assert tslib.summary(trace) == "2 hops"
+    assert tslib.summary({"tool": "capture", "packets_captured": 4}) == "4 packets captured"
 
 
 def test_results_state_leaves_capture_files_behind() -> None:
     results = [{"id": "c1", "tool": "capture", "pcap": "/s/c1.pcap", "output": "x"},
                {"id": "p1", "tool": "ping", "output": "y"}]
-    out = ts.exported_results(results)
+    out = tslib.exported_results(results)
     assert out[0]["pcap"] is None and out[0]["pcap_not_migrated"] is True
     assert out[1] == results[1] and results[0]["pcap"] == "/s/c1.pcap"  # not changed
-    back = ts.imported_results([{"id": "c1", "pcap": "/elsewhere", "output": "z" * 70_000}])
+    back = tslib.imported_results([{"id": "c1", "pcap": "/elsewhere", "output": "z" * 70_000}])
     assert back[0]["pcap"] is None and len(back[0]["output"]) < 70_000
     for bad in ({"id": "c1"}, [{"id": "../x"}], [{"tool": "ping"}]):
         with pytest.raises(SystemExit):
-            ts.imported_results(bad)
+            tslib.imported_results(bad)

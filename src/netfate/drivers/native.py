@@ -9,31 +9,24 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from netfate import naming
 from netfate.bundle import Bundle, BundleStore
-from netfate.drivers import capabilities, cgroups, netns
+from netfate.drivers import capabilities, cgroups, netns, nf_state
+from netfate.drivers.nf_records import InstanceRecords
+from netfate.drivers.nf_script import NF_PYTHON, SCRIPT_TIMEOUT, run_script, script_env
+from netfate.drivers.nf_state import STATE_FORMAT
 from netfate.errors import Conflict, DriverError, InvalidInput, MissingCapability, NotFound
 from netfate.interfaces import ComputeContext, NFInfo, NFPort, NFState
-from netfate.proc import netns_argv
 from netfate.queue import NotificationQueue
 
-STATE_FORMAT = "netfate-state/1"
-SCRIPT_TIMEOUT = 30.0  # s: the compute.script_timeout setting's default (NETFATE_SCRIPT_TIMEOUT)
-NF_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
-# Joins the NF's cgroups, then becomes the lifecycle script ($0). A fixed program: the
-# cgroup files come through the environment. (A Python preexec_fn would do the same but
-# forces fork() of this whole process: ~20 ms a script instead of ~2.)
-_JOIN_CGROUPS = 'for f in $NF_CGROUP_PROCS; do echo $$ > "$f"; done; exec /bin/bash "$0"'
+# Re-exported: other modules and tests import them from here.
+__all__ = ["NF_PYTHON", "SCRIPT_TIMEOUT", "STATE_FORMAT", "NativeCompute"]
 
 
 def _deleter(host_if: str) -> Callable[[], object]:
@@ -53,6 +46,7 @@ class NativeCompute:
         self.script_timeout = script_timeout
         self.dir = rundir / "nodes" / node
         self.nfs_dir = self.dir / "nfs"
+        self.records = InstanceRecords(self.node, self.nfs_dir)
         self.queue = NotificationQueue(self.dir / "queue")
         self.store = store
         self._caps: set[str] | None = None
@@ -77,23 +71,13 @@ class NativeCompute:
             return self._locks.setdefault(instance_id, threading.Lock())
 
     def _idir(self, instance_id: str) -> Path:
-        return self.nfs_dir / instance_id
+        return self.records.dir(instance_id)
 
     def _save(self, info: NFInfo) -> None:
-        d = self._idir(info.instance_id)
-        data = asdict(info)
-        tmp = d / ".instance.json.tmp"
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, d / "instance.json")
+        self.records.save(info)
 
     def _load(self, instance_id: str) -> NFInfo:
-        try:
-            data = json.loads((self._idir(instance_id) / "instance.json").read_text())
-        except (FileNotFoundError, NotADirectoryError):
-            raise NotFound(f"no NF {instance_id!r} on node {self.node}") from None
-        data["ports"] = [NFPort(**p) for p in data["ports"]]
-        data["state"] = NFState(data["state"])
-        return NFInfo(**data)
+        return self.records.load(instance_id)
 
     def _cache_dir(self, bundle: Bundle) -> Path:
         """Shared by every instance of a bundle on this node, for artefacts derived from
@@ -114,61 +98,14 @@ class NativeCompute:
         extra_env: dict[str, str] | None = None,
         timeout: float | None = None,
     ) -> str:
-        script = bundle.script(action)
-        if script is None:
+        """Run ``action``'s script of the NF (see `nf_script.run_script`); "" if it has none."""
+        if bundle.script(action) is None:
             return ""
-        if timeout is None:
-            timeout = self.script_timeout
         d = self._idir(info.instance_id)
-        env = {
-            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "LANG": "C.UTF-8",
-            "NF_ACTION": action,
-            "NF_ID": info.instance_id,
-            "NF_NAME": info.name,
-            "NF_OWNER": info.owner,
-            "NF_NODE": info.node,
-            "NF_DIR": str(d),
-            "NF_BUNDLE_DIR": str(bundle.root),
-            "NF_PORTS": " ".join(p.name for p in info.ports),
-            "NF_CONFIG": str(d / "config.json"),
-            "NF_STATE_DIR": str(d / "state"),
-            "NF_RUN_DIR": str(d / "run"),
-            "NF_NOTIFY_DIR": str(self.queue.root),
-            "NF_PYTHON": NF_PYTHON,
-            "NF_CACHE_DIR": str(self._cache_dir(bundle)),
-            **(extra_env or {}),
-        }
-        env["NF_CGROUP_PROCS"] = " ".join(cgroups.procs_files(info.instance_id))
-        # Output goes to files, not pipes: a daemon the script leaves running inherits them,
-        # and waiting for a pipe's EOF would then wait for the daemon.
-        out_path = d / "run" / f".{action}.out"
-        err_path = d / "run" / f".{action}.err"
-        try:
-            with out_path.open("wb") as out, err_path.open("wb") as err:
-                cp = subprocess.run(  # noqa: S603 - fixed argv, data goes through env and files
-                    [*netns_argv(info.netns, ["/bin/bash", "-c", _JOIN_CGROUPS]), str(script)],
-                    env=env,
-                    cwd=d,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                    timeout=timeout,
-                    check=False,
-                )
-            stdout = out_path.read_bytes()
-            stderr = err_path.read_bytes()
-        except subprocess.TimeoutExpired:
-            raise DriverError(
-                f"{info.instance_id}: {action} script timed out after {timeout}s"
-            ) from None
-        finally:
-            out_path.unlink(missing_ok=True)
-            err_path.unlink(missing_ok=True)
-        if cp.returncode != 0:
-            msg = stderr.decode(errors="replace").strip()[-2000:]
-            raise DriverError(f"{info.instance_id}: {action} failed (exit {cp.returncode}): {msg}")
-        return stdout.decode(errors="replace")
+        env = script_env(info, bundle, action, d, self.queue.root, self._cache_dir(bundle),
+                         extra_env)
+        return run_script(info, bundle, action, env, d,
+                          self.script_timeout if timeout is None else timeout)
 
     # -- Table II -------------------------------------------------------------------------
     def create_nf(
@@ -334,45 +271,19 @@ class NativeCompute:
     def export_state(self, instance_id: str) -> dict[str, Any]:
         with self._lock(instance_id):
             info = self._load(instance_id)
-            bundle = self._bundle(info)
-            if not bundle.descriptor.state.exportable:
-                raise InvalidInput(f"{bundle.descriptor.name} does not export state")
-            out = self._idir(instance_id) / "run" / "export.json"
-            out.unlink(missing_ok=True)
-            self._run_script(info, bundle, "export-state", {"NF_EXPORT_FILE": str(out)})
-            try:
-                doc = json.loads(out.read_text())
-            except (OSError, ValueError) as exc:
-                raise DriverError(f"{instance_id}: export-state wrote bad JSON: {exc}") from None
-            finally:
-                out.unlink(missing_ok=True)
-            if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT:
-                raise DriverError(f"{instance_id}: export-state did not write {STATE_FORMAT}")
-            return doc
+            return nf_state.export_state(info, self._bundle(info), self._idir(instance_id),
+                                         self._runner(info))
 
     def import_state(self, instance_id: str, state: dict[str, Any]) -> None:
         with self._lock(instance_id):
             info = self._load(instance_id)
-            bundle = self._bundle(info)
-            desc = bundle.descriptor
-            if not desc.state.exportable:
-                raise InvalidInput(f"{desc.name} does not import state")
-            if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-                raise InvalidInput(f"state document must have format {STATE_FORMAT!r}")
-            if state.get("nf") != desc.name:
-                raise InvalidInput(f"state is for {state.get('nf')!r}, not {desc.name!r}")
-            if "config" in state:
-                cfg = desc.validate_config(state["config"])
-                (self._idir(instance_id) / "config.json").write_text(json.dumps(cfg))
-                info.config = cfg
-                state = {**state, "config": cfg}
-            src = self._idir(instance_id) / "run" / "import.json"
-            src.write_text(json.dumps(state))
-            try:
-                self._run_script(info, bundle, "import-state", {"NF_IMPORT_FILE": str(src)})
-            finally:
-                src.unlink(missing_ok=True)
+            nf_state.import_state(info, self._bundle(info), self._idir(instance_id), state,
+                                  self._runner(info))
             self._save(info)
+
+    def _runner(self, info: NFInfo) -> nf_state.RunScript:
+        bundle = self._bundle(info)
+        return lambda action, extra: self._run_script(info, bundle, action, extra)
 
     def info(self, instance_id: str) -> NFInfo:
         """The NF's record (state, ports, config), without asking the NF itself."""
@@ -419,10 +330,4 @@ class NativeCompute:
         return removed
 
     def list_nfs(self) -> list[NFInfo]:
-        if not self.nfs_dir.is_dir():
-            return []
-        out = []
-        for d in sorted(self.nfs_dir.iterdir()):
-            with contextlib.suppress(NotFound, ValueError, KeyError, TypeError):
-                out.append(self._load(d.name))
-        return out
+        return self.records.all()

@@ -12,12 +12,9 @@ import time
 from typing import Any
 
 import nats
-import sqlalchemy as sa
 from nats.aio.msg import Msg
 from sqlalchemy.orm import Session
 
-from netfate import catalogue
-from netfate.bundle import inspect_bundle
 from netfate.bus import subjects
 from netfate.bus.messages import (
     ClientSeen,
@@ -34,13 +31,19 @@ from netfate.bus.messages import (
 from netfate.bus.server import EmbeddedNats
 from netfate.counters import REGISTRATIONS_REFUSED, REGISTRY, LoopFailures
 from netfate.db import Database, repo
-from netfate.db.models import Node
 from netfate.engine import NodeTelemetry, NodeUp
 from netfate.errors import NetfateError
 from netfate.orchestrator import notify, recovery
 from netfate.orchestrator.agents import AgentBus, refusal
 from netfate.orchestrator.coordinator import Coordinator
 from netfate.orchestrator.hub import EventHub
+from netfate.orchestrator.service_db import (
+    first_report,
+    register,
+    reported_ports,
+    seed_catalogue,
+    store_notification,
+)
 from netfate.orchestrator.settings import Settings
 from netfate.orchestrator.switches import Switches
 from netfate.orchestrator.telemetry import TELEMETRY_FLUSH_S, Readings, write_readings
@@ -337,60 +340,6 @@ def _node_of(data: bytes) -> str:
     except ValueError:
         return "?"
     return str(doc.get("node", "?")) if isinstance(doc, dict) else "?"
-
-
-# -- the service's reads and writes (each one transaction, through Database.run) --------------
-def seed_catalogue(s: Session) -> None:
-    """The shipped NFs in the catalogue (idempotent)."""
-    for name in catalogue.NAMES:
-        data = catalogue.bundle_bytes(name)
-        desc, _ = inspect_bundle(data)
-        repo.add_bundle(s, data, name=desc.name, version=desc.version,
-                        descriptor=desc.model_dump(mode="json", by_alias=True))
-
-
-def reported_ports(s: Session) -> dict[str, SwitchPorts]:
-    """What the agents last reported about their switches (until they register again)."""
-    out = {}
-    for name, infra in s.execute(sa.select(Node.name, Node.infrastructure)):
-        with contextlib.suppress(ValueError, TypeError, AttributeError):
-            ports = (infra or {}).get("switch_ports")
-            if ports is not None:
-                out[name] = SwitchPorts.model_validate(ports)
-    return out
-
-
-def register(s: Session, reg: Register) -> bool:
-    """Record an agent's registration; whether the node was online already."""
-    was_online = False
-    with contextlib.suppress(NetfateError):
-        was_online = repo.get_node(s, reg.node).online
-    repo.upsert_node(s, reg.node, role=reg.role, capabilities=reg.capabilities,
-                     infrastructure=reg.infrastructure, resources=reg.resources.model_dump(),
-                     online=True)
-    return was_online
-
-
-def first_report(s: Session, node: str) -> dict[str, Any] | None:
-    """A node's recorded readings at its first telemetry since the orchestrator started
-    (marking it online); None if it is not registered."""
-    try:
-        n = repo.get_node(s, node)
-    except NetfateError:
-        return None
-    if not n.online:
-        repo.set_node_online(s, node, True)
-    return dict(n.resources or {})
-
-
-def store_notification(s: Session, n: Notification) -> int | None:
-    """The stored notification's id; None when its NF is muted."""
-    if n.nf_id and repo.is_muted(s, n.nf_id):
-        return None
-    row = repo.add_notification(
-        s, type=n.type, severity=n.severity, source=n.source or "", detail=n.detail,
-        nf_instance_id=n.nf_id, node=n.node, owner=n.owner, ts=n.ts)
-    return row.id
 
 
 def getattr_policy_delta(name: str) -> float:

@@ -1,0 +1,53 @@
+"""The native driver's bookkeeping: one directory per NF instance on a node, holding its
+record (instance.json), config.json, and the state/ and run/ directories its scripts use."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from netfate.errors import NotFound
+from netfate.interfaces import NFInfo, NFPort, NFState
+
+
+class InstanceRecords:
+    """The records of a node's native NFs, under ``nfs_dir`` (``<rundir>/nodes/<node>/nfs``)."""
+
+    def __init__(self, node: str, nfs_dir: Path) -> None:
+        self.node = node
+        self.nfs_dir = nfs_dir
+
+    def dir(self, instance_id: str) -> Path:
+        """The instance's directory (it may not exist)."""
+        return self.nfs_dir / instance_id
+
+    def save(self, info: NFInfo) -> None:
+        """Write the record atomically (a reader never sees half of it)."""
+        d = self.dir(info.instance_id)
+        tmp = d / ".instance.json.tmp"
+        tmp.write_text(json.dumps(asdict(info), indent=1))
+        os.replace(tmp, d / "instance.json")
+
+    def load(self, instance_id: str) -> NFInfo:
+        """The instance's record; NotFound if it has none."""
+        try:
+            data = json.loads((self.dir(instance_id) / "instance.json").read_text())
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"no NF {instance_id!r} on node {self.node}") from None
+        data["ports"] = [NFPort(**p) for p in data["ports"]]
+        data["state"] = NFState(data["state"])
+        return NFInfo(**data)
+
+    def all(self) -> list[NFInfo]:
+        """Every readable record, by instance id; unreadable ones are skipped (garbage
+        collection removes their directories)."""
+        if not self.nfs_dir.is_dir():
+            return []
+        out = []
+        for d in sorted(self.nfs_dir.iterdir()):
+            with contextlib.suppress(NotFound, ValueError, KeyError, TypeError):
+                out.append(self.load(d.name))
+        return out
