@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from netfate.controller.model import TSRule
 from netfate.errors import NotFound, UnknownFlavour
 from netfate.interfaces import NFInfo, NFPort, NFState
 from netfate.node import Node
 from netfate.queue import NotificationQueue
-from netfate.controller.model import TSRule
 
 
 class FakeNetwork:
