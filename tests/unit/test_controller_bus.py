@@ -61,8 +61,9 @@ def test_desired_states_arrive_and_reports_leave(server: EmbeddedNats) -> None:
             t = threading.Thread(target=bridge.publish, args=(subjects.CONTROLLER_IDLE, report))
             t.start()
             t.join()
-            for _ in range(100):
-                if idles:
+            # a loaded 2-core machine can take seconds to deliver: wait for both, bounded
+            for _ in range(500):
+                if idles and hellos:
                     break
                 await asyncio.sleep(0.02)
         finally:
