@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import random
 import signal
 import time
@@ -28,8 +29,11 @@ import nats.errors
 from nats.aio.msg import Msg
 
 from netfate import __version__
+from netfate.agent.registration import Backoff, RegistrationRefused, parse_reply
 from netfate.bus import subjects
 from netfate.flavours import DEFAULT_FLAVOUR
+
+log = logging.getLogger("netfate.bench.sim_agents")
 
 # A node's simulated capacity, by role: (memory MB, CPU utilisation when idle). Sized so the
 # target's ~11 firewalls per CPE (16 MB each) stay well under the engine's thresholds.
@@ -61,6 +65,7 @@ def node_names(nodes: int) -> list[tuple[str, str]]:
 class Counters:
     registered: int = 0
     register_retries: int = 0
+    register_refused: int = 0  # answered as a refusal (and retried), never taken as registered
     telemetry: int = 0
     commands: dict[str, int] = field(default_factory=dict)
     bad_commands: int = 0
@@ -68,6 +73,7 @@ class Counters:
 
     def as_dict(self) -> dict[str, Any]:
         return {"registered": self.registered, "register_retries": self.register_retries,
+                "register_refused": self.register_refused,
                 "telemetry_sent": self.telemetry, "commands": dict(self.commands),
                 "bad_commands": self.bad_commands,
                 "command_handler_ms_total": round(self.command_handler_s * 1000, 1)}
@@ -119,17 +125,21 @@ class SimNode:
             self.generation = int(desired.get("generation") or 0)
 
     async def register(self, stop: asyncio.Event) -> None:
+        backoff = Backoff()
         while True:
             if stop.is_set():
                 return
             try:
                 reply = await self.nc.request(subjects.REGISTER, self.register_msg(), timeout=15)
+                cmd = parse_reply(reply.data)
                 break
             except (nats.errors.TimeoutError, nats.errors.NoRespondersError, TimeoutError):
                 self.counters.register_retries += 1
-                await asyncio.sleep(0.5)
-        cmd = json.loads(reply.data)
-        self.take_desired(cmd.get("desired"))
+            except RegistrationRefused as exc:
+                self.counters.register_refused += 1
+                log.warning("simulated agent %s: registration refused: %s", self.name, exc)
+            await asyncio.sleep(backoff.next())
+        self.take_desired(cmd.desired.model_dump(mode="json") if cmd.desired else None)
         self.counters.registered += 1
 
     async def on_command(self, msg: Msg) -> None:
