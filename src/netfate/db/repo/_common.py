@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from sqlalchemy import exc
+from sqlalchemy import Select, exc
 from sqlalchemy.orm import Session
 
 from netfate import naming
@@ -111,3 +111,14 @@ def guard(
         raise InvalidInput(f"{what}: a value breaks a constraint ({e.orig})") from e
     except exc.DataError as e:
         raise InvalidInput(f"{what}: a value is not valid for the database ({e.orig})") from e
+
+
+S = TypeVar("S", bound=Select[Any])
+
+
+def where_given(q: S, *filters: tuple[Any, Any]) -> S:
+    """`q` narrowed to ``column == value`` for each (column, value) whose value is not None."""
+    for column, value in filters:
+        if value is not None:
+            q = q.where(column == value)
+    return q

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, undefer
 
 from netfate.db.models import Bundle, VnfInstance
-from netfate.db.repo._common import check_dict, check_text, get_or_404, guard, stamp
+from netfate.db.repo._common import check_dict, check_text, get_or_404, guard, stamp, where_given
 from netfate.errors import Conflict, InvalidInput, NotFound
 
 
@@ -57,9 +57,10 @@ def get_bundle(session: Session, sha256: str) -> Bundle:
 
 def list_bundles(session: Session, *, name: str | None = None) -> list[Bundle]:
     """Bundles, oldest first, without their data (use get_bundle for that)."""
-    q = sa.select(Bundle).order_by(Bundle.name, Bundle.uploaded_at, Bundle.sha256)
-    if name is not None:
-        q = q.where(Bundle.name == name)
+    q = where_given(
+        sa.select(Bundle).order_by(Bundle.name, Bundle.uploaded_at, Bundle.sha256),
+        (Bundle.name, name),
+    )
     return list(session.scalars(q))
 
 

@@ -19,6 +19,7 @@ from netfate.db.repo._common import (
     get_or_404,
     guard,
     stamp,
+    where_given,
 )
 from netfate.errors import Conflict, NotFound
 
@@ -116,17 +117,25 @@ def list_instances(
     nf_name: str | None = None,
     desired_state: DesiredState | str | None = None,
 ) -> list[VnfInstance]:
-    q = sa.select(VnfInstance).order_by(VnfInstance.id)
-    if node is not None:
-        q = q.where(VnfInstance.node_name == node)
-    if owner is not None:
-        q = q.where(VnfInstance.owner == owner)
-    if nf_name is not None:
-        q = q.where(VnfInstance.nf_name == nf_name)
-    if desired_state is not None:
-        state = as_enum(DesiredState, desired_state, "desired_state")
-        q = q.where(VnfInstance.desired_state == state)
+    state = None if desired_state is None else as_enum(DesiredState, desired_state, "desired_state")
+    q = where_given(
+        sa.select(VnfInstance).order_by(VnfInstance.id),
+        (VnfInstance.node_name, node),
+        (VnfInstance.owner, owner),
+        (VnfInstance.nf_name, nf_name),
+        (VnfInstance.desired_state, state),
+    )
     return list(session.scalars(q))
+
+
+def _update(session: Session, instance_id: str, now: float | None, **values: Any) -> VnfInstance:
+    """Set already-checked columns of one instance and stamp it; NotFound if it is unknown."""
+    inst = get_instance(session, instance_id)
+    with guard(session, f"NF instance {instance_id!r}"):
+        for column, value in values.items():
+            setattr(inst, column, value)
+        inst.updated_at = stamp(now)
+    return inst
 
 
 def set_instance_actual_state(
@@ -134,11 +143,7 @@ def set_instance_actual_state(
 ) -> VnfInstance:
     """What the node's agent reports the instance is doing."""
     actual = as_enum(ActualState, state, "actual_state")
-    inst = get_instance(session, instance_id)
-    with guard(session, f"NF instance {instance_id!r}"):
-        inst.actual_state = actual
-        inst.updated_at = stamp(now)
-    return inst
+    return _update(session, instance_id, now, actual_state=actual)
 
 
 def set_instance_desired_state(
@@ -146,11 +151,7 @@ def set_instance_desired_state(
 ) -> VnfInstance:
     """present: the node should run it; absent: the node should remove it."""
     desired = as_enum(DesiredState, state, "desired_state")
-    inst = get_instance(session, instance_id)
-    with guard(session, f"NF instance {instance_id!r}"):
-        inst.desired_state = desired
-        inst.updated_at = stamp(now)
-    return inst
+    return _update(session, instance_id, now, desired_state=desired)
 
 
 def set_instance_active_users(
@@ -158,11 +159,7 @@ def set_instance_active_users(
 ) -> VnfInstance:
     """The users whose traffic currently crosses the instance (Table II's active users)."""
     active = check_str_list("active_users", users, unique=True)
-    inst = get_instance(session, instance_id)
-    with guard(session, f"NF instance {instance_id!r}"):
-        inst.active_users = active
-        inst.updated_at = stamp(now)
-    return inst
+    return _update(session, instance_id, now, active_users=active)
 
 
 def delete_instance(session: Session, instance_id: str) -> None:

@@ -16,7 +16,15 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from netfate.db.models import LcmOperation, OpState, Subscription, VnfLcmOpOcc
-from netfate.db.repo._common import as_enum, check_dict, check_text, get_or_404, guard, stamp
+from netfate.db.repo._common import (
+    as_enum,
+    check_dict,
+    check_text,
+    get_or_404,
+    guard,
+    stamp,
+    where_given,
+)
 from netfate.errors import Conflict, InvalidInput
 
 TRANSITIONS: dict[OpState, frozenset[OpState]] = {
@@ -114,11 +122,12 @@ def list_op_occs(
     vnf_instance_id: str | None = None,
 ) -> list[VnfLcmOpOcc]:
     """Operations, oldest first."""
-    q = sa.select(VnfLcmOpOcc).order_by(VnfLcmOpOcc.start_time, VnfLcmOpOcc.id)
-    if state is not None:
-        q = q.where(VnfLcmOpOcc.operation_state == as_enum(OpState, state, "operation_state"))
-    if vnf_instance_id is not None:
-        q = q.where(VnfLcmOpOcc.vnf_instance_id == vnf_instance_id)
+    op_state = None if state is None else as_enum(OpState, state, "operation_state")
+    q = where_given(
+        sa.select(VnfLcmOpOcc).order_by(VnfLcmOpOcc.start_time, VnfLcmOpOcc.id),
+        (VnfLcmOpOcc.operation_state, op_state),
+        (VnfLcmOpOcc.vnf_instance_id, vnf_instance_id),
+    )
     return list(session.scalars(q))
 
 

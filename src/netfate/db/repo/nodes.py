@@ -16,6 +16,7 @@ from netfate.db.repo._common import (
     get_or_404,
     guard,
     stamp,
+    where_given,
 )
 from netfate.errors import Conflict
 
@@ -62,11 +63,10 @@ def get_node(session: Session, name: str) -> Node:
 def list_nodes(
     session: Session, *, role: NodeRole | str | None = None, online: bool | None = None
 ) -> list[Node]:
-    q = sa.select(Node).order_by(Node.name)
-    if role is not None:
-        q = q.where(Node.role == as_enum(NodeRole, role, "node role"))
-    if online is not None:
-        q = q.where(Node.online == online)
+    node_role = None if role is None else as_enum(NodeRole, role, "node role")
+    q = where_given(
+        sa.select(Node).order_by(Node.name), (Node.role, node_role), (Node.online, online)
+    )
     return list(session.scalars(q))
 
 

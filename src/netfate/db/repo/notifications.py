@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from netfate.db.models import Notification, NotificationMute
-from netfate.db.repo._common import check_dict, check_text, get_or_404, guard, stamp
+from netfate.db.repo._common import check_dict, check_text, get_or_404, guard, stamp, where_given
 
 
 def add_notification(
@@ -58,17 +58,15 @@ def list_notifications(
     limit: int | None = None,
 ) -> list[Notification]:
     """Notifications, newest first, matching every filter given."""
-    q = sa.select(Notification).order_by(Notification.ts.desc(), Notification.id.desc())
-    for col, value in (
+    q = where_given(
+        sa.select(Notification).order_by(Notification.ts.desc(), Notification.id.desc()),
         (Notification.nf_instance_id, nf_instance_id),
         (Notification.node, node),
         (Notification.owner, owner),
         (Notification.type, type),
         (Notification.severity, severity),
         (Notification.acknowledged, acknowledged),
-    ):
-        if value is not None:
-            q = q.where(col == value)
+    )
     if since is not None:
         q = q.where(Notification.ts >= since)
     if not include_muted:

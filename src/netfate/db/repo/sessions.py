@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from netfate.db.models import Node, SessionState, User, UserSession
-from netfate.db.repo._common import check_text, get_or_404, guard, stamp
+from netfate.db.repo._common import check_text, get_or_404, guard, stamp, where_given
 
 
 def active_session(session: Session, user: str) -> UserSession | None:
@@ -94,12 +94,11 @@ def list_sessions(
     node: str | None = None,
     active: bool | None = None,
 ) -> list[UserSession]:
-    q = sa.select(UserSession).order_by(UserSession.started_at, UserSession.id)
-    if user is not None:
-        q = q.where(UserSession.user_name == user)
-    if node is not None:
-        q = q.where(UserSession.node_name == node)
-    if active is not None:
-        state = SessionState.ACTIVE if active else SessionState.ENDED
-        q = q.where(UserSession.state == state)
+    state = None if active is None else SessionState.ACTIVE if active else SessionState.ENDED
+    q = where_given(
+        sa.select(UserSession).order_by(UserSession.started_at, UserSession.id),
+        (UserSession.user_name, user),
+        (UserSession.node_name, node),
+        (UserSession.state, state),
+    )
     return list(session.scalars(q))

@@ -13,7 +13,14 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from netfate.db.models import Node, SteeringRule, User
-from netfate.db.repo._common import check_str_list, check_text, get_or_404, guard, stamp
+from netfate.db.repo._common import (
+    check_str_list,
+    check_text,
+    get_or_404,
+    guard,
+    stamp,
+    where_given,
+)
 from netfate.errors import Conflict, NotFound
 
 
@@ -106,11 +113,10 @@ def list_steering(
     user: str | None = None,
     desired: bool | None = None,
 ) -> list[SteeringRule]:
-    q = sa.select(SteeringRule).order_by(SteeringRule.node_name, SteeringRule.user_name)
-    if node is not None:
-        q = q.where(SteeringRule.node_name == node)
-    if user is not None:
-        q = q.where(SteeringRule.user_name == user)
-    if desired is not None:
-        q = q.where(SteeringRule.desired == desired)
+    q = where_given(
+        sa.select(SteeringRule).order_by(SteeringRule.node_name, SteeringRule.user_name),
+        (SteeringRule.node_name, node),
+        (SteeringRule.user_name, user),
+        (SteeringRule.desired, desired),
+    )
     return list(session.scalars(q))

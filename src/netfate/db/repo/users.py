@@ -19,6 +19,7 @@ from netfate.db.repo._common import (
     get_or_404,
     guard,
     stamp,
+    where_given,
 )
 from netfate.errors import Conflict, InvalidInput
 
@@ -113,9 +114,7 @@ def get_user(session: Session, name: str) -> User:
 
 
 def list_users(session: Session, *, access_node: str | None = None) -> list[User]:
-    q = sa.select(User).order_by(User.name)
-    if access_node is not None:
-        q = q.where(User.access_node == access_node)
+    q = where_given(sa.select(User).order_by(User.name), (User.access_node, access_node))
     return list(session.scalars(q))
 
 
