@@ -10,25 +10,21 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
-from netfate.engine.model import Frozen, Ip, Mac, Name
+from netfate.engine.model import Frozen, Ip, Mac, Name, UserAtNode
 
 
-class UserAssociated(Frozen):
+class UserAssociated(UserAtNode):
     """A user logged in at a node (captive portal login, RADIUS Access-Accept)."""
 
     kind: Literal["user_associated"] = "user_associated"
-    user: Name
-    node: Name
     mac: Mac = None
     ip: Ip = None
 
 
-class UserDisassociated(Frozen):
+class UserDisassociated(UserAtNode):
     """A user's device left a node (e.g. Wi-Fi disassociation). Not the end of the session."""
 
     kind: Literal["user_disassociated"] = "user_disassociated"
-    user: Name
-    node: Name
 
 
 class UserIdle(Frozen):
