@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, undefer
 
 from netfate.db.models import Bundle, VnfInstance
-from netfate.db.repo._common import check_dict, check_text, get_or_404, guard, stamp, where_given
+from netfate.db.repo import check
+from netfate.db.repo._common import get_or_404, guard, stamp, where_given
 from netfate.errors import Conflict, InvalidInput, NotFound
 
 
@@ -31,9 +32,9 @@ def add_bundle(
         return existing
     bundle = Bundle(
         sha256=sha,
-        name=check_text("bundle name", name),
-        version=check_text("bundle version", version),
-        descriptor=check_dict("descriptor", descriptor),
+        name=check.text("bundle name", name),
+        version=check.text("bundle version", version),
+        descriptor=check.mapping("descriptor", descriptor),
         size=len(data),
         data=data,
         uploaded_at=stamp(now),
