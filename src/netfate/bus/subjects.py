@@ -10,6 +10,13 @@ EVENTS = "netfate.agent.{node}.events"        # client association, NF state cha
 NOTIFY = "netfate.agent.{node}.notifications"  # NF notifications, forwarded from the queue
 COMMAND = "netfate.node.{node}.cmd"           # orchestrator -> agent (request/reply)
 
+# SDN controller
+CONTROLLER_DESIRED = "netfate.controller.{node}.desired"  # orchestrator -> controller (SwitchState)
+CONTROLLER_SYNCED = "netfate.controller.{node}.synced"    # controller -> orchestrator
+CONTROLLER_CLIENT_SEEN = "netfate.controller.{node}.client_seen"
+CONTROLLER_IDLE = "netfate.controller.idle"               # UserIdleReport
+CONTROLLER_HELLO = "netfate.controller.hello"             # controller started or reconnected
+
 
 def _per_node(template: str) -> Callable[[str], str]:
     """The function giving `template`'s subject for one node ("*" matches every node)."""
@@ -24,23 +31,14 @@ telemetry = _per_node(TELEMETRY)
 events = _per_node(EVENTS)
 notify = _per_node(NOTIFY)
 command = _per_node(COMMAND)
-
-ALL_TELEMETRY = telemetry("*")
-ALL_EVENTS = events("*")
-ALL_NOTIFY = notify("*")
-
-# SDN controller
-CONTROLLER_DESIRED = "netfate.controller.{node}.desired"  # orchestrator -> controller (SwitchState)
-CONTROLLER_SYNCED = "netfate.controller.{node}.synced"    # controller -> orchestrator
-CONTROLLER_CLIENT_SEEN = "netfate.controller.{node}.client_seen"
-CONTROLLER_IDLE = "netfate.controller.idle"               # UserIdleReport
-CONTROLLER_HELLO = "netfate.controller.hello"             # controller started or reconnected
-
-
 controller_desired = _per_node(CONTROLLER_DESIRED)
 controller_synced = _per_node(CONTROLLER_SYNCED)
 controller_client_seen = _per_node(CONTROLLER_CLIENT_SEEN)
 
+# Every node's subjects, for a subscriber that serves them all.
+ALL_TELEMETRY = telemetry("*")
+ALL_EVENTS = events("*")
+ALL_NOTIFY = notify("*")
 ALL_CONTROLLER_DESIRED = controller_desired("*")
 ALL_CONTROLLER_SYNCED = controller_synced("*")
 ALL_CONTROLLER_CLIENT_SEEN = controller_client_seen("*")

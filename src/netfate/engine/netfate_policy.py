@@ -16,7 +16,14 @@ from netfate.engine import events
 from netfate.engine.capacity import EPSILON, Ledger, Thresholds, dc_key, misfits
 from netfate.engine.converge import Chooser, Decision, PlanBuilder, converge_user, release_user
 from netfate.engine.intents import Plan, Release
-from netfate.engine.model import CatalogueEntry, InstanceView, NodeView, Snapshot, UserView
+from netfate.engine.model import (
+    CatalogueEntry,
+    InstanceView,
+    NodeView,
+    Snapshot,
+    UserAtNode,
+    UserView,
+)
 
 
 class NetfatePolicy:
@@ -72,12 +79,8 @@ class NetfatePolicy:
     # -- events ------------------------------------------------------------------------------
 
     def _associated(self, snap: Snapshot, ev: events.UserAssociated, out: PlanBuilder) -> None:
-        user = snap.user(ev.user)
+        user = _user_at_known_node(snap, ev, out)
         if user is None:
-            out.note(f"unknown user {ev.user}: nothing to do")
-            return
-        if snap.node(ev.node) is None:
-            out.note(f"unknown node {ev.node}: nothing to do for {ev.user}")
             return
         mac = ev.mac or user.mac
         ip = ev.ip or user.ip
@@ -100,20 +103,17 @@ class NetfatePolicy:
     def _disassociated(
         self, snap: Snapshot, ev: events.UserDisassociated, out: PlanBuilder
     ) -> None:
-        user = snap.user(ev.user)
+        user = _user_at_known_node(snap, ev, out)
         if user is None:
-            out.note(f"unknown user {ev.user}: nothing to do")
-        elif snap.node(ev.node) is None:
-            out.note(f"unknown node {ev.node}: nothing to do for {ev.user}")
-        elif user.access_node != ev.node:
+            return
+        if user.access_node != ev.node:
             out.note(f"{ev.user} left {ev.node} but is associated at {user.access_node}: stale")
         else:
             out.note(f"{ev.user} left {ev.node}: NFs kept until idle or re-association")
 
     def _idle(self, snap: Snapshot, ev: events.UserIdle, out: PlanBuilder) -> None:
-        user = snap.user(ev.user)
+        user = _known_user(snap, ev.user, out)
         if user is None:
-            out.note(f"unknown user {ev.user}: nothing to do")
             return
         # Unsteer too when the session is already marked over but NFs remain: steering into
         # them would outlive them.
@@ -231,3 +231,20 @@ def _dcs_by_preference(
 ) -> list[NodeView]:
     dcs = [n for n in snap.dc_nodes() if exclude is None or n.name != exclude.name]
     return sorted(dcs, key=lambda n: dc_key(n, ledger, chain_nodes))
+
+
+def _known_user(snap: Snapshot, name: str, out: PlanBuilder) -> UserView | None:
+    """The user called `name`; None, noted as nothing to do, if the snapshot has none."""
+    user = snap.user(name)
+    if user is None:
+        out.note(f"unknown user {name}: nothing to do")
+    return user
+
+
+def _user_at_known_node(snap: Snapshot, ev: UserAtNode, out: PlanBuilder) -> UserView | None:
+    """The event's user if both they and its node are known; None, noted, otherwise."""
+    user = _known_user(snap, ev.user, out)
+    if user is not None and snap.node(ev.node) is None:
+        out.note(f"unknown node {ev.node}: nothing to do for {ev.user}")
+        return None
+    return user
