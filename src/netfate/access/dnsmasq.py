@@ -90,6 +90,13 @@ class Dnsmasq:
         self.netns = netns
         self.cpe = cpe
         self.state_dir = Path(state_dir)
+        # Its files: the PID record, the static leases, the lease database, dnsmasq's own log
+        # and its stdout/stderr.
+        self.pidfile = self.state_dir / "dnsmasq.pid"
+        self.hostsfile = self.state_dir / "dhcp-hosts"
+        self.leasefile = self.state_dir / "leases"
+        self.logfile = self.state_dir / "dnsmasq.log"
+        self.outfile = self.state_dir / "dnsmasq.out"
         self.interface = interface
         self.records = {k: _host_ip(v) for k, v in (records or {}).items()}
         self.lease_time = lease_time
@@ -97,27 +104,6 @@ class Dnsmasq:
         self.binary = binary
         self._sup: Supervised | None = None
         self._hosts_lock = threading.Lock()
-
-    # -- files --------------------------------------------------------------------------
-    @property
-    def pidfile(self) -> Path:
-        return self.state_dir / "dnsmasq.pid"
-
-    @property
-    def hostsfile(self) -> Path:
-        return self.state_dir / "dhcp-hosts"
-
-    @property
-    def leasefile(self) -> Path:
-        return self.state_dir / "leases"
-
-    @property
-    def logfile(self) -> Path:
-        return self.state_dir / "dnsmasq.log"
-
-    @property
-    def outfile(self) -> Path:
-        return self.state_dir / "dnsmasq.out"
 
     def argv(self) -> list[str]:
         c = self.cpe

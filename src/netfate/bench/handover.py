@@ -12,10 +12,9 @@ from typing import Any
 import httpx
 
 from netfate.bench.stats import median, ratio, summary
-from netfate.errors import NetfateError
 from netfate.roaming.handover import Handover, handover
 from netfate.roaming.probes import EchoServer, TcpStream, UdpProbe, reachable
-from netfate.roaming.session import portal_login, running_at, wait_for
+from netfate.roaming.session import ensure_user, portal_login, running_at, wait_for
 from netfate.testbed import lifecycle
 from netfate.testbed.settings import TestbedSettings
 from netfate.testbed.topology import load_topology
@@ -68,10 +67,7 @@ def run(runs: int = 10, say: Callable[[str], None] = lambda _: None,
         servers.append(EchoServer(inet.netns, ip, PORT))
         users = {"bench-fw": ("client1", ["firewall"]), "bench-plain": ("client2", [])}
         for user, (host, nfs) in users.items():
-            r = api.post("/users", json={"name": user, "password": "bench-secret-1",
-                                         "required_nfs": nfs})
-            if r.status_code not in (201, 409):
-                raise NetfateError(f"creating {user}: {r.text}")
+            ensure_user(api, user, "bench-secret-1", nfs)
             portal_login(topo, host, user, "bench-secret-1")
             if nfs:
                 wait_for(lambda u=user: bool(running_at(api, u)), 30,  # type: ignore[misc]

@@ -19,7 +19,13 @@ from netfate.access import http
 from netfate.bench.stats import ratio, summary
 from netfate.errors import NetfateError
 from netfate.roaming.probes import UdpProbe
-from netfate.roaming.session import portal_ip, portal_login, running_at, wait_for
+from netfate.roaming.session import (
+    ensure_user,
+    portal_ip,
+    portal_login,
+    running_at,
+    wait_for,
+)
 from netfate.testbed import lifecycle
 from netfate.testbed.settings import TestbedSettings
 from netfate.testbed.topology import Topology, load_topology
@@ -93,10 +99,7 @@ def run(runs: int = 30, say: Callable[[str], None] = lambda _: None,
         inet = next(h for h in topo.hosts if h.role == "internet")
         users = {"bench-fw": ("client1", ["firewall"]), "bench-plain": ("client2", [])}
         for user, (host, nfs) in users.items():
-            r = api.post("/users", json={"name": user, "password": "bench-secret-1",
-                                         "required_nfs": nfs})
-            if r.status_code not in (201, 409):
-                raise NetfateError(f"creating {user}: {r.text}")
+            ensure_user(api, user, "bench-secret-1", nfs)
             # First login: the device gets its stable address; then log out.
             portal_login(topo, host, user, "bench-secret-1")
             _release(api, user)

@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 REGISTER = "netfate.agent.register"          # agent -> orchestrator (request/reply)
 TELEMETRY = "netfate.agent.{node}.telemetry"  # agent -> orchestrator
 EVENTS = "netfate.agent.{node}.events"        # client association, NF state changes
 NOTIFY = "netfate.agent.{node}.notifications"  # NF notifications, forwarded from the queue
 COMMAND = "netfate.node.{node}.cmd"           # orchestrator -> agent (request/reply)
-
-
-def telemetry(node: str) -> str:
-    return TELEMETRY.format(node=node)
-
-
-def events(node: str) -> str:
-    return EVENTS.format(node=node)
-
-
-def notify(node: str) -> str:
-    return NOTIFY.format(node=node)
-
-
-def command(node: str) -> str:
-    return COMMAND.format(node=node)
-
-
-ALL_TELEMETRY = TELEMETRY.format(node="*")
-ALL_EVENTS = EVENTS.format(node="*")
-ALL_NOTIFY = NOTIFY.format(node="*")
 
 # SDN controller
 CONTROLLER_DESIRED = "netfate.controller.{node}.desired"  # orchestrator -> controller (SwitchState)
@@ -37,18 +18,27 @@ CONTROLLER_IDLE = "netfate.controller.idle"               # UserIdleReport
 CONTROLLER_HELLO = "netfate.controller.hello"             # controller started or reconnected
 
 
-def controller_desired(node: str) -> str:
-    return CONTROLLER_DESIRED.format(node=node)
+def _per_node(template: str) -> Callable[[str], str]:
+    """The function giving `template`'s subject for one node ("*" matches every node)."""
+
+    def subject(node: str) -> str:
+        return template.format(node=node)
+
+    return subject
 
 
-def controller_synced(node: str) -> str:
-    return CONTROLLER_SYNCED.format(node=node)
+telemetry = _per_node(TELEMETRY)
+events = _per_node(EVENTS)
+notify = _per_node(NOTIFY)
+command = _per_node(COMMAND)
+controller_desired = _per_node(CONTROLLER_DESIRED)
+controller_synced = _per_node(CONTROLLER_SYNCED)
+controller_client_seen = _per_node(CONTROLLER_CLIENT_SEEN)
 
-
-def controller_client_seen(node: str) -> str:
-    return CONTROLLER_CLIENT_SEEN.format(node=node)
-
-
-ALL_CONTROLLER_DESIRED = CONTROLLER_DESIRED.format(node="*")
-ALL_CONTROLLER_SYNCED = CONTROLLER_SYNCED.format(node="*")
-ALL_CONTROLLER_CLIENT_SEEN = CONTROLLER_CLIENT_SEEN.format(node="*")
+# Every node's subjects, for a subscriber that serves them all.
+ALL_TELEMETRY = telemetry("*")
+ALL_EVENTS = events("*")
+ALL_NOTIFY = notify("*")
+ALL_CONTROLLER_DESIRED = controller_desired("*")
+ALL_CONTROLLER_SYNCED = controller_synced("*")
+ALL_CONTROLLER_CLIENT_SEEN = controller_client_seen("*")

@@ -2,15 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import importlib
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
-from netfate.cli.common import emit_json, guarded, need_root
+from netfate.cli.common import emit_json, guarded, need_root, progress
 from netfate.cli.common import settings as load
 
 app = typer.Typer(help="Benchmarks. Each prints JSON with ratios against a same-run baseline.")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (the default output)")]
+
+
+def _bench_run(module: str) -> Callable[..., Any]:
+    # Imported late: a bench pulls in drivers and the testbed, which `--help` doesn't need.
+    run: Callable[..., Any] = importlib.import_module(f"netfate.bench.{module}").run
+    return run
+
+
+def _run_as_root(module: str, *args: Any, **kwargs: Any) -> None:
+    """Print as JSON what `netfate.bench.<module>.run(*args, **kwargs)` measures (needs root)."""
+    need_root()
+    load()
+    run = _bench_run(module)
+    emit_json(guarded(lambda: run(*args, **kwargs)))
+
+
+def _run_on_testbed(module: str, runs: int) -> None:
+    """The same for a bench on the running testbed, reporting its progress on stderr."""
+    need_root()
+    settings = load()
+    run = _bench_run(module)
+    with progress(False, f"bench {module}") as say:
+        out = guarded(lambda: run(runs, say, testbed=settings.testbed))
+    emit_json(out)
 
 
 @app.command("nf-start")
@@ -19,11 +45,7 @@ def nf_start(
     json_out: JsonOpt = True,
 ) -> None:
     """create_nf to first forwarded packet through a native firewall, vs bare ruleset load."""
-    need_root()
-    load()
-    from netfate.bench.nf_start import run
-
-    emit_json(guarded(lambda: run(runs)))
+    _run_as_root("nf_start", runs)
 
 
 @app.command()
@@ -33,11 +55,7 @@ def density(
     json_out: JsonOpt = True,
 ) -> None:
     """N native firewalls created, then deleted: total time and memory per idle NF."""
-    need_root()
-    load()
-    from netfate.bench.density import run
-
-    emit_json(guarded(lambda: run(count, ports=ports)))
+    _run_as_root("density", count, ports=ports)
 
 
 @app.command()
@@ -46,11 +64,7 @@ def throughput(
     json_out: JsonOpt = True,
 ) -> None:
     """iperf3 client to internet host: direct, and through a native firewall."""
-    need_root()
-    load()
-    from netfate.bench.throughput import run
-
-    emit_json(guarded(lambda: run(seconds)))
+    _run_as_root("throughput", seconds)
 
 
 @app.command("control-plane")
@@ -103,14 +117,7 @@ def handover(
 ) -> None:
     """Roam clients between cpe1 and cpe2: probe-stream gap, TCP survival, breakdown; a
     user without NFs is the same-run baseline."""
-    need_root()
-    settings = load()
-    from netfate.bench.handover import run
-    from netfate.cli.common import progress
-
-    with progress(False, "bench handover") as say:
-        out = guarded(lambda: run(runs, say, testbed=settings.testbed))
-    emit_json(out)
+    _run_on_testbed("handover", runs)
 
 
 @app.command()
@@ -120,11 +127,4 @@ def login(
 ) -> None:
     """Portal POST to the first packet at the internet host through the user's firewall,
     broken down; a user without NFs is the same-run baseline."""
-    need_root()
-    settings = load()
-    from netfate.bench.login import run
-    from netfate.cli.common import progress
-
-    with progress(False, "bench login") as say:
-        out = guarded(lambda: run(runs, say, testbed=settings.testbed))
-    emit_json(out)
+    _run_on_testbed("login", runs)

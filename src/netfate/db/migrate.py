@@ -6,6 +6,8 @@ line during development, ``alembic_config(url)`` gives a Config to pass to ``ale
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -44,29 +46,30 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def migrate(target: str | URL | Engine, revision: str = "head") -> None:
-    """Upgrade the database at ``target`` (a URL or an engine) to ``revision``, in a transaction."""
+@contextmanager
+def _alembic(target: str | URL | Engine, *, lock: bool) -> Iterator[Config]:
+    """An Alembic config bound to one transaction on ``target``; an engine made from a URL
+    is disposed of afterwards. ``lock``: serialise concurrent migrations (PostgreSQL)."""
     engine = target if isinstance(target, Engine) else make_engine(target)
     try:
         with engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
+            if lock and conn.dialect.name == "postgresql":
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
             cfg = alembic_config()
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
+            yield cfg
     finally:
         if engine is not target:
             engine.dispose()
+
+
+def migrate(target: str | URL | Engine, revision: str = "head") -> None:
+    """Upgrade the database at ``target`` (a URL or an engine) to ``revision``, in a transaction."""
+    with _alembic(target, lock=True) as cfg:
+        command.upgrade(cfg, revision)
 
 
 def downgrade(target: str | URL | Engine, revision: str) -> None:
     """Downgrade to ``revision`` ("base" empties the schema). For tests and recovery."""
-    engine = target if isinstance(target, Engine) else make_engine(target)
-    try:
-        with engine.begin() as conn:
-            cfg = alembic_config()
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, revision)
-    finally:
-        if engine is not target:
-            engine.dispose()
+    with _alembic(target, lock=False) as cfg:
+        command.downgrade(cfg, revision)

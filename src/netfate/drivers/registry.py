@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable, Iterable
 from importlib import metadata
 
+from netfate import plugins
 from netfate.errors import NetfateError, UnknownFlavour
 from netfate.flavours import check_flavour
 from netfate.interfaces import ComputeContext, ComputeDriver
@@ -57,19 +58,8 @@ def factory(flavour: str) -> ComputeFactory:
     an entry point failed to load, if there is none that loads."""
     if flavour in _FACTORIES:
         return _FACTORIES[flavour]
-    errors: list[str] = []
-    for ep in _entry_points():
-        if ep.name != flavour:
-            continue
-        try:
-            obj = ep.load()
-        except Exception as e:  # a third party's import: report it, don't crash the agent
-            errors.append(f"entry point {ep.name} = {ep.value} failed to load: {e}")
-            continue
-        if not callable(obj):
-            errors.append(f"entry point {ep.name} = {ep.value} is not callable")
-            continue
-        fac: ComputeFactory = obj
+    fac, errors = plugins.load(_entry_points(), flavour, _as_factory, failed="failed to load")
+    if fac is not None:
         _FACTORIES[flavour] = fac
         return fac
     known = ", ".join(available()) or "none (is the netfate package installed?)"
@@ -117,6 +107,13 @@ def build_all(ctx: ComputeContext, flavours: Iterable[str] | None = None,
         raise UnknownFlavour(f"node {ctx.node}: no compute driver could be built (known: "
                              f"{known})" + (f"; {'; '.join(failed)}" if failed else ""))
     return drivers
+
+
+def _as_factory(obj: object) -> ComputeFactory:
+    if not callable(obj):
+        raise plugins.Refused("is not callable")
+    fac: ComputeFactory = obj
+    return fac
 
 
 def _entry_points() -> metadata.EntryPoints:

@@ -10,25 +10,21 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
-from netfate.engine.model import Frozen, Ip, Mac, Name
+from netfate.engine.model import Frozen, Ip, Mac, Name, UserAtNode
 
 
-class UserAssociated(Frozen):
+class UserAssociated(UserAtNode):
     """A user logged in at a node (captive portal login, RADIUS Access-Accept)."""
 
     kind: Literal["user_associated"] = "user_associated"
-    user: Name
-    node: Name
     mac: Mac = None
     ip: Ip = None
 
 
-class UserDisassociated(Frozen):
+class UserDisassociated(UserAtNode):
     """A user's device left a node (e.g. Wi-Fi disassociation). Not the end of the session."""
 
     kind: Literal["user_disassociated"] = "user_disassociated"
-    user: Name
-    node: Name
 
 
 class UserIdle(Frozen):
@@ -38,24 +34,29 @@ class UserIdle(Frozen):
     user: Name
 
 
-class NodeTelemetry(Frozen):
+class _AboutNode(Frozen):
+    node: Name
+
+
+class NodeTelemetry(_AboutNode):
     """A node's new readings; the snapshot still holds the previous ones."""
 
     kind: Literal["node_telemetry"] = "node_telemetry"
-    node: Name
     cpu_util: float = Field(ge=0.0, le=1.0)
     mem_free_mb: int = Field(ge=0)
     nf_count: int = Field(ge=0)
 
 
-class NodeDown(Frozen):
+class NodeDown(_AboutNode):
+    """The node went offline: the chains touching it are placed again without it."""
+
     kind: Literal["node_down"] = "node_down"
-    node: Name
 
 
-class NodeUp(Frozen):
+class NodeUp(_AboutNode):
+    """The node came (back) online, e.g. its agent registered: the chains are re-evaluated."""
+
     kind: Literal["node_up"] = "node_up"
-    node: Name
 
 
 class Reconcile(Frozen):

@@ -11,73 +11,66 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import Field, TypeAdapter
 
-from netfate.engine.model import Flavour, Frozen, Ip, Mac, Name
+from netfate.engine.model import Flavour, Frozen, Ip, Mac, Name, UserAtNode
 from netfate.flavours import DEFAULT_FLAVOUR
 
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 
 
-class Place(Frozen):
+class _UsersNf(Frozen):
+    """What every intent about one of a user's NF instances names."""
+
+    user: Name
+    nf: Name
+    instance_id: Id
+    reason: str = ""
+
+
+class Place(_UsersNf):
     """Create and start an NF instance for a user on a node."""
 
     kind: Literal["place"] = "place"
-    user: Name
-    nf: Name
     node: Name
-    instance_id: Id
-    reason: str = ""
     # The first of the NF's flavours that the node hosts.
     flavour: Flavour = DEFAULT_FLAVOUR
 
 
-class Migrate(Frozen):
+class Migrate(_UsersNf):
     """Move a user's NF from src to dst: create on dst, carry the state over, delete on src."""
 
     kind: Literal["migrate"] = "migrate"
-    user: Name
-    nf: Name
-    instance_id: Id
     src: Name
     dst: Name
     new_instance_id: Id
-    reason: str = ""
     # True when src is down or unknown: there is no state to export, start dst fresh.
     state_lost: bool = False
     # The flavour on dst (the state document is flavour-independent, so it may differ).
     flavour: Flavour = DEFAULT_FLAVOUR
 
 
-class Release(Frozen):
+class Release(_UsersNf):
     """Stop and delete an NF instance."""
 
     kind: Literal["release"] = "release"
-    user: Name
-    nf: Name
-    instance_id: Id
     node: Name
-    reason: str = ""
 
 
-class Steer(Frozen):
+class Steer(UserAtNode):
     """Send the user's traffic, entering at `node`, through `chain` (instance ids, in order).
 
     The instances may live on other nodes (a DC, say): the controller builds the path.
     """
 
     kind: Literal["steer"] = "steer"
-    user: Name
-    node: Name
     chain: tuple[Id, ...]
     mac: Mac = None
     ip: Ip = None
 
 
-class Unsteer(Frozen):
+class Unsteer(UserAtNode):
     """Remove the user's steering rules at `node`."""
 
     kind: Literal["unsteer"] = "unsteer"
-    user: Name
-    node: Name
 
 
 Intent = Annotated[

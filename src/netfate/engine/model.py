@@ -61,6 +61,13 @@ class Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class UserAtNode(Frozen):
+    """What an event or intent about one user's access at one node names."""
+
+    user: Name
+    node: Name
+
+
 class NodeView(Frozen):
     """An NFVI node (CPE, PE or DC) with its latest readings."""
 

@@ -12,20 +12,18 @@ on idle (the paper's rule) or move on re-association.
 
 from __future__ import annotations
 
+from netfate.engine import events
 from netfate.engine.capacity import EPSILON, Ledger, Thresholds, dc_key, misfits
 from netfate.engine.converge import Chooser, Decision, PlanBuilder, converge_user, release_user
-from netfate.engine.events import (
-    Event,
-    NodeDown,
-    NodeTelemetry,
-    NodeUp,
-    Reconcile,
-    UserAssociated,
-    UserDisassociated,
-    UserIdle,
-)
 from netfate.engine.intents import Plan, Release
-from netfate.engine.model import CatalogueEntry, InstanceView, NodeView, Snapshot, UserView
+from netfate.engine.model import (
+    CatalogueEntry,
+    InstanceView,
+    NodeView,
+    Snapshot,
+    UserAtNode,
+    UserView,
+)
 
 
 class NetfatePolicy:
@@ -61,32 +59,28 @@ class NetfatePolicy:
         # Backstop for lost idle events: on Reconcile, a user unseen this long is idle.
         self.idle_timeout = idle_timeout
 
-    def plan(self, snap: Snapshot, event: Event) -> Plan:
+    def plan(self, snap: Snapshot, event: events.Event) -> Plan:
         out = PlanBuilder()
         match event:
-            case UserAssociated():
+            case events.UserAssociated():
                 self._associated(snap, event, out)
-            case UserDisassociated():
+            case events.UserDisassociated():
                 self._disassociated(snap, event, out)
-            case UserIdle():
+            case events.UserIdle():
                 self._idle(snap, event, out)
-            case NodeTelemetry():
+            case events.NodeTelemetry():
                 self._telemetry(snap, event, out)
-            case NodeDown() | NodeUp():
+            case events.NodeDown() | events.NodeUp():
                 self._node_state(snap, event, out)
-            case Reconcile():
+            case events.Reconcile():
                 self._reconcile(snap, out)
         return out.build()
 
     # -- events ------------------------------------------------------------------------------
 
-    def _associated(self, snap: Snapshot, ev: UserAssociated, out: PlanBuilder) -> None:
-        user = snap.user(ev.user)
+    def _associated(self, snap: Snapshot, ev: events.UserAssociated, out: PlanBuilder) -> None:
+        user = _user_at_known_node(snap, ev, out)
         if user is None:
-            out.note(f"unknown user {ev.user}: nothing to do")
-            return
-        if snap.node(ev.node) is None:
-            out.note(f"unknown node {ev.node}: nothing to do for {ev.user}")
             return
         mac = ev.mac or user.mac
         ip = ev.ip or user.ip
@@ -106,21 +100,20 @@ class NetfatePolicy:
         if not out.intents:
             out.note(f"{ev.user} at {ev.node}: nothing to change")
 
-    def _disassociated(self, snap: Snapshot, ev: UserDisassociated, out: PlanBuilder) -> None:
-        user = snap.user(ev.user)
+    def _disassociated(
+        self, snap: Snapshot, ev: events.UserDisassociated, out: PlanBuilder
+    ) -> None:
+        user = _user_at_known_node(snap, ev, out)
         if user is None:
-            out.note(f"unknown user {ev.user}: nothing to do")
-        elif snap.node(ev.node) is None:
-            out.note(f"unknown node {ev.node}: nothing to do for {ev.user}")
-        elif user.access_node != ev.node:
+            return
+        if user.access_node != ev.node:
             out.note(f"{ev.user} left {ev.node} but is associated at {user.access_node}: stale")
         else:
             out.note(f"{ev.user} left {ev.node}: NFs kept until idle or re-association")
 
-    def _idle(self, snap: Snapshot, ev: UserIdle, out: PlanBuilder) -> None:
-        user = snap.user(ev.user)
+    def _idle(self, snap: Snapshot, ev: events.UserIdle, out: PlanBuilder) -> None:
+        user = _known_user(snap, ev.user, out)
         if user is None:
-            out.note(f"unknown user {ev.user}: nothing to do")
             return
         # Unsteer too when the session is already marked over but NFs remain: steering into
         # them would outlive them.
@@ -129,7 +122,7 @@ class NetfatePolicy:
         if not out.intents:
             out.note(f"{user.name} already idle")
 
-    def _telemetry(self, snap: Snapshot, ev: NodeTelemetry, out: PlanBuilder) -> None:
+    def _telemetry(self, snap: Snapshot, ev: events.NodeTelemetry, out: PlanBuilder) -> None:
         old = snap.node(ev.node)
         if old is None:
             out.note(f"telemetry from unknown node {ev.node}: ignored")
@@ -147,12 +140,14 @@ class NetfatePolicy:
         out.note(f"{summary}: re-evaluating")
         self._reevaluate(snap.with_node(new), ev.node, out)
 
-    def _node_state(self, snap: Snapshot, ev: NodeDown | NodeUp, out: PlanBuilder) -> None:
+    def _node_state(
+        self, snap: Snapshot, ev: events.NodeDown | events.NodeUp, out: PlanBuilder
+    ) -> None:
         node = snap.node(ev.node)
         if node is None:
             out.note(f"unknown node {ev.node}: nothing to do")
             return
-        up = isinstance(ev, NodeUp)
+        up = isinstance(ev, events.NodeUp)
         out.note(f"{ev.node} is {'up' if up else 'down'}: re-evaluating")
         self._reevaluate(snap.with_node(node.model_copy(update={"online": up})), ev.node, out)
 
@@ -236,3 +231,20 @@ def _dcs_by_preference(
 ) -> list[NodeView]:
     dcs = [n for n in snap.dc_nodes() if exclude is None or n.name != exclude.name]
     return sorted(dcs, key=lambda n: dc_key(n, ledger, chain_nodes))
+
+
+def _known_user(snap: Snapshot, name: str, out: PlanBuilder) -> UserView | None:
+    """The user called `name`; None, noted as nothing to do, if the snapshot has none."""
+    user = snap.user(name)
+    if user is None:
+        out.note(f"unknown user {name}: nothing to do")
+    return user
+
+
+def _user_at_known_node(snap: Snapshot, ev: UserAtNode, out: PlanBuilder) -> UserView | None:
+    """The event's user if both they and its node are known; None, noted, otherwise."""
+    user = _known_user(snap, ev.user, out)
+    if user is not None and snap.node(ev.node) is None:
+        out.note(f"unknown node {ev.node}: nothing to do for {ev.user}")
+        return None
+    return user

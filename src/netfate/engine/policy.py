@@ -10,6 +10,7 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Protocol, runtime_checkable
 
+from netfate import plugins
 from netfate.engine.events import Event
 from netfate.engine.intents import Plan
 from netfate.engine.model import Snapshot
@@ -45,18 +46,15 @@ def get_policy(name: str) -> Policy:
     """The policy called `name`: registered, or found through the entry points."""
     if name in POLICIES:
         return POLICIES[name]
-    errors: list[str] = []
-    for ep in _entry_points():
-        if ep.name != name:
-            continue
-        try:
-            policy = _instantiate(ep.load())
-        except Exception as e:  # a third party's import or constructor: report, don't crash
-            errors.append(f"entry point {ep.name} = {ep.value} failed: {e}")
-            continue
+
+    def accept(obj: object) -> Policy:
+        policy = _instantiate(obj)
         if policy.name != name:
-            errors.append(f"entry point {name} = {ep.value} gives a policy named {policy.name!r}")
-            continue
+            raise plugins.Refused(f"gives a policy named {policy.name!r}")
+        return policy
+
+    policy, errors = plugins.load(_entry_points(), name, accept)
+    if policy is not None:
         return register(policy)
     known = ", ".join(available()) or "none"
     detail = "; ".join(errors)
@@ -68,10 +66,6 @@ def available() -> list[str]:
     return sorted(set(POLICIES) | {ep.name for ep in _entry_points()})
 
 
-def _entry_points() -> metadata.EntryPoints:
-    return metadata.entry_points(group=ENTRY_POINT_GROUP)
-
-
 def _instantiate(obj: object) -> Policy:
     # An entry point may name a policy object, or a class/factory that builds one with defaults.
     if isinstance(obj, type) or (callable(obj) and not isinstance(obj, Policy)):
@@ -79,3 +73,7 @@ def _instantiate(obj: object) -> Policy:
     if not isinstance(obj, Policy):
         raise TypeError(f"{obj!r} has no `name` and `plan`")
     return obj
+
+
+def _entry_points() -> metadata.EntryPoints:
+    return metadata.entry_points(group=ENTRY_POINT_GROUP)

@@ -27,15 +27,7 @@ from typing import Any
 
 from netfate import naming
 from netfate.bus.messages import SwitchPorts
-from netfate.controller.model import (
-    AccessServices,
-    Anchored,
-    Classifier,
-    Hop,
-    Location,
-    SwitchState,
-    User,
-)
+from netfate.controller import model
 from netfate.db.repo.switching import ChainNf, SteeredRule, SwitchingRecords
 
 log = logging.getLogger("netfate.orchestrator.switches")
@@ -62,7 +54,7 @@ class World:
     idle_timeout: int = 60
 
 
-def switch_state(world: World, node: str) -> SwitchState | None:
+def switch_state(world: World, node: str) -> model.SwitchState | None:
     """The desired state of `node`'s switch, generation 0 (the publisher numbers it); None for
     a node the database does not know. Raises ValueError (pydantic's ValidationError) when the
     records are inconsistent (two users on one address, say)."""
@@ -85,8 +77,8 @@ def switch_state(world: World, node: str) -> SwitchState | None:
     return state.model_copy(update={"ts_rules": ts_rules}) if ts_rules else state
 
 
-def split_chain(chain: list[tuple[Hop, str]], classes: Iterable[Mapping[str, Any]]
-                ) -> tuple[tuple[Hop, ...], tuple[Classifier, ...]]:
+def split_chain(chain: list[tuple[model.Hop, str]], classes: Iterable[Mapping[str, Any]]
+                ) -> tuple[tuple[model.Hop, ...], tuple[model.Classifier, ...]]:
     """The user's chain (hops with their NF names, in order) and traffic classes -> the
     default chain (the NFs no class names) and a classifier per class (its NFs, in order)."""
     classes = list(classes)
@@ -95,26 +87,26 @@ def split_chain(chain: list[tuple[Hop, str]], classes: Iterable[Mapping[str, Any
     out = []
     for c in classes:
         want = set(c.get("nfs", []))
-        out.append(Classifier(
+        out.append(model.Classifier(
             name=c["name"], priority=c["priority"], ip_proto=c.get("ip_proto"),
             remote_port=c.get("remote_port"), remote=c.get("remote"),
             chain=tuple(h for h, nf in chain if nf in want)))
     return default, tuple(out)
 
 
-def hop_of(iid: str, nf: ChainNf) -> Hop | None:
+def hop_of(iid: str, nf: ChainNf) -> model.Hop | None:
     """An NF instance's hop: its LAN-side and WAN-side switch ports (the descriptor's ports
     with role lan/wan, else the first and the last); None with fewer than two ports."""
     if len(nf.ports) < 2:
         return None
     lan = next((p for p in nf.ports if p.get("role") == "lan"), nf.ports[0])
     wan = next((p for p in nf.ports if p.get("role") == "wan"), nf.ports[-1])
-    return Hop(lan=naming.nf_port(iid, lan["name"]), wan=naming.nf_port(iid, wan["name"]))
+    return model.Hop(lan=naming.nf_port(iid, lan["name"]), wan=naming.nf_port(iid, wan["name"]))
 
 
-def _chain(world: World, r: SteeredRule) -> list[tuple[str, Hop, str] | None]:
+def _chain(world: World, r: SteeredRule) -> list[tuple[str, model.Hop, str] | None]:
     """The rule's chain as (node, hop, NF name) per instance; None for one with no hop."""
-    out: list[tuple[str, Hop, str] | None] = []
+    out: list[tuple[str, model.Hop, str] | None] = []
     for iid in r.chain:
         nf = world.records.nfs.get(iid)
         hop = hop_of(iid, nf) if nf is not None else None
@@ -134,23 +126,23 @@ def _station_at(world: World, node: str, mac: str) -> str | None:
 
 
 def _cpe(world: World, node: str, ports: SwitchPorts, rules: Iterable[SteeredRule],
-         anchors: dict[str, tuple[SteeredRule, str]]) -> SwitchState:
+         anchors: dict[str, tuple[SteeredRule, str]]) -> model.SwitchState:
     stations = _stations(world, node, ports)
-    users: list[User] = []
-    anchored: list[Anchored] = []
+    users: list[model.User] = []
+    anchored: list[model.Anchored] = []
     taken_ips: set[str] = set()
     for user, (r, visited) in anchors.items():
         chain = _chain(world, r)
         if r.node == node and r.ip and chain and all(
                 h is not None and h[0] == node for h in chain):
             if _station_at(world, visited, r.mac) is not None:
-                anchored.append(Anchored(name=user, mac=r.mac, ip=r.ip,
-                                         chain=tuple(h[1] for h in chain if h)))
+                anchored.append(model.Anchored(name=user, mac=r.mac, ip=r.ip,
+                                               chain=tuple(h[1] for h in chain if h)))
         elif visited == node and r.ip and stations.get(r.mac) in ports.access \
                 and user in world.anchors_ready:
             # Visiting: out through the uplink, where the core takes it to the anchor.
-            users.append(User(name=user, mac=r.mac, ip=r.ip, port=stations[r.mac],
-                              authenticated=True, idle_timeout=world.idle_timeout))
+            users.append(model.User(name=user, mac=r.mac, ip=r.ip, port=stations[r.mac],
+                                    authenticated=True, idle_timeout=world.idle_timeout))
             taken_ips.add(r.ip)
     for r in rules:
         if r.user in anchors:
@@ -167,9 +159,9 @@ def _cpe(world: World, node: str, ports: SwitchPorts, rules: Iterable[SteeredRul
             continue
         local = [(h[1], h[2]) for h in chain if h is not None]
         default, classifiers = split_chain(local, world.records.classes.get(r.user) or ())
-        users.append(User(name=r.user, mac=r.mac, ip=r.ip, port=port, authenticated=True,
-                          idle_timeout=world.idle_timeout, chain=default,
-                          classifiers=classifiers))
+        users.append(model.User(name=r.user, mac=r.mac, ip=r.ip, port=port,
+                                authenticated=True, idle_timeout=world.idle_timeout,
+                                chain=default, classifiers=classifiers))
         if r.ip:
             taken_ips.add(r.ip)
     known = {u.mac for u in users}
@@ -177,21 +169,21 @@ def _cpe(world: World, node: str, ports: SwitchPorts, rules: Iterable[SteeredRul
         if mac in known or port not in ports.access:
             continue
         ip = ports.leases.get(mac)
-        users.append(User(name=UNKNOWN_CLIENT + mac, mac=mac, port=port,
-                          ip=ip if ip not in taken_ips else None))
+        users.append(model.User(name=UNKNOWN_CLIENT + mac, mac=mac, port=port,
+                                ip=ip if ip not in taken_ips else None))
         if ip:
             taken_ips.add(ip)
     svc = None
     if ports.services is not None:
-        svc = AccessServices(port=ports.services.port, mac=ports.services.mac,
-                             ip=ports.services.ip)
-    return SwitchState(node=node, role="cpe", uplink=ports.uplink,
-                       access_ports=tuple(ports.access), infra_ports=tuple(ports.infra),
-                       services=svc, users=tuple(users), anchored=tuple(anchored))
+        svc = model.AccessServices(port=ports.services.port, mac=ports.services.mac,
+                                   ip=ports.services.ip)
+    return model.SwitchState(node=node, role="cpe", uplink=ports.uplink,
+                             access_ports=tuple(ports.access), infra_ports=tuple(ports.infra),
+                             services=svc, users=tuple(users), anchored=tuple(anchored))
 
 
 def _core(node: str, role: str, ports: SwitchPorts, rules: Iterable[SteeredRule],
-          anchors: dict[str, tuple[SteeredRule, str]]) -> SwitchState:
+          anchors: dict[str, tuple[SteeredRule, str]]) -> model.SwitchState:
     to_node = {peer: port for port, peer in ports.links.items() if port != ports.uplink}
     locations = []
     seen: set[str] = set()
@@ -205,7 +197,8 @@ def _core(node: str, role: str, ports: SwitchPorts, rules: Iterable[SteeredRule]
             visited = to_node.get(anchors[r.user][1])
             if visited is not None and visited != port:
                 port, anchor = visited, port
-        locations.append(Location(user=r.user, mac=r.mac, ip=r.ip, port=port, anchor=anchor))
+        locations.append(
+            model.Location(user=r.user, mac=r.mac, ip=r.ip, port=port, anchor=anchor))
     infra = list(ports.infra) + ([ports.uplink] if ports.uplink else [])
-    return SwitchState(node=node, role=role, infra_ports=tuple(sorted(set(infra))),  # type: ignore[arg-type]
-                       locations=tuple(locations))
+    return model.SwitchState(node=node, role=role, infra_ports=tuple(sorted(set(infra))),  # type: ignore[arg-type]
+                             locations=tuple(locations))

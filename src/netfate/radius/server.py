@@ -209,9 +209,7 @@ class FreeRadius:
             self._sup.start(ready=probe.status, timeout=timeout)
         except StartError as exc:
             self._sup = None
-            why = (f"exited with {exc.exit_code}" if exc.exit_code is not None
-                   else f"not ready in {timeout:g} s")
-            raise DriverError(f"FreeRADIUS on {self.host}:{self.port} {why}: "
+            raise DriverError(f"FreeRADIUS on {self.host}:{self.port} {exc.reason}: "
                               f"{self.log_tail()}") from exc
 
     def stop(self, timeout: float = 5.0) -> None:

@@ -67,6 +67,15 @@ def wait_for(cond: Callable[[], Any], timeout: float, what: str, step: float = 0
         time.sleep(step)
 
 
+def ensure_user(api: httpx.Client, name: str, password: str, required_nfs: list[str]) -> None:
+    """Create the user through the API; one that already exists is kept as it is.
+
+    Raises NetfateError with the API's answer if it refuses otherwise."""
+    r = api.post("/users", json={"name": name, "password": password, "required_nfs": required_nfs})
+    if r.status_code not in (201, 409):
+        raise NetfateError(f"creating {name}: {r.text}")
+
+
 def nfs_per_node(api: httpx.Client) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for i in api.get("/vnf_instances").json():

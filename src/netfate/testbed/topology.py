@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -68,6 +69,18 @@ class HostSpec(_M):
         return "02:fa:" + ":".join(h[i : i + 2] for i in range(0, 8, 2))
 
 
+_Spec = TypeVar("_Spec", NodeSpec, HostSpec)
+
+
+def _named(kind: str, specs: Sequence[_Spec], name: str) -> _Spec:
+    """The node or host called `name`; InvalidInput (listing the known ones) if none is."""
+    for spec in specs:
+        if spec.name == name:
+            return spec
+    known = [spec.name for spec in specs]
+    raise InvalidInput(f"unknown {kind} {name!r}; the topology has {known}")
+
+
 class Topology(_M):
     name: str = Field(min_length=1, max_length=64)
     subnet: str = "10.90.0.0/16"
@@ -114,18 +127,10 @@ class Topology(_M):
         return self
 
     def node(self, name: str) -> NodeSpec:
-        for n in self.nodes:
-            if n.name == name:
-                return n
-        known = [n.name for n in self.nodes]
-        raise InvalidInput(f"unknown node {name!r}; the topology has {known}")
+        return _named("node", self.nodes, name)
 
     def host(self, name: str) -> HostSpec:
-        for h in self.hosts:
-            if h.name == name:
-                return h
-        known = [h.name for h in self.hosts]
-        raise InvalidInput(f"unknown host {name!r}; the topology has {known}")
+        return _named("host", self.hosts, name)
 
     def host_address(self, h: HostSpec) -> str:
         if h.address:

@@ -21,17 +21,7 @@ def seed_users_in_db(state: Path, users: list[str], warm_at: dict[str, str] | No
 
     from netfate import catalogue
     from netfate.bundle import inspect_bundle
-    from netfate.db import Database, repo, sqlite_url
-    from netfate.db.models import (
-        ActualState,
-        DesiredState,
-        Node,
-        SessionState,
-        SteeringRule,
-        User,
-        UserSession,
-        VnfInstance,
-    )
+    from netfate.db import Database, models, repo, sqlite_url
     from netfate.db.passwords import hash_password
 
     db = Database.create(sqlite_url(state))
@@ -40,11 +30,11 @@ def seed_users_in_db(state: Path, users: list[str], warm_at: dict[str, str] | No
         now = time.time()
         with db.session() as s:
             if warm_at:  # the nodes first (users refer to them); their agents fill them in
-                s.execute(sa.insert(Node), [
+                s.execute(sa.insert(models.Node), [
                     {"name": n, "role": "cpe", "online": False, "capabilities": [],
                      "infrastructure": {}, "resources": {}, "registered_at": now}
                     for n in sorted(set(warm_at.values()))])
-            s.execute(sa.insert(User), [
+            s.execute(sa.insert(models.User), [
                 {"name": u, "password_hash": h, "required_nfs": ["firewall"], "nf_config": {},
                  "created_at": now,
                  **({"access_node": warm_at[u], "mac": mac_of(u), "last_seen": now}
@@ -56,17 +46,19 @@ def seed_users_in_db(state: Path, users: list[str], warm_at: dict[str, str] | No
             desc, _ = inspect_bundle(data)
             sha = repo.add_bundle(s, data, name=desc.name, version=desc.version,
                                   descriptor=desc.model_dump(mode="json", by_alias=True)).sha256
-            s.execute(sa.insert(UserSession), [
+            s.execute(sa.insert(models.UserSession), [
                 {"id": f"warm-{u}", "user_name": u, "node_name": n, "mac": mac_of(u),
-                 "started_at": now, "state": SessionState.ACTIVE} for u, n in warm_at.items()])
-            s.execute(sa.insert(VnfInstance), [
+                 "started_at": now, "state": models.SessionState.ACTIVE}
+                for u, n in warm_at.items()])
+            s.execute(sa.insert(models.VnfInstance), [
                 {"id": f"{n}-{u}-firewall", "nf_name": "firewall", "bundle_sha256": sha,
                  "flavour": pick(desc.flavours, SIM_FLAVOURS) or DEFAULT_FLAVOUR,
                  "owner": u, "node_name": n,
-                 "desired_state": DesiredState.PRESENT, "actual_state": ActualState.PENDING,
+                 "desired_state": models.DesiredState.PRESENT,
+                 "actual_state": models.ActualState.PENDING,
                  "config": {}, "active_users": [], "created_at": now, "updated_at": now}
                 for u, n in warm_at.items()])
-            s.execute(sa.insert(SteeringRule), [
+            s.execute(sa.insert(models.SteeringRule), [
                 {"user_name": u, "node_name": n, "mac": mac_of(u), "ip": None,
                  "chain": [f"{n}-{u}-firewall"], "desired": True, "installed": True,
                  "updated_at": now} for u, n in warm_at.items()])

@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, undefer
 
 from netfate.db.models import Bundle, VnfInstance
-from netfate.db.repo._common import check_dict, check_text, get_or_404, guard, stamp
+from netfate.db.repo import check
+from netfate.db.repo._common import get_or_404, guard, stamp, where_given
 from netfate.errors import Conflict, InvalidInput, NotFound
 
 
@@ -31,9 +32,9 @@ def add_bundle(
         return existing
     bundle = Bundle(
         sha256=sha,
-        name=check_text("bundle name", name),
-        version=check_text("bundle version", version),
-        descriptor=check_dict("descriptor", descriptor),
+        name=check.text("bundle name", name),
+        version=check.text("bundle version", version),
+        descriptor=check.mapping("descriptor", descriptor),
         size=len(data),
         data=data,
         uploaded_at=stamp(now),
@@ -57,9 +58,10 @@ def get_bundle(session: Session, sha256: str) -> Bundle:
 
 def list_bundles(session: Session, *, name: str | None = None) -> list[Bundle]:
     """Bundles, oldest first, without their data (use get_bundle for that)."""
-    q = sa.select(Bundle).order_by(Bundle.name, Bundle.uploaded_at, Bundle.sha256)
-    if name is not None:
-        q = q.where(Bundle.name == name)
+    q = where_given(
+        sa.select(Bundle).order_by(Bundle.name, Bundle.uploaded_at, Bundle.sha256),
+        (Bundle.name, name),
+    )
     return list(session.scalars(q))
 
 

@@ -9,17 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from netfate.db.models import ActualState, Bundle, DesiredState, Node, User, VnfInstance
-from netfate.db.repo._common import (
-    ID_MAX,
-    as_enum,
-    check_dict,
-    check_name,
-    check_str_list,
-    check_text,
-    get_or_404,
-    guard,
-    stamp,
-)
+from netfate.db.repo import check
+from netfate.db.repo._common import get_or_404, guard, set_given, stamp, where_given
 from netfate.errors import Conflict, NotFound
 
 
@@ -48,16 +39,17 @@ def upsert_instance(
     old one's deletion). Omitted optional fields keep their values; actual_state is the
     agent's to report (set_instance_actual_state).
     """
-    check_name("node name", node)
-    check_name("owner", owner)
-    check_name("NF name", nf_name)
-    iid = check_name("instance id", instance_id or instance_id_for(node, owner, nf_name), ID_MAX)
-    check_text("flavour", flavour)
-    desired = as_enum(DesiredState, desired_state, "desired_state") if desired_state else None
-    cfg = check_dict("config", config) if config is not None else None
+    check.name("node name", node)
+    check.name("owner", owner)
+    check.name("NF name", nf_name)
+    iid = instance_id or instance_id_for(node, owner, nf_name)
+    iid = check.name("instance id", iid, check.ID_MAX)
+    check.text("flavour", flavour)
+    desired = check.enum(DesiredState, desired_state, "desired_state") if desired_state else None
+    cfg = check.mapping("config", config) if config is not None else None
     users = None
     if active_users is not None:
-        users = check_str_list("active_users", active_users, unique=True)
+        users = check.str_list("active_users", active_users, unique=True)
     t = stamp(now)
 
     inst = session.get(VnfInstance, iid)
@@ -94,12 +86,7 @@ def upsert_instance(
             session.add(inst)
         inst.bundle_sha256 = bundle_sha256
         inst.flavour = flavour
-        if cfg is not None:
-            inst.config = cfg
-        if desired is not None:
-            inst.desired_state = desired
-        if users is not None:
-            inst.active_users = users
+        set_given(inst, config=cfg, desired_state=desired, active_users=users)
         inst.updated_at = t
     return inst
 
@@ -116,53 +103,51 @@ def list_instances(
     nf_name: str | None = None,
     desired_state: DesiredState | str | None = None,
 ) -> list[VnfInstance]:
-    q = sa.select(VnfInstance).order_by(VnfInstance.id)
-    if node is not None:
-        q = q.where(VnfInstance.node_name == node)
-    if owner is not None:
-        q = q.where(VnfInstance.owner == owner)
-    if nf_name is not None:
-        q = q.where(VnfInstance.nf_name == nf_name)
+    state = None
     if desired_state is not None:
-        state = as_enum(DesiredState, desired_state, "desired_state")
-        q = q.where(VnfInstance.desired_state == state)
+        state = check.enum(DesiredState, desired_state, "desired_state")
+    q = where_given(
+        sa.select(VnfInstance).order_by(VnfInstance.id),
+        (VnfInstance.node_name, node),
+        (VnfInstance.owner, owner),
+        (VnfInstance.nf_name, nf_name),
+        (VnfInstance.desired_state, state),
+    )
     return list(session.scalars(q))
+
+
+def _update(session: Session, instance_id: str, now: float | None, **values: Any) -> VnfInstance:
+    """Set already-checked columns of one instance and stamp it; NotFound if it is unknown."""
+    inst = get_instance(session, instance_id)
+    with guard(session, f"NF instance {instance_id!r}"):
+        for column, value in values.items():
+            setattr(inst, column, value)
+        inst.updated_at = stamp(now)
+    return inst
 
 
 def set_instance_actual_state(
     session: Session, instance_id: str, state: ActualState | str, *, now: float | None = None
 ) -> VnfInstance:
     """What the node's agent reports the instance is doing."""
-    actual = as_enum(ActualState, state, "actual_state")
-    inst = get_instance(session, instance_id)
-    with guard(session, f"NF instance {instance_id!r}"):
-        inst.actual_state = actual
-        inst.updated_at = stamp(now)
-    return inst
+    actual = check.enum(ActualState, state, "actual_state")
+    return _update(session, instance_id, now, actual_state=actual)
 
 
 def set_instance_desired_state(
     session: Session, instance_id: str, state: DesiredState | str, *, now: float | None = None
 ) -> VnfInstance:
     """present: the node should run it; absent: the node should remove it."""
-    desired = as_enum(DesiredState, state, "desired_state")
-    inst = get_instance(session, instance_id)
-    with guard(session, f"NF instance {instance_id!r}"):
-        inst.desired_state = desired
-        inst.updated_at = stamp(now)
-    return inst
+    desired = check.enum(DesiredState, state, "desired_state")
+    return _update(session, instance_id, now, desired_state=desired)
 
 
 def set_instance_active_users(
     session: Session, instance_id: str, users: Sequence[str], *, now: float | None = None
 ) -> VnfInstance:
     """The users whose traffic currently crosses the instance (Table II's active users)."""
-    active = check_str_list("active_users", users, unique=True)
-    inst = get_instance(session, instance_id)
-    with guard(session, f"NF instance {instance_id!r}"):
-        inst.active_users = active
-        inst.updated_at = stamp(now)
-    return inst
+    active = check.str_list("active_users", users, unique=True)
+    return _update(session, instance_id, now, active_users=active)
 
 
 def delete_instance(session: Session, instance_id: str) -> None:

@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from netfate.db.models import LcmOperation, OpState, Subscription, VnfLcmOpOcc
-from netfate.db.repo._common import as_enum, check_dict, check_text, get_or_404, guard, stamp
+from netfate.db.repo import check
+from netfate.db.repo._common import get_or_404, guard, stamp, where_given
 from netfate.errors import Conflict, InvalidInput
 
 TRANSITIONS: dict[OpState, frozenset[OpState]] = {
@@ -41,14 +42,14 @@ def new_op_occ(
     now: float | None = None,
 ) -> VnfLcmOpOcc:
     """A new operation occurrence, PROCESSING from now."""
-    op = as_enum(LcmOperation, operation, "operation")
+    op = check.enum(LcmOperation, operation, "operation")
     t = stamp(now)
     occ = VnfLcmOpOcc(
         id=str(uuid.uuid4()),
         operation=op,
         operation_state=OpState.PROCESSING,
-        vnf_instance_id=check_text("vnf_instance_id", vnf_instance_id),
-        params=check_dict("params", params or {}),
+        vnf_instance_id=check.text("vnf_instance_id", vnf_instance_id),
+        params=check.mapping("params", params or {}),
         error=None,
         start_time=t,
         state_entered_time=t,
@@ -75,8 +76,8 @@ def set_op_state(
     detail (RFC 7807 style) kept with failed states and cleared on retry and completion.
     Setting the current state again changes nothing but the error; an illegal move is a
     Conflict."""
-    new = as_enum(OpState, state, "operation_state")
-    problem = check_dict("error", error) if error is not None else None
+    new = check.enum(OpState, state, "operation_state")
+    problem = check.mapping("error", error) if error is not None else None
     occ = get_op_occ(session, op_id)
     cur = occ.operation_state
     if new != cur and new not in TRANSITIONS[cur]:
@@ -114,11 +115,12 @@ def list_op_occs(
     vnf_instance_id: str | None = None,
 ) -> list[VnfLcmOpOcc]:
     """Operations, oldest first."""
-    q = sa.select(VnfLcmOpOcc).order_by(VnfLcmOpOcc.start_time, VnfLcmOpOcc.id)
-    if state is not None:
-        q = q.where(VnfLcmOpOcc.operation_state == as_enum(OpState, state, "operation_state"))
-    if vnf_instance_id is not None:
-        q = q.where(VnfLcmOpOcc.vnf_instance_id == vnf_instance_id)
+    op_state = None if state is None else check.enum(OpState, state, "operation_state")
+    q = where_given(
+        sa.select(VnfLcmOpOcc).order_by(VnfLcmOpOcc.start_time, VnfLcmOpOcc.id),
+        (VnfLcmOpOcc.operation_state, op_state),
+        (VnfLcmOpOcc.vnf_instance_id, vnf_instance_id),
+    )
     return list(session.scalars(q))
 
 
@@ -130,14 +132,14 @@ def add_subscription(
     now: float | None = None,
 ) -> Subscription:
     """Subscribe ``callback_uri`` (http or https) to lifecycle notifications."""
-    check_text("callback_uri", callback_uri)
+    check.text("callback_uri", callback_uri)
     parts = urlsplit(callback_uri)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise InvalidInput(f"callback_uri {callback_uri!r} must be an http(s) URL")
     sub = Subscription(
         id=str(uuid.uuid4()),
         callback_uri=callback_uri,
-        filter=check_dict("filter", filter or {}),
+        filter=check.mapping("filter", filter or {}),
         created_at=stamp(now),
     )
     with guard(session, f"subscription for {callback_uri!r}"):

@@ -8,15 +8,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from netfate.db.models import Node, NodeRole, VnfInstance
-from netfate.db.repo._common import (
-    as_enum,
-    check_dict,
-    check_name,
-    check_str_list,
-    get_or_404,
-    guard,
-    stamp,
-)
+from netfate.db.repo import check
+from netfate.db.repo._common import get_or_404, guard, stamp, where_given
 from netfate.errors import Conflict
 
 
@@ -32,8 +25,8 @@ def upsert_node(
     now: float | None = None,
 ) -> Node:
     """Register a node or refresh it (an agent's hello). Omitted fields keep their values."""
-    check_name("node name", name)
-    kind = as_enum(NodeRole, role, "node role")
+    check.name("node name", name)
+    kind = check.enum(NodeRole, role, "node role")
     t = stamp(now)
     with guard(session, f"node {name!r}"):
         node = session.get(Node, name)
@@ -44,11 +37,11 @@ def upsert_node(
             session.add(node)
         node.role = kind
         if capabilities is not None:
-            node.capabilities = check_str_list("capabilities", capabilities)
+            node.capabilities = check.str_list("capabilities", capabilities)
         if infrastructure is not None:
-            node.infrastructure = check_dict("infrastructure", infrastructure)
+            node.infrastructure = check.mapping("infrastructure", infrastructure)
         if resources is not None:
-            node.resources = check_dict("resources", resources)
+            node.resources = check.mapping("resources", resources)
         node.online = bool(online)
         if online:
             node.last_seen = t
@@ -62,11 +55,10 @@ def get_node(session: Session, name: str) -> Node:
 def list_nodes(
     session: Session, *, role: NodeRole | str | None = None, online: bool | None = None
 ) -> list[Node]:
-    q = sa.select(Node).order_by(Node.name)
-    if role is not None:
-        q = q.where(Node.role == as_enum(NodeRole, role, "node role"))
-    if online is not None:
-        q = q.where(Node.online == online)
+    node_role = None if role is None else check.enum(NodeRole, role, "node role")
+    q = where_given(
+        sa.select(Node).order_by(Node.name), (Node.role, node_role), (Node.online, online)
+    )
     return list(session.scalars(q))
 
 
@@ -86,7 +78,7 @@ def update_node_resources(
     """Telemetry from the node's agent (mem_total_mb, mem_free_mb, cpu_util, nf_count...)."""
     node = get_node(session, name)
     with guard(session, f"node {name!r}"):
-        node.resources = check_dict("resources", resources)
+        node.resources = check.mapping("resources", resources)
         node.last_seen = stamp(now)
     return node
 

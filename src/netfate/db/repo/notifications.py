@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from netfate.db.models import Notification, NotificationMute
-from netfate.db.repo._common import check_dict, check_text, get_or_404, guard, stamp
+from netfate.db.repo import check
+from netfate.db.repo._common import get_or_404, guard, stamp, where_given
 
 
 def add_notification(
@@ -28,13 +29,13 @@ def add_notification(
     """Store a notification. Stored even when its instance is muted (muting hides it)."""
     t = stamp(now)
     n = Notification(
-        type=check_text("type", type),
-        severity=check_text("severity", severity),
-        source=check_text("source", source),
-        detail=check_dict("detail", detail or {}),
-        nf_instance_id=check_text("nf_instance_id", nf_instance_id, optional=True),
-        node=check_text("node", node, optional=True),
-        owner=check_text("owner", owner, optional=True),
+        type=check.text("type", type),
+        severity=check.text("severity", severity),
+        source=check.text("source", source),
+        detail=check.mapping("detail", detail or {}),
+        nf_instance_id=check.text("nf_instance_id", nf_instance_id, optional=True),
+        node=check.text("node", node, optional=True),
+        owner=check.text("owner", owner, optional=True),
         ts=t if ts is None else float(ts),
         acknowledged=False,
         created_at=t,
@@ -58,17 +59,15 @@ def list_notifications(
     limit: int | None = None,
 ) -> list[Notification]:
     """Notifications, newest first, matching every filter given."""
-    q = sa.select(Notification).order_by(Notification.ts.desc(), Notification.id.desc())
-    for col, value in (
+    q = where_given(
+        sa.select(Notification).order_by(Notification.ts.desc(), Notification.id.desc()),
         (Notification.nf_instance_id, nf_instance_id),
         (Notification.node, node),
         (Notification.owner, owner),
         (Notification.type, type),
         (Notification.severity, severity),
         (Notification.acknowledged, acknowledged),
-    ):
-        if value is not None:
-            q = q.where(col == value)
+    )
     if since is not None:
         q = q.where(Notification.ts >= since)
     if not include_muted:
@@ -100,7 +99,7 @@ def delete_notification(session: Session, notification_id: int) -> None:
 
 def mute(session: Session, nf_instance_id: str, *, now: float | None = None) -> NotificationMute:
     """Mute an NF instance's notifications (idempotent). The instance need not exist."""
-    check_text("nf_instance_id", nf_instance_id)
+    check.text("nf_instance_id", nf_instance_id)
     m = session.get(NotificationMute, nf_instance_id)
     if m is not None:
         return m

@@ -12,7 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from netfate.db.models import Node, SessionState, User, UserSession
-from netfate.db.repo._common import check_text, get_or_404, guard, stamp
+from netfate.db.repo import check
+from netfate.db.repo._common import get_or_404, guard, set_given, stamp, where_given
 
 
 def active_session(session: Session, user: str) -> UserSession | None:
@@ -47,8 +48,8 @@ def add_session(
     """Start a session of ``user`` at ``node``, ending any other active one of theirs."""
     u = get_or_404(session, User, user, "user")
     get_or_404(session, Node, node, "node")
-    check_text("mac", mac, optional=True)
-    check_text("ip", ip, optional=True)
+    check.text("mac", mac, optional=True)
+    check.text("ip", ip, optional=True)
     t = stamp(now)
     previous = session.scalars(
         sa.select(UserSession).where(
@@ -66,10 +67,7 @@ def add_session(
         session.add(s)
         u.access_node = node
         u.last_seen = t
-        if mac is not None:
-            u.mac = mac
-        if ip is not None:
-            u.ip = ip
+        set_given(u, mac=mac, ip=ip)
     return s
 
 
@@ -94,12 +92,11 @@ def list_sessions(
     node: str | None = None,
     active: bool | None = None,
 ) -> list[UserSession]:
-    q = sa.select(UserSession).order_by(UserSession.started_at, UserSession.id)
-    if user is not None:
-        q = q.where(UserSession.user_name == user)
-    if node is not None:
-        q = q.where(UserSession.node_name == node)
-    if active is not None:
-        state = SessionState.ACTIVE if active else SessionState.ENDED
-        q = q.where(UserSession.state == state)
+    state = None if active is None else SessionState.ACTIVE if active else SessionState.ENDED
+    q = where_given(
+        sa.select(UserSession).order_by(UserSession.started_at, UserSession.id),
+        (UserSession.user_name, user),
+        (UserSession.node_name, node),
+        (UserSession.state, state),
+    )
     return list(session.scalars(q))

@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from netfate.db.models import Node, SteeringRule, User
-from netfate.db.repo._common import check_str_list, check_text, get_or_404, guard, stamp
+from netfate.db.repo import check
+from netfate.db.repo._common import get_or_404, guard, stamp, where_given
 from netfate.errors import Conflict, NotFound
 
 
@@ -37,11 +38,11 @@ def set_steering(
 ) -> SteeringRule:
     """Steer ``user``'s traffic at ``node`` through ``chain`` (instance ids / NF ports, in
     order). mac and ip default to the user's current ones. A change marks it not installed."""
-    hops = check_str_list("chain", chain)
+    hops = check.str_list("chain", chain)
     u = get_or_404(session, User, user, "user")
     get_or_404(session, Node, node, "node")
-    mac = check_text("mac", mac if mac is not None else u.mac, optional=True)
-    ip = check_text("ip", ip if ip is not None else u.ip, optional=True)
+    mac = check.text("mac", mac if mac is not None else u.mac, optional=True)
+    ip = check.text("ip", ip if ip is not None else u.ip, optional=True)
     t = stamp(now)
     rule = _find(session, user, node)
     with guard(
@@ -106,11 +107,10 @@ def list_steering(
     user: str | None = None,
     desired: bool | None = None,
 ) -> list[SteeringRule]:
-    q = sa.select(SteeringRule).order_by(SteeringRule.node_name, SteeringRule.user_name)
-    if node is not None:
-        q = q.where(SteeringRule.node_name == node)
-    if user is not None:
-        q = q.where(SteeringRule.user_name == user)
-    if desired is not None:
-        q = q.where(SteeringRule.desired == desired)
+    q = where_given(
+        sa.select(SteeringRule).order_by(SteeringRule.node_name, SteeringRule.user_name),
+        (SteeringRule.node_name, node),
+        (SteeringRule.user_name, user),
+        (SteeringRule.desired, desired),
+    )
     return list(session.scalars(q))

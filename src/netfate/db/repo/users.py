@@ -11,30 +11,23 @@ from sqlalchemy.orm import Session
 
 from netfate.db.models import Node, User, VnfInstance
 from netfate.db.passwords import DUMMY_HASH, hash_password, needs_rehash, verify_password
-from netfate.db.repo._common import (
-    check_dict,
-    check_name,
-    check_str_list,
-    check_text,
-    get_or_404,
-    guard,
-    stamp,
-)
+from netfate.db.repo import check
+from netfate.db.repo._common import get_or_404, guard, set_given, stamp, where_given
 from netfate.errors import Conflict, InvalidInput
 
 
 def _check_chain(required_nfs: Sequence[str]) -> list[str]:
-    chain = check_str_list("required_nfs", required_nfs, unique=True)
+    chain = check.str_list("required_nfs", required_nfs, unique=True)
     for nf in chain:
-        check_name("NF name", nf)
+        check.name("NF name", nf)
     return chain
 
 
 def _check_nf_config(nf_config: dict[str, Any]) -> dict[str, Any]:
-    cfg = check_dict("nf_config", nf_config)
+    cfg = check.mapping("nf_config", nf_config)
     for nf, value in cfg.items():
-        check_name("NF name in nf_config", nf)
-        check_dict(f"nf_config[{nf!r}]", value)
+        check.name("NF name in nf_config", nf)
+        check.mapping(f"nf_config[{nf!r}]", value)
     return cfg
 
 
@@ -58,7 +51,7 @@ def _check_classifiers(classifiers: Sequence[dict[str, Any]], chain: Sequence[st
         if not isinstance(nfs, list) or not nfs or any(nf not in chain for nf in nfs):
             raise InvalidInput(f"{where}: 'nfs' must name NFs of required_nfs {list(chain)}")
         prio, proto, port = c.get("priority"), c.get("ip_proto"), c.get("remote_port")
-        check_name(f"{where}.name", str(c.get("name") or ""))
+        check.name(f"{where}.name", str(c.get("name") or ""))
         if not isinstance(prio, int) or not 1 <= prio <= 799:
             raise InvalidInput(f"{where}: priority must be an integer from 1 to 799")
         if proto is None and c.get("remote") is None:
@@ -90,7 +83,7 @@ def create_user(
     classifiers: Sequence[dict[str, Any]] = (),
 ) -> User:
     """A new user. The password is stored only as a salted scrypt hash."""
-    check_name("user name", name)
+    check.name("user name", name)
     chain = _check_chain(required_nfs)
     user = User(
         name=name,
@@ -98,7 +91,7 @@ def create_user(
         required_nfs=chain,
         classifiers=_check_classifiers(classifiers, chain),
         nf_config=_check_nf_config(nf_config or {}),
-        framed_ip=check_text("framed_ip", framed_ip, optional=True),
+        framed_ip=check.text("framed_ip", framed_ip, optional=True),
         created_at=stamp(now),
     )
     if session.get(User, name) is not None:
@@ -113,9 +106,7 @@ def get_user(session: Session, name: str) -> User:
 
 
 def list_users(session: Session, *, access_node: str | None = None) -> list[User]:
-    q = sa.select(User).order_by(User.name)
-    if access_node is not None:
-        q = q.where(User.access_node == access_node)
+    q = where_given(sa.select(User).order_by(User.name), (User.access_node, access_node))
     return list(session.scalars(q))
 
 
@@ -140,17 +131,10 @@ def update_user(
         classes = _check_classifiers(
             classifiers if classifiers is not None else (user.classifiers or []),
             chain if chain is not None else user.required_nfs)
+    ip = check.text("framed_ip", framed_ip, optional=True)
     with guard(session, f"user {name!r}"):
-        if new_hash is not None:
-            user.password_hash = new_hash
-        if chain is not None:
-            user.required_nfs = chain
-        if cfg is not None:
-            user.nf_config = cfg
-        if classes is not None:
-            user.classifiers = classes
-        if framed_ip is not None:
-            user.framed_ip = check_text("framed_ip", framed_ip)
+        set_given(user, password_hash=new_hash, required_nfs=chain, nf_config=cfg,
+                  classifiers=classes, framed_ip=ip)
     return user
 
 
@@ -168,14 +152,11 @@ def update_user_seen(
     user = get_user(session, name)
     if access_node is not None:
         get_or_404(session, Node, access_node, "node")
+    seen_mac = check.text("mac", mac, optional=True)
+    seen_ip = check.text("ip", ip, optional=True)
     with guard(session, f"user {name!r}"):
         user.last_seen = stamp(now)
-        if access_node is not None:
-            user.access_node = access_node
-        if mac is not None:
-            user.mac = check_text("mac", mac)
-        if ip is not None:
-            user.ip = check_text("ip", ip)
+        set_given(user, access_node=access_node, mac=seen_mac, ip=seen_ip)
     return user
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from fastapi import Request
+from sqlalchemy.orm import Session
 
 from netfate.db import Database
 from netfate.orchestrator.coordinator import Coordinator
@@ -38,3 +40,15 @@ def row(obj: Any, hide: frozenset[str] = frozenset()) -> dict[str, Any]:
         v = getattr(obj, col.key)
         out[col.key] = v.value if hasattr(v, "value") else v
     return out
+
+
+def one_row(request: Request, query: Callable[[Session], Any]) -> dict[str, Any]:
+    """The row `query` returns, as JSON, read (or written) in one session."""
+    with db(request).session() as s:
+        return row(query(s))
+
+
+def all_rows(request: Request, query: Callable[[Session], Iterable[Any]]) -> list[dict[str, Any]]:
+    """The rows `query` returns, as JSON, read in one session."""
+    with db(request).session() as s:
+        return [row(r) for r in query(s)]

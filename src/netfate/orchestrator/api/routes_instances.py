@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from netfate.db import repo
 from netfate.db.models import DesiredState, LcmOperation, OpState, VnfInstance
 from netfate.errors import Conflict, InvalidInput, NotFound
-from netfate.orchestrator.api.deps import coord, db, row
+from netfate.orchestrator.api.deps import all_rows, coord, db, one_row
 from netfate.orchestrator.api.schemas import IID, Accepted, Instantiate, MigrateBody, UpdateBody
 from netfate.orchestrator.coordinator import Coordinator
 
@@ -56,14 +56,12 @@ def _present(s: Any, iid: str, what: str) -> VnfInstance:
 @router.get("/vnf_instances")
 def list_instances(request: Request, node: str | None = None,
                    owner: str | None = None) -> list[dict[str, Any]]:
-    with db(request).session() as s:
-        return [row(i) for i in repo.list_instances(s, node=node, owner=owner)]
+    return all_rows(request, lambda s: repo.list_instances(s, node=node, owner=owner))
 
 
 @router.get("/vnf_instances/{iid}")
 def get_instance(request: Request, iid: str = IID) -> dict[str, Any]:
-    with db(request).session() as s:
-        return row(repo.get_instance(s, iid))
+    return one_row(request, lambda s: repo.get_instance(s, iid))
 
 
 def _descriptor(s: Any, nf: str) -> dict[str, Any]:
@@ -179,17 +177,14 @@ async def update(request: Request, iid: str = IID, *, body: UpdateBody) -> Accep
 
 @router.get("/vnf_lcm_op_occs")
 def list_ops(request: Request, state: OpState | None = None) -> list[dict[str, Any]]:
-    with db(request).session() as s:
-        return [row(o) for o in repo.list_op_occs(s, state=state)]
+    return all_rows(request, lambda s: repo.list_op_occs(s, state=state))
 
 
 @router.get("/vnf_lcm_op_occs/{op_id}")
 def get_op(request: Request, op_id: str) -> dict[str, Any]:
-    with db(request).session() as s:
-        return row(repo.get_op_occ(s, op_id))
+    return one_row(request, lambda s: repo.get_op_occ(s, op_id))
 
 
 @router.get("/steering_rules", summary="Table III: users' chains per node")
 def steering(request: Request, node: str | None = None) -> list[dict[str, Any]]:
-    with db(request).session() as s:
-        return [row(r) for r in repo.list_steering(s, node=node)]
+    return all_rows(request, lambda s: repo.list_steering(s, node=node))

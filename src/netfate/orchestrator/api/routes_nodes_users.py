@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 
 from netfate.db import repo
 from netfate.orchestrator import sessions
-from netfate.orchestrator.api.deps import coord, db, orch, row
+from netfate.orchestrator.api.deps import all_rows, coord, db, one_row, orch, row
 from netfate.orchestrator.api.schemas import NODE, USER, Accepted, Associate, UserCreate, UserPatch
 
 router = APIRouter()
@@ -16,14 +16,12 @@ router = APIRouter()
 
 @router.get("/nodes", summary="NFVI nodes and their capabilities and telemetry")
 def list_nodes(request: Request) -> list[dict[str, Any]]:
-    with db(request).session() as s:
-        return [row(n) for n in repo.list_nodes(s)]
+    return all_rows(request, repo.list_nodes)
 
 
 @router.get("/nodes/{name}")
 def get_node(request: Request, name: str = NODE) -> dict[str, Any]:
-    with db(request).session() as s:
-        return row(repo.get_node(s, name))
+    return one_row(request, lambda s: repo.get_node(s, name))
 
 
 def _check_nfs(request: Request, nfs: list[str] | None) -> None:
@@ -51,14 +49,12 @@ def create_user(request: Request, body: UserCreate) -> dict[str, Any]:
 
 @router.get("/users")
 def list_users(request: Request) -> list[dict[str, Any]]:
-    with db(request).session() as s:
-        return [row(u) for u in repo.list_users(s)]
+    return all_rows(request, repo.list_users)
 
 
 @router.get("/users/{name}")
 def get_user(request: Request, name: str = USER) -> dict[str, Any]:
-    with db(request).session() as s:
-        return row(repo.get_user(s, name))
+    return one_row(request, lambda s: repo.get_user(s, name))
 
 
 @router.patch("/users/{name}")

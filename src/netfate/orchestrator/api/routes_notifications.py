@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from netfate.db import repo
 from netfate.errors import InvalidInput
-from netfate.orchestrator.api.deps import db, orch, row
+from netfate.orchestrator.api.deps import all_rows, db, one_row, orch
 from netfate.orchestrator.api.schemas import IID, SubscriptionCreate, callback_refusal
 
 router = APIRouter()
@@ -26,15 +26,13 @@ NID = Path(ge=1, le=2**31 - 1, description="the notification's id", examples=[1]
 def list_notifications(request: Request, nf_instance_id: str | None = None,
                        node: str | None = None, acknowledged: bool | None = None,
                        type: str | None = None) -> list[dict[str, Any]]:
-    with db(request).session() as s:
-        return [row(n) for n in repo.list_notifications(
-            s, nf_instance_id=nf_instance_id, node=node, acknowledged=acknowledged, type=type)]
+    return all_rows(request, lambda s: repo.list_notifications(
+        s, nf_instance_id=nf_instance_id, node=node, acknowledged=acknowledged, type=type))
 
 
 @router.post("/notifications/{nid}/ack")
 def ack(request: Request, nid: int = NID) -> dict[str, Any]:
-    with db(request).session() as s:
-        return row(repo.ack_notification(s, nid))
+    return one_row(request, lambda s: repo.ack_notification(s, nid))
 
 
 @router.delete("/notifications/{nid}", status_code=204)
@@ -63,14 +61,14 @@ def subscribe(request: Request, body: SubscriptionCreate) -> dict[str, Any]:
     refusal = callback_refusal(body.callbackUri, orch(request).settings.callback_networks)
     if refusal:
         raise InvalidInput(refusal)
-    with db(request).session() as s:
-        return row(repo.add_subscription(s, body.callbackUri, filter=body.filter))
+    return one_row(
+        request, lambda s: repo.add_subscription(s, body.callbackUri, filter=body.filter)
+    )
 
 
 @router.get("/subscriptions")
 def subscriptions(request: Request) -> list[dict[str, Any]]:
-    with db(request).session() as s:
-        return [row(x) for x in repo.list_subscriptions(s)]
+    return all_rows(request, repo.list_subscriptions)
 
 
 @router.delete("/subscriptions/{sid}", status_code=204)

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from netfate.bundle import inspect_bundle, sha256_of
 from netfate.db import repo
 from netfate.errors import InvalidInput
-from netfate.orchestrator.api.deps import db, row
+from netfate.orchestrator.api.deps import all_rows, db, one_row, row
 
 router = APIRouter()
 
@@ -39,14 +39,12 @@ async def upload(request: Request,
 
 @router.get("/vnf_packages")
 def list_packages(request: Request) -> list[dict[str, Any]]:
-    with db(request).session() as s:
-        return [row(b) for b in repo.list_bundles(s)]
+    return all_rows(request, repo.list_bundles)
 
 
 @router.get("/vnf_packages/{sha256}")
 def get_package(request: Request, sha256: str) -> dict[str, Any]:
-    with db(request).session() as s:
-        return row(repo.get_bundle(s, sha256))
+    return one_row(request, lambda s: repo.get_bundle(s, sha256))
 
 
 @router.get("/vnf_packages/{sha256}/content", response_class=Response,
