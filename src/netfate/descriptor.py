@@ -48,7 +48,7 @@ class Dependencies(_Model):
     capability: tuple[Capability, ...] = ()
 
 
-class Resources(_Model):
+class ResourceRequest(_Model):
     memory_mb: int = Field(default=32, ge=1, le=65536, alias="memory-mb")
     cpu_percent: int = Field(default=100, ge=1, le=1000, alias="cpu-percent")
 
@@ -67,7 +67,7 @@ class Descriptor(_Model):
     multitenancy: bool = True
     ports: tuple[Port, ...] = Field(min_length=1, max_length=8)
     dependencies: Dependencies = Dependencies()
-    resources: Resources = Resources()
+    resources: ResourceRequest = ResourceRequest()
     state: StateSpec = StateSpec()
     config_schema: dict[str, Any] = Field(
         default_factory=lambda: {"type": "object"}, alias="config-schema"

@@ -18,7 +18,7 @@ from netfate.interfaces import ComputeDriver, NetworkDriver, NFInfo
 
 
 @dataclass
-class Node:
+class NodeDrivers:
     name: str
     lsi: str
     network: NetworkDriver
@@ -35,7 +35,7 @@ class Node:
 
     @classmethod
     def hosting(cls, name: str, lsi: str, network: NetworkDriver,
-                drivers: dict[str, ComputeDriver], *, guard_ports: bool = True) -> Node:
+                drivers: dict[str, ComputeDriver], *, guard_ports: bool = True) -> NodeDrivers:
         """A node hosting every driver of `drivers` (flavour -> driver, non-empty); the
         default flavour's driver is its `compute`, else the first by flavour name."""
         default = drivers.get(DEFAULT_FLAVOUR) or drivers[min(drivers)]

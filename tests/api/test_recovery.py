@@ -11,7 +11,7 @@ import pytest
 from netfate import catalogue
 from netfate.bundle import inspect_bundle
 from netfate.db import Database, repo
-from netfate.db.models import DesiredState, LcmOperation, OpState
+from netfate.db.models import LcmOperation, OpState, Presence
 from netfate.orchestrator.recovery import end_interrupted_ops
 
 
@@ -77,7 +77,7 @@ def test_migrate_past_its_commit_point_completes(db: Database) -> None:
     op = _op(db, LcmOperation.MIGRATE, "cpe1-user1-firewall", dst="cpe2",
              new_instance_id="cpe2-user1-firewall")
     with db.session() as s:
-        repo.set_instance_desired_state(s, "cpe1-user1-firewall", DesiredState.ABSENT)
+        repo.set_instance_desired_state(s, "cpe1-user1-firewall", Presence.ABSENT)
     end_interrupted_ops(db)
     assert _state(db, op) == ("COMPLETED", None)
     assert _desired(db, "cpe2-user1-firewall") == "present"  # the NF is not lost

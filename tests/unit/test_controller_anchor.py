@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from netfate.controller.fake import FakeSwitch, arp_packet, ip_packet
 from netfate.controller.flows import build
-from netfate.controller.model import Anchored, Hop, Location, SwitchState, User
+from netfate.controller.model import Anchored, Client, Hop, Location, SwitchState
 
 M1, M2 = "02:aa:00:00:00:01", "02:aa:00:00:00:02"
 IP1, IP2 = "10.90.1.1", "10.90.1.2"
@@ -35,7 +35,7 @@ def exits(sw: FakeSwitch, pkt: dict[str, Any]) -> list[str]:
 # -- the CPE still running the user's NFs ---------------------------------------------------
 def anchor_cpe(**kw: Any) -> SwitchState:
     # A local user with their own firewall too: the anchored flows must not disturb it.
-    local = User(name="user2", mac=M2, ip=IP2, port="a2", authenticated=True,
+    local = Client(name="user2", mac=M2, ip=IP2, port="a2", authenticated=True,
                  chain=(Hop(lan="fw2-l", wan="fw2-w"),))
     base: dict[str, Any] = dict(node="cpe1", role="cpe", uplink="up", access_ports=("a1", "a2"),
                                 users=(local,),
@@ -108,7 +108,7 @@ def test_model_rejects_inconsistent_anchors() -> None:
     with pytest.raises(ValidationError, match="no uplink"):
         anchor_cpe(uplink=None, users=())
     with pytest.raises(ValidationError, match="both attached and anchored"):
-        anchor_cpe(users=(User(name="user1", mac=M1, ip=IP1, port="a1"),))
+        anchor_cpe(users=(Client(name="user1", mac=M1, ip=IP1, port="a1"),))
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError,

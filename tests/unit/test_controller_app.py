@@ -16,18 +16,18 @@ from netfate.bus.messages import ClientSeen, SwitchSynced, UserIdleReport
 from netfate.controller import pipeline as pl
 from netfate.controller.app import ControllerApp, datapath_id, ovs_datapath_id
 from netfate.controller.fake import FakeSwitch
-from netfate.controller.model import AccessServices, Hop, SwitchState, User
+from netfate.controller.model import Client, Hop, ServicesAttachment, SwitchState
 from netfate.controller.ofmsg import from_stats
 
 PORTS = {"a1": 1, "a2": 2, "up": 10, "svc": 20, "fw1-l": 31, "fw1-w": 32}
-U1 = User(name="user1", mac="02:aa:00:00:00:01", ip="10.90.1.1", port="a1",
+U1 = Client(name="user1", mac="02:aa:00:00:00:01", ip="10.90.1.1", port="a1",
           authenticated=True, chain=(Hop(lan="fw1-l", wan="fw1-w"),), idle_timeout=60)
 
 
-def state(*users: User, generation: int = 1) -> SwitchState:
+def state(*users: Client, generation: int = 1) -> SwitchState:
     return SwitchState(
         node="cpe1", role="cpe", generation=generation, uplink="up", access_ports=("a1", "a2"),
-        services=AccessServices(port="svc", mac="02:5e:00:00:00:01", ip="10.90.0.2"),
+        services=ServicesAttachment(port="svc", mac="02:5e:00:00:00:01", ip="10.90.0.2"),
         users=users,
     )
 

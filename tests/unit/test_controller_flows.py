@@ -11,12 +11,12 @@ from netfate.controller import pipeline as pl
 from netfate.controller.fake import FakeSwitch, arp_packet, ip_packet
 from netfate.controller.flows import build
 from netfate.controller.model import (
-    AccessServices,
     Classifier,
+    Client,
     Hop,
     Location,
+    ServicesAttachment,
     SwitchState,
-    User,
 )
 
 M1, M2, M3 = "02:aa:00:00:00:01", "02:aa:00:00:00:02", "02:aa:00:00:00:03"
@@ -29,24 +29,24 @@ NFS = {"fw1-l": "fw1-w", "fw1-w": "fw1-l", "ins1-l": "ins1-w", "ins1-w": "ins1-l
        "fw2-l": "fw2-w", "fw2-w": "fw2-l"}
 FW1, INS1, FW2 = Hop(lan="fw1-l", wan="fw1-w"), Hop(lan="ins1-l", wan="ins1-w"), \
     Hop(lan="fw2-l", wan="fw2-w")
-SERVICES = AccessServices(port="svc", mac=PORTAL_MAC, ip=PORTAL)
+SERVICES = ServicesAttachment(port="svc", mac=PORTAL_MAC, ip=PORTAL)
 
 
-def cpe(*users: User, services: AccessServices | None = SERVICES) -> SwitchState:
+def cpe(*users: Client, services: ServicesAttachment | None = SERVICES) -> SwitchState:
     return SwitchState(node="cpe1", role="cpe", uplink="up", access_ports=("a1", "a2", "a3"),
                        services=services, users=users)
 
 
-def user1(**kw: Any) -> User:
+def user1(**kw: Any) -> Client:
     base: dict[str, Any] = dict(name="user1", mac=M1, ip=IP1, port="a1", authenticated=True,
                                 chain=(FW1,), idle_timeout=60)
-    return User(**{**base, **kw})
+    return Client(**{**base, **kw})
 
 
-def user2(**kw: Any) -> User:
+def user2(**kw: Any) -> Client:
     base: dict[str, Any] = dict(name="user2", mac=M2, ip=IP2, port="a2", authenticated=True,
                                 chain=(FW2,))
-    return User(**{**base, **kw})
+    return Client(**{**base, **kw})
 
 
 def switch(state: SwitchState, ports: dict[str, int] = PORTS) -> FakeSwitch:
@@ -176,7 +176,7 @@ def test_arp_lets_any_client_resolve_the_gateway_and_the_portal() -> None:
 
 
 def test_a_separate_resolver_is_reached_like_the_portal() -> None:
-    svc = AccessServices(port="svc", mac=PORTAL_MAC, ip=PORTAL, dns_ip="10.90.0.3")
+    svc = ServicesAttachment(port="svc", mac=PORTAL_MAC, ip=PORTAL, dns_ip="10.90.0.3")
     sw = switch(cpe(user1(authenticated=False), services=svc))
     assert sw.trace(arp_packet("a1", M1, IP1, "10.90.0.3"), NFS).exits == ["svc"]
     assert sw.trace(up(dst="10.90.0.3", proto=17, dport=53), NFS).exits == ["svc"]

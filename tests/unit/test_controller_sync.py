@@ -6,7 +6,7 @@ from netfate.controller import pipeline as pl
 from netfate.controller.fake import FakeSwitch, as_reported, key
 from netfate.controller.flowmod import FlowMod
 from netfate.controller.flows import build
-from netfate.controller.model import AccessServices, Hop, SwitchState, User
+from netfate.controller.model import Client, Hop, ServicesAttachment, SwitchState
 from netfate.controller.ofmsg import from_stats
 from netfate.controller.sync import diff, flow_content, flow_key
 
@@ -14,16 +14,16 @@ PORTS = {"a1": 1, "a2": 2, "up": 10, "svc": 20, "fw1-l": 31, "fw1-w": 32, "ins1-
          "ins1-w": 34, "fw2-l": 41, "fw2-w": 42}
 FW1, INS1, FW2 = Hop(lan="fw1-l", wan="fw1-w"), Hop(lan="ins1-l", wan="ins1-w"), \
     Hop(lan="fw2-l", wan="fw2-w")
-U1 = User(name="user1", mac="02:aa:00:00:00:01", ip="10.90.1.1", port="a1",
+U1 = Client(name="user1", mac="02:aa:00:00:00:01", ip="10.90.1.1", port="a1",
           authenticated=True, chain=(FW1,), idle_timeout=60)
-U2 = User(name="user2", mac="02:aa:00:00:00:02", ip="10.90.1.2", port="a2",
+U2 = Client(name="user2", mac="02:aa:00:00:00:02", ip="10.90.1.2", port="a2",
           authenticated=True, chain=(FW2,), idle_timeout=60)
 
 
-def state(*users: User) -> SwitchState:
+def state(*users: Client) -> SwitchState:
     return SwitchState(
         node="cpe1", role="cpe", uplink="up", access_ports=("a1", "a2"), users=users,
-        services=AccessServices(port="svc", mac="02:5e:00:00:00:01", ip="10.90.0.2"),
+        services=ServicesAttachment(port="svc", mac="02:5e:00:00:00:01", ip="10.90.0.2"),
     )
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from netfate.db import Database, repo, sqlite_url
-from netfate.db.models import ActualState, DesiredState
+from netfate.db.models import ActualState, Presence
 from netfate.errors import NotFound
 from netfate.orchestrator.coordinator import Coordinator
 
@@ -30,7 +30,7 @@ def _orm_desired(s, node: str) -> tuple[list[dict[str, object]], list[dict[str, 
               "bundle_sha256": i.bundle_sha256, "flavour": i.flavour, "config": i.config,
               "active_users": i.active_users}
              for i in repo.list_instances(s, node=node)
-             if i.desired_state == DesiredState.PRESENT]
+             if i.desired_state == Presence.PRESENT]
     rules = [{"user": r.user_name, "mac": r.mac, "ip": r.ip, "chain": r.chain}
              for r in repo.list_steering(s, node=node, desired=True)]
     return sorted(insts, key=lambda i: str(i["id"])), sorted(rules, key=lambda r: str(r["user"]))
@@ -58,7 +58,7 @@ def test_desired_state_and_nodes_needing_push_match_the_orm(db: Database, seed: 
             repo.desired_state_for_node(s, "nowhere")
         behind = repo.nodes_needing_push(s)
         expected = {i.node_name for i in repo.list_instances(s)
-                    if i.desired_state == DesiredState.ABSENT
+                    if i.desired_state == Presence.ABSENT
                     or i.actual_state != ActualState.RUNNING}
     assert behind == expected
 
@@ -80,7 +80,7 @@ def test_telemetry_reports_are_recorded_in_batches_and_replies_supersede_them(
 
     by_node: dict[str, list[tuple[str, str, str, str, str]]] = {}
     for iid, node, desired, nf, owner, sha in rows:
-        if desired == DesiredState.PRESENT:
+        if desired == Presence.PRESENT:
             by_node.setdefault(node, []).append((iid, node, nf, owner, sha))
     for node, nfs in by_node.items():
         coord.observe(node, actual(nfs, "running"))
@@ -91,7 +91,7 @@ def test_telemetry_reports_are_recorded_in_batches_and_replies_supersede_them(
         after = {i.id: (i.actual_state, i.desired_state) for i in repo.list_instances(s)}
     # Every present instance reported running is; absent ones on reporting nodes are gone.
     for iid, node, desired, *_ in rows:
-        if desired == DesiredState.PRESENT:
+        if desired == Presence.PRESENT:
             assert after[iid][0] == ActualState.RUNNING
         elif node in by_node:
             assert iid not in after

@@ -14,7 +14,7 @@ from netfate import catalogue
 from netfate.bundle import inspect_bundle
 from netfate.bus.messages import Command, NFActual, Reply
 from netfate.db import Database, repo, sqlite_url
-from netfate.db.models import DesiredState, LcmOperation
+from netfate.db.models import LcmOperation, Presence
 from netfate.orchestrator import planner
 from netfate.orchestrator.agents import AgentUnreachable
 from netfate.orchestrator.coordinator import Coordinator
@@ -79,7 +79,7 @@ def run(db: Database, bus: FakeBus, make: Callable[[str], planner.Occurrence],
     return asyncio.run(go())
 
 
-def desired(db: Database, iid: str) -> DesiredState | None:
+def desired(db: Database, iid: str) -> Presence | None:
     with db.session() as s:
         found = [i.desired_state for i in repo.list_instances(s) if i.id == iid]
     return found[0] if found else None
@@ -90,7 +90,7 @@ def test_an_nf_that_comes_up_completes(db: Database) -> None:
     ok, occ = run(db, bus, lambda op: planner.instantiate(op, "cpe1", "user1", "firewall",
                                                           "i1"))
     assert ok and occ["state"] == "COMPLETED"
-    assert desired(db, "i1") == DesiredState.PRESENT and bus.sent == [("cpe1", "apply")]
+    assert desired(db, "i1") == Presence.PRESENT and bus.sent == [("cpe1", "apply")]
 
 
 def test_an_nf_that_does_not_come_up_is_rolled_back_and_undone(db: Database) -> None:
@@ -110,7 +110,7 @@ def test_a_silent_agent_is_not_sent_an_undo(db: Database) -> None:
                                                           "i1"))
     assert not ok and occ["state"] == "ROLLED_BACK"
     assert bus.sent == [("cpe1", "apply")]
-    assert desired(db, "i1") == DesiredState.ABSENT
+    assert desired(db, "i1") == Presence.ABSENT
 
 
 def _placed(db: Database) -> planner.InstanceFacts:
@@ -130,7 +130,7 @@ def test_a_migration_moves_the_state_then_releases_the_source(db: Database) -> N
     assert bus.sent == [("cpe2", "apply"), ("cpe1", "export_state"), ("cpe2", "import_state"),
                         ("cpe1", "apply")]
     assert set(occ["params"]["timings"]) == {"instantiate_ms", "export_ms", "import_ms"}
-    assert desired(db, "i2") == DesiredState.PRESENT
+    assert desired(db, "i2") == Presence.PRESENT
     assert desired(db, "i1") is None  # released, and gone from the agent's report
 
 
@@ -146,6 +146,6 @@ def test_a_failed_import_leaves_the_source_serving(db: Database) -> None:
     ok, occ = run(db, bus, lambda op: planner.migrate(op, "i1", facts, "cpe2", "i2"),
                   LcmOperation.MIGRATE)
     assert not ok and occ["state"] == "ROLLED_BACK" and "bad state" in occ["error"]["detail"]
-    assert desired(db, "i1") == DesiredState.PRESENT
-    assert desired(db, "i2") in (DesiredState.ABSENT, None)
+    assert desired(db, "i1") == Presence.PRESENT
+    assert desired(db, "i2") in (Presence.ABSENT, None)
     assert ("cpe1", "apply") not in bus.sent  # the source was never touched

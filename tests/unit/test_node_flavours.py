@@ -10,7 +10,7 @@ import pytest
 from netfate.controller.model import TSRule
 from netfate.errors import NotFound, UnknownFlavour
 from netfate.interfaces import NFInfo, NFPort, NFState
-from netfate.node import Node
+from netfate.node import NodeDrivers
 from netfate.queue import NotificationQueue
 
 
@@ -123,18 +123,18 @@ class FakeCompute:
 
 
 @pytest.fixture
-def node(tmp_path: Any) -> Node:
+def node(tmp_path: Any) -> NodeDrivers:
     native = FakeCompute("native", NotificationQueue(tmp_path / "q1"))
     box = FakeCompute("container", NotificationQueue(tmp_path / "q2"))
-    return Node("n", "br", FakeNetwork(), native, computes={"container": box})
+    return NodeDrivers("n", "br", FakeNetwork(), native, computes={"container": box})
 
 
-def test_node_hosts_every_flavour_given(node: Node) -> None:
+def test_node_hosts_every_flavour_given(node: NodeDrivers) -> None:
     assert sorted(node.computes) == ["container", "native"]
     assert node.driver() is node.compute is node.computes["native"]
 
 
-def test_deploy_in_a_flavour_and_find_its_driver(node: Node) -> None:
+def test_deploy_in_a_flavour_and_find_its_driver(node: NodeDrivers) -> None:
     a = node.deploy_nf("u", "fw", "sha", flavour="container")
     b = node.deploy_nf("u", "ids", "sha")
     assert (a.flavour, a.state, b.flavour) == ("container", NFState.RUNNING, "native")
@@ -149,7 +149,7 @@ def test_deploy_in_a_flavour_and_find_its_driver(node: Node) -> None:
         node.driver_of("n-u-nothing")
 
 
-def test_a_flavour_the_node_does_not_host_is_refused_by_name(node: Node) -> None:
+def test_a_flavour_the_node_does_not_host_is_refused_by_name(node: NodeDrivers) -> None:
     with pytest.raises(UnknownFlavour, match=r"no flavour 'vm' \(hosts: container, native\)"):
         node.deploy_nf("u", "fw", "sha", flavour="vm")
     assert node.list_nfs() == []
@@ -158,7 +158,7 @@ def test_a_flavour_the_node_does_not_host_is_refused_by_name(node: Node) -> None
 def test_hosting_makes_the_default_flavour_the_nodes_compute(tmp_path: Any) -> None:
     box = FakeCompute("container", NotificationQueue(tmp_path / "q"))
     native = FakeCompute("native", NotificationQueue(tmp_path / "q"))
-    n = Node.hosting("n", "br", FakeNetwork(), {"container": box, "native": native})
+    n = NodeDrivers.hosting("n", "br", FakeNetwork(), {"container": box, "native": native})
     assert n.compute is native and set(n.computes) == {"container", "native"}
-    only = Node.hosting("n", "br", FakeNetwork(), {"container": box})
+    only = NodeDrivers.hosting("n", "br", FakeNetwork(), {"container": box})
     assert only.compute is box

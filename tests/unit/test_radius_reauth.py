@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from netfate.db import Database, repo, sqlite_url
-from netfate.radius.backend import REAUTH_PREFIX, Login, RadiusBackend, reauth_token
+from netfate.radius.backend import REAUTH_PREFIX, AuthRequest, RadiusBackend, reauth_token
 from netfate.radius.settings import RadiusSettings
 
 API_KEY = "api-key-abcdefghijklmnopqrstuvwxyz"
@@ -44,8 +44,8 @@ def start(db: Database, user: str = "user1", age: float = 10.0) -> str:
         return reauth_token(API_KEY, sess.id, MAC)
 
 
-def login(token: str, mac: str = MAC, user: str = "user1") -> Login:
-    return Login(user=user, password=token, mac=mac, nas="cpe2")
+def login(token: str, mac: str = MAC, user: str = "user1") -> AuthRequest:
+    return AuthRequest(user=user, password=token, mac=mac, nas="cpe2")
 
 
 def test_the_sessions_token_from_the_same_mac_is_accepted(db: Database) -> None:
@@ -101,7 +101,7 @@ def test_refusals_count_towards_the_rate_limit(db: Database) -> None:
     for _ in range(MAX_FAILURES):
         assert not backend.authenticate(bad).accept
     # blocked now, even with the right password
-    d = backend.authenticate(Login(user="user1", password="Pw-user1-long-enough", mac=MAC,
+    d = backend.authenticate(AuthRequest(user="user1", password="Pw-user1-long-enough", mac=MAC,
                                    nas="cpe2"))
     assert not d.accept and "too many attempts" in d.message
     assert "too many attempts" in backend.authorize(bad).message
@@ -111,6 +111,6 @@ def test_reauth_and_password_failures_share_the_count(db: Database) -> None:
     token = start(db)
     backend = RadiusBackend(db, settings())
     for _ in range(MAX_FAILURES - 1):
-        backend.authenticate(Login(user="user1", password="wrong", mac=MAC, nas="cpe2"))
+        backend.authenticate(AuthRequest(user="user1", password="wrong", mac=MAC, nas="cpe2"))
     assert not backend.authenticate(login(REAUTH_PREFIX + "0" * 48)).accept
     assert "too many attempts" in backend.authenticate(login(token)).message

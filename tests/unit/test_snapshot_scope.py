@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from netfate.db import Database, repo, sqlite_url
-from netfate.db.models import ActualState, DesiredState, User
+from netfate.db.models import ActualState, Presence, User
 from netfate.engine import (
     NetfatePolicy,
     NodeDown,
@@ -73,8 +73,8 @@ def _populate(s: Session, rng: random.Random) -> None:
                 inst = repo.upsert_instance(
                     s, node=node, owner=u, nf_name=nf, bundle_sha256=shas[nf],
                     flavour="native",
-                    desired_state=(DesiredState.PRESENT if rng.random() < 0.85
-                                   else DesiredState.ABSENT))
+                    desired_state=(Presence.PRESENT if rng.random() < 0.85
+                                   else Presence.ABSENT))
                 repo.set_instance_actual_state(s, inst.id, rng.choice(
                     [ActualState.RUNNING, ActualState.RUNNING, ActualState.PENDING,
                      ActualState.FAILED]))
@@ -137,5 +137,5 @@ def test_whole_snapshot_matches_the_repository(db: Database) -> None:
             view = whole.user(u.name)
             assert view is not None
             assert view.session_active == (repo.active_session(s, u.name) is not None)
-        present = {i.id for i in repo.list_instances(s) if i.desired_state == DesiredState.PRESENT}
+        present = {i.id for i in repo.list_instances(s) if i.desired_state == Presence.PRESENT}
         assert {i.instance_id for i in whole.instances} == present

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from netfate.controller import pipeline as pl
 from netfate.controller.fake import FakeSwitch, ip_packet
 from netfate.controller.flows import build
-from netfate.controller.model import AccessServices, Match, SwitchState, TSRule, User
+from netfate.controller.model import Client, Match, ServicesAttachment, SwitchState, TSRule
 from netfate.controller.ofmsg import from_stats
 from netfate.controller.sync import diff
 from netfate.controller.ts_rules import chain_rules, rule_cookie, rule_flow
@@ -156,8 +156,8 @@ def test_rule_ids_are_unique_in_a_state() -> None:
 def test_ts_rules_win_over_what_the_controller_derives() -> None:
     """A TS rule is an explicit order: it sits above port security and the captive portal
     (an unauthenticated client's IPv4 would otherwise go to the portal's table)."""
-    svc = AccessServices(port="svc", mac="02:5e:00:00:00:01", ip="10.0.0.254")
-    client = User(name="~c", mac=MAC, ip="10.0.0.2", port="access")
+    svc = ServicesAttachment(port="svc", mac="02:5e:00:00:00:01", ip="10.0.0.254")
+    client = Client(name="~c", mac=MAC, ip="10.0.0.2", port="access")
     ctl = dict(uplink="uplink", access_ports=("access",), services=svc, users=(client,))
     sw = switch(lsi(**ctl))
     assert exits(sw, pkt("access", MAC, GW, proto=17, dport=9999)) == []  # captive: dropped
@@ -178,8 +178,8 @@ def test_a_restart_changes_no_ts_rule_flow() -> None:
 def test_an_open_path_below_a_chain_on_a_controlled_switch() -> None:
     """The benchmarks on a controlled testbed: an empty chain (priority 50) lets an unknown
     client straight out and back; a chain (100) takes over its traffic while it is there."""
-    svc = AccessServices(port="svc", mac="02:5e:00:00:00:01", ip="10.0.0.254")
-    client = User(name="~c", mac=MAC, port="access")  # no address: DHCP only
+    svc = ServicesAttachment(port="svc", mac="02:5e:00:00:00:01", ip="10.0.0.254")
+    client = Client(name="~c", mac=MAC, port="access")  # no address: DHCP only
     ctl = dict(uplink="uplink", access_ports=("access",), services=svc, users=(client,))
     direct = chain_rules("bench:direct", MAC, "access", "uplink", [], priority=50)
     sw = switch(lsi(*direct, **ctl))

@@ -11,7 +11,7 @@ import pytest
 
 from netfate.controller.fake import FakeSwitch, ip_packet
 from netfate.controller.flows import build
-from netfate.controller.model import Hop, SwitchState, User
+from netfate.controller.model import Client, Hop, SwitchState
 from netfate.db import Database, repo, sqlite_url
 from netfate.errors import InvalidInput
 from netfate.orchestrator.switches import split_chain
@@ -78,7 +78,7 @@ def test_dropping_an_nf_a_class_uses_is_refused(db: Database) -> None:
 def test_only_http_crosses_the_inspector_everything_else_the_firewall() -> None:
     default, classes = split_chain([(FW, "firewall"), (PI, "packet-inspector")], [WEB])
     assert default == (FW,) and [c.chain for c in classes] == [(PI,)]
-    user = User(name="user1", mac=M1, ip=IP1, port="a1", authenticated=True, chain=default,
+    user = Client(name="user1", mac=M1, ip=IP1, port="a1", authenticated=True, chain=default,
                 classifiers=classes)
     st = SwitchState(node="cpe1", role="cpe", uplink="up", access_ports=("a1",), users=(user,))
     fs = build(st, PORTS)

@@ -45,7 +45,7 @@ from netfate.drivers import capabilities, registry
 from netfate.drivers.ovs import OvsNetwork, OvsServer
 from netfate.errors import NetfateError, NotFound
 from netfate.interfaces import ComputeContext, NetworkDriver, NFInfo
-from netfate.node import Node
+from netfate.node import NodeDrivers
 
 log = logging.getLogger("netfate.agent")
 
@@ -80,7 +80,7 @@ class Agent:
             flavours)
         # The SDN controller owns the switch's flows (steering, port security): the agent
         # runs NFs and reports what it sees on the switch.
-        self.node = Node.hosting(node, naming.bridge(node), self.network, drivers,
+        self.node = NodeDrivers.hosting(node, naming.bridge(node), self.network, drivers,
                                  guard_ports=not controller_managed)
         self.ports = SwitchPorts()
         self._leases_file = leases_file(node)

@@ -33,7 +33,7 @@ from netfate.bus.messages import ClientSeen, SwitchSynced, UserIdleReport
 from netfate.controller import ofmsg
 from netfate.controller.flowmod import FlowMod
 from netfate.controller.flows import build
-from netfate.controller.model import SwitchState, User
+from netfate.controller.model import Client, SwitchState
 from netfate.controller.pipeline import Kind, cookie, datapath_id, kind_of, ovs_datapath_id
 from netfate.controller.sync import diff
 
@@ -67,7 +67,7 @@ class _Switch:
     errors: list[str] = field(default_factory=list)
     barrier_xid: int | None = None
     report: SwitchSynced | None = None  # published when the last barrier is answered
-    idle_users: dict[int, User] = field(default_factory=dict)  # idle cookie -> user
+    idle_users: dict[int, Client] = field(default_factory=dict)  # idle cookie -> user
 
 
 _F = TypeVar("_F", bound=Callable[..., None])

@@ -118,6 +118,9 @@ class BusBridge:
                 reconnected_cb=self._hello, error_cb=self._on_error, connect_timeout=2,
             )
             await self._nc.subscribe(subjects.ALL_CONTROLLER_DESIRED, cb=self._on_msg)
+            # Ready means subscribed at the server: unflushed, a state published right after
+            # start() could reach the server before the subscription and be lost.
+            await self._nc.flush()
             await self._hello()
             log.info("connected to NATS at %s", self.url)
             self._last_error = ""

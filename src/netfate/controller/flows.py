@@ -28,14 +28,14 @@ from typing import Any
 from netfate.controller import pipeline as pl
 from netfate.controller.flowmod import ETH_ARP, ETH_IPV4, FlowMod
 from netfate.controller.model import (
-    AccessServices,
     Anchored,
     Classifier,
+    Client,
     Hop,
     Location,
+    ServicesAttachment,
     SwitchState,
     TSRule,
-    User,
 )
 from netfate.controller.pipeline import Kind
 from netfate.controller.ts_rules import rule_flow
@@ -139,7 +139,7 @@ def _dhcp(**m: Any) -> dict[str, Any]:
             "udp_src": DHCP_CLIENT, "udp_dst": DHCP_SERVER}
 
 
-def _local(svc: AccessServices) -> list[dict[str, Any]]:
+def _local(svc: ServicesAttachment) -> list[dict[str, Any]]:
     """IPv4 matches for traffic a client may always send to its CPE: DNS and the portal."""
     ip4 = {"eth_type": ETH_IPV4}
     out = [
@@ -151,7 +151,7 @@ def _local(svc: AccessServices) -> list[dict[str, Any]]:
     return out
 
 
-def _services(state: SwitchState, svc: AccessServices, port: _Ports) -> Iterator[FlowMod]:
+def _services(state: SwitchState, svc: ServicesAttachment, port: _Ports) -> Iterator[FlowMod]:
     ident = f"{state.node}:services"
     s = port(svc.port)
     access = tuple(port(p) for p in state.access_ports)
@@ -179,7 +179,7 @@ def _services(state: SwitchState, svc: AccessServices, port: _Ports) -> Iterator
 
 
 # -- a user on a CPE ------------------------------------------------------------------------
-def _user(state: SwitchState, u: User, port: _Ports) -> Iterator[FlowMod]:
+def _user(state: SwitchState, u: Client, port: _Ports) -> Iterator[FlowMod]:
     assert state.uplink is not None  # the model requires it when there are users
     p, up = port(u.port), port(state.uplink)
     svc = state.services
@@ -226,7 +226,7 @@ def _user(state: SwitchState, u: User, port: _Ports) -> Iterator[FlowMod]:
     yield from _steering(u, p, up, port)
 
 
-def _steering(u: User, access: int, up: int, port: _Ports) -> Iterator[FlowMod]:
+def _steering(u: Client, access: int, up: int, port: _Ports) -> Iterator[FlowMod]:
     chains: list[tuple[int, dict[str, Any], dict[str, Any], tuple[Hop, ...]]] = [
         (pl.P_CHAIN, {}, {}, u.chain)
     ]
@@ -266,7 +266,7 @@ def _oxm_net(net: str) -> str | tuple[str, str]:
     return (str(n.network_address), str(n.netmask))
 
 
-def _chain(u: User, prio: int, m_up: dict[str, Any], m_down: dict[str, Any],
+def _chain(u: Client, prio: int, m_up: dict[str, Any], m_down: dict[str, Any],
            hops: list[tuple[int, int]], access: int, up: int) -> Iterator[FlowMod]:
     """Upstream: access -> hop lans in order -> uplink. Downstream: the reverse, by WAN sides."""
     meta_up, meta_down = pl.metadata(u.name, pl.UP), pl.metadata(u.name, pl.DOWN)
@@ -283,7 +283,7 @@ def _chain(u: User, prio: int, m_up: dict[str, Any], m_down: dict[str, Any],
                     (dst,))
 
 
-def _nf_ingress(u: User, lan: int, wan: int) -> Iterator[FlowMod]:
+def _nf_ingress(u: Client, lan: int, wan: int) -> Iterator[FlowMod]:
     """What an NF port may hand back: the user's IPv4, in the direction it was sent."""
     yield _flow(Kind.STEER, u.name, pl.INGRESS, pl.P_USER,
                 {"in_port": wan, "eth_src": u.mac, "eth_type": ETH_IPV4},
@@ -306,7 +306,7 @@ def _anchored(state: SwitchState, a: Anchored, port: _Ports) -> Iterator[FlowMod
                 {"in_port": up, "eth_dst": a.mac, "eth_type": ETH_IPV4, "ipv4_dst": a.ip},
                 write_metadata=(pl.metadata(a.name, pl.DOWN), pl.ALL_ONES), goto_table=pl.STEER)
     hops = [(port(h.lan), port(h.wan)) for h in a.chain]
-    u = User(name=a.name, mac=a.mac, ip=a.ip, port=state.uplink, authenticated=True)
+    u = Client(name=a.name, mac=a.mac, ip=a.ip, port=state.uplink, authenticated=True)
     yield from _chain(u, pl.P_CHAIN, {}, {}, hops, up, up)
     for h in a.chain:
         yield from _nf_ingress(u, port(h.lan), port(h.wan))

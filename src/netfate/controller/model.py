@@ -90,7 +90,7 @@ class Classifier(_M):
         return self
 
 
-class User(_M):
+class Client(_M):
     """A client attached to an access port of this switch."""
 
     name: str = Field(min_length=1, max_length=128)
@@ -103,7 +103,7 @@ class User(_M):
     idle_timeout: int = Field(default=0, ge=0, le=65535)  # seconds; 0: no idle detection
 
     @model_validator(mode="after")
-    def _check(self) -> User:
+    def _check(self) -> Client:
         _check_chain(self.chain, f"user {self.name}")
         prios = [c.priority for c in self.classifiers]
         if len(set(prios)) != len(prios):
@@ -128,7 +128,7 @@ class Anchored(_M):
         return self
 
 
-class AccessServices(_M):
+class ServicesAttachment(_M):
     """The CPE's access services namespace: captive portal, dnsmasq (DHCP and DNS)."""
 
     port: PortName = Field(min_length=1)
@@ -221,8 +221,8 @@ class SwitchState(_M):
     # Infrastructure ports switched by L2 NORMAL at the lowest priority (a PE's CPE links and
     # internet port, a DC's uplink). Never client or NF ports: NORMAL would bypass security.
     infra_ports: tuple[PortName, ...] = ()
-    services: AccessServices | None = None
-    users: tuple[User, ...] = ()
+    services: ServicesAttachment | None = None
+    users: tuple[Client, ...] = ()
     anchored: tuple[Anchored, ...] = ()
     locations: tuple[Location, ...] = ()
     ts_rules: tuple[TSRule, ...] = ()  # Table I rules (an operator's, a benchmark's)
@@ -269,6 +269,6 @@ class SwitchState(_M):
         return self
 
 
-def chains(u: User) -> list[tuple[Hop, ...]]:
+def chains(u: Client) -> list[tuple[Hop, ...]]:
     """The user's default chain and its classifiers' chains."""
     return [u.chain, *(c.chain for c in u.classifiers)]

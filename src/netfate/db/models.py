@@ -47,7 +47,7 @@ class SessionState(StrEnum):
     ENDED = "ended"
 
 
-class DesiredState(StrEnum):
+class Presence(StrEnum):
     PRESENT = "present"
     ABSENT = "absent"
 
@@ -169,7 +169,7 @@ class UserSession(Base):
     )
 
 
-class Bundle(Base):
+class VnfPackage(Base):
     """The NF catalogue: an NF bundle (.tgz), addressed by its sha256."""
 
     __tablename__ = "bundles"
@@ -196,8 +196,8 @@ class VnfInstance(Base):
     flavour: Mapped[str] = mapped_column(sa.String)
     owner: Mapped[str] = mapped_column(sa.ForeignKey("users.name"), index=True)
     node_name: Mapped[str] = mapped_column(sa.ForeignKey("nodes.name"))
-    desired_state: Mapped[DesiredState] = mapped_column(
-        _enum(DesiredState, "desired_state"), default=DesiredState.PRESENT
+    desired_state: Mapped[Presence] = mapped_column(
+        _enum(Presence, "desired_state"), default=Presence.PRESENT
     )
     actual_state: Mapped[ActualState] = mapped_column(
         _enum(ActualState, "actual_state"), default=ActualState.PENDING

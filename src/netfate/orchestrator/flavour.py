@@ -7,12 +7,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from netfate.db.models import Bundle, Node
+from netfate.db.models import Node, VnfPackage
 from netfate.errors import MissingCapability, NotFound
 from netfate.flavours import DEFAULT_FLAVOUR, advertised, pick
 
-_Q_FLAVOURS = sa.select(Bundle.name, Bundle.descriptor).where(
-    Bundle.sha256 == sa.bindparam("sha"))
+_Q_FLAVOURS = sa.select(VnfPackage.name, VnfPackage.descriptor).where(
+    VnfPackage.sha256 == sa.bindparam("sha"))
 _Q_INFRA = sa.select(Node.infrastructure).where(Node.name == sa.bindparam("node"))
 
 

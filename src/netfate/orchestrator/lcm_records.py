@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from netfate.db import repo
-from netfate.db.models import DesiredState, LcmOperation, OpState
+from netfate.db.models import LcmOperation, OpState, Presence
 from netfate.errors import NotFound
 from netfate.orchestrator.flavour import flavour_for
 from netfate.orchestrator.planner import InstanceFacts
@@ -44,7 +44,7 @@ def want(s: Session, node: str, owner: str, nf: str, iid: str,
             config = (repo.get_user(s, owner).nf_config or {}).get(nf, {})
     repo.upsert_instance(s, node=node, owner=owner, nf_name=nf, bundle_sha256=bundle,
                          flavour=flavour_for(s, node, bundle), instance_id=iid, config=config or {},
-                         desired_state=DesiredState.PRESENT)
+                         desired_state=Presence.PRESENT)
 
 
 def drop(s: Session, iid: str) -> str | None:
@@ -53,7 +53,7 @@ def drop(s: Session, iid: str) -> str | None:
         inst = repo.get_instance(s, iid)
     except NotFound:
         return None
-    repo.set_instance_desired_state(s, iid, DesiredState.ABSENT)
+    repo.set_instance_desired_state(s, iid, Presence.ABSENT)
     return inst.node_name
 
 

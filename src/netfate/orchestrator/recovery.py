@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from netfate.db import Database, repo
-from netfate.db.models import DesiredState, LcmOperation, OpState
+from netfate.db.models import LcmOperation, OpState, Presence
 from netfate.errors import NotFound
 
 log = logging.getLogger("netfate.orchestrator")
@@ -32,14 +32,14 @@ def _set_absent(s: Any, iid: str | None) -> None:
     if not iid:
         return
     try:
-        repo.set_instance_desired_state(s, iid, DesiredState.ABSENT)
+        repo.set_instance_desired_state(s, iid, Presence.ABSENT)
     except NotFound:
         pass
 
 
 def _present(s: Any, iid: str) -> bool:
     try:
-        return repo.get_instance(s, iid).desired_state == DesiredState.PRESENT
+        return repo.get_instance(s, iid).desired_state == Presence.PRESENT
     except NotFound:
         return False
 

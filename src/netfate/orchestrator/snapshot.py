@@ -25,14 +25,14 @@ from sqlalchemy.orm import Session
 
 from netfate.db.models import (
     ActualState,
-    Bundle,
-    DesiredState,
     Node,
     NodeRole,
+    Presence,
     SessionState,
     User,
     UserSession,
     VnfInstance,
+    VnfPackage,
 )
 from netfate.engine import (
     CatalogueEntry,
@@ -62,8 +62,8 @@ def catalogue(session: Session) -> tuple[CatalogueEntry, ...]:
         return hit
     latest: dict[str, CatalogueEntry] = {}
     rows = session.execute(
-        sa.select(Bundle.name, Bundle.descriptor)
-        .order_by(Bundle.name, Bundle.uploaded_at, Bundle.sha256))
+        sa.select(VnfPackage.name, VnfPackage.descriptor)
+        .order_by(VnfPackage.name, VnfPackage.uploaded_at, VnfPackage.sha256))
     for name, d in rows:
         deps = [c["name"] for c in (d.get("dependencies") or {}).get("capability", [])]
         res = d.get("resources") or {}
@@ -91,7 +91,7 @@ _INSTANCE = (VnfInstance.id, VnfInstance.nf_name, VnfInstance.owner, VnfInstance
 _NAMES: sa.BindParameter[Any] = sa.bindparam("names", expanding=True)
 _Q_USERS_IN = sa.select(*_USER).where(User.name.in_(_NAMES))
 _Q_INSTANCES_OF = sa.select(*_INSTANCE).where(
-    VnfInstance.owner.in_(_NAMES), VnfInstance.desired_state == DesiredState.PRESENT)
+    VnfInstance.owner.in_(_NAMES), VnfInstance.desired_state == Presence.PRESENT)
 _Q_ACTIVE_IN = (sa.select(UserSession.user_name).distinct()
                 .where(UserSession.state == SessionState.ACTIVE,
                        UserSession.user_name.in_(_NAMES)))
@@ -100,9 +100,9 @@ _Q_NODES_IN = sa.select(*_NODE).where(Node.name.in_(_NAMES))
 _Q_USERS_AT = sa.select(User.name).where(User.access_node == sa.bindparam("node"))
 _Q_OWNERS_ON = sa.select(VnfInstance.owner).where(
     VnfInstance.node_name == sa.bindparam("node"),
-    VnfInstance.desired_state == DesiredState.PRESENT)
-_Q_BUNDLE_KEYS = (sa.select(Bundle.sha256, Bundle.uploaded_at)
-                  .order_by(Bundle.name, Bundle.uploaded_at, Bundle.sha256))
+    VnfInstance.desired_state == Presence.PRESENT)
+_Q_BUNDLE_KEYS = (sa.select(VnfPackage.sha256, VnfPackage.uploaded_at)
+                  .order_by(VnfPackage.name, VnfPackage.uploaded_at, VnfPackage.sha256))
 
 
 def node_view(n: Any) -> NodeView:
@@ -147,7 +147,7 @@ def build(session: Session, now: float | None = None) -> Snapshot:
     users = [user_view(u, u.name in active)
              for u in session.execute(sa.select(*_USER).order_by(User.name))]
     instances = [instance_view(i) for i in session.execute(
-        sa.select(*_INSTANCE).where(VnfInstance.desired_state == DesiredState.PRESENT)
+        sa.select(*_INSTANCE).where(VnfInstance.desired_state == Presence.PRESENT)
         .order_by(VnfInstance.id))]
     return Snapshot(nodes=tuple(nodes), users=tuple(users), instances=tuple(instances),
                     catalogue=catalogue(session), now=now if now is not None else time.time())

@@ -128,7 +128,7 @@ def _station_at(world: World, node: str, mac: str) -> str | None:
 def _cpe(world: World, node: str, ports: SwitchPorts, rules: Iterable[SteeredRule],
          anchors: dict[str, tuple[SteeredRule, str]]) -> model.SwitchState:
     stations = _stations(world, node, ports)
-    users: list[model.User] = []
+    users: list[model.Client] = []
     anchored: list[model.Anchored] = []
     taken_ips: set[str] = set()
     for user, (r, visited) in anchors.items():
@@ -141,7 +141,7 @@ def _cpe(world: World, node: str, ports: SwitchPorts, rules: Iterable[SteeredRul
         elif visited == node and r.ip and stations.get(r.mac) in ports.access \
                 and user in world.anchors_ready:
             # Visiting: out through the uplink, where the core takes it to the anchor.
-            users.append(model.User(name=user, mac=r.mac, ip=r.ip, port=stations[r.mac],
+            users.append(model.Client(name=user, mac=r.mac, ip=r.ip, port=stations[r.mac],
                                     authenticated=True, idle_timeout=world.idle_timeout))
             taken_ips.add(r.ip)
     for r in rules:
@@ -159,7 +159,7 @@ def _cpe(world: World, node: str, ports: SwitchPorts, rules: Iterable[SteeredRul
             continue
         local = [(h[1], h[2]) for h in chain if h is not None]
         default, classifiers = split_chain(local, world.records.classes.get(r.user) or ())
-        users.append(model.User(name=r.user, mac=r.mac, ip=r.ip, port=port,
+        users.append(model.Client(name=r.user, mac=r.mac, ip=r.ip, port=port,
                                 authenticated=True, idle_timeout=world.idle_timeout,
                                 chain=default, classifiers=classifiers))
         if r.ip:
@@ -169,13 +169,13 @@ def _cpe(world: World, node: str, ports: SwitchPorts, rules: Iterable[SteeredRul
         if mac in known or port not in ports.access:
             continue
         ip = ports.leases.get(mac)
-        users.append(model.User(name=UNKNOWN_CLIENT + mac, mac=mac, port=port,
+        users.append(model.Client(name=UNKNOWN_CLIENT + mac, mac=mac, port=port,
                                 ip=ip if ip not in taken_ips else None))
         if ip:
             taken_ips.add(ip)
     svc = None
     if ports.services is not None:
-        svc = model.AccessServices(port=ports.services.port, mac=ports.services.mac,
+        svc = model.ServicesAttachment(port=ports.services.port, mac=ports.services.mac,
                                    ip=ports.services.ip)
     return model.SwitchState(node=node, role="cpe", uplink=ports.uplink,
                              access_ports=tuple(ports.access), infra_ports=tuple(ports.infra),

@@ -55,16 +55,16 @@ class RestRequest(BaseModel):
     calling_station_id: RestAttribute | None = Field(None, alias="Calling-Station-Id")
     nas_identifier: RestAttribute | None = Field(None, alias="NAS-Identifier")
 
-    def login(self) -> Login:
+    def login(self) -> AuthRequest:
         def first(a: RestAttribute | None) -> str | None:
             return a.value[0] if a is not None else None
 
-        return Login(user=self.user_name.value[0], password=self.user_password.value[0],
+        return AuthRequest(user=self.user_name.value[0], password=self.user_password.value[0],
                      mac=first(self.calling_station_id), nas=first(self.nas_identifier))
 
 
 @dataclass(frozen=True)
-class Login:
+class AuthRequest:
     user: str
     password: str = field(repr=False)
     mac: str | None = None
@@ -72,7 +72,7 @@ class Login:
 
 
 @dataclass(frozen=True)
-class Decision:
+class AuthDecision:
     """The answer to FreeRADIUS: an HTTP status (200 go on/accept, 401 reject) and the
     attributes, in rlm_rest's JSON response format."""
 
@@ -121,14 +121,14 @@ class RadiusBackend:
                                       settings.backoff, settings.max_tracked)
         self._alloc = threading.Lock()
 
-    def authorize(self, login: Login) -> Decision:
+    def authorize(self, login: AuthRequest) -> AuthDecision:
         """Before the password is looked at: refuse a client that is backing off."""
         blocked = self._blocked(login)
         if blocked is not None:
             return blocked
-        return Decision(True, "", control={"Auth-Type": "rest"})
+        return AuthDecision(True, "", control={"Auth-Type": "rest"})
 
-    def authenticate(self, login: Login) -> Decision:
+    def authenticate(self, login: AuthRequest) -> AuthDecision:
         blocked = self._blocked(login)
         if blocked is not None:
             return blocked
@@ -147,16 +147,16 @@ class RadiusBackend:
                      f"; {key} backs off {backoff} s" if backoff else "")
             msg = FAILED if backoff is None else f"{FAILED}; too many attempts, retry in " \
                                                   f"{backoff} s"
-            return Decision(False, msg)
+            return AuthDecision(False, msg)
         self.limiter.success(key)
         if framed_ip is None:
             framed_ip = self._allocate(login.user)
         log.info("RADIUS accept user=%r mac=%s nas=%r framed_ip=%s", login.user, login.mac,
                  login.nas, framed_ip)
-        return Decision(True, ACCEPTED, framed_ip=framed_ip,
+        return AuthDecision(True, ACCEPTED, framed_ip=framed_ip,
                         session_timeout=self.settings.session_timeout)
 
-    def _reauthenticate(self, login: Login, key: str) -> Decision:
+    def _reauthenticate(self, login: AuthRequest, key: str) -> AuthDecision:
         """Fast re-authentication: the password is the token of the user's active session
         (reauth_token), from the same MAC, within the re-authentication lifetime."""
         why = ""
@@ -181,23 +181,23 @@ class RadiusBackend:
             backoff = self.limiter.failure(key)
             log.info("RADIUS re-auth reject user=%r mac=%s nas=%r: %s", login.user, login.mac,
                      login.nas, why)
-            return Decision(False, f"fast re-authentication refused: {why}"
+            return AuthDecision(False, f"fast re-authentication refused: {why}"
                             + (f"; retry in {backoff} s" if backoff else ""))
         self.limiter.success(key)
         if framed_ip is None:
             framed_ip = self._allocate(login.user)
         log.info("RADIUS re-auth accept user=%r mac=%s nas=%r", login.user, login.mac, login.nas)
-        return Decision(True, ACCEPTED, framed_ip=framed_ip,
+        return AuthDecision(True, ACCEPTED, framed_ip=framed_ip,
                         session_timeout=self.settings.session_timeout)
 
-    def _blocked(self, login: Login) -> Decision | None:
+    def _blocked(self, login: AuthRequest) -> AuthDecision | None:
         key = client_key(login.mac, login.nas)
         wait = self.limiter.retry_after(key)
         if wait is None:
             return None
         log.info("RADIUS reject user=%r mac=%s nas=%r: %s backing off, %d s left",
                  login.user, login.mac, login.nas, key, wait)
-        return Decision(False, f"too many attempts, retry in {wait} s")
+        return AuthDecision(False, f"too many attempts, retry in {wait} s")
 
     def _allocate(self, name: str) -> str:
         """The user's stable address, allocated once from the pool and stored with them.

@@ -16,7 +16,7 @@ from netfate.testbed.topology import Topology
 
 
 @dataclass
-class Login:
+class PortalLogin:
     user: str
     node: str
     ip: str
@@ -30,7 +30,7 @@ def portal_ip(topo: Topology, node: str) -> str:
     return plan(topo.subnet, topo.gateway, cpes)[node].services_ip
 
 
-def portal_login(topo: Topology, host: str, user: str, password: str) -> Login:
+def portal_login(topo: Topology, host: str, user: str, password: str) -> PortalLogin:
     """What a person does on a new device: DHCP, the login page, then the address RADIUS
     gave them (the CPE's static DHCP entry for their MAC hands it out on renewal)."""
     h = topo.host(host)
@@ -52,7 +52,7 @@ def portal_login(topo: Topology, host: str, user: str, password: str) -> Login:
     if lease.ip != ip:
         raise NetfateError(f"{host} was given {lease.ip}, not its stable address {ip}")
     t3 = time.perf_counter()
-    return Login(user, h.attach, ip, round((t1 - t0) * 1000, 1), round((t2 - t1) * 1000, 1),
+    return PortalLogin(user, h.attach, ip, round((t1 - t0) * 1000, 1), round((t2 - t1) * 1000, 1),
                  round((t3 - t2) * 1000, 1))
 
 

@@ -12,7 +12,7 @@ from netfate.drivers.native import SCRIPT_TIMEOUT
 from netfate.drivers.ovs import OvsNetwork, OvsServer
 from netfate.errors import NetfateError, NotFound
 from netfate.interfaces import ComputeContext, NFInfo
-from netfate.node import Node
+from netfate.node import NodeDrivers
 from netfate.testbed import lifecycle
 from netfate.testbed.topology import HostSpec, Topology
 from netfate.testbed.ts_rules import ApiTSRules, LocalTSRules, TSRules
@@ -33,7 +33,7 @@ class Testbed:
     # Brought up with its services (orchestrator, SDN controller, agents): the controller
     # owns every flow, so TS rules go through the orchestrator's API.
     controlled: bool = False
-    _nodes: dict[str, Node] = field(default_factory=dict)
+    _nodes: dict[str, NodeDrivers] = field(default_factory=dict)
     _ts_rules: TSRules | None = None
 
     @classmethod
@@ -59,7 +59,7 @@ class Testbed:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def node(self, name: str) -> Node:
+    def node(self, name: str) -> NodeDrivers:
         if name not in self._nodes:
             spec = self.topology.node(name) if name in self.node_names else None
             if spec is None:
@@ -69,7 +69,7 @@ class Testbed:
                                  script_timeout=self.script_timeout)
             # Under a controller its table-miss guards NF ports; local guard rules would be
             # flows written behind its back.
-            self._nodes[name] = Node.hosting(name, spec.bridge, self.network,
+            self._nodes[name] = NodeDrivers.hosting(name, spec.bridge, self.network,
                                              registry.build_all(ctx),
                                              guard_ports=not self.controlled)
         return self._nodes[name]

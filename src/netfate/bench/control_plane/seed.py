@@ -54,7 +54,7 @@ def seed_users_in_db(state: Path, users: list[str], warm_at: dict[str, str] | No
                 {"id": f"{n}-{u}-firewall", "nf_name": "firewall", "bundle_sha256": sha,
                  "flavour": pick(desc.flavours, SIM_FLAVOURS) or DEFAULT_FLAVOUR,
                  "owner": u, "node_name": n,
-                 "desired_state": models.DesiredState.PRESENT,
+                 "desired_state": models.Presence.PRESENT,
                  "actual_state": models.ActualState.PENDING,
                  "config": {}, "active_users": [], "created_at": now, "updated_at": now}
                 for u, n in warm_at.items()])

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from netfate.db.models import ActualState, DesiredState, VnfInstance
+from netfate.db.models import ActualState, Presence, VnfInstance
 
 _Q_ON_NODES = (sa.select(VnfInstance.id, VnfInstance.node_name, VnfInstance.desired_state,
                          VnfInstance.actual_state)
@@ -36,7 +36,7 @@ def record_actual_states(session: Session, reports: dict[str, dict[str, str]],
     t = now if now is not None else time.time()
     for iid, node, desired, actual_now in rows:
         st = reports[node].get(iid)
-        if desired == DesiredState.ABSENT and st is None:
+        if desired == Presence.ABSENT and st is None:
             gone.append({"i": iid})
             wrote.add(node)
         elif st is not None:

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, undefer
 
-from netfate.db.models import Bundle, VnfInstance
+from netfate.db.models import VnfInstance, VnfPackage
 from netfate.db.repo import check
 from netfate.db.repo._common import get_or_404, guard, stamp, where_given
 from netfate.errors import Conflict, InvalidInput, NotFound
@@ -22,15 +22,15 @@ def add_bundle(
     version: str,
     descriptor: dict[str, Any],
     now: float | None = None,
-) -> Bundle:
+) -> VnfPackage:
     """Store a bundle. Idempotent: the same bytes return the bundle already stored."""
     if not isinstance(data, bytes) or not data:
         raise InvalidInput("bundle data must be non-empty bytes")
     sha = hashlib.sha256(data).hexdigest()
-    existing = session.get(Bundle, sha)
+    existing = session.get(VnfPackage, sha)
     if existing is not None:
         return existing
-    bundle = Bundle(
+    bundle = VnfPackage(
         sha256=sha,
         name=check.text("bundle name", name),
         version=check.text("bundle version", version),
@@ -44,30 +44,30 @@ def add_bundle(
     return bundle
 
 
-def get_bundle(session: Session, sha256: str) -> Bundle:
+def get_bundle(session: Session, sha256: str) -> VnfPackage:
     """The bundle, its data loaded."""
     if not isinstance(sha256, str) or "\x00" in sha256:
         raise NotFound(f"bundle {sha256!r} does not exist")
     bundle = session.scalar(
-        sa.select(Bundle).where(Bundle.sha256 == sha256).options(undefer(Bundle.data))
+        sa.select(VnfPackage).where(VnfPackage.sha256 == sha256).options(undefer(VnfPackage.data))
     )
     if bundle is None:
         raise NotFound(f"bundle {sha256!r} does not exist")
     return bundle
 
 
-def list_bundles(session: Session, *, name: str | None = None) -> list[Bundle]:
+def list_bundles(session: Session, *, name: str | None = None) -> list[VnfPackage]:
     """Bundles, oldest first, without their data (use get_bundle for that)."""
     q = where_given(
-        sa.select(Bundle).order_by(Bundle.name, Bundle.uploaded_at, Bundle.sha256),
-        (Bundle.name, name),
+        sa.select(VnfPackage).order_by(VnfPackage.name, VnfPackage.uploaded_at, VnfPackage.sha256),
+        (VnfPackage.name, name),
     )
     return list(session.scalars(q))
 
 
 def delete_bundle(session: Session, sha256: str) -> None:
     """Remove a bundle from the catalogue; refused while an NF instance uses it."""
-    bundle = get_or_404(session, Bundle, sha256, "bundle")
+    bundle = get_or_404(session, VnfPackage, sha256, "bundle")
     used = session.scalars(
         sa.select(VnfInstance.id).where(VnfInstance.bundle_sha256 == sha256).limit(3)
     ).all()
@@ -81,8 +81,8 @@ def latest_bundle_sha(session: Session, nf: str) -> str:
     """The sha256 of the NF's newest upload (ties: the first by sha256), without loading
     descriptors or bytes. Raises NotFound when the catalogue has no bundle of that NF."""
     sha: str | None = session.scalar(
-        sa.select(Bundle.sha256).where(Bundle.name == nf)
-        .order_by(Bundle.uploaded_at.desc(), Bundle.sha256).limit(1))
+        sa.select(VnfPackage.sha256).where(VnfPackage.name == nf)
+        .order_by(VnfPackage.uploaded_at.desc(), VnfPackage.sha256).limit(1))
     if sha is None:
         raise NotFound(f"no bundle for NF {nf!r} in the catalogue")
     return sha
@@ -91,5 +91,5 @@ def latest_bundle_sha(session: Session, nf: str) -> str:
 def bundle_descriptor(session: Session, sha256: str) -> dict[str, Any]:
     """A bundle's descriptor only (get_bundle would load its bytes too); {} if unknown."""
     d: dict[str, Any] | None = session.scalar(
-        sa.select(Bundle.descriptor).where(Bundle.sha256 == sha256))
+        sa.select(VnfPackage.descriptor).where(VnfPackage.sha256 == sha256))
     return d or {}

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from netfate.db.models import ActualState, DesiredState, Node, SteeringRule, VnfInstance
+from netfate.db.models import ActualState, Node, Presence, SteeringRule, VnfInstance
 from netfate.errors import NotFound
 
 # Statements built once, read as plain rows (no ORM objects): this runs for every push, and
@@ -20,14 +20,14 @@ _Q_NODE = sa.select(Node.name).where(Node.name == _NODE)
 _Q_INSTANCES = (
     sa.select(VnfInstance.id, VnfInstance.nf_name, VnfInstance.owner, VnfInstance.bundle_sha256,
               VnfInstance.flavour, VnfInstance.config, VnfInstance.active_users)
-    .where(VnfInstance.node_name == _NODE, VnfInstance.desired_state == DesiredState.PRESENT)
+    .where(VnfInstance.node_name == _NODE, VnfInstance.desired_state == Presence.PRESENT)
     .order_by(VnfInstance.id))
 _Q_RULES = (
     sa.select(SteeringRule.user_name, SteeringRule.mac, SteeringRule.ip, SteeringRule.chain)
     .where(SteeringRule.node_name == _NODE, SteeringRule.desired.is_(True))
     .order_by(SteeringRule.user_name))
 _Q_BEHIND = (sa.select(VnfInstance.node_name).distinct()
-             .where(sa.or_(VnfInstance.desired_state == DesiredState.ABSENT,
+             .where(sa.or_(VnfInstance.desired_state == Presence.ABSENT,
                            VnfInstance.actual_state != ActualState.RUNNING)))
 
 

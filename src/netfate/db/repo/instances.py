@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from netfate.db.models import ActualState, Bundle, DesiredState, Node, User, VnfInstance
+from netfate.db.models import ActualState, Node, Presence, User, VnfInstance, VnfPackage
 from netfate.db.repo import check
 from netfate.db.repo._common import get_or_404, guard, set_given, stamp, where_given
 from netfate.errors import Conflict, NotFound
@@ -29,7 +29,7 @@ def upsert_instance(
     flavour: str,
     instance_id: str | None = None,
     config: dict[str, Any] | None = None,
-    desired_state: DesiredState | str | None = None,
+    desired_state: Presence | str | None = None,
     active_users: Sequence[str] | None = None,
     now: float | None = None,
 ) -> VnfInstance:
@@ -45,7 +45,7 @@ def upsert_instance(
     iid = instance_id or instance_id_for(node, owner, nf_name)
     iid = check.name("instance id", iid, check.ID_MAX)
     check.text("flavour", flavour)
-    desired = check.enum(DesiredState, desired_state, "desired_state") if desired_state else None
+    desired = check.enum(Presence, desired_state, "desired_state") if desired_state else None
     cfg = check.mapping("config", config) if config is not None else None
     users = None
     if active_users is not None:
@@ -70,7 +70,7 @@ def upsert_instance(
             raise Conflict(f"{owner!r} already has {nf_name!r} on {node!r}: instance {other!r}")
     get_or_404(session, Node, node, "node")
     get_or_404(session, User, owner, "user")
-    get_or_404(session, Bundle, bundle_sha256, "bundle")
+    get_or_404(session, VnfPackage, bundle_sha256, "bundle")
 
     with guard(
         session,
@@ -80,7 +80,7 @@ def upsert_instance(
         if inst is None:
             inst = VnfInstance(
                 id=iid, node_name=node, owner=owner, nf_name=nf_name, created_at=t,
-                desired_state=DesiredState.PRESENT, actual_state=ActualState.PENDING,
+                desired_state=Presence.PRESENT, actual_state=ActualState.PENDING,
                 config={}, active_users=[],
             )
             session.add(inst)
@@ -101,11 +101,11 @@ def list_instances(
     owner: str | None = None,
     *,
     nf_name: str | None = None,
-    desired_state: DesiredState | str | None = None,
+    desired_state: Presence | str | None = None,
 ) -> list[VnfInstance]:
     state = None
     if desired_state is not None:
-        state = check.enum(DesiredState, desired_state, "desired_state")
+        state = check.enum(Presence, desired_state, "desired_state")
     q = where_given(
         sa.select(VnfInstance).order_by(VnfInstance.id),
         (VnfInstance.node_name, node),
@@ -135,10 +135,10 @@ def set_instance_actual_state(
 
 
 def set_instance_desired_state(
-    session: Session, instance_id: str, state: DesiredState | str, *, now: float | None = None
+    session: Session, instance_id: str, state: Presence | str, *, now: float | None = None
 ) -> VnfInstance:
     """present: the node should run it; absent: the node should remove it."""
-    desired = check.enum(DesiredState, state, "desired_state")
+    desired = check.enum(Presence, state, "desired_state")
     return _update(session, instance_id, now, desired_state=desired)
 
 

@@ -13,13 +13,13 @@ from sqlalchemy.orm import Session
 
 from netfate.controller.model import TSRule
 from netfate.db.models import (
-    Bundle,
     Node,
     SessionState,
     SteeringRule,
     User,
     UserSession,
     VnfInstance,
+    VnfPackage,
 )
 from netfate.db.repo.ts_rules import as_rule, list_ts_rules
 
@@ -68,8 +68,8 @@ _Q_SESSIONS = (sa.select(UserSession.user_name, UserSession.node_name)
                .where(UserSession.state == SessionState.ACTIVE))
 _NAMES: sa.BindParameter[Any] = sa.bindparam("names", expanding=True)
 _Q_NFS = (sa.select(VnfInstance.id, VnfInstance.node_name, VnfInstance.nf_name,
-                    Bundle.descriptor)
-          .join(Bundle, Bundle.sha256 == VnfInstance.bundle_sha256)
+                    VnfPackage.descriptor)
+          .join(VnfPackage, VnfPackage.sha256 == VnfInstance.bundle_sha256)
           .where(VnfInstance.id.in_(_NAMES)))
 _Q_CLASSES = sa.select(User.name, User.classifiers).where(User.name.in_(_NAMES))
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy.orm import Session
 
 from netfate.db import repo
-from netfate.db.models import DesiredState, LcmOperation, OpState, VnfInstance
+from netfate.db.models import LcmOperation, OpState, Presence, VnfInstance
 from netfate.errors import Conflict, InvalidInput, NotFound
 from netfate.orchestrator.api.deps import all_rows, coord, db, one_row
 from netfate.orchestrator.api.schemas import IID, Accepted, Instantiate, MigrateBody, UpdateBody
@@ -47,7 +47,7 @@ def _not_busy(s: Any, iid: str) -> None:
 
 def _present(s: Any, iid: str, what: str) -> VnfInstance:
     inst = repo.get_instance(s, iid)
-    if inst.desired_state != DesiredState.PRESENT:
+    if inst.desired_state != Presence.PRESENT:
         raise Conflict(f"NF instance {iid} is being terminated: cannot {what} it")
     _not_busy(s, iid)
     return inst
@@ -99,7 +99,7 @@ def _can_instantiate(s: Session, body: Instantiate) -> str:
     iid = repo.instance_id_for(body.node, body.owner, body.nf)
     try:
         existing = repo.get_instance(s, iid)
-        if existing.desired_state == DesiredState.PRESENT:
+        if existing.desired_state == Presence.PRESENT:
             raise Conflict(f"NF instance {iid} already exists")
     except NotFound:
         pass
@@ -125,7 +125,7 @@ def _can_migrate(s: Session, iid: str, node: str) -> str:
     except NotFound:
         pass
     else:  # taking it over would lose it if the migration rolls back
-        if there.desired_state == DesiredState.PRESENT:
+        if there.desired_state == Presence.PRESENT:
             raise Conflict(f"{inst.owner} already has {inst.nf_name} on {node} ({new_iid})")
         _not_busy(s, new_iid)
     return new_iid

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from netfate.orchestrator.api.deps import db, orch
 from netfate.orchestrator.api.problems import problem
-from netfate.radius.backend import Decision, RadiusBackend, RestRequest
+from netfate.radius.backend import AuthDecision, RadiusBackend, RestRequest
 from netfate.radius.settings import API_KEY_HEADER, RadiusSettings
 
 router = APIRouter(prefix="/radius", tags=["radius"])
@@ -100,7 +100,7 @@ async def _answer(request: Request, authenticate: bool) -> JSONResponse:
                 for err in e.errors(include_input=False, include_url=False)]
         return problem(422, "; ".join(errs)[:2000])
     fn = b.authenticate if authenticate else b.authorize
-    decision: Decision = await run_in_threadpool(fn, req.login())
+    decision: AuthDecision = await run_in_threadpool(fn, req.login())
     return JSONResponse(decision.body(), status_code=decision.status)
 
 
