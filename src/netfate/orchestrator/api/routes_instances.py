@@ -46,10 +46,12 @@ def _not_busy(s: Any, iid: str) -> None:
 
 
 def _present(s: Any, iid: str, what: str) -> VnfInstance:
+    # An operation in progress first: an instantiate records its instance in its first step,
+    # so a request right after its 202 finds the operation before the instance.
+    _not_busy(s, iid)
     inst = repo.get_instance(s, iid)
     if inst.desired_state != Presence.PRESENT:
         raise Conflict(f"NF instance {iid} is being terminated: cannot {what} it")
-    _not_busy(s, iid)
     return inst
 
 
@@ -108,8 +110,8 @@ def _can_instantiate(s: Session, body: Instantiate) -> str:
 
 
 def _can_terminate(s: Session, iid: str) -> None:
+    _not_busy(s, iid)  # first: see _present
     repo.get_instance(s, iid)  # absent already is fine: a retry of an unconfirmed one
-    _not_busy(s, iid)
 
 
 def _can_migrate(s: Session, iid: str, node: str) -> str:
