@@ -38,8 +38,8 @@ def host_netns(host: str) -> str:
     return f"{PREFIX}h-{host}"
 
 
-def bridge(node: str) -> str:
-    """LSI-0 of a node."""
+def lsi(node: str) -> str:
+    """LSI-0 of a node: its OVS bridge (OpenFlow's switch), named after the node."""
     return ifname(node)
 
 

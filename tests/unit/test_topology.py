@@ -16,7 +16,7 @@ def test_all_interface_names_fit_and_carry_prefix() -> None:
     t = load_topology()
     names = [t.host_port(h) for h in t.hosts]
     names += [n.uplink_port for n in t.nodes if n.uplink_port]
-    names += [n.bridge for n in t.nodes]
+    names += [n.lsi for n in t.nodes]
     names += [nf_port("cpe1-someuser-firewall", "lan")]
     assert all(len(n) <= IFNAMSIZ and n.startswith("fate-") for n in names)
     assert len(set(names)) == len(names)

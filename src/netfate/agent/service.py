@@ -14,11 +14,11 @@ import logging
 import time
 from typing import Any
 
-import httpx
 import nats
 from nats.aio.msg import Msg
 
 from netfate import __version__, naming
+from netfate.agent.bundles import ensure_bundle
 from netfate.agent.managed import ManagedNFs
 from netfate.agent.ports import PORT_POLL_S, leases_file, read_leases, switch_ports
 from netfate.agent.reconcile import diff
@@ -43,7 +43,7 @@ from netfate.bus.messages import (
 from netfate.counters import REGISTRATIONS_REFUSED, REGISTRY, LoopFailures
 from netfate.drivers import capabilities, registry
 from netfate.drivers.ovs import OvsNetwork, OvsServer
-from netfate.errors import NetfateError, NotFound
+from netfate.errors import NetfateError
 from netfate.interfaces import ComputeContext, NetworkDriver, NFInfo
 from netfate.node import NodeDrivers
 
@@ -80,7 +80,7 @@ class Agent:
             flavours)
         # The SDN controller owns the switch's flows (steering, port security): the agent
         # runs NFs and reports what it sees on the switch.
-        self.node = NodeDrivers.hosting(node, naming.bridge(node), self.network, drivers,
+        self.node = NodeDrivers.hosting(node, naming.lsi(node), self.network, drivers,
                                  guard_ports=not controller_managed)
         self.ports = SwitchPorts()
         self._leases_file = leases_file(node)
@@ -146,25 +146,13 @@ class Agent:
             log.warning("%s failed: %s", what, exc)
 
     def _deploy(self, spec: InstanceSpec, fetch: dict[str, str]) -> NFInfo:
-        self._ensure_bundle(spec.bundle_sha256, fetch)
+        ensure_bundle(self.store, self.name, spec.bundle_sha256, fetch)
         # Instance ids are node-user-nf; the NF name part is what the driver names.
         name = spec.instance_id.removeprefix(f"{self.name}-{spec.owner}-")
         if self.managed is not None:
             self.managed.add(spec.instance_id)  # before: a crash mid-deploy leaves it ours
         return self.node.deploy_nf(spec.owner, name, spec.bundle_sha256, spec.config,
                                    flavour=spec.flavour)
-
-    def _ensure_bundle(self, sha: str, fetch: dict[str, str]) -> None:
-        with contextlib.suppress(NotFound):
-            self.store.get(sha)
-            return
-        url = fetch.get(sha)
-        if url is None:
-            raise NotFound(f"bundle {sha[:12]} is not on node {self.name} and no URL was given")
-        r = httpx.get(url, timeout=30)
-        if r.status_code != 200:
-            raise NotFound(f"bundle {sha[:12]}: fetching {url} gave HTTP {r.status_code}")
-        self.store.add(r.content, expected_sha256=sha)
 
     # -- messages --------------------------------------------------------------------------
     async def _run(self, fn: Any, *args: Any) -> Any:

@@ -69,7 +69,7 @@ class Testbed:
                                  script_timeout=self.script_timeout)
             # Under a controller its table-miss guards NF ports; local guard rules would be
             # flows written behind its back.
-            self._nodes[name] = NodeDrivers.hosting(name, spec.bridge, self.network,
+            self._nodes[name] = NodeDrivers.hosting(name, spec.lsi, self.network,
                                              registry.build_all(ctx),
                                              guard_ports=not self.controlled)
         return self._nodes[name]

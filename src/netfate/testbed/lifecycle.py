@@ -90,16 +90,16 @@ def up(topo: Topology, progress: Progress = _noop, services: bool = True,
     net = OvsNetwork(server)
     try:
         for n in topo.nodes:
-            progress(f"node {n.name}: LSI-0 {n.bridge}")
-            net.create_lsi(n.bridge, controller=t.controller_target,
+            progress(f"node {n.name}: LSI-0 {n.lsi}")
+            net.create_lsi(n.lsi, controller=t.controller_target,
                            datapath_id=ovs_datapath_id(n.name))
         for n in topo.nodes:
             if n.uplink:
                 up_node = topo.node(n.uplink)
                 assert n.uplink_port and n.uplink_peer
-                net.create_ports(n.bridge, [(n.uplink_port, n.uplink_peer)], external_ids={
+                net.create_ports(n.lsi, [(n.uplink_port, n.uplink_peer)], external_ids={
                     n.uplink_port: {"netfate-kind": "uplink", "netfate-peer-node": up_node.name}})
-                net.create_ports(up_node.bridge, [(n.uplink_peer, n.uplink_port)],
+                net.create_ports(up_node.lsi, [(n.uplink_peer, n.uplink_port)],
                                  external_ids={n.uplink_peer: {"netfate-kind": "infra",
                                                                "netfate-peer-node": n.name}})
         with netns.iproute() as ipr:
@@ -112,7 +112,7 @@ def up(topo: Topology, progress: Progress = _noop, services: bool = True,
             # fail_mode=secure, until it has installed them.)
             for n in topo.nodes:
                 net.apply_ts_rules(
-                    n.bridge, [TSRule(rule_id="base:l2", priority=1, output=("normal",))]
+                    n.lsi, [TSRule(rule_id="base:l2", priority=1, output=("normal",))]
                 )
     finally:
         net.close()
@@ -171,7 +171,7 @@ def _start_services(topo: Topology, progress: Progress, t: TestbedSettings) -> d
         progress(f"starting the access services of {n.name} (DHCP, DNS, captive portal)")
         processes.start(name, processes.netfate_argv(
             "access", "serve", "--node", n.name, "--index", str(k), "--subnet", topo.subnet,
-            "--gateway", topo.gateway, "--bridge", n.bridge, "--api-url", api,
+            "--gateway", topo.gateway, "--bridge", n.lsi, "--api-url", api,
             "--radius-state-dir", str(paths.run_dir() / "orchestrator"),
             "--internet-address", topo.internet_address, "--mtu", str(topo.mtu)), env=env)
     for n in topo.nodes:
@@ -266,7 +266,7 @@ def _host(topo: Topology, h: Any, ipr: Any, net: OvsNetwork) -> None:
         ids = {"netfate-kind": "access", "attached-mac": h.mac or h.default_mac()}
     else:
         ids = {"netfate-kind": "infra"}
-    net.create_ports(node.bridge, [(port, None)], external_ids={port: ids})
+    net.create_ports(node.lsi, [(port, None)], external_ids={port: ids})
 
 
 def down(progress: Progress = _noop) -> dict[str, Any]:
@@ -346,10 +346,10 @@ def status() -> dict[str, Any]:
         try:
             for n in topo.nodes:
                 try:
-                    ports = net.list_ports(n.bridge)
+                    ports = net.list_ports(n.lsi)
                 except Exception as exc:
                     ports = {"error": str(exc)}  # type: ignore[dict-item]
-                out["bridges"][n.bridge] = {"node": n.name, "role": n.role, "ports": ports}
+                out["bridges"][n.lsi] = {"node": n.name, "role": n.role, "ports": ports}
         finally:
             net.close()
     for n in topo.nodes:

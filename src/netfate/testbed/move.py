@@ -81,7 +81,7 @@ def move(client: str, node: str) -> dict[str, Any]:
     try:
         t0 = time.time()
         # Leave: the old link goes (its switch port and both veth ends).
-        net.delete_ports(old.bridge, [old_port])
+        net.delete_ports(old.lsi, [old_port])
         netns.delete_link(old_port)
         t_left = time.time()
         # Join: a new link to the new CPE, same MAC, same address and route.
@@ -90,7 +90,7 @@ def move(client: str, node: str) -> dict[str, Any]:
         netns.configure_inside(h.netns, "eth0", addresses=addrs, gateway=gw)
         _restore_neighbours(h.netns, neigh)
         t_link = time.time()
-        net.create_ports(target.bridge, [(new_port, None)], external_ids={
+        net.create_ports(target.lsi, [(new_port, None)], external_ids={
             new_port: {"netfate-kind": "access", "attached-mac": mac}})
         t_assoc = time.time()
     finally:

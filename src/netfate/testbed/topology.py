@@ -41,8 +41,9 @@ class NodeSpec(_M):
         return self.mem_mb or mem, self.cpus or cpus
 
     @property
-    def bridge(self) -> str:
-        return naming.bridge(self.name)
+    def lsi(self) -> str:
+        """The node's LSI-0 (an OVS bridge named after the node)."""
+        return naming.lsi(self.name)
 
     @property
     def uplink_port(self) -> str | None:
