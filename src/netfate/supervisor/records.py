@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,10 +68,19 @@ def runs_one_of(pid: int, programs: tuple[str, ...]) -> bool:
         exe = ""
     if any(exe.startswith(p) for p in programs):
         return True
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
+    # Right after exec the kernel shows an empty cmdline for a moment (the new image's
+    # arguments are not set up yet): read again briefly before judging. Kernel threads stay
+    # empty, and are not ours.
+    deadline = time.monotonic() + 0.2
+    while True:
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        if raw or time.monotonic() >= deadline:
+            break
+        time.sleep(0.005)
+    argv = raw.split(b"\0")
     return any(p.encode() in a for p in programs for a in argv)
 
 
