@@ -6,9 +6,12 @@ import re
 from typing import Any, Literal
 
 import jsonschema
+import referencing
+import referencing.exceptions
+import referencing.jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from netfate.errors import InvalidInput
+from netfate.errors import Conflict, InvalidInput
 from netfate.flavours import DEFAULT_FLAVOUR, check_flavour
 
 LIFECYCLE = (
@@ -103,6 +106,7 @@ class Descriptor(_Model):
             jsonschema.Draft202012Validator.check_schema(self.config_schema)
         except jsonschema.SchemaError as exc:
             raise ValueError(f"config-schema is not a valid JSON Schema: {exc.message}") from exc
+        check_local_refs(self.config_schema)
         return self
 
     @property
@@ -117,15 +121,67 @@ class Descriptor(_Model):
         for key, prop in (self.config_schema.get("properties") or {}).items():
             if key not in filled and isinstance(prop, dict) and "default" in prop:
                 filled[key] = prop["default"]
-        validator = jsonschema.Draft202012Validator(
-            self.config_schema, format_checker=jsonschema.FormatChecker()
-        )
-        errors = sorted(validator.iter_errors(filled), key=lambda e: list(e.path))
+        try:
+            check_local_refs(self.config_schema)
+            validator = jsonschema.Draft202012Validator(
+                self.config_schema, format_checker=jsonschema.FormatChecker()
+            )
+            errors = sorted(validator.iter_errors(filled), key=lambda e: list(e.path))
+        except (ValueError, referencing.exceptions.Unresolvable, jsonschema.SchemaError,
+                RecursionError) as exc:
+            # Defence in depth: a package stored before its schema was checked whole (or a
+            # schema whose references loop) is the package's fault, never a 500.
+            raise Conflict(f"{self.name}: its package's config-schema cannot be used "
+                           f"({type(exc).__name__}: {str(exc)[:300]}); upload a fixed "
+                           "package") from None
         if errors:
             e = errors[0]
             where = "/".join(str(p) for p in e.path) or "(top)"
             raise InvalidInput(f"{self.name}: config at {where}: {e.message}")
         return filled
+
+
+_REF_KEYWORDS = ("$ref", "$dynamicRef")
+
+
+def check_local_refs(schema: Any) -> None:
+    """Every reference in a JSON Schema (draft 2020-12) resolves inside the schema itself.
+
+    Walks every subschema (as the draft defines them, and every reference's target), and
+    raises ValueError naming the first reference that is not local ('#...': remote http://,
+    file:// or relative refs are never fetched) or that points at nothing, and any `$id`
+    below the root (it would move what '#' means)."""
+    spec = referencing.jsonschema.DRAFT202012
+    root_id = schema.get("$id", "") if isinstance(schema, dict) else ""
+    if not isinstance(root_id, str):
+        raise ValueError("config-schema: $id must be a string")
+    registry: referencing.Registry[Any] = referencing.Registry().with_resource(
+        root_id, spec.create_resource(schema))
+    resolver = registry.resolver(base_uri=root_id)
+    seen: set[int] = set()
+    stack: list[Any] = [schema]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen or not isinstance(node, dict):
+            continue
+        seen.add(id(node))
+        if node is not schema and "$id" in node:
+            raise ValueError(f"config-schema: $id {node['$id']!r} below the root is not "
+                             "supported: references must be local ('#...')")
+        for kw in _REF_KEYWORDS:
+            ref = node.get(kw)
+            if ref is None:
+                continue
+            if not isinstance(ref, str) or not ref.startswith("#"):
+                raise ValueError(f"config-schema: {kw} {ref!r} is not a local reference: "
+                                 "only '#...' references within the schema are allowed "
+                                 "(nothing is fetched)")
+            try:
+                stack.append(resolver.lookup(ref).contents)
+            except referencing.exceptions.Unresolvable:
+                raise ValueError(f"config-schema: {kw} {ref!r} points at nothing in the "
+                                 "schema") from None
+        stack.extend(sub.contents for sub in spec.create_resource(node).subresources())
 
 
 def parse_descriptor(data: Any, source: str = "descriptor") -> Descriptor:

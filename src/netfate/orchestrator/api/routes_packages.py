@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -10,7 +11,7 @@ from fastapi.responses import Response
 from netfate.bundle import inspect_bundle, sha256_of
 from netfate.db import repo
 from netfate.errors import InvalidInput
-from netfate.orchestrator.api.deps import all_rows, db, one_row, row
+from netfate.orchestrator.api.deps import all_rows, db, one_row, orch, row
 
 router = APIRouter()
 
@@ -31,7 +32,14 @@ async def upload(request: Request,
         raise InvalidInput("empty body: send the bundle .tgz as the request body")
     if sha256 is not None and sha256_of(data) != sha256.lower():
         raise InvalidInput(f"bundle sha256 is {sha256_of(data)}, not the expected {sha256}")
-    desc, _ = inspect_bundle(data)
+    # Off the event loop (every other request keeps being served), and bounded: inspection
+    # is linear in the bounded input (netfate.archive, netfate.safe_yaml), and a bundle that
+    # still takes longer than inspect_timeout is refused. The thread then ends on its own.
+    limit = orch(request).settings.inspect_timeout
+    try:
+        desc, _ = await asyncio.wait_for(asyncio.to_thread(inspect_bundle, data), limit)
+    except TimeoutError:
+        raise InvalidInput(f"bundle took over {limit:g} s to inspect: refused") from None
     return await db(request).run(lambda s: row(repo.add_bundle(
         s, data, name=desc.name, version=desc.version,
         descriptor=desc.model_dump(mode="json", by_alias=True))))
