@@ -159,12 +159,15 @@ def check_local_refs(schema: Any) -> None:
         root_id, spec.create_resource(schema))
     resolver = registry.resolver(base_uri=root_id)
     seen: set[int] = set()
+    in_place: dict[int, list[Any]] = {}  # subschemas applied to the same instance
     stack: list[Any] = [schema]
     while stack:
         node = stack.pop()
         if id(node) in seen or not isinstance(node, dict):
             continue
         seen.add(id(node))
+        here = in_place.setdefault(id(node), [])
+        here.extend(_in_place(node))
         if node is not schema and "$id" in node:
             raise ValueError(f"config-schema: $id {node['$id']!r} below the root is not "
                              "supported: references must be local ('#...')")
@@ -177,11 +180,52 @@ def check_local_refs(schema: Any) -> None:
                                  "only '#...' references within the schema are allowed "
                                  "(nothing is fetched)")
             try:
-                stack.append(resolver.lookup(ref).contents)
+                target = resolver.lookup(ref).contents
             except referencing.exceptions.Unresolvable:
                 raise ValueError(f"config-schema: {kw} {ref!r} points at nothing in the "
                                  "schema") from None
+            stack.append(target)
+            here.append(target)
         stack.extend(sub.contents for sub in spec.create_resource(node).subresources())
+    _no_loop(schema, in_place)
+
+
+_IN_PLACE_LISTS = ("allOf", "anyOf", "oneOf")
+_IN_PLACE_ONE = ("not", "if", "then", "else")
+
+
+def _in_place(node: dict[str, Any]) -> list[Any]:
+    out = [x for k in _IN_PLACE_LISTS if isinstance(node.get(k), list) for x in node[k]]
+    out += [node[k] for k in _IN_PLACE_ONE if k in node]
+    deps = node.get("dependentSchemas")
+    return out + (list(deps.values()) if isinstance(deps, dict) else [])
+
+
+def _no_loop(schema: Any, in_place: dict[int, list[Any]]) -> None:
+    """Refuse references that come back to where they started without stepping into a
+    property or an item: validating would recurse forever (RecursionError)."""
+    done: set[int] = set()
+    for start in list(in_place):
+        if start in done:
+            continue
+        path: set[int] = {start}
+        stack: list[tuple[int, int]] = [(start, 0)]
+        while stack:
+            node, i = stack.pop()
+            nexts = [id(x) for x in in_place.get(node, []) if isinstance(x, dict)]
+            if i < len(nexts):
+                stack.append((node, i + 1))
+                nxt = nexts[i]
+                if nxt in path:
+                    raise ValueError("config-schema: its references loop back to the same "
+                                     "place without reaching into a property or item "
+                                     "(validation would never end)")
+                if nxt not in done:
+                    path.add(nxt)
+                    stack.append((nxt, 0))
+            else:
+                path.discard(node)
+                done.add(node)
 
 
 def parse_descriptor(data: Any, source: str = "descriptor") -> Descriptor:

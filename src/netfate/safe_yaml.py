@@ -51,6 +51,9 @@ _JSON_TAGS = {
 }
 
 
+_KEY_TAGS = {"tag:yaml.org,2002:str", "tag:yaml.org,2002:merge"}  # "<<" merges a mapping
+
+
 class _Loader(yaml.SafeLoader):
     """SafeLoader (pure Python, so composing can be watched) counting aliases and depth."""
 
@@ -108,11 +111,11 @@ def _expanded_size(root: Node, limits: Limits) -> int:
             continue
         if key in on_path:
             raise _Refused("a recursive alias (a node that contains itself)", node)
-        if node.tag not in _JSON_TAGS:
+        if node.tag not in _JSON_TAGS and node.tag != "tag:yaml.org,2002:merge":
             raise _Refused(f"tag {node.tag!r} is not allowed: only JSON's types", node)
         if isinstance(node, MappingNode):
             for k, _ in node.value:
-                if not (isinstance(k, ScalarNode) and k.tag == "tag:yaml.org,2002:str"):
+                if not (isinstance(k, ScalarNode) and k.tag in _KEY_TAGS):
                     raise _Refused("a mapping key that is not a string", k)
         on_path.add(key)
         stack.append((node, True))

@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from netfate import credentials
+
 NAME = r"^[a-z0-9][a-z0-9_.-]{0,31}$"
 MAC = r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$"
 IPV4 = r"^(\d{1,3}\.){3}\d{1,3}$"
@@ -48,19 +50,41 @@ class TrafficClass(Body):
     nfs: list[str] = Field(min_length=1, max_length=16, examples=[["packet-inspector"]])
 
 
+PASSWORD_DOC = ("4-128 bytes of UTF-8 in NFC, no control characters, no white space at either "
+                "end, not starting with 'reauth:' (netfate.credentials)")
+
+# For the docs (a byte limit, checked by _password, whose error names the rule: pydantic's own
+# max_length would count characters).
+_PASSWORD_MAX: dict[str, Any] = {"maxLength": credentials.PASSWORD_MAX_BYTES}
+
+
+def _password(v: str | None) -> str | None:
+    why = None if v is None else credentials.password_problem(v)
+    if why:
+        raise ValueError(why)
+    return v
+
+
 class UserCreate(Body):
-    name: str = Field(pattern=NAME, examples=["user2"])
-    password: str = Field(min_length=4, max_length=256, examples=["secret2"])
+    name: str = Field(pattern=credentials.USERNAME_PATTERN, examples=["user2"],
+                      description=f"a user name: {credentials.USERNAME_RULE}")
+    password: str = Field(min_length=4, examples=["secret2"], description=PASSWORD_DOC,
+                          json_schema_extra=_PASSWORD_MAX)
     required_nfs: list[str] = Field(default=[], max_length=16, examples=[["firewall"]])
     nf_config: dict[str, dict[str, Any]] = {}
     classifiers: list[TrafficClass] = Field(default=[], max_length=32)
 
+    _check_password = field_validator("password")(_password)
+
 
 class UserPatch(Body):
-    password: str | None = Field(default=None, min_length=4, max_length=256)
+    password: str | None = Field(default=None, min_length=4, description=PASSWORD_DOC,
+                                 json_schema_extra=_PASSWORD_MAX)
     required_nfs: list[str] | None = Field(default=None, max_length=16)
     nf_config: dict[str, dict[str, Any]] | None = None
     classifiers: list[TrafficClass] | None = Field(default=None, max_length=32)
+
+    _check_password = field_validator("password")(_password)
 
 
 class Associate(Body):
