@@ -127,6 +127,23 @@ def test_json_bodies_are_bounded_below_uploads(world: World) -> None:
         assert_problem(c.post(f"{API}/vnf_packages", content=body, headers=GZ), 422, "tgz")
 
 
+@pytest.mark.parametrize("depth", [40, 500, 100_000])
+def test_deeply_nested_json_is_refused(client: httpx.Client, depth: int) -> None:
+    """Deep enough to pass json's own bound but not pydantic's serialiser once stored (500
+    then on every read of it), or deeper than json's: a 4xx either way."""
+    deep = "[" * depth + "]" * depth
+    bodies = [("/users", f'{{"name": "user3", "password": "secret3", '
+                         f'"nf_config": {{"firewall": {{"x": {deep}}}}}}}'),
+              ("/vnf_instances", f'{{"nf": "firewall", "owner": "user1", "node": "cpe1", '
+                                 f'"config": {{"x": {deep}}}}}')]
+    with unchanged(client):
+        for path, body in bodies:
+            r = client.post(API + path, content=body,
+                            headers={"Content-Type": "application/json"})
+            assert_problem(r, (400, 422), "nested")
+    _health(client)
+
+
 # -- input 3: a schema that breaks every later instantiate ------------------------------------
 
 @pytest.mark.parametrize(("schema", "words"), [

@@ -65,6 +65,8 @@ def install(app: FastAPI) -> None:
         where = f"{request.method} {request.url.path}"
         if exc.status_code == 404 and detail == "Not Found":  # the router's: no such path
             detail = f"no such path: {request.url.path} (see /openapi.json)"
+        if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
+            detail = "malformed JSON body: nested too deeply"  # json's own recursion bound
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             allowed = ", ".join(_allowed_methods(request)) or headers.get("Allow", "")
