@@ -27,6 +27,9 @@ from netfate.errors import InvalidInput, NotFound
 
 MAX_BUNDLE_BYTES = 16 * 1024 * 1024
 MAX_MEMBERS = 512
+# A descriptor is a few KiB (the catalogue's are 1-3 KiB); these bounds keep reading and
+# checking one (pure-Python YAML, then the JSON Schema check) around a second at worst.
+DESCRIPTOR_LIMITS = safe_yaml.Limits(max_bytes=64 * 1024, max_nodes=10_000)
 LIMITS = archive.Limits(max_compressed=MAX_BUNDLE_BYTES, max_expanded=4 * MAX_BUNDLE_BYTES,
                         max_members=MAX_MEMBERS, max_member_bytes=MAX_BUNDLE_BYTES)
 DESCRIPTOR = "descriptor.yaml"
@@ -87,7 +90,7 @@ def inspect_bundle(data: bytes) -> tuple[Descriptor, list[Member]]:
         raise InvalidInput(f"bundle is {len(data)} bytes; the limit is {MAX_BUNDLE_BYTES}")
     tar, members = archive.read_tgz(data, LIMITS)
     names = {m.name: m for m in members}
-    raw = safe_yaml.load(_descriptor_text(tar, names), DESCRIPTOR)
+    raw = safe_yaml.load(_descriptor_text(tar, names), DESCRIPTOR, DESCRIPTOR_LIMITS)
     desc = parse_descriptor(raw, DESCRIPTOR)
     scripts = {n.removeprefix("scripts/") for n, m in names.items()
                if n.startswith("scripts/") and m.kind == "file"}
@@ -148,7 +151,8 @@ class BundleStore:
         dest = self.root / sha256.lower()
         if len(sha256) != 64 or not (dest / DESCRIPTOR).is_file():
             raise NotFound(f"no bundle with sha256 {sha256}")
-        raw = safe_yaml.load((dest / DESCRIPTOR).read_bytes(), f"bundle {sha256[:12]}")
+        raw = safe_yaml.load((dest / DESCRIPTOR).read_bytes(), f"bundle {sha256[:12]}",
+                             DESCRIPTOR_LIMITS)
         return Bundle(sha256.lower(), dest, parse_descriptor(raw, f"bundle {sha256[:12]}"))
 
     def list(self) -> list[Bundle]:

@@ -86,8 +86,9 @@ def test_issue_negative_size_member_is_refused(client: httpx.Client) -> None:
 
 def test_upload_inspection_is_off_the_event_loop_and_bounded(
         world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    """While an upload is being inspected the API answers; one that takes longer than
-    inspect_timeout is refused with a 4xx."""
+    """While uploads are being inspected the API answers; one that takes longer than
+    inspect_timeout is refused with a 4xx, and one no inspector could take in that time
+    with a 503."""
     started = threading.Event()
 
     def slow(data: bytes) -> Any:
@@ -97,12 +98,18 @@ def test_upload_inspection_is_off_the_event_loop_and_bounded(
 
     monkeypatch.setattr(routes_packages, "inspect_bundle", slow)
     monkeypatch.setattr(world.live.orch.settings, "inspect_timeout", 1.0)
+    n = routes_packages.INSPECTORS + 1
     with httpx.Client(base_url=world.live.url, timeout=15) as other, \
-            ThreadPoolExecutor(1) as pool:
-        upload = pool.submit(other.post, f"{API}/vnf_packages", content=b"x", headers=GZ)
+            ThreadPoolExecutor(n) as pool:
+        uploads = [pool.submit(other.post, f"{API}/vnf_packages", content=b"x", headers=GZ)
+                   for _ in range(n)]
         assert started.wait(10)
         _health(world.client)  # during
-        assert_problem(upload.result(timeout=15), 422, "took over 1 s to inspect")
+        answers = sorted((u.result(timeout=15) for u in uploads), key=lambda r: r.status_code)
+    # Each inspector took one and gave up on it; the one left waiting was told to retry.
+    for r in answers[:-1]:
+        assert_problem(r, 422, "took over 1 s to inspect")
+    assert_problem(answers[-1], 503, "busy", "retry")
     _health(world.client)  # after
 
 
