@@ -6,11 +6,10 @@ import re
 from typing import Any, Literal
 
 import jsonschema
-import referencing
 import referencing.exceptions
-import referencing.jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from netfate import schema_check
 from netfate.errors import Conflict, InvalidInput
 from netfate.flavours import DEFAULT_FLAVOUR, check_flavour
 
@@ -106,7 +105,7 @@ class Descriptor(_Model):
             jsonschema.Draft202012Validator.check_schema(self.config_schema)
         except jsonschema.SchemaError as exc:
             raise ValueError(f"config-schema is not a valid JSON Schema: {exc.message}") from exc
-        check_local_refs(self.config_schema)
+        schema_check.check(self.config_schema)  # local refs only, no loops, RE2 patterns
         return self
 
     @property
@@ -122,10 +121,8 @@ class Descriptor(_Model):
             if key not in filled and isinstance(prop, dict) and "default" in prop:
                 filled[key] = prop["default"]
         try:
-            check_local_refs(self.config_schema)
-            validator = jsonschema.Draft202012Validator(
-                self.config_schema, format_checker=jsonschema.FormatChecker()
-            )
+            schema_check.check(self.config_schema)
+            validator = schema_check.validator(self.config_schema)
             errors = sorted(validator.iter_errors(filled), key=lambda e: list(e.path))
         except (ValueError, referencing.exceptions.Unresolvable, jsonschema.SchemaError,
                 RecursionError) as exc:
@@ -139,93 +136,6 @@ class Descriptor(_Model):
             where = "/".join(str(p) for p in e.path) or "(top)"
             raise InvalidInput(f"{self.name}: config at {where}: {e.message}")
         return filled
-
-
-_REF_KEYWORDS = ("$ref", "$dynamicRef")
-
-
-def check_local_refs(schema: Any) -> None:
-    """Every reference in a JSON Schema (draft 2020-12) resolves inside the schema itself.
-
-    Walks every subschema (as the draft defines them, and every reference's target), and
-    raises ValueError naming the first reference that is not local ('#...': remote http://,
-    file:// or relative refs are never fetched) or that points at nothing, and any `$id`
-    below the root (it would move what '#' means)."""
-    spec = referencing.jsonschema.DRAFT202012
-    root_id = schema.get("$id", "") if isinstance(schema, dict) else ""
-    if not isinstance(root_id, str):
-        raise ValueError("config-schema: $id must be a string")
-    registry: referencing.Registry[Any] = referencing.Registry().with_resource(
-        root_id, spec.create_resource(schema))
-    resolver = registry.resolver(base_uri=root_id)
-    seen: set[int] = set()
-    in_place: dict[int, list[Any]] = {}  # subschemas applied to the same instance
-    stack: list[Any] = [schema]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen or not isinstance(node, dict):
-            continue
-        seen.add(id(node))
-        here = in_place.setdefault(id(node), [])
-        here.extend(_in_place(node))
-        if node is not schema and "$id" in node:
-            raise ValueError(f"config-schema: $id {node['$id']!r} below the root is not "
-                             "supported: references must be local ('#...')")
-        for kw in _REF_KEYWORDS:
-            ref = node.get(kw)
-            if ref is None:
-                continue
-            if not isinstance(ref, str) or not ref.startswith("#"):
-                raise ValueError(f"config-schema: {kw} {ref!r} is not a local reference: "
-                                 "only '#...' references within the schema are allowed "
-                                 "(nothing is fetched)")
-            try:
-                target = resolver.lookup(ref).contents
-            except referencing.exceptions.Unresolvable:
-                raise ValueError(f"config-schema: {kw} {ref!r} points at nothing in the "
-                                 "schema") from None
-            stack.append(target)
-            here.append(target)
-        stack.extend(sub.contents for sub in spec.create_resource(node).subresources())
-    _no_loop(schema, in_place)
-
-
-_IN_PLACE_LISTS = ("allOf", "anyOf", "oneOf")
-_IN_PLACE_ONE = ("not", "if", "then", "else")
-
-
-def _in_place(node: dict[str, Any]) -> list[Any]:
-    out = [x for k in _IN_PLACE_LISTS if isinstance(node.get(k), list) for x in node[k]]
-    out += [node[k] for k in _IN_PLACE_ONE if k in node]
-    deps = node.get("dependentSchemas")
-    return out + (list(deps.values()) if isinstance(deps, dict) else [])
-
-
-def _no_loop(schema: Any, in_place: dict[int, list[Any]]) -> None:
-    """Refuse references that come back to where they started without stepping into a
-    property or an item: validating would recurse forever (RecursionError)."""
-    done: set[int] = set()
-    for start in list(in_place):
-        if start in done:
-            continue
-        path: set[int] = {start}
-        stack: list[tuple[int, int]] = [(start, 0)]
-        while stack:
-            node, i = stack.pop()
-            nexts = [id(x) for x in in_place.get(node, []) if isinstance(x, dict)]
-            if i < len(nexts):
-                stack.append((node, i + 1))
-                nxt = nexts[i]
-                if nxt in path:
-                    raise ValueError("config-schema: its references loop back to the same "
-                                     "place without reaching into a property or item "
-                                     "(validation would never end)")
-                if nxt not in done:
-                    path.add(nxt)
-                    stack.append((nxt, 0))
-            else:
-                path.discard(node)
-                done.add(node)
 
 
 def parse_descriptor(data: Any, source: str = "descriptor") -> Descriptor:

@@ -11,7 +11,7 @@ import pytest
 from netfate.bundle import inspect_bundle
 from netfate.descriptor import Descriptor, parse_descriptor
 from netfate.errors import Conflict, InvalidInput
-from tests.unit.hostile_docs import MISSING_DEFS, REMOTE_REF, bundle, with_schema
+from tests.unit.hostile_docs import MISSING_DEFS, REMOTE_REF, bundle, with_schema, within
 
 
 def test_issue_missing_defs_and_remote_ref_are_refused_at_upload() -> None:
@@ -71,3 +71,34 @@ def test_a_broken_schema_at_config_time_is_a_conflict() -> None:
     d = parse_descriptor(with_schema({"properties": {"n": {"type": "integer"}}}))
     with pytest.raises(InvalidInput, match="config at n"):
         d.validate_config({"n": "x"})
+
+
+EVIL = "^(a+)+$"  # backtracks exponentially in Python's re on "aaa...a!"
+
+
+def test_patterns_run_in_linear_time() -> None:
+    """A config-schema's patterns are run by RE2: a pattern that would hold Python's re (and
+    the GIL, so the whole orchestrator) for minutes answers at once."""
+    d = parse_descriptor(with_schema({
+        "properties": {"s": {"type": "string", "pattern": EVIL},
+                       "m": {"type": "object", "patternProperties": {EVIL: {"type": "integer"}},
+                             "additionalProperties": False}}}))
+    bad = "a" * 64 + "!"
+    with pytest.raises(InvalidInput, match="does not match"):
+        within(10, d.validate_config, {"s": bad})
+    with pytest.raises(InvalidInput, match="Additional properties"):
+        within(10, d.validate_config, {"m": {bad: 1}})
+    with pytest.raises(InvalidInput, match="is not of type 'integer'"):
+        within(10, d.validate_config, {"m": {"aaa": "x"}})
+    assert d.validate_config({"s": "aaa", "m": {"aa": 1}}) == {"s": "aaa", "m": {"aa": 1}}
+
+
+@pytest.mark.parametrize(("schema", "words"), [
+    ({"properties": {"s": {"pattern": r"(a)\1"}}}, "linear time"),
+    ({"properties": {"s": {"pattern": "(?=a)b"}}}, "linear time"),
+    ({"patternProperties": {"(?<!x)y": {}}}, "linear time"),
+    ({"patternProperties": {"^a": {}}, "unevaluatedProperties": False}, "unevaluated"),
+])
+def test_patterns_re2_cannot_run_are_refused(schema: dict[str, Any], words: str) -> None:
+    with pytest.raises(InvalidInput, match=words):
+        parse_descriptor(with_schema(schema))
