@@ -1,7 +1,9 @@
 """NF bundles: a .tgz with descriptor.yaml and lifecycle scripts, identified by sha256.
 
-Extraction refuses anything but plain files and directories under the bundle root: no '..',
-no absolute paths, no links, no devices; and it bounds size and member count.
+Reading refuses anything but plain files and directories under the bundle root: no '..',
+no absolute paths, no links, no devices, no malformed headers; and it bounds size, expanded
+size and member count (netfate.archive). The descriptor is read with bounded YAML
+(netfate.safe_yaml).
 """
 
 from __future__ import annotations
@@ -16,15 +18,20 @@ import stat
 import tarfile
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-import yaml
-
+from netfate import archive, safe_yaml
+from netfate.archive import Member
 from netfate.descriptor import LIFECYCLE, REQUIRED_SCRIPTS, Descriptor, parse_descriptor
 from netfate.errors import InvalidInput, NotFound
 
 MAX_BUNDLE_BYTES = 16 * 1024 * 1024
 MAX_MEMBERS = 512
+# A descriptor is a few KiB (the catalogue's are 1-3 KiB); these bounds keep reading and
+# checking one (pure-Python YAML, then the JSON Schema check) around a second at worst.
+DESCRIPTOR_LIMITS = safe_yaml.Limits(max_bytes=64 * 1024, max_nodes=10_000)
+LIMITS = archive.Limits(max_compressed=MAX_BUNDLE_BYTES, max_expanded=4 * MAX_BUNDLE_BYTES,
+                        max_members=MAX_MEMBERS, max_member_bytes=MAX_BUNDLE_BYTES)
 DESCRIPTOR = "descriptor.yaml"
 
 
@@ -66,52 +73,28 @@ def build_bundle(src: Path, extra: dict[str, Path] | None = None) -> bytes:
     return buf.getvalue()
 
 
-def _check_member(m: tarfile.TarInfo) -> str:
-    name = m.name
-    p = PurePosixPath(name)
-    if p.is_absolute() or name.startswith("/"):
-        raise InvalidInput(f"bundle member {name!r} has an absolute path")
-    if ".." in p.parts:
-        raise InvalidInput(f"bundle member {name!r} contains '..'")
-    if m.issym() or m.islnk():
-        raise InvalidInput(f"bundle member {name!r} is a link; links are not allowed")
-    if m.isdev() or m.isfifo() or m.ischr() or m.isblk():
-        raise InvalidInput(f"bundle member {name!r} is a device or fifo; not allowed")
-    if not (m.isfile() or m.isdir()):
-        raise InvalidInput(f"bundle member {name!r} is not a plain file or directory")
-    norm = p.as_posix().removeprefix("./")
-    return norm
+def _descriptor_text(tar: bytes, members: dict[str, Member]) -> bytes:
+    m = members.get(DESCRIPTOR)
+    if m is None or m.kind != "file":
+        raise InvalidInput(f"bundle has no {DESCRIPTOR} at its root")
+    return tar[m.offset:m.offset + m.size]
 
 
-def inspect_bundle(data: bytes) -> tuple[Descriptor, list[tarfile.TarInfo]]:
-    """Validate a bundle's archive and descriptor without writing anything."""
+def inspect_bundle(data: bytes) -> tuple[Descriptor, list[Member]]:
+    """Validate a bundle's archive and descriptor without writing anything.
+
+    Bounded in time and memory by construction (netfate.archive: bounded gunzip, strict
+    header walk; netfate.safe_yaml: bounded YAML; the config-schema checked whole). Raises
+    InvalidInput naming the first problem."""
     if len(data) > MAX_BUNDLE_BYTES:
         raise InvalidInput(f"bundle is {len(data)} bytes; the limit is {MAX_BUNDLE_BYTES}")
-    try:
-        tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:gz")
-        members = tar.getmembers()
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise InvalidInput(f"bundle is not a readable .tgz: {exc}") from None
-    if len(members) > MAX_MEMBERS:
-        raise InvalidInput(f"bundle has {len(members)} members; the limit is {MAX_MEMBERS}")
-    total = 0
-    names: dict[str, tarfile.TarInfo] = {}
-    for m in members:
-        names[_check_member(m)] = m
-        total += m.size
-    if total > 4 * MAX_BUNDLE_BYTES:
-        raise InvalidInput("bundle unpacks to more than 64 MiB")
-    if DESCRIPTOR not in names:
-        raise InvalidInput(f"bundle has no {DESCRIPTOR} at its root")
-    fh = tar.extractfile(names[DESCRIPTOR])
-    assert fh is not None
-    try:
-        raw = yaml.safe_load(fh.read())
-    except yaml.YAMLError as exc:
-        raise InvalidInput(f"{DESCRIPTOR} is not valid YAML: {exc}") from None
+    tar, members = archive.read_tgz(data, LIMITS)
+    names = {m.name: m for m in members}
+    raw = safe_yaml.load(_descriptor_text(tar, names), DESCRIPTOR, DESCRIPTOR_LIMITS)
     desc = parse_descriptor(raw, DESCRIPTOR)
-    scripts = {n.removeprefix("scripts/") for n in names if n.startswith("scripts/")}
-    unknown = scripts - set(LIFECYCLE) - {""}
+    scripts = {n.removeprefix("scripts/") for n, m in names.items()
+               if n.startswith("scripts/") and m.kind == "file"}
+    unknown = scripts - set(LIFECYCLE)
     if unknown:
         raise InvalidInput(f"bundle has unknown lifecycle scripts: {sorted(unknown)}")
     missing = [s for s in REQUIRED_SCRIPTS if s not in scripts]
@@ -138,25 +121,21 @@ class BundleStore:
         if (dest / DESCRIPTOR).is_file():
             return self.get(sha)
         desc, members = inspect_bundle(data)
+        tar = archive.gunzip(data, LIMITS)  # inspected: the same bytes, read the same way
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".fate-bundle-", dir=self.root))
         try:
-            with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-                for m in members:
-                    rel = _check_member(m)
-                    if not rel:
-                        continue
-                    target = tmp / rel
-                    if m.isdir():
-                        target.mkdir(parents=True, exist_ok=True)
-                        continue
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    src = tar.extractfile(m)
-                    assert src is not None
-                    with target.open("wb") as out:
-                        shutil.copyfileobj(src, out)
-                    mode = 0o755 if rel.startswith("scripts/") or m.mode & stat.S_IXUSR else 0o644
-                    os.chmod(target, mode)
+            for m in members:
+                if not m.name:
+                    continue
+                target = tmp / m.name
+                if m.kind == "dir":
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(tar[m.offset:m.offset + m.size])
+                executable = m.name.startswith("scripts/") or m.mode & stat.S_IXUSR
+                os.chmod(target, 0o755 if executable else 0o644)
             (tmp / ".sha256").write_text(sha)
             try:
                 os.rename(tmp, dest)
@@ -172,7 +151,8 @@ class BundleStore:
         dest = self.root / sha256.lower()
         if len(sha256) != 64 or not (dest / DESCRIPTOR).is_file():
             raise NotFound(f"no bundle with sha256 {sha256}")
-        raw = yaml.safe_load((dest / DESCRIPTOR).read_text())
+        raw = safe_yaml.load((dest / DESCRIPTOR).read_bytes(), f"bundle {sha256[:12]}",
+                             DESCRIPTOR_LIMITS)
         return Bundle(sha256.lower(), dest, parse_descriptor(raw, f"bundle {sha256[:12]}"))
 
     def list(self) -> list[Bundle]:

@@ -6,9 +6,11 @@ import re
 from typing import Any, Literal
 
 import jsonschema
+import referencing.exceptions
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from netfate.errors import InvalidInput
+from netfate import schema_check
+from netfate.errors import Conflict, InvalidInput
 from netfate.flavours import DEFAULT_FLAVOUR, check_flavour
 
 LIFECYCLE = (
@@ -103,6 +105,7 @@ class Descriptor(_Model):
             jsonschema.Draft202012Validator.check_schema(self.config_schema)
         except jsonschema.SchemaError as exc:
             raise ValueError(f"config-schema is not a valid JSON Schema: {exc.message}") from exc
+        schema_check.check(self.config_schema)  # local refs only, no loops, RE2 patterns
         return self
 
     @property
@@ -117,10 +120,17 @@ class Descriptor(_Model):
         for key, prop in (self.config_schema.get("properties") or {}).items():
             if key not in filled and isinstance(prop, dict) and "default" in prop:
                 filled[key] = prop["default"]
-        validator = jsonschema.Draft202012Validator(
-            self.config_schema, format_checker=jsonschema.FormatChecker()
-        )
-        errors = sorted(validator.iter_errors(filled), key=lambda e: list(e.path))
+        try:
+            schema_check.check(self.config_schema)
+            validator = schema_check.validator(self.config_schema)
+            errors = sorted(validator.iter_errors(filled), key=lambda e: list(e.path))
+        except (ValueError, referencing.exceptions.Unresolvable, jsonschema.SchemaError,
+                RecursionError) as exc:
+            # Defence in depth: a package stored before its schema was checked whole (or a
+            # schema whose references loop) is the package's fault, never a 500.
+            raise Conflict(f"{self.name}: its package's config-schema cannot be used "
+                           f"({type(exc).__name__}: {str(exc)[:300]}); upload a fixed "
+                           "package") from None
         if errors:
             e = errors[0]
             where = "/".join(str(p) for p in e.path) or "(top)"

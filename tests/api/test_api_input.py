@@ -179,17 +179,19 @@ def test_invalid_body(seeded: httpx.Client, method: str, path: str, body: dict[s
 
 
 def test_over_large_body(seeded: httpx.Client, world_: World) -> None:
-    limit = world_.live.settings.max_body_bytes
+    limit = world_.live.settings.max_json_bytes  # JSON bodies; bundle uploads: max_body_bytes
     big = b'{"name": "user2", "password": "' + b"x" * limit + b'"}'
+    upload = world_.live.settings.max_body_bytes
     with unchanged(seeded):
         # Announced by Content-Length: refused before it is read.
         assert_problem(seeded.post(f"{API}/users", content=big, headers=JSON), 413,
                        str(limit))
         # Streamed (chunked, no length): refused once past the limit, also as 413.
-        chunks = (big[i:i + (1 << 20)] for i in range(0, len(big), 1 << 20))
+        chunks = (big[i:i + (1 << 16)] for i in range(0, len(big), 1 << 16))
         assert_problem(seeded.post(f"{API}/users", content=chunks, headers=JSON), 413,
                        str(limit))
-        assert_problem(seeded.post(f"{API}/vnf_packages", content=big), 413, str(limit))
+        assert_problem(seeded.post(f"{API}/vnf_packages", content=b"x" * (upload + 1)), 413,
+                       str(upload))
     # A body just under the limit is read (and refused for what it is, not its size).
     r = seeded.post(f"{API}/users", content=b'{"name": "user2", "password": "' +
                     b"x" * 300 + b'"}', headers=JSON)

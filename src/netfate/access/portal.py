@@ -35,16 +35,16 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from netfate import credentials
 from netfate.access.addressing import PORTAL_NAME
 from netfate.radius.client import AuthResult, RadiusError
 
 log = logging.getLogger("netfate.access.portal")
 
 MAX_BODY = 4096
-MAX_USER = 64
-MAX_PASSWORD_BYTES = 128  # RFC 2865 5.2
+MAX_USER = credentials.USERNAME_MAX
+MAX_PASSWORD_BYTES = credentials.PASSWORD_MAX_BYTES  # RFC 2865 5.2
 MAX_NEXT = 2048
-_USER = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")  # as naming.check_token: no "." or ".."
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
 Authenticate = Callable[[str, str, str], AuthResult | Awaitable[AuthResult]]
@@ -148,16 +148,12 @@ def parse_login(content_type: str | None, body: bytes) -> tuple[str, str, str | 
         raise BadRequest("username is missing")
     if password is None:
         raise BadRequest("password is missing")
-    if not user or len(user) > MAX_USER or not _USER.match(user):
-        raise BadRequest(f"username must be 1-{MAX_USER} characters a-z, 0-9, '_', '.', '-', "
-                         "starting with a letter or digit")
-    raw = password.encode("utf-8")
-    if not raw:
-        raise BadRequest("password is empty")
-    if len(raw) > MAX_PASSWORD_BYTES:
-        raise BadRequest(f"password is over {MAX_PASSWORD_BYTES} bytes")
-    if "\x00" in password:
-        raise BadRequest("password must not contain NUL")
+    # The same rules as the API's (netfate.credentials): what can't be a password is refused
+    # here in words rather than sent to RADIUS, where it could only fail (or, starting with
+    # "reauth:", be read as a session token).
+    why = credentials.username_problem(user) or credentials.password_problem(password)
+    if why:
+        raise BadRequest(why)
     return user, password, _safe_next(fields.get("next"))
 
 

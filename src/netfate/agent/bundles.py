@@ -6,8 +6,8 @@ import contextlib
 
 import httpx
 
-from netfate.bundle import BundleStore
-from netfate.errors import NotFound
+from netfate.bundle import MAX_BUNDLE_BYTES, BundleStore
+from netfate.errors import InvalidInput, NotFound
 
 FETCH_TIMEOUT_S = 30.0
 
@@ -22,7 +22,13 @@ def ensure_bundle(store: BundleStore, node: str, sha: str, fetch: dict[str, str]
     url = fetch.get(sha)
     if url is None:
         raise NotFound(f"bundle {sha[:12]} is not on node {node} and no URL was given")
-    r = httpx.get(url, timeout=FETCH_TIMEOUT_S)
-    if r.status_code != 200:
-        raise NotFound(f"bundle {sha[:12]}: fetching {url} gave HTTP {r.status_code}")
-    store.add(r.content, expected_sha256=sha)
+    data = bytearray()
+    with httpx.stream("GET", url, timeout=FETCH_TIMEOUT_S) as r:
+        if r.status_code != 200:
+            raise NotFound(f"bundle {sha[:12]}: fetching {url} gave HTTP {r.status_code}")
+        for chunk in r.iter_bytes():
+            data += chunk
+            if len(data) > MAX_BUNDLE_BYTES:  # never hold more than a bundle can be
+                raise InvalidInput(f"bundle {sha[:12]}: {url} sends over {MAX_BUNDLE_BYTES} "
+                                   "bytes")
+    store.add(bytes(data), expected_sha256=sha)

@@ -45,5 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def health() -> dict[str, object]:
         return {"ok": True, "version": __version__, "nats": orch.nats_url}
 
-    app.add_middleware(problems.BodyLimit, limit=orch.settings.max_body_bytes)
+    app.add_middleware(problems.BodyLimit, limit=orch.settings.max_body_bytes,
+                       small=orch.settings.max_json_bytes,
+                       large=frozenset({"/api/v1/vnf_packages"}))
     return app

@@ -50,7 +50,14 @@ class Settings(BaseModel):
         description="Networks subscription callbacks may go to (comma-separated in "
         "NETFATE_CALLBACK_NETWORKS)")
     max_body_bytes: int = Field(
-        default=16 * 1024 * 1024, gt=0, description="Largest request body, bytes")
+        default=16 * 1024 * 1024, gt=0, description="Largest request body (a bundle upload), "
+        "bytes")
+    max_json_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="Largest request body of every other route "
+        "(JSON), bytes")
+    inspect_timeout: float = Field(
+        default=20.0, gt=0, description="Seconds a bundle upload may take to inspect before "
+        "it is refused")
     seed_catalogue: bool = Field(
         default=True, description="Load the packaged NF catalogue at start")
     radius_settings: RadiusSettings = Field(

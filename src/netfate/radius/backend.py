@@ -24,6 +24,7 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from netfate.credentials import REAUTH_PREFIX
 from netfate.db import Database, repo
 from netfate.db.models import User
 from netfate.radius.pool import pick_address
@@ -100,7 +101,6 @@ class AuthDecision:
         return out
 
 
-REAUTH_PREFIX = "reauth:"
 
 
 def reauth_token(api_key: str, session_id: str, mac: str) -> str:

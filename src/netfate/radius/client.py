@@ -27,9 +27,8 @@ from typing import Any
 from pyrad import packet  # type: ignore[import-untyped]
 from pyrad.dictionary import Dictionary  # type: ignore[import-untyped]
 
+from netfate.credentials import PASSWORD_MAX_BYTES as MAX_PASSWORD_BYTES  # RFC 2865 5.2
 from netfate.errors import NetfateError
-
-MAX_PASSWORD_BYTES = 128  # RFC 2865 5.2
 
 
 class RadiusError(NetfateError):

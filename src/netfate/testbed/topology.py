@@ -9,10 +9,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from netfate import naming
+from netfate import naming, safe_yaml
 from netfate.errors import InvalidInput
 
 MAX_NODES = 64
@@ -150,10 +149,7 @@ class Topology(_M):
 
 
 def parse_topology(text: str, source: str = "topology") -> Topology:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InvalidInput(f"{source}: not valid YAML: {exc}") from None
+    data = safe_yaml.load(text, source)  # bounded: aliases, depth, size
     if not isinstance(data, dict):
         raise InvalidInput(f"{source}: must be a mapping")
     try:

@@ -9,11 +9,19 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from netfate import credentials
 from netfate.db.models import Node, User, VnfInstance
 from netfate.db.passwords import DUMMY_HASH, hash_password, needs_rehash, verify_password
 from netfate.db.repo import check
 from netfate.db.repo._common import get_or_404, guard, set_given, stamp, where_given
 from netfate.errors import Conflict, InvalidInput
+
+
+def _check_password(password: str) -> str:
+    why = credentials.password_problem(password)
+    if why:
+        raise InvalidInput(why)
+    return password
 
 
 def _check_chain(required_nfs: Sequence[str]) -> list[str]:
@@ -87,7 +95,7 @@ def create_user(
     chain = _check_chain(required_nfs)
     user = User(
         name=name,
-        password_hash=hash_password(password),
+        password_hash=hash_password(_check_password(password)),
         required_nfs=chain,
         classifiers=_check_classifiers(classifiers, chain),
         nf_config=_check_nf_config(nf_config or {}),
@@ -123,7 +131,7 @@ def update_user(
     """Change a user's password, chain, NF config, classifiers or framed IP. Omitted fields
     are kept."""
     user = get_user(session, name)
-    new_hash = hash_password(password) if password is not None else None
+    new_hash = hash_password(_check_password(password)) if password is not None else None
     chain = _check_chain(required_nfs) if required_nfs is not None else None
     cfg = _check_nf_config(nf_config) if nf_config is not None else None
     classes = None

@@ -65,6 +65,8 @@ def install(app: FastAPI) -> None:
         where = f"{request.method} {request.url.path}"
         if exc.status_code == 404 and detail == "Not Found":  # the router's: no such path
             detail = f"no such path: {request.url.path} (see /openapi.json)"
+        if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
+            detail = "malformed JSON body: nested too deeply"  # json's own recursion bound
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             allowed = ", ".join(_allowed_methods(request)) or headers.get("Allow", "")
@@ -121,19 +123,25 @@ class CatchAll:
 
 
 class BodyLimit:
-    """Refuse bodies over `limit` bytes with 413, before they are read into memory."""
+    """Refuse bodies over `limit` bytes with 413, before they are read into memory. Paths in
+    `large` (bundle uploads) may send up to `limit`; every other one (JSON bodies) up to
+    `small` if given."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, small: int | None = None,
+                 large: frozenset[str] = frozenset()) -> None:
         self.app = app
-        self.limit = limit
+        self.big = limit
+        self.small = limit if small is None else min(small, limit)
+        self.large = large
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.big if scope.get("path") in self.large else self.small
         for k, v in scope.get("headers", []):
-            if k == b"content-length" and v.isdigit() and int(v) > self.limit:
-                await problem(413, f"body over {self.limit} bytes")(scope, receive, send)
+            if k == b"content-length" and v.isdigit() and int(v) > limit:
+                await problem(413, f"body over {limit} bytes")(scope, receive, send)
                 return
         seen = 0
 
@@ -142,8 +150,8 @@ class BodyLimit:
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge(self.limit)
+                if seen > limit:
+                    raise _TooLarge(limit)
             return msg
 
         try:

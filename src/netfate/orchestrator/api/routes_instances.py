@@ -86,9 +86,16 @@ def _check_node_can_run(s: Any, node: str, descriptor: dict[str, Any]) -> None:
 
 
 def _validate_config(descriptor: dict[str, Any], config: dict[str, Any]) -> None:
+    """InvalidInput if `config` is wrong; Conflict (409) if the stored package itself is not
+    usable (e.g. stored before its config-schema was checked whole at upload)."""
     from netfate.descriptor import parse_descriptor
 
-    parse_descriptor(descriptor).validate_config(config)
+    try:
+        desc = parse_descriptor(descriptor, "stored descriptor")
+    except InvalidInput as exc:
+        raise Conflict(f"NF {descriptor.get('name')!r}: its package cannot be used ({exc}); "
+                       "upload a fixed package") from None
+    desc.validate_config(config)
 
 
 # -- checks before an operation starts (each one transaction, off the event loop) -------------

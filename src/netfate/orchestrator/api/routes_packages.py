@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -9,10 +12,41 @@ from fastapi.responses import Response
 
 from netfate.bundle import inspect_bundle, sha256_of
 from netfate.db import repo
-from netfate.errors import InvalidInput
-from netfate.orchestrator.api.deps import all_rows, db, one_row, row
+from netfate.descriptor import Descriptor
+from netfate.errors import InvalidInput, NetfateError
+from netfate.orchestrator.api.deps import all_rows, db, one_row, orch, row
 
 router = APIRouter()
+
+# Inspections run here, off the event loop and apart from every other worker thread, a few at
+# a time: uploads can neither stall the API nor take the threads other requests need.
+INSPECTORS = 2
+_inspectors = ThreadPoolExecutor(INSPECTORS, thread_name_prefix="netfate-inspect")
+
+
+class Busy(NetfateError):
+    """No inspector is free (answered 503: the problem handler's default)."""
+
+
+async def _inspect(data: bytes, limit: float) -> Descriptor:
+    """The bundle's descriptor, inspected in an inspector thread. Inspection is bounded by
+    construction (netfate.archive, netfate.safe_yaml); one that still takes over `limit`
+    seconds is refused (422; its thread ends on its own), and 503 if no inspector was free
+    in that time."""
+    started = threading.Event()
+
+    def work() -> Descriptor:
+        started.set()
+        return inspect_bundle(data)[0]
+
+    loop = asyncio.get_running_loop()
+    try:
+        return await asyncio.wait_for(loop.run_in_executor(_inspectors, work), limit)
+    except TimeoutError:
+        if not started.is_set():
+            raise Busy(f"every bundle inspector was busy for {limit:g} s: retry "
+                       "later") from None
+        raise InvalidInput(f"bundle took over {limit:g} s to inspect: refused") from None
 
 
 _BUNDLE_BODY = {"type": "string", "format": "binary"}
@@ -31,7 +65,7 @@ async def upload(request: Request,
         raise InvalidInput("empty body: send the bundle .tgz as the request body")
     if sha256 is not None and sha256_of(data) != sha256.lower():
         raise InvalidInput(f"bundle sha256 is {sha256_of(data)}, not the expected {sha256}")
-    desc, _ = inspect_bundle(data)
+    desc = await _inspect(data, orch(request).settings.inspect_timeout)
     return await db(request).run(lambda s: row(repo.add_bundle(
         s, data, name=desc.name, version=desc.version,
         descriptor=desc.model_dump(mode="json", by_alias=True))))

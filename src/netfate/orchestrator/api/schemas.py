@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from netfate import credentials
 
 NAME = r"^[a-z0-9][a-z0-9_.-]{0,31}$"
 MAC = r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$"
@@ -22,6 +24,28 @@ NODE = Path(description="a node's name", examples=["cpe1"])
 IID = Path(description="an NF instance's id (node-owner-nf)", examples=["cpe1-user1-firewall"])
 
 
+MAX_JSON_DEPTH = 32
+
+
+def _shallow(value: Any) -> Any:
+    """Free-form JSON (NF config, matches, filters) nests at most MAX_JSON_DEPTH levels: deeper
+    documents would be stored and then fail to serialise (a 500 on every later read)."""
+    stack = [(value, 1)]
+    while stack:
+        x, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(x, dict):
+            stack.extend((y, depth + 1) for y in x.values())
+        elif isinstance(x, list):
+            stack.extend((y, depth + 1) for y in x)
+    return value
+
+
+Doc = Annotated[dict[str, Any], AfterValidator(_shallow)]
+Docs = Annotated[dict[str, dict[str, Any]], AfterValidator(_shallow)]
+
+
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -31,7 +55,7 @@ class TSRuleBody(Body):
     controller.model.TSRule; output names switch ports or normal/flood/controller/in_port."""
 
     priority: int = Field(default=100, ge=1, le=64535, examples=[100])
-    match: dict[str, Any] = Field(default_factory=dict, examples=[
+    match: Doc = Field(default_factory=dict, examples=[
         {"in_port": "fate-c1-h1", "eth_src": "02:aa:00:00:00:01"}])
     output: list[str] = Field(default_factory=list, max_length=64, examples=[["fate-c1-up"]])
 
@@ -48,19 +72,41 @@ class TrafficClass(Body):
     nfs: list[str] = Field(min_length=1, max_length=16, examples=[["packet-inspector"]])
 
 
+PASSWORD_DOC = ("4-128 bytes of UTF-8 in NFC, no control characters, no white space at either "
+                "end, not starting with 'reauth:' (netfate.credentials)")
+
+# For the docs (a byte limit, checked by _password, whose error names the rule: pydantic's own
+# max_length would count characters).
+_PASSWORD_MAX: dict[str, Any] = {"maxLength": credentials.PASSWORD_MAX_BYTES}
+
+
+def _password(v: str | None) -> str | None:
+    why = None if v is None else credentials.password_problem(v)
+    if why:
+        raise ValueError(why)
+    return v
+
+
 class UserCreate(Body):
-    name: str = Field(pattern=NAME, examples=["user2"])
-    password: str = Field(min_length=4, max_length=256, examples=["secret2"])
+    name: str = Field(pattern=credentials.USERNAME_PATTERN, examples=["user2"],
+                      description=f"a user name: {credentials.USERNAME_RULE}")
+    password: str = Field(min_length=4, examples=["secret2"], description=PASSWORD_DOC,
+                          json_schema_extra=_PASSWORD_MAX)
     required_nfs: list[str] = Field(default=[], max_length=16, examples=[["firewall"]])
-    nf_config: dict[str, dict[str, Any]] = {}
+    nf_config: Docs = {}
     classifiers: list[TrafficClass] = Field(default=[], max_length=32)
+
+    _check_password = field_validator("password")(_password)
 
 
 class UserPatch(Body):
-    password: str | None = Field(default=None, min_length=4, max_length=256)
+    password: str | None = Field(default=None, min_length=4, description=PASSWORD_DOC,
+                                 json_schema_extra=_PASSWORD_MAX)
     required_nfs: list[str] | None = Field(default=None, max_length=16)
-    nf_config: dict[str, dict[str, Any]] | None = None
+    nf_config: Docs | None = None
     classifiers: list[TrafficClass] | None = Field(default=None, max_length=32)
+
+    _check_password = field_validator("password")(_password)
 
 
 class Associate(Body):
@@ -73,7 +119,7 @@ class Instantiate(Body):
     nf: str = Field(pattern=NAME, examples=["rate-limiter"])
     owner: str = Field(pattern=NAME, examples=["user1"])
     node: str = Field(pattern=NAME, examples=["cpe1"])
-    config: dict[str, Any] = Field(default={}, examples=[{}])
+    config: Doc = Field(default={}, examples=[{}])
 
 
 class MigrateBody(Body):
@@ -81,13 +127,13 @@ class MigrateBody(Body):
 
 
 class UpdateBody(Body):
-    config: dict[str, Any] = Field(examples=[{"default_in": "allow"}])
+    config: Doc = Field(examples=[{"default_in": "allow"}])
 
 
 class SubscriptionCreate(Body):
     callbackUri: str = Field(min_length=1, max_length=2048,
                              examples=["http://127.0.0.1:8080/netfate/notifications"])
-    filter: dict[str, Any] = {}
+    filter: Doc = {}
 
     @field_validator("callbackUri")
     @classmethod

@@ -1,0 +1,189 @@
+"""A descriptor's config-schema, checked whole at upload and evaluated safely later. Pure.
+
+- References: every `$ref`/`$dynamicRef` resolves inside the schema ('#...'; nothing is ever
+  fetched), and none loops back to where it started without stepping into a property or an
+  item (validation would recurse forever).
+- Regular expressions (`pattern`, `patternProperties`): run by RE2 (google-re2), which takes
+  time linear in the input, instead of Python's backtracking `re`, where a pattern such as
+  `(a+)+$` against 30 characters would hold the interpreter for minutes (and `re` keeps the
+  GIL: every thread of the orchestrator would stop). A pattern RE2 cannot run (backreferences,
+  lookaround) is refused at upload.
+
+Each check raises ValueError naming what is wrong; `validator(schema)` is the draft 2020-12
+validator with the RE2 keywords.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+import jsonschema
+import re2  # type: ignore[import-untyped]
+import referencing
+import referencing.exceptions
+import referencing.jsonschema
+from jsonschema.exceptions import ValidationError
+
+_REF_KEYWORDS = ("$ref", "$dynamicRef")
+_IN_PLACE_LISTS = ("allOf", "anyOf", "oneOf")
+_IN_PLACE_ONE = ("not", "if", "then", "else")
+
+
+def check(schema: Any) -> None:
+    """All of this module's checks on a schema that is already valid draft 2020-12."""
+    nodes = check_local_refs(schema)
+    check_patterns(nodes)
+
+
+def check_local_refs(schema: Any) -> list[dict[str, Any]]:
+    """Every reference resolves inside the schema; returns every subschema (as the draft
+    defines them, and every reference's target). Raises ValueError naming the first reference
+    that is not local ('#...': remote http://, file:// or relative refs are never fetched) or
+    that points at nothing, any `$id` below the root (it would move what '#' means), and
+    references that loop in place."""
+    spec = referencing.jsonschema.DRAFT202012
+    root_id = schema.get("$id", "") if isinstance(schema, dict) else ""
+    if not isinstance(root_id, str):
+        raise ValueError("config-schema: $id must be a string")
+    registry: referencing.Registry[Any] = referencing.Registry().with_resource(
+        root_id, spec.create_resource(schema))
+    resolver = registry.resolver(base_uri=root_id)
+    seen: dict[int, dict[str, Any]] = {}
+    in_place: dict[int, list[Any]] = {}  # subschemas applied to the same instance
+    stack: list[Any] = [schema]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen or not isinstance(node, dict):
+            continue
+        seen[id(node)] = node
+        here = in_place.setdefault(id(node), [])
+        here.extend(_in_place(node))
+        if node is not schema and "$id" in node:
+            raise ValueError(f"config-schema: $id {node['$id']!r} below the root is not "
+                             "supported: references must be local ('#...')")
+        for kw in _REF_KEYWORDS:
+            ref = node.get(kw)
+            if ref is None:
+                continue
+            if not isinstance(ref, str) or not ref.startswith("#"):
+                raise ValueError(f"config-schema: {kw} {ref!r} is not a local reference: "
+                                 "only '#...' references within the schema are allowed "
+                                 "(nothing is fetched)")
+            try:
+                target = resolver.lookup(ref).contents
+            except referencing.exceptions.Unresolvable:
+                raise ValueError(f"config-schema: {kw} {ref!r} points at nothing in the "
+                                 "schema") from None
+            stack.append(target)
+            here.append(target)
+        stack.extend(sub.contents for sub in spec.create_resource(node).subresources())
+    _no_loop(in_place)
+    return list(seen.values())
+
+
+def _in_place(node: dict[str, Any]) -> list[Any]:
+    out = [x for k in _IN_PLACE_LISTS if isinstance(node.get(k), list) for x in node[k]]
+    out += [node[k] for k in _IN_PLACE_ONE if k in node]
+    deps = node.get("dependentSchemas")
+    return out + (list(deps.values()) if isinstance(deps, dict) else [])
+
+
+def _no_loop(in_place: dict[int, list[Any]]) -> None:
+    """Refuse references that come back to where they started without stepping into a
+    property or an item: validating would recurse forever (RecursionError)."""
+    done: set[int] = set()
+    for start in list(in_place):
+        if start in done:
+            continue
+        path: set[int] = {start}
+        stack: list[tuple[int, int]] = [(start, 0)]
+        while stack:
+            node, i = stack.pop()
+            nexts = [id(x) for x in in_place.get(node, []) if isinstance(x, dict)]
+            if i < len(nexts):
+                stack.append((node, i + 1))
+                nxt = nexts[i]
+                if nxt in path:
+                    raise ValueError("config-schema: its references loop back to the same "
+                                     "place without reaching into a property or item "
+                                     "(validation would never end)")
+                if nxt not in done:
+                    path.add(nxt)
+                    stack.append((nxt, 0))
+            else:
+                path.discard(node)
+                done.add(node)
+
+
+# -- regular expressions, by RE2 -----------------------------------------------------------
+
+@functools.lru_cache(maxsize=256)
+def regex(pattern: str) -> Any:
+    """The RE2 form of a JSON Schema pattern; ValueError naming it if RE2 cannot run it."""
+    options = re2.Options()
+    options.log_errors = False
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        why = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
+        raise ValueError(f"config-schema: pattern {pattern!r} cannot be run in linear time "
+                         f"(RE2: {why}); backreferences and lookaround are not supported"
+                         ) from None
+
+
+def check_patterns(nodes: list[dict[str, Any]]) -> None:
+    uses_unevaluated = any("unevaluatedProperties" in n for n in nodes)
+    for n in nodes:
+        if isinstance(n.get("pattern"), str):
+            regex(n["pattern"])
+        pp = n.get("patternProperties")
+        if isinstance(pp, dict):
+            if uses_unevaluated:  # jsonschema would run these patterns with Python's re
+                raise ValueError("config-schema: patternProperties together with "
+                                 "unevaluatedProperties is not supported")
+            for p in pp:
+                regex(p)
+
+
+def _pattern(validator: Any, patrn: str, instance: Any, schema: Any
+             ) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string") and not regex(patrn).search(instance):
+        yield ValidationError(f"{instance!r} does not match {patrn!r}")
+
+
+def _pattern_properties(validator: Any, pp: dict[str, Any], instance: Any, schema: Any
+                        ) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    for p, subschema in pp.items():
+        rx = regex(p)
+        for k, v in instance.items():
+            if rx.search(k):
+                yield from validator.descend(v, subschema, path=k, schema_path=p)
+
+
+def _additional_properties(validator: Any, ap: Any, instance: Any, schema: Any
+                           ) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    props = schema.get("properties", {})
+    patterns = [regex(p) for p in schema.get("patternProperties", {})]
+    extras = [k for k in instance if k not in props and not any(r.search(k) for r in patterns)]
+    if validator.is_type(ap, "object"):
+        for extra in extras:
+            yield from validator.descend(instance[extra], ap, path=extra)
+    elif not ap and extras:
+        yield ValidationError("Additional properties are not allowed "
+                              f"({', '.join(repr(e) for e in sorted(extras))} unexpected)")
+
+
+_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {  # type: ignore[no-untyped-call]
+    "pattern": _pattern, "patternProperties": _pattern_properties,
+    "additionalProperties": _additional_properties})
+
+
+def validator(schema: Any) -> Any:
+    """A draft 2020-12 validator of `schema` whose regular expressions RE2 runs."""
+    return _Validator(schema, format_checker=jsonschema.FormatChecker())

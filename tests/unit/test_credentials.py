@@ -1,0 +1,92 @@
+"""What the API accepts as a user name or password round-trips through every path that uses
+it (issue #16 input 7): one rule (netfate.credentials) for the API body, the repository and
+the captive portal's form, so none accepts what another cannot carry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from pydantic import ValidationError
+
+from netfate import credentials
+from netfate.access.portal import BadRequest, parse_login
+from netfate.db import Database, repo
+from netfate.errors import InvalidInput
+from netfate.orchestrator.api.schemas import UserCreate, UserPatch
+from netfate.radius.backend import reauth_token
+
+FORM = "application/x-www-form-urlencoded"
+
+BAD_PASSWORDS = [
+    ("reauth:my-own-pass", "reauth:"),  # the issue's: RADIUS reads it as a session token
+    ("x" * 200, "128 bytes"),  # the issue's: the portal and RFC 2865 cap it at 128
+    ("\u00e9" * 65, "128 bytes"),  # 65 characters, 130 bytes of UTF-8
+    ("pass\x00word", "control"),
+    ("pass\nword", "control"),
+    ("pass\tword", "control"),
+    ("pass\x7fword", "control"),
+    (" password", "white space"),
+    ("password ", "white space"),
+    ("passw\u00a0", "white space"),  # no-break space: str.strip() knows it
+    ("cafe\u0301-pass", "NFC"),
+]
+GOOD_PASSWORDS = ["secret1", "x" * 128, "\u00e9" * 64, "pass word", "caf\u00e9-pass",
+                  "r\u00e9auth:x", "Reauth:x", "a:reauth:b"]
+
+
+@pytest.mark.parametrize(("password", "words"), BAD_PASSWORDS)
+def test_a_password_no_path_can_carry_is_refused_everywhere(password: str, words: str,
+                                                            tmp_path: Path) -> None:
+    assert words in (credentials.password_problem(password) or "")
+    # the API body (a 422 naming the rule)
+    with pytest.raises(ValidationError, match=words):
+        UserCreate(name="user2", password=password)
+    with pytest.raises(ValidationError, match=words):
+        UserPatch(password=password)
+    # the repository
+    db = Database.create(f"sqlite:///{tmp_path}/db.sqlite")
+    with db.session() as s, pytest.raises(InvalidInput, match=words):
+        repo.create_user(s, "user2", password)
+    # the portal's form: refused in words, never sent to RADIUS
+    body = urlencode({"username": "user2", "password": password}).encode()
+    with pytest.raises(BadRequest, match=words):
+        parse_login(FORM, body)
+
+
+@pytest.mark.parametrize("password", GOOD_PASSWORDS)
+def test_a_password_the_api_accepts_reaches_radius_intact(password: str,
+                                                          tmp_path: Path) -> None:
+    UserCreate(name="user2", password=password)
+    db = Database.create(f"sqlite:///{tmp_path}/db.sqlite")
+    with db.session() as s:
+        repo.create_user(s, "user2", password)
+    with db.session() as s:
+        assert repo.authenticate_user(s, "user2", password) is not None
+    body = urlencode({"username": "user2", "password": password}).encode()
+    assert parse_login(FORM, body)[:2] == ("user2", password)
+
+
+def test_reauth_tokens_are_never_a_password() -> None:
+    token = reauth_token("k" * 32, "session", "02:00:00:00:00:01")
+    assert token.startswith(credentials.REAUTH_PREFIX)
+    assert credentials.password_problem(token) is not None
+
+
+@pytest.mark.parametrize("name", ["", "a" * 33, "Alice", "al ice", "..", "-a", "user\n",
+                                  "us\u0435r", "user@realm", "a/b", "\u0661"])
+def test_user_names_follow_one_rule(name: str) -> None:
+    assert credentials.username_problem(name) is not None
+    with pytest.raises(ValidationError):
+        UserCreate(name=name, password="secret1")
+    body = urlencode({"username": name, "password": "secret1"}).encode()
+    with pytest.raises(BadRequest, match="username must be"):
+        parse_login(FORM, body)
+
+
+def test_good_user_names() -> None:
+    for name in ("user1", "a", "a" * 32, "john.doe", "x_y-z"):
+        assert credentials.username_problem(name) is None
+        UserCreate(name=name, password="secret1")
+        parse_login(FORM, urlencode({"username": name, "password": "pw"}).encode())

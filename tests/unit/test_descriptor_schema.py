@@ -1,0 +1,104 @@
+"""A descriptor's config-schema is checked whole at upload (issue #16 input 3 and its kind):
+every reference resolves inside it, nothing is fetched; a schema that still fails when a
+config is checked is a 409 (Conflict), never an unexpected error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from netfate.bundle import inspect_bundle
+from netfate.descriptor import Descriptor, parse_descriptor
+from netfate.errors import Conflict, InvalidInput
+from tests.unit.hostile_docs import MISSING_DEFS, REMOTE_REF, bundle, with_schema, within
+
+
+def test_issue_missing_defs_and_remote_ref_are_refused_at_upload() -> None:
+    with pytest.raises(InvalidInput, match=r"\$ref '#/\$defs/rule' points at nothing"):
+        inspect_bundle(bundle(with_schema(MISSING_DEFS)))
+    with pytest.raises(InvalidInput, match=r"\$ref 'http://example.com/r.json' is not a local"):
+        inspect_bundle(bundle(with_schema(REMOTE_REF)))
+
+
+@pytest.mark.parametrize(("schema", "words"), [
+    ({"$ref": "file:///etc/passwd"}, "'file:///etc/passwd' is not a local"),
+    ({"$ref": "other.json#/x"}, "'other.json#/x' is not a local"),
+    ({"$dynamicRef": "https://x/y#meta"}, r"\$dynamicRef 'https://x/y#meta' is not a local"),
+    ({"$ref": "#nowhere"}, "'#nowhere' points at nothing"),
+    ({"$defs": {"a": {"$ref": "#/$defs/b"}}, "$ref": "#/$defs/a"}, "'#/\\$defs/b' points at"),
+    # a reference into a part of the schema no keyword names is followed, and checked too
+    ({"definitions": {"a": {"$ref": "http://evil/x"}}, "$ref": "#/definitions/a"},
+     "'http://evil/x' is not a local"),
+    ({"properties": {"a": {"$id": "http://x/y", "type": "string"}}}, r"\$id 'http://x/y'"),
+    ({"items": {"allOf": [{"not": {"$ref": "#/$defs/none"}}]}}, "points at nothing"),
+    # references that loop without stepping into the config: validation would never end
+    ({"$ref": "#"}, "loop"),
+    ({"$defs": {"a": {"allOf": [{"$ref": "#/$defs/b"}]}, "b": {"not": {"$ref": "#/$defs/a"}}},
+      "$ref": "#/$defs/a"}, "loop"),
+])
+def test_refused_references(schema: dict[str, Any], words: str) -> None:
+    with pytest.raises(InvalidInput, match=words):
+        parse_descriptor(with_schema(schema))
+
+
+@pytest.mark.parametrize("schema", [
+    {"$defs": {"rule": {"type": "string"}}, "properties": {"r": {"$ref": "#/$defs/rule"}}},
+    {"$id": "https://example.com/s", "$defs": {"rule": {"type": "string"}},
+     "properties": {"r": {"$ref": "#/$defs/rule"}}},
+    {"$defs": {"rule": {"$anchor": "rule", "type": "string"}},
+     "properties": {"r": {"$ref": "#rule"}}},
+    {"properties": {"tree": {"type": "array", "items": {"$ref": "#/properties/tree"}}}},
+    {"properties": {"$ref": {"type": "string"}}},  # a property named "$ref" is no reference
+    {"type": "object"},
+    {"properties": {"child": {"$ref": "#"}}},  # recursion through a property ends
+])
+def test_local_references_are_fine(schema: dict[str, Any]) -> None:
+    d = parse_descriptor(with_schema(schema))
+    d.validate_config({})
+
+
+def test_a_broken_schema_at_config_time_is_a_conflict() -> None:
+    """Defence in depth: a descriptor stored before its schema was checked whole, or a schema
+    whose references loop without consuming the config, is a 409, not a 500."""
+    stored = Descriptor.model_construct(**parse_descriptor(with_schema({})).__dict__)
+    for schema in (MISSING_DEFS, REMOTE_REF,
+                   {"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}):
+        object.__setattr__(stored, "config_schema", schema)
+        with pytest.raises(Conflict, match="config-schema cannot be used"):
+            stored.validate_config({"rules": {"x": 1}})
+    # A config that breaks a sound schema is still the caller's input error.
+    d = parse_descriptor(with_schema({"properties": {"n": {"type": "integer"}}}))
+    with pytest.raises(InvalidInput, match="config at n"):
+        d.validate_config({"n": "x"})
+
+
+EVIL = "^(a+)+$"  # backtracks exponentially in Python's re on "aaa...a!"
+
+
+def test_patterns_run_in_linear_time() -> None:
+    """A config-schema's patterns are run by RE2: a pattern that would hold Python's re (and
+    the GIL, so the whole orchestrator) for minutes answers at once."""
+    d = parse_descriptor(with_schema({
+        "properties": {"s": {"type": "string", "pattern": EVIL},
+                       "m": {"type": "object", "patternProperties": {EVIL: {"type": "integer"}},
+                             "additionalProperties": False}}}))
+    bad = "a" * 64 + "!"
+    with pytest.raises(InvalidInput, match="does not match"):
+        within(10, d.validate_config, {"s": bad})
+    with pytest.raises(InvalidInput, match="Additional properties"):
+        within(10, d.validate_config, {"m": {bad: 1}})
+    with pytest.raises(InvalidInput, match="is not of type 'integer'"):
+        within(10, d.validate_config, {"m": {"aaa": "x"}})
+    assert d.validate_config({"s": "aaa", "m": {"aa": 1}}) == {"s": "aaa", "m": {"aa": 1}}
+
+
+@pytest.mark.parametrize(("schema", "words"), [
+    ({"properties": {"s": {"pattern": r"(a)\1"}}}, "linear time"),
+    ({"properties": {"s": {"pattern": "(?=a)b"}}}, "linear time"),
+    ({"patternProperties": {"(?<!x)y": {}}}, "linear time"),
+    ({"patternProperties": {"^a": {}}, "unevaluatedProperties": False}, "unevaluated"),
+])
+def test_patterns_re2_cannot_run_are_refused(schema: dict[str, Any], words: str) -> None:
+    with pytest.raises(InvalidInput, match=words):
+        parse_descriptor(with_schema(schema))
