@@ -26,7 +26,15 @@ from schemathesis.generation.modes import GenerationMode
 
 from netfate.orchestrator.app import create_app
 from netfate.orchestrator.settings import Settings
-from tests.api.harness import FakeAgent, LiveOrchestrator, LoopThread, running, wait_op, wait_until
+from tests.api.harness import (
+    AUTH,
+    FakeAgent,
+    LiveOrchestrator,
+    LoopThread,
+    running,
+    wait_op,
+    wait_until,
+)
 
 FW = "cpe1-user1-firewall"
 
@@ -71,7 +79,7 @@ def seeded(fuzzed: Fuzzed) -> LiveOrchestrator:
     """Before each operation's examples: user1 exists with their firewall running on cpe1
     (the spec's examples name them), and a notification, so that generated requests reach
     existing rows and the coordinator, not only 404s."""
-    with httpx.Client(base_url=fuzzed.live.url, timeout=15) as c:
+    with httpx.Client(base_url=fuzzed.live.url, timeout=15, headers=AUTH) as c:
         for op in c.get("/api/v1/vnf_lcm_op_occs", params={"state": "PROCESSING"}).json():
             wait_op(c, op["id"], timeout=30)
         if c.get("/api/v1/users/user1").status_code == 404:
@@ -106,7 +114,8 @@ def test_live_spec_is_the_one_tested(fuzzed: Fuzzed) -> None:
           suppress_health_check=list(HealthCheck))
 def test_no_server_error(case: schemathesis.Case, seeded: LiveOrchestrator) -> None:
     _loopback_only(case)
-    r = case.call_and_validate(base_url=seeded.url, checks=[not_a_server_error], timeout=15)
+    r = case.call_and_validate(base_url=seeded.url, checks=[not_a_server_error], timeout=15,
+                               headers=AUTH)
     if case.operation.path == "/api/v1/subscriptions" and r.status_code == 201:
         httpx.delete(f"{seeded.url}/api/v1/subscriptions/{r.json()['id']}", timeout=15)
 

@@ -11,6 +11,7 @@ import httpx
 import typer
 from rich.table import Table
 
+from netfate.api_auth import BearerAuth
 from netfate.cli.common import console, emit_json, settings
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON")]
@@ -23,9 +24,15 @@ def api() -> str:
     return settings().client.api
 
 
+@functools.cache
+def auth() -> BearerAuth:
+    """The operator token (netfate.api_auth), found from the same settings."""
+    return BearerAuth(settings=settings())
+
+
 def call(method: str, path: str, **kw: Any) -> Any:
     try:
-        r = httpx.request(method, f"{api()}/api/v1{path}", timeout=30, **kw)
+        r = httpx.request(method, f"{api()}/api/v1{path}", timeout=30, auth=auth(), **kw)
     except httpx.HTTPError as exc:
         console.print(f"[red]error:[/] cannot reach the orchestrator at {api()}: {exc}")
         raise typer.Exit(2) from None
