@@ -8,7 +8,8 @@ sends it as ``Authorization: Bearer <token>`` (RFC 6750 section 2.1); `auth_head
 1. ``NETFATE_API_TOKEN`` (settings ``client.api_token``);
 2. the token file of a state directory the caller names (an access service's
    ``--radius-state-dir``);
-3. the token file of the testbed's orchestrator (``<run_dir>/orchestrator/api-token``);
+3. the token file of the testbed's orchestrator (``<run_dir>/orchestrator/api-token``, the
+   run dir in use and the one the settings name);
 4. the token file of the default state directory (``orchestrator.state_dir``).
 
 Left open: ``/api/v1/health`` (readiness probes), ``/api/v1/radius/*`` (FreeRADIUS proves
@@ -94,8 +95,10 @@ def candidate_files(settings: NetfateSettings | None = None,
 
     s = settings or _settings()
     out = [token_path(state_dir)] if state_dir is not None else []
-    out += [token_path(paths.run_dir() / "orchestrator"), token_path(s.orchestrator.state_dir)]
-    return out
+    for d in (paths.run_dir(), s.paths.run_dir):  # the run dir in use, the configured one
+        out.append(token_path(d / "orchestrator"))
+    out.append(token_path(s.orchestrator.state_dir))
+    return list(dict.fromkeys(out))
 
 
 def find_token(settings: NetfateSettings | None = None,

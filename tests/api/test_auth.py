@@ -76,7 +76,7 @@ def test_ui_login_session_and_csrf(live: LiveOrchestrator) -> None:
         assert r.status_code == 303
         cookie = r.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=strict" in cookie
-        assert c.get("/ui/").status_code == 200
+        assert c.get("/ui/topology").status_code == 200
         # a POST action without the session's CSRF token is refused, and changes nothing
         r = c.post("/ui/users", data={"name": "csrf1", "password": "secret-1"})
         assert r.status_code == 403
@@ -90,4 +90,5 @@ def test_ui_login_session_and_csrf(live: LiveOrchestrator) -> None:
         # the cookie does not open the API: that takes the bearer token
         assert c.get("/api/v1/users").status_code == 401
         c.post("/ui/logout", headers={api_auth.CSRF_HEADER: api_auth.csrf_value(TOKEN, session)})
-        assert c.get("/ui/").status_code == 303
+        r = c.get("/ui/topology")
+        assert r.status_code == 303 and r.headers["location"] == "/ui/login"

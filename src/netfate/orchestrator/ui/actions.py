@@ -23,7 +23,7 @@ from netfate.errors import NetfateError
 from netfate.orchestrator import sessions
 from netfate.orchestrator.api import routes_instances, routes_nodes_users, routes_notifications
 from netfate.orchestrator.api.deps import coord, db
-from netfate.orchestrator.api.schemas import MigrateBody, UserCreate
+from netfate.orchestrator.api.schemas import MigrateBody, NodePatch, UserCreate
 from netfate.orchestrator.ui.pages import form
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -165,3 +165,16 @@ async def delete(request: Request, nid: int) -> HTMLResponse:
 
     return await _do(go)
 
+
+
+@router.post("/nodes/{name}/state", response_class=HTMLResponse)
+async def node_state(request: Request, name: str) -> HTMLResponse:
+    """Field ``down``: 1 marks the node down (out of placement), 0 up again."""
+    f = await form(request)
+
+    async def go() -> str:
+        down = f.get("down") == "1"
+        await routes_nodes_users.patch_node(request, name, body=NodePatch(admin_down=down))
+        return f"node {name} marked {'down' if down else 'up'}"
+
+    return await _do(go)
