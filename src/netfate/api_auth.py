@@ -5,7 +5,8 @@ into ``<state_dir>/api-token`` (mode 0600) at its first start. Every client of `
 sends it as ``Authorization: Bearer <token>`` (RFC 6750 section 2.1); `auth_headers` and
 `BearerAuth` find it for them:
 
-1. ``NETFATE_API_TOKEN`` (settings ``client.api_token``);
+1. ``NETFATE_API_TOKEN`` (settings ``orchestrator.api_token``, the variable the
+   orchestrator reads too);
 2. the token file of a state directory the caller names (an access service's
    ``--radius-state-dir``);
 3. the token file of the testbed's orchestrator (``<run_dir>/orchestrator/api-token``, the
@@ -106,8 +107,8 @@ def find_token(settings: NetfateSettings | None = None,
     """The operator token a client sends (see the module docstring's order); None if none
     is found (the orchestrator then answers 401)."""
     s = settings or _settings()
-    if s.client.api_token:
-        return s.client.api_token
+    if s.orchestrator.api_token:
+        return s.orchestrator.api_token
     for p in candidate_files(s, state_dir):
         tok = read_token(p.parent)
         if tok:

@@ -12,7 +12,8 @@ Groups and their variables (a field ``f`` of a group reads ``<prefix>F``; see `E
 - ``radius``: ``NETFATE_RADIUS_PORT``, ``NETFATE_RADIUS_POOL``, ...
 - ``testbed``: ``NETFATE_TESTBED_IDLE_TIMEOUT``, ``NETFATE_TESTBED_API_PORT``, ...
 - ``compute``: ``NETFATE_SCRIPT_TIMEOUT``
-- ``client``: ``NETFATE_API``, ``NETFATE_API_TOKEN`` (the orchestrator reads it too)
+- ``client``: ``NETFATE_API`` (its operator token is ``orchestrator.api_token``:
+  ``NETFATE_API_TOKEN``, one variable for the server and its clients)
 
 Precedence: flags (overrides) > environment > the defaults written in the models.
 """
@@ -59,8 +60,6 @@ class ClientSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error
 
     api: str = Field(default="http://127.0.0.1:8181", description="The orchestrator's API base URL")
-    api_token: str = Field(default="", repr=False, description="The operator token to send "
-                           "(netfate.api_auth); empty: read from the orchestrator's token file")
 
 
 # The variable prefix of each group: its fields read <prefix><FIELD NAME IN CAPITALS>. The

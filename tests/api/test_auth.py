@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import stat
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -92,3 +93,20 @@ def test_ui_login_session_and_csrf(live: LiveOrchestrator) -> None:
         c.post("/ui/logout", headers={api_auth.CSRF_HEADER: api_auth.csrf_value(TOKEN, session)})
         r = c.get("/ui/topology")
         assert r.status_code == 303 and r.headers["location"] == "/ui/login"
+
+
+def test_node_marked_down_is_out_of_placement(client: httpx.Client, make_agent: Any) -> None:
+    make_agent("cpe1")
+    client.post("/api/v1/users", json={"name": "user1", "password": "secret1"})
+    r = client.patch("/api/v1/nodes/cpe1", json={"admin_down": True})
+    assert r.status_code == 200 and r.json()["admin_down"] is True
+    r = client.post("/api/v1/vnf_instances", json={"nf": "firewall", "owner": "user1",
+                                                   "node": "cpe1"})
+    assert r.status_code == 409 and "marked down" in r.json()["detail"]
+    assert client.patch("/api/v1/nodes/cpe1", json={"admin_down": "x"}).status_code == 422
+    assert client.patch("/api/v1/nodes/nope", json={"admin_down": True}).status_code == 404
+    assert client.patch("/api/v1/nodes/cpe1", json={"admin_down": False}).json()[
+        "admin_down"] is False
+    r = client.post("/api/v1/vnf_instances", json={"nf": "firewall", "owner": "user1",
+                                                   "node": "cpe1"})
+    assert r.status_code == 202, r.text

@@ -80,6 +80,8 @@ def seeded(fuzzed: Fuzzed) -> LiveOrchestrator:
     (the spec's examples name them), and a notification, so that generated requests reach
     existing rows and the coordinator, not only 404s."""
     with httpx.Client(base_url=fuzzed.live.url, timeout=15, headers=AUTH) as c:
+        for node in ("cpe1", "cpe2"):  # a fuzzed PATCH /nodes may have marked one down
+            c.patch(f"/api/v1/nodes/{node}", json={"admin_down": False}).raise_for_status()
         for op in c.get("/api/v1/vnf_lcm_op_occs", params={"state": "PROCESSING"}).json():
             wait_op(c, op["id"], timeout=30)
         if c.get("/api/v1/users/user1").status_code == 404:

@@ -68,7 +68,7 @@ def _print_login(api_url: str) -> None:
 
     token_file = api_auth.token_path(paths.run_dir() / "orchestrator")
     console.print(f"web UI: [bold]{api_url}/ui/[/]  (log in with the operator token: "
-                  + ("NETFATE_API_TOKEN" if load().client.api_token
+                  + ("NETFATE_API_TOKEN" if load().orchestrator.api_token
                      else f"sudo cat {token_file}") + ")")
 
 

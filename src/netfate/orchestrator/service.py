@@ -86,6 +86,8 @@ class Orchestrator:
         s = self.settings
         s.state_dir.mkdir(parents=True, exist_ok=True)
         self.api_token = api_auth.ensure_token(s.state_dir, s.api_token)
+        log.info("the API and the UI (%s/ui/) take the operator token in %s", s.public_url,
+                 "NETFATE_API_TOKEN" if s.api_token else api_auth.token_path(s.state_dir))
         self.db = await asyncio.to_thread(Database.create, s.database_url)
         self.readings = Readings(self.db)
         await self.db.run(recovery.end_interrupted)  # none left PROCESSING
