@@ -81,9 +81,18 @@ def users(s: Session, handovers: Iterable[dict[str, Any]] = ()) -> list[dict[str
     and their handover history (sessions in order, the gap between one's end and the next's
     start; the fast re-authentications the orchestrator recorded)."""
     reauths = list(handovers)
+    steering: dict[str, list[Any]] = {}
+    for r in repo.list_steering(s):
+        steering.setdefault(r.user_name, []).append(r)
+    owned: dict[str, list[Any]] = {}
+    for i in repo.list_instances(s):
+        owned.setdefault(i.owner, []).append(i)
+    sessions: dict[str, list[Any]] = {}
+    for x in repo.list_sessions(s):
+        sessions.setdefault(x.user_name, []).append(x)
     out = []
     for u in repo.list_users(s):
-        sess = repo.list_sessions(s, user=u.name)
+        sess = sessions.get(u.name, [])
         history = []
         prev = None
         for x in sess:
@@ -95,10 +104,10 @@ def users(s: Session, handovers: Iterable[dict[str, Any]] = ()) -> list[dict[str
             prev = x
         active = next((h for h in history if h["state"] == "active"), None)
         hops = [{"node": r.node_name, "chain": list(r.chain or []), "installed": r.installed}
-                for r in repo.list_steering(s) if r.user_name == u.name and r.desired]
+                for r in steering.get(u.name, []) if r.desired]
         nfs = [{"id": i.id, "nf": i.nf_name, "node": i.node_name,
                 "state": i.actual_state.value}
-               for i in repo.list_instances(s, owner=u.name)]
+               for i in owned.get(u.name, [])]
         out.append({"name": u.name, "required_nfs": list(u.required_nfs or []),
                     "classifiers": list(u.classifiers or []), "access_node": u.access_node,
                     "mac": u.mac, "ip": u.ip, "framed_ip": u.framed_ip,
