@@ -94,7 +94,7 @@ def seeded(fuzzed: Fuzzed) -> LiveOrchestrator:
         if c.get(f"/api/v1/vnf_instances/{FW}").status_code == 404:
             r = c.post("/api/v1/vnf_instances",
                        json={"nf": "firewall", "owner": "user1", "node": "cpe1"})
-            r.raise_for_status()
+            assert r.status_code == 202, r.text
             assert wait_op(c, r.json()["vnf_lcm_op_occs"][0])["operation_state"] == "COMPLETED"
         c.delete(f"/api/v1/vnf_instances/{FW}/mute")
         for sub in c.get("/api/v1/subscriptions").json():  # see _loopback_only
