@@ -11,6 +11,7 @@ streams forever and is left out. Examples are derandomized: the same cases on ev
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,8 +81,13 @@ def seeded(fuzzed: Fuzzed) -> LiveOrchestrator:
     (the spec's examples name them), and a notification, so that generated requests reach
     existing rows and the coordinator, not only 404s."""
     with httpx.Client(base_url=fuzzed.live.url, timeout=15, headers=AUTH) as c:
-        for node in ("cpe1", "cpe2"):  # a fuzzed PATCH /nodes may have marked one down
+        # A fuzzed PATCH /nodes may have marked a node down: up again, and a moment for the
+        # plan that spawns to start its operations (waited for below).
+        downs = [n["name"] for n in c.get("/api/v1/nodes").json() if n.get("admin_down")]
+        for node in downs:
             c.patch(f"/api/v1/nodes/{node}", json={"admin_down": False}).raise_for_status()
+        if downs:
+            time.sleep(0.5)
         for op in c.get("/api/v1/vnf_lcm_op_occs", params={"state": "PROCESSING"}).json():
             wait_op(c, op["id"], timeout=30)
         if c.get("/api/v1/users/user1").status_code == 404:

@@ -81,6 +81,20 @@ def nodes_list(json_out: JsonOpt = False) -> None:
     show(rows, ["name", "role", "online", "cpu", "mem_free_mb", "nfs", "last_seen"], json_out)
 
 
+@nodes.command("down")
+def nodes_down(name: str) -> None:
+    """Mark a node down: no placement there; its NFs move as from a node that went offline."""
+    call("PATCH", f"/nodes/{name}", json={"admin_down": True})
+    console.print(f"node {name} marked down")
+
+
+@nodes.command("up")
+def nodes_up(name: str) -> None:
+    """Put a node the operator marked down back into placement."""
+    call("PATCH", f"/nodes/{name}", json={"admin_down": False})
+    console.print(f"node {name} marked up")
+
+
 @users.command("list")
 def users_list(json_out: JsonOpt = False) -> None:
     show(call("GET", "/users"),
