@@ -32,7 +32,10 @@ log = logging.getLogger("netfate.ui")
 
 def _say(text: str, ok: bool = True) -> HTMLResponse:
     cls = "ok" if ok else "err"
-    return HTMLResponse(f'<div class="flash {cls}" role="status">{html.escape(text)}</div>')
+    # After a change the page's view asks for itself again at once (page.html's trigger).
+    headers = {"HX-Trigger": "netfate-refresh"} if ok else None
+    return HTMLResponse(f'<div class="flash {cls}" role="status">{html.escape(text)}</div>',
+                        headers=headers)
 
 
 async def _do(what: Callable[[], Awaitable[str]]) -> HTMLResponse:
