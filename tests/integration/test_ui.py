@@ -180,8 +180,13 @@ def test_login_then_topology_users_roam_notification_migrate(ui: Ui) -> None:
     page.wait_for_selector("#flash >> text=migrating cpe2-user2-packet-inspector to dc")
     page.wait_for_selector("tr[data-nf=dc-user2-packet-inspector] .state-running",
                            timeout=60_000)
-    shot(ui, "nf-instances")
     page.click("nav >> text=Operations")
     page.wait_for_selector(".op.state-COMPLETED:has-text('MIGRATE'):has-text("
-                           "'cpe2-user2-packet-inspector')")
+                           "'cpe2-user2-packet-inspector')", timeout=60_000)
     shot(ui, "operations")
+    page.click("nav >> text=NF instances")
+    page.wait_for_selector("tr[data-nf=dc-user2-packet-inspector] .state-running")
+    with contextlib.suppress(playwright.TimeoutError):  # only for the picture
+        page.wait_for_selector("tr[data-nf=cpe2-user2-packet-inspector]", state="detached",
+                               timeout=10_000)
+    shot(ui, "nf-instances")
