@@ -12,7 +12,8 @@ Groups and their variables (a field ``f`` of a group reads ``<prefix>F``; see `E
 - ``radius``: ``NETFATE_RADIUS_PORT``, ``NETFATE_RADIUS_POOL``, ...
 - ``testbed``: ``NETFATE_TESTBED_IDLE_TIMEOUT``, ``NETFATE_TESTBED_API_PORT``, ...
 - ``compute``: ``NETFATE_SCRIPT_TIMEOUT``
-- ``client``: ``NETFATE_API``
+- ``client``: ``NETFATE_API`` (its operator token is ``orchestrator.api_token``:
+  ``NETFATE_API_TOKEN``, one variable for the server and its clients)
 
 Precedence: flags (overrides) > environment > the defaults written in the models.
 """

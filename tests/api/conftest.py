@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from netfate.db import Database
-from tests.api.harness import FakeAgent, LiveOrchestrator, LoopThread
+from tests.api.harness import AUTH, FakeAgent, LiveOrchestrator, LoopThread
 
 MakeLive = Callable[..., LiveOrchestrator]
 MakeAgent = Callable[..., FakeAgent]
@@ -58,7 +58,7 @@ def live(make_live: MakeLive) -> LiveOrchestrator:
 
 @pytest.fixture
 def client(live: LiveOrchestrator) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live.url, timeout=15) as c:
+    with httpx.Client(base_url=live.url, timeout=15, headers=AUTH) as c:
         yield c
 
 

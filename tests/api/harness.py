@@ -46,6 +46,9 @@ T = TypeVar("T")
 
 # What a CPE with the native flavour advertises: every shipped NF can run on it.
 ALL_CAPABILITIES = ["bridge", "conntrack", "iproute2", "nftables", "python3", "tc", "tcpdump"]
+# The operator token every test orchestrator runs with (netfate.api_auth), and its header.
+TOKEN = "test-operator-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 FINAL_STATES = {"COMPLETED", "FAILED", "ROLLED_BACK"}
 LISTS = ("nodes", "users", "vnf_instances", "vnf_lcm_op_occs", "notifications",
          "subscriptions", "vnf_packages", "steering_rules")
@@ -81,6 +84,7 @@ class LiveOrchestrator:
         settings = Settings(
             state_dir=state_dir, db_url=None, nats_url=None, host="127.0.0.1", port=self.port,
             command_timeout=2.0, reconcile_interval=0.5, node_timeout=60.0, policy="netfate",
+            api_token=TOKEN,
         )
         for k, v in overrides.items():
             if not hasattr(settings, k):

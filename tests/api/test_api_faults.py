@@ -15,6 +15,7 @@ from netfate import naming
 from netfate.bus.messages import Command
 from tests.api.conftest import MakeAgent, MakeLive
 from tests.api.harness import (
+    AUTH,
     FakeAgent,
     LiveOrchestrator,
     LoopThread,
@@ -447,7 +448,8 @@ def test_events_stream_op_changes(client: httpx.Client, make_agent: MakeAgent,
     done = threading.Event()
 
     def read() -> None:
-        with httpx.Client(base_url=live.url, timeout=httpx.Timeout(10, read=20)) as c, \
+        with httpx.Client(base_url=live.url, timeout=httpx.Timeout(10, read=20),
+                          headers=AUTH) as c, \
                 c.stream("GET", f"{API}/events") as r:
             assert r.status_code == 200
             assert r.headers["content-type"].startswith("text/event-stream")
@@ -489,7 +491,7 @@ def test_orchestrator_restart_ends_interrupted_ops(make_live: MakeLive, loop: Lo
     agent = FakeAgent(loop, first.nats_url, "cpe1")
     try:
         agent.start()
-        with httpx.Client(base_url=first.url, timeout=15) as c:
+        with httpx.Client(base_url=first.url, timeout=15, headers=AUTH) as c:
             add_user(c)
             agent.mode = "silent"
             op_id = instantiate(c)
@@ -499,7 +501,7 @@ def test_orchestrator_restart_ends_interrupted_ops(make_live: MakeLive, loop: Lo
         second = make_live(state_dir=state)
         agent.url = second.nats_url
         agent.mode = "ok"
-        with httpx.Client(base_url=second.url, timeout=15) as c:
+        with httpx.Client(base_url=second.url, timeout=15, headers=AUTH) as c:
             op = c.get(f"{API}/vnf_lcm_op_occs/{op_id}").json()
             assert op["operation_state"] in ("ROLLED_BACK", "FAILED"), op
             assert "restart" in op["error"]["detail"], op

@@ -16,6 +16,7 @@ import pytest
 from netfate import catalogue
 from tests.api.conftest import MakeLive
 from tests.api.harness import (
+    AUTH,
     FakeAgent,
     LiveOrchestrator,
     LoopThread,
@@ -44,7 +45,7 @@ def world_(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     agents: list[FakeAgent] = []
     try:
         with running(tmp_path_factory.mktemp("input")) as live, \
-                httpx.Client(base_url=live.url, timeout=15) as c:
+                httpx.Client(base_url=live.url, timeout=15, headers=AUTH) as c:
             for name, caps in (("cpe1", None), ("cpe2", ["bridge", "iproute2", "python3"])):
                 agents.append(FakeAgent(loop, live.nats_url, name, capabilities=caps))
                 agents[-1].start()
@@ -448,7 +449,7 @@ def test_instantiate_on_offline_node(make_live: MakeLive, loop: LoopThread) -> N
     agent = FakeAgent(loop, live.nats_url, "cpe3")
     try:
         agent.start()
-        with httpx.Client(base_url=live.url, timeout=15) as c:
+        with httpx.Client(base_url=live.url, timeout=15, headers=AUTH) as c:
             assert c.post(f"{API}/users", json={"name": "user1",
                                                 "password": "secret1"}).status_code == 201
             # No telemetry from the agent: the node goes offline after node_timeout.
@@ -485,7 +486,7 @@ def test_a_bug_is_still_a_problem_body(make_live: MakeLive) -> None:
         raise RuntimeError("secret internals")
 
     live.app.add_api_route("/api/v1/test-boom", boom)
-    with httpx.Client(base_url=live.url, timeout=15) as c:
+    with httpx.Client(base_url=live.url, timeout=15, headers=AUTH) as c:
         for _ in range(2):  # the keep-alive connection survives it
             body = assert_problem(c.get(f"{API}/test-boom"), 500, "RuntimeError", "test-boom")
             assert "secret" not in body["detail"]

@@ -11,6 +11,7 @@ streams forever and is left out. Examples are derandomized: the same cases on ev
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,15 @@ from schemathesis.generation.modes import GenerationMode
 
 from netfate.orchestrator.app import create_app
 from netfate.orchestrator.settings import Settings
-from tests.api.harness import FakeAgent, LiveOrchestrator, LoopThread, running, wait_op, wait_until
+from tests.api.harness import (
+    AUTH,
+    FakeAgent,
+    LiveOrchestrator,
+    LoopThread,
+    running,
+    wait_op,
+    wait_until,
+)
 
 FW = "cpe1-user1-firewall"
 
@@ -71,7 +80,14 @@ def seeded(fuzzed: Fuzzed) -> LiveOrchestrator:
     """Before each operation's examples: user1 exists with their firewall running on cpe1
     (the spec's examples name them), and a notification, so that generated requests reach
     existing rows and the coordinator, not only 404s."""
-    with httpx.Client(base_url=fuzzed.live.url, timeout=15) as c:
+    with httpx.Client(base_url=fuzzed.live.url, timeout=15, headers=AUTH) as c:
+        # A fuzzed PATCH /nodes may have marked a node down: up again, and a moment for the
+        # plan that spawns to start its operations (waited for below).
+        downs = [n["name"] for n in c.get("/api/v1/nodes").json() if n.get("admin_down")]
+        for node in downs:
+            c.patch(f"/api/v1/nodes/{node}", json={"admin_down": False}).raise_for_status()
+        if downs:
+            time.sleep(0.5)
         for op in c.get("/api/v1/vnf_lcm_op_occs", params={"state": "PROCESSING"}).json():
             wait_op(c, op["id"], timeout=30)
         if c.get("/api/v1/users/user1").status_code == 404:
@@ -84,7 +100,7 @@ def seeded(fuzzed: Fuzzed) -> LiveOrchestrator:
         if c.get(f"/api/v1/vnf_instances/{FW}").status_code == 404:
             r = c.post("/api/v1/vnf_instances",
                        json={"nf": "firewall", "owner": "user1", "node": "cpe1"})
-            r.raise_for_status()
+            assert r.status_code == 202, r.text
             assert wait_op(c, r.json()["vnf_lcm_op_occs"][0])["operation_state"] == "COMPLETED"
         c.delete(f"/api/v1/vnf_instances/{FW}/mute")
         for sub in c.get("/api/v1/subscriptions").json():  # see _loopback_only
@@ -106,7 +122,8 @@ def test_live_spec_is_the_one_tested(fuzzed: Fuzzed) -> None:
           suppress_health_check=list(HealthCheck))
 def test_no_server_error(case: schemathesis.Case, seeded: LiveOrchestrator) -> None:
     _loopback_only(case)
-    r = case.call_and_validate(base_url=seeded.url, checks=[not_a_server_error], timeout=15)
+    r = case.call_and_validate(base_url=seeded.url, checks=[not_a_server_error], timeout=15,
+                               headers=AUTH)
     if case.operation.path == "/api/v1/subscriptions" and r.status_code == 201:
         httpx.delete(f"{seeded.url}/api/v1/subscriptions/{r.json()['id']}", timeout=15)
 

@@ -16,6 +16,7 @@ import pytest
 
 from netfate.access import dhcp_client, http
 from netfate.access.addressing import plan
+from netfate.api_auth import BearerAuth
 from netfate.drivers import netns
 from netfate.proc import netns_argv
 from netfate.testbed import lifecycle
@@ -28,6 +29,15 @@ from .test_orchestrator import user_flows
 
 INET = "10.255.0.1"
 API = lifecycle.api_url() + "/api/v1"
+AUTH = BearerAuth()  # the operator token of whichever testbed is up
+
+
+def _get(url: str, **kw: Any) -> httpx.Response:
+    return httpx.get(url, auth=AUTH, **kw)
+
+
+def _post(url: str, **kw: Any) -> httpx.Response:
+    return httpx.post(url, auth=AUTH, **kw)
 C1, C2 = "fate-h-client1", "fate-h-client2"
 IDLE_S = 4
 
@@ -52,7 +62,7 @@ def portal_ip(node: str) -> str:
 
 
 def add_user(name: str, password: str, rules: list[dict[str, Any]]) -> None:
-    r = httpx.post(f"{API}/users", json={"name": name, "password": password,
+    r = _post(f"{API}/users", json={"name": name, "password": password,
                                          "required_nfs": ["firewall"],
                                          "nf_config": {"firewall": {"rules": rules}}})
     assert r.status_code == 201, r.text
@@ -116,11 +126,11 @@ def test_dhcp_portal_radius_firewall_isolation_and_idle(access_stack: Testbed,
     # 6. a wrong password: a clear rejection, and nothing changes
     r = http.login(C1, portal_ip("cpe1"), "user1", "not-the-password")
     assert r.status == 401 and "wrong user name or password" in r.json()["error"]
-    assert httpx.get(f"{API}/vnf_instances").json() == []
+    assert _get(f"{API}/vnf_instances").json() == []
 
     # 2-3. login: the firewall starts on cpe1, the user keeps a stable address
     ip1 = login_and_renew(C1, "cpe1", "user1", "user1-secret")
-    wait_for(lambda: httpx.get(f"{API}/vnf_instances/cpe1-user1-firewall").json().get(
+    wait_for(lambda: _get(f"{API}/vnf_instances/cpe1-user1-firewall").json().get(
         "actual_state") == "running", 15, "user1's firewall on cpe1")
     wait_for(lambda: connects(C1, 5201), 10, "user1's steering")
 
@@ -174,7 +184,7 @@ def test_dhcp_portal_radius_firewall_isolation_and_idle(access_stack: Testbed,
         [a.body for a in answers]
 
     # 7. idle: no packets for the idle period -> firewall released, no flows for user1
-    wait_for(lambda: httpx.get(f"{API}/vnf_instances/cpe1-user1-firewall").status_code == 404,
+    wait_for(lambda: _get(f"{API}/vnf_instances/cpe1-user1-firewall").status_code == 404,
              IDLE_S + 20, "user1's firewall to be released for idleness")
     wait_for(lambda: user_flows("fate-cpe1", "user1") == [], 10, "user1's flows to go")
     assert not connects(C1, 5201), "after release the client is behind the portal again"
@@ -184,7 +194,7 @@ def test_only_http_crosses_the_inspector_the_rest_the_firewall(access_stack: Tes
                                                                servers: list[Server]) -> None:
     tb = access_stack
     servers += [Server("fate-h-inet", INET, 80), Server("fate-h-inet", INET, 5201)]
-    r = httpx.post(f"{API}/users", json={
+    r = _post(f"{API}/users", json={
         "name": "user3", "password": "user3-secret",
         "required_nfs": ["firewall", "packet-inspector"],
         "nf_config": {"firewall": {"rules": [{"action": "allow", "proto": "tcp", "dport": 80},
@@ -195,7 +205,7 @@ def test_only_http_crosses_the_inspector_the_rest_the_firewall(access_stack: Tes
     assert r.status_code == 201, r.text
     login_and_renew(C1, "cpe1", "user3", "user3-secret")
     fw, pi = "cpe1-user3-firewall", "cpe1-user3-packet-inspector"
-    wait_for(lambda: all(httpx.get(f"{API}/vnf_instances/{i}").json().get("actual_state")
+    wait_for(lambda: all(_get(f"{API}/vnf_instances/{i}").json().get("actual_state")
                          == "running" for i in (fw, pi)), 20, "user3's two NFs")
     wait_for(lambda: connects(C1, 5201), 10, "user3's steering")
 

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from netfate import paths
+from netfate.api_auth import BearerAuth
 from netfate.testbed import lifecycle, processes
 from netfate.testbed.context import Testbed
 from netfate.testbed.topology import load_topology
@@ -23,6 +24,7 @@ from .conftest import Server, echo_ok, tcp_connect
 
 INET = "10.255.0.1"
 API = lifecycle.api_url() + "/api/v1"
+AUTH = BearerAuth()  # the operator token of whichever testbed is up
 
 
 @pytest.fixture
@@ -56,7 +58,7 @@ def user_flows(bridge: str, user: str) -> list[str]:
 
 
 def api(method: str, path: str, **kw: Any) -> Any:
-    r = httpx.request(method, API + path, timeout=30, **kw)
+    r = httpx.request(method, API + path, timeout=30, auth=AUTH, **kw)
     assert r.status_code < 400, (r.status_code, r.text)
     return r.json() if r.content else None
 

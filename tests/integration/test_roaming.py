@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from netfate.access import dhcp_client
+from netfate.api_auth import BearerAuth
 from netfate.roaming.handover import handover
 from netfate.roaming.probes import EchoServer, TcpStream, UdpProbe, reachable
 from netfate.roaming.session import portal_ip, portal_login, running_at, wait_for
@@ -29,7 +30,8 @@ IDLE_S = 4
 
 def _stack(topo: Topology) -> Iterator[httpx.Client]:
     lifecycle.down()
-    api = httpx.Client(base_url=lifecycle.api_url() + "/api/v1", timeout=30)
+    api = httpx.Client(base_url=lifecycle.api_url() + "/api/v1", timeout=30,
+                       auth=BearerAuth())
     servers: list[EchoServer] = []
     try:
         lifecycle.up(topo, settings=TestbedSettings(idle_timeout=IDLE_S))

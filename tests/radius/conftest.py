@@ -69,6 +69,11 @@ def wait_gone(pid: int, timeout: float = 5.0) -> bool:
     return True
 
 
+# The operator token of the test orchestrators (netfate.api_auth) and its header.
+TOKEN = "test-operator-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
 class LiveOrchestrator:
     """create_app under uvicorn in a thread, on a free loopback port."""
 
@@ -76,7 +81,8 @@ class LiveOrchestrator:
         self.port = free_port()
         self.settings = Settings(state_dir=state_dir, db_url=None, nats_url=None,
                                  host="127.0.0.1", port=self.port, command_timeout=2.0,
-                                 reconcile_interval=0.5, node_timeout=60.0, policy="netfate")
+                                 reconcile_interval=0.5, node_timeout=60.0, policy="netfate",
+                                 api_token=TOKEN)
         self.app = create_app(self.settings)
         if radius is not None:
             service.pin_settings(self.app, radius)
@@ -147,7 +153,7 @@ def running_stack(state_dir: Path, **kw: Any) -> Iterator[Stack]:
         orch.start()
         fr = service.start_freeradius(state_dir, orch.url, settings)
         fr_pid = fr.pid
-        with httpx.Client(base_url=orch.url, timeout=15) as http:
+        with httpx.Client(base_url=orch.url, timeout=15, headers=AUTH) as http:
             yield Stack(orch, fr, settings, http)
     finally:
         if fr is not None:

@@ -15,7 +15,7 @@ import pytest
 from netfate.db import repo
 from netfate.radius.pool import candidates
 from netfate.radius.settings import API_KEY_HEADER, SECRETS_FILE, RadiusSettings
-from tests.radius.conftest import API_KEY, USERS, LiveOrchestrator, radius_settings
+from tests.radius.conftest import API_KEY, AUTH, USERS, LiveOrchestrator, radius_settings
 
 PATHS = ["/api/v1/radius/authorize", "/api/v1/radius/authenticate"]
 PW = USERS["user1"]
@@ -41,7 +41,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveOrchestrator]
     o = LiveOrchestrator(tmp_path_factory.mktemp("radius-api"), radius_settings())
     o.start()
     try:
-        with httpx.Client(base_url=o.url, timeout=15) as c:
+        with httpx.Client(base_url=o.url, timeout=15, headers=AUTH) as c:
             for name, pw in USERS.items():
                 c.post("/api/v1/users", json={"name": name, "password": pw}).raise_for_status()
         yield o
@@ -51,7 +51,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveOrchestrator]
 
 @pytest.fixture
 def http(live: LiveOrchestrator) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live.url, timeout=15) as c:
+    with httpx.Client(base_url=live.url, timeout=15, headers=AUTH) as c:
         yield c
 
 
@@ -197,7 +197,7 @@ def test_settings_without_pinning_come_from_the_state_dir(tmp_path: Path) -> Non
     o = LiveOrchestrator(tmp_path / "state", radius=None)
     o.start()
     try:
-        with httpx.Client(base_url=o.url, timeout=15) as c:
+        with httpx.Client(base_url=o.url, timeout=15, headers=AUTH) as c:
             assert c.post(PATHS[0], json=attrs()).status_code == 401
             key = RadiusSettings(secret="", api_key="").resolve(tmp_path / "state").api_key
             assert (tmp_path / "state" / SECRETS_FILE).exists()

@@ -172,6 +172,7 @@ class AccessServices:
         mtu: int | None = None,
         api_timeout: float = 15.0,
         limiter: WindowLimiter | None = None,
+        api_auth: httpx.Auth | None = None,
     ) -> None:
         self.cpe = cpe
         self.bridge = bridge
@@ -187,7 +188,9 @@ class AccessServices:
             self.netns, cpe, self.state_dir, interface=INNER_IF,
             records=records if records is not None else dns_records(cpe, internet_address),
         )
-        self._http = httpx.Client(timeout=api_timeout)
+        # The orchestrator's operator token (netfate.api_auth.BearerAuth).
+        self._auth = api_auth
+        self._http = httpx.Client(timeout=api_timeout, auth=api_auth)
         self._hosts_lock = threading.Lock()
         self._portal: PortalServer | None = None
         self.app: Starlette = create_portal_app(
@@ -261,7 +264,7 @@ class AccessServices:
     def _up(self, timeout: float) -> None:
         c = self.cpe
         if self._http.is_closed:
-            self._http = httpx.Client(timeout=self._http.timeout)
+            self._http = httpx.Client(timeout=self._http.timeout, auth=self._auth)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         netns.create(self.netns)
         netns.disable_ipv6(self.netns)  # no router solicitations or DAD from the services

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from netfate.api_auth import BearerAuth
 from netfate.bench.stats import median, ratio, summary
 from netfate.roaming.handover import Handover, handover
 from netfate.roaming.probes import EchoServer, TcpStream, UdpProbe, reachable
@@ -54,7 +55,8 @@ def run(runs: int = 10, say: Callable[[str], None] = lambda _: None,
     300 s so nobody goes idle mid-benchmark."""
     tb = (testbed or TestbedSettings()).model_copy(update={"idle_timeout": 300})
     topo = load_topology(tb.topology)
-    api = httpx.Client(base_url=lifecycle.api_url(tb) + "/api/v1", timeout=30)
+    api = httpx.Client(base_url=lifecycle.api_url(tb) + "/api/v1", timeout=30,
+                     auth=BearerAuth())
     servers: list[EchoServer] = []
     streams: list[Any] = []
     results: dict[str, list[Handover]] = {"firewall": [], "no_nf": []}

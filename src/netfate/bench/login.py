@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from netfate.access import http
+from netfate.api_auth import BearerAuth
 from netfate.bench.stats import ratio, summary
 from netfate.errors import NetfateError
 from netfate.roaming.probes import UdpProbe
@@ -90,7 +91,8 @@ def run(runs: int = 30, say: Callable[[str], None] = lambda _: None,
     300 s."""
     tb = (testbed or TestbedSettings()).model_copy(update={"idle_timeout": 300})
     topo = load_topology(tb.topology)
-    api = httpx.Client(base_url=lifecycle.api_url(tb) + "/api/v1", timeout=30)
+    api = httpx.Client(base_url=lifecycle.api_url(tb) + "/api/v1", timeout=30,
+                     auth=BearerAuth())
     rows: dict[str, list[dict[str, Any]]] = {"firewall": [], "no_nf": []}
     try:
         say("testbed up")

@@ -46,7 +46,8 @@ def serve(
                                                "/run/netfate/access/<node>)")] = None,
     api_url: Annotated[str, Opt(help="The orchestrator's API")] = "http://127.0.0.1:8181",
     radius_state_dir: Annotated[Path | None, Opt(help="The orchestrator's state dir, with "
-                                                      "the RADIUS secret (default "
+                                                      "the RADIUS secret and the API token "
+                                                      "(default "
                                                       "/run/netfate/orchestrator)")] = None,
     portal_port: Annotated[int, Opt(help="The portal's port in the services namespace")] = 80,
     internet_address: Annotated[str, Opt(help="What inet.netfate resolves to")]
@@ -76,11 +77,15 @@ def serve(
         else:
             raise InvalidInput("give --index, or all of --services-ip, --pool-start, "
                                "--pool-end, --prefixlen and --router")
+        from netfate.api_auth import BearerAuth
+
+        orch_state = radius_state_dir or paths.run_dir() / "orchestrator"
         return AccessServices(
             cpe, bridge, state_dir or _default_state_dir(node),
-            portal_client(radius_state_dir or paths.run_dir() / "orchestrator", radius),
+            portal_client(orch_state, radius),
             api_url,
             portal_port=portal_port, internet_address=internet_address, mtu=mtu,
+            api_auth=BearerAuth(state_dir=orch_state),
         )
 
     svc = guarded(build)

@@ -11,6 +11,7 @@ import httpx
 import typer
 from rich.table import Table
 
+from netfate.api_auth import BearerAuth
 from netfate.cli.common import console, emit_json, settings
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON")]
@@ -23,9 +24,15 @@ def api() -> str:
     return settings().client.api
 
 
+@functools.cache
+def auth() -> BearerAuth:
+    """The operator token (netfate.api_auth), found from the same settings."""
+    return BearerAuth(settings=settings())
+
+
 def call(method: str, path: str, **kw: Any) -> Any:
     try:
-        r = httpx.request(method, f"{api()}/api/v1{path}", timeout=30, **kw)
+        r = httpx.request(method, f"{api()}/api/v1{path}", timeout=30, auth=auth(), **kw)
     except httpx.HTTPError as exc:
         console.print(f"[red]error:[/] cannot reach the orchestrator at {api()}: {exc}")
         raise typer.Exit(2) from None
@@ -72,6 +79,20 @@ def nodes_list(json_out: JsonOpt = False) -> None:
         r["mem_free_mb"] = (r.get("resources") or {}).get("mem_free_mb")
         r["nfs"] = (r.get("resources") or {}).get("nf_count")
     show(rows, ["name", "role", "online", "cpu", "mem_free_mb", "nfs", "last_seen"], json_out)
+
+
+@nodes.command("down")
+def nodes_down(name: str) -> None:
+    """Mark a node down: no placement there; its NFs move as from a node that went offline."""
+    call("PATCH", f"/nodes/{name}", json={"admin_down": True})
+    console.print(f"node {name} marked down")
+
+
+@nodes.command("up")
+def nodes_up(name: str) -> None:
+    """Put a node the operator marked down back into placement."""
+    call("PATCH", f"/nodes/{name}", json={"admin_down": False})
+    console.print(f"node {name} marked up")
 
 
 @users.command("list")

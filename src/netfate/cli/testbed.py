@@ -58,6 +58,18 @@ def up(
             f"{len(topo.nodes)} nodes, {len(topo.hosts)} hosts"
             + (f"; API {tb.api_url}" if services else "")
         )
+        if services:
+            _print_login(tb.api_url)
+
+
+def _print_login(api_url: str) -> None:
+    """Where the web UI is and how to log in to it (netfate.api_auth)."""
+    from netfate import api_auth, paths
+
+    token_file = api_auth.token_path(paths.run_dir() / "orchestrator")
+    console.print(f"web UI: [bold]{api_url}/ui/[/]  (log in with the operator token: "
+                  + ("NETFATE_API_TOKEN" if load().orchestrator.api_token
+                     else f"sudo cat {token_file}") + ")")
 
 
 @app.command()

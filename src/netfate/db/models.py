@@ -117,6 +117,8 @@ class Node(Base):
     name: Mapped[str] = mapped_column(sa.String, primary_key=True)
     role: Mapped[NodeRole] = mapped_column(_enum(NodeRole, "role"))
     online: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    # The operator marked it down: no placement there, whatever its agent reports.
+    admin_down: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     capabilities: Mapped[list[str]] = mapped_column(JSON, default=list)
     infrastructure: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     resources: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

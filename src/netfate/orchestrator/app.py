@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from netfate import __version__
 from netfate.orchestrator.api import (
+    auth,
     problems,
     routes_instances,
     routes_nodes_users,
@@ -41,6 +42,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
               routes_radius, routes_ts_rules):
         app.include_router(r.router, prefix="/api/v1")
 
+    # The operator's web UI (netfate.orchestrator.ui), its assets from the package.
+    from netfate.orchestrator.ui import actions, pages
+
+    app.include_router(actions.router)
+    app.include_router(pages.router)
+    app.mount("/ui/static", pages.static_app(), name="ui-static")
+
     @app.get("/api/v1/health")
     def health() -> dict[str, object]:
         return {"ok": True, "version": __version__, "nats": orch.nats_url}
@@ -48,4 +56,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(problems.BodyLimit, limit=orch.settings.max_body_bytes,
                        small=orch.settings.max_json_bytes,
                        large=frozenset({"/api/v1/vnf_packages"}))
+    # Outermost: nothing is read or run for a request without the operator's token/session.
+    app.add_middleware(auth.OperatorAuth, token=lambda: orch.api_token)
     return app

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 from netfate.bus.messages import Command, DesiredState, InstanceSpec, Reply
 from netfate.db import Database, repo
@@ -25,6 +26,9 @@ class Pushes:
         # last sent (to skip a push that would send nothing new).
         self._changes: dict[str, int] = {}
         self._sent: dict[str, int] = {}
+        # sha256 -> the key that opens its content URL without the operator token
+        # (netfate.api_auth.bundle_key); None: plain URLs.
+        self.bundle_key: Callable[[str], str] | None = None
 
     def changes(self, node: str) -> int:
         return self._changes.get(node, 0)
@@ -39,7 +43,8 @@ class Pushes:
         return lock is not None and lock.locked()
 
     def bundle_url(self, sha: str) -> str:
-        return f"{self.public_url}/api/v1/vnf_packages/{sha}/content"
+        url = f"{self.public_url}/api/v1/vnf_packages/{sha}/content"
+        return url if self.bundle_key is None else f"{url}?key={self.bundle_key(sha)}"
 
     async def desired_for(self, node: str) -> tuple[DesiredState, dict[str, str]]:
         """The node's desired state as the agent takes it, and its bundles' URLs. Raises

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -15,6 +16,7 @@ import nats
 from nats.aio.msg import Msg
 from sqlalchemy.orm import Session
 
+from netfate import api_auth
 from netfate.bus import subjects
 from netfate.bus.messages import (
     ClientSeen,
@@ -68,6 +70,8 @@ class Orchestrator:
         # handover benchmark.
         self.handovers: collections.deque[dict[str, Any]] = collections.deque(maxlen=200)
         self._tasks: list[asyncio.Task[None]] = []
+        # The operator token (netfate.api_auth), known once started.
+        self.api_token: str | None = None
         self._delta = float(getattr_policy_delta(settings.policy))
         # Telemetry: readings below the re-evaluation threshold are written in one transaction
         # every TELEMETRY_FLUSH_S instead of one per message; a change that triggers a plan is
@@ -81,6 +85,9 @@ class Orchestrator:
     async def start(self) -> None:
         s = self.settings
         s.state_dir.mkdir(parents=True, exist_ok=True)
+        self.api_token = api_auth.ensure_token(s.state_dir, s.api_token)
+        log.info("the API and the UI (%s/ui/) take the operator token in %s", s.public_url,
+                 "NETFATE_API_TOKEN" if s.api_token else api_auth.token_path(s.state_dir))
         self.db = await asyncio.to_thread(Database.create, s.database_url)
         self.readings = Readings(self.db)
         await self.db.run(recovery.end_interrupted)  # none left PROCESSING
@@ -98,6 +105,9 @@ class Orchestrator:
             self.switches.set_ports(name, ports)
         self.coordinator = Coordinator(self.db, AgentBus(self.nc, s.command_timeout), self.hub,
                                        s.public_url, s.policy, switches=self.switches)
+        # Agents fetch bundles by URLs that carry their own key, not the operator token.
+        self.coordinator.pushes.bundle_key = functools.partial(api_auth.bundle_key,
+                                                               self.api_token)
         if s.radius:
             from netfate.radius import service as radius
 

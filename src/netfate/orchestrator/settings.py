@@ -26,6 +26,11 @@ class Settings(BaseModel):
         default=None, description="NATS URL; none: an embedded nats-server")
     host: str = Field(default="127.0.0.1", description="Address for the API")
     port: int = Field(default=8181, ge=1, le=65535, description="Port for the API")
+    # The operator token of the API and UI (netfate.api_auth); kept out of repr and logs.
+    api_token: str = Field(
+        default="", repr=False,
+        description="Operator token for /api/v1 and the UI; empty: generated into "
+        "state_dir/api-token (mode 0600)")
     command_timeout: float = Field(
         default=15.0, gt=0, description="Seconds an agent has to answer")
     reconcile_interval: float = Field(

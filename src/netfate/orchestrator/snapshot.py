@@ -81,7 +81,7 @@ def catalogue(session: Session) -> tuple[CatalogueEntry, ...]:
 
 # Columns read (Core rows, not ORM objects: no identity map, much less work per row).
 _NODE = (Node.name, Node.role, Node.online, Node.capabilities, Node.resources,
-         Node.infrastructure)
+         Node.infrastructure, Node.admin_down)
 _USER = (User.name, User.required_nfs, User.access_node, User.mac, User.ip, User.last_seen)
 _INSTANCE = (VnfInstance.id, VnfInstance.nf_name, VnfInstance.owner, VnfInstance.node_name,
              VnfInstance.actual_state)
@@ -109,7 +109,8 @@ def node_view(n: Any) -> NodeView:
     """From a Node or a row of its columns."""
     r = n.resources or {}
     return NodeView(
-        name=n.name, role=n.role.value, online=n.online,
+        # a node the operator marked down is unavailable, as one that is offline
+        name=n.name, role=n.role.value, online=n.online and not getattr(n, "admin_down", False),
         capabilities=frozenset(n.capabilities or []),
         mem_total_mb=int(r.get("mem_total_mb", 0)), mem_free_mb=int(r.get("mem_free_mb", 0)),
         cpu_util=float(r.get("cpu_util", 0.0)), nf_count=int(r.get("nf_count", 0)),

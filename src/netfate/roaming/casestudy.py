@@ -22,6 +22,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from netfate.api_auth import BearerAuth
 from netfate.errors import NetfateError
 from netfate.roaming.handover import handover
 from netfate.roaming.probes import EchoServer, TcpStream, UdpProbe, reachable
@@ -47,7 +48,8 @@ def run_demo(keep: bool = False, json_out: bool = False,
     t0 = time.time()
     phases: list[dict[str, Any]] = []
     summary: dict[str, Any] = {"phases": phases, "checks": {}}
-    api = httpx.Client(base_url=lifecycle.api_url(tb) + "/api/v1", timeout=30)
+    api = httpx.Client(base_url=lifecycle.api_url(tb) + "/api/v1", timeout=30,
+                     auth=BearerAuth())
 
     def phase(name: str, **kw: Any) -> None:
         nfs = {}

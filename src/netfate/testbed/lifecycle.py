@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from netfate import naming, paths
+from netfate import api_auth, naming, paths
 from netfate.bus.server import stop_recorded
 from netfate.controller.model import TSRule
 from netfate.controller.pipeline import ovs_datapath_id
@@ -199,7 +199,8 @@ def wait_switches(nodes: list[str], timeout: float = 30.0, api: str | None = Non
     missing = set(nodes)
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
-            r = httpx.get(f"{api or api_url()}/api/v1/switches", timeout=2)
+            r = httpx.get(f"{api or api_url()}/api/v1/switches", timeout=2,
+                          headers=api_auth.auth_headers())
             ready = {s["node"] for s in r.json() if s["in_sync"]}
             missing = set(nodes) - ready
             if not missing:
@@ -233,7 +234,8 @@ def wait_registered(nodes: list[str], timeout: float = 30.0, api: str | None = N
     missing = set(nodes)
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.HTTPError, ValueError):
-            r = httpx.get(f"{api or api_url()}/api/v1/nodes", timeout=2)
+            r = httpx.get(f"{api or api_url()}/api/v1/nodes", timeout=2,
+                          headers=api_auth.auth_headers())
             missing = set(nodes) - {n["name"] for n in r.json() if n.get("online")}
             if not missing:
                 return

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from netfate.api_auth import BearerAuth
 from netfate.controller.model import TSRule
 from netfate.drivers.ovs import OvsNetwork
 from netfate.errors import DriverError, NetfateError
@@ -52,7 +53,7 @@ class ApiTSRules:
         self.url = api_url.rstrip("/") + "/api/v1"
         self.network = network
         self.timeout = timeout
-        self.http = httpx.Client(timeout=timeout + 5)
+        self.http = httpx.Client(timeout=timeout + 5, auth=BearerAuth())
 
     def close(self) -> None:
         self.http.close()

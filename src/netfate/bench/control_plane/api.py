@@ -22,9 +22,9 @@ ERRORS = (httpx.HTTPError, OSError, ValueError)  # what a request may raise, tra
 class Api:
     """JSON requests to the API at ``base`` (http://host:port)."""
 
-    def __init__(self, base: str, size: int) -> None:
+    def __init__(self, base: str, size: int, auth: httpx.Auth | None = None) -> None:
         self.client = httpx.AsyncClient(
-            base_url=base, headers={"Content-Type": "application/json"},
+            base_url=base, headers={"Content-Type": "application/json"}, auth=auth,
             limits=httpx.Limits(max_connections=size, max_keepalive_connections=size,
                                 keepalive_expiry=KEEPALIVE_S))
 

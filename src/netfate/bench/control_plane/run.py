@@ -15,6 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from netfate.api_auth import BearerAuth
 from netfate.bench.control_plane.api import ERRORS, Api, OpWatch
 from netfate.bench.control_plane.load import Load, Users
 from netfate.bench.control_plane.meter import Meter
@@ -75,7 +76,8 @@ async def _wait_nodes(api: Api, procs: Procs, ready: list[tuple[Path, Path]], n:
 
 async def _drive(p: Params, procs: Procs, api_port: int, nats_port: int,
                  user_names: list[str], t_setup: float) -> dict[str, Any]:
-    api = Api(f"http://127.0.0.1:{api_port}", p.http_conns)
+    api = Api(f"http://127.0.0.1:{api_port}", p.http_conns,
+              auth=BearerAuth(state_dir=procs.state))
     try:
         return await _phases(p, procs, api, nats_port, user_names, t_setup)
     finally:

@@ -83,6 +83,8 @@ def _check_node_can_run(s: Any, node: str, descriptor: dict[str, Any]) -> None:
         raise Conflict(f"node {node} lacks capabilities {lacking} that {descriptor['name']} needs")
     if not n.online:
         raise Conflict(f"node {node} is offline")
+    if n.admin_down:
+        raise Conflict(f"node {node} is marked down by the operator")
 
 
 def _validate_config(descriptor: dict[str, Any], config: dict[str, Any]) -> None:

@@ -9,7 +9,15 @@ from fastapi import APIRouter, Request
 from netfate.db import repo
 from netfate.orchestrator import sessions
 from netfate.orchestrator.api.deps import all_rows, coord, db, one_row, orch, row
-from netfate.orchestrator.api.schemas import NODE, USER, Accepted, Associate, UserCreate, UserPatch
+from netfate.orchestrator.api.schemas import (
+    NODE,
+    USER,
+    Accepted,
+    Associate,
+    NodePatch,
+    UserCreate,
+    UserPatch,
+)
 
 router = APIRouter()
 
@@ -22,6 +30,25 @@ def list_nodes(request: Request) -> list[dict[str, Any]]:
 @router.get("/nodes/{name}")
 def get_node(request: Request, name: str = NODE) -> dict[str, Any]:
     return one_row(request, lambda s: repo.get_node(s, name))
+
+
+@router.patch("/nodes/{name}", summary="Mark a node down (out of placement) or up again")
+async def patch_node(request: Request, name: str = NODE, *, body: NodePatch) -> dict[str, Any]:
+    def update(s: Any) -> tuple[dict[str, Any], bool]:
+        n = repo.get_node(s, name)
+        changed = n.admin_down != body.admin_down
+        n.admin_down = body.admin_down
+        s.flush()
+        return row(n), changed
+
+    out, changed = await db(request).run(update)
+    if changed:
+        from netfate.engine import NodeDown, NodeUp
+
+        ev = NodeDown(node=name) if body.admin_down else NodeUp(node=name)
+        orch(request).hub.publish("node", {"name": name, "admin_down": body.admin_down})
+        coord(request).spawn(coord(request).handle(ev))
+    return out
 
 
 def _check_nfs(request: Request, nfs: list[str] | None) -> None:

@@ -25,9 +25,11 @@ NID = Path(ge=1, le=2**31 - 1, description="the notification's id", examples=[1]
 @router.get("/notifications")
 def list_notifications(request: Request, nf_instance_id: str | None = None,
                        node: str | None = None, acknowledged: bool | None = None,
-                       type: str | None = None) -> list[dict[str, Any]]:
+                       type: str | None = None, owner: str | None = None
+                       ) -> list[dict[str, Any]]:
     return all_rows(request, lambda s: repo.list_notifications(
-        s, nf_instance_id=nf_instance_id, node=node, acknowledged=acknowledged, type=type))
+        s, nf_instance_id=nf_instance_id, node=node, acknowledged=acknowledged, type=type,
+        owner=owner))
 
 
 @router.post("/notifications/{nid}/ack")

@@ -109,6 +109,13 @@ class UserPatch(Body):
     _check_password = field_validator("password")(_password)
 
 
+class NodePatch(Body):
+    """The operator's administrative state of a node: down takes it out of placement (its
+    NFs are moved away as from a node that went offline); up puts it back."""
+
+    admin_down: bool = Field(examples=[False])
+
+
 class Associate(Body):
     node: str = Field(pattern=NAME, examples=["cpe1"])
     mac: str | None = Field(default=None, pattern=MAC, examples=["02:00:00:00:00:01"])
