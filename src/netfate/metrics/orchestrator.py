@@ -15,12 +15,20 @@ the radio's part and the NF's own move, which runs on behind the anchor (make-be
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from fastapi import Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -242,17 +250,30 @@ def app_registry(orch: Orchestrator) -> CollectorRegistry:
     return registry(REGISTRY, [StateCollector(orch)])
 
 
+def allowed(host: str | None, networks: Iterable[str]) -> bool:
+    """Whether a client at ``host`` (an address) is inside one of ``networks`` (CIDR)."""
+    try:
+        addr = ipaddress.ip_address(host or "")
+    except ValueError:
+        return False
+    return any(addr in ipaddress.ip_network(n, strict=False) for n in networks)
+
+
 def install(app: FastAPI, orch: Orchestrator) -> None:
-    """``GET /metrics`` on the app: outside /api/v1 and its operator authentication, like
-    the rest of the orchestrator bound to loopback unless told otherwise. The app's
-    lifespan runs `follow` on the orchestrator's hub while it is up."""
-    from fastapi import Response
-    from prometheus_client import CONTENT_TYPE_LATEST
+    """``GET /metrics`` on the app: outside /api/v1 and its operator authentication, so
+    only clients in the orchestrator's ``metrics_networks`` (loopback by default) get it;
+    others get 403. The app's lifespan runs `follow` on the hub while it is up."""
+    from netfate.orchestrator.api.problems import problem
 
     reg = app_registry(orch)
+    nets = orch.settings.metrics_networks
 
     @app.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:  # sync: the state collector reads the database
+    def metrics(request: Request) -> Response:  # sync: the state collector reads the db
+        host = request.client.host if request.client else None
+        if not allowed(host, nets):
+            return problem(403, f"/metrics is for clients in {list(nets)} "
+                                f"(NETFATE_METRICS_NETWORKS), not {host}")
         return Response(generate_latest(reg), media_type=CONTENT_TYPE_LATEST)
 
 
