@@ -8,6 +8,7 @@ PID started here) and removed after, even when a test fails."""
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import socket
 import subprocess
@@ -160,6 +161,7 @@ def test_roam_gives_the_handover_gap_and_nf_counts_in_promql(
              20, "the firewall's memory from cpe2's agent", step=0.5)
     assert prom.query("sum(netfate_controller_flow_mods_total) > 0")
     assert prom.query("netfate_agent_command_duration_seconds_count > 0")
+    assert not prom.query('{exported_node!=""}'), "a node label renamed by the scrape"
 
 
 def test_promtool_accepts_every_process_metrics(
@@ -179,3 +181,19 @@ def test_metrics_is_outside_the_api_and_answers_without_credentials(
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")
     assert b"# TYPE netfate_handover_gap_seconds histogram" in r.content
+
+
+def test_every_dashboard_query_evaluates(stack: tuple[httpx.Client, Prometheus]) -> None:
+    """Grafana's panels (docs/grafana-netfate.json) are valid PromQL, and the case study's
+    ones return data from this testbed."""
+    _, prom = stack
+    doc = json.loads((Path(__file__).parents[2] / "docs" / "grafana-netfate.json").read_text())
+    empty = []
+    for p in doc["panels"]:
+        for t in p.get("targets", []):
+            expr = t["expr"].replace("$__rate_interval", "1m").replace("$__range", "10m")
+            if not prom.query(expr):  # raises on a PromQL error
+                empty.append(p["title"])
+    for title in ("Active users", "NFs running", "Nodes online", "NF instances by node",
+                  "Flow-mods by node and command", "Node CPU"):
+        assert title not in empty, empty

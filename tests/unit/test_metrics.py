@@ -4,16 +4,20 @@ accepts every process's exposition."""
 
 from __future__ import annotations
 
+import json
 import random
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
+import netfate.metrics as metrics_pkg
 from netfate import counters
 from netfate.bus.messages import NFActual, Resources, SwitchSynced, Telemetry, UserIdleReport
 from netfate.db import Database, repo, sqlite_url
@@ -234,6 +238,7 @@ def test_scrape_targets_and_prometheus_config() -> None:
     doc = yaml.safe_load(scrape.prometheus_config(tg, 2))
     assert doc["global"]["scrape_interval"] == "2s"
     agents = next(j for j in doc["scrape_configs"] if j["job_name"] == "netfate-agent")
+    assert agents["honor_labels"] is True
     first = topo.nodes[0].name
     assert {"targets": ["127.0.0.1:9601"], "labels": {"process": f"agent-{first}",
                                                         "node": first}} \
@@ -257,4 +262,48 @@ def test_promtool_accepts_each_exposition(process: str, tmp_path) -> None:
     text = generate_latest(common.registry(own))
     r = subprocess.run([str(PROMTOOL), "check", "metrics"], input=text,
                        capture_output=True, check=False)
+    assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
+
+
+DASHBOARD = Path(__file__).parents[2] / "docs" / "grafana-netfate.json"
+
+
+def exported_names() -> set[str]:
+    """Every metric name the metrics modules and netfate.counters define, as Prometheus
+    sees them (counters with _total; histograms with _bucket, _sum, _count)."""
+    src = Path(metrics_pkg.__file__).parent
+    names = set(counters.HELP)
+    for f in src.glob("*.py"):
+        names |= set(re.findall(r'"(netfate_[a-z_]+)"', f.read_text()))
+    out = set()
+    for n in names:
+        out |= {n, n + "_total", n + "_bucket", n + "_sum", n + "_count"}
+    return out
+
+
+def dashboard_exprs() -> list[str]:
+    doc = json.loads(DASHBOARD.read_text())
+    return [t["expr"] for p in doc["panels"] for t in p.get("targets", [])]
+
+
+def test_the_grafana_dashboard_uses_only_exported_metric_names() -> None:
+    doc = json.loads(DASHBOARD.read_text())
+    assert doc["uid"] and doc["title"] and doc["panels"]
+    ids = [p["id"] for p in doc["panels"]]
+    assert len(ids) == len(set(ids))
+    exprs = dashboard_exprs()
+    used = {n for e in exprs for n in re.findall(r"\b(netfate_[a-z_]+)", e)}
+    assert used - exported_names() == set()
+    for must in ("netfate_handover_gap_seconds_bucket", "netfate_nf_instances",
+                 "netfate_lcm_operations_total", "netfate_loop_failures_total"):
+        assert must in used
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian prometheus) not installed")
+def test_promtool_accepts_the_prometheus_config(tmp_path) -> None:
+    cfg = tmp_path / "prometheus.yml"
+    cfg.write_text(scrape.prometheus_config(
+        scrape.targets(load_topology(None), TestbedSettings()), 5))
+    r = subprocess.run([str(PROMTOOL), "check", "config", str(cfg)], capture_output=True,
+                       check=False)
     assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()

@@ -56,7 +56,11 @@ def prometheus_config(recorded: dict[str, dict[str, str]], interval_s: float = 5
             if proc.startswith("agent-"):
                 labels["node"] = proc[len("agent-"):]
             groups.append({"targets": [addr], "labels": labels})
-        jobs.append({"job_name": job, "metrics_path": "/metrics", "static_configs": groups})
+        job_doc: dict[str, Any] = {"job_name": job, "metrics_path": "/metrics"}
+        if any("node" in g["labels"] for g in groups):
+            # An agent's own `node` label (same value) is kept, not renamed exported_node.
+            job_doc["honor_labels"] = True
+        jobs.append({**job_doc, "static_configs": groups})
     doc = {"global": {"scrape_interval": f"{interval_s:g}s",
                       "evaluation_interval": f"{interval_s:g}s"},
            "scrape_configs": jobs}
