@@ -307,3 +307,20 @@ def test_promtool_accepts_the_prometheus_config(tmp_path) -> None:
     r = subprocess.run([str(PROMTOOL), "check", "config", str(cfg)], capture_output=True,
                        check=False)
     assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
+
+
+def test_serve_answers_on_loopback_and_a_taken_port_is_logged_not_fatal(caplog) -> None:
+    import httpx
+
+    reg = common.registry(agent.REGISTRY)
+    server = common.serve(0, reg)
+    assert server is not None
+    try:
+        port = server.server_address[1]
+        r = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        assert r.status_code == 200 and b"netfate_loop_failures_total" in r.content
+        assert common.serve(port, reg) is None
+        assert "cannot listen" in caplog.text
+    finally:
+        server.shutdown()
+        server.server_close()

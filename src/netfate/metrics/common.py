@@ -90,9 +90,14 @@ def registry(own: CollectorRegistry | None = None,
 
 def serve(port: int, reg: CollectorRegistry, host: str = "127.0.0.1") -> Any:
     """Serve ``reg`` at http://host:port/metrics from a daemon thread (loopback by
-    default: Prometheus scrapes it from the same host). Returns the server. Raises OSError
-    when the port is taken."""
-    server, thread = start_http_server(port, addr=host, registry=reg)
+    default: Prometheus scrapes it from the same host). Returns the server, or None when
+    the port cannot be had (logged as an error: a process that runs the network must not
+    stop for want of its metrics)."""
+    try:
+        server, thread = start_http_server(port, addr=host, registry=reg)
+    except OSError as exc:
+        log.error("no metrics: cannot listen on %s:%d: %s", host, port, exc)
+        return None
     assert isinstance(thread, threading.Thread)
     log.info("metrics at http://%s:%d/metrics", host, port)
     return server
