@@ -165,19 +165,19 @@ async def follow(hub: EventHub, tracker: OpTracker | None = None) -> None:
 def _counts(s: Session) -> dict[str, list[tuple[Any, ...]]]:
     from netfate.db.models import Node, SessionState, User, UserSession, VnfInstance
 
-    active = sa.select(UserSession.user_name).where(UserSession.state == SessionState.ACTIVE)
+    active = UserSession.state == SessionState.ACTIVE
     return {
         "nfs": [tuple(r) for r in s.execute(
             sa.select(VnfInstance.node_name, VnfInstance.nf_name, VnfInstance.flavour,
                       VnfInstance.actual_state, VnfInstance.desired_state, sa.func.count())
             .group_by(VnfInstance.node_name, VnfInstance.nf_name, VnfInstance.flavour,
                       VnfInstance.actual_state, VnfInstance.desired_state))],
-        "users": [tuple(r) for r in s.execute(
-            sa.select(User.name.in_(active.scalar_subquery()), sa.func.count())
-            .group_by(User.name.in_(active.scalar_subquery())))],
+        "users": [(s.scalar(sa.select(sa.func.count()).select_from(User)) or 0,
+                   s.scalar(sa.select(sa.func.count(sa.distinct(UserSession.user_name)))
+                            .where(active)) or 0)],
         "sessions": [tuple(r) for r in s.execute(
-            sa.select(UserSession.node_name, sa.func.count())
-            .where(UserSession.state == SessionState.ACTIVE).group_by(UserSession.node_name))],
+            sa.select(UserSession.node_name, sa.func.count()).where(active)
+            .group_by(UserSession.node_name))],
         "nodes": [tuple(r) for r in s.execute(sa.select(Node.name, Node.role, Node.online))],
     }
 
@@ -206,11 +206,9 @@ class StateCollector(Collector):
         yield nfs
         users = GaugeMetricFamily("netfate_users", "Users by state (active: with an active "
                                   "session; inactive: known, no session)", labels=["state"])
-        by_state = {"active": 0, "inactive": 0}
-        for is_active, n in c["users"]:
-            by_state["active" if is_active else "inactive"] += n
-        for state, n in by_state.items():
-            users.add_metric([state], n)
+        for total, active in c["users"]:
+            users.add_metric(["active"], active)
+            users.add_metric(["inactive"], max(0, total - active))
         yield users
         sessions = GaugeMetricFamily("netfate_sessions_active", "Active user sessions by "
                                      "access node", labels=["node"])
