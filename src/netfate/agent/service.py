@@ -45,6 +45,7 @@ from netfate.drivers import capabilities, registry
 from netfate.drivers.ovs import OvsNetwork, OvsServer
 from netfate.errors import NetfateError
 from netfate.interfaces import ComputeContext, NetworkDriver, NFInfo
+from netfate.metrics import agent as metrics
 from netfate.node import NodeDrivers
 
 log = logging.getLogger("netfate.agent")
@@ -214,11 +215,14 @@ class Agent:
         return result
 
     async def on_command(self, msg: Msg) -> None:
+        t0, op = time.perf_counter(), "invalid"
         try:
             cmd = Command.model_validate_json(msg.data)
+            op = cmd.op
             reply = await self._handle(cmd)
         except Exception as exc:  # a bad command must never kill the agent
             reply = Reply(ok=False, error=f"{type(exc).__name__}: {exc}")
+        metrics.command(op, reply.ok, time.perf_counter() - t0)
         if msg.reply:
             await msg.respond(reply.model_dump_json().encode())
 
@@ -254,6 +258,7 @@ class Agent:
                               generation=self.desired.generation)
                 await self._nc.publish(subjects.telemetry(self.name),
                                        t.model_dump_json().encode())
+                metrics.telemetry(t)
                 self._telemetry_failures.ok()
             except Exception as exc:
                 self._telemetry_failures.failed(f"telemetry of node {self.name}", exc)

@@ -92,6 +92,8 @@ def agent(
     script_timeout: Annotated[float | None, Opt(help="Seconds an NF lifecycle script may "
                                                      "run [NETFATE_SCRIPT_TIMEOUT; 30]")]
     = None,
+    metrics_port: Annotated[int, Opt(min=0, max=65535, help="Serve Prometheus metrics at "
+                                     "http://127.0.0.1:PORT/metrics (0: off)")] = 0,
 ) -> None:
     """Run the agent of one NFVI node (CPE, PE or DC)."""
     need_root()
@@ -108,6 +110,10 @@ def agent(
               uplink=uplink, telemetry_interval=telemetry_interval, mtu=mtu, budget=budget,
               controller_managed=controller_managed,
               script_timeout=settings.compute.script_timeout)
+    if metrics_port:
+        from netfate.metrics import agent as agent_metrics
+
+        agent_metrics.start(a, metrics_port)
 
     import faulthandler
     import os
@@ -137,6 +143,8 @@ def controller(
     host: Annotated[str, Opt(help="Address to listen on")] = "127.0.0.1",
     purge_foreign: Annotated[bool, Opt(help="Also remove flows the controller did not "
                                             "install")] = True,
+    metrics_port: Annotated[int, Opt(min=0, max=65535, help="Serve Prometheus metrics at "
+                                     "http://127.0.0.1:PORT/metrics (0: off)")] = 0,
 ) -> None:
     """Run the SDN controller (os-ken, OpenFlow 1.3) of every node's switch."""
     from netfate.controller.run import run_controller
@@ -146,4 +154,5 @@ def controller(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("os_ken", "os_ken.controller.controller", "os_ken.base.app_manager"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    run_controller(nats_url, port, listen_host=host, purge_foreign=purge_foreign)
+    run_controller(nats_url, port, listen_host=host, purge_foreign=purge_foreign,
+                   metrics_port=metrics_port)

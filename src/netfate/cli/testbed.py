@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -39,6 +40,10 @@ def up(
                                                       "orchestrator "
                                                       "[NETFATE_TESTBED_COMMAND_TIMEOUT; 10]")]
     = None,
+    metrics_port: Annotated[int | None, Opt(help="Prometheus /metrics of the controller "
+                                                 "(the agents' follow, one per node; 0: "
+                                                 "off) [NETFATE_TESTBED_METRICS_PORT; 9470]")]
+    = None,
     json_out: Annotated[bool, Opt("--json", help="Print JSON")] = False,
 ) -> None:
     """Bring the testbed up: switches, hosts, orchestrator, one agent per node. Idempotent."""
@@ -46,7 +51,7 @@ def up(
     tb = load(testbed={
         "topology": topology, "idle_timeout": idle_timeout, "reauth_lifetime": reauth_lifetime,
         "api_port": api_port, "nats_port": nats_port, "of_port": of_port,
-        "command_timeout": command_timeout}).testbed
+        "command_timeout": command_timeout, "metrics_port": metrics_port}).testbed
     topo = guarded(lambda: load_topology(tb.topology))
     with progress(json_out, "testbed up") as say:
         state = guarded(lambda: lifecycle.up(topo, say, services=services, settings=tb))
@@ -146,3 +151,24 @@ def move(
                       f"{out['seconds'] * 1000:.1f} ms (same MAC {out['mac']})")
     else:
         console.print(f"{client} is already on {node}")
+
+
+@app.command("prometheus-config")
+def prometheus_config(
+    interval: Annotated[float, Opt(help="Scrape interval, seconds")] = 5.0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the targets as JSON")]
+    = False,
+) -> None:
+    """Print a prometheus.yml that scrapes the running testbed's processes on loopback
+    (orchestrator, SDN controller, agents): `prometheus --config.file=prometheus.yml`."""
+    load()
+    from netfate.metrics import scrape
+
+    targets = guarded(scrape.recorded)
+    if json_out:
+        emit_json(targets)
+        return
+    if interval <= 0:
+        console.print(f"[red]error:[/] --interval must be positive, got {interval}")
+        raise typer.Exit(2)
+    sys.stdout.write(scrape.prometheus_config(targets, interval))

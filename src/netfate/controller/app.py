@@ -36,6 +36,7 @@ from netfate.controller.flows import build
 from netfate.controller.model import Client, SwitchState
 from netfate.controller.pipeline import Kind, cookie, datapath_id, kind_of, ovs_datapath_id
 from netfate.controller.sync import diff
+from netfate.metrics import controller as metrics
 
 __all__ = ["ControllerApp", "datapath_id", "ovs_datapath_id"]
 
@@ -88,6 +89,7 @@ class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
     # Set by run_controller before os-ken instantiates the app (it passes no arguments).
     nats_url: str | None = None
     purge_foreign: bool = False
+    metrics_port: int = 0  # Prometheus /metrics on 127.0.0.1 (0: none)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -102,6 +104,8 @@ class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> Any:
         thread = super().start()
+        if self.metrics_port:
+            metrics.start(self, self.metrics_port)
         self.threads.append(hub.spawn(self._mailbox))
         if self.nats_url:
             from netfate.controller.bus import BusBridge
@@ -129,6 +133,7 @@ class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
             self.send_event(self.name, EventDesired(state))
 
     def _publish(self, subject: str, msg: BaseModel) -> None:
+        metrics.published(msg)
         if self.bus is not None:
             self.bus.publish(subject, msg)
 
@@ -194,6 +199,7 @@ class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
         sw.dp.set_xid(req)
         sw.stats_xid, sw.stats_at, sw.stats, sw.dirty = req.xid, time.monotonic(), [], False
         sw.dp.send_msg(req)
+        metrics.sync_started(self.nodes[sw.dp.id])
 
     @_on(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def _flow_stats(self, ev: Any) -> None:
@@ -240,6 +246,8 @@ class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
         self._send(sw, [ofmsg.flow_mod(sw.dp, f, ofp.OFPFC_DELETE_STRICT) for f in plan.delete])
         sw.report = report
         sw.barrier_xid = self._barrier(sw)
+        metrics.flow_mods(node, "add", len(plan.add))
+        metrics.flow_mods(node, "delete", len(plan.delete))
         log.info("node %s generation %s: +%d -%d =%d", node, state.generation,
                  len(plan.add), len(plan.delete), plan.unchanged)
 
@@ -253,6 +261,7 @@ class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
         b = parser.OFPBarrierRequest(sw.dp)
         sw.dp.set_xid(b)
         sw.dp.send_msg(b)
+        metrics.barrier(self.nodes.get(sw.dp.id, "?"))
         return int(b.xid)
 
     @_on(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
@@ -272,6 +281,7 @@ class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
         if sw is not None and msg.xid in sw.sent:
             text = f"switch refused a flow-mod: type {msg.type} code {msg.code}"
             sw.errors.append(text)
+            metrics.flow_mod_error(self.nodes.get(sw.dp.id, "?"))
             log.warning("node %s: %s", self.nodes.get(sw.dp.id, "?"), text)
 
     # -- events from the data plane ---------------------------------------------------------

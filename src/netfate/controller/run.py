@@ -10,13 +10,15 @@ def run_controller(
     listen_port: int,
     listen_host: str = "127.0.0.1",
     purge_foreign: bool = False,
+    metrics_port: int = 0,
 ) -> None:
     """Run until the process is stopped. Blocks.
 
     nats_url None runs without the bus (no desired state arrives: switches are left alone),
     which is only useful to check that switches connect. purge_foreign also removes flows
     that carry no NetFATE cookie (written by hand, or by an older version): use it once
-    nothing else programs the switches. (TS rules a node kept locally carry the pipeline's
+    nothing else programs the switches. metrics_port (not 0) serves Prometheus metrics
+    on 127.0.0.1. (TS rules a node kept locally carry the pipeline's
     cookie, so the controller replaces them with its desired state either way.)
     """
     # os-ken wants its app manager imported before its controller module (circular import),
@@ -33,6 +35,7 @@ def run_controller(
     )
     ControllerApp.nats_url = nats_url
     ControllerApp.purge_foreign = purge_foreign
+    ControllerApp.metrics_port = metrics_port
     logging.getLogger("netfate.controller").info(
         "OpenFlow controller on %s:%d, NATS %s", listen_host, listen_port, nats_url or "off"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from pydantic import ValidationError
@@ -9,6 +10,7 @@ from pydantic import ValidationError
 from netfate.bus import subjects
 from netfate.bus.messages import Command, Reply
 from netfate.errors import NetfateError
+from netfate.metrics import orchestrator as metrics
 
 
 def refusal(reason: str) -> Reply:
@@ -41,6 +43,19 @@ class AgentBus:
     async def command(self, node: str, cmd: Command, timeout: float | None = None) -> Reply:
         """The agent's reply. Every failure is a NetfateError naming the node: callers undo
         and record it, and nothing else escapes to leave an operation half-done."""
+        t0 = time.perf_counter()
+        outcome = "unreachable"
+        try:
+            reply = await self._command(node, cmd, timeout)
+            outcome = "ok" if reply.ok else "error"
+            return reply
+        except AgentBadReply:
+            outcome = "bad_reply"
+            raise
+        finally:
+            metrics.agent_command(node, cmd.op, outcome, time.perf_counter() - t0)
+
+    async def _command(self, node: str, cmd: Command, timeout: float | None) -> Reply:
         import nats.errors
 
         t = timeout or self.timeout

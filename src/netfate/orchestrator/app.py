@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from netfate import __version__
+from netfate.metrics import orchestrator as metrics
 from netfate.orchestrator.api import (
     auth,
     problems,
@@ -28,9 +31,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await orch.start()
+        counting = asyncio.create_task(metrics.follow(orch.hub))
         try:
             yield
         finally:
+            counting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await counting
             await orch.stop()
 
     app = FastAPI(title="NetFATE orchestrator", version=__version__, lifespan=lifespan,
@@ -53,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def health() -> dict[str, object]:
         return {"ok": True, "version": __version__, "nats": orch.nats_url}
 
+    metrics.install(app, orch)  # GET /metrics (Prometheus), at the root, outside /api/v1
     app.add_middleware(problems.BodyLimit, limit=orch.settings.max_body_bytes,
                        small=orch.settings.max_json_bytes,
                        large=frozenset({"/api/v1/vnf_packages"}))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,7 @@ from netfate.engine import (
     get_policy,
 )
 from netfate.engine import plan as engine_plan
+from netfate.metrics import orchestrator as metrics
 from netfate.orchestrator import lcm_records as rec
 from netfate.orchestrator import planner, snapshot
 from netfate.orchestrator.agents import AgentBus
@@ -218,7 +220,9 @@ class Coordinator:
             if user is not None:
                 await self._user_locks.acquire(user)
             try:
+                t0 = time.perf_counter()
                 plan = await self.plan_for(event)
+                metrics.placement(event, time.perf_counter() - t0)
                 if record is not None:
                     await self.db.run(record)
                 ops = await self.open_ops(plan)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from netfate.bus.messages import NodeEvent
 from netfate.db import repo
 from netfate.errors import NetfateError
+from netfate.metrics import orchestrator as metrics
 from netfate.orchestrator import sessions
 from netfate.radius.backend import reauth_token
 from netfate.radius.client import RadiusError
@@ -58,8 +59,9 @@ async def on_associated(orch: Orchestrator, ev: NodeEvent) -> None:
         result = await client.authenticate_async(user, token, mac=mac, nas_id=ev.node)
     except RadiusError as exc:
         log.warning("fast re-authentication of %s at %s failed: %s", user, ev.node, exc)
-        orch.hub.publish("reauth", {"user": user, "node": ev.node, "ok": False,
-                                    "error": str(exc)})
+        failed = {"user": user, "node": ev.node, "ok": False, "error": str(exc)}
+        metrics.handover(failed)
+        orch.hub.publish("reauth", failed)
         return
     t_auth = time.perf_counter() - t0
     record = {"user": user, "from": node, "node": ev.node, "mac": mac,
@@ -70,6 +72,7 @@ async def on_associated(orch: Orchestrator, ev: NodeEvent) -> None:
     orch.handovers.append(record)
     orch.hub.publish("reauth", record)
     if not result.accepted:
+        metrics.handover(record)
         log.info("fast re-authentication of %s at %s refused: %s", user, ev.node,
                  result.reply_message)
         return
@@ -84,3 +87,4 @@ async def on_associated(orch: Orchestrator, ev: NodeEvent) -> None:
         record["served_ts"] = time.time()
     except NetfateError as exc:
         log.warning("associating %s at %s failed: %s", user, ev.node, exc)
+    metrics.handover(record)

@@ -54,6 +54,10 @@ class Settings(BaseModel):
         default=("127.0.0.0/8", "::1/128"),
         description="Networks subscription callbacks may go to (comma-separated in "
         "NETFATE_CALLBACK_NETWORKS)")
+    metrics_networks: tuple[str, ...] = Field(
+        default=("127.0.0.0/8", "::1/128"),
+        description="Networks whose clients may read /metrics, which needs no operator "
+        "login (comma-separated in NETFATE_METRICS_NETWORKS)")
     max_body_bytes: int = Field(
         default=16 * 1024 * 1024, gt=0, description="Largest request body (a bundle upload), "
         "bytes")
@@ -70,12 +74,12 @@ class Settings(BaseModel):
         description="FreeRADIUS and the portals' RADIUS (the NETFATE_RADIUS_* group); "
         "reauth_lifetime above overrides its own")
 
-    @field_validator("callback_networks", mode="before")
+    @field_validator("callback_networks", "metrics_networks", mode="before")
     @classmethod
     def _split(cls, v: object) -> object:
         return tuple(x.strip() for x in v.split(",") if x.strip()) if isinstance(v, str) else v
 
-    @field_validator("callback_networks")
+    @field_validator("callback_networks", "metrics_networks")
     @classmethod
     def _networks(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for x in v:

@@ -23,6 +23,7 @@ from netfate.controller.pipeline import ovs_datapath_id
 from netfate.drivers import cgroups, netns
 from netfate.drivers.ovs import OvsNetwork, OvsServer
 from netfate.errors import DriverError
+from netfate.metrics import scrape
 from netfate.supervisor import probes
 from netfate.testbed import processes
 from netfate.testbed.settings import TestbedSettings
@@ -122,6 +123,7 @@ def up(topo: Topology, progress: Progress = _noop, services: bool = True,
         "ovs": {d: server.pid(d) for d in ("ovsdb-server", "ovs-vswitchd")},
         "services": services,
         "settings": t.model_dump(mode="json"),
+        "metrics": scrape.targets(topo, t),  # where Prometheus finds each process
     }
     paths.run_dir().mkdir(parents=True, exist_ok=True)
     state_file().write_text(json.dumps(state, indent=1))
@@ -161,7 +163,8 @@ def _start_services(topo: Topology, progress: Progress, t: TestbedSettings) -> d
     if not processes.alive("controller"):
         progress("starting the SDN controller")
         processes.start("controller", processes.netfate_argv(
-            "controller", "--nats-url", t.nats_url, "--port", str(t.of_port)), env=env,
+            "controller", "--nats-url", t.nats_url, "--port", str(t.of_port),
+            "--metrics-port", str(t.metrics_port)), env=env,
             ready=probes.tcp_port(t.of_port), timeout=30)
     cpes = [n for n in topo.nodes if n.role == "cpe"]
     for k, n in enumerate(cpes):
@@ -182,7 +185,8 @@ def _start_services(topo: Topology, progress: Progress, t: TestbedSettings) -> d
         mem, cpus = n.budget
         argv = ["agent", "--node", n.name, "--role", n.role,
                 "--nats-url", t.nats_url, "--mtu", str(topo.mtu),
-                "--mem-mb", str(mem), "--cpus", str(cpus)]
+                "--mem-mb", str(mem), "--cpus", str(cpus),
+                "--metrics-port", str(scrape.agent_port(topo, t, n.name))]
         if n.uplink_port:
             argv += ["--uplink", n.uplink_port]
         processes.start(name, processes.netfate_argv(*argv), env=env)

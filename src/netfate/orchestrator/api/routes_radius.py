@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from netfate.metrics import orchestrator as metrics
 from netfate.orchestrator.api.deps import db, orch
 from netfate.orchestrator.api.problems import problem
 from netfate.radius.backend import AuthDecision, RadiusBackend, RestRequest
@@ -101,6 +102,7 @@ async def _answer(request: Request, authenticate: bool) -> JSONResponse:
         return problem(422, "; ".join(errs)[:2000])
     fn = b.authenticate if authenticate else b.authorize
     decision: AuthDecision = await run_in_threadpool(fn, req.login())
+    metrics.radius_request("authenticate" if authenticate else "authorize", decision.status)
     return JSONResponse(decision.body(), status_code=decision.status)
 
 
