@@ -18,6 +18,7 @@ from netfate.descriptor import parse_descriptor
 from netfate.errors import InvalidInput
 from netfate.orchestrator.api import routes_packages
 from tests.api.harness import (
+    AUTH,
     FakeAgent,
     LiveOrchestrator,
     LoopThread,
@@ -51,7 +52,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     agent: FakeAgent | None = None
     try:
         with running(tmp_path_factory.mktemp("documents")) as live, \
-                httpx.Client(base_url=live.url, timeout=15) as c:
+                httpx.Client(base_url=live.url, timeout=15, headers=AUTH) as c:
             agent = FakeAgent(loop, live.nats_url, "cpe1")
             agent.start()
             r = c.post(f"{API}/users", json={"name": "user1", "password": "secret1"})
@@ -99,7 +100,7 @@ def test_upload_inspection_is_off_the_event_loop_and_bounded(
     monkeypatch.setattr(routes_packages, "inspect_bundle", slow)
     monkeypatch.setattr(world.live.orch.settings, "inspect_timeout", 1.0)
     n = routes_packages.INSPECTORS + 1
-    with httpx.Client(base_url=world.live.url, timeout=15) as other, \
+    with httpx.Client(base_url=world.live.url, timeout=15, headers=AUTH) as other, \
             ThreadPoolExecutor(n) as pool:
         uploads = [pool.submit(other.post, f"{API}/vnf_packages", content=b"x", headers=GZ)
                    for _ in range(n)]

@@ -21,6 +21,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from netfate.api_auth import BearerAuth
 from netfate.cli.main import app as cli
 from netfate.metrics import scrape
 from netfate.roaming.probes import EchoServer
@@ -93,7 +94,8 @@ class Prometheus:
 def stack(testbed_up: None) -> Iterator[tuple[httpx.Client, Prometheus]]:
     topo = load_topology()
     lifecycle.down()
-    api = httpx.Client(base_url=lifecycle.api_url() + "/api/v1", timeout=30)
+    api = httpx.Client(base_url=lifecycle.api_url() + "/api/v1", timeout=30,
+                      auth=BearerAuth())
     prom: Prometheus | None = None
     echo: EchoServer | None = None
     try:
