@@ -25,6 +25,25 @@ def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def checked(kind: str) -> Callable[[Any], Any]:
+    """A typer callback that checks an argument as netfate.validators' `kind` (the API's own
+    check: ASCII digits only, unicast station MACs, ...). A bad value stops the command
+    before anything is done, with click's "Invalid value for '<param>'" naming it."""
+    from netfate import validators
+
+    def callback(value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            if isinstance(value, (list, tuple)):
+                return [validators.check(kind, v) for v in value]
+            return validators.check(kind, value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+    return callback
+
+
 def need_root() -> None:
     if os.geteuid() != 0:
         console.print("[red]error:[/] this command needs root (namespaces, OVS, cgroups)")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from netfate.cli.common import console, emit_json, guarded, need_root, progress
+from netfate.cli.common import checked, console, emit_json, guarded, need_root, progress
 from netfate.cli.common import settings as load
 from netfate.testbed import lifecycle
 from netfate.testbed.topology import load_topology
@@ -116,8 +116,10 @@ def status(json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] 
 
 @app.command()
 def move(
-    client: Annotated[str, typer.Argument(help="The client host, e.g. client1")],
-    node: Annotated[str, typer.Argument(help="The CPE it moves to, e.g. cpe2")],
+    client: Annotated[str, typer.Argument(help="The client host, e.g. client1",
+                                          callback=checked("name"))],
+    node: Annotated[str, typer.Argument(help="The CPE it moves to, e.g. cpe2",
+                                        callback=checked("name"))],
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Roam a client to another CPE: its old LAN link goes down, a new one comes up with the

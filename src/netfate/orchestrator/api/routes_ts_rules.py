@@ -16,10 +16,12 @@ from netfate.db import repo
 from netfate.errors import NotFound
 from netfate.orchestrator.api.deps import db, orch
 from netfate.orchestrator.api.schemas import TSRuleBody
+from netfate.validators import NAME_PATTERN
 
 router = APIRouter()
-NODE = Path(description="a node's name", examples=["cpe1"])
-RULE_ID = Path(description="a TS rule's id", examples=["user:client1:up:0"])
+NODE = Path(description="a node's name", examples=["cpe1"], pattern=NAME_PATTERN)
+RULE_ID = Path(description="a TS rule's id", examples=["user:client1:up:0"],
+               pattern=r"^[\x21-\x7e]{1,128}$")
 WAIT = Query(default=3.0, ge=0, le=30, description="seconds to wait for the controller")
 
 
