@@ -6,7 +6,8 @@ Every check accepts ASCII only. Python's `int()` and `ipaddress` take other scri
 places (`int("٢٤")` is 24, and an IPv4 prefix length in Arabic-Indic digits parses), and
 regular expressions' `\\d` (Python's, and Rust's in pydantic `pattern=`) match every script's
 digits; an address written so passes one layer and is refused by the next, after it was stored.
-So each check here starts with `str.isascii()` and matches with explicit `[0-9]` classes.
+So each check here starts with `str.isascii()` and matches whole (`fullmatch`: a `$` would
+let a trailing newline through) with explicit `[0-9]` classes.
 
 Types (pydantic annotated types; the error names the field, so the API answers 422 with it):
 
@@ -58,7 +59,7 @@ def _ascii(v: str, what: str) -> str:
 def ipv4(v: str) -> str:
     """A dotted-quad IPv4 address, canonical. Raises ValueError otherwise."""
     _ascii(v, "an IPv4 address")
-    if not _IPV4.match(v):
+    if not _IPV4.fullmatch(v):
         raise ValueError(f"{v!r} is not an IPv4 address like 10.0.0.2 "
                          "(four numbers 0-255, no leading zeros)")
     return str(ipaddress.IPv4Address(v))
@@ -80,7 +81,7 @@ _NOT_A_HOST = (ipaddress.IPv4Network("0.0.0.0/8"), ipaddress.IPv4Network("240.0.
 def ipv4_prefix(v: str) -> str:
     """An IPv4 address or network (a.b.c.d/len) -> the network, host bits cleared."""
     _ascii(v, "an IPv4 network")
-    m = _PREFIX.match(v)
+    m = _PREFIX.fullmatch(v)
     if not m:
         raise ValueError(f"{v!r} is not an IPv4 network like 10.0.0.0/24 "
                          "(prefix length 0-32)")
@@ -91,7 +92,7 @@ def mac(v: str) -> str:
     """A MAC address (colon-separated hex pairs), lower case. Raises ValueError otherwise."""
     _ascii(v, "a MAC address")
     low = v.lower()
-    if not _MAC.match(low):
+    if not _MAC.fullmatch(low):
         raise ValueError(f"{v!r} is not a MAC address like 02:00:00:00:00:01")
     return low
 
@@ -114,8 +115,8 @@ def unicast_mac(v: str) -> str:
 def _pattern(rx: re.Pattern[str], what: str) -> Callable[[str], str]:
     def check(v: str) -> str:
         _ascii(v, what)
-        if not rx.match(v):
-            raise ValueError(f"{v!r} is not {what}")
+        if not rx.fullmatch(v):
+            raise ValueError(f"{v!r} is not {what} (pattern {rx.pattern})")
         return v
     return check
 

@@ -2,6 +2,9 @@
 
 See pipeline.py for the tables. In short, on a CPE:
 
+- table 0 drops every frame with a group (multicast/broadcast) source MAC on any port. On a
+  CPE nothing but ARP and IPv4 passes, from any port to any port: no IPv6 (RS, NS, ...)
+  until the platform serves it, whether the client is logged in or not.
 - table 0 lets a client port send only ARP and IPv4 with the MAC and IP the client was given,
   and tags the packet with its user and direction (metadata); DHCP goes straight to the
   services namespace. NF ports only send what a chain expects back from them. The uplink
@@ -80,7 +83,7 @@ def build(state: SwitchState, ofports: Mapping[str, int]) -> FlowSet:
         ("base", partial(_base, state, port))
     ]
     for p in state.infra_ports:
-        units.append((f"infra port {p}", partial(_normal, p, port)))
+        units.append((f"infra port {p}", partial(_normal, p, port, state.role == "cpe")))
     if state.services is not None:
         units.append(("access services", partial(_services, state, state.services, port)))
     for u in state.users:
@@ -145,7 +148,12 @@ def _base(state: SwitchState, port: _Ports) -> Iterator[FlowMod]:
                 {"eth_src": (pl.GROUP_BIT, pl.GROUP_BIT)})
 
 
-def _normal(name: str, port: _Ports) -> Iterator[FlowMod]:
+def _normal(name: str, port: _Ports, v4_only: bool) -> Iterator[FlowMod]:
+    if v4_only:  # a CPE passes no IPv6 (nor any other EtherType), even between infra ports
+        for et in (ETH_ARP, ETH_IPV4):
+            yield _flow(Kind.BASE, f"normal:{name}", pl.INGRESS, pl.P_NORMAL,
+                        {"in_port": port(name), "eth_type": et}, ("normal",))
+        return
     yield _flow(Kind.BASE, f"normal:{name}", pl.INGRESS, pl.P_NORMAL,
                 {"in_port": port(name)}, ("normal",))
 
