@@ -261,8 +261,11 @@ def _cpe(world: World, node: str, ports: SwitchPorts, rules: Iterable[SteeredRul
             continue
         out.client(name=r.user, mac=r.mac, ip=r.ip, port=port, authenticated=True,
                    idle_timeout=world.idle_timeout, chain=parts[0], classifiers=parts[1])
-    unknown = [(mac, port) for mac, port in stations.items()
-               if mac.lower() not in out.macs and port in ports.access]
+    # Oldest first; stations the agent reports (associated) count as the newest, so a flood
+    # of DHCP from made-up MACs pushes out its own kind before a real station.
+    order = [*(m for m in world.seen.get(node, {}) if m not in ports.stations), *ports.stations]
+    unknown = [(mac, stations[mac]) for mac in order
+               if mac.lower() not in out.macs and stations[mac] in ports.access]
     for mac, port in sorted(newest_stations(unknown, world.max_hosts_per_port,
                                             world.max_hosts_per_node)):
         ip = ports.leases.get(mac)
