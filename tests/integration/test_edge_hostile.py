@@ -7,7 +7,8 @@ with raw frames written into the client's namespace (AF_PACKET) and read at the 
 - DHCP from a flood of made-up MACs is metered per access port (an OpenFlow meter) and the
   unauthenticated stations the orchestrator keeps are capped (max_hosts_per_port);
 - no IPv6 (an RS, an NS, a unicast packet) nor any EtherType but ARP and IPv4 crosses a CPE,
-  before or after login, in either direction.
+  before or after login, in either direction: client <-> internet, client <-> client (through
+  the core), client <-> the CPE's access services.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import pytest
 
 from netfate import naming, paths
 from netfate.access import dhcp_client
+from netfate.access.addressing import services_netns
 from netfate.drivers import netns
 from netfate.testbed import lifecycle
 from netfate.testbed.context import Testbed
@@ -39,6 +41,7 @@ from .test_access_e2e import add_user, connects, login_and_renew, wait_for
 
 API = lifecycle.api_url() + "/api/v1"
 C1, C2, INET_NS = "fate-h-client1", "fate-h-client2", "fate-h-inet"
+SVC1 = services_netns("cpe1")  # cpe1's DHCP/DNS/portal namespace
 MAX_HOSTS, DHCP_PPS = 6, 10
 ETH_P_ALL, ETH_IPV6, ETH_IPV4 = 0x0003, 0x86DD, 0x0800
 PACKET_OUTGOING = 4
@@ -247,6 +250,7 @@ def test_a_dhcp_flood_is_metered_and_its_stations_capped(stack: Testbed) -> None
 def test_no_ipv6_crosses_a_cpe_before_or_after_login(stack: Testbed,
                                                       servers: list[Server]) -> None:
     inet_mac, c1_mac, c2_mac = link_mac(INET_NS), link_mac(C1), link_mac(C2)
+    svc_mac = link_mac(SVC1)
     dhcp_client.release(C1)
     ip = dhcp_client.lease(C1).ip
 
@@ -258,7 +262,8 @@ def test_no_ipv6_crosses_a_cpe_before_or_after_login(stack: Testbed,
                  15, f"{when}: the client's ARP to reach the internet side")
         for src_ns, src_mac, dst_ns, dst_mac in (
                 (C1, c1_mac, INET_NS, inet_mac), (INET_NS, inet_mac, C1, c1_mac),
-                (C1, c1_mac, C2, c2_mac), (C2, c2_mac, C1, c1_mac)):
+                (C1, c1_mac, C2, c2_mac), (C2, c2_mac, C1, c1_mac),
+                (SVC1, svc_mac, C1, c1_mac), (C1, c1_mac, SVC1, svc_mac)):
             marker = f"netfate-v6-{when}-{src_ns}".encode()
             got = crosses(src_ns, dst_ns, ipv6_frames(src_mac, dst_mac, marker), marker)
             assert got == [], f"{when}: {len(got)} non-IPv4 frames {src_ns} -> {dst_ns}"
