@@ -132,3 +132,11 @@ def test_publishing_goes_on_after_a_bad_entry(sw: Switches, db) -> None:  # noqa
     assert gen is not None
     st = asyncio.run(sw.state_for("cpe1"))
     assert st is not None and [u.name for u in st.users] == ["user1"]
+
+
+def test_a_lease_that_is_no_address_costs_the_station_only_its_address() -> None:
+    w = world(steered_at=None, cpe1={M9: "cpe1-a1"})
+    ports = w.ports["cpe1"].model_copy(update={"leases": {M9: "999.1.1.1"}})
+    w = World(**{**w.__dict__, "ports": {**w.ports, "cpe1": ports}})
+    [u] = state(w, "cpe1").users
+    assert u.mac == M9 and u.ip is None

@@ -38,6 +38,7 @@ from netfate.bus.messages import SwitchPorts
 from netfate.controller import model
 from netfate.counters import ENTRIES_SKIPPED, REGISTRY
 from netfate.db.repo.switching import ChainNf, SteeredRule, SwitchingRecords
+from netfate.validators import station_ipv4
 
 log = logging.getLogger("netfate.orchestrator.switches")
 
@@ -269,6 +270,9 @@ def _cpe(world: World, node: str, ports: SwitchPorts, rules: Iterable[SteeredRul
     for mac, port in sorted(newest_stations(unknown, world.max_hosts_per_port,
                                             world.max_hosts_per_node)):
         ip = ports.leases.get(mac)
+        if ip is not None and _entry(node, f"the lease {ip!r} of {mac}",
+                                     lambda: station_ipv4(ip)) is None:  # noqa: B023
+            ip = None  # a lease that is no address: the station still gets DHCP
         out.client(name=UNKNOWN_CLIENT + mac, mac=mac, port=port,
                    ip=ip if ip not in out.ips else None)
     svc = None
