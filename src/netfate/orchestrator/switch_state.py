@@ -270,8 +270,9 @@ def _cpe(world: World, node: str, ports: SwitchPorts, rules: Iterable[SteeredRul
     for mac, port in sorted(newest_stations(unknown, world.max_hosts_per_port,
                                             world.max_hosts_per_node)):
         ip = ports.leases.get(mac)
-        if ip is not None and _entry(node, f"the lease {ip!r} of {mac}",
-                                     lambda: station_ipv4(ip)) is None:  # noqa: B023
+        lease = ip
+        if lease is not None and _entry(node, f"the lease {lease!r} of {mac}",
+                                        lambda: station_ipv4(lease)) is None:  # noqa: B023
             ip = None  # a lease that is no address: the station still gets DHCP
         out.client(name=UNKNOWN_CLIENT + mac, mac=mac, port=port,
                    ip=ip if ip not in out.ips else None)
