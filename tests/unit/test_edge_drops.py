@@ -198,3 +198,51 @@ def test_the_controller_reports_what_it_skipped_and_syncs_the_rest(
         app._barrier_reply(ev(msg=ev(datapath=dp, xid=b.xid)))
     (rep,) = app.bus.of(SwitchSynced)
     assert rep.generation == 3 and any("user7" in s for s in rep.skipped)
+
+
+# -- the controller salvages a state one entry spoils -------------------------------------------
+def test_a_published_state_with_bad_entries_is_salvaged_entry_by_entry() -> None:
+    import json
+    import time as _time
+
+    from netfate.controller.salvage import salvage
+
+    raw = json.loads(cpe(USER, GUEST).model_dump_json())
+    good_users = list(raw["users"])
+    raw["users"] = [
+        *good_users,
+        {**good_users[1], "name": "~03:00:00:00:00:01", "mac": GROUP_SRC, "ip": None},
+        {**good_users[1], "name": "~x", "mac": "02:aa:00:00:00:10", "ip": "999.1.1.1"},
+        {**good_users[1], "name": "~dup", "mac": "02:aa:00:00:00:11", "ip": IP1},  # taken
+        {**good_users[1], "name": "~guest", "mac": "02:aa:00:00:00:12", "ip": None},
+    ]
+    st, left_out = salvage(json.dumps(raw))
+    assert st is not None
+    assert [u.name for u in st.users] == ["user1", "~" + M9, "~guest"]
+    assert len(left_out) == 3 and any("users[4]" in x for x in left_out)
+    assert salvage(b"{not json")[0] is None
+    assert salvage(json.dumps({**raw, "role": "router"}))[0] is None
+    # Many entries, the bad one last: still fast (each trial checks only the cross-entry rules).
+    many = [{**good_users[1], "name": f"~{i}", "mac": f"02:dd:00:00:{i >> 8:02x}:{i & 255:02x}",
+             "ip": None} for i in range(400)]
+    raw["users"] = [*good_users, *many, {**good_users[1], "mac": GROUP_SRC}]
+    t0 = _time.monotonic()
+    st, left_out = salvage(json.dumps(raw))
+    assert st is not None and len(st.users) == 402 and len(left_out) == 1
+    assert _time.monotonic() - t0 < 20
+
+
+def test_the_controllers_bus_takes_a_salvaged_state() -> None:
+    import asyncio
+    import json
+
+    from netfate.controller.bus import BusBridge
+
+    got: list[SwitchState] = []
+    bridge = BusBridge("nats://127.0.0.1:1", got.append, list)
+    raw = json.loads(cpe(USER).model_dump_json())
+    raw["users"].append({**raw["users"][0], "name": "bad", "mac": GROUP_SRC, "ip": None})
+    msg = type("Msg", (), {"data": json.dumps(raw).encode(),
+                           "subject": "netfate.controller.cpe1.desired"})()
+    asyncio.run(bridge._on_msg(msg))  # type: ignore[arg-type]
+    assert [u.name for u in got[0].users] == ["user1"]
