@@ -108,3 +108,21 @@ def test_the_cli_refuses_them_before_any_request(argv: list[str]) -> None:
     r = CliRunner().invoke(app, argv, env={"NETFATE_API": "http://127.0.0.1:9"})
     assert r.exit_code == 2, r.output
     assert "Invalid value" in r.output
+
+
+@pytest.mark.parametrize("argv", [
+    ["orchestrator", "--port", "\u0668\u0660"],
+    ["orchestrator", "--port", "70000"],
+    ["controller", "--port", "\uff16\uff16\uff15\uff13"],
+    ["access", "serve", "--node", "cpe1", "--portal-port", "\u0668\u0660"],
+    ["access", "serve", "--node", "cpe1", "--prefixlen", "2\u0664"],
+])
+def test_the_cli_takes_port_numbers_in_ascii_digits_only(argv: list[str]) -> None:
+    r = CliRunner().invoke(app, argv)
+    assert r.exit_code == 2, r.output
+    assert "Invalid value" in r.output
+
+
+def test_the_cli_still_takes_real_numbers() -> None:
+    from netfate.cli.common import ascii_int
+    assert ascii_int(1, 65535)("8181") == 8181 and ascii_int(1, 65535)(80) == 80

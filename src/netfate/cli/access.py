@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from netfate import paths
-from netfate.cli.common import checked, console, emit_json, guarded, need_root
+from netfate.cli.common import ascii_int, checked, console, emit_json, guarded, need_root
 from netfate.cli.common import settings as load
 from netfate.counters import LoopFailures
 
@@ -29,7 +29,8 @@ def _default_state_dir(node: str) -> Path:
 def serve(
     node: Annotated[str, Opt(help="The CPE node", callback=checked("name"))],
     index: Annotated[int | None, Opt(help="The CPE's 0-based index among the topology's "
-                                          "CPEs: derives all addresses")] = None,
+                                          "CPEs: derives all addresses",
+                                     parser=ascii_int(0, 65535))] = None,
     subnet: Annotated[str, Opt(help="The testbed subnet (with --index)",
                                callback=checked("ipv4-prefix"))] = "10.90.0.0/16",
     gateway: Annotated[str, Opt(help="The clients' router (with --index)",
@@ -41,7 +42,7 @@ def serve(
     pool_end: Annotated[str | None, Opt(help="Explicit: last dynamic address",
                                         callback=checked("station-ipv4"))] = None,
     prefixlen: Annotated[int | None, Opt(help="Explicit: the clients' prefix length",
-                                          min=1, max=30)] = None,
+                                         parser=ascii_int(1, 30))] = None,
     router: Annotated[str | None, Opt(help="Explicit: the clients' router",
                                       callback=checked("station-ipv4"))] = None,
     framed_pool: Annotated[str | None, Opt(help="RADIUS Framed-IP pool the DHCP pool must "
@@ -57,7 +58,7 @@ def serve(
                                                       "the RADIUS secret (default "
                                                       "/run/netfate/orchestrator)")] = None,
     portal_port: Annotated[int, Opt(help="The portal's port in the services namespace",
-                                    min=1, max=65535)] = 80,
+                                    parser=ascii_int(1, 65535))] = 80,
     internet_address: Annotated[str, Opt(help="What inet.netfate resolves to",
                                          callback=checked("station-ipv4"))]
     = "10.255.0.1",

@@ -44,6 +44,23 @@ def checked(kind: str) -> Callable[[Any], Any]:
     return callback
 
 
+def ascii_int(lo: int, hi: int) -> Callable[[Any], int]:
+    """A typer `parser` for a number in [lo, hi] written in ASCII digits: click's INT would
+    take int("٨٠") as 80, the way a port or prefix length must not be given."""
+    def parse(value: Any) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            n = value  # a default
+        elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 10:
+            n = int(value)
+        else:
+            raise typer.BadParameter(f"{value!r} is not a number written in digits 0-9")
+        if not lo <= n <= hi:
+            raise typer.BadParameter(f"{n} is not in {lo}-{hi}")
+        return n
+
+    return parse
+
+
 def need_root() -> None:
     if os.geteuid() != 0:
         console.print("[red]error:[/] this command needs root (namespaces, OVS, cgroups)")
