@@ -21,9 +21,15 @@ Labels = tuple[tuple[str, str], ...]
 # The names used across the project, with their meaning (the help text of an exporter).
 LOOP_FAILURES = "netfate_loop_failures_total"
 REGISTRATIONS_REFUSED = "netfate_registrations_refused_total"
+ENTRIES_SKIPPED = "netfate_switch_entries_skipped_total"
+STATIONS_EVICTED = "netfate_stations_evicted_total"
 HELP = {
     LOOP_FAILURES: "Rounds of a long-running loop that failed (labels: loop)",
     REGISTRATIONS_REFUSED: "Agent registrations refused (orchestrator: answered; agent: got)",
+    ENTRIES_SKIPPED: "Entries left out of a switch's state or flows because they were bad "
+                     "(labels: where, node)",
+    STATIONS_EVICTED: "Unauthenticated stations forgotten to stay within max_hosts "
+                      "(labels: node, scope = port|node)",
 }
 
 

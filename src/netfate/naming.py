@@ -12,7 +12,7 @@ _SAFE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 def check_token(kind: str, value: str, max_len: int = 32) -> str:
     """Validate a name a user gives (node, owner, NF, port) so it is safe in any resource name."""
-    if not value or len(value) > max_len or not _SAFE.match(value):
+    if not value or len(value) > max_len or not _SAFE.fullmatch(value):  # no "x\n"
         raise ValueError(
             f"{kind} {value!r} is not a valid name: use 1-{max_len} characters "
             "a-z, 0-9, '_', '.', '-', starting with a letter or digit"

@@ -63,7 +63,7 @@ def switch_ports(role: str, uplink: str, ports: dict[str, dict[str, str]],
         elif role == "cpe" and kind in (None, "access"):
             access.append(name)
             mac = ids.get("attached-mac", "").lower()
-            if _MAC.match(mac):
+            if _MAC.fullmatch(mac) and not int(mac[:2], 16) & 1:  # a station's: unicast
                 stations[mac] = name
         else:
             infra.append(name)

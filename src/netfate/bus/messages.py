@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from netfate.flavours import DEFAULT_FLAVOUR
+from netfate.validators import UnicastMac
 
 
 class _Msg(BaseModel):
@@ -139,7 +140,7 @@ class ClientSeen(_Msg):
     """DHCP from a MAC the switch has no flows for yet, on this access port."""
 
     node: str
-    mac: str
+    mac: UnicastMac  # a group source MAC is no station's: refused here too
     port: str
     ts: float
 

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from netfate import paths
-from netfate.cli.common import console, emit_json, guarded, need_root
+from netfate.cli.common import ascii_int, checked, console, emit_json, guarded, need_root
 from netfate.cli.common import settings as load
 from netfate.counters import LoopFailures
 
@@ -27,19 +27,28 @@ def _default_state_dir(node: str) -> Path:
 
 @app.command()
 def serve(
-    node: Annotated[str, Opt(help="The CPE node")],
+    node: Annotated[str, Opt(help="The CPE node", callback=checked("name"))],
     index: Annotated[int | None, Opt(help="The CPE's 0-based index among the topology's "
-                                          "CPEs: derives all addresses")] = None,
-    subnet: Annotated[str, Opt(help="The testbed subnet (with --index)")] = "10.90.0.0/16",
-    gateway: Annotated[str, Opt(help="The clients' router (with --index)")] = "10.90.0.1",
-    services_ip: Annotated[str | None, Opt(help="Explicit: the services address")] = None,
-    pool_start: Annotated[str | None, Opt(help="Explicit: first dynamic address")] = None,
-    pool_end: Annotated[str | None, Opt(help="Explicit: last dynamic address")] = None,
-    prefixlen: Annotated[int | None, Opt(help="Explicit: the clients' prefix length")] = None,
-    router: Annotated[str | None, Opt(help="Explicit: the clients' router")] = None,
+                                          "CPEs: derives all addresses",
+                                     parser=ascii_int(0, 65535))] = None,
+    subnet: Annotated[str, Opt(help="The testbed subnet (with --index)",
+                               callback=checked("ipv4-prefix"))] = "10.90.0.0/16",
+    gateway: Annotated[str, Opt(help="The clients' router (with --index)",
+                                callback=checked("station-ipv4"))] = "10.90.0.1",
+    services_ip: Annotated[str | None, Opt(help="Explicit: the services address",
+                                           callback=checked("station-ipv4"))] = None,
+    pool_start: Annotated[str | None, Opt(help="Explicit: first dynamic address",
+                                          callback=checked("station-ipv4"))] = None,
+    pool_end: Annotated[str | None, Opt(help="Explicit: last dynamic address",
+                                        callback=checked("station-ipv4"))] = None,
+    prefixlen: Annotated[int | None, Opt(help="Explicit: the clients' prefix length",
+                                         parser=ascii_int(1, 30))] = None,
+    router: Annotated[str | None, Opt(help="Explicit: the clients' router",
+                                      callback=checked("station-ipv4"))] = None,
     framed_pool: Annotated[str | None, Opt(help="RADIUS Framed-IP pool the DHCP pool must "
                                                 "avoid (default: NETFATE_RADIUS_POOL or "
-                                                "10.90.100.0/22)")] = None,
+                                                "10.90.100.0/22)",
+                                           callback=checked("ipv4-prefix"))] = None,
     bridge: Annotated[str | None, Opt(help="OVS bridge to attach the services port to")]
     = None,
     state_dir: Annotated[Path | None, Opt(help="dnsmasq's files (default "
@@ -49,8 +58,10 @@ def serve(
                                                       "the RADIUS secret and the API token "
                                                       "(default "
                                                       "/run/netfate/orchestrator)")] = None,
-    portal_port: Annotated[int, Opt(help="The portal's port in the services namespace")] = 80,
-    internet_address: Annotated[str, Opt(help="What inet.netfate resolves to")]
+    portal_port: Annotated[int, Opt(help="The portal's port in the services namespace",
+                                    parser=ascii_int(1, 65535))] = 80,
+    internet_address: Annotated[str, Opt(help="What inet.netfate resolves to",
+                                         callback=checked("station-ipv4"))]
     = "10.255.0.1",
     mtu: Annotated[int | None, Opt(help="MTU of the services veth")] = None,
 ) -> None:
@@ -113,7 +124,7 @@ def serve(
 
 @app.command()
 def cleanup(
-    node: Annotated[str, Opt(help="The CPE node")],
+    node: Annotated[str, Opt(help="The CPE node", callback=checked("name"))],
     state_dir: Annotated[Path | None, Opt(help="As given to serve")] = None,
     json_out: Annotated[bool, Opt("--json", help="Print what was removed as JSON")] = False,
 ) -> None:

@@ -12,9 +12,12 @@ import typer
 from rich.table import Table
 
 from netfate.api_auth import BearerAuth
-from netfate.cli.common import console, emit_json, settings
+from netfate.cli.common import checked, console, emit_json, settings
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON")]
+# Arguments checked as the API checks them (netfate.validators), before any request.
+NameArg = Annotated[str, typer.Argument(callback=checked("name"))]
+InstanceArg = Annotated[str, typer.Argument(callback=checked("instance-id"))]
 
 
 @functools.cache
@@ -102,8 +105,10 @@ def users_list(json_out: JsonOpt = False) -> None:
 
 
 @users.command("add")
-def users_add(name: str, password: Annotated[str, typer.Option(prompt=True, hide_input=True)],
-              nfs_: Annotated[list[str] | None, typer.Option("--nf", help="Required NF")] = None,
+def users_add(name: NameArg,
+              password: Annotated[str, typer.Option(prompt=True, hide_input=True)],
+              nfs_: Annotated[list[str] | None, typer.Option(
+                  "--nf", help="Required NF", callback=checked("name"))] = None,
               config: Annotated[str | None, typer.Option(help="JSON {nf: config}")] = None,
               json_out: JsonOpt = False) -> None:
     body = {"name": name, "password": password, "required_nfs": nfs_ or [],
@@ -113,34 +118,38 @@ def users_add(name: str, password: Annotated[str, typer.Option(prompt=True, hide
 
 
 @users.command("associate")
-def users_associate(name: str, node: str, mac: str | None = None, ip: str | None = None,
-                    json_out: JsonOpt = False) -> None:
+def users_associate(
+        name: NameArg, node: NameArg,
+        mac: Annotated[str | None, typer.Option(callback=checked("unicast-mac"))] = None,
+        ip: Annotated[str | None, typer.Option(callback=checked("station-ipv4"))] = None,
+        json_out: JsonOpt = False) -> None:
     out = call("POST", f"/users/{name}/associate", json={"node": node, "mac": mac, "ip": ip})
     emit_json(out) if json_out else show(out["intents"], ["kind", "nf", "node", "instance_id",
                                                           "reason"], False)
 
 
 @users.command("idle")
-def users_idle(name: str, json_out: JsonOpt = False) -> None:
+def users_idle(name: NameArg, json_out: JsonOpt = False) -> None:
     out = call("POST", f"/users/{name}/idle")
     emit_json(out) if json_out else console.print(f"{len(out['intents'])} intents")
 
 
 @users.command("delete")
-def users_delete(name: str) -> None:
+def users_delete(name: NameArg) -> None:
     call("DELETE", f"/users/{name}")
     console.print(f"user {name} deleted")
 
 
 @nfs.command("list")
-def nfs_list(node: str | None = None, json_out: JsonOpt = False) -> None:
+def nfs_list(node: Annotated[str | None, typer.Option(callback=checked("name"))] = None,
+             json_out: JsonOpt = False) -> None:
     rows = call("GET", "/vnf_instances", params={"node": node} if node else None)
     show(rows, ["id", "nf_name", "owner", "node_name", "desired_state", "actual_state"],
          json_out)
 
 
 @nfs.command("instantiate")
-def nfs_instantiate(nf: str, owner: str, node: str, config: str | None = None,
+def nfs_instantiate(nf: NameArg, owner: NameArg, node: NameArg, config: str | None = None,
                     wait: bool = True, json_out: JsonOpt = False) -> None:
     out = call("POST", "/vnf_instances", json={"nf": nf, "owner": owner, "node": node,
                                                "config": json.loads(config) if config else {}})
@@ -148,19 +157,21 @@ def nfs_instantiate(nf: str, owner: str, node: str, config: str | None = None,
 
 
 @nfs.command("terminate")
-def nfs_terminate(instance: str, wait: bool = True, json_out: JsonOpt = False) -> None:
+def nfs_terminate(instance: InstanceArg, wait: bool = True, json_out: JsonOpt = False) -> None:
     _follow(call("POST", f"/vnf_instances/{instance}/terminate")["vnf_lcm_op_occs"], wait,
             json_out)
 
 
 @nfs.command("migrate")
-def nfs_migrate(instance: str, node: str, wait: bool = True, json_out: JsonOpt = False) -> None:
+def nfs_migrate(instance: InstanceArg, node: NameArg, wait: bool = True,
+                json_out: JsonOpt = False) -> None:
     _follow(call("POST", f"/vnf_instances/{instance}/migrate", json={"node": node})
             ["vnf_lcm_op_occs"], wait, json_out)
 
 
 @nfs.command("update")
-def nfs_update(instance: str, config: str, wait: bool = True, json_out: JsonOpt = False) -> None:
+def nfs_update(instance: InstanceArg, config: str, wait: bool = True,
+               json_out: JsonOpt = False) -> None:
     _follow(call("PATCH", f"/vnf_instances/{instance}", json={"config": json.loads(config)})
             ["vnf_lcm_op_occs"], wait, json_out)
 
@@ -216,7 +227,7 @@ def notes_delete(nid: int) -> None:
 
 
 @notes.command("mute")
-def notes_mute(instance: str, off: bool = False) -> None:
+def notes_mute(instance: InstanceArg, off: bool = False) -> None:
     call("DELETE" if off else "PUT", f"/vnf_instances/{instance}/mute")
     console.print(f"{instance}: notifications {'unmuted' if off else 'muted'}")
 

@@ -25,6 +25,42 @@ def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def checked(kind: str) -> Callable[[Any], Any]:
+    """A typer callback that checks an argument as netfate.validators' `kind` (the API's own
+    check: ASCII digits only, unicast station MACs, ...). A bad value stops the command
+    before anything is done, with click's "Invalid value for '<param>'" naming it."""
+    from netfate import validators
+
+    def callback(value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            if isinstance(value, (list, tuple)):
+                return [validators.check(kind, v) for v in value]
+            return validators.check(kind, value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+    return callback
+
+
+def ascii_int(lo: int, hi: int) -> Callable[[Any], int]:
+    """A typer `parser` for a number in [lo, hi] written in ASCII digits: click's INT would
+    take int("٨٠") as 80, the way a port or prefix length must not be given."""
+    def parse(value: Any) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            n = value  # a default
+        elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 10:
+            n = int(value)
+        else:
+            raise typer.BadParameter(f"{value!r} is not a number written in digits 0-9")
+        if not lo <= n <= hi:
+            raise typer.BadParameter(f"{n} is not in {lo}-{hi}")
+        return n
+
+    return parse
+
+
 def need_root() -> None:
     if os.geteuid() != 0:
         console.print("[red]error:[/] this command needs root (namespaces, OVS, cgroups)")

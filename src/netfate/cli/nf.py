@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from netfate import catalogue
-from netfate.cli.common import console, emit_json, guarded, need_root, settings
+from netfate.cli.common import checked, console, emit_json, guarded, need_root, settings
 from netfate.drivers.native import SCRIPT_TIMEOUT
 from netfate.errors import InvalidInput
 from netfate.testbed.context import Testbed
@@ -107,10 +107,11 @@ def bundle_add(
 
 @app.command()
 def deploy(
-    node: str,
-    owner: str,
+    node: Annotated[str, typer.Argument(callback=checked("name"))],
+    owner: Annotated[str, typer.Argument(callback=checked("name"))],
     nf: Annotated[str, typer.Argument(help="Catalogue name or bundle sha256")],
-    name: Annotated[str | None, typer.Option(help="Instance name (default: the NF's)")] = None,
+    name: Annotated[str | None, typer.Option(help="Instance name (default: the NF's)",
+                                             callback=checked("name"))] = None,
     config: Annotated[str | None, typer.Option(help="JSON config, or @file")] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -133,8 +134,10 @@ def deploy(
 
 @app.command()
 def steer(
-    host: Annotated[str, typer.Argument(help="Testbed host whose traffic to steer")],
-    instances: Annotated[list[str], typer.Argument(help="NF instance ids, in chain order")],
+    host: Annotated[str, typer.Argument(help="Testbed host whose traffic to steer",
+                                        callback=checked("name"))],
+    instances: Annotated[list[str], typer.Argument(help="NF instance ids, in chain order",
+                                                   callback=checked("instance-id"))],
     json_out: JsonOpt = False,
 ) -> None:
     """Steer a host's traffic through NFs on its access node (createTSRule)."""

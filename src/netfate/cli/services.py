@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from netfate import naming, paths
-from netfate.cli.common import need_root
+from netfate.cli.common import ascii_int, need_root
 from netfate.cli.common import settings as load
 
 Opt = typer.Option
@@ -22,7 +22,8 @@ Opt = typer.Option
 def orchestrator(
     host: Annotated[str | None, Opt(help="Address for the API [NETFATE_HOST; 127.0.0.1]")]
     = None,
-    port: Annotated[int | None, Opt(help="Port for the API [NETFATE_PORT; 8181]")] = None,
+    port: Annotated[int | None, Opt(help="Port for the API [NETFATE_PORT; 8181]",
+                                    parser=ascii_int(1, 65535))] = None,
     state_dir: Annotated[Path | None, Opt(help="Database and embedded NATS live here "
                                                "[NETFATE_STATE_DIR; /var/lib/netfate]")]
     = None,
@@ -30,7 +31,8 @@ def orchestrator(
                                            "state dir]")] = None,
     nats_url: Annotated[str | None, Opt(help="NATS URL [NETFATE_NATS_URL; an embedded "
                                              "nats-server]")] = None,
-    nats_port: Annotated[int | None, Opt(help="Port for the embedded nats-server")] = None,
+    nats_port: Annotated[int | None, Opt(help="Port for the embedded nats-server",
+                                         parser=ascii_int(1, 65535))] = None,
     command_timeout: Annotated[float | None, Opt(help="Seconds an agent has to answer "
                                                       "[NETFATE_COMMAND_TIMEOUT; 15]")] = None,
     policy: Annotated[str | None, Opt(help="Placement policy [NETFATE_POLICY; netfate]")]
@@ -139,7 +141,8 @@ def controller(
     nats_url: Annotated[str | None, Opt(help="NATS URL of the orchestrator's bus (desired "
                                              "switch states arrive there)")]
     = "nats://127.0.0.1:4222",
-    port: Annotated[int, Opt(help="OpenFlow port the switches connect to")] = 6653,
+    port: Annotated[int, Opt(help="OpenFlow port the switches connect to",
+                             parser=ascii_int(1, 65535))] = 6653,
     host: Annotated[str, Opt(help="Address to listen on")] = "127.0.0.1",
     purge_foreign: Annotated[bool, Opt(help="Also remove flows the controller did not "
                                             "install")] = True,

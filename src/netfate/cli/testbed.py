@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from netfate.cli.common import console, emit_json, guarded, need_root, progress
+from netfate.cli.common import ascii_int, checked, console, emit_json, guarded, need_root, progress
 from netfate.cli.common import settings as load
 from netfate.testbed import lifecycle
 from netfate.testbed.topology import load_topology
@@ -31,11 +31,14 @@ def up(
                                                  "[NETFATE_TESTBED_REAUTH_LIFETIME; 3600]")]
     = None,
     api_port: Annotated[int | None, Opt(help="The orchestrator's API port "
-                                             "[NETFATE_TESTBED_API_PORT; 8181]")] = None,
+                                             "[NETFATE_TESTBED_API_PORT; 8181]",
+                                        parser=ascii_int(1, 65535))] = None,
     nats_port: Annotated[int | None, Opt(help="The bus's port "
-                                              "[NETFATE_TESTBED_NATS_PORT; 4322]")] = None,
+                                              "[NETFATE_TESTBED_NATS_PORT; 4322]",
+                                         parser=ascii_int(1, 65535))] = None,
     of_port: Annotated[int | None, Opt(help="The SDN controller's OpenFlow port "
-                                            "[NETFATE_TESTBED_OF_PORT; 6693]")] = None,
+                                            "[NETFATE_TESTBED_OF_PORT; 6693]",
+                                       parser=ascii_int(1, 65535))] = None,
     command_timeout: Annotated[float | None, Opt(help="Seconds an agent has to answer the "
                                                       "orchestrator "
                                                       "[NETFATE_TESTBED_COMMAND_TIMEOUT; 10]")]
@@ -133,8 +136,10 @@ def status(json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] 
 
 @app.command()
 def move(
-    client: Annotated[str, typer.Argument(help="The client host, e.g. client1")],
-    node: Annotated[str, typer.Argument(help="The CPE it moves to, e.g. cpe2")],
+    client: Annotated[str, typer.Argument(help="The client host, e.g. client1",
+                                          callback=checked("name"))],
+    node: Annotated[str, typer.Argument(help="The CPE it moves to, e.g. cpe2",
+                                        callback=checked("name"))],
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Roam a client to another CPE: its old LAN link goes down, a new one comes up with the

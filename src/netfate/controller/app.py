@@ -31,11 +31,12 @@ from pydantic import BaseModel
 from netfate.bus import subjects
 from netfate.bus.messages import ClientSeen, SwitchSynced, UserIdleReport
 from netfate.controller import ofmsg
-from netfate.controller.flowmod import FlowMod
+from netfate.controller.flowmod import FlowMod, Meter
 from netfate.controller.flows import build
 from netfate.controller.model import Client, SwitchState
 from netfate.controller.pipeline import Kind, cookie, datapath_id, kind_of, ovs_datapath_id
 from netfate.controller.sync import diff
+from netfate.counters import ENTRIES_SKIPPED, REGISTRY
 from netfate.metrics import controller as metrics
 
 __all__ = ["ControllerApp", "datapath_id", "ovs_datapath_id"]
@@ -69,6 +70,7 @@ class _Switch:
     barrier_xid: int | None = None
     report: SwitchSynced | None = None  # published when the last barrier is answered
     idle_users: dict[int, Client] = field(default_factory=dict)  # idle cookie -> user
+    meters: set[Meter] = field(default_factory=set)  # sent on this connection
 
 
 _F = TypeVar("_F", bound=Callable[..., None])
@@ -229,6 +231,17 @@ class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
         plan = diff(fs.flows, installed, purge_foreign=self.purge_foreign)
         for why in fs.skipped:
             log.warning("node %s: left out %s", node, why)
+        if fs.skipped:
+            REGISTRY.inc(ENTRIES_SKIPPED, len(fs.skipped), where="controller", node=node)
+        # Meters before the flows that use them (the switch refuses a flow naming a meter it
+        # lacks); sent once per connection and whenever their rate changes.
+        new_meters = [m for m in fs.meters if m not in sw.meters]
+        for m in new_meters:
+            for mod in ofmsg.meter_mods(sw.dp, m):
+                sw.dp.set_xid(mod)
+                sw.dp.send_msg(mod)  # not in sw.sent: one of ADD/MODIFY may be refused
+        sw.meters = {m for m in sw.meters if m.meter_id not in {x.meter_id for x in new_meters}}
+        sw.meters |= set(new_meters)
         sw.idle_users = {cookie(Kind.IDLE, u.name): u for u in state.users}
         sw.errors, sw.sent = [], set()
         report = SwitchSynced(
@@ -316,6 +329,9 @@ class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
         names = {v: k for k, v in sw.ports.items()}
         port = names.get(msg.match.get("in_port"))
         if port is None or port not in self.desired[node].access_ports:
+            return
+        if data[6] & 1:  # a group source MAC: no station's (the switch drops these too)
+            REGISTRY.inc(ENTRIES_SKIPPED, where="controller-packet-in", node=node)
             return
         mac = ":".join(f"{b:02x}" for b in data[6:12])
         now = time.monotonic()

@@ -25,12 +25,13 @@ from typing import Any
 
 import nats
 from nats.aio.msg import Msg
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from netfate.bus import subjects
 from netfate.bus.messages import ControllerHello
 from netfate.controller.model import SwitchState
-from netfate.counters import LOOP_FAILURES, REGISTRY
+from netfate.controller.salvage import salvage
+from netfate.counters import ENTRIES_SKIPPED, LOOP_FAILURES, REGISTRY
 from netfate.errors import DriverError
 
 log = logging.getLogger("netfate.controller.bus")
@@ -143,12 +144,15 @@ class BusBridge:
         await self._nc.publish(subjects.CONTROLLER_HELLO, hello.model_dump_json().encode())
 
     async def _on_msg(self, msg: Msg) -> None:
-        try:
-            state = SwitchState.model_validate_json(msg.data)
-        except ValidationError as exc:
+        state, left_out = salvage(msg.data)
+        if state is None:
             REGISTRY.inc(LOOP_FAILURES, loop="controller-bus")
-            log.warning("ignored a bad desired state on %s: %s", msg.subject, exc)
+            log.warning("ignored a bad desired state on %s: %s", msg.subject, left_out)
             return
+        if left_out:  # one bad entry costs that entry, never the switch's new state
+            REGISTRY.inc(ENTRIES_SKIPPED, len(left_out), where="controller-bus",
+                         node=state.node)
+            log.warning("desired state of %s: left out %s", state.node, left_out)
         parts = msg.subject.split(".")
         if len(parts) != 4 or parts[2] != state.node:
             REGISTRY.inc(LOOP_FAILURES, loop="controller-bus")

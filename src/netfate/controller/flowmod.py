@@ -32,3 +32,13 @@ class FlowMod:
     write_metadata: tuple[int, int] | None = None  # (value, mask)
     goto_table: int | None = None
     send_flow_removed: bool = False  # OFPFF_SEND_FLOW_REM: the switch reports the removal
+    meter_id: int | None = None  # OpenFlow 1.3 meter instruction, before the actions
+
+
+@dataclass(frozen=True)
+class Meter:
+    """An OpenFlow 1.3 meter with one drop band, in packets per second (OFPMF_PKTPS|BURST)."""
+
+    meter_id: int
+    rate_pps: int
+    burst: int

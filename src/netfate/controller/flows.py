@@ -2,6 +2,9 @@
 
 See pipeline.py for the tables. In short, on a CPE:
 
+- table 0 drops every frame with a group (multicast/broadcast) source MAC on any port. On a
+  CPE nothing but ARP and IPv4 passes, from any port to any port: no IPv6 (RS, NS, ...)
+  until the platform serves it, whether the client is logged in or not.
 - table 0 lets a client port send only ARP and IPv4 with the MAC and IP the client was given,
   and tags the packet with its user and direction (metadata); DHCP goes straight to the
   services namespace. NF ports only send what a chain expects back from them. The uplink
@@ -26,7 +29,7 @@ from functools import partial
 from typing import Any
 
 from netfate.controller import pipeline as pl
-from netfate.controller.flowmod import ETH_ARP, ETH_IPV4, FlowMod
+from netfate.controller.flowmod import ETH_ARP, ETH_IPV4, FlowMod, Meter
 from netfate.controller.model import (
     Anchored,
     Classifier,
@@ -53,6 +56,7 @@ class MissingPort(LookupError):
 class FlowSet:
     flows: list[FlowMod] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # why parts of the state were left out
+    meters: list[Meter] = field(default_factory=list)  # to install before the flows
 
 
 @dataclass
@@ -72,16 +76,20 @@ def flows_for(state: SwitchState, ofports: Mapping[str, int]) -> list[FlowMod]:
 def build(state: SwitchState, ofports: Mapping[str, int]) -> FlowSet:
     out = FlowSet()
     port = _Ports(ofports)
-    _check_tags(state)
-    # Each unit is installed whole or not at all (a port it names is missing).
+    clashing = _clashing_tags(state)
+    # Each unit is installed whole or not at all (a port it names is missing, or it cannot
+    # be expressed): one bad entry never keeps the rest of the switch's flows out.
     units: list[tuple[str, Callable[[], Iterator[FlowMod]]]] = [
         ("base", partial(_base, state, port))
     ]
     for p in state.infra_ports:
-        units.append((f"infra port {p}", partial(_normal, p, port)))
+        units.append((f"infra port {p}", partial(_normal, p, port, state.role == "cpe")))
     if state.services is not None:
         units.append(("access services", partial(_services, state, state.services, port)))
     for u in state.users:
+        if u.name in clashing:
+            out.skipped.append(f"user {u.name}: {clashing[u.name]}")
+            continue
         units.append((f"user {u.name}", partial(_user, state, u, port)))
     for a in state.anchored:
         units.append((f"anchored user {a.name}", partial(_anchored, state, a, port)))
@@ -96,20 +104,30 @@ def build(state: SwitchState, ofports: Mapping[str, int]) -> FlowSet:
         except MissingPort as exc:
             out.skipped.append(f"{what}: port {exc.args[0]} is not on the switch")
             continue
+        except (ValueError, TypeError, KeyError) as exc:  # a state the model let through
+            out.skipped.append(f"{what}: {type(exc).__name__}: {exc}")
+            continue
         for f in flows:
             key = (f.table_id, f.priority, tuple(sorted(f.match.items())))
             if key not in seen:  # an NF in two of a user's chains: one ingress flow
                 seen.add(key)
                 out.flows.append(f)
+    rate = state.dhcp_pps
+    out.meters = [Meter(i, rate, rate)
+                  for i in sorted({f.meter_id for f in out.flows if f.meter_id is not None})]
     return out
 
 
-def _check_tags(state: SwitchState) -> None:
+def _clashing_tags(state: SwitchState) -> dict[str, str]:
+    """Users whose metadata tag another user already has (62-bit hashes: practically never,
+    but never silently): the later one is left out, with why."""
     tags: dict[int, str] = {}
+    out: dict[str, str] = {}
     for u in state.users:
         other = tags.setdefault(pl.user_tag(u.name), u.name)
-        if other != u.name:  # 62-bit hashes: practically never, but never silently
-            raise ValueError(f"users {other} and {u.name} hash to the same tag")
+        if other != u.name:
+            out[u.name] = f"hashes to the same tag as user {other}"
+    return out
 
 
 def _flow(kind: Kind, ident: str, table: int, priority: int, match: dict[str, Any],
@@ -126,9 +144,16 @@ def _base(state: SwitchState, port: _Ports) -> Iterator[FlowMod]:
         # still goes on to STEER. Every other table drops what nothing claimed.
         goto = pl.STEER if t == pl.ACTIVITY else None
         yield _flow(Kind.BASE, ident, t, pl.P_MISS, {}, goto_table=goto)
+    yield _flow(Kind.BASE, ident, pl.INGRESS, pl.P_GROUP_SRC,
+                {"eth_src": (pl.GROUP_BIT, pl.GROUP_BIT)})
 
 
-def _normal(name: str, port: _Ports) -> Iterator[FlowMod]:
+def _normal(name: str, port: _Ports, v4_only: bool) -> Iterator[FlowMod]:
+    if v4_only:  # a CPE passes no IPv6 (nor any other EtherType), even between infra ports
+        for et in (ETH_ARP, ETH_IPV4):
+            yield _flow(Kind.BASE, f"normal:{name}", pl.INGRESS, pl.P_NORMAL,
+                        {"in_port": port(name), "eth_type": et}, ("normal",))
+        return
     yield _flow(Kind.BASE, f"normal:{name}", pl.INGRESS, pl.P_NORMAL,
                 {"in_port": port(name)}, ("normal",))
 
@@ -157,11 +182,14 @@ def _services(state: SwitchState, svc: ServicesAttachment, port: _Ports) -> Iter
     access = tuple(port(p) for p in state.access_ports)
     for p in access:
         # A client the controller doesn't know yet: DHCP gives it a lease, and the copy to the
-        # controller tells the orchestrator which port it is behind (ClientSeen).
+        # controller tells the orchestrator which port it is behind (ClientSeen). Metered
+        # per port (DHCP starvation): meter id = the port's number, unique on the switch.
         yield _flow(Kind.SERVICES, ident, pl.INGRESS, pl.P_DHCP_NEW, _dhcp(in_port=p),
-                    (s, "controller"))
-    yield _flow(Kind.SERVICES, ident, pl.INGRESS, pl.P_SERVICES_BCAST,
-                {"in_port": s, "eth_dst": BROADCAST}, access)
+                    (s, "controller"), meter_id=p if state.dhcp_pps else None)
+    # Only ARP and IPv4 ever reach a client (no IPv6 until the platform serves it).
+    for et in (ETH_ARP, ETH_IPV4):
+        yield _flow(Kind.SERVICES, ident, pl.INGRESS, pl.P_SERVICES_BCAST,
+                    {"in_port": s, "eth_dst": BROADCAST, "eth_type": et}, access)
     yield _flow(Kind.SERVICES, ident, pl.INGRESS, pl.P_SERVICES_DHCP,
                 {"in_port": s, "eth_type": ETH_IPV4, "ip_proto": UDP, "udp_src": DHCP_SERVER},
                 access)
@@ -191,8 +219,9 @@ def _user(state: SwitchState, u: Client, port: _Ports) -> Iterator[FlowMod]:
     if s is not None:
         yield _flow(Kind.USER, u.name, pl.INGRESS, pl.P_DHCP_KNOWN,
                     _dhcp(in_port=p, eth_src=u.mac), (s,))
-        yield _flow(Kind.USER, u.name, pl.INGRESS, pl.P_USER,
-                    {"in_port": s, "eth_dst": u.mac}, (p,))
+        for et in (ETH_ARP, ETH_IPV4):  # never IPv6 (nor any other EtherType)
+            yield _flow(Kind.USER, u.name, pl.INGRESS, pl.P_USER,
+                        {"in_port": s, "eth_dst": u.mac, "eth_type": et}, (p,))
     if u.ip is None:
         return  # no address yet: DHCP is all it may do
     if svc is not None and s is not None:
@@ -239,10 +268,11 @@ def _steering(u: Client, access: int, up: int, port: _Ports) -> Iterator[FlowMod
     for h in dict.fromkeys(h for _, _, _, chain in chains for h in chain):
         yield from _nf_ingress(u, port(h.lan), port(h.wan))
         for mac in h.own_macs:
-            yield _flow(Kind.NF_OWN, u.name, pl.INGRESS, pl.P_USER,
-                        {"in_port": port(h.wan), "eth_src": mac}, (up,))
-            yield _flow(Kind.NF_OWN, u.name, pl.INGRESS, pl.P_USER,
-                        {"in_port": up, "eth_dst": mac}, (port(h.wan),))
+            for et in (ETH_ARP, ETH_IPV4):  # never IPv6 (nor any other EtherType)
+                yield _flow(Kind.NF_OWN, u.name, pl.INGRESS, pl.P_USER,
+                            {"in_port": port(h.wan), "eth_src": mac, "eth_type": et}, (up,))
+                yield _flow(Kind.NF_OWN, u.name, pl.INGRESS, pl.P_USER,
+                            {"in_port": up, "eth_dst": mac, "eth_type": et}, (port(h.wan),))
 
 
 def _classifier(c: Classifier) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -7,35 +7,21 @@ are named as on the switch; the controller maps names to OpenFlow port numbers i
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-_MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+from netfate import validators
+
 PortName = str
 # A TS rule's own priority: it is placed at pipeline.P_TS_RULE_BASE + priority (<= 65535).
 MAX_TS_PRIORITY = 64535
 
-
-def _mac(v: str) -> str:
-    v = v.lower()
-    if not _MAC.match(v):
-        raise ValueError(f"{v!r} is not a MAC address like 02:00:00:00:00:01")
-    if int(v[:2], 16) & 1:
-        raise ValueError(f"{v!r} is a multicast MAC, not a host's")
-    return v
-
-
-def _ipv4(v: str) -> str:
-    return str(ipaddress.IPv4Address(v))
-
-
-def _net(v: str) -> str:
-    return str(ipaddress.IPv4Network(v, strict=False))
-
-
+# The same strict checks as the API's (netfate.validators): a station's MAC is unicast, its
+# address a host's, and every address ASCII only.
+_mac = validators.unicast_mac
+_ipv4 = validators.station_ipv4
+_net = validators.ipv4_prefix
 Mac = Annotated[str, AfterValidator(_mac)]
 IPv4 = Annotated[str, AfterValidator(_ipv4)]
 
@@ -160,11 +146,7 @@ class Location(_M):
         return self
 
 
-def _any_mac(v: str) -> str:
-    v = v.lower()
-    if not _MAC.match(v):
-        raise ValueError(f"{v!r} is not a MAC address like 02:00:00:00:00:01")
-    return v
+_any_mac = validators.mac
 
 
 # A TS rule's id and the port names it uses: printable ASCII without spaces (a database key).
@@ -226,6 +208,9 @@ class SwitchState(_M):
     anchored: tuple[Anchored, ...] = ()
     locations: tuple[Location, ...] = ()
     ts_rules: tuple[TSRule, ...] = ()  # Table I rules (an operator's, a benchmark's)
+    # DHCP from MACs the switch has no flows for, per access port: an OpenFlow meter drops
+    # what exceeds this many packets a second (burst: as many again); 0: no limit.
+    dhcp_pps: int = Field(default=0, ge=0, le=100_000)
 
     @model_validator(mode="after")
     def _check(self) -> SwitchState:

@@ -24,6 +24,11 @@ TABLES = (INGRESS, ACTIVITY, STEER, CAPTIVE)
 # TS rules (NNF paper, Table I) are explicit orders (an operator's, a benchmark's): they sit
 # above everything the controller derives, at this base + the rule's own priority (1..64535).
 P_TS_RULE_BASE = 1000
+# Frames whose source MAC is a group address (I/G bit set): no station sends them (IEEE 802
+# 8.2), so they are dropped on every port before anything else the controller derives, and
+# never reach the controller (Faucet's drop_broadcast_source_address).
+P_GROUP_SRC = 999
+GROUP_BIT = "01:00:00:00:00:00"
 P_ARP_TO_SERVICES = 300   # a client's ARP for the CPE's own address
 P_ARP_TO_CLIENT = 300     # ARP for a client's address, from the uplink
 P_ARP_FROM_CLIENT = 290   # a client's ARP with its own sender addresses, to the uplink

@@ -37,6 +37,7 @@ def flow_content(f: FlowMod) -> tuple[Any, ...]:
         f.goto_table,
         f.idle_timeout,
         f.send_flow_removed,
+        f.meter_id,
     )
 
 

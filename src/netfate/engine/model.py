@@ -7,7 +7,6 @@ and the latest telemetry. Time is `Snapshot.now`: the engine never reads a clock
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Iterable
 from typing import Annotated, Literal
 
@@ -23,8 +22,7 @@ from pydantic import (
 
 from netfate.flavours import DEFAULT_FLAVOUR, check_flavour, pick
 from netfate.naming import check_token
-
-_MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+from netfate.validators import unicast_mac
 
 
 def _name(value: str) -> str:
@@ -34,10 +32,7 @@ def _name(value: str) -> str:
 def _mac(value: str | None) -> str | None:
     if value is None:
         return None
-    value = value.lower()
-    if not _MAC.match(value):
-        raise ValueError(f"{value!r} is not a MAC address like 02:00:00:00:00:01")
-    return value
+    return unicast_mac(value)  # a station's: no group MAC, ASCII only (netfate.validators)
 
 
 def _ip(value: str | None) -> str | None:

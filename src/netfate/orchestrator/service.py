@@ -100,7 +100,9 @@ class Orchestrator:
             url = self.nats.url
         self.nc = await nats.connect(url, name="orchestrator", max_reconnect_attempts=-1,
                                      reconnect_time_wait=0.5)
-        self.switches = Switches(self.db, self.nc, s.user_idle_timeout)
+        self.switches = Switches(self.db, self.nc, s.user_idle_timeout,
+                                 max_hosts_per_port=s.max_hosts_per_port,
+                                 max_hosts_per_node=s.max_hosts_per_node, dhcp_pps=s.dhcp_pps)
         for name, ports in (await self.db.run(reported_ports)).items():
             self.switches.set_ports(name, ports)
         self.coordinator = Coordinator(self.db, AgentBus(self.nc, s.command_timeout), self.hub,

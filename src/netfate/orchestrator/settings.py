@@ -46,6 +46,20 @@ class Settings(BaseModel):
         default=60, ge=0, description="Seconds without packets before a user is idle (0: never)")
     # Fast re-authentication: a client whose session is younger than this may associate at
     # another node without logging in again (RADIUS by MAC and session); 0 turns it off.
+    # Unauthenticated state is bounded (DHCP starvation, Faucet's max_hosts): a switch
+    # keeps at most this many not-logged-in stations per access port and per node, the
+    # oldest forgotten first (their flows go with them); DHCP from stations the switch does
+    # not know yet is metered per access port at dhcp_pps packets a second (0: no meter).
+    max_hosts_per_port: int = Field(
+        default=32, ge=1, le=100_000,
+        description="Unauthenticated stations kept per access port (oldest evicted)")
+    max_hosts_per_node: int = Field(
+        default=256, ge=1, le=1_000_000,
+        description="Unauthenticated stations kept per node (oldest evicted)")
+    dhcp_pps: int = Field(
+        default=20, ge=0, le=100_000,
+        description="DHCP packets a second from unknown stations per access port (0: no "
+        "limit; an OpenFlow meter on the switch)")
     reauth_lifetime: float = Field(
         default=3600.0, ge=0,
         description="Seconds a session allows fast re-authentication at another node (0: off)")

@@ -6,7 +6,12 @@ database, no bus, no clock here; `Switches` reads the world and publishes what t
   agent reports their MAC on, with their chain as NF port pairs. A chain through another
   node's NFs is not built yet: the user is left out (fail closed).
 - Any other station on an access port (associated, or seen by the controller in a DHCP
-  request) is an unauthenticated client: DHCP, DNS and the captive portal only.
+  request) is an unauthenticated client: DHCP, DNS and the captive portal only. There are at
+  most `max_hosts_per_port` of them per access port and `max_hosts_per_node` per node, the
+  newest kept (DHCP starvation; Faucet's max_hosts).
+- One bad entry (a record the model refuses: a group MAC, an address that is not one, two
+  users on one address) is left out, logged and counted (counters.ENTRIES_SKIPPED): it never
+  keeps the rest of the switch's state from being built.
 - The core/PE switch sends each steered user's traffic down the link to their CPE.
 - Mid-migration (the user's session is at another CPE than their newest steering, whose NFs
   still serve them): the old CPE keeps them Anchored, the core diverts their traffic through
@@ -21,14 +26,19 @@ orchestrator's records into SwitchStates. The two meet at `controller.model`, th
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
 
 from netfate import naming
 from netfate.bus.messages import SwitchPorts
 from netfate.controller import model
+from netfate.counters import ENTRIES_SKIPPED, REGISTRY
 from netfate.db.repo.switching import ChainNf, SteeredRule, SwitchingRecords
+from netfate.validators import station_ipv4
 
 log = logging.getLogger("netfate.orchestrator.switches")
 
@@ -41,7 +51,8 @@ class World:
     agents and the controller report (kept in memory by `Switches`).
 
     - `ports`: each node's switch ports as its agent last reported them;
-    - `seen`: node -> MAC -> port of stations the controller saw (DHCP) on that switch;
+    - `seen`: node -> MAC -> port of stations the controller saw (DHCP) on that switch,
+      oldest first;
     - `anchors_ready`: users whose anchor the core has confirmed (the visited CPE may let
       them out);
     - `idle_timeout`: seconds without packets before a user's flows expire (idle release).
@@ -52,12 +63,30 @@ class World:
     seen: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     anchors_ready: frozenset[str] = frozenset()
     idle_timeout: int = 60
+    max_hosts_per_port: int = 32
+    max_hosts_per_node: int = 256
+    dhcp_pps: int = 0
+
+
+_T = TypeVar("_T")
+
+
+def _entry(node: str, what: str, make: Callable[[], _T]) -> _T | None:
+    """One entry of a switch's state, or None (logged and counted) when the model refuses
+    it: a bad record costs that entry, never the switch's state."""
+    try:
+        return make()
+    except (ValidationError, ValueError, KeyError, TypeError) as exc:
+        REGISTRY.inc(ENTRIES_SKIPPED, where="orchestrator", node=node)
+        log.warning("%s: left out %s: %s", node, what, str(exc).replace("\n", " "))
+        return None
 
 
 def switch_state(world: World, node: str) -> model.SwitchState | None:
     """The desired state of `node`'s switch, generation 0 (the publisher numbers it); None for
-    a node the database does not know. Raises ValueError (pydantic's ValidationError) when the
-    records are inconsistent (two users on one address, say)."""
+    a node the database does not know. Entries the model refuses are left out (logged and
+    counted); raises ValueError only when what is left still is not a state (the node's own
+    ports clash), which no user's input can cause."""
     rec = world.records
     role = rec.roles.get(node)
     if role is None:
@@ -74,7 +103,10 @@ def switch_state(world: World, node: str) -> model.SwitchState | None:
         state = _core(node, role, ports, list(newest.values()), anchors)
     # Table I: an operator's own TS rules for this LSI (rule ids are unique per node).
     ts_rules = rec.ts_rules.get(node, ())
-    return state.model_copy(update={"ts_rules": ts_rules}) if ts_rules else state
+    if ts_rules:
+        state = _entry(node, "its TS rules", lambda: model.SwitchState.model_validate(
+            {**state.model_dump(), "ts_rules": ts_rules})) or state
+    return state
 
 
 def split_chain(chain: list[tuple[model.Hop, str]], classes: Iterable[Mapping[str, Any]]
@@ -125,25 +157,91 @@ def _station_at(world: World, node: str, mac: str) -> str | None:
     return port if port in p.access else None
 
 
+class _Users:
+    """The users of a CPE's state, added one at a time: an entry the model refuses, or that
+    clashes with one already in (same name, MAC or address), is left out (`_entry`)."""
+
+    def __init__(self, node: str, access: Iterable[str]) -> None:
+        self.node = node
+        self.access = set(access)
+        self.users: list[model.Client] = []
+        self.anchored: list[model.Anchored] = []
+        self.names: set[str] = set()
+        self.macs: set[str] = set()
+        self.ips: set[str] = set()
+
+    def _clash(self, name: str, mac: str, ip: str | None) -> str | None:
+        if name in self.names:
+            return f"{name} is listed twice"
+        if mac.lower() in self.macs:
+            return f"MAC {mac} is taken"
+        if ip is not None and ip in self.ips:
+            return f"address {ip} is taken"
+        return None
+
+    def _take(self, name: str, mac: str, ip: str | None) -> None:
+        self.names.add(name)
+        self.macs.add(mac)
+        if ip is not None:
+            self.ips.add(ip)
+
+    def client(self, **kw: Any) -> model.Client | None:
+        def make() -> model.Client:
+            c = model.Client(**kw)
+            if (why := self._clash(c.name, c.mac, c.ip)) is not None:
+                raise ValueError(why)
+            if c.port not in self.access:
+                raise ValueError(f"port {c.port} is not an access port")
+            return c
+        c = _entry(self.node, f"user {kw.get('name')} ({kw.get('mac')})", make)
+        if c is not None:
+            self._take(c.name, c.mac, c.ip)
+            self.users.append(c)
+        return c
+
+    def anchor(self, **kw: Any) -> None:
+        def make() -> model.Anchored:
+            a = model.Anchored(**kw)
+            if (why := self._clash(a.name, a.mac, a.ip)) is not None:
+                raise ValueError(why)
+            return a
+        a = _entry(self.node, f"anchored user {kw.get('name')} ({kw.get('mac')})", make)
+        if a is not None:
+            self._take(a.name, a.mac, a.ip)
+            self.anchored.append(a)
+
+
+def newest_stations(stations: Iterable[tuple[str, str]], per_port: int, per_node: int
+                    ) -> list[tuple[str, str]]:
+    """(MAC, port) pairs, oldest first -> the newest at most `per_port` of each port and
+    `per_node` in all (DHCP starvation: Faucet's max_hosts), oldest first."""
+    kept: list[tuple[str, str]] = []
+    on_port: Counter[str] = Counter()
+    for mac, port in reversed(list(stations)):
+        if len(kept) >= per_node:
+            break
+        if on_port[port] < per_port:
+            on_port[port] += 1
+            kept.append((mac, port))
+    return kept[::-1]
+
+
 def _cpe(world: World, node: str, ports: SwitchPorts, rules: Iterable[SteeredRule],
          anchors: dict[str, tuple[SteeredRule, str]]) -> model.SwitchState:
     stations = _stations(world, node, ports)
-    users: list[model.Client] = []
-    anchored: list[model.Anchored] = []
-    taken_ips: set[str] = set()
+    out = _Users(node, ports.access)
     for user, (r, visited) in anchors.items():
         chain = _chain(world, r)
         if r.node == node and r.ip and chain and all(
                 h is not None and h[0] == node for h in chain):
             if _station_at(world, visited, r.mac) is not None:
-                anchored.append(model.Anchored(name=user, mac=r.mac, ip=r.ip,
-                                               chain=tuple(h[1] for h in chain if h)))
+                out.anchor(name=user, mac=r.mac, ip=r.ip,
+                           chain=tuple(h[1] for h in chain if h))
         elif visited == node and r.ip and stations.get(r.mac) in ports.access \
                 and user in world.anchors_ready:
             # Visiting: out through the uplink, where the core takes it to the anchor.
-            users.append(model.Client(name=user, mac=r.mac, ip=r.ip, port=stations[r.mac],
-                                    authenticated=True, idle_timeout=world.idle_timeout))
-            taken_ips.add(r.ip)
+            out.client(name=user, mac=r.mac, ip=r.ip, port=stations[r.mac],
+                       authenticated=True, idle_timeout=world.idle_timeout)
     for r in rules:
         if r.user in anchors:
             continue
@@ -158,28 +256,35 @@ def _cpe(world: World, node: str, ports: SwitchPorts, rules: Iterable[SteeredRul
                         list(r.chain))
             continue
         local = [(h[1], h[2]) for h in chain if h is not None]
-        default, classifiers = split_chain(local, world.records.classes.get(r.user) or ())
-        users.append(model.Client(name=r.user, mac=r.mac, ip=r.ip, port=port,
-                                authenticated=True, idle_timeout=world.idle_timeout,
-                                chain=default, classifiers=classifiers))
-        if r.ip:
-            taken_ips.add(r.ip)
-    known = {u.mac for u in users}
-    for mac, port in sorted(stations.items()):
-        if mac in known or port not in ports.access:
+        parts = _entry(node, f"user {r.user}'s traffic classes", lambda: split_chain(
+            local, world.records.classes.get(r.user) or ()))  # noqa: B023 - called at once
+        if parts is None:
             continue
+        out.client(name=r.user, mac=r.mac, ip=r.ip, port=port, authenticated=True,
+                   idle_timeout=world.idle_timeout, chain=parts[0], classifiers=parts[1])
+    # Oldest first; stations the agent reports (associated) count as the newest, so a flood
+    # of DHCP from made-up MACs pushes out its own kind before a real station.
+    order = [*(m for m in world.seen.get(node, {}) if m not in ports.stations), *ports.stations]
+    unknown = [(mac, stations[mac]) for mac in order
+               if mac.lower() not in out.macs and stations[mac] in ports.access]
+    for mac, port in sorted(newest_stations(unknown, world.max_hosts_per_port,
+                                            world.max_hosts_per_node)):
         ip = ports.leases.get(mac)
-        users.append(model.Client(name=UNKNOWN_CLIENT + mac, mac=mac, port=port,
-                                ip=ip if ip not in taken_ips else None))
-        if ip:
-            taken_ips.add(ip)
+        lease = ip
+        if lease is not None and _entry(node, f"the lease {lease!r} of {mac}",
+                                        lambda: station_ipv4(lease)) is None:  # noqa: B023
+            ip = None  # a lease that is no address: the station still gets DHCP
+        out.client(name=UNKNOWN_CLIENT + mac, mac=mac, port=port,
+                   ip=ip if ip not in out.ips else None)
     svc = None
     if ports.services is not None:
-        svc = model.ServicesAttachment(port=ports.services.port, mac=ports.services.mac,
-                                   ip=ports.services.ip)
+        s = ports.services
+        svc = _entry(node, "its access services", lambda: model.ServicesAttachment(
+            port=s.port, mac=s.mac, ip=s.ip))
     return model.SwitchState(node=node, role="cpe", uplink=ports.uplink,
                              access_ports=tuple(ports.access), infra_ports=tuple(ports.infra),
-                             services=svc, users=tuple(users), anchored=tuple(anchored))
+                             services=svc, users=tuple(out.users),
+                             anchored=tuple(out.anchored), dhcp_pps=world.dhcp_pps)
 
 
 def _core(node: str, role: str, ports: SwitchPorts, rules: Iterable[SteeredRule],
@@ -197,8 +302,10 @@ def _core(node: str, role: str, ports: SwitchPorts, rules: Iterable[SteeredRule]
             visited = to_node.get(anchors[r.user][1])
             if visited is not None and visited != port:
                 port, anchor = visited, port
-        locations.append(
-            model.Location(user=r.user, mac=r.mac, ip=r.ip, port=port, anchor=anchor))
+        loc = _entry(node, f"location of {r.user}", lambda: model.Location(
+            user=r.user, mac=r.mac, ip=r.ip, port=port, anchor=anchor))  # noqa: B023
+        if loc is not None:
+            locations.append(loc)
     infra = list(ports.infra) + ([ports.uplink] if ports.uplink else [])
     return model.SwitchState(node=node, role=role, infra_ports=tuple(sorted(set(infra))),  # type: ignore[arg-type]
                              locations=tuple(locations))

@@ -25,10 +25,18 @@ from pydantic import ValidationError
 from netfate.bus import subjects
 from netfate.bus.messages import SwitchPorts, SwitchSynced
 from netfate.controller.model import SwitchState
+from netfate.counters import REGISTRY, STATIONS_EVICTED
 from netfate.db import repo
 from netfate.db.repo.switching import switching_records
 from netfate.db.session import Database
-from netfate.orchestrator.switch_state import UNKNOWN_CLIENT, World, split_chain, switch_state
+from netfate.orchestrator.switch_state import (
+    UNKNOWN_CLIENT,
+    World,
+    newest_stations,
+    split_chain,
+    switch_state,
+)
+from netfate.validators import unicast_mac
 
 log = logging.getLogger("netfate.orchestrator.switches")
 
@@ -36,12 +44,18 @@ __all__ = ["UNKNOWN_CLIENT", "Switches", "split_chain"]
 
 
 class Switches:
-    def __init__(self, db: Database, nc: Any, idle_timeout: int = 60) -> None:
+    def __init__(self, db: Database, nc: Any, idle_timeout: int = 60,
+                 max_hosts_per_port: int = 32, max_hosts_per_node: int = 256,
+                 dhcp_pps: int = 0) -> None:
         self.db = db
         self.nc = nc
         self.idle_timeout = idle_timeout
+        self.max_hosts_per_port = max_hosts_per_port
+        self.max_hosts_per_node = max_hosts_per_node
+        self.dhcp_pps = dhcp_pps
         self.ports: dict[str, SwitchPorts] = {}
-        self.seen: dict[str, dict[str, str]] = {}   # node -> MAC -> port (controller)
+        # node -> MAC -> port (controller), oldest first; bounded by the max_hosts caps
+        self.seen: dict[str, dict[str, str]] = {}
         # Generations grow across orchestrator restarts (ms clock), so a controller never
         # takes a new state for an old one.
         self._gen = int(time.time() * 1000) & 0x7FFFFFFF
@@ -59,11 +73,31 @@ class Switches:
         self.ports[node] = ports
 
     def client_seen(self, node: str, mac: str, port: str) -> bool:
+        """The controller saw DHCP from `mac` on `port`: remember it (newest last); whether
+        that changed anything. Group MACs are refused (ValueError). Memory stays bounded:
+        beyond the max_hosts caps the oldest stations not logged in are forgotten (a
+        logged-in user's, per the last published state, never)."""
+        mac = unicast_mac(mac)
         known = self.seen.setdefault(node, {})
-        if known.get(mac) == port:
+        same = known.pop(mac, None) == port
+        known[mac] = port  # newest last
+        if same:
             return False
-        known[mac] = port
+        self._evict(node, known)
         return True
+
+    def _evict(self, node: str, known: dict[str, str]) -> None:
+        st = self._published.get(node)
+        keep = {u.mac for u in st.users if u.authenticated} if st is not None else set()
+        if st is not None:
+            keep |= {a.mac for a in st.anchored}
+        mine = [(m, p) for m, p in known.items() if m not in keep]
+        kept = set(newest_stations(mine, self.max_hosts_per_port, self.max_hosts_per_node))
+        for mac, port in mine:
+            if (mac, port) not in kept:
+                del known[mac]
+                REGISTRY.inc(STATIONS_EVICTED, node=node)
+                log.info("switch %s: forgot station %s on %s (max_hosts)", node, mac, port)
 
     def synced(self, report: SwitchSynced) -> None:
         self._synced[report.node] = report
@@ -89,7 +123,9 @@ class Switches:
         """The database's records with what the agents and the controller reported."""
         return World(records=records, ports=dict(self.ports),
                      seen={n: dict(m) for n, m in self.seen.items()},
-                     anchors_ready=self._anchors_ready(), idle_timeout=self.idle_timeout)
+                     anchors_ready=self._anchors_ready(), idle_timeout=self.idle_timeout,
+                     max_hosts_per_port=self.max_hosts_per_port,
+                     max_hosts_per_node=self.max_hosts_per_node, dhcp_pps=self.dhcp_pps)
 
     def _anchors_ready(self) -> frozenset[str]:
         return frozenset(u for u in self._anchor_gen if self.anchor_ready(u))

@@ -10,16 +10,22 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
+from pydantic import StringConstraints
 from sqlalchemy.orm import Session
 
 from netfate.db import repo
 from netfate.errors import NotFound
 from netfate.orchestrator.api.deps import db, orch
 from netfate.orchestrator.api.schemas import TSRuleBody
+from netfate.validators import NAME_PATTERN
 
 router = APIRouter()
-NODE = Path(description="a node's name", examples=["cpe1"])
-RULE_ID = Path(description="a TS rule's id", examples=["user:client1:up:0"])
+NODE = Path(description="a node's name", examples=["cpe1"], pattern=NAME_PATTERN)
+RULE_ID = Path(description="a TS rule's id", examples=["user:client1:up:0"],
+               pattern=r"^[\x21-\x7e]{1,128}$")
+# Rule ids in a query: at most 32 (32 x 128 characters, even %-encoded, stay within the 16 KiB
+# request head uvicorn reads: a longer URL is cut off by the server, not answered).
+RuleId = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,128}$")]
 WAIT = Query(default=3.0, ge=0, le=30, description="seconds to wait for the controller")
 
 
@@ -85,7 +91,7 @@ async def delete_rule(request: Request, node: str = NODE, rule_id: str = RULE_ID
 @router.delete("/nodes/{node}/ts_rules", summary="deleteTSRule for several rules at once "
                                                 "(unknown ids are not an error)")
 async def delete_rules(request: Request, node: str = NODE,
-                       rule_id: Annotated[list[str], Query(max_length=1024)] = [],  # noqa: B006
+                       rule_id: Annotated[list[RuleId], Query(max_length=32)] = [],  # noqa: B006
                        wait: float = WAIT) -> dict[str, Any]:
     n = await db(request).run(repo.delete_ts_rules, node, rule_id)
     return {"deleted": n, **await _publish(request, node, wait)}

@@ -11,17 +11,26 @@ from fastapi import Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from netfate import credentials
+from netfate.validators import (
+    NAME_PATTERN,
+    IPv4Prefix,
+    Name,
+    PortNumber,
+    StationIPv4,
+    UnicastMac,
+)
 
-NAME = r"^[a-z0-9][a-z0-9_.-]{0,31}$"
-MAC = r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$"
-IPV4 = r"^(\d{1,3}\.){3}\d{1,3}$"
+# Kept for callers that match names with a pattern; the bodies below use netfate.validators'
+# types (ASCII only: a pattern's \d would take any script's digits).
+NAME = NAME_PATTERN
 
 
 # Path parameters, with examples for the docs page and for API fuzzers (schemathesis) to
 # reach existing rows.
-USER = Path(description="a user's name", examples=["user1"])
-NODE = Path(description="a node's name", examples=["cpe1"])
-IID = Path(description="an NF instance's id (node-owner-nf)", examples=["cpe1-user1-firewall"])
+USER = Path(description="a user's name", examples=["user1"], pattern=NAME_PATTERN)
+NODE = Path(description="a node's name", examples=["cpe1"], pattern=NAME_PATTERN)
+IID = Path(description="an NF instance's id (node-owner-nf)", examples=["cpe1-user1-firewall"],
+           pattern=r"^[a-z0-9][a-z0-9_.-]{0,97}$")
 
 
 MAX_JSON_DEPTH = 32
@@ -64,12 +73,12 @@ class TrafficClass(Body):
     """Traffic of the user that matches crosses `nfs` (in required_nfs order); traffic no
     class matches crosses the required NFs that no class names. Higher priority wins."""
 
-    name: str = Field(pattern=NAME, examples=["web"])
+    name: Name = Field(examples=["web"])
     priority: int = Field(ge=1, le=799, examples=[100])
     ip_proto: int | None = Field(default=None, ge=0, le=255, examples=[6])
-    remote_port: int | None = Field(default=None, ge=0, le=65535, examples=[80])
-    remote: str | None = Field(default=None, max_length=43, examples=["10.255.0.0/16"])
-    nfs: list[str] = Field(min_length=1, max_length=16, examples=[["packet-inspector"]])
+    remote_port: PortNumber | None = Field(default=None, examples=[80])
+    remote: IPv4Prefix | None = Field(default=None, max_length=43, examples=["10.255.0.0/16"])
+    nfs: list[Name] = Field(min_length=1, max_length=16, examples=[["packet-inspector"]])
 
 
 PASSWORD_DOC = ("4-128 bytes of UTF-8 in NFC, no control characters, no white space at either "
@@ -92,7 +101,7 @@ class UserCreate(Body):
                       description=f"a user name: {credentials.USERNAME_RULE}")
     password: str = Field(min_length=4, examples=["secret2"], description=PASSWORD_DOC,
                           json_schema_extra=_PASSWORD_MAX)
-    required_nfs: list[str] = Field(default=[], max_length=16, examples=[["firewall"]])
+    required_nfs: list[Name] = Field(default=[], max_length=16, examples=[["firewall"]])
     nf_config: Docs = {}
     classifiers: list[TrafficClass] = Field(default=[], max_length=32)
 
@@ -102,7 +111,7 @@ class UserCreate(Body):
 class UserPatch(Body):
     password: str | None = Field(default=None, min_length=4, description=PASSWORD_DOC,
                                  json_schema_extra=_PASSWORD_MAX)
-    required_nfs: list[str] | None = Field(default=None, max_length=16)
+    required_nfs: list[Name] | None = Field(default=None, max_length=16)
     nf_config: Docs | None = None
     classifiers: list[TrafficClass] | None = Field(default=None, max_length=32)
 
@@ -117,20 +126,23 @@ class NodePatch(Body):
 
 
 class Associate(Body):
-    node: str = Field(pattern=NAME, examples=["cpe1"])
-    mac: str | None = Field(default=None, pattern=MAC, examples=["02:00:00:00:00:01"])
-    ip: str | None = Field(default=None, pattern=IPV4, examples=["10.0.0.2"])
+    """A station (a unicast MAC, a host's IPv4) at a node: checked strictly here, so what
+    is stored can always be put in a switch's state (netfate.validators)."""
+
+    node: Name = Field(examples=["cpe1"])
+    mac: UnicastMac | None = Field(default=None, examples=["02:00:00:00:00:01"])
+    ip: StationIPv4 | None = Field(default=None, examples=["10.0.0.2"])
 
 
 class Instantiate(Body):
-    nf: str = Field(pattern=NAME, examples=["rate-limiter"])
-    owner: str = Field(pattern=NAME, examples=["user1"])
-    node: str = Field(pattern=NAME, examples=["cpe1"])
+    nf: Name = Field(examples=["rate-limiter"])
+    owner: Name = Field(examples=["user1"])
+    node: Name = Field(examples=["cpe1"])
     config: Doc = Field(default={}, examples=[{}])
 
 
 class MigrateBody(Body):
-    node: str = Field(pattern=NAME, examples=["cpe2"])
+    node: Name = Field(examples=["cpe2"])
 
 
 class UpdateBody(Body):
