@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.harness import FakeAgent, LoopThread, assert_problem, running, unchanged
+from tests.api.harness import AUTH, FakeAgent, LoopThread, assert_problem, running, unchanged
 
 API = "/api/v1"
 ARABIC_IP = "\u0661\u0660.\u0669\u0660.\u0661.\u0661"  # 10.90.1.1 in Arabic-Indic digits
@@ -23,7 +23,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     agent: FakeAgent | None = None
     try:
         with running(tmp_path_factory.mktemp("addresses")) as live, \
-                httpx.Client(base_url=live.url, timeout=15) as c:
+                httpx.Client(base_url=live.url, timeout=15, headers=AUTH) as c:
             agent = FakeAgent(loop, live.nats_url, "cpe1")
             agent.start()
             r = c.post(f"{API}/users", json={"name": "user1", "password": "secret1"})

@@ -30,6 +30,7 @@ import pytest
 from netfate import naming, paths
 from netfate.access import dhcp_client
 from netfate.access.addressing import services_netns
+from netfate.api_auth import BearerAuth
 from netfate.drivers import netns
 from netfate.testbed import lifecycle
 from netfate.testbed.context import Testbed
@@ -187,7 +188,7 @@ def meter_drops(bridge: str) -> int:
 
 
 def switch(node: str) -> dict[str, Any]:
-    rows = httpx.get(f"{API}/switches", timeout=10).json()
+    rows = httpx.get(f"{API}/switches", timeout=10, auth=BearerAuth()).json()
     return next(r for r in rows if r["node"] == node)
 
 

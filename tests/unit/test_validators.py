@@ -126,3 +126,11 @@ def test_the_cli_takes_port_numbers_in_ascii_digits_only(argv: list[str]) -> Non
 def test_the_cli_still_takes_real_numbers() -> None:
     from netfate.cli.common import ascii_int
     assert ascii_int(1, 65535)("8181") == 8181 and ascii_int(1, 65535)(80) == 80
+
+
+def test_api_user_names_follow_the_credentials_rule() -> None:
+    """The API checks user names with validators.Name; the portal and RADIUS with
+    credentials: one rule for both."""
+    from netfate import credentials, validators
+
+    assert validators.NAME_PATTERN == credentials.USERNAME_PATTERN

@@ -97,8 +97,9 @@ def _password(v: str | None) -> str | None:
 
 
 class UserCreate(Body):
-    name: str = Field(pattern=credentials.USERNAME_PATTERN, examples=["user2"],
-                      description=f"a user name: {credentials.USERNAME_RULE}")
+    # Name is the same rule as credentials.USERNAME_PATTERN, with errors that say ASCII.
+    name: Name = Field(examples=["user2"],
+                       description=f"a user name: {credentials.USERNAME_RULE}")
     password: str = Field(min_length=4, examples=["secret2"], description=PASSWORD_DOC,
                           json_schema_extra=_PASSWORD_MAX)
     required_nfs: list[Name] = Field(default=[], max_length=16, examples=[["firewall"]])
