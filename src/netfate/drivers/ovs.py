@@ -124,7 +124,14 @@ class OvsNetwork:
 
                 idl = connection.OvsdbIdl.from_server(self.server.db, "Open_vSwitch")
                 conn = connection.Connection(idl=idl, timeout=self.timeout)
-                self._api = impl_idl.OvsdbIdl(conn)
+                # ovsdbapp keeps one connection per Backend *class*: a second OvsNetwork
+                # in this process would get the first one's connection (to whatever
+                # server that was) and, once close() had stopped it, restart it through
+                # its IDL's reconnect back-off (1, 2, 4, then 8 s a time: what made
+                # every `testbed move` of a long `bench handover` wait 8 s). A class of
+                # its own gives each OvsNetwork its own connection, ended by close().
+                backend = type("OvsdbIdl", (impl_idl.OvsdbIdl,), {"_ovsdb_connection": None})
+                self._api = backend(conn)
             return self._api
 
     def close(self) -> None:
@@ -224,6 +231,20 @@ class OvsNetwork:
         for port, _ in ports:
             result[port] = self._ofport(port)
         return result
+
+    def move_port(self, old: tuple[str, str], new: tuple[str, str],
+                  external_ids: dict[str, str] | None = None) -> int:
+        """Port ``old`` = (LSI, port) goes and ``new`` = (LSI, port) comes, with
+        ``external_ids`` on its Interface, in one transaction: ovs-vswitchd applies both in
+        one reconfiguration (a station roaming between two switches of this OVS). Returns
+        the new port's OpenFlow number; DriverError if it gets none."""
+        api = self.api
+        cmds = [api.del_port(old[1], bridge=old[0], if_exists=True),
+                api.add_port(new[0], new[1], may_exist=True)]
+        if external_ids:
+            cmds.append(api.db_set("Interface", new[1], ("external_ids", external_ids)))
+        self._commit(*cmds)
+        return self._ofport(new[1])
 
     def port_ids(self, lsi: str) -> dict[str, dict[str, str]]:
         """Each port of the LSI with its Interface's external_ids (read from the IDL's
