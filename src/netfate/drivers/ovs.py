@@ -232,20 +232,6 @@ class OvsNetwork:
             result[port] = self._ofport(port)
         return result
 
-    def move_port(self, old: tuple[str, str], new: tuple[str, str],
-                  external_ids: dict[str, str] | None = None) -> int:
-        """Port ``old`` = (LSI, port) goes and ``new`` = (LSI, port) comes, with
-        ``external_ids`` on its Interface, in one transaction: ovs-vswitchd applies both in
-        one reconfiguration (a station roaming between two switches of this OVS). Returns
-        the new port's OpenFlow number; DriverError if it gets none."""
-        api = self.api
-        cmds = [api.del_port(old[1], bridge=old[0], if_exists=True),
-                api.add_port(new[0], new[1], may_exist=True)]
-        if external_ids:
-            cmds.append(api.db_set("Interface", new[1], ("external_ids", external_ids)))
-        self._commit(*cmds)
-        return self._ofport(new[1])
-
     def port_ids(self, lsi: str) -> dict[str, dict[str, str]]:
         """Each port of the LSI with its Interface's external_ids (read from the IDL's
         in-memory replica: no round trip, so cheap enough to poll)."""

@@ -80,7 +80,11 @@ def move(client: str, node: str) -> dict[str, Any]:
     net = OvsNetwork(OvsServer(paths.ovs_dir()))
     try:
         t0 = time.time()
-        # Leave: the old link goes (both veth ends), as a radio link does: at once.
+        # Leave: the old link goes (its switch port and both veth ends). The port's
+        # removal is waited on (until ovs-vswitchd has applied it), so the old node's
+        # agent reports the station gone before the new one reports it associated.
+        net.delete_ports(old.lsi, [old_port])
+        t_unport = time.time()
         netns.delete_link(old_port)
         t_left = time.time()
         # Join: a new link to the new CPE, same MAC, same address and route.
@@ -89,17 +93,15 @@ def move(client: str, node: str) -> dict[str, Any]:
         netns.configure_inside(h.netns, "eth0", addresses=addrs, gateway=gw)
         _restore_neighbours(h.netns, neigh)
         t_link = time.time()
-        # Both switch ports in one OVSDB transaction, so one reconfiguration of
-        # ovs-vswitchd: the old port's removal is not waited on before the new one's.
-        net.move_port((old.lsi, old_port), (target.lsi, new_port),
-                      {"netfate-kind": "access", "attached-mac": mac})
+        net.create_ports(target.lsi, [(new_port, None)], external_ids={
+            new_port: {"netfate-kind": "access", "attached-mac": mac}})
         t_assoc = time.time()
     finally:
         net.close()
-    # Where the time went (ms): the old link, the new link configured, the switch ports
-    # (until ovs-vswitchd has applied them: then the new node's agent sees the station).
-    steps = {"old_link_ms": t_left - t0, "new_link_ms": t_link - t_left,
-             "switch_ms": t_assoc - t_link}
+    # Where the time went (ms): the old switch port (until ovs-vswitchd has applied it),
+    # the old link, the new link configured, the new switch port (likewise).
+    steps = {"old_port_ms": t_unport - t0, "old_link_ms": t_left - t_unport,
+             "new_link_ms": t_link - t_left, "new_port_ms": t_assoc - t_link}
     hosts = tuple(moved if x.name == client else x for x in topo.hosts)
     st["topology"] = topo.model_copy(update={"hosts": hosts}).model_dump(mode="json")
     lifecycle.state_file().write_text(json.dumps(st, indent=1))
