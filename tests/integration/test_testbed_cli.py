@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from netfate import naming
 from netfate.roaming.probes import EchoServer, reachable
 from netfate.roaming.session import ensure_user, running_at, wait_for
 from netfate.supervisor import read_record
@@ -110,13 +111,13 @@ def test_moves_in_one_process_never_wait_on_an_ovsdb_reconnect(
             seen.append(a.ovsdb_connection)
         return a
     monkeypatch.setattr(OvsNetwork, "api", property(api))
-    for node in ("cpe2", "cpe1", "cpe2", "cpe1"):
+    for node in ("cpe1", "cpe2", "cpe1", "cpe2"):  # client2 starts on cpe2
         m = move("client2", node)
         assert m["moved"] and m["node"] == node
         assert sum(m["steps_ms"].values()) <= m["seconds"] * 1000 + 1
         net = OvsNetwork(OvsServer(paths.ovs_dir()))
         try:  # associated: the new port is on the new CPE's switch when move returns
-            assert f"fate-{node}-client2" in net.list_ports(f"fate-{node}")
+            assert naming.ifname(node, "client2") in net.list_ports(naming.lsi(node))
         finally:
             net.close()
     assert reconnects == []
@@ -133,7 +134,8 @@ def test_move_then_up_converges_and_serves(stack: httpx.Client) -> None:
     assert processes.recorded() == pids, "running processes are kept"
     st = lifecycle.status()
     assert next(h for h in st["hosts"] if h["name"] == "client1")["node"] == "cpe2"
-    assert "fate-cpe1-client1" not in st["bridges"]["fate-cpe1"]["ports"]
+    assert naming.ifname("cpe1", "client1") not in st["bridges"]["fate-cpe1"]["ports"]
+    assert naming.ifname("cpe2", "client1") in st["bridges"]["fate-cpe2"]["ports"]
     wait_for(served, 10, f"{USER} served at cpe2 after up")
     assert running_at(stack, USER) == {f"cpe2-{USER}-firewall": "cpe2"}
 

@@ -21,7 +21,10 @@ def exec_(
     load()
     from netfate.testbed.hands import run_on
 
-    raise typer.Exit(guarded(lambda: run_on(host, list(cmd or []))))
+    argv = list(cmd or [])
+    if argv[:1] == ["--"]:  # click keeps a "--" that follows a positional argument
+        argv = argv[1:]
+    raise typer.Exit(guarded(lambda: run_on(host, argv)))
 
 
 def login(
@@ -65,6 +68,6 @@ def shell() -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("exec", context_settings={"allow_interspersed_args": False})(exec_)
+    app.command("exec")(exec_)
     app.command()(login)
     app.command()(shell)
