@@ -146,6 +146,7 @@ class TestbedShell(cmd.Cmd):
     do_quit = do_exit
 
     def do_EOF(self, line: str) -> bool:
+        """Ctrl-D: leave the shell"""
         print()
         return True
 
