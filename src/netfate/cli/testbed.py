@@ -1,16 +1,17 @@
-"""netfate testbed up|down|status"""
+"""netfate testbed up|down|status|move (and exec|login|shell: cli/testbed_hands.py)"""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from netfate.cli.common import ascii_int, checked, console, emit_json, guarded, need_root, progress
+from netfate.cli import testbed_hands
+from netfate.cli.common import ascii_int, checked, console, emit_json, guarded, need_root
 from netfate.cli.common import settings as load
+from netfate.cli.steps import steps
 from netfate.testbed import lifecycle
 from netfate.testbed.topology import load_topology
 
@@ -56,7 +57,8 @@ def up(
         "api_port": api_port, "nats_port": nats_port, "of_port": of_port,
         "command_timeout": command_timeout, "metrics_port": metrics_port}).testbed
     topo = guarded(lambda: load_topology(tb.topology))
-    with progress(json_out, "testbed up") as say:
+    n_steps = 2 + len(topo.nodes) * 2 + len(topo.hosts) + sum(n.role == "cpe" for n in topo.nodes)
+    with steps(json_out, "testbed up", n_steps) as say:
         state = guarded(lambda: lifecycle.up(topo, say, services=services, settings=tb))
     if json_out:
         emit_json(state)
@@ -88,7 +90,7 @@ def down(
     """Remove everything the project created (namespaces, links, OVS, cgroups). Always safe."""
     need_root()
     load()
-    with progress(json_out or quiet, "testbed down") as say:
+    with steps(json_out or quiet, "testbed down", 4) as say:
         removed = guarded(lambda: lifecycle.down(say))
     if json_out:
         emit_json(removed)
@@ -102,36 +104,37 @@ def down(
 
 @app.command()
 def status(json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
-    """Nodes, links, bridges, hosts and NFs."""
+    """The topology as a tree: nodes by tier with their ports, hosts, users and NFs."""
     need_root()
     load()
-    st = guarded(lifecycle.status)
     if json_out:
-        emit_json(st)
+        emit_json(status_dict())
         return
+    print_status()
+
+
+def status_dict() -> dict[str, Any]:
+    """lifecycle.status() and the orchestrator's users (where each is attached)."""
+    from netfate.cli.testbed_tree import fetch_users
+
+    st = guarded(lifecycle.status)
+    st["users"] = fetch_users(st.get("api"))
+    return st
+
+
+def print_status() -> None:
+    """The testbed as a tree on stdout (nodes by tier, their ports, hosts, users, NFs)."""
+    from rich.console import Console
+
+    from netfate.cli.testbed_tree import status_tree
+
+    st = status_dict()
     if not st["up"]:
         console.print("testbed is [yellow]down[/]")
         if st["namespaces"]:
             console.print(f"leftover namespaces: {st['namespaces']} (run 'netfate testbed down')")
         return
-    console.print(f"testbed [green]{st['topology']}[/] is up; OVS {st['ovs']}")
-    t = Table("bridge", "node", "role", "ports")
-    for br, b in st["bridges"].items():
-        t.add_row(br, b["node"], b["role"], ", ".join(f"{p}({n})" for p, n in b["ports"].items()))
-    console.print(t)
-    h = Table("host", "role", "node", "address", "mac", "netns")
-    for x in st["hosts"]:
-        h.add_row(x["name"], x["role"], x["node"], x["address"], x["mac"], x["netns"])
-    console.print(h)
-    lt = Table("link a", "link b", "kind")
-    for link in st["links"]:
-        lt.add_row(link["a"], link["b"], link["kind"])
-    console.print(lt)
-    if st["nfs"]:
-        n = Table("NF", "node", "owner", "name", "state")
-        for nf in st["nfs"]:
-            n.add_row(nf["instance_id"], nf["node"], nf["owner"], nf["name"], nf["state"])
-        console.print(n)
+    Console().print(status_tree(st))
 
 
 @app.command()
@@ -177,3 +180,6 @@ def prometheus_config(
         console.print(f"[red]error:[/] --interval must be positive, got {interval}")
         raise typer.Exit(2)
     sys.stdout.write(scrape.prometheus_config(targets, interval))
+
+
+testbed_hands.register(app)

@@ -124,7 +124,14 @@ class OvsNetwork:
 
                 idl = connection.OvsdbIdl.from_server(self.server.db, "Open_vSwitch")
                 conn = connection.Connection(idl=idl, timeout=self.timeout)
-                self._api = impl_idl.OvsdbIdl(conn)
+                # ovsdbapp keeps one connection per Backend *class*: a second OvsNetwork
+                # in this process would get the first one's connection (to whatever
+                # server that was) and, once close() had stopped it, restart it through
+                # its IDL's reconnect back-off (1, 2, 4, then 8 s a time: what made
+                # every `testbed move` of a long `bench handover` wait 8 s). A class of
+                # its own gives each OvsNetwork its own connection, ended by close().
+                backend = type("OvsdbIdl", (impl_idl.OvsdbIdl,), {"_ovsdb_connection": None})
+                self._api = backend(conn)
             return self._api
 
     def close(self) -> None:

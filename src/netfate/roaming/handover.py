@@ -59,7 +59,7 @@ def handover(api: httpx.Client, client: str, user: str, dst: str, probe: UdpProb
     first = probe.first_after(t_assoc)
     reauth = [h for h in api.get("/handovers").json()
               if h["user"] == user and h["node"] == dst and h["associated_ts"] >= t_assoc - 1]
-    breakdown: dict[str, Any] = {}
+    breakdown: dict[str, Any] = {"move_steps_ms": m.get("steps_ms")}
     if reauth:
         r = reauth[-1]
         breakdown["detect_ms"] = r.get("event_delay_ms")

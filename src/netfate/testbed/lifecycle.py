@@ -25,7 +25,7 @@ from netfate.drivers.ovs import OvsNetwork, OvsServer
 from netfate.errors import DriverError
 from netfate.metrics import scrape
 from netfate.supervisor import probes
-from netfate.testbed import processes
+from netfate.testbed import hosts, processes
 from netfate.testbed.settings import TestbedSettings
 from netfate.testbed.topology import Topology
 
@@ -84,6 +84,8 @@ def up(topo: Topology, progress: Progress = _noop, services: bool = True,
         from netfate.errors import Conflict
 
         raise Conflict(raise_msg)
+    if prev is not None:
+        topo = hosts.as_moved(topo, prev)  # a client that roamed stays where it is
     t0 = time.perf_counter()
     server = OvsServer(paths.ovs_dir())
     progress("starting Open vSwitch (private instance)")
@@ -119,7 +121,7 @@ def up(topo: Topology, progress: Progress = _noop, services: bool = True,
         net.close()
     state = {
         "topology": topo.model_dump(mode="json"),
-        "up_at": time.time(),
+        "up_at": (prev or {}).get("up_at") or time.time(),
         "ovs": {d: server.pid(d) for d in ("ovsdb-server", "ovs-vswitchd")},
         "services": services,
         "settings": t.model_dump(mode="json"),
@@ -128,7 +130,10 @@ def up(topo: Topology, progress: Progress = _noop, services: bool = True,
     paths.run_dir().mkdir(parents=True, exist_ok=True)
     state_file().write_text(json.dumps(state, indent=1))
     if services:
-        state["pids"] = start_services(topo, progress, t)
+        # Running processes are kept, dead ones started again from their records.
+        revived = revive(topo, progress, t)
+        state["pids"] = revived.pop("pids")
+        state["processes"] = revived
         state_file().write_text(json.dumps(state, indent=1))
     state["up_seconds"] = round(time.perf_counter() - t0, 3)
     return state
@@ -252,6 +257,8 @@ def wait_registered(nodes: list[str], timeout: float = 30.0, api: str | None = N
 def _host(topo: Topology, h: Any, ipr: Any, net: OvsNetwork) -> None:
     node = topo.node(h.attach)
     port = topo.host_port(h)
+    if hosts.keep_link(topo, h, ipr, net):  # up again: its link (and lease) stays
+        return
     netns.create(h.netns)
     netns.disable_ipv6(h.netns)  # no IPv6 chatter (router solicitations, DAD) on the links
     netns.veth_into(
@@ -268,11 +275,15 @@ def _host(topo: Topology, h: Any, ipr: Any, net: OvsNetwork) -> None:
     else:
         gateway = topo.gateway
         netns.configure_inside(h.netns, "eth0", addresses=addrs, gateway=gateway)
-    if node.role == "cpe" and h.role == "client":
-        ids = {"netfate-kind": "access", "attached-mac": h.mac or h.default_mac()}
-    else:
-        ids = {"netfate-kind": "infra"}
-    net.create_ports(node.lsi, [(port, None)], external_ids={port: ids})
+    net.create_ports(node.lsi, [(port, None)], external_ids={port: hosts.port_ids(topo, h)})
+
+
+def revive(topo: Topology, progress: Progress = _noop,
+           settings: TestbedSettings | None = None) -> dict[str, Any]:
+    """See testbed/revive.py (imported here late: it uses this module)."""
+    from netfate.testbed import revive as rv
+
+    return rv.revive(topo, progress, settings)
 
 
 def down(progress: Progress = _noop) -> dict[str, Any]:

@@ -80,8 +80,11 @@ def move(client: str, node: str) -> dict[str, Any]:
     net = OvsNetwork(OvsServer(paths.ovs_dir()))
     try:
         t0 = time.time()
-        # Leave: the old link goes (its switch port and both veth ends).
+        # Leave: the old link goes (its switch port and both veth ends). The port's
+        # removal is waited on (until ovs-vswitchd has applied it), so the old node's
+        # agent reports the station gone before the new one reports it associated.
         net.delete_ports(old.lsi, [old_port])
+        t_unport = time.time()
         netns.delete_link(old_port)
         t_left = time.time()
         # Join: a new link to the new CPE, same MAC, same address and route.
@@ -95,9 +98,14 @@ def move(client: str, node: str) -> dict[str, Any]:
         t_assoc = time.time()
     finally:
         net.close()
+    # Where the time went (ms): the old switch port (until ovs-vswitchd has applied it),
+    # the old link, the new link configured, the new switch port (likewise).
+    steps = {"old_port_ms": t_unport - t0, "old_link_ms": t_left - t_unport,
+             "new_link_ms": t_link - t_left, "new_port_ms": t_assoc - t_link}
     hosts = tuple(moved if x.name == client else x for x in topo.hosts)
     st["topology"] = topo.model_copy(update={"hosts": hosts}).model_dump(mode="json")
     lifecycle.state_file().write_text(json.dumps(st, indent=1))
     return {"client": client, "from": old.name, "node": node, "moved": True, "mac": mac,
             "addresses": addrs, "left_at": t_left, "link_up_at": t_link,
-            "associated_at": t_assoc, "seconds": round(t_assoc - t0, 4)}
+            "associated_at": t_assoc, "seconds": round(t_assoc - t0, 4),
+            "steps_ms": {k: round(v * 1000, 1) for k, v in steps.items()}}
