@@ -357,6 +357,10 @@ class FakeAgent:
                 return Reply(ok=False, error=f"no NF {cmd.instance_id} on {self.name}")
             self.imported[cmd.instance_id] = cmd.state
             return Reply(ok=True)
+        if cmd.op == "nf_status" and cmd.instance_id:
+            if cmd.instance_id not in self.running:
+                return Reply(ok=False, error=f"NotFound: no NF {cmd.instance_id}")
+            return Reply(ok=True, data={"state": "running", "detail": {"drops": 7}})
         if cmd.op in ("status", "ping"):
             return Reply(ok=True, nfs=nfs())
         return Reply(ok=False, error=f"bad command {cmd.op!r}: missing fields")

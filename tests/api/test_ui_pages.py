@@ -60,6 +60,12 @@ def test_views_and_actions(client: httpx.Client, live: LiveOrchestrator,
         assert "acknowledged" in ui.post(f"/ui/notifications/{note['id']}/ack").text
         assert client.get(f"{API}/notifications", params={"acknowledged": True}).json()
         assert "muted" in ui.post(f"/ui/nfs/{FW}/mute").text
+        # The NF's own status report, asked of its agent on demand (API and UI cell).
+        st = client.get(f"{API}/vnf_instances/{FW}/status")
+        assert st.status_code == 200 and st.json()["detail"] == {"drops": 7}, st.text
+        assert client.get(f"{API}/vnf_instances/cpe1-nobody-firewall/status").status_code == 404
+        cell = ui.get(f"/ui/nfs/{FW}/status").text
+        assert "drops" in cell and "7" in cell and "<html" not in cell
 
         assert "migrating" in ui.post("/ui/nfs/migrate", data={"instance": FW,
                                                                "node": "cpe2"}).text

@@ -235,16 +235,13 @@ class Agent:
             return Reply(ok=not errors, error="; ".join(errors) or None, nfs=nfs)
         if cmd.op == "status":
             return Reply(ok=True, nfs=await self._run(self._actual))
-        if cmd.op == "export_state" and cmd.instance_id:
-            doc = await self._run(self._export_state, cmd.instance_id)
-            return Reply(ok=True, data=doc)
+        if cmd.op in ("export_state", "nf_status") and cmd.instance_id:
+            fn = _export_state if cmd.op == "export_state" else _nf_status
+            return Reply(ok=True, data=await self._run(fn, self.node, cmd.instance_id))
         if cmd.op == "import_state" and cmd.instance_id and cmd.state is not None:
             await self._run(self._import_state, cmd.instance_id, cmd.state)
             return Reply(ok=True)
         return Reply(ok=False, error=f"bad command {cmd.op!r}: missing fields")
-
-    def _export_state(self, instance_id: str) -> dict[str, Any]:
-        return self.node.driver_of(instance_id).export_state(instance_id)
 
     def _import_state(self, instance_id: str, state: dict[str, Any]) -> None:
         self.node.driver_of(instance_id).import_state(instance_id, state)
@@ -396,3 +393,14 @@ class Agent:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def _export_state(node: NodeDrivers, instance_id: str) -> dict[str, Any]:
+    return node.driver_of(instance_id).export_state(instance_id)
+
+
+def _nf_status(node: NodeDrivers, instance_id: str) -> dict[str, Any]:
+    """The NF's state and its own status report (counters, cgroup memory): ComputeDriver
+    .status, as JSON."""
+    info = node.driver_of(instance_id).status(instance_id)
+    return {"state": info.state.value, "detail": info.detail}

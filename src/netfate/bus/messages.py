@@ -67,7 +67,7 @@ class Telemetry(_Msg):
 
 
 class Command(_Msg):
-    op: Literal["apply", "export_state", "import_state", "status", "ping"]
+    op: Literal["apply", "export_state", "import_state", "status", "nf_status", "ping"]
     desired: DesiredState | None = None
     instance_id: str | None = None
     state: dict[str, Any] | None = None

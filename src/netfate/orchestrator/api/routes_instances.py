@@ -15,6 +15,7 @@ from netfate.errors import Conflict, InvalidInput, NotFound
 from netfate.orchestrator.api.deps import all_rows, coord, db, one_row
 from netfate.orchestrator.api.schemas import IID, Accepted, Instantiate, MigrateBody, UpdateBody
 from netfate.orchestrator.coordinator import Coordinator
+from netfate.orchestrator.nf_status import nf_status
 
 router = APIRouter()
 log = logging.getLogger("netfate.api")
@@ -64,6 +65,11 @@ def list_instances(request: Request, node: str | None = None,
 @router.get("/vnf_instances/{iid}")
 def get_instance(request: Request, iid: str = IID) -> dict[str, Any]:
     return one_row(request, lambda s: repo.get_instance(s, iid))
+
+
+@router.get("/vnf_instances/{iid}/status", summary="The NF's own status report, live")
+async def instance_status(request: Request, iid: str = IID) -> dict[str, Any]:
+    return await nf_status(db(request), coord(request).bus, iid)
 
 
 def _descriptor(s: Any, nf: str) -> dict[str, Any]:

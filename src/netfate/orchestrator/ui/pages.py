@@ -23,9 +23,10 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from netfate import api_auth
-from netfate.errors import NotFound
+from netfate.errors import NetfateError, NotFound
 from netfate.orchestrator.api.auth import session_of
-from netfate.orchestrator.api.deps import db, orch
+from netfate.orchestrator.api.deps import coord, db, orch
+from netfate.orchestrator.nf_status import nf_status
 from netfate.orchestrator.ui import views
 
 HERE = Path(__file__).parent
@@ -145,6 +146,18 @@ async def events(request: Request) -> StreamingResponse:
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store"})
+
+
+@router.get("/nfs/{iid}/status", response_class=HTMLResponse)
+async def nf_status_cell(request: Request, iid: str) -> Response:
+    """One NF's live status report (asked of its agent on demand, not on every refresh)."""
+    try:
+        data: dict[str, Any] = await nf_status(db(request), coord(request).bus, iid)
+        error = None
+    except NetfateError as exc:
+        data, error = {}, str(exc)
+    return templates.TemplateResponse(request, "nf_status.html",
+                                      {"status": data, "error": error})
 
 
 @router.get("/frag/{view}", response_class=HTMLResponse)
