@@ -29,8 +29,10 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 from pydantic import BaseModel
 
 from netfate.bus import subjects
-from netfate.bus.messages import ClientSeen, SwitchSynced, UserIdleReport
+from netfate.bus.messages import ClientSeen, SwitchSynced, UserCounters, UserIdleReport
 from netfate.controller import ofmsg
+from netfate.controller import pipeline as pl
+from netfate.controller.counters import user_counters
 from netfate.controller.flowmod import FlowMod
 from netfate.controller.flows import build
 from netfate.controller.model import Client, SwitchState
@@ -43,6 +45,7 @@ log = logging.getLogger("netfate.controller")
 
 STATS_TIMEOUT = 10.0        # a flow-stats request unanswered this long is asked again
 SEEN_INTERVAL = 5.0         # at most one ClientSeen per (switch, MAC, port) in this time
+COUNTERS_INTERVAL = 5.0     # seconds between reads of the users' flow counters (accounting)
 
 
 class Publisher(Protocol):
@@ -53,6 +56,10 @@ class EventDesired(event.EventBase):  # type: ignore[misc]
     def __init__(self, state: SwitchState) -> None:
         super().__init__()
         self.state = state
+
+
+class EventReadCounters(event.EventBase):  # type: ignore[misc]
+    """Time to read the users' flow counters of every switch (RADIUS accounting)."""
 
 
 @dataclass
@@ -68,6 +75,8 @@ class _Switch:
     barrier_xid: int | None = None
     report: SwitchSynced | None = None  # published when the last barrier is answered
     idle_users: dict[int, Client] = field(default_factory=dict)  # idle cookie -> user
+    counters_xid: int | None = None
+    counters: list[Any] = field(default_factory=list)  # OFPFlowStats of the users' flows
 
 
 _F = TypeVar("_F", bound=Callable[..., None])
@@ -88,6 +97,7 @@ class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
     # Set by run_controller before os-ken instantiates the app (it passes no arguments).
     nats_url: str | None = None
     purge_foreign: bool = False
+    counters_interval: float = COUNTERS_INTERVAL  # 0: users' counters are not read
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -103,6 +113,8 @@ class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
     def start(self) -> Any:
         thread = super().start()
         self.threads.append(hub.spawn(self._mailbox))
+        if self.counters_interval > 0:
+            self.threads.append(hub.spawn(self._counter_clock))
         if self.nats_url:
             from netfate.controller.bus import BusBridge
 
@@ -127,6 +139,12 @@ class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
         # never stall the NATS loop.
         while (state := self._inbox.get()) is not None:
             self.send_event(self.name, EventDesired(state))
+
+    def _counter_clock(self) -> None:
+        # Own thread: only ticks; the reads themselves run on the app's event thread.
+        while True:
+            hub.sleep(self.counters_interval)
+            self.send_event(self.name, EventReadCounters())
 
     def _publish(self, subject: str, msg: BaseModel) -> None:
         if self.bus is not None:
@@ -195,10 +213,44 @@ class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
         sw.stats_xid, sw.stats_at, sw.stats, sw.dirty = req.xid, time.monotonic(), [], False
         sw.dp.send_msg(req)
 
+    # -- users' counters (RADIUS accounting) -----------------------------------------------
+    @_on(EventReadCounters)
+    def _read_counters(self, ev: EventReadCounters) -> None:
+        """Ask each switch with authenticated users for the counters of their port-security
+        flows (table 0, cookie kind USER): one flow-stats request, filtered by cookie."""
+        for dpid, sw in self.switches.items():
+            state = self.desired.get(self.nodes.get(dpid, ""))
+            if state is None or not any(u.authenticated for u in state.users):
+                continue
+            req = parser.OFPFlowStatsRequest(
+                sw.dp, 0, pl.INGRESS, ofp.OFPP_ANY, ofp.OFPG_ANY,
+                pl.COOKIE_MARK | (int(Kind.USER) << 48), 0xFFFF << 48, parser.OFPMatch())
+            sw.dp.set_xid(req)
+            sw.counters_xid, sw.counters = req.xid, []
+            sw.dp.send_msg(req)
+
+    def _counters_reply(self, sw: _Switch, msg: Any) -> None:
+        sw.counters.extend(msg.body)
+        if msg.flags & ofp.OFPMPF_REPLY_MORE:
+            return
+        sw.counters_xid = None
+        node = self.nodes.get(sw.dp.id)
+        state = self.desired.get(node or "")
+        if node is None or state is None:
+            return
+        users = user_counters(state, sw.counters)
+        sw.counters = []
+        if users:
+            self._publish(subjects.controller_counters(node),
+                          UserCounters(node=node, ts=time.time(), users=users))
+
     @_on(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def _flow_stats(self, ev: Any) -> None:
         msg = ev.msg
         sw = self.switches.get(msg.datapath.id)
+        if sw is not None and sw.counters_xid is not None and msg.xid == sw.counters_xid:
+            self._counters_reply(sw, msg)
+            return
         if sw is None or msg.xid != sw.stats_xid:
             return
         sw.stats.extend(ofmsg.from_stats(st) for st in msg.body)
@@ -316,3 +368,4 @@ class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
         self._seen[(node, mac, port)] = now
         self._publish(subjects.controller_client_seen(node),
                       ClientSeen(node=node, mac=mac, port=port, ts=time.time()))
+

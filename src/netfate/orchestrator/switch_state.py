@@ -114,6 +114,11 @@ def _chain(world: World, r: SteeredRule) -> list[tuple[str, model.Hop, str] | No
     return out
 
 
+def _idle(world: World, user: str) -> int:
+    """The user's idle timeout: their login's Idle-Timeout (RADIUS), else the world's."""
+    return world.records.idle_timeouts.get(user, world.idle_timeout)
+
+
 def _stations(world: World, node: str, ports: SwitchPorts) -> dict[str, str]:
     """MAC -> port of the stations on the node's switch (the agent's report wins)."""
     return {**world.seen.get(node, {}), **ports.stations}
@@ -142,7 +147,7 @@ def _cpe(world: World, node: str, ports: SwitchPorts, rules: Iterable[SteeredRul
                 and user in world.anchors_ready:
             # Visiting: out through the uplink, where the core takes it to the anchor.
             users.append(model.Client(name=user, mac=r.mac, ip=r.ip, port=stations[r.mac],
-                                    authenticated=True, idle_timeout=world.idle_timeout))
+                                    authenticated=True, idle_timeout=_idle(world, user)))
             taken_ips.add(r.ip)
     for r in rules:
         if r.user in anchors:
@@ -160,7 +165,7 @@ def _cpe(world: World, node: str, ports: SwitchPorts, rules: Iterable[SteeredRul
         local = [(h[1], h[2]) for h in chain if h is not None]
         default, classifiers = split_chain(local, world.records.classes.get(r.user) or ())
         users.append(model.Client(name=r.user, mac=r.mac, ip=r.ip, port=port,
-                                authenticated=True, idle_timeout=world.idle_timeout,
+                                authenticated=True, idle_timeout=_idle(world, r.user),
                                 chain=default, classifiers=classifiers))
         if r.ip:
             taken_ips.add(r.ip)

@@ -67,6 +67,11 @@ class Associate(Body):
     node: str = Field(pattern=NAME, examples=["cpe1"])
     mac: str | None = Field(default=None, pattern=MAC, examples=["02:00:00:00:00:01"])
     ip: str | None = Field(default=None, pattern=IPV4, examples=["10.0.0.2"])
+    # A portal login (after Access-Accept): a new RADIUS accounting session, with the
+    # Accept's Session-Timeout and Idle-Timeout (seconds). Otherwise the user's login goes on.
+    login: bool = False
+    session_timeout: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    idle_timeout: int | None = Field(default=None, ge=1, le=65535)
 
 
 class Instantiate(Body):
