@@ -38,7 +38,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from pyrad import packet  # type: ignore[import-untyped]
 
@@ -248,8 +248,7 @@ class DaeServer(asyncio.DatagramProtocol):
             t.cancel()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def _drop(self, addr: tuple[str, int], why: str) -> None:
         key = why.split(" (")[0]

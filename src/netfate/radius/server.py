@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import grp
 import ipaddress
+import logging
 import os
 import pwd
 import shutil
@@ -41,6 +42,8 @@ from netfate.radius.client import RadiusClient
 from netfate.radius.settings import RadiusSettings
 from netfate.supervisor import StartError, Supervised
 from netfate.supervisor import stop_recorded as stop_pidfile
+
+log = logging.getLogger("netfate.radius")
 
 LIBDIRS = ("/usr/lib/freeradius", "/usr/lib/x86_64-linux-gnu/freeradius",
            "/usr/lib/aarch64-linux-gnu/freeradius", "/usr/local/lib/freeradius")
@@ -171,6 +174,11 @@ class FreeRadius:
         if self.run_as:
             pw = pwd.getpwnam(self.run_as)
             os.chown(self.dir / "log" / "radacct", pw.pw_uid, pw.pw_gid)
+            blocked = _untraversable(self.dir.parent, pw.pw_uid)
+            if blocked is not None:
+                log.warning("FreeRADIUS's user %s cannot reach %s (%s is not traversable): "
+                            "accounting requests will not be recorded nor answered",
+                            self.run_as, self.detail_file, blocked)
         _render(resources.files("netfate.radius") / "templates", self.raddb, values)
         return self.raddb
 
@@ -279,6 +287,19 @@ def stop_recorded(state_dir: Path) -> int | None:
     dir, if that PID is still FreeRADIUS (e.g. after the stack was killed). Returns the PID
     it ended, or None."""
     return stop_pidfile(private_dir(Path(state_dir)) / PIDFILE, PROGRAMS)
+
+
+def _untraversable(path: Path, uid: int) -> Path | None:
+    """The first directory from / down to ``path`` that a user ``uid`` (not root, in no
+    group of the owners: the conservative reading) cannot enter; None if all can be."""
+    for d in [*reversed(path.parents), path]:
+        try:
+            st = d.stat()
+        except OSError:
+            return d
+        if st.st_uid != uid and not st.st_mode & 0o001:
+            return d
+    return None
 
 
 def _unsafe(text: str) -> bool:
