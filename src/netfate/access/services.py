@@ -241,6 +241,9 @@ class AccessServices:
             raise AcceptError(f"the orchestrator at {self.api_url} is unreachable: {exc}") from exc
         if not r.is_success:
             raise AcceptError(f"the orchestrator answered {r.status_code}: {_detail(r)}")
+        with contextlib.suppress(ValueError, AttributeError):
+            log.info("%s at %s (%s): accounting session %s", user, self.cpe.node, mac,
+                     r.json().get("acct_session_id"))
 
     def sync_bindings(self) -> bool:
         """Every logged-in user's stable address for their device, from the orchestrator,

@@ -80,8 +80,11 @@ async def associate(request: Request, name: str = USER, *, body: Associate) -> A
     login = sessions.Login(body.session_timeout, body.idle_timeout) if body.login else None
     run = await sessions.associate(coord(request), db(request), name, body.node, body.mac,
                                    body.ip, login=login)
+    acct = await db(request).run(lambda s: getattr(repo.active_session(s, name),
+                                                   "acct_session_id", None))
     return Accepted(intents=[i.model_dump(mode="json") for i in run.plan.intents],
-                    vnf_lcm_op_occs=run.ops, reasons=list(run.plan.reasons))
+                    vnf_lcm_op_occs=run.ops, reasons=list(run.plan.reasons),
+                    acct_session_id=acct)
 
 
 @router.post("/users/{name}/idle", status_code=202, response_model=Accepted,

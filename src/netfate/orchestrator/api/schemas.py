@@ -144,3 +144,5 @@ class Accepted(BaseModel):
     intents: list[dict[str, Any]] = []
     vnf_lcm_op_occs: list[str] = []
     reasons: list[str] = []
+    # associate: the user's login's RADIUS Acct-Session-Id (one per login, kept on roams)
+    acct_session_id: str | None = None
