@@ -218,3 +218,74 @@ def test_account_key_ignores_case_and_is_apart_from_macs() -> None:
     lim.failure(account_key("user1"))
     assert lim.failure(account_key("USER1")) == 30
     assert lim.retry_after(account_key("user1")) == 30
+
+
+# -- the orchestrator's accounting loop, on a real (SQLite) database --------------------------
+
+def test_accounting_is_level_triggered_start_interim_roam_stop_and_timeout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+    import time
+
+    from netfate.db import Database, repo
+    from netfate.db.session import sqlite_url
+    from netfate.orchestrator import accounting as acct
+    from netfate.orchestrator.sessions import Login, record_association
+
+    sent: list[AcctRecord] = []
+    monkeypatch.setattr(acct, "send", lambda _client, rec: sent.append(rec) or 0.0)
+    clock = [time.time()]  # the session rows are stamped with the real clock
+    ended: list[tuple[str, str, str]] = []
+    db = Database.create(sqlite_url(tmp_path / "state"))
+
+    async def end_session(user: str, cause: str, acct_id: str) -> None:
+        ended.append((user, cause, acct_id))
+
+    def do(fn: Any, *args: Any) -> Any:
+        with db.session() as s:
+            return fn(s, *args)
+
+    try:
+        do(lambda s: (repo.upsert_node(s, "cpe1", role="cpe"),
+                      repo.upsert_node(s, "cpe2", role="cpe"),
+                      repo.create_user(s, "u1", "pw-u1-0123"),
+                      repo.create_user(s, "u2", "pw-u2-0123")))
+        a = acct.Accounting(db, object(), 10.0, end_session,  # type: ignore[arg-type]
+                            clock=lambda: clock[0])
+
+        def tick() -> list[tuple[str, str]]:
+            sent.clear()
+            asyncio.run(a.tick())
+            return [(r.status, r.user) for r in sent]
+
+        assert tick() == []
+        # A login shorter than a tick is accounted all the same.
+        do(record_association, "u2", "cpe1", None, None, Login())
+        do(lambda s: repo.end_session(s, repo.active_session(s, "u2").id, cause="Admin-Reset"))
+        assert tick() == [("Start", "u2"), ("Stop", "u2")]
+        assert sent[1].cause == "Admin-Reset"
+        do(record_association, "u1", "cpe1", "02:00:00:00:00:01", "10.0.0.1",
+           Login(session_timeout=100))
+        assert tick() == [("Start", "u1")]
+        sid = sent[0].session_id
+        a.counters("cpe1", {"u1": Usage(10, 1, 20, 2)})
+        clock[0] += 10
+        assert tick() == [("Interim-Update", "u1")] and sent[0].usage == Usage(10, 1, 20, 2)
+        # A roam: the same login, now at cpe2, its counters added.
+        do(record_association, "u1", "cpe2", "02:00:00:00:00:01", "10.0.0.1", None)
+        a.counters("cpe2", {"u1": Usage(5, 1, 5, 1)})
+        clock[0] += 10
+        assert tick() == [("Interim-Update", "u1")]
+        assert (sent[0].session_id, sent[0].nas_id, sent[0].usage) == (
+            sid, "cpe2", Usage(15, 2, 25, 3))
+        # Session-Timeout counts from the login (not the roam): its session is ended.
+        clock[0] += 81
+        tick()
+        assert ended == [("u1", "Session-Timeout", sid)]
+        do(lambda s: repo.end_session(s, repo.active_session(s, "u1").id,
+                                      cause="Session-Timeout"))
+        assert tick() == [("Stop", "u1")]
+        assert sent[0].cause == "Session-Timeout" and 100 <= sent[0].session_time <= 105
+        assert tick() == []
+    finally:
+        db.dispose()

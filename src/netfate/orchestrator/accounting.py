@@ -74,17 +74,23 @@ class OpenLogin:
     stop_tries: int = 0
 
 
-def read_logins(s: Session, gone: list[str]) -> tuple[list[LoginRow], dict[str, str | None]]:
+def _row(r: UserSession) -> LoginRow:
+    return LoginRow(acct_id=r.acct_session_id or "", user=r.user_name, node=r.node_name,
+                    mac=r.mac, ip=r.ip,
+                    login_at=r.login_at if r.login_at is not None else r.started_at,
+                    session_timeout=r.session_timeout)
+
+
+def read_logins(s: Session, gone: list[str], since: float | None = None
+                ) -> tuple[list[LoginRow], dict[str, str | None], list[tuple[LoginRow, str]]]:
     """(the active logins; for each of ``gone``, the Acct-Terminate-Cause its last session
-    row ended with, None if it has none or no row is left)."""
+    row ended with, None if it has none or no row is left; the logins that ended at or after
+    ``since``, with their causes: a login shorter than a tick is accounted all the same)."""
     rows = s.execute(
         sa.select(UserSession).where(UserSession.state == SessionState.ACTIVE,
                                      UserSession.acct_session_id.is_not(None))
         .order_by(UserSession.started_at)).scalars()
-    active = {r.acct_session_id: LoginRow(
-        acct_id=r.acct_session_id or "", user=r.user_name, node=r.node_name, mac=r.mac,
-        ip=r.ip, login_at=r.login_at if r.login_at is not None else r.started_at,
-        session_timeout=r.session_timeout) for r in rows}
+    active = {r.acct_session_id: _row(r) for r in rows}
     causes: dict[str, str | None] = {}
     if gone:
         q = (sa.select(UserSession.acct_session_id, UserSession.terminate_cause)
@@ -93,7 +99,14 @@ def read_logins(s: Session, gone: list[str]) -> tuple[list[LoginRow], dict[str, 
         for acct_id, cause in s.execute(q):
             if acct_id is not None:
                 causes[acct_id] = cause
-    return list(active.values()), causes
+    ended: list[tuple[LoginRow, str]] = []
+    if since is not None:
+        q2 = sa.select(UserSession).where(
+            UserSession.state == SessionState.ENDED, UserSession.ended_at >= since,
+            UserSession.terminate_cause.is_not(None), UserSession.acct_session_id.is_not(None))
+        ended = [(_row(r), r.terminate_cause or "") for r in s.scalars(q2)
+                 if r.acct_session_id not in active]
+    return list(active.values()), causes, ended
 
 
 def expired(rows: list[LoginRow], now: float) -> list[LoginRow]:
@@ -117,6 +130,8 @@ class Accounting:
         self._latest: dict[tuple[str, str], Usage] = {}  # (node, user) -> last reading
         self._expiring: set[str] = set()
         self._first = True
+        self._since: float | None = None
+        self._stopped: dict[str, None] = {}  # the last logins stopped, oldest first
         self._failures = LoopFailures("accounting", log)
 
     # -- inputs -------------------------------------------------------------------------------
@@ -147,7 +162,15 @@ class Accounting:
 
     async def tick(self) -> None:
         now = self.clock()
-        active, causes = await self.db.run(read_logins, list(self.open))
+        active, causes, ended = await self.db.run(read_logins, list(self.open), self._since)
+        self._since = now - TICK  # overlapping: a row's ended_at and our clock may differ
+        for row, cause in ended:  # began and ended between two ticks: Start, then Stop
+            if row.acct_id in self.open or row.acct_id in self._stopped:
+                continue
+            short = OpenLogin(row, last_interim=now)
+            if await self._send("Start", short, now) and \
+                    await self._send("Stop", short, now, cause):
+                self._done(row.acct_id)
         seen = {r.acct_id for r in active}
         for row in active:
             o = self.open.get(row.acct_id)
@@ -171,6 +194,7 @@ class Accounting:
             if not o.started or await self._send("Stop", o, now, cause):
                 del self.open[acct_id]
                 self._expiring.discard(acct_id)
+                self._done(acct_id)
                 continue
             o.stop_tries += 1
             if o.stop_tries >= MAX_STOP_TRIES:
@@ -188,6 +212,11 @@ class Accounting:
                 self._expiring.discard(row.acct_id)
                 log.warning("ending the session of %s at its timeout failed: %s", row.user,
                             exc)
+
+    def _done(self, acct_id: str) -> None:
+        self._stopped[acct_id] = None
+        while len(self._stopped) > 10_000:
+            del self._stopped[next(iter(self._stopped))]
 
     async def _send(self, status: Status, o: OpenLogin, now: float,
                     cause: str | None = None) -> bool:
