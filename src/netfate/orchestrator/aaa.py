@@ -112,8 +112,13 @@ class Aaa:
             self._sub = await self.orch.nc.subscribe(subjects.ALL_CONTROLLER_COUNTERS,
                                                      cb=self.on_counters)
         if s.dae_port:
-            self.dae = await dae.DaeServer.listen(s.dae_host, s.dae_port, s.secret,
-                                                  s.dae_clients, self.handle)
+            try:
+                self.dae = await dae.DaeServer.listen(s.dae_host, s.dae_port, s.secret,
+                                                      s.dae_clients, self.handle)
+            except OSError as exc:  # the rest of the orchestrator serves on without it
+                log.error("no RFC 5176 DAE server: cannot listen on %s:%d: %s", s.dae_host,
+                          s.dae_port, exc)
+                return
             log.info("RFC 5176 DAE server on %s:%d (clients %s)", s.dae_host, self.dae.port,
                      ", ".join(s.dae_clients))
 
