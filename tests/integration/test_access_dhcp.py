@@ -232,7 +232,8 @@ def test_lease_static_host_dns_portal_and_redirect(setup: Setup) -> None:
         "ok": True, "user": "alice", "ip": FRAMED, "node": c.node, "mac": CLIENT_MAC,
         "renew": True}
     assert setup.orch.calls == [("/api/v1/users/alice/associate",
-                                 {"node": c.node, "mac": CLIENT_MAC, "ip": FRAMED})]
+                                 {"node": c.node, "mac": CLIENT_MAC, "ip": FRAMED,
+                                  "login": True})]
     assert svc.dnsmasq.hosts() == {CLIENT_MAC: FRAMED}
 
     # Renewal (asking for the old address) brings the Framed-IP, flushing the old one.

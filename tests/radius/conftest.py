@@ -77,7 +77,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 class LiveOrchestrator:
     """create_app under uvicorn in a thread, on a free loopback port."""
 
-    def __init__(self, state_dir: Path, radius: RadiusSettings | None) -> None:
+    def __init__(self, state_dir: Path, radius: RadiusSettings | None,
+                 aaa: bool = False) -> None:
         self.port = free_port()
         self.settings = Settings(state_dir=state_dir, db_url=None, nats_url=None,
                                  host="127.0.0.1", port=self.port, command_timeout=2.0,
@@ -87,6 +88,8 @@ class LiveOrchestrator:
         if radius is not None:
             service.pin_settings(self.app, radius)
         self.orch = self.app.state.orchestrator
+        if aaa:  # accounting, Session-Timeout and the DAE server, with these settings
+            self.orch.aaa_settings = radius
         self.server = uvicorn.Server(uvicorn.Config(
             self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
             timeout_graceful_shutdown=5))
@@ -134,7 +137,9 @@ class Stack:
 
 
 def radius_settings(**kw: Any) -> RadiusSettings:
-    base = RadiusSettings(host="127.0.0.1", port=free_port(socket.SOCK_DGRAM), secret=SECRET,
+    base = RadiusSettings(host="127.0.0.1", port=free_port(socket.SOCK_DGRAM),
+                          acct_port=free_port(socket.SOCK_DGRAM),
+                          dae_port=free_port(socket.SOCK_DGRAM), secret=SECRET,
                           api_key=API_KEY, clients=("127.0.0.1",), pool="10.90.100.0/22",
                           max_failures=MAX_FAILURES, failure_window=60.0, backoff=BACKOFF,
                           max_tracked=1000, session_timeout=None, reject_delay=0.0,
@@ -143,10 +148,11 @@ def radius_settings(**kw: Any) -> RadiusSettings:
 
 
 @contextlib.contextmanager
-def running_stack(state_dir: Path, **kw: Any) -> Iterator[Stack]:
-    """Orchestrator + FreeRADIUS; afterwards both are stopped and their PIDs checked gone."""
+def running_stack(state_dir: Path, aaa: bool = False, **kw: Any) -> Iterator[Stack]:
+    """Orchestrator + FreeRADIUS; afterwards both are stopped and their PIDs checked gone.
+    ``aaa``: the orchestrator also runs accounting and the DAE server (orchestrator/aaa.py)."""
     settings = radius_settings(**kw)
-    orch = LiveOrchestrator(state_dir, settings)
+    orch = LiveOrchestrator(state_dir, settings, aaa=aaa)
     fr: FreeRadius | None = None
     fr_pid: int | None = None
     try:

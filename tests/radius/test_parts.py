@@ -190,11 +190,16 @@ def test_generated_config_passes_freeradius_check_and_is_private(tmp_path: Path)
     files = [p for p in raddb.rglob("*") if p.is_file()]
     assert {p.relative_to(raddb).as_posix() for p in files} >= {
         "radiusd.conf", "clients.conf", "dictionary", "mods-enabled/rest",
-        "mods-enabled/always", "policy.d/netfate", "sites-enabled/netfate"}
+        "mods-enabled/always", "mods-enabled/detail", "policy.d/netfate",
+        "sites-enabled/netfate"}
     for p in files:
         assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
         assert not re.search(r"@[A-Z_]+@", p.read_text()), f"placeholder left in {p}"
-    assert stat.S_IMODE(fr.dir.stat().st_mode) == 0o700
+    # Traversable (not listable) when FreeRADIUS drops to its user, who must reach its own
+    # radacct/; the configuration itself stays private.
+    want = 0o711 if fr.run_as else 0o700
+    assert stat.S_IMODE(fr.dir.stat().st_mode) == want
+    assert stat.S_IMODE(raddb.stat().st_mode) == 0o700
     text = "".join(p.read_text() for p in files)
     assert "/etc/freeradius" not in text
     assert "require_message_authenticator = yes" in (raddb / "clients.conf").read_text()

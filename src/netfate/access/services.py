@@ -192,6 +192,9 @@ class AccessServices:
         self._auth = api_auth
         self._http = httpx.Client(timeout=api_timeout, auth=api_auth)
         self._hosts_lock = threading.Lock()
+        # The last Access-Accept's limits per (user, MAC), for on_accept to hand on to the
+        # orchestrator with the login (the portal passes on_accept no AuthResult).
+        self._accepts: dict[tuple[str, str], tuple[int | None, int | None]] = {}
         self._portal: PortalServer | None = None
         self.app: Starlette = create_portal_app(
             cpe.node, cpe.services_ip, self.authenticate, self.on_accept, self.dnsmasq.mac_for,
@@ -204,7 +207,13 @@ class AccessServices:
 
         if self.radius is None:
             raise RadiusError("no RADIUS client configured")
-        return self.radius.authenticate(user, password, mac=mac, nas_id=self.cpe.node)
+        result = self.radius.authenticate(user, password, mac=mac, nas_id=self.cpe.node)
+        if result.accepted:
+            with self._hosts_lock:
+                if len(self._accepts) >= 1024:  # bounded: a login's entry is used at once
+                    self._accepts.pop(next(iter(self._accepts)))
+                self._accepts[(user, mac)] = (result.session_timeout, result.idle_timeout)
+        return result
 
     def on_accept(self, user: str, mac: str, client_ip: str, framed_ip: str | None) -> None:
         """The user keeps framed_ip: a static DHCP host for their MAC (the latest login of
@@ -219,13 +228,25 @@ class AccessServices:
             except (NetfateError, OSError) as exc:
                 raise AcceptError(f"cannot reserve {framed_ip} for {mac}: {exc}") from exc
         url = f"{self.api_url}/api/v1/users/{quote(user, safe='')}/associate"
-        body = {"node": self.cpe.node, "mac": mac, "ip": framed_ip or client_ip}
+        body: dict[str, Any] = {"node": self.cpe.node, "mac": mac, "ip": framed_ip or client_ip}
+        with self._hosts_lock:
+            limits = self._accepts.pop((user, mac), None)
+        if limits is not None:
+            # A login: the orchestrator starts its accounting session, with these limits
+            # (RFC 2865 Session-Timeout, Idle-Timeout) from the Access-Accept.
+            body["login"] = True
+            for key, value in zip(("session_timeout", "idle_timeout"), limits, strict=True):
+                if value is not None:
+                    body[key] = value
         try:
             r = self._http.post(url, json=body)
         except httpx.HTTPError as exc:
             raise AcceptError(f"the orchestrator at {self.api_url} is unreachable: {exc}") from exc
         if not r.is_success:
             raise AcceptError(f"the orchestrator answered {r.status_code}: {_detail(r)}")
+        with contextlib.suppress(ValueError, AttributeError):
+            log.info("%s at %s (%s): accounting session %s", user, self.cpe.node, mac,
+                     r.json().get("acct_session_id"))
 
     def sync_bindings(self) -> bool:
         """Every logged-in user's stable address for their device, from the orchestrator,

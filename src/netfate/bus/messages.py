@@ -136,6 +136,16 @@ class UserIdleReport(_Msg):
     ts: float
 
 
+class UserCounters(_Msg):
+    """Each authenticated user's traffic through one switch so far, from the counters of
+    their port-security flows (table 0): [in_octets, in_packets, out_octets, out_packets],
+    "in" from the user, "out" to them. Cumulative while the flows stay installed."""
+
+    node: str
+    ts: float
+    users: dict[str, tuple[int, int, int, int]]
+
+
 class ClientSeen(_Msg):
     """DHCP from a MAC the switch has no flows for yet, on this access port."""
 

@@ -16,6 +16,7 @@ CONTROLLER_SYNCED = "netfate.controller.{node}.synced"    # controller -> orches
 CONTROLLER_CLIENT_SEEN = "netfate.controller.{node}.client_seen"
 CONTROLLER_IDLE = "netfate.controller.idle"               # UserIdleReport
 CONTROLLER_HELLO = "netfate.controller.hello"             # controller started or reconnected
+CONTROLLER_COUNTERS = "netfate.controller.{node}.counters"  # UserCounters, periodically
 
 
 def _per_node(template: str) -> Callable[[str], str]:
@@ -34,6 +35,7 @@ command = _per_node(COMMAND)
 controller_desired = _per_node(CONTROLLER_DESIRED)
 controller_synced = _per_node(CONTROLLER_SYNCED)
 controller_client_seen = _per_node(CONTROLLER_CLIENT_SEEN)
+controller_counters = _per_node(CONTROLLER_COUNTERS)
 
 # Every node's subjects, for a subscriber that serves them all.
 ALL_TELEMETRY = telemetry("*")
@@ -42,3 +44,4 @@ ALL_NOTIFY = notify("*")
 ALL_CONTROLLER_DESIRED = controller_desired("*")
 ALL_CONTROLLER_SYNCED = controller_synced("*")
 ALL_CONTROLLER_CLIENT_SEEN = controller_client_seen("*")
+ALL_CONTROLLER_COUNTERS = controller_counters("*")

@@ -134,6 +134,13 @@ def users_idle(name: NameArg, json_out: JsonOpt = False) -> None:
     emit_json(out) if json_out else console.print(f"{len(out['intents'])} intents")
 
 
+@users.command("logout")
+def users_logout(name: str, json_out: JsonOpt = False) -> None:
+    """End the user's session (RADIUS Stop, User-Request) and release their NFs."""
+    out = call("POST", f"/users/{name}/logout")
+    emit_json(out) if json_out else console.print(f"{len(out['intents'])} intents")
+
+
 @users.command("delete")
 def users_delete(name: NameArg) -> None:
     call("DELETE", f"/users/{name}")

@@ -29,8 +29,10 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 from pydantic import BaseModel
 
 from netfate.bus import subjects
-from netfate.bus.messages import ClientSeen, SwitchSynced, UserIdleReport
+from netfate.bus.messages import ClientSeen, SwitchSynced, UserCounters, UserIdleReport
 from netfate.controller import ofmsg
+from netfate.controller import pipeline as pl
+from netfate.controller.counters import user_counters
 from netfate.controller.flowmod import FlowMod, Meter
 from netfate.controller.flows import build
 from netfate.controller.model import Client, SwitchState
@@ -45,6 +47,7 @@ log = logging.getLogger("netfate.controller")
 
 STATS_TIMEOUT = 10.0        # a flow-stats request unanswered this long is asked again
 SEEN_INTERVAL = 5.0         # at most one ClientSeen per (switch, MAC, port) in this time
+COUNTERS_INTERVAL = 5.0     # seconds between reads of the users' flow counters (accounting)
 
 
 class Publisher(Protocol):
@@ -55,6 +58,10 @@ class EventDesired(event.EventBase):  # type: ignore[misc]
     def __init__(self, state: SwitchState) -> None:
         super().__init__()
         self.state = state
+
+
+class EventReadCounters(event.EventBase):  # type: ignore[misc]
+    """Time to read the users' flow counters of every switch (RADIUS accounting)."""
 
 
 @dataclass
@@ -71,6 +78,8 @@ class _Switch:
     report: SwitchSynced | None = None  # published when the last barrier is answered
     idle_users: dict[int, Client] = field(default_factory=dict)  # idle cookie -> user
     meters: set[Meter] = field(default_factory=set)  # sent on this connection
+    counters_xid: int | None = None
+    counters: list[Any] = field(default_factory=list)  # OFPFlowStats of the users' flows
 
 
 _F = TypeVar("_F", bound=Callable[..., None])
@@ -92,6 +101,7 @@ class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
     nats_url: str | None = None
     purge_foreign: bool = False
     metrics_port: int = 0  # Prometheus /metrics on 127.0.0.1 (0: none)
+    counters_interval: float = COUNTERS_INTERVAL  # 0: users' counters are not read
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -109,6 +119,8 @@ class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
         if self.metrics_port:
             metrics.start(self, self.metrics_port)
         self.threads.append(hub.spawn(self._mailbox))
+        if self.counters_interval > 0:
+            self.threads.append(hub.spawn(self._counter_clock))
         if self.nats_url:
             from netfate.controller.bus import BusBridge
 
@@ -133,6 +145,12 @@ class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
         # never stall the NATS loop.
         while (state := self._inbox.get()) is not None:
             self.send_event(self.name, EventDesired(state))
+
+    def _counter_clock(self) -> None:
+        # Own thread: only ticks; the reads themselves run on the app's event thread.
+        while True:
+            hub.sleep(self.counters_interval)
+            self.send_event(self.name, EventReadCounters())
 
     def _publish(self, subject: str, msg: BaseModel) -> None:
         metrics.published(msg)
@@ -203,10 +221,44 @@ class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
         sw.dp.send_msg(req)
         metrics.sync_started(self.nodes[sw.dp.id])
 
+    # -- users' counters (RADIUS accounting) -----------------------------------------------
+    @_on(EventReadCounters)
+    def _read_counters(self, ev: EventReadCounters) -> None:
+        """Ask each switch with authenticated users for the counters of their port-security
+        flows (table 0, cookie kind USER): one flow-stats request, filtered by cookie."""
+        for dpid, sw in self.switches.items():
+            state = self.desired.get(self.nodes.get(dpid, ""))
+            if state is None or not any(u.authenticated for u in state.users):
+                continue
+            req = parser.OFPFlowStatsRequest(
+                sw.dp, 0, pl.INGRESS, ofp.OFPP_ANY, ofp.OFPG_ANY,
+                pl.COOKIE_MARK | (int(Kind.USER) << 48), 0xFFFF << 48, parser.OFPMatch())
+            sw.dp.set_xid(req)
+            sw.counters_xid, sw.counters = req.xid, []
+            sw.dp.send_msg(req)
+
+    def _counters_reply(self, sw: _Switch, msg: Any) -> None:
+        sw.counters.extend(msg.body)
+        if msg.flags & ofp.OFPMPF_REPLY_MORE:
+            return
+        sw.counters_xid = None
+        node = self.nodes.get(sw.dp.id)
+        state = self.desired.get(node or "")
+        if node is None or state is None:
+            return
+        users = user_counters(state, sw.counters)
+        sw.counters = []
+        if users:
+            self._publish(subjects.controller_counters(node),
+                          UserCounters(node=node, ts=time.time(), users=users))
+
     @_on(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def _flow_stats(self, ev: Any) -> None:
         msg = ev.msg
         sw = self.switches.get(msg.datapath.id)
+        if sw is not None and sw.counters_xid is not None and msg.xid == sw.counters_xid:
+            self._counters_reply(sw, msg)
+            return
         if sw is None or msg.xid != sw.stats_xid:
             return
         sw.stats.extend(ofmsg.from_stats(st) for st in msg.body)
@@ -342,3 +394,4 @@ class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
         self._seen[(node, mac, port)] = now
         self._publish(subjects.controller_client_seen(node),
                       ClientSeen(node=node, mac=mac, port=port, ts=time.time()))
+

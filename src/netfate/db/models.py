@@ -169,6 +169,15 @@ class UserSession(Base):
     state: Mapped[SessionState] = mapped_column(
         _enum(SessionState, "state"), default=SessionState.ACTIVE
     )
+    # RADIUS accounting (RFC 2866): one Acct-Session-Id per login, carried over to the new
+    # row when the user roams; the login's start, and the Access-Accept's Session-Timeout
+    # and Idle-Timeout (RFC 2865 5.27, 5.28), which hold for the whole login.
+    acct_session_id: Mapped[str | None] = mapped_column(sa.String, index=True)
+    login_at: Mapped[float | None] = mapped_column(sa.Double)
+    session_timeout: Mapped[int | None] = mapped_column(sa.Integer)
+    idle_timeout: Mapped[int | None] = mapped_column(sa.Integer)
+    # Why it ended, as an Acct-Terminate-Cause name (RFC 2866 5.10), e.g. "Idle-Timeout".
+    terminate_cause: Mapped[str | None] = mapped_column(sa.String)
 
 
 class VnfPackage(Base):

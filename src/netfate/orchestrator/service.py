@@ -66,6 +66,11 @@ class Orchestrator:
         self.switches: Switches | None = None
         self._radius: Any = None
         self.radius_settings: RadiusSettings | None = None
+        # Accounting, Session-Timeout and the RFC 5176 server (orchestrator/aaa.py): on with
+        # --radius; set aaa_settings before start() to run them next to a FreeRADIUS of
+        # one's own (the RADIUS tests do).
+        self.aaa: Any = None
+        self.aaa_settings: RadiusSettings | None = None
         # The last fast re-authentications (handovers), newest last: for operators and the
         # handover benchmark.
         self.handovers: collections.deque[dict[str, Any]] = collections.deque(maxlen=200)
@@ -118,6 +123,9 @@ class Orchestrator:
                 s.radius_settings.model_copy(update={"reauth_lifetime": s.reauth_lifetime}))
             self._radius = await asyncio.to_thread(radius.start_freeradius, s.state_dir,
                                                    radius.api_url(s), self.radius_settings)
+            self.aaa_settings = self.radius_settings
+        elif self.aaa_settings is not None:
+            self.radius_settings = self.aaa_settings
         await self.nc.subscribe(subjects.REGISTER, cb=self.on_register)
         await self.nc.subscribe(subjects.ALL_TELEMETRY, cb=self.on_telemetry)
         await self.nc.subscribe(subjects.ALL_EVENTS, cb=self.on_event)
@@ -127,6 +135,10 @@ class Orchestrator:
         await self.nc.subscribe(subjects.CONTROLLER_IDLE, cb=self.on_user_idle)
         await self.nc.subscribe(subjects.ALL_CONTROLLER_CLIENT_SEEN, cb=self.on_client_seen)
         await self.switches.publish_all()
+        if self.aaa_settings is not None:
+            from netfate.orchestrator import aaa
+
+            self.aaa = await aaa.start(self, self.aaa_settings)
         self._tasks.append(asyncio.create_task(self.reconcile_loop()))
         self._tasks.append(asyncio.create_task(notify.dispatch(
             self.hub, self.db, allowed=s.callback_networks)))
@@ -145,6 +157,8 @@ class Orchestrator:
         except Exception as exc:  # stopping anyway; the next start reads fresh telemetry
             log.warning("recording the last telemetry at stop failed: %s: %s",
                         type(exc).__name__, exc)
+        if self.aaa is not None:
+            await self.aaa.stop()
         if self._radius is not None:
             await asyncio.to_thread(self._radius.stop)
         if self.nc is not None:

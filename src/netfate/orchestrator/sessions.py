@@ -1,21 +1,43 @@
 """A user attaches to a node or goes idle: record it, and let the engine plan for it.
 
-One place for what the API routes (associate, idle) and the bus (the controller's idle
-reports, fast re-authentication) both do.
+One place for what the API routes (associate, idle, logout), the bus (the controller's idle
+reports, fast re-authentication) and RADIUS (Disconnect-Request, Session-Timeout) all do.
+
+A login (the portal's, after an Access-Accept) starts a new accounting session: a new
+Acct-Session-Id, with the Accept's Session-Timeout and Idle-Timeout. Any other association
+(a roam: fast re-authentication at another node) continues the user's login: the new
+session row keeps its Acct-Session-Id, start and limits, so RADIUS accounting sees one
+session from login to logout (see orchestrator/accounting.py).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from netfate.db import repo
 from netfate.engine import UserAssociated, UserIdle
+from netfate.errors import NotFound
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from netfate.db.session import Database
     from netfate.orchestrator.coordinator import Coordinator, PlanRun
+
+# Acct-Terminate-Cause names (RFC 2866 5.10) for the ways a session ends here.
+USER_REQUEST = "User-Request"        # logout, or a new login replacing this one
+IDLE_TIMEOUT = "Idle-Timeout"        # no packets for the idle period
+SESSION_TIMEOUT = "Session-Timeout"  # the Access-Accept's Session-Timeout ran out
+ADMIN_RESET = "Admin-Reset"          # a Disconnect-Request (RFC 5176) or an operator
+
+
+@dataclass(frozen=True)
+class Login:
+    """A fresh login's terms, from its Access-Accept (seconds; None: no limit)."""
+
+    session_timeout: int | None = None
+    idle_timeout: int | None = None
 
 
 def _check(s: Session, user: str, node: str | None) -> None:
@@ -25,17 +47,37 @@ def _check(s: Session, user: str, node: str | None) -> None:
         repo.get_node(s, node)
 
 
+def record_association(s: Session, user: str, node: str, mac: str | None, ip: str | None,
+                       login: Login | None) -> None:
+    """Write an association: a login replaces the user's session (even at the same node)
+    with a new accounting session; otherwise a move to another node carries the login on."""
+    cur = repo.active_session(s, user)
+    if login is not None:
+        if cur is not None:
+            repo.end_session(s, cur.id, cause=USER_REQUEST)
+        repo.add_session(s, user=user, node=node, mac=mac, ip=ip,
+                         session_timeout=login.session_timeout,
+                         idle_timeout=login.idle_timeout)
+    elif cur is None:
+        repo.add_session(s, user=user, node=node, mac=mac, ip=ip)
+    elif cur.node_name != node:
+        acct, login_at = cur.acct_session_id, cur.login_at
+        limits = cur.session_timeout, cur.idle_timeout
+        repo.end_session(s, cur.id)  # no cause: the login goes on at the new node
+        repo.add_session(s, user=user, node=node, mac=mac, ip=ip, acct_session_id=acct,
+                         login_at=login_at, session_timeout=limits[0], idle_timeout=limits[1])
+    repo.update_user_seen(s, user, access_node=node, mac=mac, ip=ip)
+
+
 async def associate(coord: Coordinator, database: Database, user: str, node: str,
-                    mac: str | None, ip: str | None, background: bool = True) -> PlanRun:
+                    mac: str | None, ip: str | None, background: bool = True,
+                    login: Login | None = None) -> PlanRun:
+    """``login`` given: a new login (see the module's docstring); None: a roam or a repeated
+    association, which keeps the user's login and its accounting session."""
     await database.run(_check, user, node)
 
     def record(s: Session) -> None:  # after planning: the engine sees where the user was
-        cur = repo.active_session(s, user)
-        if cur is None or cur.node_name != node:
-            if cur is not None:
-                repo.end_session(s, cur.id)
-            repo.add_session(s, user=user, node=node, mac=mac, ip=ip)
-        repo.update_user_seen(s, user, access_node=node, mac=mac, ip=ip)
+        record_association(s, user, node, mac, ip, login)
 
     run = await coord.handle(UserAssociated(user=user, node=node, mac=mac, ip=ip),
                              background=background, record=record)
@@ -45,12 +87,28 @@ async def associate(coord: Coordinator, database: Database, user: str, node: str
     return run
 
 
-async def idle(coord: Coordinator, database: Database, user: str) -> PlanRun:
+async def end(coord: Coordinator, database: Database, user: str, cause: str,
+              acct_session_id: str | None = None) -> PlanRun:
+    """End the user's session and release their NFs (the engine's idle release: their
+    device is captive again). ``cause``: an Acct-Terminate-Cause name. With
+    ``acct_session_id``, only if the active session is still that login's (a timeout or a
+    Disconnect must not end a newer login): NotFound otherwise."""
     await database.run(_check, user, None)
+
+    def current(s: Session) -> str | None:
+        cur = repo.active_session(s, user)
+        return cur.acct_session_id if cur is not None else None
+
+    if acct_session_id is not None and await database.run(current) != acct_session_id:
+        raise NotFound(f"{user} has no active session {acct_session_id}")
 
     def record(s: Session) -> None:
         cur = repo.active_session(s, user)
-        if cur is not None:
-            repo.end_session(s, cur.id)
+        if cur is not None and acct_session_id in (None, cur.acct_session_id):
+            repo.end_session(s, cur.id, cause=cause)
 
     return await coord.handle(UserIdle(user=user), record=record)
+
+
+async def idle(coord: Coordinator, database: Database, user: str) -> PlanRun:
+    return await end(coord, database, user, IDLE_TIMEOUT)

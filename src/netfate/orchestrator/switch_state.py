@@ -146,6 +146,11 @@ def _chain(world: World, r: SteeredRule) -> list[tuple[str, model.Hop, str] | No
     return out
 
 
+def _idle(world: World, user: str) -> int:
+    """The user's idle timeout: their login's Idle-Timeout (RADIUS), else the world's."""
+    return world.records.idle_timeouts.get(user, world.idle_timeout)
+
+
 def _stations(world: World, node: str, ports: SwitchPorts) -> dict[str, str]:
     """MAC -> port of the stations on the node's switch (the agent's report wins)."""
     return {**world.seen.get(node, {}), **ports.stations}
@@ -241,7 +246,7 @@ def _cpe(world: World, node: str, ports: SwitchPorts, rules: Iterable[SteeredRul
                 and user in world.anchors_ready:
             # Visiting: out through the uplink, where the core takes it to the anchor.
             out.client(name=user, mac=r.mac, ip=r.ip, port=stations[r.mac],
-                       authenticated=True, idle_timeout=world.idle_timeout)
+                       authenticated=True, idle_timeout=_idle(world, user))
     for r in rules:
         if r.user in anchors:
             continue
@@ -261,7 +266,7 @@ def _cpe(world: World, node: str, ports: SwitchPorts, rules: Iterable[SteeredRul
         if parts is None:
             continue
         out.client(name=r.user, mac=r.mac, ip=r.ip, port=port, authenticated=True,
-                   idle_timeout=world.idle_timeout, chain=parts[0], classifiers=parts[1])
+                   idle_timeout=_idle(world, r.user), chain=parts[0], classifiers=parts[1])
     # Oldest first; stations the agent reports (associated) count as the newest, so a flood
     # of DHCP from made-up MACs pushes out its own kind before a real station.
     order = [*(m for m in world.seen.get(node, {}) if m not in ports.stations), *ports.stations]

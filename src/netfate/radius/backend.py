@@ -28,7 +28,7 @@ from netfate.credentials import REAUTH_PREFIX
 from netfate.db import Database, repo
 from netfate.db.models import User
 from netfate.radius.pool import pick_address
-from netfate.radius.ratelimit import FailureLimiter, client_key
+from netfate.radius.ratelimit import FailureLimiter, account_key, client_key
 from netfate.radius.settings import RadiusSettings
 
 log = logging.getLogger("netfate.radius")
@@ -82,6 +82,7 @@ class AuthDecision:
     framed_ip: str | None = None
     session_timeout: int | None = None
     control: dict[str, str] = field(default_factory=dict)
+    idle_timeout: int | None = None
 
     @property
     def status(self) -> int:
@@ -96,6 +97,8 @@ class AuthDecision:
             out["reply:Framed-IP-Address"] = self.framed_ip
         if self.session_timeout is not None:
             out["reply:Session-Timeout"] = self.session_timeout
+        if self.idle_timeout is not None:
+            out["reply:Idle-Timeout"] = self.idle_timeout
         for k, v in self.control.items():
             out[f"control:{k}"] = v
         return out
@@ -119,6 +122,10 @@ class RadiusBackend:
         self.settings = settings
         self.limiter = FailureLimiter(settings.max_failures, settings.failure_window,
                                       settings.backoff, settings.max_tracked)
+        # Per account as well: a device that changes its MAC still meets this one.
+        self.accounts = FailureLimiter(settings.account_max_failures,
+                                       settings.account_failure_window,
+                                       settings.account_backoff, settings.max_tracked)
         self._alloc = threading.Lock()
 
     def authorize(self, login: AuthRequest) -> AuthDecision:
@@ -141,20 +148,25 @@ class RadiusBackend:
                 "\x00" not in login.user and s.get(User, login.user) is not None)
             framed_ip = user.framed_ip if user is not None else None
         if user is None:
+            # Unknown names count too: locking only real accounts would tell them apart.
             backoff = self.limiter.failure(key)
-            log.info("RADIUS reject user=%r mac=%s nas=%r: %s%s", login.user, login.mac,
+            locked = self.accounts.failure(account_key(login.user))
+            log.info("RADIUS reject user=%r mac=%s nas=%r: %s%s%s", login.user, login.mac,
                      login.nas, "wrong password" if known else "unknown user",
-                     f"; {key} backs off {backoff} s" if backoff else "")
-            msg = FAILED if backoff is None else f"{FAILED}; too many attempts, retry in " \
-                                                  f"{backoff} s"
+                     f"; {key} backs off {backoff} s" if backoff else "",
+                     f"; the account is locked for {locked} s" if locked else "")
+            wait = max(backoff or 0, locked or 0)
+            msg = FAILED if not wait else f"{FAILED}; too many attempts, retry in {wait} s"
             return AuthDecision(False, msg)
         self.limiter.success(key)
+        self.accounts.success(account_key(login.user))
         if framed_ip is None:
             framed_ip = self._allocate(login.user)
         log.info("RADIUS accept user=%r mac=%s nas=%r framed_ip=%s", login.user, login.mac,
                  login.nas, framed_ip)
         return AuthDecision(True, ACCEPTED, framed_ip=framed_ip,
-                        session_timeout=self.settings.session_timeout)
+                            session_timeout=self.settings.session_timeout,
+                            idle_timeout=self.settings.idle_timeout)
 
     def _reauthenticate(self, login: AuthRequest, key: str) -> AuthDecision:
         """Fast re-authentication: the password is the token of the user's active session
@@ -188,11 +200,18 @@ class RadiusBackend:
             framed_ip = self._allocate(login.user)
         log.info("RADIUS re-auth accept user=%r mac=%s nas=%r", login.user, login.mac, login.nas)
         return AuthDecision(True, ACCEPTED, framed_ip=framed_ip,
-                        session_timeout=self.settings.session_timeout)
+                            session_timeout=self.settings.session_timeout,
+                            idle_timeout=self.settings.idle_timeout)
 
     def _blocked(self, login: AuthRequest) -> AuthDecision | None:
+        """A refusal if the client's MAC backs off or the account is locked (fast
+        re-authentication only meets the MAC's limit: its token is not guessable, and a
+        locked account must not strand a roaming user mid-session)."""
         key = client_key(login.mac, login.nas)
         wait = self.limiter.retry_after(key)
+        if wait is None and not login.password.startswith(REAUTH_PREFIX):
+            wait = self.accounts.retry_after(account_key(login.user))
+            key = "the account" if wait is not None else key
         if wait is None:
             return None
         log.info("RADIUS reject user=%r mac=%s nas=%r: %s backing off, %d s left",

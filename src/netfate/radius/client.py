@@ -47,6 +47,8 @@ class AuthResult:
     session_timeout: int | None
     rtt: float = 0.0
     """Seconds from the first send to the valid reply."""
+    idle_timeout: int | None = None
+    """Idle-Timeout (RFC 2865 5.28), seconds, if the Accept had one."""
 
 
 @functools.cache
@@ -107,12 +109,14 @@ class RadiusClient:
                               "Access-Accept/Reject is supported)")
         ip = reply.get("Framed-IP-Address")
         st = reply.get("Session-Timeout")
+        it = reply.get("Idle-Timeout")
         return AuthResult(
             accepted=reply.code == packet.AccessAccept,
             framed_ip=str(ip[0]) if ip else None,
             reply_message=" ".join(str(m) for m in reply.get("Reply-Message", [])),
             session_timeout=int(st[0]) if st else None,
             rtt=rtt,
+            idle_timeout=int(it[0]) if it else None,
         )
 
     async def authenticate_async(self, user: str, password: str, mac: str | None = None,
@@ -129,6 +133,22 @@ class RadiusClient:
         return True
 
     # -- the exchange ----------------------------------------------------------------------
+    @property
+    def dictionary(self) -> Any:
+        return dictionary()
+
+    @staticmethod
+    def next_id() -> int:
+        return secrets.randbelow(256)
+
+    def exchange(self, req: Any) -> tuple[Any, float]:
+        """Send a pyrad request packet built with this client's secret and dictionary;
+        (its verified reply, seconds from the first send). RadiusTimeout/RadiusError as
+        authenticate()."""
+        start = time.monotonic()
+        reply = self._exchange(req)
+        return reply, time.monotonic() - start
+
     def _packet(self, code: int) -> Any:
         return packet.AuthPacket(code=code, id=secrets.randbelow(256), secret=self.secret,
                                  dict=dictionary(), message_authenticator=True)

@@ -1,9 +1,16 @@
-"""Rate limiting of wrong passwords per client (its MAC, RADIUS Calling-Station-Id).
+"""Rate limiting of wrong passwords, per client (its MAC, RADIUS Calling-Station-Id) and per
+account (the User-Name), each with a FailureLimiter of its own.
 
-After ``max_failures`` failed logins within ``window`` seconds, a client is refused for
+After ``max_failures`` failed logins within ``window`` seconds, a key is refused for
 ``backoff`` seconds, without its password being checked. A successful login clears its
-record. Memory is bounded: at most ``max_keys`` clients are remembered; when full, records
+record. Memory is bounded: at most ``max_keys`` keys are remembered; when full, records
 with nothing left to say go first, then the least recently seen ones.
+
+Per client alone is not enough: a device can change its MAC (randomised MACs) and try again,
+so the account it guesses at is limited too, whichever MAC tries (OWASP's "account lockout";
+NIST SP 800-63B 5.2.2 asks for a limit of failed attempts on the account). The price is that
+someone guessing can lock the account's owner out for ``backoff`` seconds; the account's
+limit is therefore looser than the device's, and the lock ends by itself.
 """
 
 from __future__ import annotations
@@ -30,6 +37,12 @@ def client_key(calling_station_id: str | None, nas_id: str | None) -> str:
             return "mac:" + ":".join(digits[i:i + 2] for i in range(0, 12, 2))
         return "csid:" + calling_station_id[:64]
     return "nas:" + (nas_id or "")[:64]
+
+
+def account_key(user: str) -> str:
+    """The rate limiter's key for an account: its name as logged in with (case-folded, so
+    "User1" and "user1" share one record; at most 253 bytes, a RADIUS attribute's limit)."""
+    return "user:" + user.casefold()[:253]
 
 
 @dataclass

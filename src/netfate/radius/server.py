@@ -7,6 +7,10 @@ into the server's own directory ``<state_dir>/fate-radius``, never /etc/freeradi
                        policy.d/netfate, sites-enabled/netfate   (mode 0700, files 0600)
     <dir>/log/         radius.log (FreeRADIUS's audit log: logins, never passwords),
                        freeradius.out (its stdout/stderr)
+    <dir>/log/radacct/detail   the accounting records it received (RFC 2866; rlm_detail's
+                       format, read_detail() parses it). Written after FreeRADIUS dropped to
+                       its user, so that directory is its own and <dir>, <dir>/log are 0711
+                       (traversable, not listable; raddb/ stays 0700)
     <dir>/run/         its own pidfile
     <dir>/freeradius.pid   the PID we started, for stop() and for ending an orphan
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import grp
 import ipaddress
+import logging
 import os
 import pwd
 import shutil
@@ -37,6 +42,8 @@ from netfate.radius.client import RadiusClient
 from netfate.radius.settings import RadiusSettings
 from netfate.supervisor import StartError, Supervised
 from netfate.supervisor import stop_recorded as stop_pidfile
+
+log = logging.getLogger("netfate.radius")
 
 LIBDIRS = ("/usr/lib/freeradius", "/usr/lib/x86_64-linux-gnu/freeradius",
            "/usr/lib/aarch64-linux-gnu/freeradius", "/usr/local/lib/freeradius")
@@ -73,9 +80,10 @@ class FreeRadius:
     def __init__(self, state_dir: Path, port: int, secret: str, api_url: str, *,
                  api_key: str, host: str = "127.0.0.1", clients: Sequence[str] = ("127.0.0.1",),
                  reject_delay: float = 1.0, api_timeout: float = 5.0,
-                 debug: bool = False) -> None:
+                 debug: bool = False, acct_port: int | None = None) -> None:
         self.dir = private_dir(Path(state_dir)).absolute()
         self.port = port
+        self.acct_port = acct_port if acct_port is not None else port + 1
         self.host = host
         self.secret = secret
         self.api_url = api_url.rstrip("/")
@@ -92,7 +100,8 @@ class FreeRadius:
         RadiusSettings(host=host, port=port, secret=secret, api_key=api_key,
                        clients=self.clients, pool="10.90.100.0/22", max_failures=1,
                        failure_window=1, backoff=0, max_tracked=1, session_timeout=None,
-                       reject_delay=reject_delay, api_timeout=api_timeout).check()
+                       reject_delay=reject_delay, api_timeout=api_timeout,
+                       acct_port=self.acct_port).check()
         if not self.api_url.startswith(("http://", "https://")) or _unsafe(self.api_url):
             raise ValueError(f"api_url {api_url!r}: give http(s)://host:port")
         if _unsafe(str(self.dir)):
@@ -106,7 +115,7 @@ class FreeRadius:
         return cls(state_dir, settings.port, settings.secret, api_url, api_key=settings.api_key,
                    host=settings.host, clients=settings.clients,
                    reject_delay=settings.reject_delay, api_timeout=settings.api_timeout,
-                   debug=debug)
+                   debug=debug, acct_port=settings.acct_port)
 
     # -- paths -----------------------------------------------------------------------------
     @property
@@ -116,6 +125,11 @@ class FreeRadius:
     @property
     def log_file(self) -> Path:
         return self.dir / "log" / "radius.log"
+
+    @property
+    def detail_file(self) -> Path:
+        """Where FreeRADIUS records the accounting requests it receives."""
+        return self.dir / "log" / "radacct" / "detail"
 
     @property
     def out_file(self) -> Path:
@@ -137,6 +151,7 @@ class FreeRadius:
             "LIBDIR": find_libdir(),
             "LISTEN": self.host,
             "PORT": str(self.port),
+            "ACCT_PORT": str(self.acct_port),
             "API_URL": self.api_url,
             "API_KEY": self.api_key,
             "API_TIMEOUT": f"{self.api_timeout:g}",
@@ -146,12 +161,24 @@ class FreeRadius:
                        f"\tuser = {self.run_as}\n\tgroup = {self.run_as}")
                       if self.run_as else "\t# Runs as the user who started it.",
         }
-        for sub in ("log", "run"):
+        for sub in ("log", "run", "log/radacct"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
         if self.raddb.exists():
             shutil.rmtree(self.raddb)
         self.raddb.mkdir(parents=True, mode=0o700)
-        os.chmod(self.dir, 0o700)
+        # rlm_detail opens its file after the drop to run_as: let that user through to its
+        # own radacct/ (traverse only: nothing here is listable or readable to it).
+        traverse = 0o711 if self.run_as else 0o700
+        os.chmod(self.dir, traverse)
+        os.chmod(self.dir / "log", traverse)
+        if self.run_as:
+            pw = pwd.getpwnam(self.run_as)
+            os.chown(self.dir / "log" / "radacct", pw.pw_uid, pw.pw_gid)
+            blocked = _untraversable(self.dir.parent, pw.pw_uid)
+            if blocked is not None:
+                log.warning("FreeRADIUS's user %s cannot reach %s (%s is not traversable): "
+                            "accounting requests will not be recorded nor answered",
+                            self.run_as, self.detail_file, blocked)
         _render(resources.files("netfate.radius") / "templates", self.raddb, values)
         return self.raddb
 
@@ -260,6 +287,19 @@ def stop_recorded(state_dir: Path) -> int | None:
     dir, if that PID is still FreeRADIUS (e.g. after the stack was killed). Returns the PID
     it ended, or None."""
     return stop_pidfile(private_dir(Path(state_dir)) / PIDFILE, PROGRAMS)
+
+
+def _untraversable(path: Path, uid: int) -> Path | None:
+    """The first directory from / down to ``path`` that a user ``uid`` (not root, in no
+    group of the owners: the conservative reading) cannot enter; None if all can be."""
+    for d in [*reversed(path.parents), path]:
+        try:
+            st = d.stat()
+        except OSError:
+            return d
+        if st.st_uid != uid and not st.st_mode & 0o001:
+            return d
+    return None
 
 
 def _unsafe(text: str) -> bool:

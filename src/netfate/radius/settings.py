@@ -65,9 +65,34 @@ class RadiusSettings(BaseModel):
         default=60.0, description="Seconds a client MAC is refused, its password "
         "unchecked, after max_failures")
     max_tracked: int = Field(
-        default=10000, description="Bound on the client MACs the rate limiter remembers")
+        default=10000, description="Bound on the client MACs (and, apart, the accounts) the "
+        "rate limiter remembers")
+    account_max_failures: int = Field(
+        default=10, description="Wrong logins to one account (User-Name), from any MAC, "
+        "within account_failure_window seconds before the account is locked for "
+        "account_backoff seconds")
+    account_failure_window: float = Field(default=300.0, description="Seconds (see "
+                                          "account_max_failures)")
+    account_backoff: float = Field(
+        default=300.0, description="Seconds an account is locked, its password unchecked, "
+        "after account_max_failures")
     session_timeout: int | None = Field(
         default=None, description="Session-Timeout (s) in Access-Accept; none if unset")
+    idle_timeout: int | None = Field(
+        default=None, description="Idle-Timeout (s) in Access-Accept; none if unset (the "
+        "orchestrator's user_idle_timeout then holds)")
+    acct_port: int = Field(default=1813, description="FreeRADIUS's accounting port (UDP)")
+    acct_interim_interval: float = Field(
+        default=300.0, description="Seconds between a session's Accounting Interim-Updates "
+        "(RFC 2869 Acct-Interim-Interval); 0: none")
+    dae_host: str = Field(
+        default="127.0.0.1", description="Address the orchestrator's Dynamic Authorization "
+        "server (RFC 5176 Disconnect/CoA) listens on")
+    dae_port: int = Field(default=3799, description="Its UDP port; 0: no DAE server")
+    dae_clients: tuple[str, ...] = Field(
+        default=("127.0.0.1",), description="Addresses or networks allowed to send "
+        "Disconnect/CoA-Requests (signed with the shared secret; comma-separated in the "
+        "variable)")
     reauth_lifetime: float = Field(
         default=3600.0, description="Seconds after a login during which the client may "
         "re-authenticate at another node by MAC and session (fast re-authentication, no "
@@ -78,12 +103,12 @@ class RadiusSettings(BaseModel):
     api_timeout: float = Field(
         default=5.0, description="Seconds FreeRADIUS waits for the orchestrator's answer")
 
-    @field_validator("clients", mode="before")
+    @field_validator("clients", "dae_clients", mode="before")
     @classmethod
     def _split(cls, v: object) -> object:
         return tuple(c.strip() for c in v.split(",") if c.strip()) if isinstance(v, str) else v
 
-    @field_validator("session_timeout", mode="before")
+    @field_validator("session_timeout", "idle_timeout", mode="before")
     @classmethod
     def _unset(cls, v: object) -> object:
         return None if v == "" else v
@@ -96,6 +121,25 @@ class RadiusSettings(BaseModel):
             raise InvalidInput(f"radius host {self.host!r} is not an IP address") from e
         if not 0 < self.port < 65536:
             raise InvalidInput(f"radius port {self.port} is not a port number")
+        if not 0 < self.acct_port < 65536 or self.acct_port == self.port:
+            raise InvalidInput(f"radius acct_port {self.acct_port}: give a port number other "
+                               "than the auth port")
+        if not 0 <= self.dae_port < 65536:
+            raise InvalidInput(f"radius dae_port {self.dae_port} is not a port number (0: off)")
+        try:
+            ipaddress.ip_address(self.dae_host)
+        except ValueError as e:
+            raise InvalidInput(f"radius dae_host {self.dae_host!r} is not an IP address") from e
+        for c in self.dae_clients:
+            try:
+                ipaddress.ip_network(c, strict=False)
+            except ValueError as e:
+                raise InvalidInput(f"radius dae client {c!r} is not an address or network") \
+                    from e
+        if not (self.acct_interim_interval == 0 or 1 <= self.acct_interim_interval <= 86400):
+            raise InvalidInput("radius acct_interim_interval must be 0 (off) or 1-86400 seconds")
+        if self.idle_timeout is not None and not 0 < self.idle_timeout <= 65535:
+            raise InvalidInput("radius idle_timeout must be 1-65535 seconds")
         for name in ("secret", "api_key"):
             if not _SECRET_RE.match(getattr(self, name)):
                 raise InvalidInput(
@@ -119,6 +163,10 @@ class RadiusSettings(BaseModel):
         if self.max_failures < 1 or self.failure_window <= 0 or self.backoff < 0:
             raise InvalidInput("radius rate limit: max_failures >= 1, failure_window > 0, "
                                "backoff >= 0")
+        if self.account_max_failures < 1 or self.account_failure_window <= 0 \
+                or self.account_backoff < 0:
+            raise InvalidInput("radius account rate limit: account_max_failures >= 1, "
+                               "account_failure_window > 0, account_backoff >= 0")
         if self.max_tracked < 1:
             raise InvalidInput("radius max_tracked must be at least 1")
         if self.session_timeout is not None and self.session_timeout <= 0:

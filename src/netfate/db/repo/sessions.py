@@ -44,8 +44,15 @@ def add_session(
     mac: str | None = None,
     ip: str | None = None,
     now: float | None = None,
+    acct_session_id: str | None = None,
+    login_at: float | None = None,
+    session_timeout: int | None = None,
+    idle_timeout: int | None = None,
 ) -> UserSession:
-    """Start a session of ``user`` at ``node``, ending any other active one of theirs."""
+    """Start a session of ``user`` at ``node``, ending any other active one of theirs.
+    ``acct_session_id`` names the login it belongs to (RADIUS Acct-Session-Id; a new one if
+    not given), which began at ``login_at`` (default: now) with the Access-Accept's
+    ``session_timeout`` and ``idle_timeout`` (seconds; None: none)."""
     u = get_or_404(session, User, user, "user")
     get_or_404(session, Node, node, "node")
     check.text("mac", mac, optional=True)
@@ -59,6 +66,9 @@ def add_session(
     s = UserSession(
         id=str(uuid.uuid4()), user_name=user, node_name=node, mac=mac, ip=ip,
         started_at=t, state=SessionState.ACTIVE,
+        acct_session_id=acct_session_id or new_acct_session_id(),
+        login_at=login_at if login_at is not None else t,
+        session_timeout=session_timeout, idle_timeout=idle_timeout,
     )
     with guard(session, f"session of {user!r} at {node!r}"):
         for p in previous:
@@ -71,8 +81,15 @@ def add_session(
     return s
 
 
-def end_session(session: Session, session_id: str, *, now: float | None = None) -> UserSession:
-    """End a session (idempotent). The user is left with no access node if it was this one."""
+def new_acct_session_id() -> str:
+    """A fresh Acct-Session-Id (RFC 2866 5.5: unique per NAS; 32 hex digits)."""
+    return uuid.uuid4().hex
+
+
+def end_session(session: Session, session_id: str, *, now: float | None = None,
+                cause: str | None = None) -> UserSession:
+    """End a session (idempotent). The user is left with no access node if it was this one.
+    ``cause``: why, as an Acct-Terminate-Cause name (RFC 2866 5.10)."""
     s = get_or_404(session, UserSession, session_id, "session")
     if s.state == SessionState.ENDED:
         return s
@@ -80,6 +97,7 @@ def end_session(session: Session, session_id: str, *, now: float | None = None) 
     with guard(session, f"session {session_id!r}"):
         s.state = SessionState.ENDED
         s.ended_at = stamp(now)
+        s.terminate_cause = cause
         if u.access_node == s.node_name:
             u.access_node = None
     return s

@@ -57,6 +57,8 @@ class SwitchingRecords:
     nfs: dict[str, ChainNf] = field(default_factory=dict)        # instance id -> NF
     classes: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)  # user ->
     ts_rules: dict[str, tuple[TSRule, ...]] = field(default_factory=dict)  # node -> Table I
+    # user -> their login's Idle-Timeout (s), where its Access-Accept (or a CoA) gave one
+    idle_timeouts: dict[str, int] = field(default_factory=dict)
 
 
 _Q_ROLES = sa.select(Node.name, Node.role)
@@ -64,7 +66,8 @@ _Q_RULES = (sa.select(SteeringRule.user_name, SteeringRule.node_name, SteeringRu
                       SteeringRule.ip, SteeringRule.chain)
             .where(SteeringRule.desired.is_(True), SteeringRule.mac.is_not(None))
             .order_by(SteeringRule.user_name, SteeringRule.updated_at.desc()))
-_Q_SESSIONS = (sa.select(UserSession.user_name, UserSession.node_name)
+_Q_SESSIONS = (sa.select(UserSession.user_name, UserSession.node_name,
+                         UserSession.idle_timeout)
                .where(UserSession.state == SessionState.ACTIVE))
 _NAMES: sa.BindParameter[Any] = sa.bindparam("names", expanding=True)
 _Q_NFS = (sa.select(VnfInstance.id, VnfInstance.node_name, VnfInstance.nf_name,
@@ -80,7 +83,12 @@ def switching_records(session: Session) -> SwitchingRecords:
     roles = {n: r.value for n, r in conn.execute(_Q_ROLES)}
     rules = tuple(SteeredRule(user=u, node=n, mac=m or "", ip=ip, chain=tuple(c or ()))
                   for u, n, m, ip, c in conn.execute(_Q_RULES))  # (the query has no NULL MAC)
-    sessions = {u: n for u, n in conn.execute(_Q_SESSIONS)}
+    sessions: dict[str, str] = {}
+    idle_timeouts: dict[str, int] = {}
+    for u, n, idle in conn.execute(_Q_SESSIONS):
+        sessions[u] = n
+        if idle:
+            idle_timeouts[u] = idle
     ids = sorted({i for r in rules for i in r.chain})
     nfs: dict[str, ChainNf] = {}
     if ids:
@@ -96,4 +104,5 @@ def switching_records(session: Session) -> SwitchingRecords:
         ts_rules.setdefault(row.node_name, []).append(as_rule(row))
     return SwitchingRecords(roles=roles, rules=rules, sessions=sessions, nfs=nfs,
                             classes=classes,
-                            ts_rules={n: tuple(r) for n, r in ts_rules.items()})
+                            ts_rules={n: tuple(r) for n, r in ts_rules.items()},
+                            idle_timeouts=idle_timeouts)

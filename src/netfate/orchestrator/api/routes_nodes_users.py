@@ -104,16 +104,29 @@ def delete_user(request: Request, name: str = USER) -> None:
 @router.post("/users/{name}/associate", status_code=202, response_model=Accepted,
              summary="The user logged in at a node: place (or move) their NFs there")
 async def associate(request: Request, name: str = USER, *, body: Associate) -> Accepted:
+    login = sessions.Login(body.session_timeout, body.idle_timeout) if body.login else None
     run = await sessions.associate(coord(request), db(request), name, body.node, body.mac,
-                                   body.ip)
+                                   body.ip, login=login)
+    acct = await db(request).run(lambda s: getattr(repo.active_session(s, name),
+                                                   "acct_session_id", None))
     return Accepted(intents=[i.model_dump(mode="json") for i in run.plan.intents],
-                    vnf_lcm_op_occs=run.ops, reasons=list(run.plan.reasons))
+                    vnf_lcm_op_occs=run.ops, reasons=list(run.plan.reasons),
+                    acct_session_id=acct)
 
 
 @router.post("/users/{name}/idle", status_code=202, response_model=Accepted,
              summary="The user's traffic went idle: release their NFs")
 async def idle(request: Request, name: str = USER) -> Accepted:
     run = await sessions.idle(coord(request), db(request), name)
+    return Accepted(intents=[i.model_dump(mode="json") for i in run.plan.intents],
+                    vnf_lcm_op_occs=run.ops, reasons=list(run.plan.reasons))
+
+
+@router.post("/users/{name}/logout", status_code=202, response_model=Accepted,
+             summary="The user logged out: end their session (RADIUS Stop, User-Request) and "
+                     "release their NFs")
+async def logout(request: Request, name: str = USER) -> Accepted:
+    run = await sessions.end(coord(request), db(request), name, sessions.USER_REQUEST)
     return Accepted(intents=[i.model_dump(mode="json") for i in run.plan.intents],
                     vnf_lcm_op_occs=run.ops, reasons=list(run.plan.reasons))
 

@@ -133,6 +133,11 @@ class Associate(Body):
     node: Name = Field(examples=["cpe1"])
     mac: UnicastMac | None = Field(default=None, examples=["02:00:00:00:00:01"])
     ip: StationIPv4 | None = Field(default=None, examples=["10.0.0.2"])
+    # A portal login (after Access-Accept): a new RADIUS accounting session, with the
+    # Accept's Session-Timeout and Idle-Timeout (seconds). Otherwise the user's login goes on.
+    login: bool = False
+    session_timeout: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    idle_timeout: int | None = Field(default=None, ge=1, le=65535)
 
 
 class Instantiate(Body):
@@ -205,3 +210,5 @@ class Accepted(BaseModel):
     intents: list[dict[str, Any]] = []
     vnf_lcm_op_occs: list[str] = []
     reasons: list[str] = []
+    # associate: the user's login's RADIUS Acct-Session-Id (one per login, kept on roams)
+    acct_session_id: str | None = None
