@@ -303,7 +303,8 @@ class Orchestrator:
         log.info("user %s idle at %s", rep.user, rep.node)
         self.hub.publish("user_idle", rep.model_dump(mode="json"))
         with contextlib.suppress(NetfateError):
-            await sessions.idle(self.coordinator, self.db, rep.user)
+            # Checked again under the user's plan lock: a roam may be recorded before then.
+            await sessions.idle(self.coordinator, self.db, rep.user, rep.node, rep.ts)
 
     async def on_client_seen(self, msg: Msg) -> None:
         with contextlib.suppress(ValueError):

@@ -45,12 +45,20 @@ async def associate(coord: Coordinator, database: Database, user: str, node: str
     return run
 
 
-async def idle(coord: Coordinator, database: Database, user: str) -> PlanRun:
+async def idle(coord: Coordinator, database: Database, user: str, node: str | None = None,
+               at: float | None = None) -> PlanRun:
+    """The user went idle (at `node`, seen at unix time `at`, when a report says so). The
+    report is checked again under the user's plan lock, with the plan (UserIdle.stale_for):
+    a report that raced a roam ends nothing and releases nothing."""
     await database.run(_check, user, None)
+    event = UserIdle(user=user, node=node, at=at)
 
     def record(s: Session) -> None:
+        u = repo.get_user(s, user)
+        if event.stale_for(u.access_node, u.last_seen) is not None:
+            return  # the user associated meanwhile: that session stands
         cur = repo.active_session(s, user)
         if cur is not None:
             repo.end_session(s, cur.id)
 
-    return await coord.handle(UserIdle(user=user), record=record)
+    return await coord.handle(event, record=record)
