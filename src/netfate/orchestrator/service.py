@@ -37,6 +37,7 @@ from netfate.orchestrator import notify, recovery
 from netfate.orchestrator.agents import AgentBus, refusal
 from netfate.orchestrator.coordinator import Coordinator
 from netfate.orchestrator.hub import EventHub
+from netfate.orchestrator.repair import Repairs
 from netfate.orchestrator.service_db import (
     first_report,
     register,
@@ -68,6 +69,10 @@ class Orchestrator:
         # handover benchmark.
         self.handovers: collections.deque[dict[str, Any]] = collections.deque(maxlen=200)
         self._tasks: list[asyncio.Task[None]] = []
+        # Nodes whose agents reported their switch's ports since this start, and the user
+        # repairs (level-triggered, netfate.orchestrator.repair) that read them.
+        self.ports_reported: set[str] = set()
+        self.repairs = Repairs(self)
         self._delta = float(getattr_policy_delta(settings.policy))
         # Telemetry: readings below the re-evaluation threshold are written in one transaction
         # every TELEMETRY_FLUSH_S instead of one per message; a change that triggers a plan is
@@ -173,6 +178,7 @@ class Orchestrator:
             ports = reg.infrastructure.get("switch_ports")
             if ports is not None and self.switches is not None:
                 self.switches.set_ports(reg.node, SwitchPorts.model_validate(ports))
+                self.ports_reported.add(reg.node)
                 self.coordinator.spawn(self._publish_switch(reg.node))
             reply = await self.coordinator.apply_command(reg.node)
             self.hub.publish("node", {"name": reg.node, "online": True, "registered": True})
@@ -252,6 +258,7 @@ class Orchestrator:
         if ev.kind == "switch" and self.switches is not None:
             with contextlib.suppress(ValueError):
                 self.switches.set_ports(ev.node, SwitchPorts.model_validate(ev.data))
+                self.ports_reported.add(ev.node)
                 await self._publish_switch(ev.node)
         elif ev.kind == "client.associated":
             await self.on_client_associated(ev)
@@ -329,6 +336,7 @@ class Orchestrator:
             await asyncio.sleep(self.settings.reconcile_interval)
             try:
                 await self.coordinator.reconcile(self.settings.node_timeout)
+                await self.repairs.run()  # events lost while a process was down
                 self._reconcile_failures.ok()
             except Exception as exc:
                 self._reconcile_failures.failed("reconciling the nodes", exc)
