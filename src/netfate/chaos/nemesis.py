@@ -83,8 +83,9 @@ class Fault:
     error: str | None = None
 
 
-def pick(topo: Topology, rng: random.Random) -> Target | None:
-    found = targets(topo)
+def pick(topo: Topology, rng: random.Random, only: tuple[str, ...] = ()) -> Target | None:
+    """A random target (among those whose name starts with one of `only`, if given)."""
+    found = [t for t in targets(topo) if not only or t.name.startswith(only)]
     return rng.choice(found) if found else None
 
 

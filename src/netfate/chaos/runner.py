@@ -31,7 +31,8 @@ class ChaosSettings:
     pause: float = 1.0
     idle_timeout: int = 6
     settle: float = 45.0
-    down_max: float = 3.0  # the longest a killed process stays dead before the restart
+    down_steps: int = 3  # the most workload steps run while the killed process is dead
+    targets: tuple[str, ...] = ()  # only targets whose name starts with one of these
 
 
 @dataclass
@@ -66,9 +67,15 @@ def one_run(k: int, seed: int, topo: Topology, cs: ChaosSettings, say: Say = _no
         work = Workload(topo, api, rng)
         work.setup()
         fault_step = rng.randrange(cs.steps)
-        for n in range(cs.steps):
+        back_step = fault_step + rng.randint(0, cs.down_steps)
+        fault: nemesis.Fault | None = None
+        for n in range(max(cs.steps, back_step + 1)):
             if n == fault_step:
-                rep.faults.append(_fault(topo, tb, rng, cs, time.monotonic() - t0, say))
+                fault = _kill(topo, rng, cs, time.monotonic() - t0, say)
+                rep.faults.append(fault)
+            if n == back_step and fault is not None:
+                _revive(topo, tb, fault, time.monotonic() - t0, say)
+            # The workload goes on while the process is dead: its events must not be lost.
             s = work.step(time.monotonic() - t0)
             say(f"run {k}: {s.kind} {s.user} {'ok' if s.ok else 'failed'} {s.detail}")
             time.sleep(rng.uniform(0, cs.pause))
@@ -88,22 +95,26 @@ def one_run(k: int, seed: int, topo: Topology, cs: ChaosSettings, say: Say = _no
     return rep
 
 
-def _fault(topo: Topology, tb: TestbedSettings, rng: random.Random, cs: ChaosSettings,
-           at: float, say: Say) -> nemesis.Fault:
-    target = nemesis.pick(topo, rng)
+def _kill(topo: Topology, rng: random.Random, cs: ChaosSettings, at: float,
+          say: Say) -> nemesis.Fault:
+    target = nemesis.pick(topo, rng, cs.targets)
     if target is None:
         return nemesis.Fault("none", "none", 0, at, 0.0, [], "no recorded process runs")
     sent = nemesis.kill(target)
-    down = rng.uniform(0.2, cs.down_max)
-    say(f"nemesis: kill -9 {target.name} (pid {target.record.pid}); back in {down:.1f} s")
-    time.sleep(down)
-    fault = nemesis.Fault(target.name, target.kind, target.record.pid, round(at, 2),
-                          round(down, 2), [], None if sent else "it had already exited")
+    say(f"nemesis: kill -9 {target.name} (pid {target.record.pid})")
+    return nemesis.Fault(target.name, target.kind, target.record.pid, round(at, 2), 0.0, [],
+                         None if sent else "it had already exited")
+
+
+def _revive(topo: Topology, tb: TestbedSettings, fault: nemesis.Fault, at: float,
+            say: Say) -> None:
+    fault.down_s = round(at - fault.at, 2)
     try:
         fault.restarted = nemesis.revive(topo, tb)
     except Exception as exc:  # a process that does not come back is a finding
         fault.error = f"restart failed: {type(exc).__name__}: {exc}"[:500]
-    return fault
+    say(f"nemesis: restarted {fault.restarted or 'nothing'} after {fault.down_s} s"
+        + (f": {fault.error}" if fault.error else ""))
 
 
 def run_chaos(runs: int, seed: int, topo: Topology | None = None,

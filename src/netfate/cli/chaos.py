@@ -17,6 +17,10 @@ def chaos(
     runs: Annotated[int, Opt(min=1, max=1000, help="How many runs (a fresh testbed each)")] = 3,
     seed: Annotated[int, Opt(help="Seeds every run's workload and nemesis")] = 1,
     steps: Annotated[int, Opt(min=1, max=200, help="Workload steps per run")] = 12,
+    target: Annotated[list[str] | None, Opt(help="Kill only processes whose name starts "
+                                               "with this (repeatable): orchestrator, "
+                                               "controller, agent-, access-, nats-server, "
+                                               "freeradius, dnsmasq-, or an NF id")] = None,
     topology: Annotated[Path | None, Opt(help="Topology YAML [the PoC]")] = None,
     json_out: Annotated[bool, Opt("--json", help="Print the report as JSON")] = False,
 ) -> None:
@@ -30,7 +34,8 @@ def chaos(
     tb = load(testbed={"topology": topology}).testbed
     topo = guarded(lambda: load_topology(tb.topology))
     with progress(json_out, "chaos") as say:
-        out = guarded(lambda: run_chaos(runs, seed, topo, ChaosSettings(steps=steps), say))
+        cs = ChaosSettings(steps=steps, targets=tuple(target or ()))
+        out = guarded(lambda: run_chaos(runs, seed, topo, cs, say))
     if json_out:
         emit_json(out)
     else:
