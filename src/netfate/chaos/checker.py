@@ -23,11 +23,10 @@ from typing import Any
 import httpx
 
 from netfate import naming, paths
-from netfate.chaos.nemesis import nf_daemon_record
 from netfate.chaos.workload import ALLOWED, DENIED, EXTRA, INET, User
 from netfate.drivers import cgroups, netns
+from netfate.drivers.nf_records import dead_daemons
 from netfate.roaming.probes import reachable
-from netfate.supervisor import ours
 from netfate.testbed import lifecycle
 from netfate.testbed.topology import Topology
 
@@ -48,11 +47,8 @@ def nf_violations(topo: Topology, instances: list[dict[str, Any]]) -> list[str]:
             out.append(f"NF {i['id']} wanted on {i['node_name']}: no namespace {ns}")
         if i["actual_state"] != "running":
             out.append(f"NF {i['id']} wanted on {i['node_name']}: {i['actual_state']}")
-        run = _nf_dir(i["node_name"], i["id"]) / "run"
-        for pidfile in sorted(run.glob("*.pid")) if run.is_dir() else []:
-            rec = nf_daemon_record(pidfile)
-            if rec is None or not ours(rec):
-                out.append(f"NF {i['id']}: its daemon {pidfile.stem} does not run")
+        for name in dead_daemons(_nf_dir(i["node_name"], i["id"]) / "run"):
+            out.append(f"NF {i['id']}: its daemon {name} does not run")
     prefixes = tuple(f"{naming.PREFIX}{n.name}-" for n in topo.nodes)
     for ns in sorted(names):
         if ns.startswith(prefixes) and ns not in expected:
