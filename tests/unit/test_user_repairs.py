@@ -67,6 +67,8 @@ def test_a_station_on_no_access_port_for_the_idle_timeout_is_idle() -> None:
     assert kinds([rec()], {"cpe2": {}}, absent, now=200.0) == [] and absent == {}
 
 
-def test_nfs_without_a_session_are_released() -> None:
-    assert kinds([rec(session_node=None)], AT_CPE1) == [("idle", "cpe1")]
-    assert kinds([rec(session_node=None, instances={})], AT_CPE1) == []
+def test_nfs_left_by_a_session_that_ended_are_released() -> None:
+    left = rec(session_node=None, left_over=("cpe1-u1-firewall",))
+    assert kinds([left], AT_CPE1) == [("idle", "cpe1")]
+    # placed by an operator for a user without a session: theirs to keep
+    assert kinds([rec(session_node=None)], AT_CPE1) == []

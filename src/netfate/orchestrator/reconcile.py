@@ -67,6 +67,7 @@ class UserRecord:
     steered: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     instances: Mapping[str, str] = field(default_factory=dict)
     last_seen: float | None = None
+    left_over: tuple[str, ...] = ()  # instances created before their last session ended
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,8 @@ class Repair:
     elsewhere (the association event was lost: re-authenticate there); "converge": the user
     is at `node` and their NFs or steering are not what it would give (plan the association
     again); "idle": the session's station is on no access port for the idle timeout, or there
-    is no session but NFs remain (release them)."""
+    is no session but NFs its last session had remain (release them; NFs an operator
+    placed for a user without a session are theirs to keep)."""
 
     kind: Literal["roamed", "converge", "idle"]
     user: str
@@ -99,9 +101,9 @@ def user_repairs(users: Iterable[UserRecord], stations: Mapping[str, Mapping[str
     live: set[str] = set()
     for u in users:
         if u.session_node is None:
-            if u.instances:
-                on = sorted(set(u.instances.values()))
-                out.append(Repair("idle", u.user, u.access_node, why=f"no session, NFs on {on}"))
+            if u.left_over:
+                out.append(Repair("idle", u.user, u.access_node,
+                                  why=f"session over, NFs left: {list(u.left_over)}"))
             continue
         live.add(u.user)
         nodes = where.get((u.mac or "").lower(), [])

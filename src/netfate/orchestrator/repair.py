@@ -34,9 +34,14 @@ RETRY_S = 15.0  # a user repaired is not repaired again before this (a repair th
 def user_records(s: Session) -> list[UserRecord]:
     """Every user with a session or NFs wanted, as `user_repairs` reads them."""
     active = {x.user_name: x for x in repo.list_sessions(s, active=True)}
+    ended: dict[str, float] = {}
+    for x in repo.list_sessions(s, active=False):
+        ended[x.user_name] = max(ended.get(x.user_name, 0.0), x.ended_at or 0.0)
     insts: dict[str, dict[str, tuple[str, str]]] = {}
+    created: dict[str, float] = {}
     for i in repo.list_instances(s, desired_state=Presence.PRESENT):
         insts.setdefault(i.owner, {})[i.id] = (i.node_name, i.nf_name)
+        created[i.id] = i.created_at
     steered: dict[str, dict[str, tuple[str, ...]]] = {}
     for r in repo.list_steering(s, desired=True):
         mine = insts.get(r.user_name, {})
@@ -53,7 +58,9 @@ def user_records(s: Session) -> list[UserRecord]:
             mac=(cur.mac if cur else None) or u.mac, ip=(cur.ip if cur else None) or u.ip,
             access_node=u.access_node, steered=steered.get(u.name, {}),
             instances={k: v[0] for k, v in insts.get(u.name, {}).items()},
-            last_seen=u.last_seen))
+            last_seen=u.last_seen,
+            left_over=tuple(k for k in insts.get(u.name, {})
+                            if created[k] < ended.get(u.name, 0.0))))
     return out
 
 
