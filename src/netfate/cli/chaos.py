@@ -28,7 +28,13 @@ def chaos(
     process of the testbed and restarts it; then a checker verifies the platform converged.
     Takes the testbed down before and after each run. Exit code 1 if any violation."""
     need_root()
+    import signal
+    import sys
+
     from netfate.chaos.runner import ChaosSettings, run_chaos
+
+    # A SIGTERM (a timeout) still takes the testbed down: the runs' finally blocks run.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     from netfate.testbed.topology import load_topology
 
     tb = load(testbed={"topology": topology}).testbed
