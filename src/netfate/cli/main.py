@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from netfate.cli import access, bench, client, nf, services, testbed
+from netfate.cli import access, bench, chaos, client, nf, services, testbed
 
 app = typer.Typer(
     help="NetFATE: network functions at the edge that follow their users.",
@@ -18,6 +18,7 @@ app.add_typer(access.app, name="access")
 app.command()(services.orchestrator)
 app.command()(services.agent)
 app.command()(services.controller)
+app.command()(chaos.chaos)
 client.register(app)
 
 

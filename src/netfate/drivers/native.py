@@ -18,7 +18,7 @@ from typing import Any
 from netfate import naming
 from netfate.bundle import Bundle, BundleStore
 from netfate.drivers import capabilities, cgroups, netns, nf_state
-from netfate.drivers.nf_records import InstanceRecords
+from netfate.drivers.nf_records import InstanceRecords, dead_daemons
 from netfate.drivers.nf_script import NF_PYTHON, SCRIPT_TIMEOUT, run_script, script_env
 from netfate.drivers.nf_state import STATE_FORMAT
 from netfate.errors import Conflict, DriverError, InvalidInput, MissingCapability, NotFound
@@ -183,8 +183,8 @@ class NativeCompute:
     def start_nf(self, instance_id: str) -> NFInfo:
         with self._lock(instance_id):
             info = self._load(instance_id)
-            if info.state == NFState.RUNNING:
-                return info
+            if info.state == NFState.RUNNING and not self._dead(instance_id):
+                return info  # (a running NF whose daemon died is started again)
             extra = {}
             if info.state == NFState.PAUSED:
                 cgroups.set_frozen(instance_id, False)
@@ -330,4 +330,13 @@ class NativeCompute:
         return removed
 
     def list_nfs(self) -> list[NFInfo]:
-        return self.records.all()
+        """The records; a running NF whose daemon died (a crash, a kill -9) is reported
+        stopped, so the orchestrator's reconciliation has its agent start it again."""
+        out = self.records.all()
+        for info in out:
+            if info.state == NFState.RUNNING and self._dead(info.instance_id):
+                info.state = NFState.STOPPED
+        return out
+
+    def _dead(self, instance_id: str) -> list[str]:
+        return dead_daemons(self._idir(instance_id) / "run")

@@ -13,6 +13,26 @@ from netfate.errors import NotFound
 from netfate.interfaces import NFInfo, NFPort, NFState
 
 
+def dead_daemons(run_dir: Path) -> list[str]:
+    """The NF's long-lived daemons (``<run_dir>/<name>.pid``: "PID STARTTIME", written by the
+    bundles' common.sh daemon_start) whose process no longer runs, by name. The
+    troubleshooter's one-shot requests (req-*.pid) end by design and are not daemons."""
+    from netfate.supervisor import Record, ours
+
+    out = []
+    for f in sorted(run_dir.glob("*.pid")) if run_dir.is_dir() else []:
+        if f.name.startswith("req-"):
+            continue
+        try:
+            parts = f.read_text().split()
+            rec = Record(int(parts[0]), int(parts[1]) if len(parts) > 1 else None)
+        except (OSError, ValueError, IndexError):
+            continue  # being written (daemon_start renames it into place)
+        if not ours(rec):
+            out.append(f.stem)
+    return out
+
+
 class InstanceRecords:
     """The records of a node's native NFs, under ``nfs_dir`` (``<rundir>/nodes/<node>/nfs``)."""
 

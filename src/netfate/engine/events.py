@@ -28,10 +28,29 @@ class UserDisassociated(UserAtNode):
 
 
 class UserIdle(Frozen):
-    """No packets from the user for the idle period (flow removed): the session is over."""
+    """No packets from the user for the idle period (flow removed): the session is over.
+
+    `node` and `at` (unix seconds) say where and when the idleness was seen (the controller's
+    report). Both are optional (an operator's idle request names neither); when given, the
+    report is checked against the user as recorded *when the plan is made*, under the user's
+    plan lock: see `stale_for`."""
 
     kind: Literal["user_idle"] = "user_idle"
     user: Name
+    node: Name | None = None
+    at: float | None = None
+
+    def stale_for(self, access_node: str | None, last_seen: float | None) -> str | None:
+        """Why this report no longer describes the user (None: it does). A report races the
+        user's roams: the idle flow of the node they left can expire while (or after) they
+        associate elsewhere, and the report then reaches the orchestrator after the new
+        association was recorded. It is stale when the user is now recorded at another node,
+        or was seen (associated) after the report was made (a quick move away and back)."""
+        if self.node is not None and access_node != self.node:
+            return f"{self.user} idle at {self.node} but now at {access_node}: stale"
+        if self.at is not None and last_seen is not None and last_seen > self.at:
+            return f"{self.user} idle at {self.at:.3f} but seen at {last_seen:.3f}: stale"
+        return None
 
 
 class _AboutNode(Frozen):

@@ -115,6 +115,10 @@ class NetfatePolicy:
         user = _known_user(snap, ev.user, out)
         if user is None:
             return
+        stale = ev.stale_for(user.access_node, user.last_seen)
+        if stale is not None:
+            out.note(stale)  # the user roamed meanwhile: their association's plan decides
+            return
         # Unsteer too when the session is already marked over but NFs remain: steering into
         # them would outlive them.
         live = any(i.state != "releasing" for i in snap.instances_of(user.name))

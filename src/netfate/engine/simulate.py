@@ -32,7 +32,7 @@ def record_event(snap: Snapshot, event: Event) -> Snapshot:
             }))
         case UserIdle():
             user = snap.user(event.user)
-            if user is None:
+            if user is None or event.stale_for(user.access_node, user.last_seen) is not None:
                 return snap
             # The access node is kept: it is where the (now removed) steering was.
             return snap.with_user(user.model_copy(update={"session_active": False}))

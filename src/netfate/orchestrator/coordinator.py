@@ -145,6 +145,10 @@ class Coordinator:
         return await self.executor.run(occ, deferred)
 
     # -- plans ----------------------------------------------------------------------------
+    def busy(self, user: str) -> bool:
+        """A plan of `user` is being made or run (or waits to be)."""
+        return user in self._user_locks
+
     async def plan_for(self, event: Event) -> Plan:
         """The policy's plan on the world as recorded: the event's part of it when the policy
         declares that is all it reads (snapshot.build_for), else all of it."""

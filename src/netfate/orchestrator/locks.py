@@ -84,6 +84,10 @@ class KeyedLocks:
     def __len__(self) -> int:
         return len(self._locks)
 
+    def __contains__(self, key: str) -> bool:
+        """Whether a task holds or waits for the key's lock."""
+        return key in self._locks
+
     async def acquire(self, key: str) -> None:
         lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
         self._locks[key] = (lock, users + 1)

@@ -39,6 +39,7 @@ from netfate.orchestrator import notify, recovery
 from netfate.orchestrator.agents import AgentBus, refusal
 from netfate.orchestrator.coordinator import Coordinator
 from netfate.orchestrator.hub import EventHub
+from netfate.orchestrator.repair import Repairs
 from netfate.orchestrator.service_db import (
     first_report,
     register,
@@ -77,6 +78,10 @@ class Orchestrator:
         self._tasks: list[asyncio.Task[None]] = []
         # The operator token (netfate.api_auth), known once started.
         self.api_token: str | None = None
+        # Nodes whose agents reported their switch's ports since this start, and the user
+        # repairs (level-triggered, netfate.orchestrator.repair) that read them.
+        self.ports_reported: set[str] = set()
+        self.repairs = Repairs(self)
         self._delta = float(getattr_policy_delta(settings.policy))
         # Telemetry: readings below the re-evaluation threshold are written in one transaction
         # every TELEMETRY_FLUSH_S instead of one per message; a change that triggers a plan is
@@ -199,6 +204,7 @@ class Orchestrator:
             ports = reg.infrastructure.get("switch_ports")
             if ports is not None and self.switches is not None:
                 self.switches.set_ports(reg.node, SwitchPorts.model_validate(ports))
+                self.ports_reported.add(reg.node)
                 self.coordinator.spawn(self._publish_switch(reg.node))
             reply = await self.coordinator.apply_command(reg.node)
             self.hub.publish("node", {"name": reg.node, "online": True, "registered": True})
@@ -278,6 +284,7 @@ class Orchestrator:
         if ev.kind == "switch" and self.switches is not None:
             with contextlib.suppress(ValueError):
                 self.switches.set_ports(ev.node, SwitchPorts.model_validate(ev.data))
+                self.ports_reported.add(ev.node)
                 await self._publish_switch(ev.node)
         elif ev.kind == "client.associated":
             await self.on_client_associated(ev)
@@ -329,7 +336,8 @@ class Orchestrator:
         log.info("user %s idle at %s", rep.user, rep.node)
         self.hub.publish("user_idle", rep.model_dump(mode="json"))
         with contextlib.suppress(NetfateError):
-            await sessions.idle(self.coordinator, self.db, rep.user)
+            # Checked again under the user's plan lock: a roam may be recorded before then.
+            await sessions.idle(self.coordinator, self.db, rep.user, rep.node, rep.ts)
 
     async def on_client_seen(self, msg: Msg) -> None:
         with contextlib.suppress(ValueError):
@@ -354,6 +362,7 @@ class Orchestrator:
             await asyncio.sleep(self.settings.reconcile_interval)
             try:
                 await self.coordinator.reconcile(self.settings.node_timeout)
+                await self.repairs.run()  # events lost while a process was down
                 self._reconcile_failures.ok()
             except Exception as exc:
                 self._reconcile_failures.failed("reconciling the nodes", exc)

@@ -88,12 +88,17 @@ async def associate(coord: Coordinator, database: Database, user: str, node: str
 
 
 async def end(coord: Coordinator, database: Database, user: str, cause: str,
-              acct_session_id: str | None = None) -> PlanRun:
+              acct_session_id: str | None = None, node: str | None = None,
+              at: float | None = None) -> PlanRun:
     """End the user's session and release their NFs (the engine's idle release: their
     device is captive again). ``cause``: an Acct-Terminate-Cause name. With
     ``acct_session_id``, only if the active session is still that login's (a timeout or a
-    Disconnect must not end a newer login): NotFound otherwise."""
+    Disconnect must not end a newer login): NotFound otherwise. ``node`` and ``at`` (unix
+    time) say where and when an idle report saw the user idle: the report is checked again
+    under the user's plan lock (UserIdle.stale_for), so one that raced a roam ends nothing
+    and releases nothing."""
     await database.run(_check, user, None)
+    event = UserIdle(user=user, node=node, at=at)
 
     def current(s: Session) -> str | None:
         cur = repo.active_session(s, user)
@@ -103,12 +108,17 @@ async def end(coord: Coordinator, database: Database, user: str, cause: str,
         raise NotFound(f"{user} has no active session {acct_session_id}")
 
     def record(s: Session) -> None:
+        u = repo.get_user(s, user)
+        if event.stale_for(u.access_node, u.last_seen) is not None:
+            return  # the user associated meanwhile: that session stands
         cur = repo.active_session(s, user)
         if cur is not None and acct_session_id in (None, cur.acct_session_id):
             repo.end_session(s, cur.id, cause=cause)
 
-    return await coord.handle(UserIdle(user=user), record=record)
+    return await coord.handle(event, record=record)
 
 
-async def idle(coord: Coordinator, database: Database, user: str) -> PlanRun:
-    return await end(coord, database, user, IDLE_TIMEOUT)
+async def idle(coord: Coordinator, database: Database, user: str, node: str | None = None,
+               at: float | None = None) -> PlanRun:
+    """The user went idle (at ``node``, seen at unix time ``at``, when a report says so)."""
+    return await end(coord, database, user, IDLE_TIMEOUT, node=node, at=at)

@@ -1,0 +1,94 @@
+"""The nemesis: kill -9 one process of the testbed, chosen at random among the PIDs the
+testbed recorded (never by name), and bring it back.
+
+Targets: the testbed's processes (orchestrator, controller, agents, access services:
+testbed/processes.py), their recorded children (nats-server, FreeRADIUS, dnsmasq:
+testbed/restart.py) and the daemons of running NFs (`<nf dir>/run/<name>.pid`, "PID
+STARTTIME", written by the bundles' common.sh). Every PID is checked to still be the
+process recorded (its start time, and its program) before the signal.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from netfate import paths
+from netfate.supervisor import Record, ours, read_record
+from netfate.testbed import processes, restart
+from netfate.testbed.settings import TestbedSettings
+from netfate.testbed.topology import Topology
+
+
+@dataclass(frozen=True)
+class Target:
+    """A killable process: `kind` testbed, child or nf; `name` what it is."""
+
+    kind: str
+    name: str
+    record: Record
+    programs: tuple[str, ...] = ()
+
+
+def nf_daemon_record(pidfile: Path) -> Record | None:
+    """An NF daemon's pidfile: "PID STARTTIME" (common.sh's daemon_start)."""
+    try:
+        parts = pidfile.read_text().split()
+        return Record(int(parts[0]), int(parts[1]) if len(parts) > 1 else None)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def targets(topo: Topology) -> list[Target]:
+    """Every process the testbed recorded that runs now."""
+    out = []
+    for name in processes.recorded():
+        rec = read_record(processes.pid_dir() / f"{name}.pid")
+        if rec is not None and ours(rec, (processes.MARK,)):
+            out.append(Target("testbed", name, rec, (processes.MARK,)))
+    for c in restart.children(topo):
+        rec = read_record(c.pidfile)
+        if rec is not None and ours(rec, c.programs):
+            out.append(Target("child", c.name, rec, c.programs))
+    nodes = paths.run_dir() / "nodes"
+    for pidfile in sorted(nodes.glob("*/nfs/*/run/*.pid")) if nodes.is_dir() else []:
+        rec = nf_daemon_record(pidfile)
+        if rec is not None and ours(rec):
+            out.append(Target("nf", f"{pidfile.parent.parent.name}/{pidfile.stem}", rec))
+    return out
+
+
+def kill(t: Target) -> bool:
+    """SIGKILL the target if it is still the process recorded; whether it was sent."""
+    if not ours(t.record, t.programs):
+        return False
+    try:
+        os.kill(t.record.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@dataclass
+class Fault:
+    target: str
+    kind: str
+    pid: int
+    at: float            # seconds into the run
+    down_s: float        # how long it stayed dead before the restart
+    restarted: list[str]
+    error: str | None = None
+
+
+def pick(topo: Topology, rng: random.Random, only: tuple[str, ...] = ()) -> Target | None:
+    """A random target (among those whose name starts with one of `only`, if given)."""
+    found = [t for t in targets(topo) if not only or t.name.startswith(only)]
+    return rng.choice(found) if found else None
+
+
+def revive(topo: Topology, settings: TestbedSettings) -> list[str]:
+    """Bring back what died (the platform itself brings back an NF's daemon)."""
+    return restart.restart_dead(topo, settings)
