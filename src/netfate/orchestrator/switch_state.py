@@ -5,6 +5,8 @@ database, no bus, no clock here; `Switches` reads the world and publishes what t
   chain and the user is associated there). Each is authenticated, behind the access port the
   agent reports their MAC on, with their chain as NF port pairs. A chain through another
   node's NFs is not built yet: the user is left out (fail closed).
+- A user just logged in is also served on their pre-login DHCP address, as long as the
+  CPE's lease for their MAC still shows it (until the device renews: no reconnect needed).
 - Any other station on an access port (associated, or seen by the controller in a DHCP
   request) is an unauthenticated client: DHCP, DNS and the captive portal only.
 - The core/PE switch sends each steered user's traffic down the link to their CPE.
@@ -144,6 +146,8 @@ def _cpe(world: World, node: str, ports: SwitchPorts, rules: Iterable[SteeredRul
             users.append(model.Client(name=user, mac=r.mac, ip=r.ip, port=stations[r.mac],
                                     authenticated=True, idle_timeout=world.idle_timeout))
             taken_ips.add(r.ip)
+    rules = list(rules)
+    stable = {r.ip for r in rules if r.ip} | taken_ips
     for r in rules:
         if r.user in anchors:
             continue
@@ -159,11 +163,14 @@ def _cpe(world: World, node: str, ports: SwitchPorts, rules: Iterable[SteeredRul
             continue
         local = [(h[1], h[2]) for h in chain if h is not None]
         default, classifiers = split_chain(local, world.records.classes.get(r.user) or ())
+        # Just after login the device still holds its pre-login lease: served on it too, at
+        # once, until its renewal hands it the stable address (the lease then shows that).
+        pre = ports.leases.get(r.mac)
+        extra = (pre,) if r.ip and pre and pre != r.ip and pre not in stable else ()
         users.append(model.Client(name=r.user, mac=r.mac, ip=r.ip, port=port,
                                 authenticated=True, idle_timeout=world.idle_timeout,
-                                chain=default, classifiers=classifiers))
-        if r.ip:
-            taken_ips.add(r.ip)
+                                chain=default, classifiers=classifiers, extra_ips=extra))
+        taken_ips.update(ip for ip in (r.ip, *extra) if ip)
     known = {u.mac for u in users}
     for mac, port in sorted(stations.items()):
         if mac in known or port not in ports.access:
