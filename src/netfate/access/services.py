@@ -27,7 +27,16 @@ from urllib.parse import quote
 
 import httpx
 
-from netfate.access.addressing import CpeAccess, dns_records, services_host_if, services_netns
+from netfate.access import captive_dns
+from netfate.access.addressing import (
+    CAPTIVE_DNS_PORT,
+    CpeAccess,
+    capport_url,
+    dns_records,
+    services_host_if,
+    services_netns,
+)
+from netfate.access.captive_dns import CaptiveDns
 from netfate.access.dnsmasq import Dnsmasq, stop_recorded
 from netfate.access.portal import AcceptError, WindowLimiter, create_portal_app
 from netfate.drivers import netns
@@ -81,9 +90,11 @@ class OvsAttach:
             self._net = None
 
 
-def nft_ruleset(portal_port: int, ifname: str = INNER_IF) -> str:
-    """TCP to port 80 of any address, arriving on ifname, goes to the portal. The add/delete
-    pair first makes it idempotent (a missing table cannot be deleted)."""
+def nft_ruleset(portal_port: int, ifname: str = INNER_IF,
+                captive_dns_port: int = CAPTIVE_DNS_PORT) -> str:
+    """TCP to port 80 of any address, arriving on ifname, goes to the portal; DNS the switch
+    marked as captive (its port), to any address, goes to the captive resolver. The
+    add/delete pair first makes it idempotent (a missing table cannot be deleted)."""
     return (
         f"add table ip {NFT_TABLE}\n"
         f"delete table ip {NFT_TABLE}\n"
@@ -91,6 +102,8 @@ def nft_ruleset(portal_port: int, ifname: str = INNER_IF) -> str:
         "  chain prerouting {\n"
         "    type nat hook prerouting priority dstnat; policy accept;\n"
         f'    iifname "{ifname}" tcp dport 80 redirect to :{portal_port}\n'
+        f'    iifname "{ifname}" udp dport {captive_dns_port} redirect to :{captive_dns_port}\n'
+        f'    iifname "{ifname}" tcp dport {captive_dns_port} redirect to :{captive_dns_port}\n'
         "  }\n"
         "}\n"
     )
@@ -172,6 +185,8 @@ class AccessServices:
         mtu: int | None = None,
         api_timeout: float = 15.0,
         limiter: WindowLimiter | None = None,
+        prelogin_lease: str = "2m",
+        host_lease: str = "1h",
     ) -> None:
         self.cpe = cpe
         self.bridge = bridge
@@ -183,16 +198,23 @@ class AccessServices:
         self.mtu = mtu
         self.netns = services_netns(cpe.node)
         self.host_if = services_host_if(cpe.node)
+        names = records if records is not None else dns_records(cpe, internet_address)
+        # After login: the platform's names, and (the sealed testbed's internet) every other
+        # name is the internet host. Before login: the captive resolver, every name the portal.
         self.dnsmasq = Dnsmasq(
-            self.netns, cpe, self.state_dir, interface=INNER_IF,
-            records=records if records is not None else dns_records(cpe, internet_address),
+            self.netns, cpe, self.state_dir, interface=INNER_IF, records=names,
+            other_names=internet_address, lease_time=prelogin_lease,
+            host_lease_time=host_lease, capport_url=capport_url(),
         )
+        self.captive_dns = CaptiveDns(self.netns, cpe.services_ip, self.state_dir,
+                                      interface=INNER_IF, records=names)
         self._http = httpx.Client(timeout=api_timeout)
         self._hosts_lock = threading.Lock()
         self._portal: PortalServer | None = None
+        self._users_cache: tuple[float, list[dict[str, Any]]] = (0.0, [])
         self.app: Starlette = create_portal_app(
             cpe.node, cpe.services_ip, self.authenticate, self.on_accept, self.dnsmasq.mac_for,
-            limiter=limiter,
+            limiter=limiter, logged_in=self.logged_in,
         )
 
     # -- the portal's callables ---------------------------------------------------------------
@@ -223,6 +245,23 @@ class AccessServices:
             raise AcceptError(f"the orchestrator at {self.api_url} is unreachable: {exc}") from exc
         if not r.is_success:
             raise AcceptError(f"the orchestrator answered {r.status_code}: {_detail(r)}")
+
+    def _users(self, max_age: float = 1.0) -> list[dict[str, Any]]:
+        """The orchestrator's users, at most max_age seconds old. httpx.HTTPError if it
+        cannot be read."""
+        at, users = self._users_cache
+        if time.monotonic() - at > max_age:
+            r = self._http.get(f"{self.api_url}/api/v1/users", timeout=2)
+            r.raise_for_status()
+            users = list(r.json())
+            self._users_cache = (time.monotonic(), users)
+        return users
+
+    def logged_in(self, mac: str) -> bool:
+        """Whether the platform holds a session for the device ``mac`` at this CPE."""
+        mac = mac.lower()
+        return any(str(u.get("mac") or "").lower() == mac
+                   and u.get("access_node") == self.cpe.node for u in self._users())
 
     def sync_bindings(self) -> bool:
         """Every logged-in user's stable address for their device, from the orchestrator,
@@ -269,12 +308,14 @@ class AccessServices:
         # tx checksum off (configure_inside's default): unicast DHCP replies and TCP through
         # the OVS netdev datapath need it.
         netns.configure_inside(self.netns, INNER_IF, addresses=[c.services_cidr])
-        run(["nft", "-f", "-"], netns=self.netns, input=nft_ruleset(self.portal_port).encode())
+        run(["nft", "-f", "-"], netns=self.netns,
+            input=nft_ruleset(self.portal_port, captive_dns_port=self.captive_dns.port).encode())
         if self.bridge is not None:
             ids = {"netfate-kind": "services", "attached-mac": c.services_mac,
                    "netfate-ip": c.services_ip}
             self._attacher().attach(self.bridge, self.host_if, ids)
         self.dnsmasq.start(timeout)
+        self.captive_dns.start(timeout)
         sock = listen_socket(self.netns, self.portal_port)
         self._portal = PortalServer(self.app, sock)
         self._portal.start(timeout)
@@ -295,6 +336,8 @@ class AccessServices:
             self._portal = None
         with contextlib.suppress(Exception):
             self.dnsmasq.stop()
+        with contextlib.suppress(Exception):
+            self.captive_dns.stop()
         if self.bridge is not None:
             try:
                 self._attacher().detach(self.bridge, self.host_if)
@@ -330,6 +373,7 @@ def cleanup(node: str, state_dir: Path) -> dict[str, Any]:
     dnsmasq (by the PID recorded in <state_dir>/dnsmasq.pid), veth and namespace. OVS keeps
     the port's row on the bridge; the testbed's down removes bridges whole."""
     pid = stop_recorded(state_dir)
+    captive_dns.stop_recorded(state_dir)
     host_if, ns = services_host_if(node), services_netns(node)
     link, gone = _remove_net(ns, host_if)
     return {"dnsmasq_pid": pid, "link": host_if if link else None,
