@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 import httpx
 
-from netfate.access import captive_dns
+from netfate.access import captive_dns, dhcp_release
 from netfate.access.addressing import (
     CAPTIVE_DNS_PORT,
     CpeAccess,
@@ -231,12 +231,14 @@ class AccessServices:
         if framed_ip:
             try:
                 with self._hosts_lock:
-                    hosts = {m: ip for m, ip in self.dnsmasq.hosts().items()
-                             if ip != framed_ip and m != mac}
+                    cur = self.dnsmasq.hosts()
+                    former = {m for m, ip in cur.items() if ip == framed_ip and m != mac}
+                    hosts = {m: ip for m, ip in cur.items() if ip != framed_ip and m != mac}
                     hosts[mac] = framed_ip
                     self.dnsmasq.set_hosts(hosts)
             except (NetfateError, OSError) as exc:
                 raise AcceptError(f"cannot reserve {framed_ip} for {mac}: {exc}") from exc
+            self._release_former(mac, framed_ip, former)
         url = f"{self.api_url}/api/v1/users/{quote(user, safe='')}/associate"
         body = {"node": self.cpe.node, "mac": mac, "ip": framed_ip or client_ip}
         try:
@@ -245,6 +247,25 @@ class AccessServices:
             raise AcceptError(f"the orchestrator at {self.api_url} is unreachable: {exc}") from exc
         if not r.is_success:
             raise AcceptError(f"the orchestrator answered {r.status_code}: {_detail(r)}")
+
+    def _release_former(self, mac: str, framed_ip: str, former: set[str]) -> None:
+        """The user's stable address was another MAC's (the same device before it changed
+        its MAC, or a device they left): every lease of those MACs, and any other MAC's
+        lease of the stable address, ends now, so nothing of the old MAC stays and the
+        address is free for ``mac`` at its next renewal. Best effort: logged."""
+        try:
+            text = self.dnsmasq.leasefile.read_text()
+        except OSError:
+            return
+        for m, ip, clid in dhcp_release.lease_entries(text):
+            if m != mac and (m in former or ip == framed_ip):
+                try:
+                    dhcp_release.release(self.netns, INNER_IF, self.cpe.services_ip, m, ip,
+                                         clid)
+                    log.info("released %s's lease of %s (%s logged in as its user)", m, ip,
+                             mac)
+                except (NetfateError, ValueError) as exc:
+                    log.warning("cannot release %s's lease of %s: %s", m, ip, exc)
 
     def _users(self, max_age: float = 1.0) -> list[dict[str, Any]]:
         """The orchestrator's users, at most max_age seconds old. httpx.HTTPError if it

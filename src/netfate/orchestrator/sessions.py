@@ -31,7 +31,10 @@ async def associate(coord: Coordinator, database: Database, user: str, node: str
 
     def record(s: Session) -> None:  # after planning: the engine sees where the user was
         cur = repo.active_session(s, user)
-        if cur is None or cur.node_name != node:
+        # A new node, or a new MAC (a randomised one): a new session; the old one, and with
+        # it what names the old MAC (fast re-authentication by MAC), ends.
+        new_mac = mac is not None and cur is not None and (cur.mac or "").lower() != mac.lower()
+        if cur is None or cur.node_name != node or new_mac:
             if cur is not None:
                 repo.end_session(s, cur.id)
             repo.add_session(s, user=user, node=node, mac=mac, ip=ip)
