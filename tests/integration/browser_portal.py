@@ -45,6 +45,11 @@ def main(arg: str) -> dict[str, Any]:
         try:
             phone = browser.new_context(**PHONE)  # type: ignore[arg-type]
             page = phone.new_page()
+            hops: list[Any] = []
+            out["responses"] = hops
+            page.on("response", lambda r: hops.append(
+                [round(time.monotonic(), 2), r.url, r.status,
+                 (r.server_addr() or {}).get("ipAddress")]))
             # Any http URL by name lands on the login page.
             page.goto(plan["url"], wait_until="load", timeout=30_000)
             out["landed"] = page.url
@@ -61,7 +66,11 @@ def main(arg: str) -> dict[str, Any]:
             page.fill("#password", plan["password"])
             t0 = time.monotonic()
             page.click("button[type=submit]")
-            page.wait_for_selector(f"#{plan['marker']}", timeout=30_000)
+            try:
+                page.wait_for_selector(f"#{plan['marker']}", timeout=90_000)
+            except Exception as exc:
+                out["failed"] = str(exc)[:300]
+                return out
             out["after_login_s"] = round(time.monotonic() - t0, 2)
             out["reached"] = page.url
             out["reached_text"] = page.inner_text("body")

@@ -166,6 +166,7 @@ def test_a_browser_opens_a_site_by_name_logs_in_and_is_served_at_once(
     assert cp.returncode == 0, cp.stderr.decode(errors="replace")[-3000:]
     seen = json.loads(cp.stdout.decode().strip().splitlines()[-1])
     print(json.dumps(seen, indent=1))
+    assert "failed" not in seen, seen
     # By name, to the login page, keeping what was asked for.
     assert seen["landed"].startswith(f"http://{portal}/login?next=http"), seen["landed"]
     assert "example.com" in seen["landed"]

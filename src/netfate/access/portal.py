@@ -314,14 +314,17 @@ def create_portal_app(
         client_ip = request.client.host if request.client else ""
         if not is_portal(request):
             wanted = str(request.url)
+            # Never let the browser cache this answer for the site, nor keep the connection:
+            # once logged in, its next request for the site must start afresh (a new DNS
+            # lookup and connection), not reuse the one that reached the portal.
+            hdrs = {**no_store, "Connection": "close"}
             if (await online(client_ip))[0]:
                 # Logged in, yet here: its steering is being installed, or its browser kept
                 # the captive answer for this name. Try again in a moment, by itself.
-                return HTMLResponse(pages.setting_up(wanted), headers=no_store)
-            # Redirected HTTP to some site: send the browser to the login page, and never
-            # let it cache that answer for the site.
+                return HTMLResponse(pages.setting_up(wanted), headers=hdrs)
+            # Redirected HTTP to some site: send the browser to the login page.
             return RedirectResponse(f"{login_url}?next={quote(wanted, safe='')}",
-                                    status_code=302, headers=no_store)
+                                    status_code=302, headers=hdrs)
         if path == "/login" and request.method == "POST":
             return await login(request, client_ip)
         if request.method not in ("GET", "HEAD"):

@@ -25,9 +25,22 @@ def _check(s: Session, user: str, node: str | None) -> None:
         repo.get_node(s, node)
 
 
+def _other_on(s: Session, user: str, mac: str) -> str | None:
+    """Another user whose active session is on the device with this MAC."""
+    cur = repo.active_session_by_mac(s, mac)
+    return cur.user_name if cur is not None and cur.user_name != user else None
+
+
 async def associate(coord: Coordinator, database: Database, user: str, node: str,
                     mac: str | None, ip: str | None, background: bool = True) -> PlanRun:
     await database.run(_check, user, node)
+    for _ in range(4):
+        # The device changed hands (another user logs in on it): the one before leaves, as
+        # when idle, so no switch holds two users on one MAC.
+        other = await database.run(_other_on, user, mac) if mac else None
+        if other is None:
+            break
+        await idle(coord, database, other)
 
     def record(s: Session) -> None:  # after planning: the engine sees where the user was
         cur = repo.active_session(s, user)
