@@ -46,7 +46,8 @@ async def associate(coord: Coordinator, database: Database, user: str, node: str
         cur = repo.active_session(s, user)
         # A new node, or a new MAC (a randomised one): a new session; the old one, and with
         # it what names the old MAC (fast re-authentication by MAC), ends.
-        new_mac = mac is not None and cur is not None and (cur.mac or "").lower() != mac.lower()
+        new_mac = (mac is not None and cur is not None and cur.mac is not None
+                   and cur.mac.lower() != mac.lower())
         if cur is None or cur.node_name != node or new_mac:
             if cur is not None:
                 repo.end_session(s, cur.id)
