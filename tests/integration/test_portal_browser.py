@@ -121,10 +121,20 @@ def add_user(api: httpx.Client, name: str, nfs: list[str] | None = None,
 
 
 def fresh_lease(ns: str, **kw: Any) -> dhcp_client.Lease:
+    """A new lease, and (as a device retries) until the CPE's switch lets the new address
+    ask DNS: the agent reports the lease, and the controller installs it, just after."""
     dhcp_client.release(ns)
     lease = dhcp_client.lease(ns, **kw)
     resolv_conf(ns, lease.dns[0])
+    wait_for(lambda: answers(ns, lease.dns[0], "portal.netfate"), 10, f"DNS from {ns}")
     return lease
+
+
+def answers(ns: str, server: str, name: str) -> list[str]:
+    try:
+        return dns_query(ns, server, name)
+    except OSError:
+        return []
 
 
 def addresses(ns: str) -> list[str]:
