@@ -192,16 +192,27 @@ def test_lease_static_host_dns_portal_and_redirect(setup: Setup) -> None:
     assert first.ip.startswith("10.90.16.")
     assert first.prefixlen == 16 and first.router == c.router
     assert first.dns == (c.services_ip,) and first.server == c.services_ip
-    assert first.lease_time == 3600
+    # Pre-login leases are short (the device takes its stable address soon after login);
+    # DHCP option 114 announces the captive portal API (RFC 8910).
+    assert first.lease_time == 120
+    assert first.capport == "http://portal.netfate/capport/api"
     addrs = run(["ip", "-4", "-o", "addr", "show", "dev", "eth0"], netns=cns).stdout.decode()
     assert f"{first.ip}/16" in addrs
     assert svc.dnsmasq.leases() == {CLIENT_MAC: first.ip}
     assert svc.dnsmasq.mac_for(first.ip) == CLIENT_MAC and svc.dnsmasq.mac_for("1.2.3.4") is None
 
-    # DNS: the platform's names, nothing else.
+    # DNS after login: the platform's names, and every other name is the (sealed testbed's)
+    # internet host.
     assert dns_query(cns, c.services_ip, "portal.netfate") == [c.services_ip]
     assert dns_query(cns, c.services_ip, "inet.netfate") == ["10.255.0.1"]
     assert dns_query(cns, c.services_ip, "nope.netfate") == []
+    assert dns_query(cns, c.services_ip, "example.com") == ["10.255.0.1"]
+    # The captive resolver (where the switch sends DNS before login): every name is the
+    # portal, and it is reached whatever address the query was for (the nft redirect).
+    for name in ("example.com", "connectivitycheck.gstatic.com", "captive.apple.com",
+                 "www.msftconnecttest.com", "x" * 40 + ".tunnel.example"):
+        assert dns_query(cns, c.services_ip, name, port=5353) == [c.services_ip], name
+    assert dns_query(cns, c.services_ip, "portal.netfate", port=5353) == [c.services_ip]
 
     # The portal itself, directly (port 80 reaches it through the redirect too).
     for port in (PORTAL_PORT, 80):
@@ -230,7 +241,7 @@ def test_lease_static_host_dns_portal_and_redirect(setup: Setup) -> None:
     answer = json.loads(body)
     assert {k: answer[k] for k in ("ok", "user", "ip", "node", "mac", "renew")} == {
         "ok": True, "user": "alice", "ip": FRAMED, "node": c.node, "mac": CLIENT_MAC,
-        "renew": True}
+        "renew": False}
     assert setup.orch.calls == [("/api/v1/users/alice/associate",
                                  {"node": c.node, "mac": CLIENT_MAC, "ip": FRAMED,
                                   "login": True})]
@@ -242,6 +253,10 @@ def test_lease_static_host_dns_portal_and_redirect(setup: Setup) -> None:
     addrs = run(["ip", "-4", "-o", "addr", "show", "dev", "eth0"], netns=cns).stdout.decode()
     assert f"{FRAMED}/16" in addrs and first.ip not in addrs
     assert svc.dnsmasq.leases()[CLIENT_MAC] == FRAMED
+    # The stable address is leased for long; a new client-id on the same device keeps it.
+    assert renewed.lease_time == 3600
+    again = dhcp_client.lease(cns, timeout=3.0, client_id=b"\xffnew-client-id")
+    assert again.ip == FRAMED, again
 
     dhcp_client.release(cns)
     addrs = run(["ip", "-4", "-o", "addr", "show", "dev", "eth0"], netns=cns).stdout.decode()

@@ -134,11 +134,53 @@ def test_dhcp_passes_to_the_cpe_for_known_and_new_clients() -> None:
     assert sorted(sw.trace(unicast, NFS).exits) == ["a1", "a2", "a3"]
 
 
-def test_unauthenticated_dns_to_the_cpe_passes_and_elsewhere_is_dropped() -> None:
+def test_unauthenticated_dns_to_any_resolver_goes_to_the_captive_resolver() -> None:
+    """Issue #16: before login every DNS query, to whatever resolver, reaches the CPE's
+    captive resolver (port 5353 marks it), never the internet; the answer gets port 53
+    back on its way to the client."""
     sw = switch(cpe(user1(authenticated=False)))
-    assert sw.trace(up(dst=PORTAL, proto=17, dport=53), NFS).exits == ["svc"]
-    assert sw.trace(up(dst=PORTAL, proto=6, dport=53), NFS).exits == ["svc"]
-    assert sw.trace(up(dst="8.8.8.8", proto=17, dport=53), NFS).exits == []
+    for dst in (PORTAL, "8.8.8.8", INET):
+        for proto, field in ((17, "udp_dst"), (6, "tcp_dst")):
+            t = sw.trace(up(dst=dst, proto=proto, dport=53), NFS)
+            assert t.exits == ["svc"], (dst, proto)
+            sent = t.out[0][1]
+            assert sent[field] == 5353 and sent["eth_dst"] == PORTAL_MAC
+            assert sent["ipv4_dst"] == dst
+    for proto, field in ((17, "udp_src"), (6, "tcp_src")):
+        reply = ip_packet("svc", PORTAL_MAC, M1, "8.8.8.8", IP1, proto=proto, sport=5353,
+                          dport=40000)
+        t = sw.trace(reply, NFS)
+        assert t.exits == ["a1"] and t.out[0][1][field] == 53
+    # A client without an address yet has nothing to ask; a new one's answers still pass.
+    sw = switch(cpe(user1(authenticated=False, ip=None)))
+    reply = ip_packet("svc", PORTAL_MAC, M1, PORTAL, IP1, proto=17, sport=5353, dport=4000)
+    assert sw.trace(reply, NFS).out[0][1]["udp_src"] == 53
+
+
+def test_authenticated_dns_goes_to_the_cpe_resolver_unchanged() -> None:
+    sw = switch(cpe(user1()))
+    t = sw.trace(up(dst=PORTAL, proto=17, dport=53), NFS)
+    assert t.exits == ["svc"] and t.out[0][1]["udp_dst"] == 53
+
+
+def test_pre_login_address_is_served_with_the_stable_one_until_renewal() -> None:
+    """Issue #16: after login the device is served at once on the address it had before
+    (its pre-login lease), both ways and through its chain, as well as on its stable one;
+    nobody else's address passes."""
+    old = "10.90.16.23"
+    sw = switch(cpe(user1(extra_ips=(old,))))
+    for src in (IP1, old):
+        assert sw.trace(up(src=src, dport=22), NFS).path == ["fw1-l", "up"]
+        assert sw.trace(down(dst=src), NFS).path == ["fw1-w", "a1"]
+        assert sw.trace(arp_packet("a1", M1, src, GW), NFS).exits == ["up"]
+        assert sw.trace(arp_packet("up", GW_MAC, GW, src), NFS).exits == ["a1"]
+    assert sw.trace(up(src="10.90.16.24", dport=22), NFS).exits == []
+    with pytest.raises(ValidationError):
+        user1(authenticated=False, extra_ips=(old,))
+    with pytest.raises(ValidationError):
+        user1(extra_ips=(IP1,))
+    with pytest.raises(ValidationError):  # one address for two users
+        cpe(user1(extra_ips=(IP2,)), user2())
 
 
 def test_unauthenticated_http_anywhere_is_redirected_to_the_portal() -> None:
@@ -180,7 +222,9 @@ def test_a_separate_resolver_is_reached_like_the_portal() -> None:
     sw = switch(cpe(user1(authenticated=False), services=svc))
     assert sw.trace(arp_packet("a1", M1, IP1, "10.90.0.3"), NFS).exits == ["svc"]
     assert sw.trace(up(dst="10.90.0.3", proto=17, dport=53), NFS).exits == ["svc"]
-    assert sw.trace(up(dst=PORTAL, proto=17, dport=53), NFS).exits == []
+    sw = switch(cpe(user1(), services=svc))  # after login: that resolver, not the portal
+    assert sw.trace(up(dst="10.90.0.3", proto=17, dport=53), NFS).exits == ["svc"]
+    assert sw.trace(up(dst=PORTAL, proto=17, dport=53), NFS).path == ["fw1-l", "up"]
 
 
 def test_captive_portal_without_services_drops_everything_but_arp() -> None:

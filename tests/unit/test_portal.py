@@ -119,13 +119,16 @@ def test_accept_sets_the_user_up_and_says_where() -> None:
     f = Fakes()
     r = login(make(f), data={"username": "alice", "password": "pw1",
                              "next": "http://example.com/"})
-    assert r.status_code == 200
+    # Issue #16: straight back to the page asked for; nothing to renew or reconnect.
+    assert r.status_code == 303 and r.headers["location"] == "http://example.com/"
     assert f.auth_calls == [("alice", "pw1", MAC)]
     assert f.accept_calls == [("alice", MAC, CLIENT, "10.90.100.7")]
     assert f.threads and f.threads[0] != threading.main_thread().name  # sync: off the loop
-    assert "10.90.100.7" in r.text and "Renew your DHCP lease" in r.text
+    assert "10.90.100.7" in r.text and "renew" not in r.text.lower()
     assert 'href="http://example.com/"' in r.text
     assert "pw1" not in r.text
+    r = login(make(f))
+    assert r.status_code == 200 and "You are online" in r.text
 
 
 def test_accept_json() -> None:
@@ -135,7 +138,7 @@ def test_accept_json() -> None:
     body = r.json()
     assert {k: body[k] for k in ("ok", "user", "ip", "node", "mac", "renew")} == {
         "ok": True, "user": "alice", "ip": "10.90.100.7", "node": "cpe1", "mac": MAC,
-        "renew": True}
+        "renew": False}
     assert body["radius_ms"] >= 0 and body["setup_ms"] >= 0
 
 
@@ -156,7 +159,7 @@ def test_reject_shows_the_reply_message() -> None:
     r = login(make(f), headers=JSON)
     assert r.status_code == 401 and r.json() == {"ok": False, "error": "wrong password"}
     f.result = AuthResult(False, None, "", None)
-    assert login(make(f), headers=JSON).json()["error"] == "login refused"
+    assert login(make(f), headers=JSON).json()["error"] == "wrong user name or password"
 
 
 @pytest.mark.parametrize("exc", [RadiusTimeout("no reply"), RadiusError("no server")])
@@ -164,7 +167,8 @@ def test_radius_down_is_503(exc: Exception) -> None:
     f = Fakes(result=exc)
     r = login(make(f), headers=JSON)
     assert r.status_code == 503
-    assert r.json() == {"ok": False, "error": "authentication service unavailable"}
+    assert r.json() == {"ok": False, "error": "authentication service unavailable: please "
+                        "try again in a minute"}
     assert not f.accept_calls
 
 
@@ -190,7 +194,7 @@ def test_async_authenticate_is_awaited() -> None:
 def test_client_without_a_lease_is_400() -> None:
     f = Fakes(leases={})
     r = login(make(f), headers=JSON)
-    assert r.status_code == 400 and r.json()["error"] == f"no DHCP lease for {CLIENT}"
+    assert r.status_code == 400 and r.json()["error"].startswith(f"no DHCP lease for {CLIENT}")
     assert not f.auth_calls and not f.accept_calls
 
 
@@ -286,3 +290,63 @@ def test_limiter_forgets_the_least_recent_key_when_full() -> None:
     assert lim.hit("a") == 10
     assert lim.hit("c") is None  # evicts "b", the least recently seen
     assert lim.hit("b") is None
+
+
+# -- issue #16: real devices -------------------------------------------------------------
+def test_every_page_fits_a_phone_and_fetches_nothing() -> None:
+    app = make(Fakes(result=AuthResult(False, None, "wrong user name or password", None)))
+    pages = [call(app, "GET", "/login"), call(app, "GET", "/nope"), login(app)]
+    for r in pages:
+        assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in r.text
+        assert "<style>" in r.text
+        assert "src=" not in r.text and "<link" not in r.text and "@import" not in r.text
+
+
+def test_a_refused_login_shows_the_form_again_with_the_reason_in_words() -> None:
+    app = make(Fakes(result=AuthResult(False, None, "wrong user name or password", None)))
+    r = login(app, data={"username": "alice", "password": "x", "next": "http://example.com/"})
+    assert r.status_code == 401
+    assert 'role="alert"' in r.text and "wrong user name or password" in r.text
+    assert 'value="alice"' in r.text and 'value="http://example.com/"' in r.text
+    r = login(app, data={"username": "Not Valid", "password": "x"})
+    assert r.status_code == 400 and "username must be" in r.text and 'name="password"' in r.text
+
+
+def test_capport_api_says_captive_then_not_with_the_seconds_remaining() -> None:
+    """RFC 8908: application/captive+json with captive, user-portal-url and (once logged in
+    with a Session-Timeout) seconds-remaining."""
+    f = Fakes(result=AuthResult(True, "10.90.100.7", "", 3600))
+    app = make(f)
+    r = call(app, "GET", "/capport/api", headers={"Accept": "application/captive+json"})
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("application/captive+json")
+    assert r.json() == {"captive": True, "user-portal-url": f"http://{PORTAL}/login"}
+    assert "no-store" in r.headers["cache-control"]
+    assert login(app, headers=JSON).status_code == 200
+    body = call(app, "GET", "http://portal.netfate/capport/api").json()
+    assert body["captive"] is False and 3590 <= body["seconds-remaining"] <= 3600
+    # another device is still captive
+    other = call(app, "GET", "/capport/api", client_ip="10.90.16.99").json()
+    assert other["captive"] is True
+
+
+def test_logged_in_is_what_the_platform_says_after_the_fresh_login() -> None:
+    f = Fakes()
+    sessions = {MAC: True}
+    app = create_portal_app("cpe1", PORTAL, f.authenticate, f.on_accept, f.mac_for_ip,
+                            logged_in=lambda mac: sessions.get(mac, False))
+    assert call(app, "GET", "/capport/api").json()["captive"] is False
+    # Logged in, yet the browser reached the portal for a site: a page that reloads it.
+    r = call(app, "GET", "http://example.com/page")
+    assert r.status_code == 200 and 'http-equiv="refresh"' in r.text
+    assert "http://example.com/page" in r.text
+    sessions[MAC] = False  # the session ended (idle): captive again
+    assert call(app, "GET", "/capport/api").json()["captive"] is True
+    assert call(app, "GET", "http://example.com/page").status_code == 302
+
+    def broken(mac: str) -> bool:
+        raise httpx.ConnectError("orchestrator away")
+
+    app = create_portal_app("cpe1", PORTAL, f.authenticate, f.on_accept, f.mac_for_ip,
+                            logged_in=broken)
+    assert call(app, "GET", "/capport/api").json()["captive"] is True

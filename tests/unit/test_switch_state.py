@@ -120,6 +120,27 @@ def test_a_lease_taken_by_a_steered_user_is_not_given_to_an_unknown_client() -> 
     assert [(u.mac, u.ip) for u in unknown] == [(M9, None)]
 
 
+def test_a_user_just_logged_in_is_served_on_the_pre_login_lease_until_renewal() -> None:
+    """Issue #16: no reconnect after login. The CPE's lease for the user's MAC still shows
+    the pre-login address: it passes, through the firewall, with the stable one. Once the
+    device renewed (the lease shows the stable address), only the stable one passes."""
+    pre = "10.90.16.23"
+    w = world(cpe1={M1: "cpe1-a1"})
+    ports = w.ports["cpe1"].model_copy(update={"leases": {M1: pre}})
+    st = state(World(records=w.records, ports={**w.ports, "cpe1": ports}), "cpe1")
+    [u] = st.users
+    assert (u.ip, u.extra_ips) == (IP1, (pre,))
+    sw, nfs = fake(st)
+    for src in (IP1, pre):
+        path = sw.trace(ip_packet("cpe1-a1", M1, GW_MAC, src, INET, dport=443), nfs).path
+        assert path == [hop("cpe1").lan, "cpe1-up"]
+    renewed = w.ports["cpe1"].model_copy(update={"leases": {M1: IP1}})
+    st = state(World(records=w.records, ports={**w.ports, "cpe1": renewed}), "cpe1")
+    assert st.users[0].extra_ips == ()
+    sw, nfs = fake(st)
+    assert sw.trace(ip_packet("cpe1-a1", M1, GW_MAC, pre, INET, dport=443), nfs).exits == []
+
+
 def test_a_steered_user_on_no_access_port_is_left_out() -> None:
     assert state(world(), "cpe1").users == ()
     assert state(world(cpe1={M1: "cpe1-up"}), "cpe1").users == ()

@@ -25,6 +25,16 @@ POOL_FIRST_OFFSET = 10
 POOL_LAST_OFFSET = 250
 PORTAL_NAME = "portal.netfate"
 INTERNET_NAME = "inet.netfate"
+# Where the switch sends a captive client's DNS (controller.model.ServicesAttachment's
+# captive_dns_port): the services' captive resolver (access/captive_dns.py).
+CAPTIVE_DNS_PORT = 5353
+# The captive portal API (RFC 8908) on the portal, announced by DHCP option 114 (RFC 8910).
+CAPPORT_PATH = "/capport/api"
+
+
+def capport_url(host: str = PORTAL_NAME) -> str:
+    """The API's URL as DHCP announces it: by name (RFC 8910 section 2: no IP literal)."""
+    return f"http://{host}{CAPPORT_PATH}"
 
 
 @dataclass(frozen=True)

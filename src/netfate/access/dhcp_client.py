@@ -33,6 +33,7 @@ class Lease:
     dns: tuple[str, ...]
     server: str | None
     lease_time: int | None = None
+    capport: str | None = None  # DHCP option 114 (RFC 8910): the captive portal API's URL
 
     @property
     def cidr(self) -> str:
@@ -59,6 +60,7 @@ def _parse(text: str) -> Lease:
         raise ValueError("no ip")
     lease = kv.get("lease", "")
     return Lease(
+        capport=_option_text(kv.get("opt114", "")),
         ip=kv["ip"],
         prefixlen=int(kv.get("prefixlen") or 24),
         router=(kv.get("router") or "").split()[0] if kv.get("router") else None,
@@ -68,10 +70,23 @@ def _parse(text: str) -> Lease:
     )
 
 
+def _option_text(value: str) -> str | None:
+    """An option udhcpc has no name for comes as hex; a string option as text."""
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        return bytes.fromhex(value).decode("utf-8", errors="replace")
+    except ValueError:
+        return value
+
+
 def lease(netns: str, ifname: str = "eth0", timeout: float = 5.0,
-          requested_ip: str | None = None) -> Lease:
+          requested_ip: str | None = None, client_id: bytes | None = None) -> Lease:
     """Get a lease for ``ifname`` in ``netns`` and apply it (address, default route).
     ``requested_ip``: ask for this address (a renewal); the server may give another.
+    ``client_id``: the DHCP client identifier to send (option 61; default: udhcpc's, the
+    MAC), as a device that changes it would.
     DriverError naming the namespace if no lease comes within ``timeout`` seconds."""
     if not os.path.exists(os.path.join(NETNS_DIR, netns)):
         raise DriverError(f"DHCP in {netns}: the namespace does not exist")
@@ -80,7 +95,11 @@ def lease(netns: str, ifname: str = "eth0", timeout: float = 5.0,
     # udhcpc waits in whole seconds: one discover a second, as many as fit in the timeout.
     tries = max(1, math.ceil(timeout))
     argv = ["busybox", "udhcpc", "-f", "-q", "-n", "-i", ifname, "-s", str(script_path()),
-            "-t", str(tries), "-T", "1", "-A", "1"]
+            "-t", str(tries), "-T", "1", "-A", "1", "-O", "114"]
+    if client_id is not None:
+        if not 1 <= len(client_id) <= 255:
+            raise ValueError("client_id must be 1-255 bytes")
+        argv += ["-x", f"0x3d:{client_id.hex()}"]
     if requested_ip:
         argv += ["-r", requested_ip]
     tmp = Path(tempfile.mkdtemp(prefix=naming.PREFIX + "dhcp-"))

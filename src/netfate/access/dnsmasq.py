@@ -64,6 +64,18 @@ def _host_ip(ip: str) -> str:
         raise InvalidInput(f"{ip!r} is not an IPv4 address") from exc
 
 
+def _lease_time(value: str) -> str:
+    if not re.fullmatch(r"[0-9]{1,7}[smhdw]?|infinite", value):
+        raise InvalidInput(f"lease time {value!r} is not like 120, 2m, 1h or infinite")
+    return value
+
+
+def _capport_url(url: str) -> str:
+    if not re.fullmatch(r"https?://[\x21-\x7e]{1,240}", url) or '"' in url or "," in url:
+        raise InvalidInput(f"captive portal API URL {url!r} is not a plain http(s) URL")
+    return url
+
+
 def stop_recorded(state_dir: Path) -> int | None:
     """End the dnsmasq whose PID <state_dir>/dnsmasq.pid records (a crashed parent's), if
     that PID still runs dnsmasq. Returns the PID ended."""
@@ -72,8 +84,14 @@ def stop_recorded(state_dir: Path) -> int | None:
 
 class Dnsmasq:
     """dnsmasq for one CPE in namespace ``netns`` (None: the current one), serving
-    ``interface``. ``records``: name -> IPv4 the DNS answers (nothing else resolves).
-    ``dns_port`` 0 turns DNS off."""
+    ``interface``. ``records``: name -> IPv4 the DNS answers; ``other_names``: the IPv4
+    every other name resolves to (None: nothing else resolves; the sealed testbed's stand-in
+    for the internet's DNS). ``dns_port`` 0 turns DNS off.
+
+    ``lease_time`` is the dynamic pool's (pre-login) lease, ``host_lease_time`` the static
+    hosts' (logged-in users' stable addresses): a short pre-login lease makes a device that
+    just logged in renew, and so take its stable address, soon. ``capport_url``: announced
+    in DHCP option 114 (RFC 8910)."""
 
     def __init__(
         self,
@@ -84,7 +102,10 @@ class Dnsmasq:
         interface: str = "eth0",
         records: Mapping[str, str] | None = None,
         lease_time: str = "1h",
+        host_lease_time: str | None = None,
         dns_port: int = 53,
+        other_names: str | None = None,
+        capport_url: str | None = None,
         binary: str = PROGRAM,
     ) -> None:
         self.netns = netns
@@ -100,7 +121,10 @@ class Dnsmasq:
         self.interface = interface
         self.records = {k: _host_ip(v) for k, v in (records or {}).items()}
         self.lease_time = lease_time
+        self.host_lease_time = _lease_time(host_lease_time) if host_lease_time else None
         self.dns_port = dns_port
+        self.other_names = _host_ip(other_names) if other_names else None
+        self.capport_url = _capport_url(capport_url) if capport_url else None
         self.binary = binary
         self._sup: Supervised | None = None
         self._hosts_lock = threading.Lock()
@@ -130,6 +154,11 @@ class Dnsmasq:
             "--log-dhcp",
         ]
         args += [f"--host-record={name},{ip}" for name, ip in sorted(self.records.items())]
+        if self.other_names:
+            args.append(f"--address=/#/{self.other_names}")
+        if self.capport_url:
+            # RFC 8910 section 2.1: the URI of the captive portal API, as a string.
+            args.append(f"--dhcp-option=114,{self.capport_url}")
         return args
 
     # -- process ------------------------------------------------------------------------
@@ -195,7 +224,9 @@ class Dnsmasq:
     def set_hosts(self, hosts: Mapping[str, str]) -> None:
         """Replace the static hosts (mac -> ip): atomic rewrite, then SIGHUP so dnsmasq
         re-reads it. A client gets its address at its next DHCP exchange."""
-        lines = sorted(f"{normalise_mac(mac)},{_host_ip(ip)}" for mac, ip in hosts.items())
+        lease = f",{self.host_lease_time}" if self.host_lease_time else ""
+        lines = sorted(f"{normalise_mac(mac)},{_host_ip(ip)}{lease}"
+                       for mac, ip in hosts.items())
         ips = [line.split(",")[1] for line in lines]
         if len(set(ips)) != len(ips):
             raise InvalidInput(f"two MACs get the same static address: {lines}")
@@ -212,7 +243,8 @@ class Dnsmasq:
         out: dict[str, str] = {}
         with contextlib.suppress(FileNotFoundError):
             for line in self.hostsfile.read_text().splitlines():
-                mac, _, ip = line.partition(",")
+                mac, _, rest = line.partition(",")
+                ip = rest.split(",")[0]
                 if mac and ip:
                     out[mac] = ip
         return out

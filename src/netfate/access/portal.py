@@ -10,15 +10,20 @@ orchestrator associate). Everything that talks to the outside is injected:
     on_accept(user, mac, client_ip, framed_ip) -> None   raise AcceptError to report a 502
     mac_for_ip(ip) -> str | None                          (the DHCP leases)
 
-Each may be sync (run in a worker thread) or async. Answers are HTML, or JSON when the
-request accepts application/json: {"ok": true, "user", "ip", "node", "mac", "renew"} or
-{"ok": false, "error"}.
+    logged_in(mac) -> bool                                 (the orchestrator's sessions)
+
+Each may be sync (run in a worker thread) or async. Answers are HTML (access/pages.py), or
+JSON when the request accepts application/json: {"ok": true, "user", "ip", "node", "mac",
+"renew"} or {"ok": false, "error"}. After a login the device is served at once on the
+address it has: nothing to renew. The captive portal API (RFC 8908, access/capport.py)
+answers at CAPPORT_PATH. A logged-in device that still reaches the portal for another site
+gets a page that reloads it shortly (its steering is being installed, or its browser kept
+the captive resolver's answer).
 """
 
 from __future__ import annotations
 
 import asyncio
-import html
 import inspect
 import logging
 import math
@@ -36,7 +41,9 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from netfate import credentials
-from netfate.access.addressing import PORTAL_NAME
+from netfate.access import capport, pages
+from netfate.access.addressing import CAPPORT_PATH, PORTAL_NAME
+from netfate.access.capport import Logins
 from netfate.radius.client import AuthResult, RadiusError
 
 log = logging.getLogger("netfate.access.portal")
@@ -50,6 +57,7 @@ _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 Authenticate = Callable[[str, str, str], AuthResult | Awaitable[AuthResult]]
 OnAccept = Callable[[str, str, str, str | None], Awaitable[None] | None]
 MacForIp = Callable[[str], str | Awaitable[str | None] | None]
+LoggedIn = Callable[[str], bool | Awaitable[bool]]
 
 
 class AcceptError(Exception):
@@ -101,14 +109,6 @@ async def _call(fn: Callable[..., Any], *args: Any) -> Any:
     if inspect.isawaitable(result):
         return await result
     return result
-
-
-def _page(title: str, body: str) -> str:
-    return (
-        "<!doctype html><html><head><meta charset=\"utf-8\">"
-        f"<title>{html.escape(title)}</title></head><body>"
-        f"<h1>{html.escape(title)}</h1>{body}</body></html>"
-    )
 
 
 def _safe_next(value: str | None) -> str | None:
@@ -183,13 +183,18 @@ def create_portal_app(
     *,
     limiter: WindowLimiter | None = None,
     portal_hosts: Iterable[str] = (PORTAL_NAME,),
+    logged_in: LoggedIn | None = None,
+    logins: Logins | None = None,
 ) -> Starlette:
     """The portal of ``node`` at ``services_ip``. ``limiter`` caps login POSTs per client
     address (default 10 per 10 s). ``portal_hosts``: names besides services_ip that are the
-    portal itself (not redirected)."""
+    portal itself (not redirected). ``logged_in(mac)``: whether the platform holds a session
+    for that device here (None: only the portal's own fresh logins count)."""
     lim = limiter if limiter is not None else WindowLimiter()
+    seen = logins if logins is not None else Logins()
     own_hosts = {services_ip.lower(), *(h.lower() for h in portal_hosts)}
     login_url = f"http://{services_ip}/login"
+    no_store = {"Cache-Control": "no-store"}
 
     def wants_json(request: Request) -> bool:
         return "application/json" in request.headers.get("accept", "").lower()
@@ -202,57 +207,71 @@ def create_portal_app(
         name = name.rsplit(":", 1)[0] if not name.endswith("]") else name
         return name in own_hosts
 
+    async def online(client_ip: str) -> tuple[bool, str | None]:
+        """(logged in, MAC) of the device at client_ip: a fresh login here, or a session
+        the platform holds for it here."""
+        mac = await _call(mac_for_ip, client_ip) if client_ip else None
+        if not mac:
+            return False, None
+        if seen.fresh(mac):
+            return True, mac
+        if logged_in is None:
+            return False, mac
+        try:
+            return bool(await _call(logged_in, mac)), mac
+        except Exception as exc:  # the orchestrator is away: captive, as the switch decides
+            log.warning("cannot tell whether %s is logged in: %s", mac, exc)
+            return False, mac
+
     def answer(request: Request, status: int, title: str, message: str,
-               data: dict[str, Any] | None = None,
-               headers: dict[str, str] | None = None) -> Response:
-        hdrs = {"Cache-Control": "no-store", **(headers or {})}
+               data: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+               *, retry_form: tuple[str | None, str] | None = None) -> Response:
+        """JSON {"ok": false, "error"} or a page saying it in words; ``retry_form`` (next,
+        user): show the login form again with the message above it."""
+        hdrs = {**no_store, **(headers or {})}
         if wants_json(request):
             payload = data if data is not None else {"ok": False, "error": message}
             return JSONResponse(payload, status_code=status, headers=hdrs)
-        body = f"<p>{html.escape(message)}</p>"
-        if status >= 400:
-            body += '<p><a href="/login">Back to the login</a></p>'
-        return HTMLResponse(_page(title, body), status_code=status, headers=hdrs)
-
-    def form(next_url: str | None) -> str:
-        hidden = (f'<input type="hidden" name="next" value="{html.escape(next_url)}">'
-                  if next_url else "")
-        return _page(
-            f"NetFATE access at {node}",
-            "<p>Log in to use the network.</p>"
-            '<form method="post" action="/login">'
-            '<p><label>User <input name="username" maxlength="64" autocomplete="username" '
-            "required></label></p>"
-            '<p><label>Password <input name="password" type="password" maxlength="128" '
-            'autocomplete="current-password" required></label></p>'
-            f'{hidden}<p><button type="submit">Log in</button></p></form>',
-        )
+        if retry_form is not None:
+            text = pages.login_form(node, retry_form[0], error=f"{title}: {message}",
+                                    user=retry_form[1])
+        else:
+            text = pages.message(title, message, error=status >= 400, back=status >= 400)
+        return HTMLResponse(text, status_code=status, headers=hdrs)
 
     async def login(request: Request, client_ip: str) -> Response:
         retry = lim.hit(client_ip)
         if retry is not None:
             return answer(request, 429, "Too many attempts",
                           f"too many login attempts from {client_ip}; try again in {retry} s",
-                          headers={"Retry-After": str(retry)})
+                          headers={"Retry-After": str(retry)}, retry_form=(None, ""))
         try:
             raw = await _read_body(request)
             user, password, next_url = parse_login(request.headers.get("content-type"), raw)
         except BadRequest as exc:
-            return answer(request, 400, "Bad request", str(exc))
+            return answer(request, 400, "The login could not be read", str(exc),
+                          retry_form=(None, ""))
         except ClientDisconnect:
             return Response(status_code=400)
+        again = (next_url, user)
         mac = await _call(mac_for_ip, client_ip)
         if not mac:
-            return answer(request, 400, "Unknown client", f"no DHCP lease for {client_ip}")
+            return answer(request, 400, "Unknown device",
+                          f"no DHCP lease for {client_ip}: reconnect to the network (or renew "
+                          "its address) and try again")
         try:
             result: AuthResult = await _call(authenticate, user, password, mac)
         except RadiusError as exc:
             log.warning("login %s from %s/%s: RADIUS failed: %s", user, mac, client_ip, exc)
-            return answer(request, 503, "Try again later", "authentication service unavailable")
+            return answer(request, 503, "Try again later",
+                          "authentication service unavailable: please try again in a minute",
+                          retry_form=again)
         if not result.accepted:
             log.info("login %s from %s/%s: rejected (%s)", user, mac, client_ip,
                      result.reply_message)
-            return answer(request, 401, "Login refused", result.reply_message or "login refused")
+            return answer(request, 401, "Login refused",
+                          result.reply_message or "wrong user name or password",
+                          retry_form=again)
         t_accept = time.perf_counter()
         try:
             await _call(on_accept, user, mac, client_ip, result.framed_ip)
@@ -260,44 +279,58 @@ def create_portal_app(
             log.warning("login %s from %s/%s: accepted, set-up failed: %s", user, mac,
                         client_ip, exc)
             return answer(request, 502, "Set-up failed",
-                          f"logged in, but your services could not be set up: {exc}")
+                          f"logged in, but your services could not be set up ({exc}); "
+                          "please try again in a minute", retry_form=again)
+        seen.accepted(mac, user, result.session_timeout)
         ip = result.framed_ip or client_ip
-        renew = ip != client_ip
         log.info("login %s from %s/%s: accepted, address %s", user, mac, client_ip, ip)
         if wants_json(request):
+            # renew: False, the device is served at once on the address it has; its next
+            # DHCP renewal moves it to `ip`, its stable address.
             return JSONResponse({"ok": True, "user": user, "ip": ip, "node": node, "mac": mac,
-                                 "renew": renew, "radius_ms": round(result.rtt * 1000, 2),
+                                 "renew": False, "radius_ms": round(result.rtt * 1000, 2),
                                  "setup_ms": round((time.perf_counter() - t_accept) * 1000,
                                                    2)},
-                                headers={"Cache-Control": "no-store"})
-        body = (f"<p>Logged in as <b>{html.escape(user)}</b> at {html.escape(node)}.</p>"
-                f"<p>Your address is <b>{html.escape(ip)}</b>; you keep it at every access "
-                "point.</p>")
-        if renew:
-            body += ("<p>Renew your DHCP lease (reconnect) to take it: you have "
-                     f"{html.escape(client_ip)} now.</p>")
-        if next_url:
-            body += f'<p><a href="{html.escape(next_url)}">Continue to {html.escape(next_url)}'\
-                    "</a></p>"
-        return HTMLResponse(_page("Logged in", body), headers={"Cache-Control": "no-store"})
+                                headers=no_store)
+        text = pages.logged_in(user, node, ip, next_url)
+        if next_url:  # straight back to the page asked for (Post/Redirect/Get)
+            return HTMLResponse(text, status_code=303,
+                                headers={**no_store, "Location": next_url})
+        return HTMLResponse(text, headers=no_store)
+
+    async def capport_api(request: Request, client_ip: str) -> Response:
+        is_online, mac = await online(client_ip)
+        body = capport.status(not is_online, login_url,
+                              seen.seconds_remaining(mac) if is_online and mac else None)
+        return JSONResponse(body, media_type=capport.MEDIA_TYPE,
+                            headers={"Cache-Control": "private, no-store"})
 
     async def endpoint(request: Request) -> Response:
         path = request.url.path
-        if not is_portal(request):
-            # Redirected HTTP to some site: send the browser to the login page, and never
-            # let it cache that answer for the site.
-            wanted = str(request.url)
-            return RedirectResponse(f"{login_url}?next={quote(wanted, safe='')}",
-                                    status_code=302, headers={"Cache-Control": "no-store"})
         client_ip = request.client.host if request.client else ""
+        if not is_portal(request):
+            wanted = str(request.url)
+            # Never let the browser cache this answer for the site, nor keep the connection:
+            # once logged in, its next request for the site must start afresh (a new DNS
+            # lookup and connection), not reuse the one that reached the portal.
+            hdrs = {**no_store, "Connection": "close"}
+            if (await online(client_ip))[0]:
+                # Logged in, yet here: its steering is being installed, or its browser kept
+                # the captive answer for this name. Try again in a moment, by itself.
+                return HTMLResponse(pages.setting_up(wanted), headers=hdrs)
+            # Redirected HTTP to some site: send the browser to the login page.
+            return RedirectResponse(f"{login_url}?next={quote(wanted, safe='')}",
+                                    status_code=302, headers=hdrs)
         if path == "/login" and request.method == "POST":
             return await login(request, client_ip)
         if request.method not in ("GET", "HEAD"):
             return answer(request, 405, "Not allowed", f"{request.method} {path} is not allowed",
                           headers={"Allow": "GET, HEAD" + (", POST" if path == "/login" else "")})
+        if path == CAPPORT_PATH:
+            return await capport_api(request, client_ip)
         if path in ("/", "/login"):
             next_url = _safe_next(request.query_params.get("next"))
-            return HTMLResponse(form(next_url), headers={"Cache-Control": "no-store"})
+            return HTMLResponse(pages.login_form(node, next_url), headers=no_store)
         if path == "/healthz":
             return JSONResponse({"ok": True, "node": node})
         return answer(request, 404, "Not found", f"{path} is not here: see /login")
@@ -305,4 +338,5 @@ def create_portal_app(
     app = Starlette(routes=[Route("/{path:path}", endpoint, methods=_ALL_METHODS)])
     app.state.node = node
     app.state.limiter = lim
+    app.state.logins = seen
     return app

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -27,15 +26,24 @@ from urllib.parse import quote
 
 import httpx
 
-from netfate.access.addressing import CpeAccess, dns_records, services_host_if, services_netns
+from netfate.access import captive_dns, dhcp_release
+from netfate.access.addressing import (
+    CAPTIVE_DNS_PORT,
+    CpeAccess,
+    capport_url,
+    dns_records,
+    services_host_if,
+    services_netns,
+)
+from netfate.access.captive_dns import CaptiveDns
 from netfate.access.dnsmasq import Dnsmasq, stop_recorded
 from netfate.access.portal import AcceptError, WindowLimiter, create_portal_app
+from netfate.access.portal_server import PortalServer, listen_socket
 from netfate.drivers import netns
 from netfate.errors import DriverError, NetfateError
 from netfate.proc import run
 
 if TYPE_CHECKING:
-    import uvicorn
     from starlette.applications import Starlette
 
     from netfate.drivers.ovs import OvsNetwork
@@ -81,9 +89,11 @@ class OvsAttach:
             self._net = None
 
 
-def nft_ruleset(portal_port: int, ifname: str = INNER_IF) -> str:
-    """TCP to port 80 of any address, arriving on ifname, goes to the portal. The add/delete
-    pair first makes it idempotent (a missing table cannot be deleted)."""
+def nft_ruleset(portal_port: int, ifname: str = INNER_IF,
+                captive_dns_port: int = CAPTIVE_DNS_PORT) -> str:
+    """TCP to port 80 of any address, arriving on ifname, goes to the portal; DNS the switch
+    marked as captive (its port), to any address, goes to the captive resolver. The
+    add/delete pair first makes it idempotent (a missing table cannot be deleted)."""
     return (
         f"add table ip {NFT_TABLE}\n"
         f"delete table ip {NFT_TABLE}\n"
@@ -91,65 +101,11 @@ def nft_ruleset(portal_port: int, ifname: str = INNER_IF) -> str:
         "  chain prerouting {\n"
         "    type nat hook prerouting priority dstnat; policy accept;\n"
         f'    iifname "{ifname}" tcp dport 80 redirect to :{portal_port}\n'
+        f'    iifname "{ifname}" udp dport {captive_dns_port} redirect to :{captive_dns_port}\n'
+        f'    iifname "{ifname}" tcp dport {captive_dns_port} redirect to :{captive_dns_port}\n'
         "  }\n"
         "}\n"
     )
-
-
-def listen_socket(ns: str | None, port: int, host: str = "0.0.0.0",
-                  backlog: int = 128) -> socket.socket:
-    """A listening TCP socket inside ns, for a server running in this (root) namespace."""
-    sock = netns.socket_in(ns, socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(backlog)
-        sock.setblocking(False)
-    except OSError as exc:
-        sock.close()
-        raise DriverError(f"cannot listen on {host}:{port} in {ns}: {exc}") from exc
-    return sock
-
-
-class PortalServer:
-    """uvicorn serving an ASGI app on a given socket, in a thread of its own. (In the main
-    thread uvicorn would take over SIGTERM and re-raise it after shutdown, killing the
-    process before its cleanup.)"""
-
-    def __init__(self, app: Any, sock: socket.socket) -> None:
-        import uvicorn
-
-        self.sock = sock
-        # proxy_headers off: the peer address is the client's, which picks its MAC.
-        config = uvicorn.Config(app, log_level="warning", proxy_headers=False,
-                                server_header=False, lifespan="off")
-        self.server: uvicorn.Server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._run, name="portal", daemon=True)
-        self.error: BaseException | None = None
-
-    def _run(self) -> None:
-        try:
-            self.server.run(sockets=[self.sock])
-        except BaseException as exc:  # reported by start()
-            self.error = exc
-
-    def start(self, timeout: float = 5.0) -> None:
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise DriverError(f"the portal did not start: {self.error or 'timeout'}")
-            time.sleep(0.01)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self.server.should_exit = True
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        if self._thread.is_alive():
-            self.server.force_exit = True
-            self._thread.join(1.0)
-        self.sock.close()
 
 
 class AccessServices:
@@ -173,6 +129,8 @@ class AccessServices:
         api_timeout: float = 15.0,
         limiter: WindowLimiter | None = None,
         api_auth: httpx.Auth | None = None,
+        prelogin_lease: str = "2m",
+        host_lease: str = "1h",
     ) -> None:
         self.cpe = cpe
         self.bridge = bridge
@@ -184,10 +142,16 @@ class AccessServices:
         self.mtu = mtu
         self.netns = services_netns(cpe.node)
         self.host_if = services_host_if(cpe.node)
+        names = records if records is not None else dns_records(cpe, internet_address)
+        # After login: the platform's names, and (the sealed testbed's internet) every other
+        # name is the internet host. Before login: the captive resolver, every name the portal.
         self.dnsmasq = Dnsmasq(
-            self.netns, cpe, self.state_dir, interface=INNER_IF,
-            records=records if records is not None else dns_records(cpe, internet_address),
+            self.netns, cpe, self.state_dir, interface=INNER_IF, records=names,
+            other_names=internet_address, lease_time=prelogin_lease,
+            host_lease_time=host_lease, capport_url=capport_url(),
         )
+        self.captive_dns = CaptiveDns(self.netns, cpe.services_ip, self.state_dir,
+                                      interface=INNER_IF, records=names)
         # The orchestrator's operator token (netfate.api_auth.BearerAuth).
         self._auth = api_auth
         self._http = httpx.Client(timeout=api_timeout, auth=api_auth)
@@ -196,9 +160,10 @@ class AccessServices:
         # orchestrator with the login (the portal passes on_accept no AuthResult).
         self._accepts: dict[tuple[str, str], tuple[int | None, int | None]] = {}
         self._portal: PortalServer | None = None
+        self._users_cache: tuple[float, list[dict[str, Any]]] = (0.0, [])
         self.app: Starlette = create_portal_app(
             cpe.node, cpe.services_ip, self.authenticate, self.on_accept, self.dnsmasq.mac_for,
-            limiter=limiter,
+            limiter=limiter, logged_in=self.logged_in,
         )
 
     # -- the portal's callables ---------------------------------------------------------------
@@ -221,12 +186,14 @@ class AccessServices:
         if framed_ip:
             try:
                 with self._hosts_lock:
-                    hosts = {m: ip for m, ip in self.dnsmasq.hosts().items()
-                             if ip != framed_ip and m != mac}
+                    cur = self.dnsmasq.hosts()
+                    former = {m for m, ip in cur.items() if ip == framed_ip and m != mac}
+                    hosts = {m: ip for m, ip in cur.items() if ip != framed_ip and m != mac}
                     hosts[mac] = framed_ip
                     self.dnsmasq.set_hosts(hosts)
             except (NetfateError, OSError) as exc:
                 raise AcceptError(f"cannot reserve {framed_ip} for {mac}: {exc}") from exc
+            self._release_former(mac, framed_ip, former)
         url = f"{self.api_url}/api/v1/users/{quote(user, safe='')}/associate"
         body: dict[str, Any] = {"node": self.cpe.node, "mac": mac, "ip": framed_ip or client_ip}
         with self._hosts_lock:
@@ -247,6 +214,42 @@ class AccessServices:
         with contextlib.suppress(ValueError, AttributeError):
             log.info("%s at %s (%s): accounting session %s", user, self.cpe.node, mac,
                      r.json().get("acct_session_id"))
+
+    def _release_former(self, mac: str, framed_ip: str, former: set[str]) -> None:
+        """The user's stable address was another MAC's (the same device before it changed
+        its MAC, or a device they left): every lease of those MACs, and any other MAC's
+        lease of the stable address, ends now, so nothing of the old MAC stays and the
+        address is free for ``mac`` at its next renewal. Best effort: logged."""
+        try:
+            text = self.dnsmasq.leasefile.read_text()
+        except OSError:
+            return
+        for m, ip, clid in dhcp_release.lease_entries(text):
+            if m != mac and (m in former or ip == framed_ip):
+                try:
+                    dhcp_release.release(self.netns, INNER_IF, self.cpe.services_ip, m, ip,
+                                         clid)
+                    log.info("released %s's lease of %s (%s logged in as its user)", m, ip,
+                             mac)
+                except (NetfateError, ValueError) as exc:
+                    log.warning("cannot release %s's lease of %s: %s", m, ip, exc)
+
+    def _users(self, max_age: float = 1.0) -> list[dict[str, Any]]:
+        """The orchestrator's users, at most max_age seconds old. httpx.HTTPError if it
+        cannot be read."""
+        at, users = self._users_cache
+        if time.monotonic() - at > max_age:
+            r = self._http.get(f"{self.api_url}/api/v1/users", timeout=2)
+            r.raise_for_status()
+            users = list(r.json())
+            self._users_cache = (time.monotonic(), users)
+        return users
+
+    def logged_in(self, mac: str) -> bool:
+        """Whether the platform holds a session for the device ``mac`` at this CPE."""
+        mac = mac.lower()
+        return any(str(u.get("mac") or "").lower() == mac
+                   and u.get("access_node") == self.cpe.node for u in self._users())
 
     def sync_bindings(self) -> bool:
         """Every logged-in user's stable address for their device, from the orchestrator,
@@ -293,12 +296,14 @@ class AccessServices:
         # tx checksum off (configure_inside's default): unicast DHCP replies and TCP through
         # the OVS netdev datapath need it.
         netns.configure_inside(self.netns, INNER_IF, addresses=[c.services_cidr])
-        run(["nft", "-f", "-"], netns=self.netns, input=nft_ruleset(self.portal_port).encode())
+        run(["nft", "-f", "-"], netns=self.netns,
+            input=nft_ruleset(self.portal_port, captive_dns_port=self.captive_dns.port).encode())
         if self.bridge is not None:
             ids = {"netfate-kind": "services", "attached-mac": c.services_mac,
                    "netfate-ip": c.services_ip}
             self._attacher().attach(self.bridge, self.host_if, ids)
         self.dnsmasq.start(timeout)
+        self.captive_dns.start(timeout)
         sock = listen_socket(self.netns, self.portal_port)
         self._portal = PortalServer(self.app, sock)
         self._portal.start(timeout)
@@ -319,6 +324,8 @@ class AccessServices:
             self._portal = None
         with contextlib.suppress(Exception):
             self.dnsmasq.stop()
+        with contextlib.suppress(Exception):
+            self.captive_dns.stop()
         if self.bridge is not None:
             try:
                 self._attacher().detach(self.bridge, self.host_if)
@@ -354,6 +361,7 @@ def cleanup(node: str, state_dir: Path) -> dict[str, Any]:
     dnsmasq (by the PID recorded in <state_dir>/dnsmasq.pid), veth and namespace. OVS keeps
     the port's row on the bridge; the testbed's down removes bridges whole."""
     pid = stop_recorded(state_dir)
+    captive_dns.stop_recorded(state_dir)
     host_if, ns = services_host_if(node), services_netns(node)
     link, gone = _remove_net(ns, host_if)
     return {"dnsmasq_pid": pid, "link": host_if if link else None,

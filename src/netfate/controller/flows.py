@@ -12,7 +12,8 @@ See pipeline.py for the tables. In short, on a CPE:
 - table 1 counts each authenticated user's packets, both ways, in one idle-timeout flow.
 - table 2 sends DNS and portal traffic to the CPE, and the rest through the user's chain:
   each NF port's output is matched again (port + user + classifier) to find the next hop.
-- table 3 is the captive portal for unauthenticated users.
+- table 3 is the captive portal for unauthenticated users: their DNS, to any resolver, goes
+  to the CPE's captive resolver (every name is the portal), their HTTP to the portal.
 - TS rules (Table I) are explicit orders, one flow each in table 0 above all of that.
 
 ARP never crosses a chain: it is L2 glue the switch checks itself (sender MAC and IP), and an
@@ -166,14 +167,20 @@ def _dhcp(**m: Any) -> dict[str, Any]:
 
 def _local(svc: ServicesAttachment) -> list[dict[str, Any]]:
     """IPv4 matches for traffic a client may always send to its CPE: DNS and the portal."""
-    ip4 = {"eth_type": ETH_IPV4}
-    out = [
-        {**ip4, "ipv4_dst": svc.resolver, "ip_proto": UDP, "udp_dst": DNS},
-        {**ip4, "ipv4_dst": svc.resolver, "ip_proto": TCP, "tcp_dst": DNS},
-    ]
-    for p in sorted({HTTP, svc.portal_port}):
-        out.append({**ip4, "ipv4_dst": svc.ip, "ip_proto": TCP, "tcp_dst": p})
-    return out
+    return _dns_to(svc.resolver) + _portal(svc)
+
+
+def _dns_to(resolver: str | None) -> list[dict[str, Any]]:
+    """DNS over UDP and TCP, to ``resolver`` (None: to any address)."""
+    ip4: dict[str, Any] = {"eth_type": ETH_IPV4}
+    if resolver is not None:
+        ip4["ipv4_dst"] = resolver
+    return [{**ip4, "ip_proto": UDP, "udp_dst": DNS}, {**ip4, "ip_proto": TCP, "tcp_dst": DNS}]
+
+
+def _portal(svc: ServicesAttachment) -> list[dict[str, Any]]:
+    return [{"eth_type": ETH_IPV4, "ipv4_dst": svc.ip, "ip_proto": TCP, "tcp_dst": p}
+            for p in sorted({HTTP, svc.portal_port})]
 
 
 def _services(state: SwitchState, svc: ServicesAttachment, port: _Ports) -> Iterator[FlowMod]:
@@ -196,7 +203,16 @@ def _services(state: SwitchState, svc: ServicesAttachment, port: _Ports) -> Iter
     for m in _local(svc):
         yield _flow(Kind.SERVICES, ident, pl.STEER, pl.P_LOCAL,
                     {**m, "metadata": (pl.UP, pl.DIR_MASK)}, (s,))
+    for m in _portal(svc):
         yield _flow(Kind.SERVICES, ident, pl.CAPTIVE, pl.P_CAPTIVE_ALLOW, m, (s,))
+    # Before login, DNS to any resolver goes to the captive resolver (its port marks it as
+    # such for the services namespace, which takes it whatever the destination address):
+    # every name is answered with the portal's address, and nothing is ever looked up
+    # outside (no DNS tunnelling before login). The reply gets port 53 back in _user.
+    for m in _dns_to(None):
+        port_field = "udp_dst" if m["ip_proto"] == UDP else "tcp_dst"
+        yield _flow(Kind.SERVICES, ident, pl.CAPTIVE, pl.P_REDIRECT, m, (s,),
+                    set_fields=(("eth_dst", svc.mac), (port_field, svc.captive_dns_port)))
     # The redirect: any other HTTP goes to the portal by rewriting only the destination MAC.
     # The portal's namespace takes it whatever the destination IP (an nft `redirect` there),
     # so its replies leave with the address the browser asked for: the switch needs no state
@@ -222,29 +238,43 @@ def _user(state: SwitchState, u: Client, port: _Ports) -> Iterator[FlowMod]:
         for et in (ETH_ARP, ETH_IPV4):  # never IPv6 (nor any other EtherType)
             yield _flow(Kind.USER, u.name, pl.INGRESS, pl.P_USER,
                         {"in_port": s, "eth_dst": u.mac, "eth_type": et}, (p,))
+    if svc is not None and s is not None:
+        # The captive resolver's answers leave the services with its port as source: the
+        # client asked port 53 (see _services).
+        for proto, name in ((UDP, "udp_src"), (TCP, "tcp_src")):
+            yield _flow(Kind.USER, u.name, pl.INGRESS, pl.P_DNS_REPLY,
+                        {"in_port": s, "eth_dst": u.mac, "eth_type": ETH_IPV4,
+                         "ip_proto": proto, name: svc.captive_dns_port}, (p,),
+                        set_fields=((name, DNS),))
     if u.ip is None:
         return  # no address yet: DHCP is all it may do
-    if svc is not None and s is not None:
-        for ip in sorted({svc.ip, svc.resolver}):
-            yield _flow(Kind.USER, u.name, pl.INGRESS, pl.P_ARP_TO_SERVICES,
-                        {**arp, "arp_spa": u.ip, "arp_tpa": ip}, (s,))
-    # Unauthenticated clients need ARP too: without the gateway's MAC the browser's first
-    # HTTP packet is never sent, so there is nothing to redirect.
-    yield _flow(Kind.USER, u.name, pl.INGRESS, pl.P_ARP_FROM_CLIENT,
-                {**arp, "arp_spa": u.ip}, (up,))
-    yield _flow(Kind.USER, u.name, pl.INGRESS, pl.P_ARP_TO_CLIENT,
-                {"in_port": up, "eth_type": ETH_ARP, "arp_tpa": u.ip}, (p,))
-    src = {"in_port": p, "eth_src": u.mac, "eth_type": ETH_IPV4, "ipv4_src": u.ip}
+    # Its address, and (just after login) the pre-login one it holds until it renews.
+    addrs = (u.ip, *u.extra_ips)
+    for addr in addrs:
+        if svc is not None and s is not None:
+            for ip in sorted({svc.ip, svc.resolver}):
+                yield _flow(Kind.USER, u.name, pl.INGRESS, pl.P_ARP_TO_SERVICES,
+                            {**arp, "arp_spa": addr, "arp_tpa": ip}, (s,))
+        # Unauthenticated clients need ARP too: without the gateway's MAC the browser's first
+        # HTTP packet is never sent, so there is nothing to redirect.
+        yield _flow(Kind.USER, u.name, pl.INGRESS, pl.P_ARP_FROM_CLIENT,
+                    {**arp, "arp_spa": addr}, (up,))
+        yield _flow(Kind.USER, u.name, pl.INGRESS, pl.P_ARP_TO_CLIENT,
+                    {"in_port": up, "eth_type": ETH_ARP, "arp_tpa": addr}, (p,))
     if not u.authenticated:
-        yield _flow(Kind.USER, u.name, pl.INGRESS, pl.P_USER, src, goto_table=pl.CAPTIVE)
+        yield _flow(Kind.USER, u.name, pl.INGRESS, pl.P_USER,
+                    {"in_port": p, "eth_src": u.mac, "eth_type": ETH_IPV4, "ipv4_src": u.ip},
+                    goto_table=pl.CAPTIVE)
         return
-    yield _flow(Kind.USER, u.name, pl.INGRESS, pl.P_USER, src,
-                write_metadata=(pl.metadata(u.name, pl.UP), pl.ALL_ONES),
-                goto_table=pl.ACTIVITY)
-    yield _flow(Kind.USER, u.name, pl.INGRESS, pl.P_USER,
-                {"in_port": up, "eth_dst": u.mac, "eth_type": ETH_IPV4, "ipv4_dst": u.ip},
-                write_metadata=(pl.metadata(u.name, pl.DOWN), pl.ALL_ONES),
-                goto_table=pl.ACTIVITY)
+    for addr in addrs:
+        yield _flow(Kind.USER, u.name, pl.INGRESS, pl.P_USER,
+                    {"in_port": p, "eth_src": u.mac, "eth_type": ETH_IPV4, "ipv4_src": addr},
+                    write_metadata=(pl.metadata(u.name, pl.UP), pl.ALL_ONES),
+                    goto_table=pl.ACTIVITY)
+        yield _flow(Kind.USER, u.name, pl.INGRESS, pl.P_USER,
+                    {"in_port": up, "eth_dst": u.mac, "eth_type": ETH_IPV4, "ipv4_dst": addr},
+                    write_metadata=(pl.metadata(u.name, pl.DOWN), pl.ALL_ONES),
+                    goto_table=pl.ACTIVITY)
     if u.idle_timeout:
         # One flow sees every packet of the user, both ways (the direction bits are masked):
         # its removal for idleness means "no packets for the idle period". Its expiry changes

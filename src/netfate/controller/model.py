@@ -82,6 +82,9 @@ class Client(_M):
     name: str = Field(min_length=1, max_length=128)
     mac: Mac
     ip: IPv4 | None = None  # the address it was given (DHCP / RADIUS Framed-IP); None: none yet
+    # An authenticated user's pre-login DHCP address, served like `ip` until the device's
+    # next renewal moves it to `ip` (so it is served at once after login, with no reconnect).
+    extra_ips: tuple[IPv4, ...] = Field(default=(), max_length=4)
     port: PortName = Field(min_length=1)  # the access port it is behind
     authenticated: bool = False  # False: captive portal; chain, classifiers, idle unused
     chain: tuple[Hop, ...] = ()  # default chain, in upstream order; empty: straight out
@@ -91,6 +94,10 @@ class Client(_M):
     @model_validator(mode="after")
     def _check(self) -> Client:
         _check_chain(self.chain, f"user {self.name}")
+        if self.extra_ips and (not self.authenticated or self.ip is None
+                               or self.ip in self.extra_ips):
+            raise ValueError(f"user {self.name}: extra addresses need an authenticated user "
+                             "with another address")
         prios = [c.priority for c in self.classifiers]
         if len(set(prios)) != len(prios):
             raise ValueError(f"user {self.name}: two classifiers have the same priority")
@@ -122,6 +129,10 @@ class ServicesAttachment(_M):
     ip: IPv4  # the portal's address; also the DHCP server and DNS resolver unless dns_ip says
     dns_ip: IPv4 | None = None
     portal_port: int = Field(default=80, ge=1, le=65535)
+    # Where an unauthenticated client's DNS goes (the switch rewrites port 53 to it, and back
+    # in the replies): the services' captive resolver, which answers every name with the
+    # portal's address and never recurses (access.addressing.CAPTIVE_DNS_PORT).
+    captive_dns_port: int = Field(default=5353, ge=1, le=65535)
 
     @property
     def resolver(self) -> str:
@@ -223,7 +234,7 @@ class SwitchState(_M):
         macs = [u.mac for u in self.users]
         if len(set(macs)) != len(macs):
             raise ValueError(f"switch {self.node}: two users share a MAC")
-        ips = [u.ip for u in self.users if u.ip is not None]
+        ips = [ip for u in self.users for ip in (u.ip, *u.extra_ips) if ip is not None]
         if len(set(ips)) != len(ips):
             raise ValueError(f"switch {self.node}: two users share an IP address")
         for u in self.users:

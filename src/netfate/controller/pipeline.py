@@ -3,7 +3,8 @@
     table 0 INGRESS   port security: which port may send what; who the packet belongs to
     table 1 ACTIVITY  one idle-timeout flow per authenticated user, both directions
     table 2 STEER     local services, then classification and the user's chain, hop by hop
-    table 3 CAPTIVE   unauthenticated users: DHCP/DNS to the CPE, HTTP to the portal, else drop
+    table 3 CAPTIVE   unauthenticated users: DNS (any resolver) to the CPE's captive resolver,
+                      HTTP to the portal, else drop
 
 TS rules (Table I) live in table 0, in a band of their own above the rest (P_TS_RULE_BASE).
 
@@ -32,6 +33,7 @@ GROUP_BIT = "01:00:00:00:00:00"
 P_ARP_TO_SERVICES = 300   # a client's ARP for the CPE's own address
 P_ARP_TO_CLIENT = 300     # ARP for a client's address, from the uplink
 P_ARP_FROM_CLIENT = 290   # a client's ARP with its own sender addresses, to the uplink
+P_DNS_REPLY = 220         # the captive resolver's replies to a client: port 53 again
 P_DHCP_KNOWN = 210        # a known client's DHCP: to the CPE, not counted as activity
 P_USER = 200              # a user's IPv4 in and out; NF ports; services port to a client
 P_ANCHOR = 160            # core, mid-migration: a user's IPv4 via the CPE running their NFs

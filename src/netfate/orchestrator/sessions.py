@@ -60,7 +60,10 @@ def record_association(s: Session, user: str, node: str, mac: str | None, ip: st
                          idle_timeout=login.idle_timeout)
     elif cur is None:
         repo.add_session(s, user=user, node=node, mac=mac, ip=ip)
-    elif cur.node_name != node:
+    elif cur.node_name != node or (mac is not None and cur.mac is not None
+                                   and cur.mac.lower() != mac.lower()):
+        # A new node, or a new MAC (a randomised one): a new session row, so what names the
+        # old MAC (fast re-authentication by MAC) ends; the login and its accounting go on.
         acct, login_at = cur.acct_session_id, cur.login_at
         limits = cur.session_timeout, cur.idle_timeout
         repo.end_session(s, cur.id)  # no cause: the login goes on at the new node
@@ -69,12 +72,25 @@ def record_association(s: Session, user: str, node: str, mac: str | None, ip: st
     repo.update_user_seen(s, user, access_node=node, mac=mac, ip=ip)
 
 
+def _other_on(s: Session, user: str, mac: str) -> str | None:
+    """Another user whose active session is on the device with this MAC."""
+    cur = repo.active_session_by_mac(s, mac)
+    return cur.user_name if cur is not None and cur.user_name != user else None
+
+
 async def associate(coord: Coordinator, database: Database, user: str, node: str,
                     mac: str | None, ip: str | None, background: bool = True,
                     login: Login | None = None) -> PlanRun:
     """``login`` given: a new login (see the module's docstring); None: a roam or a repeated
     association, which keeps the user's login and its accounting session."""
     await database.run(_check, user, node)
+    for _ in range(4):
+        # The device changed hands (another user logs in on it): the one before leaves, as
+        # when idle, so no switch holds two users on one MAC.
+        other = await database.run(_other_on, user, mac) if mac else None
+        if other is None:
+            break
+        await idle(coord, database, other)
 
     def record(s: Session) -> None:  # after planning: the engine sees where the user was
         record_association(s, user, node, mac, ip, login)

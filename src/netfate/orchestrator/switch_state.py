@@ -5,6 +5,8 @@ database, no bus, no clock here; `Switches` reads the world and publishes what t
   chain and the user is associated there). Each is authenticated, behind the access port the
   agent reports their MAC on, with their chain as NF port pairs. A chain through another
   node's NFs is not built yet: the user is left out (fail closed).
+- A user just logged in is also served on their pre-login DHCP address, as long as the
+  CPE's lease for their MAC still shows it (until the device renews: no reconnect needed).
 - Any other station on an access port (associated, or seen by the controller in a DHCP
   request) is an unauthenticated client: DHCP, DNS and the captive portal only. There are at
   most `max_hosts_per_port` of them per access port and `max_hosts_per_node` per node, the
@@ -201,6 +203,7 @@ class _Users:
         c = _entry(self.node, f"user {kw.get('name')} ({kw.get('mac')})", make)
         if c is not None:
             self._take(c.name, c.mac, c.ip)
+            self.ips.update(c.extra_ips)
             self.users.append(c)
         return c
 
@@ -247,6 +250,8 @@ def _cpe(world: World, node: str, ports: SwitchPorts, rules: Iterable[SteeredRul
             # Visiting: out through the uplink, where the core takes it to the anchor.
             out.client(name=user, mac=r.mac, ip=r.ip, port=stations[r.mac],
                        authenticated=True, idle_timeout=_idle(world, user))
+    rules = list(rules)
+    stable = {r.ip for r in rules if r.ip} | out.ips
     for r in rules:
         if r.user in anchors:
             continue
@@ -265,8 +270,13 @@ def _cpe(world: World, node: str, ports: SwitchPorts, rules: Iterable[SteeredRul
             local, world.records.classes.get(r.user) or ()))  # noqa: B023 - called at once
         if parts is None:
             continue
+        # Just after login the device still holds its pre-login lease: served on it too, at
+        # once, until its renewal hands it the stable address (the lease then shows that).
+        pre = ports.leases.get(r.mac)
+        extra = (pre,) if r.ip and pre and pre != r.ip and pre not in stable else ()
         out.client(name=r.user, mac=r.mac, ip=r.ip, port=port, authenticated=True,
-                   idle_timeout=_idle(world, r.user), chain=parts[0], classifiers=parts[1])
+                   idle_timeout=_idle(world, r.user), chain=parts[0], classifiers=parts[1],
+                   extra_ips=extra)
     # Oldest first; stations the agent reports (associated) count as the newest, so a flood
     # of DHCP from made-up MACs pushes out its own kind before a real station.
     order = [*(m for m in world.seen.get(node, {}) if m not in ports.stations), *ports.stations]
