@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from netfate import paths
+from netfate.api_auth import BearerAuth
 from netfate.radius.accounting import read_detail
 from netfate.testbed import lifecycle
 from netfate.testbed.context import Testbed
@@ -51,7 +52,8 @@ def records(**match: str) -> list[dict[str, str]]:
 def test_accounting_counts_the_users_traffic_from_login_to_idle(
         acct_stack: Testbed, servers: list[Server]) -> None:
     servers.append(Server("fate-h-inet", INET, 5201))
-    r = httpx.post(f"{API}/users", json={"name": "acct1", "password": "acct1-secret"})
+    r = httpx.post(f"{API}/users", json={"name": "acct1", "password": "acct1-secret"},
+                   auth=BearerAuth())
     assert r.status_code == 201, r.text
     login_and_renew(C1, "cpe1", "acct1", "acct1-secret")
     wait_for(lambda: connects(C1, 5201), 15, "acct1's steering")

@@ -29,6 +29,7 @@ from netfate import paths
 from netfate.access import dhcp_client, http
 from netfate.access.dnsmasq import dns_query
 from netfate.agent.ports import leases_file
+from netfate.api_auth import BearerAuth
 from netfate.errors import DriverError
 from netfate.proc import netns_argv, run
 from netfate.roaming.session import portal_ip, wait_for
@@ -82,7 +83,8 @@ ThreadingHTTPServer((sys.argv[1], 80), H).serve_forever()
 def stack(testbed_up: None) -> Iterator[httpx.Client]:
     topo = load_topology()
     lifecycle.down()
-    api = httpx.Client(base_url=lifecycle.api_url() + "/api/v1", timeout=30)
+    api = httpx.Client(base_url=lifecycle.api_url() + "/api/v1", timeout=30,
+                      auth=BearerAuth())
     web: subprocess.Popen[bytes] | None = None
     try:
         lifecycle.up(topo, settings=TestbedSettings(idle_timeout=120))
