@@ -85,7 +85,9 @@ def test_three_thousand_random_macs_cost_a_bounded_state() -> None:
     assert len(guests) == 32  # per port
     assert {u.mac for u in guests} == set(macs[-32:])  # the newest kept
     assert "user1" in {u.name for u in st.users}
-    assert len(build(st, ofports(st)).flows) < 200
+    # A handful of flows per station (DHCP, ARP, captive DNS replies, ...): bounded by the
+    # cap, not by the 3,000 MACs seen (9,014 flows before the cap).
+    assert len(build(st, ofports(st)).flows) < 300
     # The per-node cap holds across ports.
     seen2 = {**{m: "cpe1-a1" for m in macs[:30]}, **{m: "cpe1-a2" for m in macs[30:60]}}
     w2 = World(**{**w.__dict__, "seen": {"cpe1": seen2}})
