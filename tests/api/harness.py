@@ -428,3 +428,23 @@ def unchanged(client: httpx.Client) -> Iterator[None]:
     after = world(client)
     for name in LISTS:
         assert after[name] == before[name], f"{name} changed"
+
+
+@contextlib.contextmanager
+def one_node(state_dir: Path) -> Iterator[tuple[LiveOrchestrator, httpx.Client]]:
+    """An orchestrator with node cpe1 (a fake agent) and user1 (password secret1), and an
+    operator's client for it; all stopped after."""
+    loop = LoopThread()
+    agent: FakeAgent | None = None
+    try:
+        with running(state_dir) as live, \
+                httpx.Client(base_url=live.url, timeout=15, headers=AUTH) as c:
+            agent = FakeAgent(loop, live.nats_url, "cpe1")
+            agent.start()
+            r = c.post("/api/v1/users", json={"name": "user1", "password": "secret1"})
+            assert r.status_code == 201, r.text
+            yield live, c
+    finally:
+        if agent is not None:
+            agent.kill()
+        loop.close()

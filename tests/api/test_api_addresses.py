@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.harness import AUTH, FakeAgent, LoopThread, assert_problem, running, unchanged
+from tests.api.harness import assert_problem, one_node, unchanged
 
 API = "/api/v1"
 ARABIC_IP = "\u0661\u0660.\u0669\u0660.\u0661.\u0661"  # 10.90.1.1 in Arabic-Indic digits
@@ -19,20 +19,8 @@ A1 = "\u0661"  # Arabic-Indic one
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    loop = LoopThread()
-    agent: FakeAgent | None = None
-    try:
-        with running(tmp_path_factory.mktemp("addresses")) as live, \
-                httpx.Client(base_url=live.url, timeout=15, headers=AUTH) as c:
-            agent = FakeAgent(loop, live.nats_url, "cpe1")
-            agent.start()
-            r = c.post(f"{API}/users", json={"name": "user1", "password": "secret1"})
-            assert r.status_code == 201, r.text
-            yield c
-    finally:
-        if agent is not None:
-            agent.kill()
-        loop.close()
+    with one_node(tmp_path_factory.mktemp("addresses")) as (_, c):
+        yield c
 
 
 ASSOC = "/users/user1/associate"

@@ -19,11 +19,9 @@ from netfate.errors import InvalidInput
 from netfate.orchestrator.api import routes_packages
 from tests.api.harness import (
     AUTH,
-    FakeAgent,
     LiveOrchestrator,
-    LoopThread,
     assert_problem,
-    running,
+    one_node,
     unchanged,
 )
 from tests.unit.hostile_docs import (
@@ -48,21 +46,8 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """One orchestrator for the module: node cpe1 (a fake agent) and user1."""
-    loop = LoopThread()
-    agent: FakeAgent | None = None
-    try:
-        with running(tmp_path_factory.mktemp("documents")) as live, \
-                httpx.Client(base_url=live.url, timeout=15, headers=AUTH) as c:
-            agent = FakeAgent(loop, live.nats_url, "cpe1")
-            agent.start()
-            r = c.post(f"{API}/users", json={"name": "user1", "password": "secret1"})
-            assert r.status_code == 201, r.text
-            yield World(live, c)
-            agent.kill()
-    finally:
-        if agent is not None:
-            agent.kill()
-        loop.close()
+    with one_node(tmp_path_factory.mktemp("documents")) as (live, c):
+        yield World(live, c)
 
 
 @pytest.fixture
