@@ -112,6 +112,27 @@ def test_relogin_at_same_node_with_nfs_in_place_only_restores_steering() -> None
     assert kinds(p) == ["steer"]
 
 
+def test_steering_left_at_another_node_goes_once_steered_where_the_user_is() -> None:
+    """Chaos finding (docs/chaos.md): a roam while the old CPE's agent was down left the user
+    steered at both CPEs; re-associating at the same node must unsteer the old one, after
+    the Steer."""
+    stale = user(at="cpe2").model_copy(update={"steered_at": ("cpe1", "cpe2")})
+    snap = world([node("cpe1"), node("cpe2"), dc()], [stale],
+                 [inst("cpe2", "alice", "firewall")])
+    p = plan(snap, UserAssociated(user="alice", node="cpe2", mac=MAC, ip=IP))
+    assert kinds(p) == ["steer", "unsteer"]
+    assert [(i.kind, i.node) for i in p.intents] == [("steer", "cpe2"), ("unsteer", "cpe1")]
+
+
+def test_stale_steering_is_kept_while_the_user_cannot_be_steered_where_they_are() -> None:
+    # Nothing replaces it (the access node is offline): the old steering stays.
+    stale = user(at="cpe2").model_copy(update={"steered_at": ("cpe1",)})
+    snap = world([node("cpe1"), node("cpe2", online=False), dc()], [stale],
+                 [inst("cpe1", "alice", "firewall")])
+    p = plan(snap, UserAssociated(user="alice", node="cpe2", mac=MAC, ip=IP))
+    assert "unsteer" not in kinds(p)
+
+
 def test_new_ip_at_same_node_resteers_without_moving() -> None:
     snap, _ = run(world([node("cpe1"), dc()], [user()]), LOGIN)
     p = plan(snap, UserAssociated(user="alice", node="cpe1", ip="10.0.0.9"))

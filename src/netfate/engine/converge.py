@@ -112,12 +112,14 @@ def converge_user(
     out.intents.extend(moves)
     changed = bool(moves or releases)
     access = user.access_node
+    steering = False
     if access is not None and (changed or force_steer) and not user.required_nfs \
             and snap.is_online(access):
         # No NFs: the user's traffic goes straight out, but it is steered all the same (an
         # authenticated user's port security and idle detection are the controller's).
         out.intents.append(Steer(user=user.name, node=access, chain=(), mac=user.mac,
                                  ip=user.ip))
+        steering = True
     elif access is not None and (changed or force_steer) and user.required_nfs:
         ids = [c for c in chain if c is not None]
         if len(ids) != len(chain):
@@ -129,8 +131,16 @@ def converge_user(
             out.intents.append(
                 Steer(user=user.name, node=access, chain=tuple(ids), mac=user.mac, ip=user.ip)
             )
+            steering = True
     if previous_access is not None and previous_access != access:
         out.intents.append(Unsteer(user=user.name, node=previous_access))
+    if steering:
+        # Steering left at a node the user no longer enters at (a roam while that node's
+        # agent was down, say) goes once they are steered where they are: after the Steer,
+        # so a failed step before it keeps serving them from there.
+        for node in user.steered_at:
+            if node not in (access, previous_access):
+                out.intents.append(Unsteer(user=user.name, node=node))
     out.intents.extend(releases)
 
 

@@ -116,6 +116,9 @@ class UserView(Frozen):
     ip: Ip = None
     last_seen: float | None = None
     session_active: bool = False
+    # The nodes where the user has steering rules (Table III): a plan that steers them at
+    # their access node unsteers the others (a roam or a fault can leave one behind).
+    steered_at: tuple[Name, ...] = ()
 
     @field_validator("required_nfs")
     @classmethod

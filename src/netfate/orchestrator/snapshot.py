@@ -17,7 +17,7 @@ gets the whole snapshot, as before.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +29,7 @@ from netfate.db.models import (
     NodeRole,
     Presence,
     SessionState,
+    SteeringRule,
     User,
     UserSession,
     VnfInstance,
@@ -95,6 +96,8 @@ _Q_INSTANCES_OF = sa.select(*_INSTANCE).where(
 _Q_ACTIVE_IN = (sa.select(UserSession.user_name).distinct()
                 .where(UserSession.state == SessionState.ACTIVE,
                        UserSession.user_name.in_(_NAMES)))
+_Q_STEERED_IN = sa.select(SteeringRule.user_name, SteeringRule.node_name).where(
+    SteeringRule.user_name.in_(_NAMES))
 _Q_DC_NODES = sa.select(*_NODE).where(Node.role == NodeRole.DC)
 _Q_NODES_IN = sa.select(*_NODE).where(Node.name.in_(_NAMES))
 _Q_USERS_AT = sa.select(User.name).where(User.access_node == sa.bindparam("node"))
@@ -118,11 +121,21 @@ def node_view(n: Any) -> NodeView:
     )
 
 
-def user_view(u: Any, session_active: bool) -> UserView:
+def user_view(u: Any, session_active: bool,
+              steered: Mapping[str, list[str]] | None = None) -> UserView:
     return UserView(
         name=u.name, required_nfs=tuple(u.required_nfs or ()), access_node=u.access_node,
         mac=u.mac, ip=u.ip, last_seen=u.last_seen, session_active=session_active,
+        steered_at=tuple(sorted((steered or {}).get(u.name, ()))),
     )
+
+
+def _steered(rows: Iterable[Any]) -> dict[str, list[str]]:
+    """User -> the nodes with their steering rules."""
+    out: dict[str, list[str]] = {}
+    for user, node in rows:
+        out.setdefault(user, []).append(node)
+    return out
 
 
 _STATES: dict[ActualState, Any] = {ActualState.RUNNING: "running", ActualState.FAILED: "failed"}
@@ -145,7 +158,9 @@ def build(session: Session, now: float | None = None) -> Snapshot:
     """The whole world."""
     active = _active(session, None)
     nodes = [node_view(n) for n in session.execute(sa.select(*_NODE).order_by(Node.name))]
-    users = [user_view(u, u.name in active)
+    steered = _steered(session.execute(
+        sa.select(SteeringRule.user_name, SteeringRule.node_name)))
+    users = [user_view(u, u.name in active, steered)
              for u in session.execute(sa.select(*_USER).order_by(User.name))]
     instances = [instance_view(i) for i in session.execute(
         sa.select(*_INSTANCE).where(VnfInstance.desired_state == Presence.PRESENT)
@@ -186,8 +201,10 @@ def _build_users(session: Session, names: list[str], nodes: list[str],
     rows: list[Any] = []
     insts: list[Any] = []
     active: set[str] = set()
+    steered_rows: list[Any] = []
     for chunk in _chunks(names):
         rows += conn.execute(_Q_USERS_IN, {"names": chunk})
+        steered_rows += conn.execute(_Q_STEERED_IN, {"names": chunk})
         insts += conn.execute(_Q_INSTANCES_OF, {"names": chunk})
         active.update(conn.execute(_Q_ACTIVE_IN, {"names": chunk}).scalars())
     wanted = set(nodes)
@@ -197,9 +214,11 @@ def _build_users(session: Session, names: list[str], nodes: list[str],
     missing = sorted(wanted - node_rows.keys())
     for chunk in _chunks(missing):
         node_rows.update((n.name, n) for n in conn.execute(_Q_NODES_IN, {"names": chunk}))
+    steered = _steered(steered_rows)
     return Snapshot(
         nodes=tuple(node_view(node_rows[k]) for k in sorted(node_rows)),
-        users=tuple(user_view(u, u.name in active) for u in sorted(rows, key=lambda u: u.name)),
+        users=tuple(user_view(u, u.name in active, steered)
+                    for u in sorted(rows, key=lambda u: u.name)),
         instances=tuple(instance_view(i) for i in sorted(insts, key=lambda i: i.id)),
         catalogue=catalogue(session), now=now if now is not None else time.time(),
     )
