@@ -112,3 +112,26 @@ def test_telemetry_reports_are_recorded_in_batches_and_replies_supersede_them(
     assert coord.actual.pending()
     asyncio.run(coord.record_observed())
     assert not coord.actual.pending()
+
+
+def test_a_direct_operation_runs_as_one_of_its_owners_plans(db: Database) -> None:
+    """An operator's migration holds its owner's plan lock: the level-triggered repair (which
+    skips busy users) and the owner's next plan wait, so neither takes the NF coming up on
+    the destination for a duplicate and releases it (seen in the console's migration)."""
+    from netfate.orchestrator.hub import EventHub
+
+    coord = Coordinator(db, None, EventHub(), "http://x")  # type: ignore[arg-type]
+    seen: list[bool] = []
+
+    async def work() -> bool:
+        seen.append(coord.busy("user2"))
+        await asyncio.sleep(0)
+        return True
+
+    async def main() -> None:
+        assert await coord.as_owner("user2", work())
+        assert not coord.busy("user2")
+        assert await coord.as_owner(None, work())  # no owner: no lock (and no hang)
+
+    asyncio.run(main())
+    assert seen == [True, False]

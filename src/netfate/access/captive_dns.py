@@ -16,14 +16,12 @@ Files, in <state_dir>: captive-dns.pid (the supervisor's record), captive-dns.lo
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from pathlib import Path
 
 from netfate.access.addressing import CAPTIVE_DNS_PORT
-from netfate.access.dnsmasq import PROGRAM, _host_ip, udp_ports
-from netfate.errors import DriverError
-from netfate.supervisor import StartError, Supervised
+from netfate.access.dnsmasq import _host_ip
+from netfate.access.dnsmasq_process import PROGRAM, DnsmasqProcess
 from netfate.supervisor import stop_recorded as stop_pidfile
 
 
@@ -32,24 +30,18 @@ def stop_recorded(state_dir: Path) -> int | None:
     return stop_pidfile(Path(state_dir) / "captive-dns.pid", (PROGRAM,))
 
 
-class CaptiveDns:
+class CaptiveDns(DnsmasqProcess):
     """dnsmasq on ``port`` in ``netns``, on ``interface``: ``records`` (name -> IPv4) as
     given, every other name -> ``portal_ip``. No DHCP, no upstream, no hosts file."""
 
     def __init__(self, netns: str | None, portal_ip: str, state_dir: Path, *,
                  interface: str = "eth0", records: Mapping[str, str] | None = None,
                  port: int = CAPTIVE_DNS_PORT, binary: str = PROGRAM) -> None:
-        self.netns = netns
+        super().__init__("captive-dns", netns, state_dir, binary)
         self.portal_ip = _host_ip(portal_ip)
-        self.state_dir = Path(state_dir)
-        self.pidfile = self.state_dir / "captive-dns.pid"
-        self.logfile = self.state_dir / "captive-dns.log"
-        self.outfile = self.state_dir / "captive-dns.out"
         self.interface = interface
         self.records = {k: _host_ip(v) for k, v in (records or {}).items()}
         self.port = port
-        self.binary = binary
-        self._sup: Supervised | None = None
 
     def argv(self) -> list[str]:
         args = [
@@ -64,42 +56,5 @@ class CaptiveDns:
         args += [f"--host-record={name},{ip}" for name, ip in sorted(self.records.items())]
         return args
 
-    @property
-    def pid(self) -> int | None:
-        sup = self._sup
-        return sup.proc.pid if sup is not None and sup.proc is not None else None
-
-    def running(self) -> bool:
-        sup = self._sup
-        return sup is not None and sup.proc is not None and sup.proc.poll() is None
-
-    def start(self, timeout: float = 5.0) -> None:
-        """Spawn it; return once it holds its port. DriverError with its log if not."""
-        if self.running():
-            return
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self._sup = Supervised("captive-dns", self.argv(), self.state_dir, programs=(PROGRAM,),
-                               netns=self.netns, pidfile=self.pidfile, log=self.outfile,
-                               logs=[self.logfile], append_log=False)
-        try:
-            self._sup.start(ready=self._ready, timeout=timeout)
-        except StartError as exc:
-            self._sup = None
-            tail = ""
-            for f in (self.outfile, self.logfile):
-                with contextlib.suppress(OSError):
-                    tail += f.read_text(errors="replace")
-            raise DriverError(f"the captive resolver in {self.netns} did not start: "
-                              f"{tail.strip()[-800:] or exc}") from exc
-
-    def _ready(self) -> bool:
-        pid = self.pid
-        return pid is not None and self.port in udp_ports(pid)
-
-    def stop(self) -> None:
-        """End it (SIGTERM, then SIGKILL); idempotent."""
-        if self._sup is not None:
-            self._sup.stop(grace=3.0)
-            self._sup = None
-        else:
-            stop_recorded(self.state_dir)
+    def wanted_ports(self) -> set[int]:
+        return {self.port}

@@ -31,20 +31,18 @@ import secrets
 import signal
 import socket
 import struct
-import subprocess
 import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from netfate.access.addressing import CpeAccess
+from netfate.access.dnsmasq_process import PROGRAM, DnsmasqProcess
 from netfate.drivers import netns as netns_driver
 from netfate.errors import DriverError, InvalidInput
 from netfate.proc import alive
-from netfate.supervisor import StartError, Supervised
 from netfate.supervisor import stop_recorded as stop_pidfile
 
-PROGRAM = "dnsmasq"
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 
@@ -82,7 +80,7 @@ def stop_recorded(state_dir: Path) -> int | None:
     return stop_pidfile(Path(state_dir) / "dnsmasq.pid", (PROGRAM,))
 
 
-class Dnsmasq:
+class Dnsmasq(DnsmasqProcess):
     """dnsmasq for one CPE in namespace ``netns`` (None: the current one), serving
     ``interface``. ``records``: name -> IPv4 the DNS answers; ``other_names``: the IPv4
     every other name resolves to (None: nothing else resolves; the sealed testbed's stand-in
@@ -108,16 +106,11 @@ class Dnsmasq:
         capport_url: str | None = None,
         binary: str = PROGRAM,
     ) -> None:
-        self.netns = netns
+        super().__init__("dnsmasq", netns, state_dir, binary)
         self.cpe = cpe
-        self.state_dir = Path(state_dir)
-        # Its files: the PID record, the static leases, the lease database, dnsmasq's own log
-        # and its stdout/stderr.
-        self.pidfile = self.state_dir / "dnsmasq.pid"
+        # Its files beside the process's own: the static leases and the lease database.
         self.hostsfile = self.state_dir / "dhcp-hosts"
         self.leasefile = self.state_dir / "leases"
-        self.logfile = self.state_dir / "dnsmasq.log"
-        self.outfile = self.state_dir / "dnsmasq.out"
         self.interface = interface
         self.records = {k: _host_ip(v) for k, v in (records or {}).items()}
         self.lease_time = lease_time
@@ -125,8 +118,6 @@ class Dnsmasq:
         self.dns_port = dns_port
         self.other_names = _host_ip(other_names) if other_names else None
         self.capport_url = _capport_url(capport_url) if capport_url else None
-        self.binary = binary
-        self._sup: Supervised | None = None
         self._hosts_lock = threading.Lock()
 
     def argv(self) -> list[str]:
@@ -161,64 +152,14 @@ class Dnsmasq:
             args.append(f"--dhcp-option=114,{self.capport_url}")
         return args
 
-    # -- process ------------------------------------------------------------------------
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def _proc(self) -> subprocess.Popen[bytes] | None:
-        return self._sup.proc if self._sup is not None else None
-
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def start(self, timeout: float = 5.0) -> None:
-        """Spawn dnsmasq; return once it holds its DHCP (and DNS) sockets. DriverError with
-        the end of its log if it exits or does not get there within ``timeout`` seconds; then
-        it is not running."""
-        if self.running():
-            return
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+    def _before_start(self) -> None:
         if not self.hostsfile.exists():
             self.hostsfile.write_text("")
         with contextlib.suppress(FileNotFoundError):
             self.logfile.unlink()
-        # nsenter execs dnsmasq (no fork for --net alone): the PID is dnsmasq's.
-        self._sup = Supervised("dnsmasq", self.argv(), self.state_dir, programs=(PROGRAM,),
-                               netns=self.netns, pidfile=self.pidfile, log=self.outfile,
-                               logs=[self.logfile], append_log=False)
-        try:
-            self._sup.start(ready=self._ready, timeout=timeout)
-        except StartError as exc:
-            self._sup = None
-            what = (f"exited ({exc.exit_code}) while starting" if exc.exit_code is not None
-                    else f"not ready after {timeout:g} s")
-            raise DriverError(f"dnsmasq in {self.netns} {what}:\n{self.log_tail()}") from exc
 
-    def _ready(self) -> bool:
-        # Its own sockets, not an answer on the port: another dnsmasq (a stale one) could
-        # answer there.
-        pid = self.pid
-        if pid is None:
-            return False
-        want = {67} | ({self.dns_port} if self.dns_port else set())
-        return want <= udp_ports(pid)
-
-    def stop(self) -> None:
-        """End dnsmasq (SIGTERM, then SIGKILL) and remove its PID file. Idempotent."""
-        if self._sup is not None:
-            self._sup.stop(grace=3.0)
-            self._sup = None
-        else:
-            stop_recorded(self.state_dir)
-
-    def log_tail(self, lines: int = 15) -> str:
-        text = ""
-        for f in (self.outfile, self.logfile):
-            with contextlib.suppress(OSError):
-                text += f.read_text(errors="replace")
-        return "\n".join(text.strip().splitlines()[-lines:]) or "(no output)"
+    def wanted_ports(self) -> set[int]:
+        return {67} | ({self.dns_port} if self.dns_port else set())
 
     # -- static hosts and leases --------------------------------------------------------
     def set_hosts(self, hosts: Mapping[str, str]) -> None:
@@ -267,26 +208,6 @@ class Dnsmasq:
             if leased == ip:
                 return mac
         return None
-
-
-def udp_ports(pid: int) -> set[int]:
-    """The local ports of the UDP sockets process ``pid`` holds (in its own namespace)."""
-    inodes = set()
-    with contextlib.suppress(OSError):
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            with contextlib.suppress(OSError):
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                if target.startswith("socket:["):
-                    inodes.add(target[8:-1])
-    ports = set()
-    for table in ("udp", "udp6"):
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/net/{table}") as fh:
-            next(fh, None)
-            for line in fh:
-                cols = line.split()
-                if len(cols) > 9 and cols[9] in inodes:
-                    ports.add(int(cols[1].rsplit(":", 1)[1], 16))
-    return ports
 
 
 def dns_query(netns: str | None, server: str, name: str, *, port: int = 53,

@@ -138,8 +138,11 @@ def converge_user(
         # Steering left at a node the user no longer enters at (a roam while that node's
         # agent was down, say) goes once they are steered where they are: after the Steer,
         # so a failed step before it keeps serving them from there.
+        # Only access nodes (CPEs): steering at a PE or the DC serves a chain's remote hops.
         for node in user.steered_at:
-            if node not in (access, previous_access):
+            view = snap.node(node)
+            if node not in (access, previous_access) and view is not None \
+                    and view.role == "cpe":
                 out.intents.append(Unsteer(user=user.name, node=node))
     out.intents.extend(releases)
 

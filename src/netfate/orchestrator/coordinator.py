@@ -144,6 +144,30 @@ class Coordinator:
         occ = planner.migrate(op_id, iid, f, dst, new_iid, deferred=deferred is not None)
         return await self.executor.run(occ, deferred)
 
+    async def as_owner(self, owner: str | None, work: Coroutine[Any, Any, bool]) -> bool:
+        """Run a direct lifecycle operation on an NF of `owner` as one of their plans: after
+        their plans in flight and before the next, so a roam or a repair never plans over an
+        NF that is moving (it would see the new instance as a duplicate and release it)."""
+        try:
+            await self._gate.acquire(False)
+        except BaseException:
+            work.close()
+            raise
+        try:
+            if owner is None:
+                return await work
+            try:
+                await self._user_locks.acquire(owner)
+            except BaseException:
+                work.close()
+                raise
+            try:
+                return await work
+            finally:
+                self._user_locks.release(owner)
+        finally:
+            self._gate.release(False)
+
     # -- plans ----------------------------------------------------------------------------
     def busy(self, user: str) -> bool:
         """A plan of `user` is being made or run (or waits to be)."""

@@ -21,13 +21,15 @@ router = APIRouter()
 log = logging.getLogger("netfate.api")
 
 
-def _run(c: Coordinator, op_id: str, work: Coroutine[Any, Any, bool]) -> None:
-    """Run an operation in the background. Whatever escapes it (the instance deleted under
-    it, a database error) ends the operation FAILED rather than leaving it PROCESSING."""
+def _run(c: Coordinator, op_id: str, work: Coroutine[Any, Any, bool],
+         owner: str | None) -> None:
+    """Run an operation in the background, as one of its NF owner's plans (see
+    Coordinator.as_owner). Whatever escapes it (the instance deleted under it, a database
+    error) ends the operation FAILED rather than leaving it PROCESSING."""
 
     async def guarded() -> None:
         try:
-            await work
+            await c.as_owner(owner, work)
         except Exception as exc:
             log.exception("operation %s failed", op_id)
             try:
@@ -124,13 +126,14 @@ def _can_instantiate(s: Session, body: Instantiate) -> str:
     return iid
 
 
-def _can_terminate(s: Session, iid: str) -> None:
+def _can_terminate(s: Session, iid: str) -> str:
+    """The instance's owner; raises NotFound or Conflict."""
     _not_busy(s, iid)  # first: see _present
-    repo.get_instance(s, iid)  # absent already is fine: a retry of an unconfirmed one
+    return repo.get_instance(s, iid).owner  # absent already is fine: a retry
 
 
-def _can_migrate(s: Session, iid: str, node: str) -> str:
-    """The instance's id on `node`; raises NotFound or Conflict."""
+def _can_migrate(s: Session, iid: str, node: str) -> tuple[str, str]:
+    """The instance's id on `node`, and its owner; raises NotFound or Conflict."""
     inst = _present(s, iid, "migrate")
     if inst.node_name == node:
         raise Conflict(f"{iid} already runs on {node}")
@@ -145,12 +148,14 @@ def _can_migrate(s: Session, iid: str, node: str) -> str:
         if there.desired_state == Presence.PRESENT:
             raise Conflict(f"{inst.owner} already has {inst.nf_name} on {node} ({new_iid})")
         _not_busy(s, new_iid)
-    return new_iid
+    return new_iid, inst.owner
 
 
-def _can_update(s: Session, iid: str, config: dict[str, Any]) -> None:
+def _can_update(s: Session, iid: str, config: dict[str, Any]) -> str:
+    """The instance's owner; raises NotFound, Conflict or InvalidInput."""
     inst = _present(s, iid, "update")
     _validate_config(repo.get_bundle(s, inst.bundle_sha256).descriptor, config)
+    return inst.owner
 
 
 @router.post("/vnf_instances", status_code=202, response_model=Accepted,
@@ -159,26 +164,27 @@ async def instantiate(request: Request, body: Instantiate) -> Accepted:
     c = coord(request)
     iid = await db(request).run(_can_instantiate, body)
     op_id = await c.new_op(LcmOperation.INSTANTIATE, iid, body.model_dump())
-    _run(c, op_id, c.instantiate(op_id, body.node, body.owner, body.nf, iid, body.config))
+    _run(c, op_id, c.instantiate(op_id, body.node, body.owner, body.nf, iid, body.config),
+         body.owner)
     return Accepted(vnf_lcm_op_occs=[op_id])
 
 
 @router.post("/vnf_instances/{iid}/terminate", status_code=202, response_model=Accepted)
 async def terminate(request: Request, iid: str = IID) -> Accepted:
     c = coord(request)
-    await db(request).run(_can_terminate, iid)
+    owner = await db(request).run(_can_terminate, iid)
     op_id = await c.new_op(LcmOperation.TERMINATE, iid, {})
-    _run(c, op_id, c.terminate(op_id, iid))
+    _run(c, op_id, c.terminate(op_id, iid), owner)
     return Accepted(vnf_lcm_op_occs=[op_id])
 
 
 @router.post("/vnf_instances/{iid}/migrate", status_code=202, response_model=Accepted)
 async def migrate(request: Request, iid: str = IID, *, body: MigrateBody) -> Accepted:
     c = coord(request)
-    new_iid = await db(request).run(_can_migrate, iid, body.node)
+    new_iid, owner = await db(request).run(_can_migrate, iid, body.node)
     op_id = await c.new_op(LcmOperation.MIGRATE, iid,
                            {"dst": body.node, "new_instance_id": new_iid})
-    _run(c, op_id, c.migrate(op_id, iid, body.node, new_iid))
+    _run(c, op_id, c.migrate(op_id, iid, body.node, new_iid), owner)
     return Accepted(vnf_lcm_op_occs=[op_id])
 
 
@@ -186,9 +192,9 @@ async def migrate(request: Request, iid: str = IID, *, body: MigrateBody) -> Acc
               summary="Update an NF's config while it runs")
 async def update(request: Request, iid: str = IID, *, body: UpdateBody) -> Accepted:
     c = coord(request)
-    await db(request).run(_can_update, iid, body.config)
+    owner = await db(request).run(_can_update, iid, body.config)
     op_id = await c.new_op(LcmOperation.UPDATE, iid, {"config": body.config})
-    _run(c, op_id, c.update(op_id, iid, body.config))
+    _run(c, op_id, c.update(op_id, iid, body.config), owner)
     return Accepted(vnf_lcm_op_occs=[op_id])
 
 
