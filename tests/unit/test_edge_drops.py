@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from os_ken.ofproto import ofproto_v1_3
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from netfate.bus.messages import ClientSeen, SwitchSynced
@@ -164,6 +165,15 @@ def test_the_controller_installs_meters_before_the_flows_once() -> None:
     app.apply_desired(cpe(USER, GUEST, dhcp_pps=10).model_copy(update={"generation": 2}))
     answer_stats(app, dp)
     assert not [m for m in dp.sent if isinstance(m, parser.OFPMeterMod)]
+    # Metering off (or its ports gone): the meters are deleted, after the flows naming them.
+    dp.sent.clear()
+    app.apply_desired(cpe(USER, GUEST).model_copy(update={"generation": 3}))
+    answer_stats(app, dp)
+    kinds = [type(m).__name__ for m in dp.sent]
+    gone = [m for m in dp.sent if isinstance(m, parser.OFPMeterMod)]
+    assert {m.meter_id for m in gone} == {1, 2}
+    assert all(m.command == ofproto_v1_3.OFPMC_DELETE for m in gone)
+    assert kinds.index("OFPMeterMod") > max(i for i, k in enumerate(kinds) if k == "OFPFlowMod")
 
 
 # -- defence in depth: one bad entry never stops the rest -------------------------------------

@@ -118,14 +118,24 @@ def _revive(topo: Topology, tb: TestbedSettings, fault: nemesis.Fault, at: float
         + (f": {fault.error}" if fault.error else ""))
 
 
+def run_seeds(runs: int, seed: int) -> list[int]:
+    """The seeds of `runs` runs under `seed`: run k's is drawn from (seed, k), so run k of
+    a soak is replayed with `netfate chaos --replay <its seed>` (the report names it)."""
+    return [random.Random(f"{seed}:{k}").randrange(2**31) for k in range(runs)]
+
+
 def run_chaos(runs: int, seed: int, topo: Topology | None = None,
-              cs: ChaosSettings | None = None, say: Say = _noop) -> dict[str, Any]:
-    """`runs` runs, run k seeded with (seed, k); a summary with every run's report."""
+              cs: ChaosSettings | None = None, say: Say = _noop,
+              replay: int | None = None) -> dict[str, Any]:
+    """`runs` runs, run k seeded with (seed, k); or, with `replay`, one run with that run
+    seed. A summary with every run's report."""
     topo = topo or load_topology()
     cs = cs or ChaosSettings()
     reports = []
-    for k in range(runs):
-        rep = one_run(k, random.Random(f"{seed}:{k}").randrange(2**31), topo, cs, say)
+    seeds = [replay] if replay is not None else run_seeds(runs, seed)
+    runs = len(seeds)
+    for k, run_seed in enumerate(seeds):
+        rep = one_run(k, run_seed, topo, cs, say)
         for f in rep.faults:
             if f.error and "restart failed" in f.error:
                 rep.violations.append(f"{f.target}: {f.error}")

@@ -21,6 +21,9 @@ def chaos(
                                                "with this (repeatable): orchestrator, "
                                                "controller, agent-, access-, nats-server, "
                                                "freeradius, dnsmasq-, or an NF id")] = None,
+    replay: Annotated[int | None, Opt(min=0, max=2**31 - 1,
+                                      help="Replay one run: the run seed a report names "
+                                           "(overrides --runs and --seed)")] = None,
     topology: Annotated[Path | None, Opt(help="Topology YAML [the PoC]")] = None,
     json_out: Annotated[bool, Opt("--json", help="Print the report as JSON")] = False,
 ) -> None:
@@ -41,7 +44,7 @@ def chaos(
     topo = guarded(lambda: load_topology(tb.topology))
     with progress(json_out, "chaos") as say:
         cs = ChaosSettings(steps=steps, targets=tuple(target or ()))
-        out = guarded(lambda: run_chaos(runs, seed, topo, cs, say))
+        out = guarded(lambda: run_chaos(runs, seed, topo, cs, say, replay=replay))
     if json_out:
         emit_json(out)
     else:

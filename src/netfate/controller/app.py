@@ -292,7 +292,11 @@ class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
             for mod in ofmsg.meter_mods(sw.dp, m):
                 sw.dp.set_xid(mod)
                 sw.dp.send_msg(mod)  # not in sw.sent: one of ADD/MODIFY may be refused
-        sw.meters = {m for m in sw.meters if m.meter_id not in {x.meter_id for x in new_meters}}
+        wanted = {m.meter_id for m in fs.meters}
+        # Meters of ports that are gone (or of a rate turned off) go after the flows using them.
+        stale = sorted({m.meter_id for m in sw.meters} - wanted)
+        sw.meters = {m for m in sw.meters if m.meter_id in wanted
+                     and m.meter_id not in {x.meter_id for x in new_meters}}
         sw.meters |= set(new_meters)
         sw.idle_users = {cookie(Kind.IDLE, u.name): u for u in state.users}
         sw.errors, sw.sent = [], set()
@@ -302,6 +306,7 @@ class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
             ts=time.time(),
         )
         if plan.empty:
+            self._delete_meters(sw, stale)
             self._publish(subjects.controller_synced(node), report)
             return
         # Adds, then a barrier so the switch has them all before any delete: a flow being
@@ -309,6 +314,7 @@ class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
         self._send(sw, [ofmsg.flow_mod(sw.dp, f, ofp.OFPFC_ADD) for f in plan.add])
         self._barrier(sw)
         self._send(sw, [ofmsg.flow_mod(sw.dp, f, ofp.OFPFC_DELETE_STRICT) for f in plan.delete])
+        self._delete_meters(sw, stale)
         sw.report = report
         sw.barrier_xid = self._barrier(sw)
         metrics.flow_mods(node, "add", len(plan.add))
@@ -321,6 +327,14 @@ class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
             sw.dp.set_xid(m)
             sw.sent.add(m.xid)
             sw.dp.send_msg(m)
+
+    @staticmethod
+    def _delete_meters(sw: _Switch, meter_ids: list[int]) -> None:
+        # Not in sw.sent, as meter adds: a meter the switch had already lost is no error.
+        for i in meter_ids:
+            mod = ofmsg.meter_delete(sw.dp, i)
+            sw.dp.set_xid(mod)
+            sw.dp.send_msg(mod)
 
     def _barrier(self, sw: _Switch) -> int:
         b = parser.OFPBarrierRequest(sw.dp)

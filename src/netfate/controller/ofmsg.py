@@ -96,3 +96,10 @@ def meter_mods(dp: Any, m: Meter) -> list[Any]:
     bands = [parser.OFPMeterBandDrop(rate=m.rate_pps, burst_size=m.burst)]
     return [parser.OFPMeterMod(dp, command=cmd, flags=flags, meter_id=m.meter_id, bands=bands)
             for cmd in (ofp.OFPMC_ADD, ofp.OFPMC_MODIFY)]
+
+
+def meter_delete(dp: Any, meter_id: int) -> Any:
+    """OFPMC_DELETE of one meter (OpenFlow 1.3 7.3.4.4: the flows still naming it go too,
+    so it is sent after their deletes)."""
+    return parser.OFPMeterMod(dp, command=ofp.OFPMC_DELETE, flags=0, meter_id=meter_id,
+                              bands=[])
