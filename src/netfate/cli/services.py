@@ -96,6 +96,10 @@ def agent(
     = None,
     metrics_port: Annotated[int, Opt(min=0, max=65535, help="Serve Prometheus metrics at "
                                      "http://127.0.0.1:PORT/metrics (0: off)")] = 0,
+    flavours: Annotated[str | None, Opt(help="Comma-separated flavours this node may host, "
+                                            "e.g. native,container,vm; it advertises those "
+                                            "whose driver is registered and whose tools are "
+                                            "present (default: all such)")] = None,
 ) -> None:
     """Run the agent of one NFVI node (CPE, PE or DC)."""
     need_root()
@@ -108,10 +112,11 @@ def agent(
     from netfate.agent.telemetry import Budget
 
     budget = Budget(mem_mb, cpus) if mem_mb else None
+    hosted = _hostable(flavours)
     a = Agent(node, role, nats_url, paths.run_dir(), OvsServer(paths.ovs_dir()),
               uplink=uplink, telemetry_interval=telemetry_interval, mtu=mtu, budget=budget,
               controller_managed=controller_managed,
-              script_timeout=settings.compute.script_timeout)
+              script_timeout=settings.compute.script_timeout, flavours=hosted)
     if metrics_port:
         from netfate.metrics import agent as agent_metrics
 
@@ -135,6 +140,28 @@ def agent(
         os._exit(0)
 
     asyncio.run(main())
+
+
+def _hostable(flavours: str | None) -> list[str]:
+    """The flavours to host: of those asked for (default: every registered one), those whose
+    driver is registered and whose tools are present. BadParameter naming why none is."""
+    from netfate.drivers import capabilities, registry
+    from netfate.flavours import check_flavour
+
+    asked = registry.available() if flavours is None else [
+        f.strip() for f in flavours.split(",") if f.strip()]
+    try:
+        for f in asked:
+            check_flavour(f)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--flavours") from None
+    ok, why = capabilities.hostable(asked)
+    for reason in why:
+        logging.getLogger("netfate.agent").warning("not hosting flavour %s", reason)
+    if not ok:
+        raise typer.BadParameter(f"no flavour can be hosted here ({'; '.join(why)})",
+                                 param_hint="--flavours")
+    return ok
 
 
 def controller(
