@@ -37,6 +37,10 @@ def orchestrator(
                                                       "[NETFATE_COMMAND_TIMEOUT; 15]")] = None,
     policy: Annotated[str | None, Opt(help="Placement policy [NETFATE_POLICY; netfate]")]
     = None,
+    resolver: Annotated[str | None, Opt(help="Flavour resolver rule: nnf (native at the "
+                                             "edge, container in the DC, VM last) or first "
+                                             "(the NF's order) [NETFATE_RESOLVER; nnf]")]
+    = None,
     radius: Annotated[bool | None, Opt(help="Start FreeRADIUS (private config, loopback) "
                                             "with the orchestrator [NETFATE_RADIUS; no]")]
     = None,
@@ -57,6 +61,7 @@ def orchestrator(
     settings = load(orchestrator={
         "host": host, "port": port, "state_dir": state_dir, "db_url": db_url,
         "nats_url": nats_url, "command_timeout": command_timeout, "policy": policy,
+        "resolver": resolver,
         "radius": radius, "user_idle_timeout": user_idle_timeout,
         "reauth_lifetime": reauth_lifetime}).orchestrator
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
