@@ -8,7 +8,7 @@ import pytest
 
 from netfate import resolver
 from netfate.engine import CatalogueEntry, Migrate, Place, UserAssociated, plan
-from netfate.flavours import DEFAULT_FLAVOUR, advertised, check_flavour, pick
+from netfate.flavours import DEFAULT_FLAVOUR, advertised, check_flavour
 
 from .test_engine_support import FW_CAPS, IP, MAC, dc, inst, node, user, world
 
@@ -18,12 +18,6 @@ LOGIN = UserAssociated(user="alice", node="cpe1", mac=MAC, ip=IP)
 def fw(*flavours: str) -> CatalogueEntry:
     return CatalogueEntry(name="firewall", capabilities=FW_CAPS, memory_mb=16,
                           flavours=flavours)
-
-
-def test_pick_takes_the_nfs_first_flavour_the_node_hosts() -> None:
-    assert pick(("container", "native"), {"native", "container"}) == "container"
-    assert pick(("vm", "native"), {"native"}) == "native"
-    assert pick(("vm",), {"native", "container"}) is None
 
 
 def test_a_node_that_reports_no_flavours_is_native() -> None:
