@@ -19,6 +19,7 @@ preference (the descriptor's `flavours`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -93,6 +94,10 @@ class NodeOffer(Protocol):
     def mem_total_mb(self) -> int: ...
     @property
     def mem_free_mb(self) -> int: ...
+    @property
+    def disk_free_mb(self) -> int | None: ...
+    @property
+    def cpus(self) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -154,12 +159,25 @@ class NnfRule:
 
 
 def default_fit(node: NodeOffer) -> Fit:
-    """Free memory only, and only when the node has reported it (mem_total_mb > 0)."""
+    """Free memory (when the node has reported it: mem_total_mb > 0), then `fits_node`."""
     def fit(impl: Implementation) -> str | None:
         if node.mem_total_mb > 0 and node.mem_free_mb < impl.memory_mb:
             return f"{node.mem_free_mb} MB free < {impl.memory_mb} MB"
-        return None
+        return fits_node(impl, node)
     return fit
+
+
+def fits_node(impl: Implementation, node: NodeOffer) -> str | None:
+    """Why `impl` can never run on `node` whatever else runs there (None: it can): its CPU cap
+    spans more cores than the node has (a 2-vCPU VM, 200 %, on a one-core CPE; a cap is a
+    ceiling, so 50 % on a node with a 0.1-CPU budget still runs), or its image is more than
+    the node's free disk; each only when the node reports it."""
+    if node.cpus is not None and impl.cpu_percent > 100 * math.ceil(node.cpus):
+        return (f"needs {impl.cpu_percent}% CPU, node has {math.ceil(node.cpus)} "
+                f"core{'s' if math.ceil(node.cpus) > 1 else ''}")
+    if node.disk_free_mb is not None and node.disk_free_mb < impl.disk_mb:
+        return f"{node.disk_free_mb} MB disk free < {impl.disk_mb} MB"
+    return None
 
 
 def resolve(

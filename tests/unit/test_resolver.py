@@ -116,3 +116,16 @@ def test_unknown_rule_names_the_known_ones_and_keeps_the_selection() -> None:
     assert resolver.selected().name == "nnf"
     with pytest.raises(TypeError, match="not a resolver rule"):
         resolver.register(object())  # type: ignore[arg-type]
+
+
+def test_cpu_and_disk_the_node_reports() -> None:
+    two_vcpus = Implementation("vm", memory_mb=64, cpu_percent=200, disk_mb=500)
+    small = node("cpe").model_copy(update={"cpus": 1.0, "disk_free_mb": 100})
+    res = resolve((two_vcpus, CONTAINER), (), small)
+    assert res.flavour == "container"
+    assert res.reasons == ("vm: needs 200% CPU, node has 1 core",)
+    budget = node("cpe").model_copy(update={"cpus": 0.1})  # a cap is a ceiling, not a need
+    assert resolve((Implementation("native", memory_mb=8, cpu_percent=50),), (), budget).flavour \
+        == "native"
+    res = resolve((Implementation("vm", memory_mb=64, disk_mb=500),), (), small)
+    assert res.reasons == ("100 MB disk free < 500 MB",)

@@ -60,7 +60,8 @@ def placement(
 ) -> tuple[list[str], resolver.Implementation | None]:
     """Why `node` can't host `entry` (empty: it can), and the implementation the resolver
     picks there (netfate.resolver: the flavours the node runs, its capabilities, and for each
-    implementation its memory and disk against what is free after this plan's claims).
+    implementation its memory against what is free after this plan's claims, its CPU cap and
+    image against the node's CPUs and free disk).
 
     `hosted`: the NF already runs there, so its memory and slot are already in the readings;
     the node only has to be up, capable and not overloaded to keep it.
@@ -71,7 +72,7 @@ def placement(
 
     def fit(impl: resolver.Implementation) -> str | None:
         if hosted:
-            return None
+            return None  # it runs there already: its resources are in the readings
         free = ledger.mem_free(node)
         if free < impl.memory_mb:
             return f"{free} MB free < {impl.memory_mb} MB"
@@ -80,9 +81,7 @@ def placement(
         after = ledger.mem_util(node, impl.memory_mb)
         if after >= th.mem - EPSILON:
             return f"memory would reach {after:.2f} >= {th.mem:.2f}"
-        if node.disk_free_mb is not None and node.disk_free_mb < impl.disk_mb:
-            return f"{node.disk_free_mb} MB disk free < {impl.disk_mb} MB"
-        return None
+        return resolver.fits_node(impl, node)
 
     chosen = entry.resolve(node, fit)
     problems.extend(chosen.reasons if chosen.implementation is None else ())

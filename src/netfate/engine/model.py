@@ -80,6 +80,8 @@ class NodeView(Frozen):
     flavours: frozenset[Flavour] = frozenset({DEFAULT_FLAVOUR})
     # Free disk for NF images, MB (None: not reported; images are then not checked).
     disk_free_mb: int | None = Field(default=None, ge=0)
+    # CPUs it has for NFs (None: not reported; CPU caps are then not checked).
+    cpus: float | None = Field(default=None, gt=0)
 
     @property
     def mem_util(self) -> float:

@@ -111,6 +111,8 @@ def node_view(n: Any) -> NodeView:
         cpu_util=float(r.get("cpu_util", 0.0)), nf_count=int(r.get("nf_count", 0)),
         flavours=advertised(n.infrastructure),
         disk_free_mb=_opt_int(r.get("disk_free_mb")),
+        cpus=float(r["cpus"]) if isinstance(r.get("cpus"), int | float) and r["cpus"] > 0
+        else None,
     )
 
 
