@@ -73,3 +73,24 @@ def test_a_flavour_is_hostable_only_with_its_driver_and_tools(
     assert why == ["container: runc not found", "vm: no compute driver registered"]
     monkeypatch.setattr(capabilities.shutil, "which", lambda exe, path=None: "/usr/sbin/runc")
     assert capabilities.hostable(["container", "native"])[0] == ["container", "native"]
+
+
+def test_the_agent_hosts_what_it_can_and_says_why_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    import typer
+
+    from netfate.cli.services import _hostable
+
+    monkeypatch.setattr(registry, "available", lambda: ["native"])
+    assert _hostable("native,container,vm") == ["native"]
+    assert _hostable(None) == ["native"]
+    with pytest.raises(typer.BadParameter, match="no flavour can be hosted"):
+        _hostable("vm")
+    with pytest.raises(typer.BadParameter, match="flavour"):
+        _hostable("Native VM")
+
+
+def test_an_unknown_resolver_setting_fails_naming_the_known_rules() -> None:
+    from netfate import resolver
+
+    with pytest.raises(KeyError, match="known: first, nnf"):
+        resolver.select("fastest")
