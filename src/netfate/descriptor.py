@@ -149,10 +149,16 @@ class Descriptor(_Model):
     @classmethod
     def _derive(cls, data: Any) -> Any:
         # The paper's template has no `flavours`: the NF is the one implementation vnf-type
-        # names (a field given as null is left for the type check to refuse).
-        if isinstance(data, dict) and "flavours" not in data:
+        # names; one with `flavours` and no vnf-type is of its first flavour. (A field given
+        # as null is left for the type checks to refuse.)
+        if not isinstance(data, dict):
+            return data
+        has_type = "vnf-type" in data or "vnf_type" in data
+        if "flavours" not in data:
             vnf_type = data.get("vnf-type", data.get("vnf_type", DEFAULT_FLAVOUR))
             data = {**data, "flavours": [vnf_type]}
+        elif not has_type and isinstance(data["flavours"], list | tuple) and data["flavours"]:
+            data = {**data, "vnf-type": data["flavours"][0]}
         return data
 
     @model_validator(mode="after")

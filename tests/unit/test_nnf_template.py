@@ -52,6 +52,12 @@ def test_kernel_and_hardware_capabilities_are_named_with_their_kind() -> None:
     assert d.capabilities == ["strongswan", "kernel:xfrm", "hardware:aes-ni"]
 
 
+def test_vnf_type_is_derived_from_the_flavours_and_the_other_way() -> None:
+    assert parse_descriptor({"name": "fw", "flavours": ["container", "native"]}).vnf_type \
+        == "container"
+    assert parse_descriptor({"name": "fw", "vnf-type": "vm"}).flavours == ("vm",)
+
+
 def test_per_flavour_requirements_over_resources() -> None:
     d = parse_descriptor({
         "name": "firewall", "flavours": ["native", "container", "vm"],
