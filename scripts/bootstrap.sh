@@ -9,6 +9,7 @@ APT_PACKAGES=(
   dnsmasq-base freeradius freeradius-rest runc busybox-static python3-venv python3-nftables
   tcpdump traceroute procps util-linux kmod postgresql
   chromium prometheus freeradius-utils
+  iptables  # a detected capability: the NNF paper's Fig. 3 firewall depends on it
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -1,4 +1,20 @@
-"""The NF descriptor: the NNF paper's template (Fig. 3), extended. Pure."""
+"""The NF descriptor: the NNF paper's template (Fig. 3), extended. Pure.
+
+The template as the paper prints it (name, uri, vnf-type, multitenancy, dependencies) is a
+valid descriptor: what it leaves out is defaulted or derived. `version` defaults to "0";
+`flavours` is derived from `vnf-type`; `ports` defaults to the two the paper's service graph
+joins an NF to (lan and wan); `uri` (where the paper's driver downloads the lifecycle scripts)
+is kept as information only: a bundle carries its scripts and is identified by its sha256, so
+nothing is ever fetched from it.
+
+Capabilities it depends on are of three kinds (NNF paper IV.A and III-C): a software
+`package` (a tool the node has, e.g. `iptables`), a `kernel` feature (e.g. `nftables`,
+`xfrm` for IPsec) and `hardware` (e.g. `aes-ni`); see netfate.drivers.capabilities for what a
+node detects and netfate.resolver for which kinds each flavour needs on the host.
+
+`implementations` gives per-flavour requirements (memory, CPU, disk) over `resources`, which
+is what every flavour needs unless it says otherwise; the resolver picks among them.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from netfate import schema_check
 from netfate.errors import Conflict, InvalidInput
 from netfate.flavours import DEFAULT_FLAVOUR, check_flavour
+from netfate.resolver import Implementation, capability_key
 
 LIFECYCLE = (
     "create", "start", "stop", "update", "delete", "pause",
@@ -42,8 +59,13 @@ class Port(_Model):
 
 
 class Capability(_Model):
-    name: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
     type: Literal["package", "kernel", "hardware"] = "package"
+
+    @property
+    def key(self) -> str:
+        """The name a node advertises for it ("iptables", "kernel:xfrm", "hardware:aes-ni")."""
+        return capability_key(self.name, self.type)
 
 
 class Dependencies(_Model):
@@ -53,23 +75,43 @@ class Dependencies(_Model):
 class ResourceRequest(_Model):
     memory_mb: int = Field(default=32, ge=1, le=65536, alias="memory-mb")
     cpu_percent: int = Field(default=100, ge=1, le=1000, alias="cpu-percent")
+    # Disk for the flavour's image (MB; 0: negligible, e.g. a native bundle's scripts).
+    disk_mb: int = Field(default=0, ge=0, le=1 << 20, alias="disk-mb")
+
+
+class FlavourRequest(_Model):
+    """One implementation's requirements; what it leaves out comes from `resources`."""
+
+    memory_mb: int | None = Field(default=None, ge=1, le=65536, alias="memory-mb")
+    cpu_percent: int | None = Field(default=None, ge=1, le=1000, alias="cpu-percent")
+    disk_mb: int | None = Field(default=None, ge=0, le=1 << 20, alias="disk-mb")
 
 
 class StateSpec(_Model):
     exportable: bool = False
 
 
+# The ports an NF without a `ports` list gets: the NNF paper's service graph joins the NF to
+# the LAN and the WAN port (section V).
+DEFAULT_PORTS = (Port(name="lan", role="lan"), Port(name="wan", role="wan"))
+
+
 class Descriptor(_Model):
     name: str
-    version: str = Field(min_length=1, max_length=32)
+    version: str = Field(default="0", min_length=1, max_length=32)
     description: str = ""
+    # Where the NNF paper's driver downloads the scripts (Fig. 3): kept, never fetched.
+    uri: str | None = Field(default=None, min_length=1, max_length=2048)
     vnf_type: str = Field(default=DEFAULT_FLAVOUR, alias="vnf-type")
-    # In order of preference: a node runs the first one it has a compute driver for.
-    flavours: tuple[str, ...] = Field(default=(DEFAULT_FLAVOUR,), min_length=1)
+    # Its implementations, in order of preference (the resolver's "first" rule uses it as
+    # is; its default rule prefers native at the edge, container in the DC). Absent: the
+    # one `vnf-type` names.
+    flavours: tuple[str, ...] = Field(default=(), min_length=1)
     multitenancy: bool = True
-    ports: tuple[Port, ...] = Field(min_length=1, max_length=8)
+    ports: tuple[Port, ...] = Field(default=DEFAULT_PORTS, min_length=1, max_length=8)
     dependencies: Dependencies = Dependencies()
     resources: ResourceRequest = ResourceRequest()
+    implementations: dict[str, FlavourRequest] = Field(default_factory=dict, max_length=16)
     state: StateSpec = StateSpec()
     config_schema: dict[str, Any] = Field(
         default_factory=lambda: {"type": "object"}, alias="config-schema"
@@ -92,7 +134,32 @@ class Descriptor(_Model):
     def _flavours(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for f in v:
             check_flavour(f)
+        if len(set(v)) != len(v):
+            raise ValueError(f"flavours repeat: {list(v)}")
         return v
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, v: str | None) -> str | None:
+        if v is not None and (not v.isprintable() or any(c.isspace() for c in v)):
+            raise ValueError("uri must be printable, without spaces")
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive(cls, data: Any) -> Any:
+        # The paper's template has no `flavours`: the NF is the one implementation vnf-type
+        # names; one with `flavours` and no vnf-type is of its first flavour. (A field given
+        # as null is left for the type checks to refuse.)
+        if not isinstance(data, dict):
+            return data
+        has_type = "vnf-type" in data or "vnf_type" in data
+        if "flavours" not in data:
+            vnf_type = data.get("vnf-type", data.get("vnf_type", DEFAULT_FLAVOUR))
+            data = {**data, "flavours": [vnf_type]}
+        elif not has_type and isinstance(data["flavours"], list | tuple) and data["flavours"]:
+            data = {**data, "vnf-type": data["flavours"][0]}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> Descriptor:
@@ -101,6 +168,9 @@ class Descriptor(_Model):
             raise ValueError(f"port names repeat: {names}")
         if self.vnf_type not in self.flavours:
             raise ValueError(f"vnf-type {self.vnf_type!r} is not among flavours {self.flavours}")
+        stray = sorted(set(self.implementations) - set(self.flavours))
+        if stray:
+            raise ValueError(f"implementations {stray} are not among flavours {self.flavours}")
         try:
             jsonschema.Draft202012Validator.check_schema(self.config_schema)
         except jsonschema.SchemaError as exc:
@@ -110,7 +180,12 @@ class Descriptor(_Model):
 
     @property
     def capabilities(self) -> list[str]:
-        return [c.name for c in self.dependencies.capability]
+        """What it depends on, as nodes advertise it (netfate.resolver.capability_key)."""
+        return [c.key for c in self.dependencies.capability]
+
+    def implementation_list(self) -> tuple[Implementation, ...]:
+        """Each flavour with its requirements, in its order of preference."""
+        return implementations_of(self.model_dump(mode="json", by_alias=True))
 
     def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
         """Validate config against the schema, with top-level defaults filled in."""
@@ -136,6 +211,26 @@ class Descriptor(_Model):
             where = "/".join(str(p) for p in e.path) or "(top)"
             raise InvalidInput(f"{self.name}: config at {where}: {e.message}")
         return filled
+
+
+def implementations_of(stored: dict[str, Any]) -> tuple[Implementation, ...]:
+    """Each flavour of a descriptor as stored (model_dump by alias, in the NFVI database) with
+    its requirements: `implementations` over `resources` over the defaults. Tolerant of a
+    descriptor stored before either existed (native, 32 MB, 100 %)."""
+    res = stored.get("resources") or {}
+    base = (int(res.get("memory-mb", 32)), int(res.get("cpu-percent", 100)),
+            int(res.get("disk-mb", 0)))
+    per = stored.get("implementations") or {}
+    out = []
+    for f in stored.get("flavours") or (stored.get("vnf-type") or DEFAULT_FLAVOUR,):
+        over = per.get(f) or {}
+
+        def pick(key: str, default: int, over: dict[str, Any] = over) -> int:
+            v = over.get(key)
+            return default if v is None else int(v)
+        out.append(Implementation(str(f), pick("memory-mb", base[0]),
+                                  pick("cpu-percent", base[1]), pick("disk-mb", base[2])))
+    return tuple(out)
 
 
 def parse_descriptor(data: Any, source: str = "descriptor") -> Descriptor:

@@ -1,9 +1,8 @@
 """Flavours: the implementations of an NF (native, container, VM, ...). Pure.
 
 An NF's descriptor lists the flavours it ships, in order of preference; a node advertises the
-flavours it has compute drivers for (its capability report's `infrastructure.flavours`). An NF
-runs on a node in the first of its flavours that the node advertises: the NNF paper's resolver
-(section IV.B), reduced to what the platform needs today.
+flavours it has compute drivers for (its capability report's `infrastructure.flavours`). Which
+one an NF runs in on a node is the resolver's choice (netfate.resolver, NNF section III).
 
 Flavour names are open: a new flavour is a compute driver registered under the entry-point
 group `netfate.compute` (see netfate.drivers.registry and docs/drivers.md), not a change here.
@@ -12,7 +11,6 @@ group `netfate.compute` (see netfate.drivers.registry and docs/drivers.md), not 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable
 
 # What an NF, a node or an instance spec that says nothing about flavours means: everything
 # before flavours travelled end to end was native.
@@ -27,15 +25,6 @@ def check_flavour(name: str) -> str:
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(f"flavour {name!r} must be a-z0-9 and '-', starting with a letter")
     return name
-
-
-def pick(nf_flavours: Iterable[str], node_flavours: Collection[str]) -> str | None:
-    """The flavour to run an NF in on a node: the first of the NF's flavours (its order of
-    preference) that the node advertises; None when they share none."""
-    for flavour in nf_flavours:
-        if flavour in node_flavours:
-            return flavour
-    return None
 
 
 def advertised(infrastructure: dict[str, object] | None) -> frozenset[str]:

@@ -1,12 +1,14 @@
-"""Flavour selection: an NF goes only where the node hosts one of its flavours, in the first
-of them (its order of preference); native everywhere plans as before."""
+"""Flavour selection by the resolver: an NF goes only where the node hosts one of its
+flavours; native at the edge, container in the DC (the default rule), or the NF's own order
+(the "first" rule); native everywhere plans as before."""
 
 from __future__ import annotations
 
 import pytest
 
+from netfate import resolver
 from netfate.engine import CatalogueEntry, Migrate, Place, UserAssociated, plan
-from netfate.flavours import DEFAULT_FLAVOUR, advertised, check_flavour, pick
+from netfate.flavours import DEFAULT_FLAVOUR, advertised, check_flavour
 
 from .test_engine_support import FW_CAPS, IP, MAC, dc, inst, node, user, world
 
@@ -16,12 +18,6 @@ LOGIN = UserAssociated(user="alice", node="cpe1", mac=MAC, ip=IP)
 def fw(*flavours: str) -> CatalogueEntry:
     return CatalogueEntry(name="firewall", capabilities=FW_CAPS, memory_mb=16,
                           flavours=flavours)
-
-
-def test_pick_takes_the_nfs_first_flavour_the_node_hosts() -> None:
-    assert pick(("container", "native"), {"native", "container"}) == "container"
-    assert pick(("vm", "native"), {"native"}) == "native"
-    assert pick(("vm",), {"native", "container"}) is None
 
 
 def test_a_node_that_reports_no_flavours_is_native() -> None:
@@ -41,10 +37,16 @@ def test_defaults_are_native_so_plans_are_unchanged() -> None:
     assert [(i.node, i.flavour) for i in places] == [("cpe1", "native")]
 
 
-def test_place_carries_the_preferred_flavour_the_node_hosts() -> None:
+def test_place_carries_the_flavour_the_resolver_picks() -> None:
     cpe = node("cpe1").model_copy(update={"flavours": frozenset({"native", "container"})})
     snap = world([cpe, dc()], [user(at="cpe1")], catalogue=[fw("container", "native")])
     places = [i for i in plan(snap, LOGIN).intents if isinstance(i, Place)]
+    assert [(i.node, i.flavour) for i in places] == [("cpe1", "native")]  # native at the edge
+    resolver.select("first")  # the NF's own order of preference
+    try:
+        places = [i for i in plan(snap, LOGIN).intents if isinstance(i, Place)]
+    finally:
+        resolver.select(resolver.DEFAULT_RULE)
     assert [(i.node, i.flavour) for i in places] == [("cpe1", "container")]
 
 

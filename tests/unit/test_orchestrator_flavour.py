@@ -1,4 +1,5 @@
-"""The flavour an instance is recorded with: the bundle's first flavour its node advertises."""
+"""The flavour an instance is recorded with: the engine's choice where the node runs it, else
+the resolver's (netfate.resolver), from the bundle's flavours and the node's report."""
 
 from __future__ import annotations
 
@@ -36,11 +37,16 @@ def test_native_when_the_node_reports_nothing(s: Session) -> None:
     assert flavour_for(s, "cpe1", _bundle(s, ["native"])) == "native"
 
 
-def test_first_flavour_of_the_nf_the_node_hosts(s: Session) -> None:
+def test_the_resolver_picks_among_the_flavours_the_node_hosts(s: Session) -> None:
     repo.upsert_node(s, "cpe1", role="cpe", now=100.0,
                      infrastructure={"flavours": ["native", "container"]})
+    repo.upsert_node(s, "dc1", role="dc", now=100.0,
+                     infrastructure={"flavours": ["native", "container", "vm"]})
     sha = _bundle(s, ["container", "native"])
-    assert flavour_for(s, "cpe1", sha) == "container"
+    assert flavour_for(s, "cpe1", sha) == "native"  # native at the edge
+    assert flavour_for(s, "dc1", sha) == "container"  # container in the DC
+    assert flavour_for(s, "cpe1", sha, preferred="container") == "container"  # the engine's
+    assert flavour_for(s, "cpe1", sha, preferred="vm") == "native"  # not run there: resolved
     snap = build(s, now=200.0)
     assert snap.node("cpe1").flavours == {"native", "container"}  # type: ignore[union-attr]
     assert snap.entry("firewall").flavours == ("container", "native")  # type: ignore[union-attr]

@@ -45,3 +45,15 @@ def test_three_cpe_file_parses() -> None:
 
     text = resources.files("netfate.testbed").joinpath("three-cpe.yaml").read_text()
     assert len([n for n in parse_topology(text).nodes if n.role == "cpe"]) == 3
+
+
+def test_nodes_run_flavours_by_role_unless_the_file_says_otherwise() -> None:
+    t = load_topology()
+    assert t.node("dc").runs == ("native", "container", "vm")
+    assert t.node("cpe1").runs == ("native",)
+    t = parse_topology("name: x\nnodes:\n  - {name: cpe1, role: cpe, flavours: [native, "
+                       "container]}\n")
+    assert t.node("cpe1").runs == ("native", "container")
+    for bad, words in (("[Native]", "flavour"), ("[native, native]", "repeat"), ("[]", "flavours")):
+        with pytest.raises(InvalidInput, match=words):
+            parse_topology(f"name: x\nnodes:\n  - {{name: a, role: cpe, flavours: {bad}}}\n")

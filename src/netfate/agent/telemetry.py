@@ -3,6 +3,7 @@ that shares a host with others, a declared budget against what its own NFs use (
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -46,6 +47,7 @@ def memory_mb() -> tuple[int, int]:
 def resources(cpu: CpuMeter, nf_count: int) -> Resources:
     total, free = memory_mb()
     return Resources(mem_total_mb=total, mem_free_mb=free, cpu_util=round(cpu.utilisation(), 3),
+                     cpus=float(os.cpu_count() or 1),
                      nf_count=nf_count)
 
 
@@ -67,4 +69,5 @@ class Budget:
             util = min(1.0, (cpu_ns - c0) / 1e9 / ((now - t0) * self.cpus))
         self._last = (now, cpu_ns)
         return Resources(mem_total_mb=self.mem_mb, mem_free_mb=max(0, self.mem_mb - used_mb),
+                         cpus=self.cpus,
                          cpu_util=round(util, 3), nf_count=len(instance_ids))

@@ -19,6 +19,8 @@ class Resources(_Msg):
     mem_free_mb: int
     cpu_util: float = Field(ge=0, le=1)
     nf_count: int = 0
+    # CPUs the node has for NFs (its declared budget, else the host's); None: not reported.
+    cpus: float | None = Field(default=None, gt=0)
 
 
 class Register(_Msg):

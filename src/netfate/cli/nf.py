@@ -57,7 +57,8 @@ def _resolve_bundle(tb: Testbed, ref: str) -> str:
 
 @app.command("catalogue")
 def catalogue_cmd(json_out: JsonOpt = False) -> None:
-    """The NFs shipped with NetFATE, with their bundle sha256."""
+    """The NFs shipped with NetFATE, with their bundle sha256 and their implementations
+    (flavours, in the NF's order of preference, with what each needs)."""
     from netfate.bundle import inspect_bundle, sha256_of
 
     def go() -> list[dict[str, Any]]:
@@ -67,16 +68,23 @@ def catalogue_cmd(json_out: JsonOpt = False) -> None:
             desc, _ = inspect_bundle(data)
             rows.append({"name": name, "version": desc.version, "sha256": sha256_of(data),
                          "bytes": len(data), "capabilities": desc.capabilities,
-                         "description": desc.description})
+                         "description": desc.description,
+                         "implementations": [
+                             {"flavour": i.flavour, "memory-mb": i.memory_mb,
+                              "cpu-percent": i.cpu_percent, "disk-mb": i.disk_mb}
+                             for i in desc.implementation_list()]})
         return rows
 
     rows = guarded(go)
     if json_out:
         emit_json(rows)
         return
-    t = Table("name", "version", "bytes", "capabilities", "sha256")
+    t = Table("name", "version", "bytes", "implementations", "capabilities", "sha256")
     for r in rows:
-        t.add_row(r["name"], r["version"], str(r["bytes"]), ",".join(r["capabilities"]),
+        impls = ", ".join(f"{i['flavour']} ({i['memory-mb']} MB, {i['cpu-percent']}% CPU"
+                          + (f", {i['disk-mb']} MB disk" if i["disk-mb"] else "") + ")"
+                          for i in r["implementations"])
+        t.add_row(r["name"], r["version"], str(r["bytes"]), impls, ",".join(r["capabilities"]),
                   r["sha256"][:16])
     console.print(t)
 

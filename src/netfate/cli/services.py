@@ -37,6 +37,10 @@ def orchestrator(
                                                       "[NETFATE_COMMAND_TIMEOUT; 15]")] = None,
     policy: Annotated[str | None, Opt(help="Placement policy [NETFATE_POLICY; netfate]")]
     = None,
+    resolver: Annotated[str | None, Opt(help="Flavour resolver rule: nnf (native at the "
+                                             "edge, container in the DC, VM last) or first "
+                                             "(the NF's order) [NETFATE_RESOLVER; nnf]")]
+    = None,
     radius: Annotated[bool | None, Opt(help="Start FreeRADIUS (private config, loopback) "
                                             "with the orchestrator [NETFATE_RADIUS; no]")]
     = None,
@@ -57,6 +61,7 @@ def orchestrator(
     settings = load(orchestrator={
         "host": host, "port": port, "state_dir": state_dir, "db_url": db_url,
         "nats_url": nats_url, "command_timeout": command_timeout, "policy": policy,
+        "resolver": resolver,
         "radius": radius, "user_idle_timeout": user_idle_timeout,
         "reauth_lifetime": reauth_lifetime}).orchestrator
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -96,6 +101,10 @@ def agent(
     = None,
     metrics_port: Annotated[int, Opt(min=0, max=65535, help="Serve Prometheus metrics at "
                                      "http://127.0.0.1:PORT/metrics (0: off)")] = 0,
+    flavours: Annotated[str | None, Opt(help="Comma-separated flavours this node may host, "
+                                            "e.g. native,container,vm; it advertises those "
+                                            "whose driver is registered and whose tools are "
+                                            "present (default: all such)")] = None,
 ) -> None:
     """Run the agent of one NFVI node (CPE, PE or DC)."""
     need_root()
@@ -108,10 +117,11 @@ def agent(
     from netfate.agent.telemetry import Budget
 
     budget = Budget(mem_mb, cpus) if mem_mb else None
+    hosted = _hostable(flavours)
     a = Agent(node, role, nats_url, paths.run_dir(), OvsServer(paths.ovs_dir()),
               uplink=uplink, telemetry_interval=telemetry_interval, mtu=mtu, budget=budget,
               controller_managed=controller_managed,
-              script_timeout=settings.compute.script_timeout)
+              script_timeout=settings.compute.script_timeout, flavours=hosted)
     if metrics_port:
         from netfate.metrics import agent as agent_metrics
 
@@ -135,6 +145,28 @@ def agent(
         os._exit(0)
 
     asyncio.run(main())
+
+
+def _hostable(flavours: str | None) -> list[str]:
+    """The flavours to host: of those asked for (default: every registered one), those whose
+    driver is registered and whose tools are present. BadParameter naming why none is."""
+    from netfate.drivers import capabilities, registry
+    from netfate.flavours import check_flavour
+
+    asked = registry.available() if flavours is None else [
+        f.strip() for f in flavours.split(",") if f.strip()]
+    try:
+        for f in asked:
+            check_flavour(f)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--flavours") from None
+    ok, why = capabilities.hostable(asked)
+    for reason in why:
+        logging.getLogger("netfate.agent").warning("not hosting flavour %s", reason)
+    if not ok:
+        raise typer.BadParameter(f"no flavour can be hosted here ({'; '.join(why)})",
+                                 param_hint="--flavours")
+    return ok
 
 
 def controller(

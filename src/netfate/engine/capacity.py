@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from netfate import resolver
 from netfate.engine.model import CatalogueEntry, NodeView, Snapshot, mem_util
 
 # Readings are floats: 0.65 - 0.5 is 0.1499..., which must still count as a 15% change.
@@ -27,8 +28,10 @@ class Ledger:
     _mem_mb: dict[str, int] = field(default_factory=dict)
     _nfs: dict[str, int] = field(default_factory=dict)
 
-    def reserve(self, node: str, entry: CatalogueEntry) -> None:
-        self._mem_mb[node] = self._mem_mb.get(node, 0) + entry.memory_mb
+    def reserve(self, node: str, entry: CatalogueEntry, memory_mb: int | None = None) -> None:
+        """Claim a slot and `memory_mb` (default: the entry's) on `node` for this plan."""
+        need = entry.memory_mb if memory_mb is None else memory_mb
+        self._mem_mb[node] = self._mem_mb.get(node, 0) + need
         self._nfs[node] = self._nfs.get(node, 0) + 1
 
     def mem_free(self, node: NodeView) -> int:
@@ -48,7 +51,17 @@ class Ledger:
 def misfits(
     node: NodeView, entry: CatalogueEntry, ledger: Ledger, th: Thresholds, *, hosted: bool
 ) -> list[str]:
-    """Why `node` can't host `entry` (empty: it can).
+    """Why `node` can't host `entry` (empty: it can); see `placement`."""
+    return placement(node, entry, ledger, th, hosted=hosted)[0]
+
+
+def placement(
+    node: NodeView, entry: CatalogueEntry, ledger: Ledger, th: Thresholds, *, hosted: bool
+) -> tuple[list[str], resolver.Implementation | None]:
+    """Why `node` can't host `entry` (empty: it can), and the implementation the resolver
+    picks there (netfate.resolver: the flavours the node runs, its capabilities, and for each
+    implementation its memory against what is free after this plan's claims, its CPU cap and
+    image against the node's CPUs and free disk).
 
     `hosted`: the NF already runs there, so its memory and slot are already in the readings;
     the node only has to be up, capable and not overloaded to keep it.
@@ -56,32 +69,33 @@ def misfits(
     problems: list[str] = []
     if not node.online:
         problems.append("offline")
-    missing = sorted(entry.capabilities - node.capabilities)
-    if missing:
-        problems.append("lacks capabilities " + ",".join(missing))
-    if entry.flavour_on(node) is None:
-        problems.append(f"runs none of its flavours {','.join(entry.flavours)} "
-                        f"(node has {','.join(sorted(node.flavours))})")
+
+    def fit(impl: resolver.Implementation) -> str | None:
+        if hosted:
+            return None  # it runs there already: its resources are in the readings
+        free = ledger.mem_free(node)
+        if free < impl.memory_mb:
+            return f"{free} MB free < {impl.memory_mb} MB"
+        # Judge memory after placing, so a placement doesn't itself overload the node (and
+        # trigger a migration straight back out).
+        after = ledger.mem_util(node, impl.memory_mb)
+        if after >= th.mem - EPSILON:
+            return f"memory would reach {after:.2f} >= {th.mem:.2f}"
+        return resolver.fits_node(impl, node)
+
+    chosen = entry.resolve(node, fit)
+    problems.extend(chosen.reasons if chosen.implementation is None else ())
     if node.cpu_util >= th.cpu - EPSILON:
         problems.append(f"cpu {node.cpu_util:.2f} >= {th.cpu:.2f}")
     if hosted:
         used = ledger.mem_util(node)
         if used >= th.mem - EPSILON:
             problems.append(f"memory {used:.2f} >= {th.mem:.2f}")
-        return problems
-    free = ledger.mem_free(node)
-    if free < entry.memory_mb:
-        problems.append(f"{free} MB free < {entry.memory_mb} MB")
-    else:
-        # Judge memory after placing, so a placement doesn't itself overload the node (and
-        # trigger a migration straight back out).
-        after = ledger.mem_util(node, entry.memory_mb)
-        if after >= th.mem - EPSILON:
-            problems.append(f"memory would reach {after:.2f} >= {th.mem:.2f}")
+        return problems, chosen.implementation
     count = ledger.nf_count(node)
     if node.max_nfs is not None and count >= node.max_nfs:
         problems.append(f"{count} NFs, max {node.max_nfs}")
-    return problems
+    return problems, chosen.implementation
 
 
 def dc_key(node: NodeView, ledger: Ledger, chain_nodes: tuple[str, ...]) -> tuple[object, ...]:

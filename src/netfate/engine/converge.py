@@ -32,6 +32,10 @@ class Decision:
 
     node: str | None
     why: str
+    # The implementation the resolver picked there (None: the chooser did not say; converge
+    # then asks the resolver itself).
+    flavour: str | None = None
+    memory_mb: int | None = None
 
 
 # (catalogue entry, the instance now serving the user or None, nodes already chosen for the
@@ -191,8 +195,8 @@ def _place_one(
             # Already there (possibly as a duplicate of `current`): keep that one.
             return i.instance_id, i
     new_id = nf_instance_id(decision.node, user.name, nf)
-    ledger.reserve(decision.node, entry)
-    flavour = _flavour(snap, entry, decision.node)
+    flavour = decision.flavour or _flavour(snap, entry, decision.node)
+    ledger.reserve(decision.node, entry, decision.memory_mb)
     if current is None:
         moves.append(Place(user=user.name, nf=nf, node=decision.node, instance_id=new_id,
                            reason=decision.why, flavour=flavour))
@@ -208,9 +212,9 @@ def _place_one(
 
 
 def _flavour(snap: Snapshot, entry: CatalogueEntry, node: str) -> str:
-    """The flavour the NF runs in on the chosen node. A chooser that checks `misfits` only
-    picks nodes with one; for any other choice, the NF's preferred flavour (the node's
-    agent then refuses it, and says why)."""
+    """The flavour the NF runs in on a node its chooser did not resolve for: the resolver's
+    choice (netfate.resolver), else the NF's preferred flavour (the node's agent then
+    refuses it, and says why)."""
     view = snap.node(node)
     return (entry.flavour_on(view) if view is not None else None) or entry.flavours[0]
 

@@ -20,7 +20,8 @@ from pydantic import (
     model_validator,
 )
 
-from netfate.flavours import DEFAULT_FLAVOUR, check_flavour, pick
+from netfate import resolver
+from netfate.flavours import DEFAULT_FLAVOUR, check_flavour
 from netfate.naming import check_token
 from netfate.validators import unicast_mac
 
@@ -77,6 +78,10 @@ class NodeView(Frozen):
     max_nfs: int | None = Field(default=None, ge=0)
     # The flavours it has compute drivers for (its capability report).
     flavours: frozenset[Flavour] = frozenset({DEFAULT_FLAVOUR})
+    # Free disk for NF images, MB (None: not reported; images are then not checked).
+    disk_free_mb: int | None = Field(default=None, ge=0)
+    # CPUs it has for NFs (None: not reported; CPU caps are then not checked).
+    cpus: float | None = Field(default=None, gt=0)
 
     @property
     def mem_util(self) -> float:
@@ -90,20 +95,50 @@ def mem_util(total_mb: int, free_mb: int) -> float:
     return min(1.0, max(0.0, (total_mb - free_mb) / total_mb))
 
 
+class Implementation(Frozen):
+    """One flavour of an NF and what it needs there (the descriptor's `implementations`)."""
+
+    flavour: Flavour
+    memory_mb: int = Field(ge=0)
+    cpu_percent: int = Field(default=100, ge=0)
+    disk_mb: int = Field(default=0, ge=0)
+
+    def as_resolver(self) -> resolver.Implementation:
+        return resolver.Implementation(self.flavour, self.memory_mb, self.cpu_percent,
+                                       self.disk_mb)
+
+
 class CatalogueEntry(Frozen):
     """What an NF type needs from a node (from its descriptor)."""
 
     name: Name
+    # Capability names in netfate.resolver.capability_key form ("iptables", "kernel:xfrm").
     capabilities: frozenset[str] = frozenset()
     memory_mb: int = Field(ge=0)
     # A cgroup cap (percent of one CPU), not a usage forecast: policies don't add it to cpu_util.
     cpu_percent: int = Field(default=100, ge=0)
     # The flavours it ships, in order of preference (the descriptor's `flavours`).
     flavours: tuple[Flavour, ...] = Field(default=(DEFAULT_FLAVOUR,), min_length=1)
+    # Per flavour requirements; empty: each of `flavours` with memory_mb and cpu_percent.
+    implementations: tuple[Implementation, ...] = ()
+
+    @property
+    def offers(self) -> tuple[resolver.Implementation, ...]:
+        """Its implementations, in its order of preference, as the resolver takes them."""
+        if self.implementations:
+            return tuple(i.as_resolver() for i in self.implementations)
+        return tuple(resolver.Implementation(f, self.memory_mb, self.cpu_percent)
+                     for f in self.flavours)
+
+    def resolve(self, node: NodeView, fit: resolver.Fit | None = None) -> resolver.Resolution:
+        """Which of its implementations runs on `node` (netfate.resolver.resolve with the
+        selected rule); `fit` as there."""
+        return resolver.resolve(self.offers, self.capabilities, node, fit=fit)
 
     def flavour_on(self, node: NodeView) -> str | None:
-        """The flavour it runs in on `node` (netfate.flavours.pick); None: no common one."""
-        return pick(self.flavours, node.flavours)
+        """The flavour it runs in on `node`, by the resolver with the node's free memory;
+        None: no implementation runs there."""
+        return self.resolve(node).flavour
 
 
 class UserView(Frozen):

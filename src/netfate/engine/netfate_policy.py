@@ -13,7 +13,7 @@ on idle (the paper's rule) or move on re-association.
 from __future__ import annotations
 
 from netfate.engine import events
-from netfate.engine.capacity import EPSILON, Ledger, Thresholds, dc_key, misfits
+from netfate.engine.capacity import EPSILON, Ledger, Thresholds, dc_key, placement
 from netfate.engine.converge import Chooser, Decision, PlanBuilder, converge_user, release_user
 from netfate.engine.intents import Plan, Release
 from netfate.engine.model import (
@@ -24,6 +24,7 @@ from netfate.engine.model import (
     UserAtNode,
     UserView,
 )
+from netfate.resolver import Implementation
 
 
 class NetfatePolicy:
@@ -204,26 +205,33 @@ class NetfatePolicy:
                 not_access = f"access node {user.access_node} unknown"
             else:
                 hosted = current is not None and current.node == access.name
-                problems = misfits(access, entry, ledger, th, hosted=hosted)
+                problems, impl = placement(access, entry, ledger, th, hosted=hosted)
                 if not problems:
-                    return Decision(access.name, f"{what} on access node {access.name}")
+                    return _decision(access.name, f"{what} on access node {access.name}", impl)
                 not_access = f"access node {access.name}: {', '.join(problems)}"
             here = snap.node(current.node) if current is not None else None
             if (here is not None and here.role == "dc"
-                    and not misfits(here, entry, ledger, th, hosted=True)):
+                    and not placement(here, entry, ledger, th, hosted=True)[0]):
                 # Stay put rather than hop between DCs whenever another one is a bit lighter.
                 return Decision(here.name, f"{what} stays in DC {here.name} ({not_access})")
             rejected = [not_access]
             for dc in _dcs_by_preference(snap, ledger, chain_nodes, exclude=here):
-                problems = misfits(dc, entry, ledger, th, hosted=False)
+                problems, impl = placement(dc, entry, ledger, th, hosted=False)
                 if not problems:
-                    return Decision(dc.name, f"{what} in DC {dc.name} ({not_access})")
+                    return _decision(dc.name, f"{what} in DC {dc.name} ({not_access})", impl)
                 rejected.append(f"DC {dc.name}: {', '.join(problems)}")
             if len(rejected) == 1:
                 rejected.append("no other DC node")
             return Decision(None, "no node fits: " + "; ".join(rejected))
 
         return choose
+
+
+def _decision(node: str, why: str, impl: Implementation | None) -> Decision:
+    """A decision with the implementation the resolver picked there, when there is one."""
+    if impl is None:
+        return Decision(node, why)
+    return Decision(node, why, impl.flavour, impl.memory_mb)
 
 
 def _active(user: UserView) -> bool:

@@ -122,7 +122,7 @@ class Executor:
         match step:
             case Want():
                 await self.db.run(rec.want, step.node, step.owner, step.nf, step.iid,
-                                  step.config)
+                                  step.config, step.flavour)
                 self.pushes.changed(step.node)
             case Drop():
                 node = await self.db.run(rec.drop, step.iid)

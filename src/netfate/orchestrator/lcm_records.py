@@ -35,16 +35,18 @@ def set_op_state(s: Session, op_id: str, state: OpState,
 
 
 def want(s: Session, node: str, owner: str, nf: str, iid: str,
-         config: dict[str, Any] | None) -> None:
-    """The instance present, from the NF's newest bundle; config None: the owner's. Raises
-    NotFound when the catalogue has no bundle of the NF."""
+         config: dict[str, Any] | None, flavour: str | None = None) -> None:
+    """The instance present, from the NF's newest bundle; config None: the owner's; in
+    `flavour` (the engine's choice) when the node runs it, else the resolver's
+    (netfate.orchestrator.flavour). Raises NotFound when the catalogue has no bundle of the
+    NF; MissingCapability when the node runs none of its flavours."""
     bundle = repo.latest_bundle_sha(s, nf)
     if config is None:
         with contextlib.suppress(NotFound):
             config = (repo.get_user(s, owner).nf_config or {}).get(nf, {})
     repo.upsert_instance(s, node=node, owner=owner, nf_name=nf, bundle_sha256=bundle,
-                         flavour=flavour_for(s, node, bundle), instance_id=iid, config=config or {},
-                         desired_state=Presence.PRESENT)
+                         flavour=flavour_for(s, node, bundle, flavour), instance_id=iid,
+                         config=config or {}, desired_state=Presence.PRESENT)
 
 
 def drop(s: Session, iid: str) -> str | None:

@@ -31,6 +31,8 @@ class Want:
     nf: str
     iid: str
     config: dict[str, Any] | None = None
+    # The implementation the engine's resolver chose (None: resolve when recording).
+    flavour: str | None = None
 
 
 @dataclass(frozen=True)
@@ -148,10 +150,13 @@ class InstanceFacts:
 
 # -- operations -------------------------------------------------------------------------------
 def instantiate(op_id: str, node: str, owner: str, nf: str, iid: str,
-                config: dict[str, Any] | None = None) -> Occurrence:
-    """Create and start: rolled back (absent again) if it does not come up."""
+                config: dict[str, Any] | None = None, flavour: str | None = None
+                ) -> Occurrence:
+    """Create and start (in `flavour`, None: the resolver's choice): rolled back (absent
+    again) if it does not come up."""
     return Occurrence(op_id, "instantiation failed",
-                      steps=(Want(node, owner, nf, iid, config), Push(node, "running", iid)),
+                      steps=(Want(node, owner, nf, iid, config, flavour),
+                             Push(node, "running", iid)),
                       undo=(Drop(iid), Retract(node)))
 
 
@@ -173,14 +178,17 @@ def update(op_id: str, iid: str, node: str, old: dict[str, Any],
 
 
 def migrate(op_id: str, iid: str, facts: InstanceFacts | None, dst: str, new_iid: str,
-            deferred: bool = False) -> Occurrence:
-    """Make before break: up on `dst`, the state moved when the NF exports it and its node is
-    online, then the source released (at the end of the plan when `deferred`)."""
+            deferred: bool = False, flavour: str | None = None) -> Occurrence:
+    """Make before break: up on `dst` (in `flavour`, None: the resolver's choice; it may
+    differ from the source's, since the state document is flavour-independent), the state
+    moved when the NF exports it and its node is online, then the source released (at the
+    end of the plan when `deferred`)."""
     if facts is None:
         return Occurrence(op_id, "migration failed",
                           steps=(Fail(f"NF instance {iid!r} does not exist"),),
                           rolled_back=False)
-    steps: list[Step] = [Want(dst, facts.owner, facts.nf, new_iid, dict(facts.config)),
+    steps: list[Step] = [Want(dst, facts.owner, facts.nf, new_iid, dict(facts.config),
+                              flavour),
                          Push(dst, "running", new_iid, lap="instantiate")]
     if facts.exportable and facts.node_online:
         steps.append(MoveState(facts.node, iid, dst, new_iid))
@@ -200,10 +208,11 @@ def plan_steps(intents: Sequence[Intent], ops: Sequence[str | None],
     for it, op_id in zip(intents, ops, strict=True):
         match it:
             case Place() if op_id:
-                out.append(instantiate(op_id, it.node, it.user, it.nf, it.instance_id))
+                out.append(instantiate(op_id, it.node, it.user, it.nf, it.instance_id,
+                                       flavour=it.flavour))
             case Migrate() if op_id:
                 occ = migrate(op_id, it.instance_id, facts.get(it.instance_id), it.dst,
-                              it.new_instance_id, deferred=True)
+                              it.new_instance_id, deferred=True, flavour=it.flavour)
                 out.append(replace(occ, holds_steering=it.user))
             case Release() if op_id:
                 f = facts.get(it.instance_id)

@@ -16,7 +16,7 @@ import nats
 from nats.aio.msg import Msg
 from sqlalchemy.orm import Session
 
-from netfate import api_auth
+from netfate import api_auth, resolver
 from netfate.bus import subjects
 from netfate.bus.messages import (
     ClientSeen,
@@ -83,6 +83,9 @@ class Orchestrator:
         self.ports_reported: set[str] = set()
         self.repairs = Repairs(self)
         self._delta = float(getattr_policy_delta(settings.policy))
+        # The engine and the coordinator's records resolve flavours with this rule; an unknown
+        # name fails the start, naming the known ones.
+        resolver.select(settings.resolver)
         # Telemetry: readings below the re-evaluation threshold are written in one transaction
         # every TELEMETRY_FLUSH_S instead of one per message; a change that triggers a plan is
         # written at once, after the plan.

@@ -40,6 +40,10 @@ class Settings(BaseModel):
         description="Seconds without telemetry before a node counts as offline")
     policy: str = Field(
         default="netfate", description="Placement policy (entry point netfate.policies)")
+    # Which implementation (flavour) of an NF runs on a node (netfate.resolver): "nnf" native
+    # at the edge, container in the DC, VM last; "first" the NF's own order.
+    resolver: str = Field(
+        default="nnf", description="Flavour resolver rule (entry point netfate.resolvers)")
     # Seconds without a packet from or to a user before the controller reports them idle
     # (the NetFATE paper's "no packets for a certain time period"); 0 turns it off.
     user_idle_timeout: int = Field(

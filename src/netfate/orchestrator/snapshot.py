@@ -49,7 +49,8 @@ from netfate.engine import (
     UserIdle,
     UserView,
 )
-from netfate.flavours import DEFAULT_FLAVOUR, advertised
+from netfate.flavours import advertised
+from netfate.orchestrator.flavour import catalogue_entry
 
 # Entries parsed from the bundles' descriptors, by the set of bundles they came from: the
 # catalogue changes rarely, and parsing every descriptor for every event adds up.
@@ -66,13 +67,7 @@ def catalogue(session: Session) -> tuple[CatalogueEntry, ...]:
         sa.select(VnfPackage.name, VnfPackage.descriptor)
         .order_by(VnfPackage.name, VnfPackage.uploaded_at, VnfPackage.sha256))
     for name, d in rows:
-        deps = [c["name"] for c in (d.get("dependencies") or {}).get("capability", [])]
-        res = d.get("resources") or {}
-        latest[name] = CatalogueEntry(
-            name=name, capabilities=frozenset(deps),
-            memory_mb=int(res.get("memory-mb", 32)), cpu_percent=int(res.get("cpu-percent", 100)),
-            flavours=tuple(d.get("flavours") or (DEFAULT_FLAVOUR,)),
-        )
+        latest[name] = catalogue_entry(name, d or {})
     entries = tuple(latest.values())
     if len(_catalogue_cache) > 16:
         _catalogue_cache.clear()
@@ -118,7 +113,14 @@ def node_view(n: Any) -> NodeView:
         mem_total_mb=int(r.get("mem_total_mb", 0)), mem_free_mb=int(r.get("mem_free_mb", 0)),
         cpu_util=float(r.get("cpu_util", 0.0)), nf_count=int(r.get("nf_count", 0)),
         flavours=advertised(n.infrastructure),
+        disk_free_mb=_opt_int(r.get("disk_free_mb")),
+        cpus=float(r["cpus"]) if isinstance(r.get("cpus"), int | float) and r["cpus"] > 0
+        else None,
     )
+
+
+def _opt_int(v: Any) -> int | None:
+    return int(v) if isinstance(v, int | float) and v >= 0 else None
 
 
 def user_view(u: Any, session_active: bool,

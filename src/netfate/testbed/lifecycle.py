@@ -190,7 +190,7 @@ def _start_services(topo: Topology, progress: Progress, t: TestbedSettings) -> d
         mem, cpus = n.budget
         argv = ["agent", "--node", n.name, "--role", n.role,
                 "--nats-url", t.nats_url, "--mtu", str(topo.mtu),
-                "--mem-mb", str(mem), "--cpus", str(cpus),
+                "--mem-mb", str(mem), "--cpus", str(cpus), "--flavours", ",".join(n.runs),
                 "--metrics-port", str(scrape.agent_port(topo, t, n.name))]
         if n.uplink_port:
             argv += ["--uplink", n.uplink_port]

@@ -9,10 +9,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from netfate import naming, safe_yaml
 from netfate.errors import InvalidInput
+from netfate.flavours import check_flavour
 
 MAX_NODES = 64
 MAX_HOSTS = 256
@@ -23,6 +31,10 @@ class _M(BaseModel):
 
 
 ROLE_BUDGET = {"cpe": (256, 1.0), "pe": (1024, 1.0), "dc": (8192, 2.0)}
+# The flavours a node runs unless its topology entry says otherwise (its infrastructure
+# capabilities): the DC all three, a CPE native only (the NNF paper's domestic CPE).
+ROLE_FLAVOURS: dict[str, tuple[str, ...]] = {
+    "cpe": ("native",), "pe": ("native", "container"), "dc": ("native", "container", "vm")}
 
 
 class NodeSpec(_M):
@@ -33,6 +45,24 @@ class NodeSpec(_M):
     # domestic CPE has 256 MB); defaults by role.
     mem_mb: int | None = Field(default=None, ge=1, le=1 << 20)
     cpus: float | None = Field(default=None, gt=0, le=256)
+    # The flavours its agent may host (of those whose driver is registered and whose tools
+    # are present: the agent advertises only what it can run); default by role.
+    flavours: tuple[str, ...] | None = Field(default=None, min_length=1, max_length=8)
+
+    @field_validator("flavours")
+    @classmethod
+    def _flavours(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if v is not None:
+            for f in v:
+                check_flavour(f)
+            if len(set(v)) != len(v):
+                raise ValueError(f"flavours repeat: {list(v)}")
+        return v
+
+    @property
+    def runs(self) -> tuple[str, ...]:
+        """The flavours its agent is asked to host."""
+        return self.flavours or ROLE_FLAVOURS[self.role]
 
     @property
     def budget(self) -> tuple[int, float]:

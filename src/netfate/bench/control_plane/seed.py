@@ -7,7 +7,8 @@ from pathlib import Path
 
 from netfate.bench.control_plane.params import PASSWORD, mac_of
 from netfate.bench.sim_agents import SIM_FLAVOURS
-from netfate.flavours import DEFAULT_FLAVOUR, pick
+from netfate.flavours import DEFAULT_FLAVOUR
+from netfate.resolver import Implementation, resolve
 
 
 def seed_users_in_db(state: Path, users: list[str], warm_at: dict[str, str] | None) -> None:
@@ -46,13 +47,14 @@ def seed_users_in_db(state: Path, users: list[str], warm_at: dict[str, str] | No
             desc, _ = inspect_bundle(data)
             sha = repo.add_bundle(s, data, name=desc.name, version=desc.version,
                                   descriptor=desc.model_dump(mode="json", by_alias=True)).sha256
+            flavour = _sim_flavour(desc.implementation_list())
             s.execute(sa.insert(models.UserSession), [
                 {"id": f"warm-{u}", "user_name": u, "node_name": n, "mac": mac_of(u),
                  "started_at": now, "state": models.SessionState.ACTIVE}
                 for u, n in warm_at.items()])
             s.execute(sa.insert(models.VnfInstance), [
                 {"id": f"{n}-{u}-firewall", "nf_name": "firewall", "bundle_sha256": sha,
-                 "flavour": pick(desc.flavours, SIM_FLAVOURS) or DEFAULT_FLAVOUR,
+                 "flavour": flavour,
                  "owner": u, "node_name": n,
                  "desired_state": models.Presence.PRESENT,
                  "actual_state": models.ActualState.PENDING,
@@ -64,3 +66,13 @@ def seed_users_in_db(state: Path, users: list[str], warm_at: dict[str, str] | No
                  "updated_at": now} for u, n in warm_at.items()])
     finally:
         db.dispose()
+
+
+def _sim_flavour(impls: tuple[Implementation, ...]) -> str:
+    """The flavour the resolver picks on a simulated CPE (it runs SIM_FLAVOURS; readings are
+    not in yet, so nothing is held against it)."""
+    from netfate.engine import NodeView
+
+    node = NodeView(name="sim", role="cpe", flavours=frozenset(SIM_FLAVOURS), mem_total_mb=0,
+                    mem_free_mb=0, cpu_util=0.0)
+    return resolve(impls, (), node, fit=lambda impl: None).flavour or DEFAULT_FLAVOUR

@@ -84,11 +84,17 @@ def _descriptor(s: Any, nf: str) -> dict[str, Any]:
 
 
 def _check_node_can_run(s: Any, node: str, descriptor: dict[str, Any]) -> None:
+    from netfate.orchestrator.flavour import catalogue_entry
+    from netfate.orchestrator.snapshot import node_view
+
     n = repo.get_node(s, node)
-    needs = {c["name"] for c in (descriptor.get("dependencies") or {}).get("capability", [])}
-    lacking = sorted(needs - set(n.capabilities or []))
-    if lacking:
-        raise Conflict(f"node {node} lacks capabilities {lacking} that {descriptor['name']} needs")
+    # The resolver's test, less free memory (the operator chose the node): some implementation
+    # whose flavour the node runs, with the capabilities that flavour needs there.
+    entry = catalogue_entry(str(descriptor.get("name")), descriptor)
+    res = entry.resolve(node_view(n), fit=lambda impl: None)
+    if res.implementation is None:
+        raise Conflict(f"node {node} cannot run {descriptor['name']}: "
+                       + "; ".join(res.reasons))
     if not n.online:
         raise Conflict(f"node {node} is offline")
     if n.admin_down:

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 
 from netfate.bundle import inspect_bundle, sha256_of
 from netfate.db import repo
-from netfate.descriptor import Descriptor
+from netfate.descriptor import Descriptor, implementations_of
 from netfate.errors import InvalidInput, NetfateError
 from netfate.orchestrator.api.deps import all_rows, db, one_row, orch, row
 
@@ -66,19 +66,30 @@ async def upload(request: Request,
     if sha256 is not None and sha256_of(data) != sha256.lower():
         raise InvalidInput(f"bundle sha256 is {sha256_of(data)}, not the expected {sha256}")
     desc = await _inspect(data, orch(request).settings.inspect_timeout)
-    return await db(request).run(lambda s: row(repo.add_bundle(
+    return with_implementations(await db(request).run(lambda s: row(repo.add_bundle(
         s, data, name=desc.name, version=desc.version,
-        descriptor=desc.model_dump(mode="json", by_alias=True))))
+        descriptor=desc.model_dump(mode="json", by_alias=True)))))
 
 
-@router.get("/vnf_packages")
+@router.get("/vnf_packages", summary="NF packages, each with its implementations (flavours "
+            "and what each needs)")
 def list_packages(request: Request) -> list[dict[str, Any]]:
-    return all_rows(request, repo.list_bundles)
+    return [with_implementations(r) for r in all_rows(request, repo.list_bundles)]
 
 
 @router.get("/vnf_packages/{sha256}")
 def get_package(request: Request, sha256: str) -> dict[str, Any]:
-    return one_row(request, lambda s: repo.get_bundle(s, sha256))
+    return with_implementations(one_row(request, lambda s: repo.get_bundle(s, sha256)))
+
+
+def with_implementations(pkg: dict[str, Any]) -> dict[str, Any]:
+    """The package with `implementations`: each flavour, in the NF's order of preference,
+    with its memory (MB), CPU (percent of one CPU, a cap) and disk (MB) needs (the NNF
+    paper's generic NF and its flavours; netfate.resolver picks one per node)."""
+    impls = implementations_of(pkg.get("descriptor") or {})
+    return {**pkg, "implementations": [
+        {"flavour": i.flavour, "memory-mb": i.memory_mb, "cpu-percent": i.cpu_percent,
+         "disk-mb": i.disk_mb} for i in impls]}
 
 
 @router.get("/vnf_packages/{sha256}/content", response_class=Response,
