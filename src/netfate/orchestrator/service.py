@@ -139,7 +139,8 @@ class Orchestrator:
         await self.nc.subscribe(subjects.CONTROLLER_HELLO, cb=self.on_controller_hello)
         await self.nc.subscribe(subjects.CONTROLLER_IDLE, cb=self.on_user_idle)
         await self.nc.subscribe(subjects.ALL_CONTROLLER_CLIENT_SEEN, cb=self.on_client_seen)
-        await self.switches.publish_all()
+        # In the background: the API and the agents' messages are served meanwhile.
+        self._tasks.append(asyncio.create_task(self._publish_all()))
         if self.aaa_settings is not None:
             from netfate.orchestrator import aaa
 
@@ -300,13 +301,24 @@ class Orchestrator:
     async def _publish_switch(self, node: str) -> None:
         if self.switches is None:
             return
-        for n in self.switches.affected(node):
-            try:
-                await self.switches.publish(n)
-                self._publish_failures.ok()
-            except Exception as exc:
-                self._publish_failures.failed(
-                    f"publishing the switch state of node {n} (after a change at {node})", exc)
+        try:
+            await self.switches.publish_many(self.switches.affected(node))
+            self._publish_failures.ok()
+        except Exception as exc:
+            self._publish_failures.failed(
+                f"publishing the switch states after a change at node {node}", exc)
+
+    async def _publish_all(self) -> None:
+        if self.switches is None:
+            return
+        t0 = time.perf_counter()
+        try:
+            await self.switches.publish_all()
+            self._publish_failures.ok()
+        except Exception as exc:
+            self._publish_failures.failed("publishing every switch state", exc)
+            return
+        log.info("every switch state published in %.1f s", time.perf_counter() - t0)
 
     # -- the SDN controller's messages ---------------------------------------------------------
     async def on_synced(self, msg: Msg) -> None:
@@ -318,7 +330,8 @@ class Orchestrator:
 
     async def on_controller_hello(self, msg: Msg) -> None:
         if self.switches is not None:
-            await self.switches.publish_all()
+            self.switches.controller_seen = True
+            await self._publish_all()
 
     async def on_user_idle(self, msg: Msg) -> None:
         """No packets from or to the user for the idle period: the engine releases them."""

@@ -67,6 +67,14 @@ class Switches:
         # Publications one at a time: each reads the world after the previous one was sent,
         # so a state read before a change never overtakes one read after it.
         self._publishing = asyncio.Lock()
+        # Reads are numbered; a node's last publication is from read number _pub_read[node].
+        # publish_all builds from one older read in slices, and skips a node published from
+        # a newer read meanwhile.
+        self._reads = 0
+        self._pub_read: dict[str, int] = {}
+        # Whether a controller has ever spoken (hello or a confirmation): until then nothing
+        # waits for confirmations no one would send.
+        self.controller_seen = False
 
     # -- inputs -----------------------------------------------------------------------------
     def set_ports(self, node: str, ports: SwitchPorts) -> None:
@@ -100,6 +108,7 @@ class Switches:
                 log.info("switch %s: forgot station %s on %s (max_hosts)", node, mac, port)
 
     def synced(self, report: SwitchSynced) -> None:
+        self.controller_seen = True
         self._synced[report.node] = report
         waiters = self._waiters.get(report.node, [])
         for gen, fut in list(waiters):
@@ -130,13 +139,22 @@ class Switches:
     def _anchors_ready(self) -> frozenset[str]:
         return frozenset(u for u in self._anchor_gen if self.anchor_ready(u))
 
-    async def read_world(self) -> World:
-        """One repository read (in a database thread), plus the reports kept here."""
-        return self.world(await self.db.run(switching_records))
+    async def read_world(self, nodes: Iterable[str] | None = None) -> World:
+        """One repository read (in a database thread), plus the reports kept here: all of
+        it, or what the states of `nodes` depend on (the nodes below a core included)."""
+        self._reads += 1
+        if nodes is None:
+            return self.world(await self.db.run(switching_records))
+        scope = set(nodes)
+        for n in list(scope):
+            p = self.ports.get(n)
+            if p is not None:
+                scope.update(p.links.values())
+        return self.world(await self.db.run(switching_records, scope))
 
     async def state_for(self, node: str) -> SwitchState | None:
         """The node's desired state as it stands (generation 0); None for an unknown node."""
-        return switch_state(await self.read_world(), node)
+        return switch_state(await self.read_world([node]), node)
 
     # -- publishing -------------------------------------------------------------------------
     def affected(self, node: str) -> list[str]:
@@ -154,14 +172,17 @@ class Switches:
     async def publish_many(self, nodes: Iterable[str], force: bool = False
                            ) -> dict[str, int | None]:
         """Publish each node's state (in order) from one read of the world."""
+        nodes = list(dict.fromkeys(nodes))
         async with self._publishing:
-            world = await self.read_world()
+            seq = self._reads + 1  # this read's number
+            world = await self.read_world(nodes)
             out: dict[str, int | None] = {}
             for n in nodes:
                 # Anchors confirmed as of this node's turn (a core published just before may
                 # have started or ended one).
                 out[n] = await self._publish(
                     dataclasses.replace(world, anchors_ready=self._anchors_ready()), n, force)
+                self._pub_read[n] = seq
             return out
 
     async def _publish(self, world: World, node: str, force: bool) -> int | None:
@@ -217,8 +238,11 @@ class Switches:
 
     async def _wait(self, gens: dict[str, int | None], timeout: float) -> list[SwitchSynced]:
         """Until the controller has confirmed each switch's generation (or the timeout); the
-        reports of those it confirmed."""
+        reports of those it confirmed. With no controller ever heard of, nothing to wait
+        for."""
         reports: list[SwitchSynced] = []
+        if not self.controller_seen:
+            return reports
         waits = []
         for n, gen in gens.items():
             done = self._synced.get(n)
@@ -257,10 +281,22 @@ class Switches:
             })
         return out
 
-    async def publish_all(self) -> None:
-        """Every node's state, forced (a controller came up, or the orchestrator started)."""
+    async def publish_all(self, slice_size: int = 50) -> None:
+        """Every node's state, forced (a controller came up, or the orchestrator started):
+        from one read of the world, linear in its records, in slices that let the event
+        loop (the API, agents' messages, other publications) run in between. A node
+        published from a newer read meanwhile is skipped (its state is newer)."""
         async with self._publishing:
+            seq = self._reads + 1
             world = await self.read_world()
-            for n in sorted(world.records.roles):
-                await self._publish(
-                    dataclasses.replace(world, anchors_ready=self._anchors_ready()), n, True)
+        nodes = sorted(world.records.roles)
+        for k in range(0, len(nodes), slice_size):
+            async with self._publishing:
+                for n in nodes[k:k + slice_size]:
+                    if self._pub_read.get(n, -1) > seq:
+                        continue
+                    await self._publish(
+                        dataclasses.replace(world, anchors_ready=self._anchors_ready()), n,
+                        True)
+                    self._pub_read[n] = seq
+            await asyncio.sleep(0)
