@@ -144,13 +144,13 @@ class Switches:
         it, or what the states of `nodes` depend on (the nodes below a core included)."""
         self._reads += 1
         if nodes is None:
-            return self.world(await self.db.run(switching_records))
+            return self.world(await self.db.read(switching_records))
         scope = set(nodes)
         for n in list(scope):
             p = self.ports.get(n)
             if p is not None:
                 scope.update(p.links.values())
-        return self.world(await self.db.run(switching_records, scope))
+        return self.world(await self.db.read(switching_records, scope))
 
     async def state_for(self, node: str) -> SwitchState | None:
         """The node's desired state as it stands (generation 0); None for an unknown node."""
@@ -226,7 +226,7 @@ class Switches:
         traffic there (the old CPE and the core first, confirmed), then let them out at the
         visited CPE. Make-before-break: served by the old NFs, with their state, until the
         new ones are steered."""
-        olds = await self.db.run(
+        olds = await self.db.read(
             lambda s: [r.node_name for r in repo.list_steering(s, user=user, desired=True)])
         first = [n for n in dict.fromkeys(olds) if n != visited]
         if not first:
