@@ -104,7 +104,8 @@ def record_association(s: Session, user: str, node: str, mac: str | None, ip: st
             if cur is not None:
                 conn.execute(_END_ACTIVE, {"user": user, "t": t, "cause": cause})
             conn.execute(_NEW_SESSION, {
-                "id": str(uuid.uuid4()), "user_name": user, "node_name": node, "mac": mac,
+                "id": str(uuid.uuid4()), "user_name": user, "node_name": node,
+                "mac": mac.lower() if mac is not None else None,
                 "ip": ip, "started_at": t, "state": SessionState.ACTIVE, **carry})
         done = conn.execute(sa.update(User).where(User.name == user).values(**seen))
     except sa.exc.IntegrityError as exc:  # the node is gone

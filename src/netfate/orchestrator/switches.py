@@ -43,6 +43,16 @@ log = logging.getLogger("netfate.orchestrator.switches")
 __all__ = ["UNKNOWN_CLIENT", "Switches", "split_chain"]
 
 
+@dataclasses.dataclass(eq=False)
+class _Batch:
+    """Publication requests coalesced into one read of the world (`Switches.publish_many`)."""
+
+    nodes: dict[str, None] = dataclasses.field(default_factory=dict)  # ordered set
+    force: bool = False
+    started: bool = False
+    task: asyncio.Future[dict[str, int | None]] | None = None
+
+
 class Switches:
     def __init__(self, db: Database, nc: Any, idle_timeout: int = 60,
                  max_hosts_per_port: int = 32, max_hosts_per_node: int = 256,
@@ -67,6 +77,7 @@ class Switches:
         # Publications one at a time: each reads the world after the previous one was sent,
         # so a state read before a change never overtakes one read after it.
         self._publishing = asyncio.Lock()
+        self._next: _Batch | None = None  # the batch of requests not yet started
         # Reads are numbered; a node's last publication is from read number _pub_read[node].
         # publish_all builds from one older read in slices, and skips a node published from
         # a newer read meanwhile.
@@ -171,9 +182,31 @@ class Switches:
 
     async def publish_many(self, nodes: Iterable[str], force: bool = False
                            ) -> dict[str, int | None]:
-        """Publish each node's state (in order) from one read of the world."""
+        """Publish each node's state (in order) from one read of the world; their
+        generations (None: no state). Requests made while a publication runs are coalesced:
+        they join the next batch, which reads the world once for all their nodes, after all
+        their changes (level-triggered: the newest state is what counts). Under load this
+        keeps reads of the world to one per publication slot, not one per request."""
         nodes = list(dict.fromkeys(nodes))
+        batch = self._next
+        if batch is None or batch.started:
+            batch = self._next = _Batch()
+            batch.task = asyncio.ensure_future(self._run_batch(batch))
+            # Retrieved even when every caller was cancelled (no "never retrieved" warning).
+            batch.task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        batch.nodes.update(dict.fromkeys(nodes))
+        batch.force = batch.force or force
+        assert batch.task is not None
+        # Shielded: a cancelled caller does not cancel the batch others wait on.
+        out = await asyncio.shield(batch.task)
+        return {n: out.get(n) for n in nodes}
+
+    async def _run_batch(self, batch: _Batch) -> dict[str, int | None]:
         async with self._publishing:
+            batch.started = True  # later requests start the next batch
+            if self._next is batch:
+                self._next = None
+            nodes = list(batch.nodes)
             seq = self._reads + 1  # this read's number
             world = await self.read_world(nodes)
             out: dict[str, int | None] = {}
@@ -181,7 +214,8 @@ class Switches:
                 # Anchors confirmed as of this node's turn (a core published just before may
                 # have started or ended one).
                 out[n] = await self._publish(
-                    dataclasses.replace(world, anchors_ready=self._anchors_ready()), n, force)
+                    dataclasses.replace(world, anchors_ready=self._anchors_ready()), n,
+                    batch.force)
                 self._pub_read[n] = seq
             return out
 
