@@ -27,9 +27,10 @@ ORCHESTRATOR_GRACE = 20.0  # it writes its database and profile on the way out
 
 
 def orchestrator_argv(state: Path, api_port: int, nats_port: int,
-                      profile: str | None) -> list[str]:
+                      profile: str | None, db_url: str | None = None) -> list[str]:
     args = ["-m", "netfate.cli.main", "orchestrator", "--state-dir", str(state),
-            "--port", str(api_port), "--nats-port", str(nats_port)]
+            "--port", str(api_port), "--nats-port", str(nats_port),
+            *(["--db-url", db_url] if db_url else [])]
     return [sys.executable, *(["-m", "cProfile", "-o", profile] if profile else []), *args]
 
 
@@ -58,14 +59,19 @@ class Procs:
         self.agents: list[Supervised] = []
         self.health: dict[str, Any] = {}
 
-    def start_orchestrator(self, api_port: int, nats_port: int, profile: str | None) -> None:
+    def start_orchestrator(self, api_port: int, nats_port: int, profile: str | None,
+                           db_url: str | None = None, max_in_flight: int | None = None
+                           ) -> None:
         """Start it and wait until its API answers GET /health (kept in ``health``).
         BenchError with the end of its log if it exits or does not answer in time; then
         neither it nor its nats-server runs any more."""
         env = {k: v for k, v in os.environ.items()
                if k not in ("NETFATE_NATS_URL", "NETFATE_DB_URL")}
+        if max_in_flight is not None:
+            env["NETFATE_MAX_EVENTS_IN_FLIGHT"] = str(max_in_flight)
         self.orchestrator = Supervised(
-            "orchestrator", orchestrator_argv(self.state, api_port, nats_port, profile),
+            "orchestrator", orchestrator_argv(self.state, api_port, nats_port, profile,
+                                              db_url),
             self.tmp, programs=("netfate",), env=env, append_log=False)
         self.group.add(self.nats)
         url = f"http://127.0.0.1:{api_port}/api/v1/health"
