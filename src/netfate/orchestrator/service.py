@@ -57,6 +57,7 @@ log = logging.getLogger("netfate.orchestrator")
 
 # User repairs take at most 1/REPAIRS_SHARE of the wall-clock time (see reconcile_loop).
 REPAIRS_SHARE = 20
+REPAIRS_MAX_GAP_S = 30.0  # and run at least this often
 
 
 class Orchestrator:
@@ -386,7 +387,8 @@ class Orchestrator:
                     # time (a backstop, not the path of any event).
                     t0 = time.monotonic()
                     await self.repairs.run()
-                    repairs_due = t0 + REPAIRS_SHARE * (time.monotonic() - t0)
+                    repairs_due = t0 + min(REPAIRS_SHARE * (time.monotonic() - t0),
+                                           REPAIRS_MAX_GAP_S)
                 self._reconcile_failures.ok()
             except Exception as exc:
                 self._reconcile_failures.failed("reconciling the nodes", exc)
