@@ -122,6 +122,7 @@ class Orchestrator:
         self.coordinator = Coordinator(self.db, AgentBus(self.nc, s.command_timeout), self.hub,
                                        s.public_url, s.policy, switches=self.switches)
         self.coordinator.admission.limit = s.max_events_in_flight
+        self.coordinator.admission.target_s = s.admission_target_s
         # Agents fetch bundles by URLs that carry their own key, not the operator token.
         self.coordinator.pushes.bundle_key = functools.partial(api_auth.bundle_key,
                                                                self.api_token)

@@ -39,6 +39,10 @@ class Settings(BaseModel):
     max_events_in_flight: int = Field(
         default=256, ge=0, le=1_000_000,
         description="User events in flight before the API answers 429 (0: no limit)")
+    admission_target_s: float = Field(
+        default=0.25, gt=0, le=60,
+        description="Seconds an admitted user event should take at most: fewer events are "
+        "admitted in flight than the recent throughput finishes in this time (min 16)")
     reconcile_interval: float = Field(
         default=5.0, gt=0, description="Seconds between reconciliations")
     node_timeout: float = Field(
