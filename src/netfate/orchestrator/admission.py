@@ -40,8 +40,8 @@ class Admission:
 
     WINDOW_S = 1.0  # throughput measured over windows this long, smoothed (EWMA, 1/2)
 
-    def __init__(self, limit: int = 0, retry_after: float = 1.0, target_s: float = 0.25,
-                 floor: int = 16) -> None:
+    def __init__(self, limit: int = 0, retry_after: float = 1.0, target_s: float = 0.5,
+                 floor: int = 32) -> None:
         self.limit = limit
         self.retry_after = retry_after
         self.target_s = target_s

@@ -40,9 +40,9 @@ class Settings(BaseModel):
         default=256, ge=0, le=1_000_000,
         description="User events in flight before the API answers 429 (0: no limit)")
     admission_target_s: float = Field(
-        default=0.25, gt=0, le=60,
+        default=0.5, gt=0, le=60,
         description="Seconds an admitted user event should take at most: fewer events are "
-        "admitted in flight than the recent throughput finishes in this time (min 16)")
+        "admitted in flight than the recent throughput finishes in this time (min 32)")
     reconcile_interval: float = Field(
         default=5.0, gt=0, description="Seconds between reconciliations")
     node_timeout: float = Field(
