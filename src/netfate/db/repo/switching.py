@@ -18,12 +18,12 @@ from netfate.db.models import (
     Node,
     SessionState,
     SteeringRule,
+    TsRule,
     User,
     UserSession,
     VnfInstance,
     VnfPackage,
 )
-from netfate.db.repo.ts_rules import as_rule, list_ts_rules
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,15 @@ _Q_NFS = (sa.select(VnfInstance.id, VnfInstance.node_name, VnfInstance.nf_name,
 _Q_DESCRIPTORS = sa.select(VnfPackage.sha256, VnfPackage.descriptor).where(
     VnfPackage.sha256.in_(_NAMES))
 _Q_CLASSES = sa.select(User.name, User.classifiers).where(User.name.in_(_NAMES))
+_Q_ROLES = sa.select(Node.name, Node.role)
+_Q_TS = (sa.select(TsRule.node_name, TsRule.rule_id, TsRule.priority, TsRule.match,
+                   TsRule.output).order_by(TsRule.node_name, TsRule.rule_id))
+# The same, scoped to `nodes` (built once: building a statement per call costs more than
+# running it on SQLite).
+_Q_ROLES_AT = _Q_ROLES.where(Node.name.in_(_NODES))
+_Q_RULES_AT = _Q_RULES.where(SteeringRule.user_name.in_(_USERS_AT))
+_Q_SESSIONS_AT = _Q_SESSIONS.where(UserSession.user_name.in_(_USERS_AT))
+_Q_TS_AT = _Q_TS.where(TsRule.node_name.in_(_NODES))
 
 
 def switching_records(session: Session, nodes: Collection[str] | None = None
@@ -129,13 +138,11 @@ def switching_records(session: Session, nodes: Collection[str] | None = None
     chains' NFs and classes, the nodes' TS rules. A core's state needs the nodes below it
     in `nodes` too. Its cost grows with the users at `nodes`, not with all users."""
     conn = session.connection()
-    q_roles, q_rules, q_sessions = sa.select(Node.name, Node.role), _Q_RULES, _Q_SESSIONS
+    q_roles, q_rules, q_sessions, q_ts = _Q_ROLES, _Q_RULES, _Q_SESSIONS, _Q_TS
     params: dict[str, Any] = {}
     if nodes is not None:
         params = {"nodes": sorted(set(nodes))}
-        q_roles = q_roles.where(Node.name.in_(_NODES))
-        q_rules = q_rules.where(SteeringRule.user_name.in_(_USERS_AT))
-        q_sessions = q_sessions.where(UserSession.user_name.in_(_USERS_AT))
+        q_roles, q_rules, q_sessions, q_ts = _Q_ROLES_AT, _Q_RULES_AT, _Q_SESSIONS_AT, _Q_TS_AT
     roles = {n: r.value for n, r in conn.execute(q_roles, params)}
     rules = tuple(SteeredRule(user=u, node=n, mac=m or "", ip=ip, chain=tuple(c or ()))
                   for u, n, m, ip, c in conn.execute(q_rules, params))  # (no NULL MAC)
@@ -162,10 +169,9 @@ def switching_records(session: Session, nodes: Collection[str] | None = None
     if users:
         classes = {n: tuple(c or ()) for n, c in conn.execute(_Q_CLASSES, {"names": users})}
     ts_rules: dict[str, list[TSRule]] = {}
-    rows_ts = list_ts_rules(session) if nodes is None else [
-        r for n in sorted(set(nodes)) for r in list_ts_rules(session, n)]
-    for row in rows_ts:
-        ts_rules.setdefault(row.node_name, []).append(as_rule(row))
+    for node, rule_id, priority, match, output in conn.execute(q_ts, params):
+        ts_rules.setdefault(node, []).append(TSRule.model_validate(
+            {"rule_id": rule_id, "priority": priority, "match": match, "output": output}))
     return SwitchingRecords(roles=roles, rules=rules, sessions=sessions, nfs=nfs,
                             classes=classes,
                             ts_rules={n: tuple(r) for n, r in ts_rules.items()},
