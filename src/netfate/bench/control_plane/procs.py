@@ -27,10 +27,9 @@ ORCHESTRATOR_GRACE = 20.0  # it writes its database and profile on the way out
 
 
 def orchestrator_argv(state: Path, api_port: int, nats_port: int,
-                      profile: str | None, db_url: str | None = None) -> list[str]:
+                      profile: str | None) -> list[str]:
     args = ["-m", "netfate.cli.main", "orchestrator", "--state-dir", str(state),
-            "--port", str(api_port), "--nats-port", str(nats_port),
-            *(["--db-url", db_url] if db_url else [])]
+            "--port", str(api_port), "--nats-port", str(nats_port)]
     return [sys.executable, *(["-m", "cProfile", "-o", profile] if profile else []), *args]
 
 
@@ -70,8 +69,8 @@ class Procs:
         if max_in_flight is not None:
             env["NETFATE_MAX_EVENTS_IN_FLIGHT"] = str(max_in_flight)
         self.orchestrator = Supervised(
-            "orchestrator", orchestrator_argv(self.state, api_port, nats_port, profile,
-                                              db_url),
+            "orchestrator", [*orchestrator_argv(self.state, api_port, nats_port, profile),
+                             *(["--db-url", db_url] if db_url else [])],
             self.tmp, programs=("netfate",), env=env, append_log=False)
         self.group.add(self.nats)
         url = f"http://127.0.0.1:{api_port}/api/v1/health"
