@@ -4,14 +4,18 @@ transaction through `Database.run` (off the event loop) and returns plain data."
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterable
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from netfate.db import repo
-from netfate.db.models import LcmOperation, OpState, Presence
-from netfate.errors import NotFound
+from netfate.db.models import LcmOperation, OpState, Presence, SteeringRule, User
+from netfate.db.repo import check
+from netfate.db.repo._common import _kind as constraint_kind
+from netfate.errors import Conflict, NotFound
 from netfate.orchestrator.flavour import flavour_for
 from netfate.orchestrator.planner import InstanceFacts
 
@@ -87,14 +91,58 @@ def facts_of(s: Session, iids: Iterable[str]) -> dict[str, InstanceFacts]:
     return out
 
 
+_Q_USER_ADDR = sa.select(User.mac, User.ip).where(User.name == sa.bindparam("user"))
+_RULE_AT = sa.and_(SteeringRule.user_name == sa.bindparam("user"),
+                   SteeringRule.node_name == sa.bindparam("node"))
+_Q_RULE = sa.select(SteeringRule.chain, SteeringRule.mac, SteeringRule.ip,
+                    SteeringRule.desired, SteeringRule.installed).where(_RULE_AT)
+_SET_RULE = sa.update(SteeringRule).where(_RULE_AT)
+_DELETE_RULE = sa.delete(SteeringRule).where(_RULE_AT)
+
+
 def steer(s: Session, user: str, node: str, chain: list[str], mac: str | None,
           ip: str | None) -> None:
-    """The user's steering rule at the node (Table III), desired."""
-    repo.set_steering(s, user=user, node=node, chain=chain, mac=mac, ip=ip)
+    """The user's steering rule at the node (Table III), desired: as repo.set_steering
+    (mac and ip default to the user's; a change marks it not installed), in Core statements
+    without ORM objects or savepoints (every placement and roam runs it). NotFound for an
+    unknown user or node, Conflict if the rule was added concurrently."""
+    hops = check.str_list("chain", chain)
+    conn = s.connection()
+    addr = conn.execute(_Q_USER_ADDR, {"user": user}).first()
+    if addr is None:
+        raise NotFound(f"user {user!r} does not exist")
+    mac = check.text("mac", mac if mac is not None else addr.mac, optional=True)
+    ip = check.text("ip", ip if ip is not None else addr.ip, optional=True)
+    key = {"user": user, "node": node}
+    cur = conn.execute(_Q_RULE, key).first()
+    values = {"chain": hops, "mac": mac, "ip": ip, "desired": True, "installed": False,
+              "updated_at": time.time()}
+    if cur is None:
+        try:
+            conn.execute(sa.insert(SteeringRule).values(user_name=user, node_name=node,
+                                                        **values))
+        except sa.exc.IntegrityError as exc:  # (the transaction is then rolled back)
+            if constraint_kind(exc) == "unique":
+                raise Conflict(f"a steering rule for {user!r} at {node!r} was added "
+                               "concurrently") from exc
+            raise NotFound(f"node {node!r} does not exist") from exc
+    elif (list(cur.chain or ()), cur.mac, cur.ip, cur.desired) != (hops, mac, ip, True):
+        conn.execute(_SET_RULE.values(**values), key)
+    # else unchanged: stays installed
 
 
 def unsteer(s: Session, user: str, node: str) -> None:
-    repo.clear_steering(s, user=user, node=node)
+    """Stop steering the user at the node (repo.clear_steering, in Core): an installed rule
+    stays, not desired, until the controller reports it removed; one never installed goes."""
+    conn = s.connection()
+    key = {"user": user, "node": node}
+    cur = conn.execute(_Q_RULE, key).first()
+    if cur is None or (not cur.desired and cur.installed):
+        return
+    if cur.installed:
+        conn.execute(_SET_RULE.values(desired=False, updated_at=time.time()), key)
+    else:
+        conn.execute(_DELETE_RULE, key)
 
 
 def mark_installed(s: Session, user: str, node: str, installed: bool) -> None:
