@@ -83,3 +83,29 @@ def test_association_starts_moves_and_replaces_sessions(db: Database) -> None:
             None, "User-Request"}
     with pytest.raises(NotFound), db.session() as s:
         record_association(s, "user1", "no-such-node", None, None, None)
+
+
+def test_operations_open_and_move_like_the_repository(db: Database) -> None:
+    from netfate.db.models import LcmOperation, OpState
+    from netfate.errors import Conflict
+
+    with db.session() as s:
+        a, b = rec.new_ops(s, [(LcmOperation.INSTANTIATE, "i1", {"node": "cpe1"}),
+                               (LcmOperation.MIGRATE, "i2", {})])
+    with db.session() as s:
+        occ = repo.get_op_occ(s, a)
+        assert (occ.operation, occ.operation_state, occ.params) == (
+            LcmOperation.INSTANTIATE, OpState.PROCESSING, {"node": "cpe1"})
+        pub = rec.set_op_state(s, a, OpState.ROLLING_BACK, {"title": "x"})
+        assert pub == {"id": a, "operation": "INSTANTIATE", "vnf_instance_id": "i1",
+                       "state": "ROLLING_BACK"}
+        rec.set_op_state(s, a, OpState.ROLLED_BACK)
+        rec.set_op_state(s, b, OpState.COMPLETED)
+    with db.session() as s:
+        done = repo.get_op_occ(s, a)
+        assert done.operation_state == OpState.ROLLED_BACK and done.error == {"title": "x"}
+        assert repo.get_op_occ(s, b).operation_state == OpState.COMPLETED
+    with pytest.raises(Conflict, match="final"), db.session() as s:
+        rec.set_op_state(s, b, OpState.PROCESSING)
+    with pytest.raises(NotFound), db.session() as s:
+        rec.set_op_state(s, "no-such-op", OpState.COMPLETED)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -12,9 +13,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from netfate.db import repo
-from netfate.db.models import LcmOperation, OpState, Presence, SteeringRule, User
+from netfate.db.models import LcmOperation, OpState, Presence, SteeringRule, User, VnfLcmOpOcc
 from netfate.db.repo import check
 from netfate.db.repo._common import _kind as constraint_kind
+from netfate.db.repo.lcm import FINAL, TRANSITIONS
 from netfate.errors import Conflict, NotFound
 from netfate.orchestrator.flavour import flavour_for
 from netfate.orchestrator.planner import InstanceFacts
@@ -26,16 +28,55 @@ def problem(title: str, detail: str, status: int = 500) -> dict[str, Any]:
 
 
 def new_ops(s: Session, specs: list[tuple[LcmOperation, str, dict[str, Any]]]) -> list[str]:
-    """Operation occurrences, PROCESSING: their ids, in order."""
-    return [repo.new_op_occ(s, op, iid, params).id for op, iid, params in specs]
+    """Operation occurrences, PROCESSING: their ids, in order. The rows repo.new_op_occ
+    writes, in one Core statement for all (no ORM objects, no savepoints)."""
+    t = time.time()
+    ids = [str(uuid.uuid4()) for _ in specs]
+    rows = [{"id": op_id, "operation": check.enum(LcmOperation, op, "operation"),
+             "operation_state": OpState.PROCESSING,
+             "vnf_instance_id": check.text("vnf_instance_id", iid),
+             "params": check.mapping("params", params or {}), "error": None,
+             "start_time": t, "state_entered_time": t, "is_cancel_pending": False}
+            for op_id, (op, iid, params) in zip(ids, specs, strict=True)]
+    if rows:
+        s.connection().execute(sa.insert(VnfLcmOpOcc), rows)
+    return ids
+
+
+_Q_OP = sa.select(VnfLcmOpOcc.operation, VnfLcmOpOcc.operation_state,
+                  VnfLcmOpOcc.vnf_instance_id).where(VnfLcmOpOcc.id == sa.bindparam("op"))
+_SET_OP = sa.update(VnfLcmOpOcc).where(VnfLcmOpOcc.id == sa.bindparam("op"))
 
 
 def set_op_state(s: Session, op_id: str, state: OpState,
                  error: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The new state; the operation as the event hub publishes it."""
-    occ = repo.set_op_state(s, op_id, state, error=error)
-    return {"id": op_id, "operation": occ.operation.value,
-            "vnf_instance_id": occ.vnf_instance_id, "state": state.value}
+    """The new state (repo.set_op_state's rules, in Core statements); the operation as the
+    event hub publishes it. NotFound for an unknown operation, Conflict for a move its
+    state does not allow."""
+    problem_ = check.mapping("error", error) if error is not None else None
+    conn = s.connection()
+    row = conn.execute(_Q_OP, {"op": op_id}).first()
+    if row is None:
+        raise NotFound(f"lifecycle operation occurrence {op_id!r} does not exist")
+    cur = row.operation_state
+    if state != cur and state not in TRANSITIONS[cur]:
+        allowed = ", ".join(sorted(x.value for x in TRANSITIONS[cur])) or "none (final)"
+        raise Conflict(f"operation {op_id} is {cur.value}: cannot move to {state.value} "
+                       f"(allowed: {allowed})")
+    values: dict[str, Any] = {}
+    if state != cur:
+        values["operation_state"] = state
+        values["state_entered_time"] = time.time()
+        if state in (OpState.PROCESSING, OpState.COMPLETED):
+            values["error"] = None
+        if state in FINAL or state == OpState.FAILED_TEMP:
+            values["is_cancel_pending"] = False
+    if problem_ is not None:
+        values["error"] = problem_
+    if values:
+        conn.execute(_SET_OP.values(**values), {"op": op_id})
+    return {"id": op_id, "operation": row.operation.value,
+            "vnf_instance_id": row.vnf_instance_id, "state": state.value}
 
 
 def want(s: Session, node: str, owner: str, nf: str, iid: str,
