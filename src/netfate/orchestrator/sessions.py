@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from netfate.db import repo
-from netfate.db.models import SessionState, User, UserSession
+from netfate.db.models import Node, SessionState, User, UserSession
 from netfate.db.repo import check
 from netfate.db.repo.sessions import new_acct_session_id
 from netfate.engine import UserAssociated, UserIdle
@@ -47,11 +47,18 @@ class Login:
     idle_timeout: int | None = None
 
 
+_Q_USER = sa.select(User.name).where(User.name == sa.bindparam("name"))
+_Q_NODE = sa.select(Node.name).where(Node.name == sa.bindparam("name"))
+
+
 def _check(s: Session, user: str, node: str | None) -> None:
-    """Raises NotFound for an unknown user or node."""
-    repo.get_user(s, user)
-    if node is not None:
-        repo.get_node(s, node)
+    """Raises NotFound for an unknown user or node (Core reads: every event asks)."""
+    conn = s.connection()
+    if "\x00" in user or conn.execute(_Q_USER, {"name": user}).first() is None:
+        raise NotFound(f"user {user!r} does not exist")
+    if node is not None and ("\x00" in node or
+                             conn.execute(_Q_NODE, {"name": node}).first() is None):
+        raise NotFound(f"node {node!r} does not exist")
 
 
 _Q_CURRENT = (sa.select(UserSession.id, UserSession.node_name, UserSession.mac,
