@@ -315,16 +315,12 @@ class Orchestrator:
                 f"publishing the switch states after a change at node {node}", exc)
 
     async def _publish_all(self) -> None:
-        if self.switches is None:
-            return
-        t0 = time.perf_counter()
         try:
-            await self.switches.publish_all()
+            if self.switches is not None:
+                await self.switches.publish_all()
             self._publish_failures.ok()
         except Exception as exc:
             self._publish_failures.failed("publishing every switch state", exc)
-            return
-        log.info("every switch state published in %.1f s", time.perf_counter() - t0)
 
     # -- the SDN controller's messages ---------------------------------------------------------
     async def on_synced(self, msg: Msg) -> None:
@@ -382,10 +378,8 @@ class Orchestrator:
             await asyncio.sleep(self.settings.reconcile_interval)
             try:
                 await self.coordinator.reconcile(self.settings.node_timeout)
-                if time.monotonic() >= repairs_due:
-                    # Events lost while a process was down. The pass reads every user: at
-                    # scale it runs less often, so it costs at most ~1/REPAIRS_SHARE of the
-                    # time (a backstop, not the path of any event).
+                if time.monotonic() >= repairs_due:  # events lost while a process was down
+                    # It reads every user: at scale it runs less often (a backstop).
                     t0 = time.monotonic()
                     await self.repairs.run()
                     repairs_due = t0 + min(REPAIRS_SHARE * (time.monotonic() - t0),
