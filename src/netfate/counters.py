@@ -23,6 +23,7 @@ LOOP_FAILURES = "netfate_loop_failures_total"
 REGISTRATIONS_REFUSED = "netfate_registrations_refused_total"
 ENTRIES_SKIPPED = "netfate_switch_entries_skipped_total"
 STATIONS_EVICTED = "netfate_stations_evicted_total"
+EVENTS_REFUSED = "netfate_events_refused_total"
 HELP = {
     LOOP_FAILURES: "Rounds of a long-running loop that failed (labels: loop)",
     REGISTRATIONS_REFUSED: "Agent registrations refused (orchestrator: answered; agent: got)",
@@ -30,6 +31,7 @@ HELP = {
                      "(labels: where, node)",
     STATIONS_EVICTED: "Unauthenticated stations forgotten to stay within max_hosts "
                       "(labels: node, scope = port|node)",
+    EVENTS_REFUSED: "User events refused past capacity (HTTP 429; orchestrator/admission.py)",
 }
 
 

@@ -81,13 +81,13 @@ def test_migrate_from_empty_to_head_and_back(db_url: str) -> None:
     try:
         assert current_revision(engine) is None
         migrate(db_url)
-        assert current_revision(engine) == head_revision() == "0005"
+        assert current_revision(engine) == head_revision() == "0006"
         assert TABLES <= set(sa.inspect(engine).get_table_names())
         migrate(db_url)  # already at head: nothing to do
         downgrade(db_url, "base")
         assert not TABLES & set(sa.inspect(engine).get_table_names())
         migrate(engine)
-        assert current_revision(engine) == "0005"
+        assert current_revision(engine) == "0006"
     finally:
         engine.dispose()
 

@@ -95,6 +95,12 @@ def control_plane(
     seed: Annotated[int, typer.Option(help="Random seed of the user events")] = 1,
     profile: Annotated[str | None, typer.Option(help="Run the orchestrator under cProfile, "
                                                 "writing this file")] = None,
+    db_url: Annotated[str | None, typer.Option(help="The orchestrator's database: an empty "
+                                               "PostgreSQL database's URL (default: SQLite "
+                                               "in the bench's temp dir)")] = None,
+    max_in_flight: Annotated[int | None, typer.Option(min=0, help="The orchestrator's "
+                                                      "max_events_in_flight (past it: 429)")]
+    = None,
     json_out: JsonOpt = True,
 ) -> None:
     """The orchestrator under N simulated agents and M roaming users: placement latency,
@@ -106,7 +112,7 @@ def control_plane(
                telemetry_interval=telemetry_interval, idle_fraction=idle_fraction,
                agent_procs=agent_procs, agents_per_conn=agents_per_conn, users_via=users_via,
                warm=warm, op_timeout=op_timeout, apply_delay_ms=apply_delay_ms, seed=seed,
-               profile=profile)
+               profile=profile, db_url=db_url, max_in_flight=max_in_flight)
     emit_json(guarded(lambda: run(p)))
 
 

@@ -162,7 +162,7 @@ class UserSession(Base):
     node_name: Mapped[str] = mapped_column(
         sa.ForeignKey("nodes.name", ondelete="CASCADE"), index=True
     )
-    mac: Mapped[str | None] = mapped_column(sa.String)
+    mac: Mapped[str | None] = mapped_column(sa.String, index=True)  # lower case
     ip: Mapped[str | None] = mapped_column(sa.String)
     started_at: Mapped[float] = mapped_column(sa.Double, default=now)
     ended_at: Mapped[float | None] = mapped_column(sa.Double)

@@ -78,10 +78,18 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
         cur.close()
 
 
+READ_ONLY = "netfate_read_only"  # execution option of `Database.read`'s transactions
+
+
 def _sqlite_on_begin(conn: sa.Connection) -> None:
     # IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout instead of
-    # one failing with "database is locked" when it upgrades a read transaction.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # one failing with "database is locked" when it upgrades a read transaction. A read-only
+    # transaction (`Database.read`) takes no lock: under WAL it reads its snapshot while a
+    # writer writes, instead of queueing behind every writer.
+    if conn.get_execution_options().get(READ_ONLY):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str | URL, *, echo: bool = False) -> Engine:
@@ -136,6 +144,8 @@ class Database:
         self.engine = make_engine(self.url, echo=echo)
         # Objects stay readable after commit (and after the session closes).
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_factory = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}),
+                                          expire_on_commit=False)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
@@ -155,6 +165,19 @@ class Database:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor(),
                                           functools.partial(self.call, fn, *args, **kwargs))
+
+    async def read(self, fn: Callable[Concatenate[Session, P], T], *args: P.args,
+                   **kwargs: P.kwargs) -> T:
+        """`run` for a function that only reads: one consistent snapshot, and on SQLite no
+        write lock (it neither waits for writers nor holds them up). `fn` must not write."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor(), functools.partial(
+            self._call_read, fn, *args, **kwargs))
+
+    def _call_read(self, fn: Callable[Concatenate[Session, P], T], *args: P.args,
+                   **kwargs: P.kwargs) -> T:
+        with self.session(read_only=True) as s:
+            return fn(s, *args, **kwargs)
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:
@@ -176,11 +199,12 @@ class Database:
     on_event_loop: ClassVar[Callable[[str], None]] = staticmethod(warn_on_event_loop)
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session whose transaction commits at the end of the block, or rolls back on error."""
+    def session(self, read_only: bool = False) -> Iterator[Session]:
+        """A session whose transaction commits at the end of the block, or rolls back on error.
+        `read_only`: see `read`."""
         if _on_event_loop():
             type(self).on_event_loop(_call_site())
-        s = self._factory()
+        s = (self._read_factory if read_only else self._factory)()
         try:
             yield s
             s.commit()

@@ -42,6 +42,7 @@ from netfate.engine import plan as engine_plan
 from netfate.metrics import orchestrator as metrics
 from netfate.orchestrator import lcm_records as rec
 from netfate.orchestrator import planner, snapshot
+from netfate.orchestrator.admission import Admission
 from netfate.orchestrator.agents import AgentBus
 from netfate.orchestrator.executor import Executor
 from netfate.orchestrator.hub import EventHub
@@ -80,6 +81,8 @@ class Coordinator:
         self._gate = Gate()
         self._user_locks = KeyedLocks()
         self._tasks: set[asyncio.Task[None]] = set()
+        # User events in flight, bounded for the API (graceful overload).
+        self.admission = Admission()
 
     # -- desired state -> agents ----------------------------------------------------------
     async def desired_for(self, node: str) -> tuple[DesiredState, dict[str, str]]:
@@ -177,7 +180,7 @@ class Coordinator:
         """The policy's plan on the world as recorded: the event's part of it when the policy
         declares that is all it reads (snapshot.build_for), else all of it."""
         scoped = snapshot.scoped(self.policy)
-        snap = await self.db.run(
+        snap = await self.db.read(
             lambda s: snapshot.build_for(s, event) if scoped else snapshot.build(s))
         return engine_plan(snap, event, self.policy)
 
@@ -208,7 +211,7 @@ class Coordinator:
         return ids
 
     async def run_plan(self, plan: Plan, ops: list[str | None]) -> None:
-        facts = await self.db.run(rec.facts_of, planner.touched(plan.intents))
+        facts = await self.db.read(rec.facts_of, planner.touched(plan.intents))
         deferred: list[str] = []
         failed: set[str] = set()  # users whose NF did not move: their steering stays as is
         for it, step in zip(plan.intents, planner.plan_steps(plan.intents, ops, facts),
@@ -243,7 +246,14 @@ class Coordinator:
         readings, the user's new access node...)."""
         user = _user_of(event)
         exclusive = user is None
-        await self._gate.acquire(exclusive)
+        if user is not None:
+            self.admission.enter()
+        try:
+            await self._gate.acquire(exclusive)
+        except BaseException:
+            if user is not None:
+                self.admission.leave()
+            raise
         try:
             if user is not None:
                 await self._user_locks.acquire(user)
@@ -260,6 +270,8 @@ class Coordinator:
                 raise
         except BaseException:
             self._gate.release(exclusive)
+            if user is not None:
+                self.admission.leave()
             raise
         run = PlanRun(plan, [o for o in ops if o])
         if plan.intents:
@@ -281,6 +293,7 @@ class Coordinator:
         finally:
             if user is not None:
                 self._user_locks.release(user)
+                self.admission.leave()
             self._gate.release(exclusive)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:

@@ -4,14 +4,30 @@ transaction through `Database.run` (off the event loop) and returns plain data."
 from __future__ import annotations
 
 import contextlib
+import time
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from netfate.db import repo
-from netfate.db.models import LcmOperation, OpState, Presence
-from netfate.errors import NotFound
+from netfate.db.models import (
+    LcmOperation,
+    Node,
+    OpState,
+    Presence,
+    SteeringRule,
+    User,
+    VnfInstance,
+    VnfLcmOpOcc,
+    VnfPackage,
+)
+from netfate.db.repo import check
+from netfate.db.repo._common import _kind as constraint_kind
+from netfate.db.repo.lcm import FINAL, TRANSITIONS
+from netfate.errors import Conflict, NotFound
 from netfate.orchestrator.flavour import flavour_for
 from netfate.orchestrator.planner import InstanceFacts
 
@@ -22,16 +38,55 @@ def problem(title: str, detail: str, status: int = 500) -> dict[str, Any]:
 
 
 def new_ops(s: Session, specs: list[tuple[LcmOperation, str, dict[str, Any]]]) -> list[str]:
-    """Operation occurrences, PROCESSING: their ids, in order."""
-    return [repo.new_op_occ(s, op, iid, params).id for op, iid, params in specs]
+    """Operation occurrences, PROCESSING: their ids, in order. The rows repo.new_op_occ
+    writes, in one Core statement for all (no ORM objects, no savepoints)."""
+    t = time.time()
+    ids = [str(uuid.uuid4()) for _ in specs]
+    rows = [{"id": op_id, "operation": check.enum(LcmOperation, op, "operation"),
+             "operation_state": OpState.PROCESSING,
+             "vnf_instance_id": check.text("vnf_instance_id", iid),
+             "params": check.mapping("params", params or {}), "error": None,
+             "start_time": t, "state_entered_time": t, "is_cancel_pending": False}
+            for op_id, (op, iid, params) in zip(ids, specs, strict=True)]
+    if rows:
+        s.connection().execute(sa.insert(VnfLcmOpOcc), rows)
+    return ids
+
+
+_Q_OP = sa.select(VnfLcmOpOcc.operation, VnfLcmOpOcc.operation_state,
+                  VnfLcmOpOcc.vnf_instance_id).where(VnfLcmOpOcc.id == sa.bindparam("op"))
+_SET_OP = sa.update(VnfLcmOpOcc).where(VnfLcmOpOcc.id == sa.bindparam("op"))
 
 
 def set_op_state(s: Session, op_id: str, state: OpState,
                  error: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The new state; the operation as the event hub publishes it."""
-    occ = repo.set_op_state(s, op_id, state, error=error)
-    return {"id": op_id, "operation": occ.operation.value,
-            "vnf_instance_id": occ.vnf_instance_id, "state": state.value}
+    """The new state (repo.set_op_state's rules, in Core statements); the operation as the
+    event hub publishes it. NotFound for an unknown operation, Conflict for a move its
+    state does not allow."""
+    problem_ = check.mapping("error", error) if error is not None else None
+    conn = s.connection()
+    row = conn.execute(_Q_OP, {"op": op_id}).first()
+    if row is None:
+        raise NotFound(f"lifecycle operation occurrence {op_id!r} does not exist")
+    cur = row.operation_state
+    if state != cur and state not in TRANSITIONS[cur]:
+        allowed = ", ".join(sorted(x.value for x in TRANSITIONS[cur])) or "none (final)"
+        raise Conflict(f"operation {op_id} is {cur.value}: cannot move to {state.value} "
+                       f"(allowed: {allowed})")
+    values: dict[str, Any] = {}
+    if state != cur:
+        values["operation_state"] = state
+        values["state_entered_time"] = time.time()
+        if state in (OpState.PROCESSING, OpState.COMPLETED):
+            values["error"] = None
+        if state in FINAL or state == OpState.FAILED_TEMP:
+            values["is_cancel_pending"] = False
+    if problem_ is not None:
+        values["error"] = problem_
+    if values:
+        conn.execute(_SET_OP.values(**values), {"op": op_id})
+    return {"id": op_id, "operation": row.operation.value,
+            "vnf_instance_id": row.vnf_instance_id, "state": state.value}
 
 
 def want(s: Session, node: str, owner: str, nf: str, iid: str,
@@ -80,23 +135,85 @@ def instance_facts(s: Session, iid: str) -> InstanceFacts:
                          node_online=online)
 
 
+_Q_FACTS = (sa.select(VnfInstance.id, VnfInstance.node_name, VnfInstance.owner,
+                      VnfInstance.nf_name, VnfInstance.config, VnfInstance.bundle_sha256,
+                      Node.online)
+            .outerjoin(Node, Node.name == VnfInstance.node_name)
+            .where(VnfInstance.id.in_(sa.bindparam("ids", expanding=True))))
+_Q_EXPORTABLE = sa.select(VnfPackage.sha256, VnfPackage.descriptor).where(
+    VnfPackage.sha256.in_(sa.bindparam("shas", expanding=True)))
+
+
 def facts_of(s: Session, iids: Iterable[str]) -> dict[str, InstanceFacts]:
-    """Facts of those of `iids` that exist."""
-    out: dict[str, InstanceFacts] = {}
-    for iid in dict.fromkeys(iids):
-        with contextlib.suppress(NotFound):
-            out[iid] = instance_facts(s, iid)
-    return out
+    """Facts of those of `iids` that exist (as instance_facts gives them), in two Core
+    queries for all of them."""
+    ids = list(dict.fromkeys(iids))
+    if not ids:
+        return {}
+    conn = s.connection()
+    rows = conn.execute(_Q_FACTS, {"ids": ids}).all()
+    exportable = {sha: bool(((d or {}).get("state") or {}).get("exportable"))
+                  for sha, d in conn.execute(_Q_EXPORTABLE,
+                                             {"shas": sorted({r.bundle_sha256 for r in rows})})}
+    return {r.id: InstanceFacts(node=r.node_name, owner=r.owner, nf=r.nf_name,
+                                config=dict(r.config or {}),
+                                exportable=exportable.get(r.bundle_sha256, False),
+                                node_online=True if r.online is None else bool(r.online))
+            for r in rows}
+
+
+_Q_USER_ADDR = sa.select(User.mac, User.ip).where(User.name == sa.bindparam("user"))
+_RULE_AT = sa.and_(SteeringRule.user_name == sa.bindparam("user"),
+                   SteeringRule.node_name == sa.bindparam("node"))
+_Q_RULE = sa.select(SteeringRule.chain, SteeringRule.mac, SteeringRule.ip,
+                    SteeringRule.desired, SteeringRule.installed).where(_RULE_AT)
+_SET_RULE = sa.update(SteeringRule).where(_RULE_AT)
+_DELETE_RULE = sa.delete(SteeringRule).where(_RULE_AT)
 
 
 def steer(s: Session, user: str, node: str, chain: list[str], mac: str | None,
           ip: str | None) -> None:
-    """The user's steering rule at the node (Table III), desired."""
-    repo.set_steering(s, user=user, node=node, chain=chain, mac=mac, ip=ip)
+    """The user's steering rule at the node (Table III), desired: as repo.set_steering
+    (mac and ip default to the user's; a change marks it not installed), in Core statements
+    without ORM objects or savepoints (every placement and roam runs it). NotFound for an
+    unknown user or node, Conflict if the rule was added concurrently."""
+    hops = check.str_list("chain", chain)
+    conn = s.connection()
+    addr = conn.execute(_Q_USER_ADDR, {"user": user}).first()
+    if addr is None:
+        raise NotFound(f"user {user!r} does not exist")
+    mac = check.text("mac", mac if mac is not None else addr.mac, optional=True)
+    ip = check.text("ip", ip if ip is not None else addr.ip, optional=True)
+    key = {"user": user, "node": node}
+    cur = conn.execute(_Q_RULE, key).first()
+    values = {"chain": hops, "mac": mac, "ip": ip, "desired": True, "installed": False,
+              "updated_at": time.time()}
+    if cur is None:
+        try:
+            conn.execute(sa.insert(SteeringRule).values(user_name=user, node_name=node,
+                                                        **values))
+        except sa.exc.IntegrityError as exc:  # (the transaction is then rolled back)
+            if constraint_kind(exc) == "unique":
+                raise Conflict(f"a steering rule for {user!r} at {node!r} was added "
+                               "concurrently") from exc
+            raise NotFound(f"node {node!r} does not exist") from exc
+    elif (list(cur.chain or ()), cur.mac, cur.ip, cur.desired) != (hops, mac, ip, True):
+        conn.execute(_SET_RULE.values(**values), key)
+    # else unchanged: stays installed
 
 
 def unsteer(s: Session, user: str, node: str) -> None:
-    repo.clear_steering(s, user=user, node=node)
+    """Stop steering the user at the node (repo.clear_steering, in Core): an installed rule
+    stays, not desired, until the controller reports it removed; one never installed goes."""
+    conn = s.connection()
+    key = {"user": user, "node": node}
+    cur = conn.execute(_Q_RULE, key).first()
+    if cur is None or (not cur.desired and cur.installed):
+        return
+    if cur.installed:
+        conn.execute(_SET_RULE.values(desired=False, updated_at=time.time()), key)
+    else:
+        conn.execute(_DELETE_RULE, key)
 
 
 def mark_installed(s: Session, user: str, node: str, installed: bool) -> None:

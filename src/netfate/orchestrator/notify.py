@@ -44,17 +44,22 @@ async def dispatch(hub: EventHub, db: Database, timeout: float = 3.0,
     async with httpx.AsyncClient(timeout=timeout) as client:
         try:
             while True:
-                ev = await q.get()
-                if ev["event"] != "op":
+                # The events queued meanwhile too, against one read of the subscriptions
+                # (one read per batch, not per event: at hundreds of operations a second).
+                batch = [await q.get()]
+                while not q.empty():
+                    batch.append(q.get_nowait())
+                ops = [ev for ev in batch if ev["event"] == "op"]
+                if not ops:
                     continue
-                op = ev["data"]
                 try:
-                    subs = await db.run(_subscriptions)
-                except Exception as exc:  # one event lost, not the dispatcher
-                    failures.failed(f"reading the subscriptions for operation {op.get('id')}",
-                                    exc)
+                    subs = await db.read(_subscriptions)
+                except Exception as exc:  # those events lost, not the dispatcher
+                    failures.failed(f"reading the subscriptions for {len(ops)} operation "
+                                    f"events", exc)
                     continue
-                for sub_id, uri, flt in subs:
+                for ev, (sub_id, uri, flt) in ((e, x) for e in ops for x in subs):
+                    op = ev["data"]
                     host = urlsplit(uri).hostname or ""
                     if not matches(flt, op) or not callback_allowed(host, allowed):
                         continue

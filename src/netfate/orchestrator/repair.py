@@ -13,11 +13,18 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from netfate.bus.messages import NodeEvent
-from netfate.db import repo
-from netfate.db.models import Presence
+from netfate.db.models import (
+    Presence,
+    SessionState,
+    SteeringRule,
+    User,
+    UserSession,
+    VnfInstance,
+)
 from netfate.engine import UserAssociated
 from netfate.errors import NetfateError
 from netfate.orchestrator import reauth, sessions
@@ -31,36 +38,55 @@ log = logging.getLogger("netfate.orchestrator.repair")
 RETRY_S = 15.0  # a user repaired is not repaired again before this (a repair that can't help)
 
 
+# Core statements (plain rows, no ORM objects): this read covers every user every
+# reconciliation, and the ended sessions grow with every roam.
+_Q_ACTIVE = (sa.select(UserSession.user_name, UserSession.node_name, UserSession.mac,
+                       UserSession.ip)
+             .where(UserSession.state == SessionState.ACTIVE)
+             .order_by(UserSession.started_at, UserSession.id))
+_Q_ENDED = (sa.select(UserSession.user_name, sa.func.max(UserSession.ended_at))
+            .where(UserSession.state == SessionState.ENDED)
+            .group_by(UserSession.user_name))
+_Q_INSTANCES = (sa.select(VnfInstance.owner, VnfInstance.id, VnfInstance.node_name,
+                          VnfInstance.nf_name, VnfInstance.created_at)
+                .where(VnfInstance.desired_state == Presence.PRESENT)
+                .order_by(VnfInstance.id))
+_Q_STEERED = (sa.select(SteeringRule.user_name, SteeringRule.node_name, SteeringRule.chain)
+              .where(SteeringRule.desired.is_(True))
+              .order_by(SteeringRule.node_name, SteeringRule.user_name))
+_Q_USERS = (sa.select(User.name, User.required_nfs, User.mac, User.ip, User.access_node,
+                      User.last_seen).order_by(User.name))
+
+
 def user_records(s: Session) -> list[UserRecord]:
     """Every user with a session or NFs wanted, as `user_repairs` reads them."""
-    active = {x.user_name: x for x in repo.list_sessions(s, active=True)}
-    ended: dict[str, float] = {}
-    for x in repo.list_sessions(s, active=False):
-        ended[x.user_name] = max(ended.get(x.user_name, 0.0), x.ended_at or 0.0)
+    conn = s.connection()
+    active = {u: (node, mac, ip) for u, node, mac, ip in conn.execute(_Q_ACTIVE)}
+    ended: dict[str, float] = {u: float(t or 0.0) for u, t in conn.execute(_Q_ENDED)}
     insts: dict[str, dict[str, tuple[str, str]]] = {}
     created: dict[str, float] = {}
-    for i in repo.list_instances(s, desired_state=Presence.PRESENT):
-        insts.setdefault(i.owner, {})[i.id] = (i.node_name, i.nf_name)
-        created[i.id] = i.created_at
+    for owner, iid, node, nf, at in conn.execute(_Q_INSTANCES):
+        insts.setdefault(owner, {})[iid] = (node, nf)
+        created[iid] = at
     steered: dict[str, dict[str, tuple[str, ...]]] = {}
-    for r in repo.list_steering(s, desired=True):
-        mine = insts.get(r.user_name, {})
-        steered.setdefault(r.user_name, {})[r.node_name] = tuple(
-            mine[iid][1] if iid in mine else "?" for iid in r.chain)
+    for user, node, chain in conn.execute(_Q_STEERED):
+        mine = insts.get(user, {})
+        steered.setdefault(user, {})[node] = tuple(
+            mine[iid][1] if iid in mine else "?" for iid in chain or ())
     out = []
-    for u in repo.list_users(s):
-        cur = active.get(u.name)
-        if cur is None and u.name not in insts:
+    for name, required, mac, ip, access_node, last_seen in conn.execute(_Q_USERS):
+        cur = active.get(name)
+        if cur is None and name not in insts:
             continue
         out.append(UserRecord(
-            user=u.name, required_nfs=tuple(u.required_nfs or ()),
-            session_node=cur.node_name if cur else None,
-            mac=(cur.mac if cur else None) or u.mac, ip=(cur.ip if cur else None) or u.ip,
-            access_node=u.access_node, steered=steered.get(u.name, {}),
-            instances={k: v[0] for k, v in insts.get(u.name, {}).items()},
-            last_seen=u.last_seen,
-            left_over=tuple(k for k in insts.get(u.name, {})
-                            if created[k] < ended.get(u.name, 0.0))))
+            user=name, required_nfs=tuple(required or ()),
+            session_node=cur[0] if cur else None,
+            mac=(cur[1] if cur else None) or mac, ip=(cur[2] if cur else None) or ip,
+            access_node=access_node, steered=steered.get(name, {}),
+            instances={k: v[0] for k, v in insts.get(name, {}).items()},
+            last_seen=last_seen,
+            left_over=tuple(k for k in insts.get(name, {})
+                            if created[k] < ended.get(name, 0.0))))
     return out
 
 
@@ -78,7 +104,7 @@ class Repairs:
         orch = self.orch
         assert orch.db is not None and orch.coordinator is not None
         t = time.time() if now is None else now
-        records = await orch.db.run(user_records)
+        records = await orch.db.read(user_records)
         # Only what agents reported since this start (the ports read back from the database
         # at start may be stale: a station roamed while the orchestrator was down).
         stations = {n: dict(p.stations) for n, p in (orch.switches.ports.items()
@@ -110,7 +136,7 @@ class Repairs:
         elif r.kind == "converge" and r.node is not None:
             # Planned as a fresh association at the same node, but not recorded as one (it
             # is not a sighting of the user: a pending idle report stays valid).
-            rec = next((u for u in await orch.db.run(user_records) if u.user == r.user), None)
+            rec = next((u for u in await orch.db.read(user_records) if u.user == r.user), None)
             if rec is not None and rec.session_node == r.node:
                 await orch.coordinator.handle(UserAssociated(
                     user=r.user, node=r.node, mac=rec.mac, ip=rec.ip))

@@ -55,6 +55,10 @@ from netfate.radius.settings import RadiusSettings
 
 log = logging.getLogger("netfate.orchestrator")
 
+# User repairs take at most 1/REPAIRS_SHARE of the wall-clock time (see reconcile_loop).
+REPAIRS_SHARE = 20
+REPAIRS_MAX_GAP_S = 30.0  # and run at least this often
+
 
 class Orchestrator:
     def __init__(self, settings: Settings) -> None:
@@ -120,6 +124,8 @@ class Orchestrator:
             self.switches.set_ports(name, ports)
         self.coordinator = Coordinator(self.db, AgentBus(self.nc, s.command_timeout), self.hub,
                                        s.public_url, s.policy, switches=self.switches)
+        self.coordinator.admission.limit = s.max_events_in_flight
+        self.coordinator.admission.target_s = s.admission_target_s
         # Agents fetch bundles by URLs that carry their own key, not the operator token.
         self.coordinator.pushes.bundle_key = functools.partial(api_auth.bundle_key,
                                                                self.api_token)
@@ -142,7 +148,8 @@ class Orchestrator:
         await self.nc.subscribe(subjects.CONTROLLER_HELLO, cb=self.on_controller_hello)
         await self.nc.subscribe(subjects.CONTROLLER_IDLE, cb=self.on_user_idle)
         await self.nc.subscribe(subjects.ALL_CONTROLLER_CLIENT_SEEN, cb=self.on_client_seen)
-        await self.switches.publish_all()
+        # In the background: the API and the agents' messages are served meanwhile.
+        self._tasks.append(asyncio.create_task(self._publish_all()))
         if self.aaa_settings is not None:
             from netfate.orchestrator import aaa
 
@@ -303,13 +310,20 @@ class Orchestrator:
     async def _publish_switch(self, node: str) -> None:
         if self.switches is None:
             return
-        for n in self.switches.affected(node):
-            try:
-                await self.switches.publish(n)
-                self._publish_failures.ok()
-            except Exception as exc:
-                self._publish_failures.failed(
-                    f"publishing the switch state of node {n} (after a change at {node})", exc)
+        try:
+            await self.switches.publish_many(self.switches.affected(node))
+            self._publish_failures.ok()
+        except Exception as exc:
+            self._publish_failures.failed(
+                f"publishing the switch states after a change at node {node}", exc)
+
+    async def _publish_all(self) -> None:
+        try:
+            if self.switches is not None:
+                await self.switches.publish_all()
+            self._publish_failures.ok()
+        except Exception as exc:
+            self._publish_failures.failed("publishing every switch state", exc)
 
     # -- the SDN controller's messages ---------------------------------------------------------
     async def on_synced(self, msg: Msg) -> None:
@@ -321,7 +335,8 @@ class Orchestrator:
 
     async def on_controller_hello(self, msg: Msg) -> None:
         if self.switches is not None:
-            await self.switches.publish_all()
+            self.switches.controller_seen = True
+            await self._publish_all()
 
     async def on_user_idle(self, msg: Msg) -> None:
         """No packets from or to the user for the idle period: the engine releases them."""
@@ -361,11 +376,17 @@ class Orchestrator:
 
     async def reconcile_loop(self) -> None:
         assert self.coordinator is not None
+        repairs_due = 0.0
         while True:
             await asyncio.sleep(self.settings.reconcile_interval)
             try:
                 await self.coordinator.reconcile(self.settings.node_timeout)
-                await self.repairs.run()  # events lost while a process was down
+                if time.monotonic() >= repairs_due:  # events lost while a process was down
+                    # It reads every user: at scale it runs less often (a backstop).
+                    t0 = time.monotonic()
+                    await self.repairs.run()
+                    repairs_due = t0 + min(REPAIRS_SHARE * (time.monotonic() - t0),
+                                           REPAIRS_MAX_GAP_S)
                 self._reconcile_failures.ok()
             except Exception as exc:
                 self._reconcile_failures.failed("reconciling the nodes", exc)

@@ -12,10 +12,17 @@ session from login to logout (see orchestrator/accounting.py).
 
 from __future__ import annotations
 
+import time
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import sqlalchemy as sa
+
 from netfate.db import repo
+from netfate.db.models import Node, SessionState, User, UserSession
+from netfate.db.repo import check
+from netfate.db.repo.sessions import new_acct_session_id
 from netfate.engine import UserAssociated, UserIdle
 from netfate.errors import NotFound
 
@@ -40,36 +47,78 @@ class Login:
     idle_timeout: int | None = None
 
 
+_Q_USER = sa.select(User.name).where(User.name == sa.bindparam("name"))
+_Q_NODE = sa.select(Node.name).where(Node.name == sa.bindparam("name"))
+
+
 def _check(s: Session, user: str, node: str | None) -> None:
-    """Raises NotFound for an unknown user or node."""
-    repo.get_user(s, user)
-    if node is not None:
-        repo.get_node(s, node)
+    """Raises NotFound for an unknown user or node (Core reads: every event asks)."""
+    conn = s.connection()
+    if "\x00" in user or conn.execute(_Q_USER, {"name": user}).first() is None:
+        raise NotFound(f"user {user!r} does not exist")
+    if node is not None and ("\x00" in node or
+                             conn.execute(_Q_NODE, {"name": node}).first() is None):
+        raise NotFound(f"node {node!r} does not exist")
+
+
+_Q_CURRENT = (sa.select(UserSession.id, UserSession.node_name, UserSession.mac,
+                        UserSession.acct_session_id, UserSession.login_at,
+                        UserSession.session_timeout, UserSession.idle_timeout)
+              .where(UserSession.user_name == sa.bindparam("user"),
+                     UserSession.state == SessionState.ACTIVE)
+              .order_by(UserSession.started_at.desc()).limit(1))
+_END_ACTIVE = (sa.update(UserSession)
+               .where(UserSession.user_name == sa.bindparam("user"),
+                      UserSession.state == SessionState.ACTIVE)
+               .values(state=SessionState.ENDED, ended_at=sa.bindparam("t"),
+                       terminate_cause=sa.bindparam("cause")))
+_NEW_SESSION = sa.insert(UserSession)
 
 
 def record_association(s: Session, user: str, node: str, mac: str | None, ip: str | None,
                        login: Login | None) -> None:
     """Write an association: a login replaces the user's session (even at the same node)
-    with a new accounting session; otherwise a move to another node carries the login on."""
-    cur = repo.active_session(s, user)
+    with a new accounting session; otherwise a move to another node carries the login on.
+
+    A few Core statements in the caller's transaction (no ORM objects, no savepoints: this
+    runs for every login and roam). Raises NotFound when the user or node is gone (deleted
+    since the caller checked), and changes nothing then."""
+    check.text("mac", mac, optional=True)
+    check.text("ip", ip, optional=True)
+    conn = s.connection()
+    t = time.time()
+    cur = conn.execute(_Q_CURRENT, {"user": user}).first()
+    carry: dict[str, object] | None = None
     if login is not None:
-        if cur is not None:
-            repo.end_session(s, cur.id, cause=USER_REQUEST)
-        repo.add_session(s, user=user, node=node, mac=mac, ip=ip,
-                         session_timeout=login.session_timeout,
-                         idle_timeout=login.idle_timeout)
+        cause: str | None = USER_REQUEST
+        carry = {"acct_session_id": new_acct_session_id(), "login_at": t,
+                 "session_timeout": login.session_timeout, "idle_timeout": login.idle_timeout}
     elif cur is None:
-        repo.add_session(s, user=user, node=node, mac=mac, ip=ip)
+        cause = None
+        carry = {"acct_session_id": new_acct_session_id(), "login_at": t}
     elif cur.node_name != node or (mac is not None and cur.mac is not None
                                    and cur.mac.lower() != mac.lower()):
         # A new node, or a new MAC (a randomised one): a new session row, so what names the
-        # old MAC (fast re-authentication by MAC) ends; the login and its accounting go on.
-        acct, login_at = cur.acct_session_id, cur.login_at
-        limits = cur.session_timeout, cur.idle_timeout
-        repo.end_session(s, cur.id)  # no cause: the login goes on at the new node
-        repo.add_session(s, user=user, node=node, mac=mac, ip=ip, acct_session_id=acct,
-                         login_at=login_at, session_timeout=limits[0], idle_timeout=limits[1])
-    repo.update_user_seen(s, user, access_node=node, mac=mac, ip=ip)
+        # old MAC (fast re-authentication by MAC) ends; the login and its accounting go on
+        # (no cause: the login goes on at the new node).
+        cause = None
+        carry = {"acct_session_id": cur.acct_session_id, "login_at": cur.login_at,
+                 "session_timeout": cur.session_timeout, "idle_timeout": cur.idle_timeout}
+    seen = {"last_seen": t, "access_node": node,
+            **({"mac": mac} if mac is not None else {}), **({"ip": ip} if ip is not None else {})}
+    try:
+        if carry is not None:
+            if cur is not None:
+                conn.execute(_END_ACTIVE, {"user": user, "t": t, "cause": cause})
+            conn.execute(_NEW_SESSION, {
+                "id": str(uuid.uuid4()), "user_name": user, "node_name": node,
+                "mac": mac.lower() if mac is not None else None,
+                "ip": ip, "started_at": t, "state": SessionState.ACTIVE, **carry})
+        done = conn.execute(sa.update(User).where(User.name == user).values(**seen))
+    except sa.exc.IntegrityError as exc:  # the node is gone
+        raise NotFound(f"associating {user} at {node}: no such user or node") from exc
+    if done.rowcount != 1:
+        raise NotFound(f"associating {user} at {node}: no such user")
 
 
 def _other_on(s: Session, user: str, mac: str) -> str | None:
@@ -83,11 +132,11 @@ async def associate(coord: Coordinator, database: Database, user: str, node: str
                     login: Login | None = None) -> PlanRun:
     """``login`` given: a new login (see the module's docstring); None: a roam or a repeated
     association, which keeps the user's login and its accounting session."""
-    await database.run(_check, user, node)
+    await database.read(_check, user, node)
     for _ in range(4):
         # The device changed hands (another user logs in on it): the one before leaves, as
         # when idle, so no switch holds two users on one MAC.
-        other = await database.run(_other_on, user, mac) if mac else None
+        other = await database.read(_other_on, user, mac) if mac else None
         if other is None:
             break
         await idle(coord, database, other)
@@ -113,14 +162,14 @@ async def end(coord: Coordinator, database: Database, user: str, cause: str,
     time) say where and when an idle report saw the user idle: the report is checked again
     under the user's plan lock (UserIdle.stale_for), so one that raced a roam ends nothing
     and releases nothing."""
-    await database.run(_check, user, None)
+    await database.read(_check, user, None)
     event = UserIdle(user=user, node=node, at=at)
 
     def current(s: Session) -> str | None:
         cur = repo.active_session(s, user)
         return cur.acct_session_id if cur is not None else None
 
-    if acct_session_id is not None and await database.run(current) != acct_session_id:
+    if acct_session_id is not None and await database.read(current) != acct_session_id:
         raise NotFound(f"{user} has no active session {acct_session_id}")
 
     def record(s: Session) -> None:

@@ -33,6 +33,16 @@ class Settings(BaseModel):
         "state_dir/api-token (mode 0600)")
     command_timeout: float = Field(
         default=15.0, gt=0, description="Seconds an agent has to answer")
+    # Graceful overload (orchestrator/admission.py): past this many user events in flight
+    # (admitted, plan not yet run to its end) the API refuses new ones with 429 and
+    # Retry-After instead of queueing them behind agents' command timeouts.
+    max_events_in_flight: int = Field(
+        default=256, ge=0, le=1_000_000,
+        description="User events in flight before the API answers 429 (0: no limit)")
+    admission_target_s: float = Field(
+        default=0.5, gt=0, le=60,
+        description="Seconds an admitted user event should take at most: fewer events are "
+        "admitted in flight than the recent throughput finishes in this time (min 32)")
     reconcile_interval: float = Field(
         default=5.0, gt=0, description="Seconds between reconciliations")
     node_timeout: float = Field(

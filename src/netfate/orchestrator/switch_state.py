@@ -93,16 +93,14 @@ def switch_state(world: World, node: str) -> model.SwitchState | None:
     role = rec.roles.get(node)
     if role is None:
         return None
-    newest: dict[str, SteeredRule] = {}
-    for r in rec.rules:
-        newest.setdefault(r.user, r)
-    anchors = {u: (r, rec.sessions[u]) for u, r in newest.items()
-               if r.chain and rec.sessions.get(u) not in (None, r.node)}
     ports = world.ports.get(node, SwitchPorts())
     if role == "cpe":
-        state = _cpe(world, node, ports, [r for r in rec.rules if r.node == node], anchors)
+        state = _cpe(world, node, ports, rec.rules_at.get(node, ()), rec.anchors)
     else:
-        state = _core(node, role, ports, list(newest.values()), anchors)
+        # Only the users located below it (the others have no port here), in user order.
+        below = sorted({r for peer in set(ports.links.values())
+                        for r in rec.newest_at.get(peer, ())}, key=lambda r: r.user)
+        state = _core(node, role, ports, below, rec.anchors)
     # Table I: an operator's own TS rules for this LSI (rule ids are unique per node).
     ts_rules = rec.ts_rules.get(node, ())
     if ts_rules:
@@ -238,7 +236,9 @@ def _cpe(world: World, node: str, ports: SwitchPorts, rules: Iterable[SteeredRul
          anchors: dict[str, tuple[SteeredRule, str]]) -> model.SwitchState:
     stations = _stations(world, node, ports)
     out = _Users(node, ports.access)
-    for user, (r, visited) in anchors.items():
+    # Only this node's anchors: the old CPE of a user steered here, or their visited one.
+    mine = {u: (r, v) for u, (r, v) in anchors.items() if r.node == node or v == node}
+    for user, (r, visited) in mine.items():
         chain = _chain(world, r)
         if r.node == node and r.ip and chain and all(
                 h is not None and h[0] == node for h in chain):
@@ -252,14 +252,15 @@ def _cpe(world: World, node: str, ports: SwitchPorts, rules: Iterable[SteeredRul
                        authenticated=True, idle_timeout=_idle(world, user))
     rules = list(rules)
     stable = {r.ip for r in rules if r.ip} | out.ips
+    away: list[str] = []
     for r in rules:
         if r.user in anchors:
             continue
         port = stations.get(r.mac)
-        chain = _chain(world, r)
         if port is None or port not in ports.access:
-            log.info("%s: %s (%s) is on no access port yet", node, r.user, r.mac)
+            away.append(r.user)
             continue
+        chain = _chain(world, r)
         if any(h is None or h[0] != node for h in chain):
             # Chains through other nodes' NFs (a DC) are not built yet: fail closed.
             log.warning("%s: %s's chain %s is not all local: not steered", node, r.user,
@@ -291,6 +292,11 @@ def _cpe(world: World, node: str, ports: SwitchPorts, rules: Iterable[SteeredRul
             ip = None  # a lease that is no address: the station still gets DHCP
         out.client(name=UNKNOWN_CLIENT + mac, mac=mac, port=port,
                    ip=ip if ip not in out.ips else None)
+    if away:
+        # One line per state, not one per user (a node before its agent reports its ports
+        # has all its users here).
+        log.debug("%s: %d steered users on no access port yet (%s%s)", node, len(away),
+                  ", ".join(away[:5]), ", ..." if len(away) > 5 else "")
     svc = None
     if ports.services is not None:
         s = ports.services

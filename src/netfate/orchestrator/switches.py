@@ -43,6 +43,16 @@ log = logging.getLogger("netfate.orchestrator.switches")
 __all__ = ["UNKNOWN_CLIENT", "Switches", "split_chain"]
 
 
+@dataclasses.dataclass(eq=False)
+class _Batch:
+    """Publication requests coalesced into one read of the world (`Switches.publish_many`)."""
+
+    nodes: dict[str, None] = dataclasses.field(default_factory=dict)  # ordered set
+    force: bool = False
+    started: bool = False
+    task: asyncio.Future[dict[str, int | None]] | None = None
+
+
 class Switches:
     def __init__(self, db: Database, nc: Any, idle_timeout: int = 60,
                  max_hosts_per_port: int = 32, max_hosts_per_node: int = 256,
@@ -67,6 +77,15 @@ class Switches:
         # Publications one at a time: each reads the world after the previous one was sent,
         # so a state read before a change never overtakes one read after it.
         self._publishing = asyncio.Lock()
+        self._next: _Batch | None = None  # the batch of requests not yet started
+        # Reads are numbered; a node's last publication is from read number _pub_read[node].
+        # publish_all builds from one older read in slices, and skips a node published from
+        # a newer read meanwhile.
+        self._reads = 0
+        self._pub_read: dict[str, int] = {}
+        # Whether a controller has ever spoken (hello or a confirmation): until then nothing
+        # waits for confirmations no one would send.
+        self.controller_seen = False
 
     # -- inputs -----------------------------------------------------------------------------
     def set_ports(self, node: str, ports: SwitchPorts) -> None:
@@ -100,6 +119,7 @@ class Switches:
                 log.info("switch %s: forgot station %s on %s (max_hosts)", node, mac, port)
 
     def synced(self, report: SwitchSynced) -> None:
+        self.controller_seen = True
         self._synced[report.node] = report
         waiters = self._waiters.get(report.node, [])
         for gen, fut in list(waiters):
@@ -130,13 +150,22 @@ class Switches:
     def _anchors_ready(self) -> frozenset[str]:
         return frozenset(u for u in self._anchor_gen if self.anchor_ready(u))
 
-    async def read_world(self) -> World:
-        """One repository read (in a database thread), plus the reports kept here."""
-        return self.world(await self.db.run(switching_records))
+    async def read_world(self, nodes: Iterable[str] | None = None) -> World:
+        """One repository read (in a database thread), plus the reports kept here: all of
+        it, or what the states of `nodes` depend on (the nodes below a core included)."""
+        self._reads += 1
+        if nodes is None:
+            return self.world(await self.db.read(switching_records))
+        scope = set(nodes)
+        for n in list(scope):
+            p = self.ports.get(n)
+            if p is not None:
+                scope.update(p.links.values())
+        return self.world(await self.db.read(switching_records, scope))
 
     async def state_for(self, node: str) -> SwitchState | None:
         """The node's desired state as it stands (generation 0); None for an unknown node."""
-        return switch_state(await self.read_world(), node)
+        return switch_state(await self.read_world([node]), node)
 
     # -- publishing -------------------------------------------------------------------------
     def affected(self, node: str) -> list[str]:
@@ -153,15 +182,41 @@ class Switches:
 
     async def publish_many(self, nodes: Iterable[str], force: bool = False
                            ) -> dict[str, int | None]:
-        """Publish each node's state (in order) from one read of the world."""
+        """Publish each node's state (in order) from one read of the world; their
+        generations (None: no state). Requests made while a publication runs are coalesced:
+        they join the next batch, which reads the world once for all their nodes, after all
+        their changes (level-triggered: the newest state is what counts). Under load this
+        keeps reads of the world to one per publication slot, not one per request."""
+        nodes = list(dict.fromkeys(nodes))
+        batch = self._next
+        if batch is None or batch.started:
+            batch = self._next = _Batch()
+            batch.task = asyncio.ensure_future(self._run_batch(batch))
+            # Retrieved even when every caller was cancelled (no "never retrieved" warning).
+            batch.task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        batch.nodes.update(dict.fromkeys(nodes))
+        batch.force = batch.force or force
+        assert batch.task is not None
+        # Shielded: a cancelled caller does not cancel the batch others wait on.
+        out = await asyncio.shield(batch.task)
+        return {n: out.get(n) for n in nodes}
+
+    async def _run_batch(self, batch: _Batch) -> dict[str, int | None]:
         async with self._publishing:
-            world = await self.read_world()
+            batch.started = True  # later requests start the next batch
+            if self._next is batch:
+                self._next = None
+            nodes = list(batch.nodes)
+            seq = self._reads + 1  # this read's number
+            world = await self.read_world(nodes)
             out: dict[str, int | None] = {}
             for n in nodes:
                 # Anchors confirmed as of this node's turn (a core published just before may
                 # have started or ended one).
                 out[n] = await self._publish(
-                    dataclasses.replace(world, anchors_ready=self._anchors_ready()), n, force)
+                    dataclasses.replace(world, anchors_ready=self._anchors_ready()), n,
+                    batch.force)
+                self._pub_read[n] = seq
             return out
 
     async def _publish(self, world: World, node: str, force: bool) -> int | None:
@@ -205,7 +260,7 @@ class Switches:
         traffic there (the old CPE and the core first, confirmed), then let them out at the
         visited CPE. Make-before-break: served by the old NFs, with their state, until the
         new ones are steered."""
-        olds = await self.db.run(
+        olds = await self.db.read(
             lambda s: [r.node_name for r in repo.list_steering(s, user=user, desired=True)])
         first = [n for n in dict.fromkeys(olds) if n != visited]
         if not first:
@@ -217,8 +272,11 @@ class Switches:
 
     async def _wait(self, gens: dict[str, int | None], timeout: float) -> list[SwitchSynced]:
         """Until the controller has confirmed each switch's generation (or the timeout); the
-        reports of those it confirmed."""
+        reports of those it confirmed. With no controller ever heard of, nothing to wait
+        for."""
         reports: list[SwitchSynced] = []
+        if not self.controller_seen:
+            return reports
         waits = []
         for n, gen in gens.items():
             done = self._synced.get(n)
@@ -257,10 +315,25 @@ class Switches:
             })
         return out
 
-    async def publish_all(self) -> None:
-        """Every node's state, forced (a controller came up, or the orchestrator started)."""
+    async def publish_all(self, slice_size: int = 50) -> None:
+        """Every node's state, forced (a controller came up, or the orchestrator started):
+        from one read of the world, linear in its records, in slices that let the event
+        loop (the API, agents' messages, other publications) run in between. A node
+        published from a newer read meanwhile is skipped (its state is newer)."""
+        t0 = time.perf_counter()
         async with self._publishing:
+            seq = self._reads + 1
             world = await self.read_world()
-            for n in sorted(world.records.roles):
-                await self._publish(
-                    dataclasses.replace(world, anchors_ready=self._anchors_ready()), n, True)
+        nodes = sorted(world.records.roles)
+        for k in range(0, len(nodes), slice_size):
+            async with self._publishing:
+                for n in nodes[k:k + slice_size]:
+                    if self._pub_read.get(n, -1) > seq:
+                        continue
+                    await self._publish(
+                        dataclasses.replace(world, anchors_ready=self._anchors_ready()), n,
+                        True)
+                    self._pub_read[n] = seq
+            await asyncio.sleep(0)
+        log.info("every switch state published (%d) in %.1f s", len(nodes),
+                 time.perf_counter() - t0)

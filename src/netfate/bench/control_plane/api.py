@@ -27,15 +27,20 @@ class Api:
             base_url=base, headers={"Content-Type": "application/json"}, auth=auth,
             limits=httpx.Limits(max_connections=size, max_keepalive_connections=size,
                                 keepalive_expiry=KEEPALIVE_S))
+        # Requests beyond the pool's connections wait here, not in httpcore's pool: its
+        # queue costs O(waiting x connections) per request, which at hundreds of events a
+        # second made the generator, not the orchestrator, the bottleneck.
+        self._gate = asyncio.Semaphore(size)
 
     async def request(self, method: str, path: str, body: Any = None,
                       timeout: float = 60.0) -> tuple[int, Any]:
         """(status, decoded JSON body or None). ``timeout`` s for the exchange; waiting for
         a free connection of the pool does not count. httpx.HTTPError on transport errors
         (httpx.TimeoutException on the timeout), ValueError on a body that is not JSON."""
-        r = await self.client.request(
-            method, path, content=None if body is None else json.dumps(body).encode(),
-            timeout=httpx.Timeout(timeout, pool=None))
+        async with self._gate:
+            r = await self.client.request(
+                method, path, content=None if body is None else json.dumps(body).encode(),
+                timeout=httpx.Timeout(timeout, pool=None))
         return r.status_code, (r.json() if r.content else None)
 
     async def close(self) -> None:

@@ -27,6 +27,7 @@ class Sample:
     t_done: float | None = None  # when its last operation entered its final state
     ops: list[tuple[str, str]] = field(default_factory=list)  # (operation kind, op id)
     error: str | None = None
+    refused: bool = False  # 429 past capacity: not admitted (nothing done), not an error
 
 
 class Users:
@@ -134,6 +135,9 @@ class Load:
                     "POST", f"/api/v1/users/{name}/associate",
                     {"node": node, "mac": mac_of(name)})
             s.t_accepted = time.time()
+            if status == 429:  # graceful overload: refused at once, nothing was done
+                s.refused = True
+                return
             if status != 202:
                 s.error = f"HTTP {status}: {str(body)[:200]}"
                 return

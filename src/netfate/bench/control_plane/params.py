@@ -40,6 +40,8 @@ class Params:
     seed: int = 1
     http_conns: int = 64
     profile: str | None = None
+    db_url: str | None = None         # None: SQLite in the bench's temp dir
+    max_in_flight: int | None = None  # the orchestrator's max_events_in_flight (None: its own)
 
     def check(self) -> None:
         """BenchError for parameters the bench cannot run with."""

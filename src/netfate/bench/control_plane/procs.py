@@ -58,14 +58,19 @@ class Procs:
         self.agents: list[Supervised] = []
         self.health: dict[str, Any] = {}
 
-    def start_orchestrator(self, api_port: int, nats_port: int, profile: str | None) -> None:
+    def start_orchestrator(self, api_port: int, nats_port: int, profile: str | None,
+                           db_url: str | None = None, max_in_flight: int | None = None
+                           ) -> None:
         """Start it and wait until its API answers GET /health (kept in ``health``).
         BenchError with the end of its log if it exits or does not answer in time; then
         neither it nor its nats-server runs any more."""
         env = {k: v for k, v in os.environ.items()
                if k not in ("NETFATE_NATS_URL", "NETFATE_DB_URL")}
+        if max_in_flight is not None:
+            env["NETFATE_MAX_EVENTS_IN_FLIGHT"] = str(max_in_flight)
         self.orchestrator = Supervised(
-            "orchestrator", orchestrator_argv(self.state, api_port, nats_port, profile),
+            "orchestrator", [*orchestrator_argv(self.state, api_port, nats_port, profile),
+                             *(["--db-url", db_url] if db_url else [])],
             self.tmp, programs=("netfate",), env=env, append_log=False)
         self.group.add(self.nats)
         url = f"http://127.0.0.1:{api_port}/api/v1/health"

@@ -60,7 +60,11 @@ def summarise(samples: list[Sample], rate: float) -> dict[str, Any]:
     handled = 0
     first_due = min((s.t_due for s in samples), default=0.0)
     last_done = first_due
+    refused = 0
     for s in samples:
+        if s.refused:
+            refused += 1
+            continue
         if s.t_accepted is not None:
             accept.append((s.t_accepted - s.t_due) * 1000)
         if s.error:
@@ -81,6 +85,8 @@ def summarise(samples: list[Sample], rate: float) -> dict[str, Any]:
     return {
         "events_sent": len(samples),
         "events_handled": handled,
+        # Refused with 429 past capacity (graceful overload): not admitted, not errors.
+        "events_refused": refused,
         "offered_events_per_s": rate,
         "handled_events_per_s": round(handled / span, 1) if samples else 0.0,
         "placement_ms": summary(placement),

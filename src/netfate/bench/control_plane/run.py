@@ -193,9 +193,10 @@ def run(p: Params) -> dict[str, Any]:
     try:
         with sigterm_as_interrupt():
             if p.users_via == "db":
-                seed_users_in_db(state, user_names, _homes(p, user_names) if p.warm else None)
+                seed_users_in_db(state, user_names, _homes(p, user_names) if p.warm else None,
+                                 p.db_url)
             t_setup = time.perf_counter()
-            procs.start_orchestrator(api_port, nats_port, p.profile)
+            procs.start_orchestrator(api_port, nats_port, p.profile, p.db_url, p.max_in_flight)
             result = asyncio.run(_drive(p, procs, api_port, nats_port, user_names, t_setup))
             procs.stop_agents()
             agent_stats = []

@@ -11,7 +11,8 @@ from netfate.flavours import DEFAULT_FLAVOUR
 from netfate.resolver import Implementation, resolve
 
 
-def seed_users_in_db(state: Path, users: list[str], warm_at: dict[str, str] | None) -> None:
+def seed_users_in_db(state: Path, users: list[str], warm_at: dict[str, str] | None,
+                     db_url: str | None = None) -> None:
     """--users-via db: the users written straight into a fresh database (one scrypt hash for
     all), which skips the API's ~50 ms of scrypt per user. Same rows as POST /users.
 
@@ -25,7 +26,7 @@ def seed_users_in_db(state: Path, users: list[str], warm_at: dict[str, str] | No
     from netfate.db import Database, models, repo, sqlite_url
     from netfate.db.passwords import hash_password
 
-    db = Database.create(sqlite_url(state))
+    db = Database.create(db_url or sqlite_url(state))
     try:
         h = hash_password(PASSWORD)
         now = time.time()

@@ -29,7 +29,7 @@ def active_session_by_mac(session: Session, mac: str) -> UserSession | None:
     """The most recent active session of the device with this MAC."""
     return session.scalar(
         sa.select(UserSession)
-        .where(sa.func.lower(UserSession.mac) == mac.lower(),
+        .where(UserSession.mac == mac.lower(),  # stored lower case (migration 0006)
                UserSession.state == SessionState.ACTIVE)
         .order_by(UserSession.started_at.desc())
         .limit(1)
@@ -64,7 +64,8 @@ def add_session(
         )
     ).all()
     s = UserSession(
-        id=str(uuid.uuid4()), user_name=user, node_name=node, mac=mac, ip=ip,
+        id=str(uuid.uuid4()), user_name=user, node_name=node,
+        mac=mac.lower() if mac is not None else None, ip=ip,
         started_at=t, state=SessionState.ACTIVE,
         acct_session_id=acct_session_id or new_acct_session_id(),
         login_at=login_at if login_at is not None else t,

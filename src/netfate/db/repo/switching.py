@@ -5,7 +5,9 @@ orchestrator's pure `switch_state` decides from this; nothing here decides."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,12 +18,12 @@ from netfate.db.models import (
     Node,
     SessionState,
     SteeringRule,
+    TsRule,
     User,
     UserSession,
     VnfInstance,
     VnfPackage,
 )
-from netfate.db.repo.ts_rules import as_rule, list_ts_rules
 
 
 @dataclass(frozen=True)
@@ -60,48 +62,116 @@ class SwitchingRecords:
     # user -> their login's Idle-Timeout (s), where its Access-Accept (or a CoA) gave one
     idle_timeouts: dict[str, int] = field(default_factory=dict)
 
+    # Indexes built once per read (not per switch): deciding every switch's state from one
+    # read is then linear in the records, not nodes x records.
+    @cached_property
+    def newest(self) -> dict[str, SteeredRule]:
+        """user -> their newest desired rule (where they are located)."""
+        out: dict[str, SteeredRule] = {}
+        for r in self.rules:
+            out.setdefault(r.user, r)
+        return out
 
-_Q_ROLES = sa.select(Node.name, Node.role)
+    @cached_property
+    def anchors(self) -> dict[str, tuple[SteeredRule, str]]:
+        """user -> (newest rule, the node of their session) for users mid-migration: their
+        session is at another node than their newest steering, whose chain still serves
+        them."""
+        return {u: (r, self.sessions[u]) for u, r in self.newest.items()
+                if r.chain and self.sessions.get(u) not in (None, r.node)}
+
+    @cached_property
+    def newest_at(self) -> dict[str, tuple[SteeredRule, ...]]:
+        """node -> the newest rules (one per user) located at it, by user."""
+        out: dict[str, list[SteeredRule]] = {}
+        for r in self.newest.values():
+            out.setdefault(r.node, []).append(r)
+        return {n: tuple(rs) for n, rs in out.items()}
+
+    @cached_property
+    def rules_at(self) -> dict[str, tuple[SteeredRule, ...]]:
+        """node -> the desired rules at it, in the records' order."""
+        out: dict[str, list[SteeredRule]] = {}
+        for r in self.rules:
+            out.setdefault(r.node, []).append(r)
+        return {n: tuple(rs) for n, rs in out.items()}
+
+
+_NAMES: sa.BindParameter[Any] = sa.bindparam("names", expanding=True)
+_NODES: sa.BindParameter[Any] = sa.bindparam("nodes", expanding=True)
+_ACTIVE = UserSession.state == SessionState.ACTIVE
+_DESIRED = sa.and_(SteeringRule.desired.is_(True), SteeringRule.mac.is_not(None))
+# The users a set of switches depends on: steered at one of them, or with their session
+# there (a visitor mid-migration).
+_USERS_AT = sa.union(
+    sa.select(SteeringRule.user_name).where(_DESIRED, SteeringRule.node_name.in_(_NODES)),
+    sa.select(UserSession.user_name).where(_ACTIVE, UserSession.node_name.in_(_NODES)),
+).scalar_subquery()
 _Q_RULES = (sa.select(SteeringRule.user_name, SteeringRule.node_name, SteeringRule.mac,
                       SteeringRule.ip, SteeringRule.chain)
-            .where(SteeringRule.desired.is_(True), SteeringRule.mac.is_not(None))
+            .where(_DESIRED)
             .order_by(SteeringRule.user_name, SteeringRule.updated_at.desc()))
 _Q_SESSIONS = (sa.select(UserSession.user_name, UserSession.node_name,
-                         UserSession.idle_timeout)
-               .where(UserSession.state == SessionState.ACTIVE))
-_NAMES: sa.BindParameter[Any] = sa.bindparam("names", expanding=True)
+                         UserSession.idle_timeout).where(_ACTIVE))
 _Q_NFS = (sa.select(VnfInstance.id, VnfInstance.node_name, VnfInstance.nf_name,
-                    VnfPackage.descriptor)
-          .join(VnfPackage, VnfPackage.sha256 == VnfInstance.bundle_sha256)
+                    VnfInstance.bundle_sha256)
           .where(VnfInstance.id.in_(_NAMES)))
+_Q_DESCRIPTORS = sa.select(VnfPackage.sha256, VnfPackage.descriptor).where(
+    VnfPackage.sha256.in_(_NAMES))
 _Q_CLASSES = sa.select(User.name, User.classifiers).where(User.name.in_(_NAMES))
+_Q_ROLES = sa.select(Node.name, Node.role)
+_Q_TS = (sa.select(TsRule.node_name, TsRule.rule_id, TsRule.priority, TsRule.match,
+                   TsRule.output).order_by(TsRule.node_name, TsRule.rule_id))
+# The same, scoped to `nodes` (built once: building a statement per call costs more than
+# running it on SQLite).
+_Q_ROLES_AT = _Q_ROLES.where(Node.name.in_(_NODES))
+_Q_RULES_AT = _Q_RULES.where(SteeringRule.user_name.in_(_USERS_AT))
+_Q_SESSIONS_AT = _Q_SESSIONS.where(UserSession.user_name.in_(_USERS_AT))
+_Q_TS_AT = _Q_TS.where(TsRule.node_name.in_(_NODES))
 
 
-def switching_records(session: Session) -> SwitchingRecords:
-    """Everything the switches' states depend on in the database, as plain data."""
+def switching_records(session: Session, nodes: Collection[str] | None = None
+                      ) -> SwitchingRecords:
+    """Everything the switches' states depend on in the database, as plain data: of every
+    node, or (`nodes`) what the states of those nodes depend on: their roles, the users
+    steered or with a session at any of them (all of those users' rules and sessions), their
+    chains' NFs and classes, the nodes' TS rules. A core's state needs the nodes below it
+    in `nodes` too. Its cost grows with the users at `nodes`, not with all users."""
     conn = session.connection()
-    roles = {n: r.value for n, r in conn.execute(_Q_ROLES)}
+    q_roles, q_rules, q_sessions, q_ts = _Q_ROLES, _Q_RULES, _Q_SESSIONS, _Q_TS
+    params: dict[str, Any] = {}
+    if nodes is not None:
+        params = {"nodes": sorted(set(nodes))}
+        q_roles, q_rules, q_sessions, q_ts = _Q_ROLES_AT, _Q_RULES_AT, _Q_SESSIONS_AT, _Q_TS_AT
+    roles = {n: r.value for n, r in conn.execute(q_roles, params)}
     rules = tuple(SteeredRule(user=u, node=n, mac=m or "", ip=ip, chain=tuple(c or ()))
-                  for u, n, m, ip, c in conn.execute(_Q_RULES))  # (the query has no NULL MAC)
+                  for u, n, m, ip, c in conn.execute(q_rules, params))  # (no NULL MAC)
     sessions: dict[str, str] = {}
     idle_timeouts: dict[str, int] = {}
-    for u, n, idle in conn.execute(_Q_SESSIONS):
+    for u, n, idle in conn.execute(q_sessions, params):
         sessions[u] = n
         if idle:
             idle_timeouts[u] = idle
     ids = sorted({i for r in rules for i in r.chain})
     nfs: dict[str, ChainNf] = {}
     if ids:
-        for iid, node, nf, desc in conn.execute(_Q_NFS, {"names": ids}):
-            ports = tuple(p for p in (desc or {}).get("ports", []) if isinstance(p, dict))
-            nfs[iid] = ChainNf(node=node, nf=nf, ports=ports)
+        rows = list(conn.execute(_Q_NFS, {"names": ids}))
+        # One descriptor per bundle, not one per instance (they are big JSON documents).
+        ports_of: dict[str, tuple[dict[str, Any], ...]] = {}
+        for sha, desc in conn.execute(_Q_DESCRIPTORS,
+                                      {"names": sorted({r[3] for r in rows})}):
+            ports_of[sha] = tuple(p for p in (desc or {}).get("ports", [])
+                                  if isinstance(p, dict))
+        for iid, node, nf, sha in rows:
+            nfs[iid] = ChainNf(node=node, nf=nf, ports=ports_of.get(sha, ()))
     users = sorted({r.user for r in rules})
     classes: dict[str, tuple[dict[str, Any], ...]] = {}
     if users:
         classes = {n: tuple(c or ()) for n, c in conn.execute(_Q_CLASSES, {"names": users})}
     ts_rules: dict[str, list[TSRule]] = {}
-    for row in list_ts_rules(session):
-        ts_rules.setdefault(row.node_name, []).append(as_rule(row))
+    for node, rule_id, priority, match, output in conn.execute(q_ts, params):
+        ts_rules.setdefault(node, []).append(TSRule.model_validate(
+            {"rule_id": rule_id, "priority": priority, "match": match, "output": output}))
     return SwitchingRecords(roles=roles, rules=rules, sessions=sessions, nfs=nfs,
                             classes=classes,
                             ts_rules={n: tuple(r) for n, r in ts_rules.items()},

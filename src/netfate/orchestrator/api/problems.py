@@ -13,13 +13,14 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from netfate.errors import Conflict, InvalidInput, MissingCapability, NetfateError, NotFound
+from netfate.orchestrator.admission import Overloaded
 
 log = logging.getLogger("netfate.api")
 
 STATUS = {NotFound: 404, Conflict: 409, InvalidInput: 422, MissingCapability: 409}
 TITLES = {404: "Not Found", 409: "Conflict", 413: "Payload Too Large", 422: "Invalid input",
           400: "Bad Request", 405: "Method Not Allowed", 500: "Internal Server Error",
-          503: "Unavailable"}
+          429: "Too Many Requests", 503: "Unavailable"}
 _JSON_TYPES = {type(None): "null", list: "an array", str: "a string", int: "a number",
                float: "a number", bool: "a boolean", bytes: "a non-JSON body"}
 
@@ -35,6 +36,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(NetfateError)
     async def _netfate(_: Request, exc: NetfateError) -> JSONResponse:
+        if isinstance(exc, Overloaded):  # past capacity: nothing done, come back later
+            resp = problem(429, str(exc))
+            resp.headers["Retry-After"] = exc.retry_after_header
+            return resp
         status = next((v for k, v in STATUS.items() if isinstance(exc, k)), 503)
         return problem(status, str(exc))
 

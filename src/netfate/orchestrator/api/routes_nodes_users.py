@@ -104,10 +104,11 @@ def delete_user(request: Request, name: str = USER) -> None:
 @router.post("/users/{name}/associate", status_code=202, response_model=Accepted,
              summary="The user logged in at a node: place (or move) their NFs there")
 async def associate(request: Request, name: str = USER, *, body: Associate) -> Accepted:
+    coord(request).admission.check(f"associating user {name}")
     login = sessions.Login(body.session_timeout, body.idle_timeout) if body.login else None
     run = await sessions.associate(coord(request), db(request), name, body.node, body.mac,
                                    body.ip, login=login)
-    acct = await db(request).run(lambda s: getattr(repo.active_session(s, name),
+    acct = await db(request).read(lambda s: getattr(repo.active_session(s, name),
                                                    "acct_session_id", None))
     return Accepted(intents=[i.model_dump(mode="json") for i in run.plan.intents],
                     vnf_lcm_op_occs=run.ops, reasons=list(run.plan.reasons),
@@ -117,6 +118,7 @@ async def associate(request: Request, name: str = USER, *, body: Associate) -> A
 @router.post("/users/{name}/idle", status_code=202, response_model=Accepted,
              summary="The user's traffic went idle: release their NFs")
 async def idle(request: Request, name: str = USER) -> Accepted:
+    coord(request).admission.check(f"user {name} going idle")
     run = await sessions.idle(coord(request), db(request), name)
     return Accepted(intents=[i.model_dump(mode="json") for i in run.plan.intents],
                     vnf_lcm_op_occs=run.ops, reasons=list(run.plan.reasons))
