@@ -114,7 +114,8 @@ def replace_with_state(tb: Testbed, nf: str, old: str, cfg: dict[str, object]) -
     return new.instance_id
 
 
-NAT_CFG: dict[str, object] = {"address": f"{NAT_ADDR}/16", "internal": ["10.90.1.0/24"]}
+NAT_CFG: dict[str, object] = {"address": f"{NAT_ADDR}/16", "gateway": "10.90.0.1",
+                              "internal": ["10.90.1.0/24"]}
 
 
 def test_nat_translates_blocks_inbound_and_moves_with_its_bindings(
@@ -136,6 +137,7 @@ def test_nat_translates_blocks_inbound_and_moves_with_its_bindings(
     assert st["nat_entries"] >= 1 and st["inbound_dropped"]["packets"] >= 1, st
     assert f"{NAT_ADDR}/16" in st["addresses"]
     new = replace_with_state(tb, "nat", iid, NAT_CFG)
+    conn.settimeout(6.0)  # the router learns the new NF's MAC from its next ARP request
     assert ask(conn) == (INET, NAT_ADDR)  # the established connection kept its binding
     conn.close()
     assert tb.node("cpe1").compute.status(new).detail["nat_entries"] >= 1

@@ -1,6 +1,6 @@
 """NAT helper: source NAT (masquerade behind one address) in the wire, with its state.
 
-Usage: nat.py check CONFIG | render CONFIG OUT | l3 | status | export OUT | import IN
+Usage: nat.py check CONFIG | render CONFIG OUT | l3 | status [ARPD_PID] | export OUT | import IN
 Runs inside the NF's network namespace with "$NF_PYTHON" (stdlib only).
 
 The NNF paper's split service puts the NAT in the DC (the VPN on the CPE): the user's
@@ -30,7 +30,7 @@ die = nf.die
 TABLE = "fate_nat"
 DIR_TABLE = "fate_nat_dir"
 MAX_NETS = 64
-KEYS = {"address", "internal", "exclude", "port_min", "port_max", "block_inbound"}
+KEYS = {"address", "gateway", "internal", "exclude", "port_min", "port_max", "block_inbound"}
 
 
 def _nets(cfg: dict[str, Any], key: str, default: list[str], lo: int) -> list[str]:
@@ -57,6 +57,8 @@ def normalise(cfg: dict[str, Any]) -> dict[str, Any]:
         "port_max": nf.int_in(cfg, "port_max", 65535, 1024, 65535),
         "block_inbound": cfg.get("block_inbound", True),
     }
+    if cfg.get("gateway") is not None:
+        out["gateway"] = l3.gateway_in(cfg["gateway"], iface, "gateway")
     if out["port_min"] > out["port_max"]:
         die(f"port_min ({out['port_min']}) is above port_max ({out['port_max']})")
     if not isinstance(out["block_inbound"], bool):
@@ -149,7 +151,7 @@ def nat_entries(entries: list[str]) -> int:
     return sum(1 for e in entries if " -n " in f" {e} " or "--src-nat" in e)
 
 
-def cmd_status() -> None:
+def cmd_status(daemon_pid: str = "") -> None:
     try:
         cfg: dict[str, Any] = normalise(nf.load_active_config())
     except SystemExit:
@@ -177,6 +179,7 @@ def cmd_status() -> None:
         "conntrack_entries": len(entries),
         "nat_entries": nat_entries(entries),
         "config": cfg,
+        "arpd_running": bool(daemon_pid),
         "ports": nf.port_stats(links=links),
     })
 
