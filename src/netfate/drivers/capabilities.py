@@ -13,6 +13,7 @@ from netfate.drivers import cgroups, registry
 # capability -> the executable that provides it
 TOOLS = {
     "nftables": "nft",
+    "iptables": "iptables-restore",  # xt NFQUEUE: the nft queue expression may be missing
     "conntrack": "conntrack",
     "tc": "tc",
     "iproute2": "ip",

@@ -1,10 +1,12 @@
-"""The NAT and the load balancer, through the native driver, with real traffic on the testbed:
-translation, stickiness, live update, and a move with their conntrack state."""
+"""The content filter, the NAT and the load balancer, through the native driver, with real
+traffic on the testbed: blocking and its counters, translation, stickiness, live updates,
+and a move with their state."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import subprocess
 import time
 from collections.abc import Iterator
@@ -12,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from netfate import catalogue
+from netfate.drivers import netns
 from netfate.errors import NetfateError
 from netfate.proc import netns_argv
 from netfate.testbed.context import Testbed
@@ -185,3 +188,96 @@ def test_a_config_only_the_nf_can_check_is_refused_with_its_reason(tb: Testbed) 
         deploy(tb, "load-balancer", {"address": "10.90.253.1/16",
                                      "services": LB_CFG["services"]})
     assert tb.node("cpe1").compute.list_nfs() == []
+
+
+# ---- content filter ---------------------------------------------------------------------------
+# A resolver on the internet host: every name is 10.255.0.1 (A), with the query's id.
+RESOLVER = (
+    "import socket,struct,sys\n"
+    "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind((sys.argv[1],53))\n"
+    "while True:\n"
+    "  d,a=s.recvfrom(2048)\n"
+    "  end=12\n"
+    "  while d[end]: end+=1+d[end]\n"
+    "  q=d[12:end+5]\n"
+    "  rr=struct.pack('!HHHIH',0xC00C,1,1,60,4)+socket.inet_aton(sys.argv[1])\n"
+    "  s.sendto(d[:2]+struct.pack('!HHHHH',0x8180,1,1,0,0)+q+rr,a)\n"
+)
+
+
+def dns_query(name: str, qtype: int = 1, qid: int = 0x1234) -> tuple[int, list[bytes], str]:
+    """Ask the internet host's resolver from client1: (rcode, answers' rdata, who answered)."""
+    q = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+    q += b"".join(bytes([len(lb)]) + lb.encode() for lb in name.split(".")) + b"\0"
+    q += struct.pack("!HH", qtype, 1)
+    s = netns.socket_in(CLIENT_NS, socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.settimeout(2.0)
+        s.sendto(q, (INET, 53))
+        data, addr = s.recvfrom(2048)
+    finally:
+        s.close()
+    rid, flags, _, an = struct.unpack_from("!HHHH", data, 0)
+    assert rid == qid
+    off = len(q)  # the header, then the question echoed as asked
+    rdata = []
+    for _ in range(an):
+        off += 2  # a name pointer
+        _, _, _, rdlen = struct.unpack_from("!HHIH", data, off)
+        rdata.append(data[off + 10:off + 10 + rdlen])
+        off += 10 + rdlen
+    return flags & 0xF, rdata, addr[0]
+
+
+@pytest.fixture(scope="module")
+def resolver(testbed_up: None) -> Iterator[None]:
+    proc = subprocess.Popen(netns_argv(INET_NS, ["python3", "-c", RESOLVER, INET]),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.4)
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+CF_CFG: dict[str, object] = {"block": ["blocked.example"], "allow": ["ok.blocked.example"],
+                             "categories": ["test"], "notify": True}
+
+
+def test_content_filter_blocks_by_domain_and_category_counts_and_moves(
+        tb: Testbed, resolver: None) -> None:
+    iid = deploy(tb, "content-filter", CF_CFG)
+    compute = tb.node("cpe1").compute
+    compute.queue.drain()  # type: ignore[attr-defined]
+    assert dns_query("www.example.org") == (0, [socket.inet_aton(INET)], INET)
+    assert dns_query("ok.blocked.example")[0] == 0  # the exception wins
+    # blocked: NXDOMAIN at once, from the resolver's address (forged by the NF)
+    assert dns_query("ads.blocked.example") == (3, [], INET)
+    assert dns_query("www.blocked.test", qtype=28) == (3, [], INET)  # category "test"
+    # DNS over TCP would go around the filter: dropped
+    tcp = Server(INET_NS, INET, 53)
+    try:
+        assert tcp_connect(CLIENT_NS, INET, 53, timeout=0.7) is None
+    finally:
+        tcp.stop()
+    time.sleep(0.7)  # counters are written every 0.5 s
+    st = compute.status(iid).detail
+    assert st["running"] is True and st["daemon_running"] is True, st
+    assert (st["queries"], st["allowed"], st["blocked"], st["answered"]) == (4, 2, 2, 2), st
+    assert st["by_category"] == {"blocklist": 1, "test": 1}, st
+    assert st["by_domain"] == {"blocked.example": 1, "blocked.test": 1}, st
+    assert st["by_client"] == {"10.90.1.1": 2}, st
+    assert st["recent"][-1]["qname"] == "www.blocked.test" and st["recent"][-1]["qtype"] == "AAAA"
+    assert st["dns_tcp_dropped"]["packets"] >= 1, st
+    notes = compute.queue.drain()  # type: ignore[attr-defined]
+    assert {(n["type"], n["source"]) for n in notes} == {("content-blocked", "10.90.1.1")}
+    # live update to sinkhole answers; the counters stay
+    compute.update_nf(iid, {**CF_CFG, "answer": "sinkhole"})
+    assert dns_query("x.blocked.example") == (0, [b"\0\0\0\0"], INET)
+    # a move: the new instance carries the config and what was counted
+    new = replace_with_state(tb, "content-filter", iid, {})
+    assert dns_query("y.blocked.example") == (0, [b"\0\0\0\0"], INET)
+    time.sleep(0.7)
+    moved = compute.status(new).detail
+    assert moved["blocked"] == 4 and moved["by_category"]["blocklist"] == 3, moved
