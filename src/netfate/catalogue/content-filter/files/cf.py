@@ -1,7 +1,6 @@
 """Content-filter helper: the DNS filter daemon, its ruleset, counters and state.
 
-Usage: cf.py check CONFIG | render CONFIG OUT | daemon | status [PID] | export OUT | import IN
-       | queue
+Usage: cf.py check CFG | render CFG OUT | daemon | queue | status [PID] | export OUT | import IN
 Runs inside the NF's network namespace with "$NF_PYTHON" (stdlib only).
 
 The Glasgow paper's parental filter, per user. Every DNS query over UDP that enters on lan
