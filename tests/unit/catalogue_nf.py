@@ -22,5 +22,6 @@ def load(nf: str, module: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"netfate_nf_{module}", path)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up while it loads
     spec.loader.exec_module(mod)
     return mod

@@ -85,6 +85,10 @@ def test_main_runs_the_command_with_as_many_arguments_as_it_takes(
     ("rate-limiter", "rl", "apply check render clear status export import"),
     ("packet-inspector", "inspector", "daemon check status export import"),
     ("troubleshooter", "ts", "check addr submit run status export import"),
+    ("content-filter", "cf", "check render daemon queue status export import"),
+    ("nat", "nat", "check render l3 status export import"),
+    ("nat", "arpd", "daemon"),
+    ("load-balancer", "lb", "check render l3 status export import"),
 ])
 def test_every_command_the_usage_names_exists(nf_name: str, module: str,
                                               commands: str) -> None:

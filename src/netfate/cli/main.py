@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from netfate.cli import access, bench, chaos, client, nf, services, testbed
+from netfate.cli import access, bench, chaos, client, nf, scenario, services, testbed
 
 app = typer.Typer(
     help="NetFATE: network functions at the edge that follow their users.",
@@ -19,6 +19,7 @@ app.command()(services.orchestrator)
 app.command()(services.agent)
 app.command()(services.controller)
 app.command()(chaos.chaos)
+app.command()(scenario.scenario)
 client.register(app)
 
 

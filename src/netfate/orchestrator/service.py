@@ -37,6 +37,7 @@ from netfate.engine import NodeTelemetry, NodeUp
 from netfate.errors import NetfateError
 from netfate.orchestrator import notify, recovery
 from netfate.orchestrator.agents import AgentBus, refusal
+from netfate.orchestrator.closed_loop import ClosedLoop
 from netfate.orchestrator.coordinator import Coordinator
 from netfate.orchestrator.hub import EventHub
 from netfate.orchestrator.repair import Repairs
@@ -80,6 +81,7 @@ class Orchestrator:
         # handover benchmark.
         self.handovers: collections.deque[dict[str, Any]] = collections.deque(maxlen=200)
         self._tasks: list[asyncio.Task[None]] = []
+        self.closed_loop: ClosedLoop | None = None
         # The operator token (netfate.api_auth), known once started.
         self.api_token: str | None = None
         # Nodes whose agents reported their switch's ports since this start, and the user
@@ -126,6 +128,9 @@ class Orchestrator:
                                        s.public_url, s.policy, switches=self.switches)
         self.coordinator.admission.limit = s.max_events_in_flight
         self.coordinator.admission.target_s = s.admission_target_s
+        if s.reaction_policy:
+            self.closed_loop = ClosedLoop(self.db, self.coordinator, self.hub,
+                                          s.reaction_policy)
         # Agents fetch bundles by URLs that carry their own key, not the operator token.
         self.coordinator.pushes.bundle_key = functools.partial(api_auth.bundle_key,
                                                                self.api_token)
@@ -373,6 +378,8 @@ class Orchestrator:
         nid = await self.db.run(store_notification, n)
         if nid is not None:
             self.hub.publish("notification", {"id": nid, **n.model_dump(mode="json")})
+        if self.closed_loop is not None and self.coordinator is not None:
+            self.coordinator.spawn(self.closed_loop.on_notification(n))
 
     async def reconcile_loop(self) -> None:
         assert self.coordinator is not None

@@ -54,6 +54,10 @@ class Settings(BaseModel):
     # at the edge, container in the DC, VM last; "first" the NF's own order.
     resolver: str = Field(
         default="nnf", description="Flavour resolver rule (entry point netfate.resolvers)")
+    # The closed loop (orchestrator/closed_loop.py): NF notifications -> reactions, e.g.
+    # "block-flood-sources" (the Glasgow paper's IoT DDoS mitigation). Empty: off.
+    reaction_policy: str = Field(
+        default="", description="Reaction policy (entry point netfate.reactions); empty: off")
     # Seconds without a packet from or to a user before the controller reports them idle
     # (the NetFATE paper's "no packets for a certain time period"); 0 turns it off.
     user_idle_timeout: int = Field(

@@ -1,0 +1,229 @@
+"""Helpers of the catalogue NFs that rewrite addresses in the wire (nat, load-balancer).
+
+Packed into those bundles as files/l3bump.py (catalogue.EXTRAS), imported as a sibling.
+Stdlib only; runs inside the NF's network namespace with "$NF_PYTHON".
+
+Why an address and IP forwarding on a bridge: with br_netfilter, NAT applies to bridged IPv4.
+Source NAT is done in the bridge's postrouting; the replies then come to the NAT address,
+which only br0 answers ARP for, and their de-NAT changes the destination: br_netfilter
+("bridged DNAT", net/bridge/br_netfilter_hooks.c) then looks the new destination up in the
+NF's routing table and, when it leaves by br0, bridges the frame to the neighbour's MAC. A
+DNAT (load balancer) takes the same path. So br0 carries an address, the NF has routes to the
+rewritten destinations through br0, and ip_forward is on (without it the lookup of a
+de-NATted reply fails and it is dropped). ICMP redirects are off: the NF is not a router.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import subprocess
+import tempfile
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # checked in the source tree; in the bundle it is packed next to this file
+    from netfate.catalogue._shared import nfcommon as nf
+else:
+    import nfcommon as nf
+die = nf.die
+
+BRIDGE = "br0"
+MARK_OUT = 0x1  # entered on lan: user -> network
+MARK_IN = 0x2  # entered on wan
+
+
+# ---- values ----------------------------------------------------------------------------------
+def ipv4(value: Any, where: str) -> str:
+    """An IPv4 address string, or die naming `where`."""
+    if not isinstance(value, str):
+        die(f"{where}: must be an IPv4 address string")
+    try:
+        return str(ipaddress.IPv4Address(value))
+    except ValueError as e:
+        die(f"{where}: {e}")
+
+
+def cidr(value: Any, where: str) -> str:
+    """An IPv4 network (host bits cleared), or die."""
+    if not isinstance(value, str):
+        die(f"{where}: must be an IPv4 CIDR string")
+    try:
+        return str(ipaddress.IPv4Network(value, strict=False))
+    except ValueError as e:
+        die(f"{where}: {e}")
+
+
+def interface(value: Any, where: str) -> ipaddress.IPv4Interface:
+    """An IPv4 address with its prefix length (e.g. 10.90.254.1/16), or die."""
+    if not isinstance(value, str) or "/" not in value:
+        die(f"{where}: must be an IPv4 address with a prefix length, e.g. 192.0.2.1/24")
+    try:
+        return ipaddress.IPv4Interface(value)
+    except ValueError as e:
+        die(f"{where}: {e}")
+
+
+def gateway_in(gw: Any, iface: ipaddress.IPv4Interface, where: str) -> str:
+    """A gateway address inside `iface`'s subnet (and not the NF's own address), or die."""
+    g = ipv4(gw, where)
+    if ipaddress.IPv4Address(g) not in iface.network:
+        die(f"{where}: {g} is not inside {iface.network}, the subnet of address {iface}")
+    if ipaddress.IPv4Address(g) == iface.ip:
+        die(f"{where}: {g} is the NF's own address")
+    return g
+
+
+def bridge_marks(table: str, lan: str, wan: str) -> list[str]:
+    """nft lines (replacing `table bridge <table>`) that mark each frame by its ingress port:
+    in the inet hooks br_netfilter reports iifname br0, never the bridge port."""
+    return [
+        f"table bridge {table}",
+        f"delete table bridge {table}",
+        f"table bridge {table} {{",
+        "\tchain prerouting {",
+        "\t\ttype filter hook prerouting priority -300; policy accept;",
+        f'\t\tiifname "{lan}" meta mark set {MARK_OUT:#x}',
+        f'\t\tiifname "{wan}" meta mark set {MARK_IN:#x}',
+        "\t}",
+        "}",
+    ]
+
+
+# ---- br0's address and routes ------------------------------------------------------------------
+def _run(argv: list[str], what: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    p = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if check and p.returncode != 0:
+        die(f"{what} failed: {p.stderr.strip()}")
+    return p
+
+
+def _sysctl(key: str, value: str) -> None:
+    try:
+        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+            f.write(value)
+    except OSError as e:
+        die(f"cannot set {key}={value}: {e}")
+
+
+def addresses() -> list[str]:
+    """br0's IPv4 addresses as "a.b.c.d/len"."""
+    p = _run(["ip", "-j", "-4", "addr", "show", "dev", BRIDGE], "ip addr show", check=False)
+    try:
+        return [f"{a['local']}/{a['prefixlen']}" for ln in json.loads(p.stdout or "[]")
+                for a in ln.get("addr_info", [])]
+    except (ValueError, KeyError):
+        return []
+
+
+def set_l3(address: str, gateway: str | None, onlink: list[str],
+           extra: tuple[str, ...] = ()) -> None:
+    """Converge br0 to exactly `address` (plus the `extra` "a.b.c.d/32" addresses br0 answers
+    ARP for), a default route via `gateway` (if any) and on-link routes through br0 to
+    `onlink` networks (where rewritten destinations live). Idempotent."""
+    _sysctl("net.ipv4.ip_forward", "1")
+    for dev in ("all", "default", BRIDGE):
+        _sysctl(f"net.ipv4.conf.{dev}.send_redirects", "0")
+    have, want = addresses(), [address, *extra]
+    for a in have:
+        if a not in want:
+            _run(["ip", "addr", "del", a, "dev", BRIDGE], f"removing {a} from {BRIDGE}",
+                 check=False)
+    for a in want:
+        if a not in have:
+            _run(["ip", "addr", "add", a, "dev", BRIDGE], f"adding {a} to {BRIDGE}")
+    _run(["ip", "route", "flush", "proto", "static", "dev", BRIDGE], "flushing routes",
+         check=False)
+    if gateway:
+        _run(["ip", "route", "replace", "default", "via", gateway, "dev", BRIDGE,
+              "proto", "static"], f"default route via {gateway}")
+    connected = ipaddress.IPv4Interface(address).network
+    for net in onlink:
+        n = ipaddress.IPv4Network(net)
+        if n.subnet_of(connected) or (gateway and n.prefixlen == 0):
+            continue  # the connected route (or the default route) already covers it
+        dest = "default" if n.prefixlen == 0 else str(n)
+        _run(["ip", "route", "replace", dest, "dev", BRIDGE, "proto", "static"],
+             f"route to {dest} through {BRIDGE}")
+
+
+# ---- conntrack state ---------------------------------------------------------------------------
+def saved_entries(listing: str) -> list[str]:
+    """The entries of `conntrack -L -o save` output (its "-A ..." lines)."""
+    return [ln for ln in listing.splitlines() if ln.startswith("-A ")]
+
+
+def export_conntrack() -> list[str]:
+    """Every conntrack entry of the namespace, NAT bindings included (-n/--src-nat,
+    -g/--dst-nat and the reply tuple are part of the "save" format)."""
+    p = _run(["conntrack", "-L", "-o", "save"], "conntrack -L")
+    return saved_entries(p.stdout)
+
+
+def check_entries(entries: object) -> list[str]:
+    """The conntrack entries of a state document: a list of single "-A ..." lines, or die."""
+    if not isinstance(entries, list):
+        die("state document: conntrack must be a list")
+    for ln in entries:
+        if not isinstance(ln, str) or not ln.startswith("-A ") or "\n" in ln:
+            die("state document: malformed conntrack entry")
+    return entries
+
+
+def restore_conntrack(entries: list[str]) -> tuple[int, int]:
+    """Load saved entries (after the NAT ruleset, so the NAT hooks exist); returns (restored,
+    skipped). An entry that exists already (a flow seen again since start) is skipped."""
+    if not entries:
+        return 0, 0
+    with tempfile.NamedTemporaryFile("w", dir=nf.env("NF_RUN_DIR"), suffix=".ct",
+                                     delete=False) as f:
+        f.write("\n".join(entries) + "\n")
+        path = f.name
+    try:
+        if _run(["conntrack", "-R", path], "", check=False).returncode == 0:
+            return len(entries), 0
+        restored = skipped = 0
+        for ln in entries:  # one at a time, so one existing entry does not lose the rest
+            with open(path, "w") as f:
+                f.write(ln + "\n")
+            if _run(["conntrack", "-R", path], "", check=False).returncode == 0:
+                restored += 1
+            else:
+                skipped += 1
+        return restored, skipped
+    finally:
+        os.unlink(path)
+
+
+# ---- nft -----------------------------------------------------------------------------------------
+def nft_load(path: str) -> None:
+    _run(["nft", "-f", path], "loading the ruleset")
+
+
+def nft_delete(tables: list[tuple[str, str]]) -> None:
+    for fam, tab in tables:
+        subprocess.run(["nft", "delete", "table", fam, tab], capture_output=True, check=False)
+
+
+def counters(family: str, table: str) -> tuple[bool, dict[str, dict[str, int]]]:
+    """(loaded, {comment: {packets, bytes}}) of the counted, commented rules of a table."""
+    p = subprocess.run(["nft", "-j", "list", "table", family, table], capture_output=True,
+                       text=True, check=False)
+    if p.returncode != 0:
+        return False, {}
+    out: dict[str, dict[str, int]] = {}
+    for item in json.loads(p.stdout).get("nftables", []):
+        rule = item.get("rule")
+        if not rule or "comment" not in rule:
+            continue
+        for e in rule.get("expr", []):
+            if "counter" in e:
+                c = e["counter"]
+                out[rule["comment"]] = {"packets": c["packets"], "bytes": c["bytes"]}
+    return True, out
+
+
+def write_text(path: str, text: str) -> None:
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)

@@ -1,0 +1,1 @@
+"""The papers' use cases as runnable scenarios (netfate scenario NAME)."""
