@@ -17,6 +17,7 @@ from netfate.db import Database, repo, sqlite_url
 from netfate.db.models import LcmOperation, Presence
 from netfate.orchestrator import planner
 from netfate.orchestrator.agents import AgentUnreachable
+from netfate.orchestrator.checkpoints import Checkpoints
 from netfate.orchestrator.coordinator import Coordinator
 from netfate.orchestrator.hub import EventHub
 
@@ -67,9 +68,12 @@ def db(tmp_path: Any) -> Iterator[Database]:
 
 
 def run(db: Database, bus: FakeBus, make: Callable[[str], planner.Occurrence],
-        op: LcmOperation = LcmOperation.INSTANTIATE) -> tuple[bool, dict[str, Any]]:
+        op: LcmOperation = LcmOperation.INSTANTIATE,
+        checkpoints: Checkpoints | None = None) -> tuple[bool, dict[str, Any]]:
     async def go() -> tuple[bool, dict[str, Any]]:
         c = Coordinator(db, bus, EventHub(), "http://x")  # type: ignore[arg-type]
+        if checkpoints is not None:
+            c.executor.checkpoints = checkpoints
         op_id = await c.new_op(op, "i", {})
         ok = await c.executor.run(make(op_id))
         with db.session() as s:
@@ -149,3 +153,86 @@ def test_a_failed_import_leaves_the_source_serving(db: Database) -> None:
     assert desired(db, "i1") == Presence.PRESENT
     assert desired(db, "i2") in (Presence.ABSENT, None)
     assert ("cpe1", "apply") not in bus.sent  # the source was never touched
+
+
+def test_a_migration_keeps_the_exported_state_as_both_instances_checkpoint(db: Database
+                                                                            ) -> None:
+    facts, bus, cps = _placed(db), FakeBus(), Checkpoints()
+    ok, _ = run(db, bus, lambda op: planner.migrate(op, "i1", facts, "cpe2", "i2"),
+                LcmOperation.MIGRATE, cps)
+    assert ok
+    for iid in ("i1", "i2"):
+        cp = cps.get(iid)
+        assert cp is not None and cp.state == {"ruleset": "x"}
+
+
+def _failover(db: Database, bus: FakeBus, cps: Checkpoints) -> tuple[bool, dict[str, Any]]:
+    from dataclasses import replace
+
+    facts = replace(_placed(db), node_online=False)
+    bus.agents["cpe1"] = silent("cpe1")
+    return run(db, bus, lambda op: planner.migrate(op, "i1", facts, "cpe2", "i2"),
+               LcmOperation.MIGRATE, cps)
+
+
+def test_a_failover_imports_the_last_checkpoint_into_the_replacement(db: Database) -> None:
+    bus, cps = FakeBus(), Checkpoints()
+    cps.put("i1", {"ruleset": "old"}, at=1.0)
+    cps.put("i1", {"ruleset": "older"}, at=0.5)  # an older document never wins
+    imported: list[dict[str, Any] | None] = []
+
+    def dst(cmd: Command, nodes: list[str]) -> Reply:
+        if cmd.op == "import_state":
+            imported.append(cmd.state)
+        return converge(cmd, nodes)
+
+    bus.agents["cpe2"] = dst
+    ok, occ = _failover(db, bus, cps)
+    assert ok and occ["state"] == "COMPLETED"
+    assert imported == [{"ruleset": "old"}]
+    assert ("cpe1", "export_state") not in bus.sent  # nothing asked of the dead node
+    assert "restore_ms" in occ["params"]["timings"]
+    assert desired(db, "i2") == Presence.PRESENT and desired(db, "i1") == Presence.ABSENT
+    cp = cps.get("i2")
+    assert cp is not None and cp.at == 1.0
+
+
+def test_a_failover_without_a_checkpoint_or_with_a_refused_one_starts_afresh(db: Database
+                                                                             ) -> None:
+    bus = FakeBus()
+    ok, occ = _failover(db, bus, Checkpoints())
+    assert ok and occ["state"] == "COMPLETED"
+    assert ("cpe2", "import_state") not in bus.sent
+
+
+def test_a_refused_checkpoint_still_serves_the_user(db: Database) -> None:
+    bus, cps = FakeBus(), Checkpoints()
+    cps.put("i1", {"ruleset": "bad"})
+
+    def refuses(cmd: Command, nodes: list[str]) -> Reply:
+        if cmd.op == "import_state":
+            return Reply(ok=False, error="bad state")
+        return converge(cmd, nodes)
+
+    bus.agents["cpe2"] = refuses
+    ok, occ = _failover(db, bus, cps)
+    assert ok and occ["state"] == "COMPLETED" and desired(db, "i2") == Presence.PRESENT
+
+
+def test_a_checkpoint_pass_exports_running_exportable_nfs_on_online_nodes(db: Database
+                                                                          ) -> None:
+    from netfate.db.models import ActualState
+
+    _placed(db)
+    with db.session() as s:
+        for n in ("cpe1", "cpe2"):
+            repo.set_node_online(s, n, True)
+        repo.get_instance(s, "i1").actual_state = ActualState.RUNNING
+    bus, cps = FakeBus(), Checkpoints()
+    cps.put("gone", {"x": 1})
+    assert asyncio.run(cps.take(db, bus)) == ["i1"]  # type: ignore[arg-type]
+    assert bus.sent == [("cpe1", "export_state")]
+    assert cps.get("gone") is None  # no longer wanted: forgotten
+    bus.agents["cpe1"] = silent("cpe1")
+    assert asyncio.run(cps.take(db, bus)) == []  # type: ignore[arg-type]
+    assert cps.get("i1") is not None  # the previous one is kept

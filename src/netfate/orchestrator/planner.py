@@ -72,6 +72,17 @@ class MoveState:
 
 
 @dataclass(frozen=True)
+class RestoreState:
+    """Failover: import the last checkpoint of `iid` (orchestrator/checkpoints.py) into
+    `new_iid` on `dst`, best effort (lap "restore"): its node is gone, so its state can no
+    longer be exported; without a checkpoint, or if the import fails, the NF starts afresh."""
+
+    iid: str
+    dst: str
+    new_iid: str
+
+
+@dataclass(frozen=True)
 class Retract:
     """Undo: push `node` its (restored) desired state, to undo what its agent may have
     half-made; best effort, skipped when that agent is the one that did not answer."""
@@ -95,7 +106,8 @@ class Fail:
     reason: str
 
 
-Step = Want | Drop | Configure | Push | MoveState | Retract | ReleaseSource | Fail
+Step = (Want | Drop | Configure | Push | MoveState | RestoreState | Retract | ReleaseSource
+        | Fail)
 
 
 @dataclass(frozen=True)
@@ -175,7 +187,8 @@ def update(op_id: str, iid: str, node: str, old: dict[str, Any],
 def migrate(op_id: str, iid: str, facts: InstanceFacts | None, dst: str, new_iid: str,
             deferred: bool = False) -> Occurrence:
     """Make before break: up on `dst`, the state moved when the NF exports it and its node is
-    online, then the source released (at the end of the plan when `deferred`)."""
+    online (restored from its last checkpoint when the node is offline: a failover), then
+    the source released (at the end of the plan when `deferred`)."""
     if facts is None:
         return Occurrence(op_id, "migration failed",
                           steps=(Fail(f"NF instance {iid!r} does not exist"),),
@@ -184,6 +197,8 @@ def migrate(op_id: str, iid: str, facts: InstanceFacts | None, dst: str, new_iid
                          Push(dst, "running", new_iid, lap="instantiate")]
     if facts.exportable and facts.node_online:
         steps.append(MoveState(facts.node, iid, dst, new_iid))
+    elif facts.exportable:
+        steps.append(RestoreState(iid, dst, new_iid))
     return Occurrence(op_id, "migration failed", steps=tuple(steps),
                       undo=(Drop(new_iid), Retract(dst)),
                       commit=(Drop(iid), ReleaseSource(facts.node, deferred)),

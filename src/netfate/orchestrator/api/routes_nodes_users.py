@@ -84,15 +84,24 @@ def get_user(request: Request, name: str = USER) -> dict[str, Any]:
     return one_row(request, lambda s: repo.get_user(s, name))
 
 
-@router.patch("/users/{name}")
-def patch_user(request: Request, name: str = USER, *, body: UserPatch) -> dict[str, Any]:
+@router.patch("/users/{name}", summary="Edit a user; a change to their NFs or classifiers "
+                                       "takes effect at once if they are logged in")
+async def patch_user(request: Request, name: str = USER, *, body: UserPatch
+                     ) -> dict[str, Any]:
     _check_nfs(request, body.required_nfs)
-    with db(request).session() as s:
-        classes = None if body.classifiers is None else [
-            c.model_dump(exclude_none=True) for c in body.classifiers]
+    classes = None if body.classifiers is None else [
+        c.model_dump(exclude_none=True) for c in body.classifiers]
+
+    def update(s: Any) -> dict[str, Any]:
         u = repo.update_user(s, name, password=body.password, required_nfs=body.required_nfs,
                              nf_config=body.nf_config, classifiers=classes)
         return row(u)
+
+    out = await db(request).run(update)
+    if body.required_nfs is not None or body.classifiers is not None:
+        # Re-planned now (make before break), not at the next repair pass.
+        await sessions.replan(coord(request), db(request), name)
+    return out
 
 
 @router.delete("/users/{name}", status_code=204)
