@@ -59,6 +59,10 @@ def test_agent_killed_its_users_served_again_and_leftovers_removed_on_return(
     login(api, topo, "client1", "user1")
     c1 = topo.host("client1").netns
     assert running_at(api, "user1") == {"cpe1-user1-firewall": "cpe1"}
+    # the firewall's state (rules, connections) exported now, as the periodic pass would
+    r = api.post("/checkpoints")
+    assert r.status_code == 200 and "cpe1-user1-firewall" in {
+        c["instance_id"] for c in r.json()}, r.text
     t0 = time.monotonic()
     processes.stop("agent-cpe1", sig=9)
     gone = leftovers(api, "user1", "cpe1")
@@ -75,6 +79,12 @@ def test_agent_killed_its_users_served_again_and_leftovers_removed_on_return(
         assert not connects(c1, DENIED), "the replacement applies the user's rules"
         nodes = {n["name"]: n for n in api.get("/nodes").json()}
         assert nodes["cpe1"]["online"] is False
+        # the replacement took the checkpoint (and is checkpointed as having it)
+        assert "cpe2-user1-firewall" in {c["instance_id"]
+                                         for c in api.get("/checkpoints").json()}
+        moved = [o for o in api.get("/vnf_lcm_op_occs").json()
+                 if o["operation"] == "MIGRATE" and o["operation_state"] == "COMPLETED"]
+        assert moved and "restore_ms" in moved[-1]["params"]["timings"], moved
     except Exception:
         import json
         import shutil
