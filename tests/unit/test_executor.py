@@ -236,3 +236,28 @@ def test_a_checkpoint_pass_exports_running_exportable_nfs_on_online_nodes(db: Da
     bus.agents["cpe1"] = silent("cpe1")
     assert asyncio.run(cps.take(db, bus)) == []  # type: ignore[arg-type]
     assert cps.get("i1") is not None  # the previous one is kept
+
+
+def test_a_node_silent_past_the_grace_period_is_a_node_down_for_the_engine(db: Database
+                                                                           ) -> None:
+    from netfate.engine import Event, NodeDown
+
+    with db.session() as s:
+        repo.set_node_online(s, "cpe1", True, now=100.0)
+        repo.set_node_online(s, "cpe2", True, now=1000.0)
+    planned: list[Event] = []
+
+    async def go() -> dict[str, Any]:
+        c = Coordinator(db, FakeBus(), EventHub(), "http://x")  # type: ignore[arg-type]
+
+        async def handle(event: Event, background: bool = True, record: Any = None) -> Any:
+            planned.append(event)
+
+        c.handle = handle  # type: ignore[method-assign]
+        done = await c.reconcile(10.0, now=1005.0)
+        await c.drain()
+        return done
+
+    done = asyncio.run(go())
+    assert done["offline"] == ["cpe1"]
+    assert planned == [NodeDown(node="cpe1")]
