@@ -261,3 +261,19 @@ def test_a_node_silent_past_the_grace_period_is_a_node_down_for_the_engine(db: D
     done = asyncio.run(go())
     assert done["offline"] == ["cpe1"]
     assert planned == [NodeDown(node="cpe1")]
+
+
+def test_an_instance_counts_the_users_steered_through_it(db: Database) -> None:
+    """NetFATE Table II's "Number of Active Users": kept from the desired steering."""
+    from netfate.orchestrator import lcm_records as rec
+
+    _placed(db)
+    with db.session() as s:
+        repo.create_user(s, "user2", "Pw-user2-long-enough")
+        rec.steer(s, "user1", "cpe1", ["i1"], None, None)
+        rec.steer(s, "user2", "cpe1", ["i1"], None, None)
+        assert repo.get_instance(s, "i1").active_users == ["user1", "user2"]
+        rec.unsteer(s, "user1", "cpe1")
+        assert repo.get_instance(s, "i1").active_users == ["user2"]
+        rec.steer(s, "user2", "cpe1", [], None, None)  # steered without it
+        assert repo.get_instance(s, "i1").active_users == []

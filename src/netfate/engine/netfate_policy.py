@@ -159,6 +159,7 @@ class NetfatePolicy:
         """Re-place the chains touching `node`: its access users and users with NFs on it."""
         names = {u.name for u in snap.users if u.access_node == node}
         names |= {i.owner for i in snap.instances_on(node) if i.live}
+        names |= {u for i in snap.instances_on(node) if i.live for u in i.users}
         ledger = Ledger(snap)
         for name in sorted(names):
             user = snap.user(name)

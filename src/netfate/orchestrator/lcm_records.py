@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from netfate.db import repo
-from netfate.db.models import LcmOperation, OpState, Presence
+from netfate.db.models import LcmOperation, OpState, Presence, VnfInstance
 from netfate.errors import NotFound
 from netfate.orchestrator.flavour import flavour_for
 from netfate.orchestrator.planner import InstanceFacts
@@ -89,12 +89,36 @@ def facts_of(s: Session, iids: Iterable[str]) -> dict[str, InstanceFacts]:
 
 def steer(s: Session, user: str, node: str, chain: list[str], mac: str | None,
           ip: str | None) -> None:
-    """The user's steering rule at the node (Table III), desired."""
+    """The user's steering rule at the node (Table III), desired; the instances' active
+    users (Table II) follow."""
+    before = _chain_at(s, user, node)
     repo.set_steering(s, user=user, node=node, chain=chain, mac=mac, ip=ip)
+    count_users(s, user, before)
 
 
 def unsteer(s: Session, user: str, node: str) -> None:
+    before = _chain_at(s, user, node)
     repo.clear_steering(s, user=user, node=node)
+    count_users(s, user, before)
+
+
+def _chain_at(s: Session, user: str, node: str) -> list[str]:
+    return [i for r in repo.list_steering(s, node, user=user, desired=True) for i in r.chain]
+
+
+def count_users(s: Session, user: str, touched: list[str]) -> None:
+    """Table II's "Number of Active Users" (NetFATE): `user` is an active user of exactly
+    the instances their desired steering crosses. `touched`: instances whose chains no
+    longer name the user (their steering before a change)."""
+    using = {i for r in repo.list_steering(s, user=user, desired=True) for i in r.chain}
+    for iid in sorted(using | set(touched)):
+        inst = s.get(VnfInstance, iid)
+        if inst is None:
+            continue
+        now = list(inst.active_users or [])
+        want = [u for u in now if u != user] + ([user] if iid in using else [])
+        if sorted(want) != sorted(now):
+            repo.set_instance_active_users(s, iid, sorted(want))
 
 
 def mark_installed(s: Session, user: str, node: str, installed: bool) -> None:
