@@ -11,7 +11,6 @@ namespaces, OVS, the SDN controller, FreeRADIUS and agents.
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -19,6 +18,7 @@ import httpx
 import pytest
 
 from netfate.api_auth import BearerAuth
+from netfate.drivers import netns
 from netfate.roaming.probes import EchoServer, TcpStream
 from netfate.roaming.session import running_at, wait_for
 from netfate.testbed import lifecycle, processes
@@ -50,7 +50,7 @@ def stack(testbed_up: None) -> Iterator[httpx.Client]:
 
 
 def _netns_del(name: str) -> None:
-    subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
+    netns.delete(name)
 
 
 def test_agent_killed_its_users_served_again_and_leftovers_removed_on_return(
