@@ -277,3 +277,19 @@ def test_an_instance_counts_the_users_steered_through_it(db: Database) -> None:
         assert repo.get_instance(s, "i1").active_users == ["user2"]
         rec.steer(s, "user2", "cpe1", [], None, None)  # steered without it
         assert repo.get_instance(s, "i1").active_users == []
+
+
+def test_the_repairs_read_a_shared_instance_as_used_by_each_of_its_users(db: Database
+                                                                         ) -> None:
+    """Else a user who joined another user's shared NF would look short of an NF (and
+    steered through an unknown one), and be repaired forever."""
+    from netfate.orchestrator import lcm_records as rec
+    from netfate.orchestrator.repair import user_records
+
+    _placed(db)
+    with db.session() as s:
+        repo.create_user(s, "user2", "Pw-user2-long-enough", required_nfs=["firewall"])
+        repo.add_session(s, user="user2", node="cpe1")
+        rec.steer(s, "user2", "cpe1", ["i1"], None, None)
+        (r,) = [u for u in user_records(s) if u.user == "user2"]
+    assert r.instances == {"i1": "cpe1"} and r.steered == {"cpe1": ("firewall",)}

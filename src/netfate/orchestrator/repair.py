@@ -42,6 +42,8 @@ def user_records(s: Session) -> list[UserRecord]:
     for i in repo.list_instances(s, desired_state=Presence.PRESENT):
         insts.setdefault(i.owner, {})[i.id] = (i.node_name, i.nf_name)
         created[i.id] = i.created_at
+        for other in i.active_users or ():  # a shared NF's other users use it too
+            insts.setdefault(other, {}).setdefault(i.id, (i.node_name, i.nf_name))
     steered: dict[str, dict[str, tuple[str, ...]]] = {}
     for r in repo.list_steering(s, desired=True):
         mine = insts.get(r.user_name, {})
