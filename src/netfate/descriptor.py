@@ -108,6 +108,10 @@ class Descriptor(_Model):
     # one `vnf-type` names.
     flavours: tuple[str, ...] = Field(default=(), min_length=1)
     multitenancy: bool = True
+    # One instance per node serves every user who requires the NF (a DC NAT, an inspector):
+    # NNF paper IV.E's single-instance NF, each tenant's traffic marked (the steering's user
+    # tag); it counts its active users (NetFATE Table II) and stops with the last of them.
+    shared: bool = False
     ports: tuple[Port, ...] = Field(default=DEFAULT_PORTS, min_length=1, max_length=8)
     dependencies: Dependencies = Dependencies()
     resources: ResourceRequest = ResourceRequest()

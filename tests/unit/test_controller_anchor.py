@@ -111,8 +111,51 @@ def test_model_rejects_inconsistent_anchors() -> None:
         anchor_cpe(users=(Client(name="user1", mac=M1, ip=IP1, port="a1"),))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="bug: anchored upstream and a local user's downstream overlap at P_USER")
+# -- between the anchored user and a user local to the anchor CPE ---------------------------
+# The core cannot tell a packet that has crossed one user's chain from one that has not (both
+# come from the anchor CPE), so the CPE hands it from one chain to the other itself.
+BUMPS = {"fw-l": "fw-w", "fw-w": "fw-l", "fw2-l": "fw2-w", "fw2-w": "fw2-l"}
+
+
 def test_anchored_user_to_a_user_local_at_the_anchor_cpe_crosses_their_nfs_first() -> None:
     sw = switch(anchor_cpe(), CPE_PORTS)
     assert exits(sw, ip_packet("up", M1, M2, IP1, IP2)) == ["fw-l"]
+
+
+def test_anchored_user_to_a_local_user_crosses_both_chains_and_never_goes_back_up() -> None:
+    sw = switch(anchor_cpe(), CPE_PORTS)
+    assert sw.trace(ip_packet("up", M1, M2, IP1, IP2), BUMPS).path == ["fw-l", "fw2-w", "a2"]
+
+
+def test_a_local_user_to_the_anchored_user_crosses_both_chains_then_goes_up() -> None:
+    sw = switch(anchor_cpe(), CPE_PORTS)
+    assert sw.trace(ip_packet("a2", M2, M1, IP2, IP1), BUMPS).path == ["fw2-l", "fw-w", "up"]
+    # the anchored user's traffic elsewhere is unchanged
+    assert sw.trace(ip_packet("up", M1, GW_MAC, IP1, INET), BUMPS).path == ["fw-l", "up"]
+    assert sw.trace(ip_packet("a2", M2, GW_MAC, IP2, INET), BUMPS).path == ["fw2-l", "up"]
+
+
+def test_a_local_user_without_nfs_and_the_anchored_user_reach_each_other() -> None:
+    bare = Client(name="user2", mac=M2, ip=IP2, port="a2", authenticated=True)
+    sw = switch(anchor_cpe(users=(bare,)), CPE_PORTS)
+    assert sw.trace(ip_packet("up", M1, M2, IP1, IP2), BUMPS).path == ["fw-l", "a2"]
+    assert sw.trace(ip_packet("a2", M2, M1, IP2, IP1), BUMPS).path == ["fw-w", "up"]
+    assert sw.trace(ip_packet("a2", M2, GW_MAC, IP2, INET), BUMPS).path == ["up"]
+
+
+def test_a_local_users_classifier_chain_applies_to_the_anchored_users_traffic() -> None:
+    from netfate.controller.model import Classifier
+
+    web = Classifier(name="web", priority=10, ip_proto=6, remote_port=80,
+                     chain=(Hop(lan="fw2-l", wan="fw2-w"),))
+    local = Client(name="user2", mac=M2, ip=IP2, port="a2", authenticated=True,
+                   classifiers=(web,))
+    sw = switch(anchor_cpe(users=(local,)), CPE_PORTS)
+    to_web = ip_packet("a2", M2, M1, IP2, IP1, proto=6, dport=80)
+    assert sw.trace(to_web, BUMPS).path == ["fw2-l", "fw-w", "up"]
+    assert sw.trace(ip_packet("a2", M2, M1, IP2, IP1, dport=443), BUMPS).path == ["fw-w", "up"]
+    # and back from the anchored user's port 80: the same class, both ways
+    back = ip_packet("up", M1, M2, IP1, IP2, sport=80, dport=40000)
+    assert sw.trace(back, BUMPS).path == ["fw-l", "fw2-w", "a2"]
+    other = ip_packet("up", M1, M2, IP1, IP2, sport=443, dport=40000)
+    assert sw.trace(other, BUMPS).path == ["fw-l", "a2"]

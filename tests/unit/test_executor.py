@@ -17,6 +17,7 @@ from netfate.db import Database, repo, sqlite_url
 from netfate.db.models import LcmOperation, Presence
 from netfate.orchestrator import planner
 from netfate.orchestrator.agents import AgentUnreachable
+from netfate.orchestrator.checkpoints import Checkpoints
 from netfate.orchestrator.coordinator import Coordinator
 from netfate.orchestrator.hub import EventHub
 
@@ -67,9 +68,12 @@ def db(tmp_path: Any) -> Iterator[Database]:
 
 
 def run(db: Database, bus: FakeBus, make: Callable[[str], planner.Occurrence],
-        op: LcmOperation = LcmOperation.INSTANTIATE) -> tuple[bool, dict[str, Any]]:
+        op: LcmOperation = LcmOperation.INSTANTIATE,
+        checkpoints: Checkpoints | None = None) -> tuple[bool, dict[str, Any]]:
     async def go() -> tuple[bool, dict[str, Any]]:
         c = Coordinator(db, bus, EventHub(), "http://x")  # type: ignore[arg-type]
+        if checkpoints is not None:
+            c.executor.checkpoints = checkpoints
         op_id = await c.new_op(op, "i", {})
         ok = await c.executor.run(make(op_id))
         with db.session() as s:
@@ -149,3 +153,143 @@ def test_a_failed_import_leaves_the_source_serving(db: Database) -> None:
     assert desired(db, "i1") == Presence.PRESENT
     assert desired(db, "i2") in (Presence.ABSENT, None)
     assert ("cpe1", "apply") not in bus.sent  # the source was never touched
+
+
+def test_a_migration_keeps_the_exported_state_as_both_instances_checkpoint(db: Database
+                                                                            ) -> None:
+    facts, bus, cps = _placed(db), FakeBus(), Checkpoints()
+    ok, _ = run(db, bus, lambda op: planner.migrate(op, "i1", facts, "cpe2", "i2"),
+                LcmOperation.MIGRATE, cps)
+    assert ok
+    for iid in ("i1", "i2"):
+        cp = cps.get(iid)
+        assert cp is not None and cp.state == {"ruleset": "x"}
+
+
+def _failover(db: Database, bus: FakeBus, cps: Checkpoints) -> tuple[bool, dict[str, Any]]:
+    from dataclasses import replace
+
+    facts = replace(_placed(db), node_online=False)
+    bus.agents["cpe1"] = silent("cpe1")
+    return run(db, bus, lambda op: planner.migrate(op, "i1", facts, "cpe2", "i2"),
+               LcmOperation.MIGRATE, cps)
+
+
+def test_a_failover_imports_the_last_checkpoint_into_the_replacement(db: Database) -> None:
+    bus, cps = FakeBus(), Checkpoints()
+    cps.put("i1", {"ruleset": "old"}, at=1.0)
+    cps.put("i1", {"ruleset": "older"}, at=0.5)  # an older document never wins
+    imported: list[dict[str, Any] | None] = []
+
+    def dst(cmd: Command, nodes: list[str]) -> Reply:
+        if cmd.op == "import_state":
+            imported.append(cmd.state)
+        return converge(cmd, nodes)
+
+    bus.agents["cpe2"] = dst
+    ok, occ = _failover(db, bus, cps)
+    assert ok and occ["state"] == "COMPLETED"
+    assert imported == [{"ruleset": "old"}]
+    assert ("cpe1", "export_state") not in bus.sent  # nothing asked of the dead node
+    assert "restore_ms" in occ["params"]["timings"]
+    assert desired(db, "i2") == Presence.PRESENT and desired(db, "i1") == Presence.ABSENT
+    cp = cps.get("i2")
+    assert cp is not None and cp.at == 1.0
+
+
+def test_a_failover_without_a_checkpoint_or_with_a_refused_one_starts_afresh(db: Database
+                                                                             ) -> None:
+    bus = FakeBus()
+    ok, occ = _failover(db, bus, Checkpoints())
+    assert ok and occ["state"] == "COMPLETED"
+    assert ("cpe2", "import_state") not in bus.sent
+
+
+def test_a_refused_checkpoint_still_serves_the_user(db: Database) -> None:
+    bus, cps = FakeBus(), Checkpoints()
+    cps.put("i1", {"ruleset": "bad"})
+
+    def refuses(cmd: Command, nodes: list[str]) -> Reply:
+        if cmd.op == "import_state":
+            return Reply(ok=False, error="bad state")
+        return converge(cmd, nodes)
+
+    bus.agents["cpe2"] = refuses
+    ok, occ = _failover(db, bus, cps)
+    assert ok and occ["state"] == "COMPLETED" and desired(db, "i2") == Presence.PRESENT
+
+
+def test_a_checkpoint_pass_exports_running_exportable_nfs_on_online_nodes(db: Database
+                                                                          ) -> None:
+    from netfate.db.models import ActualState
+
+    _placed(db)
+    with db.session() as s:
+        for n in ("cpe1", "cpe2"):
+            repo.set_node_online(s, n, True)
+        repo.get_instance(s, "i1").actual_state = ActualState.RUNNING
+    bus, cps = FakeBus(), Checkpoints()
+    cps.put("gone", {"x": 1})
+    assert asyncio.run(cps.take(db, bus)) == ["i1"]  # type: ignore[arg-type]
+    assert bus.sent == [("cpe1", "export_state")]
+    assert cps.get("gone") is None  # no longer wanted: forgotten
+    bus.agents["cpe1"] = silent("cpe1")
+    assert asyncio.run(cps.take(db, bus)) == []  # type: ignore[arg-type]
+    assert cps.get("i1") is not None  # the previous one is kept
+
+
+def test_a_node_silent_past_the_grace_period_is_a_node_down_for_the_engine(db: Database
+                                                                           ) -> None:
+    from netfate.engine import Event, NodeDown
+
+    with db.session() as s:
+        repo.set_node_online(s, "cpe1", True, now=100.0)
+        repo.set_node_online(s, "cpe2", True, now=1000.0)
+    planned: list[Event] = []
+
+    async def go() -> dict[str, Any]:
+        c = Coordinator(db, FakeBus(), EventHub(), "http://x")  # type: ignore[arg-type]
+
+        async def handle(event: Event, background: bool = True, record: Any = None) -> Any:
+            planned.append(event)
+
+        c.handle = handle  # type: ignore[method-assign]
+        done = await c.reconcile(10.0, now=1005.0)
+        await c.drain()
+        return done
+
+    done = asyncio.run(go())
+    assert done["offline"] == ["cpe1"]
+    assert planned == [NodeDown(node="cpe1")]
+
+
+def test_an_instance_counts_the_users_steered_through_it(db: Database) -> None:
+    """NetFATE Table II's "Number of Active Users": kept from the desired steering."""
+    from netfate.orchestrator import lcm_records as rec
+
+    _placed(db)
+    with db.session() as s:
+        repo.create_user(s, "user2", "Pw-user2-long-enough")
+        rec.steer(s, "user1", "cpe1", ["i1"], None, None)
+        rec.steer(s, "user2", "cpe1", ["i1"], None, None)
+        assert repo.get_instance(s, "i1").active_users == ["user1", "user2"]
+        rec.unsteer(s, "user1", "cpe1")
+        assert repo.get_instance(s, "i1").active_users == ["user2"]
+        rec.steer(s, "user2", "cpe1", [], None, None)  # steered without it
+        assert repo.get_instance(s, "i1").active_users == []
+
+
+def test_the_repairs_read_a_shared_instance_as_used_by_each_of_its_users(db: Database
+                                                                         ) -> None:
+    """Else a user who joined another user's shared NF would look short of an NF (and
+    steered through an unknown one), and be repaired forever."""
+    from netfate.orchestrator import lcm_records as rec
+    from netfate.orchestrator.repair import user_records
+
+    _placed(db)
+    with db.session() as s:
+        repo.create_user(s, "user2", "Pw-user2-long-enough", required_nfs=["firewall"])
+        repo.add_session(s, user="user2", node="cpe1")
+        rec.steer(s, "user2", "cpe1", ["i1"], None, None)
+        (r,) = [u for u in user_records(s) if u.user == "user2"]
+    assert r.instances == {"i1": "cpe1"} and r.steered == {"cpe1": ("firewall",)}

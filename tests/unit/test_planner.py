@@ -51,6 +51,15 @@ def test_migration_moves_no_state_it_cannot_export_or_from_an_offline_node() -> 
         assert occ.commit[-1] == p.ReleaseSource("cpe1", deferred=False)
 
 
+def test_a_failover_restores_the_last_checkpoint_of_an_exportable_nf() -> None:
+    occ = p.migrate("op1", "i1", replace(FACTS, node_online=False), "dc1", "i2")
+    assert occ.steps[-1] == p.RestoreState("i1", "dc1", "i2")
+    assert occ.commit == (p.Drop("i1"), p.ReleaseSource("cpe1", deferred=False))
+    occ = p.migrate("op1", "i1", replace(FACTS, node_online=False, exportable=False), "dc1",
+                    "i2")
+    assert not any(isinstance(s, p.RestoreState) for s in occ.steps)
+
+
 def test_migrating_an_instance_that_is_gone_fails_without_rollback() -> None:
     occ = p.migrate("op1", "i1", None, "cpe2", "i2")
     assert [type(s) for s in occ.steps] == [p.Fail] and not occ.rolled_back

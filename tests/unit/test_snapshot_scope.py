@@ -41,7 +41,8 @@ def db(tmp_path) -> Iterator[Database]:
     d.dispose()
 
 
-def _populate(s: Session, rng: random.Random) -> None:
+def _populate(s: Session, rng: random.Random, shared: bool = False) -> None:
+    """`shared`: the shaper is a shared NF (NNF IV.E), its instances used by random users."""
     for name, role in NODES:
         total = {"cpe": 512, "pe": 1024, "dc": 4096}[role]
         repo.upsert_node(
@@ -54,7 +55,7 @@ def _populate(s: Session, rng: random.Random) -> None:
     for nf, (caps, mem) in NFS.items():
         b = repo.add_bundle(s, f"bundle {nf}".encode(), name=nf, version="1", descriptor={
             "name": nf, "dependencies": {"capability": [{"name": c} for c in caps]},
-            "resources": {"memory-mb": mem}})
+            "resources": {"memory-mb": mem}, "shared": shared and nf == "shaper"})
         shas[nf] = b.sha256
     cpes = [n for n, r in NODES if r != "dc"]
     for u in USERS:
@@ -75,6 +76,8 @@ def _populate(s: Session, rng: random.Random) -> None:
                     flavour="native",
                     desired_state=(Presence.PRESENT if rng.random() < 0.85
                                    else Presence.ABSENT))
+                if shared and nf == "shaper":
+                    repo.set_instance_active_users(s, inst.id, rng.sample(USERS, 3))
                 repo.set_instance_actual_state(s, inst.id, rng.choice(
                     [ActualState.RUNNING, ActualState.RUNNING, ActualState.PENDING,
                      ActualState.FAILED]))
@@ -95,11 +98,13 @@ def _events(rng: random.Random) -> list[Event]:
     return out
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_scoped_snapshot_plans_like_the_whole_world(db: Database, seed: int) -> None:
+@pytest.mark.parametrize(("seed", "shared"), [*((k, False) for k in range(12)),
+                                             *((k, True) for k in range(6))])
+def test_scoped_snapshot_plans_like_the_whole_world(db: Database, seed: int,
+                                                    shared: bool) -> None:
     rng = random.Random(seed)
     with db.session() as s:
-        _populate(s, rng)
+        _populate(s, rng, shared)
     policy = NetfatePolicy()
     assert snapshot.scoped(policy)
     with db.session() as s:

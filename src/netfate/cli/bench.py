@@ -127,6 +127,17 @@ def handover(
 
 
 @app.command()
+def failover(
+    runs: Annotated[int, typer.Option(min=1, max=50, help="Node failures")] = 1,
+    json_out: JsonOpt = True,
+) -> None:
+    """Kill -9 the agent of the CPE running a user's firewall (and its namespace), move the
+    user to the other CPE: time to serve them again through a replacement, and to remove
+    the leftovers when the agent returns; a fault-free roam is the same-run baseline."""
+    _run_on_testbed("failover", runs)
+
+
+@app.command()
 def login(
     runs: Annotated[int, typer.Option(min=1, max=1000, help="Logins per user")] = 30,
     json_out: JsonOpt = True,

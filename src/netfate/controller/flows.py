@@ -75,6 +75,8 @@ def flows_for(state: SwitchState, ofports: Mapping[str, int]) -> list[FlowMod]:
 
 
 def build(state: SwitchState, ofports: Mapping[str, int]) -> FlowSet:
+    from netfate.controller.anchor_local import anchor_local  # (it builds on this module)
+
     out = FlowSet()
     port = _Ports(ofports)
     clashing = _clashing_tags(state)
@@ -94,6 +96,10 @@ def build(state: SwitchState, ofports: Mapping[str, int]) -> FlowSet:
         units.append((f"user {u.name}", partial(_user, state, u, port)))
     for a in state.anchored:
         units.append((f"anchored user {a.name}", partial(_anchored, state, a, port)))
+        for u in state.users:  # (a unit each: a local user's missing port spares the rest)
+            if u.authenticated and u.ip is not None and u.name not in clashing:
+                units.append((f"anchored user {a.name} and user {u.name}",
+                              partial(anchor_local, a, u, port)))
     for loc in state.locations:
         units.append((f"location of {loc.user}", partial(_location, loc, port)))
     for r in state.ts_rules:
@@ -286,11 +292,7 @@ def _user(state: SwitchState, u: Client, port: _Ports) -> Iterator[FlowMod]:
 
 
 def _steering(u: Client, access: int, up: int, port: _Ports) -> Iterator[FlowMod]:
-    chains: list[tuple[int, dict[str, Any], dict[str, Any], tuple[Hop, ...]]] = [
-        (pl.P_CHAIN, {}, {}, u.chain)
-    ]
-    for c in u.classifiers:
-        chains.append((pl.P_CLASSIFIER_BASE + c.priority, *_classifier(c), c.chain))
+    chains = _chains(u)
     for prio, m_up, m_down, chain in chains:
         ports = [(port(h.lan), port(h.wan)) for h in chain]
         yield from _chain(u, prio, m_up, m_down, ports, access, up)
@@ -356,10 +358,17 @@ def _nf_ingress(u: Client, lan: int, wan: int) -> Iterator[FlowMod]:
 # -- a user anchored here, mid-migration ------------------------------------------------------
 def _anchored(state: SwitchState, a: Anchored, port: _Ports) -> Iterator[FlowMod]:
     """The user's traffic arrives from the uplink both ways, crosses the chain, and leaves
-    by the uplink again (the core takes it on to the internet, or down to the user)."""
+    by the uplink again (the core takes it on to the internet, or down to the user).
+
+    Traffic between the anchored user and a user local to this CPE never goes up and back:
+    the core cannot tell a packet that has crossed one user's chain from one that has not
+    (both come from this CPE), so the hand-off is made here, from the end of one user's
+    chain into the start of the other's (anchor_local.py). The anchored user's upstream
+    flow is also above a local user's downstream one (P_ANCHORED_UP): a packet from the
+    uplink with the anchored user's source and a local user's destination is theirs first."""
     assert state.uplink is not None
     up = port(state.uplink)
-    yield _flow(Kind.USER, a.name, pl.INGRESS, pl.P_USER,
+    yield _flow(Kind.USER, a.name, pl.INGRESS, pl.P_ANCHORED_UP,
                 {"in_port": up, "eth_src": a.mac, "eth_type": ETH_IPV4, "ipv4_src": a.ip},
                 write_metadata=(pl.metadata(a.name, pl.UP), pl.ALL_ONES), goto_table=pl.STEER)
     yield _flow(Kind.USER, a.name, pl.INGRESS, pl.P_USER,
@@ -370,6 +379,16 @@ def _anchored(state: SwitchState, a: Anchored, port: _Ports) -> Iterator[FlowMod
     yield from _chain(u, pl.P_CHAIN, {}, {}, hops, up, up)
     for h in a.chain:
         yield from _nf_ingress(u, port(h.lan), port(h.wan))
+
+
+def _chains(u: Client) -> list[tuple[int, dict[str, Any], dict[str, Any], tuple[Hop, ...]]]:
+    """A user's chains: (priority, upstream match, downstream match, hops), the default
+    one first."""
+    out: list[tuple[int, dict[str, Any], dict[str, Any], tuple[Hop, ...]]] = [
+        (pl.P_CHAIN, {}, {}, u.chain)]
+    for c in u.classifiers:
+        out.append((pl.P_CLASSIFIER_BASE + c.priority, *_classifier(c), c.chain))
+    return out
 
 
 # -- TS rules (Table I) -------------------------------------------------------------------

@@ -35,6 +35,8 @@ P_ARP_TO_CLIENT = 300     # ARP for a client's address, from the uplink
 P_ARP_FROM_CLIENT = 290   # a client's ARP with its own sender addresses, to the uplink
 P_DNS_REPLY = 220         # the captive resolver's replies to a client: port 53 again
 P_DHCP_KNOWN = 210        # a known client's DHCP: to the CPE, not counted as activity
+P_ANCHORED_UP = 201       # an anchored user's IPv4 from the uplink: theirs before a local
+                          # user's downstream (a packet between the two matches both)
 P_USER = 200              # a user's IPv4 in and out; NF ports; services port to a client
 P_ANCHOR = 160            # core, mid-migration: a user's IPv4 via the CPE running their NFs
 P_LOCATION_HAIRPIN = 151  # core: a user's traffic from the CPE they are behind, back to it
@@ -51,6 +53,8 @@ P_MISS = 0                # table-miss: drop (fail_mode=secure, the controller o
 P_IDLE = 100
 
 # Table 2
+P_ANCHOR_LOCAL = 3000     # + a local user's chain priority: an anchored user's traffic to
+                          # or from a user local to the anchor CPE, from one chain to the other
 P_LOCAL = 2000            # an authenticated user's DNS / portal traffic to the CPE
 P_CLASSIFIER_BASE = 200   # + the classifier's own priority (1..799)
 P_CHAIN = 100             # the user's default chain

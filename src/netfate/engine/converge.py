@@ -50,6 +50,9 @@ class PlanBuilder:
     intents: list[Intent] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     unplaced: list[Unplaced] = field(default_factory=list)
+    # Shared NFs placed by this plan, (node, NF) -> instance id: later users join them.
+    shared: dict[tuple[str, str], str] = field(default_factory=dict)
+    released: set[str] = field(default_factory=set)  # shared instances this plan releases
 
     def note(self, reason: str) -> None:
         self.reasons.append(reason)
@@ -80,9 +83,11 @@ def converge_user(
     is where they were steered before: it gets an Unsteer when it differs. `force_steer`
     restates the steering even when nothing moved (a Reconcile, a fresh login).
     """
-    records = [i for i in snap.instances_of(user.name) if i.state != "releasing"]
+    # Their own instances, and the shared ones they use.
+    records = [i for i in snap.serving(user.name) if i.state != "releasing"]
     moves: list[Intent] = []
     releases: list[Release] = []
+    let_go = _LetGo(snap, user.name, releases, out)
     chain: list[str | None] = []
     chain_nodes: list[str] = []
 
@@ -101,20 +106,20 @@ def converge_user(
         placed, kept = _place_one(snap, user, nf, live, choose, ledger, out, moves, chain_nodes)
         chain.append(placed)
         for dup in live:
-            if dup is not kept:
-                releases.append(_release(dup, f"duplicate {nf} instance for {user.name}"))
+            if dup is not kept and dup.instance_id != placed:
+                let_go(dup, f"duplicate {nf} instance for {user.name}")
         if placed is not None:
             # A failed instance is kept while nothing replaces it, so the failure stays visible.
             for bad in mine:
                 if bad.state == "failed" and bad.instance_id != placed:
-                    releases.append(_release(bad, f"failed; replaced by {placed}"))
+                    let_go(bad, f"failed; replaced by {placed}")
 
     for extra in records:
         if extra.nf not in user.required_nfs:
-            releases.append(_release(extra, f"{user.name} no longer requires {extra.nf}"))
+            let_go(extra, f"{user.name} no longer requires {extra.nf}")
 
     out.intents.extend(moves)
-    changed = bool(moves or releases)
+    changed = bool(moves or releases or let_go.left)
     access = user.access_node
     steering = False
     if access is not None and (changed or force_steer) and not user.required_nfs \
@@ -194,10 +199,22 @@ def _place_one(
         if i.node == decision.node:
             # Already there (possibly as a duplicate of `current`): keep that one.
             return i.instance_id, i
+    if entry.shared:
+        found = snap.shared_on(decision.node, nf)
+        there = found.instance_id if found else out.shared.get((decision.node, nf))
+        if there is not None:
+            # NNF IV.E: one instance for every tenant; the user joins it (their steering
+            # through it makes them one of its active users).
+            out.note(f"{user.name} joins shared {nf} {there} on {decision.node}")
+            return there, None
     new_id = nf_instance_id(decision.node, user.name, nf)
     flavour = decision.flavour or _flavour(snap, entry, decision.node)
+    if entry.shared:
+        out.shared[(decision.node, nf)] = new_id
     ledger.reserve(decision.node, entry, decision.memory_mb)
-    if current is None:
+    if current is None or entry.shared:
+        # (a shared instance never moves away from its other users: a new one is placed,
+        # and the user leaves the old one)
         moves.append(Place(user=user.name, nf=nf, node=decision.node, instance_id=new_id,
                            reason=decision.why, flavour=flavour))
         return new_id, None
@@ -223,11 +240,45 @@ def _release(i: InstanceView, reason: str) -> Release:
     return Release(user=i.owner, nf=i.nf, instance_id=i.instance_id, node=i.node, reason=reason)
 
 
+@dataclass
+class _LetGo:
+    """A user stops using an instance: it is released, unless it is a shared NF's and other
+    users still cross it (NNF IV.E, NetFATE Table II's active users): then only the user's
+    steering leaves it, and `left` says so."""
+
+    snap: Snapshot
+    user: str
+    releases: list[Release]
+    out: PlanBuilder
+    left: list[str] = field(default_factory=list)
+
+    def __call__(self, i: InstanceView, reason: str) -> None:
+        entry = self.snap.entry(i.nf)
+        shared = entry is not None and entry.shared
+        others = sorted(set(i.users) - {self.user})
+        if shared and others and self.snap.is_online(i.node):
+            self.left.append(i.instance_id)
+            self.out.note(f"{self.user} leaves shared {i.nf} {i.instance_id} ({reason}); "
+                          f"kept for {len(others)} other user(s)")
+        elif shared and i.instance_id in self.out.released:
+            self.left.append(i.instance_id)  # (another of its users' converge releases it)
+        else:
+            # (on a node that is down, no one can use it: its users are all re-placed)
+            if shared:
+                self.out.released.add(i.instance_id)
+            self.releases.append(_release(i, reason))
+
+
 def release_user(
     snap: Snapshot, user: UserView, reason: str, out: PlanBuilder, *, unsteer: bool
 ) -> None:
-    """End a user's session: Unsteer first (no traffic into dying NFs), then Release all."""
-    doomed = [i for i in snap.instances_of(user.name) if i.state != "releasing"]
+    """End a user's session: Unsteer first (no traffic into dying NFs), then Release all
+    (a shared NF that other users still cross is only left)."""
+    doomed = [i for i in snap.serving(user.name) if i.state != "releasing"]
     if unsteer and user.access_node is not None:
         out.intents.append(Unsteer(user=user.name, node=user.access_node))
-    out.intents.extend(_release(i, reason) for i in doomed)
+    releases: list[Release] = []
+    let_go = _LetGo(snap, user.name, releases, out)
+    for i in doomed:
+        let_go(i, reason)
+    out.intents.extend(releases)

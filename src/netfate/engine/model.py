@@ -119,6 +119,9 @@ class CatalogueEntry(Frozen):
     cpu_percent: int = Field(default=100, ge=0)
     # The flavours it ships, in order of preference (the descriptor's `flavours`).
     flavours: tuple[Flavour, ...] = Field(default=(DEFAULT_FLAVOUR,), min_length=1)
+    # One instance per node for every user who requires it (the descriptor's `shared`).
+    shared: bool = False
+
     # Per flavour requirements; empty: each of `flavours` with memory_mb and cpu_percent.
     implementations: tuple[Implementation, ...] = ()
 
@@ -171,6 +174,9 @@ class InstanceView(Frozen):
     owner: Name
     node: Name
     state: InstanceState
+    # The users whose traffic crosses it (Table II's active users); of a shared NF, its
+    # owner is whoever it was first placed for.
+    users: tuple[Name, ...] = ()
 
     @property
     def live(self) -> bool:
@@ -192,6 +198,7 @@ class Snapshot(Frozen):
     _entries: dict[str, CatalogueEntry] = PrivateAttr(default_factory=dict)
     _by_owner: dict[str, tuple[InstanceView, ...]] = PrivateAttr(default_factory=dict)
     _by_node: dict[str, tuple[InstanceView, ...]] = PrivateAttr(default_factory=dict)
+    _joined: dict[str, tuple[InstanceView, ...]] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _unique(self) -> Snapshot:
@@ -217,6 +224,14 @@ class Snapshot(Frozen):
             by_node.setdefault(i.node, []).append(i)
         self._by_owner = {k: tuple(v) for k, v in by_owner.items()}
         self._by_node = {k: tuple(v) for k, v in by_node.items()}
+        joined: dict[str, list[InstanceView]] = {}
+        for i in self.instances:
+            e = self._entries.get(i.nf)
+            if e is not None and e.shared:
+                for u in i.users:
+                    if u != i.owner:
+                        joined.setdefault(u, []).append(i)
+        self._joined = {k: tuple(v) for k, v in joined.items()}
 
     def node(self, name: str | None) -> NodeView | None:
         return self._nodes.get(name) if name is not None else None
@@ -232,6 +247,15 @@ class Snapshot(Frozen):
 
     def instances_on(self, node: str) -> tuple[InstanceView, ...]:
         return self._by_node.get(node, ())
+
+    def serving(self, user: str) -> tuple[InstanceView, ...]:
+        """The user's own instances, and the shared ones they use (of another owner)."""
+        return self.instances_of(user) + self._joined.get(user, ())
+
+    def shared_on(self, node: str, nf: str) -> InstanceView | None:
+        """The live instance of shared NF `nf` on `node` (None: there is none)."""
+        return next((i for i in sorted(self.instances_on(node), key=lambda i: i.instance_id)
+                     if i.nf == nf and i.live), None)
 
     def is_online(self, node: str) -> bool:
         """Unknown nodes count as offline: an instance there can't be reached."""

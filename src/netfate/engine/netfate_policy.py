@@ -154,17 +154,26 @@ class NetfatePolicy:
             return
         up = isinstance(ev, events.NodeUp)
         out.note(f"{ev.node} is {'up' if up else 'down'}: re-evaluating")
-        self._reevaluate(snap.with_node(node.model_copy(update={"online": up})), ev.node, out)
+        self._reevaluate(snap.with_node(node.model_copy(update={"online": up})), ev.node, out,
+                         down=None if up else ev.node)
 
-    def _reevaluate(self, snap: Snapshot, node: str, out: PlanBuilder) -> None:
-        """Re-place the chains touching `node`: its access users and users with NFs on it."""
+    def _reevaluate(self, snap: Snapshot, node: str, out: PlanBuilder,
+                    down: str | None = None) -> None:
+        """Re-place the chains touching `node`: its access users and users with NFs on it.
+        `down`: the node that failed; only what ran there moves (an NF on another node
+        that is up keeps serving, e.g. a user anchored there while their new access node
+        is the one that failed)."""
         names = {u.name for u in snap.users if u.access_node == node}
         names |= {i.owner for i in snap.instances_on(node) if i.live}
+        names |= {u for i in snap.instances_on(node) if i.live for u in i.users}
         ledger = Ledger(snap)
         for name in sorted(names):
             user = snap.user(name)
             if user is not None and _active(user):
-                converge_user(snap, user, self._chooser(snap, user, ledger), ledger, out)
+                choose = self._chooser(snap, user, ledger)
+                if down is not None:
+                    choose = _unless_unaffected(choose, snap, down)
+                converge_user(snap, user, choose, ledger, out)
 
     def _reconcile(self, snap: Snapshot, out: PlanBuilder) -> None:
         """Everything, level-triggered: converge active users (restating their steering, which
@@ -232,6 +241,19 @@ def _decision(node: str, why: str, impl: Implementation | None) -> Decision:
     if impl is None:
         return Decision(node, why)
     return Decision(node, why, impl.flavour, impl.memory_mb)
+
+
+def _unless_unaffected(choose: Chooser, snap: Snapshot, down: str) -> Chooser:
+    """`choose`, but an NF already running on a node other than `down` that is up stays."""
+
+    def chooser(entry: CatalogueEntry, current: InstanceView | None,
+                chain_nodes: tuple[str, ...]) -> Decision:
+        if current is not None and current.node != down and snap.is_online(current.node):
+            return Decision(current.node, f"{entry.name} stays on {current.node} "
+                                          f"({down} is down)")
+        return choose(entry, current, chain_nodes)
+
+    return chooser
 
 
 def _active(user: UserView) -> bool:

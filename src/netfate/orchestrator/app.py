@@ -14,6 +14,7 @@ from netfate.metrics import orchestrator as metrics
 from netfate.orchestrator.api import (
     auth,
     problems,
+    routes_checkpoints,
     routes_instances,
     routes_nodes_users,
     routes_notifications,
@@ -46,7 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.orchestrator = orch
     problems.install(app)
     for r in (routes_nodes_users, routes_packages, routes_instances, routes_notifications,
-              routes_radius, routes_ts_rules):
+              routes_radius, routes_ts_rules, routes_checkpoints):
         app.include_router(r.router, prefix="/api/v1")
 
     # The operator's web UI (netfate.orchestrator.ui), its assets from the package.

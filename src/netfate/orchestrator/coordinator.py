@@ -30,6 +30,7 @@ from netfate.db.models import LcmOperation, OpState
 from netfate.engine import (
     Event,
     Migrate,
+    NodeDown,
     Place,
     Plan,
     Release,
@@ -112,9 +113,19 @@ class Coordinator:
     async def record_observed(self) -> None:
         await self.actual.record_observed()
 
-    async def reconcile(self, node_timeout: float) -> None:
-        """Mark silent nodes offline; push desired state to nodes that differ from it."""
-        await reconcile(self.db, self.pushes, self.hub, node_timeout)
+    async def reconcile(self, node_timeout: float, now: float | None = None) -> dict[str, Any]:
+        """Mark silent nodes offline; push desired state to nodes that differ from it. A
+        node that has just gone offline (silent for over `node_timeout` s, the failover grace
+        period) is a NodeDown for the engine: the NFs it hosted are placed again elsewhere,
+        from their last checkpointed state where there is one, and their users steered to
+        them (NetFATE section II; the GNF paper's DC fallback). What it did, as `reconcile`
+        says, with "node_down": the plans started."""
+        done = await reconcile(self.db, self.pushes, self.hub, node_timeout, now)
+        for node in done["offline"]:
+            log.warning("node %s silent for over %gs: placing its NFs again", node,
+                        node_timeout)
+            self.spawn(self.handle(NodeDown(node=node), background=False))
+        return done
 
     # -- operations (direct lifecycle requests) --------------------------------------------
     async def new_op(self, op: LcmOperation, iid: str, params: dict[str, Any]) -> str:

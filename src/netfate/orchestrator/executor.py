@@ -15,6 +15,7 @@ from netfate.db.models import LcmOperation, OpState
 from netfate.errors import NetfateError, NotFound
 from netfate.orchestrator import lcm_records as rec
 from netfate.orchestrator.agents import AgentBus, AgentUnreachable
+from netfate.orchestrator.checkpoints import Checkpoints
 from netfate.orchestrator.hub import EventHub
 from netfate.orchestrator.planner import (
     Configure,
@@ -24,6 +25,7 @@ from netfate.orchestrator.planner import (
     Occurrence,
     Push,
     ReleaseSource,
+    RestoreState,
     Retract,
     SteerStep,
     Step,
@@ -57,6 +59,7 @@ class Executor:
         self.hub = hub
         self.pushes = pushes
         self.switches = switches
+        self.checkpoints = Checkpoints()  # each instance's last exported state
 
     # -- operation occurrences ------------------------------------------------------------
     async def new_ops(self, specs: list[tuple[LcmOperation, str, dict[str, Any]]]
@@ -140,16 +143,41 @@ class Executor:
                 if not exported.ok:
                     raise NetfateError(f"export on {step.src}: {exported.error}")
                 laps.lap("export")
+                self.checkpoints.put(step.iid, exported.data)
                 imported = await self.bus.command(step.dst, Command(
                     op="import_state", instance_id=step.new_iid, state=exported.data))
                 if not imported.ok:
                     raise NetfateError(f"import on {step.dst}: {imported.error}")
                 laps.lap("import")
+                self.checkpoints.put(step.new_iid, exported.data)
+            case RestoreState():
+                await self._restore(step)
+                laps.lap("restore")
             case Retract() | ReleaseSource():
                 with contextlib.suppress(NetfateError):
                     await self.pushes.push(step.node)
             case Fail():
                 raise NotFound(step.reason)
+
+    async def _restore(self, step: RestoreState) -> None:
+        """Best effort: a failed import leaves the NF running afresh (serving the user
+        without their old state beats not serving them)."""
+        cp = self.checkpoints.get(step.iid)
+        if cp is None:
+            log.warning("%s: no checkpoint of %s, starting afresh", step.new_iid, step.iid)
+            return
+        try:
+            reply = await self.bus.command(step.dst, Command(
+                op="import_state", instance_id=step.new_iid, state=cp.state))
+        except NetfateError as exc:
+            log.warning("%s: restoring %s's checkpoint failed: %s", step.new_iid, step.iid, exc)
+            return
+        if not reply.ok:
+            log.warning("%s: restoring %s's checkpoint failed: %s", step.new_iid, step.iid,
+                        reply.error)
+            return
+        self.checkpoints.put(step.new_iid, cp.state, cp.at)
+        log.info("%s: restored the state %s exported at %.3f", step.new_iid, step.iid, cp.at)
 
     # -- steering ---------------------------------------------------------------------------
     async def steer(self, s: SteerStep) -> None:

@@ -34,7 +34,8 @@ def catalogue_entry(name: str, descriptor: dict[str, Any]) -> CatalogueEntry:
         flavours=tuple(i.flavour for i in impls),
         implementations=tuple(Implementation(flavour=i.flavour, memory_mb=i.memory_mb,
                                              cpu_percent=i.cpu_percent, disk_mb=i.disk_mb)
-                              for i in impls))
+                              for i in impls),
+        shared=bool(descriptor.get("shared", False)))
 
 
 def _key(cap: dict[str, Any]) -> str:

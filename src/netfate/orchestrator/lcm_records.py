@@ -176,9 +176,11 @@ def steer(s: Session, user: str, node: str, chain: list[str], mac: str | None,
     """The user's steering rule at the node (Table III), desired: as repo.set_steering
     (mac and ip default to the user's; a change marks it not installed), in Core statements
     without ORM objects or savepoints (every placement and roam runs it). NotFound for an
-    unknown user or node, Conflict if the rule was added concurrently."""
+    unknown user or node, Conflict if the rule was added concurrently. The instances'
+    active users (Table II) follow."""
     hops = check.str_list("chain", chain)
     conn = s.connection()
+    before = _chain_at(conn, user, node)
     addr = conn.execute(_Q_USER_ADDR, {"user": user}).first()
     if addr is None:
         raise NotFound(f"user {user!r} does not exist")
@@ -200,20 +202,54 @@ def steer(s: Session, user: str, node: str, chain: list[str], mac: str | None,
     elif (list(cur.chain or ()), cur.mac, cur.ip, cur.desired) != (hops, mac, ip, True):
         conn.execute(_SET_RULE.values(**values), key)
     # else unchanged: stays installed
+    count_users(conn, user, before)
 
 
 def unsteer(s: Session, user: str, node: str) -> None:
     """Stop steering the user at the node (repo.clear_steering, in Core): an installed rule
-    stays, not desired, until the controller reports it removed; one never installed goes."""
+    stays, not desired, until the controller reports it removed; one never installed goes.
+    The instances' active users (Table II) follow."""
     conn = s.connection()
     key = {"user": user, "node": node}
     cur = conn.execute(_Q_RULE, key).first()
     if cur is None or (not cur.desired and cur.installed):
         return
+    before = _chain_at(conn, user, node)
     if cur.installed:
         conn.execute(_SET_RULE.values(desired=False, updated_at=time.time()), key)
     else:
         conn.execute(_DELETE_RULE, key)
+    count_users(conn, user, before)
+
+
+_Q_CHAINS_AT = sa.select(SteeringRule.chain).where(_RULE_AT, SteeringRule.desired.is_(True))
+_Q_CHAINS_OF = sa.select(SteeringRule.chain).where(
+    SteeringRule.user_name == sa.bindparam("user"), SteeringRule.desired.is_(True))
+_Q_ACTIVE_USERS = sa.select(VnfInstance.active_users).where(
+    VnfInstance.id == sa.bindparam("iid"))
+_SET_ACTIVE_USERS = sa.update(VnfInstance).where(VnfInstance.id == sa.bindparam("iid"))
+
+
+def _chain_at(conn: sa.Connection, user: str, node: str) -> list[str]:
+    return [i for (c,) in conn.execute(_Q_CHAINS_AT, {"user": user, "node": node})
+            for i in (c or ())]
+
+
+def count_users(conn: sa.Connection, user: str, touched: list[str]) -> None:
+    """Table II's "Number of Active Users" (NetFATE): `user` is an active user of exactly
+    the instances their desired steering crosses. `touched`: instances whose chains may no
+    longer name the user (their steering before a change). In Core, like steer: an ORM read
+    here would see the session's cached rows from before the Core writes."""
+    using = {i for (c,) in conn.execute(_Q_CHAINS_OF, {"user": user}) for i in (c or ())}
+    for iid in sorted(using | set(touched)):
+        now = conn.execute(_Q_ACTIVE_USERS, {"iid": iid}).scalar()
+        if now is None and iid not in using:
+            continue
+        current = list(now or [])
+        want = [u for u in current if u != user] + ([user] if iid in using else [])
+        if sorted(want) != sorted(current):
+            conn.execute(_SET_ACTIVE_USERS.values(active_users=sorted(want),
+                                                  updated_at=time.time()), {"iid": iid})
 
 
 def mark_installed(s: Session, user: str, node: str, installed: bool) -> None:

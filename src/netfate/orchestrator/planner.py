@@ -74,6 +74,17 @@ class MoveState:
 
 
 @dataclass(frozen=True)
+class RestoreState:
+    """Failover: import the last checkpoint of `iid` (orchestrator/checkpoints.py) into
+    `new_iid` on `dst`, best effort (lap "restore"): its node is gone, so its state can no
+    longer be exported; without a checkpoint, or if the import fails, the NF starts afresh."""
+
+    iid: str
+    dst: str
+    new_iid: str
+
+
+@dataclass(frozen=True)
 class Retract:
     """Undo: push `node` its (restored) desired state, to undo what its agent may have
     half-made; best effort, skipped when that agent is the one that did not answer."""
@@ -97,7 +108,8 @@ class Fail:
     reason: str
 
 
-Step = Want | Drop | Configure | Push | MoveState | Retract | ReleaseSource | Fail
+Step = (Want | Drop | Configure | Push | MoveState | RestoreState | Retract | ReleaseSource
+        | Fail)
 
 
 @dataclass(frozen=True)
@@ -181,8 +193,9 @@ def migrate(op_id: str, iid: str, facts: InstanceFacts | None, dst: str, new_iid
             deferred: bool = False, flavour: str | None = None) -> Occurrence:
     """Make before break: up on `dst` (in `flavour`, None: the resolver's choice; it may
     differ from the source's, since the state document is flavour-independent), the state
-    moved when the NF exports it and its node is online, then the source released (at the
-    end of the plan when `deferred`)."""
+    moved when the NF exports it and its node is online (restored from its last checkpoint
+    when the node is offline: a failover), then the source released (at the end of the plan
+    when `deferred`)."""
     if facts is None:
         return Occurrence(op_id, "migration failed",
                           steps=(Fail(f"NF instance {iid!r} does not exist"),),
@@ -192,6 +205,8 @@ def migrate(op_id: str, iid: str, facts: InstanceFacts | None, dst: str, new_iid
                          Push(dst, "running", new_iid, lap="instantiate")]
     if facts.exportable and facts.node_online:
         steps.append(MoveState(facts.node, iid, dst, new_iid))
+    elif facts.exportable:
+        steps.append(RestoreState(iid, dst, new_iid))
     return Occurrence(op_id, "migration failed", steps=tuple(steps),
                       undo=(Drop(new_iid), Retract(dst)),
                       commit=(Drop(iid), ReleaseSource(facts.node, deferred)),

@@ -48,7 +48,8 @@ _Q_ENDED = (sa.select(UserSession.user_name, sa.func.max(UserSession.ended_at))
             .where(UserSession.state == SessionState.ENDED)
             .group_by(UserSession.user_name))
 _Q_INSTANCES = (sa.select(VnfInstance.owner, VnfInstance.id, VnfInstance.node_name,
-                          VnfInstance.nf_name, VnfInstance.created_at)
+                          VnfInstance.nf_name, VnfInstance.created_at,
+                          VnfInstance.active_users)
                 .where(VnfInstance.desired_state == Presence.PRESENT)
                 .order_by(VnfInstance.id))
 _Q_STEERED = (sa.select(SteeringRule.user_name, SteeringRule.node_name, SteeringRule.chain)
@@ -65,9 +66,11 @@ def user_records(s: Session) -> list[UserRecord]:
     ended: dict[str, float] = {u: float(t or 0.0) for u, t in conn.execute(_Q_ENDED)}
     insts: dict[str, dict[str, tuple[str, str]]] = {}
     created: dict[str, float] = {}
-    for owner, iid, node, nf, at in conn.execute(_Q_INSTANCES):
+    for owner, iid, node, nf, at, users in conn.execute(_Q_INSTANCES):
         insts.setdefault(owner, {})[iid] = (node, nf)
         created[iid] = at
+        for other in users or ():  # a shared NF's other users use it too
+            insts.setdefault(other, {}).setdefault(iid, (node, nf))
     steered: dict[str, dict[str, tuple[str, ...]]] = {}
     for user, node, chain in conn.execute(_Q_STEERED):
         mine = insts.get(user, {})

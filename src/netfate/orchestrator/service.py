@@ -98,6 +98,7 @@ class Orchestrator:
         self.readings: Readings | None = None
         self._flush_failures = LoopFailures("telemetry-flush", log)
         self._reconcile_failures = LoopFailures("reconcile", log)
+        self._checkpoint_failures = LoopFailures("checkpoint", log)
         self._publish_failures = LoopFailures("switch-publish", log)
 
     # -- start/stop -----------------------------------------------------------------------
@@ -160,6 +161,8 @@ class Orchestrator:
 
             self.aaa = await aaa.start(self, self.aaa_settings)
         self._tasks.append(asyncio.create_task(self.reconcile_loop()))
+        if s.checkpoint_interval > 0:
+            self._tasks.append(asyncio.create_task(self.checkpoint_loop()))
         self._tasks.append(asyncio.create_task(notify.dispatch(
             self.hub, self.db, allowed=s.callback_networks)))
         self._tasks.append(asyncio.create_task(self.telemetry_flush_loop()))
@@ -397,6 +400,18 @@ class Orchestrator:
                 self._reconcile_failures.ok()
             except Exception as exc:
                 self._reconcile_failures.failed("reconciling the nodes", exc)
+
+    async def checkpoint_loop(self) -> None:
+        """Export each running NF's state now and then (orchestrator/checkpoints.py): what a
+        failover restores when the NF's node is gone."""
+        assert self.coordinator is not None and self.db is not None
+        while True:
+            await asyncio.sleep(self.settings.checkpoint_interval)
+            try:
+                await self.coordinator.executor.checkpoints.take(self.db, self.coordinator.bus)
+                self._checkpoint_failures.ok()
+            except Exception as exc:
+                self._checkpoint_failures.failed("checkpointing the NFs' state", exc)
 
 
 def _node_of(data: bytes) -> str:

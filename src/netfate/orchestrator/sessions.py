@@ -152,6 +152,25 @@ async def associate(coord: Coordinator, database: Database, user: str, node: str
     return run
 
 
+async def replan(coord: Coordinator, database: Database, user: str) -> PlanRun | None:
+    """The user's requirements were edited (required NFs, classifiers, NF configuration): if
+    they have an active session, plan it again at once where they are (None: no session,
+    their next login plans it). The engine converges the user as for a fresh association
+    there, make before break: an added NF is placed before the new steering, and a removed
+    one released only after it (converge_user's order), so established connections go on.
+    Not recorded as a sighting of the user (a pending idle report stays valid)."""
+
+    def where(s: Session) -> tuple[str, str | None, str | None] | None:
+        cur = repo.active_session(s, user)
+        return None if cur is None else (cur.node_name, cur.mac, cur.ip)
+
+    at = await database.run(where)
+    if at is None:
+        return None
+    node, mac, ip = at
+    return await coord.handle(UserAssociated(user=user, node=node, mac=mac, ip=ip))
+
+
 async def end(coord: Coordinator, database: Database, user: str, cause: str,
               acct_session_id: str | None = None, node: str | None = None,
               at: float | None = None) -> PlanRun:

@@ -47,7 +47,14 @@ class Settings(BaseModel):
         default=5.0, gt=0, description="Seconds between reconciliations")
     node_timeout: float = Field(
         default=10.0, gt=0,
-        description="Seconds without telemetry before a node counts as offline")
+        description="Seconds without telemetry before a node counts as offline (and its "
+        "NFs are placed again elsewhere: the failover grace period)")
+    # A node silent for node_timeout is down: the engine places its NFs again elsewhere
+    # (the failover grace period), from their last checkpoint where there is one.
+    checkpoint_interval: float = Field(
+        default=30.0, ge=0,
+        description="Seconds between exports of every running NF's state, restored when "
+        "its node fails (0: none)")
     policy: str = Field(
         default="netfate", description="Placement policy (entry point netfate.policies)")
     # Which implementation (flavour) of an NF runs on a node (netfate.resolver): "nnf" native

@@ -80,7 +80,7 @@ _NODE = (Node.name, Node.role, Node.online, Node.capabilities, Node.resources,
          Node.infrastructure, Node.admin_down)
 _USER = (User.name, User.required_nfs, User.access_node, User.mac, User.ip, User.last_seen)
 _INSTANCE = (VnfInstance.id, VnfInstance.nf_name, VnfInstance.owner, VnfInstance.node_name,
-             VnfInstance.actual_state)
+             VnfInstance.actual_state, VnfInstance.active_users)
 
 
 # Statements built once (building one per call costs more than running it on SQLite).
@@ -88,6 +88,8 @@ _NAMES: sa.BindParameter[Any] = sa.bindparam("names", expanding=True)
 _Q_USERS_IN = sa.select(*_USER).where(User.name.in_(_NAMES))
 _Q_INSTANCES_OF = sa.select(*_INSTANCE).where(
     VnfInstance.owner.in_(_NAMES), VnfInstance.desired_state == Presence.PRESENT)
+_Q_INSTANCES_OF_NF = sa.select(*_INSTANCE).where(
+    VnfInstance.nf_name.in_(_NAMES), VnfInstance.desired_state == Presence.PRESENT)
 _Q_ACTIVE_IN = (sa.select(UserSession.user_name).distinct()
                 .where(UserSession.state == SessionState.ACTIVE,
                        UserSession.user_name.in_(_NAMES)))
@@ -97,6 +99,9 @@ _Q_DC_NODES = sa.select(*_NODE).where(Node.role == NodeRole.DC)
 _Q_NODES_IN = sa.select(*_NODE).where(Node.name.in_(_NAMES))
 _Q_USERS_AT = sa.select(User.name).where(User.access_node == sa.bindparam("node"))
 _Q_OWNERS_ON = sa.select(VnfInstance.owner).where(
+    VnfInstance.node_name == sa.bindparam("node"),
+    VnfInstance.desired_state == Presence.PRESENT)
+_Q_USERS_ON = sa.select(VnfInstance.active_users).where(
     VnfInstance.node_name == sa.bindparam("node"),
     VnfInstance.desired_state == Presence.PRESENT)
 _Q_BUNDLE_KEYS = (sa.select(VnfPackage.sha256, VnfPackage.uploaded_at)
@@ -145,7 +150,8 @@ _STATES: dict[ActualState, Any] = {ActualState.RUNNING: "running", ActualState.F
 
 def instance_view(i: Any) -> InstanceView:
     return InstanceView(instance_id=i.id, nf=i.nf_name, owner=i.owner, node=i.node_name,
-                        state=_STATES.get(i.actual_state, "pending"))
+                        state=_STATES.get(i.actual_state, "pending"),
+                        users=tuple(i.active_users or ()))
 
 
 def _active(session: Session, users: Collection[str] | None) -> set[str]:
@@ -188,6 +194,8 @@ def build_for(session: Session, event: Event, now: float | None = None) -> Snaps
             node = event.node
             names = set(conn.execute(_Q_USERS_AT, {"node": node}).scalars())
             names.update(conn.execute(_Q_OWNERS_ON, {"node": node}).scalars())
+            for users in conn.execute(_Q_USERS_ON, {"node": node}).scalars():
+                names.update(users or ())  # those of a shared NF there
             return _build_users(session, sorted(names), [node], now)
     return build(session, now)
 
@@ -209,6 +217,12 @@ def _build_users(session: Session, names: list[str], nodes: list[str],
         steered_rows += conn.execute(_Q_STEERED_IN, {"names": chunk})
         insts += conn.execute(_Q_INSTANCES_OF, {"names": chunk})
         active.update(conn.execute(_Q_ACTIVE_IN, {"names": chunk}).scalars())
+    entries = catalogue(session)
+    shared = sorted(e.name for e in entries if e.shared)
+    if shared:  # a shared NF's instances serve users of any name: all of them are in scope
+        seen = {i.id for i in insts}
+        insts += [i for i in conn.execute(_Q_INSTANCES_OF_NF, {"names": shared})
+                  if i.id not in seen]
     wanted = set(nodes)
     wanted.update(u.access_node for u in rows if u.access_node)
     wanted.update(i.node_name for i in insts)
@@ -222,5 +236,5 @@ def _build_users(session: Session, names: list[str], nodes: list[str],
         users=tuple(user_view(u, u.name in active, steered)
                     for u in sorted(rows, key=lambda u: u.name)),
         instances=tuple(instance_view(i) for i in sorted(insts, key=lambda i: i.id)),
-        catalogue=catalogue(session), now=now if now is not None else time.time(),
+        catalogue=entries, now=now if now is not None else time.time(),
     )

@@ -52,10 +52,15 @@ async def patch_node(request: Request, name: str = NODE, *, body: NodePatch) -> 
 
 
 def _check_nfs(request: Request, nfs: list[str] | None) -> None:
+    with db(request).session() as s:
+        _known_nfs(s, nfs)
+
+
+def _known_nfs(s: Any, nfs: list[str] | None) -> None:
+    """Raises InvalidInput naming the NFs the catalogue lacks."""
     if not nfs:
         return
-    with db(request).session() as s:
-        known = {b.name for b in repo.list_bundles(s)}
+    known = {b.name for b in repo.list_bundles(s)}
     unknown = [n for n in nfs if n not in known]
     if unknown:
         from netfate.errors import InvalidInput
@@ -84,15 +89,24 @@ def get_user(request: Request, name: str = USER) -> dict[str, Any]:
     return one_row(request, lambda s: repo.get_user(s, name))
 
 
-@router.patch("/users/{name}")
-def patch_user(request: Request, name: str = USER, *, body: UserPatch) -> dict[str, Any]:
-    _check_nfs(request, body.required_nfs)
-    with db(request).session() as s:
-        classes = None if body.classifiers is None else [
-            c.model_dump(exclude_none=True) for c in body.classifiers]
+@router.patch("/users/{name}", summary="Edit a user; a change to their NFs or classifiers "
+                                       "takes effect at once if they are logged in")
+async def patch_user(request: Request, name: str = USER, *, body: UserPatch
+                     ) -> dict[str, Any]:
+    classes = None if body.classifiers is None else [
+        c.model_dump(exclude_none=True) for c in body.classifiers]
+
+    def update(s: Any) -> dict[str, Any]:
+        _known_nfs(s, body.required_nfs)
         u = repo.update_user(s, name, password=body.password, required_nfs=body.required_nfs,
                              nf_config=body.nf_config, classifiers=classes)
         return row(u)
+
+    out = await db(request).run(update)
+    if body.required_nfs is not None or body.classifiers is not None:
+        # Re-planned now (make before break), not at the next repair pass.
+        await sessions.replan(coord(request), db(request), name)
+    return out
 
 
 @router.delete("/users/{name}", status_code=204)

@@ -1,0 +1,103 @@
+"""The last exported state of each NF instance, so that an NF whose node dies can be placed
+again *with* its state (the NetFATE paper's migration of the firewall's rules and
+connections, applied to a failover), not from scratch.
+
+An NF's state document (`netfate-state/1`, drivers/nf_state.py: for the firewall, its ruleset
+and conntrack entries) is flavour-independent, so a checkpoint taken from a native NF on a CPE
+can be imported into a container in the DC. Documents come from two places: every migration's
+export (executor.MoveState), and a periodic pass (`take`) that asks each online node's agent
+to export the state of its running, exportable NFs. A failover (a Migrate whose source node is
+offline, executor.RestoreState) imports the newest one.
+
+Kept in the orchestrator's memory: a restarted orchestrator has none until the next pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from netfate.bus.messages import Command
+from netfate.db import Database, repo
+from netfate.db.models import ActualState, Presence
+from netfate.errors import NetfateError
+from netfate.orchestrator.agents import AgentBus
+
+log = logging.getLogger("netfate.checkpoints")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """An instance's exported state document and when (unix seconds) it was taken."""
+
+    instance_id: str
+    at: float
+    state: dict[str, Any]
+
+
+class Checkpoints:
+    """Instance id -> its newest Checkpoint."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, Checkpoint] = {}
+
+    def put(self, instance_id: str, state: dict[str, Any], at: float | None = None) -> None:
+        """Keep `state` as the instance's newest document (an older `at` is ignored)."""
+        t = time.time() if at is None else at
+        old = self._last.get(instance_id)
+        if old is None or old.at <= t:
+            self._last[instance_id] = Checkpoint(instance_id, t, state)
+
+    def get(self, instance_id: str) -> Checkpoint | None:
+        return self._last.get(instance_id)
+
+    def forget(self, keep: set[str]) -> None:
+        """Drop the documents of every instance not in `keep` (those no longer wanted)."""
+        for iid in set(self._last) - keep:
+            del self._last[iid]
+
+    def summary(self) -> list[dict[str, Any]]:
+        """[{instance_id, at}] (no documents: they hold users' connections)."""
+        return [{"instance_id": c.instance_id, "at": c.at}
+                for c in sorted(self._last.values(), key=lambda c: c.instance_id)]
+
+    async def take(self, db: Database, bus: AgentBus) -> list[str]:
+        """One pass: export the state of every running, exportable instance wanted on an
+        online node (one agent command each, in turn). The ids checkpointed; an agent that
+        fails or does not answer is skipped (its NFs keep their previous checkpoint)."""
+        wanted, todo = await db.run(_exportable)
+        self.forget(wanted)
+        done = []
+        for node, iid in todo:
+            try:
+                reply = await bus.command(node, Command(op="export_state", instance_id=iid))
+            except NetfateError as exc:
+                log.debug("no checkpoint of %s on %s: %s", iid, node, exc)
+                continue
+            if reply.ok and isinstance(reply.data, dict):
+                self.put(iid, reply.data)
+                done.append(iid)
+        return done
+
+
+def _exportable(s: Session) -> tuple[set[str], list[tuple[str, str]]]:
+    """(ids of instances wanted present, [(node, id)] of those running on an online node
+    whose descriptor says their state can be exported)."""
+    online = {n.name for n in repo.list_nodes(s) if n.online and not n.admin_down}
+    wanted: set[str] = set()
+    todo: list[tuple[str, str]] = []
+    exportable: dict[str, bool] = {}
+    for i in repo.list_instances(s, desired_state=Presence.PRESENT):
+        wanted.add(i.id)
+        if i.node_name not in online or i.actual_state != ActualState.RUNNING:
+            continue
+        if i.bundle_sha256 not in exportable:
+            d = repo.bundle_descriptor(s, i.bundle_sha256)
+            exportable[i.bundle_sha256] = bool((d.get("state") or {}).get("exportable"))
+        if exportable[i.bundle_sha256]:
+            todo.append((i.node_name, i.id))
+    return wanted, todo
