@@ -9,6 +9,7 @@ APT_PACKAGES=(
   dnsmasq-base freeradius freeradius-rest runc busybox-static python3-venv python3-nftables
   tcpdump traceroute procps util-linux kmod postgresql
   chromium prometheus freeradius-utils
+  qemu-system-x86 qemu-guest-agent
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
