@@ -173,7 +173,8 @@ class VmCompute(MigrationMixin):
         ports = [(p.name, p.host_if, str(macs[p.name])) for p in info.ports]
         image = vm_image.load(self.image_cache)
         cmd = vm_qemu.argv(d, image, f"fate-{info.instance_id}", ports,
-                           int(str(spec.get("memory_mb", VM_MEMORY_MB))), incoming=incoming)
+                           int(str(spec.get("memory_mb", VM_MEMORY_MB))), mtu=self.mtu,
+                           incoming=incoming)
         vm_qemu.start(d, cmd)
         (d / "crash-reported").unlink(missing_ok=True)
 

@@ -25,6 +25,7 @@ for kv in $(cat /proc/cmdline); do
             if [ "$(cat "$d/address")" = "$mac" ]; then
                 ip link set dev "${d##*/}" name "$name"
                 sysctl -qw "net.ipv6.conf.$name.disable_ipv6=1"
+                ip link set dev "$name" up
             fi
         done ;;
     esac

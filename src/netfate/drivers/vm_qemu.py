@@ -39,9 +39,11 @@ def port_mac(key: str, port: str) -> str:
 
 
 def argv(vm_dir: Path, image: GuestImage, name: str, ports: list[tuple[str, str, str]],
-         memory_mb: int, *, incoming: str | None = None, accel: str = "tcg") -> list[str]:
+         memory_mb: int, *, mtu: int = 1500, incoming: str | None = None,
+         accel: str = "tcg") -> list[str]:
     """QEMU's command line. ``ports``: (name in the guest, tap, MAC); ``incoming``: a
-    migration URI to wait on (the VM then starts from the state sent to it). The device
+    migration URI to wait on (the VM then starts from the state sent to it); ``mtu``: the
+    LSI's, given to the guest's NICs (virtio host_mtu). The device
     set must be the same on both ends of a migration, so it depends only on the ports."""
     cmdline = [*KERNEL_ARGS, *(f"netfate.port={n},{mac}" for n, _, mac in ports)]
     out = [
@@ -59,7 +61,7 @@ def argv(vm_dir: Path, image: GuestImage, name: str, ports: list[tuple[str, str,
         # vnet_hdr=off: no checksum offload towards the tap (OVS's userspace datapath would
         # forward partial checksums; MACHINE-NOTES: tx offload must be off on NF ports).
         out += ["-netdev", f"tap,id=n{i},ifname={tap},script=no,downscript=no,vnet_hdr=off",
-                "-device", f"virtio-net-pci,netdev=n{i},mac={mac},id=nic{i}"]
+                "-device", f"virtio-net-pci,netdev=n{i},mac={mac},id=nic{i},host_mtu={mtu}"]
     if incoming:
         out += ["-incoming", incoming]
     return out
