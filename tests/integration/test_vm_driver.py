@@ -108,7 +108,7 @@ def test_failed_vm_create_rolls_back_everything(
     tb: Testbed, guest: vm_image.GuestImage, tmp_path: Path,
 ) -> None:
     sha = custom_bundle(tb, tmp_path, {"create": "echo 'no such tool' >&2; exit 3"},
-                        flavours=["vm"])
+                        **{"flavours": ["vm"], "vnf-type": "vm"})
     before = ours_left()
     with pytest.raises(DriverError, match="no such tool"):
         tb.node("cpe1").deploy_nf("bob", "probe", sha, {}, flavour="vm")

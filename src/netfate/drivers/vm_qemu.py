@@ -105,6 +105,18 @@ def stop(vm_dir: Path) -> None:
     (vm_dir / "qemu.pid").unlink(missing_ok=True)
 
 
+def stop_all_under(run_dir: Path) -> list[int]:
+    """End every recorded QEMU of every node's VM NFs under ``run_dir`` (testbed down);
+    their PIDs."""
+    ended = []
+    for pidfile in sorted(run_dir.glob("nodes/*/vms/*/qemu.pid")):
+        rec = running(pidfile.parent)
+        if rec is not None:
+            stop(pidfile.parent)
+            ended.append(rec.pid)
+    return ended
+
+
 def _ip(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", *args], capture_output=True, text=True,  # noqa: S603,S607
                           check=False)
