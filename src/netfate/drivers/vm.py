@@ -18,10 +18,8 @@ detail.vm = "exited", and a notification is queued.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import shutil
-import tarfile
 import threading
 import time
 from collections.abc import Callable
@@ -30,10 +28,9 @@ from typing import Any
 
 from netfate import naming
 from netfate.bundle import Bundle, BundleStore
-from netfate.drivers import capabilities, nf_state, vm_image, vm_qemu
+from netfate.drivers import capabilities, nf_state, vm_guest, vm_image, vm_migrate, vm_qemu
 from netfate.drivers.nf_records import InstanceRecords
 from netfate.drivers.nf_script import SCRIPT_TIMEOUT
-from netfate.drivers.vm_migrate import MigrationMixin
 from netfate.drivers.vm_qmp import GuestAgent, Qmp
 from netfate.errors import Conflict, DriverError, InvalidInput, MissingCapability, NotFound
 from netfate.interfaces import ComputeContext, NFInfo, NFPort, NFState
@@ -41,18 +38,8 @@ from netfate.queue import NotificationQueue
 
 VM_MEMORY_MB = 128  # a guest needs this much whatever the NF's own figure (its tools: ~30 MB)
 BOOT_TIMEOUT = 90.0  # s until the guest agent answers (TCG on a busy 2-core host is slow)
-G_ROOT = "/nf"
-G_BUNDLE = f"{G_ROOT}/bundle"
-G_DIR = f"{G_ROOT}/inst"
-# Output to files, not to the agent's pipes: a daemon the script leaves running inherits
-# them, and the agent would report the script only once the daemon exits.
-_WRAP = ('o="$NF_RUN_DIR/.$NF_ACTION.out"; e="$NF_RUN_DIR/.$NF_ACTION.err"; cd "$NF_DIR" && '
-         '/bin/bash "$0" >"$o" 2>"$e" </dev/null; rc=$?; cat "$o"; cat "$e" >&2; '
-         'rm -f "$o" "$e"; exit $rc')
-_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-
-class VmCompute(MigrationMixin):
+class VmCompute:
     """Table II for VM NFs on one node."""
 
     flavour = "vm"
@@ -110,59 +97,17 @@ class VmCompute(MigrationMixin):
         return ga
 
     # -- the guest ------------------------------------------------------------------------
-    def _env(self, info: NFInfo, action: str, extra: dict[str, str] | None) -> dict[str, str]:
-        return {"PATH": _PATH, "LANG": "C.UTF-8", "NF_ACTION": action,
-                "NF_ID": info.instance_id, "NF_NAME": info.name, "NF_OWNER": info.owner,
-                "NF_NODE": info.node, "NF_DIR": G_DIR, "NF_BUNDLE_DIR": G_BUNDLE,
-                "NF_PORTS": " ".join(p.name for p in info.ports),
-                "NF_CONFIG": f"{G_DIR}/config.json", "NF_STATE_DIR": f"{G_DIR}/state",
-                "NF_RUN_DIR": f"{G_DIR}/run", "NF_NOTIFY_DIR": f"{G_ROOT}/notify",
-                "NF_PYTHON": "/usr/bin/python3", "NF_CACHE_DIR": f"{G_ROOT}/cache",
-                "NF_CGROUP_PROCS": "", **(extra or {})}
-
     def _run_script(self, info: NFInfo, bundle: Bundle, action: str,
                     extra: dict[str, str] | None = None, timeout: float | None = None) -> str:
-        """Run the bundle's ``action`` script in the guest; its stdout ("" if the bundle has
-        no such script). DriverError if it fails or times out, as the native driver."""
-        if bundle.script(action) is None:
-            return ""
-        ga = self._agent(info.instance_id)
-        try:
-            rc, out, err = ga.run(["/bin/bash", "-c", _WRAP, f"{G_BUNDLE}/scripts/{action}"],
-                                  self._env(info, action, extra),
-                                  self.script_timeout if timeout is None else timeout)
-        finally:
-            ga.close()
-        if rc != 0:
-            raise DriverError(f"{info.instance_id}: {action} failed (exit {rc}): "
-                              f"{err.strip()[-2000:]}")
-        return out
+        """Run ``action``'s script in the guest (vm_guest.run_script); "" if none."""
+        return vm_guest.run_script(self._agent(info.instance_id), info, bundle, action, extra,
+                                   self.script_timeout if timeout is None else timeout)
 
     def _provision(self, info: NFInfo, bundle: Bundle) -> None:
-        """Copy the bundle and the config into a freshly booted guest."""
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            tar.add(str(bundle.root), arcname=".")
-        ga = self._agent(info.instance_id)
-        try:
-            ga.write_file(f"{G_ROOT}/bundle.tar", buf.getvalue())
-            ga.write_file(f"{G_ROOT}/config.json", json.dumps(info.config).encode())
-            rc, _, err = ga.run(["/bin/sh", "-c",
-                                 f"mkdir -p {G_BUNDLE} {G_DIR}/state {G_DIR}/run "
-                                 f"{G_ROOT}/cache {G_ROOT}/notify && tar -xf {G_ROOT}/bundle.tar "
-                                 f"-C {G_BUNDLE} && mv {G_ROOT}/config.json {G_DIR}/config.json"],
-                                {"PATH": _PATH}, 30)
-        finally:
-            ga.close()
-        if rc != 0:
-            raise DriverError(f"{info.instance_id}: provisioning the guest failed: {err}")
+        vm_guest.provision(self._agent(info.instance_id), info, bundle)
 
     def _push_config(self, info: NFInfo) -> None:
-        ga = self._agent(info.instance_id)
-        try:
-            ga.write_file(f"{G_DIR}/config.json", json.dumps(info.config).encode())
-        finally:
-            ga.close()
+        vm_guest.push_config(self._agent(info.instance_id), info)
 
     def _boot(self, info: NFInfo, incoming: str | None = None) -> None:
         """Start the NF's QEMU on its taps (waiting on ``incoming`` for a migration)."""
@@ -230,7 +175,7 @@ class VmCompute(MigrationMixin):
             vm_qemu.save_spec(d, {"macs": macs, "memory_mb": max(VM_MEMORY_MB,
                                                                  desc.resources.memory_mb)})
             for p in ports:
-                undo.append(lambda tap=p.host_if: vm_qemu.tap_delete(tap))
+                undo.append(_tap_deleter(p.host_if))
                 vm_qemu.tap_create(p.host_if, self.mtu)
             undo.append(lambda: vm_qemu.stop(d))
             self._boot(info, incoming["uri"] if incoming else None)
@@ -340,34 +285,9 @@ class VmCompute(MigrationMixin):
 
     # -- state ----------------------------------------------------------------------------
     def _runner(self, info: NFInfo) -> nf_state.RunScript:
-        """nf_state's script runner, with its host files mirrored into the guest."""
-        bundle = self._bundle(info)
-        host_run = self._idir(info.instance_id) / "run"
-
-        def run(action: str, extra: dict[str, str]) -> str:
-            genv = dict(extra)
-            if "NF_IMPORT_FILE" in extra:
-                self._push_config(info)
-                ga = self._agent(info.instance_id)
-                try:
-                    ga.write_file(f"{G_DIR}/run/import.json",
-                                  Path(extra["NF_IMPORT_FILE"]).read_bytes())
-                finally:
-                    ga.close()
-                genv["NF_IMPORT_FILE"] = f"{G_DIR}/run/import.json"
-            if "NF_EXPORT_FILE" in extra:
-                genv["NF_EXPORT_FILE"] = f"{G_DIR}/run/export.json"
-            out = self._run_script(info, bundle, action, genv)
-            if "NF_EXPORT_FILE" in extra:
-                ga = self._agent(info.instance_id)
-                try:
-                    Path(extra["NF_EXPORT_FILE"]).write_bytes(ga.read_file(genv["NF_EXPORT_FILE"]))
-                finally:
-                    ga.close()
-            return out
-
-        host_run.mkdir(exist_ok=True)
-        return run
+        (self._idir(info.instance_id) / "run").mkdir(exist_ok=True)
+        return vm_guest.state_runner(lambda: self._agent(info.instance_id), info,
+                                     self._bundle(info), self.script_timeout)
 
     def export_state(self, instance_id: str) -> dict[str, Any]:
         with self._lock(instance_id):
@@ -382,6 +302,20 @@ class VmCompute(MigrationMixin):
             nf_state.import_state(info, self._bundle(info), self._idir(instance_id), state,
                                   self._runner(info))
             self.records.save(info)
+
+    # -- live migration (netfate.drivers.vm_migrate) ---------------------------------------
+    def migration_spec(self, instance_id: str) -> dict[str, Any]:
+        return vm_migrate.migration_spec(self, instance_id)
+
+    def prepare_incoming(self, spec: dict[str, Any], host: str = "127.0.0.1") -> NFInfo:
+        return vm_migrate.prepare_incoming(self, spec, host)
+
+    def migrate_out(self, instance_id: str, uri: str,
+                    timeout: float = vm_migrate.MIGRATE_TIMEOUT) -> dict[str, Any]:
+        return vm_migrate.migrate_out(self, instance_id, uri, timeout)
+
+    def finish_incoming(self, instance_id: str, state: str = "running") -> NFInfo:
+        return vm_migrate.finish_incoming(self, instance_id, state)
 
     # -- reports --------------------------------------------------------------------------
     def _crashed(self, info: NFInfo) -> bool:
@@ -456,6 +390,10 @@ class VmCompute(MigrationMixin):
     def _bundle_ports(d: Path) -> list[str]:
         macs = vm_qemu.load_spec(d).get("macs")
         return sorted(macs) if isinstance(macs, dict) else []
+
+
+def _tap_deleter(tap: str) -> Callable[[], object]:
+    return lambda: vm_qemu.tap_delete(tap)
 
 
 def _rss(pid: int) -> int | None:

@@ -1,6 +1,7 @@
 """A reproducible writer of the cpio "newc" format (the Linux initramfs format:
 Documentation/driver-api/early-userspace/buffer-format.rst): every entry owned by root,
-mtime 0 (unless given), inode numbers by order of writing, so the same entries give the same bytes."""
+mtime 0 (unless given), inode numbers by order of writing: the same entries give the same
+bytes."""
 
 from __future__ import annotations
 

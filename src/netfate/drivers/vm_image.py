@@ -21,7 +21,6 @@ manifest. The NNF paper (section IV, Table IV) compares exactly such a small VM 
 from __future__ import annotations
 
 import ast
-import contextlib
 import gzip
 import hashlib
 import io
@@ -46,7 +45,8 @@ IPROUTE = ("/usr/sbin/ip", "/usr/sbin/bridge")  # iproute2: busybox's ip lacks -
 BUSYBOX = "/bin/busybox"
 # Kernel modules the NFs need (and, through modules.dep, what they depend on): the virtio
 # devices, the bridge with br_netfilter, nftables with conntrack, NAT and the common matches.
-MODULES = ("crc32c_generic", "virtio_pci", "virtio_net", "virtio_console", "bridge", "br_netfilter", "nf_tables",
+MODULES = ("crc32c_generic", "virtio_pci", "virtio_net", "virtio_console", "bridge",
+           "br_netfilter", "nf_tables",
            "nf_conntrack", "nf_conntrack_netlink", "nft_ct", "nft_chain_nat", "nft_nat",
            "nft_masq", "nft_limit", "nft_reject_inet", "nft_log",
            "nft_fib_inet", "nft_numgen", "nft_quota", "nft_redir", "nft_hash",
@@ -272,11 +272,11 @@ def _write_initrd(dest: Path, files: dict[str, Path], init: bytes, kdir: Path,
     with tempfile.TemporaryDirectory(prefix="fate-vmimg-") as tmpd:
         # modules.dep for busybox modprobe: depmod over the modules the guest carries.
         mtree = Path(tmpd) / "lib" / "modules" / abi
-        for d, src in files.items():
+        for d, ko in files.items():
             if d.startswith("lib/modules/"):
                 t = Path(tmpd) / d
                 t.parent.mkdir(parents=True, exist_ok=True)
-                os.symlink(src, t)
+                os.symlink(ko, t)
         for meta in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
             if (kdir / "lib" / "modules" / abi / meta).is_file():
                 shutil.copy(kdir / "lib" / "modules" / abi / meta, mtree / meta)
@@ -303,7 +303,7 @@ def _write_initrd(dest: Path, files: dict[str, Path], init: bytes, kdir: Path,
     w.symlink("usr/bin/python3", "python3.11")
     w.symlink("bin/bash", "../usr/bin/bash")
     for path in sorted(entries):
-        src = entries[path]
+        src: bytes | Path = entries[path]
         data = src if isinstance(src, bytes) else src.read_bytes()
         mode = 0o755 if path == "init" or (isinstance(src, Path) and os.access(src, os.X_OK)) \
             else 0o644

@@ -4,6 +4,8 @@
 
 Make-before-break, in the caller's order (the orchestrator's, or a test's):
 
+(`VmCompute` has these as methods.)
+
 1. ``target.prepare_incoming(...)`` with ``source.migration_spec(id)``: the target makes its
    taps (on its LSI) and a QEMU that waits on a loopback/TCP port, with the same devices and
    MACs; it returns the record, whose ``detail["incoming"]`` is the URI;
@@ -33,98 +35,95 @@ MAX_BANDWIDTH = 1 << 30  # bytes/s: loopback or a LAN between nodes, not QEMU's 
 MIGRATE_TIMEOUT = 120.0  # s
 
 
-class MigrationMixin:
-    """The live-migration half of `VmCompute` (a mixin to keep modules small)."""
+def migration_spec(drv: VmCompute, instance_id: str) -> dict[str, Any]:
+    """What the target needs to make an identical VM: owner, name, bundle, config,
+    state and the ports' MACs. NotFound."""
+    info = drv.records.load(instance_id)
+    spec = vm_qemu.load_spec(drv._idir(instance_id))
+    return {"owner": info.owner, "name": info.name, "bundle_sha256": info.bundle_sha256,
+            "config": info.config, "state": str(info.state), "macs": spec.get("macs", {})}
 
-    def migration_spec(self: VmCompute, instance_id: str) -> dict[str, Any]:
-        """What the target needs to make an identical VM: owner, name, bundle, config,
-        state and the ports' MACs. NotFound."""
-        info = self.records.load(instance_id)
-        spec = vm_qemu.load_spec(self._idir(instance_id))
-        return {"owner": info.owner, "name": info.name, "bundle_sha256": info.bundle_sha256,
-                "config": info.config, "state": str(info.state), "macs": spec.get("macs", {})}
-
-    def prepare_incoming(self: VmCompute, spec: dict[str, Any],
-                         host: str = "127.0.0.1") -> NFInfo:
-        """Make the NF on this node as a QEMU waiting for a migration (state CREATED,
-        ``detail["incoming"]`` the URI to give `migrate_out`). InvalidInput for a bad spec;
-        Conflict if the NF exists here; the rest as create_nf (rolled back on failure)."""
+def prepare_incoming(drv: VmCompute, spec: dict[str, Any],
+                 host: str = "127.0.0.1") -> NFInfo:
+    """Make the NF on this node as a QEMU waiting for a migration (state CREATED,
+    ``detail["incoming"]`` the URI to give `migrate_out`). InvalidInput for a bad spec;
+    Conflict if the NF exists here; the rest as create_nf (rolled back on failure)."""
+    try:
+        owner, name = str(spec["owner"]), str(spec["name"])
+        macs = {str(k): str(v) for k, v in dict(spec["macs"]).items()}
+        bundle, cfg, iid = drv._check_create(drv.node, owner, name,
+                                              str(spec["bundle_sha256"]),
+                                              dict(spec["config"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidInput(f"bad migration spec: {exc}") from None
+    if sorted(macs) != sorted(p.name for p in bundle.descriptor.ports):
+        raise InvalidInput("migration spec: the MACs do not name the NF's ports")
+    uri = f"tcp:{host}:{vm_qemu.free_port()}"
+    with drv._lock(iid):
         try:
-            owner, name = str(spec["owner"]), str(spec["name"])
-            macs = {str(k): str(v) for k, v in dict(spec["macs"]).items()}
-            bundle, cfg, iid = self._check_create(self.node, owner, name,
-                                                  str(spec["bundle_sha256"]),
-                                                  dict(spec["config"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidInput(f"bad migration spec: {exc}") from None
-        if sorted(macs) != sorted(p.name for p in bundle.descriptor.ports):
-            raise InvalidInput("migration spec: the MACs do not name the NF's ports")
-        uri = f"tcp:{host}:{vm_qemu.free_port()}"
-        with self._lock(iid):
-            try:
-                self.records.load(iid)
-                raise Conflict(f"NF {iid} already exists on {self.node}")
-            except NotFound:
-                pass
-            return self._create(iid, owner, name, bundle, cfg, {"uri": uri, "macs": macs})
+            drv.records.load(iid)
+            raise Conflict(f"NF {iid} already exists on {drv.node}")
+        except NotFound:
+            pass
+        return drv._create(iid, owner, name, bundle, cfg, {"uri": uri, "macs": macs})
 
-    def migrate_out(self: VmCompute, instance_id: str, uri: str,
-                    timeout: float = MIGRATE_TIMEOUT) -> dict[str, Any]:
-        """Send the running guest to the QEMU waiting on ``uri``; returns QEMU's figures:
-        total_ms, downtime_ms, setup_ms, transferred_bytes. The source stays stopped
-        ("postmigrate") and its record says where it went. NotFound; Conflict if the NF is
-        not running here; DriverError if the migration fails (the source then runs on)."""
-        with self._lock(instance_id):
-            info = self.records.load(instance_id)
-            if info.state not in (NFState.RUNNING, NFState.PAUSED) or \
-                    vm_qemu.running(self._idir(instance_id)) is None:
-                raise Conflict(f"{instance_id} is not running here; nothing to migrate")
-            qmp = self._qmp(instance_id)
-            try:
-                qmp.execute("migrate-set-parameters", {
-                    "downtime-limit": DOWNTIME_LIMIT_MS, "max-bandwidth": MAX_BANDWIDTH})
-                qmp.execute("migrate", {"uri": uri})
-                deadline = time.monotonic() + timeout
-                while True:
-                    st = qmp.execute("query-migrate")
-                    status = st.get("status")
-                    if status == "completed":
-                        break
-                    if status in ("failed", "cancelled"):
-                        raise DriverError(f"{instance_id}: migration {status}: "
-                                          f"{st.get('error-desc', '')}")
-                    if time.monotonic() > deadline:
-                        qmp.execute("migrate_cancel")
-                        raise DriverError(f"{instance_id}: migration took over {timeout}s")
-                    time.sleep(0.005)
-            finally:
-                qmp.close()
-            info.detail = {"migrated_to": uri}
-            info.state = NFState.STOPPED
-            self.records.save(info)
-            ram = st.get("ram", {})
-            return {"total_ms": st.get("total-time"), "downtime_ms": st.get("downtime"),
-                    "setup_ms": st.get("setup-time"),
-                    "transferred_bytes": ram.get("transferred")}
-
-    def finish_incoming(self: VmCompute, instance_id: str, state: str = "running",
-                        timeout: float = 30.0) -> NFInfo:
-        """Wait until the migrated guest runs here, then record it in ``state`` (the
-        source's). NotFound; DriverError if it does not run within ``timeout`` s."""
-        with self._lock(instance_id):
-            info = self.records.load(instance_id)
-            qmp = self._qmp(instance_id)
+def migrate_out(drv: VmCompute, instance_id: str, uri: str,
+            timeout: float = MIGRATE_TIMEOUT) -> dict[str, Any]:
+    """Send the running guest to the QEMU waiting on ``uri``; returns QEMU's figures:
+    total_ms, downtime_ms, setup_ms, transferred_bytes. The source stays stopped
+    ("postmigrate") and its record says where it went. NotFound; Conflict if the NF is
+    not running here; DriverError if the migration fails (the source then runs on)."""
+    with drv._lock(instance_id):
+        info = drv.records.load(instance_id)
+        if info.state not in (NFState.RUNNING, NFState.PAUSED) or \
+                vm_qemu.running(drv._idir(instance_id)) is None:
+            raise Conflict(f"{instance_id} is not running here; nothing to migrate")
+        qmp = drv._qmp(instance_id)
+        try:
+            qmp.execute("migrate-set-parameters", {
+                "downtime-limit": DOWNTIME_LIMIT_MS, "max-bandwidth": MAX_BANDWIDTH})
+            qmp.execute("migrate", {"uri": uri})
             deadline = time.monotonic() + timeout
-            try:
-                while qmp.execute("query-status").get("status") != "running":
-                    if time.monotonic() > deadline:
-                        raise DriverError(f"{instance_id}: the migrated guest does not run")
-                    time.sleep(0.005)
-                if state == NFState.PAUSED:
-                    qmp.execute("stop")
-            finally:
-                qmp.close()
-            info.state = NFState(state) if state in set(NFState) else NFState.RUNNING
-            info.detail = {}
-            self.records.save(info)
-            return info
+            while True:
+                st = qmp.execute("query-migrate")
+                status = st.get("status")
+                if status == "completed":
+                    break
+                if status in ("failed", "cancelled"):
+                    raise DriverError(f"{instance_id}: migration {status}: "
+                                      f"{st.get('error-desc', '')}")
+                if time.monotonic() > deadline:
+                    qmp.execute("migrate_cancel")
+                    raise DriverError(f"{instance_id}: migration took over {timeout}s")
+                time.sleep(0.005)
+        finally:
+            qmp.close()
+        info.detail = {"migrated_to": uri}
+        info.state = NFState.STOPPED
+        drv.records.save(info)
+        ram = st.get("ram", {})
+        return {"total_ms": st.get("total-time"), "downtime_ms": st.get("downtime"),
+                "setup_ms": st.get("setup-time"),
+                "transferred_bytes": ram.get("transferred")}
+
+def finish_incoming(drv: VmCompute, instance_id: str, state: str = "running",
+                timeout: float = 30.0) -> NFInfo:
+    """Wait until the migrated guest runs here, then record it in ``state`` (the
+    source's). NotFound; DriverError if it does not run within ``timeout`` s."""
+    with drv._lock(instance_id):
+        info = drv.records.load(instance_id)
+        qmp = drv._qmp(instance_id)
+        deadline = time.monotonic() + timeout
+        try:
+            while qmp.execute("query-status").get("status") != "running":
+                if time.monotonic() > deadline:
+                    raise DriverError(f"{instance_id}: the migrated guest does not run")
+                time.sleep(0.005)
+            if state == NFState.PAUSED:
+                qmp.execute("stop")
+        finally:
+            qmp.close()
+        info.state = NFState(state) if state in set(NFState) else NFState.RUNNING
+        info.detail = {}
+        drv.records.save(info)
+        return info

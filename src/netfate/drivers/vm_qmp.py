@@ -136,7 +136,7 @@ class GuestAgent(_JsonChannel):
             self.close()
             try:
                 self._connect(max(0.1, deadline - time.monotonic()))
-                token = random.randint(1, 2**31)  # noqa: S311 - a sync token, not a secret
+                token = random.randint(1, 2**31)
                 self._send({"execute": "guest-sync-delimited", "arguments": {"id": token}})
                 step = min(deadline, time.monotonic() + 1.0)
                 while self._reply(step) != token:
