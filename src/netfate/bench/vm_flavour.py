@@ -73,10 +73,10 @@ def run(runs: int = 3, migrations: int = 1) -> dict[str, Any]:
                 if i < runs:
                     node.remove_nf(info.instance_id)
                     made.pop()
-            for _ in range(migrations):
+            for k in range(migrations):
                 iid = made[-1][1]
                 moves.append(_migrate(tb, node, src, dst, iid, (mac, access, uplink),
-                                      f"user:bench{runs}"))
+                                      f"user:bench{runs}", ECHO_PORT + k))
                 src, dst = dst, src
                 made[-1] = (src, moves[-1]["instance_id"])
         finally:
@@ -110,16 +110,17 @@ def run(runs: int = 3, migrations: int = 1) -> dict[str, Any]:
 
 
 def _migrate(tb: Any, node: Any, src: VmCompute, dst: VmCompute, iid: str,
-             where: tuple[str, str, str], tag: str) -> dict[str, Any]:
+             where: tuple[str, str, str], tag: str, port: int) -> dict[str, Any]:
     """One make-before-break live migration under a probe stream and a TCP connection. The
     target's taps join the access node's LSI (the overlay is the orchestrator's part)."""
     inet = tb.internet()
     client_ns = tb.host("client1").netns
-    echo = EchoServer(inet.netns, tb.topology.internet_address, ECHO_PORT)
-    probe = UdpProbe(client_ns, inet.netns, tb.topology.internet_address, port=7788).start()
+    # Fresh ports per migration: a closed listener's port is not free at once.
+    echo = EchoServer(inet.netns, tb.topology.internet_address, port)
+    probe = UdpProbe(client_ns, inet.netns, tb.topology.internet_address, port=port).start()
     from netfate.drivers.netns import tcp_connect
 
-    conn = tcp_connect(client_ns, tb.topology.internet_address, ECHO_PORT, timeout=5)
+    conn = tcp_connect(client_ns, tb.topology.internet_address, port, timeout=5)
     try:
         time.sleep(0.5)
         w0 = time.time()
