@@ -194,6 +194,8 @@ class VmCompute:
     def start_nf(self, instance_id: str) -> NFInfo:
         with self._lock(instance_id):
             info = self.records.load(instance_id)
+            if info.detail.get("incoming"):
+                return info  # a guest on its way here: finish_incoming records it
             d = self._idir(instance_id)
             if vm_qemu.running(d) is None:  # it crashed (or the node restarted): boot again
                 self._boot(info)
@@ -215,7 +217,7 @@ class VmCompute:
     def stop_nf(self, instance_id: str) -> NFInfo:
         with self._lock(instance_id):
             info = self.records.load(instance_id)
-            if info.state in (NFState.STOPPED, NFState.CREATED):
+            if info.state in (NFState.STOPPED, NFState.CREATED) or info.detail.get("incoming"):
                 return info
             if vm_qemu.running(self._idir(instance_id)) is not None:
                 if info.state == NFState.PAUSED:
@@ -230,6 +232,8 @@ class VmCompute:
             info = self.records.load(instance_id)
             if info.state == NFState.PAUSED:
                 return info
+            if info.detail.get("incoming"):
+                raise Conflict(f"{instance_id} is migrating here; pause it once it arrived")
             if info.state != NFState.RUNNING or self._crashed(info):
                 raise Conflict(f"{instance_id} is {info.state}; only a running NF can be paused")
             self._run_script(info, self._bundle(info), "pause")
@@ -241,6 +245,8 @@ class VmCompute:
     def update_nf(self, instance_id: str, config: dict[str, Any]) -> NFInfo:
         with self._lock(instance_id):
             info = self.records.load(instance_id)
+            if info.detail.get("incoming"):
+                raise Conflict(f"{instance_id} is migrating here; update it once it arrived")
             bundle = self._bundle(info)
             cfg = bundle.descriptor.validate_config(config)
             old = info.config
@@ -266,7 +272,8 @@ class VmCompute:
             except NotFound:
                 return
             d = self._idir(instance_id)
-            if vm_qemu.running(d) is not None and not info.detail.get("migrated_to"):
+            if vm_qemu.running(d) is not None and not (info.detail.get("migrated_to") or
+                                                        info.detail.get("incoming")):
                 # The guest goes away with everything in it; its scripts get their say
                 # (the native contract) but cannot keep it.
                 with contextlib.suppress(Exception):

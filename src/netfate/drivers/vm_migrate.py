@@ -46,8 +46,10 @@ def migration_spec(drv: VmCompute, instance_id: str) -> dict[str, Any]:
 def prepare_incoming(drv: VmCompute, spec: dict[str, Any],
                  host: str = "127.0.0.1") -> NFInfo:
     """Make the NF on this node as a QEMU waiting for a migration (state CREATED,
-    ``detail["incoming"]`` the URI to give `migrate_out`). InvalidInput for a bad spec;
-    Conflict if the NF exists here; the rest as create_nf (rolled back on failure)."""
+    ``detail["incoming"]`` the URI to give `migrate_out`). If the NF exists here already
+    (the orchestrator instantiated it before moving the state), its guest is replaced by a
+    waiting one on the same taps, its recorded state kept. InvalidInput for a bad spec;
+    Conflict if it exists with another bundle; the rest as create_nf (rolled back)."""
     try:
         owner, name = str(spec["owner"]), str(spec["name"])
         macs = {str(k): str(v) for k, v in dict(spec["macs"]).items()}
@@ -61,11 +63,22 @@ def prepare_incoming(drv: VmCompute, spec: dict[str, Any],
     uri = f"tcp:{host}:{vm_qemu.free_port()}"
     with drv._lock(iid):
         try:
-            drv.records.load(iid)
-            raise Conflict(f"NF {iid} already exists on {drv.node}")
+            existing = drv.records.load(iid)
         except NotFound:
-            pass
-        return drv._create(iid, owner, name, bundle, cfg, {"uri": uri, "macs": macs})
+            return drv._create(iid, owner, name, bundle, cfg, {"uri": uri, "macs": macs})
+        if existing.bundle_sha256 != bundle.sha256:
+            raise Conflict(f"NF {iid} exists on {drv.node} with another bundle")
+        # The orchestrator instantiated it already (its taps are on the LSI, steered or
+        # not): keep the taps and the record, swap the fresh guest for one that waits.
+        d = drv._idir(iid)
+        vm_qemu.stop(d)
+        spec = vm_qemu.load_spec(d)
+        vm_qemu.save_spec(d, {**spec, "macs": macs})
+        drv._boot(existing, uri)
+        existing.detail = {"incoming": uri}
+        drv.records.save(existing)
+        return existing
+
 
 def migrate_out(drv: VmCompute, instance_id: str, uri: str,
             timeout: float = MIGRATE_TIMEOUT) -> dict[str, Any]:

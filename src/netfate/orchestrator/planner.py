@@ -60,6 +60,11 @@ class Push:
     lap: str | None = None
 
 
+# Flavours whose compute driver live-migrates (its `live_migrate` capability; the agent
+# checks the driver itself before anything moves).
+LIVE_FLAVOURS = frozenset({"vm"})
+
+
 @dataclass(frozen=True)
 class MoveState:
     """Export the NF's state on `src` and import it into `new_iid` on `dst` (laps "export"
@@ -69,6 +74,9 @@ class MoveState:
     iid: str
     dst: str
     new_iid: str
+    # The source runs in a flavour whose driver can live-migrate (the VM flavour): the
+    # executor tries that first, and falls back to export/import if the target can't.
+    live: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,6 +152,7 @@ class InstanceFacts:
     config: dict[str, Any] = field(default_factory=dict)
     exportable: bool = False  # its descriptor says its state can be exported
     node_online: bool = True
+    flavour: str = "native"   # the flavour it runs in
 
 
 # -- operations -------------------------------------------------------------------------------
@@ -183,7 +192,8 @@ def migrate(op_id: str, iid: str, facts: InstanceFacts | None, dst: str, new_iid
     steps: list[Step] = [Want(dst, facts.owner, facts.nf, new_iid, dict(facts.config)),
                          Push(dst, "running", new_iid, lap="instantiate")]
     if facts.exportable and facts.node_online:
-        steps.append(MoveState(facts.node, iid, dst, new_iid))
+        steps.append(MoveState(facts.node, iid, dst, new_iid,
+                               live=facts.flavour in LIVE_FLAVOURS))
     return Occurrence(op_id, "migration failed", steps=tuple(steps),
                       undo=(Drop(new_iid), Retract(dst)),
                       commit=(Drop(iid), ReleaseSource(facts.node, deferred)),
