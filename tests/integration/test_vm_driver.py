@@ -7,13 +7,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from netfate import paths
+from netfate.agent import live_migration
 from netfate.drivers import vm_image, vm_qemu
 from netfate.drivers.vm import VmCompute
 from netfate.errors import DriverError
@@ -120,27 +120,35 @@ def test_failed_vm_create_rolls_back_everything(
 def test_live_migration_keeps_a_tcp_connection(
     tb: Testbed, guest: vm_image.GuestImage, fw_sha: str, servers: list[Server],
 ) -> None:
-    """Make-before-break: the target QEMU waits on -incoming, the guest moves with its rules
-    and conntrack entries, steering switches after it resumes, then the source goes. The
+    """Make-before-break, in the orchestrator's order and through the agent's commands
+    (netfate.agent.live_migration): the target NF is instantiated first (as the executor's
+    Push does), then swapped for a QEMU waiting on -incoming; the guest moves with its rules
+    and conntrack entries; steering switches after it resumes; then the source goes. The
     target node's taps join cpe1's LSI here (the user's access switch): the overlay between
     nodes is the orchestrator's part, not the driver's."""
     servers.append(Server("fate-h-inet", INET, 5201))
     node_name, mac, access, uplink = tb.access("client1")
-    node = tb.node(node_name)
-    src, dst = vm(tb, node_name), vm(tb, "cpe2")
+    node, there = tb.node(node_name), tb.node("cpe2")
+    dst = vm(tb, "cpe2")
     # default_out deny + allow 5201: the connection lives on only if conntrack moves with it
     cfg = {"default_out": "deny", "rules": [{"action": "allow", "proto": "tcp", "dport": 5201}]}
     old = node.deploy_nf("user1", "firewall", fw_sha, cfg, flavour="vm")
     node.steer("user:user1", mac, access, uplink, [old])
     conn = tcp_connect("fate-h-client1", INET, 5201, timeout=5)
     assert conn is not None and echo_ok(conn, b"before")
-    new = dst.prepare_incoming(src.migration_spec(old.instance_id))
+    new = dst.create_nf("cpe2", "user1", "firewall", fw_sha, cfg)  # the executor's Push
     try:
-        assert new.detail["incoming"].startswith("tcp:127.0.0.1:")
+        dst.start_nf(new.instance_id)
         node.attach_ports(new)
-        figures = src.migrate_out(old.instance_id, new.detail["incoming"])
-        moved = dst.finish_incoming(new.instance_id, "running")
-        assert moved.state == NFState.RUNNING
+        spec = live_migration.handle(node, "migrate_spec", old.instance_id, {})
+        assert spec["live_migrate"] is True
+        uri = live_migration.handle(there, "migrate_in", new.instance_id, spec)["uri"]
+        assert uri.startswith("tcp:127.0.0.1:")
+        assert dst.start_nf(new.instance_id).detail["incoming"] == uri  # waits, untouched
+        figures = live_migration.handle(node, "migrate_out", old.instance_id, {"uri": uri})
+        assert live_migration.handle(there, "migrate_finish", new.instance_id,
+                                     {"state": "running"}) == {"state": "running"}
+        moved = dst.info(new.instance_id)
         node.steer("user:user1", mac, access, uplink, [moved])  # same rule ids: replaced
         node.remove_nf(old.instance_id)
         print(f"live migration: {figures}")
@@ -155,5 +163,4 @@ def test_live_migration_keeps_a_tcp_connection(
         with contextlib.suppress(Exception):
             node.network.delete_ports(node.lsi, [p.host_if for p in new.ports])
         dst.delete_nf(new.instance_id)
-        time.sleep(0)
     assert qemus() == []
