@@ -189,6 +189,7 @@ def test_a_vm_whose_target_cannot_take_it_live_moves_by_export_import(db: Databa
     _vm_agents(bus, target_live=False)  # e.g. a native target: the state moves as before
     ok, occ = run(db, bus, lambda op: planner.migrate(op, "i1", facts, "cpe2", "i3"),
                   LcmOperation.MIGRATE)
+    assert occ["state"] == "COMPLETED"
     assert ok and ("cpe1", "export_state") in bus.sent and ("cpe2", "import_state") in bus.sent
 
 
