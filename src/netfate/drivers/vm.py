@@ -103,8 +103,12 @@ class VmCompute:
         return vm_guest.run_script(self._agent(info.instance_id), info, bundle, action, extra,
                                    self.script_timeout if timeout is None else timeout)
 
+    def _cache_dir(self, bundle: Bundle) -> Path:
+        """The node's cache for the bundle: the native driver's (same scripts, same keys)."""
+        return self.dir / "cache" / bundle.sha256
+
     def _provision(self, info: NFInfo, bundle: Bundle) -> None:
-        vm_guest.provision(self._agent(info.instance_id), info, bundle)
+        vm_guest.provision(self._agent(info.instance_id), info, bundle, self._cache_dir(bundle))
 
     def _push_config(self, info: NFInfo) -> None:
         vm_guest.push_config(self._agent(info.instance_id), info)
@@ -184,6 +188,8 @@ class VmCompute:
             if incoming is None:
                 self._provision(info, bundle)
                 self._run_script(info, bundle, "create")
+                with contextlib.suppress(DriverError, OSError):
+                    vm_guest.pull_cache(self._agent(iid), self._cache_dir(bundle))
         except BaseException:
             for step in reversed(undo):
                 with contextlib.suppress(Exception):
