@@ -200,8 +200,10 @@ class VmCompute:
     def start_nf(self, instance_id: str) -> NFInfo:
         with self._lock(instance_id):
             info = self.records.load(instance_id)
-            if info.detail.get("incoming"):
-                return info  # a guest on its way here: finish_incoming records it
+            if info.detail.get("incoming") or info.detail.get("migrated_to"):
+                # A guest on its way here (finish_incoming records it), or gone elsewhere
+                # (the orchestrator releases this one): nothing to start.
+                return info
             d = self._idir(instance_id)
             if vm_qemu.running(d) is None:  # it crashed (or the node restarted): boot again
                 self._boot(info)
@@ -251,8 +253,8 @@ class VmCompute:
     def update_nf(self, instance_id: str, config: dict[str, Any]) -> NFInfo:
         with self._lock(instance_id):
             info = self.records.load(instance_id)
-            if info.detail.get("incoming"):
-                raise Conflict(f"{instance_id} is migrating here; update it once it arrived")
+            if info.detail.get("incoming") or info.detail.get("migrated_to"):
+                raise Conflict(f"{instance_id} is migrating; update it where it arrives")
             bundle = self._bundle(info)
             cfg = bundle.descriptor.validate_config(config)
             old = info.config
