@@ -101,3 +101,55 @@ def test_migration_spec_is_checked_before_anything_is_made(tmp_path: Path) -> No
     with pytest.raises(NotFound):
         drv.migration_spec("n1-u1-fw")
     assert not (tmp_path / "nodes" / "n1" / "vms").exists()
+
+
+class _Live:
+    """A driver that live-migrates (its calls recorded), beside one that does not."""
+
+    flavour = "vm"
+    live_migrate = True
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    def info(self, iid: str) -> object:
+        return object()
+
+    def migration_spec(self, iid: str) -> dict[str, object]:
+        return {"owner": "u1"}
+
+    def migrate_out(self, iid: str, uri: str) -> dict[str, object]:
+        self.calls.append(("out", uri))
+        return {"total_ms": 1, "downtime_ms": 1}
+
+
+class _Plain:
+    flavour = "native"
+
+    def info(self, iid: str) -> object:
+        return object()
+
+
+def test_agent_live_migration_commands_check_the_drivers_capability() -> None:
+    from netfate.agent import live_migration
+
+    class Node:
+        def __init__(self, drv: object) -> None:
+            self.drv = drv
+
+        def driver_of(self, iid: str) -> object:
+            return self.drv
+
+    live = _Live()
+    assert live_migration.handle(Node(live), "migrate_spec", "i1", {}) == \
+        {"live_migrate": True, "owner": "u1"}  # type: ignore[arg-type]
+    assert live_migration.handle(Node(_Plain()), "migrate_spec", "i1", {}) == \
+        {"live_migrate": False}  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="does not live-migrate"):
+        live_migration.handle(Node(_Plain()), "migrate_in", "i1", {})  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="uri"):
+        live_migration.handle(Node(live), "migrate_out", "i1", {})  # type: ignore[arg-type]
+    assert live_migration.handle(Node(live), "migrate_out", "i1", {"uri": "tcp:h:1"})[
+        "downtime_ms"] == 1  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="unknown"):
+        live_migration.handle(Node(live), "migrate_sideways", "i1", {})  # type: ignore[arg-type]
