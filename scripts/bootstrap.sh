@@ -10,6 +10,7 @@ APT_PACKAGES=(
   tcpdump traceroute procps util-linux kmod postgresql
   chromium prometheus freeradius-utils
   iptables  # a detected capability: the NNF paper's Fig. 3 firewall depends on it
+  qemu-system-x86 qemu-guest-agent
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -293,3 +293,56 @@ def test_the_repairs_read_a_shared_instance_as_used_by_each_of_its_users(db: Dat
         rec.steer(s, "user2", "cpe1", ["i1"], None, None)
         (r,) = [u for u in user_records(s) if u.user == "user2"]
     assert r.instances == {"i1": "cpe1"} and r.steered == {"cpe1": ("firewall",)}
+
+
+def _vm_agents(bus: FakeBus, target_live: bool = True, out_ok: bool = True) -> None:
+    """cpe1 runs the NF as a VM; cpe2 can take it live (or not: a native target)."""
+    def source(cmd: Command, nodes: list[str]) -> Reply:
+        if cmd.op == "migrate_spec":
+            return Reply(ok=True, data={"live_migrate": True, "owner": "user1", "state":
+                                        "running"})
+        if cmd.op == "migrate_out":
+            return Reply(ok=out_ok, error=None if out_ok else "migration failed",
+                         data={"total_ms": 900, "downtime_ms": 5})
+        return converge(cmd, nodes)
+
+    def target(cmd: Command, nodes: list[str]) -> Reply:
+        if cmd.op == "migrate_in":
+            return Reply(ok=True, data={"uri": "tcp:127.0.0.1:4444"}) if target_live else \
+                Reply(ok=False, error="InvalidInput: native does not live-migrate")
+        return converge(cmd, nodes)
+
+    bus.agents["cpe1"], bus.agents["cpe2"] = source, target
+
+
+def test_a_vm_migrates_live_when_both_ends_can(db: Database) -> None:
+    facts = planner.InstanceFacts(**{**_placed(db).__dict__, "flavour": "vm"})
+    bus = FakeBus()
+    _vm_agents(bus)
+    ok, occ = run(db, bus, lambda op: planner.migrate(op, "i1", facts, "cpe2", "i2"),
+                  LcmOperation.MIGRATE)
+    assert ok and occ["state"] == "COMPLETED"
+    assert bus.sent == [("cpe2", "apply"), ("cpe1", "migrate_spec"), ("cpe2", "migrate_in"),
+                        ("cpe1", "migrate_out"), ("cpe2", "migrate_finish"), ("cpe1", "apply")]
+    assert {"prepare_ms", "live-migrate_ms"} <= set(occ["params"]["timings"])
+
+
+def test_a_vm_whose_target_cannot_take_it_live_moves_by_export_import(db: Database) -> None:
+    facts = planner.InstanceFacts(**{**_placed(db).__dict__, "flavour": "vm"})
+    bus = FakeBus()
+    _vm_agents(bus, target_live=False)  # e.g. a native target: the state moves as before
+    ok, occ = run(db, bus, lambda op: planner.migrate(op, "i1", facts, "cpe2", "i3"),
+                  LcmOperation.MIGRATE)
+    assert occ["state"] == "COMPLETED"
+    assert ok and ("cpe1", "export_state") in bus.sent and ("cpe2", "import_state") in bus.sent
+
+
+def test_a_failed_live_migration_is_undone_and_the_source_serves_on(db: Database) -> None:
+    facts = planner.InstanceFacts(**{**_placed(db).__dict__, "flavour": "vm"})
+    bus = FakeBus()
+    _vm_agents(bus, out_ok=False)
+    ok, occ = run(db, bus, lambda op: planner.migrate(op, "i1", facts, "cpe2", "i2"),
+                  LcmOperation.MIGRATE)
+    assert not ok and occ["state"] == "ROLLED_BACK"
+    assert "migration failed" in occ["error"]["detail"]
+    assert desired(db, "i1") == Presence.PRESENT

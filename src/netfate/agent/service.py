@@ -18,6 +18,7 @@ import nats
 from nats.aio.msg import Msg
 
 from netfate import __version__, naming
+from netfate.agent import live_migration
 from netfate.agent.bundles import ensure_bundle
 from netfate.agent.managed import ManagedNFs
 from netfate.agent.ports import PORT_POLL_S, leases_file, read_leases, switch_ports
@@ -238,6 +239,9 @@ class Agent:
         if cmd.op in ("export_state", "nf_status") and cmd.instance_id:
             fn = _export_state if cmd.op == "export_state" else _nf_status
             return Reply(ok=True, data=await self._run(fn, self.node, cmd.instance_id))
+        if cmd.op in live_migration.OPS and cmd.instance_id:
+            return Reply(ok=True, data=await self._run(
+                live_migration.handle, self.node, cmd.op, cmd.instance_id, cmd.state or {}))
         if cmd.op == "import_state" and cmd.instance_id and cmd.state is not None:
             await self._run(self._import_state, cmd.instance_id, cmd.state)
             return Reply(ok=True)

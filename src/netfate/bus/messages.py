@@ -69,7 +69,9 @@ class Telemetry(_Msg):
 
 
 class Command(_Msg):
-    op: Literal["apply", "export_state", "import_state", "status", "nf_status", "ping"]
+    op: Literal["apply", "export_state", "import_state", "status", "nf_status", "ping",
+                # live migration of VM NFs (netfate.agent.live_migration)
+                "migrate_spec", "migrate_in", "migrate_out", "migrate_finish"]
     desired: DesiredState | None = None
     instance_id: str | None = None
     state: dict[str, Any] | None = None

@@ -67,6 +67,17 @@ def throughput(
     _run_as_root("throughput", seconds)
 
 
+@app.command("vm")
+def vm(
+    runs: Annotated[int, typer.Option(min=1, max=20)] = 3,
+    migrations: Annotated[int, typer.Option(min=0, max=20)] = 1,
+    json_out: JsonOpt = True,
+) -> None:
+    """The VM flavour (QEMU/TCG firewall): start time, idle RSS, image size, live migration
+    total time and downtime (QEMU's and a probe stream's gap)."""
+    _run_as_root("vm_flavour", runs, migrations)
+
+
 @app.command("control-plane")
 def control_plane(
     nodes: Annotated[int, typer.Option(min=2, max=100_000, help="Simulated NFVI nodes")] = 1000,

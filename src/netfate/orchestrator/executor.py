@@ -38,6 +38,9 @@ from netfate.orchestrator.switches import Switches
 log = logging.getLogger("netfate.coordinator")
 
 
+LIVE_TIMEOUT = 150.0  # s for a live migration's migrate_out (QEMU gives up at 120 s)
+
+
 class _Laps:
     """Milliseconds between laps, by name ("instantiate_ms"...)."""
 
@@ -138,6 +141,8 @@ class Executor:
                 if step.lap:
                     laps.lap(step.lap)
             case MoveState():
+                if step.live and await self._live_move(step, laps, moved):
+                    return
                 exported = await self.bus.command(step.src, Command(op="export_state",
                                                                     instance_id=step.iid))
                 if not exported.ok:
@@ -178,6 +183,36 @@ class Executor:
             return
         self.checkpoints.put(step.new_iid, cp.state, cp.at)
         log.info("%s: restored the state %s exported at %.3f", step.new_iid, step.iid, cp.at)
+
+    async def _live_move(self, step: MoveState, laps: _Laps, moved: dict[str, Any]) -> bool:
+        """Move a VM NF by live migration when both ends can (their drivers' capability
+        `live_migrate`: netfate.agent.live_migration): the running guest, with its rules and
+        conntrack entries, goes to the QEMU the target made; the steering switches after it
+        resumes (the plan's next steps), make-before-break as NetFATE's Xen migration. False
+        when either end can't: the state then moves by export/import. NetfateError if the
+        migration itself fails (the source runs on; the occurrence's undo drops the target).
+        Laps "prepare" and "live-migrate"; QEMU's figures in `moved["live"]`."""
+        spec = await self.bus.command(step.src, Command(op="migrate_spec", instance_id=step.iid))
+        if not spec.ok or not spec.data.get("live_migrate"):
+            return False
+        prep = await self.bus.command(step.dst, Command(
+            op="migrate_in", instance_id=step.new_iid, state=spec.data))
+        uri = prep.data.get("uri") if prep.ok else None
+        if not isinstance(uri, str):
+            return False
+        laps.lap("prepare")
+        out = await self.bus.command(step.src, Command(
+            op="migrate_out", instance_id=step.iid, state={"uri": uri}), timeout=LIVE_TIMEOUT)
+        if not out.ok:
+            raise NetfateError(f"live migration from {step.src}: {out.error}")
+        laps.lap("live-migrate")
+        done = await self.bus.command(step.dst, Command(
+            op="migrate_finish", instance_id=step.new_iid,
+            state={"state": spec.data.get("state", "running")}))
+        if not done.ok:
+            raise NetfateError(f"live migration to {step.dst}: {done.error}")
+        moved["live"] = out.data
+        return True
 
     # -- steering ---------------------------------------------------------------------------
     async def steer(self, s: SteerStep) -> None:

@@ -132,7 +132,7 @@ def instance_facts(s: Session, iid: str) -> InstanceFacts:
         online = repo.get_node(s, i.node_name).online
     return InstanceFacts(node=i.node_name, owner=i.owner, nf=i.nf_name, config=dict(i.config),
                          exportable=bool((descriptor.get("state") or {}).get("exportable")),
-                         node_online=online)
+                         node_online=online, flavour=i.flavour or "native")
 
 
 _Q_FACTS = (sa.select(VnfInstance.id, VnfInstance.node_name, VnfInstance.owner,

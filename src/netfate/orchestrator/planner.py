@@ -62,6 +62,11 @@ class Push:
     lap: str | None = None
 
 
+# Flavours whose compute driver live-migrates (its `live_migrate` capability; the agent
+# checks the driver itself before anything moves).
+LIVE_FLAVOURS = frozenset({"vm"})
+
+
 @dataclass(frozen=True)
 class MoveState:
     """Export the NF's state on `src` and import it into `new_iid` on `dst` (laps "export"
@@ -71,6 +76,9 @@ class MoveState:
     iid: str
     dst: str
     new_iid: str
+    # The source runs in a flavour whose driver can live-migrate (the VM flavour): the
+    # executor tries that first, and falls back to export/import if the target can't.
+    live: bool = False
 
 
 @dataclass(frozen=True)
@@ -158,6 +166,7 @@ class InstanceFacts:
     config: dict[str, Any] = field(default_factory=dict)
     exportable: bool = False  # its descriptor says its state can be exported
     node_online: bool = True
+    flavour: str = "native"   # the flavour it runs in
 
 
 # -- operations -------------------------------------------------------------------------------
@@ -204,7 +213,8 @@ def migrate(op_id: str, iid: str, facts: InstanceFacts | None, dst: str, new_iid
                               flavour),
                          Push(dst, "running", new_iid, lap="instantiate")]
     if facts.exportable and facts.node_online:
-        steps.append(MoveState(facts.node, iid, dst, new_iid))
+        steps.append(MoveState(facts.node, iid, dst, new_iid,
+                               live=facts.flavour in LIVE_FLAVOURS))
     elif facts.exportable:
         steps.append(RestoreState(iid, dst, new_iid))
     return Occurrence(op_id, "migration failed", steps=tuple(steps),

@@ -309,6 +309,9 @@ def down(progress: Progress = _noop) -> dict[str, Any]:
                 pid = access_cleanup(d.name, d).get("dnsmasq_pid")
                 if pid:
                     removed["pids"].append(pid)
+    from netfate.drivers.vm_qemu import stop_all_under
+
+    removed["pids"] += stop_all_under(paths.run_dir())  # VM NFs' QEMUs, by their records
     server = OvsServer(paths.ovs_dir())
     progress("stopping Open vSwitch")
     removed["pids"] += server.stop()
