@@ -8,7 +8,7 @@ APT_PACKAGES=(
   openvswitch-switch nftables conntrack iproute2 iputils-ping iperf3 ethtool
   dnsmasq-base freeradius freeradius-rest runc busybox-static python3-venv python3-nftables
   tcpdump traceroute procps util-linux kmod postgresql
-  chromium prometheus freeradius-utils
+  chromium prometheus freeradius-utils umoci
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
