@@ -75,7 +75,7 @@ def _canonical(p: Path) -> str:
 
 def shared_libraries(exe: Path) -> list[Path]:
     """The shared libraries (and the dynamic loader) `ldd` says `exe` loads."""
-    cp = subprocess.run(["ldd", str(exe)], capture_output=True, text=True,  # noqa: S607
+    cp = subprocess.run(["ldd", str(exe)], capture_output=True, text=True,  # noqa: S603
                         timeout=30, check=False)
     if cp.returncode != 0:
         return []  # statically linked
@@ -92,7 +92,7 @@ def python_imports(files: list[Path]) -> list[str]:
                 names.update(a.name.split(".")[0] for a in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 names.add(node.module.split(".")[0])
-    return sorted(n for n in names if n in sys.stdlib_module_names and n != "__future__")
+    return sorted(n for n in names if n in sys.stdlib_module_names)
 
 
 def python_files(modules: list[str]) -> list[Path]:

@@ -76,9 +76,10 @@ def _check_whiteout(name: str, layer: str) -> None:
                                "directory")
 
 
-def check_layer(tar: bytes, layer: str, limits: LayerLimits = LayerLimits()) -> LayerSummary:
+def check_layer(tar: bytes, layer: str, limits: LayerLimits | None = None) -> LayerSummary:
     """Walk an uncompressed layer tar and refuse it if any entry could reach outside the
     rootfs (see the module docstring). `layer` names it in errors (its digest)."""
+    limits = limits or LayerLimits()
     if len(tar) > limits.max_expanded:
         raise InvalidInput(f"layer {layer} expands to {len(tar)} bytes; the limit is "
                            f"{limits.max_expanded}")

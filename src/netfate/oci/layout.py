@@ -80,7 +80,7 @@ class DirSource:
             if st.st_size > max_bytes:
                 raise InvalidInput(f"image layout {self.root}: {name} is {st.st_size} bytes; "
                                    f"the limit is {max_bytes}")
-            return fh.read(max_bytes + 1)[:max_bytes + 1]
+            return fh.read(max_bytes + 1)
 
 
 class ArchiveSource:
@@ -174,7 +174,7 @@ def _pick(index: dict[str, Any], ref: str | None) -> dict[str, Any]:
 
 
 def verify(src: Source, ref: str | None, budget: int,
-           limits: LayerLimits = LayerLimits()) -> VerifiedImage:
+           limits: LayerLimits | None = None) -> VerifiedImage:
     """Check the image `ref` (None: the only one) of `src` whole; see the module docstring.
     `budget`: bytes the node allows an image (blobs and expanded layers each). InvalidInput
     names what is wrong; NotFound if `ref` or a blob is absent."""
@@ -212,7 +212,7 @@ def verify(src: Source, ref: str | None, budget: int,
         if f"sha256:{hashlib.sha256(tar).hexdigest()}" != f"sha256:{digest_hex(diff_id)}":
             raise InvalidInput(f"layer {ldigest}: digest mismatch: its content is not the "
                                f"config's diff_id {diff_id}")
-        summary = check_layer(tar, ldigest, limits)
+        summary = check_layer(tar, ldigest, limits or LayerLimits())
         img.expanded += summary.expanded_bytes
         if img.expanded > budget:
             raise InvalidInput(f"image expands to more than the disk budget ({budget} bytes)")
