@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from netfate.cli import access, bench, chaos, client, nf, services, testbed
+from netfate.cli import access, bench, chaos, client, images, nf, services, testbed
 
 app = typer.Typer(
     help="NetFATE: network functions at the edge that follow their users.",
@@ -15,6 +15,7 @@ app.add_typer(testbed.app, name="testbed")
 app.add_typer(nf.app, name="nf")
 app.add_typer(bench.app, name="bench")
 app.add_typer(access.app, name="access")
+app.add_typer(images.app, name="images")
 app.command()(services.orchestrator)
 app.command()(services.agent)
 app.command()(services.controller)

@@ -255,3 +255,19 @@ def build_nf_image(store: ImageStore, name: str, epoch: int = 0, *,
     with tempfile.TemporaryDirectory(prefix=".build-") as tmp:
         write_layout(Path(tmp), tar, tag, epoch, IDLE_CMD)
         return store.import_image(Path(tmp), tag, tag)
+
+
+def container_nfs() -> list[str]:
+    """The catalogue NFs offering the container flavour: the images a node needs."""
+    from netfate import catalogue, safe_yaml
+    from netfate.bundle import DESCRIPTOR, DESCRIPTOR_LIMITS
+    from netfate.descriptor import parse_descriptor
+
+    out = []
+    for name in catalogue.NAMES:
+        src = catalogue.source_dir(name) / DESCRIPTOR
+        desc = parse_descriptor(safe_yaml.load(src.read_bytes(), DESCRIPTOR, DESCRIPTOR_LIMITS),
+                                DESCRIPTOR)
+        if "container" in desc.flavours:
+            out.append(name)
+    return out

@@ -203,8 +203,15 @@ def verify(src: Source, ref: str | None, budget: int,
         left -= len(ldata)
         kind = ldesc.get("mediaType")
         if kind == LAYER_TGZ:
-            tar = archive.gunzip(ldata, archive.Limits(
-                max_compressed=len(ldata), max_expanded=max(0, budget - img.expanded)))
+            room = max(0, budget - img.expanded)
+            try:
+                tar = archive.gunzip(ldata, archive.Limits(max_compressed=len(ldata),
+                                                           max_expanded=room))
+            except InvalidInput as exc:
+                if "expands to more than" not in str(exc):
+                    raise InvalidInput(f"layer {ldigest}: {exc}") from None
+                raise InvalidInput(f"layer {ldigest} expands past the disk budget ({budget} "
+                                   "bytes for the image)") from None
         elif kind == LAYER_TAR:
             tar = ldata
         else:
