@@ -38,6 +38,7 @@ from netfate.oci.store import DISK_BUDGET_MB, ImageStore, image_tag
 
 IN_PYTHON = "/usr/bin/python3"  # in the catalogue's images
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_REDIRECT = 'exec "$0" </dev/null >"$1" 2>"$2"'  # a fixed program; the paths are arguments
 
 
 class ContainerCompute(NativeCompute):
@@ -153,16 +154,20 @@ class ContainerCompute(NativeCompute):
                     "NF_NOTIFY_DIR": container_spec.IN_NOTIFY,
                     "NF_CACHE_DIR": container_spec.IN_CACHE,
                     "NF_PYTHON": IN_PYTHON, "PATH": _PATH, "TMPDIR": "/tmp"})
-        argv = self.runc.exec_argv(container_id(info.instance_id),
-                                   [f"{container_spec.IN_BUNDLE}/scripts/{action}"], env,
-                                   container_spec.IN_DIR)
-        limit = self.script_timeout if timeout is None else timeout
+        # The script's output goes to files inside the container: a daemon it leaves running
+        # inherits them, and runc (non-detached) would otherwise copy its stdio pipes until
+        # that daemon exits.
         out_path, err_path = d / "run" / f".{action}.out", d / "run" / f".{action}.err"
+        argv = self.runc.exec_argv(container_id(info.instance_id), [
+            "/bin/sh", "-c", _REDIRECT, f"{container_spec.IN_BUNDLE}/scripts/{action}",
+            container_spec.inside(str(out_path), d), container_spec.inside(str(err_path), d),
+        ], env, container_spec.IN_DIR)
+        limit = self.script_timeout if timeout is None else timeout
         try:
-            with out_path.open("wb") as out, err_path.open("wb") as err:
-                cp = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out,  # noqa: S603
-                                    stderr=err, timeout=limit, check=False)
-            stdout, stderr = out_path.read_bytes(), err_path.read_bytes()
+            cp = subprocess.run(argv, stdin=subprocess.DEVNULL,  # noqa: S603 - fixed argv
+                                capture_output=True, timeout=limit, check=False)
+            stdout = out_path.read_bytes() if out_path.exists() else b""
+            stderr = (err_path.read_bytes() if err_path.exists() else b"") + cp.stderr
         except subprocess.TimeoutExpired:
             raise DriverError(f"{info.instance_id}: {action} script timed out after "
                               f"{limit}s") from None

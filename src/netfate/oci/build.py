@@ -251,7 +251,14 @@ def build_nf_image(store: ImageStore, name: str, epoch: int = 0, *,
     tag = image_tag(desc.name, desc.version)
     if not force and store.has(tag):
         return store.resolve(tag)
-    tar = layer_tar(plan_rootfs(src, desc.capabilities), epoch)
+    return build_image(store, src, tag, desc.capabilities, epoch)
+
+
+def build_image(store: ImageStore, src: Path, tag: str, capabilities: list[str],
+                epoch: int = 0) -> ImageInfo:
+    """Build the image of the NF bundle source `src` (tools for `capabilities`) and store it,
+    verified, as `tag`."""
+    tar = layer_tar(plan_rootfs(src, capabilities), epoch)
     with tempfile.TemporaryDirectory(prefix=".build-") as tmp:
         write_layout(Path(tmp), tar, tag, epoch, IDLE_CMD)
         return store.import_image(Path(tmp), tag, tag)
