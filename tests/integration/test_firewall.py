@@ -26,8 +26,14 @@ def test_inbound_new_connections_are_denied_by_default(
     tb: Testbed, fw_sha: str, servers: list[Server]
 ) -> None:
     servers.append(Server("fate-h-client1", "10.90.1.1", 8080))
-    s = tcp_connect("fate-h-inet", "10.90.1.1", 8080)
-    assert s is not None  # reachable without a firewall
+    # reachable without a firewall (the first packets after `testbed up` may wait on ARP and
+    # the server's start on a busy machine: a few tries)
+    s = None
+    for _ in range(10):  # a refused connect returns at once: wait for the server between tries
+        if (s := tcp_connect("fate-h-inet", "10.90.1.1", 8080)) is not None:
+            break
+        time.sleep(0.3)
+    assert s is not None
     s.close()
     deploy_for(tb, "client1", "user1", fw_sha, {})
     assert tcp_connect("fate-h-inet", "10.90.1.1", 8080, timeout=0.7) is None
