@@ -84,6 +84,7 @@ def test_a_good_image_verifies_stores_and_imports_from_an_oci_archive(tmp_path: 
     store = ImageStore(tmp_path / "store")
     info = store.import_image(src, "good")
     assert store.resolve("good").digest == info.digest
+    assert store.resolve("good").size == info.size > 0
     assert store.import_image(src, "good") == info  # idempotent
     archive = tmp_path / "img.tar"  # what `podman save --format oci-archive` writes
     with tarfile.open(archive, "w") as tar:

@@ -39,6 +39,7 @@ from netfate.oci.layout import (
 DISK_BUDGET_MB = 512  # an image's size on the node, compressed or expanded (MiB)
 UMOCI = "umoci"
 UNPACK_TIMEOUT = 120.0  # s
+SIZE = "io.netfate.image.size"  # annotation in the store's index: bytes of the image's blobs
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ class ImageStore:
                     if (m.get("annotations") or {}).get(REF_NAME) != tag]
             kept.append({"mediaType": MANIFEST, "digest": img.manifest_digest,
                          "size": len(img.blobs[img.manifest_digest]),
-                         "annotations": {REF_NAME: tag}})
+                         "annotations": {REF_NAME: tag, SIZE: str(img.size)}})
             kept.sort(key=lambda m: m["annotations"][REF_NAME])
             index["manifests"] = kept
             self._write(self.layout / "index.json",
@@ -123,7 +124,9 @@ class ImageStore:
         for m in self._index().get("manifests", []):
             tag = (m.get("annotations") or {}).get(REF_NAME)
             if isinstance(tag, str):
-                out.append(ImageInfo(tag, str(m.get("digest")), int(m.get("size") or 0)))
+                size = (m.get("annotations") or {}).get(SIZE, "0")
+                out.append(ImageInfo(tag, str(m.get("digest")),
+                                     int(size) if str(size).isdigit() else 0))
         return sorted(out, key=lambda i: i.tag)
 
     def resolve(self, tag: str) -> ImageInfo:
