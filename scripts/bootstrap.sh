@@ -8,7 +8,7 @@ APT_PACKAGES=(
   openvswitch-switch nftables conntrack iproute2 iputils-ping iperf3 ethtool
   dnsmasq-base freeradius freeradius-rest runc busybox-static python3-venv python3-nftables
   tcpdump traceroute procps util-linux kmod postgresql
-  chromium prometheus freeradius-utils
+  chromium prometheus freeradius-utils umoci
   iptables  # a detected capability: the NNF paper's Fig. 3 firewall depends on it
   qemu-system-x86 qemu-guest-agent
 )

@@ -40,6 +40,7 @@ REQUIRED_SCRIPTS = ("start", "stop")
 FLAVOURS = ("native", "container", "vm")
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 _PORT = re.compile(r"^[a-z][a-z0-9]{0,14}$")
+_CAP = re.compile(r"^CAP_[A-Z_]{2,30}$")
 
 
 class _Model(BaseModel):
@@ -117,6 +118,10 @@ class Descriptor(_Model):
     resources: ResourceRequest = ResourceRequest()
     implementations: dict[str, FlavourRequest] = Field(default_factory=dict, max_length=16)
     state: StateSpec = StateSpec()
+    # Linux capabilities the NF's processes need where a flavour confines them (a container
+    # gets these and no others); e.g. CAP_NET_ADMIN for nft, ip and conntrack.
+    linux_capabilities: tuple[str, ...] = Field(default=(), alias="linux-capabilities",
+                                                max_length=41)
     config_schema: dict[str, Any] = Field(
         default_factory=lambda: {"type": "object"}, alias="config-schema"
     )
@@ -132,6 +137,14 @@ class Descriptor(_Model):
     @classmethod
     def _vnf_type(cls, v: str) -> str:
         return check_flavour(v)
+
+    @field_validator("linux_capabilities")
+    @classmethod
+    def _caps(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for cap in v:
+            if not _CAP.match(cap):
+                raise ValueError(f"linux capability {cap!r} must look like CAP_NET_ADMIN")
+        return tuple(dict.fromkeys(v))
 
     @field_validator("flavours")
     @classmethod

@@ -53,7 +53,7 @@ def tb(testbed_up: None) -> Iterator[Testbed]:
     finally:
         for name in t.node_names:
             node = t.node(name)
-            for nf in node.compute.list_nfs():
+            for nf in node.list_nfs():  # every flavour's
                 with contextlib.suppress(Exception):
                     node.remove_nf(nf.instance_id)
             for r in node.network.list_ts_rules(node.lsi):

@@ -1,4 +1,5 @@
-"""The native personal firewall with real traffic between namespaces."""
+"""The native personal firewall with real traffic between namespaces (what every flavour
+keeps, allow/deny, tenants, pause and moving state, is test_compute_contract.py)."""
 
 from __future__ import annotations
 
@@ -21,50 +22,18 @@ def deploy_for(tb: Testbed, host: str, owner: str, sha: str, cfg: dict[str, obje
     return info.instance_id
 
 
-def rule_packets(tb: Testbed, node: str, iid: str) -> list[int]:
-    return [r["packets"] for r in tb.node(node).compute.status(iid).detail["rules"]]
-
-
-def test_allowed_port_passes_denied_port_drops_counters_show_it(
-    tb: Testbed, fw_sha: str, servers: list[Server]
-) -> None:
-    servers += [Server("fate-h-inet", INET, 5201), Server("fate-h-inet", INET, 2323)]
-    cfg = {"default_out": "allow", "rules": [
-        {"action": "allow", "proto": "tcp", "dport": 5201},
-        {"action": "deny", "proto": "tcp", "dport": 2323},
-    ]}
-    # without the NF both ports answer
-    s = tcp_connect("fate-h-client1", INET, 2323)
-    assert s is not None
-    s.close()
-    iid = deploy_for(tb, "client1", "user1", fw_sha, cfg)
-    before = rule_packets(tb, "cpe1", iid)
-    ok = tcp_connect("fate-h-client1", INET, 5201)
-    assert ok is not None and echo_ok(ok)
-    ok.close()
-    assert tcp_connect("fate-h-client1", INET, 2323, timeout=0.7) is None
-    after = rule_packets(tb, "cpe1", iid)
-    assert after[0] > before[0], "the allow rule's counter shows the traffic crossed the NF"
-    assert after[1] > before[1], "the deny rule's counter shows the drop"
-
-
-def test_tenant_isolation_between_users(tb: Testbed, fw_sha: str, servers: list[Server]) -> None:
-    servers.append(Server("fate-h-inet", INET, 2323))
-    deploy_for(tb, "client1", "user1", fw_sha,
-               {"rules": [{"action": "deny", "proto": "tcp", "dport": 2323}]})
-    deploy_for(tb, "client2", "user2", fw_sha, {"rules": []})
-    assert tcp_connect("fate-h-client1", INET, 2323, timeout=0.7) is None
-    other = tcp_connect("fate-h-client2", INET, 2323)
-    assert other is not None and echo_ok(other), "user1's rules must not apply to user2"
-    other.close()
-
-
 def test_inbound_new_connections_are_denied_by_default(
     tb: Testbed, fw_sha: str, servers: list[Server]
 ) -> None:
     servers.append(Server("fate-h-client1", "10.90.1.1", 8080))
-    s = tcp_connect("fate-h-inet", "10.90.1.1", 8080)
-    assert s is not None  # reachable without a firewall
+    # reachable without a firewall (the first packets after `testbed up` may wait on ARP and
+    # the server's start on a busy machine: a few tries)
+    s = None
+    for _ in range(10):  # a refused connect returns at once: wait for the server between tries
+        if (s := tcp_connect("fate-h-inet", "10.90.1.1", 8080)) is not None:
+            break
+        time.sleep(0.3)
+    assert s is not None
     s.close()
     deploy_for(tb, "client1", "user1", fw_sha, {})
     assert tcp_connect("fate-h-inet", "10.90.1.1", 8080, timeout=0.7) is None
@@ -110,17 +79,3 @@ def test_update_changes_rules_live(tb: Testbed, fw_sha: str, servers: list[Serve
     tb.node("cpe1").compute.update_nf(iid, {"rules": [
         {"action": "deny", "proto": "tcp", "dport": 2323}]})
     assert tcp_connect("fate-h-client1", INET, 2323, timeout=0.7) is None
-
-
-def test_pause_stops_forwarding_and_start_resumes(
-    tb: Testbed, fw_sha: str, servers: list[Server]
-) -> None:
-    servers.append(Server("fate-h-inet", INET, 5201))
-    iid = deploy_for(tb, "client1", "user1", fw_sha, {})
-    compute = tb.node("cpe1").compute
-    compute.pause_nf(iid)
-    assert tcp_connect("fate-h-client1", INET, 5201, timeout=0.7) is None
-    compute.start_nf(iid)
-    s = tcp_connect("fate-h-client1", INET, 5201)
-    assert s is not None and echo_ok(s)
-    s.close()

@@ -1,18 +1,17 @@
-"""The native compute driver and the node's abstractions on the real data plane."""
+"""The native compute driver's checks of its inputs and the node's network abstraction on the
+real data plane. The compute contract every flavour keeps (lifecycle, rollback, crash, traffic,
+state) is test_compute_contract.py."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-from netfate import naming
 from netfate.bundle import build_bundle
-from netfate.drivers import cgroups, netns
-from netfate.errors import Conflict, DriverError, InvalidInput, MissingCapability, NotFound
-from netfate.interfaces import NFState
+from netfate.drivers import cgroups
+from netfate.errors import Conflict, InvalidInput, MissingCapability, NotFound
 from netfate.testbed.context import Testbed
 
 from .conftest import ours_left
@@ -33,71 +32,6 @@ def custom_bundle(tb: Testbed, tmp: Path, scripts: dict[str, str], **desc: objec
 
 def snapshot() -> dict[str, object]:
     return {**ours_left(), "cgroups": cgroups.list_ours()}
-
-
-def test_lifecycle_idempotent_with_env_inputs_and_cgroup(tb: Testbed, tmp_path: Path) -> None:
-    sha = custom_bundle(tb, tmp_path, {
-        "create": 'env | grep ^NF_ | sort > "$NF_DIR/env.txt"; ip -o link > "$NF_DIR/links"',
-        "start": 'sleep 300 & echo $! > "$NF_RUN_DIR/sleep.pid"',
-        "stop": 'kill "$(cat "$NF_RUN_DIR/sleep.pid")" || true',
-        "status": 'echo "{\\"ok\\": true}"',
-    })
-    node = tb.node("cpe1")
-    info = node.deploy_nf("alice", "probe", sha, {"x": 1})
-    assert info.state == NFState.RUNNING
-    assert node.deploy_nf is not None
-    again = node.compute.create_nf("cpe1", "alice", "probe", sha, {"x": 1})  # idempotent
-    assert again.instance_id == info.instance_id
-    d = tb.store.root.parent / "nodes" / "cpe1" / "nfs" / info.instance_id
-    env = dict(line.split("=", 1) for line in (d / "env.txt").read_text().splitlines())
-    assert env["NF_PORTS"] == "lan wan" and env["NF_OWNER"] == "alice"
-    assert json.loads(Path(env["NF_CONFIG"]).read_text()) == {"x": 1}
-    links = (d / "links").read_text()
-    assert " lan@" in links and " wan@" in links  # the script ran inside the NF's namespace
-    assert info.netns == naming.nf_netns("cpe1", "alice", "probe")
-    # the daemon sits in the NF's cgroup, whose limits come from the descriptor
-    pids = cgroups.pids(info.instance_id)
-    assert pids
-    limit = (cgroups.path("memory", info.instance_id) / "memory.limit_in_bytes").read_text()
-    assert int(limit) == 64 * 1024 * 1024
-    quota = (cgroups.path("cpu", info.instance_id) / "cpu.cfs_quota_us").read_text()
-    assert int(quota) == 20_000
-    assert node.compute.start_nf(info.instance_id).state == NFState.RUNNING
-    assert node.compute.status(info.instance_id).detail["ok"] is True
-    assert node.compute.pause_nf(info.instance_id).state == NFState.PAUSED
-    frozen = cgroups.path("freezer", info.instance_id) / "freezer.state"
-    assert frozen.read_text().strip() == "FROZEN"
-    assert node.compute.start_nf(info.instance_id).state == NFState.RUNNING
-    assert frozen.read_text().strip() == "THAWED"
-    assert node.compute.stop_nf(info.instance_id).state == NFState.STOPPED
-    assert node.compute.stop_nf(info.instance_id).state == NFState.STOPPED
-    ports = set(node.network.list_ports(node.lsi))
-    assert {p.host_if for p in info.ports} <= ports
-    node.remove_nf(info.instance_id)
-    node.remove_nf(info.instance_id)  # idempotent
-    assert not netns.exists(info.netns or "")
-    assert not ({p.host_if for p in info.ports} & set(node.network.list_ports(node.lsi)))
-    assert info.instance_id not in cgroups.list_ours()
-
-
-def test_failed_create_rolls_back_everything(tb: Testbed, tmp_path: Path) -> None:
-    sha = custom_bundle(tb, tmp_path, {"create": "echo 'no such tool' >&2; exit 3"})
-    before = snapshot()
-    with pytest.raises(DriverError, match="no such tool"):
-        tb.node("cpe1").deploy_nf("bob", "probe", sha, {})
-    assert snapshot() == before
-    assert tb.node("cpe1").compute.list_nfs() == []
-
-
-def test_failed_start_rolls_back_ports_too(tb: Testbed, tmp_path: Path) -> None:
-    sha = custom_bundle(tb, tmp_path, {"start": "exit 1"})
-    node = tb.node("cpe1")
-    ports_before = set(node.network.list_ports(node.lsi))
-    before = snapshot()
-    with pytest.raises(DriverError, match="start failed"):
-        node.deploy_nf("bob", "probe", sha, {})
-    assert snapshot() == before
-    assert set(node.network.list_ports(node.lsi)) == ports_before
 
 
 def test_name_in_use_capability_and_bad_inputs(tb: Testbed, tmp_path: Path, fw_sha: str) -> None:

@@ -49,6 +49,19 @@ def nf_start(
 
 
 @app.command()
+def flavours(
+    runs: Annotated[int, typer.Option(min=1, max=200, help="Starts per flavour")] = 10,
+    count: Annotated[int, typer.Option("--density", min=0, max=200,
+                                       help="NFs per flavour created and started together")]
+    = 10,
+    json_out: JsonOpt = True,
+) -> None:
+    """The firewall in each flavour (native, container, ...) vs bare: start p50/p95, memory
+    per idle NF, disk, density (NNF Table IV, Glasgow Fig. 2)."""
+    _run_as_root("flavours", runs, count)
+
+
+@app.command()
 def density(
     count: Annotated[int, typer.Option(min=1, max=5000)] = 100,
     ports: Annotated[bool, typer.Option(help="Attach each NF's ports to the node's LSI")] = True,

@@ -1,4 +1,5 @@
-"""netfate images ...: the NF images the project builds itself (the VM flavour's guest)."""
+"""netfate images ...: the images the project builds for its flavours: the node's local OCI
+image store (container NFs) and the VM flavour's guest."""
 
 from __future__ import annotations
 
@@ -7,10 +8,82 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
-from netfate.cli.common import console, emit_json, guarded
+from netfate import paths
+from netfate.cli.common import console, emit_json, guarded, need_root, settings
+from netfate.oci.store import DISK_BUDGET_MB, ImageInfo, ImageStore
 
-app = typer.Typer(help="Images the project builds for its flavours (VM guest).")
+app = typer.Typer(help="OCI images of container NFs: build the catalogue's, import your own.")
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON")]
+
+
+def _store(budget_mb: int = DISK_BUDGET_MB) -> ImageStore:
+    paths.configure(settings().paths.run_dir)
+    return ImageStore(paths.run_dir() / "images", budget_mb * 1024 * 1024)
+
+
+def _print(images: list[ImageInfo], json_out: bool) -> None:
+    if json_out:
+        emit_json([asdict(i) for i in images])
+        return
+    table = Table("tag", "digest", "size (bytes)")
+    for i in images:
+        table.add_row(i.tag, i.digest, str(i.size))
+    console.print(table)
+
+
+@app.command("build")
+def build(
+    nfs: Annotated[list[str] | None, typer.Argument(help="Catalogue NFs (default: every one "
+                                                    "offering the container flavour)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Build even if the tag exists")] = False,
+    epoch: Annotated[int, typer.Option("--source-date-epoch", envvar="SOURCE_DATE_EPOCH",
+                                       min=0, help="Timestamp of every entry (s)")] = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Build catalogue NFs' images reproducibly from the host's Debian packages into the
+    node's image store; idempotent (an image already there is kept unless --force)."""
+    from netfate.oci.build import build_nf_image, container_nfs
+
+    need_root()
+    store = _store()
+    names = nfs or container_nfs()
+    _print(guarded(lambda: [build_nf_image(store, n, epoch, force=force) for n in names]),
+           json_out)
+
+
+@app.command("list")
+def list_cmd(json_out: JsonOpt = False) -> None:
+    """The images in the node's store, by tag."""
+    _print(_store().list(), json_out)
+
+
+@app.command("import")
+def import_cmd(
+    path: Annotated[Path, typer.Argument(help="An OCI image layout directory or an "
+                                         "oci-archive (podman save --format oci-archive)")],
+    tag: Annotated[str, typer.Option("--tag", help="Tag in the store, e.g. firewall-1.0.0")],
+    ref: Annotated[str | None, typer.Option("--ref", help="Which image of the layout "
+                                            "(its reference name); default: its only one")]
+    = None,
+    budget_mb: Annotated[int, typer.Option("--disk-budget-mb", min=1,
+                                           help="Refuse an image larger than this")]
+    = DISK_BUDGET_MB,
+    json_out: JsonOpt = False,
+) -> None:
+    """Verify (digests, layer entries, size) and store a user's image; nothing is stored
+    if any check fails."""
+    need_root()
+    store = _store(budget_mb)
+    _print([guarded(lambda: store.import_image(path, tag, ref))], json_out)
+
+
+@app.command("remove")
+def remove(tag: Annotated[str, typer.Argument(help="The tag to remove")]) -> None:
+    """Untag an image (a no-op if absent)."""
+    need_root()
+    _store().remove(tag)
 
 
 @app.command("build-vm")

@@ -118,6 +118,9 @@ def list_ours() -> list[str]:
 
 
 def remove_parent() -> None:
-    for c in CONTROLLERS:
+    """Remove the project's parent cgroup from every hierarchy (runc, for container NFs,
+    makes it in all of them: pids, devices, blkio, ...); only empty ones go."""
+    hierarchies = sorted(p for p in ROOT.iterdir() if p.is_dir()) if ROOT.is_dir() else []
+    for h in hierarchies:
         with contextlib.suppress(OSError):
-            (ROOT / c / cgroup_parent()).rmdir()
+            (h / cgroup_parent()).rmdir()

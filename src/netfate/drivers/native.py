@@ -46,7 +46,7 @@ class NativeCompute:
         self.script_timeout = script_timeout
         self.dir = rundir / "nodes" / node
         self.nfs_dir = self.dir / "nfs"
-        self.records = InstanceRecords(self.node, self.nfs_dir)
+        self.records = InstanceRecords(self.node, self.nfs_dir, self.flavour)
         self.queue = NotificationQueue(self.dir / "queue")
         self.store = store
         self._caps: set[str] | None = None
@@ -106,6 +106,22 @@ class NativeCompute:
                          extra_env)
         return run_script(info, bundle, action, env, d,
                           self.script_timeout if timeout is None else timeout)
+
+    # -- what a flavour built on this one changes (netfate.drivers.container) -------------
+    def _provision(self, info: NFInfo, bundle: Bundle, undo: list[Callable[[], object]]) -> None:
+        """Called in create once the namespace, ports and cgroups exist, before the record is
+        saved and the create script runs; appends its own undo steps. Native: nothing."""
+
+    def _freeze(self, instance_id: str, frozen: bool) -> None:
+        """Freeze or thaw every process of the NF (pauseNF)."""
+        cgroups.set_frozen(instance_id, frozen)
+
+    def _revive(self, info: NFInfo) -> None:
+        """Called by start before the start script (not when resuming): bring back what
+        must run for the scripts to run. Native: nothing (the scripts start the daemons)."""
+
+    def _teardown(self, info: NFInfo) -> None:
+        """Called by delete after the delete script, before the cgroups go. Native: nothing."""
 
     # -- Table II -------------------------------------------------------------------------
     def create_nf(
@@ -171,6 +187,7 @@ class NativeCompute:
                 netns.tx_checksum_off(ns, p.name)
             cgroups.create(iid, desc.resources.memory_mb, desc.resources.cpu_percent)
             undo.append(lambda: cgroups.delete(iid))
+            self._provision(info, bundle, undo)
             self._save(info)
             self._run_script(info, bundle, "create")
         except BaseException:
@@ -187,8 +204,10 @@ class NativeCompute:
                 return info  # (a running NF whose daemon died is started again)
             extra = {}
             if info.state == NFState.PAUSED:
-                cgroups.set_frozen(instance_id, False)
+                self._freeze(instance_id, False)
                 extra["NF_RESUME"] = "1"
+            else:
+                self._revive(info)
             self._run_script(info, self._bundle(info), "start", extra)
             info.state = NFState.RUNNING
             info.own_macs = netns.own_macs(info.netns or "", {p.name for p in info.ports})
@@ -201,7 +220,7 @@ class NativeCompute:
             if info.state in (NFState.STOPPED, NFState.CREATED):
                 return info
             if info.state == NFState.PAUSED:
-                cgroups.set_frozen(instance_id, False)
+                self._freeze(instance_id, False)
             self._run_script(info, self._bundle(info), "stop")
             info.state = NFState.STOPPED
             self._save(info)
@@ -215,7 +234,7 @@ class NativeCompute:
             if info.state != NFState.RUNNING:
                 raise Conflict(f"{instance_id} is {info.state}; only a running NF can be paused")
             self._run_script(info, self._bundle(info), "pause")
-            cgroups.set_frozen(instance_id, True)
+            self._freeze(instance_id, True)
             info.state = NFState.PAUSED
             self._save(info)
             return info
@@ -249,7 +268,7 @@ class NativeCompute:
                 bundle = None
                 with contextlib.suppress(NotFound):
                     bundle = self._bundle(info)
-                cgroups.set_frozen(instance_id, False)
+                self._freeze(instance_id, False)
                 if bundle is not None:
                     for action in ("stop", "delete") if info.state != NFState.CREATED else (
                         "delete",
@@ -258,6 +277,7 @@ class NativeCompute:
                             self._run_script(info, bundle, action, timeout=10)
                         except DriverError as exc:
                             errors.append(str(exc))
+            self._teardown(info)
             cgroups.delete(instance_id)
             with netns.iproute() as ipr:
                 for p in info.ports:
@@ -309,8 +329,9 @@ class NativeCompute:
     def collect_garbage(self) -> list[str]:
         """Remove what a crash mid-create left on this node: NF namespaces, cgroups and
         directories with no instance record. Run at agent start, before reconciling."""
-        known = {i.instance_id for i in self.list_nfs()}
-        known_ns = {i.netns for i in self.list_nfs()}
+        every = self.records.all_flavours()  # several flavours share the node's namespaces
+        known = {i.instance_id for i in every}
+        known_ns = {i.netns for i in every}
         removed = []
         prefix = f"{naming.PREFIX}{self.node}-"
         for ns in netns.list_names():

@@ -36,9 +36,12 @@ def dead_daemons(run_dir: Path) -> list[str]:
 class InstanceRecords:
     """The records of a node's native NFs, under ``nfs_dir`` (``<rundir>/nodes/<node>/nfs``)."""
 
-    def __init__(self, node: str, nfs_dir: Path) -> None:
+    def __init__(self, node: str, nfs_dir: Path, flavour: str | None = None) -> None:
+        """`flavour`: only records of that flavour are this driver's (several flavours keep
+        their records side by side here, one directory per instance); None: every one."""
         self.node = node
         self.nfs_dir = nfs_dir
+        self.flavour = flavour
 
     def dir(self, instance_id: str) -> Path:
         """The instance's directory (it may not exist)."""
@@ -57,17 +60,26 @@ class InstanceRecords:
             data = json.loads((self.dir(instance_id) / "instance.json").read_text())
         except (FileNotFoundError, NotADirectoryError):
             raise NotFound(f"no NF {instance_id!r} on node {self.node}") from None
+        if self.flavour is not None and data.get("flavour", "native") != self.flavour:
+            raise NotFound(f"no {self.flavour} NF {instance_id!r} on node {self.node}")
         data["ports"] = [NFPort(**p) for p in data["ports"]]
         data["state"] = NFState(data["state"])
         return NFInfo(**data)
 
     def all(self) -> list[NFInfo]:
-        """Every readable record, by instance id; unreadable ones are skipped (garbage
-        collection removes their directories)."""
+        """Every readable record of this flavour, by instance id; unreadable ones are skipped
+        (garbage collection removes their directories)."""
+        return self._all(self)
+
+    def all_flavours(self) -> list[NFInfo]:
+        """Every readable record on the node, whatever its flavour."""
+        return self._all(InstanceRecords(self.node, self.nfs_dir))
+
+    def _all(self, reader: InstanceRecords) -> list[NFInfo]:
         if not self.nfs_dir.is_dir():
             return []
         out = []
         for d in sorted(self.nfs_dir.iterdir()):
             with contextlib.suppress(NotFound, ValueError, KeyError, TypeError):
-                out.append(self.load(d.name))
+                out.append(reader.load(d.name))
         return out

@@ -128,6 +128,8 @@ def up(topo: Topology, progress: Progress = _noop, services: bool = True,
         "metrics": scrape.targets(topo, t),  # where Prometheus finds each process
     }
     paths.run_dir().mkdir(parents=True, exist_ok=True)
+    progress("building container images")
+    state["images"] = build_images(progress)
     state_file().write_text(json.dumps(state, indent=1))
     if services:
         # Running processes are kept, dead ones started again from their records.
@@ -315,6 +317,8 @@ def down(progress: Progress = _noop) -> dict[str, Any]:
     server = OvsServer(paths.ovs_dir())
     progress("stopping Open vSwitch")
     removed["pids"] += server.stop()
+    progress("removing containers")
+    removed["containers"] = _remove_containers()
     progress("removing cgroups")
     for cg in cgroups.list_ours():
         cgroups.delete(cg)
@@ -332,6 +336,36 @@ def down(progress: Progress = _noop) -> dict[str, Any]:
             removed["namespaces"].append(ns)
     shutil.rmtree(paths.run_dir(), ignore_errors=True)
     return removed
+
+
+def _remove_containers() -> list[str]:
+    """runc's containers under the project's state root (their cgroups go with them)."""
+    from netfate.drivers.runc import Runc
+
+    runc = Runc(paths.run_dir() / "runc")
+    gone = []
+    for cid in runc.list_ids():
+        with contextlib.suppress(Exception):
+            runc.delete(cid)
+            gone.append(cid)
+    return gone
+
+
+def build_images(progress: Progress = _noop) -> list[str]:
+    """Build the catalogue's container images into the node store (idempotent); skipped,
+    with a note, where the container flavour's tools are missing."""
+    from netfate.errors import NetfateError
+    from netfate.oci.build import build_nf_image, container_nfs
+    from netfate.oci.store import ImageStore
+
+    store = ImageStore(paths.run_dir() / "images")
+    built = []
+    for name in container_nfs():
+        try:
+            built.append(build_nf_image(store, name).tag)
+        except (NetfateError, OSError) as exc:
+            progress(f"image {name}: not built ({exc})")
+    return built
 
 
 def _delete_ns_links(ns: str) -> None:

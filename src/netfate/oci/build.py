@@ -1,0 +1,282 @@
+"""Building the catalogue's NF images, reproducibly, from the host's Debian packages.
+
+An NF's image is a minimal rootfs holding only what its lifecycle scripts run: busybox-static
+(the shell utilities, and the container's idle process), bash, the tools its descriptor's
+capabilities name (nft, conntrack, tc, ip, ...), each with the shared libraries `ldd` lists,
+and, for an NF with Python helpers, python3 with just the standard-library modules those
+helpers import. It is written as one layer tar (sorted entries, owner 0, every mtime
+SOURCE_DATE_EPOCH, gzip without a timestamp) in an OCI image layout, so the same host
+packages give the same digest (the reproducible-builds.org SOURCE_DATE_EPOCH convention).
+The image then goes through the same verification as a user's (netfate.oci.layout) into the
+node's store, from which umoci unpacks it.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from netfate.drivers.capabilities import TOOLS
+from netfate.errors import DriverError, NotFound
+from netfate.oci.layout import CONFIG, LAYER_TGZ, MANIFEST, REF_NAME
+from netfate.oci.store import ImageInfo, ImageStore, image_tag
+
+BUSYBOX = "/bin/busybox"
+PYTHON = "/usr/bin/python3.11"
+SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+IDLE_CMD = ["/usr/bin/busybox", "sleep", "inf"]  # the container's own process: ~100 KiB
+# Mount points the runtime needs on a read-only root, and where the driver binds the NF's
+# bundle and directories (netfate.drivers.container_spec).
+DIRS = ("dev", "proc", "sys", "tmp", "run", "nf", "etc", "root", "var", "usr/bin", "usr/sbin",
+        "usr/lib", "usr/lib64")
+ROOT_LINKS = {"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib", "lib64": "usr/lib64"}
+ETC_FILES = ("/etc/protocols", "/etc/services")
+_LDD_LINE = re.compile(r"(?:=>\s*)?(/\S+)\s+\(0x")
+
+
+@dataclass
+class Rootfs:
+    """What the layer holds: path in the image -> host file (files), link target (links)."""
+
+    files: dict[str, Path] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)
+    data: dict[str, bytes] = field(default_factory=dict)
+
+    def add_file(self, host: Path, dest: str | None = None) -> None:
+        dest = dest or _canonical(host)
+        self.files.setdefault(dest, host.resolve())
+
+    def add_binary(self, exe: Path) -> None:
+        self.add_file(exe)
+        if exe.resolve() != exe:  # e.g. python3 -> python3.11: keep the name too
+            self.links.setdefault(_canonical(exe), os.path.basename(exe.resolve()))
+            self.add_file(exe.resolve())
+        for lib in shared_libraries(exe):
+            self.add_file(lib)
+
+
+def _canonical(p: Path) -> str:
+    """The path in the image: the real directory (merged /usr) plus the file's own name."""
+    return (Path(os.path.realpath(p.parent)) / p.name).as_posix().lstrip("/")
+
+
+def shared_libraries(exe: Path) -> list[Path]:
+    """The shared libraries (and the dynamic loader) `ldd` says `exe` loads."""
+    cp = subprocess.run(["ldd", str(exe)], capture_output=True, text=True,  # noqa: S603
+                        timeout=30, check=False)
+    if cp.returncode != 0:
+        return []  # statically linked
+    return [Path(m.group(1)) for line in cp.stdout.splitlines()
+            if (m := _LDD_LINE.search(line.strip()))]
+
+
+def python_imports(files: list[Path]) -> list[str]:
+    """The standard-library modules the helpers import (top-level names)."""
+    names: set[str] = set()
+    for f in files:
+        for node in ast.walk(ast.parse(f.read_text(), str(f))):
+            if isinstance(node, ast.Import):
+                names.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module.split(".")[0])
+    return sorted(n for n in names if n in sys.stdlib_module_names)
+
+
+def python_files(modules: list[str]) -> list[Path]:
+    """Every file Debian's python3 loads to import `modules` (startup and site included)."""
+    code = ("import sys, json\n" + "".join(f"import {m}\n" for m in modules) +
+            "print(json.dumps(sorted({getattr(m, '__file__', None) or '' for m in "
+            "list(sys.modules.values())} - {''})))")
+    cp = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True,  # noqa: S603
+                        timeout=60, check=False)
+    if cp.returncode != 0:
+        raise DriverError(f"python3 cannot import {modules}: {cp.stderr.strip()[-300:]}")
+    lib = Path(PYTHON).parent.parent / "lib" / "python3.11"
+    out = [Path(p) for p in json.loads(cp.stdout)]
+    return [p for p in out if lib in p.parents and p.suffix in (".py", ".so")] + [lib / "os.py"]
+
+
+def plan_rootfs(bundle_dir: Path, capabilities: list[str]) -> Rootfs:
+    """The rootfs of the NF whose bundle source is `bundle_dir`, with tools for
+    `capabilities` (the descriptor's). DriverError if a needed host tool is missing."""
+    fs = Rootfs()
+    busybox = Path(BUSYBOX)
+    if not busybox.is_file():
+        raise DriverError("busybox-static is not installed (/bin/busybox)")
+    fs.add_file(busybox, "usr/bin/busybox")
+    wanted = ["bash", "iproute2", *capabilities]
+    for cap in dict.fromkeys(wanted):
+        tool = TOOLS.get(cap)  # (kernel: and hardware: capabilities name no tool)
+        if tool is None or cap == "python3":
+            continue
+        exes = (tool,) if isinstance(tool, str) else tool
+        found = next((w for w in (shutil.which(e, path=SBIN_PATH) for e in exes) if w), None)
+        if found is None:
+            raise DriverError(f"host tool {' or '.join(exes)!r} (capability {cap}) is not "
+                              "installed")
+        fs.add_binary(Path(found))
+    if "python3" in capabilities:
+        fs.add_binary(Path("/usr/bin/python3"))
+        helpers = sorted(bundle_dir.rglob("*.py"))
+        shared = bundle_dir.parent / "_shared"
+        helpers += sorted(shared.glob("*.py")) if shared.is_dir() else []
+        for f in python_files(python_imports(helpers)):
+            if f.is_file():
+                fs.add_file(f, f.as_posix().lstrip("/"))
+        fs.data.setdefault("usr/lib/python3.11/lib-dynload/.keep", b"")
+    for etc in ETC_FILES:
+        if Path(etc).is_file():
+            fs.add_file(Path(etc), etc.lstrip("/"))
+    for f in sorted(Path("/etc/iproute2").glob("*")) if Path("/etc/iproute2").is_dir() else []:
+        if f.is_file():
+            fs.add_file(f, f.as_posix().lstrip("/"))
+    fs.data["etc/passwd"] = b"root:x:0:0:root:/root:/bin/sh\n"
+    fs.data["etc/group"] = b"root:x:0:\n"
+    _busybox_applets(fs)
+    return fs
+
+
+def _busybox_applets(fs: Rootfs) -> None:
+    cp = subprocess.run([BUSYBOX, "--list-full"], capture_output=True, text=True,  # noqa: S603
+                        timeout=10, check=False)
+    taken = {os.path.basename(p) for p in fs.files} | {os.path.basename(p) for p in fs.links}
+    for line in sorted(cp.stdout.split()):
+        name = os.path.basename(line)
+        if name in taken or name == "busybox":
+            continue
+        taken.add(name)
+        d = "usr/sbin" if "sbin" in line else "usr/bin"
+        fs.links[f"{d}/{name}"] = "busybox" if d == "usr/bin" else "../bin/busybox"
+
+
+def layer_tar(fs: Rootfs, epoch: int) -> bytes:
+    """The rootfs as one tar: sorted entries, owner 0, mtime `epoch`, parents first."""
+    entries: dict[str, tuple[str, object]] = {}
+    for d in DIRS:
+        entries[d] = ("dir", None)
+    for name, target in ROOT_LINKS.items():
+        entries[name] = ("link", target)
+    for dest, host in fs.files.items():
+        entries[dest] = ("file", host)
+    for dest, blob in fs.data.items():
+        entries[dest] = ("data", blob)
+    for dest, target in fs.links.items():
+        entries.setdefault(dest, ("link", target))
+    for dest in list(entries):  # every parent directory, explicitly
+        parts = dest.split("/")
+        for i in range(1, len(parts)):
+            entries.setdefault("/".join(parts[:i]), ("dir", None))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in sorted(entries):
+            kind, src = entries[name]
+            info = tarfile.TarInfo(name)
+            info.mtime, info.uid, info.gid, info.uname, info.gname = epoch, 0, 0, "", ""
+            if kind == "dir":
+                info.type, info.mode = tarfile.DIRTYPE, 0o1777 if name == "tmp" else 0o755
+                tar.addfile(info)
+            elif kind == "link":
+                info.type, info.linkname, info.mode = tarfile.SYMTYPE, str(src), 0o777
+                tar.addfile(info)
+            else:
+                data = src if isinstance(src, bytes) else Path(str(src)).read_bytes()
+                mode = 0o644 if isinstance(src, bytes) else os.stat(str(src)).st_mode & 0o755
+                info.size, info.mode = len(data), mode
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def write_layout(dest: Path, tar: bytes, tag: str, epoch: int, cmd: list[str]) -> str:
+    """An OCI image layout at `dest` holding one image (tag `tag`) of the single layer `tar`;
+    returns the manifest's digest. Deterministic: the same inputs give the same bytes."""
+    gz = io.BytesIO()
+    with gzip.GzipFile(fileobj=gz, mode="wb", mtime=0, compresslevel=6) as g:
+        g.write(tar)
+    layer = gz.getvalue()
+    created = datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    config = {
+        "created": created, "architecture": "amd64", "os": "linux",
+        "config": {"Env": [f"PATH={SBIN_PATH}"], "Cmd": cmd, "WorkingDir": "/"},
+        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{hashlib.sha256(tar).hexdigest()}"]},
+        "history": [{"created": created, "created_by": "netfate images build"}],
+    }
+    cbytes = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+    manifest = {
+        "schemaVersion": 2, "mediaType": MANIFEST,
+        "config": {"mediaType": CONFIG, "digest": _digest(cbytes), "size": len(cbytes)},
+        "layers": [{"mediaType": LAYER_TGZ, "digest": _digest(layer), "size": len(layer)}],
+    }
+    mbytes = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+    blobs = dest / "blobs" / "sha256"
+    blobs.mkdir(parents=True, exist_ok=True)
+    for data in (layer, cbytes, mbytes):
+        (blobs / _digest(data).split(":")[1]).write_bytes(data)
+    (dest / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+             "manifests": [{"mediaType": MANIFEST, "digest": _digest(mbytes),
+                            "size": len(mbytes), "annotations": {REF_NAME: tag}}]}
+    (dest / "index.json").write_text(json.dumps(index, sort_keys=True))
+    return _digest(mbytes)
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def build_nf_image(store: ImageStore, name: str, epoch: int = 0, *,
+                   force: bool = False) -> ImageInfo:
+    """Build catalogue NF `name`'s image into `store` (tag ``<name>-<version>``), unless it is
+    there already (`force`: build and re-tag anyway; the same host packages give the same
+    digest). NotFound for an unknown NF; DriverError if a host tool is missing."""
+    from netfate import catalogue, safe_yaml
+    from netfate.bundle import DESCRIPTOR, DESCRIPTOR_LIMITS
+    from netfate.descriptor import parse_descriptor
+
+    src = catalogue.source_dir(name)
+    if not (src / DESCRIPTOR).is_file():
+        raise NotFound(f"no catalogue NF {name!r}")
+    desc = parse_descriptor(safe_yaml.load((src / DESCRIPTOR).read_bytes(), DESCRIPTOR,
+                                           DESCRIPTOR_LIMITS), DESCRIPTOR)
+    tag = image_tag(desc.name, desc.version)
+    if not force and store.has(tag):
+        return store.resolve(tag)
+    return build_image(store, src, tag, desc.capabilities, epoch)
+
+
+def build_image(store: ImageStore, src: Path, tag: str, capabilities: list[str],
+                epoch: int = 0) -> ImageInfo:
+    """Build the image of the NF bundle source `src` (tools for `capabilities`) and store it,
+    verified, as `tag`."""
+    tar = layer_tar(plan_rootfs(src, capabilities), epoch)
+    with tempfile.TemporaryDirectory(prefix=".build-") as tmp:
+        write_layout(Path(tmp), tar, tag, epoch, IDLE_CMD)
+        return store.import_image(Path(tmp), tag, tag)
+
+
+def container_nfs() -> list[str]:
+    """The catalogue NFs offering the container flavour: the images a node needs."""
+    from netfate import catalogue, safe_yaml
+    from netfate.bundle import DESCRIPTOR, DESCRIPTOR_LIMITS
+    from netfate.descriptor import parse_descriptor
+
+    out = []
+    for name in catalogue.NAMES:
+        src = catalogue.source_dir(name) / DESCRIPTOR
+        desc = parse_descriptor(safe_yaml.load(src.read_bytes(), DESCRIPTOR, DESCRIPTOR_LIMITS),
+                                DESCRIPTOR)
+        if "container" in desc.flavours:
+            out.append(name)
+    return out
