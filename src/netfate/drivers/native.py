@@ -24,6 +24,7 @@ from netfate.drivers.nf_state import STATE_FORMAT
 from netfate.errors import Conflict, DriverError, InvalidInput, MissingCapability, NotFound
 from netfate.interfaces import ComputeContext, NFInfo, NFPort, NFState
 from netfate.queue import NotificationQueue
+from netfate.resolver import needed_on_host
 
 # Re-exported: other modules and tests import them from here.
 __all__ = ["NF_PYTHON", "SCRIPT_TIMEOUT", "STATE_FORMAT", "NativeCompute"]
@@ -138,7 +139,10 @@ class NativeCompute:
         desc = bundle.descriptor
         if self.flavour not in desc.flavours:
             raise InvalidInput(f"{desc.name} has no {self.flavour} flavour ({desc.flavours})")
-        lacking = sorted(set(desc.capabilities) - self.capabilities)
+        # Only what this flavour needs from the node itself: a container brings its packages,
+        # a VM its kernel too (netfate.resolver.needed_on_host).
+        lacking = sorted(c for c in set(desc.capabilities) - self.capabilities
+                         if needed_on_host(c, self.flavour))
         if lacking:
             raise MissingCapability(
                 f"node {self.node} lacks capabilities {lacking} that {desc.name} depends on"

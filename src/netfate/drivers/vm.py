@@ -35,6 +35,7 @@ from netfate.drivers.vm_qmp import GuestAgent, Qmp
 from netfate.errors import Conflict, DriverError, InvalidInput, MissingCapability, NotFound
 from netfate.interfaces import ComputeContext, NFInfo, NFPort, NFState
 from netfate.queue import NotificationQueue
+from netfate.resolver import needed_on_host
 
 VM_MEMORY_MB = 128  # a guest needs this much whatever the NF's own figure (its tools: ~30 MB)
 BOOT_TIMEOUT = 90.0  # s until the guest agent answers (TCG on a busy 2-core host is slow)
@@ -152,7 +153,10 @@ class VmCompute:
         desc = bundle.descriptor
         if self.flavour not in desc.flavours:
             raise InvalidInput(f"{desc.name} has no {self.flavour} flavour ({desc.flavours})")
-        lacking = sorted(set(desc.capabilities) - self.capabilities)
+        # Only what this flavour needs from the node itself: a container brings its packages,
+        # a VM its kernel too (netfate.resolver.needed_on_host).
+        lacking = sorted(c for c in set(desc.capabilities) - self.capabilities
+                         if needed_on_host(c, self.flavour))
         if lacking:
             raise MissingCapability(
                 f"node {self.node} lacks capabilities {lacking} that {desc.name} depends on")
