@@ -1,9 +1,15 @@
-"""The default policy, "netfate": NFs at the user's access node, the DC as fallback. Pure.
+"""The default policy, "netfate": NFs at the user's access node, then the PE above it, then
+the DC. Pure.
 
 - NetFATE paper, III.C and IV: each NF a user requires runs on their access CPE; it follows them
-  when they log in elsewhere and is released when their traffic goes idle.
+  when they log in elsewhere and is released when their traffic goes idle. Section V: chains
+  at the CPE and the PE.
 - GNF paper, IV.B: when the edge can't host an NF (capability or load), it goes to the central
-  DC; placement is re-evaluated when a node's utilisation moves by 15% or more.
+  DC; placement is re-evaluated when a node's utilisation moves by 15% or more. Each NF of a
+  chain is placed on its own, so a chain may be split (GNF Fig. 4: firewall on the CPE,
+  inspector in the DC); re-evaluation moves NFs back toward the edge when room appears.
+- Issue 11: only nodes the access node has a tunnel to can host its users' NFs (a node with no
+  route is refused, with the reason in the plan).
 
 A disassociation alone changes nothing: Wi-Fi roaming disassociates before associating
 elsewhere, and releasing then would throw away the state a migration is meant to keep. NFs go
@@ -209,13 +215,19 @@ class NetfatePolicy:
                     return Decision(access.name, f"{what} on access node {access.name}")
                 not_access = f"access node {access.name}: {', '.join(problems)}"
             here = snap.node(current.node) if current is not None else None
+            rejected = [not_access]
+            pe = snap.node(access.parent) if access is not None else None
+            if pe is not None and pe.role == "pe":
+                problems = _misfits(access, pe, entry, ledger, th, current)
+                if not problems:
+                    return Decision(pe.name, f"{what} on PE {pe.name} ({not_access})")
+                rejected.append(f"PE {pe.name}: {', '.join(problems)}")
             if (here is not None and here.role == "dc"
-                    and not misfits(here, entry, ledger, th, hosted=True)):
+                    and not _misfits(access, here, entry, ledger, th, current)):
                 # Stay put rather than hop between DCs whenever another one is a bit lighter.
                 return Decision(here.name, f"{what} stays in DC {here.name} ({not_access})")
-            rejected = [not_access]
             for dc in _dcs_by_preference(snap, ledger, chain_nodes, exclude=here):
-                problems = misfits(dc, entry, ledger, th, hosted=False)
+                problems = _misfits(access, dc, entry, ledger, th, None)
                 if not problems:
                     return Decision(dc.name, f"{what} in DC {dc.name} ({not_access})")
                 rejected.append(f"DC {dc.name}: {', '.join(problems)}")
@@ -224,6 +236,16 @@ class NetfatePolicy:
             return Decision(None, "no node fits: " + "; ".join(rejected))
 
         return choose
+
+
+def _misfits(access: NodeView | None, node: NodeView, entry: CatalogueEntry, ledger: Ledger,
+             th: Thresholds, current: InstanceView | None) -> list[str]:
+    """Why `node` can't host the NF for a user at `access`: its own misfits, or no route
+    (tunnel) from the access node to it."""
+    if access is not None and not access.reaches(node.name):
+        return [f"no route from {access.name} (no tunnel)"]
+    hosted = current is not None and current.node == node.name
+    return misfits(node, entry, ledger, th, hosted=hosted)
 
 
 def _active(user: UserView) -> bool:

@@ -115,7 +115,20 @@ def node_view(n: Any) -> NodeView:
         mem_total_mb=int(r.get("mem_total_mb", 0)), mem_free_mb=int(r.get("mem_free_mb", 0)),
         cpu_util=float(r.get("cpu_util", 0.0)), nf_count=int(r.get("nf_count", 0)),
         flavours=advertised(n.infrastructure),
+        **_overlay(n.infrastructure),
     )
+
+
+def _overlay(infra: dict[str, Any] | None) -> dict[str, Any]:
+    """The node's parent and tunnels from its switch-port report (NodeView's fields)."""
+    ports = (infra or {}).get("switch_ports")
+    if not isinstance(ports, dict):
+        return {}
+    links, up, tunnels = ports.get("links") or {}, ports.get("uplink"), ports.get("tunnels")
+    out: dict[str, Any] = {"parent": links.get(up) if up and isinstance(links, dict) else None}
+    if isinstance(tunnels, dict):
+        out["tunnels"] = frozenset(str(k) for k in tunnels)
+    return out
 
 
 def user_view(u: Any, session_active: bool) -> UserView:
@@ -195,6 +208,11 @@ def _build_users(session: Session, names: list[str], nodes: list[str],
     wanted.update(i.node_name for i in insts)
     node_rows: dict[str, Any] = {n.name: n for n in conn.execute(_Q_DC_NODES)}
     missing = sorted(wanted - node_rows.keys())
+    for chunk in _chunks(missing):
+        node_rows.update((n.name, n) for n in conn.execute(_Q_NODES_IN, {"names": chunk}))
+    # The PEs above those nodes: the policy's second tier (issue 11).
+    parents = {_overlay(n.infrastructure).get("parent") for n in node_rows.values()}
+    missing = sorted(p for p in parents if p and p not in node_rows)
     for chunk in _chunks(missing):
         node_rows.update((n.name, n) for n in conn.execute(_Q_NODES_IN, {"names": chunk}))
     return Snapshot(
