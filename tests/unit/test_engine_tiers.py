@@ -56,3 +56,11 @@ def test_room_on_the_cpe_brings_the_nf_back_from_the_pe() -> None:
     snap, _ = run(world([cpe(cpu=0.9), pe(), dc()], [user()]), LOGIN)
     p = plan(snap, NodeTelemetry(node="cpe1", cpu_util=0.2, mem_free_mb=800, nf_count=0))
     assert [(m.src, m.dst) for m in p.of(Migrate)] == [("pe1", "cpe1")]
+
+
+def test_roaming_keeps_a_dc_nf_where_it_is_and_only_steers_anew() -> None:
+    cpe2 = node("cpe2").model_copy(update={"parent": "pe1", "tunnels": ALL | {"cpe1"}})
+    snap, _ = run(world([cpe(cpu=0.9), cpe2, pe(cpu=0.95), dc()], [user()]), LOGIN)
+    p = plan(snap, UserAssociated(user="alice", node="cpe2"))
+    assert p.of(Migrate) == () and p.of(Place) == ()
+    assert p.of(Steer)[0].node == "cpe2" and p.of(Steer)[0].chain == ("dc1-alice-firewall",)

@@ -98,8 +98,11 @@ class NetfatePolicy:
         # Steering is restated on every association, even when no NF moves: the device has
         # just (re)joined the access switch, the engine can't see its flows, and Steer is
         # idempotent.
+        # A roam: only what must move moves (issue 11). An NF on the old CPE follows the
+        # user; one on a PE or in the DC stays where it is and only the steering changes.
+        roam = user.session_active and user.access_node not in (None, ev.node)
         converge_user(
-            snap, joined, self._chooser(snap, joined, ledger), ledger, out,
+            snap, joined, self._chooser(snap, joined, ledger, roam=roam), ledger, out,
             previous_access=user.access_node if user.session_active else None,
             force_steer=True,
         )
@@ -198,7 +201,8 @@ class NetfatePolicy:
 
     # -- placement ---------------------------------------------------------------------------
 
-    def _chooser(self, snap: Snapshot, user: UserView, ledger: Ledger) -> Chooser:
+    def _chooser(self, snap: Snapshot, user: UserView, ledger: Ledger,
+                 roam: bool = False) -> Chooser:
         th = self.thresholds
         access = snap.node(user.access_node)
 
@@ -206,6 +210,11 @@ class NetfatePolicy:
             entry: CatalogueEntry, current: InstanceView | None, chain_nodes: tuple[str, ...]
         ) -> Decision:
             what = f"{entry.name} for {user.name}"
+            now = snap.node(current.node) if current is not None else None
+            if (roam and now is not None and now.role in ("pe", "dc")
+                    and not _misfits(access, now, entry, ledger, th, current)):
+                return Decision(now.name, f"{what} stays on {now.role.upper()} {now.name} "
+                                          "while the user roams: only the steering changes")
             if access is None:
                 not_access = f"access node {user.access_node} unknown"
             else:

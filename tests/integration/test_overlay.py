@@ -1,0 +1,164 @@
+"""Chains across CPE, PE and DC on the real data plane (issue 11): VXLAN tunnels between the
+nodes' LSIs over the infrastructure links, the user's traffic through NFs on other nodes and
+back, both ways. One stack for the module: cpe1 has room for a firewall but not an inspector,
+cpe2 and the PE have room for nothing, the DC for everything."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from netfate import paths
+from netfate.controller import pipeline as pl
+from netfate.roaming.probes import TcpStream
+from netfate.roaming.session import running_at, wait_for
+from netfate.testbed.move import move
+from netfate.testbed.topology import Topology, load_topology
+
+from .conftest import tcp_connect
+from .test_roaming import ALLOWED, DENIED, IDLE_S, INET, _stack, connects, login
+
+TOPOLOGY = """
+name: netfate-overlay-test
+nodes:
+  - {name: core, role: pe, mem_mb: 8}
+  - {name: dc, role: dc, uplink: core}
+  - {name: cpe1, role: cpe, uplink: core, mem_mb: 40}
+  - {name: cpe2, role: cpe, uplink: core, mem_mb: 8}
+hosts:
+  - {name: inet, role: internet, attach: core}
+  - {name: client1, role: client, attach: cpe1, address: 10.90.1.1}
+  - {name: client2, role: client, attach: cpe2, address: 10.90.1.2}
+"""
+
+
+@pytest.fixture(scope="module")
+def topo(tmp_path_factory: pytest.TempPathFactory) -> Topology:
+    f = Path(tmp_path_factory.mktemp("overlay")) / "overlay.yaml"
+    f.write_text(TOPOLOGY)
+    return load_topology(f)
+
+
+@pytest.fixture(scope="module")
+def stack(topo: Topology) -> Iterator[httpx.Client]:
+    yield from _stack(topo)
+
+
+def owned_flows(bridge: str, user: str) -> list[str]:
+    """Every flow the controller installed for this user, of any kind (cookie's owner)."""
+    mark = pl.cookie(pl.Kind.USER, user) & ((1 << 48) - 1)
+    out = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", bridge],
+                         capture_output=True, text=True, check=True,
+                         env={**os.environ, "OVS_RUNDIR": str(paths.ovs_dir())}).stdout
+    return [line for line in out.splitlines() if "cookie=0x" in line
+            and int(line.split("cookie=")[1].split(",")[0], 16) & ((1 << 48) - 1) == mark]
+
+
+def tunnel_flows(bridge: str, user: str) -> list[str]:
+    return [f for f in owned_flows(bridge, user) if "tun_id" in f]
+
+
+def ns_inode(instance: str) -> int:
+    return os.stat(f"/run/netns/fate-{instance}").st_ino
+
+
+def echo(ns: str, port: int) -> bool:
+    s = tcp_connect(ns, INET, port, timeout=2)
+    if s is None:
+        return False
+    try:
+        s.sendall(b"x" * 20000)
+        got = b""
+        while len(got) < 20000:
+            chunk = s.recv(65536)
+            if not chunk:
+                return False
+            got += chunk
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def test_a_user_whose_cpe_has_no_room_is_served_through_the_firewall_in_the_dc(
+        stack: httpx.Client, topo: Topology) -> None:
+    login(stack, topo, "client2", "user2")
+    assert running_at(stack, "user2") == {"dc-user2-firewall": "dc"}
+    c2 = topo.host("client2").netns
+    assert echo(c2, ALLOWED), "20 kB echoed both ways through the DC's firewall"
+    assert not connects(c2, DENIED), "the DC firewall's rule applies"
+    # the stretch is hosted on the DC's switch, keyed by the tunnel (no address matched)
+    assert tunnel_flows("fate-dc", "user2") and tunnel_flows("fate-cpe2", "user2")
+
+
+def test_roaming_with_a_dc_nf_keeps_tcp_and_does_not_recreate_it(
+        stack: httpx.Client, topo: Topology) -> None:
+    c2 = topo.host("client2").netns
+    before = ns_inode("dc-user2-firewall")
+    tcp = TcpStream(c2, INET, ALLOWED).start()
+    try:
+        time.sleep(0.5)
+        move("client2", "cpe1")
+        wait_for(lambda: tunnel_flows("fate-cpe1", "user2"), 30, "user2 steered at cpe1")
+        wait_for(lambda: not owned_flows("fate-cpe2", "user2"), 30, "cpe2 to forget user2")
+        time.sleep(1.0)
+        assert tcp.alive, tcp.error
+        assert running_at(stack, "user2") == {"dc-user2-firewall": "dc"}
+        assert ns_inode("dc-user2-firewall") == before, "the DC's firewall was not re-created"
+        assert not any(o["operation"] in ("MIGRATE", "INSTANTIATE")
+                       and o.get("vnf_instance_id") != "dc-user2-firewall"
+                       for o in stack.get("/vnf_lcm_op_occs").json()
+                       if "user2" in str(o.get("vnf_instance_id")))
+        assert connects(c2, ALLOWED) and not connects(c2, DENIED)
+    finally:
+        tcp.stop()
+
+
+def test_idle_release_removes_the_dc_nf_and_its_tunnel_flows(
+        stack: httpx.Client, topo: Topology) -> None:
+    wait_for(lambda: not running_at(stack, "user2"), IDLE_S + 30, "user2's idle release")
+    wait_for(lambda: not any(n.startswith("fate-dc-user2-")
+                             for n in os.listdir("/run/netns")), 15, "the DC NF to go")
+    wait_for(lambda: not tunnel_flows("fate-dc", "user2")
+             and not tunnel_flows("fate-cpe1", "user2"), 15, "user2's tunnel flows to go")
+
+
+def test_split_chain_cpe_firewall_then_dc_inspector(stack: httpx.Client,
+                                                    topo: Topology) -> None:
+    r = stack.post("/users", json={
+        "name": "user1", "password": "user1-secret",
+        "required_nfs": ["firewall", "packet-inspector"],
+        "nf_config": {"firewall": {"rules": [{"action": "deny", "proto": "tcp",
+                                              "dport": DENIED}]},
+                      "packet-inspector": {"scan_ports": 10, "window_s": 5}}})
+    assert r.status_code == 201, r.text
+    from netfate.roaming.session import portal_login
+
+    portal_login(topo, "client1", "user1", "user1-secret")
+    want = {"cpe1-user1-firewall": "cpe1", "dc-user1-packet-inspector": "dc"}
+    wait_for(lambda: running_at(stack, "user1") == want, 40, "the split chain")
+    c1 = topo.host("client1").netns
+    wait_for(lambda: connects(c1, ALLOWED), 15, "user1 steered through both")
+    assert echo(c1, ALLOWED)
+    assert not connects(c1, DENIED), "the CPE's firewall is on the path"
+    # the inspector in the DC sees the user's traffic (a port scan) and names the user
+    for port in range(21000, 21030):
+        s = tcp_connect(c1, INET, port, timeout=0.05)
+        if s:
+            s.close()
+
+    def note() -> dict[str, Any] | None:
+        notes = stack.get("/notifications", params={
+            "nf_instance_id": "dc-user1-packet-inspector"}).json()
+        return next((n for n in notes if n.get("type") == "port-scan"), None)
+
+    n = wait_for(note, 20, "the inspector's notification", step=0.3)
+    assert "user1" in str(n), n
