@@ -17,9 +17,10 @@ import pytest
 
 from netfate import paths
 from netfate.controller import pipeline as pl
+from netfate.proc import netns_argv
 from netfate.roaming.probes import TcpStream
 from netfate.roaming.session import running_at, wait_for
-from netfate.testbed.move import move
+from netfate.testbed.move import _inside, move
 from netfate.testbed.topology import Topology, load_topology
 
 from .conftest import tcp_connect
@@ -88,6 +89,27 @@ def echo(ns: str, port: int) -> bool:
         s.close()
 
 
+def http_get(ns: str, port: int = 8080) -> int | None:
+    """An HTTP GET from `ns` to a web server started for it on the internet host."""
+    server = subprocess.Popen(
+        netns_argv("fate-h-inet", ["python3", "-m", "http.server", str(port), "--bind", INET]),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            cp = subprocess.run(netns_argv(ns, ["curl", "-s", "-o", "/dev/null", "-w",
+                                                "%{http_code}", "--max-time", "2",
+                                                f"http://{INET}:{port}/"]),
+                                capture_output=True, text=True, check=False)
+            if cp.stdout.strip().isdigit() and cp.stdout.strip() != "000":
+                return int(cp.stdout.strip())
+            time.sleep(0.2)
+        return None
+    finally:
+        server.kill()
+        server.wait()
+
+
 def test_a_user_whose_cpe_has_no_room_is_served_through_the_firewall_in_the_dc(
         stack: httpx.Client, topo: Topology) -> None:
     login(stack, topo, "client2", "user2")
@@ -149,6 +171,8 @@ def test_split_chain_cpe_firewall_then_dc_inspector(stack: httpx.Client,
     wait_for(lambda: connects(c1, ALLOWED), 15, "user1 steered through both")
     assert echo(c1, ALLOWED)
     assert not connects(c1, DENIED), "the CPE's firewall is on the path"
+    assert http_get(c1) == 200, "HTTP crosses the CPE's firewall and the DC's inspector"
+    assert tunnel_flows("fate-dc", "user1") and tunnel_flows("fate-cpe1", "user1")
     # the inspector in the DC sees the user's traffic (a port scan) and names the user
     for port in range(21000, 21030):
         s = tcp_connect(c1, INET, port, timeout=0.05)
@@ -161,4 +185,5 @@ def test_split_chain_cpe_firewall_then_dc_inspector(stack: httpx.Client,
         return next((n for n in notes if n.get("type") == "port-scan"), None)
 
     n = wait_for(note, 20, "the inspector's notification", step=0.3)
-    assert "user1" in str(n), n
+    assert n["owner"] == "user1" and n["node"] == "dc", n
+    assert n["source"] == _inside(c1)[0][0].split("/")[0], n  # the user's own address
