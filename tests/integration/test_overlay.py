@@ -187,3 +187,31 @@ def test_split_chain_cpe_firewall_then_dc_inspector(stack: httpx.Client,
     n = wait_for(note, 20, "the inspector's notification", step=0.3)
     assert n["owner"] == "user1" and n["node"] == "dc", n
     assert n["source"] == _inside(c1)[0][0].split("/")[0], n  # the user's own address
+
+
+def test_three_tiers_serve_users_under_both_pes_with_a_firewall_on_the_pe(
+        stack: httpx.Client, tmp_path: Path) -> None:
+    """The three-tier topology file (CPEs under two PEs under a DC): a user at cpe1 (under
+    pe1) with their firewall on their CPE, a user at cpe3 (under pe2), whose CPE has no room,
+    with theirs on pe2, the PE above it; both reach the internet host behind the DC. Runs
+    last: it replaces the module's stack with its own."""
+    from importlib import resources
+
+    text = resources.files("netfate.testbed").joinpath("three-tier.yaml").read_text()
+    text = text.replace("{name: cpe3, role: cpe, uplink: pe2}",
+                        "{name: cpe3, role: cpe, uplink: pe2, mem_mb: 8}")
+    f = tmp_path / "three-tier.yaml"
+    f.write_text(text)
+    topo3 = load_topology(f)
+    gen = _stack(topo3)
+    api = next(gen)
+    try:
+        login(api, topo3, "client1", "user1")
+        assert running_at(api, "user1") == {"cpe1-user1-firewall": "cpe1"}
+        login(api, topo3, "client3", "user3")
+        assert running_at(api, "user3") == {"pe2-user3-firewall": "pe2"}
+        for host in ("client1", "client3"):
+            ns = topo3.host(host).netns
+            assert echo(ns, ALLOWED) and not connects(ns, DENIED), host
+    finally:
+        gen.close()

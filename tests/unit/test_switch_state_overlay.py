@@ -71,3 +71,10 @@ def test_a_switch_locates_users_down_a_tree_of_pes() -> None:
     dc = switch_state(w, "dc")
     assert dc is not None and [(loc.user, loc.port) for loc in dc.locations] == [
         ("user1", "d-p1")]
+
+
+def test_a_node_whose_name_starts_with_p_has_no_nf_ports_by_name() -> None:
+    # The agent collects NF ports left by a crash by name: a PE called pe1 keeps its own.
+    assert naming.is_nf_port(naming.nf_port("pe1-user1-firewall", "lan"))
+    for own in ("fate-pe1-up", "fate-pe1-cpe1", "fate-pe1-t-dc", naming.ifname("pe1", "ul")):
+        assert not naming.is_nf_port(own), own
