@@ -11,8 +11,9 @@ reports (netfate.agent.ports) together with its endpoint.
 Emulation only (a real node has its own ovs-vswitchd and kernel routes): all nodes share one
 userspace ovs-vswitchd, so the route to a peer is chosen by the sending node's packet mark
 (`egress_pkt_mark` = the endpoint as a 32-bit number, plus an `ovs/route` per pair), the
-peer's MAC is set in the tunnel neighbour cache (the kernel would not answer ARP between two
-of its own addresses), and each pair of nodes uses a UDP port of its own, so the daemon can
+peer's MAC is set in the tunnel neighbour cache at once (OVS re-learns it by ARP later, which
+the kernel answers between two of its own addresses only with accept_local on the underlay
+interfaces), and each pair of nodes uses a UDP port of its own, so the daemon can
 tell which node a tunnel packet is for without `local_ip` (which OVS 3.1 cannot combine with
 a marked route).
 """
@@ -105,6 +106,11 @@ def up(topo: Topology, server: OvsServer, net: OvsNetwork) -> dict[str, str]:
                "datapath_type=netdev", "fail_mode=standalone")
         _ip("link", "set", ep.bridge, "mtu", str(UNDERLAY_MTU), "up")
         _ip("addr", "replace", f"{ep.ip}/{subnet.prefixlen}", "dev", ep.bridge)
+        # The tunnel neighbour cache set below expires after 15 idle minutes; OVS then asks
+        # by ARP, which the kernel answers between two of its own addresses only with
+        # accept_local (and no reverse-path filter) on the underlay interfaces.
+        for key, value in (("accept_local", "1"), ("rp_filter", "0")):
+            run(["sysctl", "-qw", f"net.ipv4.conf.{ep.bridge}.{key}={value}"])
     for n in topo.nodes:
         if n.uplink is None or n.name not in eps or n.uplink not in eps:
             continue
