@@ -17,6 +17,7 @@ import pytest
 
 from netfate import paths
 from netfate.controller import pipeline as pl
+from netfate.drivers.ovs import OvsServer
 from netfate.proc import netns_argv
 from netfate.roaming.probes import TcpStream
 from netfate.roaming.session import running_at, wait_for
@@ -119,6 +120,11 @@ def test_a_user_whose_cpe_has_no_room_is_served_through_the_firewall_in_the_dc(
     assert not connects(c2, DENIED), "the DC firewall's rule applies"
     # the stretch is hosted on the DC's switch, keyed by the tunnel (no address matched)
     assert tunnel_flows("fate-dc", "user2") and tunnel_flows("fate-cpe2", "user2")
+    # the underlay's neighbours expire when idle: OVS learns them again by ARP
+    server = OvsServer(paths.ovs_dir())
+    subprocess.run(["ovs-appctl", "-t", str(server.rundir / "ovs-vswitchd.ctl"),
+                    "tnl/neigh/flush"], env={**os.environ, **server.env}, check=True)
+    wait_for(lambda: echo(c2, ALLOWED), 10, "the tunnel after its neighbours were flushed")
 
 
 def test_roaming_with_a_dc_nf_keeps_tcp_and_does_not_recreate_it(

@@ -108,8 +108,11 @@ def up(topo: Topology, server: OvsServer, net: OvsNetwork) -> dict[str, str]:
         _ip("addr", "replace", f"{ep.ip}/{subnet.prefixlen}", "dev", ep.bridge)
         # The tunnel neighbour cache set below expires after 15 idle minutes; OVS then asks
         # by ARP, which the kernel answers between two of its own addresses only with
-        # accept_local (and no reverse-path filter) on the underlay interfaces.
-        for key, value in (("accept_local", "1"), ("rp_filter", "0")):
+        # accept_local (and no reverse-path filter) on the underlay interfaces, and only from
+        # the interface that has the address with arp_ignore (else every underlay interface
+        # the flooded request reaches answers it with its own MAC).
+        for key, value in (("accept_local", "1"), ("rp_filter", "0"), ("arp_ignore", "1"),
+                           ("arp_announce", "2")):
             run(["sysctl", "-qw", f"net.ipv4.conf.{ep.bridge}.{key}={value}"])
     for n in topo.nodes:
         if n.uplink is None or n.name not in eps or n.uplink not in eps:
