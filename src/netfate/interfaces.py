@@ -155,7 +155,28 @@ class TSRuleDriver(Protocol):
         ...
 
 
-class NetworkDriver(LsiDriver, PortDriver, TSRuleDriver, Protocol):
+class TunnelDriver(Protocol):
+    """Overlay ports between nodes' LSIs (NetFATE section II: the path joining NFs across
+    NFVI nodes): one VXLAN port per peer node, whose VNI the flows set and match (`key=flow`),
+    so the far switch learns the user and the hop from the key alone."""
+
+    def create_tunnel(self, lsi: str, port: str, *, remote_ip: str, udp_port: int = 4789,
+                      egress_mark: int | None = None,
+                      external_ids: dict[str, str] | None = None) -> int:
+        """A VXLAN port on the LSI toward `remote_ip` (the peer's tunnel endpoint) on UDP
+        `udp_port`; `egress_mark` marks the encapsulated packets (the route to the peer is
+        chosen by it where several nodes share one switch daemon). Idempotent: the same call
+        again reconfigures the port in place. Returns its OpenFlow port number. InvalidInput
+        for an address that is not IPv4 or a port out of 1..65535; NotFound if the LSI does
+        not exist; DriverError if the switch refuses it."""
+        ...
+
+    def delete_tunnel(self, lsi: str, port: str) -> None:
+        """Remove the tunnel port; a no-op if it is not there."""
+        ...
+
+
+class NetworkDriver(LsiDriver, PortDriver, TSRuleDriver, TunnelDriver, Protocol):
     """The network abstraction of one node: NNF paper Table I, plus batches, isolated ports,
     port reports and settling. OvsNetwork (netfate.drivers.ovs) implements it."""
 

@@ -51,6 +51,13 @@ def is_ours(name: str) -> bool:
     return name.startswith(PREFIX)
 
 
+def is_nf_port(name: str) -> bool:
+    """Whether `name` is an NF port's as nf_port makes them ("fate-p" and 9 hex digits): not
+    a node's own port, even of a node whose name starts with p (ifname puts a '-' after it)."""
+    n = IFNAMSIZ - len(PREFIX) - 1
+    return re.fullmatch(re.escape(PREFIX) + f"p[0-9a-f]{{{n}}}", name) is not None
+
+
 def nf_port(instance_id: str, port: str) -> str:
     """The root-namespace end of an NF port's veth (hashed: instance ids are long)."""
     digest = hashlib.sha1(f"{instance_id}/{port}".encode()).hexdigest()

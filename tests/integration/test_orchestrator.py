@@ -206,12 +206,14 @@ def test_notifications_from_an_nf_reach_the_api(stack: Testbed) -> None:
 
 
 def test_fallback_to_the_dc_when_the_cpe_lacks_resources(testbed_up: None, tmp_path: Any) -> None:
-    """GNF's fallback: cpe2 declares 8 MB for NFs, the firewall needs 16 MB: it goes to the DC."""
+    """GNF's fallback: cpe2 declares 8 MB for NFs, the firewall needs 16 MB, and so does the
+    PE above it (the policy's second tier, issue 11): it goes to the DC."""
     from importlib import resources
 
     text = resources.files("netfate.testbed").joinpath("default.yaml").read_text()
     text = text.replace("{name: cpe2, role: cpe, uplink: core}",
                         "{name: cpe2, role: cpe, uplink: core, mem_mb: 8}")
+    text = text.replace("{name: core, role: pe}", "{name: core, role: pe, mem_mb: 8}")
     f = tmp_path / "small-cpe2.yaml"
     f.write_text(text)
     lifecycle.down()

@@ -17,6 +17,7 @@ from netfate.bus.messages import ServicesPort, SwitchPorts
 
 PORT_POLL_S = 0.05  # how often the agent looks at its switch (an in-memory OVSDB read)
 _MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+_NAME = re.compile(r"^[a-z][a-z0-9]{0,31}$")  # a node name (the topology's alphabet)
 _NF_PORT = re.compile("^" + re.escape(naming.PREFIX) + "p[0-9a-f]{9}$")  # naming.nf_port
 
 
@@ -47,9 +48,16 @@ def switch_ports(role: str, uplink: str, ports: dict[str, dict[str, str]],
     stations: dict[str, str] = {}
     services: ServicesPort | None = None
     up: str | None = None
+    tunnels: dict[str, str] = {}
+    endpoint: str | None = None
     for name in sorted(ports):
         ids = ports[name]
         kind = ids.get("netfate-kind")
+        if kind == "tunnel":  # the overlay: never NORMAL-switched, never a link of the tree
+            if (peer := ids.get("netfate-peer-node")) and _NAME.match(peer):
+                tunnels[peer] = name
+                endpoint = endpoint or ids.get("netfate-endpoint")
+            continue
         if peer := ids.get("netfate-peer-node"):
             links[name] = peer
         if name == uplink:
@@ -68,4 +76,5 @@ def switch_ports(role: str, uplink: str, ports: dict[str, dict[str, str]],
         else:
             infra.append(name)
     return SwitchPorts(uplink=up, access=access, infra=infra, links=links, services=services,
-                       stations=stations, leases=leases if role == "cpe" else {})
+                       stations=stations, leases=leases if role == "cpe" else {},
+                       endpoint=endpoint, tunnels=tunnels)

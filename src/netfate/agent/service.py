@@ -383,7 +383,7 @@ class Agent:
         removed = [r for d in self.node.computes.values() for r in d.collect_garbage()]
         nf_ports = {p.host_if for i in self.node.list_nfs() for p in i.ports}
         stale = [p for p in self.network.list_ports(self.node.lsi)
-                 if p.startswith(naming.PREFIX + "p") and p not in nf_ports]
+                 if naming.is_nf_port(p) and p not in nf_ports]
         if stale:
             self.network.delete_ports(self.node.lsi, stale)
             removed += [f"port {p}" for p in stale]

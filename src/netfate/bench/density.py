@@ -65,7 +65,7 @@ def run(count: int = 100, node_name: str = "dc", ports: bool = True) -> dict[str
         left_ns = [n for n in netns.list_names()
                    if any(n == naming.nf_netns(node_name, o, "firewall") for o in owners)]
         left_links = len([p for p in node.network.list_ports(node.lsi)
-                          if p.startswith(naming.PREFIX + "p")])
+                          if naming.is_nf_port(p)])
         left_cg = [c for c in cgroups.list_ours() if c in set(created)]
     n = len(created)
     # Kernel memory is what a native NF costs (namespace, veths, ruleset, conntrack, OVS

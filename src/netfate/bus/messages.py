@@ -112,6 +112,10 @@ class SwitchPorts(_Msg):
     services: ServicesPort | None = None
     stations: dict[str, str] = {}       # MAC -> access port
     leases: dict[str, str] = {}         # MAC -> IPv4 address (DHCP)
+    # The overlay: this node's tunnel endpoint and its tunnel port to each peer node it has
+    # a route to (a peer missing here: no route; chains through it are refused).
+    endpoint: str | None = None
+    tunnels: dict[str, str] = {}        # peer node -> tunnel port
 
 
 class Notification(_Msg):

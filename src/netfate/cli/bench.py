@@ -91,6 +91,16 @@ def vm(
     _run_as_root("vm_flavour", runs, migrations)
 
 
+@app.command()
+def chain(
+    seconds: Annotated[int, typer.Option(min=1, max=60, help="iperf3 seconds per path")] = 2,
+    pings: Annotated[int, typer.Option(min=1, max=1000, help="pings per path")] = 50,
+    json_out: JsonOpt = True,
+) -> None:
+    """RTT and throughput with the firewall on the CPE, the PE and in the DC vs plain."""
+    _run_as_root("chain", seconds, pings)
+
+
 @app.command("control-plane")
 def control_plane(
     nodes: Annotated[int, typer.Option(min=2, max=100_000, help="Simulated NFVI nodes")] = 1000,

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from netfate.controller import pipeline as pl
 from netfate.controller.flowmod import ETH_IPV4, FlowMod
 from netfate.controller.flows import _chains, _flow
-from netfate.controller.model import Anchored, Client
+from netfate.controller.model import Anchored, Client, Hop
 from netfate.controller.pipeline import Kind
 
 
@@ -34,7 +34,12 @@ def anchor_local(a: Anchored, local: Client, port: Callable[[str], int]) -> Iter
     for prio, m_up, m_down, chain in _chains(local):
         if not (_covers(m_up.get("ipv4_dst"), a.ip) and _covers(m_down.get("ipv4_src"), a.ip)):
             continue  # this class of local's traffic never names a's address
-        l_hops = [(port(h.lan), port(h.wan)) for h in chain]
+        hops = [h for h in chain if isinstance(h, Hop)]
+        if len(hops) != len(chain):
+            # A stretch of local's chain runs on another node (the overlay): it cannot be
+            # handed over inside this CPE; that class is left to the users' own flows.
+            continue
+        l_hops = [(port(h.lan), port(h.wan)) for h in hops]
         l_in = l_hops[-1][1] if l_hops else access  # local's downstream starts here
         yield _flow(Kind.STEER, a.name, pl.STEER, pl.P_ANCHOR_LOCAL + prio,
                     {"in_port": a_end, "metadata": pl.metadata(a.name, pl.UP),

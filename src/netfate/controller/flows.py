@@ -37,10 +37,15 @@ from netfate.controller.model import (
     Client,
     Hop,
     Location,
+    Remote,
     ServicesAttachment,
+    Step,
     SwitchState,
+    Transit,
     TSRule,
+    hops,
 )
+from netfate.controller.model import chains as chains_of
 from netfate.controller.pipeline import Kind
 from netfate.controller.ts_rules import rule_flow
 
@@ -100,6 +105,11 @@ def build(state: SwitchState, ofports: Mapping[str, int]) -> FlowSet:
             if u.authenticated and u.ip is not None and u.name not in clashing:
                 units.append((f"anchored user {a.name} and user {u.name}",
                               partial(anchor_local, a, u, port)))
+    for t in state.transits:
+        if t.name in clashing:
+            out.skipped.append(f"transit of {t.name}: {clashing[t.name]}")
+            continue
+        units.append((f"transit of {t.name} (segment {t.segment})", partial(_transit, t, port)))
     for loc in state.locations:
         units.append((f"location of {loc.user}", partial(_location, loc, port)))
     for r in state.ts_rules:
@@ -127,13 +137,21 @@ def build(state: SwitchState, ofports: Mapping[str, int]) -> FlowSet:
 
 def _clashing_tags(state: SwitchState) -> dict[str, str]:
     """Users whose metadata tag another user already has (62-bit hashes: practically never,
-    but never silently): the later one is left out, with why."""
+    but never silently), or whose tunnel key bits another user with overlay traffic here
+    has (18 bits: rare): the later one is left out, with why (fail closed)."""
     tags: dict[int, str] = {}
+    keys: dict[int, str] = {}
     out: dict[str, str] = {}
-    for u in state.users:
-        other = tags.setdefault(pl.user_tag(u.name), u.name)
-        if other != u.name:
-            out[u.name] = f"hashes to the same tag as user {other}"
+    overlay = [u.name for u in state.users
+               if any(isinstance(r, Remote) for c in chains_of(u) for r in c)]
+    for name in [u.name for u in state.users] + [t.name for t in state.transits]:
+        other = tags.setdefault(pl.user_tag(name), name)
+        if other != name:
+            out[name] = f"hashes to the same tag as user {other}"
+    for name in overlay + [t.name for t in state.transits]:
+        other = keys.setdefault(pl.tunnel_user(name), name)
+        if other != name:
+            out[name] = f"has the same tunnel key bits as user {other}"
     return out
 
 
@@ -294,17 +312,27 @@ def _user(state: SwitchState, u: Client, port: _Ports) -> Iterator[FlowMod]:
 def _steering(u: Client, access: int, up: int, port: _Ports) -> Iterator[FlowMod]:
     chains = _chains(u)
     for prio, m_up, m_down, chain in chains:
-        ports = [(port(h.lan), port(h.wan)) for h in chain]
-        yield from _chain(u, prio, m_up, m_down, ports, access, up)
+        yield from _chain(u.name, prio, m_up, m_down, _steps(chain, port), access, up)
     # An NF in several of the user's chains hands back the same way: one set of flows.
-    for h in dict.fromkeys(h for _, _, _, chain in chains for h in chain):
-        yield from _nf_ingress(u, port(h.lan), port(h.wan))
+    for h in dict.fromkeys(h for _, _, _, chain in chains for h in hops(chain)):
+        yield from _nf_ingress(u.name, u.mac, port(h.lan), port(h.wan))
         for mac in h.own_macs:
             for et in (ETH_ARP, ETH_IPV4):  # never IPv6 (nor any other EtherType)
                 yield _flow(Kind.NF_OWN, u.name, pl.INGRESS, pl.P_USER,
                             {"in_port": port(h.wan), "eth_src": mac, "eth_type": et}, (up,))
                 yield _flow(Kind.NF_OWN, u.name, pl.INGRESS, pl.P_USER,
                             {"in_port": up, "eth_dst": mac, "eth_type": et}, (port(h.wan),))
+    # What a remote stretch hands back: only the user's traffic, by its return keys.
+    remotes = {r for _, _, _, chain in chains for r in chain if isinstance(r, Remote)}
+    for r in sorted(remotes, key=lambda r: r.segment):
+        yield from _tunnel_ingress(Kind.STEER, u.name, u.mac, port(r.port), r.segment,
+                                   pl.UP_BACK, pl.DOWN_BACK)
+
+
+def _steps(chain: tuple[Step, ...], port: _Ports) -> list[tuple[str, int, int]]:
+    """("hop", lan, wan) or ("remote", tunnel port, segment), in upstream order."""
+    return [("hop", port(h.lan), port(h.wan)) if isinstance(h, Hop)
+            else ("remote", port(h.port), h.segment) for h in chain]
 
 
 def _classifier(c: Classifier) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -328,31 +356,88 @@ def _oxm_net(net: str) -> str | tuple[str, str]:
     return (str(n.network_address), str(n.netmask))
 
 
-def _chain(u: Client, prio: int, m_up: dict[str, Any], m_down: dict[str, Any],
-           hops: list[tuple[int, int]], access: int, up: int) -> Iterator[FlowMod]:
-    """Upstream: access -> hop lans in order -> uplink. Downstream: the reverse, by WAN sides."""
-    meta_up, meta_down = pl.metadata(u.name, pl.UP), pl.metadata(u.name, pl.DOWN)
-    ingress = [access] + [wan for _, wan in hops]
-    egress = [lan for lan, _ in hops] + [up]
-    for src, dst in zip(ingress, egress, strict=True):
-        yield _flow(Kind.STEER, u.name, pl.STEER, prio,
-                    {"in_port": src, "metadata": meta_up, "eth_type": ETH_IPV4, **m_up}, (dst,))
-    ingress = [up] + [lan for lan, _ in reversed(hops)]
-    egress = [wan for _, wan in reversed(hops)] + [access]
-    for src, dst in zip(ingress, egress, strict=True):
-        yield _flow(Kind.STEER, u.name, pl.STEER, prio,
-                    {"in_port": src, "metadata": meta_down, "eth_type": ETH_IPV4, **m_down},
-                    (dst,))
+def _chain(user: str, prio: int, m_up: dict[str, Any], m_down: dict[str, Any],
+           steps: list[tuple[str, int, int]], access: int, up: int) -> Iterator[FlowMod]:
+    """Upstream: access -> each step in order -> uplink; downstream the reverse. A local NF
+    is entered by its LAN side upstream (WAN side downstream) and left by the other; a
+    remote stretch is entered by its tunnel with the OUT key of its leg and left by the
+    same tunnel with the BACK key (the far node's Transit turns it round)."""
+    for meta, extra, legs, order, first, last in (
+        (pl.metadata(user, pl.UP), m_up, (pl.UP_OUT, pl.UP_BACK), steps, access, up),
+        (pl.metadata(user, pl.DOWN), m_down, (pl.DOWN_OUT, pl.DOWN_BACK), steps[::-1], up,
+         access),
+    ):
+        upstream = legs[0] == pl.UP_OUT
+        src: dict[str, Any] = {"in_port": first}
+        for kind, a, b in order:
+            if kind == "hop":
+                into, out_of = (a, b) if upstream else (b, a)
+                yield _hop(user, prio, src, meta, extra, into)
+                src = {"in_port": out_of}
+            else:
+                yield _hop(user, prio, src, meta, extra, a,
+                           set_fields=(("tunnel_id", pl.tunnel_key(user, b, legs[0])),))
+                src = {"in_port": a, "tunnel_id": pl.tunnel_key(user, b, legs[1])}
+        yield _hop(user, prio, src, meta, extra, last)
 
 
-def _nf_ingress(u: Client, lan: int, wan: int) -> Iterator[FlowMod]:
+def _hop(user: str, prio: int, src: dict[str, Any], meta: int, extra: dict[str, Any],
+         dst: int, set_fields: tuple[tuple[str, Any], ...] = ()) -> FlowMod:
+    # OpenFlow never outputs to the ingress port unless told to (a tunnel in and out).
+    out: tuple[int | str, ...] = ("in_port",) if dst == src["in_port"] else (dst,)
+    return _flow(Kind.STEER, user, pl.STEER, prio,
+                 {**src, "metadata": meta, "eth_type": ETH_IPV4, **extra}, out,
+                 set_fields=set_fields)
+
+
+def _nf_ingress(user: str, mac: str, lan: int, wan: int,
+                kind: Kind = Kind.STEER) -> Iterator[FlowMod]:
     """What an NF port may hand back: the user's IPv4, in the direction it was sent."""
-    yield _flow(Kind.STEER, u.name, pl.INGRESS, pl.P_USER,
-                {"in_port": wan, "eth_src": u.mac, "eth_type": ETH_IPV4},
-                write_metadata=(pl.metadata(u.name, pl.UP), pl.ALL_ONES), goto_table=pl.STEER)
-    yield _flow(Kind.STEER, u.name, pl.INGRESS, pl.P_USER,
-                {"in_port": lan, "eth_dst": u.mac, "eth_type": ETH_IPV4},
-                write_metadata=(pl.metadata(u.name, pl.DOWN), pl.ALL_ONES), goto_table=pl.STEER)
+    yield _flow(kind, user, pl.INGRESS, pl.P_USER,
+                {"in_port": wan, "eth_src": mac, "eth_type": ETH_IPV4},
+                write_metadata=(pl.metadata(user, pl.UP), pl.ALL_ONES), goto_table=pl.STEER)
+    yield _flow(kind, user, pl.INGRESS, pl.P_USER,
+                {"in_port": lan, "eth_dst": mac, "eth_type": ETH_IPV4},
+                write_metadata=(pl.metadata(user, pl.DOWN), pl.ALL_ONES), goto_table=pl.STEER)
+
+
+def _tunnel_ingress(kind: Kind, user: str, mac: str, tun: int, segment: int, up_leg: int,
+                    down_leg: int) -> Iterator[FlowMod]:
+    """What a tunnel may bring in for the user: their IPv4 with the key of this stretch and
+    leg (upstream from their MAC, downstream to it); nothing else enters from the overlay."""
+    yield _flow(kind, user, pl.INGRESS, pl.P_USER,
+                {"in_port": tun, "tunnel_id": pl.tunnel_key(user, segment, up_leg),
+                 "eth_src": mac, "eth_type": ETH_IPV4},
+                write_metadata=(pl.metadata(user, pl.UP), pl.ALL_ONES), goto_table=pl.STEER)
+    yield _flow(kind, user, pl.INGRESS, pl.P_USER,
+                {"in_port": tun, "tunnel_id": pl.tunnel_key(user, segment, down_leg),
+                 "eth_dst": mac, "eth_type": ETH_IPV4},
+                write_metadata=(pl.metadata(user, pl.DOWN), pl.ALL_ONES), goto_table=pl.STEER)
+
+
+# -- another node's user's stretch hosted here (the overlay) ------------------------------
+def _transit(t: Transit, port: _Ports) -> Iterator[FlowMod]:
+    """In by the tunnel with the OUT keys, across the local NFs, back with the BACK keys."""
+    tun = port(t.port)
+    yield from _tunnel_ingress(Kind.TRANSIT, t.name, t.mac, tun, t.segment, pl.UP_OUT,
+                               pl.DOWN_OUT)
+    hop_ports = [(port(h.lan), port(h.wan)) for h in t.chain]
+    for meta, (leg_in, leg_out), order in (
+        (pl.metadata(t.name, pl.UP), (pl.UP_OUT, pl.UP_BACK), hop_ports),
+        (pl.metadata(t.name, pl.DOWN), (pl.DOWN_OUT, pl.DOWN_BACK),
+         [(w, ln) for ln, w in reversed(hop_ports)]),
+    ):
+        src: dict[str, Any] = {"in_port": tun,
+                               "tunnel_id": pl.tunnel_key(t.name, t.segment, leg_in)}
+        for into, out_of in order:
+            yield _flow(Kind.TRANSIT, t.name, pl.STEER, pl.P_CHAIN,
+                        {**src, "metadata": meta, "eth_type": ETH_IPV4}, (into,))
+            src = {"in_port": out_of}
+        yield _flow(Kind.TRANSIT, t.name, pl.STEER, pl.P_CHAIN,
+                    {**src, "metadata": meta, "eth_type": ETH_IPV4}, (tun,),
+                    set_fields=(("tunnel_id", pl.tunnel_key(t.name, t.segment, leg_out)),))
+    for ln, w in hop_ports:
+        yield from _nf_ingress(t.name, t.mac, ln, w, Kind.TRANSIT)
 
 
 # -- a user anchored here, mid-migration ------------------------------------------------------
@@ -374,17 +459,15 @@ def _anchored(state: SwitchState, a: Anchored, port: _Ports) -> Iterator[FlowMod
     yield _flow(Kind.USER, a.name, pl.INGRESS, pl.P_USER,
                 {"in_port": up, "eth_dst": a.mac, "eth_type": ETH_IPV4, "ipv4_dst": a.ip},
                 write_metadata=(pl.metadata(a.name, pl.DOWN), pl.ALL_ONES), goto_table=pl.STEER)
-    hops = [(port(h.lan), port(h.wan)) for h in a.chain]
-    u = Client(name=a.name, mac=a.mac, ip=a.ip, port=state.uplink, authenticated=True)
-    yield from _chain(u, pl.P_CHAIN, {}, {}, hops, up, up)
+    yield from _chain(a.name, pl.P_CHAIN, {}, {}, _steps(a.chain, port), up, up)
     for h in a.chain:
-        yield from _nf_ingress(u, port(h.lan), port(h.wan))
+        yield from _nf_ingress(a.name, a.mac, port(h.lan), port(h.wan))
 
 
-def _chains(u: Client) -> list[tuple[int, dict[str, Any], dict[str, Any], tuple[Hop, ...]]]:
-    """A user's chains: (priority, upstream match, downstream match, hops), the default
-    one first."""
-    out: list[tuple[int, dict[str, Any], dict[str, Any], tuple[Hop, ...]]] = [
+def _chains(u: Client) -> list[tuple[int, dict[str, Any], dict[str, Any], tuple[Step, ...]]]:
+    """A user's chains: (priority, upstream match, downstream match, steps: local hops and
+    remote stretches), the default one first."""
+    out: list[tuple[int, dict[str, Any], dict[str, Any], tuple[Step, ...]]] = [
         (pl.P_CHAIN, {}, {}, u.chain)]
     for c in u.classifiers:
         out.append((pl.P_CLASSIFIER_BASE + c.priority, *_classifier(c), c.chain))

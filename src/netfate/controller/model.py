@@ -46,10 +46,37 @@ class Hop(_M):
         return self
 
 
-def _check_chain(chain: tuple[Hop, ...], what: str) -> None:
-    ports = [p for h in chain for p in (h.lan, h.wan)]
+# A user's remote stretches are numbered 0..MAX_SEGMENT: the number is part of the tunnel key
+# (pipeline.tunnel_key), so the far switch knows which stretch (hop) a packet is on.
+MAX_SEGMENT = 15
+
+
+class Remote(_M):
+    """A stretch of the chain on another node (issue 11: chains across CPE, PE and DC): the
+    user's traffic goes into the tunnel `port` toward `node`, crosses that node's NFs of
+    this stretch (a Transit there) and comes back through the same tunnel, both ways. The
+    tunnel key carries the user and `segment`, never read from the user's addresses."""
+
+    node: str = Field(min_length=1, max_length=64)
+    port: PortName = Field(min_length=1)
+    segment: int = Field(ge=0, le=MAX_SEGMENT)
+
+
+Step = Hop | Remote
+
+
+def hops(chain: tuple[Step, ...]) -> list[Hop]:
+    """The chain's local NFs (its Remote stretches left out)."""
+    return [h for h in chain if isinstance(h, Hop)]
+
+
+def _check_chain(chain: tuple[Step, ...], what: str) -> None:
+    ports = [p for h in hops(chain) for p in (h.lan, h.wan)]
     if len(set(ports)) != len(ports):
         raise ValueError(f"{what}: an NF port appears twice in the chain")
+    remote = [(r.node, r.segment) for r in chain if isinstance(r, Remote)]
+    if len({seg for _, seg in remote}) != len(remote):
+        raise ValueError(f"{what}: a remote segment appears twice in the chain")
 
 
 class Classifier(_M):
@@ -64,7 +91,7 @@ class Classifier(_M):
     ip_proto: int | None = Field(default=None, ge=0, le=255)
     remote_port: int | None = Field(default=None, ge=0, le=65535)  # TCP/UDP port of the far end
     remote: Annotated[str, AfterValidator(_net)] | None = None  # IPv4 network of the far end
-    chain: tuple[Hop, ...] = ()
+    chain: tuple[Step, ...] = ()
 
     @model_validator(mode="after")
     def _check(self) -> Classifier:
@@ -87,7 +114,7 @@ class Client(_M):
     extra_ips: tuple[IPv4, ...] = Field(default=(), max_length=4)
     port: PortName = Field(min_length=1)  # the access port it is behind
     authenticated: bool = False  # False: captive portal; chain, classifiers, idle unused
-    chain: tuple[Hop, ...] = ()  # default chain, in upstream order; empty: straight out
+    chain: tuple[Step, ...] = ()  # default chain, in upstream order; empty: straight out
     classifiers: tuple[Classifier, ...] = ()
     idle_timeout: int = Field(default=0, ge=0, le=65535)  # seconds; 0: no idle detection
 
@@ -118,6 +145,24 @@ class Anchored(_M):
     @model_validator(mode="after")
     def _check(self) -> Anchored:
         _check_chain(self.chain, f"anchored user {self.name}")
+        return self
+
+
+class Transit(_M):
+    """A stretch of another node's user's chain hosted here (issue 11): their traffic comes
+    in by the tunnel `port` with the keys of (`name`, `segment`), crosses `chain` (in
+    upstream order, or the reverse downstream) and goes back into the same tunnel with the
+    return keys. The user's MAC is what the NF ports may hand back (as for a local user)."""
+
+    name: str = Field(min_length=1, max_length=128)
+    mac: Mac
+    port: PortName = Field(min_length=1)  # the tunnel toward the user's access node
+    segment: int = Field(ge=0, le=MAX_SEGMENT)
+    chain: tuple[Hop, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> Transit:
+        _check_chain(self.chain, f"transit of {self.name}")
         return self
 
 
@@ -218,6 +263,8 @@ class SwitchState(_M):
     users: tuple[Client, ...] = ()
     anchored: tuple[Anchored, ...] = ()
     locations: tuple[Location, ...] = ()
+    transits: tuple[Transit, ...] = ()  # other nodes' users' chain stretches hosted here
+    tunnels: tuple[PortName, ...] = ()  # overlay ports: only a user's keyed traffic passes
     ts_rules: tuple[TSRule, ...] = ()  # Table I rules (an operator's, a benchmark's)
     # DHCP from MACs the switch has no flows for, per access port: an OpenFlow meter drops
     # what exceeds this many packets a second (burst: as many again); 0: no limit.
@@ -245,8 +292,19 @@ class SwitchState(_M):
         special = set(self.access_ports) | ({self.uplink} if self.uplink else set())
         if self.services is not None:
             special.add(self.services.port)
-        nf = {p for u in self.users for c in chains(u) for h in c for p in (h.lan, h.wan)}
+        nf = {p for u in self.users for c in chains(u) for h in hops(c) for p in (h.lan, h.wan)}
         nf |= {p for a in self.anchored for h in a.chain for p in (h.lan, h.wan)}
+        nf |= {p for t in self.transits for h in t.chain for p in (h.lan, h.wan)}
+        tun = {r.port for u in self.users for c in chains(u) for r in c if isinstance(r, Remote)}
+        tun |= {t.port for t in self.transits}
+        if missing := tun - set(self.tunnels):
+            raise ValueError(f"switch {self.node}: {sorted(missing)} are not tunnel ports")
+        if clash := set(self.tunnels) & (nf | special | set(self.infra_ports)):
+            raise ValueError(f"switch {self.node}: tunnel ports {sorted(clash)} have "
+                             "another part too")
+        segs = [(t.name, t.segment) for t in self.transits]
+        if len(set(segs)) != len(segs):
+            raise ValueError(f"switch {self.node}: a transit is listed twice")
         if self.anchored and self.uplink is None:
             raise ValueError(f"switch {self.node} anchors users but has no uplink")
         if clash := ({a.mac for a in self.anchored} & set(macs)):
@@ -265,6 +323,6 @@ class SwitchState(_M):
         return self
 
 
-def chains(u: Client) -> list[tuple[Hop, ...]]:
+def chains(u: Client) -> list[tuple[Step, ...]]:
     """The user's default chain and its classifiers' chains."""
     return [u.chain, *(c.chain for c in u.classifiers)]

@@ -77,6 +77,7 @@ class Kind(IntEnum):
     LOCATION = 6   # core: where a user is now
     NF_OWN = 7     # an NF's own addresses
     TS_RULE = 8    # a TS rule (Table I), owned by its rule id
+    TRANSIT = 9    # another node's user's chain stretch hosted here (the overlay)
 
 
 def cookie(kind: Kind, ident: str) -> int:
@@ -126,3 +127,24 @@ def datapath_id(node: str) -> int:
 def ovs_datapath_id(node: str) -> str:
     """The same, as OVS wants it in other_config:datapath-id (16 hex digits)."""
     return f"{datapath_id(node):016x}"
+
+
+# Tunnel keys (VXLAN VNI, 24 bits; issue 11): which user a packet in the overlay belongs to,
+# which remote stretch of their chain (segment) it is on, and which way it goes, so the far
+# switch never looks at the user's addresses. 18 bits of the user's name, 4 of the segment,
+# 2 of the leg: out to the far node or back from it, upstream or downstream.
+UP_OUT, UP_BACK, DOWN_OUT, DOWN_BACK = 0, 1, 2, 3
+TUNNEL_USER_BITS = 18
+
+
+def tunnel_user(user: str) -> int:
+    """The user's 18 bits of the key (two users may share them: flows.py refuses the later
+    one on a switch where both have overlay traffic)."""
+    return int(hashlib.sha1(b"tun:" + user.encode()).hexdigest()[:8], 16) >> (32 - 18)
+
+
+def tunnel_key(user: str, segment: int, leg: int) -> int:
+    """The VNI of (user, segment 0..15, leg UP_OUT..DOWN_BACK)."""
+    if not 0 <= segment <= 15 or leg not in (UP_OUT, UP_BACK, DOWN_OUT, DOWN_BACK):
+        raise ValueError(f"tunnel key: segment {segment} or leg {leg} out of range")
+    return (tunnel_user(user) << 6) | (segment << 2) | leg

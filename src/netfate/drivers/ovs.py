@@ -9,6 +9,7 @@ converged by drivers/local_steering.py over each bridge's management socket (Ope
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import threading
 import warnings
@@ -18,7 +19,7 @@ from typing import Any
 from netfate.controller.model import TSRule
 from netfate.drivers.local_steering import LocalSteering
 from netfate.drivers.openflow import OpenFlowChannel
-from netfate.errors import DriverError, NotFound
+from netfate.errors import DriverError, InvalidInput, NotFound
 from netfate.proc import run
 from netfate.supervisor import Group, Supervised, probes
 
@@ -258,6 +259,37 @@ class OvsNetwork:
 
     def delete_port(self, lsi: str, port: str) -> None:
         self._commit(self.api.del_port(port, bridge=lsi, if_exists=True))
+
+    # -- tunnels (the overlay between nodes) -------------------------------------------------
+    def create_tunnel(self, lsi: str, port: str, *, remote_ip: str, udp_port: int = 4789,
+                      egress_mark: int | None = None,
+                      external_ids: dict[str, str] | None = None) -> int:
+        """See interfaces.TunnelDriver. The userspace datapath encapsulates itself (OVS
+        "native tunneling"): the outer packet leaves by the bridge its route to `remote_ip`
+        names (`ovs-appctl ovs/route/show`)."""
+        try:
+            addr = ipaddress.IPv4Address(remote_ip)
+        except ValueError:
+            raise InvalidInput(f"tunnel {port}: remote_ip {remote_ip!r} is not IPv4") from None
+        if not 1 <= udp_port <= 65535:
+            raise InvalidInput(f"tunnel {port}: UDP port {udp_port} is not in 1..65535")
+        self._require_lsi(lsi)
+        api = self.api
+        opts = {"remote_ip": str(addr), "key": "flow", "dst_port": str(udp_port)}
+        if egress_mark is not None:
+            opts["egress_pkt_mark"] = str(egress_mark)
+        # Isolated like an NF port: L2 flooding (NORMAL) never enters the mesh of tunnels,
+        # where it would loop; only explicit flows send into it.
+        cmds = [api.add_port(lsi, port, may_exist=True),
+                api.db_set("Port", port, ("tag", ISOLATED_VLAN)),
+                api.db_set("Interface", port, ("type", "vxlan"), ("options", opts))]
+        if external_ids:
+            cmds.append(api.db_set("Interface", port, ("external_ids", external_ids)))
+        self._commit(*cmds)
+        return self._ofport(port)
+
+    def delete_tunnel(self, lsi: str, port: str) -> None:
+        self.delete_port(lsi, port)
 
     def delete_ports(self, lsi: str, ports: list[str]) -> None:
         self._commit(*(self.api.del_port(p, bridge=lsi, if_exists=True) for p in ports))

@@ -82,6 +82,15 @@ class NodeView(Frozen):
     disk_free_mb: int | None = Field(default=None, ge=0)
     # CPUs it has for NFs (None: not reported; CPU caps are then not checked).
     cpus: float | None = Field(default=None, gt=0)
+    # The node above it (its uplink's far end: a CPE's PE), as its agent reports it.
+    parent: Name | None = None
+    # The nodes its switch has a tunnel to (the overlay, issue 11); None: not reported (an
+    # agent of before the overlay), which restricts nothing.
+    tunnels: frozenset[str] | None = None
+
+    def reaches(self, other: str) -> bool:
+        """Whether a chain from this node can cross `other`'s NFs (itself, or a tunnel)."""
+        return other == self.name or self.tunnels is None or other in self.tunnels
 
     @property
     def mem_util(self) -> float:

@@ -1,9 +1,15 @@
-"""The default policy, "netfate": NFs at the user's access node, the DC as fallback. Pure.
+"""The default policy, "netfate": NFs at the user's access node, then the PE above it, then
+the DC. Pure.
 
 - NetFATE paper, III.C and IV: each NF a user requires runs on their access CPE; it follows them
-  when they log in elsewhere and is released when their traffic goes idle.
+  when they log in elsewhere and is released when their traffic goes idle. Section V: chains
+  at the CPE and the PE.
 - GNF paper, IV.B: when the edge can't host an NF (capability or load), it goes to the central
-  DC; placement is re-evaluated when a node's utilisation moves by 15% or more.
+  DC; placement is re-evaluated when a node's utilisation moves by 15% or more. Each NF of a
+  chain is placed on its own, so a chain may be split (GNF Fig. 4: firewall on the CPE,
+  inspector in the DC); re-evaluation moves NFs back toward the edge when room appears.
+- Issue 11: only nodes the access node has a tunnel to can host its users' NFs (a node with no
+  route is refused, with the reason in the plan).
 
 A disassociation alone changes nothing: Wi-Fi roaming disassociates before associating
 elsewhere, and releasing then would throw away the state a migration is meant to keep. NFs go
@@ -93,8 +99,11 @@ class NetfatePolicy:
         # Steering is restated on every association, even when no NF moves: the device has
         # just (re)joined the access switch, the engine can't see its flows, and Steer is
         # idempotent.
+        # A roam: only what must move moves (issue 11). An NF on the old CPE follows the
+        # user; one on a PE or in the DC stays where it is and only the steering changes.
+        roam = user.session_active and user.access_node not in (None, ev.node)
         converge_user(
-            snap, joined, self._chooser(snap, joined, ledger), ledger, out,
+            snap, joined, self._chooser(snap, joined, ledger, roam=roam), ledger, out,
             previous_access=user.access_node if user.session_active else None,
             force_steer=True,
         )
@@ -202,7 +211,8 @@ class NetfatePolicy:
 
     # -- placement ---------------------------------------------------------------------------
 
-    def _chooser(self, snap: Snapshot, user: UserView, ledger: Ledger) -> Chooser:
+    def _chooser(self, snap: Snapshot, user: UserView, ledger: Ledger,
+                 roam: bool = False) -> Chooser:
         th = self.thresholds
         access = snap.node(user.access_node)
 
@@ -210,6 +220,11 @@ class NetfatePolicy:
             entry: CatalogueEntry, current: InstanceView | None, chain_nodes: tuple[str, ...]
         ) -> Decision:
             what = f"{entry.name} for {user.name}"
+            now = snap.node(current.node) if current is not None else None
+            if (roam and now is not None and now.role in ("pe", "dc")
+                    and not _misfits(access, now, entry, ledger, th, current)[0]):
+                return Decision(now.name, f"{what} stays on {now.role.upper()} {now.name} "
+                                          "while the user roams: only the steering changes")
             if access is None:
                 not_access = f"access node {user.access_node} unknown"
             else:
@@ -219,13 +234,19 @@ class NetfatePolicy:
                     return _decision(access.name, f"{what} on access node {access.name}", impl)
                 not_access = f"access node {access.name}: {', '.join(problems)}"
             here = snap.node(current.node) if current is not None else None
+            rejected = [not_access]
+            pe = snap.node(access.parent) if access is not None else None
+            if pe is not None and pe.role == "pe":
+                problems, impl = _misfits(access, pe, entry, ledger, th, current)
+                if not problems:
+                    return _decision(pe.name, f"{what} on PE {pe.name} ({not_access})", impl)
+                rejected.append(f"PE {pe.name}: {', '.join(problems)}")
             if (here is not None and here.role == "dc"
-                    and not placement(here, entry, ledger, th, hosted=True)[0]):
+                    and not _misfits(access, here, entry, ledger, th, current)[0]):
                 # Stay put rather than hop between DCs whenever another one is a bit lighter.
                 return Decision(here.name, f"{what} stays in DC {here.name} ({not_access})")
-            rejected = [not_access]
             for dc in _dcs_by_preference(snap, ledger, chain_nodes, exclude=here):
-                problems, impl = placement(dc, entry, ledger, th, hosted=False)
+                problems, impl = _misfits(access, dc, entry, ledger, th, None)
                 if not problems:
                     return _decision(dc.name, f"{what} in DC {dc.name} ({not_access})", impl)
                 rejected.append(f"DC {dc.name}: {', '.join(problems)}")
@@ -254,6 +275,18 @@ def _unless_unaffected(choose: Chooser, snap: Snapshot, down: str) -> Chooser:
         return choose(entry, current, chain_nodes)
 
     return chooser
+
+
+def _misfits(access: NodeView | None, node: NodeView, entry: CatalogueEntry, ledger: Ledger,
+             th: Thresholds, current: InstanceView | None
+             ) -> tuple[list[str], Implementation | None]:
+    """Why `node` can't host the NF for a user at `access` (its own misfits, or no route,
+    i.e. tunnel, from the access node to it), and else the implementation the resolver
+    picks there."""
+    if access is not None and not access.reaches(node.name):
+        return [f"no route from {access.name} (no tunnel)"], None
+    hosted = current is not None and current.node == node.name
+    return placement(node, entry, ledger, th, hosted=hosted)
 
 
 def _active(user: UserView) -> bool:

@@ -121,11 +121,24 @@ def node_view(n: Any) -> NodeView:
         disk_free_mb=_opt_int(r.get("disk_free_mb")),
         cpus=float(r["cpus"]) if isinstance(r.get("cpus"), int | float) and r["cpus"] > 0
         else None,
+        **_overlay(n.infrastructure),
     )
 
 
 def _opt_int(v: Any) -> int | None:
     return int(v) if isinstance(v, int | float) and v >= 0 else None
+
+
+def _overlay(infra: dict[str, Any] | None) -> dict[str, Any]:
+    """The node's parent and tunnels from its switch-port report (NodeView's fields)."""
+    ports = (infra or {}).get("switch_ports")
+    if not isinstance(ports, dict):
+        return {}
+    links, up, tunnels = ports.get("links") or {}, ports.get("uplink"), ports.get("tunnels")
+    out: dict[str, Any] = {"parent": links.get(up) if up and isinstance(links, dict) else None}
+    if isinstance(tunnels, dict):
+        out["tunnels"] = frozenset(str(k) for k in tunnels)
+    return out
 
 
 def user_view(u: Any, session_active: bool,
@@ -231,6 +244,11 @@ def _build_users(session: Session, names: list[str], nodes: list[str],
     for chunk in _chunks(missing):
         node_rows.update((n.name, n) for n in conn.execute(_Q_NODES_IN, {"names": chunk}))
     steered = _steered(steered_rows)
+    # The PEs above those nodes: the policy's second tier (issue 11).
+    parents = {_overlay(n.infrastructure).get("parent") for n in node_rows.values()}
+    missing = sorted(p for p in parents if p and p not in node_rows)
+    for chunk in _chunks(missing):
+        node_rows.update((n.name, n) for n in conn.execute(_Q_NODES_IN, {"names": chunk}))
     return Snapshot(
         nodes=tuple(node_view(node_rows[k]) for k in sorted(node_rows)),
         users=tuple(user_view(u, u.name in active, steered)

@@ -3,8 +3,10 @@ database, no bus, no clock here; `Switches` reads the world and publishes what t
 
 - A CPE's users are those steered there (a desired steering rule: the engine placed their
   chain and the user is associated there). Each is authenticated, behind the access port the
-  agent reports their MAC on, with their chain as NF port pairs. A chain through another
-  node's NFs is not built yet: the user is left out (fail closed).
+  agent reports their MAC on, with their chain as NF port pairs. A run of the chain's NFs on
+  another node (a PE, the DC) is a Remote step through the tunnel to that node, which hosts
+  it as a Transit (issue 11). A node with no tunnel to it (its agent reports none: no route)
+  leaves the user out, with the reason logged (fail closed, never half-built).
 - A user just logged in is also served on their pre-login DHCP address, as long as the
   CPE's lease for their MAC still shows it (until the device renews: no reconnect needed).
 - Any other station on an access port (associated, or seen by the controller in a DHCP
@@ -97,10 +99,13 @@ def switch_state(world: World, node: str) -> model.SwitchState | None:
     if role == "cpe":
         state = _cpe(world, node, ports, rec.rules_at.get(node, ()), rec.anchors)
     else:
-        # Only the users located below it (the others have no port here), in user order.
-        below = sorted({r for peer in set(ports.links.values())
-                        for r in rec.newest_at.get(peer, ())}, key=lambda r: r.user)
-        state = _core(node, role, ports, below, rec.anchors)
+        # Only the users located below it (at a node under one of its child links, however
+        # deep: a CPE under a PE under a DC), in user order; O(nodes), not O(users).
+        to_node = {peer: port for port, peer in ports.links.items() if port != ports.uplink}
+        below = sorted((r for at, rs in rec.newest_at.items()
+                        if _below(world, to_node, at) is not None for r in rs),
+                       key=lambda r: r.user)
+        state = _core(world, node, role, ports, below, rec.anchors)
     # Table I: an operator's own TS rules for this LSI (rule ids are unique per node).
     ts_rules = rec.ts_rules.get(node, ())
     if ts_rules:
@@ -109,21 +114,77 @@ def switch_state(world: World, node: str) -> model.SwitchState | None:
     return state
 
 
-def split_chain(chain: list[tuple[model.Hop, str]], classes: Iterable[Mapping[str, Any]]
-                ) -> tuple[tuple[model.Hop, ...], tuple[model.Classifier, ...]]:
-    """The user's chain (hops with their NF names, in order) and traffic classes -> the
-    default chain (the NFs no class names) and a classifier per class (its NFs, in order)."""
+def split_chain(chain: list[tuple[model.Step, str]], classes: Iterable[Mapping[str, Any]]
+                ) -> tuple[tuple[model.Step, ...], tuple[model.Classifier, ...]]:
+    """The user's chain (steps with their NF names, in order) and traffic classes -> the
+    default chain (the NFs no class names) and a classifier per class (its NFs, in order).
+    A remote stretch is one step for all its NFs: a class naming any of them crosses it."""
     classes = list(classes)
     named = {nf for c in classes for nf in c.get("nfs", [])}
-    default = tuple(h for h, nf in chain if nf not in named)
+    default = _steps(h for h, nf in chain if nf not in named)
     out = []
     for c in classes:
         want = set(c.get("nfs", []))
         out.append(model.Classifier(
             name=c["name"], priority=c["priority"], ip_proto=c.get("ip_proto"),
             remote_port=c.get("remote_port"), remote=c.get("remote"),
-            chain=tuple(h for h, nf in chain if nf in want)))
+            chain=_steps(h for h, nf in chain if nf in want)))
     return default, tuple(out)
+
+
+def _steps(steps: Iterable[model.Step]) -> tuple[model.Step, ...]:
+    """In order, each step once (a remote stretch's NFs share one step)."""
+    return tuple(dict.fromkeys(steps))
+
+
+Stretch = tuple[str, int | None, list[tuple[model.Hop, str]]]
+
+
+def stretches(world: World, r: SteeredRule) -> list[Stretch] | None:
+    """The rule's chain as runs of NFs on one node, in order: (node, segment, [(hop, NF)]),
+    the segment numbering the runs not on the rule's node (None for those on it). None if
+    an NF has no hop (not recorded, or fewer than two ports)."""
+    out: list[Stretch] = []
+    segment = 0
+    for h in _chain(world, r):
+        if h is None:
+            return None
+        node, hop, nf = h
+        if out and out[-1][0] == node:
+            out[-1][2].append((hop, nf))
+            continue
+        seg = None
+        if node != r.node:
+            seg, segment = segment, segment + 1
+        out.append((node, seg, [(hop, nf)]))
+    return out
+
+
+def _transits(world: World, node: str, ports: SwitchPorts) -> list[model.Transit]:
+    """The stretches of other nodes' users' chains hosted here, each reached by the tunnel to
+    the user's access node (the newest steering of each user)."""
+    out: list[model.Transit] = []
+    seen: set[str] = set()
+    for r in world.records.rules:
+        if r.user in seen:
+            continue
+        seen.add(r.user)
+        if r.node == node:
+            continue
+        for where, seg, run in stretches(world, r) or ():
+            if where != node or seg is None:
+                continue
+            tun = ports.tunnels.get(r.node)
+            if tun is None:
+                log.warning("%s: no tunnel to %s: %s's stretch %d is not hosted", node,
+                            r.node, r.user, seg)
+                continue
+            t = _entry(node, f"transit of {r.user}", lambda: model.Transit(
+                name=r.user, mac=r.mac, port=tun, segment=seg,  # noqa: B023
+                chain=tuple(h for h, _ in run)))  # noqa: B023
+            if t is not None:
+                out.append(t)
+    return out
 
 
 def hop_of(iid: str, nf: ChainNf) -> model.Hop | None:
@@ -261,12 +322,25 @@ def _cpe(world: World, node: str, ports: SwitchPorts, rules: Iterable[SteeredRul
             away.append(r.user)
             continue
         chain = _chain(world, r)
-        if any(h is None or h[0] != node for h in chain):
-            # Chains through other nodes' NFs (a DC) are not built yet: fail closed.
-            log.warning("%s: %s's chain %s is not all local: not steered", node, r.user,
-                        list(r.chain))
+        runs = stretches(world, r) if all(h is not None for h in chain) else None
+        if runs is None:
+            log.warning("%s: %s's chain %s has an NF with no ports: not steered", node,
+                        r.user, list(r.chain))
             continue
-        local = [(h[1], h[2]) for h in chain if h is not None]
+        unreachable = sorted({w for w, seg, _ in runs if seg is not None
+                              and w not in ports.tunnels})
+        if unreachable:
+            # Refused whole, never half-built: the user stays behind the portal.
+            log.warning("%s: no route (tunnel) to %s: %s's chain is not steered", node,
+                        unreachable, r.user)
+            continue
+        local: list[tuple[model.Step, str]] = []
+        for w, seg, run in runs:
+            if seg is None:
+                local += run
+            else:
+                step = model.Remote(node=w, port=ports.tunnels[w], segment=seg)
+                local += [(step, nf) for _, nf in run]
         parts = _entry(node, f"user {r.user}'s traffic classes", lambda: split_chain(
             local, world.records.classes.get(r.user) or ()))  # noqa: B023 - called at once
         if parts is None:
@@ -305,22 +379,44 @@ def _cpe(world: World, node: str, ports: SwitchPorts, rules: Iterable[SteeredRul
     return model.SwitchState(node=node, role="cpe", uplink=ports.uplink,
                              access_ports=tuple(ports.access), infra_ports=tuple(ports.infra),
                              services=svc, users=tuple(out.users),
-                             anchored=tuple(out.anchored), dhcp_pps=world.dhcp_pps)
+                             anchored=tuple(out.anchored), dhcp_pps=world.dhcp_pps,
+                             transits=tuple(_transits(world, node, ports)),
+                             tunnels=tuple(sorted(ports.tunnels.values())))
 
 
-def _core(node: str, role: str, ports: SwitchPorts, rules: Iterable[SteeredRule],
-          anchors: dict[str, tuple[SteeredRule, str]]) -> model.SwitchState:
+def _parent(world: World, node: str) -> str | None:
+    """The node at the other end of `node`'s uplink, as its agent reports it."""
+    p = world.ports.get(node)
+    return p.links.get(p.uplink) if p is not None and p.uplink else None
+
+
+def _below(world: World, to_node: Mapping[str, str], node: str) -> str | None:
+    """The port toward `node` from a switch whose child links are `to_node` (node -> port):
+    the link to the node itself, or to its ancestor there (a CPE under a PE under a DC)."""
+    seen: set[str] = set()
+    cur: str | None = node
+    while cur is not None and cur not in seen:
+        if cur in to_node:
+            return to_node[cur]
+        seen.add(cur)
+        cur = _parent(world, cur)
+    return None
+
+
+def _core(world: World, node: str, role: str, ports: SwitchPorts,
+          rules: Iterable[SteeredRule], anchors: dict[str, tuple[SteeredRule, str]]
+          ) -> model.SwitchState:
     to_node = {peer: port for port, peer in ports.links.items() if port != ports.uplink}
     locations = []
     seen: set[str] = set()
     for r in rules:
-        port = to_node.get(r.node)
+        port = _below(world, to_node, r.node)
         if port is None or r.mac in seen:
             continue
         seen.add(r.mac)
         anchor = None
         if r.user in anchors and r.ip:
-            visited = to_node.get(anchors[r.user][1])
+            visited = _below(world, to_node, anchors[r.user][1])
             if visited is not None and visited != port:
                 port, anchor = visited, port
         loc = _entry(node, f"location of {r.user}", lambda: model.Location(
@@ -329,4 +425,6 @@ def _core(node: str, role: str, ports: SwitchPorts, rules: Iterable[SteeredRule]
             locations.append(loc)
     infra = list(ports.infra) + ([ports.uplink] if ports.uplink else [])
     return model.SwitchState(node=node, role=role, infra_ports=tuple(sorted(set(infra))),  # type: ignore[arg-type]
-                             locations=tuple(locations))
+                             locations=tuple(locations),
+                             transits=tuple(_transits(world, node, ports)),
+                             tunnels=tuple(sorted(ports.tunnels.values())))

@@ -169,12 +169,27 @@ class Switches:
 
     # -- publishing -------------------------------------------------------------------------
     def affected(self, node: str) -> list[str]:
-        """A change at a CPE also changes the switches above it (locations)."""
-        out = [node]
-        for other, p in self.ports.items():
-            if other != node and node in p.links.values():
-                out.append(other)
-        return out
+        """A change at a CPE also changes the switches above it (locations, up the tree),
+        and any PE or DC may host a stretch of its users' chains (transits, issue 11): those
+        first, so a stretch is in place before the access switch steers into it. A state
+        that did not change is not published again."""
+        above: list[str] = []
+        cur = self.ports.get(node)
+        while cur is not None and cur.uplink is not None:
+            parent = cur.links.get(cur.uplink)
+            if parent is None or parent == node or parent in above:
+                break
+            above.append(parent)
+            cur = self.ports.get(parent)
+        # A switch that reports no uplink of its own (an agent of before) is above the node
+        # if it links to it, as before.
+        above += [o for o, p in self.ports.items()
+                  if o != node and o not in above and node in p.links.values()
+                  and p.links.get(p.uplink or "") != node]
+        hosts = sorted(o for o, p in self.ports.items()
+                       if o != node and o not in above and p.tunnels and p.access == []
+                       and p.services is None)
+        return [*hosts, node, *above]
 
     async def publish(self, node: str, force: bool = False) -> int | None:
         """Publish the node's state if it changed (or force); its generation, or None."""

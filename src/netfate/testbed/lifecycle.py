@@ -25,7 +25,7 @@ from netfate.drivers.ovs import OvsNetwork, OvsServer
 from netfate.errors import DriverError
 from netfate.metrics import scrape
 from netfate.supervisor import probes
-from netfate.testbed import hosts, processes
+from netfate.testbed import hosts, processes, underlay
 from netfate.testbed.settings import TestbedSettings
 from netfate.testbed.topology import Topology
 
@@ -105,6 +105,8 @@ def up(topo: Topology, progress: Progress = _noop, services: bool = True,
                 net.create_ports(up_node.lsi, [(n.uplink_peer, n.uplink_port)],
                                  external_ids={n.uplink_peer: {"netfate-kind": "infra",
                                                                "netfate-peer-node": n.name}})
+        progress("overlay: underlay bridges, infrastructure links, tunnels")
+        underlay.up(topo, server, net)
         with netns.iproute() as ipr:
             for h in topo.hosts:
                 progress(f"host {h.name} on {h.attach}")

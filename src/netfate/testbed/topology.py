@@ -44,6 +44,9 @@ class NodeSpec(_M):
     # Emulated nodes share one host, so each declares what its NFs may use (the NNF paper's
     # domestic CPE has 256 MB); defaults by role.
     mem_mb: int | None = Field(default=None, ge=1, le=1 << 20)
+    # On the overlay (a tunnel endpoint, tunnels to every other such node); false: a node
+    # with no route to the others (chains through it are refused).
+    overlay: bool = True
     cpus: float | None = Field(default=None, gt=0, le=256)
     # The flavours its agent may host (of those whose driver is registered and whose tools
     # are present: the agent advertises only what it can run); default by role.
@@ -119,6 +122,8 @@ class Topology(_M):
     # Emulated links carry jumbo frames: the userspace datapath is bound by packets per
     # second, so 9000 bytes gives ~3x the throughput of 1500 (see README figures).
     mtu: int = Field(default=9000, ge=1280, le=9000)
+    # The infrastructure network's addresses: one tunnel endpoint per node (testbed.underlay).
+    overlay_subnet: str = "172.31.0.0/24"
     nodes: tuple[NodeSpec, ...] = Field(min_length=1, max_length=MAX_NODES)
     hosts: tuple[HostSpec, ...] = Field(default=(), max_length=MAX_HOSTS)
 
@@ -131,6 +136,12 @@ class Topology(_M):
             raise ValueError(f"gateway {self.gateway} is not in {self.subnet}")
         if not ipaddress.IPv4Address(self.internet_address).is_private:
             raise ValueError(f"internet_address {self.internet_address} must be private")
+        ovl = ipaddress.IPv4Network(self.overlay_subnet)
+        if not ovl.is_private or ovl.overlaps(net):
+            raise ValueError(f"overlay_subnet {self.overlay_subnet} must be private and apart "
+                             f"from {self.subnet}")
+        if ovl.num_addresses - 2 < sum(1 for n in self.nodes if n.overlay):
+            raise ValueError(f"overlay_subnet {self.overlay_subnet} is too small for the nodes")
         names = [n.name for n in self.nodes]
         if len(set(names)) != len(names):
             raise ValueError(f"node names repeat: {names}")
