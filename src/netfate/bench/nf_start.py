@@ -74,9 +74,8 @@ def run(runs: int = 50, pool: int = 2) -> dict[str, Any]:
                 totals.append(_one(tb, node, node_name, bundle.sha256, prober, f"bench{i}", i,
                                    phases))
             if resize is not None and pool > 0:
-                resize(pool)
                 for i in range(runs + 1, 2 * runs + 1):
-                    node.compute.pool(("lan", "wan")).fill()  # untimed: the refill's job
+                    resize(pool)  # a full pool, untimed: the refill thread's job
                     pooled.append(_one(tb, node, node_name, bundle.sha256, prober,
                                        f"bench{i}", i, pool_phases))
                 resize(0)

@@ -90,10 +90,12 @@ class NativeCompute:
             return pool
 
     def set_pool_size(self, size: int, warm: tuple[str, ...] | None = ("lan", "wan")) -> None:
-        """Resize the pools (the old entries are deleted); fill the pool of ports `warm`
-        now, so the next NF with those ports is born into a pre-made namespace."""
-        self.close()
-        self.pool_size = max(0, size)
+        """Resize the pools (when the size changes, the old entries are deleted); fill the
+        pool of ports `warm` now, so the next NF with those ports is born into a pre-made
+        namespace."""
+        if max(0, size) != self.pool_size:
+            self.close()
+            self.pool_size = max(0, size)
         if warm is not None:
             pool = self.pool(warm)
             if pool is not None:
