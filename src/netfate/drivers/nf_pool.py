@@ -24,6 +24,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 
 from netfate import naming
@@ -121,11 +122,16 @@ class NamespacePool:
         """Fill the pool now, in this thread (a warm-up; the refill thread does the same)."""
         while not self._closed:
             with self._lock:
-                if len(self._entries) + self._making >= self.size:
+                if len(self._entries) >= self.size:
                     return
-                self._seq += 1
-                self._making += 1
-                name = f"{_prefix(self.node)}{os.getpid()}-{self._seq}"
+                busy = len(self._entries) + self._making >= self.size
+                if not busy:
+                    self._seq += 1
+                    self._making += 1
+                    name = f"{_prefix(self.node)}{os.getpid()}-{self._seq}"
+            if busy:  # the rest is being made by the other filler: wait for it
+                time.sleep(0.002)
+                continue
             try:
                 entry = make_entry(name, self.ports, self.mtu)
             finally:
