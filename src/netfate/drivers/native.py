@@ -68,7 +68,7 @@ class NativeCompute:
         """The factory the `netfate.compute` entry point `native` names."""
         return cls(ctx.node, ctx.rundir, ctx.store, mtu=ctx.mtu,
                    script_timeout=ctx.script_timeout,
-                   pool_size=getattr(ctx, "nf_pool_size", 0))
+                   pool_size=ctx.nf_pool_size)
 
     def close(self) -> None:
         """Release what the driver holds besides its NFs: its namespace pools (idempotent)."""

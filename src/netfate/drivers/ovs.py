@@ -30,10 +30,17 @@ ISOLATED_VLAN = 4000
 class OvsServer:
     """The project's own OVS daemons, in a private run directory, run in the foreground under
     the supervisor (PID records <rundir>/<daemon>.pid, stdout/stderr <daemon>.out, OVS's own
-    log <daemon>.log). start() is idempotent."""
+    log <daemon>.log). start() is idempotent.
 
-    def __init__(self, rundir: Path) -> None:
+    ``other_config``: Open_vSwitch other_config keys set before ovs-vswitchd starts (some,
+    like userspace-tso-enable, are read only at its start); None: OTHER_CONFIG."""
+
+    # What the benchmarks measured to help on this machine (README, "Data plane").
+    OTHER_CONFIG: dict[str, str] = {}
+
+    def __init__(self, rundir: Path, other_config: dict[str, str] | None = None) -> None:
         self.rundir = rundir
+        self.other_config = dict(self.OTHER_CONFIG if other_config is None else other_config)
         self.db_sock = rundir / "db.sock"
         self.env = {
             "OVS_RUNDIR": str(rundir),
@@ -79,7 +86,9 @@ class OvsServer:
                 f"--unixctl={self.rundir / 'ovsdb-server.ctl'}",
                 f"--log-file={self.rundir / 'ovsdb-server.log'}", *common,
             ]), ready=probes.unix_socket(self.db_sock), timeout=timeout)
-            run(["ovs-vsctl", f"--db={self.db}", "--no-wait", "init"], env=self.env)
+            sets = [a for k, v in sorted(self.other_config.items())
+                    for a in ("--", "set", "Open_vSwitch", ".", f"other_config:{k}={v}")]
+            run(["ovs-vsctl", f"--db={self.db}", "--no-wait", "init", *sets], env=self.env)
             ctl = self.rundir / "ovs-vswitchd.ctl"
             group.start(self._daemon("ovs-vswitchd", [
                 "ovs-vswitchd", self.db, f"--unixctl={ctl}",
