@@ -322,6 +322,10 @@ class OvsNetwork:
         faster and certain; the next packet of each flow is classified again."""
         unixctl(self.server, "revalidator/purge")
 
+    def dump_flows(self, lsi: str) -> list[dict[str, Any]]:
+        """The switch's flows, with counters, as the switch reports them."""
+        return self._of(lsi).dump_flows()
+
 
 def unixctl(server: OvsServer, command: str, *args: str) -> str:
     """`ovs-appctl -t ovs-vswitchd.ctl COMMAND ARGS...` without starting ovs-appctl (5-10 ms
@@ -347,10 +351,6 @@ def unixctl(server: OvsServer, command: str, *args: str) -> str:
         cp = run(["ovs-appctl", "-t", ctl, command, *args], env=server.env, check=False,
                  timeout=10)
         return cp.stdout.decode(errors="replace")
-
-    def dump_flows(self, lsi: str) -> list[dict[str, Any]]:
-        """The switch's flows, with counters, as the switch reports them."""
-        return self._of(lsi).dump_flows()
 
 
 def learned_port(server: OvsServer, lsi: str, mac: str, ofports: dict[str, int]) -> str | None:
