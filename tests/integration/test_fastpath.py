@@ -94,12 +94,21 @@ def test_in_process_actions_leave_what_the_scripts_leave(
         call(fast, a.instance_id)
         call(slow, b.instance_id)
         same(step)
+    # state moves the same way: each exports, then imports the other's document
+    da = fast.export_state(a.instance_id)
+    db = slow.export_state(b.instance_id)
+    assert da["config"] == db["config"] and da.keys() == db.keys()
+    assert isinstance(da["conntrack"], list)
+    fast.import_state(a.instance_id, db)
+    slow.import_state(b.instance_id, da)
+    same("import-state")
     running = observed(a.netns or "", fast._idir(a.instance_id))
     assert running["links"]["br0"]["up"] and "policy accept" in running["rules"]
     assert running["links"]["lan"]["master"] == "br0"
     # the fast driver ran no lifecycle script of these actions; the slow one ran them all
     assert not [s for s in scripts if s.startswith("fpfast:")]
-    assert {"fpslow:create", "fpslow:start", "fpslow:update"} <= set(scripts)
+    assert {"fpslow:create", "fpslow:start", "fpslow:update", "fpslow:export-state",
+            "fpslow:import-state"} <= set(scripts)
     # status (a script on both paths) agrees too
     sa = fast.status(a.instance_id).detail
     sb = slow.status(b.instance_id).detail

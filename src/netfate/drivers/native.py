@@ -148,8 +148,11 @@ class NativeCompute:
         ports = tuple(p.name for p in info.ports)
         if self.inproc is not None and info.netns and self.inproc.handles(bundle.sha256,
                                                                           action, ports):
+            extra = extra_env or {}
+            state_file = extra.get("NF_EXPORT_FILE") or extra.get("NF_IMPORT_FILE")
             call = Call(action, info.netns, ports, d, self._cache_dir(bundle),
-                        resume=bool((extra_env or {}).get("NF_RESUME")))
+                        resume=bool(extra.get("NF_RESUME")),
+                        state_file=Path(state_file) if state_file else None)
             try:
                 self.inproc.run(call)
                 return ""

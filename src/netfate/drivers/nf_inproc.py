@@ -31,11 +31,13 @@ from typing import Any
 from netfate import catalogue
 from netfate.drivers import netns
 from netfate.errors import DriverError
+from netfate.proc import run as run_cmd
 
 log = logging.getLogger(__name__)
 
 BRIDGE = "br0"
-HANDLED = frozenset({"create", "start", "stop", "pause", "update", "delete"})
+HANDLED = frozenset({"create", "start", "stop", "pause", "update", "delete", "export-state",
+                     "import-state"})
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class Call:
     nf_dir: Path             # NF_DIR; NF_CONFIG is nf_dir/config.json
     cache_dir: Path | None   # NF_CACHE_DIR
     resume: bool = False     # NF_RESUME=1
+    state_file: Path | None = None  # NF_EXPORT_FILE / NF_IMPORT_FILE
 
     @property
     def state_dir(self) -> Path:
@@ -97,7 +100,7 @@ class FirewallRunner:
     def run(self, call: Call) -> None:
         """Do the action; DriverError (or any error) when it could not: the caller then runs
         the script, which does the same idempotently and reports the NF's own error."""
-        getattr(self, "_" + call.action)(call)
+        getattr(self, "_" + call.action.replace("-", "_"))(call)
 
     def _create(self, c: Call) -> None:
         self._config_take(c)
@@ -134,6 +137,41 @@ class FirewallRunner:
 
     def _delete(self, c: Call) -> None:
         """Nothing: all the firewall has lives in its namespace, which the driver deletes."""
+
+    def _export_state(self, c: Call) -> None:
+        """fw.py export: the active config and `conntrack -L -o save` of the namespace (one
+        conntrack process, without bash or Python before it)."""
+        if c.state_file is None:
+            raise DriverError("NF_EXPORT_FILE is not set")
+        src = c.active_config if c.active_config.exists() else c.nf_dir / "config.json"
+        cfg = _read_json_object(src)
+        cp = run_cmd(["conntrack", "-L", "-o", "save"], netns=c.netns, check=False)
+        if cp.returncode != 0:
+            raise DriverError(f"conntrack -L failed: {cp.stderr.decode(errors='replace')}")
+        fw = self.fw()
+        fw.nf.write_state_doc(str(c.state_file), "firewall", cfg,
+                              conntrack=fw.saved_entries(cp.stdout.decode(errors="replace")))
+
+    def _import_state(self, c: Call) -> None:
+        """import-state: bridge_ensure, then fw.py import (config, ruleset, conntrack)."""
+        if c.state_file is None:
+            raise DriverError("NF_IMPORT_FILE is not set")
+        fw = self.fw()
+        doc = _read_json_object(c.state_file)
+        cfg = doc.get("config")
+        if doc.get("nf") != "firewall" or not isinstance(cfg, dict):
+            raise DriverError("not a firewall state document with a config")
+        try:
+            entries: list[str] = fw.check_entries(doc.get("conntrack", []))
+        except SystemExit:
+            raise DriverError("malformed conntrack entries") from None
+        text = self._build(cfg, c.ports)  # validate before touching anything
+        with netns.iproute(c.netns) as ipr:
+            _bridge_ensure(c, ipr, _indexes(ipr), up_ports=True)
+        fw.nf.atomic_write_json(str(c.active_config), cfg, indent=1)
+        _atomic_write(c.ruleset, text.encode())
+        nft_load(c.netns, text)
+        _restore_conntrack(c, entries)
 
     # -- steps (common.sh / fwlib.sh) -----------------------------------------------------
     @staticmethod
@@ -230,6 +268,23 @@ class _Reaper:
 
 
 _reaper = _Reaper()
+
+
+def _restore_conntrack(c: Call, entries: list[str]) -> None:
+    """fw.py _restore_conntrack: `conntrack -R` in the namespace; if that fails (an entry
+    exists already: a flow picked up again between start and import), one at a time."""
+    if not entries:
+        return
+    path = c.nf_dir / "run" / f".import-{threading.get_native_id()}.ct"
+    try:
+        path.write_text("\n".join(entries) + "\n")
+        if run_cmd(["conntrack", "-R", str(path)], netns=c.netns, check=False).returncode == 0:
+            return
+        for ln in entries:
+            path.write_text(ln + "\n")
+            run_cmd(["conntrack", "-R", str(path)], netns=c.netns, check=False)
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def _bridge_down(ns: str) -> None:
