@@ -204,6 +204,7 @@ class ComputeContext:
     store: BundleStore  # the node's NF bundles, by sha256
     mtu: int = 1500     # NF ports match the LSI's links (bytes)
     script_timeout: float = 30.0  # seconds a lifecycle step may run before it is killed
+    nf_pool_size: int = 0  # pre-made NF namespaces kept ready (native driver; 0: none)
 
 
 class ComputeDriver(Protocol):

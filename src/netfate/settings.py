@@ -11,7 +11,7 @@ Groups and their variables (a field ``f`` of a group reads ``<prefix>F``; see `E
 - ``orchestrator``: ``NETFATE_STATE_DIR``, ``NETFATE_DB_URL``, ``NETFATE_PORT``, ...
 - ``radius``: ``NETFATE_RADIUS_PORT``, ``NETFATE_RADIUS_POOL``, ...
 - ``testbed``: ``NETFATE_TESTBED_IDLE_TIMEOUT``, ``NETFATE_TESTBED_API_PORT``, ...
-- ``compute``: ``NETFATE_SCRIPT_TIMEOUT``
+- ``compute``: ``NETFATE_SCRIPT_TIMEOUT``, ``NETFATE_NF_POOL_SIZE``
 - ``client``: ``NETFATE_API`` (its operator token is ``orchestrator.api_token``:
   ``NETFATE_API_TOKEN``, one variable for the server and its clients)
 
@@ -52,6 +52,8 @@ class ComputeSettings(BaseModel):
 
     script_timeout: float = Field(default=30.0, gt=0, description="Seconds an NF lifecycle script "
                                   "may run before it is killed")
+    nf_pool_size: int = Field(default=0, ge=0, le=64, description="Pre-made NF namespaces with "
+                              "their veths the native driver keeps ready (0: none)")
 
 
 class ClientSettings(BaseModel):

@@ -67,6 +67,7 @@ class Agent:
         controller_managed: bool = True,
         flavours: list[str] | None = None,
         script_timeout: float = 30.0,
+        nf_pool_size: int = 0,
     ) -> None:
         """`flavours`: the compute drivers to host (default: every flavour registered under
         `netfate.compute` that can run here); the node advertises exactly those."""
@@ -78,7 +79,8 @@ class Agent:
         self.ovs = ovs
         self.network: NetworkDriver = OvsNetwork(ovs)
         drivers = registry.build_all(
-            ComputeContext(node, rundir, self.store, mtu=mtu, script_timeout=script_timeout),
+            ComputeContext(node, rundir, self.store, mtu=mtu, script_timeout=script_timeout,
+                           nf_pool_size=nf_pool_size),
             flavours)
         # The SDN controller owns the switch's flows (steering, port security): the agent
         # runs NFs and reports what it sees on the switch.

@@ -42,10 +42,13 @@ def _run_on_testbed(module: str, runs: int) -> None:
 @app.command("nf-start")
 def nf_start(
     runs: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    pool: Annotated[int, typer.Option(min=0, max=64, help="Pre-made namespaces for the "
+                                      "pooled runs (0: cold runs only)")] = 2,
     json_out: JsonOpt = True,
 ) -> None:
-    """create_nf to first forwarded packet through a native firewall, vs bare ruleset load."""
-    _run_as_root("nf_start", runs)
+    """create_nf to first forwarded packet through a native firewall (cold, then from a
+    pool of pre-made namespaces), vs bare ruleset load."""
+    _run_as_root("nf_start", runs, pool=pool)
 
 
 @app.command()

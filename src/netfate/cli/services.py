@@ -121,7 +121,8 @@ def agent(
     a = Agent(node, role, nats_url, paths.run_dir(), OvsServer(paths.ovs_dir()),
               uplink=uplink, telemetry_interval=telemetry_interval, mtu=mtu, budget=budget,
               controller_managed=controller_managed,
-              script_timeout=settings.compute.script_timeout, flavours=hosted)
+              script_timeout=settings.compute.script_timeout, flavours=hosted,
+              nf_pool_size=settings.compute.nf_pool_size)
     if metrics_port:
         from netfate.metrics import agent as agent_metrics
 

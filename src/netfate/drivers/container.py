@@ -49,7 +49,9 @@ class ContainerCompute(NativeCompute):
     def __init__(self, node: str, rundir: Path, store: BundleStore, mtu: int = 1500,
                  script_timeout: float = SCRIPT_TIMEOUT,
                  disk_budget_mb: int = DISK_BUDGET_MB) -> None:
-        super().__init__(node, rundir, store, mtu=mtu, script_timeout=script_timeout)
+        # Scripts run inside the container (runc exec): never the in-process fast path.
+        super().__init__(node, rundir, store, mtu=mtu, script_timeout=script_timeout,
+                         fast_path=False)
         self.images = ImageStore(rundir / "images", disk_budget_mb * 1024 * 1024)
         self.runc = Runc(rundir / "runc")
 

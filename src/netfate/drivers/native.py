@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import shutil
 import threading
 from collections.abc import Callable
@@ -17,7 +18,8 @@ from typing import Any
 
 from netfate import naming
 from netfate.bundle import Bundle, BundleStore
-from netfate.drivers import capabilities, cgroups, netns, nf_state
+from netfate.drivers import capabilities, cgroups, netns, nf_pool, nf_state
+from netfate.drivers.nf_inproc import Call, FirewallRunner
 from netfate.drivers.nf_records import InstanceRecords, dead_daemons
 from netfate.drivers.nf_script import NF_PYTHON, SCRIPT_TIMEOUT, run_script, script_env
 from netfate.drivers.nf_state import STATE_FORMAT
@@ -28,6 +30,7 @@ from netfate.resolver import needed_on_host
 
 # Re-exported: other modules and tests import them from here.
 __all__ = ["NF_PYTHON", "SCRIPT_TIMEOUT", "STATE_FORMAT", "NativeCompute"]
+log = logging.getLogger(__name__)
 
 
 def _deleter(host_if: str) -> Callable[[], object]:
@@ -40,8 +43,12 @@ class NativeCompute:
     flavour = "native"
 
     def __init__(self, node: str, rundir: Path, store: BundleStore, mtu: int = 1500,
-                 script_timeout: float = SCRIPT_TIMEOUT) -> None:
-        """``script_timeout``: seconds a lifecycle script may run before it is killed."""
+                 script_timeout: float = SCRIPT_TIMEOUT, fast_path: bool = True,
+                 pool_size: int = 0) -> None:
+        """``script_timeout``: seconds a lifecycle script may run before it is killed.
+        ``pool_size``: pre-made namespaces with their veths kept per port layout (nf_pool).
+        ``fast_path``: run the catalogue firewall's actions in-process (nf_inproc), not
+        through its scripts (which stay the fallback and the contract)."""
         self.node = naming.check_token("node", node)
         self.mtu = mtu  # NF ports match the LSI's links
         self.script_timeout = script_timeout
@@ -53,12 +60,47 @@ class NativeCompute:
         self._caps: set[str] | None = None
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self.inproc = FirewallRunner() if fast_path else None
+        self.pool_size = pool_size
+        self._pools: dict[tuple[str, ...], nf_pool.NamespacePool] = {}
 
     @classmethod
     def from_context(cls, ctx: ComputeContext) -> NativeCompute:
         """The factory the `netfate.compute` entry point `native` names."""
         return cls(ctx.node, ctx.rundir, ctx.store, mtu=ctx.mtu,
-                   script_timeout=ctx.script_timeout)
+                   script_timeout=ctx.script_timeout,
+                   pool_size=ctx.nf_pool_size)
+
+    def close(self) -> None:
+        """Release what the driver holds besides its NFs: its namespace pools (idempotent)."""
+        with self._guard:
+            pools, self._pools = list(self._pools.values()), {}
+        for p in pools:
+            p.close()
+
+    def pool(self, ports: tuple[str, ...]) -> nf_pool.NamespacePool | None:
+        """The pool of pre-made namespaces for NFs with these ports (made on first use and
+        refilled in the background); None when pool_size is 0."""
+        if self.pool_size <= 0:
+            return None
+        with self._guard:
+            pool = self._pools.get(ports)
+            if pool is None:
+                pool = nf_pool.NamespacePool(self.node, ports, self.mtu, self.pool_size)
+                self._pools[ports] = pool
+            return pool
+
+    def set_pool_size(self, size: int, warm: tuple[str, ...] | None = ("lan", "wan")) -> None:
+        """Resize the pools (when the size changes, the old entries are deleted); fill the
+        pool of ports `warm` now, so the next NF with those ports is born into a pre-made
+        namespace."""
+        if max(0, size) != self.pool_size:
+            self.close()
+            self.pool_size = max(0, size)
+        if warm is not None:
+            pool = self.pool(warm)
+            if pool is not None:
+                pool.fill()
 
     # -- bookkeeping ----------------------------------------------------------------------
     @property
@@ -99,10 +141,25 @@ class NativeCompute:
         extra_env: dict[str, str] | None = None,
         timeout: float | None = None,
     ) -> str:
-        """Run ``action``'s script of the NF (see `nf_script.run_script`); "" if it has none."""
+        """Run ``action``'s script of the NF (see `nf_script.run_script`); "" if it has none.
+        The catalogue firewall's actions run in-process when they can (nf_inproc)."""
         if bundle.script(action) is None:
             return ""
         d = self._idir(info.instance_id)
+        ports = tuple(p.name for p in info.ports)
+        if self.inproc is not None and info.netns and self.inproc.handles(bundle.sha256,
+                                                                          action, ports):
+            extra = extra_env or {}
+            state_file = extra.get("NF_EXPORT_FILE") or extra.get("NF_IMPORT_FILE")
+            call = Call(action, info.netns, ports, d, self._cache_dir(bundle),
+                        resume=bool(extra.get("NF_RESUME")),
+                        state_file=Path(state_file) if state_file else None)
+            try:
+                self.inproc.run(call)
+                return ""
+            except Exception as exc:  # the script does the same, idempotently
+                log.warning("%s: in-process %s failed (%s); running the script",
+                            info.instance_id, action, exc)
         env = script_env(info, bundle, action, d, self.queue.root, self._cache_dir(bundle),
                          extra_env)
         return run_script(info, bundle, action, env, d,
@@ -179,16 +236,23 @@ class NativeCompute:
                 (d / sub).mkdir()
             self.queue.ensure()
             (d / "config.json").write_text(json.dumps(cfg))
-            netns.create(ns)
-            undo.append(lambda: netns.delete(ns))
-            with netns.iproute() as ipr:
+            pool = self.pool(tuple(p.name for p in ports))
+            entry = pool.take() if pool is not None else None
+            if entry is not None:  # born into a pre-made namespace (never used before)
+                undo.append(lambda: netns.delete(entry.netns))
+                undo.append(lambda: netns.delete(ns))  # its veths go with it
+                nf_pool.adopt(entry, ns, [p.host_if for p in ports])
+            else:
+                netns.create(ns)
+                undo.append(lambda: netns.delete(ns))
+                with netns.iproute() as ipr:
+                    for p in ports:
+                        netns.veth_into(p.host_if, ns, p.name, ipr=ipr, mtu=self.mtu)
+                        undo.append(_deleter(p.host_if))
+                netns.disable_ipv6(ns)  # no RS/DAD/MLD from NF ports into the user's network
+                netns.set_up(ns, [p.name for p in ports], group=nf_pool.PORT_GROUP)
                 for p in ports:
-                    netns.veth_into(p.host_if, ns, p.name, ipr=ipr, mtu=self.mtu)
-                    undo.append(_deleter(p.host_if))
-            netns.disable_ipv6(ns)  # no RS/DAD/MLD from NF ports into the user's network
-            netns.set_up(ns, [p.name for p in ports])
-            for p in ports:
-                netns.tx_checksum_off(ns, p.name)
+                    netns.tx_checksum_off(ns, p.name)
             cgroups.create(iid, desc.resources.memory_mb, desc.resources.cpu_percent)
             undo.append(lambda: cgroups.delete(iid))
             self._provision(info, bundle, undo)
@@ -283,6 +347,9 @@ class NativeCompute:
                             errors.append(str(exc))
             self._teardown(info)
             cgroups.delete(instance_id)
+            if info.netns and netns.exists(info.netns):
+                # the ports (both ends) in one batch; an NF made before groups, one by one
+                netns.delete_group(info.netns, nf_pool.PORT_GROUP)
             with netns.iproute() as ipr:
                 for p in info.ports:
                     netns.delete_link(p.host_if, ipr=ipr)
@@ -335,8 +402,13 @@ class NativeCompute:
         directories with no instance record. Run at agent start, before reconciling."""
         every = self.records.all_flavours()  # several flavours share the node's namespaces
         known = {i.instance_id for i in every}
-        known_ns = {i.netns for i in every}
+        with self._guard:
+            pooled = set().union(*(p.names() for p in self._pools.values()))
+        known_ns = {i.netns for i in every} | pooled
         removed = []
+        for ns in nf_pool.leftovers(self.node, pooled):
+            netns.delete(ns)
+            removed.append(ns)
         prefix = f"{naming.PREFIX}{self.node}-"
         for ns in netns.list_names():
             if ns.startswith(prefix) and ns not in known_ns:

@@ -105,6 +105,28 @@ def delete(name: str) -> bool:
     return True
 
 
+def rename(old: str, new: str) -> None:
+    """Give namespace `old` the name `new` (a second bind mount of it, then the first one
+    removed): processes and sockets in it are unaffected. DriverError if `new` exists or
+    `old` does not."""
+    src = os.path.join(NETNS_DIR, old)
+    dst = os.path.join(NETNS_DIR, new)
+    if not os.path.exists(src):
+        raise DriverError(f"namespace {old} does not exist")
+    try:
+        fd = os.open(dst, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    except FileExistsError:
+        raise DriverError(f"namespace {new} already exists") from None
+    os.close(fd)
+    try:
+        _mount(src, dst, MS_BIND)
+    except DriverError:
+        with contextlib.suppress(OSError):
+            os.unlink(dst)
+        raise
+    delete(old)
+
+
 @contextlib.contextmanager
 def entered(name: str) -> Iterator[None]:
     """Run the block with this thread inside the namespace; sockets made here stay in it."""
@@ -180,9 +202,10 @@ def veth_into(
     ipr: IPRoute | None = None,
     mtu: int | None = None,
     mac: str | None = None,
+    host_up: bool = True,
 ) -> None:
-    """A veth pair: host_if, up, stays in the root namespace; its peer ns_if goes into ns
-    (still down: bring it up from inside). Idempotent."""
+    """A veth pair: host_if, up (unless host_up is False), stays in the root namespace; its
+    peer ns_if goes into ns (still down: bring it up from inside). Idempotent."""
     own = ipr is None
     root = ipr if ipr is not None else iproute()
     try:
@@ -194,7 +217,9 @@ def veth_into(
             kw["mtu"] = mtu
             peer["mtu"] = mtu
         try:
-            root.link("add", ifname=host_if, kind="veth", state="up", peer=peer, **kw)
+            if host_up:
+                kw["state"] = "up"
+            root.link("add", ifname=host_if, kind="veth", peer=peer, **kw)
         except Exception as exc:
             if "File exists" in str(exc) and link_index(root, host_if) is not None:
                 return
@@ -226,14 +251,29 @@ def own_macs(ns: str, skip: set[str]) -> list[str]:
     return sorted(out)
 
 
-def set_up(ns: str, ifnames: list[str]) -> None:
-    """Bring lo and the named interfaces up inside ns, with one netlink socket."""
+def set_up(ns: str, ifnames: list[str], group: int | None = None) -> None:
+    """Bring lo and the named interfaces up inside ns, with one netlink socket; with
+    `group`, the named interfaces join that interface group (see delete_group)."""
     with iproute(ns) as ipr:
         index = {str(link.get("ifname")): int(link["index"]) for link in ipr.get_links()}
         for name in ["lo", *ifnames]:
             if name not in index:
                 raise DriverError(f"{name} is missing in namespace {ns}")
-            ipr.link("set", index=index[name], state="up")
+            extra = {"group": group} if group is not None and name != "lo" else {}
+            ipr.link("set", index=index[name], state="up", **extra)
+
+
+def delete_group(ns: str, group: int) -> bool:
+    """Delete every interface of `group` inside ns in one netlink request (RTM_DELLINK
+    with IFLA_GROUP): the kernel unregisters them, and their veth peers outside, as one
+    batch with one RCU grace period, where a delete per veth waits for one each. False
+    if the kernel refused (the caller then deletes them one by one)."""
+    try:
+        with iproute(ns) as ipr:
+            ipr.link("del", group=group)
+    except Exception:
+        return False
+    return True
 
 
 def delete_link(ifname: str, ipr: IPRoute | None = None) -> bool:

@@ -31,10 +31,17 @@ ISOLATED_VLAN = 4000
 class OvsServer:
     """The project's own OVS daemons, in a private run directory, run in the foreground under
     the supervisor (PID records <rundir>/<daemon>.pid, stdout/stderr <daemon>.out, OVS's own
-    log <daemon>.log). start() is idempotent."""
+    log <daemon>.log). start() is idempotent.
 
-    def __init__(self, rundir: Path) -> None:
+    ``other_config``: Open_vSwitch other_config keys set before ovs-vswitchd starts (some,
+    like userspace-tso-enable, are read only at its start); None: OTHER_CONFIG."""
+
+    # What the benchmarks measured to help on this machine (README, "Data plane").
+    OTHER_CONFIG: dict[str, str] = {}
+
+    def __init__(self, rundir: Path, other_config: dict[str, str] | None = None) -> None:
         self.rundir = rundir
+        self.other_config = dict(self.OTHER_CONFIG if other_config is None else other_config)
         self.db_sock = rundir / "db.sock"
         self.env = {
             "OVS_RUNDIR": str(rundir),
@@ -80,7 +87,9 @@ class OvsServer:
                 f"--unixctl={self.rundir / 'ovsdb-server.ctl'}",
                 f"--log-file={self.rundir / 'ovsdb-server.log'}", *common,
             ]), ready=probes.unix_socket(self.db_sock), timeout=timeout)
-            run(["ovs-vsctl", f"--db={self.db}", "--no-wait", "init"], env=self.env)
+            sets = [a for k, v in sorted(self.other_config.items())
+                    for a in ("--", "set", "Open_vSwitch", ".", f"other_config:{k}={v}")]
+            run(["ovs-vsctl", f"--db={self.db}", "--no-wait", "init", *sets], env=self.env)
             ctl = self.rundir / "ovs-vswitchd.ctl"
             group.start(self._daemon("ovs-vswitchd", [
                 "ovs-vswitchd", self.db, f"--unixctl={ctl}",
@@ -343,22 +352,43 @@ class OvsNetwork:
         revalidators have been through them (up to hundreds of ms on a loaded machine), so a
         user's packets could still take the path around a new NF. Purging the cache is
         faster and certain; the next packet of each flow is classified again."""
-        run(["ovs-appctl", "-t", str(self.server.rundir / "ovs-vswitchd.ctl"),
-             "revalidator/purge"], env=self.server.env, check=False, timeout=10)
+        unixctl(self.server, "revalidator/purge")
 
     def dump_flows(self, lsi: str) -> list[dict[str, Any]]:
         """The switch's flows, with counters, as the switch reports them."""
         return self._of(lsi).dump_flows()
 
 
+def unixctl(server: OvsServer, command: str, *args: str) -> str:
+    """`ovs-appctl -t ovs-vswitchd.ctl COMMAND ARGS...` without starting ovs-appctl (5-10 ms
+    of process start on a small CPE): the same JSON-RPC over the daemon's control socket,
+    through the `ovs` package ovsdbapp brings. Falls back to ovs-appctl if that fails.
+    Returns the reply's text ("" when the daemon refuses)."""
+    ctl = str(server.rundir / "ovs-vswitchd.ctl")
+    try:
+        warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+        from ovs.unixctl import client
+
+        err, conn = client.UnixctlClient.create(ctl)
+        if err:
+            raise OSError(err, os.strerror(err))
+        try:
+            err, _error, result = conn.transact(command, list(args))
+        finally:
+            conn.close()
+        if err:
+            raise OSError(err, os.strerror(err))
+        return str(result or "")
+    except Exception:
+        cp = run(["ovs-appctl", "-t", ctl, command, *args], env=server.env, check=False,
+                 timeout=10)
+        return cp.stdout.decode(errors="replace")
+
+
 def learned_port(server: OvsServer, lsi: str, mac: str, ofports: dict[str, int]) -> str | None:
     """The LSI port on which the switch has learned this MAC (its L2 table), if any."""
-    cp = run(
-        ["ovs-appctl", "-t", str(server.rundir / "ovs-vswitchd.ctl"), "fdb/show", lsi],
-        env=server.env, check=False,
-    )
     by_number = {v: k for k, v in ofports.items()}
-    for line in cp.stdout.decode().splitlines()[1:]:
+    for line in unixctl(server, "fdb/show", lsi).splitlines()[1:]:
         parts = line.split()
         if len(parts) >= 3 and parts[2].lower() == mac.lower() and parts[0].isdigit():
             return by_number.get(int(parts[0]))

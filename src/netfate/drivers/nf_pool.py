@@ -1,0 +1,192 @@
+"""A small pool of pre-made NF namespaces with their veths, that a native NF is born into
+(SOCK and Catalyzer start sandboxes in under a millisecond from pre-made ones; here the
+kernel work of a namespace and its ports, ~5-10 ms on a small CPE, leaves the critical path).
+
+An entry is what the script contract promises before `create` (catalogue/README.md): a fresh
+namespace, `lo` up, IPv6 off, and each port a veth whose inside end has the port's name, is
+up, has tx checksum offload off and the node's MTU. Its outer end is down under a temporary
+name until an NF adopts the entry: then the namespace takes the NF's name (a second bind
+mount, the first one removed) and each outer end takes its port's name and comes up.
+
+Privacy: entries are only ever made fresh and handed out once. An NF's namespace is never
+returned to the pool (deleting the NF destroys it), so no user is ever given a namespace with
+anything of another user's in it.
+
+Entries are named `fate-pool-<node>-<pid>-<n>` (host ends `fate-q<hex>`), so `testbed down`
+removes them with everything else of ours, and `leftovers` finds those of a process that
+is gone. The pool is refilled by a background thread; its size is the setting
+`compute.nf_pool_size` (0: no pool).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+from netfate import naming
+from netfate.drivers import netns
+from netfate.errors import DriverError
+
+log = logging.getLogger(__name__)
+POOL_TAG = "pool"
+# The interface group of an NF's ports inside its namespace, so deleting the NF deletes them
+# all in one request (netns.delete_group). Any value but 0 (lo's) does: the namespace is
+# the NF's alone.
+PORT_GROUP = 0x4E46
+
+
+@dataclass(frozen=True)
+class Entry:
+    netns: str
+    host_ifs: tuple[str, ...]  # outer ends, in the order of the pool's ports
+
+
+def _prefix(node: str) -> str:
+    return f"{naming.PREFIX}{POOL_TAG}-{node}-"
+
+
+def make_entry(name: str, ports: tuple[str, ...], mtu: int) -> Entry:
+    """A fresh namespace `name` with one veth per port, as the module docstring says.
+    DriverError if the kernel refuses; then nothing of it is left."""
+    netns.create(name)
+    try:
+        host = tuple(naming.PREFIX + "q" + secrets.token_hex(5)[:9] for _ in ports)
+        with netns.iproute() as ipr:
+            for h, p in zip(host, ports, strict=True):
+                netns.veth_into(h, name, p, ipr=ipr, mtu=mtu, host_up=False)
+        netns.disable_ipv6(name)
+        netns.set_up(name, list(ports), group=PORT_GROUP)
+        for p in ports:
+            netns.tx_checksum_off(name, p)
+    except BaseException:
+        netns.delete(name)  # its veths go with it
+        raise
+    return Entry(name, host)
+
+
+def adopt(entry: Entry, name: str, host_ifs: list[str]) -> None:
+    """Give the entry its NF's names: the namespace becomes `name`, each outer end its
+    port's name (up). DriverError if a name is taken; the entry is then unusable."""
+    netns.rename(entry.netns, name)
+    with netns.iproute() as ipr:
+        for old, new in zip(entry.host_ifs, host_ifs, strict=True):
+            idx = netns.link_index(ipr, old)
+            if idx is None:
+                raise DriverError(f"pooled port {old} is gone")
+            ipr.link("set", index=idx, ifname=new, state="up")
+
+
+class NamespacePool:
+    """Entries for one port layout and MTU on one node, refilled in the background."""
+
+    def __init__(self, node: str, ports: tuple[str, ...], mtu: int, size: int) -> None:
+        self.node = node
+        self.ports = ports
+        self.mtu = mtu
+        self.size = max(0, size)
+        self._entries: list[Entry] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._seq = 0
+        self._making = 0  # entries being made now (by the refill thread or fill())
+        self._thread: threading.Thread | None = None
+        if self.size:
+            self._thread = threading.Thread(target=self._refill, name=f"nf-pool-{node}",
+                                            daemon=True)
+            self._thread.start()
+            self._wake.set()
+
+    def names(self) -> set[str]:
+        """The namespaces the pool holds now."""
+        with self._lock:
+            return {e.netns for e in self._entries}
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def take(self) -> Entry | None:
+        """An entry, or None when the pool is empty (the caller makes a namespace itself);
+        the pool starts refilling."""
+        with self._lock:
+            entry = self._entries.pop(0) if self._entries else None
+        self._wake.set()
+        return entry
+
+    def fill(self) -> None:
+        """Fill the pool now, in this thread (a warm-up; the refill thread does the same)."""
+        while not self._closed:
+            with self._lock:
+                if len(self._entries) >= self.size:
+                    return
+                busy = len(self._entries) + self._making >= self.size
+                if not busy:
+                    self._seq += 1
+                    self._making += 1
+                    name = f"{_prefix(self.node)}{os.getpid()}-{self._seq}"
+            if busy:  # the rest is being made by the other filler: wait for it
+                time.sleep(0.002)
+                continue
+            try:
+                entry = make_entry(name, self.ports, self.mtu)
+            finally:
+                with self._lock:
+                    self._making -= 1
+            with self._lock:
+                if not self._closed:
+                    self._entries.append(entry)
+                    continue
+            netns.delete(entry.netns)
+            return
+
+    def _refill(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._closed:
+                return
+            try:
+                self.fill()
+            except Exception as exc:  # keep serving; a create then makes its own namespace
+                log.warning("NF namespace pool of %s: refill failed: %s", self.node, exc)
+
+    def close(self) -> None:
+        """Stop refilling and delete the entries (idempotent)."""
+        self._closed = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with self._lock:
+            entries, self._entries = self._entries, []
+        for e in entries:
+            netns.delete(e.netns)
+
+
+def leftovers(node: str, keep: set[str]) -> list[str]:
+    """Pool namespaces of `node` that no live pool holds: those of a process that has
+    ended, and this process's own that are not in `keep`."""
+    out = []
+    me = os.getpid()
+    for ns in netns.list_names():
+        if not ns.startswith(_prefix(node)) or ns in keep:
+            continue
+        pid_s = ns[len(_prefix(node)):].split("-", 1)[0]
+        alive = pid_s.isdigit() and int(pid_s) != me and _alive(int(pid_s))
+        if not alive:
+            out.append(ns)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
