@@ -37,7 +37,10 @@ def _topology() -> Topology:
     # A CPE that a busy NF overloads: 0.1 CPU declared for NFs (the firewall may use 0.5).
     text = text.replace("{name: cpe1, role: cpe, uplink: core}",
                         "{name: cpe1, role: cpe, uplink: core, cpus: 0.1}")
-    assert "cpus: 0.1" in text
+    # The PE above cpe1 has no room either, so the fallback is the DC (the policy's third
+    # tier, where the resolver picks the container flavour).
+    text = text.replace("{name: core, role: pe}", "{name: core, role: pe, mem_mb: 8}")
+    assert "cpus: 0.1" in text and "mem_mb: 8" in text
     return parse_topology(text, "cpe1 with 0.1 CPU")
 
 

@@ -158,8 +158,10 @@ def test_roam_gives_the_handover_gap_and_nf_counts_in_promql(
     assert ops
     users = prom.query('netfate_users{state="active"}')
     assert float(users[0]["value"][1]) >= 1
-    # the agent's telemetry: the firewall's memory at cpe2; the controller's flow-mods
-    wait_for(lambda: prom.query('netfate_nf_memory_bytes{node="cpe2", nf="firewall"} > 0'),
+    # the agent's telemetry: the firewall's memory at cpe2 (its cgroup's: it may be 0, the
+    # catalogue firewall being kernel state set up in-process by the fast path); the
+    # controller's flow-mods
+    wait_for(lambda: prom.query('netfate_nf_memory_bytes{node="cpe2", nf="firewall"} >= 0'),
              20, "the firewall's memory from cpe2's agent", step=0.5)
     assert prom.query("sum(netfate_controller_flow_mods_total) > 0")
     assert prom.query("netfate_agent_command_duration_seconds_count > 0")

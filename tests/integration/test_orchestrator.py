@@ -88,7 +88,8 @@ def login(tb: Testbed, user: str, host: str) -> dict[str, Any]:
 
 
 def node_nfs(tb: Testbed, node: str) -> set[str]:
-    return {i.instance_id for i in tb.node(node).compute.list_nfs()}
+    """Every NF on the node, of every flavour (the DC runs the firewall as a container)."""
+    return {i.instance_id for i in tb.node(node).list_nfs()}
 
 
 def db_nfs(node: str) -> set[str]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -83,7 +84,10 @@ class ContainerCompute(NativeCompute):
         return tag
 
     def _cdir(self, instance_id: str) -> Path:
-        return self._idir(instance_id) / "container"
+        """The container's runc bundle (its config.json): beside the instance directory, never
+        in it. /nf/dir is bound read-write into the container, so a spec there could be
+        rewritten by the NF (host mounts, capabilities) and would apply at its next run."""
+        return self.dir / "runc-bundles" / instance_id
 
     def _provision(self, info: NFInfo, bundle: Bundle, undo: list[Callable[[], object]]) -> None:
         desc = bundle.descriptor
@@ -96,14 +100,20 @@ class ContainerCompute(NativeCompute):
         env = [e for e in process.get("Env") or [] if isinstance(e, str)] or [f"PATH={_PATH}"]
         iid = info.instance_id
         cdir = self._cdir(iid)
-        cdir.mkdir()
+        cdir.mkdir(parents=True, exist_ok=True)
+        undo.append(lambda: shutil.rmtree(cdir, ignore_errors=True))
         cfg = container_spec.spec(
             rootfs=rootfs, args=args, env=env, hostname=iid[:63], netns=info.netns or "",
             cgroup=iid, memory_mb=desc.resources.memory_mb,
             cpu_percent=desc.resources.cpu_percent, capabilities=list(desc.linux_capabilities),
             bundle_dir=bundle.root, nf_dir=self._idir(iid), notify_dir=self.queue.root,
             cache_dir=self._cache_dir(bundle))
-        (cdir / "config.json").write_text(json.dumps(cfg, indent=1))
+        # A fresh file, renamed into place: never through whatever the path holds.
+        tmp = cdir / f".config.json.{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(cfg, indent=1))
+        os.replace(tmp, cdir / "config.json")
         cid = container_id(iid)
         undo.append(lambda: self.runc.delete(cid))
         self.runc.run(cid, cdir, self._idir(iid) / "run" / "container.log")
@@ -133,6 +143,7 @@ class ContainerCompute(NativeCompute):
 
     def _teardown(self, info: NFInfo) -> None:
         self.runc.delete(container_id(info.instance_id))
+        shutil.rmtree(self._cdir(info.instance_id), ignore_errors=True)
 
     # -- scripts inside the container -----------------------------------------------------
     def _run_script(self, info: NFInfo, bundle: Bundle, action: str,
@@ -213,4 +224,10 @@ class ContainerCompute(NativeCompute):
                 with contextlib.suppress(DriverError):
                     self.runc.delete(cid)
                     removed.append(f"container {cid}")
+        bundles = self.dir / "runc-bundles"
+        iids = {i.instance_id for i in self.records.all_flavours()}
+        for d in sorted(bundles.iterdir()) if bundles.is_dir() else []:
+            if d.name not in iids:
+                shutil.rmtree(d, ignore_errors=True)
+                removed.append(f"runc bundle {d.name}")
         return removed + super().collect_garbage()
