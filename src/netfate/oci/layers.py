@@ -133,7 +133,7 @@ def check_layer(tar: bytes, layer: str, limits: LayerLimits | None = None) -> La
             what = _REFUSED.get(kind, f"of type {kind!r}")
             raise InvalidInput(f"layer {layer}: entry {raw_name!r} is {what}; refused")
         if "size" in pax:
-            if not pax["size"].isdigit():
+            if not (pax["size"].isascii() and pax["size"].isdigit()):  # not "²"
                 raise InvalidInput(f"layer {layer}: entry {raw_name!r} has a bad pax size")
             size = int(pax["size"])
             end = data_at + -(-size // BLOCK) * BLOCK
