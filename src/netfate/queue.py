@@ -3,12 +3,16 @@ into new/), and the agent drains them to forward."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import stat
 import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+MAX_NOTE_BYTES = 64 * 1024  # one notification: a few hundred bytes in practice
 
 
 class NotificationQueue:
@@ -34,14 +38,40 @@ class NotificationQueue:
             return []
 
     def drain(self) -> list[dict[str, Any]]:
-        """Read and remove every queued notification, oldest first; skip malformed files."""
+        """Read and remove every queued notification, oldest first; skip malformed files
+        (not JSON, nested too deeply, over MAX_NOTE_BYTES, or not a regular file: an NF
+        writes the directory, so a link, a fifo or a huge file must neither be followed,
+        block the agent, nor stay to stop every later notification)."""
         out = []
         for p in self.pending():
             try:
-                data = json.loads(p.read_text())
+                data = json.loads(_read_note(p))
                 if isinstance(data, dict):
                     out.append(data)
-            except (OSError, ValueError):
+            except (OSError, ValueError, RecursionError):
                 pass
-            p.unlink(missing_ok=True)
+            finally:
+                _remove(p)
         return out
+
+
+def _remove(p: Path) -> None:
+    try:
+        p.unlink(missing_ok=True)
+    except IsADirectoryError:  # an NF made a directory called *.json
+        with contextlib.suppress(OSError):
+            p.rmdir()
+    except OSError:
+        pass
+
+
+def _read_note(p: Path) -> bytes:
+    fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_NOTE_BYTES:
+            raise ValueError(f"{p.name}: not a regular file of at most {MAX_NOTE_BYTES} bytes")
+        data = fh.read(MAX_NOTE_BYTES + 1)
+    if len(data) > MAX_NOTE_BYTES:
+        raise ValueError(f"{p.name}: over {MAX_NOTE_BYTES} bytes")
+    return data
