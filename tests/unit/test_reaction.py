@@ -142,3 +142,19 @@ def test_closed_loop_ignores_a_notification_not_from_the_owners_nf_there(
         update: dict[str, Any]) -> None:
     done, coord, _ = run_loop([fw(), INSPECTOR], NOTE.model_copy(update=update))
     assert done == [] and coord.calls == []
+
+
+def test_a_full_firewall_drops_its_oldest_block_rule_never_the_owners_own() -> None:
+    own = [{"action": "allow", "proto": "tcp", "dport": 1000 + i}
+           for i in range(reaction.MAX_FIREWALL_RULES - 2)]
+    old_blocks = [{**RULE, "src": "10.90.9.1/32"}, {**RULE, "src": "10.90.9.2/32"}]
+    (upd,) = BlockFloodSources().react(FLOOD, [fw(rules=[*old_blocks, *own])])
+    assert isinstance(upd, UpdateNF)
+    # the oldest block (the last of them) went; the owner's last rule stays
+    assert upd.config["rules"] == [RULE, old_blocks[0], *own]
+
+
+def test_a_firewall_full_of_the_owners_own_rules_gets_no_reaction() -> None:
+    own = [{"action": "allow", "proto": "tcp", "dport": 1000 + i}
+           for i in range(reaction.MAX_FIREWALL_RULES)]
+    assert BlockFloodSources().react(FLOOD, [fw(rules=own)]) == []
