@@ -378,7 +378,11 @@ class Orchestrator:
             n = Notification.model_validate_json(msg.data)
         except ValueError:
             return
-        nid = await self.db.run(store_notification, n)
+        try:
+            nid = await self.db.run(store_notification, n)
+        except NetfateError as exc:  # never an exception out of the bus callback
+            log.warning("notification %s from %s not stored: %s", n.type, n.node, exc)
+            return
         if nid is not None:
             self.hub.publish("notification", {"id": nid, **n.model_dump(mode="json")})
         if self.closed_loop is not None and self.coordinator is not None:
