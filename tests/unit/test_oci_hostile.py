@@ -107,3 +107,23 @@ def test_a_pax_size_in_non_ascii_digits_is_refused(value: str) -> None:
         archive.read_tar(_pax_size_tar(value))
     with pytest.raises(InvalidInput, match="pax size"):
         check_layer(_pax_size_tar(value), "L")
+
+
+@pytest.mark.parametrize(("entries", "match"), [
+    # a/b -> .. is fine lexically; a/b/c is then c at the root, and c -> .. climbs out
+    ([("a", tarfile.DIRTYPE, ""), ("a/b", tarfile.SYMTYPE, ".."),
+      ("a/b/c", tarfile.SYMTYPE, "..")], "written through the symlink 'a/b'"),
+    ([("x", tarfile.SYMTYPE, "."), ("x/x/y", tarfile.REGTYPE, "hi")],
+     "written through the symlink 'x'"),
+    ([("d", tarfile.DIRTYPE, ""), ("h", tarfile.LNKTYPE, "d")], "points at a directory"),
+    ([("/".join(["d"] * 40) + "/s", tarfile.SYMTYPE, "x")], "directories deep"),
+])
+def test_layer_entries_through_links_or_links_to_directories_are_refused(
+        entries: list[tuple[str, bytes, str]], match: str) -> None:
+    with pytest.raises(InvalidInput, match=match):
+        check_layer(layer(entries), "L")
+
+
+def test_a_symlink_replaced_by_a_directory_can_hold_entries() -> None:
+    check_layer(layer([("a", tarfile.SYMTYPE, "."), ("a", tarfile.DIRTYPE, ""),
+                       ("a/b", tarfile.REGTYPE, "x")]), "L")
