@@ -18,6 +18,7 @@ is what every flavour needs unless it says otherwise; the resolver picks among t
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any, Literal
 
@@ -230,7 +231,7 @@ class Descriptor(_Model):
         filled = dict(config)
         for key, prop in (self.config_schema.get("properties") or {}).items():
             if key not in filled and isinstance(prop, dict) and "default" in prop:
-                filled[key] = prop["default"]
+                filled[key] = copy.deepcopy(prop["default"])  # not the schema's own list
         try:
             schema_check.check(self.config_schema)
             validator = schema_check.validator(self.config_schema)

@@ -49,3 +49,10 @@ def test_a_config_schema_nested_hundreds_deep_is_refused_not_a_crash() -> None:
         deep = {"type": "object", "properties": {"a": deep}}
     with pytest.raises(InvalidInput, match="nested too deeply"):
         parse_descriptor({**BASE, "config-schema": deep})
+
+
+def test_a_filled_default_is_a_copy_not_the_schemas_own_value() -> None:
+    d = parse_descriptor({**BASE, "config-schema": {
+        "type": "object", "properties": {"rules": {"type": "array", "default": []}}}})
+    d.validate_config({})["rules"].append({"action": "deny"})
+    assert d.validate_config({}) == {"rules": []}
