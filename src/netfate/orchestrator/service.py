@@ -9,6 +9,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import time
 from typing import Any
 
@@ -378,6 +379,8 @@ class Orchestrator:
             n = Notification.model_validate_json(msg.data)
         except ValueError:
             return
+        if not math.isfinite(n.ts):  # NaN would reach the event stream as invalid JSON
+            n = n.model_copy(update={"ts": time.time()})
         try:
             nid = await self.db.run(store_notification, n)
         except NetfateError as exc:  # never an exception out of the bus callback
