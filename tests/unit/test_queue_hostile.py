@@ -25,3 +25,19 @@ def test_hostile_files_are_skipped_removed_and_do_not_block_the_rest(tmp_path: P
     assert secret.exists()
     q.post({"type": "again"})
     assert q.drain() == [{"type": "again"}]
+
+
+def test_new_replaced_by_a_symlink_to_a_host_directory_is_not_followed(
+        tmp_path: Path) -> None:
+    host = tmp_path / "host-state"
+    host.mkdir()
+    (host / "precious.json").write_text('{"type": "state"}')
+    q = NotificationQueue(tmp_path / "q")
+    q.ensure()
+    os.rmdir(q.root / "new")
+    (q.root / "new").symlink_to(host)  # what a container NF can do in its /nf/notify
+    assert q.drain() == []
+    assert (host / "precious.json").exists()
+    assert not (q.root / "new").exists()
+    q.post({"type": "flood"})  # the queue works again
+    assert q.drain() == [{"type": "flood"}]
