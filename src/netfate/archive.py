@@ -205,7 +205,7 @@ def read_tar(tar: bytes, limits: Limits = DEFAULT) -> list[Member]:
             raise InvalidInput(f"bundle member {name!r} is {what}; only plain files and "
                                "directories are allowed")
         if "size" in pax:
-            if not pax["size"].isdigit():
+            if not (pax["size"].isascii() and pax["size"].isdigit()):  # not "²"
                 raise InvalidInput(f"bundle member {name!r}: pax size {pax['size'][:20]!r} "
                                    "is not a non-negative number")
             size = int(pax["size"])

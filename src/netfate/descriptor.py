@@ -18,6 +18,7 @@ is what every flavour needs unless it says otherwise; the resolver picks among t
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any, Literal
 
@@ -40,7 +41,18 @@ REQUIRED_SCRIPTS = ("start", "stop")
 FLAVOURS = ("native", "container", "vm")
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 _PORT = re.compile(r"^[a-z][a-z0-9]{0,14}$")
-_CAP = re.compile(r"^CAP_[A-Z_]{2,30}$")
+# capabilities(7), Linux 5.9 (CAP_CHECKPOINT_RESTORE, 40) and before: runc refuses any other
+# name only when the container is created, so a descriptor naming one is refused at upload.
+LINUX_CAPABILITIES = frozenset({
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN",
+    "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON",
+    "CAP_BPF", "CAP_CHECKPOINT_RESTORE"})
 
 
 class _Model(BaseModel):
@@ -54,7 +66,7 @@ class Port(_Model):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _PORT.match(v) or v == "lo":
+        if not _PORT.fullmatch(v) or v == "lo":  # fullmatch: '$' would let "lan\n" in
             raise ValueError(f"port name {v!r} must be 1-15 of a-z0-9, starting with a letter")
         return v
 
@@ -129,7 +141,7 @@ class Descriptor(_Model):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _NAME.match(v):
+        if not _NAME.fullmatch(v):
             raise ValueError(f"NF name {v!r} must be a-z0-9 and '-', starting with a letter")
         return v
 
@@ -142,8 +154,9 @@ class Descriptor(_Model):
     @classmethod
     def _caps(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for cap in v:
-            if not _CAP.match(cap):
-                raise ValueError(f"linux capability {cap!r} must look like CAP_NET_ADMIN")
+            if cap not in LINUX_CAPABILITIES:
+                raise ValueError(f"linux capability {cap[:40]!r} is not one of capabilities(7) "
+                                 "(upper case, e.g. CAP_NET_ADMIN)")
         return tuple(dict.fromkeys(v))
 
     @field_validator("flavours")
@@ -153,6 +166,13 @@ class Descriptor(_Model):
             check_flavour(f)
         if len(set(v)) != len(v):
             raise ValueError(f"flavours repeat: {list(v)}")
+        return v
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        if not v.isprintable() or any(c.isspace() for c in v) or "/" in v:
+            raise ValueError(f"version {v!r} must be printable, without spaces or '/'")
         return v
 
     @field_validator("uri")
@@ -211,7 +231,7 @@ class Descriptor(_Model):
         filled = dict(config)
         for key, prop in (self.config_schema.get("properties") or {}).items():
             if key not in filled and isinstance(prop, dict) and "default" in prop:
-                filled[key] = prop["default"]
+                filled[key] = copy.deepcopy(prop["default"])  # not the schema's own list
         try:
             schema_check.check(self.config_schema)
             validator = schema_check.validator(self.config_schema)
@@ -256,6 +276,8 @@ def parse_descriptor(data: Any, source: str = "descriptor") -> Descriptor:
         raise InvalidInput(f"{source}: must be a mapping, got {type(data).__name__}")
     try:
         return Descriptor.model_validate(data)
+    except RecursionError:  # a config-schema nested hundreds deep (JSON, not the bundle's YAML)
+        raise InvalidInput(f"{source}: nested too deeply") from None
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

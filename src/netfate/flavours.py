@@ -22,7 +22,7 @@ _NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 def check_flavour(name: str) -> str:
     """`name` if it is a valid flavour name (a-z0-9 and '-', starting with a letter, at most
     32 characters); ValueError naming it otherwise."""
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):  # not "native\n"
         raise ValueError(f"flavour {name!r} must be a-z0-9 and '-', starting with a letter")
     return name
 

@@ -3,12 +3,16 @@ into new/), and the agent drains them to forward."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import stat
 import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+MAX_NOTE_BYTES = 64 * 1024  # one notification: a few hundred bytes in practice
 
 
 class NotificationQueue:
@@ -34,14 +38,55 @@ class NotificationQueue:
             return []
 
     def drain(self) -> list[dict[str, Any]]:
-        """Read and remove every queued notification, oldest first; skip malformed files."""
-        out = []
-        for p in self.pending():
-            try:
-                data = json.loads(p.read_text())
-                if isinstance(data, dict):
-                    out.append(data)
-            except (OSError, ValueError):
-                pass
-            p.unlink(missing_ok=True)
+        """Read and remove every queued notification, oldest first; skip malformed files
+        (not JSON, nested too deeply, over MAX_NOTE_BYTES, or not a regular file: an NF
+        writes the directory, so a link, a fifo or a huge file must neither be followed,
+        block the agent, nor stay to stop every later notification). Everything goes
+        through one descriptor of new/ opened without following a link: a container NF can
+        replace new/ by a symlink to a host directory, whose *.json the agent (root) would
+        otherwise read and delete."""
+        out: list[dict[str, Any]] = []
+        new = self.root / "new"
+        try:
+            dfd = os.open(new, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return out
+        except OSError:  # a symlink (or a file) in place of new/: drop it, start afresh
+            with contextlib.suppress(OSError):
+                new.unlink()
+            return out
+        try:
+            for name in sorted(n for n in os.listdir(dfd) if n.endswith(".json")):
+                try:
+                    data = json.loads(_read_note(name, dfd))
+                    if isinstance(data, dict):
+                        out.append(data)
+                except (OSError, ValueError, RecursionError):
+                    pass
+                finally:
+                    _remove(name, dfd)
+        finally:
+            os.close(dfd)
         return out
+
+
+def _remove(name: str, dfd: int) -> None:
+    try:
+        os.unlink(name, dir_fd=dfd)
+    except IsADirectoryError:  # an NF made a directory called *.json
+        with contextlib.suppress(OSError):
+            os.rmdir(name, dir_fd=dfd)
+    except OSError:
+        pass
+
+
+def _read_note(name: str, dfd: int) -> bytes:
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dfd)
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_NOTE_BYTES:
+            raise ValueError(f"{name}: not a regular file of at most {MAX_NOTE_BYTES} bytes")
+        data = fh.read(MAX_NOTE_BYTES + 1)
+    if len(data) > MAX_NOTE_BYTES:
+        raise ValueError(f"{name}: over {MAX_NOTE_BYTES} bytes")
+    return data

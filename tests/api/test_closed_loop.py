@@ -26,7 +26,8 @@ def live(make_live: MakeLive) -> LiveOrchestrator:
 
 
 def flood(owner: str | None = "user1", source: str = "10.90.1.11") -> str:
-    return Notification(node="cpe1", nf="packet-inspector", owner=owner, type="flood",
+    # nf_id: an NF of the owner on cpe1 (the closed loop reacts only to those)
+    return Notification(node="cpe1", nf_id=FW, nf="packet-inspector", owner=owner, type="flood",
                         severity="critical", source=source, detail={"pps": 5000},
                         ts=time.time()).model_dump_json()
 
@@ -47,8 +48,12 @@ def test_a_flood_becomes_a_drop_rule_in_the_owners_firewall(
     assert wait_op(client, upd["id"])["operation_state"] == "COMPLETED"
     inst = instance(client, FW)
     assert inst is not None and inst["config"]["rules"] == [RULE, KEEP]
-    # the same flood again, and one without an owner: nothing more to do
+    # the same flood again, one without an owner, and one whose NF is not the owner's (an
+    # NF writes its own notification, owner included): nothing more to do
     agent.loop.run(agent._publish(subjects.notify("cpe1"), flood()))
     agent.loop.run(agent._publish(subjects.notify("cpe1"), flood(owner=None, source="10.9.9.9")))
+    forged = Notification.model_validate_json(flood(source="10.9.9.8")).model_copy(
+        update={"nf_id": "cpe1-user2-packet-inspector"}).model_dump_json()
+    agent.loop.run(agent._publish(subjects.notify("cpe1"), forged))
     time.sleep(1.0)
     assert len(updates(client)) == 1

@@ -111,8 +111,11 @@ NOTE = Notification(node="cpe1", nf_id="i", nf="packet-inspector", owner="iot1",
                     severity="critical", source="10.90.1.11", detail={"pps": 5000}, ts=100.0)
 
 
+INSPECTOR = NFView("i", "packet-inspector", "cpe1", "iot1", {})
+
+
 def test_closed_loop_runs_an_update_operation_and_publishes_it() -> None:
-    done, coord, hub = run_loop([fw()], NOTE)
+    done, coord, hub = run_loop([fw(), INSPECTOR], NOTE)
     assert coord.calls == [("op", "UPDATE", "cpe1-iot1-firewall"),
                            ("update", "cpe1-iot1-firewall", "10.90.1.11/32")]
     assert done[0]["action"] == "update" and done[0]["ok"] is True
@@ -120,7 +123,7 @@ def test_closed_loop_runs_an_update_operation_and_publishes_it() -> None:
 
 
 def test_closed_loop_places_a_firewall_when_there_is_none() -> None:
-    done, coord, _ = run_loop([], NOTE)
+    done, coord, _ = run_loop([INSPECTOR], NOTE)
     assert coord.calls[1][:4] == ("instantiate", "cpe1", "iot1", "firewall")
     assert done[0]["action"] == "place"
 
@@ -128,3 +131,30 @@ def test_closed_loop_places_a_firewall_when_there_is_none() -> None:
 def test_closed_loop_ignores_notifications_without_an_owner() -> None:
     done, coord, _ = run_loop([fw()], NOTE.model_copy(update={"owner": None}))
     assert done == [] and coord.calls == []
+
+
+@pytest.mark.parametrize("update", [
+    {"nf_id": "someone-elses-inspector"},  # an NF naming another tenant as its owner
+    {"nf_id": None},
+    {"node": "cpe2"},  # the owner's NF, but not on the node that relayed it
+])
+def test_closed_loop_ignores_a_notification_not_from_the_owners_nf_there(
+        update: dict[str, Any]) -> None:
+    done, coord, _ = run_loop([fw(), INSPECTOR], NOTE.model_copy(update=update))
+    assert done == [] and coord.calls == []
+
+
+def test_a_full_firewall_drops_its_oldest_block_rule_never_the_owners_own() -> None:
+    own = [{"action": "allow", "proto": "tcp", "dport": 1000 + i}
+           for i in range(reaction.MAX_FIREWALL_RULES - 2)]
+    old_blocks = [{**RULE, "src": "10.90.9.1/32"}, {**RULE, "src": "10.90.9.2/32"}]
+    (upd,) = BlockFloodSources().react(FLOOD, [fw(rules=[*old_blocks, *own])])
+    assert isinstance(upd, UpdateNF)
+    # the oldest block (the last of them) went; the owner's last rule stays
+    assert upd.config["rules"] == [RULE, old_blocks[0], *own]
+
+
+def test_a_firewall_full_of_the_owners_own_rules_gets_no_reaction() -> None:
+    own = [{"action": "allow", "proto": "tcp", "dport": 1000 + i}
+           for i in range(reaction.MAX_FIREWALL_RULES)]
+    assert BlockFloodSources().react(FLOOD, [fw(rules=own)]) == []

@@ -20,7 +20,7 @@ class Resources(_Msg):
     cpu_util: float = Field(ge=0, le=1)
     nf_count: int = 0
     # CPUs the node has for NFs (its declared budget, else the host's); None: not reported.
-    cpus: float | None = Field(default=None, gt=0)
+    cpus: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # inf: math.ceil fails
 
 
 class Register(_Msg):

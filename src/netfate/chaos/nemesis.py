@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netfate import paths
+from netfate.errors import InvalidInput
 from netfate.supervisor import Record, ours, read_record
 from netfate.testbed import processes, restart
 from netfate.testbed.settings import TestbedSettings
@@ -59,6 +60,22 @@ def targets(topo: Topology) -> list[Target]:
         if rec is not None and ours(rec):
             out.append(Target("nf", f"{pidfile.parent.parent.name}/{pidfile.stem}", rec))
     return out
+
+
+def check_targets(topo: Topology, only: tuple[str, ...]) -> None:
+    """InvalidInput for a `--target` prefix no process of the topology's testbed can have
+    (a typo would give runs with no fault at all, each reported clean): it must begin a
+    testbed process's or child's name, or an NF instance's id ("<node>-...")."""
+    fixed = restart._expected(topo) + [c.name for c in restart.children(topo)]
+    nodes = [f"{n.name}-" for n in topo.nodes]
+    for t in only:
+        if not t or len(t) > 128 or not t.isprintable() or any(c.isspace() for c in t):
+            raise InvalidInput(f"target {t[:40]!r} must be 1-128 printable characters, "
+                               "without spaces")
+        if not (any(k.startswith(t) for k in fixed)
+                or any(t.startswith(p) or p.startswith(t) for p in nodes)):
+            raise InvalidInput(f"target {t!r} names no process of the testbed (they are "
+                               f"{', '.join(fixed)}, and NF ids <node>-<owner>-<nf>)")
 
 
 def kill(t: Target) -> bool:

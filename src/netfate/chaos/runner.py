@@ -131,6 +131,7 @@ def run_chaos(runs: int, seed: int, topo: Topology | None = None,
     seed. A summary with every run's report."""
     topo = topo or load_topology()
     cs = cs or ChaosSettings()
+    nemesis.check_targets(topo, cs.targets)  # before anything is taken down or started
     reports = []
     seeds = [replay] if replay is not None else run_seeds(runs, seed)
     runs = len(seeds)

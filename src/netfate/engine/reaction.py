@@ -108,18 +108,32 @@ class BlockFloodSources:
         if not fws:
             return [PlaceNF(alert.owner, alert.node, "firewall", {"rules": [rule]}, reason)]
         fw = fws[0]
-        rules = list(fw.config.get("rules", []))
+        raw = fw.config.get("rules", [])
+        rules = list(raw) if isinstance(raw, list) else []
         if any(_blocks(r, src) for r in rules):
             return []  # blocked already (a repeat, or a notification queued before the update)
-        cfg = {**fw.config, "rules": [rule, *rules][:MAX_FIREWALL_RULES]}
+        if len(rules) >= MAX_FIREWALL_RULES:
+            # Full: make room by dropping the oldest block rule (the last), never one of the
+            # owner's own rules; none to drop: no reaction (a flood of ever new, spoofed
+            # sources must not push the owner's rules out).
+            blocks = [i for i, r in enumerate(rules) if _is_block(r)]
+            if not blocks:
+                return []
+            del rules[blocks[-1]]
+        cfg = {**fw.config, "rules": [rule, *rules]}
         return [UpdateNF(fw.instance_id, cfg, reason)]
 
 
-def _blocks(rule: Any, src: str) -> bool:
+def _is_block(rule: Any) -> bool:
+    """A rule of the shape this policy adds: deny all out from one source."""
     return (isinstance(rule, dict) and rule.get("action") == "deny"
-            and rule.get("direction", "out") == "out" and rule.get("src") in (src, f"{src}/32")
+            and rule.get("direction", "out") == "out" and isinstance(rule.get("src"), str)
             and rule.get("proto", "any") == "any" and "dport" not in rule
             and "dst" not in rule)
+
+
+def _blocks(rule: Any, src: str) -> bool:
+    return _is_block(rule) and rule.get("src") in (src, f"{src}/32")
 
 
 # ---- registry ------------------------------------------------------------------------------------

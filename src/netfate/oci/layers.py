@@ -3,7 +3,8 @@
 A layer is unpacked onto a rootfs by umoci; a hostile layer must never write or point outside
 it. Refused, with an InvalidInput naming the layer and the entry: an absolute name or one with
 '..'; a symlink whose target is absolute or climbs out of the rootfs from where it sits; a
-hard link to anything but an earlier entry of the same layer; character or block devices,
+hard link to anything but an earlier entry of the same layer, or to a directory; an entry
+written through a symlink of the same layer; character or block devices,
 fifos, sparse files; a whiteout (``.wh.<name>``, OCI image spec "Whiteouts") whose target is
 empty, '.' or '..'; more entries or bytes than the limits. The tar headers are walked with
 netfate.archive's strict reader helpers (every field checked, every step forward), so time
@@ -34,6 +35,55 @@ _REFUSED = {b"3": "a character device", b"4": "a block device", b"6": "a fifo",
 class LayerLimits:
     max_entries: int = 20_000
     max_expanded: int = 512 * 1024 * 1024  # bytes of tar, once gunzipped
+
+
+MAX_LINK_DEPTH = 32  # directories above a symlink (a real image's are a few)
+
+
+class _Links:
+    """The layer's symlinks as a trie of path components, so whether an entry's path goes
+    through one costs one dict step per component (never a slice per prefix)."""
+
+    def __init__(self) -> None:
+        self.child: dict[tuple[int, str], int] = {}
+        self.link: set[int] = set()
+
+    def _node(self, name: str, make: bool) -> int | None:
+        cur = 0
+        for part in name.split("/"):
+            nxt = self.child.get((cur, part))
+            if nxt is None:
+                if not make:
+                    return None
+                nxt = self.child[(cur, part)] = len(self.child) + 1
+            cur = nxt
+        return cur
+
+    def add(self, name: str) -> None:
+        node = self._node(name, True)
+        assert node is not None
+        self.link.add(node)
+
+    def discard(self, name: str) -> None:
+        if self.link:
+            node = self._node(name, False)
+            if node is not None:
+                self.link.discard(node)
+
+    def through(self, name: str) -> str | None:
+        """The symlink among `name`'s parent directories, if any."""
+        if not self.link:
+            return None
+        parts = name.split("/")
+        cur = 0
+        for i, part in enumerate(parts[:-1]):
+            nxt = self.child.get((cur, part))
+            if nxt is None:
+                return None
+            if nxt in self.link:
+                return "/".join(parts[:i + 1])
+            cur = nxt
+        return None
 
 
 @dataclass(frozen=True)
@@ -84,6 +134,8 @@ def check_layer(tar: bytes, layer: str, limits: LayerLimits | None = None) -> La
         raise InvalidInput(f"layer {layer} expands to {len(tar)} bytes; the limit is "
                            f"{limits.max_expanded}")
     seen: set[str] = set()
+    links = _Links()
+    dirs: set[str] = set()
     pax: dict[str, str] = {}
     longname: str | None = None
     longlink: str | None = None
@@ -133,7 +185,7 @@ def check_layer(tar: bytes, layer: str, limits: LayerLimits | None = None) -> La
             what = _REFUSED.get(kind, f"of type {kind!r}")
             raise InvalidInput(f"layer {layer}: entry {raw_name!r} is {what}; refused")
         if "size" in pax:
-            if not pax["size"].isdigit():
+            if not (pax["size"].isascii() and pax["size"].isdigit()):  # not "²"
                 raise InvalidInput(f"layer {layer}: entry {raw_name!r} has a bad pax size")
             size = int(pax["size"])
             end = data_at + -(-size // BLOCK) * BLOCK
@@ -141,6 +193,10 @@ def check_layer(tar: bytes, layer: str, limits: LayerLimits | None = None) -> La
             raise InvalidInput(f"layer {layer}: entry {raw_name!r} is truncated")
         link = pax.get("linkpath") or longlink or archive._text(
             block[157:257].split(b"\0", 1)[0], "link name", pos)
+        through = links.through(name)
+        if through is not None:  # a/b -> .. then a/b/c -> ..: lexically fine, yet outside
+            raise InvalidInput(f"layer {layer}: entry {raw_name!r} is written through the "
+                               f"symlink {through!r} of the same layer")
         if kind == _SYMLINK:
             _check_symlink(name, link, layer)
         elif kind == _HARDLINK:
@@ -148,8 +204,19 @@ def check_layer(tar: bytes, layer: str, limits: LayerLimits | None = None) -> La
             if target not in seen:
                 raise InvalidInput(f"layer {layer}: hard link {raw_name!r} -> {link!r} points "
                                    "outside the layer (not an earlier entry of it)")
+            if target in dirs:  # link(2) refuses a directory: umoci would fail to unpack
+                raise InvalidInput(f"layer {layer}: hard link {raw_name!r} -> {link!r} points "
+                                   "at a directory")
         _check_whiteout(name, layer)
         seen.add(name)
+        if kind == _SYMLINK:
+            if name.count("/") >= MAX_LINK_DEPTH:
+                raise InvalidInput(f"layer {layer}: symlink {raw_name!r} is more than "
+                                   f"{MAX_LINK_DEPTH} directories deep")
+            links.add(name)
+        else:
+            links.discard(name)
+        (dirs.add if kind == _DIR else dirs.discard)(name)
         entries += 1
         if entries > limits.max_entries:
             raise InvalidInput(f"layer {layer} has more than {limits.max_entries} entries")

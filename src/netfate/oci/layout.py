@@ -39,14 +39,14 @@ _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 def check_tag(tag: str) -> str:
     """`tag` if it is an OCI reference name ([A-Za-z0-9_][A-Za-z0-9._-]{0,127}); else
     InvalidInput."""
-    if not isinstance(tag, str) or not _TAG.match(tag):
+    if not isinstance(tag, str) or not _TAG.fullmatch(tag):  # match: '$' allows a "\n"
         raise InvalidInput(f"image tag {tag!r} must be [A-Za-z0-9_][A-Za-z0-9._-]{{0,127}}")
     return tag
 
 
 def digest_hex(digest: object) -> str:
     """The hex of a ``sha256:<64 hex>`` digest; InvalidInput for anything else."""
-    m = _DIGEST.match(digest) if isinstance(digest, str) else None
+    m = _DIGEST.fullmatch(digest) if isinstance(digest, str) else None
     if m is None:
         raise InvalidInput(f"digest {str(digest)[:80]!r} is not sha256:<64 lowercase hex>")
     return m.group(1)
@@ -68,7 +68,8 @@ class DirSource:
     def read(self, name: str, max_bytes: int) -> bytes:
         p = self.root / name
         try:
-            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW)
+            # O_NONBLOCK: opening a fifo must not wait for a writer (it is refused below)
+            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             raise NotFound(f"image layout {self.root} has no {name}") from None
         except OSError as exc:
@@ -88,14 +89,20 @@ class ArchiveSource:
     tar reader (netfate.archive: files and directories only)."""
 
     def __init__(self, path: Path, max_bytes: int) -> None:
-        try:
-            size = path.stat().st_size
+        try:  # O_NONBLOCK: a fifo must not block the open (it is refused below)
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         except OSError as exc:
             raise NotFound(f"cannot read image archive {path}: {exc}") from None
-        if size > max_bytes:
-            raise InvalidInput(f"image archive {path} is {size} bytes; the disk budget is "
-                               f"{max_bytes}")
-        self.tar = path.read_bytes()
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):  # /dev/zero or a fifo would never end
+                raise InvalidInput(f"image archive {path} is not a regular file")
+            if st.st_size > max_bytes:
+                raise InvalidInput(f"image archive {path} is {st.st_size} bytes; the disk "
+                                   f"budget is {max_bytes}")
+            self.tar = fh.read(max_bytes + 1)
+        if len(self.tar) > max_bytes:
+            raise InvalidInput(f"image archive {path} grew past the disk budget {max_bytes}")
         limits = archive.Limits(max_compressed=max_bytes, max_expanded=max_bytes,
                                 max_members=10_000, max_member_bytes=max_bytes)
         self.members = {m.name: m for m in archive.read_tar(self.tar, limits)
@@ -128,6 +135,8 @@ def _json(data: bytes, what: str) -> dict[str, Any]:
         doc = json.loads(data)
     except ValueError as exc:
         raise InvalidInput(f"{what} is not JSON: {exc}") from None
+    except RecursionError:  # e.g. 200k nested '[' fit in MAX_JSON
+        raise InvalidInput(f"{what} is nested too deeply") from None
     if not isinstance(doc, dict):
         raise InvalidInput(f"{what} is not a JSON object")
     return doc
@@ -154,16 +163,25 @@ def _blob(src: Source, desc: object, what: str, max_bytes: int) -> tuple[str, by
     return f"sha256:{hexd}", data
 
 
+def _ref_name(m: dict[str, Any]) -> object:
+    annotations = m.get("annotations") or {}
+    if not isinstance(annotations, dict):
+        raise InvalidInput("index.json: a manifest's annotations are not an object")
+    return annotations.get(REF_NAME)
+
+
 def _pick(index: dict[str, Any], ref: str | None) -> dict[str, Any]:
     manifests = index.get("manifests")
     if not isinstance(manifests, list) or not manifests:
         raise InvalidInput("index.json lists no manifests")
-    found = [m for m in manifests if isinstance(m, dict) and (
-        ref is None or (m.get("annotations") or {}).get(REF_NAME) == ref)]
+    if not all(isinstance(m, dict) for m in manifests):
+        raise InvalidInput("index.json: a manifest descriptor is not an object")
+    found: list[dict[str, Any]] = [m for m in manifests if ref is None or _ref_name(m) == ref]
     if not found:
-        names = sorted(str((m.get("annotations") or {}).get(REF_NAME)) for m in manifests
-                       if isinstance(m, dict))
-        raise NotFound(f"image has no reference {ref!r} (it has: {', '.join(names)})")
+        names = sorted(str(_ref_name(m))[:80] for m in manifests)
+        shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20
+                                         else "")
+        raise NotFound(f"image has no reference {ref!r} (it has: {shown})")
     if len(found) > 1 and ref is None:
         raise InvalidInput("the image holds several manifests; name one by its reference")
     m = found[0]
@@ -171,6 +189,21 @@ def _pick(index: dict[str, Any], ref: str | None) -> dict[str, Any]:
         raise InvalidInput(f"reference {ref!r} is a {m.get('mediaType')!r}, not an OCI image "
                            "manifest (image indexes are not supported)")
     return m
+
+
+def _check_process(config: dict[str, Any], cdigest: str) -> None:
+    """The config's process (OCI image spec "config": Entrypoint, Cmd, Env are arrays of
+    strings), which the container driver runs; InvalidInput otherwise."""
+    process = config.get("config")
+    if process is None:
+        return
+    if not isinstance(process, dict):
+        raise InvalidInput(f"config {cdigest}: 'config' is not an object")
+    for key in ("Entrypoint", "Cmd", "Env"):
+        value = process.get(key)
+        if value is not None and not (isinstance(value, list)
+                                      and all(isinstance(v, str) for v in value)):
+            raise InvalidInput(f"config {cdigest}: config.{key} is not an array of strings")
 
 
 def verify(src: Source, ref: str | None, budget: int,
@@ -191,8 +224,10 @@ def verify(src: Source, ref: str | None, budget: int,
     cdigest, cdata = _blob(src, manifest.get("config"), "config", min(MAX_JSON, left))
     config = _json(cdata, f"config {cdigest}")
     left -= len(cdata)
+    _check_process(config, cdigest)
     layers = manifest.get("layers")
-    diff_ids = (config.get("rootfs") or {}).get("diff_ids")
+    rootfs = config.get("rootfs") or {}
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
     if not isinstance(layers, list) or not isinstance(diff_ids, list) or len(layers) != len(
             diff_ids):
         raise InvalidInput(f"manifest {mdigest}: layers and the config's diff_ids differ")

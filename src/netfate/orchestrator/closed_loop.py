@@ -64,6 +64,13 @@ class ClosedLoop:
         if not n.owner:
             return []
         nfs = await self.db.run(owner_nfs, n.owner)
+        # The NF writes its notification itself (owner included): only one from an instance
+        # of that owner on that node may change the owner's NFs, never one naming another
+        # tenant.
+        if not any(v.instance_id == n.nf_id and v.node == n.node for v in nfs):
+            log.warning("notification %s on %s names owner %s, but its NF %r is not theirs "
+                        "there: no reaction", n.type, n.node, n.owner, n.nf_id)
+            return []
         done: list[dict[str, Any]] = []
         for r in self.policy.react(alert_of(n), nfs):
             try:

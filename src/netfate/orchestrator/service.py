@@ -9,6 +9,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import time
 from typing import Any
 
@@ -378,7 +379,13 @@ class Orchestrator:
             n = Notification.model_validate_json(msg.data)
         except ValueError:
             return
-        nid = await self.db.run(store_notification, n)
+        if not math.isfinite(n.ts):  # NaN would reach the event stream as invalid JSON
+            n = n.model_copy(update={"ts": time.time()})
+        try:
+            nid = await self.db.run(store_notification, n)
+        except NetfateError as exc:  # never an exception out of the bus callback
+            log.warning("notification %s from %s not stored: %s", n.type, n.node, exc)
+            return
         if nid is not None:
             self.hub.publish("notification", {"id": nid, **n.model_dump(mode="json")})
         if self.closed_loop is not None and self.coordinator is not None:

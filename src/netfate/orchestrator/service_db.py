@@ -4,6 +4,7 @@ each one transaction, run through `Database.run` (off the event loop)."""
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any
 
 import sqlalchemy as sa
@@ -64,7 +65,13 @@ def store_notification(s: Session, n: Notification) -> int | None:
     """The stored notification's id; None when its NF is muted."""
     if n.nf_id and repo.is_muted(s, n.nf_id):
         return None
+
+    def clean(v: str | None) -> str | None:  # NFs write these: "" (nfcommon without NF_OWNER)
+        v = (v or "").replace("\x00", "")  # or a NUL must not lose the notification
+        return v or None
     row = repo.add_notification(
-        s, type=n.type, severity=n.severity, source=n.source or "", detail=n.detail,
-        nf_instance_id=n.nf_id, node=n.node, owner=n.owner, ts=n.ts)
+        s, type=clean(n.type) or "unknown", severity=clean(n.severity) or "warning",
+        source=clean(n.source) or "unknown", detail=n.detail,
+        nf_instance_id=clean(n.nf_id), node=clean(n.node), owner=clean(n.owner),
+        ts=n.ts if math.isfinite(n.ts) else None)
     return row.id

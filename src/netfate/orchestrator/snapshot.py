@@ -16,6 +16,7 @@ gets the whole snapshot, as before.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
@@ -120,7 +121,7 @@ def node_view(n: Any) -> NodeView:
         flavours=advertised(n.infrastructure),
         disk_free_mb=_opt_int(r.get("disk_free_mb")),
         cpus=float(r["cpus"]) if isinstance(r.get("cpus"), int | float) and r["cpus"] > 0
-        else None,
+        and math.isfinite(r["cpus"]) else None,  # inf (stored before) broke the resolver
         **_overlay(n.infrastructure),
     )
 

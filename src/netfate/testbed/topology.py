@@ -24,6 +24,10 @@ from netfate.flavours import check_flavour
 
 MAX_NODES = 64
 MAX_HOSTS = 256
+# RFC 1918: the overlay's endpoints are addresses of the host's own namespace, where a
+# loopback (127/8), link-local (169.254/16) or "this network" (0/8) subnet would break it.
+RFC1918 = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12",
+                                                     "192.168.0.0/16"))
 
 
 class _M(BaseModel):
@@ -137,9 +141,12 @@ class Topology(_M):
         if not ipaddress.IPv4Address(self.internet_address).is_private:
             raise ValueError(f"internet_address {self.internet_address} must be private")
         ovl = ipaddress.IPv4Network(self.overlay_subnet)
-        if not ovl.is_private or ovl.overlaps(net):
-            raise ValueError(f"overlay_subnet {self.overlay_subnet} must be private and apart "
-                             f"from {self.subnet}")
+        if not any(ovl.subnet_of(r) for r in RFC1918) or ovl.overlaps(net):
+            raise ValueError(f"overlay_subnet {self.overlay_subnet} must be private (RFC 1918) "
+                             f"and apart from {self.subnet}")
+        if ipaddress.IPv4Address(self.internet_address) in ovl:
+            raise ValueError(f"internet_address {self.internet_address} is in overlay_subnet "
+                             f"{self.overlay_subnet}")
         if ovl.num_addresses - 2 < sum(1 for n in self.nodes if n.overlay):
             raise ValueError(f"overlay_subnet {self.overlay_subnet} is too small for the nodes")
         names = [n.name for n in self.nodes]
@@ -150,6 +157,7 @@ class Topology(_M):
                 raise ValueError(f"node {n.name}: uplink {n.uplink!r} is not a node")
             if n.uplink == n.name:
                 raise ValueError(f"node {n.name} cannot be its own uplink")
+        self._no_uplink_cycle()
         hosts = [h.name for h in self.hosts]
         if len(set(hosts)) != len(hosts):
             raise ValueError(f"host names repeat: {hosts}")
@@ -162,10 +170,56 @@ class Topology(_M):
                 raise ValueError(f"host {h.name}: address {addr} is not in {self.subnet}")
             if addr in seen:
                 raise ValueError(f"host {h.name}: address {addr} is used twice")
+            if ipaddress.IPv4Address(addr) in (net.network_address, net.broadcast_address) or (
+                    h.role != "internet" and addr == self.gateway):
+                raise ValueError(f"host {h.name}: address {addr} is {self.subnet}'s network, "
+                                 "broadcast or gateway address")
             seen.add(addr)
         if sum(1 for h in self.hosts if h.role == "internet") > 1:
             raise ValueError("at most one internet host")
+        self._unique_interfaces()
         return self
+
+    def _no_uplink_cycle(self) -> None:
+        """Uplinks form a tree: a loop of them would be a loop of patch links between the
+        LSIs (a broadcast storm in the datapath)."""
+        up = {n.name: n.uplink for n in self.nodes}
+        for start in up:
+            path = [start]
+            cur = up[start]
+            while cur is not None:
+                if cur in path:
+                    raise ValueError(f"uplinks loop: {' -> '.join([*path[path.index(cur):], cur])}")
+                path.append(cur)
+                cur = up.get(cur)
+
+    def _unique_interfaces(self) -> None:
+        """Every interface the testbed creates for the topology (testbed.lifecycle and
+        testbed.underlay name them) is named once: a host called like a child node of the node
+        it attaches to, or "up", "ul", "uu", would get another link's interface."""
+        owner: dict[str, str] = {}
+
+        def claim(name: str, what: str) -> None:
+            if name in owner:
+                raise ValueError(f"{what} would get interface {name}, already {owner[name]}; "
+                                 "rename one")
+            owner[name] = what
+        for n in self.nodes:
+            claim(n.lsi, f"node {n.name}'s switch")
+            if n.overlay:
+                claim(naming.ifname(n.name, "ul"), f"node {n.name}'s underlay bridge")
+            if n.uplink:
+                claim(naming.ifname(n.name, "up"), f"node {n.name}'s uplink")
+                claim(naming.ifname(n.uplink, n.name), f"node {n.name}'s uplink peer")
+                claim(naming.ifname(n.name, "uu"), f"node {n.name}'s underlay link")
+                claim(naming.ifname(n.uplink, n.name, "u"), f"node {n.name}'s underlay peer")
+        overlay = [n.name for n in self.nodes if n.overlay]
+        for a in overlay:
+            for b in overlay:
+                if a != b:
+                    claim(naming.ifname(a, "t", b), f"node {a}'s tunnel to {b}")
+        for h in self.hosts:
+            claim(self.host_port(h), f"host {h.name}'s link")
 
     def node(self, name: str) -> NodeSpec:
         return _named("node", self.nodes, name)
@@ -207,7 +261,14 @@ def load_topology(path: Path | None = None) -> Topology:
         text = resources.files("netfate.testbed").joinpath("default.yaml").read_text()
         return parse_topology(text, "default topology")
     try:
-        text = path.read_text()
+        if not path.is_file():  # a fifo or /dev/zero would never end
+            raise InvalidInput(f"topology {path} is not a regular file")
+        with path.open("rb") as fh:
+            data = fh.read(safe_yaml.DEFAULT.max_bytes + 1)
     except OSError as exc:
         raise InvalidInput(f"cannot read topology {path}: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"topology {path} is not UTF-8 text (byte {exc.start})") from None
     return parse_topology(text, str(path))

@@ -59,9 +59,29 @@ def interface(value: Any, where: str) -> ipaddress.IPv4Interface:
     if not isinstance(value, str) or "/" not in value:
         die(f"{where}: must be an IPv4 address with a prefix length, e.g. 192.0.2.1/24")
     try:
-        return ipaddress.IPv4Interface(value)
+        iface = ipaddress.IPv4Interface(value)
     except ValueError as e:
         die(f"{where}: {e}")
+    _unicast_ip(iface.ip, where)
+    if iface.network.prefixlen <= 30 and iface.ip in (iface.network.network_address,
+                                                      iface.network.broadcast_address):
+        die(f"{where}: {iface.ip} is the network or broadcast address of {iface.network}")
+    return iface
+
+
+def _unicast_ip(ip: ipaddress.IPv4Address, where: str) -> None:
+    # br0 would take 0.0.0.0, 127.x or a multicast address; a DNAT to one goes nowhere
+    if ip.is_unspecified or ip.is_loopback or ip.is_multicast or ip.is_reserved \
+            or ip.is_link_local:
+        die(f"{where}: {ip} is not a unicast host address (unspecified, loopback, "
+            "multicast, link-local or reserved)")
+
+
+def unicast(value: Any, where: str) -> str:
+    """An IPv4 unicast host address string (see `ipv4`), or die naming `where`."""
+    ip = ipv4(value, where)
+    _unicast_ip(ipaddress.IPv4Address(ip), where)
+    return ip
 
 
 def gateway_in(gw: Any, iface: ipaddress.IPv4Interface, where: str) -> str:

@@ -45,7 +45,7 @@ def _backend(b: Any, port: int, where: str) -> dict[str, Any]:
         die(f"{where}: unknown keys {sorted(bad)}")
     if "address" not in b:
         die(f"{where}.address: required")
-    return {"address": l3.ipv4(b["address"], f"{where}.address"),
+    return {"address": l3.unicast(b["address"], f"{where}.address"),
             "port": nf.int_in(b, "port", port, 1, 65535, where),
             "weight": nf.int_in(b, "weight", 1, 1, 100, where)}
 
@@ -66,7 +66,7 @@ def _service(s: Any, i: int) -> dict[str, Any]:
         die(f"{where}.name: 1-32 letters, digits, '_', '.' or '-'")
     port = nf.int_in(s, "port", 0, 1, 65535, where)
     out: dict[str, Any] = {
-        "name": name, "vip": l3.ipv4(s["vip"], f"{where}.vip"), "port": port,
+        "name": name, "vip": l3.unicast(s["vip"], f"{where}.vip"), "port": port,
         "proto": s.get("proto", "tcp"), "method": s.get("method", "round-robin"),
     }
     if out["proto"] not in ("tcp", "udp"):
@@ -115,6 +115,12 @@ def normalise(cfg: dict[str, Any]) -> dict[str, Any]:
                     "set gateway to reach it")
             if addr == iface.ip:
                 die(f"services: backend {addr} of {s['name']} is the NF's own address")
+            if addr in iface.network and iface.network.prefixlen <= 30 and addr in (
+                    iface.network.network_address, iface.network.broadcast_address):
+                die(f"services: backend {addr} of {s['name']} is the network or broadcast "
+                    f"address of {iface.network}")
+        if ipaddress.IPv4Address(s["vip"]) == iface.ip:
+            die(f"services: vip {s['vip']} of {s['name']} is the NF's own address")
     return out
 
 

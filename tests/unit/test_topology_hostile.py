@@ -1,0 +1,64 @@
+"""Hostile topology files (found by the breaker pass): refused with an InvalidInput naming
+what is wrong, before anything is brought up."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from netfate.errors import InvalidInput
+from netfate.testbed.topology import load_topology, parse_topology
+
+NODES = "nodes: [{name: a, role: pe}, {name: b, role: cpe, uplink: a}]\n"
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    # the overlay's endpoints are addresses in the host's own namespace
+    ("overlay_subnet: 127.0.0.0/24\n" + NODES, "RFC 1918"),
+    ("overlay_subnet: 169.254.0.0/24\n" + NODES, "RFC 1918"),
+    ("overlay_subnet: 0.0.0.0/24\n" + NODES, "RFC 1918"),
+    ("overlay_subnet: 10.255.0.0/24\n" + NODES, "internet_address 10.255.0.1 is in"),
+    # a loop of uplinks is a loop of patch links between the switches
+    ("nodes: [{name: a, role: pe, uplink: b}, {name: b, role: cpe, uplink: a}]\n",
+     "uplinks loop: a -> b -> a"),
+    ("nodes: [{name: a, role: dc, uplink: c}, {name: b, role: pe, uplink: a},"
+     " {name: c, role: cpe, uplink: b}]\n", "uplinks loop"),
+    # a host named like a child node of its switch, or like a port the testbed makes
+    (NODES + "hosts: [{name: b, role: client, attach: a, address: 10.90.0.5}]\n",
+     "interface fate-a-b, already node b's uplink peer"),
+    (NODES + "hosts: [{name: up, role: client, attach: b, address: 10.90.0.5}]\n",
+     "interface fate-b-up"),
+    (NODES + "hosts: [{name: ul, role: client, attach: b, address: 10.90.0.5}]\n",
+     "interface fate-b-ul"),
+    (NODES + "hosts: [{name: uu, role: client, attach: b, address: 10.90.0.5}]\n",
+     "interface fate-b-uu"),
+    (NODES + "hosts: [{name: h, role: client, attach: b, address: 10.90.0.0}]\n",
+     "network, broadcast or gateway"),
+    (NODES + "hosts: [{name: h, role: client, attach: b, address: 10.90.255.255}]\n",
+     "network, broadcast or gateway"),
+    (NODES + "hosts: [{name: h, role: client, attach: b, address: 10.90.0.1}]\n",
+     "network, broadcast or gateway"),
+])
+def test_bad_topologies_are_refused(text: str, match: str) -> None:
+    with pytest.raises(InvalidInput, match=match):
+        parse_topology("name: x\n" + text)
+
+
+def test_packaged_topologies_still_parse() -> None:
+    from netfate.scenarios.ddos import topology
+    assert topology().nodes
+    for name in ("default.yaml", "three-cpe.yaml", "three-tier.yaml"):
+        load_topology(Path(__file__).parents[2] / "src/netfate/testbed" / name)
+
+
+def test_a_file_that_is_not_utf8_a_fifo_or_a_device_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "t.yaml"
+    bad.write_bytes(b"name: x\xff\n" + NODES.encode())
+    with pytest.raises(InvalidInput, match="not UTF-8"):
+        load_topology(bad)
+    os.mkfifo(tmp_path / "fifo")
+    for p in (tmp_path / "fifo", Path("/dev/zero"), tmp_path):
+        with pytest.raises(InvalidInput, match="not a regular file"):
+            load_topology(p)
