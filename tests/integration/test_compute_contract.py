@@ -78,15 +78,22 @@ def deploy_for(tb: Testbed, flavour: str, host: str, owner: str, sha: str,
     return info.instance_id
 
 
-def daemon_pid(instance_id: str) -> int:
-    """The host PID of the probe's daemon (`sleep 300`), found in the NF's cgroup."""
-    for pid in cgroups.pids(instance_id):
-        try:
-            if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", b"300"]:
+def daemon_pid(instance_id: str, timeout: float = 3.0) -> int:
+    """The host PID of the probe's daemon (`sleep 300`), found in the NF's cgroup. Looked for
+    again for up to `timeout` s: right after its exec a process's cmdline reads empty, and a
+    detached `runc exec` may still be placing it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for pid in cgroups.pids(instance_id):
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:2]
+            except OSError:
+                continue
+            if argv == [b"sleep", b"300"]:
                 return pid
-        except OSError:
-            continue
-    raise AssertionError(f"no daemon in {instance_id}'s cgroup")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no daemon in {instance_id}'s cgroup")
+        time.sleep(0.05)
 
 
 DAEMON = {"start": 'sleep 300 & echo "$!" > "$NF_RUN_DIR/sleeper.pid"',
