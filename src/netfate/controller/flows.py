@@ -38,7 +38,6 @@ from netfate.controller.model import (
     Hop,
     Location,
     Remote,
-    ServicesAttachment,
     Step,
     SwitchState,
     Transit,
@@ -80,7 +79,9 @@ def flows_for(state: SwitchState, ofports: Mapping[str, int]) -> list[FlowMod]:
 
 
 def build(state: SwitchState, ofports: Mapping[str, int]) -> FlowSet:
-    from netfate.controller.anchor_local import anchor_local  # (it builds on this module)
+    # (they build on this module)
+    from netfate.controller.anchor_local import anchor_local
+    from netfate.controller.flows_services import services
 
     out = FlowSet()
     port = _Ports(ofports)
@@ -93,7 +94,7 @@ def build(state: SwitchState, ofports: Mapping[str, int]) -> FlowSet:
     for p in state.infra_ports:
         units.append((f"infra port {p}", partial(_normal, p, port, state.role == "cpe")))
     if state.services is not None:
-        units.append(("access services", partial(_services, state, state.services, port)))
+        units.append(("access services", partial(services, state, state.services, port)))
     for u in state.users:
         if u.name in clashing:
             out.skipped.append(f"user {u.name}: {clashing[u.name]}")
@@ -187,63 +188,6 @@ def _normal(name: str, port: _Ports, v4_only: bool) -> Iterator[FlowMod]:
 def _dhcp(**m: Any) -> dict[str, Any]:
     return {**m, "eth_type": ETH_IPV4, "ip_proto": UDP,
             "udp_src": DHCP_CLIENT, "udp_dst": DHCP_SERVER}
-
-
-def _local(svc: ServicesAttachment) -> list[dict[str, Any]]:
-    """IPv4 matches for traffic a client may always send to its CPE: DNS and the portal."""
-    return _dns_to(svc.resolver) + _portal(svc)
-
-
-def _dns_to(resolver: str | None) -> list[dict[str, Any]]:
-    """DNS over UDP and TCP, to ``resolver`` (None: to any address)."""
-    ip4: dict[str, Any] = {"eth_type": ETH_IPV4}
-    if resolver is not None:
-        ip4["ipv4_dst"] = resolver
-    return [{**ip4, "ip_proto": UDP, "udp_dst": DNS}, {**ip4, "ip_proto": TCP, "tcp_dst": DNS}]
-
-
-def _portal(svc: ServicesAttachment) -> list[dict[str, Any]]:
-    return [{"eth_type": ETH_IPV4, "ipv4_dst": svc.ip, "ip_proto": TCP, "tcp_dst": p}
-            for p in sorted({HTTP, svc.portal_port})]
-
-
-def _services(state: SwitchState, svc: ServicesAttachment, port: _Ports) -> Iterator[FlowMod]:
-    ident = f"{state.node}:services"
-    s = port(svc.port)
-    access = tuple(port(p) for p in state.access_ports)
-    for p in access:
-        # A client the controller doesn't know yet: DHCP gives it a lease, and the copy to the
-        # controller tells the orchestrator which port it is behind (ClientSeen). Metered
-        # per port (DHCP starvation): meter id = the port's number, unique on the switch.
-        yield _flow(Kind.SERVICES, ident, pl.INGRESS, pl.P_DHCP_NEW, _dhcp(in_port=p),
-                    (s, "controller"), meter_id=p if state.dhcp_pps else None)
-    # Only ARP and IPv4 ever reach a client (no IPv6 until the platform serves it).
-    for et in (ETH_ARP, ETH_IPV4):
-        yield _flow(Kind.SERVICES, ident, pl.INGRESS, pl.P_SERVICES_BCAST,
-                    {"in_port": s, "eth_dst": BROADCAST, "eth_type": et}, access)
-    yield _flow(Kind.SERVICES, ident, pl.INGRESS, pl.P_SERVICES_DHCP,
-                {"in_port": s, "eth_type": ETH_IPV4, "ip_proto": UDP, "udp_src": DHCP_SERVER},
-                access)
-    for m in _local(svc):
-        yield _flow(Kind.SERVICES, ident, pl.STEER, pl.P_LOCAL,
-                    {**m, "metadata": (pl.UP, pl.DIR_MASK)}, (s,))
-    for m in _portal(svc):
-        yield _flow(Kind.SERVICES, ident, pl.CAPTIVE, pl.P_CAPTIVE_ALLOW, m, (s,))
-    # Before login, DNS to any resolver goes to the captive resolver (its port marks it as
-    # such for the services namespace, which takes it whatever the destination address):
-    # every name is answered with the portal's address, and nothing is ever looked up
-    # outside (no DNS tunnelling before login). The reply gets port 53 back in _user.
-    for m in _dns_to(None):
-        port_field = "udp_dst" if m["ip_proto"] == UDP else "tcp_dst"
-        yield _flow(Kind.SERVICES, ident, pl.CAPTIVE, pl.P_REDIRECT, m, (s,),
-                    set_fields=(("eth_dst", svc.mac), (port_field, svc.captive_dns_port)))
-    # The redirect: any other HTTP goes to the portal by rewriting only the destination MAC.
-    # The portal's namespace takes it whatever the destination IP (an nft `redirect` there),
-    # so its replies leave with the address the browser asked for: the switch needs no state
-    # and no reverse rewrite, and the browser's TCP connection stays consistent.
-    yield _flow(Kind.SERVICES, ident, pl.CAPTIVE, pl.P_REDIRECT,
-                {"eth_type": ETH_IPV4, "ip_proto": TCP, "tcp_dst": HTTP}, (s,),
-                set_fields=(("eth_dst", svc.mac),))
 
 
 # -- a user on a CPE ------------------------------------------------------------------------
