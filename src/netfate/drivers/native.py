@@ -19,14 +19,14 @@ from typing import Any
 from netfate import naming
 from netfate.bundle import Bundle, BundleStore
 from netfate.drivers import capabilities, cgroups, netns, nf_pool, nf_state
+from netfate.drivers.create_checks import check_create
 from netfate.drivers.nf_inproc import Call, FirewallRunner
 from netfate.drivers.nf_records import InstanceRecords, dead_daemons
 from netfate.drivers.nf_script import NF_PYTHON, SCRIPT_TIMEOUT, run_script, script_env
 from netfate.drivers.nf_state import STATE_FORMAT
-from netfate.errors import Conflict, DriverError, InvalidInput, MissingCapability, NotFound
+from netfate.errors import Conflict, DriverError, NotFound
 from netfate.interfaces import ComputeContext, NFInfo, NFPort, NFState
 from netfate.queue import NotificationQueue
-from netfate.resolver import needed_on_host
 
 # Re-exported: other modules and tests import them from here.
 __all__ = ["NF_PYTHON", "SCRIPT_TIMEOUT", "STATE_FORMAT", "NativeCompute"]
@@ -185,27 +185,8 @@ class NativeCompute:
     def create_nf(
         self, node: str, owner: str, name: str, bundle_sha256: str, config: dict[str, Any]
     ) -> NFInfo:
-        if node != self.node:
-            raise NotFound(f"this driver runs node {self.node!r}, not {node!r}")
-        try:
-            naming.check_token("owner", owner)
-            naming.check_token("NF name", name)
-        except ValueError as exc:
-            raise InvalidInput(str(exc)) from None
-        bundle = self.store.get(bundle_sha256)
-        desc = bundle.descriptor
-        if self.flavour not in desc.flavours:
-            raise InvalidInput(f"{desc.name} has no {self.flavour} flavour ({desc.flavours})")
-        # Only what this flavour needs from the node itself: a container brings its packages,
-        # a VM its kernel too (netfate.resolver.needed_on_host).
-        lacking = sorted(c for c in set(desc.capabilities) - self.capabilities
-                         if needed_on_host(c, self.flavour))
-        if lacking:
-            raise MissingCapability(
-                f"node {self.node} lacks capabilities {lacking} that {desc.name} depends on"
-            )
-        cfg = desc.validate_config(config)
-        iid = naming.nf_instance_id(node, owner, name)
+        bundle, cfg, iid = check_create(self.node, self.flavour, self.capabilities,
+                                        self.store, node, owner, name, bundle_sha256, config)
         with self._lock(iid):
             with contextlib.suppress(NotFound):
                 existing = self._load(iid)

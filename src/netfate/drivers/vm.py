@@ -29,13 +29,13 @@ from typing import Any
 from netfate import naming
 from netfate.bundle import Bundle, BundleStore
 from netfate.drivers import capabilities, nf_state, vm_guest, vm_image, vm_migrate, vm_qemu
+from netfate.drivers.create_checks import check_create
 from netfate.drivers.nf_records import InstanceRecords
 from netfate.drivers.nf_script import SCRIPT_TIMEOUT
 from netfate.drivers.vm_qmp import GuestAgent, Qmp
-from netfate.errors import Conflict, DriverError, InvalidInput, MissingCapability, NotFound
+from netfate.errors import Conflict, DriverError, NotFound
 from netfate.interfaces import ComputeContext, NFInfo, NFPort, NFState
 from netfate.queue import NotificationQueue
-from netfate.resolver import needed_on_host
 
 VM_MEMORY_MB = 128  # a guest needs this much whatever the NF's own figure (its tools: ~30 MB)
 BOOT_TIMEOUT = 90.0  # s until the guest agent answers (TCG on a busy 2-core host is slow)
@@ -142,25 +142,8 @@ class VmCompute:
 
     def _check_create(self, node: str, owner: str, name: str, bundle_sha256: str,
                       config: dict[str, Any]) -> tuple[Bundle, dict[str, Any], str]:
-        if node != self.node:
-            raise NotFound(f"this driver runs node {self.node!r}, not {node!r}")
-        try:
-            naming.check_token("owner", owner)
-            naming.check_token("NF name", name)
-        except ValueError as exc:
-            raise InvalidInput(str(exc)) from None
-        bundle = self.store.get(bundle_sha256)
-        desc = bundle.descriptor
-        if self.flavour not in desc.flavours:
-            raise InvalidInput(f"{desc.name} has no {self.flavour} flavour ({desc.flavours})")
-        # Only what this flavour needs from the node itself: a container brings its packages,
-        # a VM its kernel too (netfate.resolver.needed_on_host).
-        lacking = sorted(c for c in set(desc.capabilities) - self.capabilities
-                         if needed_on_host(c, self.flavour))
-        if lacking:
-            raise MissingCapability(
-                f"node {self.node} lacks capabilities {lacking} that {desc.name} depends on")
-        return bundle, desc.validate_config(config), naming.nf_instance_id(node, owner, name)
+        return check_create(self.node, self.flavour, self.capabilities, self.store, node,
+                            owner, name, bundle_sha256, config)
 
     def _create(self, iid: str, owner: str, name: str, bundle: Bundle, cfg: dict[str, Any],
                 incoming: dict[str, Any] | None) -> NFInfo:
