@@ -11,6 +11,9 @@ APT_PACKAGES=(
   chromium prometheus freeradius-utils umoci
   iptables  # a detected capability: the NNF paper's Fig. 3 firewall depends on it
   qemu-system-x86 qemu-guest-agent
+  # the vpn NF: charon-systemd (no PID file: one per NF namespace), swanctl, kernel-libipsec
+  # (userspace ESP: the target kernel has no CONFIG_INET_ESP) and the gcm/openssl plugins
+  strongswan-swanctl charon-systemd libcharon-extra-plugins libstrongswan-standard-plugins
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

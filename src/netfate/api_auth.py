@@ -195,7 +195,10 @@ def session_ok(token: str, value: str | None, now: float | None = None) -> bool:
     if not value or "." not in value:
         return False
     exp, _, sig = value.partition(".")
-    if not exp.isdigit() or int(exp) < (time.time() if now is None else now):
+    # ASCII digits only, bounded: "²".isdigit() is true and int() refuses it (a 500 then),
+    # and int() refuses more than 4300 digits.
+    if not (exp.isascii() and exp.isdigit() and len(exp) <= 12) \
+            or int(exp) < (time.time() if now is None else now):
         return False
     return hmac.compare_digest(sig.encode(), _mac(token, f"session:{exp}").encode())
 

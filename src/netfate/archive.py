@@ -13,7 +13,10 @@ Refused, each with an InvalidInput naming the member or header offset: data that
 gzip or expands past `max_expanded`; a header with a bad checksum, a number field that is not
 octal or is negative, or a truncated member; links, devices, fifos, sparse files and any other
 member type; absolute names, names with '..', empty or non-UTF-8 names, a name given twice;
-more than `max_members` members or a member over `max_member_bytes`.
+more than `max_members` members or a member over `max_member_bytes`; a name no file system
+holds (a component over 255 bytes, or over MAX_NAME_BYTES in all); a member under a file
+member, or a file named like a directory other members are under ('a' and 'a/b'), which
+no extraction can write.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from netfate.errors import InvalidInput
 BLOCK = 512
 MAX_PAX_BYTES = 8 * 1024  # a pax extended header's data; a real one is a few records
 MAX_LONGNAME_BYTES = 4096
+MAX_NAME_BYTES = 1024  # a member's normalised name; extraction adds its own directory
+MAX_COMPONENT_BYTES = 255  # NAME_MAX of Linux file systems
 
 
 @dataclass(frozen=True)
@@ -142,7 +147,30 @@ def _normalise(name: str, at: int) -> str:
         raise InvalidInput(f"bundle member {name!r} contains '..'")
     if any(ord(c) < 0x20 or c == "\x7f" for c in name):
         raise InvalidInput(f"bundle member {name!r} has a control character in its name")
-    return "/".join(x for x in p.parts if x != ".")
+    norm = "/".join(x for x in p.parts if x != ".")
+    if len(norm.encode()) > MAX_NAME_BYTES:
+        raise InvalidInput(f"bundle member {norm[:60]!r}...: name over {MAX_NAME_BYTES} bytes")
+    if any(len(x.encode()) > MAX_COMPONENT_BYTES for x in p.parts):
+        raise InvalidInput(f"bundle member {norm[:60]!r}...: a path component over "
+                           f"{MAX_COMPONENT_BYTES} bytes")
+    return norm
+
+
+def _check_tree(norm: str, kind: str, files: set[str], parents: set[str]) -> None:
+    """Refuse what no extraction can write: `norm` under an earlier file member, or a file
+    named like a directory earlier members are under. `files` and `parents` (every proper
+    prefix of an earlier name) are updated."""
+    parts = norm.split("/") if norm else []
+    for i in range(1, len(parts)):
+        prefix = "/".join(parts[:i])
+        if prefix in files:
+            raise InvalidInput(f"bundle member {norm!r} is under {prefix!r}, which is a file")
+        parents.add(prefix)
+    if kind == "file":
+        if norm in parents:
+            raise InvalidInput(f"bundle member {norm!r} is a file, but other members are "
+                               "under it")
+        files.add(norm)
 
 
 _KINDS = {b"0": "file", b"\0": "file", b"7": "file", b"5": "dir"}
@@ -155,6 +183,8 @@ def read_tar(tar: bytes, limits: Limits = DEFAULT) -> list[Member]:
     """The members of an uncompressed tar, walking its headers strictly forward."""
     members: list[Member] = []
     seen: set[str] = set()
+    files: set[str] = set()
+    parents: set[str] = set()
     pax: dict[str, str] = {}
     longname: str | None = None
     pos = 0
@@ -221,6 +251,7 @@ def read_tar(tar: bytes, limits: Limits = DEFAULT) -> list[Member]:
         if norm in seen:
             raise InvalidInput(f"bundle member {norm!r} appears twice")
         seen.add(norm)
+        _check_tree(norm, _KINDS[kind], files, parents)
         members.append(Member(norm, "dir" if _KINDS[kind] == "dir" else "file", size,
                               mode & 0o7777, data_at))
         if len(members) > limits.max_members:

@@ -41,6 +41,11 @@ REQUIRED_SCRIPTS = ("start", "stop")
 FLAVOURS = ("native", "container", "vm")
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 _PORT = re.compile(r"^[a-z][a-z0-9]{0,14}$")
+# A per-network-namespace sysctl (what a runtime may set in the NF's own namespace) and a
+# plain value.
+_SYSCTL_KEY = re.compile(r"^net(\.[a-z0-9_-]{1,40}){2,5}$")
+_SYSCTL_VALUE = re.compile(r"^[0-9a-z_ -]{1,32}$")
+_CONFIG_KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 # capabilities(7), Linux 5.9 (CAP_CHECKPOINT_RESTORE, 40) and before: runc refuses any other
 # name only when the container is created, so a descriptor naming one is refused at upload.
 LINUX_CAPABILITIES = frozenset({
@@ -134,6 +139,15 @@ class Descriptor(_Model):
     # gets these and no others); e.g. CAP_NET_ADMIN for nft, ip and conntrack.
     linux_capabilities: tuple[str, ...] = Field(default=(), alias="linux-capabilities",
                                                 max_length=41)
+    # Network sysctls the NF needs in its namespace (net.* only), e.g. net.ipv4.ip_forward
+    # for an NF that routes de-NATted replies. A container's runtime sets them (OCI
+    # linux.sysctl: /proc/sys is read-only inside); a native or VM NF's scripts set them.
+    sysctls: dict[str, str] = Field(default_factory=dict, max_length=32)
+    # Config keys whose values are absolute paths of files on the node that the NF reads (a
+    # key file, say: the secret stays out of the config). A container is given each such
+    # file read-only at the same path (bound when it is created); native scripts read the
+    # node's files anyway.
+    node_files: tuple[str, ...] = Field(default=(), alias="node-files", max_length=8)
     config_schema: dict[str, Any] = Field(
         default_factory=lambda: {"type": "object"}, alias="config-schema"
     )
@@ -159,6 +173,27 @@ class Descriptor(_Model):
                                  "(upper case, e.g. CAP_NET_ADMIN)")
         return tuple(dict.fromkeys(v))
 
+    @field_validator("node_files")
+    @classmethod
+    def _node_files(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for key in v:
+            if not _CONFIG_KEY.fullmatch(key):
+                raise ValueError(f"node-files: {key[:60]!r} is not a config key (a-z0-9_, "
+                                 "starting with a letter)")
+        return tuple(dict.fromkeys(v))
+
+    @field_validator("sysctls")
+    @classmethod
+    def _sysctls(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            if not _SYSCTL_KEY.fullmatch(key):
+                raise ValueError(f"sysctl {key[:60]!r} is not a network namespace's sysctl "
+                                 "(net.*, e.g. net.ipv4.ip_forward)")
+            if not _SYSCTL_VALUE.fullmatch(value):
+                raise ValueError(f"sysctl {key}: value {value[:40]!r} must be 1-32 of "
+                                 "0-9 a-z _ - and space, as a string (quote it: \"1\")")
+        return v
+
     @field_validator("flavours")
     @classmethod
     def _flavours(cls, v: tuple[str, ...]) -> tuple[str, ...]:
@@ -171,8 +206,8 @@ class Descriptor(_Model):
     @field_validator("version")
     @classmethod
     def _version(cls, v: str) -> str:
-        if not v.isprintable() or any(c.isspace() for c in v) or "/" in v:
-            raise ValueError(f"version {v!r} must be printable, without spaces or '/'")
+        if not (v.isascii() and v.isprintable()) or any(c.isspace() for c in v) or "/" in v:
+            raise ValueError(f"version {v!r} must be printable ASCII, without spaces or '/'")
         return v
 
     @field_validator("uri")

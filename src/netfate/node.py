@@ -101,22 +101,35 @@ class NodeDrivers:
         ], settle=False)  # new ports: no cached flow can involve them
 
     def remove_nf(self, instance_id: str) -> None:
-        """Detach and delete the NF, whichever flavour runs it; a no-op if it is unknown."""
+        """Detach and delete the NF, whichever flavour runs it; a no-op if it is unknown.
+        DriverError if detaching its ports failed (raised after the NF is deleted)."""
         try:
             compute = self.driver_of(instance_id)
             info = compute.info(instance_id)
         except Exception:
             compute, info = self.compute, None
+        detach_error: Exception | None = None
         if info is not None:
             ports = {p.host_if for p in info.ports}
-            # No rule may keep pointing at ports that are about to disappear.
-            dangling = [
-                r.rule_id for r in self.network.list_ts_rules(self.lsi)
-                if r.match.in_port in ports or ports & set(r.output)
-            ]
-            self.network.delete_ts_rules(self.lsi, dangling)
-            self.network.delete_ports(self.lsi, sorted(ports))
+            # Each step is tried whatever the one before did, and the NF is deleted even if
+            # detaching failed: left running, its links would outlive it and a later NF of
+            # the same instance id (another flavour) could not take their names.
+            try:
+                # No rule may keep pointing at ports that are about to disappear.
+                dangling = [
+                    r.rule_id for r in self.network.list_ts_rules(self.lsi)
+                    if r.match.in_port in ports or ports & set(r.output)
+                ]
+                self.network.delete_ts_rules(self.lsi, dangling)
+            except Exception as exc:  # re-raised once the NF itself is gone
+                detach_error = exc
+            try:
+                self.network.delete_ports(self.lsi, sorted(ports))
+            except Exception as exc:
+                detach_error = detach_error or exc
         compute.delete_nf(instance_id)
+        if detach_error is not None:
+            raise detach_error
 
     def steering_rules(
         self, tag: str, user_mac: str, access_port: str, uplink_port: str, chain: list[NFInfo],

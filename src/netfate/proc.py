@@ -74,3 +74,8 @@ def end_pid(pid: int, sig: int = signal.SIGTERM, timeout: float = 3.0) -> None:
     if alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+        # Until it is gone it still holds what it had open (a daemon's sockets, the
+        # userspace datapath's tap): a successor started now would find them busy.
+        deadline = time.monotonic() + 2.0
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.01)

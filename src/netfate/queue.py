@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import stat
 import time
 import uuid
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 MAX_NOTE_BYTES = 64 * 1024  # one notification: a few hundred bytes in practice
+NF_QUEUES = "nf"  # root/nf/<instance id>/: the queue of one confined (container) NF
+MAX_NF_QUEUES = 4096
 
 
 class NotificationQueue:
@@ -31,6 +34,26 @@ class NotificationQueue:
         tmp.write_text(json.dumps(note))
         os.rename(tmp, self.root / "new" / name)
 
+    def for_nf(self, instance_id: str) -> NotificationQueue:
+        """The queue of one NF alone (root/nf/<instance id>), made if missing: a container NF
+        gets only this directory, so it can neither read another NF's notifications nor plant
+        one in another's name (`drain` stamps each with the directory's NF id). ValueError for
+        an id that is not one path component."""
+        if not instance_id or instance_id in (".", "..") or "/" in instance_id \
+                or "\x00" in instance_id:
+            raise ValueError(f"NF id {instance_id[:80]!r} is not a directory name")
+        q = NotificationQueue(self.root / NF_QUEUES / instance_id)
+        q.ensure()
+        return q
+
+    def remove_nf(self, instance_id: str) -> None:
+        """Forward what the NF's own queue still holds to this one, then remove it."""
+        q = self.for_nf(instance_id)
+        for note in q.drain():
+            note["nf_id"] = instance_id
+            self.post(note)
+        shutil.rmtree(q.root, ignore_errors=True)
+
     def pending(self) -> list[Path]:
         try:
             return sorted((self.root / "new").glob("*.json"))
@@ -38,6 +61,22 @@ class NotificationQueue:
             return []
 
     def drain(self) -> list[dict[str, Any]]:
+        """Every queued notification: this queue's (`drain_own`), then each NF's own queue's
+        (`for_nf`), stamped with that NF's id, oldest first within each."""
+        out = self.drain_own()
+        try:
+            subs = sorted(os.scandir(self.root / NF_QUEUES), key=lambda e: e.name)
+        except OSError:
+            return out
+        for e in subs[:MAX_NF_QUEUES]:
+            if not e.is_dir(follow_symlinks=False):  # only the agent writes root/nf itself
+                continue
+            for note in NotificationQueue(Path(e.path)).drain_own():
+                note["nf_id"] = e.name
+                out.append(note)
+        return out
+
+    def drain_own(self) -> list[dict[str, Any]]:
         """Read and remove every queued notification, oldest first; skip malformed files
         (not JSON, nested too deeply, over MAX_NOTE_BYTES, or not a regular file: an NF
         writes the directory, so a link, a fifo or a huge file must neither be followed,

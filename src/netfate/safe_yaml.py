@@ -9,7 +9,8 @@ that is over `max_bytes`, uses more than `max_aliases` aliases, nests deeper tha
 would expand to more than `max_nodes` nodes once aliases are followed (or by more than
 `max_alias_nodes` through aliases), or holds a recursive alias. What it builds is JSON's
 data model: mappings with string keys, lists, str, int, float, bool, None (timestamps stay
-strings; !!binary, !!set and other tags are refused).
+strings; !!binary, !!set and other tags are refused; a key given twice in one mapping
+is refused, as YAML 1.2 requires).
 """
 
 from __future__ import annotations
@@ -114,9 +115,15 @@ def _expanded_size(root: Node, limits: Limits) -> int:
         if node.tag not in _JSON_TAGS and node.tag != "tag:yaml.org,2002:merge":
             raise _Refused(f"tag {node.tag!r} is not allowed: only JSON's types", node)
         if isinstance(node, MappingNode):
+            keys: set[str] = set()
             for k, _ in node.value:
                 if not (isinstance(k, ScalarNode) and k.tag in _KEY_TAGS):
                     raise _Refused("a mapping key that is not a string", k)
+                # YAML 1.2 §3.2.1.1: keys are unique. PyYAML keeps the last silently, so
+                # `name: probe` then `name: other` would describe a different NF than it reads.
+                if k.value in keys:
+                    raise _Refused(f"the key {k.value!r} is given twice", k)
+                keys.add(k.value)
         on_path.add(key)
         stack.append((node, True))
         stack.extend((c, False) for c in _children(node) if id(c) not in sizes)
@@ -163,5 +170,7 @@ def load(text: str | bytes, source: str = "document", limits: Limits = DEFAULT) 
         raise InvalidInput(f"{source}: not valid YAML: {exc}") from None
     except RecursionError:  # the depth bound should come first; never a crash
         raise InvalidInput(f"{source}: nested too deeply") from None
+    except ValueError as exc:  # e.g. an int of over 4300 digits (int's conversion limit)
+        raise InvalidInput(f"{source}: a value cannot be read: {str(exc)[:120]}") from None
     finally:
         loader.dispose()

@@ -25,15 +25,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from netfate.access.settings import AccessSettings
 from netfate.errors import InvalidInput
 from netfate.orchestrator.settings import Settings as OrchestratorSettings
 from netfate.paths import DEFAULT_RUN_DIR
 from netfate.radius.settings import RadiusSettings
 from netfate.testbed.settings import TestbedSettings
+
+RUN_DIR_MAX = 80  # bytes
 
 
 class PathSettings(BaseModel):
@@ -42,7 +45,20 @@ class PathSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error
 
     run_dir: Path = Field(default=DEFAULT_RUN_DIR, description="Runtime state: OVS, NF instances, "
-                          "PIDs, logs (lost at reboot by design)")
+                          "PIDs, logs (lost at reboot by design); an absolute path of at "
+                          f"most {RUN_DIR_MAX} bytes")
+
+    @field_validator("run_dir")
+    @classmethod
+    def _run_dir_fits(cls, v: Path) -> Path:
+        # OVS binds its sockets under it (<run_dir>/ovs/<bridge>.mgmt: a unix socket's path
+        # is at most 107 bytes) and `testbed down` removes it whole: a relative path would
+        # depend on where a command was started.
+        if not v.is_absolute():
+            raise ValueError(f"{str(v)!r} is not an absolute path")
+        if len(os.fsencode(str(v))) > RUN_DIR_MAX:
+            raise ValueError(f"longer than {RUN_DIR_MAX} bytes (sockets live under it)")
+        return v
 
 
 class ComputeSettings(BaseModel):
@@ -73,6 +89,7 @@ ENV_PREFIX: dict[str, str] = {
     "testbed": "NETFATE_TESTBED_",
     "compute": "NETFATE_",
     "client": "NETFATE_",
+    "access": "NETFATE_ACCESS_",
 }
 
 
@@ -125,6 +142,7 @@ class NetfateSettings(BaseSettings):
     testbed: TestbedSettings = Field(default_factory=TestbedSettings)
     compute: ComputeSettings = Field(default_factory=ComputeSettings)
     client: ClientSettings = Field(default_factory=ClientSettings)
+    access: AccessSettings = Field(default_factory=AccessSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -107,6 +107,26 @@ def test_body_without_content_type(seeded: httpx.Client) -> None:
         assert_problem(r, 422, "JSON object", "Content-Type")
 
 
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e309"])
+@pytest.mark.parametrize(("method", "path", "template"), [
+    ("POST", "/users", b'{"name": "user2", "password": "secret2", "nf_config": '
+                       b'{"firewall": {"x": %s}}}'),
+    ("PATCH", "/users/user1", b'{"nf_config": {"firewall": {"x": [%s]}}}'),
+    ("POST", "/vnf_instances", b'{"nf": "firewall", "owner": "user1", "node": "cpe2", '
+                               b'"config": {"x": %s}}'),
+    ("PATCH", f"/vnf_instances/{FW_IID}", b'{"config": {"x": %s}}'),
+    ("POST", "/subscriptions", b'{"callbackUri": "http://127.0.0.1:9/cb", '
+                               b'"filter": {"x": %s}}'),
+])
+def test_non_finite_numbers_in_documents(seeded: httpx.Client, method: str, path: str,
+                                         template: bytes, number: bytes) -> None:
+    """Python's JSON reader takes NaN, Infinity and 1e309 (inf): no JSON numbers. A document
+    holding one was stored with null in its place (or refused by PostgreSQL): now 422."""
+    with unchanged(seeded):
+        assert_problem(seeded.request(method, API + path, content=template % number,
+                                      headers=JSON), 422, "not a JSON number")
+
+
 BAD_BODIES: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [
     # wrong types
     ("POST", "/users", {"name": 5, "password": "secret2"}, ("name", "string")),
@@ -153,6 +173,19 @@ BAD_BODIES: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [
     ("POST", "/subscriptions", {"callbackUri": "http://127.0.0.1:99999/"},
      ("callbackUri", "port")),
     ("POST", "/subscriptions", {"callbackUri": "http:///nohost"}, ("callbackUri", "host")),
+    # what urlsplit drops or strips (and httpx then refuses at every notification)
+    ("POST", "/subscriptions", {"callbackUri": "http://127.0.0.1:9/cb\n"},
+     ("callbackUri", "control characters")),
+    ("POST", "/subscriptions", {"callbackUri": "http://127.0.0.1:9/c\tb"},
+     ("callbackUri", "control characters")),
+    ("POST", "/subscriptions", {"callbackUri": " http://127.0.0.1:9/cb"},
+     ("callbackUri", "white space")),
+    ("POST", "/subscriptions", {"callbackUri": "http://127.0.0.1:9/c\x00b"},
+     ("callbackUri", "control characters")),
+    ("POST", "/subscriptions", {"callbackUri": "http://127.0.0.1:\uff18\uff10/cb"},
+     ("callbackUri", "ASCII")),
+    ("POST", "/subscriptions", {"callbackUri": "http://127.0.0.1:0/cb"},
+     ("callbackUri", "port 0")),
     ("POST", "/subscriptions", {"callbackUri": "http://10.1.2.3/cb"},
      ("callbackUri", "allowed networks")),
     ("POST", "/subscriptions", {"callbackUri": "https://example.com/cb"},
@@ -168,6 +201,29 @@ BAD_BODIES: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [
      ("ip_proto",)),
     ("POST", "/nodes/cpe1/ts_rules", [{"rule_id": "r1"}, {"rule_id": "r1"}],  # type: ignore[list-item]
      ("twice",)),
+    # booleans, strings and floats where a JSON integer or boolean is expected (pydantic's
+    # lax mode read `true` as 1, "5" as 5, 0 and "false" as false)
+    ("PUT", "/nodes/cpe1/ts_rules/r1", {"priority": True}, ("priority", "integer")),
+    ("PUT", "/nodes/cpe1/ts_rules/r1", {"priority": "5"}, ("priority", "integer")),
+    ("PUT", "/nodes/cpe1/ts_rules/r1", {"priority": 5.0}, ("priority", "integer")),
+    ("PUT", "/nodes/cpe1/ts_rules/r1", {"match": {"ip_proto": True}}, ("ip_proto",)),
+    ("PUT", "/nodes/cpe1/ts_rules/r1", {"match": {"ip_proto": 6, "tp_dst": "80"}},
+     ("tp_dst",)),
+    ("PUT", "/nodes/cpe1/ts_rules/r1", {"match": {"eth_type": "2048"}}, ("eth_type",)),
+    ("POST", "/nodes/cpe1/ts_rules", [{"rule_id": "r1", "priority": True}],  # type: ignore[list-item]
+     ("priority", "integer")),
+    ("POST", "/users/user1/associate", {"node": "cpe1", "login": 1}, ("login", "boolean")),
+    ("POST", "/users/user1/associate", {"node": "cpe1", "login": "yes"}, ("login",)),
+    ("POST", "/users/user1/associate", {"node": "cpe1", "login": True,
+                                        "session_timeout": True}, ("session_timeout",)),
+    ("PATCH", "/nodes/cpe1", {"admin_down": "false"}, ("admin_down", "boolean")),
+    ("PATCH", "/nodes/cpe1", {"admin_down": 0}, ("admin_down", "boolean")),
+    ("POST", "/users", {"name": "user2", "password": "secret2", "required_nfs": ["firewall"],
+                        "classifiers": [{"name": "web", "priority": True,
+                                         "nfs": ["firewall"]}]}, ("priority",)),
+    ("POST", "/users", {"name": "user2", "password": "secret2", "required_nfs": ["firewall"],
+                        "classifiers": [{"name": "web", "priority": 5, "ip_proto": "6",
+                                         "nfs": ["firewall"]}]}, ("ip_proto",)),
 ]
 
 
@@ -311,6 +367,10 @@ BAD_BUNDLES = {
     "hardlink": (_with_firewall([_link("files/x", "descriptor.yaml", hard=True)]), ("link",)),
     "no-descriptor": (_tgz([_file("scripts/create", b"#!/bin/sh\n")]), ("descriptor.yaml",)),
     "bad-yaml": (_tgz([_file("descriptor.yaml", b"name: [unclosed")]), ("YAML",)),
+    # accepted once, then unextractable on the node (File exists, File name too long)
+    "file-then-child": (_with_firewall([_file("x", b"x"), _file("x/y", b"y")]),
+                        ("'x/y'", "is a file")),
+    "long-name": (_with_firewall([_file("f" * 256, b"x")]), ("255 bytes",)),
 }
 
 

@@ -57,3 +57,26 @@ def test_a_flood_becomes_a_drop_rule_in_the_owners_firewall(
     agent.loop.run(agent._publish(subjects.notify("cpe1"), forged))
     time.sleep(1.0)
     assert len(updates(client)) == 1
+
+
+def test_floods_from_two_sources_at_once_both_end_up_in_the_firewall(
+        client: httpx.Client, make_agent: MakeAgent) -> None:
+    """Notifications of one owner arriving together are handled in order and batched: no
+    update starts from a config that lacks an earlier one's rule."""
+    agent = make_agent("cpe1")
+    add_user(client)
+    op = instantiate(client, config={"rules": [KEEP]})
+    assert wait_op(client, op)["operation_state"] == "COMPLETED"
+    for src in ("10.90.1.11", "10.90.1.12", "10.90.1.13"):
+        agent.loop.run(agent._publish(subjects.notify("cpe1"), flood(source=src)))
+    want = [{**RULE, "src": f"10.90.1.{n}/32"} for n in (13, 12, 11)]
+
+    def both() -> bool:
+        inst = instance(client, FW)
+        rules = inst["config"]["rules"] if inst else []
+        return sorted(map(str, rules)) == sorted(map(str, [*want, KEEP]))
+
+    wait_until(both, 10, "every source's DROP rule in the firewall")
+    assert all(wait_op(client, u["id"])["operation_state"] == "COMPLETED"
+               for u in updates(client))
+    assert len(updates(client)) <= 3

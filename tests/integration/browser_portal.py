@@ -47,9 +47,12 @@ def main(arg: str) -> dict[str, Any]:
             page = phone.new_page()
             hops: list[Any] = []
             out["responses"] = hops
+            # time, URL, status, server address, and whether the portal answered (its
+            # pages are no-store; the internet host's are not)
             page.on("response", lambda r: hops.append(
                 [round(time.monotonic(), 2), r.url, r.status,
-                 (r.server_addr() or {}).get("ipAddress")]))
+                 (r.server_addr() or {}).get("ipAddress"),
+                 "no-store" in (r.headers.get("cache-control") or "")]))
             # Any http URL by name lands on the login page.
             page.goto(plan["url"], wait_until="load", timeout=30_000)
             out["landed"] = page.url
@@ -65,6 +68,7 @@ def main(arg: str) -> dict[str, Any]:
             # The right one: back to the page asked for, served (no reconnect, no renewal).
             page.fill("#password", plan["password"])
             t0 = time.monotonic()
+            out["login_at"] = round(t0, 2)
             page.click("button[type=submit]")
             try:
                 page.wait_for_selector(f"#{plan['marker']}", timeout=90_000)

@@ -10,6 +10,8 @@ import ipaddress
 import json
 import secrets
 import shutil
+import socket
+import ssl
 import tempfile
 import threading
 import time
@@ -31,6 +33,7 @@ from netfate.errors import DriverError
 from netfate.proc import alive, run
 from netfate.radius.client import AuthResult
 from netfate.supervisor import read_record
+from netfate.testbed.tls import portal_pki
 
 pytestmark = pytest.mark.root
 
@@ -129,8 +132,9 @@ def setup() -> Iterator[Setup]:
     cpe = for_index("10.90.0.0/16", "10.90.0.1", node, 0)
     radius, orch = FakeRadius(), FakeOrchestrator()
     attach = IntoClient(client_ns)
+    pki = portal_pki(state / "tls")  # the CAPPORT API is https only: a certificate
     svc = AccessServices(cpe, "fake-bridge", state, radius, orch.url,  # type: ignore[arg-type]
-                         attach=attach, portal_port=PORTAL_PORT)
+                         attach=attach, portal_port=PORTAL_PORT, tls=(pki.cert, pki.key))
     try:
         netns.create(client_ns)
         netns.disable_ipv6(client_ns)
@@ -195,7 +199,7 @@ def test_lease_static_host_dns_portal_and_redirect(setup: Setup) -> None:
     # Pre-login leases are short (the device takes its stable address soon after login);
     # DHCP option 114 announces the captive portal API (RFC 8910).
     assert first.lease_time == 120
-    assert first.capport == "http://portal.netfate/capport/api"
+    assert first.capport == "https://portal.netfate/capport/api"
     addrs = run(["ip", "-4", "-o", "addr", "show", "dev", "eth0"], netns=cns).stdout.decode()
     assert f"{first.ip}/16" in addrs
     assert svc.dnsmasq.leases() == {CLIENT_MAC: first.ip}
@@ -207,17 +211,36 @@ def test_lease_static_host_dns_portal_and_redirect(setup: Setup) -> None:
     assert dns_query(cns, c.services_ip, "inet.netfate") == ["10.255.0.1"]
     assert dns_query(cns, c.services_ip, "nope.netfate") == []
     assert dns_query(cns, c.services_ip, "example.com") == ["10.255.0.1"]
-    # The captive resolver (where the switch sends DNS before login): every name is the
-    # portal, and it is reached whatever address the query was for (the nft redirect).
+    # The captive resolver (where the switch sends DNS before login): names outside the
+    # local zone are the portal, and it is reached whatever address the query was for (the
+    # nft redirect); the local zone gets its real answers, as after login.
     for name in ("example.com", "connectivitycheck.gstatic.com", "captive.apple.com",
                  "www.msftconnecttest.com", "x" * 40 + ".tunnel.example"):
         assert dns_query(cns, c.services_ip, name, port=5353) == [c.services_ip], name
     assert dns_query(cns, c.services_ip, "portal.netfate", port=5353) == [c.services_ip]
+    assert dns_query(cns, c.services_ip, "inet.netfate", port=5353) == ["10.255.0.1"]
+    assert dns_query(cns, c.services_ip, "nope.netfate", port=5353) == []
 
     # The portal itself, directly (port 80 reaches it through the redirect too).
     for port in (PORTAL_PORT, 80):
         status, _, body = http(cns, c.services_ip, port, "GET", "/login", c.services_ip)
         assert status == 200 and b'name="password"' in body
+
+    # The captive portal API, over TLS only (RFC 8908 section 3), verified against the CA
+    # for the portal's name; the device has a lease and no login: captive.
+    assert svc.tls is not None
+    ctx = ssl.create_default_context(cafile=str(svc.tls[0].parent / "ca.pem"))
+    with netns.socket_in(cns, socket.AF_INET, socket.SOCK_STREAM) as raw:
+        raw.settimeout(5)
+        raw.connect((c.services_ip, 443))
+        with ctx.wrap_socket(raw, server_hostname="portal.netfate") as tls:
+            tls.sendall(b"GET /capport/api HTTP/1.1\r\nHost: portal.netfate\r\n"
+                        b"Accept: application/captive+json\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := tls.recv(4096):
+                data += chunk
+    assert data.startswith(b"HTTP/1.1 200"), data[:200]
+    assert b'"captive":true' in data and b"https://portal.netfate/login" in data
 
     # HTTP to any site, routed to the services MAC, is answered by the portal: 302.
     run(["ip", "route", "replace", "default", "via", c.services_ip], netns=cns)

@@ -64,17 +64,23 @@ def test_packet_inspector_raises_port_scan_and_flood(tb: Testbed) -> None:
         except OSError:
             pass
         s.close()
-    # a UDP flood: 3000 datagrams in well under a second
+    # a UDP flood: bursts of 3000 datagrams, each in well under a second, until it is seen
+    # (on a loaded machine the inspector's capture socket may drop part of one burst: the
+    # kernel counts those drops, stats["kernel"], and the detector sees fewer than sent)
     u = netns.socket_in("fate-h-client1", socket.AF_INET, socket.SOCK_DGRAM)
-    for _ in range(3000):
-        u.sendto(b"x" * 64, (INET, 9))
-    u.close()
-    deadline = time.monotonic() + 6
+    deadline = time.monotonic() + 10
     seen: dict[str, dict[str, object]] = {}
-    while time.monotonic() < deadline and not {"port-scan", "flood"} <= set(seen):
-        for n in _notes(tb):
-            seen[str(n["type"])] = n
-        time.sleep(0.2)
+    try:
+        while time.monotonic() < deadline and not {"port-scan", "flood"} <= set(seen):
+            if "flood" not in seen:
+                for _ in range(3000):
+                    u.sendto(b"x" * 64, (INET, 9))
+            for _ in range(5):
+                for n in _notes(tb):
+                    seen[str(n["type"])] = n
+                time.sleep(0.2)
+    finally:
+        u.close()
     assert {"port-scan", "flood"} <= set(seen), seen
     assert seen["port-scan"]["source"] == "10.90.1.1"
     assert seen["port-scan"]["nf_id"] == iid

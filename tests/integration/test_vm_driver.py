@@ -1,6 +1,7 @@
 """The VM compute driver on the real data plane: QEMU (TCG) guests whose tap ports sit on the
 testbed's OVS LSIs, the firewall's own scripts run in the guest through qemu-guest-agent.
-Each boot takes seconds under TCG, so the tests share guests where they can (4 boots)."""
+Guests start from the guest template (netfate.drivers.vm_template; the first one boots it),
+and the tests share guests where they can."""
 
 from __future__ import annotations
 

@@ -209,12 +209,14 @@ def test_disconnects_that_are_not_signed_right_get_no_answer(aaa: Aaa) -> None:
     aaa.stack.http.post("/api/v1/users/user2/logout").raise_for_status()
 
 
-def test_coa_changes_the_users_nfs_and_idle_timeout(aaa: Aaa) -> None:
+def test_coa_changes_the_logins_nfs_and_idle_timeout_not_the_profile(aaa: Aaa) -> None:
     aaa.login("user2")
     out = aaa.radclient("coa", 'User-Name = "user2"\nFilter-Id = "nfs:rate-limiter"\n'
                                "Idle-Timeout = 30\nMessage-Authenticator = 0x00\n")
     assert "Received CoA-ACK" in out, out
-    assert aaa.user("user2")["required_nfs"] == ["rate-limiter"]
+    # The login's NFs change; the user's stored profile does not (RFC 5176 3.1).
+    assert aaa.user("user2")["session_nfs"] == ["rate-limiter"]
+    assert aaa.user("user2")["required_nfs"] == []
     wait_for("user2's rate-limiter on cpe1", lambda: any(
         "rate-limiter" in i and "user2" in i for i in aaa.agents["cpe1"].running_ids()))
 
@@ -230,9 +232,14 @@ def test_coa_changes_the_users_nfs_and_idle_timeout(aaa: Aaa) -> None:
     odd = aaa.radclient("coa", 'User-Name = "user2"\nFramed-MTU = 1400\n'
                                "Message-Authenticator = 0x00\n")
     assert "Received CoA-NAK" in odd and "Unsupported-Attribute" in odd, odd
-    assert aaa.user("user2")["required_nfs"] == ["rate-limiter"]
+    assert aaa.user("user2")["session_nfs"] == ["rate-limiter"]
     aaa.stack.http.post("/api/v1/users/user2/logout").raise_for_status()
-    aaa.stack.http.patch("/api/v1/users/user2", json={"required_nfs": []}).raise_for_status()
+    assert aaa.user("user2")["session_nfs"] is None
+    wait_for("user2's rate-limiter released at logout", lambda: not any(
+        "rate-limiter" in i and "user2" in i for i in aaa.agents["cpe1"].running_ids()))
+    aaa.login("user2")  # a new login: the stored profile (no NFs) applies again
+    assert aaa.user("user2")["session_nfs"] is None
+    aaa.stack.http.post("/api/v1/users/user2/logout").raise_for_status()
 
 
 def test_the_access_accept_carries_idle_timeout_and_it_reaches_the_switch(aaa: Aaa) -> None:

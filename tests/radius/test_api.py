@@ -83,6 +83,8 @@ def test_right_password_without_the_key_is_still_401(http: httpx.Client, path: s
     (b"", 400, "malformed JSON"),
     (b"{", 400, "malformed JSON"),
     (b"\xff\xfe", 400, "malformed JSON"),
+    (b"[" * 30000, 400, "nested too deeply"),  # was a 500 (the decoder's RecursionError)
+    (b'{"User-Name": ' * 4000, 400, "nested too deeply"),
     (b"[]", 422, "(body)"),
     (b"null", 422, "(body)"),
     (b'"User-Name"', 422, "(body)"),

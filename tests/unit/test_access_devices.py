@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from netfate.access import capport, dhcp_release
+from netfate.access import capport, dhcp_release, local_zone
 from netfate.access.addressing import CAPPORT_PATH, capport_url, for_index
 from netfate.access.captive_dns import CaptiveDns
 from netfate.access.dnsmasq import Dnsmasq
@@ -29,12 +29,64 @@ def test_the_captive_resolver_answers_every_name_with_the_portal_and_asks_no_one
         CaptiveDns("ns", "not-an-ip", tmp_path)
 
 
+def test_the_captive_resolver_answers_the_local_zone_for_real(tmp_path: Path) -> None:
+    """Before login, names the CPE answers without recursing get their real address (so a
+    browser's cached answer is right after login); the platform's domain is authoritative
+    (unknown names NXDOMAIN); every other name is the portal, TTL 0, nothing forwarded."""
+    names = local_zone.zone({"portal.netfate": CPE.services_ip, "inet.netfate": "10.255.0.1"},
+                            {"Intranet.Corp.Example.": "10.1.2.3"})
+    argv = CaptiveDns("ns", CPE.services_ip, tmp_path, records=names).argv()
+    assert "--host-record=inet.netfate,10.255.0.1" in argv
+    assert "--host-record=intranet.corp.example,10.1.2.3" in argv
+    assert "--local=/netfate/" in argv
+    assert f"--address=/#/{CPE.services_ip}" in argv and "--local-ttl=0" in argv
+    # The ordinary resolver (after login) answers the same local zone.
+    post = Dnsmasq("ns", CPE, tmp_path, records=names, other_names="10.255.0.1").argv()
+    assert {a for a in argv if a.startswith("--host-record=")} == {
+        a for a in post if a.startswith("--host-record=")}
+    with pytest.raises(InvalidInput):
+        CaptiveDns("ns", CPE.services_ip, tmp_path, local_domains=("bad domain",))
+
+
+def test_local_records_are_checked_and_cannot_repoint_the_portal() -> None:
+    assert local_zone.parse_records("") == {}
+    assert local_zone.parse_records(" a.example=10.1.2.3 , b.example=10.1.2.4") == {
+        "a.example": "10.1.2.3", "b.example": "10.1.2.4"}
+    for bad in ("a.example", "a.example=999.1.1.1", "a.example=\u0661.1.1.1",
+                "nodot=10.1.2.3", "-a.example=10.1.2.3", "a.example=1.1.1.1,A.example=1.1.1.2",
+                "a b.example=10.1.2.3", "é.example=10.1.2.3",
+                # a name that is an address, or an address no device can be served at
+                "10.1.2.3=10.1.2.4", "a.123=10.1.2.3", "a.example=0.0.0.0",
+                "a.example=127.0.0.1", "a.example=224.0.0.1", "a.example=255.255.255.255",
+                "a.example=240.0.0.1",
+                ",".join(f"h{i}.example=10.1.{i // 250}.{i % 250 + 1}" for i in range(6000))):
+        with pytest.raises(InvalidInput):
+            local_zone.parse_records(bad)
+    with pytest.raises(InvalidInput, match="clashes"):
+        local_zone.zone({"portal.netfate": "10.90.16.1"}, {"portal.netfate": "10.9.9.9"})
+    assert local_zone.zone({"portal.netfate": "10.90.16.1"},
+                           {"portal.netfate": "10.90.16.1"}) == {"portal.netfate": "10.90.16.1"}
+
+
+def test_access_settings_read_local_records_and_tls_paths(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from netfate.settings import load_settings
+
+    monkeypatch.setenv("NETFATE_ACCESS_LOCAL_RECORDS", "a.example=10.1.2.3")
+    monkeypatch.setenv("NETFATE_ACCESS_TLS_CERT", "/etc/portal.pem")
+    s = load_settings().access
+    assert s.local_records == "a.example=10.1.2.3" and str(s.tls_cert) == "/etc/portal.pem"
+    monkeypatch.setenv("NETFATE_ACCESS_LOCAL_RECORDS", "a.example=999.1.1.1")
+    with pytest.raises(InvalidInput, match="NETFATE_ACCESS_LOCAL_RECORDS"):
+        load_settings()
+
+
 def test_dnsmasq_announces_the_capport_api_and_leases_short_before_login(
         tmp_path: Path) -> None:
     d = Dnsmasq("ns", CPE, tmp_path, lease_time="2m", host_lease_time="1h",
                 other_names="10.255.0.1", capport_url=capport_url())
     argv = d.argv()
-    assert "--dhcp-option=114,http://portal.netfate/capport/api" in argv  # RFC 8910
+    assert "--dhcp-option=114,https://portal.netfate/capport/api" in argv  # RFC 8910
     assert "--address=/#/10.255.0.1" in argv
     assert any(a.startswith("--dhcp-range=") and a.endswith(",2m") for a in argv)
     d.set_hosts({"02:aa:00:00:00:01": "10.90.100.7"})

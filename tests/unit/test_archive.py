@@ -10,6 +10,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+import yaml
 
 from netfate import archive
 from netfate.bundle import BundleStore, inspect_bundle
@@ -23,6 +24,7 @@ from tests.unit.hostile_docs import (
     octal,
     pad,
     pax_member,
+    tgz,
     within,
 )
 
@@ -138,3 +140,34 @@ def test_bundle_store_extracts_what_was_inspected(tmp_path: Path) -> None:
     assert (b.root / "scripts" / "start").read_bytes() == b"#!/bin/sh\n"
     assert (b.root / "scripts" / "start").stat().st_mode & 0o111
     assert b.descriptor.name == "probe"
+
+
+_STD = [("descriptor.yaml", yaml.safe_dump(DESC).encode()), ("scripts/start", b"#!/bin/sh\n"),
+        ("scripts/stop", b"#!/bin/sh\n")]
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    ([("a", b"x"), ("a/b", b"y")], "under 'a', which is a file"),
+    ([("a/b", b"y"), ("a", b"x")], "other members are under it"),
+    ([("descriptor.yaml/x", b"y")], "which is a file"),
+    ([("x" * 256, b"y")], "component over 255 bytes"),
+    ([("/".join(["d" * 200] * 6), b"y")], "over 1024 bytes"),
+])
+def test_members_no_extraction_can_write_are_refused(tmp_path: Path, extra: list[tuple[str, bytes]],
+                                                     words: str) -> None:
+    """Inspection (the API's upload) used to accept these, and the node's extraction then
+    failed with a raw OSError (File exists, Is a directory, File name too long)."""
+    data = tgz([*_STD, *extra])
+    with pytest.raises(InvalidInput, match=words):
+        inspect_bundle(data)
+    with pytest.raises(InvalidInput, match=words):
+        BundleStore(tmp_path).add(data)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_directory_member_then_files_under_it_is_fine(tmp_path: Path) -> None:
+    tar = b"".join(header(n.encode(), octal(len(d)), k) + pad(d) for n, d, k in [
+        *((n, d, b"0") for n, d in _STD), ("extra/", b"", b"5"), ("extra/a", b"x", b"0"),
+        ("extra/b/c", b"z", b"0"), ("extra/b", b"", b"5")]) + END
+    b = BundleStore(tmp_path).add(gzip.compress(tar))
+    assert (b.root / "extra" / "a").read_bytes() == b"x"

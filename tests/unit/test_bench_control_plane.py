@@ -81,7 +81,8 @@ def test_an_orchestrator_that_does_not_come_up_leaves_nothing_running(
     """Its nats-server was left running after the bench exited; now it is ended with it."""
     seen = tmp_path / "nats.pid"
 
-    def fake_argv(state: Path, _api: int, nats_port: int, _profile: str | None) -> list[str]:
+    def fake_argv(state: Path, _api: int, nats_port: int, _profile: str | None,
+                  _nats_url: str | None = None) -> list[str]:
         return [sys.executable, "-c", FAKE_ORCHESTRATOR, str(state), str(nats_port), str(seen),
                 then]
 
@@ -93,3 +94,46 @@ def test_an_orchestrator_that_does_not_come_up_leaves_nothing_running(
     nats_pid = int(seen.read_text())
     assert not os.path.exists(f"/proc/{nats_pid}") or _zombie(nats_pid), \
         "the bench left its nats-server running"
+
+
+@pytest.mark.slow
+def test_a_nats_member_killed_under_load_loses_no_event() -> None:
+    """Issue #15: kill -9 the NATS member the orchestrator uses mid-run; the orchestrator and
+    the simulated agents carry on through the other members and every event is handled."""
+    out = run(Params(nodes=5, users=20, rate=20, duration=4, telemetry_interval=0.5,
+                     users_via="api", op_timeout=20, nats=3, kill_nats_at=1,
+                     agents_per_conn=1))
+    fault = out["nats_fault"]
+    assert fault["pid"] and fault["orchestrator_reconnected_s"] is not None
+    assert fault["agents_reconnected_s"] is not None
+    assert fault["member_killed"] not in fault["agent_connections_after"]
+    overall = out["overall"]
+    assert overall["errors"] == 0, overall["errors_by_kind"]
+    assert overall["events_handled"] == overall["events_sent"] >= 20
+    procs = out["processes"]
+    assert len(procs["nats_cluster"]) == 3 and procs["left_running"] == []
+    assert procs["tmp_dir_removed"]
+
+
+def test_cluster_options_are_checked() -> None:
+    from netfate.bench.control_plane.params import BenchError
+    for bad in (Params(nats=0), Params(nats=10), Params(nats=1, kill_nats_at=1),
+                Params(nats=3, kill_nats_at=-1), Params(nats=3, duration=5, kill_nats_at=6)):
+        with pytest.raises(BenchError):
+            bad.check()
+
+
+@pytest.mark.parametrize("bad", [
+    {"rate": float("nan")}, {"rate": float("inf")}, {"duration": float("nan")},
+    {"duration": float("inf")}, {"kill_nats_at": float("nan"), "nats": 2},
+    {"telemetry_interval": float("nan")}, {"telemetry_interval": 0.0},
+    {"idle_fraction": float("nan")}, {"idle_fraction": 1.5}, {"idle_fraction": -0.1},
+    {"op_timeout": float("nan")}, {"op_timeout": 0.0}, {"apply_delay_ms": float("nan")},
+    {"apply_delay_ms": -1.0}, {"idle_window": float("inf")},
+])
+def test_nan_inf_and_out_of_range_figures_are_refused(bad: dict[str, float]) -> None:
+    """A NaN passes every comparison-based check (NaN <= 0 is false): --rate nan,
+    --duration inf or --kill-nats-at nan were accepted, and the run then slept or looped on
+    them. Every figure must be finite and within its range."""
+    with pytest.raises(BenchError):
+        Params(**{"nodes": 2, "users": 1, "duration": 5.0, **bad}).check()  # type: ignore[arg-type]

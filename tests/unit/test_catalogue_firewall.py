@@ -110,19 +110,19 @@ def test_counters_from_nft_json() -> None:
         {"rule": {"expr": [{"counter": {"packets": 9, "bytes": 9}}]}},  # uncommented
         {"rule": {"comment": "default_in", "expr": [{"counter": {"packets": 1, "bytes": 60}}]}},
     ]}
-    assert fw.rule_counters(listing) == {"rule 0": {"packets": 3, "bytes": 180},
+    assert fw.st.rule_counters(listing) == {"rule 0": {"packets": 3, "bytes": 180},
                                          "default_in": {"packets": 1, "bytes": 60}}
 
 
 def test_conntrack_state_entries() -> None:
     listing = "-A -t 60 -u SEEN_REPLY -s 10.0.0.2 ...\nnot an entry\n-A -t 1 ...\n"
-    entries = fw.saved_entries(listing)
+    entries = fw.st.saved_entries(listing)
     assert entries == ["-A -t 60 -u SEEN_REPLY -s 10.0.0.2 ...", "-A -t 1 ..."]
-    assert fw.check_entries(entries) == entries
-    assert fw.check_entries([]) == []
+    assert fw.st.check_entries(entries) == entries
+    assert fw.st.check_entries([]) == []
 
 
 @pytest.mark.parametrize("bad", ["-A x", ["-D x"], ["-A x\n-A y"], [7]])
 def test_malformed_conntrack_state_dies(bad: object) -> None:
     with pytest.raises(SystemExit):
-        fw.check_entries(bad)
+        fw.st.check_entries(bad)

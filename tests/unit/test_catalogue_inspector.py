@@ -103,6 +103,24 @@ def test_flood_within_one_second() -> None:
     assert slow.c["alerts"]["flood"] == 0
 
 
+def test_flood_over_a_shorter_window_is_reported_sooner() -> None:
+    """flood_window_ms=250: the threshold rate over a quarter second (25 of 100 pps)."""
+    insp = inspector(flood_pps=100, flood_window_ms=250)
+    for i in range(24):  # 400 pps for 60 ms
+        feed(insp, frame("192.0.2.9", "10.0.0.2", 17), i * 0.0025)
+    assert insp.c["alerts"]["flood"] == 0
+    feed(insp, frame("192.0.2.9", "10.0.0.2", 17), 0.062)
+    assert insp.c["alerts"]["flood"] == 1
+    d = insp.c["recent_alerts"][-1]["detail"]
+    assert d["packets"] == 25 and d["window_ms"] == 250 and d["threshold_pps"] == 100
+    slow = inspector(flood_pps=100, flood_window_ms=250)
+    for i in range(200):  # 80 pps: 20 per window, below 25
+        feed(slow, frame("192.0.2.9", "10.0.0.2", 17), i * 0.0125)
+    assert slow.c["alerts"]["flood"] == 0
+    with pytest.raises(SystemExit):
+        inspector(flood_window_ms=20)
+
+
 def test_frames_queued_during_a_pause_are_counted_not_detected() -> None:
     insp = inspector(flood_pps=10)
     for _ in range(20):

@@ -15,6 +15,7 @@ arpd = load("nat", "arpd")
 
 
 L3 = load("nat", "nat").l3  # l3bump, as the NAT imports it
+ST = load("nat", "nat").st  # ctstate, shared with the firewall and the load balancer
 
 
 def test_values_and_their_errors(capsys: pytest.CaptureFixture[str]) -> None:
@@ -36,9 +37,9 @@ def test_marks_and_conntrack_entries(capsys: pytest.CaptureFixture[str]) -> None
     marks = "\n".join(L3.bridge_marks("t", "l0", "w0"))
     assert 'iifname "l0" meta mark set 0x1' in marks and "delete table bridge t" in marks
     listing = "-A -s 1.1.1.1 -d 2.2.2.2\nconntrack v1.4.7: 1 flow entries\n"
-    assert L3.saved_entries(listing) == ["-A -s 1.1.1.1 -d 2.2.2.2"]
+    assert ST.saved_entries(listing) == ["-A -s 1.1.1.1 -d 2.2.2.2"]
     with pytest.raises(SystemExit):
-        L3.check_entries(["-A x\n-A y"])
+        ST.check_entries(["-A x\n-A y"])
     assert "malformed conntrack entry" in capsys.readouterr().err
 
 

@@ -205,6 +205,20 @@ def test_unauthenticated_other_traffic_is_dropped_both_ways() -> None:
     assert sw.trace(down(), NFS).exits == []  # nothing reaches them from the uplink
 
 
+def test_the_captive_portal_api_over_https_is_reachable_before_and_after_login() -> None:
+    """RFC 8908 section 3: the API is https on the portal; a device asks it before login
+    (captive) and after (seconds remaining). Only the portal's 443: other HTTPS before
+    login is still dropped, and the answers come back."""
+    for authenticated in (False, True):
+        sw = switch(cpe(user1(authenticated=authenticated)))
+        t = sw.trace(up(dst=PORTAL, dport=443), NFS)
+        assert t.exits == ["svc"], authenticated
+        reply = ip_packet("svc", PORTAL_MAC, M1, PORTAL, IP1, sport=443, dport=40000)
+        assert sw.trace(reply, NFS).exits == ["a1"], authenticated
+    sw = switch(cpe(user1(authenticated=False)))
+    assert sw.trace(up(dst=INET, dport=443), NFS).exits == []
+
+
 def test_arp_lets_any_client_resolve_the_gateway_and_the_portal() -> None:
     sw = switch(cpe(user1(authenticated=False)))
     assert sw.trace(arp_packet("a1", M1, IP1, GW), NFS).exits == ["up"]

@@ -26,6 +26,8 @@ BASE: dict[str, Any] = {"name": "firewall", "vnf-type": "native"}
     ({"linux-capabilities": ["cap_net_admin"]}, "capabilities\\(7\\)"),
     ({"version": "../../etc"}, "version"),
     ({"version": "1\n"}, "version"),
+    # fullwidth digits were accepted; image tags (<nf>-<version>) are ASCII
+    ({"version": "\uff11.\uff10"}, "printable ASCII"),
 ])
 def test_bad_names_are_refused(patch: dict[str, Any], words: str) -> None:
     with pytest.raises(InvalidInput, match=words):
@@ -56,3 +58,12 @@ def test_a_filled_default_is_a_copy_not_the_schemas_own_value() -> None:
         "type": "object", "properties": {"rules": {"type": "array", "default": []}}}})
     d.validate_config({})["rules"].append({"action": "deny"})
     assert d.validate_config({}) == {"rules": []}
+
+
+def test_a_huge_integer_in_a_descriptor_is_invalid_input_not_a_value_error() -> None:
+    """yaml's int() of over 4300 digits raised ValueError: a 500 from the upload route."""
+    from netfate.bundle import inspect_bundle
+    from tests.unit.hostile_docs import bundle
+    text = "name: probe\nversion: 1" + "0" * 5000 + "\nports: [{name: lan}]\n"
+    with pytest.raises(InvalidInput, match="cannot be read"):
+        inspect_bundle(bundle(text))

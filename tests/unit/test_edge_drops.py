@@ -188,12 +188,12 @@ def test_a_unit_that_cannot_be_expressed_is_skipped_not_fatal(monkeypatch: pytes
 
 def test_the_controller_reports_what_it_skipped_and_syncs_the_rest(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import netfate.controller.flows as flows
+    import netfate.controller.flows_remote as flows_remote
 
     def boom(*_: Any) -> Any:
         raise ValueError("cannot express")
 
-    monkeypatch.setattr(flows, "_anchored", boom)
+    monkeypatch.setattr(flows_remote, "anchored", boom)
     from netfate.controller.model import Anchored
     st = cpe(USER).model_copy(update={"generation": 3, "anchored": (
         Anchored(name="user7", mac="02:aa:00:00:00:07", ip="10.90.1.7", chain=(FW,)),)})

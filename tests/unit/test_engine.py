@@ -484,6 +484,7 @@ def test_reconcile_cleans_up_drift() -> None:
             inst("cpe2", "bob", "firewall"),  # session over
             inst("cpe2", "eve", "firewall"),  # owner unknown
             inst("cpe2", "eve", "shaper", "releasing"),  # already going
+            inst("cpe2", "operator", "troubleshooter"),  # a probe: its operation's to remove
         ],
     )
     p = plan(snap, Reconcile())

@@ -162,3 +162,22 @@ def test_hosting_makes_the_default_flavour_the_nodes_compute(tmp_path: Any) -> N
     assert n.compute is native and set(n.computes) == {"container", "native"}
     only = NodeDrivers.hosting("n", "br", FakeNetwork(), {"container": box})
     assert only.compute is box
+
+
+@pytest.mark.parametrize("step", ["delete_ports", "delete_ts_rules"])
+def test_an_nf_is_deleted_and_its_ports_detached_whatever_step_fails(
+        node: NodeDrivers, step: str) -> None:
+    """An OVSDB timeout while detaching (seen in a full `make test`) left the NF running, so
+    its links outlived it and the next NF of its instance id could not take their names; and
+    its ports are detached even when deleting their rules failed."""
+    a = node.deploy_nf("u", "fw", "sha", flavour="container")
+
+    def stuck(lsi: str, names: list[str]) -> None:
+        raise RuntimeError("OVSDB transaction failed: exceeded timeout 10 seconds")
+
+    setattr(node.network, step, stuck)
+    with pytest.raises(RuntimeError, match="exceeded timeout"):
+        node.remove_nf(a.instance_id)
+    assert node.list_nfs() == []
+    if step == "delete_ts_rules":
+        assert node.network.list_ports("br") == {}

@@ -1,4 +1,12 @@
-from netfate.orchestrator.notify import matches
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from netfate.db import Database, repo
+from netfate.db.session import sqlite_url
+from netfate.orchestrator.hub import EventHub
+from netfate.orchestrator.notify import dispatch, matches
 
 
 def test_subscription_filters() -> None:
@@ -9,3 +17,42 @@ def test_subscription_filters() -> None:
     assert matches({"operationStates": ["COMPLETED", "FAILED"], "vnfInstanceIds": ["cpe1-u-fw"]},
                    op)
     assert not matches({"vnfInstanceIds": ["other"]}, op)
+
+
+def test_a_callback_uri_the_http_client_refuses_does_not_end_the_dispatcher(
+        tmp_path: Path) -> None:
+    """A subscription stored with a URI httpx refuses (InvalidURL is not an HTTPError: one
+    stored before the API refused control characters) costs its own notifications only:
+    the dispatcher goes on and notifies the next subscription."""
+    db = Database.create(sqlite_url(tmp_path))
+    got: list[dict[str, Any]] = []
+
+    async def main() -> None:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            got.append(json.loads(await reader.readexactly(length)))
+            writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        with db.session() as s:
+            repo.add_subscription(s, "http://127.0.0.1:9/cb\n")
+        with db.session() as s:
+            repo.add_subscription(s, f"http://127.0.0.1:{port}/cb")
+        hub = EventHub()
+        task = asyncio.create_task(dispatch(hub, db, timeout=2))
+        await asyncio.sleep(0.1)
+        hub.publish("op", {"id": "op1", "operation": "INSTANTIATE", "state": "COMPLETED"})
+        for _ in range(100):
+            if got or task.done():
+                break
+            await asyncio.sleep(0.05)
+        assert not task.done(), task.exception()
+        task.cancel()
+        server.close()
+
+    asyncio.run(main())
+    assert [n["vnfLcmOpOccId"] for n in got] == ["op1"]

@@ -86,6 +86,20 @@ def test_a_fifo_or_device_is_refused_not_waited_on(tmp_path: Path) -> None:
     _store_refuses(tmp_path, Path("/dev/zero"), "not a regular file")
 
 
+@pytest.mark.parametrize("which", ["oci-layout", "index.json", "manifest"])
+def test_a_directory_where_a_file_belongs_is_refused(tmp_path: Path, which: str) -> None:
+    """os.fdopen raised IsADirectoryError (a traceback from `netfate images import`)."""
+    root = make_layout(tmp_path / "img", layer(GOOD))
+    if which == "manifest":
+        idx = json.loads((root / "index.json").read_text())
+        target = root / "blobs/sha256" / idx["manifests"][0]["digest"].split(":")[1]
+    else:
+        target = root / which
+    target.unlink()
+    target.mkdir()
+    _store_refuses(tmp_path, root, "not a regular file")
+
+
 def _pax_size_tar(value: str) -> bytes:
     body = f"size={value}\n"
     n = len(body) + 3

@@ -180,3 +180,19 @@ def test_the_layer_and_layout_build_is_reproducible(tmp_path: Path) -> None:
     d2 = build.write_layout(tmp_path / "two", b, "x", 1_700_000_000, ["/bin/sh"])
     assert d1 == d2
     verify(DirSource(tmp_path / "one"), "x", 1 << 30)
+
+
+def test_an_images_source_key_follows_its_bundle_and_shared_helpers(tmp_path: Path) -> None:
+    nf, shared = tmp_path / "nat", tmp_path / "_shared"
+    (nf / "files").mkdir(parents=True)
+    shared.mkdir()
+    (nf / "files" / "nat.py").write_text("x = 1\n")
+    (shared / "nfcommon.py").write_text("y = 1\n")
+    k1 = build.source_key(nf, ["nftables"])
+    assert build.source_key(nf, ["nftables"]) == k1  # deterministic
+    assert build.source_key(nf, ["nftables", "conntrack"]) != k1
+    (shared / "nfcommon.py").write_text("y = 2\n")
+    k2 = build.source_key(nf, ["nftables"])
+    assert k2 != k1
+    (nf / "files" / "nat.py").write_text("x = 2\n")
+    assert build.source_key(nf, ["nftables"]) != k2

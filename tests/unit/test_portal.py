@@ -17,6 +17,8 @@ from netfate.radius.client import AuthResult, RadiusError, RadiusTimeout
 PORTAL = "10.90.16.1"
 CLIENT = "10.90.16.20"
 MAC = "02:00:00:00:00:20"
+API = "https://portal.netfate/capport/api"  # RFC 8908 section 3: https only
+USER_PORTAL = "https://portal.netfate/login"
 FORM = "application/x-www-form-urlencoded"
 JSON = {"Accept": "application/json"}
 
@@ -57,7 +59,8 @@ class Fakes:
 
 def make(fakes: Fakes, limiter: WindowLimiter | None = None) -> Any:
     return create_portal_app("cpe1", PORTAL, fakes.authenticate, fakes.on_accept,
-                             fakes.mac_for_ip, limiter=limiter or WindowLimiter(1000, 10))
+                             fakes.mac_for_ip, limiter=limiter or WindowLimiter(1000, 10),
+                             capport_api_url=API, portal_url=USER_PORTAL)
 
 
 def call(app: Any, method: str, url: str, *, client_ip: str = CLIENT,
@@ -317,16 +320,16 @@ def test_capport_api_says_captive_then_not_with_the_seconds_remaining() -> None:
     with a Session-Timeout) seconds-remaining."""
     f = Fakes(result=AuthResult(True, "10.90.100.7", "", 3600))
     app = make(f)
-    r = call(app, "GET", "/capport/api", headers={"Accept": "application/captive+json"})
+    r = call(app, "GET", API, headers={"Accept": "application/captive+json"})
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("application/captive+json")
-    assert r.json() == {"captive": True, "user-portal-url": f"http://{PORTAL}/login"}
+    assert r.json() == {"captive": True, "user-portal-url": USER_PORTAL}
     assert "no-store" in r.headers["cache-control"]
     assert login(app, headers=JSON).status_code == 200
-    body = call(app, "GET", "http://portal.netfate/capport/api").json()
+    body = call(app, "GET", API).json()
     assert body["captive"] is False and 3590 <= body["seconds-remaining"] <= 3600
     # another device is still captive
-    other = call(app, "GET", "/capport/api", client_ip="10.90.16.99").json()
+    other = call(app, "GET", API, client_ip="10.90.16.99").json()
     assert other["captive"] is True
 
 
@@ -334,19 +337,36 @@ def test_logged_in_is_what_the_platform_says_after_the_fresh_login() -> None:
     f = Fakes()
     sessions = {MAC: True}
     app = create_portal_app("cpe1", PORTAL, f.authenticate, f.on_accept, f.mac_for_ip,
-                            logged_in=lambda mac: sessions.get(mac, False))
-    assert call(app, "GET", "/capport/api").json()["captive"] is False
+                            logged_in=lambda mac: sessions.get(mac, False),
+                            capport_api_url=API)
+    assert call(app, "GET", API).json()["captive"] is False
     # Logged in, yet the browser reached the portal for a site: a page that reloads it.
     r = call(app, "GET", "http://example.com/page")
     assert r.status_code == 200 and 'http-equiv="refresh"' in r.text
     assert "http://example.com/page" in r.text
     sessions[MAC] = False  # the session ended (idle): captive again
-    assert call(app, "GET", "/capport/api").json()["captive"] is True
+    assert call(app, "GET", API).json()["captive"] is True
     assert call(app, "GET", "http://example.com/page").status_code == 302
 
     def broken(mac: str) -> bool:
         raise httpx.ConnectError("orchestrator away")
 
     app = create_portal_app("cpe1", PORTAL, f.authenticate, f.on_accept, f.mac_for_ip,
-                            logged_in=broken)
-    assert call(app, "GET", "/capport/api").json()["captive"] is True
+                            logged_in=broken, capport_api_url=API)
+    assert call(app, "GET", API).json()["captive"] is True
+
+
+def test_capport_api_is_https_only_and_absent_without_a_certificate() -> None:
+    """RFC 8908 section 3: the API's URI is https. Over plain http it is a 404 that names
+    the https URL; a portal without a certificate has no API at all."""
+    app = make(Fakes())
+    r = call(app, "GET", "http://portal.netfate/capport/api",
+             headers={"Accept": "application/captive+json"})
+    assert r.status_code == 404 and API in r.text
+    f = Fakes()
+    bare = create_portal_app("cpe1", PORTAL, f.authenticate, f.on_accept, f.mac_for_ip)
+    r = call(bare, "GET", API)
+    assert r.status_code == 404 and "TLS certificate" in r.text
+    # The login page itself is served over https too (the user-portal-url).
+    r = call(app, "GET", USER_PORTAL)
+    assert r.status_code == 200 and 'name="password"' in r.text

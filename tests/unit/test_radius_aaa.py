@@ -178,6 +178,8 @@ def test_dae_bad_message_authenticator_is_dropped() -> None:
     ({"User_Name": "u", "Filter_Id": "acl-7"}, dae.INVALID_ATTRIBUTE_VALUE),
     ({"User_Name": "u", "Filter_Id": "nfs:a,,b"}, dae.INVALID_ATTRIBUTE_VALUE),
     ({"User_Name": "u", "Idle_Timeout": 70000}, dae.INVALID_ATTRIBUTE_VALUE),
+    # past what the database's integer holds: a NAK, not a failed write
+    ({"User_Name": "u", "Session_Timeout": 2**32 - 1}, dae.INVALID_ATTRIBUTE_VALUE),
     ({"User_Name": "u"}, dae.MISSING_ATTRIBUTE),  # a CoA changing nothing
 ])
 def test_dae_coa_checks(attrs: dict[str, Any], cause: int) -> None:

@@ -40,6 +40,8 @@ def test_issue_billion_laughs_descriptor_is_refused_at_once(tmp_path: Path) -> N
     ("1: x", "key that is not a string"),
     ("a: 1\n---\nb: 2", "YAML"),
     ("a: [unclosed", "YAML"),
+    ("name: probe\nversion: '1'\nname: other", "'name' is given twice"),
+    ("a: {b: 1, b: 2}", "'b' is given twice"),
 ])
 def test_refused(text: str, words: str) -> None:
     with pytest.raises(InvalidInput, match=words):

@@ -33,8 +33,14 @@ CAPPORT_PATH = "/capport/api"
 
 
 def capport_url(host: str = PORTAL_NAME) -> str:
-    """The API's URL as DHCP announces it: by name (RFC 8910 section 2: no IP literal)."""
-    return f"http://{host}{CAPPORT_PATH}"
+    """The API's URL as DHCP announces it: https (RFC 8908 section 3), by name (RFC 8910
+    section 2: no IP literal; the portal's certificate names it)."""
+    return f"https://{host}{CAPPORT_PATH}"
+
+
+def user_portal_url(host: str = PORTAL_NAME) -> str:
+    """The login page as the API names it (RFC 8908 section 5: accessed over TLS)."""
+    return f"https://{host}/login"
 
 
 @dataclass(frozen=True)

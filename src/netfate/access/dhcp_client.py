@@ -66,7 +66,8 @@ def _parse(text: str) -> Lease:
         router=(kv.get("router") or "").split()[0] if kv.get("router") else None,
         dns=tuple((kv.get("dns") or "").split()),
         server=kv.get("server") or None,
-        lease_time=int(lease) if lease.isdigit() else None,
+        lease_time=int(lease) if lease.isascii() and lease.isdigit() and len(lease) <= 10
+        else None,
     )
 
 

@@ -48,7 +48,7 @@ _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 def normalise_mac(mac: str) -> str:
     m = mac.strip().lower().replace("-", ":")
-    if not _MAC.match(m):
+    if not _MAC.fullmatch(m):
         raise InvalidInput(f"{mac!r} is not a MAC address (aa:bb:cc:dd:ee:ff)")
     if int(m[:2], 16) & 1:
         raise InvalidInput(f"{mac!r} is a multicast MAC, not a client's")
@@ -199,7 +199,7 @@ class Dnsmasq(DnsmasqProcess):
             return out
         for line in text.splitlines():
             parts = line.split()
-            if len(parts) >= 3 and _MAC.match(parts[1]):
+            if len(parts) >= 3 and _MAC.fullmatch(parts[1]):
                 out[parts[1]] = parts[2]
         return out
 

@@ -16,9 +16,10 @@ Each may be sync (run in a worker thread) or async. Answers are HTML (access/pag
 JSON when the request accepts application/json: {"ok": true, "user", "ip", "node", "mac",
 "renew"} or {"ok": false, "error"}. After a login the device is served at once on the
 address it has: nothing to renew. The captive portal API (RFC 8908, access/capport.py)
-answers at CAPPORT_PATH. A logged-in device that still reaches the portal for another site
-gets a page that reloads it shortly (its steering is being installed, or its browser kept
-the captive resolver's answer).
+answers at CAPPORT_PATH over https only (RFC 8908 section 3; the same app is served on the
+portal's TLS port); over plain http it is a 404 naming the https URL. A logged-in device
+that still reaches the portal for another site gets a page that reloads it shortly (its
+steering is being installed, or its browser kept the captive resolver's answer).
 """
 
 from __future__ import annotations
@@ -113,9 +114,14 @@ async def _call(fn: Callable[..., Any], *args: Any) -> Any:
 
 def _safe_next(value: str | None) -> str | None:
     """The page the client wanted, if it is a plain http(s) URL worth linking back to."""
-    if not value or len(value) > MAX_NEXT:
+    # Printable ASCII only (a browser percent-encodes the rest): no CR/LF or NUL to carry
+    # into a page or a header; urlsplit raises on a bad IPv6 literal or an NFKC trick.
+    if not value or len(value) > MAX_NEXT or not (value.isascii() and value.isprintable()):
         return None
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return None
     return value if parts.scheme in ("http", "https") and parts.netloc else None
 
 
@@ -162,7 +168,7 @@ async def _read_body(request: Request) -> bytes:
     buffered whole."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit() and len(declared) <= 18):
             raise BadRequest("Content-Length is not a number")
         if int(declared) > MAX_BODY:
             raise BadRequest(f"the request body is over {MAX_BODY} bytes")
@@ -185,15 +191,20 @@ def create_portal_app(
     portal_hosts: Iterable[str] = (PORTAL_NAME,),
     logged_in: LoggedIn | None = None,
     logins: Logins | None = None,
+    capport_api_url: str | None = None,
+    portal_url: str | None = None,
 ) -> Starlette:
     """The portal of ``node`` at ``services_ip``. ``limiter`` caps login POSTs per client
     address (default 10 per 10 s). ``portal_hosts``: names besides services_ip that are the
     portal itself (not redirected). ``logged_in(mac)``: whether the platform holds a session
-    for that device here (None: only the portal's own fresh logins count)."""
+    for that device here (None: only the portal's own fresh logins count).
+    ``capport_api_url``: the API's https URL (None: no API, as without a certificate);
+    ``portal_url``: the user-portal-url it gives (default the login page on services_ip)."""
     lim = limiter if limiter is not None else WindowLimiter()
     seen = logins if logins is not None else Logins()
     own_hosts = {services_ip.lower(), *(h.lower() for h in portal_hosts)}
     login_url = f"http://{services_ip}/login"
+    user_portal = portal_url or login_url
     no_store = {"Cache-Control": "no-store"}
 
     def wants_json(request: Request) -> bool:
@@ -300,7 +311,7 @@ def create_portal_app(
 
     async def capport_api(request: Request, client_ip: str) -> Response:
         is_online, mac = await online(client_ip)
-        body = capport.status(not is_online, login_url,
+        body = capport.status(not is_online, user_portal,
                               seen.seconds_remaining(mac) if is_online and mac else None)
         return JSONResponse(body, media_type=capport.MEDIA_TYPE,
                             headers={"Cache-Control": "private, no-store"})
@@ -327,6 +338,12 @@ def create_portal_app(
             return answer(request, 405, "Not allowed", f"{request.method} {path} is not allowed",
                           headers={"Allow": "GET, HEAD" + (", POST" if path == "/login" else "")})
         if path == CAPPORT_PATH:
+            if capport_api_url is None:
+                return answer(request, 404, "Not found", "this portal has no captive portal "
+                              "API (it needs a TLS certificate)")
+            if request.url.scheme != "https":  # RFC 8908 section 3: the API is https only
+                return answer(request, 404, "Not found",
+                              f"the captive portal API is at {capport_api_url}")
             return await capport_api(request, client_ip)
         if path in ("/", "/login"):
             next_url = _safe_next(request.query_params.get("next"))

@@ -1,11 +1,13 @@
-"""The captive portal's HTTP server: uvicorn on a socket that listens inside the services
-namespace, run in a thread of this (root-namespace) process."""
+"""The captive portal's HTTP(S) servers: uvicorn on a socket that listens inside the services
+namespace, run in a thread of this (root-namespace) process; one on port 80, and with a
+certificate one on port 443 for the captive portal API (RFC 8908 section 3)."""
 
 from __future__ import annotations
 
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from netfate.drivers import netns
@@ -35,13 +37,18 @@ class PortalServer:
     thread uvicorn would take over SIGTERM and re-raise it after shutdown, killing the
     process before its cleanup.)"""
 
-    def __init__(self, app: Any, sock: socket.socket) -> None:
+    def __init__(self, app: Any, sock: socket.socket, *,
+                 tls: tuple[Path, Path] | None = None) -> None:
+        """``tls``: (certificate, key) PEM files to serve https on ``sock`` (check them
+        first with access.tls.server_context, which names what is wrong)."""
         import uvicorn
 
         self.sock = sock
+        cert, key = (str(tls[0]), str(tls[1])) if tls is not None else (None, None)
         # proxy_headers off: the peer address is the client's, which picks its MAC.
         config = uvicorn.Config(app, log_level="warning", proxy_headers=False,
-                                server_header=False, lifespan="off")
+                                server_header=False, lifespan="off", ssl_certfile=cert,
+                                ssl_keyfile=key)
         self.server: uvicorn.Server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, name="portal", daemon=True)
         self.error: BaseException | None = None

@@ -3,6 +3,7 @@
     svc = AccessServices(cpe, bridge="fate-cpe1", state_dir=..., radius_client=...,
                          api_url="http://127.0.0.1:8181")
     svc.up()      # fate-s-<node>, its veth on the bridge, nft redirect, dnsmasq, portal
+                  # (http on 80; with tls=(cert, key), the CAPPORT API on https 443)
     ...
     svc.down()    # idempotent; cleanup(node, state_dir) does the same for a crashed process
 
@@ -26,7 +27,7 @@ from urllib.parse import quote
 
 import httpx
 
-from netfate.access import captive_dns, dhcp_release
+from netfate.access import captive_dns, dhcp_release, local_zone
 from netfate.access.addressing import (
     CAPTIVE_DNS_PORT,
     CpeAccess,
@@ -34,11 +35,13 @@ from netfate.access.addressing import (
     dns_records,
     services_host_if,
     services_netns,
+    user_portal_url,
 )
 from netfate.access.captive_dns import CaptiveDns
 from netfate.access.dnsmasq import Dnsmasq, stop_recorded
 from netfate.access.portal import AcceptError, WindowLimiter, create_portal_app
 from netfate.access.portal_server import PortalServer, listen_socket
+from netfate.access.tls import HTTPS_PORT, server_context
 from netfate.drivers import netns
 from netfate.errors import DriverError, NetfateError
 from netfate.proc import run
@@ -111,7 +114,13 @@ def nft_ruleset(portal_port: int, ifname: str = INNER_IF,
 class AccessServices:
     """One CPE's access services. ``bridge`` None leaves the host end of the veth unattached
     (tests wire it themselves); ``attach`` (default OvsAttach) puts it on the bridge.
-    ``radius_client`` None: every login is answered "authentication service unavailable"."""
+    ``radius_client`` None: every login is answered "authentication service unavailable".
+
+    ``local_records``: the operator's local zone (name -> IPv4), answered for real by both
+    resolvers (access/local_zone.py). ``tls``: (certificate, key) PEM paths: the captive
+    portal API is served on https port ``https_port`` and announced in DHCP option 114;
+    None: no API and no option 114. InvalidInput at construction, before anything starts,
+    for a missing, unreadable or mismatched certificate and key, or a bad record."""
 
     def __init__(
         self,
@@ -131,6 +140,9 @@ class AccessServices:
         api_auth: httpx.Auth | None = None,
         prelogin_lease: str = "2m",
         host_lease: str = "1h",
+        local_records: Mapping[str, str] | None = None,
+        tls: tuple[Path, Path] | None = None,
+        https_port: int = HTTPS_PORT,
     ) -> None:
         self.cpe = cpe
         self.bridge = bridge
@@ -142,13 +154,20 @@ class AccessServices:
         self.mtu = mtu
         self.netns = services_netns(cpe.node)
         self.host_if = services_host_if(cpe.node)
-        names = records if records is not None else dns_records(cpe, internet_address)
-        # After login: the platform's names, and (the sealed testbed's internet) every other
-        # name is the internet host. Before login: the captive resolver, every name the portal.
+        self.tls = (Path(tls[0]), Path(tls[1])) if tls is not None else None
+        if self.tls is not None:
+            server_context(*self.tls)  # bad files: a clear error now, not in a thread later
+        self.https_port = https_port
+        platform = records if records is not None else dns_records(cpe, internet_address)
+        names = local_zone.zone(platform, local_records or {})
+        # Both resolvers answer the local zone the same. After login: and (the sealed
+        # testbed's internet) every other name is the internet host. Before login: the
+        # captive resolver, every other name the portal (TTL 0).
+        api = capport_url() if self.tls is not None else None
         self.dnsmasq = Dnsmasq(
             self.netns, cpe, self.state_dir, interface=INNER_IF, records=names,
             other_names=internet_address, lease_time=prelogin_lease,
-            host_lease_time=host_lease, capport_url=capport_url(),
+            host_lease_time=host_lease, capport_url=api,
         )
         self.captive_dns = CaptiveDns(self.netns, cpe.services_ip, self.state_dir,
                                       interface=INNER_IF, records=names)
@@ -160,10 +179,12 @@ class AccessServices:
         # orchestrator with the login (the portal passes on_accept no AuthResult).
         self._accepts: dict[tuple[str, str], tuple[int | None, int | None]] = {}
         self._portal: PortalServer | None = None
+        self._portal_tls: PortalServer | None = None
         self._users_cache: tuple[float, list[dict[str, Any]]] = (0.0, [])
         self.app: Starlette = create_portal_app(
             cpe.node, cpe.services_ip, self.authenticate, self.on_accept, self.dnsmasq.mac_for,
-            limiter=limiter, logged_in=self.logged_in,
+            limiter=limiter, logged_in=self.logged_in, capport_api_url=api,
+            portal_url=user_portal_url() if api else None,
         )
 
     # -- the portal's callables ---------------------------------------------------------------
@@ -307,8 +328,13 @@ class AccessServices:
         sock = listen_socket(self.netns, self.portal_port)
         self._portal = PortalServer(self.app, sock)
         self._portal.start(timeout)
-        log.info("access services of %s up: %s (%s) in %s, portal on port %d", c.node,
-                 c.services_ip, c.services_mac, self.netns, self.portal_port)
+        if self.tls is not None:
+            sock = listen_socket(self.netns, self.https_port)
+            self._portal_tls = PortalServer(self.app, sock, tls=self.tls)
+            self._portal_tls.start(timeout)
+        log.info("access services of %s up: %s (%s) in %s, portal on port %d%s", c.node,
+                 c.services_ip, c.services_mac, self.netns, self.portal_port,
+                 f", captive portal API on https port {self.https_port}" if self.tls else "")
 
     def _attacher(self) -> BridgeAttach:
         if self._attach is None:
@@ -318,10 +344,11 @@ class AccessServices:
     def down(self) -> None:
         """Remove everything up() made; idempotent. Errors are logged, not raised, so one
         failing step does not leave the rest behind."""
-        if self._portal is not None:
-            with contextlib.suppress(Exception):
-                self._portal.stop()
-            self._portal = None
+        for server in (self._portal, self._portal_tls):
+            if server is not None:
+                with contextlib.suppress(Exception):
+                    server.stop()
+        self._portal = self._portal_tls = None
         with contextlib.suppress(Exception):
             self.dnsmasq.stop()
         with contextlib.suppress(Exception):

@@ -9,6 +9,7 @@ infrastructure port.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 
@@ -35,9 +36,17 @@ def read_leases(path: Path) -> dict[str, str]:
         return out
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) >= 3 and _MAC.match(parts[1].lower()):
+        if len(parts) >= 3 and _MAC.fullmatch(parts[1].lower()) and _ipv4(parts[2]):
             out[parts[1].lower()] = parts[2]
     return out
+
+
+def _ipv4(text: str) -> bool:
+    """A dotted-quad IPv4 address in ASCII digits (what the controller's model takes)."""
+    try:
+        return str(ipaddress.IPv4Address(text)) == text
+    except ValueError:
+        return False
 
 
 def switch_ports(role: str, uplink: str, ports: dict[str, dict[str, str]],
@@ -54,7 +63,7 @@ def switch_ports(role: str, uplink: str, ports: dict[str, dict[str, str]],
         ids = ports[name]
         kind = ids.get("netfate-kind")
         if kind == "tunnel":  # the overlay: never NORMAL-switched, never a link of the tree
-            if (peer := ids.get("netfate-peer-node")) and _NAME.match(peer):
+            if (peer := ids.get("netfate-peer-node")) and _NAME.fullmatch(peer):
                 tunnels[peer] = name
                 endpoint = endpoint or ids.get("netfate-endpoint")
             continue
@@ -66,7 +75,7 @@ def switch_ports(role: str, uplink: str, ports: dict[str, dict[str, str]],
             continue
         elif kind == "services":
             mac, ip = ids.get("attached-mac", "").lower(), ids.get("netfate-ip", "")
-            if _MAC.match(mac) and ip:
+            if _MAC.fullmatch(mac) and ip:
                 services = ServicesPort(port=name, mac=mac, ip=ip)
         elif role == "cpe" and kind in (None, "access"):
             access.append(name)

@@ -1,6 +1,7 @@
 """netfate bench chain (issue 11): RTT and throughput from a client to the internet host for a
 user whose firewall runs on their CPE, on the PE, and in the DC, against the plain path, in
-the same run.
+the same run; then the time to serve users again after the DC their chain crosses fails
+(`failover`, bench/chain_failover.py).
 
 On the data-plane testbed (no controller): the firewall is a native NF on the chosen node, and
 the user's path is written as OpenFlow flows in the shape the controller's pipeline gives a
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import re
 import subprocess
+from collections.abc import Callable
 from typing import Any
 
 from netfate import catalogue, paths, proc
@@ -24,6 +26,7 @@ from netfate.drivers.ovs import OvsServer
 from netfate.errors import DriverError
 from netfate.proc import netns_argv
 from netfate.testbed.context import Testbed
+from netfate.testbed.settings import TestbedSettings
 from netfate.testbed.underlay import tunnel_port
 
 COOKIE = 0x4E42_0000_0000_C4A1  # 'NB': a bench's own flows
@@ -89,8 +92,23 @@ def _measure(tb: Testbed, client: str, ip: str, seconds: int, pings: int) -> dic
             "gbps": round(_iperf(ns, tb.internet().netns, ip, seconds) / 1e9, 3)}
 
 
-def run(seconds: int = 2, pings: int = 50, client: str = "client1") -> dict[str, Any]:
-    """One measurement of each path: plain, firewall on the CPE, on its PE, in the DC."""
+def run(seconds: int = 2, pings: int = 50, client: str = "client1", failover_runs: int = 1,
+        say: Callable[[str], None] = lambda _: None,
+        testbed_settings: TestbedSettings | None = None) -> dict[str, Any]:
+    """One measurement of each path: plain, firewall on the CPE, on its PE, in the DC; then
+    (`failover_runs` > 0) the time to re-serve users after the DC their chain crosses
+    fails, on the whole stack (bench/chain_failover.py: its own topology, brought up and
+    taken down after the paths' testbed)."""
+    out = _paths(seconds, pings, client)
+    if failover_runs > 0:
+        from netfate.bench import chain_failover
+
+        say(f"paths measured; {failover_runs} DC failure(s) next")
+        out["failover"] = chain_failover.run(failover_runs, say, testbed_settings)
+    return out
+
+
+def _paths(seconds: int, pings: int, client: str) -> dict[str, Any]:
     server = OvsServer(paths.ovs_dir())
     with testbed() as tb:
         bundle = catalogue.install(tb.store, "firewall")

@@ -7,8 +7,8 @@ tell), and the user's station moves to the other CPE, whose access services and 
 up. Measured from the kill: the replacement firewall running, and the user's first TCP
 connection through it. Then the agent comes back and what it still held is removed
 (measured too). Baseline, same run: the same move with no fault (a make-before-break
-migration). Today's data plane serves a user only through NFs at their own CPE; once the
-overlay joins nodes, a DC whose agent dies can be measured the same way.
+migration). A DC whose agent dies while users' chains cross it is measured by
+`netfate bench chain` (bench/chain_failover.py).
 
 The failover time is bounded by the orchestrator's `node_timeout` (the grace period before
 a silent node is declared down) plus its `reconcile_interval`.

@@ -31,6 +31,7 @@ from nats.aio.msg import Msg
 from netfate import __version__
 from netfate.agent.registration import Backoff, RegistrationRefused, parse_reply
 from netfate.bus import subjects
+from netfate.bus.urls import servers
 from netfate.flavours import DEFAULT_FLAVOUR
 
 log = logging.getLogger("netfate.bench.sim_agents")
@@ -179,8 +180,9 @@ async def run(nats_url: str, nodes: list[tuple[str, str]], per_conn: int,
     sims: list[SimNode] = []
     try:
         for k in range(0, len(nodes), per_conn):
-            nc = await nats.connect(nats_url, name=f"sim-agents-{k}", max_reconnect_attempts=-1,
-                                    reconnect_time_wait=0.5, pending_size=64 * 1024 * 1024)
+            nc = await nats.connect(servers(nats_url), name=f"sim-agents-{k}",
+                                    max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                                    pending_size=64 * 1024 * 1024)
             conns.append(nc)
             for name, role in nodes[k:k + per_conn]:
                 sim = SimNode(name, role, nc, counters, apply_delay)

@@ -1,7 +1,12 @@
 """netfate bench vm: the VM flavour's column of the flavours table (NNF paper Table IV; the
 NetFATE paper's live migration with Xen): for the firewall as a QEMU/TCG guest,
 
-- start time, create_nf -> first packet forwarded through it (p50/p95, ms);
+- start time, create_nf -> first packet forwarded through it (p50/p95, ms), with its phases
+  (create_nf: QEMU resumed from the guest template, identity, bundle copied in, create
+  script; start_nf: start script; steer -> first packet), and ``cold`` starts that boot the
+  guest instead (the template's gain);
+- the same run's baselines: the native firewall's create -> first packet, and bare (its
+  ruleset loaded into a namespace that is already steered: the NNF paper's bare launch);
 - memory per idle VM (QEMU's RSS, MB);
 - image size on disk (kernel + initramfs, MB);
 - live migration to another node's QEMU: QEMU's total time and downtime, and the largest gap
@@ -19,10 +24,11 @@ import time
 from typing import Any
 
 from netfate import catalogue
+from netfate.bench.flavours import _bare
 from netfate.bench.harness import Prober, machine, testbed
-from netfate.bench.stats import summary
-from netfate.drivers import vm_image
-from netfate.drivers.vm import VmCompute
+from netfate.bench.stats import ratio, summary
+from netfate.drivers import vm_image, vm_template
+from netfate.drivers.vm import BOOT_TIMEOUT, VM_MEMORY_MB, VmCompute
 from netfate.interfaces import ComputeDriver
 from netfate.roaming.probes import EchoServer, UdpProbe
 
@@ -37,9 +43,10 @@ def _vm(driver: ComputeDriver) -> VmCompute:
     return driver
 
 
-def run(runs: int = 3, migrations: int = 1) -> dict[str, Any]:
-    """``runs`` VM firewalls started one after the other, then ``migrations`` live
-    migrations of one of them between two nodes' drivers."""
+def run(runs: int = 3, migrations: int = 1, cold: int = 1) -> dict[str, Any]:
+    """``runs`` VM firewalls started one after the other from the guest template, ``cold``
+    more that boot, the native and bare baselines, then ``migrations`` live migrations of
+    one of them between two nodes' drivers."""
     image = vm_image.build()
     with testbed() as tb:
         bundle = catalogue.install(tb.store, "firewall")
@@ -51,32 +58,48 @@ def run(runs: int = 3, migrations: int = 1) -> dict[str, Any]:
         client_ns = tb.host("client1").netns
         prober = Prober(client_ns, inet.netns, tb.topology.internet_address)
         starts: list[float] = []
+        cold_starts: list[float] = []
+        phases: dict[str, list[float]] = {"create_nf": [], "start_nf": [], "first_packet": []}
         rss: list[int] = []
         moves: list[dict[str, Any]] = []
         made: list[tuple[VmCompute, str]] = []
+        t0 = time.perf_counter()  # the template, once per image and device set: not a start
+        vm_template.ensure(src.image_cache, image, len(bundle.descriptor.ports),
+                           VM_MEMORY_MB, src.mtu, BOOT_TIMEOUT)
+        template_s = time.perf_counter() - t0
         try:
-            for i in range(1, runs + 1):
+            prober.first_arrival(0, timeout=10)  # warm the plain path (ARP, megaflows)
+            native = _native(tb, node_name, bundle.sha256, runs, prober)
+            bare = _bare(tb, node_name, bundle.sha256, runs, prober)
+            for i in range(1, runs + cold + 1):
+                src.templates = i > cold  # the cold boots first: the last one stays and moves
                 t0 = time.perf_counter()
                 info = src.create_nf(node_name, f"benchvm{i}", "firewall", bundle.sha256,
                                      FW_CONFIG)
                 made.append((src, info.instance_id))
+                t1 = time.perf_counter()
                 node.attach_ports(info)
                 src.start_nf(info.instance_id)
                 node.steer(f"user:bench{i}", mac, access, uplink, [info])
-                t1 = prober.first_arrival(i, timeout=30)
-                starts.append((t1 - t0) * 1000)
+                t2 = time.perf_counter()
+                t3 = prober.first_arrival(i, timeout=30)
+                (starts if i > cold else cold_starts).append((t3 - t0) * 1000)
+                if i > cold:
+                    for ph, v in zip(phases, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+                        phases[ph].append(v * 1000)
                 time.sleep(1.0)  # idle
                 rss_b = src.status(info.instance_id).detail.get("vm_rss_bytes")
-                if rss_b:
+                if rss_b and i > cold:
                     rss.append(rss_b)
                 prober.drain()
-                if i < runs:
+                if i < runs + cold:
                     node.remove_nf(info.instance_id)
                     made.pop()
+            src.templates = True
             for k in range(migrations):
                 iid = made[-1][1]
                 moves.append(_migrate(tb, node, src, dst, iid, (mac, access, uplink),
-                                      f"user:bench{runs}", ECHO_PORT + k))
+                                      f"user:bench{runs + cold}", ECHO_PORT + k))
                 src, dst = dst, src
                 made[-1] = (src, moves[-1]["instance_id"])
         finally:
@@ -91,6 +114,13 @@ def run(runs: int = 3, migrations: int = 1) -> dict[str, Any]:
         "benchmark": "vm-flavour",
         "runs": runs,
         "start_ms": summary(starts, digits=1),
+        "start_phases_ms": {k: summary(v, digits=1) for k, v in phases.items()},
+        "cold_boot_start_ms": summary(cold_starts, digits=1),
+        "template_build_s": round(template_s, 1),
+        "native_start_ms": summary(native, digits=1),
+        "bare_start_ms": summary(bare, digits=1),
+        "start_ratio_to_native": ratio(summary(starts).get("p50"), summary(native).get("p50")),
+        "start_ratio_to_bare": ratio(summary(starts).get("p50"), summary(bare).get("p50")),
         "idle_rss_mb": summary([r / 1e6 for r in rss], digits=1),
         "image_mb": {"kernel": round(image.kernel_bytes / 1e6, 1),
                      "initrd": round(image.initrd_bytes / 1e6, 1),
@@ -107,6 +137,24 @@ def run(runs: int = 3, migrations: int = 1) -> dict[str, Any]:
         "accel": "tcg",
         "machine": machine(),
     }
+
+
+def _native(tb: Any, node_name: str, sha: str, runs: int, prober: Prober) -> list[float]:
+    """The native firewall's create -> first packet, ``runs`` times (the same run's
+    baseline for the VM's start)."""
+    node = tb.node(node_name)
+    out = []
+    for i in range(runs):
+        t0 = time.perf_counter()
+        info = node.deploy_nf(f"bvnat{i}", "firewall", sha, FW_CONFIG, flavour="native")
+        rules = tb.steer("client1", [info], tag=f"bench:native{i}")
+        try:
+            out.append((prober.first_arrival(30_000 + i) - t0) * 1000)
+        finally:
+            tb.unsteer(node_name, rules)
+            node.remove_nf(info.instance_id)
+            prober.drain()
+    return out
 
 
 def _migrate(tb: Any, node: Any, src: VmCompute, dst: VmCompute, iid: str,

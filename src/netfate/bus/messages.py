@@ -176,6 +176,13 @@ class SwitchSynced(_Msg):
     ts: float
 
 
+class ControllerAlive(_Msg):
+    """A controller's heartbeat when several share the switches (controller/roles.py)."""
+
+    controller: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
+    ts: float
+
+
 class ControllerHello(_Msg):
     """The controller (re)connected: whoever owns desired state should publish it all again."""
 

@@ -16,6 +16,7 @@ CONTROLLER_SYNCED = "netfate.controller.{node}.synced"    # controller -> orches
 CONTROLLER_CLIENT_SEEN = "netfate.controller.{node}.client_seen"
 CONTROLLER_IDLE = "netfate.controller.idle"               # UserIdleReport
 CONTROLLER_HELLO = "netfate.controller.hello"             # controller started or reconnected
+CONTROLLER_ALIVE = "netfate.controller.alive"             # ControllerAlive, every second
 CONTROLLER_COUNTERS = "netfate.controller.{node}.counters"  # UserCounters, periodically
 
 

@@ -101,10 +101,15 @@ def _kill(topo: Topology, rng: random.Random, cs: ChaosSettings, at: float,
     target = nemesis.pick(topo, rng, cs.targets)
     if target is None:
         return nemesis.Fault("none", "none", 0, at, 0.0, [], "no recorded process runs")
-    sent = nemesis.kill(target)
+    error: str | None = None
+    try:
+        if not nemesis.kill(target):  # returns once the target is dead
+            error = "it had already exited"
+    except nemesis.StillAlive as exc:
+        error = str(exc)
     say(f"nemesis: kill -9 {target.name} (pid {target.record.pid})")
     return nemesis.Fault(target.name, target.kind, target.record.pid, round(at, 2), 0.0, [],
-                         None if sent else "it had already exited")
+                         error)
 
 
 def _revive(topo: Topology, tb: TestbedSettings, fault: nemesis.Fault, at: float,

@@ -64,6 +64,18 @@ def serve(
                                          callback=checked("station-ipv4"))]
     = "10.255.0.1",
     mtu: Annotated[int | None, Opt(help="MTU of the services veth")] = None,
+    tls_cert: Annotated[Path | None, Opt(help="The portal's TLS certificate (PEM): serves "
+                                              "the captive portal API over https, announced "
+                                              "in DHCP option 114 (default "
+                                              "NETFATE_ACCESS_TLS_CERT; none: no API)")]
+    = None,
+    tls_key: Annotated[Path | None, Opt(help="Its key (PEM, unencrypted; default "
+                                             "NETFATE_ACCESS_TLS_KEY)")] = None,
+    local_record: Annotated[list[str] | None, Opt(help="A local DNS record name=ipv4, "
+                                                       "answered for real before login too "
+                                                       "(repeat; added to "
+                                                       "NETFATE_ACCESS_LOCAL_RECORDS)")]
+    = None,
 ) -> None:
     """Run a CPE's access services until SIGTERM/SIGINT, then remove them."""
     need_root()
@@ -72,7 +84,9 @@ def serve(
     from netfate.errors import InvalidInput
     from netfate.radius.service import portal_client
 
-    radius = load(radius={"pool": framed_pool}).radius
+    conf = load(radius={"pool": framed_pool},
+                access={"tls_cert": tls_cert, "tls_key": tls_key})
+    radius, access = conf.radius, conf.access
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     explicit = [services_ip, pool_start, pool_end, prefixlen, router]
 
@@ -88,15 +102,25 @@ def serve(
         else:
             raise InvalidInput("give --index, or all of --services-ip, --pool-start, "
                                "--pool-end, --prefixlen and --router")
+        from netfate.access.local_zone import parse_records
         from netfate.api_auth import BearerAuth
 
+        if (access.tls_cert is None) != (access.tls_key is None):
+            raise InvalidInput("give both --tls-cert and --tls-key (or neither)")
+        tls = ((access.tls_cert, access.tls_key)
+               if access.tls_cert is not None and access.tls_key is not None else None)
+        records = parse_records(",".join([access.local_records, *(local_record or [])]))
+        if tls is not None:
+            from netfate.access.tls import server_context
+
+            server_context(*tls)  # before anything reads or makes state: a clear error
         orch_state = radius_state_dir or paths.run_dir() / "orchestrator"
         return AccessServices(
             cpe, bridge, state_dir or _default_state_dir(node),
             portal_client(orch_state, radius),
             api_url,
             portal_port=portal_port, internet_address=internet_address, mtu=mtu,
-            api_auth=BearerAuth(state_dir=orch_state),
+            api_auth=BearerAuth(state_dir=orch_state), local_records=records, tls=tls,
         )
 
     svc = guarded(build)
@@ -106,7 +130,8 @@ def serve(
     guarded(svc.up)
     c = svc.cpe
     console.print(f"access services of {c.node}: {c.services_ip} ({c.services_mac}) in "
-                  f"{svc.netns}, pool {c.pool_start}-{c.pool_end}, portal port {portal_port}")
+                  f"{svc.netns}, pool {c.pool_start}-{c.pool_end}, portal port {portal_port}"
+                  + (f", captive portal API https port {svc.https_port}" if svc.tls else ""))
     sync_failures = LoopFailures("access-sync", logging.getLogger("netfate.access"))
     try:
         while not stop.wait(1.0):

@@ -57,11 +57,26 @@ def flavours(
     count: Annotated[int, typer.Option("--density", min=0, max=200,
                                        help="NFs per flavour created and started together")]
     = 10,
+    pool: Annotated[int, typer.Option(min=0, max=64, help="Pre-made namespaces/containers "
+                                      "for the pooled starts (0: cold only)")] = 2,
+    workers: Annotated[int, typer.Option(min=1, max=32, help="Threads creating the "
+                                         "density NFs (more than 1 hung once: see "
+                                         "README)")] = 1,
+    vm: Annotated[bool, typer.Option("--vm", help="Add the VM column (QEMU/TCG boots and a "
+                                     "live migration: minutes)")] = False,
+    vm_runs: Annotated[int, typer.Option(min=1, max=20, help="VM starts (with --vm)")] = 2,
     json_out: JsonOpt = True,
 ) -> None:
-    """The firewall in each flavour (native, container, ...) vs bare: start p50/p95, memory
-    per idle NF, disk, density (NNF Table IV, Glasgow Fig. 2)."""
-    _run_as_root("flavours", runs, count)
+    """The firewall in each flavour (native, container, and VM with --vm) vs bare: start
+    p50/p95 (cold and from a pool), memory per idle NF, disk, density (NNF Table IV, Glasgow
+    Fig. 2)."""
+    need_root()
+    load()
+    run = _bench_run("flavours")
+    with progress(False, "bench flavours") as say:  # on stderr: the JSON stays clean
+        out = guarded(lambda: run(runs, count, say, pool=pool, workers=workers, vm=vm,
+                                  vm_runs=vm_runs))
+    emit_json(out)
 
 
 @app.command()
@@ -87,21 +102,33 @@ def throughput(
 def vm(
     runs: Annotated[int, typer.Option(min=1, max=20)] = 3,
     migrations: Annotated[int, typer.Option(min=0, max=20)] = 1,
+    cold: Annotated[int, typer.Option(min=0, max=20, help="Starts that boot the guest "
+                                      "instead of resuming its template")] = 1,
     json_out: JsonOpt = True,
 ) -> None:
-    """The VM flavour (QEMU/TCG firewall): start time, idle RSS, image size, live migration
-    total time and downtime (QEMU's and a probe stream's gap)."""
-    _run_as_root("vm_flavour", runs, migrations)
+    """The VM flavour (QEMU/TCG firewall): start time (from the guest template, and cold),
+    the native and bare baselines, idle RSS, image size, live migration total time and
+    downtime (QEMU's and a probe stream's gap)."""
+    _run_as_root("vm_flavour", runs, migrations, cold)
 
 
 @app.command()
 def chain(
     seconds: Annotated[int, typer.Option(min=1, max=60, help="iperf3 seconds per path")] = 2,
     pings: Annotated[int, typer.Option(min=1, max=1000, help="pings per path")] = 50,
+    runs: Annotated[int, typer.Option("--runs", min=0, max=20, help="DC failures after the "
+                                      "paths (0: none)")] = 1,
     json_out: JsonOpt = True,
 ) -> None:
-    """RTT and throughput with the firewall on the CPE, the PE and in the DC vs plain."""
-    _run_as_root("chain", seconds, pings)
+    """RTT and throughput with the firewall on the CPE, the PE and in the DC vs plain; then
+    the time to re-serve users after the DC their chain crosses fails (kill -9)."""
+    need_root()
+    settings = load()
+    run = _bench_run("chain")
+    with progress(False, "bench chain") as say:
+        out = guarded(lambda: run(seconds, pings, failover_runs=runs, say=say,
+                                  testbed_settings=settings.testbed))
+    emit_json(out)
 
 
 @app.command("control-plane")
@@ -138,6 +165,11 @@ def control_plane(
     max_in_flight: Annotated[int | None, typer.Option(min=0, help="The orchestrator's "
                                                       "max_events_in_flight (past it: 429)")]
     = None,
+    nats: Annotated[int, typer.Option(min=1, max=9, help="NATS servers: 1 the orchestrator's "
+                                      "own; 2-9 a NATS cluster of that many members")] = 1,
+    kill_nats_at: Annotated[float | None, typer.Option(
+        min=0, help="With --nats >= 2: kill -9 the orchestrator's NATS member this many "
+        "seconds into the roaming phase (the fault test of issue #15)")] = None,
     json_out: JsonOpt = True,
 ) -> None:
     """The orchestrator under N simulated agents and M roaming users: placement latency,
@@ -149,7 +181,8 @@ def control_plane(
                telemetry_interval=telemetry_interval, idle_fraction=idle_fraction,
                agent_procs=agent_procs, agents_per_conn=agents_per_conn, users_via=users_via,
                warm=warm, op_timeout=op_timeout, apply_delay_ms=apply_delay_ms, seed=seed,
-               profile=profile, db_url=db_url, max_in_flight=max_in_flight)
+               profile=profile, db_url=db_url, max_in_flight=max_in_flight, nats=nats,
+               kill_nats_at=kill_nats_at)
     emit_json(guarded(lambda: run(p)))
 
 

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from netfate.api_auth import BearerAuth
-from netfate.cli.common import checked, console, emit_json, settings
+from netfate.cli.common import checked, console, emit_json, guarded, json_object, settings
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON")]
 # Arguments checked as the API checks them (netfate.validators), before any request.
@@ -112,7 +112,7 @@ def users_add(name: NameArg,
               config: Annotated[str | None, typer.Option(help="JSON {nf: config}")] = None,
               json_out: JsonOpt = False) -> None:
     body = {"name": name, "password": password, "required_nfs": nfs_ or [],
-            "nf_config": json.loads(config) if config else {}}
+            "nf_config": guarded(lambda: json_object(config, "--config"))}
     out = call("POST", "/users", json=body)
     emit_json(out) if json_out else console.print(f"user {name} created")
 
@@ -158,8 +158,9 @@ def nfs_list(node: Annotated[str | None, typer.Option(callback=checked("name"))]
 @nfs.command("instantiate")
 def nfs_instantiate(nf: NameArg, owner: NameArg, node: NameArg, config: str | None = None,
                     wait: bool = True, json_out: JsonOpt = False) -> None:
+    cfg = guarded(lambda: json_object(config, "--config"))
     out = call("POST", "/vnf_instances", json={"nf": nf, "owner": owner, "node": node,
-                                               "config": json.loads(config) if config else {}})
+                                               "config": cfg})
     _follow(out["vnf_lcm_op_occs"], wait, json_out)
 
 
@@ -179,7 +180,8 @@ def nfs_migrate(instance: InstanceArg, node: NameArg, wait: bool = True,
 @nfs.command("update")
 def nfs_update(instance: InstanceArg, config: str, wait: bool = True,
                json_out: JsonOpt = False) -> None:
-    _follow(call("PATCH", f"/vnf_instances/{instance}", json={"config": json.loads(config)})
+    cfg = guarded(lambda: json_object(config, "config"))
+    _follow(call("PATCH", f"/vnf_instances/{instance}", json={"config": cfg})
             ["vnf_lcm_op_occs"], wait, json_out)
 
 

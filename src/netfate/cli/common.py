@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
 
-from netfate.errors import NetfateError
+from netfate.errors import InvalidInput, NetfateError
 
 if TYPE_CHECKING:
     from netfate.settings import NetfateSettings
 
 console = Console(stderr=True)
 T = TypeVar("T")
+MAX_DOCUMENT_BYTES = 1024 * 1024  # a JSON config or state document given to a command
 
 
 def emit_json(data: Any) -> None:
@@ -59,6 +63,76 @@ def ascii_int(lo: int, hi: int) -> Callable[[Any], int]:
         return n
 
     return parse
+
+
+def nats_servers(value: Any) -> str:
+    """A typer `parser` for a NATS URL or a cluster's comma-separated member URLs
+    (bus/urls.py): BadParameter naming the part at fault."""
+    from netfate.bus.urls import servers
+    try:
+        servers(str(value))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return str(value)
+
+
+def read_file(path: Path, what: str, max_bytes: int) -> bytes:
+    """A file the user names, read bounded: a regular file of at most `max_bytes` (a fifo
+    would block, /dev/zero never end); InvalidInput naming it otherwise."""
+    try:  # O_NONBLOCK: opening a fifo must not wait for a writer (it is refused below)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {what} {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which refuses a directory
+        os.close(fd)
+        raise InvalidInput(f"{what} {path} is not a regular file")
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            data = fh.read(max_bytes + 1)
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {what} {path}: {exc.strerror}") from None
+    if len(data) > max_bytes:
+        raise InvalidInput(f"{what} {path} is over {max_bytes} bytes")
+    return data
+
+
+def _not_a_number(token: str) -> Any:
+    raise ValueError(f"{token} is not a JSON number")
+
+
+def _finite(token: str) -> float:
+    x = float(token)
+    if not math.isfinite(x):
+        raise ValueError(f"{token[:40]} is beyond the range of a JSON number")
+    return x
+
+
+def json_document(text: str, what: str) -> Any:
+    """Strict JSON a user gives a command, or @file (read bounded): NaN, Infinity and
+    1e309 are refused (no JSON numbers; the API refuses them too). InvalidInput naming
+    `what` otherwise."""
+    if text.startswith("@"):
+        raw = read_file(Path(text[1:]), f"{what} file", MAX_DOCUMENT_BYTES)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInput(f"{what} file {text[1:]} is not UTF-8") from None
+    try:
+        return json.loads(text, parse_constant=_not_a_number, parse_float=_finite)
+    except ValueError as exc:
+        raise InvalidInput(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidInput(f"{what} is nested too deeply") from None
+
+
+def json_object(text: str | None, what: str) -> dict[str, Any]:
+    """json_document that must be an object; {} when not given."""
+    if not text:
+        return {}
+    doc = json_document(text, what)
+    if not isinstance(doc, dict):
+        raise InvalidInput(f"{what} must be a JSON object")
+    return doc
 
 
 def need_root() -> None:

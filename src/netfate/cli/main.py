@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from netfate.cli import access, bench, chaos, client, images, nf, scenario, services, testbed
+from netfate.cli import (
+    access,
+    bench,
+    chaos,
+    client,
+    images,
+    nf,
+    scenario,
+    services,
+    testbed,
+    troubleshoot,
+)
 
 app = typer.Typer(
     help="NetFATE: network functions at the edge that follow their users.",
@@ -21,6 +32,7 @@ app.command()(services.agent)
 app.command()(services.controller)
 app.command()(chaos.chaos)
 app.command()(scenario.scenario)
+app.command()(troubleshoot.troubleshoot)
 client.register(app)
 
 

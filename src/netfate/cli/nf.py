@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,9 +10,19 @@ import typer
 from rich.table import Table
 
 from netfate import catalogue
-from netfate.cli.common import checked, console, emit_json, guarded, need_root, settings
+from netfate.bundle import MAX_BUNDLE_BYTES
+from netfate.cli.common import (
+    checked,
+    console,
+    emit_json,
+    guarded,
+    json_document,
+    json_object,
+    need_root,
+    read_file,
+    settings,
+)
 from netfate.drivers.native import SCRIPT_TIMEOUT
-from netfate.errors import InvalidInput
 from netfate.testbed.context import Testbed
 
 app = typer.Typer(help="Native NFs on a testbed node: bundles, lifecycle, state, steering.")
@@ -33,20 +42,8 @@ def _attach() -> Testbed:
 
 
 def _config(text: str | None) -> dict[str, Any]:
-    if not text:
-        return {}
-    if text.startswith("@"):
-        try:
-            text = Path(text[1:]).read_text()
-        except OSError as exc:
-            raise InvalidInput(f"cannot read config file {text[1:]}: {exc.strerror}") from None
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise InvalidInput(f"config is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise InvalidInput("config must be a JSON object")
-    return data
+    """The --config given (JSON or @file), checked before anything else is done."""
+    return guarded(lambda: json_object(text, "config"))
 
 
 def _resolve_bundle(tb: Testbed, ref: str) -> str:
@@ -97,13 +94,10 @@ def bundle_add(
     json_out: JsonOpt = False,
 ) -> None:
     """Validate a bundle (.tgz) and add it to the node's store."""
+    data = guarded(lambda: read_file(path, "bundle", MAX_BUNDLE_BYTES))
     need_root()
 
     def go() -> dict[str, Any]:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
         with _attach() as tb:
             b = tb.store.add(data, sha256)
             return {"sha256": b.sha256, "name": b.descriptor.name,
@@ -124,10 +118,10 @@ def deploy(
     json_out: JsonOpt = False,
 ) -> None:
     """create_nf + ports on LSI-0 + start_nf, rolled back if any step fails."""
+    cfg = _config(config)
     need_root()
 
     def go() -> dict[str, Any]:
-        cfg = _config(config)
         with _attach() as tb:
             n = tb.node(node)
             sha = _resolve_bundle(tb, nf)
@@ -203,24 +197,18 @@ for _op_name, _doc in (
 @app.command()
 def update(node: str, instance: str, config: str, json_out: JsonOpt = False) -> None:
     """updateNF: apply a new config (JSON or @file) while running."""
+    cfg = _config(config)
     need_root()
-    out = guarded(lambda: _op(node, instance, "update_nf", _config(config)))
+    out = guarded(lambda: _op(node, instance, "update_nf", cfg))
     emit_json(out) if json_out else console.print(f"{instance}: updated")
 
 
 @app.command("import-state")
 def import_state(node: str, instance: str, path: Path) -> None:
     """Import a state document (from export-state) into an NF."""
+    doc = guarded(lambda: json_document(f"@{path}", "state document"))
     need_root()
-
-    def go() -> Any:
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise InvalidInput(f"cannot read state document {path}: {exc}") from None
-        return _op(node, instance, "import_state", doc)
-
-    guarded(go)
+    guarded(lambda: _op(node, instance, "import_state", doc))
     console.print(f"{instance}: state imported")
 
 

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from netfate import naming, paths
-from netfate.cli.common import ascii_int, need_root
+from netfate.cli.common import ascii_int, nats_servers, need_root
 from netfate.cli.common import settings as load
 
 Opt = typer.Option
@@ -29,8 +29,10 @@ def orchestrator(
     = None,
     db_url: Annotated[str | None, Opt(help="SQLAlchemy URL [NETFATE_DB_URL; SQLite in the "
                                            "state dir]")] = None,
-    nats_url: Annotated[str | None, Opt(help="NATS URL [NETFATE_NATS_URL; an embedded "
-                                             "nats-server]")] = None,
+    nats_url: Annotated[str | None, Opt(help="NATS URL, or a NATS cluster's member URLs "
+                                             "separated by commas [NETFATE_NATS_URL; an "
+                                             "embedded nats-server]",
+                                        parser=nats_servers)] = None,
     nats_port: Annotated[int | None, Opt(help="Port for the embedded nats-server",
                                          parser=ascii_int(1, 65535))] = None,
     command_timeout: Annotated[float | None, Opt(help="Seconds an agent has to answer "
@@ -52,6 +54,10 @@ def orchestrator(
                                                       "re-authentication at another node "
                                                       "[NETFATE_REAUTH_LIFETIME; 3600]")]
     = None,
+    reaction_policy: Annotated[str | None, Opt(help="Closed loop: the reaction policy for "
+                                                    "NF notifications, e.g. "
+                                                    "block-flood-sources; empty: off "
+                                                    "[NETFATE_REACTION_POLICY; off]")] = None,
 ) -> None:
     """Run the orchestrator: API, NFVI database, engine and coordinator."""
     import uvicorn
@@ -63,7 +69,7 @@ def orchestrator(
         "nats_url": nats_url, "command_timeout": command_timeout, "policy": policy,
         "resolver": resolver,
         "radius": radius, "user_idle_timeout": user_idle_timeout,
-        "reauth_lifetime": reauth_lifetime}).orchestrator
+        "reauth_lifetime": reauth_lifetime, "reaction_policy": reaction_policy}).orchestrator
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     app = create_app(settings)
     if nats_port:
@@ -84,7 +90,8 @@ def orchestrator(
 
 def agent(
     node: Annotated[str, Opt(help="The node this agent runs")],
-    nats_url: Annotated[str, Opt(help="NATS URL of the orchestrator's bus")]
+    nats_url: Annotated[str, Opt(help="NATS URL of the orchestrator's bus (or a cluster's "
+                                      "member URLs, comma-separated)", parser=nats_servers)]
     = "nats://127.0.0.1:4222",
     role: Annotated[str, Opt(help="cpe, pe or dc")] = "cpe",
     uplink: Annotated[str | None, Opt(help="The LSI's uplink port")] = None,
@@ -172,7 +179,9 @@ def _hostable(flavours: str | None) -> list[str]:
 
 def controller(
     nats_url: Annotated[str | None, Opt(help="NATS URL of the orchestrator's bus (desired "
-                                             "switch states arrive there)")]
+                                             "switch states arrive there; or a cluster's "
+                                             "member URLs, comma-separated)",
+                                        parser=nats_servers)]
     = "nats://127.0.0.1:4222",
     port: Annotated[int, Opt(help="OpenFlow port the switches connect to",
                              parser=ascii_int(1, 65535))] = 6653,
@@ -181,6 +190,10 @@ def controller(
                                             "install")] = True,
     metrics_port: Annotated[int, Opt(min=0, max=65535, help="Serve Prometheus metrics at "
                                      "http://127.0.0.1:PORT/metrics (0: off)")] = 0,
+    controller_id: Annotated[str | None, Opt(help="Run as one of several controllers "
+                                                  "sharing the switches with OpenFlow roles "
+                                                  "(a-z, 0-9, '-'); default: the only one",
+                                             parser=_controller_id)] = None,
 ) -> None:
     """Run the SDN controller (os-ken, OpenFlow 1.3) of every node's switch."""
     from netfate.controller.run import run_controller
@@ -191,4 +204,12 @@ def controller(
     for noisy in ("os_ken", "os_ken.controller.controller", "os_ken.base.app_manager"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     run_controller(nats_url, port, listen_host=host, purge_foreign=purge_foreign,
-                   metrics_port=metrics_port)
+                   metrics_port=metrics_port, controller_id=controller_id)
+
+
+def _controller_id(value: str) -> str:
+    from netfate.controller.roles import check_id
+    try:
+        return check_id(str(value))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None

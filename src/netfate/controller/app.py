@@ -32,6 +32,7 @@ from netfate.bus import subjects
 from netfate.bus.messages import ClientSeen, SwitchSynced, UserCounters, UserIdleReport
 from netfate.controller import ofmsg
 from netfate.controller import pipeline as pl
+from netfate.controller.app_roles import RolesMixin
 from netfate.controller.counters import user_counters
 from netfate.controller.flowmod import FlowMod, Meter
 from netfate.controller.flows import build
@@ -95,7 +96,7 @@ def _port_name(name: Any) -> str:
     return name.decode(errors="replace") if isinstance(name, bytes) else str(name)
 
 
-class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
+class ControllerApp(RolesMixin, app_manager.OSKenApp):  # type: ignore[misc]
     OFP_VERSIONS = [ofp.OFP_VERSION]
     # Set by run_controller before os-ken instantiates the app (it passes no arguments).
     nats_url: str | None = None
@@ -112,6 +113,7 @@ class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
         self._inbox: queue.Queue[SwitchState | None] = queue.Queue()
         self._seen: dict[tuple[str, str, str], float] = {}
         self._connected: tuple[str, ...] = ()   # a snapshot the NATS thread may read
+        self._roles_init()
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> Any:
@@ -124,9 +126,11 @@ class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
         if self.nats_url:
             from netfate.controller.bus import BusBridge
 
-            bridge = BusBridge(self.nats_url, self.submit_desired, lambda: list(self._connected))
+            bridge = BusBridge(self.nats_url, self.submit_desired, lambda: list(self._connected),
+                               on_alive=self.on_alive if self.controller_id else None)
             bridge.start(timeout=None)  # the bus may come up after the controller
             self.bus = bridge
+        self._start_roles()
         return thread
 
     def stop(self) -> None:
@@ -184,11 +188,14 @@ class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
             sw = _Switch(dp, ports=ports)
             self.switches[dp.id] = sw
             log.info("switch %016x connected (node %s)", dp.id, self.nodes.get(dp.id, "?"))
+            self.roles.pop(dp.id, None)  # a new connection starts EQUAL
+            self.assert_role(sw)
             self._request_sync(sw)
         elif ev.state == DEAD_DISPATCHER and dp.id is not None:
             cur = self.switches.get(dp.id)
             if cur is not None and cur.dp is dp:
                 del self.switches[dp.id]
+                self.roles.pop(dp.id, None)
                 log.info("switch %016x disconnected", dp.id)
         self._snapshot()
 
@@ -210,6 +217,8 @@ class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
     def _request_sync(self, sw: _Switch) -> None:
         if sw.dp.id not in self.nodes:
             return  # no desired state yet: leave the switch's flows as they are
+        if not self.is_master(sw.dp.id):
+            return  # a slave: its master programs it
         if sw.stats_xid is not None and time.monotonic() - sw.stats_at < STATS_TIMEOUT:
             sw.dirty = True  # one sync at a time; this one runs again when it ends
             return
@@ -228,7 +237,8 @@ class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
         flows (table 0, cookie kind USER): one flow-stats request, filtered by cookie."""
         for dpid, sw in self.switches.items():
             state = self.desired.get(self.nodes.get(dpid, ""))
-            if state is None or not any(u.authenticated for u in state.users):
+            if (state is None or not any(u.authenticated for u in state.users)
+                    or not self.is_master(dpid)):  # its master reports the counters
                 continue
             req = parser.OFPFlowStatsRequest(
                 sw.dp, 0, pl.INGRESS, ofp.OFPP_ANY, ofp.OFPG_ANY,
@@ -356,6 +366,9 @@ class ControllerApp(app_manager.OSKenApp):  # type: ignore[misc]
     @_on(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
     def _error(self, ev: Any) -> None:
         msg = ev.msg
+        if msg.type == ofp.OFPET_ROLE_REQUEST_FAILED:
+            self.role_refused(msg.datapath.id, msg.code)
+            return
         sw = self.switches.get(msg.datapath.id)
         if sw is not None and msg.xid in sw.sent:
             text = f"switch refused a flow-mod: type {msg.type} code {msg.code}"

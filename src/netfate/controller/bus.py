@@ -28,7 +28,8 @@ from nats.aio.msg import Msg
 from pydantic import BaseModel
 
 from netfate.bus import subjects
-from netfate.bus.messages import ControllerHello
+from netfate.bus.messages import ControllerAlive, ControllerHello
+from netfate.bus.urls import servers
 from netfate.controller.model import SwitchState
 from netfate.controller.salvage import salvage
 from netfate.counters import ENTRIES_SKIPPED, LOOP_FAILURES, REGISTRY
@@ -44,8 +45,10 @@ class BusBridge:
         on_desired: Callable[[SwitchState], None],
         nodes: Callable[[], list[str]] = list,
         name: str = "netfate-controller",
+        on_alive: Callable[[ControllerAlive], None] | None = None,
     ) -> None:
         self.url = url
+        self._on_alive = on_alive
         self.name = name
         self._on_desired = on_desired
         self._nodes = nodes
@@ -115,10 +118,13 @@ class BusBridge:
             # Retries forever, the first connection included: a controller started before
             # the bus waits for it rather than dying.
             self._nc = await nats.connect(
-                self.url, name=self.name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                servers(self.url), name=self.name, max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
                 reconnected_cb=self._hello, error_cb=self._on_error, connect_timeout=2,
             )
             await self._nc.subscribe(subjects.ALL_CONTROLLER_DESIRED, cb=self._on_msg)
+            if self._on_alive is not None:
+                await self._nc.subscribe(subjects.CONTROLLER_ALIVE, cb=self._alive)
             # Ready means subscribed at the server: unflushed, a state published right after
             # start() could reach the server before the subscription and be lost.
             await self._nc.flush()
@@ -142,6 +148,16 @@ class BusBridge:
     async def _hello(self) -> None:
         hello = ControllerHello(ts=time.time(), nodes=self._nodes())
         await self._nc.publish(subjects.CONTROLLER_HELLO, hello.model_dump_json().encode())
+
+    async def _alive(self, msg: Msg) -> None:
+        if len(msg.data) > 4096 or self._on_alive is None:
+            return
+        try:
+            alive = ControllerAlive.model_validate_json(msg.data)
+        except ValueError:
+            log.warning("ignored a bad controller heartbeat on %s", msg.subject)
+            return
+        self._on_alive(alive)
 
     async def _on_msg(self, msg: Msg) -> None:
         state, left_out = salvage(msg.data)

@@ -23,6 +23,7 @@ from netfate.controller.flowmod import ETH_ARP, ETH_IPV4, FlowMod
 from netfate.controller.oxm import to_int
 
 Key = tuple[int, int, tuple[tuple[str, Any], ...]]
+VLAN_PRESENT = 0x1000  # OFPVID_PRESENT: a packet's vlan_vid when it has a tag
 Output = tuple[str, dict[str, Any]]  # port name (or "normal", "controller"), packet as sent
 
 
@@ -100,6 +101,10 @@ class FakeSwitch:
             if f is None:
                 break  # OpenFlow 1.3 table-miss with no flow: drop
             self.hits[key(f)] += 1
+            if f.pop_vlan:
+                p.pop("vlan_vid", None)
+            if f.push_vlan:
+                p["vlan_vid"] = VLAN_PRESENT  # VID 0 until a set_field gives it one
             for name, value in f.set_fields:
                 p[name] = value
             for o in f.outputs:

@@ -18,8 +18,8 @@ ETH_ARP = 0x0806
 class FlowMod:
     """An OpenFlow 1.3 flow, as OXM field names and output ports.
 
-    Order of execution is OpenFlow 1.3's: set_fields, then outputs (apply-actions), then
-    write_metadata, then goto_table.
+    Order of execution is OpenFlow 1.3's: pop_vlan, push_vlan, set_fields, then outputs
+    (apply-actions, in that order), then write_metadata, then goto_table.
     """
 
     cookie: int
@@ -33,6 +33,10 @@ class FlowMod:
     goto_table: int | None = None
     send_flow_removed: bool = False  # OFPFF_SEND_FLOW_REM: the switch reports the removal
     meter_id: int | None = None  # OpenFlow 1.3 meter instruction, before the actions
+    # A tenant's VLAN on a shared NF's port (NNF paper IV.E): the tag is pushed (then set by
+    # a vlan_vid set_field) on the way into the NF, popped on the way out of it.
+    pop_vlan: bool = False
+    push_vlan: bool = False
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,6 @@ from typing import Any
 from netfate.controller import pipeline as pl
 from netfate.controller.flowmod import ETH_ARP, ETH_IPV4, FlowMod, Meter
 from netfate.controller.model import (
-    Anchored,
     Classifier,
     Client,
     Hop,
@@ -40,7 +39,6 @@ from netfate.controller.model import (
     Remote,
     Step,
     SwitchState,
-    Transit,
     TSRule,
     hops,
 )
@@ -81,6 +79,7 @@ def flows_for(state: SwitchState, ofports: Mapping[str, int]) -> list[FlowMod]:
 def build(state: SwitchState, ofports: Mapping[str, int]) -> FlowSet:
     # (they build on this module)
     from netfate.controller.anchor_local import anchor_local
+    from netfate.controller.flows_remote import anchored, transit
     from netfate.controller.flows_services import services
 
     out = FlowSet()
@@ -101,7 +100,7 @@ def build(state: SwitchState, ofports: Mapping[str, int]) -> FlowSet:
             continue
         units.append((f"user {u.name}", partial(_user, state, u, port)))
     for a in state.anchored:
-        units.append((f"anchored user {a.name}", partial(_anchored, state, a, port)))
+        units.append((f"anchored user {a.name}", partial(anchored, state, a, port)))
         for u in state.users:  # (a unit each: a local user's missing port spares the rest)
             if u.authenticated and u.ip is not None and u.name not in clashing:
                 units.append((f"anchored user {a.name} and user {u.name}",
@@ -110,7 +109,7 @@ def build(state: SwitchState, ofports: Mapping[str, int]) -> FlowSet:
         if t.name in clashing:
             out.skipped.append(f"transit of {t.name}: {clashing[t.name]}")
             continue
-        units.append((f"transit of {t.name} (segment {t.segment})", partial(_transit, t, port)))
+        units.append((f"transit of {t.name} (segment {t.segment})", partial(transit, t, port)))
     for loc in state.locations:
         units.append((f"location of {loc.user}", partial(_location, loc, port)))
     for r in state.ts_rules:
@@ -153,6 +152,16 @@ def _clashing_tags(state: SwitchState) -> dict[str, str]:
         other = keys.setdefault(pl.tunnel_user(name), name)
         if other != name:
             out[name] = f"has the same tunnel key bits as user {other}"
+    # Two tenants of one shared NF with the same VLAN: the NF could not tell them apart. The
+    # first in name order keeps it, as in the NF's tenant list (orchestrator/tenants.py).
+    vlans: dict[tuple[str, int], str] = {}
+    tagged = [(u.name, h) for u in state.users for c in chains_of(u) for h in hops(c)]
+    tagged += [(t.name, h) for t in state.transits for h in t.chain]
+    for name, h in sorted(tagged, key=lambda nh: nh[0]):
+        if h.vlan is not None:
+            other = vlans.setdefault((h.lan, h.vlan), name)
+            if other != name:
+                out[name] = f"has the same VLAN {h.vlan} on {h.lan} as user {other}"
     return out
 
 
@@ -259,7 +268,7 @@ def _steering(u: Client, access: int, up: int, port: _Ports) -> Iterator[FlowMod
         yield from _chain(u.name, prio, m_up, m_down, _steps(chain, port), access, up)
     # An NF in several of the user's chains hands back the same way: one set of flows.
     for h in dict.fromkeys(h for _, _, _, chain in chains for h in hops(chain)):
-        yield from _nf_ingress(u.name, u.mac, port(h.lan), port(h.wan))
+        yield from _nf_ingress(u.name, u.mac, port(h.lan), port(h.wan), vlan=h.vlan)
         for mac in h.own_macs:
             for et in (ETH_ARP, ETH_IPV4):  # never IPv6 (nor any other EtherType)
                 yield _flow(Kind.NF_OWN, u.name, pl.INGRESS, pl.P_USER,
@@ -273,10 +282,14 @@ def _steering(u: Client, access: int, up: int, port: _Ports) -> Iterator[FlowMod
                                    pl.UP_BACK, pl.DOWN_BACK)
 
 
-def _steps(chain: tuple[Step, ...], port: _Ports) -> list[tuple[str, int, int]]:
-    """("hop", lan, wan) or ("remote", tunnel port, segment), in upstream order."""
-    return [("hop", port(h.lan), port(h.wan)) if isinstance(h, Hop)
-            else ("remote", port(h.port), h.segment) for h in chain]
+_StepPorts = tuple[str, int, int, int | None]
+
+
+def _steps(chain: tuple[Step, ...], port: _Ports) -> list[_StepPorts]:
+    """("hop", lan, wan, tenant VLAN or None) or ("remote", tunnel port, segment, None), in
+    upstream order."""
+    return [("hop", port(h.lan), port(h.wan), h.vlan) if isinstance(h, Hop)
+            else ("remote", port(h.port), h.segment, None) for h in chain]
 
 
 def _classifier(c: Classifier) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -301,7 +314,7 @@ def _oxm_net(net: str) -> str | tuple[str, str]:
 
 
 def _chain(user: str, prio: int, m_up: dict[str, Any], m_down: dict[str, Any],
-           steps: list[tuple[str, int, int]], access: int, up: int) -> Iterator[FlowMod]:
+           steps: list[_StepPorts], access: int, up: int) -> Iterator[FlowMod]:
     """Upstream: access -> each step in order -> uplink; downstream the reverse. A local NF
     is entered by its LAN side upstream (WAN side downstream) and left by the other; a
     remote stretch is entered by its tunnel with the OUT key of its leg and left by the
@@ -313,10 +326,10 @@ def _chain(user: str, prio: int, m_up: dict[str, Any], m_down: dict[str, Any],
     ):
         upstream = legs[0] == pl.UP_OUT
         src: dict[str, Any] = {"in_port": first}
-        for kind, a, b in order:
+        for kind, a, b, vlan in order:
             if kind == "hop":
                 into, out_of = (a, b) if upstream else (b, a)
-                yield _hop(user, prio, src, meta, extra, into)
+                yield _hop(user, prio, src, meta, extra, into, vlan=vlan)
                 src = {"in_port": out_of}
             else:
                 yield _hop(user, prio, src, meta, extra, a,
@@ -326,23 +339,32 @@ def _chain(user: str, prio: int, m_up: dict[str, Any], m_down: dict[str, Any],
 
 
 def _hop(user: str, prio: int, src: dict[str, Any], meta: int, extra: dict[str, Any],
-         dst: int, set_fields: tuple[tuple[str, Any], ...] = ()) -> FlowMod:
+         dst: int, set_fields: tuple[tuple[str, Any], ...] = (), vlan: int | None = None,
+         kind: Kind = Kind.STEER) -> FlowMod:
+    """Into `dst`; into a shared NF (`vlan`), tagged with the user's VLAN."""
     # OpenFlow never outputs to the ingress port unless told to (a tunnel in and out).
     out: tuple[int | str, ...] = ("in_port",) if dst == src["in_port"] else (dst,)
-    return _flow(Kind.STEER, user, pl.STEER, prio,
+    if vlan is not None:
+        set_fields = (*set_fields, ("vlan_vid", pl.VLAN_PRESENT | vlan))
+    return _flow(kind, user, pl.STEER, prio,
                  {**src, "metadata": meta, "eth_type": ETH_IPV4, **extra}, out,
-                 set_fields=set_fields)
+                 set_fields=set_fields, push_vlan=vlan is not None)
 
 
-def _nf_ingress(user: str, mac: str, lan: int, wan: int,
-                kind: Kind = Kind.STEER) -> Iterator[FlowMod]:
-    """What an NF port may hand back: the user's IPv4, in the direction it was sent."""
+def _nf_ingress(user: str, mac: str, lan: int, wan: int, kind: Kind = Kind.STEER,
+                vlan: int | None = None) -> Iterator[FlowMod]:
+    """What an NF port may hand back: the user's IPv4, in the direction it was sent; from
+    a shared NF (`vlan`), only with the user's VLAN, which the switch pops (another
+    tenant's tag, or none, never passes as this user's traffic)."""
+    tag = {} if vlan is None else {"vlan_vid": pl.VLAN_PRESENT | vlan}
     yield _flow(kind, user, pl.INGRESS, pl.P_USER,
-                {"in_port": wan, "eth_src": mac, "eth_type": ETH_IPV4},
-                write_metadata=(pl.metadata(user, pl.UP), pl.ALL_ONES), goto_table=pl.STEER)
+                {"in_port": wan, **tag, "eth_src": mac, "eth_type": ETH_IPV4},
+                write_metadata=(pl.metadata(user, pl.UP), pl.ALL_ONES), goto_table=pl.STEER,
+                pop_vlan=vlan is not None)
     yield _flow(kind, user, pl.INGRESS, pl.P_USER,
-                {"in_port": lan, "eth_dst": mac, "eth_type": ETH_IPV4},
-                write_metadata=(pl.metadata(user, pl.DOWN), pl.ALL_ONES), goto_table=pl.STEER)
+                {"in_port": lan, **tag, "eth_dst": mac, "eth_type": ETH_IPV4},
+                write_metadata=(pl.metadata(user, pl.DOWN), pl.ALL_ONES), goto_table=pl.STEER,
+                pop_vlan=vlan is not None)
 
 
 def _tunnel_ingress(kind: Kind, user: str, mac: str, tun: int, segment: int, up_leg: int,
@@ -360,54 +382,6 @@ def _tunnel_ingress(kind: Kind, user: str, mac: str, tun: int, segment: int, up_
 
 
 # -- another node's user's stretch hosted here (the overlay) ------------------------------
-def _transit(t: Transit, port: _Ports) -> Iterator[FlowMod]:
-    """In by the tunnel with the OUT keys, across the local NFs, back with the BACK keys."""
-    tun = port(t.port)
-    yield from _tunnel_ingress(Kind.TRANSIT, t.name, t.mac, tun, t.segment, pl.UP_OUT,
-                               pl.DOWN_OUT)
-    hop_ports = [(port(h.lan), port(h.wan)) for h in t.chain]
-    for meta, (leg_in, leg_out), order in (
-        (pl.metadata(t.name, pl.UP), (pl.UP_OUT, pl.UP_BACK), hop_ports),
-        (pl.metadata(t.name, pl.DOWN), (pl.DOWN_OUT, pl.DOWN_BACK),
-         [(w, ln) for ln, w in reversed(hop_ports)]),
-    ):
-        src: dict[str, Any] = {"in_port": tun,
-                               "tunnel_id": pl.tunnel_key(t.name, t.segment, leg_in)}
-        for into, out_of in order:
-            yield _flow(Kind.TRANSIT, t.name, pl.STEER, pl.P_CHAIN,
-                        {**src, "metadata": meta, "eth_type": ETH_IPV4}, (into,))
-            src = {"in_port": out_of}
-        yield _flow(Kind.TRANSIT, t.name, pl.STEER, pl.P_CHAIN,
-                    {**src, "metadata": meta, "eth_type": ETH_IPV4}, (tun,),
-                    set_fields=(("tunnel_id", pl.tunnel_key(t.name, t.segment, leg_out)),))
-    for ln, w in hop_ports:
-        yield from _nf_ingress(t.name, t.mac, ln, w, Kind.TRANSIT)
-
-
-# -- a user anchored here, mid-migration ------------------------------------------------------
-def _anchored(state: SwitchState, a: Anchored, port: _Ports) -> Iterator[FlowMod]:
-    """The user's traffic arrives from the uplink both ways, crosses the chain, and leaves
-    by the uplink again (the core takes it on to the internet, or down to the user).
-
-    Traffic between the anchored user and a user local to this CPE never goes up and back:
-    the core cannot tell a packet that has crossed one user's chain from one that has not
-    (both come from this CPE), so the hand-off is made here, from the end of one user's
-    chain into the start of the other's (anchor_local.py). The anchored user's upstream
-    flow is also above a local user's downstream one (P_ANCHORED_UP): a packet from the
-    uplink with the anchored user's source and a local user's destination is theirs first."""
-    assert state.uplink is not None
-    up = port(state.uplink)
-    yield _flow(Kind.USER, a.name, pl.INGRESS, pl.P_ANCHORED_UP,
-                {"in_port": up, "eth_src": a.mac, "eth_type": ETH_IPV4, "ipv4_src": a.ip},
-                write_metadata=(pl.metadata(a.name, pl.UP), pl.ALL_ONES), goto_table=pl.STEER)
-    yield _flow(Kind.USER, a.name, pl.INGRESS, pl.P_USER,
-                {"in_port": up, "eth_dst": a.mac, "eth_type": ETH_IPV4, "ipv4_dst": a.ip},
-                write_metadata=(pl.metadata(a.name, pl.DOWN), pl.ALL_ONES), goto_table=pl.STEER)
-    yield from _chain(a.name, pl.P_CHAIN, {}, {}, _steps(a.chain, port), up, up)
-    for h in a.chain:
-        yield from _nf_ingress(a.name, a.mac, port(h.lan), port(h.wan))
-
-
 def _chains(u: Client) -> list[tuple[int, dict[str, Any], dict[str, Any], tuple[Step, ...]]]:
     """A user's chains: (priority, upstream match, downstream match, steps: local hops and
     remote stretches), the default one first."""

@@ -23,6 +23,9 @@ from netfate.controller.flows import (
 from netfate.controller.model import ServicesAttachment, SwitchState
 from netfate.controller.pipeline import Kind
 
+# The captive portal API's port on the portal (RFC 8908 section 3: https; access/tls.py).
+HTTPS = 443
+
 
 def _local(svc: ServicesAttachment) -> list[dict[str, Any]]:
     """IPv4 matches for traffic a client may always send to its CPE: DNS and the portal."""
@@ -38,8 +41,10 @@ def _dns_to(resolver: str | None) -> list[dict[str, Any]]:
 
 
 def _portal(svc: ServicesAttachment) -> list[dict[str, Any]]:
+    """The portal's login pages (http) and its captive portal API (https), which a device
+    asks before and after login."""
     return [{"eth_type": ETH_IPV4, "ipv4_dst": svc.ip, "ip_proto": TCP, "tcp_dst": p}
-            for p in sorted({HTTP, svc.portal_port})]
+            for p in sorted({HTTP, HTTPS, svc.portal_port})]
 
 
 def services(state: SwitchState, svc: ServicesAttachment, port: _Ports) -> Iterator[FlowMod]:

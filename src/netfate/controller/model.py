@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from netfate import validators
 
@@ -38,6 +38,10 @@ class Hop(_M):
     # The NF's own interfaces (say a troubleshooter's address): reached from the uplink
     # directly on the WAN side, and allowed out of it to the uplink.
     own_macs: tuple[Mac, ...] = ()
+    # A shared NF (one instance for many tenants, NNF paper IV.E): the user's traffic enters
+    # its ports tagged with this VLAN (pipeline.tenant_vlan) and comes back with it, popped
+    # by the switch; None: an NF of its own, untagged.
+    vlan: int | None = Field(default=None, ge=1, le=4094)
 
     @model_validator(mode="after")
     def _distinct(self) -> Hop:
@@ -216,17 +220,18 @@ RESERVED_OUTPUTS = ("normal", "flood", "controller", "in_port")
 
 class Match(_M):
     """What a TS rule matches: ports by name, headers as OpenFlow 1.3 names them. Fields left
-    out match anything. IPv4 fields imply IPv4; a TCP/UDP/SCTP port needs its ip_proto."""
+    out match anything. IPv4 fields imply IPv4; a TCP/UDP/SCTP port needs its ip_proto.
+    Numbers are JSON integers (StrictInt): `true` or "80" is refused, not read as 1 or 80."""
 
     in_port: _Token | None = None
     eth_src: Annotated[str, AfterValidator(_any_mac)] | None = None
     eth_dst: Annotated[str, AfterValidator(_any_mac)] | None = None  # broadcast allowed
-    eth_type: int | None = Field(default=None, ge=0, le=0xFFFF)
+    eth_type: StrictInt | None = Field(default=None, ge=0, le=0xFFFF)
     ipv4_src: Annotated[str, AfterValidator(_net)] | None = None  # an address or a network
     ipv4_dst: Annotated[str, AfterValidator(_net)] | None = None
-    ip_proto: int | None = Field(default=None, ge=0, le=255)
-    tp_src: int | None = Field(default=None, ge=0, le=65535)
-    tp_dst: int | None = Field(default=None, ge=0, le=65535)
+    ip_proto: StrictInt | None = Field(default=None, ge=0, le=255)
+    tp_src: StrictInt | None = Field(default=None, ge=0, le=65535)
+    tp_dst: StrictInt | None = Field(default=None, ge=0, le=65535)
 
     @model_validator(mode="after")
     def _check(self) -> Match:
@@ -240,10 +245,11 @@ class TSRule(_M):
     """A traffic steering rule (NNF paper, Table I: createTSRule): on the node's LSI, traffic
     that matches goes out of `output` (port names or a reserved port: normal, flood,
     controller, in_port); an empty output drops it. Rendered in table 0 above everything the
-    controller derives itself (pipeline.P_TS_RULE_BASE + priority): it is an explicit order."""
+    controller derives itself (pipeline.P_TS_RULE_BASE + priority): it is an explicit order.
+    Its priority is a JSON integer: `true` is not priority 1."""
 
     rule_id: _Token
-    priority: int = Field(default=100, ge=1, le=MAX_TS_PRIORITY)
+    priority: StrictInt = Field(default=100, ge=1, le=MAX_TS_PRIORITY)
     match: Match = Field(default_factory=Match)
     output: tuple[_Token, ...] = Field(default=(), max_length=64)
 

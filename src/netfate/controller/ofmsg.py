@@ -16,12 +16,18 @@ RESERVED = {
     "in_port": ofp.OFPP_IN_PORT,
 }
 _RESERVED_NAMES = {v: k for k, v in RESERVED.items()}
+ETH_8021Q = 0x8100
 PACKET_IN_BYTES = 128  # enough for Ethernet + IPv4 + UDP headers of a DHCP packet
 
 
 def instructions(f: FlowMod) -> list[Any]:
     """In OpenFlow 1.3's execution order: apply-actions, write-metadata, goto-table."""
-    actions: list[Any] = [parser.OFPActionSetField(**{k: v}) for k, v in f.set_fields]
+    actions: list[Any] = []
+    if f.pop_vlan:
+        actions.append(parser.OFPActionPopVlan())
+    if f.push_vlan:
+        actions.append(parser.OFPActionPushVlan(ETH_8021Q))
+    actions += [parser.OFPActionSetField(**{k: v}) for k, v in f.set_fields]
     for o in f.outputs:
         if isinstance(o, str):
             port = RESERVED[o]
@@ -63,10 +69,17 @@ def from_stats(st: Any) -> FlowMod:
     meta: tuple[int, int] | None = None
     goto: int | None = None
     meter: int | None = None
+    pop = push = False
     for inst in st.instructions:
         if isinstance(inst, parser.OFPInstructionActions):
             for a in inst.actions:
-                if isinstance(a, parser.OFPActionSetField):
+                if isinstance(a, parser.OFPActionPopVlan) and not (push or set_fields
+                                                                  or outputs):
+                    pop = True
+                elif isinstance(a, parser.OFPActionPushVlan) and a.ethertype == ETH_8021Q \
+                        and not (set_fields or outputs):
+                    push = True
+                elif isinstance(a, parser.OFPActionSetField):
                     set_fields.append((a.key, a.value))
                 elif isinstance(a, parser.OFPActionOutput):
                     outputs.append(_RESERVED_NAMES.get(a.port, a.port))
@@ -85,6 +98,7 @@ def from_stats(st: Any) -> FlowMod:
         outputs=tuple(outputs), idle_timeout=st.idle_timeout, table_id=st.table_id,
         set_fields=tuple(set_fields), write_metadata=meta, goto_table=goto,
         send_flow_removed=bool(st.flags & ofp.OFPFF_SEND_FLOW_REM), meter_id=meter,
+        pop_vlan=pop, push_vlan=push,
     )
 
 

@@ -148,3 +148,16 @@ def tunnel_key(user: str, segment: int, leg: int) -> int:
     if not 0 <= segment <= 15 or leg not in (UP_OUT, UP_BACK, DOWN_OUT, DOWN_BACK):
         raise ValueError(f"tunnel key: segment {segment} or leg {leg} out of range")
     return (tunnel_user(user) << 6) | (segment << 2) | leg
+
+
+# A tenant's VLAN on a shared NF's ports (NNF paper IV.E: one instance for many tenants, each
+# tenant's traffic marked so the NF keeps them apart; a VLAN per tenant is what a multitenant
+# NF sees on its ports). 1..4094 from the user's name, the same on every switch, so the NF's
+# per-tenant configuration names it; two users of one shared NF with the same VID: the later
+# one is left out on that switch with a reason (flows.py, fail closed).
+VLAN_PRESENT = 0x1000  # OFPVID_PRESENT
+
+
+def tenant_vlan(user: str) -> int:
+    """The user's VLAN ID (1..4094) on shared NFs' ports."""
+    return 1 + int(hashlib.sha1(b"vlan:" + user.encode()).hexdigest()[:8], 16) % 4094

@@ -178,6 +178,31 @@ class UserSession(Base):
     idle_timeout: Mapped[int | None] = mapped_column(sa.Integer)
     # Why it ended, as an Acct-Terminate-Cause name (RFC 2866 5.10), e.g. "Idle-Timeout".
     terminate_cause: Mapped[str | None] = mapped_column(sa.String)
+    # The NFs a CoA-Request (RFC 5176) set for this login only (None: the user's stored
+    # required_nfs apply); carried to the new row on a roam, gone with the login.
+    nfs_override: Mapped[list[str] | None] = mapped_column(JSON)
+
+
+class AcctOpen(Base):
+    """An accounting session the orchestrator has open (RFC 2866), kept so that a restart
+    goes on with its totals: whether the Start was answered, the last Interim-Update (unix
+    s), the switch counters read per node (``meter``: {"last": {node: [in_octets, in_packets,
+    out_octets, out_packets]}, "base": {node: [...]}}) and the totals already reported
+    (``reported``, the same four). Removed once its Stop is answered."""
+
+    __tablename__ = "acct_open"
+
+    acct_session_id: Mapped[str] = mapped_column(sa.String, primary_key=True)
+    user_name: Mapped[str] = mapped_column(sa.String)
+    nas_id: Mapped[str] = mapped_column(sa.String)
+    mac: Mapped[str | None] = mapped_column(sa.String)
+    ip: Mapped[str | None] = mapped_column(sa.String)
+    login_at: Mapped[float] = mapped_column(sa.Double)
+    started: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    last_interim: Mapped[float] = mapped_column(sa.Double)
+    meter: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    reported: Mapped[list[int]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[float] = mapped_column(sa.Double, default=now)
 
 
 class VnfPackage(Base):

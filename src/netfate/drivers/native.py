@@ -41,6 +41,7 @@ class NativeCompute:
     """Table II for native NFs on one node."""
 
     flavour = "native"
+    pool_tag = nf_pool.POOL_TAG  # names this driver's pooled namespaces (a flavour's own)
 
     def __init__(self, node: str, rundir: Path, store: BundleStore, mtu: int = 1500,
                  script_timeout: float = SCRIPT_TIMEOUT, fast_path: bool = True,
@@ -86,7 +87,8 @@ class NativeCompute:
         with self._guard:
             pool = self._pools.get(ports)
             if pool is None:
-                pool = nf_pool.NamespacePool(self.node, ports, self.mtu, self.pool_size)
+                pool = nf_pool.NamespacePool(self.node, ports, self.mtu, self.pool_size,
+                                             tag=self.pool_tag)
                 self._pools[ports] = pool
             return pool
 
@@ -170,6 +172,21 @@ class NativeCompute:
         """Called in create once the namespace, ports and cgroups exist, before the record is
         saved and the create script runs; appends its own undo steps. Native: nothing."""
 
+    def _take_entry(self, info: NFInfo, bundle: Bundle,
+                    undo: list[Callable[[], object]]) -> nf_pool.Entry | None:
+        """A pre-made namespace with the NF's ports to be born into (nf_pool), or None: the
+        NF's namespace is then made for it. Appends undo steps for what else it hands out."""
+        pool = self.pool(tuple(p.name for p in info.ports))
+        return pool.take() if pool is not None else None
+
+    def _make_cgroups(self, info: NFInfo, bundle: Bundle,
+                      undo: list[Callable[[], object]]) -> None:
+        """The NF's cgroups with the descriptor's limits (cgroups.create), and their undo."""
+        iid = info.instance_id
+        res = bundle.descriptor.resources
+        cgroups.create(iid, res.memory_mb, res.cpu_percent)
+        undo.append(lambda: cgroups.delete(iid))
+
     def _freeze(self, instance_id: str, frozen: bool) -> None:
         """Freeze or thaw every process of the NF (pauseNF)."""
         cgroups.set_frozen(instance_id, frozen)
@@ -213,12 +230,12 @@ class NativeCompute:
                 raise Conflict(f"namespace {ns} already exists (a leftover? run 'testbed down')")
             d.mkdir(parents=True)
             undo.append(lambda: shutil.rmtree(d, ignore_errors=True))
+            undo.append(lambda: self.records.forget(iid))
             for sub in ("state", "run"):
                 (d / sub).mkdir()
             self.queue.ensure()
             (d / "config.json").write_text(json.dumps(cfg))
-            pool = self.pool(tuple(p.name for p in ports))
-            entry = pool.take() if pool is not None else None
+            entry = self._take_entry(info, bundle, undo)
             if entry is not None:  # born into a pre-made namespace (never used before)
                 undo.append(lambda: netns.delete(entry.netns))
                 undo.append(lambda: netns.delete(ns))  # its veths go with it
@@ -231,11 +248,11 @@ class NativeCompute:
                         netns.veth_into(p.host_if, ns, p.name, ipr=ipr, mtu=self.mtu)
                         undo.append(_deleter(p.host_if))
                 netns.disable_ipv6(ns)  # no RS/DAD/MLD from NF ports into the user's network
+                netns.filter_vlan_tagged(ns)  # a shared NF's tenants come tagged
                 netns.set_up(ns, [p.name for p in ports], group=nf_pool.PORT_GROUP)
                 for p in ports:
                     netns.tx_checksum_off(ns, p.name)
-            cgroups.create(iid, desc.resources.memory_mb, desc.resources.cpu_percent)
-            undo.append(lambda: cgroups.delete(iid))
+            self._make_cgroups(info, bundle, undo)
             self._provision(info, bundle, undo)
             self._save(info)
             self._run_script(info, bundle, "create")
@@ -337,6 +354,7 @@ class NativeCompute:
             if info.netns:
                 netns.delete(info.netns)
             shutil.rmtree(self._idir(instance_id), ignore_errors=True)
+            self.records.forget(instance_id)
         with self._guard:
             self._locks.pop(instance_id, None)
 
@@ -387,7 +405,7 @@ class NativeCompute:
             pooled = set().union(*(p.names() for p in self._pools.values()))
         known_ns = {i.netns for i in every} | pooled
         removed = []
-        for ns in nf_pool.leftovers(self.node, pooled):
+        for ns in nf_pool.leftovers(self.node, pooled, tag=self.pool_tag):
             netns.delete(ns)
             removed.append(ns)
         prefix = f"{naming.PREFIX}{self.node}-"
@@ -404,7 +422,13 @@ class NativeCompute:
             for d in self.nfs_dir.iterdir():
                 if d.name not in known:
                     shutil.rmtree(d, ignore_errors=True)
+                    self.records.forget(d.name)
                     removed.append(str(d))
+        rdir = self.records.records_dir
+        for r in sorted(rdir.glob("*.json")) if rdir.is_dir() else []:
+            if r.stem not in known and not self._idir(r.stem).exists():
+                r.unlink(missing_ok=True)  # a record whose directory is gone
+                removed.append(str(r))
         return removed
 
     def list_nfs(self) -> list[NFInfo]:

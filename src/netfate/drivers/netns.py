@@ -239,6 +239,15 @@ def disable_ipv6(ns: str) -> None:
                 fh.write("1")
 
 
+def filter_vlan_tagged(ns: str) -> None:
+    """Let br_netfilter hand VLAN-tagged IPv4 to the namespace's inet hooks: a shared NF
+    (NNF paper IV.E) gets each tenant's traffic tagged with the tenant's VLAN, and its
+    filters must see it (per namespace since Linux 5.3; absent without br_netfilter)."""
+    with entered(ns), contextlib.suppress(OSError), open(
+            "/proc/sys/net/bridge/bridge-nf-filter-vlan-tagged", "w") as fh:
+        fh.write("1")
+
+
 def own_macs(ns: str, skip: set[str]) -> list[str]:
     """MACs of the interfaces in ns other than lo and `skip` (an NF's own bridge, say)."""
     with iproute(ns) as ipr:

@@ -150,7 +150,7 @@ class FirewallRunner:
             raise DriverError(f"conntrack -L failed: {cp.stderr.decode(errors='replace')}")
         fw = self.fw()
         fw.nf.write_state_doc(str(c.state_file), "firewall", cfg,
-                              conntrack=fw.saved_entries(cp.stdout.decode(errors="replace")))
+                              conntrack=fw.st.saved_entries(cp.stdout.decode(errors="replace")))
 
     def _import_state(self, c: Call) -> None:
         """import-state: bridge_ensure, then fw.py import (config, ruleset, conntrack)."""
@@ -162,7 +162,7 @@ class FirewallRunner:
         if doc.get("nf") != "firewall" or not isinstance(cfg, dict):
             raise DriverError("not a firewall state document with a config")
         try:
-            entries: list[str] = fw.check_entries(doc.get("conntrack", []))
+            entries: list[str] = fw.st.check_entries(doc.get("conntrack", []))
         except SystemExit:
             raise DriverError("malformed conntrack entries") from None
         text = self._build(cfg, c.ports)  # validate before touching anything
@@ -339,6 +339,8 @@ def _load_fw() -> ModuleType:
     try:
         if "nfcommon" not in sys.modules:
             sys.modules["nfcommon"] = _module("nfcommon", shared / "nfcommon.py")
+        if "ctstate" not in sys.modules:  # fw.py's sibling in its bundle (catalogue.EXTRAS)
+            sys.modules["ctstate"] = _module("ctstate", shared / "ctstate.py")
         return _module("netfate_inproc_fw", path)
     finally:
         sys.path[:] = saved

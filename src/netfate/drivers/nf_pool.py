@@ -25,6 +25,7 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from netfate import naming
@@ -45,8 +46,8 @@ class Entry:
     host_ifs: tuple[str, ...]  # outer ends, in the order of the pool's ports
 
 
-def _prefix(node: str) -> str:
-    return f"{naming.PREFIX}{POOL_TAG}-{node}-"
+def _prefix(node: str, tag: str = POOL_TAG) -> str:
+    return f"{naming.PREFIX}{tag}-{node}-"
 
 
 def make_entry(name: str, ports: tuple[str, ...], mtu: int) -> Entry:
@@ -59,6 +60,7 @@ def make_entry(name: str, ports: tuple[str, ...], mtu: int) -> Entry:
             for h, p in zip(host, ports, strict=True):
                 netns.veth_into(h, name, p, ipr=ipr, mtu=mtu, host_up=False)
         netns.disable_ipv6(name)
+        netns.filter_vlan_tagged(name)
         netns.set_up(name, list(ports), group=PORT_GROUP)
         for p in ports:
             netns.tx_checksum_off(name, p)
@@ -83,8 +85,12 @@ def adopt(entry: Entry, name: str, host_ifs: list[str]) -> None:
 class NamespacePool:
     """Entries for one port layout and MTU on one node, refilled in the background."""
 
-    def __init__(self, node: str, ports: tuple[str, ...], mtu: int, size: int) -> None:
+    def __init__(self, node: str, ports: tuple[str, ...], mtu: int, size: int,
+                 tag: str = POOL_TAG) -> None:
+        """``tag``: part of the entries' names, one per driver (flavour) of a node, so one
+        driver's garbage collection never takes another's entries."""
         self.node = node
+        self.tag = tag
         self.ports = ports
         self.mtu = mtu
         self.size = max(0, size)
@@ -128,7 +134,7 @@ class NamespacePool:
                 if not busy:
                     self._seq += 1
                     self._making += 1
-                    name = f"{_prefix(self.node)}{os.getpid()}-{self._seq}"
+                    name = f"{_prefix(self.node, self.tag)}{os.getpid()}-{self._seq}"
             if busy:  # the rest is being made by the other filler: wait for it
                 time.sleep(0.002)
                 continue
@@ -167,18 +173,24 @@ class NamespacePool:
             netns.delete(e.netns)
 
 
-def leftovers(node: str, keep: set[str]) -> list[str]:
-    """Pool namespaces of `node` that no live pool holds: those of a process that has
-    ended, and this process's own that are not in `keep`."""
+def leftovers(node: str, keep: set[str], tag: str = POOL_TAG) -> list[str]:
+    """Pool namespaces of `node` (under `tag`) that no live pool holds: those of a process
+    that has ended, and this process's own that are not in `keep`."""
+    return orphans(_prefix(node, tag), netns.list_names(), keep)
+
+
+def orphans(prefix: str, names: Iterable[str], keep: set[str]) -> list[str]:
+    """Of `names`, those that start with `prefix` + "<pid>-" (pool entries: namespaces,
+    container ids, directories) and no live pool holds: of a process that has ended, or of
+    this one and not in `keep`."""
     out = []
     me = os.getpid()
-    for ns in netns.list_names():
-        if not ns.startswith(_prefix(node)) or ns in keep:
+    for n in names:
+        if not n.startswith(prefix) or n in keep:
             continue
-        pid_s = ns[len(_prefix(node)):].split("-", 1)[0]
-        alive = pid_s.isdigit() and int(pid_s) != me and _alive(int(pid_s))
-        if not alive:
-            out.append(ns)
+        pid_s = n[len(prefix):].split("-", 1)[0]
+        if not (pid_s.isdigit() and int(pid_s) != me and _alive(int(pid_s))):
+            out.append(n)
     return out
 
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from netfate.bundle import Bundle
-from netfate.drivers import cgroups
+from netfate.drivers import cgroups, nf_files
 from netfate.errors import DriverError
 from netfate.interfaces import NFInfo
 from netfate.proc import netns_argv
@@ -63,11 +63,17 @@ def run_script(info: NFInfo, bundle: Bundle, action: str, env: dict[str, str], n
     if script is None:
         return ""
     # Output goes to files, not pipes: a daemon the script leaves running inherits them,
-    # and waiting for a pipe's EOF would then wait for the daemon.
-    out_path = nf_dir / "run" / f".{action}.out"
-    err_path = nf_dir / "run" / f".{action}.err"
+    # and waiting for a pipe's EOF would then wait for the daemon. run/ is the NF's to write:
+    # the files are made and read without following links, bounded (drivers/nf_files.py).
+    out_rel, err_rel = f"run/.{action}.out", f"run/.{action}.err"
     try:
-        with out_path.open("wb") as out, err_path.open("wb") as err:
+        out_fd = nf_files.create(nf_dir, out_rel)
+        try:
+            err_fd = nf_files.create(nf_dir, err_rel)
+        except OSError:
+            os.close(out_fd)
+            raise
+        with os.fdopen(out_fd, "wb") as out, os.fdopen(err_fd, "wb") as err:
             cp = subprocess.run(  # noqa: S603 - fixed argv, data goes through env and files
                 [*netns_argv(info.netns, ["/bin/bash", "-c", _JOIN_CGROUPS]), str(script)],
                 env=env,
@@ -78,15 +84,17 @@ def run_script(info: NFInfo, bundle: Bundle, action: str, env: dict[str, str], n
                 timeout=timeout,
                 check=False,
             )
-        stdout = out_path.read_bytes()
-        stderr = err_path.read_bytes()
+        stderr = nf_files.read(nf_dir, err_rel, limit=nf_files.MAX_STDERR, tail=True) or b""
+        stdout = nf_files.read(nf_dir, out_rel, limit=nf_files.MAX_OUTPUT) or b""
     except subprocess.TimeoutExpired:
         raise DriverError(
             f"{info.instance_id}: {action} script timed out after {timeout}s"
         ) from None
+    except OSError as exc:  # UnsafeFile: the NF put a link or a FIFO in the file's place
+        raise DriverError(f"{info.instance_id}: {action}'s output: {exc}") from None
     finally:
-        out_path.unlink(missing_ok=True)
-        err_path.unlink(missing_ok=True)
+        nf_files.unlink(nf_dir, out_rel)
+        nf_files.unlink(nf_dir, err_rel)
     if cp.returncode != 0:
         msg = stderr.decode(errors="replace").strip()[-2000:]
         raise DriverError(f"{info.instance_id}: {action} failed (exit {cp.returncode}): {msg}")

@@ -5,15 +5,18 @@ and NF_IMPORT_FILE), checked on both sides."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from netfate.bundle import Bundle
+from netfate.drivers import nf_files
 from netfate.errors import DriverError, InvalidInput
 from netfate.interfaces import NFInfo
 
 STATE_FORMAT = "netfate-state/1"
+MAX_STATE_BYTES = 64 << 20  # an exported state document (conntrack tables, counters)
 
 # Runs the given lifecycle action with extra environment variables; returns its stdout.
 RunScript = Callable[[str, dict[str, str]], str]
@@ -27,15 +30,18 @@ def export_state(info: NFInfo, bundle: Bundle, nf_dir: Path, run: RunScript) -> 
     """
     if not bundle.descriptor.state.exportable:
         raise InvalidInput(f"{bundle.descriptor.name} does not export state")
-    out = nf_dir / "run" / "export.json"
-    out.unlink(missing_ok=True)
-    run("export-state", {"NF_EXPORT_FILE": str(out)})
-    try:
-        doc = json.loads(out.read_text())
-    except (OSError, ValueError) as exc:
+    rel = "run/export.json"
+    nf_files.unlink(nf_dir, rel)
+    run("export-state", {"NF_EXPORT_FILE": str(nf_dir / rel)})
+    try:  # the NF's to write: no link followed, bounded (drivers/nf_files.py)
+        data = nf_files.read(nf_dir, rel, limit=MAX_STATE_BYTES)
+        if data is None:
+            raise DriverError(f"{info.instance_id}: export-state wrote no document")
+        doc = json.loads(data)
+    except (OSError, ValueError, RecursionError) as exc:
         raise DriverError(f"{info.instance_id}: export-state wrote bad JSON: {exc}") from None
     finally:
-        out.unlink(missing_ok=True)
+        nf_files.unlink(nf_dir, rel)
     if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT:
         raise DriverError(f"{info.instance_id}: export-state did not write {STATE_FORMAT}")
     return doc
@@ -62,9 +68,14 @@ def import_state(info: NFInfo, bundle: Bundle, nf_dir: Path, state: dict[str, An
         (nf_dir / "config.json").write_text(json.dumps(cfg))
         info.config = cfg
         state = {**state, "config": cfg}
-    src = nf_dir / "run" / "import.json"
-    src.write_text(json.dumps(state))
+    rel = "run/import.json"
+    try:  # a fresh file: never written through a link the NF planted there
+        with os.fdopen(nf_files.create(nf_dir, rel), "w") as fh:
+            fh.write(json.dumps(state))
+    except OSError as exc:
+        raise DriverError(f"{info.instance_id}: cannot hand import-state its document: "
+                          f"{exc}") from None
     try:
-        run("import-state", {"NF_IMPORT_FILE": str(src)})
+        run("import-state", {"NF_IMPORT_FILE": str(nf_dir / rel)})
     finally:
-        src.unlink(missing_ok=True)
+        nf_files.unlink(nf_dir, rel)

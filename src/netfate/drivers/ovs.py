@@ -110,7 +110,10 @@ class OvsServer:
 class OvsNetwork:
     """The network abstraction (Table I) for bridges of one OvsServer."""
 
-    def __init__(self, server: OvsServer, timeout: float = 10.0) -> None:
+    def __init__(self, server: OvsServer, timeout: float = 30.0) -> None:
+        # ``timeout`` (s) bounds one OVSDB transaction *including* ovs-vswitchd applying it
+        # (ovsdbapp waits for cur_cfg, as ovs-vsctl does): on this 2-core machine, with a
+        # QEMU guest busy, a port deletion took over 10 s in a full `make test`.
         self.server = server
         self.timeout = timeout
         self._api: Any = None
@@ -161,13 +164,20 @@ class OvsNetwork:
                 for c in cmds:
                     txn.add(c)
         except Exception as exc:
-            raise DriverError(f"OVSDB transaction failed: {exc}") from exc
+            # ovsdbapp's timeout names every command with its whole row: long and no help.
+            # What ovs-vswitchd said while it did not apply the change is.
+            text = str(exc)
+            if type(exc).__name__ == "TimeoutException":
+                text = (f"ovs-vswitchd did not apply it within {self.timeout:g} s; "
+                        f"{self._vswitchd_complaints()}")
+            raise DriverError(f"OVSDB transaction failed: {text[:2000]}") from exc
 
     # -- LSIs ---------------------------------------------------------------------------
     def create_lsi(self, lsi: str, *, controller: str | None = None,
                    datapath_id: str | None = None) -> None:
         """An OpenFlow 1.3 bridge, fail_mode=secure. With a controller (tcp:127.0.0.1:6653),
-        it owns the flows; datapath_id (16 hex digits) is how that controller knows it."""
+        it owns the flows; several, comma-separated, share it with OpenFlow roles
+        (controller/roles.py); datapath_id (16 hex digits) is how a controller knows it."""
         api = self.api
         other = {"disable-in-band": "true"}
         if datapath_id is not None:
@@ -184,9 +194,9 @@ class OvsNetwork:
         if controller is not None:
             # Reconnect within 1 s (OVS backs off up to 8 s by default): a controller
             # started after the switch, or restarted, takes over quickly.
-            ctl = api.db_create("Controller", target=controller, max_backoff=1000,
-                                inactivity_probe=5000)
-            cmds += [ctl, api.db_set("Bridge", lsi, ("controller", [ctl]))]
+            ctls = [api.db_create("Controller", target=t.strip(), max_backoff=1000,
+                                  inactivity_probe=5000) for t in controller.split(",")]
+            cmds += [*ctls, api.db_set("Bridge", lsi, ("controller", ctls))]
         self._commit(*cmds)
 
     def delete_lsi(self, lsi: str) -> None:
@@ -263,8 +273,26 @@ class OvsNetwork:
             ofport = ofport[0] if ofport else None
         if not isinstance(ofport, int) or ofport < 0:
             error = rows[0].get("error") if rows else None
-            raise DriverError(f"port {port} has no OpenFlow port number: {error or 'unknown'}")
+            raise DriverError(f"port {port} has no OpenFlow port number: "
+                              f"{error or self._vswitchd_complaints()}")
         return ofport
+
+    def _vswitchd_complaints(self, lines: int = 6) -> str:
+        """Why vswitchd left a port without a number when OVSDB says nothing: its own log's
+        last warnings and errors (e.g. a datapath it could not create because another
+        ovs-vswitchd holds the userspace datapath's `ovs-netdev` tap)."""
+        log = self.server.rundir / "ovs-vswitchd.log"
+        try:
+            with log.open("rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, fh.tell() - 65536))
+                text = fh.read().decode(errors="replace")
+        except OSError:
+            return f"unknown (no {log})"
+        bad = [ln for ln in text.splitlines() if "|WARN|" in ln or "|ERR|" in ln or "|EMER|" in ln]
+        if not bad:
+            return "unknown (ovs-vswitchd logged no warning)"
+        return "ovs-vswitchd logged: " + " / ".join(bad[-lines:])
 
     def delete_port(self, lsi: str, port: str) -> None:
         self._commit(self.api.del_port(port, bridge=lsi, if_exists=True))

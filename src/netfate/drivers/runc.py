@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
 from netfate import naming
+from netfate.drivers import nf_files
 from netfate.errors import DriverError
 
 RUNC = "runc"
@@ -50,18 +52,40 @@ class Runc:
     def run(self, cid: str, bundle: Path, log: Path) -> None:
         """Create and start the container detached. Its stdio (and runc's errors) go to
         `log`, a file: a pipe would be held open by the container's process."""
+        self._spawn("run", cid, bundle, log, "--detach")
+
+    def create(self, cid: str, bundle: Path, log: Path) -> None:
+        """Create the container (its process waits in `runc init` for `start`); stdio to
+        `log` as for `run`."""
+        self._spawn("create", cid, bundle, log)
+
+    def start(self, cid: str) -> None:
+        """Start a created container: its process execs the spec's program."""
+        self._run("start", cid)
+
+    def _spawn(self, verb: str, cid: str, bundle: Path, log: Path, *flags: str) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        with log.open("ab") as out:
+        # The log is in the NF's run/: opened and read back without following a link.
+        base, rel = log.parent.parent, f"{log.parent.name}/{log.name}"
+        try:
+            fd = nf_files.append(base, rel)
+        except OSError as exc:
+            raise DriverError(f"runc run {cid}: its log {log}: {exc}") from None
+        with os.fdopen(fd, "ab") as out:
             try:
                 cp = subprocess.run(  # noqa: S603 - fixed argv
-                    self._argv("run", "--detach", "--bundle", str(bundle), cid),
+                    self._argv(verb, *flags, "--bundle", str(bundle), cid),
                     stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=TIMEOUT,
                     check=False)
             except subprocess.TimeoutExpired:
-                raise DriverError(f"runc run {cid} timed out after {TIMEOUT}s") from None
+                raise DriverError(f"runc {verb} {cid} timed out after {TIMEOUT}s") from None
         if cp.returncode != 0:
-            tail = log.read_bytes()[-800:].decode(errors="replace").strip()
-            raise DriverError(f"runc run {cid} failed: {tail}")
+            try:
+                data = nf_files.read(base, rel, limit=800, tail=True) or b""
+            except OSError as exc:
+                data = str(exc).encode()
+            tail = data.decode(errors="replace").strip()
+            raise DriverError(f"runc {verb} {cid} failed: {tail}")
 
     def exec_argv(self, cid: str, argv: list[str], env: dict[str, str], cwd: str) -> list[str]:
         """The argv running `argv` inside the container (runc exec), with exactly `env`."""

@@ -28,7 +28,15 @@ from typing import Any
 
 from netfate import naming
 from netfate.bundle import Bundle, BundleStore
-from netfate.drivers import capabilities, nf_state, vm_guest, vm_image, vm_migrate, vm_qemu
+from netfate.drivers import (
+    capabilities,
+    nf_state,
+    vm_guest,
+    vm_image,
+    vm_migrate,
+    vm_qemu,
+    vm_template,
+)
 from netfate.drivers.create_checks import check_create
 from netfate.drivers.nf_records import InstanceRecords
 from netfate.drivers.nf_script import SCRIPT_TIMEOUT
@@ -39,6 +47,7 @@ from netfate.queue import NotificationQueue
 
 VM_MEMORY_MB = 128  # a guest needs this much whatever the NF's own figure (its tools: ~30 MB)
 BOOT_TIMEOUT = 90.0  # s until the guest agent answers (TCG on a busy 2-core host is slow)
+RESTORE_TIMEOUT = 45.0  # s for a guest resumed from its template to answer
 
 class VmCompute:
     """Table II for VM NFs on one node."""
@@ -48,8 +57,9 @@ class VmCompute:
 
     def __init__(self, node: str, rundir: Path, store: BundleStore, mtu: int = 1500,
                  script_timeout: float = SCRIPT_TIMEOUT,
-                 image_cache: Path = vm_image.DEFAULT_CACHE) -> None:
+                 image_cache: Path = vm_image.DEFAULT_CACHE, templates: bool = True) -> None:
         self.node = naming.check_token("node", node)
+        self.templates = templates  # start guests from a saved template (vm_template)
         self.mtu = mtu
         self.script_timeout = script_timeout
         self.image_cache = image_cache
@@ -115,18 +125,28 @@ class VmCompute:
         vm_guest.push_config(self._agent(info.instance_id), info)
 
     def _boot(self, info: NFInfo, incoming: str | None = None) -> None:
-        """Start the NF's QEMU on its taps (waiting on ``incoming`` for a migration)."""
+        """Start the NF's QEMU on its taps: waiting on ``incoming`` for a migration, else
+        resumed from the guest template (vm_template; built first if there is none), else
+        (templates off, or the template fails) booted."""
         d = self._idir(info.instance_id)
         spec = vm_qemu.load_spec(d)
         macs = spec.get("macs") if isinstance(spec.get("macs"), dict) else {}
         assert isinstance(macs, dict)
         ports = [(p.name, p.host_if, str(macs[p.name])) for p in info.ports]
         image = vm_image.load(self.image_cache)
-        cmd = vm_qemu.argv(d, image, f"fate-{info.instance_id}", ports,
-                           int(str(spec.get("memory_mb", VM_MEMORY_MB))), mtu=self.mtu,
-                           incoming=incoming)
-        vm_qemu.start(d, cmd)
+        memory = int(str(spec.get("memory_mb", VM_MEMORY_MB)))
+        name = f"fate-{info.instance_id}"
         (d / "crash-reported").unlink(missing_ok=True)
+        if incoming is None and self.templates:
+            try:
+                vm_template.restore(d, self.image_cache, image, name, ports, memory,
+                                    self.mtu, BOOT_TIMEOUT, RESTORE_TIMEOUT)
+                return
+            except DriverError as exc:  # booting still works: say why, and boot
+                vm_qemu.stop(d)
+                (d / "template-error").write_text(f"{exc}\n")
+        vm_qemu.start(d, vm_qemu.argv(d, image, name, ports, memory, mtu=self.mtu,
+                                      incoming=incoming))
 
     # -- Table II -------------------------------------------------------------------------
     def create_nf(self, node: str, owner: str, name: str, bundle_sha256: str,
@@ -159,6 +179,7 @@ class VmCompute:
         try:
             d.mkdir(parents=True)
             undo.append(lambda: shutil.rmtree(d, ignore_errors=True))
+            undo.append(lambda: self.records.forget(iid))
             self.queue.ensure()
             (d / "config.json").write_text(json.dumps(cfg))
             macs = dict(incoming["macs"]) if incoming else {
@@ -205,6 +226,8 @@ class VmCompute:
                 extra["NF_RESUME"] = "1"
             self._run_script(info, self._bundle(info), "start", extra)
             info.state = NFState.RUNNING
+            info.own_macs = vm_guest.own_macs(self._agent(instance_id),
+                                              {p.name for p in info.ports})
             info.detail = {}
             self.records.save(info)
             return info
@@ -282,6 +305,7 @@ class VmCompute:
             for p in info.ports:
                 vm_qemu.tap_delete(p.host_if)
             shutil.rmtree(d, ignore_errors=True)
+            self.records.forget(instance_id)
         with self._guard:
             self._locks.pop(instance_id, None)
 
@@ -378,7 +402,7 @@ class VmCompute:
         removed = []
         if self.vms_dir.is_dir():
             for d in self.vms_dir.iterdir():
-                if (d / "instance.json").is_file():
+                if self.records.has(d.name):
                     continue
                 vm_qemu.stop(d)
                 with contextlib.suppress(OSError, ValueError):
@@ -386,6 +410,11 @@ class VmCompute:
                         vm_qemu.tap_delete(naming.nf_port(d.name, p))
                 shutil.rmtree(d, ignore_errors=True)
                 removed.append(str(d))
+        rdir = self.records.records_dir
+        for r in sorted(rdir.glob("*.json")) if rdir.is_dir() else []:
+            if not self._idir(r.stem).exists():
+                r.unlink(missing_ok=True)  # a record whose directory is gone
+                removed.append(str(r))
         return removed
 
     @staticmethod

@@ -58,6 +58,26 @@ def run_script(ga: GuestAgent, info: NFInfo, bundle: Bundle, action: str,
     return out
 
 
+def own_macs(ga: GuestAgent, skip: set[str], timeout: float = 20.0) -> list[str]:
+    """MACs of the guest's interfaces other than lo and ``skip`` (the NF's ports): its own
+    bridge, say, which an L3 bump (NAT, load balancer) answers ARP with, so the switch must
+    deliver frames to it (netns.own_macs for a native NF). Closes ``ga``."""
+    try:
+        rc, out, err = ga.run(["/usr/sbin/ip", "-j", "link", "show"], {"PATH": PATH}, timeout)
+    finally:
+        ga.close()
+    if rc != 0:
+        raise DriverError(f"ip link show in the guest failed (exit {rc}): {err.strip()[-500:]}")
+    try:
+        links = json.loads(out)
+    except ValueError:
+        raise DriverError(f"ip -j link show in the guest printed no JSON: {out[:200]!r}") from None
+    macs = {str(link.get("address")) for link in links if isinstance(link, dict)
+            and link.get("ifname") not in ("lo", *skip) and link.get("address")
+            and link.get("address") != "00:00:00:00:00:00"}
+    return sorted(macs)
+
+
 def provision(ga: GuestAgent, info: NFInfo, bundle: Bundle, cache: Path | None = None
               ) -> None:
     """Copy the bundle (as one tar) and the config into a freshly booted guest, and the

@@ -6,7 +6,8 @@
   host: its /boot and /lib/modules stay untouched) and unpacked with ``dpkg-deb -x`` into
   ``kernel/<abi>/``;
 - ``guest-<key>.cpio.gz``: a newc initramfs holding busybox-static, the NFs' tools (bash,
-  python3 with a trimmed stdlib, nft, ip, bridge, conntrack) and their shared libraries,
+  python3 with a trimmed stdlib, nft, ip, bridge, conntrack, iptables-nft with the few xtables
+  extensions the catalogue uses) and their shared libraries,
   the kernel modules the NFs need (virtio, bridge, netfilter; matching the guest kernel, with
   a modules.dep from ``depmod -b``), qemu-guest-agent (the guest channel: guest-exec over
   virtio-serial) and an /init that brings it all up;
@@ -40,9 +41,17 @@ KERNEL_META = "linux-image-amd64"
 
 # Host binaries copied into the guest (with their shared libraries): the NFs' tools.
 TOOLS = ("/usr/bin/bash", "/usr/sbin/nft", "/usr/sbin/conntrack", "/usr/bin/python3.11",
-         "/usr/sbin/qemu-ga")
+         "/usr/sbin/qemu-ga", "/usr/sbin/xtables-nft-multi")
 IPROUTE = ("/usr/sbin/ip", "/usr/sbin/bridge")  # iproute2: busybox's ip lacks -j and bridges
 BUSYBOX = "/bin/busybox"
+# iptables (nft backend: the content filter's NFQUEUE rule): the names xtables-nft-multi
+# dispatches on, and the extensions it dlopen()s (ldd misses them), only those the catalogue's
+# rules use (the whole directory is 2 MB).
+XTABLES_NAMES = ("iptables", "iptables-restore", "ip6tables", "ip6tables-restore")
+XTABLES_DIR = "/usr/lib/x86_64-linux-gnu/xtables"
+XTABLES_EXTS = ("libxt_standard.so", "libxt_mark.so", "libxt_udp.so", "libxt_tcp.so",
+                "libxt_NFQUEUE.so")
+ETC_FILES = ("/etc/protocols", "/etc/services")  # protocol/port names (iptables -p udp)
 # Kernel modules the NFs need (and, through modules.dep, what they depend on): the virtio
 # devices, the bridge with br_netfilter, nftables with conntrack, NAT and the common matches.
 MODULES = ("crc32c_generic", "virtio_pci", "virtio_net", "virtio_console", "bridge",
@@ -50,7 +59,8 @@ MODULES = ("crc32c_generic", "virtio_pci", "virtio_net", "virtio_console", "brid
            "nf_conntrack", "nf_conntrack_netlink", "nft_ct", "nft_chain_nat", "nft_nat",
            "nft_masq", "nft_limit", "nft_reject_inet", "nft_log",
            "nft_fib_inet", "nft_numgen", "nft_quota", "nft_redir", "nft_hash",
-           "nft_meta_bridge", "nf_log_syslog", "nf_conntrack_bridge", "sch_htb", "sch_tbf",
+           "nft_meta_bridge", "nf_log_syslog", "nf_conntrack_bridge", "nfnetlink_queue",
+           "nft_queue", "nft_compat", "xt_mark", "xt_tcpudp", "xt_NFQUEUE", "sch_htb", "sch_tbf",
            "sch_ingress", "cls_u32", "act_mirred", "ifb", "veth", "tun")
 PY_STDLIB = Path("/usr/lib/python3.11")
 CATALOGUE = Path(__file__).resolve().parent.parent / "catalogue"
@@ -60,6 +70,25 @@ PY_STARTUP = ("encodings.aliases", "encodings.utf_8", "encodings.ascii", "encodi
               "os", "stat", "posixpath", "genericpath", "_collections_abc", "_sitebuiltins")
 
 INIT = Path(__file__).with_name("vm_init.sh")
+
+
+def executables() -> set[str]:
+    """The names of the commands the guest has besides busybox's applets (what an NF's
+    scripts and helpers may run in a VM)."""
+    return {Path(t).name for t in (*TOOLS, *IPROUTE)} | set(XTABLES_NAMES) | {"python3"}
+
+
+def python_stdlib() -> set[str]:
+    """The top-level stdlib module names whose files the guest carries (lib-dynload
+    extensions included; modules built into the interpreter are not files)."""
+    out = set()
+    for f in _python_files():
+        rel = f.relative_to(PY_STDLIB)
+        if rel.parts[0] == "lib-dynload":
+            out.add(rel.name.split(".")[0])
+        elif "__pycache__" not in rel.parts:
+            out.add(rel.parts[0].removesuffix(".py"))
+    return out
 
 
 @dataclass(frozen=True)
@@ -191,6 +220,14 @@ def _collect(kdir: Path, abi: str) -> dict[str, Path]:
         for lib in _libs(tool):
             real = Path(lib).resolve()
             files[lib.lstrip("/")] = real
+    for ext in XTABLES_EXTS:
+        src = Path(XTABLES_DIR) / ext
+        if not src.is_file():
+            raise DriverError(f"{src} is missing on this host (install iptables)")
+        files[f"{XTABLES_DIR.lstrip('/')}/{ext}"] = src
+    for etc in ETC_FILES:
+        if Path(etc).is_file():
+            files[etc.lstrip("/")] = Path(etc)
     for src in _python_files():
         files[f"usr/lib/python3.11/{src.relative_to(PY_STDLIB)}"] = src
     mroot = kdir / "lib" / "modules" / abi
@@ -211,14 +248,15 @@ print(json.dumps(sorted({getattr(m, "__file__", None) or "" for m in list(sys.mo
 
 
 def _python_files() -> list[Path]:
-    """The stdlib files that the catalogue's Python helpers (files/*.py) import, found by
+    """The stdlib files that the catalogue's Python helpers (files/*.py, and the shared ones in
+    _shared/ that bundles ship beside them) import, found by
     importing their imports in a fresh interpreter, with the compiled .pyc, and what the
     interpreter loads at startup (site included). A static closure (modulefinder) drags in
     most of the stdlib through typing and friends."""
     import importlib.util
 
     names: set[str] = set(PY_STARTUP)
-    for script in sorted(CATALOGUE.glob("*/files/*.py")):
+    for script in sorted({*CATALOGUE.glob("*/files/*.py"), *CATALOGUE.glob("_shared/*.py")}):
         for node in ast.walk(ast.parse(script.read_text())):
             if isinstance(node, ast.Import):
                 names.update(a.name for a in node.names)
@@ -302,6 +340,8 @@ def _write_initrd(dest: Path, files: dict[str, Path], init: bytes, kdir: Path,
     w.symlink("sbin/modprobe", "../bin/busybox")
     w.symlink("usr/bin/python3", "python3.11")
     w.symlink("bin/bash", "../usr/bin/bash")
+    for name in XTABLES_NAMES:
+        w.symlink(f"usr/sbin/{name}", "xtables-nft-multi")
     for path in sorted(entries):
         src: bytes | Path = entries[path]
         data = src if isinstance(src, bytes) else src.read_bytes()

@@ -11,7 +11,8 @@ mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs -o mode=755 run /run
 mount -t tmpfs tmp /tmp
 for m in crc32c_generic virtio_pci virtio_net virtio_console bridge br_netfilter nf_tables nf_conntrack \
-         nft_ct nf_conntrack_netlink nft_chain_nat; do
+         nft_ct nf_conntrack_netlink nft_chain_nat nft_nat nft_masq nfnetlink_queue nft_compat \
+         xt_mark xt_tcpudp xt_NFQUEUE; do
     modprobe -q "$m" || echo "init: modprobe $m failed" >&2
 done
 sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1

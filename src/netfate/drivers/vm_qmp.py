@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import random
 import socket
 import time
@@ -20,6 +21,22 @@ from pathlib import Path
 from typing import Any
 
 from netfate.errors import DriverError
+
+SUN_PATH_MAX = 107  # bytes of a unix socket's path (sockaddr_un.sun_path, NUL excluded)
+
+
+def unix_connect(sock: socket.socket, path: Path) -> None:
+    """Connect ``sock`` to the unix socket at ``path``, however long the path: past
+    SUN_PATH_MAX, through /proc/self/fd/N/<name> with N an O_PATH descriptor of its
+    directory (the kernel resolves the link). OSError as socket.connect raises it."""
+    if len(os.fsencode(str(path))) <= SUN_PATH_MAX:
+        sock.connect(str(path))
+        return
+    fd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        sock.connect(f"/proc/self/fd/{fd}/{path.name}")
+    finally:
+        os.close(fd)
 
 
 class _JsonChannel:
@@ -37,7 +54,7 @@ class _JsonChannel:
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             s.settimeout(self.timeout)
             try:
-                s.connect(str(self.path))
+                unix_connect(s, self.path)
                 self.sock = s
                 self.buf = b""
                 return s
@@ -108,9 +125,19 @@ class Qmp(_JsonChannel):
     def connect(self, wait: float = 5.0) -> None:
         self._connect(wait)
         deadline = time.monotonic() + self.timeout
-        greeting = json.loads(self._line(deadline))
-        if "QMP" not in greeting:
-            raise DriverError(f"{self.path}: not a QMP greeting")
+        while True:
+            # An event QEMU queued for the previous client (e.g. RESUME when an incoming
+            # migration ends) can come before the greeting: skipped, as _reply skips them.
+            line = self._line(deadline).strip()
+            try:
+                greeting = json.loads(line) if line else {}
+            except ValueError:
+                greeting = None
+            if isinstance(greeting, dict) and "QMP" in greeting:
+                break
+            if not (isinstance(greeting, dict) and ("event" in greeting or not line)):
+                self.close()
+                raise DriverError(f"{self.path}: not a QMP greeting: {line[:200]!r}")
         self._send({"execute": "qmp_capabilities"})
         self._reply(deadline)
 
@@ -123,6 +150,20 @@ class Qmp(_JsonChannel):
             msg["arguments"] = args
         self._send(msg)
         return self._reply(time.monotonic() + (timeout or self.timeout))
+
+    def getfd(self, name: str, fd: int) -> None:
+        """Hand QEMU the open descriptor ``fd`` under ``name`` (QMP ``getfd``: it travels as
+        SCM_RIGHTS with the command), e.g. for ``migrate`` to ``fd:NAME``."""
+        if self.sock is None:
+            self.connect()
+        assert self.sock is not None
+        msg = json.dumps({"execute": "getfd", "arguments": {"fdname": name}}).encode()
+        try:
+            socket.send_fds(self.sock, [msg + b"\n"], [fd])
+        except OSError as exc:
+            self.close()
+            raise DriverError(f"{self.path}: send failed: {exc}") from None
+        self._reply(time.monotonic() + self.timeout)
 
 
 class GuestAgent(_JsonChannel):

@@ -23,6 +23,7 @@ from pydantic import (
 from netfate import resolver
 from netfate.flavours import DEFAULT_FLAVOUR, check_flavour
 from netfate.naming import check_token
+from netfate.owners import OwnerKind, check_user_name, owner_kind
 from netfate.validators import unicast_mac
 
 
@@ -44,6 +45,8 @@ def _ip(value: str | None) -> str | None:
 
 # Names end up in instance ids and resource names, hence the strict alphabet (naming.py).
 Name = Annotated[str, AfterValidator(_name)]
+# A user's name: a Name that is not the operator's reserved owner (netfate.owners).
+UserName = Annotated[str, AfterValidator(_name), AfterValidator(check_user_name)]
 Flavour = Annotated[str, AfterValidator(check_flavour)]
 Mac = Annotated[str | None, AfterValidator(_mac)]
 Ip = Annotated[str | None, AfterValidator(_ip)]
@@ -156,7 +159,7 @@ class CatalogueEntry(Frozen):
 class UserView(Frozen):
     """A user (Table I): the chain they require, where they are, and whether they are active."""
 
-    name: Name
+    name: UserName
     required_nfs: tuple[Name, ...] = ()
     access_node: Name | None = None
     mac: Mac = None
@@ -190,6 +193,12 @@ class InstanceView(Frozen):
     @property
     def live(self) -> bool:
         return self.state in LIVE_STATES
+
+    @property
+    def owner_kind(self) -> OwnerKind:
+        """"operator" for an operator-owned instance (a troubleshooting probe, say): no
+        user's, so never in a user's view (netfate.owners)."""
+        return owner_kind(self.owner)
 
 
 class Snapshot(Frozen):
@@ -236,7 +245,9 @@ class Snapshot(Frozen):
         joined: dict[str, list[InstanceView]] = {}
         for i in self.instances:
             e = self._entries.get(i.nf)
-            if e is not None and e.shared:
+            # An operator-owned NF may carry a user's traffic (a probe in their path); it is
+            # still not theirs: a user's convergence must neither keep nor release it.
+            if e is not None and e.shared and i.owner_kind == "user":
                 for u in i.users:
                     if u != i.owner:
                         joined.setdefault(u, []).append(i)

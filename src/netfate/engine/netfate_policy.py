@@ -201,7 +201,9 @@ class NetfatePolicy:
             elif any(i.state != "releasing" for i in snap.instances_of(user.name)):
                 release_user(snap, user, f"{user.name} has no active session", out, unsteer=True)
         for i in snap.instances:
-            if i.state != "releasing" and snap.user(i.owner) is None:
+            # An operator-owned NF (a troubleshooting probe) has no user: the operation that
+            # deployed it removes it, never the users' reconciliation.
+            if i.state != "releasing" and i.owner_kind == "user" and snap.user(i.owner) is None:
                 out.intents.append(Release(user=i.owner, nf=i.nf, instance_id=i.instance_id,
                                            node=i.node, reason=f"owner {i.owner} unknown"))
 

@@ -37,6 +37,7 @@ from netfate.oci.store import ImageInfo, ImageStore, image_tag
 BUSYBOX = "/bin/busybox"
 PYTHON = "/usr/bin/python3.11"
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PY_CODECS = ("encodings.ascii", "encodings.latin_1", "encodings.utf_8")
 IDLE_CMD = ["/usr/bin/busybox", "sleep", "inf"]  # the container's own process: ~100 KiB
 # Mount points the runtime needs on a read-only root, and where the driver binds the NF's
 # bundle and directories (netfate.drivers.container_spec).
@@ -44,6 +45,24 @@ DIRS = ("dev", "proc", "sys", "tmp", "run", "nf", "etc", "root", "var", "usr/bin
         "usr/lib", "usr/lib64")
 ROOT_LINKS = {"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib", "lib64": "usr/lib64"}
 ETC_FILES = ("/etc/protocols", "/etc/services")
+# What a capability needs beyond its TOOLS executable: iptables' restore commands (names
+# xtables-nft-multi dispatches on) and its extensions, which it dlopen()s (ldd misses them);
+# iproute2's bridge(8) (the NAT's neighbour helper reads the bridge's fdb with it).
+# strongSwan: the daemon and its control tool, and the plugins charon loads (dlopen(), so
+# ldd misses them; the VPN's strongswan.conf names exactly these: catalogue/vpn/files/
+# swan.py PLUGINS), each with the libraries it loads (openssl's libcrypto, gmp's libgmp).
+EXTRA_EXES = {"iptables": ("iptables-restore", "ip6tables", "ip6tables-restore"),
+              "iproute2": ("bridge",),
+              "strongswan": ("charon-systemd", "swanctl")}
+EXTRA_DIRS = {"iptables": "/usr/lib/*/xtables"}
+STRONGSWAN_PLUGINS = ("random", "nonce", "openssl", "aes", "sha1", "sha2", "hmac", "gcm", "gmp",
+                      "kdf", "pem", "pkcs1", "x509", "pubkey", "kernel-libipsec",
+                      "kernel-netlink", "socket-default", "vici")
+EXTRA_LIBS = {"strongswan": (*(f"/usr/lib/ipsec/plugins/libstrongswan-{p}.so"
+                                for p in STRONGSWAN_PLUGINS),
+                              # glibc dlopen()s it when a thread is cancelled (charon's
+                              # and swanctl's threads are): without it they abort
+                              "/usr/lib/x86_64-linux-gnu/libgcc_s.so.1")}
 _LDD_LINE = re.compile(r"(?:=>\s*)?(/\S+)\s+\(0x")
 
 
@@ -109,6 +128,15 @@ def python_files(modules: list[str]) -> list[Path]:
     return [p for p in out if lib in p.parents and p.suffix in (".py", ".so")] + [lib / "os.py"]
 
 
+def borrowed(src: Path) -> list[Path]:
+    """The files the NF whose bundle source is `src` ships from another NF's folder
+    (catalogue.BORROWED: the VPN runs the NAT's arpd.py)."""
+    from netfate import catalogue
+
+    return [src.parent / nf / "files" / f
+            for nf, f in catalogue.BORROWED.get(src.name, {}).values()]
+
+
 def plan_rootfs(bundle_dir: Path, capabilities: list[str]) -> Rootfs:
     """The rootfs of the NF whose bundle source is `bundle_dir`, with tools for
     `capabilities` (the descriptor's). DriverError if a needed host tool is missing."""
@@ -128,12 +156,25 @@ def plan_rootfs(bundle_dir: Path, capabilities: list[str]) -> Rootfs:
             raise DriverError(f"host tool {' or '.join(exes)!r} (capability {cap}) is not "
                               "installed")
         fs.add_binary(Path(found))
+        for extra in EXTRA_EXES.get(cap, ()):
+            if (w := shutil.which(extra, path=SBIN_PATH)) is not None:
+                fs.add_binary(Path(w))
+        for lib in EXTRA_LIBS.get(cap, ()):
+            if not Path(lib).is_file():
+                raise DriverError(f"{lib} (capability {cap}) is not installed")
+            fs.add_binary(Path(lib))
+        if cap in EXTRA_DIRS:
+            for f in sorted(Path("/").glob(EXTRA_DIRS[cap].lstrip("/") + "/*")):
+                if f.is_file():
+                    fs.add_file(f, f.as_posix().lstrip("/"))
     if "python3" in capabilities:
         fs.add_binary(Path("/usr/bin/python3"))
         helpers = sorted(bundle_dir.rglob("*.py"))
         shared = bundle_dir.parent / "_shared"
         helpers += sorted(shared.glob("*.py")) if shared.is_dir() else []
-        for f in python_files(python_imports(helpers)):
+        helpers += borrowed(bundle_dir)
+        # the codecs a helper names by string (open(..., encoding="ascii")): no import shows
+        for f in python_files([*python_imports(helpers), *PY_CODECS]):
             if f.is_file():
                 fs.add_file(f, f.as_posix().lstrip("/"))
         fs.data.setdefault("usr/lib/python3.11/lib-dynload/.keep", b"")
@@ -199,9 +240,11 @@ def layer_tar(fs: Rootfs, epoch: int) -> bytes:
     return buf.getvalue()
 
 
-def write_layout(dest: Path, tar: bytes, tag: str, epoch: int, cmd: list[str]) -> str:
-    """An OCI image layout at `dest` holding one image (tag `tag`) of the single layer `tar`;
-    returns the manifest's digest. Deterministic: the same inputs give the same bytes."""
+def write_layout(dest: Path, tar: bytes, tag: str, epoch: int, cmd: list[str],
+                 labels: dict[str, str] | None = None) -> str:
+    """An OCI image layout at `dest` holding one image (tag `tag`) of the single layer `tar`
+    (config Labels `labels`); returns the manifest's digest. Deterministic: the same inputs
+    give the same bytes."""
     gz = io.BytesIO()
     with gzip.GzipFile(fileobj=gz, mode="wb", mtime=0, compresslevel=6) as g:
         g.write(tar)
@@ -209,7 +252,8 @@ def write_layout(dest: Path, tar: bytes, tag: str, epoch: int, cmd: list[str]) -
     created = datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     config = {
         "created": created, "architecture": "amd64", "os": "linux",
-        "config": {"Env": [f"PATH={SBIN_PATH}"], "Cmd": cmd, "WorkingDir": "/"},
+        "config": {"Env": [f"PATH={SBIN_PATH}"], "Cmd": cmd, "WorkingDir": "/",
+                   **({"Labels": dict(labels)} if labels else {})},
         "rootfs": {"type": "layers", "diff_ids": [f"sha256:{hashlib.sha256(tar).hexdigest()}"]},
         "history": [{"created": created, "created_by": "netfate images build"}],
     }
@@ -236,11 +280,34 @@ def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+# Bump when what goes into an image changes (plan_rootfs, layer_tar): an image built by an
+# older recipe, or from another bundle, is rebuilt under the same tag.
+RECIPE = "5"
+LABEL = "org.netfate.image-source"
+
+
+def source_key(src: Path, capabilities: list[str]) -> str:
+    """What an NF's image is built from, as one digest: the recipe, the capabilities, and
+    every file of the bundle source and the shared helpers (path and content)."""
+    h = hashlib.sha256(f"recipe {RECIPE}\ncaps {sorted(capabilities)}\n".encode())
+    shared = src.parent / "_shared"
+    for root in (src, shared):
+        for f in sorted(root.rglob("*")) if root.is_dir() else []:
+            if f.is_file() and "__pycache__" not in f.parts:
+                h.update(f"{f.relative_to(root.parent).as_posix()}\n".encode())
+                h.update(hashlib.sha256(f.read_bytes()).digest())
+    for f in borrowed(src):
+        h.update(f"borrowed {f.relative_to(src.parent).as_posix()}\n".encode())
+        h.update(hashlib.sha256(f.read_bytes()).digest())
+    return "sha256:" + h.hexdigest()
+
+
 def build_nf_image(store: ImageStore, name: str, epoch: int = 0, *,
                    force: bool = False) -> ImageInfo:
-    """Build catalogue NF `name`'s image into `store` (tag ``<name>-<version>``), unless it is
-    there already (`force`: build and re-tag anyway; the same host packages give the same
-    digest). NotFound for an unknown NF; DriverError if a host tool is missing."""
+    """Build catalogue NF `name`'s image into `store` (tag ``<name>-<version>``), unless one
+    built from the same sources is there already (`force`: build and re-tag anyway; the same
+    host packages give the same digest). NotFound for an unknown NF; DriverError if a host
+    tool is missing."""
     from netfate import catalogue, safe_yaml
     from netfate.bundle import DESCRIPTOR, DESCRIPTOR_LIMITS
     from netfate.descriptor import parse_descriptor
@@ -251,18 +318,21 @@ def build_nf_image(store: ImageStore, name: str, epoch: int = 0, *,
     desc = parse_descriptor(safe_yaml.load((src / DESCRIPTOR).read_bytes(), DESCRIPTOR,
                                            DESCRIPTOR_LIMITS), DESCRIPTOR)
     tag = image_tag(desc.name, desc.version)
+    key = source_key(src, desc.capabilities)
     if not force and store.has(tag):
-        return store.resolve(tag)
-    return build_image(store, src, tag, desc.capabilities, epoch)
+        labels = (store.config(tag).get("config") or {}).get("Labels") or {}
+        if labels.get(LABEL) == key:
+            return store.resolve(tag)
+    return build_image(store, src, tag, desc.capabilities, epoch, {LABEL: key})
 
 
 def build_image(store: ImageStore, src: Path, tag: str, capabilities: list[str],
-                epoch: int = 0) -> ImageInfo:
+                epoch: int = 0, labels: dict[str, str] | None = None) -> ImageInfo:
     """Build the image of the NF bundle source `src` (tools for `capabilities`) and store it,
     verified, as `tag`."""
     tar = layer_tar(plan_rootfs(src, capabilities), epoch)
     with tempfile.TemporaryDirectory(prefix=".build-") as tmp:
-        write_layout(Path(tmp), tar, tag, epoch, IDLE_CMD)
+        write_layout(Path(tmp), tar, tag, epoch, IDLE_CMD, labels)
         return store.import_image(Path(tmp), tag, tag)
 
 

@@ -74,10 +74,11 @@ class DirSource:
             raise NotFound(f"image layout {self.root} has no {name}") from None
         except OSError as exc:
             raise InvalidInput(f"image layout {self.root}: cannot read {name}: {exc}") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # checked before fdopen, which raises on a directory
+            os.close(fd)
+            raise InvalidInput(f"image layout {self.root}: {name} is not a regular file")
         with os.fdopen(fd, "rb") as fh:
-            st = os.fstat(fh.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise InvalidInput(f"image layout {self.root}: {name} is not a regular file")
             if st.st_size > max_bytes:
                 raise InvalidInput(f"image layout {self.root}: {name} is {st.st_size} bytes; "
                                    f"the limit is {max_bytes}")
@@ -93,10 +94,11 @@ class ArchiveSource:
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         except OSError as exc:
             raise NotFound(f"cannot read image archive {path}: {exc}") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # /dev/zero or a fifo would never end; a directory
+            os.close(fd)                   # would make fdopen raise
+            raise InvalidInput(f"image archive {path} is not a regular file")
         with os.fdopen(fd, "rb") as fh:
-            st = os.fstat(fh.fileno())
-            if not stat.S_ISREG(st.st_mode):  # /dev/zero or a fifo would never end
-                raise InvalidInput(f"image archive {path} is not a regular file")
             if st.st_size > max_bytes:
                 raise InvalidInput(f"image archive {path} is {st.st_size} bytes; the disk "
                                    f"budget is {max_bytes}")

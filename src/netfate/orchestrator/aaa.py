@@ -1,6 +1,7 @@
 """The orchestrator's AAA duties beyond the login itself: RADIUS accounting of every login
 (orchestrator/accounting.py), Session-Timeout, and the Dynamic Authorization server
-(RFC 5176, radius/dae.py) that lets the RADIUS side disconnect a user or change their NFs.
+(RFC 5176, radius/dae.py) that lets the RADIUS side disconnect a user or change their NFs
+for the current login (a session override: the user's stored NFs apply again at its end).
 
 Why the orchestrator hosts the DAE server and not the FreeRADIUS process: a Disconnect or
 CoA acts on sessions, NFs and steering, which the orchestrator owns; FreeRADIUS is the AAA
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("netfate.orchestrator.aaa")
 
 MULTIPLE_SESSIONS = 508  # Error-Cause: Multiple Session Selection Unsupported
+MAX_NFS = 16  # as many as a user's required_nfs may name (api/schemas.py)
 _HEX = re.compile(r"[^0-9a-f]")
 
 
@@ -62,8 +64,9 @@ def find_sessions(s: Session, ids: dict[str, str]) -> list[tuple[str, str, str, 
             continue
         if "Acct-Session-Id" in ids and ids["Acct-Session-Id"] != r.acct_session_id:
             continue
-        if "Calling-Station-Id" in ids and _mac(ids["Calling-Station-Id"]) != _mac(r.mac):
-            continue
+        if "Calling-Station-Id" in ids and (r.mac is None or len(_mac(r.mac)) != 12 or
+                                            _mac(ids["Calling-Station-Id"]) != _mac(r.mac)):
+            continue  # not a MAC ("zz" is none) matches no session, one without a MAC too
         if "Framed-IP-Address" in ids and ids["Framed-IP-Address"] != r.ip:
             continue
         out.append((r.user_name, r.node_name, r.acct_session_id or "", r.mac, r.ip))
@@ -83,12 +86,20 @@ def _set_limits(s: Session, acct_id: str, session_timeout: int | None,
             r.idle_timeout = idle_timeout
 
 
-def _set_nfs(s: Session, user: str, nfs: tuple[str, ...]) -> list[str]:
-    """Set the user's NFs; the names the catalogue does not know (then nothing changes)."""
+def _set_nfs(s: Session, acct_id: str, nfs: tuple[str, ...]) -> list[str]:
+    """Set the NFs of the login ``acct_id`` (its session's override: the user's stored
+    required_nfs are left as they are, and apply again when the login ends, RFC 5176 3.1: a
+    CoA changes the session's authorization); the names the catalogue does not know, or the
+    reason the list is refused (then nothing changes)."""
     known = {b.name for b in repo.list_bundles(s)}
     unknown = [n for n in nfs if n not in known]
+    if len(set(nfs)) != len(nfs):
+        return [f"{n} (twice)" for n in sorted({n for n in nfs if nfs.count(n) > 1})]
+    if len(nfs) > MAX_NFS:
+        return [f"more than {MAX_NFS} NFs"]
     if not unknown:
-        repo.update_user(s, user, required_nfs=list(nfs))
+        for r in s.scalars(sa_active().where(UserSession.acct_session_id == acct_id)):
+            r.nfs_override = list(nfs)
     return unknown
 
 
@@ -166,7 +177,7 @@ class Aaa:
                 return dae.DaeResult(False, dae.SESSION_CONTEXT_NOT_REMOVABLE, str(exc))
             return dae.DaeResult(True)
         if req.nfs is not None:
-            unknown = await orch.db.run(_set_nfs, user, req.nfs)
+            unknown = await orch.db.run(_set_nfs, acct_id, req.nfs)
             if unknown:
                 return dae.DaeResult(False, dae.INVALID_ATTRIBUTE_VALUE,
                                      f"unknown NFs {unknown}")

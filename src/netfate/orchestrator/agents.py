@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -35,10 +36,40 @@ class AgentBadReply(NetfateError):
         self.node = node
 
 
+# An agent whose NATS member died is reconnecting to another (reconnect_time_wait 0.5 s):
+# for this long a "no responders" answer is retried, since no agent received the command.
+NO_RESPONDERS_GRACE_S = 2.0
+# Commands an agent may receive twice with the same outcome (desired state, reads, a state
+# import that replaces): sent again when the bus connection drops while they wait. A live
+# migration's steps are not: they wait for their reply or their deadline.
+RESENDABLE = frozenset({"apply", "export_state", "import_state", "status", "nf_status", "ping"})
+
+
+class Disconnects:
+    """Counts the bus connection's losses (nats-py's ``disconnected_cb``). A command in flight
+    when the connection drops may have lost its request or its reply with the NATS member
+    that died, so it is sent again (agents' commands are idempotent: the compute contract
+    suite checks create/start/stop/update/pause/delete twice)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._event = asyncio.Event()
+
+    async def lost(self) -> None:
+        """The disconnected callback: wake the commands in flight."""
+        self.count += 1
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
 class AgentBus:
-    def __init__(self, nc: Any, timeout: float) -> None:
+    def __init__(self, nc: Any, timeout: float, disconnects: Disconnects | None = None) -> None:
         self.nc = nc
         self.timeout = timeout
+        self.disconnects = disconnects or Disconnects()
 
     async def command(self, node: str, cmd: Command, timeout: float | None = None) -> Reply:
         """The agent's reply. Every failure is a NetfateError naming the node: callers undo
@@ -59,20 +90,53 @@ class AgentBus:
         import nats.errors
 
         t = timeout or self.timeout
-        try:
-            msg = await self.nc.request(subjects.command(node), cmd.model_dump_json().encode(),
-                                        timeout=t)
-        except nats.errors.NoRespondersError:
-            raise AgentUnreachable(node, f"no agent of node {node} is connected") from None
-        except (nats.errors.TimeoutError, TimeoutError):
-            raise AgentUnreachable(
-                node, f"the agent of node {node} did not answer in {t:g}s") from None
-        except nats.errors.Error as exc:  # connection closed or draining, at shutdown
-            raise AgentUnreachable(
-                node, f"no command to node {node}: the bus is unavailable ({exc})") from None
+        deadline = time.monotonic() + t
+        # At most a quarter of the deadline: an agent that is simply gone still fails fast.
+        grace = time.monotonic() + min(NO_RESPONDERS_GRACE_S, t / 4)
+        pause = 0.05
+        while True:
+            try:
+                msg = await self._request(node, cmd, max(0.05, deadline - time.monotonic()))
+                if msg is None:  # the connection dropped while waiting: send it again
+                    continue
+                break
+            except nats.errors.NoRespondersError:
+                # Not delivered to any agent, so safe to send again: the node's agent may be
+                # moving to another member of a NATS cluster (issue #15).
+                if time.monotonic() + pause >= grace:
+                    raise AgentUnreachable(
+                        node, f"no agent of node {node} is connected") from None
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.4)
+            except (nats.errors.TimeoutError, TimeoutError):
+                raise AgentUnreachable(
+                    node, f"the agent of node {node} did not answer in {t:g}s") from None
+            except nats.errors.Error as exc:  # connection closed or draining, at shutdown
+                raise AgentUnreachable(
+                    node, f"no command to node {node}: the bus is unavailable ({exc})") from None
         try:
             return Reply.model_validate_json(msg.data)
         except ValidationError as exc:
             first = exc.errors()[0] if exc.errors() else {"msg": str(exc)}
             raise AgentBadReply(node, f"the agent of node {node} sent an invalid reply to "
                                       f"{cmd.op}: {first.get('msg')}") from None
+
+    async def _request(self, node: str, cmd: Command, timeout: float) -> Any:
+        """The agent's reply message, or None if the bus connection dropped before it came
+        (errors of the request itself are raised)."""
+        req = asyncio.ensure_future(self.nc.request(
+            subjects.command(node), cmd.model_dump_json().encode(), timeout=timeout))
+        if cmd.op not in RESENDABLE:
+            return await req
+        lost = asyncio.ensure_future(self.disconnects.wait())
+        try:
+            await asyncio.wait({req, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+        if req.done():
+            return req.result()
+        if getattr(self.nc, "is_closed", False) or getattr(self.nc, "is_draining", False):
+            return await req  # shutting down, not failing over: nothing to send again
+        req.cancel()
+        await asyncio.gather(req, return_exceptions=True)
+        return None

@@ -20,6 +20,7 @@ from netfate.orchestrator.api import (
     routes_notifications,
     routes_packages,
     routes_radius,
+    routes_troubleshoot,
     routes_ts_rules,
 )
 from netfate.orchestrator.service import Orchestrator
@@ -47,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.orchestrator = orch
     problems.install(app)
     for r in (routes_nodes_users, routes_packages, routes_instances, routes_notifications,
-              routes_radius, routes_ts_rules, routes_checkpoints):
+              routes_radius, routes_ts_rules, routes_checkpoints, routes_troubleshoot):
         app.include_router(r.router, prefix="/api/v1")
 
     # The operator's web UI (netfate.orchestrator.ui), its assets from the package.

@@ -217,12 +217,22 @@ class Executor:
     # -- steering ---------------------------------------------------------------------------
     async def steer(self, s: SteerStep) -> None:
         """The controller steers: publish the switches' new states and wait for the flows."""
-        await self.db.run(rec.steer, s.user, s.node, list(s.chain), s.mac, s.ip)
+        # A shared NF learns its new tenant (its VLAN) before their traffic comes tagged.
+        await self._retenant(await self.db.run(rec.steer, s.user, s.node, list(s.chain),
+                                               s.mac, s.ip))
         await self._installed(s.user, s.node, True)
 
     async def unsteer(self, s: UnsteerStep) -> None:
-        await self.db.run(rec.unsteer, s.user, s.node)
+        nodes = await self.db.run(rec.unsteer, s.user, s.node)
         await self._installed(s.user, s.node, False)
+        await self._retenant(nodes)
+
+    async def _retenant(self, nodes: list[str]) -> None:
+        """Send nodes whose shared NFs' tenants changed their desired state (best effort:
+        an unreachable agent gets it at its next push or re-sync)."""
+        for node in nodes:
+            self.pushes.changed(node)
+            await self.pushes.push_if_changed(node)
 
     async def _installed(self, user: str, node: str, installed: bool) -> None:
         if self.switches is None:

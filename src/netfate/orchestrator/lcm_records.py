@@ -28,6 +28,7 @@ from netfate.db.repo import check
 from netfate.db.repo._common import _kind as constraint_kind
 from netfate.db.repo.lcm import FINAL, TRANSITIONS
 from netfate.errors import Conflict, NotFound
+from netfate.orchestrator import tenants
 from netfate.orchestrator.flavour import flavour_for
 from netfate.orchestrator.planner import InstanceFacts
 
@@ -172,12 +173,13 @@ _DELETE_RULE = sa.delete(SteeringRule).where(_RULE_AT)
 
 
 def steer(s: Session, user: str, node: str, chain: list[str], mac: str | None,
-          ip: str | None) -> None:
+          ip: str | None) -> list[str]:
     """The user's steering rule at the node (Table III), desired: as repo.set_steering
     (mac and ip default to the user's; a change marks it not installed), in Core statements
     without ORM objects or savepoints (every placement and roam runs it). NotFound for an
     unknown user or node, Conflict if the rule was added concurrently. The instances'
-    active users (Table II) follow."""
+    active users (Table II) follow; returns the nodes of shared NFs whose tenants changed
+    (their agents must be told: tenants.retenant)."""
     hops = check.str_list("chain", chain)
     conn = s.connection()
     before = _chain_at(conn, user, node)
@@ -202,24 +204,24 @@ def steer(s: Session, user: str, node: str, chain: list[str], mac: str | None,
     elif (list(cur.chain or ()), cur.mac, cur.ip, cur.desired) != (hops, mac, ip, True):
         conn.execute(_SET_RULE.values(**values), key)
     # else unchanged: stays installed
-    count_users(conn, user, before)
+    return count_users(conn, user, before)
 
 
-def unsteer(s: Session, user: str, node: str) -> None:
+def unsteer(s: Session, user: str, node: str) -> list[str]:
     """Stop steering the user at the node (repo.clear_steering, in Core): an installed rule
     stays, not desired, until the controller reports it removed; one never installed goes.
-    The instances' active users (Table II) follow."""
+    The instances' active users (Table II) follow (as steer, the nodes to tell)."""
     conn = s.connection()
     key = {"user": user, "node": node}
     cur = conn.execute(_Q_RULE, key).first()
     if cur is None or (not cur.desired and cur.installed):
-        return
+        return []
     before = _chain_at(conn, user, node)
     if cur.installed:
         conn.execute(_SET_RULE.values(desired=False, updated_at=time.time()), key)
     else:
         conn.execute(_DELETE_RULE, key)
-    count_users(conn, user, before)
+    return count_users(conn, user, before)
 
 
 _Q_CHAINS_AT = sa.select(SteeringRule.chain).where(_RULE_AT, SteeringRule.desired.is_(True))
@@ -235,12 +237,14 @@ def _chain_at(conn: sa.Connection, user: str, node: str) -> list[str]:
             for i in (c or ())]
 
 
-def count_users(conn: sa.Connection, user: str, touched: list[str]) -> None:
+def count_users(conn: sa.Connection, user: str, touched: list[str]) -> list[str]:
     """Table II's "Number of Active Users" (NetFATE): `user` is an active user of exactly
     the instances their desired steering crosses. `touched`: instances whose chains may no
     longer name the user (their steering before a change). In Core, like steer: an ORM read
-    here would see the session's cached rows from before the Core writes."""
+    here would see the session's cached rows from before the Core writes. Returns the nodes
+    of shared NFs whose tenants (and so config) changed."""
     using = {i for (c,) in conn.execute(_Q_CHAINS_OF, {"user": user}) for i in (c or ())}
+    nodes: list[str] = []
     for iid in sorted(using | set(touched)):
         now = conn.execute(_Q_ACTIVE_USERS, {"iid": iid}).scalar()
         if now is None and iid not in using:
@@ -250,6 +254,9 @@ def count_users(conn: sa.Connection, user: str, touched: list[str]) -> None:
         if sorted(want) != sorted(current):
             conn.execute(_SET_ACTIVE_USERS.values(active_users=sorted(want),
                                                   updated_at=time.time()), {"iid": iid})
+            if (node := tenants.retenant(conn, iid)) is not None:
+                nodes.append(node)
+    return sorted(set(nodes))
 
 
 def mark_installed(s: Session, user: str, node: str, installed: bool) -> None:

@@ -76,7 +76,9 @@ async def dispatch(hub: EventHub, db: Database, timeout: float = 3.0,
                     try:
                         await client.post(uri, json=body)
                         failures.ok()
-                    except httpx.HTTPError as exc:
+                    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                        # InvalidURL is no HTTPError: a URI the API let through before it
+                        # refused control characters would otherwise end the dispatcher.
                         failures.failed(f"notifying subscription {sub_id} at {uri} of "
                                         f"operation {op.get('id')}", exc)
         except asyncio.CancelledError:

@@ -26,6 +26,9 @@ class Pushes:
         # last sent (to skip a push that would send nothing new).
         self._changes: dict[str, int] = {}
         self._sent: dict[str, int] = {}
+        # Per node: pushes completed, and the last one's reply.
+        self._done: dict[str, int] = {}
+        self._last: dict[str, Reply] = {}
         # sha256 -> the key that opens its content URL without the operator token
         # (netfate.api_auth.bundle_key); None: plain URLs.
         self.bundle_key: Callable[[str], str] | None = None
@@ -70,11 +73,21 @@ class Pushes:
         reply is recorded before the next push starts. Raises AgentUnreachable (no answer
         in time) or another NetfateError."""
         lock = self._locks.setdefault(node, asyncio.Lock())
+        done_before = self._done.get(node, 0)
         async with lock:
             seen = self._changes.get(node, 0)
+            last = self._last.get(node)
+            # A push that waited behind one that already carried every change made so far
+            # (this caller's included: it changed before it called) has nothing to send:
+            # its reply is that push's (several reactions on one node: one agent command).
+            if (last is not None and self._done.get(node, 0) > done_before
+                    and self._sent.get(node, -1) >= seen):
+                return last
             reply = await self.bus.command(node, await self.apply_command(node))
             self._sent[node] = max(self._sent.get(node, 0), seen)
             await self.actual.record_reply(node, reply)
+            self._last[node] = reply
+            self._done[node] = self._done.get(node, 0) + 1
         return reply
 
     async def push_if_changed(self, node: str) -> None:

@@ -29,6 +29,7 @@ from netfate.engine import UserAssociated
 from netfate.errors import NetfateError
 from netfate.orchestrator import reauth, sessions
 from netfate.orchestrator.reconcile import Repair, UserRecord, user_repairs
+from netfate.owners import is_operator_owned
 
 if TYPE_CHECKING:
     from netfate.orchestrator.service import Orchestrator
@@ -41,7 +42,7 @@ RETRY_S = 15.0  # a user repaired is not repaired again before this (a repair th
 # Core statements (plain rows, no ORM objects): this read covers every user every
 # reconciliation, and the ended sessions grow with every roam.
 _Q_ACTIVE = (sa.select(UserSession.user_name, UserSession.node_name, UserSession.mac,
-                       UserSession.ip)
+                       UserSession.ip, UserSession.nfs_override)
              .where(UserSession.state == SessionState.ACTIVE)
              .order_by(UserSession.started_at, UserSession.id))
 _Q_ENDED = (sa.select(UserSession.user_name, sa.func.max(UserSession.ended_at))
@@ -62,11 +63,13 @@ _Q_USERS = (sa.select(User.name, User.required_nfs, User.mac, User.ip, User.acce
 def user_records(s: Session) -> list[UserRecord]:
     """Every user with a session or NFs wanted, as `user_repairs` reads them."""
     conn = s.connection()
-    active = {u: (node, mac, ip) for u, node, mac, ip in conn.execute(_Q_ACTIVE)}
+    active = {u: (node, mac, ip, o) for u, node, mac, ip, o in conn.execute(_Q_ACTIVE)}
     ended: dict[str, float] = {u: float(t or 0.0) for u, t in conn.execute(_Q_ENDED)}
     insts: dict[str, dict[str, tuple[str, str]]] = {}
     created: dict[str, float] = {}
     for owner, iid, node, nf, at, users in conn.execute(_Q_INSTANCES):
+        if is_operator_owned(owner):
+            continue  # a probe in a user's path is not theirs: their repairs leave it alone
         insts.setdefault(owner, {})[iid] = (node, nf)
         created[iid] = at
         for other in users or ():  # a shared NF's other users use it too
@@ -82,7 +85,9 @@ def user_records(s: Session) -> list[UserRecord]:
         if cur is None and name not in insts:
             continue
         out.append(UserRecord(
-            user=name, required_nfs=tuple(required or ()),
+            # a CoA's NFs for the login in place of the stored ones (RFC 5176)
+            user=name, required_nfs=tuple((cur[3] if cur and cur[3] is not None
+                                           else required) or ()),
             session_node=cur[0] if cur else None,
             mac=(cur[1] if cur else None) or mac, ip=(cur[2] if cur else None) or ip,
             access_node=access_node, steered=steered.get(name, {}),

@@ -32,12 +32,13 @@ from netfate.bus.messages import (
     UserIdleReport,
 )
 from netfate.bus.server import EmbeddedNats
+from netfate.bus.urls import servers
 from netfate.counters import REGISTRATIONS_REFUSED, REGISTRY, LoopFailures
 from netfate.db import Database, repo
 from netfate.engine import NodeTelemetry, NodeUp
 from netfate.errors import NetfateError
 from netfate.orchestrator import notify, recovery
-from netfate.orchestrator.agents import AgentBus, refusal
+from netfate.orchestrator.agents import AgentBus, Disconnects, refusal
 from netfate.orchestrator.closed_loop import ClosedLoop
 from netfate.orchestrator.coordinator import Coordinator
 from netfate.orchestrator.hub import EventHub
@@ -52,6 +53,7 @@ from netfate.orchestrator.service_db import (
 from netfate.orchestrator.settings import Settings
 from netfate.orchestrator.switches import Switches
 from netfate.orchestrator.telemetry import TELEMETRY_FLUSH_S, Readings, write_readings
+from netfate.orchestrator.troubleshoot import Troubleshoots
 from netfate.radius.client import RadiusClient
 from netfate.radius.settings import RadiusSettings
 
@@ -83,6 +85,7 @@ class Orchestrator:
         self.handovers: collections.deque[dict[str, Any]] = collections.deque(maxlen=200)
         self._tasks: list[asyncio.Task[None]] = []
         self.closed_loop: ClosedLoop | None = None
+        self.troubleshoots: Troubleshoots | None = None  # made on first use (API)
         # The operator token (netfate.api_auth), known once started.
         self.api_token: str | None = None
         # Nodes whose agents reported their switch's ports since this start, and the user
@@ -119,15 +122,17 @@ class Orchestrator:
             self.nats = EmbeddedNats(s.state_dir / "nats")
             await asyncio.to_thread(self.nats.start)
             url = self.nats.url
-        self.nc = await nats.connect(url, name="orchestrator", max_reconnect_attempts=-1,
-                                     reconnect_time_wait=0.5)
+        disconnects = Disconnects()
+        self.nc = await nats.connect(servers(url), name="orchestrator", max_reconnect_attempts=-1,
+                                     reconnect_time_wait=0.5, disconnected_cb=disconnects.lost)
         self.switches = Switches(self.db, self.nc, s.user_idle_timeout,
                                  max_hosts_per_port=s.max_hosts_per_port,
                                  max_hosts_per_node=s.max_hosts_per_node, dhcp_pps=s.dhcp_pps)
         for name, ports in (await self.db.run(reported_ports)).items():
             self.switches.set_ports(name, ports)
-        self.coordinator = Coordinator(self.db, AgentBus(self.nc, s.command_timeout), self.hub,
-                                       s.public_url, s.policy, switches=self.switches)
+        bus = AgentBus(self.nc, s.command_timeout, disconnects)
+        self.coordinator = Coordinator(self.db, bus, self.hub, s.public_url, s.policy,
+                                       switches=self.switches)
         self.coordinator.admission.limit = s.max_events_in_flight
         self.coordinator.admission.target_s = s.admission_target_s
         if s.reaction_policy:

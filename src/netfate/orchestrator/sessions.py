@@ -25,6 +25,7 @@ from netfate.db.repo import check
 from netfate.db.repo.sessions import new_acct_session_id
 from netfate.engine import UserAssociated, UserIdle
 from netfate.errors import NotFound
+from netfate.owners import is_operator_owned
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -54,7 +55,9 @@ _Q_NODE = sa.select(Node.name).where(Node.name == sa.bindparam("name"))
 def _check(s: Session, user: str, node: str | None) -> None:
     """Raises NotFound for an unknown user or node (Core reads: every event asks)."""
     conn = s.connection()
-    if "\x00" in user or conn.execute(_Q_USER, {"name": user}).first() is None:
+    # (the operator's owner row, netfate.owners, is no user: it never associates)
+    if "\x00" in user or is_operator_owned(user) \
+            or conn.execute(_Q_USER, {"name": user}).first() is None:
         raise NotFound(f"user {user!r} does not exist")
     if node is not None and ("\x00" in node or
                              conn.execute(_Q_NODE, {"name": node}).first() is None):
@@ -63,7 +66,8 @@ def _check(s: Session, user: str, node: str | None) -> None:
 
 _Q_CURRENT = (sa.select(UserSession.id, UserSession.node_name, UserSession.mac,
                         UserSession.acct_session_id, UserSession.login_at,
-                        UserSession.session_timeout, UserSession.idle_timeout)
+                        UserSession.session_timeout, UserSession.idle_timeout,
+                        UserSession.nfs_override)
               .where(UserSession.user_name == sa.bindparam("user"),
                      UserSession.state == SessionState.ACTIVE)
               .order_by(UserSession.started_at.desc()).limit(1))
@@ -103,7 +107,8 @@ def record_association(s: Session, user: str, node: str, mac: str | None, ip: st
         # (no cause: the login goes on at the new node).
         cause = None
         carry = {"acct_session_id": cur.acct_session_id, "login_at": cur.login_at,
-                 "session_timeout": cur.session_timeout, "idle_timeout": cur.idle_timeout}
+                 "session_timeout": cur.session_timeout, "idle_timeout": cur.idle_timeout,
+                 "nfs_override": cur.nfs_override}  # a CoA's NFs hold for the whole login
     seen = {"last_seen": t, "access_node": node,
             **({"mac": mac} if mac is not None else {}), **({"ip": ip} if ip is not None else {})}
     try:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from netfate.bus.urls import check as check_servers
 from netfate.radius.settings import RadiusSettings
 
 
@@ -23,7 +24,8 @@ class Settings(BaseModel):
     db_url: str | None = Field(
         default=None, description="SQLAlchemy URL; none: SQLite in state_dir")
     nats_url: str | None = Field(
-        default=None, description="NATS URL; none: an embedded nats-server")
+        default=None, description="NATS URL, or a NATS cluster's member URLs separated by "
+        "commas; none: an embedded nats-server")
     host: str = Field(default="127.0.0.1", description="Address for the API")
     port: int = Field(default=8181, ge=1, le=65535, description="Port for the API")
     # The operator token of the API and UI (netfate.api_auth); kept out of repr and logs.
@@ -112,6 +114,11 @@ class Settings(BaseModel):
         default_factory=RadiusSettings,
         description="FreeRADIUS and the portals' RADIUS (the NETFATE_RADIUS_* group); "
         "reauth_lifetime above overrides its own")
+
+    @field_validator("nats_url")
+    @classmethod
+    def _nats_servers(cls, v: str | None) -> str | None:
+        return check_servers(v)
 
     @field_validator("callback_networks", "metrics_networks", mode="before")
     @classmethod

@@ -52,6 +52,7 @@ from netfate.engine import (
 )
 from netfate.flavours import advertised
 from netfate.orchestrator.flavour import catalogue_entry
+from netfate.owners import OPERATOR
 
 # Entries parsed from the bundles' descriptors, by the set of bundles they came from: the
 # catalogue changes rarely, and parsing every descriptor for every event adds up.
@@ -86,14 +87,15 @@ _INSTANCE = (VnfInstance.id, VnfInstance.nf_name, VnfInstance.owner, VnfInstance
 
 # Statements built once (building one per call costs more than running it on SQLite).
 _NAMES: sa.BindParameter[Any] = sa.bindparam("names", expanding=True)
-_Q_USERS_IN = sa.select(*_USER).where(User.name.in_(_NAMES))
+_Q_USERS_IN = sa.select(*_USER).where(User.name.in_(_NAMES), User.name != OPERATOR)
 _Q_INSTANCES_OF = sa.select(*_INSTANCE).where(
     VnfInstance.owner.in_(_NAMES), VnfInstance.desired_state == Presence.PRESENT)
 _Q_INSTANCES_OF_NF = sa.select(*_INSTANCE).where(
     VnfInstance.nf_name.in_(_NAMES), VnfInstance.desired_state == Presence.PRESENT)
-_Q_ACTIVE_IN = (sa.select(UserSession.user_name).distinct()
+_Q_ACTIVE_IN = (sa.select(UserSession.user_name, UserSession.nfs_override)
                 .where(UserSession.state == SessionState.ACTIVE,
-                       UserSession.user_name.in_(_NAMES)))
+                       UserSession.user_name.in_(_NAMES))
+                .order_by(UserSession.started_at))
 _Q_STEERED_IN = sa.select(SteeringRule.user_name, SteeringRule.node_name).where(
     SteeringRule.user_name.in_(_NAMES))
 _Q_DC_NODES = sa.select(*_NODE).where(Node.role == NodeRole.DC)
@@ -143,9 +145,12 @@ def _overlay(infra: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def user_view(u: Any, session_active: bool,
-              steered: Mapping[str, list[str]] | None = None) -> UserView:
+              steered: Mapping[str, list[str]] | None = None,
+              override: list[str] | None = None) -> UserView:
+    """``override``: the NFs a CoA set for the active login (None: the stored ones)."""
+    nfs = override if override is not None and session_active else u.required_nfs
     return UserView(
-        name=u.name, required_nfs=tuple(u.required_nfs or ()), access_node=u.access_node,
+        name=u.name, required_nfs=tuple(nfs or ()), access_node=u.access_node,
         mac=u.mac, ip=u.ip, last_seen=u.last_seen, session_active=session_active,
         steered_at=tuple(sorted((steered or {}).get(u.name, ()))),
     )
@@ -168,12 +173,14 @@ def instance_view(i: Any) -> InstanceView:
                         users=tuple(i.active_users or ()))
 
 
-def _active(session: Session, users: Collection[str] | None) -> set[str]:
-    """Users with an active session (one query, not one per user)."""
-    q = sa.select(UserSession.user_name).where(UserSession.state == SessionState.ACTIVE)
+def _active(session: Session, users: Collection[str] | None) -> dict[str, list[str] | None]:
+    """Users with an active session, each with its login's NF override (RFC 5176 CoA; None:
+    none), one query, not one per user."""
+    q = (sa.select(UserSession.user_name, UserSession.nfs_override)
+         .where(UserSession.state == SessionState.ACTIVE).order_by(UserSession.started_at))
     if users is not None:
         q = q.where(UserSession.user_name.in_(list(users)))
-    return set(session.scalars(q.distinct()))
+    return {u: o for u, o in session.execute(q)}  # the newest row of each user last
 
 
 def build(session: Session, now: float | None = None) -> Snapshot:
@@ -182,8 +189,9 @@ def build(session: Session, now: float | None = None) -> Snapshot:
     nodes = [node_view(n) for n in session.execute(sa.select(*_NODE).order_by(Node.name))]
     steered = _steered(session.execute(
         sa.select(SteeringRule.user_name, SteeringRule.node_name)))
-    users = [user_view(u, u.name in active, steered)
-             for u in session.execute(sa.select(*_USER).order_by(User.name))]
+    users = [user_view(u, u.name in active, steered, active.get(u.name))
+             for u in session.execute(sa.select(*_USER).where(User.name != OPERATOR)
+                                             .order_by(User.name))]
     instances = [instance_view(i) for i in session.execute(
         sa.select(*_INSTANCE).where(VnfInstance.desired_state == Presence.PRESENT)
         .order_by(VnfInstance.id))]
@@ -224,13 +232,13 @@ def _build_users(session: Session, names: list[str], nodes: list[str],
     conn = session.connection()
     rows: list[Any] = []
     insts: list[Any] = []
-    active: set[str] = set()
+    active: dict[str, list[str] | None] = {}
     steered_rows: list[Any] = []
     for chunk in _chunks(names):
         rows += conn.execute(_Q_USERS_IN, {"names": chunk})
         steered_rows += conn.execute(_Q_STEERED_IN, {"names": chunk})
         insts += conn.execute(_Q_INSTANCES_OF, {"names": chunk})
-        active.update(conn.execute(_Q_ACTIVE_IN, {"names": chunk}).scalars())
+        active.update((u, o) for u, o in conn.execute(_Q_ACTIVE_IN, {"names": chunk}))
     entries = catalogue(session)
     shared = sorted(e.name for e in entries if e.shared)
     if shared:  # a shared NF's instances serve users of any name: all of them are in scope
@@ -252,7 +260,7 @@ def _build_users(session: Session, names: list[str], nodes: list[str],
         node_rows.update((n.name, n) for n in conn.execute(_Q_NODES_IN, {"names": chunk}))
     return Snapshot(
         nodes=tuple(node_view(node_rows[k]) for k in sorted(node_rows)),
-        users=tuple(user_view(u, u.name in active, steered)
+        users=tuple(user_view(u, u.name in active, steered, active.get(u.name))
                     for u in sorted(rows, key=lambda u: u.name)),
         instances=tuple(instance_view(i) for i in sorted(insts, key=lambda i: i.id)),
         catalogue=entries, now=now if now is not None else time.time(),

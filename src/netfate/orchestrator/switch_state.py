@@ -40,6 +40,7 @@ from pydantic import ValidationError
 from netfate import naming
 from netfate.bus.messages import SwitchPorts
 from netfate.controller import model
+from netfate.controller import pipeline as pl
 from netfate.counters import ENTRIES_SKIPPED, REGISTRY
 from netfate.db.repo.switching import ChainNf, SteeredRule, SwitchingRecords
 from netfate.validators import station_ipv4
@@ -187,14 +188,18 @@ def _transits(world: World, node: str, ports: SwitchPorts) -> list[model.Transit
     return out
 
 
-def hop_of(iid: str, nf: ChainNf) -> model.Hop | None:
+def hop_of(iid: str, nf: ChainNf, user: str | None = None) -> model.Hop | None:
     """An NF instance's hop: its LAN-side and WAN-side switch ports (the descriptor's ports
-    with role lan/wan, else the first and the last); None with fewer than two ports."""
+    with role lan/wan, else the first and the last); None with fewer than two ports. A
+    shared NF's hop for `user` carries their VLAN (NNF paper IV.E: each tenant's traffic
+    marked on the NF's ports, pipeline.tenant_vlan)."""
     if len(nf.ports) < 2:
         return None
     lan = next((p for p in nf.ports if p.get("role") == "lan"), nf.ports[0])
     wan = next((p for p in nf.ports if p.get("role") == "wan"), nf.ports[-1])
-    return model.Hop(lan=naming.nf_port(iid, lan["name"]), wan=naming.nf_port(iid, wan["name"]))
+    vlan = pl.tenant_vlan(user) if nf.shared and user is not None else None
+    return model.Hop(lan=naming.nf_port(iid, lan["name"]), wan=naming.nf_port(iid, wan["name"]),
+                     vlan=vlan)
 
 
 def _chain(world: World, r: SteeredRule) -> list[tuple[str, model.Hop, str] | None]:
@@ -202,7 +207,7 @@ def _chain(world: World, r: SteeredRule) -> list[tuple[str, model.Hop, str] | No
     out: list[tuple[str, model.Hop, str] | None] = []
     for iid in r.chain:
         nf = world.records.nfs.get(iid)
-        hop = hop_of(iid, nf) if nf is not None else None
+        hop = hop_of(iid, nf, r.user) if nf is not None else None
         out.append((nf.node, hop, nf.nf) if nf is not None and hop is not None else None)
     return out
 

@@ -55,6 +55,25 @@ class Usage:
     def __neg__(self) -> Usage:
         return Usage(-self.in_octets, -self.in_packets, -self.out_octets, -self.out_packets)
 
+    def most(self, other: Usage) -> Usage:
+        """Each counter's larger value: a total never reported below one already sent."""
+        return Usage(max(self.in_octets, other.in_octets),
+                     max(self.in_packets, other.in_packets),
+                     max(self.out_octets, other.out_octets),
+                     max(self.out_packets, other.out_packets))
+
+    def as_list(self) -> list[int]:
+        """[in_octets, in_packets, out_octets, out_packets] (how the database keeps it)."""
+        return [self.in_octets, self.in_packets, self.out_octets, self.out_packets]
+
+    @classmethod
+    def from_list(cls, v: Any) -> Usage:
+        """From `as_list`'s shape; ValueError for anything else (a damaged row)."""
+        if not isinstance(v, list | tuple) or len(v) != 4 or \
+                not all(type(x) is int for x in v):
+            raise ValueError(f"not four integer counters: {str(v)[:80]}")
+        return cls(*v)
+
     def covers(self, other: Usage) -> bool:
         """Whether every counter is at least other's (no reset in between)."""
         return (self.in_octets >= other.in_octets and self.in_packets >= other.in_packets
@@ -86,6 +105,24 @@ class UsageMeter:
         if last is not None and not reading.covers(last):
             self._base[node] = self._base.get(node, Usage()) + last
         self._last[node] = reading
+
+    def to_json(self) -> dict[str, dict[str, list[int]]]:
+        """The meter as the database keeps it (acct_open.meter)."""
+        return {"last": {n: u.as_list() for n, u in self._last.items()},
+                "base": {n: u.as_list() for n, u in self._base.items()}}
+
+    @classmethod
+    def from_json(cls, data: Any) -> UsageMeter:
+        """From `to_json`'s shape; ValueError for anything else."""
+        if not isinstance(data, dict):
+            raise ValueError("a usage meter is an object")
+        parts = []
+        for key in ("last", "base"):
+            part = data.get(key, {})
+            if not isinstance(part, dict):
+                raise ValueError(f"a usage meter's {key} is an object")
+            parts.append({str(n): Usage.from_list(v) for n, v in part.items()})
+        return cls(parts[0], parts[1])
 
     def total(self) -> Usage:
         out = Usage()
@@ -175,7 +212,7 @@ def read_detail(path: Path) -> list[dict[str, str]]:
     records: list[dict[str, str]] = []
     cur: dict[str, str] | None = None
     for line in text.splitlines():
-        m = _ATTR.match(line)
+        m = _ATTR.fullmatch(line)
         if m is None:
             if line.strip():  # a header: the time the record was written
                 cur = {}

@@ -151,7 +151,7 @@ class RadiusBackend:
             # Unknown names count too: locking only real accounts would tell them apart.
             backoff = self.limiter.failure(key)
             locked = self.accounts.failure(account_key(login.user))
-            log.info("RADIUS reject user=%r mac=%s nas=%r: %s%s%s", login.user, login.mac,
+            log.info("RADIUS reject user=%r mac=%r nas=%r: %s%s%s", login.user, login.mac,
                      login.nas, "wrong password" if known else "unknown user",
                      f"; {key} backs off {backoff} s" if backoff else "",
                      f"; the account is locked for {locked} s" if locked else "")
@@ -162,7 +162,7 @@ class RadiusBackend:
         self.accounts.success(account_key(login.user))
         if framed_ip is None:
             framed_ip = self._allocate(login.user)
-        log.info("RADIUS accept user=%r mac=%s nas=%r framed_ip=%s", login.user, login.mac,
+        log.info("RADIUS accept user=%r mac=%r nas=%r framed_ip=%s", login.user, login.mac,
                  login.nas, framed_ip)
         return AuthDecision(True, ACCEPTED, framed_ip=framed_ip,
                             session_timeout=self.settings.session_timeout,
@@ -191,14 +191,14 @@ class RadiusBackend:
                 framed_ip = user.framed_ip
         if why:
             backoff = self.limiter.failure(key)
-            log.info("RADIUS re-auth reject user=%r mac=%s nas=%r: %s", login.user, login.mac,
+            log.info("RADIUS re-auth reject user=%r mac=%r nas=%r: %s", login.user, login.mac,
                      login.nas, why)
             return AuthDecision(False, f"fast re-authentication refused: {why}"
                             + (f"; retry in {backoff} s" if backoff else ""))
         self.limiter.success(key)
         if framed_ip is None:
             framed_ip = self._allocate(login.user)
-        log.info("RADIUS re-auth accept user=%r mac=%s nas=%r", login.user, login.mac, login.nas)
+        log.info("RADIUS re-auth accept user=%r mac=%r nas=%r", login.user, login.mac, login.nas)
         return AuthDecision(True, ACCEPTED, framed_ip=framed_ip,
                             session_timeout=self.settings.session_timeout,
                             idle_timeout=self.settings.idle_timeout)
@@ -214,7 +214,7 @@ class RadiusBackend:
             key = "the account" if wait is not None else key
         if wait is None:
             return None
-        log.info("RADIUS reject user=%r mac=%s nas=%r: %s backing off, %d s left",
+        log.info("RADIUS reject user=%r mac=%r nas=%r: %s backing off, %d s left",
                  login.user, login.mac, login.nas, key, wait)
         return AuthDecision(False, f"too many attempts, retry in {wait} s")
 

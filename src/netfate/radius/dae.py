@@ -20,8 +20,10 @@ seconds) gets the first answer again, not a second action (RFC 5080 2.2.2).
 The CoA attributes this NAS acts on (anything else in a CoA-Request is NAKed with
 Unsupported-Attribute, 401):
 
-- ``Filter-Id`` (RFC 2865 5.11) = ``"nfs:<nf>,<nf>,..."``: the user's NFs, in chain order
-  (``"nfs:"``: none); NetFATE's mapping of "the name of the filter list for this user";
+- ``Filter-Id`` (RFC 2865 5.11) = ``"nfs:<nf>,<nf>,..."``: the NFs of the user's current
+  login, in chain order (``"nfs:"``: none), in place of their stored ones until the login
+  ends (RFC 5176 3.1: the session's authorization changes, not the profile); NetFATE's
+  mapping of "the name of the filter list for this user";
 - ``Session-Timeout``, ``Idle-Timeout``: the session's new limits, in seconds.
 
 Session identification (RFC 5176 3): User-Name, Acct-Session-Id, Calling-Station-Id,
@@ -34,6 +36,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import re
+import struct
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
@@ -55,6 +59,8 @@ INFORMATIONAL = frozenset({"NAS-Identifier", "NAS-IP-Address", "Event-Timestamp"
                            "Reply-Message"})
 COA_CHANGES = frozenset({"Filter-Id", "Session-Timeout", "Idle-Timeout"})
 NFS_PREFIX = "nfs:"
+_NF_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")  # descriptor.py's NF names
+MAX_SESSION_TIMEOUT = 2**31 - 1  # what the database's integer column holds (PostgreSQL)
 
 # Error-Cause values (RFC 5176 3.5)
 UNSUPPORTED_ATTRIBUTE = 401
@@ -99,7 +105,8 @@ class Refused(Exception):
 
 def parse_nfs(filter_ids: Iterable[str]) -> tuple[str, ...]:
     """The NFs of ``nfs:a,b`` Filter-Ids (their lists joined, in order); ValueError for a
-    Filter-Id of another form or an empty NF name."""
+    Filter-Id of another form, an empty NF name or one that is not an NF name (a descriptor's
+    ``[a-z][a-z0-9-]{0,30}``, ASCII only)."""
     out: list[str] = []
     for f in filter_ids:
         if not f.startswith(NFS_PREFIX):
@@ -108,6 +115,9 @@ def parse_nfs(filter_ids: Iterable[str]) -> tuple[str, ...]:
         names = [n.strip() for n in rest.split(",")] if rest else []
         if any(not n for n in names):
             raise ValueError(f"Filter-Id {f[:64]!r} has an empty NF name")
+        bad = [n for n in names if not _NF_NAME.fullmatch(n)]
+        if bad:
+            raise ValueError(f"Filter-Id {f[:64]!r}: {bad[0][:40]!r} is not an NF name")
         out += names
     return tuple(out)
 
@@ -139,8 +149,28 @@ def decode(raw: bytes, secret: bytes) -> tuple[Any, DaeRequest]:
     return pkt, _request(pkt)
 
 
+class _Invalid(ValueError):
+    """An attribute whose value does not decode as its type (NAK 407)."""
+
+
+def _values(pkt: Any, name: str) -> list[Any]:
+    """The decoded values of an attribute; _Invalid if one does not decode as its type (an
+    integer or address of the wrong length, text that is not UTF-8: pyrad hands back the
+    raw bytes then, which must never pass for a name)."""
+    try:
+        values = list(pkt.get(name) or [])
+    except (ValueError, TypeError, UnicodeDecodeError, struct.error) as e:
+        raise _Invalid(f"{name}: {e}") from None
+    for v in values:
+        if isinstance(v, bytes | bytearray):
+            raise _Invalid(f"{name}: not UTF-8 text")
+        if isinstance(v, str) and "\x00" in v:
+            raise _Invalid(f"{name}: has a NUL")
+    return values
+
+
 def _first(pkt: Any, name: str) -> Any:
-    values = pkt.get(name)
+    values = _values(pkt, name)
     return values[0] if values else None
 
 
@@ -151,6 +181,14 @@ def _request(pkt: Any) -> DaeRequest:
         names.add(key if isinstance(key, str) else f"attribute {key}")
     allowed = set(IDENTIFIERS) | INFORMATIONAL | (set() if disconnect else COA_CHANGES)
     unsupported = tuple(sorted(n for n in names if n not in allowed))
+    try:
+        return _decoded(pkt, disconnect, unsupported)
+    except _Invalid as e:  # signed by a client we know, but not well formed: NAK 407
+        return DaeRequest(disconnect=disconnect, ids={}, unsupported=unsupported,
+                          invalid=str(e))
+
+
+def _decoded(pkt: Any, disconnect: bool, unsupported: tuple[str, ...]) -> DaeRequest:
     ids = {}
     for name in IDENTIFIERS:
         v = _first(pkt, name)
@@ -161,14 +199,17 @@ def _request(pkt: Any) -> DaeRequest:
     invalid = ""
     if not disconnect and pkt.get("Filter-Id"):
         try:
-            nfs = parse_nfs(str(f) for f in pkt["Filter-Id"])
+            nfs = parse_nfs(str(f) for f in _values(pkt, "Filter-Id"))
+        except _Invalid:
+            raise
         except ValueError as e:
             invalid = str(e)
     st, it = _first(pkt, "Session-Timeout"), _first(pkt, "Idle-Timeout")
     if it is not None and not 0 < int(it) <= 65535:
         invalid = invalid or f"Idle-Timeout {it}: give 1-65535 seconds"
-    if st is not None and int(st) <= 0:
-        invalid = invalid or f"Session-Timeout {st}: give a positive number of seconds"
+    if st is not None and not 0 < int(st) <= MAX_SESSION_TIMEOUT:
+        invalid = invalid or (f"Session-Timeout {st}: give 1-{MAX_SESSION_TIMEOUT} "
+                              "seconds")
     return DaeRequest(disconnect=disconnect, ids=ids, nas_id=str(nas) if nas else None,
                       nfs=nfs, session_timeout=None if disconnect or st is None else int(st),
                       idle_timeout=None if disconnect or it is None else int(it),
@@ -180,12 +221,12 @@ def check(req: DaeRequest) -> DaeResult | None:
     if req.unsupported:
         return DaeResult(False, UNSUPPORTED_ATTRIBUTE,
                          f"unsupported attributes: {', '.join(req.unsupported)}")
+    if req.invalid:
+        return DaeResult(False, INVALID_ATTRIBUTE_VALUE, req.invalid)
     if not req.ids:
         return DaeResult(False, MISSING_ATTRIBUTE,
                          "no session identification (User-Name, Acct-Session-Id, "
                          "Calling-Station-Id or Framed-IP-Address)")
-    if req.invalid:
-        return DaeResult(False, INVALID_ATTRIBUTE_VALUE, req.invalid)
     if not req.disconnect and req.nfs is None and req.session_timeout is None \
             and req.idle_timeout is None:
         return DaeResult(False, MISSING_ATTRIBUTE, "a CoA-Request with nothing to change")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import math
 import os
 import re
 import secrets
@@ -115,6 +116,13 @@ class RadiusSettings(BaseModel):
 
     def check(self) -> RadiusSettings:
         """Raise InvalidInput naming the first bad field."""
+        for name in ("failure_window", "backoff", "account_failure_window", "account_backoff",
+                     "acct_interim_interval", "reauth_lifetime", "reject_delay",
+                     "api_timeout"):
+            # "nan" parses as a float, and every comparison with it is false: a NaN window
+            # or backoff would have passed the checks below and turned the limits off.
+            if not math.isfinite(getattr(self, name)):
+                raise InvalidInput(f"radius {name} must be a finite number of seconds")
         try:
             ipaddress.ip_address(self.host)
         except ValueError as e:
@@ -141,7 +149,7 @@ class RadiusSettings(BaseModel):
         if self.idle_timeout is not None and not 0 < self.idle_timeout <= 65535:
             raise InvalidInput("radius idle_timeout must be 1-65535 seconds")
         for name in ("secret", "api_key"):
-            if not _SECRET_RE.match(getattr(self, name)):
+            if not _SECRET_RE.fullmatch(getattr(self, name)):
                 raise InvalidInput(
                     f"radius {name} must be 16-128 characters A-Z a-z 0-9 . _ ~ + / = : @ -"
                 )
@@ -169,8 +177,8 @@ class RadiusSettings(BaseModel):
                                "account_failure_window > 0, account_backoff >= 0")
         if self.max_tracked < 1:
             raise InvalidInput("radius max_tracked must be at least 1")
-        if self.session_timeout is not None and self.session_timeout <= 0:
-            raise InvalidInput("radius session_timeout must be positive")
+        if self.session_timeout is not None and not 0 < self.session_timeout <= 2**31 - 1:
+            raise InvalidInput("radius session_timeout must be 1-2147483647 seconds")
         if not 0 <= self.reject_delay <= 5:
             raise InvalidInput("radius reject_delay must be 0-5 seconds")
         if not 0 < self.api_timeout <= 60:

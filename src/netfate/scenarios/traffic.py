@@ -74,9 +74,14 @@ class VictimCounters:
             self._stop.wait(self.period)
 
     def rate(self, sources: list[str], t0: float, t1: float) -> float:
-        """Packets per second from `sources` between t0 and t1 (nearest samples inside)."""
+        """Packets per second from `sources` between t0 and t1 (monotonic s), from the nearest
+        samples inside the window, or, when it holds fewer than two (a short window on a
+        loaded machine: each sample is an `nft` run), the nearest ones around it."""
         ts = [t for t, _ in self.samples]
         i, j = bisect.bisect_left(ts, t0), bisect.bisect_right(ts, t1) - 1
+        if j <= i:
+            i = max(0, bisect.bisect_right(ts, t0) - 1)
+            j = min(len(ts) - 1, bisect.bisect_left(ts, t1))
         if j <= i:
             return 0.0
         (ta, a), (tb, b) = self.samples[i], self.samples[j]

@@ -12,6 +12,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -57,6 +58,12 @@ def current() -> TestbedSettings:
 
 def controller_target(settings: TestbedSettings | None = None) -> str:
     return (settings or current()).controller_target
+
+
+def tls_dir() -> Path:
+    """The testbed's CA and portal certificate (testbed/tls.py): ca.pem is what clients
+    trust to reach the captive portal API over https."""
+    return paths.run_dir() / "tls"
 
 
 def api_url(settings: TestbedSettings | None = None) -> str:
@@ -167,7 +174,8 @@ def _start_services(topo: Topology, progress: Progress, t: TestbedSettings) -> d
             "--port", str(t.api_port), "--nats-port", str(t.nats_port),
             "--command-timeout", f"{t.command_timeout:g}",
             "--radius", "--user-idle-timeout", str(t.idle_timeout),
-            "--reauth-lifetime", f"{t.reauth_lifetime:g}"), env=env,
+            "--reauth-lifetime", f"{t.reauth_lifetime:g}",
+            *(("--reaction-policy", t.reaction_policy) if t.reaction_policy else ())), env=env,
             ready=probes.http_ok(f"{api}/api/v1/health"), timeout=30)
     if not processes.alive("controller"):
         progress("starting the SDN controller")
@@ -176,16 +184,22 @@ def _start_services(topo: Topology, progress: Progress, t: TestbedSettings) -> d
             "--metrics-port", str(t.metrics_port)), env=env,
             ready=probes.tcp_port(t.of_port), timeout=30)
     cpes = [n for n in topo.nodes if n.role == "cpe"]
+    # The portals' certificate, from the testbed's own CA (the CAPPORT API is https only).
+    from netfate.testbed.tls import portal_pki  # cryptography: only when it is needed
+
+    pki = portal_pki(tls_dir()) if cpes else None
     for k, n in enumerate(cpes):
         name = f"access-{n.name}"
         if processes.alive(name):
             continue
         progress(f"starting the access services of {n.name} (DHCP, DNS, captive portal)")
+        assert pki is not None
         processes.start(name, processes.netfate_argv(
             "access", "serve", "--node", n.name, "--index", str(k), "--subnet", topo.subnet,
             "--gateway", topo.gateway, "--bridge", n.lsi, "--api-url", api,
             "--radius-state-dir", str(paths.run_dir() / "orchestrator"),
-            "--internet-address", topo.internet_address, "--mtu", str(topo.mtu)), env=env)
+            "--internet-address", topo.internet_address, "--mtu", str(topo.mtu),
+            "--tls-cert", str(pki.cert), "--tls-key", str(pki.key)), env=env)
     for n in topo.nodes:
         name = f"agent-{n.name}"
         if processes.alive(name):
@@ -424,7 +438,7 @@ def status() -> dict[str, Any]:
     nodes_dir = paths.run_dir() / "nodes"
     if nodes_dir.is_dir():
         for nd in sorted(nodes_dir.iterdir()):
-            for inst in sorted((nd / "nfs").glob("*/instance.json")):
+            for inst in sorted((nd / "nfs.records").glob("*.json")):
                 with contextlib.suppress(Exception):
                     d = json.loads(inst.read_text())
                     nfs.append({k: d[k] for k in ("instance_id", "node", "owner", "name",

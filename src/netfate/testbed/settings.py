@@ -31,6 +31,9 @@ class TestbedSettings(BaseModel):
         "at another CPE (0: off)")
     command_timeout: float = Field(
         default=10.0, gt=0, description="Seconds an agent has to answer the orchestrator")
+    reaction_policy: str = Field(
+        default="", description="The orchestrator's closed loop: reaction policy for NF "
+        "notifications (e.g. block-flood-sources; empty: off)")
     metrics_port: int = Field(
         default=9470, ge=0, le=65000, description="Prometheus /metrics (loopback): the SDN "
         "controller's port; the agents' follow it, one per node in topology order (0: "

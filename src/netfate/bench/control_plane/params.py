@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from netfate.errors import NetfateError
@@ -42,15 +43,36 @@ class Params:
     profile: str | None = None
     db_url: str | None = None         # None: SQLite in the bench's temp dir
     max_in_flight: int | None = None  # the orchestrator's max_events_in_flight (None: its own)
+    nats: int = 1                     # NATS servers: 1 the orchestrator's own; more a cluster
+    kill_nats_at: float | None = None  # s into the roaming phase: kill -9 a NATS member
 
     def check(self) -> None:
-        """BenchError for parameters the bench cannot run with."""
+        """BenchError for parameters the bench cannot run with (naming them). Every figure
+        is checked finite first: NaN fails no comparison (NaN <= 0 is false)."""
+        figures = {"--rate": self.rate, "--duration": self.duration,
+                   "--telemetry-interval": self.telemetry_interval,
+                   "--idle-fraction": self.idle_fraction, "--op-timeout": self.op_timeout,
+                   "--apply-delay-ms": self.apply_delay_ms, "idle_window": self.idle_window,
+                   "--kill-nats-at": 0.0 if self.kill_nats_at is None else self.kill_nats_at}
+        bad = [k for k, v in figures.items() if not math.isfinite(v)]
+        if bad:
+            raise BenchError(f"{', '.join(bad)}: must be a finite number")
+        if self.telemetry_interval <= 0 or self.op_timeout <= 0 or self.idle_window <= 0:
+            raise BenchError("need --telemetry-interval > 0 and --op-timeout > 0")
+        if not 0 <= self.idle_fraction <= 1 or self.apply_delay_ms < 0:
+            raise BenchError("need --idle-fraction in 0-1 and --apply-delay-ms >= 0")
         if self.nodes < 2 or self.users < 1 or self.rate <= 0 or self.duration < 0:
             raise BenchError("need --nodes >= 2, --users >= 1, --rate > 0, --duration >= 0")
         if self.users_via not in ("api", "db"):
             raise BenchError("--users-via is api or db")
         if self.warm and self.users_via != "db":
             raise BenchError("--warm needs --users-via db")
+        if not 1 <= self.nats <= 9:
+            raise BenchError("--nats is 1-9 (the members of a NATS cluster)")
+        if self.kill_nats_at is not None and (self.nats < 2 or self.kill_nats_at < 0
+                                              or self.kill_nats_at > self.duration):
+            raise BenchError("--kill-nats-at needs --nats >= 2 and a second within "
+                             "--duration")
 
 
 def hash_name(name: str) -> int:

@@ -27,9 +27,12 @@ ORCHESTRATOR_GRACE = 20.0  # it writes its database and profile on the way out
 
 
 def orchestrator_argv(state: Path, api_port: int, nats_port: int,
-                      profile: str | None) -> list[str]:
+                      profile: str | None, nats_url: str | None = None) -> list[str]:
+    """Its command; with ``nats_url`` (a cluster's members) it uses that bus, else it starts
+    its own nats-server on ``nats_port``."""
+    bus = ["--nats-url", nats_url] if nats_url else ["--nats-port", str(nats_port)]
     args = ["-m", "netfate.cli.main", "orchestrator", "--state-dir", str(state),
-            "--port", str(api_port), "--nats-port", str(nats_port)]
+            "--port", str(api_port), *bus]
     return [sys.executable, *(["-m", "cProfile", "-o", profile] if profile else []), *args]
 
 
@@ -59,8 +62,8 @@ class Procs:
         self.health: dict[str, Any] = {}
 
     def start_orchestrator(self, api_port: int, nats_port: int, profile: str | None,
-                           db_url: str | None = None, max_in_flight: int | None = None
-                           ) -> None:
+                           db_url: str | None = None, max_in_flight: int | None = None,
+                           nats_url: str | None = None) -> None:
         """Start it and wait until its API answers GET /health (kept in ``health``).
         BenchError with the end of its log if it exits or does not answer in time; then
         neither it nor its nats-server runs any more."""
@@ -69,7 +72,8 @@ class Procs:
         if max_in_flight is not None:
             env["NETFATE_MAX_EVENTS_IN_FLIGHT"] = str(max_in_flight)
         self.orchestrator = Supervised(
-            "orchestrator", [*orchestrator_argv(self.state, api_port, nats_port, profile),
+            "orchestrator", [*orchestrator_argv(self.state, api_port, nats_port, profile,
+                                                nats_url),
                              *(["--db-url", db_url] if db_url else [])],
             self.tmp, programs=("netfate",), env=env, append_log=False)
         self.group.add(self.nats)

@@ -19,6 +19,7 @@ from netfate.api_auth import BearerAuth
 from netfate.bench.control_plane.api import ERRORS, Api, OpWatch
 from netfate.bench.control_plane.load import Load, Users
 from netfate.bench.control_plane.meter import Meter
+from netfate.bench.control_plane.nats_fault import kill_orchestrators_member
 from netfate.bench.control_plane.params import (
     PASSWORD,
     PEERS,
@@ -37,6 +38,7 @@ from netfate.bench.control_plane.report import (
 from netfate.bench.control_plane.seed import seed_users_in_db
 from netfate.bench.sim_agents import node_names
 from netfate.bench.stats import summary
+from netfate.bus.cluster import NatsCluster
 
 
 async def _create_users(api: Api, names: list[str], concurrency: int) -> int:
@@ -75,17 +77,18 @@ async def _wait_nodes(api: Api, procs: Procs, ready: list[tuple[Path, Path]], n:
 
 
 async def _drive(p: Params, procs: Procs, api_port: int, nats_port: int,
-                 user_names: list[str], t_setup: float) -> dict[str, Any]:
+                 user_names: list[str], t_setup: float,
+                 cluster: NatsCluster | None) -> dict[str, Any]:
     api = Api(f"http://127.0.0.1:{api_port}", p.http_conns,
               auth=BearerAuth(state_dir=procs.state))
     try:
-        return await _phases(p, procs, api, nats_port, user_names, t_setup)
+        return await _phases(p, procs, api, nats_port, user_names, t_setup, cluster)
     finally:
         await api.close()
 
 
 async def _phases(p: Params, procs: Procs, api: Api, nats_port: int, user_names: list[str],
-                  t_setup: float) -> dict[str, Any]:
+                  t_setup: float, cluster: NatsCluster | None) -> dict[str, Any]:
     nats_url = procs.health.get("nats") or f"nats://127.0.0.1:{nats_port}"
     files = procs.start_agents(p, nats_url)
     register_s = await _wait_nodes(api, procs, files, p.nodes, 300)
@@ -111,6 +114,7 @@ async def _phases(p: Params, procs: Procs, api: Api, nats_port: int, user_names:
     load = Load(p, api, watch, users)
     load.plan_logins()
     setup_s = time.perf_counter() - t_setup
+    fault: asyncio.Task[dict[str, Any]] | None = None
     try:
         # The orchestrator's own background (telemetry of every node, reconciliation) with
         # no user events, to tell the cost of the events from it.
@@ -122,6 +126,8 @@ async def _phases(p: Params, procs: Procs, api: Api, nats_port: int, user_names:
             await load.phase("login", count=len(user_names), duration=None)
         await load.settle(p.op_timeout + 5)
         meter.mark("logged_in")
+        if cluster is not None and p.kill_nats_at is not None:
+            fault = asyncio.create_task(kill_orchestrators_member(cluster, p.kill_nats_at))
         await load.phase("roam", count=None, duration=p.duration)
         meter.mark("roam_sent")
         await load.settle(p.op_timeout + 5)
@@ -130,6 +136,7 @@ async def _phases(p: Params, procs: Procs, api: Api, nats_port: int, user_names:
         for t in [*load.tasks, follower, poller, sampler]:
             t.cancel()
         await asyncio.gather(follower, poller, sampler, return_exceptions=True)
+    nats_fault = await fault if fault is not None else None
     from_records = await settle_from_records(api, load.samples)
     login = [s for s in load.samples if s.phase == "login"]
     roam = [s for s in load.samples if s.phase == "roam"]
@@ -140,6 +147,7 @@ async def _phases(p: Params, procs: Procs, api: Api, nats_port: int, user_names:
         "setup": {"seconds": round(setup_s, 1), "register_nodes_s": round(register_s, 1),
                   "create_users_s": round(users_s, 1), "users_via": p.users_via},
         "latency_observed_via": LATENCY_OBSERVED_VIA,
+        **({"nats_fault": nats_fault} if fault is not None else {}),
         "overall": overall,
         "phases": {"login": login_fig, "roam": roam_fig},
         "completions": {"seen_on_sse": watch.by_sse, "found_by_listing": watch.by_poll,
@@ -178,6 +186,15 @@ def _homes(p: Params, users: list[str]) -> dict[str, str]:
     return {u: cpes[hash_name(u) % len(cpes)] for u in users}
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (the cluster's members are this process's children)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def run(p: Params) -> dict[str, Any]:
     """Run the bench; its figures as a JSON-able dict. BenchError if it cannot set up or run.
     Everything it started is stopped by its recorded PID at the end, on failure and on
@@ -190,14 +207,21 @@ def run(p: Params) -> dict[str, Any]:
     user_names = [f"u{i}" for i in range(p.users)]
     result: dict[str, Any] = {}
     t0 = time.perf_counter()
+    cluster = NatsCluster(tmp / "nats-cluster", p.nats) if p.nats > 1 else None
+    cluster_pids: list[int | None] = []
     try:
         with sigterm_as_interrupt():
+            if cluster is not None:
+                cluster.start()
+                cluster_pids = [cluster.pid(k) for k in range(p.nats)]
             if p.users_via == "db":
                 seed_users_in_db(state, user_names, _homes(p, user_names) if p.warm else None,
                                  p.db_url)
             t_setup = time.perf_counter()
-            procs.start_orchestrator(api_port, nats_port, p.profile, p.db_url, p.max_in_flight)
-            result = asyncio.run(_drive(p, procs, api_port, nats_port, user_names, t_setup))
+            procs.start_orchestrator(api_port, nats_port, p.profile, p.db_url, p.max_in_flight,
+                                     cluster.client_urls if cluster else None)
+            result = asyncio.run(_drive(p, procs, api_port, nats_port, user_names, t_setup,
+                                        cluster))
             procs.stop_agents()
             agent_stats = []
             for k in range(len(procs.agents)):
@@ -209,7 +233,10 @@ def run(p: Params) -> dict[str, Any]:
     finally:
         pids = procs.pids()
         procs.stop_all()
-        left = procs.leftovers()
+        if cluster is not None:
+            cluster.stop()
+        left = procs.leftovers() + [x for x in cluster_pids
+                                    if x is not None and _running(x)]
         keep_log = procs.orchestrator_tail() if not result else None
         shutil.rmtree(tmp, ignore_errors=True)
         if keep_log:
@@ -222,7 +249,8 @@ def run(p: Params) -> dict[str, Any]:
         **result,
         "targets": TARGETS,
         "peers": PEERS,
-        "processes": {**pids, "left_running": left, "tmp_dir": str(tmp),
+        "processes": {**pids, "nats_cluster": cluster_pids, "left_running": left,
+                      "tmp_dir": str(tmp),
                       "tmp_dir_removed": not tmp.exists()},
         "wall_s": round(time.perf_counter() - t0, 1),
     }

@@ -1,6 +1,7 @@
 """Helpers of the catalogue NFs that rewrite addresses in the wire (nat, load-balancer).
 
-Packed into those bundles as files/l3bump.py (catalogue.EXTRAS), imported as a sibling.
+Packed into those bundles as files/l3bump.py (catalogue.EXTRAS), imported as a sibling; their
+state and ruleset helpers (conntrack, nft) are ctstate.py's, shared with the firewall.
 Stdlib only; runs inside the NF's network namespace with "$NF_PYTHON".
 
 Why an address and IP forwarding on a bridge: with br_netfilter, NAT applies to bridged IPv4.
@@ -17,14 +18,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
-import subprocess
-import tempfile
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # checked in the source tree; in the bundle it is packed next to this file
+    from netfate.catalogue._shared import ctstate
     from netfate.catalogue._shared import nfcommon as nf
 else:
+    import ctstate
     import nfcommon as nf
 die = nf.die
 
@@ -44,14 +44,7 @@ def ipv4(value: Any, where: str) -> str:
         die(f"{where}: {e}")
 
 
-def cidr(value: Any, where: str) -> str:
-    """An IPv4 network (host bits cleared), or die."""
-    if not isinstance(value, str):
-        die(f"{where}: must be an IPv4 CIDR string")
-    try:
-        return str(ipaddress.IPv4Network(value, strict=False))
-    except ValueError as e:
-        die(f"{where}: {e}")
+cidr = nf.cidr  # an IPv4 network (host bits cleared), or die
 
 
 def interface(value: Any, where: str) -> ipaddress.IPv4Interface:
@@ -111,19 +104,10 @@ def bridge_marks(table: str, lan: str, wan: str) -> list[str]:
 
 
 # ---- br0's address and routes ------------------------------------------------------------------
-def _run(argv: list[str], what: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    p = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if check and p.returncode != 0:
-        die(f"{what} failed: {p.stderr.strip()}")
-    return p
+_run = ctstate.run
 
 
-def _sysctl(key: str, value: str) -> None:
-    try:
-        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
-            f.write(value)
-    except OSError as e:
-        die(f"cannot set {key}={value}: {e}")
+_sysctl = nf.sysctl
 
 
 def addresses() -> list[str]:
@@ -165,85 +149,3 @@ def set_l3(address: str, gateway: str | None, onlink: list[str],
         dest = "default" if n.prefixlen == 0 else str(n)
         _run(["ip", "route", "replace", dest, "dev", BRIDGE, "proto", "static"],
              f"route to {dest} through {BRIDGE}")
-
-
-# ---- conntrack state ---------------------------------------------------------------------------
-def saved_entries(listing: str) -> list[str]:
-    """The entries of `conntrack -L -o save` output (its "-A ..." lines)."""
-    return [ln for ln in listing.splitlines() if ln.startswith("-A ")]
-
-
-def export_conntrack() -> list[str]:
-    """Every conntrack entry of the namespace, NAT bindings included (-n/--src-nat,
-    -g/--dst-nat and the reply tuple are part of the "save" format)."""
-    p = _run(["conntrack", "-L", "-o", "save"], "conntrack -L")
-    return saved_entries(p.stdout)
-
-
-def check_entries(entries: object) -> list[str]:
-    """The conntrack entries of a state document: a list of single "-A ..." lines, or die."""
-    if not isinstance(entries, list):
-        die("state document: conntrack must be a list")
-    for ln in entries:
-        if not isinstance(ln, str) or not ln.startswith("-A ") or "\n" in ln:
-            die("state document: malformed conntrack entry")
-    return entries
-
-
-def restore_conntrack(entries: list[str]) -> tuple[int, int]:
-    """Load saved entries (after the NAT ruleset, so the NAT hooks exist); returns (restored,
-    skipped). An entry that exists already (a flow seen again since start) is skipped."""
-    if not entries:
-        return 0, 0
-    with tempfile.NamedTemporaryFile("w", dir=nf.env("NF_RUN_DIR"), suffix=".ct",
-                                     delete=False) as f:
-        f.write("\n".join(entries) + "\n")
-        path = f.name
-    try:
-        if _run(["conntrack", "-R", path], "", check=False).returncode == 0:
-            return len(entries), 0
-        restored = skipped = 0
-        for ln in entries:  # one at a time, so one existing entry does not lose the rest
-            with open(path, "w") as f:
-                f.write(ln + "\n")
-            if _run(["conntrack", "-R", path], "", check=False).returncode == 0:
-                restored += 1
-            else:
-                skipped += 1
-        return restored, skipped
-    finally:
-        os.unlink(path)
-
-
-# ---- nft -----------------------------------------------------------------------------------------
-def nft_load(path: str) -> None:
-    _run(["nft", "-f", path], "loading the ruleset")
-
-
-def nft_delete(tables: list[tuple[str, str]]) -> None:
-    for fam, tab in tables:
-        subprocess.run(["nft", "delete", "table", fam, tab], capture_output=True, check=False)
-
-
-def counters(family: str, table: str) -> tuple[bool, dict[str, dict[str, int]]]:
-    """(loaded, {comment: {packets, bytes}}) of the counted, commented rules of a table."""
-    p = subprocess.run(["nft", "-j", "list", "table", family, table], capture_output=True,
-                       text=True, check=False)
-    if p.returncode != 0:
-        return False, {}
-    out: dict[str, dict[str, int]] = {}
-    for item in json.loads(p.stdout).get("nftables", []):
-        rule = item.get("rule")
-        if not rule or "comment" not in rule:
-            continue
-        for e in rule.get("expr", []):
-            if "counter" in e:
-                c = e["counter"]
-                out[rule["comment"]] = {"packets": c["packets"], "bytes": c["bytes"]}
-    return True, out
-
-
-def write_text(path: str, text: str) -> None:
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)

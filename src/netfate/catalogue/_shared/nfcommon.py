@@ -11,6 +11,7 @@ non-zero (SystemExit), which the lifecycle script and then the driver report.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -83,6 +84,36 @@ def int_in(d: dict[str, Any], key: str, default: int, lo: int, hi: int,
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
         die(f"{where + '.' if where else ''}{key}: must be an integer {lo}-{hi}")
     return v
+
+
+def cidr(value: Any, where: str) -> str:
+    """An IPv4 address or network as a network string (host bits cleared, e.g.
+    "10.1.2.3/24" -> "10.1.2.0/24", "10.1.2.3" -> "10.1.2.3/32"), or die naming `where`."""
+    if not isinstance(value, str):
+        die(f"{where}: must be an IPv4 address or CIDR string")
+    try:
+        return str(ipaddress.IPv4Network(value, strict=False))
+    except ValueError as e:
+        die(f"{where}: {e}")
+
+
+def sysctl(key: str, value: str) -> None:
+    """Set a (network namespace's) sysctl, e.g. sysctl("net.ipv4.ip_forward", "1"); or die.
+    Nothing is written when it has the value already: in a container /proc/sys is read-only
+    and the runtime set the descriptor's `sysctls` before the NF started."""
+    path = "/proc/sys/" + key.replace(".", "/")
+    try:
+        with open(path) as f:
+            if f.read().strip() == value:
+                return
+    except OSError:
+        pass
+    try:
+        with open(path, "w") as f:
+            f.write(value)
+    except OSError as e:
+        die(f"cannot set {key}={value}: {e} (an NF in a container gets it from its "
+            "descriptor's sysctls)")
 
 
 def paused() -> bool:

@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session
 from netfate.db.models import Node, SessionState, User, UserSession
 from netfate.db.repo import check
 from netfate.db.repo._common import get_or_404, guard, set_given, stamp, where_given
+from netfate.errors import NotFound
+from netfate.owners import is_operator_owned
 
 
 def active_session(session: Session, user: str) -> UserSession | None:
@@ -53,6 +55,8 @@ def add_session(
     ``acct_session_id`` names the login it belongs to (RADIUS Acct-Session-Id; a new one if
     not given), which began at ``login_at`` (default: now) with the Access-Accept's
     ``session_timeout`` and ``idle_timeout`` (seconds; None: none)."""
+    if is_operator_owned(user):  # the operator's owner row logs in nowhere
+        raise NotFound(f"user {user!r} does not exist")
     u = get_or_404(session, User, user, "user")
     get_or_404(session, Node, node, "node")
     check.text("mac", mac, optional=True)

@@ -46,6 +46,7 @@ class ChainNf:
     node: str
     nf: str
     ports: tuple[dict[str, Any], ...] = ()
+    shared: bool = False  # one instance for many users (descriptor `shared`): VLAN-tagged
 
 
 @dataclass(frozen=True)
@@ -158,12 +159,16 @@ def switching_records(session: Session, nodes: Collection[str] | None = None
         rows = list(conn.execute(_Q_NFS, {"names": ids}))
         # One descriptor per bundle, not one per instance (they are big JSON documents).
         ports_of: dict[str, tuple[dict[str, Any], ...]] = {}
+        shared: set[str] = set()
         for sha, desc in conn.execute(_Q_DESCRIPTORS,
                                       {"names": sorted({r[3] for r in rows})}):
             ports_of[sha] = tuple(p for p in (desc or {}).get("ports", [])
                                   if isinstance(p, dict))
+            if (desc or {}).get("shared") is True:
+                shared.add(sha)
         for iid, node, nf, sha in rows:
-            nfs[iid] = ChainNf(node=node, nf=nf, ports=ports_of.get(sha, ()))
+            nfs[iid] = ChainNf(node=node, nf=nf, ports=ports_of.get(sha, ()),
+                               shared=sha in shared)
     users = sorted({r.user for r in rules})
     classes: dict[str, tuple[dict[str, Any], ...]] = {}
     if users:

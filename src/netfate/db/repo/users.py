@@ -14,7 +14,8 @@ from netfate.db.models import Node, User, VnfInstance
 from netfate.db.passwords import DUMMY_HASH, hash_password, needs_rehash, verify_password
 from netfate.db.repo import check
 from netfate.db.repo._common import get_or_404, guard, set_given, stamp, where_given
-from netfate.errors import Conflict, InvalidInput
+from netfate.errors import Conflict, InvalidInput, NotFound
+from netfate.owners import OPERATOR
 
 
 def _check_password(password: str) -> str:
@@ -110,11 +111,15 @@ def create_user(
 
 
 def get_user(session: Session, name: str) -> User:
+    if name == OPERATOR:  # the owner row of operator-owned NFs is no user (netfate.owners)
+        raise NotFound(f"user {name!r} does not exist")
     return get_or_404(session, User, name, "user")
 
 
 def list_users(session: Session, *, access_node: str | None = None) -> list[User]:
-    q = where_given(sa.select(User).order_by(User.name), (User.access_node, access_node))
+    # not the operator's owner row (netfate.owners): no user's
+    q = where_given(sa.select(User).where(User.name != OPERATOR).order_by(User.name),
+                    (User.access_node, access_node))
     return list(session.scalars(q))
 
 
@@ -170,7 +175,8 @@ def update_user_seen(
 
 def authenticate_user(session: Session, name: str, password: str) -> User | None:
     """The user if ``password`` is theirs, else None. Takes as long for an unknown user."""
-    user = session.get(User, name) if isinstance(name, str) and "\x00" not in name else None
+    user = (session.get(User, name) if isinstance(name, str) and "\x00" not in name
+            and name != OPERATOR else None)
     if user is None:
         verify_password(password, DUMMY_HASH)
         return None

@@ -78,7 +78,7 @@ class OperatorAuth:
     def _api(path: str, scope: Scope, headers: dict[str, str], token: str) -> Response | None:
         if api_auth.bearer_ok(headers.get("authorization"), token):
             return None
-        m = _CONTENT.match(path)
+        m = _CONTENT.fullmatch(path)
         if m and scope.get("method") in ("GET", "HEAD"):
             key = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("key", [""])[0]
             if key and api_auth.bundle_key_ok(token, m.group(1), key):

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from netfate.db import repo
-from netfate.orchestrator import sessions
+from netfate.orchestrator import sessions, tenants
 from netfate.orchestrator.api.deps import all_rows, coord, db, one_row, orch, row
 from netfate.orchestrator.api.schemas import (
     NODE,
@@ -86,7 +86,13 @@ def list_users(request: Request) -> list[dict[str, Any]]:
 
 @router.get("/users/{name}")
 def get_user(request: Request, name: str = USER) -> dict[str, Any]:
-    return one_row(request, lambda s: repo.get_user(s, name))
+    """The user; ``session_nfs``: the NFs a RADIUS CoA set for their current login, in place
+    of ``required_nfs`` until it ends (null: none set)."""
+    with db(request).session() as s:
+        out = row(repo.get_user(s, name))
+        cur = repo.active_session(s, name)
+        out["session_nfs"] = cur.nfs_override if cur is not None else None
+    return out
 
 
 @router.patch("/users/{name}", summary="Edit a user; a change to their NFs or classifiers "
@@ -96,13 +102,23 @@ async def patch_user(request: Request, name: str = USER, *, body: UserPatch
     classes = None if body.classifiers is None else [
         c.model_dump(exclude_none=True) for c in body.classifiers]
 
+    retenant: list[str] = []
+
     def update(s: Any) -> dict[str, Any]:
         _known_nfs(s, body.required_nfs)
         u = repo.update_user(s, name, password=body.password, required_nfs=body.required_nfs,
                              nf_config=body.nf_config, classifiers=classes)
-        return row(u)
+        out = row(u)
+        if body.nf_config is not None:  # the shared NFs they use get their new policy
+            s.flush()
+            retenant[:] = tenants.retenant_user(s.connection(), name,
+                                                {*body.nf_config, *u.required_nfs})
+        return out
 
     out = await db(request).run(update)
+    for node in retenant:
+        coord(request).pushes.changed(node)
+        await coord(request).push_if_changed(node)
     if body.required_nfs is not None or body.classifiers is not None:
         # Re-planned now (make before break), not at the next repair pass.
         await sessions.replan(coord(request), db(request), name)

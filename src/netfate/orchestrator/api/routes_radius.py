@@ -94,6 +94,8 @@ async def _answer(request: Request, authenticate: bool) -> JSONResponse:
         data = json.loads(body)
     except ValueError as e:  # json's messages give a position, never the content
         return problem(400, f"malformed JSON body: {e}")
+    except RecursionError:  # "[[[[..." within MAX_BODY: the decoder's stack, not a 500
+        return problem(400, "malformed JSON body: nested too deeply")
     try:
         req = RestRequest.model_validate(data)
     except ValidationError as e:  # locations and reasons only: inputs may hold a password

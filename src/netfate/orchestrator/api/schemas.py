@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import math
+import re
 from collections.abc import Iterable
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -11,6 +13,7 @@ from fastapi import Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from netfate import credentials
+from netfate.owners import check_user_name
 from netfate.validators import (
     NAME_PATTERN,
     IPv4Prefix,
@@ -38,12 +41,18 @@ MAX_JSON_DEPTH = 32
 
 def _shallow(value: Any) -> Any:
     """Free-form JSON (NF config, matches, filters) nests at most MAX_JSON_DEPTH levels: deeper
-    documents would be stored and then fail to serialise (a 500 on every later read)."""
+    documents would be stored and then fail to serialise (a 500 on every later read). Its
+    numbers are finite: Python's JSON reader takes NaN, Infinity and 1e309 (as inf), which
+    are no JSON numbers; the database stored them as null (or refused them), so what was
+    accepted was not what was stored."""
     stack = [(value, 1)]
     while stack:
         x, depth = stack.pop()
         if depth > MAX_JSON_DEPTH:
             raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(x, float) and not math.isfinite(x):
+            raise ValueError(f"{x!r} is not a JSON number (NaN, Infinity and numbers beyond "
+                             "1.8e308 are not)")
         if isinstance(x, dict):
             stack.extend((y, depth + 1) for y in x.values())
         elif isinstance(x, list):
@@ -56,7 +65,12 @@ Docs = Annotated[dict[str, dict[str, Any]], AfterValidator(_shallow)]
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: no unknown fields, and strict types (pydantic's lax mode would take
+    `true` or "5" or 5.0 for an integer and 0 or "false" for a boolean, storing what the
+    client never wrote: a priority of 1 from `true`). An integer is a JSON integer, a boolean
+    a JSON boolean; a float field still takes an integer."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class TSRuleBody(Body):
@@ -107,6 +121,8 @@ class UserCreate(Body):
     classifiers: list[TrafficClass] = Field(default=[], max_length=32)
 
     _check_password = field_validator("password")(_password)
+    # "operator" owns the operator's NFs (troubleshooting probes): no user may be named so.
+    _check_name = field_validator("name")(check_user_name)
 
 
 class UserPatch(Body):
@@ -155,6 +171,9 @@ class UpdateBody(Body):
     config: Doc = Field(examples=[{"default_in": "allow"}])
 
 
+_URI_CHARS = re.compile(r"[\x21-\x7e]+")
+
+
 class SubscriptionCreate(Body):
     callbackUri: str = Field(min_length=1, max_length=2048,
                              examples=["http://127.0.0.1:8080/netfate/notifications"])
@@ -164,14 +183,22 @@ class SubscriptionCreate(Body):
     @classmethod
     def _http_url(cls, v: str) -> str:
         """An http(s) URL with a host and a valid port (urlsplit raises on "http://[" or
-        a port that is not a number in range, which would otherwise surface as a 500)."""
+        a port that is not a number in range, which would otherwise surface as a 500).
+        Printable ASCII only, no white space: urlsplit silently drops tabs and newlines and
+        strips leading blanks, so such a URI would pass here and then be refused by the
+        HTTP client at every notification; and not port 0, which nothing listens on."""
+        if not _URI_CHARS.fullmatch(v):
+            raise ValueError(f"{v!r} is not a URL: printable ASCII only, without white space "
+                             "or control characters (percent-encode them)")
         try:
             parts = urlsplit(v)
-            parts.port  # noqa: B018 - raises ValueError when out of range or not a number
+            port = parts.port  # raises ValueError when out of range or not a number
         except ValueError as exc:
             raise ValueError(f"not a valid URL: {exc}") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{v!r} is not an http(s) URL with a host")
+        if port == 0:
+            raise ValueError(f"{v!r}: port 0 is not a port a callback can listen on")
         return v  # where it may point is the route's check (callback_refusal): a setting
 
 

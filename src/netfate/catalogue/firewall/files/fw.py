@@ -7,22 +7,28 @@ Direction: with br_netfilter the inet forward hook sees iifname/oifname "br0" fo
 packets, never the bridge ports. A bridge-family prerouting chain therefore marks every packet
 by its ingress port (lan -> 0x1 "out", wan -> 0x2 "in") and the inet forward chain dispatches
 on that mark.
+
+Tenants (a shared instance, NNF paper IV.E): with a config `{"tenants": [{"user", "vlan",
+...that user's own config}]}` the switch tags each tenant's traffic with its VLAN on both
+ports. The prerouting chain then marks by port and VLAN (vlan << 4 | direction), each
+tenant's rules live in chains of their own, and traffic of no tenant (untagged, an unknown
+VLAN) is dropped. br_netfilter hands tagged frames to the inet hooks because the driver sets
+bridge-nf-filter-vlan-tagged in the NF's namespace; the bridge keeps each frame's tag, so
+a tenant's traffic leaves with the tag it came with.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import os
-import subprocess
 import sys
-import tempfile
 from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 if TYPE_CHECKING:  # checked in the source tree; in the bundle it is packed next to this file
+    from netfate.catalogue._shared import ctstate as st
     from netfate.catalogue._shared import nfcommon as nf
 else:
+    import ctstate as st
     import nfcommon as nf
 die = nf.die
 
@@ -34,17 +40,45 @@ MAX_RULES = 256
 LAN, WAN = "lan", "wan"
 
 
-def _net(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        die(f"{where}: must be an IPv4 address or CIDR string")
-    try:
-        return str(ipaddress.IPv4Network(value, strict=False))
-    except ValueError as e:
-        die(f"{where}: {e}")
+MAX_TENANTS = 256
 
 
 def normalise(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Validate (again, independently of the platform) and fill defaults."""
+    """Validate (again, independently of the platform) and fill defaults. A tenants config
+    becomes {"tenants": [each tenant's own config normalised, with "user" and "vlan"]}."""
+    if "tenants" in cfg:
+        return {"tenants": normalise_tenants(cfg)}
+    return normalise_one(cfg)
+
+
+def normalise_tenants(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    # (the top-level policy, defaults filled in by the platform, is not used here)
+    extra = set(cfg) - {"tenants", "default_out", "default_in", "allow_dhcp", "rules"}
+    if extra:
+        die(f"unknown config keys: {sorted(extra)}")
+    ts = cfg["tenants"]
+    if not isinstance(ts, list) or len(ts) > MAX_TENANTS:
+        die(f"tenants: must be a list of at most {MAX_TENANTS} tenants")
+    out: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for i, t in enumerate(ts):
+        if not isinstance(t, dict):
+            die(f"tenants[{i}]: must be an object")
+        vlan, user = t.get("vlan"), t.get("user")
+        if isinstance(vlan, bool) or not isinstance(vlan, int) or not 1 <= vlan <= 4094:
+            die(f"tenants[{i}].vlan: must be an integer 1-4094")
+        if vlan in seen:
+            die(f"tenants[{i}].vlan: {vlan} is another tenant's")
+        seen.add(vlan)
+        if not isinstance(user, str) or not user or len(user) > 128:
+            die(f"tenants[{i}].user: must be a name")
+        own = normalise_one({k: v for k, v in t.items() if k not in ("vlan", "user")})
+        out.append({**own, "user": user, "vlan": vlan})
+    return out
+
+
+def normalise_one(cfg: dict[str, Any]) -> dict[str, Any]:
+    """One policy (the NF's own, or one tenant's), validated and with defaults filled."""
     allowed = {"default_out", "default_in", "allow_dhcp", "rules"}
     extra = set(cfg) - allowed
     if extra:
@@ -90,13 +124,13 @@ def normalise(cfg: dict[str, Any]) -> dict[str, Any]:
             nr["dport"] = p
         for k in ("src", "dst"):
             if k in r:
-                nr[k] = _net(r[k], f"{where}.{k}")
+                nr[k] = nf.cidr(r[k], f"{where}.{k}")
         out["rules"].append(nr)
     return out
 
 
-def rule_line(i: int, r: dict[str, Any]) -> str:
-    """One normalised rule as an nft rule line, counted and commented "rule <i>"."""
+def rule_line(i: int, r: dict[str, Any], prefix: str = "") -> str:
+    """One normalised rule as an nft rule line, counted and commented "<prefix>rule <i>"."""
     parts: list[str] = []
     v4_only = "src" in r or "dst" in r
     if "src" in r:
@@ -113,7 +147,7 @@ def rule_line(i: int, r: dict[str, Any]) -> str:
     if "dport" in r:
         parts.append(f"th dport {r['dport']}")
     verdict = "accept" if r["action"] == "allow" else "drop"
-    parts.append(f'counter {verdict} comment "rule {i}"')
+    parts.append(f'counter {verdict} comment "{prefix}rule {i}"')
     return "\t\t" + " ".join(parts)
 
 
@@ -122,6 +156,8 @@ def build_ruleset(cfg: dict[str, Any], ports: tuple[str, str] | None = None) -> 
     (lan, wan; default NF_PORTS). Dies on an invalid config."""
     cfg = normalise(cfg)
     lan, wan = ports or nf.two_ports("firewall")
+    if "tenants" in cfg:
+        return tenants_ruleset(cfg["tenants"], lan, wan)
     v_out = "accept" if cfg["default_out"] == "allow" else "drop"
     v_in = "accept" if cfg["default_in"] == "allow" else "drop"
     outbound = [rule_line(i, r) for i, r in enumerate(cfg["rules"]) if r["direction"] == "out"]
@@ -167,29 +203,83 @@ def build_ruleset(cfg: dict[str, Any], ports: tuple[str, str] | None = None) -> 
     return "\n".join(lines) + "\n"
 
 
-def _nft(args: list[str], what: str) -> str:
-    proc = subprocess.run(["nft", *args], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        die(f"{what} failed: {proc.stderr.strip()}")
-    return proc.stdout
+def _policy_chains(cfg: dict[str, Any], out_chain: str, in_chain: str, prefix: str
+                   ) -> list[str]:
+    """The outbound and inbound chains of one normalised policy."""
+    v_out = "accept" if cfg["default_out"] == "allow" else "drop"
+    v_in = "accept" if cfg["default_in"] == "allow" else "drop"
+    dhcp = ([f'\t\tudp sport 67 udp dport 68 counter accept comment "{prefix}dhcp"']
+            if cfg["allow_dhcp"] else [])
+    return [
+        f"\tchain {out_chain} {{",
+        *(rule_line(i, r, prefix) for i, r in enumerate(cfg["rules"])
+          if r["direction"] == "out"),
+        f'\t\tcounter {v_out} comment "{prefix}default_out"',
+        "\t}",
+        f"\tchain {in_chain} {{",
+        *dhcp,
+        *(rule_line(i, r, prefix) for i, r in enumerate(cfg["rules"])
+          if r["direction"] == "in"),
+        f'\t\tcounter {v_in} comment "{prefix}default_in"',
+        "\t}",
+    ]
 
 
-def ruleset_path() -> str:
-    """The compiled ruleset that start loads (fwlib.sh RULESET)."""
-    return os.path.join(nf.env("NF_STATE_DIR"), "ruleset.nft")
+def tenant_mark(vlan: int, direction: int) -> int:
+    return vlan << 4 | direction
+
+
+def tenants_ruleset(tenants: list[dict[str, Any]], lan: str, wan: str) -> str:
+    """The ruleset of a shared instance: each tenant's policy applies to the traffic tagged
+    with its VLAN (marked at bridge prerouting by port and VLAN), in chains of its own; what
+    carries no tenant's VLAN is dropped."""
+    marks, dispatch, chains = [], [], []
+    for t in tenants:
+        v = t["vlan"]
+        m_out, m_in = tenant_mark(v, MARK_OUT), tenant_mark(v, MARK_IN)
+        marks += [f'\t\tiifname "{lan}" vlan id {v} meta mark set {m_out:#x}',
+                  f'\t\tiifname "{wan}" vlan id {v} meta mark set {m_in:#x}']
+        dispatch += [f"\t\tmeta mark {m_out:#x} jump out_{v}",
+                     f"\t\tmeta mark {m_in:#x} jump in_{v}"]
+        chains += _policy_chains(t, f"out_{v}", f"in_{v}", f"vlan {v} ")
+    lines = [
+        f"table bridge {DIR_TABLE}",
+        f"delete table bridge {DIR_TABLE}",
+        f"table inet {TABLE}",
+        f"delete table inet {TABLE}",
+        f"table bridge {DIR_TABLE} {{",
+        "\tchain prerouting {",
+        "\t\ttype filter hook prerouting priority -300; policy accept;",
+        "\t\tmeta mark set 0x0",
+        *marks,
+        "\t}",
+        "\tchain forward {",
+        "\t\ttype filter hook forward priority filter; policy accept;",
+        '\t\tmeta mark 0x0 counter drop comment "no tenant"',
+        "\t}",
+        "}",
+        f"table inet {TABLE} {{",
+        "\tchain forward {",
+        "\t\ttype filter hook forward priority filter; policy drop;",
+        '\t\tct state invalid counter drop comment "invalid"',
+        '\t\tmeta mark != 0x0 ct state established,related counter accept comment '
+        '"established"',
+        *dispatch,
+        '\t\tcounter drop comment "no tenant"',
+        "\t}",
+        *chains,
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def write_ruleset(cfg: dict[str, Any], path: str) -> None:
-    text = build_ruleset(cfg)
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
+    st.write_text(path, build_ruleset(cfg))
 
 
 def load_ruleset(cfg: dict[str, Any]) -> None:
-    path = ruleset_path()
-    write_ruleset(cfg, path)
-    _nft(["-f", path], "loading the ruleset")
+    write_ruleset(cfg, st.ruleset_path())
+    st.nft_load(st.ruleset_path())
 
 
 def cmd_apply() -> None:
@@ -206,8 +296,7 @@ def cmd_render(path: str, out: str) -> None:
 
 
 def cmd_flush() -> None:
-    for fam, tab in (("inet", TABLE), ("bridge", DIR_TABLE)):
-        subprocess.run(["nft", "delete", "table", fam, tab], capture_output=True, check=False)
+    st.nft_delete([("inet", TABLE), ("bridge", DIR_TABLE)])
 
 
 def _read_int(path: str) -> int | None:
@@ -218,31 +307,15 @@ def _read_int(path: str) -> int | None:
         return None
 
 
-def rule_counters(listing: dict[str, Any]) -> dict[str, dict[str, int]]:
-    """{comment: {packets, bytes}} of the counted, commented rules in `nft -j list table`."""
-    counters: dict[str, dict[str, int]] = {}
-    for item in listing.get("nftables", []):
-        rule = item.get("rule")
-        if not rule or "comment" not in rule:
-            continue
-        for e in rule.get("expr", []):
-            if "counter" in e:
-                c = e["counter"]
-                counters[rule["comment"]] = {"packets": c["packets"], "bytes": c["bytes"]}
-    return counters
-
-
 def cmd_status() -> None:
     try:
         cfg = normalise(nf.load_active_config())
     except SystemExit:
         cfg = {"default_out": None, "default_in": None, "rules": []}
-    counters: dict[str, dict[str, int]] = {}
-    proc = subprocess.run(["nft", "-j", "list", "table", "inet", TABLE], capture_output=True,
-                          text=True, check=False)
-    loaded = proc.returncode == 0
-    if loaded:
-        counters = rule_counters(json.loads(proc.stdout))
+    tenants = [{"user": t["user"], "vlan": t["vlan"]} for t in cfg.get("tenants", [])]
+    if "tenants" in cfg:  # a shared instance: each tenant's counters are in the listing
+        cfg = {"default_out": None, "default_in": None, "rules": []}
+    loaded, counters = st.counters("inet", TABLE)
     zero = {"packets": 0, "bytes": 0}
     links = nf.read_links()
     rules = []
@@ -260,75 +333,19 @@ def cmd_status() -> None:
         "established": counters.get("established", zero),
         "invalid": counters.get("invalid", zero),
         "dhcp": counters.get("dhcp", zero),
+        "tenants": tenants,
         "conntrack_entries": _read_int("/proc/sys/net/netfilter/nf_conntrack_count"),
         "ports": nf.port_stats(links=links),
     }
     nf.print_json(status)
 
 
-def saved_entries(listing: str) -> list[str]:
-    """The entries of `conntrack -L -o save` output (its "-A ..." lines)."""
-    return [ln for ln in listing.splitlines() if ln.startswith("-A ")]
-
-
 def cmd_export(out: str) -> None:
-    cfg = nf.load_active_config()
-    proc = subprocess.run(["conntrack", "-L", "-o", "save"], capture_output=True, text=True,
-                          check=False)
-    if proc.returncode != 0:
-        die(f"conntrack -L failed: {proc.stderr.strip()}")
-    nf.write_state_doc(out, "firewall", cfg, conntrack=saved_entries(proc.stdout))
-
-
-def check_entries(entries: object) -> list[str]:
-    """The conntrack entries of a state document: a list of single "-A ..." lines, or die."""
-    if not isinstance(entries, list):
-        die("state document: conntrack must be a list")
-    for ln in entries:
-        if not isinstance(ln, str) or not ln.startswith("-A ") or "\n" in ln:
-            die("state document: malformed conntrack entry")
-    return entries
-
-
-def _restore_conntrack(entries: list[str]) -> tuple[int, int]:
-    """Load saved entries; returns (restored, skipped). Entries that already exist (a flow
-    picked up again between start and import) are skipped, not fatal."""
-    if not entries:
-        return 0, 0
-    with tempfile.NamedTemporaryFile("w", dir=nf.env("NF_RUN_DIR"), suffix=".ct",
-                                     delete=False) as f:
-        f.write("\n".join(entries) + "\n")
-        path = f.name
-    try:
-        proc = subprocess.run(["conntrack", "-R", path], capture_output=True, text=True,
-                              check=False)
-        if proc.returncode == 0:
-            return len(entries), 0
-        # Fall back to one entry at a time so one existing entry does not lose the rest.
-        restored = skipped = 0
-        for ln in entries:
-            with open(path, "w") as f:
-                f.write(ln + "\n")
-            p = subprocess.run(["conntrack", "-R", path], capture_output=True, text=True,
-                               check=False)
-            if p.returncode == 0:
-                restored += 1
-            else:
-                skipped += 1
-        return restored, skipped
-    finally:
-        os.unlink(path)
+    st.export_doc(out, "firewall")
 
 
 def cmd_import(path: str) -> None:
-    doc = nf.read_state_doc(path, "firewall")
-    cfg = doc["config"]
-    build_ruleset(cfg)  # validate before touching anything
-    nf.save_active_config(cfg)
-    load_ruleset(cfg)
-    restored, skipped = _restore_conntrack(check_entries(doc.get("conntrack", [])))
-    print(f"firewall: imported config ({len(cfg.get('rules', []))} rules), "
-          f"{restored} conntrack entries restored, {skipped} skipped", file=sys.stderr)
+    st.import_doc(path, "firewall", build_ruleset)
 
 
 if __name__ == "__main__":

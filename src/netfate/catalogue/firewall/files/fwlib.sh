@@ -5,17 +5,19 @@
 RULESET="$NF_STATE_DIR/ruleset.nft"
 fw() { "$NF_PYTHON" -S -I "$NF_BUNDLE_DIR/files/fw.py" "$@"; }
 
-# Compile the active config into $RULESET. Compiled rulesets are kept in the node's cache for
-# this bundle (NF_CACHE_DIR), keyed by the ports and the config: users who share a policy
-# share its compilation, and Python does not start at all for them.
+# Compile config file $1 (default: the active config) into ruleset file $2 (default
+# $RULESET); dies on an invalid config, leaving $2 as it was. Compiled rulesets are kept in
+# the node's cache for this bundle (NF_CACHE_DIR), keyed by the ports and the config: users
+# who share a policy share its compilation, and Python does not start at all for them.
 compile_ruleset() {
+    local src="${1:-$ACTIVE_CONFIG}" out="${2:-$RULESET}" key cached
     if [ -z "${NF_CACHE_DIR:-}" ]; then
-        fw render "$ACTIVE_CONFIG" "$RULESET"
+        fw render "$src" "$out"
         return
     fi
-    local key cached
-    key=$(printf '%s\n' "$NF_PORTS" | cat - "$ACTIVE_CONFIG" | sha256sum)
+    key=$(printf '%s\n' "$NF_PORTS" | cat - "$src" | sha256sum)
     cached="$NF_CACHE_DIR/ruleset-${key%% *}.nft"
-    [ -s "$cached" ] || fw render "$ACTIVE_CONFIG" "$cached"
-    cp -f -- "$cached" "$RULESET"
+    [ -s "$cached" ] || fw render "$src" "$cached"
+    cp -f -- "$cached" "$out.tmp.$$"
+    mv -f -- "$out.tmp.$$" "$out"
 }

@@ -126,8 +126,13 @@ class Daemon:
     def run(self) -> None:
         signal.signal(signal.SIGHUP, lambda *_: setattr(self, "reload", True))
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stop", True))
-        with open(f"/proc/sys/net/ipv4/neigh/{BRIDGE}/app_solicit", "w") as f:
-            f.write("1")
+        # Unresolved neighbours are asked of us (rtnetlink), not only by ARP: app_solicit 1,
+        # set through rtnetlink (RTM_SETNEIGHTBL) rather than /proc/sys, which a container
+        # has read-only (and a namespace has no neigh/default to inherit it from).
+        p = subprocess.run(["ip", "ntable", "change", "name", "arp_cache", "dev", BRIDGE,
+                            "app_probes", "1"], capture_output=True, text=True, check=False)
+        if p.returncode != 0:
+            nf.die(f"cannot set app_probes on {BRIDGE}: {p.stderr.strip()}")
         rt = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
         rt.bind((0, RTMGRP_NEIGH))
         lan = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))

@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 if TYPE_CHECKING:  # checked in the source tree; in the bundle it is packed next to this file
+    from netfate.catalogue._shared import ctstate as st
     from netfate.catalogue._shared import l3bump as l3
     from netfate.catalogue._shared import nfcommon as nf
 else:
+    import ctstate as st
     import l3bump as l3
     import nfcommon as nf
 die = nf.die
@@ -125,16 +127,12 @@ def onlink(cfg: dict[str, Any]) -> list[str]:
     return list(normalise(cfg)["internal"])
 
 
-def ruleset_path() -> str:
-    return os.path.join(nf.env("NF_STATE_DIR"), "ruleset.nft")
-
-
 def cmd_check(path: str) -> None:
     sys.stdout.write(build_ruleset(nf.load_config_file(path)))
 
 
 def cmd_render(path: str, out: str) -> None:
-    l3.write_text(out, build_ruleset(nf.load_config_file(path)))
+    st.write_text(out, build_ruleset(nf.load_config_file(path)))
 
 
 def cmd_l3() -> None:
@@ -156,10 +154,10 @@ def cmd_status(daemon_pid: str = "") -> None:
         cfg: dict[str, Any] = normalise(nf.load_active_config())
     except SystemExit:
         cfg = {}
-    loaded, c = l3.counters("ip", TABLE)
+    loaded, c = st.counters("ip", TABLE)
     zero = {"packets": 0, "bytes": 0}
     try:
-        entries = l3.export_conntrack()
+        entries = st.export_conntrack()
     except SystemExit:
         entries = []
     links = nf.read_links()
@@ -185,22 +183,11 @@ def cmd_status(daemon_pid: str = "") -> None:
 
 
 def cmd_export(out: str) -> None:
-    cfg = nf.load_active_config()
-    nf.write_state_doc(out, "nat", cfg, conntrack=l3.export_conntrack())
+    st.export_doc(out, "nat")
 
 
 def cmd_import(path: str) -> None:
-    doc = nf.read_state_doc(path, "nat")
-    cfg = doc["config"]
-    text = build_ruleset(cfg)  # validate before touching anything
-    entries = l3.check_entries(doc.get("conntrack", []))
-    nf.save_active_config(cfg)
-    l3.write_text(ruleset_path(), text)
-    l3.nft_load(ruleset_path())
-    cmd_l3()
-    restored, skipped = l3.restore_conntrack(entries)
-    print(f"nat: imported config, {restored} conntrack entries restored, {skipped} skipped",
-          file=sys.stderr)
+    st.import_doc(path, "nat", build_ruleset, cmd_l3)
 
 
 if __name__ == "__main__":

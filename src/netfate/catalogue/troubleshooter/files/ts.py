@@ -97,7 +97,7 @@ def cmd_submit() -> None:
 
 
 def cmd_run(rid: str) -> None:
-    if not tslib.ID_RE.match(rid):
+    if not tslib.ID_RE.fullmatch(rid):
         die("bad request id")
     run_dir = nf.env("NF_RUN_DIR")
     req_path = os.path.join(run_dir, f"req-{rid}.json")

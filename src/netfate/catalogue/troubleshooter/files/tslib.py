@@ -45,7 +45,7 @@ def normalise_request(r: Any) -> dict[str, Any]:
     if bad:
         die(f"request: unknown keys {sorted(bad)}")
     rid = r.get("id")
-    if not isinstance(rid, str) or not ID_RE.match(rid):
+    if not isinstance(rid, str) or not ID_RE.fullmatch(rid):
         die("request.id: must match ^[a-zA-Z0-9_-]{1,32}$")
     tool = r.get("tool")
     if tool not in ("ping", "traceroute", "capture"):
@@ -60,7 +60,7 @@ def normalise_request(r: Any) -> dict[str, Any]:
     out["seconds"] = nf.int_in(r, "seconds", 5, 1, 30, "request")
     out["packets"] = nf.int_in(r, "packets", 100, 1, 1000, "request")
     flt = r.get("filter", "")
-    if not isinstance(flt, str) or len(flt) > 200 or not FILTER_RE.match(flt):
+    if not isinstance(flt, str) or len(flt) > 200 or not FILTER_RE.fullmatch(flt):
         die("request.filter: at most 200 characters of a tcpdump expression; no word may start "
             "with '-'")
     out["filter"] = flt
@@ -183,7 +183,8 @@ def imported_results(results: object) -> list[dict[str, Any]]:
     if not isinstance(results, list):
         die("state document: results must be a list")
     for r in results:
-        if not isinstance(r, dict) or not isinstance(r.get("id"), str) or not ID_RE.match(r["id"]):
+        if not isinstance(r, dict) or not isinstance(r.get("id"), str) \
+                or not ID_RE.fullmatch(r["id"]):
             die("state document: result without a valid id")
         if isinstance(r.get("output"), str):
             r["output"] = truncate(r["output"])

@@ -1,0 +1,254 @@
+"""Pre-made containers that a container NF is born into (SOCK and Catalyzer start sandboxes
+by handing out pre-made ones; here `runc create` of the NF's image, ~70-180 ms on this
+loaded 2-core machine, leaves the critical path and only `runc start`, ~15 ms, stays on it).
+
+An entry is, for one bundle and port layout: a fresh namespace with its ports (nf_pool's
+make_entry), an empty instance directory (state/, run/) bound at /nf/dir, and a container
+made by `runc create` on the bundle's image in that namespace, under the entry's name
+(container id, cgroup), its process waiting in `runc init` for `runc start`. The driver
+writes the spec (container_spec) and calls `make`; this module only keeps and refills.
+
+Adoption (`adopt`) gives the entry its NF's identity before it starts, so everything after
+it (accounting and limits by the instance id's cgroup, `runc exec/pause/delete` by the
+instance's container id, telemetry, garbage collection) is exactly as for a container made
+for the NF: the cgroup v1 directories are renamed (the kernel allows it within a parent),
+the process is moved to a new cgroup v2 directory (v2 refuses renames; it has no
+controllers here, only membership), runc's state directory is renamed and its state file
+(runc 1.1's format: id, cgroup_paths, config.cgroups.path, labels) rewritten to match.
+
+Privacy: entries are only ever made fresh and handed out once; closing the pool destroys
+what it holds; an NF's container is never returned to the pool.
+
+Names: `fate-cwarm-<node>-<pid>-<n>` (namespace, container id; cgroup without `fate-`), so
+an NF's garbage collection (names `fate-<node>-...`) never takes them, `leftovers` finds
+those of an ended process, and `testbed down` removes them with everything else of ours.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from netfate import naming
+from netfate.drivers import cgroups
+from netfate.drivers.nf_pool import Entry
+from netfate.errors import DriverError
+
+log = logging.getLogger(__name__)
+TAG = "cwarm"
+REFILL_NICE = 10  # the refill thread's (and so its runc's) nice value: an NF's create first
+REFILL_DELAY = 0.1  # s after a take before refilling: the taking create has the CPU first
+UNIFIED = ""  # runc's key for the cgroup v2 (unified) path in a hybrid setup
+
+
+@dataclass(frozen=True)
+class Pooled:
+    name: str          # the entry's name: its container id and namespace
+    entry: Entry       # the namespace with its ports
+    home: Path         # the entry's directory: dir/ (bound at /nf/dir) and bundle/ (spec)
+    image: str = ""    # its image's tag in the node's store, and the image's digest
+    digest: str = ""
+
+    @property
+    def cgroup(self) -> str:
+        return self.name[len(naming.PREFIX):]
+
+    @property
+    def nf_dir(self) -> Path:
+        return self.home / "dir"
+
+    @property
+    def bundle(self) -> Path:
+        return self.home / "bundle"
+
+
+def prefix(node: str) -> str:
+    return f"{naming.PREFIX}{TAG}-{node}-"
+
+
+class ContainerPool:
+    """Entries for one bundle and port layout on one node, refilled in the background by
+    calling ``make(name)`` (which builds one and returns it, or raises having left nothing)
+    and destroyed by ``discard(entry)``."""
+
+    def __init__(self, node: str, size: int, make: Callable[[str], Pooled],
+                 discard: Callable[[Pooled], None]) -> None:
+        self.node = node
+        self.size = max(0, size)
+        self._make = make
+        self._discard = discard
+        self._entries: list[Pooled] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._seq = 0
+        self._making = 0
+        self._thread: threading.Thread | None = None
+        if self.size:
+            self._thread = threading.Thread(target=self._refill, daemon=True,
+                                            name=f"container-pool-{node}")
+            self._thread.start()
+            self._wake.set()
+
+    def names(self) -> set[str]:
+        with self._lock:
+            return {e.name for e in self._entries}
+
+    def entries(self) -> list[Pooled]:
+        with self._lock:
+            return list(self._entries)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def take(self) -> Pooled | None:
+        """An entry, or None when the pool is empty; the pool starts refilling."""
+        with self._lock:
+            entry = self._entries.pop(0) if self._entries else None
+        self._wake.set()
+        return entry
+
+    def fill(self) -> None:
+        """Fill the pool now, in this thread (a warm-up; the refill thread does the same)."""
+        while not self._closed:
+            with self._lock:
+                if len(self._entries) >= self.size:
+                    return
+                busy = len(self._entries) + self._making >= self.size
+                if not busy:
+                    self._seq += 1
+                    self._making += 1
+                    name = f"{prefix(self.node)}{os.getpid()}-{self._seq}"
+            if busy:
+                time.sleep(0.005)
+                continue
+            try:
+                entry = self._make(name)
+            finally:
+                with self._lock:
+                    self._making -= 1
+            with self._lock:
+                if not self._closed:
+                    self._entries.append(entry)
+                    continue
+            self._discard(entry)
+            return
+
+    def _refill(self) -> None:
+        with contextlib.suppress(OSError):  # per thread on Linux; runc inherits it
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), REFILL_NICE)
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._closed:
+                return
+            time.sleep(REFILL_DELAY)
+            if self._closed:
+                return
+            try:
+                self.fill()
+            except Exception as exc:  # keep serving; a create then makes its own container
+                log.warning("container pool of %s: refill failed: %s", self.node, exc)
+
+    def close(self) -> None:
+        """Stop refilling and destroy the entries (idempotent)."""
+        self._closed = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        with self._lock:
+            entries, self._entries = self._entries, []
+        for e in entries:
+            with contextlib.suppress(Exception):
+                self._discard(e)
+
+
+# -- adoption: the entry's container takes the NF's identity -------------------------------
+def adopt_cgroups(state: dict[str, Any], old: str, new: str) -> dict[str, str]:
+    """Move the container of runc state `state` from cgroup `old` to `new` (names under the
+    project's parent): v1 directories renamed, the v2 membership moved. The new paths, by
+    runc's controller keys. DriverError (OSError's message) if the kernel refuses."""
+    pid = int(state["init_process_pid"])
+    paths: dict[str, str] = {}
+    try:
+        for key, p in sorted(state.get("cgroup_paths", {}).items()):
+            src = Path(p)
+            if src.name != old:
+                raise DriverError(f"pooled container's cgroup {p} is not {old}")
+            dst = src.with_name(new)
+            if key == UNIFIED:
+                dst.mkdir(exist_ok=True)
+                (dst / "cgroup.procs").write_text(str(pid))
+                with contextlib.suppress(OSError):
+                    src.rmdir()
+            else:
+                with contextlib.suppress(OSError):
+                    dst.rmdir()  # an empty one the driver made already (cgroups.create)
+                src.rename(dst)
+            paths[key] = str(dst)
+    except OSError as exc:
+        raise DriverError(f"cannot move the pooled container to cgroup {new}: {exc}") from exc
+    return paths
+
+
+def rename_state(root: Path, old_id: str, new_id: str, cgroup: str, bundle: Path,
+                 netns_path: str) -> dict[str, Any]:
+    """Rename runc's container `old_id` to `new_id` under state root `root`, its cgroups to
+    `cgroup` (adopt_cgroups), recording `bundle` and `netns_path` as its bundle and network
+    namespace. Returns the new state. DriverError if it is not a created container of ours."""
+    src, dst = root / old_id, root / new_id
+    try:
+        state: dict[str, Any] = json.loads((src / "state.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise DriverError(f"pooled container {old_id} has no readable state: {exc}") from exc
+    if dst.exists():
+        raise DriverError(f"container {new_id} exists already")
+    old_cg = Path(str(state["config"]["cgroups"]["path"])).name
+    state["cgroup_paths"] = adopt_cgroups(state, old_cg, cgroup)
+    state["id"] = new_id
+    cfg = state["config"]
+    cfg["cgroups"]["path"] = f"/{naming.cgroup_parent()}/{cgroup}"
+    cfg["labels"] = [f"bundle={bundle}" if str(lb).startswith("bundle=") else lb
+                     for lb in cfg.get("labels") or []]
+    for ns in cfg.get("namespaces") or []:
+        if ns.get("type") == "NEWNET":
+            ns["path"] = netns_path
+    os.rename(src, dst)
+    tmp = dst / ".state.json.tmp"
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, dst / "state.json")
+    return state
+
+
+def remove_cgroups(*names: str) -> None:
+    """Remove the cgroup `names` from every hierarchy (runc makes them in all), killing what
+    is left in them first (cgroups.delete); only empty ones go."""
+    root = cgroups.ROOT
+    hierarchies = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    for name in names:
+        cgroups.delete(name)
+        for h in hierarchies:
+            with contextlib.suppress(OSError):
+                (h / naming.cgroup_parent() / name).rmdir()
+
+
+def remove_home(home: Path) -> None:
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def leftovers(node: str, names: list[str], keep: set[str]) -> list[str]:
+    """Of `names` (container ids, namespaces or directory names), the pool entries of `node`
+    that no live pool holds: those of an ended process, and this process's not in `keep`."""
+    from netfate.drivers.nf_pool import orphans
+
+    return orphans(prefix(node), names, keep)

@@ -1,0 +1,70 @@
+"""JSON documents and files given to `netfate nf` and the API client commands (--config, a
+state document, a bundle path): refused with one line naming what is wrong, exit code 1,
+before anything is done: no traceback, no hang on a fifo or /dev/zero."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from netfate.cli.main import app
+
+
+@pytest.fixture(autouse=True)
+def _nowhere(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("NETFATE_RUN_DIR", str(tmp_path))
+    monkeypatch.setenv("NETFATE_API", "http://127.0.0.1:9")  # never reached
+
+
+def _deep(tmp_path: Path) -> str:
+    (tmp_path / "deep.json").write_text("[" * 100_000)
+    return f"@{tmp_path / 'deep.json'}"
+
+
+BAD_CONFIGS = [
+    ("{bad", "not valid JSON"),
+    ('{"a": NaN}', "NaN is not a JSON number"),
+    ('{"a": -Infinity}', "-Infinity is not a JSON number"),
+    ('{"a": 1e309}', "1e309 is beyond the range"),
+    ("[1]", "must be a JSON object"),
+    ("@/dev/zero", "not a regular file"),
+    ("@/", "not a regular file"),
+    ("@/nonexistent/x.json", "No such file"),
+]
+
+
+@pytest.mark.parametrize(("config", "words"), BAD_CONFIGS)
+@pytest.mark.parametrize("command", [
+    ["nf", "deploy", "n1", "alice", "firewall", "--config"],
+    ["nf", "update", "n1", "i1"],
+    ["nfs", "instantiate", "firewall", "alice", "n1", "--config"],
+    ["nfs", "update", "0" * 8],
+    ["users", "add", "bob", "--password", "x", "--config"],
+])
+def test_bad_config_is_one_line_and_exit_1(command: list[str], config: str, words: str) -> None:
+    r = CliRunner().invoke(app, [*command, config])
+    assert r.exit_code == 1, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+    assert words in " ".join(r.output.split()) and "Traceback" not in r.output
+
+
+def test_a_config_nested_too_deeply_or_a_fifo(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo")
+    for config, words in ((_deep(tmp_path), "nested too deeply"),
+                          (f"@{tmp_path / 'fifo'}", "not a regular file")):
+        r = CliRunner().invoke(app, ["nf", "deploy", "n1", "alice", "firewall", "--config",
+                                     config])
+        assert r.exit_code == 1 and words in " ".join(r.output.split()), r.output
+
+
+@pytest.mark.parametrize(("command", "words"), [
+    (["nf", "bundle-add", "/dev/zero"], "not a regular file"),
+    (["nf", "bundle-add", "/"], "not a regular file"),
+    (["nf", "import-state", "n1", "i1", "/dev/zero"], "not a regular file"),
+])
+def test_files_that_are_not_regular_are_refused(command: list[str], words: str) -> None:
+    r = CliRunner().invoke(app, command)
+    assert r.exit_code == 1 and words in " ".join(r.output.split()), r.output
