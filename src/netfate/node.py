@@ -114,17 +114,23 @@ class NodeDrivers:
             # Each step is tried whatever the one before did, and the NF is deleted even if
             # detaching failed: left running, its links would outlive it and a later NF of
             # the same instance id (another flavour) could not take their names.
+            # The drop rules on the NF's ports go last, after the ports: without them, a
+            # frame from the still-running NF would reach the switch's L2 learning (NORMAL).
+            guards = {f"nfport:{p}" for p in ports}
+            dangling: list[str] = []
             try:
                 # No rule may keep pointing at ports that are about to disappear.
                 dangling = [
                     r.rule_id for r in self.network.list_ts_rules(self.lsi)
                     if r.match.in_port in ports or ports & set(r.output)
                 ]
-                self.network.delete_ts_rules(self.lsi, dangling)
+                self.network.delete_ts_rules(
+                    self.lsi, [r for r in dangling if r not in guards])
             except Exception as exc:  # re-raised once the NF itself is gone
                 detach_error = exc
             try:
                 self.network.delete_ports(self.lsi, sorted(ports))
+                self.network.delete_ts_rules(self.lsi, [r for r in dangling if r in guards])
             except Exception as exc:
                 detach_error = detach_error or exc
         compute.delete_nf(instance_id)

@@ -4,13 +4,15 @@ state) is test_compute_contract.py."""
 
 from __future__ import annotations
 
+import socket
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from netfate.bundle import build_bundle
-from netfate.drivers import cgroups
+from netfate.drivers import cgroups, netns
 from netfate.errors import Conflict, InvalidInput, MissingCapability, NotFound
 from netfate.testbed.context import Testbed
 
@@ -96,3 +98,52 @@ def test_lsi_and_ts_rules_are_idempotent(tb: Testbed) -> None:
         net.delete_lsi("fate-lsi1")
         net.delete_lsi("fate-lsi1")
     assert "fate-lsi1" not in net.list_lsis()
+
+
+def _sys_count(ifname: str) -> int:
+    """Frames the NF sent into the switch through its host-side end, and frames it got."""
+    stats = Path("/sys/class/net") / ifname / "statistics"
+    return sum(int((stats / f).read_text()) for f in ("rx_packets", "tx_packets"))
+
+
+def test_an_nf_that_bridges_its_ports_makes_no_l2_loop(tb: Testbed, fw_sha: str) -> None:
+    """A bump-in-the-wire NF bridges its ports. If the switch's L2 learning (NORMAL) flooded
+    a frame from one of them into the other, the frame would circle the NF and the switch
+    forever: a broadcast storm that took ovs-vswitchd's main thread (CI, 2026-12-02). The
+    drop rule on unsteered NF ports is gone for a moment while an NF is removed; even then
+    NORMAL must not flood from an NF port into any NF port (OVS protected ports)."""
+    node = tb.node("cpe1")
+    info = node.deploy_nf("loopy", "firewall", fw_sha, {})
+    assert info.netns is not None
+    hosts = [p.host_if for p in info.ports]
+    node.network.delete_ts_rules(node.lsi, [f"nfport:{h}" for h in hosts])  # the moment
+    before = sum(_sys_count(h) for h in hosts)
+    arp = bytes.fromhex(  # who-has 10.90.9.9 tell 10.90.9.8, broadcast
+        "ffffffffffff" "020000000a01" "0806" "0001080006040001" "020000000a01" "0a5a0908"
+        "000000000000" "0a5a0909")
+    with netns.socket_in(info.netns, socket.AF_PACKET, socket.SOCK_RAW) as s:
+        s.bind((info.ports[0].name, 0))
+        s.send(arp)
+    time.sleep(1.0)
+    frames = sum(_sys_count(h) for h in hosts) - before
+    node.remove_nf(info.instance_id)
+    assert frames < 20, f"{frames} frames in 1 s through the NF's ports: an L2 loop"
+
+
+def test_nothing_from_a_tunnel_reaches_l2_flooding(tb: Testbed) -> None:
+    """The overlay's full mesh of tunnels and the tree of infrastructure links together would
+    loop a flooded frame between nodes: on the service-less testbed, what a tunnel brings and
+    no steering rule takes is dropped (the `base:tunnel:` rules)."""
+    from netfate.drivers.ovs import unixctl
+
+    checked = 0
+    for name in tb.node_names:
+        lsi = tb.node(name).lsi
+        for port, ids in tb.network.port_ids(lsi).items():
+            if ids.get("netfate-kind") != "tunnel":
+                continue
+            trace = unixctl(tb.server, "ofproto/trace", lsi,
+                            f"in_port={port},dl_dst=ff:ff:ff:ff:ff:ff,arp")
+            assert "Datapath actions: drop" in trace, trace[-600:]
+            checked += 1
+    assert checked >= 2

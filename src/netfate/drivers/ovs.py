@@ -228,8 +228,11 @@ class OvsNetwork:
     ) -> dict[str, int]:
         """Several ports in one transaction (an NF's ports come up together).
 
-        isolated ports sit in a VLAN of their own, which only affects the NORMAL action: the
-        switch's L2 flooding never reaches them, while steering rules still output to them.
+        isolated ports sit in a VLAN of their own and are OVS protected ports, which only
+        affects the NORMAL action: L2 flooding from other ports never reaches them, and none
+        from one of them reaches another (an NF bridges its ports, so a frame flooded from
+        one into the other would circle NF and switch for ever: a broadcast storm that
+        starves ovs-vswitchd's main thread). Steering rules still output to them.
         external_ids, by port name, go on the port's Interface row: what sits behind it
         (`attached-mac`, as OpenStack names it; `netfate-kind`: access, services, ...).
         """
@@ -241,7 +244,8 @@ class OvsNetwork:
             if ids:
                 cmds.append(api.db_set("Interface", port, ("external_ids", ids)))
             if isolated:
-                cmds.append(api.db_set("Port", port, ("tag", ISOLATED_VLAN)))
+                cmds.append(api.db_set("Port", port, ("tag", ISOLATED_VLAN),
+                                       ("protected", True)))
             if peer is not None:
                 cmds.append(
                     api.db_set("Interface", port, ("type", "patch"), ("options", {"peer": peer}))
@@ -315,10 +319,11 @@ class OvsNetwork:
         opts = {"remote_ip": str(addr), "key": "flow", "dst_port": str(udp_port)}
         if egress_mark is not None:
             opts["egress_pkt_mark"] = str(egress_mark)
-        # Isolated like an NF port: L2 flooding (NORMAL) never enters the mesh of tunnels,
-        # where it would loop; only explicit flows send into it.
+        # Isolated like an NF port (its VLAN, and protected): L2 flooding (NORMAL) neither
+        # enters the full mesh of tunnels from an NF port nor passes from one tunnel to
+        # another, where it would loop between nodes; only explicit flows send into it.
         cmds = [api.add_port(lsi, port, may_exist=True),
-                api.db_set("Port", port, ("tag", ISOLATED_VLAN)),
+                api.db_set("Port", port, ("tag", ISOLATED_VLAN), ("protected", True)),
                 api.db_set("Interface", port, ("type", "vxlan"), ("options", opts))]
         if external_ids:
             cmds.append(api.db_set("Interface", port, ("external_ids", external_ids)))

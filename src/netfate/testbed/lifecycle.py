@@ -19,7 +19,7 @@ import httpx
 
 from netfate import api_auth, naming, paths
 from netfate.bus.server import stop_recorded
-from netfate.controller.model import TSRule
+from netfate.controller.model import Match, TSRule
 from netfate.controller.pipeline import ovs_datapath_id
 from netfate.drivers import cgroups, netns
 from netfate.drivers.ovs import OvsNetwork, OvsServer
@@ -77,6 +77,19 @@ def child_env() -> dict[str, str]:
     return {"NETFATE_RUN_DIR": str(paths.run_dir())}
 
 
+def base_rules(net: OvsNetwork, lsi: str) -> list[TSRule]:
+    """The service-less testbed's own TS rules on one LSI: a plain learning switch (NORMAL,
+    rule `base:l2`), which nothing arriving from a tunnel may reach (`base:tunnel:<port>`,
+    drop). NORMAL tags what a tunnel brings with the isolated VLAN and floods it to the
+    infrastructure links, and from there into every other node's tunnels: a loop between
+    nodes. Only explicit steering rules take traffic out of the overlay."""
+    tunnels = sorted(p for p, ids in net.port_ids(lsi).items()
+                     if ids.get("netfate-kind") == "tunnel")
+    return [TSRule(rule_id="base:l2", priority=1, output=("normal",)),
+            *(TSRule(rule_id=f"base:tunnel:{p}", priority=2, match=Match(in_port=p))
+              for p in tunnels)]
+
+
 def up(topo: Topology, progress: Progress = _noop, services: bool = True,
        settings: TestbedSettings | None = None) -> dict[str, Any]:
     """Bring ``topo`` up: switches, hosts, and with ``services`` the controller, the
@@ -123,9 +136,7 @@ def up(topo: Topology, progress: Progress = _noop, services: bool = True,
             # (With services, the controller owns every flow and the switches stay closed,
             # fail_mode=secure, until it has installed them.)
             for n in topo.nodes:
-                net.apply_ts_rules(
-                    n.lsi, [TSRule(rule_id="base:l2", priority=1, output=("normal",))]
-                )
+                net.apply_ts_rules(n.lsi, base_rules(net, n.lsi))
     finally:
         net.close()
     state = {
