@@ -70,6 +70,18 @@ def test_no_flow_at_the_first_point_is_the_access_side() -> None:
     assert "cannot ping the user's device" in v.reason
 
 
+def test_an_nf_counting_the_users_drops_outweighs_a_capture_that_missed_them() -> None:
+    """A denied device sends about one SYN a second, so a short capture at the first point
+    can miss them all; the user's firewall counted them over the whole question (the
+    intermittent 'access' verdict of test_scenario_troubleshoot)."""
+    v = first_break([pt("cpe1", "cpe", 0), pt("core", "pe", 0)], elements(fw_drops=4), [DC])
+    assert v.kind == "nf" and v.stops_at == FW and (v.after, v.before) == ("cpe1", "core")
+    assert any("counted 4" in e for e in v.evidence)
+    v = first_break([pt("cpe1", "cpe", ping=None), pt("core", "pe", ping=None)],
+                    elements(fw_drops=2))  # nothing else could tell
+    assert v.kind == "nf" and v.stops_at == FW
+
+
 def test_without_captures_pings_bound_the_break() -> None:
     v = first_break([pt("cpe1", "cpe", ping=False), pt("core", "pe", ping=True)],
                     elements(link_down=True))

@@ -122,6 +122,16 @@ def first_break(path: list[PointObservation], elements: list[Element],
             raise ValueError(f"first_break: element {e.name!r} follows unknown point {e.after!r}")
     refs = references or []
     idx, ev = _stretch_of(path)
+    # The user's own NF counts drops of the user's flow over the whole question, while a
+    # capture sees only its window (a denied device sends ~1 SYN a second). Drops counted by
+    # an NF after point i prove the flow passed i, whatever that capture missed.
+    counted = [e for e in elements if e.kind == "nf" and e.dropped > 0 and not e.down]
+    if counted:
+        reached = max(names.index(e.after) for e in counted) + 1
+        if idx is None or idx < reached:
+            ev.append(f"{names[reached - 1]}: passed by the user's flow "
+                      f"({counted[0].name} counted {counted[0].dropped} of its packets)")
+            idx = reached
     for r in refs:
         if r.ping_dest is not None:
             ev.append(f"{r.point} (reference): ping to the destination "
