@@ -181,3 +181,30 @@ def test_an_nf_is_deleted_and_its_ports_detached_whatever_step_fails(
     assert node.list_nfs() == []
     if step == "delete_ts_rules":
         assert node.network.list_ports("br") == {}
+
+
+class OrderedNetwork(FakeNetwork):
+    """Records, each time the NF's ports go, which drop rules on them were still there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.guards_at_port_delete: list[str] = []
+
+    def delete_ports(self, lsi: str, ports: list[str]) -> None:
+        self.guards_at_port_delete = sorted(r for r in self.rules if r.startswith("nfport:"))
+        super().delete_ports(lsi, ports)
+
+
+def test_an_nfs_drop_rules_outlive_its_ports(tmp_path: Any) -> None:
+    """While an NF is removed, nothing from its ports may reach the switch's L2 learning: its
+    drop rules go after its ports (NORMAL would flood a frame from one of its ports into the
+    other, which the NF bridges: the broadcast storm of CI, 2026-12-02)."""
+    net = OrderedNetwork()
+    n = NodeDrivers("n", "br", net, FakeCompute("native", NotificationQueue(tmp_path / "q")))
+    info = n.deploy_nf("alice", "fw", "a" * 64, {})
+    port = info.ports[0].host_if
+    n.steer("user:alice", "02:00:00:00:00:01", "acc", "up", [info])
+    assert f"nfport:{port}" in net.rules
+    n.remove_nf(info.instance_id)
+    assert net.guards_at_port_delete == [f"nfport:{port}"]  # still there as the ports went
+    assert not [r for r in net.rules if port in str(net.rules[r].model_dump())]  # then gone

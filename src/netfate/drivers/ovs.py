@@ -243,11 +243,14 @@ class OvsNetwork:
     ) -> dict[str, int]:
         """Several ports in one transaction (an NF's ports come up together).
 
-        isolated ports sit in a VLAN of their own and are OVS protected ports, which only
-        affects the NORMAL action: L2 flooding from other ports never reaches them, and none
-        from one of them reaches another (an NF bridges its ports, so a frame flooded from
-        one into the other would circle NF and switch for ever: a broadcast storm that
-        starves ovs-vswitchd's main thread). Steering rules still output to them.
+        isolated ports sit in a VLAN of their own, which only affects the NORMAL action: L2
+        flooding from the access and infrastructure ports never reaches them, while steering
+        rules still output to them. They share that VLAN, so nothing from one may reach
+        NORMAL: an NF bridges its ports, and a frame NORMAL flooded from one into the other
+        would circle NF and switch for ever (a broadcast storm that starves ovs-vswitchd's
+        main thread). The controller's pipeline never sends them to NORMAL; without it, the
+        node's drop rules do (node.attach_ports, node.remove_nf). Not OVS protected ports:
+        OVS blocks every output between two protected ports, so chains of NFs would break.
         external_ids, by port name, go on the port's Interface row: what sits behind it
         (`attached-mac`, as OpenStack names it; `netfate-kind`: access, services, ...).
         """
@@ -259,8 +262,7 @@ class OvsNetwork:
             if ids:
                 cmds.append(api.db_set("Interface", port, ("external_ids", ids)))
             if isolated:
-                cmds.append(api.db_set("Port", port, ("tag", ISOLATED_VLAN),
-                                       ("protected", True)))
+                cmds.append(api.db_set("Port", port, ("tag", ISOLATED_VLAN)))
             if peer is not None:
                 cmds.append(
                     api.db_set("Interface", port, ("type", "patch"), ("options", {"peer": peer}))
@@ -334,11 +336,14 @@ class OvsNetwork:
         opts = {"remote_ip": str(addr), "key": "flow", "dst_port": str(udp_port)}
         if egress_mark is not None:
             opts["egress_pkt_mark"] = str(egress_mark)
-        # Isolated like an NF port (its VLAN, and protected): L2 flooding (NORMAL) neither
-        # enters the full mesh of tunnels from an NF port nor passes from one tunnel to
-        # another, where it would loop between nodes; only explicit flows send into it.
+        # In the isolated VLAN, as NF ports: L2 flooding (NORMAL) from the access and
+        # infrastructure ports never enters the full mesh of tunnels, where it would loop
+        # between nodes; only explicit flows send into it. Nothing a tunnel brings may reach
+        # NORMAL either (it would be flooded in that VLAN up the infrastructure links into
+        # every other node's tunnels): the controller's pipeline and, without it, the
+        # testbed's drop rules (testbed/lifecycle.base_rules) see to it.
         cmds = [api.add_port(lsi, port, may_exist=True),
-                api.db_set("Port", port, ("tag", ISOLATED_VLAN), ("protected", True)),
+                api.db_set("Port", port, ("tag", ISOLATED_VLAN)),
                 api.db_set("Interface", port, ("type", "vxlan"), ("options", opts))]
         if external_ids:
             cmds.append(api.db_set("Interface", port, ("external_ids", external_ids)))
