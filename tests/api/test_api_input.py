@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from netfate import catalogue
+from netfate.orchestrator.api.unique_keys import duplicate_key
 from tests.api.conftest import MakeLive
 from tests.api.harness import (
     AUTH,
@@ -125,6 +126,31 @@ def test_non_finite_numbers_in_documents(seeded: httpx.Client, method: str, path
     with unchanged(seeded):
         assert_problem(seeded.request(method, API + path, content=template % number,
                                       headers=JSON), 422, "not a JSON number")
+
+
+@pytest.mark.parametrize(("method", "path", "body", "key"), [
+    ("POST", "/users", b'{"name": "user2", "password": "secret2", "name": "user3"}', "name"),
+    ("PATCH", "/users/user1", b'{"nf_config": {"firewall": {"default_out": "allow", '
+                              b'"default_out": "deny"}}}', "default_out"),
+    ("PUT", "/steering_rules/r1", b'{"priority": 1, "output": [], "priority": 60000}',
+     "priority"),
+    ("POST", "/vnf_instances", b'{"nf": "firewall", "owner": "user1", "node": "cpe2", '
+                               b'"config": {"rules": [{"dport": 22, "dport": 80}]}}', "dport"),
+    ("POST", "/subscriptions", b'{"callbackUri": "http://127.0.0.1:9/a", '
+                               b'"callbackUri": "http://127.0.0.1:9/b"}', "callbackUri"),
+])
+def test_a_member_given_twice_in_one_object(seeded: httpx.Client, method: str, path: str,
+                                            body: bytes, key: str) -> None:
+    """JSON's readers disagree on `{"a": 1, "a": 2}` (Python keeps the last): what was
+    checked or logged need not be what is stored. I-JSON (RFC 7493) forbids it: 422, naming
+    the member, nothing changed. The same name in two objects is fine."""
+    with unchanged(seeded):
+        assert_problem(seeded.request(method, API + path, content=body, headers=JSON), 422,
+                       repr(key), "twice")
+    assert duplicate_key(b'{"rules": [{"dport": 22}, {"dport": 80}], "x": {"dport": 1}}') \
+        is None
+    assert duplicate_key(b'{"a": {"b": [{"c": 1, "c": 2}]}}') == "c"
+    assert duplicate_key(b'{"a": 1,') is None  # not JSON: the route's parser says why (400)
 
 
 BAD_BODIES: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [

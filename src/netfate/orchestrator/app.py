@@ -22,6 +22,7 @@ from netfate.orchestrator.api import (
     routes_radius,
     routes_troubleshoot,
     routes_ts_rules,
+    unique_keys,
 )
 from netfate.orchestrator.service import Orchestrator
 from netfate.orchestrator.settings import Settings
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"ok": True, "version": __version__, "nats": orch.nats_url}
 
     metrics.install(app, orch)  # GET /metrics (Prometheus), at the root, outside /api/v1
+    app.add_middleware(unique_keys.UniqueKeys)  # inside BodyLimit, which bounds what it reads
     app.add_middleware(problems.BodyLimit, limit=orch.settings.max_body_bytes,
                        small=orch.settings.max_json_bytes,
                        large=frozenset({"/api/v1/vnf_packages"}))

@@ -1,0 +1,92 @@
+"""JSON request bodies whose objects name a member twice are refused (422), naming it.
+
+RFC 8259 §4 leaves such objects' meaning to the reader ("names SHOULD be unique"); I-JSON
+(RFC 7493 §2.3) forbids them. Python's reader keeps the last value, so `{"priority": 1,
+"priority": 60000}` was stored as 60000 while a proxy or audit log reading the first saw 1:
+what was checked was not what was stored. Malformed JSON is left to the routes' own parsing
+(400, naming the character), and the body is handed on unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from netfate.orchestrator.api.problems import problem
+
+
+class _Duplicate(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _Duplicate(k)
+        out[k] = v
+    return out
+
+
+def duplicate_key(body: bytes) -> str | None:
+    """The first member name some object of the JSON document `body` gives twice; None if
+    none does, or if `body` is no JSON at all (its parser will say why)."""
+    try:
+        json.loads(body, object_pairs_hook=_pairs)
+    except _Duplicate as dup:
+        return dup.key
+    except (ValueError, RecursionError):
+        return None
+    return None
+
+
+def _is_json(scope: Scope) -> bool:
+    for k, v in scope.get("headers", []):
+        if k == b"content-type":
+            media: bytes = v.split(b";", 1)[0].strip().lower()
+            return media == b"application/json" or media.endswith(b"+json")
+    return False
+
+
+class UniqueKeys:
+    """ASGI middleware: a JSON body (Content-Type application/json or */*+json) whose
+    objects repeat a name gets 422 before any route sees it. Put it inside the body limit,
+    which bounds what it reads."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH") \
+                or not _is_json(scope):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            msg = await receive()
+            if msg["type"] != "http.request":  # the client went away
+                return
+            chunks.append(msg.get("body", b""))
+            if not msg.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        key = duplicate_key(body)
+        if key is not None:
+            await problem(422, f"the JSON body gives the member {key[:100]!r} twice in one "
+                               "object (RFC 7493 §2.3): which one is meant?")(
+                scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
