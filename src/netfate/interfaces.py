@@ -176,7 +176,26 @@ class TunnelDriver(Protocol):
         ...
 
 
-class NetworkDriver(LsiDriver, PortDriver, TSRuleDriver, TunnelDriver, Protocol):
+class MirrorDriver(Protocol):
+    """Port mirroring (SPAN): copies of what crosses some switch ports, sent out of another,
+    whatever the flows do with the originals. A troubleshooting probe captures a user's
+    traffic at a point without being spliced into their path (Glasgow paper, section V.B)."""
+
+    def create_mirror(self, lsi: str, name: str, ports: list[str], output: str) -> None:
+        """Copies of every frame entering or leaving `ports` go out of `output`, which then
+        carries nothing else and drops what comes in on it (OVS Mirror.output_port).
+        Idempotent by `name`. NotFound if the LSI or one of the ports does not exist;
+        InvalidInput if `output` is among `ports` or `ports` is empty."""
+        ...
+
+    def delete_mirrors(self, lsi: str, *, output: str | None = None,
+                       name: str | None = None) -> list[str]:
+        """Remove the mirrors sending to `output`, or named `name`; their names (none: a
+        no-op)."""
+        ...
+
+
+class NetworkDriver(LsiDriver, PortDriver, TSRuleDriver, TunnelDriver, MirrorDriver, Protocol):
     """The network abstraction of one node: NNF paper Table I, plus batches, isolated ports,
     port reports and settling. OvsNetwork (netfate.drivers.ovs) implements it."""
 

@@ -129,6 +129,8 @@ class NodeDrivers:
             except Exception as exc:  # re-raised once the NF itself is gone
                 detach_error = exc
             try:
+                for p in sorted(ports):  # a probe's copies of someone's traffic stop with it
+                    self.network.delete_mirrors(self.lsi, output=p)
                 self.network.delete_ports(self.lsi, sorted(ports))
                 self.network.delete_ts_rules(self.lsi, [r for r in dangling if r in guards])
             except Exception as exc:

@@ -361,6 +361,13 @@ class FakeAgent:
             if cmd.instance_id not in self.running:
                 return Reply(ok=False, error=f"NotFound: no NF {cmd.instance_id}")
             return Reply(ok=True, data={"state": "running", "detail": {"drops": 7}})
+        if cmd.op == "mirror" and cmd.instance_id and cmd.mirror is not None:
+            if cmd.instance_id not in self.running:
+                return Reply(ok=False, error=f"NotFound: no NF {cmd.instance_id}")
+            port = (f"port-of-{cmd.mirror.station_mac}" if cmd.mirror.station_mac
+                    else f"link-to-{cmd.mirror.peer_node}")
+            return Reply(ok=True, data={"mirror": f"netfate-ts-{cmd.instance_id}",
+                                        "ports": [port], "output": "probe-lan"})
         if cmd.op in ("status", "ping"):
             return Reply(ok=True, nfs=nfs())
         return Reply(ok=False, error=f"bad command {cmd.op!r}: missing fields")

@@ -91,8 +91,16 @@ def test_a_question_deploys_records_and_removes_the_probes(net: Net) -> None:
     assert [p["on_path"] for p in rep["points"]] == [True, True, False]
     assert rep["verdict"]["kind"] == "unknown"  # the fake agents run no tools
     assert rep["summary"].startswith("UNKNOWN")
-    # Unspliced, unaddressed probes are no evidence, and the report says so.
-    assert any("not spliced" in x for x in rep["limits"]), rep["limits"]
+    # The on-path probes get copies of the user's traffic: at the CPE of their device's
+    # port (by its MAC), at the PE of the links toward the CPE; the DC, off the path, none.
+    asked = {n: [c.mirror for c in a.commands if c.op == "mirror"]
+             for n, a in net.agents.items()}
+    assert [m.station_mac for m in asked["cpe1"] if m] == ["02:00:00:00:00:01"]
+    assert [m.peer_node for m in asked["core"] if m] == ["cpe1"]
+    assert asked["dc"] == []
+    assert "probe at cpe1 mirrors port-of-02:00:00:00:00:01" in done["steps"], done["steps"]
+    assert not any("not spliced" in x for x in rep["limits"]), rep["limits"]
+    # Unaddressed probes' pings are no evidence, and the report says so.
     assert "no address" in rep["summary"]
     assert rep["nfs"] and rep["nfs"][0]["nf"] == "firewall"
     assert rep["left_behind"] == [] and done["left_behind"] == []
@@ -161,6 +169,24 @@ def test_a_silent_agent_fails_the_question_and_its_probe_goes_when_it_answers(
                "the PE's probe to go once its agent answers")
 
 
+def test_a_users_complaint_about_one_destination(net: Net) -> None:
+    """User and destination together: "user1 cannot reach 10.255.0.1:2323". The captures
+    look for the user's traffic to that destination and port; the pings go to it."""
+    r = net.client.post(f"{API}/troubleshoot", json={
+        "user": "user1", "destination": "10.255.0.1", "port": 2323, "timeout_s": 2,
+        "seconds": 1})
+    assert r.status_code == 202, r.text
+    done = _wait(net.client, r.json()["id"])
+    assert done["operation_state"] == "COMPLETED", done
+    q = done["report"]["question"]
+    assert (q["user"], q["dest"], q["port"], q["user_ip"]) == \
+        ("user1", "10.255.0.1", 2323, "10.0.0.2")
+    asked = [c.desired for c in net.agents["cpe1"].commands if c.op == "apply" and c.desired]
+    filters = {i.config["request"]["filter"] for d in asked for i in d.instances
+               if i.config.get("request", {}).get("tool") == "capture"}
+    assert filters == {"src host 10.0.0.2 and dst host 10.255.0.1 and tcp dst port 2323"}
+
+
 def test_a_second_question_while_one_runs_is_refused(net: Net) -> None:
     c = net.client
     r = c.post(f"{API}/troubleshoot", json={"user": "user1", "timeout_s": 3})
@@ -174,8 +200,9 @@ def test_a_second_question_while_one_runs_is_refused(net: Net) -> None:
 @pytest.mark.parametrize(("body", "status", "words"), [
     ({"user": "nobody"}, 422, ("user", "nobody", "does not exist")),
     ({"user": "operator"}, 422, ("operator",)),
-    ({}, 422, ("exactly one", "user", "destination")),
-    ({"user": "user1", "destination": "10.0.0.9"}, 422, ("exactly one",)),
+    ({}, 422, ("a user, a destination, or both",)),
+    ({"user": None, "destination": None}, 422, ("a user, a destination, or both",)),
+    ({"user": "user1", "destination": "10.0.0.\uff19"}, 422, ("destination",)),
     ({"destination": "not-an-ip"}, 422, ("destination", "not-an-ip")),
     ({"destination": "224.0.0.1"}, 422, ("unicast",)),
     ({"user": "user1", "port": 70000}, 422, ("port",)),

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -248,3 +249,54 @@ def test_nf_start_bench_on_a_testbed_with_the_controller(stack: Testbed) -> None
     assert api("GET", "/nodes/cpe1/ts_rules") == []
     assert not {i for i in node_nfs(stack, "cpe1") if "bench" in i}
     assert all(s["in_sync"] and not s["skipped"] for s in api("GET", "/switches"))
+
+
+def test_troubleshoot_mirrors_the_users_traffic_and_blames_their_firewall(
+    stack: Testbed, servers: list[Server]
+) -> None:
+    """Issue 13 through the orchestrator: POST /troubleshoot deploys the operator's probes,
+    each on-path one gets copies of the user's traffic at its point (an OVS mirror of the
+    user's access port at the CPE, of the links toward the CPE at the PE), and the report
+    names the user's firewall, which denies the port: the CPE's probe saw the user's SYNs,
+    the PE's none. Then the probes and their mirrors are gone."""
+    servers.append(Server("fate-h-inet", INET, 2323))
+    add_user("user1", ["firewall"],
+             {"firewall": {"rules": [{"action": "deny", "proto": "tcp", "dport": 2323}]}})
+    [op] = wait_ops(login(stack, "user1", "client1")["vnf_lcm_op_occs"])
+    assert op["operation_state"] == "COMPLETED", op
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the steering is pushed right after the NF
+        if tcp_connect("fate-h-client1", INET, 2323, timeout=0.5) is None:
+            break
+    stop = threading.Event()
+
+    def complain() -> None:  # the user's device keeps trying, as a user would
+        while not stop.is_set():
+            tcp_connect("fate-h-client1", INET, 2323, timeout=0.3)
+
+    t = threading.Thread(target=complain)
+    t.start()
+    try:
+        ts = api("POST", "/troubleshoot", json={"user": "user1", "destination": INET,
+                                                "port": 2323, "seconds": 3,
+                                                "timeout_s": 45})
+        deadline = time.monotonic() + 90
+        while (done := api("GET", f"/troubleshoot/{ts['id']}"))["operation_state"] == \
+                "PROCESSING":
+            assert time.monotonic() < deadline, done
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        t.join(5)
+    assert done["operation_state"] == "COMPLETED", done
+    rep = done["report"]
+    points = {p["point"]: p for p in rep["points"]}
+    assert points["cpe1"]["flow_packets"] > 0, (done["steps"], points["cpe1"]["results"])
+    assert points["core"]["flow_packets"] == 0, points["core"]["results"]
+    v = rep["verdict"]
+    assert v["kind"] == "nf" and v["stops_at"] == "user1's firewall on cpe1", rep["summary"]
+    assert done["left_behind"] == []
+    mirrors = subprocess.run(["ovs-vsctl", "--columns=name", "list", "Mirror"],
+                             capture_output=True, text=True, check=True,
+                             env={**os.environ, "OVS_RUNDIR": str(paths.ovs_dir())}).stdout
+    assert "netfate-ts-" not in mirrors

@@ -18,6 +18,7 @@ class FakeNetwork:
     def __init__(self) -> None:
         self.ports: dict[str, int] = {}
         self.rules: dict[str, TSRule] = {}
+        self.mirrors: dict[str, tuple[list[str], str]] = {}
 
     def create_lsi(self, lsi: str) -> None: ...
     def delete_lsi(self, lsi: str) -> None: ...
@@ -43,6 +44,16 @@ class FakeNetwork:
 
     def list_ports(self, lsi: str) -> dict[str, int]:
         return dict(self.ports)
+
+    def create_mirror(self, lsi: str, name: str, ports: list[str], output: str) -> None:
+        self.mirrors[name] = (ports, output)
+
+    def delete_mirrors(self, lsi: str, *, output: str | None = None,
+                       name: str | None = None) -> list[str]:
+        gone = [m for m, (_, out) in self.mirrors.items() if m == name or out == output]
+        for m in gone:
+            del self.mirrors[m]
+        return gone
 
     def port_ids(self, lsi: str) -> dict[str, dict[str, str]]:
         return {p: {} for p in self.ports}

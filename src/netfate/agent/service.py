@@ -19,7 +19,7 @@ import nats
 from nats.aio.msg import Msg
 
 from netfate import __version__, naming
-from netfate.agent import live_migration
+from netfate.agent import live_migration, mirrors
 from netfate.agent.bundles import ensure_bundle
 from netfate.agent.managed import ManagedNFs
 from netfate.agent.ports import PORT_POLL_S, leases_file, read_leases, switch_ports
@@ -255,6 +255,13 @@ class Agent:
         if cmd.op in live_migration.OPS and cmd.instance_id:
             return Reply(ok=True, data=await self._run(
                 live_migration.handle, self.node, cmd.op, cmd.instance_id, cmd.state or {}))
+        if cmd.op == "mirror" and cmd.instance_id and cmd.mirror is not None:
+            ports = await self._run(self._read_ports)
+            return Reply(ok=True, data=await self._run(
+                mirrors.mirror, self.node, ports, cmd.instance_id, cmd.mirror))
+        if cmd.op == "unmirror" and cmd.instance_id:
+            return Reply(ok=True, data=await self._run(mirrors.unmirror, self.node,
+                                                       cmd.instance_id))
         if cmd.op == "import_state" and cmd.instance_id and cmd.state is not None:
             await self._run(self._import_state, cmd.instance_id, cmd.state)
             return Reply(ok=True)

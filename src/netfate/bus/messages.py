@@ -68,12 +68,24 @@ class Telemetry(_Msg):
     generation: int = 0
 
 
+class MirrorSpec(_Msg):
+    """Which of a node's switch ports a probe gets copies of (agent/mirrors.py): the one a
+    station (the user's device, by MAC) is attached to, or the links toward a peer node."""
+
+    station_mac: UnicastMac | None = None
+    peer_node: str | None = Field(default=None, min_length=1, max_length=63,
+                                  pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+
+
 class Command(_Msg):
     op: Literal["apply", "export_state", "import_state", "status", "nf_status", "ping",
                 # live migration of VM NFs (netfate.agent.live_migration)
-                "migrate_spec", "migrate_in", "migrate_out", "migrate_finish"]
+                "migrate_spec", "migrate_in", "migrate_out", "migrate_finish",
+                # a troubleshooting probe's copy of a user's traffic (agent/mirrors.py)
+                "mirror", "unmirror"]
     desired: DesiredState | None = None
     instance_id: str | None = None
+    mirror: MirrorSpec | None = None
     state: dict[str, Any] | None = None
     bundles: dict[str, str] = {}          # sha256 -> URL to fetch a bundle the node lacks
 

@@ -353,6 +353,44 @@ class OvsNetwork:
     def delete_tunnel(self, lsi: str, port: str) -> None:
         self.delete_port(lsi, port)
 
+    # -- mirrors (a probe's copy of a user's traffic) --------------------------------------
+    def create_mirror(self, lsi: str, name: str, ports: list[str], output: str) -> None:
+        """See interfaces.MirrorDriver. An OVS Mirror row on the LSI, selecting `ports` both
+        ways; OVS itself then keeps `output` for the copies alone."""
+        if not ports:
+            raise InvalidInput(f"mirror {name}: no port to mirror")
+        if output in ports:
+            raise InvalidInput(f"mirror {name}: {output} cannot mirror itself")
+        self._require_lsi(lsi)
+        api = self.api
+        rows = {}
+        for p in [*ports, output]:
+            row = api.lookup("Port", p, default=None)
+            if row is None:
+                raise NotFound(f"mirror {name}: no port {p!r} on this node")
+            rows[p] = row.uuid
+        self.delete_mirrors(lsi, name=name)  # idempotent: the same name again replaces it
+        sel = [rows[p] for p in ports]
+        mirror = api.db_create("Mirror", name=name, select_src_port=sel, select_dst_port=sel,
+                               output_port=rows[output])
+        self._commit(mirror, api.db_add("Bridge", lsi, "mirrors", mirror))
+
+    def delete_mirrors(self, lsi: str, *, output: str | None = None,
+                       name: str | None = None) -> list[str]:
+        """See interfaces.MirrorDriver. (A Mirror is no root row: taken off its bridge, OVSDB
+        deletes it.)"""
+        br = self.api.lookup("Bridge", lsi, default=None)
+        if br is None:
+            return []
+        gone = []
+        for m in list(getattr(br, "mirrors", [])):
+            outs = [p.name for p in getattr(m, "output_port", [])]
+            if (name is not None and m.name == name) or (output is not None and output in outs):
+                gone.append(m)
+        if gone:
+            self._commit(*(self.api.db_remove("Bridge", lsi, "mirrors", m.uuid) for m in gone))
+        return sorted(str(m.name) for m in gone)
+
     def delete_ports(self, lsi: str, ports: list[str]) -> None:
         self._commit(*(self.api.del_port(p, bridge=lsi, if_exists=True) for p in ports))
 

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from netfate import naming, validators
-from netfate.bus.messages import Command
+from netfate.bus.messages import Command, MirrorSpec
 from netfate.db.models import LcmOperation, Node, NodeRole, Presence, User, VnfInstance
 from netfate.errors import Conflict, InvalidInput, NetfateError, NotFound
 from netfate.orchestrator.coordinator import Coordinator
@@ -41,9 +41,6 @@ from netfate.troubleshoot import report
 log = logging.getLogger("netfate.troubleshoot")
 
 PROBE_NF = "troubleshooter"
-# The orchestrator does not yet put TS rules for its probes (netfate.troubleshoot.splice)
-# through the controller: their captures do not see the user's traffic.
-SPLICED = False
 KEEP = 50  # finished occurrences remembered
 
 
@@ -65,6 +62,7 @@ class Point:
     iid: str
     address: str
     config: dict[str, Any]
+    mirrored: bool = False  # the probe gets copies of the user's traffic at this point
 
 
 @dataclass
@@ -133,6 +131,11 @@ def plan_points(s: Session, t: Target) -> tuple[list[tuple[str, str, bool]], str
     return pts, user_ip, cpe
 
 
+def user_mac(s: Session, user: str) -> str | None:
+    u = s.get(User, user)
+    return u.mac if u is not None else None
+
+
 def user_instances(s: Session, user: str, node: str) -> list[tuple[str, str, dict[str, Any]]]:
     """The user's own instances wanted on a node: (id, nf, config)."""
     q = (sa.select(VnfInstance.id, VnfInstance.nf_name, VnfInstance.config)
@@ -154,8 +157,8 @@ _THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
 def check_target(body: dict[str, Any]) -> Target:
     """The request body as a Target. InvalidInput naming what is wrong."""
     user, dest = body.get("user"), body.get("destination")
-    if (user is None) == (dest is None):
-        raise InvalidInput("give exactly one of user and destination")
+    if user is None and dest is None:  # both: the user's complaint about reaching dest
+        raise InvalidInput("give a user, a destination, or both")
     if user is not None and (not isinstance(user, str) or not user or len(user) > 64):
         raise InvalidInput("user: a name of 1-64 characters")
     if user is not None:
@@ -282,6 +285,8 @@ class Troubleshoots:
                                    f"(operation {op_id})")
             op.steps.append(f"probe {iid} at {node}")
         _in_time(deadline, "the probes deployed, none asked yet")
+        if t.user is not None and cpe is not None:
+            await self._mirror(op, points, cpe, await self.db.run(user_mac, t.user))
         user_nfs = (await self.db.run(user_instances, t.user, cpe)
                     if t.user is not None and cpe is not None else [])
         before = {iid: await self._status(cpe, iid) for iid, _, _ in user_nfs} if cpe else {}
@@ -296,6 +301,31 @@ class Troubleshoots:
         after = {iid: await self._status(cpe, iid) for iid, _, _ in user_nfs} if cpe else {}
         return _report(t, points, results, user_nfs, before, after, cpe, target, user_ip,
                        time.monotonic() - t0)
+
+    async def _mirror(self, op: TsOccurrence, points: list[Point], cpe: str,
+                      mac: str | None) -> None:
+        """Each on-path probe gets copies of the user's traffic at its point (agent/
+        mirrors.py): at the CPE, of the access port the user's device is on; above it, of
+        the links toward the CPE. A point that cannot is no evidence (the report says why)."""
+        for p in points:
+            if not p.on_path:
+                continue
+            if p.node == cpe and mac is None:
+                op.steps.append(f"no mirror at {p.node}: the user's device has no known MAC")
+                continue
+            spec = (MirrorSpec(station_mac=mac) if p.node == cpe
+                    else MirrorSpec(peer_node=cpe))
+            try:
+                r = await self.coord.bus.command(
+                    p.node, Command(op="mirror", instance_id=p.iid, mirror=spec))
+            except NetfateError as exc:
+                op.steps.append(f"no mirror at {p.node}: {exc}")
+                continue
+            if r.ok:
+                p.mirrored = True
+                op.steps.append(f"probe at {p.node} mirrors {', '.join(r.data.get('ports', []))}")
+            else:
+                op.steps.append(f"no mirror at {p.node}: {r.error}")
 
     async def _status(self, node: str | None, iid: str) -> dict[str, Any]:
         if node is None:
@@ -317,7 +347,9 @@ class Troubleshoots:
         nonce = secrets.token_hex(3)
         reqs: list[dict[str, Any]] = []
         if p.on_path and user_ip is not None and t.user is not None:
-            words = ["src", "host", user_ip, "and", "dst", "host", target]
+            words = ["src", "host", user_ip]  # the user's own traffic (to dest if given)
+            if t.destination is not None:
+                words += ["and", "dst", "host", t.destination]
             if t.port is not None:
                 words += ["and", "tcp", "dst", "port", str(t.port)]
             reqs.append({"id": f"cap-{nonce}", "tool": "capture", "interface": "lan",
@@ -387,10 +419,11 @@ def _report(t: Target, points: list[Point], results: dict[str, dict[str, dict[st
                 else "ping_dest")
             by_tool[str(key)] = r
         cap = by_tool.get("capture")
-        # Evidence only from what can tell: a capture from a probe spliced into the user's
-        # path, pings and traces from a probe with an address. Neither yet (see the module
-        # docstring), so their results are in the report but not in its verdict.
-        spliced, addressed = SPLICED, bool(p.config.get("address"))
+        # Evidence only from what can tell: a capture from a probe that gets copies of the
+        # user's traffic at its point, pings and traces from a probe with an address (none
+        # yet: the orchestrator allocates no probe addresses), so their results are in the
+        # report but not in its verdict.
+        spliced, addressed = p.mirrored, bool(p.config.get("address"))
         obs.append(report.PointObservation(
             point=p.node, role=p.role, on_path=p.on_path,
             ping_dest=by_tool["ping_dest"].get("ok")
@@ -402,8 +435,8 @@ def _report(t: Target, points: list[Point], results: dict[str, dict[str, dict[st
             hops=report.traceroute_hops(by_tool["traceroute"].get("output", ""))
             if "traceroute" in by_tool and addressed else ()))
         if not spliced and p.on_path and t.user is not None:  # a capture was asked
-            limits.append(f"{p.node}: its probe is not spliced into the user's path: its "
-                          "capture is no evidence")
+            limits.append(f"{p.node}: its probe is not spliced into the user's path nor "
+                          "mirrors it: its capture is no evidence")
         if not addressed:
             limits.append(f"{p.node}: its probe has no address: its pings and traceroute "
                           "are no evidence")
