@@ -6,7 +6,8 @@ An entry is, for one bundle and port layout: a fresh namespace with its ports (n
 make_entry), an empty instance directory (state/, run/) bound at /nf/dir, and a container
 made by `runc create` on the bundle's image in that namespace, under the entry's name
 (container id, cgroup), its process waiting in `runc init` for `runc start`. The driver
-writes the spec (container_spec) and calls `make`; this module only keeps and refills.
+writes the spec (container_spec) and calls `make`; this module only keeps and refills
+(through refill_pool, as nf_pool does).
 
 Adoption (`adopt`) gives the entry its NF's identity before it starts, so everything after
 it (accounting and limits by the instance id's cgroup, `runc exec/pause/delete` by the
@@ -31,8 +32,6 @@ import json
 import logging
 import os
 import shutil
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,12 +40,14 @@ from typing import Any
 from netfate import naming
 from netfate.drivers import cgroups
 from netfate.drivers.nf_pool import Entry
+from netfate.drivers.refill_pool import Refill, RefillPool
 from netfate.errors import DriverError
 
 log = logging.getLogger(__name__)
 TAG = "cwarm"
 REFILL_NICE = 10  # the refill thread's (and so its runc's) nice value: an NF's create first
 REFILL_DELAY = 0.1  # s after a take before refilling: the taking create has the CPU first
+BUSY_WAIT = 0.005  # s a filler sleeps, before looking again, while another makes the rest
 UNIFIED = ""  # runc's key for the cgroup v2 (unified) path in a hybrid setup
 
 
@@ -75,102 +76,23 @@ def prefix(node: str) -> str:
     return f"{naming.PREFIX}{TAG}-{node}-"
 
 
-class ContainerPool:
-    """Entries for one bundle and port layout on one node, refilled in the background by
-    calling ``make(name)`` (which builds one and returns it, or raises having left nothing)
-    and destroyed by ``discard(entry)``."""
+class ContainerPool(RefillPool[Pooled]):
+    """Entries for one bundle and port layout on one node, refilled in the background
+    (refill_pool, at nice REFILL_NICE, REFILL_DELAY s after a take) by calling
+    ``make(name)`` (which builds one and returns it, or raises having left nothing) and
+    destroyed by ``discard(entry)``."""
 
     def __init__(self, node: str, size: int, make: Callable[[str], Pooled],
                  discard: Callable[[Pooled], None]) -> None:
         self.node = node
-        self.size = max(0, size)
-        self._make = make
-        self._discard = discard
-        self._entries: list[Pooled] = []
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._closed = False
-        self._seq = 0
-        self._making = 0
-        self._thread: threading.Thread | None = None
-        if self.size:
-            self._thread = threading.Thread(target=self._refill, daemon=True,
-                                            name=f"container-pool-{node}")
-            self._thread.start()
-            self._wake.set()
+        super().__init__(prefix(node), size, make, discard, Refill(
+            thread_name=f"container-pool-{node}", what=f"container pool of {node}", log=log,
+            busy_wait=BUSY_WAIT, join_timeout=30, delay=REFILL_DELAY, nice=REFILL_NICE,
+            quiet_close=True))
 
     def names(self) -> set[str]:
-        with self._lock:
-            return {e.name for e in self._entries}
-
-    def entries(self) -> list[Pooled]:
-        with self._lock:
-            return list(self._entries)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._entries)
-
-    def take(self) -> Pooled | None:
-        """An entry, or None when the pool is empty; the pool starts refilling."""
-        with self._lock:
-            entry = self._entries.pop(0) if self._entries else None
-        self._wake.set()
-        return entry
-
-    def fill(self) -> None:
-        """Fill the pool now, in this thread (a warm-up; the refill thread does the same)."""
-        while not self._closed:
-            with self._lock:
-                if len(self._entries) >= self.size:
-                    return
-                busy = len(self._entries) + self._making >= self.size
-                if not busy:
-                    self._seq += 1
-                    self._making += 1
-                    name = f"{prefix(self.node)}{os.getpid()}-{self._seq}"
-            if busy:
-                time.sleep(0.005)
-                continue
-            try:
-                entry = self._make(name)
-            finally:
-                with self._lock:
-                    self._making -= 1
-            with self._lock:
-                if not self._closed:
-                    self._entries.append(entry)
-                    continue
-            self._discard(entry)
-            return
-
-    def _refill(self) -> None:
-        with contextlib.suppress(OSError):  # per thread on Linux; runc inherits it
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), REFILL_NICE)
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            if self._closed:
-                return
-            time.sleep(REFILL_DELAY)
-            if self._closed:
-                return
-            try:
-                self.fill()
-            except Exception as exc:  # keep serving; a create then makes its own container
-                log.warning("container pool of %s: refill failed: %s", self.node, exc)
-
-    def close(self) -> None:
-        """Stop refilling and destroy the entries (idempotent)."""
-        self._closed = True
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-        with self._lock:
-            entries, self._entries = self._entries, []
-        for e in entries:
-            with contextlib.suppress(Exception):
-                self._discard(e)
+        """The entries' names (container ids, namespaces) the pool holds now."""
+        return {e.name for e in self.entries()}
 
 
 # -- adoption: the entry's container takes the NF's identity -------------------------------

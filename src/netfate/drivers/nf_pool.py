@@ -23,13 +23,12 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from netfate import naming
 from netfate.drivers import netns
+from netfate.drivers.refill_pool import Refill, RefillPool
 from netfate.errors import DriverError
 
 log = logging.getLogger(__name__)
@@ -38,6 +37,7 @@ POOL_TAG = "pool"
 # all in one request (netns.delete_group). Any value but 0 (lo's) does: the namespace is
 # the NF's alone.
 PORT_GROUP = 0x4E46
+BUSY_WAIT = 0.002  # s a filler sleeps, before looking again, while another makes the rest
 
 
 @dataclass(frozen=True)
@@ -82,8 +82,9 @@ def adopt(entry: Entry, name: str, host_ifs: list[str]) -> None:
             ipr.link("set", index=idx, ifname=new, state="up")
 
 
-class NamespacePool:
-    """Entries for one port layout and MTU on one node, refilled in the background."""
+class NamespacePool(RefillPool[Entry]):
+    """Entries for one port layout and MTU on one node, refilled in the background
+    (refill_pool)."""
 
     def __init__(self, node: str, ports: tuple[str, ...], mtu: int, size: int,
                  tag: str = POOL_TAG) -> None:
@@ -93,84 +94,21 @@ class NamespacePool:
         self.tag = tag
         self.ports = ports
         self.mtu = mtu
-        self.size = max(0, size)
-        self._entries: list[Entry] = []
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._closed = False
-        self._seq = 0
-        self._making = 0  # entries being made now (by the refill thread or fill())
-        self._thread: threading.Thread | None = None
-        if self.size:
-            self._thread = threading.Thread(target=self._refill, name=f"nf-pool-{node}",
-                                            daemon=True)
-            self._thread.start()
-            self._wake.set()
+        super().__init__(_prefix(node, tag), size, self._make_entry, self._delete_entry,
+                         Refill(thread_name=f"nf-pool-{node}",
+                                what=f"NF namespace pool of {node}", log=log,
+                                busy_wait=BUSY_WAIT, join_timeout=5))
 
     def names(self) -> set[str]:
         """The namespaces the pool holds now."""
-        with self._lock:
-            return {e.netns for e in self._entries}
+        return {e.netns for e in self.entries()}
 
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._entries)
+    def _make_entry(self, name: str) -> Entry:
+        return make_entry(name, self.ports, self.mtu)
 
-    def take(self) -> Entry | None:
-        """An entry, or None when the pool is empty (the caller makes a namespace itself);
-        the pool starts refilling."""
-        with self._lock:
-            entry = self._entries.pop(0) if self._entries else None
-        self._wake.set()
-        return entry
-
-    def fill(self) -> None:
-        """Fill the pool now, in this thread (a warm-up; the refill thread does the same)."""
-        while not self._closed:
-            with self._lock:
-                if len(self._entries) >= self.size:
-                    return
-                busy = len(self._entries) + self._making >= self.size
-                if not busy:
-                    self._seq += 1
-                    self._making += 1
-                    name = f"{_prefix(self.node, self.tag)}{os.getpid()}-{self._seq}"
-            if busy:  # the rest is being made by the other filler: wait for it
-                time.sleep(0.002)
-                continue
-            try:
-                entry = make_entry(name, self.ports, self.mtu)
-            finally:
-                with self._lock:
-                    self._making -= 1
-            with self._lock:
-                if not self._closed:
-                    self._entries.append(entry)
-                    continue
-            netns.delete(entry.netns)
-            return
-
-    def _refill(self) -> None:
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            if self._closed:
-                return
-            try:
-                self.fill()
-            except Exception as exc:  # keep serving; a create then makes its own namespace
-                log.warning("NF namespace pool of %s: refill failed: %s", self.node, exc)
-
-    def close(self) -> None:
-        """Stop refilling and delete the entries (idempotent)."""
-        self._closed = True
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        with self._lock:
-            entries, self._entries = self._entries, []
-        for e in entries:
-            netns.delete(e.netns)
+    @staticmethod
+    def _delete_entry(entry: Entry) -> None:
+        netns.delete(entry.netns)
 
 
 def leftovers(node: str, keep: set[str], tag: str = POOL_TAG) -> list[str]:
