@@ -2,7 +2,7 @@ import pytest
 
 from netfate.errors import InvalidInput
 from netfate.naming import IFNAMSIZ, ifname, nf_port
-from netfate.testbed.topology import load_topology, parse_topology
+from netfate.testbed.topology import load_topology, parse_topology, two_cpes_yaml
 
 
 def test_default_topology_is_the_poc() -> None:
@@ -57,3 +57,15 @@ def test_nodes_run_flavours_by_role_unless_the_file_says_otherwise() -> None:
     for bad, words in (("[Native]", "flavour"), ("[native, native]", "repeat"), ("[]", "flavours")):
         with pytest.raises(InvalidInput, match=words):
             parse_topology(f"name: x\nnodes:\n  - {{name: a, role: cpe, flavours: {bad}}}\n")
+
+
+def test_two_cpes_yaml_is_a_topology_with_the_dcs_asked_for() -> None:
+    t = parse_topology(two_cpes_yaml("two-dcs", ("dc1", "dc2"), cpe1_mem_mb=40))
+    assert t.name == "two-dcs"
+    assert [(n.name, n.role, n.uplink, n.mem_mb) for n in t.nodes] == [
+        ("core", "pe", None, 8), ("dc1", "dc", "core", None), ("dc2", "dc", "core", None),
+        ("cpe1", "cpe", "core", 40), ("cpe2", "cpe", "core", 8)]
+    assert [(h.name, h.attach) for h in t.hosts] == [
+        ("inet", "core"), ("client1", "cpe1"), ("client2", "cpe2")]
+    assert [n.name for n in parse_topology(two_cpes_yaml("one-dc", ("dc",))).nodes] == [
+        "core", "dc", "cpe1", "cpe2"]

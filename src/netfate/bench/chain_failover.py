@@ -32,23 +32,11 @@ from netfate.roaming.probes import EchoServer, reachable
 from netfate.roaming.session import ensure_user, portal_login, running_at, wait_for
 from netfate.testbed import lifecycle, processes
 from netfate.testbed.settings import TestbedSettings
-from netfate.testbed.topology import Topology, load_topology
+from netfate.testbed.topology import Topology, load_topology, two_cpes_yaml
 
 PORT = 5201
 USERS = {"bench-dc1": "client1", "bench-dc2": "client2"}
-TOPOLOGY = """
-name: netfate-bench-dc-failover
-nodes:
-  - {name: core, role: pe, mem_mb: 8}
-  - {name: dc1, role: dc, uplink: core}
-  - {name: dc2, role: dc, uplink: core}
-  - {name: cpe1, role: cpe, uplink: core, mem_mb: 8}
-  - {name: cpe2, role: cpe, uplink: core, mem_mb: 8}
-hosts:
-  - {name: inet, role: internet, attach: core}
-  - {name: client1, role: client, attach: cpe1, address: 10.90.1.1}
-  - {name: client2, role: client, attach: cpe2, address: 10.90.1.2}
-"""
+TOPOLOGY = two_cpes_yaml("netfate-bench-dc-failover", ("dc1", "dc2"))
 
 
 def _namespaces(user: str, node: str) -> list[str]:

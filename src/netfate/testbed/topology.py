@@ -272,3 +272,23 @@ def load_topology(path: Path | None = None) -> Topology:
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"topology {path} is not UTF-8 text (byte {exc.start})") from None
     return parse_topology(text, str(path))
+
+
+def two_cpes_yaml(name: str, dcs: Sequence[str], cpe1_mem_mb: int = 8) -> str:
+    """The YAML of a topology of two CPEs and the DCs `dcs` under a PE `core`: the internet
+    host on the PE, a client on each CPE (client1 on cpe1, client2 on cpe2). The PE and cpe2
+    get 8 MB for NFs (no room for a firewall), cpe1 `cpe1_mem_mb`, a DC its role's budget.
+    The failover benchmark's topology (bench/chain_failover.py), and tests' of chains across
+    nodes."""
+    nodes = [
+        "  - {name: core, role: pe, mem_mb: 8}",
+        *(f"  - {{name: {dc}, role: dc, uplink: core}}" for dc in dcs),
+        f"  - {{name: cpe1, role: cpe, uplink: core, mem_mb: {cpe1_mem_mb}}}",
+        "  - {name: cpe2, role: cpe, uplink: core, mem_mb: 8}",
+    ]
+    hosts = [
+        "  - {name: inet, role: internet, attach: core}",
+        "  - {name: client1, role: client, attach: cpe1, address: 10.90.1.1}",
+        "  - {name: client2, role: client, attach: cpe2, address: 10.90.1.2}",
+    ]
+    return "\n".join([f"name: {name}", "nodes:", *nodes, "hosts:", *hosts, ""])
