@@ -9,63 +9,34 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from netfate.api_auth import BearerAuth
 from netfate.drivers import netns
-from netfate.roaming.probes import EchoServer
 from netfate.roaming.session import running_at, wait_for
 from netfate.testbed import lifecycle, processes
-from netfate.testbed.settings import TestbedSettings
-from netfate.testbed.topology import Topology, load_topology
+from netfate.testbed.topology import Topology, two_cpes_yaml
 
+from .helpers import ALLOWED, DENIED, keep_evidence, topology_file, whole_stack
 from .test_node_failure import IDLE_S
 from .test_overlay import echo
-from .test_roaming import ALLOWED, DENIED, INET, connects, leftovers, login
+from .test_roaming import connects, leftovers, login
 
-TOPOLOGY = """
-name: netfate-dc-failure-test
-nodes:
-  - {name: core, role: pe, mem_mb: 8}
-  - {name: dc1, role: dc, uplink: core}
-  - {name: dc2, role: dc, uplink: core}
-  - {name: cpe1, role: cpe, uplink: core, mem_mb: 8}
-  - {name: cpe2, role: cpe, uplink: core, mem_mb: 8}
-hosts:
-  - {name: inet, role: internet, attach: core}
-  - {name: client1, role: client, attach: cpe1, address: 10.90.1.1}
-  - {name: client2, role: client, attach: cpe2, address: 10.90.1.2}
-"""
+TOPOLOGY = two_cpes_yaml("netfate-dc-failure-test", ("dc1", "dc2"))
 USERS = {"user1": "client1", "user2": "client2"}
 
 
 @pytest.fixture(scope="module")
 def topo(tmp_path_factory: pytest.TempPathFactory) -> Topology:
-    f = Path(tmp_path_factory.mktemp("dcfail")) / "dcfail.yaml"
-    f.write_text(TOPOLOGY)
-    return load_topology(f)
+    return topology_file(tmp_path_factory, "dcfail", TOPOLOGY)
 
 
 def served_stack(topo: Topology) -> Iterator[httpx.Client]:
     """The whole stack on `topo`, echo servers on the internet host at ALLOWED and DENIED,
-    users idle only after IDLE_S (longer than an outage); torn down whatever happens."""
-    lifecycle.down()
-    api = httpx.Client(base_url=lifecycle.api_url() + "/api/v1", timeout=30,
-                       auth=BearerAuth())
-    servers: list[EchoServer] = []
-    try:
-        lifecycle.up(topo, settings=TestbedSettings(idle_timeout=IDLE_S))
-        servers = [EchoServer("fate-h-inet", INET, p) for p in (ALLOWED, DENIED)]
-        yield api
-    finally:
-        for s in servers:
-            s.close()
-        api.close()
-        lifecycle.down()
-        lifecycle.up(load_topology(), services=False)
+    users idle only after IDLE_S (longer than an outage); torn down whatever happens
+    (helpers.whole_stack)."""
+    return whole_stack(topo, IDLE_S)
 
 
 @pytest.fixture(scope="module")
@@ -117,14 +88,7 @@ def test_dc_agent_killed_users_crossing_it_served_through_the_other_dc(
                  if o["operation"] == "MIGRATE" and o["operation_state"] == "COMPLETED"]
         assert len(moved) >= len(crossing), moved
     except Exception:
-        import json
-        import shutil
-
-        shutil.copy(processes.pid_dir() / "orchestrator.log", "/tmp/dcfail-orch.log")
-        with open("/tmp/dcfail-api.json", "w") as f:
-            json.dump({p: api.get(p).json() for p in ("/vnf_lcm_op_occs", "/vnf_instances",
-                                                     "/steering_rules", "/nodes")}, f,
-                      indent=1)
+        keep_evidence(api, "dcfail")
         raise
     finally:
         lifecycle.start_services(topo)  # the DC's agent comes back

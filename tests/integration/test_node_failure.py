@@ -17,36 +17,22 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from netfate.api_auth import BearerAuth
 from netfate.drivers import netns
-from netfate.roaming.probes import EchoServer, TcpStream
+from netfate.roaming.probes import TcpStream
 from netfate.roaming.session import running_at, wait_for
 from netfate.testbed import lifecycle, processes
 from netfate.testbed.move import move
-from netfate.testbed.settings import TestbedSettings
 from netfate.testbed.topology import load_topology
 
-from .test_roaming import ALLOWED, DENIED, INET, connects, leftovers, login
+from .helpers import ALLOWED, DENIED, INET, keep_evidence, whole_stack
+from .test_roaming import connects, leftovers, login
 
 IDLE_S = 60  # longer than the outage: an unserved user is not idle yet
 
 
 @pytest.fixture(scope="module")
 def stack(testbed_up: None) -> Iterator[httpx.Client]:
-    lifecycle.down()
-    api = httpx.Client(base_url=lifecycle.api_url() + "/api/v1", timeout=30,
-                       auth=BearerAuth())
-    servers: list[EchoServer] = []
-    try:
-        lifecycle.up(load_topology(), settings=TestbedSettings(idle_timeout=IDLE_S))
-        servers = [EchoServer("fate-h-inet", INET, p) for p in (ALLOWED, DENIED)]
-        yield api
-    finally:
-        for s in servers:
-            s.close()
-        api.close()
-        lifecycle.down()
-        lifecycle.up(load_topology(), services=False)
+    yield from whole_stack(load_topology(), IDLE_S)
 
 
 def _netns_del(name: str) -> None:
@@ -86,14 +72,7 @@ def test_agent_killed_its_users_served_again_and_leftovers_removed_on_return(
                  if o["operation"] == "MIGRATE" and o["operation_state"] == "COMPLETED"]
         assert moved and "restore_ms" in moved[-1]["params"]["timings"], moved
     except Exception:
-        import json
-        import shutil
-
-        shutil.copy(processes.pid_dir() / "orchestrator.log", "/tmp/nodefail-orch.log")
-        with open("/tmp/nodefail-api.json", "w") as f:
-            json.dump({p: api.get(p).json() for p in ("/vnf_lcm_op_occs", "/vnf_instances",
-                                                     "/steering_rules", "/nodes")}, f,
-                      indent=1)
+        keep_evidence(api, "nodefail")
         raise
     finally:
         # the agent comes back: what it still records for user1 is removed

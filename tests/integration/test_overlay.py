@@ -22,30 +22,18 @@ from netfate.proc import netns_argv
 from netfate.roaming.probes import TcpStream
 from netfate.roaming.session import running_at, wait_for
 from netfate.testbed.move import _inside, move
-from netfate.testbed.topology import Topology, load_topology
+from netfate.testbed.topology import Topology, load_topology, two_cpes_yaml
 
 from .conftest import tcp_connect
-from .test_roaming import ALLOWED, DENIED, IDLE_S, INET, _stack, connects, login
+from .helpers import ALLOWED, DENIED, INET, topology_file
+from .test_roaming import IDLE_S, _stack, connects, login
 
-TOPOLOGY = """
-name: netfate-overlay-test
-nodes:
-  - {name: core, role: pe, mem_mb: 8}
-  - {name: dc, role: dc, uplink: core}
-  - {name: cpe1, role: cpe, uplink: core, mem_mb: 40}
-  - {name: cpe2, role: cpe, uplink: core, mem_mb: 8}
-hosts:
-  - {name: inet, role: internet, attach: core}
-  - {name: client1, role: client, attach: cpe1, address: 10.90.1.1}
-  - {name: client2, role: client, attach: cpe2, address: 10.90.1.2}
-"""
+TOPOLOGY = two_cpes_yaml("netfate-overlay-test", ("dc",), cpe1_mem_mb=40)
 
 
 @pytest.fixture(scope="module")
 def topo(tmp_path_factory: pytest.TempPathFactory) -> Topology:
-    f = Path(tmp_path_factory.mktemp("overlay")) / "overlay.yaml"
-    f.write_text(TOPOLOGY)
-    return load_topology(f)
+    return topology_file(tmp_path_factory, "overlay", TOPOLOGY)
 
 
 @pytest.fixture(scope="module")

@@ -12,37 +12,22 @@ import httpx
 import pytest
 
 from netfate.access import dhcp_client
-from netfate.api_auth import BearerAuth
 from netfate.roaming.handover import handover
-from netfate.roaming.probes import EchoServer, TcpStream, UdpProbe, reachable
+from netfate.roaming.probes import TcpStream, UdpProbe, reachable
 from netfate.roaming.session import portal_ip, portal_login, running_at, wait_for
 from netfate.testbed import lifecycle, processes
 from netfate.testbed.move import _inside, move
-from netfate.testbed.settings import TestbedSettings
 from netfate.testbed.topology import Topology, load_topology
 
+from .helpers import ALLOWED, DENIED, INET, whole_stack
 from .test_orchestrator import user_flows
 
-INET = "10.255.0.1"
-ALLOWED, DENIED = 5201, 2323
 IDLE_S = 4
 
 
 def _stack(topo: Topology) -> Iterator[httpx.Client]:
-    lifecycle.down()
-    api = httpx.Client(base_url=lifecycle.api_url() + "/api/v1", timeout=30,
-                       auth=BearerAuth())
-    servers: list[EchoServer] = []
-    try:
-        lifecycle.up(topo, settings=TestbedSettings(idle_timeout=IDLE_S))
-        servers = [EchoServer("fate-h-inet", INET, p) for p in (ALLOWED, DENIED)]
-        yield api
-    finally:
-        for s in servers:
-            s.close()
-        api.close()
-        lifecycle.down()
-        lifecycle.up(load_topology(), services=False)
+    """The whole stack on `topo`, users idle after IDLE_S (helpers.whole_stack)."""
+    return whole_stack(topo, IDLE_S)
 
 
 @pytest.fixture

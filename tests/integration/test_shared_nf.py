@@ -20,24 +20,14 @@ from netfate import catalogue
 from netfate.bundle import build_bundle
 from netfate.controller import pipeline as pl
 from netfate.roaming.session import portal_login, wait_for
-from netfate.testbed.topology import Topology, load_topology
+from netfate.testbed.topology import Topology, two_cpes_yaml
 
+from .helpers import ALLOWED, DENIED, topology_file
 from .test_dc_failure import served_stack
 from .test_overlay import echo, owned_flows
-from .test_roaming import ALLOWED, DENIED, connects
+from .test_roaming import connects
 
-TOPOLOGY = """
-name: netfate-shared-nf-test
-nodes:
-  - {name: core, role: pe, mem_mb: 8}
-  - {name: dc, role: dc, uplink: core}
-  - {name: cpe1, role: cpe, uplink: core, mem_mb: 8}
-  - {name: cpe2, role: cpe, uplink: core, mem_mb: 8}
-hosts:
-  - {name: inet, role: internet, attach: core}
-  - {name: client1, role: client, attach: cpe1, address: 10.90.1.1}
-  - {name: client2, role: client, attach: cpe2, address: 10.90.1.2}
-"""
+TOPOLOGY = two_cpes_yaml("netfate-shared-nf-test", ("dc",))
 NF = "shared-firewall"
 INSTANCE = f"dc-user1-{NF}"
 # Each tenant's own rules: user1 may not reach DENIED, user2 may not reach ALLOWED.
@@ -58,9 +48,7 @@ def shared_variant(tmp: Path) -> bytes:
 
 @pytest.fixture(scope="module")
 def topo(tmp_path_factory: pytest.TempPathFactory) -> Topology:
-    f = Path(tmp_path_factory.mktemp("shared")) / "shared.yaml"
-    f.write_text(TOPOLOGY)
-    return load_topology(f)
+    return topology_file(tmp_path_factory, "shared", TOPOLOGY)
 
 
 @pytest.fixture(scope="module")

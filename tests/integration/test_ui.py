@@ -20,21 +20,18 @@ import httpx
 import pytest
 
 from netfate import api_auth, paths
-from netfate.roaming.probes import EchoServer
 from netfate.roaming.session import portal_login, running_at, wait_for
 from netfate.testbed import lifecycle
 from netfate.testbed.move import move
-from netfate.testbed.settings import TestbedSettings
 from netfate.testbed.topology import load_topology
 
 from .conftest import tcp_connect
+from .helpers import ALLOWED, INET, whole_stack_running
 
 playwright = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-INET = "10.255.0.1"
-ALLOWED = 5201
 WAIT_MS = 30_000
 T = TypeVar("T")
 
@@ -53,15 +50,7 @@ class Ui:
 def ui(testbed_up: None) -> Iterator[Ui]:
     """The whole stack on the testbed (idle timeout long enough for the module), and a
     browser page; all of it ended after, and the data-plane-only testbed put back."""
-    lifecycle.down()
-    topo = load_topology()
-    servers: list[EchoServer] = []
-    api = httpx.Client(base_url=lifecycle.api_url() + "/api/v1", timeout=30,
-                       auth=api_auth.BearerAuth())
-    try:
-        tb = TestbedSettings(idle_timeout=300)
-        lifecycle.up(topo, settings=tb)
-        servers = [EchoServer("fate-h-inet", INET, ALLOWED)]
+    with whole_stack_running(load_topology(), 300, (ALLOWED,)) as api:
         token = api_auth.read_token(paths.run_dir() / "orchestrator")
         assert token, "the orchestrator wrote no token"
         SHOTS.mkdir(parents=True, exist_ok=True)
@@ -73,12 +62,6 @@ def ui(testbed_up: None) -> Iterator[Ui]:
                 yield Ui(lifecycle.api_url(), token, api, page)
             finally:
                 browser.close()
-    finally:
-        for s in servers:
-            s.close()
-        api.close()
-        lifecycle.down()
-        lifecycle.up(load_topology(), services=False)
 
 
 def off_loop(fn: Callable[..., T], *args: Any, **kw: Any) -> T:

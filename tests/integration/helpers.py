@@ -1,0 +1,65 @@
+"""What several integration test modules share: the whole stack on a topology with echo
+servers on the internet host, a topology written to a file and loaded, and the evidence a
+failed test leaves in /tmp."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from netfate.api_auth import BearerAuth
+from netfate.roaming.probes import EchoServer
+from netfate.testbed import lifecycle, processes
+from netfate.testbed.settings import TestbedSettings
+from netfate.testbed.topology import Topology, load_topology
+
+INET = "10.255.0.1"
+ALLOWED, DENIED = 5201, 2323
+
+
+def whole_stack(topo: Topology, idle_s: int,
+                ports: tuple[int, ...] = (ALLOWED, DENIED)) -> Iterator[httpx.Client]:
+    """The whole stack on `topo` (any testbed taken down first), users idle after `idle_s`,
+    an echo server on the internet host at each of `ports`; yields the API's client. Torn
+    down whatever happens, and the data-plane-only default testbed put back."""
+    lifecycle.down()
+    api = httpx.Client(base_url=lifecycle.api_url() + "/api/v1", timeout=30,
+                       auth=BearerAuth())
+    servers: list[EchoServer] = []
+    try:
+        lifecycle.up(topo, settings=TestbedSettings(idle_timeout=idle_s))
+        servers = [EchoServer("fate-h-inet", INET, p) for p in ports]
+        yield api
+    finally:
+        for s in servers:
+            s.close()
+        api.close()
+        lifecycle.down()
+        lifecycle.up(load_topology(), services=False)
+
+
+# whole_stack as a context manager: `with whole_stack_running(topo, idle_s) as api:`.
+whole_stack_running = contextlib.contextmanager(whole_stack)
+
+
+def topology_file(tmp_path_factory: pytest.TempPathFactory, stem: str, text: str) -> Topology:
+    """The topology `text`, written to <a new tmp dir `stem`>/`stem`.yaml and loaded."""
+    f = Path(tmp_path_factory.mktemp(stem)) / f"{stem}.yaml"
+    f.write_text(text)
+    return load_topology(f)
+
+
+def keep_evidence(api: httpx.Client, prefix: str) -> None:
+    """For a failed test: the orchestrator's log to /tmp/`prefix`-orch.log, and what the API
+    says of operations, instances, steering rules and nodes to /tmp/`prefix`-api.json."""
+    shutil.copy(processes.pid_dir() / "orchestrator.log", f"/tmp/{prefix}-orch.log")
+    with open(f"/tmp/{prefix}-api.json", "w") as f:
+        json.dump({p: api.get(p).json() for p in ("/vnf_lcm_op_occs", "/vnf_instances",
+                                                 "/steering_rules", "/nodes")}, f,
+                  indent=1)
