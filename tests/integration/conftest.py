@@ -63,6 +63,17 @@ def tb(testbed_up: None) -> Iterator[Testbed]:
         t.close()
 
 
+@pytest.fixture(scope="module")
+def scenario_testbed(testbed_up: None) -> Iterator[None]:
+    """For a module whose scenario brings its own topology (or testbed) up and down: the
+    default one comes back after."""
+    try:
+        yield
+    finally:
+        lifecycle.down()
+        lifecycle.up(load_topology(), services=False)
+
+
 @pytest.fixture
 def fw_sha(tb: Testbed) -> str:
     return catalogue.install(tb.store, "firewall").sha256

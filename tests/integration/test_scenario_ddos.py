@@ -6,23 +6,8 @@ asserted)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from netfate.scenarios import ddos
 from netfate.testbed import lifecycle
-from netfate.testbed.topology import load_topology
-
-
-@pytest.fixture(scope="module")
-def scenario_testbed(testbed_up: None) -> Iterator[None]:
-    """The scenario brings its own topology up and down; the default one comes back after."""
-    try:
-        yield
-    finally:
-        lifecycle.down()
-        lifecycle.up(load_topology(), services=False)
 
 
 def test_ddos_is_mitigated_at_the_edge_without_hurting_the_legitimate_device(

@@ -5,23 +5,8 @@ asked at the CPE, the PE and the DC; the operator's probes are gone afterwards. 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from netfate.scenarios import troubleshoot
 from netfate.testbed import lifecycle
-from netfate.testbed.topology import load_topology
-
-
-@pytest.fixture(scope="module")
-def scenario_testbed(testbed_up: None) -> Iterator[None]:
-    """The scenario brings its own topology up and down; the default one comes back after."""
-    try:
-        yield
-    finally:
-        lifecycle.down()
-        lifecycle.up(load_topology(), services=False)
 
 
 def test_the_report_points_at_what_was_broken_and_the_probes_go(

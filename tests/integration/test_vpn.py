@@ -18,7 +18,6 @@ from netfate.scenarios import vpn_measure as m
 from netfate.scenarios.vpn_gateway import Gateway, swan
 from netfate.testbed import lifecycle
 from netfate.testbed.context import Testbed
-from netfate.testbed.topology import load_topology
 
 INET = "10.255.0.1"
 
@@ -106,16 +105,6 @@ def test_the_container_vpn_tunnels_the_users_traffic_and_its_state_moves_to_nati
         assert vpn.wait_ping(vpn.CLIENT_NS, INET, 15) is not None, "the tunnel did not come back"
     finally:
         tb.remove_nf("cpe1", new.instance_id)
-
-
-@pytest.fixture(scope="module")
-def scenario_testbed(testbed_up: None) -> Iterator[None]:
-    """The scenario brings its own testbed up and down; the default one comes back after."""
-    try:
-        yield
-    finally:
-        lifecycle.down()
-        lifecycle.up(load_topology(), services=False)
 
 
 def test_scenario_vpn_ci_sized(scenario_testbed: None) -> None:
