@@ -13,21 +13,15 @@ import pytest
 
 from netfate.db import Database, repo
 from netfate.db.models import AcctOpen
-from netfate.db.session import sqlite_url
 from netfate.orchestrator import accounting as acct
 from netfate.orchestrator.sessions import Login, record_association
 from netfate.radius.accounting import AcctRecord, Usage, UsageMeter
+from tests.unit.two_cpes_db import two_cpes_db
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> Any:
-    d = Database.create(sqlite_url(tmp_path / "state"))
-    with d.session() as s:
-        repo.upsert_node(s, "cpe1", role="cpe")
-        repo.upsert_node(s, "cpe2", role="cpe")
-        repo.create_user(s, "u1", "pw-u1-0123")
-    yield d
-    d.dispose()
+    yield from two_cpes_db(tmp_path, lambda s: repo.create_user(s, "u1", "pw-u1-0123"))
 
 
 def _tick(a: acct.Accounting, sent: list[AcctRecord]) -> list[tuple[str, str]]:
@@ -40,6 +34,26 @@ async def _never(user: str, cause: str, acct_id: str) -> None:
     raise AssertionError("no session ends here")
 
 
+def _accounting(db: Database, clock: list[float]) -> acct.Accounting:
+    """A fresh orchestrator's accounting (nothing in memory), its clock reading clock[0]."""
+    return acct.Accounting(db, object(), 10.0, _never,  # type: ignore[arg-type]
+                           clock=lambda: clock[0])
+
+
+def _u1_started(db: Database, monkeypatch: pytest.MonkeyPatch
+                ) -> tuple[acct.Accounting, list[AcctRecord], list[float]]:
+    """The accounting, the records it sends (appended to the list) and its clock, after u1
+    logged in at cpe1 and their Start was sent."""
+    sent: list[AcctRecord] = []
+    monkeypatch.setattr(acct, "send", lambda _client, rec: sent.append(rec) or 0.0)
+    clock = [time.time()]
+    a = _accounting(db, clock)
+    with db.session() as s:
+        record_association(s, "u1", "cpe1", None, None, Login())
+    _tick(a, sent)
+    return a, sent, clock
+
+
 def test_totals_go_on_after_a_restart_and_the_stop_carries_them(
         db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     sent: list[AcctRecord] = []
@@ -47,8 +61,7 @@ def test_totals_go_on_after_a_restart_and_the_stop_carries_them(
     clock = [time.time()]
 
     def orchestrator() -> acct.Accounting:  # a fresh process: nothing in memory
-        return acct.Accounting(db, object(), 10.0, _never,  # type: ignore[arg-type]
-                               clock=lambda: clock[0])
+        return _accounting(db, clock)
 
     # The switch had counted 1000 octets of u1's flows before this login: its baseline.
     a = orchestrator()
@@ -107,21 +120,13 @@ def test_a_start_not_answered_before_a_restart_is_sent_after_it(
 
 def test_reported_totals_never_go_back_even_from_a_damaged_row(
         db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    sent: list[AcctRecord] = []
-    monkeypatch.setattr(acct, "send", lambda _client, rec: sent.append(rec) or 0.0)
-    clock = [time.time()]
-    a = acct.Accounting(db, object(), 10.0, _never,  # type: ignore[arg-type]
-                        clock=lambda: clock[0])
-    with db.session() as s:
-        record_association(s, "u1", "cpe1", None, None, Login())
-    _tick(a, sent)
+    a, sent, clock = _u1_started(db, monkeypatch)
     a.counters("cpe1", {"u1": Usage(50, 5, 60, 6)})
     clock[0] += 10
     _tick(a, sent)
     with db.session() as s:
         s.get(AcctOpen, sent[0].session_id).meter = {"last": {"cpe1": ["x"]}}
-    a = acct.Accounting(db, object(), 10.0, _never,  # type: ignore[arg-type]
-                        clock=lambda: clock[0])
+    a = _accounting(db, clock)
     clock[0] += 10
     assert _tick(a, sent) == [("Interim-Update", "u1")]
     assert sent[0].usage == Usage(50, 5, 60, 6)
@@ -141,14 +146,7 @@ def test_usage_meter_round_trips_and_refuses_what_is_not_one() -> None:
 
 def test_a_reading_that_is_not_a_counter_is_ignored(
         db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    sent: list[AcctRecord] = []
-    monkeypatch.setattr(acct, "send", lambda _client, rec: sent.append(rec) or 0.0)
-    clock = [time.time()]
-    a = acct.Accounting(db, object(), 10.0, _never,  # type: ignore[arg-type]
-                        clock=lambda: clock[0])
-    with db.session() as s:
-        record_association(s, "u1", "cpe1", None, None, Login())
-    _tick(a, sent)
+    a, sent, clock = _u1_started(db, monkeypatch)
     a.counters("cpe1", {"u1": Usage(100, 1, 100, 1)})
     a.counters("cpe1", {"u1": Usage(-5, 1, 1, 1)})        # negative: not a counter
     a.counters("cpe1", {"u1": Usage(2**64, 1, 1, 1)})     # past 64 bits

@@ -37,14 +37,22 @@ class FakeNc:
         return Msg(Reply(ok=True).model_dump_json().encode())
 
 
+async def _dropped_mid_command(deadline: float, node: str, cmd: Command
+                               ) -> tuple[asyncio.Task[Reply], FakeNc]:
+    """`cmd` sent to `node` (answered on the second try), then, while it waits, the
+    connection drops: the command's task, and the fake connection (counting what it sent)."""
+    d = Disconnects()
+    nc = FakeNc(["hang", "ok"])
+    bus = AgentBus(nc, deadline, d)
+    task = asyncio.create_task(bus.command(node, cmd))
+    await asyncio.sleep(0.1)
+    await d.lost()
+    return task, nc
+
+
 def test_a_command_in_flight_is_sent_again_when_the_connection_drops() -> None:
     async def go() -> tuple[Reply, int]:
-        d = Disconnects()
-        nc = FakeNc(["hang", "ok"])
-        bus = AgentBus(nc, 5.0, d)
-        task = asyncio.create_task(bus.command("cpe1", Command(op="apply")))
-        await asyncio.sleep(0.1)
-        await d.lost()
+        task, nc = await _dropped_mid_command(5.0, "cpe1", Command(op="apply"))
         return await asyncio.wait_for(task, 2), nc.sent
 
     reply, sent = asyncio.run(go())
@@ -53,12 +61,7 @@ def test_a_command_in_flight_is_sent_again_when_the_connection_drops() -> None:
 
 def test_a_live_migration_step_is_not_sent_twice() -> None:
     async def go() -> int:
-        d = Disconnects()
-        nc = FakeNc(["hang", "ok"])
-        bus = AgentBus(nc, 0.5, d)
-        task = asyncio.create_task(bus.command("dc", Command(op="migrate_out")))
-        await asyncio.sleep(0.1)
-        await d.lost()
+        task, nc = await _dropped_mid_command(0.5, "dc", Command(op="migrate_out"))
         with pytest.raises(AgentUnreachable, match="did not answer"):
             await task
         return nc.sent

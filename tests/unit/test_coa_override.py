@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.orm import Session
 
 from netfate.db import Database, repo
-from netfate.db.session import sqlite_url
 from netfate.orchestrator import snapshot
 from netfate.orchestrator.aaa import _set_nfs
 from netfate.orchestrator.repair import user_records
 from netfate.orchestrator.sessions import Login, record_association
+from tests.unit.two_cpes_db import two_cpes_db
 
 
 def _desc(name: str) -> dict[str, Any]:
@@ -23,15 +24,12 @@ def _desc(name: str) -> dict[str, Any]:
 
 @pytest.fixture
 def db(tmp_path: Path) -> Any:
-    d = Database.create(sqlite_url(tmp_path / "state"))
-    with d.session() as s:
-        repo.upsert_node(s, "cpe1", role="cpe")
-        repo.upsert_node(s, "cpe2", role="cpe")
+    def seed(s: Session) -> None:
         for nf in ("firewall", "rate-limiter", "nat"):
             repo.add_bundle(s, nf.encode(), name=nf, version="1.0", descriptor=_desc(nf))
         repo.create_user(s, "u1", "pw-u1-0123", required_nfs=["firewall"])
-    yield d
-    d.dispose()
+
+    yield from two_cpes_db(tmp_path, seed)
 
 
 def _wanted(db: Database) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
