@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import json
+from contextlib import redirect_stdout
+from dataclasses import dataclass, field
+
 import pytest
+import typer
 from typer.testing import CliRunner
 
+from netfate.cli import scenario as cli_scenario
 from netfate.cli.main import app
 from netfate.errors import InvalidInput
 from netfate.scenarios import ddos
@@ -34,3 +41,37 @@ def test_the_scenario_topology_has_four_devices_on_one_cpe() -> None:
     topo = ddos.topology()
     devices = [h for h in topo.hosts if h.role == "client"]
     assert len(devices) == 4 and {h.attach for h in devices} == {"cpe1"}
+
+
+@dataclass
+class _Res:
+    ok: bool
+    timeline: list[tuple[float, str]] = field(default_factory=list)
+
+
+def test_a_scenario_prints_its_timeline_then_its_report_and_exits_1_if_not_ok(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    reported: list[object] = []
+
+    def run(say: cli_scenario.Say) -> _Res:
+        say(1.5, "step one")
+        return _Res(ok=False)
+
+    with pytest.raises(typer.Exit) as e:
+        cli_scenario._run("x", False, run, reported.append)
+    assert e.value.exit_code == 1 and reported == [_Res(ok=False)]
+    assert "t+  1.50s step one" in capsys.readouterr().err
+
+
+def test_a_scenario_with_json_prints_the_result_alone() -> None:
+    def run(say: cli_scenario.Say) -> _Res:
+        say(0.25, "step one")
+        return _Res(ok=True, timeline=[(0.25, "step one")])
+
+    def report(res: object) -> None:
+        raise AssertionError("no report with --json")
+
+    out = io.StringIO()
+    with redirect_stdout(out):
+        cli_scenario._run("x", True, run, report)
+    assert json.loads(out.getvalue()) == {"ok": True, "timeline": [[0.25, "step one"]]}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
+from typing import Any, ClassVar, Protocol
 
 import typer
 from rich.table import Table
@@ -10,6 +12,7 @@ from rich.table import Table
 from netfate.cli.common import ascii_int, console, emit_json, guarded, need_root, settings
 
 SCENARIOS = ("ddos", "troubleshoot", "vpn")
+Say = Callable[[float, str], None]  # (seconds since the scenario's start, what happened)
 
 
 def scenario(
@@ -62,17 +65,31 @@ def scenario(
 
     opts = ddos.Options(rate=rate, attackers=attackers, flood_pps=flood_pps,
                         flood_window_ms=flood_window_ms, attack_s=float(attack_s))
+    _run("ddos", json_out, lambda say: ddos.run(opts, say, keep=keep), _report)
 
+
+class _Outcome(Protocol):
+    """What a scenario's `run` returns: a dataclass (printed whole by --json) with `ok`."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+    ok: bool
+
+
+def _run(name: str, json_out: bool, run: Callable[[Say], _Outcome],
+         report: Callable[[object], None]) -> None:
+    """Run scenario `name` (`run(say)`, under a spinner, its NetfateError one line and exit
+    1), its timeline printed as it goes; then its result as JSON (--json) or by `report`.
+    Exit 1 if the scenario is not ok."""
     def say(t: float, msg: str) -> None:
-        if not json_out:
+        if not json_out:  # --json: the timeline is in the document (its "timeline")
             console.print(f"[dim]t+{t:6.2f}s[/] {msg}")
 
-    with console.status("ddos: running", spinner="dots"):
-        res = guarded(lambda: ddos.run(opts, say, keep=keep))
+    with console.status(f"{name}: running", spinner="dots"):
+        res = guarded(lambda: run(say))
     if json_out:
         emit_json(asdict(res))
     else:
-        _report(res)
+        report(res)
     if not res.ok:
         raise typer.Exit(1)
 
@@ -110,19 +127,7 @@ def _vpn(json_out: bool, keep: bool, runs: int, seconds: int, mtu: int,
 
     opts = vpn.Options(suites=suites, runs=runs, seconds=seconds, mtu=mtu, roam=roam,
                        flavours=flavours)
-
-    def say(t: float, msg: str) -> None:
-        if not json_out:
-            console.print(f"[dim]t+{t:6.2f}s[/] {msg}")
-
-    with console.status("vpn: running", spinner="dots"):
-        res = guarded(lambda: vpn.run(opts, say, keep=keep))
-    if json_out:
-        emit_json(asdict(res))
-    else:
-        _vpn_report(res)
-    if not res.ok:
-        raise typer.Exit(1)
+    _run("vpn", json_out, lambda say: vpn.run(opts, say, keep=keep), _vpn_report)
 
 
 def _fmt(v: object, unit: str = "") -> str:
