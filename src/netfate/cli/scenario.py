@@ -10,9 +10,9 @@ import typer
 from rich.table import Table
 
 from netfate.cli.common import ascii_int, console, emit_json, guarded, need_root, settings
+from netfate.scenarios.timeline import Say
 
 SCENARIOS = ("ddos", "troubleshoot", "vpn")
-Say = Callable[[float, str], None]  # (seconds since the scenario's start, what happened)
 
 
 def scenario(

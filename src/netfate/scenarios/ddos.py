@@ -21,7 +21,6 @@ before and after; the legitimate stream's throughput before, during and after th
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -30,6 +29,7 @@ from netfate.engine.reaction import get_reaction_policy
 from netfate.errors import InvalidInput
 from netfate.scenarios import traffic
 from netfate.scenarios.orch import Api
+from netfate.scenarios.timeline import Mark, Say, marker
 from netfate.testbed import lifecycle
 from netfate.testbed.context import Testbed
 from netfate.testbed.settings import TestbedSettings
@@ -67,9 +67,6 @@ def topology() -> Topology:
     return parse_topology(text, "iot-ddos topology")
 
 
-Say = Callable[[float, str], None]
-
-
 def _deploy(api: Api, tb: Testbed, devices: list[str], opts: Options) -> None:
     """Each device a user with the chain [firewall, packet-inspector], associated at its
     CPE: the orchestrator places the chain and steers the device through it."""
@@ -84,7 +81,7 @@ def _deploy(api: Api, tb: Testbed, devices: list[str], opts: Options) -> None:
 
 
 def _watch(api: Api, attackers: list[str], fw_ids: dict[str, str], t_wall: float,
-           end: float, mark: Callable[[str], float]) -> tuple[dict[str, Any], dict[str, Any]]:
+           end: float, mark: Mark) -> tuple[dict[str, Any], dict[str, Any]]:
     """Until `end` (monotonic) or every attacker's rule is in: the flood notifications the
     orchestrator stored, and its reactions' UPDATE operations once complete, by device,
     as {device: record} (seconds since `t_wall`, the attack's start in epoch seconds)."""
@@ -132,14 +129,7 @@ def run(opts: Options, say: Say, keep: bool = False) -> Result:
     addr = {h.name: str(h.address) for h in topo.hosts if h.role == "client"}
     victim = topo.internet_address
     res = Result()
-    t0 = time.monotonic()
-
-    def mark(msg: str) -> float:
-        t = time.monotonic() - t0
-        res.timeline.append((round(t, 3), msg))
-        say(t, msg)
-        return time.monotonic()
-
+    mark = marker(res.timeline, say)
     settings = TestbedSettings(reaction_policy=policy.name, idle_timeout=0)
     lifecycle.down()
     lifecycle.up(topo, settings=settings)

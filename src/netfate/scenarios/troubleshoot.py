@@ -19,7 +19,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -29,6 +28,7 @@ from netfate.drivers import netns
 from netfate.errors import InvalidInput
 from netfate.owners import OPERATOR
 from netfate.proc import netns_argv
+from netfate.scenarios.timeline import Say, marker
 from netfate.scenarios.traffic import SINK
 from netfate.testbed import lifecycle
 from netfate.testbed.context import Testbed
@@ -39,7 +39,6 @@ from netfate.troubleshoot.ask import Question, ask
 USER = "user1"
 FAULTS = ("firewall", "link")
 FW_CFG: dict[str, Any] = {"default_out": "allow", "default_in": "deny", "rules": []}
-Say = Callable[[float, str], None]
 
 
 @dataclass
@@ -124,13 +123,7 @@ def run(opts: Options, say: Say, keep: bool = False) -> Result:
     topo = topology()
     dest = topo.internet_address
     res = Result()
-    t0 = time.monotonic()
-
-    def mark(msg: str) -> None:
-        t = time.monotonic() - t0
-        res.timeline.append((round(t, 3), msg))
-        say(t, msg)
-
+    mark = marker(res.timeline, say)
     lifecycle.down()
     lifecycle.up(topo, services=False)
     mark(f"testbed up: {USER} on cpe1, PE core with the destination {dest}, DC beside")
@@ -152,9 +145,12 @@ def run(opts: Options, say: Say, keep: bool = False) -> Result:
         res.checks["the user's service works at first"] = user.wait(True)
         q = Question(USER, dest, opts.port, seconds=opts.capture_s, timeout_s=opts.timeout_s)
 
+        def step(msg: str) -> None:  # ask's own progress, indented under its question
+            mark("  " + msg)
+
         def question(label: str) -> dict[str, Any]:
             mark(f"ask: where is it broken? ({label})")
-            rep = ask(tb, q, lambda m: mark("  " + m))
+            rep = ask(tb, q, step)
             res.reports[label] = rep
             v = rep["verdict"]
             mark(f"report after {rep['seconds']:.2f} s from {len(rep['points'])} points: "

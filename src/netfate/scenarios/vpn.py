@@ -19,7 +19,6 @@ import os
 import secrets
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -30,6 +29,7 @@ from netfate.interfaces import NFInfo
 from netfate.oci.store import image_tag
 from netfate.proc import netns_argv
 from netfate.scenarios import vpn_measure as m
+from netfate.scenarios.timeline import Mark, Say, marker
 from netfate.scenarios.vpn_gateway import BARE_A, BARE_INNER, Bare, Gateway, swan
 from netfate.testbed import lifecycle
 from netfate.testbed.context import Testbed
@@ -105,9 +105,6 @@ class Result:
     timeline: list[tuple[float, str]] = field(default_factory=list)
 
 
-Say = Callable[[float, str], None]
-
-
 def topology() -> Topology:
     text = resources.files("netfate.testbed").joinpath("default.yaml").read_text()
     return parse_topology(text, "default topology")
@@ -161,13 +158,7 @@ def run(opts: Options, say: Say, keep: bool = False) -> Result:
         raise InvalidInput(f"mtu: {s.MTU_MIN}-{s.MTU_MAX}")
     plan_flavours(opts.flavours, list(FLAVOURS), list(FLAVOURS))  # unknown names, now
     res = Result()
-    t0 = time.monotonic()
-
-    def mark(msg: str) -> None:
-        t = time.monotonic() - t0
-        res.timeline.append((round(t, 3), msg))
-        say(t, msg)
-
+    mark = marker(res.timeline, say)
     topo = topology()
     inet = topo.internet_address
     mss = opts.mtu - 40
@@ -244,7 +235,7 @@ def _image(tb: Testbed, flavour: str, img: dict[str, float], tag: str) -> dict[s
 
 
 def _nf(tb: Testbed, flavour: str, sha: str, cfg: dict[str, Any], suite: str, opts: Options,
-        mss: int, inet: str, img: dict[str, float], mark: Callable[[str], None],
+        mss: int, inet: str, img: dict[str, float], mark: Mark,
         res: Result) -> dict[str, Any]:
     node = tb.node(CPE)
     t = time.monotonic()
@@ -303,7 +294,7 @@ def _on_the_wire(tb: Testbed, inet: str) -> tuple[int, int]:
 
 
 def _bare(bare: Bare, suite: str, psk_file: str, psk: str, opts: Options, mss: int,
-          img: dict[str, float], mark: Callable[[str], None], res: Result) -> dict[str, Any]:
+          img: dict[str, float], mark: Mark, res: Result) -> dict[str, Any]:
     bare.up(suite, psk_file, psk, opts.mtu)
     first = wait_ping(BARE_A, BARE_INNER[1], 5)
     res.checks[f"bare {suite}: traffic crosses the tunnel"] = first is not None
@@ -328,7 +319,7 @@ def _bare(bare: Bare, suite: str, psk_file: str, psk: str, opts: Options, mss: i
 
 
 def _roam(tb: Testbed, sha: str, cfg: dict[str, Any], inet: str,
-          mark: Callable[[str], None], res: Result, flavour: str = "native") -> dict[str, Any]:
+          mark: Mark, res: Result, flavour: str = "native") -> dict[str, Any]:
     """The user moves cpe1 -> cpe2 and the NF follows: its state (the config) is exported and
     a new instance on cpe2 imports it; the client moves and is steered through it; the old
     instance goes. The new instance's IKE can leave cpe2 only once it is in a steered chain
