@@ -17,7 +17,7 @@ import statistics
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from netfate.drivers import netns
@@ -42,24 +42,32 @@ def pids_in(ns: str) -> list[int]:
     return out
 
 
-def cpu_ticks(pids: list[int]) -> int:
-    """utime + stime (clock ticks) of `pids` (their threads included)."""
+def _proc_sum(pids: list[int], name: str, value: Callable[[str], int]) -> int:
+    """The sum over `pids` of `value(text of /proc/<pid>/<name>)`; a process gone meanwhile
+    (or its file not as expected: OSError, ValueError, IndexError) adds nothing."""
     total = 0
     for p in pids:
         with contextlib.suppress(OSError, ValueError, IndexError):
-            with open(f"/proc/{p}/stat") as f:
-                rest = f.read().rsplit(")", 1)[1].split()
-            total += int(rest[11]) + int(rest[12])
+            with open(f"/proc/{p}/{name}") as f:
+                text = f.read()
+            total += value(text)
     return total
+
+
+def _utime_stime(stat: str) -> int:
+    # fields after the command, which is in parentheses and may hold spaces or ")"
+    rest = stat.rsplit(")", 1)[1].split()
+    return int(rest[11]) + int(rest[12])
+
+
+def cpu_ticks(pids: list[int]) -> int:
+    """utime + stime (clock ticks) of `pids` (their threads included)."""
+    return _proc_sum(pids, "stat", _utime_stime)
 
 
 def rss_mb(pids: list[int]) -> float:
     """Resident memory of `pids`, MB (shared pages counted in each, as `ps` does)."""
-    total = 0
-    for p in pids:
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            with open(f"/proc/{p}/statm") as f:
-                total += int(f.read().split()[1]) * PAGE
+    total = _proc_sum(pids, "statm", lambda statm: int(statm.split()[1]) * PAGE)
     return round(total / 1e6, 1)
 
 
