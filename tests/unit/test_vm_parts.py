@@ -297,3 +297,50 @@ def test_qmp_skips_what_comes_before_the_greeting(tmp_path: Path, first: bytes) 
         with pytest.raises(DriverError, match=r"not a QMP greeting.*return"):
             q.execute("query-status")
         q.close()
+
+
+class _ScriptedQmp:
+    """A Qmp whose query-migrate answers come from `answers` (the last one repeated), the
+    commands it is sent kept; `cancel_fails`: migrate_cancel raises as QEMU's error would."""
+
+    def __init__(self, answers: list[dict[str, object]], cancel_fails: bool = False) -> None:
+        from netfate.drivers.vm_qmp import Qmp
+
+        self.qmp = Qmp(Path("/nonexistent/qmp.sock"))
+        self.answers, self.cancel_fails = list(answers), cancel_fails
+        self.sent: list[str] = []
+        self.qmp.execute = self.execute  # type: ignore[method-assign]
+
+    def execute(self, cmd: str, args: object = None, timeout: object = None) -> object:
+        self.sent.append(cmd)
+        if cmd == "migrate_cancel" and self.cancel_fails:
+            raise DriverError("qmp.sock: GenericError: no migration")
+        if cmd == "query-migrate":
+            return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        return {}
+
+
+@pytest.mark.parametrize("status", ["completed", "failed", "cancelled"])
+def test_a_migrations_end_is_qemus_last_answer(status: str) -> None:
+    end = {"status": status, "total-time": 12}
+    q = _ScriptedQmp([{"status": "setup"}, {"status": "active"}, end])
+    assert q.qmp.migration_end(5.0, 0.001) == end
+    assert q.sent == ["query-migrate"] * 3
+
+
+def test_a_migration_not_ended_in_time_is_none_and_left_to_the_caller() -> None:
+    q = _ScriptedQmp([{"status": "active"}])
+    assert q.qmp.migration_end(0.02, 0.001) is None
+    assert set(q.sent) == {"query-migrate"}
+
+
+def test_saving_a_template_names_qemus_error_or_cancels_when_over_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    failed = _ScriptedQmp([{"status": "failed", "error-desc": "disk full"}])
+    with pytest.raises(DriverError, match="saving the template failed: disk full"):
+        vm_template._wait_saved(failed.qmp)
+    monkeypatch.setattr(vm_template, "SAVE_TIMEOUT", 0.02)
+    slow = _ScriptedQmp([{"status": "active"}], cancel_fails=True)
+    with pytest.raises(DriverError, match=r"saving the template took over 0\.02s"):
+        vm_template._wait_saved(slow.qmp)  # the cancel's own error is not the one reported
+    assert slow.sent[-1] == "migrate_cancel"

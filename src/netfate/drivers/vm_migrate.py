@@ -105,19 +105,13 @@ def migrate_out(drv: VmCompute, instance_id: str, uri: str,
             qmp.execute("migrate-set-parameters", {
                 "downtime-limit": DOWNTIME_LIMIT_MS, "max-bandwidth": MAX_BANDWIDTH})
             qmp.execute("migrate", {"uri": uri})
-            deadline = time.monotonic() + timeout
-            while True:
-                st = qmp.execute("query-migrate")
-                status = st.get("status")
-                if status == "completed":
-                    break
-                if status in ("failed", "cancelled"):
-                    raise DriverError(f"{instance_id}: migration {status}: "
-                                      f"{st.get('error-desc', '')}")
-                if time.monotonic() > deadline:
-                    qmp.execute("migrate_cancel")
-                    raise DriverError(f"{instance_id}: migration took over {timeout}s")
-                time.sleep(0.005)
+            st = qmp.migration_end(timeout, 0.005)
+            if st is None:
+                qmp.execute("migrate_cancel")
+                raise DriverError(f"{instance_id}: migration took over {timeout}s")
+            if st["status"] != "completed":
+                raise DriverError(f"{instance_id}: migration {st['status']}: "
+                                  f"{st.get('error-desc', '')}")
         finally:
             qmp.close()
         info.detail = {"migrated_to": uri}

@@ -165,6 +165,21 @@ class Qmp(_JsonChannel):
             raise DriverError(f"{self.path}: send failed: {exc}") from None
         self._reply(time.monotonic() + self.timeout)
 
+    def migration_end(self, timeout: float, poll_s: float) -> dict[str, Any] | None:
+        """Poll ``query-migrate`` every ``poll_s`` s until this QEMU's outgoing migration
+        has ended: QEMU's last answer (its "status" "completed", "failed" or "cancelled";
+        on completion its figures: "total-time", "downtime", "ram", ...), or None if it had
+        not ended ``timeout`` s from now (it still runs: the caller cancels it).
+        DriverError if QMP fails."""
+        deadline = time.monotonic() + timeout
+        while True:
+            st: dict[str, Any] = self.execute("query-migrate")
+            if st.get("status") in ("completed", "failed", "cancelled"):
+                return st
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(poll_s)
+
 
 class GuestAgent(_JsonChannel):
     """qemu-guest-agent in the VM, through its virtio-serial port's host socket."""

@@ -153,19 +153,13 @@ def _build(dest: Path, image: GuestImage, nports: int, memory_mb: int, mtu: int,
 
 
 def _wait_saved(qmp: Qmp) -> None:
-    deadline = time.monotonic() + SAVE_TIMEOUT
-    while True:
-        st = qmp.execute("query-migrate")
-        status = st.get("status")
-        if status == "completed":
-            return
-        if status in ("failed", "cancelled"):
-            raise DriverError(f"saving the template failed: {st.get('error-desc', status)}")
-        if time.monotonic() > deadline:
-            with contextlib.suppress(DriverError):
-                qmp.execute("migrate_cancel")
-            raise DriverError(f"saving the template took over {SAVE_TIMEOUT}s")
-        time.sleep(0.02)
+    st = qmp.migration_end(SAVE_TIMEOUT, 0.02)
+    if st is None:
+        with contextlib.suppress(DriverError):  # the timeout is the error to report
+            qmp.execute("migrate_cancel")
+        raise DriverError(f"saving the template took over {SAVE_TIMEOUT}s")
+    if st["status"] != "completed":
+        raise DriverError(f"saving the template failed: {st.get('error-desc', st['status'])}")
 
 
 def restore(d: Path, cache: Path, image: GuestImage, name: str,
