@@ -219,6 +219,28 @@ def swanctl_conf(cfg: dict[str, Any], psk: str, initiator: bool) -> str:
     )
 
 
+def _check_ifname(name: str, what: str) -> None:
+    """ConfigError naming `what` unless `name` can be a network interface's (it goes into
+    nft rules, quoted, as it is)."""
+    if not _IFNAME.fullmatch(name):
+        raise ConfigError(f"{what}: {name!r}")
+
+
+def _users_set(cfg: dict[str, Any]) -> str:
+    """A table's set `users`: the user's networks (local_ts), which every rule selects on."""
+    return ("  set users { type ipv4_addr; flags interval; elements = { "
+            + ", ".join(cfg["local_ts"]) + " } }\n")
+
+
+def _ip_through_head(cfg: dict[str, Any]) -> str:
+    """`table ip TABLE` opened, with its set `users` and the start of its forward chain
+    `through` (policy drop): TCP SYNs get their MSS clamped to the route's MTU, so nothing
+    is fragmented. The caller adds the chain's rules and closes both."""
+    return (f"table ip {TABLE} {{\n" + _users_set(cfg)
+            + "  chain through {\n    type filter hook forward priority 0; policy drop;\n"
+            "    tcp flags syn tcp option maxseg size set rt mtu\n")
+
+
 def ruleset(cfg: dict[str, Any], br_mac: str, lan: str, wan: str) -> str:
     """The CPE end's nftables ruleset (one transaction, replaces the table):
     - bridge prerouting: the user's IPv4 entering on `lan` is handed to the NF's own stack
@@ -231,15 +253,13 @@ def ruleset(cfg: dict[str, Any], br_mac: str, lan: str, wan: str) -> str:
     if not _MAC.fullmatch(br_mac):
         raise ConfigError(f"br0 MAC: {br_mac!r}")
     for n in (lan, wan):
-        if not _IFNAME.fullmatch(n):
-            raise ConfigError(f"port name: {n!r}")
-    users = ", ".join(cfg["local_ts"])
+        _check_ifname(n, "port name")
     return (
         f"table bridge {TABLE}\ndelete table bridge {TABLE}\n"
         f"table ip {TABLE}\ndelete table ip {TABLE}\n"
         f"table bridge {TABLE} {{\n"
-        f"  set users {{ type ipv4_addr; flags interval; elements = {{ {users} }} }}\n"
-        "  chain divert {\n    type filter hook prerouting priority -300; policy accept;\n"
+        + _users_set(cfg)
+        + "  chain divert {\n    type filter hook prerouting priority -300; policy accept;\n"
         f'    iifname "{lan}" ether type ip ip saddr @users ether daddr set {br_mac} '
         'meta pkttype set host counter comment "to tunnel"\n'
         "  }\n"
@@ -247,11 +267,8 @@ def ruleset(cfg: dict[str, Any], br_mac: str, lan: str, wan: str) -> str:
         f'    ether type ip ip saddr @users counter drop comment "clear out"\n'
         f'    ether type ip ip daddr @users counter drop comment "clear in"\n'
         "  }\n}\n"
-        f"table ip {TABLE} {{\n"
-        f"  set users {{ type ipv4_addr; flags interval; elements = {{ {users} }} }}\n"
-        "  chain through {\n    type filter hook forward priority 0; policy drop;\n"
-        "    tcp flags syn tcp option maxseg size set rt mtu\n"
-        f'    iifname "br0" oifname "{TUN}" ip saddr @users counter accept comment "out"\n'
+        + _ip_through_head(cfg)
+        + f'    iifname "br0" oifname "{TUN}" ip saddr @users counter accept comment "out"\n'
         f'    iifname "{TUN}" oifname "br0" ip daddr @users counter accept comment "in"\n'
         '    counter comment "dropped"\n'
         "  }\n}\n"
@@ -262,16 +279,11 @@ def gateway_ruleset(cfg: dict[str, Any], out_if: str) -> str:
     """The gateway end's ruleset: what leaves the tunnel is forwarded and masqueraded behind
     the gateway's address on `out_if` (the traffic leaves there; replies come back to it),
     MSS clamped; nothing else is forwarded to the user's networks."""
-    if not _IFNAME.fullmatch(out_if):
-        raise ConfigError(f"interface name: {out_if!r}")
-    users = ", ".join(cfg["local_ts"])
+    _check_ifname(out_if, "interface name")
     return (
         f"table ip {TABLE}\ndelete table ip {TABLE}\n"
-        f"table ip {TABLE} {{\n"
-        f"  set users {{ type ipv4_addr; flags interval; elements = {{ {users} }} }}\n"
-        "  chain through {\n    type filter hook forward priority 0; policy drop;\n"
-        "    tcp flags syn tcp option maxseg size set rt mtu\n"
-        f'    iifname "{TUN}" ip saddr @users counter accept\n'
+        + _ip_through_head(cfg)
+        + f'    iifname "{TUN}" ip saddr @users counter accept\n'
         f'    oifname "{TUN}" ip daddr @users ct state established,related counter accept\n'
         "  }\n"
         "  chain nat_out {\n    type nat hook postrouting priority srcnat; policy accept;\n"
