@@ -126,6 +126,17 @@ def test_notifications_are_renamed_into_new(tmp_path: Path,
     assert doc["nf_id"] == "n1" and doc["type"] == "flood" and doc["detail"] == {"pps": 1}
 
 
+def test_nft_texts_replace_tables_first_then_mark_frames_in_bridge_prerouting() -> None:
+    assert nf.nft_replace("bridge b", "inet i") == [
+        "table bridge b", "delete table bridge b", "table inet i", "delete table inet i"]
+    marks = nf.nft_port_marks("l0", "w0", 0x1, 0x2)
+    assert nf.nft_bridge_prerouting("b", marks, "\tchain more {", "\t}") == [
+        "table bridge b {", "\tchain prerouting {",
+        "\t\ttype filter hook prerouting priority -300; policy accept;",
+        '\t\tiifname "l0" meta mark set 0x1', '\t\tiifname "w0" meta mark set 0x2',
+        "\t}", "\tchain more {", "\t}", "}"]
+
+
 @pytest.mark.parametrize("name", catalogue.NAMES)
 def test_every_bundle_carries_the_one_copy_of_the_shared_helpers(name: str) -> None:
     with tarfile.open(fileobj=io.BytesIO(catalogue.bundle_bytes(name)), mode="r:gz") as tar:

@@ -90,17 +90,8 @@ def gateway_in(gw: Any, iface: ipaddress.IPv4Interface, where: str) -> str:
 def bridge_marks(table: str, lan: str, wan: str) -> list[str]:
     """nft lines (replacing `table bridge <table>`) that mark each frame by its ingress port:
     in the inet hooks br_netfilter reports iifname br0, never the bridge port."""
-    return [
-        f"table bridge {table}",
-        f"delete table bridge {table}",
-        f"table bridge {table} {{",
-        "\tchain prerouting {",
-        "\t\ttype filter hook prerouting priority -300; policy accept;",
-        f'\t\tiifname "{lan}" meta mark set {MARK_OUT:#x}',
-        f'\t\tiifname "{wan}" meta mark set {MARK_IN:#x}',
-        "\t}",
-        "}",
-    ]
+    return [*nf.nft_replace(f"bridge {table}"),
+            *nf.nft_bridge_prerouting(table, nf.nft_port_marks(lan, wan, MARK_OUT, MARK_IN))]
 
 
 # ---- br0's address and routes ------------------------------------------------------------------

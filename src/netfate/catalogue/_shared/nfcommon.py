@@ -260,3 +260,34 @@ def read_state_doc(path: str, nf: str) -> dict[str, Any]:
     if not isinstance(doc.get("config"), dict):
         die(f"{path}: state document has no config object")
     return doc
+
+
+# ---- nftables texts ------------------------------------------------------------------------------
+def nft_replace(*tables: str) -> list[str]:
+    """The first lines of an `nft -f` file that replaces `tables` ("<family> <name>") in
+    one transaction: each declared (so its delete cannot fail on a first load), then
+    deleted; the file's later blocks define them again."""
+    return [line for t in tables for line in (f"table {t}", f"delete table {t}")]
+
+
+def nft_bridge_prerouting(table: str, rules: list[str], *more: str) -> list[str]:
+    """`table bridge <table>` with its prerouting chain holding `rules`, then `more` lines
+    (further chains). Priority -300 and the bridge family: with br_netfilter the inet hooks
+    see iifname "br0" for a bridged frame, never its port, so a mark set here is how they
+    tell where it entered."""
+    return [
+        f"table bridge {table} {{",
+        "\tchain prerouting {",
+        "\t\ttype filter hook prerouting priority -300; policy accept;",
+        *rules,
+        "\t}",
+        *more,
+        "}",
+    ]
+
+
+def nft_port_marks(lan: str, wan: str, mark_out: int, mark_in: int) -> list[str]:
+    """Prerouting rules that mark each frame by its ingress port: `lan`'s with `mark_out`
+    (user -> network), `wan`'s with `mark_in`."""
+    return [f'\t\tiifname "{lan}" meta mark set {mark_out:#x}',
+            f'\t\tiifname "{wan}" meta mark set {mark_in:#x}']

@@ -67,17 +67,8 @@ def build_ruleset(cfg: dict[str, Any], ports: tuple[str, str] | None = None) -> 
         tcp.append(f"\t\tmeta mark {MARK_OUT:#x} tcp dport {{ 53, 853 }} counter drop"
                    ' comment "dns-tcp"')
     lines = [
-        f"table bridge {DIR_TABLE}",
-        f"delete table bridge {DIR_TABLE}",
-        f"table inet {TABLE}",
-        f"delete table inet {TABLE}",
-        f"table bridge {DIR_TABLE} {{",
-        "\tchain prerouting {",
-        "\t\ttype filter hook prerouting priority -300; policy accept;",
-        f'\t\tiifname "{lan}" meta mark set {MARK_OUT:#x}',
-        f'\t\tiifname "{wan}" meta mark set {MARK_IN:#x}',
-        "\t}",
-        "}",
+        *nf.nft_replace(f"bridge {DIR_TABLE}", f"inet {TABLE}"),
+        *nf.nft_bridge_prerouting(DIR_TABLE, nf.nft_port_marks(lan, wan, MARK_OUT, MARK_IN)),
         f"table inet {TABLE} {{",
         "\tchain forward {",
         # before iptables' filter chain (priority 0), which queues what this counts

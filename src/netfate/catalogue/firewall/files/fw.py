@@ -158,27 +158,9 @@ def build_ruleset(cfg: dict[str, Any], ports: tuple[str, str] | None = None) -> 
     lan, wan = ports or nf.two_ports("firewall")
     if "tenants" in cfg:
         return tenants_ruleset(cfg["tenants"], lan, wan)
-    v_out = "accept" if cfg["default_out"] == "allow" else "drop"
-    v_in = "accept" if cfg["default_in"] == "allow" else "drop"
-    outbound = [rule_line(i, r) for i, r in enumerate(cfg["rules"]) if r["direction"] == "out"]
-    inbound = [rule_line(i, r) for i, r in enumerate(cfg["rules"]) if r["direction"] == "in"]
-    dhcp = []
-    if cfg["allow_dhcp"]:
-        # DHCPv4 replies towards the lan are never "established" for conntrack
-        # (the request went to the broadcast address).
-        dhcp.append('\t\tudp sport 67 udp dport 68 counter accept comment "dhcp"')
     lines = [
-        f"table bridge {DIR_TABLE}",
-        f"delete table bridge {DIR_TABLE}",
-        f"table inet {TABLE}",
-        f"delete table inet {TABLE}",
-        f"table bridge {DIR_TABLE} {{",
-        "\tchain prerouting {",
-        "\t\ttype filter hook prerouting priority -300; policy accept;",
-        f'\t\tiifname "{lan}" meta mark set {MARK_OUT:#x}',
-        f'\t\tiifname "{wan}" meta mark set {MARK_IN:#x}',
-        "\t}",
-        "}",
+        *nf.nft_replace(f"bridge {DIR_TABLE}", f"inet {TABLE}"),
+        *nf.nft_bridge_prerouting(DIR_TABLE, nf.nft_port_marks(lan, wan, MARK_OUT, MARK_IN)),
         f"table inet {TABLE} {{",
         "\tchain forward {",
         "\t\ttype filter hook forward priority filter; policy accept;",
@@ -189,15 +171,7 @@ def build_ruleset(cfg: dict[str, Any], ports: tuple[str, str] | None = None) -> 
         f"\t\tmeta mark {MARK_OUT:#x} jump outbound",
         f"\t\tmeta mark {MARK_IN:#x} jump inbound",
         "\t}",
-        "\tchain outbound {",
-        *outbound,
-        f'\t\tcounter {v_out} comment "default_out"',
-        "\t}",
-        "\tchain inbound {",
-        *dhcp,
-        *inbound,
-        f'\t\tcounter {v_in} comment "default_in"',
-        "\t}",
+        *_policy_chains(cfg, "outbound", "inbound", ""),
         "}",
     ]
     return "\n".join(lines) + "\n"
@@ -205,9 +179,12 @@ def build_ruleset(cfg: dict[str, Any], ports: tuple[str, str] | None = None) -> 
 
 def _policy_chains(cfg: dict[str, Any], out_chain: str, in_chain: str, prefix: str
                    ) -> list[str]:
-    """The outbound and inbound chains of one normalised policy."""
+    """The outbound and inbound chains of one normalised policy, each rule's and default's
+    comment starting with `prefix`."""
     v_out = "accept" if cfg["default_out"] == "allow" else "drop"
     v_in = "accept" if cfg["default_in"] == "allow" else "drop"
+    # DHCPv4 replies towards the lan are never "established" for conntrack (the request
+    # went to the broadcast address).
     dhcp = ([f'\t\tudp sport 67 udp dport 68 counter accept comment "{prefix}dhcp"']
             if cfg["allow_dhcp"] else [])
     return [
@@ -243,21 +220,13 @@ def tenants_ruleset(tenants: list[dict[str, Any]], lan: str, wan: str) -> str:
                      f"\t\tmeta mark {m_in:#x} jump in_{v}"]
         chains += _policy_chains(t, f"out_{v}", f"in_{v}", f"vlan {v} ")
     lines = [
-        f"table bridge {DIR_TABLE}",
-        f"delete table bridge {DIR_TABLE}",
-        f"table inet {TABLE}",
-        f"delete table inet {TABLE}",
-        f"table bridge {DIR_TABLE} {{",
-        "\tchain prerouting {",
-        "\t\ttype filter hook prerouting priority -300; policy accept;",
-        "\t\tmeta mark set 0x0",
-        *marks,
-        "\t}",
-        "\tchain forward {",
-        "\t\ttype filter hook forward priority filter; policy accept;",
-        '\t\tmeta mark 0x0 counter drop comment "no tenant"',
-        "\t}",
-        "}",
+        *nf.nft_replace(f"bridge {DIR_TABLE}", f"inet {TABLE}"),
+        *nf.nft_bridge_prerouting(
+            DIR_TABLE, ["\t\tmeta mark set 0x0", *marks],
+            "\tchain forward {",
+            "\t\ttype filter hook forward priority filter; policy accept;",
+            '\t\tmeta mark 0x0 counter drop comment "no tenant"',
+            "\t}"),
         f"table inet {TABLE} {{",
         "\tchain forward {",
         "\t\ttype filter hook forward priority filter; policy drop;",
