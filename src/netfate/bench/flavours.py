@@ -186,9 +186,8 @@ def _pool_memory(drv: Any) -> int:
 
 def _density(node: Any, sha: str, flavour: str, count: int,
              workers: int) -> tuple[float, list[int]]:
-    """``count`` firewalls created, attached and started by ``workers`` threads (their LSI
-    port changes grouped into shared OVSDB transactions: drivers/ovs_group_commit.py):
-    total seconds, and each one's idle memory (bytes)."""
+    """``count`` firewalls created, attached and started by ``workers`` threads (the LSI's
+    port changes one at a time): total seconds, and each one's idle memory (bytes)."""
     drv = node.driver(flavour)
     lock = threading.Lock()
     made: list[Any] = []
@@ -197,7 +196,7 @@ def _density(node: Any, sha: str, flavour: str, count: int,
         info = drv.create_nf(node.name, f"bd{flavour[:3]}{i}", "firewall", sha, FW_CONFIG)
         with lock:
             made.append(info)
-        node.attach_ports(info)
+            node.attach_ports(info)
         drv.start_nf(info.instance_id)
 
     t0 = time.perf_counter()

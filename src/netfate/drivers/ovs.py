@@ -13,14 +13,12 @@ import ipaddress
 import os
 import threading
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from netfate.controller.model import TSRule
 from netfate.drivers.local_steering import LocalSteering
 from netfate.drivers.openflow import OpenFlowChannel
-from netfate.drivers.ovs_group_commit import GroupCommit
 from netfate.errors import DriverError, InvalidInput, NotFound
 from netfate.proc import run
 from netfate.supervisor import Group, Supervised, probes
@@ -109,10 +107,6 @@ class OvsServer:
         return ended
 
 
-class OvsdbTimeout(DriverError):
-    """ovs-vswitchd did not apply an OVSDB transaction within the timeout."""
-
-
 class OvsNetwork:
     """The network abstraction (Table I) for bridges of one OvsServer."""
 
@@ -125,9 +119,6 @@ class OvsNetwork:
         self._api: Any = None
         self._lock = threading.Lock()
         self._channels: dict[str, OpenFlowChannel] = {}
-        # A group that timed out would time out again one by one: only refusals are retried.
-        self._group = GroupCommit(self._transaction,
-                                  alone=lambda exc: not isinstance(exc, OvsdbTimeout))
         self.ts_rules = LocalSteering(server.rundir / "ts-rules", self._of, self.list_ports,
                                       self.settle, self.controller_connected)
 
@@ -168,11 +159,6 @@ class OvsNetwork:
                 self._api = None
 
     def _commit(self, *cmds: Any) -> None:
-        """One OVSDB transaction of cmds, grouped with those other threads ask for meanwhile
-        (ovs_group_commit.py). DriverError naming why when it fails."""
-        self._group.submit(cmds)
-
-    def _transaction(self, cmds: Sequence[Any]) -> None:
         try:
             with self.api.transaction(check_error=True) as txn:
                 for c in cmds:
@@ -181,10 +167,9 @@ class OvsNetwork:
             # ovsdbapp's timeout names every command with its whole row: long and no help.
             # What ovs-vswitchd said while it did not apply the change is.
             text = str(exc)
-            if type(exc).__name__ == "TimeoutException":  # ovsdbapp.exceptions (lazy import)
+            if type(exc).__name__ == "TimeoutException":
                 text = (f"ovs-vswitchd did not apply it within {self.timeout:g} s; "
                         f"{self._vswitchd_complaints()}")
-                raise OvsdbTimeout(f"OVSDB transaction failed: {text[:2000]}") from exc
             raise DriverError(f"OVSDB transaction failed: {text[:2000]}") from exc
 
     # -- LSIs ---------------------------------------------------------------------------
