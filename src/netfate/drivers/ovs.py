@@ -19,6 +19,7 @@ from typing import Any
 from netfate.controller.model import TSRule
 from netfate.drivers.local_steering import LocalSteering
 from netfate.drivers.openflow import OpenFlowChannel
+from netfate.drivers.ovs_appctl import unixctl
 from netfate.errors import DriverError, InvalidInput, NotFound
 from netfate.proc import run
 from netfate.supervisor import Group, Supervised, probes
@@ -434,38 +435,3 @@ class OvsNetwork:
         """The switch's flows, with counters, as the switch reports them."""
         return self._of(lsi).dump_flows()
 
-
-def unixctl(server: OvsServer, command: str, *args: str) -> str:
-    """`ovs-appctl -t ovs-vswitchd.ctl COMMAND ARGS...` without starting ovs-appctl (5-10 ms
-    of process start on a small CPE): the same JSON-RPC over the daemon's control socket,
-    through the `ovs` package ovsdbapp brings. Falls back to ovs-appctl if that fails.
-    Returns the reply's text ("" when the daemon refuses)."""
-    ctl = str(server.rundir / "ovs-vswitchd.ctl")
-    try:
-        warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
-        from ovs.unixctl import client
-
-        err, conn = client.UnixctlClient.create(ctl)
-        if err:
-            raise OSError(err, os.strerror(err))
-        try:
-            err, _error, result = conn.transact(command, list(args))
-        finally:
-            conn.close()
-        if err:
-            raise OSError(err, os.strerror(err))
-        return str(result or "")
-    except Exception:
-        cp = run(["ovs-appctl", "-t", ctl, command, *args], env=server.env, check=False,
-                 timeout=10)
-        return cp.stdout.decode(errors="replace")
-
-
-def learned_port(server: OvsServer, lsi: str, mac: str, ofports: dict[str, int]) -> str | None:
-    """The LSI port on which the switch has learned this MAC (its L2 table), if any."""
-    by_number = {v: k for k, v in ofports.items()}
-    for line in unixctl(server, "fdb/show", lsi).splitlines()[1:]:
-        parts = line.split()
-        if len(parts) >= 3 and parts[2].lower() == mac.lower() and parts[0].isdigit():
-            return by_number.get(int(parts[0]))
-    return None

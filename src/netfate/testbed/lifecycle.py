@@ -19,7 +19,6 @@ import httpx
 
 from netfate import api_auth, naming, paths
 from netfate.bus.server import stop_recorded
-from netfate.controller.model import Match, TSRule
 from netfate.controller.pipeline import ovs_datapath_id
 from netfate.drivers import cgroups, netns
 from netfate.drivers.ovs import OvsNetwork, OvsServer
@@ -27,6 +26,7 @@ from netfate.errors import DriverError
 from netfate.metrics import scrape
 from netfate.supervisor import probes
 from netfate.testbed import hosts, processes, underlay
+from netfate.testbed.base_rules import base_rules
 from netfate.testbed.settings import TestbedSettings
 from netfate.testbed.topology import Topology
 
@@ -75,19 +75,6 @@ def child_env() -> dict[str, str]:
     """What the processes the testbed starts are told through their environment (the rest
     comes as flags): the run dir, so `testbed down` finds everything under one root."""
     return {"NETFATE_RUN_DIR": str(paths.run_dir())}
-
-
-def base_rules(net: OvsNetwork, lsi: str) -> list[TSRule]:
-    """The service-less testbed's own TS rules on one LSI: a plain learning switch (NORMAL,
-    rule `base:l2`), which nothing arriving from a tunnel may reach (`base:tunnel:<port>`,
-    drop). NORMAL tags what a tunnel brings with the isolated VLAN and floods it to the
-    infrastructure links, and from there into every other node's tunnels: a loop between
-    nodes. Only explicit steering rules take traffic out of the overlay."""
-    tunnels = sorted(p for p, ids in net.port_ids(lsi).items()
-                     if ids.get("netfate-kind") == "tunnel")
-    return [TSRule(rule_id="base:l2", priority=1, output=("normal",)),
-            *(TSRule(rule_id=f"base:tunnel:{p}", priority=2, match=Match(in_port=p))
-              for p in tunnels)]
 
 
 def up(topo: Topology, progress: Progress = _noop, services: bool = True,
