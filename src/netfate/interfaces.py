@@ -195,7 +195,24 @@ class MirrorDriver(Protocol):
         ...
 
 
-class NetworkDriver(LsiDriver, PortDriver, TSRuleDriver, TunnelDriver, MirrorDriver, Protocol):
+class SwitchInspector(Protocol):
+    """What the switch itself reports, for people and the troubleshooting report (Glasgow
+    paper, section V.B: "collects each node's flow tables")."""
+
+    def dump_flows(self, lsi: str) -> list[dict[str, Any]]:
+        """Every flow of the LSI: {cookie, priority, table_id, match, packets, bytes,
+        duration_s, idle_timeout}. NotFound if no such LSI."""
+        ...
+
+    def port_states(self, lsi: str) -> dict[str, tuple[list[str], list[str]]]:
+        """Port name -> (OpenFlow config flags, state flags), e.g. (["PORT_DOWN"],
+        ["LINK_DOWN"]); empty lists for a port that is up. DriverError if the switch
+        refuses."""
+        ...
+
+
+class NetworkDriver(LsiDriver, PortDriver, TSRuleDriver, TunnelDriver, MirrorDriver,
+                    SwitchInspector, Protocol):
     """The network abstraction of one node: NNF paper Table I, plus batches, isolated ports,
     port reports and settling. OvsNetwork (netfate.drivers.ovs) implements it."""
 

@@ -100,8 +100,16 @@ def test_a_question_deploys_records_and_removes_the_probes(net: Net) -> None:
     assert asked["dc"] == []
     assert "probe at cpe1 mirrors port-of-02:00:00:00:00:01" in done["steps"], done["steps"]
     assert not any("not spliced" in x for x in rep["limits"]), rep["limits"]
-    # Unaddressed probes' pings are no evidence, and the report says so.
-    assert "no address" in rep["summary"]
+    # Each probe is a station of the access subnet: an address from its top, a MAC of its
+    # own, and TS rules carrying its traffic while it is asked; none left afterwards.
+    addrs = [p["address"] for p in rep["points"]]
+    assert addrs == ["10.90.255.254/16", "10.90.255.253/16", "10.90.255.252/16"], addrs
+    assert len({p["mac"] for p in rep["points"]}) == 3
+    assert any("TS rules at core, cpe1, dc" in x for x in done["steps"]), done["steps"]
+    assert not any("no address" in x for x in rep["limits"]), rep["limits"]
+    for node in ("cpe1", "core", "dc"):
+        rules = c.get(f"{API}/nodes/{node}/ts_rules").json()
+        assert not [r for r in rules if r["rule_id"].startswith("troubleshoot:")], rules
     assert rep["nfs"] and rep["nfs"][0]["nf"] == "firewall"
     assert rep["left_behind"] == [] and done["left_behind"] == []
     assert took < 15, took

@@ -296,6 +296,22 @@ def test_troubleshoot_mirrors_the_users_traffic_and_blames_their_firewall(
     v = rep["verdict"]
     assert v["kind"] == "nf" and v["stops_at"] == "user1's firewall on cpe1", rep["summary"]
     assert done["left_behind"] == []
+    # Each probe is a station with its own address, carried by TS rules for its MAC: its
+    # pings reach the destination from every point (the path past the firewall works), the
+    # CPE's reaches the user's device over their access link, and all of it is evidence.
+    for node in ("cpe1", "core", "dc"):
+        assert points[node]["ping_dest"] is True, (node, points[node]["results"], done["steps"])
+    assert points["cpe1"]["ping_user"] is True, points["cpe1"]["results"]
+    assert not any("no address" in x for x in rep["limits"]), rep["limits"]
+    # The flow tables that name the user, and the link from their CPE up, both ends up.
+    dump = rep["flows"]["cpe1"]
+    assert dump["flows"] and 0 < dump["flows_matching"] < dump["flows_total"], dump
+    assert [(e["node"], e["state"]) for e in rep["links"]] and \
+        all("LINK_DOWN" not in e["state"] for e in rep["links"]), rep["links"]
+    assert {e["node"] for e in rep["links"]} == {"cpe1", "core"}
+    for node in ("cpe1", "core", "dc"):
+        left = api("GET", f"/nodes/{node}/ts_rules")
+        assert not [r for r in left if r["rule_id"].startswith("troubleshoot:")], left
     mirrors = subprocess.run(["ovs-vsctl", "--columns=name", "list", "Mirror"],
                              capture_output=True, text=True, check=True,
                              env={**os.environ, "OVS_RUNDIR": str(paths.ovs_dir())}).stdout

@@ -44,12 +44,28 @@ def test_bad_requests_die(req: Any, message: str, capsys: pytest.CaptureFixture[
 
 def test_config_address_and_gateway(capsys: pytest.CaptureFixture[str]) -> None:
     cfg = tslib.normalise({"address": "192.0.2.10/24", "gateway": "192.0.2.1"})
-    assert cfg == {"max_results": 50, "address": "192.0.2.10/24", "gateway": "192.0.2.1"}
+    assert cfg == {"max_results": 50, "address": "192.0.2.10/24", "gateway": "192.0.2.1",
+                   "beside": False}
     for bad, msg in (({"address": "192.0.2.10"}, "address: must be an IPv4 address with"),
                      ({"gateway": "192.0.2.1"}, "gateway: needs an address"),
                      ({"address": "192.0.2.10/24", "gateway": "198.51.100.1"},
                       "gateway: must be inside the address's subnet"),
                      ({"max_results": 0}, "config.max_results: must be an integer 1-1000")):
+        with pytest.raises(SystemExit):
+            tslib.normalise(bad)
+        assert msg in capsys.readouterr().err
+
+
+def test_config_mac_and_beside(capsys: pytest.CaptureFixture[str]) -> None:
+    """An orchestrator's probe: br0's MAC chosen for it, beside the user's path."""
+    cfg = tslib.normalise({"mac": "02:AB:00:00:00:01", "beside": True})
+    assert cfg["mac"] == "02:ab:00:00:00:01" and cfg["beside"] is True
+    for bad, msg in (({"mac": "01:00:5e:00:00:01"}, "group (multicast) address"),
+                     ({"mac": "ff:ff:ff:ff:ff:ff"}, "group (multicast) address"),
+                     ({"mac": "00:00:00:00:00:00"}, "no station's address"),
+                     ({"mac": "02:00:00:00:00"}, "mac: must be a MAC address"),
+                     ({"mac": 2}, "mac: must be a MAC address"),
+                     ({"beside": "yes"}, "beside: must be true or false")):
         with pytest.raises(SystemExit):
             tslib.normalise(bad)
         assert msg in capsys.readouterr().err

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from netfate.troubleshoot import links
+from netfate.drivers import ovs_port_states as links
 from netfate.troubleshoot.report import (
     Element,
     PointObservation,

@@ -19,7 +19,7 @@ import nats
 from nats.aio.msg import Msg
 
 from netfate import __version__, naming
-from netfate.agent import live_migration, mirrors
+from netfate.agent import live_migration, mirrors, switch_dump
 from netfate.agent.bundles import ensure_bundle
 from netfate.agent.managed import ManagedNFs
 from netfate.agent.ports import PORT_POLL_S, leases_file, read_leases, switch_ports
@@ -31,6 +31,7 @@ from netfate.bus import subjects
 from netfate.bus.messages import (
     Command,
     DesiredState,
+    DumpSpec,
     InstanceSpec,
     NFActual,
     NodeEvent,
@@ -262,6 +263,9 @@ class Agent:
         if cmd.op == "unmirror" and cmd.instance_id:
             return Reply(ok=True, data=await self._run(mirrors.unmirror, self.node,
                                                        cmd.instance_id))
+        if cmd.op == "switch_dump":
+            return Reply(ok=True, data=await self._run(
+                switch_dump.dump, self.network, self.node.lsi, cmd.dump or DumpSpec()))
         if cmd.op == "import_state" and cmd.instance_id and cmd.state is not None:
             await self._run(self._import_state, cmd.instance_id, cmd.state)
             return Reply(ok=True)

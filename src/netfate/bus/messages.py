@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -77,15 +77,28 @@ class MirrorSpec(_Msg):
                                   pattern=r"^[a-z0-9][a-z0-9_.-]*$")
 
 
+class DumpSpec(_Msg):
+    """What of a node's switch a troubleshooting report reads (agent/switch_dump.py): the
+    flows whose match names one of `mentions` (a user's MAC or address), at most
+    `max_flows` of them, and every port's state."""
+
+    mentions: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default=[], max_length=8)
+    max_flows: int = Field(default=300, ge=1, le=2000)
+
+
 class Command(_Msg):
     op: Literal["apply", "export_state", "import_state", "status", "nf_status", "ping",
                 # live migration of VM NFs (netfate.agent.live_migration)
                 "migrate_spec", "migrate_in", "migrate_out", "migrate_finish",
                 # a troubleshooting probe's copy of a user's traffic (agent/mirrors.py)
-                "mirror", "unmirror"]
+                "mirror", "unmirror",
+                # its flow tables and port states, for the report (agent/switch_dump.py)
+                "switch_dump"]
     desired: DesiredState | None = None
     instance_id: str | None = None
     mirror: MirrorSpec | None = None
+    dump: DumpSpec | None = None
     state: dict[str, Any] | None = None
     bundles: dict[str, str] = {}          # sha256 -> URL to fetch a bundle the node lacks
 

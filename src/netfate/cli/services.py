@@ -58,6 +58,13 @@ def orchestrator(
                                                     "NF notifications, e.g. "
                                                     "block-flood-sources; empty: off "
                                                     "[NETFATE_REACTION_POLICY; off]")] = None,
+    probe_subnet: Annotated[str | None, Opt(help="The access subnet troubleshooting probes "
+                                                 "take addresses in, from its top; empty: "
+                                                 "none [NETFATE_PROBE_SUBNET; 10.90.0.0/16]")]
+    = None,
+    probe_gateway: Annotated[str | None, Opt(help="The probes' default gateway "
+                                                  "[NETFATE_PROBE_GATEWAY; 10.90.0.1]")]
+    = None,
 ) -> None:
     """Run the orchestrator: API, NFVI database, engine and coordinator."""
     import uvicorn
@@ -69,7 +76,8 @@ def orchestrator(
         "nats_url": nats_url, "command_timeout": command_timeout, "policy": policy,
         "resolver": resolver,
         "radius": radius, "user_idle_timeout": user_idle_timeout,
-        "reauth_lifetime": reauth_lifetime, "reaction_policy": reaction_policy}).orchestrator
+        "reauth_lifetime": reauth_lifetime, "reaction_policy": reaction_policy,
+        "probe_subnet": probe_subnet, "probe_gateway": probe_gateway}).orchestrator
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     app = create_app(settings)
     if nats_port:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from netfate.controller.model import TSRule
+from netfate.drivers import ovs_port_states
 from netfate.drivers.local_steering import LocalSteering
 from netfate.drivers.openflow import OpenFlowChannel
 from netfate.drivers.ovs_appctl import unixctl
@@ -434,4 +435,8 @@ class OvsNetwork:
     def dump_flows(self, lsi: str) -> list[dict[str, Any]]:
         """The switch's flows, with counters, as the switch reports them."""
         return self._of(lsi).dump_flows()
+
+    def port_states(self, lsi: str) -> dict[str, tuple[list[str], list[str]]]:
+        """See interfaces.SwitchInspector."""
+        return ovs_port_states.port_states(self.server, lsi)
 

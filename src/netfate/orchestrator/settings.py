@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from netfate.bus.urls import check as check_servers
 from netfate.radius.settings import RadiusSettings
@@ -110,6 +110,15 @@ class Settings(BaseModel):
         "it is refused")
     seed_catalogue: bool = Field(
         default=True, description="Load the packaged NF catalogue at start")
+    # Troubleshooting probes (orchestrator/troubleshoot_probes.py) are stations of the access
+    # subnet: addresses from its top, the gateway as their default route. The defaults are
+    # the testbed's default topology (which passes its own).
+    probe_subnet: str = Field(
+        default="10.90.0.0/16",
+        description="The access subnet troubleshooting probes take addresses in (from its "
+        "top), e.g. 10.90.0.0/16; empty: probes get none (their pings are no evidence)")
+    probe_gateway: str = Field(
+        default="10.90.0.1", description="The probes' default gateway, inside probe_subnet")
     radius_settings: RadiusSettings = Field(
         default_factory=RadiusSettings,
         description="FreeRADIUS and the portals' RADIUS (the NETFATE_RADIUS_* group); "
@@ -134,6 +143,22 @@ class Settings(BaseModel):
             except ValueError as e:
                 raise ValueError(f"{x!r} is not a network: {e}") from None
         return v
+
+    @model_validator(mode="after")
+    def _probes(self) -> Settings:
+        if not self.probe_subnet:
+            return self
+        try:
+            net = ipaddress.IPv4Network(self.probe_subnet)
+        except ValueError as e:
+            raise ValueError(f"probe_subnet {self.probe_subnet!r}: {e}") from None
+        try:
+            gw = ipaddress.IPv4Address(self.probe_gateway)
+        except ValueError as e:
+            raise ValueError(f"probe_gateway {self.probe_gateway!r}: {e}") from None
+        if gw not in net or gw in (net.network_address, net.broadcast_address):
+            raise ValueError(f"probe_gateway {gw} is not a host of probe_subnet {net}")
+        return self
 
     @property
     def database_url(self) -> str:

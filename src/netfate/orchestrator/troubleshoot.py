@@ -4,16 +4,20 @@
 The orchestrator deploys operator-owned probes (the catalogue's troubleshooter, owner
 ``operator``: netfate.owners) at the user's CPE, the PE above it and a DC, each through the
 normal lifecycle path (an INSTANTIATE operation occurrence, the desired state in the
-database, a push to the node's agent); it runs ping, traceroute and a bounded capture from
-each (a request rides in the probe's configuration: an UPDATE, as the direct mode's
-driver update), reads the results and the user's NFs' status through the agents, builds
-the report with netfate.troubleshoot.report, and removes the probes (TERMINATE) whatever
-happened, within a time bound.
+database, a push to the node's agent). Each probe sits beside the user's path: it is a
+station of the access subnet with an address and MAC the orchestrator gives it, its own
+traffic carried by TS rules for its MAC (troubleshoot_probes), and its lan port gets copies
+of the user's traffic at its point (an OVS mirror, agent/mirrors.py). From each it runs
+ping, traceroute and a bounded capture (a request rides in the probe's configuration: an
+UPDATE, as the direct mode's driver update); it reads the results, the user's NFs' status,
+and each point's flow tables and port states (agent/switch_dump.py) through the agents,
+builds the report (troubleshoot_report), and removes the rules and the probes (TERMINATE)
+whatever happened, within a time bound.
 
 One troubleshooting operation runs at a time: a probe's instance id is per node
 (``<node>-operator-troubleshooter``), so a second question while one runs gets 409.
 The occurrences are kept in memory (the last `KEEP`); the probes' own lifecycle
-operations are in the database like any other.
+operations and TS rules are in the database like any other.
 """
 
 from __future__ import annotations
@@ -26,33 +30,24 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.orm import Session
-
 from netfate import naming
-from netfate.bus.messages import Command, MirrorSpec
-from netfate.db.models import LcmOperation, Node, NodeRole, Presence, User, VnfInstance
-from netfate.errors import Conflict, InvalidInput, NetfateError, NotFound
+from netfate.bus.messages import Command, DumpSpec, MirrorSpec, SwitchPorts
+from netfate.db.models import LcmOperation
+from netfate.errors import Conflict, NetfateError, NotFound
+from netfate.orchestrator import troubleshoot_db as tdb
+from netfate.orchestrator import troubleshoot_probes as probes
+from netfate.orchestrator import troubleshoot_report
 from netfate.orchestrator.coordinator import Coordinator
+from netfate.orchestrator.troubleshoot_report import Observed, Point
 from netfate.orchestrator.troubleshoot_target import Target, check_target
 from netfate.owners import OPERATOR
-from netfate.troubleshoot import report
 
 log = logging.getLogger("netfate.troubleshoot")
 
 PROBE_NF = "troubleshooter"
 KEEP = 50  # finished occurrences remembered
-
-
-@dataclass
-class Point:
-    node: str
-    role: str
-    on_path: bool
-    iid: str
-    address: str
-    config: dict[str, Any]
-    mirrored: bool = False  # the probe gets copies of the user's traffic at this point
+RULES_WAIT_S = 3.0  # how long the controller may take to install (or remove) the probes' rules
+Plan = tuple[list[tuple[str, str, bool]], str | None, str | None]
 
 
 @dataclass
@@ -68,6 +63,7 @@ class TsOccurrence:
     report: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     left_behind: list[str] = field(default_factory=list)
+    rules: dict[str, list[str]] = field(default_factory=dict)  # node -> its probes' TS rules
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "operation": "TROUBLESHOOT", "operation_state": self.state,
@@ -78,77 +74,20 @@ class TsOccurrence:
                 "left_behind": list(self.left_behind)}
 
 
-# -- database reads and writes (one transaction each, off the event loop) -------------------
-
-def ensure_operator(s: Session) -> None:
-    """The operator's owner row (VnfInstance.owner is a user's name): no password anyone can
-    log in with, never listed as a user (repo.list_users, snapshot)."""
-    if s.get(User, OPERATOR) is None:
-        s.add(User(name=OPERATOR, password_hash="!", required_nfs=[], nf_config={}))
-        s.flush()
-
-
-def plan_points(s: Session, t: Target) -> tuple[list[tuple[str, str, bool]], str | None,
-                                                 str | None]:
-    """([(node, role, on_path)], the user's address, the user's access node). InvalidInput
-    for an unknown user or one not attached, or no node to probe from."""
-    nodes = {n.name: n for n in s.scalars(sa.select(Node).order_by(Node.name))}
-    up = [n for n in nodes.values() if n.online and not n.admin_down]
-    pts: list[tuple[str, str, bool]] = []
-    user_ip: str | None = None
-    cpe: str | None = None
-    if t.user is not None:
-        u = s.get(User, t.user)
-        if u is None or t.user == OPERATOR:
-            raise InvalidInput(f"user {t.user!r} does not exist")
-        if not u.access_node:
-            raise InvalidInput(f"user {t.user!r} is attached to no node: nowhere to ask from")
-        cpe, user_ip = u.access_node, u.ip
-        pts.append((cpe, "cpe", True))
-        parent = ((nodes[cpe].infrastructure or {}).get("parent")
-                  if cpe in nodes else None)
-        pes = [parent] if isinstance(parent, str) and parent in nodes else \
-            [n.name for n in up if n.role == NodeRole.PE]
-        if pes:
-            pts.append((pes[0], "pe", True))
-    else:
-        pts += [(n.name, "pe", True) for n in up if n.role == NodeRole.PE][:1]
-    dcs = [n.name for n in up if n.role == NodeRole.DC and n.name not in {p[0] for p in pts}]
-    if dcs:
-        pts.append((dcs[0], "dc", False))
-    if not pts:
-        raise InvalidInput("no node online to probe from")
-    return pts, user_ip, cpe
-
-
-def user_mac(s: Session, user: str) -> str | None:
-    u = s.get(User, user)
-    return u.mac if u is not None else None
-
-
-def user_instances(s: Session, user: str, node: str) -> list[tuple[str, str, dict[str, Any]]]:
-    """The user's own instances wanted on a node: (id, nf, config)."""
-    q = (sa.select(VnfInstance.id, VnfInstance.nf_name, VnfInstance.config)
-         .where(VnfInstance.owner == user, VnfInstance.node_name == node,
-                VnfInstance.desired_state == Presence.PRESENT)
-         .order_by(VnfInstance.id))
-    return [(r.id, r.nf_name, dict(r.config or {})) for r in s.execute(q)]
-
-
-def instance_exists(s: Session, iid: str) -> bool:
-    return s.get(VnfInstance, iid) is not None
-
-
 # -- the operation -------------------------------------------------------------------------
 
 
-
 class Troubleshoots:
-    """The troubleshooting operations of one orchestrator."""
+    """The troubleshooting operations of one orchestrator. `probe_subnet`/`probe_gateway`
+    (orchestrator settings): where the probes take addresses; an empty subnet: none (their
+    pings and traceroutes are then in the report but no evidence)."""
 
-    def __init__(self, coord: Coordinator) -> None:
+    def __init__(self, coord: Coordinator, probe_subnet: str = "",
+                 probe_gateway: str = "") -> None:
         self.coord = coord
         self.db = coord.db
+        self.probe_subnet = probe_subnet
+        self.probe_gateway = probe_gateway
         self.ops: dict[str, TsOccurrence] = {}
         self._running: TsOccurrence | None = None
         self._lock = asyncio.Lock()
@@ -168,7 +107,7 @@ class Troubleshoots:
                 what = self._running.target.user or self._running.target.destination
                 raise Conflict(f"troubleshooting operation {self._running.id} (for {what}) "
                                "is in progress; retry when it ends")
-            plan = await self.db.run(plan_points, t)
+            plan = await self.db.run(tdb.plan_points, t)
             op = TsOccurrence(str(uuid.uuid4()), t)
             self.ops[op.id] = op
             self._running = op
@@ -178,8 +117,7 @@ class Troubleshoots:
         self.coord.spawn(self._run(op, plan))
         return op
 
-    async def _run(self, op: TsOccurrence,
-                   plan: tuple[list[tuple[str, str, bool]], str | None, str | None]) -> None:
+    async def _run(self, op: TsOccurrence, plan: Plan) -> None:
         t0 = time.monotonic()
         points: list[Point] = []
         state = "FAILED"
@@ -209,21 +147,29 @@ class Troubleshoots:
             self.coord.hub.publish("op", {"id": op.id, "operation": "TROUBLESHOOT",
                                           "vnf_instance_id": "", "state": op.state})
 
-    async def _ask(self, op: TsOccurrence,
-                   plan: tuple[list[tuple[str, str, bool]], str | None, str | None],
-                   points: list[Point], t0: float) -> dict[str, Any]:
+    async def _configs(self, n: int) -> list[dict[str, Any]]:
+        """Each probe's configuration: beside the path, with an address and MAC of its own
+        when the orchestrator has a probe subnet (none free: without, and said so)."""
+        base: dict[str, Any] = {"beside": True}
+        if not self.probe_subnet:
+            return [dict(base) for _ in range(n)]
+        taken = await self.db.run(tdb.taken_addresses)
+        addrs = probes.addresses(self.probe_subnet, self.probe_gateway, taken, n)
+        return [{**base, "address": a, "gateway": self.probe_gateway, "mac": probes.mac_of(a)}
+                for a in addrs]
+
+    async def _ask(self, op: TsOccurrence, plan: Plan, points: list[Point],
+                   t0: float) -> dict[str, Any]:
         t = op.target
         pts, user_ip, cpe = plan
         dest = t.destination
         deadline = t0 + t.timeout_s
-        await self.db.run(ensure_operator)
-        for node, role, on_path in pts:
+        await self.db.run(tdb.ensure_operator)
+        configs = await self._configs(len(pts))
+        for (node, role, on_path), cfg in zip(pts, configs, strict=True):
             _in_time(deadline, f"{len(points)} of {len(pts)} probes deployed")
             iid = naming.nf_instance_id(node, OPERATOR, PROBE_NF)
-            # Its config schema takes address/gateway/max_results/request only. No address
-            # yet: the orchestrator does not allocate probe addresses (its pings then fail).
-            cfg: dict[str, Any] = {}
-            p = Point(node, role, on_path, iid, "", cfg)
+            p = Point(node, role, on_path, iid, cfg.get("address", ""), cfg)
             points.append(p)  # before it exists: removed whatever happens next
             op.probes.append(iid)
             op_id = await self.coord.new_op(LcmOperation.INSTANTIATE, iid, {
@@ -235,11 +181,14 @@ class Troubleshoots:
             if not ok:
                 raise NetfateError(f"probe {iid} did not come up on {node} "
                                    f"(operation {op_id})")
-            op.steps.append(f"probe {iid} at {node}")
+            op.steps.append(f"probe {iid} at {node}"
+                            + (f" ({p.address})" if p.address else ""))
         _in_time(deadline, "the probes deployed, none asked yet")
+        mac = await self.db.run(tdb.user_mac, t.user) if t.user is not None else None
+        await self._route(op, points, cpe, mac)
         if t.user is not None and cpe is not None:
-            await self._mirror(op, points, cpe, await self.db.run(user_mac, t.user))
-        user_nfs = (await self.db.run(user_instances, t.user, cpe)
+            await self._mirror(op, points, cpe, mac)
+        user_nfs = (await self.db.run(tdb.user_instances, t.user, cpe)
                     if t.user is not None and cpe is not None else [])
         before = {iid: await self._status(cpe, iid) for iid, _, _ in user_nfs} if cpe else {}
         target = dest or user_ip
@@ -251,9 +200,85 @@ class Troubleshoots:
                 results[p.node] = r if isinstance(r, dict) else {}
         op.steps.append("ping, traceroute and capture at " + ", ".join(p.node for p in points))
         after = {iid: await self._status(cpe, iid) for iid, _, _ in user_nfs} if cpe else {}
-        return _report(t, points, results, user_nfs, before, after, cpe, target, user_ip,
-                       time.monotonic() - t0)
+        mentions = [x for x in (mac, user_ip, dest) if x]
+        dumps = {p.node: await self._dump(p.node, mentions) for p in points}
+        op.steps.append("flow tables and port states read at "
+                        + ", ".join(n for n, d in dumps.items() if "error" not in d))
+        seen = Observed(user_nfs, before, after, self._link_ends(cpe, dumps), dumps)
+        return troubleshoot_report.build(t, points, results, seen, cpe, target, user_ip,
+                                         time.monotonic() - t0)
 
+    def _ports(self) -> dict[str, SwitchPorts]:
+        sw = self.coord.switches
+        return dict(sw.ports) if sw is not None else {}
+
+    async def _route(self, op: TsOccurrence, points: list[Point], cpe: str | None,
+                     mac: str | None) -> None:
+        """Each addressed probe's own traffic carried by TS rules (troubleshoot_probes),
+        installed before it is asked anything. A probe whose rules cannot be made is asked
+        all the same; its pings are then no evidence (`Point.routed`)."""
+        sw = self.coord.switches
+        if sw is None:
+            op.steps.append("no SDN controller: the probes' own traffic is not carried")
+            return
+        ports = self._ports()
+        by_probe: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        for p in points:
+            if not p.config.get("mac"):
+                continue
+            station = ports.get(p.node, SwitchPorts()).stations.get((mac or "").lower())
+            user = (mac, station) if p.node == cpe and mac and station else None
+            try:
+                by_probe[p.iid] = probes.rules_for(
+                    p.iid, p.node, naming.nf_port(p.iid, "wan"), p.config["mac"], ports, user)
+            except NetfateError as exc:
+                op.steps.append(f"no route for the probe at {p.node}: {exc}")
+        if not by_probe:
+            return
+        rules = probes.merge(*by_probe.values())
+        op.rules = probes.rule_ids(rules)  # before they exist: removed whatever happens next
+        await self.db.run(tdb.put_rules, rules)
+        reports = await asyncio.gather(*(sw.apply(n, timeout=RULES_WAIT_S) for n in rules))
+        confirmed = {r.node for rs in reports for r in rs}
+        skipped = [x for rs in reports for r in rs for x in r.skipped if probes.RULE_PREFIX in x]
+        for p in points:
+            p.routed = p.iid in by_probe and set(by_probe[p.iid]) <= confirmed and \
+                not any(p.iid in x for x in skipped)
+        unconfirmed = sorted(set(rules) - confirmed)
+        op.steps.append(f"the probes' own traffic carried by {sum(map(len, rules.values()))} "
+                        f"TS rules at {', '.join(sorted(rules))}"
+                        + (f" (skipped: {skipped})" if skipped else "")
+                        + (f" (the controller did not confirm {unconfirmed} in "
+                           f"{RULES_WAIT_S:g} s)" if unconfirmed else ""))
+
+    def _link_ends(self, cpe: str | None, dumps: dict[str, dict[str, Any]]
+                   ) -> list[dict[str, Any]]:
+        """The two ends of the link from the user's CPE up, with their port states (as the
+        switches reported them in `dumps`); empty when either is unknown."""
+        if cpe is None:
+            return []
+        ports = self._ports()
+        up = probes.parent(ports, cpe)
+        own = ports.get(cpe)
+        if up is None or own is None or own.uplink is None:
+            return []
+        out = []
+        for node, port in ((cpe, own.uplink), up):
+            st = (dumps.get(node) or {}).get("ports", {}).get(port)
+            if st is None:
+                return []
+            out.append({"node": node, "port": port, "config": list(st.get("config", [])),
+                        "state": list(st.get("state", []))})
+        return out
+
+    async def _dump(self, node: str, mentions: list[str]) -> dict[str, Any]:
+        """The node's flows naming the user (or the destination), and its ports' states."""
+        try:
+            r = await self.coord.bus.command(node, Command(
+                op="switch_dump", dump=DumpSpec(mentions=mentions[:8])))
+        except NetfateError as exc:
+            return {"error": str(exc)}
+        return r.data if r.ok else {"error": r.error or "switch_dump failed"}
     async def _mirror(self, op: TsOccurrence, points: list[Point], cpe: str,
                       mac: str | None) -> None:
         """Each on-path probe gets copies of the user's traffic at its point (agent/
@@ -331,11 +356,22 @@ class Troubleshoots:
         return got
 
     async def _remove(self, op: TsOccurrence, points: list[Point]) -> list[str]:
-        """Terminate every probe recorded (TERMINATE occurrences); what is still there."""
+        """Remove the probes' TS rules, then terminate every probe recorded (TERMINATE
+        occurrences); what is still there."""
         left: list[str] = []
+        if op.rules:
+            try:
+                await self.db.run(tdb.delete_rules, op.rules)
+                sw = self.coord.switches
+                if sw is not None:
+                    await asyncio.gather(*(sw.apply(n, timeout=RULES_WAIT_S)
+                                           for n in op.rules))
+            except Exception as exc:
+                left.append(f"the probes' TS rules at {sorted(op.rules)}: "
+                            f"{exc or type(exc).__name__}")
         for p in points:
             try:
-                if not await self.db.run(instance_exists, p.iid):
+                if not await self.db.run(tdb.instance_exists, p.iid):
                     continue  # its instantiation was rolled back
                 op_id = await self.coord.new_op(LcmOperation.TERMINATE, p.iid, {
                     "reason": f"troubleshooting {op.id} done"})
@@ -355,74 +391,3 @@ def _in_time(deadline: float, what: str) -> None:
     stops between them, and its probes are removed."""
     if time.monotonic() > deadline:
         raise TimeoutError(what)
-
-
-def _report(t: Target, points: list[Point], results: dict[str, dict[str, dict[str, Any]]],
-            user_nfs: list[tuple[str, str, dict[str, Any]]], before: dict[str, Any],
-            after: dict[str, Any], cpe: str | None, target: str | None,
-            user_ip: str | None, seconds: float) -> dict[str, Any]:
-    obs = []
-    limits: list[str] = []
-    for p in points:
-        by_tool: dict[str, dict[str, Any]] = {}
-        for r in results.get(p.node, {}).values():
-            key = r.get("tool", "?") if r.get("tool") != "ping" else (
-                "ping_user" if r.get("target") == user_ip and user_ip != target
-                else "ping_dest")
-            by_tool[str(key)] = r
-        cap = by_tool.get("capture")
-        # Evidence only from what can tell: a capture from a probe that gets copies of the
-        # user's traffic at its point, pings and traces from a probe with an address (none
-        # yet: the orchestrator allocates no probe addresses), so their results are in the
-        # report but not in its verdict.
-        spliced, addressed = p.mirrored, bool(p.config.get("address"))
-        obs.append(report.PointObservation(
-            point=p.node, role=p.role, on_path=p.on_path,
-            ping_dest=by_tool["ping_dest"].get("ok")
-            if "ping_dest" in by_tool and addressed else None,
-            ping_user=by_tool["ping_user"].get("ok")
-            if "ping_user" in by_tool and addressed else None,
-            flow_packets=(int(cap.get("packets_captured") or 0)
-                          if cap is not None and cap.get("ok") and spliced else None),
-            hops=report.traceroute_hops(by_tool["traceroute"].get("output", ""))
-            if "traceroute" in by_tool and addressed else ()))
-        if not spliced and p.on_path and t.user is not None:  # a capture was asked
-            limits.append(f"{p.node}: its probe is not spliced into the user's path nor "
-                          "mirrors it: its capture is no evidence")
-        if not addressed:
-            limits.append(f"{p.node}: its probe has no address: its pings and traceroute "
-                          "are no evidence")
-    elements: list[report.Element] = []
-    nfs = []
-    for iid, nf, cfg in user_nfs:
-        a, b = after.get(iid, {}), before.get(iid, {})
-        dropped, detail = report.firewall_drops(b, a) if nf == "firewall" else (0, "")
-        if cpe is not None:
-            elements.append(report.Element("nf", f"{t.user}'s {nf} on {cpe}", cpe,
-                                           dropped=dropped, detail=detail))
-        nfs.append({"instance_id": iid, "nf": nf, "config": cfg, "status": a,
-                    "status_before": b, "dropped": dropped})
-    path = [o for o in obs if o.on_path]
-    refs = [o for o in obs if not o.on_path]
-    if path:
-        verdict = report.first_break(path, [e for e in elements
-                                            if e.after in {o.point for o in path}], refs)
-    else:
-        verdict = report.Verdict(False, "unknown", None, None, None,
-                                 "no point on the path to ask from")
-    return {
-        "question": {**asdict(t), "dest": target, "user_ip": user_ip},
-        "verdict": verdict.as_dict(),
-        "points": [{**asdict(o), "probe": p.iid, "results": results.get(p.node, {})}
-                   for o, p in zip(obs, points, strict=True)],
-        "elements": [asdict(e) for e in elements],
-        "nfs": nfs,
-        "links": [],
-        "flows": {},
-        "seconds": round(seconds, 3),
-        "summary": report.summary(verdict, obs, seconds)
-        + "".join(f"\n  ! {x}" for x in limits),
-        "limits": limits,
-        "left_behind": [],
-    }
-

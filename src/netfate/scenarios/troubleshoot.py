@@ -25,6 +25,7 @@ from typing import Any
 
 from netfate import catalogue
 from netfate.drivers import netns
+from netfate.drivers import ovs_port_states as links
 from netfate.errors import InvalidInput
 from netfate.owners import OPERATOR
 from netfate.proc import netns_argv
@@ -33,7 +34,7 @@ from netfate.scenarios.traffic import SINK
 from netfate.testbed import lifecycle
 from netfate.testbed.context import Testbed
 from netfate.testbed.topology import Topology, parse_topology
-from netfate.troubleshoot import links, splice
+from netfate.troubleshoot import splice
 from netfate.troubleshoot.ask import Question, ask
 
 USER = "user1"

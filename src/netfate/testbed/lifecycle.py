@@ -173,6 +173,7 @@ def _start_services(topo: Topology, progress: Progress, t: TestbedSettings) -> d
             "--command-timeout", f"{t.command_timeout:g}",
             "--radius", "--user-idle-timeout", str(t.idle_timeout),
             "--reauth-lifetime", f"{t.reauth_lifetime:g}",
+            "--probe-subnet", topo.subnet, "--probe-gateway", topo.gateway,
             *(("--reaction-policy", t.reaction_policy) if t.reaction_policy else ())), env=env,
             ready=probes.http_ok(f"{api}/api/v1/health"), timeout=30)
     if not processes.alive("controller"):

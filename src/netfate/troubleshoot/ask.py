@@ -27,11 +27,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from netfate import catalogue
+from netfate.drivers import ovs_port_states as links
 from netfate.errors import InvalidInput, NetfateError, NotFound
 from netfate.interfaces import NFInfo
 from netfate.owners import OPERATOR
 from netfate.testbed.context import Testbed
-from netfate.troubleshoot import links, report, splice
+from netfate.troubleshoot import report, splice
 
 PROBE_NF = "troubleshooter"
 Say = Callable[[str], None]

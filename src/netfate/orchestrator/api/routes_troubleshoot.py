@@ -33,7 +33,8 @@ class TroubleshootBody(BaseModel):
 def _ops(request: Request) -> Troubleshoots:
     o = orch(request)
     if o.troubleshoots is None:
-        o.troubleshoots = Troubleshoots(coord(request))
+        o.troubleshoots = Troubleshoots(coord(request), o.settings.probe_subnet,
+                                        o.settings.probe_gateway)
     return o.troubleshoots
 
 

@@ -61,11 +61,33 @@ def cmd_addr() -> None:
             _ip(["addr", "del", a, "dev", BRIDGE], f"removing {a} from {BRIDGE}", check=False)
     if want and want not in have:
         _ip(["addr", "add", want, "dev", BRIDGE], f"adding {want} to {BRIDGE}")
+    if cfg.get("mac"):
+        _ip(["link", "set", "dev", BRIDGE, "address", cfg["mac"]], "setting br0's MAC")
+    _beside(bool(cfg.get("beside")))
     gw = cfg.get("gateway")
     if gw and nf.forwarding():  # a route via a down device cannot be added; start adds it
         _ip(["route", "replace", "default", "via", gw, "dev", BRIDGE], "setting the default route")
     elif not gw:
         _ip(["route", "del", "default", "dev", BRIDGE], "", check=False)
+
+
+BESIDE_TABLE = "netfate_ts_beside"
+
+
+def _beside(on: bool) -> None:
+    """Beside the path (an orchestrator's probe, whose lan port gets copies of a user's
+    traffic from a switch mirror), nothing received on lan is bridged or delivered: copies
+    sent on out of wan would reach the network twice (and a copy of the probe's own frame
+    would loop), copies delivered would be duplicate replies. Captures on lan still see them
+    (packet sockets tap a frame before the bridge's hooks). In the path, lan is bridged."""
+    lan, _ = nf.two_ports("troubleshooter")
+    lines = nf.nft_replace(f"bridge {BESIDE_TABLE}")
+    if on:
+        lines += nf.nft_bridge_prerouting(BESIDE_TABLE, [f'\t\tiifname "{lan}" drop'])
+    p = subprocess.run(["nft", "-f", "-"], input="\n".join(lines) + "\n", capture_output=True,
+                       text=True, check=False, timeout=10)
+    if p.returncode != 0:
+        die(f"nft (beside the path: {on}) failed: {p.stderr.strip()}")
 
 
 # ---- requests
@@ -204,6 +226,8 @@ def cmd_status() -> None:
         "paused": nf.paused(),
         "address": cfg.get("address"),
         "gateway": cfg.get("gateway"),
+        "mac": (br or {}).get("address"),
+        "beside": bool(cfg.get("beside")),
         "addresses": addrs,
         "results": [
             {"id": r.get("id"), "tool": r.get("tool"), "target": r.get("target"),

@@ -71,8 +71,23 @@ def normalise_request(r: Any) -> dict[str, Any]:
     return out
 
 
+MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+def _mac(v: Any) -> str:
+    """A unicast MAC for br0, lower case; dies on anything else (a group MAC would make
+    every switch flood the probe's replies)."""
+    if not isinstance(v, str) or not MAC_RE.fullmatch(v.lower()):
+        die("mac: must be a MAC address like 02:00:00:00:00:01")
+    if int(v[:2], 16) & 1:
+        die(f"mac: {v} is a group (multicast) address, not a station's")
+    if v.lower() == "00:00:00:00:00:00":
+        die("mac: 00:00:00:00:00:00 is no station's address")
+    return v.lower()
+
+
 def normalise(cfg: dict[str, Any]) -> dict[str, Any]:
-    bad = set(cfg) - {"address", "gateway", "request", "max_results"}
+    bad = set(cfg) - {"address", "gateway", "mac", "beside", "request", "max_results"}
     if bad:
         die(f"unknown config keys: {sorted(bad)}")
     out: dict[str, Any] = {"max_results": nf.int_in(cfg, "max_results", 50, 1, 1000, "config")}
@@ -92,6 +107,12 @@ def normalise(cfg: dict[str, Any]) -> dict[str, Any]:
         if ipaddress.IPv4Address(gw) not in ipaddress.IPv4Interface(out["address"]).network:
             die("gateway: must be inside the address's subnet")
         out["gateway"] = gw
+    if cfg.get("mac") is not None:
+        out["mac"] = _mac(cfg["mac"])
+    beside = cfg.get("beside", False)
+    if not isinstance(beside, bool):
+        die("beside: must be true or false")
+    out["beside"] = beside
     if cfg.get("request") is not None:
         out["request"] = normalise_request(cfg["request"])
     return out

@@ -1,6 +1,7 @@
-"""Infrastructure links as the switch sees them: each port's OpenFlow config and state
-(`ovs-ofctl show`), and taking a link down or up (`ovs-ofctl mod-port`), for the
-troubleshooting scenario's fault and the report's link check.
+"""Ports as the switch sees them: each port's OpenFlow config and state (`ovs-ofctl show`),
+and taking a link down or up (`ovs-ofctl mod-port`): the troubleshooting report's link
+check (OvsNetwork.port_states, the agent's switch dump) and the troubleshooting scenario's
+fault.
 
 A link between two nodes' LSIs is a pair of ports (testbed: OVS patch ports); it is down
 when either end passes nothing (report.port_down). Argument lists only, never a shell.
@@ -9,10 +10,13 @@ when either end passes nothing (report.port_down). Argument lists only, never a 
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from netfate.drivers.ovs import OvsServer
 from netfate.errors import DriverError
 from netfate.proc import run
+
+if TYPE_CHECKING:  # (ovs.py imports this module)
+    from netfate.drivers.ovs import OvsServer
 
 _PORT_LINE = re.compile(r"^\s*\d+\((?P<name>[^)]+)\):")
 _FIELD = re.compile(r"^\s*(?P<key>config|state):\s*(?P<val>.*)")
