@@ -109,3 +109,27 @@ def test_final_ops_are_left_alone(db: Database) -> None:
     assert end_interrupted_ops(db) == []
     assert _state(db, op) == ("COMPLETED", None)
     assert _desired(db, "cpe1-user1-firewall") == "present"
+
+
+def test_a_troubleshooting_question_cut_short_leaves_no_probe_nor_rule(db: Database) -> None:
+    """The questions live in memory: at start, every probe still wanted and every probe TS
+    rule is from one the restart interrupted; an operator's own rules stay."""
+    from netfate.orchestrator.recovery import end_troubleshooting
+    from netfate.orchestrator.troubleshoot_db import ensure_operator
+
+    with db.session() as s:
+        ensure_operator(s)
+        sha = repo.list_instances(s)[0].bundle_sha256
+        probe = repo.upsert_instance(s, node="cpe1", owner="operator", nf_name="firewall",
+                                     bundle_sha256=sha, flavour="native").id
+        repo.put_ts_rules(s, "cpe1", [
+            {"rule_id": f"troubleshoot:{probe}:out", "match": {"in_port": "w"},
+             "output": ["up"]},
+            {"rule_id": "mine", "match": {"in_port": "a"}, "output": ["b"]}])
+    with db.session() as s:
+        assert end_troubleshooting(s) == ([probe], 1)
+    assert _desired(db, probe) == "absent"
+    assert _desired(db, "cpe1-user1-firewall") == "present"
+    with db.session() as s:
+        assert [r.rule_id for r in repo.list_ts_rules(s, "cpe1")] == ["mine"]
+        assert end_troubleshooting(s) == ([], 0)  # idempotent

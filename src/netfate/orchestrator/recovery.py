@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from netfate.db import Database, repo
-from netfate.db.models import LcmOperation, OpState, Presence
+from netfate.db.models import LcmOperation, OpState, Presence, TsRule, VnfInstance
 from netfate.errors import NotFound
+from netfate.owners import OPERATOR
 
 log = logging.getLogger("netfate.orchestrator")
 
@@ -77,3 +79,28 @@ def end_interrupted(s: Session) -> list[str]:
         log.warning("%s %s on %s: %s at start (%s)", occ.operation.value, occ.id,
                     occ.vnf_instance_id, final.value, WHY)
     return ended
+
+
+# The TS rules of a troubleshooting question's probes (orchestrator/troubleshoot_probes).
+PROBE_RULE_PREFIX = "troubleshoot:"
+
+
+def end_troubleshooting(s: Session) -> tuple[list[str], int]:
+    """A troubleshooting question lives in the orchestrator's memory: at start, any probe
+    still wanted (an operator-owned NF instance) and any probe TS rule is left from a
+    question the restart interrupted. The probes are set absent (the nodes remove them on
+    their next reconciliation), the rules deleted (the switches' next publication drops
+    them). (The probe ids, how many rules.)"""
+    probes = list(s.scalars(sa.select(VnfInstance.id).where(
+        VnfInstance.owner == OPERATOR, VnfInstance.desired_state == Presence.PRESENT)))
+    for iid in probes:
+        _set_absent(s, iid)
+    rules = list(s.scalars(sa.select(TsRule).where(
+        TsRule.rule_id.startswith(PROBE_RULE_PREFIX, autoescape=True))))
+    for r in rules:
+        s.delete(r)
+    s.flush()
+    if probes or rules:
+        log.warning("troubleshooting probes %s and %d of their TS rules removed at start (%s)",
+                    probes, len(rules), WHY)
+    return probes, len(rules)

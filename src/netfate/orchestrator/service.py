@@ -115,6 +115,7 @@ class Orchestrator:
         self.db = await asyncio.to_thread(Database.create, s.database_url)
         self.readings = Readings(self.db)
         await self.db.run(recovery.end_interrupted)  # none left PROCESSING
+        await self.db.run(recovery.end_troubleshooting)  # no probe outlives its question
         if s.seed_catalogue:
             await self.db.run(seed_catalogue)
         url = s.nats_url
