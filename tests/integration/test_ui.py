@@ -168,7 +168,18 @@ def test_login_then_topology_users_roam_notification_migrate(ui: Ui) -> None:
                            "'cpe2-user2-packet-inspector')", timeout=60_000)
     shot(ui, "operations")
     page.click("nav >> text=NF instances")
-    page.wait_for_selector("tr[data-nf=dc-user2-packet-inspector] .state-running")
+    try:
+        page.wait_for_selector("tr[data-nf=dc-user2-packet-inspector] .state-running")
+    except playwright.TimeoutError:
+        # Once seen in CI, never alone: keep what the API says to tell the page from the
+        # platform (did the NF move again? is its actual state not running?).
+        mine = [i for i in api.get("/vnf_instances").json() if i.get("owner") == "user2"]
+        ops = [o for o in api.get("/vnf_lcm_op_occs").json()
+               if "user2" in str(o.get("vnf_instance_id"))][-6:]
+        row = page.inner_html("tr[data-nf=dc-user2-packet-inspector]") \
+            if page.query_selector("tr[data-nf=dc-user2-packet-inspector]") else None
+        raise AssertionError(f"dc-user2-packet-inspector not shown running: row {row!r}; "
+                             f"user2's instances {mine}; their last operations {ops}") from None
     with contextlib.suppress(playwright.TimeoutError):  # only for the picture
         page.wait_for_selector("tr[data-nf=cpe2-user2-packet-inspector]", state="detached",
                                timeout=10_000)
