@@ -68,7 +68,8 @@ def _operator_running(net: Net) -> set[str]:
     return {i for a in net.agents.values() for i in a.running_ids() if "-operator-" in i}
 
 
-def test_a_question_deploys_records_and_removes_the_probes(net: Net) -> None:
+def test_a_question_deploys_records_and_removes_the_probes(net: Net,
+                                                           live: LiveOrchestrator) -> None:
     c = net.client
     t0 = time.monotonic()
     r = c.post(f"{API}/troubleshoot", json={"user": "user1", "destination": None,

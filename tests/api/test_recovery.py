@@ -115,7 +115,7 @@ def test_a_troubleshooting_question_cut_short_leaves_no_probe_nor_rule(db: Datab
     """The questions live in memory: at start, every probe still wanted and every probe TS
     rule is from one the restart interrupted; an operator's own rules stay."""
     from netfate.orchestrator.recovery import end_troubleshooting
-    from netfate.orchestrator.troubleshoot_db import ensure_operator
+    from netfate.orchestrator.troubleshoot_db import ensure_operator, get_occ, save_occ
 
     with db.session() as s:
         ensure_operator(s)
@@ -126,8 +126,13 @@ def test_a_troubleshooting_question_cut_short_leaves_no_probe_nor_rule(db: Datab
             {"rule_id": f"troubleshoot:{probe}:out", "match": {"in_port": "w"},
              "output": ["up"]},
             {"rule_id": "mine", "match": {"in_port": "a"}, "output": ["b"]}])
+        save_occ(s, {"id": "q1", "operation_state": "PROCESSING", "start_time": 1.0,
+                     "end_time": None, "steps": ["probe at cpe1"]})
     with db.session() as s:
         assert end_troubleshooting(s) == ([probe], 1)
+        q = get_occ(s, "q1")
+        assert q is not None and q["operation_state"] == "FAILED" and q["end_time"]
+        assert "restarted" in q["error"]["detail"] and q["steps"] == ["probe at cpe1"]
     assert _desired(db, probe) == "absent"
     assert _desired(db, "cpe1-user1-firewall") == "present"
     with db.session() as s:

@@ -205,6 +205,22 @@ class AcctOpen(Base):
     updated_at: Mapped[float] = mapped_column(sa.Double, default=now)
 
 
+class TroubleshootOcc(Base):
+    """A troubleshooting question asked through the orchestrator (orchestrator/
+    troubleshoot.py): its state (PROCESSING, COMPLETED, FAILED), when it started and ended
+    (unix s), and ``doc``, the occurrence as the API shows it (target, probes, operation
+    occurrences, steps, report, error). Written when it starts and when it ends; one left
+    PROCESSING by a restart is failed at the next start (recovery)."""
+
+    __tablename__ = "troubleshoot_occs"
+
+    id: Mapped[str] = mapped_column(sa.String, primary_key=True)
+    state: Mapped[str] = mapped_column(sa.String, index=True)
+    start_time: Mapped[float] = mapped_column(sa.Double, index=True)
+    end_time: Mapped[float | None] = mapped_column(sa.Double)
+    doc: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
 class VnfPackage(Base):
     """The NF catalogue: an NF bundle (.tgz), addressed by its sha256."""
 

@@ -10,13 +10,21 @@ on their next registration or reconciliation.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from netfate.db import Database, repo
-from netfate.db.models import LcmOperation, OpState, Presence, TsRule, VnfInstance
+from netfate.db.models import (
+    LcmOperation,
+    OpState,
+    Presence,
+    TroubleshootOcc,
+    TsRule,
+    VnfInstance,
+)
 from netfate.errors import NotFound
 from netfate.owners import OPERATOR
 
@@ -86,11 +94,11 @@ PROBE_RULE_PREFIX = "troubleshoot:"
 
 
 def end_troubleshooting(s: Session) -> tuple[list[str], int]:
-    """A troubleshooting question lives in the orchestrator's memory: at start, any probe
+    """A troubleshooting question runs in the orchestrator's memory: at start, any probe
     still wanted (an operator-owned NF instance) and any probe TS rule is left from a
     question the restart interrupted. The probes are set absent (the nodes remove them on
     their next reconciliation), the rules deleted (the switches' next publication drops
-    them). (The probe ids, how many rules.)"""
+    them), the question recorded as FAILED. (The probe ids, how many rules.)"""
     probes = list(s.scalars(sa.select(VnfInstance.id).where(
         VnfInstance.owner == OPERATOR, VnfInstance.desired_state == Presence.PRESENT)))
     for iid in probes:
@@ -99,6 +107,11 @@ def end_troubleshooting(s: Session) -> tuple[list[str], int]:
         TsRule.rule_id.startswith(PROBE_RULE_PREFIX, autoescape=True))))
     for r in rules:
         s.delete(r)
+    for occ in s.scalars(sa.select(TroubleshootOcc).where(
+            TroubleshootOcc.state == "PROCESSING")):
+        occ.state, occ.end_time = "FAILED", time.time()
+        occ.doc = {**occ.doc, "operation_state": "FAILED", "end_time": occ.end_time,
+                   "error": _problem(f"{WHY}; its probes and their rules are removed")}
     s.flush()
     if probes or rules:
         log.warning("troubleshooting probes %s and %d of their TS rules removed at start (%s)",

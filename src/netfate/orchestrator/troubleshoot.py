@@ -16,7 +16,8 @@ whatever happened, within a time bound.
 
 One troubleshooting operation runs at a time: a probe's instance id is per node
 (``<node>-operator-troubleshooter``), so a second question while one runs gets 409.
-The occurrences are kept in memory (the last `KEEP`); the probes' own lifecycle
+Each occurrence is recorded in the database when it starts and when it ends (the last
+`KEEP` also in memory, with their steps as they happen); the probes' own lifecycle
 operations and TS rules are in the database like any other.
 """
 
@@ -92,11 +93,31 @@ class Troubleshoots:
         self._running: TsOccurrence | None = None
         self._lock = asyncio.Lock()
 
-    def get(self, op_id: str) -> TsOccurrence:
+    async def get(self, op_id: str) -> dict[str, Any]:
+        """The occurrence as the API shows it: from memory while this orchestrator has it,
+        else as recorded. NotFound if there is none."""
         op = self.ops.get(op_id)
-        if op is None:
+        if op is not None:
+            return op.as_dict()
+        doc = await self.db.run(tdb.get_occ, op_id)
+        if doc is None:
             raise NotFound(f"troubleshooting operation {op_id!r} does not exist")
-        return op
+        return doc
+
+    async def recorded(self) -> list[dict[str, Any]]:
+        """The recorded occurrences, oldest first, those in memory as they are now."""
+        docs = {d["id"]: d for d in await self.db.run(tdb.list_occs)}
+        docs.update({op.id: op.as_dict() for op in self.ops.values()})
+        return sorted(docs.values(), key=lambda d: float(d.get("start_time") or 0))
+
+    async def _record(self, op: TsOccurrence) -> None:
+        """Write the occurrence to the database; a failure is logged (the question itself
+        is unaffected, and memory still has it)."""
+        try:
+            await self.db.run(tdb.save_occ, op.as_dict())
+        except Exception as exc:
+            log.warning("recording troubleshooting %s failed: %s: %s", op.id,
+                        type(exc).__name__, exc)
 
     async def start(self, body: dict[str, Any]) -> TsOccurrence:
         """Check the question, plan its points; the occurrence, PROCESSING, its work
@@ -114,6 +135,7 @@ class Troubleshoots:
         for old in list(self.ops)[:-KEEP]:
             if self.ops[old].state != "PROCESSING":
                 del self.ops[old]
+        await self._record(op)
         self.coord.spawn(self._run(op, plan))
         return op
 
@@ -143,6 +165,7 @@ class Troubleshoots:
             # Final only once the probes are gone (or known to be left behind).
             op.state = state
             op.end_time = time.time()
+            await self._record(op)
             self._running = None
             self.coord.hub.publish("op", {"id": op.id, "operation": "TROUBLESHOOT",
                                           "vnf_instance_id": "", "state": op.state})

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from netfate.db import repo
-from netfate.db.models import Node, NodeRole, Presence, User, VnfInstance
+from netfate.db.models import Node, NodeRole, Presence, TroubleshootOcc, User, VnfInstance
 from netfate.errors import InvalidInput
 from netfate.orchestrator.troubleshoot_target import Target
 from netfate.owners import OPERATOR
@@ -96,3 +96,38 @@ def delete_rules(s: Session, ids: Mapping[str, list[str]]) -> int:
         if s.get(Node, node) is not None:
             n += repo.delete_ts_rules(s, node, rids)
     return n
+
+
+KEEP_RECORDS = 200  # questions kept in the database, newest first
+
+
+def save_occ(s: Session, doc: dict[str, Any]) -> None:
+    """Record an occurrence as the API shows it (`TsOccurrence.as_dict`), created or
+    replaced; the oldest beyond KEEP_RECORDS finished ones are dropped."""
+    row = s.get(TroubleshootOcc, doc["id"])
+    if row is None:
+        row = TroubleshootOcc(id=doc["id"])
+        s.add(row)
+    row.state = doc["operation_state"]
+    row.start_time = float(doc["start_time"])
+    row.end_time = doc.get("end_time")
+    row.doc = doc
+    s.flush()
+    old = list(s.scalars(sa.select(TroubleshootOcc.id)
+                         .where(TroubleshootOcc.state != "PROCESSING")
+                         .order_by(TroubleshootOcc.start_time.desc())
+                         .offset(KEEP_RECORDS)))
+    if old:
+        s.execute(sa.delete(TroubleshootOcc).where(TroubleshootOcc.id.in_(old)))
+
+
+def get_occ(s: Session, op_id: str) -> dict[str, Any] | None:
+    row = s.get(TroubleshootOcc, op_id)
+    return dict(row.doc) if row is not None else None
+
+
+def list_occs(s: Session, limit: int = KEEP_RECORDS) -> list[dict[str, Any]]:
+    """The recorded occurrences, oldest first (the newest `limit`)."""
+    rows = list(s.scalars(sa.select(TroubleshootOcc)
+                          .order_by(TroubleshootOcc.start_time.desc()).limit(limit)))
+    return [dict(r.doc) for r in reversed(rows)]

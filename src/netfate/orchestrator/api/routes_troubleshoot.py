@@ -45,11 +45,11 @@ async def troubleshoot(request: Request, body: TroubleshootBody) -> JSONResponse
                         headers={"Location": f"/api/v1/troubleshoot/{op.id}"})
 
 
-@router.get("/troubleshoot", summary="The troubleshooting operations remembered")
-def list_troubleshoots(request: Request) -> list[dict[str, Any]]:
-    return [op.as_dict() for op in _ops(request).ops.values()]
+@router.get("/troubleshoot", summary="The troubleshooting operations recorded")
+async def list_troubleshoots(request: Request) -> list[dict[str, Any]]:
+    return await _ops(request).recorded()
 
 
 @router.get("/troubleshoot/{op_id}", summary="A troubleshooting operation and its report")
-def get_troubleshoot(request: Request, op_id: str = OP_ID) -> dict[str, Any]:
-    return _ops(request).get(op_id).as_dict()
+async def get_troubleshoot(request: Request, op_id: str = OP_ID) -> dict[str, Any]:
+    return await _ops(request).get(op_id)
