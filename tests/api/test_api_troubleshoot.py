@@ -206,6 +206,19 @@ def test_a_second_question_while_one_runs_is_refused(net: Net) -> None:
     assert not _operator_running(net)
 
 
+def test_no_free_probe_addresses_is_a_conflict_that_changes_nothing(
+        net: Net, live: LiveOrchestrator) -> None:
+    """Three probes need three addresses: a probe subnet with one free host refuses the
+    question up front (409, naming the subnet), before any probe or record exists."""
+    live.orch.settings.probe_subnet = "10.90.0.0/30"  # .1 the gateway, .2 the only one free
+    live.orch.settings.probe_gateway = "10.90.0.1"
+    with unchanged(net.client):
+        assert_problem(net.client.post(f"{API}/troubleshoot", json={"user": "user1"}), 409,
+                       "no 3 free addresses", "10.90.0.0/30", "NETFATE_PROBE_SUBNET")
+    assert net.client.get(f"{API}/troubleshoot").json() == []
+    assert not _operator_running(net)
+
+
 @pytest.mark.parametrize(("body", "status", "words"), [
     ({"user": "nobody"}, 422, ("user", "nobody", "does not exist")),
     ({"user": "operator"}, 422, ("operator",)),

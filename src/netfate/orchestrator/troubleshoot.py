@@ -34,7 +34,7 @@ from typing import Any
 from netfate import naming
 from netfate.bus.messages import Command, DumpSpec, MirrorSpec, SwitchPorts
 from netfate.db.models import LcmOperation
-from netfate.errors import Conflict, NetfateError, NotFound
+from netfate.errors import Conflict, InvalidInput, NetfateError, NotFound
 from netfate.orchestrator import troubleshoot_db as tdb
 from netfate.orchestrator import troubleshoot_probes as probes
 from netfate.orchestrator import troubleshoot_report
@@ -129,6 +129,7 @@ class Troubleshoots:
                 raise Conflict(f"troubleshooting operation {self._running.id} (for {what}) "
                                "is in progress; retry when it ends")
             plan = await self.db.run(tdb.plan_points, t)
+            configs = await self._configs(len(plan[0]))  # Conflict: no free addresses
             op = TsOccurrence(str(uuid.uuid4()), t)
             self.ops[op.id] = op
             self._running = op
@@ -136,16 +137,16 @@ class Troubleshoots:
             if self.ops[old].state != "PROCESSING":
                 del self.ops[old]
         await self._record(op)
-        self.coord.spawn(self._run(op, plan))
+        self.coord.spawn(self._run(op, plan, configs))
         return op
 
-    async def _run(self, op: TsOccurrence, plan: Plan) -> None:
+    async def _run(self, op: TsOccurrence, plan: Plan, configs: list[dict[str, Any]]) -> None:
         t0 = time.monotonic()
         points: list[Point] = []
         state = "FAILED"
         try:
             try:
-                op.report = await self._ask(op, plan, points, t0)
+                op.report = await self._ask(op, plan, configs, points, t0)
                 state = "COMPLETED"
             except Exception as exc:
                 timed_out = isinstance(exc, TimeoutError)
@@ -177,18 +178,20 @@ class Troubleshoots:
         if not self.probe_subnet:
             return [dict(base) for _ in range(n)]
         taken = await self.db.run(tdb.taken_addresses)
-        addrs = probes.addresses(self.probe_subnet, self.probe_gateway, taken, n)
+        try:
+            addrs = probes.addresses(self.probe_subnet, self.probe_gateway, taken, n)
+        except InvalidInput as exc:  # the platform's state, not the question, is at fault
+            raise Conflict(f"{exc}; free some, or widen NETFATE_PROBE_SUBNET") from None
         return [{**base, "address": a, "gateway": self.probe_gateway, "mac": probes.mac_of(a)}
                 for a in addrs]
 
-    async def _ask(self, op: TsOccurrence, plan: Plan, points: list[Point],
-                   t0: float) -> dict[str, Any]:
+    async def _ask(self, op: TsOccurrence, plan: Plan, configs: list[dict[str, Any]],
+                   points: list[Point], t0: float) -> dict[str, Any]:
         t = op.target
         pts, user_ip, cpe = plan
         dest = t.destination
         deadline = t0 + t.timeout_s
         await self.db.run(tdb.ensure_operator)
-        configs = await self._configs(len(pts))
         for (node, role, on_path), cfg in zip(pts, configs, strict=True):
             _in_time(deadline, f"{len(points)} of {len(pts)} probes deployed")
             iid = naming.nf_instance_id(node, OPERATOR, PROBE_NF)
