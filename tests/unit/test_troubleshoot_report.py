@@ -146,3 +146,15 @@ def test_summary_names_the_break_and_every_point() -> None:
     text = summary(v, obs, 6.5)
     assert text.startswith(f"BROKEN: traffic stops at {FW}")
     assert "3 points in 6.5 s" in text and "dc" in text
+
+
+def test_a_link_is_down_when_either_end_passes_nothing() -> None:
+    from netfate.troubleshoot.report import link_element
+
+    up = [{"node": "cpe1", "port": "p1", "config": [], "state": []},
+          {"node": "core", "port": "p2", "config": [], "state": ["LIVE"]}]
+    assert not link_element("cpe1", "core", up).down
+    down = [up[0], {**up[1], "config": ["PORT_DOWN"]}]
+    e = link_element("cpe1", "core", down)
+    assert e.down and e.name == "link cpe1-core" and e.after == "cpe1"
+    assert e.detail == "core:p2 PORT_DOWN LIVE"

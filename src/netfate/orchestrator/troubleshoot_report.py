@@ -97,12 +97,8 @@ def build(t: Target, points: list[Point], results: dict[str, dict[str, dict[str,
         nfs.append({"instance_id": iid, "nf": nf, "config": cfg, "status": a,
                     "status_before": b, "dropped": dropped})
     if seen.links and cpe is not None:
-        down = [e for e in seen.links if report.port_down(e["config"], e["state"])]
         peer = next((e["node"] for e in seen.links if e["node"] != cpe), "?")
-        elements.append(report.Element(
-            "link", f"link {cpe}-{peer}", cpe, down=bool(down),
-            detail="; ".join(f"{e['node']}:{e['port']} " + " ".join(e["config"] + e["state"])
-                             for e in down)))
+        elements.append(report.link_element(cpe, peer, seen.links))
     path = [o for o in obs if o.on_path]
     refs = [o for o in obs if not o.on_path]
     if path:

@@ -303,11 +303,7 @@ def ask(tb: Testbed, q: Question, say: Say = lambda _: None) -> dict[str, Any]:
                                        dropped=dropped, detail=detail))
         nfs.append({"instance_id": iid, **a, "status_before": b["status"], "dropped": dropped})
     if link_ends:
-        down = [e for e in link_ends if report.port_down(e["config"], e["state"])]
-        elements.append(report.Element(
-            "link", f"link {cpe}-{spec.uplink}", cpe, down=bool(down),
-            detail="; ".join(f"{e['node']}:{e['port']} " + " ".join(e["config"] + e["state"])
-                             for e in down)))
+        elements.append(report.link_element(cpe, str(spec.uplink), link_ends))
     path = [o for o in obs if o.on_path]
     refs = [o for o in obs if not o.on_path]
     verdict = report.first_break(path, elements, refs)

@@ -243,6 +243,16 @@ def port_down(config: list[str], state: list[str]) -> bool:
     return bool({"PORT_DOWN", "NO_RECV", "NO_FWD"} & set(config)) or "LINK_DOWN" in state
 
 
+def link_element(cpe: str, peer: str, ends: list[dict[str, Any]]) -> Element:
+    """The link from the user's CPE up to `peer`, after the CPE's point, from its two ends
+    as the switches report them ({node, port, config, state} each): down when either end
+    passes nothing (port_down), with which end and why."""
+    down = [e for e in ends if port_down(e["config"], e["state"])]
+    return Element("link", f"link {cpe}-{peer}", cpe, down=bool(down),
+                   detail="; ".join(f"{e['node']}:{e['port']} "
+                                    + " ".join(e["config"] + e["state"]) for e in down))
+
+
 def summary(verdict: Verdict, points: list[PointObservation], seconds: float) -> str:
     """The readable summary of a report: the verdict, then one line per point."""
     lines = [("BROKEN: traffic stops at " + str(verdict.stops_at)) if verdict.broken
