@@ -5,6 +5,7 @@ tests/integration/test_ui.py."""
 from __future__ import annotations
 
 import contextlib
+import html
 from collections.abc import Iterator
 
 import httpx
@@ -89,3 +90,42 @@ def test_views_and_actions(client: httpx.Client, live: LiveOrchestrator,
         assert "marked up" in ui.post("/ui/nodes/cpe2/state", data={"down": "0"}).text
 
         assert "session ended" in ui.post("/ui/users/user1/end").text
+
+
+def test_troubleshooting_from_the_console(client: httpx.Client, live: LiveOrchestrator,
+                                          make_agent: MakeAgent) -> None:
+    """The operator asks "where is it broken?" from the Troubleshoot page; the question runs
+    through the API's operation and its report shows on the page. Bad questions are
+    refused with why, and nothing is asked."""
+    make_agent("cpe1")
+    make_agent("core", role="pe")
+    r = client.post(f"{API}/users", json={"name": "user1", "password": "secret1",
+                                          "required_nfs": ["firewall"]})
+    assert r.status_code == 201, r.text
+    r = client.post(f"{API}/users/user1/associate",
+                    json={"node": "cpe1", "mac": "02:00:00:00:00:01", "ip": "10.0.0.2"})
+    assert wait_op(client, r.json()["vnf_lcm_op_occs"][0])["operation_state"] == "COMPLETED"
+    with ui_client(live) as ui:
+        page = ui.get("/ui/troubleshoot")
+        assert page.status_code == 200 and 'id="troubleshoot-form"' in page.text
+        assert "no questions asked yet" in page.text
+        for data, words in (({"user": "nobody"}, "does not exist"),
+                            ({"user": "user1", "port": "8x"}, "port '8x'"),
+                            ({"user": "user1", "port": "70000"}, "port"),
+                            ({"user": "user1", "timeout_s": "1e9"}, "timeout_s '1e9'"),
+                            ({"user": "user1", "timeout_s": "999"}, "timeout_s"),
+                            ({"destination": "224.0.0.1"}, "unicast"),
+                            ({}, "a user, a destination, or both")):
+            out = html.unescape(ui.post("/ui/troubleshoot", data=data).text)
+            assert "refused" in out and words in out, (data, out)
+        assert client.get(f"{API}/troubleshoot").json() == []
+        out = html.unescape(ui.post("/ui/troubleshoot", data={"user": "user1",
+                                                              "port": "443",
+                                                              "timeout_s": "2"}).text)
+        assert "asking where user1's traffic stops" in out, out
+        (q,) = client.get(f"{API}/troubleshoot").json()
+        wait_until(lambda: client.get(f"{API}/troubleshoot/{q['id']}").json()[
+            "operation_state"] != "PROCESSING" or None, 30, "the question to end")
+        frag = ui.get("/ui/frag/troubleshoot").text
+        assert f'data-question="{q["id"]}"' in frag and "<html" not in frag
+        assert "COMPLETED" in frag and "asked at 2 points" in frag, frag

@@ -30,7 +30,8 @@ class TroubleshootBody(BaseModel):
     timeout_s: float = Field(25.0, description="the whole question's bound, 1-120 s")
 
 
-def _ops(request: Request) -> Troubleshoots:
+def ops_of(request: Request) -> Troubleshoots:
+    """The orchestrator's troubleshooting operations (made on first use)."""
     o = orch(request)
     if o.troubleshoots is None:
         o.troubleshoots = Troubleshoots(coord(request), o.settings.probe_subnet,
@@ -40,16 +41,16 @@ def _ops(request: Request) -> Troubleshoots:
 
 @router.post("/troubleshoot", status_code=202, summary="Ask where a user's traffic stops")
 async def troubleshoot(request: Request, body: TroubleshootBody) -> JSONResponse:
-    op = await _ops(request).start(body.model_dump())
+    op = await ops_of(request).start(body.model_dump())
     return JSONResponse(op.as_dict(), status_code=202,
                         headers={"Location": f"/api/v1/troubleshoot/{op.id}"})
 
 
 @router.get("/troubleshoot", summary="The troubleshooting operations recorded")
 async def list_troubleshoots(request: Request) -> list[dict[str, Any]]:
-    return await _ops(request).recorded()
+    return await ops_of(request).recorded()
 
 
 @router.get("/troubleshoot/{op_id}", summary="A troubleshooting operation and its report")
 async def get_troubleshoot(request: Request, op_id: str = OP_ID) -> dict[str, Any]:
-    return await _ops(request).get(op_id)
+    return await ops_of(request).get(op_id)

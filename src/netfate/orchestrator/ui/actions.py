@@ -3,7 +3,8 @@ call, and answer with a one-line outcome for the page's message area (an error i
 message too, never a 5xx). The gate has checked the session and its CSRF token.
 
 Create a user; add or remove an NF in a user's chain; end a user's session; migrate an NF
-to a node; acknowledge, delete or mute notifications; mark a node down or up.
+to a node; acknowledge, delete or mute notifications; mark a node down or up; ask where a
+user's traffic stops (troubleshooting).
 """
 
 from __future__ import annotations
@@ -21,8 +22,14 @@ from starlette.concurrency import run_in_threadpool
 from netfate.db import repo
 from netfate.errors import NetfateError
 from netfate.orchestrator import sessions
-from netfate.orchestrator.api import routes_instances, routes_nodes_users, routes_notifications
+from netfate.orchestrator.api import (
+    routes_instances,
+    routes_nodes_users,
+    routes_notifications,
+    routes_troubleshoot,
+)
 from netfate.orchestrator.api.deps import coord, db
+from netfate.orchestrator.api.routes_troubleshoot import TroubleshootBody
 from netfate.orchestrator.api.schemas import MigrateBody, NodePatch, UserCreate
 from netfate.orchestrator.ui.pages import form
 
@@ -179,5 +186,29 @@ async def node_state(request: Request, name: str) -> HTMLResponse:
         down = f.get("down") == "1"
         await routes_nodes_users.patch_node(request, name, body=NodePatch(admin_down=down))
         return f"node {name} marked {'down' if down else 'up'}"
+
+    return await _do(go)
+
+
+@router.post("/troubleshoot", response_class=HTMLResponse)
+async def troubleshoot(request: Request) -> HTMLResponse:
+    """Fields ``user``, ``destination``, ``port``, ``timeout_s`` (each may be empty): the
+    API's question (POST /api/v1/troubleshoot), answered on the page when it ends."""
+    f = await form(request)
+
+    async def go() -> str:
+        nums: dict[str, int] = {}
+        for key, what in (("port", "a number 1-65535"), ("timeout_s", "seconds, 1-120")):
+            v = f.get(key, "").strip()
+            if v and not (v.isascii() and v.isdigit() and len(v) <= 6):
+                raise ValueError(f"{key} {v[:20]!r}: give {what}")
+            if v:
+                nums[key] = int(v)
+        body = TroubleshootBody.model_validate({
+            "user": f.get("user", "").strip() or None,
+            "destination": f.get("destination", "").strip() or None, **nums})
+        op = await routes_troubleshoot.ops_of(request).start(body.model_dump())
+        what = body.user or body.destination or "?"
+        return f"asking where {what}'s traffic stops (question {op.id[:8]})"
 
     return await _do(go)

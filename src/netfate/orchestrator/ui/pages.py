@@ -32,9 +32,10 @@ from netfate.orchestrator.ui import views
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(prefix="/ui", include_in_schema=False)
-VIEWS = ("topology", "users", "nfs", "operations", "notifications")
+VIEWS = ("topology", "users", "nfs", "operations", "notifications", "troubleshoot")
 TITLES = {"topology": "Topology", "users": "Users", "nfs": "NF instances",
-          "operations": "Operations", "notifications": "Notifications"}
+          "operations": "Operations", "notifications": "Notifications",
+          "troubleshoot": "Troubleshoot"}
 
 
 def _hms(ts: float | None) -> str:
@@ -74,6 +75,7 @@ async def view_data(request: Request, view: str) -> dict[str, Any]:
         "users": lambda s: views.users(s, handovers),
         "nfs": views.instances,
         "operations": views.operations,
+        "troubleshoot": views.troubleshoots,
         "notifications": lambda s: views.notifications(
             s, owner=q.get("owner"), node=q.get("node"), nf=q.get("nf"),
             acknowledged={"yes": True, "no": False}.get(q.get("acked", ""))),

@@ -165,3 +165,21 @@ def choices(s: Session) -> dict[str, list[str]]:
             "nfs": sorted({b.name for b in repo.list_bundles(s)}),
             "instances": [i.id for i in repo.list_instances(s)
                           if i.desired_state.value == "present"]}
+
+
+def troubleshoots(s: Session, limit: int = 30) -> list[dict[str, Any]]:
+    """The troubleshooting questions recorded, newest first: target, state, verdict and
+    the report's readable summary (or why the question failed)."""
+    from netfate.orchestrator.troubleshoot_db import list_occs
+
+    out = []
+    for d in reversed(list_occs(s, limit)):
+        t, rep, err = d.get("target") or {}, d.get("report") or {}, d.get("error") or {}
+        v = rep.get("verdict") or {}
+        out.append({"id": d.get("id"), "state": d.get("operation_state"),
+                    "user": t.get("user"), "destination": t.get("destination"),
+                    "port": t.get("port"), "start": d.get("start_time"),
+                    "stops_at": v.get("stops_at"), "kind": v.get("kind"),
+                    "summary": rep.get("summary") or err.get("detail") or "",
+                    "probes": d.get("probes") or []})
+    return out
