@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -58,6 +59,7 @@ def is_nf_port(name: str) -> bool:
     return re.fullmatch(re.escape(PREFIX) + f"p[0-9a-f]{{{n}}}", name) is not None
 
 
+@functools.lru_cache(maxsize=1 << 16)  # every switch-state build names every hop's ports
 def nf_port(instance_id: str, port: str) -> str:
     """The root-namespace end of an NF port's veth (hashed: instance ids are long)."""
     digest = hashlib.sha1(f"{instance_id}/{port}".encode()).hexdigest()
