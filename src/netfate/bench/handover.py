@@ -33,12 +33,12 @@ def _stats(runs: list[Handover]) -> dict[str, Any]:
         "from_association_ms": {"p50": a.get("p50"), "p95": a.get("p95"), "max": a.get("max")},
         "tcp_survived": sum(r.tcp_survived for r in runs),
     }
-    keys = ("detect_ms", "reauth_radius_ms", "anchor_ms")
+    keys = ("detect_ms", "reauth_radius_ms", "anchor_ms", "plan_ms", "anchor_rounds_ms")
     for k in keys:
         vals = [float(r.breakdown[k]) for r in runs if r.breakdown.get(k) is not None]
         if vals:
             out[f"{k}_p50"] = median(vals)
-    for k in ("instantiate_ms", "export_ms", "import_ms"):
+    for k in ("instantiate_ms", "export_ms", "import_ms", "switch_ms", "release_ms"):
         vals = [float(v[k]) for r in runs for v in r.breakdown.values()
                 if isinstance(v, dict) and k in v]
         if vals:
@@ -46,6 +46,10 @@ def _stats(runs: list[Handover]) -> dict[str, Any]:
     mig = [r.migrated_in_ms for r in runs if r.migrated_in_ms is not None]
     if mig:
         out["migration_done_ms_p50"] = median(mig)
+    gone = [r.source_gone_ms for r in runs if r.source_gone_ms is not None]
+    if gone:  # the old NF deleted on its node as well (its row gone)
+        st = summary(gone)
+        out["source_deleted_ms"] = {"p50": st.get("p50"), "p95": st.get("p95")}
     return out
 
 

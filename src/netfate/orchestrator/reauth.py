@@ -80,10 +80,12 @@ async def on_associated(orch: Orchestrator, ev: NodeEvent) -> None:
              node)
     try:
         t1 = time.perf_counter()
+        laps: dict[str, float] = {}
         await sessions.associate(orch.coordinator, orch.db, user, ev.node, mac,
-                                 result.framed_ip or ip)
+                                 result.framed_ip or ip, laps=laps)
         # the plan runs on; the anchor is in place (make-before-break)
         record["anchored_ms"] = round((time.perf_counter() - t1) * 1000, 2)
+        record.update(laps)  # of which planning, and the anchor's two controller rounds
         record["served_ts"] = time.time()
     except NetfateError as exc:
         log.warning("associating %s at %s failed: %s", user, ev.node, exc)

@@ -134,9 +134,13 @@ def _other_on(s: Session, user: str, mac: str) -> str | None:
 
 async def associate(coord: Coordinator, database: Database, user: str, node: str,
                     mac: str | None, ip: str | None, background: bool = True,
-                    login: Login | None = None) -> PlanRun:
+                    login: Login | None = None, laps: dict[str, float] | None = None
+                    ) -> PlanRun:
     """``login`` given: a new login (see the module's docstring); None: a roam or a repeated
-    association, which keeps the user's login and its accounting session."""
+    association, which keeps the user's login and its accounting session. ``laps`` is given
+    the time (ms) to plan and record the association ("plan_ms") and then to anchor the
+    user's traffic ("anchor_rounds_ms")."""
+    t0 = time.perf_counter()
     await database.read(_check, user, node)
     for _ in range(4):
         # The device changed hands (another user logs in on it): the one before leaves, as
@@ -151,9 +155,13 @@ async def associate(coord: Coordinator, database: Database, user: str, node: str
 
     run = await coord.handle(UserAssociated(user=user, node=node, mac=mac, ip=ip),
                              background=background, record=record)
+    t1 = time.perf_counter()
     if coord.switches is not None and background:
         # While the plan moves their NFs, the user is served by the old ones (if any).
         await coord.switches.apply_anchor(user, node)
+    if laps is not None:
+        laps["plan_ms"] = round((t1 - t0) * 1000, 2)
+        laps["anchor_rounds_ms"] = round((time.perf_counter() - t1) * 1000, 2)
     return run
 
 

@@ -27,6 +27,8 @@ class Handover:
     tcp_survived: bool
     move_ms: float                 # the emulated radio: old link down, new link up
     migrated_in_ms: float | None   # association -> the NF runs only at the new CPE
+    # association -> the old NF deleted on its node (its agent reported it gone), ms
+    source_gone_ms: float | None = None
     breakdown: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -45,8 +47,10 @@ def _migration(api: httpx.Client, iid: str) -> dict[str, Any]:
 
 def handover(api: httpx.Client, client: str, user: str, dst: str, probe: UdpProbe,
              tcp: TcpStream, timeout: float = 20.0) -> Handover:
-    nfs = {i["nf_name"] for i in api.get("/vnf_instances").json()
-           if i["owner"] == user and i["desired_state"] == "present"}
+    mine = [i for i in api.get("/vnf_instances").json()
+            if i["owner"] == user and i["desired_state"] == "present"]
+    nfs = {i["nf_name"] for i in mine}
+    old = {i["id"] for i in mine}
     m = move(client, dst)
     t_assoc = float(m["associated_at"])
     want = {f"{dst}-{user}-{nf}" for nf in nfs}
@@ -54,6 +58,9 @@ def handover(api: httpx.Client, client: str, user: str, dst: str, probe: UdpProb
              all(v == dst for v in running_at(api, user).values()), timeout,
              f"{user}'s NFs to run at {dst} only")
     migrated = time.time() - t_assoc
+    wait_for(lambda: not old & {i["id"] for i in api.get("/vnf_instances").json()}, timeout,
+             f"{user}'s old NFs to be deleted")
+    gone = time.time() - t_assoc
     time.sleep(0.3)  # let the stream run on the final path
     gap = probe.gap(after=float(m["left_at"]) - 0.5)
     first = probe.first_after(t_assoc)
@@ -65,10 +72,13 @@ def handover(api: httpx.Client, client: str, user: str, dst: str, probe: UdpProb
         breakdown["detect_ms"] = r.get("event_delay_ms")
         breakdown["reauth_radius_ms"] = r.get("radius_ms")
         breakdown["anchor_ms"] = r.get("anchored_ms")
+        breakdown["plan_ms"] = r.get("plan_ms")  # (parts of anchor_ms)
+        breakdown["anchor_rounds_ms"] = r.get("anchor_rounds_ms")
     for iid in sorted(want):
         breakdown[iid] = _migration(api, iid)
     return Handover(
         client=client, user=user, src=str(m.get("from")), dst=dst, gap_ms=gap.ms,
         from_association_ms=round((first - t_assoc) * 1000, 2) if first else None,
         lost=gap.lost, tcp_survived=tcp.alive, move_ms=round(float(m["seconds"]) * 1000, 1),
-        migrated_in_ms=round(migrated * 1000, 1), breakdown=breakdown)
+        migrated_in_ms=round(migrated * 1000, 1),
+        source_gone_ms=round(gone * 1000, 1) if old else None, breakdown=breakdown)
