@@ -15,6 +15,7 @@ plans. This module ties them together: one plan at a time per user.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -222,18 +223,32 @@ class Coordinator:
         return ids
 
     async def run_plan(self, plan: Plan, ops: list[str | None]) -> None:
+        """Run a plan's steps in order. Sources of deferred migrations are released once
+        the plan's last Steer has run (make-before-break: the user is steered to the new
+        NFs first), side by side with the Unsteers after it, which do not depend on it:
+        the old access node's flows and the old NF go at once, not one after the other.
+        A migration's timings gain "switch" (its end to the last Steer's, ms) and
+        "release" (from there to its source's release confirmed, ms)."""
         facts = await self.db.read(rec.facts_of, planner.touched(plan.intents))
+        steps = planner.plan_steps(plan.intents, ops, facts)
+        last_steer = max((k for k, s in enumerate(steps) if isinstance(s, planner.SteerStep)),
+                         default=-1)
         deferred: list[str] = []
         failed: set[str] = set()  # users whose NF did not move: their steering stays as is
-        for it, step in zip(plan.intents, planner.plan_steps(plan.intents, ops, facts),
-                            strict=True):
+        moved: dict[str, float] = {}  # migrations' op ids -> when they completed
+        releasing: asyncio.Future[list[None]] | None = None
+        t_switched = 0.0
+        for k, (it, step) in enumerate(zip(plan.intents, steps, strict=True)):
             try:
                 if isinstance(step, planner.SteerStep | planner.UnsteerStep) \
                         and step.user in failed:
                     log.info("%s: steering at %s left as it was (an NF did not move)",
                              step.user, step.node)
                 elif isinstance(step, planner.Occurrence):
-                    if not await self.executor.run(step, deferred) and step.holds_steering:
+                    if await self.executor.run(step, deferred):
+                        if step.timings:
+                            moved[step.op_id] = time.perf_counter()
+                    elif step.holds_steering:
                         # Make-before-break failed: the source NF still runs and still
                         # serves the user (anchored there while they are elsewhere).
                         failed.add(step.holds_steering)
@@ -243,8 +258,21 @@ class Coordinator:
                     await self.executor.unsteer(step)
             except Exception:
                 log.exception("intent %s failed", it)
+            if k == last_steer and deferred:
+                t_switched = time.perf_counter()
+                releasing = asyncio.gather(*(self.push_if_changed(n)
+                                             for n in dict.fromkeys(deferred)))
+        if releasing is not None:
+            await releasing
         for node in dict.fromkeys(deferred):  # sources released after the new steering
             await self.push_if_changed(node)  # (an Unsteer there may have sent it already)
+        if moved and t_switched:
+            t_released = time.perf_counter()
+            for op_id, t_done in moved.items():
+                with contextlib.suppress(Exception):
+                    await self.db.run(rec.add_timings, op_id, {
+                        "switch_ms": round((t_switched - t_done) * 1000, 2),
+                        "release_ms": round((t_released - t_switched) * 1000, 2)})
 
     async def handle(self, event: Event, background: bool = True,
                      record: Callable[[Session], object] | None = None) -> PlanRun:

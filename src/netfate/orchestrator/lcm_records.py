@@ -261,3 +261,13 @@ def count_users(conn: sa.Connection, user: str, touched: list[str]) -> list[str]
 
 def mark_installed(s: Session, user: str, node: str, installed: bool) -> None:
     repo.mark_steering_installed(s, user=user, node=node, installed=installed)
+
+
+def add_timings(s: Session, op_id: str, extra: dict[str, float]) -> None:
+    """Add laps (ms) to an operation's measured `timings` (those it has are kept)."""
+    occ = s.get(VnfLcmOpOcc, op_id)
+    if occ is None:
+        return
+    params = dict(occ.params or {})
+    params["timings"] = {**(params.get("timings") or {}), **extra}
+    occ.params = params
