@@ -175,3 +175,17 @@ def test_ts_rules_at_a_node_are_in_its_switch_state(db: Database) -> None:
     with db.session() as s:
         assert repo.delete_ts_rules(s, "cpe1", [r.rule_id for r in rules]) == len(rules)
     assert state(sw, "cpe1").ts_rules == ()
+
+
+def test_a_roaming_user_without_nfs_is_not_anchored_one_with_nfs_is(db: Database) -> None:
+    with db.session() as s:
+        repo.add_session(s, user="user1", node="cpe2", mac=M1, ip=IP1)
+        repo.set_steering(s, user="user1", node="cpe1", chain=[], mac=M1, ip=IP1)
+    sw = switches(db, {}, {M1: "cpe2-a1"})
+    asyncio.run(sw.apply_anchor("user1", "cpe2"))
+    assert sw.summary() and all(n["generation"] is None for n in sw.summary())  # nothing sent
+    with db.session() as s:
+        repo.set_steering(s, user="user1", node="cpe1", chain=[IID], mac=M1, ip=IP1)
+    asyncio.run(sw.apply_anchor("user1", "cpe2"))
+    published = {n["node"] for n in sw.summary() if n["generation"] is not None}
+    assert {"cpe1", "core", "cpe2"} <= published

@@ -274,9 +274,11 @@ class Switches:
         """A user just associated at `visited` while their NFs run elsewhere: anchor their
         traffic there (the old CPE and the core first, confirmed), then let them out at the
         visited CPE. Make-before-break: served by the old NFs, with their state, until the
-        new ones are steered."""
+        new ones are steered. A user whose steering crosses no NF has nothing to anchor
+        (records' `anchors` leave them out): no publication, the plan's Steer lets them out."""
         olds = await self.db.read(
-            lambda s: [r.node_name for r in repo.list_steering(s, user=user, desired=True)])
+            lambda s: [r.node_name for r in repo.list_steering(s, user=user, desired=True)
+                       if r.chain])
         first = [n for n in dict.fromkeys(olds) if n != visited]
         if not first:
             return  # nothing to anchor to: the plan's steering lets the user out
