@@ -75,6 +75,9 @@ def test_case_study_tcp_survives_denied_stays_denied_then_back_and_idle(
         assert not connects(c1, DENIED), "the firewall's rules moved with it"
         assert leftovers(api, "user1", "cpe1") == []
         assert h.from_association_ms is not None and h.gap_ms < 5000, h
+        # the old NF deleted on cpe1 too (its record gone), after the state moved
+        assert h.source_gone_ms is not None and h.migrated_in_ms is not None
+        assert h.source_gone_ms >= h.migrated_in_ms, h
         # back to cpe1
         h = handover(api, "client1", "user1", "cpe1", probe, tcp)
         assert h.tcp_survived and running_at(api, "user1") == {"cpe1-user1-firewall": "cpe1"}
