@@ -104,8 +104,10 @@ class PortDriver(Protocol):
         """Detach the port; a no-op if it is not there."""
         ...
 
-    def delete_ports(self, lsi: str, ports: list[str]) -> None:
-        """Detach several ports in one transaction; absent ones are skipped."""
+    def delete_ports(self, lsi: str, ports: list[str], *, wait: bool = True) -> None:
+        """Detach several ports in one transaction; absent ones are skipped. wait=False:
+        return once the switch's database has the change, not once the switch has applied
+        it (it applies changes in order, so a later waited change covers this one)."""
         ...
 
     def list_ports(self, lsi: str) -> dict[str, int]:

@@ -131,7 +131,11 @@ class NodeDrivers:
             try:
                 for p in sorted(ports):  # a probe's copies of someone's traffic stop with it
                     self.network.delete_mirrors(self.lsi, output=p)
-                self.network.delete_ports(self.lsi, sorted(ports))
+                # Guard rules to remove after the ports (a node without a controller): the
+                # switch must have let go of the ports first. Without (a controller's LSI),
+                # nothing here depends on it: the switch applies the removal behind the reply
+                # (the old NF of a roam is then reported gone ~70 ms sooner).
+                self.network.delete_ports(self.lsi, sorted(ports), wait=self.guard_ports)
                 self.network.delete_ts_rules(self.lsi, [r for r in dangling if r in guards])
             except Exception as exc:
                 detach_error = detach_error or exc

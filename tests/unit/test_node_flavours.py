@@ -18,6 +18,7 @@ class FakeNetwork:
     def __init__(self) -> None:
         self.ports: dict[str, int] = {}
         self.rules: dict[str, TSRule] = {}
+        self.waited: list[bool] = []  # each delete_ports: whether it waited for the switch
         self.mirrors: dict[str, tuple[list[str], str]] = {}
 
     def create_lsi(self, lsi: str) -> None: ...
@@ -38,7 +39,8 @@ class FakeNetwork:
     def delete_port(self, lsi: str, port: str) -> None:
         self.ports.pop(port, None)
 
-    def delete_ports(self, lsi: str, ports: list[str]) -> None:
+    def delete_ports(self, lsi: str, ports: list[str], *, wait: bool = True) -> None:
+        self.waited.append(wait)
         for p in ports:
             self.ports.pop(p, None)
 
@@ -183,7 +185,7 @@ def test_an_nf_is_deleted_and_its_ports_detached_whatever_step_fails(
     its ports are detached even when deleting their rules failed."""
     a = node.deploy_nf("u", "fw", "sha", flavour="container")
 
-    def stuck(lsi: str, names: list[str]) -> None:
+    def stuck(lsi: str, names: list[str], **_: object) -> None:
         raise RuntimeError("OVSDB transaction failed: exceeded timeout 10 seconds")
 
     setattr(node.network, step, stuck)
@@ -201,9 +203,9 @@ class OrderedNetwork(FakeNetwork):
         super().__init__()
         self.guards_at_port_delete: list[str] = []
 
-    def delete_ports(self, lsi: str, ports: list[str]) -> None:
+    def delete_ports(self, lsi: str, ports: list[str], *, wait: bool = True) -> None:
         self.guards_at_port_delete = sorted(r for r in self.rules if r.startswith("nfport:"))
-        super().delete_ports(lsi, ports)
+        super().delete_ports(lsi, ports, wait=wait)
 
 
 def test_an_nfs_drop_rules_outlive_its_ports(tmp_path: Any) -> None:
@@ -219,3 +221,16 @@ def test_an_nfs_drop_rules_outlive_its_ports(tmp_path: Any) -> None:
     n.remove_nf(info.instance_id)
     assert net.guards_at_port_delete == [f"nfport:{port}"]  # still there as the ports went
     assert not [r for r in net.rules if port in str(net.rules[r].model_dump())]  # then gone
+
+
+def test_a_controllers_node_does_not_wait_for_the_switch_to_let_go_of_an_nfs_ports(
+        tmp_path: Any) -> None:
+    """With guard rules (no controller) the ports' removal is waited on, since the rules go
+    after it; on a controller's LSI nothing waits on it, so the NF's release does not."""
+    for guarded in (True, False):
+        net = FakeNetwork()
+        n = NodeDrivers("n", "br", net, FakeCompute("native", NotificationQueue(tmp_path / "q")),
+                        guard_ports=guarded)
+        info = n.deploy_nf("alice", "fw", "a" * 64, {})
+        n.remove_nf(info.instance_id)
+        assert net.waited == [guarded] and not net.ports
