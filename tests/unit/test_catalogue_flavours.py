@@ -80,7 +80,7 @@ def commands(files: list[Path]) -> set[str]:
 
 def test_the_catalogue_ships_the_vm_flavour_for_the_nfs_whose_guest_has_their_tools() -> None:
     vm = {nf for nf in NFS if "vm" in flavours(nf)}
-    assert {"firewall", "content-filter", "nat", "load-balancer"} <= vm
+    assert {"firewall", "content-filter", "nat", "load-balancer", "vpn"} <= vm
 
 
 @pytest.mark.parametrize("nf", NFS)

@@ -1,6 +1,6 @@
-"""The VPN NF's container flavour, pure parts: the TUN device and the node's key file in the
-runtime spec, the descriptor's node-files, the image plan holding strongSwan's plugins, and
-which flavours `scenario vpn` measures."""
+"""The VPN NF's container and VM flavours, pure parts: the TUN device and the node's key file
+in the runtime spec, the descriptor's node-files, the image plan and the VM guest holding
+strongSwan's plugins, and which flavours `scenario vpn` measures."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from netfate import catalogue, safe_yaml
 from netfate.bundle import DESCRIPTOR, DESCRIPTOR_LIMITS
 from netfate.descriptor import parse_descriptor
-from netfate.drivers import container_spec
+from netfate.drivers import container_spec, vm_image
 from netfate.errors import InvalidInput
 from netfate.oci import build
 from netfate.scenarios import vpn
@@ -73,9 +73,9 @@ def _vpn_descriptor() -> Any:
                             DESCRIPTOR)
 
 
-def test_the_vpn_offers_the_container_flavour_with_what_charon_needs() -> None:
+def test_the_vpn_offers_the_container_and_vm_flavours_with_what_charon_needs() -> None:
     d = _vpn_descriptor()
-    assert d.flavours == ("native", "container")
+    assert d.flavours == ("native", "container", "vm")
     assert "kernel:tun" in d.capabilities  # -> /dev/net/tun in the container
     assert {"CAP_NET_ADMIN", "CAP_NET_BIND_SERVICE"} <= set(d.linux_capabilities)
     assert d.sysctls["net.ipv4.ip_forward"] == "1"
@@ -86,6 +86,19 @@ def test_the_vpn_offers_the_container_flavour_with_what_charon_needs() -> None:
 def test_the_image_carries_every_plugin_the_vpns_strongswan_conf_loads() -> None:
     swan = load("vpn", "swan")
     assert set(swan.PLUGINS.split()) == set(build.STRONGSWAN_PLUGINS)
+
+
+def test_the_vm_guest_carries_charon_swanctl_every_plugin_and_the_tun_module() -> None:
+    swan = load("vpn", "swan")
+    assert {"charon-systemd", "swanctl"} <= vm_image.executables()
+    assert {f"/usr/lib/ipsec/plugins/libstrongswan-{p}.so" for p in swan.PLUGINS.split()} \
+        <= set(vm_image.STRONGSWAN_LIBS)
+    # the vpn's scripts start exactly the daemon the guest carries
+    lib = (catalogue.source_dir("vpn") / "files" / "vpnlib.sh").read_text()
+    assert all(f in lib or f.endswith("swanctl") for f in vm_image.STRONGSWAN)
+    # nothing makes /dev/net/tun in the guest but the module loaded by /init
+    assert "tun" in vm_image.MODULES
+    assert " tun" in vm_image.INIT.read_text().split("; do")[0]
 
 
 def test_the_vpn_image_plan_holds_charon_swanctl_and_the_plugins_libraries() -> None:
@@ -103,10 +116,14 @@ def test_the_vpn_image_plan_holds_charon_swanctl_and_the_plugins_libraries() -> 
 
 
 def test_scenario_flavours_plan() -> None:
-    hosted, offered = ["container", "native", "vm"], ["native", "container"]
+    hosted, offered = ["container", "native", "vm"], ["native", "container", "vm"]
     run, skipped = vpn.plan_flavours(None, hosted, offered)
-    assert run == ["native", "container"]
-    assert skipped == {"vm": vpn.VM_NOTE}
+    assert run == ["native", "container", "vm"] and skipped == {}
+    run, skipped = vpn.plan_flavours(None, hosted, ["native", "container"])
+    assert run == ["native", "container"] and "not offered" in skipped["vm"]
+    run, skipped = vpn.plan_flavours(("vm", "native"), ["native", "container"], offered)
+    assert run == ["native"] and skipped == {"vm": "not hosted by cpe1 (hosts: container, "
+                                                   "native)"}
     run, skipped = vpn.plan_flavours(("container", "native", "container"), ["native"], offered)
     assert run == ["native"] and "not hosted" in skipped["container"]
     with pytest.raises(InvalidInput, match="docker"):

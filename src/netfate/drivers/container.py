@@ -41,6 +41,7 @@ from netfate.drivers import container_pool as cpool
 from netfate.drivers.container_pooling import PooledContainers, write_spec
 from netfate.drivers.nf_inproc import Call
 from netfate.drivers.nf_script import SCRIPT_TIMEOUT, script_env
+from netfate.drivers.node_files import paths as node_files
 from netfate.drivers.runc import Runc, container_id
 from netfate.errors import DriverError, InvalidInput
 from netfate.interfaces import ComputeContext, NFInfo
@@ -50,23 +51,6 @@ IN_PYTHON = "/usr/bin/python3"  # in the catalogue's images
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _REDIRECT = 'exec "$0" </dev/null >"$1" 2>"$2"'  # a fixed program; the paths are arguments
 log = logging.getLogger(__name__)
-
-
-def node_files(bundle: Bundle, config: dict[str, Any]) -> list[str]:
-    """The node files the NF's config names under its descriptor's `node-files` keys (the
-    keys it leaves unset name none). InvalidInput for a value that is not a path string, or
-    a file that is missing."""
-    out = []
-    for key in bundle.descriptor.node_files:
-        v = config.get(key)
-        if v is None:
-            continue
-        if not isinstance(v, str) or not v.startswith("/"):
-            raise InvalidInput(f"config {key}: must be an absolute path of a file on the node")
-        if not Path(v).is_file():
-            raise InvalidInput(f"config {key}: {v} is not a file on the node")
-        out.append(v)
-    return out
 
 
 class ContainerCompute(PooledContainers):

@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from netfate.drivers import node_files
 from netfate.drivers.cgroups import CFS_PERIOD_US
 from netfate.naming import cgroup_parent
 from netfate.proc import NETNS_DIR
@@ -37,7 +38,7 @@ MASKED = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/late
 # container's /dev and the device cgroup allows it; every other device stays denied.
 DEVICES = {"kernel:tun": {"path": "/dev/net/tun", "type": "c", "major": 10, "minor": 200,
                           "fileMode": 0o666, "uid": 0, "gid": 0}}
-NODE_FILE_ROOTS = ("run", "tmp")  # the container's tmpfs mounts (see _file_bind)
+NODE_FILE_ROOTS = node_files.ROOTS  # the container's tmpfs mounts (see _file_bind)
 READONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 

@@ -31,6 +31,7 @@ from netfate.bundle import Bundle, BundleStore
 from netfate.drivers import (
     capabilities,
     nf_state,
+    node_files,
     vm_guest,
     vm_image,
     vm_migrate,
@@ -45,7 +46,9 @@ from netfate.errors import Conflict, DriverError, NotFound
 from netfate.interfaces import ComputeContext, NFInfo, NFPort, NFState
 from netfate.queue import NotificationQueue
 
-VM_MEMORY_MB = 128  # a guest needs this much whatever the NF's own figure (its tools: ~30 MB)
+# MB a guest gets whatever the NF's figure: its initramfs (15 MB) unpacks into RAM (39 MB);
+# 128 failed to ("Initramfs unpacking failed") once it carried strongSwan.
+VM_MEMORY_MB = 160
 BOOT_TIMEOUT = 90.0  # s until the guest agent answers (TCG on a busy 2-core host is slow)
 RESTORE_TIMEOUT = 45.0  # s for a guest resumed from its template to answer
 
@@ -119,10 +122,12 @@ class VmCompute:
         return self.dir / "cache" / bundle.sha256
 
     def _provision(self, info: NFInfo, bundle: Bundle) -> None:
-        vm_guest.provision(self._agent(info.instance_id), info, bundle, self._cache_dir(bundle))
+        vm_guest.provision(self._agent(info.instance_id), info, bundle, self._cache_dir(bundle),
+                           node_files.read(bundle, info.config))
 
     def _push_config(self, info: NFInfo) -> None:
-        vm_guest.push_config(self._agent(info.instance_id), info)
+        vm_guest.push_config(self._agent(info.instance_id), info,
+                             node_files.read(self._bundle(info), info.config))
 
     def _boot(self, info: NFInfo, incoming: str | None = None) -> None:
         """Start the NF's QEMU on its taps: waiting on ``incoming`` for a migration, else
@@ -158,6 +163,7 @@ class VmCompute:
                 if existing.bundle_sha256 == bundle.sha256 and existing.config == cfg:
                     return existing  # idempotent re-apply
                 raise Conflict(f"NF name {name!r} of {owner} is already in use on {node}")
+            node_files.read(bundle, cfg)  # a key file missing or too big: refused, no VM made
             return self._create(iid, owner, name, bundle, cfg, None)
 
     def _check_create(self, node: str, owner: str, name: str, bundle_sha256: str,

@@ -1,11 +1,13 @@
 """Running a VM NF's lifecycle scripts inside its guest, through qemu-guest-agent: the bundle
-and the config are copied in (/nf/bundle, /nf/inst/config.json), and each script gets the
-native flavour's environment (NF_*) with guest paths (netfate.drivers.nf_script is the
+and the config are copied in (/nf/bundle, /nf/inst/config.json), with the node files the
+config names (netfate.drivers.node_files: at their own path, mode 0400), and each script gets
+the native flavour's environment (NF_*) with guest paths (netfate.drivers.nf_script is the
 native counterpart). Each function closes the agent connection it is given."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import tarfile
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from netfate.bundle import Bundle
 from netfate.drivers import nf_state
+from netfate.drivers.node_files import read as read_node_files
 from netfate.drivers.vm_qmp import GuestAgent
 from netfate.errors import DriverError
 from netfate.interfaces import NFInfo
@@ -22,6 +25,12 @@ G_ROOT = "/nf"
 G_BUNDLE = f"{G_ROOT}/bundle"
 G_DIR = f"{G_ROOT}/inst"
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Node files: each is written to a staging name, then made 0400 and moved to its path (the
+# paths are arguments, never pasted into the program); on a failure the staged ones go.
+_STAGE = f"{G_ROOT}/.node-file"
+_PLACE = ('umask 077; i=0; for p; do mkdir -p "${p%/*}" && chmod 0400 "$0.$i" && '
+          'mv -f "$0.$i" "$p" || exit 1; i=$((i+1)); done')
+_UNSTAGE = 'rm -f "$0".*'
 # Output to files, not to the agent's pipes: a daemon the script leaves running inherits
 # them, and the agent would report the script only once the daemon exits.
 _WRAP = ('o="$NF_RUN_DIR/.$NF_ACTION.out"; e="$NF_RUN_DIR/.$NF_ACTION.err"; cd "$NF_DIR" && '
@@ -78,11 +87,31 @@ def own_macs(ga: GuestAgent, skip: set[str], timeout: float = 20.0) -> list[str]
     return sorted(macs)
 
 
-def provision(ga: GuestAgent, info: NFInfo, bundle: Bundle, cache: Path | None = None
-              ) -> None:
+def _put_node_files(ga: GuestAgent, files: dict[str, bytes]) -> None:
+    """Copy ``files`` (guest path -> contents: node_files.read) into the guest, each at its
+    path, mode 0400 (read-only by convention: the guest's processes all run as root).
+    DriverError if that fails, with what was staged removed. Leaves ``ga`` open."""
+    if not files:
+        return
+    try:
+        for i, data in enumerate(files.values()):
+            ga.write_file(f"{_STAGE}.{i}", data)
+        rc, _, err = ga.run(["/bin/sh", "-c", _PLACE, _STAGE, *files], {"PATH": PATH}, 30)
+        if rc != 0:
+            raise DriverError(f"copying the node files {sorted(files)} into the guest "
+                              f"failed: {err.strip()[-500:]}")
+    except BaseException:
+        with contextlib.suppress(Exception):
+            ga.run(["/bin/sh", "-c", _UNSTAGE, _STAGE], {"PATH": PATH}, 10)
+        raise
+
+
+def provision(ga: GuestAgent, info: NFInfo, bundle: Bundle, cache: Path | None = None,
+              node_files: dict[str, bytes] | None = None) -> None:
     """Copy the bundle (as one tar) and the config into a freshly booted guest, and the
     node's cache for the bundle (``cache``: artefacts the NF derived from its inputs, e.g.
-    compiled rulesets, shared with the native flavour): a guest starts Python less often."""
+    compiled rulesets, shared with the native flavour): a guest starts Python less often.
+    ``node_files``: the node files the config names (node_files.read), at their paths."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         tar.add(str(bundle.root), arcname="bundle")
@@ -97,10 +126,11 @@ def provision(ga: GuestAgent, info: NFInfo, bundle: Bundle, cache: Path | None =
                              f"mkdir -p {G_DIR}/state {G_DIR}/run {G_ROOT}/cache "
                              f"{G_ROOT}/notify && tar -xf {G_ROOT}/bundle.tar -C {G_ROOT} && "
                              f"mv {G_ROOT}/config.json {G_DIR}/config.json"], {"PATH": PATH}, 30)
+        if rc != 0:
+            raise DriverError(f"{info.instance_id}: provisioning the guest failed: {err}")
+        _put_node_files(ga, node_files or {})
     finally:
         ga.close()
-    if rc != 0:
-        raise DriverError(f"{info.instance_id}: provisioning the guest failed: {err}")
 
 
 def pull_cache(ga: GuestAgent, cache: Path) -> None:
@@ -123,9 +153,12 @@ def pull_cache(ga: GuestAgent, cache: Path) -> None:
             tmp.replace(dest)
 
 
-def push_config(ga: GuestAgent, info: NFInfo) -> None:
-    """Write the record's config where the scripts read it (NF_CONFIG)."""
+def push_config(ga: GuestAgent, info: NFInfo,
+                node_files: dict[str, bytes] | None = None) -> None:
+    """Write the record's config where the scripts read it (NF_CONFIG), and the node files it
+    names (node_files.read) at their paths: they may differ from the last config's."""
     try:
+        _put_node_files(ga, node_files or {})
         ga.write_file(f"{G_DIR}/config.json", json.dumps(info.config).encode())
     finally:
         ga.close()
@@ -138,8 +171,8 @@ def state_runner(agent: Callable[[], GuestAgent], info: NFInfo, bundle: Bundle,
 
     def run(action: str, extra: dict[str, str]) -> str:
         genv = dict(extra)
-        if "NF_IMPORT_FILE" in extra:
-            push_config(agent(), info)  # import_state may have changed it
+        if "NF_IMPORT_FILE" in extra:  # import_state may have changed the config
+            push_config(agent(), info, read_node_files(bundle, info.config))
             ga = agent()
             try:
                 ga.write_file(f"{G_DIR}/run/import.json",

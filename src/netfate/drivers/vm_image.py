@@ -7,7 +7,8 @@
   ``kernel/<abi>/``;
 - ``guest-<key>.cpio.gz``: a newc initramfs holding busybox-static, the NFs' tools (bash,
   python3 with a trimmed stdlib, nft, ip, bridge, conntrack, iptables-nft with the few xtables
-  extensions the catalogue uses) and their shared libraries,
+  extensions the catalogue uses; strongSwan's charon-systemd, swanctl and the plugins the VPN
+  loads) and their shared libraries,
   the kernel modules the NFs need (virtio, bridge, netfilter; matching the guest kernel, with
   a modules.dep from ``depmod -b``), qemu-guest-agent (the guest channel: guest-exec over
   virtio-serial) and an /init that brings it all up;
@@ -35,6 +36,7 @@ from pathlib import Path
 
 from netfate.drivers.vm_cpio import CpioWriter
 from netfate.errors import DriverError
+from netfate.oci.build import EXTRA_LIBS as OCI_EXTRA_LIBS
 
 DEFAULT_CACHE = Path("/var/cache/netfate/vm")
 KERNEL_META = "linux-image-amd64"
@@ -52,6 +54,16 @@ XTABLES_DIR = "/usr/lib/x86_64-linux-gnu/xtables"
 XTABLES_EXTS = ("libxt_standard.so", "libxt_mark.so", "libxt_udp.so", "libxt_tcp.so",
                 "libxt_NFQUEUE.so")
 ETC_FILES = ("/etc/protocols", "/etc/services")  # protocol/port names (iptables -p udp)
+# strongSwan (the VPN NF; bootstrap.sh installs it), always carried: a VM brings its own user
+# space, so no host capability says whether a guest has it (resolver.needed_on_host). The
+# VPN runs charon-systemd with its own strongswan.conf (load_modular = no, the plugins named
+# in catalogue/vpn/files/swan.py PLUGINS), so no /etc/strongswan* is needed; the plugins are
+# dlopen()ed (ldd misses them): the container image's list (netfate.oci.build), with libgcc_s
+# that glibc dlopen()s when charon cancels a thread. kernel-libipsec (userspace ESP on a TUN)
+# as on the host, though Debian's guest kernel has ESP: the NF's files, routes and ruleset
+# stay the same in every flavour (the TUN ipsec0), and its state moves between them as is.
+STRONGSWAN = ("/usr/sbin/charon-systemd", "/usr/sbin/swanctl")
+STRONGSWAN_LIBS = OCI_EXTRA_LIBS["strongswan"]
 # Kernel modules the NFs need (and, through modules.dep, what they depend on): the virtio
 # devices, the bridge with br_netfilter, nftables with conntrack, NAT and the common matches.
 MODULES = ("crc32c_generic", "virtio_pci", "virtio_net", "virtio_console", "bridge",
@@ -75,7 +87,8 @@ INIT = Path(__file__).with_name("vm_init.sh")
 def executables() -> set[str]:
     """The names of the commands the guest has besides busybox's applets (what an NF's
     scripts and helpers may run in a VM)."""
-    return {Path(t).name for t in (*TOOLS, *IPROUTE)} | set(XTABLES_NAMES) | {"python3"}
+    return {Path(t).name for t in (*TOOLS, *IPROUTE, *STRONGSWAN)} | set(XTABLES_NAMES) \
+        | {"python3"}
 
 
 def python_stdlib() -> set[str]:
@@ -207,6 +220,13 @@ def _libs(binary: str) -> list[str]:
     return out
 
 
+def _add_binary(files: dict[str, Path], path: str) -> None:
+    """``path`` at its own place in the guest, with the shared libraries it loads."""
+    files[path.lstrip("/")] = Path(path).resolve()
+    for lib in _libs(path):
+        files[lib.lstrip("/")] = Path(lib).resolve()
+
+
 def _collect(kdir: Path, abi: str) -> dict[str, Path]:
     """Guest path -> host file, for everything but /init and the generated module index."""
     files: dict[str, Path] = {}
@@ -216,10 +236,12 @@ def _collect(kdir: Path, abi: str) -> dict[str, Path]:
     for tool in (*TOOLS, *IPROUTE):
         if not Path(tool).is_file():
             raise DriverError(f"{tool} is missing on this host (see scripts/bootstrap.sh)")
-        files[tool.lstrip("/")] = Path(tool)
-        for lib in _libs(tool):
-            real = Path(lib).resolve()
-            files[lib.lstrip("/")] = real
+        _add_binary(files, tool)
+    for f in (*STRONGSWAN, *STRONGSWAN_LIBS):
+        if not Path(f).is_file():
+            raise DriverError(f"{f} is missing on this host: the VPN's strongSwan "
+                              "(see scripts/bootstrap.sh)")
+        _add_binary(files, f)
     for ext in XTABLES_EXTS:
         src = Path(XTABLES_DIR) / ext
         if not src.is_file():

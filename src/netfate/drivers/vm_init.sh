@@ -10,9 +10,10 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs -o mode=755 run /run
 mount -t tmpfs tmp /tmp
+# tun: loaded here, as nothing makes /dev/net/tun otherwise (strongSwan's kernel-libipsec)
 for m in crc32c_generic virtio_pci virtio_net virtio_console bridge br_netfilter nf_tables nf_conntrack \
          nft_ct nf_conntrack_netlink nft_chain_nat nft_nat nft_masq nfnetlink_queue nft_compat \
-         xt_mark xt_tcpudp xt_NFQUEUE; do
+         xt_mark xt_tcpudp xt_NFQUEUE tun; do
     modprobe -q "$m" || echo "init: modprobe $m failed" >&2
 done
 sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1

@@ -114,12 +114,14 @@ BUSY, BUSY_TRIES = "the server is busy running a test", 6
 
 
 def iperf(client_ns: str, server: str, mss: int, seconds: int, runs: int,
-          cpu_ns: str | None, bind: str | None = None, port: int = 5201) -> Throughput:
+          cpu_ns: str | None, bind: str | None = None, port: int = 5201,
+          cpu_pids: Callable[[], list[int]] | None = None) -> Throughput:
     """`runs` iperf3 runs of two TCP streams with MSS `mss`, client in `client_ns`; and the
-    CPU use (% of one core) of the processes in `cpu_ns` during each."""
+    CPU use (% of one core) of the processes in `cpu_ns` during each (or of those `cpu_pids`
+    returns: a VM NF's QEMU, which is in no namespace of the NF's)."""
     out = Throughput()
     for _ in range(runs):
-        pids = pids_in(cpu_ns) if cpu_ns else []
+        pids = cpu_pids() if cpu_pids else pids_in(cpu_ns) if cpu_ns else []
         c0, t0 = cpu_ticks(pids), time.monotonic()
         argv = ["iperf3", "-c", server, "-p", str(port), "-P", "2", "-M", str(mss),
                 "-t", str(seconds), "-J"]
