@@ -145,8 +145,8 @@ class Descriptor(_Model):
     sysctls: dict[str, str] = Field(default_factory=dict, max_length=32)
     # Config keys whose values are absolute paths of files on the node that the NF reads (a
     # key file, say: the secret stays out of the config). A container is given each such
-    # file read-only at the same path (bound when it is created); native scripts read the
-    # node's files anyway.
+    # file read-only at the same path (bound when it is created), a VM a copy there (mode
+    # 0400; netfate.drivers.node_files); native scripts read the node's files anyway.
     node_files: tuple[str, ...] = Field(default=(), alias="node-files", max_length=8)
     config_schema: dict[str, Any] = Field(
         default_factory=lambda: {"type": "object"}, alias="config-schema"
