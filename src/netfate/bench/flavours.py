@@ -263,9 +263,12 @@ def _bare(tb: Testbed, node_name: str, sha: str, runs: int, prober: Prober) -> l
 
 
 def _runc_floor(drv: Any, version: str, runs: int) -> dict[str, Any]:
-    """What runc alone costs here, the floor under a container NF's start: `runc run -d` of
-    the firewall's image (its idle process) in a namespace that exists, and `runc start` of
-    a container made by `runc create` (what a start from the pool still pays), in ms."""
+    """What runc alone costs here, the floor under a container NF's start, in ms: `runc run
+    -d` of the firewall's image (its idle process) in a namespace that exists; `runc start`
+    of a container made by `runc create`, and the same start as the driver does it (the exec
+    fifo, without runc: what a start from the pool pays); and `runc exec` of a shell doing
+    nothing in a running container (what each lifecycle script run inside it pays on top of
+    the script)."""
     from netfate.drivers import container_spec, netns
     from netfate.drivers.container_pooling import write_spec
 
@@ -274,12 +277,12 @@ def _runc_floor(drv: Any, version: str, runs: int) -> dict[str, Any]:
     rootfs = drv.images.rootfs(tag)
     cfg = drv.images.config(tag).get("config") or {}
     home = paths.run_dir() / "bench-floor"
-    run_ms: list[float] = []
-    start_ms: list[float] = []
+    ms: dict[str, list[float]] = {k: [] for k in ("runc_run", "runc_start", "fifo_start",
+                                                  "runc_exec")}
     netns.create(ns)
     try:
         for i in range(runs):
-            for kind in ("run", "start"):
+            for kind in ("run", "start", "fifo"):
                 cid = f"fate-bench-floor-{kind}-{i}"
                 d = home / cid
                 (d / "dir").mkdir(parents=True, exist_ok=True)
@@ -293,15 +296,20 @@ def _runc_floor(drv: Any, version: str, runs: int) -> dict[str, Any]:
                     if kind == "run":
                         t0 = time.perf_counter()
                         drv.runc.run(cid, d, d / "log")
-                        run_ms.append((time.perf_counter() - t0) * 1000)
+                        ms["runc_run"].append((time.perf_counter() - t0) * 1000)
+                        argv = drv.runc.exec_argv(cid, ["/bin/sh", "-c", ":"], {}, "/")
+                        t0 = time.perf_counter()
+                        run_cmd(argv)
+                        ms["runc_exec"].append((time.perf_counter() - t0) * 1000)
                     else:
                         drv.runc.create(cid, d, d / "log")
                         t0 = time.perf_counter()
-                        drv.runc.start(cid)
-                        start_ms.append((time.perf_counter() - t0) * 1000)
+                        drv.runc.start(cid, through_runc=kind == "start")
+                        ms["runc_start" if kind == "start" else "fifo_start"].append(
+                            (time.perf_counter() - t0) * 1000)
                 finally:
                     drv.runc.delete(cid)
     finally:
         netns.delete(ns)
         shutil.rmtree(home, ignore_errors=True)
-    return {"runc_run": summary(run_ms, digits=3), "runc_start": summary(start_ms, digits=3)}
+    return {k: summary(v, digits=3) for k, v in ms.items()}
