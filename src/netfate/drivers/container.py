@@ -15,7 +15,8 @@ so an NF's exported state imports into either flavour. What differs:
   bash per action), with its scripts inside the container as the fallback;
 - the NF is born into a pre-made container (`runc create` done ahead in a pre-made
   namespace with its ports) when the node keeps a pool (`compute.nf_pool_size`;
-  netfate.drivers.container_pool and container_pooling), and only `runc start`s;
+  netfate.drivers.container_pool and container_pooling), adopted beside the rest of create
+  and started through runc's exec fifo (Runc.start);
 - pause is `runc pause` (the freezer), start after a pause `runc resume`;
 - a crash of the container's process, or of a daemon a script started in it, shows as the NF
   being stopped (as for native daemons); start runs it again.
