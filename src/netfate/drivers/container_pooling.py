@@ -207,7 +207,7 @@ class PooledContainers(NativeCompute):
         for cid in ids:
             with contextlib.suppress(DriverError):
                 self.runc.delete(cid)
-        netns.delete(pooled.entry.netns)
+        nf_pool.delete_entry(pooled.entry.netns)
         cpool.remove_cgroups(pooled.cgroup, *([instance_id] if instance_id else []))
         cpool.remove_home(pooled.home)
         if instance_id:
