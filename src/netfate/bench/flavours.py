@@ -274,10 +274,9 @@ def _bare(tb: Testbed, node_name: str, sha: str, runs: int, prober: Prober,
 def _runc_floor(drv: Any, version: str, runs: int) -> dict[str, Any]:
     """What runc alone costs here, the floor under a container NF's start, in ms: `runc run
     -d` of the firewall's image (its idle process) in a namespace that exists; `runc start`
-    of a container made by `runc create`, and the same start as the driver does it (the exec
-    fifo, without runc: what a start from the pool pays); and `runc exec` of a shell doing
-    nothing in a running container (what each lifecycle script run inside it pays on top of
-    the script)."""
+    of a container made by `runc create` (what a start from the pool pays); and `runc exec`
+    of a shell doing nothing in a running container (what each lifecycle script run inside
+    it pays on top of the script)."""
     from netfate.drivers import container_spec, netns
     from netfate.drivers.container_pooling import write_spec
 
@@ -286,12 +285,11 @@ def _runc_floor(drv: Any, version: str, runs: int) -> dict[str, Any]:
     rootfs = drv.images.rootfs(tag)
     cfg = drv.images.config(tag).get("config") or {}
     home = paths.run_dir() / "bench-floor"
-    ms: dict[str, list[float]] = {k: [] for k in ("runc_run", "runc_start", "fifo_start",
-                                                  "runc_exec")}
+    ms: dict[str, list[float]] = {k: [] for k in ("runc_run", "runc_start", "runc_exec")}
     netns.create(ns)
     try:
         for i in range(runs):
-            for kind in ("run", "start", "fifo"):
+            for kind in ("run", "start"):
                 cid = f"fate-bench-floor-{kind}-{i}"
                 d = home / cid
                 (d / "dir").mkdir(parents=True, exist_ok=True)
@@ -313,9 +311,8 @@ def _runc_floor(drv: Any, version: str, runs: int) -> dict[str, Any]:
                     else:
                         drv.runc.create(cid, d, d / "log")
                         t0 = time.perf_counter()
-                        drv.runc.start(cid, through_runc=kind == "start")
-                        ms["runc_start" if kind == "start" else "fifo_start"].append(
-                            (time.perf_counter() - t0) * 1000)
+                        drv.runc.start(cid)
+                        ms["runc_start"].append((time.perf_counter() - t0) * 1000)
                 finally:
                     drv.runc.delete(cid)
     finally:

@@ -16,7 +16,7 @@ so an NF's exported state imports into either flavour. What differs:
 - the NF is born into a pre-made container (`runc create` done ahead in a pre-made
   namespace with its ports) when the node keeps a pool (`compute.nf_pool_size`;
   netfate.drivers.container_pool and container_pooling), adopted beside the rest of create
-  and started through runc's exec fifo (Runc.start);
+  and started with `runc start`;
 - pause is `runc pause` (the freezer), start after a pause `runc resume`;
 - a crash of the container's process, or of a daemon a script started in it, shows as the NF
   being stopped (as for native daemons); start runs it again.

@@ -18,7 +18,7 @@ from typing import Any
 
 from netfate import naming
 from netfate.bundle import Bundle, BundleStore
-from netfate.drivers import capabilities, cgroups, netns, nf_pool, nf_state, rtnl
+from netfate.drivers import capabilities, cgroups, netns, nf_pool, nf_state
 from netfate.drivers.create_checks import check_create
 from netfate.drivers.nf_inproc import Call, FirewallRunner
 from netfate.drivers.nf_records import InstanceRecords, dead_daemons
@@ -253,7 +253,7 @@ class NativeCompute:
                         undo.append(_deleter(p.host_if))
                 netns.disable_ipv6(ns)  # no RS/DAD/MLD from NF ports into the user's network
                 netns.filter_vlan_tagged(ns)  # a shared NF's tenants come tagged
-                rtnl.set_up(ns, [p.name for p in ports], group=nf_pool.PORT_GROUP)
+                netns.set_up(ns, [p.name for p in ports], group=nf_pool.PORT_GROUP)
                 for p in ports:
                     netns.tx_checksum_off(ns, p.name)
             self._make_cgroups(info, bundle, undo)
@@ -281,7 +281,7 @@ class NativeCompute:
                 self._revive(info)
             self._run_script(info, self._bundle(info), "start", extra)
             info.state = NFState.RUNNING
-            info.own_macs = rtnl.own_macs(info.netns or "", {p.name for p in info.ports})
+            info.own_macs = netns.own_macs(info.netns or "", {p.name for p in info.ports})
             self._save(info)
             return info
 

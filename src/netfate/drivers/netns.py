@@ -248,6 +248,30 @@ def filter_vlan_tagged(ns: str) -> None:
         fh.write("1")
 
 
+def own_macs(ns: str, skip: set[str]) -> list[str]:
+    """MACs of the interfaces in ns other than lo and `skip` (an NF's own bridge, say)."""
+    with iproute(ns) as ipr:
+        out = []
+        for link in ipr.get_links():
+            name = str(link.get("ifname"))
+            mac = link.get("address")
+            if name != "lo" and name not in skip and mac and mac != "00:00:00:00:00:00":
+                out.append(str(mac))
+    return sorted(out)
+
+
+def set_up(ns: str, ifnames: list[str], group: int | None = None) -> None:
+    """Bring lo and the named interfaces up inside ns, with one netlink socket; with
+    `group`, the named interfaces join that interface group (see delete_group)."""
+    with iproute(ns) as ipr:
+        index = {str(link.get("ifname")): int(link["index"]) for link in ipr.get_links()}
+        for name in ["lo", *ifnames]:
+            if name not in index:
+                raise DriverError(f"{name} is missing in namespace {ns}")
+            extra = {"group": group} if group is not None and name != "lo" else {}
+            ipr.link("set", index=index[name], state="up", **extra)
+
+
 def delete_group(ns: str, group: int) -> bool:
     """Delete every interface of `group` inside ns in one netlink request (RTM_DELLINK
     with IFLA_GROUP): the kernel unregisters them, and their veth peers outside, as one

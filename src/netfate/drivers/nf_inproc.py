@@ -1,6 +1,6 @@
 """The in-process fast path of the catalogue's firewall: its lifecycle actions done by the
-agent itself, through libnftables (Debian's python3-nftables) and netlink (drivers.rtnl),
-instead of a bash + nsenter + nft/ip process per action (5-20 ms each on a small CPE).
+agent itself, through libnftables (Debian's python3-nftables) and netlink (pyroute2), instead
+of a bash + nsenter + nft/ip process per action (5-20 ms each on a small CPE).
 
 The script contract stays the contract (catalogue/README.md): this runner serves only the
 exact catalogue bundle (matched by sha256, so a modified or third-party bundle always runs
@@ -30,7 +30,6 @@ from typing import Any
 
 from netfate import catalogue
 from netfate.drivers import netns
-from netfate.drivers.rtnl import Rtnl
 from netfate.errors import DriverError
 from netfate.proc import run as run_cmd
 
@@ -114,11 +113,11 @@ class FirewallRunner:
         if not _nonempty(c.ruleset):
             self._compile(c)
         nft_load(c.netns, c.ruleset.read_text())  # rules first: never forward unfiltered
-        with Rtnl(c.netns) as r:
-            idx = _indexes(r)
+        with netns.iproute(c.netns) as ipr:
+            idx = _indexes(ipr)
             if BRIDGE not in idx:  # start without create (bridge_up)
-                idx = _bridge_ensure(c, r, idx, up_ports=True)
-            r.set(idx[BRIDGE], up=True)
+                idx = _bridge_ensure(c, ipr, idx, up_ports=True)
+            ipr.link("set", index=idx[BRIDGE], state="up")
         c.paused_flag.unlink(missing_ok=True)
 
     def _stop(self, c: Call) -> None:
@@ -167,8 +166,8 @@ class FirewallRunner:
         except SystemExit:
             raise DriverError("malformed conntrack entries") from None
         text = self._build(cfg, c.ports)  # validate before touching anything
-        with Rtnl(c.netns) as r:
-            _bridge_ensure(c, r, _indexes(r), up_ports=True)
+        with netns.iproute(c.netns) as ipr:
+            _bridge_ensure(c, ipr, _indexes(ipr), up_ports=True)
         fw.nf.atomic_write_json(str(c.active_config), cfg, indent=1)
         _atomic_write(c.ruleset, text.encode())
         nft_load(c.netns, text)
@@ -202,27 +201,28 @@ class FirewallRunner:
     @staticmethod
     def _bridge_create(c: Call) -> None:
         """common.sh bridge_create: br0 (STP off, no forward delay) with the ports, down."""
-        with Rtnl(c.netns) as r:
-            _bridge_ensure(c, r, _indexes(r), up_ports=False)
+        with netns.iproute(c.netns) as ipr:
+            _bridge_ensure(c, ipr, _indexes(ipr), up_ports=False)
 
 
-def _indexes(r: Rtnl) -> dict[str, int]:
+def _indexes(ipr: Any) -> dict[str, int]:
     """Interface name -> index in the socket's namespace (one dump: an NF has few links)."""
-    return {link.name: link.index for link in r.links()}
+    return {str(link.get("ifname")): int(link["index"]) for link in ipr.get_links()}
 
 
-def _bridge_ensure(c: Call, r: Rtnl, idx: dict[str, int], up_ports: bool) -> dict[str, int]:
+def _bridge_ensure(c: Call, ipr: Any, idx: dict[str, int], up_ports: bool) -> dict[str, int]:
     """common.sh bridge_ensure: br0 exists, IPv6 off on it, every port a member (and up, for
     a bridge made by start). The interface indexes, br0's included."""
     if BRIDGE not in idx:
-        r.add_bridge(BRIDGE)
-        idx = _indexes(r)
+        ipr.link("add", ifname=BRIDGE, kind="bridge", br_stp_state=0, br_forward_delay=0)
+        idx = _indexes(ipr)
     _no_ipv6(c.netns, BRIDGE)
     for p in c.ports:
         if p not in idx:
             raise DriverError(f"port {p} does not exist in the NF namespace")
-        # one request: the kernel sets the master before the flags (rtnetlink do_setlink)
-        r.set(idx[p], master=idx[BRIDGE], up=True if up_ports else None)
+        ipr.link("set", index=idx[p], master=idx[BRIDGE])
+        if up_ports:
+            ipr.link("set", index=idx[p], state="up")
     return idx
 
 
@@ -288,10 +288,10 @@ def _restore_conntrack(c: Call, entries: list[str]) -> None:
 
 
 def _bridge_down(ns: str) -> None:
-    with Rtnl(ns) as r:
-        idx = r.index(BRIDGE)
+    with netns.iproute(ns) as ipr:
+        idx = netns.link_index(ipr, BRIDGE)
         if idx is not None:
-            r.set(idx, up=False)
+            ipr.link("set", index=idx, state="down")
 
 
 def _no_ipv6(ns: str, ifname: str) -> None:

@@ -27,8 +27,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from netfate import naming
-from netfate.drivers import netns, rtnl
+from netfate.drivers import netns
 from netfate.drivers.refill_pool import Refill, RefillPool
+from netfate.errors import DriverError
 
 log = logging.getLogger(__name__)
 POOL_TAG = "pool"
@@ -60,7 +61,7 @@ def make_entry(name: str, ports: tuple[str, ...], mtu: int) -> Entry:
                 netns.veth_into(h, name, p, ipr=ipr, mtu=mtu, host_up=False)
         netns.disable_ipv6(name)
         netns.filter_vlan_tagged(name)
-        rtnl.set_up(name, list(ports), group=PORT_GROUP)
+        netns.set_up(name, list(ports), group=PORT_GROUP)
         for p in ports:
             netns.tx_checksum_off(name, p)
     except BaseException:
@@ -73,7 +74,12 @@ def adopt(entry: Entry, name: str, host_ifs: list[str]) -> None:
     """Give the entry its NF's names: the namespace becomes `name`, each outer end its
     port's name (up). DriverError if a name is taken; the entry is then unusable."""
     netns.rename(entry.netns, name)
-    rtnl.rename_up(list(zip(entry.host_ifs, host_ifs, strict=True)))
+    with netns.iproute() as ipr:
+        for old, new in zip(entry.host_ifs, host_ifs, strict=True):
+            idx = netns.link_index(ipr, old)
+            if idx is None:
+                raise DriverError(f"pooled port {old} is gone")
+            ipr.link("set", index=idx, ifname=new, state="up")
 
 
 class NamespacePool(RefillPool[Entry]):

@@ -10,10 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import select
-import stat
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +20,6 @@ from netfate.errors import DriverError
 
 RUNC = "runc"
 TIMEOUT = 30.0  # s, for runc's own commands (a script's exec has the script's timeout)
-EXEC_FIFO = "exec.fifo"  # runc 1.1's libcontainer execFifoFilename, in the state directory
-INIT_CHECK_MS = 100  # how often a start waiting on the fifo looks at `runc init` (runc's own)
 
 
 def container_id(instance_id: str) -> str:
@@ -64,58 +59,9 @@ class Runc:
         `log` as for `run`."""
         self._spawn("create", cid, bundle, log)
 
-    def start(self, cid: str, *, through_runc: bool = False) -> None:
-        """Start a created container: its process execs the spec's program.
-
-        For a created container this does what `runc start` does (runc 1.1, libcontainer
-        linuxContainer.exec): open the state directory's exec fifo, read the byte `runc
-        init` writes when it may exec, until it does (its end is close-on-exec), and remove
-        the fifo. Done here, it saves starting runc, a Go binary (7-8 ms here, measured
-        2026-12-02; 11.5 ms p50 on 2026-12-01 under load), on a pooled NF's start. Anything
-        else (no fifo: not a created container; its `runc init` gone) is `runc start`'s, so
-        its answer is runc's own. `through_runc`: always `runc start` (the bench's floor)."""
-        if through_runc or not self._start_by_fifo(cid):
-            self._run("start", cid)
-
-    def _start_by_fifo(self, cid: str) -> bool:
-        """True once the container's process has exec'd; False if this cannot start it (no
-        exec fifo, no live `runc init`): nothing was changed then. DriverError if `runc init`
-        ended without letting its process run, or did not within TIMEOUT s."""
-        from netfate.supervisor import Record, ours
-
-        path = self.root / cid / EXEC_FIFO
-        init = self.init_pid(cid)
-        try:
-            if init is None or not stat.S_ISFIFO(os.lstat(path).st_mode):
-                return False
-            # Non-blocking open: with no writer (an init that died) it must not hang.
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
-        except OSError:
-            return False
-        got = b""
-        try:
-            poller = select.poll()
-            poller.register(fd, select.POLLIN)
-            deadline = time.monotonic() + TIMEOUT
-            while True:
-                if not poller.poll(INIT_CHECK_MS):
-                    if not got and not ours(Record(*init)):
-                        return False  # runc init is gone: runc start says so in its words
-                    if time.monotonic() > deadline:
-                        raise DriverError(f"runc start {cid} timed out after {TIMEOUT}s")
-                    continue
-                data = os.read(fd, 64)
-                if not data:  # EOF: runc init closed its end by exec'ing (or by dying)
-                    break
-                got += data
-        finally:
-            os.close(fd)
-        if not got:
-            raise DriverError(f"runc start {cid} failed: its init ended before the process "
-                              "could start")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        return True
+    def start(self, cid: str) -> None:
+        """Start a created container: its process execs the spec's program."""
+        self._run("start", cid)
 
     def _spawn(self, verb: str, cid: str, bundle: Path, log: Path, *flags: str) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
