@@ -1,6 +1,7 @@
 """The container pool's bookkeeping (drivers/container_pool.py) without runc: entries are
 handed out once, refilled, destroyed on close; adoption renames runc's state and the cgroup
-directories and rewrites the state to match; leftovers are only those of ended processes."""
+v1 directories (v2's membership stays) and rewrites the state to match; leftovers are only
+those of ended processes."""
 
 from __future__ import annotations
 
@@ -80,11 +81,13 @@ def test_adoption_renames_the_container_and_its_cgroups(tmp_path: Path) -> None:
     assert not (root / name).exists()
     saved = json.loads((root / "fate-n1-u-fw" / "state.json").read_text())
     assert saved == state and saved["id"] == "fate-n1-u-fw"
-    for key, old in cgs.items():
-        new = old.with_name("n1-u-fw")
+    for key in ("memory", "freezer"):
+        new = cgs[key].with_name("n1-u-fw")
         assert saved["cgroup_paths"][key] == str(new) and new.is_dir()
-    assert (cgs[""].with_name("n1-u-fw") / "cgroup.procs").read_text() == str(os.getpid())
     assert not cgs["memory"].exists() and not cgs["freezer"].exists()
+    # v2 (no controllers): the membership stays where runc put it, and runc's state says so
+    assert saved["cgroup_paths"][""] == str(cgs[""]) and cgs[""].is_dir()
+    assert not cgs[""].with_name("n1-u-fw").exists()
     assert saved["config"]["cgroups"]["path"] == "/fate-nfs/n1-u-fw"
     assert saved["config"]["labels"] == ["bundle=/new/bundle", "other=1"]
     assert saved["config"]["namespaces"][0]["path"] == "/run/netns/fate-n1-u-fw"

@@ -45,11 +45,15 @@ def _quiet(_: str) -> None:
 
 def run(runs: int = 10, density: int = 10, say: Callable[[str], None] = _quiet,
         pool: int = 2, workers: int = 1, vm: bool = False, vm_runs: int = 2,
-        ) -> dict[str, Any]:
+        settle_ms: int = 0) -> dict[str, Any]:
     """``runs`` cold starts per flavour, then ``runs`` from a pool of ``pool`` pre-made
     namespaces (native) or containers (container), refilled between runs untimed (0: none);
     ``density`` NFs created and started by ``workers`` threads; with ``vm``, the VM column
-    from ``vm_runs`` QEMU/TCG starts and one live migration (netfate.bench.vm_flavour)."""
+    from ``vm_runs`` QEMU/TCG starts and one live migration (netfate.bench.vm_flavour).
+    ``settle_ms``: an untimed pause before each timed start (bare's too), so it does not
+    share the node with the previous run's teardown: the kernel unregisters a deleted NF
+    namespace's bridge after remove_nf returns, holding the RTNL lock ~20 ms, and the next
+    NF's netlink requests (and ovs-vswitchd's) wait for it (measured 2026-12-02)."""
     t_run = time.perf_counter()
 
     def note(msg: str) -> None:  # progress, with the seconds so far
@@ -75,13 +79,14 @@ def run(runs: int = 10, density: int = 10, say: Callable[[str], None] = _quiet,
                 note(f"{flavour}: {runs} cold starts")
                 if resize is not None:
                     resize(0)
-                col = _starts(tb, node, node_name, bundle.sha256, flavour, "c", runs, prober, seq)
+                col = _starts(tb, node, node_name, bundle.sha256, flavour, "c", runs, prober, seq,
+                              settle=settle_ms / 1000)
                 seq += runs
                 if resize is not None and pool > 0:
                     note(f"{flavour}: {runs} starts from a pool of {pool}")
                     refill = _refiller(drv, resize, pool, bundle.sha256)
                     pooled = _starts(tb, node, node_name, bundle.sha256, flavour, "p", runs,
-                                     prober, seq, refill)
+                                     prober, seq, refill, settle=settle_ms / 1000)
                     seq += runs
                     col["pool"] = {"size": pool, "start_ms": summary(pooled["ms"], digits=3),
                                    "held_memory_mb": round(_pool_memory(drv) / 2**20, 3)}
@@ -99,7 +104,7 @@ def run(runs: int = 10, density: int = 10, say: Callable[[str], None] = _quiet,
                 }
             note("bare")
             out["bare"] = {"start_ms": summary(_bare(tb, node_name, bundle.sha256, runs,
-                                                     prober), digits=3)}
+                                                     prober, settle_ms / 1000), digits=3)}
             if "container" in flavours:
                 note("container: the runc floor")
                 out["container"]["runc_floor_ms"] = _runc_floor(
@@ -123,7 +128,7 @@ def run(runs: int = 10, density: int = 10, say: Callable[[str], None] = _quiet,
             out[f]["pool"]["start_ratio_to_bare"] = ratio(
                 out[f]["pool"]["start_ms"].get("p50"), bare_p50)
     return {
-        "benchmark": "flavours", "runs": runs, "flavours": out,
+        "benchmark": "flavours", "runs": runs, "settle_ms": settle_ms, "flavours": out,
         "targets": {"container": {"start_p50_ms": 60, "idle_memory_mb": 3,
                                   "density_50_seconds": 5},
                     "vm": {"start_ms": 5000, "downtime_ms": 50}},
@@ -139,14 +144,16 @@ def run(runs: int = 10, density: int = 10, say: Callable[[str], None] = _quiet,
 
 def _starts(tb: Testbed, node: Any, node_name: str, sha: str, flavour: str, kind: str,
             runs: int, prober: Prober, seq: int,
-            before: Callable[[], None] | None = None) -> dict[str, Any]:
+            before: Callable[[], None] | None = None, settle: float = 0.0) -> dict[str, Any]:
     """``runs`` firewalls of `flavour`, each from create_nf to its first forwarded packet
-    (ms), and each one's idle memory (its cgroup, bytes). ``before`` runs untimed first."""
+    (ms), and each one's idle memory (its cgroup, bytes). ``before`` runs untimed first,
+    then a pause of ``settle`` s."""
     ms: list[float] = []
     mem: list[int] = []
     for i in range(runs):
         if before is not None:
             before()
+        time.sleep(settle)
         owner = f"bf{flavour[:3]}{kind}{i}"
         t0 = time.perf_counter()
         info = node.deploy_nf(owner, "firewall", sha, FW_CONFIG, flavour=flavour)
@@ -241,7 +248,8 @@ def _disk(tb: Testbed, flavour: str, bundle_root: Path, version: str) -> dict[st
             "unpacked_mb": round(_du(rootfs) / 2**20, 3)}
 
 
-def _bare(tb: Testbed, node_name: str, sha: str, runs: int, prober: Prober) -> list[float]:
+def _bare(tb: Testbed, node_name: str, sha: str, runs: int, prober: Prober,
+          settle: float = 0.0) -> list[float]:
     node = tb.node(node_name)
     info = node.deploy_nf("bfbare", "firewall", sha, FW_CONFIG)
     rules = tb.steer("client1", [info], tag="bench:bare")
@@ -252,6 +260,7 @@ def _bare(tb: Testbed, node_name: str, sha: str, runs: int, prober: Prober) -> l
             for family, table in (("inet", "fate_fw"), ("bridge", "fate_fw_dir")):
                 run_cmd(["nft", "delete", "table", family, table], netns=info.netns,
                         check=False)
+            time.sleep(settle)
             prober.drain()
             t0 = time.perf_counter()
             run_cmd(["nft", "-f", ruleset], netns=info.netns)
@@ -263,9 +272,11 @@ def _bare(tb: Testbed, node_name: str, sha: str, runs: int, prober: Prober) -> l
 
 
 def _runc_floor(drv: Any, version: str, runs: int) -> dict[str, Any]:
-    """What runc alone costs here, the floor under a container NF's start: `runc run -d` of
-    the firewall's image (its idle process) in a namespace that exists, and `runc start` of
-    a container made by `runc create` (what a start from the pool still pays), in ms."""
+    """What runc alone costs here, the floor under a container NF's start, in ms: `runc run
+    -d` of the firewall's image (its idle process) in a namespace that exists; `runc start`
+    of a container made by `runc create` (what a start from the pool pays); and `runc exec`
+    of a shell doing nothing in a running container (what each lifecycle script run inside
+    it pays on top of the script)."""
     from netfate.drivers import container_spec, netns
     from netfate.drivers.container_pooling import write_spec
 
@@ -274,8 +285,7 @@ def _runc_floor(drv: Any, version: str, runs: int) -> dict[str, Any]:
     rootfs = drv.images.rootfs(tag)
     cfg = drv.images.config(tag).get("config") or {}
     home = paths.run_dir() / "bench-floor"
-    run_ms: list[float] = []
-    start_ms: list[float] = []
+    ms: dict[str, list[float]] = {k: [] for k in ("runc_run", "runc_start", "runc_exec")}
     netns.create(ns)
     try:
         for i in range(runs):
@@ -293,15 +303,19 @@ def _runc_floor(drv: Any, version: str, runs: int) -> dict[str, Any]:
                     if kind == "run":
                         t0 = time.perf_counter()
                         drv.runc.run(cid, d, d / "log")
-                        run_ms.append((time.perf_counter() - t0) * 1000)
+                        ms["runc_run"].append((time.perf_counter() - t0) * 1000)
+                        argv = drv.runc.exec_argv(cid, ["/bin/sh", "-c", ":"], {}, "/")
+                        t0 = time.perf_counter()
+                        run_cmd(argv)
+                        ms["runc_exec"].append((time.perf_counter() - t0) * 1000)
                     else:
                         drv.runc.create(cid, d, d / "log")
                         t0 = time.perf_counter()
                         drv.runc.start(cid)
-                        start_ms.append((time.perf_counter() - t0) * 1000)
+                        ms["runc_start"].append((time.perf_counter() - t0) * 1000)
                 finally:
                     drv.runc.delete(cid)
     finally:
         netns.delete(ns)
         shutil.rmtree(home, ignore_errors=True)
-    return {"runc_run": summary(run_ms, digits=3), "runc_start": summary(start_ms, digits=3)}
+    return {k: summary(v, digits=3) for k, v in ms.items()}

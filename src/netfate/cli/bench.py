@@ -65,6 +65,9 @@ def flavours(
     vm: Annotated[bool, typer.Option("--vm", help="Add the VM column (QEMU/TCG boots and a "
                                      "live migration: minutes)")] = False,
     vm_runs: Annotated[int, typer.Option(min=1, max=20, help="VM starts (with --vm)")] = 2,
+    settle_ms: Annotated[int, typer.Option(min=0, max=5000, help="Untimed pause before each "
+                                           "timed start, so it does not share the node "
+                                           "with the previous run's teardown")] = 0,
     json_out: JsonOpt = True,
 ) -> None:
     """The firewall in each flavour (native, container, and VM with --vm) vs bare: start
@@ -75,7 +78,7 @@ def flavours(
     run = _bench_run("flavours")
     with progress(False, "bench flavours") as say:  # on stderr: the JSON stays clean
         out = guarded(lambda: run(runs, count, say, pool=pool, workers=workers, vm=vm,
-                                  vm_runs=vm_runs))
+                                  vm_runs=vm_runs, settle_ms=settle_ms))
     emit_json(out)
 
 

@@ -82,6 +82,15 @@ def set_frozen(cg: str, frozen: bool) -> None:
         _write(state, "FROZEN" if frozen else "THAWED")
 
 
+def freezer_state(cg: str) -> str | None:
+    """The cgroup's freezer state (THAWED, FREEZING, FROZEN; what `runc pause` sets and
+    `runc state` reports as paused), None if it has none."""
+    try:
+        return (path("freezer", cg) / "freezer.state").read_text().strip()
+    except OSError:
+        return None
+
+
 def delete(cg: str) -> None:
     """End the processes this NF left (they are ours: they sit in our cgroup), then remove it."""
     if not available():

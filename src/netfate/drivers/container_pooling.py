@@ -18,6 +18,7 @@ from netfate.bundle import Bundle
 from netfate.drivers import cgroups, container_spec, netns, nf_pool
 from netfate.drivers import container_pool as cpool
 from netfate.drivers.native import NativeCompute
+from netfate.drivers.runc import TIMEOUT as RUNC_TIMEOUT
 from netfate.drivers.runc import Runc, container_id
 from netfate.errors import DriverError
 from netfate.interfaces import NFInfo
@@ -99,9 +100,11 @@ class PooledContainers(NativeCompute):
     def _take_entry(self, info: NFInfo, bundle: Bundle,
                     undo: list[Callable[[], object]]) -> nf_pool.Entry | None:
         """A pre-made container's namespace (the container pool, never native's namespace
-        pool: one pool per NF, not two): the container's adoption and `runc start` begin
-        now, in another thread, while create renames the namespace and its ports (the two
-        touch nothing in common); _provision waits for them."""
+        pool: one pool per NF, not two). Its adoption (_adopt_start) begins at once in
+        another thread: moving its cgroups waits ~10-15 ms for the kernel (cgroup v2
+        membership: an RCU grace period) while create goes on here; its directories become
+        the NF's now (_adopt_dirs, before anything else writes to the instance directory),
+        and only then may the adoption start it. _adopted waits for it."""
         if bundle.descriptor.node_files:
             return None  # its node files are bound when its container is made: made cold
         pool = self.container_pool(bundle, tuple(p.name for p in info.ports))
@@ -111,17 +114,33 @@ class PooledContainers(NativeCompute):
         if pooled is None:
             return None  # an empty pool (a burst): made cold, as without one
         iid = info.instance_id
-        done = self._adopter().submit(self._adopt_start, info, pooled)
+        undo.append(lambda: self._discard(pooled, iid))
+        dirs = Gate()
+        done = self._adopter().submit(self._adopt_start, info, pooled, dirs)
 
-        def discard() -> None:
+        def wait() -> None:  # before _discard (appended before this, so run after it)
+            dirs.decide(False)
             with contextlib.suppress(Exception):
                 done.result()
-            self._discard(pooled, iid)
-        undo.append(discard)
+        undo.append(wait)
         with self._guard:
             self._adopting[iid] = (pooled, done)
         undo.append(lambda: self._adopting.pop(iid, None))
+        self._adopt_dirs(info, pooled)
+        dirs.decide(True)
         return pooled.entry
+
+    def _adopted(self, instance_id: str) -> None:
+        """Wait for the NF's pre-made container to be its own and started, if it is being
+        adopted (no-op otherwise); what the adoption raised, it raises."""
+        with self._guard:
+            adopting = self._adopting.pop(instance_id, None)
+        if adopting is not None:
+            adopting[1].result()
+
+    def _created(self, info: NFInfo) -> None:
+        """create_nf's last step: the container runs when create returns, pooled or not."""
+        self._adopted(info.instance_id)
 
     def _adopter(self) -> ThreadPoolExecutor:
         with self._guard:
@@ -130,9 +149,13 @@ class PooledContainers(NativeCompute):
                                                       thread_name_prefix="container-adopt")
             return self._adopt_pool
 
-    def _adopt_start(self, info: NFInfo, pooled: cpool.Pooled) -> None:
+    def _adopt_start(self, info: NFInfo, pooled: cpool.Pooled, dirs: Gate) -> None:
         """The pre-made container becomes the NF's and starts: its spec, made for the pool
-        entry, is the NF's own with the instance's names (for a later revival)."""
+        entry, is the NF's own with the instance's names (for a later revival); runc's
+        state and the cgroups take the NF's names (cpool.rename_state); once `dirs` says
+        its directories are the NF's (its process must find the NF's files at its start,
+        as a cold one does), `runc start`. Touches nothing create does meanwhile (the
+        namespace, its ports, the instance directory's files)."""
         iid = info.instance_id
         cdir = self._cdir(iid)
         cdir.mkdir(parents=True, exist_ok=True)
@@ -141,7 +164,11 @@ class PooledContainers(NativeCompute):
             cfg, hostname=iid[:63], netns=info.netns or "", cgroup=iid, nf_dir=self._idir(iid),
             notify_dir=self.queue.root / NF_QUEUES / iid,
             cache_dir=self.dir / "nf-cache" / iid))
-        self._adopt(info, pooled, cdir)
+        cpool.rename_state(self.runc.root, pooled.name, container_id(iid), iid, cdir,
+                           f"{NETNS_DIR}/{info.netns}")
+        if not dirs.wait(RUNC_TIMEOUT):
+            raise DriverError(f"{iid}: create gave up before its pre-made container started")
+        cpool.remove_home(pooled.home)
         self.runc.start(container_id(iid))
 
     def _make_pooled(self, bundle: Bundle, ports: tuple[str, ...],
@@ -180,15 +207,18 @@ class PooledContainers(NativeCompute):
         for cid in ids:
             with contextlib.suppress(DriverError):
                 self.runc.delete(cid)
-        netns.delete(pooled.entry.netns)
+        nf_pool.delete_entry(pooled.entry.netns)
         cpool.remove_cgroups(pooled.cgroup, *([instance_id] if instance_id else []))
         cpool.remove_home(pooled.home)
         if instance_id:
             shutil.rmtree(self._cdir(instance_id), ignore_errors=True)
+            shutil.rmtree(self.queue.root / NF_QUEUES / instance_id, ignore_errors=True)
+            shutil.rmtree(self.dir / "nf-cache" / instance_id, ignore_errors=True)
 
-    def _adopt(self, info: NFInfo, pooled: cpool.Pooled, cdir: Path) -> None:
-        """Give the pre-made container the NF's identity (cpool.rename_state): its
-        /nf/dir becomes the instance directory, holding what create put there so far."""
+    def _adopt_dirs(self, info: NFInfo, pooled: cpool.Pooled) -> None:
+        """Give the pre-made container the NF's directories: its /nf/dir becomes the
+        instance directory, holding what create put there so far, and its notification
+        queue and cache take the NF's names (the bind mounts follow the directories)."""
         d = self._idir(info.instance_id)
         for child in sorted(d.iterdir()):
             if child.is_dir() and not any(child.iterdir()):
@@ -204,10 +234,6 @@ class PooledContainers(NativeCompute):
         cache_dir = self.dir / "nf-cache" / iid
         cache_dir.parent.mkdir(parents=True, exist_ok=True)
         os.rename(pooled.home / "cache", cache_dir)
-        cpool.rename_state(self.runc.root, pooled.name,
-                                    container_id(info.instance_id), info.instance_id, cdir,
-                                    f"{NETNS_DIR}/{info.netns}")
-        cpool.remove_home(pooled.home)
 
     def _pool_garbage(self) -> list[str]:
         """Pre-made containers no live pool holds (of an ended process), destroyed."""
@@ -222,6 +248,24 @@ class PooledContainers(NativeCompute):
             self._discard(cpool.Pooled(name, nf_pool.Entry(name, ()), self.dir / "cpool" / name))
             removed.append(f"pooled container {name}")
         return removed
+
+
+class Gate:
+    """One decision, taken once by one thread (the first one counts), waited for by
+    another: go (True) or not (False)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._go = False
+
+    def decide(self, go: bool) -> None:
+        if not self._event.is_set():
+            self._go = go
+            self._event.set()
+
+    def wait(self, timeout: float) -> bool:
+        """The decision; False if none came within `timeout` seconds."""
+        return self._event.wait(timeout) and self._go
 
 
 def write_spec(cdir: Path, cfg: dict[str, Any]) -> None:

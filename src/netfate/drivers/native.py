@@ -187,6 +187,10 @@ class NativeCompute:
         cgroups.create(iid, res.memory_mb, res.cpu_percent)
         undo.append(lambda: cgroups.delete(iid))
 
+    def _created(self, info: NFInfo) -> None:
+        """Called by create after the create script, before create returns (a failure
+        rolls the create back). Native: nothing."""
+
     def _freeze(self, instance_id: str, frozen: bool) -> None:
         """Freeze or thaw every process of the NF (pauseNF)."""
         cgroups.set_frozen(instance_id, frozen)
@@ -256,6 +260,7 @@ class NativeCompute:
             self._provision(info, bundle, undo)
             self._save(info)
             self._run_script(info, bundle, "create")
+            self._created(info)
         except BaseException:
             for step in reversed(undo):
                 with contextlib.suppress(Exception):

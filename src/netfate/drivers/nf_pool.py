@@ -108,7 +108,16 @@ class NamespacePool(RefillPool[Entry]):
 
     @staticmethod
     def _delete_entry(entry: Entry) -> None:
-        netns.delete(entry.netns)
+        delete_entry(entry.netns)
+
+
+def delete_entry(ns: str) -> None:
+    """Remove a pool entry's namespace and its ports: the veths in one request first, so
+    their outer ends are gone when this returns (left to the kernel's cleanup of the
+    namespace, they go some milliseconds later), then the namespace."""
+    if netns.exists(ns):
+        netns.delete_group(ns, PORT_GROUP)
+    netns.delete(ns)
 
 
 def leftovers(node: str, keep: set[str], tag: str = POOL_TAG) -> list[str]:
