@@ -3,7 +3,11 @@ process: no root, no namespace."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+
+import pytest
 
 from netfate.scenarios import vpn_measure as m
 
@@ -27,3 +31,23 @@ def test_resident_memory_is_summed_over_the_processes_in_mb() -> None:
     me = os.getpid()
     one = m.rss_mb([me])
     assert one > 1 and abs(m.rss_mb([me, me]) - 2 * one) < 5
+
+
+def test_an_iperf_run_that_does_not_end_is_counted_not_raised(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tunnel slower than iperf3's end of test (a VM NF under TCG on a loaded machine):
+    the run is bounded, not measured, and counted; the others still are."""
+    calls: list[int] = []
+
+    def fake_run(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise subprocess.TimeoutExpired(argv, float(kw["timeout"]))  # type: ignore[arg-type]
+        doc = {"end": {"sum_received": {"bits_per_second": 8e6}}}
+        return subprocess.CompletedProcess(argv, 0, json.dumps(doc), "")
+
+    monkeypatch.setattr(m.subprocess, "run", fake_run)
+    tp = m.iperf("ns", "192.0.2.1", 1360, 1, 2, None)
+    assert tp.timed_out == 1 and tp.mbit_s == [8.0]
+    s = tp.summary()
+    assert s["runs_timed_out"] == 1 and s["mean_mbit_s"] == 8.0
