@@ -26,6 +26,7 @@ from netfate.db.models import (
     VnfInstance,
 )
 from netfate.errors import NotFound
+from netfate.orchestrator.troubleshoot_probes import RULE_PREFIX
 from netfate.owners import OPERATOR
 
 log = logging.getLogger("netfate.orchestrator")
@@ -89,8 +90,6 @@ def end_interrupted(s: Session) -> list[str]:
     return ended
 
 
-# The TS rules of a troubleshooting question's probes (orchestrator/troubleshoot_probes).
-PROBE_RULE_PREFIX = "troubleshoot:"
 
 
 def end_troubleshooting(s: Session) -> tuple[list[str], int]:
@@ -104,7 +103,7 @@ def end_troubleshooting(s: Session) -> tuple[list[str], int]:
     for iid in probes:
         _set_absent(s, iid)
     rules = list(s.scalars(sa.select(TsRule).where(
-        TsRule.rule_id.startswith(PROBE_RULE_PREFIX, autoescape=True))))
+        TsRule.rule_id.startswith(RULE_PREFIX, autoescape=True))))
     for r in rules:
         s.delete(r)
     for occ in s.scalars(sa.select(TroubleshootOcc).where(

@@ -227,7 +227,8 @@ class Troubleshoots:
         op.steps.append("ping, traceroute and capture at " + ", ".join(p.node for p in points))
         after = {iid: await self._status(cpe, iid) for iid, _, _ in user_nfs} if cpe else {}
         mentions = [x for x in (mac, user_ip, dest) if x]
-        dumps = {p.node: await self._dump(p.node, mentions) for p in points}
+        read = await asyncio.gather(*(self._dump(p.node, mentions) for p in points))
+        dumps = {p.node: d for p, d in zip(points, read, strict=True)}
         op.steps.append("flow tables and port states read at "
                         + ", ".join(n for n, d in dumps.items() if "error" not in d))
         seen = Observed(user_nfs, before, after, self._link_ends(cpe, dumps), dumps)

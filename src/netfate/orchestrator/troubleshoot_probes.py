@@ -31,12 +31,11 @@ from typing import Any
 
 from netfate.bus.messages import SwitchPorts
 from netfate.errors import InvalidInput
-from netfate.orchestrator.recovery import PROBE_RULE_PREFIX
 
 PRIORITY = 60000          # TS rule priority (pipeline.P_TS_RULE_BASE + this): above operators'
 PRIORITY_EXACT = 60001    # a narrower rule of the same probe (hairpin, to the user's device)
 TOP_CANDIDATES = 64       # addresses looked at, from the subnet's top down
-RULE_PREFIX = PROBE_RULE_PREFIX  # (recovery removes them all at start)
+RULE_PREFIX = "troubleshoot:"  # every probe rule's id (recovery removes them all at start)
 
 
 def addresses(subnet: str, gateway: str, taken: Iterable[str], n: int) -> list[str]:

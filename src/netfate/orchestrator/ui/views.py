@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from netfate.db import repo
+from netfate.orchestrator.troubleshoot_db import list_occs
 
 TIERS = ("dc", "pe", "cpe")
 TIER_NAMES = {"dc": "DC", "pe": "PE", "cpe": "CPE"}
@@ -170,8 +171,6 @@ def choices(s: Session) -> dict[str, list[str]]:
 def troubleshoots(s: Session, limit: int = 30) -> list[dict[str, Any]]:
     """The troubleshooting questions recorded, newest first: target, state, verdict and
     the report's readable summary (or why the question failed)."""
-    from netfate.orchestrator.troubleshoot_db import list_occs
-
     out = []
     for d in reversed(list_occs(s, limit)):
         t, rep, err = d.get("target") or {}, d.get("report") or {}, d.get("error") or {}
