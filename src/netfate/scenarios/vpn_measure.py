@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from netfate.drivers import netns
 from netfate.proc import NETNS_DIR, netns_argv
@@ -103,17 +104,29 @@ class IperfServer:
 class Throughput:
     mbit_s: list[float] = field(default_factory=list)
     cpu_pct: list[float] = field(default_factory=list)
-    timed_out: int = 0  # runs iperf3 did not end within its bound (a slow tunnel's drain)
+    # Runs not measured, and why: iperf3 did not end within its bound (a slow tunnel's
+    # drain), or ended with an error (a control connection reset).
+    failed: list[str] = field(default_factory=list)
 
-    def summary(self) -> dict[str, float | int | list[float]]:
-        """Mean Mbit/s and CPU % over the runs that ended (0.0 when none did)."""
+    def summary(self) -> dict[str, Any]:
+        """Mean Mbit/s and CPU % over the runs measured (0.0 when none was), and the runs
+        that were not, with the first reasons."""
         return {"mean_mbit_s": round(statistics.fmean(self.mbit_s), 1) if self.mbit_s else 0.0,
                 "runs_mbit_s": [round(x, 1) for x in self.mbit_s],
-                "runs_timed_out": self.timed_out,
+                "runs_failed": len(self.failed), "failures": self.failed[:3],
                 "cpu_pct": round(statistics.fmean(self.cpu_pct), 1) if self.cpu_pct else 0.0}
 
 
 BUSY, BUSY_TRIES = "the server is busy running a test", 6
+
+
+def _iperf_error(p: subprocess.CompletedProcess[str]) -> str:
+    """Why an iperf3 run gave no figure: its JSON's error, else the end of its output."""
+    try:
+        err = json.loads(p.stdout).get("error")
+    except (ValueError, AttributeError):
+        err = None
+    return str(err or (p.stdout[-200:] + p.stderr[-200:]).strip() or f"exit {p.returncode}")
 
 
 def iperf(client_ns: str, server: str, mss: int, seconds: int, runs: int,
@@ -149,14 +162,15 @@ def iperf(client_ns: str, server: str, mss: int, seconds: int, runs: int,
             c0, t0 = cpu_ticks(pids), time.monotonic()
         wall = time.monotonic() - t0
         if p is None:
-            out.timed_out += 1
+            out.failed.append(f"did not end within {seconds + 20} s")
             continue
         try:
             doc = json.loads(p.stdout)
             bps = float(doc["end"]["sum_received"]["bits_per_second"])
         except (ValueError, KeyError, TypeError):
-            raise RuntimeError(f"iperf3 to {server} failed: {p.stdout[-300:]}"
-                               f"{p.stderr[-300:]}") from None
+            # One run's error is that run's, not the figure's: the others still count.
+            out.failed.append(_iperf_error(p))
+            continue
         out.mbit_s.append(bps / 1e6)
         if pids:
             out.cpu_pct.append(100.0 * (cpu_ticks(pids) - c0) / CLK_TCK / wall)
