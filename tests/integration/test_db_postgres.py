@@ -8,20 +8,11 @@ PostgreSQL database for each test.
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import itertools
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -29,6 +20,8 @@ import sqlalchemy as sa
 
 from netfate.db import Database, migrate, repo
 from netfate.db.migrate import current_revision, head_revision
+from netfate.db.pg_server import START_TIMEOUT_S, LocalPostgres
+from netfate.db.pg_server import bindir as pg_bindir
 from netfate.errors import Conflict
 from tests.unit import test_db as unit
 from tests.unit.test_db import (  # noqa: F401 - collected here again, against PostgreSQL
@@ -61,36 +54,7 @@ db = unit.db
 s = unit.s
 world = unit.world
 
-PG_USER = "postgres"
-START_TIMEOUT_S = 30.0
-
-
-@dataclass
-class PgServer:
-    bindir: Path
-    datadir: Path
-    port: int
-    pid: int
-    startup_s: float
-
-    def admin_dsn(self, dbname: str = "postgres") -> str:
-        return f"host=127.0.0.1 port={self.port} user={PG_USER} dbname={dbname}"
-
-    def url(self, dbname: str) -> str:
-        return f"postgresql+psycopg://{PG_USER}@127.0.0.1:{self.port}/{dbname}"
-
-
-def _pg_bindir() -> Path | None:
-    """The newest installed server's bin directory, e.g. /usr/lib/postgresql/15/bin."""
-    found = [Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/initdb")]
-    found.sort(key=lambda b: int(b.parent.name) if b.parent.name.isdigit() else 0)
-    return found[-1] if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+PgServer = LocalPostgres
 
 
 def _alive(pid: int) -> bool:
@@ -101,67 +65,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Fast shutdown (SIGINT), then immediate (SIGQUIT), then SIGKILL: by PID, our own."""
-    for sig, wait_s in ((signal.SIGINT, 15.0), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0)):
-        if proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=wait_s)
-
-
 @pytest.fixture(scope="module")
-def pg_server() -> Iterator[PgServer]:
+def pg_server() -> Iterator[LocalPostgres]:
     if os.geteuid() != 0:
         pytest.skip("needs root: PostgreSQL runs as the 'postgres' OS user via runuser")
-    bindir = _pg_bindir()
-    if bindir is None:
+    if pg_bindir() is None:
         pytest.skip("PostgreSQL is not installed (/usr/lib/postgresql/*/bin/initdb): "
                     "apt-get install postgresql")
-    t0 = time.monotonic()
-    datadir = Path(tempfile.mkdtemp(prefix="fate-pg-"))
-    proc: subprocess.Popen[bytes] | None = None
+    server = LocalPostgres.start()
     try:
-        shutil.chown(datadir, PG_USER, PG_USER)
-        datadir.chmod(0o700)
-        subprocess.run(
-            ["runuser", "-u", PG_USER, "--", str(bindir / "initdb"), "-D", str(datadir),
-             "-U", PG_USER, "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"],
-            check=True, capture_output=True, cwd="/",
-        )
-        port = _free_port()
-        # Started directly as the postgres user (not through runuser), so the PID we record
-        # is the postmaster's own.
-        with open(datadir / "server.log", "wb") as log:
-            proc = subprocess.Popen(
-                [str(bindir / "postgres"), "-D", str(datadir), "-k", str(datadir),
-                 "-p", str(port), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-                 "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
-                user=PG_USER, group=PG_USER, cwd="/", stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        server = PgServer(bindir, datadir, port, proc.pid, 0.0)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    "postgres exited at start:\n" + (datadir / "server.log").read_text()
-                )
-            try:
-                psycopg.connect(server.admin_dsn(), connect_timeout=2).close()
-                break
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        server.startup_s = time.monotonic() - t0
         yield server
     finally:
-        if proc is not None:
-            _stop(proc)
-        shutil.rmtree(datadir, ignore_errors=True)
+        server.stop()
 
 
 _db_numbers = itertools.count(1)

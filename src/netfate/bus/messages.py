@@ -208,6 +208,32 @@ class ControllerAlive(_Msg):
     ts: float
 
 
+class ReplicaAlive(_Msg):
+    """An orchestrator replica's heartbeat (orchestrator/replica.py); ``leaving``: it is
+    stopping cleanly, its partitions move at once."""
+
+    replica: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
+    ts: float
+    leader: bool = False
+    api: str = Field(default="", max_length=200)  # its API's base URL
+    leaving: bool = False
+
+
+class SwitchRequest(_Msg):
+    """A replica asks the leader, which publishes every switch state (the steering
+    publisher is a singleton), to publish and apply (orchestrator/remote_switches.py)."""
+
+    op: Literal["publish"] = "publish"
+    nodes: list[str] = Field(default=[], max_length=10_000)
+
+
+class SwitchAnswer(_Msg):
+    ok: bool
+    error: str = ""
+    generations: dict[str, int | None] = {}
+    reports: list[SwitchSynced] = []
+
+
 class ControllerHello(_Msg):
     """The controller (re)connected: whoever owns desired state should publish it all again."""
 

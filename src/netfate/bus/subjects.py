@@ -10,6 +10,10 @@ EVENTS = "netfate.agent.{node}.events"        # client association, NF state cha
 NOTIFY = "netfate.agent.{node}.notifications"  # NF notifications, forwarded from the queue
 COMMAND = "netfate.node.{node}.cmd"           # orchestrator -> agent (request/reply)
 
+# Orchestrator replicas (issue #15)
+ORCHESTRATOR_ALIVE = "netfate.orchestrator.alive"        # ReplicaAlive, every second
+ORCHESTRATOR_SWITCHES = "netfate.orchestrator.switches"  # SwitchRequest -> the leader
+
 # SDN controller
 CONTROLLER_DESIRED = "netfate.controller.{node}.desired"  # orchestrator -> controller (SwitchState)
 CONTROLLER_SYNCED = "netfate.controller.{node}.synced"    # controller -> orchestrator

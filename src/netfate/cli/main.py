@@ -9,6 +9,7 @@ from netfate.cli import (
     bench,
     chaos,
     client,
+    cluster,
     images,
     nf,
     scenario,
@@ -27,6 +28,7 @@ app.add_typer(nf.app, name="nf")
 app.add_typer(bench.app, name="bench")
 app.add_typer(access.app, name="access")
 app.add_typer(images.app, name="images")
+app.add_typer(cluster.app, name="cluster")
 app.command()(services.orchestrator)
 app.command()(services.agent)
 app.command()(services.controller)

@@ -65,6 +65,9 @@ def orchestrator(
     probe_gateway: Annotated[str | None, Opt(help="The probes' default gateway "
                                                   "[NETFATE_PROBE_GATEWAY; 10.90.0.1]")]
     = None,
+    replica_id: Annotated[str | None, Opt(help="Run as this replica of several (needs a "
+                                               "PostgreSQL --db-url and --nats-url) "
+                                               "[NETFATE_REPLICA_ID; the only one]")] = None,
 ) -> None:
     """Run the orchestrator: API, NFVI database, engine and coordinator."""
     import uvicorn
@@ -77,7 +80,8 @@ def orchestrator(
         "resolver": resolver,
         "radius": radius, "user_idle_timeout": user_idle_timeout,
         "reauth_lifetime": reauth_lifetime, "reaction_policy": reaction_policy,
-        "probe_subnet": probe_subnet, "probe_gateway": probe_gateway}).orchestrator
+        "probe_subnet": probe_subnet, "probe_gateway": probe_gateway,
+        "replica_id": replica_id}).orchestrator
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     app = create_app(settings)
     if nats_port:

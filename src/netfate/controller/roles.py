@@ -20,62 +20,36 @@ Pure apart from the clock: the app (controller/app.py) sends the requests."""
 
 from __future__ import annotations
 
-import hashlib
-import re
 import threading
 import time
 from collections.abc import Sequence
 
-HEARTBEAT_S = 1.0
-DEAD_AFTER_S = 3.5
+from netfate.membership import (
+    DEAD_AFTER_S,
+    HEARTBEAT_S,
+    MAX_PEERS,
+    MEMBER_ID,
+    Membership,
+    owner_of,
+)
+from netfate.membership import check_id as check_member_id
+
+__all__ = ["DEAD_AFTER_S", "HEARTBEAT_S", "MAX_PEERS", "REASSERT_S", "Generations",
+           "Membership", "check_id", "master_for"]
+
+CONTROLLER_ID = MEMBER_ID
 REASSERT_S = 5.0  # a master claims its switches again this often
-MAX_PEERS = 64  # heartbeats from more ids than this are ignored (see Membership.beat)
-CONTROLLER_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,30}", re.ASCII)
 
 
 def check_id(cid: str) -> str:
     """``cid`` if it is a controller id (lower-case letters, digits, '-'; 1-31 characters);
     else ValueError naming it."""
-    if not CONTROLLER_ID.fullmatch(cid):
-        raise ValueError(f"controller id must be 1-31 of a-z, 0-9, '-': {cid[:40]!r}")
-    return cid
-
-
-def _weight(controller: str, dpid: int) -> bytes:
-    return hashlib.sha256(f"{controller}/{dpid:016x}".encode()).digest()
+    return check_member_id(cid, "controller id")
 
 
 def master_for(dpid: int, members: Sequence[str]) -> str | None:
     """The master of switch ``dpid`` among ``members`` (None if there are none)."""
-    return max(members, key=lambda c: _weight(c, dpid), default=None)
-
-
-class Membership:
-    """The live controllers as this one sees them (itself always included). Thread-safe:
-    heartbeats arrive on the bus thread, the app reads on its own."""
-
-    def __init__(self, me: str, dead_after: float = DEAD_AFTER_S) -> None:
-        self.me = me
-        self.dead_after = dead_after
-        self._seen: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def beat(self, controller: str, now: float | None = None) -> None:
-        """A heartbeat from ``controller`` at ``now`` (monotonic seconds). The dead are
-        forgotten here, and a new id beyond MAX_PEERS live ones is ignored: heartbeats with
-        made-up ids must not grow this without bound (issue #16, bounded state)."""
-        t = time.monotonic() if now is None else now
-        with self._lock:
-            for c in [c for c, at in self._seen.items() if t - at > self.dead_after]:
-                del self._seen[c]
-            if controller in self._seen or len(self._seen) < MAX_PEERS:
-                self._seen[controller] = t
-
-    def members(self, now: float | None = None) -> list[str]:
-        t = time.monotonic() if now is None else now
-        with self._lock:
-            live = {c for c, at in self._seen.items() if t - at <= self.dead_after}
-        return sorted(live | {self.me})
+    return owner_of(f"{dpid:016x}", members)
 
 
 class Generations:

@@ -63,6 +63,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def health() -> dict[str, object]:
         return {"ok": True, "version": __version__, "nats": orch.nats_url}
 
+    @app.get("/api/v1/cluster")
+    def cluster() -> dict[str, object]:
+        """This replica, the live ones and the leader (issue #15); the only orchestrator
+        reports itself as its own leader, replica null."""
+        if orch.replica is None:
+            return {"replica": None, "leader": None, "is_leader": True, "members": [],
+                    "apis": {}, "leader_since": None}
+        return orch.replica.view()
+
     metrics.install(app, orch)  # GET /metrics (Prometheus), at the root, outside /api/v1
     app.add_middleware(unique_keys.UniqueKeys)  # inside BodyLimit, which bounds what it reads
     app.add_middleware(problems.BodyLimit, limit=orch.settings.max_body_bytes,

@@ -48,10 +48,11 @@ from netfate.orchestrator.admission import Admission
 from netfate.orchestrator.agents import AgentBus
 from netfate.orchestrator.executor import Executor
 from netfate.orchestrator.hub import EventHub
-from netfate.orchestrator.locks import Gate, KeyedLocks
+from netfate.orchestrator.plan_locks import PlanLocks
 from netfate.orchestrator.pushes import Pushes
 from netfate.orchestrator.reconcile import reconcile
 from netfate.orchestrator.switches import Switches
+from netfate.owners import OPERATOR
 
 log = logging.getLogger("netfate.coordinator")
 
@@ -80,8 +81,7 @@ class Coordinator:
         # from planning to the end of the plan's run. A node-wide or global event (telemetry
         # re-evaluation, node up/down, reconcile) touches many users: it holds the gate
         # exclusively. Plans of different users run concurrently.
-        self._gate = Gate()
-        self._user_locks = KeyedLocks()
+        self.locks = PlanLocks()  # with replicas: also PostgreSQL advisory locks
         self._tasks: set[asyncio.Task[None]] = set()
         # User events in flight, bounded for the API (graceful overload).
         self.admission = Admission()
@@ -163,30 +163,23 @@ class Coordinator:
         """Run a direct lifecycle operation on an NF of `owner` as one of their plans: after
         their plans in flight and before the next, so a roam or a repair never plans over an
         NF that is moving (it would see the new instance as a duplicate and release it)."""
+        # An NF with no owner is the operator's: with replicas, a lock all the same, so the
+        # leader's sweep of orphaned operations (orchestrator/orphans.py) sees it held.
+        key = owner if owner is not None else OPERATOR
         try:
-            await self._gate.acquire(False)
+            await self.locks.acquire(key, False)
         except BaseException:
             work.close()
             raise
         try:
-            if owner is None:
-                return await work
-            try:
-                await self._user_locks.acquire(owner)
-            except BaseException:
-                work.close()
-                raise
-            try:
-                return await work
-            finally:
-                self._user_locks.release(owner)
+            return await work
         finally:
-            self._gate.release(False)
+            self.locks.release(key, False)
 
     # -- plans ----------------------------------------------------------------------------
     def busy(self, user: str) -> bool:
         """A plan of `user` is being made or run (or waits to be)."""
-        return user in self._user_locks
+        return self.locks.busy(user)
 
     async def plan_for(self, event: Event) -> Plan:
         """The policy's plan on the world as recorded: the event's part of it when the policy
@@ -288,27 +281,20 @@ class Coordinator:
         if user is not None:
             self.admission.enter()
         try:
-            await self._gate.acquire(exclusive)
+            await self.locks.acquire(user, exclusive)
         except BaseException:
             if user is not None:
                 self.admission.leave()
             raise
         try:
-            if user is not None:
-                await self._user_locks.acquire(user)
-            try:
-                t0 = time.perf_counter()
-                plan = await self.plan_for(event)
-                metrics.placement(event, time.perf_counter() - t0)
-                if record is not None:
-                    await self.db.run(record)
-                ops = await self.open_ops(plan)
-            except BaseException:
-                if user is not None:
-                    self._user_locks.release(user)
-                raise
+            t0 = time.perf_counter()
+            plan = await self.plan_for(event)
+            metrics.placement(event, time.perf_counter() - t0)
+            if record is not None:
+                await self.db.run(record)
+            ops = await self.open_ops(plan)
         except BaseException:
-            self._gate.release(exclusive)
+            self.locks.release(user, exclusive)
             if user is not None:
                 self.admission.leave()
             raise
@@ -330,10 +316,9 @@ class Coordinator:
         try:
             await self.run_plan(plan, ops)
         finally:
+            self.locks.release(user, exclusive)
             if user is not None:
-                self._user_locks.release(user)
                 self.admission.leave()
-            self._gate.release(exclusive)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)

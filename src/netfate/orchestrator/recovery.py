@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection
 from typing import Any
 
 import sqlalchemy as sa
@@ -60,22 +61,26 @@ def end_interrupted_ops(db: Database) -> list[str]:
     return db.call(end_interrupted)
 
 
-def end_interrupted(s: Session) -> list[str]:
-    """`end_interrupted_ops` in the caller's transaction (for `Database.run`)."""
+def end_interrupted(s: Session, only: Collection[str] | None = None,
+                    why: str = WHY) -> list[str]:
+    """`end_interrupted_ops` in the caller's transaction (for `Database.run`); with `only`,
+    just those of these ids that are still unfinished (orchestrator/orphans.py)."""
     ended = []
     occs = (repo.list_op_occs(s, state=OpState.PROCESSING)
             + repo.list_op_occs(s, state=OpState.ROLLING_BACK))
     for occ in occs:
+        if only is not None and occ.id not in only:
+            continue
         params = occ.params or {}
         final = OpState.FAILED
-        detail = f"{WHY}; the nodes converge to the desired state as it stands"
+        detail = f"{why}; the nodes converge to the desired state as it stands"
         if occ.operation == LcmOperation.INSTANTIATE:
             _set_absent(s, occ.vnf_instance_id)
-            final, detail = OpState.ROLLED_BACK, f"{WHY}; rolled back"
+            final, detail = OpState.ROLLED_BACK, f"{why}; rolled back"
         elif occ.operation == LcmOperation.MIGRATE:
             if _present(s, occ.vnf_instance_id):  # the source still wanted: undo
                 _set_absent(s, params.get("new_instance_id"))
-                final, detail = OpState.ROLLED_BACK, f"{WHY}; rolled back"
+                final, detail = OpState.ROLLED_BACK, f"{why}; rolled back"
             else:  # the target had taken over and the source was being released
                 final = OpState.COMPLETED
         elif occ.operation_state == OpState.ROLLING_BACK:
@@ -85,8 +90,8 @@ def end_interrupted(s: Session) -> list[str]:
         repo.set_op_state(s, occ.id, final,
                           error=None if final == OpState.COMPLETED else _problem(detail))
         ended.append(occ.id)
-        log.warning("%s %s on %s: %s at start (%s)", occ.operation.value, occ.id,
-                    occ.vnf_instance_id, final.value, WHY)
+        log.warning("%s %s on %s: %s (%s)", occ.operation.value, occ.id,
+                    occ.vnf_instance_id, final.value, why)
     return ended
 
 

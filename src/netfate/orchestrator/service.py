@@ -35,14 +35,17 @@ from netfate.bus.server import EmbeddedNats
 from netfate.bus.urls import servers
 from netfate.counters import REGISTRATIONS_REFUSED, REGISTRY, LoopFailures
 from netfate.db import Database, repo
+from netfate.db.advisory import AdvisoryLocks
 from netfate.engine import NodeTelemetry, NodeUp
-from netfate.errors import NetfateError
+from netfate.errors import Conflict, NetfateError
 from netfate.orchestrator import notify, recovery
 from netfate.orchestrator.agents import AgentBus, Disconnects, refusal
 from netfate.orchestrator.closed_loop import ClosedLoop
 from netfate.orchestrator.coordinator import Coordinator
 from netfate.orchestrator.hub import EventHub
+from netfate.orchestrator.plan_locks import PlanLocks
 from netfate.orchestrator.repair import Repairs
+from netfate.orchestrator.replica import Replica
 from netfate.orchestrator.service_db import (
     first_report,
     register,
@@ -51,18 +54,15 @@ from netfate.orchestrator.service_db import (
     store_notification,
 )
 from netfate.orchestrator.settings import Settings
+from netfate.orchestrator.singletons import Singletons
 from netfate.orchestrator.switches import Switches
+from netfate.orchestrator.switches_routed import RoutedSwitches
 from netfate.orchestrator.telemetry import TELEMETRY_FLUSH_S, Readings, write_readings
 from netfate.orchestrator.troubleshoot import Troubleshoots
 from netfate.radius.client import RadiusClient
 from netfate.radius.settings import RadiusSettings
 
 log = logging.getLogger("netfate.orchestrator")
-
-# User repairs take at most 1/REPAIRS_SHARE of the wall-clock time (see reconcile_loop).
-REPAIRS_SHARE = 20
-REPAIRS_MAX_GAP_S = 30.0  # and run at least this often
-
 
 class Orchestrator:
     def __init__(self, settings: Settings) -> None:
@@ -101,8 +101,9 @@ class Orchestrator:
         # written at once, after the plan.
         self.readings: Readings | None = None
         self._flush_failures = LoopFailures("telemetry-flush", log)
-        self._reconcile_failures = LoopFailures("reconcile", log)
-        self._checkpoint_failures = LoopFailures("checkpoint", log)
+        # Reconciliation, checkpoints...: here, or at the leader among replicas.
+        self.singletons = Singletons(self)
+        self.replica: Replica | None = None
         self._publish_failures = LoopFailures("switch-publish", log)
 
     # -- start/stop -----------------------------------------------------------------------
@@ -114,10 +115,14 @@ class Orchestrator:
                  "NETFATE_API_TOKEN" if s.api_token else api_auth.token_path(s.state_dir))
         self.db = await asyncio.to_thread(Database.create, s.database_url)
         self.readings = Readings(self.db)
-        await self.db.run(recovery.end_interrupted)  # none left PROCESSING
-        await self.db.run(recovery.end_troubleshooting)  # no probe outlives its question
+        if s.replica_id is None:  # among replicas the leader's sweep ends a dead one's
+            await self.db.run(recovery.end_interrupted)  # none left PROCESSING
+            await self.db.run(recovery.end_troubleshooting)  # no probe outlives its question
         if s.seed_catalogue:
-            await self.db.run(seed_catalogue)
+            try:
+                await self.db.run(seed_catalogue)
+            except Conflict:  # another replica starting at the same time wrote a bundle
+                await self.db.run(seed_catalogue)
         url = s.nats_url
         if url is None:
             self.nats = EmbeddedNats(s.state_dir / "nats")
@@ -126,7 +131,8 @@ class Orchestrator:
         disconnects = Disconnects()
         self.nc = await nats.connect(servers(url), name="orchestrator", max_reconnect_attempts=-1,
                                      reconnect_time_wait=0.5, disconnected_cb=disconnects.lost)
-        self.switches = Switches(self.db, self.nc, s.user_idle_timeout,
+        self.switches = (Switches if s.replica_id is None else RoutedSwitches)(
+                                 self.db, self.nc, s.user_idle_timeout,
                                  max_hosts_per_port=s.max_hosts_per_port,
                                  max_hosts_per_node=s.max_hosts_per_node, dhcp_pps=s.dhcp_pps)
         for name, ports in (await self.db.run(reported_ports)).items():
@@ -134,6 +140,9 @@ class Orchestrator:
         bus = AgentBus(self.nc, s.command_timeout, disconnects)
         self.coordinator = Coordinator(self.db, bus, self.hub, s.public_url, s.policy,
                                        switches=self.switches)
+        if s.replica_id is not None:
+            self.coordinator.locks = PlanLocks(await AdvisoryLocks.connect(
+                s.database_url, f"netfate-orchestrator-{s.replica_id}"))
         self.coordinator.admission.limit = s.max_events_in_flight
         self.coordinator.admission.target_s = s.admission_target_s
         if s.reaction_policy:
@@ -167,9 +176,13 @@ class Orchestrator:
             from netfate.orchestrator import aaa
 
             self.aaa = await aaa.start(self, self.aaa_settings)
-        self._tasks.append(asyncio.create_task(self.reconcile_loop()))
-        if s.checkpoint_interval > 0:
-            self._tasks.append(asyncio.create_task(self.checkpoint_loop()))
+        if s.replica_id is None:
+            self.singletons.start()
+        else:  # the leader runs them
+            assert self.coordinator.locks.shared is not None
+            self.replica = Replica(s.replica_id, self.nc, self.coordinator.locks.shared,
+                                   s.public_url, on_leadership=self.singletons.on_leadership)
+            await self.replica.start()
         self._tasks.append(asyncio.create_task(notify.dispatch(
             self.hub, self.db, allowed=s.callback_networks)))
         self._tasks.append(asyncio.create_task(self.telemetry_flush_loop()))
@@ -178,6 +191,9 @@ class Orchestrator:
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
+        self.singletons.stop()
+        if self.replica is not None:
+            await self.replica.stop()
         if self.coordinator is not None:
             await self.coordinator.drain(5)
         try:
@@ -216,11 +232,22 @@ class Orchestrator:
         self.db.call(seed_catalogue)
 
     # -- agents' messages ------------------------------------------------------------------
+    def owns(self, node: str) -> bool:
+        """Whether this process handles the node's messages: always, unless it is one of
+        several replicas (then the node's partition owner does, orchestrator/replica.py)."""
+        return self.replica is None or self.replica.owns(node)
+
     async def on_register(self, msg: Msg) -> None:
         assert self.db is not None and self.coordinator is not None
         reply: Command | Reply
         try:
             reg = Register.model_validate_json(msg.data)
+            if not self.owns(reg.node):  # every replica keeps every switch's ports
+                with contextlib.suppress(ValueError):
+                    if (p := reg.infrastructure.get("switch_ports")) is not None \
+                            and self.switches is not None:
+                        self.switches.set_ports(reg.node, SwitchPorts.model_validate(p))
+                return
             assert self.readings is not None
             # Readings not yet written are older than the registration's: dropped first, so
             # no batch writes them over it.
@@ -249,9 +276,14 @@ class Orchestrator:
     async def on_telemetry(self, msg: Msg) -> None:
         assert self.db is not None and self.coordinator is not None
         assert self.readings is not None
+        # netfate.agent.<node>.telemetry: another replica's node is skipped unparsed.
+        if self.replica is not None and not self.owns(msg.subject.split(".")[2]):
+            return
         try:
             t = Telemetry.model_validate_json(msg.data)
         except ValueError:
+            return
+        if not self.owns(t.node):
             return
         r = t.resources.model_dump()
         prev = self.readings.latest.get(t.node)
@@ -310,8 +342,9 @@ class Orchestrator:
             with contextlib.suppress(ValueError):
                 self.switches.set_ports(ev.node, SwitchPorts.model_validate(ev.data))
                 self.ports_reported.add(ev.node)
-                await self._publish_switch(ev.node)
-        elif ev.kind == "client.associated":
+                if self.owns(ev.node):
+                    await self._publish_switch(ev.node)
+        elif ev.kind == "client.associated" and self.owns(ev.node):
             await self.on_client_associated(ev)
 
     async def on_client_associated(self, ev: NodeEvent) -> None:
@@ -362,6 +395,8 @@ class Orchestrator:
             rep = UserIdleReport.model_validate_json(msg.data)
         except ValueError:
             return
+        if not self.owns(rep.node):
+            return
         at = await self.db.run(lambda s: getattr(repo.active_session(s, rep.user),
                                                  "node_name", None))
         if at != rep.node:
@@ -375,8 +410,8 @@ class Orchestrator:
     async def on_client_seen(self, msg: Msg) -> None:
         with contextlib.suppress(ValueError):
             seen = ClientSeen.model_validate_json(msg.data)
-            if self.switches is not None and self.switches.client_seen(seen.node, seen.mac,
-                                                                       seen.port):
+            if self.switches is not None and self.switches.client_seen(
+                    seen.node, seen.mac, seen.port) and self.owns(seen.node):
                 await self._publish_switch(seen.node)
 
     async def on_notification(self, msg: Msg) -> None:
@@ -384,6 +419,8 @@ class Orchestrator:
         try:
             n = Notification.model_validate_json(msg.data)
         except ValueError:
+            return
+        if not self.owns(n.node):
             return
         if not math.isfinite(n.ts):  # NaN would reach the event stream as invalid JSON
             n = n.model_copy(update={"ts": time.time()})
@@ -396,35 +433,6 @@ class Orchestrator:
             self.hub.publish("notification", {"id": nid, **n.model_dump(mode="json")})
         if self.closed_loop is not None and self.coordinator is not None:
             self.coordinator.spawn(self.closed_loop.on_notification(n))
-
-    async def reconcile_loop(self) -> None:
-        assert self.coordinator is not None
-        repairs_due = 0.0
-        while True:
-            await asyncio.sleep(self.settings.reconcile_interval)
-            try:
-                await self.coordinator.reconcile(self.settings.node_timeout)
-                if time.monotonic() >= repairs_due:  # events lost while a process was down
-                    # It reads every user: at scale it runs less often (a backstop).
-                    t0 = time.monotonic()
-                    await self.repairs.run()
-                    repairs_due = t0 + min(REPAIRS_SHARE * (time.monotonic() - t0),
-                                           REPAIRS_MAX_GAP_S)
-                self._reconcile_failures.ok()
-            except Exception as exc:
-                self._reconcile_failures.failed("reconciling the nodes", exc)
-
-    async def checkpoint_loop(self) -> None:
-        """Export each running NF's state now and then (orchestrator/checkpoints.py): what a
-        failover restores when the NF's node is gone."""
-        assert self.coordinator is not None and self.db is not None
-        while True:
-            await asyncio.sleep(self.settings.checkpoint_interval)
-            try:
-                await self.coordinator.executor.checkpoints.take(self.db, self.coordinator.bus)
-                self._checkpoint_failures.ok()
-            except Exception as exc:
-                self._checkpoint_failures.failed("checkpointing the NFs' state", exc)
 
 
 def _node_of(data: bytes) -> str:

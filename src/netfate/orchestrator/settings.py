@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from netfate.bus.urls import check as check_servers
+from netfate.membership import check_id
 from netfate.radius.settings import RadiusSettings
 
 
@@ -26,6 +27,11 @@ class Settings(BaseModel):
     nats_url: str | None = Field(
         default=None, description="NATS URL, or a NATS cluster's member URLs separated by "
         "commas; none: an embedded nats-server")
+    # One of several replicas (issue #15, orchestrator/replica.py): they share PostgreSQL and
+    # an external NATS; none: the only orchestrator.
+    replica_id: str | None = Field(
+        default=None, description="Run as this replica of several (1-31 of a-z, 0-9, '-'); "
+        "needs a PostgreSQL db_url and a nats_url; none: the only orchestrator")
     host: str = Field(default="127.0.0.1", description="Address for the API")
     port: int = Field(default=8181, ge=1, le=65535, description="Port for the API")
     # The operator token of the API and UI (netfate.api_auth); kept out of repr and logs.
@@ -143,6 +149,23 @@ class Settings(BaseModel):
             except ValueError as e:
                 raise ValueError(f"{x!r} is not a network: {e}") from None
         return v
+
+    @field_validator("replica_id")
+    @classmethod
+    def _replica_id(cls, v: str | None) -> str | None:
+        return None if v is None else check_id(v, "replica_id")
+
+    @model_validator(mode="after")
+    def _replicas(self) -> Settings:
+        if self.replica_id is None:
+            return self
+        if not (self.db_url or "").startswith("postgresql"):
+            raise ValueError("replica_id needs a shared PostgreSQL database: db_url "
+                             "postgresql+psycopg://... (SQLite is one process's)")
+        if not self.nats_url:
+            raise ValueError("replica_id needs a shared NATS: nats_url (an embedded "
+                             "nats-server is one process's)")
+        return self
 
     @model_validator(mode="after")
     def _probes(self) -> Settings:

@@ -1,0 +1,1 @@
+"""The scale-out deployment on one machine (issue #15): `netfate cluster up`."""
