@@ -411,3 +411,21 @@ def test_kill_9_of_the_leader_under_load_loses_no_event(
     c.restart_replica(leader)  # it joins again
     _wait_for(lambda: all(len(v["members"]) == 3 for v in _views(c, [0, 1, 2])), 15,
               "three replicas again")
+
+
+def test_bench_against_replicas_kills_the_leader_and_loses_no_event(
+        pg: LocalPostgres) -> None:
+    """The CI-sized run of `netfate bench control-plane --replicas 2 --kill-replica-at S`."""
+    from netfate.bench.control_plane import Params, run
+
+    out = run(Params(nodes=6, users=30, rate=15, duration=6, users_via="db", replicas=2,
+                     kill_replica_at=2, idle_window=1, db_url=pg.create_database("bench")))
+    fault = out["replica_fault"]
+    assert fault["leader_s"] is not None and fault["partitions_moved_s"] is not None, fault
+    assert out["overall"]["errors"] == 0, out["overall"]["errors_by_kind"]
+    assert out["overall"]["events_handled"] == out["overall"]["events_sent"]
+    assert out["replicas"]["count"] == 2
+    assert out["processes"]["left_running"] == [] and out["processes"]["tmp_dir_removed"]
+    print(f"\nbench: leader replaced in {fault['leader_s']} s, partitions moved in "
+          f"{fault['partitions_moved_s']} s, {out['replicas']['failovers']} requests "
+          f"failed over; CPU ms/event {out['orchestrator_cpu_ms_per_event']}")

@@ -106,3 +106,19 @@ async def _try() -> None:
     await locks.acquire(None, True)  # a node-wide plan holds the gate
     assert not await locks.try_acquire("u3")
     locks.release(None, True)
+
+
+@pytest.mark.parametrize(("kw", "match"), [
+    ({"replicas": 0}, "--replicas"),
+    ({"replicas": 10}, "--replicas"),
+    ({"replicas": 2, "profile": "/tmp/x.prof"}, "--profile"),
+    ({"replicas": 2, "nats": 3, "kill_nats_at": 1.0}, "--kill-nats-at"),
+    ({"kill_replica_at": 1.0}, "--kill-replica-at"),
+    ({"replicas": 2, "kill_replica_at": 99.0, "duration": 5}, "--kill-replica-at"),
+    ({"replicas": 2, "kill_replica_at": float("nan")}, "--kill-replica-at"),
+])
+def test_bench_replica_parameters_are_checked(kw: dict[str, object], match: str) -> None:
+    from netfate.bench.control_plane.params import BenchError, Params
+
+    with pytest.raises(BenchError, match=match):
+        Params(**kw).check()  # type: ignore[arg-type]

@@ -173,6 +173,13 @@ def control_plane(
     kill_nats_at: Annotated[float | None, typer.Option(
         min=0, help="With --nats >= 2: kill -9 the orchestrator's NATS member this many "
         "seconds into the roaming phase (the fault test of issue #15)")] = None,
+    replicas: Annotated[int, typer.Option(min=1, max=9, help="Orchestrator replicas: 1 one "
+                                          "orchestrator; 2-9 replicas sharing PostgreSQL "
+                                          "(--db-url, or a private server: root) and the "
+                                          "bus, the load spread over their APIs")] = 1,
+    kill_replica_at: Annotated[float | None, typer.Option(
+        min=0, help="With --replicas >= 2: kill -9 the leading replica this many seconds "
+        "into the roaming phase")] = None,
     json_out: JsonOpt = True,
 ) -> None:
     """The orchestrator under N simulated agents and M roaming users: placement latency,
@@ -185,7 +192,7 @@ def control_plane(
                agent_procs=agent_procs, agents_per_conn=agents_per_conn, users_via=users_via,
                warm=warm, op_timeout=op_timeout, apply_delay_ms=apply_delay_ms, seed=seed,
                profile=profile, db_url=db_url, max_in_flight=max_in_flight, nats=nats,
-               kill_nats_at=kill_nats_at)
+               kill_nats_at=kill_nats_at, replicas=replicas, kill_replica_at=kill_replica_at)
     emit_json(guarded(lambda: run(p)))
 
 

@@ -20,31 +20,61 @@ ERRORS = (httpx.HTTPError, OSError, ValueError)  # what a request may raise, tra
 
 
 class Api:
-    """JSON requests to the API at ``base`` (http://host:port)."""
+    """JSON requests to the API at ``base`` (http://host:port), or spread round robin over
+    several replicas' APIs: a replica that does not answer (killed) is skipped for
+    ``DOWN_S`` s and the request goes to the next one, as behind a load balancer."""
 
-    def __init__(self, base: str, size: int, auth: httpx.Auth | None = None) -> None:
-        self.client = httpx.AsyncClient(
-            base_url=base, headers={"Content-Type": "application/json"}, auth=auth,
+    DOWN_S = 5.0
+
+    def __init__(self, base: str | list[str], size: int, auth: httpx.Auth | None = None
+                 ) -> None:
+        bases = [base] if isinstance(base, str) else list(base)
+        self.clients = [httpx.AsyncClient(
+            base_url=b, headers={"Content-Type": "application/json"}, auth=auth,
             limits=httpx.Limits(max_connections=size, max_keepalive_connections=size,
-                                keepalive_expiry=KEEPALIVE_S))
+                                keepalive_expiry=KEEPALIVE_S)) for b in bases]
+        self.client = self.clients[0]
+        self._next = 0
+        self._down: dict[int, float] = {}
+        self.failovers = 0
         # Requests beyond the pool's connections wait here, not in httpcore's pool: its
         # queue costs O(waiting x connections) per request, which at hundreds of events a
         # second made the generator, not the orchestrator, the bottleneck.
-        self._gate = asyncio.Semaphore(size)
+        self._gate = asyncio.Semaphore(size * len(bases))
+
+    def _order(self) -> list[int]:
+        n = len(self.clients)
+        k, self._next = self._next, (self._next + 1) % n
+        now = time.monotonic()
+        order = [(k + j) % n for j in range(n)]
+        return [j for j in order if self._down.get(j, 0) <= now] or order
 
     async def request(self, method: str, path: str, body: Any = None,
                       timeout: float = 60.0) -> tuple[int, Any]:
         """(status, decoded JSON body or None). ``timeout`` s for the exchange; waiting for
         a free connection of the pool does not count. httpx.HTTPError on transport errors
         (httpx.TimeoutException on the timeout), ValueError on a body that is not JSON."""
+        content = None if body is None else json.dumps(body).encode()
         async with self._gate:
-            r = await self.client.request(
-                method, path, content=None if body is None else json.dumps(body).encode(),
-                timeout=httpx.Timeout(timeout, pool=None))
+            order = self._order()
+            for i, k in enumerate(order):
+                try:
+                    r = await self.clients[k].request(
+                        method, path, content=content,
+                        timeout=httpx.Timeout(timeout, pool=None))
+                    break
+                except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
+                    # Refused or cut: nothing was admitted there (a cut request may have
+                    # been; the user's next event repairs either way).
+                    self._down[k] = time.monotonic() + self.DOWN_S
+                    if i == len(order) - 1:
+                        raise
+                    self.failovers += 1
         return r.status_code, (r.json() if r.content else None)
 
     async def close(self) -> None:
-        await self.client.aclose()
+        for c in self.clients:
+            await c.aclose()
 
 
 class OpWatch:
@@ -109,9 +139,10 @@ class OpWatch:
                         self.by_poll += 1
                         self.saw(op, "ENDED", now)
 
-    async def follow(self) -> None:
-        """Read the SSE stream until cancelled. httpx.HTTPStatusError if it is refused."""
-        async with self.api.client.stream(
+    async def follow(self, client: httpx.AsyncClient | None = None) -> None:
+        """Read the SSE stream (of ``client``, default the first API's) until cancelled.
+        httpx.HTTPStatusError if it is refused."""
+        async with (client or self.api.client).stream(
                 "GET", "/api/v1/events", headers={"Accept": "text/event-stream"},
                 timeout=httpx.Timeout(10.0, read=None)) as r:
             r.raise_for_status()

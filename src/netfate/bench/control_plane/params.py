@@ -45,6 +45,8 @@ class Params:
     max_in_flight: int | None = None  # the orchestrator's max_events_in_flight (None: its own)
     nats: int = 1                     # NATS servers: 1 the orchestrator's own; more a cluster
     kill_nats_at: float | None = None  # s into the roaming phase: kill -9 a NATS member
+    replicas: int = 1                 # orchestrator replicas (2-9 share PostgreSQL, #15)
+    kill_replica_at: float | None = None  # s into the roaming phase: kill -9 the leader
 
     def check(self) -> None:
         """BenchError for parameters the bench cannot run with (naming them). Every figure
@@ -53,7 +55,9 @@ class Params:
                    "--telemetry-interval": self.telemetry_interval,
                    "--idle-fraction": self.idle_fraction, "--op-timeout": self.op_timeout,
                    "--apply-delay-ms": self.apply_delay_ms, "idle_window": self.idle_window,
-                   "--kill-nats-at": 0.0 if self.kill_nats_at is None else self.kill_nats_at}
+                   "--kill-nats-at": 0.0 if self.kill_nats_at is None else self.kill_nats_at,
+                   "--kill-replica-at":
+                       0.0 if self.kill_replica_at is None else self.kill_replica_at}
         bad = [k for k, v in figures.items() if not math.isfinite(v)]
         if bad:
             raise BenchError(f"{', '.join(bad)}: must be a finite number")
@@ -72,6 +76,15 @@ class Params:
         if self.kill_nats_at is not None and (self.nats < 2 or self.kill_nats_at < 0
                                               or self.kill_nats_at > self.duration):
             raise BenchError("--kill-nats-at needs --nats >= 2 and a second within "
+                             "--duration")
+        if not 1 <= self.replicas <= 9:
+            raise BenchError("--replicas is 1-9")
+        if self.replicas > 1 and (self.profile or self.kill_nats_at is not None):
+            raise BenchError("--replicas > 1 runs without --profile and --kill-nats-at (one "
+                             "process is profiled; the replicas' NATS is the cluster's own)")
+        if self.kill_replica_at is not None and (
+                self.replicas < 2 or not 0 <= self.kill_replica_at <= self.duration):
+            raise BenchError("--kill-replica-at needs --replicas >= 2 and a second within "
                              "--duration")
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from netfate.api_auth import BearerAuth
+from netfate.bench.control_plane import replicas
 from netfate.bench.control_plane.api import ERRORS, Api, OpWatch
 from netfate.bench.control_plane.load import Load, Users
 from netfate.bench.control_plane.meter import Meter
@@ -39,6 +40,7 @@ from netfate.bench.control_plane.seed import seed_users_in_db
 from netfate.bench.sim_agents import node_names
 from netfate.bench.stats import summary
 from netfate.bus.cluster import NatsCluster
+from netfate.cluster.up import Cluster
 
 
 async def _create_users(api: Api, names: list[str], concurrency: int) -> int:
@@ -78,18 +80,24 @@ async def _wait_nodes(api: Api, procs: Procs, ready: list[tuple[Path, Path]], n:
 
 async def _drive(p: Params, procs: Procs, api_port: int, nats_port: int,
                  user_names: list[str], t_setup: float,
-                 cluster: NatsCluster | None) -> dict[str, Any]:
-    api = Api(f"http://127.0.0.1:{api_port}", p.http_conns,
-              auth=BearerAuth(state_dir=procs.state))
+                 cluster: NatsCluster | None, reps: Cluster | None) -> dict[str, Any]:
+    if reps is not None:  # every replica's API, one operator token
+        api = Api([reps.api(k) for k in range(len(reps.replicas))], p.http_conns,
+                  auth=BearerAuth(token=reps.token))
+    else:
+        api = Api(f"http://127.0.0.1:{api_port}", p.http_conns,
+                  auth=BearerAuth(state_dir=procs.state))
     try:
-        return await _phases(p, procs, api, nats_port, user_names, t_setup, cluster)
+        return await _phases(p, procs, api, nats_port, user_names, t_setup, cluster, reps)
     finally:
         await api.close()
 
 
 async def _phases(p: Params, procs: Procs, api: Api, nats_port: int, user_names: list[str],
-                  t_setup: float, cluster: NatsCluster | None) -> dict[str, Any]:
-    nats_url = procs.health.get("nats") or f"nats://127.0.0.1:{nats_port}"
+                  t_setup: float, cluster: NatsCluster | None,
+                  reps: Cluster | None) -> dict[str, Any]:
+    nats_url = (reps.nats_url if reps is not None
+                else procs.health.get("nats") or f"nats://127.0.0.1:{nats_port}")
     files = procs.start_agents(p, nats_url)
     register_s = await _wait_nodes(api, procs, files, p.nodes, 300)
     t_users = time.perf_counter()
@@ -97,7 +105,10 @@ async def _phases(p: Params, procs: Procs, api: Api, nats_port: int, user_names:
         await _create_users(api, user_names, 4)
     users_s = time.perf_counter() - t_users
     started = procs.pids()
-    pids = {"orchestrator": started["orchestrator"], "bench": os.getpid()}
+    pids = {"bench": os.getpid()}
+    orchestrators = replicas.pids(reps) if reps is not None else {
+        "orchestrator": started["orchestrator"]}
+    pids.update(orchestrators)
     if started["nats_server"]:
         pids["nats_server"] = started["nats_server"]
     for k, pid in enumerate(started["agents"]):
@@ -105,7 +116,7 @@ async def _phases(p: Params, procs: Procs, api: Api, nats_port: int, user_names:
     meter = Meter(pids)
     sampler = asyncio.create_task(meter.sample())
     watch = OpWatch(api)
-    follower = asyncio.create_task(watch.follow())
+    followers = [asyncio.create_task(watch.follow(c)) for c in api.clients]
     poller = asyncio.create_task(watch.poll())
     await asyncio.wait_for(watch.connected.wait(), 10)
     users = Users(user_names, _cpes(p.nodes), random.Random(p.seed))
@@ -128,15 +139,17 @@ async def _phases(p: Params, procs: Procs, api: Api, nats_port: int, user_names:
         meter.mark("logged_in")
         if cluster is not None and p.kill_nats_at is not None:
             fault = asyncio.create_task(kill_orchestrators_member(cluster, p.kill_nats_at))
+        if reps is not None and p.kill_replica_at is not None:
+            fault = asyncio.create_task(replicas.kill_leader(reps, p.kill_replica_at))
         await load.phase("roam", count=None, duration=p.duration)
         meter.mark("roam_sent")
         await load.settle(p.op_timeout + 5)
         meter.mark("end")
     finally:
-        for t in [*load.tasks, follower, poller, sampler]:
+        for t in [*load.tasks, *followers, poller, sampler]:
             t.cancel()
-        await asyncio.gather(follower, poller, sampler, return_exceptions=True)
-    nats_fault = await fault if fault is not None else None
+        await asyncio.gather(*followers, poller, sampler, return_exceptions=True)
+    fault_figures = await fault if fault is not None else None
     from_records = await settle_from_records(api, load.samples)
     login = [s for s in load.samples if s.phase == "login"]
     roam = [s for s in load.samples if s.phase == "roam"]
@@ -147,7 +160,10 @@ async def _phases(p: Params, procs: Procs, api: Api, nats_port: int, user_names:
         "setup": {"seconds": round(setup_s, 1), "register_nodes_s": round(register_s, 1),
                   "create_users_s": round(users_s, 1), "users_via": p.users_via},
         "latency_observed_via": LATENCY_OBSERVED_VIA,
-        **({"nats_fault": nats_fault} if fault is not None else {}),
+        **({"replica_fault" if reps is not None else "nats_fault": fault_figures}
+           if fault is not None else {}),
+        **({"replicas": {"count": len(reps.replicas), "failovers": api.failovers}}
+           if reps is not None else {}),
         "overall": overall,
         "phases": {"login": login_fig, "roam": roam_fig},
         "completions": {"seen_on_sse": watch.by_sse, "found_by_listing": watch.by_poll,
@@ -163,10 +179,11 @@ async def _phases(p: Params, procs: Procs, api: Api, nats_port: int, user_names:
         # (its telemetry handling included) per event handled. 1000 / this is the rate one
         # free core could sustain.
         "background_cpu_percent": meter.window("idle", "start"),
+        # With replicas: all of them together (the cost of an event wherever it ran).
         "orchestrator_cpu_ms_per_event": {
-            "login": per_event(meter.cpu_seconds("start", "logged_in", "orchestrator"),
+            "login": per_event(_cpu(meter, "start", "logged_in", orchestrators),
                                login_fig["events_handled"]),
-            "roam": per_event(meter.cpu_seconds("logged_in", "end", "orchestrator"),
+            "roam": per_event(_cpu(meter, "logged_in", "end", orchestrators),
                               roam_fig["events_handled"]),
         },
         "target_met": {
@@ -175,6 +192,14 @@ async def _phases(p: Params, procs: Procs, api: Api, nats_port: int, user_names:
             "size": p.nodes >= TARGETS["nodes"] and p.users >= TARGETS["users"],
         },
     }
+
+
+def _cpu(meter: Meter, a: str, b: str, keys: dict[str, int]) -> float | None:
+    """CPU seconds of these processes between two marks; None if one was not read (a
+    replica killed meanwhile counts up to its death: its last sample)."""
+    got = [meter.cpu_seconds(a, b, k) for k in keys]
+    known = [x for x in got if x is not None]
+    return sum(known) if known else None
 
 
 def _cpes(nodes: int) -> list[str]:
@@ -207,21 +232,28 @@ def run(p: Params) -> dict[str, Any]:
     user_names = [f"u{i}" for i in range(p.users)]
     result: dict[str, Any] = {}
     t0 = time.perf_counter()
-    cluster = NatsCluster(tmp / "nats-cluster", p.nats) if p.nats > 1 else None
+    # With replicas their own NATS (one server or a cluster) comes with them.
+    cluster = (NatsCluster(tmp / "nats-cluster", p.nats)
+               if p.nats > 1 and p.replicas == 1 else None)
     cluster_pids: list[int | None] = []
+    reps: Cluster | None = None
     try:
         with sigterm_as_interrupt():
             if cluster is not None:
                 cluster.start()
                 cluster_pids = [cluster.pid(k) for k in range(p.nats)]
+            if p.replicas > 1:
+                reps = replicas.start(p)
             if p.users_via == "db":
                 seed_users_in_db(state, user_names, _homes(p, user_names) if p.warm else None,
-                                 p.db_url)
+                                 reps.db_url if reps is not None else p.db_url)
             t_setup = time.perf_counter()
-            procs.start_orchestrator(api_port, nats_port, p.profile, p.db_url, p.max_in_flight,
-                                     cluster.client_urls if cluster else None)
+            if reps is None:
+                procs.start_orchestrator(api_port, nats_port, p.profile, p.db_url,
+                                         p.max_in_flight,
+                                         cluster.client_urls if cluster else None)
             result = asyncio.run(_drive(p, procs, api_port, nats_port, user_names, t_setup,
-                                        cluster))
+                                        cluster, reps))
             procs.stop_agents()
             agent_stats = []
             for k in range(len(procs.agents)):
@@ -235,6 +267,8 @@ def run(p: Params) -> dict[str, Any]:
         procs.stop_all()
         if cluster is not None:
             cluster.stop()
+        if reps is not None:
+            reps.stop()
         left = procs.leftovers() + [x for x in cluster_pids
                                     if x is not None and _running(x)]
         keep_log = procs.orchestrator_tail() if not result else None
