@@ -165,17 +165,10 @@ def _transits(world: World, node: str, ports: SwitchPorts) -> list[model.Transit
     """The stretches of other nodes' users' chains hosted here, each reached by the tunnel to
     the user's access node (the newest steering of each user)."""
     out: list[model.Transit] = []
-    seen: set[str] = set()
-    nfs = world.records.nfs
-    for r in world.records.rules:
-        if r.user in seen:
-            continue
-        seen.add(r.user)
+    # Only users with an NF here (indexed once per read): a publication of every switch is
+    # then linear in the records, not switches x users.
+    for r in world.records.by_nf_node.get(node, ()):
         if r.node == node:
-            continue
-        # Most users' chains have no NF here: a dict lookup per NF, not their hops (the port
-        # names hash), keeps a publication O(users) cheap rather than O(users) costly.
-        if not any((nf := nfs.get(iid)) is not None and nf.node == node for iid in r.chain):
             continue
         for where, seg, run in stretches(world, r) or ():
             if where != node or seg is None:

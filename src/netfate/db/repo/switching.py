@@ -74,6 +74,17 @@ class SwitchingRecords:
         return out
 
     @cached_property
+    def by_nf_node(self) -> dict[str, list[SteeredRule]]:
+        """node -> the newest rules (one per user, in user order) whose chain has an NF
+        there: the candidates for transits at that node."""
+        out: dict[str, list[SteeredRule]] = {}
+        for r in self.newest.values():
+            for node in dict.fromkeys(nf.node for iid in r.chain
+                                      if (nf := self.nfs.get(iid)) is not None):
+                out.setdefault(node, []).append(r)
+        return out
+
+    @cached_property
     def anchors(self) -> dict[str, tuple[SteeredRule, str]]:
         """user -> (newest rule, the node of their session) for users mid-migration: their
         session is at another node than their newest steering, whose chain still serves
