@@ -90,24 +90,6 @@ async def _order() -> None:
     assert not locks.busy("u1")
 
 
-def test_try_acquire_takes_nothing_from_a_busy_user() -> None:
-    asyncio.run(_try())
-
-
-async def _try() -> None:
-    locks = PlanLocks()
-    await locks.acquire("u1", False)
-    assert not await locks.try_acquire("u1")
-    assert await locks.try_acquire("u2")
-    locks.release("u2", False)
-    locks.release("u1", False)
-    assert await locks.try_acquire("u1")
-    locks.release("u1", False)
-    await locks.acquire(None, True)  # a node-wide plan holds the gate
-    assert not await locks.try_acquire("u3")
-    locks.release(None, True)
-
-
 @pytest.mark.parametrize(("kw", "match"), [
     ({"replicas": 0}, "--replicas"),
     ({"replicas": 10}, "--replicas"),

@@ -17,6 +17,7 @@ from netfate.orchestrator import lcm_records as rec
 from netfate.orchestrator.agents import AgentBus, AgentUnreachable
 from netfate.orchestrator.checkpoints import Checkpoints
 from netfate.orchestrator.hub import EventHub
+from netfate.orchestrator.orphans import RUNNER
 from netfate.orchestrator.planner import (
     Configure,
     Drop,
@@ -63,6 +64,7 @@ class Executor:
         self.pushes = pushes
         self.switches = switches
         self.checkpoints = Checkpoints()  # each instance's last exported state
+        self.runner: str | None = None  # with replicas: this one's incarnation
 
     # -- operation occurrences ------------------------------------------------------------
     async def new_ops(self, specs: list[tuple[LcmOperation, str, dict[str, Any]]]
@@ -70,6 +72,8 @@ class Executor:
         """Operation occurrences, PROCESSING, in one transaction; their ids."""
         if not specs:
             return []
+        if self.runner is not None:  # the replica running them (orchestrator/orphans.py)
+            specs = [(op, iid, {**params, RUNNER: self.runner}) for op, iid, params in specs]
         ids = await self.db.run(rec.new_ops, specs)
         for op_id, (op, iid, _) in zip(ids, specs, strict=True):
             self.hub.publish("op", {"id": op_id, "operation": op.value,

@@ -1,14 +1,16 @@
 """Operations orphaned by a dead orchestrator replica (issue #15): the leader ends them.
 
-A replica runs each operation under its owner's plan lock, which with replicas is also a
-PostgreSQL advisory lock of its session (orchestrator/plan_locks.py). So an unfinished
-operation whose owner's lock the leader can take (with the gate shared) has no live replica
-running it: its replica died, or the whole cluster restarted. The leader ends it as a
-restarted single orchestrator ends its own (orchestrator/recovery.py: an instantiation
-rolled back, a migration rolled back unless past its commit point), checked again under the
-lock, so an operation that finished meanwhile is left as it is. Nothing is run twice: the
-nodes converge to the desired state as it stands, and the user's next event or repair plans
-afresh."""
+Each replica stamps the operations it opens with its incarnation (``params["runner"]``: its
+id and a token drawn at its start, orchestrator/replica.py) and holds that incarnation's
+PostgreSQL advisory lock in its lock session for as long as it lives. So an unfinished
+operation whose runner's lock the leader can take has no live replica running it: the
+replica died (kill -9 closes its session), or restarted (a new incarnation). Operations
+without a runner were opened by a single orchestrator, which no replica is. The leader ends
+them as a restarted single orchestrator ends its own (orchestrator/recovery.py: an
+instantiation rolled back, a migration rolled back unless past its commit point), checked
+again in the ending transaction, so an operation that finished meanwhile is left as it is.
+Nothing is run twice: the nodes converge to the desired state as it stands, and the user's
+next event or repair plans afresh."""
 
 from __future__ import annotations
 
@@ -19,39 +21,45 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from netfate.db import Database
-from netfate.db.models import OpState, VnfInstance, VnfLcmOpOcc
+from netfate.db.advisory import AdvisoryLocks, key
+from netfate.db.models import OpState, VnfLcmOpOcc
 from netfate.orchestrator import recovery
-from netfate.orchestrator.plan_locks import PlanLocks
-from netfate.owners import OPERATOR
 
 log = logging.getLogger("netfate.orchestrator")
 
 WHY = "the orchestrator replica running the operation stopped"
+RUNNER = "runner"  # the params key of an operation's replica incarnation
+
+
+def incarnation_key(incarnation: str) -> int:
+    return key(f"netfate:incarnation:{incarnation}")
 
 
 def unfinished(s: Session) -> dict[str, list[str]]:
-    """Unfinished operations' ids by the owner of their NF (OPERATOR when it has none)."""
-    rows = s.execute(
-        sa.select(VnfLcmOpOcc.id, VnfLcmOpOcc.params, VnfInstance.owner)
-        .outerjoin(VnfInstance, VnfInstance.id == VnfLcmOpOcc.vnf_instance_id)
-        .where(VnfLcmOpOcc.operation_state.in_([OpState.PROCESSING, OpState.ROLLING_BACK])))
+    """Unfinished operations' ids by their runner ("" when they have none)."""
+    rows = s.execute(sa.select(VnfLcmOpOcc.id, VnfLcmOpOcc.params).where(
+        VnfLcmOpOcc.operation_state.in_([OpState.PROCESSING, OpState.ROLLING_BACK])))
     out: dict[str, list[str]] = defaultdict(list)
-    for op_id, params, owner in rows:
-        who = owner or (params or {}).get("owner") or OPERATOR
-        out[str(who)].append(op_id)
+    for op_id, params in rows:
+        runner = (params or {}).get(RUNNER)
+        out[runner if isinstance(runner, str) else ""].append(op_id)
     return dict(out)
 
 
-async def sweep(db: Database, locks: PlanLocks) -> list[str]:
-    """End every unfinished operation no live replica runs; their ids."""
+async def sweep(db: Database, locks: AdvisoryLocks, me: str) -> list[str]:
+    """End every unfinished operation whose runner is gone (``me``: this replica's
+    incarnation, whose operations are its own to finish); their ids."""
     ended: list[str] = []
-    for owner, ids in (await db.read(unfinished)).items():
-        if not await locks.try_acquire(owner):
-            continue  # a replica (maybe this one) runs a plan of theirs
+    for runner, ids in (await db.read(unfinished)).items():
+        if runner == me:
+            continue
+        if runner and not await locks.try_lock(incarnation_key(runner)):
+            continue  # that replica lives
         try:
             ended += await db.run(recovery.end_interrupted, set(ids), WHY)
         finally:
-            locks.release(owner, False)
+            if runner:
+                await locks.unlock(incarnation_key(runner))
     if ended:
         log.warning("ended %d operations orphaned by a stopped replica: %s", len(ended), ended)
     return ended

@@ -73,27 +73,6 @@ class PlanLocks:
             self._users.release(user)
         self._gate.release(exclusive)
 
-    async def try_acquire(self, user: str) -> bool:
-        """Take the gate shared and ``user``'s lock only if both are free here and across
-        replicas at once; whether they were taken (then ``release(user, False)``)."""
-        if self._gate.exclusive or self.busy(user):
-            return False
-        await self._gate.acquire(False)
-        if self.busy(user):  # taken while this waited for the gate
-            self._gate.release(False)
-            return False
-        await self._users.acquire(user)  # free: nothing awaited since the check
-        try:
-            if self.shared is None or await self._try_across(user, False):
-                return True
-        except BaseException:
-            self._users.release(user)
-            self._gate.release(False)
-            raise
-        self._users.release(user)
-        self._gate.release(False)
-        return False
-
     # -- across replicas -------------------------------------------------------------------
     async def _across(self, user: str | None, exclusive: bool) -> None:
         if self.shared is None:

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -35,6 +36,7 @@ from netfate.bus.messages import ReplicaAlive
 from netfate.db.advisory import AdvisoryLocks, LockSessionLost, key
 from netfate.errors import Conflict
 from netfate.membership import HEARTBEAT_S, Membership, owner_of
+from netfate.orchestrator.orphans import incarnation_key
 
 log = logging.getLogger("netfate.replica")
 
@@ -56,6 +58,9 @@ class Replica:
                  on_leadership: Callable[[bool], Awaitable[None]] | None = None,
                  on_lost: Callable[[], None] = _stop_this_process) -> None:
         self.id = rid
+        # This run of the replica: stamped on the operations it opens (orchestrator/
+        # orphans.py), so a replica restarted with the same id is not taken for its past.
+        self.incarnation = f"{rid}-{secrets.token_hex(4)}"
         self.nc = nc
         self.locks = locks
         self.api = api
@@ -77,6 +82,7 @@ class Replica:
         if not await self.locks.try_lock(alive_key(self.id)):
             raise Conflict(f"orchestrator replica {self.id!r} is already running (its "
                            "liveness lock is held by another database session)")
+        await self.locks.try_lock(incarnation_key(self.incarnation))  # new: always free
         self._sub = await self.nc.subscribe(subjects.ORCHESTRATOR_ALIVE, cb=self._on_alive)
         await self._beat()
         self._tasks = [asyncio.create_task(self._heartbeats()),

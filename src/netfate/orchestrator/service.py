@@ -182,6 +182,7 @@ class Orchestrator:
             assert self.coordinator.locks.shared is not None
             self.replica = Replica(s.replica_id, self.nc, self.coordinator.locks.shared,
                                    s.public_url, on_leadership=self.singletons.on_leadership)
+            self.coordinator.executor.runner = self.replica.incarnation
             await self.replica.start()
         self._tasks.append(asyncio.create_task(notify.dispatch(
             self.hub, self.db, allowed=s.callback_networks)))

@@ -101,10 +101,10 @@ class Singletons:
     async def sweep_loop(self) -> None:
         """End the operations dead replicas left unfinished (orchestrator/orphans.py)."""
         orch = self.orch
-        assert orch.coordinator is not None and orch.db is not None
+        assert orch.replica is not None and orch.db is not None
         while True:
             try:
-                await orphans.sweep(orch.db, orch.coordinator.locks)
+                await orphans.sweep(orch.db, orch.replica.locks, orch.replica.incarnation)
                 self._sweep_failures.ok()
             except Exception as exc:
                 self._sweep_failures.failed("ending orphaned operations", exc)

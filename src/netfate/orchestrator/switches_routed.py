@@ -30,7 +30,7 @@ from netfate.orchestrator.switches import Switches
 
 log = logging.getLogger("netfate.switches")
 
-ASK_TIMEOUT_S = 5.0     # one request to the leader
+ASK_TIMEOUT_S = 10.0    # one request to the leader
 NO_LEADER_S = 10.0      # how long a request retries while no replica leads (a failover)
 
 
@@ -45,10 +45,18 @@ class RoutedSwitches(Switches):
 
     async def publish_many(self, nodes: Iterable[str], force: bool = False
                            ) -> dict[str, int | None]:
+        """As `Switches.publish_many`, through the leader when this replica does not lead.
+        A request the leader does not answer is not published here (generations None:
+        nothing to wait for) and logged: states are level-triggered, a leader that got it
+        publishes it, and a new leader publishes every state when it takes over."""
         nodes = list(dict.fromkeys(nodes))
         if self.is_leader:
             return await super().publish_many(nodes, force)
-        ans = await self._ask(SwitchRequest(op="publish", nodes=nodes))
+        try:
+            ans = await self._ask(SwitchRequest(nodes=nodes))
+        except DriverError as exc:
+            log.warning("switch states %s not published: %s", nodes, exc)
+            return dict.fromkeys(nodes)
         return {n: ans.generations.get(n) for n in nodes}
 
     async def publish_all(self, slice_size: int = 50) -> None:
@@ -56,27 +64,30 @@ class RoutedSwitches(Switches):
             await super().publish_all(slice_size)
 
     async def _ask(self, req: SwitchRequest) -> SwitchAnswer:
-        """The leader's answer; DriverError if no replica leads for NO_LEADER_S or it
-        reports a failure."""
+        """The leader's answer. While no replica leads (no responders) it asks again for up
+        to NO_LEADER_S; a leader that does not answer in ASK_TIMEOUT_S is not asked again
+        (it may be busy with this very request: asking twice would double its work).
+        DriverError then, or when the leader reports a failure."""
         deadline = time.monotonic() + NO_LEADER_S
         body = req.model_dump_json().encode()
         while True:
             if self.is_leader:  # became the leader meanwhile
-                gens = await super().publish_many(req.nodes)
-                return SwitchAnswer(ok=True, generations=gens)
+                return SwitchAnswer(ok=True, generations=await super().publish_many(req.nodes))
             try:
                 msg = await self.nc.request(subjects.ORCHESTRATOR_SWITCHES, body,
                                             timeout=ASK_TIMEOUT_S)
-                ans = SwitchAnswer.model_validate_json(msg.data)
-                if not ans.ok:
-                    raise DriverError(f"the leader could not publish switch states "
-                                      f"{req.nodes}: {ans.error}")
-                return ans
-            except (NoRespondersError, NatsTimeout) as exc:
+            except NoRespondersError as exc:
                 if time.monotonic() > deadline:
                     raise DriverError(f"no orchestrator replica leads to publish switch "
-                                      f"states {req.nodes} ({type(exc).__name__})") from exc
+                                      f"states {req.nodes}") from exc
                 await asyncio.sleep(0.2)
+                continue
+            except NatsTimeout as exc:
+                raise DriverError(f"the leader did not answer in {ASK_TIMEOUT_S:g} s") from exc
+            ans = SwitchAnswer.model_validate_json(msg.data)
+            if not ans.ok:
+                raise DriverError(f"the leader could not publish them: {ans.error}")
+            return ans
 
     # -- the leader's side ----------------------------------------------------------------
     async def lead(self) -> None:
