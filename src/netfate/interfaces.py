@@ -62,9 +62,13 @@ class NFInfo:
 class LsiDriver(Protocol):
     """Table I's createLSI/deleteLSI: a node's logical switch instances (LSI-0 is its switch)."""
 
-    def create_lsi(self, lsi: str) -> None:
+    def create_lsi(self, lsi: str, *, controller: str | None = None,
+                   datapath_id: str | None = None) -> None:
         """Create the LSI (an OpenFlow 1.3 switch that drops what no rule forwards); a no-op
-        if it exists. DriverError if the switch can't be reached."""
+        if it exists. `controller`: OpenFlow targets (tcp:HOST:PORT, comma-separated) that
+        own its flows, replacing any it had (None: left as they are); `datapath_id`: 16 hex
+        digits (controller/pipeline.py's ovs_datapath_id of the node). DriverError if the
+        switch can't be reached."""
         ...
 
     def delete_lsi(self, lsi: str) -> None:

@@ -240,3 +240,16 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
             continue
         complaints.append(line)
     assert not complaints, "\n".join(complaints)
+
+
+def test_agent_unit_gives_the_switch_its_controllers() -> None:
+    """The agent's switch connects to the controllers (its datapath id comes with them), and
+    the example's targets are ones `netfate agent --controller` accepts."""
+    from netfate.controller.targets import targets
+
+    argv = exec_start(read_unit(UNITS / "netfate-agent@.service"))
+    assert argv[argv.index("--controller") + 1] == "${AGENT_CONTROLLERS}"  # one word, no split
+    example = read_env(DEPLOY / "agent.env.example")["AGENT_CONTROLLERS"]
+    assert len(targets(example)) > 1
+    controller = read_env(DEPLOY / "controller.env.example")
+    assert f"tcp:{controller['CONTROLLER_HOST']}:{controller['CONTROLLER_PORT']}" in example

@@ -21,7 +21,8 @@ class FakeNetwork:
         self.waited: list[bool] = []  # each delete_ports: whether it waited for the switch
         self.mirrors: dict[str, tuple[list[str], str]] = {}
 
-    def create_lsi(self, lsi: str) -> None: ...
+    def create_lsi(self, lsi: str, *, controller: str | None = None,
+                   datapath_id: str | None = None) -> None: ...
     def delete_lsi(self, lsi: str) -> None: ...
     def list_lsis(self) -> list[str]:
         return ["br"]

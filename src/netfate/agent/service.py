@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +45,7 @@ from netfate.bus.messages import (
     Telemetry,
 )
 from netfate.bus.urls import servers
+from netfate.controller.pipeline import ovs_datapath_id
 from netfate.counters import REGISTRATIONS_REFUSED, REGISTRY, LoopFailures
 from netfate.drivers import capabilities, registry
 from netfate.drivers.ovs import OvsNetwork, OvsServer
@@ -71,12 +73,14 @@ class Agent:
         mtu: int = 1500,
         budget: Budget | None = None,
         controller_managed: bool = True,
+        controller: str | None = None,
         flavours: list[str] | None = None,
         script_timeout: float = 30.0,
         nf_pool_size: int = 0,
     ) -> None:
         """`flavours`: the compute drivers to host (default: every flavour registered under
-        `netfate.compute` that can run here); the node advertises exactly those."""
+        `netfate.compute` that can run here); the node advertises exactly those.
+        `controller`: OpenFlow targets for the switch, comma-separated (None: leave its own)."""
         self.name = node
         self.role = role
         self.url = nats_url
@@ -92,6 +96,7 @@ class Agent:
         # runs NFs and reports what it sees on the switch.
         self.node = NodeDrivers.hosting(node, naming.lsi(node), self.network, drivers,
                                  guard_ports=not controller_managed)
+        self.controller = controller
         self.ports = SwitchPorts()
         self._leases_file = leases_file(node)
         self.uplink = uplink or naming.ifname(node, "up")
@@ -403,7 +408,10 @@ class Agent:
         self.network.close()
 
     async def network_ready(self) -> None:
-        await self._run(self.network.create_lsi, self.node.lsi)
+        # The node's datapath id is how a controller knows which node's switch connected.
+        await self._run(functools.partial(self.network.create_lsi, self.node.lsi,
+                                          controller=self.controller,
+                                          datapath_id=ovs_datapath_id(self.name)))
         removed = await self._run(self._collect_garbage)
         if removed:
             log.info("removed leftovers of an earlier crash: %s", removed)

@@ -76,6 +76,16 @@ def nats_servers(value: Any) -> str:
     return str(value)
 
 
+def controller_targets(value: Any) -> str:
+    """A typer `parser` for OpenFlow controller targets, comma-separated
+    (controller/targets.py): BadParameter naming the target at fault."""
+    from netfate.controller.targets import targets
+    try:
+        return ",".join(targets(str(value)))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 def read_file(path: Path, what: str, max_bytes: int) -> bytes:
     """A file the user names, read bounded: a regular file of at most `max_bytes` (a fifo
     would block, /dev/zero never end); InvalidInput naming it otherwise."""

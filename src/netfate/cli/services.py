@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from netfate import naming, paths
-from netfate.cli.common import ascii_int, nats_servers, need_root
+from netfate.cli.common import ascii_int, controller_targets, nats_servers, need_root
 from netfate.cli.common import settings as load
 
 Opt = typer.Option
@@ -115,6 +115,11 @@ def agent(
     controller_managed: Annotated[bool, Opt(help="An SDN controller owns the switch's "
                                                  "flows (else NF ports get drop rules "
                                                  "from the agent)")] = True,
+    controller: Annotated[str | None, Opt(help="OpenFlow controllers of the node's switch: "
+                                               "tcp:HOST:PORT or ssl:HOST:PORT, up to 8, "
+                                               "comma-separated (they share it with "
+                                               "OpenFlow roles); default: the switch's own",
+                                          parser=controller_targets)] = None,
     script_timeout: Annotated[float | None, Opt(help="Seconds an NF lifecycle script may "
                                                      "run [NETFATE_SCRIPT_TIMEOUT; 30]")]
     = None,
@@ -139,7 +144,7 @@ def agent(
     hosted = _hostable(flavours)
     a = Agent(node, role, nats_url, paths.run_dir(), OvsServer(paths.ovs_dir()),
               uplink=uplink, telemetry_interval=telemetry_interval, mtu=mtu, budget=budget,
-              controller_managed=controller_managed,
+              controller_managed=controller_managed, controller=controller,
               script_timeout=settings.compute.script_timeout, flavours=hosted,
               nf_pool_size=settings.compute.nf_pool_size)
     if metrics_port:
