@@ -218,8 +218,8 @@ def test_no_module_reads_netfate_variables_at_import() -> None:
                      and ("os.environ" in p.read_text() or "getenv" in p.read_text()))
     # settings.py reads; the others build a child process's environment (or PATH lookup).
     assert readers == ["access/dhcp_client.py", "bench/control_plane/procs.py",
-                       "cluster/up.py", "drivers/capabilities.py", "drivers/ovs.py", "proc.py", "settings.py",
-                       "testbed/processes.py"]
+                       "cluster/up.py", "drivers/capabilities.py", "drivers/ovs.py",
+                       "proc.py", "settings.py", "testbed/processes.py"]
 
 
 def test_the_settings_object_is_documented() -> None:
