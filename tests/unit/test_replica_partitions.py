@@ -56,6 +56,9 @@ def test_a_replica_needs_postgresql_and_an_external_nats() -> None:
         Settings(replica_id="r1", db_url="sqlite:////tmp/x.db", nats_url="nats://127.0.0.1:1")
     with pytest.raises(ValidationError, match="nats_url"):
         Settings(replica_id="r1", db_url="postgresql+psycopg://x@h/d")
+    with pytest.raises(ValidationError, match="radius"):
+        Settings(replica_id="r1", db_url="postgresql+psycopg://x@h/d",
+                 nats_url="nats://127.0.0.1:4222", radius=True)
     ok = Settings(replica_id="r1", db_url="postgresql+psycopg://x@h/d",
                   nats_url="nats://127.0.0.1:4222")
     assert ok.replica_id == "r1"

@@ -165,6 +165,11 @@ class Settings(BaseModel):
         if not self.nats_url:
             raise ValueError("replica_id needs a shared NATS: nats_url (an embedded "
                              "nats-server is one process's)")
+        if self.radius:
+            # Accounting, Session-Timeout and the RFC 5176 server would run in every replica
+            # (duplicate Accounting-Requests, one DAE port): not with replicas yet.
+            raise ValueError("radius is not supported with replica_id yet: run FreeRADIUS "
+                             "and the orchestrator's AAA with a single orchestrator")
         return self
 
     @model_validator(mode="after")
