@@ -180,6 +180,46 @@ def test_the_leader_ends_only_operations_no_live_replica_runs(db_url: str) -> No
         db.dispose()
 
 
+def test_a_dead_replicas_troubleshooting_question_is_ended_and_its_probes_go(
+        db_url: str) -> None:
+    from netfate.orchestrator.troubleshoot_db import ensure_operator, get_occ, save_occ
+
+    db = _world(db_url)
+    with db.session() as s:
+        ensure_operator(s)
+        sha = repo.list_instances(s)[0].bundle_sha256
+        probe = repo.upsert_instance(s, node="cpe1", owner="operator", nf_name="firewall",
+                                     bundle_sha256=sha, flavour="native").id
+        repo.put_ts_rules(s, "cpe1", [{"rule_id": f"troubleshoot:{probe}:out",
+                                       "match": {"in_port": "w"}, "output": ["up"]}])
+        save_occ(s, {"id": "q1", "operation_state": "PROCESSING", "start_time": 1.0,
+                     "end_time": None, "steps": []})
+
+    async def main() -> None:
+        asking = await AdvisoryLocks.connect(db_url)  # the replica running the question
+        assert await asking.try_lock(orphans.TS_KEY)
+        leader = await AdvisoryLocks.connect(db_url)
+        try:
+            assert not await orphans.sweep_troubleshooting(db, leader, lambda: False)
+            assert not await orphans.sweep_troubleshooting(db, leader, lambda: True)
+            await asking.close()  # it dies
+            assert not await orphans.sweep_troubleshooting(db, leader, lambda: True)
+            assert await orphans.sweep_troubleshooting(db, leader, lambda: False)
+            assert not await orphans.sweep_troubleshooting(db, leader, lambda: False)
+        finally:
+            await leader.close()
+
+    try:
+        asyncio.run(main())
+        with db.session() as s:
+            q = get_occ(s, "q1")
+            assert q is not None and q["operation_state"] == "FAILED"
+            assert repo.get_instance(s, probe).desired_state.value == "absent"
+            assert repo.list_ts_rules(s, "cpe1") == []
+    finally:
+        db.dispose()
+
+
 def test_one_replica_leads_and_another_takes_over_when_its_session_dies(
         db_url: str, tmp_path: Path) -> None:
     bus = EmbeddedNats(tmp_path / "nats")

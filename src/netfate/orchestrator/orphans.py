@@ -16,18 +16,21 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from netfate.db import Database
 from netfate.db.advisory import AdvisoryLocks, key
-from netfate.db.models import OpState, VnfLcmOpOcc
+from netfate.db.models import OpState, TroubleshootOcc, VnfLcmOpOcc
 from netfate.orchestrator import recovery
 
 log = logging.getLogger("netfate.orchestrator")
 
 WHY = "the orchestrator replica running the operation stopped"
+# Held by the replica running a troubleshooting question (one at a time across replicas).
+TS_KEY = key("netfate:troubleshoot")
 RUNNER = "runner"  # the params key of an operation's replica incarnation
 
 
@@ -63,3 +66,28 @@ async def sweep(db: Database, locks: AdvisoryLocks, me: str) -> list[str]:
     if ended:
         log.warning("ended %d operations orphaned by a stopped replica: %s", len(ended), ended)
     return ended
+
+
+def _questions_open(s: Session) -> bool:
+    return s.scalar(sa.select(sa.func.count()).select_from(TroubleshootOcc).where(
+        TroubleshootOcc.state == "PROCESSING")) != 0
+
+
+async def sweep_troubleshooting(db: Database, locks: AdvisoryLocks,
+                                here: Callable[[], bool]) -> bool:
+    """A troubleshooting question recorded as running while no replica runs one (none
+    holds TS_KEY, and ``here()``: this replica has none either) was cut short by its
+    replica's death: fail it and remove every probe and probe rule, as a restarted single
+    orchestrator does (recovery.end_troubleshooting). Whether it did."""
+    if here() or not await db.read(_questions_open):
+        return False
+    if not await locks.try_lock(TS_KEY):
+        return False  # a live replica runs one
+    if here():  # this session's own question took it meanwhile (the lock is re-entrant)
+        await locks.unlock(TS_KEY)
+        return False
+    try:
+        await db.run(recovery.end_troubleshooting)
+    finally:
+        await locks.unlock(TS_KEY)
+    return True

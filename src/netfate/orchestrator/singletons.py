@@ -105,6 +105,9 @@ class Singletons:
         while True:
             try:
                 await orphans.sweep(orch.db, orch.replica.locks, orch.replica.incarnation)
+                await orphans.sweep_troubleshooting(
+                    orch.db, orch.replica.locks,
+                    lambda: orch.troubleshoots is not None and orch.troubleshoots.running)
                 self._sweep_failures.ok()
             except Exception as exc:
                 self._sweep_failures.failed("ending orphaned operations", exc)

@@ -24,6 +24,7 @@ operations and TS rules are in the database like any other.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -39,6 +40,7 @@ from netfate.orchestrator import troubleshoot_db as tdb
 from netfate.orchestrator import troubleshoot_probes as probes
 from netfate.orchestrator import troubleshoot_report
 from netfate.orchestrator.coordinator import Coordinator
+from netfate.orchestrator.orphans import TS_KEY
 from netfate.orchestrator.troubleshoot_report import Observed, Point
 from netfate.orchestrator.troubleshoot_target import Target, check_target
 from netfate.owners import OPERATOR
@@ -93,6 +95,11 @@ class Troubleshoots:
         self._running: TsOccurrence | None = None
         self._lock = asyncio.Lock()
 
+    @property
+    def running(self) -> bool:
+        """A question is in progress here."""
+        return self._running is not None
+
     async def get(self, op_id: str) -> dict[str, Any]:
         """The occurrence as the API shows it: from memory while this orchestrator has it,
         else as recorded. NotFound if there is none."""
@@ -130,6 +137,7 @@ class Troubleshoots:
                                "is in progress; retry when it ends")
             plan = await self.db.run(tdb.plan_points, t)
             configs = await self._configs(len(plan[0]))  # Conflict: no free addresses
+            await self._across_replicas()  # Conflict: one runs at another replica
             op = TsOccurrence(str(uuid.uuid4()), t)
             self.ops[op.id] = op
             self._running = op
@@ -168,8 +176,21 @@ class Troubleshoots:
             op.end_time = time.time()
             await self._record(op)
             self._running = None
+            shared = self.coord.locks.shared
+            if shared is not None:
+                with contextlib.suppress(Exception):  # a lost session has released it
+                    await shared.unlock(TS_KEY)
             self.coord.hub.publish("op", {"id": op.id, "operation": "TROUBLESHOOT",
                                           "vnf_instance_id": "", "state": op.state})
+
+    async def _across_replicas(self) -> None:
+        """With replicas: one question at a time across all of them (its probes have fixed
+        instance ids per node), held by this replica's advisory-lock session until the
+        question ends. Conflict if another replica has one running."""
+        shared = self.coord.locks.shared
+        if shared is not None and not await shared.try_lock(TS_KEY):
+            raise Conflict("a troubleshooting operation is in progress at another "
+                           "orchestrator replica; retry when it ends")
 
     async def _configs(self, n: int) -> list[dict[str, Any]]:
         """Each probe's configuration: beside the path, with an address and MAC of its own
