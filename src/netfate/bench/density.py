@@ -6,7 +6,11 @@ for namespaces, veths, rulesets and OVS ports all counts), and checks nothing is
 from __future__ import annotations
 
 import gc
+import statistics
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from netfate import catalogue, naming
@@ -24,7 +28,26 @@ def _settle() -> None:
     time.sleep(0.5)
 
 
-def run(count: int = 100, node_name: str = "dc", ports: bool = True) -> dict[str, Any]:
+def by_tenth(ms: list[float]) -> list[float]:
+    """The median of each tenth of ``ms`` (ms, in order; fewer slices under 10 values)."""
+    k = max(1, len(ms) // 10)
+    return [round(statistics.median(ms[i:i + k]), 1) for i in range(0, len(ms) - k + 1, k)]
+
+
+def _each(fn: Callable[[str], None], items: list[str], workers: int) -> None:
+    """fn on every item, ``workers`` at a time (1: in order, in this thread)."""
+    if workers <= 1:
+        for x in items:
+            fn(x)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        list(ex.map(fn, items))
+
+
+def run(count: int = 100, node_name: str = "dc", ports: bool = True,
+        workers: int = 1) -> dict[str, Any]:
+    """``count`` firewalls created and started, then deleted, ``workers`` at a time (as an
+    agent converging a desired state would; 1: one after the other)."""
     with testbed() as tb:
         bundle = catalogue.install(tb.store, "firewall")
         node = tb.node(node_name)
@@ -35,20 +58,35 @@ def run(count: int = 100, node_name: str = "dc", ports: bool = True) -> dict[str
         slab0 = slab_kb()
         failures: list[str] = []
         t0 = time.perf_counter()
+        create_ms: list[float] = []
+        delete_ms: list[float] = []
+        stop = threading.Event()  # after 6 failures: nothing more is created
+
+        def make(o: str) -> None:
+            if stop.is_set():
+                return
+            tc = time.perf_counter()
+            try:
+                if ports:
+                    info = node.deploy_nf(o, "firewall", bundle.sha256, FW_CONFIG)
+                else:  # the NF alone: namespace, veths, ruleset, cgroup; not on the LSI
+                    info = node.compute.create_nf(node_name, o, "firewall", bundle.sha256,
+                                                  FW_CONFIG)
+                    node.compute.start_nf(info.instance_id)
+                created.append(info.instance_id)
+                create_ms.append((time.perf_counter() - tc) * 1000)
+            except NetfateError as exc:
+                failures.append(str(exc))
+                if len(failures) > 5:
+                    stop.set()
+
+        def remove(iid: str) -> None:
+            td = time.perf_counter()
+            node.remove_nf(iid)
+            delete_ms.append((time.perf_counter() - td) * 1000)
+
         try:
-            for o in owners:
-                try:
-                    if ports:
-                        info = node.deploy_nf(o, "firewall", bundle.sha256, FW_CONFIG)
-                    else:  # the NF alone: namespace, veths, ruleset, cgroup; not on the LSI
-                        info = node.compute.create_nf(node_name, o, "firewall", bundle.sha256,
-                                                      FW_CONFIG)
-                        node.compute.start_nf(info.instance_id)
-                    created.append(info.instance_id)
-                except NetfateError as exc:
-                    failures.append(str(exc))
-                    if len(failures) > 5:
-                        break
+            _each(make, owners, workers)
             t1 = time.perf_counter()
             nf_process_kb = sum((cgroups.memory_bytes(i) or 0) for i in created) // 1024
             _settle()
@@ -57,8 +95,7 @@ def run(count: int = 100, node_name: str = "dc", ports: bool = True) -> dict[str
             ovs_ports = len(node.network.list_ports(node.lsi))
         finally:
             t2 = time.perf_counter()
-            for iid in created:
-                node.remove_nf(iid)
+            _each(remove, list(created), workers)
             t3 = time.perf_counter()
         _settle()
         mem2 = meminfo_available_kb()
@@ -78,12 +115,16 @@ def run(count: int = 100, node_name: str = "dc", ports: bool = True) -> dict[str
         "benchmark": "density",
         "count": count,
         "ports_on_lsi": ports,
+        "workers": workers,
         "created": n,
         "failures": failures[:5],
         "create_seconds": round(t1 - t0, 2),
         "delete_seconds": round(t3 - t2, 2),
         "total_seconds": round((t1 - t0) + (t3 - t2), 2),
         "create_per_nf_ms": round((t1 - t0) * 1000 / max(n, 1), 2),
+        # Where it bends: the median create (delete) of each tenth, in order.
+        "create_ms_by_tenth": by_tenth(create_ms),
+        "delete_ms_by_tenth": by_tenth(delete_ms),
         "memory_per_nf_kb": round(per_nf_kb, 1),
         "memory_per_nf_mb": round(per_nf_kb / 1024, 3),
         "kernel_per_nf_kb": {k: round((slab1.get(k, 0) - slab0.get(k, 0)) / max(n, 1), 1)

@@ -86,10 +86,12 @@ def flavours(
 def density(
     count: Annotated[int, typer.Option(min=1, max=5000)] = 100,
     ports: Annotated[bool, typer.Option(help="Attach each NF's ports to the node's LSI")] = True,
+    workers: Annotated[int, typer.Option(min=1, max=16, help="NFs created (and deleted) at "
+                                         "a time, as an agent converging does")] = 1,
     json_out: JsonOpt = True,
 ) -> None:
     """N native firewalls created, then deleted: total time and memory per idle NF."""
-    _run_as_root("density", count, ports=ports)
+    _run_as_root("density", count, ports=ports, workers=workers)
 
 
 @app.command()
