@@ -97,7 +97,7 @@ async def _order() -> None:
     ({"replicas": 0}, "--replicas"),
     ({"replicas": 10}, "--replicas"),
     ({"replicas": 2, "profile": "/tmp/x.prof"}, "--profile"),
-    ({"replicas": 2, "nats": 3, "kill_nats_at": 1.0}, "--kill-nats-at"),
+    ({"replicas": 2, "nats": 3, "kill_nats_at": 1.0, "kill_replica_at": 1.0}, "one fault"),
     ({"kill_replica_at": 1.0}, "--kill-replica-at"),
     ({"replicas": 2, "kill_replica_at": 99.0, "duration": 5}, "--kill-replica-at"),
     ({"replicas": 2, "kill_replica_at": float("nan")}, "--kill-replica-at"),

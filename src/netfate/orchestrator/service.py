@@ -129,7 +129,8 @@ class Orchestrator:
             await asyncio.to_thread(self.nats.start)
             url = self.nats.url
         disconnects = Disconnects()
-        self.nc = await nats.connect(servers(url), name="orchestrator", max_reconnect_attempts=-1,
+        name = "orchestrator" if s.replica_id is None else f"orchestrator-{s.replica_id}"
+        self.nc = await nats.connect(servers(url), name=name, max_reconnect_attempts=-1,
                                      reconnect_time_wait=0.5, disconnected_cb=disconnects.lost)
         self.switches = (Switches if s.replica_id is None else RoutedSwitches)(
                                  self.db, self.nc, s.user_idle_timeout,

@@ -40,10 +40,12 @@ def member_of(cluster: NatsCluster, client: str, skip: int | None = None) -> int
     return None
 
 
-async def kill_orchestrators_member(cluster: NatsCluster, at_s: float) -> dict[str, Any]:
-    """After ``at_s`` s, SIGKILL the orchestrator's member; the figures above."""
+async def kill_orchestrators_member(cluster: NatsCluster, at_s: float,
+                                   client: str = "orchestrator") -> dict[str, Any]:
+    """After ``at_s`` s, SIGKILL the member of the orchestrator's connection (``client``,
+    its connection name: a replica's is ``orchestrator-<id>``); the figures above."""
     await asyncio.sleep(at_s)
-    k = await asyncio.to_thread(member_of, cluster, "orchestrator")
+    k = await asyncio.to_thread(member_of, cluster, client)
     if k is None:
         return {"error": "no member has the orchestrator's connection", "at_s": at_s}
     before = await _agents_on(cluster)
@@ -52,7 +54,7 @@ async def kill_orchestrators_member(cluster: NatsCluster, at_s: float) -> dict[s
     back: float | None = None
     agents_back: float | None = None
     while time.monotonic() - t0 < RECONNECT_WAIT_S and (back is None or agents_back is None):
-        if back is None and await asyncio.to_thread(member_of, cluster, "orchestrator",
+        if back is None and await asyncio.to_thread(member_of, cluster, client,
                                                     k) is not None:
             back = round(time.monotonic() - t0, 3)
         if agents_back is None and sum((await _agents_on(cluster)).values()) >= sum(

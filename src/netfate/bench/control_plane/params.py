@@ -79,13 +79,15 @@ class Params:
                              "--duration")
         if not 1 <= self.replicas <= 9:
             raise BenchError("--replicas is 1-9")
-        if self.replicas > 1 and (self.profile or self.kill_nats_at is not None):
-            raise BenchError("--replicas > 1 runs without --profile and --kill-nats-at (one "
-                             "process is profiled; the replicas' NATS is the cluster's own)")
+        if self.replicas > 1 and self.profile:
+            raise BenchError("--replicas > 1 runs without --profile (one process is "
+                             "profiled)")
         if self.kill_replica_at is not None and (
                 self.replicas < 2 or not 0 <= self.kill_replica_at <= self.duration):
             raise BenchError("--kill-replica-at needs --replicas >= 2 and a second within "
                              "--duration")
+        if self.kill_replica_at is not None and self.kill_nats_at is not None:
+            raise BenchError("--kill-replica-at and --kill-nats-at: one fault per run")
 
 
 def hash_name(name: str) -> int:

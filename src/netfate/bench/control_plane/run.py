@@ -137,9 +137,12 @@ async def _phases(p: Params, procs: Procs, api: Api, nats_port: int, user_names:
             await load.phase("login", count=len(user_names), duration=None)
         await load.settle(p.op_timeout + 5)
         meter.mark("logged_in")
-        if cluster is not None and p.kill_nats_at is not None:
-            fault = asyncio.create_task(kill_orchestrators_member(cluster, p.kill_nats_at))
-        if reps is not None and p.kill_replica_at is not None:
+        # With replicas, their own NATS cluster (the member the first replica found uses).
+        bus = reps.bus if reps is not None and isinstance(reps.bus, NatsCluster) else cluster
+        if bus is not None and p.kill_nats_at is not None:
+            fault = asyncio.create_task(kill_orchestrators_member(
+                bus, p.kill_nats_at, "orchestrator" if reps is None else "orchestrator-r1"))
+        elif reps is not None and p.kill_replica_at is not None:
             fault = asyncio.create_task(replicas.kill_leader(reps, p.kill_replica_at))
         await load.phase("roam", count=None, duration=p.duration)
         meter.mark("roam_sent")
@@ -160,7 +163,7 @@ async def _phases(p: Params, procs: Procs, api: Api, nats_port: int, user_names:
         "setup": {"seconds": round(setup_s, 1), "register_nodes_s": round(register_s, 1),
                   "create_users_s": round(users_s, 1), "users_via": p.users_via},
         "latency_observed_via": LATENCY_OBSERVED_VIA,
-        **({"replica_fault" if reps is not None else "nats_fault": fault_figures}
+        **({"nats_fault" if p.kill_nats_at is not None else "replica_fault": fault_figures}
            if fault is not None else {}),
         **({"replicas": {"count": len(reps.replicas), "failovers": api.failovers}}
            if reps is not None else {}),
