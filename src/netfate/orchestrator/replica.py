@@ -124,7 +124,8 @@ class Replica:
         """For the API: who this is, who is alive, who leads."""
         return {"replica": self.id, "leader": self.current_leader(), "is_leader": self.leader,
                 "leader_since": self.leader_since, "members": self.members(),
-                "apis": {r: a for r, a in self.apis.items() if r in self.members()}}
+                "apis": {**{r: a for r, a in self.apis.items() if r in self.members()},
+                         self.id: self.api}}
 
     # -- heartbeats -----------------------------------------------------------------------
     async def _on_alive(self, msg: Msg) -> None:
