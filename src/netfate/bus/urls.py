@@ -10,8 +10,9 @@ also learns the cluster's other members from the server's INFO)."""
 
 from __future__ import annotations
 
-import ipaddress
 import re
+
+from netfate.hosts import HOST_PATTERN, canonical_host
 
 MAX_SERVERS = 16
 MAX_LEN = 2048
@@ -19,34 +20,15 @@ MAX_LEN = 2048
 # path or query (credentials never go in a URL that ends up in logs and /health).
 _URL = re.compile(
     r"(nats|tls)://"
-    r"(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])"
+    + HOST_PATTERN +
     r"(?::(?P<port>[0-9]{1,5}))?",
     re.ASCII,
 )
-_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)", re.ASCII)
 DEFAULT_PORT = 4222
 
 
 def _host(host: str, part: str) -> str:
-    """``host`` in canonical form (lower case; addresses as ipaddress writes them), or
-    ValueError: an IPv4 address must be a real one (999.1.1.1, 1.2.3 and leading zeros are
-    not), a bracketed one a real IPv6 address, a name RFC 1123 labels whose last is not all
-    digits (so a mistyped dotted quad is not taken for a name)."""
-    if host.startswith("["):
-        try:
-            return f"[{ipaddress.IPv6Address(host[1:-1])}]"
-        except ValueError:
-            raise ValueError(f"NATS server host is not an IPv6 address: {part[:80]!r}") from None
-    labels = host.split(".")
-    if all(lab.isdigit() for lab in labels) or labels[-1].isdigit():
-        try:
-            return str(ipaddress.IPv4Address(host))
-        except ValueError:
-            raise ValueError(f"NATS server host is not an IPv4 address: {part[:80]!r}") from None
-    if len(host) > 253 or not all(_LABEL.fullmatch(lab) for lab in labels):
-        raise ValueError(f"NATS server host is not a DNS name (labels of 1-63 a-z 0-9 -, "
-                         f"not starting or ending with -): {part[:80]!r}")
-    return host.lower()
+    return canonical_host(host, part, "NATS server")
 
 
 def servers(spec: str) -> list[str]:

@@ -12,43 +12,23 @@ blank or a newline anywhere is an error, not a part of a target that OVSDB would
 
 from __future__ import annotations
 
-import ipaddress
 import re
+
+from netfate.hosts import HOST_PATTERN, canonical_host
 
 MAX_TARGETS = 8
 MAX_LEN = 1024  # characters, the whole list
 _TARGET = re.compile(
     r"(?P<proto>tcp|ssl):"
-    r"(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])"
+    + HOST_PATTERN +
     r":(?P<port>[1-9][0-9]{0,4})",
     re.ASCII,
 )
-_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)", re.ASCII)
 SHAPE = "tcp:HOST:PORT or ssl:HOST:PORT"
 
 
 def _host(host: str, part: str) -> str:
-    """``host`` in canonical form (lower case; addresses as ipaddress writes them), or
-    ValueError naming ``part``: an IPv4 address must be a real one (999.1.1.1, 1.2.3 and
-    leading zeros are not), a bracketed one a real IPv6 address, a name RFC 1123 labels whose
-    last is not all digits (a mistyped dotted quad is not taken for a name)."""
-    if host.startswith("["):
-        try:
-            return f"[{ipaddress.IPv6Address(host[1:-1])}]"
-        except ValueError:
-            raise ValueError(f"controller target's host is not an IPv6 address: "
-                             f"{part[:80]!r}") from None
-    labels = host.split(".")
-    if labels[-1].isdigit():
-        try:
-            return str(ipaddress.IPv4Address(host))
-        except ValueError:
-            raise ValueError(f"controller target's host is not an IPv4 address: "
-                             f"{part[:80]!r}") from None
-    if len(host) > 253 or not all(_LABEL.fullmatch(lab) for lab in labels):
-        raise ValueError(f"controller target's host is not a DNS name (labels of 1-63 "
-                         f"a-z 0-9 -, not starting or ending with -): {part[:80]!r}")
-    return host.lower()
+    return canonical_host(host, part, "controller target's")
 
 
 def targets(spec: str) -> list[str]:

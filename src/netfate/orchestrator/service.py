@@ -34,7 +34,7 @@ from netfate.bus.messages import (
 from netfate.bus.server import EmbeddedNats
 from netfate.bus.urls import servers
 from netfate.counters import REGISTRATIONS_REFUSED, REGISTRY, LoopFailures
-from netfate.db import Database, repo
+from netfate.db import Database
 from netfate.db.advisory import AdvisoryLocks
 from netfate.engine import NodeTelemetry, NodeUp
 from netfate.errors import Conflict, NetfateError
@@ -392,22 +392,10 @@ class Orchestrator:
         """No packets from or to the user for the idle period: the engine releases them."""
         from netfate.orchestrator import sessions
 
-        assert self.coordinator is not None and self.db is not None
-        try:
+        with contextlib.suppress(ValueError):
             rep = UserIdleReport.model_validate_json(msg.data)
-        except ValueError:
-            return
-        if not self.owns(rep.node):
-            return
-        at = await self.db.run(lambda s: getattr(repo.active_session(s, rep.user),
-                                                 "node_name", None))
-        if at != rep.node:
-            return  # a stale report (the user moved on, or is already released)
-        log.info("user %s idle at %s", rep.user, rep.node)
-        self.hub.publish("user_idle", rep.model_dump(mode="json"))
-        with contextlib.suppress(NetfateError):
-            # Checked again under the user's plan lock: a roam may be recorded before then.
-            await sessions.idle(self.coordinator, self.db, rep.user, rep.node, rep.ts)
+            if self.owns(rep.node):
+                await sessions.idle_reported(self, rep)
 
     async def on_client_seen(self, msg: Msg) -> None:
         with contextlib.suppress(ValueError):

@@ -12,6 +12,8 @@ session from login to logout (see orchestrator/accounting.py).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -24,20 +26,24 @@ from netfate.db.models import Node, SessionState, User, UserSession
 from netfate.db.repo import check
 from netfate.db.repo.sessions import new_acct_session_id
 from netfate.engine import UserAssociated, UserIdle
-from netfate.errors import NotFound
+from netfate.errors import NetfateError, NotFound
 from netfate.owners import is_operator_owned
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from netfate.bus.messages import UserIdleReport
     from netfate.db.session import Database
     from netfate.orchestrator.coordinator import Coordinator, PlanRun
+    from netfate.orchestrator.service import Orchestrator
 
 # Acct-Terminate-Cause names (RFC 2866 5.10) for the ways a session ends here.
 USER_REQUEST = "User-Request"        # logout, or a new login replacing this one
 IDLE_TIMEOUT = "Idle-Timeout"        # no packets for the idle period
 SESSION_TIMEOUT = "Session-Timeout"  # the Access-Accept's Session-Timeout ran out
 ADMIN_RESET = "Admin-Reset"          # a Disconnect-Request (RFC 5176) or an operator
+
+log = logging.getLogger("netfate.orchestrator")
 
 
 @dataclass(frozen=True)
@@ -219,3 +225,18 @@ async def idle(coord: Coordinator, database: Database, user: str, node: str | No
                at: float | None = None) -> PlanRun:
     """The user went idle (at ``node``, seen at unix time ``at``, when a report says so)."""
     return await end(coord, database, user, IDLE_TIMEOUT, node=node, at=at)
+
+
+async def idle_reported(orch: Orchestrator, rep: UserIdleReport) -> None:
+    """The controller saw no packets from or to the user at ``rep.node`` for the idle
+    period: release them there, unless the report is stale (they moved on, or are already
+    released; checked again under their plan lock, as a roam may be recorded before)."""
+    assert orch.coordinator is not None and orch.db is not None
+    at = await orch.db.run(lambda s: getattr(repo.active_session(s, rep.user),
+                                             "node_name", None))
+    if at != rep.node:
+        return
+    log.info("user %s idle at %s", rep.user, rep.node)
+    orch.hub.publish("user_idle", rep.model_dump(mode="json"))
+    with contextlib.suppress(NetfateError):
+        await idle(orch.coordinator, orch.db, rep.user, rep.node, rep.ts)
