@@ -3,6 +3,8 @@ an event was lost while a process was down. Pure: reconcile.user_repairs."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from netfate.orchestrator.reconcile import UserRecord, user_repairs
 
 MAC = "02:00:00:00:00:01"
@@ -72,3 +74,29 @@ def test_nfs_left_by_a_session_that_ended_are_released() -> None:
     assert kinds([left], AT_CPE1) == [("idle", "cpe1")]
     # placed by an operator for a user without a session: theirs to keep
     assert kinds([rec(session_node=None)], AT_CPE1) == []
+
+
+def test_a_converge_repair_reads_the_one_users_session_as_every_users_read_does(
+        tmp_path: Path) -> None:
+    """`session_of` (one user, for a converge repair) agrees with `user_records` (every
+    user): the latest active session, the user's stored MAC and IP where it has none."""
+    from netfate.db import Database, repo, sqlite_url
+    from netfate.orchestrator.repair import session_of, user_records
+
+    db = Database.create(sqlite_url(tmp_path / "state"))
+    try:
+        with db.session() as s:
+            for n in ("cpe1", "cpe2"):
+                repo.upsert_node(s, n, role="cpe")
+            for u in ("user1", "user2"):
+                repo.create_user(s, u, "secret1")
+            repo.add_session(s, user="user1", node="cpe1", mac="02:aa::1", ip="10.0.0.2",
+                             now=1.0)
+            repo.add_session(s, user="user1", node="cpe2", now=2.0)  # no MAC or IP of its own
+        with db.session() as s:
+            assert session_of(s, "user1") == ("cpe2", "02:aa::1", "10.0.0.2")
+            assert session_of(s, "user2") is None
+            rec = next(r for r in user_records(s) if r.user == "user1")
+            assert (rec.session_node, rec.mac, rec.ip) == session_of(s, "user1")
+    finally:
+        db.dispose()

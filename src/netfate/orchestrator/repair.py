@@ -28,6 +28,7 @@ from netfate.db.models import (
 from netfate.engine import UserAssociated
 from netfate.errors import NetfateError
 from netfate.orchestrator import reauth, sessions
+from netfate.orchestrator.plan_locks import user_key
 from netfate.orchestrator.reconcile import Repair, UserRecord, user_repairs
 from netfate.owners import is_operator_owned
 
@@ -98,6 +99,20 @@ def user_records(s: Session) -> list[UserRecord]:
     return out
 
 
+def session_of(s: Session, user: str) -> tuple[str, str | None, str | None] | None:
+    """The user's active session as `user_records` reads it: (node, MAC, IP), the user's
+    stored MAC and IP where the session has none; None without one."""
+    row = s.execute(sa.select(UserSession.node_name, UserSession.mac, UserSession.ip)
+                    .where(UserSession.state == SessionState.ACTIVE,
+                           UserSession.user_name == user)
+                    .order_by(UserSession.started_at.desc(), UserSession.id.desc())
+                    .limit(1)).first()
+    if row is None:
+        return None
+    u = s.execute(sa.select(User.mac, User.ip).where(User.name == user)).first()
+    return (row[0], row[1] or (u[0] if u else None), row[2] or (u[1] if u else None))
+
+
 class Repairs:
     """The orchestrator's user repairs, with what they remember between runs."""
 
@@ -124,6 +139,8 @@ class Repairs:
         for r in todo:
             if orch.coordinator.busy(r.user) or t - self._last.get(r.user, -RETRY_S) < RETRY_S:
                 continue
+            if await self._busy_elsewhere(r.user):
+                continue
             self._last[r.user] = t
             log.info("repairing %s (%s): %s", r.user, r.kind, r.why)
             orch.hub.publish("repair", {"user": r.user, "kind": r.kind, "node": r.node,
@@ -135,6 +152,17 @@ class Repairs:
             done.append(r)
         return done
 
+    async def _busy_elsewhere(self, user: str) -> bool:
+        """With replicas: another replica holds the user's plan lock (a plan of theirs in
+        flight there, whose steps would look like something to repair)."""
+        shared = self.orch.coordinator.locks.shared if self.orch.coordinator else None
+        if shared is None:
+            return False
+        if not await shared.try_lock(user_key(user)):
+            return True
+        await shared.unlock(user_key(user))
+        return False
+
     async def _replay(self, r: Repair, t: float) -> None:
         orch = self.orch
         assert orch.db is not None and orch.coordinator is not None
@@ -144,10 +172,10 @@ class Repairs:
         elif r.kind == "converge" and r.node is not None:
             # Planned as a fresh association at the same node, but not recorded as one (it
             # is not a sighting of the user: a pending idle report stays valid).
-            rec = next((u for u in await orch.db.read(user_records) if u.user == r.user), None)
-            if rec is not None and rec.session_node == r.node:
+            cur = await orch.db.read(session_of, r.user)  # this user's, not every user's
+            if cur is not None and cur[0] == r.node:
                 await orch.coordinator.handle(UserAssociated(
-                    user=r.user, node=r.node, mac=rec.mac, ip=rec.ip))
+                    user=r.user, node=r.node, mac=cur[1], ip=cur[2]))
         elif r.kind == "idle":
             # As the controller's report would: stale (ignored) if the user associates
             # anywhere after this read.
