@@ -105,14 +105,23 @@ def want(s: Session, node: str, owner: str, nf: str, iid: str,
                          config=config or {}, desired_state=Presence.PRESENT)
 
 
+_Q_NODE_OF = sa.select(VnfInstance.node_name).where(VnfInstance.id == sa.bindparam("iid"))
+_SET_INSTANCE = sa.update(VnfInstance).where(VnfInstance.id == sa.bindparam("iid"))
+
+
 def drop(s: Session, iid: str) -> str | None:
-    """The instance absent; its node (None if it does not exist)."""
-    try:
-        inst = repo.get_instance(s, iid)
-    except NotFound:
+    """The instance absent; its node (None if it does not exist). What
+    repo.set_instance_desired_state writes, in Core statements (no ORM load, no savepoint:
+    every release runs it)."""
+    if "\x00" in iid:  # (as get_or_404: no row can have it)
         return None
-    repo.set_instance_desired_state(s, iid, Presence.ABSENT)
-    return inst.node_name
+    conn = s.connection()
+    node: str | None = conn.execute(_Q_NODE_OF, {"iid": iid}).scalar()
+    if node is None:
+        return None
+    conn.execute(_SET_INSTANCE.values(desired_state=Presence.ABSENT, updated_at=time.time()),
+                 {"iid": iid})
+    return node
 
 
 def configure(s: Session, iid: str, config: dict[str, Any]) -> str:
@@ -134,6 +143,22 @@ def instance_facts(s: Session, iid: str) -> InstanceFacts:
     return InstanceFacts(node=i.node_name, owner=i.owner, nf=i.nf_name, config=dict(i.config),
                          exportable=bool((descriptor.get("state") or {}).get("exportable")),
                          node_online=online, flavour=i.flavour or "native")
+
+
+_Q_PARAMS = sa.select(VnfLcmOpOcc.params).where(VnfLcmOpOcc.id == sa.bindparam("op"))
+
+
+def complete(s: Session, op_id: str, timings: dict[str, float] | None) -> dict[str, Any]:
+    """The operation COMPLETED (set_op_state), its measured `timings` (ms) first added to
+    its params as repo.merge_op_params does: one transaction for both, not two. The
+    timings are best effort (an unknown operation: only set_op_state's NotFound)."""
+    if timings is not None:
+        conn = s.connection()
+        row = conn.execute(_Q_PARAMS, {"op": op_id}).first()
+        if row is not None:
+            conn.execute(_SET_OP.values(params={**(row.params or {}), "timings": timings}),
+                         {"op": op_id})
+    return set_op_state(s, op_id, OpState.COMPLETED)
 
 
 _Q_FACTS = (sa.select(VnfInstance.id, VnfInstance.node_name, VnfInstance.owner,
