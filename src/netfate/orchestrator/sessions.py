@@ -71,6 +71,13 @@ _Q_CURRENT = (sa.select(UserSession.id, UserSession.node_name, UserSession.mac,
               .where(UserSession.user_name == sa.bindparam("user"),
                      UserSession.state == SessionState.ACTIVE)
               .order_by(UserSession.started_at.desc()).limit(1))
+def acct_session_of(s: Session, user: str) -> str | None:
+    """The Acct-Session-Id of the user's active session (repo.active_session's), read as
+    one Core row: every association's answer carries it."""
+    cur = s.connection().execute(_Q_CURRENT, {"user": user}).first()
+    return cur.acct_session_id if cur is not None else None
+
+
 _END_ACTIVE = (sa.update(UserSession)
                .where(UserSession.user_name == sa.bindparam("user"),
                       UserSession.state == SessionState.ACTIVE)
