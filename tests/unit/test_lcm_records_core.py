@@ -109,3 +109,47 @@ def test_operations_open_and_move_like_the_repository(db: Database) -> None:
         rec.set_op_state(s, b, OpState.PROCESSING)
     with pytest.raises(NotFound), db.session() as s:
         rec.set_op_state(s, "no-such-op", OpState.COMPLETED)
+
+
+def _instance(s: Session, iid: str) -> tuple[object, ...]:
+    i = repo.get_instance(s, iid)
+    return (i.node_name, i.owner, i.nf_name, i.bundle_sha256, i.flavour, i.config,
+            i.desired_state, i.actual_state, i.active_users)
+
+
+def test_want_drop_complete_like_the_repository(db: Database) -> None:
+    """want (Core) leaves the row repo.upsert_instance would, with its errors; drop the
+    row set_instance_desired_state would; complete adds the timings and completes."""
+    from netfate.db.models import LcmOperation, OpState, Presence
+    from netfate.errors import Conflict
+
+    with db.session() as s:
+        sha = repo.add_bundle(s, b"fw", name="firewall", version="1",
+                              descriptor={"name": "firewall"}).sha256
+        repo.update_user(s, "user1", nf_config={"firewall": {"rules": ["a"]}})
+        rec.want(s, "cpe1", "user1", "firewall", "i1", None)  # the user's config
+        repo.upsert_instance(s, node="cpe2", owner="user1", nf_name="firewall",
+                             bundle_sha256=sha, flavour="native", instance_id="i2",
+                             config={"rules": ["a"]}, desired_state=Presence.PRESENT)
+    with db.session() as s:
+        assert _instance(s, "i1")[1:] == _instance(s, "i2")[1:]
+        assert _instance(s, "i1")[0] == "cpe1"
+        rec.want(s, "cpe1", "user1", "firewall", "i1", {"rules": ["b"]})  # an update
+        assert repo.get_instance(s, "i1").config == {"rules": ["b"]}
+        assert rec.drop(s, "i1") == "cpe1" and rec.drop(s, "nope") is None
+        assert repo.get_instance(s, "i1").desired_state == Presence.ABSENT
+        rec.want(s, "cpe1", "user1", "firewall", "i1", None)  # present again
+        assert repo.get_instance(s, "i1").desired_state == Presence.PRESENT
+    for args, err in [(("cpe2", "user1", "firewall", "i1"), Conflict),  # i1 is on cpe1
+                      (("cpe1", "user1", "firewall", "i3"), Conflict),  # user1 has one there
+                      (("cpe1", "nobody", "firewall", "i4"), NotFound),
+                      (("cpe1", "user1", "no-such-nf", "i5"), NotFound)]:
+        with pytest.raises(err), db.session() as s:
+            rec.want(s, *args, None)
+    with db.session() as s:
+        op = rec.new_ops(s, [(LcmOperation.MIGRATE, "i1", {"src": "cpe2"})])[0]
+        done = rec.complete(s, op, {"export_ms": 1.0})
+        assert done["state"] == "COMPLETED"
+        occ = repo.get_op_occ(s, op)
+        assert occ.operation_state == OpState.COMPLETED
+        assert occ.params == {"src": "cpe2", "timings": {"export_ms": 1.0}}

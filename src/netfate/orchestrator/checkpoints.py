@@ -19,11 +19,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from netfate.bus.messages import Command
-from netfate.db import Database, repo
-from netfate.db.models import ActualState, Presence
+from netfate.db import Database
+from netfate.db.models import ActualState, Node, Presence, VnfInstance, VnfPackage
 from netfate.errors import NetfateError
 from netfate.orchestrator.agents import AgentBus
 
@@ -84,20 +85,26 @@ class Checkpoints:
         return done
 
 
+# Core statements (plain rows, no ORM objects): a pass reads every node and every instance
+# wanted (10000 at the control-plane bench's size), every checkpoint_interval.
+_Q_NODES = sa.select(Node.name, Node.online, Node.admin_down)
+_Q_WANTED = (sa.select(VnfInstance.id, VnfInstance.node_name, VnfInstance.actual_state,
+                       VnfInstance.bundle_sha256)
+             .where(VnfInstance.desired_state == Presence.PRESENT).order_by(VnfInstance.id))
+_Q_DESCRIPTORS = sa.select(VnfPackage.sha256, VnfPackage.descriptor).where(
+    VnfPackage.sha256.in_(sa.bindparam("shas", expanding=True)))
+
+
 def _exportable(s: Session) -> tuple[set[str], list[tuple[str, str]]]:
     """(ids of instances wanted present, [(node, id)] of those running on an online node
     whose descriptor says their state can be exported)."""
-    online = {n.name for n in repo.list_nodes(s) if n.online and not n.admin_down}
-    wanted: set[str] = set()
-    todo: list[tuple[str, str]] = []
-    exportable: dict[str, bool] = {}
-    for i in repo.list_instances(s, desired_state=Presence.PRESENT):
-        wanted.add(i.id)
-        if i.node_name not in online or i.actual_state != ActualState.RUNNING:
-            continue
-        if i.bundle_sha256 not in exportable:
-            d = repo.bundle_descriptor(s, i.bundle_sha256)
-            exportable[i.bundle_sha256] = bool((d.get("state") or {}).get("exportable"))
-        if exportable[i.bundle_sha256]:
-            todo.append((i.node_name, i.id))
-    return wanted, todo
+    conn = s.connection()
+    online = {name for name, up, down in conn.execute(_Q_NODES) if up and not down}
+    rows = conn.execute(_Q_WANTED).all()
+    wanted = {r.id for r in rows}
+    running = [r for r in rows
+               if r.node_name in online and r.actual_state == ActualState.RUNNING]
+    shas = sorted({r.bundle_sha256 for r in running})
+    exportable = {sha for sha, d in conn.execute(_Q_DESCRIPTORS, {"shas": shas})
+                  if ((d or {}).get("state") or {}).get("exportable")} if shas else set()
+    return wanted, [(r.node_name, r.id) for r in running if r.bundle_sha256 in exportable]

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from netfate.bus.messages import Command, Reply
-from netfate.db import Database, repo
+from netfate.db import Database
 from netfate.db.models import LcmOperation, OpState
 from netfate.errors import NetfateError, NotFound
 from netfate.orchestrator import lcm_records as rec
@@ -122,10 +122,10 @@ class Executor:
                         await self.pushes.push(step.node)
             else:
                 await self._do(step, laps, moved)
-        if occ.timings:
-            with contextlib.suppress(NetfateError):
-                await self.db.run(repo.merge_op_params, occ.op_id, {"timings": laps.timings})
-        await self.op_state(occ.op_id, OpState.COMPLETED)
+        # COMPLETED, with the laps measured (a migration's) added to its params, in one
+        # transaction.
+        self.hub.publish("op", await self.db.run(
+            rec.complete, occ.op_id, laps.timings if occ.timings else None))
         return True
 
     async def _do(self, step: Step, laps: _Laps, moved: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from netfate.db import repo
 from netfate.db.models import (
+    ActualState,
     LcmOperation,
     Node,
     OpState,
@@ -27,10 +28,11 @@ from netfate.db.models import (
 from netfate.db.repo import check
 from netfate.db.repo._common import _kind as constraint_kind
 from netfate.db.repo.lcm import FINAL, TRANSITIONS
-from netfate.errors import Conflict, NotFound
+from netfate.errors import Conflict, InvalidInput, NotFound
 from netfate.orchestrator import tenants
 from netfate.orchestrator.flavour import flavour_for
 from netfate.orchestrator.planner import InstanceFacts
+from netfate.owners import is_operator_owned
 
 
 def problem(title: str, detail: str, status: int = 500) -> dict[str, Any]:
@@ -90,29 +92,104 @@ def set_op_state(s: Session, op_id: str, state: OpState,
             "vnf_instance_id": row.vnf_instance_id, "state": state.value}
 
 
+_SET_INSTANCE = sa.update(VnfInstance).where(VnfInstance.id == sa.bindparam("iid"))
+_Q_NF_CONFIG = sa.select(User.nf_config).where(User.name == sa.bindparam("user"))
+_Q_INSTANCE_KEY = sa.select(VnfInstance.node_name, VnfInstance.owner, VnfInstance.nf_name) \
+    .where(VnfInstance.id == sa.bindparam("iid"))
+_Q_INSTANCE_OF = sa.select(VnfInstance.id).where(
+    VnfInstance.node_name == sa.bindparam("node"), VnfInstance.owner == sa.bindparam("owner"),
+    VnfInstance.nf_name == sa.bindparam("nf"))
+# Whether the node, the user (owner row) and the bundle exist: one statement for the three.
+_Q_REFS = sa.select(
+    sa.select(Node.name).where(Node.name == sa.bindparam("node")).scalar_subquery(),
+    sa.select(User.name).where(User.name == sa.bindparam("owner")).scalar_subquery(),
+    sa.select(VnfPackage.sha256).where(VnfPackage.sha256 == sa.bindparam("sha"))
+    .scalar_subquery())
+
+
 def want(s: Session, node: str, owner: str, nf: str, iid: str,
          config: dict[str, Any] | None, flavour: str | None = None) -> None:
     """The instance present, from the NF's newest bundle; config None: the owner's; in
     `flavour` (the engine's choice) when the node runs it, else the resolver's
     (netfate.orchestrator.flavour). Raises NotFound when the catalogue has no bundle of the
-    NF; MissingCapability when the node runs none of its flavours."""
+    NF; MissingCapability when the node runs none of its flavours.
+
+    What repo.upsert_instance writes, with its checks and errors, in Core statements (7
+    instead of 11, no ORM objects, no savepoint): every placement and migration runs it."""
     bundle = repo.latest_bundle_sha(s, nf)
+    conn = s.connection()
     if config is None:
-        with contextlib.suppress(NotFound):
-            config = (repo.get_user(s, owner).nf_config or {}).get(nf, {})
-    repo.upsert_instance(s, node=node, owner=owner, nf_name=nf, bundle_sha256=bundle,
-                         flavour=flavour_for(s, node, bundle, flavour), instance_id=iid,
-                         config=config or {}, desired_state=Presence.PRESENT)
+        # (repo.get_user's: no such user, or the operator's owner row: no configuration)
+        got = None if "\x00" in owner or is_operator_owned(owner) else \
+            conn.execute(_Q_NF_CONFIG, {"user": owner}).first()
+        config = ((got.nf_config or {}) if got is not None else {}).get(nf, {})
+    chosen = flavour_for(s, node, bundle, flavour)
+    _put_instance(conn, node=node, owner=owner, nf=nf, bundle=bundle, flavour=chosen,
+                  iid=iid, config=config or {})
+
+
+def _put_instance(conn: sa.Connection, *, node: str, owner: str, nf: str, bundle: str,
+                  flavour: str, iid: str, config: dict[str, Any]) -> None:
+    """repo.upsert_instance(..., desired_state=PRESENT) in Core (see want)."""
+    check.name("node name", node)
+    check.name("owner", owner)
+    check.name("NF name", nf)
+    iid = check.name("instance id", iid, check.ID_MAX)
+    check.text("flavour", flavour)
+    cfg = check.mapping("config", config)
+    t = time.time()
+    cur = conn.execute(_Q_INSTANCE_KEY, {"iid": iid}).first()
+    if cur is not None and tuple(cur) != (node, owner, nf):
+        raise Conflict(f"NF instance {iid!r} is {cur.nf_name!r} of {cur.owner!r} on "
+                       f"{cur.node_name!r}, not {nf!r} of {owner!r} on {node!r}")
+    if cur is None:
+        other = conn.execute(_Q_INSTANCE_OF, {"node": node, "owner": owner, "nf": nf}).scalar()
+        if other is not None:
+            raise Conflict(f"{owner!r} already has {nf!r} on {node!r}: instance {other!r}")
+    refs = conn.execute(_Q_REFS, {"node": node, "owner": owner, "sha": bundle}).one()
+    for (what, key), found in zip((("node", node), ("user", owner), ("bundle", bundle)),
+                                  refs, strict=True):
+        if found is None:
+            raise NotFound(f"{what} {key!r} does not exist")
+    values = {"bundle_sha256": bundle, "flavour": flavour, "config": cfg,
+              "desired_state": Presence.PRESENT, "updated_at": t}
+    try:
+        if cur is None:
+            conn.execute(sa.insert(VnfInstance).values(
+                id=iid, node_name=node, owner=owner, nf_name=nf, created_at=t,
+                actual_state=ActualState.PENDING, active_users=[], **values))
+        else:
+            conn.execute(_SET_INSTANCE.values(**values), {"iid": iid})
+    except sa.exc.IntegrityError as exc:  # (as repo's guard; the transaction rolls back)
+        kind = constraint_kind(exc)
+        if kind == "unique":
+            raise Conflict(f"{owner!r} already has {nf!r} on {node!r}") from exc
+        if kind == "fk":
+            raise NotFound(f"NF instance {iid!r}: refers to a node, user or bundle that "
+                           "does not exist") from exc
+        raise InvalidInput(f"NF instance {iid!r}: a value breaks a constraint "
+                           f"({exc.orig})") from exc
+    except sa.exc.DataError as exc:
+        raise InvalidInput(f"NF instance {iid!r}: a value is not valid for the database "
+                           f"({exc.orig})") from exc
+
+
+_Q_NODE_OF = sa.select(VnfInstance.node_name).where(VnfInstance.id == sa.bindparam("iid"))
 
 
 def drop(s: Session, iid: str) -> str | None:
-    """The instance absent; its node (None if it does not exist)."""
-    try:
-        inst = repo.get_instance(s, iid)
-    except NotFound:
+    """The instance absent; its node (None if it does not exist). What
+    repo.set_instance_desired_state writes, in Core statements (no ORM load, no savepoint:
+    every release runs it)."""
+    if "\x00" in iid:  # (as get_or_404: no row can have it)
         return None
-    repo.set_instance_desired_state(s, iid, Presence.ABSENT)
-    return inst.node_name
+    conn = s.connection()
+    node: str | None = conn.execute(_Q_NODE_OF, {"iid": iid}).scalar()
+    if node is None:
+        return None
+    conn.execute(_SET_INSTANCE.values(desired_state=Presence.ABSENT, updated_at=time.time()),
+                 {"iid": iid})
+    return node
 
 
 def configure(s: Session, iid: str, config: dict[str, Any]) -> str:
@@ -134,6 +211,22 @@ def instance_facts(s: Session, iid: str) -> InstanceFacts:
     return InstanceFacts(node=i.node_name, owner=i.owner, nf=i.nf_name, config=dict(i.config),
                          exportable=bool((descriptor.get("state") or {}).get("exportable")),
                          node_online=online, flavour=i.flavour or "native")
+
+
+_Q_PARAMS = sa.select(VnfLcmOpOcc.params).where(VnfLcmOpOcc.id == sa.bindparam("op"))
+
+
+def complete(s: Session, op_id: str, timings: dict[str, float] | None) -> dict[str, Any]:
+    """The operation COMPLETED (set_op_state), its measured `timings` (ms) first added to
+    its params as repo.merge_op_params does: one transaction for both, not two. The
+    timings are best effort (an unknown operation: only set_op_state's NotFound)."""
+    if timings is not None:
+        conn = s.connection()
+        row = conn.execute(_Q_PARAMS, {"op": op_id}).first()
+        if row is not None:
+            conn.execute(_SET_OP.values(params={**(row.params or {}), "timings": timings}),
+                         {"op": op_id})
+    return set_op_state(s, op_id, OpState.COMPLETED)
 
 
 _Q_FACTS = (sa.select(VnfInstance.id, VnfInstance.node_name, VnfInstance.owner,
@@ -264,10 +357,12 @@ def mark_installed(s: Session, user: str, node: str, installed: bool) -> None:
 
 
 def add_timings(s: Session, op_id: str, extra: dict[str, float]) -> None:
-    """Add laps (ms) to an operation's measured `timings` (those it has are kept)."""
-    occ = s.get(VnfLcmOpOcc, op_id)
-    if occ is None:
+    """Add laps (ms) to an operation's measured `timings` (those it has are kept). In Core
+    (as complete): one read and one write, no ORM object."""
+    conn = s.connection()
+    row = conn.execute(_Q_PARAMS, {"op": op_id}).first()
+    if row is None:
         return
-    params = dict(occ.params or {})
+    params = dict(row.params or {})
     params["timings"] = {**(params.get("timings") or {}), **extra}
-    occ.params = params
+    conn.execute(_SET_OP.values(params=params), {"op": op_id})

@@ -11,10 +11,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from netfate.counters import LoopFailures
-from netfate.db import Database, repo
+from netfate.db import Database
+from netfate.db.models import Subscription
 from netfate.orchestrator.api.schemas import DEFAULT_CALLBACK_NETWORKS, callback_allowed
 from netfate.orchestrator.hub import EventHub
 
@@ -31,8 +33,14 @@ def matches(flt: dict[str, Any], op: dict[str, Any]) -> bool:
     return True
 
 
+_Q_SUBSCRIPTIONS = sa.select(Subscription.id, Subscription.callback_uri,
+                             Subscription.filter).order_by(Subscription.created_at)
+
+
 def _subscriptions(s: Session) -> list[tuple[str, str, dict[str, Any]]]:
-    return [(x.id, x.callback_uri, dict(x.filter or {})) for x in repo.list_subscriptions(s)]
+    """repo.list_subscriptions as plain rows (Core: read for every batch of operation
+    events, several per roam)."""
+    return [(i, uri, dict(f or {})) for i, uri, f in s.connection().execute(_Q_SUBSCRIPTIONS)]
 
 
 async def dispatch(hub: EventHub, db: Database, timeout: float = 3.0,

@@ -77,6 +77,13 @@ _Q_CURRENT = (sa.select(UserSession.id, UserSession.node_name, UserSession.mac,
               .where(UserSession.user_name == sa.bindparam("user"),
                      UserSession.state == SessionState.ACTIVE)
               .order_by(UserSession.started_at.desc()).limit(1))
+def acct_session_of(s: Session, user: str) -> str | None:
+    """The Acct-Session-Id of the user's active session (repo.active_session's), read as
+    one Core row: every association's answer carries it."""
+    cur = s.connection().execute(_Q_CURRENT, {"user": user}).first()
+    return cur.acct_session_id if cur is not None else None
+
+
 _END_ACTIVE = (sa.update(UserSession)
                .where(UserSession.user_name == sa.bindparam("user"),
                       UserSession.state == SessionState.ACTIVE)
@@ -132,10 +139,23 @@ def record_association(s: Session, user: str, node: str, mac: str | None, ip: st
         raise NotFound(f"associating {user} at {node}: no such user")
 
 
+_Q_ON_MAC = (sa.select(UserSession.user_name)
+             .where(UserSession.mac == sa.bindparam("mac"),  # stored lower case
+                    UserSession.state == SessionState.ACTIVE)
+             .order_by(UserSession.started_at.desc()).limit(1))
+
+
 def _other_on(s: Session, user: str, mac: str) -> str | None:
-    """Another user whose active session is on the device with this MAC."""
-    cur = repo.active_session_by_mac(s, mac)
-    return cur.user_name if cur is not None and cur.user_name != user else None
+    """Another user whose active session is on the device with this MAC (the user of
+    repo.active_session_by_mac, read as one column: every association asks)."""
+    on = s.connection().execute(_Q_ON_MAC, {"mac": mac.lower()}).scalar()
+    return on if on is not None and on != user else None
+
+
+def _check_and_other_on(s: Session, user: str, node: str, mac: str | None) -> str | None:
+    """_check, then _other_on (None without a MAC)."""
+    _check(s, user, node)
+    return _other_on(s, user, mac) if mac else None
 
 
 async def associate(coord: Coordinator, database: Database, user: str, node: str,
@@ -147,11 +167,13 @@ async def associate(coord: Coordinator, database: Database, user: str, node: str
     the time (ms) to plan and record the association ("plan_ms") and then to anchor the
     user's traffic ("anchor_rounds_ms")."""
     t0 = time.perf_counter()
-    await database.read(_check, user, node)
-    for _ in range(4):
+    # The checks and the first look for another user on the device, in one transaction.
+    other = await database.read(_check_and_other_on, user, node, mac)
+    for k in range(4):
         # The device changed hands (another user logs in on it): the one before leaves, as
         # when idle, so no switch holds two users on one MAC.
-        other = await database.read(_other_on, user, mac) if mac else None
+        if k:
+            other = await database.read(_other_on, user, mac) if mac else None
         if other is None:
             break
         await idle(coord, database, other)

@@ -16,6 +16,7 @@ gets the whole snapshot, as before.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Collection, Iterable, Mapping
@@ -222,6 +223,40 @@ def build_for(session: Session, event: Event, now: float | None = None) -> Snaps
     return build(session, now)
 
 
+# Node rows with their JSON columns as stored text, and the NodeView made from each: a
+# view depends on nothing but its row, so a row read again unchanged (every DC node, in every
+# event's snapshot; a node's readings change at most once per telemetry flush) reuses its
+# view instead of decoding three JSON documents and building it again. Keyed on the whole
+# row, it can't go stale (in this process or with replicas). Bounded: cleared past
+# _VIEWS_MAX entries.
+_NODE_RAW = (Node.name, Node.role, Node.online, Node.admin_down,
+             sa.cast(Node.capabilities, sa.Text), sa.cast(Node.resources, sa.Text),
+             sa.cast(Node.infrastructure, sa.Text))
+_Q_DC_NODES_RAW = sa.select(*_NODE_RAW).where(Node.role == NodeRole.DC)
+_Q_NODES_IN_RAW = sa.select(*_NODE_RAW).where(Node.name.in_(_NAMES))
+_views: dict[tuple[Any, ...], NodeView] = {}
+_VIEWS_MAX = 4096
+
+
+class _Row:
+    """A node row with its JSON columns decoded, as node_view reads it."""
+
+    def __init__(self, row: Any) -> None:
+        self.name, self.role, self.online, self.admin_down = row[:4]
+        self.capabilities, self.resources, self.infrastructure = (
+            None if x is None else json.loads(x) for x in row[4:])
+
+
+def _cached_view(row: Any) -> NodeView:
+    key = tuple(row)
+    view = _views.get(key)
+    if view is None:
+        if len(_views) >= _VIEWS_MAX:
+            _views.clear()
+        view = _views[key] = node_view(_Row(row))
+    return view
+
+
 def _chunks(names: list[str], size: int = 500) -> Iterable[list[str]]:
     for k in range(0, len(names), size):
         yield names[k:k + size]
@@ -248,18 +283,20 @@ def _build_users(session: Session, names: list[str], nodes: list[str],
     wanted = set(nodes)
     wanted.update(u.access_node for u in rows if u.access_node)
     wanted.update(i.node_name for i in insts)
-    node_rows: dict[str, Any] = {n.name: n for n in conn.execute(_Q_DC_NODES)}
-    missing = sorted(wanted - node_rows.keys())
+    views = {v.name: v for v in map(_cached_view, conn.execute(_Q_DC_NODES_RAW))}
+    missing = sorted(wanted - views.keys())
     for chunk in _chunks(missing):
-        node_rows.update((n.name, n) for n in conn.execute(_Q_NODES_IN, {"names": chunk}))
+        views.update((v.name, v) for v in map(_cached_view,
+                                              conn.execute(_Q_NODES_IN_RAW, {"names": chunk})))
     steered = _steered(steered_rows)
     # The PEs above those nodes: the policy's second tier (issue 11).
-    parents = {_overlay(n.infrastructure).get("parent") for n in node_rows.values()}
-    missing = sorted(p for p in parents if p and p not in node_rows)
+    parents = {v.parent for v in views.values()}
+    missing = sorted(p for p in parents if p and p not in views)
     for chunk in _chunks(missing):
-        node_rows.update((n.name, n) for n in conn.execute(_Q_NODES_IN, {"names": chunk}))
+        views.update((v.name, v) for v in map(_cached_view,
+                                              conn.execute(_Q_NODES_IN_RAW, {"names": chunk})))
     return Snapshot(
-        nodes=tuple(node_view(node_rows[k]) for k in sorted(node_rows)),
+        nodes=tuple(views[k] for k in sorted(views)),
         users=tuple(user_view(u, u.name in active, steered, active.get(u.name))
                     for u in sorted(rows, key=lambda u: u.name)),
         instances=tuple(instance_view(i) for i in sorted(insts, key=lambda i: i.id)),

@@ -20,13 +20,16 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import sqlalchemy as sa
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from netfate.bus import subjects
 from netfate.bus.messages import SwitchPorts, SwitchSynced
 from netfate.controller.model import SwitchState
 from netfate.counters import REGISTRY, STATIONS_EVICTED
 from netfate.db import repo
+from netfate.db.models import SteeringRule
 from netfate.db.repo.switching import switching_records
 from netfate.db.session import Database
 from netfate.orchestrator.switch_state import (
@@ -51,6 +54,19 @@ class _Batch:
     force: bool = False
     started: bool = False
     task: asyncio.Future[dict[str, int | None]] | None = None
+
+
+_Q_STEERED_AT = (sa.select(SteeringRule.node_name, SteeringRule.chain)
+                 .where(SteeringRule.user_name == sa.bindparam("user"),
+                        SteeringRule.desired.is_(True))
+                 .order_by(SteeringRule.node_name, SteeringRule.user_name))
+
+
+def _steered_with_chain(s: Session, user: str) -> list[str]:
+    """The nodes of the user's desired steering rules whose chain crosses an NF, in node
+    order (repo.list_steering's, as Core rows: every roam asks)."""
+    return [node for node, chain in s.connection().execute(_Q_STEERED_AT, {"user": user})
+            if chain]
 
 
 class Switches:
@@ -276,9 +292,7 @@ class Switches:
         visited CPE. Make-before-break: served by the old NFs, with their state, until the
         new ones are steered. A user whose steering crosses no NF has nothing to anchor
         (records' `anchors` leave them out): no publication, the plan's Steer lets them out."""
-        olds = await self.db.read(
-            lambda s: [r.node_name for r in repo.list_steering(s, user=user, desired=True)
-                       if r.chain])
+        olds = await self.db.read(_steered_with_chain, user)
         first = [n for n in dict.fromkeys(olds) if n != visited]
         if not first:
             return  # nothing to anchor to: the plan's steering lets the user out

@@ -77,12 +77,17 @@ def delete_bundle(session: Session, sha256: str) -> None:
         session.delete(bundle)
 
 
+_Q_LATEST = (sa.select(VnfPackage.sha256).where(VnfPackage.name == sa.bindparam("nf"))
+             .order_by(VnfPackage.uploaded_at.desc(), VnfPackage.sha256).limit(1))
+
+
 def latest_bundle_sha(session: Session, nf: str) -> str:
     """The sha256 of the NF's newest upload (ties: the first by sha256), without loading
-    descriptors or bytes. Raises NotFound when the catalogue has no bundle of that NF."""
-    sha: str | None = session.scalar(
-        sa.select(VnfPackage.sha256).where(VnfPackage.name == nf)
-        .order_by(VnfPackage.uploaded_at.desc(), VnfPackage.sha256).limit(1))
+    descriptors or bytes. Raises NotFound when the catalogue has no bundle of that NF.
+    One statement built once, run on the connection (every placement and migration asks:
+    no ORM execution path)."""
+    session.flush()  # (as an ORM read would: a bundle added in this session counts)
+    sha: str | None = session.connection().execute(_Q_LATEST, {"nf": nf}).scalar()
     if sha is None:
         raise NotFound(f"no bundle for NF {nf!r} in the catalogue")
     return sha

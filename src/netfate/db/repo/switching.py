@@ -126,7 +126,8 @@ _Q_RULES = (sa.select(SteeringRule.user_name, SteeringRule.node_name, SteeringRu
 _Q_SESSIONS = (sa.select(UserSession.user_name, UserSession.node_name,
                          UserSession.idle_timeout).where(_ACTIVE))
 _Q_NFS = (sa.select(VnfInstance.id, VnfInstance.node_name, VnfInstance.nf_name,
-                    VnfInstance.bundle_sha256)
+                    VnfInstance.bundle_sha256, VnfPackage.uploaded_at)
+          .outerjoin(VnfPackage, VnfPackage.sha256 == VnfInstance.bundle_sha256)
           .where(VnfInstance.id.in_(_NAMES)))
 _Q_DESCRIPTORS = sa.select(VnfPackage.sha256, VnfPackage.descriptor).where(
     VnfPackage.sha256.in_(_NAMES))
@@ -140,6 +141,32 @@ _Q_ROLES_AT = _Q_ROLES.where(Node.name.in_(_NODES))
 _Q_RULES_AT = _Q_RULES.where(SteeringRule.user_name.in_(_USERS_AT))
 _Q_SESSIONS_AT = _Q_SESSIONS.where(UserSession.user_name.in_(_USERS_AT))
 _Q_TS_AT = _Q_TS.where(TsRule.node_name.in_(_NODES))
+
+
+# (sha256, upload time) -> (the descriptor's ports, whether it is shared). A bundle is
+# stored by the sha256 of its bytes and its descriptor is never rewritten; the upload time
+# tells a bundle deleted and uploaded again. So an entry can't go stale (in this process or
+# with replicas), and it saves reading and decoding a big JSON document for every
+# publication (several per roam). Bounded: cleared past _BUNDLES_MAX entries.
+_Bundle = tuple[str, float]
+_bundles: dict[_Bundle, tuple[tuple[dict[str, Any], ...], bool]] = {}
+_BUNDLES_MAX = 1024
+
+
+def _bundle_ports(conn: sa.Connection, keys: set[_Bundle]
+                  ) -> dict[_Bundle, tuple[tuple[dict[str, Any], ...], bool]]:
+    """Ports and sharing of the bundles `keys` (one read for those not known yet)."""
+    missing = sorted(k for k in keys if k not in _bundles)
+    if missing:
+        if len(_bundles) + len(missing) > _BUNDLES_MAX:
+            _bundles.clear()
+        want = dict(missing)  # sha -> the upload time read with the instances
+        for sha, desc in conn.execute(_Q_DESCRIPTORS, {"names": sorted(want)}):
+            d = desc or {}
+            _bundles[(sha, want[sha])] = (
+                tuple(p for p in d.get("ports", []) if isinstance(p, dict)),
+                d.get("shared") is True)
+    return {k: got for k in keys if (got := _bundles.get(k)) is not None}
 
 
 def switching_records(session: Session, nodes: Collection[str] | None = None
@@ -168,18 +195,10 @@ def switching_records(session: Session, nodes: Collection[str] | None = None
     nfs: dict[str, ChainNf] = {}
     if ids:
         rows = list(conn.execute(_Q_NFS, {"names": ids}))
-        # One descriptor per bundle, not one per instance (they are big JSON documents).
-        ports_of: dict[str, tuple[dict[str, Any], ...]] = {}
-        shared: set[str] = set()
-        for sha, desc in conn.execute(_Q_DESCRIPTORS,
-                                      {"names": sorted({r[3] for r in rows})}):
-            ports_of[sha] = tuple(p for p in (desc or {}).get("ports", [])
-                                  if isinstance(p, dict))
-            if (desc or {}).get("shared") is True:
-                shared.add(sha)
-        for iid, node, nf, sha in rows:
-            nfs[iid] = ChainNf(node=node, nf=nf, ports=ports_of.get(sha, ()),
-                               shared=sha in shared)
+        ports_of = _bundle_ports(conn, {(r[3], r[4]) for r in rows if r[4] is not None})
+        for iid, node, nf, sha, uploaded in rows:
+            ports, shared = ports_of.get((sha, uploaded), ((), False))
+            nfs[iid] = ChainNf(node=node, nf=nf, ports=ports, shared=shared)
     users = sorted({r.user for r in rules})
     classes: dict[str, tuple[dict[str, Any], ...]] = {}
     if users:

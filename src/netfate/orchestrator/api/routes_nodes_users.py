@@ -138,8 +138,7 @@ async def associate(request: Request, name: str = USER, *, body: Associate) -> A
     login = sessions.Login(body.session_timeout, body.idle_timeout) if body.login else None
     run = await sessions.associate(coord(request), db(request), name, body.node, body.mac,
                                    body.ip, login=login)
-    acct = await db(request).read(lambda s: getattr(repo.active_session(s, name),
-                                                   "acct_session_id", None))
+    acct = await db(request).read(sessions.acct_session_of, name)
     return Accepted(intents=[i.model_dump(mode="json") for i in run.plan.intents],
                     vnf_lcm_op_occs=run.ops, reasons=list(run.plan.reasons),
                     acct_session_id=acct)
