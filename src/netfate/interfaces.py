@@ -18,6 +18,7 @@ depends on), DriverError (a command, kernel call or OVSDB transaction failed).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -268,7 +269,8 @@ class ComputeDriver(Protocol):
         ...
 
     def create_nf(
-        self, node: str, owner: str, name: str, bundle_sha256: str, config: dict[str, Any]
+        self, node: str, owner: str, name: str, bundle_sha256: str, config: dict[str, Any],
+        on_ports: Callable[[NFInfo], None] | None = None,
     ) -> NFInfo:
         """createNF: make the NF (its ports exist, not yet on any LSI; state CREATED).
 
@@ -276,6 +278,11 @@ class ComputeDriver(Protocol):
         for the same bundle and config. NotFound (bundle, or `node` is not this driver's);
         InvalidInput (bad names, config, or the NF lacks this flavour); MissingCapability;
         Conflict (the name is in use with another bundle or config). Rolls back on failure.
+
+        ``on_ports``, if given, is called at most once, in this thread, as soon as the NF's
+        host ports exist and before its create action runs, so the caller can put them on
+        an LSI meanwhile (in a thread of its own: it must not block). Not called for an
+        existing NF (idempotent re-apply). If create then fails, the ports are gone.
         """
         ...
 

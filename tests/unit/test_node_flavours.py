@@ -3,12 +3,13 @@ the native driver, so no root is needed."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from netfate.controller.model import TSRule
-from netfate.errors import NotFound, UnknownFlavour
+from netfate.errors import DriverError, NotFound, UnknownFlavour
 from netfate.interfaces import NFInfo, NFPort, NFState
 from netfate.node import NodeDrivers
 from netfate.queue import NotificationQueue
@@ -88,10 +89,13 @@ class FakeCompute:
         self.nfs: dict[str, NFInfo] = {}
 
     def create_nf(self, node: str, owner: str, name: str, bundle_sha256: str,
-                  config: dict[str, Any]) -> NFInfo:
+                  config: dict[str, Any],
+                  on_ports: Callable[[NFInfo], None] | None = None) -> NFInfo:
         iid = f"{node}-{owner}-{name}"
         info = NFInfo(iid, node, owner, name, self.flavour, bundle_sha256, NFState.CREATED,
                       [NFPort("lan", f"p-{self.flavour}-{name}")], config)
+        if on_ports is not None:
+            on_ports(info)
         self.nfs[iid] = info
         return info
 
@@ -235,3 +239,79 @@ def test_a_controllers_node_does_not_wait_for_the_switch_to_let_go_of_an_nfs_por
         info = n.deploy_nf("alice", "fw", "a" * 64, {})
         n.remove_nf(info.instance_id)
         assert net.waited == [guarded] and not net.ports
+
+
+class SlowCompute(FakeCompute):
+    """create_nf calls on_ports, then runs its create action (`action`) or fails in it."""
+
+    def __init__(self, queue: NotificationQueue, fail: str = "", hook: bool = True) -> None:
+        super().__init__("native", queue)
+        self.fail = fail
+        self.hook = hook
+        self.deleted: list[str] = []
+        self.ports_on_lsi_during_create: dict[str, int] = {}
+        self.net: FakeNetwork | None = None
+
+    def create_nf(self, node: str, owner: str, name: str, bundle_sha256: str,
+                  config: dict[str, Any],
+                  on_ports: Callable[[NFInfo], None] | None = None) -> NFInfo:
+        info = super().create_nf(node, owner, name, bundle_sha256, config,
+                                 on_ports if self.hook else None)
+        import time
+
+        deadline = time.monotonic() + 5  # the create action: the LSI takes the ports meanwhile
+        while self.net is not None and self.hook and not self.net.ports:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        self.ports_on_lsi_during_create = dict(self.net.ports if self.net else {})
+        if self.fail == "create":
+            del self.nfs[info.instance_id]  # the driver rolls itself back
+            raise DriverError("create action failed")
+        return info
+
+    def start_nf(self, instance_id: str) -> NFInfo:
+        if self.fail == "start":
+            raise DriverError("start action failed")
+        return super().start_nf(instance_id)
+
+    def delete_nf(self, instance_id: str) -> None:
+        self.deleted.append(instance_id)
+        self.nfs.pop(instance_id, None)
+
+
+def test_deploy_puts_the_ports_on_the_lsi_while_the_nf_is_being_created(tmp_path: Any) -> None:
+    """The OVSDB transaction and the guard rules are off a start's critical path: the ports
+    are on the LSI, guarded, before create_nf returns (issue #10)."""
+    net = FakeNetwork()
+    box = SlowCompute(NotificationQueue(tmp_path / "q"))
+    box.net = net
+    n = NodeDrivers("n", "br", net, box)
+    info = n.deploy_nf("alice", "fw", "a" * 64, {})
+    port = info.ports[0].host_if
+    assert port in box.ports_on_lsi_during_create
+    assert f"nfport:{port}" in net.rules and info.state == NFState.RUNNING
+
+
+@pytest.mark.parametrize("fail", ["create", "start"])
+def test_a_failed_deploy_leaves_no_port_and_no_guard_rule(tmp_path: Any, fail: str) -> None:
+    """Whether create fails after its ports went on the LSI, or start fails: no port, no
+    guard rule and no NF is left (nothing half-created)."""
+    net = FakeNetwork()
+    box = SlowCompute(NotificationQueue(tmp_path / "q"), fail=fail)
+    box.net = net
+    n = NodeDrivers("n", "br", net, box)
+    with pytest.raises(DriverError, match=f"{fail} action failed"):
+        n.deploy_nf("alice", "fw", "a" * 64, {})
+    assert net.ports == {} and net.rules == {} and box.nfs == {}
+    assert box.deleted == (["n-alice-fw"] if fail == "start" else [])
+
+
+def test_deploy_attaches_after_create_when_the_driver_does_not_call_on_ports(
+        tmp_path: Any) -> None:
+    net = FakeNetwork()
+    box = SlowCompute(NotificationQueue(tmp_path / "q"), hook=False)
+    box.net = net
+    n = NodeDrivers("n", "br", net, box)
+    info = n.deploy_nf("alice", "fw", "a" * 64, {})
+    assert box.ports_on_lsi_during_create == {}
+    assert info.ports[0].host_if in net.ports

@@ -1,5 +1,6 @@
-"""netfate bench nf-start: from create_nf to the first packet forwarded through a native
-firewall (cold, then born into a pool of pre-made namespaces), against the bare baseline of
+"""netfate bench nf-start: from create_nf to the first packet forwarded through a firewall
+of one flavour (native by default; cold, then born into a pool of pre-made namespaces or
+containers), phase by phase, against the bare baseline of
 loading the same ruleset file into a namespace that already exists, is bridged and is steered
 (the NNF paper measured 727 ms against 154 ms bare, 4.7x). Runs 2..N of one config find its
 compiled ruleset in the node's cache."""
@@ -26,15 +27,15 @@ FW_CONFIG: dict[str, Any] = {
 }
 
 
-def _one(tb: Any, node: Any, node_name: str, bundle_sha: str, prober: Prober, owner: str,
-         run_no: int, phases: dict[str, list[float]]) -> float:
+def _one(tb: Any, node: Any, drv: Any, node_name: str, bundle_sha: str, prober: Prober,
+         owner: str, run_no: int, phases: dict[str, list[float]]) -> float:
     """One NF from create_nf to its first forwarded packet, in ms (phases appended)."""
     t0 = time.perf_counter()
-    info = node.compute.create_nf(node_name, owner, "firewall", bundle_sha, FW_CONFIG)
+    info = drv.create_nf(node_name, owner, "firewall", bundle_sha, FW_CONFIG)
     t1 = time.perf_counter()
     node.attach_ports(info)
     t2 = time.perf_counter()
-    node.compute.start_nf(info.instance_id)
+    drv.start_nf(info.instance_id)
     t3 = time.perf_counter()
     rules = tb.steer("client1", [info], tag=f"bench:{owner}")
     t4 = time.perf_counter()
@@ -48,13 +49,17 @@ def _one(tb: Any, node: Any, node_name: str, bundle_sha: str, prober: Prober, ow
     return (t5 - t0) * 1000
 
 
-def run(runs: int = 50, pool: int = 2) -> dict[str, Any]:
-    """``runs`` cold starts (a namespace made per NF), then ``runs`` from a pool of
-    ``pool`` pre-made namespaces (refilled between runs, untimed; 0: none)."""
+def run(runs: int = 50, pool: int = 2, flavour: str = "native") -> dict[str, Any]:
+    """``runs`` cold starts (a namespace, or a container, made per NF), then ``runs`` from
+    a pool of ``pool`` pre-made ones (refilled between runs, untimed; 0: none), of
+    `flavour` (native or container; UnknownFlavour if the CPE does not host it)."""
+    from netfate.bench.flavours import _refiller
+
     with testbed() as tb:
         bundle = catalogue.install(tb.store, "firewall")
         node_name = tb.access("client1")[0]
         node = tb.node(node_name)
+        drv = node.driver(flavour)
         inet = tb.internet()
         prober = Prober(tb.host("client1").netns, inet.netns, tb.topology.internet_address)
         keys = ("create_nf", "ports", "start_nf", "steer", "first_packet")
@@ -64,19 +69,20 @@ def run(runs: int = 50, pool: int = 2) -> dict[str, Any]:
         pooled: list[float] = []
         bare: list[float] = []
         direct = tb.open_path("client1", "bench:direct")
-        resize = getattr(node.compute, "set_pool_size", None)
+        resize = getattr(drv, "set_pool_size", None)
         try:
             # Warm the path (ARP, OVS megaflows) so each run measures the NF, not the first use.
             prober.first_arrival(0)
             if resize is not None:
                 resize(0)
             for i in range(1, runs + 1):
-                totals.append(_one(tb, node, node_name, bundle.sha256, prober, f"bench{i}", i,
-                                   phases))
+                totals.append(_one(tb, node, drv, node_name, bundle.sha256, prober,
+                                   f"bench{i}", i, phases))
             if resize is not None and pool > 0:
+                refill = _refiller(drv, resize, pool, bundle.sha256)
                 for i in range(runs + 1, 2 * runs + 1):
-                    resize(pool)  # a full pool, untimed: the refill thread's job
-                    pooled.append(_one(tb, node, node_name, bundle.sha256, prober,
+                    refill()  # a full pool, untimed: the refill thread's job
+                    pooled.append(_one(tb, node, drv, node_name, bundle.sha256, prober,
                                        f"bench{i}", i, pool_phases))
                 resize(0)
             # Bare: the same ruleset into an NF namespace that already exists and is steered.
@@ -111,6 +117,7 @@ def run(runs: int = 50, pool: int = 2) -> dict[str, Any]:
     from_pool = summary(pooled, digits=3)
     return {
         "benchmark": "nf-start",
+        "flavour": flavour,
         "runs": runs,
         "nf_ms": nf,
         "pool_ms": from_pool,

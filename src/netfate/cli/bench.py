@@ -44,11 +44,16 @@ def nf_start(
     runs: Annotated[int, typer.Option(min=1, max=1000)] = 50,
     pool: Annotated[int, typer.Option(min=0, max=64, help="Pre-made namespaces for the "
                                       "pooled runs (0: cold runs only)")] = 2,
+    flavour: Annotated[str, typer.Option(help="The firewall's flavour: native or "
+                                         "container")] = "native",
     json_out: JsonOpt = True,
 ) -> None:
-    """create_nf to first forwarded packet through a native firewall (cold, then from a
-    pool of pre-made namespaces), vs bare ruleset load."""
-    _run_as_root("nf_start", runs, pool=pool)
+    """create_nf to first forwarded packet through a firewall (cold, then from a pool of
+    pre-made namespaces or containers), phase by phase, vs bare ruleset load."""
+    if flavour not in ("native", "container"):
+        raise typer.BadParameter(f"{flavour!r}: nf-start measures native or container "
+                                 "(the VM flavour: `netfate bench vm`)", param_hint="--flavour")
+    _run_as_root("nf_start", runs, pool=pool, flavour=flavour)
 
 
 @app.command()

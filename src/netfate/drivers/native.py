@@ -204,7 +204,8 @@ class NativeCompute:
 
     # -- Table II -------------------------------------------------------------------------
     def create_nf(
-        self, node: str, owner: str, name: str, bundle_sha256: str, config: dict[str, Any]
+        self, node: str, owner: str, name: str, bundle_sha256: str, config: dict[str, Any],
+        on_ports: Callable[[NFInfo], None] | None = None,
     ) -> NFInfo:
         bundle, cfg, iid = check_create(self.node, self.flavour, self.capabilities,
                                         self.store, node, owner, name, bundle_sha256, config)
@@ -214,10 +215,11 @@ class NativeCompute:
                 if existing.bundle_sha256 == bundle.sha256 and existing.config == cfg:
                     return existing  # idempotent re-apply
                 raise Conflict(f"NF name {name!r} of {owner} is already in use on {node}")
-            return self._create(iid, node, owner, name, bundle, cfg)
+            return self._create(iid, node, owner, name, bundle, cfg, on_ports)
 
     def _create(
-        self, iid: str, node: str, owner: str, name: str, bundle: Bundle, cfg: dict[str, Any]
+        self, iid: str, node: str, owner: str, name: str, bundle: Bundle, cfg: dict[str, Any],
+        on_ports: Callable[[NFInfo], None] | None = None,
     ) -> NFInfo:
         desc = bundle.descriptor
         ns = naming.nf_netns(node, owner, name)
@@ -256,6 +258,8 @@ class NativeCompute:
                 netns.set_up(ns, [p.name for p in ports], group=nf_pool.PORT_GROUP)
                 for p in ports:
                     netns.tx_checksum_off(ns, p.name)
+            if on_ports is not None:
+                on_ports(info)
             self._make_cgroups(info, bundle, undo)
             self._provision(info, bundle, undo)
             self._save(info)

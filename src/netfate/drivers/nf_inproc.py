@@ -114,7 +114,7 @@ class FirewallRunner:
             self._compile(c)
         nft_load(c.netns, c.ruleset.read_text())  # rules first: never forward unfiltered
         with netns.iproute(c.netns) as ipr:
-            idx = _indexes(ipr)
+            idx = _indexes(c)
             if BRIDGE not in idx:  # start without create (bridge_up)
                 idx = _bridge_ensure(c, ipr, idx, up_ports=True)
             ipr.link("set", index=idx[BRIDGE], state="up")
@@ -167,7 +167,7 @@ class FirewallRunner:
             raise DriverError("malformed conntrack entries") from None
         text = self._build(cfg, c.ports)  # validate before touching anything
         with netns.iproute(c.netns) as ipr:
-            _bridge_ensure(c, ipr, _indexes(ipr), up_ports=True)
+            _bridge_ensure(c, ipr, _indexes(c), up_ports=True)
         fw.nf.atomic_write_json(str(c.active_config), cfg, indent=1)
         _atomic_write(c.ruleset, text.encode())
         nft_load(c.netns, text)
@@ -202,12 +202,12 @@ class FirewallRunner:
     def _bridge_create(c: Call) -> None:
         """common.sh bridge_create: br0 (STP off, no forward delay) with the ports, down."""
         with netns.iproute(c.netns) as ipr:
-            _bridge_ensure(c, ipr, _indexes(ipr), up_ports=False)
+            _bridge_ensure(c, ipr, _indexes(c), up_ports=False)
 
 
-def _indexes(ipr: Any) -> dict[str, int]:
-    """Interface name -> index in the socket's namespace (one dump: an NF has few links)."""
-    return {str(link.get("ifname")): int(link["index"]) for link in ipr.get_links()}
+def _indexes(c: Call) -> dict[str, int]:
+    """Index of br0 and of each port in the NF's namespace, of those that exist."""
+    return netns.indexes(c.netns, [BRIDGE, *c.ports])
 
 
 def _bridge_ensure(c: Call, ipr: Any, idx: dict[str, int], up_ports: bool) -> dict[str, int]:
@@ -215,7 +215,7 @@ def _bridge_ensure(c: Call, ipr: Any, idx: dict[str, int], up_ports: bool) -> di
     a bridge made by start). The interface indexes, br0's included."""
     if BRIDGE not in idx:
         ipr.link("add", ifname=BRIDGE, kind="bridge", br_stp_state=0, br_forward_delay=0)
-        idx = _indexes(ipr)
+        idx = _indexes(c)
     _no_ipv6(c.netns, BRIDGE)
     for p in c.ports:
         if p not in idx:
@@ -288,9 +288,9 @@ def _restore_conntrack(c: Call, entries: list[str]) -> None:
 
 
 def _bridge_down(ns: str) -> None:
-    with netns.iproute(ns) as ipr:
-        idx = netns.link_index(ipr, BRIDGE)
-        if idx is not None:
+    idx = netns.indexes(ns, [BRIDGE]).get(BRIDGE)
+    if idx is not None:
+        with netns.iproute(ns) as ipr:
             ipr.link("set", index=idx, state="down")
 
 

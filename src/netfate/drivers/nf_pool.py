@@ -74,12 +74,12 @@ def adopt(entry: Entry, name: str, host_ifs: list[str]) -> None:
     """Give the entry its NF's names: the namespace becomes `name`, each outer end its
     port's name (up). DriverError if a name is taken; the entry is then unusable."""
     netns.rename(entry.netns, name)
+    index = netns.indexes(None, entry.host_ifs)
     with netns.iproute() as ipr:
         for old, new in zip(entry.host_ifs, host_ifs, strict=True):
-            idx = netns.link_index(ipr, old)
-            if idx is None:
+            if old not in index:
                 raise DriverError(f"pooled port {old} is gone")
-            ipr.link("set", index=idx, ifname=new, state="up")
+            ipr.link("set", index=index[old], ifname=new, state="up")
 
 
 class NamespacePool(RefillPool[Entry]):

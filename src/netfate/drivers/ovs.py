@@ -12,12 +12,11 @@ import contextlib
 import ipaddress
 import os
 import threading
-import warnings
 from pathlib import Path
 from typing import Any
 
 from netfate.controller.model import TSRule
-from netfate.drivers import ovs_port_states
+from netfate.drivers import ovs_idl, ovs_port_states
 from netfate.drivers.local_steering import LocalSteering
 from netfate.drivers.openflow import OpenFlowChannel
 from netfate.drivers.ovs_appctl import unixctl
@@ -131,22 +130,7 @@ class OvsNetwork:
             if self._api is None:
                 if not self.server.db_sock.exists():
                     raise DriverError(f"OVS is not running (no {self.server.db_sock})")
-                # ovs.poller imports eventlet when present (os-ken brings it) and eventlet
-                # warns about its own deprecation on import; we do not use eventlet.
-                warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
-                from ovsdbapp.backend.ovs_idl import connection
-                from ovsdbapp.schema.open_vswitch import impl_idl
-
-                idl = connection.OvsdbIdl.from_server(self.server.db, "Open_vSwitch")
-                conn = connection.Connection(idl=idl, timeout=self.timeout)
-                # ovsdbapp keeps one connection per Backend *class*: a second OvsNetwork
-                # in this process would get the first one's connection (to whatever
-                # server that was) and, once close() had stopped it, restart it through
-                # its IDL's reconnect back-off (1, 2, 4, then 8 s a time: what made
-                # every `testbed move` of a long `bench handover` wait 8 s). A class of
-                # its own gives each OvsNetwork its own connection, ended by close().
-                backend = type("OvsdbIdl", (impl_idl.OvsdbIdl,), {"_ovsdb_connection": None})
-                self._api = backend(conn)
+                self._api = ovs_idl.connect(self.server.db, self.timeout)
             return self._api
 
     def close(self) -> None:

@@ -155,7 +155,8 @@ class VmCompute:
 
     # -- Table II -------------------------------------------------------------------------
     def create_nf(self, node: str, owner: str, name: str, bundle_sha256: str,
-                  config: dict[str, Any]) -> NFInfo:
+                  config: dict[str, Any],
+                  on_ports: Callable[[NFInfo], None] | None = None) -> NFInfo:
         bundle, cfg, iid = self._check_create(node, owner, name, bundle_sha256, config)
         with self._lock(iid):
             with contextlib.suppress(NotFound):
@@ -164,7 +165,7 @@ class VmCompute:
                     return existing  # idempotent re-apply
                 raise Conflict(f"NF name {name!r} of {owner} is already in use on {node}")
             node_files.read(bundle, cfg)  # a key file missing or too big: refused, no VM made
-            return self._create(iid, owner, name, bundle, cfg, None)
+            return self._create(iid, owner, name, bundle, cfg, None, on_ports)
 
     def _check_create(self, node: str, owner: str, name: str, bundle_sha256: str,
                       config: dict[str, Any]) -> tuple[Bundle, dict[str, Any], str]:
@@ -172,9 +173,11 @@ class VmCompute:
                             owner, name, bundle_sha256, config)
 
     def _create(self, iid: str, owner: str, name: str, bundle: Bundle, cfg: dict[str, Any],
-                incoming: dict[str, Any] | None) -> NFInfo:
+                incoming: dict[str, Any] | None,
+                on_ports: Callable[[NFInfo], None] | None = None) -> NFInfo:
         """Make the VM; with ``incoming`` (uri, macs) wait for a migration instead of
-        booting and running the create script."""
+        booting and running the create script. ``on_ports``: create_nf's, once the taps
+        exist (before the boot)."""
         desc = bundle.descriptor
         ports = [NFPort(p.name, naming.nf_port(iid, p.name)) for p in desc.ports]
         info = NFInfo(instance_id=iid, node=self.node, owner=owner, name=name,
@@ -195,6 +198,8 @@ class VmCompute:
             for p in ports:
                 undo.append(_tap_deleter(p.host_if))
                 vm_qemu.tap_create(p.host_if, self.mtu)
+            if on_ports is not None:
+                on_ports(info)
             undo.append(lambda: vm_qemu.stop(d))
             self._boot(info, incoming["uri"] if incoming else None)
             info.detail = {"incoming": incoming["uri"]} if incoming else {}
