@@ -32,6 +32,9 @@ class OpenFlowChannel:
         self._sock: socket.socket | None = None
         self._xid = 0
         self._lock = threading.Lock()
+        # Sessions opened so far: a new one means the switch may have restarted (and lost
+        # its flows), so what a caller remembers of its flows is to be asked again.
+        self.sessions = 0
 
     # -- connection -----------------------------------------------------------------------
     def _connect(self) -> socket.socket:
@@ -46,6 +49,7 @@ class OpenFlowChannel:
             msg = self._read(s)
             if not isinstance(msg, parser.OFPHello):
                 raise DriverError(f"{self.path}: expected HELLO, got {type(msg).__name__}")
+            self.sessions += 1
         except OSError as exc:
             s.close()
             raise DriverError(f"cannot open OpenFlow session on {self.path}: {exc}") from exc
