@@ -64,6 +64,8 @@ def test_an_nf_born_into_a_pooled_container_is_that_nf_alone(
         'shopt -s nullglob dotglob; f=(/tmp/* /run/*); echo "${#f[@]}" > "$NF_DIR/left"')})
     name = _warm(pooled, tb, sha)
     runc = Runc(paths.run_dir() / "runc")
+    ahead = runc.state(name)  # the image's process is the catalogue's idle one
+    assert ahead is not None and ahead["status"] == "running", "started ahead, in the pool"
     node = tb.node("cpe1")
     iid = node.deploy_nf("pia", "probe", sha, {}, flavour="container").instance_id
     ids = runc.list_ids()

@@ -5,6 +5,7 @@ one), as a base class of ContainerCompute, which gives it the image and spec it 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ from netfate.drivers.runc import TIMEOUT as RUNC_TIMEOUT
 from netfate.drivers.runc import Runc, container_id
 from netfate.errors import DriverError
 from netfate.interfaces import NFInfo
+from netfate.oci.layout import IDLE_CMD
 from netfate.oci.store import ImageStore
 from netfate.proc import NETNS_DIR
 from netfate.queue import NF_QUEUES
@@ -169,7 +171,8 @@ class PooledContainers(NativeCompute):
         if not dirs.wait(RUNC_TIMEOUT):
             raise DriverError(f"{iid}: create gave up before its pre-made container started")
         cpool.remove_home(pooled.home)
-        self.runc.start(container_id(iid))
+        if not pooled.started:
+            self.runc.start(container_id(iid))
 
     def _make_pooled(self, bundle: Bundle, ports: tuple[str, ...],
                      name: str) -> cpool.Pooled:
@@ -195,6 +198,9 @@ class PooledContainers(NativeCompute):
                                                   notify_dir=pooled.home / "notify",
                                                   cache_dir=pooled.home / "cache"))
             self.runc.create(name, pooled.bundle, pooled.nf_dir / "run" / "container.log")
+            if _idle(self.images.config(tag)):  # nothing read at its start: started ahead
+                self.runc.start(name)
+                pooled = dataclasses.replace(pooled, started=True)
         except BaseException:
             self._discard(pooled)
             raise
@@ -266,6 +272,12 @@ class Gate:
     def wait(self, timeout: float) -> bool:
         """The decision; False if none came within `timeout` seconds."""
         return self._event.wait(timeout) and self._go
+
+
+def _idle(image_config: dict[str, Any]) -> bool:
+    """Whether the image's process is the catalogue's idle one (oci.build.IDLE_CMD)."""
+    process = image_config.get("config") or {}
+    return not process.get("Entrypoint") and process.get("Cmd") == IDLE_CMD
 
 
 def write_spec(cdir: Path, cfg: dict[str, Any]) -> None:

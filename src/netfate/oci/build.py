@@ -31,14 +31,13 @@ from pathlib import Path
 
 from netfate.drivers.capabilities import TOOLS
 from netfate.errors import DriverError, NotFound
-from netfate.oci.layout import CONFIG, LAYER_TGZ, MANIFEST, REF_NAME
+from netfate.oci.layout import CONFIG, IDLE_CMD, LAYER_TGZ, MANIFEST, REF_NAME
 from netfate.oci.store import ImageInfo, ImageStore, image_tag
 
 BUSYBOX = "/bin/busybox"
 PYTHON = "/usr/bin/python3.11"
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PY_CODECS = ("encodings.ascii", "encodings.latin_1", "encodings.utf_8")
-IDLE_CMD = ["/usr/bin/busybox", "sleep", "inf"]  # the container's own process: ~100 KiB
 # Mount points the runtime needs on a read-only root, and where the driver binds the NF's
 # bundle and directories (netfate.drivers.container_spec).
 DIRS = ("dev", "proc", "sys", "tmp", "run", "nf", "etc", "root", "var", "usr/bin", "usr/sbin",

@@ -31,6 +31,8 @@ CONFIG = "application/vnd.oci.image.config.v1+json"
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 LAYER_TGZ = "application/vnd.oci.image.layer.v1.tar+gzip"
 REF_NAME = "org.opencontainers.image.ref.name"
+# The process of the catalogue's images (~100 KiB): idle, it reads nothing at its start.
+IDLE_CMD = ["/usr/bin/busybox", "sleep", "inf"]
 MAX_JSON = 1024 * 1024  # index.json, a manifest or a config: a few KiB in practice
 _DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
