@@ -3,6 +3,7 @@ own build + sync, checked on the fake switch (no root)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,9 @@ def test_changes_do_not_ask_the_switch_for_its_flows_again(tmp_path: Path) -> No
     ls.delete("br", [r.rule_id for r in ls.rules_of("br") if r.rule_id.startswith("u3")])
     assert ch.dumps == 1
     _switch_matches_rules(ls, ch)
+    # the file holds every rule as it is, though only new ones were serialised again
+    on_disk = json.loads((tmp_path / "br.json").read_text())
+    assert on_disk == {r.rule_id: r.model_dump(mode="json") for r in ls.rules_of("br")}
 
 
 def test_rules_another_process_changed_are_read_again_with_the_switchs_flows(

@@ -16,11 +16,12 @@ with a handful of flows, two per NF start, and grows with the flows of every NF 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,9 @@ class _Known:
     rules: dict[str, TSRule]
     flows: list[FlowMod] | None = None
     session: int = -1
+    # Each rule as the file holds it (TSRule is frozen: the same object dumps the same), so
+    # a write serialises only new rules (2000 model_dumps took 40 ms, json.dumps 8).
+    dumped: dict[str, Any] = field(default_factory=dict)
 
 
 class LocalSteering:
@@ -84,23 +88,23 @@ class LocalSteering:
         stamp = self._stamp(lsi)
         known = self._known.get(lsi)
         if known is None or known.stamp != stamp:
-            rules: dict[str, TSRule] = {}
+            data: dict[str, Any] = {}
             if stamp is not None:
-                try:
-                    data: dict[str, Any] = json.loads(self._file(lsi).read_text())
-                except FileNotFoundError:
-                    data = {}
-                rules = {k: TSRule.model_validate(v) for k, v in data.items()}
-            known = self._known[lsi] = _Known(stamp, rules)
+                with contextlib.suppress(FileNotFoundError):
+                    data = json.loads(self._file(lsi).read_text())
+            rules = {k: TSRule.model_validate(v) for k, v in data.items()}
+            known = self._known[lsi] = _Known(stamp, rules, dumped=data)
         return dict(known.rules)
 
     def _save(self, lsi: str, rules: dict[str, TSRule]) -> None:
         self.rules_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.rules_dir / f".{lsi}.json.tmp"
-        tmp.write_text(json.dumps({k: r.model_dump(mode="json") for k, r in rules.items()}))
-        os.replace(tmp, self._file(lsi))
         known = self._known.setdefault(lsi, _Known(None, {}))
-        known.stamp, known.rules = self._stamp(lsi), dict(rules)
+        dumped = {k: known.dumped[k] if known.rules.get(k) is r and k in known.dumped
+                  else r.model_dump(mode="json") for k, r in rules.items()}
+        tmp.write_text(json.dumps(dumped))
+        os.replace(tmp, self._file(lsi))
+        known.stamp, known.rules, known.dumped = self._stamp(lsi), dict(rules), dumped
 
     def forget(self, lsi: str) -> None:
         """The LSI is gone: drop its rules."""
