@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import io
 import os
+import re
 import shutil
 import stat
 import tarfile
@@ -30,6 +31,7 @@ MAX_MEMBERS = 512
 # A descriptor is a few KiB (the catalogue's are 1-3 KiB); these bounds keep reading and
 # checking one (pure-Python YAML, then the JSON Schema check) around a second at worst.
 DESCRIPTOR_LIMITS = safe_yaml.Limits(max_bytes=64 * 1024, max_nodes=10_000)
+_SHA256 = re.compile(r"[0-9a-f]{64}")  # a stored bundle's name: its digest, lower case
 LIMITS = archive.Limits(max_compressed=MAX_BUNDLE_BYTES, max_expanded=4 * MAX_BUNDLE_BYTES,
                         max_members=MAX_MEMBERS, max_member_bytes=MAX_BUNDLE_BYTES)
 DESCRIPTOR = "descriptor.yaml"
@@ -152,10 +154,15 @@ class BundleStore:
         return Bundle(sha, dest, desc)
 
     def get(self, sha256: str) -> Bundle:
+        """The stored bundle `sha256` (64 hex digits, either case). NotFound for any other
+        reference (a path, say: the digest names a directory under the store, never one
+        elsewhere) and for a digest the store does not hold."""
         sha = sha256.lower()
+        if not _SHA256.fullmatch(sha):
+            raise NotFound(f"no bundle with sha256 {sha256[:80]!r} (not 64 hex digits)")
         dest = self.root / sha
         try:
-            st = (dest / DESCRIPTOR).stat() if len(sha256) == 64 else None
+            st = (dest / DESCRIPTOR).stat()
         except OSError:
             st = None
         if st is None or not stat.S_ISREG(st.st_mode):
@@ -175,10 +182,15 @@ class BundleStore:
             return []
         out = []
         for d in sorted(self.root.iterdir()):
-            if len(d.name) == 64 and (d / DESCRIPTOR).is_file():
+            if _SHA256.fullmatch(d.name) and (d / DESCRIPTOR).is_file():
                 with contextlib.suppress(Exception):
                     out.append(self.get(d.name))
         return out
 
     def remove(self, sha256: str) -> None:
-        shutil.rmtree(self.root / sha256.lower(), ignore_errors=True)
+        """Remove the stored bundle `sha256`; a no-op for one the store does not hold.
+        InvalidInput for a reference that is not 64 hex digits (nothing is removed)."""
+        sha = sha256.lower()
+        if not _SHA256.fullmatch(sha):
+            raise InvalidInput(f"bundle sha256 {sha256[:80]!r} is not 64 hex digits")
+        shutil.rmtree(self.root / sha, ignore_errors=True)

@@ -157,7 +157,12 @@ def load(text: str | bytes, source: str = "document", limits: Limits = DEFAULT) 
         except UnicodeDecodeError as exc:
             raise InvalidInput(f"{source}: not UTF-8 text ({exc.reason} at byte "
                                f"{exc.start})") from None
-    loader = _Loader(text, limits)
+    try:
+        # The reader checks every character as it is made: a control character (NUL, ESC,
+        # a lone surrogate) is a ReaderError here, a YAMLError like any other.
+        loader = _Loader(text, limits)
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{source}: not valid YAML: {exc}") from None
     try:
         node = loader.get_single_node()
         if node is None:

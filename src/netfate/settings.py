@@ -42,7 +42,7 @@ RUN_DIR_MAX = 80  # bytes
 class PathSettings(BaseModel):
     """Where the project keeps its runtime state (one root, so `testbed down` removes it)."""
 
-    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # misspelt: an error; inf: no
 
     run_dir: Path = Field(default=DEFAULT_RUN_DIR, description="Runtime state: OVS, NF instances, "
                           "PIDs, logs (lost at reboot by design); an absolute path of at "
@@ -64,7 +64,7 @@ class PathSettings(BaseModel):
 class ComputeSettings(BaseModel):
     """The native compute driver of an agent."""
 
-    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # misspelt: an error; inf: no
 
     script_timeout: float = Field(default=30.0, gt=0, description="Seconds an NF lifecycle script "
                                   "may run before it is killed")
@@ -75,7 +75,7 @@ class ComputeSettings(BaseModel):
 class ClientSettings(BaseModel):
     """The `netfate nodes|users|nfs|ops|...` client of the orchestrator's API."""
 
-    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # misspelt: an error; inf: no
 
     api: str = Field(default="http://127.0.0.1:8181", description="The orchestrator's API base URL")
 
@@ -134,7 +134,7 @@ class _GroupedEnvSource(PydanticBaseSettingsSource):
 class NetfateSettings(BaseSettings):
     """Everything a NetFATE process can be configured with, grouped by who uses it."""
 
-    model_config = SettingsConfigDict(extra="forbid")
+    model_config = SettingsConfigDict(extra="forbid", allow_inf_nan=False)
 
     paths: PathSettings = Field(default_factory=PathSettings)
     orchestrator: OrchestratorSettings = Field(default_factory=OrchestratorSettings)

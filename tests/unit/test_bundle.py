@@ -96,6 +96,29 @@ def test_unknown_sha_is_not_found(tmp_path: Path) -> None:
         BundleStore(tmp_path).get("a" * 64)
 
 
+def test_a_reference_that_is_not_a_digest_never_reaches_outside_the_store(
+        tmp_path: Path) -> None:
+    """A 64-character path (here an absolute one, holding a descriptor) is not a bundle:
+    get refuses it and remove removes nothing (new-user probe, 2026-12-03)."""
+    elsewhere = tmp_path / ("e" * (64 - len(str(tmp_path)) - 1))
+    assert len(str(elsewhere)) == 64
+    (elsewhere / "scripts").mkdir(parents=True)
+    (elsewhere / "descriptor.yaml").write_text('name: evil\nversion: "1"\n')
+    store = BundleStore(tmp_path / "store")
+    for ref in (str(elsewhere), "../" * 21 + "x", "g" * 64, "A" * 63 + "/"):
+        with pytest.raises(NotFound, match="64 hex digits"):
+            store.get(ref)
+        with pytest.raises(InvalidInput, match="64 hex digits"):
+            store.remove(ref)
+    assert (elsewhere / "descriptor.yaml").is_file()
+
+
+def test_a_control_character_in_a_descriptor_is_refused_as_bad_yaml() -> None:
+    for bad in (b"name: a\x00b\n", b"name: a\x1bb\n", "name: a\ufffeb\n".encode()):
+        with pytest.raises(InvalidInput, match="not valid YAML"):
+            inspect_bundle(make_tgz([("descriptor.yaml", bad)]))
+
+
 def test_catalogue_bundles_are_valid_and_reproducible() -> None:
     for name in catalogue.NAMES:
         a, b = catalogue.bundle_bytes(name), catalogue.bundle_bytes(name)

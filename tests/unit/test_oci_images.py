@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from netfate.errors import InvalidInput, NotFound
+from netfate.errors import DriverError, InvalidInput, NotFound
 from netfate.oci import build
 from netfate.oci.layout import DirSource, verify
 from netfate.oci.store import ImageStore
@@ -196,3 +196,20 @@ def test_an_images_source_key_follows_its_bundle_and_shared_helpers(tmp_path: Pa
     assert k2 != k1
     (nf / "files" / "nat.py").write_text("x = 2\n")
     assert build.source_key(nf, ["nftables"]) != k2
+
+
+@pytest.mark.parametrize("index", ["{bad", '{"manifests": [1]}', '{"manifests": "abc"}', "[]",
+                                   None])
+def test_a_corrupt_store_index_is_named_not_a_crash(tmp_path: Path, index: str | None) -> None:
+    """index.json that is not JSON, not an OCI index, or a directory: DriverError naming it
+    (`netfate images list` prints it as one line; new-user probe, 2026-12-03)."""
+    store = ImageStore(tmp_path / "store")
+    store.layout.mkdir(parents=True)
+    if index is None:
+        (store.layout / "index.json").mkdir()
+    else:
+        (store.layout / "index.json").write_text(index)
+    with pytest.raises(DriverError, match=r"index\.json is corrupt"):
+        store.list()
+    with pytest.raises(DriverError, match=r"index\.json is corrupt"):
+        store.remove("x")

@@ -42,6 +42,9 @@ def test_issue_billion_laughs_descriptor_is_refused_at_once(tmp_path: Path) -> N
     ("a: [unclosed", "YAML"),
     ("name: probe\nversion: '1'\nname: other", "'name' is given twice"),
     ("a: {b: 1, b: 2}", "'b' is given twice"),
+    ("name: a\x00b\n", "not valid YAML"),  # control characters: the reader's own error
+    ("name: a\x1bb\n", "not valid YAML"),
+    ("name: a\ud800b\n", "not valid YAML"),
 ])
 def test_refused(text: str, words: str) -> None:
     with pytest.raises(InvalidInput, match=words):

@@ -140,6 +140,9 @@ def test_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
      ("NETFATE_CALLBACK_NETWORKS", "'nowhere' is not a network")),
     ("NETFATE_RADIUS", "maybe", ("NETFATE_RADIUS=", "boolean")),
     ("NETFATE_SCRIPT_TIMEOUT", "0", ("NETFATE_SCRIPT_TIMEOUT", "greater than 0")),
+    ("NETFATE_SCRIPT_TIMEOUT", "inf", ("NETFATE_SCRIPT_TIMEOUT", "finite")),
+    ("NETFATE_COMMAND_TIMEOUT", "1e400", ("NETFATE_COMMAND_TIMEOUT", "finite")),
+    ("NETFATE_RADIUS_BACKOFF", "nan", ("NETFATE_RADIUS_BACKOFF", "finite")),
     ("NETFATE_RUN_DIR", "run/here", ("NETFATE_RUN_DIR", "not an absolute path")),
     ("NETFATE_RUN_DIR", "/tmp/" + "x" * 90, ("NETFATE_RUN_DIR", "longer than 80 bytes")),
 ])

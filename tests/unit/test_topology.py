@@ -33,6 +33,13 @@ def test_all_interface_names_fit_and_carry_prefix() -> None:
     ("name: x\nnodes: [{name: a, role: pe}]\nhosts: [{name: h, role: client, attach: a, "
      "address: 10.1.0.5}]", "not in"),
     ("name: x\nnodes: [{name: a, role: router}]", "role"),
+    # new-user probe, 2026-12-03: the internet stands beyond the gateway, sealed
+    ("name: x\ninternet_address: 10.90.1.1\nnodes: [{name: a, role: pe}]", "is in subnet"),
+    ("name: x\ninternet_address: 127.0.0.1\nnodes: [{name: a, role: pe}]", "RFC 1918"),
+    ("name: x\ninternet_address: 0.0.0.0\nnodes: [{name: a, role: pe}]", "RFC 1918"),
+    ("name: x\ngateway: 10.90.0.0\nnodes: [{name: a, role: pe}]", "gateway 10.90.0.0 is"),
+    ("name: x\nnodes: [{name: a, role: pe}]\nhosts: [{name: i1, role: internet, attach: a},"
+     " {name: i2, role: internet, attach: a}]", "one internet host at most"),
     ("[unclosed", "YAML"),
 ])
 def test_bad_topologies_name_the_problem(text: str, words: str) -> None:

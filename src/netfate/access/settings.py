@@ -22,7 +22,7 @@ from netfate.errors import InvalidInput
 class AccessSettings(BaseModel):
     """The captive portal's TLS files and the operator's local DNS records."""
 
-    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # misspelt: an error; inf: no
 
     tls_cert: Path | None = Field(default=None, description="The portal's TLS certificate "
                                   "(PEM) for the captive portal API over https")

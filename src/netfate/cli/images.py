@@ -56,7 +56,7 @@ def build(
 @app.command("list")
 def list_cmd(json_out: JsonOpt = False) -> None:
     """The images in the node's store, by tag."""
-    _print(_store().list(), json_out)
+    _print(guarded(lambda: _store().list()), json_out)
 
 
 @app.command("import")
@@ -83,7 +83,7 @@ def import_cmd(
 def remove(tag: Annotated[str, typer.Argument(help="The tag to remove")]) -> None:
     """Untag an image (a no-op if absent)."""
     need_root()
-    _store().remove(tag)
+    guarded(lambda: _store().remove(tag))
 
 
 @app.command("build-vm")

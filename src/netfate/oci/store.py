@@ -67,14 +67,21 @@ class ImageStore:
             yield
 
     def _index(self) -> dict[str, Any]:
+        """The store's index.json. DriverError naming it if it cannot be read or is not an
+        OCI index (an object whose manifests are a list of objects)."""
+        where = f"image store index {self.layout}/index.json"
         try:
             doc = json.loads((self.layout / "index.json").read_text())
         except FileNotFoundError:
             return {"schemaVersion": 2, "mediaType": INDEX, "manifests": []}
-        except ValueError as exc:
-            raise DriverError(f"image store index {self.layout}/index.json is corrupt: "
-                              f"{exc}") from None
-        return doc if isinstance(doc, dict) else {"schemaVersion": 2, "manifests": []}
+        except (OSError, ValueError) as exc:  # a directory there, not JSON, not UTF-8
+            raise DriverError(f"{where} is corrupt: {exc}") from None
+        if not isinstance(doc, dict):
+            raise DriverError(f"{where} is corrupt: not a JSON object")
+        manifests = doc.setdefault("manifests", [])
+        if not isinstance(manifests, list) or not all(isinstance(m, dict) for m in manifests):
+            raise DriverError(f"{where} is corrupt: its manifests are not a list of objects")
+        return doc
 
     def _write(self, path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

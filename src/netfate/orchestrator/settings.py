@@ -17,7 +17,7 @@ from netfate.radius.settings import RadiusSettings
 class Settings(BaseModel):
     """What the orchestrator runs with. Variables: NETFATE_<FIELD> (e.g. NETFATE_PORT)."""
 
-    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # misspelt: an error; inf: no
 
     state_dir: Path = Field(
         default=Path("/var/lib/netfate"),

@@ -40,7 +40,7 @@ class RadiusSettings(BaseModel):
     """The ``radius`` group of `netfate.settings.NetfateSettings` (NETFATE_RADIUS_<FIELD>).
     Defaults only: the environment is read at the entry point, not here."""
 
-    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # misspelt: an error; inf: no
 
     host: str = Field(
         default="127.0.0.1",

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class TestbedSettings(BaseModel):
     """Ports and timeouts of the services `testbed up` starts. Defaults only, no environment."""
 
-    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # misspelt: an error; inf: no
 
     __test__ = False  # not a pytest test class, despite the name
 

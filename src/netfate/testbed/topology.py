@@ -136,10 +136,19 @@ class Topology(_M):
         net = ipaddress.IPv4Network(self.subnet)
         if not net.is_private:
             raise ValueError(f"subnet {self.subnet} is not private; the testbed stays sealed")
-        if ipaddress.IPv4Address(self.gateway) not in net:
+        gateway = ipaddress.IPv4Address(self.gateway)
+        if gateway not in net:
             raise ValueError(f"gateway {self.gateway} is not in {self.subnet}")
-        if not ipaddress.IPv4Address(self.internet_address).is_private:
-            raise ValueError(f"internet_address {self.internet_address} must be private")
+        if gateway in (net.network_address, net.broadcast_address):
+            raise ValueError(f"gateway {self.gateway} is {self.subnet}'s network or "
+                             "broadcast address")
+        inet = ipaddress.IPv4Address(self.internet_address)
+        if not any(inet in r for r in RFC1918):  # not loopback, 0.0.0.0, link-local: sealed
+            raise ValueError(f"internet_address {self.internet_address} must be private "
+                             "(RFC 1918)")
+        if inet in net:
+            raise ValueError(f"internet_address {self.internet_address} is in subnet "
+                             f"{self.subnet}: it stands for a host beyond the gateway")
         ovl = ipaddress.IPv4Network(self.overlay_subnet)
         if not any(ovl.subnet_of(r) for r in RFC1918) or ovl.overlaps(net):
             raise ValueError(f"overlay_subnet {self.overlay_subnet} must be private (RFC 1918) "
@@ -161,6 +170,9 @@ class Topology(_M):
         hosts = [h.name for h in self.hosts]
         if len(set(hosts)) != len(hosts):
             raise ValueError(f"host names repeat: {hosts}")
+        internet = [h.name for h in self.hosts if h.role == "internet"]
+        if len(internet) > 1:
+            raise ValueError(f"one internet host at most, not {len(internet)}: {internet}")
         seen: set[str] = set()
         for h in self.hosts:
             if h.attach not in names:
