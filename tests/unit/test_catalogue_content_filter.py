@@ -171,3 +171,31 @@ def test_nfqueue_messages_round_trip() -> None:
     packets, errors = nfq.parse(msg + err)
     assert packets == [nfq.Packet(42, 0x0800, bytes.fromhex("0242ac110002"), b"abc")]
     assert errors == [-1]
+
+
+DOMAINS = ["evil.com\nsomething", "..", "*.", "ü.example", "a" * 64 + ".com", "*.*.x", "a..b",
+           ".", "example.com", "*.example.com", " Example.COM. ", "..example.com", "a_b.c-d",
+           "x" * 63, "*.x"]
+
+
+@pytest.mark.parametrize("name", DOMAINS)
+def test_the_platform_refuses_exactly_the_names_the_nf_refuses(name: str) -> None:
+    """The descriptor's schema refuses, before any script runs (422 from the API), every
+    domain name the NF's own check would refuse at create or update, and no other
+    (new-user probe, 2026-12-03: "evil.com\\nsomething" passed the platform)."""
+    from netfate import catalogue
+    from netfate.bundle import inspect_bundle
+    from netfate.errors import InvalidInput
+
+    desc = inspect_bundle(catalogue.bundle_bytes("content-filter"))[0]
+    try:
+        df.domain(name, "block[0]")
+        nf_ok = True
+    except SystemExit:
+        nf_ok = False
+    for key in ("block", "allow"):
+        if nf_ok:
+            desc.validate_config({key: [name]})
+        else:
+            with pytest.raises(InvalidInput, match=key):
+                desc.validate_config({key: [name]})
