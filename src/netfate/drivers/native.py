@@ -246,18 +246,12 @@ class NativeCompute:
                 undo.append(lambda: netns.delete(entry.netns))
                 undo.append(lambda: netns.delete(ns))  # its veths go with it
                 nf_pool.adopt(entry, ns, [p.host_if for p in ports])
-            else:
-                netns.create(ns)
+            else:  # made here as a pool entry is (IPv6 off: no RS/DAD/MLD from NF ports
+                # into the user's network; VLAN-tagged frames filtered: a shared NF's tenants)
+                nf_pool.make_entry(ns, tuple(p.name for p in ports), self.mtu,
+                                   host_ifs=tuple(p.host_if for p in ports))
                 undo.append(lambda: netns.delete(ns))
-                with netns.iproute() as ipr:
-                    for p in ports:
-                        netns.veth_into(p.host_if, ns, p.name, ipr=ipr, mtu=self.mtu)
-                        undo.append(_deleter(p.host_if))
-                netns.disable_ipv6(ns)  # no RS/DAD/MLD from NF ports into the user's network
-                netns.filter_vlan_tagged(ns)  # a shared NF's tenants come tagged
-                netns.set_up(ns, [p.name for p in ports], group=nf_pool.PORT_GROUP)
-                for p in ports:
-                    netns.tx_checksum_off(ns, p.name)
+                undo.extend(_deleter(p.host_if) for p in ports)
             if on_ports is not None:
                 on_ports(info)
             self._make_cgroups(info, bundle, undo)

@@ -50,15 +50,17 @@ def _prefix(node: str, tag: str = POOL_TAG) -> str:
     return f"{naming.PREFIX}{tag}-{node}-"
 
 
-def make_entry(name: str, ports: tuple[str, ...], mtu: int) -> Entry:
-    """A fresh namespace `name` with one veth per port, as the module docstring says.
+def make_entry(name: str, ports: tuple[str, ...], mtu: int,
+               host_ifs: tuple[str, ...] | None = None) -> Entry:
+    """A fresh namespace `name` with one veth per port, as the module docstring says; with
+    `host_ifs`, the outer ends have those names and are up (an NF's own, made cold).
     DriverError if the kernel refuses; then nothing of it is left."""
     netns.create(name)
     try:
-        host = tuple(naming.PREFIX + "q" + secrets.token_hex(5)[:9] for _ in ports)
+        host = host_ifs or tuple(naming.PREFIX + "q" + secrets.token_hex(5)[:9] for _ in ports)
         with netns.iproute() as ipr:
             for h, p in zip(host, ports, strict=True):
-                netns.veth_into(h, name, p, ipr=ipr, mtu=mtu, host_up=False)
+                netns.veth_into(h, name, p, ipr=ipr, mtu=mtu, host_up=host_ifs is not None)
         netns.disable_ipv6(name)
         netns.filter_vlan_tagged(name)
         netns.set_up(name, list(ports), group=PORT_GROUP)

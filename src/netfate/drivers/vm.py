@@ -18,6 +18,7 @@ detail.vm = "exited", and a notification is queued.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import shutil
 import threading
@@ -155,8 +156,8 @@ class VmCompute:
 
     # -- Table II -------------------------------------------------------------------------
     def create_nf(self, node: str, owner: str, name: str, bundle_sha256: str,
-                  config: dict[str, Any],
-                  on_ports: Callable[[NFInfo], None] | None = None) -> NFInfo:
+                  config: dict[str, Any], on_ports: Callable[[NFInfo], None] | None = None
+                  ) -> NFInfo:
         bundle, cfg, iid = self._check_create(node, owner, name, bundle_sha256, config)
         with self._lock(iid):
             with contextlib.suppress(NotFound):
@@ -173,11 +174,10 @@ class VmCompute:
                             owner, name, bundle_sha256, config)
 
     def _create(self, iid: str, owner: str, name: str, bundle: Bundle, cfg: dict[str, Any],
-                incoming: dict[str, Any] | None,
-                on_ports: Callable[[NFInfo], None] | None = None) -> NFInfo:
-        """Make the VM; with ``incoming`` (uri, macs) wait for a migration instead of
-        booting and running the create script. ``on_ports``: create_nf's, once the taps
-        exist (before the boot)."""
+                incoming: dict[str, Any] | None, on_ports: Callable[[NFInfo], None] | None = None
+                ) -> NFInfo:
+        """Make the VM; with ``incoming`` (uri, macs) wait for a migration instead of booting
+        and running the create script. ``on_ports``: create_nf's, once the taps exist."""
         desc = bundle.descriptor
         ports = [NFPort(p.name, naming.nf_port(iid, p.name)) for p in desc.ports]
         info = NFInfo(instance_id=iid, node=self.node, owner=owner, name=name,
@@ -196,7 +196,7 @@ class VmCompute:
             vm_qemu.save_spec(d, {"macs": macs, "memory_mb": max(VM_MEMORY_MB,
                                                                  desc.resources.memory_mb)})
             for p in ports:
-                undo.append(_tap_deleter(p.host_if))
+                undo.append(functools.partial(vm_qemu.tap_delete, p.host_if))
                 vm_qemu.tap_create(p.host_if, self.mtu)
             if on_ports is not None:
                 on_ports(info)
@@ -432,10 +432,6 @@ class VmCompute:
     def _bundle_ports(d: Path) -> list[str]:
         macs = vm_qemu.load_spec(d).get("macs")
         return sorted(macs) if isinstance(macs, dict) else []
-
-
-def _tap_deleter(tap: str) -> Callable[[], object]:
-    return lambda: vm_qemu.tap_delete(tap)
 
 
 def _rss(pid: int) -> int | None:
