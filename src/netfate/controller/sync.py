@@ -47,6 +47,8 @@ class SyncPlan:
     delete: list[FlowMod] = field(default_factory=list)   # stale: remove (DELETE_STRICT)
     unchanged: int = 0
     foreign: list[FlowMod] = field(default_factory=list)  # not ours, left alone
+    # The desired flows, one per key (the first given): the switch's once the plan is done.
+    desired: list[FlowMod] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -84,4 +86,5 @@ def diff(desired: Iterable[FlowMod], installed: Iterable[FlowMod],
     # table 0 first on the way out, so nothing new enters what is being taken down.
     plan.add.sort(key=lambda f: (-f.table_id, -f.priority))
     plan.delete.sort(key=lambda f: (f.table_id, -f.priority))
+    plan.desired = list(want.values())
     return plan

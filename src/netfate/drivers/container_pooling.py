@@ -275,7 +275,7 @@ class Gate:
 
 
 def _idle(image_config: dict[str, Any]) -> bool:
-    """Whether the image's process is the catalogue's idle one (oci.build.IDLE_CMD)."""
+    """Whether the image's process is the catalogue's idle one (oci.layout.IDLE_CMD)."""
     process = image_config.get("config") or {}
     return not process.get("Entrypoint") and process.get("Cmd") == IDLE_CMD
 

@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from netfate.controller.flowmod import FlowMod
 from netfate.controller.flows import build
 from netfate.controller.model import SwitchState, TSRule
-from netfate.controller.sync import SyncPlan, diff, flow_key
+from netfate.controller.sync import SyncPlan, diff
 from netfate.drivers.openflow import OpenFlowChannel
 from netfate.errors import Conflict, DriverError, NotFound
 
@@ -179,9 +179,6 @@ class LocalSteering:
         # Adds first, then deletes (sync's order): never a moment with neither flow.
         ch.add_flows(plan.add)
         ch.delete_strict(plan.delete)
-        if known is not None:  # as the switch now has them: one flow per key, the first
-            first: dict[Any, FlowMod] = {}
-            for f in flows.flows:
-                first.setdefault(flow_key(f), f)
-            known.flows, known.session = list(first.values()), ch.sessions
+        if known is not None:  # as the switch now has them
+            known.flows, known.session = plan.desired, ch.sessions
         return plan
