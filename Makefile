@@ -30,3 +30,4 @@ down: install
 
 clean: down
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf /var/cache/netfate/oci

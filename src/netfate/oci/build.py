@@ -14,6 +14,7 @@ node's store, from which umoci unpacks it.
 from __future__ import annotations
 
 import ast
+import contextlib
 import datetime
 import gzip
 import hashlib
@@ -30,7 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from netfate.drivers.capabilities import TOOLS
-from netfate.errors import DriverError, NotFound
+from netfate.errors import DriverError, InvalidInput, NotFound
+from netfate.oci import build_cache
+from netfate.oci.build_cache import DEFAULT_CACHE
 from netfate.oci.layout import CONFIG, IDLE_CMD, LAYER_TGZ, MANIFEST, REF_NAME
 from netfate.oci.store import ImageInfo, ImageStore, image_tag
 
@@ -301,12 +304,12 @@ def source_key(src: Path, capabilities: list[str]) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def build_nf_image(store: ImageStore, name: str, epoch: int = 0, *,
-                   force: bool = False) -> ImageInfo:
+def build_nf_image(store: ImageStore, name: str, epoch: int = 0, *, force: bool = False,
+                   cache: Path | None = DEFAULT_CACHE) -> ImageInfo:
     """Build catalogue NF `name`'s image into `store` (tag ``<name>-<version>``), unless one
-    built from the same sources is there already (`force`: build and re-tag anyway; the same
-    host packages give the same digest). NotFound for an unknown NF; DriverError if a host
-    tool is missing."""
+    built from the same sources is there already, or in the build cache `cache` (None: no
+    cache; build_cache.py). `force`: build and re-tag anyway (the same host packages give
+    the same digest). NotFound for an unknown NF; DriverError if a host tool is missing."""
     from netfate import catalogue, safe_yaml
     from netfate.bundle import DESCRIPTOR, DESCRIPTOR_LIMITS
     from netfate.descriptor import parse_descriptor
@@ -322,16 +325,33 @@ def build_nf_image(store: ImageStore, name: str, epoch: int = 0, *,
         labels = (store.config(tag).get("config") or {}).get("Labels") or {}
         if labels.get(LABEL) == key:
             return store.resolve(tag)
-    return build_image(store, src, tag, desc.capabilities, epoch, {LABEL: key})
+    if cache is None:
+        return build_image(store, src, tag, desc.capabilities, epoch, {LABEL: key})
+    ckey = build_cache.cache_key(key, epoch)
+    with build_cache.locked(cache):
+        hit = None if force else build_cache.lookup(cache, tag, ckey)
+        if hit is not None:
+            with contextlib.suppress(InvalidInput, NotFound):  # damaged: built again below
+                return store.import_image(hit, tag, tag)
+        with build_cache.new_entry(cache, tag, ckey) as layout:
+            write_image(layout, src, tag, desc.capabilities, epoch, {LABEL: key})
+            return store.import_image(layout, tag, tag)
+
+
+def write_image(dest: Path, src: Path, tag: str, capabilities: list[str], epoch: int = 0,
+                labels: dict[str, str] | None = None) -> str:
+    """Write the image of the NF bundle source `src` (tools for `capabilities`) as an OCI
+    layout at `dest`; returns its manifest digest."""
+    tar = layer_tar(plan_rootfs(src, capabilities), epoch)
+    return write_layout(dest, tar, tag, epoch, IDLE_CMD, labels)
 
 
 def build_image(store: ImageStore, src: Path, tag: str, capabilities: list[str],
                 epoch: int = 0, labels: dict[str, str] | None = None) -> ImageInfo:
     """Build the image of the NF bundle source `src` (tools for `capabilities`) and store it,
     verified, as `tag`."""
-    tar = layer_tar(plan_rootfs(src, capabilities), epoch)
     with tempfile.TemporaryDirectory(prefix=".build-") as tmp:
-        write_layout(Path(tmp), tar, tag, epoch, IDLE_CMD, labels)
+        write_image(Path(tmp), src, tag, capabilities, epoch, labels)
         return store.import_image(Path(tmp), tag, tag)
 
 
