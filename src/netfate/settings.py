@@ -20,6 +20,7 @@ Precedence: flags (overrides) > environment > the defaults written in the models
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -166,26 +167,58 @@ def load_settings(**overrides: Mapping[str, Any]) -> NetfateSettings:
     """
     given = {g: {k: v for k, v in fields.items() if v is not None}
              for g, fields in overrides.items()}
+    misspelt = misspelt_variables(os.environ)
     try:
         s = NetfateSettings(**given)  # type: ignore[arg-type]
     except ValidationError as exc:
-        raise InvalidInput(_explain(exc, os.environ, given)) from None
+        raise InvalidInput(_explain(exc, os.environ, given, misspelt)) from None
+    if misspelt:
+        raise InvalidInput("bad settings: " + "; ".join(misspelt))
     s.orchestrator.radius_settings = s.radius
     return s
 
 
+# Variables with the prefix that are no setting: what the project hands its own helpers.
+NOT_SETTINGS = frozenset({"NETFATE_LEASE_FILE"})  # access/udhcpc.script's output file
+CLOSE = 0.8  # difflib ratio above which an unknown variable is taken for a misspelt one
+
+
+def misspelt_variables(env: Mapping[str, str]) -> list[str]:
+    """One line for each NETFATE_* variable in `env` that sets nothing but is close to one
+    that does (a typo would otherwise leave the default silently in force), naming both.
+    Others with the prefix are left alone: they may belong to something else."""
+    known = set(env_names().values())
+    out = []
+    for var in sorted(env):
+        if not var.startswith("NETFATE_") or var in known or var in NOT_SETTINGS:
+            continue
+        near = difflib.get_close_matches(var, known, n=1, cutoff=CLOSE)
+        if near:
+            out.append(f"{var} is not a setting (did you mean {near[0]}?)")
+    return out
+
+
+def _shown(group: str, name: str) -> bool:
+    """Whether a field's value may be echoed in an error: not a secret (repr=False)."""
+    model = NetfateSettings.model_fields[group].annotation
+    assert isinstance(model, type) and issubclass(model, BaseModel)
+    field = model.model_fields.get(name)
+    return field is None or field.repr is not False
+
+
 def _explain(exc: ValidationError, env: Mapping[str, str],
-             given: Mapping[str, Mapping[str, Any]]) -> str:
+             given: Mapping[str, Mapping[str, Any]], misspelt: list[str]) -> str:
     names = env_names()
-    lines = []
+    lines = list(misspelt)
     for e in exc.errors():
         loc = tuple(str(x) for x in e["loc"])
         group, name = (*loc, "", "")[:2]
         var = names.get((group, name))
         if name in given.get(group, {}):
-            what = f"{group}.{name}={given[group][name]!r} (flag)"
+            what = (f"{group}.{name}={given[group][name]!r} (flag)" if _shown(group, name)
+                    else f"{group}.{name} (flag, value hidden)")
         elif var is not None and env.get(var):
-            what = f"{var}={env[var]!r}"
+            what = f"{var}={env[var]!r}" if _shown(group, name) else f"{var} (value hidden)"
         else:
             what = ".".join(loc) or "settings"
         lines.append(f"{what}: {e['msg']}")

@@ -163,6 +163,62 @@ def test_bad_flag_is_named_as_a_flag(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "NETFATE_TESTBED_OF_PORT='0'" in str(e.value)  # every bad value at once
 
 
+@pytest.mark.parametrize(("var", "meant"), [
+    ("NETFATE_RUNDIR", "NETFATE_RUN_DIR"),
+    ("NETFATE_DBURL", "NETFATE_DB_URL"),
+    ("NETFATE_TESTBED_IDLE_TIMEOT", "NETFATE_TESTBED_IDLE_TIMEOUT"),
+    ("NETFATE_RADIUS_SECERT", "NETFATE_RADIUS_SECRET"),
+    ("NETFATE_SCRIPT_TIMEOUTS", "NETFATE_SCRIPT_TIMEOUT"),
+])
+def test_a_misspelt_variable_is_named_not_ignored(monkeypatch: pytest.MonkeyPatch, var: str,
+                                                  meant: str) -> None:
+    """A typo would leave the default in force without a word (new-user probe, 12-03)."""
+    monkeypatch.setenv(var, "5")
+    with pytest.raises(InvalidInput) as e:
+        load_settings()
+    assert f"{var} is not a setting (did you mean {meant}?)" in str(e.value)
+    monkeypatch.setenv("NETFATE_SCRIPT_TIMEOUT", "0")  # named together with the bad value
+    with pytest.raises(InvalidInput) as e:
+        load_settings()
+    assert var in str(e.value) and "NETFATE_SCRIPT_TIMEOUT='0'" in str(e.value)
+
+
+def test_other_variables_with_the_prefix_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("NETFATE_LEASE_FILE", "NETFATE_FOO", "NETFATE_ACCESS", "NETFATE_TESTBED"):
+        monkeypatch.setenv(var, "x")
+    load_settings()
+
+
+@pytest.mark.parametrize(("var", "value", "words"), [
+    ("NETFATE_RADIUS_PORT", "70000", "less than or equal to 65535"),
+    ("NETFATE_RADIUS_ACCT_PORT", "0", "greater than or equal to 1"),
+    ("NETFATE_RADIUS_HOST", "localhost", "'localhost' is not an IP address"),
+    ("NETFATE_RADIUS_DAE_HOST", "::g", "is not an IP address"),
+    ("NETFATE_RADIUS_CLIENTS", "127.0.0.1,nowhere", "'nowhere' is not an address or network"),
+    ("NETFATE_RADIUS_ACCT_INTERIM_INTERVAL", "0.5", "0 (off) or 1-86400 seconds"),
+    ("NETFATE_RADIUS_IDLE_TIMEOUT", "70000", "less than or equal to 65535"),
+])
+def test_radius_settings_are_checked_as_they_are_read(
+        monkeypatch: pytest.MonkeyPatch, var: str, value: str, words: str) -> None:
+    """Before, these passed the settings and failed when FreeRADIUS was configured, naming
+    a field, not the variable (new-user probe, 12-03)."""
+    monkeypatch.setenv(var, value)
+    with pytest.raises(InvalidInput) as e:
+        load_settings()
+    assert f"{var}={value!r}" in str(e.value) and words in str(e.value)
+
+
+def test_a_bad_secret_is_named_without_its_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NETFATE_RADIUS_SECRET", "too short s3cret")
+    with pytest.raises(InvalidInput) as e:
+        load_settings()
+    assert "NETFATE_RADIUS_SECRET (value hidden)" in str(e.value)
+    assert "s3cret" not in str(e.value)
+    with pytest.raises(InvalidInput) as e:
+        load_settings(radius={"api_key": "flag s3cret"})
+    assert "radius.api_key (flag, value hidden)" in str(e.value) and "s3cret" not in str(e.value)
+
+
 def test_unknown_group_or_field_is_refused() -> None:
     with pytest.raises(InvalidInput, match="nosuch"):
         load_settings(testbed={"nosuch": 1})

@@ -45,7 +45,7 @@ class RadiusSettings(BaseModel):
     host: str = Field(
         default="127.0.0.1",
         description="Address FreeRADIUS listens on (auth port), and the portals send to")
-    port: int = Field(default=1812, description="FreeRADIUS's auth port (UDP)")
+    port: int = Field(default=1812, ge=1, le=65535, description="FreeRADIUS's auth port (UDP)")
     secret: str = Field(
         default="", repr=False,
         description="RADIUS shared secret; empty: generated into the state directory")
@@ -78,18 +78,21 @@ class RadiusSettings(BaseModel):
         default=300.0, description="Seconds an account is locked, its password unchecked, "
         "after account_max_failures")
     session_timeout: int | None = Field(
-        default=None, description="Session-Timeout (s) in Access-Accept; none if unset")
+        default=None, ge=1, le=2**31 - 1,
+        description="Session-Timeout (s) in Access-Accept; none if unset")
     idle_timeout: int | None = Field(
-        default=None, description="Idle-Timeout (s) in Access-Accept; none if unset (the "
-        "orchestrator's user_idle_timeout then holds)")
-    acct_port: int = Field(default=1813, description="FreeRADIUS's accounting port (UDP)")
+        default=None, ge=1, le=65535, description="Idle-Timeout (s) in Access-Accept; none if "
+        "unset (the orchestrator's user_idle_timeout then holds)")
+    acct_port: int = Field(default=1813, ge=1, le=65535,
+                           description="FreeRADIUS's accounting port (UDP)")
     acct_interim_interval: float = Field(
-        default=300.0, description="Seconds between a session's Accounting Interim-Updates "
-        "(RFC 2869 Acct-Interim-Interval); 0: none")
+        default=300.0, ge=0, le=86400, description="Seconds between a session's Accounting "
+        "Interim-Updates (RFC 2869 Acct-Interim-Interval); 0: none")
     dae_host: str = Field(
         default="127.0.0.1", description="Address the orchestrator's Dynamic Authorization "
         "server (RFC 5176 Disconnect/CoA) listens on")
-    dae_port: int = Field(default=3799, description="Its UDP port; 0: no DAE server")
+    dae_port: int = Field(default=3799, ge=0, le=65535,
+                          description="Its UDP port; 0: no DAE server")
     dae_clients: tuple[str, ...] = Field(
         default=("127.0.0.1",), description="Addresses or networks allowed to send "
         "Disconnect/CoA-Requests (signed with the shared secret; comma-separated in the "
@@ -99,10 +102,11 @@ class RadiusSettings(BaseModel):
         "re-authenticate at another node by MAC and session (fast re-authentication, no "
         "password); 0: off")
     reject_delay: float = Field(
-        default=1.0, description="FreeRADIUS sends Access-Reject this late (0-5 s), to slow "
-        "guessing")
+        default=1.0, ge=0, le=5, description="FreeRADIUS sends Access-Reject this late "
+        "(0-5 s), to slow guessing")
     api_timeout: float = Field(
-        default=5.0, description="Seconds FreeRADIUS waits for the orchestrator's answer")
+        default=5.0, gt=0, le=60,
+        description="Seconds FreeRADIUS waits for the orchestrator's answer")
 
     @field_validator("clients", "dae_clients", mode="before")
     @classmethod
@@ -113,6 +117,41 @@ class RadiusSettings(BaseModel):
     @classmethod
     def _unset(cls, v: object) -> object:
         return None if v == "" else v
+
+    # What check() refuses, refused as the settings are read too, so the error names the
+    # variable (NETFATE_RADIUS_HOST=...) at the command's start, not a field later on.
+    @field_validator("host", "dae_host")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        try:
+            ipaddress.ip_address(v)
+        except ValueError:
+            raise ValueError(f"{v!r} is not an IP address") from None
+        return v
+
+    @field_validator("clients", "dae_clients")
+    @classmethod
+    def _networks(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for c in v:
+            try:
+                ipaddress.ip_network(c, strict=False)
+            except ValueError:
+                raise ValueError(f"{c!r} is not an address or network") from None
+        return v
+
+    @field_validator("secret", "api_key")
+    @classmethod
+    def _secret(cls, v: str) -> str:
+        if v and not _SECRET_RE.fullmatch(v):
+            raise ValueError("must be 16-128 characters A-Z a-z 0-9 . _ ~ + / = : @ -")
+        return v
+
+    @field_validator("acct_interim_interval")
+    @classmethod
+    def _interim(cls, v: float) -> float:
+        if 0 < v < 1:
+            raise ValueError("must be 0 (off) or 1-86400 seconds")
+        return v
 
     def check(self) -> RadiusSettings:
         """Raise InvalidInput naming the first bad field."""
