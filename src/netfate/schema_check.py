@@ -179,11 +179,20 @@ def _additional_properties(validator: Any, ap: Any, instance: Any, schema: Any
                               f"({', '.join(repr(e) for e in sorted(extras))} unexpected)")
 
 
+def _strict_integer(checker: Any, instance: Any) -> bool:
+    # The draft counts 23.0 as an integer ("a number with a zero fractional part"); JSON
+    # readers then hand the NF a float, and `tcp dport 23.0` reached the firewall's nft.
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
 _Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {  # type: ignore[no-untyped-call]
     "pattern": _pattern, "patternProperties": _pattern_properties,
-    "additionalProperties": _additional_properties})
+    "additionalProperties": _additional_properties},
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", _strict_integer))
 
 
 def validator(schema: Any) -> Any:
-    """A draft 2020-12 validator of `schema` whose regular expressions RE2 runs."""
+    """A draft 2020-12 validator of `schema` whose regular expressions RE2 runs, and whose
+    "integer" is a JSON number written without a fraction or exponent (23, not 23.0)."""
     return _Validator(schema, format_checker=jsonschema.FormatChecker())

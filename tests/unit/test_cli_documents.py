@@ -30,6 +30,8 @@ BAD_CONFIGS = [
     ('{"a": -Infinity}', "-Infinity is not a JSON number"),
     ('{"a": 1e309}', "1e309 is beyond the range"),
     ("[1]", "must be a JSON object"),
+    ('{"rules": [], "rules": [{"action": "deny"}]}', "'rules' is given twice"),
+    ('{"a": {"b": 1, "b": 2}}', "'b' is given twice"),
     ("@/dev/zero", "not a regular file"),
     ("@/", "not a regular file"),
     ("@/nonexistent/x.json", "No such file"),

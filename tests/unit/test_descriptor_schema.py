@@ -102,3 +102,23 @@ def test_patterns_run_in_linear_time() -> None:
 def test_patterns_re2_cannot_run_are_refused(schema: dict[str, Any], words: str) -> None:
     with pytest.raises(InvalidInput, match=words):
         parse_descriptor(with_schema(schema))
+
+
+@pytest.mark.parametrize("value", [23.0, 2.3e1, 1e400, True])
+def test_an_integer_is_written_without_a_fraction(value: Any) -> None:
+    """The draft counts 23.0 as an integer and the NF got a float: `tcp dport 23.0` reached
+    the firewall's nft (new-user probe, 12-03). The same for every catalogue NF's integers."""
+    d = parse_descriptor(with_schema({"properties": {"n": {"type": "integer"}}}))
+    with pytest.raises(InvalidInput, match=r"config at n: .* is not of type 'integer'"):
+        d.validate_config({"n": value})
+    assert d.validate_config({"n": 23}) == {"n": 23}
+
+
+def test_the_firewalls_port_as_a_float_is_refused_naming_the_rule() -> None:
+    from netfate import catalogue, safe_yaml
+    from netfate.bundle import DESCRIPTOR, DESCRIPTOR_LIMITS
+
+    raw = (catalogue.source_dir("firewall") / DESCRIPTOR).read_bytes()
+    desc = parse_descriptor(safe_yaml.load(raw, DESCRIPTOR, DESCRIPTOR_LIMITS), DESCRIPTOR)
+    with pytest.raises(InvalidInput, match=r"config at rules/0/dport: 23.0 is not of type"):
+        desc.validate_config({"rules": [{"action": "deny", "proto": "tcp", "dport": 23.0}]})

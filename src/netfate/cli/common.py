@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from netfate.errors import InvalidInput, NetfateError
+from netfate.strict_json import unique_pairs
 
 if TYPE_CHECKING:
     from netfate.settings import NetfateSettings
@@ -119,8 +120,8 @@ def _finite(token: str) -> float:
 
 def json_document(text: str, what: str) -> Any:
     """Strict JSON a user gives a command, or @file (read bounded): NaN, Infinity and
-    1e309 are refused (no JSON numbers; the API refuses them too). InvalidInput naming
-    `what` otherwise."""
+    1e309 are refused (no JSON numbers; the API refuses them too), as is an object naming a
+    member twice (netfate.strict_json). InvalidInput naming `what` otherwise."""
     if text.startswith("@"):
         raw = read_file(Path(text[1:]), f"{what} file", MAX_DOCUMENT_BYTES)
         try:
@@ -128,8 +129,9 @@ def json_document(text: str, what: str) -> Any:
         except UnicodeDecodeError:
             raise InvalidInput(f"{what} file {text[1:]} is not UTF-8") from None
     try:
-        return json.loads(text, parse_constant=_not_a_number, parse_float=_finite)
-    except ValueError as exc:
+        return json.loads(text, parse_constant=_not_a_number, parse_float=_finite,
+                          object_pairs_hook=unique_pairs)
+    except ValueError as exc:  # DuplicateKey too
         raise InvalidInput(f"{what} is not valid JSON: {exc}") from None
     except RecursionError:
         raise InvalidInput(f"{what} is nested too deeply") from None

@@ -1,43 +1,26 @@
 """JSON request bodies whose objects name a member twice are refused (422), naming it.
 
-RFC 8259 §4 leaves such objects' meaning to the reader ("names SHOULD be unique"); I-JSON
-(RFC 7493 §2.3) forbids them. Python's reader keeps the last value, so `{"priority": 1,
-"priority": 60000}` was stored as 60000 while a proxy or audit log reading the first saw 1:
-what was checked was not what was stored. Malformed JSON is left to the routes' own parsing
+netfate.strict_json says why: `{"priority": 1, "priority": 60000}` was stored as 60000 while
+a proxy or audit log reading the first saw 1. Malformed JSON is left to the routes' own parsing
 (400, naming the character), and the body is handed on unchanged.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from netfate.orchestrator.api.problems import problem
-
-
-class _Duplicate(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
-def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise _Duplicate(k)
-        out[k] = v
-    return out
+from netfate.strict_json import DuplicateKey, unique_pairs
 
 
 def duplicate_key(body: bytes) -> str | None:
     """The first member name some object of the JSON document `body` gives twice; None if
     none does, or if `body` is no JSON at all (its parser will say why)."""
     try:
-        json.loads(body, object_pairs_hook=_pairs)
-    except _Duplicate as dup:
+        json.loads(body, object_pairs_hook=unique_pairs)
+    except DuplicateKey as dup:
         return dup.key
     except (ValueError, RecursionError):
         return None
