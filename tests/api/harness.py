@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -41,6 +40,7 @@ from netfate.bus.messages import (
 from netfate.controller.model import SwitchState
 from netfate.orchestrator.app import create_app
 from netfate.orchestrator.settings import Settings
+from netfate.ports import free_port
 
 T = TypeVar("T")
 
@@ -52,12 +52,6 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 FINAL_STATES = {"COMPLETED", "FAILED", "ROLLED_BACK"}
 LISTS = ("nodes", "users", "vnf_instances", "vnf_lcm_op_occs", "notifications",
          "subscriptions", "vnf_packages", "steering_rules")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pid_alive(pid: int) -> bool:

@@ -10,8 +10,8 @@ import subprocess
 from pathlib import Path
 
 from netfate.agent.service import Agent
-from netfate.bus.server import free_port
 from netfate.controller.pipeline import ovs_datapath_id
+from netfate.ports import free_port
 from netfate.testbed.context import Testbed
 
 NODE = "ctla1"

@@ -19,9 +19,10 @@ import nats
 import pytest
 
 from netfate.bus import subjects
-from netfate.bus.server import EmbeddedNats, free_port
+from netfate.bus.server import EmbeddedNats
 from netfate.controller.model import SwitchState
 from netfate.controller.pipeline import ovs_datapath_id
+from netfate.ports import free_port
 from netfate.supervisor import Supervised, probes
 from netfate.testbed.context import Testbed
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from typer.testing import CliRunner
 from netfate.api_auth import BearerAuth
 from netfate.cli.main import app as cli
 from netfate.metrics import scrape
+from netfate.ports import free_port as _free_port
 from netfate.roaming.probes import EchoServer
 from netfate.roaming.session import running_at, wait_for
 from netfate.testbed import lifecycle
@@ -36,12 +36,6 @@ from .test_roaming import ALLOWED, INET, login
 PROMETHEUS, PROMTOOL = shutil.which("prometheus"), shutil.which("promtool")
 pytestmark = pytest.mark.skipif(PROMETHEUS is None or PROMTOOL is None,
                                 reason="Debian prometheus (prometheus, promtool) not installed")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Prometheus:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from netfate.ports import free_port
 from netfate.proc import alive
 from netfate.supervisor import Group, StartError, Supervised, probes, read_record, stop_recorded
 
@@ -24,12 +24,6 @@ print("serving", flush=True)
 while True:
     c, _ = s.accept(); c.close()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def server(tmp_path: Path, port: int, name: str = "srv") -> Supervised:

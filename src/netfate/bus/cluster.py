@@ -19,8 +19,9 @@ from pathlib import Path
 
 import httpx
 
-from netfate.bus.server import PROGRAMS, _binary, free_port
+from netfate.bus.server import PROGRAMS, _binary
 from netfate.errors import DriverError
+from netfate.ports import free_port
 from netfate.supervisor import Supervised, probes
 
 CLUSTER_NAME = "netfate"

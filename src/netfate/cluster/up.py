@@ -30,9 +30,10 @@ from typing import Any
 import httpx
 
 from netfate.bus.cluster import NatsCluster
-from netfate.bus.server import EmbeddedNats, free_port
+from netfate.bus.server import EmbeddedNats
 from netfate.db.pg_server import LocalPostgres
 from netfate.errors import DriverError, InvalidInput
+from netfate.ports import free_port
 from netfate.supervisor import Supervised, probes
 
 MAX_REPLICAS = 9

@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 import psycopg
 
 from netfate.errors import DriverError, InvalidInput
+from netfate.ports import free_port
 
 PG_USER = "postgres"
 START_TIMEOUT_S = 30.0
@@ -41,12 +41,6 @@ def bindir() -> Path | None:
     found = [Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/initdb")]
     found.sort(key=lambda b: int(b.parent.name) if b.parent.name.isdigit() else 0)
     return found[-1] if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -86,7 +80,7 @@ class LocalPostgres:
                 ["runuser", "-u", PG_USER, "--", str(bd / "initdb"), "-D", str(datadir),
                  "-U", PG_USER, "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"],
                 check=True, capture_output=True, cwd="/", timeout=120)
-            port = _free_port()
+            port = free_port()
             # Started directly as the postgres user (not through runuser), so the PID we
             # record is the postmaster's own.
             with open(datadir / "server.log", "wb") as log:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from netfate.drivers import vm_qemu
 from netfate.errors import Conflict, DriverError, InvalidInput, NotFound
 from netfate.interfaces import NFInfo, NFState
+from netfate.ports import free_port
 
 if TYPE_CHECKING:
     from netfate.drivers.vm import VmCompute
@@ -65,7 +66,7 @@ def prepare_incoming(drv: VmCompute, spec: dict[str, Any],
         raise InvalidInput(f"bad migration spec: {exc}") from None
     if sorted(macs) != sorted(p.name for p in bundle.descriptor.ports):
         raise InvalidInput("migration spec: the MACs do not name the NF's ports")
-    uri = f"tcp:{host}:{vm_qemu.free_port()}"
+    uri = f"tcp:{host}:{free_port()}"
     with drv._lock(iid):
         try:
             existing = drv.records.load(iid)

@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -177,13 +176,6 @@ def tap_delete(tap: str) -> None:
     """Remove the tap; a no-op if it does not exist."""
     if _ip("link", "show", "dev", tap).returncode == 0:
         _ip("link", "del", "dev", tap)
-
-
-def free_port() -> int:
-    """A free TCP port on loopback for an incoming migration."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def save_spec(vm_dir: Path, spec: dict[str, object]) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from netfate.bench.control_plane.params import BenchError, Params
-from netfate.bus.server import free_port
+from netfate.ports import free_port
 from netfate.supervisor import Group, StartError, Supervised
 
 __all__ = ["Procs", "free_port", "sigterm_as_interrupt"]
