@@ -303,10 +303,11 @@ def test_testbed_up_options_and_variables_reach_the_library_call(
 
     from netfate.cli import testbed as cli_testbed
     from netfate.cli.main import app
+    from netfate.testbed import lifecycle
 
     seen: dict[str, object] = {}
     monkeypatch.setattr(cli_testbed, "need_root", lambda: None)
-    monkeypatch.setattr(cli_testbed.lifecycle, "up", _fake_up(seen))
+    monkeypatch.setattr(lifecycle, "up", _fake_up(seen))
     monkeypatch.setenv("NETFATE_TESTBED_API_PORT", "9000")
     monkeypatch.setenv("NETFATE_TESTBED_IDLE_TIMEOUT", "4")
     r = CliRunner().invoke(app, ["testbed", "up", "--idle-timeout", "5",

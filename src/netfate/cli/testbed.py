@@ -12,7 +12,6 @@ from netfate.cli import testbed_hands
 from netfate.cli.common import ascii_int, checked, console, emit_json, guarded, need_root
 from netfate.cli.common import settings as load
 from netfate.cli.steps import steps
-from netfate.testbed import lifecycle
 from netfate.testbed.topology import load_topology
 
 app = typer.Typer(help="The emulated edge testbed (OVS switches, hosts in namespaces).")
@@ -51,6 +50,8 @@ def up(
     json_out: Annotated[bool, Opt("--json", help="Print JSON")] = False,
 ) -> None:
     """Bring the testbed up: switches, hosts, orchestrator, one agent per node. Idempotent."""
+    from netfate.testbed import lifecycle
+
     need_root()
     tb = load(testbed={
         "topology": topology, "idle_timeout": idle_timeout, "reauth_lifetime": reauth_lifetime,
@@ -88,6 +89,8 @@ def down(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Remove everything the project created (namespaces, links, OVS, cgroups). Always safe."""
+    from netfate.testbed import lifecycle
+
     need_root()
     load()
     with steps(json_out or quiet, "testbed down", 4) as say:
@@ -116,6 +119,7 @@ def status(json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] 
 def status_dict() -> dict[str, Any]:
     """lifecycle.status() and the orchestrator's users (where each is attached)."""
     from netfate.cli.testbed_tree import fetch_users
+    from netfate.testbed import lifecycle
 
     st = guarded(lifecycle.status)
     st["users"] = fetch_users(st.get("api"))
