@@ -129,3 +129,13 @@ def test_troubleshooting_from_the_console(client: httpx.Client, live: LiveOrches
         frag = ui.get("/ui/frag/troubleshoot").text
         assert f'data-question="{q["id"]}"' in frag and "<html" not in frag
         assert "COMPLETED" in frag and "asked at 2 points" in frag, frag
+
+
+def test_a_notification_id_out_of_range_is_refused_not_a_500(live: LiveOrchestrator) -> None:
+    """The UI's actions took any integer: 99999999999999999999 reached SQLite and was an
+    OverflowError, a 500 (new-user probe, 2026-12-03). Now the API's bounds: 422."""
+    with ui_client(live) as ui:
+        for nid in ("99999999999999999999", "0", "-1"):
+            for action in ("ack", "delete"):
+                r = ui.post(f"/ui/notifications/{nid}/{action}")
+                assert r.status_code == 422, (nid, action, r.status_code, r.text[:200])

@@ -70,3 +70,23 @@ def test_a_config_nested_too_deeply_or_a_fifo(tmp_path: Path) -> None:
 def test_files_that_are_not_regular_are_refused(command: list[str], words: str) -> None:
     r = CliRunner().invoke(app, command)
     assert r.exit_code == 1 and words in " ".join(r.output.split()), r.output
+
+
+def test_an_error_is_printed_as_its_words_not_as_rich_markup(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """'^[a-z0-9][a-z0-9_.-]{0,31}$' was printed as '^{0,31}$': rich took the brackets for
+    styles (new-user probe, 2026-12-03)."""
+    import typer
+
+    from netfate.cli.common import guarded
+    from netfate.errors import InvalidInput
+
+    def bad() -> None:
+        raise InvalidInput("name: String should match pattern '^[a-z0-9][a-z0-9_.-]{0,31}$' "
+                           "[red]not red[/]")
+
+    with pytest.raises(typer.Exit):
+        guarded(bad)
+    out = capsys.readouterr()
+    assert "'^[a-z0-9][a-z0-9_.-]{0,31}$' [red]not red[/]" in (out.out + out.err).replace(
+        "\n", "")

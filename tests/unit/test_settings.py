@@ -321,3 +321,15 @@ def test_testbed_up_options_and_variables_reach_the_library_call(
     r = CliRunner().invoke(app, ["testbed", "up"])
     assert r.exit_code == 1
     assert "NETFATE_TESTBED_IDLE_TIMEOUT='soon'" in r.output.replace("\n", " ")
+
+
+def test_an_api_token_with_blanks_is_trimmed_and_control_characters_refused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A token with a CR (read from a file) went into the Authorization header as it was;
+    httpx's error then printed it whole (new-user probe, 2026-12-03)."""
+    monkeypatch.setenv("NETFATE_API_TOKEN", " tok-0123456789abcdef\r\n")
+    assert load_settings().orchestrator.api_token == "tok-0123456789abcdef"
+    monkeypatch.setenv("NETFATE_API_TOKEN", "tok-01234\x0b56789")
+    with pytest.raises(InvalidInput) as e:
+        load_settings()
+    assert "NETFATE_API_TOKEN (value hidden)" in str(e.value) and "tok-" not in str(e.value)

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import httpx
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from netfate.api_auth import BearerAuth
@@ -37,14 +38,16 @@ def call(method: str, path: str, **kw: Any) -> Any:
     try:
         r = httpx.request(method, f"{api()}/api/v1{path}", timeout=30, auth=auth(), **kw)
     except httpx.HTTPError as exc:
-        console.print(f"[red]error:[/] cannot reach the orchestrator at {api()}: {exc}")
+        console.print(f"[red]error:[/] cannot reach the orchestrator at {escape(api())}: "
+                      f"{escape(str(exc))}")
         raise typer.Exit(2) from None
     if r.status_code >= 400:
         try:
             detail = r.json().get("detail", r.text)
         except ValueError:
             detail = r.text
-        console.print(f"[red]error {r.status_code}:[/] {detail}")
+        # The server's words as they are: a pattern such as '^[a-z0-9]...' is no markup.
+        console.print(f"[red]error {r.status_code}:[/] {escape(str(detail))}")
         raise typer.Exit(1)
     return r.json() if r.content else None
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from netfate.errors import InvalidInput, NetfateError
 from netfate.strict_json import unique_pairs
@@ -158,7 +159,7 @@ def guarded(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except NetfateError as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {escape(str(exc))}")  # its words, not markup
         raise typer.Exit(1) from None
 
 

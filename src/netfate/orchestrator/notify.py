@@ -23,12 +23,22 @@ from netfate.orchestrator.hub import EventHub
 log = logging.getLogger("netfate.notify")
 
 
+FILTER_KEYS = (("operationTypes", "operation"), ("operationStates", "state"),
+               ("vnfInstanceIds", "vnf_instance_id"))
+
+
 def matches(flt: dict[str, Any], op: dict[str, Any]) -> bool:
-    """A subscription's filter: optional lists of operation types, states and instance ids."""
-    for key, field in (("operationTypes", "operation"), ("operationStates", "state"),
-                       ("vnfInstanceIds", "vnf_instance_id")):
+    """A subscription's filter: optional lists of operation types, states and instance ids
+    (api.schemas.SubscriptionFilter). A filter stored before the API checked them whose
+    value is no list matches nothing (it once ended the dispatcher: `state not in 5`), and
+    an unknown key matches nothing either, rather than everything."""
+    if any(k not in dict(FILTER_KEYS) for k in flt):
+        return False
+    for key, field in FILTER_KEYS:
         wanted = flt.get(key)
-        if wanted and op.get(field) not in wanted:
+        if wanted is None or wanted == []:  # [] was stored for "any" before the API's check
+            continue
+        if not isinstance(wanted, list) or op.get(field) not in wanted:
             return False
     return True
 
@@ -68,8 +78,13 @@ async def dispatch(hub: EventHub, db: Database, timeout: float = 3.0,
                     continue
                 for ev, (sub_id, uri, flt) in ((e, x) for e in ops for x in subs):
                     op = ev["data"]
-                    host = urlsplit(uri).hostname or ""
-                    if not matches(flt, op) or not callback_allowed(host, allowed):
+                    try:
+                        host = urlsplit(uri).hostname or ""
+                        wanted = matches(flt, op) and callback_allowed(host, allowed)
+                    except Exception as exc:  # one bad row must not end every delivery
+                        failures.failed(f"matching subscription {sub_id}", exc)
+                        continue
+                    if not wanted:
                         continue
                     body = {
                         "id": str(uuid.uuid4()),

@@ -130,6 +130,18 @@ class Settings(BaseModel):
         description="FreeRADIUS and the portals' RADIUS (the NETFATE_RADIUS_* group); "
         "reauth_lifetime above overrides its own")
 
+    @field_validator("api_token")
+    @classmethod
+    def _token(cls, v: str) -> str:
+        # A token read from a file with a CR, or pasted with blanks, went into the client's
+        # Authorization header as it was: httpx refused the header and its error printed
+        # the whole token (new-user probe, 2026-12-03). The blanks around it are dropped;
+        # anything else outside printable ASCII is refused, without echoing the value.
+        v = v.strip()
+        if v and not all("!" <= c <= "~" for c in v):
+            raise ValueError("must be printable ASCII without spaces or control characters")
+        return v
+
     @field_validator("nats_url")
     @classmethod
     def _nats_servers(cls, v: str | None) -> str | None:

@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 
 from netfate.db import repo
 from netfate.db.models import LcmOperation, OpState, Presence, VnfInstance
-from netfate.errors import Conflict, InvalidInput, NotFound
+from netfate.errors import Conflict, NotFound
 from netfate.orchestrator.api.deps import all_rows, coord, db, one_row
+from netfate.orchestrator.api.nf_configs import descriptor_of, validate_config
 from netfate.orchestrator.api.schemas import IID, Accepted, Instantiate, MigrateBody, UpdateBody
 from netfate.orchestrator.coordinator import Coordinator
 from netfate.orchestrator.nf_status import nf_status
@@ -74,15 +75,6 @@ async def instance_status(request: Request, iid: str = IID) -> dict[str, Any]:
     return await nf_status(db(request), coord(request).bus, iid)
 
 
-def _descriptor(s: Any, nf: str) -> dict[str, Any]:
-    bundles = repo.list_bundles(s, name=nf)
-    if not bundles:
-        known = sorted({b.name for b in repo.list_bundles(s)})
-        raise InvalidInput(f"unknown NF {nf!r}; the catalogue has {known}")
-    d: dict[str, Any] = max(bundles, key=lambda b: b.uploaded_at).descriptor
-    return d
-
-
 def _check_node_can_run(s: Any, node: str, descriptor: dict[str, Any]) -> None:
     from netfate.orchestrator.flavour import catalogue_entry
     from netfate.orchestrator.snapshot import node_view
@@ -101,26 +93,13 @@ def _check_node_can_run(s: Any, node: str, descriptor: dict[str, Any]) -> None:
         raise Conflict(f"node {node} is marked down by the operator")
 
 
-def _validate_config(descriptor: dict[str, Any], config: dict[str, Any]) -> None:
-    """InvalidInput if `config` is wrong; Conflict (409) if the stored package itself is not
-    usable (e.g. stored before its config-schema was checked whole at upload)."""
-    from netfate.descriptor import parse_descriptor
-
-    try:
-        desc = parse_descriptor(descriptor, "stored descriptor")
-    except InvalidInput as exc:
-        raise Conflict(f"NF {descriptor.get('name')!r}: its package cannot be used ({exc}); "
-                       "upload a fixed package") from None
-    desc.validate_config(config)
-
-
 # -- checks before an operation starts (each one transaction, off the event loop) -------------
 def _can_instantiate(s: Session, body: Instantiate) -> str:
     """The new instance's id; raises InvalidInput, NotFound or Conflict."""
-    desc = _descriptor(s, body.nf)
+    desc = descriptor_of(s, body.nf)
     repo.get_user(s, body.owner)
     _check_node_can_run(s, body.node, desc)
-    _validate_config(desc, body.config)
+    validate_config(desc, body.config)
     iid = repo.instance_id_for(body.node, body.owner, body.nf)
     try:
         existing = repo.get_instance(s, iid)
@@ -160,7 +139,7 @@ def _can_migrate(s: Session, iid: str, node: str) -> tuple[str, str]:
 def _can_update(s: Session, iid: str, config: dict[str, Any]) -> str:
     """The instance's owner; raises NotFound, Conflict or InvalidInput."""
     inst = _present(s, iid, "update")
-    _validate_config(repo.get_bundle(s, inst.bundle_sha256).descriptor, config)
+    validate_config(repo.get_bundle(s, inst.bundle_sha256).descriptor, config)
     return inst.owner
 
 

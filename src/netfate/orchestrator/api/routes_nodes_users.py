@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from netfate.db import repo
 from netfate.orchestrator import sessions, tenants
 from netfate.orchestrator.api.deps import all_rows, coord, db, one_row, orch, row
+from netfate.orchestrator.api.nf_configs import check_user_nf_config
 from netfate.orchestrator.api.schemas import (
     NODE,
     USER,
@@ -72,6 +73,7 @@ def _known_nfs(s: Any, nfs: list[str] | None) -> None:
 def create_user(request: Request, body: UserCreate) -> dict[str, Any]:
     _check_nfs(request, body.required_nfs)
     with db(request).session() as s:
+        check_user_nf_config(s, body.nf_config)
         u = repo.create_user(s, body.name, body.password, required_nfs=body.required_nfs,
                              nf_config=body.nf_config,
                              classifiers=[c.model_dump(exclude_none=True)
@@ -106,6 +108,7 @@ async def patch_user(request: Request, name: str = USER, *, body: UserPatch
 
     def update(s: Any) -> dict[str, Any]:
         _known_nfs(s, body.required_nfs)
+        check_user_nf_config(s, body.nf_config)
         u = repo.update_user(s, name, password=body.password, required_nfs=body.required_nfs,
                              nf_config=body.nf_config, classifiers=classes)
         out = row(u)

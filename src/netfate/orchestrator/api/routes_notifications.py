@@ -64,7 +64,8 @@ def subscribe(request: Request, body: SubscriptionCreate) -> dict[str, Any]:
     if refusal:
         raise InvalidInput(refusal)
     return one_row(
-        request, lambda s: repo.add_subscription(s, body.callbackUri, filter=body.filter)
+        request, lambda s: repo.add_subscription(
+            s, body.callbackUri, filter=body.filter.model_dump(exclude_none=True))
     )
 
 

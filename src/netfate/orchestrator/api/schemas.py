@@ -6,7 +6,7 @@ import ipaddress
 import math
 import re
 from collections.abc import Iterable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from fastapi import Path
@@ -174,10 +174,35 @@ class UpdateBody(Body):
 _URI_CHARS = re.compile(r"[\x21-\x7e]+")
 
 
+# SOL003 LcmOperationType and LcmOperationStateType values NetFATE has (db.models'
+# LcmOperation and OpState; a unit test keeps them equal). Literals, not the enums: a strict
+# body takes a JSON string for a Literal.
+OpTypeName = Literal["INSTANTIATE", "TERMINATE", "MIGRATE", "UPDATE", "RELEASE"]
+OpStateName = Literal["PROCESSING", "COMPLETED", "FAILED_TEMP", "FAILED", "ROLLING_BACK",
+                      "ROLLED_BACK"]
+InstanceId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,97}$",
+                                  examples=["cpe1-user1-firewall"])]
+MAX_FILTER_IDS = 1000
+
+
+class SubscriptionFilter(Body):
+    """Which operation occurrences a subscription is notified of: those whose operation,
+    state and instance are each in the list given (a list left out: any). The part of SOL003's
+    LccnSubscriptionRequest filter NetFATE matches on (ETSI GS NFV-SOL 003, 5.5.3.12).
+    Unknown keys are refused: a misspelt `operationState` would otherwise match everything."""
+
+    operationTypes: list[OpTypeName] | None = Field(default=None, min_length=1, max_length=5)
+    operationStates: list[OpStateName] | None = Field(default=None, min_length=1,
+                                                      max_length=6)
+    vnfInstanceIds: list[InstanceId] | None = Field(default=None, min_length=1,
+                                                    max_length=MAX_FILTER_IDS)
+
+
 class SubscriptionCreate(Body):
     callbackUri: str = Field(min_length=1, max_length=2048,
                              examples=["http://127.0.0.1:8080/netfate/notifications"])
-    filter: Doc = {}
+    filter: SubscriptionFilter = Field(default_factory=SubscriptionFilter,
+                                       examples=[{"operationStates": ["COMPLETED", "FAILED"]}])
 
     @field_validator("callbackUri")
     @classmethod

@@ -157,7 +157,7 @@ async def mute(request: Request, iid: str) -> HTMLResponse:
 
 
 @router.post("/notifications/{nid}/ack", response_class=HTMLResponse)
-async def ack(request: Request, nid: int) -> HTMLResponse:
+async def ack(request: Request, nid: int = routes_notifications.NID) -> HTMLResponse:
     async def go() -> str:
         await run_in_threadpool(routes_notifications.ack, request, nid)
         request.app.state.orchestrator.hub.publish("notification_ack", {"id": nid})
@@ -167,7 +167,7 @@ async def ack(request: Request, nid: int) -> HTMLResponse:
 
 
 @router.post("/notifications/{nid}/delete", response_class=HTMLResponse)
-async def delete(request: Request, nid: int) -> HTMLResponse:
+async def delete(request: Request, nid: int = routes_notifications.NID) -> HTMLResponse:
     async def go() -> str:
         await run_in_threadpool(routes_notifications.delete, request, nid)
         request.app.state.orchestrator.hub.publish("notification_deleted", {"id": nid})
