@@ -94,6 +94,14 @@ class TrafficClass(Body):
     remote: IPv4Prefix | None = Field(default=None, max_length=43, examples=["10.255.0.0/16"])
     nfs: list[Name] = Field(min_length=1, max_length=16, examples=[["packet-inspector"]])
 
+    @field_validator("nfs")
+    @classmethod
+    def _once_each(cls, v: list[str]) -> list[str]:
+        twice = sorted({n for n in v if v.count(n) > 1})
+        if twice:  # as required_nfs refuses it
+            raise ValueError(f"names {twice} more than once")
+        return v
+
 
 PASSWORD_DOC = ("4-128 bytes of UTF-8 in NFC, no control characters, no white space at either "
                 "end, not starting with 'reauth:' (netfate.credentials)")
@@ -222,6 +230,9 @@ class SubscriptionCreate(Body):
             raise ValueError(f"not a valid URL: {exc}") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{v!r} is not an http(s) URL with a host")
+        if "@" in parts.netloc:  # GET /subscriptions would show them to every operator
+            raise ValueError("a callback URL with credentials (user:password@) is not "
+                             "stored: give the endpoint its own way to know the orchestrator")
         if port == 0:
             raise ValueError(f"{v!r}: port 0 is not a port a callback can listen on")
         return v  # where it may point is the route's check (callback_refusal): a setting
