@@ -36,7 +36,9 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-from netfate.errors import DriverError
+from pydantic import ValidationError
+
+from netfate.errors import DriverError, InvalidInput
 from netfate.naming import PREFIX
 from netfate.radius.client import RadiusClient
 from netfate.radius.settings import RadiusSettings
@@ -97,11 +99,16 @@ class FreeRadius:
         # ports and log, then drops to Debian's freerad user before it handles a packet.
         self.run_as = RUN_AS if os.geteuid() == 0 and _user_exists(RUN_AS) else None
         # Validated like the settings: these end up inside FreeRADIUS config strings.
-        RadiusSettings(host=host, port=port, secret=secret, api_key=api_key,
-                       clients=self.clients, pool="10.90.100.0/22", max_failures=1,
-                       failure_window=1, backoff=0, max_tracked=1, session_timeout=None,
-                       reject_delay=reject_delay, api_timeout=api_timeout,
-                       acct_port=self.acct_port).check()
+        try:
+            RadiusSettings(host=host, port=port, secret=secret, api_key=api_key,
+                           clients=self.clients, pool="10.90.100.0/22", max_failures=1,
+                           failure_window=1, backoff=0, max_tracked=1, session_timeout=None,
+                           reject_delay=reject_delay, api_timeout=api_timeout,
+                           acct_port=self.acct_port).check()
+        except ValidationError as exc:  # the settings' own checks, as they are read
+            first = exc.errors()[0]
+            raise InvalidInput(f"radius {'.'.join(str(x) for x in first['loc'])}: "
+                               f"{first['msg']}") from None
         if not self.api_url.startswith(("http://", "https://")) or _unsafe(self.api_url):
             raise ValueError(f"api_url {api_url!r}: give http(s)://host:port")
         if _unsafe(str(self.dir)):
