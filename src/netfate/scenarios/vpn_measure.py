@@ -202,13 +202,19 @@ class Probe:
         self.server = subprocess.Popen(
             netns_argv(server_ns, ["python3", "-c", ECHO, addr, str(port)]),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.4)
         self.period, self.error = period, ""
         self.replies: list[float] = []
         self._stop = threading.Event()
         self._go = threading.Event()
         self._go.set()
-        conn = netns.tcp_connect(ns, addr, port, timeout=3.0)
+        # Until the server listens: a python3 in a namespace took over the 0.4 s this once
+        # waited on a loaded machine, and the refused connect ended the scenario (CI 12-03).
+        deadline = time.monotonic() + 5.0
+        conn = None
+        while conn is None and time.monotonic() < deadline and self.server.poll() is None:
+            conn = netns.tcp_connect(ns, addr, port, timeout=3.0)
+            if conn is None:
+                time.sleep(0.1)
         if conn is None:
             self.close()
             raise RuntimeError(f"probe: no connection to {addr}:{port} from {ns}")
