@@ -9,6 +9,20 @@ from netfate.orchestrator.hub import EventHub
 from netfate.orchestrator.notify import dispatch, matches
 
 
+async def callback_server(got: list[dict[str, Any]]) -> tuple[asyncio.Server, int]:
+    """A subscriber's endpoint on loopback: each notification's body appended to `got`."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        got.append(json.loads(await reader.readexactly(length)))
+        writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, int(server.sockets[0].getsockname()[1])
+
+
 def test_subscription_filters() -> None:
     op = {"operation": "INSTANTIATE", "state": "COMPLETED", "vnf_instance_id": "cpe1-u-fw"}
     assert matches({}, op)
@@ -28,16 +42,7 @@ def test_a_callback_uri_the_http_client_refuses_does_not_end_the_dispatcher(
     got: list[dict[str, Any]] = []
 
     async def main() -> None:
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-            got.append(json.loads(await reader.readexactly(length)))
-            writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
-            await writer.drain()
-            writer.close()
-
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
+        server, port = await callback_server(got)
         with db.session() as s:
             repo.add_subscription(s, "http://127.0.0.1:9/cb\n")
         with db.session() as s:
@@ -76,16 +81,7 @@ def test_a_bad_stored_filter_does_not_end_the_dispatcher(tmp_path: Path) -> None
     got: list[dict[str, Any]] = []
 
     async def main() -> None:
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-            got.append(json.loads(await reader.readexactly(length)))
-            writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
-            await writer.drain()
-            writer.close()
-
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
+        server, port = await callback_server(got)
         with db.session() as s:  # first: served before the good one, as in the probe
             repo.add_subscription(s, f"http://127.0.0.1:{port}/bad",
                                   filter={"operationStates": 5})
