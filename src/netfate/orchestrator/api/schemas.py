@@ -16,6 +16,7 @@ from netfate import credentials
 from netfate.owners import check_user_name
 from netfate.validators import (
     NAME_PATTERN,
+    InstanceId,
     IPv4Prefix,
     Name,
     PortNumber,
@@ -188,8 +189,6 @@ _URI_CHARS = re.compile(r"[\x21-\x7e]+")
 OpTypeName = Literal["INSTANTIATE", "TERMINATE", "MIGRATE", "UPDATE", "RELEASE"]
 OpStateName = Literal["PROCESSING", "COMPLETED", "FAILED_TEMP", "FAILED", "ROLLING_BACK",
                       "ROLLED_BACK"]
-InstanceId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,97}$",
-                                  examples=["cpe1-user1-firewall"])]
 MAX_FILTER_IDS = 1000
 
 
