@@ -34,6 +34,7 @@ from netfate.resolver import Implementation, capability_key
 LIFECYCLE = (
     "create", "start", "stop", "update", "delete", "pause",
     "export-state", "import-state", "status",
+    "check-config",  # run by the orchestrator, not on a node (orchestrator/nf_config_check.py)
 )
 REQUIRED_SCRIPTS = ("start", "stop")
 # The flavours the papers name. Descriptors may name others: a flavour is whatever a compute
@@ -258,6 +259,14 @@ class Descriptor(_Model):
     def implementation_list(self) -> tuple[Implementation, ...]:
         """Each flavour with its requirements, in its order of preference."""
         return implementations_of(self.model_dump(mode="json", by_alias=True))
+
+    def platform_keys(self) -> list[str]:
+        """The config's top-level keys the platform sets and callers may not: those whose
+        schema is annotated `readOnly: true` (JSON Schema 2020-12 meta-data, "managed by the
+        owning authority"), e.g. the firewall's `tenants` of a shared instance. Sorted."""
+        props = self.config_schema.get("properties") or {}
+        return sorted(k for k, p in props.items() if isinstance(p, dict) and
+                      p.get("readOnly") is True)
 
     def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
         """Validate config against the schema, with top-level defaults filled in."""

@@ -258,6 +258,24 @@ BAD_BODIES: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [
      ("nf_config.firewall", "rules")),
     ("PATCH", "/users/user1", {"nf_config": {"firewall": {"default_in": "maybe"}}},
      ("nf_config.firewall", "default_in")),
+    # a key the platform sets (readOnly in the NF's schema): a shared firewall's tenants
+    ("POST", "/users", {"name": "user2", "password": "secret2", "required_nfs": ["firewall"],
+                        "nf_config": {"firewall": {"tenants": [{"user": "user1",
+                                                                "vlan": 7}]}}},
+     ("nf_config.firewall", "'tenants'", "platform")),
+    ("PATCH", "/users/user1", {"nf_config": {"firewall": {"tenants": []}}},
+     ("nf_config.firewall", "'tenants'", "platform")),
+    # what the schema cannot say, the NF's own check-config refuses (it was stored, and the
+    # NAT failed on the node at the user's login)
+    ("POST", "/users", {"name": "user2", "password": "secret2", "required_nfs": ["nat"],
+                        "nf_config": {"nat": {"address": "10.90.254.1/16", "port_min": 3000,
+                                              "port_max": 2000}}},
+     ("nf_config.nat", "port_min (3000) is above port_max (2000)")),
+    ("PATCH", "/users/user1", {"nf_config": {"load-balancer": {
+        "address": "10.90.253.1/16", "services": [
+            {"name": "w", "vip": "10.90.253.10", "port": 80, "proto": "tcp",
+             "backends": [{"address": "10.91.0.5", "port": 80}]}]}}},
+     ("nf_config.load-balancer", "outside")),
     # TS rules (Table I), checked as the controller's model checks them
     ("PUT", "/nodes/cpe1/ts_rules/r1", {"match": {"tp_dst": 80}}, ("ip_proto",)),
     ("PUT", "/nodes/cpe1/ts_rules/r1", {"match": {"eth_src": "not-a-mac"}}, ("eth_src",)),
@@ -537,6 +555,7 @@ def test_instantiate_twice(seeded: httpx.Client) -> None:
     ({"rules": [{"action": "allow", "src": "10.0.0.300"}]}, ("rules/0/src",)),
     ({"unknown_knob": 1}, ("unknown_knob",)),
     ({"rules": [{"action": "allow", "proto": "icmp", "dport": 22}]}, ("rules/0",)),
+    ({"tenants": [{"user": "user1", "vlan": 7}]}, ("'tenants'", "platform")),
 ])
 def test_bad_config(seeded: httpx.Client, config: dict[str, Any],
                     words: tuple[str, ...]) -> None:

@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from netfate import paths
 from netfate.api_auth import BearerAuth
+from netfate.drivers.ovs import OvsServer
 from netfate.roaming.probes import EchoServer
 from netfate.testbed import lifecycle, processes
 from netfate.testbed.settings import TestbedSettings
@@ -56,10 +60,33 @@ def topology_file(tmp_path_factory: pytest.TempPathFactory, stem: str, text: str
 
 
 def keep_evidence(api: httpx.Client, prefix: str) -> None:
-    """For a failed test: the orchestrator's log to /tmp/`prefix`-orch.log, and what the API
-    says of operations, instances, steering rules and nodes to /tmp/`prefix`-api.json."""
+    """For a failed test: the orchestrator's log to /tmp/`prefix`-orch.log (each agent's to
+    /tmp/`prefix`-agent-<node>.log), what the API says of operations, instances, steering
+    rules and nodes to /tmp/`prefix`-api.json, and the data plane as it is (every switch's
+    flows with counters, every NF namespace's nft ruleset with counters) to
+    /tmp/`prefix`-dataplane.txt."""
     shutil.copy(processes.pid_dir() / "orchestrator.log", f"/tmp/{prefix}-orch.log")
+    for log in processes.pid_dir().glob("agent-*.log"):
+        shutil.copy(log, f"/tmp/{prefix}-{log.name}")
     with open(f"/tmp/{prefix}-api.json", "w") as f:
         json.dump({p: api.get(p).json() for p in ("/vnf_lcm_op_occs", "/vnf_instances",
                                                  "/steering_rules", "/nodes")}, f,
                   indent=1)
+    with open(f"/tmp/{prefix}-dataplane.txt", "w") as f:
+        f.write(_dataplane())
+
+
+def _dataplane() -> str:
+    """What the switches and the NFs' rulesets hold now, as text (best effort)."""
+    out: list[str] = []
+    env = {**os.environ, **OvsServer(paths.ovs_dir()).env}
+    status = lifecycle.status()
+    for br in status["bridges"]:
+        cp = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", br], env=env,
+                            capture_output=True, text=True, timeout=10, check=False)
+        out += [f"== flows of {br}", cp.stdout + cp.stderr]
+    for ns in status["namespaces"]:
+        cp = subprocess.run(["ip", "netns", "exec", ns, "nft", "list", "ruleset"],
+                            capture_output=True, text=True, timeout=10, check=False)
+        out += [f"== nft ruleset of {ns}", cp.stdout + cp.stderr]
+    return "\n".join(out)

@@ -19,7 +19,7 @@ from netfate.testbed import lifecycle, processes
 from netfate.testbed.move import _inside, move
 from netfate.testbed.topology import Topology, load_topology
 
-from .helpers import ALLOWED, DENIED, INET, whole_stack
+from .helpers import ALLOWED, DENIED, INET, keep_evidence, whole_stack
 from .test_orchestrator import user_flows
 
 IDLE_S = 4
@@ -95,6 +95,9 @@ def test_case_study_tcp_survives_denied_stays_denied_then_back_and_idle(
         assert tcp.alive, tcp.error
         wait_for(lambda: leftovers(api, "user1", "cpe2") == [], 10,
                  "nothing left at cpe2 after two quick moves")
+    except Exception:
+        keep_evidence(api, "casestudy")
+        raise
     finally:
         tcp.stop()
         probe.stop()
@@ -127,7 +130,8 @@ def test_failed_migration_keeps_the_user_served_from_the_source(stack: httpx.Cli
         assert connects(c1, ALLOWED) and not connects(c1, DENIED)
         assert tcp.alive, tcp.error
         # the agent comes back: whatever the crash left half-made on cpe2 is cleaned up,
-        # and what cpe2 runs is exactly what the database says
+        # what cpe2 runs is exactly what the database says, and the repair moves the
+        # firewall to where the user is (new connections may wait out that handover's gap)
         lifecycle.start_services(topo)
 
         def consistent() -> bool:
@@ -136,8 +140,14 @@ def test_failed_migration_keeps_the_user_served_from_the_source(stack: httpx.Cli
                      if n == "cpe2"}
             return on_node == in_db
 
-        wait_for(consistent, 30, "cpe2 to hold exactly what the database says")
-        assert connects(c1, ALLOWED) and not connects(c1, DENIED)
+        wait_for(lambda: running_at(api, "user1") == {"cpe2-user1-firewall": "cpe2"}
+                 and consistent(), 60, "the firewall moved to cpe2, nothing else there")
+        wait_for(lambda: connects(c1, ALLOWED), 10, "user1 served at cpe2")
+        assert not connects(c1, DENIED)
+        assert tcp.alive, tcp.error
+    except Exception:
+        keep_evidence(api, "roamfail")
+        raise
     finally:
         tcp.stop()
 

@@ -1,46 +1,56 @@
 """An NF's config as the API receives it, checked against the config-schema of the NF's
-package before anything is stored: for an instance (POST /vnf_instances, PATCH) and for a
-user's per-NF config (POST /users, PATCH /users/{name}), which the orchestrator hands the
-user's NFs when it places them."""
+package, then by the NF's own check-config (orchestrator/nf_config_check.py), before
+anything is stored: for an instance (POST /vnf_instances, PATCH) and for a user's per-NF
+config (POST /users, PATCH /users/{name}), which the orchestrator hands the user's NFs when
+it places them."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from netfate.db import repo
+from netfate.db.models import VnfPackage
 from netfate.errors import Conflict, InvalidInput
+from netfate.orchestrator.nf_config_check import check_config
 
 
-def descriptor_of(s: Any, nf: str) -> dict[str, Any]:
-    """The descriptor of NF `nf`'s newest package; InvalidInput naming the catalogue's NFs if
-    there is none."""
+def newest_package(s: Any, nf: str) -> VnfPackage:
+    """NF `nf`'s newest package; InvalidInput naming the catalogue's NFs if there is none."""
     bundles = repo.list_bundles(s, name=nf)
     if not bundles:
         known = sorted({b.name for b in repo.list_bundles(s)})
         raise InvalidInput(f"unknown NF {nf!r}; the catalogue has {known}")
-    d: dict[str, Any] = max(bundles, key=lambda b: b.uploaded_at).descriptor
-    return d
+    return max(bundles, key=lambda b: b.uploaded_at)
 
 
-def validate_config(descriptor: dict[str, Any], config: dict[str, Any]) -> None:
-    """InvalidInput if `config` is wrong; Conflict (409) if the stored package itself is not
-    usable (e.g. stored before its config-schema was checked whole at upload)."""
+def validate_config(package: VnfPackage, config: dict[str, Any]) -> None:
+    """A caller's config of the NF of `package`: InvalidInput if it is wrong (its schema or
+    the NF's own check-config refuses it), or if it sets a key the platform sets
+    (`Descriptor.platform_keys`: e.g. a shared firewall's `tenants`, which follow its
+    tenants' own configs); Conflict (409) if the stored package itself is not usable (e.g.
+    stored before its config-schema was checked whole at upload, or its check-config does
+    not finish)."""
     from netfate.descriptor import parse_descriptor
 
+    descriptor = package.descriptor
     try:
         desc = parse_descriptor(descriptor, "stored descriptor")
     except InvalidInput as exc:
         raise Conflict(f"NF {descriptor.get('name')!r}: its package cannot be used ({exc}); "
                        "upload a fixed package") from None
-    desc.validate_config(config)
+    if isinstance(config, dict) and (taken := [k for k in desc.platform_keys() if k in config]):
+        raise InvalidInput(f"{desc.name}: config key {taken[0]!r} is set by the platform "
+                           "(readOnly in the NF's config-schema), not by callers")
+    filled = desc.validate_config(config)
+    check_config(package.sha256, lambda: package.data, desc, filled)
 
 
 def check_user_nf_config(s: Any, nf_config: dict[str, dict[str, Any]] | None) -> None:
-    """Each NF a user's nf_config names exists, and its config passes that NF's schema.
-    InvalidInput naming the NF (before, a firewall rule with dport 0 was stored and failed
-    only on the node at the user's login; new-user probe, 2026-12-03)."""
+    """Each NF a user's nf_config names exists, and its config passes that NF's schema and
+    check. InvalidInput naming the NF (before, a firewall rule with dport 0 was stored and
+    failed only on the node at the user's login; new-user probe, 2026-12-03)."""
     for nf, config in sorted((nf_config or {}).items()):
         try:
-            validate_config(descriptor_of(s, nf), config)
+            validate_config(newest_package(s, nf), config)
         except InvalidInput as exc:
             raise InvalidInput(f"nf_config.{nf}: {exc}") from None

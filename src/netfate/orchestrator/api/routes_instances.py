@@ -13,7 +13,7 @@ from netfate.db import repo
 from netfate.db.models import LcmOperation, OpState, Presence, VnfInstance
 from netfate.errors import Conflict, NotFound
 from netfate.orchestrator.api.deps import all_rows, coord, db, one_row
-from netfate.orchestrator.api.nf_configs import descriptor_of, validate_config
+from netfate.orchestrator.api.nf_configs import newest_package, validate_config
 from netfate.orchestrator.api.schemas import IID, Accepted, Instantiate, MigrateBody, UpdateBody
 from netfate.orchestrator.coordinator import Coordinator
 from netfate.orchestrator.nf_status import nf_status
@@ -96,10 +96,10 @@ def _check_node_can_run(s: Any, node: str, descriptor: dict[str, Any]) -> None:
 # -- checks before an operation starts (each one transaction, off the event loop) -------------
 def _can_instantiate(s: Session, body: Instantiate) -> str:
     """The new instance's id; raises InvalidInput, NotFound or Conflict."""
-    desc = descriptor_of(s, body.nf)
+    package = newest_package(s, body.nf)
     repo.get_user(s, body.owner)
-    _check_node_can_run(s, body.node, desc)
-    validate_config(desc, body.config)
+    _check_node_can_run(s, body.node, package.descriptor)
+    validate_config(package, body.config)
     iid = repo.instance_id_for(body.node, body.owner, body.nf)
     try:
         existing = repo.get_instance(s, iid)
@@ -139,7 +139,7 @@ def _can_migrate(s: Session, iid: str, node: str) -> tuple[str, str]:
 def _can_update(s: Session, iid: str, config: dict[str, Any]) -> str:
     """The instance's owner; raises NotFound, Conflict or InvalidInput."""
     inst = _present(s, iid, "update")
-    validate_config(repo.get_bundle(s, inst.bundle_sha256).descriptor, config)
+    validate_config(repo.get_bundle(s, inst.bundle_sha256), config)
     return inst.owner
 
 

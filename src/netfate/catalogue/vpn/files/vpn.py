@@ -2,7 +2,7 @@
 state documents and status.
 
 Usage: vpn.py check CONFIG | render | up | load | routes | export OUT | import IN |
-       status [CHARON_PID]
+       status [CHARON_PID] | validate CONFIG
 Runs inside the NF's network namespace with "$NF_PYTHON" (stdlib only). The pure parts are
 in swan.py (its sibling).
 
@@ -102,6 +102,12 @@ def cmd_check(path: str) -> None:
     cfg = _cfg(path)
     _psk(cfg)
     nf.print_json(cfg)
+
+
+def cmd_validate(path: str) -> None:
+    """Validate a config file alone: check-config, which the orchestrator runs before it
+    takes a config (its key file is on the node; create and start read it there)."""
+    _cfg(path)
 
 
 def cmd_render() -> None:
