@@ -90,3 +90,27 @@ def test_an_error_is_printed_as_its_words_not_as_rich_markup(
     out = capsys.readouterr()
     assert "'^[a-z0-9][a-z0-9_.-]{0,31}$' [red]not red[/]" in (out.out + out.err).replace(
         "\n", "")
+
+
+def test_users_add_takes_the_password_from_stdin_not_the_command_line(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A password given with --password shows in ps and the shell's history (new-user
+    probe, 2026-12-03): --password-stdin reads it as `docker login` does, or it is asked."""
+    from netfate.cli import client
+
+    sent: list[dict[str, object]] = []
+    monkeypatch.setattr(client, "call", lambda method, path, json: sent.append(json) or {})
+    r = CliRunner().invoke(app, ["users", "add", "bob", "--password-stdin"],
+                           input="s3cret pass\nignored\n")
+    assert r.exit_code == 0, r.output
+    assert sent[-1]["password"] == "s3cret pass"
+    r = CliRunner().invoke(app, ["users", "add", "bob"], input="asked1\nasked1\n")
+    assert r.exit_code == 0 and sent[-1]["password"] == "asked1", r.output
+    for argv, stdin, words in (
+            (["--password", "x", "--password-stdin"], "y\n", "not both"),
+            (["--password-stdin"], "", "first line of stdin"),
+            (["--password-stdin"], "x" * 2000 + "\n", "1-1024 characters")):
+        n = len(sent)
+        r = CliRunner().invoke(app, ["users", "add", "bob", *argv], input=stdin)
+        assert r.exit_code == 1 and words in " ".join(r.output.split()), r.output
+        assert len(sent) == n  # nothing sent

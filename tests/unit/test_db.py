@@ -713,3 +713,19 @@ def test_ts_rules(s: Session, world: str) -> None:
         repo.put_ts_rules(s, "cpe1", [{"rule_id": "r4", "bogus": 1}])
     assert repo.delete_ts_rules(s, "cpe1", ["r1", "nope"]) == 1
     assert [r.rule_id for r in repo.list_ts_rules(s)] == ["r2"]
+
+
+def test_a_node_holds_a_bounded_number_of_ts_rules(s: Session, world: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from netfate.db.repo import ts_rules
+
+    monkeypatch.setattr(ts_rules, "MAX_PER_NODE", 3)
+    with pytest.raises(InvalidInput, match="at most 3"):
+        repo.put_ts_rules(s, "cpe1", [{"rule_id": f"r{i}"} for i in range(4)])
+    repo.put_ts_rules(s, "cpe1", [{"rule_id": f"r{i}"} for i in range(3)])
+    repo.put_ts_rules(s, "cpe1", [{"rule_id": "r0", "priority": 7}])  # a replacement: fine
+    with pytest.raises(Conflict, match="holds 3 TS rules and these add 1"):
+        repo.put_ts_rules(s, "cpe1", [{"rule_id": "r0"}, {"rule_id": "r9"}])
+    assert [(r.rule_id, r.priority) for r in repo.list_ts_rules(s, "cpe1")] == [
+        ("r0", 7), ("r1", 100), ("r2", 100)]  # nothing written by the refused call
+    repo.put_ts_rules(s, "cpe2", [{"rule_id": "r9"}])  # per node

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 import time
 from typing import Annotated, Any
 
@@ -14,6 +15,7 @@ from rich.table import Table
 
 from netfate.api_auth import BearerAuth
 from netfate.cli.common import checked, console, emit_json, guarded, json_object, settings
+from netfate.errors import InvalidInput
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON")]
 # Arguments checked as the API checks them (netfate.validators), before any request.
@@ -107,14 +109,43 @@ def users_list(json_out: JsonOpt = False) -> None:
          ["name", "required_nfs", "access_node", "mac", "ip", "last_seen"], json_out)
 
 
+MAX_PASSWORD = 1024  # characters read from --password-stdin (the API takes fewer)
+
+
+def _password(given: str | None, from_stdin: bool) -> str:
+    """The new user's password: --password, or the first line of stdin (--password-stdin,
+    as `docker login`: not in ps or the shell's history), or asked for, hidden."""
+    if given is not None and from_stdin:
+        guarded(lambda: _refuse("give --password or --password-stdin, not both"))
+    if from_stdin:
+        line = sys.stdin.readline(MAX_PASSWORD + 2).rstrip("\r\n")
+        if not line or len(line) > MAX_PASSWORD:
+            guarded(lambda: _refuse(f"--password-stdin: the first line of stdin must be the "
+                                    f"password (1-{MAX_PASSWORD} characters)"))
+        return line
+    if given is not None:
+        return given
+    p: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return p
+
+
+def _refuse(msg: str) -> None:
+    raise InvalidInput(msg)
+
+
 @users.command("add")
 def users_add(name: NameArg,
-              password: Annotated[str, typer.Option(prompt=True, hide_input=True)],
+              password: Annotated[str | None, typer.Option(
+                  help="The password (shows in ps and the shell's history: prefer "
+                       "--password-stdin, or leave both out to be asked)")] = None,
+              password_stdin: Annotated[bool, typer.Option(
+                  "--password-stdin", help="Read the password from stdin's first line")] = False,
               nfs_: Annotated[list[str] | None, typer.Option(
                   "--nf", help="Required NF", callback=checked("name"))] = None,
               config: Annotated[str | None, typer.Option(help="JSON {nf: config}")] = None,
               json_out: JsonOpt = False) -> None:
-    body = {"name": name, "password": password, "required_nfs": nfs_ or [],
+    body = {"name": name, "password": _password(password, password_stdin),
+            "required_nfs": nfs_ or [],
             "nf_config": guarded(lambda: json_object(config, "--config"))}
     out = call("POST", "/users", json=body)
     emit_json(out) if json_out else console.print(f"user {name} created")

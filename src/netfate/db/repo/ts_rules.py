@@ -15,6 +15,11 @@ from netfate.db.models import Node, TsRule
 from netfate.db.repo._common import get_or_404, guard, stamp
 from netfate.errors import Conflict, InvalidInput, NotFound
 
+# TS rules a node holds at most: each is a flow on its switch, published in every switch state
+# of the node (and troubleshooting adds its own), so an unbounded count would grow every
+# state the controller installs. OVS takes far more; an operator's explicit orders are few.
+MAX_PER_NODE = 1024
+
 
 def as_rule(row: TsRule) -> TSRule:
     return TSRule.model_validate({"rule_id": row.rule_id, "priority": row.priority,
@@ -36,7 +41,10 @@ def check_rule(data: Any) -> TSRule:
 def put_ts_rules(session: Session, node: str, rules: Sequence[Any],
                  now: float | None = None) -> list[TsRule]:
     """Create or replace rules at ``node``, by rule_id. NotFound for an unknown node,
-    InvalidInput for a bad rule or a rule id given twice (nothing is written then)."""
+    InvalidInput for a bad rule, a rule id given twice or more than MAX_PER_NODE rules;
+    Conflict when the node would then hold more than MAX_PER_NODE (nothing is written)."""
+    if len(rules) > MAX_PER_NODE:
+        raise InvalidInput(f"{len(rules)} TS rules; a node holds at most {MAX_PER_NODE}")
     checked = [check_rule(r) for r in rules]
     ids = [r.rule_id for r in checked]
     if len(set(ids)) != len(ids):
@@ -44,6 +52,12 @@ def put_ts_rules(session: Session, node: str, rules: Sequence[Any],
     get_or_404(session, Node, node, "node")
     have = {r.rule_id: r for r in session.scalars(
         sa.select(TsRule).where(TsRule.node_name == node, TsRule.rule_id.in_(ids)))}
+    held = session.scalar(sa.select(sa.func.count()).select_from(TsRule)
+                          .where(TsRule.node_name == node)) or 0
+    if held + len(set(ids) - set(have)) > MAX_PER_NODE:
+        raise Conflict(f"node {node!r} holds {held} TS rules and these add "
+                       f"{len(set(ids) - set(have))}; a node holds at most {MAX_PER_NODE} "
+                       "(delete some first)")
     t = stamp(now)
     out = []
     with guard(session, f"TS rules at {node!r}",
