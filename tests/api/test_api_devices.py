@@ -52,3 +52,21 @@ def test_a_device_that_changes_hands_releases_the_previous_user(
     wait_until(lambda: rules(client) == [("user2", MAC1)], 5, "only user2 steered on MAC1")
     assert client.get(f"{API}/users/user1").json()["access_node"] is None
     assert client.get(f"{API}/users/user2").json()["access_node"] == "cpe1"
+
+
+def test_an_address_that_changes_hands_releases_the_previous_user(
+        client: httpx.Client, make_agent: MakeAgent) -> None:
+    """Two active users on one address at one node (a lease that expired and went to
+    another device, or an operator's association): the switch could not tell whose the
+    traffic to it is. The user before leaves, as when a device changes hands."""
+    make_agent("cpe1")
+    for u in ("user1", "user2", "user3"):
+        add_user(client, u)
+    associate(client, "user1", MAC1, "10.90.100.7")
+    associate(client, "user3", "02:00:00:00:00:03", "10.90.100.9")
+    wait_until(lambda: len(rules(client)) == 2, 5, "user1 and user3 steered")
+    associate(client, "user2", MAC2, "10.90.100.7")  # another device, the same address
+    wait_until(lambda: rules(client) == [("user2", MAC2), ("user3", "02:00:00:00:00:03")],
+               5, "user1 released, user2 steered, user3 untouched")
+    assert client.get(f"{API}/users/user1").json()["access_node"] is None
+    assert client.get(f"{API}/users/user2").json()["ip"] == "10.90.100.7"

@@ -163,7 +163,7 @@ class UserSession(Base):
         sa.ForeignKey("nodes.name", ondelete="CASCADE"), index=True
     )
     mac: Mapped[str | None] = mapped_column(sa.String, index=True)  # lower case
-    ip: Mapped[str | None] = mapped_column(sa.String)
+    ip: Mapped[str | None] = mapped_column(sa.String, index=True)
     started_at: Mapped[float] = mapped_column(sa.Double, default=now)
     ended_at: Mapped[float | None] = mapped_column(sa.Double)
     state: Mapped[SessionState] = mapped_column(

@@ -145,17 +145,37 @@ _Q_ON_MAC = (sa.select(UserSession.user_name)
              .order_by(UserSession.started_at.desc()).limit(1))
 
 
-def _other_on(s: Session, user: str, mac: str) -> str | None:
+_Q_ON_IP = (sa.select(UserSession.user_name)
+            .where(UserSession.ip == sa.bindparam("ip"),
+                   UserSession.node_name == sa.bindparam("node"),
+                   UserSession.user_name != sa.bindparam("user"),
+                   UserSession.state == SessionState.ACTIVE)
+            .order_by(UserSession.started_at.desc()).limit(1))
+
+
+def _other_on(s: Session, user: str, node: str, mac: str | None, ip: str | None
+              ) -> str | None:
     """Another user whose active session is on the device with this MAC (the user of
-    repo.active_session_by_mac, read as one column: every association asks)."""
-    on = s.connection().execute(_Q_ON_MAC, {"mac": mac.lower()}).scalar()
-    return on if on is not None and on != user else None
+    repo.active_session_by_mac, read as one column: every association asks), or else on
+    this address at this node (a lease that expired and went to another device: two users
+    on one address would leave the switch unable to tell whose its traffic is)."""
+    conn = s.connection()
+    if mac:
+        on = conn.execute(_Q_ON_MAC, {"mac": mac.lower()}).scalar()
+        if on is not None and on != user:
+            return str(on)
+    if ip:
+        on = conn.execute(_Q_ON_IP, {"ip": ip, "node": node, "user": user}).scalar()
+        if on is not None:
+            return str(on)
+    return None
 
 
-def _check_and_other_on(s: Session, user: str, node: str, mac: str | None) -> str | None:
-    """_check, then _other_on (None without a MAC)."""
+def _check_and_other_on(s: Session, user: str, node: str, mac: str | None, ip: str | None
+                        ) -> str | None:
+    """_check, then _other_on."""
     _check(s, user, node)
-    return _other_on(s, user, mac) if mac else None
+    return _other_on(s, user, node, mac, ip)
 
 
 async def associate(coord: Coordinator, database: Database, user: str, node: str,
@@ -168,12 +188,12 @@ async def associate(coord: Coordinator, database: Database, user: str, node: str
     user's traffic ("anchor_rounds_ms")."""
     t0 = time.perf_counter()
     # The checks and the first look for another user on the device, in one transaction.
-    other = await database.read(_check_and_other_on, user, node, mac)
+    other = await database.read(_check_and_other_on, user, node, mac, ip)
     for k in range(4):
-        # The device changed hands (another user logs in on it): the one before leaves, as
-        # when idle, so no switch holds two users on one MAC.
+        # The device or the address changed hands (another user logs in on it): the one
+        # before leaves, as when idle, so no switch holds two users on one MAC or address.
         if k:
-            other = await database.read(_other_on, user, mac) if mac else None
+            other = await database.read(_other_on, user, node, mac, ip)
         if other is None:
             break
         await idle(coord, database, other)
