@@ -38,6 +38,7 @@ from netfate.bus.messages import (
     Telemetry,
 )
 from netfate.controller.model import SwitchState
+from netfate.http_protocol import HeadTimeoutProtocol
 from netfate.orchestrator.app import create_app
 from netfate.orchestrator.settings import Settings
 from netfate.ports import free_port
@@ -88,7 +89,8 @@ class LiveOrchestrator:
         self.app = create_app(settings)
         self.orch = self.app.state.orchestrator
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="on", timeout_graceful_shutdown=5)
+                                lifespan="on", timeout_graceful_shutdown=5,
+                                http=HeadTimeoutProtocol)  # as `netfate services` serves it
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="orchestrator",
                                        daemon=True)

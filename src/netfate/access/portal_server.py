@@ -46,9 +46,11 @@ class PortalServer:
         self.sock = sock
         cert, key = (str(tls[0]), str(tls[1])) if tls is not None else (None, None)
         # proxy_headers off: the peer address is the client's, which picks its MAC.
+        from netfate.http_protocol import HeadTimeoutProtocol
+
         config = uvicorn.Config(app, log_level="warning", proxy_headers=False,
                                 server_header=False, lifespan="off", ssl_certfile=cert,
-                                ssl_keyfile=key)
+                                ssl_keyfile=key, http=HeadTimeoutProtocol)
         self.server: uvicorn.Server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, name="portal", daemon=True)
         self.error: BaseException | None = None

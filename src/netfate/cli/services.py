@@ -97,7 +97,10 @@ def orchestrator(
             await orig_start()
 
         orch.start = start_with_port
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    from netfate.http_protocol import HeadTimeoutProtocol
+
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
+                http=HeadTimeoutProtocol)
 
 
 def agent(
