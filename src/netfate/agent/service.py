@@ -23,6 +23,7 @@ from netfate import __version__, naming
 from netfate.agent import live_migration, mirrors, switch_dump
 from netfate.agent.bundles import ensure_bundle
 from netfate.agent.managed import ManagedNFs
+from netfate.agent.note_limits import NoteLimiter
 from netfate.agent.ports import PORT_POLL_S, leases_file, read_leases, switch_ports
 from netfate.agent.reconcile import diff
 from netfate.agent.registration import Backoff, RegistrationRefused, parse_reply
@@ -112,6 +113,7 @@ class Agent:
         self._telemetry_failures = LoopFailures("telemetry", log)
         self._ports_failures = LoopFailures("ports", log)
         self._notify_failures = LoopFailures("notify", log)
+        self._note_limits = NoteLimiter()  # per NF: a flood neither fills nor delays
         self._synced_failures = LoopFailures("switch-synced", log)
 
     # -- node operations (in a worker thread) ----------------------------------------------
@@ -347,6 +349,7 @@ class Agent:
                 notes = []
                 self._notify_failures.failed(f"reading the NF notifications of {self.name}",
                                              exc)
+            notes = self._note_limits.admit(notes, time.monotonic(), time.time())
             for note in notes:
                 try:
                     n = Notification(
