@@ -17,6 +17,7 @@ import httpx
 
 from netfate.access import http
 from netfate.api_auth import BearerAuth
+from netfate.api_pages import get_all
 from netfate.bench.stats import ratio, summary
 from netfate.errors import NetfateError
 from netfate.roaming.probes import UdpProbe
@@ -55,7 +56,7 @@ def _one(api: httpx.Client, topo: Topology, host: str, user: str, nf: bool,
     out = {"total_ms": round((first - t_post) * 1000, 2),
            "radius_ms": body.get("radius_ms"), "portal_setup_ms": body.get("setup_ms")}
     if nf:
-        ops = [o for o in api.get("/vnf_lcm_op_occs").json()
+        ops = [o for o in get_all(api, "/vnf_lcm_op_occs")
                if o["operation"] == "INSTANTIATE" and o["start_time"] >= t_post - 0.01]
         if ops:
             op = min(ops, key=lambda o: o["start_time"])

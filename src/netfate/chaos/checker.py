@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from netfate import naming, paths
+from netfate.api_pages import get_all
 from netfate.chaos.workload import ALLOWED, DENIED, EXTRA, INET, User
 from netfate.drivers import cgroups, netns
 from netfate.drivers.nf_records import dead_daemons
@@ -106,7 +107,7 @@ def violations(api: httpx.Client, topo: Topology, users: list[User],
     """Everything wrong now (an unanswered API is one violation)."""
     try:
         instances = api.get("/vnf_instances").json()
-        ops = api.get("/vnf_lcm_op_occs").json()
+        ops = get_all(api, "/vnf_lcm_op_occs")
         steering = api.get("/steering_rules").json()
     except (httpx.HTTPError, ValueError) as exc:
         return [f"the API does not answer: {type(exc).__name__}: {exc}"]

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from netfate.api_auth import BearerAuth
+from netfate.api_pages import MAX_PAGES
 from netfate.cli.common import checked, console, emit_json, guarded, json_object, settings
 from netfate.errors import InvalidInput
 
@@ -37,8 +38,26 @@ def auth() -> BearerAuth:
 
 
 def call(method: str, path: str, **kw: Any) -> Any:
+    r = _request(method, f"{api()}/api/v1{path}", **kw)
+    return r.json() if r.content else None
+
+
+def call_all(path: str, params: dict[str, Any] | None = None) -> list[Any]:
+    """GET a paged list whole: its pages' rows, following each Link rel="next"
+    (netfate.api_pages, for the CLI's one-line errors)."""
+    r = _request("GET", f"{api()}/api/v1{path}", params=params)
+    rows: list[Any] = r.json()
+    for _ in range(MAX_PAGES):
+        if not (nxt := r.links.get("next", {}).get("url")):
+            break
+        r = _request("GET", nxt)
+        rows += r.json()
+    return rows
+
+
+def _request(method: str, url: str, **kw: Any) -> httpx.Response:
     try:
-        r = httpx.request(method, f"{api()}/api/v1{path}", timeout=30, auth=auth(), **kw)
+        r = httpx.request(method, url, timeout=30, auth=auth(), **kw)
     except httpx.HTTPError as exc:
         console.print(f"[red]error:[/] cannot reach the orchestrator at {escape(api())}: "
                       f"{escape(str(exc))}")
@@ -51,7 +70,7 @@ def call(method: str, path: str, **kw: Any) -> Any:
         # The server's words as they are: a pattern such as '^[a-z0-9]...' is no markup.
         console.print(f"[red]error {r.status_code}:[/] {escape(str(detail))}")
         raise typer.Exit(1)
-    return r.json() if r.content else None
+    return r
 
 
 def show(rows: list[dict[str, Any]], cols: list[str], json_out: bool) -> None:
@@ -242,7 +261,7 @@ def _follow(op_ids: list[str], wait: bool, json_out: bool, timeout: float = 60) 
 
 @ops.command("list")
 def ops_list(state: str | None = None, json_out: JsonOpt = False) -> None:
-    show(call("GET", "/vnf_lcm_op_occs", params={"state": state} if state else None),
+    show(call_all("/vnf_lcm_op_occs", params={"state": state} if state else None),
          ["id", "operation", "vnf_instance_id", "operation_state", "start_time"], json_out)
 
 
@@ -253,7 +272,7 @@ def ops_show(op_id: str) -> None:
 
 @notes.command("list")
 def notes_list(nf: str | None = None, json_out: JsonOpt = False) -> None:
-    show(call("GET", "/notifications", params={"nf_instance_id": nf} if nf else None),
+    show(call_all("/notifications", params={"nf_instance_id": nf} if nf else None),
          ["id", "nf_instance_id", "type", "severity", "source", "acknowledged", "ts"], json_out)
 
 

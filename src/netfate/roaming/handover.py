@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from netfate.api_pages import get_all
 from netfate.roaming.probes import TcpStream, UdpProbe
 from netfate.roaming.session import running_at, wait_for
 from netfate.testbed.move import move
@@ -36,7 +37,7 @@ class Handover:
 
 
 def _migration(api: httpx.Client, iid: str) -> dict[str, Any]:
-    ops = [o for o in api.get("/vnf_lcm_op_occs").json()
+    ops = [o for o in get_all(api, "/vnf_lcm_op_occs")
            if o["operation"] == "MIGRATE"
            and (o.get("params") or {}).get("new_instance_id") == iid]
     if not ops:

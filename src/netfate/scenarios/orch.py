@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from netfate.api_auth import BearerAuth
+from netfate.api_pages import get_all
 from netfate.errors import DriverError
 from netfate.proc import netns_argv
 from netfate.testbed.context import Testbed
@@ -48,6 +49,13 @@ class Api:
             raise DriverError(f"orchestrator: {method} {path}: {r.status_code} {r.text[:300]}")
         return r.json() if r.content else None
 
+    def get_all(self, path: str, params: dict[str, Any] | None = None) -> list[Any]:
+        """Every page of a paged list (netfate.api_pages)."""
+        try:
+            return get_all(self.http, path, params)
+        except (httpx.HTTPStatusError, ValueError) as exc:
+            raise DriverError(f"orchestrator: GET {path}: {exc}") from None
+
     def add_user(self, name: str, nfs: list[str], nf_config: dict[str, Any]) -> None:
         self.call("POST", "/users", json={"name": name, "password": f"pw-{name}",
                                           "required_nfs": nfs, "nf_config": nf_config})
@@ -69,7 +77,7 @@ class Api:
         return [Op(o["id"], o["operation"], o["operation_state"], o["vnf_instance_id"],
                    float(o["start_time"]), float(o["state_entered_time"]),
                    str((o.get("params") or {}).get("reason", "")))
-                for o in self.call("GET", "/vnf_lcm_op_occs")]
+                for o in self.get_all("/vnf_lcm_op_occs")]
 
     def wait_ops(self, ids: list[str], timeout: float = 60.0) -> list[Op]:
         """Until the operations `ids` are done; DriverError if one failed or they are not
@@ -101,5 +109,4 @@ class Api:
             time.sleep(0.2)
 
     def notifications(self, type_: str) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = self.call("GET", "/notifications", params={"type": type_})
-        return out
+        return self.get_all("/notifications", params={"type": type_})

@@ -113,14 +113,21 @@ def list_op_occs(
     state: OpState | str | None = None,
     *,
     vnf_instance_id: str | None = None,
+    after: tuple[float, str] | None = None,
+    limit: int | None = None,
 ) -> list[VnfLcmOpOcc]:
-    """Operations, oldest first."""
+    """Operations, oldest first (by start time, then id); only those after `after` (a start
+    time and id: where the page before ended), at most `limit`."""
     op_state = None if state is None else check.enum(OpState, state, "operation_state")
     q = where_given(
         sa.select(VnfLcmOpOcc).order_by(VnfLcmOpOcc.start_time, VnfLcmOpOcc.id),
         (VnfLcmOpOcc.operation_state, op_state),
         (VnfLcmOpOcc.vnf_instance_id, vnf_instance_id),
     )
+    if after is not None:
+        q = q.where(sa.tuple_(VnfLcmOpOcc.start_time, VnfLcmOpOcc.id) > sa.tuple_(*after))
+    if limit is not None:
+        q = q.limit(max(0, int(limit)))
     return list(session.scalars(q))
 
 

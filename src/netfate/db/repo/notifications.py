@@ -56,9 +56,11 @@ def list_notifications(
     acknowledged: bool | None = None,
     include_muted: bool = True,
     since: float | None = None,
+    before: tuple[float, int] | None = None,
     limit: int | None = None,
 ) -> list[Notification]:
-    """Notifications, newest first, matching every filter given."""
+    """Notifications, newest first (by ts, then id), matching every filter given; only
+    those before `before` (a ts and id: where the page before ended), at most `limit`."""
     q = where_given(
         sa.select(Notification).order_by(Notification.ts.desc(), Notification.id.desc()),
         (Notification.nf_instance_id, nf_instance_id),
@@ -70,6 +72,8 @@ def list_notifications(
     )
     if since is not None:
         q = q.where(Notification.ts >= since)
+    if before is not None:
+        q = q.where(sa.tuple_(Notification.ts, Notification.id) < sa.tuple_(*before))
     if not include_muted:
         muted = sa.select(NotificationMute.nf_instance_id)
         q = q.where(

@@ -6,12 +6,13 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session
 
 from netfate.db import repo
 from netfate.db.models import LcmOperation, OpState, Presence, VnfInstance
 from netfate.errors import Conflict, NotFound
+from netfate.orchestrator.api import paging
 from netfate.orchestrator.api.deps import all_rows, coord, db, one_row
 from netfate.orchestrator.api.nf_configs import newest_package, validate_config
 from netfate.orchestrator.api.schemas import IID, Accepted, Instantiate, MigrateBody, UpdateBody
@@ -183,9 +184,14 @@ async def update(request: Request, iid: str = IID, *, body: UpdateBody) -> Accep
     return Accepted(vnf_lcm_op_occs=[op_id])
 
 
-@router.get("/vnf_lcm_op_occs")
-def list_ops(request: Request, state: OpState | None = None) -> list[dict[str, Any]]:
-    return all_rows(request, lambda s: repo.list_op_occs(s, state=state))
+@router.get("/vnf_lcm_op_occs", summary="LCM operation occurrences, oldest first, in pages "
+                                         "(a Link header rel=\"next\" when there are more)")
+def list_ops(request: Request, response: Response, state: OpState | None = None,
+             marker: paging.Marker = None) -> list[dict[str, Any]]:
+    after = paging.decode(marker, (float, str))
+    rows = all_rows(request, lambda s: repo.list_op_occs(s, state=state, after=after,
+                                                         limit=paging.PAGE_SIZE + 1))
+    return paging.page(request, response, rows, lambda r: (r["start_time"], r["id"]))
 
 
 @router.get("/vnf_lcm_op_occs/{op_id}")

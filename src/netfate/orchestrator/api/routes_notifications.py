@@ -7,11 +7,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import StreamingResponse
 
 from netfate.db import repo
 from netfate.errors import InvalidInput
+from netfate.orchestrator.api import paging
 from netfate.orchestrator.api.deps import all_rows, db, one_row, orch
 from netfate.orchestrator.api.schemas import IID, SubscriptionCreate, callback_refusal
 
@@ -22,14 +23,18 @@ router = APIRouter()
 NID = Path(ge=1, le=2**31 - 1, description="the notification's id", examples=[1])
 
 
-@router.get("/notifications")
-def list_notifications(request: Request, nf_instance_id: str | None = None,
+@router.get("/notifications", summary="NF notifications, newest first, in pages (a Link "
+                                      "header rel=\"next\" when there are more)")
+def list_notifications(request: Request, response: Response,
+                       nf_instance_id: str | None = None,
                        node: str | None = None, acknowledged: bool | None = None,
-                       type: str | None = None, owner: str | None = None
-                       ) -> list[dict[str, Any]]:
-    return all_rows(request, lambda s: repo.list_notifications(
+                       type: str | None = None, owner: str | None = None,
+                       marker: paging.Marker = None) -> list[dict[str, Any]]:
+    before = paging.decode(marker, (float, int))
+    rows = all_rows(request, lambda s: repo.list_notifications(
         s, nf_instance_id=nf_instance_id, node=node, acknowledged=acknowledged, type=type,
-        owner=owner))
+        owner=owner, before=before, limit=paging.PAGE_SIZE + 1))
+    return paging.page(request, response, rows, lambda r: (r["ts"], r["id"]))
 
 
 @router.post("/notifications/{nid}/ack")
