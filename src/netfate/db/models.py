@@ -329,6 +329,8 @@ class VnfLcmOpOcc(Base):
     """SOL003 VnfLcmOpOcc: one lifecycle operation and its state. No FK: it outlives the NF."""
 
     __tablename__ = "vnf_lcm_op_occs"
+    # pages and the latest occurrences: an index range (migration 0009)
+    __table_args__ = (sa.Index("ix_op_occs_start", "start_time", "id"),)
 
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
     operation: Mapped[LcmOperation] = mapped_column(_enum(LcmOperation, "operation"))

@@ -115,12 +115,15 @@ def list_op_occs(
     vnf_instance_id: str | None = None,
     after: tuple[float, str] | None = None,
     limit: int | None = None,
+    newest_first: bool = False,
 ) -> list[VnfLcmOpOcc]:
-    """Operations, oldest first (by start time, then id); only those after `after` (a start
-    time and id: where the page before ended), at most `limit`."""
+    """Operations, oldest first (by start time, then id; `newest_first`: the other way);
+    only those after `after` (a start time and id: where the page before ended; oldest
+    first only), at most `limit`."""
     op_state = None if state is None else check.enum(OpState, state, "operation_state")
+    order = (VnfLcmOpOcc.start_time, VnfLcmOpOcc.id)
     q = where_given(
-        sa.select(VnfLcmOpOcc).order_by(VnfLcmOpOcc.start_time, VnfLcmOpOcc.id),
+        sa.select(VnfLcmOpOcc).order_by(*(c.desc() for c in order) if newest_first else order),
         (VnfLcmOpOcc.operation_state, op_state),
         (VnfLcmOpOcc.vnf_instance_id, vnf_instance_id),
     )

@@ -132,7 +132,7 @@ def instances(s: Session) -> list[dict[str, Any]]:
 def operations(s: Session, limit: int = 100) -> list[dict[str, Any]]:
     """Lifecycle operation occurrences, newest first, with how long each took and why a
     failed one failed."""
-    ops = sorted(repo.list_op_occs(s), key=lambda o: o.start_time, reverse=True)[:limit]
+    ops = repo.list_op_occs(s, newest_first=True, limit=limit)
     now = time.time()
     out = []
     for o in ops:
@@ -151,8 +151,8 @@ def notifications(s: Session, *, owner: str | None = None, node: str | None = No
                   nf: str | None = None, acknowledged: bool | None = None,
                   limit: int = 200) -> list[dict[str, Any]]:
     rows = repo.list_notifications(s, owner=owner or None, node=node or None,
-                                   nf_instance_id=nf or None, acknowledged=acknowledged)
-    rows = sorted(rows, key=lambda n: n.ts, reverse=True)[:limit]
+                                   nf_instance_id=nf or None, acknowledged=acknowledged,
+                                   limit=limit)  # newest first
     return [{"id": n.id, "nf": n.nf_instance_id, "node": n.node, "owner": n.owner,
              "type": n.type, "severity": n.severity, "source": n.source,
              "detail": n.detail or {}, "ts": n.ts, "acknowledged": n.acknowledged}
