@@ -729,3 +729,20 @@ def test_a_node_holds_a_bounded_number_of_ts_rules(s: Session, world: str,
     assert [(r.rule_id, r.priority) for r in repo.list_ts_rules(s, "cpe1")] == [
         ("r0", 7), ("r1", 100), ("r2", 100)]  # nothing written by the refused call
     repo.put_ts_rules(s, "cpe2", [{"rule_id": "r9"}])  # per node
+
+
+def test_the_notifications_kept_are_bounded(s: Session, world: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """NFs raise notifications all day: every PRUNE_EVERY-th stored, only the newest
+    KEEP_NOTIFICATIONS stay."""
+    from netfate.bus.messages import Notification as Note
+    from netfate.orchestrator import service_db
+
+    monkeypatch.setattr(service_db, "KEEP_NOTIFICATIONS", 5)
+    monkeypatch.setattr(service_db, "PRUNE_EVERY", 4)
+    ids = [service_db.store_notification(s, Note(node="cpe1", type="t", ts=float(k)))
+           for k in range(12)]
+    left = sorted(n.id for n in repo.list_notifications(s))
+    assert left[-1] == ids[-1] and len(left) <= 5 + 4 - 1, (ids, left)
+    assert all(i > ids[-1] - 5 - 4 for i in left)
+    assert repo.prune_notifications(s, ids[-1], 2) == len(left) - 2

@@ -61,8 +61,14 @@ def first_report(s: Session, node: str) -> dict[str, Any] | None:
     return dict(n.resources or {})
 
 
+KEEP_NOTIFICATIONS = 100_000  # the newest kept; older ones go (NFs raise them all day)
+PRUNE_EVERY = 1000  # notifications stored between two prunes
+
+
 def store_notification(s: Session, n: Notification) -> int | None:
-    """The stored notification's id; None when its NF is muted."""
+    """The stored notification's id; None when its NF is muted. Every PRUNE_EVERY-th
+    stored, those older than the newest KEEP_NOTIFICATIONS are removed, so the table stays
+    bounded however long the orchestrator runs."""
     if n.nf_id and repo.is_muted(s, n.nf_id):
         return None
 
@@ -74,4 +80,7 @@ def store_notification(s: Session, n: Notification) -> int | None:
         source=clean(n.source) or "unknown", detail=n.detail,
         nf_instance_id=clean(n.nf_id), node=clean(n.node), owner=clean(n.owner),
         ts=n.ts if math.isfinite(n.ts) else None)
+    s.flush()
+    if row.id % PRUNE_EVERY == 0:
+        repo.prune_notifications(s, row.id, KEEP_NOTIFICATIONS)
     return row.id

@@ -55,6 +55,7 @@ from netfate.db.repo.notifications import (
     list_mutes,
     list_notifications,
     mute,
+    prune_notifications,
     unmute,
 )
 from netfate.db.repo.sessions import (
@@ -133,6 +134,7 @@ __all__ = [
     "list_mutes",
     "list_nodes",
     "list_notifications",
+    "prune_notifications",
     "list_op_occs",
     "list_sessions",
     "list_steering",

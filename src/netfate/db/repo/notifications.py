@@ -45,6 +45,14 @@ def add_notification(
     return n
 
 
+def prune_notifications(session: Session, newest_id: int, keep: int) -> int:
+    """Remove the notifications older than the newest `keep` (by id, below `newest_id` -
+    `keep` + 1): an index range on the primary key. How many went."""
+    done = session.execute(sa.delete(Notification).where(
+        Notification.id <= newest_id - keep))
+    return int(getattr(done, "rowcount", 0) or 0)
+
+
 def list_notifications(
     session: Session,
     *,
