@@ -23,7 +23,7 @@ DESC = {"name": "probe", "version": "1", "ports": [{"name": "lan"}, {"name": "wa
 ROOT = os.geteuid() == 0
 
 
-def _package(tmp_path: Path, check: str | None) -> bytes:
+def package_with_check(tmp_path: Path, check: str | None) -> bytes:
     src = tmp_path / f"src-{uuid.uuid4().hex[:8]}"
     (src / "scripts").mkdir(parents=True)
     (src / "descriptor.yaml").write_text(yaml.safe_dump(DESC))
@@ -44,7 +44,7 @@ def _leftover_dirs() -> set[str]:
 
 
 def test_a_refused_config_is_refused_with_the_nfs_reason(tmp_path: Path) -> None:
-    data = _package(tmp_path, 'grep -q \'"port": 9\' "$NF_CONFIG" || exit 0\n'
+    data = package_with_check(tmp_path, 'grep -q \'"port": 9\' "$NF_CONFIG" || exit 0\n'
                               'echo "error: [probe/check-config] port 9 is reserved" >&2\n'
                               "exit 3\n")
     before = _leftover_dirs()
@@ -56,7 +56,7 @@ def test_a_refused_config_is_refused_with_the_nfs_reason(tmp_path: Path) -> None
 
 
 def test_a_package_without_the_script_is_taken_on_its_schema(tmp_path: Path) -> None:
-    data = _package(tmp_path, None)
+    data = package_with_check(tmp_path, None)
     _check(data)
     assert sha256_of(data) in nf_config_check._WITHOUT  # not unpacked again to find out
     _check(data)
@@ -64,33 +64,55 @@ def test_a_package_without_the_script_is_taken_on_its_schema(tmp_path: Path) -> 
 
 def test_a_silent_refusal_says_how_the_script_ended(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="exited 7"):
-        _check(_package(tmp_path, "exit 7\n"))
+        _check(package_with_check(tmp_path, "exit 7\n"))
 
 
 @pytest.mark.skipif(not ROOT, reason="confinement needs root to drop to nobody")
 def test_the_script_runs_as_nobody_without_network_or_a_writable_directory(
         tmp_path: Path) -> None:
-    data = _package(tmp_path, 'echo "uid=$(id -u) links=$(ip -o link | wc -l) '
+    data = package_with_check(tmp_path, 'w() { touch "$1" 2>/dev/null && echo yes || echo no; }\n'
+                              'echo "uid=$(id -u) links=$(ip -o link | wc -l) '
                               'caps=$(grep CapEff /proc/self/status | cut -f2) '
-                              'write=$(touch "$NF_BUNDLE_DIR/x" 2>/dev/null && echo yes || echo no)'
+                              'procs=$(ls -d /proc/[0-9]* | wc -l) '
+                              'write=$(w "$NF_BUNDLE_DIR/x")$(w /tmp/x)$(w /dev/shm/x)'
+                              '$(w /var/tmp/x) '
+                              'state=$(ls -A /run | wc -l)$(ls -A /var/lib | wc -l) '
+                              'cfg=$(cat "$NF_CONFIG")'
                               '" >&2\nexit 1\n')
     with pytest.raises(InvalidInput) as exc:
-        _check(data)
+        _check(data, {"k": 1})
     msg = str(exc.value)
     assert "uid=0 " not in msg and "uid=" in msg, msg
     assert "links=1 " in msg, msg  # lo only: a network namespace of its own
     assert "caps=0000000000000000" in msg, msg
-    assert "write=no" in msg, msg
+    assert "write=nononono " in msg, msg  # nowhere: its package, /tmp, /dev/shm, /var/tmp
+    assert "state=00 " in msg, msg  # /run and /var/lib (the NFVI database) hidden
+    assert int(msg.split("procs=")[1].split()[0]) <= 6, msg  # a PID namespace of its own
+    assert 'cfg={"k": 1}' in msg, msg
+
+
+@pytest.mark.skipif(not ROOT, reason="a PID namespace needs root")
+def test_what_the_script_leaves_running_ends_with_it(tmp_path: Path) -> None:
+    marker = f"fate-check-marker-{uuid.uuid4().hex}"
+    data = package_with_check(tmp_path, f"setsid bash -c 'exec -a {marker} sleep 60' &\nexit 0\n")
+    _check(data)  # accepted: the check ended at once
+    time.sleep(0.3)
+    assert not _running(marker), "a child in a session of its own outlived the check"
 
 
 def test_a_check_that_hangs_is_ended_with_its_children(tmp_path: Path) -> None:
     marker = f"fate-check-marker-{uuid.uuid4().hex}"
-    data = _package(tmp_path, f"(exec -a {marker} sleep 60) &\nsleep 60\n")
+    data = package_with_check(tmp_path, f"(exec -a {marker} sleep 60) &\nsleep 60\n")
     t0 = time.monotonic()
     with pytest.raises(Conflict, match="did not finish"):
         _check(data)
     assert time.monotonic() - t0 < nf_config_check.CHECK_TIMEOUT_S + 3
     time.sleep(0.2)
+    assert not _running(marker), "the check's child outlived it"
+
+
+def _running(marker: str) -> list[str]:
+    """PIDs whose command line holds `marker` (looked at, never signalled)."""
     left = []
     for p in Path("/proc").iterdir():
         if p.name.isdigit():
@@ -99,11 +121,11 @@ def test_a_check_that_hangs_is_ended_with_its_children(tmp_path: Path) -> None:
                     left.append(p.name)
             except OSError:
                 continue
-    assert not left, f"the check's child outlived it: {left}"
+    return left
 
 
 def test_a_flood_on_stderr_is_cut_short(tmp_path: Path) -> None:
-    data = _package(tmp_path, "head -c 50000000 /dev/zero | tr '\\0' x >&2\n"
+    data = package_with_check(tmp_path, "head -c 50000000 /dev/zero | tr '\\0' x >&2\n"
                               "echo 'error: [probe/check-config] too much' >&2\nexit 1\n")
     with pytest.raises(InvalidInput) as exc:
         _check(data)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import threading
 import traceback
 from collections.abc import Callable, Iterator
@@ -98,11 +99,26 @@ def make_engine(url: str | URL, *, echo: bool = False) -> Engine:
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+            _private(Path(u.database))
         engine = sa.create_engine(u, echo=echo)
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
     return sa.create_engine(u, echo=echo, pool_pre_ping=True)
+
+
+def _private(db_file: Path) -> None:
+    """The database file (and its -wal and -shm, which SQLite makes with the file's mode)
+    readable by its owner only: it holds password hashes and the NFVI's whole state, and a
+    package's check-config runs as nobody on the same machine."""
+    fd = os.open(db_file, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for extra in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(f"{db_file}{extra}", 0o600)
 
 
 _warned: set[str] = set()

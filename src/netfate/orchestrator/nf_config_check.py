@@ -3,13 +3,20 @@
 say: a NAT's port_min above its port_max, a load balancer's backend outside its network, two
 tenants of one shared firewall on one VLAN. The config-schema is checked first
 (`api.nf_configs.validate_config`); before this, such a config was stored and failed only on
-the node, at the user's login (probe of 2026-12-03).
+the node, at the user's login (probe of 2026-12-03). The API runs it outside any database
+transaction (`api.nf_configs.run_checks`).
 
-The script is the package's code, so it runs confined: as `nobody`, with no capabilities and
-no_new_privs (setpriv), in a network namespace of its own with nothing in it (unshare), with
-limits on CPU time, memory, file size and open files (prlimit), its process group killed
-after CHECK_TIMEOUT_S, in a fresh directory holding the extracted package and the config,
-removed afterwards. A package without the script is taken on its schema alone.
+The script is the package's code, so it runs confined (util-linux's unshare, setpriv and
+prlimit, as root sets it up):
+- namespaces of its own: network (nothing in it), PID (it and all it starts die when it
+  ends or is killed: a child it leaves behind, even in a session of its own, goes too;
+  /proc shows only them), mount, IPC, UTS;
+- a read-only view: /tmp is an empty read-only tmpfs holding only its package and the
+  config (read-only), and /var/tmp, /dev/shm, /run, /var/lib, /var/cache, /home and /root
+  are hidden behind empty read-only tmpfs (the NFVI database, tokens, other state);
+- as `nobody`, no capabilities, no_new_privs; CPU 5 s, 512 MiB, 64 KiB per file written,
+  64 open files, 64 processes of nobody's; killed after CHECK_TIMEOUT_S.
+A package without the script is taken on its schema alone.
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ from netfate.errors import Conflict, InvalidInput
 SCRIPT = "check-config"
 CHECK_TIMEOUT_S = 5.0  # wall clock; CPU time is limited to the same by prlimit
 MAX_STDERR = 64 * 1024  # bytes the script may write (RLIMIT_FSIZE): its reason, not a flood
-LIMITS = ("--as=536870912", "--cpu=5", f"--fsize={MAX_STDERR}", "--nofile=64", "--core=0")
+LIMITS = ("--as=536870912", "--cpu=5", f"--fsize={MAX_STDERR}", "--nofile=64", "--nproc=64",
+          "--core=0")
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Packages known to have no check-config script (by sha256: a package never changes), so a
 # user's edit does not unpack them again to find out.
@@ -58,13 +66,15 @@ def check_config(sha256: str, package: Callable[[], bytes], desc: Descriptor,
         cfg_file = Path(tmp) / "config.json"
         cfg_file.write_text(json.dumps(config))
         cfg_file.chmod(0o644)
+        argv, seen = _confined(Path(tmp), script)
         env = {"PATH": _PATH, "LANG": "C.UTF-8", "NF_ACTION": SCRIPT, "NF_NAME": desc.name,
-               "NF_BUNDLE_DIR": str(bundle.root), "NF_CONFIG": str(cfg_file),
+               "NF_BUNDLE_DIR": str(seen / bundle.root.relative_to(tmp)),
+               "NF_CONFIG": str(seen / "config.json"),
                "NF_PORTS": " ".join(p.name for p in desc.ports), "NF_PYTHON": NF_PYTHON}
-        err_path = Path(tmp) / "stderr"
-        with open(err_path, "wb") as err:
-            rc = _run(_confined(["/bin/bash", str(script)]), env, tmp, err, desc.name)
-        reason = _last_line(err_path.read_bytes()[-MAX_STDERR:])
+        with tempfile.TemporaryFile(prefix="fate-nfcheck-") as err:  # unnamed: its own
+            rc = _run(argv, env, "/", err, desc.name)
+            err.seek(0)
+            reason = _last_line(err.read(MAX_STDERR + 1)[-MAX_STDERR:])
     if rc != 0:
         raise InvalidInput(f"{desc.name}: the NF refuses this config: "
                            f"{reason or f'its check-config exited {rc}'}")
@@ -85,20 +95,43 @@ def _run(argv: list[str], env: dict[str, str], cwd: str, err: Any, name: str) ->
                        "the config is not taken (upload a fixed package)") from None
 
 
-def _confined(argv: list[str]) -> list[str]:
-    """`argv` as nobody in an empty network namespace, within LIMITS (as root); within
-    LIMITS only when the orchestrator is not root (it is then unprivileged itself)."""
-    limited = ["prlimit", *LIMITS, "--", *argv]
+# Run by /bin/sh as root in the new namespaces: $1 the check's directory, $2 $3 uid and gid,
+# $4 the script's path in the directory, then the limits. Fixed text; data comes as arguments.
+_SETUP = r"""set -e
+mount --make-rprivate /
+cd "$1"
+mount -t tmpfs -o size=64k,mode=0755 fate-nfcheck /tmp
+mkdir /tmp/check
+mount -c --bind . /tmp/check  # -c: "." is the directory cd named, not a path looked up again
+mount -c -o remount,bind,ro /tmp/check
+for d in /var/tmp /dev/shm /run /var/lib /var/cache /home /root; do
+    if [ -d "$d" ]; then mount -t tmpfs -o ro,size=4k,mode=0755 fate-nfcheck "$d"; fi
+done
+mount -o remount,ro /tmp
+cd /tmp/check
+uid=$2 gid=$3 script=$4
+shift 4
+exec setpriv --reuid="$uid" --regid="$gid" --clear-groups --no-new-privs \
+    --inh-caps=-all --bounding-set=-all -- prlimit "$@" -- /bin/bash "/tmp/check/$script"
+"""
+SEEN_AS = "/tmp/check"  # the check's directory as the script sees it
+
+
+def _confined(check_dir: Path, script: Path) -> tuple[list[str], Path]:
+    """The argv that runs `script` (inside `check_dir`) confined, and the directory as the
+    script sees it (as root: SEEN_AS; else `check_dir`, run under LIMITS alone, the
+    orchestrator being unprivileged itself)."""
+    rel = script.relative_to(check_dir)
     if os.geteuid() != 0:
-        return limited
+        return ["prlimit", *LIMITS, "--", "/bin/bash", str(script)], check_dir
     try:
         pw = pwd.getpwnam("nobody")
         uid, gid = pw.pw_uid, pw.pw_gid
     except KeyError:
         uid = gid = 65534
-    return ["unshare", "--net", "--", "setpriv", f"--reuid={uid}", f"--regid={gid}",
-            "--clear-groups", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all",
-            "--", *limited]
+    return (["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child",
+             "--mount-proc", "--ipc", "--uts", "--", "/bin/sh", "-c", _SETUP, "fate-nfcheck",
+             str(check_dir), str(uid), str(gid), str(rel), *LIMITS], Path(SEEN_AS))
 
 
 def _readable(root: Path) -> None:

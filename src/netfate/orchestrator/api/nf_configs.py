@@ -6,10 +6,12 @@ it places them."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from netfate.db import repo
 from netfate.db.models import VnfPackage
+from netfate.descriptor import Descriptor
 from netfate.errors import Conflict, InvalidInput
 from netfate.orchestrator.nf_config_check import check_config
 
@@ -23,13 +25,25 @@ def newest_package(s: Any, nf: str) -> VnfPackage:
     return max(bundles, key=lambda b: b.uploaded_at)
 
 
-def validate_config(package: VnfPackage, config: dict[str, Any]) -> None:
-    """A caller's config of the NF of `package`: InvalidInput if it is wrong (its schema or
-    the NF's own check-config refuses it), or if it sets a key the platform sets
-    (`Descriptor.platform_keys`: e.g. a shared firewall's `tenants`, which follow its
-    tenants' own configs); Conflict (409) if the stored package itself is not usable (e.g.
-    stored before its config-schema was checked whole at upload, or its check-config does
-    not finish)."""
+@dataclass(frozen=True)
+class NfCheck:
+    """An NF's own check of a config still to run (`run_checks`), after the transaction
+    that found the package: the check takes up to seconds, and must hold no database lock
+    meanwhile (a slow one held SQLite's write lock and ended other writers with a 500)."""
+    where: str  # what an error is prefixed with ("nf_config.<nf>: "), or ""
+    sha256: str
+    package: bytes
+    desc: Descriptor
+    config: dict[str, Any]
+
+
+def validate_config(package: VnfPackage, config: dict[str, Any], where: str = "") -> NfCheck:
+    """A caller's config of the NF of `package`, checked by its schema (InvalidInput if
+    wrong, or if it sets a key the platform sets: `Descriptor.platform_keys`, e.g. a shared
+    firewall's `tenants`, which follow its tenants' own configs; Conflict (409) if the
+    stored package itself is not usable, e.g. stored before its config-schema was checked
+    whole at upload). Returns the NF's own check, for `run_checks` once the transaction
+    has ended."""
     from netfate.descriptor import parse_descriptor
 
     descriptor = package.descriptor
@@ -38,19 +52,39 @@ def validate_config(package: VnfPackage, config: dict[str, Any]) -> None:
     except InvalidInput as exc:
         raise Conflict(f"NF {descriptor.get('name')!r}: its package cannot be used ({exc}); "
                        "upload a fixed package") from None
-    if isinstance(config, dict) and (taken := [k for k in desc.platform_keys() if k in config]):
-        raise InvalidInput(f"{desc.name}: config key {taken[0]!r} is set by the platform "
-                           "(readOnly in the NF's config-schema), not by callers")
-    filled = desc.validate_config(config)
-    check_config(package.sha256, lambda: package.data, desc, filled)
+    try:
+        if isinstance(config, dict) and (
+                taken := [k for k in desc.platform_keys() if k in config]):
+            raise InvalidInput(f"{desc.name}: config key {taken[0]!r} is set by the platform "
+                               "(readOnly in the NF's config-schema), not by callers")
+        filled = desc.validate_config(config)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where}{exc}") from None
+    return NfCheck(where, package.sha256, package.data, desc, filled)
 
 
-def check_user_nf_config(s: Any, nf_config: dict[str, dict[str, Any]] | None) -> None:
-    """Each NF a user's nf_config names exists, and its config passes that NF's schema and
-    check. InvalidInput naming the NF (before, a firewall rule with dport 0 was stored and
-    failed only on the node at the user's login; new-user probe, 2026-12-03)."""
+def run_checks(checks: list[NfCheck]) -> None:
+    """Each NF's own check-config (orchestrator/nf_config_check.py), outside any database
+    transaction: InvalidInput with the NF's reason when one refuses its config, Conflict
+    when one cannot run or does not finish."""
+    for c in checks:
+        try:
+            check_config(c.sha256, lambda c=c: c.package, c.desc, c.config)  # type: ignore[misc]
+        except InvalidInput as exc:
+            raise InvalidInput(f"{c.where}{exc}") from None
+
+
+def check_user_nf_config(s: Any, nf_config: dict[str, dict[str, Any]] | None
+                         ) -> list[NfCheck]:
+    """Each NF a user's nf_config names exists, and its config passes that NF's schema;
+    the NFs' own checks to run (`run_checks`). InvalidInput naming the NF (before, a
+    firewall rule with dport 0 was stored and failed only on the node at the user's login;
+    new-user probe, 2026-12-03)."""
+    out = []
     for nf, config in sorted((nf_config or {}).items()):
         try:
-            validate_config(newest_package(s, nf), config)
+            package = newest_package(s, nf)
         except InvalidInput as exc:
             raise InvalidInput(f"nf_config.{nf}: {exc}") from None
+        out.append(validate_config(package, config, f"nf_config.{nf}: "))
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -14,7 +15,12 @@ from netfate.db.models import LcmOperation, OpState, Presence, VnfInstance
 from netfate.errors import Conflict, NotFound
 from netfate.orchestrator.api import paging
 from netfate.orchestrator.api.deps import all_rows, coord, db, one_row
-from netfate.orchestrator.api.nf_configs import newest_package, validate_config
+from netfate.orchestrator.api.nf_configs import (
+    NfCheck,
+    newest_package,
+    run_checks,
+    validate_config,
+)
 from netfate.orchestrator.api.schemas import IID, Accepted, Instantiate, MigrateBody, UpdateBody
 from netfate.orchestrator.coordinator import Coordinator
 from netfate.orchestrator.nf_status import nf_status
@@ -95,12 +101,13 @@ def _check_node_can_run(s: Any, node: str, descriptor: dict[str, Any]) -> None:
 
 
 # -- checks before an operation starts (each one transaction, off the event loop) -------------
-def _can_instantiate(s: Session, body: Instantiate) -> str:
-    """The new instance's id; raises InvalidInput, NotFound or Conflict."""
+def _can_instantiate(s: Session, body: Instantiate) -> tuple[str, NfCheck]:
+    """The new instance's id and the NF's own check of its config (run_checks, after this
+    transaction); raises InvalidInput, NotFound or Conflict."""
     package = newest_package(s, body.nf)
     repo.get_user(s, body.owner)
     _check_node_can_run(s, body.node, package.descriptor)
-    validate_config(package, body.config)
+    check = validate_config(package, body.config)
     iid = repo.instance_id_for(body.node, body.owner, body.nf)
     try:
         existing = repo.get_instance(s, iid)
@@ -109,7 +116,7 @@ def _can_instantiate(s: Session, body: Instantiate) -> str:
     except NotFound:
         pass
     _not_busy(s, iid)
-    return iid
+    return iid, check
 
 
 def _can_terminate(s: Session, iid: str) -> str:
@@ -137,18 +144,19 @@ def _can_migrate(s: Session, iid: str, node: str) -> tuple[str, str]:
     return new_iid, inst.owner
 
 
-def _can_update(s: Session, iid: str, config: dict[str, Any]) -> str:
-    """The instance's owner; raises NotFound, Conflict or InvalidInput."""
+def _can_update(s: Session, iid: str, config: dict[str, Any]) -> tuple[str, NfCheck]:
+    """The instance's owner and the NF's own check of the config (run_checks, after this
+    transaction); raises NotFound, Conflict or InvalidInput."""
     inst = _present(s, iid, "update")
-    validate_config(repo.get_bundle(s, inst.bundle_sha256), config)
-    return inst.owner
+    return inst.owner, validate_config(repo.get_bundle(s, inst.bundle_sha256), config)
 
 
 @router.post("/vnf_instances", status_code=202, response_model=Accepted,
              summary="Instantiate an NF for an owner on a node")
 async def instantiate(request: Request, body: Instantiate) -> Accepted:
     c = coord(request)
-    iid = await db(request).run(_can_instantiate, body)
+    iid, check = await db(request).read(_can_instantiate, body)
+    await asyncio.to_thread(run_checks, [check])
     op_id = await c.new_op(LcmOperation.INSTANTIATE, iid, body.model_dump())
     _run(c, op_id, c.instantiate(op_id, body.node, body.owner, body.nf, iid, body.config),
          body.owner)
@@ -178,7 +186,8 @@ async def migrate(request: Request, iid: str = IID, *, body: MigrateBody) -> Acc
               summary="Update an NF's config while it runs")
 async def update(request: Request, iid: str = IID, *, body: UpdateBody) -> Accepted:
     c = coord(request)
-    owner = await db(request).run(_can_update, iid, body.config)
+    owner, check = await db(request).read(_can_update, iid, body.config)
+    await asyncio.to_thread(run_checks, [check])
     op_id = await c.new_op(LcmOperation.UPDATE, iid, {"config": body.config})
     _run(c, op_id, c.update(op_id, iid, body.config), owner)
     return Accepted(vnf_lcm_op_occs=[op_id])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Request
 from netfate.db import repo
 from netfate.orchestrator import sessions, tenants
 from netfate.orchestrator.api.deps import all_rows, coord, db, one_row, orch, row
-from netfate.orchestrator.api.nf_configs import check_user_nf_config
+from netfate.orchestrator.api.nf_configs import check_user_nf_config, run_checks
 from netfate.orchestrator.api.schemas import (
     NODE,
     USER,
@@ -72,8 +73,10 @@ def _known_nfs(s: Any, nfs: list[str] | None) -> None:
 @router.post("/users", status_code=201)
 def create_user(request: Request, body: UserCreate) -> dict[str, Any]:
     _check_nfs(request, body.required_nfs)
+    with db(request).session(read_only=True) as s:
+        checks = check_user_nf_config(s, body.nf_config)
+    run_checks(checks)  # the NFs' own, holding no database lock (a sync route: a thread)
     with db(request).session() as s:
-        check_user_nf_config(s, body.nf_config)
         u = repo.create_user(s, body.name, body.password, required_nfs=body.required_nfs,
                              nf_config=body.nf_config,
                              classifiers=[c.model_dump(exclude_none=True)
@@ -108,7 +111,6 @@ async def patch_user(request: Request, name: str = USER, *, body: UserPatch
 
     def update(s: Any) -> dict[str, Any]:
         _known_nfs(s, body.required_nfs)
-        check_user_nf_config(s, body.nf_config)
         u = repo.update_user(s, name, password=body.password, required_nfs=body.required_nfs,
                              nf_config=body.nf_config, classifiers=classes)
         out = row(u)
@@ -118,6 +120,8 @@ async def patch_user(request: Request, name: str = USER, *, body: UserPatch
                                                 {*body.nf_config, *u.required_nfs})
         return out
 
+    checks = await db(request).read(check_user_nf_config, body.nf_config)
+    await asyncio.to_thread(run_checks, checks)  # holding no database lock
     out = await db(request).run(update)
     for node in retenant:
         coord(request).pushes.changed(node)
