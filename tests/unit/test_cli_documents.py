@@ -114,3 +114,33 @@ def test_users_add_takes_the_password_from_stdin_not_the_command_line(
         r = CliRunner().invoke(app, ["users", "add", "bob", *argv], input=stdin)
         assert r.exit_code == 1 and words in " ".join(r.output.split()), r.output
         assert len(sent) == n  # nothing sent
+
+
+@pytest.mark.parametrize("argv", [
+    ["ops", "show", "../users/c1?x="],
+    ["ops", "show", ""],
+    ["nodes", "down", "../users/c1"],
+    ["nodes", "down", "cpe1#x"],
+    ["users", "delete", "a/b"],
+    ["nfs", "terminate", "..", "--no-wait"],
+    ["nfs", "terminate", "i%2e%2e"],
+])
+def test_a_name_or_id_cannot_change_which_resource_is_meant(
+        argv: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`netfate ops show '../users/c1?x='` printed user c1, `nodes down ../users/c1` sent
+    PATCH /users/c1 (new-user probe, 2026-12-03): each segment is a plain name or id."""
+    import httpx
+
+    def never(*a: object, **k: object) -> None:
+        raise AssertionError(f"a request was sent: {a}")
+
+    monkeypatch.setattr(httpx, "request", never)
+    r = CliRunner().invoke(app, argv)
+    assert r.exit_code in (1, 2), r.output
+    assert "Traceback" not in r.output and "AssertionError" not in repr(r.exception)
+
+
+def test_a_password_on_stdin_that_is_not_utf8_is_one_line() -> None:
+    r = CliRunner().invoke(app, ["users", "add", "c2", "--password-stdin"],
+                           input=b"\xff\xfeabcd\n")
+    assert r.exit_code == 1 and "not UTF-8" in r.output, r.output

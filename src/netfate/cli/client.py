@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 import time
 from typing import Annotated, Any
@@ -37,15 +38,31 @@ def auth() -> BearerAuth:
     return BearerAuth(settings=settings())
 
 
+# A path segment the CLI puts in a URL (a name or id given on its command line): nothing
+# that changes which resource is meant ("..", "?", "#", "%", "/") or is empty.
+_SEGMENT = re.compile(r"[A-Za-z0-9_:@+=~-][A-Za-z0-9._:@+=~-]{0,255}")
+
+
+def _checked_path(path: str) -> str:
+    """`path` if each of its segments is a plain name or id; else one clear line and exit
+    1 (`netfate ops show '../users/c1?x='` printed user c1: new-user probe, 2026-12-03)."""
+    for seg in path.split("/")[1:]:
+        if not _SEGMENT.fullmatch(seg):
+            guarded(lambda seg=seg: _refuse(  # type: ignore[misc]
+                f"{seg!r} is not a name or id (letters, digits and . _ : @ + = ~ -, not "
+                "starting with a dot, at most 256)"))
+    return path
+
+
 def call(method: str, path: str, **kw: Any) -> Any:
-    r = _request(method, f"{api()}/api/v1{path}", **kw)
+    r = _request(method, f"{api()}/api/v1{_checked_path(path)}", **kw)
     return r.json() if r.content else None
 
 
 def call_all(path: str, params: dict[str, Any] | None = None) -> list[Any]:
     """GET a paged list whole: its pages' rows, following each Link rel="next"
     (netfate.api_pages, for the CLI's one-line errors)."""
-    r = _request("GET", f"{api()}/api/v1{path}", params=params)
+    r = _request("GET", f"{api()}/api/v1{_checked_path(path)}", params=params)
     rows: list[Any] = r.json()
     for _ in range(MAX_PAGES):
         if not (nxt := r.links.get("next", {}).get("url")):
@@ -137,7 +154,12 @@ def _password(given: str | None, from_stdin: bool) -> str:
     if given is not None and from_stdin:
         guarded(lambda: _refuse("give --password or --password-stdin, not both"))
     if from_stdin:
-        line = sys.stdin.readline(MAX_PASSWORD + 2).rstrip("\r\n")
+        raw = sys.stdin.buffer.readline(4 * MAX_PASSWORD + 2).rstrip(b"\r\n")
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            line = ""
+            guarded(lambda: _refuse("--password-stdin: the password is not UTF-8 text"))
         if not line or len(line) > MAX_PASSWORD:
             guarded(lambda: _refuse(f"--password-stdin: the first line of stdin must be the "
                                     f"password (1-{MAX_PASSWORD} characters)"))
