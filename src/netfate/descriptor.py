@@ -37,6 +37,9 @@ LIFECYCLE = (
     "check-config",  # run by the orchestrator, not on a node (orchestrator/nf_config_check.py)
 )
 REQUIRED_SCRIPTS = ("start", "stop")
+# A config error's message at most (jsonschema's repeat the value: a 10,000-item list made a
+# 129 KB answer); the middle goes, the start and the verdict at the end stay.
+MAX_MESSAGE = 400
 # The flavours the papers name. Descriptors may name others: a flavour is whatever a compute
 # driver registers (netfate.drivers.registry), so a new one needs no change here.
 FLAVOURS = ("native", "container", "vm")
@@ -289,8 +292,10 @@ class Descriptor(_Model):
                            "package") from None
         if errors:
             e = errors[0]
-            where = "/".join(str(p) for p in e.path) or "(top)"
-            raise InvalidInput(f"{self.name}: config at {where}: {e.message}")
+            where = "/".join(str(p) for p in e.path)[:200] or "(top)"
+            msg = e.message if len(e.message) <= MAX_MESSAGE else (
+                e.message[:MAX_MESSAGE // 2] + " ... " + e.message[-MAX_MESSAGE // 2:])
+            raise InvalidInput(f"{self.name}: config at {where}: {msg}")
         return filled
 
 

@@ -176,3 +176,11 @@ def test_every_catalogue_nf_has_a_check_that_takes_a_good_config(nf: str) -> Non
     desc, members = inspect_bundle(data)
     assert "scripts/check-config" in {m.name for m in members}
     check_config(sha256_of(data), lambda: data, desc, desc.validate_config(GOOD[nf]))
+
+
+def test_a_config_error_is_short_whatever_the_value() -> None:
+    """A 10,001-domain block list answered a 129 KB error repeating the list."""
+    desc, _ = inspect_bundle(catalogue.bundle_bytes("content-filter"))
+    with pytest.raises(InvalidInput) as exc:
+        desc.validate_config({"block": [f"a{i}.example" for i in range(10_001)]})
+    assert len(str(exc.value)) < 600 and str(exc.value).endswith("is too long"), exc.value
