@@ -252,6 +252,7 @@ class Descriptor(_Model):
         except jsonschema.SchemaError as exc:
             raise ValueError(f"config-schema is not a valid JSON Schema: {exc.message}") from exc
         schema_check.check(self.config_schema)  # local refs only, no loops, RE2 patterns
+        _usable(self.config_schema)
         return self
 
     @property
@@ -297,6 +298,43 @@ class Descriptor(_Model):
                 e.message[:MAX_MESSAGE // 2] + " ... " + e.message[-MAX_MESSAGE // 2:])
             raise InvalidInput(f"{self.name}: config at {where}: {msg}")
         return filled
+
+
+_DRAFT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def _usable(schema: dict[str, Any]) -> None:
+    """A config-schema a config can pass, as the platform reads it (ValueError naming what
+    is not; packages with these were taken, and every config of theirs then failed with
+    the caller blamed): draft 2020-12 if it names one, an object at its root, each
+    top-level default valid for its own property, no property both required and readOnly
+    (callers could never set it)."""
+    named = schema.get("$schema")
+    if named is not None and named != _DRAFT:
+        raise ValueError(f"config-schema: $schema {str(named)[:100]!r} is not {_DRAFT} "
+                         "(the draft the platform validates with)")
+    kind = schema.get("type", "object")
+    if kind != "object":
+        raise ValueError(f"config-schema: its root must be type object (a config is a JSON "
+                         f"object), not {str(kind)[:50]}")
+    props = schema.get("properties") or {}
+    required = schema.get("required") or []
+    for key, prop in props.items() if isinstance(props, dict) else ():
+        if not isinstance(prop, dict):
+            continue
+        if prop.get("readOnly") is True and key in required:
+            raise ValueError(f"config-schema: {key!r} is both required and readOnly "
+                             "(the platform sets it; callers could never give it)")
+        if "default" in prop:
+            try:
+                defs = {k: schema[k] for k in ("$defs", "definitions") if k in schema}
+                validator = schema_check.validator({**defs, **prop})  # its refs resolve
+                err = next(iter(validator.iter_errors(prop["default"])), None)
+            except (jsonschema.SchemaError, ValueError, RecursionError):
+                err = None  # what the checks above did not refuse is validated as it is
+            if err is not None:
+                raise ValueError(f"config-schema: the default of {key!r} does not pass its "
+                                 f"own schema: {err.message[:200]}")
 
 
 def implementations_of(stored: dict[str, Any]) -> tuple[Implementation, ...]:

@@ -31,10 +31,29 @@ _IN_PLACE_LISTS = ("allOf", "anyOf", "oneOf")
 _IN_PLACE_ONE = ("not", "if", "then", "else")
 
 
+# uniqueItems compares every pair of items, and jsonschema does it in Python for objects:
+# 3000 items took 13 s, and a 1 MB body holds 100,000 (probe of 2026-12-03). An array that
+# asks for it must say how long it may be.
+MAX_UNIQUE_ITEMS = 256
+
+
 def check(schema: Any) -> None:
     """All of this module's checks on a schema that is already valid draft 2020-12."""
     nodes = check_local_refs(schema)
     check_patterns(nodes)
+    check_costs(nodes)
+
+
+def check_costs(nodes: list[dict[str, Any]]) -> None:
+    """Keywords whose cost grows faster than the config: `uniqueItems` only with a
+    `maxItems` of at most MAX_UNIQUE_ITEMS beside it. ValueError otherwise."""
+    for n in nodes:
+        if n.get("uniqueItems") is True:
+            most = n.get("maxItems")
+            if not isinstance(most, int) or isinstance(most, bool) or most > MAX_UNIQUE_ITEMS:
+                raise ValueError(f"config-schema: uniqueItems needs maxItems of at most "
+                                 f"{MAX_UNIQUE_ITEMS} beside it (it compares every pair of "
+                                 "items)")
 
 
 def check_local_refs(schema: Any) -> list[dict[str, Any]]:

@@ -426,13 +426,18 @@ def _file(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
     return info, data
 
 
-def _with_firewall(extra: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
-    """The firewall bundle's members plus `extra`."""
+def _with_firewall(extra: list[tuple[tarfile.TarInfo, bytes | None]],
+                   version: str | None = None) -> bytes:
+    """The firewall bundle's members plus `extra` (its descriptor saying `version`)."""
     members: list[tuple[tarfile.TarInfo, bytes | None]] = []
     with tarfile.open(fileobj=io.BytesIO(catalogue.bundle_bytes("firewall")), mode="r:gz") as t:
         for m in t.getmembers():
             fh = t.extractfile(m) if m.isfile() else None
-            members.append((m, fh.read() if fh else None))
+            data = fh.read() if fh else None
+            if version is not None and m.name == "descriptor.yaml" and data is not None:
+                data = data.replace(b'version: "1.0.0"', f'version: "{version}"'.encode())
+                m.size = len(data)
+            members.append((m, data))
     return _tgz(members + extra)
 
 
@@ -469,8 +474,17 @@ def test_bad_bundle(seeded: httpx.Client, kind: str) -> None:
         assert_problem(r, 422, *words)
 
 
+def test_other_bytes_under_a_packages_name_and_version_are_refused(
+        seeded: httpx.Client) -> None:
+    """They took the catalogue firewall's place as the newest package (probe, 12-03)."""
+    data = _with_firewall([_file("files/extra.txt", b"a change\n")])
+    with unchanged(seeded):
+        assert_problem(seeded.post(f"{API}/vnf_packages", content=data), 409,
+                       "firewall 1.0.0", "another version")
+
+
 def test_bundle_sha256_mismatch(seeded: httpx.Client) -> None:
-    data = _with_firewall([_file("files/extra.txt", b"a new version\n")])
+    data = _with_firewall([_file("files/extra.txt", b"a new version\n")], version="1.0.1")
     real = hashlib.sha256(data).hexdigest()
     wrong = hashlib.sha256(b"something else").hexdigest()
     with unchanged(seeded):

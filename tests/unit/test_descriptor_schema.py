@@ -4,6 +4,7 @@ config is checked is a 409 (Conflict), never an unexpected error."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -122,3 +123,27 @@ def test_the_firewalls_port_as_a_float_is_refused_naming_the_rule() -> None:
     desc = parse_descriptor(safe_yaml.load(raw, DESCRIPTOR, DESCRIPTOR_LIMITS), DESCRIPTOR)
     with pytest.raises(InvalidInput, match=r"config at rules/0/dport: 23.0 is not of type"):
         desc.validate_config({"rules": [{"action": "deny", "proto": "tcp", "dport": 23.0}]})
+
+
+@pytest.mark.parametrize(("schema", "words"), [
+    ({"type": "object", "properties": {"n": {"type": "integer", "default": "notint"}}},
+     "default of 'n'"),
+    ({"type": "object", "required": ["t"], "properties": {"t": {"readOnly": True}}},
+     "both required and readOnly"),
+    ({"type": "array"}, "root must be type object"),
+    ({"$schema": "http://json-schema.org/draft-04/schema#", "type": "object"}, "$schema"),
+    ({"type": "object", "properties": {"l": {"type": "array", "uniqueItems": True}}},
+     "uniqueItems needs maxItems"),
+    ({"type": "object", "properties": {"l": {"type": "array", "uniqueItems": True,
+                                             "maxItems": 100000}}}, "uniqueItems"),
+])
+def test_a_schema_no_config_could_pass_or_too_costly_is_refused_at_upload(
+        schema: dict[str, object], words: str) -> None:
+    """Each was taken at upload, and then every config of the package failed with the
+    caller blamed, or took minutes to check (probe of 2026-12-03)."""
+    from netfate.descriptor import parse_descriptor
+    from netfate.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match=re.escape(words)):
+        parse_descriptor({"name": "probe", "version": "1", "ports": [{"name": "lan"}],
+                          "config-schema": schema})

@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from netfate.bundle import inspect_bundle, sha256_of
 from netfate.db import repo
 from netfate.descriptor import Descriptor, implementations_of
-from netfate.errors import InvalidInput, NetfateError
+from netfate.errors import Conflict, InvalidInput, NetfateError
 from netfate.orchestrator.api.deps import all_rows, db, one_row, orch, row
 
 router = APIRouter()
@@ -66,9 +66,22 @@ async def upload(request: Request,
     if sha256 is not None and sha256_of(data) != sha256.lower():
         raise InvalidInput(f"bundle sha256 is {sha256_of(data)}, not the expected {sha256}")
     desc = await _inspect(data, orch(request).settings.inspect_timeout)
-    return with_implementations(await db(request).run(lambda s: row(repo.add_bundle(
-        s, data, name=desc.name, version=desc.version,
-        descriptor=desc.model_dump(mode="json", by_alias=True)))))
+    sha = sha256_of(data)
+
+    def add(s: Any) -> dict[str, Any]:
+        # A package is its name and version (SOL005's vnfdId and version): other bytes
+        # under the same pair would silently take its place as the newest (the firewall's
+        # config checks then ran an uploader's code).
+        same = [b for b in repo.list_bundles(s, name=desc.name)
+                if b.version == desc.version and b.sha256 != sha]
+        if same:
+            raise Conflict(f"package {desc.name} {desc.version} is in the catalogue already "
+                           f"with other content (sha256 {same[0].sha256}); give this one "
+                           "another version")
+        return row(repo.add_bundle(s, data, name=desc.name, version=desc.version,
+                                   descriptor=desc.model_dump(mode="json", by_alias=True)))
+
+    return with_implementations(await db(request).run(add))
 
 
 @router.get("/vnf_packages", summary="NF packages, each with its implementations (flavours "
