@@ -1,14 +1,14 @@
-"""uvicorn's HTTP/1.1 protocol with a time limit on each request's head, for the project's
-HTTP servers (the orchestrator's API and UI, the captive portals).
+"""uvicorn's HTTP/1.1 protocol with time limits on each request's head and body, for the
+project's HTTP servers (the orchestrator's API and UI, the captive portals).
 
 uvicorn bounds a request head's size (h11, 16 KiB) but not the time it takes to arrive: a
 client sending one header byte every few seconds ("slowloris") holds its connection, and the
 server's keep-alive timer is reset by every byte. With enough such clients nobody else is
-served. Here a request line and headers must arrive whole within HEAD_TIMEOUT_S of their
-first byte (or of the connection, for its first request); otherwise the client gets 408
-Request Timeout (RFC 9110 §15.5.9) and the connection is closed. A request's body and the
-time between keep-alive requests are left to the application and uvicorn's own keep-alive
-timeout, as before.
+served. A body declared and then sent slowly, or never, held its connection the same way.
+Here a request line and headers must arrive whole within HEAD_TIMEOUT_S of their first byte
+(or of the connection, for its first request), and its body within BODY_TIMEOUT_S of the
+head; otherwise the client gets 408 Request Timeout (RFC 9110 §15.5.9) and the connection
+is closed. The time between keep-alive requests is uvicorn's own keep-alive timeout.
 
 Used as `uvicorn.Config(http=HeadTimeoutProtocol)`: uvicorn's documented place for another
 HTTP protocol class.
@@ -23,46 +23,60 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 HEAD_TIMEOUT_S = 10.0
+BODY_TIMEOUT_S = 60.0  # a 16 MiB bundle upload needs ~2.2 Mbit/s
 _REQUEST_TIMEOUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain\r\n"
-                    b"content-length: 37\r\nconnection: close\r\n\r\n"
-                    b"the request's head came in too slowly")
+                    b"content-length: 32\r\nconnection: close\r\n\r\n"
+                    b"the request came in too slowly\r\n")
 
 
 class HeadTimeoutProtocol(H11Protocol):
-    """H11Protocol whose requests' heads must arrive within HEAD_TIMEOUT_S."""
+    """H11Protocol whose requests' heads must arrive within HEAD_TIMEOUT_S, and their bodies
+    within BODY_TIMEOUT_S after."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._head_timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._waiting_for: object = None  # the h11 state the timer runs for
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm()
+        self._arm(h11.IDLE, HEAD_TIMEOUT_S)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-            self._arm()  # a head has begun (or a keep-alive request): it has until the timer
+        state = self.conn.their_state
+        if self.transport.is_closing():
+            self._disarm()
+        elif state is h11.IDLE:  # a head has begun (or a keep-alive request)
+            self._arm(h11.IDLE, HEAD_TIMEOUT_S)
+        elif state is h11.SEND_BODY:  # the head is in: the body has its own time
+            self._arm(h11.SEND_BODY, BODY_TIMEOUT_S)
         else:
-            self._disarm()  # the head is in: the body and the response are the app's
+            self._disarm()  # the whole request is in: the response is the app's
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
 
-    def _arm(self) -> None:
-        if self._head_timer is None:
-            self._head_timer = self.loop.call_later(HEAD_TIMEOUT_S, self._head_timed_out)
+    def _arm(self, state: object, seconds: float) -> None:
+        if self._timer is not None and self._waiting_for is state:
+            return  # already timing this part of the request
+        self._disarm()
+        self._waiting_for = state
+        self._timer = self.loop.call_later(seconds, self._timed_out)
 
     def _disarm(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._waiting_for = None
 
-    def _head_timed_out(self) -> None:
-        self._head_timer = None
-        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+    def _timed_out(self) -> None:
+        state, self._timer, self._waiting_for = self._waiting_for, None, None
+        if self.transport.is_closing() or self.conn.their_state is not state:
             return
-        if self.conn.our_state is h11.IDLE:  # nothing of ours is under way on it
-            self.transport.write(_REQUEST_TIMEOUT)
+        ours = self.conn.our_state
+        if ours is h11.IDLE or (ours is h11.SEND_RESPONSE and not (
+                self.cycle is not None and self.cycle.response_started)):
+            self.transport.write(_REQUEST_TIMEOUT)  # nothing of ours is under way on it
         self.transport.close()

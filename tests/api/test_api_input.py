@@ -671,3 +671,32 @@ def test_ts_rules_round_trip(seeded: httpx.Client) -> None:
     assert seeded.delete(f"{base}/web", params={"wait": 0}).json()["deleted"] == 1
     r = seeded.delete(base, params={"rule_id": ["x:1", "gone"], "wait": 0})
     assert r.json()["deleted"] == 1 and seeded.get(base).json() == []
+
+
+def test_a_body_framed_two_ways_or_encoded_is_refused(seeded: httpx.Client) -> None:
+    """Content-Length with Transfer-Encoding created the user (request smuggling behind a
+    proxy that reads the other header); a gzip Content-Encoding on a plain body was read as
+    it was (probe of 2026-12-03)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(str(seeded.base_url))
+    token = seeded.headers.get("authorization") or ""
+    if not token and seeded.auth is not None:
+        token = next(seeded.auth.auth_flow(httpx.Request("GET", "http://x"))).headers[
+            "authorization"]
+    body = b'{"name": "smug", "password": "secret1"}'
+    head = (f"POST /api/v1/users HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 4\r\n"
+            "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode()
+    with unchanged(seeded):
+        with socket.create_connection((url.hostname, url.port)) as c:
+            c.sendall(head + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
+            c.settimeout(10)
+            got = b""
+            while chunk := c.recv(4096):
+                got += chunk
+        assert got.startswith(b"HTTP/1.1 400 ") and b"Transfer-Encoding" in got, got[:300]
+        r = seeded.post(f"{API}/users", content=body, headers={
+            "content-type": "application/json", "content-encoding": "gzip"})
+        assert_problem(r, 415, "Content-Encoding")

@@ -20,7 +20,7 @@ log = logging.getLogger("netfate.api")
 STATUS = {NotFound: 404, Conflict: 409, InvalidInput: 422, MissingCapability: 409}
 TITLES = {404: "Not Found", 409: "Conflict", 413: "Payload Too Large", 422: "Invalid input",
           400: "Bad Request", 405: "Method Not Allowed", 500: "Internal Server Error",
-          429: "Too Many Requests", 503: "Unavailable"}
+          415: "Unsupported Media Type", 429: "Too Many Requests", 503: "Unavailable"}
 _JSON_TYPES = {type(None): "null", list: "an array", str: "a string", int: "a number",
                float: "a number", bool: "a boolean", bytes: "a non-JSON body"}
 
@@ -144,6 +144,18 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = self.big if scope.get("path") in self.large else self.small
+        names = {k for k, _ in scope.get("headers", [])}
+        if b"transfer-encoding" in names and b"content-length" in names:
+            # RFC 9112 §6.1 lets a server refuse it; behind a proxy that reads the other
+            # header, the body's end would differ (request smuggling).
+            await problem(400, "both Content-Length and Transfer-Encoding: send one")(
+                scope, receive, send)
+            return
+        enc = [v for k, v in scope.get("headers", []) if k == b"content-encoding"]
+        if any(v.strip().lower() not in (b"", b"identity") for v in enc):
+            await problem(415, "Content-Encoding is not supported: send the body as it "
+                               "is")(scope, receive, send)
+            return
         for k, v in scope.get("headers", []):
             # More than 18 digits is over any limit, and int() refuses over 4300 (a 500).
             if k == b"content-length" and v.isdigit() and (len(v) > 18 or int(v) > limit):
