@@ -239,6 +239,16 @@ BAD_BODIES: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [
      ("operationTypes",)),
     ("POST", "/subscriptions", {"callbackUri": "http://127.0.0.1:9/cb",
                                 "filter": {"vnfInstanceIds": ["../x"]}}, ("vnfInstanceIds",)),
+    ("POST", "/subscriptions", {"callbackUri": "http://127.0.0.1:9/cb", "filter": {
+        "operationTypes": ["INSTANTIATE", "INSTANTIATE"]}}, ("INSTANTIATE", "more than once")),
+    # what the catalogue NFs' own checks refuse beyond their schemas (probe of 12-03)
+    ("POST", "/users", {"name": "user2", "password": "secret2", "nf_config": {
+        "content-filter": {"custom_categories": {"adult": ["x.example"]}}}},
+     ("nf_config.content-filter", "built-in")),
+    ("POST", "/users", {"name": "user2", "password": "secret2", "nf_config": {"vpn": {
+        "address": "10.2.0.1/24", "gateway": "10.2.0.254", "peer": "10.2.0.1",
+        "local_ts": ["10.2.0.0/24"], "psk_file": "/etc/netfate/psk"}}},
+     ("nf_config.vpn", "peer")),
     ("POST", "/subscriptions", {"callbackUri": "http://127.0.0.1:9/cb",
                                 "filter": {"vnfInstanceIds": [f"i{k}" for k in range(1001)]}},
      ("vnfInstanceIds", "1000")),

@@ -204,6 +204,16 @@ class SubscriptionFilter(Body):
     vnfInstanceIds: list[InstanceId] | None = Field(default=None, min_length=1,
                                                     max_length=MAX_FILTER_IDS)
 
+    @field_validator("operationTypes", "operationStates", "vnfInstanceIds")
+    @classmethod
+    def _once_each(cls, v: list[str] | None) -> list[str] | None:
+        """Each value once, as a user's required NFs are (a repeat says nothing more, and
+        was most likely meant as another value)."""
+        if v is not None and len(set(v)) != len(v):
+            twice = sorted({x for x in v if v.count(x) > 1})
+            raise ValueError(f"{twice} given more than once")
+        return v
+
 
 class SubscriptionCreate(Body):
     callbackUri: str = Field(min_length=1, max_length=2048,

@@ -69,6 +69,8 @@ def normalise(cfg: dict[str, Any], builtin: dict[str, list[str]]) -> dict[str, A
     for name, doms in sorted(custom.items()):
         if not name or len(name) > 32 or not set(name) <= _LABEL_OK:
             die(f"custom_categories: {name!r} is not a category name (1-32 of a-z 0-9 - _)")
+        if name in builtin:  # which list would `categories` mean?
+            die(f"custom_categories: {name!r} is a built-in category; name yours otherwise")
         out["custom_categories"][name] = _domains(doms, f"custom_categories.{name}",
                                                   MAX_CATEGORY_SIZE)
     cats = cfg.get("categories", [])
