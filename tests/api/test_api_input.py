@@ -710,3 +710,16 @@ def test_a_body_framed_two_ways_or_encoded_is_refused(seeded: httpx.Client) -> N
         r = seeded.post(f"{API}/users", content=body, headers={
             "content-type": "application/json", "content-encoding": "gzip"})
         assert_problem(r, 415, "Content-Encoding")
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    (b'{"name": "x\xff"}', "not UTF-8"),
+    ('{"name": "x"}'.encode("utf-16"), "not UTF-8"),
+    (b"\xef\xbb\xbf" + b'{"name": "x"}', "byte order mark"),
+    (b'{"name": "x", "password": ' + b"1" * 5000 + b"}", "4300 digits"),
+])
+def test_a_body_that_cannot_be_read_says_why(seeded: httpx.Client, body: bytes,
+                                            words: str) -> None:
+    """These were answered "There was an error parsing the body" (probe of 2026-12-03)."""
+    with unchanged(seeded):
+        assert_problem(seeded.post(f"{API}/users", content=body, headers=JSON), 400, words)

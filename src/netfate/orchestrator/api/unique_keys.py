@@ -8,6 +8,7 @@ a proxy or audit log reading the first saw 1. Malformed JSON is left to the rout
 from __future__ import annotations
 
 import json
+import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,6 +26,31 @@ def duplicate_key(body: bytes) -> str | None:
     except (ValueError, RecursionError):
         return None
     return None
+
+
+def _unreadable(body: bytes) -> str | None:
+    """Why a JSON body cannot be read, where the parser would only say "There was an error
+    parsing the body": not UTF-8 (RFC 8259 §8.1; UTF-16 with a BOM was read as JSON too), or
+    a number of more digits than Python converts (4300). None if neither (the body is
+    parsed once more only when it holds such a long run of digits)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"malformed JSON body: not UTF-8 (RFC 8259 §8.1) at byte {exc.start}"
+    if text.startswith("\ufeff"):
+        return "malformed JSON body: it starts with a byte order mark (RFC 8259 §8.1)"
+    if _LONG_DIGITS.search(text) is not None:
+        try:
+            json.loads(text)
+        except ValueError as exc:
+            if "digits" in str(exc):
+                return "malformed JSON body: a number has more than 4300 digits"
+        except RecursionError:
+            return None
+    return None
+
+
+_LONG_DIGITS = re.compile(r"\d{4300}")
 
 
 def _is_json(scope: Scope) -> bool:
@@ -57,6 +83,10 @@ class UniqueKeys:
             if not msg.get("more_body", False):
                 break
         body = b"".join(chunks)
+        unreadable = _unreadable(body)
+        if unreadable is not None:
+            await problem(400, unreadable)(scope, receive, send)
+            return
         key = duplicate_key(body)
         if key is not None:
             await problem(422, f"the JSON body gives the member {key[:100]!r} twice in one "
