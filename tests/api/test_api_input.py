@@ -723,3 +723,16 @@ def test_a_body_that_cannot_be_read_says_why(seeded: httpx.Client, body: bytes,
     """These were answered "There was an error parsing the body" (probe of 2026-12-03)."""
     with unchanged(seeded):
         assert_problem(seeded.post(f"{API}/users", content=body, headers=JSON), 400, words)
+
+
+def test_ids_in_paths_are_bounded_and_a_packages_sha_takes_either_case(
+        seeded: httpx.Client) -> None:
+    """A 7 KB op id or subscription id was echoed back whole; GET of a package by its
+    sha256 in upper case was 404 while the upload's ?sha256= takes either (probe, 12-03)."""
+    for method, path in (("GET", "/vnf_lcm_op_occs/"), ("DELETE", "/subscriptions/")):
+        r = seeded.request(method, f"{API}{path}{'x' * 7000}")
+        assert r.status_code == 422 and len(r.text) < 3000, (r.status_code, len(r.text))
+    sha = seeded.get(f"{API}/vnf_packages").json()[0]["sha256"]
+    assert seeded.get(f"{API}/vnf_packages/{sha.upper()}").json()["sha256"] == sha
+    assert seeded.get(f"{API}/vnf_packages/{sha.upper()}/content").status_code == 200
+    assert_problem(seeded.get(f"{API}/vnf_packages/not-a-sha"), 422, "sha256")

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from sqlalchemy.orm import Session
 
 from netfate.db import repo
@@ -204,7 +204,9 @@ def list_ops(request: Request, response: Response, state: OpState | None = None,
 
 
 @router.get("/vnf_lcm_op_occs/{op_id}")
-def get_op(request: Request, op_id: str) -> dict[str, Any]:
+def get_op(request: Request, op_id: str = Path(pattern=r"^[\x21-\x7e]{1,64}$",
+                                               description="the occurrence's id")
+           ) -> dict[str, Any]:
     return one_row(request, lambda s: repo.get_op_occ(s, op_id))
 
 

@@ -80,7 +80,9 @@ def subscriptions(request: Request) -> list[dict[str, Any]]:
 
 
 @router.delete("/subscriptions/{sid}", status_code=204)
-def unsubscribe(request: Request, sid: str) -> None:
+def unsubscribe(request: Request,
+                sid: str = Path(pattern=r"^[\x21-\x7e]{1,64}$",
+                                description="the subscription's id")) -> None:
     with db(request).session() as s:
         repo.delete_subscription(s, sid)
 

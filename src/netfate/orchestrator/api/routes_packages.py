@@ -7,7 +7,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from netfate.bundle import inspect_bundle, sha256_of
@@ -90,9 +90,13 @@ def list_packages(request: Request) -> list[dict[str, Any]]:
     return [with_implementations(r) for r in all_rows(request, repo.list_bundles)]
 
 
+# A package's id: its sha256 in hex, either case (as ?sha256= on upload takes it).
+SHA256 = Path(pattern=r"^[0-9a-fA-F]{64}$", description="the package's sha256 (hex)")
+
+
 @router.get("/vnf_packages/{sha256}")
-def get_package(request: Request, sha256: str) -> dict[str, Any]:
-    return with_implementations(one_row(request, lambda s: repo.get_bundle(s, sha256)))
+def get_package(request: Request, sha256: str = SHA256) -> dict[str, Any]:
+    return with_implementations(one_row(request, lambda s: repo.get_bundle(s, sha256.lower())))
 
 
 def with_implementations(pkg: dict[str, Any]) -> dict[str, Any]:
@@ -107,7 +111,7 @@ def with_implementations(pkg: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/vnf_packages/{sha256}/content", response_class=Response,
             responses={200: {"content": {"application/gzip": {}}}})
-def package_content(request: Request, sha256: str) -> Response:
+def package_content(request: Request, sha256: str = SHA256) -> Response:
     with db(request).session() as s:
-        data = repo.get_bundle(s, sha256).data
+        data = repo.get_bundle(s, sha256.lower()).data
     return Response(content=data, media_type="application/gzip")
