@@ -77,16 +77,28 @@ def keep_evidence(api: httpx.Client, prefix: str) -> None:
 
 
 def _dataplane() -> str:
-    """What the switches and the NFs' rulesets hold now, as text (best effort)."""
+    """What the switches, the datapath and the NFs hold now, as text (best effort): each
+    bridge's ports (numbers and names) and flows, the datapath's cached flows, the root
+    namespace's project links, and in each namespace its links, bridge ports, nft ruleset
+    and conntrack entries."""
     out: list[str] = []
     env = {**os.environ, **OvsServer(paths.ovs_dir()).env}
     status = lifecycle.status()
+
+    def run(title: str, argv: list[str], with_env: bool = False) -> None:
+        cp = subprocess.run(argv, env=env if with_env else None, capture_output=True,
+                            text=True, timeout=10, check=False)
+        out.extend([f"== {title}", cp.stdout + cp.stderr])
+
+    run("datapath flows", ["ovs-appctl", "dpctl/dump-flows", "-m"], True)
     for br in status["bridges"]:
-        cp = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", br], env=env,
-                            capture_output=True, text=True, timeout=10, check=False)
-        out += [f"== flows of {br}", cp.stdout + cp.stderr]
+        run(f"ports of {br}", ["ovs-ofctl", "-O", "OpenFlow13", "show", br], True)
+        run(f"flows of {br}", ["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", br], True)
+    run("links of the root namespace", ["ip", "-d", "-br", "link"])
     for ns in status["namespaces"]:
-        cp = subprocess.run(["ip", "netns", "exec", ns, "nft", "list", "ruleset"],
-                            capture_output=True, text=True, timeout=10, check=False)
-        out += [f"== nft ruleset of {ns}", cp.stdout + cp.stderr]
+        inside = ["ip", "netns", "exec", ns]
+        run(f"links of {ns}", [*inside, "ip", "-d", "link"])
+        run(f"bridge ports of {ns}", [*inside, "bridge", "link"])
+        run(f"nft ruleset of {ns}", [*inside, "nft", "list", "ruleset"])
+        run(f"conntrack of {ns}", [*inside, "conntrack", "-L"])
     return "\n".join(out)
