@@ -139,8 +139,10 @@ StationIPv4 = Annotated[str, AfterValidator(station_ipv4)]
 IPv4Prefix = Annotated[str, AfterValidator(ipv4_prefix)]
 Mac = Annotated[str, AfterValidator(mac)]
 UnicastMac = Annotated[str, AfterValidator(unicast_mac)]
-PortNumber = Annotated[StrictInt, BeforeValidator(_no_str), Field(ge=0, le=65535)]
-ListenPort = Annotated[StrictInt, BeforeValidator(_no_str), Field(ge=1, le=65535)]
+# (The constraints before the validator: the JSON schema then says minimum/maximum, not
+# pydantic's own ge/le, which OpenAPI readers do not know.)
+PortNumber = Annotated[StrictInt, Field(ge=0, le=65535), BeforeValidator(_no_str)]
+ListenPort = Annotated[StrictInt, Field(ge=1, le=65535), BeforeValidator(_no_str)]
 Name = Annotated[str, AfterValidator(name), Field(examples=["cpe1"])]
 InstanceId = Annotated[str, AfterValidator(instance_id)]
 Token = Annotated[str, AfterValidator(token)]

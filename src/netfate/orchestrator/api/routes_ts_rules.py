@@ -26,7 +26,8 @@ RULE_ID = Path(description="a TS rule's id", examples=["user:client1:up:0"],
 # Rule ids in a query: at most 32 (32 x 128 characters, even %-encoded, stay within the 16 KiB
 # request head uvicorn reads: a longer URL is cut off by the server, not answered).
 RuleId = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,128}$")]
-WAIT = Query(default=3.0, ge=0, le=30, description="seconds to wait for the controller")
+WAIT = Query(default=3.0, ge=0, le=30, allow_inf_nan=False,
+             description="seconds to wait for the controller (0-30)")
 
 
 def _out(row: Any) -> dict[str, Any]:
