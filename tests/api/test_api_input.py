@@ -377,7 +377,6 @@ UNKNOWN = [
     ("DELETE", "/subscriptions/no-such-sub", None, ("subscription", "no-such-sub")),
     ("GET", "/vnf_packages/" + "ab" * 32, None, ("bundle", "ab" * 32)),
     ("GET", "/vnf_packages/" + "ab" * 32 + "/content", None, ("bundle",)),
-    ("GET", "/vnf_packages/not-a-sha", None, ("bundle", "not-a-sha")),
     ("GET", "/no/such/path", None, ("no such path",)),
 ]
 
