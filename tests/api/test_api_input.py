@@ -735,3 +735,17 @@ def test_ids_in_paths_are_bounded_and_a_packages_sha_takes_either_case(
     assert seeded.get(f"{API}/vnf_packages/{sha.upper()}").json()["sha256"] == sha
     assert seeded.get(f"{API}/vnf_packages/{sha.upper()}/content").status_code == 200
     assert_problem(seeded.get(f"{API}/vnf_packages/not-a-sha"), 422, "sha256")
+
+
+def test_a_callback_to_the_orchestrators_own_server_is_refused(seeded: httpx.Client) -> None:
+    """Notifications POSTed to the orchestrator's own API (or its NATS server) would reach
+    it as requests of its own making (probe of 2026-12-03)."""
+    port = httpx.URL(str(seeded.base_url)).port
+    for host in ("127.0.0.1", "localhost", "[::1]"):
+        with unchanged(seeded):
+            r = seeded.post(f"{API}/subscriptions", json={
+                "callbackUri": f"http://{host}:{port}/api/v1/users"})
+            assert_problem(r, 422, "orchestrator's own server")
+    r = seeded.post(f"{API}/subscriptions", json={"callbackUri": "http://127.0.0.1:9/cb"})
+    assert r.status_code == 201, r.text
+    seeded.delete(f"{API}/subscriptions/{r.json()['id']}")

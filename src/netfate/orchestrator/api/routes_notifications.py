@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import StreamingResponse
@@ -65,7 +66,12 @@ def unmute(request: Request, iid: str = IID) -> None:
 
 @router.post("/subscriptions", status_code=201)
 def subscribe(request: Request, body: SubscriptionCreate) -> dict[str, Any]:
-    refusal = callback_refusal(body.callbackUri, orch(request).settings.callback_networks)
+    settings = orch(request).settings
+    own = [(settings.host, settings.port)]
+    if settings.nats_url:  # each member of a cluster, or the embedded server's
+        own += [(u.hostname or "", u.port or 4222) for u in
+                (urlsplit(x.strip()) for x in settings.nats_url.split(",")) if u.hostname]
+    refusal = callback_refusal(body.callbackUri, settings.callback_networks, own)
     if refusal:
         raise InvalidInput(refusal)
     return one_row(

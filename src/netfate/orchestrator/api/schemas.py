@@ -267,13 +267,37 @@ def callback_allowed(host: str, allowed: Iterable[str] = DEFAULT_CALLBACK_NETWOR
     return any(addr in net for net in callback_networks(allowed))
 
 
-def callback_refusal(uri: str, allowed: Iterable[str]) -> str | None:
-    """Why a (well-formed) callback URI may not be used, or None if it may."""
-    host = urlsplit(uri).hostname or ""
+def callback_refusal(uri: str, allowed: Iterable[str],
+                     own: Iterable[tuple[str, int]] = ()) -> str | None:
+    """Why a (well-formed) callback URI may not be used, or None if it may. `own`: the
+    orchestrator's own listening addresses (host, port): its API and its NATS server, which
+    notifications POSTed to would reach as requests of the orchestrator's making."""
+    parts = urlsplit(uri)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    for own_host, own_port in own:
+        if port == own_port and _same_host(host, own_host):
+            return (f"callbackUri: {host}:{port} is the orchestrator's own server; a "
+                    "callback is a client's endpoint")
     if callback_allowed(host, allowed):
         return None
     return (f"callbackUri: callback host {host!r} is not in the allowed networks "
             f"{[str(n) for n in callback_networks(allowed)]} (set NETFATE_CALLBACK_NETWORKS)")
+
+
+def _same_host(a: str, b: str) -> bool:
+    """Whether two hosts are one: equal, or both loopback or any-address (a server on
+    0.0.0.0 or 127.0.0.1 answers at 127.0.0.1, [::1] and localhost alike)."""
+    def local(h: str) -> bool:
+        if h in ("localhost", ""):
+            return True
+        try:
+            ip = ipaddress.ip_address(h.strip("[]"))
+        except ValueError:
+            return False
+        return ip.is_loopback or ip.is_unspecified
+
+    return a.lower() == b.lower() or (local(a) and local(b))
 
 
 class Accepted(BaseModel):
