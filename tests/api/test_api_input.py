@@ -749,3 +749,12 @@ def test_a_callback_to_the_orchestrators_own_server_is_refused(seeded: httpx.Cli
     r = seeded.post(f"{API}/subscriptions", json={"callbackUri": "http://127.0.0.1:9/cb"})
     assert r.status_code == 201, r.text
     seeded.delete(f"{API}/subscriptions/{r.json()['id']}")
+
+
+def test_an_empty_or_null_body_says_what_to_send(seeded: httpx.Client) -> None:
+    with unchanged(seeded):
+        assert_problem(seeded.post(f"{API}/users", content=b"", headers=JSON), 422,
+                       "the body is empty", "JSON object")
+        r = seeded.post(f"{API}/users", content=b"null", headers=JSON)
+        body = assert_problem(r, 422, "must be a JSON object, not null")
+        assert body["detail"].count("Content-Type") == 1, body

@@ -59,8 +59,10 @@ def install(app: FastAPI) -> None:
             if not loc and e.get("type") in ("model_attributes_type", "dict_type"):
                 ctype = request.headers.get("content-type") or "none"
                 got = _JSON_TYPES.get(type(e.get("input")), type(e.get("input")).__name__)
-                msg = (f"the body must be a JSON object (Content-Type: application/json), "
-                       f"not {got} (Content-Type: {ctype})")
+                msg = (f"the body must be a JSON object, not {got} (the request's "
+                       f"Content-Type: {ctype}; send application/json)")
+            elif not loc and e.get("type") == "missing":
+                msg = "the body is empty: send a JSON object (Content-Type: application/json)"
             errs.append(f"{loc or '(body)'}: {msg}")
         return problem(422, "; ".join(errs)[:2000])
 
