@@ -184,3 +184,15 @@ def test_a_config_error_is_short_whatever_the_value() -> None:
     with pytest.raises(InvalidInput) as exc:
         desc.validate_config({"block": [f"a{i}.example" for i in range(10_001)]})
     assert len(str(exc.value)) < 600 and str(exc.value).endswith("is too long"), exc.value
+
+
+@pytest.mark.skipif(not ROOT, reason="the box is built only as root")
+def test_a_box_that_cannot_be_built_is_not_the_callers_fault(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mount the machine refuses (e.g. in a restricted container) is a 409 naming it,
+    never a 422 blaming the config."""
+    monkeypatch.setattr(nf_config_check, "_SETUP", nf_config_check._SETUP.replace(
+        'mount --make-rprivate / || fail "mount --make-rprivate /"',
+        'fail "mount --make-rprivate /"'))
+    with pytest.raises(Conflict, match="could not be confined: mount --make-rprivate"):
+        _check(package_with_check(tmp_path, "exit 0\n"))

@@ -75,6 +75,8 @@ def check_config(sha256: str, package: Callable[[], bytes], desc: Descriptor,
             rc = _run(argv, env, "/", err, desc.name)
             err.seek(0)
             reason = _last_line(err.read(MAX_STDERR + 1)[-MAX_STDERR:])
+    if rc == SETUP_FAILED and reason.startswith("the check could not be confined"):
+        raise Conflict(f"{desc.name}: {reason}")  # this machine's fault, not the caller's
     if rc != 0:
         raise InvalidInput(f"{desc.name}: the NF refuses this config: "
                            f"{reason or f'its check-config exited {rc}'}")
@@ -97,18 +99,23 @@ def _run(argv: list[str], env: dict[str, str], cwd: str, err: Any, name: str) ->
 
 # Run by /bin/sh as root in the new namespaces: $1 the check's directory, $2 $3 uid and gid,
 # $4 the script's path in the directory, then the limits. Fixed text; data comes as arguments.
-_SETUP = r"""set -e
-mount --make-rprivate /
-cd "$1"
-mount -t tmpfs -o size=64k,mode=0755 fate-nfcheck /tmp
-mkdir /tmp/check
-mount -c --bind . /tmp/check  # -c: "." is the directory cd named, not a path looked up again
-mount -c -o remount,bind,ro /tmp/check
+# A step that fails exits SETUP_FAILED: the box could not be built (not the NF's verdict).
+SETUP_FAILED = 125
+_SETUP = r"""fail() { echo "the check could not be confined: $*" >&2; exit 125; }
+mount --make-rprivate / || fail "mount --make-rprivate /"
+cd "$1" || fail "cd"
+mount -t tmpfs -o size=64k,mode=0755 fate-nfcheck /tmp || fail "tmpfs on /tmp"
+mkdir /tmp/check || fail "mkdir"
+# -c: "." is the directory cd named, not a path looked up again under the new /tmp
+mount -c --bind . /tmp/check || fail "bind"
+mount -c -o remount,bind,ro /tmp/check || fail "read-only bind"
 for d in /var/tmp /dev/shm /run /var/lib /var/cache /home /root; do
-    if [ -d "$d" ]; then mount -t tmpfs -o ro,size=4k,mode=0755 fate-nfcheck "$d"; fi
+    if [ -d "$d" ]; then
+        mount -t tmpfs -o ro,size=4k,mode=0755 fate-nfcheck "$d" || fail "hiding $d"
+    fi
 done
-mount -o remount,ro /tmp
-cd /tmp/check
+mount -o remount,ro /tmp || fail "read-only /tmp"
+cd /tmp/check || fail "cd"
 uid=$2 gid=$3 script=$4
 shift 4
 exec setpriv --reuid="$uid" --regid="$gid" --clear-groups --no-new-privs \
