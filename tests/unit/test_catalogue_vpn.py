@@ -138,3 +138,11 @@ def test_scenario_refuses_bad_options_before_touching_anything(
 
     with pytest.raises(InvalidInput, match=what):
         vpn.run(vpn.Options(**opts), lambda t, m: None)
+
+
+def test_the_peer_may_be_the_gateway_but_not_the_nfs_own_address() -> None:
+    """The CI-sized VPN scenario's CPE reaches its VPN gateway as its next hop."""
+    gw = {**CFG, "peer": CFG["gateway"]}
+    assert swan.normalise(gw)["peer"] == CFG["gateway"]
+    with pytest.raises(swan.ConfigError, match="NF's own address"):
+        swan.normalise({**CFG, "peer": CFG["address"].split("/")[0]})

@@ -108,9 +108,8 @@ def normalise(cfg: Any, address_in_ts: bool = True) -> dict[str, Any]:
     if ipaddress.IPv4Address(gateway) not in iface.network or gateway == str(iface.ip):
         raise ConfigError(f"gateway: {gateway} must be another address inside {iface.network}")
     peer = _ip(cfg.get("peer"), "peer")
-    if peer in (str(iface.ip), gateway):
-        raise ConfigError(f"peer: {peer} is the NF's own address or its gateway, not a VPN "
-                          "gateway")
+    if peer == str(iface.ip):  # (the gateway may well be the VPN gateway itself)
+        raise ConfigError(f"peer: {peer} is the NF's own address, not a VPN gateway")
     local_ts = _nets(cfg.get("local_ts"), "local_ts", None)
     if address_in_ts and not any(iface.ip in ipaddress.IPv4Network(n) for n in local_ts):
         # kernel-libipsec routes a CHILD_SA's traffic into its TUN with a source address of
