@@ -4,6 +4,7 @@ to the rest; orchestrator/api/paging.py), for the project's own clients."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -15,14 +16,23 @@ def get_all(client: httpx.Client, path: str, params: dict[str, Any] | None = Non
             ) -> list[Any]:
     """GET `path` and every page its Link headers lead to, their rows in order. Raises
     httpx.HTTPStatusError for an error answer, ValueError if the pages never end."""
-    r = client.get(path, params=params)
-    r.raise_for_status()
-    rows: list[Any] = r.json()
+    def get(url: str, p: dict[str, Any] | None = None) -> httpx.Response:
+        r = client.get(url, params=p)
+        r.raise_for_status()
+        return r
+
+    return follow(get(path, params), get)
+
+
+def follow(first: httpx.Response, get: Callable[[str], httpx.Response]) -> list[Any]:
+    """The rows of `first` and of every page after it, each fetched with `get` (which
+    raises what its caller wants for an error answer) from the Link rel="next" of the page
+    before. ValueError if the pages never end."""
+    r, rows = first, list(first.json())
     for _ in range(MAX_PAGES):
         nxt = r.links.get("next", {}).get("url")
         if not nxt:
             return rows
-        r = client.get(nxt)
-        r.raise_for_status()
+        r = get(nxt)
         rows += r.json()
-    raise ValueError(f"{path}: over {MAX_PAGES} pages")
+    raise ValueError(f"{first.url.path}: over {MAX_PAGES} pages")

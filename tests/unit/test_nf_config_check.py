@@ -36,7 +36,7 @@ def package_with_check(tmp_path: Path, check: str | None) -> bytes:
 
 def _check(data: bytes, config: dict[str, Any] | None = None) -> None:
     desc, _ = inspect_bundle(data)
-    check_config(sha256_of(data), lambda: data, desc, config or {})
+    check_config(sha256_of(data), data, desc, config or {})
 
 
 def _leftover_dirs() -> set[str]:
@@ -149,7 +149,7 @@ def test_the_catalogues_checks_refuse_what_their_schemas_let_through(
     desc, _ = inspect_bundle(data)
     filled = desc.validate_config(config)  # the schema takes it
     with pytest.raises(InvalidInput) as exc:
-        check_config(sha256_of(data), lambda: data, desc, filled)
+        check_config(sha256_of(data), data, desc, filled)
     for w in words:
         assert w in str(exc.value), exc.value
 
@@ -175,7 +175,7 @@ def test_every_catalogue_nf_has_a_check_that_takes_a_good_config(nf: str) -> Non
     data = catalogue.bundle_bytes(nf)
     desc, members = inspect_bundle(data)
     assert "scripts/check-config" in {m.name for m in members}
-    check_config(sha256_of(data), lambda: data, desc, desc.validate_config(GOOD[nf]))
+    check_config(sha256_of(data), data, desc, desc.validate_config(GOOD[nf]))
 
 
 def test_a_config_error_is_short_whatever_the_value() -> None:

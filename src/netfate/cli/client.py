@@ -15,9 +15,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from netfate.api_auth import BearerAuth
-from netfate.api_pages import MAX_PAGES
-from netfate.cli.common import checked, console, emit_json, guarded, json_object, settings
-from netfate.errors import InvalidInput
+from netfate.api_pages import follow
+from netfate.cli.common import checked, console, emit_json, fail, guarded, json_object, settings
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON")]
 # Arguments checked as the API checks them (netfate.validators), before any request.
@@ -48,9 +47,8 @@ def _checked_path(path: str) -> str:
     1 (`netfate ops show '../users/c1?x='` printed user c1: new-user probe, 2026-12-03)."""
     for seg in path.split("/")[1:]:
         if not _SEGMENT.fullmatch(seg):
-            guarded(lambda seg=seg: _refuse(  # type: ignore[misc]
-                f"{seg!r} is not a name or id (letters, digits and . _ : @ + = ~ -, not "
-                "starting with a dot, at most 256)"))
+            fail(f"{seg!r} is not a name or id (letters, digits and . _ : @ + = ~ -, not "
+                 "starting with a dot, at most 256)")
     return path
 
 
@@ -60,16 +58,13 @@ def call(method: str, path: str, **kw: Any) -> Any:
 
 
 def call_all(path: str, params: dict[str, Any] | None = None) -> list[Any]:
-    """GET a paged list whole: its pages' rows, following each Link rel="next"
-    (netfate.api_pages, for the CLI's one-line errors)."""
-    r = _request("GET", f"{api()}/api/v1{_checked_path(path)}", params=params)
-    rows: list[Any] = r.json()
-    for _ in range(MAX_PAGES):
-        if not (nxt := r.links.get("next", {}).get("url")):
-            break
-        r = _request("GET", nxt)
-        rows += r.json()
-    return rows
+    """GET a paged list whole, following each Link rel="next" (netfate.api_pages), with
+    the CLI's one-line errors."""
+    first = _request("GET", f"{api()}/api/v1{_checked_path(path)}", params=params)
+    try:
+        return follow(first, lambda url: _request("GET", url))
+    except ValueError as exc:
+        fail(str(exc))
 
 
 def _request(method: str, url: str, **kw: Any) -> httpx.Response:
@@ -152,26 +147,21 @@ def _password(given: str | None, from_stdin: bool) -> str:
     """The new user's password: --password, or the first line of stdin (--password-stdin,
     as `docker login`: not in ps or the shell's history), or asked for, hidden."""
     if given is not None and from_stdin:
-        guarded(lambda: _refuse("give --password or --password-stdin, not both"))
+        fail("give --password or --password-stdin, not both")
     if from_stdin:
         raw = sys.stdin.buffer.readline(4 * MAX_PASSWORD + 2).rstrip(b"\r\n")
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:
-            line = ""
-            guarded(lambda: _refuse("--password-stdin: the password is not UTF-8 text"))
+            fail("--password-stdin: the password is not UTF-8 text")
         if not line or len(line) > MAX_PASSWORD:
-            guarded(lambda: _refuse(f"--password-stdin: the first line of stdin must be the "
-                                    f"password (1-{MAX_PASSWORD} characters)"))
+            fail(f"--password-stdin: the first line of stdin must be the password "
+                 f"(1-{MAX_PASSWORD} characters)")
         return line
     if given is not None:
         return given
     p: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     return p
-
-
-def _refuse(msg: str) -> None:
-    raise InvalidInput(msg)
 
 
 @users.command("add")

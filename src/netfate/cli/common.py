@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -154,13 +154,18 @@ def need_root() -> None:
         raise typer.Exit(2)
 
 
+def fail(msg: str) -> NoReturn:
+    """End the command with one clear line on stderr and exit code 1."""
+    console.print(f"[red]error:[/] {escape(msg)}")  # its words, not markup
+    raise typer.Exit(1)
+
+
 def guarded(fn: Callable[[], T]) -> T:
     """Run fn; a NetfateError becomes one clear line on stderr and exit code 1."""
     try:
         return fn()
     except NetfateError as exc:
-        console.print(f"[red]error:[/] {escape(str(exc))}")  # its words, not markup
-        raise typer.Exit(1) from None
+        fail(str(exc))
 
 
 def settings(**flags: Mapping[str, Any]) -> NetfateSettings:

@@ -27,7 +27,6 @@ import pwd
 import signal
 import subprocess
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,17 +46,23 @@ _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _WITHOUT: set[str] = set()
 
 
-def check_config(sha256: str, package: Callable[[], bytes], desc: Descriptor,
+def may_check(sha256: str) -> bool:
+    """Whether package `sha256` may have a check-config script (False once it is known to
+    have none: its bytes need not even be read)."""
+    return sha256 not in _WITHOUT
+
+
+def check_config(sha256: str, package: bytes, desc: Descriptor,
                  config: dict[str, Any]) -> None:
-    """Run package `sha256`'s check-config script (`package()` gives its bytes) on `config`
+    """Run package `sha256`'s check-config script (`package`: its bytes) on `config`
     (schema-valid, defaults filled, as the NF gets it). Raises InvalidInput with the NF's
     reason (the last line of its stderr) when the script refuses it (non-zero exit), and
     Conflict when the script cannot run or does not finish in CHECK_TIMEOUT_S (the package's
     fault, not the caller's). Returns when it accepts it or the package has no such script."""
-    if sha256 in _WITHOUT:
+    if not may_check(sha256):
         return
     with tempfile.TemporaryDirectory(prefix="fate-nfcheck-") as tmp:
-        bundle = BundleStore(Path(tmp) / "b").add(package(), expected_sha256=sha256)
+        bundle = BundleStore(Path(tmp) / "b").add(package, expected_sha256=sha256)
         script = bundle.script(SCRIPT)
         if script is None:
             _WITHOUT.add(sha256)

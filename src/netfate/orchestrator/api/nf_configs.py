@@ -6,6 +6,7 @@ it places them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,7 @@ from netfate.db import repo
 from netfate.db.models import VnfPackage
 from netfate.descriptor import Descriptor
 from netfate.errors import Conflict, InvalidInput
-from netfate.orchestrator.nf_config_check import check_config
+from netfate.orchestrator.nf_config_check import check_config, may_check
 
 
 def newest_package(s: Any, nf: str) -> VnfPackage:
@@ -37,13 +38,14 @@ class NfCheck:
     config: dict[str, Any]
 
 
-def validate_config(package: VnfPackage, config: dict[str, Any], where: str = "") -> NfCheck:
+def validate_config(package: VnfPackage, config: dict[str, Any], where: str = ""
+                    ) -> NfCheck | None:
     """A caller's config of the NF of `package`, checked by its schema (InvalidInput if
     wrong, or if it sets a key the platform sets: `Descriptor.platform_keys`, e.g. a shared
     firewall's `tenants`, which follow its tenants' own configs; Conflict (409) if the
     stored package itself is not usable, e.g. stored before its config-schema was checked
     whole at upload). Returns the NF's own check, for `run_checks` once the transaction
-    has ended."""
+    has ended (None for a package known to have none: its bytes are not read)."""
     from netfate.descriptor import parse_descriptor
 
     descriptor = package.descriptor
@@ -60,22 +62,26 @@ def validate_config(package: VnfPackage, config: dict[str, Any], where: str = ""
         filled = desc.validate_config(config)
     except InvalidInput as exc:
         raise InvalidInput(f"{where}{exc}") from None
+    if not may_check(package.sha256):
+        return None
     return NfCheck(where, package.sha256, package.data, desc, filled)
 
 
-def run_checks(checks: list[NfCheck]) -> None:
+def run_checks(checks: Iterable[NfCheck | None]) -> None:
     """Each NF's own check-config (orchestrator/nf_config_check.py), outside any database
     transaction: InvalidInput with the NF's reason when one refuses its config, Conflict
     when one cannot run or does not finish."""
     for c in checks:
+        if c is None:
+            continue
         try:
-            check_config(c.sha256, lambda c=c: c.package, c.desc, c.config)  # type: ignore[misc]
+            check_config(c.sha256, c.package, c.desc, c.config)
         except InvalidInput as exc:
             raise InvalidInput(f"{c.where}{exc}") from None
 
 
 def check_user_nf_config(s: Any, nf_config: dict[str, dict[str, Any]] | None
-                         ) -> list[NfCheck]:
+                         ) -> list[NfCheck | None]:
     """Each NF a user's nf_config names exists, and its config passes that NF's schema;
     the NFs' own checks to run (`run_checks`). InvalidInput naming the NF (before, a
     firewall rule with dport 0 was stored and failed only on the node at the user's login;

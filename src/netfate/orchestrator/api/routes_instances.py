@@ -101,7 +101,7 @@ def _check_node_can_run(s: Any, node: str, descriptor: dict[str, Any]) -> None:
 
 
 # -- checks before an operation starts (each one transaction, off the event loop) -------------
-def _can_instantiate(s: Session, body: Instantiate) -> tuple[str, NfCheck]:
+def _can_instantiate(s: Session, body: Instantiate) -> tuple[str, NfCheck | None]:
     """The new instance's id and the NF's own check of its config (run_checks, after this
     transaction); raises InvalidInput, NotFound or Conflict."""
     package = newest_package(s, body.nf)
@@ -144,7 +144,8 @@ def _can_migrate(s: Session, iid: str, node: str) -> tuple[str, str]:
     return new_iid, inst.owner
 
 
-def _can_update(s: Session, iid: str, config: dict[str, Any]) -> tuple[str, NfCheck]:
+def _can_update(s: Session, iid: str, config: dict[str, Any]
+                ) -> tuple[str, NfCheck | None]:
     """The instance's owner and the NF's own check of the config (run_checks, after this
     transaction); raises NotFound, Conflict or InvalidInput."""
     inst = _present(s, iid, "update")
