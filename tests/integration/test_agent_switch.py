@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 from netfate.agent.service import Agent
+from netfate.bus.messages import Command, Reply
 from netfate.controller.pipeline import ovs_datapath_id
 from netfate.ports import free_port
 from netfate.testbed.context import Testbed
@@ -38,4 +39,21 @@ def test_agent_gives_its_switch_the_controllers_and_the_nodes_datapath_id(
             assert _vsctl(tb, "get", "Bridge", br, "datapath_id") == f'"{dpid}"'  # in use
     finally:
         a.network.delete_lsi(br)
+        a.network.close()
+
+
+def test_settle_answers_at_once_even_while_the_node_is_busy(
+        tb: Testbed, tmp_path: Path) -> None:
+    """Switches.settle: before a core stops anchoring a user, the visited CPE's agent purges
+    its datapath's cached flows and replies. It does not queue behind a node operation (an
+    NF being created holds the agent's lock for seconds)."""
+    a = Agent(NODE, "cpe", "nats://127.0.0.1:4222", tmp_path, tb.server, flavours=["native"])
+
+    async def busy_then_settle() -> Reply:
+        async with a._lock:  # a long node operation in progress
+            return await asyncio.wait_for(a._handle(Command(op="settle")), 5)
+
+    try:
+        assert asyncio.run(busy_then_settle()).ok
+    finally:
         a.network.close()

@@ -249,7 +249,9 @@ class Agent:
             await msg.respond(reply.model_dump_json().encode())
 
     async def _handle(self, cmd: Command) -> Reply:
-        if cmd.op == "ping":
+        if cmd.op in ("ping", "settle"):
+            if cmd.op == "settle":  # not behind _lock: an NF being created must not delay it
+                await asyncio.to_thread(self.network.settle)
             return Reply(ok=True)
         if cmd.op == "apply" and cmd.desired is not None:
             errors = await self._apply(cmd.desired, cmd.bundles)
@@ -325,9 +327,8 @@ class Agent:
                 await asyncio.wait_for(self._stop.wait(), PORT_POLL_S)
 
     async def on_synced(self, msg: Msg) -> None:
-        """The controller changed this switch's flows: make the datapath use them now. The
-        userspace datapath keeps forwarding by its cached flows until its revalidators have
-        been through them (hundreds of ms here), which would stretch every handover."""
+        """The controller changed this switch's flows: make the datapath use them now (its
+        revalidators take hundreds of ms here, which would stretch every handover)."""
         try:
             rep = SwitchSynced.model_validate_json(msg.data)
             if rep.added or rep.deleted:
@@ -444,7 +445,6 @@ def _export_state(node: NodeDrivers, instance_id: str) -> dict[str, Any]:
 
 
 def _nf_status(node: NodeDrivers, instance_id: str) -> dict[str, Any]:
-    """The NF's state and its own status report (counters, cgroup memory): ComputeDriver
-    .status, as JSON."""
+    """The NF's state and its own status report (counters, cgroup memory), as JSON."""
     info = node.driver_of(instance_id).status(instance_id)
     return {"state": info.state.value, "detail": info.detail}

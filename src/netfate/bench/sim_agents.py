@@ -160,7 +160,7 @@ class SimNode:
             reply: dict[str, Any] = {"ok": True, "nfs": self.running()}
         elif op == "export_state":
             reply = {"ok": True, "data": EXPORTED}
-        elif op in ("import_state", "ping"):
+        elif op in ("import_state", "ping", "settle"):
             reply = {"ok": True}
         elif op == "status":
             reply = {"ok": True, "nfs": self.running()}

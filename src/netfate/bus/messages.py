@@ -94,7 +94,9 @@ class Command(_Msg):
                 # a troubleshooting probe's copy of a user's traffic (agent/mirrors.py)
                 "mirror", "unmirror",
                 # its flow tables and port states, for the report (agent/switch_dump.py)
-                "switch_dump"]
+                "switch_dump",
+                # the datapath forwards by the switch's flows now (Switches.settle)
+                "settle"]
     desired: DesiredState | None = None
     instance_id: str | None = None
     mirror: MirrorSpec | None = None

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from netfate.bus import subjects
-from netfate.bus.messages import SwitchPorts, SwitchSynced
+from netfate.bus.messages import Command, SwitchPorts, SwitchSynced
 from netfate.controller.model import SwitchState
 from netfate.counters import REGISTRY, STATIONS_EVICTED
 from netfate.db import repo
@@ -44,6 +44,15 @@ from netfate.validators import unicast_mac
 log = logging.getLogger("netfate.orchestrator.switches")
 
 __all__ = ["UNKNOWN_CLIENT", "Switches", "split_chain"]
+
+# A switch's datapath forwards by its cached flows until the revalidators have been through
+# them (hundreds of ms here), after the controller's barrier: an anchor is made or broken
+# only once the switch that changed first forwards by its new flows. Its agent purges the
+# cache and replies (SETTLE_TIMEOUT_S); one that does not answer is given REVALIDATE_S, the
+# revalidators' own bound (ovs-vswitchd other_config:max-revalidator, 500 ms by default).
+SETTLE_TIMEOUT_S = 1.0
+REVALIDATE_S = 0.5
+SYNC_TIMEOUT_S = 2.0
 
 
 @dataclasses.dataclass(eq=False)
@@ -90,6 +99,8 @@ class Switches:
         self._waiters: dict[str, list[tuple[int, asyncio.Future[SwitchSynced]]]] = {}
         self._anchor_gen: dict[str, int] = {}       # user -> core generation anchoring them
         self._anchor_core: dict[str, set[str]] = {}
+        self._anchor_visit: dict[str, set[str]] = {}  # user -> CPEs that let them out raw
+        self._settled: dict[str, int] = {}  # node -> generation its datapath forwards by
         # Publications one at a time: each reads the world after the previous one was sent,
         # so a state read before a change never overtakes one read after it.
         self._publishing = asyncio.Lock()
@@ -152,7 +163,7 @@ class Switches:
         need = self._anchor_gen.get(user)
         return need is not None and any(
             (rep := self._synced.get(n)) is not None and rep.generation >= need
-            for n in self._anchor_core.get(user, ()))
+            and self._settled.get(n, -1) >= need for n in self._anchor_core.get(user, ()))
 
     # -- the world and the desired states ---------------------------------------------------
     def world(self, records: repo.SwitchingRecords) -> World:
@@ -246,11 +257,14 @@ class Switches:
                 # have started or ended one).
                 out[n] = await self._publish(
                     dataclasses.replace(world, anchors_ready=self._anchors_ready()), n,
-                    batch.force)
-                self._pub_read[n] = seq
+                    batch.force, seq)
             return out
 
-    async def _publish(self, world: World, node: str, force: bool) -> int | None:
+    async def _publish(self, world: World, node: str, force: bool, seq: int) -> int | None:
+        """Build the node's state from `world` (read number `seq`) and publish it if it
+        changed (or force); its generation, or None for no state. A core's state that ends
+        anchors is published only once the CPEs that let those users out raw forward by
+        their own new states (`_break_anchors`)."""
         try:
             state = switch_state(world, node)
         except (ValidationError, ValueError) as exc:
@@ -258,27 +272,69 @@ class Switches:
             return None
         if state is None:
             return None
+        self._pub_read[node] = seq
         prev = self._published.get(node)
         if not force and prev is not None and \
                 prev.model_copy(update={"generation": 0}) == state:
             return prev.generation
+        anchored_now = {loc.user for loc in state.locations if loc.anchor is not None}
+        ended = [u for u, cores in self._anchor_core.items()
+                 if node in cores and u not in anchored_now]
+        if ended:
+            await self._break_anchors(world, ended, seq)
+        for user in ended:  # that move is over: the next one must wait for its own anchor
+            self._anchor_gen.pop(user, None)
+            self._anchor_core.pop(user, None)
         self._gen += 1
         state = state.model_copy(update={"generation": self._gen})
         self._published[node] = state
-        anchored_now = {loc.user for loc in state.locations if loc.anchor is not None}
-        for user in [u for u, cores in self._anchor_core.items()
-                     if node in cores and u not in anchored_now]:
-            # That move is over: the next one must wait for its own anchor.
-            self._anchor_gen.pop(user, None)
-            self._anchor_core.pop(user, None)
         for loc in state.locations:
             if loc.anchor is not None and (prev is None or loc not in prev.locations):
                 self._anchor_gen[loc.user] = self._gen
                 self._anchor_core[loc.user] = {node}
+                if (a := world.records.anchors.get(loc.user)) is not None:
+                    self._anchor_visit.setdefault(loc.user, set()).add(a[1])
         if self.nc is not None:
             await self.nc.publish(subjects.controller_desired(node),
                                   state.model_dump_json().encode())
         return self._gen
+
+    async def _break_anchors(self, world: World, users: list[str], seq: int) -> None:
+        """Before a core stops diverting `users` through the CPE running their NFs: the
+        CPEs that let them out by the uplink with no NF (they were anchored) take their new
+        states (their own chain, or none), confirmed and settled. The other order leaves a
+        window in which their raw traffic reaches the core with no anchor to catch it, and
+        the core forwards it like any CPE's traffic: a fail-open (make-before-break's
+        "break" half; `apply_anchor` is the "make" half)."""
+        visited = sorted({v for u in users for v in self._anchor_visit.pop(u, ())})
+        if not visited:
+            return
+        gens = {v: await self._publish(world, v, False, seq) for v in visited}
+        await self._wait(gens, SYNC_TIMEOUT_S)
+        await self.settle(gens)
+
+    async def settle(self, gens: dict[str, int | None]) -> None:
+        """Have each node's datapath forward by the generation given (None: nothing to
+        settle): its agent purges the cached flows and replies. Without a controller (or a
+        bus) nothing was installed, so nothing to wait for. An agent that does not answer in
+        SETTLE_TIMEOUT_S costs REVALIDATE_S (the revalidators catch up on their own), once
+        for all."""
+        todo = {n: g for n, g in gens.items()
+                if g is not None and self._settled.get(n, -1) < g}
+        if todo and self.nc is not None and self.controller_seen:
+            body = Command(op="settle").model_dump_json().encode()
+            results = await asyncio.gather(
+                *(self.nc.request(subjects.command(n), body, timeout=SETTLE_TIMEOUT_S)
+                  for n in todo), return_exceptions=True)
+            failed = [n for n, r in zip(todo, results, strict=True)
+                      if isinstance(r, BaseException)]
+            if failed:
+                log.warning("switches %s: no agent settled the datapath in %.1f s; waiting "
+                            "%.1f s for the revalidators", failed, SETTLE_TIMEOUT_S,
+                            REVALIDATE_S)
+                await asyncio.sleep(REVALIDATE_S)
+        for n, g in todo.items():
+            self._settled[n] = max(self._settled.get(n, -1), g)
 
     async def apply(self, node: str, timeout: float = 3.0) -> list[SwitchSynced]:
         """Publish the node's state (and the switches above it) and wait for the controller
@@ -298,7 +354,11 @@ class Switches:
             return  # nothing to anchor to: the plan's steering lets the user out
         for n in list(first):
             first += [x for x in self.affected(n) if x not in first and x != visited]
-        await self._wait(await self.publish_many(first), timeout)
+        gens = await self.publish_many(first)
+        await self._wait(gens, timeout)
+        # The cores' datapaths forward by the anchor before the visited CPE lets them out.
+        await self.settle({n: g for n, g in gens.items()
+                           if n in self._anchor_core.get(user, ())})
         await self.apply(visited, timeout)
 
     async def _wait(self, gens: dict[str, int | None], timeout: float) -> list[SwitchSynced]:
@@ -363,8 +423,7 @@ class Switches:
                         continue
                     await self._publish(
                         dataclasses.replace(world, anchors_ready=self._anchors_ready()), n,
-                        True)
-                    self._pub_read[n] = seq
+                        True, seq)
             await asyncio.sleep(0)
         log.info("every switch state published (%d) in %.1f s", len(nodes),
                  time.perf_counter() - t0)
