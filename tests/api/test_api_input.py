@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from netfate import catalogue
+from netfate.drivers import node_files
 from netfate.orchestrator.api.unique_keys import duplicate_key
 from tests.api.conftest import MakeLive
 from tests.api.harness import (
@@ -247,8 +248,19 @@ BAD_BODIES: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [
      ("nf_config.content-filter", "built-in")),
     ("POST", "/users", {"name": "user2", "password": "secret2", "nf_config": {"vpn": {
         "address": "10.2.0.1/24", "gateway": "10.2.0.254", "peer": "10.2.0.1",
-        "local_ts": ["10.2.0.0/24"], "psk_file": "/etc/netfate/psk"}}},
+        "local_ts": ["10.2.0.0/24"], "psk_file": f"{node_files.owner_dir('user2')}/psk"}}},
      ("nf_config.vpn", "peer")),
+    # a node file outside the owner's own: another tenant's key, the node's, by ".."
+    *(("POST", "/users", {"name": "user2", "password": "secret2", "nf_config": {"vpn": {
+        "address": "10.2.0.1/24", "gateway": "10.2.0.254", "peer": "10.2.0.9",
+        "local_ts": ["10.2.0.0/24"], "psk_file": f}}},
+       ("nf_config.vpn", "psk_file", "may name only files in"))
+      for f in (f"{node_files.owner_dir('user1')}/psk", "/etc/shadow",
+                f"{node_files.owner_dir('user2')}/../user1/psk")),
+    ("PATCH", "/users/user1", {"nf_config": {"vpn": {
+        "address": "10.2.0.1/24", "gateway": "10.2.0.254", "peer": "10.2.0.9",
+        "local_ts": ["10.2.0.0/24"], "psk_file": f"{node_files.owner_dir('user2')}/psk"}}},
+     ("nf_config.vpn", "psk_file", "user2")),
     ("POST", "/subscriptions", {"callbackUri": "http://127.0.0.1:9/cb",
                                 "filter": {"vnfInstanceIds": [f"i{k}" for k in range(1001)]}},
      ("vnfInstanceIds", "1000")),

@@ -31,7 +31,7 @@ INET = "10.255.0.1"
 @pytest.fixture(scope="module")
 def gateway(testbed_up: None) -> Iterator[dict[str, Any]]:
     """The VPN gateway behind the internet host, for the NF's config; removed after."""
-    psk_file, psk = vpn._psk_file()
+    psk_file, psk = vpn._psk_file("user1")
     cfg = {"address": vpn.VPN_ADDR, "gateway": "10.90.0.1", "peer": Gateway.address,
            "local_ts": [vpn.USER_LAN], "psk_file": psk_file, "suite": "aes128-sha1"}
     gw = Gateway(vpn.INET_NS)
@@ -160,7 +160,8 @@ def test_a_vm_vpn_whose_key_file_is_missing_or_too_big_is_refused_and_leaves_not
     big.chmod(0o600)
     try:
         for path, why in ((f"{gateway['psk_file']}-gone", "not a file"),
-                          (str(big), "at most"), ("/etc/hostname", "only under")):
+                          (str(big), "at most"), ("/etc/hostname", "may name only files in"),
+                          (f"{node_files.owner_dir('user2')}/psk", "may name only files in")):
             with pytest.raises(InvalidInput, match=why):
                 node.deploy_nf("user1", "vpn-bad", sha, {**gateway, "psk_file": path},
                                flavour="vm")

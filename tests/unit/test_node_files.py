@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import pytest
 
-from netfate import catalogue
+from netfate import catalogue, paths
 from netfate.bundle import Bundle, BundleStore
 from netfate.drivers import node_files, vm_guest
 from netfate.drivers.vm import VmCompute
@@ -147,10 +147,46 @@ def test_the_vm_driver_refuses_a_vpn_whose_key_file_is_missing_or_too_big_before
     drv._caps = set(b.descriptor.capabilities)
     cfg = {"address": "10.90.1.254/16", "gateway": "10.90.0.1", "peer": "10.255.0.2",
            "local_ts": ["10.90.1.0/24"]}
-    big = key_file(tmp_path, b"k" * (node_files.MAX_BYTES + 1), "big")
-    for path, why in ((str(tmp_path / "gone"), "is not a file on the node"),
+    paths.configure(tmp_path)  # restored by conftest
+    mine = Path(node_files.owner_dir("u1"))
+    mine.mkdir(parents=True)
+    big = key_file(mine, b"k" * (node_files.MAX_BYTES + 1), "big")
+    for path, why in ((str(mine / "gone"), "is not a file on the node"),
                       (big, "a node file copied into a VM is at most")):
         with pytest.raises(InvalidInput, match=why):
             drv.create_nf("n1", "u1", "vpn", b.sha256, {**cfg, "psk_file": path})
     assert drv.list_nfs() == []
     assert not drv.vms_dir.exists() or not list(drv.vms_dir.iterdir())
+
+
+def test_an_nf_names_only_its_owners_node_files(tmp_path: Path) -> None:
+    """A user names the file their NF reads: never another tenant's key nor a file of the
+    node's, by path, by "..", or by a link out of their directory (hostile probe, 12-03)."""
+    paths.configure(tmp_path)  # restored by conftest
+    mine, theirs = Path(node_files.owner_dir("u1")), Path(node_files.owner_dir("u2"))
+    for d in (mine, theirs):
+        d.mkdir(parents=True)
+    ok = key_file(mine)
+    node_files.check_owned(("psk_file",), "u1", {"psk_file": ok})
+    node_files.check_owned(("psk_file",), "u1", {"psk_file": str(mine / "not-yet")})
+    node_files.check_owned(("psk_file",), "u1", {})  # unset
+    (mine / "out").symlink_to(key_file(theirs))
+    for value, why in ((key_file(theirs), "may name only files in"),
+                       ("/etc/shadow", "may name only files in"),
+                       (f"{mine}/../u2/psk", "may name only files in"),
+                       (f"{mine}//psk", "may name only files in"),
+                       (str(mine), "may name only files in"),
+                       (7, "may name only files in"),
+                       (str(mine / "out"), "symbolic link")):
+        with pytest.raises(InvalidInput, match=f"config psk_file: .*{why}"):
+            node_files.check_owned(("psk_file",), "u1", {"psk_file": value})
+    # every flavour's create goes through it (here the VM's, before any VM is made)
+    store = BundleStore(tmp_path / "bundles")
+    b = catalogue.install(store, "vpn")
+    drv = VmCompute("n1", tmp_path, store)
+    drv._caps = set(b.descriptor.capabilities)
+    cfg = {"address": "10.90.1.254/16", "gateway": "10.90.0.1", "peer": "10.255.0.2",
+           "local_ts": ["10.90.1.0/24"], "psk_file": key_file(theirs)}
+    with pytest.raises(InvalidInput, match="may name only files in"):
+        drv.create_nf("n1", "u1", "vpn", b.sha256, cfg)
+    assert drv.list_nfs() == []

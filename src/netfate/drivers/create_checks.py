@@ -10,6 +10,8 @@ from typing import Any
 
 from netfate import naming
 from netfate.bundle import Bundle, BundleStore
+from netfate.descriptor import Descriptor
+from netfate.drivers.node_files import check_owned
 from netfate.errors import InvalidInput, MissingCapability, NotFound
 from netfate.resolver import needed_on_host
 
@@ -38,4 +40,13 @@ def check_create(own_node: str, flavour: str, capabilities: Collection[str],
     if lacking:
         raise MissingCapability(
             f"node {own_node} lacks capabilities {lacking} that {desc.name} depends on")
-    return bundle, desc.validate_config(config), naming.nf_instance_id(node, owner, name)
+    return bundle, owners_config(desc, owner, config), naming.nf_instance_id(node, owner, name)
+
+
+def owners_config(desc: Descriptor, owner: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The config with its defaults, for an NF of `owner` (create, update, a state import):
+    InvalidInput if the schema refuses it or it names a node file outside the owner's own
+    (node_files.check_owned)."""
+    cfg = desc.validate_config(config)
+    check_owned(desc.node_files, owner, cfg)
+    return cfg

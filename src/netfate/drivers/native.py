@@ -19,7 +19,7 @@ from typing import Any
 from netfate import naming
 from netfate.bundle import Bundle, BundleStore
 from netfate.drivers import capabilities, cgroups, netns, nf_pool, nf_state
-from netfate.drivers.create_checks import check_create
+from netfate.drivers.create_checks import check_create, owners_config
 from netfate.drivers.nf_inproc import Call, FirewallRunner
 from netfate.drivers.nf_records import InstanceRecords, dead_daemons
 from netfate.drivers.nf_script import NF_PYTHON, SCRIPT_TIMEOUT, run_script, script_env
@@ -312,7 +312,7 @@ class NativeCompute:
         with self._lock(instance_id):
             info = self._load(instance_id)
             bundle = self._bundle(info)
-            cfg = bundle.descriptor.validate_config(config)
+            cfg = owners_config(bundle.descriptor, info.owner, config)
             path = self._idir(instance_id) / "config.json"
             old = path.read_text()
             path.write_text(json.dumps(cfg))

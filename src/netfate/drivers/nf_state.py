@@ -12,6 +12,7 @@ from typing import Any
 
 from netfate.bundle import Bundle
 from netfate.drivers import nf_files
+from netfate.drivers.create_checks import owners_config
 from netfate.errors import DriverError, InvalidInput
 from netfate.interfaces import NFInfo
 
@@ -64,7 +65,7 @@ def import_state(info: NFInfo, bundle: Bundle, nf_dir: Path, state: dict[str, An
     if state.get("nf") != desc.name:
         raise InvalidInput(f"state is for {state.get('nf')!r}, not {desc.name!r}")
     if "config" in state:
-        cfg = desc.validate_config(state["config"])
+        cfg = owners_config(desc, info.owner, state["config"])
         (nf_dir / "config.json").write_text(json.dumps(cfg))
         info.config = cfg
         state = {**state, "config": cfg}

@@ -8,7 +8,14 @@ Both confined flavours take them only under /run or /tmp (ROOTS): the container'
 mounts (a bind there makes its mount point in no shared image), and in a VM nothing of the
 guest's own (its tools, /init, the NF's bundle under /nf) can be overwritten by one.
 
-    node_files.paths(bundle, config)   # ["/run/netfate/vpn-scenario/psk"]: the container's
+Whoever configures an NF names the file, so every flavour takes only the files in the NF
+owner's own directory, `<run dir>/node-files/<owner>/` (`check_owned`): the node's
+operator puts them there. Otherwise a user could have their NF read another tenant's key,
+or any file of the node's (a confused deputy: the NF's scripts run as root), and learn
+from its errors whether a file exists and what shape it has (found by a hostile probe,
+2026-12-03).
+
+    node_files.paths(bundle, config)   # ["/run/netfate/node-files/client1/psk"]: the container's
     node_files.read(bundle, config)    # {path: bytes}, each at most MAX_BYTES: the VM's
 """
 
@@ -19,6 +26,7 @@ import stat
 from pathlib import PurePosixPath
 from typing import Any
 
+from netfate import paths as run_paths
 from netfate.bundle import Bundle
 from netfate.errors import InvalidInput
 
@@ -26,6 +34,31 @@ ROOTS = ("run", "tmp")
 # Bytes per node file copied into a VM: a key file is one line, a certificate chain a few
 # KiB; the copy travels base64 through the guest agent and lives in the guest's RAM.
 MAX_BYTES = 64 << 10
+
+
+def owner_dir(owner: str) -> PurePosixPath:
+    """The directory of `owner`'s node files: `<run dir>/node-files/<owner>`."""
+    return PurePosixPath(run_paths.run_dir()) / "node-files" / owner
+
+
+def check_owned(keys: tuple[str, ...], owner: str, config: dict[str, Any]) -> None:
+    """InvalidInput unless each node file the config names under `keys` (a descriptor's
+    `node-files`) is a normalised absolute path inside `owner_dir(owner)`, and, where it
+    exists (on the node), does not lead out of it by a symbolic link. The orchestrator
+    checks the path; the node checks both, before any flavour acts."""
+    base = owner_dir(owner)
+    for key in keys:
+        v = config.get(key)
+        if v is None:
+            continue
+        p = PurePosixPath(v) if isinstance(v, str) else None
+        if p is None or str(p) != v or ".." in p.parts or base not in p.parents:
+            raise InvalidInput(
+                f"config {key}: {str(v)[:200]!r}: an NF of {owner} may name only files in "
+                f"{base}/ (its owner's node files, put there by the node's operator)")
+        if os.path.lexists(v) and not PurePosixPath(os.path.realpath(v)).is_relative_to(
+                os.path.realpath(base)):
+            raise InvalidInput(f"config {key}: {v} leads out of {base}/ (a symbolic link)")
 
 
 def _named(bundle: Bundle, config: dict[str, Any]) -> list[tuple[str, str]]:

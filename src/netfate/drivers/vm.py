@@ -39,7 +39,7 @@ from netfate.drivers import (
     vm_qemu,
     vm_template,
 )
-from netfate.drivers.create_checks import check_create
+from netfate.drivers.create_checks import check_create, owners_config
 from netfate.drivers.nf_records import InstanceRecords
 from netfate.drivers.nf_script import SCRIPT_TIMEOUT
 from netfate.drivers.vm_qmp import GuestAgent, Qmp
@@ -277,7 +277,7 @@ class VmCompute:
             if info.detail.get("incoming") or info.detail.get("migrated_to"):
                 raise Conflict(f"{instance_id} is migrating; update it where it arrives")
             bundle = self._bundle(info)
-            cfg = bundle.descriptor.validate_config(config)
+            cfg = owners_config(bundle.descriptor, info.owner, config)
             old = info.config
             info.config = cfg
             try:

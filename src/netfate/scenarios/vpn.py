@@ -21,9 +21,11 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
-from netfate import catalogue, paths
+from netfate import catalogue
+from netfate.drivers import node_files
 from netfate.errors import InvalidInput
 from netfate.interfaces import NFInfo
 from netfate.oci.store import image_tag
@@ -105,10 +107,11 @@ def topology() -> Topology:
     return parse_topology(text, "default topology")
 
 
-def _psk_file() -> tuple[str, str]:
-    """A fresh random PSK in a mode-600 file under the run directory: (path, key)."""
-    d = paths.run_dir() / "vpn-scenario"
-    d.mkdir(parents=True, exist_ok=True)
+def _psk_file(owner: str = CLIENT) -> tuple[str, str]:
+    """A fresh random PSK in a mode-600 file among `owner`'s node files, as the node's
+    operator would put it there (node_files.owner_dir): (path, key)."""
+    d = Path(node_files.owner_dir(owner))
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = secrets.token_hex(16)
     path = d / "psk"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -13,6 +13,7 @@ from typing import Any
 from netfate.db import repo
 from netfate.db.models import VnfPackage
 from netfate.descriptor import Descriptor
+from netfate.drivers.node_files import check_owned
 from netfate.errors import Conflict, InvalidInput
 from netfate.orchestrator.nf_config_check import check_config, may_check
 
@@ -38,10 +39,11 @@ class NfCheck:
     config: dict[str, Any]
 
 
-def validate_config(package: VnfPackage, config: dict[str, Any], where: str = ""
-                    ) -> NfCheck | None:
-    """A caller's config of the NF of `package`, checked by its schema (InvalidInput if
-    wrong, or if it sets a key the platform sets: `Descriptor.platform_keys`, e.g. a shared
+def validate_config(package: VnfPackage, config: dict[str, Any], owner: str,
+                    where: str = "") -> NfCheck | None:
+    """A caller's config of `owner`'s NF of `package`, checked by its schema (InvalidInput
+    if wrong, if it names a node file outside the owner's own (node_files.check_owned), or
+    if it sets a key the platform sets: `Descriptor.platform_keys`, e.g. a shared
     firewall's `tenants`, which follow its tenants' own configs; Conflict (409) if the
     stored package itself is not usable, e.g. stored before its config-schema was checked
     whole at upload). Returns the NF's own check, for `run_checks` once the transaction
@@ -60,6 +62,7 @@ def validate_config(package: VnfPackage, config: dict[str, Any], where: str = ""
             raise InvalidInput(f"{desc.name}: config key {taken[0]!r} is set by the platform "
                                "(readOnly in the NF's config-schema), not by callers")
         filled = desc.validate_config(config)
+        check_owned(desc.node_files, owner, filled)
     except InvalidInput as exc:
         raise InvalidInput(f"{where}{exc}") from None
     if not may_check(package.sha256):
@@ -80,7 +83,7 @@ def run_checks(checks: Iterable[NfCheck | None]) -> None:
             raise InvalidInput(f"{c.where}{exc}") from None
 
 
-def check_user_nf_config(s: Any, nf_config: dict[str, dict[str, Any]] | None
+def check_user_nf_config(s: Any, user: str, nf_config: dict[str, dict[str, Any]] | None
                          ) -> list[NfCheck | None]:
     """Each NF a user's nf_config names exists, and its config passes that NF's schema;
     the NFs' own checks to run (`run_checks`). InvalidInput naming the NF (before, a
@@ -92,5 +95,5 @@ def check_user_nf_config(s: Any, nf_config: dict[str, dict[str, Any]] | None
             package = newest_package(s, nf)
         except InvalidInput as exc:
             raise InvalidInput(f"nf_config.{nf}: {exc}") from None
-        out.append(validate_config(package, config, f"nf_config.{nf}: "))
+        out.append(validate_config(package, config, user, f"nf_config.{nf}: "))
     return out

@@ -107,7 +107,7 @@ def _can_instantiate(s: Session, body: Instantiate) -> tuple[str, NfCheck | None
     package = newest_package(s, body.nf)
     repo.get_user(s, body.owner)
     _check_node_can_run(s, body.node, package.descriptor)
-    check = validate_config(package, body.config)
+    check = validate_config(package, body.config, body.owner)
     iid = repo.instance_id_for(body.node, body.owner, body.nf)
     try:
         existing = repo.get_instance(s, iid)
@@ -149,7 +149,8 @@ def _can_update(s: Session, iid: str, config: dict[str, Any]
     """The instance's owner and the NF's own check of the config (run_checks, after this
     transaction); raises NotFound, Conflict or InvalidInput."""
     inst = _present(s, iid, "update")
-    return inst.owner, validate_config(repo.get_bundle(s, inst.bundle_sha256), config)
+    return inst.owner, validate_config(repo.get_bundle(s, inst.bundle_sha256), config,
+                                       inst.owner)
 
 
 @router.post("/vnf_instances", status_code=202, response_model=Accepted,

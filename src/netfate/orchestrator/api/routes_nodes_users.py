@@ -74,7 +74,7 @@ def _known_nfs(s: Any, nfs: list[str] | None) -> None:
 def create_user(request: Request, body: UserCreate) -> dict[str, Any]:
     _check_nfs(request, body.required_nfs)
     with db(request).session(read_only=True) as s:
-        checks = check_user_nf_config(s, body.nf_config)
+        checks = check_user_nf_config(s, body.name, body.nf_config)
     run_checks(checks)  # the NFs' own, holding no database lock (a sync route: a thread)
     with db(request).session() as s:
         u = repo.create_user(s, body.name, body.password, required_nfs=body.required_nfs,
@@ -120,7 +120,7 @@ async def patch_user(request: Request, name: str = USER, *, body: UserPatch
                                                 {*body.nf_config, *u.required_nfs})
         return out
 
-    checks = await db(request).read(check_user_nf_config, body.nf_config)
+    checks = await db(request).read(check_user_nf_config, name, body.nf_config)
     await asyncio.to_thread(run_checks, checks)  # holding no database lock
     out = await db(request).run(update)
     for node in retenant:
