@@ -148,13 +148,19 @@ class Controller:
 
     def __init__(self, sw: Switches, settles: bool = True) -> None:
         self.sw, self.settles, self.sent = sw, settles, []
+        self.down: set[str] = set()  # switches whose states are not confirmed
         sw.nc = self
 
     async def publish(self, subject: str, data: bytes) -> None:
         st = SwitchState.model_validate_json(data)
         self.sent.append(("state", st.node, st))
-        asyncio.get_running_loop().call_soon(self.sw.synced, SwitchSynced(
-            node=st.node, generation=st.generation, added=1, deleted=0, unchanged=0, ts=0))
+        if st.node not in self.down:
+            asyncio.get_running_loop().call_soon(self.confirm, st)
+
+    def confirm(self, st: SwitchState) -> None:
+        assert st.generation is not None
+        self.sw.synced(SwitchSynced(node=st.node, generation=st.generation, added=1,
+                                    deleted=0, unchanged=0, ts=0))
 
     async def request(self, subject: str, data: bytes, timeout: float) -> object:
         node = subject.split(".")[2]  # netfate.node.{node}.cmd
@@ -268,3 +274,47 @@ def test_a_roaming_user_without_nfs_is_not_anchored_one_with_nfs_is(db: Database
     asyncio.run(sw.apply_anchor("user1", "cpe2"))
     published = {n["node"] for n in sw.summary() if n["generation"] is not None}
     assert {"cpe1", "core", "cpe2"} <= published
+
+
+def test_an_anchor_is_held_while_the_visited_cpe_does_not_confirm_and_ends_once_it_does(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The visited CPE's controller is gone (its switch keeps the flows that let the user
+    out raw): the core keeps diverting the user to their old CPE (dropped there once the
+    old NFs are gone), never forwards them unfiltered; other publications do not wait on
+    that CPE again; its confirmation ends the anchor."""
+    from netfate.orchestrator import switches as mod
+
+    monkeypatch.setattr(mod, "SYNC_TIMEOUT_S", 0.2)
+    steer_and_login(db, session_at="cpe2")
+    sw = switches(db, {}, {M1: "cpe2-a1"})
+    bus = Controller(sw)
+    anchored = Location(user="user1", mac=M1, ip=IP1, port="k-c2", anchor="k-c1")
+
+    def core() -> SwitchState:
+        return [st for what, node, st in bus.sent if what == "state" and node == "core"][-1]
+
+    async def scenario() -> None:
+        await sw.apply_anchor("user1", "cpe2")
+        assert core().locations == (anchored,)
+        bus.down.add("cpe2")
+        _complete_move_to_cpe2(db)
+        await sw.apply("cpe1")
+        assert core().locations == (anchored,)  # held
+        assert ("settle", "cpe2") not in bus.order()
+        t0 = time.monotonic()
+        await sw.apply("core")
+        assert time.monotonic() - t0 < 0.15  # not waited for again
+        assert core().locations == (anchored,)
+        # cpe2's controller is back and confirms the state it was sent
+        bus.down.clear()
+        bus.confirm([st for what, node, st in bus.sent if node == "cpe2"][-1])
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+            if core().locations != (anchored,):
+                break
+        assert core().locations == (Location(user="user1", mac=M1, ip=IP1, port="k-c2"),)
+        order = bus.order()
+        assert order.index(("settle", "cpe2")) < len(order) - 1 - order[::-1].index(
+            ("state", "core"))
+
+    asyncio.run(scenario())
