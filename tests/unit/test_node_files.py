@@ -177,6 +177,9 @@ def test_an_nf_names_only_its_owners_node_files(tmp_path: Path) -> None:
                        (f"{mine}//psk", "may name only files in"),
                        (str(mine), "may name only files in"),
                        (7, "may name only files in"),
+                       (f"{mine}/p\x00sk", "may name only files in"),
+                       (f"{mine}/psk/", "may name only files in"),
+                       (f"{mine}/./psk", "may name only files in"),
                        (str(mine / "out"), "symbolic link")):
         with pytest.raises(InvalidInput, match=f"config psk_file: .*{why}"):
             node_files.check_owned(("psk_file",), "u1", {"psk_file": value})

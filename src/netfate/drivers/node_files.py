@@ -51,7 +51,7 @@ def check_owned(keys: tuple[str, ...], owner: str, config: dict[str, Any]) -> No
         v = config.get(key)
         if v is None:
             continue
-        p = PurePosixPath(v) if isinstance(v, str) else None
+        p = PurePosixPath(v) if isinstance(v, str) and "\x00" not in v else None
         if p is None or str(p) != v or ".." in p.parts or base not in p.parents:
             raise InvalidInput(
                 f"config {key}: {str(v)[:200]!r}: an NF of {owner} may name only files in "
