@@ -49,7 +49,6 @@ class Anchors:
              visited: Mapping[str, str]) -> None:
         """`state` (numbered) is published for `core`: its new anchors start waiting for
         their own confirmation; `visited` maps a user to the CPE of their session."""
-        assert state.generation is not None
         for loc in state.locations:
             if loc.anchor is not None and (prev is None or loc not in prev.locations):
                 self.gen[loc.user] = state.generation
