@@ -171,6 +171,8 @@ def test_an_nf_names_only_its_owners_node_files(tmp_path: Path) -> None:
     node_files.check_owned(("psk_file",), "u1", {"psk_file": str(mine / "not-yet")})
     node_files.check_owned(("psk_file",), "u1", {})  # unset
     (mine / "out").symlink_to(key_file(theirs))
+    os.mkfifo(mine / "fifo")  # would hold the NF's scripts, and the agent, until a timeout
+    (mine / "sub").mkdir()
     for value, why in ((key_file(theirs), "may name only files in"),
                        ("/etc/shadow", "may name only files in"),
                        (f"{mine}/../u2/psk", "may name only files in"),
@@ -180,7 +182,9 @@ def test_an_nf_names_only_its_owners_node_files(tmp_path: Path) -> None:
                        (f"{mine}/p\x00sk", "may name only files in"),
                        (f"{mine}/psk/", "may name only files in"),
                        (f"{mine}/./psk", "may name only files in"),
-                       (str(mine / "out"), "symbolic link")):
+                       (str(mine / "out"), "symbolic link"),
+                       (str(mine / "fifo"), "not a regular file"),
+                       (str(mine / "sub"), "not a regular file")):
         with pytest.raises(InvalidInput, match=f"config psk_file: .*{why}"):
             node_files.check_owned(("psk_file",), "u1", {"psk_file": value})
     # every flavour's create goes through it (here the VM's, before any VM is made)

@@ -93,8 +93,7 @@ class Agent:
             ComputeContext(node, rundir, self.store, mtu=mtu, script_timeout=script_timeout,
                            nf_pool_size=nf_pool_size),
             flavours)
-        # The SDN controller owns the switch's flows (steering, port security): the agent
-        # runs NFs and reports what it sees on the switch.
+        # The SDN controller owns the switch's flows; the agent runs NFs and reports ports.
         self.node = NodeDrivers.hosting(node, naming.lsi(node), self.network, drivers,
                                  guard_ports=not controller_managed)
         self.controller = controller
@@ -124,9 +123,9 @@ class Agent:
             for i in self.node.list_nfs()
         ]
 
-    def _converge(self, desired: DesiredState, fetch: dict[str, str]) -> list[str]:
-        """Make the node match desired; return the errors met (each instance on its own)."""
-        errors: list[str] = []
+    def _converge(self, desired: DesiredState, fetch: dict[str, str]) -> dict[str, str]:
+        """Make the node match desired; the errors met, by instance id (each on its own)."""
+        errors: dict[str, str] = {}
         actual = self.node.list_nfs()
         if self.managed is None:
             self.managed = ManagedNFs(self.rundir / "nodes" / self.name / "agent-nfs.json",
@@ -135,24 +134,24 @@ class Agent:
         for iid in acts.delete:
             if iid not in self.managed:
                 continue  # started on the node by hand (netfate nf, a benchmark): not ours
-            self._try(errors, f"delete {iid}", lambda i=iid: self._remove(i))
+            self._try(errors, "delete", iid, lambda i=iid: self._remove(i))
         for spec in acts.recreate:
-            self._try(errors, f"recreate {spec.instance_id}",
+            self._try(errors, "recreate", spec.instance_id,
                       lambda s=spec: self.node.remove_nf(s.instance_id))
         for spec in acts.create + acts.recreate:
-            self._try(errors, f"create {spec.instance_id}", lambda s=spec: self._deploy(s, fetch))
+            self._try(errors, "create", spec.instance_id, lambda s=spec: self._deploy(s, fetch))
         # Live updates of different NFs are independent (each driver locks its instance), and
         # each runs in its NF's CPU-capped cgroup: side by side, so that one push carrying
         # several (the closed loop blocking several flooding devices) costs one update's time.
         with ThreadPoolExecutor(max_workers=max(1, min(8, len(acts.update)))) as pool:
-            updates = [pool.submit(self._try, errors, f"update {spec.instance_id}",
+            updates = [pool.submit(self._try, errors, "update", spec.instance_id,
                                    lambda s=spec: self.node.driver_of(s.instance_id).update_nf(
                                        s.instance_id, s.config))
                        for spec in acts.update]
         for u in updates:
             u.result()  # anything but a NetfateError goes on up, as before
         for iid in acts.start:
-            self._try(errors, f"start {iid}", lambda i=iid: self.node.driver_of(i).start_nf(i))
+            self._try(errors, "start", iid, lambda i=iid: self.node.driver_of(i).start_nf(i))
         return errors
 
     def _remove(self, instance_id: str) -> None:
@@ -161,12 +160,12 @@ class Agent:
             self.managed.discard(instance_id)
 
     @staticmethod
-    def _try(errors: list[str], what: str, fn: Any) -> None:
+    def _try(errors: dict[str, str], op: str, iid: str, fn: Any) -> None:
         try:
             fn()
         except NetfateError as exc:
-            errors.append(f"{what}: {exc}")
-            log.warning("%s failed: %s", what, exc)
+            errors[iid] = f"{op} {iid}: {exc}"
+            log.warning("%s %s failed: %s", op, iid, exc)
 
     def _deploy(self, spec: InstanceSpec, fetch: dict[str, str]) -> NFInfo:
         ensure_bundle(self.store, self.name, spec.bundle_sha256, fetch)
@@ -231,9 +230,9 @@ class Agent:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)
 
-    async def _apply(self, desired: DesiredState, bundles: dict[str, str]) -> list[str]:
+    async def _apply(self, desired: DesiredState, bundles: dict[str, str]) -> dict[str, str]:
         self.desired = desired
-        result: list[str] = await self._run(self._converge, desired, bundles)
+        result: dict[str, str] = await self._run(self._converge, desired, bundles)
         return result
 
     async def on_command(self, msg: Msg) -> None:
@@ -256,7 +255,8 @@ class Agent:
         if cmd.op == "apply" and cmd.desired is not None:
             errors = await self._apply(cmd.desired, cmd.bundles)
             nfs = await self._run(self._actual)
-            return Reply(ok=not errors, error="; ".join(errors) or None, nfs=nfs)
+            return Reply(ok=not errors, error="; ".join(errors.values()) or None,
+                         errors=errors, nfs=nfs)
         if cmd.op == "status":
             return Reply(ok=True, nfs=await self._run(self._actual))
         if cmd.op in ("export_state", "nf_status") and cmd.instance_id:

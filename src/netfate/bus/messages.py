@@ -108,6 +108,9 @@ class Command(_Msg):
 class Reply(_Msg):
     ok: bool
     error: str | None = None
+    # An apply's errors by NF instance id: an operation on one tenant's NF reports its own,
+    # never another's (`error` joins them all; an agent of before sends only that).
+    errors: dict[str, str] = {}
     nfs: list[NFActual] = []
     data: dict[str, Any] = {}
 

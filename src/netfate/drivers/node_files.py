@@ -45,7 +45,8 @@ def check_owned(keys: tuple[str, ...], owner: str, config: dict[str, Any]) -> No
     """InvalidInput unless each node file the config names under `keys` (a descriptor's
     `node-files`) is a normalised absolute path inside `owner_dir(owner)`, and, where it
     exists (on the node), does not lead out of it by a symbolic link. The orchestrator
-    checks the path; the node checks both, before any flavour acts."""
+    checks the path; the node checks both, before any flavour acts, and that an existing
+    one is a regular file."""
     base = owner_dir(owner)
     for key in keys:
         v = config.get(key)
@@ -56,9 +57,13 @@ def check_owned(keys: tuple[str, ...], owner: str, config: dict[str, Any]) -> No
             raise InvalidInput(
                 f"config {key}: {str(v)[:200]!r}: an NF of {owner} may name only files in "
                 f"{base}/ (its owner's node files, put there by the node's operator)")
-        if os.path.lexists(v) and not PurePosixPath(os.path.realpath(v)).is_relative_to(
-                os.path.realpath(base)):
+        if not os.path.lexists(v):
+            continue  # the operator may put it there later; the NF says so if not
+        if not PurePosixPath(os.path.realpath(v)).is_relative_to(os.path.realpath(base)):
             raise InvalidInput(f"config {key}: {v} leads out of {base}/ (a symbolic link)")
+        # A FIFO would hold the NF's scripts (and the node's agent) until they time out.
+        if not stat.S_ISREG(os.stat(v).st_mode):
+            raise InvalidInput(f"config {key}: {v} is not a regular file")
 
 
 def _named(bundle: Bundle, config: dict[str, Any]) -> list[tuple[str, str]]:

@@ -248,12 +248,15 @@ class Executor:
 
 
 def _check(step: Push, reply: Reply) -> None:
-    """Raise NetfateError unless the reply shows what the push expected."""
+    """Raise NetfateError unless the reply shows what the push expected, with the step's
+    own instance's error (another tenant's NF on the node may have failed in the same
+    apply: its error is not this operation's to record)."""
+    own = reply.errors.get(step.iid) if reply.errors else reply.error
     if step.expect == "running":
         if not any(n.instance_id == step.iid and n.state == "running" for n in reply.nfs):
-            raise NetfateError(reply.error or f"{step.iid} did not come up on {step.node}")
+            raise NetfateError(own or f"{step.iid} did not come up on {step.node}")
     elif step.expect == "gone":
         if any(n.instance_id == step.iid for n in reply.nfs):
-            raise NetfateError(reply.error or f"{step.iid} is still on {step.node}")
-    elif not reply.ok:
-        raise NetfateError(reply.error or "update failed")
+            raise NetfateError(own or f"{step.iid} is still on {step.node}")
+    elif not reply.ok and (own or not reply.errors):
+        raise NetfateError(own or "update failed")

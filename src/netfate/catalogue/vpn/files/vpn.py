@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -53,9 +54,12 @@ def _cfg(path: str | None = None) -> dict[str, Any]:
 
 def _psk(cfg: dict[str, Any]) -> str:
     path = cfg["psk_file"]
-    try:
-        info = os.stat(path)
-        with open(path, encoding="ascii") as f:
+    try:  # O_NONBLOCK: a FIFO there must not hold the script until its timeout
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+        with os.fdopen(fd, encoding="ascii") as f:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                nf.die(f"psk_file {path}: not a regular file")
             text = f.read(4096)
     except (OSError, UnicodeDecodeError) as e:
         nf.die(f"psk_file {path}: cannot read it: {e}")
