@@ -22,7 +22,9 @@ from netfate.strict_json import unique_pairs
 if TYPE_CHECKING:
     from netfate.settings import NetfateSettings
 
-console = Console(stderr=True)
+# Into a file or a pipe (CI logs, `2> out.txt`), rich would cut tables to 80 columns; a
+# terminal's own width still wins.
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 T = TypeVar("T")
 MAX_DOCUMENT_BYTES = 1024 * 1024  # a JSON config or state document given to a command
 
