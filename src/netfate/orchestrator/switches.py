@@ -284,8 +284,7 @@ class Switches:
                 prev.model_copy(update={"generation": 0}) == state:
             return prev.generation
         ended = self.anchors.ending(node, state)
-        if ended:
-            assert prev is not None  # it anchored them
+        if ended and prev is not None:  # (it anchored them, so it has a state)
             held = await self._break_anchors(world, ended, seq)
             self.anchors.end(u for u in ended if u not in held)
             if held:
