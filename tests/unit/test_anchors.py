@@ -19,7 +19,7 @@ def core(gen: int, *locs: Location) -> SwitchState:
 
 def test_ready_needs_the_anchor_confirmed_and_settled_at_its_core() -> None:
     a = Anchors()
-    a.made("core", core(5, A1, L2), None, {"u1": "cpe2"})
+    a.made("core", core(5, A1, L2), None, {"u1": (None, "cpe2")})
     assert a.visits == {"u1": {"cpe2"}} and a.cores == {"u1": {"core"}}
     assert not a.ready("u1", {"core": 5})            # confirmed, not settled
     a.mark_settled({"core": 5})
@@ -27,14 +27,14 @@ def test_ready_needs_the_anchor_confirmed_and_settled_at_its_core() -> None:
     assert a.ready("u1", {"core": 6}) and a.all_ready({"core": 5}) == {"u1"}
     assert a.to_settle({"core": 5, "cpe2": 3, "x": None}) == {"cpe2": 3}
     # the same anchor published again does not restart the wait
-    a.made("core", core(7, A1), core(5, A1, L2), {"u1": "cpe2"})
+    a.made("core", core(7, A1), core(5, A1, L2), {"u1": (None, "cpe2")})
     assert a.gen == {"u1": 5}
 
 
 def test_a_held_anchor_is_kept_in_place_and_released_by_its_cpes_confirmation() -> None:
     a = Anchors()
     prev = core(5, L2, A1)
-    a.made("core", prev, None, {"u1": "cpe2"})
+    a.made("core", prev, None, {"u1": (None, "cpe2")})
     new = core(0, L2, L1)
     assert a.ending("core", new) == ["u1"] and a.ending("pe9", new) == []
     assert Anchors.hold(new, prev, {"u1"}).locations == (L2, A1)

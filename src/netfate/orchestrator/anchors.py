@@ -46,15 +46,16 @@ class Anchors:
         return frozenset(u for u in self.gen if self.ready(u, synced))
 
     def made(self, core: str, state: SwitchState, prev: SwitchState | None,
-             visited: Mapping[str, str]) -> None:
+             anchors: Mapping[str, tuple[object, str]]) -> None:
         """`state` (numbered) is published for `core`: its new anchors start waiting for
-        their own confirmation; `visited` maps a user to the CPE of their session."""
+        their own confirmation; `anchors` maps a user to (their rule, the CPE of their
+        session), as SwitchingRecords.anchors."""
         for loc in state.locations:
             if loc.anchor is not None and (prev is None or loc not in prev.locations):
                 self.gen[loc.user] = state.generation
                 self.cores[loc.user] = {core}
-                if loc.user in visited:
-                    self.visits.setdefault(loc.user, set()).add(visited[loc.user])
+                if (a := anchors.get(loc.user)) is not None:
+                    self.visits.setdefault(loc.user, set()).add(a[1])
 
     def mark_settled(self, gens: Mapping[str, int]) -> None:
         for n, g in gens.items():

@@ -294,8 +294,7 @@ class Switches:
         self._gen += 1
         state = state.model_copy(update={"generation": self._gen})
         self._published[node] = state
-        self.anchors.made(node, state, prev,
-                          {u: v for u, (_, v) in world.records.anchors.items()})
+        self.anchors.made(node, state, prev, world.records.anchors)
         if self.nc is not None:
             await self.nc.publish(subjects.controller_desired(node),
                                   state.model_dump_json().encode())

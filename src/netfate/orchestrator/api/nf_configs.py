@@ -13,7 +13,7 @@ from typing import Any
 from netfate.db import repo
 from netfate.db.models import VnfPackage
 from netfate.descriptor import Descriptor
-from netfate.drivers.node_files import check_owned
+from netfate.drivers.create_checks import owners_config
 from netfate.errors import Conflict, InvalidInput
 from netfate.orchestrator.nf_config_check import check_config, may_check
 
@@ -61,8 +61,7 @@ def validate_config(package: VnfPackage, config: dict[str, Any], owner: str,
                 taken := [k for k in desc.platform_keys() if k in config]):
             raise InvalidInput(f"{desc.name}: config key {taken[0]!r} is set by the platform "
                                "(readOnly in the NF's config-schema), not by callers")
-        filled = desc.validate_config(config)
-        check_owned(desc.node_files, owner, filled)
+        filled = owners_config(desc, owner, config)
     except InvalidInput as exc:
         raise InvalidInput(f"{where}{exc}") from None
     if not may_check(package.sha256):
