@@ -95,14 +95,19 @@ def connect(app: ControllerApp, dp: FakeDatapath) -> None:
     app._state_change(ev(datapath=dp, state=MAIN_DISPATCHER))
 
 
-def answer_stats(app: ControllerApp, dp: FakeDatapath) -> None:
-    """Answer the app's pending flow-stats request with the switch's flows, in two parts."""
-    (req,) = dp.take(parser.OFPFlowStatsRequest)
+def answer_stats(app: ControllerApp, dp: FakeDatapath) -> bool:
+    """Answer the app's pending flow-stats request with the switch's flows, in two parts;
+    whether it had one (a sync diffs against the table it knows, when it knows it)."""
+    reqs = dp.take(parser.OFPFlowStatsRequest)
+    if not reqs:
+        return False
+    (req,) = reqs
     body = dp.switch.flow_stats()
     half = len(body) // 2
     app._flow_stats(ev(msg=ev(datapath=dp, xid=req.xid, flags=ofp.OFPMPF_REPLY_MORE,
                               body=body[:half])))
     app._flow_stats(ev(msg=ev(datapath=dp, xid=req.xid, flags=0, body=body[half:])))
+    return True
 
 
 def answer_barriers(app: ControllerApp, dp: FakeDatapath) -> None:
@@ -168,7 +173,7 @@ def test_a_state_change_adds_before_it_deletes(app: ControllerApp) -> None:
     dp.sent.clear()
     moved = U1.model_copy(update={"port": "a2"})
     app.apply_desired(state(moved, generation=2))
-    answer_stats(app, dp)
+    assert not answer_stats(app, dp)  # the table it made is known: no read
     kinds = [("add" if m.command == ofp.OFPFC_ADD else "del") if isinstance(m, parser.OFPFlowMod)
              else "barrier" for m in dp.sent if not isinstance(m, parser.OFPFlowStatsRequest)]
     assert kinds.index("barrier") > max(i for i, k in enumerate(kinds) if k == "add")
@@ -183,8 +188,8 @@ def test_updates_during_a_sync_are_coalesced_into_one_more(app: ControllerApp) -
     app.apply_desired(state(U1, generation=2))
     app.apply_desired(state(U1, generation=3))
     assert len([m for m in dp.sent if isinstance(m, parser.OFPFlowStatsRequest)]) == 1
-    answer_stats(app, dp)  # the first sync, then one more for the latest state
-    answer_stats(app, dp)
+    answer_stats(app, dp)  # the first sync, then one more for the latest state, on the
+    assert not answer_stats(app, dp)  # table the first made (no second read)
     answer_barriers(app, dp)
     assert app.bus.of(SwitchSynced)[-1].generation == 3
     assert any(f.cookie == pl.cookie(pl.Kind.IDLE, "user1") for f in dp.switch.flows.values())
@@ -223,7 +228,9 @@ def test_idle_flow_removal_is_reported_and_the_flow_restored(app: ControllerApp)
     (rep,) = app.bus.of(UserIdleReport)
     assert (rep.node, rep.user, rep.mac) == ("cpe1", "user1", U1.mac)
     assert (subjects.CONTROLLER_IDLE, rep) in app.bus.messages
-    answer_stats(app, dp)  # level-triggered: still desired, so it is put back
+    # Level-triggered: still desired, so it is put back, after a read of the table (the
+    # switch removed a flow on its own).
+    assert answer_stats(app, dp)
     assert any(f.cookie == idle for f in dp.switch.flows.values())
 
 
@@ -285,3 +292,104 @@ def test_installed_flows_behave_on_the_switch(app: ControllerApp) -> None:
     answer_stats(app, dp)
     pkt = ip_packet("a1", U1.mac, "02:bb:00:00:00:01", "10.90.1.1", "10.255.0.1")
     assert dp.switch.trace(pkt, {"fw1-l": "fw1-w"}).path == ["fw1-l", "up"]
+
+
+def synced_at(app: ControllerApp, dp: FakeDatapath, gen: int) -> bool:
+    """Sync the state of generation `gen` (U1 on port a1 if odd, a2 if even); whether the
+    sync read the switch's table."""
+    user = U1 if gen % 2 else U1.model_copy(update={"port": "a2"})
+    app.apply_desired(state(user, generation=gen))
+    read = answer_stats(app, dp)
+    answer_barriers(app, dp)
+    assert app.bus.of(SwitchSynced)[-1].generation == gen
+    return read
+
+
+def connected(app: ControllerApp) -> FakeDatapath:
+    dp = FakeDatapath("cpe1", PORTS)
+    connect(app, dp)
+    assert synced_at(app, dp, 1)  # a new connection reads the table
+    dp.sent.clear()
+    return dp
+
+
+def same_table(app: ControllerApp, dp: FakeDatapath) -> None:
+    """The switch holds what a sync from a fresh read would leave: nothing to add or delete."""
+    fresh = ControllerApp()
+    fresh.bus = Bus()
+    fresh.apply_desired(app.desired["cpe1"])
+    connect(fresh, dp)
+    answer_stats(fresh, dp)
+    (rep,) = fresh.bus.of(SwitchSynced)
+    assert rep.added == rep.deleted == 0
+
+
+def test_a_sync_diffs_against_the_table_it_made_without_reading_it(
+        app: ControllerApp) -> None:
+    dp = connected(app)
+    for gen in range(2, 6):
+        assert not synced_at(app, dp, gen)
+        same_table(app, dp)
+    rep = app.bus.of(SwitchSynced)[-1]
+    assert rep.added > 0 and rep.deleted > 0 and rep.errors == []
+
+
+def test_a_refused_flow_mod_makes_the_next_sync_read_the_table(app: ControllerApp) -> None:
+    dp = connected(app)
+    app.apply_desired(state(U1.model_copy(update={"port": "a2"}), generation=2))
+    bad = next(m for m in dp.sent if isinstance(m, parser.OFPFlowMod)
+               and m.command == ofp.OFPFC_ADD)
+    dp.switch.delete([from_stats(bad)])  # as if the switch had refused it
+    app._error(ev(msg=ev(datapath=dp, xid=bad.xid, type=4, code=9)))
+    answer_barriers(app, dp)
+    assert app.bus.of(SwitchSynced)[-1].errors
+    # the same state again: the read finds the flow missing and adds it
+    app.apply_desired(state(U1.model_copy(update={"port": "a2"}), generation=3))
+    assert answer_stats(app, dp)
+    assert dp.switch.flows and any(from_stats(m) == from_stats(bad)
+                                   for m in dp.take(parser.OFPFlowMod))
+
+
+def test_an_error_for_an_earlier_sync_still_drops_the_view(app: ControllerApp) -> None:
+    """Two syncs before any barrier is answered: an error for the first one's flow-mod,
+    arriving after the second was sent, still means the table is not what was expected."""
+    dp = connected(app)
+    app.apply_desired(state(U1.model_copy(update={"port": "a2"}), generation=2))
+    first = next(m for m in dp.sent if isinstance(m, parser.OFPFlowMod))
+    app.apply_desired(state(U1, generation=3))
+    app._error(ev(msg=ev(datapath=dp, xid=first.xid, type=4, code=9)))
+    answer_barriers(app, dp)
+    assert synced_at(app, dp, 4)
+
+
+def test_the_view_is_read_again_when_it_may_be_wrong(app: ControllerApp) -> None:
+    dp = connected(app)
+    # a port deleted
+    desc = types.SimpleNamespace(name=b"fw1-w", port_no=32)
+    app._port_status(ev(msg=ev(datapath=dp, reason=ofp.OFPPR_DELETE, desc=desc)))
+    assert answer_stats(app, dp)
+    answer_barriers(app, dp)
+    app._port_status(ev(msg=ev(datapath=dp, reason=ofp.OFPPR_ADD, desc=desc)))
+    assert not answer_stats(app, dp)  # a port added removes no flow
+    answer_barriers(app, dp)
+    # a flow the switch removed (a hard timeout), not our delete
+    app._flow_removed(ev(msg=ev(datapath=dp, reason=ofp.OFPRR_HARD_TIMEOUT, cookie=0,
+                                idle_timeout=0)))
+    assert synced_at(app, dp, 2)
+    app._flow_removed(ev(msg=ev(datapath=dp, reason=ofp.OFPRR_DELETE, cookie=0,
+                                idle_timeout=0)))
+    assert not synced_at(app, dp, 3)
+
+
+def test_a_flow_deleted_by_hand_is_restored_once_the_view_is_old(
+        app: ControllerApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    import netfate.controller.app as app_module
+
+    dp = connected(app)
+    lost = next(iter(dp.switch.flows.values()))
+    dp.switch.delete([lost])  # `ovs-ofctl del-flows` by hand: the controller is not told
+    now = app_module.time.monotonic()
+    monkeypatch.setattr(app_module.time, "monotonic", lambda: now + 31)
+    assert synced_at(app, dp, 3)  # the view is older than its TTL: read, and put back
+    assert app.bus.of(SwitchSynced)[-1].added >= 1
+    same_table(app, dp)

@@ -165,3 +165,26 @@ def test_heartbeats_from_many_ids_keep_membership_bounded() -> None:
         m3.beat(f"y{i}", now=1.0)
     m3.beat("y0", now=2.0)
     assert len(m3._seen) == 64 and m3._seen["y0"] == 2.0
+
+
+def test_a_switch_mastered_again_is_read_again() -> None:
+    """A controller that was slave for a while does not trust the table it made before:
+    the other master wrote it meanwhile."""
+    node = next(f"cpe{i}" for i in range(50)
+                if master_for(datapath_id(f"cpe{i}"), ["c1", "c2"]) == "c2")
+    c1 = _controller("c1")
+    c1.apply_desired(state(U1).model_copy(update={"node": node}))
+    dp = FakeDatapath(node, PORTS)
+    connect(c1, dp)
+    assert answer_stats(c1, dp)
+    answer_barriers(c1, dp)
+    c1.on_alive(ControllerAlive(controller="c2", ts=time.time()))
+    c1._handle_roles(EventRoles())
+    assert _roles(dp)[-1] == ofp.OFPCR_ROLE_SLAVE
+    lost = next(iter(dp.switch.flows.values()))
+    dp.switch.delete([lost])  # what c2, master meanwhile, did
+    c1.membership._seen["c2"] = time.monotonic() - 60  # c2 dies
+    c1._handle_roles(EventRoles())
+    assert _roles(dp)[-1] == ofp.OFPCR_ROLE_MASTER
+    assert answer_stats(c1, dp)  # read again, and the lost flow put back
+    assert any(m.command == ofp.OFPFC_ADD for m in dp.take(parser.OFPFlowMod))

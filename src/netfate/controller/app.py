@@ -2,8 +2,10 @@
 
 A switch is known by its datapath id, which each node's bridge is given from its node name
 (datapath_id below). When it connects, and whenever its desired state or its ports change, the
-app asks for its flows (flow stats), diffs them against the desired ones and sends the
-difference: adds, a barrier, deletes, a barrier, then reports the generation as synced.
+app diffs its flows against the desired ones and sends the difference: adds, a barrier,
+deletes, a barrier, then reports the generation as synced. Its flows are read from it (flow
+stats) on connect and whenever the table the app made may have changed behind its back;
+otherwise the diff is against that table (view.py), which saves a round trip per sync.
 Until a desired state for a switch arrives, its flows are left as they are (fail_mode=secure
 keeps them forwarding), so a restarted controller disturbs nothing before it knows better.
 
@@ -39,6 +41,7 @@ from netfate.controller.flows import build
 from netfate.controller.model import Client, SwitchState
 from netfate.controller.pipeline import Kind, cookie, datapath_id, kind_of, ovs_datapath_id
 from netfate.controller.sync import diff
+from netfate.controller.view import FlowView
 from netfate.counters import ENTRIES_SKIPPED, REGISTRY
 from netfate.metrics import controller as metrics
 
@@ -81,6 +84,7 @@ class _Switch:
     meters: set[Meter] = field(default_factory=set)  # sent on this connection
     counters_xid: int | None = None
     counters: list[Any] = field(default_factory=list)  # OFPFlowStats of the users' flows
+    view: FlowView = field(default_factory=FlowView)  # its table as last read and changed
 
 
 _F = TypeVar("_F", bound=Callable[..., None])
@@ -211,6 +215,7 @@ class ControllerApp(RolesMixin, app_manager.OSKenApp):  # type: ignore[misc]
             sw.ports[name] = msg.desc.port_no
         elif msg.reason == ofp.OFPPR_DELETE:
             sw.ports.pop(name, None)
+            sw.view.drop()  # (OVS keeps a gone port's flows; read rather than rely on it)
         if sw.ports != before:  # a port came or went: flows that name it change
             self._request_sync(sw)
 
@@ -219,16 +224,23 @@ class ControllerApp(RolesMixin, app_manager.OSKenApp):  # type: ignore[misc]
             return  # no desired state yet: leave the switch's flows as they are
         if not self.is_master(sw.dp.id):
             return  # a slave: its master programs it
-        if sw.stats_xid is not None and time.monotonic() - sw.stats_at < STATS_TIMEOUT:
+        now = time.monotonic()
+        if sw.stats_xid is not None and now - sw.stats_at < STATS_TIMEOUT:
             sw.dirty = True  # one sync at a time; this one runs again when it ends
+            return
+        node = self.nodes[sw.dp.id]
+        metrics.sync_started(node)
+        if (flows := sw.view.current(now)) is not None:
+            self._converge(sw, flows)  # no read: the table is what the last diff made it
             return
         req = parser.OFPFlowStatsRequest(
             sw.dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0, parser.OFPMatch()
         )
         sw.dp.set_xid(req)
-        sw.stats_xid, sw.stats_at, sw.stats, sw.dirty = req.xid, time.monotonic(), [], False
+        sw.stats_xid, sw.stats_at, sw.stats, sw.dirty = req.xid, now, [], False
+        sw.view.read(now)
         sw.dp.send_msg(req)
-        metrics.sync_started(self.nodes[sw.dp.id])
+        metrics.flow_read(node)
 
     # -- users' counters (RADIUS accounting) -----------------------------------------------
     @_on(EventReadCounters)
@@ -291,6 +303,7 @@ class ControllerApp(RolesMixin, app_manager.OSKenApp):  # type: ignore[misc]
                 errors=[str(exc)], ts=time.time()))
             return
         plan = diff(fs.flows, installed, purge_foreign=self.purge_foreign)
+        sw.view.expect(plan.desired, [] if self.purge_foreign else plan.foreign)
         for why in fs.skipped:
             log.warning("node %s: left out %s", node, why)
         if fs.skipped:
@@ -336,6 +349,7 @@ class ControllerApp(RolesMixin, app_manager.OSKenApp):  # type: ignore[misc]
         for m in msgs:
             sw.dp.set_xid(m)
             sw.sent.add(m.xid)
+            sw.view.sent(m.xid)
             sw.dp.send_msg(m)
 
     @staticmethod
@@ -359,6 +373,7 @@ class ControllerApp(RolesMixin, app_manager.OSKenApp):  # type: ignore[misc]
         sw = self.switches.get(msg.datapath.id)
         if sw is None or msg.xid != sw.barrier_xid or sw.report is None:
             return
+        sw.view.confirmed()
         report = sw.report.model_copy(update={"errors": list(sw.errors), "ts": time.time()})
         sw.barrier_xid, sw.report = None, None
         self._publish(subjects.controller_synced(report.node), report)
@@ -370,6 +385,8 @@ class ControllerApp(RolesMixin, app_manager.OSKenApp):  # type: ignore[misc]
             self.role_refused(msg.datapath.id, msg.code)
             return
         sw = self.switches.get(msg.datapath.id)
+        if sw is not None:
+            sw.view.refused(msg.xid)
         if sw is not None and msg.xid in sw.sent:
             text = f"switch refused a flow-mod: type {msg.type} code {msg.code}"
             sw.errors.append(text)
@@ -380,9 +397,11 @@ class ControllerApp(RolesMixin, app_manager.OSKenApp):  # type: ignore[misc]
     @_on(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     def _flow_removed(self, ev: Any) -> None:
         msg = ev.msg
+        sw = self.switches.get(msg.datapath.id)
+        if sw is not None and msg.reason != ofp.OFPRR_DELETE:
+            sw.view.drop()  # gone by the switch's own doing (our deletes are foreseen)
         if msg.reason != ofp.OFPRR_IDLE_TIMEOUT or kind_of(msg.cookie) != Kind.IDLE:
             return  # our own deletes, or someone else's flows
-        sw = self.switches.get(msg.datapath.id)
         if sw is None:
             return
         user = sw.idle_users.get(msg.cookie)

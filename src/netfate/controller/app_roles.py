@@ -105,6 +105,8 @@ class RolesMixin:
             req = parser.OFPRoleRequest(sw.dp, want, self.generations.next())
             sw.dp.send_msg(req)
             became_master = want == ofp.OFPCR_ROLE_MASTER and dpid in self.roles
+            if became_master or want != ofp.OFPCR_ROLE_MASTER:
+                sw.view.drop()  # another master may write it meanwhile: read it again
             self.roles[dpid] = want
             self.role_changes += 1
             log.info("switch %016x (node %s): %s", dpid, self.nodes.get(dpid, "?"),

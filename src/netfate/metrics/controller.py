@@ -32,19 +32,27 @@ SYNCS = Counter("netfate_controller_syncs_total", "Syncs of a switch to its desi
                 "reported, by node and result (changed, unchanged, error)",
                 ["node", "result"], registry=REGISTRY)
 SYNC_DURATION = Histogram(
-    "netfate_controller_sync_duration_seconds", "From reading a switch's flows to the "
-    "barrier that confirms its changes", ["node"], buckets=LATENCY_BUCKETS, registry=REGISTRY)
+    "netfate_controller_sync_duration_seconds", "From the start of a switch's sync (its "
+    "flows read, or its known table diffed) to the barrier that confirms its changes",
+    ["node"], buckets=LATENCY_BUCKETS, registry=REGISTRY)
+FLOW_READS = Counter("netfate_controller_flow_reads_total", "Reads of a switch's whole "
+                     "flow table (a sync that could not diff against the table it knows)",
+                     ["node"], registry=REGISTRY)
 IDLE_REPORTS = Counter("netfate_controller_idle_reports_total", "Users reported idle (their "
                        "idle flow expired), by node", ["node"], registry=REGISTRY)
 
 _lock = threading.Lock()
 _synced: dict[str, int] = {}      # node -> generation last reported synced
-_started: dict[str, float] = {}   # node -> when its current sync read the flows
+_started: dict[str, float] = {}   # node -> when its current sync started
 
 
 def sync_started(node: str) -> None:
     with _lock:
         _started[node] = time.monotonic()
+
+
+def flow_read(node: str) -> None:
+    FLOW_READS.labels(node).inc()
 
 
 def flow_mods(node: str, command: str, n: int) -> None:
