@@ -268,14 +268,18 @@ class Coordinator:
                         "release_ms": round((t_released - t_switched) * 1000, 2)})
 
     async def handle(self, event: Event, background: bool = True,
-                     record: Callable[[Session], object] | None = None) -> PlanRun:
+                     record: Callable[[Session], object] | None = None,
+                     after: asyncio.Event | None = None) -> PlanRun:
         """Plan for an event and run the plan: one plan at a time per user (a node-wide or
         global event waits for every running plan, and holds off new ones, until its own
         plan has run).
 
         The engine plans on the world as it was before the event; `record` (a function of a
         session, run in one transaction) then writes the event itself to the database (new
-        readings, the user's new access node...)."""
+        readings, the user's new access node...). `after` (background only): the plan's run
+        waits for it, holding the user's lock; associate sets it once the user's traffic is
+        anchored, so the plan's NF start (namespaces, OVS ports: CPU and the switch's main
+        thread) does not slow the controller rounds the user's packets wait on."""
         user = _user_of(event)
         exclusive = user is None
         if user is not None:
@@ -303,7 +307,7 @@ class Coordinator:
             self.hub.publish("plan", {"event": event.model_dump(mode="json"),
                                       "intents": [i.model_dump(mode="json")
                                                   for i in plan.intents]})
-        coro = self._run_locked(plan, ops, user, exclusive)
+        coro = self._run_locked(plan, ops, user, exclusive, after)
         if background:
             self.spawn(coro)
         else:
@@ -311,9 +315,11 @@ class Coordinator:
         return run
 
     async def _run_locked(self, plan: Plan, ops: list[str | None], user: str | None,
-                          exclusive: bool) -> None:
+                          exclusive: bool, after: asyncio.Event | None = None) -> None:
         """Run a plan, then let the next plan of its user (or anyone's, if exclusive) go."""
         try:
+            if after is not None:
+                await after.wait()
             await self.run_plan(plan, ops)
         finally:
             self.locks.release(user, exclusive)
