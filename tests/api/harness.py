@@ -348,6 +348,13 @@ class FakeAgent:
                 return Reply(ok=False, error=f"no NF {cmd.instance_id} on {self.name}")
             return Reply(ok=True, data={"from": self.name, "instance_id": cmd.instance_id,
                                         "conntrack": ["tcp 10.0.0.2:40000 -> 1.1.1.1:443"]})
+        if cmd.op == "export_states":
+            return Reply(ok=True, data={
+                "states": {i: {"from": self.name, "instance_id": i} for i in cmd.instance_ids
+                           if i in self.running},
+                "errors": {i: f"NotFound: no NF {i}" for i in cmd.instance_ids
+                           if i not in self.running},
+                "left": []})
         if cmd.op == "import_state" and cmd.instance_id and cmd.state is not None:
             if cmd.instance_id not in self.running:
                 return Reply(ok=False, error=f"no NF {cmd.instance_id} on {self.name}")

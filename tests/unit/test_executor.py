@@ -229,9 +229,12 @@ def test_a_checkpoint_pass_exports_running_exportable_nfs_on_online_nodes(db: Da
             repo.set_node_online(s, n, True)
         repo.get_instance(s, "i1").actual_state = ActualState.RUNNING
     bus, cps = FakeBus(), Checkpoints()
+    bus.agents["cpe1"] = batch_agent({"i1": {"ruleset": "x"}})
     cps.put("gone", {"x": 1})
     assert asyncio.run(cps.take(db, bus)) == ["i1"]  # type: ignore[arg-type]
-    assert bus.sent == [("cpe1", "export_state")]
+    assert bus.sent == [("cpe1", "export_states")]
+    got = cps.get("i1")
+    assert got is not None and got.state == {"ruleset": "x"}
     assert cps.get("gone") is None  # no longer wanted: forgotten
     bus.agents["cpe1"] = silent("cpe1")
     assert asyncio.run(cps.take(db, bus)) == []  # type: ignore[arg-type]
@@ -346,3 +349,85 @@ def test_a_failed_live_migration_is_undone_and_the_source_serves_on(db: Database
     assert not ok and occ["state"] == "ROLLED_BACK"
     assert "migration failed" in occ["error"]["detail"]
     assert desired(db, "i1") == Presence.PRESENT
+
+
+def batch_agent(docs: dict[str, dict[str, Any]], per_reply: int | None = None,
+                asked: list[list[str]] | None = None) -> Agent:
+    """An agent answering export_states: the documents it has (an NF it lacks is an
+    error), at most `per_reply` per reply (the rest `left`, as a full reply budget does)."""
+    def agent(cmd: Command, nodes: list[str]) -> Reply:
+        if cmd.op != "export_states":
+            return converge(cmd, nodes)
+        if asked is not None:
+            asked.append(list(cmd.instance_ids))
+        ids = cmd.instance_ids
+        took = ids[:per_reply] if per_reply else ids
+        return Reply(ok=True, data={
+            "states": {i: docs[i] for i in took if i in docs},
+            "errors": {i: f"NotFound: no NF {i}" for i in took if i not in docs},
+            "left": ids[len(took):]})
+    return agent
+
+
+def _running_on_cpe1(db: Database, n: int) -> list[str]:
+    from netfate.db.models import ActualState
+
+    ids = [f"i{k:03d}" for k in range(n)]
+    with db.session() as s:
+        sha = repo.list_bundles(s, name="firewall")[0].sha256
+        for n_ in ("cpe1", "cpe2"):
+            repo.set_node_online(s, n_, True)
+        for k, iid in enumerate(ids):
+            repo.create_user(s, f"u{k}", "Pw-user1-long-enough")
+            repo.upsert_instance(s, node="cpe1", owner=f"u{k}", nf_name="firewall",
+                                 bundle_sha256=sha, flavour="native", instance_id=iid)
+            repo.get_instance(s, iid).actual_state = ActualState.RUNNING
+    return ids
+
+
+def test_a_checkpoint_pass_asks_each_node_for_its_nfs_in_batches(db: Database) -> None:
+    from netfate.bus.messages import MAX_EXPORTS
+
+    ids = _running_on_cpe1(db, MAX_EXPORTS + 6)
+    docs = {i: {"ruleset": i} for i in ids if i != "i003"}  # one the agent cannot export
+    asked: list[list[str]] = []
+    bus, cps = FakeBus(), Checkpoints()
+    bus.agents["cpe1"] = batch_agent(docs, per_reply=40, asked=asked)
+    done = asyncio.run(cps.take(db, bus))  # type: ignore[arg-type]
+    assert sorted(done) == sorted(docs)
+    assert all(cps.get(i) is not None and cps.get(i).state == {"ruleset": i}  # type: ignore
+               for i in docs)
+    assert cps.get("i003") is None
+    # batches of at most MAX_EXPORTS, what a reply left over asked again, each NF once
+    assert all(len(a) <= MAX_EXPORTS for a in asked)
+    assert sorted(i for a in asked for i in a[:40]) == sorted(ids)
+    assert len(asked) == 2 and asked[1][0] == "i040"  # the 24 left, then the 6 not asked
+
+
+def test_a_checkpoint_pass_falls_back_to_one_nf_per_command_for_an_agent_of_before(
+        db: Database) -> None:
+    ids = _running_on_cpe1(db, 3)
+
+    def before(cmd: Command, nodes: list[str]) -> Reply:
+        if cmd.op == "export_states":  # what an agent of before answers an unknown op
+            return Reply(ok=False, error="ValidationError: op")
+        return Reply(ok=True, data={"ruleset": cmd.instance_id})
+
+    bus, cps = FakeBus(), Checkpoints()
+    bus.agents["cpe1"] = before
+    assert sorted(asyncio.run(cps.take(db, bus))) == ids  # type: ignore[arg-type]
+    assert bus.sent == [("cpe1", "export_states")] + [("cpe1", "export_state")] * 3
+
+
+def test_a_reply_without_progress_ends_the_node_s_pass(db: Database) -> None:
+    """An agent that leaves everything over (and exports nothing) is not asked forever."""
+    _running_on_cpe1(db, 2)
+
+    def stuck(cmd: Command, nodes: list[str]) -> Reply:
+        return Reply(ok=True, data={"states": {}, "errors": {},
+                                    "left": list(cmd.instance_ids)})
+
+    bus, cps = FakeBus(), Checkpoints()
+    bus.agents["cpe1"] = stuck
+    assert asyncio.run(cps.take(db, bus)) == []  # type: ignore[arg-type]
+    assert bus.sent == [("cpe1", "export_states")]

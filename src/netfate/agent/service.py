@@ -20,7 +20,7 @@ import nats
 from nats.aio.msg import Msg
 
 from netfate import __version__, naming
-from netfate.agent import live_migration, mirrors, switch_dump
+from netfate.agent import exports, live_migration, mirrors, switch_dump
 from netfate.agent.bundles import ensure_bundle
 from netfate.agent.managed import ManagedNFs
 from netfate.agent.note_limits import NoteLimiter
@@ -260,8 +260,11 @@ class Agent:
         if cmd.op == "status":
             return Reply(ok=True, nfs=await self._run(self._actual))
         if cmd.op in ("export_state", "nf_status") and cmd.instance_id:
-            fn = _export_state if cmd.op == "export_state" else _nf_status
+            fn = exports.export_state if cmd.op == "export_state" else exports.nf_status
             return Reply(ok=True, data=await self._run(fn, self.node, cmd.instance_id))
+        if cmd.op == "export_states":  # half the bus's largest message: room for the rest
+            return Reply(ok=True, data=await self._run(
+                exports.export_states, self.node, cmd.instance_ids, self._nc.max_payload // 2))
         if cmd.op in live_migration.OPS and cmd.instance_id:
             return Reply(ok=True, data=await self._run(
                 live_migration.handle, self.node, cmd.op, cmd.instance_id, cmd.state or {}))
@@ -438,13 +441,3 @@ class Agent:
 
     def stop(self) -> None:
         self._stop.set()
-
-
-def _export_state(node: NodeDrivers, instance_id: str) -> dict[str, Any]:
-    return node.driver_of(instance_id).export_state(instance_id)
-
-
-def _nf_status(node: NodeDrivers, instance_id: str) -> dict[str, Any]:
-    """The NF's state and its own status report (counters, cgroup memory), as JSON."""
-    info = node.driver_of(instance_id).status(instance_id)
-    return {"state": info.state.value, "detail": info.detail}

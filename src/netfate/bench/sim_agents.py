@@ -4,7 +4,7 @@ agents per process, no data plane.
 Each simulated node registers like `netfate agent` (a Register request on the register
 subject), sends telemetry periodically (with the NFs it runs), and answers the orchestrator's
 commands at once, like the agent of a fast node: `apply` converges to the desired state in no
-time and reports every desired instance running; `export_state`/`import_state` succeed.
+time and reports every desired instance running; `export_state(s)`/`import_state` succeed.
 
 Run as ``python -m netfate.bench.sim_agents --nats URL --first 0 --count 500 ...``; on SIGTERM
 or SIGINT it closes its connections and writes its counters as JSON to ``--stats``.
@@ -153,13 +153,18 @@ class SimNode:
             return
         c = self.counters.commands
         c[op] = c.get(op, 0) + 1
-        if self.apply_delay and op in ("apply", "export_state", "import_state"):
+        if self.apply_delay and op in ("apply", "export_state", "export_states",
+                                       "import_state"):
             await asyncio.sleep(self.apply_delay)
         if op == "apply":
             self.take_desired(cmd.get("desired"))
             reply: dict[str, Any] = {"ok": True, "nfs": self.running()}
         elif op == "export_state":
             reply = {"ok": True, "data": EXPORTED}
+        elif op == "export_states":
+            ids = [i for i in cmd.get("instance_ids") or [] if isinstance(i, str)]
+            reply = {"ok": True, "data": {"states": {i: EXPORTED for i in ids},
+                                          "errors": {}, "left": []}}
         elif op in ("import_state", "ping", "settle"):
             reply = {"ok": True}
         elif op == "status":

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from netfate.flavours import DEFAULT_FLAVOUR
 from netfate.validators import UnicastMac
 
+MAX_EXPORTS = 64  # NFs one export_states command asks for
+
 
 class _Msg(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -89,6 +91,8 @@ class DumpSpec(_Msg):
 
 class Command(_Msg):
     op: Literal["apply", "export_state", "import_state", "status", "nf_status", "ping",
+                # the state documents of several NFs (the checkpoint pass)
+                "export_states",
                 # live migration of VM NFs (netfate.agent.live_migration)
                 "migrate_spec", "migrate_in", "migrate_out", "migrate_finish",
                 # a troubleshooting probe's copy of a user's traffic (agent/mirrors.py)
@@ -99,6 +103,7 @@ class Command(_Msg):
                 "settle"]
     desired: DesiredState | None = None
     instance_id: str | None = None
+    instance_ids: list[str] = Field(default=[], max_length=MAX_EXPORTS)  # export_states
     mirror: MirrorSpec | None = None
     dump: DumpSpec | None = None
     state: dict[str, Any] | None = None
