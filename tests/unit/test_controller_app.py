@@ -393,3 +393,17 @@ def test_a_flow_deleted_by_hand_is_restored_once_the_view_is_old(
     assert synced_at(app, dp, 3)  # the view is older than its TTL: read, and put back
     assert app.bus.of(SwitchSynced)[-1].added >= 1
     same_table(app, dp)
+
+
+def test_an_unanswered_read_does_not_make_an_old_view_fresh(
+        app: ControllerApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    import netfate.controller.app as app_module
+
+    dp = connected(app)
+    now = app_module.time.monotonic()
+    monkeypatch.setattr(app_module.time, "monotonic", lambda: now + 31)
+    app.apply_desired(state(U1, generation=2))  # the view is old: a read is asked for...
+    assert dp.take(parser.OFPFlowStatsRequest)  # ...and never answered
+    monkeypatch.setattr(app_module.time, "monotonic", lambda: now + 31 + 11)
+    app.apply_desired(state(U1, generation=3))  # past STATS_TIMEOUT: read again, not trusted
+    assert dp.take(parser.OFPFlowStatsRequest)

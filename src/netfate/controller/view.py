@@ -43,7 +43,9 @@ class FlowView:
 
     def read(self, at: float) -> None:
         """A read of the whole table was asked for at `at` (its reply is what `expect`
-        builds on)."""
+        builds on). The old belief goes now: a read that is never answered must not
+        leave it looking fresh."""
+        self.flows = None
         self.read_at = at
 
     def expect(self, desired: list[FlowMod], foreign: list[FlowMod]) -> None:
