@@ -124,6 +124,14 @@ class PortDriver(Protocol):
         enough to poll every 50 ms. NotFound if no such LSI."""
         ...
 
+    def watch_ports(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Have `callback` called (from another thread; it must not block) soon after any
+        switch's ports or their external_ids change, so a station's association is seen at
+        once rather than at the next poll; returns the function that stops it. A driver
+        that cannot watch may never call it (readers keep polling, less often).
+        DriverError if the switch cannot be reached."""
+        ...
+
 
 class TSRuleDriver(Protocol):
     """Table I's createTSRule/deleteTSRule (traffic steering rules), singly and in batches.

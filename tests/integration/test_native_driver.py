@@ -102,6 +102,30 @@ def test_lsi_and_ts_rules_are_idempotent(tb: Testbed) -> None:
     assert "fate-lsi1" not in net.list_lsis()
 
 
+def test_port_watch_fires_on_a_station_and_stops_when_asked(tb: Testbed) -> None:
+    """watch_ports tells of a port created with attached-mac (how a station's association
+    shows) well before the agent's 50 ms poll would, and not after its stop is called."""
+    net = tb.network
+    seen = threading.Event()
+    net.create_lsi("fate-lsi2")
+    try:
+        stop = net.watch_ports(seen.set)
+        seen.clear()
+        t0 = time.monotonic()
+        net.create_ports("fate-lsi2", [("fate-l2a", "fate-l2b")], external_ids={
+            "fate-l2a": {"netfate-kind": "access", "attached-mac": "02:00:00:00:00:01"}})
+        assert seen.wait(2), "no port change was told"
+        assert net.port_ids("fate-lsi2")["fate-l2a"]["attached-mac"] == "02:00:00:00:00:01"
+        assert time.monotonic() - t0 < 1
+        stop()
+        seen.clear()
+        net.delete_ports("fate-lsi2", ["fate-l2a"])
+        assert not seen.wait(0.3), "a stopped watch was still called"
+    finally:
+        net.delete_lsi("fate-lsi2")
+    assert "fate-lsi2" not in net.list_lsis()
+
+
 def _tx(ifname: str) -> int | None:
     """Frames the switch sent into the NF through its host-side end (None: gone)."""
     try:

@@ -62,6 +62,9 @@ class FakeNetwork:
     def port_ids(self, lsi: str) -> dict[str, dict[str, str]]:
         return {p: {} for p in self.ports}
 
+    def watch_ports(self, callback: Callable[[], None]) -> Callable[[], None]:
+        return lambda: None
+
     def create_ts_rule(self, lsi: str, rule: TSRule) -> None:
         self.apply_ts_rules(lsi, [rule])
 

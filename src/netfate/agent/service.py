@@ -24,6 +24,7 @@ from netfate.agent import exports, live_migration, mirrors, switch_dump
 from netfate.agent.bundles import ensure_bundle
 from netfate.agent.managed import ManagedNFs
 from netfate.agent.note_limits import NoteLimiter
+from netfate.agent.port_watch import PortsWake
 from netfate.agent.ports import PORT_POLL_S, leases_file, read_leases, switch_ports
 from netfate.agent.reconcile import diff
 from netfate.agent.registration import Backoff, RegistrationRefused, parse_reply
@@ -326,8 +327,7 @@ class Agent:
                 self._ports_failures.ok()
             except Exception as exc:
                 self._ports_failures.failed(f"switch ports of node {self.name}", exc)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), PORT_POLL_S)
+            await self._ports_wake.wait(PORT_POLL_S)  # or at once when the switch says
 
     async def on_synced(self, msg: Msg) -> None:
         """The controller changed this switch's flows: make the datapath use them now (its
@@ -386,6 +386,8 @@ class Agent:
             reconnect_time_wait=0.5, reconnected_cb=reconnected,
         )
         await self.network_ready()
+        self._ports_wake = PortsWake()
+        await asyncio.to_thread(self._ports_wake.watch, self.network, self.name)
         try:
             self.ports = await asyncio.to_thread(self._read_ports)
         except Exception as exc:  # reported again by ports_loop once it can read them
@@ -402,6 +404,7 @@ class Agent:
         await self._stop.wait()
         for t in tasks:
             t.cancel()
+        self._ports_wake.close()
         if self._registering is not None:
             self._registering.cancel()
         # The bus may be gone already (orchestrator stopped first): don't wait on it.

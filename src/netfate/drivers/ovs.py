@@ -12,6 +12,7 @@ import contextlib
 import ipaddress
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,7 @@ class OvsNetwork:
         self._api: Any = None
         self._lock = threading.Lock()
         self._channels: dict[str, OpenFlowChannel] = {}
+        self._port_watchers = ovs_idl.PortWatchers()
         self.ts_rules = LocalSteering(server.rundir / "ts-rules", self._of, self.list_ports,
                                       self.settle, self.controller_connected)
 
@@ -130,7 +132,8 @@ class OvsNetwork:
             if self._api is None:
                 if not self.server.db_sock.exists():
                     raise DriverError(f"OVS is not running (no {self.server.db_sock})")
-                self._api = ovs_idl.connect(self.server.db, self.timeout)
+                self._api = ovs_idl.connect(self.server.db, self.timeout,
+                                            self._port_watchers)
             return self._api
 
     def close(self) -> None:
@@ -261,6 +264,17 @@ class OvsNetwork:
                 if iface.name != lsi:
                     out[iface.name] = dict(iface.external_ids)
         return out
+
+    def watch_ports(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """See interfaces.PortDriver. Connects to OVSDB if not connected yet (DriverError if
+        OVS is not running); the callback survives reconnections."""
+        self._port_watchers.add(callback)
+        try:
+            _ = self.api
+        except Exception:
+            self._port_watchers.remove(callback)
+            raise
+        return lambda: self._port_watchers.remove(callback)
 
     def _ofport(self, port: str) -> int:
         rows = self.api.db_list("Interface", [port], columns=["ofport", "error"]).execute(
