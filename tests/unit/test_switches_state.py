@@ -13,7 +13,7 @@ import pytest
 
 from netfate import catalogue, naming
 from netfate.bundle import inspect_bundle
-from netfate.bus.messages import ServicesPort, SwitchPorts, SwitchSynced
+from netfate.bus.messages import DatapathSettled, ServicesPort, SwitchPorts, SwitchSynced
 from netfate.controller.model import Hop, Location, SwitchState
 from netfate.db import Database, repo, sqlite_url
 from netfate.orchestrator.switches import Switches
@@ -146,8 +146,9 @@ class Controller:
     """The bus as a controller and agents use it: each desired state is confirmed at once,
     each settle command answered; what was sent, in order."""
 
-    def __init__(self, sw: Switches, settles: bool = True) -> None:
+    def __init__(self, sw: Switches, settles: bool = True, reports: bool = False) -> None:
         self.sw, self.settles, self.sent = sw, settles, []
+        self.reports = reports  # agents report their datapath settled (agent/settle.py)
         self.down: set[str] = set()  # switches whose states are not confirmed
         sw.nc = self
 
@@ -161,6 +162,9 @@ class Controller:
         assert st.generation is not None
         self.sw.synced(SwitchSynced(node=st.node, generation=st.generation, added=1,
                                     deleted=0, unchanged=0, ts=0))
+        if self.reports:
+            rep = DatapathSettled(node=st.node, generation=st.generation, ts=0)
+            asyncio.get_running_loop().call_soon(self.sw.datapaths.report, rep)
 
     async def request(self, subject: str, data: bytes, timeout: float) -> object:
         node = subject.split(".")[2]  # netfate.node.{node}.cmd
@@ -212,6 +216,21 @@ def test_an_anchor_ends_only_once_the_visited_cpe_steers_the_user_itself(
     assert u.chain == (Hop(lan=naming.nf_port("cpe2-user1-firewall", "lan"),
                            wan=naming.nf_port("cpe2-user1-firewall", "wan")),)
     assert not any(loc.anchor for loc in bus.sent[core_at][2].locations)
+
+
+def test_agents_that_report_their_datapath_settled_are_not_asked(db: Database) -> None:
+    """The anchor waits for the core's agent to say its datapath forwards by the anchor
+    (DatapathSettled) rather than asking it to purge again; the order is the same."""
+    steer_and_login(db, session_at="cpe2")
+    sw = switches(db, {}, {M1: "cpe2-a1"})
+    for node in ("core", "cpe1", "cpe2"):  # each agent has reported once since it started
+        sw.datapaths.report(DatapathSettled(node=node, generation=0, ts=0))
+    bus = Controller(sw, reports=True)
+    asyncio.run(sw.apply_anchor("user1", "cpe2"))
+    assert all(what != "settle" for what, _ in bus.order())
+    assert sw.anchors.settled.get("core", -1) >= 1
+    [u] = [st for what, node, st in bus.sent if what == "state" and node == "cpe2"][-1].users
+    assert u.name == "user1" and u.authenticated and u.chain == ()
 
 
 def test_an_agent_that_does_not_settle_costs_the_revalidators_bound_not_the_order(

@@ -28,6 +28,7 @@ from netfate.agent.port_watch import PortsWake
 from netfate.agent.ports import PORT_POLL_S, leases_file, read_leases, switch_ports
 from netfate.agent.reconcile import diff
 from netfate.agent.registration import Backoff, RegistrationRefused, parse_reply
+from netfate.agent.settle import DatapathSettler
 from netfate.agent.telemetry import Budget, CpuMeter, resources
 from netfate.bundle import BundleStore
 from netfate.bus import subjects
@@ -43,7 +44,6 @@ from netfate.bus.messages import (
     Reply,
     Resources,
     SwitchPorts,
-    SwitchSynced,
     Telemetry,
 )
 from netfate.bus.urls import servers
@@ -114,7 +114,6 @@ class Agent:
         self._ports_failures = LoopFailures("ports", log)
         self._notify_failures = LoopFailures("notify", log)
         self._note_limits = NoteLimiter()  # per NF: a flood neither fills nor delays
-        self._synced_failures = LoopFailures("switch-synced", log)
 
     # -- node operations (in a worker thread) ----------------------------------------------
     def _actual(self) -> list[NFActual]:
@@ -329,17 +328,6 @@ class Agent:
                 self._ports_failures.failed(f"switch ports of node {self.name}", exc)
             await self._ports_wake.wait(PORT_POLL_S)  # or at once when the switch says
 
-    async def on_synced(self, msg: Msg) -> None:
-        """The controller changed this switch's flows: make the datapath use them now (its
-        revalidators take hundreds of ms here, which would stretch every handover)."""
-        try:
-            rep = SwitchSynced.model_validate_json(msg.data)
-            if rep.added or rep.deleted:
-                await asyncio.to_thread(self.network.settle)
-            self._synced_failures.ok()
-        except Exception as exc:
-            self._synced_failures.failed(f"settling the datapath of node {self.name}", exc)
-
     async def _event(self, kind: str, data: dict[str, Any]) -> None:
         ev = NodeEvent(node=self.name, ts=time.time(), kind=kind,  # type: ignore[arg-type]
                        data=data)
@@ -394,7 +382,8 @@ class Agent:
             log.warning("node %s: cannot read the switch's ports before registering: %s: %s",
                         self.name, type(exc).__name__, exc)
         await self._nc.subscribe(subjects.command(self.name), cb=self.on_command)
-        await self._nc.subscribe(subjects.controller_synced(self.name), cb=self.on_synced)
+        settler = DatapathSettler(self.name, self.network.settle, self._nc.publish)
+        await self._nc.subscribe(subjects.controller_synced(self.name), cb=settler.on_synced)
         self._spawn_registration()
         assert self._registering is not None
         await self._registering

@@ -211,6 +211,16 @@ class SwitchSynced(_Msg):
     ts: float
 
 
+class DatapathSettled(_Msg):
+    """The node's datapath forwards by the flows of this generation of its switch's desired
+    state or a later one: its agent purged the flow cache after the controller's sync
+    (agent/settle.py)."""
+
+    node: str
+    generation: int
+    ts: float
+
+
 class ControllerAlive(_Msg):
     """A controller's heartbeat when several share the switches (controller/roles.py)."""
 

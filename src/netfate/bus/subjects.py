@@ -9,6 +9,7 @@ TELEMETRY = "netfate.agent.{node}.telemetry"  # agent -> orchestrator
 EVENTS = "netfate.agent.{node}.events"        # client association, NF state changes
 NOTIFY = "netfate.agent.{node}.notifications"  # NF notifications, forwarded from the queue
 COMMAND = "netfate.node.{node}.cmd"           # orchestrator -> agent (request/reply)
+SETTLED = "netfate.agent.{node}.settled"      # DatapathSettled, after a flow change
 
 # Orchestrator replicas (issue #15)
 ORCHESTRATOR_ALIVE = "netfate.orchestrator.alive"        # ReplicaAlive, every second
@@ -37,6 +38,7 @@ telemetry = _per_node(TELEMETRY)
 events = _per_node(EVENTS)
 notify = _per_node(NOTIFY)
 command = _per_node(COMMAND)
+datapath_settled = _per_node(SETTLED)
 controller_desired = _per_node(CONTROLLER_DESIRED)
 controller_synced = _per_node(CONTROLLER_SYNCED)
 controller_client_seen = _per_node(CONTROLLER_CLIENT_SEEN)
@@ -46,6 +48,7 @@ controller_counters = _per_node(CONTROLLER_COUNTERS)
 ALL_TELEMETRY = telemetry("*")
 ALL_EVENTS = events("*")
 ALL_NOTIFY = notify("*")
+ALL_DATAPATH_SETTLED = datapath_settled("*")
 ALL_CONTROLLER_DESIRED = controller_desired("*")
 ALL_CONTROLLER_SYNCED = controller_synced("*")
 ALL_CONTROLLER_CLIENT_SEEN = controller_client_seen("*")

@@ -22,6 +22,7 @@ from netfate.bus import subjects
 from netfate.bus.messages import (
     ClientSeen,
     Command,
+    DatapathSettled,
     NodeEvent,
     Notification,
     Register,
@@ -163,14 +164,15 @@ class Orchestrator:
             self.aaa_settings = self.radius_settings
         elif self.aaa_settings is not None:
             self.radius_settings = self.aaa_settings
-        await self.nc.subscribe(subjects.REGISTER, cb=self.on_register)
-        await self.nc.subscribe(subjects.ALL_TELEMETRY, cb=self.on_telemetry)
-        await self.nc.subscribe(subjects.ALL_EVENTS, cb=self.on_event)
-        await self.nc.subscribe(subjects.ALL_NOTIFY, cb=self.on_notification)
-        await self.nc.subscribe(subjects.ALL_CONTROLLER_SYNCED, cb=self.on_synced)
-        await self.nc.subscribe(subjects.CONTROLLER_HELLO, cb=self.on_controller_hello)
-        await self.nc.subscribe(subjects.CONTROLLER_IDLE, cb=self.on_user_idle)
-        await self.nc.subscribe(subjects.ALL_CONTROLLER_CLIENT_SEEN, cb=self.on_client_seen)
+        for subject, cb in (
+                (subjects.REGISTER, self.on_register), (subjects.ALL_TELEMETRY, self.on_telemetry),
+                (subjects.ALL_EVENTS, self.on_event), (subjects.ALL_NOTIFY, self.on_notification),
+                (subjects.ALL_CONTROLLER_SYNCED, self.on_synced),
+                (subjects.ALL_DATAPATH_SETTLED, self.on_settled),
+                (subjects.CONTROLLER_HELLO, self.on_controller_hello),
+                (subjects.CONTROLLER_IDLE, self.on_user_idle),
+                (subjects.ALL_CONTROLLER_CLIENT_SEEN, self.on_client_seen)):
+            await self.nc.subscribe(subject, cb=cb)
         # In the background: the API and the agents' messages are served meanwhile.
         self._tasks.append(asyncio.create_task(self._publish_all()))
         if self.aaa_settings is not None:
@@ -218,8 +220,7 @@ class Orchestrator:
             await asyncio.to_thread(self.db.dispose)
 
     def radius_client(self) -> RadiusClient:
-        """A RADIUS client of the stack's FreeRADIUS (fast re-authentication on behalf of a
-        node, as its NAS)."""
+        """A RADIUS client of the stack's FreeRADIUS (fast re-authentication, as a NAS)."""
         assert self.radius_settings is not None
         r = self.radius_settings
         return RadiusClient(r.host, r.port, r.secret, timeout=1.0)
@@ -382,6 +383,11 @@ class Orchestrator:
             if self.switches is not None:
                 self.switches.synced(report)
             self.hub.publish("switch_synced", report.model_dump(mode="json"))
+
+    async def on_settled(self, msg: Msg) -> None:
+        with contextlib.suppress(ValueError):
+            if self.switches is not None:
+                self.switches.datapaths.report(DatapathSettled.model_validate_json(msg.data))
 
     async def on_controller_hello(self, msg: Msg) -> None:
         if self.switches is not None:

@@ -34,6 +34,7 @@ from netfate.db.models import SteeringRule
 from netfate.db.repo.switching import switching_records
 from netfate.db.session import Database
 from netfate.orchestrator.anchors import Anchors
+from netfate.orchestrator.datapaths import Datapaths
 from netfate.orchestrator.switch_state import (
     UNKNOWN_CLIENT,
     World,
@@ -100,6 +101,7 @@ class Switches:
         self._synced: dict[str, SwitchSynced] = {}
         self._waiters: dict[str, list[tuple[int, asyncio.Future[SwitchSynced]]]] = {}
         self.anchors = Anchors()
+        self.datapaths = Datapaths()
         self._confirmed: dict[str, int] = {}  # node -> newest generation the controller confirmed
         self._retries: set[asyncio.Task[Any]] = set()
         # Publications one at a time: each reads the world after the previous one was sent,
@@ -328,17 +330,19 @@ class Switches:
 
     async def settle(self, gens: dict[str, int | None]) -> None:
         """Have each node's datapath forward by the generation given (None: nothing to
-        settle): its agent purges the cached flows and replies. Without a controller (or a
-        bus) nothing was installed, so nothing to wait for. An agent that does not answer in
-        SETTLE_TIMEOUT_S costs REVALIDATE_S (the revalidators catch up on their own), once
-        for all."""
+        settle): its agent purges the cached flows on the controller's report and says so
+        (datapaths.Datapaths); one that has not said so is asked to, and one that does not
+        answer that in SETTLE_TIMEOUT_S costs REVALIDATE_S (the revalidators catch up on
+        their own), once for all. Without a controller (or a bus) nothing was installed,
+        so nothing to wait for."""
         todo = self.anchors.to_settle(gens)
         if todo and self.nc is not None and self.controller_seen:
+            ask = await self.datapaths.wait(todo)
             body = Command(op="settle").model_dump_json().encode()
             results = await asyncio.gather(
                 *(self.nc.request(subjects.command(n), body, timeout=SETTLE_TIMEOUT_S)
-                  for n in todo), return_exceptions=True)
-            failed = [n for n, r in zip(todo, results, strict=True)
+                  for n in ask), return_exceptions=True)
+            failed = [n for n, r in zip(ask, results, strict=True)
                       if isinstance(r, BaseException)]
             if failed:
                 log.warning("switches %s: no agent settled the datapath in %.1f s; waiting "
