@@ -128,7 +128,7 @@ class PortDriver(Protocol):
         """Have `callback` called (from another thread; it must not block) soon after any
         switch's ports or their external_ids change, so a station's association is seen at
         once rather than at the next poll; returns the function that stops it. A driver
-        that cannot watch may never call it (readers keep polling, less often).
+        that cannot watch may never call it (readers keep polling).
         DriverError if the switch cannot be reached."""
         ...
 

@@ -87,8 +87,8 @@ def connect(db: str, timeout: float, watchers: PortWatchers | None = None) -> An
     this process would get the first one's connection, to whatever server that was, and
     once it had been stopped restart it through the IDL's reconnect back-off, 1-8 s a time;
     a class of its own gives each API its own connection, ended by ``ovsdb_connection.stop``).
-`watchers` are told of every change to ports (a fresh set if None; the caller keeps its
-own across reconnections).
+    `watchers` are told of every change to ports (a fresh set if None; the caller keeps
+    its own across reconnections).
     Raises what ovsdbapp raises when the server cannot be reached within `timeout` (s)."""
     # ovs.poller imports eventlet when present (os-ken brings it) and eventlet warns about
     # its own deprecation on import; we do not use eventlet.
