@@ -167,8 +167,22 @@ def test_old_cost_parameters_still_verify_and_are_upgraded(s: Session, world: st
     old = f"scrypt$1024$8$1${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
     repo.get_user(s, "user1").password_hash = old
     assert verify_password("legacy", old)
+    assert repo.authenticate_user(s, "user1", "legacy", rehash=False) is not None
+    assert repo.get_user(s, "user1").password_hash == old  # nothing written
     assert repo.authenticate_user(s, "user1", "legacy") is not None
     assert repo.get_user(s, "user1").password_hash.startswith("scrypt$16384$")
+
+
+def test_a_new_hash_replaces_only_the_one_the_password_was_checked_against(
+        s: Session, world: str) -> None:
+    """RADIUS checks a password in a read-only transaction and stores a stronger hash in a
+    short write afterwards: a password changed in between is never overwritten."""
+    checked = repo.get_user(s, "user1").password_hash
+    assert repo.replace_password_hash(s, "user1", checked, "scrypt$new") is True
+    assert repo.get_user(s, "user1").password_hash == "scrypt$new"
+    assert repo.replace_password_hash(s, "user1", checked, "scrypt$newer") is False
+    assert repo.get_user(s, "user1").password_hash == "scrypt$new"
+    assert repo.replace_password_hash(s, "ghost", checked, "scrypt$x") is False
 
 
 # --- nodes ------------------------------------------------------------------------------------

@@ -114,3 +114,44 @@ def test_reauth_and_password_failures_share_the_count(db: Database) -> None:
         backend.authenticate(AuthRequest(user="user1", password="wrong", mac=MAC, nas="cpe2"))
     assert not backend.authenticate(login(REAUTH_PREFIX + "0" * 48)).accept
     assert "too many attempts" in backend.authenticate(login(token)).message
+
+
+def test_checking_a_password_holds_no_write_lock(db: Database,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scrypt check (~50 ms) runs in a read-only transaction: a writer (a plan, a
+    telemetry batch, another login's rehash) goes ahead meanwhile instead of queueing
+    behind it on SQLite's one write lock. An old hash is still upgraded, afterwards."""
+    import base64
+    import hashlib
+    import threading
+
+    from netfate.db import passwords
+    from netfate.db.repo import users
+
+    salt = b"0123456789abcdef"
+    digest = hashlib.scrypt(b"Pw-user1-long-enough", salt=salt, n=1024, r=8, p=1, dklen=32)
+    old = (f"scrypt$1024$8$1${base64.b64encode(salt).decode()}$"
+           f"{base64.b64encode(digest).decode()}")
+    with db.session() as s:
+        repo.get_user(s, "user1").password_hash = old
+    wrote: list[float] = []
+
+    def verify_while_another_writes(password: str, encoded: str) -> bool:
+        def write() -> None:
+            t0 = time.monotonic()
+            with db.session() as s:
+                repo.upsert_node(s, "cpe9", role="cpe")
+            wrote.append(time.monotonic() - t0)
+
+        t = threading.Thread(target=write)
+        t.start()
+        t.join(5.0)  # a write lock held by the caller would keep it waiting (busy_timeout)
+        return passwords.verify_password(password, encoded)
+
+    monkeypatch.setattr(users, "verify_password", verify_while_another_writes)
+    d = RadiusBackend(db, settings()).authenticate(
+        AuthRequest(user="user1", password="Pw-user1-long-enough", mac=MAC, nas="cpe1"))
+    assert d.accept
+    assert wrote and wrote[0] < 2.0
+    with db.session() as s:
+        assert repo.get_user(s, "user1").password_hash.startswith("scrypt$16384$")

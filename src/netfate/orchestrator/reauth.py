@@ -44,7 +44,7 @@ async def on_associated(orch: Orchestrator, ev: NodeEvent) -> None:
     if not mac or orch.settings.reauth_lifetime <= 0 or orch.radius_settings is None:
         return
     t0 = time.perf_counter()
-    cur = await orch.db.run(_session_of, mac)
+    cur = await orch.db.read(_session_of, mac)  # no write lock to queue for
     if cur is None:
         return  # unknown device: the captive portal
     user, node, sid, ip, started = cur

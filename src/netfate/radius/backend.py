@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from netfate.credentials import REAUTH_PREFIX
 from netfate.db import Database, repo
 from netfate.db.models import User
+from netfate.db.passwords import hash_password, needs_rehash
 from netfate.radius.pool import pick_address
 from netfate.radius.ratelimit import FailureLimiter, account_key, client_key
 from netfate.radius.settings import RadiusSettings
@@ -142,11 +143,18 @@ class RadiusBackend:
         key = client_key(login.mac, login.nas)
         if login.password.startswith(REAUTH_PREFIX):
             return self._reauthenticate(login, key)
-        with self.db.session() as s:
-            user = repo.authenticate_user(s, login.user, login.password)
+        # A read-only transaction: the password check (scrypt, ~50 ms) holds no write lock,
+        # so logins and every other writer (plans, telemetry) do not queue behind it.
+        with self.db.session(read_only=True) as s:
+            user = repo.authenticate_user(s, login.user, login.password, rehash=False)
             known = user is not None or (
                 "\x00" not in login.user and s.get(User, login.user) is not None)
             framed_ip = user.framed_ip if user is not None else None
+            checked = user.password_hash if user is not None else None
+        if checked is not None and needs_rehash(checked):  # parameters raised since
+            new = hash_password(login.password)
+            with self.db.session() as s:
+                repo.replace_password_hash(s, login.user, checked, new)
         if user is None:
             # Unknown names count too: locking only real accounts would tell them apart.
             backoff = self.limiter.failure(key)
@@ -172,7 +180,7 @@ class RadiusBackend:
         """Fast re-authentication: the password is the token of the user's active session
         (reauth_token), from the same MAC, within the re-authentication lifetime."""
         why = ""
-        with self.db.session() as s:
+        with self.db.session(read_only=True) as s:  # reads only: no write lock to wait for
             cur = repo.active_session(s, login.user) if "\x00" not in login.user else None
             framed_ip = None
             if cur is None:

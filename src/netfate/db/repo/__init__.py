@@ -90,6 +90,7 @@ from netfate.db.repo.users import (
     delete_user,
     get_user,
     list_users,
+    replace_password_hash,
     update_user,
     update_user_seen,
 )
@@ -149,6 +150,7 @@ __all__ = [
     "prune_notifications",
     "put_ts_rules",
     "record_actual_states",
+    "replace_password_hash",
     "request_cancel",
     "set_instance_active_users",
     "set_instance_actual_state",

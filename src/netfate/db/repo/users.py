@@ -173,8 +173,13 @@ def update_user_seen(
     return user
 
 
-def authenticate_user(session: Session, name: str, password: str) -> User | None:
-    """The user if ``password`` is theirs, else None. Takes as long for an unknown user."""
+def authenticate_user(session: Session, name: str, password: str, *, rehash: bool = True
+                      ) -> User | None:
+    """The user if ``password`` is theirs, else None. Takes as long for an unknown user.
+    ``rehash``: store a hash with today's parameters if they were raised since (a write);
+    False writes nothing, so a read-only transaction can check the password: the scrypt
+    check takes ~50 ms, and under a write transaction it holds up every writer (SQLite's
+    one write lock). The caller then calls `replace_password_hash` if `needs_rehash`."""
     user = (session.get(User, name) if isinstance(name, str) and "\x00" not in name
             and name != OPERATOR else None)
     if user is None:
@@ -182,10 +187,22 @@ def authenticate_user(session: Session, name: str, password: str) -> User | None
         return None
     if not verify_password(password, user.password_hash):
         return None
-    if needs_rehash(user.password_hash):  # parameters were raised since it was stored
+    if rehash and needs_rehash(user.password_hash):  # parameters were raised since
         with guard(session, f"user {name!r}"):
             user.password_hash = hash_password(password)
     return user
+
+
+def replace_password_hash(session: Session, name: str, checked: str, new: str) -> bool:
+    """Store `new` (a hash of the same password, made outside any transaction) if the user's
+    stored hash is still `checked`, the one their password was checked against: a password
+    changed meanwhile is never overwritten. Whether it was stored."""
+    user = session.get(User, name)
+    if user is None or user.password_hash != checked:
+        return False
+    with guard(session, f"user {name!r}"):
+        user.password_hash = new
+    return True
 
 
 def delete_user(session: Session, name: str) -> None:
