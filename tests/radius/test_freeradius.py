@@ -48,6 +48,24 @@ def test_accept_carries_a_stable_framed_ip_from_any_nas(stack: Stack, mac: str) 
     assert stack.http.get("/api/v1/users/user1").json()["framed_ip"] == first.framed_ip
 
 
+def test_a_login_costs_the_orchestrator_one_call(stack: Stack, mac: str) -> None:
+    """FreeRADIUS asks the orchestrator once per Access-Request (authenticate, which
+    checks the rate limit first): a second call at authorize was a round trip of every
+    login and roam for a check authenticate repeats (issue #14)."""
+    from netfate.metrics.orchestrator import RADIUS_REQUESTS
+
+    def calls(phase: str) -> float:
+        return sum(float(RADIUS_REQUESTS.labels(phase, r)._value.get())
+                   for r in ("continue", "accept", "reject", "invalid"))
+
+    before = {p: calls(p) for p in ("authorize", "authenticate")}
+    c = stack.client()
+    assert c.authenticate("user1", USERS["user1"], mac, "cpe1").accepted
+    assert not c.authenticate("user1", "not-the-password", mac, "cpe1").accepted
+    assert calls("authorize") == before["authorize"]
+    assert calls("authenticate") == before["authenticate"] + 2
+
+
 def test_different_users_get_different_addresses(stack: Stack, mac: str) -> None:
     c = stack.client()
     ips = {u: c.authenticate(u, pw, mac, "cpe1").framed_ip for u, pw in USERS.items()}

@@ -1,4 +1,6 @@
-"""The RADIUS back end for FreeRADIUS's rlm_rest: /radius/authorize and /radius/authenticate.
+"""The RADIUS back end for FreeRADIUS's rlm_rest: /radius/authenticate (the rate limit, then
+the password or the re-authentication token: the one call the project's site makes per
+Access-Request) and /radius/authorize (the rate limit alone, for a site that asks there).
 
 Only FreeRADIUS may call these: each request must carry the key of its configuration in the
 X-NetFATE-Radius-Key header (401 otherwise, before the body is looked at). The answers are
