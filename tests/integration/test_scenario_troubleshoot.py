@@ -14,7 +14,10 @@ def test_the_report_points_at_what_was_broken_and_the_probes_go(
     lines: list[str] = []
     res = troubleshoot.run(troubleshoot.Options(capture_s=2), lambda t, m: lines.append(m))
     failed = [name for name, ok in res.checks.items() if not ok]
-    assert res.ok, (failed, lines)  # the checks that failed first: pytest cuts long messages
+    # The failed checks and each question's verdict first: pytest cuts long messages.
+    verdicts = {q: (r["verdict"]["kind"], r["verdict"]["stops_at"],
+                    str(r["verdict"].get("reason"))[:240]) for q, r in res.reports.items()}
+    assert res.ok, (failed, verdicts, lines)
     qs = res.figures["questions"]
     assert qs["no fault"]["verdict"] == "none"
     assert qs["firewall denies the port"]["stops_at"] == "user1's firewall on cpe1"
