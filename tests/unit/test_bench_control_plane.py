@@ -32,6 +32,10 @@ def test_tiny_run_reports_and_cleans_up() -> None:
     overall = out["overall"]
     assert overall["errors"] == 0, overall["errors_by_kind"]
     assert overall["events_sent"] >= 20 and overall["events_handled"] == overall["events_sent"]
+    assert overall["events_cut_short"] == 0
+    # Every user's firewall is wanted where their last event put it (none once idle).
+    assert out["served_at_end"]["users"] == 20 and out["served_at_end"]["not_served"] == 0, \
+        out["served_at_end"]
     lat = overall["placement_ms"]
     assert lat["n"] >= 20 and 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
     assert overall["handled_events_per_s"] > 0
@@ -110,6 +114,7 @@ def test_a_nats_member_killed_under_load_loses_no_event() -> None:
     overall = out["overall"]
     assert overall["errors"] == 0, overall["errors_by_kind"]
     assert overall["events_handled"] == overall["events_sent"] >= 20
+    assert out["served_at_end"]["not_served"] == 0, out["served_at_end"]
     procs = out["processes"]
     assert len(procs["nats_cluster"]) == 3 and procs["left_running"] == []
     assert procs["tmp_dir_removed"]

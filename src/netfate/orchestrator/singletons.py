@@ -99,12 +99,16 @@ class Singletons:
                 self._checkpoint_failures.failed("checkpointing the NFs' state", exc)
 
     async def sweep_loop(self) -> None:
-        """End the operations dead replicas left unfinished (orchestrator/orphans.py)."""
+        """End the operations dead replicas left unfinished (orchestrator/orphans.py), then
+        repair their users at once (orchestrator/repair.py)."""
         orch = self.orch
         assert orch.replica is not None and orch.db is not None
         while True:
             try:
-                await orphans.sweep(orch.db, orch.replica.locks, orch.replica.incarnation)
+                if await orphans.sweep(orch.db, orch.replica.locks, orch.replica.incarnation):
+                    # Their users planned afresh now, not at the next repair pass (up to
+                    # REPAIRS_MAX_GAP_S away at scale): the failover's cost to them ends here.
+                    await orch.repairs.run()
                 await orphans.sweep_troubleshooting(
                     orch.db, orch.replica.locks,
                     lambda: orch.troubleshoots is not None and orch.troubleshoots.running)

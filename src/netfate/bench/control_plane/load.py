@@ -28,6 +28,9 @@ class Sample:
     ops: list[tuple[str, str]] = field(default_factory=list)  # (operation kind, op id)
     error: str | None = None
     refused: bool = False  # 429 past capacity: not admitted (nothing done), not an error
+    # Its operation was ended by the leader's sweep after the replica running it was killed
+    # (orchestrator/orphans.py): the fault's, not an error, if the user is served at the end.
+    cut_short: bool = False
 
 
 class Users:

@@ -33,6 +33,7 @@ from netfate.bench.control_plane.procs import Procs, free_port, sigterm_as_inter
 from netfate.bench.control_plane.report import (
     LATENCY_OBSERVED_VIA,
     per_event,
+    served_at_end,
     settle_from_records,
     summarise,
 )
@@ -41,6 +42,10 @@ from netfate.bench.sim_agents import node_names
 from netfate.bench.stats import summary
 from netfate.bus.cluster import NatsCluster
 from netfate.cluster.up import Cluster
+
+# How long the users' state may take to converge after a fault: a new leader (a few s), its
+# sweep of the dead replica's operations (every 1 s) and the repairs that follow it.
+FAULT_REPAIR_S = 30.0
 
 
 async def _create_users(api: Api, names: list[str], concurrency: int) -> int:
@@ -154,6 +159,8 @@ async def _phases(p: Params, procs: Procs, api: Api, nats_port: int, user_names:
         await asyncio.gather(*followers, poller, sampler, return_exceptions=True)
     fault_figures = await fault if fault is not None else None
     from_records = await settle_from_records(api, load.samples)
+    # After a fault, repairs of the events it cut short may still be converging.
+    served = await served_at_end(api, users.at, 5.0 if fault is None else FAULT_REPAIR_S)
     login = [s for s in load.samples if s.phase == "login"]
     roam = [s for s in load.samples if s.phase == "roam"]
     overall = summarise(load.samples, p.rate)
@@ -168,6 +175,7 @@ async def _phases(p: Params, procs: Procs, api: Api, nats_port: int, user_names:
         **({"replicas": {"count": len(reps.replicas), "failovers": api.failovers}}
            if reps is not None else {}),
         "overall": overall,
+        "served_at_end": served,
         "phases": {"login": login_fig, "roam": roam_fig},
         "completions": {"seen_on_sse": watch.by_sse, "found_by_listing": watch.by_poll,
                         "polls": watch.polls, **from_records},
