@@ -82,6 +82,24 @@ def test_an_nf_counting_the_users_drops_outweighs_a_capture_that_missed_them() -
     assert v.kind == "nf" and v.stops_at == FW
 
 
+def test_a_link_down_outweighs_a_capture_at_the_first_point_that_missed_the_flow() -> None:
+    """A failing device retries about once a second (less often on a loaded node), so the
+    first point's capture can miss every try; a link down on the path stops the traffic
+    anyway (the link fault of test_scenario_troubleshoot). If the device cannot be pinged
+    either, its own side is broken too and the access is named first."""
+    v = first_break([pt("cpe1", "cpe", 0, ping=False, ping_user=True), pt("core", "pe", 0)],
+                    elements(link_down=True), [DC])
+    assert v.broken and v.kind == "link" and v.stops_at == "link cpe1-core"
+    assert (v.after, v.before) == ("cpe1", "core")
+    assert "no packet of the user's flow was captured at cpe1" in v.reason
+    v = first_break([pt("cpe1", "cpe", 0, ping=False), pt("core", "pe", 0)],
+                    elements(link_down=True), [DC])  # the device's ping not measured
+    assert v.kind == "link"
+    v = first_break([pt("cpe1", "cpe", 0, ping=False, ping_user=False), pt("core", "pe", 0)],
+                    elements(link_down=True), [DC])
+    assert v.kind == "access" and "cannot ping the user's device" in v.reason
+
+
 def test_without_captures_pings_bound_the_break() -> None:
     v = first_break([pt("cpe1", "cpe", ping=False), pt("core", "pe", ping=True)],
                     elements(link_down=True))

@@ -146,6 +146,16 @@ def first_break(path: list[PointObservation], elements: list[Element],
                        "no probe could tell: every capture and ping failed to run", evidence)
     if idx == 0:
         first = path[0]
+        # A capture's window can miss a failing device's sparse retries (~1 a second, fewer
+        # on a loaded node), but a link or NF down on the path stops the traffic whatever
+        # the window saw: blame it unless the user's device is unreachable too.
+        down = next((e for e in elements if e.down), None)
+        if down is not None and first.ping_user is not False:
+            return Verdict(True, down.kind, down.name, down.after, _point_after(names, down),
+                           f"{down.name} is down on the user's path" + (
+                               f" ({down.detail})" if down.detail else "")
+                           + f"; no packet of the user's flow was captured at {first.point} "
+                           "in the capture's window", evidence)
         why = (f"none of the user's flow reached {first.point}, the first point: the user's "
                "device sends none, or it is lost on their access link")
         if first.ping_user is False:
@@ -174,6 +184,11 @@ def first_break(path: list[PointObservation], elements: list[Element],
     return Verdict(True, "stretch", f"{after} -> {before}", after, before,
                    f"the user's traffic passes {after} but not {before}; nothing in between "
                    "reports a drop (look at the flow tables in the report)", evidence)
+
+
+def _point_after(names: list[str], e: Element) -> str:
+    i = names.index(e.after) + 1
+    return names[i] if i < len(names) else DESTINATION
 
 
 def _blame(stretch: list[Element]) -> Element | None:
