@@ -27,3 +27,15 @@ class MissingCapability(NetfateError):
 
 class DriverError(NetfateError):
     """A driver operation failed (a command, a kernel call, OVSDB)."""
+
+
+# The HTTP status (RFC 9110) that describes each kind of error to a user: in the API's
+# problem bodies, and in an LCM operation's error (ETSI SOL003 ProblemDetails) when an agent
+# refused for that reason. Anything else is the platform's failure: 5xx.
+HTTP_STATUS: dict[type[NetfateError], int] = {
+    NotFound: 404, Conflict: 409, InvalidInput: 422, MissingCapability: 409}
+
+
+def http_status(exc: BaseException, default: int = 500) -> int:
+    """The HTTP status of ``exc`` by its kind (HTTP_STATUS); ``default`` for any other."""
+    return next((v for k, v in HTTP_STATUS.items() if isinstance(exc, k)), default)

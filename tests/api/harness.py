@@ -193,6 +193,7 @@ class FakeAgent:
         self.cpu_util = cpu_util
         self.mode: Mode = "ok"
         self.fail_error = f"create failed on {name}: nft: syntax error (fake agent)"
+        self.fail_status: int | None = None  # the HTTP status its failing replies give
         self.running: dict[str, InstanceSpec] = {}
         # It is also its switch's controller: the desired states it was sent, confirmed.
         self.switch_states: list[SwitchState] = []
@@ -340,7 +341,8 @@ class FakeAgent:
         if cmd.op == "apply" and cmd.desired is not None:
             if mode == "fail":
                 self._converge(cmd.desired, start_new=False)
-                return Reply(ok=False, error=self.fail_error, nfs=nfs())
+                return Reply(ok=False, error=self.fail_error, status=self.fail_status,
+                             nfs=nfs())
             self._converge(cmd.desired, start_new=True)
             return Reply(ok=True, nfs=nfs())
         if cmd.op == "export_state" and cmd.instance_id:

@@ -294,7 +294,7 @@ def test_agent_gone_fails_fast(client: httpx.Client, make_agent: MakeAgent) -> N
     t0 = time.monotonic()
     op = wait_op(client, instantiate(client), timeout=10)
     assert op["operation_state"] == "ROLLED_BACK", op
-    assert "cpe1" in op["error"]["detail"]
+    assert "cpe1" in op["error"]["detail"] and op["error"]["status"] == 504, op
     assert time.monotonic() - t0 < TIMEOUT
     agent.restart()
     wait_until(lambda: converged(client, agent), 5, "cpe1 to hold what the database says")
@@ -308,9 +308,22 @@ def test_agent_failing_apply_rolls_back(client: httpx.Client, make_agent: MakeAg
     op = wait_op(client, instantiate(client))
     assert op["operation_state"] == "ROLLED_BACK", op
     assert op["error"]["title"] and agent.fail_error in op["error"]["detail"], op
+    assert op["error"]["status"] == 500, op  # the agent gave no reason: the node failed
     assert present_on(client, "cpe1") == set()
     wait_until(lambda: instance(client, FW) is None, 5, "the instance to be forgotten")
     assert agent.running_ids() == set()
+
+
+def test_an_agents_refusal_of_bad_input_is_recorded_as_such_not_as_a_500(
+        client: httpx.Client, make_agent: MakeAgent) -> None:
+    """The operation's error carries the status the agent gave (422: the NF's configuration
+    was refused), not a server error."""
+    agent = make_agent("cpe1")
+    add_user(client)
+    agent.mode, agent.fail_status = "fail", 422
+    op = wait_op(client, instantiate(client))
+    assert op["operation_state"] == "ROLLED_BACK", op
+    assert op["error"]["status"] == 422 and agent.fail_error in op["error"]["detail"], op
 
 
 def test_agent_garbage_reply_rolls_back(client: httpx.Client, make_agent: MakeAgent) -> None:
@@ -321,6 +334,7 @@ def test_agent_garbage_reply_rolls_back(client: httpx.Client, make_agent: MakeAg
     op = wait_op(client, instantiate(client))
     assert op["operation_state"] == "ROLLED_BACK", op
     assert "invalid reply" in op["error"]["detail"] and "cpe1" in op["error"]["detail"], op
+    assert op["error"]["status"] == 502, op  # the agent's answer was not one
     assert present_on(client, "cpe1") == set()
     agent.mode = "ok"
     wait_until(lambda: converged(client, agent) and agent.running_ids() == set(), 5,

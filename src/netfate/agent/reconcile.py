@@ -20,6 +20,15 @@ class Actions:
         return not (self.create or self.recreate or self.update or self.start or self.delete)
 
 
+class NFErrors(dict[str, str]):
+    """The errors met converging, by NF instance id, with the HTTP status describing each
+    (``statuses``, errors.http_status): a Reply's ``errors`` and ``statuses``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.statuses: dict[str, int] = {}
+
+
 def diff(desired: list[InstanceSpec], actual: list[NFInfo]) -> Actions:
     want = {d.instance_id: d for d in desired}
     have = {a.instance_id: a for a in actual}

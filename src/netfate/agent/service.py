@@ -26,7 +26,7 @@ from netfate.agent.managed import ManagedNFs
 from netfate.agent.note_limits import NoteLimiter
 from netfate.agent.port_watch import PortsWake
 from netfate.agent.ports import PORT_POLL_S, leases_file, read_leases, switch_ports
-from netfate.agent.reconcile import diff
+from netfate.agent.reconcile import NFErrors, diff
 from netfate.agent.registration import Backoff, RegistrationRefused, parse_reply
 from netfate.agent.settle import DatapathSettler
 from netfate.agent.telemetry import Budget, CpuMeter, resources
@@ -51,7 +51,7 @@ from netfate.controller.pipeline import ovs_datapath_id
 from netfate.counters import REGISTRATIONS_REFUSED, REGISTRY, LoopFailures
 from netfate.drivers import capabilities, registry
 from netfate.drivers.ovs import OvsNetwork, OvsServer
-from netfate.errors import NetfateError
+from netfate.errors import NetfateError, http_status
 from netfate.interfaces import ComputeContext, NetworkDriver, NFInfo
 from netfate.metrics import agent as metrics
 from netfate.node import NodeDrivers
@@ -123,9 +123,9 @@ class Agent:
             for i in self.node.list_nfs()
         ]
 
-    def _converge(self, desired: DesiredState, fetch: dict[str, str]) -> dict[str, str]:
+    def _converge(self, desired: DesiredState, fetch: dict[str, str]) -> NFErrors:
         """Make the node match desired; the errors met, by instance id (each on its own)."""
-        errors: dict[str, str] = {}
+        errors = NFErrors()
         actual = self.node.list_nfs()
         if self.managed is None:
             self.managed = ManagedNFs(self.rundir / "nodes" / self.name / "agent-nfs.json",
@@ -160,11 +160,12 @@ class Agent:
             self.managed.discard(instance_id)
 
     @staticmethod
-    def _try(errors: dict[str, str], op: str, iid: str, fn: Any) -> None:
+    def _try(errors: NFErrors, op: str, iid: str, fn: Any) -> None:
         try:
             fn()
         except NetfateError as exc:
             errors[iid] = f"{op} {iid}: {exc}"
+            errors.statuses[iid] = http_status(exc)
             log.warning("%s %s failed: %s", op, iid, exc)
 
     def _deploy(self, spec: InstanceSpec, fetch: dict[str, str]) -> NFInfo:
@@ -230,9 +231,9 @@ class Agent:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)
 
-    async def _apply(self, desired: DesiredState, bundles: dict[str, str]) -> dict[str, str]:
+    async def _apply(self, desired: DesiredState, bundles: dict[str, str]) -> NFErrors:
         self.desired = desired
-        result: dict[str, str] = await self._run(self._converge, desired, bundles)
+        result: NFErrors = await self._run(self._converge, desired, bundles)
         return result
 
     async def on_command(self, msg: Msg) -> None:
@@ -242,7 +243,8 @@ class Agent:
             op = cmd.op
             reply = await self._handle(cmd)
         except Exception as exc:  # a bad command must never kill the agent
-            reply = Reply(ok=False, error=f"{type(exc).__name__}: {exc}")
+            reply = Reply(ok=False, error=f"{type(exc).__name__}: {exc}",
+                          status=http_status(exc))
         metrics.command(op, reply.ok, time.perf_counter() - t0)
         if msg.reply:
             await msg.respond(reply.model_dump_json().encode())
@@ -256,7 +258,7 @@ class Agent:
             errors = await self._apply(cmd.desired, cmd.bundles)
             nfs = await self._run(self._actual)
             return Reply(ok=not errors, error="; ".join(errors.values()) or None,
-                         errors=errors, nfs=nfs)
+                         errors=errors, statuses=errors.statuses, nfs=nfs)
         if cmd.op == "status":
             return Reply(ok=True, nfs=await self._run(self._actual))
         if cmd.op in ("export_state", "nf_status") and cmd.instance_id:

@@ -116,6 +116,11 @@ class Reply(_Msg):
     # An apply's errors by NF instance id: an operation on one tenant's NF reports its own,
     # never another's (`error` joins them all; an agent of before sends only that).
     errors: dict[str, str] = {}
+    # The HTTP status describing each of `errors` (errors.http_status: 422 for bad input the
+    # agent refused, 409 for a missing capability, 500 for a failure of the node), and
+    # `status` for `error` alone: what the operation records (an agent of before sends none).
+    statuses: dict[str, int] = {}
+    status: int | None = None
     nfs: list[NFActual] = []
     data: dict[str, Any] = {}
 

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from netfate.bus import subjects
 from netfate.bus.messages import Command, Reply
-from netfate.errors import NetfateError
+from netfate.errors import NetfateError, http_status
 from netfate.metrics import orchestrator as metrics
 
 
@@ -28,12 +28,36 @@ class AgentUnreachable(NetfateError):
         self.node = node
 
 
+class AgentRefused(NetfateError):
+    """The agent answered that it could not do it: ``status`` is the HTTP status it gave
+    (Reply.statuses / Reply.status: 422 for input it refused, 409 for a capability it
+    lacks), 500 when it gave none (a failure of the node, or an agent of before)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status if status is not None and 400 <= status <= 599 else 500
+
+
 class AgentBadReply(NetfateError):
     """The agent answered with something that is not a Reply."""
 
     def __init__(self, node: str, message: str) -> None:
         super().__init__(message)
         self.node = node
+
+
+def op_status(exc: BaseException) -> int:
+    """The HTTP status an operation failed by ``exc`` records in its error (ETSI SOL003
+    ProblemDetails): the agent's own for a refusal, 504 when the agent did not answer, 502
+    when its answer was not a Reply, else by the error's kind (errors.http_status; 500 for a
+    failure of the platform)."""
+    if isinstance(exc, AgentRefused):
+        return exc.status
+    if isinstance(exc, AgentUnreachable):
+        return 504
+    if isinstance(exc, AgentBadReply):
+        return 502
+    return http_status(exc)
 
 
 # An agent whose NATS member died is reconnecting to another (reconnect_time_wait 0.5 s):

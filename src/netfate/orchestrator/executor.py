@@ -14,7 +14,7 @@ from netfate.db import Database
 from netfate.db.models import LcmOperation, OpState
 from netfate.errors import NetfateError, NotFound
 from netfate.orchestrator import lcm_records as rec
-from netfate.orchestrator.agents import AgentBus, AgentUnreachable
+from netfate.orchestrator.agents import AgentBus, AgentRefused, AgentUnreachable, op_status
 from netfate.orchestrator.checkpoints import Checkpoints
 from netfate.orchestrator.hub import EventHub
 from netfate.orchestrator.orphans import RUNNER
@@ -86,7 +86,7 @@ class Executor:
 
     async def finish_failed(self, op_id: str, title: str, exc: Exception,
                             rolled_back: bool) -> None:
-        err = rec.problem(title, str(exc))
+        err = rec.problem(title, str(exc), op_status(exc))
         if rolled_back:
             await self.op_state(op_id, OpState.ROLLING_BACK, err)
             await self.op_state(op_id, OpState.ROLLED_BACK, err)
@@ -150,13 +150,15 @@ class Executor:
                 exported = await self.bus.command(step.src, Command(op="export_state",
                                                                     instance_id=step.iid))
                 if not exported.ok:
-                    raise NetfateError(f"export on {step.src}: {exported.error}")
+                    raise AgentRefused(f"export on {step.src}: {exported.error}",
+                                       exported.status)
                 laps.lap("export")
                 self.checkpoints.put(step.iid, exported.data)
                 imported = await self.bus.command(step.dst, Command(
                     op="import_state", instance_id=step.new_iid, state=exported.data))
                 if not imported.ok:
-                    raise NetfateError(f"import on {step.dst}: {imported.error}")
+                    raise AgentRefused(f"import on {step.dst}: {imported.error}",
+                                       imported.status)
                 laps.lap("import")
                 self.checkpoints.put(step.new_iid, exported.data)
             case RestoreState():
@@ -208,13 +210,13 @@ class Executor:
         out = await self.bus.command(step.src, Command(
             op="migrate_out", instance_id=step.iid, state={"uri": uri}), timeout=LIVE_TIMEOUT)
         if not out.ok:
-            raise NetfateError(f"live migration from {step.src}: {out.error}")
+            raise AgentRefused(f"live migration from {step.src}: {out.error}", out.status)
         laps.lap("live-migrate")
         done = await self.bus.command(step.dst, Command(
             op="migrate_finish", instance_id=step.new_iid,
             state={"state": spec.data.get("state", "running")}))
         if not done.ok:
-            raise NetfateError(f"live migration to {step.dst}: {done.error}")
+            raise AgentRefused(f"live migration to {step.dst}: {done.error}", done.status)
         moved["live"] = out.data
         return True
 
@@ -252,11 +254,12 @@ def _check(step: Push, reply: Reply) -> None:
     own instance's error (another tenant's NF on the node may have failed in the same
     apply: its error is not this operation's to record)."""
     own = reply.errors.get(step.iid) if reply.errors else reply.error
+    status = reply.statuses.get(step.iid) if reply.errors else reply.status
     if step.expect == "running":
         if not any(n.instance_id == step.iid and n.state == "running" for n in reply.nfs):
-            raise NetfateError(own or f"{step.iid} did not come up on {step.node}")
+            raise AgentRefused(own or f"{step.iid} did not come up on {step.node}", status)
     elif step.expect == "gone":
         if any(n.instance_id == step.iid for n in reply.nfs):
-            raise NetfateError(own or f"{step.iid} is still on {step.node}")
+            raise AgentRefused(own or f"{step.iid} is still on {step.node}", status)
     elif not reply.ok and (own or not reply.errors):
-        raise NetfateError(own or "update failed")
+        raise AgentRefused(own or "update failed", status)

@@ -12,12 +12,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from netfate.errors import Conflict, InvalidInput, MissingCapability, NetfateError, NotFound
+from netfate.errors import NetfateError, http_status
 from netfate.orchestrator.admission import Overloaded
 
 log = logging.getLogger("netfate.api")
 
-STATUS = {NotFound: 404, Conflict: 409, InvalidInput: 422, MissingCapability: 409}
 TITLES = {404: "Not Found", 409: "Conflict", 413: "Payload Too Large", 422: "Invalid input",
           400: "Bad Request", 405: "Method Not Allowed", 500: "Internal Server Error",
           415: "Unsupported Media Type", 429: "Too Many Requests", 503: "Unavailable"}
@@ -40,8 +39,7 @@ def install(app: FastAPI) -> None:
             resp = problem(429, str(exc))
             resp.headers["Retry-After"] = exc.retry_after_header
             return resp
-        status = next((v for k, v in STATUS.items() if isinstance(exc, k)), 503)
-        return problem(status, str(exc))
+        return problem(http_status(exc, 503), str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
