@@ -129,9 +129,11 @@ class Coordinator:
         return done
 
     # -- operations (direct lifecycle requests) --------------------------------------------
-    async def new_op(self, op: LcmOperation, iid: str, params: dict[str, Any]) -> str:
-        """An operation occurrence, PROCESSING."""
-        return (await self.executor.new_ops([(op, iid, params)]))[0]
+    async def new_op(self, op: LcmOperation, iid: str, params: dict[str, Any],
+                     **checks: Any) -> str:
+        """An operation occurrence, PROCESSING, if `checks` (lcm_records.claim_op's: free,
+        present, not_present) still hold; Conflict or NotFound otherwise."""
+        return await self.executor.claim_op(op, iid, params, **checks)
 
     async def finish_failed(self, op_id: str, title: str, exc: Exception,
                             rolled_back: bool) -> None:

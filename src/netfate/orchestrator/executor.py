@@ -80,6 +80,17 @@ class Executor:
                                     "vnf_instance_id": iid, "state": "PROCESSING"})
         return ids
 
+    async def claim_op(self, op: LcmOperation, iid: str, params: dict[str, Any],
+                       **checks: Any) -> str:
+        """One operation occurrence, PROCESSING, if lcm_records.claim_op's `checks` still
+        hold (Conflict, NotFound otherwise); its id."""
+        if self.runner is not None:
+            params = {**params, RUNNER: self.runner}
+        op_id = await self.db.run(rec.claim_op, op, iid, params, **checks)
+        self.hub.publish("op", {"id": op_id, "operation": op.value,
+                                "vnf_instance_id": iid, "state": "PROCESSING"})
+        return op_id
+
     async def op_state(self, op_id: str, state: OpState,
                        error: dict[str, Any] | None = None) -> None:
         self.hub.publish("op", await self.db.run(rec.set_op_state, op_id, state, error))

@@ -56,6 +56,50 @@ def new_ops(s: Session, specs: list[tuple[LcmOperation, str, dict[str, Any]]]) -
     return ids
 
 
+def claim_op(s: Session, op: LcmOperation, iid: str, params: dict[str, Any], *,
+             free: Iterable[str] = (), exists: str | None = None,
+             present: str | None = None, not_present: Iterable[str] = ()) -> str:
+    """A direct lifecycle request's operation occurrence, PROCESSING, recorded only if it may
+    still start: no operation in progress on any instance of `free`, the instance `present`
+    exists and is wanted, none of `not_present` is wanted (SOL003 §5.4.1.2: one lifecycle
+    operation at a time per VNF instance, 409 otherwise). Its id. The routes' checks read
+    before the NF's own check of a config; this is the check again, atomic with the insert,
+    so of two requests racing for one instance exactly one gets its 202.
+
+    Atomic because the transaction serialises with every other claim: SQLite's IMMEDIATE
+    transactions take the write lock first (db/session.py); on PostgreSQL a transaction-level
+    advisory lock per instance id is taken before the reads. Raises Conflict, or NotFound
+    when `exists` or `present` does not exist."""
+    not_present = list(not_present)
+    names = sorted(set(free) | {i for i in (exists, present) if i} | set(not_present))
+    if s.get_bind().dialect.name == "postgresql":
+        from netfate.db.advisory import key
+
+        for name in names:  # sorted: two claims on the same pair lock in one order
+            s.execute(sa.select(sa.func.pg_advisory_xact_lock(key(f"op:{name}"))))
+    for name in names:
+        busy = s.execute(sa.select(VnfLcmOpOcc.operation, VnfLcmOpOcc.id).where(
+            VnfLcmOpOcc.vnf_instance_id == name,
+            VnfLcmOpOcc.operation_state == OpState.PROCESSING).limit(1)).first()
+        if busy is not None:
+            raise Conflict(f"NF instance {name} has an operation in progress "
+                           f"({busy.operation.value} {busy.id}); retry when it ends")
+    if exists is not None:
+        repo.get_instance(s, exists)
+    if present is not None:
+        inst = repo.get_instance(s, present)
+        if inst.desired_state != Presence.PRESENT:
+            raise Conflict(f"NF instance {present} is being terminated: cannot "
+                           f"{op.value.lower()} it")
+    for name in not_present:
+        wanted = s.execute(sa.select(VnfInstance.owner).where(
+            VnfInstance.id == name,
+            VnfInstance.desired_state == Presence.PRESENT)).first()
+        if wanted is not None:
+            raise Conflict(f"NF instance {name} already exists")
+    return new_ops(s, [(op, iid, params)])[0]
+
+
 _Q_OP = sa.select(VnfLcmOpOcc.operation, VnfLcmOpOcc.operation_state,
                   VnfLcmOpOcc.vnf_instance_id).where(VnfLcmOpOcc.id == sa.bindparam("op"))
 _SET_OP = sa.update(VnfLcmOpOcc).where(VnfLcmOpOcc.id == sa.bindparam("op"))

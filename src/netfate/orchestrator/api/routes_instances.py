@@ -101,6 +101,9 @@ def _check_node_can_run(s: Any, node: str, descriptor: dict[str, Any]) -> None:
 
 
 # -- checks before an operation starts (each one transaction, off the event loop) -------------
+# Read first, for the clear error before the NF's own check of a config (run_checks, slow);
+# the coordinator's new_op checks busy and present again, atomically with recording the
+# operation, so parallel requests for one instance get one 202 and 409s (lcm_records.claim_op).
 def _can_instantiate(s: Session, body: Instantiate) -> tuple[str, NfCheck | None]:
     """The new instance's id and the NF's own check of its config (run_checks, after this
     transaction); raises InvalidInput, NotFound or Conflict."""
@@ -159,7 +162,8 @@ async def instantiate(request: Request, body: Instantiate) -> Accepted:
     c = coord(request)
     iid, check = await db(request).read(_can_instantiate, body)
     await asyncio.to_thread(run_checks, [check])
-    op_id = await c.new_op(LcmOperation.INSTANTIATE, iid, body.model_dump())
+    op_id = await c.new_op(LcmOperation.INSTANTIATE, iid, body.model_dump(),
+                           not_present=[iid])
     _run(c, op_id, c.instantiate(op_id, body.node, body.owner, body.nf, iid, body.config),
          body.owner)
     return Accepted(vnf_lcm_op_occs=[op_id])
@@ -169,7 +173,7 @@ async def instantiate(request: Request, body: Instantiate) -> Accepted:
 async def terminate(request: Request, iid: str = IID) -> Accepted:
     c = coord(request)
     owner = await db(request).run(_can_terminate, iid)
-    op_id = await c.new_op(LcmOperation.TERMINATE, iid, {})
+    op_id = await c.new_op(LcmOperation.TERMINATE, iid, {}, exists=iid)
     _run(c, op_id, c.terminate(op_id, iid), owner)
     return Accepted(vnf_lcm_op_occs=[op_id])
 
@@ -179,7 +183,8 @@ async def migrate(request: Request, iid: str = IID, *, body: MigrateBody) -> Acc
     c = coord(request)
     new_iid, owner = await db(request).run(_can_migrate, iid, body.node)
     op_id = await c.new_op(LcmOperation.MIGRATE, iid,
-                           {"dst": body.node, "new_instance_id": new_iid})
+                           {"dst": body.node, "new_instance_id": new_iid},
+                           present=iid, free=[new_iid], not_present=[new_iid])
     _run(c, op_id, c.migrate(op_id, iid, body.node, new_iid), owner)
     return Accepted(vnf_lcm_op_occs=[op_id])
 
@@ -190,7 +195,7 @@ async def update(request: Request, iid: str = IID, *, body: UpdateBody) -> Accep
     c = coord(request)
     owner, check = await db(request).read(_can_update, iid, body.config)
     await asyncio.to_thread(run_checks, [check])
-    op_id = await c.new_op(LcmOperation.UPDATE, iid, {"config": body.config})
+    op_id = await c.new_op(LcmOperation.UPDATE, iid, {"config": body.config}, present=iid)
     _run(c, op_id, c.update(op_id, iid, body.config), owner)
     return Accepted(vnf_lcm_op_occs=[op_id])
 
