@@ -9,6 +9,18 @@ class InvalidInput(NetfateError):
     """Bad input: a malformed descriptor, bundle, topology or request. Nothing was changed."""
 
 
+class UnknownName(InvalidInput, KeyError):
+    """No policy, resolver rule or plugin of the name asked for (a KeyError too, for callers
+    that look names up)."""
+
+    def __str__(self) -> str:  # KeyError's would show the message quoted
+        return str(self.args[0]) if self.args else ""
+
+
+class UnsupportedMediaType(InvalidInput):
+    """A request body declared (Content-Type) as something the resource does not take."""
+
+
 class NotFound(NetfateError):
     """An unknown node, LSI, port, NF or bundle."""
 
@@ -32,8 +44,9 @@ class DriverError(NetfateError):
 # The HTTP status (RFC 9110) that describes each kind of error to a user: in the API's
 # problem bodies, and in an LCM operation's error (ETSI SOL003 ProblemDetails) when an agent
 # refused for that reason. Anything else is the platform's failure: 5xx.
-HTTP_STATUS: dict[type[NetfateError], int] = {
-    NotFound: 404, Conflict: 409, InvalidInput: 422, MissingCapability: 409}
+HTTP_STATUS: dict[type[NetfateError], int] = {  # the first kind that matches, in order
+    UnsupportedMediaType: 415, NotFound: 404, Conflict: 409, InvalidInput: 422,
+    MissingCapability: 409}
 
 
 def http_status(exc: BaseException, default: int = 500) -> int:

@@ -26,6 +26,7 @@ from importlib import metadata
 from typing import Protocol, runtime_checkable
 
 from netfate import plugins
+from netfate.errors import UnknownName
 
 ENTRY_POINT_GROUP = "netfate.resolvers"
 DEFAULT_RULE = "nnf"
@@ -242,8 +243,9 @@ def register(rule: Rule, *, replace: bool = False) -> Rule:
 
 
 def get_rule(name: str) -> Rule:
-    """The rule called `name`: registered, or found through the entry points. KeyError naming
-    the known ones (and why the entry points were passed over) otherwise."""
+    """The rule called `name`: registered, or found through the entry points. UnknownName
+    (a KeyError) naming the known ones (and why the entry points were passed over)
+    otherwise."""
     if name in RULES:
         return RULES[name]
 
@@ -260,8 +262,8 @@ def get_rule(name: str) -> Rule:
     if rule is not None:
         return register(rule)
     detail = "; ".join(errors)
-    raise KeyError(f"no resolver rule named {name!r} (known: {', '.join(available())})"
-                   + (f"; {detail}" if detail else ""))
+    raise UnknownName(f"no resolver rule named {name!r} (known: {', '.join(available())})"
+                      + (f"; {detail}" if detail else ""))
 
 
 def available() -> list[str]:

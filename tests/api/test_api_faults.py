@@ -4,12 +4,14 @@ node holds exactly the NFs the database says."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
 from typing import Any
 
 import httpx
+import pytest
 
 from netfate import naming
 from netfate.bus.messages import Command
@@ -550,3 +552,38 @@ def test_stop_ends_embedded_nats(tmp_path: Any) -> None:
         assert httpx.get(f"{live.url}/api/v1/health", timeout=10).json()["ok"] is True
     assert not pid_alive(pid)
     assert not (tmp_path / "s" / "nats" / "nats-server.pid").exists()
+
+
+def test_a_second_orchestrator_on_the_state_dir_is_refused_and_ends_nothing(
+        live: LiveOrchestrator) -> None:
+    """It would have taken the first one's nats-server for an orphan and ended it."""
+    from netfate.errors import Conflict
+    from netfate.orchestrator.service import Orchestrator
+    from tests.api.harness import pid_alive
+
+    second = Orchestrator(live.settings.model_copy())
+    with pytest.raises(Conflict, match="already runs an orchestrator"):
+        asyncio.run(second.start())
+    assert live.nats_pid is not None and pid_alive(live.nats_pid)
+    r = httpx.get(f"{live.url}/api/v1/health", timeout=10)
+    assert r.status_code == 200 and r.json()["bus_connected"] is True, r.text
+
+
+def test_health_says_503_while_the_bus_is_down(live: LiveOrchestrator) -> None:
+    assert live.orch.nats is not None
+    live.orch.nats.stop()
+    wait_until(lambda: httpx.get(f"{live.url}/api/v1/health", timeout=10).status_code == 503
+               or None, 10, "health to see the bus gone")
+    body = httpx.get(f"{live.url}/api/v1/health", timeout=10).json()
+    assert body["ok"] is False and body["bus_connected"] is False, body
+    live.nats_pid = None  # stopped here, not by the orchestrator's stop
+
+
+def test_a_user_cannot_associate_at_a_data_centre_node(client: httpx.Client,
+                                                       make_agent: MakeAgent) -> None:
+    make_agent("dc1", role="dc")
+    add_user(client)
+    r = client.post(f"{API}/users/user1/associate", json={"node": "dc1"})
+    assert_problem(r, 422, "dc1", "data-centre")
+    assert client.get(f"{API}/users/user1").json()["access_node"] is None
+    assert client.get(f"{API}/vnf_lcm_op_occs").json() == []

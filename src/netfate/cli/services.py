@@ -6,13 +6,22 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from netfate import naming, paths
-from netfate.cli.common import ascii_int, controller_targets, nats_servers, need_root
+from netfate.cli.common import (
+    ascii_int,
+    controller_targets,
+    guarded,
+    nats_servers,
+    need_root,
+)
 from netfate.cli.common import settings as load
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 Opt = typer.Option
 
@@ -76,27 +85,26 @@ def orchestrator(
 
     settings = load(orchestrator={
         "host": host, "port": port, "state_dir": state_dir, "db_url": db_url,
-        "nats_url": nats_url, "command_timeout": command_timeout, "policy": policy,
-        "resolver": resolver,
+        "nats_url": nats_url, "nats_port": nats_port or None,
+        "command_timeout": command_timeout, "policy": policy, "resolver": resolver,
         "radius": radius, "user_idle_timeout": user_idle_timeout,
         "reauth_lifetime": reauth_lifetime, "reaction_policy": reaction_policy,
         "probe_subnet": probe_subnet, "probe_gateway": probe_gateway,
         "replica_id": replica_id}).orchestrator
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    app = create_app(settings)
-    if nats_port:
-        from netfate.bus.server import EmbeddedNats
 
-        orch = app.state.orchestrator
-        orig_start = orch.start
+    def ready() -> FastAPI:
+        # What would fail the start inside uvicorn's lifespan, with a traceback, is checked
+        # here and ends the command with one line: the database URL, the state directory
+        # (another orchestrator's, or not writable), the policy and resolver names.
+        from netfate.db.session import check_url
+        from netfate.orchestrator import state_lock
 
-        async def start_with_port() -> None:
-            orch.nats = EmbeddedNats(settings.state_dir / "nats", nats_port)
-            await asyncio.to_thread(orch.nats.start)
-            settings.nats_url = orch.nats.url
-            await orig_start()
+        check_url(settings.database_url)
+        state_lock.probe(settings.state_dir)
+        return create_app(settings)
 
-        orch.start = start_with_port
+    app = guarded(ready)
     from netfate.http_protocol import HeadTimeoutProtocol
 
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",

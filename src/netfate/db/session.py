@@ -50,6 +50,12 @@ def default_url() -> str:
     return sqlite_url(default_state_dir())
 
 
+def check_url(url: str | URL) -> None:
+    """InvalidInput naming what is wrong when `url` is not a database URL NetFATE can use
+    (SQLite or PostgreSQL); nothing is opened."""
+    _parse(url)
+
+
 def _parse(url: str | URL) -> URL:
     try:
         u = make_url(url)

@@ -15,6 +15,7 @@ from netfate.engine.events import Event
 from netfate.engine.intents import Plan
 from netfate.engine.model import Snapshot
 from netfate.engine.netfate_policy import NetfatePolicy
+from netfate.errors import UnknownName
 
 ENTRY_POINT_GROUP = "netfate.policies"
 
@@ -58,7 +59,8 @@ def get_policy(name: str) -> Policy:
         return register(policy)
     known = ", ".join(available()) or "none"
     detail = "; ".join(errors)
-    raise KeyError(f"no policy named {name!r} (known: {known})" + (f"; {detail}" if detail else ""))
+    raise UnknownName(f"no policy named {name!r} (known: {known})"
+                      + (f"; {detail}" if detail else ""))
 
 
 def available() -> list[str]:

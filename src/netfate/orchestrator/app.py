@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Response
 
 from netfate import __version__
 from netfate.metrics import orchestrator as metrics
@@ -24,6 +24,7 @@ from netfate.orchestrator.api import (
     routes_ts_rules,
     unique_keys,
 )
+from netfate.orchestrator.api.deps import no_stray_body
 from netfate.orchestrator.service import Orchestrator
 from netfate.orchestrator.settings import Settings
 
@@ -50,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     for r in (routes_nodes_users, routes_packages, routes_instances, routes_notifications,
               routes_radius, routes_ts_rules, routes_checkpoints, routes_troubleshoot):
-        app.include_router(r.router, prefix="/api/v1")
+        app.include_router(r.router, prefix="/api/v1", dependencies=[Depends(no_stray_body)])
 
     # The operator's web UI (netfate.orchestrator.ui), its assets from the package.
     from netfate.orchestrator.ui import actions, pages
@@ -59,9 +60,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.mount("/ui/static", pages.static_app(), name="ui-static")
 
-    @app.get("/api/v1/health")
-    def health() -> dict[str, object]:
-        return {"ok": True, "version": __version__, "nats": orch.nats_url}
+    @app.get("/api/v1/health", responses={503: {"description": "The bus is disconnected"}})
+    def health(response: Response) -> dict[str, object]:
+        """ok, the version, the bus's URL and whether the orchestrator is connected to it:
+        503 when it is not (agents' messages and commands cannot flow; it reconnects by
+        itself when the bus is back)."""
+        bus = orch.nc is not None and bool(orch.nc.is_connected)
+        if not bus:
+            response.status_code = 503
+        return {"ok": bus, "version": __version__, "nats": orch.nats_url,
+                "bus_connected": bus}
 
     @app.get("/api/v1/cluster")
     def cluster() -> dict[str, object]:

@@ -39,7 +39,7 @@ from netfate.db import Database
 from netfate.db.advisory import AdvisoryLocks
 from netfate.engine import NodeTelemetry, NodeUp
 from netfate.errors import Conflict, NetfateError
-from netfate.orchestrator import notify, recovery
+from netfate.orchestrator import notify, recovery, state_lock
 from netfate.orchestrator.agents import AgentBus, Disconnects, refusal
 from netfate.orchestrator.closed_loop import ClosedLoop
 from netfate.orchestrator.coordinator import Coordinator
@@ -110,7 +110,7 @@ class Orchestrator:
     # -- start/stop -----------------------------------------------------------------------
     async def start(self) -> None:
         s = self.settings
-        s.state_dir.mkdir(parents=True, exist_ok=True)
+        state_lock.hold(s.state_dir)  # made if need be; a second orchestrator is refused
         self.api_token = api_auth.ensure_token(s.state_dir, s.api_token)
         log.info("the API and the UI (%s/ui/) take the operator token in %s", s.public_url,
                  "NETFATE_API_TOKEN" if s.api_token else api_auth.token_path(s.state_dir))
@@ -126,7 +126,7 @@ class Orchestrator:
                 await self.db.run(seed_catalogue)
         url = s.nats_url
         if url is None:
-            self.nats = EmbeddedNats(s.state_dir / "nats")
+            self.nats = EmbeddedNats(s.state_dir / "nats", s.nats_port)
             await asyncio.to_thread(self.nats.start)
             url = self.nats.url
         disconnects = Disconnects()
@@ -218,6 +218,7 @@ class Orchestrator:
             await asyncio.to_thread(self.nats.stop)
         if self.db is not None:
             await asyncio.to_thread(self.db.dispose)
+        state_lock.release(self.settings.state_dir)
 
     def radius_client(self) -> RadiusClient:
         """A RADIUS client of the stack's FreeRADIUS (fast re-authentication, as a NAS)."""
@@ -440,9 +441,8 @@ def _node_of(data: bytes) -> str:
     return str(doc.get("node", "?")) if isinstance(doc, dict) else "?"
 
 
-def getattr_policy_delta(name: str) -> float:
+def getattr_policy_delta(name: str) -> float:  # UnknownName for a bad name
     from netfate.engine import get_policy
-
     return float(getattr(get_policy(name), "reevaluate_delta", 0.15))
 
 

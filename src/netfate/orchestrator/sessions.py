@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from netfate.db import repo
-from netfate.db.models import Node, SessionState, User, UserSession
+from netfate.db.models import Node, NodeRole, SessionState, User, UserSession
 from netfate.db.repo import check
 from netfate.db.repo.sessions import new_acct_session_id
 from netfate.engine import UserAssociated, UserIdle
-from netfate.errors import NetfateError, NotFound
+from netfate.errors import InvalidInput, NetfateError, NotFound
 from netfate.owners import is_operator_owned
 
 if TYPE_CHECKING:
@@ -56,19 +56,26 @@ class Login:
 
 
 _Q_USER = sa.select(User.name).where(User.name == sa.bindparam("name"))
-_Q_NODE = sa.select(Node.name).where(Node.name == sa.bindparam("name"))
+_Q_NODE = sa.select(Node.role).where(Node.name == sa.bindparam("name"))
 
 
 def _check(s: Session, user: str, node: str | None) -> None:
-    """Raises NotFound for an unknown user or node (Core reads: every event asks)."""
+    """Raises NotFound for an unknown user or node, InvalidInput for a data-centre node
+    (users attach at the edge: a CPE or a PE; the DC only hosts NFs). Core reads: every
+    event asks."""
     conn = s.connection()
     # (the operator's owner row, netfate.owners, is no user: it never associates)
     if "\x00" in user or is_operator_owned(user) \
             or conn.execute(_Q_USER, {"name": user}).first() is None:
         raise NotFound(f"user {user!r} does not exist")
-    if node is not None and ("\x00" in node or
-                             conn.execute(_Q_NODE, {"name": node}).first() is None):
+    if node is None:
+        return
+    role = None if "\x00" in node else conn.execute(_Q_NODE, {"name": node}).scalar()
+    if role is None:
         raise NotFound(f"node {node!r} does not exist")
+    if role == NodeRole.DC:
+        raise InvalidInput(f"node {node!r} is a data-centre node: users attach at an access "
+                           "node (a CPE or a PE)")
 
 
 _Q_CURRENT = (sa.select(UserSession.id, UserSession.node_name, UserSession.mac,

@@ -27,6 +27,9 @@ class Settings(BaseModel):
     nats_url: str | None = Field(
         default=None, description="NATS URL, or a NATS cluster's member URLs separated by "
         "commas; none: an embedded nats-server")
+    nats_port: int | None = Field(
+        default=None, ge=1, le=65535,
+        description="Port of the embedded nats-server (no nats_url); none: a free one")
     # One of several replicas (issue #15, orchestrator/replica.py): they share PostgreSQL and
     # an external NATS; none: the only orchestrator.
     replica_id: str | None = Field(

@@ -9,6 +9,7 @@ from fastapi import Request
 from sqlalchemy.orm import Session
 
 from netfate.db import Database
+from netfate.errors import InvalidInput
 from netfate.orchestrator.coordinator import Coordinator
 from netfate.orchestrator.service import Orchestrator
 
@@ -52,3 +53,19 @@ def all_rows(request: Request, query: Callable[[Session], Iterable[Any]]) -> lis
     """The rows `query` returns, as JSON, read in one session."""
     with db(request).session() as s:
         return [row(r) for r in query(s)]
+
+
+async def no_stray_body(request: Request) -> None:
+    """A request body where the route takes none is refused (InvalidInput, 422), not
+    ignored: `POST /users/u/idle` with `{{{` looked accepted. Routes that read their body
+    themselves declare it in their OpenAPI (openapi_extra "requestBody") and are left alone;
+    GET and HEAD are too."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    route = request.scope.get("route")
+    if route is None or getattr(route, "body_field", None) is not None \
+            or "requestBody" in (getattr(route, "openapi_extra", None) or {}):
+        return
+    if await request.body():
+        raise InvalidInput(f"{request.method} {request.url.path} takes no request body")
+
