@@ -100,8 +100,10 @@ class LoopFailures:
         self._unlogged = 0
         self._streak = 0
 
-    def failed(self, what: str, exc: BaseException, now: float | None = None) -> None:
-        """Count and (unless a recent repeat) log `what` failing with `exc`."""
+    def failed(self, what: str, exc: BaseException, now: float | None = None,
+               trace: bool = True) -> None:
+        """Count and (unless a recent repeat) log `what` failing with `exc`; with its
+        traceback unless `trace` is False (a peer that is down: the line says it all)."""
         self.registry.inc(LOOP_FAILURES, loop=self.loop)
         self._streak += 1
         now = time.monotonic() if now is None else now
@@ -110,7 +112,8 @@ class LoopFailures:
             self._unlogged += 1
             return
         again = f" (and {self._unlogged} more times)" if self._unlogged else ""
-        self.log.warning("%s loop: %s%s", self.loop, text, again, exc_info=exc)
+        self.log.warning("%s loop: %s%s", self.loop, text, again,
+                         exc_info=exc if trace else None)
         self._last_text, self._last_logged, self._unlogged = text, now, 0
 
     def ok(self) -> None:

@@ -9,9 +9,11 @@ carried in a RADIUS Access-Request, and checked by the back end as a password. S
 - a password is 1-128 bytes of UTF-8 (RFC 2865 5.2: User-Password holds at most 128 octets;
   the portal caps its field there), in Unicode NFC (what keyboards send; RFC 8265's
   OpaqueString normalisation), without control characters (a form field cannot carry a
-  newline or a tab, PAP pads with NUL), not starting or ending with white space (keyboards
-  and password managers trim it), and not starting with "reauth:" (the RADIUS back end
-  reads such a password as a fast re-authentication token, netfate.radius.backend).
+  newline or a tab, PAP pads with NUL) or others OpaqueString disallows (format characters
+  such as U+202E, line and paragraph separators, private-use, unassigned), not starting or
+  ending with white space (keyboards and password managers trim it), and not starting with
+  "reauth:" (the RADIUS back end reads such a password as a fast re-authentication token,
+  netfate.radius.backend).
 """
 
 from __future__ import annotations
@@ -35,6 +37,14 @@ def username_problem(name: str) -> str | None:
     return None
 
 
+def _opaque(c: str) -> bool:
+    """Whether RFC 8264's FreeformClass (under OpaqueString) allows `c`: the categories L, M,
+    N, P, S and the space separator Zs. Not Cf (U+202E turns the text around), Zl, Zp
+    (U+2028 breaks the line), Co, Cn."""
+    cat = unicodedata.category(c)
+    return cat[0] in "LMNPS" or cat == "Zs"
+
+
 def password_problem(password: str) -> str | None:
     """Why `password` cannot be a user's password, or None if it can. Never quotes it."""
     if not isinstance(password, str) or not password:
@@ -48,6 +58,11 @@ def password_problem(password: str) -> str | None:
                 "can be sent through RADIUS (RFC 2865 5.2) and the portal")
     if any(unicodedata.category(c) == "Cc" for c in password):
         return "password must not contain control characters (NUL, tab, newline...)"
+    odd = next((c for c in password if not _opaque(c)), None)
+    if odd is not None:
+        return (f"password must not contain U+{ord(odd):04X} ({unicodedata.category(odd)}): "
+                "only letters, marks, digits, punctuation, symbols and spaces (RFC 8265 "
+                "OpaqueString; no format, separator, private-use or unassigned characters)")
     if password != password.strip():
         return "password must not begin or end with white space"
     if password.startswith(REAUTH_PREFIX):

@@ -80,6 +80,31 @@ class ClientSettings(BaseModel):
 
     api: str = Field(default="http://127.0.0.1:8181", description="The orchestrator's API base URL")
 
+    @field_validator("api")
+    @classmethod
+    def _base_url(cls, v: str) -> str:
+        """http(s)://host[:port][/prefix], nothing after: a query or a fragment would end
+        up in front of every request's path (`.../health#/api/v1/nodes` asked for health)."""
+        from urllib.parse import urlsplit
+
+        if len(v) > 2048 or not v.isascii() or not v.isprintable() or " " in v:
+            raise ValueError("must be a URL of printable ASCII, at most 2048 characters")
+        try:
+            u = urlsplit(v)
+            port = u.port
+        except ValueError as exc:
+            raise ValueError(f"is not a URL: {exc}") from None
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise ValueError("must be http://HOST[:PORT] or https://HOST[:PORT]")
+        if u.query or u.fragment or "?" in v or "#" in v:
+            raise ValueError("must be the API's base URL, without '?' or '#'")
+        if u.username is not None or u.password is not None:
+            raise ValueError("must not carry a user or password (the token is read from the "
+                             "state directory or NETFATE_API_TOKEN)")
+        if port == 0:
+            raise ValueError("port 0 is no port")
+        return v.rstrip("/")
+
 
 # The variable prefix of each group: its fields read <prefix><FIELD NAME IN CAPITALS>. The
 # orchestrator's and a few others' variables predate the groups and have no group word.

@@ -519,6 +519,30 @@ def test_bundle_sha256_mismatch(seeded: httpx.Client) -> None:
     assert got.status_code == 200 and got.content == data
 
 
+@pytest.mark.parametrize(("method", "path"), [
+    ("POST", "/users/user1/idle"), ("POST", "/checkpoints"), ("POST", "/users/user1/logout"),
+    ("POST", "/vnf_instances/cpe1-user1-firewall/terminate"), ("DELETE", "/users/user1"),
+    ("PUT", "/vnf_instances/cpe1-user1-firewall/mute")])
+@pytest.mark.parametrize("body", [b"{{{", b'{"force": true}', b"x"])
+def test_a_body_where_a_route_takes_none_is_refused(seeded: httpx.Client, method: str,
+                                                    path: str, body: bytes) -> None:
+    """It was ignored, so `{{{` looked accepted (probe, 2026-12-04)."""
+    with unchanged(seeded):
+        r = seeded.request(method, API + path, content=body,
+                           headers={"content-type": "application/json"})
+        assert_problem(r, 422, "takes no request body")
+
+
+@pytest.mark.parametrize("media", ["application/json", "text/plain", "multipart/form-data"])
+def test_a_bundle_declared_as_something_else_is_415(seeded: httpx.Client, media: str) -> None:
+    """application/json said "not UTF-8" (probe, 2026-12-04): what the body must be, instead."""
+    data = _with_firewall([_file("files/extra.txt", b"media\n")], version="1.0.2")
+    with unchanged(seeded):
+        r = seeded.post(f"{API}/vnf_packages", content=data, headers={"content-type": media})
+        assert_problem(r, 415, media, "application/gzip")
+        assert r.json()["title"] == "Unsupported Media Type"
+
+
 def test_empty_bundle(seeded: httpx.Client) -> None:
     with unchanged(seeded):
         assert_problem(seeded.post(f"{API}/vnf_packages", content=b""), 422, "empty")

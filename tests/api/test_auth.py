@@ -22,6 +22,13 @@ def test_api_needs_the_token(live: LiveOrchestrator) -> None:
         assert r.status_code == 401, headers
         assert r.headers["www-authenticate"].startswith("Bearer")
         assert "token" in r.json()["detail"]
+        assert r.json()["title"] == "Unauthorized"
+    # Two Authorization fields (which one counts?): 400, whichever order the good one has.
+    for pair in ([("Authorization", "Bearer wrong"), ("Authorization", f"Bearer {TOKEN}")],
+                 [("Authorization", f"Bearer {TOKEN}"), ("Authorization", "Bearer wrong")],
+                 [("Authorization", f"Bearer {TOKEN}")] * 2):
+        r = httpx.get(f"{live.url}/api/v1/users", headers=httpx.Headers(pair), timeout=10)
+        assert r.status_code == 400 and "more than once" in r.json()["detail"], r.text
     # writes too, before the body is looked at
     r = httpx.post(f"{live.url}/api/v1/users", json={"name": "u", "password": "p"}, timeout=10)
     assert r.status_code == 401

@@ -95,6 +95,17 @@ def test_right_password_without_the_key_is_still_401(http: httpx.Client, path: s
     (b'{"User-Name": {"value": [1]}, "User-Password": {"value": ["x"]}}', 422, "User-Name.value"),
     (b'{"User-Name": {"value": ["u"]}, "User-Password": {"value": ["x"]},'
      b' "Calling-Station-Id": {"value": "aa"}}', 422, "Calling-Station-Id"),
+    # (new-user probe, 2026-12-04: accepted) a Calling-Station-Id that is no MAC, NaN
+    (b'{"User-Name": {"value": ["u"]}, "User-Password": {"value": ["x"]},'
+     b' "Calling-Station-Id": {"value": ["zz; DROP"]}}', 422, "MAC address"),
+    (b'{"User-Name": {"value": ["u"]}, "User-Password": {"value": ["x"]},'
+     b' "Calling-Station-Id": {"value": ["02-00-00-00-00-0g"]}}', 422, "MAC address"),
+    (b'{"User-Name": {"value": ["u"]}, "User-Password": {"value": ["x"]}, "x": NaN}', 400,
+     "NaN is not a JSON number"),
+    (b'{"User-Name": {"value": ["u"]}, "User-Password": {"value": ["x"]}, "x": Infinity}',
+     400, "Infinity"),
+    (b'{"User-Name": {"value": ["u"]}, "User-Name": {"value": ["v"]},'
+     b' "User-Password": {"value": ["x"]}}', 422, "User-Name"),
 ])
 def test_malformed_bodies(http: httpx.Client, path: str, body: bytes, status: int,
                           says: str) -> None:

@@ -74,6 +74,20 @@ def test_loop_failures_count_each_and_log_repeats_sparingly(
         "telemetry loop: working again after 5 failed rounds",
     ]
     assert caplog.records[0].levelno == logging.WARNING
+    assert caplog.records[0].exc_info is not None
+
+
+def test_a_peer_down_is_one_line_without_a_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    """A subscription's callback that is down: one line, not 60 per operation (probe,
+    2026-12-04)."""
+    f = LoopFailures("notify", logging.getLogger("n"), registry=Counters(), repeat_s=60)
+    with caplog.at_level(logging.INFO, logger="n"):
+        for k in range(5):
+            f.failed("notifying subscription 1 at http://127.0.0.1:9/", OSError("refused"),
+                     now=k, trace=False)
+    assert [r.getMessage() for r in caplog.records] == [
+        "notify loop: notifying subscription 1 at http://127.0.0.1:9/: OSError: refused"]
+    assert caplog.records[0].exc_info is None
 
 
 def test_task_failures_reports_a_failed_background_task(

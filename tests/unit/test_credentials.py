@@ -31,9 +31,17 @@ BAD_PASSWORDS = [
     ("password ", "white space"),
     ("passw\u00a0", "white space"),  # no-break space: str.strip() knows it
     ("cafe\u0301-pass", "NFC"),
+    # RFC 8265 OpaqueString's disallowed kinds (new-user probe, 2026-12-04: accepted)
+    ("pass\u202eword", "202E"),  # right-to-left override (Cf)
+    ("pass\u2028word", "2028"),  # line separator (Zl)
+    ("pass\u2029word", "2029"),  # paragraph separator (Zp)
+    ("pass\u200bword", "200B"),  # zero width space (Cf)
+    ("pass\ue000word", "E000"),  # private use (Co)
+    ("pass\u0378word", "0378"),  # unassigned (Cn)
 ]
 GOOD_PASSWORDS = ["secret1", "x" * 128, "\u00e9" * 64, "pass word", "caf\u00e9-pass",
-                  "r\u00e9auth:x", "Reauth:x", "a:reauth:b"]
+                  "r\u00e9auth:x", "Reauth:x", "a:reauth:b", "pass\U0001f600",
+                  "\u043f\u0430\u0440\u043e\u043b\u044c"]
 
 
 @pytest.mark.parametrize(("password", "words"), BAD_PASSWORDS)

@@ -53,16 +53,47 @@ def _checked_path(path: str) -> str:
 
 
 def call(method: str, path: str, **kw: Any) -> Any:
+    """The API's JSON answer (an object or an array; None for an empty body); one clear
+    line and exit 1 for anything else (NETFATE_API pointing at some other page)."""
     r = _request(method, f"{api()}/api/v1{_checked_path(path)}", **kw)
-    return r.json() if r.content else None
+    return _document(r, (dict, list)) if r.content else None
+
+
+def call_rows(path: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """GET a list whose items are objects, as `call`."""
+    return _rows(_request("GET", f"{api()}/api/v1{_checked_path(path)}", params=params))
+
+
+def _rows(r: httpx.Response) -> list[dict[str, Any]]:
+    doc = _document(r, (list,))
+    if not all(isinstance(x, dict) for x in doc):
+        _document(r, ())  # fails, the same way
+    return list(doc)
+
+
+def _document(r: httpx.Response, kinds: tuple[type, ...]) -> Any:
+    try:
+        doc = r.json()
+    except ValueError:
+        doc = None
+    if not isinstance(doc, kinds):
+        kind = r.headers.get("content-type", "no content type").split(";")[0]
+        fail(f"{r.request.method} {r.url.path} answered HTTP {r.status_code} ({kind}), not "
+             f"the API's JSON: is NETFATE_API ({api()}) the orchestrator's base URL?")
+    return doc
 
 
 def call_all(path: str, params: dict[str, Any] | None = None) -> list[Any]:
     """GET a paged list whole, following each Link rel="next" (netfate.api_pages), with
     the CLI's one-line errors."""
-    first = _request("GET", f"{api()}/api/v1{_checked_path(path)}", params=params)
+    def page(url: str, p: dict[str, Any] | None = None) -> httpx.Response:
+        r = _request("GET", url, params=p)
+        _rows(r)
+        return r
+
+    first = page(f"{api()}/api/v1{_checked_path(path)}", params)
     try:
-        return follow(first, lambda url: _request("GET", url))
+        return follow(first, page)
     except ValueError as exc:
         fail(str(exc))
 
@@ -70,15 +101,16 @@ def call_all(path: str, params: dict[str, Any] | None = None) -> list[Any]:
 def _request(method: str, url: str, **kw: Any) -> httpx.Response:
     try:
         r = httpx.request(method, url, timeout=30, auth=auth(), **kw)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         console.print(f"[red]error:[/] cannot reach the orchestrator at {escape(api())}: "
                       f"{escape(str(exc))}")
         raise typer.Exit(2) from None
     if r.status_code >= 400:
         try:
-            detail = r.json().get("detail", r.text)
+            body = r.json()
         except ValueError:
-            detail = r.text
+            body = None
+        detail = body.get("detail", r.text) if isinstance(body, dict) else r.text[:300]
         # The server's words as they are: a pattern such as '^[a-z0-9]...' is no markup.
         console.print(f"[red]error {r.status_code}:[/] {escape(str(detail))}")
         raise typer.Exit(1)
@@ -112,12 +144,13 @@ notes = typer.Typer(help="NF notifications")
 
 @nodes.command("list")
 def nodes_list(json_out: JsonOpt = False) -> None:
-    rows = call("GET", "/nodes")
+    rows = call_rows("/nodes")
     for r in rows:
         r["cpu"] = (r.get("resources") or {}).get("cpu_util")
         r["mem_free_mb"] = (r.get("resources") or {}).get("mem_free_mb")
         r["nfs"] = (r.get("resources") or {}).get("nf_count")
-    show(rows, ["name", "role", "online", "cpu", "mem_free_mb", "nfs", "last_seen"], json_out)
+    show(rows, ["name", "role", "online", "admin_down", "cpu", "mem_free_mb", "nfs",
+                "last_seen"], json_out)
 
 
 @nodes.command("down")
@@ -136,7 +169,7 @@ def nodes_up(name: str) -> None:
 
 @users.command("list")
 def users_list(json_out: JsonOpt = False) -> None:
-    show(call("GET", "/users"),
+    show(call_rows("/users"),
          ["name", "required_nfs", "access_node", "mac", "ip", "last_seen"], json_out)
 
 
@@ -215,7 +248,7 @@ def users_delete(name: NameArg) -> None:
 @nfs.command("list")
 def nfs_list(node: Annotated[str | None, typer.Option(callback=checked("name"))] = None,
              json_out: JsonOpt = False) -> None:
-    rows = call("GET", "/vnf_instances", params={"node": node} if node else None)
+    rows = call_rows("/vnf_instances", params={"node": node} if node else None)
     show(rows, ["id", "nf_name", "owner", "node_name", "desired_state", "actual_state"],
          json_out)
 

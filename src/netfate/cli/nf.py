@@ -20,6 +20,7 @@ from netfate.cli.common import (
     read_file,
     settings,
 )
+from netfate.errors import NotFound
 
 if TYPE_CHECKING:
     from netfate.testbed.context import Testbed
@@ -171,8 +172,13 @@ def _op(node: str, instance: str, op: str, arg: Any = None) -> Any:
     with _attach() as tb:
         n = tb.node(node)
         if op == "delete":
+            try:
+                n.driver_of(instance)
+            except NotFound:  # its leftovers (if any) go all the same; the user is told
+                tb.remove_nf(node, instance)
+                raise NotFound(f"no NF {instance!r} on node {node}: nothing to delete") from None
             tb.remove_nf(node, instance)
-            return {"instance_id": instance, "deleted": True}
+            return {"instance_id": instance, "state": "deleted"}
         fn = getattr(n.driver_of(instance), op)
         res = fn(instance) if arg is None else fn(instance, arg)
         if res is None:

@@ -101,7 +101,7 @@ def down(
         console.print(
             f"[green]testbed down[/]: {len(removed['namespaces'])} namespaces, "
             f"{len(removed['links'])} links, {len(removed['cgroups'])} cgroups, "
-            f"OVS PIDs {removed['pids']} ended"
+            f"{len(removed['pids'])} processes ended (PIDs {removed['pids']})"
         )
 
 

@@ -102,8 +102,10 @@ async def dispatch(hub: EventHub, db: Database, timeout: float = 3.0,
                     except (httpx.HTTPError, httpx.InvalidURL) as exc:
                         # InvalidURL is no HTTPError: a URI the API let through before it
                         # refused control characters would otherwise end the dispatcher.
-                        failures.failed(f"notifying subscription {sub_id} at {uri} of "
-                                        f"operation {op.get('id')}", exc)
+                        # Without the operation's id, so a callback that stays down is
+                        # one line a minute (LoopFailures), not a traceback per operation.
+                        failures.failed(f"notifying subscription {sub_id} at {uri}", exc,
+                                        trace=False)
         except asyncio.CancelledError:
             hub.unsubscribe(q)
             raise

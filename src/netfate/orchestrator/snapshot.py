@@ -25,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from netfate.db import repo
 from netfate.db.models import (
     ActualState,
     Node,
@@ -65,13 +66,16 @@ def catalogue(session: Session) -> tuple[CatalogueEntry, ...]:
     hit = _catalogue_cache.get(key)
     if hit is not None:
         return hit
-    latest: dict[str, CatalogueEntry] = {}
+    # Each NF's newest package (repo.rank: its highest version) gives its entry.
+    newest: dict[str, tuple[Any, dict[str, Any]]] = {}
     rows = session.execute(
-        sa.select(VnfPackage.name, VnfPackage.descriptor)
-        .order_by(VnfPackage.name, VnfPackage.uploaded_at, VnfPackage.sha256))
-    for name, d in rows:
-        latest[name] = catalogue_entry(name, d or {})
-    entries = tuple(latest.values())
+        sa.select(VnfPackage.name, VnfPackage.version, VnfPackage.uploaded_at,
+                  VnfPackage.sha256, VnfPackage.descriptor).order_by(VnfPackage.name))
+    for name, version, at, sha, d in rows:
+        r = repo.rank(version, at, sha)
+        if name not in newest or r > newest[name][0]:
+            newest[name] = (r, d or {})
+    entries = tuple(catalogue_entry(name, d) for name, (_, d) in newest.items())
     if len(_catalogue_cache) > 16:
         _catalogue_cache.clear()
     _catalogue_cache[key] = entries

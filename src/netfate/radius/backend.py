@@ -16,13 +16,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from netfate.credentials import REAUTH_PREFIX
 from netfate.db import Database, repo
@@ -38,6 +39,8 @@ FAILED = "authentication failed: wrong user name or password"
 ACCEPTED = "authenticated"
 
 RadiusString = Annotated[str, StringConstraints(max_length=253)]  # an attribute's limit
+_MAC_FORM = re.compile(r"[0-9A-Fa-f]{2}([-:][0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{12}"
+                       r"|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}")
 
 
 class RestAttribute(BaseModel):
@@ -56,6 +59,23 @@ class RestRequest(BaseModel):
     user_password: RestAttribute = Field(alias="User-Password")
     calling_station_id: RestAttribute | None = Field(None, alias="Calling-Station-Id")
     nas_identifier: RestAttribute | None = Field(None, alias="NAS-Identifier")
+
+    @field_validator("calling_station_id")
+    @classmethod
+    def _station_mac(cls, v: RestAttribute | None) -> RestAttribute | None:
+        """A MAC address (RFC 3580 §3.21: "00-10-A4-23-19-C0"; colons or twelve hex digits
+        as some NASes send it), made lower case with colons: the form sessions keep, so a
+        fast re-authentication compares like with like. ValueError for anything else."""
+        if v is None:
+            return v
+        macs = []
+        for raw in v.value:
+            digits = raw.replace("-", "").replace(":", "").replace(".", "")
+            if not _MAC_FORM.fullmatch(raw) or len(digits) != 12:
+                raise ValueError("Calling-Station-Id must be the station's MAC address "
+                                 "(such as 02-00-00-00-00-01)")
+            macs.append(":".join(digits[i:i + 2] for i in range(0, 12, 2)).lower())
+        return v.model_copy(update={"value": macs})
 
     def login(self) -> AuthRequest:
         def first(a: RestAttribute | None) -> str | None:

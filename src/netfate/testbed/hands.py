@@ -70,7 +70,7 @@ def login(client: str, user: str, password: str,
     t = topo or topology_up()
     h = t.host(client)
     if h.role != "client":
-        raise InvalidInput(f"{client} is a {h.role} host; log in from a client: "
+        raise InvalidInput(f"{client} is {h.a_role}; log in from a client: "
                            f"{[x.name for x in t.hosts if x.role == 'client']}")
     out = asdict(portal_login(t, client, user, password))
     return {"ok": True, "client": client, **out}

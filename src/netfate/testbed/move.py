@@ -63,7 +63,7 @@ def move(client: str, node: str) -> dict[str, Any]:
     topo = Topology.model_validate(st["topology"])
     h = topo.host(client)
     if h.role != "client":
-        raise InvalidInput(f"{client} is a {h.role} host: only clients roam")
+        raise InvalidInput(f"{client} is {h.a_role}: only clients roam")
     target = topo.node(node)
     if target.role != "cpe":
         raise InvalidInput(f"{node} is a {target.role} node: clients attach to CPEs")

@@ -41,7 +41,7 @@ def new_mac(client: str, mac: str) -> dict[str, Any]:
     topo = Topology.model_validate(st["topology"])
     h = topo.host(client)
     if h.role != "client":
-        raise InvalidInput(f"{client} is a {h.role} host: only clients change their MAC")
+        raise InvalidInput(f"{client} is {h.a_role}: only clients change their MAC")
     if not netns.exists(h.netns):
         raise Conflict(f"client {client} has no namespace ({h.netns}): is the testbed up?")
     old = h.mac or h.default_mac()

@@ -101,6 +101,11 @@ class HostSpec(_M):
     def netns(self) -> str:
         return naming.host_netns(self.name)
 
+    @property
+    def a_role(self) -> str:
+        """'a client host', 'an internet host': for messages."""
+        return f"{'an' if self.role == 'internet' else 'a'} {self.role} host"
+
     def default_mac(self) -> str:
         h = hashlib.sha1(self.name.encode()).hexdigest()
         return "02:fa:" + ":".join(h[i : i + 2] for i in range(0, 8, 2))

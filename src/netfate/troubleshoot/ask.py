@@ -94,7 +94,7 @@ def _check(tb: Testbed, q: Question) -> tuple[str, str, str]:
     except NotFound as exc:
         raise InvalidInput(f"user {q.user!r}: {exc}") from None
     if h.role != "client":
-        raise InvalidInput(f"user {q.user!r} is a {h.role} host, not a user's device")
+        raise InvalidInput(f"user {q.user!r} is {h.a_role}, not a user's device")
     dest = q.dest or tb.topology.internet_address
     try:
         dest = str(ipaddress.IPv4Address(dest))

@@ -9,10 +9,14 @@ from netfate.db.repo.actual import record_actual_states
 from netfate.db.repo.catalogue import (
     add_bundle,
     bundle_descriptor,
+    check_new_version,
     delete_bundle,
     get_bundle,
+    highest_other,
     latest_bundle_sha,
     list_bundles,
+    rank,
+    version_key,
 )
 from netfate.db.repo.desired import desired_state_for_node, nodes_needing_push
 from netfate.db.repo.instances import (
@@ -93,6 +97,7 @@ from netfate.db.repo.users import (
     replace_password_hash,
     update_user,
     update_user_seen,
+    users_wanting,
 )
 
 __all__ = [
@@ -108,6 +113,7 @@ __all__ = [
     "add_subscription",
     "authenticate_user",
     "bundle_descriptor",
+    "check_new_version",
     "clear_steering",
     "create_user",
     "delete_bundle",
@@ -127,6 +133,7 @@ __all__ = [
     "get_subscription",
     "get_ts_rule",
     "get_user",
+    "highest_other",
     "instance_id_for",
     "is_muted",
     "latest_bundle_sha",
@@ -149,6 +156,7 @@ __all__ = [
     "nodes_needing_push",
     "prune_notifications",
     "put_ts_rules",
+    "rank",
     "record_actual_states",
     "replace_password_hash",
     "request_cancel",
@@ -166,4 +174,6 @@ __all__ = [
     "update_user_seen",
     "upsert_instance",
     "upsert_node",
+    "users_wanting",
+    "version_key",
 ]

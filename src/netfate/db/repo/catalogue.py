@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 import sqlalchemy as sa
@@ -44,6 +45,38 @@ def add_bundle(
     return bundle
 
 
+def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    """A package version's place in order: runs of digits compare as numbers ("1.10" after
+    "1.9"), anything else as text; a version that extends another comes after it."""
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.findall(r"\d+|\D+", version))
+
+
+def rank(version: str, uploaded_at: float, sha256: str) -> tuple[Any, ...]:
+    """A package's place among its NF's: the highest version is the newest, the one new
+    instances use (SOL005: a package is its vnfdId and version); of equal versions, the
+    latest upload; then the sha256, so the order is total."""
+    return (version_key(version), uploaded_at, sha256)
+
+
+def highest_other(session: Session, name: str, sha256: str) -> VnfPackage | None:
+    """The newest package of NF `name` (by `rank`), other than `sha256`'s."""
+    others = [b for b in list_bundles(session, name=name) if b.sha256 != sha256]
+    return max(others, key=lambda b: rank(b.version, b.uploaded_at, b.sha256), default=None)
+
+
+def check_new_version(session: Session, name: str, version: str, sha256: str) -> None:
+    """Conflict when another package of NF `name` has this version: the two would be one
+    package (SOL005's vnfdId and version) with two contents, and which one new instances
+    use would hang on upload order. The same bytes again are no change; another version,
+    higher or lower, is a package of its own (the highest one is the NF's newest)."""
+    if session.get(VnfPackage, sha256) is not None:
+        return
+    same = [b for b in list_bundles(session, name=name) if b.version == version]
+    if same:
+        raise Conflict(f"package {name} {version} is in the catalogue already with other "
+                       f"content (sha256 {same[0].sha256}); give this one another version")
+
+
 def get_bundle(session: Session, sha256: str) -> VnfPackage:
     """The bundle, its data loaded."""
     if not isinstance(sha256, str) or "\x00" in sha256:
@@ -77,20 +110,20 @@ def delete_bundle(session: Session, sha256: str) -> None:
         session.delete(bundle)
 
 
-_Q_LATEST = (sa.select(VnfPackage.sha256).where(VnfPackage.name == sa.bindparam("nf"))
-             .order_by(VnfPackage.uploaded_at.desc(), VnfPackage.sha256).limit(1))
+_Q_OF_NF = (sa.select(VnfPackage.version, VnfPackage.uploaded_at, VnfPackage.sha256)
+            .where(VnfPackage.name == sa.bindparam("nf")))
 
 
 def latest_bundle_sha(session: Session, nf: str) -> str:
-    """The sha256 of the NF's newest upload (ties: the first by sha256), without loading
+    """The sha256 of the NF's newest package (`rank`: its highest version), without loading
     descriptors or bytes. Raises NotFound when the catalogue has no bundle of that NF.
     One statement built once, run on the connection (every placement and migration asks:
     no ORM execution path)."""
     session.flush()  # (as an ORM read would: a bundle added in this session counts)
-    sha: str | None = session.connection().execute(_Q_LATEST, {"nf": nf}).scalar()
-    if sha is None:
+    rows = session.connection().execute(_Q_OF_NF, {"nf": nf}).all()
+    if not rows:
         raise NotFound(f"no bundle for NF {nf!r} in the catalogue")
-    return sha
+    return str(max(rows, key=lambda r: rank(r.version, r.uploaded_at, r.sha256)).sha256)
 
 
 def bundle_descriptor(session: Session, sha256: str) -> dict[str, Any]:

@@ -116,6 +116,12 @@ def get_user(session: Session, name: str) -> User:
     return get_or_404(session, User, name, "user")
 
 
+def users_wanting(session: Session, nf: str) -> list[str]:
+    """The users whose required NFs include `nf`, by name."""
+    rows = session.execute(sa.select(User.name, User.required_nfs).order_by(User.name))
+    return [name for name, nfs in rows if nf in (nfs or [])]
+
+
 def list_users(session: Session, *, access_node: str | None = None) -> list[User]:
     # not the operator's owner row (netfate.owners): no user's
     q = where_given(sa.select(User).where(User.name != OPERATOR).order_by(User.name),

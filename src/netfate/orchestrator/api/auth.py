@@ -70,6 +70,9 @@ class OperatorAuth:
         if not token:
             return problem(503, "the orchestrator is starting; retry shortly")
         headers = _headers(scope)
+        if sum(k.lower() == b"authorization" for k, _ in scope.get("headers", [])) > 1:
+            # RFC 9110 §5.3: Authorization is a singleton field; which one counts is ambiguous
+            return problem(400, "Authorization is given more than once: send one")
         if api:
             return self._api(path, scope, headers, token)
         return self._ui(scope, headers, token)

@@ -19,12 +19,13 @@ from netfate.orchestrator.nf_config_check import check_config, may_check
 
 
 def newest_package(s: Any, nf: str) -> VnfPackage:
-    """NF `nf`'s newest package; InvalidInput naming the catalogue's NFs if there is none."""
+    """NF `nf`'s newest package (repo.rank: its highest version); InvalidInput naming the
+    catalogue's NFs if there is none."""
     bundles = repo.list_bundles(s, name=nf)
     if not bundles:
         known = sorted({b.name for b in repo.list_bundles(s)})
         raise InvalidInput(f"unknown NF {nf!r}; the catalogue has {known}")
-    return max(bundles, key=lambda b: b.uploaded_at)
+    return max(bundles, key=lambda b: repo.rank(b.version, b.uploaded_at, b.sha256))
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,10 @@ from netfate.orchestrator.admission import Overloaded
 log = logging.getLogger("netfate.api")
 
 TITLES = {404: "Not Found", 409: "Conflict", 413: "Payload Too Large", 422: "Invalid input",
-          400: "Bad Request", 405: "Method Not Allowed", 500: "Internal Server Error",
-          415: "Unsupported Media Type", 429: "Too Many Requests", 503: "Unavailable"}
+          400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+          405: "Method Not Allowed", 500: "Internal Server Error", 502: "Bad Gateway",
+          504: "Gateway Timeout", 415: "Unsupported Media Type", 429: "Too Many Requests",
+          503: "Unavailable"}
 _JSON_TYPES = {type(None): "null", list: "an array", str: "a string", int: "a number",
                float: "a number", bool: "a boolean", bytes: "a non-JSON body"}
 

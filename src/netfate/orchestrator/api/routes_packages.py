@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from netfate.bundle import inspect_bundle, sha256_of
 from netfate.db import repo
 from netfate.descriptor import Descriptor, implementations_of
-from netfate.errors import Conflict, InvalidInput, NetfateError
+from netfate.errors import Conflict, InvalidInput, NetfateError, UnsupportedMediaType
 from netfate.orchestrator.api.deps import all_rows, db, one_row, orch, row
 
 router = APIRouter()
@@ -22,6 +22,12 @@ router = APIRouter()
 # a time: uploads can neither stall the API nor take the threads other requests need.
 INSPECTORS = 2
 _inspectors = ThreadPoolExecutor(INSPECTORS, thread_name_prefix="netfate-inspect")
+
+
+# What a bundle upload may say it is ("": no Content-Type, as `curl --data-binary` sends).
+BUNDLE_TYPES = frozenset({"", "application/gzip", "application/x-gzip",
+                          "application/octet-stream", "application/x-tar+gzip",
+                          "application/x-compressed-tar"})
 
 
 class Busy(NetfateError):
@@ -60,6 +66,10 @@ _BUNDLE_BODY = {"type": "string", "format": "binary"}
 async def upload(request: Request,
                  sha256: str | None = Query(default=None, pattern=r"^[0-9a-fA-F]{64}$")
                  ) -> dict[str, Any]:
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media not in BUNDLE_TYPES:
+        raise UnsupportedMediaType(f"Content-Type {media[:100]!r}: send the bundle .tgz as "
+                               f"{' or '.join(sorted(t for t in BUNDLE_TYPES if t))}")
     data = await request.body()
     if not data:
         raise InvalidInput("empty body: send the bundle .tgz as the request body")
@@ -69,15 +79,9 @@ async def upload(request: Request,
     sha = sha256_of(data)
 
     def add(s: Any) -> dict[str, Any]:
-        # A package is its name and version (SOL005's vnfdId and version): other bytes
-        # under the same pair would silently take its place as the newest (the firewall's
-        # config checks then ran an uploader's code).
-        same = [b for b in repo.list_bundles(s, name=desc.name)
-                if b.version == desc.version and b.sha256 != sha]
-        if same:
-            raise Conflict(f"package {desc.name} {desc.version} is in the catalogue already "
-                           f"with other content (sha256 {same[0].sha256}); give this one "
-                           "another version")
+        # Other bytes under a package's version would silently replace it as the newest
+        # (the firewall's config checks then ran an uploader's code).
+        repo.check_new_version(s, desc.name, desc.version, sha)
         return row(repo.add_bundle(s, data, name=desc.name, version=desc.version,
                                    descriptor=desc.model_dump(mode="json", by_alias=True)))
 
@@ -107,6 +111,25 @@ def with_implementations(pkg: dict[str, Any]) -> dict[str, Any]:
     return {**pkg, "implementations": [
         {"flavour": i.flavour, "memory-mb": i.memory_mb, "cpu-percent": i.cpu_percent,
          "disk-mb": i.disk_mb} for i in impls]}
+
+
+@router.delete("/vnf_packages/{sha256}", status_code=204, response_class=Response,
+               summary="Delete a package no NF instance uses (409 otherwise)")
+async def delete_package(request: Request, sha256: str = SHA256) -> Response:
+    """SOL005 §9.4.3.3.5 (DELETE of an individual VNF package): refused (409) while an NF
+    instance uses it, or while users subscribe to its NF and it is that NF's only package;
+    404 for an unknown one. The next package of its NF, by version, is then the newest."""
+    def delete(s: Any) -> None:
+        pkg = repo.get_bundle(s, sha256.lower())
+        if repo.highest_other(s, pkg.name, pkg.sha256) is None:
+            wanting = repo.users_wanting(s, pkg.name)
+            if wanting:
+                raise Conflict(f"package {pkg.sha256[:12]} is the only one of {pkg.name}, "
+                               f"which users {', '.join(wanting[:3])} subscribe to")
+        repo.delete_bundle(s, pkg.sha256)
+
+    await db(request).run(delete)
+    return Response(status_code=204)
 
 
 @router.get("/vnf_packages/{sha256}/content", response_class=Response,

@@ -25,6 +25,7 @@ from netfate.orchestrator.api.deps import db, orch
 from netfate.orchestrator.api.problems import problem
 from netfate.radius.backend import AuthDecision, RadiusBackend, RestRequest
 from netfate.radius.settings import API_KEY_HEADER, RadiusSettings
+from netfate.strict_json import unique_pairs
 
 router = APIRouter(prefix="/radius", tags=["radius"])
 
@@ -62,6 +63,10 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def backend(request: Request) -> RadiusBackend:
     """The app's RADIUS back end, made on first use: its settings are app.state.
     radius_settings if the stack set them, else the orchestrator's radius_settings with the
@@ -92,8 +97,8 @@ async def _answer(request: Request, authenticate: bool) -> JSONResponse:
         body += chunk
         if len(body) > MAX_BODY:
             return problem(413, f"body over {MAX_BODY} bytes")
-    try:
-        data = json.loads(body)
+    try:  # strict: NaN and Infinity are no JSON (RFC 8259 §6), a repeated member ambiguous
+        data = json.loads(body, parse_constant=_no_constant, object_pairs_hook=unique_pairs)
     except ValueError as e:  # json's messages give a position, never the content
         return problem(400, f"malformed JSON body: {e}")
     except RecursionError:  # "[[[[..." within MAX_BODY: the decoder's stack, not a 500
