@@ -150,9 +150,9 @@ class OvsNetwork:
     def _commit(self, *cmds: Any, wait: bool = True) -> None:
         """One OVSDB transaction; wait=False: not waiting for ovs-vswitchd to apply it
         (`ovs-vsctl --no-wait`: ovsdbapp's base transaction, not its cur_cfg-waiting one)."""
+        api = self.api  # first: it loads ovs without eventlet (ovs_import)
         from ovsdbapp.backend.ovs_idl import transaction
 
-        api = self.api
         try:
             with (api.transaction(check_error=True) if wait else transaction.Transaction(
                     api, api.ovsdb_connection, self.timeout, check_error=True)) as txn:

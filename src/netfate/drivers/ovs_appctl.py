@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import warnings
 from typing import TYPE_CHECKING
 
+from netfate.drivers import ovs_import
 from netfate.proc import run
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ def unixctl(server: OvsServer, command: str, *args: str) -> str:
     Returns the reply's text ("" when the daemon refuses)."""
     ctl = str(server.rundir / "ovs-vswitchd.ctl")
     try:
-        warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+        ovs_import.load_ovs()  # without eventlet (see ovs_import)
         from ovs.unixctl import client
 
         err, conn = client.UnixctlClient.create(ctl)

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import warnings
 from collections.abc import Callable
 from functools import cache
 from typing import Any
+
+from netfate.drivers import ovs_import
 
 log = logging.getLogger("netfate.drivers.ovs_idl")
 
@@ -60,6 +61,7 @@ class PortWatchers:
 
 @cache
 def _idl_class() -> type:
+    ovs_import.load_ovs()
     from ovsdbapp.backend.ovs_idl import connection
 
     class WatchedIdl(connection.OvsdbIdl):  # type: ignore[misc]
@@ -90,9 +92,7 @@ def connect(db: str, timeout: float, watchers: PortWatchers | None = None) -> An
     `watchers` are told of every change to ports (a fresh set if None; the caller keeps
     its own across reconnections).
     Raises what ovsdbapp raises when the server cannot be reached within `timeout` (s)."""
-    # ovs.poller imports eventlet when present (os-ken brings it) and eventlet warns about
-    # its own deprecation on import; we do not use eventlet.
-    warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+    ovs_import.load_ovs()  # before ovsdbapp: without eventlet (see ovs_import)
     from ovsdbapp.backend.ovs_idl import connection, idlutils
     from ovsdbapp.schema.open_vswitch import impl_idl
 
