@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from netfate.agent import bundles
 from netfate.bundle import BundleStore, sha256_of
 from netfate.errors import InvalidInput
+from tests.local_http import serving
 from tests.unit.hostile_docs import DESC, bundle
 
 BODIES: dict[str, bytes] = {}
@@ -31,14 +31,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server() -> Iterator[str]:
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}"
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    with serving(_Handler) as url:
+        yield url
 
 
 def test_fetch_verifies_and_bounds(server: str, tmp_path: Path,

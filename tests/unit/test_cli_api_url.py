@@ -5,7 +5,6 @@ JSONDecodeError, AttributeError; new-user probe, 2026-12-04)."""
 from __future__ import annotations
 
 import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from typer.testing import CliRunner
 
 from netfate.cli import client
 from netfate.cli.main import app
+from tests.local_http import serving
 
 
 @pytest.fixture(autouse=True)
@@ -76,14 +76,8 @@ class _Page(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def page() -> Iterator[str]:
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}"
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    with serving(_Page) as url:
+        yield url
 
 
 @pytest.mark.parametrize("prefix", ["/html", "/object", "/broken"])
