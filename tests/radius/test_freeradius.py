@@ -243,3 +243,13 @@ def test_running_alongside_the_orchestrator(stack: Stack, tmp_path: Path, mac: s
     assert service.api_url(orch_settings.model_copy(update={"host": "0.0.0.0"})).startswith(
         "http://127.0.0.1:")
     assert service.api_url(orch_settings.model_copy(update={"host": "::1", "port": 1})) == "http://[::1]:1"
+
+
+def test_a_non_ascii_password_works_through_freeradius(stack: Stack, mac: str) -> None:
+    """(new-user probe, 2026-12-05) "päss" was refused: rlm_rest escapes each UTF-8 octet."""
+    pw = "Pw-päss-€-😀"
+    stack.http.post("/api/v1/users", json={"name": "unicode1", "password": pw}
+                    ).raise_for_status()
+    c = stack.client()
+    assert c.authenticate("unicode1", pw, mac, "cpe1").accepted
+    assert not c.authenticate("unicode1", pw.replace("ä", "a"), mac, "cpe1").accepted

@@ -43,12 +43,33 @@ _MAC_FORM = re.compile(r"[0-9A-Fa-f]{2}([-:][0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{12}"
                        r"|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}")
 
 
+def octets_as_text(value: str) -> str:
+    """The text of a string attribute as FreeRADIUS 3.2's rlm_rest encodes it in JSON: each
+    octet over 0x7F as its own escape, so the UTF-8 "ä" (C3 A4) arrives as "\\u00C3\\u00A4"
+    and parses as "Ã¤", the octets read as Latin-1. Those octets decoded as UTF-8 are what
+    the user typed (RFC 2865 §5: text is UTF-8). A value that is not such a sequence (a
+    caller that sent real Unicode) is kept as it came. Measured with strace on FreeRADIUS
+    3.2.1, Debian 12; without this no password with a non-ASCII character ever worked."""
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
+
+
 class RestAttribute(BaseModel):
-    """One attribute as rlm_rest encodes it (body = 'json'): its type and its values."""
+    """One attribute as rlm_rest encodes it (body = 'json'): its type and its values (253
+    octets at most each, RFC 2865 §5, as text: see `octets_as_text`)."""
 
     model_config = ConfigDict(extra="ignore")
     type: str | None = None
     value: list[RadiusString] = Field(min_length=1, max_length=16)
+
+    @field_validator("value")
+    @classmethod
+    def _utf8(cls, v: list[str]) -> list[str]:
+        return [octets_as_text(x) for x in v]
 
 
 class RestRequest(BaseModel):
