@@ -316,3 +316,55 @@ def test_troubleshoot_mirrors_the_users_traffic_and_blames_their_firewall(
                              capture_output=True, text=True, check=True,
                              env={**os.environ, "OVS_RUNDIR": str(paths.ovs_dir())}).stdout
     assert "netfate-ts-" not in mirrors
+
+
+def test_a_node_marked_down_serves_its_users_on_and_a_deleted_user_leaves_the_switches(
+    stack: Testbed, servers: list[Server]
+) -> None:
+    """(new-user probe, 2026-12-05) `nodes down cpe1` moved the firewall out but left cpe1
+    steering into the old NF's port: the user was cut off. Now the firewall moves out with
+    its state (the established connection goes on) and cpe1 steers to it. And a user
+    deleted while located stayed in the switches' state until some later change."""
+    servers += [Server("fate-h-inet", INET, 5201), Server("fate-h-inet", INET, 5202)]
+    add_user("user1", ["firewall"])
+    [op] = wait_ops(login(stack, "user1", "client1")["vnf_lcm_op_occs"])
+    assert op["operation_state"] == "COMPLETED", op
+    conn = None
+    deadline = time.monotonic() + 10
+    while conn is None and time.monotonic() < deadline:
+        conn = tcp_connect("fate-h-client1", INET, 5201, timeout=0.5)
+    assert conn is not None and echo_ok(conn)
+    try:
+        api("PATCH", "/nodes/cpe1", json={"admin_down": True})
+        deadline = time.monotonic() + 30
+        while True:
+            moved = [i for i in api("GET", "/vnf_instances") if i["owner"] == "user1"
+                     and i["desired_state"] == "present" and i["actual_state"] == "running"
+                     and i["node_name"] != "cpe1"]
+            if moved and "cpe1-user1-firewall" not in node_nfs(stack, "cpe1") and all(
+                    s["in_sync"] and not s["skipped"] for s in api("GET", "/switches")):
+                break
+            assert time.monotonic() < deadline, api("GET", "/switches")
+            time.sleep(0.3)
+        assert echo_ok(conn, b"after the move"), "the established connection broke"
+        again = tcp_connect("fate-h-client1", INET, 5202, timeout=2)  # (one at a time)
+        assert again is not None and echo_ok(again)
+        again.close()
+    finally:
+        conn.close()
+        api("PATCH", "/nodes/cpe1", json={"admin_down": False})
+
+    # A user without NFs, located at cpe2, deleted: gone from every switch at once.
+    add_user("user2", [])
+    login(stack, "user2", "client2")
+    deadline = time.monotonic() + 10
+    while not user_flows("fate-cpe2", "user2"):
+        assert time.monotonic() < deadline, "user2 never steered at cpe2"
+        time.sleep(0.2)
+    api("DELETE", "/users/user2")
+    # Published before the answer; the controller applies it within a round trip.
+    deadline = time.monotonic() + 3
+    while user_flows("fate-cpe2", "user2") or any(
+            "user2" in json.dumps(s) for s in api("GET", "/switches")):
+        assert time.monotonic() < deadline, api("GET", "/switches")
+        time.sleep(0.1)

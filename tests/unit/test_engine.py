@@ -375,6 +375,25 @@ def test_access_node_down_then_up() -> None:
     assert p.of(Steer)[0].chain == ("cpe1-alice-firewall",)
 
 
+def test_an_access_node_the_operator_marks_down_keeps_serving_its_users() -> None:
+    """(new-user probe, 2026-12-05: `nodes down cpe2` cut its users off) Its switch is up:
+    the NF moves out with its state, and the user is steered there to the new node."""
+    snap, _ = run(world([node("cpe1"), dc()], [user()]), LOGIN)
+    snap = snap.with_node(snap.node("cpe1").model_copy(update={"admin_down": True}))
+    snap, p = run(snap, NodeDown(node="cpe1"))
+    assert [(m.src, m.dst, m.state_lost) for m in p.of(Migrate)] == [("cpe1", "dc1", False)]
+    assert [(s.node, s.chain) for s in p.of(Steer)] == [("cpe1", ("dc1-alice-firewall",))]
+    assert "state may be lost" not in p.of(Migrate)[0].reason
+    # Nothing new is placed there while it is down, and a fresh login goes elsewhere.
+    assert plan(snap, Reconcile()).of(Migrate) == ()
+    p2 = plan(snap, UserAssociated(user="alice", node="cpe1", mac=MAC, ip=IP))
+    assert [i.node for i in p2.of(Place)] == [] and p2.of(Migrate) == ()
+    # Marked up again: the NF comes back to the user's access node.
+    snap = snap.with_node(snap.node("cpe1").model_copy(update={"admin_down": False}))
+    _, p3 = run(snap, NodeUp(node="cpe1"))
+    assert [(m.src, m.dst) for m in p3.of(Migrate)] == [("dc1", "cpe1")]
+
+
 def test_node_down_with_nowhere_to_go_reports_unplaced() -> None:
     snap = world([node("cpe1", caps=frozenset()), dc("dc1")], [user(at="cpe1")],
                  [inst("dc1", "alice", "firewall")])

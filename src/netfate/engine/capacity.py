@@ -69,6 +69,8 @@ def placement(
     problems: list[str] = []
     if not node.online:
         problems.append("offline")
+    elif node.admin_down:
+        problems.append("marked down by the operator")
 
     def fit(impl: resolver.Implementation) -> str | None:
         if hosted:

@@ -73,6 +73,9 @@ class NodeView(Frozen):
     name: Name
     role: Role
     online: bool = True
+    # Marked down by the operator (PATCH /nodes/{name}): up, its switch serving its users,
+    # but out of placement: no NF is placed there, and those there move (with their state).
+    admin_down: bool = False
     capabilities: frozenset[str] = frozenset()
     mem_total_mb: int = Field(ge=0)  # 0: not reported yet (counts as full)
     mem_free_mb: int = Field(ge=0)
@@ -98,6 +101,16 @@ class NodeView(Frozen):
     @property
     def mem_util(self) -> float:
         return mem_util(self.mem_total_mb, self.mem_free_mb)
+
+
+def after_node_event(node: NodeView, up: bool) -> NodeView:
+    """The node's view after a NodeUp (`up`) or a NodeDown. A NodeDown of a node the
+    operator marked down while it is online leaves it online: its switch still serves the
+    users who enter there, so they are steered on to their NFs' new nodes, and the NFs
+    leave it by live migration (their state kept), not as from a node that was lost."""
+    if not up and node.admin_down and node.online:
+        return node
+    return node.model_copy(update={"online": up})
 
 
 def mem_util(total_mb: int, free_mb: int) -> float:

@@ -29,6 +29,7 @@ from netfate.engine.model import (
     Snapshot,
     UserAtNode,
     UserView,
+    after_node_event,
 )
 from netfate.resolver import Implementation
 
@@ -163,7 +164,7 @@ class NetfatePolicy:
             return
         up = isinstance(ev, events.NodeUp)
         out.note(f"{ev.node} is {'up' if up else 'down'}: re-evaluating")
-        self._reevaluate(snap.with_node(node.model_copy(update={"online": up})), ev.node, out,
+        self._reevaluate(snap.with_node(after_node_event(node, up)), ev.node, out,
                          down=None if up else ev.node)
 
     def _reevaluate(self, snap: Snapshot, node: str, out: PlanBuilder,

@@ -16,7 +16,7 @@ from netfate.engine.events import (
     UserIdle,
 )
 from netfate.engine.intents import Migrate, Place, Plan, Release
-from netfate.engine.model import InstanceView, NodeView, Snapshot
+from netfate.engine.model import InstanceView, NodeView, Snapshot, after_node_event
 
 
 def record_event(snap: Snapshot, event: Event) -> Snapshot:
@@ -48,7 +48,7 @@ def record_event(snap: Snapshot, event: Event) -> Snapshot:
             node = snap.node(event.node)
             if node is None:
                 return snap
-            return snap.with_node(node.model_copy(update={"online": isinstance(event, NodeUp)}))
+            return snap.with_node(after_node_event(node, isinstance(event, NodeUp)))
         case _:
             # Disassociation and Reconcile record nothing the engine reads.
             return snap

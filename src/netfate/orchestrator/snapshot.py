@@ -120,8 +120,8 @@ def node_view(n: Any) -> NodeView:
     """From a Node or a row of its columns."""
     r = n.resources or {}
     return NodeView(
-        # a node the operator marked down is unavailable, as one that is offline
-        name=n.name, role=n.role.value, online=n.online and not getattr(n, "admin_down", False),
+        name=n.name, role=n.role.value, online=bool(n.online),
+        admin_down=bool(getattr(n, "admin_down", False)),
         capabilities=frozenset(n.capabilities or []),
         mem_total_mb=int(r.get("mem_total_mb", 0)), mem_free_mb=int(r.get("mem_free_mb", 0)),
         cpu_util=float(r.get("cpu_util", 0.0)), nf_count=int(r.get("nf_count", 0)),

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Request
 
 from netfate.db import repo
+from netfate.db.models import SteeringRule
 from netfate.orchestrator import sessions, tenants
 from netfate.orchestrator.api.deps import all_rows, coord, db, one_row, orch, row
 from netfate.orchestrator.api.nf_configs import check_user_nf_config, run_checks
@@ -133,9 +135,23 @@ async def patch_user(request: Request, name: str = USER, *, body: UserPatch
 
 
 @router.delete("/users/{name}", status_code=204)
-def delete_user(request: Request, name: str = USER) -> None:
-    with db(request).session() as s:
+async def delete_user(request: Request, name: str = USER) -> None:
+    """Forget a user (409 while they own NF instances). The switches where they were
+    located or steered are published again at once: their flows and their place in the
+    core's locations go now, not at some later change (new-user probe, 2026-12-05)."""
+
+    def delete(s: Any) -> set[str]:
+        u = repo.get_user(s, name)
+        nodes = {u.access_node} if u.access_node else set()
+        nodes |= set(s.scalars(sa.select(SteeringRule.node_name)
+                               .where(SteeringRule.user_name == name)))
         repo.delete_user(s, name)
+        return nodes
+
+    nodes = await db(request).run(delete)
+    switches = orch(request).switches
+    if switches is not None and nodes:
+        await switches.publish_many([a for n in sorted(nodes) for a in switches.affected(n)])
 
 
 @router.post("/users/{name}/associate", status_code=202, response_model=Accepted,
