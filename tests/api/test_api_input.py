@@ -543,6 +543,19 @@ def test_a_bundle_declared_as_something_else_is_415(seeded: httpx.Client, media:
         assert r.json()["title"] == "Unsupported Media Type"
 
 
+@pytest.mark.parametrize("media", ["application/x-www-form-urlencoded", "application/x-tar",
+                                   "application/x-gtar", None])
+def test_a_bundle_sent_as_raw_bytes_is_taken_whatever_the_tool_calls_it(
+        seeded: httpx.Client, media: str | None) -> None:
+    """`curl --data-binary @fw.tgz` says application/x-www-form-urlencoded (review,
+    2026-12-05: 415 for it): raw bytes are judged by the tar reader, not by their label."""
+    data = _with_firewall([_file("files/extra.txt", media.encode() if media else b"-")],
+                          version=f"1.0.{3 + len(media or '')}")
+    headers = {"content-type": media} if media else {}
+    r = seeded.post(f"{API}/vnf_packages", content=data, headers=headers)
+    assert r.status_code == 201, r.text
+
+
 def test_empty_bundle(seeded: httpx.Client) -> None:
     with unchanged(seeded):
         assert_problem(seeded.post(f"{API}/vnf_packages", content=b""), 422, "empty")

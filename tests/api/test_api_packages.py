@@ -51,6 +51,13 @@ def test_versions_order_as_numbers() -> None:
     assert sorted(order, key=version_key) == order
 
 
+def test_versions_order_as_pep_440_says() -> None:
+    """(review, 2026-12-05) "2.1-beta" stayed newer than "2.1", and "v2" than "10.0"."""
+    order = ["a-name", "1.0rc1", "1.0", "2.0-beta", "2.0", "v2.1", "10.0"]
+    assert sorted(order, key=version_key) == order
+    assert version_key("1.0") == version_key("1.0.0") and version_key("v2") == version_key("2")
+
+
 def test_the_highest_version_is_the_newest_whatever_the_upload_order(
         c: httpx.Client) -> None:
     older = _upload(c, "0.9", b"older\n")
@@ -64,6 +71,10 @@ def test_the_highest_version_is_the_newest_whatever_the_upload_order(
     data = _with_firewall([_file("files/marker.txt", b"impostor\n")], version="1.10.0")
     assert_problem(c.post(f"{API}/vnf_packages", content=data, headers=GZ), 409,
                    "firewall 1.10.0", higher)
+    # ... and so is the same version written another way (PEP 440: 1.10 is 1.10.0).
+    data = _with_firewall([_file("files/marker.txt", b"impostor\n")], version="1.10")
+    assert_problem(c.post(f"{API}/vnf_packages", content=data, headers=GZ), 409,
+                   "1.10.0", higher)
 
 
 def test_delete_a_package(c: httpx.Client) -> None:

@@ -103,3 +103,24 @@ def test_update_migrate_and_terminate_at_once_accept_one(client: httpx.Client,
     else:
         assert after is None or after["desired_state"] == "absent"
     assert before is not None and before["config"] == {}
+
+
+def test_a_migrations_target_is_held_while_it_runs(client: httpx.Client,
+                                                   make_agent: MakeAgent) -> None:
+    """(review, 2026-12-05) An instantiate of the id a migration in progress moves to was
+    accepted, and would have overwritten the migrated NF's record."""
+    make_agent("cpe1")
+    target = make_agent("cpe2")
+    add_user(client)
+    assert wait_op(client, instantiate(client))["operation_state"] == "COMPLETED"
+    target.mode = "silent"  # the migration waits on cpe2: PROCESSING meanwhile
+    r = client.post(f"{API}/vnf_instances/{FW}/migrate", json={"node": "cpe2"})
+    assert r.status_code == 202, r.text
+    new_iid = "cpe2-user1-firewall"
+    body = {"nf": "firewall", "owner": "user1", "node": "cpe2", "config": {}}
+    for method, path, json_body in (("POST", "/vnf_instances", body),
+                                    ("POST", f"/vnf_instances/{new_iid}/terminate", None)):
+        r = client.request(method, API + path, json=json_body)
+        assert r.status_code == 409, r.text
+        assert "target of the migration" in r.json()["detail"] and FW in r.json()["detail"]
+    assert [o["operation"] for o in _ops_on(client, new_iid)] == []

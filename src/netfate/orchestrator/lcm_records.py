@@ -84,6 +84,16 @@ def claim_op(s: Session, op: LcmOperation, iid: str, params: dict[str, Any], *,
         if busy is not None:
             raise Conflict(f"NF instance {name} has an operation in progress "
                            f"({busy.operation.value} {busy.id}); retry when it ends")
+    # A migration in progress holds its target id too, before the target is recorded.
+    targets = {str((p or {}).get("new_instance_id")): (i, src) for i, src, p in s.execute(
+        sa.select(VnfLcmOpOcc.id, VnfLcmOpOcc.vnf_instance_id, VnfLcmOpOcc.params).where(
+            VnfLcmOpOcc.operation == LcmOperation.MIGRATE,
+            VnfLcmOpOcc.operation_state == OpState.PROCESSING))}
+    for name in names:
+        if name in targets:
+            op_id, src = targets[name]
+            raise Conflict(f"NF instance {name} is the target of the migration of {src} in "
+                           f"progress ({op_id}); retry when it ends")
     if exists is not None:
         repo.get_instance(s, exists)
     if present is not None:

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import sqlalchemy as sa
+from packaging.version import InvalidVersion, Version
 from sqlalchemy.orm import Session, undefer
 
 from netfate.db.models import VnfInstance, VnfPackage
@@ -45,10 +46,16 @@ def add_bundle(
     return bundle
 
 
-def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
-    """A package version's place in order: runs of digits compare as numbers ("1.10" after
-    "1.9"), anything else as text; a version that extends another comes after it."""
-    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.findall(r"\d+|\D+", version))
+def version_key(version: str) -> tuple[Any, ...]:
+    """A package version's place in order. A version PEP 440 can read (most can: "1.10",
+    "2.0-beta", "v2", "1.0rc1") is ordered as PEP 440 says: 1.10 after 1.9, a pre-release
+    before its release, 1.0 equal to 1.0.0, "v2" equal to "2". One it cannot read ranks
+    below every such version, its runs of digits compared as numbers and the rest as text."""
+    try:
+        return (1, Version(version))
+    except InvalidVersion:
+        return (0, tuple((0, int(p)) if p.isdigit() else (1, p)
+                         for p in re.findall(r"\d+|\D+", version)))
 
 
 def rank(version: str, uploaded_at: float, sha256: str) -> tuple[Any, ...]:
@@ -71,10 +78,12 @@ def check_new_version(session: Session, name: str, version: str, sha256: str) ->
     higher or lower, is a package of its own (the highest one is the NF's newest)."""
     if session.get(VnfPackage, sha256) is not None:
         return
-    same = [b for b in list_bundles(session, name=name) if b.version == version]
+    key = version_key(version)
+    same = [b for b in list_bundles(session, name=name) if version_key(b.version) == key]
     if same:
         raise Conflict(f"package {name} {version} is in the catalogue already with other "
-                       f"content (sha256 {same[0].sha256}); give this one another version")
+                       f"content (as version {same[0].version!r}, sha256 {same[0].sha256}); "
+                       "give this one another version")
 
 
 def get_bundle(session: Session, sha256: str) -> VnfPackage:
