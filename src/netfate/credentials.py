@@ -10,7 +10,8 @@ carried in a RADIUS Access-Request, and checked by the back end as a password. S
   the portal caps its field there), in Unicode NFC (what keyboards send; RFC 8265's
   OpaqueString normalisation), without control characters (a form field cannot carry a
   newline or a tab, PAP pads with NUL) or others OpaqueString disallows (format characters
-  such as U+202E, line and paragraph separators, private-use, unassigned), not starting or
+  such as U+202E but the joiners ZWNJ/ZWJ, line and paragraph separators, private-use,
+  noncharacters), not starting or
   ending with white space (keyboards and password managers trim it), and not starting with
   "reauth:" (the RADIUS back end reads such a password as a fast re-authentication token,
   netfate.radius.backend).
@@ -37,16 +38,34 @@ def username_problem(name: str) -> str | None:
     return None
 
 
+_JOINERS = frozenset("\u200c\u200d")  # ZWNJ, ZWJ: RFC 8264 §9.8 CONTEXTJ (Persian, emoji)
+
+
 def _opaque(c: str) -> bool:
-    """Whether RFC 8264's FreeformClass (under OpaqueString) allows `c`: the categories L, M,
-    N, P, S and the space separator Zs. Not Cf (U+202E turns the text around), Zl, Zp
-    (U+2028 breaks the line), Co, Cn."""
+    """Whether `c` may be in a password, by RFC 8264's FreeformClass (under OpaqueString):
+    the categories L, M, N, P, S, the space separator Zs, and the joiners ZWNJ and ZWJ
+    (CONTEXTJ: Persian "می‌خواهم", Hindi conjuncts and emoji sequences need them; allowed
+    wherever they stand, as their contexts are the script's business). Not the other Cf
+    (U+202E turns the text around), Zl, Zp (U+2028 breaks the line), Co, noncharacters.
+    A code point this Python's Unicode data does not know (Cn) is allowed: it may be
+    assigned in a later Unicode (a new emoji), which the user's keyboard has already."""
     cat = unicodedata.category(c)
-    return cat[0] in "LMNPS" or cat == "Zs"
+    if cat[0] in "LMNPS" or cat == "Zs" or c in _JOINERS:
+        return True
+    return cat == "Cn" and not _noncharacter(ord(c))
 
 
-def password_problem(password: str) -> str | None:
-    """Why `password` cannot be a user's password, or None if it can. Never quotes it."""
+def _noncharacter(cp: int) -> bool:
+    """Unicode's 66 noncharacters (U+FDD0..U+FDEF, and U+xxFFFE/U+xxFFFF in every plane)."""
+    return 0xFDD0 <= cp <= 0xFDEF or (cp & 0xFFFE) == 0xFFFE
+
+
+def password_problem(password: str, *, new: bool = True) -> str | None:
+    """Why `password` cannot be a user's password, or None if it can. Never quotes it.
+    `new` False (a login, not a password being set): only what no login could carry (size,
+    control characters, the re-authentication prefix); the rules for the characters and
+    their form apply when a password is set, so a rule made stricter never locks out a
+    user whose password met the rule of its day."""
     if not isinstance(password, str) or not password:
         return "password is empty"
     try:
@@ -58,16 +77,22 @@ def password_problem(password: str) -> str | None:
                 "can be sent through RADIUS (RFC 2865 5.2) and the portal")
     if any(unicodedata.category(c) == "Cc" for c in password):
         return "password must not contain control characters (NUL, tab, newline...)"
+    if not new:
+        return _reauth_problem(password)
     odd = next((c for c in password if not _opaque(c)), None)
     if odd is not None:
         return (f"password must not contain U+{ord(odd):04X} ({unicodedata.category(odd)}): "
                 "only letters, marks, digits, punctuation, symbols and spaces (RFC 8265 "
-                "OpaqueString; no format, separator, private-use or unassigned characters)")
+                "OpaqueString; no format, separator, private-use or noncharacters)")
     if password != password.strip():
         return "password must not begin or end with white space"
+    if unicodedata.normalize("NFC", password) != password:
+        return "password must be in Unicode normalisation form NFC"
+    return _reauth_problem(password)
+
+
+def _reauth_problem(password: str) -> str | None:
     if password.startswith(REAUTH_PREFIX):
         return (f"password must not begin with {REAUTH_PREFIX!r} (RADIUS reads that as a "
                 "session token)")
-    if unicodedata.normalize("NFC", password) != password:
-        return "password must be in Unicode normalisation form NFC"
     return None

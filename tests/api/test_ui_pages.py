@@ -88,6 +88,9 @@ def test_views_and_actions(client: httpx.Client, live: LiveOrchestrator,
         assert "marked down" in ui.post("/ui/nodes/cpe2/state", data={"down": "1"}).text
         assert client.get(f"{API}/nodes/cpe2").json()["admin_down"] is True
         assert "marked up" in ui.post("/ui/nodes/cpe2/state", data={"down": "0"}).text
+        for bad in ({"down": "yes"}, {"down": ""}, {"state": "bogus"}):  # (probe: "marked up")
+            assert "refused: field down must be 1" in ui.post("/ui/nodes/cpe2/state",
+                                                              data=bad).text
 
         assert "session ended" in ui.post("/ui/users/user1/end").text
 

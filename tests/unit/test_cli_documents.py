@@ -109,7 +109,9 @@ def test_users_add_takes_the_password_from_stdin_not_the_command_line(
     for argv, stdin, words in (
             (["--password", "x", "--password-stdin"], "y\n", "not both"),
             (["--password-stdin"], "", "first line of stdin"),
-            (["--password-stdin"], "x" * 2000 + "\n", "1-1024 characters")):
+            (["--password-stdin"], "x" * 2000 + "\n", "1-128 bytes"),
+            (["--password-stdin"], "ä" * 65 + "\n", "1-128 bytes"),
+            ([], "", "no password given")):  # (new-user probe: GetPassWarning, then Aborted.)
         n = len(sent)
         r = CliRunner().invoke(app, ["users", "add", "bob", *argv], input=stdin)
         assert r.exit_code == 1 and words in " ".join(r.output.split()), r.output

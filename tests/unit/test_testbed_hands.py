@@ -124,6 +124,20 @@ def test_shell_completes_clients_then_cpes(monkeypatch: pytest.MonkeyPatch) -> N
     assert "exec" in sh.completenames("ex") and "client1" in sh.completenames("cli")
 
 
+def test_shell_exec_takes_a_double_dash_as_testbed_exec_does(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """(new-user probe, 2026-12-05) `exec client1 -- true` ran `--`."""
+    from netfate.testbed import hands
+
+    ran: list[tuple[str, list[str]]] = []
+    monkeypatch.setattr(hands, "run_on", lambda host, argv: ran.append((host, argv)) or 0)
+    sh = TestbedShell()
+    sh.do_exec("client1 -- true")
+    sh.do_exec("client1 ip a")
+    sh.do_exec("client1 --")  # nothing to run: the usage, not nsenter's error
+    assert ran == [("client1", ["true"]), ("client1", ["ip", "a"])]
+
+
 def _status() -> dict[str, object]:
     return {
         "up": True, "topology": "netfate-poc", "api": "http://127.0.0.1:8181",

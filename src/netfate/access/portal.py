@@ -157,7 +157,8 @@ def parse_login(content_type: str | None, body: bytes) -> tuple[str, str, str | 
     # The same rules as the API's (netfate.credentials): what can't be a password is refused
     # here in words rather than sent to RADIUS, where it could only fail (or, starting with
     # "reauth:", be read as a session token).
-    why = credentials.username_problem(user) or credentials.password_problem(password)
+    why = credentials.username_problem(user) or credentials.password_problem(
+        password, new=False)
     if why:
         raise BadRequest(why)
     return user, password, _safe_next(fields.get("next"))

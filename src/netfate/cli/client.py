@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import getpass
 import json
 import re
 import sys
 import time
+import warnings
 from typing import Annotated, Any
 
 import httpx
@@ -16,7 +18,17 @@ from rich.table import Table
 
 from netfate.api_auth import BearerAuth
 from netfate.api_pages import follow
-from netfate.cli.common import checked, console, emit_json, fail, guarded, json_object, settings
+from netfate.cli.common import (
+    checked,
+    console,
+    emit_json,
+    fail,
+    guarded,
+    json_object,
+    results,
+    settings,
+)
+from netfate.credentials import PASSWORD_MAX_BYTES
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON")]
 # Arguments checked as the API checks them (netfate.validators), before any request.
@@ -124,7 +136,7 @@ def show(rows: list[dict[str, Any]], cols: list[str], json_out: bool) -> None:
     t = Table(*cols)
     for r in rows:
         t.add_row(*[_cell(r.get(c)) for c in cols])
-    console.print(t)
+    results.print(t)
 
 
 def _cell(v: Any) -> str:
@@ -144,6 +156,7 @@ notes = typer.Typer(help="NF notifications")
 
 @nodes.command("list")
 def nodes_list(json_out: JsonOpt = False) -> None:
+    """List the nodes: role, online, marked down, CPU, free memory, NF count."""
     rows = call_rows("/nodes")
     for r in rows:
         r["cpu"] = (r.get("resources") or {}).get("cpu_util")
@@ -155,7 +168,8 @@ def nodes_list(json_out: JsonOpt = False) -> None:
 
 @nodes.command("down")
 def nodes_down(name: str) -> None:
-    """Mark a node down: no placement there; its NFs move as from a node that went offline."""
+    """Mark a node down: no NF is placed there and its NFs move out with their state; its
+    switch goes on serving the users who enter there."""
     call("PATCH", f"/nodes/{name}", json={"admin_down": True})
     console.print(f"node {name} marked down")
 
@@ -169,11 +183,12 @@ def nodes_up(name: str) -> None:
 
 @users.command("list")
 def users_list(json_out: JsonOpt = False) -> None:
+    """List the users: their required NFs (chain) and where they are."""
     show(call_rows("/users"),
          ["name", "required_nfs", "access_node", "mac", "ip", "last_seen"], json_out)
 
 
-MAX_PASSWORD = 1024  # characters read from --password-stdin (the API takes fewer)
+MAX_PASSWORD = PASSWORD_MAX_BYTES  # bytes of the first line of --password-stdin
 
 
 def _password(given: str | None, from_stdin: bool) -> str:
@@ -187,13 +202,19 @@ def _password(given: str | None, from_stdin: bool) -> str:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:
             fail("--password-stdin: the password is not UTF-8 text")
-        if not line or len(line) > MAX_PASSWORD:
+        if not line or len(raw) > MAX_PASSWORD:
             fail(f"--password-stdin: the first line of stdin must be the password "
-                 f"(1-{MAX_PASSWORD} characters)")
+                 f"(1-{MAX_PASSWORD} bytes of UTF-8)")
         return line
     if given is not None:
         return given
-    p: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with warnings.catch_warnings():  # without a terminal getpass warns, naming its source
+        warnings.simplefilter("ignore", getpass.GetPassWarning)
+        try:
+            p: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+        except typer.Abort:
+            fail("no password given: use --password-stdin (or --password), or run on a "
+                 "terminal to be asked for it")
     return p
 
 
@@ -208,6 +229,7 @@ def users_add(name: NameArg,
                   "--nf", help="Required NF", callback=checked("name"))] = None,
               config: Annotated[str | None, typer.Option(help="JSON {nf: config}")] = None,
               json_out: JsonOpt = False) -> None:
+    """Add a user with a password and the NFs they require (their chain)."""
     body = {"name": name, "password": _password(password, password_stdin),
             "required_nfs": nfs_ or [],
             "nf_config": guarded(lambda: json_object(config, "--config"))}
@@ -221,6 +243,7 @@ def users_associate(
         mac: Annotated[str | None, typer.Option(callback=checked("unicast-mac"))] = None,
         ip: Annotated[str | None, typer.Option(callback=checked("station-ipv4"))] = None,
         json_out: JsonOpt = False) -> None:
+    """Associate the user at a node (a CPE or PE), as a login there would: their NFs follow."""
     out = call("POST", f"/users/{name}/associate", json={"node": node, "mac": mac, "ip": ip})
     emit_json(out) if json_out else show(out["intents"], ["kind", "nf", "node", "instance_id",
                                                           "reason"], False)
@@ -228,6 +251,7 @@ def users_associate(
 
 @users.command("idle")
 def users_idle(name: NameArg, json_out: JsonOpt = False) -> None:
+    """The user went idle: end their session and release their NFs (Idle-Timeout)."""
     out = call("POST", f"/users/{name}/idle")
     emit_json(out) if json_out else console.print(f"{len(out['intents'])} intents")
 
@@ -241,6 +265,7 @@ def users_logout(name: str, json_out: JsonOpt = False) -> None:
 
 @users.command("delete")
 def users_delete(name: NameArg) -> None:
+    """Forget a user (refused while they own NF instances: log them out first)."""
     call("DELETE", f"/users/{name}")
     console.print(f"user {name} deleted")
 
@@ -248,6 +273,7 @@ def users_delete(name: NameArg) -> None:
 @nfs.command("list")
 def nfs_list(node: Annotated[str | None, typer.Option(callback=checked("name"))] = None,
              json_out: JsonOpt = False) -> None:
+    """List NF instances (Table II): node, owner, desired and actual state."""
     rows = call_rows("/vnf_instances", params={"node": node} if node else None)
     show(rows, ["id", "nf_name", "owner", "node_name", "desired_state", "actual_state"],
          json_out)
@@ -256,6 +282,7 @@ def nfs_list(node: Annotated[str | None, typer.Option(callback=checked("name"))]
 @nfs.command("instantiate")
 def nfs_instantiate(nf: NameArg, owner: NameArg, node: NameArg, config: str | None = None,
                     wait: bool = True, json_out: JsonOpt = False) -> None:
+    """Instantiate an NF for an owner on a node (--config: JSON), and follow the operation."""
     cfg = guarded(lambda: json_object(config, "--config"))
     out = call("POST", "/vnf_instances", json={"nf": nf, "owner": owner, "node": node,
                                                "config": cfg})
@@ -264,6 +291,7 @@ def nfs_instantiate(nf: NameArg, owner: NameArg, node: NameArg, config: str | No
 
 @nfs.command("terminate")
 def nfs_terminate(instance: InstanceArg, wait: bool = True, json_out: JsonOpt = False) -> None:
+    """Terminate an NF instance, and follow the operation."""
     _follow(call("POST", f"/vnf_instances/{instance}/terminate")["vnf_lcm_op_occs"], wait,
             json_out)
 
@@ -271,6 +299,7 @@ def nfs_terminate(instance: InstanceArg, wait: bool = True, json_out: JsonOpt = 
 @nfs.command("migrate")
 def nfs_migrate(instance: InstanceArg, node: NameArg, wait: bool = True,
                 json_out: JsonOpt = False) -> None:
+    """Migrate an NF instance to another node with its state, and follow the operation."""
     _follow(call("POST", f"/vnf_instances/{instance}/migrate", json={"node": node})
             ["vnf_lcm_op_occs"], wait, json_out)
 
@@ -278,13 +307,14 @@ def nfs_migrate(instance: InstanceArg, node: NameArg, wait: bool = True,
 @nfs.command("update")
 def nfs_update(instance: InstanceArg, config: str, wait: bool = True,
                json_out: JsonOpt = False) -> None:
+    """Give an NF instance a new configuration (CONFIG: JSON, or @file), and follow it."""
     cfg = guarded(lambda: json_object(config, "config"))
     _follow(call("PATCH", f"/vnf_instances/{instance}", json={"config": cfg})
             ["vnf_lcm_op_occs"], wait, json_out)
 
 
 def _follow(op_ids: list[str], wait: bool, json_out: bool, timeout: float = 60) -> None:
-    results = []
+    done = []
     for op_id in op_ids:
         deadline = time.monotonic() + timeout
         op = call("GET", f"/vnf_lcm_op_occs/{op_id}")
@@ -295,46 +325,52 @@ def _follow(op_ids: list[str], wait: bool, json_out: bool, timeout: float = 60) 
                 time.sleep(0.2)
                 op = call("GET", f"/vnf_lcm_op_occs/{op_id}")
                 st.update(f"operation {op_id[:8]} {op['operation']}: {op['operation_state']}")
-        results.append(op)
+        done.append(op)
     if json_out:
-        emit_json(results)
+        emit_json(done)
     else:
-        show(results, ["id", "operation", "vnf_instance_id", "operation_state", "error"], False)
-    if any(o["operation_state"] not in ("COMPLETED", "PROCESSING") for o in results):
+        show(done, ["id", "operation", "vnf_instance_id", "operation_state", "error"], False)
+    if any(o["operation_state"] not in ("COMPLETED", "PROCESSING") for o in done):
         raise typer.Exit(1)
 
 
 @ops.command("list")
 def ops_list(state: str | None = None, json_out: JsonOpt = False) -> None:
+    """List lifecycle operation occurrences (ETSI SOL003), oldest first; --state to filter."""
     show(call_all("/vnf_lcm_op_occs", params={"state": state} if state else None),
          ["id", "operation", "vnf_instance_id", "operation_state", "start_time"], json_out)
 
 
 @ops.command("show")
 def ops_show(op_id: str) -> None:
+    """One lifecycle operation occurrence, as JSON."""
     emit_json(call("GET", f"/vnf_lcm_op_occs/{op_id}"))
 
 
 @notes.command("list")
 def notes_list(nf: str | None = None, json_out: JsonOpt = False) -> None:
+    """List NF notifications, oldest first; --nf to filter by instance."""
     show(call_all("/notifications", params={"nf_instance_id": nf} if nf else None),
          ["id", "nf_instance_id", "type", "severity", "source", "acknowledged", "ts"], json_out)
 
 
 @notes.command("ack")
 def notes_ack(nid: int) -> None:
+    """Acknowledge a notification."""
     call("POST", f"/notifications/{nid}/ack")
     console.print(f"notification {nid} acknowledged")
 
 
 @notes.command("delete")
 def notes_delete(nid: int) -> None:
+    """Delete a notification."""
     call("DELETE", f"/notifications/{nid}")
     console.print(f"notification {nid} deleted")
 
 
 @notes.command("mute")
 def notes_mute(instance: InstanceArg, off: bool = False) -> None:
+    """Mute an NF's notifications (--off: unmute)."""
     call("DELETE" if off else "PUT", f"/vnf_instances/{instance}/mute")
     console.print(f"{instance}: notifications {'unmuted' if off else 'muted'}")
 

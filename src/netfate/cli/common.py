@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 # Into a file or a pipe (CI logs, `2> out.txt`), rich would cut tables to 80 columns; a
 # terminal's own width still wins.
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+# What a command answers (its tables) goes to stdout, to be piped and grepped; progress and
+# messages stay on stderr (new-user probe, 2026-12-05: `users list | grep` found nothing).
+results = Console(width=None if sys.stdout.isatty() else 160)
 T = TypeVar("T")
 MAX_DOCUMENT_BYTES = 1024 * 1024  # a JSON config or state document given to a command
 

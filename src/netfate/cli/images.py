@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from netfate import paths
-from netfate.cli.common import console, emit_json, guarded, need_root, settings
+from netfate.cli.common import console, emit_json, guarded, need_root, results, settings
 from netfate.oci.store import DISK_BUDGET_MB, ImageInfo, ImageStore
 
 app = typer.Typer(help="OCI images of container NFs: build the catalogue's, import your own.")
@@ -30,7 +30,7 @@ def _print(images: list[ImageInfo], json_out: bool) -> None:
     table = Table("tag", "digest", "size (bytes)")
     for i in images:
         table.add_row(i.tag, i.digest, str(i.size))
-    console.print(table)
+    results.print(table)
 
 
 @app.command("build")

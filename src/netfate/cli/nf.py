@@ -18,6 +18,7 @@ from netfate.cli.common import (
     json_object,
     need_root,
     read_file,
+    results,
     settings,
 )
 from netfate.errors import NotFound
@@ -92,7 +93,7 @@ def catalogue_cmd(json_out: JsonOpt = False) -> None:
                           for i in r["implementations"])
         t.add_row(r["name"], r["version"], str(r["bytes"]), impls, ",".join(r["capabilities"]),
                   r["sha256"][:16])
-    console.print(t)
+    results.print(t)
 
 
 @app.command("bundle-add")
@@ -246,4 +247,4 @@ def list_cmd(node: Annotated[str | None, typer.Option()] = None, json_out: JsonO
     for r in rows:
         t.add_row(r["instance_id"], r["node"], r["owner"], r["name"], r["state"],
                   ", ".join(f"{p['name']}={p['host_if']}" for p in r["ports"]))
-    console.print(t)
+    results.print(t)

@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Protocol
 import typer
 from rich.table import Table
 
-from netfate.cli.common import ascii_int, console, emit_json, guarded, need_root, settings
+from netfate.cli.common import ascii_int, console, emit_json, guarded, need_root, results, settings
 from netfate.scenarios.timeline import Say
 
 SCENARIOS = ("ddos", "troubleshoot", "vpn")
@@ -114,7 +114,7 @@ def _report(res: object) -> None:
     lk = f.get("legit_kbyte_s", {})
     for k in ("before", "during", "after"):
         t.add_row(f"legitimate stream, {k} (kB/s)", f"{lk.get(k, 0):.0f}")
-    console.print(t)
+    results.print(t)
     for check, ok in res.checks.items():
         console.print(f"{'[green]ok[/]' if ok else '[red]FAILED[/]'}  {check}")
     verdict = "[green]met[/]" if res.target_met else "[yellow]not met[/]"
@@ -152,7 +152,7 @@ def _vpn_report(res: object) -> None:
         t.add_row(f"paper: {fl}", "aes128-sha1", _fmt(p.get("start_s"), " s"),
                   _fmt(p.get("ram_mb")), _fmt(p.get("image_mb")), "", "",
                   _fmt(p.get("mbit_s")), _fmt(p.get("cpu_pct")))
-    console.print(t)
+    results.print(t)
     for fl, why in (res.figures.get("not_measured") or {}).items():
         console.print(f"{fl}: not measured: {why}")
     ro = res.figures.get("roaming")

@@ -67,12 +67,15 @@ class TestbedShell(cmd.Cmd):
 
     # -- verbs ------------------------------------------------------------------------------
     def do_exec(self, line: str) -> None:
-        """exec HOST CMD [ARG...]: run a command on a host (no shell), e.g. exec client1 ip a"""
+        """exec HOST [--] CMD [ARG...]: run a command on a host (no shell), e.g. exec client1
+        ip a; `--` as `netfate testbed exec` takes it"""
         from netfate.testbed.hands import run_on
 
         def go() -> None:
             argv = parse(line)
-            if not argv:
+            if argv[1:2] == ["--"]:
+                del argv[1]
+            if len(argv) < 2:
                 console.print("usage: exec HOST CMD [ARG...]")
                 return
             code = run_on(argv[0], argv[1:])

@@ -11,7 +11,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from netfate.cli.common import ascii_int, console, emit_json, guarded, need_root, settings
+from netfate.cli.common import ascii_int, console, emit_json, guarded, need_root, results, settings
 
 
 def troubleshoot(
@@ -112,7 +112,7 @@ def scenario(json_out: bool, keep: bool) -> bool:
     for label, q in res.figures.get("questions", {}).items():
         t.add_row(label, f"{q['time_to_report_s']:.2f} s", str(q["points"]), q["verdict"],
                   str(q["stops_at"] or "-"))
-    console.print(t)
+    results.print(t)
     for label, rep in res.reports.items():
         console.print(f"[bold]{label}[/]")
         console.print(rep["summary"], markup=False, highlight=False)

@@ -40,7 +40,8 @@ ACCEPTED = "authenticated"
 
 RadiusString = Annotated[str, StringConstraints(max_length=253)]  # an attribute's limit
 _MAC_FORM = re.compile(r"[0-9A-Fa-f]{2}([-:][0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{12}"
-                       r"|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}")
+                       r"|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}"
+                       r"|[0-9A-Fa-f]{6}-[0-9A-Fa-f]{6}")  # HP/Aruba
 
 
 def octets_as_text(value: str) -> str:
@@ -84,11 +85,12 @@ class RestRequest(BaseModel):
     @field_validator("calling_station_id")
     @classmethod
     def _station_mac(cls, v: RestAttribute | None) -> RestAttribute | None:
-        """A MAC address (RFC 3580 §3.21: "00-10-A4-23-19-C0"; colons or twelve hex digits
-        as some NASes send it), made lower case with colons: the form sessions keep, so a
-        fast re-authentication compares like with like. ValueError for anything else."""
-        if v is None:
-            return v
+        """A MAC address (RFC 3580 §3.21: "00-10-A4-23-19-C0"; colons, twelve hex digits,
+        Cisco's dotted or HP's "0010a4-2319c0" as some NASes send it), made lower case with
+        colons: the form sessions keep, so a fast re-authentication compares like with like.
+        An empty one is as none. ValueError for anything else."""
+        if v is None or v.value == [""]:
+            return None  # an empty Calling-Station-Id says nothing: as if not sent
         macs = []
         for raw in v.value:
             digits = raw.replace("-", "").replace(":", "").replace(".", "")

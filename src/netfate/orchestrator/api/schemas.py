@@ -104,8 +104,9 @@ class TrafficClass(Body):
         return v
 
 
-PASSWORD_DOC = ("4-128 bytes of UTF-8 in NFC, no control characters, no white space at either "
-                "end, not starting with 'reauth:' (netfate.credentials)")
+PASSWORD_DOC = ("1-128 bytes of UTF-8 in NFC: letters, marks, digits, punctuation, symbols and "
+                "spaces (RFC 8265 OpaqueString), no white space at either end, not starting "
+                "with 'reauth:' (netfate.credentials)")
 
 # For the docs (a byte limit, checked by _password, whose error names the rule: pydantic's own
 # max_length would count characters).

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from netfate.db import repo
-from netfate.errors import NetfateError
+from netfate.errors import InvalidInput, NetfateError
 from netfate.orchestrator import sessions
 from netfate.orchestrator.api import (
     routes_instances,
@@ -183,6 +183,8 @@ async def node_state(request: Request, name: str) -> HTMLResponse:
     f = await form(request)
 
     async def go() -> str:
+        if f.get("down") not in ("0", "1"):  # anything else marked it up (probe, 2026-12-05)
+            raise InvalidInput("field down must be 1 (mark the node down) or 0 (up)")
         down = f.get("down") == "1"
         await routes_nodes_users.patch_node(request, name, body=NodePatch(admin_down=down))
         return f"node {name} marked {'down' if down else 'up'}"
