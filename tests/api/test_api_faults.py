@@ -569,6 +569,36 @@ def test_a_second_orchestrator_on_the_state_dir_is_refused_and_ends_nothing(
     assert r.status_code == 200 and r.json()["bus_connected"] is True, r.text
 
 
+def test_a_start_that_fails_ends_what_it_started(tmp_path: Any,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """(review, 2026-12-05) A start failing after the lock and the nats-server kept both for
+    the rest of the process: the next orchestrator there was refused."""
+    from netfate.orchestrator import service, state_lock
+    from netfate.orchestrator.app import create_app
+    from netfate.orchestrator.settings import Settings
+    from tests.api.harness import free_port, pid_alive
+
+    state = tmp_path / "state"
+    app = create_app(Settings(state_dir=state, db_url=None, nats_url=None, host="127.0.0.1",
+                              port=free_port(), api_token="t" * 32))
+    pids: list[int] = []
+
+    async def refused(*_a: Any, **_k: Any) -> Any:
+        pids.append(app.state.orchestrator.nats.proc.pid)  # its nats-server runs by now
+        raise OSError("the bus refused (test)")
+
+    monkeypatch.setattr(service.nats, "connect", refused)
+
+    async def lifespan() -> None:
+        async with app.router.lifespan_context(app):
+            pass
+
+    with pytest.raises(OSError, match="the bus refused"):
+        asyncio.run(lifespan())
+    assert len(pids) == 1 and not pid_alive(pids[0])  # its nats-server was stopped
+    state_lock.probe(state)  # and the state directory is free again
+
+
 def test_health_says_503_while_the_bus_is_down(live: LiveOrchestrator) -> None:
     assert live.orch.nats is not None
     live.orch.nats.stop()

@@ -40,25 +40,29 @@ def test_a_second_process_is_refused_with_the_holders_pid_until_it_dies(
     finally:
         holder.kill()  # SIGKILL: the kernel lets the lock go all the same
         holder.wait(10)
-    state_lock.hold(state)
+    held = state_lock.hold(state)
     try:
         assert (state / state_lock.LOCK_NAME).read_text().strip() == str(os.getpid())
     finally:
-        state_lock.release(state)
+        held.release()
 
 
 def test_this_process_cannot_hold_it_twice_and_can_again_after_release(
         tmp_path: Path) -> None:
-    state_lock.hold(tmp_path)
+    held = state_lock.hold(tmp_path)
     try:
         with pytest.raises(Conflict, match="this process already runs an orchestrator"):
             state_lock.hold(tmp_path)
     finally:
-        state_lock.release(tmp_path)
+        held.release()
     state_lock.probe(tmp_path)
-    state_lock.hold(tmp_path)
-    state_lock.release(tmp_path)
-    state_lock.release(tmp_path)  # not held: nothing
+    again = state_lock.hold(tmp_path)
+    held.release()  # (review, 2026-12-05) a released handle lets go of nothing more
+    with pytest.raises(Conflict, match="this process already runs an orchestrator"):
+        state_lock.hold(tmp_path)
+    again.release()
+    again.release()  # not held: nothing
+    state_lock.probe(tmp_path)
 
 
 def test_a_directory_that_cannot_be_made_is_named(tmp_path: Path) -> None:
@@ -89,12 +93,12 @@ def test_orchestrator_bad_input_is_one_line_and_starts_nothing(
 
 
 def test_orchestrator_on_a_held_state_dir_is_refused(tmp_path: Path) -> None:
-    state_lock.hold(tmp_path)
+    held = state_lock.hold(tmp_path)
     try:
         r = CliRunner().invoke(app, ["orchestrator", "--port", "1",
                                      "--state-dir", str(tmp_path)])
     finally:
-        state_lock.release(tmp_path)
+        held.release()
     assert r.exit_code == 1, r.output
     assert "already runs an orchestrator" in r.output and str(tmp_path) in r.output
     assert not (tmp_path / "nats").exists()

@@ -34,7 +34,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await orch.start()
+        try:
+            await orch.start()
+        except BaseException:  # what it started goes (nats-server, FreeRADIUS, the lock)
+            await orch.stop()
+            raise
         counting = asyncio.create_task(metrics.follow(orch.hub))
         try:
             yield

@@ -105,12 +105,13 @@ class Orchestrator:
         # Reconciliation, checkpoints...: here, or at the leader among replicas.
         self.singletons = Singletons(self)
         self.replica: Replica | None = None
+        self.held: state_lock.Held | None = None  # the state directory's lock, once started
         self._publish_failures = LoopFailures("switch-publish", log)
 
     # -- start/stop -----------------------------------------------------------------------
     async def start(self) -> None:
         s = self.settings
-        state_lock.hold(s.state_dir)  # made if need be; a second orchestrator is refused
+        self.held = state_lock.hold(s.state_dir)  # a second orchestrator is refused
         self.api_token = api_auth.ensure_token(s.state_dir, s.api_token)
         log.info("the API and the UI (%s/ui/) take the operator token in %s", s.public_url,
                  "NETFATE_API_TOKEN" if s.api_token else api_auth.token_path(s.state_dir))
@@ -218,7 +219,8 @@ class Orchestrator:
             await asyncio.to_thread(self.nats.stop)
         if self.db is not None:
             await asyncio.to_thread(self.db.dispose)
-        state_lock.release(self.settings.state_dir)
+        if self.held is not None:  # this orchestrator's own lock, not another's
+            self.held.release()
 
     def radius_client(self) -> RadiusClient:
         """A RADIUS client of the stack's FreeRADIUS (fast re-authentication, as a NAS)."""
@@ -229,11 +231,6 @@ class Orchestrator:
     @property
     def nats_url(self) -> str | None:
         return self.nats.url if self.nats else self.settings.nats_url
-
-    def seed_catalogue(self) -> None:
-        """The shipped NFs are in the catalogue from the start."""
-        assert self.db is not None
-        self.db.call(seed_catalogue)
 
     # -- agents' messages ------------------------------------------------------------------
     def owns(self, node: str) -> bool:

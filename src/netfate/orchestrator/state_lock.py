@@ -19,13 +19,33 @@ from netfate.errors import Conflict, InvalidInput
 
 LOCK_NAME = "orchestrator.lock"
 
-_held: dict[Path, int] = {}  # resolved state dir -> the locked descriptor
+_held: set[Path] = set()  # resolved state dirs this process holds
 
 
-def hold(state_dir: Path) -> None:
-    """Take `state_dir`'s lock (creating the directory) until `release`. Conflict when a live
-    process holds it, this one included (an orchestrator of its own on it), with its PID;
-    InvalidInput when the directory cannot be created or written (its path and why)."""
+class Held:
+    """A held lock: `release` lets it go (once; again is nothing)."""
+
+    def __init__(self, state_dir: Path, fd: int) -> None:
+        self.state_dir = state_dir
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        """Let the lock go. The file stays: removing it would let a third process lock a
+        new file while a second still waits on the old one."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        _held.discard(self.state_dir)
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+        os.close(fd)
+
+
+def hold(state_dir: Path) -> Held:
+    """Take `state_dir`'s lock (creating the directory) until the handle's `release`.
+    Conflict when a live process holds it, this one included (an orchestrator of its own on
+    it), with its PID; InvalidInput when the directory cannot be created or written (its
+    path and why)."""
     d = Path(os.path.abspath(state_dir))
     if d in _held:
         raise Conflict(f"this process already runs an orchestrator on the state directory {d}")
@@ -47,25 +67,21 @@ def hold(state_dir: Path) -> None:
         os.close(fd)
         raise InvalidInput(f"state directory {d}: cannot lock {LOCK_NAME}: "
                            f"{exc.strerror or exc}") from exc
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    _held[d] = fd
+    _held.add(d)
+    held = Held(d, fd)
+    try:  # the PID, for the message a second orchestrator gets
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError as exc:
+        held.release()
+        raise InvalidInput(f"state directory {d}: cannot write {LOCK_NAME}: "
+                           f"{exc.strerror or exc}") from exc
+    return held
 
 
 def probe(state_dir: Path) -> None:
-    """`hold` and `release`: the errors hold would raise, before a start that takes it."""
-    hold(state_dir)
-    release(state_dir)
-
-
-def release(state_dir: Path) -> None:
-    """Let the lock go (not held: nothing). The file stays: removing it would let a third
-    process lock a new file while a second still waits on the old one."""
-    fd = _held.pop(Path(os.path.abspath(state_dir)), None)
-    if fd is not None:
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
-        os.close(fd)
+    """`hold` and let go: the errors hold would raise, before a start that takes it."""
+    hold(state_dir).release()
 
 
 def _read_pid(fd: int) -> int | None:
