@@ -86,6 +86,15 @@ def test_idle_unsteers_then_releases_every_instance() -> None:
     )
 
 
+def test_a_session_ended_otherwise_says_so_in_the_release() -> None:
+    """(new-user probe, 2026-12-05) a logout, or another user's login on the device, was
+    recorded as "alice idle"."""
+    snap, _ = run(world([node("cpe1"), dc()], [user()]), LOGIN)
+    for why in ("logged out", "replaced on their device by another user's login"):
+        p = plan(snap, UserIdle(user="alice", why=why))
+        assert [r.reason for r in p.of(Release)] == [f"alice {why}"]
+
+
 def test_idle_also_releases_failed_and_dc_instances() -> None:
     snap = world([node("cpe1"), dc()], [user(at="cpe1")],
                  [inst("dc1", "alice", "firewall"), inst("cpe1", "alice", "shaper", "failed"),

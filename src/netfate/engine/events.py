@@ -39,6 +39,9 @@ class UserIdle(Frozen):
     user: Name
     node: Name | None = None
     at: float | None = None
+    # Why the session ends, for the release's reason ("user1 logged out"): "idle" unless a
+    # logout, a timeout, a Disconnect-Request or another login on the device ended it.
+    why: str = Field(default="idle", max_length=100)
 
     def stale_for(self, access_node: str | None, last_seen: float | None) -> str | None:
         """Why this report no longer describes the user (None: it does). A report races the

@@ -133,7 +133,8 @@ class NetfatePolicy:
         # Unsteer too when the session is already marked over but NFs remain: steering into
         # them would outlive them.
         live = any(i.state != "releasing" for i in snap.instances_of(user.name))
-        release_user(snap, user, f"{user.name} idle", out, unsteer=user.session_active or live)
+        release_user(snap, user, f"{user.name} {ev.why}", out,
+                     unsteer=user.session_active or live)
         if not out.intents:
             out.note(f"{user.name} already idle")
 

@@ -43,6 +43,11 @@ USER_REQUEST = "User-Request"        # logout, or a new login replacing this one
 IDLE_TIMEOUT = "Idle-Timeout"        # no packets for the idle period
 SESSION_TIMEOUT = "Session-Timeout"  # the Access-Accept's Session-Timeout ran out
 ADMIN_RESET = "Admin-Reset"          # a Disconnect-Request (RFC 5176) or an operator
+PORT_PREEMPTED = "Port-Preempted"    # another user logged in on the device or its address
+# What each cause makes of the release's reason ("user1 logged out").
+_WHY = {USER_REQUEST: "logged out", IDLE_TIMEOUT: "idle", SESSION_TIMEOUT: "session timed out",
+        ADMIN_RESET: "disconnected (Admin-Reset)",
+        PORT_PREEMPTED: "replaced on their device by another user's login"}
 
 log = logging.getLogger("netfate.orchestrator")
 
@@ -204,7 +209,7 @@ async def associate(coord: Coordinator, database: Database, user: str, node: str
             other = await database.read(_other_on, user, node, mac, ip)
         if other is None:
             break
-        await idle(coord, database, other)
+        await end(coord, database, other, PORT_PREEMPTED)
 
     def record(s: Session) -> None:  # after planning: the engine sees where the user was
         record_association(s, user, node, mac, ip, login)
@@ -258,7 +263,7 @@ async def end(coord: Coordinator, database: Database, user: str, cause: str,
     under the user's plan lock (UserIdle.stale_for), so one that raced a roam ends nothing
     and releases nothing."""
     await database.read(_check, user, None)
-    event = UserIdle(user=user, node=node, at=at)
+    event = UserIdle(user=user, node=node, at=at, why=_WHY.get(cause, "idle"))
 
     def current(s: Session) -> str | None:
         cur = repo.active_session(s, user)
