@@ -23,7 +23,7 @@ integration: install
 # Lint and type-check first (fast), then every test. Pytest's exit code 5 (no tests) fails.
 test: install lint
 	$(BIN)/netfate testbed down --quiet
-	$(BIN)/pytest -q -ra --durations=30 tests
+	$(BIN)/pytest -q -ra --tb=short --durations=30 tests
 
 down: install
 	$(BIN)/netfate testbed down

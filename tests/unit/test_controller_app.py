@@ -407,3 +407,21 @@ def test_an_unanswered_read_does_not_make_an_old_view_fresh(
     monkeypatch.setattr(app_module.time, "monotonic", lambda: now + 31 + 11)
     app.apply_desired(state(U1, generation=3))  # past STATS_TIMEOUT: read again, not trusted
     assert dp.take(parser.OFPFlowStatsRequest)
+
+
+def test_the_same_state_again_before_the_barrier_is_confirmed_by_that_barrier(
+        app: ControllerApp) -> None:
+    """A state republished under a new generation (the orchestrator's publish-all after a
+    hello) while the switch has not answered the barrier of the previous one: one report,
+    of the newest generation, once the barrier is answered; never the older one after it
+    (the orchestrator read that as the switch going back a generation, CI 2026-12-05)."""
+    dp = connected(app)
+    moved = U1.model_copy(update={"port": "a2"})
+    app.apply_desired(state(moved, generation=2))  # flow-mods and a barrier, unanswered
+    app.apply_desired(state(moved, generation=3))  # nothing to send: same flows
+    assert app.bus.of(SwitchSynced)[-1].generation == 1  # not confirmed before the barrier
+    answer_barriers(app, dp)
+    reports = app.bus.of(SwitchSynced)
+    assert [r.generation for r in reports][-1] == 3 and 2 not in [r.generation for r in reports]
+    assert reports[-1].added > 0  # what the barrier confirmed: generation 2's flow-mods
+    same_table(app, dp)

@@ -337,3 +337,40 @@ def test_an_anchor_is_held_while_the_visited_cpe_does_not_confirm_and_ends_once_
             ("state", "core"))
 
     asyncio.run(scenario())
+
+
+class _Lost:
+    """A bus on which no controller listens yet: what was published, in order."""
+
+    def __init__(self, sw: Switches) -> None:
+        self.sent: list[SwitchState] = []
+        sw.nc = self
+
+    async def publish(self, subject: str, data: bytes) -> None:
+        self.sent.append(SwitchState.model_validate_json(data))
+
+
+def test_publish_all_sends_every_state_even_one_a_newer_read_found_unchanged(
+        db: Database) -> None:
+    """A controller that (re)subscribes says hello and the orchestrator publishes every state,
+    forced. A node whose state a newer read found unchanged meanwhile (an agent registering
+    again) was skipped, so a state first sent before the controller had subscribed was never
+    sent again and that switch stayed unprogrammed (CI, 2026-12-05). Its newest state goes
+    out again, under a new generation."""
+    steer_and_login(db)
+    sw = switches(db, {M1: "cpe1-a2"}, {})
+    bus = _Lost(sw)
+
+    async def scenario() -> None:
+        first = await sw.publish_many(["cpe1", "cpe2", "core"])  # lost: no one listened
+        bus.sent.clear()
+        every = asyncio.create_task(sw.publish_all())
+        await asyncio.sleep(0)  # publish_all holds the lock while it reads the world
+        one = asyncio.create_task(sw.publish_many(["cpe1"]))  # queued behind that read
+        await asyncio.gather(every, one)
+        again = {st.node: st.generation for st in bus.sent}
+        assert set(again) == {"cpe1", "cpe2", "core"}, bus.sent
+        assert all(again[n] > (first[n] or 0) for n in again)
+
+    asyncio.run(scenario())
+    assert sw._pub_read["cpe1"] > min(sw._pub_read.values())  # the newer read did happen

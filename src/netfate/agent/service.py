@@ -291,12 +291,17 @@ class Agent:
     async def telemetry_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                nfs = await asyncio.to_thread(self._actual)
-                t = Telemetry(node=self.name, ts=time.time(),
-                              resources=self._resources([n.instance_id for n in nfs]), nfs=nfs,
-                              generation=self.desired.generation)
-                await self._nc.publish(subjects.telemetry(self.name),
-                                       t.model_dump_json().encode())
+                # Behind the commands' lock until it is sent: a list read while a command
+                # creates an NF (still "created") and sent after that command's reply would
+                # record the NF stopped over the reply's "running" (the orchestrator takes
+                # reports in the order they arrive).
+                async with self._lock:
+                    nfs = await asyncio.to_thread(self._actual)
+                    t = Telemetry(node=self.name, ts=time.time(),
+                                  resources=self._resources([n.instance_id for n in nfs]),
+                                  nfs=nfs, generation=self.desired.generation)
+                    await self._nc.publish(subjects.telemetry(self.name),
+                                           t.model_dump_json().encode())
                 metrics.telemetry(t)
                 self._telemetry_failures.ok()
             except Exception as exc:

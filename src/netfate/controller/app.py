@@ -322,12 +322,20 @@ class ControllerApp(RolesMixin, app_manager.OSKenApp):  # type: ignore[misc]
                      and m.meter_id not in {x.meter_id for x in new_meters}}
         sw.meters |= set(new_meters)
         sw.idle_users = {cookie(Kind.IDLE, u.name): u for u in state.users}
-        sw.errors, sw.sent = [], set()
         report = SwitchSynced(
             node=node, generation=state.generation, added=len(plan.add),
             deleted=len(plan.delete), unchanged=plan.unchanged, skipped=fs.skipped,
             ts=time.time(),
         )
+        if plan.empty and sw.report is not None:
+            # The table is what an earlier diff sent, not yet confirmed: its barrier confirms
+            # this generation too. Reported now, the earlier report would follow this one
+            # and read as the switch going back a generation.
+            self._delete_meters(sw, stale)
+            sw.report = report.model_copy(update={"added": sw.report.added,
+                                                  "deleted": sw.report.deleted})
+            return
+        sw.errors, sw.sent = [], set()
         if plan.empty:
             self._delete_meters(sw, stale)
             self._publish(subjects.controller_synced(node), report)

@@ -150,7 +150,9 @@ class Switches:
 
     def synced(self, report: SwitchSynced) -> None:
         self.controller_seen = True
-        self._synced[report.node] = report
+        last = self._synced.get(report.node)
+        if last is None or report.generation >= last.generation:  # a late one is not news
+            self._synced[report.node] = report
         self._confirmed[report.node] = max(self._confirmed.get(report.node, -1),
                                            report.generation)
         cores = self.anchors.released_by(report.node, report.generation)
@@ -293,14 +295,25 @@ class Switches:
                 state = self.anchors.hold(state, prev, held)
                 if not force and prev.model_copy(update={"generation": 0}) == state:
                     return prev.generation
+        state = await self._send(node, state)
+        self.anchors.made(node, state, prev, world.records.anchors)
+        return state.generation
+
+    async def _send(self, node: str, state: SwitchState) -> SwitchState:
+        """Number `state` with the next generation, keep it as the node's and publish it."""
         self._gen += 1
         state = state.model_copy(update={"generation": self._gen})
         self._published[node] = state
-        self.anchors.made(node, state, prev, world.records.anchors)
         if self.nc is not None:
             await self.nc.publish(subjects.controller_desired(node),
                                   state.model_dump_json().encode())
-        return self._gen
+        return state
+
+    async def _resend(self, node: str) -> int | None:
+        """The node's last published state again, under a new generation (its content, and
+        so its anchors, unchanged); None if it has none."""
+        prev = self._published.get(node)
+        return None if prev is None else (await self._send(node, prev)).generation
 
     async def _break_anchors(self, world: World, users: list[str], seq: int) -> set[str]:
         """Before a core stops diverting `users` through the CPE running their NFs: the
@@ -435,6 +448,10 @@ class Switches:
             async with self._publishing:
                 for n in nodes[k:k + slice_size]:
                     if self._pub_read.get(n, -1) > seq:
+                        # A newer read made (or found unchanged) the node's last state:
+                        # that one goes out again, not this older read's. Skipping it lost
+                        # a state sent before the controller resubscribed (CI, 2026-12-05).
+                        await self._resend(n)
                         continue
                     await self._publish(
                         dataclasses.replace(world, anchors_ready=self._anchors_ready()), n,

@@ -223,17 +223,25 @@ def wait_switches(nodes: list[str], timeout: float = 30.0, api: str | None = Non
     connect to it with a back-off, and stay closed until then)."""
     deadline = time.monotonic() + timeout
     missing = set(nodes)
+    seen: dict[str, Any] = {}
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
             r = httpx.get(f"{api or api_url()}/api/v1/switches", timeout=2,
                           headers=api_auth.auth_headers())
-            ready = {s["node"] for s in r.json() if s["in_sync"]}
+            seen = {s["node"]: s for s in r.json()}
+            ready = {n for n, s in seen.items() if s["in_sync"]}
             missing = set(nodes) - ready
             if not missing:
                 return
         time.sleep(0.1)
+    # What the orchestrator knows of them and what the controller last did: a CI run's
+    # logs are gone once it fails, so the error carries them.
+    known = {n: {k: seen[n].get(k) for k in ("generation", "synced_generation", "errors")}
+             for n in sorted(missing) if n in seen}
     raise DriverError(f"the SDN controller did not program {sorted(missing)} within "
-                      f"{timeout:g}s; see {processes.pid_dir()}/controller.log"
+                      f"{timeout:g}s (the orchestrator's view: {known or 'no switch state'}); "
+                      f"see {processes.pid_dir()}/controller.log, which ends:\n"
+                      f"{processes.supervised('controller').tail(12)}"
                       + processes.crash_reports())
 
 
