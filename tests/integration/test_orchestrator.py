@@ -185,6 +185,33 @@ def test_orchestrator_restart_resyncs_without_losing_or_duplicating(stack: Testb
     assert node_nfs(stack, "cpe1") == set()
 
 
+def test_an_operator_migration_stands_through_reconciliations(
+        stack: Testbed, servers: list[Server]) -> None:
+    """The operator moves a user's firewall to the DC: it stays there (pinned) through the
+    reconciliations and re-evaluations that used to move it straight back to the user's
+    CPE, and the user's traffic crosses it there."""
+    servers.append(Server("fate-h-inet", INET, 5201))
+    add_user("user5", ["firewall"])
+    [op] = wait_ops(login(stack, "user5", "client1")["vnf_lcm_op_occs"])
+    assert op["operation_state"] == "COMPLETED", op
+    out = api("POST", "/vnf_instances/cpe1-user5-firewall/migrate", json={"node": "dc"})
+    [op] = wait_ops(out["vnf_lcm_op_occs"])
+    assert op["operation_state"] == "COMPLETED", op
+    moved = api("GET", "/vnf_instances/dc-user5-firewall")
+    assert moved["pinned"] is True and moved["node_name"] == "dc"
+    deadline = time.monotonic() + 12  # two reconciliations (every 5 s) and their repairs
+    while time.monotonic() < deadline:
+        assert db_nfs("dc") == {"dc-user5-firewall"} and db_nfs("cpe1") == set()
+        time.sleep(0.5)
+    ops = [o for o in api("GET", "/vnf_lcm_op_occs")
+           if o["operation"] == "MIGRATE" and "user5" in o["vnf_instance_id"]]
+    assert len(ops) == 1, ops  # no move back
+    assert node_nfs(stack, "dc") == {"dc-user5-firewall"}
+    ok = tcp_connect("fate-h-client1", INET, 5201)
+    assert ok is not None and echo_ok(ok)
+    ok.close()
+
+
 def test_notifications_from_an_nf_reach_the_api(stack: Testbed) -> None:
     add_user("user4", ["packet-inspector"],
              {"packet-inspector": {"scan_ports": 10, "window_s": 5}})

@@ -82,13 +82,13 @@ def test_migrate_from_empty_to_head_and_back(db_url: str) -> None:
     try:
         assert current_revision(engine) is None
         migrate(db_url)
-        assert current_revision(engine) == head_revision() == "0009"
+        assert current_revision(engine) == head_revision() == "0010"
         assert TABLES <= set(sa.inspect(engine).get_table_names())
         migrate(db_url)  # already at head: nothing to do
         downgrade(db_url, "base")
         assert not TABLES & set(sa.inspect(engine).get_table_names())
         migrate(engine)
-        assert current_revision(engine) == "0009"
+        assert current_revision(engine) == "0010"
     finally:
         engine.dispose()
 

@@ -585,3 +585,35 @@ def test_user_kept_on_old_node_when_new_one_and_dc_are_full() -> None:
 def test_policy_rejects_bad_thresholds(kw: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         NetfatePolicy(**kw)
+
+
+# -- the operator's placement (a migration through the API) stands ------------------------------
+
+
+def _moved_by_operator(pinned: bool) -> Snapshot:
+    """alice at cpe1, which has room, and her firewall in the DC: put there by the operator
+    (pinned) or left there by an earlier fallback."""
+    fw = inst("dc1", "alice", "firewall").model_copy(update={"pinned": pinned})
+    return world([node("cpe1"), dc()], [user(at="cpe1")], [fw])
+
+
+@pytest.mark.parametrize("event", [Reconcile(), NodeTelemetry(node="cpe1", cpu_util=0.6,
+                                                              mem_free_mb=800, nf_count=0)],
+                         ids=["reconcile", "telemetry"])
+def test_an_nf_the_operator_placed_stays_where_it_was_put(event: Event) -> None:
+    """The next re-evaluation used to move it back to the access node within seconds (the
+    operator's migration undone: seen as a UI test that found the NF gone from the DC)."""
+    p = plan(_moved_by_operator(pinned=True), event)
+    assert p.of(Migrate) == () and p.of(Place) == ()
+    p = plan(_moved_by_operator(pinned=False), event)  # the policy's own choice moves back
+    assert [(m.src, m.dst) for m in p.of(Migrate)] == [("dc1", "cpe1")]
+
+
+def test_a_pinned_nf_still_moves_when_its_node_cannot_serve() -> None:
+    snap = _moved_by_operator(pinned=True)
+    down = snap.with_node(snap.node("dc1").model_copy(update={"online": False}))
+    p = plan(down, NodeDown(node="dc1"))
+    assert [(m.src, m.dst) for m in p.of(Migrate)] == [("dc1", "cpe1")]
+    marked = snap.with_node(snap.node("dc1").model_copy(update={"admin_down": True}))
+    p = plan(marked, Reconcile())
+    assert [(m.src, m.dst) for m in p.of(Migrate)] == [("dc1", "cpe1")]

@@ -256,6 +256,9 @@ class VnfInstance(Base):
     )
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     active_users: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Placed by the operator (a migration through the API): the policy keeps it where it is
+    # while it can serve its user from there (migration 0010).
+    pinned: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     created_at: Mapped[float] = mapped_column(sa.Double, default=now)
     updated_at: Mapped[float] = mapped_column(sa.Double, default=now)
 

@@ -202,6 +202,9 @@ class InstanceView(Frozen):
     # The users whose traffic crosses it (Table II's active users); of a shared NF, its
     # owner is whoever it was first placed for.
     users: tuple[Name, ...] = ()
+    # The operator placed it (a migration through the API): a policy keeps it where it is
+    # while it can serve its user from there.
+    pinned: bool = False
 
     @property
     def live(self) -> bool:

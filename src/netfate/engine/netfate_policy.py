@@ -225,6 +225,12 @@ class NetfatePolicy:
         ) -> Decision:
             what = f"{entry.name} for {user.name}"
             now = snap.node(current.node) if current is not None else None
+            if (current is not None and current.pinned and now is not None
+                    and not _misfits(access, now, entry, ledger, th, current)[0]):
+                # The operator's placement stands while the node can serve the user
+                # (up, not marked down, reachable from their access node, not overloaded).
+                return Decision(now.name, f"{what} stays on {now.name}, where the operator "
+                                          "placed it")
             if (roam and now is not None and now.role in ("pe", "dc")
                     and not _misfits(access, now, entry, ledger, th, current)[0]):
                 return Decision(now.name, f"{what} stays on {now.role.upper()} {now.name} "

@@ -155,10 +155,13 @@ class Coordinator:
 
     async def migrate(self, op_id: str, iid: str, dst: str, new_iid: str,
                       deferred: list[str] | None = None) -> bool:
-        """Make before break: the NF comes up on dst, takes the state exported on the source,
-        and only then is the source released (at the end of the plan when deferred)."""
+        """The operator's migration. Make before break: the NF comes up on dst, takes the
+        state exported on the source, and only then is the source released (at the end of
+        the plan when deferred). The new instance is pinned: the policy does not move it
+        back while it can serve its user from dst."""
         f = await self.db.run(rec.instance_facts, iid)
-        occ = planner.migrate(op_id, iid, f, dst, new_iid, deferred=deferred is not None)
+        occ = planner.migrate(op_id, iid, f, dst, new_iid, deferred=deferred is not None,
+                              pinned=True)
         return await self.executor.run(occ, deferred)
 
     async def as_owner(self, owner: str | None, work: Coroutine[Any, Any, bool]) -> bool:

@@ -143,7 +143,7 @@ class Executor:
         match step:
             case Want():
                 await self.db.run(rec.want, step.node, step.owner, step.nf, step.iid,
-                                  step.config, step.flavour)
+                                  step.config, step.flavour, step.pinned)
                 self.pushes.changed(step.node)
             case Drop():
                 node = await self.db.run(rec.drop, step.iid)

@@ -162,11 +162,13 @@ _Q_REFS = sa.select(
 
 
 def want(s: Session, node: str, owner: str, nf: str, iid: str,
-         config: dict[str, Any] | None, flavour: str | None = None) -> None:
+         config: dict[str, Any] | None, flavour: str | None = None,
+         pinned: bool = False) -> None:
     """The instance present, from the NF's newest bundle; config None: the owner's; in
     `flavour` (the engine's choice) when the node runs it, else the resolver's
-    (netfate.orchestrator.flavour). Raises NotFound when the catalogue has no bundle of the
-    NF; MissingCapability when the node runs none of its flavours.
+    (netfate.orchestrator.flavour); `pinned` when the operator placed it. Raises NotFound
+    when the catalogue has no bundle of the NF; MissingCapability when the node runs none
+    of its flavours.
 
     What repo.upsert_instance writes, with its checks and errors, in Core statements (7
     instead of 11, no ORM objects, no savepoint): every placement and migration runs it."""
@@ -179,11 +181,11 @@ def want(s: Session, node: str, owner: str, nf: str, iid: str,
         config = ((got.nf_config or {}) if got is not None else {}).get(nf, {})
     chosen = flavour_for(s, node, bundle, flavour)
     _put_instance(conn, node=node, owner=owner, nf=nf, bundle=bundle, flavour=chosen,
-                  iid=iid, config=config or {})
+                  iid=iid, config=config or {}, pinned=pinned)
 
 
 def _put_instance(conn: sa.Connection, *, node: str, owner: str, nf: str, bundle: str,
-                  flavour: str, iid: str, config: dict[str, Any]) -> None:
+                  flavour: str, iid: str, config: dict[str, Any], pinned: bool) -> None:
     """repo.upsert_instance(..., desired_state=PRESENT) in Core (see want)."""
     check.name("node name", node)
     check.name("owner", owner)
@@ -206,7 +208,7 @@ def _put_instance(conn: sa.Connection, *, node: str, owner: str, nf: str, bundle
         if found is None:
             raise NotFound(f"{what} {key!r} does not exist")
     values = {"bundle_sha256": bundle, "flavour": flavour, "config": cfg,
-              "desired_state": Presence.PRESENT, "updated_at": t}
+              "desired_state": Presence.PRESENT, "pinned": bool(pinned), "updated_at": t}
     try:
         if cur is None:
             conn.execute(sa.insert(VnfInstance).values(

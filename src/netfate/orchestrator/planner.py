@@ -33,6 +33,8 @@ class Want:
     config: dict[str, Any] | None = None
     # The implementation the engine's resolver chose (None: resolve when recording).
     flavour: str | None = None
+    # The operator placed it (a migration through the API): the policy keeps it there.
+    pinned: bool = False
 
 
 @dataclass(frozen=True)
@@ -199,18 +201,20 @@ def update(op_id: str, iid: str, node: str, old: dict[str, Any],
 
 
 def migrate(op_id: str, iid: str, facts: InstanceFacts | None, dst: str, new_iid: str,
-            deferred: bool = False, flavour: str | None = None) -> Occurrence:
+            deferred: bool = False, flavour: str | None = None,
+            pinned: bool = False) -> Occurrence:
     """Make before break: up on `dst` (in `flavour`, None: the resolver's choice; it may
     differ from the source's, since the state document is flavour-independent), the state
     moved when the NF exports it and its node is online (restored from its last checkpoint
     when the node is offline: a failover), then the source released (at the end of the plan
-    when `deferred`)."""
+    when `deferred`). `pinned`: the operator's move; the new instance stays on `dst` while
+    it can serve its user from there (the policy's chooser)."""
     if facts is None:
         return Occurrence(op_id, "migration failed",
                           steps=(Fail(f"NF instance {iid!r} does not exist"),),
                           rolled_back=False)
     steps: list[Step] = [Want(dst, facts.owner, facts.nf, new_iid, dict(facts.config),
-                              flavour),
+                              flavour, pinned),
                          Push(dst, "running", new_iid, lap="instantiate")]
     if facts.exportable and facts.node_online:
         steps.append(MoveState(facts.node, iid, dst, new_iid,

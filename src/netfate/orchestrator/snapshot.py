@@ -87,7 +87,7 @@ _NODE = (Node.name, Node.role, Node.online, Node.capabilities, Node.resources,
          Node.infrastructure, Node.admin_down)
 _USER = (User.name, User.required_nfs, User.access_node, User.mac, User.ip, User.last_seen)
 _INSTANCE = (VnfInstance.id, VnfInstance.nf_name, VnfInstance.owner, VnfInstance.node_name,
-             VnfInstance.actual_state, VnfInstance.active_users)
+             VnfInstance.actual_state, VnfInstance.active_users, VnfInstance.pinned)
 
 
 # Statements built once (building one per call costs more than running it on SQLite).
@@ -175,7 +175,7 @@ _STATES: dict[ActualState, Any] = {ActualState.RUNNING: "running", ActualState.F
 def instance_view(i: Any) -> InstanceView:
     return InstanceView(instance_id=i.id, nf=i.nf_name, owner=i.owner, node=i.node_name,
                         state=_STATES.get(i.actual_state, "pending"),
-                        users=tuple(i.active_users or ()))
+                        users=tuple(i.active_users or ()), pinned=bool(i.pinned))
 
 
 def _active(session: Session, users: Collection[str] | None) -> dict[str, list[str] | None]:
