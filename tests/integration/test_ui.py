@@ -180,6 +180,8 @@ def test_login_then_topology_users_roam_notification_migrate(ui: Ui) -> None:
             if page.query_selector("tr[data-nf=dc-user2-packet-inspector]") else None
         raise AssertionError(f"dc-user2-packet-inspector not shown running: row {row!r}; "
                              f"user2's instances {mine}; their last operations {ops}") from None
+    # the operator put it there: it stays (pinned), and the page says so
+    page.wait_for_selector("tr[data-nf=dc-user2-packet-inspector] td.node >> text=(pinned)")
     with contextlib.suppress(playwright.TimeoutError):  # only for the picture
         page.wait_for_selector("tr[data-nf=cpe2-user2-packet-inspector]", state="detached",
                                timeout=10_000)

@@ -44,6 +44,7 @@ BAD_CONFIGS = [
     ["nf", "update", "n1", "i1"],
     ["nfs", "instantiate", "firewall", "alice", "n1", "--config"],
     ["nfs", "update", "0" * 8],
+    ["nfs", "update", "0" * 8, "--config"],
     ["users", "add", "bob", "--password", "x", "--config"],
 ])
 def test_bad_config_is_one_line_and_exit_1(command: list[str], config: str, words: str) -> None:
@@ -146,3 +147,23 @@ def test_a_password_on_stdin_that_is_not_utf8_is_one_line() -> None:
     r = CliRunner().invoke(app, ["users", "add", "c2", "--password-stdin"],
                            input=b"\xff\xfeabcd\n")
     assert r.exit_code == 1 and "not UTF-8" in r.output, r.output
+
+
+def test_nfs_update_takes_the_config_as_an_argument_or_as_config_but_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`nfs instantiate` takes --config, `nfs update` took only a positional CONFIG (new-user
+    probe, 2026-12-05): both forms work, and giving both or neither is one clear line."""
+    from netfate.cli import client
+
+    sent: list[object] = []
+    monkeypatch.setattr(client, "call", lambda method, path, json: sent.append(json) or
+                        {"vnf_lcm_op_occs": []})
+    for argv in (['{"a": 1}'], ["--config", '{"a": 1}']):
+        r = CliRunner().invoke(app, ["nfs", "update", "i1", *argv, "--no-wait"])
+        assert r.exit_code == 0, r.output
+        assert sent[-1] == {"config": {"a": 1}}
+    for argv in (['{"a": 1}', "--config", '{"a": 2}'], []):
+        n = len(sent)
+        r = CliRunner().invoke(app, ["nfs", "update", "i1", *argv])
+        assert r.exit_code == 1 and "CONFIG or --config" in r.output, r.output
+        assert len(sent) == n

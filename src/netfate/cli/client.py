@@ -275,8 +275,8 @@ def nfs_list(node: Annotated[str | None, typer.Option(callback=checked("name"))]
              json_out: JsonOpt = False) -> None:
     """List NF instances (Table II): node, owner, desired and actual state."""
     rows = call_rows("/vnf_instances", params={"node": node} if node else None)
-    show(rows, ["id", "nf_name", "owner", "node_name", "desired_state", "actual_state"],
-         json_out)
+    show(rows, ["id", "nf_name", "owner", "node_name", "desired_state", "actual_state",
+                "pinned"], json_out)
 
 
 @nfs.command("instantiate")
@@ -305,10 +305,18 @@ def nfs_migrate(instance: InstanceArg, node: NameArg, wait: bool = True,
 
 
 @nfs.command("update")
-def nfs_update(instance: InstanceArg, config: str, wait: bool = True,
-               json_out: JsonOpt = False) -> None:
-    """Give an NF instance a new configuration (CONFIG: JSON, or @file), and follow it."""
-    cfg = guarded(lambda: json_object(config, "config"))
+def nfs_update(instance: InstanceArg,
+               config: Annotated[str | None, typer.Argument(
+                   help="JSON, or @file (or give it as --config)")] = None,
+               config_opt: Annotated[str | None, typer.Option(
+                   "--config", help="JSON, or @file, as with `nfs instantiate`")] = None,
+               wait: bool = True, json_out: JsonOpt = False) -> None:
+    """Give an NF instance a new configuration (CONFIG or --config: JSON, or @file), and
+    follow it."""
+    if (config is None) == (config_opt is None):
+        fail("give the new configuration once: CONFIG or --config")
+    text = config if config is not None else config_opt
+    cfg = guarded(lambda: json_object(text, "config" if config is not None else "--config"))
     _follow(call("PATCH", f"/vnf_instances/{instance}", json={"config": cfg})
             ["vnf_lcm_op_occs"], wait, json_out)
 

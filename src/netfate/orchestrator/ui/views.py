@@ -119,13 +119,14 @@ def users(s: Session, handovers: Iterable[dict[str, Any]] = ()) -> list[dict[str
 
 
 def instances(s: Session) -> list[dict[str, Any]]:
-    """NF instances with their flavour, node, state, owner, active users, config and
-    whether their notifications are muted."""
+    """NF instances with their flavour, node, state, owner, active users, config, whether
+    the operator placed them (pinned) and whether their notifications are muted."""
     muted = {m.nf_instance_id for m in repo.list_mutes(s)}
     return [{"id": i.id, "nf": i.nf_name, "flavour": i.flavour, "node": i.node_name,
              "owner": i.owner, "desired": i.desired_state.value,
              "state": i.actual_state.value, "active_users": list(i.active_users or []),
-             "config": i.config or {}, "muted": i.id in muted, "updated_at": i.updated_at}
+             "config": i.config or {}, "muted": i.id in muted, "pinned": i.pinned,
+             "updated_at": i.updated_at}
             for i in repo.list_instances(s)]
 
 
