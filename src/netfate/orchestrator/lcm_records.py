@@ -56,6 +56,20 @@ def new_ops(s: Session, specs: list[tuple[LcmOperation, str, dict[str, Any]]]) -
     return ids
 
 
+def not_migration_targets(s: Session, names: Iterable[str]) -> None:
+    """Conflict if a migration in progress moves an NF to one of `names`: it holds its
+    target id before, and while, the target is recorded."""
+    targets = {str((p or {}).get("new_instance_id")): (i, src) for i, src, p in s.execute(
+        sa.select(VnfLcmOpOcc.id, VnfLcmOpOcc.vnf_instance_id, VnfLcmOpOcc.params).where(
+            VnfLcmOpOcc.operation == LcmOperation.MIGRATE,
+            VnfLcmOpOcc.operation_state == OpState.PROCESSING))}
+    for name in names:
+        if name in targets:
+            op_id, src = targets[name]
+            raise Conflict(f"NF instance {name} is the target of the migration of {src} in "
+                           f"progress ({op_id}); retry when it ends")
+
+
 def claim_op(s: Session, op: LcmOperation, iid: str, params: dict[str, Any], *,
              free: Iterable[str] = (), exists: str | None = None,
              present: str | None = None, not_present: Iterable[str] = ()) -> str:
@@ -84,16 +98,7 @@ def claim_op(s: Session, op: LcmOperation, iid: str, params: dict[str, Any], *,
         if busy is not None:
             raise Conflict(f"NF instance {name} has an operation in progress "
                            f"({busy.operation.value} {busy.id}); retry when it ends")
-    # A migration in progress holds its target id too, before the target is recorded.
-    targets = {str((p or {}).get("new_instance_id")): (i, src) for i, src, p in s.execute(
-        sa.select(VnfLcmOpOcc.id, VnfLcmOpOcc.vnf_instance_id, VnfLcmOpOcc.params).where(
-            VnfLcmOpOcc.operation == LcmOperation.MIGRATE,
-            VnfLcmOpOcc.operation_state == OpState.PROCESSING))}
-    for name in names:
-        if name in targets:
-            op_id, src = targets[name]
-            raise Conflict(f"NF instance {name} is the target of the migration of {src} in "
-                           f"progress ({op_id}); retry when it ends")
+    not_migration_targets(s, names)
     if exists is not None:
         repo.get_instance(s, exists)
     if present is not None:

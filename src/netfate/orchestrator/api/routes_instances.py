@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from netfate.db import repo
 from netfate.db.models import LcmOperation, OpState, Presence, VnfInstance
 from netfate.errors import Conflict, NotFound
+from netfate.orchestrator import lcm_records
 from netfate.orchestrator.api import paging
 from netfate.orchestrator.api.deps import all_rows, coord, db, one_row
 from netfate.orchestrator.api.nf_configs import (
@@ -60,6 +61,7 @@ def _present(s: Any, iid: str, what: str) -> VnfInstance:
     # An operation in progress first: an instantiate records its instance in its first step,
     # so a request right after its 202 finds the operation before the instance.
     _not_busy(s, iid)
+    lcm_records.not_migration_targets(s, [iid])
     inst = repo.get_instance(s, iid)
     if inst.desired_state != Presence.PRESENT:
         raise Conflict(f"NF instance {iid} is being terminated: cannot {what} it")
@@ -112,6 +114,8 @@ def _can_instantiate(s: Session, body: Instantiate) -> tuple[str, NfCheck | None
     _check_node_can_run(s, body.node, package.descriptor)
     check = validate_config(package, body.config, body.owner)
     iid = repo.instance_id_for(body.node, body.owner, body.nf)
+    # a migration's target first: it records the instance while it runs
+    lcm_records.not_migration_targets(s, [iid])
     try:
         existing = repo.get_instance(s, iid)
         if existing.desired_state == Presence.PRESENT:
