@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from netfate import catalogue, naming
-from netfate.drivers import netns
+from netfate.drivers import netns, netns_release
 from netfate.proc import netns_argv
 from netfate.testbed import lifecycle
 from netfate.testbed.context import Testbed
@@ -142,6 +142,9 @@ def echo_ok(s: socket.socket, payload: bytes = b"hello") -> bool:
 
 
 def ours_left() -> dict[str, list[str]]:
+    """Our namespaces and host links, once the kernel has removed the ports of the NFs this
+    process deleted (they go some milliseconds after delete_nf returns; netns_release)."""
+    netns_release.wait_released(10)
     return {
         "namespaces": [n for n in netns.list_names() if naming.is_ours(n)],
         "links": netns.list_links(naming.PREFIX),

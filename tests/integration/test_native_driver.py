@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -14,8 +15,9 @@ import pytest
 import yaml
 
 from netfate.bundle import build_bundle
-from netfate.drivers import cgroups, netns
+from netfate.drivers import cgroups, netns, netns_release
 from netfate.errors import Conflict, InvalidInput, MissingCapability, NotFound
+from netfate.proc import netns_argv
 from netfate.testbed.context import Testbed
 
 from .conftest import ours_left
@@ -205,3 +207,46 @@ def test_nothing_from_a_tunnel_reaches_l2_flooding(tb: Testbed) -> None:
             assert "Datapath actions: drop" in trace, trace[-600:]
             checked += 1
     assert checked >= 2
+
+
+def test_a_deleted_nf_is_made_again_at_once_and_its_ports_go_with_its_namespace(
+        tb: Testbed, fw_sha: str) -> None:
+    """delete_nf releases the namespace without waiting for the kernel (netns_release): the
+    NF's outer ends go in the kernel's cleanup some milliseconds later. The same NF made
+    again at once takes the same port names (it waits for the old ones), and works."""
+    node = tb.node("cpe1")
+    info = node.deploy_nf("erin", "firewall", fw_sha, {})
+    hosts = [p.host_if for p in info.ports]
+    first = netns.indexes(None, hosts)
+    assert set(first) == set(hosts)
+    node.remove_nf(info.instance_id)
+    again = node.deploy_nf("erin", "firewall", fw_sha, {})
+    assert [p.host_if for p in again.ports] == hosts
+    now = netns.indexes(None, hosts)
+    assert set(now) == set(hosts) and set(now.values()).isdisjoint(first.values())
+    assert again.netns and netns.indexes(again.netns, ["br0", "lan", "wan"]).keys() == {
+        "br0", "lan", "wan"}
+    node.remove_nf(again.instance_id)
+    assert netns_release.wait_released(10) == []
+    assert netns.indexes(None, hosts) == {}
+
+
+def test_ports_of_a_namespace_something_keeps_alive_are_deleted(
+        tb: Testbed, fw_sha: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process outside the NF's cgroup inside its namespace keeps the namespace, and its
+    veths, alive after the release: the ports are deleted once the kernel has removed
+    nothing for the linger."""
+    monkeypatch.setattr(netns_release._watch, "linger", 0.5)
+    node = tb.node("cpe1")
+    info = node.deploy_nf("fred", "firewall", fw_sha, {})
+    assert info.netns
+    hosts = [p.host_if for p in info.ports]
+    holder = subprocess.Popen(netns_argv(info.netns, ["sleep", "60"]))
+    try:
+        time.sleep(0.2)  # inside the namespace
+        node.remove_nf(info.instance_id)
+        assert netns_release.wait_released(10) == []
+        assert netns.indexes(None, hosts) == {}
+    finally:
+        holder.kill()
+        holder.wait()

@@ -15,7 +15,7 @@ from typing import Any
 
 from netfate import catalogue, naming
 from netfate.bench.harness import machine, meminfo_available_kb, slab_kb, testbed
-from netfate.drivers import cgroups, netns
+from netfate.drivers import cgroups, netns, netns_release
 from netfate.errors import NetfateError
 
 FW_CONFIG: dict[str, Any] = {
@@ -96,6 +96,10 @@ def run(count: int = 100, node_name: str = "dc", ports: bool = True,
         finally:
             t2 = time.perf_counter()
             _each(remove, list(created), workers)
+            t2b = time.perf_counter()
+            # A delete returns before the kernel has removed the NF's ports (netns_release);
+            # the time until it has counts.
+            lingering = netns_release.wait_released(120.0)
             t3 = time.perf_counter()
         _settle()
         mem2 = meminfo_available_kb()
@@ -104,6 +108,8 @@ def run(count: int = 100, node_name: str = "dc", ports: bool = True,
         left_links = len([p for p in node.network.list_ports(node.lsi)
                           if naming.is_nf_port(p)])
         left_cg = [c for c in cgroups.list_ours() if c in set(created)]
+        theirs = {naming.nf_port(i, p.name) for i in created for p in bundle.descriptor.ports}
+        left_host = [h for h in netns.list_links(naming.PREFIX) if h in theirs]
     n = len(created)
     # Kernel memory is what a native NF costs (namespace, veths, ruleset, conntrack, OVS
     # ports); MemAvailable moves with everything else on a shared machine, so it is only
@@ -120,6 +126,8 @@ def run(count: int = 100, node_name: str = "dc", ports: bool = True,
         "failures": failures[:5],
         "create_seconds": round(t1 - t0, 2),
         "delete_seconds": round(t3 - t2, 2),
+        # of which after the last delete returned, until the kernel had removed every port
+        "kernel_cleanup_seconds": round(t3 - t2b, 2),
         "total_seconds": round((t1 - t0) + (t3 - t2), 2),
         "create_per_nf_ms": round((t1 - t0) * 1000 / max(n, 1), 2),
         # Where it bends: the median create (delete) of each tenth, in order.
@@ -134,7 +142,8 @@ def run(count: int = 100, node_name: str = "dc", ports: bool = True,
         "ovs_ports_at_peak": ovs_ports,
         "memory_returned_kb": mem2 - mem1,
         "left_behind": {"namespaces": len(left_ns), "lsi_ports": left_links,
-                        "cgroups": len(left_cg)},
+                        "cgroups": len(left_cg), "host_links": len(left_host)},
+        "ports_lingering_after_120_s": len(lingering),
         "targets": {"count": 1000, "total_seconds": 30, "memory_per_nf_mb": 1.0},
         "reference": {"gnf_containers": 50, "gnf_seconds": 10, "gnf_mb_each": 2.21},
         "machine": machine(),

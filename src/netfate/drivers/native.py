@@ -18,7 +18,7 @@ from typing import Any
 
 from netfate import naming
 from netfate.bundle import Bundle, BundleStore
-from netfate.drivers import capabilities, cgroups, netns, nf_pool, nf_state
+from netfate.drivers import capabilities, cgroups, netns, netns_release, nf_pool, nf_state
 from netfate.drivers.create_checks import check_create, owners_config
 from netfate.drivers.nf_inproc import Call, FirewallRunner
 from netfate.drivers.nf_records import InstanceRecords, dead_daemons
@@ -149,8 +149,7 @@ class NativeCompute:
             return ""
         d = self._idir(info.instance_id)
         ports = tuple(p.name for p in info.ports)
-        if self.inproc is not None and info.netns and self.inproc.handles(bundle.sha256,
-                                                                          action, ports):
+        if self.inproc is not None and info.netns and self._in_process(info, bundle, action):
             extra = extra_env or {}
             state_file = extra.get("NF_EXPORT_FILE") or extra.get("NF_IMPORT_FILE")
             call = Call(action, info.netns, ports, d, self._cache_dir(bundle),
@@ -166,6 +165,12 @@ class NativeCompute:
                          extra_env)
         return run_script(info, bundle, action, env, d,
                           self.script_timeout if timeout is None else timeout)
+
+    def _in_process(self, info: NFInfo, bundle: Bundle, action: str) -> bool:
+        """Whether ``action`` of this NF runs in-process (nf_inproc), not as its script."""
+        return (self.inproc is not None and bool(info.netns)
+                and self.inproc.handles(bundle.sha256, action,
+                                        tuple(p.name for p in info.ports)))
 
     # -- what a flavour built on this one changes (netfate.drivers.container) -------------
     def _provision(self, info: NFInfo, bundle: Bundle, undo: list[Callable[[], object]]) -> None:
@@ -339,23 +344,28 @@ class NativeCompute:
                     bundle = self._bundle(info)
                 self._freeze(instance_id, False)
                 if bundle is not None:
-                    for action in ("stop", "delete") if info.state != NFState.CREATED else (
-                        "delete",
-                    ):
+                    actions = ["stop", "delete"] if info.state != NFState.CREATED else ["delete"]
+                    if self._in_process(info, bundle, "stop"):
+                        # The in-process firewall's stop only takes its bridge down, which
+                        # the namespace's release does too; its netlink request would wait
+                        # on the kernel's cleanup of NFs deleted just before (~18 ms).
+                        actions = [a for a in actions if a != "stop"]
+                    for action in actions:
                         try:
                             self._run_script(info, bundle, action, timeout=10)
                         except DriverError as exc:
                             errors.append(str(exc))
             self._teardown(info)
-            cgroups.delete(instance_id)
+            cgroups.delete(instance_id)  # its processes ended: nothing holds the namespace
+            outer = [p.host_if for p in info.ports]
             if info.netns and netns.exists(info.netns):
-                # the ports (both ends) in one batch; an NF made before groups, one by one
-                netns.delete_group(info.netns, nf_pool.PORT_GROUP)
-            with netns.iproute() as ipr:
-                for p in info.ports:
-                    netns.delete_link(p.host_if, ipr=ipr)
-            if info.netns:
-                netns.delete(info.netns)
+                # Its ports go with it, in the kernel's batched cleanup of namespaces,
+                # without a wait here (netns_release: 0.4 ms per NF against 27-49).
+                netns_release.release(info.netns, outer)
+            else:
+                with netns.iproute() as ipr:
+                    for h in outer:
+                        netns.delete_link(h, ipr=ipr)
             shutil.rmtree(self._idir(instance_id), ignore_errors=True)
             self.records.forget(instance_id)
         with self._guard:

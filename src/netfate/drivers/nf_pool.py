@@ -27,15 +27,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from netfate import naming
-from netfate.drivers import netns
+from netfate.drivers import netns, netns_release
 from netfate.drivers.refill_pool import Refill, RefillPool
 from netfate.errors import DriverError
 
 log = logging.getLogger(__name__)
 POOL_TAG = "pool"
-# The interface group of an NF's ports inside its namespace, so deleting the NF deletes them
-# all in one request (netns.delete_group). Any value but 0 (lo's) does: the namespace is
-# the NF's alone.
+# The interface group of an NF's ports inside its namespace, so a pool entry's ports go in
+# one request (netns.delete_group; an NF's go with its namespace, netns_release). Any value
+# but 0 (lo's) does: the namespace is the NF's alone.
 PORT_GROUP = 0x4E46
 BUSY_WAIT = 0.002  # s a filler sleeps, before looking again, while another makes the rest
 
@@ -55,6 +55,8 @@ def make_entry(name: str, ports: tuple[str, ...], mtu: int,
     """A fresh namespace `name` with one veth per port, as the module docstring says; with
     `host_ifs`, the outer ends have those names and are up (an NF's own, made cold).
     DriverError if the kernel refuses; then nothing of it is left."""
+    if host_ifs:  # an NF's own names: a released namespace of the same NF may still hold them
+        netns_release.clear(host_ifs)
     netns.create(name)
     try:
         host = host_ifs or tuple(naming.PREFIX + "q" + secrets.token_hex(5)[:9] for _ in ports)
@@ -75,6 +77,7 @@ def make_entry(name: str, ports: tuple[str, ...], mtu: int,
 def adopt(entry: Entry, name: str, host_ifs: list[str]) -> None:
     """Give the entry its NF's names: the namespace becomes `name`, each outer end its
     port's name (up). DriverError if a name is taken; the entry is then unusable."""
+    netns_release.clear(host_ifs)
     netns.rename(entry.netns, name)
     index = netns.indexes(None, entry.host_ifs)
     with netns.iproute() as ipr:
