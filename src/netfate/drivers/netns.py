@@ -325,6 +325,35 @@ def delete_group(ns: str, group: int) -> bool:
     return True
 
 
+def delete_index(index: int) -> bool:
+    """Delete the root namespace's link with this interface index (not a newer link that
+    took the same name); False if there is none."""
+    with iproute() as ipr:
+        try:
+            ipr.link("del", index=index)
+        except Exception as exc:
+            if "No such device" in str(exc):
+                return False
+            raise DriverError(f"cannot delete link #{index}: {exc}") from exc
+    return True
+
+
+def link_kinds(names: Iterable[str]) -> dict[str, str]:
+    """Name -> kind ("veth", "tun", "bridge"; "" if none) of those of `names` that exist in
+    the root namespace (one netlink request each)."""
+    out: dict[str, str] = {}
+    with iproute() as ipr:
+        for n in names:
+            try:
+                msgs = ipr.link("get", ifname=n)
+            except Exception:  # ENODEV: gone meanwhile
+                continue
+            for m in msgs:
+                info = m.get_attr("IFLA_LINKINFO")
+                out[n] = str(info.get_attr("IFLA_INFO_KIND") or "") if info else ""
+    return out
+
+
 def delete_link(ifname: str, ipr: IPRoute | None = None) -> bool:
     own = ipr is None
     root = ipr if ipr is not None else iproute()

@@ -43,54 +43,62 @@ POLL_S = 0.01  # s between the watcher's looks
 # 64 / unbounded here (2026-12-05, 200 each); 32 (16 NFs) holds the lock up to ~0.3 s.
 MAX_PENDING = 32
 BACKPRESSURE_S = 2.0
+CAP_S = 60.0  # s after its release an outer end is deleted, whatever the kernel is doing
 CLEAR_POLL_S = 0.002  # s between looks while a new NF waits for its names
 
 
 class Watch:
-    """Outer ends of released namespaces, until the kernel has removed them. Those still
-    there once `linger` s have passed since they were released and since the kernel last
-    removed any watched end (its cleanup of a thousand NFs runs for tens of seconds, in
-    batches) are deleted, and logged: something held their namespace."""
+    """Outer ends of released namespaces, each known by name and interface index, until the
+    kernel has removed them (the name gone, or taken by another link). Those still there
+    once `linger` s have passed since they were released and since the kernel last removed
+    any watched end (its cleanup of a thousand NFs runs for tens of seconds, in batches), or
+    `cap` s after their release whatever else happens, are deleted by their index (never a
+    newer link of the same name), and logged: something held their namespace."""
 
     def __init__(self, linger: float = LINGER_S, poll: float = POLL_S,
-                 max_pending: int = MAX_PENDING) -> None:
+                 max_pending: int = MAX_PENDING, cap: float = CAP_S) -> None:
         self.linger = linger
         self.poll = poll
         self.max_pending = max_pending
-        self._since: dict[str, float] = {}  # outer end -> monotonic time of its release
+        self.cap = cap
+        self._ends: dict[str, tuple[float, int]] = {}  # name -> (release time, ifindex)
         self._progress = 0.0  # monotonic time the kernel last removed a watched end
         self._cv = threading.Condition()
         self._thread: threading.Thread | None = None
 
-    def add(self, links: Iterable[str]) -> None:
-        names = list(links)
-        if not names:
+    def add(self, ends: dict[str, int]) -> None:
+        """Watch these outer ends (name -> interface index)."""
+        if not ends:
             return
         with self._cv:
             now = time.monotonic()
-            for n in names:
-                self._since[n] = now
+            for n, i in ends.items():
+                self._ends[n] = (now, i)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="netns-release",
                                                 daemon=True)
                 self._thread.start()
 
     def throttle(self, timeout: float = BACKPRESSURE_S) -> None:
-        """Wait (up to `timeout` s) until no more than max_pending outer ends await the
-        kernel, so that its next cleanup batch stays small (see MAX_PENDING)."""
+        """Wait (up to `timeout` s) until no more than max_pending outer ends released in
+        the last `linger` s await the kernel, so that its next cleanup batch stays small
+        (see MAX_PENDING); ends held longer (a stuck namespace) do not count."""
         end = time.monotonic() + timeout
         with self._cv:
-            while len(self._since) > self.max_pending and time.monotonic() < end:
+            while time.monotonic() < end:
+                young = time.monotonic() - self.linger
+                if sum(1 for t, _ in self._ends.values() if t >= young) <= self.max_pending:
+                    return
                 self._cv.wait(min(self.poll, max(0.0, end - time.monotonic())))
 
     def pending(self) -> list[str]:
         with self._cv:
-            return sorted(self._since)
+            return sorted(self._ends)
 
     def forget(self, links: Iterable[str]) -> None:
         with self._cv:
             for n in links:
-                self._since.pop(n, None)
+                self._ends.pop(n, None)
             self._cv.notify_all()
 
     def wait(self, timeout: float) -> list[str]:
@@ -98,42 +106,54 @@ class Watch:
         names still there (an empty list: all gone)."""
         end = time.monotonic() + timeout
         with self._cv:
-            while self._since and time.monotonic() < end:
+            while self._ends and time.monotonic() < end:
                 self._cv.wait(min(self.poll, max(0.0, end - time.monotonic())))
-            return sorted(self._since)
+            return sorted(self._ends)
 
     def _run(self) -> None:
         while True:
             with self._cv:
-                if not self._since:
+                if not self._ends:
                     self._thread = None
                     return
-                names = list(self._since)
-            present = netns.indexes(None, names)
+                names = list(self._ends)
+            try:
+                present = netns.indexes(None, names)
+            except OSError as exc:  # no socket now: look again later
+                log.warning("cannot look at released NF ports: %s", exc)
+                time.sleep(max(self.poll, 0.1))
+                continue
             now = time.monotonic()
-            overdue = []
+            overdue: list[tuple[str, int, float]] = []
             with self._cv:
-                if len(present) < len(names):
-                    self._progress = now
                 for n in names:
-                    since = self._since.get(n)
-                    if since is None:  # taken over by clear() meanwhile
+                    got = self._ends.get(n)
+                    if got is None:  # taken over by clear() meanwhile
                         continue
-                    if n not in present:
-                        del self._since[n]
-                    elif now - max(since, self._progress) > self.linger:
-                        overdue.append((n, now - since))
+                    since, index = got
+                    if present.get(n) != index:  # removed (its name free, or reused)
+                        del self._ends[n]
+                        self._progress = now
+                for n in names:
+                    got = self._ends.get(n)
+                    if got is None:
+                        continue
+                    since, index = got
+                    if (now - max(since, self._progress) > self.linger
+                            or now - since > self.cap):
+                        overdue.append((n, index, now - since))
                 self._cv.notify_all()
-            for n, age in overdue:
+            for n, index, age in overdue:
                 log.warning("%s is still there %.1f s after its NF's namespace was released, "
                             "and the kernel removed nothing meanwhile (something keeps the "
                             "namespace alive); deleting it", n, age)
                 try:
-                    netns.delete_link(n)
+                    netns.delete_index(index)
                 except Exception as exc:  # logged; testbed down removes it
                     log.warning("cannot delete %s: %s", n, exc)
                 with self._cv:  # still pending until deleted: wait() returns after this
-                    self._since.pop(n, None)
+                    if self._ends.get(n, (0.0, -1))[1] == index:
+                        del self._ends[n]
                     self._cv.notify_all()
             time.sleep(self.poll)
 
@@ -145,25 +165,34 @@ def release(ns: str, outer_ends: Iterable[str]) -> None:
     """Delete namespace `ns` without waiting for the kernel: its devices, and the veths'
     `outer_ends` on the host with them, go in the kernel's cleanup of the namespace (see the
     module docstring); those still there after LINGER_S are deleted here."""
-    ends = list(outer_ends)
     _watch.throttle()
+    ends = netns.indexes(None, list(outer_ends))  # known by index: a name may be reused
     netns.delete(ns)
     _watch.add(ends)
 
 
-def clear(links: Iterable[str], timeout: float = 2.0) -> None:
-    """Make sure none of `links` exists before a new NF takes their names: wait up to
-    `timeout` s for those of a released namespace to go, then delete what is left (a
-    leftover of an NF made with the same instance id). Microseconds when none exists."""
+def clear(links: Iterable[str], timeout: float = 2.0) -> list[str]:
+    """Make sure no veth has any of the names `links` before a new NF takes them: wait up
+    to `timeout` s for those of a released namespace to go, then delete the veths left (a
+    leftover of an NF made with the same instance id). Microseconds when none exists.
+    Returns the names held by links of another kind (a VM NF's tap): left untouched, for
+    the caller to refuse or reuse."""
     names = list(links)
-    _watch.forget(names)  # from here, this call sees to them
     left = netns.indexes(None, names)
+    if not left:
+        return []
+    kinds = netns.link_kinds(list(left))
+    other = sorted(n for n in left if kinds.get(n) != "veth")
+    veths = {n: i for n, i in left.items() if n not in other}
     end = time.monotonic() + timeout
-    while left and time.monotonic() < end:
+    while veths and time.monotonic() < end:
         time.sleep(CLEAR_POLL_S)
-        left = netns.indexes(None, list(left))
-    for n in left:
-        netns.delete_link(n)
+        now = netns.indexes(None, list(veths))
+        veths = {n: i for n, i in veths.items() if now.get(n) == i}
+    for i in veths.values():
+        netns.delete_index(i)
+    _watch.forget(n for n in names if n not in other)
+    return other
 
 
 def wait_released(timeout: float = 30.0) -> list[str]:

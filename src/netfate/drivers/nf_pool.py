@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from netfate import naming
 from netfate.drivers import netns, netns_release
 from netfate.drivers.refill_pool import Refill, RefillPool
-from netfate.errors import DriverError
+from netfate.errors import Conflict, DriverError
 
 log = logging.getLogger(__name__)
 POOL_TAG = "pool"
@@ -56,7 +56,7 @@ def make_entry(name: str, ports: tuple[str, ...], mtu: int,
     `host_ifs`, the outer ends have those names and are up (an NF's own, made cold).
     DriverError if the kernel refuses; then nothing of it is left."""
     if host_ifs:  # an NF's own names: a released namespace of the same NF may still hold them
-        netns_release.clear(host_ifs)
+        _clear(host_ifs)
     netns.create(name)
     try:
         host = host_ifs or tuple(naming.PREFIX + "q" + secrets.token_hex(5)[:9] for _ in ports)
@@ -77,7 +77,7 @@ def make_entry(name: str, ports: tuple[str, ...], mtu: int,
 def adopt(entry: Entry, name: str, host_ifs: list[str]) -> None:
     """Give the entry its NF's names: the namespace becomes `name`, each outer end its
     port's name (up). DriverError if a name is taken; the entry is then unusable."""
-    netns_release.clear(host_ifs)
+    _clear(host_ifs)
     netns.rename(entry.netns, name)
     index = netns.indexes(None, entry.host_ifs)
     with netns.iproute() as ipr:
@@ -85,6 +85,15 @@ def adopt(entry: Entry, name: str, host_ifs: list[str]) -> None:
             if old not in index:
                 raise DriverError(f"pooled port {old} is gone")
             ipr.link("set", index=index[old], ifname=new, state="up")
+
+
+def _clear(host_ifs: Iterable[str]) -> None:
+    """netns_release.clear; Conflict if a link of another kind holds a name (the tap of a
+    VM NF of the same instance id)."""
+    other = netns_release.clear(host_ifs)
+    if other:
+        raise Conflict(f"interface {other[0]} exists and is not a veth of this NF (another "
+                       "flavour's NF of the same instance id?)")
 
 
 class NamespacePool(RefillPool[Entry]):
