@@ -18,7 +18,15 @@ from typing import Any
 
 from netfate import naming
 from netfate.bundle import Bundle, BundleStore
-from netfate.drivers import capabilities, cgroups, netns, netns_release, nf_pool, nf_state
+from netfate.drivers import (
+    capabilities,
+    cgroups,
+    netns,
+    netns_release,
+    nf_garbage,
+    nf_pool,
+    nf_state,
+)
 from netfate.drivers.create_checks import check_create, owners_config
 from netfate.drivers.nf_inproc import Call, FirewallRunner
 from netfate.drivers.nf_records import InstanceRecords, dead_daemons
@@ -412,37 +420,9 @@ class NativeCompute:
     def collect_garbage(self) -> list[str]:
         """Remove what a crash mid-create left on this node: NF namespaces, cgroups and
         directories with no instance record. Run at agent start, before reconciling."""
-        every = self.records.all_flavours()  # several flavours share the node's namespaces
-        known = {i.instance_id for i in every}
         with self._guard:
             pooled = set().union(*(p.names() for p in self._pools.values()))
-        known_ns = {i.netns for i in every} | pooled
-        removed = []
-        for ns in nf_pool.leftovers(self.node, pooled, tag=self.pool_tag):
-            netns.delete(ns)
-            removed.append(ns)
-        prefix = f"{naming.PREFIX}{self.node}-"
-        for ns in netns.list_names():
-            if ns.startswith(prefix) and ns not in known_ns:
-                # Deleting the namespace destroys its veths, and with them their outer ends.
-                netns.delete(ns)
-                removed.append(ns)
-        for cg in cgroups.list_ours():
-            if cg.startswith(f"{self.node}-") and cg not in known:
-                cgroups.delete(cg)
-                removed.append(f"cgroup {cg}")
-        if self.nfs_dir.is_dir():
-            for d in self.nfs_dir.iterdir():
-                if d.name not in known:
-                    shutil.rmtree(d, ignore_errors=True)
-                    self.records.forget(d.name)
-                    removed.append(str(d))
-        rdir = self.records.records_dir
-        for r in sorted(rdir.glob("*.json")) if rdir.is_dir() else []:
-            if r.stem not in known and not self._idir(r.stem).exists():
-                r.unlink(missing_ok=True)  # a record whose directory is gone
-                removed.append(str(r))
-        return removed
+        return nf_garbage.collect(self.node, self.records, self.nfs_dir, pooled, self.pool_tag)
 
     def list_nfs(self) -> list[NFInfo]:
         """The records; a running NF whose daemon died (a crash, a kill -9) is reported

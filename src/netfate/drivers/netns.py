@@ -325,16 +325,20 @@ def delete_group(ns: str, group: int) -> bool:
     return True
 
 
-def delete_index(index: int) -> bool:
+def delete_index(index: int, ipr: IPRoute | None = None, what: str | None = None) -> bool:
     """Delete the root namespace's link with this interface index (not a newer link that
-    took the same name); False if there is none."""
-    with iproute() as ipr:
-        try:
-            ipr.link("del", index=index)
-        except Exception as exc:
-            if "No such device" in str(exc):
-                return False
-            raise DriverError(f"cannot delete link #{index}: {exc}") from exc
+    took the same name); False if there is none. DriverError naming `what` if refused."""
+    own = ipr is None
+    root = ipr if ipr is not None else iproute()
+    try:
+        root.link("del", index=index)
+    except Exception as exc:
+        if "No such device" in str(exc):
+            return False
+        raise DriverError(f"cannot delete link {what or f'#{index}'}: {exc}") from exc
+    finally:
+        if own:
+            root.close()
     return True
 
 
@@ -355,19 +359,12 @@ def link_kinds(names: Iterable[str]) -> dict[str, str]:
 
 
 def delete_link(ifname: str, ipr: IPRoute | None = None) -> bool:
+    """Delete the root namespace's link `ifname`; False if there is none."""
     own = ipr is None
     root = ipr if ipr is not None else iproute()
     try:
         idx = link_index(root, ifname)
-        if idx is None:
-            return False
-        try:
-            root.link("del", index=idx)
-        except Exception as exc:
-            if "No such device" in str(exc):
-                return False
-            raise DriverError(f"cannot delete link {ifname}: {exc}") from exc
-        return True
+        return idx is not None and delete_index(idx, root, ifname)
     finally:
         if own:
             root.close()

@@ -31,7 +31,6 @@ from netfate import naming
 from netfate.bundle import Bundle, BundleStore
 from netfate.drivers import (
     capabilities,
-    netns_release,
     nf_state,
     node_files,
     vm_guest,
@@ -196,8 +195,6 @@ class VmCompute:
                 p.name: vm_qemu.port_mac(iid, p.name) for p in ports}
             vm_qemu.save_spec(d, {"macs": macs, "memory_mb": max(VM_MEMORY_MB,
                                                                  desc.resources.memory_mb)})
-            # a native or container NF of the same id just deleted: its veths may linger
-            netns_release.clear([p.host_if for p in ports])
             for p in ports:
                 undo.append(functools.partial(vm_qemu.tap_delete, p.host_if))
                 vm_qemu.tap_create(p.host_if, self.mtu)

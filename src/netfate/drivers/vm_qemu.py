@@ -21,6 +21,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from netfate.drivers import netns_release
 from netfate.drivers.vm_image import GuestImage
 from netfate.errors import DriverError
 from netfate.proc import alive, end_pid
@@ -145,6 +146,7 @@ def _ip(*args: str) -> subprocess.CompletedProcess[str]:
 
 def tap_create(tap: str, mtu: int) -> None:
     """A persistent tap, up, with ``mtu``; a no-op if it exists. DriverError on failure."""
+    netns_release.clear([tap])  # a native NF of the same id just deleted: its veth lingers
     kind = _link_kind(tap)
     if kind not in (None, "tun"):
         # A leftover of another flavour's NF of the same instance id (a veth): QEMU would
