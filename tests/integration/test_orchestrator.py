@@ -17,7 +17,7 @@ import pytest
 
 from netfate import paths
 from netfate.api_auth import BearerAuth
-from netfate.testbed import lifecycle, processes
+from netfate.testbed import lifecycle, processes, readiness
 from netfate.testbed.context import Testbed
 from netfate.testbed.topology import load_topology
 
@@ -167,7 +167,7 @@ def test_orchestrator_restart_resyncs_without_losing_or_duplicating(stack: Testb
     time.sleep(1)
     assert node_nfs(stack, "cpe1") == {"cpe1-user3-firewall"}  # the data plane carries on
     lifecycle.start_services(load_topology())  # same state dir: same database
-    lifecycle.wait_registered(["cpe1", "cpe2", "dc", "core"])
+    readiness.wait_registered(["cpe1", "cpe2", "dc", "core"], lifecycle.api_url())
     time.sleep(2)
     assert db_nfs("cpe1") == {"cpe1-user3-firewall"}
     assert node_nfs(stack, "cpe1") == {"cpe1-user3-firewall"}

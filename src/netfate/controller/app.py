@@ -31,11 +31,10 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 from pydantic import BaseModel
 
 from netfate.bus import subjects
-from netfate.bus.messages import ClientSeen, SwitchSynced, UserCounters, UserIdleReport
+from netfate.bus.messages import ClientSeen, SwitchSynced, UserIdleReport
 from netfate.controller import ofmsg
-from netfate.controller import pipeline as pl
+from netfate.controller.app_counters import CountersMixin
 from netfate.controller.app_roles import RolesMixin
-from netfate.controller.counters import user_counters
 from netfate.controller.flowmod import FlowMod, Meter
 from netfate.controller.flows import build
 from netfate.controller.model import Client, SwitchState
@@ -51,7 +50,6 @@ log = logging.getLogger("netfate.controller")
 
 STATS_TIMEOUT = 10.0        # a flow-stats request unanswered this long is asked again
 SEEN_INTERVAL = 5.0         # at most one ClientSeen per (switch, MAC, port) in this time
-COUNTERS_INTERVAL = 5.0     # seconds between reads of the users' flow counters (accounting)
 
 
 class Publisher(Protocol):
@@ -62,10 +60,6 @@ class EventDesired(event.EventBase):  # type: ignore[misc]
     def __init__(self, state: SwitchState) -> None:
         super().__init__()
         self.state = state
-
-
-class EventReadCounters(event.EventBase):  # type: ignore[misc]
-    """Time to read the users' flow counters of every switch (RADIUS accounting)."""
 
 
 @dataclass
@@ -100,13 +94,12 @@ def _port_name(name: Any) -> str:
     return name.decode(errors="replace") if isinstance(name, bytes) else str(name)
 
 
-class ControllerApp(RolesMixin, app_manager.OSKenApp):  # type: ignore[misc]
+class ControllerApp(RolesMixin, CountersMixin, app_manager.OSKenApp):  # type: ignore[misc]
     OFP_VERSIONS = [ofp.OFP_VERSION]
     # Set by run_controller before os-ken instantiates the app (it passes no arguments).
     nats_url: str | None = None
     purge_foreign: bool = False
     metrics_port: int = 0  # Prometheus /metrics on 127.0.0.1 (0: none)
-    counters_interval: float = COUNTERS_INTERVAL  # 0: users' counters are not read
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -153,12 +146,6 @@ class ControllerApp(RolesMixin, app_manager.OSKenApp):  # type: ignore[misc]
         # never stall the NATS loop.
         while (state := self._inbox.get()) is not None:
             self.send_event(self.name, EventDesired(state))
-
-    def _counter_clock(self) -> None:
-        # Own thread: only ticks; the reads themselves run on the app's event thread.
-        while True:
-            hub.sleep(self.counters_interval)
-            self.send_event(self.name, EventReadCounters())
 
     def _publish(self, subject: str, msg: BaseModel) -> None:
         metrics.published(msg)
@@ -241,38 +228,6 @@ class ControllerApp(RolesMixin, app_manager.OSKenApp):  # type: ignore[misc]
         sw.view.read(now)
         sw.dp.send_msg(req)
         metrics.flow_read(node)
-
-    # -- users' counters (RADIUS accounting) -----------------------------------------------
-    @_on(EventReadCounters)
-    def _read_counters(self, ev: EventReadCounters) -> None:
-        """Ask each switch with authenticated users for the counters of their port-security
-        flows (table 0, cookie kind USER): one flow-stats request, filtered by cookie."""
-        for dpid, sw in self.switches.items():
-            state = self.desired.get(self.nodes.get(dpid, ""))
-            if (state is None or not any(u.authenticated for u in state.users)
-                    or not self.is_master(dpid)):  # its master reports the counters
-                continue
-            req = parser.OFPFlowStatsRequest(
-                sw.dp, 0, pl.INGRESS, ofp.OFPP_ANY, ofp.OFPG_ANY,
-                pl.COOKIE_MARK | (int(Kind.USER) << 48), 0xFFFF << 48, parser.OFPMatch())
-            sw.dp.set_xid(req)
-            sw.counters_xid, sw.counters = req.xid, []
-            sw.dp.send_msg(req)
-
-    def _counters_reply(self, sw: _Switch, msg: Any) -> None:
-        sw.counters.extend(msg.body)
-        if msg.flags & ofp.OFPMPF_REPLY_MORE:
-            return
-        sw.counters_xid = None
-        node = self.nodes.get(sw.dp.id)
-        state = self.desired.get(node or "")
-        if node is None or state is None:
-            return
-        users = user_counters(state, sw.counters)
-        sw.counters = []
-        if users:
-            self._publish(subjects.controller_counters(node),
-                          UserCounters(node=node, ts=time.time(), users=users))
 
     @_on(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def _flow_stats(self, ev: Any) -> None:

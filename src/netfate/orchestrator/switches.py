@@ -33,6 +33,7 @@ from netfate.db import repo
 from netfate.db.models import SteeringRule
 from netfate.db.repo.switching import switching_records
 from netfate.db.session import Database
+from netfate.orchestrator import switch_scope
 from netfate.orchestrator.anchors import Anchors
 from netfate.orchestrator.datapaths import Datapaths
 from netfate.orchestrator.switch_state import (
@@ -193,12 +194,8 @@ class Switches:
         self._reads += 1
         if nodes is None:
             return self.world(await self.db.read(switching_records))
-        scope = set(nodes)
-        for n in list(scope):
-            p = self.ports.get(n)
-            if p is not None:
-                scope.update(p.links.values())
-        return self.world(await self.db.read(switching_records, scope))
+        return self.world(await self.db.read(switching_records,
+                                             switch_scope.with_links(self.ports, nodes)))
 
     async def state_for(self, node: str) -> SwitchState | None:
         """The node's desired state as it stands (generation 0); None for an unknown node."""
@@ -206,27 +203,9 @@ class Switches:
 
     # -- publishing -------------------------------------------------------------------------
     def affected(self, node: str) -> list[str]:
-        """A change at a CPE also changes the switches above it (locations, up the tree),
-        and any PE or DC may host a stretch of its users' chains (transits, issue 11): those
-        first, so a stretch is in place before the access switch steers into it. A state
-        that did not change is not published again."""
-        above: list[str] = []
-        cur = self.ports.get(node)
-        while cur is not None and cur.uplink is not None:
-            parent = cur.links.get(cur.uplink)
-            if parent is None or parent == node or parent in above:
-                break
-            above.append(parent)
-            cur = self.ports.get(parent)
-        # A switch that reports no uplink of its own (an agent of before) is above the node
-        # if it links to it, as before.
-        above += [o for o, p in self.ports.items()
-                  if o != node and o not in above and node in p.links.values()
-                  and p.links.get(p.uplink or "") != node]
-        hosts = sorted(o for o, p in self.ports.items()
-                       if o != node and o not in above and p.tunnels and p.access == []
-                       and p.services is None)
-        return [*hosts, node, *above]
+        """The switches a change at `node` changes, in publication order
+        (`switch_scope.affected`)."""
+        return switch_scope.affected(self.ports, node)
 
     async def publish(self, node: str, force: bool = False) -> int | None:
         """Publish the node's state if it changed (or force); its generation, or None."""
