@@ -52,7 +52,7 @@ class Pushes:
     async def desired_for(self, node: str) -> tuple[DesiredState, dict[str, str]]:
         """The node's desired state as the agent takes it, and its bundles' URLs. Raises
         NotFound for an unknown node."""
-        d = await self.db.run(repo.desired_state_for_node, node)
+        d = await self.db.read(repo.desired_state_for_node, node)  # no write lock: it only reads
         instances = [
             InstanceSpec(instance_id=i["id"], nf_name=i["nf_name"], owner=i["owner"],
                          bundle_sha256=i["bundle_sha256"], config=i["config"] or {},
