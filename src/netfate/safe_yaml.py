@@ -8,13 +8,14 @@ loader composes the node graph first and refuses, before constructing anything, 
 that is over `max_bytes`, uses more than `max_aliases` aliases, nests deeper than `max_depth`,
 would expand to more than `max_nodes` nodes once aliases are followed (or by more than
 `max_alias_nodes` through aliases), or holds a recursive alias. What it builds is JSON's
-data model: mappings with string keys, lists, str, int, float, bool, None (timestamps stay
+data model: mappings with string keys, lists, str, int, finite float, bool, None (timestamps stay
 strings; !!binary, !!set and other tags are refused; a key given twice in one mapping
 is refused, as YAML 1.2 requires).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +83,18 @@ class _Loader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+
+def _finite_float(loader: yaml.SafeLoader, node: ScalarNode) -> float:
+    # JSON has no NaN or infinity (RFC 8259 §6): `.nan`, `.inf` and 1e400 were stored as
+    # null by the JSON columns, and the document read back was another one.
+    value = float(loader.construct_yaml_float(node))
+    if not math.isfinite(value):
+        raise _Refused(f"{node.value!r} is not a finite number (JSON has no NaN or "
+                       "infinity)", node)
+    return value
+
+
+_Loader.add_constructor("tag:yaml.org,2002:float", _finite_float)
 
 # Timestamps stay strings (JSON has none): drop the implicit resolver for them.
 _Loader.yaml_implicit_resolvers = {

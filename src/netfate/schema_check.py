@@ -16,6 +16,7 @@ validator with the RE2 keywords.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,7 +25,7 @@ import re2  # type: ignore[import-untyped]
 import referencing
 import referencing.exceptions
 import referencing.jsonschema
-from jsonschema.exceptions import ValidationError
+from jsonschema.exceptions import FormatError, ValidationError
 
 _REF_KEYWORDS = ("$ref", "$dynamicRef")
 _IN_PLACE_LISTS = ("allOf", "anyOf", "oneOf")
@@ -204,14 +205,65 @@ def _strict_integer(checker: Any, instance: Any) -> bool:
     return isinstance(instance, int) and not isinstance(instance, bool)
 
 
+_UNIQUE = jsonschema.Draft202012Validator.VALIDATORS["uniqueItems"]
+
+
+def _unique_items(validator: Any, unique: Any, instance: Any, schema: Any
+                  ) -> Iterator[ValidationError]:
+    # Every pair compared (in Python, for objects): only for an array no longer than its
+    # maxItems (else that keyword's error says what is wrong) and MAX_UNIQUE_ITEMS. Every
+    # error is collected (iter_errors), so maxItems failing did not spare this one: 6000
+    # items held a worker thread for 20 s (2026-12-05).
+    most = schema.get("maxItems")
+    limit = min(most, MAX_UNIQUE_ITEMS) if isinstance(most, int) else MAX_UNIQUE_ITEMS
+    if validator.is_type(instance, "array") and len(instance) > limit:
+        if not isinstance(most, int) or len(instance) <= most:  # a schema stored before
+            yield ValidationError(f"has {len(instance)} items: more than the "
+                                  f"{MAX_UNIQUE_ITEMS} whose uniqueness is checked")
+        return
+    yield from _UNIQUE(validator, unique, instance, schema)
+
+
+# A value checked against a "format" is at most this long: the format checkers are
+# third-party parsers and regular expressions whose cost on a megabyte is not bounded.
+MAX_FORMAT_CHARS = 4096
+
+
+class _FormatChecker(jsonschema.FormatChecker):
+    """jsonschema's checkers (every format its format-nongpl extra knows), each given at
+    most MAX_FORMAT_CHARS characters, and "regex" compiled without recursing without end
+    (Python's re recurses per nested group: "(" * 100000 raised RecursionError)."""
+
+    def check(self, instance: object, format: str) -> None:
+        if isinstance(instance, str) and len(instance) > MAX_FORMAT_CHARS \
+                and format in self.checkers:
+            raise FormatError(
+                f"{len(instance)} characters: longer than the {MAX_FORMAT_CHARS} a "
+                f"{format!r} value may have")
+        super().check(instance, format)
+
+
+def _is_regex(instance: object) -> bool:
+    if not isinstance(instance, str):
+        return True
+    re.compile(instance)
+    return True
+
+
+_FORMATS = _FormatChecker()
+_FORMATS.checks("regex", raises=(re.error, RecursionError))(_is_regex)
+
+
 _Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {  # type: ignore[no-untyped-call]
     "pattern": _pattern, "patternProperties": _pattern_properties,
-    "additionalProperties": _additional_properties},
+    "additionalProperties": _additional_properties, "uniqueItems": _unique_items},
     type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
         "integer", _strict_integer))
 
 
 def validator(schema: Any) -> Any:
-    """A draft 2020-12 validator of `schema` whose regular expressions RE2 runs, and whose
-    "integer" is a JSON number written without a fraction or exponent (23, not 23.0)."""
-    return _Validator(schema, format_checker=jsonschema.FormatChecker())
+    """A draft 2020-12 validator of `schema` whose regular expressions RE2 runs, whose
+    "integer" is a JSON number written without a fraction or exponent (23, not 23.0), whose
+    formats are asserted (each value at most MAX_FORMAT_CHARS long) and whose uniqueItems
+    compares at most MAX_UNIQUE_ITEMS items."""
+    return _Validator(schema, format_checker=_FORMATS)

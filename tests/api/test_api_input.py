@@ -800,6 +800,17 @@ def test_a_callback_to_the_orchestrators_own_server_is_refused(seeded: httpx.Cli
     seeded.delete(f"{API}/subscriptions/{r.json()['id']}")
 
 
+def test_a_callback_to_the_embedded_nats_server_is_refused(world_: World) -> None:
+    """The embedded server's port was let through: the check read the settings, which
+    name no NATS URL when the server is the orchestrator's own (probe of 2026-12-05)."""
+    port = httpx.URL(world_.live.nats_url).port
+    for host in ("127.0.0.1", "localhost"):
+        with unchanged(world_.client):
+            r = world_.client.post(f"{API}/subscriptions", json={
+                "callbackUri": f"http://{host}:{port}/"})
+            assert_problem(r, 422, "orchestrator's own server")
+
+
 def test_an_empty_or_null_body_says_what_to_send(seeded: httpx.Client) -> None:
     with unchanged(seeded):
         assert_problem(seeded.post(f"{API}/users", content=b"", headers=JSON), 422,

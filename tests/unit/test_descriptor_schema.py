@@ -147,3 +147,47 @@ def test_a_schema_no_config_could_pass_or_too_costly_is_refused_at_upload(
     with pytest.raises(InvalidInput, match=re.escape(words)):
         parse_descriptor({"name": "probe", "version": "1", "ports": [{"name": "lan"}],
                           "config-schema": schema})
+
+
+def test_unique_items_is_not_compared_past_max_items() -> None:
+    """Every error was collected, so uniqueItems compared all pairs even after maxItems had
+    failed: 6000 objects held a worker thread for 20 s, a 1 MB body about an hour (probe of
+    2026-12-05). Now bounded however long the array is."""
+    d = parse_descriptor(with_schema({"properties": {"l": {
+        "type": "array", "uniqueItems": True, "maxItems": 10}}}))
+    with pytest.raises(InvalidInput, match=r"config at l: .* is too long"):
+        within(2, d.validate_config, {"l": [{"a": i} for i in range(80_000)]})
+    with pytest.raises(InvalidInput, match="non-unique"):
+        d.validate_config({"l": [{"a": 1}, {"a": 1}]})
+    assert d.validate_config({"l": [{"a": 1}, {"a": 2}]}) == {"l": [{"a": 1}, {"a": 2}]}
+
+
+@pytest.mark.parametrize(("fmt", "bad", "good"), [
+    ("date-time", "9" * 800, "2026-12-05T10:00:00Z"),
+    ("uri", "not a uri", "https://example.net/x"),
+    ("hostname", "-bad-.example", "cpe1.example.net"),
+    ("json-pointer", "no/slash", "/a/b"),
+    ("uri-template", "{unclosed", "/users/{id}"),
+    ("regex", "(" * 100_000 + ")" * 100_000, "a+b"),
+    ("regex", "(" * 2_000 + ")" * 2_000, "(a|b)"),
+    ("ipv4", "x" * 1_000_000, "10.0.0.1"),
+])
+def test_formats_are_asserted_in_bounded_time(fmt: str, bad: str, good: str) -> None:
+    """date-time, uri, hostname... were not checked at all (their checkers' libraries were
+    missing), and a deeply nested "regex" raised RecursionError, reported as the package's
+    fault (409) rather than the caller's (probe of 2026-12-05)."""
+    d = parse_descriptor(with_schema({"properties": {"v": {"type": "string",
+                                                           "format": fmt}}}))
+    with pytest.raises(InvalidInput, match="config at v: "):
+        within(2, d.validate_config, {"v": bad})
+    assert d.validate_config({"v": good}) == {"v": good}
+
+
+@pytest.mark.parametrize("number", [".nan", ".inf", "-.inf"])
+def test_a_non_finite_number_in_a_config_schema_is_refused_at_upload(number: str) -> None:
+    """`maximum: .nan` was stored as null: the package was taken (201) and every use of it
+    then failed with 409 (probe of 2026-12-05)."""
+    text = ("name: probe\nversion: '1'\nports: [{name: lan}]\nconfig-schema:\n"
+            f"  type: object\n  properties: {{x: {{type: number, maximum: {number}}}}}\n")
+    with pytest.raises(InvalidInput, match="not a finite number"):
+        inspect_bundle(bundle(text))

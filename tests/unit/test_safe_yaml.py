@@ -45,6 +45,11 @@ def test_issue_billion_laughs_descriptor_is_refused_at_once(tmp_path: Path) -> N
     ("name: a\x00b\n", "not valid YAML"),  # control characters: the reader's own error
     ("name: a\x1bb\n", "not valid YAML"),
     ("name: a\ud800b\n", "not valid YAML"),
+    # JSON has no NaN or infinity: stored as null, the document read back was another one
+    ("maximum: .nan", "'.nan' is not a finite number"),
+    ("a: [1, .inf]", "'.inf' is not a finite number"),
+    ("a: {b: -.Inf}", "'-.Inf' is not a finite number"),
+    ("a: !!float .NaN", "is not a finite number"),
 ])
 def test_refused(text: str, words: str) -> None:
     with pytest.raises(InvalidInput, match=words):

@@ -66,11 +66,15 @@ def unmute(request: Request, iid: str = IID) -> None:
 
 @router.post("/subscriptions", status_code=201)
 def subscribe(request: Request, body: SubscriptionCreate) -> dict[str, Any]:
-    settings = orch(request).settings
+    service = orch(request)
+    settings = service.settings
     own = [(settings.host, settings.port)]
-    if settings.nats_url:  # each member of a cluster, or the embedded server's
+    # Each member of a cluster, or the embedded server's (the settings name no URL then:
+    # its port, 14481 in a probe of 2026-12-05, was taken as a callback).
+    nats_url = service.nats_url
+    if nats_url:
         own += [(u.hostname or "", u.port or 4222) for u in
-                (urlsplit(x.strip()) for x in settings.nats_url.split(",")) if u.hostname]
+                (urlsplit(x.strip()) for x in nats_url.split(",")) if u.hostname]
     refusal = callback_refusal(body.callbackUri, settings.callback_networks, own)
     if refusal:
         raise InvalidInput(refusal)
