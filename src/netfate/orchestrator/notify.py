@@ -1,5 +1,6 @@
 """SOL003-style lifecycle notifications: each operation state change is POSTed to the
-subscriptions' callback URIs (best effort, bounded time, never blocking operations)."""
+subscriptions' callback URIs (best effort, bounded time, never blocking operations, and
+each subscriber apart from the others)."""
 
 from __future__ import annotations
 
@@ -53,13 +54,83 @@ def _subscriptions(s: Session) -> list[tuple[str, str, dict[str, Any]]]:
     return [(i, uri, dict(f or {})) for i, uri, f in s.connection().execute(_Q_SUBSCRIPTIONS)]
 
 
+# Notifications waiting for one subscriber: past this, its newest are dropped (counted and
+# logged), so a subscriber that never answers holds memory bounded, and nobody else up.
+BACKLOG = 1000
+
+
+class Deliveries:
+    """One queue and one worker per subscription: each subscriber gets its notifications
+    in order, one POST at a time, and one that is slow or never answers delays only its
+    own (they were sent one after another for all subscribers, with a 3 s timeout each:
+    three silent subscribers held everyone else's 9 s per event, probe of 2026-12-05)."""
+
+    def __init__(self, client: httpx.AsyncClient, failures: LoopFailures,
+                 backlog: int = BACKLOG) -> None:
+        self.client = client
+        self.failures = failures
+        self.backlog = backlog
+        self._workers: dict[str, tuple[asyncio.Queue[tuple[str, dict[str, Any]]],
+                                       asyncio.Task[None]]] = {}
+
+    def put(self, sub_id: str, uri: str, body: dict[str, Any]) -> None:
+        worker = self._workers.get(sub_id)
+        if worker is None or worker[1].done():
+            q: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(self.backlog)
+            worker = self._workers[sub_id] = (q, asyncio.create_task(self._run(sub_id, q)))
+        try:
+            worker[0].put_nowait((uri, body))
+        except asyncio.QueueFull as exc:
+            self.failures.failed(f"subscription {sub_id}: {self.backlog} notifications "
+                                 "waiting; this one dropped", exc, trace=False)
+
+    def retire(self, live: Iterable[str]) -> None:
+        """Stop the workers of subscriptions that are gone (what they had waiting too)."""
+        keep = set(live)
+        for sub_id in [s for s in self._workers if s not in keep]:
+            self._workers.pop(sub_id)[1].cancel()
+
+    def close(self) -> None:
+        self.retire(())
+
+    async def _run(self, sub_id: str, q: asyncio.Queue[tuple[str, dict[str, Any]]]) -> None:
+        while True:
+            uri, body = await q.get()
+            try:
+                await self.client.post(uri, json=body)
+                self.failures.ok()
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                # InvalidURL is no HTTPError: a URI the API let through before it refused
+                # control characters would otherwise end the worker. Without the
+                # operation's id, so a callback that stays down is one line a minute
+                # (LoopFailures), not a traceback per operation.
+                self.failures.failed(f"notifying subscription {sub_id} at {uri}", exc,
+                                     trace=False)
+
+
+def _body(sub_id: str, ev: dict[str, Any]) -> dict[str, Any]:
+    op = ev["data"]
+    return {
+        "id": str(uuid.uuid4()),
+        "notificationType": "VnfLcmOperationOccurrenceNotification",
+        "subscriptionId": sub_id,
+        "timeStamp": ev["ts"],
+        "operationState": op.get("state"),
+        "operation": op.get("operation"),
+        "vnfInstanceId": op.get("vnf_instance_id"),
+        "vnfLcmOpOccId": op.get("id"),
+    }
+
+
 async def dispatch(hub: EventHub, db: Database, timeout: float = 3.0,
                    allowed: Iterable[str] = DEFAULT_CALLBACK_NETWORKS) -> None:
     """Post each operation event to the subscriptions it matches whose callback host is in
-    ``allowed`` (the callback_networks setting)."""
+    ``allowed`` (the callback_networks setting), each subscriber through its own queue
+    (Deliveries)."""
     q = hub.subscribe()
     failures = LoopFailures("lifecycle-notify", log)
     async with httpx.AsyncClient(timeout=timeout) as client:
+        deliveries = Deliveries(client, failures)
         try:
             while True:
                 # The events queued meanwhile too, against one read of the subscriptions
@@ -76,36 +147,16 @@ async def dispatch(hub: EventHub, db: Database, timeout: float = 3.0,
                     failures.failed(f"reading the subscriptions for {len(ops)} operation "
                                     f"events", exc)
                     continue
+                deliveries.retire(sub_id for sub_id, _, _ in subs)
                 for ev, (sub_id, uri, flt) in ((e, x) for e in ops for x in subs):
-                    op = ev["data"]
                     try:
                         host = urlsplit(uri).hostname or ""
-                        wanted = matches(flt, op) and callback_allowed(host, allowed)
+                        wanted = matches(flt, ev["data"]) and callback_allowed(host, allowed)
                     except Exception as exc:  # one bad row must not end every delivery
                         failures.failed(f"matching subscription {sub_id}", exc)
                         continue
-                    if not wanted:
-                        continue
-                    body = {
-                        "id": str(uuid.uuid4()),
-                        "notificationType": "VnfLcmOperationOccurrenceNotification",
-                        "subscriptionId": sub_id,
-                        "timeStamp": ev["ts"],
-                        "operationState": op.get("state"),
-                        "operation": op.get("operation"),
-                        "vnfInstanceId": op.get("vnf_instance_id"),
-                        "vnfLcmOpOccId": op.get("id"),
-                    }
-                    try:
-                        await client.post(uri, json=body)
-                        failures.ok()
-                    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-                        # InvalidURL is no HTTPError: a URI the API let through before it
-                        # refused control characters would otherwise end the dispatcher.
-                        # Without the operation's id, so a callback that stays down is
-                        # one line a minute (LoopFailures), not a traceback per operation.
-                        failures.failed(f"notifying subscription {sub_id} at {uri}", exc,
-                                        trace=False)
-        except asyncio.CancelledError:
+                    if wanted:
+                        deliveries.put(sub_id, uri, _body(sub_id, ev))
+        finally:
+            deliveries.close()
             hub.unsubscribe(q)
-            raise

@@ -1,0 +1,93 @@
+"""Lifecycle notifications reach their subscribers (SOL003-style), each apart from the others:
+one that never answers delays nobody else's (probe of 2026-12-05: three silent subscribers
+held a fourth's notifications ~9 s per event, the last ~55 s late)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+
+from tests.api.conftest import MakeAgent
+from tests.api.harness import wait_op, wait_until
+from tests.api.test_api_faults import API, add_user, instantiate
+
+
+class _Listener:
+    """An HTTP callback on loopback that records the JSON bodies POSTed to it."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.at: list[float] = []
+        listener = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                size = int(self.headers.get("Content-Length", "0"))
+                listener.bodies.append(json.loads(self.rfile.read(size)))
+                listener.at.append(time.monotonic())
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/cb"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@contextlib.contextmanager
+def _silent() -> Iterator[str]:
+    """A callback that accepts connections and never answers (the dispatcher's 3 s
+    timeout runs out on each POST)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/slow"
+    finally:
+        sock.close()
+
+
+def test_a_silent_subscriber_delays_no_other(client: httpx.Client,
+                                             make_agent: MakeAgent) -> None:
+    make_agent("cpe1")
+    add_user(client)
+    good = _Listener()
+    try:
+        with _silent() as slow_url:
+            for _ in range(3):  # created first: the dispatcher reached them first
+                r = client.post(f"{API}/subscriptions", json={"callbackUri": slow_url})
+                assert r.status_code == 201, r.text
+            r = client.post(f"{API}/subscriptions", json={"callbackUri": good.url})
+            assert r.status_code == 201, r.text
+            sub = r.json()["id"]
+            t0 = time.monotonic()
+            op = wait_op(client, instantiate(client))
+            assert op["operation_state"] == "COMPLETED", op
+            wait_until(lambda: [b for b in good.bodies if b["operationState"] == "COMPLETED"],
+                       2.5, "the COMPLETED notification at the answering subscriber")
+            # Within the time of one silent POST's timeout (3 s): before, 9 s per event.
+            assert good.at[-1] - t0 < 2.5
+            states = [b["operationState"] for b in good.bodies]
+            assert states == ["PROCESSING", "COMPLETED"], states  # in order
+            assert {b["subscriptionId"] for b in good.bodies} == {sub}
+            assert {b["vnfLcmOpOccId"] for b in good.bodies} == {op["id"]}
+    finally:
+        good.close()
