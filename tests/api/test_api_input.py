@@ -320,6 +320,19 @@ BAD_BODIES: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [
     ("PUT", "/nodes/cpe1/ts_rules/r1", {"match": {"eth_type": "2048"}}, ("eth_type",)),
     ("POST", "/nodes/cpe1/ts_rules", [{"rule_id": "r1", "priority": True}],  # type: ignore[list-item]
      ("priority", "integer")),
+    # OpenFlow prerequisites a switch would refuse, and ids no URL path reaches (probe of
+    # 2026-12-05: each was taken, 200)
+    ("PUT", "/nodes/cpe1/ts_rules/r1", {"match": {"eth_type": 34525, "ipv4_src": "10.0.0.1"}},
+     ("ipv4_src", "eth_type 2048")),
+    ("PUT", "/nodes/cpe1/ts_rules/r1", {"match": {"eth_type": 2054, "ip_proto": 6,
+                                                  "tp_dst": 1}}, ("ip_proto needs eth_type",)),
+    ("PUT", "/nodes/cpe1/ts_rules/r1", {"match": {"eth_src": "ff:ff:ff:ff:ff:ff"}},
+     ("eth_src", "group address")),
+    ("PUT", "/nodes/cpe1/ts_rules/%2E", {}, ("rule_id", "URL path")),
+    ("POST", "/nodes/cpe1/ts_rules", [{"rule_id": "a/b"}], ("'a/b'", "URL path")),  # type: ignore[list-item]
+    ("POST", "/nodes/cpe1/ts_rules", [{"rule_id": ".."}], ("'..'", "URL path")),  # type: ignore[list-item]
+    ("POST", "/nodes/cpe1/ts_rules", [{"rule_id": "ok1"}, {"rule_id": "bad", "priority": 0}],  # type: ignore[list-item]
+     ("TS rule #1 'bad'", "priority")),
     ("POST", "/users/user1/associate", {"node": "cpe1", "login": 1}, ("login", "boolean")),
     ("POST", "/users/user1/associate", {"node": "cpe1", "login": "yes"}, ("login",)),
     ("POST", "/users/user1/associate", {"node": "cpe1", "login": True,

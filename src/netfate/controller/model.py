@@ -7,9 +7,19 @@ are named as on the switch; the controller maps names to OpenFlow port numbers i
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import logging
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
 
 from netfate import validators
 
@@ -24,6 +34,8 @@ _ipv4 = validators.station_ipv4
 _net = validators.ipv4_prefix
 Mac = Annotated[str, AfterValidator(_mac)]
 IPv4 = Annotated[str, AfterValidator(_ipv4)]
+
+log = logging.getLogger("netfate.ts_rules")
 
 
 class _M(BaseModel):
@@ -212,6 +224,7 @@ _any_mac = validators.mac
 # A TS rule's id and the port names it uses: printable ASCII without spaces (a database key).
 _Token = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
 
+ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
 # TCP/UDP/SCTP port matches need the protocol (an OpenFlow 1.3 prerequisite).
 TP_FIELDS = {6: ("tcp_src", "tcp_dst"), 17: ("udp_src", "udp_dst"), 132: ("sctp_src", "sctp_dst")}
 # Outputs that are OpenFlow reserved ports rather than switch ports.
@@ -235,9 +248,21 @@ class Match(_M):
 
     @model_validator(mode="after")
     def _check(self) -> Match:
+        # OpenFlow 1.3 §7.2.3.6: each field's prerequisite; a switch refuses a match that
+        # breaks one (OFPBMC_BAD_PREREQ), so it is refused here, naming it.
         if (self.tp_src is not None or self.tp_dst is not None) \
                 and self.ip_proto not in TP_FIELDS:
             raise ValueError("a TCP/UDP/SCTP port match needs ip_proto 6, 17 or 132")
+        if (self.ipv4_src is not None or self.ipv4_dst is not None) \
+                and self.eth_type not in (None, ETH_IPV4):
+            raise ValueError(f"ipv4_src/ipv4_dst need eth_type {ETH_IPV4} (IPv4), not "
+                             f"{self.eth_type}")
+        if self.ip_proto is not None and self.eth_type not in (None, ETH_IPV4, ETH_IPV6):
+            raise ValueError(f"ip_proto needs eth_type {ETH_IPV4} (IPv4) or {ETH_IPV6} "
+                             f"(IPv6), not {self.eth_type}")
+        if self.eth_src is not None and int(self.eth_src[:2], 16) & 1:
+            raise ValueError(f"eth_src {self.eth_src} is a group address: no frame comes "
+                             "from one")
         return self
 
 
@@ -252,6 +277,20 @@ class TSRule(_M):
     priority: StrictInt = Field(default=100, ge=1, le=MAX_TS_PRIORITY)
     match: Match = Field(default_factory=Match)
     output: tuple[_Token, ...] = Field(default=(), max_length=64)
+
+
+def stored_rules(rows: Iterable[dict[str, Any]], where: str) -> list[TSRule]:
+    """Stored rules (JSON-able mappings) as TSRules, leaving out (and logging) any the
+    model refuses now: a rule stored before a check was added must not stop the node's
+    switch state from being built (the switch refused such a rule anyway)."""
+    out = []
+    for data in rows:
+        try:
+            out.append(TSRule.model_validate(data))
+        except ValidationError as exc:
+            log.warning("%s: stored TS rule %r left out: %s", where, data.get("rule_id"),
+                        "; ".join(e["msg"] for e in exc.errors())[:300])
+    return out
 
 
 class SwitchState(_M):

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from netfate.controller.flowmod import FlowMod
 from netfate.controller.flows import build
-from netfate.controller.model import SwitchState, TSRule
+from netfate.controller.model import SwitchState, TSRule, stored_rules
 from netfate.controller.sync import SyncPlan, diff
 from netfate.drivers.openflow import OpenFlowChannel
 from netfate.errors import Conflict, DriverError, NotFound
@@ -92,7 +92,7 @@ class LocalSteering:
             if stamp is not None:
                 with contextlib.suppress(FileNotFoundError):
                     data = json.loads(self._file(lsi).read_text())
-            rules = {k: TSRule.model_validate(v) for k, v in data.items()}
+            rules = {r.rule_id: r for r in stored_rules(data.values(), f"LSI {lsi}")}
             known = self._known[lsi] = _Known(stamp, rules, dumped=data)
         return dict(known.rules)
 

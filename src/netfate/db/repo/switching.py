@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from netfate.controller.model import TSRule
+from netfate.controller.model import TSRule, stored_rules
 from netfate.db.models import (
     Node,
     SessionState,
@@ -203,10 +203,11 @@ def switching_records(session: Session, nodes: Collection[str] | None = None
     classes: dict[str, tuple[dict[str, Any], ...]] = {}
     if users:
         classes = {n: tuple(c or ()) for n, c in conn.execute(_Q_CLASSES, {"names": users})}
-    ts_rules: dict[str, list[TSRule]] = {}
+    raw: dict[str, list[dict[str, Any]]] = {}
     for node, rule_id, priority, match, output in conn.execute(q_ts, params):
-        ts_rules.setdefault(node, []).append(TSRule.model_validate(
-            {"rule_id": rule_id, "priority": priority, "match": match, "output": output}))
+        raw.setdefault(node, []).append(
+            {"rule_id": rule_id, "priority": priority, "match": match, "output": output})
+    ts_rules = {n: stored_rules(rs, f"node {n}") for n, rs in raw.items()}
     return SwitchingRecords(roles=roles, rules=rules, sessions=sessions, nfs=nfs,
                             classes=classes,
                             ts_rules={n: tuple(r) for n, r in ts_rules.items()},

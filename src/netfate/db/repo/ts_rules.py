@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from netfate.controller.model import TSRule
+from netfate.controller.model import TSRule, stored_rules
 from netfate.db.models import Node, TsRule
 from netfate.db.repo._common import get_or_404, guard, stamp
 from netfate.errors import Conflict, InvalidInput, NotFound
@@ -21,21 +21,31 @@ from netfate.errors import Conflict, InvalidInput, NotFound
 MAX_PER_NODE = 1024
 
 
-def as_rule(row: TsRule) -> TSRule:
-    return TSRule.model_validate({"rule_id": row.rule_id, "priority": row.priority,
-                                  "match": row.match, "output": row.output})
-
-
-def check_rule(data: Any) -> TSRule:
-    """A TS rule from JSON-able data; InvalidInput saying what is wrong."""
+def check_rule(data: Any, index: int | None = None) -> TSRule:
+    """A TS rule from JSON-able data; InvalidInput saying what is wrong and which rule
+    (its id, or its place in a list). Rule ids are also reached by URL path
+    (/nodes/{node}/ts_rules/{rule_id}): one with a '/' or that is '.' or '..' could never
+    be, and is refused."""
     if isinstance(data, TSRule):
         return data
+    which = _which(data, index)
     try:
-        return TSRule.model_validate(data)
+        rule = TSRule.model_validate(data)
     except ValidationError as exc:
         what = "; ".join(f"{'.'.join(str(x) for x in e['loc']) or 'rule'}: {e['msg']}"
                          for e in exc.errors())
-        raise InvalidInput(f"bad TS rule: {what}") from None
+        raise InvalidInput(f"bad TS rule{which}: {what}") from None
+    if "/" in rule.rule_id or rule.rule_id in (".", ".."):
+        raise InvalidInput(f"bad TS rule{which}: rule_id {rule.rule_id!r} cannot be part of "
+                           "a URL path (no '/', and not '.' or '..')")
+    return rule
+
+
+def _which(data: Any, index: int | None) -> str:
+    rid = data.get("rule_id") if isinstance(data, dict) else None
+    parts = ([f"#{index}"] if index is not None else []) + (
+        [repr(rid[:64])] if isinstance(rid, str) else [])
+    return f" {' '.join(parts)}" if parts else ""
 
 
 def put_ts_rules(session: Session, node: str, rules: Sequence[Any],
@@ -45,7 +55,7 @@ def put_ts_rules(session: Session, node: str, rules: Sequence[Any],
     Conflict when the node would then hold more than MAX_PER_NODE (nothing is written)."""
     if len(rules) > MAX_PER_NODE:
         raise InvalidInput(f"{len(rules)} TS rules; a node holds at most {MAX_PER_NODE}")
-    checked = [check_rule(r) for r in rules]
+    checked = [check_rule(r, k if len(rules) > 1 else None) for k, r in enumerate(rules)]
     ids = [r.rule_id for r in checked]
     if len(set(ids)) != len(ids):
         raise InvalidInput(f"a rule id is given twice: {ids}")
@@ -105,4 +115,6 @@ def list_ts_rules(session: Session, node: str | None = None) -> list[TsRule]:
 
 def ts_rules_for(session: Session, node: str) -> tuple[TSRule, ...]:
     """The node's rules as the switch state takes them."""
-    return tuple(as_rule(r) for r in list_ts_rules(session, node))
+    return tuple(stored_rules(({"rule_id": r.rule_id, "priority": r.priority, "match": r.match,
+                                "output": r.output} for r in list_ts_rules(session, node)),
+                              f"node {node}"))
