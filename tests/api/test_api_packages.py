@@ -99,3 +99,15 @@ def test_the_only_package_of_an_nf_users_subscribe_to_stays(c: httpx.Client) -> 
     assert_problem(c.delete(f"{API}/vnf_packages/{shaper[0]['sha256']}"), 409,
                    "only one of rate-limiter", "userd")
     assert c.get(f"{API}/vnf_packages/{shaper[0]['sha256']}").status_code == 200
+
+
+def test_the_only_package_of_an_nf_users_hold_a_config_for_stays(c: httpx.Client) -> None:
+    """Deleted, it left the users' nf_config pointing at nothing (probe of 2026-12-05)."""
+    nat = [p for p in c.get(f"{API}/vnf_packages").json() if p["name"] == "nat"]
+    assert len(nat) == 1
+    r = c.post(f"{API}/users", json={"name": "userf", "password": "secret1",
+                                     "nf_config": {"nat": {"address": "10.90.254.1/16"}}})
+    assert r.status_code == 201, r.text
+    assert_problem(c.delete(f"{API}/vnf_packages/{nat[0]['sha256']}"), 409,
+                   "only one of nat", "userf", "config")
+    assert c.get(f"{API}/vnf_packages/{nat[0]['sha256']}").status_code == 200

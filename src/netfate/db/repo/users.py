@@ -117,9 +117,13 @@ def get_user(session: Session, name: str) -> User:
 
 
 def users_wanting(session: Session, nf: str) -> list[str]:
-    """The users whose required NFs include `nf`, by name."""
-    rows = session.execute(sa.select(User.name, User.required_nfs).order_by(User.name))
-    return [name for name, nfs in rows if nf in (nfs or [])]
+    """The users whose required NFs include `nf`, or who hold a config for it (nf_config:
+    checked against its package's schema, so left pointing at nothing if the last package
+    of `nf` went), by name."""
+    rows = session.execute(sa.select(User.name, User.required_nfs, User.nf_config)
+                           .order_by(User.name))
+    return [name for name, nfs, config in rows
+            if nf in (nfs or []) or (isinstance(config, dict) and nf in config)]
 
 
 def list_users(session: Session, *, access_node: str | None = None) -> list[User]:

@@ -129,7 +129,8 @@ def with_implementations(pkg: dict[str, Any]) -> dict[str, Any]:
                summary="Delete a package no NF instance uses (409 otherwise)")
 async def delete_package(request: Request, sha256: str = SHA256) -> Response:
     """SOL005 §9.4.3.3.5 (DELETE of an individual VNF package): refused (409) while an NF
-    instance uses it, or while users subscribe to its NF and it is that NF's only package;
+    instance uses it, or while users subscribe to its NF (or hold a config for it) and it
+    is that NF's only package;
     404 for an unknown one. The next package of its NF, by version, is then the newest."""
     def delete(s: Any) -> None:
         pkg = repo.get_bundle(s, sha256.lower())
@@ -137,7 +138,8 @@ async def delete_package(request: Request, sha256: str = SHA256) -> Response:
             wanting = repo.users_wanting(s, pkg.name)
             if wanting:
                 raise Conflict(f"package {pkg.sha256[:12]} is the only one of {pkg.name}, "
-                               f"which users {', '.join(wanting[:3])} subscribe to")
+                               f"which users {', '.join(wanting[:3])} subscribe to or "
+                               "hold a config for")
         repo.delete_bundle(s, pkg.sha256)
 
     await db(request).run(delete)
