@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import signal
 import subprocess
 import tempfile
@@ -155,10 +156,16 @@ def _readable(root: Path) -> None:
             (Path(d) / sub).chmod(0o755)
 
 
+# C0 and C1 controls but tab and newline (the lines are split on the latter), and DEL.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
 def _last_line(stderr: bytes) -> str:
     """The reason: stderr's last line, less the "error: [<nf>/<action>] " the catalogue's
-    helpers put first (the message names the NF already)."""
-    lines = [ln.strip() for ln in stderr.decode(errors="replace").splitlines() if ln.strip()]
+    helpers put first (the message names the NF already), and less control characters (a
+    script's NULs and escapes reached the 422's detail: probe of 2026-12-05)."""
+    text = _CONTROL.sub("", stderr.decode(errors="replace"))
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if not lines:
         return ""
     last = lines[-1]
