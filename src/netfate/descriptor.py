@@ -24,7 +24,16 @@ from typing import Any, Literal
 
 import jsonschema
 import referencing.exceptions
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from netfate import schema_check
 from netfate.errors import Conflict, InvalidInput
@@ -94,23 +103,25 @@ class Dependencies(_Model):
     capability: tuple[Capability, ...] = ()
 
 
+# Numbers and flags are YAML's own (strict): `memory-mb: true` was read as 1 and '16' as 16
+# (pydantic's lax mode), where the API's bodies refuse both (probe of 2026-12-05).
 class ResourceRequest(_Model):
-    memory_mb: int = Field(default=32, ge=1, le=65536, alias="memory-mb")
-    cpu_percent: int = Field(default=100, ge=1, le=1000, alias="cpu-percent")
+    memory_mb: StrictInt = Field(default=32, ge=1, le=65536, alias="memory-mb")
+    cpu_percent: StrictInt = Field(default=100, ge=1, le=1000, alias="cpu-percent")
     # Disk for the flavour's image (MB; 0: negligible, e.g. a native bundle's scripts).
-    disk_mb: int = Field(default=0, ge=0, le=1 << 20, alias="disk-mb")
+    disk_mb: StrictInt = Field(default=0, ge=0, le=1 << 20, alias="disk-mb")
 
 
 class FlavourRequest(_Model):
     """One implementation's requirements; what it leaves out comes from `resources`."""
 
-    memory_mb: int | None = Field(default=None, ge=1, le=65536, alias="memory-mb")
-    cpu_percent: int | None = Field(default=None, ge=1, le=1000, alias="cpu-percent")
-    disk_mb: int | None = Field(default=None, ge=0, le=1 << 20, alias="disk-mb")
+    memory_mb: StrictInt | None = Field(default=None, ge=1, le=65536, alias="memory-mb")
+    cpu_percent: StrictInt | None = Field(default=None, ge=1, le=1000, alias="cpu-percent")
+    disk_mb: StrictInt | None = Field(default=None, ge=0, le=1 << 20, alias="disk-mb")
 
 
 class StateSpec(_Model):
-    exportable: bool = False
+    exportable: StrictBool = False
 
 
 # The ports an NF without a `ports` list gets: the NNF paper's service graph joins the NF to
@@ -129,11 +140,11 @@ class Descriptor(_Model):
     # is; its default rule prefers native at the edge, container in the DC). Absent: the
     # one `vnf-type` names.
     flavours: tuple[str, ...] = Field(default=(), min_length=1)
-    multitenancy: bool = True
+    multitenancy: StrictBool = True
     # One instance per node serves every user who requires the NF (a DC NAT, an inspector):
     # NNF paper IV.E's single-instance NF, each tenant's traffic marked (the steering's user
     # tag); it counts its active users (NetFATE Table II) and stops with the last of them.
-    shared: bool = False
+    shared: StrictBool = False
     ports: tuple[Port, ...] = Field(default=DEFAULT_PORTS, min_length=1, max_length=8)
     dependencies: Dependencies = Dependencies()
     resources: ResourceRequest = ResourceRequest()

@@ -67,3 +67,17 @@ def test_a_huge_integer_in_a_descriptor_is_invalid_input_not_a_value_error() -> 
     text = "name: probe\nversion: 1" + "0" * 5000 + "\nports: [{name: lan}]\n"
     with pytest.raises(InvalidInput, match="cannot be read"):
         inspect_bundle(bundle(text))
+
+
+@pytest.mark.parametrize(("patch", "words"), [
+    # pydantic's lax mode read `true` as 1 and '16' as 16 (probe of 2026-12-05)
+    ({"resources": {"memory-mb": True}}, "memory-mb"),
+    ({"resources": {"memory-mb": "16"}}, "memory-mb"),
+    ({"resources": {"cpu-percent": 50.0}}, "cpu-percent"),
+    ({"multitenancy": "yes"}, "multitenancy"),
+    ({"multitenancy": 1}, "multitenancy"),
+    ({"state": {"exportable": "true"}}, "exportable"),
+])
+def test_numbers_and_flags_are_yamls_own(patch: dict[str, Any], words: str) -> None:
+    with pytest.raises(InvalidInput, match=words):
+        parse_descriptor({**BASE, **patch})
