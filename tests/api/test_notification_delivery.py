@@ -72,8 +72,8 @@ def test_a_silent_subscriber_delays_no_other(client: httpx.Client,
     good = _Listener()
     try:
         with _silent() as slow_url:
-            for _ in range(3):  # created first: the dispatcher reached them first
-                r = client.post(f"{API}/subscriptions", json={"callbackUri": slow_url})
+            for k in range(3):  # created first: the dispatcher reached them first
+                r = client.post(f"{API}/subscriptions", json={"callbackUri": f"{slow_url}{k}"})
                 assert r.status_code == 201, r.text
             r = client.post(f"{API}/subscriptions", json={"callbackUri": good.url})
             assert r.status_code == 201, r.text
@@ -91,3 +91,33 @@ def test_a_silent_subscriber_delays_no_other(client: httpx.Client,
             assert {b["vnfLcmOpOccId"] for b in good.bodies} == {op["id"]}
     finally:
         good.close()
+
+
+def test_a_duplicate_subscription_is_the_existing_one(client: httpx.Client) -> None:
+    """The same callbackUri and filter again: 303 See Other to the existing subscription,
+    nothing created (ETSI GS NFV-SOL 013 §5.3); 20 identical ones were all created (probe
+    of 2026-12-05). A different filter is another subscription."""
+    body = {"callbackUri": "http://127.0.0.1:9/cb",
+            "filter": {"operationStates": ["COMPLETED"]}}
+    first = client.post(f"{API}/subscriptions", json=body)
+    assert first.status_code == 201, first.text
+    again = client.post(f"{API}/subscriptions", json=body)
+    assert again.status_code == 303, again.text
+    sid = first.json()["id"]
+    assert again.headers["location"] == f"{API}/subscriptions/{sid}"
+    assert client.get(again.headers["location"]).json()["id"] == sid
+    assert len(client.get(f"{API}/subscriptions").json()) == 1
+    other = client.post(f"{API}/subscriptions", json={"callbackUri": body["callbackUri"]})
+    assert other.status_code == 201, other.text
+    assert client.get(f"{API}/subscriptions/nope").status_code == 404
+
+
+def test_subscriptions_are_bounded(client: httpx.Client) -> None:
+    from netfate.db.repo.lcm import MAX_SUBSCRIPTIONS
+
+    for k in range(MAX_SUBSCRIPTIONS):
+        r = client.post(f"{API}/subscriptions", json={"callbackUri": f"http://127.0.0.1:9/{k}"})
+        assert r.status_code == 201, r.text
+    r = client.post(f"{API}/subscriptions", json={"callbackUri": "http://127.0.0.1:9/more"})
+    assert r.status_code == 409 and "at most" in r.json()["detail"], r.text
+    assert len(client.get(f"{API}/subscriptions").json()) == MAX_SUBSCRIPTIONS

@@ -134,6 +134,18 @@ def list_op_occs(
     return list(session.scalars(q))
 
 
+# Lifecycle subscriptions at most: each costs a POST per operation state change.
+MAX_SUBSCRIPTIONS = 256
+
+
+class DuplicateSubscription(Conflict):
+    """A subscription with the same callback URI and filter exists: `existing`, its id."""
+
+    def __init__(self, existing: str) -> None:
+        super().__init__(f"subscription {existing} has the same callbackUri and filter")
+        self.existing = existing
+
+
 def add_subscription(
     session: Session,
     callback_uri: str,
@@ -141,15 +153,28 @@ def add_subscription(
     filter: dict[str, Any] | None = None,
     now: float | None = None,
 ) -> Subscription:
-    """Subscribe ``callback_uri`` (http or https) to lifecycle notifications."""
+    """Subscribe ``callback_uri`` (http or https) to lifecycle notifications. Raises
+    DuplicateSubscription naming the existing one for the same URI and filter (ETSI GS
+    NFV-SOL 013 §5.3: duplicates need not be created; the API answers 303 See Other), and
+    Conflict past MAX_SUBSCRIPTIONS (each is a POST per operation state change)."""
     check.text("callback_uri", callback_uri)
     parts = urlsplit(callback_uri)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise InvalidInput(f"callback_uri {callback_uri!r} must be an http(s) URL")
+    flt = check.mapping("filter", filter or {})
+    existing = list(session.scalars(sa.select(Subscription).where(
+        Subscription.callback_uri == callback_uri)))
+    for other in existing:
+        if (other.filter or {}) == flt:
+            raise DuplicateSubscription(other.id)
+    held = session.scalar(sa.select(sa.func.count()).select_from(Subscription)) or 0
+    if held >= MAX_SUBSCRIPTIONS:
+        raise Conflict(f"{held} subscriptions exist; at most {MAX_SUBSCRIPTIONS} (delete "
+                       "some first)")
     sub = Subscription(
         id=str(uuid.uuid4()),
         callback_uri=callback_uri,
-        filter=check.mapping("filter", filter or {}),
+        filter=flt,
         created_at=stamp(now),
     )
     with guard(session, f"subscription for {callback_uri!r}"):

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import StreamingResponse
 
 from netfate.db import repo
+from netfate.db.repo.lcm import DuplicateSubscription
 from netfate.errors import InvalidInput
 from netfate.orchestrator.api import paging
 from netfate.orchestrator.api.deps import all_rows, db, one_row, orch
@@ -64,8 +65,13 @@ def unmute(request: Request, iid: str = IID) -> None:
             repo.get_instance(s, iid)  # neither muted nor known: 404
 
 
-@router.post("/subscriptions", status_code=201)
-def subscribe(request: Request, body: SubscriptionCreate) -> dict[str, Any]:
+SID = Path(pattern=r"^[\x21-\x7e]{1,64}$", description="the subscription's id")
+
+
+@router.post("/subscriptions", status_code=201, response_model=None,
+             responses={303: {"description": "a subscription with the same callbackUri and "
+                                             "filter exists (Location)"}})
+def subscribe(request: Request, body: SubscriptionCreate) -> dict[str, Any] | Response:
     service = orch(request)
     settings = service.settings
     own = [(settings.host, settings.port)]
@@ -78,10 +84,15 @@ def subscribe(request: Request, body: SubscriptionCreate) -> dict[str, Any]:
     refusal = callback_refusal(body.callbackUri, settings.callback_networks, own)
     if refusal:
         raise InvalidInput(refusal)
-    return one_row(
-        request, lambda s: repo.add_subscription(
-            s, body.callbackUri, filter=body.filter.model_dump(exclude_none=True))
-    )
+    try:
+        return one_row(
+            request, lambda s: repo.add_subscription(
+                s, body.callbackUri, filter=body.filter.model_dump(exclude_none=True))
+        )
+    except DuplicateSubscription as dup:
+        # ETSI GS NFV-SOL 013 §5.3: the existing one, by 303 See Other (nothing created).
+        return Response(status_code=303, headers={
+            "Location": f"{request.url_for('subscription', sid=dup.existing).path}"})
 
 
 @router.get("/subscriptions")
@@ -89,10 +100,13 @@ def subscriptions(request: Request) -> list[dict[str, Any]]:
     return all_rows(request, repo.list_subscriptions)
 
 
+@router.get("/subscriptions/{sid}", name="subscription")
+def subscription(request: Request, sid: str = SID) -> dict[str, Any]:
+    return one_row(request, lambda s: repo.get_subscription(s, sid))
+
+
 @router.delete("/subscriptions/{sid}", status_code=204)
-def unsubscribe(request: Request,
-                sid: str = Path(pattern=r"^[\x21-\x7e]{1,64}$",
-                                description="the subscription's id")) -> None:
+def unsubscribe(request: Request, sid: str = SID) -> None:
     with db(request).session() as s:
         repo.delete_subscription(s, sid)
 
