@@ -831,3 +831,26 @@ def test_an_empty_or_null_body_says_what_to_send(seeded: httpx.Client) -> None:
         r = seeded.post(f"{API}/users", content=b"null", headers=JSON)
         body = assert_problem(r, 422, "must be a JSON object, not null")
         assert body["detail"].count("Content-Type") == 1, body
+
+
+@pytest.mark.parametrize(("path", "words"), [
+    ("/vnf_instances?nod=cpe1", ("'nod'", "it takes: node, owner")),
+    ("/notifications?nf=x", ("'nf'",)),
+    ("/vnf_lcm_op_occs?state=PROCESSING&state=FAILED", ("'state'", "2 times")),
+    ("/vnf_instances?node=cpe1&node=cpe2", ("'node'", "2 times")),
+    ("/vnf_instances?node=%00", ("node",)),
+    ("/steering_rules?node=" + "x" * 100, ("node",)),
+    ("/notifications?nf_instance_id=..%2F..", ("nf_instance_id",)),
+    ("/nodes?x=1", ("'x'", "none")),
+])
+def test_query_parameters_a_route_does_not_take_are_refused(
+        seeded: httpx.Client, path: str, words: tuple[str, ...]) -> None:
+    """`?nod=cpe1` listed every node's rows, `?state=A&state=B` used B, and `?node=%00` said
+    [] (probe of 2026-12-05)."""
+    assert_problem(seeded.get(f"{API}{path}"), 422, *words)
+
+
+def test_known_query_parameters_still_work(seeded: httpx.Client) -> None:
+    assert [i["id"] for i in seeded.get(f"{API}/vnf_instances?node=cpe1").json()] == [FW_IID]
+    assert seeded.get(f"{API}/vnf_instances?node=cpe2&owner=user1").json() == []
+    assert seeded.get(f"{API}/vnf_lcm_op_occs?state=COMPLETED").status_code == 200

@@ -24,7 +24,7 @@ from netfate.orchestrator.api import (
     routes_ts_rules,
     unique_keys,
 )
-from netfate.orchestrator.api.deps import no_stray_body
+from netfate.orchestrator.api.deps import known_query, no_stray_body
 from netfate.orchestrator.service import Orchestrator
 from netfate.orchestrator.settings import Settings
 
@@ -55,7 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     for r in (routes_nodes_users, routes_packages, routes_instances, routes_notifications,
               routes_radius, routes_ts_rules, routes_checkpoints, routes_troubleshoot):
-        app.include_router(r.router, prefix="/api/v1", dependencies=[Depends(no_stray_body)])
+        app.include_router(r.router, prefix="/api/v1",
+                           dependencies=[Depends(no_stray_body), Depends(known_query)])
 
     # The operator's web UI (netfate.orchestrator.ui), its assets from the package.
     from netfate.orchestrator.ui import actions, pages

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -69,3 +70,44 @@ async def no_stray_body(request: Request) -> None:
     if await request.body():
         raise InvalidInput(f"{request.method} {request.url.path} takes no request body")
 
+
+
+# Query parameters a middleware reads itself (api.auth: the key of a bundle's content URL).
+MIDDLEWARE_QUERY = frozenset({"key"})
+
+
+def _query_fields(dependant: Any) -> list[Any]:
+    out = list(getattr(dependant, "query_params", ()))
+    for sub in getattr(dependant, "dependencies", ()):
+        out += _query_fields(sub)
+    return out
+
+
+def _repeatable(field: Any) -> bool:
+    """Whether a query parameter takes several values (a list, optional or not)."""
+    ann = getattr(getattr(field, "field_info", None), "annotation", None)
+    kinds = [ann, *typing.get_args(ann)]
+    return any(typing.get_origin(k) in (list, tuple, set, frozenset) or k in (list, tuple)
+               for k in kinds)
+
+
+async def known_query(request: Request) -> None:
+    """Query parameters the route does not take are refused (InvalidInput, 422, naming them
+    and the ones it takes), and so is one that takes a single value given twice:
+    `?nod=cpe1` listed every node's rows and `?state=A&state=B` used B (probe of
+    2026-12-05)."""
+    if not request.query_params:
+        return
+    fields = _query_fields(getattr(request.scope.get("route"), "dependant", None))
+    takes = {f.alias: f for f in fields}
+    unknown = sorted(k for k in request.query_params if k not in takes
+                     and k not in MIDDLEWARE_QUERY)
+    if unknown:
+        offer = ", ".join(sorted(takes)) or "none"
+        raise InvalidInput(f"{request.url.path} takes no query parameter "
+                           f"{', '.join(repr(k[:64]) for k in unknown[:5])} (it takes: {offer})")
+    for k, f in takes.items():
+        if len(request.query_params.getlist(k)) > 1 and not _repeatable(f):
+            raise InvalidInput(f"query parameter {k!r} is given "
+                               f"{len(request.query_params.getlist(k))} times; it takes one "
+                               "value")

@@ -22,7 +22,15 @@ from netfate.orchestrator.api.nf_configs import (
     run_checks,
     validate_config,
 )
-from netfate.orchestrator.api.schemas import IID, Accepted, Instantiate, MigrateBody, UpdateBody
+from netfate.orchestrator.api.schemas import (
+    IID,
+    Accepted,
+    Instantiate,
+    MigrateBody,
+    NodeFilter,
+    OwnerFilter,
+    UpdateBody,
+)
 from netfate.orchestrator.coordinator import Coordinator
 from netfate.orchestrator.nf_status import nf_status
 
@@ -69,8 +77,8 @@ def _present(s: Any, iid: str, what: str) -> VnfInstance:
 
 
 @router.get("/vnf_instances")
-def list_instances(request: Request, node: str | None = None,
-                   owner: str | None = None) -> list[dict[str, Any]]:
+def list_instances(request: Request, node: NodeFilter = None,
+                   owner: OwnerFilter = None) -> list[dict[str, Any]]:
     return all_rows(request, lambda s: repo.list_instances(s, node=node, owner=owner))
 
 
@@ -222,5 +230,5 @@ def get_op(request: Request, op_id: str = Path(pattern=r"^[\x21-\x7e]{1,64}$",
 
 
 @router.get("/steering_rules", summary="Table III: users' chains per node")
-def steering(request: Request, node: str | None = None) -> list[dict[str, Any]]:
+def steering(request: Request, node: NodeFilter = None) -> list[dict[str, Any]]:
     return all_rows(request, lambda s: repo.list_steering(s, node=node))

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from netfate.db import repo
@@ -16,7 +16,14 @@ from netfate.db.repo.lcm import DuplicateSubscription
 from netfate.errors import InvalidInput
 from netfate.orchestrator.api import paging
 from netfate.orchestrator.api.deps import all_rows, db, one_row, orch
-from netfate.orchestrator.api.schemas import IID, SubscriptionCreate, callback_refusal
+from netfate.orchestrator.api.schemas import (
+    IID,
+    IidFilter,
+    NodeFilter,
+    OwnerFilter,
+    SubscriptionCreate,
+    callback_refusal,
+)
 
 router = APIRouter()
 
@@ -28,9 +35,10 @@ NID = Path(ge=1, le=2**31 - 1, description="the notification's id", examples=[1]
 @router.get("/notifications", summary="NF notifications, newest first, in pages (a Link "
                                       "header rel=\"next\" when there are more)")
 def list_notifications(request: Request, response: Response,
-                       nf_instance_id: str | None = None,
-                       node: str | None = None, acknowledged: bool | None = None,
-                       type: str | None = None, owner: str | None = None,
+                       nf_instance_id: IidFilter = None,
+                       node: NodeFilter = None, acknowledged: bool | None = None,
+                       type: Annotated[str | None, Query(max_length=64)] = None,
+                       owner: OwnerFilter = None,
                        marker: paging.Marker = None) -> list[dict[str, Any]]:
     before = paging.decode(marker, (float, int))
     rows = all_rows(request, lambda s: repo.list_notifications(

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from fastapi import Path
+from fastapi import Path, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from netfate import credentials
@@ -33,8 +33,17 @@ NAME = NAME_PATTERN
 # reach existing rows.
 USER = Path(description="a user's name", examples=["user1"], pattern=NAME_PATTERN)
 NODE = Path(description="a node's name", examples=["cpe1"], pattern=NAME_PATTERN)
+IID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,97}$"
 IID = Path(description="an NF instance's id (node-owner-nf)", examples=["cpe1-user1-firewall"],
-           pattern=r"^[a-z0-9][a-z0-9_.-]{0,97}$")
+           pattern=IID_PATTERN)
+# List filters: a value no row could have is refused (422), not answered with [] (`?node=%00`
+# looked like a node with nothing on it: probe of 2026-12-05).
+NodeFilter = Annotated[str | None, Query(description="only this node's rows",
+                                         pattern=NAME_PATTERN)]
+OwnerFilter = Annotated[str | None, Query(description="only this user's rows",
+                                          pattern=NAME_PATTERN)]
+IidFilter = Annotated[str | None, Query(description="only this NF instance's rows",
+                                        pattern=IID_PATTERN)]
 
 
 MAX_JSON_DEPTH = 32
