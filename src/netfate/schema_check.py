@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import re
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -240,18 +241,28 @@ class _FormatChecker(jsonschema.FormatChecker):
             raise FormatError(
                 f"{len(instance)} characters: longer than the {MAX_FORMAT_CHARS} a "
                 f"{format!r} value may have")
-        super().check(instance, format)
+        try:
+            super().check(instance, format)
+        except FormatError:
+            raise
+        except Exception as exc:  # a third-party checker's own failure: the value's
+            raise FormatError(f"cannot be read as a {format!r} ({type(exc).__name__})",
+                              cause=exc) from None
 
 
 def _is_regex(instance: object) -> bool:
     if not isinstance(instance, str):
         return True
-    re.compile(instance)
+    with warnings.catch_warnings():  # "possible nested set" and the like: not errors
+        warnings.simplefilter("ignore")
+        re.compile(instance)
     return True
 
 
 _FORMATS = _FormatChecker()
-_FORMATS.checks("regex", raises=(re.error, RecursionError))(_is_regex)
+# OverflowError: a repeat count past what re takes ("a{4294967296}").
+_FORMATS.checks("regex", raises=(re.error, RecursionError, OverflowError, ValueError))(
+    _is_regex)
 
 
 _Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {  # type: ignore[no-untyped-call]
