@@ -19,6 +19,7 @@ is what every flavour needs unless it says otherwise; the resolver picks among t
 from __future__ import annotations
 
 import copy
+import itertools
 import re
 from typing import Any, Literal
 
@@ -49,6 +50,10 @@ REQUIRED_SCRIPTS = ("start", "stop")
 # A config error's message at most (jsonschema's repeat the value: a 10,000-item list made a
 # 129 KB answer); the middle goes, the start and the verdict at the end stay.
 MAX_MESSAGE = 400
+# A config's check stops at this many errors (each copies its subschema into its message:
+# 20000 items each failing an enum of 1000 took 2.6 s) and after this long (s).
+MAX_ERRORS = 32
+CHECK_SECONDS = 2.0
 # The flavours the papers name. Descriptors may name others: a flavour is whatever a compute
 # driver registers (netfate.drivers.registry), so a new one needs no change here.
 FLAVOURS = ("native", "container", "vm")
@@ -284,7 +289,10 @@ class Descriptor(_Model):
                       p.get("readOnly") is True)
 
     def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
-        """Validate config against the schema, with top-level defaults filled in."""
+        """Validate config against the schema, with top-level defaults filled in.
+        InvalidInput naming the first wrong field (by path, of the first MAX_ERRORS found),
+        or when checking takes over CHECK_SECONDS (a 1 MB config against a costly schema);
+        Conflict when the package's schema itself cannot be used."""
         if not isinstance(config, dict):
             raise InvalidInput(f"{self.name}: config must be a JSON object")
         filled = dict(config)
@@ -294,7 +302,13 @@ class Descriptor(_Model):
         try:
             schema_check.check(self.config_schema)
             validator = schema_check.validator(self.config_schema)
-            errors = sorted(validator.iter_errors(filled), key=lambda e: list(e.path))
+            with schema_check.budget(CHECK_SECONDS):
+                errors = sorted(itertools.islice(validator.iter_errors(filled), MAX_ERRORS),
+                                key=lambda e: list(e.path))
+        except schema_check.TooCostly:
+            raise InvalidInput(f"{self.name}: config takes more than {CHECK_SECONDS:g} s to "
+                               "check against its package's config-schema (send a smaller "
+                               "one)") from None
         except (ValueError, referencing.exceptions.Unresolvable, jsonschema.SchemaError,
                 RecursionError) as exc:
             # Defence in depth: a package stored before its schema was checked whole (or a
@@ -312,7 +326,6 @@ class Descriptor(_Model):
 
 
 _DRAFT = "https://json-schema.org/draft/2020-12/schema"
-
 
 def _usable(schema: dict[str, Any]) -> None:
     """A config-schema a config can pass, as the platform reads it (ValueError naming what

@@ -331,6 +331,8 @@ BAD_BODIES: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [
     ("PUT", "/nodes/cpe1/ts_rules/%2E", {}, ("rule_id", "URL path")),
     ("POST", "/nodes/cpe1/ts_rules", [{"rule_id": "a/b"}], ("'a/b'", "URL path")),  # type: ignore[list-item]
     ("POST", "/nodes/cpe1/ts_rules", [{"rule_id": ".."}], ("'..'", "URL path")),  # type: ignore[list-item]
+    ("POST", "/nodes/cpe1/ts_rules", [{"rule_id": "a%2Fb"}], ("'a%2Fb'", "URL path")),  # type: ignore[list-item]
+    ("POST", "/nodes/cpe1/ts_rules", [{"rule_id": "a\\b"}], ("URL path",)),  # type: ignore[list-item]
     ("POST", "/nodes/cpe1/ts_rules", [{"rule_id": "ok1"}, {"rule_id": "bad", "priority": 0}],  # type: ignore[list-item]
      ("TS rule #1 'bad'", "priority")),
     ("POST", "/users/user1/associate", {"node": "cpe1", "login": 1}, ("login", "boolean")),
@@ -841,6 +843,9 @@ def test_an_empty_or_null_body_says_what_to_send(seeded: httpx.Client) -> None:
     ("/vnf_instances?node=%00", ("node",)),
     ("/steering_rules?node=" + "x" * 100, ("node",)),
     ("/notifications?nf_instance_id=..%2F..", ("nf_instance_id",)),
+    ("/notifications?type=%00", ("type",)),
+    ("/notifications?type=", ("type",)),
+    ("/notifications?type=a%20b", ("type",)),
     ("/nodes?x=1", ("'x'", "none")),
 ])
 def test_query_parameters_a_route_does_not_take_are_refused(

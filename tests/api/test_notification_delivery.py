@@ -121,3 +121,18 @@ def test_subscriptions_are_bounded(client: httpx.Client) -> None:
     r = client.post(f"{API}/subscriptions", json={"callbackUri": "http://127.0.0.1:9/more"})
     assert r.status_code == 409 and "at most" in r.json()["detail"], r.text
     assert len(client.get(f"{API}/subscriptions").json()) == MAX_SUBSCRIPTIONS
+
+
+def test_an_equivalent_subscription_is_a_duplicate_too(client: httpx.Client) -> None:
+    """The same callback spelt otherwise (scheme and host case, port 09) or the same filter
+    in another order was created again (probe of 2026-12-05)."""
+    first = client.post(f"{API}/subscriptions", json={
+        "callbackUri": "http://127.0.0.1:9/b",
+        "filter": {"operationStates": ["COMPLETED", "FAILED"]}})
+    assert first.status_code == 201, first.text
+    for uri, states in (("HTTP://127.0.0.1:9/b", ["FAILED", "COMPLETED"]),
+                        ("http://127.0.0.1:09/b", ["COMPLETED", "FAILED"])):
+        r = client.post(f"{API}/subscriptions", json={
+            "callbackUri": uri, "filter": {"operationStates": states}})
+        assert r.status_code == 303, (uri, r.status_code, r.text)
+    assert len(client.get(f"{API}/subscriptions").json()) == 1

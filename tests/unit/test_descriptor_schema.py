@@ -192,3 +192,42 @@ def test_a_non_finite_number_in_a_config_schema_is_refused_at_upload(number: str
             f"  type: object\n  properties: {{x: {{type: number, maximum: {number}}}}}\n")
     with pytest.raises(InvalidInput, match="not a finite number"):
         inspect_bundle(bundle(text))
+
+
+@pytest.mark.parametrize(("schema", "config"), [
+    # uniqueItems within its bound in every inner array, 200 of them: 200 x 256^2
+    ({"type": "array", "maxItems": 256,
+      "items": {"type": "array", "maxItems": 256, "uniqueItems": True}},
+     [[{"a": i} for i in range(256)]] * 200),
+    # an enum of 1000 failed by 20000 items past maxItems: an error each, the enum copied
+    ({"type": "array", "maxItems": 4, "items": {"enum": list(range(1000))}}, ["z"] * 20_000),
+])
+def test_a_config_costly_to_check_is_refused_within_the_budget(
+        schema: dict[str, Any], config: Any) -> None:
+    """Each keyword was bounded, not their product over a 1 MB config: 7 s and 2.6 s here,
+    ~20-30 s at 1 MB (probe of 2026-12-05)."""
+    import time
+
+    from netfate.descriptor import CHECK_SECONDS
+
+    d = parse_descriptor(with_schema({"properties": {"v": schema}}))
+    t0 = time.monotonic()
+    with pytest.raises(InvalidInput, match=r"config at v|takes more than"):
+        within(CHECK_SECONDS + 3, d.validate_config, {"v": config})
+    assert time.monotonic() - t0 < CHECK_SECONDS + 1.5
+
+
+def test_iris_are_checked_in_microseconds() -> None:
+    """rfc3987-syntax took 0.1 s for a 256-character IRI and 1.8 s for 4 kB: four of them
+    in one config took 8 s to be accepted (probe of 2026-12-05)."""
+    d = parse_descriptor(with_schema({"properties": {"v": {
+        "type": "array", "items": {"type": "string", "format": "iri"}}}}))
+    good = ["http://" + "a" * 4089, "https://例え.テスト/パス?q=ü#frag"]
+    within(1, d.validate_config, {"v": good * 50})
+    with pytest.raises(InvalidInput, match="is not a 'iri'"):
+        d.validate_config({"v": ["not an iri"]})
+    ref = parse_descriptor(with_schema({"properties": {"v": {"type": "string",
+                                                             "format": "iri-reference"}}}))
+    assert ref.validate_config({"v": "../ü/x"}) == {"v": "../ü/x"}
+    with pytest.raises(InvalidInput, match="iri-reference"):
+        ref.validate_config({"v": "http://[::1"})

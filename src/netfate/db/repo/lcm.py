@@ -146,6 +146,22 @@ class DuplicateSubscription(Conflict):
         self.existing = existing
 
 
+def _equivalent(uri: str, flt: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes two subscriptions the same: the callback as RFC 3986 §6.2.2-3 normalises
+    it (scheme and host case, the default port, an empty path), and the filter's lists as
+    sets (an empty list is no filter)."""
+    p = urlsplit(uri)
+    try:
+        port = p.port
+    except ValueError:
+        port = None
+    port = port or (443 if p.scheme.lower() == "https" else 80)
+    where = (p.scheme.lower(), (p.hostname or "").lower(), port, p.path or "/", p.query)
+    what = tuple(sorted((k, tuple(sorted(map(str, v))) if isinstance(v, list) else str(v))
+                        for k, v in flt.items() if v not in (None, [])))
+    return where, what
+
+
 def add_subscription(
     session: Session,
     callback_uri: str,
@@ -162,10 +178,9 @@ def add_subscription(
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise InvalidInput(f"callback_uri {callback_uri!r} must be an http(s) URL")
     flt = check.mapping("filter", filter or {})
-    existing = list(session.scalars(sa.select(Subscription).where(
-        Subscription.callback_uri == callback_uri)))
-    for other in existing:
-        if (other.filter or {}) == flt:
+    same = _equivalent(callback_uri, flt)
+    for other in session.scalars(sa.select(Subscription)):
+        if _equivalent(other.callback_uri, other.filter or {}) == same:
             raise DuplicateSubscription(other.id)
     held = session.scalar(sa.select(sa.func.count()).select_from(Subscription)) or 0
     if held >= MAX_SUBSCRIPTIONS:

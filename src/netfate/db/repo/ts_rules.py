@@ -24,8 +24,9 @@ MAX_PER_NODE = 1024
 def check_rule(data: Any, index: int | None = None) -> TSRule:
     """A TS rule from JSON-able data; InvalidInput saying what is wrong and which rule
     (its id, or its place in a list). Rule ids are also reached by URL path
-    (/nodes/{node}/ts_rules/{rule_id}): one with a '/' or that is '.' or '..' could never
-    be, and is refused."""
+    (/nodes/{node}/ts_rules/{rule_id}): one with a '/', '%' or '\\' (clients read those
+    as a separator, an escape, a separator), or that is '.' or '..', could not reliably be,
+    and is refused."""
     if isinstance(data, TSRule):
         return data
     which = _which(data, index)
@@ -35,9 +36,9 @@ def check_rule(data: Any, index: int | None = None) -> TSRule:
         what = "; ".join(f"{'.'.join(str(x) for x in e['loc']) or 'rule'}: {e['msg']}"
                          for e in exc.errors())
         raise InvalidInput(f"bad TS rule{which}: {what}") from None
-    if "/" in rule.rule_id or rule.rule_id in (".", ".."):
+    if any(c in rule.rule_id for c in "/%\\") or rule.rule_id in (".", ".."):
         raise InvalidInput(f"bad TS rule{which}: rule_id {rule.rule_id!r} cannot be part of "
-                           "a URL path (no '/', and not '.' or '..')")
+                           "a URL path as it is (no '/', '%' or '\\', and not '.' or '..')")
     return rule
 
 

@@ -37,7 +37,7 @@ NID = Path(ge=1, le=2**31 - 1, description="the notification's id", examples=[1]
 def list_notifications(request: Request, response: Response,
                        nf_instance_id: IidFilter = None,
                        node: NodeFilter = None, acknowledged: bool | None = None,
-                       type: Annotated[str | None, Query(max_length=64)] = None,
+                       type: Annotated[str | None, Query(pattern=r"^[\x21-\x7e]{1,64}$")] = None,
                        owner: OwnerFilter = None,
                        marker: paging.Marker = None) -> list[dict[str, Any]]:
     before = paging.decode(marker, (float, int))
