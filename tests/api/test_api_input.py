@@ -211,6 +211,14 @@ BAD_BODIES: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [
      ("callbackUri", "ASCII")),
     ("POST", "/subscriptions", {"callbackUri": "http://user:pass@127.0.0.1:9/cb"},
      ("callbackUri", "credentials")),
+    ("POST", "/subscriptions", {"callbackUri": "http://127.0.0.1:9/cb#part"},
+     ("callbackUri", "fragment")),
+    ("POST", "/subscriptions", {"callbackUri": "http://127.0.0.1:9/cb#"},
+     ("callbackUri", "fragment")),
+    ("POST", "/subscriptions", {"callbackUri": "http://[::1%25lo]:9/cb"},
+     ("callbackUri", "zone")),
+    ("POST", "/subscriptions", {"callbackUri": "http://[fe80::1%eth0]/cb"},
+     ("callbackUri", "zone")),
     ("POST", "/users", {"name": "user2", "password": "secret2",
                         "required_nfs": ["firewall", "packet-inspector"],
                         "classifiers": [{"name": "web", "priority": 5,
@@ -433,6 +441,31 @@ def test_bad_query_values(seeded: httpx.Client) -> None:
                        422, "acknowledged")
         assert_problem(seeded.post(f"{API}/vnf_packages", params={"sha256": "xyz"},
                                    content=b"x"), 422, "sha256")
+
+
+def test_head_is_get_without_content(seeded: httpx.Client) -> None:
+    """RFC 9110 §9.3.2: HEAD answers with the GET's status and header fields, no content;
+    it answered 405 (probe of 2026-12-05)."""
+    for path in ("/users", "/vnf_packages", "/health", "/vnf_lcm_op_occs",
+                 "/users/nobody", "/vnf_instances?bogus=1"):
+        get, head = seeded.get(f"{API}{path}"), seeded.head(f"{API}{path}")
+        assert head.status_code == get.status_code, (path, head.status_code, get.text)
+        assert head.content == b"", path
+        assert head.headers.get("content-type") == get.headers.get("content-type"), path
+        assert head.headers.get("content-length") == get.headers.get("content-length"), path
+    # A stream answers its start and ends, its producer stopped (no hang).
+    r = seeded.head(f"{API}/events", timeout=5)
+    assert r.status_code == 200 and r.content == b"", r
+    assert r.headers["content-type"].startswith("text/event-stream"), r.headers
+    # A POST-only resource still says which methods it takes.
+    r = seeded.head(f"{API}/users/user1/associate")
+    assert r.status_code == 405 and "POST" in r.headers["allow"], r.headers
+
+
+def test_unknown_query_on_health_and_cluster(seeded: httpx.Client) -> None:
+    for path in ("/health", "/cluster"):
+        assert_problem(seeded.get(f"{API}{path}", params={"verbose": "1"}), 422, "verbose",
+                       path)
 
 
 def test_method_not_allowed(seeded: httpx.Client) -> None:

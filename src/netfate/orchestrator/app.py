@@ -13,6 +13,7 @@ from netfate import __version__
 from netfate.metrics import orchestrator as metrics
 from netfate.orchestrator.api import (
     auth,
+    head,
     problems,
     routes_checkpoints,
     routes_instances,
@@ -65,7 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.mount("/ui/static", pages.static_app(), name="ui-static")
 
-    @app.get("/api/v1/health", responses={503: {"description": "The bus is disconnected"}})
+    @app.get("/api/v1/health", responses={503: {"description": "The bus is disconnected"}},
+             dependencies=[Depends(known_query)])
     def health(response: Response) -> dict[str, object]:
         """ok, the version, the bus's URL and whether the orchestrator is connected to it:
         503 when it is not (agents' messages and commands cannot flow; it reconnects by
@@ -76,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"ok": bus, "version": __version__, "nats": orch.nats_url,
                 "bus_connected": bus}
 
-    @app.get("/api/v1/cluster")
+    @app.get("/api/v1/cluster", dependencies=[Depends(known_query)])
     def cluster() -> dict[str, object]:
         """This replica, the live ones and the leader (issue #15); the only orchestrator
         reports itself as its own leader, replica null."""
@@ -86,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return orch.replica.view()
 
     metrics.install(app, orch)  # GET /metrics (Prometheus), at the root, outside /api/v1
+    app.add_middleware(head.HeadAsGet)  # innermost: HEAD is a GET to every route
     app.add_middleware(unique_keys.UniqueKeys)  # inside BodyLimit, which bounds what it reads
     app.add_middleware(problems.BodyLimit, limit=orch.settings.max_body_bytes,
                        small=orch.settings.max_json_bytes,

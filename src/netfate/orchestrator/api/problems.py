@@ -93,6 +93,8 @@ def _allowed_methods(request: Request) -> list[str]:
         probe = {**request.scope, "method": method}
         if any(r.matches(probe)[0] == Match.FULL for r in request.app.router.routes):
             out.append(method)
+            if method == "GET":
+                out.append("HEAD")  # api/head.py: every GET answers HEAD
     return out
 
 

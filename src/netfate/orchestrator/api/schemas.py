@@ -254,6 +254,14 @@ class SubscriptionCreate(Body):
                              "stored: give the endpoint its own way to know the orchestrator")
         if port == 0:
             raise ValueError(f"{v!r}: port 0 is not a port a callback can listen on")
+        if "#" in v:  # RFC 3986 §3.5: the client's own; no request carries it
+            raise ValueError(f"{v!r} has a fragment ('#...'), which never reaches the "
+                             "callback's server: leave it out")
+        if "%" in parts.netloc.rpartition("@")[2].partition("]")[0]:
+            # RFC 6874 zone: names one of the orchestrator's interfaces, meaningless to
+            # anyone reading the subscription, and the callback networks are addresses
+            raise ValueError(f"{v!r}: an IPv6 zone ('%25...') is not taken; give a global "
+                             "or loopback address")
         return v  # where it may point is the route's check (callback_refusal): a setting
 
 
