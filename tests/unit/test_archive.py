@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import gzip
 import io
+import random
 import tarfile
+import time
 import zlib
 from pathlib import Path
 
@@ -171,3 +173,33 @@ def test_a_directory_member_then_files_under_it_is_fine(tmp_path: Path) -> None:
         ("extra/b/c", b"z", b"0"), ("extra/b", b"", b"5")]) + END
     b = BundleStore(tmp_path).add(gzip.compress(tar))
     assert (b.root / "extra" / "a").read_bytes() == b"x"
+
+
+def test_many_gzip_members_take_linear_time() -> None:
+    """16 MB of empty gzip members (the allowed upload) held a reader for minutes: each
+    member recopied the rest of the input (tester's probe of 2026-12-06). Now they are
+    refused past the member cap at once."""
+
+    one = gzip.compress(b"")
+    data = one * (archive.DEFAULT.max_compressed // len(one))
+    t0 = time.perf_counter()
+    with pytest.raises(InvalidInput, match="gzip members"):
+        archive.gunzip(data)
+    assert time.perf_counter() - t0 < 2.0
+
+
+def test_gzip_members_across_feeds_read_as_gzip_reads_them() -> None:
+    """Members of sizes around the feed size (a member's end in the middle of a feed), and
+    as many as the cap allows, read back exactly."""
+
+    rng = random.Random(7)
+    parts = [rng.randbytes(rng.choice([0, 1, 100, archive.FEED - 3, archive.FEED + 5,
+                                       3 * archive.FEED])) for _ in range(60)]
+    data = b"".join(gzip.compress(p, compresslevel=0) for p in parts) + b"\0" * 700
+    assert archive.gunzip(data) == b"".join(parts)
+    many = gzip.compress(b"a") * archive.MAX_GZIP_MEMBERS
+    assert archive.gunzip(many) == b"a" * archive.MAX_GZIP_MEMBERS
+    with pytest.raises(InvalidInput, match="gzip members"):
+        archive.gunzip(many + gzip.compress(b"a"))
+    with pytest.raises(InvalidInput, match="truncated"):
+        archive.gunzip(data[:len(gzip.compress(parts[0], compresslevel=0)) + 30])
