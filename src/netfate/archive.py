@@ -77,7 +77,7 @@ def gunzip(data: bytes, limits: Limits = DEFAULT) -> bytes:
     view = memoryview(data)
     pos, members = 0, 0
     while pos < len(data):
-        if members and view[pos:pos + 2] != b"\x1f\x8b" \
+        if members and data[pos:pos + 2] != b"\x1f\x8b" \
                 and data.count(0, pos) == len(data) - pos:
             break  # zero padding after the last member is allowed (looked at once)
         members += 1

@@ -21,6 +21,22 @@ def check_token(kind: str, value: str, max_len: int = 32) -> str:
     return value
 
 
+# Tags in `fate-<tag>-...` names that are not a node's: hosts' namespaces (h), CPE access
+# services' (s), the native and container pools' (pool, cpool, cwarm). A node named like one
+# would take them for its own: its agent removes `fate-<node>-...` namespaces it does not
+# manage as leftovers (a probe's node `h` removed every host's namespace, 2026-12-06).
+RESERVED_NODE_NAMES = frozenset({"h", "s", "pool", "cpool", "cwarm"})
+
+
+def check_node_name(value: str) -> str:
+    """A node's name: check_token's, and not one of RESERVED_NODE_NAMES. ValueError if not."""
+    check_token("node", value)
+    if value in RESERVED_NODE_NAMES:
+        raise ValueError(f"node name {value!r} is reserved (names "
+                         f"{PREFIX}{value}-... are the testbed's or a pool's): choose another")
+    return value
+
+
 def ifname(*parts: str) -> str:
     """An interface name with the prefix; hashed when the readable form would be too long."""
     readable = PREFIX + "-".join(parts)

@@ -17,7 +17,7 @@ import pytest
 from netfate import paths
 from netfate.drivers import cgroups
 from netfate.drivers.ovs import OvsServer
-from netfate.errors import InvalidInput
+from netfate.errors import Conflict, DriverError, InvalidInput
 from netfate.testbed import lifecycle, processes
 from netfate.testbed.settings import TestbedSettings
 from netfate.testbed.topology import load_topology
@@ -99,6 +99,65 @@ def test_three_cpe_topology(clean: object, tmp_path: Path) -> None:
     lifecycle.up(topo, services=False)
     assert ping("fate-h-client3", topo.internet_address)
     assert "fate-cpe3" in lifecycle.status()["bridges"]
+
+
+def test_same_name_other_nodes_is_refused_and_changes_nothing(clean: object,
+                                                             tmp_path: Path) -> None:
+    """Only the names were compared: a topology called like the one up, with other nodes,
+    half-built over it (probe of 2026-12-06)."""
+    topo = load_topology()
+    lifecycle.up(topo, services=False)
+    before = ours_left()
+    f = tmp_path / "t.yaml"
+    f.write_text(f"name: {topo.name}\nnodes: [{{name: core, role: pe}}, "
+                 "{name: cpe3, role: cpe, uplink: core}]\n")
+    with pytest.raises(Conflict, match="other nodes or hosts"):
+        lifecycle.up(load_topology(f), services=False)
+    assert ours_left() == before
+
+
+def test_a_failed_up_removes_what_it_made(clean: object,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh `up` that fails part way leaves nothing (it left namespaces, links and OVS,
+    and no record, so the next `up` failed obscurely: probe of 2026-12-06)."""
+    from netfate.testbed import underlay
+
+    def broken(*_: object) -> None:
+        raise DriverError("the overlay failed (test)")
+
+    monkeypatch.setattr(underlay, "up", broken)
+    with pytest.raises(DriverError, match="overlay failed"):
+        lifecycle.up(load_topology(), services=False)
+    assert ours_left() == {"namespaces": [], "links": []}
+    assert lifecycle.load_state() is None and not paths.run_dir().exists()
+    assert OvsServer(paths.ovs_dir()).pid("ovs-vswitchd") is None
+
+
+def test_down_keeps_a_run_dir_it_did_not_make(clean: object, tmp_path: Path) -> None:
+    """NETFATE_RUN_DIR may name any directory: `down` removed /tmp/x with its files (probe
+    of 2026-12-06). It removes only a run dir NetFATE made, and `up` refuses one that
+    holds someone else's files."""
+    foreign = tmp_path / "x"
+    (foreign / "sub").mkdir(parents=True)
+    (foreign / "important.txt").write_text("precious")
+    was = paths.run_dir()
+    paths.configure(foreign)
+    try:
+        removed = lifecycle.down()
+        assert removed["kept"] == str(foreign)
+        assert (foreign / "important.txt").read_text() == "precious"
+        with pytest.raises(InvalidInput, match="not one NetFATE made"):
+            lifecycle.up(load_topology(), services=False)
+        assert ours_left() == {"namespaces": [], "links": []}
+        assert sorted(p.name for p in foreign.iterdir()) == ["important.txt", "sub"]
+        mine = tmp_path / "mine"  # new: made, marked, and removed by down
+        paths.configure(mine)
+        lifecycle.up(load_topology(), services=False)
+        assert (mine / paths.MARKER).is_file()
+        lifecycle.down()
+        assert not mine.exists()
+    finally:
+        paths.configure(was)
 
 
 def test_bad_topology_changes_nothing(clean: object, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from netfate import naming
 from netfate.errors import InvalidInput
 from netfate.testbed.topology import load_topology, parse_topology
 
@@ -62,3 +63,56 @@ def test_a_file_that_is_not_utf8_a_fifo_or_a_device_is_refused(tmp_path: Path) -
     for p in (tmp_path / "fifo", Path("/dev/zero"), tmp_path):
         with pytest.raises(InvalidInput, match="not a regular file"):
             load_topology(p)
+
+
+# -- probe of 2026-12-06: names other things' resources carry, and MACs -----------------------
+
+HOST_B = "hosts: [{name: c1, role: client, attach: b, address: 10.90.0.5%s}]\n"
+
+
+@pytest.mark.parametrize("node", sorted(naming.RESERVED_NODE_NAMES))
+def test_a_node_named_like_another_kind_of_namespace_is_refused(node: str) -> None:
+    """A node `h` took every host's namespace (fate-h-...) for its own leftovers; `s` the
+    access services' and the pools' tags likewise."""
+    text = f"nodes: [{{name: a, role: pe}}, {{name: {node}, role: cpe, uplink: a}}]\n"
+    with pytest.raises(InvalidInput, match=f"node name '{node}' is reserved"):
+        parse_topology("name: x\n" + text)
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    # the CPE's access services port is fate-<cpe>-svc
+    (NODES + "hosts: [{name: svc, role: client, attach: b, address: 10.90.0.5}]\n",
+     "interface fate-b-svc, already node b's access services port"),
+    ("nodes: [{name: a, role: pe}, {name: b, role: cpe, uplink: a},"
+     " {name: svc, role: cpe, uplink: b}]\n", "interface fate-b-svc"),
+    # a station's MAC: not a group address, not zeros, not another host's
+    (NODES + HOST_B % ", mac: 'ff:ff:ff:ff:ff:ff'", "group"),
+    (NODES + HOST_B % ", mac: '01:00:5e:00:00:01'", "group"),
+    (NODES + HOST_B % ", mac: '00:00:00:00:00:00'", "all zeros"),
+    (NODES + "hosts: [{name: c1, role: client, attach: b, address: 10.90.0.5, "
+     "mac: '02:00:00:00:00:01'}, {name: c2, role: client, attach: b, address: 10.90.0.6, "
+     "mac: '02:00:00:00:00:01'}]\n", "MAC 02:00:00:00:00:01 is host c1's too"),
+])
+def test_names_and_macs_that_clash_are_refused(text: str, match: str) -> None:
+    with pytest.raises(InvalidInput, match=match):
+        parse_topology("name: x\n" + text)
+
+
+def test_an_explicit_mac_equal_to_another_hosts_default_is_refused() -> None:
+    from netfate.testbed.topology import HostSpec
+
+    theirs = HostSpec(name="c1", role="client", attach="b").default_mac()
+    text = NODES + ("hosts: [{name: c1, role: client, attach: b, address: 10.90.0.5}, "
+                    "{name: c2, role: client, attach: b, address: 10.90.0.6, "
+                    f"mac: '{theirs}'}}]\n")
+    with pytest.raises(InvalidInput, match="is host c1's too"):
+        parse_topology("name: x\n" + text)
+
+
+@pytest.mark.parametrize("name", ["a[/]b[bold", "a b", "a/b", "a\x00b", "", "-x", "x" * 65])
+def test_a_topology_name_is_a_plain_name(name: str) -> None:
+    """It is printed (rich markup broke on '[') and recorded."""
+    import json
+
+    with pytest.raises(InvalidInput, match="name"):
+        parse_topology(f"name: {json.dumps(name)}\n" + NODES)

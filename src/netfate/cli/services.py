@@ -147,7 +147,7 @@ def agent(
     from netfate.agent.service import Agent
     from netfate.drivers.ovs import OvsServer
 
-    naming.check_token("node", node)
+    naming.check_node_name(node)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from netfate.agent.telemetry import Budget
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from netfate import paths
 from netfate.cli import testbed_hands
 from netfate.cli.common import ascii_int, checked, console, emit_json, guarded, need_root
 from netfate.cli.common import settings as load
@@ -103,6 +104,9 @@ def down(
             f"{len(removed['links'])} links, {len(removed['cgroups'])} cgroups, "
             f"{len(removed['pids'])} processes ended (PIDs {removed['pids']})"
         )
+    if removed.get("kept") and not json_out:
+        console.print(f"left {removed['kept']} as it is: it is not a run dir NetFATE "
+                          f"made (no {paths.MARKER})")
 
 
 @app.command()

@@ -58,7 +58,7 @@ class NativeCompute:
         ``pool_size``: pre-made namespaces with their veths kept per port layout (nf_pool).
         ``fast_path``: run the catalogue firewall's actions in-process (nf_inproc), not
         through its scripts (which stay the fallback and the contract)."""
-        self.node = naming.check_token("node", node)
+        self.node = naming.check_node_name(node)
         self.mtu = mtu  # NF ports match the LSI's links
         self.script_timeout = script_timeout
         self.dir = rundir / "nodes" / node

@@ -62,7 +62,7 @@ class VmCompute:
     def __init__(self, node: str, rundir: Path, store: BundleStore, mtu: int = 1500,
                  script_timeout: float = SCRIPT_TIMEOUT,
                  image_cache: Path = vm_image.DEFAULT_CACHE, templates: bool = True) -> None:
-        self.node = naming.check_token("node", node)
+        self.node = naming.check_node_name(node)
         self.templates = templates  # start guests from a saved template (vm_template)
         self.mtu = mtu
         self.script_timeout = script_timeout

@@ -83,13 +83,43 @@ def up(topo: Topology, progress: Progress = _noop, services: bool = True,
     come up."""
     t = settings or TestbedSettings()
     prev = load_state()
-    if prev is not None and prev.get("topology", {}).get("name") != topo.name:
-        raise_msg = f"a testbed {prev['topology'].get('name')!r} is up; run 'netfate testbed down'"
-        from netfate.errors import Conflict
-
-        raise Conflict(raise_msg)
     if prev is not None:
+        _same_testbed(prev, topo)
         topo = hosts.as_moved(topo, prev)  # a client that roamed stays where it is
+    else:
+        paths.claim()
+        # Recorded before anything is made: a failed `up` is then undone below, and if even
+        # that is cut short, the next `up` or `down` knows what this one was building.
+        state_file().write_text(json.dumps({"topology": topo.model_dump(mode="json"),
+                                            "partial": True}, indent=1))
+    try:
+        return _up(topo, progress, services, t, prev)
+    except BaseException:
+        if prev is None:  # a fresh testbed that did not come up leaves nothing behind
+            progress("removing what was made")
+            with contextlib.suppress(Exception):
+                down()
+        raise
+
+
+def _same_testbed(prev: dict[str, Any], topo: Topology) -> None:
+    """Conflict unless `topo` is the testbed that is up (its name, nodes and hosts: a
+    topology of the same name with other nodes would half-build over it)."""
+    from netfate.errors import Conflict
+
+    was = prev.get("topology", {})
+    if was.get("name") != topo.name:
+        raise Conflict(f"a testbed {was.get('name')!r} is up; run 'netfate testbed down'")
+    now = topo.model_dump(mode="json")
+    if was.get("nodes") != now["nodes"] or \
+            sorted(h.get("name", "") for h in was.get("hosts", [])) != \
+            sorted(h["name"] for h in now["hosts"]):
+        raise Conflict(f"a testbed {topo.name!r} with other nodes or hosts is up; run "
+                       "'netfate testbed down' first")
+
+
+def _up(topo: Topology, progress: Progress, services: bool, t: TestbedSettings,
+        prev: dict[str, Any] | None) -> dict[str, Any]:
     t0 = time.perf_counter()
     server = OvsServer(paths.ovs_dir())
     progress("starting Open vSwitch (private instance)")
@@ -110,7 +140,7 @@ def up(topo: Topology, progress: Progress = _noop, services: bool = True,
                                  external_ids={n.uplink_peer: {"netfate-kind": "infra",
                                                                "netfate-peer-node": n.name}})
         progress("overlay: underlay bridges, infrastructure links, tunnels")
-        underlay.up(topo, server, net)
+        underlay.up(topo, server, net, progress)
         with netns.iproute() as ipr:
             for h in topo.hosts:
                 progress(f"host {h.name} on {h.attach}")
@@ -293,7 +323,11 @@ def down(progress: Progress = _noop) -> dict[str, Any]:
             _delete_ns_links(ns)
             netns.delete(ns)
             removed["namespaces"].append(ns)
-    shutil.rmtree(paths.run_dir(), ignore_errors=True)
+    run = paths.run_dir()
+    if paths.ours(run):
+        shutil.rmtree(run, ignore_errors=True)
+    elif run.exists():  # NETFATE_RUN_DIR names a directory NetFATE did not make
+        removed["kept"] = str(run)
     return removed
 
 

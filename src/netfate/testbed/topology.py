@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from netfate import naming, safe_yaml
+from netfate import naming, safe_yaml, validators
 from netfate.errors import InvalidInput
 from netfate.flavours import check_flavour
 
@@ -55,6 +55,11 @@ class NodeSpec(_M):
     # The flavours its agent may host (of those whose driver is registered and whose tools
     # are present: the agent advertises only what it can run); default by role.
     flavours: tuple[str, ...] | None = Field(default=None, min_length=1, max_length=8)
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, v: str) -> str:
+        return naming.check_node_name(v)
 
     @field_validator("flavours")
     @classmethod
@@ -97,6 +102,13 @@ class HostSpec(_M):
     address: str | None = None  # in the topology's subnet; the internet host takes the gateway
     mac: str | None = Field(default=None, pattern=r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
 
+    @field_validator("mac")
+    @classmethod
+    def _station_mac(cls, v: str | None) -> str | None:
+        # a group or all-zero MAC: the kernel refuses the veth ("Cannot assign requested
+        # address") after the rest of the testbed was made
+        return None if v is None else validators.unicast_mac(v)
+
     @property
     def netns(self) -> str:
         return naming.host_netns(self.name)
@@ -124,7 +136,8 @@ def _named(kind: str, specs: Sequence[_Spec], name: str) -> _Spec:
 
 
 class Topology(_M):
-    name: str = Field(min_length=1, max_length=64)
+    # It is shown and recorded: a name of any characters broke rich's markup after `up`.
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     subnet: str = "10.90.0.0/16"
     gateway: str = "10.90.0.1"
     internet_address: str = "10.255.0.1"
@@ -192,6 +205,13 @@ class Topology(_M):
                 raise ValueError(f"host {h.name}: address {addr} is {self.subnet}'s network, "
                                  "broadcast or gateway address")
             seen.add(addr)
+        macs: dict[str, str] = {}
+        for h in self.hosts:
+            mac = h.mac or h.default_mac()
+            if mac in macs:
+                raise ValueError(f"host {h.name}: MAC {mac} is host {macs[mac]}'s too (two "
+                                 "stations on one MAC get one DHCP lease)")
+            macs[mac] = h.name
         if sum(1 for h in self.hosts if h.role == "internet") > 1:
             raise ValueError("at most one internet host")
         self._unique_interfaces()
@@ -235,6 +255,9 @@ class Topology(_M):
             for b in overlay:
                 if a != b:
                     claim(naming.ifname(a, "t", b), f"node {a}'s tunnel to {b}")
+        for n in self.nodes:
+            if n.role == "cpe":  # access.addressing.services_port
+                claim(naming.ifname(n.name, "svc"), f"node {n.name}'s access services port")
         for h in self.hosts:
             claim(self.host_port(h), f"host {h.name}'s link")
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from netfate import naming
@@ -97,8 +98,11 @@ def _link(node: NodeSpec) -> tuple[str, str]:
     return naming.ifname(node.name, "uu"), naming.ifname(node.uplink, node.name, "u")
 
 
-def up(topo: Topology, server: OvsServer, net: OvsNetwork) -> dict[str, str]:
-    """Build the underlay and the full mesh of tunnels (idempotent). Returns node -> endpoint."""
+def up(topo: Topology, server: OvsServer, net: OvsNetwork,
+       progress: Callable[[str], None] = lambda _: None) -> dict[str, str]:
+    """Build the underlay and the full mesh of tunnels (idempotent), saying which node's
+    tunnels it makes (N overlay nodes make N*(N-1) tunnel ports, each a few OVS calls: ~4000
+    at the 64 nodes a topology may have, minutes). Returns node -> endpoint."""
     eps = endpoints(topo)
     subnet = ipaddress.IPv4Network(topo.overlay_subnet)
     for ep in eps.values():
@@ -124,7 +128,9 @@ def up(topo: Topology, server: OvsServer, net: OvsNetwork) -> dict[str, str]:
             _ip("link", "set", dev, "up")
         _vsctl(server, "--may-exist", "add-port", eps[n.name].bridge, mine)
         _vsctl(server, "--may-exist", "add-port", eps[n.uplink].bridge, theirs)
-    for a in eps.values():
+    for k, a in enumerate(eps.values(), 1):
+        if len(eps) > 1:
+            progress(f"overlay: node {a.node}'s {len(eps) - 1} tunnels ({k}/{len(eps)})")
         for b in eps.values():
             if a is b:
                 continue
