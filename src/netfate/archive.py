@@ -21,6 +21,7 @@ no extraction can write.
 
 from __future__ import annotations
 
+import unicodedata
 import zlib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -166,6 +167,11 @@ def _normalise(name: str, at: int) -> str:
         raise InvalidInput(f"bundle member {name!r} contains '..'")
     if any(ord(c) < 0x20 or c == "\x7f" for c in name):
         raise InvalidInput(f"bundle member {name!r} has a control character in its name")
+    # Format characters (Unicode Cf: bidi overrides such as U+202E, zero-width ones) make a
+    # name read as another in every listing (CVE-2021-42574, "Trojan Source").
+    if any(unicodedata.category(c) in ("Cf", "Cc") for c in name):
+        raise InvalidInput(f"bundle member {name!r} has an invisible format character "
+                           "(bidi override, zero-width) in its name")
     norm = "/".join(x for x in p.parts if x != ".")
     if len(norm.encode()) > MAX_NAME_BYTES:
         raise InvalidInput(f"bundle member {norm[:60]!r}...: name over {MAX_NAME_BYTES} bytes")
