@@ -45,6 +45,12 @@ def test_name_in_use_capability_and_bad_inputs(tb: Testbed, tmp_path: Path, fw_s
     node.deploy_nf("carol", "firewall", fw_sha, {})
     with pytest.raises(Conflict, match="already in use"):
         node.compute.create_nf("cpe1", "carol", "firewall", fw_sha, {"default_out": "deny"})
+    # Owner and NF names join with '-': carol's "x-fw" would be carol-x's "fw". Refused
+    # saying so, never handed carol-x's NF as carol's (same package and config).
+    node.deploy_nf("carol-x", "fw", fw_sha, {})
+    with pytest.raises(Conflict, match=r"already carol-x's NF 'fw'.*another name"):
+        node.compute.create_nf("cpe1", "carol", "x-fw", fw_sha, {})
+    node.compute.delete_nf("cpe1-carol-x-fw")
     before = snapshot()
     sha = custom_bundle(tb, tmp_path, {}, dependencies={
         "capability": [{"name": "warp-drive", "type": "hardware"}]})

@@ -12,7 +12,8 @@ from netfate import naming
 from netfate.bundle import Bundle, BundleStore
 from netfate.descriptor import Descriptor
 from netfate.drivers.node_files import check_owned
-from netfate.errors import InvalidInput, MissingCapability, NotFound
+from netfate.errors import Conflict, InvalidInput, MissingCapability, NotFound
+from netfate.interfaces import NFInfo
 from netfate.resolver import needed_on_host
 
 
@@ -50,3 +51,16 @@ def owners_config(desc: Descriptor, owner: str, config: dict[str, Any]) -> dict[
     cfg = desc.validate_config(config)
     check_owned(desc.node_files, owner, cfg)
     return cfg
+
+
+def taken(existing: NFInfo, owner: str, name: str) -> Conflict:
+    """Why an NF cannot be created where `existing` is (same instance id, other package or
+    config): the owner's own NF, or another owner's whose names join to the same id (owner
+    'u' with NF 'x-fw' and owner 'u-x' with NF 'fw' are both `<node>-u-x-fw`)."""
+    where = f"on {existing.node}"
+    if (existing.owner, existing.name) == (owner, name):
+        return Conflict(f"NF name {name!r} of {owner} is already in use {where} with another "
+                        "package or config: update or delete it first")
+    return Conflict(f"NF instance id {existing.instance_id!r} is already {existing.owner}'s NF "
+                    f"{existing.name!r} {where} (owner and NF names are joined with '-'): "
+                    f"give {owner}'s NF another name than {name!r}")

@@ -27,7 +27,7 @@ from netfate.drivers import (
     nf_pool,
     nf_state,
 )
-from netfate.drivers.create_checks import check_create, owners_config
+from netfate.drivers.create_checks import check_create, owners_config, taken
 from netfate.drivers.nf_inproc import Call, FirewallRunner
 from netfate.drivers.nf_records import InstanceRecords, dead_daemons
 from netfate.drivers.nf_script import NF_PYTHON, SCRIPT_TIMEOUT, run_script, script_env
@@ -225,9 +225,10 @@ class NativeCompute:
         with self._lock(iid):
             with contextlib.suppress(NotFound):
                 existing = self._load(iid)
-                if existing.bundle_sha256 == bundle.sha256 and existing.config == cfg:
-                    return existing  # idempotent re-apply
-                raise Conflict(f"NF name {name!r} of {owner} is already in use on {node}")
+                if (existing.owner, existing.name, existing.bundle_sha256, existing.config) \
+                        == (owner, name, bundle.sha256, cfg):
+                    return existing  # idempotent re-apply (never another owner's NF)
+                raise taken(existing, owner, name)
             return self._create(iid, node, owner, name, bundle, cfg, on_ports)
 
     def _create(

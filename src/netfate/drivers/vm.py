@@ -39,7 +39,7 @@ from netfate.drivers import (
     vm_qemu,
     vm_template,
 )
-from netfate.drivers.create_checks import check_create, owners_config
+from netfate.drivers.create_checks import check_create, owners_config, taken
 from netfate.drivers.nf_records import InstanceRecords
 from netfate.drivers.nf_script import SCRIPT_TIMEOUT
 from netfate.drivers.vm_qmp import GuestAgent, Qmp
@@ -162,9 +162,10 @@ class VmCompute:
         with self._lock(iid):
             with contextlib.suppress(NotFound):
                 existing = self.records.load(iid)
-                if existing.bundle_sha256 == bundle.sha256 and existing.config == cfg:
-                    return existing  # idempotent re-apply
-                raise Conflict(f"NF name {name!r} of {owner} is already in use on {node}")
+                if (existing.owner, existing.name, existing.bundle_sha256, existing.config) \
+                        == (owner, name, bundle.sha256, cfg):
+                    return existing  # idempotent re-apply (never another owner's NF)
+                raise taken(existing, owner, name)
             node_files.read(bundle, cfg)  # a key file missing or too big: refused, no VM made
             return self._create(iid, owner, name, bundle, cfg, None, on_ports)
 
