@@ -61,7 +61,7 @@ def test_a_file_that_is_not_utf8_a_fifo_or_a_device_is_refused(tmp_path: Path) -
         load_topology(bad)
     os.mkfifo(tmp_path / "fifo")
     for p in (tmp_path / "fifo", Path("/dev/zero"), tmp_path):
-        with pytest.raises(InvalidInput, match="not a regular file"):
+        with pytest.raises(InvalidInput, match="not a regular file|is a directory"):
             load_topology(p)
 
 
@@ -116,3 +116,17 @@ def test_a_topology_name_is_a_plain_name(name: str) -> None:
 
     with pytest.raises(InvalidInput, match="name"):
         parse_topology(f"name: {json.dumps(name)}\n" + NODES)
+
+
+def test_an_unknown_key_in_a_node_is_the_only_error_named() -> None:
+    with pytest.raises(InvalidInput) as err:
+        parse_topology("name: x\nnodes: [{name: a, role: pe, bogus: 1}]\n")
+    assert "nodes.0.bogus: Extra inputs" in str(err.value)
+    assert "at least 1 item" not in str(err.value)
+
+
+def test_a_missing_topology_file_says_so(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="no such file"):
+        load_topology(tmp_path / "nope.yaml")
+    with pytest.raises(InvalidInput, match="is a directory"):
+        load_topology(tmp_path)

@@ -290,8 +290,13 @@ def parse_topology(text: str, source: str = "topology") -> Topology:
     try:
         return Topology.model_validate(data)
     except ValidationError as exc:
+        errs = exc.errors()
+        # A tuple whose items failed also reads as too short: only the items' errors say why.
+        errs = [e for e in errs if not (e["type"] == "too_short" and any(
+            len(o["loc"]) > len(e["loc"]) and o["loc"][:len(e["loc"])] == e["loc"]
+            for o in errs))]
         problems = [
-            f"{'.'.join(str(x) for x in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(str(x) for x in e['loc']) or '(top)'}: {e['msg']}" for e in errs
         ]
         raise InvalidInput(f"{source}: " + "; ".join(problems)) from None
 
@@ -301,8 +306,12 @@ def load_topology(path: Path | None = None) -> Topology:
         text = resources.files("netfate.testbed").joinpath("default.yaml").read_text()
         return parse_topology(text, "default topology")
     try:
+        if not str(path) or not path.exists():
+            raise InvalidInput(f"topology {str(path)!r}: no such file")
         if not path.is_file():  # a fifo or /dev/zero would never end
-            raise InvalidInput(f"topology {path} is not a regular file")
+            raise InvalidInput(f"topology {path} is "
+                               f"{'a directory' if path.is_dir() else 'not a regular file'}; "
+                               "give a YAML file")
         with path.open("rb") as fh:
             data = fh.read(safe_yaml.DEFAULT.max_bytes + 1)
     except OSError as exc:
