@@ -61,7 +61,7 @@ def test_a_file_that_is_not_utf8_a_fifo_or_a_device_is_refused(tmp_path: Path) -
         load_topology(bad)
     os.mkfifo(tmp_path / "fifo")
     for p in (tmp_path / "fifo", Path("/dev/zero"), tmp_path):
-        with pytest.raises(InvalidInput, match="not a regular file|is a directory"):
+        with pytest.raises(InvalidInput, match=r"not a regular file|is a directory"):
             load_topology(p)
 
 

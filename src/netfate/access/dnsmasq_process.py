@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
-from netfate.errors import DriverError
+from netfate.errors import DriverError, InvalidInput
 from netfate.supervisor import StartError, Supervised
 from netfate.supervisor import stop_recorded as stop_pidfile
 
@@ -38,6 +40,38 @@ def udp_ports(pid: int) -> set[int]:
                 if len(cols) > 9 and cols[9] in inodes:
                     ports.add(int(cols[1].rsplit(":", 1)[1], 16))
     return ports
+
+
+def process_files(name: str) -> tuple[str, ...]:
+    """The files a DnsmasqProcess named ``name`` keeps in its state dir."""
+    return (f"{name}.pid", f"{name}.log", f"{name}.out")
+
+
+def _mode(path: Path) -> int | None:
+    """st_mode of what ``path`` names (links followed); None if nothing is there."""
+    try:
+        return os.stat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:  # ENOTDIR: a file where a directory should be; EACCES, ELOOP
+        raise InvalidInput(f"state dir {path}: {exc.strerror}") from None
+
+
+def check_state_dir(state_dir: Path, files: Iterable[str] = ()) -> None:
+    """InvalidInput naming the path unless ``state_dir`` is a directory or absent (made
+    when needed), and each of its ``files`` that is there a regular file: a file given as
+    the state dir failed later with NotADirectoryError, and a fifo would block its reader.
+    Only stat()s: nothing is opened."""
+    mode = _mode(Path(state_dir))
+    if mode is None:
+        return
+    if not stat.S_ISDIR(mode):
+        raise InvalidInput(f"state dir {state_dir} is not a directory")
+    for name in files:
+        mode = _mode(Path(state_dir) / name)
+        if mode is not None and not stat.S_ISREG(mode):
+            raise InvalidInput(f"{Path(state_dir) / name} in the state dir is not a "
+                               "regular file")
 
 
 class DnsmasqProcess:

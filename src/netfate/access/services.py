@@ -39,6 +39,8 @@ from netfate.access.addressing import (
 )
 from netfate.access.captive_dns import CaptiveDns
 from netfate.access.dnsmasq import Dnsmasq, stop_recorded
+from netfate.access.dnsmasq_process import check_state_dir as _check_dir
+from netfate.access.dnsmasq_process import process_files
 from netfate.access.portal import AcceptError, WindowLimiter, create_portal_app
 from netfate.access.portal_server import PortalServer, listen_socket
 from netfate.access.tls import HTTPS_PORT, server_context
@@ -56,6 +58,15 @@ log = logging.getLogger("netfate.access")
 
 INNER_IF = "eth0"
 NFT_TABLE = "netfate_access"
+# What the state dir holds (access.dnsmasq, access.captive_dns).
+STATE_FILES = (*process_files("dnsmasq"), *process_files("captive-dns"), "dhcp-hosts",
+               "leases")
+
+
+def check_state_dir(state_dir: Path) -> None:
+    """InvalidInput naming the path unless `state_dir` is usable: absent or a directory,
+    its files regular (dnsmasq_process.check_state_dir)."""
+    _check_dir(state_dir, STATE_FILES)
 
 
 class BridgeAttach(Protocol):
@@ -310,6 +321,7 @@ class AccessServices:
         c = self.cpe
         if self._http.is_closed:
             self._http = httpx.Client(timeout=self._http.timeout, auth=self._auth)
+        check_state_dir(self.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         netns.create(self.netns)
         netns.disable_ipv6(self.netns)  # no router solicitations or DAD from the services
@@ -386,7 +398,9 @@ def _remove_net(ns: str, host_if: str) -> tuple[bool, bool]:
 def cleanup(node: str, state_dir: Path) -> dict[str, Any]:
     """Remove a node's access services left by a process that died without down(): its
     dnsmasq (by the PID recorded in <state_dir>/dnsmasq.pid), veth and namespace. OVS keeps
-    the port's row on the bridge; the testbed's down removes bridges whole."""
+    the port's row on the bridge; the testbed's down removes bridges whole. InvalidInput
+    naming the path, before anything is done, if `state_dir` is not a usable one."""
+    check_state_dir(state_dir)
     pid = stop_recorded(state_dir)
     captive_dns.stop_recorded(state_dir)
     host_if, ns = services_host_if(node), services_netns(node)

@@ -11,7 +11,15 @@ from typing import Annotated
 import typer
 
 from netfate import paths
-from netfate.cli.common import ascii_int, checked, console, emit_json, guarded, need_root
+from netfate.cli.common import (
+    ascii_int,
+    checked,
+    console,
+    emit_json,
+    given_path,
+    guarded,
+    need_root,
+)
 from netfate.cli.common import settings as load
 from netfate.counters import LoopFailures
 
@@ -19,10 +27,23 @@ Opt = typer.Option
 
 app = typer.Typer(help="A CPE's access services: DHCP, DNS and the captive portal.",
                   no_args_is_help=True)
+# The services veth's MTU: the testbed's links' (testbed.topology.Topology.mtu, which the
+# testbed passes as --mtu), whose bounds these are; pydantic checks them there.
+MTU_MIN, MTU_MAX = 1280, 9000
 
 
 def _default_state_dir(node: str) -> Path:
     return paths.run_dir() / "access" / node
+
+
+def _state_dir(given: Path | None, node: str) -> Path:
+    """The state dir (given or the node's default), checked before root or anything else
+    is needed: one line naming it if it is a file, a fifo, or holds one."""
+    from netfate.access.services import check_state_dir
+
+    state_dir = given or _default_state_dir(node)
+    guarded(lambda: check_state_dir(state_dir))
+    return state_dir
 
 
 @app.command()
@@ -52,18 +73,22 @@ def serve(
     bridge: Annotated[str | None, Opt(help="OVS bridge to attach the services port to")]
     = None,
     state_dir: Annotated[Path | None, Opt(help="dnsmasq's files (default "
-                                               "/run/netfate/access/<node>)")] = None,
+                                               "/run/netfate/access/<node>)",
+                                          parser=given_path)] = None,
     api_url: Annotated[str, Opt(help="The orchestrator's API")] = "http://127.0.0.1:8181",
     radius_state_dir: Annotated[Path | None, Opt(help="The orchestrator's state dir, with "
                                                       "the RADIUS secret and the API token "
                                                       "(default "
-                                                      "/run/netfate/orchestrator)")] = None,
+                                                      "/run/netfate/orchestrator)",
+                                                 parser=given_path)] = None,
     portal_port: Annotated[int, Opt(help="The portal's port in the services namespace",
                                     parser=ascii_int(1, 65535))] = 80,
     internet_address: Annotated[str, Opt(help="What inet.netfate resolves to",
                                          callback=checked("station-ipv4"))]
     = "10.255.0.1",
-    mtu: Annotated[int | None, Opt(help="MTU of the services veth")] = None,
+    mtu: Annotated[int | None, Opt(help=f"MTU of the services veth ({MTU_MIN}-{MTU_MAX}, "
+                                        "as the testbed's links)",
+                                   parser=ascii_int(MTU_MIN, MTU_MAX))] = None,
     tls_cert: Annotated[Path | None, Opt(help="The portal's TLS certificate (PEM): serves "
                                               "the captive portal API over https, announced "
                                               "in DHCP option 114 (default "
@@ -78,14 +103,15 @@ def serve(
     = None,
 ) -> None:
     """Run a CPE's access services until SIGTERM/SIGINT, then remove them."""
+    conf = load(radius={"pool": framed_pool},
+                access={"tls_cert": tls_cert, "tls_key": tls_key})
+    services_dir = _state_dir(state_dir, node)
     need_root()
     from netfate.access import addressing
     from netfate.access.services import AccessServices
     from netfate.errors import InvalidInput
     from netfate.radius.service import portal_client
 
-    conf = load(radius={"pool": framed_pool},
-                access={"tls_cert": tls_cert, "tls_key": tls_key})
     radius, access = conf.radius, conf.access
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     explicit = [services_ip, pool_start, pool_end, prefixlen, router]
@@ -116,7 +142,7 @@ def serve(
             server_context(*tls)  # before anything reads or makes state: a clear error
         orch_state = radius_state_dir or paths.run_dir() / "orchestrator"
         return AccessServices(
-            cpe, bridge, state_dir or _default_state_dir(node),
+            cpe, bridge, services_dir,
             portal_client(orch_state, radius),
             api_url,
             portal_port=portal_port, internet_address=internet_address, mtu=mtu,
@@ -150,15 +176,17 @@ def serve(
 @app.command()
 def cleanup(
     node: Annotated[str, Opt(help="The CPE node", callback=checked("name"))],
-    state_dir: Annotated[Path | None, Opt(help="As given to serve")] = None,
+    state_dir: Annotated[Path | None, Opt(help="As given to serve", parser=given_path)]
+    = None,
     json_out: Annotated[bool, Opt("--json", help="Print what was removed as JSON")] = False,
 ) -> None:
     """Remove what a `serve` that was killed left behind: dnsmasq, veth, namespace."""
-    need_root()
     load()
+    services_dir = _state_dir(state_dir, node)
+    need_root()
     from netfate.access.services import cleanup as do_cleanup
 
-    removed = guarded(lambda: do_cleanup(node, state_dir or _default_state_dir(node)))
+    removed = guarded(lambda: do_cleanup(node, services_dir))
     if json_out:
         emit_json(removed)
     else:

@@ -36,40 +36,73 @@ def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+SHOWN_CHARS = 64  # of a user's value echoed back in an error
+
+
+def shown(value: str) -> str:
+    """`value` as an error message quotes it: repr, cut to SHOWN_CHARS characters (a
+    5,000-character argument is not printed back whole)."""
+    if len(value) <= SHOWN_CHARS:
+        return repr(value)
+    return f"{value[:SHOWN_CHARS]!r}... ({len(value)} characters)"
+
+
 def checked(kind: str) -> Callable[[Any], Any]:
     """A typer callback that checks an argument as netfate.validators' `kind` (the API's own
     check: ASCII digits only, unicast station MACs, ...). A bad value stops the command
-    before anything is done, with click's "Invalid value for '<param>'" naming it."""
+    before anything is done, with click's "Invalid value for '<param>'" naming it (the
+    value quoted as `shown` does)."""
     from netfate import validators
+
+    def one(v: Any) -> Any:
+        try:
+            return validators.check(kind, v)
+        except ValueError as exc:
+            msg = str(exc)
+            if isinstance(v, str) and len(v) > SHOWN_CHARS:
+                msg = msg.replace(repr(v), shown(v))[:4 * SHOWN_CHARS + 200]
+            raise typer.BadParameter(msg) from None
 
     def callback(value: Any) -> Any:
         if value is None:
             return None
-        try:
-            if isinstance(value, (list, tuple)):
-                return [validators.check(kind, v) for v in value]
-            return validators.check(kind, value)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
+        if isinstance(value, (list, tuple)):
+            return [one(v) for v in value]
+        return one(value)
 
     return callback
 
 
 def ascii_int(lo: int, hi: int) -> Callable[[Any], int]:
-    """A typer `parser` for a number in [lo, hi] written in ASCII digits: click's INT would
-    take int("٨٠") as 80, the way a port or prefix length must not be given."""
+    """A typer `parser` for a number in [lo, hi] written in ASCII digits (a leading '-'
+    allowed, to be named out of range): click's INT would take int("٨٠") as 80, the way a
+    port or prefix length must not be given."""
     def parse(value: Any) -> int:
+        digits = value[1:] if isinstance(value, str) and value[:1] == "-" else value
         if isinstance(value, int) and not isinstance(value, bool):
             n = value  # a default
-        elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 10:
+        elif (isinstance(digits, str) and digits.isascii() and digits.isdigit()
+              and len(digits) <= 20):
             n = int(value)
         else:
-            raise typer.BadParameter(f"{value!r} is not a number written in digits 0-9")
+            raise typer.BadParameter(f"{shown(str(value))} is not a number written in "
+                                     "digits 0-9")
         if not lo <= n <= hi:
             raise typer.BadParameter(f"{n} is not in {lo}-{hi}")
         return n
 
     return parse
+
+
+def given_path(value: Any) -> Path:
+    """A typer `parser` for a path: an empty or blank one (an unset shell variable) is
+    refused, where Path("") would quietly be the current directory."""
+    if isinstance(value, Path):
+        return value  # a default
+    text = str(value)
+    if not text.strip():
+        raise typer.BadParameter("the path is empty (an unset variable?); give a path")
+    return Path(text)
 
 
 def nats_servers(value: Any) -> str:
@@ -127,13 +160,22 @@ def _finite(token: str) -> float:
 def json_document(text: str, what: str) -> Any:
     """Strict JSON a user gives a command, or @file (read bounded): NaN, Infinity and
     1e309 are refused (no JSON numbers; the API refuses them too), as is an object naming a
-    member twice (netfate.strict_json). InvalidInput naming `what` otherwise."""
+    member twice (netfate.strict_json), as is an empty or blank text or file (an unset
+    shell variable is not a document). InvalidInput naming `what` otherwise."""
     if text.startswith("@"):
-        raw = read_file(Path(text[1:]), f"{what} file", MAX_DOCUMENT_BYTES)
+        name = text[1:]
+        if not name.strip():
+            raise InvalidInput(f"{what}: give a file name after '@'")
+        raw = read_file(Path(name), f"{what} file", MAX_DOCUMENT_BYTES)
+        what = f"{what} file {name}"
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise InvalidInput(f"{what} file {text[1:]} is not UTF-8") from None
+            raise InvalidInput(f"{what} is not UTF-8") from None
+        if not text.strip():
+            raise InvalidInput(f"{what} is empty")
+    elif not text.strip():
+        raise InvalidInput(f"{what} is empty (an unset variable?); give a JSON document")
     try:
         return json.loads(text, parse_constant=_not_a_number, parse_float=_finite,
                           object_pairs_hook=unique_pairs)
@@ -144,9 +186,14 @@ def json_document(text: str, what: str) -> Any:
 
 
 def json_object(text: str | None, what: str) -> dict[str, Any]:
-    """json_document that must be an object; {} when not given."""
-    if not text:
+    """json_document that must be an object; {} when not given (None). Given empty or blank,
+    it is refused, not taken as {}: `update ... "$CFG"` with CFG unset must not wipe a
+    config ({} given explicitly is)."""
+    if text is None:
         return {}
+    if not text.strip():
+        raise InvalidInput(f"{what} is empty (an unset variable?); give a JSON object, "
+                           "{} for an empty one")
     doc = json_document(text, what)
     if not isinstance(doc, dict):
         raise InvalidInput(f"{what} must be a JSON object")

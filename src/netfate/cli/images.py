@@ -11,11 +11,34 @@ import typer
 from rich.table import Table
 
 from netfate import paths
-from netfate.cli.common import console, emit_json, guarded, need_root, results, settings
+from netfate.cli.common import (
+    ascii_int,
+    checked,
+    console,
+    emit_json,
+    given_path,
+    guarded,
+    need_root,
+    results,
+    settings,
+)
+from netfate.errors import InvalidInput
+from netfate.oci.layout import check_tag
 from netfate.oci.store import DISK_BUDGET_MB, ImageInfo, ImageStore
 
 app = typer.Typer(help="OCI images of container NFs: build the catalogue's, import your own.")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON")]
+MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z: the image config's "created" is a date
+MAX_BUDGET_MB = 1024 * 1024  # 1 TiB for one image: beyond any node's disk
+
+
+def _tag(value: str) -> str:
+    """A typer callback: an OCI tag as the store takes it (oci.layout.check_tag), refused
+    at once with one line naming it."""
+    try:
+        return check_tag(value)
+    except InvalidInput as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def _store(budget_mb: int = DISK_BUDGET_MB) -> ImageStore:
@@ -36,10 +59,12 @@ def _print(images: list[ImageInfo], json_out: bool) -> None:
 @app.command("build")
 def build(
     nfs: Annotated[list[str] | None, typer.Argument(help="Catalogue NFs (default: every one "
-                                                    "offering the container flavour)")] = None,
+                                                    "offering the container flavour)",
+                                                    callback=checked("name"))] = None,
     force: Annotated[bool, typer.Option("--force", help="Build even if the tag exists")] = False,
     epoch: Annotated[int, typer.Option("--source-date-epoch", envvar="SOURCE_DATE_EPOCH",
-                                       min=0, help="Timestamp of every entry (s)")] = 0,
+                                       parser=ascii_int(0, MAX_EPOCH),
+                                       help="Timestamp of every entry (s)")] = 0,
     json_out: JsonOpt = False,
 ) -> None:
     """Build catalogue NFs' images reproducibly from the host's Debian packages into the
@@ -62,12 +87,15 @@ def list_cmd(json_out: JsonOpt = False) -> None:
 @app.command("import")
 def import_cmd(
     path: Annotated[Path, typer.Argument(help="An OCI image layout directory or an "
-                                         "oci-archive (podman save --format oci-archive)")],
-    tag: Annotated[str, typer.Option("--tag", help="Tag in the store, e.g. firewall-1.0.0")],
+                                         "oci-archive (podman save --format oci-archive)",
+                                         parser=given_path)],
+    tag: Annotated[str, typer.Option("--tag", help="Tag in the store, e.g. firewall-1.0.0",
+                                     callback=_tag)],
     ref: Annotated[str | None, typer.Option("--ref", help="Which image of the layout "
                                             "(its reference name); default: its only one")]
     = None,
-    budget_mb: Annotated[int, typer.Option("--disk-budget-mb", min=1,
+    budget_mb: Annotated[int, typer.Option("--disk-budget-mb",
+                                           parser=ascii_int(1, MAX_BUDGET_MB),
                                            help="Refuse an image larger than this")]
     = DISK_BUDGET_MB,
     json_out: JsonOpt = False,
@@ -80,16 +108,24 @@ def import_cmd(
 
 
 @app.command("remove")
-def remove(tag: Annotated[str, typer.Argument(help="The tag to remove")]) -> None:
-    """Untag an image (a no-op if absent)."""
+def remove(tag: Annotated[str, typer.Argument(help="The tag to remove", callback=_tag)],
+           json_out: JsonOpt = False) -> None:
+    """Untag an image. Idempotent: a tag that is not there is a no-op (exit 0), and says
+    so."""
     need_root()
-    guarded(lambda: _store().remove(tag))
+    removed = guarded(lambda: _store().remove(tag))
+    if json_out:
+        emit_json({"tag": tag, "removed": removed})
+    elif removed:
+        console.print(f"image {tag} removed")
+    else:
+        console.print(f"no image {tag} in the node's image store: nothing to remove")
 
 
 @app.command("build-vm")
 def build_vm(
     cache: Annotated[Path | None, typer.Option(
-        help="Cache directory (default /var/cache/netfate/vm)")] = None,
+        help="Cache directory (default /var/cache/netfate/vm)", parser=given_path)] = None,
     force: Annotated[bool, typer.Option("--force", help="Rewrite the initramfs")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:

@@ -13,6 +13,7 @@ from netfate.cli.common import (
     checked,
     console,
     emit_json,
+    given_path,
     guarded,
     json_document,
     json_object,
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 # nodes`), and they took 0.6 s of its 0.9 s of imports.
 app = typer.Typer(help="Native NFs on a testbed node: bundles, lifecycle, state, steering.")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON")]
+NodeArg = Annotated[str, typer.Argument(help="The node, e.g. cpe1", callback=checked("name"))]
+InstanceArg = Annotated[str, typer.Argument(help="The NF instance id, e.g. cpe1-user1-firewall",
+                                            callback=checked("instance-id"))]
 _script_timeout: float | None = None  # None: the driver's default
 
 
@@ -49,7 +53,8 @@ def _attach() -> Testbed:
 
 
 def _config(text: str | None) -> dict[str, Any]:
-    """The --config given (JSON or @file), checked before anything else is done."""
+    """The --config given (JSON or @file), checked before anything else is done; given
+    empty or blank it is refused (json_object), not taken as {}."""
     return guarded(lambda: json_object(text, "config"))
 
 
@@ -98,7 +103,7 @@ def catalogue_cmd(json_out: JsonOpt = False) -> None:
 
 @app.command("bundle-add")
 def bundle_add(
-    path: Path,
+    path: Annotated[Path, typer.Argument(help="The bundle (.tgz)", parser=given_path)],
     sha256: Annotated[str | None, typer.Option(help="Refuse unless the bundle has this sha256")]
     = None,
     json_out: JsonOpt = False,
@@ -121,12 +126,13 @@ def bundle_add(
 
 @app.command()
 def deploy(
-    node: Annotated[str, typer.Argument(callback=checked("name"))],
+    node: NodeArg,
     owner: Annotated[str, typer.Argument(callback=checked("name"))],
     nf: Annotated[str, typer.Argument(help="Catalogue name or bundle sha256")],
     name: Annotated[str | None, typer.Option(help="Instance name (default: the NF's)",
                                              callback=checked("name"))] = None,
-    config: Annotated[str | None, typer.Option(help="JSON config, or @file")] = None,
+    config: Annotated[str | None, typer.Option(help="JSON config, or @file (not empty: "
+                                                    "give {} for none)")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """create_nf + ports on LSI-0 + start_nf, rolled back if any step fails."""
@@ -188,7 +194,7 @@ def _op(node: str, instance: str, op: str, arg: Any = None) -> Any:
 
 
 def _lifecycle(op: str, doc: str) -> None:
-    def cmd(node: str, instance: str, json_out: JsonOpt = False) -> None:
+    def cmd(node: NodeArg, instance: InstanceArg, json_out: JsonOpt = False) -> None:
         need_root()
         out = guarded(lambda: _op(node, instance, op))
         if json_out or op in ("status", "export_state"):
@@ -212,7 +218,10 @@ for _op_name, _doc in (
 
 
 @app.command()
-def update(node: str, instance: str, config: str, json_out: JsonOpt = False) -> None:
+def update(node: NodeArg, instance: InstanceArg,
+           config: Annotated[str, typer.Argument(help="JSON, or @file; not empty ({} is "
+                                                      "an empty config)")],
+           json_out: JsonOpt = False) -> None:
     """updateNF: apply a new config (JSON or @file) while running."""
     cfg = _config(config)
     need_root()
@@ -221,7 +230,10 @@ def update(node: str, instance: str, config: str, json_out: JsonOpt = False) -> 
 
 
 @app.command("import-state")
-def import_state(node: str, instance: str, path: Path) -> None:
+def import_state(node: NodeArg, instance: InstanceArg,
+                 path: Annotated[Path, typer.Argument(help="The state document (JSON), as "
+                                                      "export-state prints it",
+                                                      parser=given_path)]) -> None:
     """Import a state document (from export-state) into an NF."""
     doc = guarded(lambda: json_document(f"@{path}", "state document"))
     need_root()
@@ -230,7 +242,8 @@ def import_state(node: str, instance: str, path: Path) -> None:
 
 
 @app.command("list")
-def list_cmd(node: Annotated[str | None, typer.Option()] = None, json_out: JsonOpt = False) -> None:
+def list_cmd(node: Annotated[str | None, typer.Option(callback=checked("name"))] = None,
+             json_out: JsonOpt = False) -> None:
     """NFs on the testbed's nodes."""
     need_root()
 

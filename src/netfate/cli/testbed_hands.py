@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from netfate.cli.common import console, emit_json, guarded, need_root
+from netfate.cli.common import checked, console, emit_json, guarded, need_root
 from netfate.cli.common import settings as load
 
 
 def exec_(
-    host: Annotated[str, typer.Argument(help="A testbed host: client1, inet, ...")],
+    host: Annotated[str, typer.Argument(help="A testbed host: client1, inet, ...",
+                                        callback=checked("name"))],
     cmd: Annotated[list[str] | None, typer.Argument(
         help="The command and its arguments, after --", metavar="-- CMD...")] = None,
 ) -> None:
@@ -28,8 +30,10 @@ def exec_(
 
 
 def login(
-    client: Annotated[str, typer.Argument(help="The client host, e.g. client1")],
-    user: Annotated[str, typer.Argument(help="The user, e.g. user1")],
+    client: Annotated[str, typer.Argument(help="The client host, e.g. client1",
+                                          callback=checked("name"))],
+    user: Annotated[str, typer.Argument(help="The user, e.g. user1",
+                                        callback=checked("name"))],
     password: Annotated[str, typer.Option(prompt=True, hide_input=True,
                                           help="The user's password (asked if not given)")],
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
@@ -47,7 +51,7 @@ def login(
         if json_out:
             emit_json({"ok": False, "client": client, "user": user, "error": str(exc)})
         else:
-            console.print(f"[red]error:[/] {exc}")
+            console.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
     if json_out:
         emit_json(out)

@@ -42,7 +42,9 @@ def check_tag(tag: str) -> str:
     """`tag` if it is an OCI reference name ([A-Za-z0-9_][A-Za-z0-9._-]{0,127}); else
     InvalidInput."""
     if not isinstance(tag, str) or not _TAG.fullmatch(tag):  # match: '$' allows a "\n"
-        raise InvalidInput(f"image tag {tag!r} must be [A-Za-z0-9_][A-Za-z0-9._-]{{0,127}}")
+        shown = (f"{tag[:64]!r}... ({len(tag)} characters)" if isinstance(tag, str)
+                 and len(tag) > 64 else repr(tag))  # a 5,000-character tag is not echoed
+        raise InvalidInput(f"image tag {shown} must be [A-Za-z0-9_][A-Za-z0-9._-]{{0,127}}")
     return tag
 
 

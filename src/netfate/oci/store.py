@@ -145,15 +145,23 @@ class ImageStore:
         raise NotFound(f"no image {tag!r} in the node's image store (have: {have}); build it "
                        "with 'netfate images build' or import one")
 
-    def remove(self, tag: str) -> None:
-        """Untag (blobs stay until the store is removed); a no-op if absent."""
+    def remove(self, tag: str) -> bool:
+        """Untag (blobs stay until the store is removed); a no-op if absent. Whether the tag
+        was there. InvalidInput for what is not a tag (check_tag), as `add` refuses it."""
+        check_tag(tag)
+        if not self.layout.is_dir():
+            return False  # no store yet: nothing to untag, nothing made
         with self._locked():
             index = self._index()
-            index["manifests"] = [m for m in index.get("manifests", [])
-                                  if (m.get("annotations") or {}).get(REF_NAME) != tag]
-            if self.layout.is_dir():
-                self._write(self.layout / "index.json",
-                            json.dumps(index, sort_keys=True, indent=1).encode())
+            manifests = index.get("manifests", [])
+            kept = [m for m in manifests
+                    if (m.get("annotations") or {}).get(REF_NAME) != tag]
+            if len(kept) == len(manifests):
+                return False
+            index["manifests"] = kept
+            self._write(self.layout / "index.json",
+                        json.dumps(index, sort_keys=True, indent=1).encode())
+        return True
 
     def config(self, tag: str) -> dict[str, Any]:
         """The image's config (its Env, Entrypoint, Cmd under "config")."""
