@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from importlib.metadata import EntryPoint, EntryPoints
 from pathlib import Path
@@ -88,14 +89,23 @@ def test_a_driver_must_run_the_flavour_it_is_registered_as(
         registry.build("fake2", ctx)
 
 
-def test_build_all_leaves_out_what_cannot_run(ctx: ComputeContext, clean: None) -> None:
+def test_build_all_leaves_out_what_cannot_run(ctx: ComputeContext, clean: None,
+                                             caplog: pytest.LogCaptureFixture) -> None:
     def broken(c: ComputeContext) -> ComputeDriver:
         raise NetfateError("runc is missing")
 
     registry.register("fake", FakeCompute)
     registry.register("broken", broken)
-    drivers = registry.build_all(ctx)
+    with caplog.at_level(logging.DEBUG, logger=registry.log.name):
+        drivers = registry.build_all(ctx)
     assert "fake" in drivers and "native" in drivers and "broken" not in drivers
+    # Found by trying every flavour (the direct CLI, on every command): not a warning.
+    left_out = [r for r in caplog.records if "broken" in r.getMessage()]
+    assert left_out and all(r.levelno == logging.DEBUG for r in left_out)
+    caplog.clear()
+    assert set(registry.build_all(ctx, ["fake", "broken"])) == {"fake"}
+    assert any(r.levelno == logging.WARNING and "broken" in r.getMessage()
+               for r in caplog.records)  # asked for by name: news
     assert set(registry.build_all(ctx, ["fake"])) == {"fake"}
     with pytest.raises(UnknownFlavour, match=r"no compute driver could be built.*runc is missing"):
         registry.build_all(ctx, ["broken"])

@@ -119,7 +119,8 @@ def agent(
     role: Annotated[str, Opt(help="cpe, pe or dc")] = "cpe",
     uplink: Annotated[str | None, Opt(help="The LSI's uplink port")] = None,
     telemetry_interval: Annotated[float, Opt(help="Seconds between telemetry reports")] = 2.0,
-    mtu: Annotated[int, Opt(help="MTU of NF ports")] = 9000,
+    mtu: Annotated[int, Opt(help="MTU of NF ports (1280-9000, as a topology's)",
+                            parser=ascii_int(1280, 9000))] = 9000,
     mem_mb: Annotated[int | None, Opt(help="Declared memory for NFs (emulated nodes sharing "
                                           "a host); default: the host's")] = None,
     cpus: Annotated[float, Opt(help="Declared CPUs for NFs, with --mem-mb")] = 1.0,
