@@ -170,3 +170,24 @@ def test_an_interrupted_start_leaves_nothing_running(tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         sup.start(ready=interrupted)
     assert not sup.running() and not (tmp_path / "nap.pid").exists()
+
+
+def test_a_pid_record_that_is_not_a_regular_file_is_no_record(tmp_path: Path) -> None:
+    """A FIFO in a record's place held its reader (`testbed down`, `access cleanup`) for
+    ever; a symlink could point it anywhere (probe of 2026-12-06)."""
+    import os
+
+    fifo = tmp_path / "fifo.pid"
+    os.mkfifo(fifo)
+    link = tmp_path / "link.pid"
+    real = tmp_path / "real.pid"
+    real.write_text("4242\n")
+    link.symlink_to(real)
+    t0 = time.monotonic()
+    assert read_record(fifo) is None
+    assert read_record(link) is None
+    assert read_record(tmp_path) is None
+    assert read_record(tmp_path / "missing.pid") is None
+    assert time.monotonic() - t0 < 1.0
+    rec = read_record(real)
+    assert rec is not None and rec.pid == 4242

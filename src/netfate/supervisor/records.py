@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,12 +36,25 @@ def start_time(pid: int) -> int | None:
         return None
 
 
+MAX_RECORD_BYTES = 64 * 1024  # a record is a pid, a start time and an argv
+
+
 def read_record(pidfile: Path) -> Record | None:
-    """The record in ``pidfile``, or None if it is missing or unreadable."""
+    """The record in ``pidfile``, or None if it is missing, unreadable or not a regular
+    file (opened without blocking and checked first: a FIFO put in its place would hold
+    the reader, and `testbed down` with it, for ever). At most MAX_RECORD_BYTES are read."""
     try:
-        text = Path(pidfile).read_text().strip()
+        fd = os.open(pidfile, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        text = os.read(fd, MAX_RECORD_BYTES).decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     with contextlib.suppress(ValueError):
         return Record(int(text))
     try:
