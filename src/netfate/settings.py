@@ -34,10 +34,13 @@ from netfate.access.settings import AccessSettings
 from netfate.errors import InvalidInput
 from netfate.orchestrator.settings import Settings as OrchestratorSettings
 from netfate.paths import DEFAULT_RUN_DIR
-from netfate.radius.settings import RadiusSettings
+from netfate.radius.settings import RadiusSettings, SettingsConflict
 from netfate.testbed.settings import TestbedSettings
 
 RUN_DIR_MAX = 80  # bytes
+# A script's timeout goes to subprocess, whose poll() takes at most 2**31-1 ms (24.8 days):
+# past that every NF lifecycle step failed with OverflowError. A day is plenty.
+SCRIPT_TIMEOUT_MAX = 86400.0  # s
 
 
 class PathSettings(BaseModel):
@@ -67,8 +70,9 @@ class ComputeSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # misspelt: an error; inf: no
 
-    script_timeout: float = Field(default=30.0, gt=0, description="Seconds an NF lifecycle script "
-                                  "may run before it is killed")
+    script_timeout: float = Field(default=30.0, gt=0, le=SCRIPT_TIMEOUT_MAX,
+                                  description="Seconds an NF lifecycle script may run before "
+                                  f"it is killed (at most {SCRIPT_TIMEOUT_MAX:g})")
     nf_pool_size: int = Field(default=0, ge=0, le=64, description="Pre-made NF namespaces with "
                               "their veths the native driver keeps ready (0: none)")
 
@@ -188,7 +192,9 @@ def load_settings(**overrides: Mapping[str, Any]) -> NetfateSettings:
 
     The orchestrator's RADIUS settings (``orchestrator.radius_settings``) are the ``radius``
     group. Raises InvalidInput naming the variable (or the group.field of a flag) and the
-    bad value, for every bad value at once.
+    bad value, for every bad value at once; a value that does not go with another setting
+    (a `SettingsConflict`) names both. Every bound of what a setting flows into (OpenFlow's
+    16-bit idle_timeout, the RADIUS limits) is checked here, not when a service starts.
     """
     given = {g: {k: v for k, v in fields.items() if v is not None}
              for g, fields in overrides.items()}
@@ -231,20 +237,41 @@ def _shown(group: str, name: str) -> bool:
     return field is None or field.repr is not False
 
 
+def _source(group: str, name: str, env: Mapping[str, str],
+            given: Mapping[str, Mapping[str, Any]]) -> tuple[bool, str]:
+    """Where a field's value came from, for an error: (given at all, how it is named): the
+    flag, else its variable with the value (unless secret), else the variable, not set."""
+    var = env_names().get((group, name))
+    if name in given.get(group, {}):
+        return True, (f"{group}.{name}={given[group][name]!r} (flag)" if _shown(group, name)
+                      else f"{group}.{name} (flag, value hidden)")
+    if var is None:
+        return False, f"{group}.{name}"
+    if env.get(var):
+        return True, f"{var}={env[var]!r}" if _shown(group, name) else f"{var} (value hidden)"
+    return False, f"{var} (not set)"
+
+
 def _explain(exc: ValidationError, env: Mapping[str, str],
              given: Mapping[str, Mapping[str, Any]], misspelt: list[str]) -> str:
+    """One "bad settings: ..." line for every error: each names the variables (or flags)
+    of the fields at fault, the one that failed and those a `SettingsConflict` adds, the
+    ones given first; the value of a secret never. Only what no variable or flag sets (a
+    nested model's field) is named by its place in the model."""
     names = env_names()
     lines = list(misspelt)
     for e in exc.errors():
         loc = tuple(str(x) for x in e["loc"])
-        group, name = (*loc, "", "")[:2]
-        var = names.get((group, name))
-        if name in given.get(group, {}):
-            what = (f"{group}.{name}={given[group][name]!r} (flag)" if _shown(group, name)
-                    else f"{group}.{name} (flag, value hidden)")
-        elif var is not None and env.get(var):
-            what = f"{var}={env[var]!r}" if _shown(group, name) else f"{var} (value hidden)"
-        else:
+        group = loc[0] if loc else ""
+        fields = list(loc[1:2])
+        err = (e.get("ctx") or {}).get("error")
+        if isinstance(err, SettingsConflict):
+            fields += [f for f in err.also if f not in fields]
+        if fields and ((group, fields[0]) in names or fields[0] in given.get(group, {})):
+            sources = sorted((_source(group, f, env, given) for f in fields),
+                             key=lambda s: not s[0])  # stable: the failing one first
+            what = ", ".join(name for _, name in sources)
+        else:  # no variable sets it (a nested model's field): where it is
             what = ".".join(loc) or "settings"
         lines.append(f"{what}: {e['msg']}")
     return "bad settings: " + "; ".join(lines)

@@ -7,11 +7,11 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from netfate.bus.urls import check as check_servers
 from netfate.membership import check_id
-from netfate.radius.settings import RadiusSettings
+from netfate.radius.settings import IDLE_TIMEOUT_MAX, RadiusSettings, SettingsConflict
 
 
 class Settings(BaseModel):
@@ -77,9 +77,12 @@ class Settings(BaseModel):
     reaction_policy: str = Field(
         default="", description="Reaction policy (entry point netfate.reactions); empty: off")
     # Seconds without a packet from or to a user before the controller reports them idle
-    # (the NetFATE paper's "no packets for a certain time period"); 0 turns it off.
+    # (the NetFATE paper's "no packets for a certain time period"); 0 turns it off. It is
+    # the idle_timeout of the user's OpenFlow flow, 16 bits (controller/model.py Client):
+    # past that every user was left out of their switch's state.
     user_idle_timeout: int = Field(
-        default=60, ge=0, description="Seconds without packets before a user is idle (0: never)")
+        default=60, ge=0, le=IDLE_TIMEOUT_MAX, description="Seconds without packets before a "
+        f"user is idle (0: never; at most {IDLE_TIMEOUT_MAX}, OpenFlow's idle_timeout)")
     # Fast re-authentication: a client whose session is younger than this may associate at
     # another node without logging in again (RADIUS by MAC and session); 0 turns it off.
     # Unauthenticated state is bounded (DHCP starvation, Faucet's max_hosts): a switch
@@ -127,7 +130,8 @@ class Settings(BaseModel):
         description="The access subnet troubleshooting probes take addresses in (from its "
         "top), e.g. 10.90.0.0/16; empty: probes get none (their pings are no evidence)")
     probe_gateway: str = Field(
-        default="10.90.0.1", description="The probes' default gateway, inside probe_subnet")
+        default="10.90.0.1", validate_default=True,
+        description="The probes' default gateway, a host of probe_subnet")
     radius_settings: RadiusSettings = Field(
         default_factory=RadiusSettings,
         description="FreeRADIUS and the portals' RADIUS (the NETFATE_RADIUS_* group); "
@@ -165,43 +169,61 @@ class Settings(BaseModel):
                 raise ValueError(f"{x!r} is not a network: {e}") from None
         return v
 
+    # A check of two fields sits on the later one (the field order matters): the earlier is
+    # in info.data then, or absent if it failed itself (it has its own error then). The
+    # other field is named in a SettingsConflict, so the error names both variables.
     @field_validator("replica_id")
     @classmethod
-    def _replica_id(cls, v: str | None) -> str | None:
-        return None if v is None else check_id(v, "replica_id")
+    def _replica_id(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            return None
+        check_id(v, "replica_id")
+        if "db_url" in info.data and not (info.data["db_url"] or "").startswith("postgresql"):
+            raise SettingsConflict("replica_id needs a shared PostgreSQL database: db_url "
+                                   "postgresql+psycopg://... (SQLite is one process's)",
+                                   "db_url")
+        if "nats_url" in info.data and not info.data["nats_url"]:
+            raise SettingsConflict("replica_id needs a shared NATS: nats_url (an embedded "
+                                   "nats-server is one process's)", "nats_url")
+        return v
 
-    @model_validator(mode="after")
-    def _replicas(self) -> Settings:
-        if self.replica_id is None:
-            return self
-        if not (self.db_url or "").startswith("postgresql"):
-            raise ValueError("replica_id needs a shared PostgreSQL database: db_url "
-                             "postgresql+psycopg://... (SQLite is one process's)")
-        if not self.nats_url:
-            raise ValueError("replica_id needs a shared NATS: nats_url (an embedded "
-                             "nats-server is one process's)")
-        if self.radius:
+    @field_validator("radius")
+    @classmethod
+    def _radius_alone(cls, v: bool, info: ValidationInfo) -> bool:
+        if v and info.data.get("replica_id") is not None:
             # Accounting, Session-Timeout and the RFC 5176 server would run in every replica
             # (duplicate Accounting-Requests, one DAE port): not with replicas yet.
-            raise ValueError("radius is not supported with replica_id yet: run FreeRADIUS "
-                             "and the orchestrator's AAA with a single orchestrator")
-        return self
+            raise SettingsConflict("radius is not supported with replica_id yet: run "
+                                   "FreeRADIUS and the orchestrator's AAA with a single "
+                                   "orchestrator", "replica_id")
+        return v
 
-    @model_validator(mode="after")
-    def _probes(self) -> Settings:
-        if not self.probe_subnet:
-            return self
+    @field_validator("probe_subnet")
+    @classmethod
+    def _probe_subnet(cls, v: str) -> str:
+        if v:
+            try:
+                ipaddress.IPv4Network(v)
+            except ValueError as e:
+                raise ValueError(f"{v!r} is not an IPv4 network: {e}") from None
+        return v
+
+    @field_validator("probe_gateway")
+    @classmethod
+    def _probe_gateway(cls, v: str, info: ValidationInfo) -> str:
+        subnet = info.data.get("probe_subnet")
+        if not v and not subnet:
+            return v  # no probe addresses: no gateway either
         try:
-            net = ipaddress.IPv4Network(self.probe_subnet)
+            gw = ipaddress.IPv4Address(v)
         except ValueError as e:
-            raise ValueError(f"probe_subnet {self.probe_subnet!r}: {e}") from None
-        try:
-            gw = ipaddress.IPv4Address(self.probe_gateway)
-        except ValueError as e:
-            raise ValueError(f"probe_gateway {self.probe_gateway!r}: {e}") from None
-        if gw not in net or gw in (net.network_address, net.broadcast_address):
-            raise ValueError(f"probe_gateway {gw} is not a host of probe_subnet {net}")
-        return self
+            raise ValueError(f"{v!r} is not an IPv4 address: {e}") from None
+        if subnet:
+            net = ipaddress.IPv4Network(subnet)
+            if gw not in net or gw in (net.network_address, net.broadcast_address):
+                raise SettingsConflict(f"{gw} is not a host of probe_subnet {net}",
+                                       "probe_subnet")
+        return v
 
     @property
     def database_url(self) -> str:

@@ -26,7 +26,7 @@ import re
 import secrets
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from netfate.errors import InvalidInput
 
@@ -34,6 +34,38 @@ SECRETS_FILE = "radius-secrets.json"
 API_KEY_HEADER = "X-NetFATE-Radius-Key"
 # Written into FreeRADIUS config strings and HTTP headers: no quotes, '$', '\\', spaces.
 _SECRET_RE = re.compile(r"^[A-Za-z0-9._~+/=:@-]{16,128}$")
+# Bounds of the rate limiter's settings. The back-off ends up in the Reply-Message (253
+# bytes: "retry in N s"), and every failure is remembered per MAC and per account.
+MAX_SECONDS = 86400  # a window or back-off of at most a day
+MAX_FAILURES = 1000
+MAX_TRACKED = 1_000_000
+# Every idle timeout (this group's, the orchestrator's user_idle_timeout, the testbed's)
+# becomes the idle_timeout of a user's OpenFlow flow: 16 bits, as the controller's
+# Client.idle_timeout (controller/model.py) bounds it. A user past it was left out of
+# their switch's state: logged in, with no connectivity.
+IDLE_TIMEOUT_MAX = 65535  # s
+
+
+class SettingsConflict(ValueError):
+    """A value that does not go with another setting's, raised by a field validator of a
+    settings group (this one, the orchestrator's). ``also`` names the other fields of the
+    group, so that `netfate.settings.load_settings` names their variables (or flags) next
+    to the one of the field that failed."""
+
+    def __init__(self, message: str, *also: str) -> None:
+        super().__init__(message)
+        self.also = also
+
+
+def _pool_problem(pool: str) -> str | None:
+    """Why ``pool`` is no Framed-IP pool (an IPv4 network of /30 or more), or None."""
+    try:
+        net = ipaddress.ip_network(pool)
+    except ValueError as e:
+        return f"{pool!r} is not a network: {e}"
+    if net.version != 4 or net.prefixlen > 30:
+        return f"{pool!r}: give an IPv4 network of /30 or more"
+    return None
 
 
 class RadiusSettings(BaseModel):
@@ -59,32 +91,36 @@ class RadiusSettings(BaseModel):
         default="10.90.100.0/22", description="Stable Framed-IP-Addresses are allocated "
         "from here for users who have none")
     max_failures: int = Field(
-        default=5, description="Wrong logins from one client MAC within failure_window "
-        "seconds before it is refused for backoff seconds")
-    failure_window: float = Field(default=60.0, description="Seconds (see max_failures)")
+        default=5, ge=1, le=MAX_FAILURES, description="Wrong logins from one client MAC "
+        "within failure_window seconds before it is refused for backoff seconds (1-"
+        f"{MAX_FAILURES})")
+    failure_window: float = Field(default=60.0, gt=0, le=MAX_SECONDS, description="Seconds "
+                                  f"(see max_failures; more than 0, at most {MAX_SECONDS})")
     backoff: float = Field(
-        default=60.0, description="Seconds a client MAC is refused, its password "
-        "unchecked, after max_failures")
+        default=60.0, ge=0, le=MAX_SECONDS, description="Seconds a client MAC is refused, "
+        f"its password unchecked, after max_failures (0-{MAX_SECONDS})")
     max_tracked: int = Field(
-        default=10000, description="Bound on the client MACs (and, apart, the accounts) the "
-        "rate limiter remembers")
+        default=10000, ge=1, le=MAX_TRACKED, description="Bound on the client MACs (and, "
+        f"apart, the accounts) the rate limiter remembers (1-{MAX_TRACKED})")
     account_max_failures: int = Field(
-        default=10, description="Wrong logins to one account (User-Name), from any MAC, "
-        "within account_failure_window seconds before the account is locked for "
-        "account_backoff seconds")
-    account_failure_window: float = Field(default=300.0, description="Seconds (see "
-                                          "account_max_failures)")
+        default=10, ge=1, le=MAX_FAILURES, description="Wrong logins to one account "
+        "(User-Name), from any MAC, within account_failure_window seconds before the "
+        f"account is locked for account_backoff seconds (1-{MAX_FAILURES})")
+    account_failure_window: float = Field(
+        default=300.0, gt=0, le=MAX_SECONDS, description="Seconds (see account_max_failures; "
+        f"more than 0, at most {MAX_SECONDS})")
     account_backoff: float = Field(
-        default=300.0, description="Seconds an account is locked, its password unchecked, "
-        "after account_max_failures")
+        default=300.0, ge=0, le=MAX_SECONDS, description="Seconds an account is locked, its "
+        f"password unchecked, after account_max_failures (0-{MAX_SECONDS})")
     session_timeout: int | None = Field(
         default=None, ge=1, le=2**31 - 1,
         description="Session-Timeout (s) in Access-Accept; none if unset")
     idle_timeout: int | None = Field(
-        default=None, ge=1, le=65535, description="Idle-Timeout (s) in Access-Accept; none if "
-        "unset (the orchestrator's user_idle_timeout then holds)")
-    acct_port: int = Field(default=1813, ge=1, le=65535,
-                           description="FreeRADIUS's accounting port (UDP)")
+        default=None, ge=1, le=IDLE_TIMEOUT_MAX, description="Idle-Timeout (s, 1-"
+        f"{IDLE_TIMEOUT_MAX}) in Access-Accept; none if unset (the orchestrator's "
+        "user_idle_timeout then holds)")
+    acct_port: int = Field(default=1813, ge=1, le=65535, validate_default=True,
+                           description="FreeRADIUS's accounting port (UDP), not the auth port")
     acct_interim_interval: float = Field(
         default=300.0, ge=0, le=86400, description="Seconds between a session's Accounting "
         "Interim-Updates (RFC 2869 Acct-Interim-Interval); 0: none")
@@ -98,7 +134,7 @@ class RadiusSettings(BaseModel):
         "Disconnect/CoA-Requests (signed with the shared secret; comma-separated in the "
         "variable)")
     reauth_lifetime: float = Field(
-        default=3600.0, description="Seconds after a login during which the client may "
+        default=3600.0, ge=0, description="Seconds after a login during which the client may "
         "re-authenticate at another node by MAC and session (fast re-authentication, no "
         "password); 0: off")
     reject_delay: float = Field(
@@ -146,6 +182,38 @@ class RadiusSettings(BaseModel):
             raise ValueError("must be 16-128 characters A-Z a-z 0-9 . _ ~ + / = : @ -")
         return v
 
+    @field_validator("clients")
+    @classmethod
+    def _some_clients(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("give at least one address or network")
+        return v
+
+    @field_validator("pool")
+    @classmethod
+    def _pool(cls, v: str) -> str:
+        problem = _pool_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    # The checks of two fields sit on the later one: the earlier one is in info.data then
+    # (absent if it failed itself, and then it has its own error).
+    @field_validator("acct_port")
+    @classmethod
+    def _acct_port(cls, v: int, info: ValidationInfo) -> int:
+        if v == info.data.get("port"):
+            raise SettingsConflict(f"acct_port {v} is the auth port too: give them different "
+                                   "ports", "port")
+        return v
+
+    @field_validator("api_key")
+    @classmethod
+    def _two_secrets(cls, v: str, info: ValidationInfo) -> str:
+        if v and v == info.data.get("secret"):
+            raise SettingsConflict("must differ from the shared secret (secret)", "secret")
+        return v
+
     @field_validator("acct_interim_interval")
     @classmethod
     def _interim(cls, v: float) -> float:
@@ -154,7 +222,9 @@ class RadiusSettings(BaseModel):
         return v
 
     def check(self) -> RadiusSettings:
-        """Raise InvalidInput naming the first bad field."""
+        """These settings if complete and valid (secrets given, every bound the model sets
+        as it is read kept: a copy with changes is not validated again); else InvalidInput
+        naming the first bad field."""
         for name in ("failure_window", "backoff", "account_failure_window", "account_backoff",
                      "acct_interim_interval", "reauth_lifetime", "reject_delay",
                      "api_timeout"):
@@ -185,8 +255,8 @@ class RadiusSettings(BaseModel):
                     from e
         if not (self.acct_interim_interval == 0 or 1 <= self.acct_interim_interval <= 86400):
             raise InvalidInput("radius acct_interim_interval must be 0 (off) or 1-86400 seconds")
-        if self.idle_timeout is not None and not 0 < self.idle_timeout <= 65535:
-            raise InvalidInput("radius idle_timeout must be 1-65535 seconds")
+        if self.idle_timeout is not None and not 0 < self.idle_timeout <= IDLE_TIMEOUT_MAX:
+            raise InvalidInput(f"radius idle_timeout must be 1-{IDLE_TIMEOUT_MAX} seconds")
         for name in ("secret", "api_key"):
             if not _SECRET_RE.fullmatch(getattr(self, name)):
                 raise InvalidInput(
@@ -201,12 +271,9 @@ class RadiusSettings(BaseModel):
                 ipaddress.ip_network(c, strict=False)
             except ValueError as e:
                 raise InvalidInput(f"radius client {c!r} is not an address or network") from e
-        try:
-            net = ipaddress.ip_network(self.pool)
-        except ValueError as e:
-            raise InvalidInput(f"radius pool {self.pool!r} is not a network: {e}") from e
-        if net.version != 4 or net.prefixlen > 30:
-            raise InvalidInput(f"radius pool {self.pool!r}: give an IPv4 network of /30 or more")
+        problem = _pool_problem(self.pool)
+        if problem:
+            raise InvalidInput(f"radius pool {problem}")
         if self.max_failures < 1 or self.failure_window <= 0 or self.backoff < 0:
             raise InvalidInput("radius rate limit: max_failures >= 1, failure_window > 0, "
                                "backoff >= 0")
@@ -222,6 +289,12 @@ class RadiusSettings(BaseModel):
             raise InvalidInput("radius reject_delay must be 0-5 seconds")
         if not 0 < self.api_timeout <= 60:
             raise InvalidInput("radius api_timeout must be in (0, 60] seconds")
+        try:  # the rest of what the model refuses as it is read (the upper bounds)
+            type(self).model_validate(self.model_dump())
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(x) for x in first["loc"])
+            raise InvalidInput(f"radius {where}: {first['msg']}") from None
         return self
 
     def resolve(self, state_dir: Path) -> RadiusSettings:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from netfate.radius.settings import IDLE_TIMEOUT_MAX
+
 
 class TestbedSettings(BaseModel):
     """Ports and timeouts of the services `testbed up` starts. Defaults only, no environment."""
@@ -23,9 +25,12 @@ class TestbedSettings(BaseModel):
         default=4322, ge=1, le=65535, description="The embedded nats-server's port")
     of_port: int = Field(
         default=6693, ge=1, le=65535, description="The SDN controller's OpenFlow port")
+    # The orchestrator's user_idle_timeout (passed on as its flag): an OpenFlow idle_timeout
+    # of 16 bits, the bound of the controller's Client.idle_timeout (controller/model.py).
+    # Past it every user was left out of their switch's state: logged in, no connectivity.
     idle_timeout: int = Field(
-        default=30, ge=0, description="Seconds without packets before a user is released "
-        "(the controller's idle flows; 0: never)")
+        default=30, ge=0, le=IDLE_TIMEOUT_MAX, description="Seconds without packets before a "
+        f"user is released (the controller's idle flows; 0: never; at most {IDLE_TIMEOUT_MAX})")
     reauth_lifetime: float = Field(
         default=3600.0, ge=0, description="Seconds a session allows fast re-authentication "
         "at another CPE (0: off)")
