@@ -197,9 +197,9 @@ def _start_services(topo: Topology, progress: Progress, t: TestbedSettings) -> d
             # its own SQLite, whatever NETFATE_DB_URL this shell has
             "orchestrator", "--state-dir", str(state_dir), "--db-url", sqlite_url(state_dir),
             "--port", str(t.api_port), "--nats-port", str(t.nats_port),
-            "--command-timeout", f"{t.command_timeout:g}",
+            "--command-timeout", repr(float(t.command_timeout)),
             "--radius", "--user-idle-timeout", str(t.idle_timeout),
-            "--reauth-lifetime", f"{t.reauth_lifetime:g}",
+            "--reauth-lifetime", repr(float(t.reauth_lifetime)),
             "--probe-subnet", topo.subnet, "--probe-gateway", topo.gateway,
             *(("--reaction-policy", t.reaction_policy) if t.reaction_policy else ())), env=env,
             ready=probes.http_ok(f"{api}/api/v1/health"), timeout=30)
