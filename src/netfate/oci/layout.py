@@ -12,6 +12,7 @@ InvalidInput naming the blob or entry, and nothing is written.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -77,7 +78,11 @@ class DirSource:
         except FileNotFoundError:
             raise NotFound(f"image layout {self.root} has no {name}") from None
         except OSError as exc:
-            raise InvalidInput(f"image layout {self.root}: cannot read {name}: {exc}") from None
+            if exc.errno == errno.ELOOP:  # O_NOFOLLOW's answer for a symbolic link
+                raise InvalidInput(f"image layout {self.root}: {name} is a symbolic link; "
+                                   "a layout's files are read only as regular files") from None
+            raise InvalidInput(f"image layout {self.root}: cannot read {name}: "
+                               f"{exc.strerror or exc}") from None
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):  # checked before fdopen, which raises on a directory
             os.close(fd)
