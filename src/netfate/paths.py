@@ -7,14 +7,29 @@ module reads no environment.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import shutil
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 
-from netfate.errors import InvalidInput
+from netfate.errors import Conflict, InvalidInput
 
 DEFAULT_RUN_DIR = Path("/run/netfate")
-# In a run dir NetFATE made: `testbed down` removes only a run dir that carries it (or the
-# default one), since NETFATE_RUN_DIR may name any directory (a probe's /tmp/x lost its files).
+# In a run dir NetFATE made or took empty: `testbed down` removes only such a run dir, since
+# NETFATE_RUN_DIR may name any directory (a probe's /tmp/x lost its files). Its first word
+# says which: MADE (removed whole) or ADOPTED (it existed, empty: only NetFATE's entries go).
 MARKER = ".netfate-run-dir"
+MADE, ADOPTED = "made", "adopted"
+# What NetFATE's commands write at the top of a run dir. A run dir holding only these and no
+# marker was written by a command before any `up` (e.g. `images import`), or by a version
+# before the marker: it is NetFATE's, and `down` removes these and leaves the directory.
+KNOWN_ENTRIES = frozenset({
+    "access", "bench", "bench-floor", "bundles", "images", "node-files", "nodes",
+    "orchestrator", "ovs", "pids", "runc", "testbed.json", "tls", "ts-rules", "vpnb-cpe",
+    "vpnb-gw", "vpngw"})
 _run_dir = DEFAULT_RUN_DIR
 
 
@@ -41,23 +56,119 @@ def node_dir(node: str) -> Path:
 
 
 def claim() -> Path:
-    """Make the run dir, or take an empty one, and mark it NetFATE's (MARKER); the run dir.
-    InvalidInput, changing nothing, if it is not a directory or holds files and no marker
-    (someone else's directory, which `testbed down` would otherwise remove)."""
+    """Make the run dir, or take an empty one or one only NetFATE wrote in (KNOWN_ENTRIES),
+    and mark it NetFATE's (MARKER, a regular file created anew, never through a link); the
+    run dir. InvalidInput, changing nothing, if it is a symbolic link, not a directory, or
+    holds anything else and no marker (someone else's directory, or a marker that is a link
+    to a file root would then overwrite)."""
     d = run_dir()
     try:
-        if d.is_dir() and not ours(d) and any(d.iterdir()):
-            raise InvalidInput(
-                f"run dir {d} (NETFATE_RUN_DIR) holds files and no {MARKER}: it is not one "
-                "NetFATE made, and `netfate testbed down` removes its run dir with all it "
-                "holds; give a new or empty directory")
-        d.mkdir(parents=True, exist_ok=True)
-        (d / MARKER).write_text("NetFATE's run dir: `netfate testbed down` removes it.\n")
+        st = _lstat(d)
+        if st is not None and not stat.S_ISDIR(st.st_mode):
+            what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a directory"
+            raise InvalidInput(f"run dir {d} (NETFATE_RUN_DIR) is {what}: give a directory "
+                               "path NetFATE may make or own")
+        if st is None:
+            d.mkdir(parents=True)
+            kind = MADE
+        elif marker_kind(d) is not None:
+            return d
+        else:
+            entries = set(os.listdir(d))
+            if entries and not entries <= KNOWN_ENTRIES:
+                odd = ", ".join(sorted(entries - KNOWN_ENTRIES)[:3])
+                raise InvalidInput(
+                    f"run dir {d} (NETFATE_RUN_DIR) holds {odd} and no NetFATE marker "
+                    f"({MARKER}, a regular file): it is not one NetFATE made, and `netfate "
+                    "testbed down` removes its run dir; give a new or empty directory")
+            # Kept by `down` unless it is NetFATE's by its name: empty, it is someone's;
+            # holding only NetFATE's entries, it may have been empty before a command wrote.
+            kind = MADE if entries and d == DEFAULT_RUN_DIR else ADOPTED
+        fd = os.open(d / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"{kind}: NetFATE's run dir (`netfate testbed down` removes "
+                     f"{'it' if kind == MADE else 'what NetFATE put in it'})\n")
     except OSError as exc:
         raise InvalidInput(f"run dir {d} (NETFATE_RUN_DIR): {exc.strerror or exc}") from None
     return d
 
 
-def ours(d: Path) -> bool:
-    """Whether directory `d` is a run dir NetFATE made (the default one, or marked)."""
-    return d == DEFAULT_RUN_DIR or (d / MARKER).is_file()
+def _lstat(p: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(p)
+    except FileNotFoundError:
+        return None
+
+
+def is_real_dir(d: Path) -> bool:
+    """Whether `d` is a directory itself (not a symbolic link to one)."""
+    st = _lstat(d)
+    return st is not None and stat.S_ISDIR(st.st_mode)
+
+
+def marker_kind(d: Path) -> str | None:
+    """MADE or ADOPTED if `d` (a directory itself) holds a marker that is a regular file
+    with one link (not a symbolic or hard link to another file); None otherwise."""
+    if not is_real_dir(d):
+        return None
+    st = _lstat(d / MARKER)
+    if st is None or not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        return None
+    try:
+        fd = os.open(d / MARKER, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        head = fh.read(64)
+    return ADOPTED if head.startswith(ADOPTED.encode()) else MADE
+
+
+def removable(d: Path) -> str | None:
+    """How `testbed down` may remove run dir `d`: MADE (whole), ADOPTED (NetFATE's entries
+    and the marker, the directory kept), or None (not NetFATE's: left as it is). A directory
+    of KNOWN_ENTRIES only and no marker counts as ADOPTED (MADE if it is /run/netfate)."""
+    kind = marker_kind(d)
+    if kind is not None:
+        return kind
+    if not is_real_dir(d):
+        return None
+    entries = set(os.listdir(d))
+    if not entries or not entries <= KNOWN_ENTRIES:
+        return None
+    return MADE if d == DEFAULT_RUN_DIR else ADOPTED
+
+
+def remove(d: Path) -> str | None:
+    """Remove run dir `d` as `removable` says; what was done (its kind), None if nothing."""
+    kind = removable(d)
+    if kind == MADE:
+        shutil.rmtree(d, ignore_errors=True)
+    elif kind == ADOPTED:
+        for name in sorted(KNOWN_ENTRIES | {MARKER}):
+            p = d / name
+            st = _lstat(p)
+            if st is None:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+    return kind
+
+
+@contextlib.contextmanager
+def locked(d: Path) -> Iterator[None]:
+    """Hold an exclusive lock on run dir `d` (flock on the directory itself) for the block:
+    Conflict at once if another process holds it (two `testbed up` at once tore down each
+    other's OVS, probe of 2026-12-06)."""
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Conflict(f"another `netfate testbed up` is running on run dir {d}; wait "
+                           "for it") from None
+        yield
+    finally:
+        os.close(fd)

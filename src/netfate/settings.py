@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from netfate.radius.settings import RadiusSettings, SettingsConflict
 from netfate.testbed.settings import TestbedSettings
 
 RUN_DIR_MAX = 80  # bytes
+RUN_DIR_CHARS = re.compile(r"/[A-Za-z0-9_./-]*")
 # A script's timeout goes to subprocess, whose poll() takes at most 2**31-1 ms (24.8 days):
 # past that every NF lifecycle step failed with OverflowError. A day is plenty.
 SCRIPT_TIMEOUT_MAX = 86400.0  # s
@@ -62,6 +64,12 @@ class PathSettings(BaseModel):
             raise ValueError(f"{str(v)!r} is not an absolute path")
         if len(os.fsencode(str(v))) > RUN_DIR_MAX:
             raise ValueError(f"longer than {RUN_DIR_MAX} bytes (sockets live under it)")
+        # `down` removes it: '..' made the check of what it holds look at another directory
+        # than the one removed; and FreeRADIUS's config names a directory under it, which
+        # must hold no spaces, quotes or the like (probe of 2026-12-06)
+        if ".." in v.parts or not RUN_DIR_CHARS.fullmatch(str(v)) or v == Path("/"):
+            raise ValueError(f"{str(v)!r}: a run dir is an absolute path of letters, digits "
+                             "and '_', '.', '-', '/', without '..', and not '/'")
         return v
 
 

@@ -111,7 +111,7 @@ def test_same_name_other_nodes_is_refused_and_changes_nothing(clean: object,
     f = tmp_path / "t.yaml"
     f.write_text(f"name: {topo.name}\nnodes: [{{name: core, role: pe}}, "
                  "{name: cpe3, role: cpe, uplink: core}]\n")
-    with pytest.raises(Conflict, match="other nodes or hosts"):
+    with pytest.raises(Conflict, match="other nodes, hosts"):
         lifecycle.up(load_topology(f), services=False)
     assert ours_left() == before
 
@@ -131,6 +131,27 @@ def test_a_failed_up_removes_what_it_made(clean: object,
     assert ours_left() == {"namespaces": [], "links": []}
     assert lifecycle.load_state() is None and not paths.run_dir().exists()
     assert OvsServer(paths.ovs_dir()).pid("ovs-vswitchd") is None
+
+
+def test_sigterm_during_up_removes_what_it_made(clean: object) -> None:
+    """`timeout` or systemd end `up` with SIGTERM: it left ~250 links and OVS behind (only
+    Ctrl-C undid it: re-probe of 2026-12-06)."""
+    proc = subprocess.Popen([*NETFATE, "testbed", "up", "--no-services"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not ours_left()["links"] and time.monotonic() < deadline \
+                and proc.poll() is None:
+            time.sleep(0.05)
+        assert proc.poll() is None, "up ended before it could be interrupted"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert ours_left() == {"namespaces": [], "links": []}
+    assert lifecycle.load_state() is None
 
 
 def test_down_keeps_a_run_dir_it_did_not_make(clean: object, tmp_path: Path) -> None:

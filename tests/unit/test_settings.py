@@ -145,6 +145,11 @@ def test_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
     ("NETFATE_RADIUS_BACKOFF", "nan", ("NETFATE_RADIUS_BACKOFF", "finite")),
     ("NETFATE_RUN_DIR", "run/here", ("NETFATE_RUN_DIR", "not an absolute path")),
     ("NETFATE_RUN_DIR", "/tmp/" + "x" * 90, ("NETFATE_RUN_DIR", "longer than 80 bytes")),
+    # `down` removes it (re-probe of 2026-12-06): '..' checked one directory and removed
+    # another; FreeRADIUS refused spaces and quotes only once the testbed was half up
+    ("NETFATE_RUN_DIR", "/tmp/p/new/..", ("NETFATE_RUN_DIR", "without '..'")),
+    ("NETFATE_RUN_DIR", "/tmp/q\"uote dir", ("NETFATE_RUN_DIR", "letters, digits")),
+    ("NETFATE_RUN_DIR", "/", ("NETFATE_RUN_DIR", "not '/'")),
 ])
 def test_bad_variable_is_named(monkeypatch: pytest.MonkeyPatch, var: str, value: str,
                                words: tuple[str, ...]) -> None:

@@ -130,3 +130,21 @@ def test_a_missing_topology_file_says_so(tmp_path: Path) -> None:
         load_topology(tmp_path / "nope.yaml")
     with pytest.raises(InvalidInput, match="is a directory"):
         load_topology(tmp_path)
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    # a client roams to every CPE: its link there must be no other interface (re-probe of
+    # 2026-12-06: `testbed move x cpe2` onto node x's uplink peer cut the host off, and a
+    # client `ul` on one CPE removed another CPE's underlay bridge)
+    ("nodes: [{name: core, role: pe}, {name: cpe1, role: cpe, uplink: core},"
+     " {name: cpe2, role: cpe, uplink: core}, {name: x, role: cpe, uplink: cpe2}]\n"
+     "hosts: [{name: x, role: client, attach: cpe1, address: 10.90.1.1}]\n",
+     "interface fate-cpe2-x"),
+    ("nodes: [{name: core, role: pe}, {name: cpe1, role: cpe, uplink: core, overlay: false},"
+     " {name: cpe2, role: cpe, uplink: core}]\n"
+     "hosts: [{name: ul, role: client, attach: cpe1, address: 10.90.1.1}]\n",
+     "interface fate-cpe2-ul"),
+])
+def test_a_roaming_clients_links_are_claimed_on_every_cpe(text: str, match: str) -> None:
+    with pytest.raises(InvalidInput, match=match):
+        parse_topology("name: x\n" + text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -60,6 +61,9 @@ def up(
         "command_timeout": command_timeout, "metrics_port": metrics_port}).testbed
     topo = guarded(lambda: load_topology(tb.topology))
     n_steps = 2 + len(topo.nodes) * 2 + len(topo.hosts) + sum(n.role == "cpe" for n in topo.nodes)
+    # SIGTERM (`timeout`, systemd) ends it as Ctrl-C does: a fresh `up` then removes what it
+    # made (it left ~250 links and OVS behind: re-probe of 2026-12-06).
+    signal.signal(signal.SIGTERM, _terminated)
     with steps(json_out, "testbed up", n_steps) as say:
         state = guarded(lambda: lifecycle.up(topo, say, services=services, settings=tb))
     if json_out:
@@ -72,6 +76,10 @@ def up(
         )
         if services:
             _print_login(tb.api_url)
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _print_login(api_url: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -82,40 +82,47 @@ def up(topo: Topology, progress: Progress = _noop, services: bool = True,
     same topology; raises Conflict if another one is up, DriverError if a service does not
     come up."""
     t = settings or TestbedSettings()
-    prev = load_state()
-    if prev is not None:
-        _same_testbed(prev, topo)
-        topo = hosts.as_moved(topo, prev)  # a client that roamed stays where it is
-    else:
-        paths.claim()
-        # Recorded before anything is made: a failed `up` is then undone below, and if even
-        # that is cut short, the next `up` or `down` knows what this one was building.
-        state_file().write_text(json.dumps({"topology": topo.model_dump(mode="json"),
-                                            "partial": True}, indent=1))
-    try:
-        return _up(topo, progress, services, t, prev)
-    except BaseException:
-        if prev is None:  # a fresh testbed that did not come up leaves nothing behind
-            progress("removing what was made")
-            with contextlib.suppress(Exception):
-                down()
-        raise
+    with paths.locked(paths.claim()):  # one `up` at a time
+        prev = load_state()
+        if prev is not None:
+            _same_testbed(prev, topo)
+            topo = hosts.as_moved(topo, prev)  # a client that roamed stays where it is
+        else:
+            # Recorded before anything is made: a failed `up` is then undone below, and if
+            # even that is cut short, the next `up` or `down` knows what this one was doing.
+            state_file().write_text(json.dumps({"topology": topo.model_dump(mode="json"),
+                                                "partial": True}, indent=1))
+        try:
+            return _up(topo, progress, services, t, prev)
+        except BaseException:
+            if prev is None:  # a fresh testbed that did not come up leaves nothing behind
+                progress("removing what was made")
+                with contextlib.suppress(Exception):
+                    down()
+            raise
+
+
+def _number(x: float) -> str:
+    """A number as a flag takes it, in full (`:g` kept 6 digits: 1234567 was 1.23457e+06)."""
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
 
 
 def _same_testbed(prev: dict[str, Any], topo: Topology) -> None:
-    """Conflict unless `topo` is the testbed that is up (its name, nodes and hosts: a
-    topology of the same name with other nodes would half-build over it)."""
+    """Conflict unless `topo` is the testbed that is up, but for where its hosts are now (a
+    topology of the same name with other nodes, addresses or MTU half-built over it, or
+    was taken as up while its hosts kept the old addresses)."""
     from netfate.errors import Conflict
 
     was = prev.get("topology", {})
     if was.get("name") != topo.name:
         raise Conflict(f"a testbed {was.get('name')!r} is up; run 'netfate testbed down'")
-    now = topo.model_dump(mode="json")
-    if was.get("nodes") != now["nodes"] or \
-            sorted(h.get("name", "") for h in was.get("hosts", [])) != \
-            sorted(h["name"] for h in now["hosts"]):
-        raise Conflict(f"a testbed {topo.name!r} with other nodes or hosts is up; run "
-                       "'netfate testbed down' first")
+    def unmoved(t: dict[str, Any]) -> dict[str, Any]:  # where a host is: `testbed move`'s
+        return {**t, "hosts": sorted(({k: v for k, v in h.items() if k != "attach"}
+                                      for h in t.get("hosts", [])), key=lambda h: h["name"])}
+
+    if unmoved(was) != unmoved(topo.model_dump(mode="json")):
+        raise Conflict(f"a testbed {topo.name!r} with other nodes, hosts, addresses or "
+                       "settings is up; run 'netfate testbed down' first")
 
 
 def _up(topo: Topology, progress: Progress, services: bool, t: TestbedSettings,
@@ -197,9 +204,9 @@ def _start_services(topo: Topology, progress: Progress, t: TestbedSettings) -> d
             # its own SQLite, whatever NETFATE_DB_URL this shell has
             "orchestrator", "--state-dir", str(state_dir), "--db-url", sqlite_url(state_dir),
             "--port", str(t.api_port), "--nats-port", str(t.nats_port),
-            "--command-timeout", repr(float(t.command_timeout)),
+            "--command-timeout", _number(t.command_timeout),
             "--radius", "--user-idle-timeout", str(t.idle_timeout),
-            "--reauth-lifetime", repr(float(t.reauth_lifetime)),
+            "--reauth-lifetime", _number(t.reauth_lifetime),
             "--probe-subnet", topo.subnet, "--probe-gateway", topo.gateway,
             *(("--reaction-policy", t.reaction_policy) if t.reaction_policy else ())), env=env,
             ready=probes.http_ok(f"{api}/api/v1/health"), timeout=30)
@@ -279,7 +286,36 @@ def revive(topo: Topology, progress: Progress = _noop,
 
 def down(progress: Progress = _noop) -> dict[str, Any]:
     """Remove everything carrying the prefix. Safe to run at any time, any number of times."""
-    removed: dict[str, Any] = {"pids": [], "namespaces": [], "links": [], "cgroups": []}
+    removed: dict[str, Any] = {"pids": [], "namespaces": [], "links": [], "cgroups": [],
+                               "containers": []}
+    if paths.is_real_dir(paths.run_dir()):
+        _stop_recorded(removed, progress)
+    # else a file or a link where the run dir should be: nothing of ours to read in it (it
+    # crashed `down` before the rest); what carries the prefix still goes
+    progress("removing cgroups")
+    for cg in cgroups.list_ours():
+        cgroups.delete(cg)
+        removed["cgroups"].append(cg)
+    cgroups.remove_parent()
+    progress("removing links and namespaces")
+    with netns.iproute() as ipr:
+        for link in netns.list_links(naming.PREFIX, ipr):
+            if netns.delete_link(link, ipr=ipr):
+                removed["links"].append(link)
+    for ns in netns.list_names():
+        if naming.is_ours(ns):
+            _delete_ns_links(ns)
+            netns.delete(ns)
+            removed["namespaces"].append(ns)
+    run = paths.run_dir()
+    if paths.remove(run) is None and os.path.lexists(run):
+        removed["kept"] = str(run)  # NETFATE_RUN_DIR names something NetFATE did not make
+    return removed
+
+
+def _stop_recorded(removed: dict[str, Any], progress: Progress) -> None:
+    """End the processes the run dir records (services, nats-server, FreeRADIUS, access
+    services' dnsmasq, VM NFs' QEMUs, OVS) and runc's containers under it."""
     progress("stopping the orchestrator and agents")
     removed["pids"] = processes.stop_all()
     nats_pid = stop_recorded(paths.run_dir() / "orchestrator" / "nats")
@@ -308,27 +344,6 @@ def down(progress: Progress = _noop) -> dict[str, Any]:
     removed["pids"] += server.stop()
     progress("removing containers")
     removed["containers"] = _remove_containers()
-    progress("removing cgroups")
-    for cg in cgroups.list_ours():
-        cgroups.delete(cg)
-        removed["cgroups"].append(cg)
-    cgroups.remove_parent()
-    progress("removing links and namespaces")
-    with netns.iproute() as ipr:
-        for link in netns.list_links(naming.PREFIX, ipr):
-            if netns.delete_link(link, ipr=ipr):
-                removed["links"].append(link)
-    for ns in netns.list_names():
-        if naming.is_ours(ns):
-            _delete_ns_links(ns)
-            netns.delete(ns)
-            removed["namespaces"].append(ns)
-    run = paths.run_dir()
-    if paths.ours(run):
-        shutil.rmtree(run, ignore_errors=True)
-    elif run.exists():  # NETFATE_RUN_DIR names a directory NetFATE did not make
-        removed["kept"] = str(run)
-    return removed
 
 
 def _remove_containers() -> list[str]:

@@ -260,6 +260,12 @@ class Topology(_M):
                 claim(naming.ifname(n.name, "svc"), f"node {n.name}'s access services port")
         for h in self.hosts:
             claim(self.host_port(h), f"host {h.name}'s link")
+        for h in self.hosts:  # a client may roam to any CPE (testbed move: hosts.stale_ports)
+            if h.role == "client":
+                for n in self.nodes:
+                    if n.role == "cpe" and n.name != h.attach:
+                        claim(naming.ifname(n.name, h.name),
+                              f"client {h.name}'s link when it roams to {n.name}")
 
     def node(self, name: str) -> NodeSpec:
         return _named("node", self.nodes, name)
