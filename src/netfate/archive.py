@@ -167,11 +167,8 @@ def _normalise(name: str, at: int) -> str:
         raise InvalidInput(f"bundle member {name!r} contains '..'")
     if any(ord(c) < 0x20 or c == "\x7f" for c in name):
         raise InvalidInput(f"bundle member {name!r} has a control character in its name")
-    # Format characters (Unicode Cf: bidi overrides such as U+202E, zero-width ones) make a
-    # name read as another in every listing (CVE-2021-42574, "Trojan Source").
-    if any(unicodedata.category(c) in ("Cf", "Cc") for c in name):
-        raise InvalidInput(f"bundle member {name!r} has an invisible format character "
-                           "(bidi override, zero-width) in its name")
+    if (odd := hidden_character(name)) is not None:
+        raise InvalidInput(f"bundle member {name!r} has {odd} in its name")
     norm = "/".join(x for x in p.parts if x != ".")
     if len(norm.encode()) > MAX_NAME_BYTES:
         raise InvalidInput(f"bundle member {norm[:60]!r}...: name over {MAX_NAME_BYTES} bytes")
@@ -179,6 +176,24 @@ def _normalise(name: str, at: int) -> str:
         raise InvalidInput(f"bundle member {norm[:60]!r}...: a path component over "
                            f"{MAX_COMPONENT_BYTES} bytes")
     return norm
+
+
+# Characters that make a name read as another, or hide part of it, in every listing:
+# controls, format characters (bidi overrides such as U+202E, zero-width ones: CVE-2021-42574,
+# "Trojan Source"), line and paragraph separators, surrogates, private-use and unassigned
+# code points, and the Hangul fillers that render as nothing.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+_FILLERS = frozenset({"\u115f", "\u1160", "\u3164", "\uffa0"})
+
+
+def hidden_character(name: str) -> str | None:
+    """The first character of `name` that hides or disguises it ("U+202E (Cf)"), or None.
+    Names in bundles and image layers are held to it."""
+    for c in name:
+        cat = unicodedata.category(c)
+        if cat in _HIDDEN_CATEGORIES or c in _FILLERS:
+            return f"an invisible or disguising character U+{ord(c):04X} ({cat})"
+    return None
 
 
 def _check_tree(norm: str, kind: str, files: set[str], parents: set[str]) -> None:

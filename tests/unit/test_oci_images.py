@@ -112,10 +112,16 @@ def test_a_good_image_verifies_stores_and_imports_from_an_oci_archive(tmp_path: 
     ([("etc/.wh..", tarfile.REGTYPE, "")], "whiteout"),
     ([("etc/.wh...", tarfile.REGTYPE, "")], "whiteout"),
     ([("../.wh.etc", tarfile.REGTYPE, "")], "contains '..'"),
+    # names that read as others in every listing (re-probe of 2026-12-06: bundles refused
+    # them, layers took them)
+    ([("etc\u202egnp.exe", tarfile.REGTYPE, "x")], r"U\+202E"),
+    ([("bin/s\u200bh", tarfile.REGTYPE, "x")], r"U\+200B"),
+    ([("bin/a\u2028b", tarfile.REGTYPE, "x")], r"U\+2028"),
+    ([("bin/a\nb", tarfile.REGTYPE, "x")], r"U\+000A"),
 ], ids=["dotdot", "dotdot-deep", "absolute", "symlink-absolute", "symlink-escape",
         "symlink-escape-deep", "hardlink-outside", "hardlink-dotdot", "hardlink-forward",
         "block-device", "char-device", "fifo", "whiteout-dot", "whiteout-dotdot",
-        "whiteout-outside"])
+        "whiteout-outside", "bidi", "zero-width", "line-separator", "newline"])
 def test_bad_layer_entries_are_refused_and_nothing_is_stored(
     tmp_path: Path, entries: list[tuple[str, bytes, str]], match: str
 ) -> None:

@@ -100,6 +100,8 @@ def _norm(name: str, layer: str, what: str = "entry") -> str:
         raise InvalidInput(f"layer {layer}: {what} {name!r} has an absolute path")
     if ".." in p.parts:
         raise InvalidInput(f"layer {layer}: {what} {name!r} contains '..'")
+    if (odd := archive.hidden_character(name)) is not None:  # newlines, bidi overrides...
+        raise InvalidInput(f"layer {layer}: {what} {name[:80]!r} has {odd} in its name")
     return "/".join(x for x in p.parts if x != ".")
 
 
