@@ -252,3 +252,31 @@ def test_an_unrelated_command_names_the_variable(monkeypatch: pytest.MonkeyPatch
     out = " ".join(r.output.split())
     assert r.exit_code == 1 and "NETFATE_PROBE_GATEWAY='abc'" in out, r.output
     assert "orchestrator:" not in out
+
+
+# -- ports that clash (re-probe of 2026-12-06) ---------------------------------------------
+
+@pytest.mark.parametrize(("env", "words"), [
+    ({"NETFATE_TESTBED_OF_PORT": "4322"}, ("NETFATE_TESTBED_OF_PORT", "nats_port")),
+    ({"NETFATE_TESTBED_API_PORT": "4322"}, ("NETFATE_TESTBED_NATS_PORT", "api_port")),
+    ({"NETFATE_TESTBED_METRICS_PORT": "8180"}, ("NETFATE_TESTBED_METRICS_PORT", "8181")),
+    ({"NETFATE_RADIUS_DAE_PORT": "1812"}, ("NETFATE_RADIUS_DAE_PORT", "port")),
+    ({"NETFATE_RADIUS_DAE_PORT": "1813"}, ("NETFATE_RADIUS_DAE_PORT", "acct_port")),
+])
+def test_ports_that_clash_are_refused_at_load(monkeypatch: pytest.MonkeyPatch,
+                                              env: dict[str, str],
+                                              words: tuple[str, ...]) -> None:
+    """--of-port on the bus's port failed 38 s into `up`; agents' metrics on the API's port
+    reported success; the DAE server on FreeRADIUS's auth port was taken at load."""
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    msg = _refused()
+    assert all(w in msg for w in words), msg
+
+
+def test_the_metrics_window_covers_every_node_a_topology_may_have() -> None:
+    from netfate.testbed import settings as tb_settings
+    from netfate.testbed import topology
+
+    assert tb_settings.MAX_NODES == topology.MAX_NODES
+    load_settings()  # the defaults are apart

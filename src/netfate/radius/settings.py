@@ -127,7 +127,7 @@ class RadiusSettings(BaseModel):
     dae_host: str = Field(
         default="127.0.0.1", description="Address the orchestrator's Dynamic Authorization "
         "server (RFC 5176 Disconnect/CoA) listens on")
-    dae_port: int = Field(default=3799, ge=0, le=65535,
+    dae_port: int = Field(default=3799, ge=0, le=65535, validate_default=True,
                           description="Its UDP port; 0: no DAE server")
     dae_clients: tuple[str, ...] = Field(
         default=("127.0.0.1",), description="Addresses or networks allowed to send "
@@ -205,6 +205,18 @@ class RadiusSettings(BaseModel):
         if v == info.data.get("port"):
             raise SettingsConflict(f"acct_port {v} is the auth port too: give them different "
                                    "ports", "port")
+        return v
+
+    @field_validator("dae_port")
+    @classmethod
+    def _dae_port(cls, v: int, info: ValidationInfo) -> int:
+        # the DAE server and FreeRADIUS both bind UDP: on one address, one port each
+        hosts = {info.data.get("host"), info.data.get("dae_host")}
+        shared = len(hosts) == 1 or bool(hosts & {"0.0.0.0", "::"})
+        for other in ("port", "acct_port"):
+            if v and shared and v == info.data.get(other):
+                raise SettingsConflict(f"dae_port {v} is FreeRADIUS's {other} too: give "
+                                       "the Dynamic Authorization server its own port", other)
         return v
 
     @field_validator("api_key")

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from netfate.radius.settings import IDLE_TIMEOUT_MAX
+from netfate.radius.settings import IDLE_TIMEOUT_MAX, SettingsConflict
+
+MAX_NODES = 64  # testbed.topology's: metrics ports above the controller's, one per node
 
 
 class TestbedSettings(BaseModel):
@@ -22,9 +24,11 @@ class TestbedSettings(BaseModel):
     api_port: int = Field(
         default=8181, ge=1, le=65535, description="The orchestrator's API port (loopback)")
     nats_port: int = Field(
-        default=4322, ge=1, le=65535, description="The embedded nats-server's port")
+        default=4322, ge=1, le=65535, validate_default=True,
+        description="The embedded nats-server's port")
     of_port: int = Field(
-        default=6693, ge=1, le=65535, description="The SDN controller's OpenFlow port")
+        default=6693, ge=1, le=65535, validate_default=True,
+        description="The SDN controller's OpenFlow port")
     # The orchestrator's user_idle_timeout (passed on as its flag): an OpenFlow idle_timeout
     # of 16 bits, the bound of the controller's Client.idle_timeout (controller/model.py).
     # Past it every user was left out of their switch's state: logged in, no connectivity.
@@ -40,9 +44,34 @@ class TestbedSettings(BaseModel):
         default="", description="The orchestrator's closed loop: reaction policy for NF "
         "notifications (e.g. block-flood-sources; empty: off)")
     metrics_port: int = Field(
-        default=9470, ge=0, le=65000, description="Prometheus /metrics (loopback): the SDN "
+        default=9470, ge=0, le=65000, validate_default=True,
+        description="Prometheus /metrics (loopback): the SDN "
         "controller's port; the agents' follow it, one per node in topology order (0: "
         "off; the orchestrator serves /metrics on its API port either way)")
+
+    # Each of the testbed's loopback ports once (re-probe of 2026-12-06: --of-port on the
+    # bus's port failed 38 s later, and agents' metrics on the API port reported success).
+    @field_validator("nats_port", "of_port")
+    @classmethod
+    def _distinct(cls, v: int, info: ValidationInfo) -> int:
+        for other in ("api_port", "nats_port"):
+            if other != info.field_name and v == info.data.get(other):
+                raise SettingsConflict(f"{info.field_name} {v} is the {other} too: give each "
+                                       "service its own port", other)
+        return v
+
+    @field_validator("metrics_port")
+    @classmethod
+    def _metrics_apart(cls, v: int, info: ValidationInfo) -> int:
+        if v:
+            hi = v + MAX_NODES  # the controller's, then one per node
+            for other in ("api_port", "nats_port", "of_port"):
+                p = info.data.get(other)
+                if isinstance(p, int) and v <= p <= hi:
+                    raise SettingsConflict(
+                        f"metrics ports {v}-{hi} (the controller's, then one per node) hold "
+                        f"{other} {p}: move one", other)
+        return v
 
     @property
     def api_url(self) -> str:
