@@ -280,3 +280,21 @@ def test_the_metrics_window_covers_every_node_a_topology_may_have() -> None:
 
     assert tb_settings.MAX_NODES == topology.MAX_NODES
     load_settings()  # the defaults are apart
+
+
+@pytest.mark.parametrize(("var", "value", "words"), [
+    ("NETFATE_HOST", "0.0.0.0 ; x", ("NETFATE_HOST", "neither an IP address nor a host name")),
+    ("NETFATE_HOST", "-bad", ("NETFATE_HOST", "host name")),
+    ("NETFATE_STATE_DIR", "relative", ("NETFATE_STATE_DIR", "not an absolute path")),
+])
+def test_the_orchestrators_host_and_state_dir_are_checked_at_load(
+        monkeypatch: pytest.MonkeyPatch, var: str, value: str, words: tuple[str, ...]) -> None:
+    monkeypatch.setenv(var, value)
+    msg = _refused()
+    assert all(w in msg for w in words), msg
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "0.0.0.0", "localhost", "api.example"])
+def test_good_listen_hosts_pass(monkeypatch: pytest.MonkeyPatch, host: str) -> None:
+    monkeypatch.setenv("NETFATE_HOST", host)
+    load_settings()

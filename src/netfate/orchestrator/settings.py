@@ -4,7 +4,9 @@ defaults below are the only defaults; this module reads no environment."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import re
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -12,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from netfate.bus.urls import check as check_servers
 from netfate.membership import check_id
 from netfate.radius.settings import IDLE_TIMEOUT_MAX, RadiusSettings, SettingsConflict
+
+_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 
 
 class Settings(BaseModel):
@@ -147,6 +152,25 @@ class Settings(BaseModel):
         v = v.strip()
         if v and not all("!" <= c <= "~" for c in v):
             raise ValueError("must be printable ASCII without spaces or control characters")
+        return v
+
+    @field_validator("host")
+    @classmethod
+    def _listen_host(cls, v: str) -> str:
+        # an address or a host name (RFC 1123): '0.0.0.0 ; x' started the database and the
+        # bus before the API's bind failed with a resolver error (re-probe of 2026-12-06)
+        with contextlib.suppress(ValueError):
+            ipaddress.ip_address(v)
+            return v
+        if not _HOSTNAME.fullmatch(v):
+            raise ValueError(f"{v!r} is neither an IP address nor a host name")
+        return v
+
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        if not v.is_absolute():  # it would depend on where the orchestrator was started
+            raise ValueError(f"{str(v)!r} is not an absolute path")
         return v
 
     @field_validator("nats_url")
