@@ -108,3 +108,14 @@ def test_one_holder_of_the_lock_at_a_time(at: Path) -> None:
             pass
     with paths.locked(d):
         pass
+
+
+def test_every_entry_the_code_writes_at_the_top_is_known() -> None:
+    """An entry missing from KNOWN_ENTRIES would make a run dir a command wrote in look like
+    someone else's to `up`, and stay behind in an adopted one."""
+    import re
+
+    src = Path(__file__).parents[2] / "src" / "netfate"
+    written = {m for f in src.rglob("*.py")
+               for m in re.findall(r'run_dir\(\) / "([^"/]+)"', f.read_text())}
+    assert written and written <= paths.KNOWN_ENTRIES, written - paths.KNOWN_ENTRIES
