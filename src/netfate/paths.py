@@ -75,6 +75,10 @@ def claim() -> Path:
             return d
         else:
             entries = set(os.listdir(d))
+            if MARKER in entries:
+                raise InvalidInput(f"run dir {d} (NETFATE_RUN_DIR): its {MARKER} is "
+                                   f"{_untrusted(d / MARKER)}, not a marker NetFATE wrote; "
+                                   "give a new or empty directory")
             if entries and not entries <= KNOWN_ENTRIES:
                 odd = ", ".join(sorted(entries - KNOWN_ENTRIES)[:3])
                 raise InvalidInput(
@@ -84,13 +88,37 @@ def claim() -> Path:
             # Kept by `down` unless it is NetFATE's by its name: empty, it is someone's;
             # holding only NetFATE's entries, it may have been empty before a command wrote.
             kind = MADE if entries and d == DEFAULT_RUN_DIR else ADOPTED
-        fd = os.open(d / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(f"{kind}: NetFATE's run dir (`netfate testbed down` removes "
-                     f"{'it' if kind == MADE else 'what NetFATE put in it'})\n")
+        # Written whole under another name, then linked into place (never over a file that
+        # is there): a crash leaves no empty or half marker.
+        tmp = d / f"{MARKER}.{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(f"{kind}: NetFATE's run dir (`netfate testbed down` removes "
+                         f"{'it' if kind == MADE else 'what NetFATE put in it'})\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.link(tmp, d / MARKER)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
     except OSError as exc:
         raise InvalidInput(f"run dir {d} (NETFATE_RUN_DIR): {exc.strerror or exc}") from None
     return d
+
+
+def _untrusted(marker: Path) -> str:
+    """What a marker NetFATE does not trust is, for the error."""
+    st = _lstat(marker)
+    if st is None:
+        return "gone"
+    if stat.S_ISLNK(st.st_mode):
+        return "a symbolic link"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if st.st_nlink != 1:
+        return f"a file with {st.st_nlink} links"
+    return f"a file that does not start with '{MADE}:' or '{ADOPTED}:'"
 
 
 def _lstat(p: Path) -> os.stat_result | None:
@@ -120,7 +148,11 @@ def marker_kind(d: Path) -> str | None:
         return None
     with os.fdopen(fd, "rb") as fh:
         head = fh.read(64)
-    return ADOPTED if head.startswith(ADOPTED.encode()) else MADE
+    # Exactly one of the two words NetFATE writes: anything else (empty, garbage, another
+    # spelling) is no marker, and the directory is left alone (re-probe of 2026-12-06: an
+    # empty marker counted as MADE, and `down` removed the directory with its files).
+    word = head.split(b":", 1)[0] if b":" in head else b""
+    return {MADE.encode(): MADE, ADOPTED.encode(): ADOPTED}.get(word)
 
 
 def removable(d: Path) -> str | None:
@@ -158,17 +190,18 @@ def remove(d: Path) -> str | None:
 
 
 @contextlib.contextmanager
-def locked(d: Path) -> Iterator[None]:
-    """Hold an exclusive lock on run dir `d` (flock on the directory itself) for the block:
-    Conflict at once if another process holds it (two `testbed up` at once tore down each
-    other's OVS, probe of 2026-12-06)."""
+def locked(d: Path, doing: str = "testbed up") -> Iterator[None]:
+    """Hold an exclusive lock on run dir `d` (flock on the directory itself) for the block,
+    `doing` it: Conflict at once if another process holds it (two `testbed up` at once tore
+    down each other's OVS; a `down` killed an `up`'s services as they started: probes of
+    2026-12-06)."""
     fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise Conflict(f"another `netfate testbed up` is running on run dir {d}; wait "
-                           "for it") from None
+            raise Conflict(f"`netfate {doing}`: a `netfate testbed up` is running on run dir "
+                           f"{d}; wait for it (Ctrl-C undoes a fresh one)") from None
         yield
     finally:
         os.close(fd)

@@ -67,7 +67,8 @@ class PathSettings(BaseModel):
         # `down` removes it: '..' made the check of what it holds look at another directory
         # than the one removed; and FreeRADIUS's config names a directory under it, which
         # must hold no spaces, quotes or the like (probe of 2026-12-06)
-        if ".." in v.parts or not RUN_DIR_CHARS.fullmatch(str(v)) or v == Path("/"):
+        if ".." in v.parts or not RUN_DIR_CHARS.fullmatch(str(v)) or len(v.parts) < 2 \
+                or str(v).startswith("//"):  # ('//' is a root of its own to POSIX)
             raise ValueError(f"{str(v)!r}: a run dir is an absolute path of letters, digits "
                              "and '_', '.', '-', '/', without '..', and not '/'")
         return v

@@ -133,6 +133,22 @@ def test_a_failed_up_removes_what_it_made(clean: object,
     assert OvsServer(paths.ovs_dir()).pid("ovs-vswitchd") is None
 
 
+def test_an_up_under_another_run_dir_leaves_the_testbed_that_is_up(clean: object,
+                                                                     tmp_path: Path) -> None:
+    """A second `up` under another NETFATE_RUN_DIR failed over the first one's bridges, and
+    its undo removed that testbed's namespaces (third probe of 2026-12-06)."""
+    lifecycle.up(load_topology(), services=False)
+    before = ours_left()
+    was = paths.run_dir()
+    paths.configure(tmp_path / "other")
+    try:
+        with pytest.raises(Conflict, match="records no testbed"):
+            lifecycle.up(load_topology(), services=False)
+    finally:
+        paths.configure(was)
+    assert ours_left() == before and lifecycle.status()["up"]
+
+
 def test_sigterm_during_up_removes_what_it_made(clean: object) -> None:
     """`timeout` or systemd end `up` with SIGTERM: it left ~250 links and OVS behind (only
     Ctrl-C undid it: re-probe of 2026-12-06)."""

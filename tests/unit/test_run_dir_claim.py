@@ -66,7 +66,7 @@ def test_a_marker_that_is_a_link_is_no_marker(at: Path) -> None:
     (d / "userfile").write_text("data")
     (d / paths.MARKER).symlink_to(victim)
     assert paths.marker_kind(d) is None and paths.removable(d) is None
-    with pytest.raises(InvalidInput, match="no NetFATE marker"):
+    with pytest.raises(InvalidInput, match="is a symbolic link, not a marker NetFATE wrote"):
         paths.claim()
     assert victim.read_text() == "precious" and (d / "userfile").exists()
     (d / paths.MARKER).unlink()
@@ -104,7 +104,8 @@ def test_one_holder_of_the_lock_at_a_time(at: Path) -> None:
     d = use(at / "lock")
     paths.claim()
     with paths.locked(d):
-        with pytest.raises(Conflict, match="another `netfate testbed up`"), paths.locked(d):
+        with pytest.raises(Conflict, match="a `netfate testbed up` is running"), \
+                paths.locked(d, "testbed down"):
             pass
     with paths.locked(d):
         pass
@@ -119,3 +120,26 @@ def test_every_entry_the_code_writes_at_the_top_is_known() -> None:
     written = {m for f in src.rglob("*.py")
                for m in re.findall(r'run_dir\(\) / "([^"/]+)"', f.read_text())}
     assert written and written <= paths.KNOWN_ENTRIES, written - paths.KNOWN_ENTRIES
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage\n", b" adopted: x\n", b"Adopted: x\n",
+                                     b"\xef\xbb\xbfadopted: x\n", b"made"])
+def test_a_marker_of_other_content_is_no_marker(at: Path, content: bytes) -> None:
+    """Anything but the two words NetFATE writes counted as MADE: `down` removed the
+    directory with its files (third probe of 2026-12-06)."""
+    d = use(at / "d")
+    d.mkdir()
+    (d / "userfile").write_text("precious")
+    (d / paths.MARKER).write_bytes(content)
+    assert paths.marker_kind(d) is None and paths.remove(d) is None
+    assert (d / "userfile").read_text() == "precious"
+    with pytest.raises(InvalidInput, match="does not start with 'made:' or 'adopted:'"):
+        paths.claim()
+
+
+def test_the_marker_is_written_whole_with_one_link(at: Path) -> None:
+    d = use(at / "w")
+    paths.claim()
+    assert sorted(os.listdir(d)) == [paths.MARKER]  # no temporary file left
+    assert os.lstat(d / paths.MARKER).st_nlink == 1
+    assert (d / paths.MARKER).read_text().startswith("made: ")

@@ -150,6 +150,8 @@ def test_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
     ("NETFATE_RUN_DIR", "/tmp/p/new/..", ("NETFATE_RUN_DIR", "without '..'")),
     ("NETFATE_RUN_DIR", "/tmp/q\"uote dir", ("NETFATE_RUN_DIR", "letters, digits")),
     ("NETFATE_RUN_DIR", "/", ("NETFATE_RUN_DIR", "not '/'")),
+    ("NETFATE_RUN_DIR", "//", ("NETFATE_RUN_DIR", "not '/'")),
+    ("NETFATE_RUN_DIR", "//x", ("NETFATE_RUN_DIR", "not '/'")),
 ])
 def test_bad_variable_is_named(monkeypatch: pytest.MonkeyPatch, var: str, value: str,
                                words: tuple[str, ...]) -> None:

@@ -22,7 +22,7 @@ from netfate.drivers import cgroups, netns
 from netfate.drivers.ovs import OvsNetwork, OvsServer
 from netfate.metrics import scrape
 from netfate.supervisor import probes
-from netfate.testbed import hosts, processes, readiness, underlay
+from netfate.testbed import hosts, processes, readiness, underlay, up_guards
 from netfate.testbed.base_rules import base_rules
 from netfate.testbed.settings import TestbedSettings
 from netfate.testbed.topology import Topology
@@ -85,9 +85,10 @@ def up(topo: Topology, progress: Progress = _noop, services: bool = True,
     with paths.locked(paths.claim()):  # one `up` at a time
         prev = load_state()
         if prev is not None:
-            _same_testbed(prev, topo)
+            up_guards.same_testbed(prev, topo)
             topo = hosts.as_moved(topo, prev)  # a client that roamed stays where it is
         else:
+            up_guards.nothing_of_ours_up()
             # Recorded before anything is made: a failed `up` is then undone below, and if
             # even that is cut short, the next `up` or `down` knows what this one was doing.
             state_file().write_text(json.dumps({"topology": topo.model_dump(mode="json"),
@@ -97,32 +98,14 @@ def up(topo: Topology, progress: Progress = _noop, services: bool = True,
         except BaseException:
             if prev is None:  # a fresh testbed that did not come up leaves nothing behind
                 progress("removing what was made")
-                with contextlib.suppress(Exception):
-                    down()
+                with up_guards.uninterrupted(), contextlib.suppress(Exception):
+                    down(locked=True)
             raise
 
 
 def _number(x: float) -> str:
     """A number as a flag takes it, in full (`:g` kept 6 digits: 1234567 was 1.23457e+06)."""
     return str(int(x)) if float(x).is_integer() else repr(float(x))
-
-
-def _same_testbed(prev: dict[str, Any], topo: Topology) -> None:
-    """Conflict unless `topo` is the testbed that is up, but for where its hosts are now (a
-    topology of the same name with other nodes, addresses or MTU half-built over it, or
-    was taken as up while its hosts kept the old addresses)."""
-    from netfate.errors import Conflict
-
-    was = prev.get("topology", {})
-    if was.get("name") != topo.name:
-        raise Conflict(f"a testbed {was.get('name')!r} is up; run 'netfate testbed down'")
-    def unmoved(t: dict[str, Any]) -> dict[str, Any]:  # where a host is: `testbed move`'s
-        return {**t, "hosts": sorted(({k: v for k, v in h.items() if k != "attach"}
-                                      for h in t.get("hosts", [])), key=lambda h: h["name"])}
-
-    if unmoved(was) != unmoved(topo.model_dump(mode="json")):
-        raise Conflict(f"a testbed {topo.name!r} with other nodes, hosts, addresses or "
-                       "settings is up; run 'netfate testbed down' first")
 
 
 def _up(topo: Topology, progress: Progress, services: bool, t: TestbedSettings,
@@ -284,12 +267,16 @@ def revive(topo: Topology, progress: Progress = _noop,
     return rv.revive(topo, progress, settings)
 
 
-def down(progress: Progress = _noop) -> dict[str, Any]:
-    """Remove everything carrying the prefix. Safe to run at any time, any number of times."""
+def down(progress: Progress = _noop, *, locked: bool = False) -> dict[str, Any]:
+    """Remove everything carrying the prefix. Safe to run at any time, any number of times.
+    Conflict while an `up` runs on the run dir (it killed that `up`'s services as they
+    started); `locked`: the caller holds the run dir's lock (an `up` undoing itself)."""
     removed: dict[str, Any] = {"pids": [], "namespaces": [], "links": [], "cgroups": [],
                                "containers": []}
-    if paths.is_real_dir(paths.run_dir()):
-        _stop_recorded(removed, progress)
+    run = paths.run_dir()
+    if paths.is_real_dir(run):
+        with contextlib.nullcontext() if locked else paths.locked(run, "testbed down"):
+            _stop_recorded(removed, progress)
     # else a file or a link where the run dir should be: nothing of ours to read in it (it
     # crashed `down` before the rest); what carries the prefix still goes
     progress("removing cgroups")
