@@ -433,6 +433,21 @@ def test_notification_id_out_of_range(seeded: httpx.Client, nid: str) -> None:
         assert_problem(seeded.delete(f"{API}/notifications/{nid}"), 422, "nid")
 
 
+def test_a_required_nf_needs_the_config_its_schema_asks_for(seeded: httpx.Client) -> None:
+    """The VPN's config-schema requires `address` and more: a user requiring it without
+    that config was stored, and a logged-in user whose chain gained it lost their
+    connectivity when its placement failed (third probe of 2026-12-06)."""
+    with unchanged(seeded):
+        assert_problem(seeded.post(f"{API}/users", json={
+            "name": "user9", "password": "secret9", "required_nfs": ["firewall", "vpn"]}),
+            422, "required_nfs", "vpn", "address", "nf_config.vpn")
+        assert_problem(seeded.patch(f"{API}/users/user1", json={
+            "required_nfs": ["firewall", "vpn"]}), 422, "vpn", "address")
+    # the firewall needs none: still taken
+    r = seeded.patch(f"{API}/users/user1", json={"required_nfs": ["firewall"]})
+    assert r.status_code == 200, r.text
+
+
 def test_bad_query_values(seeded: httpx.Client) -> None:
     with unchanged(seeded):
         assert_problem(seeded.get(f"{API}/vnf_lcm_op_occs", params={"state": "BOGUS"}), 422,

@@ -84,6 +84,11 @@ def test_views_and_actions(client: httpx.Client, live: LiveOrchestrator,
         assert client.get(f"{API}/users/user1").json()["required_nfs"] == ["firewall"]
         assert "refused" in ui.post("/ui/users/user1/chain", data={"op": "add",
                                                                    "nf": "nope"}).text
+        # an NF whose config-schema needs what the user has no config for (the VPN's
+        # address...): refused, the chain as it was (it cut a logged-in user off)
+        out = ui.post("/ui/users/user1/chain", data={"op": "add", "nf": "vpn"}).text
+        assert "refused" in out and "address" in out and "nf_config.vpn" in out, out
+        assert client.get(f"{API}/users/user1").json()["required_nfs"] == ["firewall"]
 
         assert "marked down" in ui.post("/ui/nodes/cpe2/state", data={"down": "1"}).text
         assert client.get(f"{API}/nodes/cpe2").json()["admin_down"] is True

@@ -12,7 +12,12 @@ from netfate.db import repo
 from netfate.db.models import SteeringRule
 from netfate.orchestrator import sessions, tenants
 from netfate.orchestrator.api.deps import all_rows, coord, db, one_row, orch, row
-from netfate.orchestrator.api.nf_configs import check_user_nf_config, run_checks
+from netfate.orchestrator.api.nf_configs import (
+    NfCheck,
+    check_required_configs,
+    check_user_nf_config,
+    run_checks,
+)
 from netfate.orchestrator.api.schemas import (
     NODE,
     USER,
@@ -77,6 +82,7 @@ def create_user(request: Request, body: UserCreate) -> dict[str, Any]:
     _check_nfs(request, body.required_nfs)
     with db(request).session(read_only=True) as s:
         checks = check_user_nf_config(s, body.name, body.nf_config)
+        check_required_configs(s, body.name, body.required_nfs, body.nf_config)
     run_checks(checks)  # the NFs' own, holding no database lock (a sync route: a thread)
     with db(request).session() as s:
         u = repo.create_user(s, body.name, body.password, required_nfs=body.required_nfs,
@@ -122,7 +128,15 @@ async def patch_user(request: Request, name: str = USER, *, body: UserPatch
                                                 {*body.nf_config, *u.required_nfs})
         return out
 
-    checks = await db(request).read(check_user_nf_config, name, body.nf_config)
+    def check(s: Any) -> list[NfCheck | None]:
+        if body.required_nfs is not None or body.nf_config is not None:
+            u = repo.get_user(s, name)  # what the body leaves out stays as it is
+            check_required_configs(
+                s, name, u.required_nfs if body.required_nfs is None else body.required_nfs,
+                u.nf_config if body.nf_config is None else body.nf_config)
+        return check_user_nf_config(s, name, body.nf_config)
+
+    checks = await db(request).read(check)
     await asyncio.to_thread(run_checks, checks)  # holding no database lock
     out = await db(request).run(update)
     for node in retenant:

@@ -29,6 +29,7 @@ from netfate.orchestrator.api import (
     routes_troubleshoot,
 )
 from netfate.orchestrator.api.deps import coord, db
+from netfate.orchestrator.api.nf_configs import check_required_configs
 from netfate.orchestrator.api.routes_troubleshoot import TroubleshootBody
 from netfate.orchestrator.api.schemas import MigrateBody, NodePatch, UserCreate
 from netfate.orchestrator.ui.pages import form
@@ -108,6 +109,7 @@ async def chain(request: Request, name: str) -> HTMLResponse:
                     raise ValueError(f"unknown NF {nf!r}; the catalogue has {sorted(known)}")
                 if nf not in nfs:
                     nfs.append(nf)
+                    check_required_configs(s, name, [nf], u.nf_config)
             elif nf in nfs:
                 nfs.remove(nf)
             repo.update_user(s, name, required_nfs=nfs)
