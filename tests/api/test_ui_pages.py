@@ -98,6 +98,7 @@ def test_views_and_actions(client: httpx.Client, live: LiveOrchestrator,
                                                               data=bad).text
 
         assert "session ended" in ui.post("/ui/users/user1/end").text
+        assert "has no session" in ui.post("/ui/users/user1/end").text  # (said "ended")
 
 
 def test_troubleshooting_from_the_console(client: httpx.Client, live: LiveOrchestrator,
@@ -147,3 +148,23 @@ def test_a_notification_id_out_of_range_is_refused_not_a_500(live: LiveOrchestra
             for action in ("ack", "delete"):
                 r = ui.post(f"/ui/notifications/{nid}/{action}")
                 assert r.status_code == 422, (nid, action, r.status_code, r.text[:200])
+
+
+def test_a_form_body_of_another_kind_or_not_utf8_is_refused(client: httpx.Client,
+                                                            live: LiveOrchestrator) -> None:
+    """A multipart or JSON body was read as empty fields ("'' is not a name"), and bytes
+    that are not UTF-8 were stored as U+FFFD in a password (third probe of 2026-12-06)."""
+    with ui_client(live) as ui:
+        r = ui.post("/ui/users", files={"name": (None, "zz1"), "password": (None, "secret1")})
+        assert r.status_code == 422 and "x-www-form-urlencoded" in r.text, r.text
+        r = ui.post("/ui/users", json={"name": "zz1", "password": "secret1"})
+        assert r.status_code == 422 and "x-www-form-urlencoded" in r.text, r.text
+        r = ui.post("/ui/users", content=b"name=zz10&password=%E0%80%80%ZZabcdefgh",
+                    headers={"content-type": "application/x-www-form-urlencoded"})
+        assert r.status_code == 422 and "not UTF-8" in r.text, r.text
+        assert client.get(f"{API}/users/zz1").status_code == 404
+        assert client.get(f"{API}/users/zz10").status_code == 404
+        long = ui.post("/ui/nfs/migrate", data={"instance": "x" * 5000, "node": "cpe2"}).text
+        assert "refused" in long and "x" * 1000 not in long and "characters)" in long, long
+        ok = ui.post("/ui/users", data={"name": "zz2", "password": "sécret-2"})
+        assert "user zz2 created" in ok.text, ok.text

@@ -172,3 +172,20 @@ def test_status_tree_nests_nodes_by_uplink_with_hosts_users_and_nfs() -> None:
     assert "controller PID 42: dead" in text
     # user1 is where client1 is: on cpe1's branch, not cpe2's
     assert text.index("CPE cpe1") < text.index("user1") < text.index("CPE cpe2")
+
+
+def test_the_shells_down_and_status_take_no_arguments(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    """`down extra` tore the testbed down (third probe of 2026-12-06)."""
+    from netfate.testbed import lifecycle
+
+    called: list[str] = []
+    monkeypatch.setattr(lifecycle, "down", lambda *a, **k: called.append("down"))
+    shell = TestbedShell()
+    shell.onecmd("down extra")
+    shell.onecmd("status nonsense")
+    assert called == []
+    out = capsys.readouterr()
+    assert "down takes no arguments" in out.out + out.err
+    assert "status takes no arguments" in out.out + out.err

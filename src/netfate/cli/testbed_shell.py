@@ -112,11 +112,20 @@ class TestbedShell(cmd.Cmd):
                           if out["moved"] else f"{argv[0]} is already on {argv[1]}")
         self._guard(go)
 
+    def _no_arguments(self, verb: str, line: str) -> bool:
+        """Whether `line` is empty; else says so (`down extra` tore the testbed down, as
+        `netfate testbed down extra` refuses to: third probe of 2026-12-06)."""
+        if line.strip():
+            console.print(f"[red]error:[/] {verb} takes no arguments (got {line.strip()[:40]!r})")
+            return False
+        return True
+
     def do_status(self, line: str) -> None:
         """status: the topology as a tree, with users and NFs where they are"""
         from netfate.cli.testbed import print_status
 
-        self._guard(print_status)
+        if self._no_arguments("status", line):
+            self._guard(print_status)
 
     def do_up(self, line: str) -> None:
         from pathlib import Path
@@ -140,7 +149,8 @@ class TestbedShell(cmd.Cmd):
         """down: remove everything the testbed made"""
         from netfate.testbed import lifecycle
 
-        self._guard(lambda: lifecycle.down(lambda m: console.print(f"[dim]down:[/] {m}")))
+        if self._no_arguments("down", line):
+            self._guard(lambda: lifecycle.down(lambda m: console.print(f"[dim]down:[/] {m}")))
 
     def do_exit(self, line: str) -> bool:
         """exit: leave the shell (the testbed stays up)"""

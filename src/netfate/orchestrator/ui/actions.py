@@ -38,6 +38,9 @@ router = APIRouter(prefix="/ui", include_in_schema=False)
 log = logging.getLogger("netfate.ui")
 
 
+MAX_MESSAGE = 400  # characters of a refusal shown in the console
+
+
 def _say(text: str, ok: bool = True) -> HTMLResponse:
     cls = "ok" if ok else "err"
     # After a change the page's view asks for itself again at once (page.html's trigger).
@@ -55,6 +58,8 @@ async def _do(what: Callable[[], Awaitable[str]]) -> HTMLResponse:
         if isinstance(exc, ValidationError):
             msg = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}"
                             for e in exc.errors())
+        if len(msg) > MAX_MESSAGE:  # it may quote the input back (5,000 characters of it)
+            msg = msg[:MAX_MESSAGE] + f"… ({len(msg)} characters)"
         return _say(f"refused: {msg}", ok=False)
 
 
@@ -124,7 +129,10 @@ async def chain(request: Request, name: str) -> HTMLResponse:
 @router.post("/users/{name}/end", response_class=HTMLResponse)
 async def end_session(request: Request, name: str) -> HTMLResponse:
     async def go() -> str:
+        had = await db(request).run(lambda s: _where(s, name))
         run = await sessions.idle(coord(request), db(request), name)
+        if had is None and not run.plan.intents:  # (it said "session ended" all the same)
+            return f"{name} has no session: nothing to end"
         return f"{name}'s session ended ({len(run.plan.intents)} intents)"
 
     return await _do(go)

@@ -23,7 +23,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from netfate import api_auth
-from netfate.errors import NetfateError, NotFound
+from netfate.errors import InvalidInput, NetfateError, NotFound
 from netfate.orchestrator.api.auth import session_of
 from netfate.orchestrator.api.deps import coord, db, orch
 from netfate.orchestrator.nf_status import nf_status
@@ -49,10 +49,25 @@ def static_app() -> StaticFiles:
     return StaticFiles(directory=HERE / "static")
 
 
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
 async def form(request: Request) -> dict[str, str]:
-    """An urlencoded body's fields (last value of each), as htmx and the login form send."""
-    body = (await request.body()).decode("utf-8", "replace")
-    return {k: v[-1] for k, v in parse_qs(body, keep_blank_values=True).items()}
+    """An urlencoded body's fields (last value of each), as htmx and the login form send.
+    InvalidInput (422) for another kind of body (a multipart or JSON one read as empty
+    fields, and was answered "'' is not a name") or for bytes that are not UTF-8 (they were
+    stored as U+FFFD: third probe of 2026-12-06)."""
+    ctype = request.headers.get("content-type", FORM_TYPE).split(";", 1)[0].strip().lower()
+    if ctype != FORM_TYPE:
+        raise InvalidInput(f"the console's forms take {FORM_TYPE} bodies, not "
+                           f"{ctype[:60] or 'none'}")
+    try:
+        body = (await request.body()).decode("utf-8")
+        fields = parse_qs(body, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidInput("a form field is not UTF-8 (percent-encode its UTF-8 bytes)") \
+            from None
+    return {k: v[-1] for k, v in fields.items()}
 
 
 def _token(request: Request) -> str:
