@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -173,20 +173,66 @@ def removable(d: Path) -> str | None:
 def remove(d: Path) -> str | None:
     """Remove run dir `d` as `removable` says; what was done (its kind), None if nothing."""
     kind = removable(d)
+    mounts = mount_points()
+    d = Path(os.path.realpath(d))  # as the mount table names paths (its parents resolved)
     if kind == MADE:
-        shutil.rmtree(d, ignore_errors=True)
+        _remove_tree(d, os.lstat(d).st_dev, mounts)
     elif kind == ADOPTED:
+        dev = os.lstat(d).st_dev
         for name in sorted(KNOWN_ENTRIES | {MARKER}):
-            p = d / name
-            st = _lstat(p)
-            if st is None:
+            _remove_tree(d / name, dev, mounts)
+    return kind
+
+
+def mount_points() -> frozenset[str]:
+    """Every mount point this process sees (/proc/self/mountinfo): a bind mount of a
+    directory of the same file system has the same st_dev, so only the table knows it."""
+    out = set()
+    with contextlib.suppress(OSError), open("/proc/self/mountinfo", "rb") as fh:
+        for line in fh:
+            fields = line.split()
+            if len(fields) > 4:  # the 5th: the mount point, with \040-style escapes
+                out.add(re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]),
+                               fields[4]).decode("utf-8", "surrogateescape"))
+    return frozenset(out)
+
+
+def _remove_tree(p: Path, dev: int, mounts: frozenset[str]) -> None:
+    """Remove `p` and what is under it, on file system `dev` only: a mount point under it
+    (a bind mount of someone's directory at `images`, say) is left with what it holds,
+    where shutil.rmtree emptied the mount's source (third probe of 2026-12-06). Links are
+    removed, never followed. Best effort: what cannot go stays."""
+    st = _lstat(p)
+    if st is None:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        with contextlib.suppress(OSError):
+            p.unlink()
+        return
+    if st.st_dev != dev or str(p) in mounts:
+        return  # a mount point: not ours to empty
+    todo, dirs = [str(p)], []  # iterative: a tree of any depth
+    while todo:
+        d = todo.pop()
+        dirs.append(d)
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            continue
+        for e in entries:
+            try:
+                est = e.stat(follow_symlinks=False)
+            except OSError:
                 continue
-            if stat.S_ISDIR(st.st_mode):
-                shutil.rmtree(p, ignore_errors=True)
+            if stat.S_ISDIR(est.st_mode):
+                if est.st_dev == dev and e.path not in mounts:  # (a mount stays, and so
+                    todo.append(e.path)  # does its parent)
             else:
                 with contextlib.suppress(OSError):
-                    p.unlink()
-    return kind
+                    os.unlink(e.path)
+    for d in reversed(dirs):
+        with contextlib.suppress(OSError):
+            os.rmdir(d)
 
 
 @contextlib.contextmanager

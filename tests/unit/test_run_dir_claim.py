@@ -143,3 +143,36 @@ def test_the_marker_is_written_whole_with_one_link(at: Path) -> None:
     assert sorted(os.listdir(d)) == [paths.MARKER]  # no temporary file left
     assert os.lstat(d / paths.MARKER).st_nlink == 1
     assert (d / paths.MARKER).read_text().startswith("made: ")
+
+
+def test_removal_stays_on_the_run_dirs_file_system_and_follows_no_link(at: Path) -> None:
+    """A bind mount at `images` had its source emptied by `down` (third probe)."""
+    import subprocess
+
+    d = use(at / "m")
+    paths.claim()
+    src = at / "src"
+    src.mkdir()
+    (src / "userfile").write_text("precious")
+    (d / "images").mkdir()
+    (d / "nodes" / "a" / "b").mkdir(parents=True)
+    (d / "nodes" / "a" / "b" / "f").write_text("x")
+    (d / "nodes" / "link").symlink_to(src)
+    deep = d / "bench"
+    for _ in range(300):
+        deep = deep / "d"
+    deep.mkdir(parents=True)
+    mounted = os.geteuid() == 0 and subprocess.run(
+        ["mount", "--bind", str(src), str(d / "images")], check=False,
+        capture_output=True).returncode == 0
+    try:
+        paths.remove(d)
+        assert (src / "userfile").read_text() == "precious"
+        if mounted:
+            assert (d / "images" / "userfile").exists()  # the mount and its parent stay
+            assert sorted(os.listdir(d)) == ["images"]
+        else:
+            assert not d.exists()
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(d / "images")], check=False)
