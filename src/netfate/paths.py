@@ -73,8 +73,8 @@ def claim() -> Path:
             kind = MADE
         elif marker_kind(d) is not None:
             return d
-        else:
-            entries = set(os.listdir(d))
+        else:  # (a marker being written, left by a crash, is NetFATE's too)
+            entries = {e for e in os.listdir(d) if not e.startswith(f"{MARKER}.")}
             if MARKER in entries:
                 raise InvalidInput(f"run dir {d} (NETFATE_RUN_DIR): its {MARKER} is "
                                    f"{_untrusted(d / MARKER)}, not a marker NetFATE wrote; "
@@ -179,7 +179,8 @@ def remove(d: Path) -> str | None:
         _remove_tree(d, os.lstat(d).st_dev, mounts)
     elif kind == ADOPTED:
         dev = os.lstat(d).st_dev
-        for name in sorted(KNOWN_ENTRIES | {MARKER}):
+        half = {e for e in os.listdir(d) if e.startswith(f"{MARKER}.")}
+        for name in sorted(KNOWN_ENTRIES | {MARKER} | half):
             _remove_tree(d / name, dev, mounts)
     return kind
 

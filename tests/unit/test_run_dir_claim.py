@@ -176,3 +176,13 @@ def test_removal_stays_on_the_run_dirs_file_system_and_follows_no_link(at: Path)
     finally:
         if mounted:
             subprocess.run(["umount", str(d / "images")], check=False)
+
+
+def test_a_marker_left_half_written_by_a_crash_does_not_block_the_next_claim(at: Path) -> None:
+    d = use(at / "h")
+    d.mkdir()
+    (d / f"{paths.MARKER}.4242").write_text("mad")
+    paths.claim()
+    assert paths.marker_kind(d) == paths.ADOPTED
+    paths.remove(d)
+    assert os.listdir(d) == []
