@@ -253,14 +253,27 @@ def users_associate(
 def users_idle(name: NameArg, json_out: JsonOpt = False) -> None:
     """The user went idle: end their session and release their NFs (Idle-Timeout)."""
     out = call("POST", f"/users/{name}/idle")
-    emit_json(out) if json_out else console.print(f"{len(out['intents'])} intents")
+    emit_json(out) if json_out else _released(name, out)
 
 
 @users.command("logout")
-def users_logout(name: str, json_out: JsonOpt = False) -> None:
+def users_logout(name: NameArg, json_out: JsonOpt = False) -> None:
     """End the user's session (RADIUS Stop, User-Request) and release their NFs."""
     out = call("POST", f"/users/{name}/logout")
-    emit_json(out) if json_out else console.print(f"{len(out['intents'])} intents")
+    emit_json(out) if json_out else _released(name, out)
+
+
+def _released(name: str, out: dict[str, Any]) -> None:
+    """What an idle or a logout released: the plan's intents as a table, or one line that
+    says nothing was (no active session, or no NFs placed for it), with the plan's
+    reasons."""
+    intents = out.get("intents") or []
+    if intents:
+        show(intents, ["kind", "nf", "node", "instance_id", "reason"], False)
+        return
+    why = "; ".join(str(r) for r in out.get("reasons") or [])
+    results.print(f"user {escape(name)}: nothing to release (no active session, or no NFs "
+                  f"placed for it){': ' + escape(why) if why else ''}")
 
 
 @users.command("delete")
