@@ -152,6 +152,36 @@ def test_a_member_given_twice_in_one_object(seeded: httpx.Client, method: str, p
     assert duplicate_key(b'{"a": 1,') is None  # not JSON: the route's parser says why (400)
 
 
+@pytest.mark.parametrize(("method", "path", "body", "words"), [
+    ("POST", "/users", b'{"name": "user2", "password": "secret2", "nf_config": '
+                       b'{"\\ud800": {}}}', "lone surrogate (U+D800)"),
+    ("PATCH", "/users/user1", b'{"nf_config": {"\\udfff": {}}}', "lone surrogate (U+DFFF)"),
+    ("POST", "/vnf_instances", b'{"nf": "nat", "owner": "user1", "node": "cpe1", '
+                               b'"config": {"address": "\\ud800"}}', "lone surrogate"),
+    ("PATCH", "/users/user1", b'{"nf_config": {"firewall": {"rules": [{"comment": '
+                              b'"a\\ud83d"}]}}}', "lone surrogate (U+D83D)"),
+    ("POST", "/subscriptions", b'{"callbackUri": "http://127.0.0.1:9/\xef\xb7\x90"}',
+     "noncharacter (U+FDD0)"),
+])
+def test_a_string_with_a_lone_surrogate_or_a_noncharacter(
+        seeded: httpx.Client, method: str, path: str, body: bytes, words: str) -> None:
+    """I-JSON (RFC 7493 §2.1): no lone surrogates (an escape like \\ud800 without its
+    pair) and no noncharacters in JSON text. A lone surrogate cannot be encoded as UTF-8:
+    a user's nf_config key or a config value holding one was a 500 (the database driver)
+    or a 409 blaming the NF's package (the regular expression engine); probe of
+    2026-12-06. Now 422 naming it, nothing changed."""
+    with unchanged(seeded):
+        assert_problem(seeded.request(method, API + path, content=body, headers=JSON), 422,
+                       words, "RFC 7493")
+
+
+def test_a_surrogate_pair_is_one_character_and_fine() -> None:
+    from netfate.strict_json import unpaired_text
+    assert unpaired_text({"a": ["\U0001f600", "é", {"k\u00e9": 1}]}) is None
+    assert unpaired_text([[["\ud800"]]]) == "a lone surrogate (U+D800)"
+    assert unpaired_text({"\uffff": 1}) == "a noncharacter (U+FFFF)"
+
+
 BAD_BODIES: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [
     # wrong types
     ("POST", "/users", {"name": 5, "password": "secret2"}, ("name", "string")),

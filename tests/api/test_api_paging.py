@@ -64,6 +64,9 @@ def _marker(key: Any) -> str:
     "not-base64!", "AAAA", _marker("x"), _marker([1]), _marker([1, 2, 3]),
     _marker([True, 1]), _marker([1.0, 2**40]), _marker([None, 1]), _marker({"a": 1}),
     "QUFB" * 70,
+    # a string the database cannot take: a lone surrogate (a 500 before, probe of
+    # 2026-12-06) or a NUL (PostgreSQL's text refuses it)
+    _marker([1, "\ud800"]), _marker([1.5, "\ud800"]), _marker([1.5, "a\u0000"]),
 ])
 def test_a_marker_that_is_not_the_lists_is_refused(client: httpx.Client, path: str,
                                                      marker: str) -> None:

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from netfate.errors import InvalidInput, NetfateError
-from netfate.strict_json import unique_pairs
+from netfate.strict_json import unique_pairs, unpaired_text
 
 if TYPE_CHECKING:
     from netfate.settings import NetfateSettings
@@ -160,8 +160,9 @@ def _finite(token: str) -> float:
 def json_document(text: str, what: str) -> Any:
     """Strict JSON a user gives a command, or @file (read bounded): NaN, Infinity and
     1e309 are refused (no JSON numbers; the API refuses them too), as is an object naming a
-    member twice (netfate.strict_json), as is an empty or blank text or file (an unset
-    shell variable is not a document). InvalidInput naming `what` otherwise."""
+    member twice or a string with a lone surrogate (netfate.strict_json), as is an empty or
+    blank text or file (an unset shell variable is not a document). InvalidInput naming
+    `what` otherwise."""
     if text.startswith("@"):
         name = text[1:]
         if not name.strip():
@@ -177,12 +178,16 @@ def json_document(text: str, what: str) -> Any:
     elif not text.strip():
         raise InvalidInput(f"{what} is empty (an unset variable?); give a JSON document")
     try:
-        return json.loads(text, parse_constant=_not_a_number, parse_float=_finite,
-                          object_pairs_hook=unique_pairs)
+        doc = json.loads(text, parse_constant=_not_a_number, parse_float=_finite,
+                         object_pairs_hook=unique_pairs)
     except ValueError as exc:  # DuplicateKey too
         raise InvalidInput(f"{what} is not valid JSON: {exc}") from None
     except RecursionError:
         raise InvalidInput(f"{what} is nested too deeply") from None
+    bad = unpaired_text(doc)
+    if bad is not None:
+        raise InvalidInput(f"{what} has a string with {bad} (I-JSON, RFC 7493 §2.1)")
+    return doc
 
 
 def json_object(text: str | None, what: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Query, Request, Response
 
 from netfate.errors import InvalidInput
+from netfate.strict_json import unpaired_text
 
 PAGE_SIZE = 1000  # rows in one response; SOL 013 leaves it to the server
 MAX_ID = 2**31 - 1  # INTEGER ids are 32-bit on PostgreSQL
@@ -61,7 +62,10 @@ def _fits(v: Any, t: type) -> bool:
         return isinstance(v, int | float) and math.isfinite(v)
     if t is int:
         return isinstance(v, int) and 0 <= v <= MAX_ID
-    return isinstance(v, t)
+    # A string the database takes: no NUL (PostgreSQL's text refuses it), no lone
+    # surrogate (not encodable: a 500, probe of 2026-12-06).
+    return isinstance(v, t) and (not isinstance(v, str) or (
+        "\x00" not in v and unpaired_text(v) is None))
 
 
 def page(request: Request, response: Response, rows: list[T],

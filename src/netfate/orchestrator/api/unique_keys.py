@@ -1,4 +1,5 @@
-"""JSON request bodies whose objects name a member twice are refused (422), naming it.
+"""JSON request bodies whose objects name a member twice, that hold NaN or Infinity
+or a string with a lone surrogate or a noncharacter are refused (422), naming it.
 
 netfate.strict_json says why: `{"priority": 1, "priority": 60000}` was stored as 60000 while
 a proxy or audit log reading the first saw 1. Malformed JSON is left to the routes' own parsing
@@ -9,23 +10,45 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from netfate.orchestrator.api.problems import problem
-from netfate.strict_json import DuplicateKey, unique_pairs
+from netfate.strict_json import DuplicateKey, unique_pairs, unpaired_text
 
 
 def duplicate_key(body: bytes) -> str | None:
     """The first member name some object of the JSON document `body` gives twice; None if
     none does, or if `body` is no JSON at all (its parser will say why)."""
+    refused = _refused(body)
+    return refused[1] if refused is not None and refused[0] == "twice" else None
+
+
+class _NotANumber(ValueError):
+    pass
+
+
+def _constant(token: str) -> Any:
+    raise _NotANumber(token)
+
+
+def _refused(body: bytes) -> tuple[str, str] | None:
+    """Why the JSON document `body` is refused though Python reads it: ("twice", the
+    member name an object gives twice), ("constant", NaN or Infinity: no JSON numbers,
+    RFC 8259 §6) or ("text", a lone surrogate or noncharacter in a string: I-JSON, RFC
+    7493 §2.1). None if none of these, or if `body` is no JSON at all (its parser will
+    say why)."""
     try:
-        json.loads(body, object_pairs_hook=unique_pairs)
+        doc = json.loads(body, object_pairs_hook=unique_pairs, parse_constant=_constant)
     except DuplicateKey as dup:
-        return dup.key
+        return "twice", dup.key
+    except _NotANumber as exc:
+        return "constant", str(exc)
     except (ValueError, RecursionError):
         return None
-    return None
+    bad = unpaired_text(doc)
+    return ("text", bad) if bad is not None else None
 
 
 def _unreadable(body: bytes) -> str | None:
@@ -89,11 +112,17 @@ class UniqueKeys:
         if unreadable is not None:
             await problem(400, unreadable)(scope, receive, send)
             return
-        key = duplicate_key(body)
-        if key is not None:
-            await problem(422, f"the JSON body gives the member {key[:100]!r} twice in one "
-                               "object (RFC 7493 §2.3): which one is meant?")(
-                scope, receive, send)
+        refused = _refused(body)
+        if refused is not None:
+            kind, what = refused
+            detail = {
+                "twice": f"the JSON body gives the member {what[:100]!r} twice in one "
+                         "object (RFC 7493 §2.3): which one is meant?",
+                "constant": f"malformed JSON body: {what} is not a JSON number (RFC 8259 "
+                            "§6)",
+                "text": f"the JSON body has a string with {what}, which JSON text "
+                        "exchanged must not hold (I-JSON, RFC 7493 §2.1)"}[kind]
+            await problem(422, detail)(scope, receive, send)
             return
         replayed = False
 
