@@ -41,6 +41,7 @@ from netfate.engine import (
     get_policy,
 )
 from netfate.engine import plan as engine_plan
+from netfate.errors import NetfateError
 from netfate.metrics import orchestrator as metrics
 from netfate.orchestrator import lcm_records as rec
 from netfate.orchestrator import planner, snapshot
@@ -254,6 +255,8 @@ class Coordinator:
                     await self.executor.steer(step)
                 elif isinstance(step, planner.UnsteerStep):
                     await self.executor.unsteer(step)
+            except NetfateError as exc:  # refused with a reason: no traceback needed
+                log.warning("intent %s failed: %s", it, exc)
             except Exception:
                 log.exception("intent %s failed", it)
             if k == last_steer and deferred:

@@ -146,7 +146,7 @@ class Executor:
                                   step.config, step.flavour, step.pinned)
                 self.pushes.changed(step.node)
             case Drop():
-                node = await self.db.run(rec.drop, step.iid)
+                node = await self.db.run(rec.drop, step.iid, step.owner, step.nf)
                 if node is not None:
                     self.pushes.changed(node)
             case Configure():

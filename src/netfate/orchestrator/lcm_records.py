@@ -31,6 +31,7 @@ from netfate.db.repo.lcm import FINAL, TRANSITIONS
 from netfate.errors import Conflict, InvalidInput, NotFound
 from netfate.orchestrator import tenants
 from netfate.orchestrator.flavour import flavour_for
+from netfate.orchestrator.hop_owners import own_hops
 from netfate.orchestrator.planner import InstanceFacts
 from netfate.owners import is_operator_owned
 
@@ -202,7 +203,10 @@ def _put_instance(conn: sa.Connection, *, node: str, owner: str, nf: str, bundle
     cur = conn.execute(_Q_INSTANCE_KEY, {"iid": iid}).first()
     if cur is not None and tuple(cur) != (node, owner, nf):
         raise Conflict(f"NF instance {iid!r} is {cur.nf_name!r} of {cur.owner!r} on "
-                       f"{cur.node_name!r}, not {nf!r} of {owner!r} on {node!r}")
+                       f"{cur.node_name!r}, not {nf!r} of {owner!r} on {node!r}"
+                       + ("" if (cur.owner, cur.nf_name) == (owner, nf) else
+                          " (instance ids join node, owner and NF names with '-'): "
+                          f"{owner!r}'s {nf!r} cannot be placed there while it exists"))
     if cur is None:
         other = conn.execute(_Q_INSTANCE_OF, {"node": node, "owner": owner, "nf": nf}).scalar()
         if other is not None:
@@ -235,19 +239,23 @@ def _put_instance(conn: sa.Connection, *, node: str, owner: str, nf: str, bundle
                            f"({exc.orig})") from exc
 
 
-_Q_NODE_OF = sa.select(VnfInstance.node_name).where(VnfInstance.id == sa.bindparam("iid"))
+_Q_NODE_OF = sa.select(VnfInstance.node_name, VnfInstance.owner, VnfInstance.nf_name).where(
+    VnfInstance.id == sa.bindparam("iid"))
 
 
-def drop(s: Session, iid: str) -> str | None:
-    """The instance absent; its node (None if it does not exist). What
+def drop(s: Session, iid: str, owner: str | None = None, nf: str | None = None
+         ) -> str | None:
+    """The instance absent; its node (None if it does not exist, or, with `owner` and
+    `nf`, if it is not that owner's NF `nf`: planner.Drop). What
     repo.set_instance_desired_state writes, in Core statements (no ORM load, no savepoint:
     every release runs it)."""
     if "\x00" in iid:  # (as get_or_404: no row can have it)
         return None
     conn = s.connection()
-    node: str | None = conn.execute(_Q_NODE_OF, {"iid": iid}).scalar()
-    if node is None:
+    row = conn.execute(_Q_NODE_OF, {"iid": iid}).first()
+    if row is None or (owner is not None and (row.owner, row.nf_name) != (owner, nf)):
         return None
+    node: str = row.node_name
     conn.execute(_SET_INSTANCE.values(desired_state=Presence.ABSENT, updated_at=time.time()),
                  {"iid": iid})
     return node
@@ -336,6 +344,7 @@ def steer(s: Session, user: str, node: str, chain: list[str], mac: str | None,
     (their agents must be told: tenants.retenant)."""
     hops = check.str_list("chain", chain)
     conn = s.connection()
+    own_hops(conn, user, hops)
     before = _chain_at(conn, user, node)
     addr = conn.execute(_Q_USER_ADDR, {"user": user}).first()
     if addr is None:

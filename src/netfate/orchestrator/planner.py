@@ -39,9 +39,15 @@ class Want:
 
 @dataclass(frozen=True)
 class Drop:
-    """Desired state: the instance absent (an instance already gone is fine)."""
+    """Desired state: the instance absent (an instance already gone is fine). With
+    `owner` and `nf` (an undo of this occurrence's own Want): only if the instance is that
+    NF of that owner. Another owner's NF whose names join to the same id (owner 'm-rate'
+    with NF 'limiter', owner 'm' with NF 'rate-limiter') is not this occurrence's to drop:
+    its Want was refused for it (probe of 2026-12-06)."""
 
     iid: str
+    owner: str | None = None
+    nf: str | None = None
 
 
 @dataclass(frozen=True)
@@ -180,7 +186,7 @@ def instantiate(op_id: str, node: str, owner: str, nf: str, iid: str,
     return Occurrence(op_id, "instantiation failed",
                       steps=(Want(node, owner, nf, iid, config, flavour),
                              Push(node, "running", iid)),
-                      undo=(Drop(iid), Retract(node)))
+                      undo=(Drop(iid, owner, nf), Retract(node)))
 
 
 def terminate(op_id: str, iid: str, node: str | None) -> Occurrence:
@@ -222,7 +228,7 @@ def migrate(op_id: str, iid: str, facts: InstanceFacts | None, dst: str, new_iid
     elif facts.exportable:
         steps.append(RestoreState(iid, dst, new_iid))
     return Occurrence(op_id, "migration failed", steps=tuple(steps),
-                      undo=(Drop(new_iid), Retract(dst)),
+                      undo=(Drop(new_iid, facts.owner, facts.nf), Retract(dst)),
                       commit=(Drop(iid), ReleaseSource(facts.node, deferred)),
                       timings=True)
 
