@@ -290,8 +290,7 @@ class Coordinator:
         thread) does not slow the controller rounds the user's packets wait on."""
         user = _user_of(event)
         exclusive = user is None
-        if user is not None:
-            self.admission.enter()
+        entered = self.admission.enter() if user is not None else None
         try:
             await self.locks.acquire(user, exclusive)
         except BaseException:
@@ -315,7 +314,7 @@ class Coordinator:
             self.hub.publish("plan", {"event": event.model_dump(mode="json"),
                                       "intents": [i.model_dump(mode="json")
                                                   for i in plan.intents]})
-        coro = self._run_locked(plan, ops, user, exclusive, after)
+        coro = self._run_locked(plan, ops, user, exclusive, after, entered)
         if background:
             self.spawn(coro)
         else:
@@ -323,8 +322,10 @@ class Coordinator:
         return run
 
     async def _run_locked(self, plan: Plan, ops: list[str | None], user: str | None,
-                          exclusive: bool, after: asyncio.Event | None = None) -> None:
-        """Run a plan, then let the next plan of its user (or anyone's, if exclusive) go."""
+                          exclusive: bool, after: asyncio.Event | None = None,
+                          entered: float | None = None) -> None:
+        """Run a plan, then let the next plan of its user (or anyone's, if exclusive) go.
+        `entered`: when the admission counted its event in."""
         try:
             if after is not None:
                 await after.wait()
@@ -332,7 +333,7 @@ class Coordinator:
         finally:
             self.locks.release(user, exclusive)
             if user is not None:
-                self.admission.leave()
+                self.admission.leave(entered)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
