@@ -202,7 +202,8 @@ def test_client_without_a_lease_is_400() -> None:
 
 
 # -- malformed posts ----------------------------------------------------------------------
-BAD: list[tuple[str, dict[str, Any], str]] = [
+# (case, request, words, status: 400 unless given)
+BAD: list[tuple[Any, ...]] = [
     ("no username", {"data": {"password": "x"}}, "username is missing"),
     ("no password", {"data": {"username": "alice"}}, "password is missing"),
     ("empty username", {"data": {"username": "", "password": "x"}}, "username must be"),
@@ -216,33 +217,46 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("NUL", {"data": {"username": "alice", "password": "a\x00b"}}, "NUL"),
     ("twice", {"content": b"username=a&username=b&password=x",
                "headers": {"Content-Type": FORM}}, "username is given more than once"),
-    ("json", {"json": {"username": "alice", "password": "x"}}, "x-www-form-urlencoded"),
-    ("no type", {"content": b"username=alice&password=x"}, "x-www-form-urlencoded"),
+    ("json", {"json": {"username": "alice", "password": "x"}}, "x-www-form-urlencoded", 415),
+    ("no type", {"content": b"username=alice&password=x"}, "x-www-form-urlencoded", 415),
     ("latin-1", {"content": b"username=alice&password=x",
-                 "headers": {"Content-Type": FORM + "; charset=iso-8859-1"}}, "charset"),
+                 "headers": {"Content-Type": FORM + "; charset=iso-8859-1"}}, "charset", 415),
+    # HTTP framing, as the API answers it (probe of 2026-12-06: these were read as plain)
+    ("gzip", {"content": b"username=alice&password=x",
+              "headers": {"Content-Type": FORM, "Content-Encoding": "gzip"}},
+     "Content-Encoding", 415),
+    ("length and chunked", {"content": b"username=alice&password=x",
+                            "headers": {"Content-Type": FORM, "Transfer-Encoding": "chunked",
+                                        "Content-Length": "25"}},
+     "both Content-Length and Transfer-Encoding"),
+    ("huge length", {"content": b"username=alice&password=x",
+                     "headers": {"Content-Type": FORM, "Content-Length": "9" * 20}},
+     "over 4096 bytes", 413),
     ("raw non-utf8", {"content": b"username=alice&password=\xff",
                       "headers": {"Content-Type": FORM}}, "not valid UTF-8"),
     ("escaped non-utf8", {"content": b"username=alice&password=%ff%fe",
                           "headers": {"Content-Type": FORM}}, "not valid UTF-8"),
     ("big body", {"content": b"username=alice&password=x&pad=" + b"a" * 5000,
-                  "headers": {"Content-Type": FORM}}, "over 4096 bytes"),
+                  "headers": {"Content-Type": FORM}}, "over 4096 bytes", 413),
     ("many fields", {"content": b"&".join(b"f%d=1" % i for i in range(20)),
                      "headers": {"Content-Type": FORM}}, "too many fields"),
 ]
 
 
-@pytest.mark.parametrize("kw,message", [(b[1], b[2]) for b in BAD], ids=[b[0] for b in BAD])
-def test_malformed_login_is_400_and_calls_nothing(kw: dict[str, Any], message: str) -> None:
+@pytest.mark.parametrize("kw,message,status", [(b[1], b[2], (*b[3:], 400)[0]) for b in BAD],
+                         ids=[b[0] for b in BAD])
+def test_malformed_login_is_refused_and_calls_nothing(kw: dict[str, Any], message: str,
+                                                      status: int) -> None:
     f = Fakes()
     headers = {**JSON, **kw.pop("headers", {})}
     r = call(make(f), "POST", "/login", headers=headers, **kw)
-    assert r.status_code == 400, r.text
+    assert r.status_code == status, r.text
     assert r.json()["ok"] is False and message in r.json()["error"]
     assert not f.called
     # The same in HTML.
     r = call(make(f), "POST", "/login", headers={k: v for k, v in headers.items()
                                                   if k != "Accept"}, **kw)
-    assert r.status_code == 400 and "text/html" in r.headers["content-type"]
+    assert r.status_code == status and "text/html" in r.headers["content-type"]
 
 
 def test_streamed_body_over_the_limit_is_refused() -> None:
@@ -253,13 +267,21 @@ def test_streamed_body_over_the_limit_is_refused() -> None:
     f = Fakes()
     r = call(make(f), "POST", "/login", content=chunks(),
              headers={"Content-Type": FORM, **JSON})
-    assert r.status_code == 400 and "over 4096 bytes" in r.json()["error"]
+    assert r.status_code == 413 and "over 4096 bytes" in r.json()["error"]
     assert not f.called
 
 
 def test_parse_login_accepts_a_utf8_password_and_charset() -> None:
     body = b"username=bob.x-1&password=p%C3%A4ss+w"
     assert parse_login(FORM + "; charset=UTF-8", body) == ("bob.x-1", "päss w", None)
+
+
+def test_a_password_sent_in_nfd_is_checked_in_nfc() -> None:
+    """RFC 8265 §4.2.2: OpaqueString's enforcement normalises to NFC, the form every
+    password is set in (the API refuses others). A device sending NFD ("a" and a combining
+    diaeresis) was refused as a wrong password (probe of 2026-12-06)."""
+    body = b"username=bob&password=pa%CC%88ss"  # p, a, U+0308, s, s
+    assert parse_login(FORM, body) == ("bob", "p\u00e4ss", None)
 
 
 # -- rate limit -----------------------------------------------------------------------------

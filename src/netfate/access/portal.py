@@ -31,6 +31,7 @@ import math
 import re
 import threading
 import time
+import unicodedata
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -66,7 +67,13 @@ class AcceptError(Exception):
 
 
 class BadRequest(Exception):
-    """A malformed login POST; the message names the field."""
+    """A malformed login POST; the message names the field. `status`: 400, or 413 (too
+    large) or 415 (a media type or encoding the portal does not take), as the API answers
+    (orchestrator/api/problems.BodyLimit)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class WindowLimiter:
@@ -129,12 +136,12 @@ def parse_login(content_type: str | None, body: bytes) -> tuple[str, str, str | 
     """(username, password, next) from a form-encoded body; BadRequest naming the field."""
     media, _, params = (content_type or "").partition(";")
     if media.strip().lower() != "application/x-www-form-urlencoded":
-        raise BadRequest("the login must be posted as application/x-www-form-urlencoded")
+        raise BadRequest("the login must be posted as application/x-www-form-urlencoded", 415)
     charset = re.search(r"charset\s*=\s*\"?([\w-]+)", params, re.I)
     if charset and charset.group(1).lower().replace("_", "-") not in ("utf-8", "utf8"):
-        raise BadRequest(f"charset {charset.group(1)} is not supported: send UTF-8")
+        raise BadRequest(f"charset {charset.group(1)} is not supported: send UTF-8", 415)
     if len(body) > MAX_BODY:
-        raise BadRequest(f"the request body is over {MAX_BODY} bytes")
+        raise BadRequest(f"the request body is over {MAX_BODY} bytes", 413)
     try:
         text = body.decode("utf-8")
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False,
@@ -157,6 +164,10 @@ def parse_login(content_type: str | None, body: bytes) -> tuple[str, str, str | 
     # The same rules as the API's (netfate.credentials): what can't be a password is refused
     # here in words rather than sent to RADIUS, where it could only fail (or, starting with
     # "reauth:", be read as a session token).
+    # RFC 8265 §4.2.2 (OpaqueString) enforcement: the password in NFC, the form it was set
+    # in (the API takes no other); a device that sends NFD is not refused for it.
+    if not password.isascii():
+        password = unicodedata.normalize("NFC", password)
     why = credentials.username_problem(user) or credentials.password_problem(
         password, new=False)
     if why:
@@ -167,17 +178,25 @@ def parse_login(content_type: str | None, body: bytes) -> tuple[str, str, str | 
 async def _read_body(request: Request) -> bytes:
     """The body, refusing (BadRequest) as soon as it is over MAX_BODY: a big upload is never
     buffered whole."""
+    names = {k for k, _ in request.headers.raw}
+    if b"content-length" in names and b"transfer-encoding" in names:
+        # RFC 9112 §6.1: a proxy reading the other header would see another body's end
+        # (request smuggling); the API refuses it too.
+        raise BadRequest("both Content-Length and Transfer-Encoding: send one")
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        raise BadRequest("Content-Encoding is not supported: send the form as it is", 415)
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not (declared.isascii() and declared.isdigit() and len(declared) <= 18):
+        if not (declared.isascii() and declared.isdigit()):
             raise BadRequest("Content-Length is not a number")
-        if int(declared) > MAX_BODY:
-            raise BadRequest(f"the request body is over {MAX_BODY} bytes")
+        if len(declared) > 18 or int(declared) > MAX_BODY:  # (int() of 4300+ digits fails)
+            raise BadRequest(f"the request body is over {MAX_BODY} bytes", 413)
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY:
-            raise BadRequest(f"the request body is over {MAX_BODY} bytes")
+            raise BadRequest(f"the request body is over {MAX_BODY} bytes", 413)
     return body
 
 
@@ -261,7 +280,7 @@ def create_portal_app(
             raw = await _read_body(request)
             user, password, next_url = parse_login(request.headers.get("content-type"), raw)
         except BadRequest as exc:
-            return answer(request, 400, "The login could not be read", str(exc),
+            return answer(request, exc.status, "The login could not be read", str(exc),
                           retry_form=(None, ""))
         except ClientDisconnect:
             return Response(status_code=400)
