@@ -9,12 +9,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from netfate import catalogue
 from netfate.bundle import inspect_bundle
 from netfate.bus.messages import Command, NFActual, Reply
 from netfate.db import Database, repo, sqlite_url
 from netfate.db.models import LcmOperation, Presence
+from netfate.errors import Conflict
 from netfate.orchestrator import planner
 from netfate.orchestrator.agents import AgentUnreachable
 from netfate.orchestrator.checkpoints import Checkpoints
@@ -124,6 +126,30 @@ def _placed(db: Database) -> planner.InstanceFacts:
                              bundle_sha256=sha, flavour="native", instance_id="i1")
     return planner.InstanceFacts(node="cpe1", owner="user1", nf="firewall",
                                  exportable=True)
+
+
+def _shared(db: Database) -> None:
+    """The firewall's package marked shared (descriptor `shared`): one instance for several
+    users, each steered through it (a user is never steered through another's NF that is
+    not: lcm_records.steer refuses it)."""
+    from netfate.db.models import VnfPackage
+
+    with db.session() as s:
+        pkg = s.scalars(sa.select(VnfPackage).where(VnfPackage.name == "firewall")).one()
+        pkg.descriptor = {**pkg.descriptor, "shared": True}
+
+
+def test_user2_is_not_steered_through_user1s_nf_that_is_not_shared(db: Database) -> None:
+    from netfate.orchestrator import lcm_records as rec
+
+    _placed(db)
+    with db.session() as s:
+        repo.create_user(s, "user2", "Pw-user2-long-enough")
+    with db.session() as s, pytest.raises(Conflict, match="'user2' is not steered"):
+        rec.steer(s, "user2", "cpe1", ["i1"], None, None)
+    with db.session() as s:
+        assert repo.get_instance(s, "i1").active_users == []
+        assert not repo.list_steering(s, node="cpe1")
 
 
 def test_a_migration_moves_the_state_then_releases_the_source(db: Database) -> None:
@@ -271,6 +297,7 @@ def test_an_instance_counts_the_users_steered_through_it(db: Database) -> None:
     from netfate.orchestrator import lcm_records as rec
 
     _placed(db)
+    _shared(db)
     with db.session() as s:
         repo.create_user(s, "user2", "Pw-user2-long-enough")
         rec.steer(s, "user1", "cpe1", ["i1"], None, None)
@@ -290,6 +317,7 @@ def test_the_repairs_read_a_shared_instance_as_used_by_each_of_its_users(db: Dat
     from netfate.orchestrator.repair import user_records
 
     _placed(db)
+    _shared(db)
     with db.session() as s:
         repo.create_user(s, "user2", "Pw-user2-long-enough", required_nfs=["firewall"])
         repo.add_session(s, user="user2", node="cpe1")

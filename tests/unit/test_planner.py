@@ -16,7 +16,8 @@ def test_instantiate_wants_the_nf_pushes_and_rolls_back_to_absent() -> None:
     occ = p.instantiate("op1", "cpe1", "user1", "firewall", "i1")
     assert occ.steps == (p.Want("cpe1", "user1", "firewall", "i1", None),
                          p.Push("cpe1", "running", "i1"))
-    assert occ.undo == (p.Drop("i1"), p.Retract("cpe1"))
+    # the undo drops only its own NF (another owner's with the same id stays)
+    assert occ.undo == (p.Drop("i1", "user1", "firewall"), p.Retract("cpe1"))
     assert occ.rolled_back and occ.commit == () and occ.title == "instantiation failed"
 
 
@@ -40,7 +41,7 @@ def test_migration_is_make_before_break() -> None:
                          p.MoveState("cpe1", "i1", "cpe2", "i2"))
     # the source goes only once the destination runs with its state
     assert occ.commit == (p.Drop("i1"), p.ReleaseSource("cpe1", deferred=True))
-    assert occ.undo == (p.Drop("i2"), p.Retract("cpe2"))
+    assert occ.undo == (p.Drop("i2", "user1", "firewall"), p.Retract("cpe2"))
     assert occ.timings and occ.rolled_back
 
 
