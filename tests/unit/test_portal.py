@@ -378,6 +378,30 @@ def test_logged_in_is_what_the_platform_says_after_the_fresh_login() -> None:
     assert call(app, "GET", API).json()["captive"] is True
 
 
+def test_a_fresh_login_here_counts_only_until_the_platform_can_say() -> None:
+    """A device logged in here, whose session the platform then ended (the user logged in
+    on another device, or was deleted), was told "You are logged in" for 30 s (probe of
+    2026-12-06). The platform's "no" stands once its list can show the login (3 s)."""
+    from netfate.access.capport import Logins
+
+    f = Fakes()
+    now = [100.0]
+    seen = Logins(clock=lambda: now[0])
+    sessions = {MAC: False}
+    app = create_portal_app("cpe1", PORTAL, f.authenticate, f.on_accept, f.mac_for_ip,
+                            logged_in=lambda mac: sessions.get(mac, False), logins=seen,
+                            capport_api_url=API)
+    seen.accepted(MAC, "alice", None)
+    assert call(app, "GET", API).json()["captive"] is False  # just now: not listed yet
+    now[0] += 5.0
+    assert call(app, "GET", API).json()["captive"] is True  # the platform's word
+    assert call(app, "GET", "http://example.com/page").status_code == 302
+    # without the platform (the portal alone), its own logins count for the grace period
+    alone = create_portal_app("cpe1", PORTAL, f.authenticate, f.on_accept, f.mac_for_ip,
+                              logins=seen, capport_api_url=API)
+    assert call(alone, "GET", API).json()["captive"] is False
+
+
 def test_capport_api_is_https_only_and_absent_without_a_certificate() -> None:
     """RFC 8908 section 3: the API's URI is https. Over plain http it is a 404 that names
     the https URL; a portal without a certificate has no API at all."""

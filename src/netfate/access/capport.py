@@ -57,10 +57,11 @@ class Logins:
         with self._lock:
             return self._by_mac.get(mac)
 
-    def fresh(self, mac: str) -> bool:
-        """Logged in here within the grace period."""
+    def fresh(self, mac: str, within: float | None = None) -> bool:
+        """Logged in here within the grace period (or the last `within` seconds)."""
         login = self.get(mac)
-        return login is not None and self.clock() - login.at < self.grace
+        window = self.grace if within is None else min(within, self.grace)
+        return login is not None and self.clock() - login.at < window
 
     def seconds_remaining(self, mac: str) -> int | None:
         login = self.get(mac)

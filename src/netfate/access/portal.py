@@ -51,6 +51,7 @@ from netfate.radius.client import AuthResult, RadiusError
 log = logging.getLogger("netfate.access.portal")
 
 MAX_BODY = 4096
+OWN_WORD_S = 3.0  # s a login made here counts as logged in where the platform says no
 MAX_USER = credentials.USERNAME_MAX
 MAX_PASSWORD_BYTES = credentials.PASSWORD_MAX_BYTES  # RFC 2865 5.2
 MAX_NEXT = 2048
@@ -244,15 +245,19 @@ def create_portal_app(
         mac = await _call(mac_for_ip, client_ip) if client_ip else None
         if not mac:
             return False, None
-        if seen.fresh(mac):
-            return True, mac
-        if logged_in is None:
-            return False, mac
+        if logged_in is None:  # the portal alone: its own fresh logins
+            return seen.fresh(mac), mac
         try:
-            return bool(await _call(logged_in, mac)), mac
+            if await _call(logged_in, mac):
+                return True, mac
         except Exception as exc:  # the orchestrator is away: captive, as the switch decides
             log.warning("cannot tell whether %s is logged in: %s", mac, exc)
-            return False, mac
+            return seen.fresh(mac, within=OWN_WORD_S), mac
+        # The platform says no: its answer stands, but for a login made here so recently
+        # that its list of users (cached up to 1 s) may not show it yet. Before, a fresh
+        # login counted for 30 s: a device whose session a later login elsewhere (or the
+        # user's deletion) had ended was told "You are logged in" (probe of 2026-12-06).
+        return seen.fresh(mac, within=OWN_WORD_S), mac
 
     def answer(request: Request, status: int, title: str, message: str,
                data: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
