@@ -33,6 +33,8 @@ def follow(first: httpx.Response, get: Callable[[str], httpx.Response]) -> list[
         nxt = r.links.get("next", {}).get("url")
         if not nxt:
             return rows
-        r = get(nxt)
+        # Only its path and query, on the server asked: a Link naming another host (a
+        # proxy's Host header reflected, say) never gets the caller's token.
+        r = get(str(r.request.url.copy_with(raw_path=httpx.URL(nxt).raw_path)))
         rows += r.json()
     raise ValueError(f"{first.url.path}: over {MAX_PAGES} pages")

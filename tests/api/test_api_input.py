@@ -106,7 +106,40 @@ def test_body_without_content_type(seeded: httpx.Client) -> None:
     with unchanged(seeded):
         r = seeded.post(f"{API}/users", content=b"name=user2&password=secret2",
                         headers={"content-type": "application/x-www-form-urlencoded"})
-        assert_problem(r, 422, "JSON object", "Content-Type")
+        assert_problem(r, 415, "x-www-form-urlencoded", "application/json")
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("PATCH", "/users/user1", b'{"password": "abcdef"}'),
+    ("POST", "/users", b'{"name": "user2", "password": "secret2"}'),
+    ("POST", "/subscriptions", b'{"callbackUri": "http://127.0.0.1:9/x"}'),
+])
+@pytest.mark.parametrize(("headers", "words"), [
+    ([("content-type", "text/plain")], ("'text/plain'",)),
+    ([("content-type", "application/xml")], ("'application/xml'",)),
+    ([("content-type", "application/json-patch+json")], ("json-patch+json",)),
+    ([("content-type", "application/vnd.foo+json")], ("vnd.foo+json",)),
+    ([("content-type", "application/json; charset=utf-16")], ("utf-16", "RFC 8259")),
+    ([("content-type", "application/json"), ("content-type", "text/plain")],
+     ("more than once",)),
+    ([], ("needs one Content-Type",)),
+])
+def test_a_json_body_labelled_as_something_else_is_415(
+        seeded: httpx.Client, method: str, path: str, body: bytes,
+        headers: list[tuple[str, str]], words: tuple[str, ...]) -> None:
+    """RFC 9110 §15.5.16: a body in a media type the route does not take is 415. Before,
+    text/plain and XML got 422, while JSON Patch, any */*+json and charset=utf-16 were read
+    as JSON (probe of 2026-12-06). JSON (and JSON Merge Patch, RFC 7396) are taken."""
+    with unchanged(seeded):
+        r = seeded.request(method, API + path, content=body, headers=headers)
+        assert_problem(r, 415, *words)
+
+
+def test_json_merge_patch_and_a_utf8_charset_are_taken(seeded: httpx.Client) -> None:
+    for ctype in ("application/merge-patch+json", "application/json; charset=UTF-8"):
+        r = seeded.patch(f"{API}/users/user1", content=b'{"nf_config": {}}',
+                         headers={"content-type": ctype})
+        assert r.status_code == 200, (ctype, r.text)
 
 
 @pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e309"])
@@ -249,6 +282,10 @@ BAD_BODIES: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [
      ("callbackUri", "zone")),
     ("POST", "/subscriptions", {"callbackUri": "http://[fe80::1%eth0]/cb"},
      ("callbackUri", "zone")),
+    ("POST", "/subscriptions", {"callbackUri": "http://127.0.0.1:9/%zz"},
+     ("callbackUri", "two hex digits")),
+    ("POST", "/subscriptions", {"callbackUri": "http://127.0.0.1:9/a%2"},
+     ("callbackUri", "two hex digits")),
     ("POST", "/users", {"name": "user2", "password": "secret2",
                         "required_nfs": ["firewall", "packet-inspector"],
                         "classifiers": [{"name": "web", "priority": 5,
@@ -455,7 +492,9 @@ def test_unknown_id(seeded: httpx.Client, method: str, path: str, body: dict[str
 
 
 @pytest.mark.parametrize("nid", ["0", "-3", "abc", "99999999999999999999",
-                                 "9223372036854775808", "2147483648"])
+                                 "9223372036854775808", "2147483648",
+                                 # another spelling of 1 (acknowledged 1: probe of 2026-12-06)
+                                 "01", "+1", "%201", "1.0", "1e0"])
 def test_notification_id_out_of_range(seeded: httpx.Client, nid: str) -> None:
     """Ids past the INTEGER column (32-bit on PostgreSQL) are refused, not a driver error."""
     with unchanged(seeded):
@@ -937,3 +976,12 @@ def test_known_query_parameters_still_work(seeded: httpx.Client) -> None:
     assert [i["id"] for i in seeded.get(f"{API}/vnf_instances?node=cpe1").json()] == [FW_IID]
     assert seeded.get(f"{API}/vnf_instances?node=cpe2&owner=user1").json() == []
     assert seeded.get(f"{API}/vnf_lcm_op_occs?state=COMPLETED").status_code == 200
+
+
+def test_a_problem_quoting_a_huge_value_is_cut(seeded: httpx.Client) -> None:
+    """A 1,000,000-character nf_config key was quoted twice in a 2 MB 422 (probe of
+    2026-12-06): a problem's detail is cut at 2000 characters, saying how long it was."""
+    with unchanged(seeded):
+        r = seeded.patch(f"{API}/users/user1", json={"nf_config": {"x" * 1_000_000: {}}})
+        body = assert_problem(r, 422, "characters in all")
+        assert len(r.content) < 3000 and len(body["detail"]) < 2100, len(r.content)

@@ -32,6 +32,7 @@ def _upload(c: httpx.Client, version: str, marker: bytes) -> str:
     r = c.post(f"{API}/vnf_packages", content=data, headers=GZ)
     assert r.status_code == 201, r.text
     assert r.json()["version"] == version
+    assert r.headers["Location"] == f"{API}/vnf_packages/{r.json()['sha256']}"
     return str(r.json()["sha256"])
 
 
@@ -111,3 +112,16 @@ def test_the_only_package_of_an_nf_users_hold_a_config_for_stays(c: httpx.Client
     assert_problem(c.delete(f"{API}/vnf_packages/{nat[0]['sha256']}"), 409,
                    "only one of nat", "userf", "config")
     assert c.get(f"{API}/vnf_packages/{nat[0]['sha256']}").status_code == 200
+
+
+def test_the_troubleshooters_only_package_is_kept(c: httpx.Client) -> None:
+    """Deleting it left every troubleshooting question failing ("probe ... did not come
+    up": no bundle for NF 'troubleshooter'; probe of 2026-12-06): 409 while it is the
+    only one."""
+    shas = [p["sha256"] for p in c.get(f"{API}/vnf_packages").json()
+            if p["name"] == "troubleshooter"]
+    assert len(shas) == 1, shas
+    assert_problem(c.delete(f"{API}/vnf_packages/{shas[0]}"), 409, "troubleshooter",
+                   "POST /troubleshoot")
+    assert c.get(f"{API}/vnf_packages/{shas[0]}").status_code == 200
+

@@ -53,6 +53,10 @@ def test_notifications_and_operations_come_in_pages(
     # a filter is kept in the next page's link
     r = client.get(f"{API}/notifications", params={"type": "probe"})
     assert "type=probe" in r.links["next"]["url"]
+    # relative: the request's Host header is not echoed (probe of 2026-12-06)
+    r = client.get(f"{API}/notifications", headers={"Host": "evil.example"})
+    assert r.links["next"]["url"].startswith(f"{API}/notifications?"), r.headers["Link"]
+    assert "evil" not in r.headers["Link"]
 
 
 def _marker(key: Any) -> str:

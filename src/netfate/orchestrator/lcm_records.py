@@ -223,6 +223,7 @@ def _put_instance(conn: sa.Connection, *, node: str, owner: str, nf: str, bundle
             conn.execute(sa.insert(VnfInstance).values(
                 id=iid, node_name=node, owner=owner, nf_name=nf, created_at=t,
                 actual_state=ActualState.PENDING, active_users=[], **values))
+            repo.inherit_mute(conn, iid, owner, nf, t)
         else:
             conn.execute(_SET_INSTANCE.values(**values), {"iid": iid})
     except sa.exc.IntegrityError as exc:  # (as repo's guard; the transaction rolls back)

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from netfate.db.models import Notification, NotificationMute
+from netfate.db.models import Notification, NotificationMute, VnfInstance
 from netfate.db.repo import check
 from netfate.db.repo._common import get_or_404, guard, stamp, where_given
 
@@ -140,3 +140,25 @@ def is_muted(session: Session, nf_instance_id: str) -> bool:
 
 def list_mutes(session: Session) -> list[NotificationMute]:
     return list(session.scalars(sa.select(NotificationMute).order_by(NotificationMute.muted_at)))
+
+
+# A new instance of an owner's NF is muted if another of that owner's same NF is: a mute
+# follows the NF when it moves (a migration makes a new instance id; the operator's mute
+# was lost: probe of 2026-12-06). One statement, portable (no ON CONFLICT).
+_M = sa.orm.aliased(NotificationMute)
+_INHERIT = sa.insert(NotificationMute).from_select(
+    ["nf_instance_id", "muted_at"],
+    sa.select(sa.bindparam("iid", type_=sa.String), sa.bindparam("t", type_=sa.Double))
+    .where(sa.exists(sa.select(_M.nf_instance_id)
+                     .join(VnfInstance, VnfInstance.id == _M.nf_instance_id)
+                     .where(VnfInstance.owner == sa.bindparam("owner"),
+                            VnfInstance.nf_name == sa.bindparam("nf"),
+                            VnfInstance.id != sa.bindparam("iid"))),
+           ~sa.exists(sa.select(NotificationMute.nf_instance_id)
+                      .where(NotificationMute.nf_instance_id == sa.bindparam("iid")))))
+
+
+def inherit_mute(conn: sa.Connection, iid: str, owner: str, nf: str, t: float) -> None:
+    """Mute the new instance `iid` of `owner`'s NF `nf` if another instance of it is
+    muted (in Core: every placement runs it; see _INHERIT)."""
+    conn.execute(_INHERIT, {"iid": iid, "owner": owner, "nf": nf, "t": t})

@@ -76,5 +76,7 @@ def page(request: Request, response: Response, rows: list[T],
         return rows
     rows = rows[:PAGE_SIZE]
     nxt = request.url.include_query_params(nextpage_opaque_marker=encode(key(rows[-1])))
-    response.headers["Link"] = f'<{nxt}>; rel="next"'
+    # A relative reference (RFC 8288 §3.1): the Host header the request came with is not
+    # echoed (it was, in the Link of every list: probe of 2026-12-06).
+    response.headers["Link"] = f'<{nxt.path}?{nxt.query}>; rel="next"'
     return rows

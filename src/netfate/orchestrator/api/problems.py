@@ -26,7 +26,16 @@ _JSON_TYPES = {type(None): "null", list: "an array", str: "a string", int: "a nu
                float: "a number", bool: "a boolean", bytes: "a non-JSON body"}
 
 
+# A problem's detail is cut past this many characters: a message quoting what the user
+# sent (a 1,000,000-character nf_config key, quoted twice) made a 2 MB answer (probe of
+# 2026-12-06).
+MAX_DETAIL = 2000
+
+
 def problem(status: int, detail: str, **extra: Any) -> JSONResponse:
+    """An RFC 9457 problem answer; `detail` cut to MAX_DETAIL characters."""
+    if len(detail) > MAX_DETAIL:
+        detail = f"{detail[:MAX_DETAIL]}... ({len(detail)} characters in all)"
     body = {"type": "about:blank", "title": TITLES.get(status, "Error"), "status": status,
             "detail": detail, **extra}
     return JSONResponse(body, status_code=status, media_type="application/problem+json")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
 from typing import Any
 
 from fastapi import APIRouter, Path, Request, Response
@@ -15,6 +14,7 @@ from netfate.db.models import LcmOperation, OpState, Presence, VnfInstance
 from netfate.errors import Conflict, NotFound
 from netfate.orchestrator import lcm_records
 from netfate.orchestrator.api import paging
+from netfate.orchestrator.api.background import run_op
 from netfate.orchestrator.api.deps import all_rows, coord, db, one_row
 from netfate.orchestrator.api.nf_configs import (
     NfCheck,
@@ -31,30 +31,16 @@ from netfate.orchestrator.api.schemas import (
     OwnerFilter,
     UpdateBody,
 )
-from netfate.orchestrator.coordinator import Coordinator
 from netfate.orchestrator.nf_status import nf_status
 
 router = APIRouter()
 log = logging.getLogger("netfate.api")
 
 
-def _run(c: Coordinator, op_id: str, work: Coroutine[Any, Any, bool],
-         owner: str | None) -> None:
-    """Run an operation in the background, as one of its NF owner's plans (see
-    Coordinator.as_owner). Whatever escapes it (the instance deleted under it, a database
-    error) ends the operation FAILED rather than leaving it PROCESSING."""
-
-    async def guarded() -> None:
-        try:
-            await c.as_owner(owner, work)
-        except Exception as exc:
-            log.exception("operation %s failed", op_id)
-            try:
-                await c.finish_failed(op_id, "operation failed", exc, rolled_back=False)
-            except Exception:  # already final, or the database is gone
-                log.exception("operation %s: could not record the failure", op_id)
-
-    c.spawn(guarded())
+def _accepted(response: Response, op_id: str) -> Accepted:
+    """202 with the new operation occurrence's URI in Location (SOL003 §5.4.4.3.1)."""
+    response.headers["Location"] = f"/api/v1/vnf_lcm_op_occs/{op_id}"
+    return Accepted(vnf_lcm_op_occs=[op_id])
 
 
 def _not_busy(s: Any, iid: str) -> None:
@@ -170,46 +156,48 @@ def _can_update(s: Session, iid: str, config: dict[str, Any]
 
 @router.post("/vnf_instances", status_code=202, response_model=Accepted,
              summary="Instantiate an NF for an owner on a node")
-async def instantiate(request: Request, body: Instantiate) -> Accepted:
+async def instantiate(request: Request, response: Response, body: Instantiate) -> Accepted:
     c = coord(request)
     iid, check = await db(request).read(_can_instantiate, body)
     await asyncio.to_thread(run_checks, [check])
     op_id = await c.new_op(LcmOperation.INSTANTIATE, iid, body.model_dump(),
                            not_present=[iid])
-    _run(c, op_id, c.instantiate(op_id, body.node, body.owner, body.nf, iid, body.config),
+    run_op(c, op_id, c.instantiate(op_id, body.node, body.owner, body.nf, iid, body.config),
          body.owner)
-    return Accepted(vnf_lcm_op_occs=[op_id])
+    return _accepted(response, op_id)
 
 
 @router.post("/vnf_instances/{iid}/terminate", status_code=202, response_model=Accepted)
-async def terminate(request: Request, iid: str = IID) -> Accepted:
+async def terminate(request: Request, response: Response, iid: str = IID) -> Accepted:
     c = coord(request)
     owner = await db(request).run(_can_terminate, iid)
     op_id = await c.new_op(LcmOperation.TERMINATE, iid, {}, exists=iid)
-    _run(c, op_id, c.terminate(op_id, iid), owner)
-    return Accepted(vnf_lcm_op_occs=[op_id])
+    run_op(c, op_id, c.terminate(op_id, iid), owner)
+    return _accepted(response, op_id)
 
 
 @router.post("/vnf_instances/{iid}/migrate", status_code=202, response_model=Accepted)
-async def migrate(request: Request, iid: str = IID, *, body: MigrateBody) -> Accepted:
+async def migrate(request: Request, response: Response, iid: str = IID, *,
+                  body: MigrateBody) -> Accepted:
     c = coord(request)
     new_iid, owner = await db(request).run(_can_migrate, iid, body.node)
     op_id = await c.new_op(LcmOperation.MIGRATE, iid,
                            {"dst": body.node, "new_instance_id": new_iid},
                            present=iid, free=[new_iid], not_present=[new_iid])
-    _run(c, op_id, c.migrate(op_id, iid, body.node, new_iid), owner)
-    return Accepted(vnf_lcm_op_occs=[op_id])
+    run_op(c, op_id, c.migrate(op_id, iid, body.node, new_iid), owner)
+    return _accepted(response, op_id)
 
 
 @router.patch("/vnf_instances/{iid}", status_code=202, response_model=Accepted,
               summary="Update an NF's config while it runs")
-async def update(request: Request, iid: str = IID, *, body: UpdateBody) -> Accepted:
+async def update(request: Request, response: Response, iid: str = IID, *,
+                 body: UpdateBody) -> Accepted:
     c = coord(request)
     owner, check = await db(request).read(_can_update, iid, body.config)
     await asyncio.to_thread(run_checks, [check])
     op_id = await c.new_op(LcmOperation.UPDATE, iid, {"config": body.config}, present=iid)
-    _run(c, op_id, c.update(op_id, iid, body.config), owner)
-    return Accepted(vnf_lcm_op_occs=[op_id])
+    run_op(c, op_id, c.update(op_id, iid, body.config), owner)
+    return _accepted(response, op_id)
 
 
 @router.get("/vnf_lcm_op_occs", summary="LCM operation occurrences, oldest first, in pages "

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from netfate.db import repo
 from netfate.db.models import SteeringRule
@@ -27,6 +27,7 @@ from netfate.orchestrator.api.schemas import (
     UserCreate,
     UserPatch,
 )
+from netfate.orchestrator.api.user_nf_updates import update_running
 
 router = APIRouter()
 
@@ -78,7 +79,7 @@ def _known_nfs(s: Any, nfs: list[str] | None) -> None:
 
 
 @router.post("/users", status_code=201)
-def create_user(request: Request, body: UserCreate) -> dict[str, Any]:
+def create_user(request: Request, response: Response, body: UserCreate) -> dict[str, Any]:
     _check_nfs(request, body.required_nfs)
     with db(request).session(read_only=True) as s:
         checks = check_user_nf_config(s, body.name, body.nf_config)
@@ -89,7 +90,9 @@ def create_user(request: Request, body: UserCreate) -> dict[str, Any]:
                              nf_config=body.nf_config,
                              classifiers=[c.model_dump(exclude_none=True)
                                           for c in body.classifiers])
-        return row(u)
+        out = row(u)
+    response.headers["Location"] = f"/api/v1/users/{body.name}"  # RFC 9110 §15.3.2
+    return out
 
 
 @router.get("/users")
@@ -108,8 +111,10 @@ def get_user(request: Request, name: str = USER) -> dict[str, Any]:
     return out
 
 
-@router.patch("/users/{name}", summary="Edit a user; a change to their NFs or classifiers "
-                                       "takes effect at once if they are logged in")
+@router.patch("/users/{name}", summary="Edit a user; a change to their NFs, their NFs' "
+                                       "config or classifiers takes effect at once if they "
+                                       "are logged in (vnf_lcm_op_occs: the UPDATEs of "
+                                       "their running NFs)")
 async def patch_user(request: Request, name: str = USER, *, body: UserPatch
                      ) -> dict[str, Any]:
     classes = None if body.classifiers is None else [
@@ -142,6 +147,9 @@ async def patch_user(request: Request, name: str = USER, *, body: UserPatch
     for node in retenant:
         coord(request).pushes.changed(node)
         await coord(request).push_if_changed(node)
+    if body.nf_config is not None:  # their running NFs take it now, not at the next login
+        out["vnf_lcm_op_occs"] = await update_running(coord(request), name,
+                                                      out.get("nf_config") or {})
     if body.required_nfs is not None or body.classifiers is not None:
         # Re-planned now (make before break), not at the next repair pass.
         await sessions.replan(coord(request), db(request), name)

@@ -29,7 +29,17 @@ router = APIRouter()
 
 # Notification ids are INTEGER columns: 32-bit on PostgreSQL, 64-bit on SQLite. A larger id
 # would make the driver fail (a 500); it is refused here with a 422 instead.
-NID = Path(ge=1, le=2**31 - 1, description="the notification's id", examples=[1])
+# Written as the API writes it: digits, no leading zero, sign, space or fraction (an int
+# path parameter took "01", "+1", " 1" and "1.0" for 1: probe of 2026-12-06).
+NID = Path(pattern=r"^[1-9][0-9]{0,9}$", description="the notification's id",
+           examples=["1"])
+
+
+def nid_of(nid: str) -> int:
+    n = int(nid)
+    if n > 2**31 - 1:  # PostgreSQL's INTEGER
+        raise InvalidInput(f"nid: notification id {nid} is past the largest, {2**31 - 1}")
+    return n
 
 
 @router.get("/notifications", summary="NF notifications, newest first, in pages (a Link "
@@ -48,14 +58,16 @@ def list_notifications(request: Request, response: Response,
 
 
 @router.post("/notifications/{nid}/ack")
-def ack(request: Request, nid: int = NID) -> dict[str, Any]:
-    return one_row(request, lambda s: repo.ack_notification(s, nid))
+def ack(request: Request, nid: str = NID) -> dict[str, Any]:
+    n = nid_of(nid)
+    return one_row(request, lambda s: repo.ack_notification(s, n))
 
 
 @router.delete("/notifications/{nid}", status_code=204)
-def delete(request: Request, nid: int = NID) -> None:
+def delete(request: Request, nid: str = NID) -> None:
+    n = nid_of(nid)
     with db(request).session() as s:
-        repo.delete_notification(s, nid)
+        repo.delete_notification(s, n)
 
 
 @router.put("/vnf_instances/{iid}/mute", status_code=204,
@@ -79,7 +91,8 @@ SID = Path(pattern=r"^[\x21-\x7e]{1,64}$", description="the subscription's id")
 @router.post("/subscriptions", status_code=201, response_model=None,
              responses={303: {"description": "a subscription with the same callbackUri and "
                                              "filter exists (Location)"}})
-def subscribe(request: Request, body: SubscriptionCreate) -> dict[str, Any] | Response:
+def subscribe(request: Request, response: Response, body: SubscriptionCreate
+              ) -> dict[str, Any] | Response:
     service = orch(request)
     settings = service.settings
     own = [(settings.host, settings.port)]
@@ -93,10 +106,13 @@ def subscribe(request: Request, body: SubscriptionCreate) -> dict[str, Any] | Re
     if refusal:
         raise InvalidInput(refusal)
     try:
-        return one_row(
+        made = one_row(
             request, lambda s: repo.add_subscription(
                 s, body.callbackUri, filter=body.filter.model_dump(exclude_none=True))
         )
+        # SOL 013 §5.3 / RFC 9110 §15.3.2: where the new subscription is
+        response.headers["Location"] = request.url_for("subscription", sid=made["id"]).path
+        return made
     except DuplicateSubscription as dup:
         # ETSI GS NFV-SOL 013 §5.3: the existing one, by 303 See Other (nothing created).
         return Response(status_code=303, headers={

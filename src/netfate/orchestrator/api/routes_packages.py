@@ -15,6 +15,7 @@ from netfate.db import repo
 from netfate.descriptor import Descriptor, implementations_of
 from netfate.errors import Conflict, InvalidInput, NetfateError, UnsupportedMediaType
 from netfate.orchestrator.api.deps import all_rows, db, one_row, orch, row
+from netfate.orchestrator.troubleshoot import PROBE_NF
 
 router = APIRouter()
 
@@ -75,7 +76,7 @@ _BUNDLE_BODY = {"type": "string", "format": "binary"}
              openapi_extra={"requestBody": {"required": True, "content": {
                  "application/gzip": {"schema": _BUNDLE_BODY},
                  "application/octet-stream": {"schema": _BUNDLE_BODY}}}})
-async def upload(request: Request,
+async def upload(request: Request, response: Response,
                  sha256: str | None = Query(default=None, pattern=r"^[0-9a-fA-F]{64}$")
                  ) -> dict[str, Any]:
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -97,7 +98,9 @@ async def upload(request: Request,
         return row(repo.add_bundle(s, data, name=desc.name, version=desc.version,
                                    descriptor=desc.model_dump(mode="json", by_alias=True)))
 
-    return with_implementations(await db(request).run(add))
+    made = with_implementations(await db(request).run(add))
+    response.headers["Location"] = f"/api/v1/vnf_packages/{sha}"  # RFC 9110 §15.3.2
+    return made
 
 
 @router.get("/vnf_packages", summary="NF packages, each with its implementations (flavours "
@@ -130,11 +133,16 @@ def with_implementations(pkg: dict[str, Any]) -> dict[str, Any]:
 async def delete_package(request: Request, sha256: str = SHA256) -> Response:
     """SOL005 §9.4.3.3.5 (DELETE of an individual VNF package): refused (409) while an NF
     instance uses it, or while users subscribe to its NF (or hold a config for it) and it
-    is that NF's only package;
+    is that NF's only package, or it is the troubleshooter's only one (the platform's
+    troubleshooting questions place it);
     404 for an unknown one. The next package of its NF, by version, is then the newest."""
     def delete(s: Any) -> None:
         pkg = repo.get_bundle(s, sha256.lower())
         if repo.highest_other(s, pkg.name, pkg.sha256) is None:
+            if pkg.name == PROBE_NF:  # the troubleshooting questions place it themselves
+                raise Conflict(f"package {pkg.sha256[:12]} is the only one of {pkg.name}, "
+                               "whose probes the platform's troubleshooting questions "
+                               "(POST /troubleshoot) place: upload another first")
             wanting = repo.users_wanting(s, pkg.name)
             if wanting:
                 raise Conflict(f"package {pkg.sha256[:12]} is the only one of {pkg.name}, "

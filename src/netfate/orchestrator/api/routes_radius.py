@@ -25,7 +25,7 @@ from netfate.orchestrator.api.deps import db, orch
 from netfate.orchestrator.api.problems import problem
 from netfate.radius.backend import AuthDecision, RadiusBackend, RestRequest
 from netfate.radius.settings import API_KEY_HEADER, RadiusSettings
-from netfate.strict_json import unique_pairs
+from netfate.strict_json import DuplicateKey, unique_pairs, unpaired_text
 
 router = APIRouter(prefix="/radius", tags=["radius"])
 
@@ -99,10 +99,16 @@ async def _answer(request: Request, authenticate: bool) -> JSONResponse:
             return problem(413, f"body over {MAX_BODY} bytes")
     try:  # strict: NaN and Infinity are no JSON (RFC 8259 §6), a repeated member ambiguous
         data = json.loads(body, parse_constant=_no_constant, object_pairs_hook=unique_pairs)
+    except DuplicateKey as e:  # well-formed but ambiguous (RFC 7493 §2.3), as the API's
+        return problem(422, f"the JSON body gives the member {e.key[:100]!r} twice in one "
+                            "object (RFC 7493 §2.3): which one is meant?")
     except ValueError as e:  # json's messages give a position, never the content
         return problem(400, f"malformed JSON body: {e}")
     except RecursionError:  # "[[[[..." within MAX_BODY: the decoder's stack, not a 500
         return problem(400, "malformed JSON body: nested too deeply")
+    bad = unpaired_text(data)
+    if bad is not None:  # I-JSON (RFC 7493 §2.1); not encodable, as the API's bodies
+        return problem(422, f"the JSON body has a string with {bad} (RFC 7493 §2.1)")
     try:
         req = RestRequest.model_validate(data)
     except ValidationError as e:  # locations and reasons only: inputs may hold a password

@@ -225,6 +225,9 @@ class SubscriptionFilter(Body):
         return v
 
 
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
 class SubscriptionCreate(Body):
     callbackUri: str = Field(min_length=1, max_length=2048,
                              examples=["http://127.0.0.1:8080/netfate/notifications"])
@@ -262,6 +265,9 @@ class SubscriptionCreate(Body):
             # anyone reading the subscription, and the callback networks are addresses
             raise ValueError(f"{v!r}: an IPv6 zone ('%25...') is not taken; give a global "
                              "or loopback address")
+        if _BAD_PERCENT.search(v):  # RFC 3986 §2.1: "%" starts two hex digits
+            raise ValueError(f"{v!r} has a '%' not followed by two hex digits (RFC 3986 "
+                             "§2.1): percent-encode a '%' itself as %25")
         return v  # where it may point is the route's check (callback_refusal): a setting
 
 

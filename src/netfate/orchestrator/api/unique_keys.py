@@ -76,6 +76,9 @@ def _unreadable(body: bytes) -> str | None:
 _LONG_DIGITS = re.compile(r"\d{4300}")
 # Routes whose body is never JSON: theirs says what it must be (415), not "malformed JSON".
 NOT_JSON = frozenset({"/api/v1/vnf_packages"})
+# Routes that read their JSON body themselves, strictly, and only once the caller has shown
+# its key (FreeRADIUS's: a caller without it learns nothing from the body's checks).
+SELF_PARSED = frozenset({"/api/v1/radius/authorize", "/api/v1/radius/authenticate"})
 
 
 def _is_json(scope: Scope) -> bool:
@@ -84,6 +87,43 @@ def _is_json(scope: Scope) -> bool:
             media: bytes = v.split(b";", 1)[0].strip().lower()
             return media == b"application/json" or media.endswith(b"+json")
     return False
+
+
+# The media types a JSON body of the API may be labelled with: JSON itself, and JSON Merge
+# Patch (RFC 7396), which is what every PATCH of the API does.
+JSON_TYPES = (b"application/json", b"application/merge-patch+json")
+_CHARSET = re.compile(rb";\s*charset\s*=\s*\"?([^\";\s]*)", re.I)
+
+
+def wrong_media(scope: Scope) -> str | None:
+    """Why the body of an API request (POST, PUT, PATCH under /api/v1, bundle uploads
+    aside) is not labelled as JSON, for a 415 (RFC 9110 §15.5.16); None if it is, or if it
+    has no body. Before, a text/plain or XML body got 422, application/json-patch+json and
+    any */*+json were read as JSON, and charset=utf-16 was ignored (probe of 2026-12-06)."""
+    if scope.get("method") not in ("POST", "PUT", "PATCH") \
+            or not str(scope.get("path", "")).startswith("/api/v1/") \
+            or scope.get("path") in NOT_JSON | SELF_PARSED:
+        return None
+    headers = scope.get("headers", [])
+    lengths = [v for k, v in headers if k == b"content-length"]
+    chunked = any(k == b"transfer-encoding" for k, _ in headers)
+    if not chunked and all(v.strip() == b"0" for v in lengths):
+        return None  # no body: the route says whether it needs one
+    types = [v for k, v in headers if k == b"content-type"]
+    if len(types) != 1:
+        return ("the body needs one Content-Type, application/json" if not types else
+                "Content-Type is given more than once: give one, application/json")
+    media = types[0].split(b";", 1)[0].strip().lower()
+    shown = media.decode("latin-1")[:60]
+    if media not in JSON_TYPES:
+        return (f"Content-Type {shown!r} is not taken here: send the body as "
+                "application/json" + (" (or application/merge-patch+json)"
+                                      if scope.get("method") == "PATCH" else ""))
+    charset = _CHARSET.search(types[0])
+    if charset and charset.group(1).lower() not in (b"utf-8", b"utf8"):
+        return (f"charset {charset.group(1).decode('latin-1')[:40]!r} is not taken: JSON "
+                "is UTF-8 (RFC 8259 §8.1)")
+    return None
 
 
 class UniqueKeys:
@@ -95,8 +135,12 @@ class UniqueKeys:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        wrong = wrong_media(scope) if scope["type"] == "http" else None
+        if wrong is not None:
+            await problem(415, wrong)(scope, receive, send)
+            return
         if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH") \
-                or not _is_json(scope) or scope.get("path") in NOT_JSON:
+                or not _is_json(scope) or scope.get("path") in NOT_JSON | SELF_PARSED:
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -74,7 +74,7 @@ async def create_user(request: Request) -> HTMLResponse:
     async def go() -> str:
         body = UserCreate(name=f.get("name", ""), password=f.get("password", ""),
                           required_nfs=_names(f.get("nfs", "")))
-        await run_in_threadpool(routes_nodes_users.create_user, request, body)
+        await run_in_threadpool(routes_nodes_users.create_user, request, Response(), body)
         return f"user {body.name} created"
 
     return await _do(go)
@@ -147,7 +147,8 @@ async def migrate(request: Request) -> HTMLResponse:
         iid, node = f.get("instance", "").strip(), f.get("node", "")
         if not iid:
             raise ValueError("name the NF instance to migrate")
-        out = await routes_instances.migrate(request, iid, body=MigrateBody(node=node))
+        out = await routes_instances.migrate(request, Response(), iid,
+                                             body=MigrateBody(node=node))
         return f"migrating {iid} to {node} (operation {out.vnf_lcm_op_occs[0][:8]})"
 
     return await _do(go)
@@ -167,20 +168,22 @@ async def mute(request: Request, iid: str) -> HTMLResponse:
 
 
 @router.post("/notifications/{nid}/ack", response_class=HTMLResponse)
-async def ack(request: Request, nid: int = routes_notifications.NID) -> HTMLResponse:
+async def ack(request: Request, nid: str = routes_notifications.NID) -> HTMLResponse:
     async def go() -> str:
         await run_in_threadpool(routes_notifications.ack, request, nid)
-        request.app.state.orchestrator.hub.publish("notification_ack", {"id": nid})
+        request.app.state.orchestrator.hub.publish("notification_ack",
+                                                   {"id": routes_notifications.nid_of(nid)})
         return f"notification {nid} acknowledged"
 
     return await _do(go)
 
 
 @router.post("/notifications/{nid}/delete", response_class=HTMLResponse)
-async def delete(request: Request, nid: int = routes_notifications.NID) -> HTMLResponse:
+async def delete(request: Request, nid: str = routes_notifications.NID) -> HTMLResponse:
     async def go() -> str:
         await run_in_threadpool(routes_notifications.delete, request, nid)
-        request.app.state.orchestrator.hub.publish("notification_deleted", {"id": nid})
+        request.app.state.orchestrator.hub.publish("notification_deleted",
+                                                   {"id": routes_notifications.nid_of(nid)})
         return f"notification {nid} deleted"
 
     return await _do(go)
