@@ -79,13 +79,19 @@ _NOT_A_HOST = (ipaddress.IPv4Network("0.0.0.0/8"), ipaddress.IPv4Network("240.0.
 
 
 def ipv4_prefix(v: str) -> str:
-    """An IPv4 address or network (a.b.c.d/len) -> the network, host bits cleared."""
+    """An IPv4 address (a /32) or network (a.b.c.d/len) -> the network. ValueError for a
+    network with host bits set ("10.0.0.1/8" was stored as 10.0.0.0/8, silently: is the
+    host or the network meant? Probe of 2026-12-06)."""
     _ascii(v, "an IPv4 network")
     m = _PREFIX.fullmatch(v)
     if not m:
         raise ValueError(f"{v!r} is not an IPv4 network like 10.0.0.0/24 "
                          "(prefix length 0-32)")
-    return str(ipaddress.IPv4Network(v, strict=False))
+    net = ipaddress.IPv4Network(v, strict=False)
+    if "/" in v and net.network_address != ipaddress.IPv4Address(v.partition("/")[0]):
+        raise ValueError(f"{v!r} has host bits set: give the network, {net}, or the "
+                         "address alone")
+    return str(net)
 
 
 def mac(v: str) -> str:

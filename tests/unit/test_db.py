@@ -729,6 +729,24 @@ def test_ts_rules(s: Session, world: str) -> None:
     assert [r.rule_id for r in repo.list_ts_rules(s)] == ["r2"]
 
 
+def test_ts_rules_a_switch_could_not_hold_as_given(s: Session, world: str) -> None:
+    """Probe of 2026-12-06: accepted, then one of them silently not what the switch did."""
+    allow = {"rule_id": "d1", "priority": 200, "match": {"in_port": "lan1"}, "output": ["up"]}
+    drop = {"rule_id": "d2", "priority": 200, "match": {"in_port": "lan1"}, "output": []}
+    with pytest.raises(InvalidInput, match=r"'d1' and 'd2'.*same match"):
+        repo.put_ts_rules(s, "cpe1", [allow, drop])
+    repo.put_ts_rules(s, "cpe1", [allow])
+    with pytest.raises(InvalidInput, match="'d1' and 'd2'"):  # against the one held
+        repo.put_ts_rules(s, "cpe1", [drop])
+    repo.put_ts_rules(s, "cpe1", [{**drop, "priority": 201}])  # another priority: fine
+    repo.put_ts_rules(s, "cpe1", [{**allow, "output": []}])  # d1 replaced: its own match
+    with pytest.raises(InvalidInput, match="more than once"):
+        repo.put_ts_rules(s, "cpe1", [{**allow, "output": ["up", "up"]}])
+    with pytest.raises(InvalidInput, match="host bits set"):
+        repo.put_ts_rules(s, "cpe1", [{"rule_id": "n1", "match": {
+            "eth_type": 2048, "ipv4_src": "10.0.0.1/8"}}])
+
+
 def test_a_node_holds_a_bounded_number_of_ts_rules(s: Session, world: str,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from netfate.db.repo import ts_rules

@@ -62,7 +62,8 @@ def test_not_an_address_or_identifier_is_refused(kind: str, value: object, words
     ("ipv4", "0.0.0.0", "0.0.0.0"),
     ("unicast-mac", "02:AA:00:00:00:01", "02:aa:00:00:00:01"),
     ("mac", "ff:ff:ff:ff:ff:ff", "ff:ff:ff:ff:ff:ff"),
-    ("ipv4-prefix", "10.0.0.5/24", "10.0.0.0/24"),
+    ("ipv4-prefix", "10.0.0.0/24", "10.0.0.0/24"),
+    ("ipv4-prefix", "10.0.0.5/32", "10.0.0.5/32"),
     ("ipv4-prefix", "10.0.0.5", "10.0.0.5/32"),
     ("port", 0, 0),
     ("port", 65535, 65535),
@@ -134,3 +135,10 @@ def test_api_user_names_follow_the_credentials_rule() -> None:
     from netfate import credentials, validators
 
     assert validators.NAME_PATTERN == credentials.USERNAME_PATTERN
+
+
+@pytest.mark.parametrize("value", ["10.0.0.5/24", "10.0.0.1/8", "192.168.1.1/0"])
+def test_a_network_with_host_bits_set_is_refused(value: str) -> None:
+    """Host or network? It was silently taken as the network (probe of 2026-12-06)."""
+    with pytest.raises(ValueError, match="host bits set"):
+        validators.check("ipv4-prefix", value)

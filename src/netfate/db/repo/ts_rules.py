@@ -36,6 +36,9 @@ def check_rule(data: Any, index: int | None = None) -> TSRule:
         what = "; ".join(f"{'.'.join(str(x) for x in e['loc']) or 'rule'}: {e['msg']}"
                          for e in exc.errors())
         raise InvalidInput(f"bad TS rule{which}: {what}") from None
+    twice = sorted({o for o in rule.output if rule.output.count(o) > 1})
+    if twice:  # one output action per port: a second copy of each packet was meant?
+        raise InvalidInput(f"bad TS rule{which}: output names {twice} more than once")
     if any(c in rule.rule_id for c in "/%\\") or rule.rule_id in (".", ".."):
         raise InvalidInput(f"bad TS rule{which}: rule_id {rule.rule_id!r} cannot be part of "
                            "a URL path as it is (no '/', '%' or '\\', and not '.' or '..')")
@@ -69,6 +72,7 @@ def put_ts_rules(session: Session, node: str, rules: Sequence[Any],
         raise Conflict(f"node {node!r} holds {held} TS rules and these add "
                        f"{len(set(ids) - set(have))}; a node holds at most {MAX_PER_NODE} "
                        "(delete some first)")
+    _no_rivals(session, node, checked)
     t = stamp(now)
     out = []
     with guard(session, f"TS rules at {node!r}",
@@ -84,6 +88,29 @@ def put_ts_rules(session: Session, node: str, rules: Sequence[Any],
             row.updated_at = t
             out.append(row)
     return out
+
+
+def _no_rivals(session: Session, node: str, rules: Sequence[TSRule]) -> None:
+    """InvalidInput if two rules the node would hold (these, and those they do not
+    replace) have one priority and one match but other outputs: OpenFlow keeps one flow
+    per match and priority, so which order held would depend on the order of writing
+    (OpenFlow 1.3 §6.4; both were accepted: probe of 2026-12-06)."""
+    new = {r.rule_id for r in rules}
+    held = stored_rules(  # (a stored rule the model now refuses is left out, logged)
+        [{"rule_id": rid, "priority": prio, "match": m, "output": o}
+         for rid, prio, m, o in session.execute(
+             sa.select(TsRule.rule_id, TsRule.priority, TsRule.match, TsRule.output)
+             .where(TsRule.node_name == node)) if rid not in new], f"node {node}")
+    seen: dict[tuple[int, str], TSRule] = {}
+    for r in [*held, *rules]:
+        key = (r.priority, r.match.model_dump_json(exclude_none=True))
+        other = seen.get(key)
+        if other is not None and tuple(other.output) != tuple(r.output):
+            raise InvalidInput(f"TS rules {other.rule_id!r} and {r.rule_id!r} at {node!r} "
+                               f"have priority {r.priority} and the same match but other "
+                               "outputs: a switch holds one of them; give them other "
+                               "priorities")
+        seen.setdefault(key, r)
 
 
 def delete_ts_rules(session: Session, node: str, rule_ids: Iterable[str]) -> int:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from netfate import credentials
+from netfate import credentials, validators
 from netfate.db.models import Node, User, VnfInstance
 from netfate.db.passwords import DUMMY_HASH, hash_password, needs_rehash, verify_password
 from netfate.db.repo import check
@@ -69,7 +68,7 @@ def _check_classifiers(classifiers: Sequence[dict[str, Any]], chain: Sequence[st
             raise InvalidInput(f"{where}: a remote_port needs ip_proto 6 (TCP) or 17 (UDP)")
         if c.get("remote") is not None:
             try:
-                ipaddress.IPv4Network(str(c["remote"]), strict=False)
+                validators.ipv4_prefix(str(c["remote"]))  # host bits set: refused
             except ValueError as exc:
                 raise InvalidInput(f"{where}: remote: {exc}") from exc
         if c["name"] in seen_names or c["priority"] in seen_prios:
