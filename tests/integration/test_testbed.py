@@ -230,3 +230,12 @@ def test_up_takes_its_knobs_as_parameters(clean: object) -> None:
     assert (flags["--port"], flags["--command-timeout"]) == ("8191", "4")
     assert lifecycle.api_url() == lifecycle.status()["api"] == "http://127.0.0.1:8191"
     assert httpx.get(f"{lifecycle.api_url()}/api/v1/health", timeout=5).status_code == 200
+    # Other settings over it: refused at once, naming them, the record unchanged (it
+    # waited 30 s for agents, then recorded the new port: probe of 2026-12-06).
+    before = lifecycle.state_file().read_text()
+    other = TestbedSettings(idle_timeout=600, reauth_lifetime=120, api_port=8282,
+                            command_timeout=4)
+    with pytest.raises(Conflict, match=r"api_port 8191 -> 8282.*idle_timeout 7 -> 600"):
+        lifecycle.up(load_topology(), settings=other)
+    assert lifecycle.state_file().read_text() == before
+    lifecycle.up(load_topology(), settings=t)  # the same ones: converges

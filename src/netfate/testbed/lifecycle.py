@@ -86,6 +86,7 @@ def up(topo: Topology, progress: Progress = _noop, services: bool = True,
         prev = load_state()
         if prev is not None:
             up_guards.same_testbed(prev, topo)
+            up_guards.same_settings(prev, t.model_dump(mode="json"))
             topo = hosts.as_moved(topo, prev)  # a client that roamed stays where it is
         else:
             up_guards.nothing_of_ours_up()

@@ -33,6 +33,24 @@ def same_testbed(prev: dict[str, Any], topo: Topology) -> None:
                        "settings is up; run 'netfate testbed down' first")
 
 
+def same_settings(prev: dict[str, Any], settings: dict[str, Any]) -> None:
+    """Conflict unless the testbed that is up, with its services, runs with these settings
+    (ports, idle timeout...): `up --api-port 8282` over a testbed on 8181 waited 30 s for
+    agents that never came, then recorded 8282, and `--idle-timeout 600` said "up" and
+    kept 30 (probe of 2026-12-06). The topology file's path is no setting of the testbed."""
+    was = prev.get("settings")
+    if was is None or not prev.get("services"):
+        # recorded by a version that kept none, or no service runs yet: this `up` starts
+        # them with these settings (adding services to a data-plane testbed converges)
+        return
+    differ = sorted(k for k in {*was, *settings} - {"topology"}
+                    if was.get(k) != settings.get(k))
+    if differ:
+        shown = ", ".join(f"{k} {was.get(k)!r} -> {settings.get(k)!r}" for k in differ[:5])
+        raise Conflict(f"the testbed that is up runs with other settings ({shown}); run "
+                       "'netfate testbed down' first, or 'up' with the same settings")
+
+
 def nothing_of_ours_up() -> None:
     """Conflict if namespaces of ours exist while this run dir records no testbed: another
     run dir's testbed, or leftovers (a second `up` under another NETFATE_RUN_DIR failed over
