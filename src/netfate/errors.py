@@ -41,6 +41,14 @@ class DriverError(NetfateError):
     """A driver operation failed (a command, a kernel call, OVSDB)."""
 
 
+class ConfigRefused(InvalidInput, DriverError):
+    """An NF's lifecycle script refused its configuration on the node: it exited
+    EX_CONFIG (78, sysexits.h), e.g. a VPN whose ``psk_file`` is not on the node. The
+    user's or operator's configuration is at fault, not the node: 422, and retrying the
+    same configuration cannot help (catalogue README, "Script contract"). A DriverError
+    too, so every rollback of a failed create still runs."""
+
+
 # The HTTP status (RFC 9110) that describes each kind of error to a user: in the API's
 # problem bodies, and in an LCM operation's error (ETSI SOL003 ProblemDetails) when an agent
 # refused for that reason. Anything else is the platform's failure: 5xx.

@@ -17,8 +17,10 @@ import pytest
 from netfate.access import dhcp_client, http
 from netfate.access.addressing import plan
 from netfate.api_auth import BearerAuth
-from netfate.drivers import netns
+from netfate.drivers import netns, node_files
 from netfate.proc import netns_argv
+from netfate.scenarios import vpn
+from netfate.scenarios.vpn_gateway import Gateway
 from netfate.testbed import lifecycle
 from netfate.testbed.context import Testbed
 from netfate.testbed.settings import TestbedSettings
@@ -229,3 +231,29 @@ def test_only_http_crosses_the_inspector_the_rest_the_firewall(access_stack: Tes
     assert fw_counters(tb, "cpe1", fw)[1] > fw0[1], "other traffic crosses the firewall"
     time.sleep(3)
     assert inspected() == pi1, "other traffic must not cross the inspector"
+
+
+def test_a_login_whose_nf_refuses_its_configuration_is_not_reported_logged_in(
+        access_stack: Testbed) -> None:
+    """The portal answers once the user's NFs are up: a VPN whose key file is not on the
+    node exits EX_CONFIG, its INSTANTIATE is recorded as the configuration's fault (422, not
+    500), and the portal says so with 409 instead of "logged in" (probe of 2026-12-06)."""
+    topo = load_topology()
+    host = topo.host("client1")  # client2's MAC backs off after the wrong passwords above
+    psk = f"{node_files.owner_dir('user9')}/psk"
+    r = _post(f"{API}/users", json={
+        "name": "user9", "password": "user9-secret", "required_nfs": ["vpn"],
+        "nf_config": {"vpn": {"address": vpn.VPN_ADDR, "gateway": topo.gateway,
+                              "peer": Gateway.address, "local_ts": [vpn.USER_LAN],
+                              "psk_file": psk}}})
+    assert r.status_code == 201, r.text
+    dhcp_client.release(C1)
+    dhcp_client.lease(C1)
+    r = http.login(C1, portal_ip(host.attach), "user9", "user9-secret")
+    assert r.status == 409, r.body
+    error = str(r.json()["error"])
+    assert "psk_file" in error and psk in error and "configuration" in error, error
+    ops = _get(f"{API}/vnf_lcm_op_occs").json()
+    mine = [o for o in ops if o["vnf_instance_id"] == f"{host.attach}-user9-vpn"]
+    assert mine and all(o["error"]["status"] == 422 for o in mine), mine
+    assert _post(f"{API}/users/user9/logout").status_code == 202

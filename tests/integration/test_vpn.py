@@ -17,7 +17,7 @@ from netfate.drivers import node_files
 from netfate.drivers import vm_guest as vm_guest_mod
 from netfate.drivers.vm import VmCompute
 from netfate.drivers.vm_qmp import GuestAgent
-from netfate.errors import InvalidInput
+from netfate.errors import ConfigRefused, InvalidInput, http_status
 from netfate.interfaces import NFInfo
 from netfate.scenarios import vpn, vpn_vm
 from netfate.scenarios import vpn_measure as m
@@ -188,3 +188,20 @@ def test_scenario_vpn_ci_sized(scenario_testbed: None) -> None:
     assert rows["native"]["underlay"]["plaintext_packets"] == 0
     assert res.figures["roaming"]["tcp_survived"] is True
     assert lifecycle.status()["up"] is False  # not kept
+
+
+def test_a_native_vpn_whose_key_file_is_missing_is_the_configurations_fault(
+        tb: Testbed, gateway: dict[str, Any]) -> None:
+    """The native VPN's create finds no key file at psk_file: the NF exits EX_CONFIG and the
+    node refuses with ConfigRefused (422: the user's configuration, not a failure of the
+    node), naming the file, and leaves nothing (probe of 2026-12-06)."""
+    sha = catalogue.install(tb.store, "vpn").sha256
+    node = tb.node("cpe1")
+    gone = f"{gateway['psk_file']}-gone"
+    with pytest.raises(ConfigRefused, match=f"refused its configuration.*psk_file {gone}") \
+            as e:
+        node.deploy_nf("user1", "vpn-nokey", sha, {**gateway, "psk_file": gone},
+                       flavour="native")
+    assert http_status(e.value) == 422
+    assert all("vpn-nokey" not in i.instance_id for i in node.driver("native").list_nfs())
+    assert not [n for n in os.listdir("/run/netns") if "nokey" in n]

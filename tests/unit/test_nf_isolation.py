@@ -22,7 +22,7 @@ from netfate.drivers import nf_files
 from netfate.drivers.container import ContainerCompute
 from netfate.drivers.nf_script import run_script
 from netfate.drivers.nf_state import export_state, import_state
-from netfate.errors import DriverError
+from netfate.errors import ConfigRefused, DriverError, http_status
 from netfate.interfaces import NFInfo, NFState
 from netfate.queue import NotificationQueue
 
@@ -333,3 +333,27 @@ def test_nf_files_create_over_a_directory_is_unsafe_not_a_bare_oserror(tmp_path:
     with pytest.raises(nf_files.UnsafeFile, match="run/x"):
         nf_files.create(tmp_path, "run/x")
     assert (tmp_path / "run" / "x" / "f").read_text() == "the NF's"
+
+
+# -- a script's exit status: the configuration's fault or the node's -----------------------
+
+def test_a_script_exiting_ex_config_refuses_the_configuration(tmp_path: Path) -> None:
+    """Exit 78 (EX_CONFIG, sysexits.h) is the NF refusing its configuration: ConfigRefused,
+    a 422 the orchestrator records as the user's fault, with the NF's reason."""
+    d = _nf_dir(tmp_path)
+    bundle = _script(tmp_path, "echo 'error: [vpn/start] psk_file /x: cannot read it' >&2\n"
+                               "exit 78\n")
+    env = {"PATH": os.environ["PATH"], "NF_CGROUP_PROCS": ""}
+    with pytest.raises(ConfigRefused, match=r"refused its configuration.*psk_file /x") as e:
+        run_script(_info(), bundle, "start", env, d, timeout=10)
+    assert isinstance(e.value, DriverError) and http_status(e.value) == 422
+
+
+@pytest.mark.parametrize("code", [1, 2, 77, 79, 127])
+def test_a_script_exiting_otherwise_is_a_failure_of_the_node(tmp_path: Path, code: int) -> None:
+    d = _nf_dir(tmp_path)
+    bundle = _script(tmp_path, f"echo broken >&2; exit {code}\n")
+    env = {"PATH": os.environ["PATH"], "NF_CGROUP_PROCS": ""}
+    with pytest.raises(DriverError, match=f"failed \\(exit {code}\\): broken") as e:
+        run_script(_info(), bundle, "start", env, d, timeout=10)
+    assert not isinstance(e.value, ConfigRefused) and http_status(e.value) == 500

@@ -7,7 +7,7 @@ RADIUS and, on Access-Accept, has the platform set the user up (static DHCP host
 orchestrator associate). Everything that talks to the outside is injected:
 
     authenticate(user, password, mac) -> AuthResult      (RadiusClient.authenticate)
-    on_accept(user, mac, client_ip, framed_ip) -> None   raise AcceptError to report a 502
+    on_accept(user, mac, client_ip, framed_ip) -> None   raise AcceptError to report 502 or 409
     mac_for_ip(ip) -> str | None                          (the DHCP leases)
 
     logged_in(mac) -> bool                                 (the orchestrator's sessions)
@@ -64,7 +64,15 @@ LoggedIn = Callable[[str], bool | Awaitable[bool]]
 
 
 class AcceptError(Exception):
-    """on_accept could not set the user up (the orchestrator refused or is unreachable)."""
+    """on_accept could not set the user up: the orchestrator refused or is unreachable, or
+    their NFs failed to start (``status`` 502, worth another try), or their configuration
+    cannot work (``status`` 409, ``config_fault``: trying again cannot help until it is
+    corrected; the NF said why)."""
+
+    def __init__(self, message: str, *, config_fault: bool = False) -> None:
+        super().__init__(message)
+        self.config_fault = config_fault
+        self.status = 409 if config_fault else 502
 
 
 class BadRequest(Exception):
@@ -314,7 +322,12 @@ def create_portal_app(
         except AcceptError as exc:
             log.warning("login %s from %s/%s: accepted, set-up failed: %s", user, mac,
                         client_ip, exc)
-            return answer(request, 502, "Set-up failed",
+            if exc.config_fault:
+                return answer(request, exc.status, "Your services need attention",
+                              f"logged in, but your services could not be set up: {exc}. "
+                              "Trying again will not help until your configuration is "
+                              "corrected (or ask your operator)", retry_form=again)
+            return answer(request, exc.status, "Set-up failed",
                           f"logged in, but your services could not be set up ({exc}); "
                           "please try again in a minute", retry_form=again)
         seen.accepted(mac, user, result.session_timeout)

@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 import httpx
 
-from netfate.access import captive_dns, dhcp_release, local_zone
+from netfate.access import captive_dns, dhcp_release, local_zone, setup_wait
 from netfate.access.addressing import (
     CAPTIVE_DNS_PORT,
     CpeAccess,
@@ -243,9 +243,16 @@ class AccessServices:
             raise AcceptError(f"the orchestrator at {self.api_url} is unreachable: {exc}") from exc
         if not r.is_success:
             raise AcceptError(f"the orchestrator answered {r.status_code}: {_detail(r)}")
-        with contextlib.suppress(ValueError, AttributeError):
+        try:
+            accepted = r.json()
+        except ValueError:
+            accepted = None
+        if isinstance(accepted, dict):
             log.info("%s at %s (%s): accounting session %s", user, self.cpe.node, mac,
-                     r.json().get("acct_session_id"))
+                     accepted.get("acct_session_id"))
+        # Answer once the user's NFs are up (or failed), not at the 202: a login whose
+        # NFs cannot start is not a success (setup_wait).
+        setup_wait.wait_for_ops(self._http, self.api_url, setup_wait.op_ids(accepted))
 
     def _release_former(self, mac: str, framed_ip: str, former: set[str]) -> None:
         """The user's stable address was another MAC's (the same device before it changed

@@ -41,7 +41,7 @@ from netfate.drivers import cgroups, container_procs, container_spec, nf_files
 from netfate.drivers import container_pool as cpool
 from netfate.drivers.container_pooling import PooledContainers, write_spec
 from netfate.drivers.nf_inproc import Call
-from netfate.drivers.nf_script import SCRIPT_TIMEOUT, script_env
+from netfate.drivers.nf_script import SCRIPT_TIMEOUT, script_env, script_failed
 from netfate.drivers.node_files import paths as node_files
 from netfate.drivers.runc import Runc, container_id
 from netfate.errors import DriverError, InvalidInput
@@ -248,9 +248,8 @@ class ContainerCompute(PooledContainers):
             nf_files.unlink(d, out_rel)
             nf_files.unlink(d, err_rel)
         if cp.returncode != 0:
-            msg = stderr.decode(errors="replace").strip()[-2000:]
-            raise DriverError(f"{info.instance_id}: {action} failed (exit {cp.returncode}): "
-                              f"{msg}")
+            raise script_failed(info.instance_id, action, cp.returncode,
+                                stderr.decode(errors="replace"))
         return stdout.decode(errors="replace")
 
     def _inproc(self, info: NFInfo, bundle: Bundle, action: str,

@@ -30,7 +30,7 @@ from typing import Any
 
 from netfate import catalogue
 from netfate.drivers import netns
-from netfate.errors import DriverError
+from netfate.errors import ConfigRefused, DriverError
 from netfate.proc import run as run_cmd
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ class FirewallRunner:
         try:
             text: str = self.fw().build_ruleset(cfg, (ports[0], ports[1]))
         except SystemExit:  # fw.die(): the script path reports the NF's own message
-            raise DriverError("fw.py rejected the config") from None
+            raise ConfigRefused("the firewall refused its configuration (fw.py)") from None
         return text
 
     def _compile(self, c: Call) -> None:

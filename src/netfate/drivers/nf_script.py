@@ -10,7 +10,7 @@ from pathlib import Path
 
 from netfate.bundle import Bundle
 from netfate.drivers import cgroups, nf_files
-from netfate.errors import DriverError
+from netfate.errors import ConfigRefused, DriverError
 from netfate.interfaces import NFInfo
 from netfate.proc import netns_argv
 
@@ -21,6 +21,19 @@ NF_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.ex
 # forces fork() of this whole process: ~20 ms a script instead of ~2.)
 _JOIN_CGROUPS = 'for f in $NF_CGROUP_PROCS; do echo $$ > "$f"; done; exec /bin/bash "$0"'
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+EX_CONFIG = 78  # sysexits.h: "configuration error"; the NF refused its config (ConfigRefused)
+
+
+def script_failed(instance_id: str, action: str, code: int, stderr: str) -> DriverError:
+    """The error for an NF's ``action`` script that exited ``code`` (non-zero) with
+    ``stderr`` (its tail is kept): ConfigRefused for EX_CONFIG (the configuration is at
+    fault: 422, not retried as is), else DriverError (a failure of the node: 500). The same
+    for every flavour: native, container (runc) and VM (guest agent)."""
+    msg = stderr.strip()[-2000:]
+    if code == EX_CONFIG:
+        return ConfigRefused(f"{instance_id}: {action}: the NF refused its configuration: "
+                             f"{msg}")
+    return DriverError(f"{instance_id}: {action} failed (exit {code}): {msg}")
 
 
 def script_env(info: NFInfo, bundle: Bundle, action: str, nf_dir: Path, notify_dir: Path,
@@ -56,8 +69,9 @@ def run_script(info: NFInfo, bundle: Bundle, action: str, env: dict[str, str], n
     """Run the bundle's `action` script (if it has one) with ``env`` (see `script_env`) in
     ``nf_dir``, and return its standard output ("" when the bundle has no such script).
 
-    Raises DriverError when the script exits non-zero (with the tail of its stderr) or runs
-    longer than ``timeout`` seconds (it is then killed).
+    Raises ConfigRefused when the script exits EX_CONFIG (78), DriverError when it exits
+    otherwise non-zero (both with the tail of its stderr) or runs longer than ``timeout``
+    seconds (it is then killed).
     """
     script = bundle.script(action)
     if script is None:
@@ -96,6 +110,6 @@ def run_script(info: NFInfo, bundle: Bundle, action: str, env: dict[str, str], n
         nf_files.unlink(nf_dir, out_rel)
         nf_files.unlink(nf_dir, err_rel)
     if cp.returncode != 0:
-        msg = stderr.decode(errors="replace").strip()[-2000:]
-        raise DriverError(f"{info.instance_id}: {action} failed (exit {cp.returncode}): {msg}")
+        raise script_failed(info.instance_id, action, cp.returncode,
+                            stderr.decode(errors="replace"))
     return stdout.decode(errors="replace")

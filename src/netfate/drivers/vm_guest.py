@@ -16,6 +16,7 @@ from pathlib import Path
 
 from netfate.bundle import Bundle
 from netfate.drivers import nf_state
+from netfate.drivers.nf_script import script_failed
 from netfate.drivers.node_files import read as read_node_files
 from netfate.drivers.vm_qmp import GuestAgent
 from netfate.errors import DriverError
@@ -62,8 +63,7 @@ def run_script(ga: GuestAgent, info: NFInfo, bundle: Bundle, action: str,
     finally:
         ga.close()
     if rc != 0:
-        raise DriverError(f"{info.instance_id}: {action} failed (exit {rc}): "
-                          f"{err.strip()[-2000:]}")
+        raise script_failed(info.instance_id, action, rc, err)
     return out
 
 

@@ -38,6 +38,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("netfate.orchestrator.repair")
 
 RETRY_S = 15.0  # a user repaired is not repaired again before this (a repair that can't help)
+# The same repair needed again after it ran did not help (an NF that refuses the user's
+# configuration, a node that keeps failing it): each time it waits twice as long, up to this,
+# as Kubernetes backs off a container that keeps failing (CrashLoopBackOff: 10 s doubling to
+# 5 min). A new login or an edit of the user plans them at once, whatever the back-off.
+MAX_RETRY_S = 300.0
 
 
 # Core statements (plain rows, no ORM objects): this read covers every user every
@@ -120,6 +125,16 @@ class Repairs:
         self.orch = orch
         self.absent_since: dict[str, float] = {}
         self._last: dict[str, float] = {}  # user -> when last repaired
+        # user -> (the repair last made for them, how many times in a row it was needed)
+        self._again: dict[str, tuple[tuple[str, str | None, str], int]] = {}
+
+    def wait_s(self, r: Repair) -> float:
+        """How long after the user's last repair ``r`` may be made (s): RETRY_S, doubled for
+        each further time in a row the same repair (kind, node, why) was made and needed
+        again, at most MAX_RETRY_S: repairs 15, 30, 60, ... 300 s apart."""
+        last = self._again.get(r.user)
+        n = last[1] if last is not None and last[0] == (r.kind, r.node, r.why) else 1
+        return float(min(RETRY_S * 2 ** min(max(n - 1, 0), 16), MAX_RETRY_S))
 
     async def run(self, now: float | None = None) -> list[Repair]:
         """One pass: the repairs made (those skipped for a plan in flight, or repaired
@@ -135,13 +150,19 @@ class Repairs:
                     if p.access and n in orch.ports_reported}
         todo = user_repairs(records, stations, self.absent_since, t,
                             float(orch.settings.user_idle_timeout))
+        for gone in set(self._again) - {r.user for r in todo}:
+            del self._again[gone]  # nothing to repair any more: the next failure starts anew
         done = []
         for r in todo:
-            if orch.coordinator.busy(r.user) or t - self._last.get(r.user, -RETRY_S) < RETRY_S:
+            if orch.coordinator.busy(r.user) or \
+                    t - self._last.get(r.user, -MAX_RETRY_S) < self.wait_s(r):
                 continue
             if await self._busy_elsewhere(r.user):
                 continue
             self._last[r.user] = t
+            sig = (r.kind, r.node, r.why)
+            before = self._again.get(r.user)
+            self._again[r.user] = (sig, before[1] + 1 if before and before[0] == sig else 1)
             log.info("repairing %s (%s): %s", r.user, r.kind, r.why)
             orch.hub.publish("repair", {"user": r.user, "kind": r.kind, "node": r.node,
                                         "why": r.why})

@@ -36,6 +36,17 @@ def die(msg: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
+EX_CONFIG = 78  # sysexits.h: the platform reads it as "the configuration is at fault"
+
+
+def config_error(msg: str) -> NoReturn:
+    """Exit EX_CONFIG: the NF cannot work with its configuration on this node (a file it
+    names is missing, a key the node lacks). The orchestrator records the user's fault
+    (422), not the node's, and does not retry the same configuration (catalogue README,
+    "Script contract")."""
+    die(msg, EX_CONFIG)
+
+
 def active_config_path() -> str:
     return os.path.join(env("NF_STATE_DIR"), "config.json")
 

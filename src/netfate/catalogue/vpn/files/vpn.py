@@ -49,7 +49,7 @@ def _cfg(path: str | None = None) -> dict[str, Any]:
     try:
         return swan.normalise(raw)
     except swan.ConfigError as e:
-        nf.die(str(e))
+        nf.config_error(str(e))
 
 
 def _psk(cfg: dict[str, Any]) -> str:
@@ -59,17 +59,17 @@ def _psk(cfg: dict[str, Any]) -> str:
         with os.fdopen(fd, encoding="ascii") as f:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
-                nf.die(f"psk_file {path}: not a regular file")
+                nf.config_error(f"psk_file {path}: not a regular file")
             text = f.read(4096)
     except (OSError, UnicodeDecodeError) as e:
-        nf.die(f"psk_file {path}: cannot read it: {e}")
+        nf.config_error(f"psk_file {path}: cannot read it: {e}")
     if info.st_mode & 0o077:
-        nf.die(f"psk_file {path}: readable by others (mode {info.st_mode & 0o777:o}); "
-               "chmod 600 it")
+        nf.config_error(f"psk_file {path}: readable by others (mode "
+                        f"{info.st_mode & 0o777:o}); chmod 600 it")
     try:
         return swan.read_psk(text, path)
     except swan.ConfigError as e:
-        nf.die(str(e))
+        nf.config_error(str(e))
 
 
 def _paths() -> dict[str, str]:
