@@ -17,10 +17,11 @@ import pytest
 
 from netfate import naming
 from netfate.api_auth import BearerAuth
+from netfate.proc import netns_argv
 from netfate.roaming.probes import EchoServer, reachable
 from netfate.roaming.session import ensure_user, running_at, wait_for
 from netfate.supervisor import read_record
-from netfate.testbed import lifecycle, processes
+from netfate.testbed import host_link, lifecycle, processes
 from netfate.testbed.move import move
 from netfate.testbed.settings import TestbedSettings
 from netfate.testbed.topology import load_topology
@@ -124,6 +125,39 @@ def test_moves_in_one_process_never_wait_on_an_ovsdb_reconnect(
             net.close()
     assert reconnects == []
     assert len(seen) == 8, "each OvsNetwork (4 moves, 4 checks) has its own connection"
+
+
+def test_a_move_keeps_the_mac_the_client_has_and_status_shows_what_it_holds(
+        stack: httpx.Client) -> None:
+    """A client that changed its MAC (as a device that randomises it) roams with that MAC,
+    not the topology's, and `testbed status` shows the MAC and addresses its eth0 holds
+    (probe of 2026-12-06)."""
+    topo = load_topology()
+    h = topo.host("client2")
+    home, away = h.attach, next(n.name for n in topo.nodes
+                                if n.role == "cpe" and n.name != h.attach)
+    changed = "02:5e:00:00:0b:0e"
+    before = host_link.read(h.netns)
+    assert before is not None and before.mac != changed
+    subprocess.run(netns_argv(h.netns, ["ip", "link", "set", "eth0", "address", changed]),
+                   check=True)
+    try:
+        m = move("client2", away)
+        assert m["moved"] and m["mac"] == changed, m
+        now = host_link.read(h.netns)
+        assert now is not None and now.mac == changed
+        assert now.addresses == before.addresses  # a roaming station keeps its address
+        st = lifecycle.status()
+        mine = next(x for x in st["hosts"] if x["name"] == "client2")
+        assert mine["mac"] == changed and mine["node"] == away, mine
+        assert mine["addresses"] == list(before.addresses), mine
+        assert mine["address"] == before.address, mine
+    finally:
+        subprocess.run(netns_argv(h.netns, ["ip", "link", "set", "eth0", "address",
+                                            str(before.mac)]), check=False)
+        move("client2", home)
+    back = host_link.read(h.netns)
+    assert back is not None and back.mac == before.mac
 
 
 def test_move_then_up_converges_and_serves(stack: httpx.Client) -> None:

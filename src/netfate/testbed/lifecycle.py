@@ -22,7 +22,7 @@ from netfate.drivers import cgroups, netns
 from netfate.drivers.ovs import OvsNetwork, OvsServer
 from netfate.metrics import scrape
 from netfate.supervisor import probes
-from netfate.testbed import hosts, processes, readiness, underlay, up_guards
+from netfate.testbed import host_link, hosts, processes, readiness, underlay, up_guards
 from netfate.testbed.base_rules import base_rules
 from netfate.testbed.settings import TestbedSettings
 from netfate.testbed.topology import Topology
@@ -407,10 +407,17 @@ def status() -> dict[str, Any]:
             out["links"].append({"a": f"{n.name}:{n.uplink_port}",
                                  "b": f"{n.uplink}:{n.uplink_peer}", "kind": "patch"})
     for h in topo.hosts:
+        # What the host's eth0 holds now (a lease, a stable address, a MAC it changed),
+        # the topology's where it cannot be read.
+        real = host_link.read(h.netns)
+        planned = topo.host_address(h) if h.address or h.role == "internet" else None
         out["hosts"].append({
             "name": h.name, "role": h.role, "node": h.attach, "netns": h.netns,
-            "address": topo.host_address(h), "mac": h.mac or h.default_mac(),
-            "present": netns.exists(h.netns),
+            "address": (real.address if real else None) or planned,
+            "addresses": list(real.addresses) if real else [],
+            "topology_address": planned,
+            "mac": (real.mac if real else None) or h.mac or h.default_mac(),
+            "present": real is not None or netns.exists(h.netns),
         })
         out["links"].append({"a": f"{h.name}:eth0", "b": f"{h.attach}:{topo.host_port(h)}",
                              "kind": "veth"})

@@ -18,7 +18,7 @@ from netfate import paths
 from netfate.drivers import netns
 from netfate.drivers.ovs import OvsNetwork, OvsServer
 from netfate.errors import Conflict, InvalidInput
-from netfate.testbed import lifecycle
+from netfate.testbed import host_link, lifecycle
 from netfate.testbed.topology import Topology
 
 NUD_REACHABLE, NUD_STALE = 0x02, 0x04
@@ -72,7 +72,10 @@ def move(client: str, node: str) -> dict[str, Any]:
     if not netns.exists(h.netns):
         raise Conflict(f"client {client} has no namespace ({h.netns}): is the testbed up?")
     old = topo.node(h.attach)
-    mac = h.mac or h.default_mac()
+    # The station keeps the MAC it has now, which may not be the topology's: a device
+    # that changed (randomised) its MAC roams with that one (probe of 2026-12-06).
+    now = host_link.read(h.netns)
+    mac = (now.mac if now else None) or h.mac or h.default_mac()
     old_port = topo.host_port(h)
     moved = h.model_copy(update={"attach": node})
     new_port = topo.host_port(moved)
