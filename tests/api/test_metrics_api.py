@@ -8,7 +8,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.api.conftest import MakeAgent, MakeLive
-from tests.api.harness import wait_op, wait_until
+from tests.api.harness import assert_problem, wait_op, wait_until
 from tests.api.test_api_faults import API, add_user
 
 
@@ -55,3 +55,25 @@ def test_metrics_refuse_clients_outside_the_metrics_networks(make_live: MakeLive
         r = c.get("/metrics")
         assert r.status_code == 403
         assert "NETFATE_METRICS_NETWORKS" in r.json()["detail"]
+
+
+def test_metrics_take_name_filters_and_refuse_other_query_parameters(
+        client: httpx.Client) -> None:
+    """`/metrics?nmae[]=x` served every metric, as if the filter were not misspelt, and
+    `?name[]=x` every one too, the filter ignored (probe of 2026-12-06). name[] is
+    prometheus_client's own filter: the samples of those names, repeatable."""
+    for params, words in (({"foo": "1"}, ["'foo'", "name[]"]),
+                          ({"nmae[]": "netfate_users"}, ["'nmae[]'"]),
+                          ({"name[]": "netfate_users", "format": "json"}, ["'format'"]),
+                          ({"name[]": ""}, ["name[] is empty"])):
+        assert_problem(client.get("/metrics", params=params), 400, *words)
+    r = client.get("/metrics", params=[("name[]", "netfate_users"),
+                                       ("name[]", "process_open_fds")])
+    assert r.status_code == 200, r.text
+    names = {s.name for fam in text_string_to_metric_families(r.text) for s in fam.samples}
+    assert names == {"netfate_users", "process_open_fds"}
+    r = client.get("/metrics", params={"name[]": "netfate_no_such_metric"})
+    assert r.status_code == 200 and r.text == ""  # none (yet): not an error
+    s = samples(client)  # no filter: every metric
+    assert ("netfate_users", frozenset({("state", "active")})) in s
+    assert ("process_open_fds", frozenset()) in s

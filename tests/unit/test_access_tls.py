@@ -1,6 +1,7 @@
 """The captive portal API over TLS (RFC 8908 section 3): the testbed's CA and portal
 certificate, the checks of a certificate and key at start, and the portal served over
-https on loopback, verified against the CA as a device would."""
+https on loopback, verified against the CA as a device would; over http and https, a
+hostile Host gets 400 (RFC 9112 section 3.2)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from netfate.access.tls import server_context
 from netfate.errors import InvalidInput
 from netfate.radius.client import AuthResult
 from netfate.testbed.tls import PortalPki, portal_pki
+from tests.local_http import exchange
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +117,42 @@ def test_the_portal_serves_capport_over_tls_verified_against_the_ca(pki: PortalP
         with httpx.Client(transport=httpx.HTTPTransport(verify=ctx), timeout=5) as c, \
                 pytest.raises(httpx.ConnectError):
             c.get(url, extensions={"sni_hostname": "evil.example"})
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("https", [False, True], ids=["http", "https"])
+def test_the_portal_refuses_a_hostile_host_over_http_and_https(pki: PortalPki,
+                                                               https: bool) -> None:
+    """The portal serves whatever Host a captive device asks for (a 302 to the login page),
+    but not one that is no host: 400 naming it, as on every server of the project
+    (netfate.http_protocol; every case is in tests/unit/test_http_protocol.py)."""
+    app = create_portal_app("cpe1", "10.90.16.1", lambda *a: AuthResult(False, "", "", 0),
+                            lambda *a: None, lambda ip: None, capport_api_url=capport_url(),
+                            portal_url=user_portal_url())
+    sock = listen_socket(None, 0, host="127.0.0.1")
+    port = sock.getsockname()[1]
+    server = PortalServer(app, sock, tls=(pki.cert, pki.key) if https else None)
+    server.start()
+    tls = ssl.create_default_context(cafile=str(pki.ca)) if https else None
+
+    def send(head: bytes) -> tuple[int, bytes]:
+        return exchange(port, head + b"Connection: close\r\n\r\n", tls=tls,
+                        server_hostname="portal.netfate")
+
+    try:
+        for host in (b"portal.netfate", b"example.com", b"10.90.16.1", b"[::1]:8080"):
+            status, rest = send(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n")
+            assert status in (200, 302), (host, rest[:300])
+        for head, words in (
+                (b"GET / HTTP/1.1\r\nHost:\r\n", b"is empty"),
+                (b"GET / HTTP/1.1\r\nHost: portal netfate\r\n", b"'portal netfate'"),
+                (b"GET / HTTP/1.1\r\nHost: a\r\nHost: portal.netfate\r\n", b"multiple Host"),
+                (b"GET / HTTP/1.1\r\n", b"Missing mandatory Host"),
+                (b"GET http://evil.example/login HTTP/1.1\r\nHost: portal.netfate\r\n",
+                 b"'evil.example'")):
+            status, rest = send(head)
+            assert status == 400 and words in rest, (head, rest[:300])
     finally:
         server.stop()
 

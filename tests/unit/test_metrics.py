@@ -324,3 +324,52 @@ def test_serve_answers_on_loopback_and_a_taken_port_is_logged_not_fatal(caplog) 
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_listener_filters_by_name_and_refuses_other_queries_and_hostile_hosts() -> None:
+    """The controller's and agents' /metrics: `?name[]=x` served nothing at all (prometheus
+    _client filters by what collectors describe, and these describe nothing), and an unknown
+    parameter or a hostile Host was served as if absent (probe of 2026-12-06)."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.local_http import exchange
+
+    server = common.serve(0, common.registry(agent.REGISTRY))
+    assert server is not None
+    try:
+        port = server.server_address[1]
+        url = f"http://127.0.0.1:{port}/metrics"
+        r = httpx.get(url, params=[("name[]", "process_open_fds"),
+                                   ("name[]", "process_max_fds"),
+                                   ("name[]", "netfate_no_such_metric")], timeout=5)
+        assert r.status_code == 200, r.text
+        fams = list(text_string_to_metric_families(r.text))
+        want = {"process_open_fds", "process_max_fds"}
+        assert {s.name for f in fams for s in f.samples} == want
+        assert {f.name for f in fams} == want  # the other families are left out
+        r = httpx.get(url, params={"name[]": "process_open_fds"}, timeout=5,
+                      headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+        assert r.headers["content-type"].startswith("application/openmetrics-text")
+        assert "process_open_fds" in r.text  # the format is still prometheus_client's
+        for params, words in (({"foo": "1"}, ["'foo'", "name[]"]),
+                              ({"name[]": ""}, ["name[] is empty"])):
+            r = httpx.get(url, params=params, timeout=5)
+            assert r.status_code == 400 and r.headers["content-type"].startswith(
+                "text/plain"), r.text
+            assert all(w in r.text for w in words), r.text
+        own = f"127.0.0.1:{port}".encode()
+        for head, said in (
+                (b"GET /metrics HTTP/1.1\r\n", b"no Host header"),
+                (b"GET /metrics HTTP/1.1\r\nHost: a b\r\n", b"'a b'"),
+                (b"GET /metrics HTTP/1.1\r\nHost: a\r\nHost: " + own + b"\r\n", b"2 Host"),
+                (b"GET http://evil.example/metrics HTTP/1.1\r\nHost: " + own + b"\r\n",
+                 b"'evil.example'")):
+            status, rest = exchange(port, head + b"\r\n")
+            assert status == 400 and said in rest, (head, rest)
+        status, rest = exchange(port, b"GET http://" + own + b"/metrics HTTP/1.1\r\nHost: " +
+                                own + b"\r\n\r\n")
+        assert status == 200 and b"process_open_fds" in rest, rest[:300]
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -4,25 +4,38 @@
 registrations...) into Prometheus counters at scrape time, so the code that counts does not
 change. `registry()` is a process's registry: its own metrics, the counters, and the
 process's CPU, memory and file descriptors (prometheus_client's ProcessCollector).
+
+Every /metrics (the orchestrator's, and `serve`'s for the controller and agents) takes one
+query parameter, prometheus_client's ``name[]`` (repeatable: only the samples of those
+names), and answers any other with 400 naming it (`query_names`): an unknown one was
+ignored, so a misspelt filter served every metric. The orchestrator ignored name[] too, and
+the listeners' matched nothing (prometheus_client finds a name's collector by what the
+collectors describe, and these registries' describe nothing), so it is applied here (`Only`).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import socket
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from socketserver import ThreadingMixIn
 from typing import Any
+from urllib.parse import parse_qsl
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import (
     CollectorRegistry,
     ProcessCollector,
     disable_created_metrics,
-    start_http_server,
+    make_wsgi_app,
 )
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from netfate import counters
+from netfate.http_host import check_request
 
 log = logging.getLogger("netfate.metrics")
 
@@ -88,16 +101,114 @@ def registry(own: CollectorRegistry | None = None,
     return reg
 
 
+MAX_QUERY_FIELDS = 100
+
+
+def query_names(path: str, query: str) -> list[str]:
+    """The sample names a /metrics query asks for with ``name[]`` (none: every sample), as
+    prometheus_client's own handlers take them; ValueError naming a parameter it does not
+    take, or an empty name."""
+    try:
+        fields = parse_qsl(query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
+    except ValueError:
+        raise ValueError(f"{path} takes at most {MAX_QUERY_FIELDS} query parameters") from None
+    unknown = sorted({k for k, _ in fields if k != "name[]"})
+    if unknown:
+        raise ValueError(f"{path} takes no query parameter "
+                         f"{', '.join(repr(k[:64]) for k in unknown[:5])} (it takes: name[], "
+                         "a sample name to keep, repeatable)")
+    names = [v for _, v in fields]
+    if "" in names:
+        raise ValueError(f"{path}: name[] is empty (give a sample name, such as "
+                         "process_cpu_seconds_total)")
+    return names
+
+
+class Only(Collector):
+    """The samples of ``source`` with one of ``names`` (sample names, as name[] gives them:
+    ``x_total``, ``x_bucket``...), in their families; the families left empty are left
+    out."""
+
+    def __init__(self, source: Collector, names: Iterable[str]) -> None:
+        self.source = source
+        self.names = frozenset(names)
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self.source.collect():
+            samples = [s for s in metric.samples if s.name in self.names]
+            if samples:
+                kept = copy.copy(metric)
+                kept.samples = samples
+                yield kept
+
+
+def selected(reg: Collector, names: list[str]) -> Collector:
+    """What a /metrics query with these name[] serves."""
+    return Only(reg, names) if names else reg
+
+
+Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def wsgi_app(reg: Collector) -> Wsgi:
+    """prometheus_client's WSGI app for ``reg`` (its format chosen by Accept, gzip), behind
+    the checks of every project server: the Host and target (netfate.http_host, as the
+    uvicorn servers have them) and the query (`query_names`); each refusal a 400 naming
+    what is wrong."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        version = str(environ.get("SERVER_PROTOCOL", "")).removeprefix("HTTP/")
+        try:
+            check_request(str(environ["REQUEST_METHOD"]).encode("latin-1"),
+                          str(environ.get("netfate.target", "/")).encode("latin-1"),
+                          [h.encode("latin-1") for h in environ.get("netfate.hosts", [])],
+                          version.encode("latin-1"))
+            names = query_names(str(environ.get("PATH_INFO") or "/"),
+                                str(environ.get("QUERY_STRING", "")))
+        except ValueError as exc:  # BadRequest is one
+            body = f"{exc}\n".encode("utf-8", "backslashreplace")
+            start_response("400 Bad Request", [("Content-Type", "text/plain; charset=utf-8"),
+                                               ("Content-Length", str(len(body)))])
+            return [body]
+        # name[] applied here, not by prometheus_client (see the module's docstring)
+        served: Iterable[bytes] = make_wsgi_app(selected(reg, names))(
+            {**environ, "QUERY_STRING": ""}, start_response)
+        return served
+
+    return app
+
+
+class _Handler(WSGIRequestHandler):
+    """wsgiref's handler, silent, that hands the app the request's Host headers (its
+    environ joins them into one) and its target as sent."""
+
+    def get_environ(self) -> dict[str, Any]:
+        env = dict(super().get_environ())
+        env["netfate.hosts"] = self.headers.get_all("Host") or []
+        env["netfate.target"] = self.path
+        return env
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a scrape in progress does not hold the process at exit
+
+
 def serve(port: int, reg: CollectorRegistry, host: str = "127.0.0.1") -> Any:
     """Serve ``reg`` at http://host:port/metrics from a daemon thread (loopback by
-    default: Prometheus scrapes it from the same host). Returns the server, or None when
-    the port cannot be had (logged as an error: a process that runs the network must not
-    stop for want of its metrics)."""
+    default: Prometheus scrapes it from the same host), through `wsgi_app`. Returns the
+    server, or None when the port cannot be had (logged as an error: a process that runs
+    the network must not stop for want of its metrics)."""
+    class Server(_Server):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
     try:
-        server, thread = start_http_server(port, addr=host, registry=reg)
+        server = make_server(host, port, wsgi_app(reg), Server, handler_class=_Handler)
     except OSError as exc:
         log.error("no metrics: cannot listen on %s:%d: %s", host, port, exc)
         return None
-    assert isinstance(thread, threading.Thread)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     log.info("metrics at http://%s:%d/metrics", host, port)
     return server

@@ -32,7 +32,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from netfate.metrics.common import LATENCY_BUCKETS, registry
+from netfate.metrics.common import LATENCY_BUCKETS, query_names, registry, selected
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -260,7 +260,9 @@ def allowed(host: str | None, networks: Iterable[str]) -> bool:
 def install(app: FastAPI, orch: Orchestrator) -> None:
     """``GET /metrics`` on the app: outside /api/v1 and its operator authentication, so
     only clients in the orchestrator's ``metrics_networks`` (loopback by default) get it;
-    others get 403. The app's lifespan runs `follow` on the hub while it is up."""
+    others get 403. It takes ``name[]`` filters, and refuses other query parameters with
+    400 (`common.query_names`). The app's lifespan runs `follow` on the hub while it is
+    up."""
     from netfate.orchestrator.api.problems import problem
 
     reg = app_registry(orch)
@@ -272,7 +274,11 @@ def install(app: FastAPI, orch: Orchestrator) -> None:
         if not allowed(host, nets):
             return problem(403, f"/metrics is for clients in {list(nets)} "
                                 f"(NETFATE_METRICS_NETWORKS), not {host}")
-        return Response(generate_latest(reg), media_type=CONTENT_TYPE_LATEST)
+        try:
+            names = query_names("/metrics", request.scope["query_string"].decode("latin-1"))
+        except ValueError as exc:
+            return problem(400, str(exc))
+        return Response(generate_latest(selected(reg, names)), media_type=CONTENT_TYPE_LATEST)
 
 
 def _snake(name: str) -> str:

@@ -156,7 +156,9 @@ async def patch_user(request: Request, name: str = USER, *, body: UserPatch
     return out
 
 
-@router.delete("/users/{name}", status_code=204)
+# 204 with response_class=Response: no body and no Content-Type (RFC 9110 §15.3.5), where
+# FastAPI's default JSONResponse sent "application/json" with it.
+@router.delete("/users/{name}", status_code=204, response_class=Response)
 async def delete_user(request: Request, name: str = USER) -> None:
     """Forget a user (409 while they own NF instances). The switches where they were
     located or steered are published again at once: their flows and their place in the

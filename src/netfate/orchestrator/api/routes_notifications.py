@@ -63,14 +63,16 @@ def ack(request: Request, nid: str = NID) -> dict[str, Any]:
     return one_row(request, lambda s: repo.ack_notification(s, n))
 
 
-@router.delete("/notifications/{nid}", status_code=204)
+# 204 with response_class=Response: no body and no Content-Type (RFC 9110 §15.3.5), where
+# FastAPI's default JSONResponse sent "application/json" with it.
+@router.delete("/notifications/{nid}", status_code=204, response_class=Response)
 def delete(request: Request, nid: str = NID) -> None:
     n = nid_of(nid)
     with db(request).session() as s:
         repo.delete_notification(s, n)
 
 
-@router.put("/vnf_instances/{iid}/mute", status_code=204,
+@router.put("/vnf_instances/{iid}/mute", status_code=204, response_class=Response,
             summary="Drop this NF's notifications from now on")
 def mute(request: Request, iid: str = IID) -> None:
     with db(request).session() as s:
@@ -78,7 +80,7 @@ def mute(request: Request, iid: str = IID) -> None:
         repo.mute(s, iid)
 
 
-@router.delete("/vnf_instances/{iid}/mute", status_code=204)
+@router.delete("/vnf_instances/{iid}/mute", status_code=204, response_class=Response)
 def unmute(request: Request, iid: str = IID) -> None:
     with db(request).session() as s:
         if not repo.unmute(s, iid):
@@ -129,7 +131,7 @@ def subscription(request: Request, sid: str = SID) -> dict[str, Any]:
     return one_row(request, lambda s: repo.get_subscription(s, sid))
 
 
-@router.delete("/subscriptions/{sid}", status_code=204)
+@router.delete("/subscriptions/{sid}", status_code=204, response_class=Response)
 def unsubscribe(request: Request, sid: str = SID) -> None:
     with db(request).session() as s:
         repo.delete_subscription(s, sid)
