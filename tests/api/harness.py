@@ -33,6 +33,7 @@ from netfate.bus.messages import (
     Register,
     Reply,
     Resources,
+    ServicesPort,
     SwitchPorts,
     SwitchSynced,
     Telemetry,
@@ -182,7 +183,8 @@ class FakeAgent:
 
     def __init__(self, loop: LoopThread, nats_url: str, name: str, *, role: str = "cpe",
                  capabilities: list[str] | None = None, mem_total_mb: int = 2048,
-                 mem_free_mb: int = 1800, cpu_util: float = 0.1) -> None:
+                 mem_free_mb: int = 1800, cpu_util: float = 0.1,
+                 services: ServicesPort | None = None) -> None:
         self.loop = loop
         self.url = nats_url
         self.name = name
@@ -191,6 +193,7 @@ class FakeAgent:
         self.mem_total_mb = mem_total_mb
         self.mem_free_mb = mem_free_mb
         self.cpu_util = cpu_util
+        self.services = services  # a CPE's access services port (DHCP, DNS, portal)
         self.mode: Mode = "ok"
         self.fail_error = f"create failed on {name}: nft: syntax error (fake agent)"
         self.fail_status: int | None = None  # the HTTP status its failing replies give
@@ -296,7 +299,8 @@ class FakeAgent:
     def _ports(self) -> SwitchPorts:
         if self.role != "cpe":
             return SwitchPorts(infra=["down1"])
-        return SwitchPorts(uplink="up", access=["lan1", "lan2"], stations=self.stations)
+        return SwitchPorts(uplink="up", access=["lan1", "lan2"], stations=self.stations,
+                           services=self.services)
 
     @property
     def steering(self) -> list[tuple[str, str, list[str]]]:

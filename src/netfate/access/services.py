@@ -242,7 +242,10 @@ class AccessServices:
         except httpx.HTTPError as exc:
             raise AcceptError(f"the orchestrator at {self.api_url} is unreachable: {exc}") from exc
         if not r.is_success:
-            raise AcceptError(f"the orchestrator answered {r.status_code}: {_detail(r)}")
+            # 422: the association itself cannot work (an address no device here can have):
+            # trying again cannot help. Anything else (429 overload, 5xx) may.
+            raise AcceptError(f"the orchestrator answered {r.status_code}: {_detail(r)}",
+                              config_fault=r.status_code == 422)
         try:
             accepted = r.json()
         except ValueError:

@@ -68,8 +68,10 @@ def orchestrator(
                                                     "block-flood-sources; empty: off "
                                                     "[NETFATE_REACTION_POLICY; off]")] = None,
     probe_subnet: Annotated[str | None, Opt(help="The access subnet troubleshooting probes "
-                                                 "take addresses in, from its top; empty: "
-                                                 "none [NETFATE_PROBE_SUBNET; 10.90.0.0/16]")]
+                                                 "take addresses in, from its top, and users' "
+                                                 "devices are at CPEs whose access services "
+                                                 "are in it; empty: none "
+                                                 "[NETFATE_PROBE_SUBNET; 10.90.0.0/16]")]
     = None,
     probe_gateway: Annotated[str | None, Opt(help="The probes' default gateway "
                                                   "[NETFATE_PROBE_GATEWAY; 10.90.0.1]")]

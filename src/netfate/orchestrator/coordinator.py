@@ -45,6 +45,7 @@ from netfate.errors import NetfateError
 from netfate.metrics import orchestrator as metrics
 from netfate.orchestrator import lcm_records as rec
 from netfate.orchestrator import planner, snapshot
+from netfate.orchestrator.access_subnet import AccessSubnet
 from netfate.orchestrator.admission import Admission
 from netfate.orchestrator.agents import AgentBus
 from netfate.orchestrator.executor import Executor
@@ -86,6 +87,9 @@ class Coordinator:
         self._tasks: set[asyncio.Task[None]] = set()
         # User events in flight, bounded for the API (graceful overload).
         self.admission = Admission()
+        # Where users' devices get addresses (the settings' probe_subnet and probe_gateway):
+        # an association at a node serving it must give one of its hosts (access_subnet).
+        self.access_subnet: AccessSubnet | None = None
 
     # -- desired state -> agents ----------------------------------------------------------
     async def desired_for(self, node: str) -> tuple[DesiredState, dict[str, str]]:

@@ -40,6 +40,7 @@ from netfate.db.advisory import AdvisoryLocks
 from netfate.engine import NodeTelemetry, NodeUp
 from netfate.errors import Conflict, NetfateError
 from netfate.orchestrator import notify, recovery, state_lock
+from netfate.orchestrator.access_subnet import AccessSubnet
 from netfate.orchestrator.agents import AgentBus, Disconnects, refusal
 from netfate.orchestrator.closed_loop import ClosedLoop
 from netfate.orchestrator.coordinator import Coordinator
@@ -146,6 +147,7 @@ class Orchestrator:
         if s.replica_id is not None:
             self.coordinator.locks = PlanLocks(await AdvisoryLocks.connect(
                 s.database_url, f"netfate-orchestrator-{s.replica_id}"))
+        self.coordinator.access_subnet = AccessSubnet.of(s.probe_subnet, s.probe_gateway)
         self.coordinator.admission.limit = s.max_events_in_flight
         self.coordinator.admission.target_s = s.admission_target_s
         if s.reaction_policy:

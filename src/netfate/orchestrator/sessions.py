@@ -28,6 +28,7 @@ from netfate.db.repo import check
 from netfate.db.repo.sessions import new_acct_session_id
 from netfate.engine import UserAssociated, UserIdle
 from netfate.errors import InvalidInput, NetfateError, NotFound
+from netfate.orchestrator.access_subnet import AccessSubnet, check_station
 from netfate.owners import is_operator_owned
 
 if TYPE_CHECKING:
@@ -184,11 +185,20 @@ def _other_on(s: Session, user: str, node: str, mac: str | None, ip: str | None
     return None
 
 
-def _check_and_other_on(s: Session, user: str, node: str, mac: str | None, ip: str | None
+def _check_and_other_on(s: Session, user: str, node: str, mac: str | None, ip: str | None,
+                        services_ip: str | None = None, access: AccessSubnet | None = None
                         ) -> str | None:
-    """_check, then _other_on."""
+    """_check, the device's addresses at the node (access_subnet.check_station), then
+    _other_on."""
     _check(s, user, node)
+    check_station(node, mac, ip, services_ip, access)
     return _other_on(s, user, node, mac, ip)
+
+
+def _services_ip(coord: Coordinator, node: str) -> str | None:
+    """The node's access services address, as its agent last reported its switch."""
+    ports = coord.switches.ports.get(node) if coord.switches is not None else None
+    return ports.services.ip if ports is not None and ports.services is not None else None
 
 
 async def associate(coord: Coordinator, database: Database, user: str, node: str,
@@ -198,10 +208,13 @@ async def associate(coord: Coordinator, database: Database, user: str, node: str
     """``login`` given: a new login (see the module's docstring); None: a roam or a repeated
     association, which keeps the user's login and its accounting session. ``laps`` is given
     the time (ms) to plan and record the association ("plan_ms") and then to anchor the
-    user's traffic ("anchor_rounds_ms")."""
+    user's traffic ("anchor_rounds_ms"). InvalidInput, before anything changes, for an
+    address no device at the node can have (access_subnet.check_station: outside its
+    access subnet, the node's own services address...), whichever path associates."""
     t0 = time.perf_counter()
     # The checks and the first look for another user on the device, in one transaction.
-    other = await database.read(_check_and_other_on, user, node, mac, ip)
+    other = await database.read(_check_and_other_on, user, node, mac, ip,
+                                _services_ip(coord, node), coord.access_subnet)
     for k in range(4):
         # The device or the address changed hands (another user logs in on it): the one
         # before leaves, as when idle, so no switch holds two users on one MAC or address.

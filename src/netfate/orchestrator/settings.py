@@ -129,14 +129,18 @@ class Settings(BaseModel):
         default=True, description="Load the packaged NF catalogue at start")
     # Troubleshooting probes (orchestrator/troubleshoot_probes.py) are stations of the access
     # subnet: addresses from its top, the gateway as their default route. The defaults are
-    # the testbed's default topology (which passes its own).
+    # the testbed's default topology (which passes its own). A user's association at a CPE
+    # whose access services are in it must give one of its hosts (access_subnet.py).
     probe_subnet: str = Field(
         default="10.90.0.0/16",
         description="The access subnet troubleshooting probes take addresses in (from its "
-        "top), e.g. 10.90.0.0/16; empty: probes get none (their pings are no evidence)")
+        "top), e.g. 10.90.0.0/16; an association's ip at a CPE whose access services are "
+        "in it must be a host of it; empty: probes get none (their pings are no evidence), "
+        "associations are not checked against it")
     probe_gateway: str = Field(
         default="10.90.0.1", validate_default=True,
-        description="The probes' default gateway, a host of probe_subnet")
+        description="The probes' default gateway, a host of probe_subnet: the access "
+        "subnet's router, which no user's device is")
     radius_settings: RadiusSettings = Field(
         default_factory=RadiusSettings,
         description="FreeRADIUS and the portals' RADIUS (the NETFATE_RADIUS_* group); "
