@@ -6,9 +6,9 @@ RFC 9112 §3.2: a server MUST respond 400 (Bad Request) to an HTTP/1.1 request t
 Host header, and to any request with more than one Host header or an invalid one. h11 (under
 uvicorn) counted them but took any value: an empty Host, `a b` or `<x>` reached the apps,
 and so did `GET http://evil.example/... HTTP/1.1` with another Host (probe of 2026-12-06).
-Here a Host is an authority of RFC 3986 §3.2.2-3.2.3: a reg-name (unreserved characters,
-sub-delims, %-escapes), an IPv4 address or a bracketed IP literal, with an optional port of
-digits; not empty, since an http(s) URI has a host (RFC 9110 §4.2.1). A request target is a
+Here a Host is an authority of RFC 3986 §3.2.2-3.2.3: a host name (unreserved characters
+only, at most 255), an IPv4 address or a bracketed IP literal, with an optional port
+1-65535; not empty, since an http(s) URI has a host (RFC 9110 §4.2.1). A request target is a
 path (origin-form), `*` for OPTIONS, an authority for CONNECT, or an http(s) URL whose
 authority is the Host's (absolute-form, RFC 9112 §3.2.2), which is then served as its path.
 """
@@ -19,9 +19,12 @@ import ipaddress
 import re
 from collections.abc import Sequence
 
-# RFC 3986 §3.2.2: reg-name = *( unreserved / pct-encoded / sub-delims ); an IPv4 address
-# is one as far as its characters go.
-_REG_NAME = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*")
+# RFC 3986 §3.2.2's reg-name, narrowed to its unreserved characters: an HTTP host is a DNS
+# name (RFC 1123 §2.1; '_' and '~' tolerated) or an address, and sub-delims and %-escapes
+# (`a,b`, `a%00`) name none (probe of 2026-12-06). An IPv4 address is one as far as its
+# characters go.
+_REG_NAME = re.compile(r"[A-Za-z0-9\-._~]*")
+MAX_HOST = 255  # characters of a host name (RFC 1035 §2.3.4: 255 octets for a name)
 _IPV_FUTURE = re.compile(r"v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+")
 _PORT = re.compile(r"[0-9]*")  # RFC 3986 §3.2.3: port = *DIGIT
 _SCHEME = re.compile(rb"[A-Za-z][A-Za-z0-9+.\-]*")  # RFC 3986 §3.1
@@ -61,16 +64,19 @@ def _authority(raw: bytes) -> tuple[str, str]:
         good = _REG_NAME.match(host)
         end = good.end() if good else 0
         if end < len(host):
-            ch = host[end]
-            if ch == "%":
-                raise ValueError("has a '%' not followed by two hex digits")
-            raise ValueError(f"has {ch!a}, which is not allowed in a host")
+            raise ValueError(f"has {host[end]!a}, which is not allowed in a host name "
+                             "(letters, digits, '-', '.', '_', '~')")
         if not host:
             raise ValueError("has no host name")
+        if len(host) > MAX_HOST:
+            raise ValueError(f"has a host name of {len(host)} characters (at most "
+                             f"{MAX_HOST})")
     port = rest[1:]
     if rest and not (rest.startswith(":") and _PORT.fullmatch(port)):
         raise ValueError(f"has {rest[:_SHOWN]!a} after its host, where only "
                          ":port (digits) may be")
+    if port and (len(port) > 5 or not 0 < int(port) <= 65535):
+        raise ValueError(f"has port {port[:_SHOWN]!a}, which is not 1-65535")
     return host, port
 
 

@@ -42,6 +42,23 @@ def test_hostile_hosts_get_400_on_the_api_the_ui_and_metrics(live: LiveOrchestra
     assert status == 200, rest[:400]
 
 
+@pytest.mark.parametrize(("path", "auth"), [("/ui/login/", b""), ("/docs/", b""),
+                                           ("/metrics/", b""), ("/api/v1/users/", AUTH_LINE)])
+def test_a_trailing_slash_redirect_does_not_echo_the_host(live: LiveOrchestrator, path: str,
+                                                          auth: bytes) -> None:
+    """Starlette's trailing-slash redirect was built from the request's Host: `Host:
+    evil.com` got `Location: http://evil.com/ui/login`, without authentication (probe of
+    2026-12-06). Now it is relative."""
+    for host in (b"evil.com", f"127.0.0.1:{live.port}".encode()):
+        status, rest = exchange(live.port, f"GET {path} HTTP/1.1\r\n".encode() + b"Host: " +
+                                host + b"\r\n" + auth + b"Connection: close\r\n\r\n")
+        assert status == 307, rest[:400]
+        location = next(line for line in rest.split(b"\r\n")
+                        if line.lower().startswith(b"location:"))
+        assert location.split(b":", 1)[1].strip() == path.rstrip("/").encode(), location
+        assert b"evil" not in rest
+
+
 # Every route of the API that answers 204 (its OpenAPI says so): the test calls each.
 NO_CONTENT = {
     ("DELETE", "/api/v1/users/{name}"), ("DELETE", "/api/v1/notifications/{nid}"),

@@ -15,6 +15,7 @@ from netfate.orchestrator.api import (
     auth,
     head,
     problems,
+    relative_location,
     routes_checkpoints,
     routes_instances,
     routes_nodes_users,
@@ -95,4 +96,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        large=frozenset({"/api/v1/vnf_packages"}))
     # Outermost: nothing is read or run for a request without the operator's token/session.
     app.add_middleware(auth.OperatorAuth, token=lambda: orch.api_token)
+    # Around everything: no Location built from the request's Host goes out absolute.
+    app.add_middleware(relative_location.RelativeLocation)
     return app
