@@ -7,6 +7,7 @@ missing was answered "logged in" while its user stayed captive)."""
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import httpx
@@ -51,6 +52,10 @@ def test_an_nf_refusing_its_configuration_is_the_users_fault(
         wait_for_ops(client, "", ops)
     assert e.value.config_fault and e.value.status == 409
     assert "cpe1-user1-firewall" in str(e.value)
+    # Not steered to a chain whose NF does not exist: no rule recorded as installed that
+    # the controller never built (the portal would call the device online).
+    time.sleep(0.5)  # the plan's steps after the failed one have run
+    assert client.get(f"{API}/steering_rules", params={"node": "cpe1"}).json() == []
 
 
 def test_a_node_failing_the_chain_is_worth_another_try(

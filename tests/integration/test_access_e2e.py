@@ -256,4 +256,9 @@ def test_a_login_whose_nf_refuses_its_configuration_is_not_reported_logged_in(
     ops = _get(f"{API}/vnf_lcm_op_occs").json()
     mine = [o for o in ops if o["vnf_instance_id"] == f"{host.attach}-user9-vpn"]
     assert mine and all(o["error"]["status"] == 422 for o in mine), mine
+    # Not steered, so captive on every channel: a site is redirected to the login page,
+    # not answered "You are online, your connection is being set up".
+    time.sleep(1.2)  # the access services' view of the platform is at most 1 s old
+    r = http.request(C1, INET, "GET", "/index.html", host="example.org")
+    assert r.status == 302 and "/login" in r.headers.get("location", ""), r
     assert _post(f"{API}/users/user9/logout").status_code == 202

@@ -324,12 +324,14 @@ def create_portal_app(
                         client_ip, exc)
             if exc.config_fault:
                 return answer(request, exc.status, "Your services need attention",
-                              f"logged in, but your services could not be set up: {exc}. "
-                              "Trying again will not help until your configuration is "
-                              "corrected (or ask your operator)", retry_form=again)
+                              f"your password was accepted, but your services could not be "
+                              f"set up: {exc}. You are not online; logging in again will "
+                              "not help until your configuration is corrected (or ask your "
+                              "operator)", retry_form=again)
             return answer(request, exc.status, "Set-up failed",
-                          f"logged in, but your services could not be set up ({exc}); "
-                          "please try again in a minute", retry_form=again)
+                          f"your password was accepted, but your services could not be set "
+                          f"up ({exc}); you are not online: please try again in a minute",
+                          retry_form=again)
         seen.accepted(mac, user, result.session_timeout)
         ip = result.framed_ip or client_ip
         log.info("login %s from %s/%s: accepted, address %s", user, mac, client_ip, ip)

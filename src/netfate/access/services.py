@@ -192,6 +192,7 @@ class AccessServices:
         self._portal: PortalServer | None = None
         self._portal_tls: PortalServer | None = None
         self._users_cache: tuple[float, list[dict[str, Any]]] = (0.0, [])
+        self._steered_cache: tuple[float, set[str]] = (0.0, set())
         self.app: Starlette = create_portal_app(
             cpe.node, cpe.services_ip, self.authenticate, self.on_accept, self.dnsmasq.mac_for,
             limiter=limiter, logged_in=self.logged_in, capport_api_url=api,
@@ -288,10 +289,28 @@ class AccessServices:
         return users
 
     def logged_in(self, mac: str) -> bool:
-        """Whether the platform holds a session for the device ``mac`` at this CPE."""
+        """Whether the device ``mac`` is online at this CPE: the platform holds its user's
+        session here and steers them here (their steering rule installed). A session whose
+        NFs could not start has no steering: its device is captive, and the portal says so
+        (RFC 8908 API, OS probes), not "online" (probe of 2026-12-06)."""
         mac = mac.lower()
-        return any(str(u.get("mac") or "").lower() == mac
-                   and u.get("access_node") == self.cpe.node for u in self._users())
+        users = [str(u.get("name")) for u in self._users()
+                 if str(u.get("mac") or "").lower() == mac
+                 and u.get("access_node") == self.cpe.node]
+        return bool(users) and any(u in self._steered() for u in users)
+
+    def _steered(self, max_age: float = 1.0) -> set[str]:
+        """The users whose steering at this CPE is installed, at most max_age seconds old.
+        httpx.HTTPError if it cannot be read."""
+        at, names = self._steered_cache
+        if time.monotonic() - at > max_age:
+            r = self._http.get(f"{self.api_url}/api/v1/steering_rules",
+                               params={"node": self.cpe.node}, timeout=2)
+            r.raise_for_status()
+            names = {str(x.get("user_name")) for x in r.json()
+                     if isinstance(x, dict) and x.get("desired") and x.get("installed")}
+            self._steered_cache = (time.monotonic(), names)
+        return names
 
     def sync_bindings(self) -> bool:
         """Every logged-in user's stable address for their device, from the orchestrator,

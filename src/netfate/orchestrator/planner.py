@@ -131,7 +131,10 @@ Step = (Want | Drop | Configure | Push | MoveState | RestoreState | Retract | Re
 @dataclass(frozen=True)
 class Occurrence:
     """One lifecycle operation occurrence's steps. `holds_steering`: the user whose steering
-    must stay as it is when this fails (a migration that did not happen)."""
+    must stay as it is when this fails (a migration that did not happen, or an NF of their
+    chain that could not be placed: steering them to a chain naming an NF that does not
+    exist recorded a rule as installed that the controller never built, and the portal
+    told the device it was online; probe of 2026-12-06)."""
 
     op_id: str
     title: str  # the failure's title (RFC 7807)
@@ -243,8 +246,9 @@ def plan_steps(intents: Sequence[Intent], ops: Sequence[str | None],
     for it, op_id in zip(intents, ops, strict=True):
         match it:
             case Place() if op_id:
-                out.append(instantiate(op_id, it.node, it.user, it.nf, it.instance_id,
-                                       flavour=it.flavour))
+                out.append(replace(instantiate(op_id, it.node, it.user, it.nf,
+                                               it.instance_id, flavour=it.flavour),
+                                   holds_steering=it.user))
             case Migrate() if op_id:
                 occ = migrate(op_id, it.instance_id, facts.get(it.instance_id), it.dst,
                               it.new_instance_id, deferred=True, flavour=it.flavour)
