@@ -6,6 +6,7 @@ state (the config) moves to a new instance and the tunnel is negotiated again. T
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from netfate.drivers.vm import VmCompute
 from netfate.drivers.vm_qmp import GuestAgent
 from netfate.errors import ConfigRefused, InvalidInput, http_status
 from netfate.interfaces import NFInfo
+from netfate.proc import netns_argv
 from netfate.scenarios import vpn, vpn_vm
 from netfate.scenarios import vpn_measure as m
 from netfate.scenarios.vpn_gateway import Gateway, swan
@@ -65,6 +67,21 @@ def test_traffic_crosses_the_tunnel_encrypted_and_the_state_moves(
     assert vpn.wait_ping(vpn.CLIENT_NS, INET, 15) is not None, "the tunnel did not come back"
     st = node.compute.status(new.instance_id).detail
     assert st["child_installed"] and st["clear_dropped"]["packets"] == 0, st
+    # From an address outside local_ts: not bridged out in the clear (fail closed; before,
+    # it crossed the NF unencrypted: probe of 2026-12-06).
+    other = "10.90.3.7"
+    subprocess.run(netns_argv(vpn.CLIENT_NS, ["ip", "addr", "add", f"{other}/16", "dev",
+                                              "eth0"]), check=True)
+    try:
+        cp = subprocess.run(netns_argv(vpn.CLIENT_NS, ["ping", "-c", "3", "-i", "0.2", "-W",
+                                                       "1", "-I", other, INET]),
+                            capture_output=True, check=False)
+        assert cp.returncode != 0, cp.stdout
+        st = node.compute.status(new.instance_id).detail
+        assert st["clear_dropped"]["packets"] >= 3, st
+    finally:
+        subprocess.run(netns_argv(vpn.CLIENT_NS, ["ip", "addr", "del", f"{other}/16", "dev",
+                                                  "eth0"]), check=False)
     tb.remove_nf("cpe1", new.instance_id)
 
 

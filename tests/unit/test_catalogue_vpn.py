@@ -90,6 +90,9 @@ def test_ruleset() -> None:
     assert "elements = { 10.90.1.0/24, 10.90.2.0/24 }" in text
     assert "ether daddr set 02:00:00:00:00:01 meta pkttype set host" in text
     assert 'iifname "lan"' in text and "maxseg size set rt mtu" in text
+    # fail closed: no IPv4 crosses the bridge in the clear, from local_ts or not
+    assert 'iifname "lan" ether type ip counter drop comment "clear out"' in text
+    assert 'iifname "wan" ether type ip counter drop comment "clear in"' in text
     assert text.index("delete table bridge fate_vpn") < text.index("table bridge fate_vpn {")
     with pytest.raises(swan.ConfigError):
         swan.ruleset(swan.normalise(CFG), "02:00:00:00:00:01;", "lan", "wan")

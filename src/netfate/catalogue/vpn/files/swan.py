@@ -248,8 +248,10 @@ def ruleset(cfg: dict[str, Any], br_mac: str, lan: str, wan: str) -> str:
     - bridge prerouting: the user's IPv4 entering on `lan` is handed to the NF's own stack
       (its destination MAC set to br0's, RFC-less but the kernel's documented way), so it is
       routed into the tunnel instead of being bridged;
-    - bridge forward: the user's IPv4 never crosses the bridge in the clear, either way (the
-      tunnel or nothing: fail closed);
+    - bridge forward: no IPv4 crosses the bridge in the clear, either way (the tunnel or
+      nothing: fail closed), from the user's networks or not: before, IPv4 from an address
+      outside `local_ts` (a Framed-IP the operator's local_ts does not cover) was bridged
+      out unencrypted (probe of 2026-12-06);
     - ip forward: only user -> tunnel and tunnel -> user; TCP SYNs get their MSS clamped to
       the route's MTU, so nothing is fragmented."""
     if not _MAC.fullmatch(br_mac):
@@ -266,8 +268,8 @@ def ruleset(cfg: dict[str, Any], br_mac: str, lan: str, wan: str) -> str:
         'meta pkttype set host counter comment "to tunnel"\n'
         "  }\n"
         "  chain through {\n    type filter hook forward priority 0; policy accept;\n"
-        f'    ether type ip ip saddr @users counter drop comment "clear out"\n'
-        f'    ether type ip ip daddr @users counter drop comment "clear in"\n'
+        f'    iifname "{lan}" ether type ip counter drop comment "clear out"\n'
+        f'    iifname "{wan}" ether type ip counter drop comment "clear in"\n'
         "  }\n}\n"
         + _ip_through_head(cfg)
         + f'    iifname "br0" oifname "{TUN}" ip saddr @users counter accept comment "out"\n'
