@@ -152,6 +152,20 @@ def test_a_move_keeps_the_mac_the_client_has_and_status_shows_what_it_holds(
         assert mine["mac"] == changed and mine["node"] == away, mine
         assert mine["addresses"] == list(before.addresses), mine
         assert mine["address"] == before.address, mine
+        # eth0 with no address: none shown, not the topology's
+        route = subprocess.run(netns_argv(h.netns, ["ip", "-4", "route", "show", "default"]),
+                               capture_output=True, text=True, check=True).stdout.split()
+        subprocess.run(netns_argv(h.netns, ["ip", "addr", "flush", "dev", "eth0"]), check=True)
+        try:
+            bare = next(x for x in lifecycle.status()["hosts"] if x["name"] == "client2")
+            assert bare["address"] is None and bare["addresses"] == [], bare
+        finally:
+            for a in before.addresses:
+                subprocess.run(netns_argv(h.netns, ["ip", "addr", "add", a, "dev", "eth0"]),
+                               check=False)
+            if route:
+                subprocess.run(netns_argv(h.netns, ["ip", "route", "replace", *route]),
+                               check=False)
     finally:
         subprocess.run(netns_argv(h.netns, ["ip", "link", "set", "eth0", "address",
                                             str(before.mac)]), check=False)

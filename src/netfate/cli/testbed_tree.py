@@ -91,7 +91,8 @@ def status_tree(st: dict[str, Any]) -> Tree:
 def _host(t: Tree, h: dict[str, Any], users_by_mac: dict[str, dict[str, Any]]) -> None:
     present = "" if h.get("present", True) else " [red](namespace missing)[/]"
     label = (f"{escape(str(h['role']))} [magenta]{escape(str(h['name']))}[/] "
-             f"{escape(str(h.get('address')))} {escape(str(h.get('mac')))}{present}")
+             f"{escape(str(h.get('address') or 'no address'))} "
+             f"{escape(str(h.get('mac')))}{present}")
     u = users_by_mac.get(str(h.get("mac")).lower())
     if u is not None and u.get("access_node") == h["node"]:
         label += f" · user [bold]{escape(str(u['name']))}[/]"

@@ -413,7 +413,8 @@ def status() -> dict[str, Any]:
         planned = topo.host_address(h) if h.address or h.role == "internet" else None
         out["hosts"].append({
             "name": h.name, "role": h.role, "node": h.attach, "netns": h.netns,
-            "address": (real.address if real else None) or planned,
+            # None when eth0 holds no address (not the topology's: probe of 2026-12-06)
+            "address": real.address if real is not None else planned,
             "addresses": list(real.addresses) if real else [],
             "topology_address": planned,
             "mac": (real.mac if real else None) or h.mac or h.default_mac(),
