@@ -29,10 +29,25 @@ def _run_as_root(module: str, *args: Any, **kwargs: Any) -> None:
     emit_json(guarded(lambda: run(*args, **kwargs)))
 
 
-def _run_on_testbed(module: str, runs: int) -> None:
-    """The same for a bench on the running testbed, reporting its progress on stderr."""
+ReplaceOpt = Annotated[bool, typer.Option(
+    "--replace-testbed", help="Take down a running testbed first (this bench brings up one "
+    "of its own, with its settings, and takes it down after)")]
+
+
+def _run_on_testbed(module: str, runs: int, replace: bool = False) -> None:
+    """The same for a bench that brings up a testbed of its own (services with its settings)
+    and takes it down after, reporting its progress on stderr. A running testbed is taken
+    down only with ``replace`` (--replace-testbed); otherwise the bench is refused, changing
+    nothing (a probe of 2026-12-06 lost its testbed to `bench login`)."""
     need_root()
     settings = load()
+    from netfate.testbed import lifecycle
+
+    if lifecycle.load_state() is not None and not replace:
+        typer.echo(f"error: bench {module} brings up a testbed of its own and takes it down "
+                   "after: the running testbed would be removed. Run `netfate testbed down` "
+                   "first, or pass --replace-testbed.", err=True)
+        raise typer.Exit(2)
     run = _bench_run(module)
     with progress(False, f"bench {module}") as say:
         out = guarded(lambda: run(runs, say, testbed=settings.testbed))
@@ -206,29 +221,32 @@ def control_plane(
 @app.command()
 def handover(
     runs: Annotated[int, typer.Option(min=1, max=500, help="Moves per client")] = 10,
+    replace: ReplaceOpt = False,
     json_out: JsonOpt = True,
 ) -> None:
     """Roam clients between cpe1 and cpe2: probe-stream gap, TCP survival, breakdown; a
     user without NFs is the same-run baseline."""
-    _run_on_testbed("handover", runs)
+    _run_on_testbed("handover", runs, replace)
 
 
 @app.command()
 def failover(
     runs: Annotated[int, typer.Option(min=1, max=50, help="Node failures")] = 1,
+    replace: ReplaceOpt = False,
     json_out: JsonOpt = True,
 ) -> None:
     """Kill -9 the agent of the CPE running a user's firewall (and its namespace), move the
     user to the other CPE: time to serve them again through a replacement, and to remove
     the leftovers when the agent returns; a fault-free roam is the same-run baseline."""
-    _run_on_testbed("failover", runs)
+    _run_on_testbed("failover", runs, replace)
 
 
 @app.command()
 def login(
     runs: Annotated[int, typer.Option(min=1, max=1000, help="Logins per user")] = 30,
+    replace: ReplaceOpt = False,
     json_out: JsonOpt = True,
 ) -> None:
     """Portal POST to the first packet at the internet host through the user's firewall,
     broken down; a user without NFs is the same-run baseline."""
-    _run_on_testbed("login", runs)
+    _run_on_testbed("login", runs, replace)
