@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from netfate.db import Database
-from tests.api.harness import AUTH, FakeAgent, LiveOrchestrator, LoopThread
+from tests.api.harness import AUTH, TOKEN, FakeAgent, LiveOrchestrator, LoopThread
 
 MakeLive = Callable[..., LiveOrchestrator]
 MakeAgent = Callable[..., FakeAgent]
@@ -87,3 +87,22 @@ def make_agent(live: LiveOrchestrator, loop: LoopThread) -> Iterator[MakeAgent]:
     finally:
         for a in agents:
             a.kill()
+
+
+@pytest.fixture
+def cli_at_live(live: LiveOrchestrator, monkeypatch: pytest.MonkeyPatch,
+                tmp_path: Path) -> Iterator[None]:
+    """The CLI (`netfate ...` through typer's CliRunner) pointed at the live orchestrator
+    with its operator token; its cached API URL and token forgotten before and after."""
+    from netfate.cli import client as cli_client
+
+    monkeypatch.setenv("NETFATE_API", live.url)
+    monkeypatch.setenv("NETFATE_API_TOKEN", TOKEN)
+    monkeypatch.setenv("NETFATE_RUN_DIR", str(tmp_path / "run"))
+    cli_client.api.cache_clear()
+    cli_client.auth.cache_clear()
+    try:
+        yield
+    finally:
+        cli_client.api.cache_clear()
+        cli_client.auth.cache_clear()

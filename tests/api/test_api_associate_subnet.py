@@ -26,7 +26,6 @@ from netfate.radius.settings import RadiusSettings
 from tests.api.conftest import MakeAgent, MakeLive
 from tests.api.harness import (
     AUTH,
-    TOKEN,
     FakeAgent,
     LiveOrchestrator,
     LoopThread,
@@ -191,26 +190,15 @@ def test_a_refusal_after_a_login_leaves_the_session_as_it_was(
         (before.id, before.acct_session_id, FRAMED)
 
 
-def test_the_cli_says_why(client: httpx.Client, live: LiveOrchestrator, cpe1: FakeAgent,
-                          monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_the_cli_says_why(client: httpx.Client, cpe1: FakeAgent, cli_at_live: None) -> None:
     """`netfate users associate` with an address outside the subnet: exit 1, the reason."""
-    from netfate.cli import client as cli_client
     from netfate.cli.main import app
 
-    monkeypatch.setenv("NETFATE_API", live.url)
-    monkeypatch.setenv("NETFATE_API_TOKEN", TOKEN)
-    monkeypatch.setenv("NETFATE_RUN_DIR", str(tmp_path / "run"))
-    cli_client.api.cache_clear()
-    cli_client.auth.cache_clear()
-    try:
-        with unchanged(client):
-            out = CliRunner().invoke(app, ["users", "associate", "user1", "cpe1",
-                                           "--mac", MAC, "--ip", "10.91.0.5"])
-        assert out.exit_code == 1, out.output
-        assert "10.91.0.5" in out.output and SUBNET in out.output, out.output
+    with unchanged(client):
         out = CliRunner().invoke(app, ["users", "associate", "user1", "cpe1",
-                                       "--mac", MAC, "--ip", "10.90.1.1", "--json"])
-        assert out.exit_code == 0, out.output
-    finally:
-        cli_client.api.cache_clear()
-        cli_client.auth.cache_clear()
+                                       "--mac", MAC, "--ip", "10.91.0.5"])
+    assert out.exit_code == 1, out.output
+    assert "10.91.0.5" in out.output and SUBNET in out.output, out.output
+    out = CliRunner().invoke(app, ["users", "associate", "user1", "cpe1",
+                                   "--mac", MAC, "--ip", "10.90.1.1", "--json"])
+    assert out.exit_code == 0, out.output

@@ -11,7 +11,6 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,7 +19,6 @@ from typer.testing import CliRunner
 
 from tests.api.conftest import MakeAgent
 from tests.api.harness import (
-    TOKEN,
     FakeAgent,
     LiveOrchestrator,
     assert_problem,
@@ -261,28 +259,16 @@ def test_malformed_and_oversized_bodies(net: Net) -> None:
                        "troubleshooting operation")
 
 
-def test_the_cli_asks_through_the_endpoint(net: Net, live: LiveOrchestrator,
-                                           monkeypatch: pytest.MonkeyPatch,
-                                           tmp_path: Path) -> None:
+def test_the_cli_asks_through_the_endpoint(net: Net, cli_at_live: None) -> None:
     """`netfate troubleshoot USER` posts the question and prints the report's summary."""
-    from netfate.cli import client as cli_client
     from netfate.cli.main import app
 
-    monkeypatch.setenv("NETFATE_API", live.url)
-    monkeypatch.setenv("NETFATE_API_TOKEN", TOKEN)
-    monkeypatch.setenv("NETFATE_RUN_DIR", str(tmp_path / "run"))
-    cli_client.api.cache_clear()
-    cli_client.auth.cache_clear()
-    try:
-        out = CliRunner().invoke(app, ["troubleshoot", "user1", "--seconds", "1", "--timeout", "2",
-                                      "--json"])
-        assert out.exit_code == 0, out.output
-        rep = json.loads(out.output)
-        assert [p["point"] for p in rep["points"]] == ["cpe1", "core", "dc"]
-        assert rep["left_behind"] == []
-        bad = CliRunner().invoke(app, ["troubleshoot", "nobody"])
-        assert bad.exit_code == 1 and "does not exist" in bad.output, bad.output
-    finally:
-        cli_client.api.cache_clear()
-        cli_client.auth.cache_clear()
+    out = CliRunner().invoke(app, ["troubleshoot", "user1", "--seconds", "1", "--timeout", "2",
+                                  "--json"])
+    assert out.exit_code == 0, out.output
+    rep = json.loads(out.output)
+    assert [p["point"] for p in rep["points"]] == ["cpe1", "core", "dc"]
+    assert rep["left_behind"] == []
+    bad = CliRunner().invoke(app, ["troubleshoot", "nobody"])
+    assert bad.exit_code == 1 and "does not exist" in bad.output, bad.output
     assert not _operator_running(net)
