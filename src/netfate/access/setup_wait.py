@@ -90,8 +90,9 @@ def wait_for_ops(http: httpx.Client, api_url: str, ops: Iterable[str],
 def _failure(occ: dict[str, Any]) -> tuple[int, str]:
     """(status, what to tell the user) of a failed operation: its error's detail (the
     NF's own reason, bounded), or its title."""
-    err = occ.get("error") if isinstance(occ.get("error"), dict) else {}
-    assert isinstance(err, dict)
+    err = occ.get("error")
+    if not isinstance(err, dict):
+        err = {}
     status = err.get("status")
     detail = str(err.get("detail") or err.get("title") or "it failed")[:300]
     op = str(occ.get("operation") or "operation").lower()

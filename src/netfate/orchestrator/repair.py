@@ -41,7 +41,8 @@ RETRY_S = 15.0  # a user repaired is not repaired again before this (a repair th
 # The same repair needed again after it ran did not help (an NF that refuses the user's
 # configuration, a node that keeps failing it): each time it waits twice as long, up to this,
 # as Kubernetes backs off a container that keeps failing (CrashLoopBackOff: 10 s doubling to
-# 5 min). A new login or an edit of the user plans them at once, whatever the back-off.
+# 5 min). A new login, or an edit of their required NFs or classifiers, plans them at once,
+# whatever the back-off.
 MAX_RETRY_S = 300.0
 
 
@@ -118,6 +119,11 @@ def session_of(s: Session, user: str) -> tuple[str, str | None, str | None] | No
     return (row[0], row[1] or (u[0] if u else None), row[2] or (u[1] if u else None))
 
 
+def _same_repair(r: Repair) -> tuple[str, str | None, str]:
+    """What makes two repairs of a user the same one, for the back-off."""
+    return (r.kind, r.node, r.why)
+
+
 class Repairs:
     """The orchestrator's user repairs, with what they remember between runs."""
 
@@ -133,7 +139,7 @@ class Repairs:
         each further time in a row the same repair (kind, node, why) was made and needed
         again, at most MAX_RETRY_S: repairs 15, 30, 60, ... 300 s apart."""
         last = self._again.get(r.user)
-        n = last[1] if last is not None and last[0] == (r.kind, r.node, r.why) else 1
+        n = last[1] if last is not None and last[0] == _same_repair(r) else 1
         return float(min(RETRY_S * 2 ** min(max(n - 1, 0), 16), MAX_RETRY_S))
 
     async def run(self, now: float | None = None) -> list[Repair]:
@@ -160,7 +166,7 @@ class Repairs:
             if await self._busy_elsewhere(r.user):
                 continue
             self._last[r.user] = t
-            sig = (r.kind, r.node, r.why)
+            sig = _same_repair(r)
             before = self._again.get(r.user)
             self._again[r.user] = (sig, before[1] + 1 if before and before[0] == sig else 1)
             log.info("repairing %s (%s): %s", r.user, r.kind, r.why)
